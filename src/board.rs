@@ -1,1 +1,494 @@
-//! (module under construction)
+//! Parsing a board: which headings are tasks, their fields, and the exact byte range of each
+//! status value.
+//!
+//! Owns the reading of Markdown structure (through `pulldown-cmark`'s source offsets, the only
+//! Markdown parser in the crate). It never changes text (that is `writeback`) and never judges
+//! whether a board is healthy (that is `lint`). Parsing is total: any `&str` gives a `Board`.
+//!
+//! A task is a top-level ATX heading whose text starts with a task ID. Its fields are the
+//! `key: value` items of a bullet list that is the first block under the heading. Its block runs
+//! to the next top-level heading of the same or a higher level. A heading that carries a
+//! `status` field but no valid ID is still reported as a task, with an [`IdProblem`], so that
+//! lint can flag it and the runtime can refuse it.
+
+use std::ops::Range;
+
+use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag};
+
+use crate::status::{Status, StatusError, is_task_id};
+
+/// A parsed board. Ranges are byte offsets into the text it was parsed from (BOM included).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Board {
+    pub tasks: Vec<Task>,
+    /// Byte offset where each line starts, for `line:column` positions.
+    line_starts: Vec<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    /// The ID as written (for a task with an [`IdProblem`], the first word of its heading).
+    pub id: String,
+    pub id_problem: Option<IdProblem>,
+    pub title: String,
+    pub level: u8,
+    /// The heading line, line ending included.
+    pub heading: Range<usize>,
+    /// Heading through description: up to the next heading of the same or a higher level.
+    pub block: Range<usize>,
+    pub fields: Vec<Field>,
+    pub status: Option<StatusField>,
+}
+
+/// Why a heading that looks like a task cannot be used as one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdProblem {
+    /// Not of the form `LETTERS-DIGITS`, but harmless as a file name.
+    Malformed,
+    /// Would escape or misname a lock folder or deadletter file (`/`, `..`, control characters).
+    Unsafe,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Field {
+    /// The key as written, without bold markers.
+    pub key: String,
+    pub value: String,
+    pub key_range: Range<usize>,
+    /// The value, without surrounding backticks when it is wrapped in them.
+    pub value_range: Range<usize>,
+    pub quoted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusField {
+    pub raw: String,
+    /// The token's bytes: exactly what a writeback replaces.
+    pub range: Range<usize>,
+    pub parsed: Result<Status, StatusError>,
+}
+
+impl Task {
+    /// The first field with this key (keys are case-insensitive).
+    pub fn field(&self, key: &str) -> Option<&Field> {
+        self.fields.iter().find(|f| f.key.eq_ignore_ascii_case(key))
+    }
+
+    /// The parsed status, when there is one and it is valid.
+    pub fn status(&self) -> Option<&Status> {
+        self.status.as_ref().and_then(|s| s.parsed.as_ref().ok())
+    }
+
+    /// The route named by the `route` field, if any.
+    pub fn route(&self) -> Option<&str> {
+        self.field("route").map(|f| f.value.as_str())
+    }
+
+    /// Usable by the runtime: a valid ID and a valid status.
+    pub fn is_actionable(&self) -> bool {
+        self.id_problem.is_none() && self.status().is_some()
+    }
+}
+
+impl Board {
+    pub fn parse(text: &str) -> Board {
+        let base = if text.starts_with('\u{FEFF}') { 3 } else { 0 };
+        let md = &text[base..];
+        let blocks = top_level_blocks(md);
+        let line_starts = line_starts(text);
+
+        let mut tasks = Vec::new();
+        for (i, block) in blocks.iter().enumerate() {
+            let BlockKind::Heading { level, atx: true } = block.kind else {
+                continue;
+            };
+            let heading = shift(&block.range, base);
+            let content = heading_content(text, &heading);
+            let fields = match blocks.get(i + 1) {
+                Some(Block {
+                    kind: BlockKind::BulletList,
+                    items,
+                    ..
+                }) => items
+                    .iter()
+                    .filter_map(|item| parse_field(text, shift(item, base).start))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let (id, id_problem, title) = match split_id(text, &content) {
+                Some((id, title)) => (id, None, title),
+                None => {
+                    // Only a heading that claims to be a task (it has a status) is one.
+                    if !fields
+                        .iter()
+                        .any(|f: &Field| f.key.eq_ignore_ascii_case("status"))
+                    {
+                        continue;
+                    }
+                    let (word, title) = first_word(text, &content);
+                    let problem = if is_unsafe_component(&word) {
+                        IdProblem::Unsafe
+                    } else {
+                        IdProblem::Malformed
+                    };
+                    (word, Some(problem), title)
+                }
+            };
+            let end = blocks[i + 1..]
+                .iter()
+                .find_map(|b| match b.kind {
+                    BlockKind::Heading { level: l, .. } if l <= level => Some(b.range.start + base),
+                    _ => None,
+                })
+                .unwrap_or(text.len());
+            let status = fields
+                .iter()
+                .find(|f| f.key.eq_ignore_ascii_case("status"))
+                .map(|f| StatusField {
+                    raw: f.value.clone(),
+                    range: f.value_range.clone(),
+                    parsed: Status::parse(&f.value),
+                });
+            tasks.push(Task {
+                id,
+                id_problem,
+                title,
+                level,
+                heading: heading.clone(),
+                block: heading.start..end,
+                fields,
+                status,
+            });
+        }
+        Board { tasks, line_starts }
+    }
+
+    /// The first task with this ID.
+    pub fn task(&self, id: &str) -> Option<&Task> {
+        self.tasks.iter().find(|t| t.id == id)
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn line_col(&self, text: &str, offset: usize) -> (usize, usize) {
+        let line = self.line_starts.partition_point(|&s| s <= offset).max(1);
+        let start = self.line_starts[line - 1];
+        let offset = offset.min(text.len());
+        let column = text
+            .get(start..offset)
+            .map_or(offset - start, |s| s.chars().count())
+            + 1;
+        (line, column)
+    }
+}
+
+fn shift(r: &Range<usize>, by: usize) -> Range<usize> {
+    r.start + by..r.end + by
+}
+
+fn line_starts(text: &str) -> Vec<usize> {
+    let mut starts = vec![0];
+    starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+    starts
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum BlockKind {
+    Heading { level: u8, atx: bool },
+    BulletList,
+    Other,
+}
+
+#[derive(Debug)]
+struct Block {
+    kind: BlockKind,
+    range: Range<usize>,
+    /// For a bullet list: the ranges of its own items (not nested ones).
+    items: Vec<Range<usize>>,
+}
+
+fn heading_level(level: HeadingLevel) -> u8 {
+    match level {
+        HeadingLevel::H1 => 1,
+        HeadingLevel::H2 => 2,
+        HeadingLevel::H3 => 3,
+        HeadingLevel::H4 => 4,
+        HeadingLevel::H5 => 5,
+        HeadingLevel::H6 => 6,
+    }
+}
+
+/// The blocks at the top level of the document, in order. Anything nested (in a quote, a list,
+/// an HTML block, a code block or a table) is inside one of these and never a task.
+fn top_level_blocks(md: &str) -> Vec<Block> {
+    let mut blocks: Vec<Block> = Vec::new();
+    let mut depth = 0usize;
+    let parser = Parser::new_ext(md, Options::ENABLE_TABLES).into_offset_iter();
+    for (event, range) in parser {
+        match event {
+            Event::Start(tag) => {
+                if depth == 0 {
+                    let kind = match &tag {
+                        Tag::Heading { level, .. } => BlockKind::Heading {
+                            level: heading_level(*level),
+                            atx: md[range.clone()].trim_start().starts_with('#'),
+                        },
+                        Tag::List(None) => BlockKind::BulletList,
+                        _ => BlockKind::Other,
+                    };
+                    blocks.push(Block {
+                        kind,
+                        range: range.clone(),
+                        items: Vec::new(),
+                    });
+                } else if depth == 1
+                    && matches!(tag, Tag::Item)
+                    && let Some(last) = blocks.last_mut()
+                    && last.kind == BlockKind::BulletList
+                {
+                    last.items.push(range.clone());
+                }
+                depth += 1;
+            }
+            Event::End(_) => depth = depth.saturating_sub(1),
+            // Leaf events at the top level (a rule, raw HTML outside a block) separate blocks.
+            _ if depth == 0 => blocks.push(Block {
+                kind: BlockKind::Other,
+                range,
+                items: Vec::new(),
+            }),
+            _ => {}
+        }
+    }
+    blocks
+}
+
+/// The heading's text: the line without its `#` run, closing `#` sequence and line ending.
+fn heading_content(text: &str, heading: &Range<usize>) -> Range<usize> {
+    let line = &text[heading.clone()];
+    let line_end = line.find(['\r', '\n']).unwrap_or(line.len());
+    let lead = line.len() - line.trim_start_matches([' ', '\t']).len();
+    let after_hashes = lead + line[lead..].len() - line[lead..].trim_start_matches('#').len();
+    let mut start = after_hashes;
+    while start < line_end && matches!(line.as_bytes()[start], b' ' | b'\t') {
+        start += 1;
+    }
+    let mut end = line_end.max(start);
+    let trimmed = line[start..end].trim_end_matches([' ', '\t']);
+    end = start + trimmed.len();
+    // A closing sequence is a run of `#` preceded by a space (or the whole content).
+    let without_hashes = trimmed.trim_end_matches('#');
+    if without_hashes.len() < trimmed.len()
+        && (without_hashes.is_empty() || without_hashes.ends_with([' ', '\t']))
+    {
+        end = start + without_hashes.trim_end_matches([' ', '\t']).len();
+    }
+    heading.start + start..heading.start + end
+}
+
+/// Splits `ID[:|-|–|—] title` into the ID and the title, when the content starts with a task ID.
+fn split_id(text: &str, content: &Range<usize>) -> Option<(String, String)> {
+    let s = &text[content.clone()];
+    let id_len = id_prefix_len(s)?;
+    let rest = s[id_len..].trim_start_matches([' ', '\t']);
+    let rest = rest
+        .strip_prefix(':')
+        .or_else(|| rest.strip_prefix('-'))
+        .or_else(|| rest.strip_prefix('–'))
+        .or_else(|| rest.strip_prefix('—'))
+        .unwrap_or(rest);
+    Some((s[..id_len].to_string(), rest.trim().to_string()))
+}
+
+/// The length of the task ID at the start of `s`, if it starts with one that ends at a boundary
+/// (end, whitespace, `:` or a dash).
+fn id_prefix_len(s: &str) -> Option<usize> {
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    if !bytes.first()?.is_ascii_alphabetic() {
+        return None;
+    }
+    while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+        i += 1;
+    }
+    if bytes.get(i) != Some(&b'-') {
+        return None;
+    }
+    i += 1;
+    let digits = i;
+    while i < bytes.len() && bytes[i].is_ascii_digit() {
+        i += 1;
+    }
+    if i == digits {
+        return None;
+    }
+    let boundary = match s[i..].chars().next() {
+        None => true,
+        Some(c) => c.is_whitespace() || matches!(c, ':' | '-' | '–' | '—'),
+    };
+    (boundary && is_task_id(&s[..i])).then_some(i)
+}
+
+/// For a heading that claims a status but has no valid ID: its first word as the claimed ID.
+fn first_word(text: &str, content: &Range<usize>) -> (String, String) {
+    let s = &text[content.clone()];
+    let end = s
+        .find(|c: char| c.is_whitespace() || c == ':')
+        .unwrap_or(s.len());
+    let rest = s[end..].trim_start_matches([' ', '\t', ':']);
+    (s[..end].to_string(), rest.trim().to_string())
+}
+
+/// Would this string be dangerous as a single path component?
+pub fn is_unsafe_component(s: &str) -> bool {
+    s.is_empty()
+        || s == "."
+        || s == ".."
+        || s.starts_with('.')
+        || s.contains(['/', '\\'])
+        || s.contains("..")
+        || s.chars().any(|c| c.is_control())
+}
+
+/// A `key: value` field from the first line of a list item starting at `item_start`.
+fn parse_field(text: &str, item_start: usize) -> Option<Field> {
+    let rest = &text[item_start..];
+    let line = &rest[..rest.find(['\r', '\n']).unwrap_or(rest.len())];
+    let lead = line.len() - line.trim_start_matches([' ', '\t']).len();
+    let after_marker = line[lead..].strip_prefix(['-', '*', '+'])?;
+    let body = after_marker.trim_start_matches([' ', '\t']);
+    let body_at = item_start + line.len() - body.len();
+
+    // `**key**: v`, `__key__: v`, `**key:** v` or `key: v`.
+    let (bold, inner) = match body.get(..2) {
+        Some(m @ ("**" | "__")) => (Some(m), &body[2..]),
+        _ => (None, body),
+    };
+    let key_at = body_at + if bold.is_some() { 2 } else { 0 };
+    let key_len = inner
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ' ')))
+        .unwrap_or(inner.len());
+    let key = inner[..key_len].trim_end();
+    if key.is_empty() || !key.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return None;
+    }
+    let mut after = &inner[key.len()..];
+    match bold {
+        Some(m) => {
+            if let Some(a) = after.strip_prefix(m).and_then(|a| a.strip_prefix(':')) {
+                after = a;
+            } else if let Some(a) = after.strip_prefix(':').and_then(|a| a.strip_prefix(m)) {
+                after = a;
+            } else {
+                return None;
+            }
+        }
+        None => after = after.strip_prefix(':')?,
+    }
+    let value_str = after.trim_matches([' ', '\t']);
+    let mut value_at = item_start + line.len() - after.len()
+        + (after.len() - after.trim_start_matches([' ', '\t']).len());
+    let mut value = value_str;
+    let mut quoted = false;
+    if value.len() >= 2
+        && value.starts_with('`')
+        && value.ends_with('`')
+        && !value[1..value.len() - 1].contains('`')
+    {
+        value = &value[1..value.len() - 1];
+        value_at += 1;
+        quoted = true;
+    }
+    Some(Field {
+        key: key.to_string(),
+        value: value.to_string(),
+        key_range: key_at..key_at + key.len(),
+        value_range: value_at..value_at + value.len(),
+        quoted,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(text: &str) -> Vec<String> {
+        Board::parse(text).tasks.into_iter().map(|t| t.id).collect()
+    }
+
+    #[test]
+    fn tasks_fields_and_status_ranges() {
+        let text = "# Board\n\n## Backlog\n\n### TASK-015: Write the brief\n\n- status: `ready`\n- **Route**: review\n- owner: siyao\n\nSome description.\n\n### T-0147 — Second\n- **status:** blocked:task:TASK-015\n";
+        let b = Board::parse(text);
+        assert_eq!(b.tasks.len(), 2);
+        let t = &b.tasks[0];
+        assert_eq!(
+            (t.id.as_str(), t.title.as_str(), t.level),
+            ("TASK-015", "Write the brief", 3)
+        );
+        let st = t.status.as_ref().unwrap();
+        assert_eq!(&text[st.range.clone()], "ready");
+        assert_eq!(st.parsed, Ok(Status::Ready));
+        assert_eq!(t.route(), Some("review"));
+        assert_eq!(t.field("OWNER").unwrap().value, "siyao");
+        assert!(text[t.block.clone()].ends_with("Some description.\n\n"));
+        let t2 = &b.tasks[1];
+        assert_eq!(t2.title, "Second");
+        assert_eq!(
+            t2.status(),
+            Some(&Status::BlockedOnTasks(vec!["TASK-015".into()]))
+        );
+        assert_eq!(t2.block.end, text.len());
+    }
+
+    #[test]
+    fn things_that_are_not_tasks() {
+        let text = "```\n## A-1: fenced\n- status: ready\n```\n\n<!--\n## B-1: comment\n- status: ready\n-->\n\nC-1: setext\n----\n- status: ready\n\n> ## D-1: quoted\n> - status: ready\n\n| ## E-1 | x |\n|---|---|\n\n- ## F-1: in a list\n\n    ## G-1: indented code\n\n## Backlog\n- status: nope\n";
+        let b = Board::parse(text);
+        // `## Backlog` has a status field, so it is reported as a task with a malformed ID.
+        assert_eq!(ids(text), vec!["Backlog".to_string()]);
+        assert_eq!(b.tasks[0].id_problem, Some(IdProblem::Malformed));
+    }
+
+    #[test]
+    fn id_boundaries_and_unsafe_ids() {
+        assert_eq!(
+            ids("## A-1\n## B-2:x\n## C-3 - y\n## D-4abc\n## E-5/x\n"),
+            ["A-1", "B-2", "C-3"]
+        );
+        let b = Board::parse("## ../../etc: pwn\n- status: ready\n");
+        assert_eq!(b.tasks[0].id, "../../etc");
+        assert_eq!(b.tasks[0].id_problem, Some(IdProblem::Unsafe));
+        assert_eq!(b.tasks[0].title, "pwn");
+    }
+
+    #[test]
+    fn fields_only_from_a_list_directly_under_the_heading() {
+        let b = Board::parse("## A-1\nIntro.\n\n- status: ready\n");
+        assert!(b.tasks[0].status.is_none());
+        let b = Board::parse("## A-1\n\n\n* status: done\n  - status: ready\n");
+        assert_eq!(b.tasks[0].status(), Some(&Status::Done));
+    }
+
+    #[test]
+    fn block_runs_to_next_heading_of_same_or_higher_level() {
+        let text = "## A-1\n- status: ready\n### Notes\ntext\n## B-1\n- status: done\n";
+        let b = Board::parse(text);
+        assert_eq!(
+            &text[b.tasks[0].block.clone()],
+            "## A-1\n- status: ready\n### Notes\ntext\n"
+        );
+    }
+
+    #[test]
+    fn bom_crlf_and_closing_hashes() {
+        let text = "\u{FEFF}## A-1: Título 🚀 ##\r\n- status: done\r\n";
+        let b = Board::parse(text);
+        let t = &b.tasks[0];
+        assert_eq!(t.title, "Título 🚀");
+        assert_eq!(&text[t.status.as_ref().unwrap().range.clone()], "done");
+        assert_eq!(
+            b.line_col(text, t.status.as_ref().unwrap().range.start),
+            (2, 11)
+        );
+    }
+}

@@ -1,1 +1,493 @@
-//! (module under construction)
+//! The typed status grammar: one parser ([`Status::parse`]) and one printer (`Display`).
+//!
+//! Owns the token syntax only. It knows nothing of boards, files or clocks; whether a transition
+//! is allowed is the planner's business, and where a token sits in a file is the board's.
+//!
+//! ```text
+//! ready
+//! blocked:<who>:<reason>          waits on a person or thing
+//! blocked:task:<ID>[,<ID>…]       waits on tasks; promoted to ready when all are done
+//! blocked:retry:<UTC time>        waits for an automatic retry (written by the runtime)
+//! running:<agent>:<UTC time>      claimed; time is YYYY-MM-DDTHH:MMZ or YYYY-MM-DDTHH:MM:SSZ
+//! done
+//! failed:<reason>
+//! ```
+//!
+//! For every valid token `s`, `Status::parse(s)?.to_string() == s`.
+
+use std::fmt;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
+
+/// A task's status, as written in its `status:` field.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Status {
+    Ready,
+    /// Waits on a person or a thing outside the board.
+    Blocked {
+        who: String,
+        reason: String,
+    },
+    /// Waits until every listed task is `done`.
+    BlockedOnTasks(Vec<String>),
+    /// Waits for an automatic retry at the given time.
+    RetryAt(Stamp),
+    /// Claimed by an agent at the given time.
+    Running {
+        agent: String,
+        since: Stamp,
+    },
+    Done,
+    Failed {
+        reason: String,
+    },
+}
+
+/// The coarse state of a status, for counting and for the state machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum State {
+    Ready,
+    Blocked,
+    Running,
+    Done,
+    Failed,
+}
+
+impl State {
+    pub const ALL: [State; 5] = [
+        State::Ready,
+        State::Running,
+        State::Blocked,
+        State::Done,
+        State::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Ready => "ready",
+            State::Blocked => "blocked",
+            State::Running => "running",
+            State::Done => "done",
+            State::Failed => "failed",
+        }
+    }
+}
+
+/// A UTC time as written in a status, keeping its precision so it prints back unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Stamp {
+    pub at: DateTime<Utc>,
+    pub precision: Precision,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Precision {
+    Minute,
+    Second,
+}
+
+impl Stamp {
+    /// A second-precision stamp (sub-second part dropped), the form the runtime writes.
+    pub fn seconds(at: DateTime<Utc>) -> Stamp {
+        let at = at.with_nanosecond(0).unwrap_or(at);
+        Stamp {
+            at,
+            precision: Precision::Second,
+        }
+    }
+
+    fn parse(s: &str) -> Result<Stamp, String> {
+        let body = s.strip_suffix('Z').ok_or_else(|| {
+            format!("time `{s}` must be UTC and end in `Z` (e.g. 2026-04-20T15:25Z)")
+        })?;
+        let (date, time) = body
+            .split_once('T')
+            .ok_or_else(|| format!("time `{s}` must look like 2026-04-20T15:25Z"))?;
+        let precision = match time.len() {
+            5 => Precision::Minute,
+            8 => Precision::Second,
+            _ => {
+                return Err(format!(
+                    "time `{s}` must have minute or second precision (HH:MM or HH:MM:SS)"
+                ));
+            }
+        };
+        let strict_digits = |part: &str| {
+            part.bytes()
+                .enumerate()
+                .all(|(i, b)| matches!((i, b), (4 | 7, b'-')) || b.is_ascii_digit())
+        };
+        if date.len() != 10 || !strict_digits(date) {
+            return Err(format!("date in `{s}` must be YYYY-MM-DD"));
+        }
+        let date = NaiveDate::parse_from_str(date, "%Y-%m-%d")
+            .map_err(|_| format!("`{s}` is not a real calendar date"))?;
+        let fmt = match precision {
+            Precision::Minute => "%H:%M",
+            Precision::Second => "%H:%M:%S",
+        };
+        let time_ok = time.bytes().enumerate().all(|(i, b)| {
+            if i % 3 == 2 {
+                b == b':'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+        let time = if time_ok {
+            NaiveTime::parse_from_str(time, fmt).ok()
+        } else {
+            None
+        }
+        .ok_or_else(|| format!("time of day in `{s}` is not valid"))?;
+        Ok(Stamp {
+            at: NaiveDateTime::new(date, time).and_utc(),
+            precision,
+        })
+    }
+}
+
+impl fmt::Display for Stamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.precision {
+            Precision::Minute => write!(f, "{}", self.at.format("%Y-%m-%dT%H:%MZ")),
+            Precision::Second => write!(f, "{}", self.at.format("%Y-%m-%dT%H:%M:%SZ")),
+        }
+    }
+}
+
+/// Why a token is not a status, with the byte offset inside the token where it goes wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusError {
+    pub offset: usize,
+    pub message: String,
+}
+
+impl fmt::Display for StatusError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for StatusError {}
+
+const KNOWN: &str = "ready, blocked:<who>:<reason>, blocked:task:<ID>, running:<agent>:<UTC time>, done or failed:<reason>";
+
+/// A task ID: a letter, then letters/digits/underscores, a `-`, digits (`TASK-015`, `OPS_2-3`).
+pub fn is_task_id(s: &str) -> bool {
+    let Some((head, tail)) = s.rsplit_once('-') else {
+        return false;
+    };
+    let mut head_chars = head.chars();
+    matches!(head_chars.next(), Some(c) if c.is_ascii_alphabetic())
+        && head_chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !tail.is_empty()
+        && tail.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A name for a person, thing or agent: `[A-Za-z0-9][A-Za-z0-9_.-]*`.
+pub fn is_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// Free text in a reason: non-empty, no surrounding whitespace, no backticks or control characters.
+fn check_reason(s: &str, offset: usize, what: &str) -> Result<(), StatusError> {
+    let err = |message: String| Err(StatusError { offset, message });
+    if s.is_empty() {
+        return err(format!("{what} is empty"));
+    }
+    if s.trim() != s {
+        return err(format!("{what} `{s}` has leading or trailing spaces"));
+    }
+    if let Some(c) = s.chars().find(|c| c.is_control() || *c == '`') {
+        return err(format!("{what} contains the character {c:?}"));
+    }
+    Ok(())
+}
+
+impl Status {
+    /// Parses a status token. The token must already be trimmed and unwrapped from backticks.
+    pub fn parse(s: &str) -> Result<Status, StatusError> {
+        let err = |offset: usize, message: String| Err(StatusError { offset, message });
+        match s {
+            "ready" => return Ok(Status::Ready),
+            "done" => return Ok(Status::Done),
+            "" => return err(0, format!("status is empty; expected {KNOWN}")),
+            _ => {}
+        }
+        let Some((head, rest)) = s.split_once(':') else {
+            let lower = s.to_ascii_lowercase();
+            let hint = if matches!(lower.as_str(), "ready" | "done") {
+                format!(" (statuses are lower case: `{lower}`)")
+            } else {
+                String::new()
+            };
+            return err(0, format!("unknown status `{s}`{hint}; expected {KNOWN}"));
+        };
+        let rest_at = head.len() + 1;
+        match head {
+            "blocked" => {
+                let Some((who, reason)) = rest.split_once(':') else {
+                    return err(
+                        rest_at,
+                        format!("`{s}` needs a reason: blocked:<who>:<reason>"),
+                    );
+                };
+                let reason_at = rest_at + who.len() + 1;
+                match who {
+                    "task" => {
+                        let mut ids = Vec::new();
+                        let mut at = reason_at;
+                        for id in reason.split(',') {
+                            if !is_task_id(id) {
+                                return err(
+                                    at,
+                                    format!(
+                                        "`{id}` in `{s}` is not a task ID (write blocked:task:A-1,B-2 with no spaces)"
+                                    ),
+                                );
+                            }
+                            ids.push(id.to_string());
+                            at += id.len() + 1;
+                        }
+                        Ok(Status::BlockedOnTasks(ids))
+                    }
+                    "retry" => Stamp::parse(reason)
+                        .map(Status::RetryAt)
+                        .or_else(|m| err(reason_at, m)),
+                    _ => {
+                        if !is_name(who) {
+                            return err(
+                                rest_at,
+                                format!(
+                                    "`{who}` in `{s}` is not a name (letters, digits, `_`, `.`, `-`)"
+                                ),
+                            );
+                        }
+                        check_reason(reason, reason_at, "the reason")?;
+                        Ok(Status::Blocked {
+                            who: who.to_string(),
+                            reason: reason.to_string(),
+                        })
+                    }
+                }
+            }
+            "running" => {
+                let Some((agent, time)) = rest.split_once(':') else {
+                    return err(
+                        rest_at,
+                        format!("`{s}` needs a time: running:<agent>:<UTC time>"),
+                    );
+                };
+                if !is_name(agent) {
+                    return err(
+                        rest_at,
+                        format!(
+                            "agent `{agent}` in `{s}` is not a name (letters, digits, `_`, `.`, `-`)"
+                        ),
+                    );
+                }
+                let since = Stamp::parse(time).map_err(|message| StatusError {
+                    offset: rest_at + agent.len() + 1,
+                    message,
+                })?;
+                Ok(Status::Running {
+                    agent: agent.to_string(),
+                    since,
+                })
+            }
+            "failed" => {
+                check_reason(rest, rest_at, "the reason")?;
+                Ok(Status::Failed {
+                    reason: rest.to_string(),
+                })
+            }
+            _ => err(0, format!("unknown status `{s}`; expected {KNOWN}")),
+        }
+    }
+
+    pub fn state(&self) -> State {
+        match self {
+            Status::Ready => State::Ready,
+            Status::Blocked { .. } | Status::BlockedOnTasks(_) | Status::RetryAt(_) => {
+                State::Blocked
+            }
+            Status::Running { .. } => State::Running,
+            Status::Done => State::Done,
+            Status::Failed { .. } => State::Failed,
+        }
+    }
+
+    /// A failure status with a reason made safe for the grammar (spaces and odd characters
+    /// become `_`).
+    pub fn failed(reason: &str) -> Status {
+        let mut clean: String = reason
+            .trim()
+            .chars()
+            .map(|c| {
+                if c.is_control() || c == '`' || c.is_whitespace() {
+                    '_'
+                } else {
+                    c
+                }
+            })
+            .collect();
+        if clean.is_empty() {
+            clean.push_str("unknown");
+        }
+        Status::Failed { reason: clean }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Status::Ready => f.write_str("ready"),
+            Status::Blocked { who, reason } => write!(f, "blocked:{who}:{reason}"),
+            Status::BlockedOnTasks(ids) => write!(f, "blocked:task:{}", ids.join(",")),
+            Status::RetryAt(at) => write!(f, "blocked:retry:{at}"),
+            Status::Running { agent, since } => write!(f, "running:{agent}:{since}"),
+            Status::Done => f.write_str("done"),
+            Status::Failed { reason } => write!(f, "failed:{reason}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Status {
+    type Err = StatusError;
+    fn from_str(s: &str) -> Result<Status, StatusError> {
+        Status::parse(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_tokens_round_trip() {
+        for s in [
+            "ready",
+            "done",
+            "blocked:siyao:send-brief",
+            "blocked:siyao:needs the portfolio URL",
+            "blocked:ops:wait:for:dns",
+            "blocked:task:TASK-015",
+            "blocked:task:TASK-015,T-0147,OPS_2-3",
+            "blocked:retry:2026-04-20T15:25:07Z",
+            "running:agent-a4b:2026-04-20T15:25Z",
+            "running:claude.a_1:2026-04-20T15:25:59Z",
+            "failed:exhausted_retries",
+            "failed:exit 3: compile error",
+        ] {
+            let parsed = Status::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+            assert_eq!(parsed.to_string(), s);
+        }
+    }
+
+    #[test]
+    fn typed_fields_are_extracted() {
+        assert_eq!(
+            Status::parse("blocked:task:A-1,B-2").unwrap(),
+            Status::BlockedOnTasks(vec!["A-1".into(), "B-2".into()])
+        );
+        let Status::Running { agent, since } =
+            Status::parse("running:agent-a4b:2026-04-20T15:25Z").unwrap()
+        else {
+            panic!("not running")
+        };
+        assert_eq!(agent, "agent-a4b");
+        assert_eq!(since.precision, Precision::Minute);
+        assert_eq!(since.at.to_rfc3339(), "2026-04-20T15:25:00+00:00");
+    }
+
+    #[test]
+    fn invalid_tokens_are_errors_with_positions() {
+        let cases: &[(&str, usize)] = &[
+            ("", 0),
+            ("Ready", 0),
+            ("in progress", 0),
+            ("waiting:bob", 0),
+            ("blocked", 0),
+            ("blocked:bob", 8),
+            ("blocked:bob:", 12),
+            ("blocked:bob: x", 12),
+            ("blocked::x", 8),
+            ("blocked:task:", 13),
+            ("blocked:task:A-1, B-2", 17),
+            ("blocked:task:../x-1", 13),
+            ("blocked:retry:soon", 14),
+            ("running:a", 8),
+            ("running:a:2026-04-20T15:25", 10),
+            ("running:a:2026-04-20T15:25+02:00", 10),
+            ("running:a:2026-02-30T15:25Z", 10),
+            ("running:a:2026-04-20T25:25Z", 10),
+            ("running:a:2026-04-20 15:25Z", 10),
+            ("running:a:2026-04-20T15:25:00.5Z", 10),
+            ("running::2026-04-20T15:25Z", 8),
+            ("running:a b:2026-04-20T15:25Z", 8),
+            ("failed:", 7),
+            ("failed:x`y", 7),
+            ("failed: x", 7),
+        ];
+        for (s, offset) in cases {
+            let e = Status::parse(s).expect_err(s);
+            assert_eq!(e.offset, *offset, "{s}: {}", e.message);
+            assert!(!e.message.is_empty());
+        }
+        assert!(
+            Status::parse("Ready")
+                .unwrap_err()
+                .message
+                .contains("lower case")
+        );
+    }
+
+    #[test]
+    fn task_ids() {
+        for id in ["TASK-015", "T-0147", "OPS_2-3", "a-1", "Ab_9_-42"] {
+            assert!(is_task_id(id), "{id}");
+        }
+        for id in [
+            "",
+            "TASK",
+            "TASK-",
+            "-1",
+            "1A-1",
+            "_A-1",
+            "A-1a",
+            "A.B-1",
+            "../../etc",
+            "A-1-2",
+            "TÄSK-1",
+            "A -1",
+        ] {
+            assert!(!is_task_id(id), "{id}");
+        }
+    }
+
+    #[test]
+    fn failed_reason_is_sanitised() {
+        assert_eq!(
+            Status::failed("exit 3").to_string(),
+            "failed:exit_3".to_string()
+        );
+        assert_eq!(Status::failed("  ").to_string(), "failed:unknown");
+        let s = Status::failed("tab\there `x`").to_string();
+        assert_eq!(Status::parse(&s).unwrap().to_string(), s);
+    }
+
+    #[test]
+    fn runtime_stamps_have_second_precision() {
+        let at = DateTime::parse_from_rfc3339("2026-04-20T15:25:07.891Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let s = Status::Running {
+            agent: "taskboard".into(),
+            since: Stamp::seconds(at),
+        };
+        assert_eq!(s.to_string(), "running:taskboard:2026-04-20T15:25:07Z");
+        assert_eq!(Status::parse(&s.to_string()).unwrap(), s);
+    }
+}

@@ -1,1 +1,241 @@
-//! (module under construction)
+//! Byte-exact writeback: new text in which only the targeted status values changed.
+//!
+//! Owns splicing status tokens into board text as compare-and-swap by task ID. It is pure (text
+//! in, text out); putting the result on disk atomically is `fsio`'s job, and deciding what to
+//! change is the planner's. Every byte outside the replaced status values is kept as it was:
+//! line endings, BOM, tabs, trailing spaces, backticks around the value, a missing final newline.
+
+use std::fmt;
+
+use crate::board::Board;
+use crate::status::Status;
+
+/// Set task `id` to `new`, provided its status is still `expected`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub id: String,
+    pub expected: Status,
+    pub new: Status,
+}
+
+/// Why a change was not applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No task with this ID is on the board any more.
+    NotFound,
+    /// More than one task has this ID: writing one of them would be a guess.
+    Ambiguous,
+    /// The task has no status field, or its ID is not usable.
+    NoStatus,
+    /// The status is no longer what the change expected: someone else changed it.
+    Mismatch { found: String },
+    /// Two changes in one set target the same task.
+    Duplicate,
+    /// The result did not re-parse to the intended statuses (never expected; nothing written).
+    Unverified,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::NotFound => f.write_str("the task is no longer on the board"),
+            Refusal::Ambiguous => f.write_str("more than one task has this ID"),
+            Refusal::NoStatus => f.write_str("the task has no usable status field"),
+            Refusal::Mismatch { found } => write!(f, "its status is now `{found}`"),
+            Refusal::Duplicate => f.write_str("another change in the same write targets it"),
+            Refusal::Unverified => f.write_str("the written board did not re-parse as intended"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub text: String,
+    pub applied: Vec<Change>,
+    pub refused: Vec<(Change, Refusal)>,
+}
+
+impl Outcome {
+    pub fn changed(&self) -> bool {
+        !self.applied.is_empty()
+    }
+}
+
+/// Applies `changes` to `text` (which `board` was parsed from). A change whose task's current
+/// status differs from `expected` is refused, not applied.
+pub fn apply(text: &str, board: &Board, changes: &[Change]) -> Outcome {
+    let mut applied = Vec::new();
+    let mut refused = Vec::new();
+    let mut splices: Vec<(std::ops::Range<usize>, String)> = Vec::new();
+
+    for (n, change) in changes.iter().enumerate() {
+        if changes[..n].iter().any(|c| c.id == change.id) {
+            refused.push((change.clone(), Refusal::Duplicate));
+            continue;
+        }
+        let mut matching = board.tasks.iter().filter(|t| t.id == change.id);
+        let verdict = match (matching.next(), matching.next()) {
+            (None, _) => Err(Refusal::NotFound),
+            (Some(_), Some(_)) => Err(Refusal::Ambiguous),
+            (Some(task), None) => match (&task.id_problem, &task.status) {
+                (None, Some(field)) => match &field.parsed {
+                    Ok(current) if *current == change.expected => Ok(field.range.clone()),
+                    _ => Err(Refusal::Mismatch {
+                        found: field.raw.clone(),
+                    }),
+                },
+                _ => Err(Refusal::NoStatus),
+            },
+        };
+        match verdict {
+            Ok(range) => {
+                splices.push((range, change.new.to_string()));
+                applied.push(change.clone());
+            }
+            Err(why) => refused.push((change.clone(), why)),
+        }
+    }
+
+    if splices.is_empty() {
+        return Outcome {
+            text: text.to_string(),
+            applied,
+            refused,
+        };
+    }
+    splices.sort_by_key(|(range, _)| range.start);
+    let growth: usize = splices.iter().map(|(_, s)| s.len()).sum();
+    let mut out = String::with_capacity(text.len() + growth);
+    let mut at = 0;
+    for (range, new) in &splices {
+        out.push_str(&text[at..range.start]);
+        out.push_str(new);
+        at = range.end;
+    }
+    out.push_str(&text[at..]);
+
+    if !verify(board, &out, &applied) {
+        let refused = applied
+            .into_iter()
+            .map(|c| (c, Refusal::Unverified))
+            .chain(refused)
+            .collect();
+        return Outcome {
+            text: text.to_string(),
+            applied: Vec::new(),
+            refused,
+        };
+    }
+    Outcome {
+        text: out,
+        applied,
+        refused,
+    }
+}
+
+/// Re-parses the result: same tasks in the same order, and each applied change landed.
+fn verify(before: &Board, out: &str, applied: &[Change]) -> bool {
+    let after = Board::parse(out);
+    if after.tasks.len() != before.tasks.len()
+        || after
+            .tasks
+            .iter()
+            .zip(&before.tasks)
+            .any(|(a, b)| a.id != b.id)
+    {
+        return false;
+    }
+    applied
+        .iter()
+        .all(|c| after.task(&c.id).and_then(|t| t.status()) == Some(&c.new))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(id: &str, expected: &str, new: &str) -> Change {
+        Change {
+            id: id.into(),
+            expected: Status::parse(expected).unwrap(),
+            new: Status::parse(new).unwrap(),
+        }
+    }
+
+    #[test]
+    fn only_the_status_bytes_change() {
+        let text = "\u{FEFF}# Board\r\n\r\n## A-1: one\t \r\n- status: `ready`  \r\n- route: x\n\n## B-2 two\n- **Status**: blocked:task:A-1\ndesc ü\n## C-3\n- status: done";
+        let board = Board::parse(text);
+        let out = apply(
+            text,
+            &board,
+            &[
+                change("A-1", "ready", "running:taskboard:2026-04-20T15:25:07Z"),
+                change("C-3", "done", "ready"),
+            ],
+        );
+        assert_eq!(out.applied.len(), 2);
+        assert!(out.refused.is_empty());
+        let expected = text
+            .replace("`ready`", "`running:taskboard:2026-04-20T15:25:07Z`")
+            .replace("- status: done", "- status: ready");
+        assert_eq!(out.text, expected);
+    }
+
+    #[test]
+    fn no_changes_is_identity() {
+        let text = "## A-1\n- status: ready";
+        let out = apply(text, &Board::parse(text), &[]);
+        assert_eq!(out.text, text);
+        assert!(!out.changed());
+    }
+
+    #[test]
+    fn mismatch_missing_duplicate_and_ambiguous_are_refused() {
+        let text = "## A-1\n- status: done\n## B-1\n- status: ready\n## B-1\n- status: ready\n## C-1\nno fields\n";
+        let board = Board::parse(text);
+        let out = apply(
+            text,
+            &board,
+            &[
+                change("A-1", "ready", "running:x:2026-04-20T15:25Z"),
+                change("B-1", "ready", "done"),
+                change("C-1", "ready", "done"),
+                change("Z-9", "ready", "done"),
+            ],
+        );
+        assert_eq!(out.text, text);
+        let why: Vec<_> = out
+            .refused
+            .iter()
+            .map(|(c, r)| (c.id.as_str(), r.clone()))
+            .collect();
+        assert_eq!(
+            why,
+            vec![
+                (
+                    "A-1",
+                    Refusal::Mismatch {
+                        found: "done".into()
+                    }
+                ),
+                ("B-1", Refusal::Ambiguous),
+                ("C-1", Refusal::NoStatus),
+                ("Z-9", Refusal::NotFound),
+            ]
+        );
+        let out = apply(
+            text,
+            &board,
+            &[
+                change("A-1", "done", "ready"),
+                change("A-1", "done", "failed:x"),
+            ],
+        );
+        assert_eq!(out.refused[0].1, Refusal::Duplicate);
+        assert_eq!(
+            out.text,
+            text.replacen("- status: done", "- status: ready", 1)
+        );
+    }
+}
