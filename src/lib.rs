@@ -18,4 +18,5 @@ pub mod fsio;
 pub mod lock;
 pub mod watch;
 
+pub mod cmd;
 pub mod exit;

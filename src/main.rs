@@ -1,1 +1,116 @@
-fn main() {}
+//! The `taskboard` command line: argument parsing and exit codes only; each command lives in
+//! `taskboard::cmd`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use taskboard::cmd;
+use taskboard::exit::Exit;
+
+/// One Markdown file as the control plane for background work.
+///
+/// Edit task-board.md in any editor; `taskboard run` notices each save, runs the tasks marked
+/// `ready` through the executors configured in taskboard.toml, and writes their status back
+/// into the same file without touching any other byte. Every decision is appended to
+/// events.jsonl beside the board.
+#[derive(Parser, Debug)]
+#[command(name = "taskboard", version, max_term_width = 100)]
+#[command(
+    after_help = "BOARD defaults to ./task-board.md everywhere.\n\nExit codes: 0 ok, 1 findings (lint errors, refused change), 2 board unreadable, 3 config invalid, 4 state or lock unavailable, 5 write failed, 64 usage."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Watch the board and run ready tasks until stopped (SIGTERM/SIGINT).
+    Run {
+        /// The board file.
+        #[arg(default_value = "task-board.md")]
+        board: PathBuf,
+        /// Configuration file (default: taskboard.toml beside the board).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Make one pass over the board, wait for the tasks it started, and exit.
+    Once {
+        #[arg(default_value = "task-board.md")]
+        board: PathBuf,
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Report anomalies: bad statuses, duplicate or unsafe IDs, broken or cyclic dependencies,
+    /// clock anomalies, stale claims, unknown routes.
+    Lint {
+        #[arg(default_value = "task-board.md")]
+        board: PathBuf,
+        /// One JSON object per finding, one per line.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Counts per state, then running, blocked and failed tasks.
+    Status {
+        #[arg(default_value = "task-board.md")]
+        board: PathBuf,
+        /// A stable JSON document instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Write a starter task-board.md and taskboard.toml into DIR (never overwrites).
+    Init {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Set a failed task back to ready and archive its deadletter entry.
+    Retry {
+        /// The task ID.
+        id: String,
+        #[arg(default_value = "task-board.md")]
+        board: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                Exit::Usage
+            } else {
+                Exit::Ok
+            };
+            let _ = e.print();
+            return ExitCode::from(code as u8);
+        }
+    };
+    let result = match cli.command {
+        Command::Run { board, config } => cmd::run::run(&board, config.as_deref()),
+        Command::Once { board, config } => cmd::run::once(&board, config.as_deref()),
+        Command::Lint {
+            board,
+            json,
+            config,
+        } => cmd::lint::run(&board, json, config.as_deref()),
+        Command::Status {
+            board,
+            json,
+            config,
+        } => cmd::status::run(&board, json, config.as_deref()),
+        Command::Init { dir } => cmd::init::run(&dir),
+        Command::Retry { id, board } => cmd::retry::run(&board, &id),
+    };
+    match result {
+        Ok(exit) => ExitCode::from(exit as u8),
+        Err(failure) => {
+            eprintln!("taskboard: {}", failure.message);
+            ExitCode::from(failure.exit as u8)
+        }
+    }
+}

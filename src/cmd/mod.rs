@@ -1,0 +1,68 @@
+//! The commands behind the CLI. Each returns an [`Exit`] or a [`Failure`] (one line for stderr);
+//! none of them prints a backtrace or panics on bad input.
+
+use std::fmt;
+use std::io::IsTerminal;
+
+use crate::exit::Exit;
+
+pub mod init;
+pub mod lint;
+pub mod retry;
+pub mod run;
+pub mod status;
+
+/// A command that could not do its job: the exit code and one line for a person.
+#[derive(Debug)]
+pub struct Failure {
+    pub exit: Exit,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(exit: Exit, message: impl fmt::Display) -> Failure {
+        Failure {
+            exit,
+            message: message.to_string(),
+        }
+    }
+}
+
+pub type CmdResult = Result<Exit, Failure>;
+
+/// Whether to colour standard output: only on a terminal, and never with `NO_COLOR` set.
+pub fn use_color() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+}
+
+/// ANSI styling that disappears when colour is off.
+#[derive(Debug, Clone, Copy)]
+pub struct Paint(pub bool);
+
+impl Paint {
+    pub fn paint(self, code: &str, s: &str) -> String {
+        if self.0 {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+    pub fn red(self, s: &str) -> String {
+        self.paint("31", s)
+    }
+    pub fn yellow(self, s: &str) -> String {
+        self.paint("33", s)
+    }
+    pub fn green(self, s: &str) -> String {
+        self.paint("32", s)
+    }
+    pub fn cyan(self, s: &str) -> String {
+        self.paint("36", s)
+    }
+    pub fn dim(self, s: &str) -> String {
+        self.paint("2", s)
+    }
+    pub fn bold(self, s: &str) -> String {
+        self.paint("1", s)
+    }
+}
