@@ -8,6 +8,7 @@
 pub mod board;
 pub mod config;
 pub mod lint;
+pub mod plan;
 pub mod status;
 pub mod writeback;
 

@@ -1,0 +1,858 @@
+//! Deciding what a pass does: a pure function of (board, policy, clock, lock view, memory).
+//!
+//! Owns the runtime's rules: which tasks to promote, reset, claim, re-assert or cancel, and what
+//! an attempt's ending means for its task. It performs no I/O and reads no clock; the shell
+//! (`runtime`) gathers the inputs, carries out the [`Step`]s and records them as events.
+//!
+//! The rules a person can rely on:
+//! - A person's status decision always stands. The runtime only re-asserts its own status when a
+//!   save puts back a status the runtime itself replaced (a stale editor buffer), and only while
+//!   the runtime's last word was `running`, `done`, `ready` or a retry wait. After the runtime
+//!   wrote `failed:…` or `blocked:<who>:…` (asking the person to act), `ready` is a decision.
+//! - A claim needs a lock; a `running` task whose lock owner is dead is reset (counted as an
+//!   attempt); a lock-less `running` task (an outside agent) is respected until `stale_after`; a
+//!   claim time in the future is reported (lint) and never touched.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::board::Board;
+use crate::status::{Stamp, State, Status};
+
+/// A claim time this far ahead of the clock is a clock anomaly, not a claim to act on.
+pub const CLOCK_SLACK: TimeDelta = TimeDelta::minutes(5);
+
+/// The parts of the configuration the rules depend on.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub agent: String,
+    pub max_attempts: u32,
+    pub retry_backoff: Duration,
+    pub stale_after: Duration,
+    /// Configured executor routes. A task's route is its `route:` field, else `default`.
+    pub routes: BTreeSet<String>,
+}
+
+/// What the shell knows about a task's lock folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockView {
+    /// Held by this runtime instance for a run it supervises.
+    Ours,
+    /// Held by another live runtime (a `once` beside a `run`, say).
+    Live,
+    /// Held by an owner that is gone (its reason), or an owner record that never got written.
+    Stale(String),
+}
+
+/// What this runtime remembers about a task across passes (persisted across restarts).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskMemory {
+    /// Attempts used since the task last reached an outcome or a person's decision.
+    pub attempts: u32,
+    /// The runtime's own latest status for the task and what its writes replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub episode: Option<Episode>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Episode {
+    /// The status the runtime wrote last (printed form).
+    pub written: String,
+    /// Statuses the runtime's writes replaced since the episode began (printed form).
+    pub replaced: Vec<String>,
+}
+
+impl Episode {
+    /// Records one more write of ours.
+    pub fn record(episode: &mut Option<Episode>, from: &Status, to: &Status) {
+        let ep = episode.get_or_insert_with(Episode::default);
+        let from = from.to_string();
+        if !ep.replaced.contains(&from) {
+            ep.replaced.push(from);
+        }
+        ep.written = to.to_string();
+    }
+}
+
+pub struct Inputs<'a> {
+    pub board: &'a Board,
+    pub policy: &'a Policy,
+    pub now: DateTime<Utc>,
+    pub locks: &'a BTreeMap<String, LockView>,
+    /// Tasks with a live run supervised by this runtime.
+    pub active: &'a BTreeSet<String>,
+    pub memory: &'a BTreeMap<String, TaskMemory>,
+    /// How many more runs may start now (0 while stopping).
+    pub capacity: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// `blocked:task:…` whose dependencies are all done becomes ready.
+    Promote {
+        id: String,
+        from: Status,
+        deps: Vec<String>,
+    },
+    /// A claim with no live owner goes back to ready (or to failed when it was the last attempt).
+    ResetStale {
+        id: String,
+        from: Status,
+        to: Status,
+        reason: String,
+        /// The attempt the dead claim used.
+        attempt: u32,
+        break_lock: bool,
+    },
+    /// A lock left by a dead owner on a task that is not running.
+    BreakLock { id: String, reason: String },
+    /// Claim and run the task.
+    Dispatch {
+        id: String,
+        from: Status,
+        to: Status,
+        route: String,
+        attempt: u32,
+    },
+    /// A save put back a status the runtime replaced: write the runtime's status again.
+    Reassert {
+        id: String,
+        found: Status,
+        ours: Status,
+    },
+    /// A person's status decision: forget the runtime's episode and attempts.
+    Forget { id: String, status: Status },
+    /// A person's decision on a task this runtime is running: stop the run, keep their status.
+    Cancel { id: String, status: Status },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    /// When a time-based rule next needs a pass (a retry falls due, a lock-less claim goes stale).
+    pub wake_at: Option<DateTime<Utc>>,
+}
+
+impl Plan {
+    fn wake(&mut self, at: DateTime<Utc>) {
+        self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+    }
+}
+
+/// The route a task runs on.
+pub fn route_of(task: &crate::board::Task) -> &str {
+    task.route().unwrap_or("default")
+}
+
+pub fn plan(inp: &Inputs) -> Plan {
+    let mut plan = Plan::default();
+    let mut id_count: HashMap<&str, usize> = HashMap::new();
+    for t in &inp.board.tasks {
+        *id_count.entry(t.id.as_str()).or_default() += 1;
+    }
+    let states: HashMap<&str, &Status> = inp
+        .board
+        .tasks
+        .iter()
+        .filter(|t| id_count[t.id.as_str()] == 1)
+        .filter_map(|t| t.status().map(|s| (t.id.as_str(), s)))
+        .collect();
+    let stale_after = TimeDelta::from_std(inp.policy.stale_after).unwrap_or(TimeDelta::MAX);
+    let mut capacity = inp.capacity;
+
+    for task in &inp.board.tasks {
+        let id = task.id.as_str();
+        if task.id_problem.is_some() || id_count[id] > 1 {
+            continue;
+        }
+        let Some(status) = task.status() else {
+            continue;
+        };
+        let memory = inp.memory.get(id);
+        let ours = inp.active.contains(id);
+        let lock = inp.locks.get(id);
+
+        // Is this status the runtime's own, a stale buffer, or a person's decision?
+        if let Some(ep) = memory.and_then(|m| m.episode.as_ref()) {
+            let current = status.to_string();
+            if current != ep.written {
+                let written = Status::parse(&ep.written).ok();
+                let reassertable = written.as_ref().is_some_and(|w| {
+                    matches!(
+                        w,
+                        Status::Running { .. } | Status::Done | Status::Ready | Status::RetryAt(_)
+                    )
+                });
+                if reassertable && ep.replaced.contains(&current) {
+                    if let Some(ours_status) = written {
+                        plan.steps.push(Step::Reassert {
+                            id: id.into(),
+                            found: status.clone(),
+                            ours: ours_status,
+                        });
+                    }
+                    continue;
+                }
+                plan.steps.push(Step::Forget {
+                    id: id.into(),
+                    status: status.clone(),
+                });
+                if ours {
+                    plan.steps.push(Step::Cancel {
+                        id: id.into(),
+                        status: status.clone(),
+                    });
+                    continue;
+                }
+            }
+        }
+        if ours {
+            // Our run is live and the board agrees (or the person left it alone).
+            continue;
+        }
+        let attempts_used = match plan.steps.last() {
+            Some(Step::Forget { id: f, .. }) if f == id => 0,
+            _ => memory.map_or(0, |m| m.attempts),
+        };
+
+        match status {
+            Status::Running { since, .. } => match lock {
+                Some(LockView::Live) | Some(LockView::Ours) => {}
+                Some(LockView::Stale(reason)) => {
+                    plan.steps.push(reset_stale(
+                        inp.policy,
+                        id,
+                        status,
+                        format!("lock owner is gone: {reason}"),
+                        attempts_used + 1,
+                        true,
+                    ));
+                }
+                None => {
+                    if since.at > inp.now + CLOCK_SLACK {
+                        // A clock anomaly: lint reports it; the runtime never touches it.
+                    } else if inp.now - since.at >= stale_after {
+                        plan.steps.push(reset_stale(
+                            inp.policy,
+                            id,
+                            status,
+                            format!(
+                                "no lock and claimed {} ago (stale_after is {})",
+                                human(inp.now - since.at),
+                                human(stale_after)
+                            ),
+                            attempts_used + 1,
+                            false,
+                        ));
+                    } else {
+                        plan.wake(since.at + stale_after);
+                    }
+                }
+            },
+            Status::Ready | Status::RetryAt(_) => {
+                if let Status::RetryAt(at) = status
+                    && at.at > inp.now
+                {
+                    plan.wake(at.at);
+                    continue;
+                }
+                if let Some(LockView::Stale(reason)) = lock {
+                    plan.steps.push(Step::BreakLock {
+                        id: id.into(),
+                        reason: reason.clone(),
+                    });
+                } else if lock.is_some() {
+                    // Someone live holds it (its writeback is on the way).
+                    continue;
+                }
+                let route = route_of(task);
+                if !inp.policy.routes.contains(route) || capacity == 0 {
+                    continue;
+                }
+                capacity -= 1;
+                plan.steps.push(Step::Dispatch {
+                    id: id.into(),
+                    from: status.clone(),
+                    to: Status::Running {
+                        agent: inp.policy.agent.clone(),
+                        since: Stamp::seconds(inp.now),
+                    },
+                    route: route.into(),
+                    attempt: attempts_used + 1,
+                });
+            }
+            Status::BlockedOnTasks(deps) => {
+                if let Some(LockView::Stale(reason)) = lock {
+                    plan.steps.push(Step::BreakLock {
+                        id: id.into(),
+                        reason: reason.clone(),
+                    });
+                }
+                let all_done = deps
+                    .iter()
+                    .all(|d| d != id && states.get(d.as_str()) == Some(&&Status::Done));
+                if all_done {
+                    plan.steps.push(Step::Promote {
+                        id: id.into(),
+                        from: status.clone(),
+                        deps: deps.clone(),
+                    });
+                }
+            }
+            Status::Blocked { .. } | Status::Done | Status::Failed { .. } => {
+                if let Some(LockView::Stale(reason)) = lock {
+                    plan.steps.push(Step::BreakLock {
+                        id: id.into(),
+                        reason: reason.clone(),
+                    });
+                }
+            }
+        }
+    }
+    plan
+}
+
+fn reset_stale(
+    policy: &Policy,
+    id: &str,
+    from: &Status,
+    reason: String,
+    attempt: u32,
+    break_lock: bool,
+) -> Step {
+    let to = if attempt >= policy.max_attempts {
+        Status::failed("exhausted_retries")
+    } else {
+        Status::Ready
+    };
+    Step::ResetStale {
+        id: id.into(),
+        from: from.clone(),
+        to,
+        reason,
+        attempt,
+        break_lock,
+    }
+}
+
+/// How an attempt ended, as the planner needs to know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// Exit 0. `result` is the executor's result file, if it wrote one.
+    Success { result: Option<ResultFile> },
+    /// Exit 0 but the result file was unusable (the message says why).
+    BadResult(String),
+    /// Non-zero exit, killed by a signal, or timed out: the reason, e.g. `exit_3`, `timeout`.
+    Failure(String),
+    /// The runtime stopped it because the person changed the task's status.
+    Cancelled,
+    /// The runtime stopped it because the runtime itself is stopping.
+    Interrupted,
+}
+
+/// The executor's optional result file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ResultFile {
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// What to do with a task whose attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settlement {
+    /// The status to write (compare-and-swap against the running status), if any.
+    pub write: Option<Status>,
+    pub kind: SettlementKind,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettlementKind {
+    /// Done, or a status the executor chose (blocked on a person, failed by its own word).
+    Finished,
+    /// Failed; another attempt at `at`.
+    Retry { at: DateTime<Utc> },
+    /// Failed; no attempts left.
+    Exhausted,
+    /// Stopped for a person's decision; their status stands.
+    Cancelled,
+    /// Stopped because the runtime is stopping; back to ready, not counted.
+    Interrupted,
+}
+
+/// Parses an executor's result file text into the status it asks for.
+pub fn parse_result(text: &str) -> Result<ResultFile, String> {
+    let result: ResultFile =
+        serde_json::from_str(text).map_err(|e| format!("result file is not valid JSON: {e}"))?;
+    if let Some(s) = &result.status {
+        let status =
+            Status::parse(s).map_err(|e| format!("result status `{s}` is not valid: {e}"))?;
+        if !matches!(status.state(), State::Done | State::Failed | State::Blocked)
+            || matches!(status, Status::RetryAt(_))
+        {
+            return Err(format!(
+                "result status `{s}` is not allowed: use done, blocked:<who>:<reason>, blocked:task:<ID> or failed:<reason>"
+            ));
+        }
+    }
+    Ok(result)
+}
+
+/// Decides the outcome of attempt number `attempt` (1-based) that ended at `now`.
+pub fn settle(policy: &Policy, attempt: u32, ending: &Ending, now: DateTime<Utc>) -> Settlement {
+    let failure = |reason: &str, note: Option<String>| {
+        if attempt >= policy.max_attempts {
+            Settlement {
+                write: Some(Status::failed("exhausted_retries")),
+                kind: SettlementKind::Exhausted,
+                note: note.or_else(|| Some(reason.to_string())),
+            }
+        } else {
+            let at = now + backoff(policy.retry_backoff, attempt);
+            let at = Stamp::seconds(at);
+            Settlement {
+                write: Some(Status::RetryAt(at)),
+                kind: SettlementKind::Retry { at: at.at },
+                note: note.or_else(|| Some(reason.to_string())),
+            }
+        }
+    };
+    match ending {
+        Ending::Success { result } => {
+            let status = result
+                .as_ref()
+                .and_then(|r| r.status.as_deref())
+                .and_then(|s| Status::parse(s).ok())
+                .unwrap_or(Status::Done);
+            Settlement {
+                write: Some(status),
+                kind: SettlementKind::Finished,
+                note: result.as_ref().and_then(|r| r.note.clone()),
+            }
+        }
+        Ending::BadResult(why) => failure("bad_result", Some(why.clone())),
+        Ending::Failure(reason) => failure(reason, None),
+        Ending::Cancelled => Settlement {
+            write: None,
+            kind: SettlementKind::Cancelled,
+            note: None,
+        },
+        Ending::Interrupted => Settlement {
+            write: Some(Status::Ready),
+            kind: SettlementKind::Interrupted,
+            note: None,
+        },
+    }
+}
+
+/// `retry_backoff · 2^(attempt-1)`, capped so it cannot overflow.
+pub fn backoff(base: Duration, attempt: u32) -> TimeDelta {
+    let factor = 1u32 << attempt.saturating_sub(1).min(20);
+    let d = base
+        .saturating_mul(factor)
+        .min(Duration::from_secs(30 * 24 * 3600));
+    TimeDelta::from_std(d).unwrap_or(TimeDelta::days(30))
+}
+
+/// A short human duration: `45s`, `12m`, `3h12m`, `2d4h`.
+pub fn human(d: TimeDelta) -> String {
+    let s = d.num_seconds().max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{}h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+    fn st(s: &str) -> Status {
+        Status::parse(s).unwrap()
+    }
+    fn policy() -> Policy {
+        Policy {
+            agent: "tb".into(),
+            max_attempts: 3,
+            retry_backoff: Duration::from_secs(30),
+            stale_after: Duration::from_secs(7200),
+            routes: ["default".to_string(), "review".to_string()].into(),
+        }
+    }
+    const NOW: &str = "2026-04-20T16:00:00Z";
+
+    struct World {
+        locks: BTreeMap<String, LockView>,
+        active: BTreeSet<String>,
+        memory: BTreeMap<String, TaskMemory>,
+        capacity: usize,
+    }
+    impl Default for World {
+        fn default() -> World {
+            World {
+                locks: BTreeMap::new(),
+                active: BTreeSet::new(),
+                memory: BTreeMap::new(),
+                capacity: 8,
+            }
+        }
+    }
+    fn board(tasks: &[(&str, &str)]) -> Board {
+        let mut text = String::from("# Board\n");
+        for (id, status) in tasks {
+            text.push_str(&format!("## {id}\n- status: {status}\n"));
+        }
+        Board::parse(&text)
+    }
+    fn run(tasks: &[(&str, &str)], w: &World) -> Plan {
+        let b = board(tasks);
+        let p = policy();
+        plan(&Inputs {
+            board: &b,
+            policy: &p,
+            now: t(NOW),
+            locks: &w.locks,
+            active: &w.active,
+            memory: &w.memory,
+            capacity: w.capacity,
+        })
+    }
+    fn dispatched(p: &Plan) -> Vec<(String, u32)> {
+        p.steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Dispatch { id, attempt, .. } => Some((id.clone(), *attempt)),
+                _ => None,
+            })
+            .collect()
+    }
+    fn episode(written: &str, replaced: &[&str]) -> TaskMemory {
+        TaskMemory {
+            attempts: 1,
+            episode: Some(Episode {
+                written: written.into(),
+                replaced: replaced.iter().map(|s| s.to_string()).collect(),
+            }),
+        }
+    }
+
+    #[test]
+    fn dispatches_ready_tasks_in_board_order_up_to_capacity() {
+        let w = World {
+            capacity: 2,
+            ..World::default()
+        };
+        let p = run(
+            &[
+                ("A-1", "ready"),
+                ("B-1", "done"),
+                ("C-1", "ready"),
+                ("D-1", "ready"),
+            ],
+            &w,
+        );
+        assert_eq!(dispatched(&p), vec![("A-1".into(), 1), ("C-1".into(), 1)]);
+        let Step::Dispatch { to, route, .. } = &p.steps[0] else {
+            panic!()
+        };
+        assert_eq!(to.to_string(), "running:tb:2026-04-20T16:00:00Z");
+        assert_eq!(route, "default");
+    }
+
+    #[test]
+    fn unknown_routes_duplicates_and_bad_ids_are_never_dispatched() {
+        let text = "## A-1\n- status: ready\n- route: nowhere\n## B-1\n- status: ready\n## B-1\n- status: ready\n## ../x\n- status: ready\n## C-1\n- status: ready\n- route: review\n";
+        let b = Board::parse(text);
+        let w = World::default();
+        let p = plan(&Inputs {
+            board: &b,
+            policy: &policy(),
+            now: t(NOW),
+            locks: &w.locks,
+            active: &w.active,
+            memory: &w.memory,
+            capacity: 8,
+        });
+        assert_eq!(dispatched(&p), vec![("C-1".into(), 1)]);
+    }
+
+    #[test]
+    fn promotes_when_every_dependency_is_done() {
+        let p = run(
+            &[
+                ("A-1", "done"),
+                ("B-1", "done"),
+                ("C-1", "blocked:task:A-1,B-1"),
+                ("D-1", "blocked:task:A-1,C-1"),
+                ("E-1", "blocked:task:Z-9"),
+                ("F-1", "blocked:task:F-1"),
+            ],
+            &World::default(),
+        );
+        assert_eq!(
+            p.steps,
+            vec![Step::Promote {
+                id: "C-1".into(),
+                from: st("blocked:task:A-1,B-1"),
+                deps: vec!["A-1".into(), "B-1".into()],
+            }]
+        );
+    }
+
+    #[test]
+    fn claims_with_live_locks_are_left_alone_and_dead_ones_reset() {
+        let mut w = World::default();
+        w.locks.insert("A-1".into(), LockView::Live);
+        w.locks
+            .insert("B-1".into(), LockView::Stale("pid 9 not running".into()));
+        w.memory.insert(
+            "B-1".into(),
+            TaskMemory {
+                attempts: 2,
+                episode: None,
+            },
+        );
+        w.locks
+            .insert("C-1".into(), LockView::Stale("pid 9 not running".into()));
+        let p = run(
+            &[
+                ("A-1", "running:x:2026-04-20T15:00Z"),
+                ("B-1", "running:tb:2026-04-20T15:00Z"),
+                ("C-1", "running:tb:2026-04-20T15:00Z"),
+            ],
+            &w,
+        );
+        let resets: Vec<_> = p
+            .steps
+            .iter()
+            .map(|s| match s {
+                Step::ResetStale {
+                    id,
+                    to,
+                    attempt,
+                    break_lock,
+                    ..
+                } => (id.as_str(), to.to_string(), *attempt, *break_lock),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            resets,
+            vec![
+                ("B-1", "failed:exhausted_retries".to_string(), 3, true),
+                ("C-1", "ready".to_string(), 1, true),
+            ]
+        );
+    }
+
+    #[test]
+    fn lockless_claims_are_respected_until_stale_and_future_ones_never_touched() {
+        let p = run(
+            &[("A-1", "running:bob:2026-04-20T15:00Z")],
+            &World::default(),
+        );
+        assert!(p.steps.is_empty());
+        assert_eq!(p.wake_at, Some(t("2026-04-20T17:00:00Z")));
+        let p = run(
+            &[("A-1", "running:bob:2026-04-20T13:59Z")],
+            &World::default(),
+        );
+        assert!(matches!(
+            &p.steps[..],
+            [Step::ResetStale {
+                break_lock: false,
+                ..
+            }]
+        ));
+        let p = run(
+            &[("A-1", "running:bob:2026-04-20T18:00Z")],
+            &World::default(),
+        );
+        assert_eq!(p, Plan::default());
+    }
+
+    #[test]
+    fn retry_waits_fall_due() {
+        let mut w = World::default();
+        w.memory.insert(
+            "A-1".into(),
+            episode(
+                "blocked:retry:2026-04-20T15:59:00Z",
+                &["running:tb:2026-04-20T15:58:00Z"],
+            ),
+        );
+        let p = run(
+            &[
+                ("A-1", "blocked:retry:2026-04-20T15:59:00Z"),
+                ("B-1", "blocked:retry:2026-04-20T16:05:00Z"),
+            ],
+            &w,
+        );
+        assert_eq!(dispatched(&p), vec![("A-1".into(), 2)]);
+        assert_eq!(p.wake_at, Some(t("2026-04-20T16:05:00Z")));
+    }
+
+    #[test]
+    fn stale_buffer_is_reasserted_not_rerun() {
+        let mut w = World::default();
+        w.memory.insert(
+            "A-1".into(),
+            episode("done", &["ready", "running:tb:2026-04-20T15:00:00Z"]),
+        );
+        w.memory.insert(
+            "B-1".into(),
+            episode("running:tb:2026-04-20T15:00:00Z", &["ready"]),
+        );
+        w.active.insert("B-1".into());
+        w.locks.insert("B-1".into(), LockView::Ours);
+        let p = run(&[("A-1", "ready"), ("B-1", "ready")], &w);
+        assert_eq!(
+            p.steps,
+            vec![
+                Step::Reassert {
+                    id: "A-1".into(),
+                    found: st("ready"),
+                    ours: st("done")
+                },
+                Step::Reassert {
+                    id: "B-1".into(),
+                    found: st("ready"),
+                    ours: st("running:tb:2026-04-20T15:00:00Z"),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_persons_decision_stands() {
+        let mut w = World::default();
+        // We asked the person for input; their `ready` is a decision: run again, fresh attempts.
+        w.memory.insert(
+            "A-1".into(),
+            episode(
+                "blocked:you:need-url",
+                &["ready", "running:tb:2026-04-20T15:00:00Z"],
+            ),
+        );
+        // They set a task we are running to done: cancel our run, keep their status.
+        w.memory.insert(
+            "B-1".into(),
+            episode("running:tb:2026-04-20T15:00:00Z", &["ready"]),
+        );
+        w.active.insert("B-1".into());
+        w.locks.insert("B-1".into(), LockView::Ours);
+        let p = run(&[("A-1", "ready"), ("B-1", "done")], &w);
+        assert_eq!(
+            p.steps,
+            vec![
+                Step::Forget {
+                    id: "A-1".into(),
+                    status: st("ready")
+                },
+                Step::Dispatch {
+                    id: "A-1".into(),
+                    from: st("ready"),
+                    to: st("running:tb:2026-04-20T16:00:00Z"),
+                    route: "default".into(),
+                    attempt: 1,
+                },
+                Step::Forget {
+                    id: "B-1".into(),
+                    status: st("done")
+                },
+                Step::Cancel {
+                    id: "B-1".into(),
+                    status: st("done")
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn dead_locks_on_settled_tasks_are_broken() {
+        let mut w = World::default();
+        w.locks
+            .insert("A-1".into(), LockView::Stale("pid 4 not running".into()));
+        let p = run(&[("A-1", "done")], &w);
+        assert_eq!(
+            p.steps,
+            vec![Step::BreakLock {
+                id: "A-1".into(),
+                reason: "pid 4 not running".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn settling_attempts() {
+        let p = policy();
+        let now = t(NOW);
+        let s = settle(&p, 1, &Ending::Success { result: None }, now);
+        assert_eq!(
+            (s.write, s.kind),
+            (Some(Status::Done), SettlementKind::Finished)
+        );
+        let r = parse_result(r#"{"status": "blocked:siyao:need-url", "note": "no URL"}"#).unwrap();
+        let s = settle(&p, 1, &Ending::Success { result: Some(r) }, now);
+        assert_eq!(s.write, Some(st("blocked:siyao:need-url")));
+        assert_eq!(s.note.as_deref(), Some("no URL"));
+        let s = settle(&p, 2, &Ending::Failure("exit_3".into()), now);
+        assert_eq!(s.write, Some(st("blocked:retry:2026-04-20T16:01:00Z")));
+        assert_eq!(
+            s.kind,
+            SettlementKind::Retry {
+                at: t("2026-04-20T16:01:00Z")
+            }
+        );
+        let s = settle(&p, 3, &Ending::Failure("timeout".into()), now);
+        assert_eq!(
+            (s.write, s.kind),
+            (
+                Some(st("failed:exhausted_retries")),
+                SettlementKind::Exhausted
+            )
+        );
+        assert_eq!(settle(&p, 1, &Ending::Cancelled, now).write, None);
+        assert_eq!(
+            settle(&p, 1, &Ending::Interrupted, now).write,
+            Some(Status::Ready)
+        );
+    }
+
+    #[test]
+    fn result_files_are_checked() {
+        assert!(parse_result("{").unwrap_err().contains("not valid JSON"));
+        assert!(
+            parse_result(r#"{"status": "Done"}"#)
+                .unwrap_err()
+                .contains("not valid")
+        );
+        assert!(
+            parse_result(r#"{"status": "ready"}"#)
+                .unwrap_err()
+                .contains("not allowed")
+        );
+        assert!(parse_result(r#"{"status": "running:x:2026-04-20T15:25Z"}"#).is_err());
+        assert!(parse_result(r#"{"note": "fine"}"#).is_ok());
+        assert!(parse_result(r#"{"status": "failed:no_input"}"#).is_ok());
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let b = Duration::from_secs(30);
+        assert_eq!(backoff(b, 1), TimeDelta::seconds(30));
+        assert_eq!(backoff(b, 3), TimeDelta::seconds(120));
+        assert_eq!(backoff(b, 400), TimeDelta::days(30));
+        assert_eq!(human(TimeDelta::seconds(3 * 3600 + 12 * 60)), "3h12m");
+    }
+}
