@@ -17,6 +17,8 @@ pub mod events;
 pub mod exec;
 pub mod fsio;
 pub mod lock;
+pub mod runtime;
+pub mod state;
 pub mod watch;
 
 pub mod cmd;

@@ -1,13 +1,80 @@
-//! `taskboard run` and `taskboard once`.
+//! `taskboard run` and `taskboard once`: set up logging and signals, then hand over to the
+//! runtime.
+
 use std::path::Path;
 
 use super::{CmdResult, Failure};
 use crate::exit::Exit;
+use crate::lock::RunLock;
+use crate::runtime::{Mode, Msg, Runtime};
 
-pub fn run(_board: &Path, _config: Option<&Path>) -> CmdResult {
-    Err(Failure::new(Exit::Usage, "run: not built yet"))
+pub fn run(board: &Path, config: Option<&Path>) -> CmdResult {
+    serve(Mode::Run, board, config)
 }
 
-pub fn once(_board: &Path, _config: Option<&Path>) -> CmdResult {
-    Err(Failure::new(Exit::Usage, "once: not built yet"))
+pub fn once(board: &Path, config: Option<&Path>) -> CmdResult {
+    serve(Mode::Once, board, config)
+}
+
+fn serve(mode: Mode, board: &Path, config: Option<&Path>) -> CmdResult {
+    init_stderr_log();
+    // Signals are registered before any thread starts, so every thread inherits the mask.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ])
+    .map_err(|e| Failure::new(Exit::State, format!("cannot install signal handlers: {e}")))?;
+    let runtime = Runtime::new(mode, board, config).map_err(|f| Failure::new(f.exit, f.message))?;
+    let _run_lock = match mode {
+        Mode::Run => {
+            let path = runtime.state_dir().join("run.lock");
+            match RunLock::try_acquire(&path) {
+                Ok(Ok(lock)) => Some(lock),
+                Ok(Err(holder)) => {
+                    let who = holder.map_or_else(String::new, |pid| format!(" (pid {pid})"));
+                    return Err(Failure::new(
+                        Exit::State,
+                        format!(
+                            "another `taskboard run`{who} is already serving {}",
+                            runtime.board().display()
+                        ),
+                    ));
+                }
+                Err(e) => {
+                    return Err(Failure::new(
+                        Exit::State,
+                        format!("cannot take {}: {e}", path.display()),
+                    ));
+                }
+            }
+        }
+        Mode::Once => None,
+    };
+    let tx = runtime.sender();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if tx.send(Msg::Signal(sig)).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| Failure::new(Exit::State, format!("cannot start a thread: {e}")))?;
+    runtime
+        .serve()
+        .map_err(|f| Failure::new(f.exit, f.message))?;
+    Ok(Exit::Ok)
+}
+
+/// Human-readable diagnostics on stderr, filtered by `TASKBOARD_LOG` (RUST_LOG syntax).
+fn init_stderr_log() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TASKBOARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }

@@ -1,0 +1,1148 @@
+//! The imperative shell: the loop behind `taskboard run` and `taskboard once`.
+//!
+//! Owns the order of effects: read the board, ask `plan` what to do, take locks, write the board
+//! back (compare-and-swap, atomically), spawn executors through `exec`, settle their endings,
+//! and append every decision to `events.jsonl`. It makes no decision of its own that the planner
+//! could make; it never edits a byte of the board except through `writeback`.
+//!
+//! One thread owns all state and receives [`Msg`]s (watcher signals, executor endings, process
+//! signals) on one channel; executors are supervised by `exec`'s threads. Idle means blocked
+//! in `recv_timeout` until the next event or the next time-based rule falls due.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant, SystemTime};
+
+use chrono::{DateTime, Utc};
+
+use crate::board::Board;
+use crate::config::{self, Config};
+use crate::events::{Event, EventKind, EventLog};
+use crate::exec;
+use crate::exit::Exit;
+use crate::fsio;
+use crate::lint;
+use crate::lock::{self, LockState, Locks, Owner};
+use crate::plan::{self, Ending, Episode, LockView, Policy, SettlementKind, Step};
+use crate::state::{AttemptRecord, Store};
+use crate::status::Status;
+use crate::watch::{self, WatchSignal};
+use crate::writeback::{self, Change, Refusal};
+
+/// A lock folder without an owner record younger than this may still be mid-claim.
+const UNREADABLE_LOCK_GRACE: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Watch and serve until stopped.
+    Run,
+    /// One pass, wait for the runs it started, exit.
+    Once,
+}
+
+impl Mode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Mode::Run => "run",
+            Mode::Once => "once",
+        }
+    }
+}
+
+/// A fatal error: the exit code and a line for stderr.
+#[derive(Debug)]
+pub struct Fatal {
+    pub exit: Exit,
+    pub message: String,
+}
+
+fn fatal(exit: Exit, message: impl Into<String>) -> Fatal {
+    Fatal {
+        exit,
+        message: message.into(),
+    }
+}
+
+pub enum Msg {
+    Watch(WatchSignal),
+    Finished {
+        id: String,
+        attempt: u32,
+        finished: exec::Finished,
+    },
+    Signal(i32),
+}
+
+struct Active {
+    attempt: u32,
+    route: String,
+    /// None until the executor has started.
+    handle: Option<exec::RunHandle>,
+    started: DateTime<Utc>,
+    running: Status,
+    run_dir: PathBuf,
+    result_path: PathBuf,
+}
+
+/// A status change on its way to the board, and what to do once it landed (or was refused).
+struct Pending {
+    change: Change,
+    after: After,
+}
+
+enum After {
+    Promoted { deps: Vec<String> },
+    Reset { reason: String, attempt: u32 },
+    Reasserted,
+    Claimed { route: String, attempt: u32 },
+    Settled { settlement: plan::Settlement, attempt: u32 },
+}
+
+pub struct Runtime {
+    mode: Mode,
+    board: PathBuf,
+    board_dir: PathBuf,
+    state_dir: PathBuf,
+    explicit_config: Option<PathBuf>,
+    config: Config,
+    config_path: Option<PathBuf>,
+    log: EventLog,
+    locks: Locks,
+    instance: String,
+    store: Store,
+    active: BTreeMap<String, Active>,
+    /// Hash of the board as this runtime last read or wrote it.
+    last_hash: Option<u64>,
+    /// The board changed between a plan's read and its write: pass again.
+    dirty: bool,
+    last_findings: BTreeSet<(String, Option<String>, String)>,
+    wake_at: Option<DateTime<Utc>>,
+    board_missing_reported: bool,
+    /// Settlements that could not be written yet (the board was unreadable).
+    deferred: Vec<Pending>,
+    tx: Sender<Msg>,
+    rx: Receiver<Msg>,
+    stopping: bool,
+    passes: u64,
+}
+
+impl Runtime {
+    pub fn new(mode: Mode, board: &Path, explicit_config: Option<&Path>) -> Result<Runtime, Fatal> {
+        let board = absolute(board);
+        let board_dir = board
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("/"));
+        if !board_dir.is_dir() {
+            return Err(fatal(
+                Exit::Board,
+                format!(
+                    "{}: the folder {} does not exist",
+                    board.display(),
+                    board_dir.display()
+                ),
+            ));
+        }
+        if board.is_dir() {
+            return Err(fatal(
+                Exit::Board,
+                format!("{}: is a folder, not a board file", board.display()),
+            ));
+        }
+        if mode == Mode::Once {
+            // `once` is run by cron and timers: an unreadable board is an error to report now.
+            fsio::read_board(&board).map_err(|e| fatal(Exit::Board, e.to_string()))?;
+        }
+        let loaded = config::load(explicit_config, &board_dir)
+            .map_err(|e| fatal(Exit::Config, e.to_string()))?;
+        let state_dir = fsio::state_dir(&board);
+        std::fs::create_dir_all(state_dir.join("runs"))
+            .and_then(|_| std::fs::create_dir_all(state_dir.join("locks")))
+            .map_err(|e| {
+                fatal(
+                    Exit::State,
+                    format!("cannot create {}: {e}", state_dir.display()),
+                )
+            })?;
+        let log = EventLog::open(&board_dir.join("events.jsonl")).map_err(|e| {
+            fatal(
+                Exit::State,
+                format!("cannot open {}: {e}", board_dir.join("events.jsonl").display()),
+            )
+        })?;
+        let (store, warning) = Store::load(&state_dir.join("state.json"));
+        let (tx, rx) = mpsc::channel();
+        let rt = Runtime {
+            mode,
+            locks: Locks::new(state_dir.join("locks")),
+            board,
+            board_dir,
+            state_dir,
+            explicit_config: explicit_config.map(Path::to_path_buf),
+            config: loaded.config,
+            config_path: loaded.path,
+            log,
+            instance: lock::instance_id(),
+            store,
+            active: BTreeMap::new(),
+            last_hash: None,
+            dirty: false,
+            last_findings: BTreeSet::new(),
+            wake_at: None,
+            board_missing_reported: false,
+            deferred: Vec::new(),
+            tx,
+            rx,
+            stopping: false,
+            passes: 0,
+        };
+        if let Some(w) = warning {
+            rt.emit(None, EventKind::Error {
+                message: w,
+                context: Some("state".into()),
+            });
+        }
+        Ok(rt)
+    }
+
+    /// A sender for messages into the loop (signals, tests).
+    pub fn sender(&self) -> Sender<Msg> {
+        self.tx.clone()
+    }
+
+    pub fn board(&self) -> &Path {
+        &self.board
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+
+    fn emit(&self, task: Option<&str>, kind: EventKind) {
+        let ev = Event::new(Utc::now(), task, kind);
+        if let Err(e) = self.log.append(&ev) {
+            tracing::error!("cannot append to events.jsonl: {e}");
+        }
+    }
+
+    fn policy(&self) -> Policy {
+        let rc = &self.config.runtime;
+        Policy {
+            agent: rc.agent.clone(),
+            max_attempts: rc.max_attempts,
+            retry_backoff: rc.retry_backoff,
+            stale_after: rc.stale_after,
+            routes: self.config.executors.keys().cloned().collect(),
+        }
+    }
+
+    /// Serves until a stop signal (run) or until the pass's runs have ended (once).
+    pub fn serve(mut self) -> Result<(), Fatal> {
+        let _watcher = if self.mode == Mode::Run {
+            let tx = self.tx.clone();
+            Some(
+                watch::watch_board(&self.board, self.config.runtime.debounce, move |s| {
+                    let _ = tx.send(Msg::Watch(s));
+                })
+                .map_err(|e| fatal(Exit::Board, e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        self.emit(None, EventKind::RuntimeStarted {
+            pid: std::process::id(),
+            instance: self.instance.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            board: self.board.display().to_string(),
+            mode: self.mode.as_str().into(),
+        });
+        tracing::info!(
+            board = %self.board.display(),
+            config = ?self.config_path,
+            "taskboard {} started",
+            self.mode.as_str()
+        );
+        self.pass(None, Vec::new());
+        let mut next_rescan = Instant::now() + self.config.runtime.rescan_every;
+        let mut stop_reason = String::from("finished");
+        loop {
+            if self.stopping && self.active.is_empty() {
+                break;
+            }
+            if self.mode == Mode::Once && self.active.is_empty() {
+                break;
+            }
+            let mut deadline = next_rescan;
+            if let Some(at) = self.wake_at {
+                let wait = (at - self.now()).to_std().unwrap_or(Duration::ZERO);
+                deadline = deadline.min(Instant::now() + wait);
+            }
+            if self.dirty {
+                deadline = Instant::now();
+            }
+            let first = match self
+                .rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            // Coalesce: everything already queued is handled in one pass and one write.
+            let mut msgs: Vec<Msg> = first.into_iter().collect();
+            while let Ok(m) = self.rx.try_recv() {
+                msgs.push(m);
+            }
+            let mut touched: Option<SystemTime> = None;
+            let mut timer = msgs.is_empty() || self.dirty;
+            let mut pending = Vec::new();
+            for msg in msgs {
+                match msg {
+                    Msg::Watch(WatchSignal::BoardTouched { detected }) => {
+                        touched = Some(touched.map_or(detected, |t| t.min(detected)));
+                    }
+                    Msg::Watch(WatchSignal::Rescan) => timer = true,
+                    Msg::Watch(WatchSignal::Error(e)) => self.emit(None, EventKind::Error {
+                        message: e,
+                        context: Some("watch".into()),
+                    }),
+                    Msg::Finished {
+                        id,
+                        attempt,
+                        finished,
+                    } => pending.extend(self.settle(&id, attempt, finished)),
+                    Msg::Signal(sig) => match sig {
+                        signal_hook::consts::SIGHUP => self.reload(),
+                        _ => {
+                            if !self.stopping {
+                                stop_reason = format!("signal {}", signal_name(sig));
+                                self.begin_stop();
+                            }
+                        }
+                    },
+                }
+            }
+            if Instant::now() >= next_rescan {
+                next_rescan = Instant::now() + self.config.runtime.rescan_every;
+                timer = true;
+            }
+            if touched.is_some() || timer || !pending.is_empty() {
+                self.dirty = false;
+                self.pass(touched, pending);
+            }
+        }
+        if let Err(e) = self.store.save() {
+            tracing::error!("cannot save runtime state: {e}");
+        }
+        self.emit(None, EventKind::RuntimeStopped {
+            reason: stop_reason,
+        });
+        Ok(())
+    }
+
+    fn begin_stop(&mut self) {
+        self.stopping = true;
+        tracing::info!("stopping: interrupting {} run(s)", self.active.len());
+        for handle in self.active.values().filter_map(|a| a.handle.as_ref()) {
+            handle.stop(exec::StopReason::Shutdown);
+        }
+    }
+
+    fn reload(&mut self) {
+        match config::load(self.explicit_config.as_deref(), &self.board_dir) {
+            Ok(loaded) => {
+                self.config = loaded.config;
+                self.config_path = loaded.path;
+                self.emit(None, EventKind::ConfigReloaded {
+                    path: self.config_path.as_ref().map(|p| p.display().to_string()),
+                });
+                self.dirty = true;
+            }
+            Err(e) => {
+                tracing::error!("config not reloaded, keeping the old one: {e}");
+                self.emit(None, EventKind::Error {
+                    message: format!("config not reloaded, keeping the old one: {e}"),
+                    context: Some("config".into()),
+                });
+            }
+        }
+    }
+
+    /// Reads the board as it is now. `None` when it cannot be read (reported).
+    fn read(&mut self, settle_editor: bool) -> Option<fsio::Snapshot> {
+        let result = if settle_editor {
+            let quiet = (self.config.runtime.debounce / 4).clamp(
+                Duration::from_millis(5),
+                Duration::from_millis(100),
+            );
+            fsio::read_stable(&self.board, quiet, 10)
+        } else {
+            fsio::read_board(&self.board)
+        };
+        match result {
+            Ok(snap) => {
+                if self.board_missing_reported {
+                    tracing::info!("the board is back: {}", self.board.display());
+                }
+                self.board_missing_reported = false;
+                Some(snap)
+            }
+            Err(e) if e.is_transient() => {
+                if !self.board_missing_reported {
+                    self.board_missing_reported = true;
+                    tracing::warn!("{e}; waiting for it to appear");
+                    self.emit(None, EventKind::Error {
+                        message: format!("{e}; waiting for it to appear"),
+                        context: Some("board".into()),
+                    });
+                }
+                None
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                self.emit(None, EventKind::Error {
+                    message: e.to_string(),
+                    context: Some("board".into()),
+                });
+                None
+            }
+        }
+    }
+
+    /// One pass: read, lint, plan, lock, write back, spawn.
+    fn pass(&mut self, touched: Option<SystemTime>, mut pending: Vec<Pending>) {
+        let started = Instant::now();
+        pending.splice(0..0, std::mem::take(&mut self.deferred));
+        let Some(snap) = self.read(touched.is_some()) else {
+            // The board cannot be read: endings wait in memory for the next readable save.
+            self.requeue(pending);
+            return;
+        };
+        if touched.is_some() && pending.is_empty() && Some(snap.hash) == self.last_hash {
+            return; // our own write, or a save that changed nothing
+        }
+        if let Some(detected) = touched
+            && Some(snap.hash) != self.last_hash
+        {
+            let latency_ms = snap.mtime.and_then(|m| detected.duration_since(m).ok());
+            self.emit(None, EventKind::FileChanged {
+                latency_ms: latency_ms.map(|d| d.as_millis() as u64),
+                bytes: snap.len,
+            });
+        }
+        self.last_hash = Some(snap.hash);
+        let now = self.now();
+        let board = Board::parse(&snap.text);
+        self.report_findings(&snap.text, &board, now);
+        self.consume_requests();
+        self.store.retain(|id| board.task(id).is_some());
+
+        let locks = self.lock_view();
+        let capacity = if self.stopping || (self.mode == Mode::Once && self.passes > 0) {
+            0
+        } else {
+            self.config
+                .runtime
+                .max_parallel
+                .saturating_sub(self.active.len())
+        };
+        let active: BTreeSet<String> = self.active.keys().cloned().collect();
+        let memory = self.store.memory();
+        let policy = self.policy();
+        let planned = plan::plan(&plan::Inputs {
+            board: &board,
+            policy: &policy,
+            now,
+            locks: &locks,
+            active: &active,
+            memory: &memory,
+            capacity,
+        });
+        self.wake_at = planned.wake_at;
+
+        for step in planned.steps {
+            match step {
+                Step::Promote { id, from, deps } => pending.push(Pending {
+                    change: Change {
+                        id,
+                        expected: from,
+                        new: Status::Ready,
+                    },
+                    after: After::Promoted { deps },
+                }),
+                Step::ResetStale {
+                    id,
+                    from,
+                    to,
+                    reason,
+                    attempt,
+                    break_lock,
+                } => {
+                    if break_lock && !self.break_lock(&id) {
+                        continue;
+                    }
+                    pending.push(Pending {
+                        change: Change {
+                            id,
+                            expected: from,
+                            new: to,
+                        },
+                        after: After::Reset { reason, attempt },
+                    });
+                }
+                Step::BreakLock { id, .. } => {
+                    self.break_lock(&id);
+                }
+                Step::Dispatch {
+                    id,
+                    from,
+                    to,
+                    route,
+                    attempt,
+                } => {
+                    let owner = Owner::current(&self.instance, now);
+                    match self.locks.try_acquire(&id, &owner) {
+                        Ok(Some(_)) => pending.push(Pending {
+                            change: Change {
+                                id,
+                                expected: from,
+                                new: to,
+                            },
+                            after: After::Claimed { route, attempt },
+                        }),
+                        Ok(None) => {} // another runtime claimed it first
+                        Err(e) => self.emit(Some(&id), EventKind::Error {
+                            message: format!("cannot create the task's lock: {e}"),
+                            context: Some("lock".into()),
+                        }),
+                    }
+                }
+                Step::Reassert { id, found, ours } => pending.push(Pending {
+                    change: Change {
+                        id,
+                        expected: found,
+                        new: ours,
+                    },
+                    after: After::Reasserted,
+                }),
+                Step::Forget { id, .. } => self.store.forget(&id),
+                Step::Cancel { id, status } => {
+                    if let Some(handle) = self.active.get(&id).and_then(|a| a.handle.as_ref()) {
+                        handle.stop(exec::StopReason::Cancelled);
+                        self.emit(Some(&id), EventKind::TaskCancelled {
+                            status: status.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        let dispatched = self.write(pending, snap.hash);
+        if let Err(e) = self.store.save() {
+            self.emit(None, EventKind::Error {
+                message: format!("cannot save runtime state: {e}"),
+                context: Some("state".into()),
+            });
+        }
+        self.passes += 1;
+        self.emit(None, EventKind::Pass {
+            tasks: board.tasks.len(),
+            duration_us: started.elapsed().as_micros() as u64,
+            dispatched,
+        });
+    }
+
+    /// Endings that could not be written yet are retried on the next pass.
+    fn requeue(&mut self, pending: Vec<Pending>) {
+        if !pending.is_empty() {
+            self.dirty = true;
+            // Keep settlements only; claims and promotions are re-planned from the board.
+            for p in pending {
+                if let After::Claimed { .. } = p.after {
+                    let _ = self.locks.release(&p.change.id, &self.instance);
+                } else if let After::Settled { .. } = p.after {
+                    self.deferred.push(p);
+                }
+            }
+        }
+    }
+
+    /// Lint findings become events when they first appear (not again on every pass).
+    fn report_findings(&mut self, text: &str, board: &Board, now: DateTime<Utc>) {
+        let routes: BTreeSet<String> = self.config.executors.keys().cloned().collect();
+        let findings = lint::lint(
+            text,
+            board,
+            &lint::LintContext {
+                now,
+                stale_after: self.config.runtime.stale_after,
+                routes: Some(&routes),
+            },
+        );
+        let mut seen = BTreeSet::new();
+        for f in findings {
+            let key = (f.code.to_string(), f.task.clone(), f.message.clone());
+            if !self.last_findings.contains(&key) {
+                self.emit(f.task.as_deref(), EventKind::Lint {
+                    code: f.code.to_string(),
+                    severity: match f.severity {
+                        lint::Severity::Error => "error".into(),
+                        lint::Severity::Warning => "warning".into(),
+                    },
+                    line: f.line,
+                    column: f.column,
+                    message: f.message.clone(),
+                });
+            }
+            seen.insert(key);
+        }
+        self.last_findings = seen;
+    }
+
+    /// `taskboard retry` leaves a request file: the person's `ready` is a fresh start.
+    fn consume_requests(&mut self) {
+        let dir = self.state_dir.join("requests");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(id) = name.strip_suffix(".retry") {
+                self.store.forget(id);
+            }
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+
+    fn lock_view(&self) -> BTreeMap<String, LockView> {
+        let mut view = BTreeMap::new();
+        let Ok(list) = self.locks.list() else {
+            return view;
+        };
+        for (id, state) in list {
+            let v = match &state {
+                LockState::Held(owner) if owner.instance == self.instance => {
+                    if self.active.contains_key(&id) {
+                        LockView::Ours
+                    } else {
+                        // Ours but no run: a claim whose write was refused; free it.
+                        let _ = self.locks.release(&id, &self.instance);
+                        continue;
+                    }
+                }
+                _ => match lock::is_stale(&state, UNREADABLE_LOCK_GRACE) {
+                    Some(reason) => LockView::Stale(reason),
+                    None => LockView::Live,
+                },
+            };
+            view.insert(id, v);
+        }
+        view
+    }
+
+    /// Breaks a dead owner's lock, first stopping any executor it left behind on this boot.
+    fn break_lock(&mut self, id: &str) -> bool {
+        let Some(seen) = self.locks.read(id) else {
+            return true;
+        };
+        let Some(reason) = lock::is_stale(&seen, UNREADABLE_LOCK_GRACE) else {
+            return false;
+        };
+        if let LockState::Held(owner) = &seen
+            && let Some(pgid) = owner.executor_pgid
+            && owner.boot_id == Owner::current(&self.instance, Utc::now()).boot_id
+            && lock::process_group_alive(pgid)
+        {
+            self.emit(Some(id), EventKind::Error {
+                message: format!(
+                    "executor process group {pgid} outlived its runtime; stopping it before recovery"
+                ),
+                context: Some("recovery".into()),
+            });
+            kill_group(pgid, self.config.runtime.grace);
+        }
+        match self.locks.break_stale(id, &seen) {
+            Ok(true) => {
+                let (owner_pid, owner_instance) = match &seen {
+                    LockState::Held(o) => (Some(o.pid), Some(o.instance.clone())),
+                    LockState::Unreadable { .. } => (None, None),
+                };
+                self.emit(Some(id), EventKind::LockBroken {
+                    owner_pid,
+                    owner_instance,
+                    reason,
+                });
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                self.emit(Some(id), EventKind::Error {
+                    message: format!("cannot break stale lock: {e}"),
+                    context: Some("lock".into()),
+                });
+                false
+            }
+        }
+    }
+
+    /// Writes pending changes in one compare-and-swap write against the board as it is now,
+    /// then carries out what each applied change implies. Returns how many runs started.
+    fn write(&mut self, pending: Vec<Pending>, planned_hash: u64) -> usize {
+        if pending.is_empty() {
+            return 0;
+        }
+        let now = self.now();
+        let Some(snap) = self.read(false) else {
+            self.requeue(pending);
+            return 0;
+        };
+        if snap.hash != planned_hash {
+            // A person saved between our read and this write: plan again afterwards.
+            self.dirty = true;
+        }
+        let board = Board::parse(&snap.text);
+        let changes: Vec<Change> = pending.iter().map(|p| p.change.clone()).collect();
+        let outcome = writeback::apply(&snap.text, &board, &changes);
+        if outcome.changed() {
+            if let Err(e) = fsio::atomic_write(&self.board, outcome.text.as_bytes()) {
+                self.emit(None, EventKind::Error {
+                    message: format!("cannot write the board: {e}"),
+                    context: Some("writeback".into()),
+                });
+                self.requeue(pending);
+                return 0;
+            }
+            self.emit(None, EventKind::Writeback {
+                tasks: outcome.applied.iter().map(|c| c.id.clone()).collect(),
+                bytes: outcome.text.len() as u64,
+            });
+        }
+        self.last_hash = Some(fsio::content_hash(outcome.text.as_bytes()));
+        let refused: BTreeMap<String, Refusal> = outcome
+            .refused
+            .into_iter()
+            .map(|(c, r)| (c.id, r))
+            .collect();
+        let applied: BTreeSet<String> = outcome.applied.into_iter().map(|c| c.id).collect();
+        let text = outcome.text;
+        // Block ranges moved with the write: parse what is now on disk, once, if needed.
+        let written = pending
+            .iter()
+            .any(|p| matches!(p.after, After::Claimed { .. }))
+            .then(|| Board::parse(&text));
+
+        let mut started = 0;
+        for p in pending {
+            let id = p.change.id.clone();
+            if let Some(why) = refused.get(&id) {
+                self.emit(Some(&id), EventKind::WritebackConflict {
+                    expected: p.change.expected.to_string(),
+                    found: match why {
+                        Refusal::Mismatch { found } => found.clone(),
+                        other => other.to_string(),
+                    },
+                    wanted: p.change.new.to_string(),
+                });
+                if let After::Claimed { .. } | After::Settled { .. } = p.after {
+                    let _ = self.locks.release(&id, &self.instance);
+                }
+                continue;
+            }
+            if !applied.contains(&id) {
+                continue;
+            }
+            {
+                let rec = self.store.record_mut(&id);
+                Episode::record(&mut rec.memory.episode, &p.change.expected, &p.change.new);
+            }
+            match p.after {
+                After::Promoted { deps } => {
+                    self.store.record_mut(&id).deps = deps.clone();
+                    self.emit(Some(&id), EventKind::DependencyPromoted { deps });
+                }
+                After::Reset { reason, attempt } => {
+                    self.store.record_mut(&id).memory.attempts = attempt;
+                    self.emit(Some(&id), EventKind::StaleClaimReset {
+                        status: p.change.expected.to_string(),
+                        reason,
+                        attempt,
+                    });
+                    if matches!(p.change.new, Status::Failed { .. }) {
+                        self.deadletter(&id, "exhausted_retries (last claim went stale)", now);
+                        self.store.record_mut(&id).memory.attempts = 0;
+                    }
+                }
+                After::Reasserted => self.emit(Some(&id), EventKind::StatusReasserted {
+                    status: p.change.new.to_string(),
+                    replaced: p.change.expected.to_string(),
+                }),
+                After::Claimed { route, attempt } => {
+                    self.store.record_mut(&id).memory.attempts = attempt;
+                    let board = written.as_ref().expect("parsed when a claim is pending");
+                    if self.spawn(&id, &route, attempt, p.change.new.clone(), board, &text, now) {
+                        started += 1;
+                    }
+                }
+                After::Settled {
+                    settlement,
+                    attempt,
+                } => {
+                    match settlement.kind {
+                        SettlementKind::Finished => {
+                            let rec = self.store.record_mut(&id);
+                            rec.memory.attempts = 0;
+                            rec.history.clear();
+                        }
+                        SettlementKind::Retry { at } => {
+                            self.emit(Some(&id), EventKind::TaskRetryScheduled { attempt, at });
+                        }
+                        SettlementKind::Exhausted => {
+                            self.deadletter(&id, "exhausted_retries", now);
+                            let rec = self.store.record_mut(&id);
+                            rec.memory.attempts = 0;
+                            rec.history.clear();
+                        }
+                        SettlementKind::Interrupted => {
+                            self.store.record_mut(&id).memory.attempts = attempt.saturating_sub(1);
+                            self.emit(Some(&id), EventKind::TaskInterrupted { attempt });
+                        }
+                        SettlementKind::Cancelled => {}
+                    }
+                    let _ = self.locks.release(&id, &self.instance);
+                }
+            }
+        }
+        started
+    }
+
+    /// Turns an executor's ending into a pending status change (or nothing, when cancelled).
+    fn settle(&mut self, id: &str, attempt: u32, finished: exec::Finished) -> Option<Pending> {
+        let active = self.active.remove(id)?;
+        if active.attempt != attempt {
+            return None;
+        }
+        let ending = match finished.stopped {
+            Some(exec::StopReason::Cancelled) => Ending::Cancelled,
+            Some(exec::StopReason::Shutdown) => Ending::Interrupted,
+            Some(exec::StopReason::Timeout) => Ending::Failure("timeout".into()),
+            None => match finished.ending {
+                exec::Ending::Exited(0) => match std::fs::read_to_string(&active.result_path) {
+                    Ok(text) => match plan::parse_result(&text) {
+                        Ok(r) => Ending::Success { result: Some(r) },
+                        Err(why) => Ending::BadResult(why),
+                    },
+                    Err(_) => Ending::Success { result: None },
+                },
+                exec::Ending::Exited(code) => Ending::Failure(format!("exit_{code}")),
+                exec::Ending::Signaled(sig) => {
+                    Ending::Failure(format!("signal_{}", signal_name(sig)))
+                }
+            },
+        };
+        let (exit_code, signal) = match finished.ending {
+            exec::Ending::Exited(c) => (Some(c), None),
+            exec::Ending::Signaled(s) => (None, Some(s)),
+        };
+        self.conclude(
+            id,
+            &active,
+            ending,
+            exit_code,
+            signal,
+            finished.duration,
+            finished.stderr_tail,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn conclude(
+        &mut self,
+        id: &str,
+        active: &Active,
+        ending: Ending,
+        exit_code: Option<i32>,
+        signal: Option<i32>,
+        duration: Duration,
+        stderr_tail: String,
+    ) -> Option<Pending> {
+        let now = self.now();
+        let settlement = plan::settle(&self.policy(), active.attempt, &ending, now);
+        let outcome = match (&settlement.write, &ending) {
+            (_, Ending::Cancelled) => "cancelled".to_string(),
+            (_, Ending::Interrupted) => "interrupted".to_string(),
+            (Some(s), _) => s.to_string(),
+            (None, _) => "none".to_string(),
+        };
+        let reason = match &ending {
+            Ending::Success { .. } => "done".to_string(),
+            Ending::BadResult(_) => "bad_result".to_string(),
+            Ending::Failure(r) => r.clone(),
+            Ending::Cancelled => "cancelled".to_string(),
+            Ending::Interrupted => "interrupted".to_string(),
+        };
+        let duration_ms = duration.as_millis() as u64;
+        let rec = self.store.record_mut(id);
+        rec.history.push(AttemptRecord {
+            attempt: active.attempt,
+            route: active.route.clone(),
+            started: active.started,
+            ended: now,
+            duration_ms,
+            exit_code,
+            signal,
+            outcome: reason,
+            stderr_tail: stderr_tail.clone(),
+            run_dir: active.run_dir.display().to_string(),
+        });
+        self.emit(Some(id), EventKind::TaskFinished {
+            attempt: active.attempt,
+            exit_code,
+            signal,
+            duration_ms,
+            outcome,
+            note: settlement.note.clone(),
+            stopped: match &ending {
+                Ending::Cancelled => Some("cancelled".into()),
+                Ending::Interrupted => Some("shutdown".into()),
+                Ending::Failure(r) if r == "timeout" => Some("timeout".into()),
+                _ => None,
+            },
+        });
+        let Some(new) = settlement.write.clone() else {
+            let _ = self.locks.release(id, &self.instance);
+            return None;
+        };
+        Some(Pending {
+            change: Change {
+                id: id.to_string(),
+                expected: active.running.clone(),
+                new,
+            },
+            after: After::Settled {
+                settlement,
+                attempt: active.attempt,
+            },
+        })
+    }
+
+    /// Starts the executor for a claimed task. On failure to start, the attempt is settled as
+    /// failed right away (its status change goes out with the next write).
+    fn spawn(&mut self, id: &str, route: &str, attempt: u32, running: Status, board: &Board, text: &str, now: DateTime<Utc>) -> bool {
+        let run_dir = self
+            .state_dir
+            .join("runs")
+            .join(id)
+            .join(format!("{attempt}-{}", now.format("%Y%m%dT%H%M%SZ")));
+        let result_path = run_dir.join("result.json");
+        let active = Active {
+            attempt,
+            route: route.to_string(),
+            handle: None,
+            started: now,
+            running,
+            run_dir: run_dir.clone(),
+            result_path: result_path.clone(),
+        };
+        let fail = |rt: &mut Runtime, active: Active, why: String, reason: &str| {
+            rt.emit(Some(id), EventKind::Error {
+                message: why,
+                context: Some("dispatch".into()),
+            });
+            if let Some(p) = rt.conclude(
+                id,
+                &active,
+                Ending::Failure(reason.into()),
+                None,
+                None,
+                Duration::ZERO,
+                String::new(),
+            ) {
+                rt.deferred.push(p);
+                rt.dirty = true;
+            }
+            false
+        };
+        let Some(exec_cfg) = self.config.executors.get(route).cloned() else {
+            return fail(self, active, format!("no executor `{route}` is configured"), "no_executor");
+        };
+        if let Err(e) = std::fs::create_dir_all(&run_dir) {
+            return fail(self, active, format!("cannot create {}: {e}", run_dir.display()), "run_dir_unavailable");
+        }
+        let Some(task) = board.task(id) else {
+            return fail(self, active, "the task vanished before it could start".into(), "vanished");
+        };
+        let packet = self.packet(id, board, text);
+        let mut argv = exec_cfg.command.clone();
+        if argv[0].contains('/') && Path::new(&argv[0]).is_relative() {
+            argv[0] = self.board_dir.join(&argv[0]).display().to_string();
+        }
+        let mut env: Vec<(String, String)> = exec_cfg.env.clone().into_iter().collect();
+        env.extend([
+            ("TASKBOARD_TASK_ID".to_string(), id.to_string()),
+            ("TASKBOARD_TASK_TITLE".to_string(), task.title.clone()),
+            ("TASKBOARD_ATTEMPT".to_string(), attempt.to_string()),
+            ("TASKBOARD_ROUTE".to_string(), route.to_string()),
+            ("TASKBOARD_BOARD".to_string(), self.board.display().to_string()),
+            ("TASKBOARD_RUN_DIR".to_string(), run_dir.display().to_string()),
+            ("TASKBOARD_RESULT".to_string(), result_path.display().to_string()),
+        ]);
+        let spec = exec::Spec {
+            argv,
+            cwd: self.board_dir.clone(),
+            env,
+            stdin: packet.into_bytes(),
+            run_dir: run_dir.clone(),
+            timeout: exec_cfg.timeout,
+            grace: self.config.runtime.grace,
+            output_cap: self.config.runtime.output_cap,
+        };
+        let tx = self.tx.clone();
+        let owned_id = id.to_string();
+        match exec::start(spec, move |finished| {
+            let _ = tx.send(Msg::Finished {
+                id: owned_id,
+                attempt,
+                finished,
+            });
+        }) {
+            Ok(handle) => {
+                let pid = handle.pid();
+                let _ = self.locks.set_executor_pgid(id, &self.instance, pid as i32);
+                self.emit(Some(id), EventKind::TaskDispatched {
+                    attempt,
+                    route: route.to_string(),
+                    pid,
+                    agent: self.config.runtime.agent.clone(),
+                });
+                self.active.insert(
+                    id.to_string(),
+                    Active {
+                        handle: Some(handle),
+                        ..active
+                    },
+                );
+                true
+            }
+            Err(e) => fail(self, active, format!("cannot start executor `{route}`: {e}"), "spawn_failed"),
+        }
+    }
+
+    /// The context packet on the executor's stdin: the task's block, then its dependencies'.
+    fn packet(&self, id: &str, board: &Board, text: &str) -> String {
+        let mut out = String::new();
+        if let Some(task) = board.task(id) {
+            out.push_str(&text[task.block.clone()]);
+        }
+        let deps = self.store.tasks.get(id).map(|r| r.deps.clone()).unwrap_or_default();
+        for dep in deps {
+            if let Some(t) = board.task(&dep) {
+                if !out.ends_with('\n') {
+                    out.push('\n');
+                }
+                out.push_str(&format!("\n<!-- taskboard: dependency {dep} -->\n"));
+                out.push_str(&text[t.block.clone()]);
+            }
+        }
+        out
+    }
+
+    /// Writes `deadletter/<ID>.json` (archiving an older one) with the task and its attempts.
+    fn deadletter(&mut self, id: &str, reason: &str, now: DateTime<Utc>) {
+        let dir = self.board_dir.join("deadletter");
+        let path = dir.join(format!("{id}.json"));
+        let (title, block) = match fsio::read_board(&self.board) {
+            Ok(snap) => {
+                let board = Board::parse(&snap.text);
+                board
+                    .task(id)
+                    .map(|t| (t.title.clone(), snap.text[t.block.clone()].to_string()))
+                    .unwrap_or_default()
+            }
+            Err(_) => Default::default(),
+        };
+        let attempts = self
+            .store
+            .tasks
+            .get(id)
+            .map(|r| r.history.clone())
+            .unwrap_or_default();
+        let doc = serde_json::json!({
+            "task": id,
+            "title": title,
+            "status": "failed:exhausted_retries",
+            "reason": reason,
+            "failed_at": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "attempts": attempts,
+            "block": block,
+        });
+        let result = std::fs::create_dir_all(&dir).and_then(|_| {
+            if path.exists() {
+                archive_deadletter(&dir, id, now)?;
+            }
+            let bytes = serde_json::to_vec_pretty(&doc).map_err(std::io::Error::other)?;
+            fsio::atomic_write(&path, &bytes)
+        });
+        match result {
+            Ok(()) => self.emit(Some(id), EventKind::TaskDeadlettered {
+                attempts: attempts.len() as u32,
+                path: path.display().to_string(),
+            }),
+            Err(e) => self.emit(Some(id), EventKind::Error {
+                message: format!("cannot write {}: {e}", path.display()),
+                context: Some("deadletter".into()),
+            }),
+        }
+    }
+}
+
+/// Moves `deadletter/<ID>.json` to `deadletter/archive/<ID>-<time>.json`.
+pub fn archive_deadletter(dir: &Path, id: &str, now: DateTime<Utc>) -> std::io::Result<PathBuf> {
+    let archive = dir.join("archive");
+    std::fs::create_dir_all(&archive)?;
+    let to = archive.join(format!("{id}-{}.json", now.format("%Y%m%dT%H%M%S%.3fZ")));
+    std::fs::rename(dir.join(format!("{id}.json")), &to)?;
+    Ok(to)
+}
+
+/// SIGTERM to a process group, then SIGKILL after `grace` if anything in it still lives.
+fn kill_group(pgid: i32, grace: Duration) {
+    // SAFETY: kill(2) with a negative pid signals a process group; no memory is involved.
+    unsafe { libc::kill(-pgid, libc::SIGTERM) };
+    let deadline = Instant::now() + grace;
+    let mut wait = Duration::from_millis(5);
+    while lock::process_group_alive(pgid) && Instant::now() < deadline {
+        std::thread::sleep(wait);
+        wait = (wait * 2).min(Duration::from_millis(200));
+    }
+    if lock::process_group_alive(pgid) {
+        // SAFETY: as above.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    }
+}
+
+pub fn signal_name(sig: i32) -> String {
+    match sig {
+        libc::SIGTERM => "SIGTERM".into(),
+        libc::SIGINT => "SIGINT".into(),
+        libc::SIGHUP => "SIGHUP".into(),
+        libc::SIGKILL => "SIGKILL".into(),
+        libc::SIGSEGV => "SIGSEGV".into(),
+        libc::SIGABRT => "SIGABRT".into(),
+        libc::SIGPIPE => "SIGPIPE".into(),
+        other => other.to_string(),
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    }
+}

@@ -1,0 +1,245 @@
+//! A sandbox for end-to-end tests: a board folder, a real `taskboard` process, and waits that
+//! poll `events.jsonl` with a deadline (never a fixed sleep).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+pub struct Sandbox {
+    pub dir: PathBuf,
+    pub board: PathBuf,
+    children: Vec<Child>,
+}
+
+impl Sandbox {
+    pub fn new(name: &str) -> Sandbox {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "taskboard-e2e-{name}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let board = dir.join("task-board.md");
+        Sandbox {
+            dir,
+            board,
+            children: Vec::new(),
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let p = self.path(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(p, text).unwrap();
+    }
+
+    pub fn write_board(&self, text: &str) {
+        std::fs::write(&self.board, text).unwrap();
+    }
+
+    pub fn board_text(&self) -> String {
+        std::fs::read_to_string(&self.board).unwrap()
+    }
+
+    /// Writes an executable shell script.
+    pub fn script(&self, rel: &str, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = self.path(rel);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    /// A config with a fast debounce and the given `[executors.*]` tables appended.
+    pub fn config(&self, runtime_extra: &str, executors: &str) {
+        self.write(
+            "taskboard.toml",
+            &format!(
+                "[runtime]\ndebounce_ms = 50\nmax_parallel = 4\nmax_attempts = 3\nretry_backoff = \"100ms\"\ngrace = \"1s\"\n{runtime_extra}\n{executors}"
+            ),
+        );
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_taskboard"));
+        cmd.args(args)
+            .current_dir(&self.dir)
+            .env("NO_COLOR", "1")
+            .env("TASKBOARD_LOG", "debug")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Starts `taskboard run` and waits until it has made its first pass.
+    pub fn start_run(&mut self) -> u32 {
+        let before = self.count("pass");
+        let stderr = std::fs::File::create(self.path(&format!("run-{}.stderr", self.children.len()))).unwrap();
+        let child = self
+            .command(&["run", "task-board.md"])
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        self.children.push(child);
+        self.wait_until("first pass", |s| s.count("pass") > before);
+        pid
+    }
+
+    /// Runs `taskboard once` to completion and returns its exit code.
+    pub fn once(&self) -> i32 {
+        let out = self.command(&["once", "task-board.md"]).output().unwrap();
+        out.status.code().unwrap_or(-1)
+    }
+
+    pub fn signal_all(&self, sig: i32) {
+        for c in &self.children {
+            unsafe { libc::kill(c.id() as i32, sig) };
+        }
+    }
+
+    /// Waits for every started runtime to exit; returns their exit codes.
+    pub fn wait_all(&mut self) -> Vec<Option<i32>> {
+        let deadline = Instant::now() + DEADLINE;
+        let mut codes = Vec::new();
+        for mut c in self.children.drain(..) {
+            loop {
+                if let Some(st) = c.try_wait().unwrap() {
+                    codes.push(st.code());
+                    break;
+                }
+                assert!(Instant::now() < deadline, "runtime did not exit in time");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        codes
+    }
+
+    pub fn kill9_all(&mut self) {
+        for mut c in self.children.drain(..) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn events(&self) -> Vec<Value> {
+        let Ok(text) = std::fs::read_to_string(self.path("events.jsonl")) else {
+            return Vec::new();
+        };
+        text.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    pub fn events_named(&self, name: &str) -> Vec<Value> {
+        self.events()
+            .into_iter()
+            .filter(|e| e["event"] == name)
+            .collect()
+    }
+
+    pub fn count(&self, name: &str) -> usize {
+        self.events_named(name).len()
+    }
+
+    pub fn count_for(&self, name: &str, task: &str) -> usize {
+        self.events_named(name)
+            .iter()
+            .filter(|e| e["task"] == task)
+            .count()
+    }
+
+    /// Polls until `cond` holds, failing with the event log when the deadline passes.
+    pub fn wait_until(&self, what: &str, cond: impl Fn(&Sandbox) -> bool) {
+        let deadline = Instant::now() + DEADLINE;
+        let mut pause = Duration::from_millis(5);
+        while !cond(self) {
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what}\nboard:\n{}\nevents:\n{}\nstderr:\n{}",
+                    std::fs::read_to_string(&self.board).unwrap_or_default(),
+                    std::fs::read_to_string(self.path("events.jsonl")).unwrap_or_default(),
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// Asserts `cond` stays false for `window` (a bounded negative check).
+    pub fn stays_false(&self, window: Duration, cond: impl Fn(&Sandbox) -> bool) -> bool {
+        let end = Instant::now() + window;
+        while Instant::now() < end {
+            if cond(self) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        !cond(self)
+    }
+
+    pub fn status_of(&self, id: &str) -> String {
+        let text = self.board_text();
+        let board = taskboard::board::Board::parse(&text);
+        board
+            .task(id)
+            .and_then(|t| t.status.as_ref())
+            .map(|s| s.raw.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn stderr(&self) -> String {
+        let mut out = String::new();
+        for i in 0..4 {
+            if let Ok(s) = std::fs::read_to_string(self.path(&format!("run-{i}.stderr"))) {
+                out.push_str(&s);
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// True while a process with this pid exists (and is not a zombie we could reap).
+pub fn pid_alive(pid: i32) -> bool {
+    if unsafe { libc::kill(pid, 0) } != 0 {
+        return false;
+    }
+    // A zombie still answers kill(0); read its state.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+pub fn read_pid(path: &Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
