@@ -203,6 +203,9 @@ pub fn load(explicit: Option<&Path>, board_dir: &Path) -> Result<Loaded, ConfigE
         Ok(m) if m.is_dir() => {
             return Err(ConfigError::at_path(&path, "is a folder, not a file"));
         }
+        Ok(m) if !m.is_file() => {
+            return Err(ConfigError::at_path(&path, "not a regular file"));
+        }
         Ok(_) => {}
         Err(e) => return Err(ConfigError::at_path(&path, io_message(&e))),
     }

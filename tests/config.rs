@@ -364,3 +364,31 @@ mod load {
         fs::remove_dir_all(&d).unwrap();
     }
 }
+
+mod props {
+    use proptest::prelude::*;
+    use std::time::Duration;
+    use taskboard::config::parse_duration;
+
+    proptest! {
+        #[test]
+        fn combined_durations_add_up(d in 0u64..400, h in 0u64..100, m in 0u64..100, s in 0u64..100, ms in 0u64..2000, mask in 1u8..32) {
+            let parts = [(d, "d", 86_400_000u64), (h, "h", 3_600_000), (m, "m", 60_000), (s, "s", 1_000), (ms, "ms", 1)];
+            let mut text = String::new();
+            let mut total = 0;
+            for (i, (n, unit, scale)) in parts.iter().enumerate() {
+                if mask & (1 << i) != 0 {
+                    text.push_str(&format!("{n}{unit}"));
+                    total += n * scale;
+                }
+            }
+            prop_assert_eq!(parse_duration(&text), Ok(Duration::from_millis(total)));
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,20}") {
+            let _ = parse_duration(&text);
+            let _ = taskboard::config::parse_size(&text);
+        }
+    }
+}

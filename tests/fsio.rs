@@ -351,3 +351,53 @@ fn atomic_write_failure_leaves_no_temp_file() {
         assert_eq!(fs::read_dir(&sub).unwrap().count(), 0);
     }
 }
+
+#[test]
+fn read_stable_retries_a_file_cut_mid_character() {
+    let d = TempDir::new("cut");
+    let p = d.path("task-board.md");
+    // "ø" is two bytes; the first one alone looks like a save caught half-way.
+    fs::write(&p, b"- [ ] b\xc3").unwrap();
+    assert!(matches!(
+        read_board(&p),
+        Err(ReadError::NotUtf8 { offset: 7, .. })
+    ));
+    let writer = {
+        let p = p.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            fs::write(&p, "- [ ] bø\n").unwrap();
+        })
+    };
+    let s = read_stable(&p, Duration::from_millis(30), 40).unwrap();
+    writer.join().unwrap();
+    assert_eq!(s.text, "- [ ] bø\n");
+    // An invalid byte in the middle is not a save in progress: refused at once.
+    fs::write(&p, b"a\xffb").unwrap();
+    let e = read_stable(&p, Duration::from_secs(60), 3).unwrap_err();
+    assert!(matches!(e, ReadError::NotUtf8 { offset: 1, .. }));
+}
+
+#[test]
+fn read_stable_gives_the_last_read_when_the_file_never_settles() {
+    let d = TempDir::new("unsettled");
+    let p = d.path("task-board.md");
+    fs::write(&p, "0").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (p, stop) = (p.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                atomic_write(&p, n.to_string().as_bytes()).unwrap();
+            }
+        })
+    };
+    let s = read_stable(&p, Duration::from_millis(2), 4);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    // Whatever was read last is a whole number written by the writer, never a torn file.
+    let s = s.unwrap();
+    assert!(s.text.parse::<u64>().is_ok(), "{:?}", s.text);
+}
