@@ -1,1 +1,689 @@
-//! (module under construction)
+//! The runtime's configuration: `taskboard.toml`, optional, beside the board.
+//!
+//! This module owns the file's shape, its defaults and its validation. It is pure: [`parse`] is a
+//! function of text, and [`load`] is the only function here that touches the disk (it reads one
+//! file and nothing else). It must not start processes, read the board, read the clock or look at
+//! the environment: the executors it describes are run by `exec`, never from here.
+//!
+//! Every mistake in the file is an error with a line and column where the file shows one: unknown
+//! keys, wrong types, empty commands, zero limits, durations without units. A board without a
+//! configuration file gets [`Config::default`], which has no executors at all, so nothing runs
+//! until a person says what to run.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+
+/// The name of the configuration file looked up beside the board.
+pub const FILE_NAME: &str = "taskboard.toml";
+
+/// The largest accepted `debounce_ms`: a minute. Longer waits make the board feel dead.
+pub const MAX_DEBOUNCE_MS: u64 = 60_000;
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub runtime: RuntimeConfig,
+    /// Executors by route name. `default` serves tasks that name no route.
+    pub executors: BTreeMap<String, ExecutorConfig>,
+}
+
+/// The `[runtime]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    /// How long the board must be quiet before it is re-read (`debounce_ms`).
+    pub debounce: Duration,
+    /// How many tasks run at once.
+    pub max_parallel: usize,
+    /// How many times a task is tried before it is marked failed.
+    pub max_attempts: u32,
+    /// The wait before the first retry; it doubles for each further attempt. May be zero.
+    pub retry_backoff: Duration,
+    /// A `running:` claim older than this with no live process behind it is stale.
+    pub stale_after: Duration,
+    /// The board is re-read at least this often even when no event arrives.
+    pub rescan_every: Duration,
+    /// The wait between SIGTERM and SIGKILL when stopping an executor. May be zero.
+    pub grace: Duration,
+    /// Bytes kept on disk per stream (stdout, stderr) per attempt.
+    pub output_cap: u64,
+    /// The agent name written into `running:<agent>:<time>`.
+    pub agent: String,
+}
+
+/// One `[executors.<route>]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutorConfig {
+    /// Program and arguments; never run through a shell.
+    pub command: Vec<String>,
+    /// The longest one attempt may run; `None` means no limit.
+    pub timeout: Option<Duration>,
+    /// Extra environment for the process, on top of the runtime's own.
+    pub env: BTreeMap<String, String>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            debounce: Duration::from_millis(2000),
+            max_parallel: 2,
+            max_attempts: 3,
+            retry_backoff: Duration::from_secs(30),
+            stale_after: Duration::from_secs(2 * 3600),
+            rescan_every: Duration::from_secs(3600),
+            grace: Duration::from_secs(10),
+            output_cap: 1024 * 1024,
+            agent: "taskboard".to_string(),
+        }
+    }
+}
+
+impl Default for Config {
+    /// The built-in defaults: the runtime settings documented above and no executors, so a board
+    /// without a configuration file dispatches nothing.
+    fn default() -> Self {
+        Config {
+            runtime: RuntimeConfig::default(),
+            executors: BTreeMap::new(),
+        }
+    }
+}
+
+impl Config {
+    /// The executor serving `route` (`None` means `default`), with its route name.
+    pub fn executor_for(&self, route: Option<&str>) -> Option<(&str, &ExecutorConfig)> {
+        self.executors
+            .get_key_value(route.unwrap_or("default"))
+            .map(|(name, exec)| (name.as_str(), exec))
+    }
+}
+
+/// A configuration file that cannot be used, with where the problem is when that is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// 1-based line of the offending text.
+    pub line: Option<usize>,
+    /// 1-based column (in characters) of the offending text.
+    pub column: Option<usize>,
+    pub message: String,
+    pub path: Option<PathBuf>,
+}
+
+impl ConfigError {
+    fn at_path(path: &Path, message: impl Into<String>) -> Self {
+        ConfigError {
+            line: None,
+            column: None,
+            message: message.into(),
+            path: Some(path.to_path_buf()),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    /// `path:line:col: message`, dropping the parts that are unknown. Without a path the
+    /// position reads `line L, column C: message`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.path, self.line) {
+            (Some(path), Some(line)) => {
+                write!(f, "{}:{line}:", path.display())?;
+                if let Some(col) = self.column {
+                    write!(f, "{col}:")?;
+                }
+                write!(f, " {}", self.message)
+            }
+            (Some(path), None) => write!(f, "{}: {}", path.display(), self.message),
+            (None, Some(line)) => {
+                write!(f, "line {line}")?;
+                if let Some(col) = self.column {
+                    write!(f, ", column {col}")?;
+                }
+                write!(f, ": {}", self.message)
+            }
+            (None, None) => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// What [`load`] found: the configuration and the file it came from (`None`: built-in defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    pub config: Config,
+    pub path: Option<PathBuf>,
+}
+
+/// Parse the text of a `taskboard.toml`. Pure.
+pub fn parse(text: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let (line, column) = match e.span() {
+            Some(span) => {
+                let (l, c) = line_col(text, span.start);
+                (Some(l), Some(c))
+            }
+            None => (None, None),
+        };
+        ConfigError {
+            line,
+            column,
+            message: one_line(e.message()),
+            path: None,
+        }
+    })?;
+    Ok(raw.into_config())
+}
+
+/// Find and parse the configuration.
+///
+/// An `explicit` path must exist. Otherwise `board_dir/taskboard.toml` is used when present and
+/// the built-in defaults when absent. Any error carries the file's path.
+pub fn load(explicit: Option<&Path>, board_dir: &Path) -> Result<Loaded, ConfigError> {
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let p = board_dir.join(FILE_NAME);
+            match std::fs::metadata(&p) {
+                Ok(_) => p,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Ok(Loaded {
+                        config: Config::default(),
+                        path: None,
+                    });
+                }
+                Err(e) => return Err(ConfigError::at_path(&p, io_message(&e))),
+            }
+        }
+    };
+    match std::fs::metadata(&path) {
+        Ok(m) if m.is_dir() => {
+            return Err(ConfigError::at_path(&path, "is a folder, not a file"));
+        }
+        Ok(m) if !m.is_file() => {
+            return Err(ConfigError::at_path(&path, "not a regular file"));
+        }
+        Ok(_) => {}
+        Err(e) => return Err(ConfigError::at_path(&path, io_message(&e))),
+    }
+    let bytes = std::fs::read(&path).map_err(|e| ConfigError::at_path(&path, io_message(&e)))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        ConfigError::at_path(
+            &path,
+            format!(
+                "not valid UTF-8 (first invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })?;
+    let config = parse(&text).map_err(|mut e| {
+        e.path = Some(path.clone());
+        e
+    })?;
+    Ok(Loaded {
+        config,
+        path: Some(path),
+    })
+}
+
+fn io_message(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        _ => format!("cannot read: {e}"),
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.trim()
+        .split('\n')
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// 1-based line and character column of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = text[line_start..offset].chars().count() + 1;
+    (line, column)
+}
+
+/// Parse a duration such as `500ms`, `30s`, `5m`, `2h`, `1d` or `1h30m` (units from largest to
+/// smallest, each at most once). A bare number is refused: the unit is never guessed.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    const UNITS: [(&str, u64); 5] = [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ];
+    let t = s.trim();
+    if t.is_empty() {
+        return Err("empty duration; write e.g. \"30s\", \"5m\" or \"1h30m\"".to_string());
+    }
+    if t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "duration \"{t}\" has no unit; write e.g. \"{t}s\" or \"{t}ms\" (units: ms, s, m, h, d)"
+        ));
+    }
+    let bad = || {
+        format!(
+            "invalid duration \"{t}\"; write e.g. \"500ms\", \"30s\", \"5m\", \"2h\", \"1d\" or \"1h30m\""
+        )
+    };
+    let mut rest = t;
+    let mut total: u64 = 0;
+    let mut last_rank: Option<usize> = None;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("duration \"{t}\" is too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let Some(rank) = UNITS.iter().position(|(u, _)| *u == unit) else {
+            return Err(if unit.is_empty() {
+                bad()
+            } else {
+                format!("unknown unit \"{unit}\" in duration \"{t}\" (units: ms, s, m, h, d)")
+            });
+        };
+        if last_rank.is_some_and(|r| rank <= r) {
+            return Err(format!(
+                "duration \"{t}\": units must go from largest to smallest, each once, e.g. \"1h30m\""
+            ));
+        }
+        last_rank = Some(rank);
+        total = n
+            .checked_mul(UNITS[rank].1)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(|| format!("duration \"{t}\" is too large"))?;
+    }
+    Ok(Duration::from_millis(total))
+}
+
+/// Parse a size: integer bytes, or a number with `B`, `KB`, `MB`, `GB` (powers of 1000) or
+/// `KiB`, `MiB`, `GiB` (powers of 1024), case-insensitive.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+    let bad =
+        || format!("invalid size \"{t}\"; write bytes or e.g. \"512KiB\", \"1MiB\", \"10MB\"");
+    if digits == 0 {
+        return Err(bad());
+    }
+    let n: u64 = t[..digits]
+        .parse()
+        .map_err(|_| format!("size \"{t}\" is too large"))?;
+    let unit = t[digits..].trim_start().to_ascii_lowercase();
+    let mult: u64 = match unit.as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "mb" => 1000 * 1000,
+        "gb" => 1000 * 1000 * 1000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size \"{t}\" is too large"))
+}
+
+// ----- the raw shape, as serde reads it -----
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, expecting = "a configuration table")]
+struct RawConfig {
+    #[serde(default)]
+    runtime: RawRuntime,
+    #[serde(default)]
+    executors: BTreeMap<RouteName, RawExecutor>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "a [runtime] table")]
+struct RawRuntime {
+    #[serde(deserialize_with = "de_debounce_ms")]
+    debounce_ms: u64,
+    #[serde(deserialize_with = "de_positive_usize")]
+    max_parallel: usize,
+    #[serde(deserialize_with = "de_positive_u32")]
+    max_attempts: u32,
+    #[serde(deserialize_with = "de_duration_or_zero")]
+    retry_backoff: Duration,
+    #[serde(deserialize_with = "de_duration")]
+    stale_after: Duration,
+    #[serde(deserialize_with = "de_duration")]
+    rescan_every: Duration,
+    #[serde(deserialize_with = "de_duration_or_zero")]
+    grace: Duration,
+    #[serde(deserialize_with = "de_size")]
+    output_cap: u64,
+    #[serde(deserialize_with = "de_agent")]
+    agent: String,
+}
+
+impl Default for RawRuntime {
+    fn default() -> Self {
+        let d = RuntimeConfig::default();
+        RawRuntime {
+            debounce_ms: d.debounce.as_millis() as u64,
+            max_parallel: d.max_parallel,
+            max_attempts: d.max_attempts,
+            retry_backoff: d.retry_backoff,
+            stale_after: d.stale_after,
+            rescan_every: d.rescan_every,
+            grace: d.grace,
+            output_cap: d.output_cap,
+            agent: d.agent,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an [executors.<name>] table with a command"
+)]
+struct RawExecutor {
+    #[serde(deserialize_with = "de_command")]
+    command: Vec<String>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "de_env")]
+    env: BTreeMap<String, String>,
+}
+
+/// A route name, checked as it is read so the error points at the key.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct RouteName(String);
+
+impl<'de> Deserialize<'de> for RouteName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if valid_route(&s) {
+            Ok(RouteName(s))
+        } else {
+            Err(de::Error::custom(format!(
+                "invalid executor name \"{s}\": use letters, digits, '_' and '-' only"
+            )))
+        }
+    }
+}
+
+impl RawConfig {
+    fn into_config(self) -> Config {
+        let r = self.runtime;
+        Config {
+            runtime: RuntimeConfig {
+                debounce: Duration::from_millis(r.debounce_ms),
+                max_parallel: r.max_parallel,
+                max_attempts: r.max_attempts,
+                retry_backoff: r.retry_backoff,
+                stale_after: r.stale_after,
+                rescan_every: r.rescan_every,
+                grace: r.grace,
+                output_cap: r.output_cap,
+                agent: r.agent,
+            },
+            executors: self
+                .executors
+                .into_iter()
+                .map(|(k, v)| {
+                    (
+                        k.0,
+                        ExecutorConfig {
+                            command: v.command,
+                            timeout: v.timeout,
+                            env: v.env,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Route names: `[A-Za-z0-9_-]+`.
+pub fn valid_route(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Agent names: `[A-Za-z0-9][A-Za-z0-9_.-]*`.
+pub fn valid_agent(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphanumeric())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+}
+
+// ----- field readers: each error lands on the value's span -----
+
+/// Reads a duration string; a bare number gets a hint instead of a type error.
+struct DurationVisitor;
+
+impl Visitor<'_> for DurationVisitor {
+    type Value = Duration;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a duration string such as \"30s\", \"5m\" or \"1h30m\"")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+        parse_duration(v).map_err(E::custom)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
+        Err(E::custom(format!(
+            "a duration needs a unit and quotes: write \"{v}s\" or \"{v}ms\" rather than {v} (units: ms, s, m, h, d)"
+        )))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+        Err(E::custom(format!(
+            "a duration needs a unit and quotes: write \"{v}s\" or \"{v}ms\" rather than {v} (units: ms, s, m, h, d)"
+        )))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
+        Err(E::custom(format!(
+            "a duration needs a unit and quotes, e.g. \"500ms\" rather than {v}"
+        )))
+    }
+}
+
+fn de_duration_or_zero<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    d.deserialize_any(DurationVisitor)
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let v = d.deserialize_any(DurationVisitor)?;
+    if v.is_zero() {
+        return Err(de::Error::custom("must be longer than zero"));
+    }
+    Ok(v)
+}
+
+fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    de_duration(d).map(Some)
+}
+
+fn de_debounce_ms<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    struct V;
+    impl Visitor<'_> for V {
+        type Value = u64;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a whole number of milliseconds")
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
+            if v < 1 || v as u64 > MAX_DEBOUNCE_MS {
+                return Err(E::custom(format!(
+                    "debounce_ms must be between 1 and {MAX_DEBOUNCE_MS}, not {v}"
+                )));
+            }
+            Ok(v as u64)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+            self.visit_i64(i64::try_from(v).unwrap_or(i64::MAX))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
+            Err(E::custom(format!(
+                "debounce_ms is a whole number of milliseconds without quotes, e.g. 2000, not \"{v}\""
+            )))
+        }
+    }
+    d.deserialize_any(V)
+}
+
+struct PositiveVisitor(&'static str);
+
+impl Visitor<'_> for PositiveVisitor {
+    type Value = u64;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a whole number of at least 1")
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
+        if v < 1 {
+            return Err(E::custom(format!("{} must be at least 1, not {v}", self.0)));
+        }
+        Ok(v as u64)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+        self.visit_i64(i64::try_from(v).unwrap_or(i64::MAX))
+    }
+}
+
+fn de_positive_usize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let v = d.deserialize_any(PositiveVisitor("max_parallel"))?;
+    usize::try_from(v).map_err(|_| de::Error::custom("max_parallel is too large"))
+}
+
+fn de_positive_u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let v = d.deserialize_any(PositiveVisitor("max_attempts"))?;
+    u32::try_from(v).map_err(|_| de::Error::custom("max_attempts is too large"))
+}
+
+fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    struct V;
+    impl Visitor<'_> for V {
+        type Value = u64;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a size in bytes or a string such as \"512KiB\" or \"1MiB\"")
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
+            u64::try_from(v)
+                .map_err(|_| E::custom(format!("a size cannot be negative ({v})")))
+                .and_then(|v| self.visit_u64(v))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+            if v == 0 {
+                return Err(E::custom("output_cap must be larger than zero"));
+            }
+            Ok(v)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
+            parse_size(v)
+                .map_err(E::custom)
+                .and_then(|n| self.visit_u64(n))
+        }
+    }
+    d.deserialize_any(V)
+}
+
+fn de_agent<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    if !valid_agent(&s) {
+        return Err(de::Error::custom(format!(
+            "invalid agent name \"{s}\": start with a letter or digit, then letters, digits, '_', '.' or '-'"
+        )));
+    }
+    Ok(s)
+}
+
+fn de_command<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an array of strings such as [\"claude\", \"-p\"]")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<String>, E> {
+            Err(E::custom(format!(
+                "command must be an array of strings, e.g. [\"{}\"]; it is never run through a shell",
+                v.split_whitespace().collect::<Vec<_>>().join("\", \"")
+            )))
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(s) = seq.next_element::<String>()? {
+                if s.is_empty() {
+                    return Err(de::Error::custom(format!(
+                        "command element {} is an empty string",
+                        out.len() + 1
+                    )));
+                }
+                if s.contains('\0') {
+                    return Err(de::Error::custom(format!(
+                        "command element {} contains a NUL character",
+                        out.len() + 1
+                    )));
+                }
+                out.push(s);
+            }
+            if out.is_empty() {
+                return Err(de::Error::custom(
+                    "command is empty; name the program to run, e.g. [\"claude\", \"-p\"]",
+                ));
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+fn de_env<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let map = BTreeMap::<String, String>::deserialize(d)?;
+    for (k, v) in &map {
+        if k.is_empty() || k.contains('=') || k.contains('\0') {
+            return Err(de::Error::custom(format!(
+                "invalid environment variable name \"{k}\": it must be non-empty without '=' or NUL"
+            )));
+        }
+        if v.contains('\0') {
+            return Err(de::Error::custom(format!(
+                "environment variable {k} contains a NUL character"
+            )));
+        }
+    }
+    Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts_characters() {
+        assert_eq!(line_col("ab\ncd", 0), (1, 1));
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+        assert_eq!(line_col("é=1\nx", 2), (1, 2));
+    }
+}

@@ -1,1 +1,391 @@
-//! (module under construction)
+//! Reading and replacing the board file on disk.
+//!
+//! This module owns every byte the shell reads from or writes to the board: refusing what is not
+//! a board (folders, FIFOs, huge or non-UTF-8 files) before reading it, waiting out an editor that
+//! is mid-save, and replacing the file atomically with its permissions kept. It must not parse or
+//! change the board's text (that is the pure core's job), take locks, or touch any other file
+//! than the board and its own temporary file beside it.
+//!
+//! Replacing by rename gives the board a new inode: a hard link to the board keeps the old
+//! content. A symlinked board is resolved and its target replaced, so the link stays a link.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+/// The largest board accepted: 64 MiB. Larger files are refused without being read.
+pub const MAX_BOARD_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Why the board could not be read. Each displays as one line naming the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadError {
+    NotFound(PathBuf),
+    IsDir(PathBuf),
+    Permission(PathBuf),
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        max: u64,
+    },
+    /// `offset` is the byte offset of the first invalid byte.
+    NotUtf8 {
+        path: PathBuf,
+        offset: usize,
+    },
+    SymlinkLoop(PathBuf),
+    /// Anything else, including files that are not regular files (FIFOs, sockets, devices).
+    Io {
+        path: PathBuf,
+        err: String,
+    },
+}
+
+impl ReadError {
+    /// True when waiting may fix it: an editor saving by rename removes the file for a moment.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ReadError::NotFound(_))
+    }
+
+    /// The file the error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            ReadError::NotFound(p)
+            | ReadError::IsDir(p)
+            | ReadError::Permission(p)
+            | ReadError::SymlinkLoop(p) => p,
+            ReadError::TooLarge { path, .. }
+            | ReadError::NotUtf8 { path, .. }
+            | ReadError::Io { path, .. } => path,
+        }
+    }
+
+    fn from_io(path: &Path, e: &io::Error) -> Self {
+        let path = path.to_path_buf();
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            return ReadError::SymlinkLoop(path);
+        }
+        match e.kind() {
+            io::ErrorKind::NotFound => ReadError::NotFound(path),
+            io::ErrorKind::PermissionDenied => ReadError::Permission(path),
+            io::ErrorKind::IsADirectory => ReadError::IsDir(path),
+            _ => ReadError::Io {
+                path,
+                err: e.to_string(),
+            },
+        }
+    }
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = self.path().display();
+        match self {
+            ReadError::NotFound(_) => write!(f, "{p}: no such file"),
+            ReadError::IsDir(_) => write!(f, "{p}: is a folder, not a file"),
+            ReadError::Permission(_) => write!(f, "{p}: permission denied"),
+            ReadError::TooLarge { size, max, .. } => {
+                write!(f, "{p}: too large ({size} bytes; the limit is {max} bytes)")
+            }
+            ReadError::NotUtf8 { offset, .. } => write!(
+                f,
+                "{p}: not valid UTF-8 (first invalid byte at offset {offset})"
+            ),
+            ReadError::SymlinkLoop(_) => write!(f, "{p}: too many levels of symbolic links"),
+            ReadError::Io { err, .. } => write!(f, "{p}: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+/// One read of the board.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub text: String,
+    /// [`content_hash`] of the bytes.
+    pub hash: u64,
+    /// Length in bytes.
+    pub len: u64,
+    pub mtime: Option<SystemTime>,
+}
+
+/// 64-bit FNV-1a of `bytes`: stable across runs, platforms and versions.
+pub fn content_hash(bytes: &[u8]) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes
+        .iter()
+        .fold(OFFSET, |h, &b| (h ^ u64::from(b)).wrapping_mul(PRIME))
+}
+
+/// What went wrong with one read, with a hint for [`read_stable`].
+struct Failed {
+    err: ReadError,
+    /// The file ended in the middle of a UTF-8 character: typical of a half-written file.
+    cut_short: bool,
+}
+
+fn read_once(path: &Path) -> Result<Snapshot, Failed> {
+    let fail = |err| Failed {
+        err,
+        cut_short: false,
+    };
+    // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| fail(ReadError::from_io(path, &e)))?;
+    // Check the opened file itself, so nothing can be swapped in between check and read.
+    let meta = file
+        .metadata()
+        .map_err(|e| fail(ReadError::from_io(path, &e)))?;
+    if meta.is_dir() {
+        return Err(fail(ReadError::IsDir(path.to_path_buf())));
+    }
+    if !meta.is_file() {
+        return Err(fail(ReadError::Io {
+            path: path.to_path_buf(),
+            err: "not a regular file (a FIFO, socket or device)".to_string(),
+        }));
+    }
+    let too_large = |size| ReadError::TooLarge {
+        path: path.to_path_buf(),
+        size,
+        max: MAX_BOARD_BYTES,
+    };
+    if meta.len() > MAX_BOARD_BYTES {
+        return Err(fail(too_large(meta.len())));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // The file may grow while it is read: never take more than the limit plus one byte.
+    (&mut file)
+        .take(MAX_BOARD_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(ReadError::from_io(path, &e)))?;
+    if bytes.len() as u64 > MAX_BOARD_BYTES {
+        return Err(fail(too_large(bytes.len() as u64)));
+    }
+    let hash = content_hash(&bytes);
+    let len = bytes.len() as u64;
+    let text = String::from_utf8(bytes).map_err(|e| Failed {
+        cut_short: e.utf8_error().error_len().is_none(),
+        err: ReadError::NotUtf8 {
+            path: path.to_path_buf(),
+            offset: e.utf8_error().valid_up_to(),
+        },
+    })?;
+    Ok(Snapshot {
+        text,
+        hash,
+        len,
+        mtime: meta.modified().ok(),
+    })
+}
+
+/// Read the board once. Folders, FIFOs and other non-regular files are refused, and so is a file
+/// larger than [`MAX_BOARD_BYTES`], before any of its content is read.
+pub fn read_board(path: &Path) -> Result<Snapshot, ReadError> {
+    read_once(path).map_err(|f| f.err)
+}
+
+/// Read the board until it holds still: two consecutive reads `quiet` apart with the same hash.
+///
+/// An editor may be mid-save (VS Code truncates then writes; vim removes the file for a moment),
+/// so a missing file, or one that ends in the middle of a UTF-8 character, is read again within
+/// the same budget of `max_tries` reads. Other errors are returned at once. When the budget runs
+/// out, the last successful read is returned, or the last error if no read succeeded. The
+/// content may still be a half-saved file: callers must not act on a board that does not parse.
+///
+/// This is the one function here that sleeps: it waits for a person's editor to finish.
+pub fn read_stable(path: &Path, quiet: Duration, max_tries: usize) -> Result<Snapshot, ReadError> {
+    let mut last_ok: Option<Snapshot> = None;
+    let mut previous_ok = false;
+    let mut last_err: Option<ReadError> = None;
+    for attempt in 0..max_tries.max(1) {
+        if attempt > 0 {
+            std::thread::sleep(quiet);
+        }
+        match read_once(path) {
+            Ok(snap) => {
+                if previous_ok
+                    && let Some(prev) = &last_ok
+                    && prev.hash == snap.hash
+                    && prev.len == snap.len
+                {
+                    return Ok(snap);
+                }
+                last_ok = Some(snap);
+                previous_ok = true;
+            }
+            Err(f) if f.err.is_transient() || f.cut_short => {
+                previous_ok = false;
+                last_err = Some(f.err);
+            }
+            Err(f) => return Err(f.err),
+        }
+    }
+    match (last_ok, last_err) {
+        (Some(snap), _) => Ok(snap),
+        (None, Some(e)) => Err(e),
+        (None, None) => unreachable!("at least one read is made"),
+    }
+}
+
+/// The folder for the runtime's own files: `<board's folder>/.taskboard`.
+pub fn state_dir(board: &Path) -> PathBuf {
+    match board.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.join(".taskboard"),
+        _ => PathBuf::from(".taskboard"),
+    }
+}
+
+/// Where a write to `path` must land: a symlink is followed to its final target, even a target
+/// that does not exist yet. A path that does not exist is itself the target.
+fn write_target(path: &Path) -> io::Result<PathBuf> {
+    match fs::canonicalize(path) {
+        Ok(p) => return Ok(p),
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        Err(_) => {}
+    }
+    // Missing: either a new file or a dangling symlink. Follow links by hand, within a limit.
+    let mut current = path.to_path_buf();
+    for _ in 0..40 {
+        match fs::symlink_metadata(&current) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let link = fs::read_link(&current)?;
+                current = match current.parent() {
+                    Some(dir) if link.is_relative() => dir.join(link),
+                    _ => link,
+                };
+            }
+            _ => return Ok(current),
+        }
+    }
+    Err(io::Error::from_raw_os_error(libc::ELOOP))
+}
+
+static NONCE: AtomicU64 = AtomicU64::new(0);
+
+fn temp_name(name: &std::ffi::OsStr) -> OsString {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let n = NONCE.fetch_add(1, Ordering::Relaxed);
+    let mut s = OsString::from(".");
+    s.push(name);
+    s.push(format!(
+        ".taskboard-{}-{:x}{:08x}.tmp",
+        std::process::id(),
+        n,
+        nanos
+    ));
+    s
+}
+
+/// Replace `path` with `contents` atomically: readers see the old file or the new one, never a
+/// mix.
+///
+/// A symlinked board is resolved and its target replaced; the link stays a link. The new file
+/// keeps the old one's permission bits (a new file gets 0644) and, when permitted, its owner. The
+/// temporary file `.<name>.taskboard-<pid>-<nonce>.tmp` is made in the same folder, written,
+/// synced and renamed over the target, then the folder is synced; on any error it is removed.
+/// Hard links to the board are broken by the rename: they keep the old content.
+pub fn atomic_write(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let target = write_target(path)?;
+    let name = target.file_name().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: not a file name", target.display()),
+        )
+    })?;
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let old = match fs::metadata(&target) {
+        Ok(m) => Some(m),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    if old.as_ref().is_some_and(|m| !m.is_file()) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: not a regular file", target.display()),
+        ));
+    }
+    let mode = old
+        .as_ref()
+        .map_or(0o644, |m| m.permissions().mode() & 0o7777);
+    let tmp = dir.join(temp_name(name));
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    let result = (|| {
+        if let Some(m) = &old {
+            // Keep the owner when we may (root editing someone's board); otherwise ignore.
+            // SAFETY: geteuid and getegid have no preconditions and cannot fail.
+            let me = unsafe { (libc::geteuid(), libc::getegid()) };
+            if (m.uid(), m.gid()) != me {
+                let _ = std::os::unix::fs::fchown(&file, Some(m.uid()), Some(m.gid()));
+            }
+        }
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&tmp, &target)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    // The rename is done; make it durable. Some filesystems cannot sync a folder: not fatal.
+    if let Err(e) = File::open(&dir).and_then(|d| d.sync_all()) {
+        tracing::warn!(folder = %dir.display(), error = %e, "could not sync the board's folder");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_known_values() {
+        assert_eq!(content_hash(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(content_hash(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(content_hash(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn state_dir_is_beside_the_board() {
+        assert_eq!(
+            state_dir(Path::new("/x/y/task-board.md")),
+            Path::new("/x/y/.taskboard")
+        );
+        assert_eq!(
+            state_dir(Path::new("task-board.md")),
+            Path::new(".taskboard")
+        );
+    }
+
+    #[test]
+    fn temp_names_differ() {
+        let a = temp_name("b.md".as_ref());
+        let b = temp_name("b.md".as_ref());
+        assert_ne!(a, b);
+        let a = a.to_string_lossy().into_owned();
+        assert!(
+            a.starts_with(".b.md.taskboard-") && a.ends_with(".tmp"),
+            "{a}"
+        );
+    }
+}

@@ -1,1 +1,369 @@
-//! (module under construction)
+//! Watching the board for changes made by people, editors and tools.
+//!
+//! This module owns the file-system watch: it watches the board's folder (not the file, which
+//! editors replace on save), drops every event that does not name the board, and turns what is
+//! left into at most one [`WatchSignal`] per debounced batch. It must not read or write the board,
+//! interpret event kinds as edits (any event naming the board means "read it again"), or do any
+//! work or logging for events about other files: the runtime's own writes beside the board
+//! (events.jsonl, temporary files) would otherwise feed back into an endless loop.
+//!
+//! Opening or reading the board is not a change: those events are dropped, or the runtime's own
+//! re-read after each signal would signal again.
+//!
+//! A symlinked board is resolved once, when the watch starts: the folder of its target is watched
+//! too. Pointing the link elsewhere later is not followed.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode};
+use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+
+/// What the watcher tells the runtime.
+#[derive(Debug, Clone)]
+pub enum WatchSignal {
+    /// Something happened to the board: read it again. `detected` is when the first event of
+    /// the batch arrived.
+    BoardTouched { detected: SystemTime },
+    /// Events were lost (queue overflow): read the board again, it may have changed.
+    Rescan,
+    /// The watch is in trouble (e.g. out of inotify watches, the folder was removed).
+    Error(String),
+}
+
+/// Why the watch could not start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchError {
+    /// The board's folder does not exist or is not a folder.
+    NoFolder(PathBuf),
+    /// The board path has no file name (e.g. `/` or `..`).
+    NotAFile(PathBuf),
+    /// The operating system refused the watch.
+    Notify { path: PathBuf, err: String },
+}
+
+impl fmt::Display for WatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WatchError::NoFolder(p) => write!(f, "{}: folder does not exist", p.display()),
+            WatchError::NotAFile(p) => write!(f, "{}: not a file name", p.display()),
+            WatchError::Notify { path, err } => {
+                write!(f, "{}: cannot watch: {err}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for WatchError {}
+
+/// A running watch. Dropping it stops the watch.
+pub struct BoardWatcher {
+    debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,
+    folders: Vec<PathBuf>,
+}
+
+impl BoardWatcher {
+    /// The folders being watched: the board's, and its symlink target's when that differs.
+    pub fn folders(&self) -> &[PathBuf] {
+        &self.folders
+    }
+
+    /// Stop the watch and wait for the event thread to end (at most one tick).
+    pub fn stop(self) {
+        self.debouncer.stop();
+    }
+}
+
+impl fmt::Debug for BoardWatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BoardWatcher")
+            .field("folders", &self.folders)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which paths concern the board.
+#[derive(Debug, Clone)]
+struct Filter {
+    /// File names of the board (and of its symlink target).
+    names: Vec<OsString>,
+    /// Watched folders, as notify reports them.
+    folders: Vec<PathBuf>,
+}
+
+impl Filter {
+    fn names_board(&self, p: &Path) -> bool {
+        p.file_name()
+            .is_some_and(|n| self.names.iter().any(|b| b == n))
+    }
+
+    /// Turn one batch into signals: at most one `BoardTouched` (or one `Rescan`, which covers
+    /// it), plus an `Error` when a watched folder disappeared.
+    fn classify<'a>(
+        &self,
+        events: impl IntoIterator<Item = (&'a notify::Event, Instant)>,
+    ) -> Vec<WatchSignal> {
+        let mut first_touch: Option<Instant> = None;
+        let mut rescan = false;
+        let mut folder_gone: Option<&Path> = None;
+        for (ev, time) in events {
+            if ev.need_rescan() {
+                rescan = true;
+                continue;
+            }
+            // Opening, reading and closing without writing change nothing.
+            if let EventKind::Access(kind) = ev.kind
+                && kind != AccessKind::Close(AccessMode::Write)
+            {
+                continue;
+            }
+            for p in &ev.paths {
+                if self.names_board(p) {
+                    first_touch = Some(first_touch.map_or(time, |t| t.min(time)));
+                } else if let Some(f) = self.folders.iter().find(|f| *f == p)
+                    && !f.is_dir()
+                {
+                    folder_gone = Some(f);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        if let Some(f) = folder_gone {
+            out.push(WatchSignal::Error(format!(
+                "{}: the board's folder was removed or renamed; changes are no longer seen",
+                f.display()
+            )));
+        }
+        if rescan {
+            out.push(WatchSignal::Rescan);
+        } else if let Some(t) = first_touch {
+            let now = SystemTime::now();
+            let detected = now.checked_sub(t.elapsed()).unwrap_or(now);
+            out.push(WatchSignal::BoardTouched { detected });
+        }
+        out
+    }
+}
+
+fn notify_message(e: &notify::Error) -> String {
+    match &e.kind {
+        notify::ErrorKind::MaxFilesWatch => "out of file watches (on Linux raise \
+             fs.inotify.max_user_watches, or close other watching programs)"
+            .to_string(),
+        _ => e.to_string().replace('\n', " "),
+    }
+}
+
+fn folder_of(p: &Path) -> PathBuf {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Watch `board` and call `on_signal` for each debounced batch that concerns it.
+///
+/// The board's folder must exist; the board itself need not (it may appear later). `debounce` is
+/// how old an event must be before it is released; events are checked every quarter of it.
+/// `on_signal` runs on the watcher's thread: keep it short (send on a channel).
+pub fn watch_board(
+    board: &Path,
+    debounce: Duration,
+    on_signal: impl Fn(WatchSignal) + Send + 'static,
+) -> Result<BoardWatcher, WatchError> {
+    let name = board
+        .file_name()
+        .ok_or_else(|| WatchError::NotAFile(board.to_path_buf()))?;
+    let folder = folder_of(board);
+    let folder = match std::fs::canonicalize(&folder) {
+        Ok(f) if f.is_dir() => f,
+        _ => return Err(WatchError::NoFolder(folder)),
+    };
+    let mut filter = Filter {
+        names: vec![name.to_os_string()],
+        folders: vec![folder],
+    };
+    // A symlinked board: its target may live elsewhere and be edited there.
+    if let Ok(target) = std::fs::canonicalize(board)
+        && let Some(target_name) = target.file_name()
+    {
+        if !filter.names.iter().any(|n| n == target_name) {
+            filter.names.push(target_name.to_os_string());
+        }
+        let target_folder = folder_of(&target);
+        if !filter.folders.contains(&target_folder) {
+            filter.folders.push(target_folder);
+        }
+    }
+
+    let handler_filter = filter.clone();
+    let handler = move |result: DebounceEventResult| match result {
+        Ok(events) => {
+            for signal in handler_filter.classify(events.iter().map(|e| (&e.event, e.time))) {
+                on_signal(signal);
+            }
+        }
+        Err(errors) => {
+            let msg = errors
+                .iter()
+                .map(notify_message)
+                .collect::<Vec<_>>()
+                .join("; ");
+            on_signal(WatchSignal::Error(msg));
+        }
+    };
+    let mut debouncer = new_debouncer(debounce, None, handler).map_err(|e| WatchError::Notify {
+        path: filter.folders[0].clone(),
+        err: notify_message(&e),
+    })?;
+    for f in &filter.folders {
+        debouncer
+            .watch(f, RecursiveMode::NonRecursive)
+            .map_err(|e| WatchError::Notify {
+                path: f.clone(),
+                err: notify_message(&e),
+            })?;
+    }
+    Ok(BoardWatcher {
+        debouncer,
+        folders: filter.folders,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::Event;
+    use notify::event::{CreateKind, DataChange, Flag, ModifyKind, RemoveKind, RenameMode};
+
+    fn filter() -> Filter {
+        Filter {
+            names: vec!["task-board.md".into()],
+            folders: vec![PathBuf::from("/nonexistent-taskboard-dir")],
+        }
+    }
+
+    fn ev(kind: EventKind, paths: &[&str]) -> Event {
+        let mut e = Event::new(kind);
+        for p in paths {
+            e = e.add_path(PathBuf::from(p));
+        }
+        e
+    }
+
+    fn classify(events: &[Event]) -> Vec<WatchSignal> {
+        let now = Instant::now();
+        filter().classify(events.iter().map(|e| (e, now)))
+    }
+
+    const DIR: &str = "/nonexistent-taskboard-dir";
+
+    #[test]
+    fn other_files_are_dropped() {
+        let evs = [
+            ev(EventKind::Create(CreateKind::File), &["/d/events.jsonl"]),
+            ev(
+                EventKind::Create(CreateKind::File),
+                &["/d/.task-board.md.taskboard-1-2.tmp"],
+            ),
+            ev(EventKind::Create(CreateKind::File), &["/d/4913"]),
+            ev(EventKind::Remove(RemoveKind::File), &["/d/task-board.md~"]),
+            ev(
+                EventKind::Create(CreateKind::File),
+                &["/d/.task-board.md.swp"],
+            ),
+            ev(EventKind::Create(CreateKind::File), &["/d/.#task-board.md"]),
+            ev(
+                EventKind::Create(CreateKind::File),
+                &["/d/sub/x/task-board.mdx"],
+            ),
+        ];
+        assert!(classify(&evs).is_empty());
+    }
+
+    #[test]
+    fn one_signal_per_batch() {
+        let evs = [
+            ev(EventKind::Remove(RemoveKind::File), &["/d/task-board.md"]),
+            ev(EventKind::Create(CreateKind::File), &["/d/task-board.md"]),
+            ev(
+                EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+                &["/d/task-board.md"],
+            ),
+            ev(EventKind::Create(CreateKind::File), &["/d/events.jsonl"]),
+        ];
+        let s = classify(&evs);
+        assert_eq!(s.len(), 1);
+        assert!(matches!(s[0], WatchSignal::BoardTouched { .. }));
+    }
+
+    #[test]
+    fn renames_match_on_either_path() {
+        let to = ev(
+            EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
+            &["/d/.task-board.md.tmp", "/d/task-board.md"],
+        );
+        let from = ev(
+            EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
+            &["/d/task-board.md", "/d/task-board.md~"],
+        );
+        assert_eq!(classify(&[to]).len(), 1);
+        assert_eq!(classify(&[from]).len(), 1);
+    }
+
+    #[test]
+    fn reading_the_board_is_not_a_change() {
+        let evs = [
+            ev(
+                EventKind::Access(AccessKind::Open(AccessMode::Any)),
+                &["/d/task-board.md"],
+            ),
+            ev(
+                EventKind::Access(AccessKind::Close(AccessMode::Read)),
+                &["/d/task-board.md"],
+            ),
+            ev(EventKind::Access(AccessKind::Read), &["/d/task-board.md"]),
+        ];
+        assert!(classify(&evs).is_empty());
+        let write = ev(
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            &["/d/task-board.md"],
+        );
+        assert_eq!(classify(&[write]).len(), 1);
+    }
+
+    #[test]
+    fn rescan_covers_touches() {
+        let evs = [
+            ev(EventKind::Other, &[]).set_flag(Flag::Rescan),
+            ev(EventKind::Create(CreateKind::File), &["/d/task-board.md"]),
+        ];
+        let s = classify(&evs);
+        assert_eq!(s.len(), 1);
+        assert!(matches!(s[0], WatchSignal::Rescan));
+    }
+
+    #[test]
+    fn folder_gone_is_an_error() {
+        let s = classify(&[ev(EventKind::Remove(RemoveKind::Folder), &[DIR])]);
+        assert_eq!(s.len(), 1);
+        assert!(matches!(&s[0], WatchSignal::Error(m) if m.contains("folder was removed")));
+    }
+
+    #[test]
+    fn detected_is_the_first_event() {
+        let later = Instant::now();
+        let earlier = later - Duration::from_millis(500);
+        let a = ev(EventKind::Create(CreateKind::File), &["/d/task-board.md"]);
+        let b = ev(EventKind::Create(CreateKind::File), &["/d/task-board.md"]);
+        let s = filter().classify([(&a, later), (&b, earlier)]);
+        let WatchSignal::BoardTouched { detected } = s[0] else {
+            panic!("{s:?}")
+        };
+        let age = SystemTime::now().duration_since(detected).unwrap();
+        assert!(age >= Duration::from_millis(500), "{age:?}");
+    }
+}

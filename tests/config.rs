@@ -1,0 +1,394 @@
+//! The configuration file: shape, defaults, validation and positions of errors.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use taskboard::config::{self, Config, ConfigError, ExecutorConfig, parse, parse_duration};
+
+const SAMPLE: &str = r#"[runtime]
+debounce_ms = 2000
+max_parallel = 2
+max_attempts = 3
+retry_backoff = "30s"   # doubles each attempt
+stale_after = "2h"
+rescan_every = "1h"
+grace = "10s"           # SIGTERM to SIGKILL
+output_cap = "1MiB"     # per stream per attempt kept on disk
+agent = "taskboard"     # the agent name written into running:<agent>:<time>
+
+[executors.default]
+command = ["claude", "-p"]
+timeout = "30m"
+# env = { KEY = "value" }   optional extra environment
+
+[executors.review]
+command = ["./scripts/review.sh"]
+timeout = "5m"
+"#;
+
+fn err(text: &str) -> ConfigError {
+    match parse(text) {
+        Ok(c) => panic!("expected an error for {text:?}, got {c:?}"),
+        Err(e) => e,
+    }
+}
+
+/// Asserts the error is at `line` and its message mentions `needle`.
+fn assert_err(text: &str, line: usize, needle: &str) {
+    let e = err(text);
+    assert_eq!(e.line, Some(line), "line of {e} for {text:?}");
+    assert!(e.column.is_some(), "column of {e}");
+    assert!(
+        e.message.contains(needle),
+        "message {:?} should mention {needle:?}",
+        e.message
+    );
+    assert!(!e.to_string().contains('\n'), "one line: {e}");
+}
+
+#[test]
+fn sample_parses_to_expected_values() {
+    let c = parse(SAMPLE).unwrap();
+    let r = &c.runtime;
+    assert_eq!(r.debounce, Duration::from_millis(2000));
+    assert_eq!(r.max_parallel, 2);
+    assert_eq!(r.max_attempts, 3);
+    assert_eq!(r.retry_backoff, Duration::from_secs(30));
+    assert_eq!(r.stale_after, Duration::from_secs(7200));
+    assert_eq!(r.rescan_every, Duration::from_secs(3600));
+    assert_eq!(r.grace, Duration::from_secs(10));
+    assert_eq!(r.output_cap, 1 << 20);
+    assert_eq!(r.agent, "taskboard");
+    assert_eq!(c.executors.len(), 2);
+    assert_eq!(
+        c.executors["default"],
+        ExecutorConfig {
+            command: vec!["claude".into(), "-p".into()],
+            timeout: Some(Duration::from_secs(1800)),
+            env: BTreeMap::new(),
+        }
+    );
+    assert_eq!(c.executors["review"].command, ["./scripts/review.sh"]);
+    assert_eq!(
+        c.executors["review"].timeout,
+        Some(Duration::from_secs(300))
+    );
+    // The sample's runtime table is exactly the defaults.
+    assert_eq!(c.runtime, Config::default().runtime);
+}
+
+#[test]
+fn defaults_have_no_executors() {
+    let d = Config::default();
+    assert!(d.executors.is_empty());
+    assert!(d.executor_for(None).is_none());
+    assert_eq!(parse("").unwrap(), d);
+    assert_eq!(parse("[runtime]\n").unwrap(), d);
+}
+
+#[test]
+fn partial_runtime_keeps_other_defaults() {
+    let c = parse("[runtime]\nmax_parallel = 5\n").unwrap();
+    assert_eq!(c.runtime.max_parallel, 5);
+    assert_eq!(c.runtime.max_attempts, 3);
+    assert_eq!(c.runtime.debounce, Duration::from_secs(2));
+}
+
+#[test]
+fn env_and_no_timeout() {
+    let c = parse(
+        "[executors.x]\ncommand = [\"sh\", \"-c\", \"true\"]\nenv = { KEY = \"value\", B = \"\" }\n",
+    )
+    .unwrap();
+    let x = &c.executors["x"];
+    assert_eq!(x.timeout, None);
+    assert_eq!(x.env["KEY"], "value");
+    assert_eq!(x.env["B"], "");
+}
+
+#[test]
+fn executor_for_routes() {
+    let c = parse(SAMPLE).unwrap();
+    let (name, e) = c.executor_for(None).unwrap();
+    assert_eq!(name, "default");
+    assert_eq!(e.command[0], "claude");
+    assert_eq!(c.executor_for(Some("review")).unwrap().0, "review");
+    assert!(c.executor_for(Some("nope")).is_none());
+}
+
+#[test]
+fn unknown_keys_are_errors_with_their_line() {
+    assert_err(
+        "[runtime]\nmax_parallel = 2\nmax_paralel = 3\n",
+        3,
+        "max_paralel",
+    );
+    assert_err("[runtim]\n", 1, "runtim");
+    assert_err(
+        "[executors.default]\ncommand = [\"a\"]\n\ntimeout = \"1m\"\nretries = 2\n",
+        5,
+        "retries",
+    );
+}
+
+#[test]
+fn wrong_types_are_errors() {
+    assert_err("[runtime]\nmax_parallel = \"2\"\n", 2, "");
+    assert_err("[runtime]\nagent = 3\n", 2, "");
+    assert_err("[runtime]\ndebounce_ms = \"2s\"\n", 2, "milliseconds");
+    assert_err("[executors.x]\ncommand = \"claude -p\"\n", 2, "array");
+    assert_err("[executors.x]\ncommand = [\"a\", 1]\n", 2, "");
+    assert_err("[executors.x]\ncommand = [\"a\"]\nenv = { A = 1 }\n", 3, "");
+    assert_err("runtime = 1\n", 1, "a [runtime] table");
+    assert_err("[runtime\n", 1, "");
+}
+
+#[test]
+fn validation_errors() {
+    assert_err(
+        "[runtime]\nmax_parallel = 0\n",
+        2,
+        "max_parallel must be at least 1",
+    );
+    assert_err(
+        "[runtime]\nmax_attempts = 0\n",
+        2,
+        "max_attempts must be at least 1",
+    );
+    assert_err("[runtime]\nmax_attempts = -1\n", 2, "at least 1");
+    assert_err("[runtime]\nmax_attempts = 99999999999\n", 2, "too large");
+    assert_err("[runtime]\ndebounce_ms = 60001\n", 2, "between 1 and 60000");
+    assert_err("[runtime]\ndebounce_ms = 0\n", 2, "between 1 and 60000");
+    assert_err("[runtime]\nstale_after = \"0s\"\n", 2, "longer than zero");
+    assert_err("[runtime]\nrescan_every = \"0m\"\n", 2, "longer than zero");
+    assert_err("[runtime]\nretry_backoff = 30\n", 2, "\"30s\"");
+    assert_err("[runtime]\ngrace = \"10 sec\"\n", 2, "");
+    assert_err("[runtime]\noutput_cap = 0\n", 2, "larger than zero");
+    assert_err("[runtime]\noutput_cap = \"1 TiB\"\n", 2, "invalid size");
+    assert_err("[runtime]\noutput_cap = -5\n", 2, "negative");
+    assert_err("[runtime]\nagent = \"\"\n", 2, "agent name");
+    assert_err("[runtime]\nagent = \"-x\"\n", 2, "agent name");
+    assert_err("[runtime]\nagent = \"a:b\"\n", 2, "agent name");
+    assert_err("[executors.x]\ncommand = []\n", 2, "command is empty");
+    assert_err(
+        "[executors.x]\ncommand = [\"a\", \"\"]\n",
+        2,
+        "element 2 is an empty string",
+    );
+    assert_err("[executors.x]\ntimeout = \"1m\"\n", 1, "command");
+    assert_err(
+        "[executors.x]\ncommand = [\"a\"]\ntimeout = \"0s\"\n",
+        3,
+        "longer than zero",
+    );
+    assert_err(
+        "[executors.x]\ncommand = [\"a\"]\ntimeout = 60\n",
+        3,
+        "unit",
+    );
+    assert_err(
+        "[executors.\"a b\"]\ncommand = [\"a\"]\n",
+        1,
+        "invalid executor name",
+    );
+    assert_err(
+        "[executors.\"a.b\"]\ncommand = [\"a\"]\n",
+        1,
+        "invalid executor name",
+    );
+    assert_err(
+        "[executors.x]\ncommand = [\"a\"]\nenv = { \"A=B\" = \"1\" }\n",
+        3,
+        "environment variable name",
+    );
+}
+
+#[test]
+fn zero_backoff_and_grace_are_allowed() {
+    let c = parse("[runtime]\nretry_backoff = \"0s\"\ngrace = \"0s\"\n").unwrap();
+    assert!(c.runtime.retry_backoff.is_zero());
+    assert!(c.runtime.grace.is_zero());
+}
+
+#[test]
+fn valid_names() {
+    let c =
+        parse("[runtime]\nagent = \"host-1.worker_2\"\n[executors.Re_view-2]\ncommand = [\"a\"]\n")
+            .unwrap();
+    assert_eq!(c.runtime.agent, "host-1.worker_2");
+    assert!(c.executors.contains_key("Re_view-2"));
+}
+
+#[test]
+fn durations_table() {
+    let ok: &[(&str, u64)] = &[
+        ("500ms", 500),
+        ("30s", 30_000),
+        ("5m", 300_000),
+        ("2h", 7_200_000),
+        ("1d", 86_400_000),
+        ("1h30m", 5_400_000),
+        ("1d2h3m4s5ms", 93_784_005),
+        ("0s", 0),
+        (" 10s ", 10_000),
+    ];
+    for (s, ms) in ok {
+        assert_eq!(parse_duration(s), Ok(Duration::from_millis(*ms)), "{s}");
+    }
+    let bad: &[(&str, &str)] = &[
+        ("30", "no unit"),
+        ("", "empty"),
+        ("s", "invalid"),
+        ("1.5h", "invalid"),
+        ("10sec", "unknown unit"),
+        ("30m1h", "largest to smallest"),
+        ("1m1m", "largest to smallest"),
+        ("-1s", "invalid"),
+        ("1h 30m", "invalid"),
+        ("99999999999999999999s", "too large"),
+        ("999999999999999d", "too large"),
+    ];
+    for (s, needle) in bad {
+        let e = parse_duration(s).unwrap_err();
+        assert!(e.contains(needle), "{s:?}: {e}");
+    }
+}
+
+#[test]
+fn sizes() {
+    for (s, n) in [
+        ("100", 100u64),
+        ("100B", 100),
+        ("512KiB", 512 * 1024),
+        ("1MiB", 1 << 20),
+        ("10MB", 10_000_000),
+        ("1kb", 1000),
+        ("2GiB", 2 << 30),
+    ] {
+        assert_eq!(config::parse_size(s), Ok(n), "{s}");
+    }
+    assert_eq!(
+        parse("[runtime]\noutput_cap = 4096\n")
+            .unwrap()
+            .runtime
+            .output_cap,
+        4096
+    );
+    assert!(config::parse_size("1.5MiB").is_err());
+    assert!(config::parse_size("MiB").is_err());
+}
+
+#[test]
+fn error_display_formats() {
+    let mut e = err("[runtime]\n  max_parallel = 0\n");
+    assert_eq!((e.line, e.column), (Some(2), Some(18)));
+    assert!(e.to_string().starts_with("line 2, column 18: "), "{e}");
+    e.path = Some("dir/taskboard.toml".into());
+    assert!(
+        e.to_string().starts_with("dir/taskboard.toml:2:18: "),
+        "{e}"
+    );
+}
+
+mod load {
+    use super::*;
+    use std::fs;
+    use std::path::PathBuf;
+    use taskboard::config::load;
+
+    fn dir(name: &str) -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("taskboard-config-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn absent_file_gives_defaults() {
+        let d = dir("absent");
+        let l = load(None, &d).unwrap();
+        assert_eq!(l.path, None);
+        assert_eq!(l.config, Config::default());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn file_beside_board_is_used() {
+        let d = dir("beside");
+        fs::write(d.join("taskboard.toml"), SAMPLE).unwrap();
+        let l = load(None, &d).unwrap();
+        assert_eq!(l.path, Some(d.join("taskboard.toml")));
+        assert_eq!(l.config, parse(SAMPLE).unwrap());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn explicit_path_must_exist() {
+        let d = dir("explicit");
+        let p = d.join("other.toml");
+        let e = load(Some(&p), &d).unwrap_err();
+        assert_eq!(e.path.as_deref(), Some(p.as_path()));
+        assert!(e.to_string().ends_with(": no such file"), "{e}");
+        fs::write(&p, "[runtime]\nmax_parallel = 7\n").unwrap();
+        // The default file beside the board is ignored when a path is given.
+        fs::write(d.join("taskboard.toml"), "bad = 1\n").unwrap();
+        assert_eq!(load(Some(&p), &d).unwrap().config.runtime.max_parallel, 7);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn errors_carry_the_path() {
+        let d = dir("errors");
+        let p = d.join("taskboard.toml");
+        fs::write(&p, "[runtime]\nmax_parallel = 0\n").unwrap();
+        let e = load(None, &d).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}:2:16: max_parallel must be at least 1, not 0",
+                p.display()
+            )
+        );
+        fs::write(&p, b"agent = \"\xff\"\n").unwrap();
+        let e = load(None, &d).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("not valid UTF-8 (first invalid byte at offset 9)"),
+            "{e}"
+        );
+        fs::remove_file(&p).unwrap();
+        fs::create_dir(&p).unwrap();
+        let e = load(None, &d).unwrap_err();
+        assert!(e.to_string().contains("is a folder"), "{e}");
+        fs::remove_dir_all(&d).unwrap();
+    }
+}
+
+mod props {
+    use proptest::prelude::*;
+    use std::time::Duration;
+    use taskboard::config::parse_duration;
+
+    proptest! {
+        #[test]
+        fn combined_durations_add_up(d in 0u64..400, h in 0u64..100, m in 0u64..100, s in 0u64..100, ms in 0u64..2000, mask in 1u8..32) {
+            let parts = [(d, "d", 86_400_000u64), (h, "h", 3_600_000), (m, "m", 60_000), (s, "s", 1_000), (ms, "ms", 1)];
+            let mut text = String::new();
+            let mut total = 0;
+            for (i, (n, unit, scale)) in parts.iter().enumerate() {
+                if mask & (1 << i) != 0 {
+                    text.push_str(&format!("{n}{unit}"));
+                    total += n * scale;
+                }
+            }
+            prop_assert_eq!(parse_duration(&text), Ok(Duration::from_millis(total)));
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,20}") {
+            let _ = parse_duration(&text);
+            let _ = taskboard::config::parse_size(&text);
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! Reading and replacing the board on a real filesystem.
+
+use std::fs::{self, OpenOptions};
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use taskboard::fsio::{
+    MAX_BOARD_BYTES, ReadError, atomic_write, content_hash, read_board, read_stable,
+};
+
+/// A fresh folder for one test, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let d = std::env::temp_dir().join(format!("taskboard-fsio-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        TempDir(d)
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+    fn entries(&self) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(&self.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::set_permissions(&self.0, fs::Permissions::from_mode(0o755));
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn mode(p: &Path) -> u32 {
+    fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn reads_a_board() {
+    let d = TempDir::new("read");
+    let p = d.path("task-board.md");
+    fs::write(&p, "# Board\n- [ ] one\n").unwrap();
+    let s = read_board(&p).unwrap();
+    assert_eq!(s.text, "# Board\n- [ ] one\n");
+    assert_eq!(s.len, 18);
+    assert_eq!(s.hash, content_hash(s.text.as_bytes()));
+    assert!(s.mtime.is_some());
+}
+
+#[test]
+fn missing_file() {
+    let d = TempDir::new("missing");
+    let p = d.path("task-board.md");
+    let e = read_board(&p).unwrap_err();
+    assert_eq!(e, ReadError::NotFound(p.clone()));
+    assert!(e.is_transient());
+    assert_eq!(e.to_string(), format!("{}: no such file", p.display()));
+}
+
+#[test]
+fn folder_is_refused() {
+    let d = TempDir::new("dir");
+    let p = d.path("task-board.md");
+    fs::create_dir(&p).unwrap();
+    let e = read_board(&p).unwrap_err();
+    assert_eq!(e, ReadError::IsDir(p));
+    assert!(!e.is_transient());
+    assert!(e.to_string().ends_with("is a folder, not a file"));
+}
+
+#[test]
+fn fifo_is_refused_without_blocking() {
+    let d = TempDir::new("fifo");
+    let p = d.path("task-board.md");
+    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    // SAFETY: c is a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let e = read_board(&p).unwrap_err();
+    assert!(matches!(e, ReadError::Io { .. }), "{e:?}");
+    assert!(e.to_string().contains("not a regular file"), "{e}");
+}
+
+#[test]
+fn no_permission() {
+    let d = TempDir::new("perm");
+    let p = d.path("task-board.md");
+    fs::write(&p, "x").unwrap();
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o000)).unwrap();
+    let r = read_board(&p);
+    if is_root() {
+        // Root reads anything; the refusal cannot be observed here.
+        return;
+    }
+    let e = r.unwrap_err();
+    assert_eq!(e, ReadError::Permission(p.clone()));
+    assert!(e.to_string().ends_with(": permission denied"));
+}
+
+#[test]
+fn symlink_loop() {
+    let d = TempDir::new("loop");
+    let a = d.path("a.md");
+    let b = d.path("b.md");
+    symlink(&b, &a).unwrap();
+    symlink(&a, &b).unwrap();
+    let e = read_board(&a).unwrap_err();
+    assert_eq!(e, ReadError::SymlinkLoop(a));
+    assert!(e.to_string().contains("symbolic links"));
+}
+
+#[test]
+fn invalid_utf8_reports_offset() {
+    let d = TempDir::new("utf8");
+    let p = d.path("task-board.md");
+    let mut bytes = "# Bøard\n".as_bytes().to_vec();
+    let offset = bytes.len();
+    bytes.extend_from_slice(b"\xff rest\n");
+    fs::write(&p, &bytes).unwrap();
+    let e = read_board(&p).unwrap_err();
+    assert_eq!(
+        e,
+        ReadError::NotUtf8 {
+            path: p.clone(),
+            offset
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}: not valid UTF-8 (first invalid byte at offset 9)",
+            p.display()
+        )
+    );
+}
+
+#[test]
+fn too_large_is_refused_without_reading() {
+    let d = TempDir::new("large");
+    let p = d.path("task-board.md");
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&p)
+        .unwrap();
+    // Sparse: no blocks are written, and reading it would take a while.
+    f.set_len(MAX_BOARD_BYTES + 1).unwrap();
+    let e = read_board(&p).unwrap_err();
+    assert_eq!(
+        e,
+        ReadError::TooLarge {
+            path: p.clone(),
+            size: MAX_BOARD_BYTES + 1,
+            max: MAX_BOARD_BYTES
+        }
+    );
+    assert!(
+        e.to_string()
+            .contains("too large (67108865 bytes; the limit is 67108864 bytes)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn errors_display_on_one_line() {
+    let p = PathBuf::from("task-board.md");
+    for e in [
+        ReadError::NotFound(p.clone()),
+        ReadError::IsDir(p.clone()),
+        ReadError::Permission(p.clone()),
+        ReadError::TooLarge {
+            path: p.clone(),
+            size: 2,
+            max: 1,
+        },
+        ReadError::NotUtf8 {
+            path: p.clone(),
+            offset: 1234,
+        },
+        ReadError::SymlinkLoop(p.clone()),
+        ReadError::Io {
+            path: p.clone(),
+            err: "boom".into(),
+        },
+    ] {
+        let s = e.to_string();
+        assert!(s.starts_with("task-board.md: ") && !s.contains('\n'), "{s}");
+    }
+    assert_eq!(
+        ReadError::NotUtf8 {
+            path: p,
+            offset: 1234
+        }
+        .to_string(),
+        "task-board.md: not valid UTF-8 (first invalid byte at offset 1234)"
+    );
+}
+
+#[test]
+fn read_stable_returns_settled_content() {
+    let d = TempDir::new("stable");
+    let p = d.path("task-board.md");
+    fs::write(&p, "- [ ] a\n").unwrap();
+    let s = read_stable(&p, Duration::from_millis(1), 5).unwrap();
+    assert_eq!(s.text, "- [ ] a\n");
+    // Missing for the whole budget: the error comes back.
+    let q = d.path("gone.md");
+    assert!(
+        read_stable(&q, Duration::from_millis(1), 3)
+            .unwrap_err()
+            .is_transient()
+    );
+    // A permanent error comes back at once.
+    let e = read_stable(&d.0, Duration::from_secs(60), 3).unwrap_err();
+    assert!(matches!(e, ReadError::IsDir(_)));
+}
+
+#[test]
+fn read_stable_waits_out_a_save_in_progress() {
+    let d = TempDir::new("midsave");
+    let p = d.path("task-board.md");
+    // The file appears (and changes) while read_stable is polling.
+    let writer = {
+        let p = p.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            fs::write(&p, "- [ ] half").unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            fs::write(&p, "- [ ] whole\n").unwrap();
+        })
+    };
+    let s = read_stable(&p, Duration::from_millis(50), 40).unwrap();
+    writer.join().unwrap();
+    assert_eq!(s.text, "- [ ] whole\n");
+}
+
+#[test]
+fn atomic_write_keeps_mode() {
+    let d = TempDir::new("mode");
+    for m in [0o600, 0o755, 0o640] {
+        let p = d.path("task-board.md");
+        fs::write(&p, "old").unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(m)).unwrap();
+        atomic_write(&p, b"new").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"new");
+        assert_eq!(mode(&p), m, "mode {m:o}");
+    }
+    assert_eq!(d.entries(), ["task-board.md"]);
+}
+
+#[test]
+fn atomic_write_new_file_is_0644() {
+    let d = TempDir::new("new");
+    let p = d.path("task-board.md");
+    atomic_write(&p, b"hello\n").unwrap();
+    assert_eq!(fs::read(&p).unwrap(), b"hello\n");
+    assert_eq!(mode(&p), 0o644);
+    assert_eq!(d.entries(), ["task-board.md"]);
+}
+
+#[test]
+fn atomic_write_through_symlink_keeps_the_link() {
+    let d = TempDir::new("symlink");
+    fs::create_dir(d.path("real")).unwrap();
+    let target = d.path("real/board.md");
+    fs::write(&target, "old").unwrap();
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o600)).unwrap();
+    let link = d.path("task-board.md");
+    symlink("real/board.md", &link).unwrap();
+    atomic_write(&link, b"new").unwrap();
+    assert!(
+        fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(fs::read_link(&link).unwrap(), Path::new("real/board.md"));
+    assert_eq!(fs::read(&target).unwrap(), b"new");
+    assert_eq!(mode(&target), 0o600);
+    assert_eq!(d.entries(), ["real", "task-board.md"]);
+    assert_eq!(fs::read_dir(d.path("real")).unwrap().count(), 1);
+}
+
+#[test]
+fn atomic_write_through_dangling_symlink_creates_the_target() {
+    let d = TempDir::new("dangling");
+    let link = d.path("task-board.md");
+    symlink("board.md", &link).unwrap();
+    atomic_write(&link, b"x").unwrap();
+    assert!(
+        fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(fs::read(d.path("board.md")).unwrap(), b"x");
+}
+
+#[test]
+fn atomic_write_preserves_bytes_exactly() {
+    let d = TempDir::new("bytes");
+    let p = d.path("task-board.md");
+    let contents = b"\xef\xbb\xbf# Board\r\n- [ ] a\r\n\r\n- [x] b\n\tno newline at end";
+    atomic_write(&p, contents).unwrap();
+    assert_eq!(fs::read(&p).unwrap(), contents);
+    let s = read_board(&p).unwrap();
+    assert_eq!(s.text.as_bytes(), contents);
+    atomic_write(&p, b"").unwrap();
+    assert_eq!(fs::read(&p).unwrap(), b"");
+}
+
+#[test]
+fn atomic_write_breaks_hard_links() {
+    let d = TempDir::new("hardlink");
+    let p = d.path("task-board.md");
+    let h = d.path("other.md");
+    fs::write(&p, "old").unwrap();
+    fs::hard_link(&p, &h).unwrap();
+    atomic_write(&p, b"new").unwrap();
+    assert_eq!(fs::read(&p).unwrap(), b"new");
+    assert_eq!(fs::read(&h).unwrap(), b"old");
+}
+
+#[test]
+fn atomic_write_failure_leaves_no_temp_file() {
+    let d = TempDir::new("fail");
+    // Target is a folder: refused before anything is created.
+    fs::create_dir(d.path("task-board.md")).unwrap();
+    assert!(atomic_write(&d.path("task-board.md"), b"x").is_err());
+    assert_eq!(d.entries(), ["task-board.md"]);
+    // A folder that cannot be written to: nothing is left behind (root may write anywhere).
+    let sub = d.path("sub");
+    fs::create_dir(&sub).unwrap();
+    if !is_root() {
+        fs::set_permissions(&sub, fs::Permissions::from_mode(0o500)).unwrap();
+        assert!(atomic_write(&sub.join("b.md"), b"x").is_err());
+        fs::set_permissions(&sub, fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(fs::read_dir(&sub).unwrap().count(), 0);
+    }
+}
+
+#[test]
+fn read_stable_retries_a_file_cut_mid_character() {
+    let d = TempDir::new("cut");
+    let p = d.path("task-board.md");
+    // "ø" is two bytes; the first one alone looks like a save caught half-way.
+    fs::write(&p, b"- [ ] b\xc3").unwrap();
+    assert!(matches!(
+        read_board(&p),
+        Err(ReadError::NotUtf8 { offset: 7, .. })
+    ));
+    let writer = {
+        let p = p.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            fs::write(&p, "- [ ] bø\n").unwrap();
+        })
+    };
+    let s = read_stable(&p, Duration::from_millis(30), 40).unwrap();
+    writer.join().unwrap();
+    assert_eq!(s.text, "- [ ] bø\n");
+    // An invalid byte in the middle is not a save in progress: refused at once.
+    fs::write(&p, b"a\xffb").unwrap();
+    let e = read_stable(&p, Duration::from_secs(60), 3).unwrap_err();
+    assert!(matches!(e, ReadError::NotUtf8 { offset: 1, .. }));
+}
+
+#[test]
+fn read_stable_gives_the_last_read_when_the_file_never_settles() {
+    let d = TempDir::new("unsettled");
+    let p = d.path("task-board.md");
+    fs::write(&p, "0").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (p, stop) = (p.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                atomic_write(&p, n.to_string().as_bytes()).unwrap();
+            }
+        })
+    };
+    let s = read_stable(&p, Duration::from_millis(2), 4);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    // Whatever was read last is a whole number written by the writer, never a torn file.
+    let s = s.unwrap();
+    assert!(s.text.parse::<u64>().is_ok(), "{:?}", s.text);
+}

@@ -1,0 +1,248 @@
+//! The board watcher against real files: every common way of saving is seen, other files are not,
+//! and a burst of events settles into silence.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use taskboard::watch::{BoardWatcher, WatchError, WatchSignal, watch_board};
+
+const DEBOUNCE: Duration = Duration::from_millis(50);
+/// How long "nothing more happens" is waited for: a deadline, not a pause.
+const QUIET: Duration = Duration::from_millis(200);
+/// The longest a signal may take to arrive before the test fails.
+const DEADLINE: Duration = Duration::from_secs(5);
+
+struct Fixture {
+    dir: PathBuf,
+    board: PathBuf,
+    rx: Receiver<WatchSignal>,
+    watcher: Option<BoardWatcher>,
+}
+
+impl Fixture {
+    /// A folder with `task-board.md` (unless `create` is false) and a watcher on it.
+    fn new(name: &str, create: bool) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("taskboard-watch-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let board = dir.join("task-board.md");
+        if create {
+            fs::write(&board, "# Board\n- [ ] one\n").unwrap();
+        }
+        let (tx, rx) = mpsc::channel();
+        let watcher = watch_board(&board, DEBOUNCE, move |s| {
+            let _ = tx.send(s);
+        })
+        .unwrap();
+        Fixture {
+            dir,
+            board,
+            rx,
+            watcher: Some(watcher),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Wait for a `BoardTouched`, failing on any other signal or at the deadline.
+    fn expect_touch(&self) {
+        match self.rx.recv_timeout(DEADLINE) {
+            Ok(WatchSignal::BoardTouched { .. }) => {}
+            other => panic!("expected BoardTouched, got {other:?}"),
+        }
+    }
+
+    /// Once the burst is over, nothing more arrives: collect what trails the first signal until
+    /// `QUIET` passes without one, and require that to be little and all touches.
+    fn expect_settles(&self) {
+        let start = Instant::now();
+        let mut extra = Vec::new();
+        loop {
+            match self.rx.recv_timeout(QUIET) {
+                Ok(s) => extra.push(s),
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(e) => panic!("{e}"),
+            }
+            assert!(start.elapsed() < DEADLINE, "signals keep coming: {extra:?}");
+        }
+        assert!(extra.len() <= 2, "too many trailing signals: {extra:?}");
+        assert!(
+            extra
+                .iter()
+                .all(|s| matches!(s, WatchSignal::BoardTouched { .. })),
+            "{extra:?}"
+        );
+    }
+
+    fn expect_silence(&self) {
+        match self.rx.recv_timeout(QUIET) {
+            Err(RecvTimeoutError::Timeout) => {}
+            other => panic!("expected no signal, got {other:?}"),
+        }
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Some(w) = self.watcher.take() {
+            w.stop();
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn append(p: &Path, s: &str) {
+    let mut f = OpenOptions::new().append(true).open(p).unwrap();
+    f.write_all(s.as_bytes()).unwrap();
+}
+
+#[test]
+fn in_place_append() {
+    let f = Fixture::new("append", true);
+    append(&f.board, "- [ ] two\n");
+    f.expect_touch();
+    f.expect_settles();
+}
+
+#[test]
+fn truncate_then_write() {
+    let f = Fixture::new("truncate", true);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&f.board)
+        .unwrap();
+    file.write_all(b"# Board\n- [x] one\n").unwrap();
+    drop(file);
+    f.expect_touch();
+    f.expect_settles();
+}
+
+#[test]
+fn temp_then_rename_over() {
+    let f = Fixture::new("rename-over", true);
+    let tmp = f.path(".task-board.md.tmp");
+    fs::write(&tmp, "# Board\n- [x] one\n").unwrap();
+    fs::rename(&tmp, &f.board).unwrap();
+    f.expect_touch();
+    f.expect_settles();
+}
+
+#[test]
+fn delete_then_recreate() {
+    let f = Fixture::new("recreate", true);
+    fs::remove_file(&f.board).unwrap();
+    fs::write(&f.board, "# Board\n- [x] one\n").unwrap();
+    f.expect_touch();
+    f.expect_settles();
+}
+
+#[test]
+fn vim_style_backup_rename_then_write() {
+    let f = Fixture::new("vim", true);
+    let backup = f.path("task-board.md~");
+    fs::rename(&f.board, &backup).unwrap();
+    fs::write(f.path("4913"), "").unwrap();
+    fs::remove_file(f.path("4913")).unwrap();
+    fs::write(&f.board, "# Board\n- [x] one\n").unwrap();
+    fs::remove_file(&backup).unwrap();
+    f.expect_touch();
+    f.expect_settles();
+}
+
+#[test]
+fn other_files_in_the_folder_are_ignored() {
+    let f = Fixture::new("others", true);
+    let log = f.path("events.jsonl");
+    fs::write(&log, "{}\n").unwrap();
+    for _ in 0..5 {
+        append(&log, "{\"event\":\"x\"}\n");
+    }
+    fs::write(f.path(".task-board.md.swp"), "x").unwrap();
+    fs::write(f.path(".task-board.md.taskboard-1-2.tmp"), "x").unwrap();
+    fs::remove_file(f.path(".task-board.md.taskboard-1-2.tmp")).unwrap();
+    f.expect_silence();
+    // The watch is still alive: a later board edit is seen.
+    append(&f.board, "- [ ] two\n");
+    f.expect_touch();
+}
+
+#[test]
+fn reading_the_board_does_not_signal() {
+    let f = Fixture::new("read", true);
+    append(&f.board, "- [ ] two\n");
+    f.expect_touch();
+    f.expect_settles();
+    // What the runtime does after each signal must not cause another one.
+    let text = taskboard::fsio::read_board(&f.board).unwrap().text;
+    assert!(text.ends_with("two\n"));
+    f.expect_silence();
+}
+
+#[test]
+fn board_may_appear_later() {
+    let f = Fixture::new("later", false);
+    f.expect_silence();
+    fs::write(&f.board, "# Board\n").unwrap();
+    f.expect_touch();
+    f.expect_settles();
+}
+
+#[test]
+fn missing_folder_is_an_error() {
+    let dir = std::env::temp_dir().join(format!("taskboard-watch-{}-nofolder", std::process::id()));
+    let e = watch_board(&dir.join("task-board.md"), DEBOUNCE, |_| {}).unwrap_err();
+    assert_eq!(e, WatchError::NoFolder(dir.clone()));
+    assert!(e.to_string().ends_with(": folder does not exist"), "{e}");
+    assert!(!e.to_string().contains('\n'));
+}
+
+#[test]
+fn symlinked_board_edits_at_the_target_are_seen() {
+    let root = std::env::temp_dir().join(format!("taskboard-watch-{}-symlink", std::process::id()));
+    let _ = fs::remove_dir_all(&root);
+    let real = root.join("real");
+    let view = root.join("view");
+    fs::create_dir_all(&real).unwrap();
+    fs::create_dir_all(&view).unwrap();
+    let target = real.join("board.md");
+    fs::write(&target, "# Board\n").unwrap();
+    let link = view.join("task-board.md");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let w = watch_board(&link, DEBOUNCE, move |s| {
+        let _ = tx.send(s);
+    })
+    .unwrap();
+    assert_eq!(w.folders().len(), 2);
+    append(&target, "- [ ] one\n");
+    assert!(matches!(
+        rx.recv_timeout(DEADLINE),
+        Ok(WatchSignal::BoardTouched { .. })
+    ));
+    w.stop();
+    fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn removing_the_folder_is_reported() {
+    let f = Fixture::new("rmdir", true);
+    fs::remove_dir_all(&f.dir).unwrap();
+    let start = Instant::now();
+    loop {
+        match f.rx.recv_timeout(DEADLINE.saturating_sub(start.elapsed())) {
+            Ok(WatchSignal::Error(m)) => {
+                assert!(m.contains("folder was removed"), "{m}");
+                break;
+            }
+            Ok(_) => continue,
+            Err(e) => panic!("no error signal: {e}"),
+        }
+    }
+}
