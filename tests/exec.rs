@@ -344,3 +344,84 @@ fn output_under_the_cap_is_kept_whole() {
     assert_eq!(f.stderr_bytes, 0);
     assert_eq!(f.stderr_tail, "");
 }
+
+#[test]
+fn grandchild_ignoring_sigterm_after_leader_exit_is_killed() {
+    let dir = TempDir::new("gc-ignore-term");
+    let mut s = spec(
+        &dir,
+        "(trap '' TERM; exec sleep 1000) & echo $! > gc.pid; exit 0",
+    );
+    s.grace = Duration::from_millis(200);
+    let f = run(s);
+    assert_eq!(f.ending, Ending::Exited(0));
+    let grandchild = read_pid(&dir.path().join("gc.pid"));
+    eventually("grandchild to be killed", || !alive(grandchild));
+}
+
+#[test]
+fn child_outlives_the_thread_that_started_it() {
+    let dir = TempDir::new("thread-exit");
+    let s = spec(
+        &dir,
+        "while [ ! -e go ]; do sleep 0.01; done; echo survived",
+    );
+    let (_handle, rx) = thread::spawn(move || start(s)).join().unwrap();
+    fs::write(dir.path().join("go"), "").unwrap();
+    let f = rx.recv_timeout(WAIT).expect("child did not finish");
+    assert_eq!(f.ending, Ending::Exited(0));
+    assert_eq!(f.stdout_tail, "survived\n");
+}
+
+const HELPER_DIR: &str = "TASKBOARD_EXEC_TEST_HELPER_DIR";
+
+/// Runs inside a separate process started by `killed_runtime_takes_the_executor_with_it`.
+#[test]
+#[ignore = "helper process for killed_runtime_takes_the_executor_with_it"]
+fn helper_runtime_that_starts_a_child_and_waits() {
+    let Some(dir) = std::env::var_os(HELPER_DIR) else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let s = Spec {
+        argv: vec![
+            "sh".into(),
+            "-c".into(),
+            "echo $$ > child.pid; exec sleep 1000".into(),
+        ],
+        cwd: dir.clone(),
+        env: Vec::new(),
+        stdin: Vec::new(),
+        run_dir: dir,
+        timeout: None,
+        grace: Duration::from_millis(300),
+        output_cap: 1 << 16,
+    };
+    let _handle = exec::start(s, |_| {}).expect("start");
+    loop {
+        thread::park();
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn killed_runtime_takes_the_executor_with_it() {
+    let dir = TempDir::new("pdeathsig");
+    let mut runtime = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "helper_runtime_that_starts_a_child_and_waits",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(HELPER_DIR, dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let child = read_pid(&dir.path().join("child.pid"));
+    assert!(alive(child));
+    runtime.kill().unwrap();
+    runtime.wait().unwrap();
+    eventually("executor to die with its runtime", || !alive(child));
+}
