@@ -707,3 +707,75 @@ impl Capture {
 pub fn marker(omitted: u64) -> String {
     format!("\n[taskboard: {omitted} bytes omitted]\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn scratch_file() -> (PathBuf, File) {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "taskboard-capture-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        let file = File::create(&path).unwrap();
+        (path, file)
+    }
+
+    fn expected_file(all: &[u8], cap: u64) -> Vec<u8> {
+        if all.len() as u64 <= cap {
+            return all.to_vec();
+        }
+        let head = (cap / 2) as usize;
+        let tail = (cap - cap / 2) as usize;
+        let mut out = all[..head].to_vec();
+        out.extend(marker((all.len() - head - tail) as u64).into_bytes());
+        out.extend(&all[all.len() - tail..]);
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn capture_keeps_head_marker_and_tail(
+            cap in 0u64..64,
+            chunks in proptest::collection::vec(
+                proptest::collection::vec(b'a'..=b'z', 0..40), 0..20),
+        ) {
+            let (path, file) = scratch_file();
+            let mut capture = Capture::new(file, cap);
+            for chunk in &chunks {
+                capture.push(chunk);
+            }
+            capture.finalize();
+            // Anything arriving after the file is final is ignored.
+            capture.push(b"late");
+            capture.finalize();
+            let all: Vec<u8> = chunks.concat();
+            let on_disk = std::fs::read(&path).unwrap();
+            let _ = std::fs::remove_file(&path);
+            prop_assert_eq!(on_disk, expected_file(&all, cap));
+            prop_assert_eq!(capture.total, all.len() as u64);
+            let tail_from = all.len().saturating_sub(TAIL_BYTES);
+            let tail = capture.tail();
+            prop_assert_eq!(tail.as_bytes(), &all[tail_from..]);
+            prop_assert!(capture.ring.len() <= capture.ring_cap);
+        }
+    }
+
+    #[test]
+    fn tail_drops_a_cut_utf8_sequence() {
+        let (path, file) = scratch_file();
+        let mut capture = Capture::new(file, 16);
+        capture.push(&[b'x'; 10]);
+        capture.push("é".repeat(TAIL_BYTES).as_bytes());
+        // One more byte shifts the tail window to start inside an "é".
+        capture.push(b"z");
+        let _ = std::fs::remove_file(&path);
+        let tail = capture.tail();
+        assert!(!tail.contains('\u{fffd}'));
+        assert_eq!(tail, "é".repeat(TAIL_BYTES / 2 - 1) + "z");
+    }
+}
