@@ -1,1 +1,781 @@
-//! (module under construction)
+//! Running one executor attempt as a child process.
+//!
+//! This module owns everything about a single child: spawning it as the leader of its own process
+//! group (so grandchildren can be signalled with it), feeding its stdin, capturing stdout and stderr
+//! to capped files in the attempt's run folder, enforcing its timeout, stopping it (SIGTERM to the
+//! group, SIGKILL after a grace period) and reporting how it ended.
+//!
+//! It must not know about boards, task statuses, events or locks: the runtime passes a plain
+//! [`Spec`] in and gets a plain [`Finished`] back through the `on_exit` callback. It writes only
+//! `stdout.log` and `stderr.log` inside `Spec::run_dir`, and signals only processes it spawned
+//! (and their process group) while the leader is known not to have been reaped, so a recycled pid
+//! is never hit.
+//!
+//! Threads per attempt: a supervisor (spawns the child, so a Linux parent-death signal is tied to
+//! a thread that outlives the child, then waits for the leader and cleans up), a watchdog (timeout
+//! and SIGTERM -> SIGKILL escalation), one reader per output stream and a stdin writer. Nothing
+//! busy-polls while the child runs.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How many bytes of each stream are returned in [`Finished`] as a tail.
+pub const TAIL_BYTES: usize = 4096;
+
+/// How long, once the process group is gone, the output readers may take to reach end of file
+/// before they are left behind (a `setsid` daemon can hold a pipe open forever).
+pub const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
+
+/// Everything needed to start one attempt.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// Program and arguments. `argv[0]` is looked up on `PATH` like [`Command`] does; never a shell.
+    pub argv: Vec<String>,
+    /// Working directory of the child.
+    pub cwd: PathBuf,
+    /// Variables added to the inherited environment.
+    pub env: Vec<(String, String)>,
+    /// Written to the child's stdin, which is then closed.
+    pub stdin: Vec<u8>,
+    /// Existing folder where `stdout.log` and `stderr.log` are written.
+    pub run_dir: PathBuf,
+    /// Stop the child with [`StopReason::Timeout`] once this has elapsed since spawn.
+    pub timeout: Option<Duration>,
+    /// Gap between SIGTERM and SIGKILL.
+    pub grace: Duration,
+    /// Maximum bytes kept on disk per stream (plus a one-line omission marker).
+    pub output_cap: u64,
+}
+
+/// Why the runtime stopped a child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    Timeout,
+    Cancelled,
+    Shutdown,
+}
+
+/// How the leader process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// Exited with this status code. `-1` if the status could not be collected (for example when
+    /// the host process set SIGCHLD to be ignored, so the kernel reaped the child itself).
+    Exited(i32),
+    /// Killed by this signal number.
+    Signaled(i32),
+}
+
+/// The report handed to `on_exit`.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub ending: Ending,
+    /// Why the runtime stopped it, if it did (the first reason wins).
+    pub stopped: Option<StopReason>,
+    /// From spawn to the leader's exit.
+    pub duration: Duration,
+    /// Last [`TAIL_BYTES`] of stdout, lossy UTF-8.
+    pub stdout_tail: String,
+    /// Last [`TAIL_BYTES`] of stderr, lossy UTF-8.
+    pub stderr_tail: String,
+    /// Total bytes the child wrote to stdout (seen before `on_exit`).
+    pub stdout_bytes: u64,
+    /// Total bytes the child wrote to stderr (seen before `on_exit`).
+    pub stderr_bytes: u64,
+}
+
+/// Why a child could not be started.
+#[derive(Debug)]
+pub enum SpawnError {
+    /// The program (or the working directory) does not exist.
+    NotFound(String),
+    /// The program exists but cannot be executed.
+    NotExecutable(String),
+    /// Anything else.
+    Io(String),
+}
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpawnError::NotFound(what) => write!(f, "executor not found: {what}"),
+            SpawnError::NotExecutable(what) => write!(f, "executor not executable: {what}"),
+            SpawnError::Io(what) => write!(f, "could not start executor: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for SpawnError {}
+
+/// A cheap, cloneable handle on a running child.
+#[derive(Clone)]
+pub struct RunHandle {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for RunHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunHandle")
+            .field("pid", &self.shared.pid)
+            .finish()
+    }
+}
+
+impl RunHandle {
+    /// The child's pid, which is also its process group id.
+    pub fn pid(&self) -> u32 {
+        self.shared.pid
+    }
+
+    /// Asks the child to stop: SIGTERM to its process group now, SIGKILL to the group after
+    /// `grace` if the leader still lives. Non-blocking, callable from any thread; only the first
+    /// call has an effect, and a call after the leader has ended does nothing.
+    pub fn stop(&self, reason: StopReason) {
+        let mut state = self.shared.lock();
+        request_stop(&self.shared, &mut state, reason);
+    }
+}
+
+/// State shared by the handle, the supervisor and the watchdog.
+struct Shared {
+    pid: u32,
+    grace: Duration,
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    /// The leader has ended; from here on nothing may signal its pid.
+    exited: bool,
+    stopped: Option<StopReason>,
+    term_sent_at: Option<Instant>,
+    kill_sent: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Sends SIGTERM to the group on the first request while the leader is unreaped.
+fn request_stop(shared: &Shared, state: &mut State, reason: StopReason) {
+    if state.exited || state.stopped.is_some() {
+        return;
+    }
+    state.stopped = Some(reason);
+    state.term_sent_at = Some(Instant::now());
+    signal_group(shared.pid, libc::SIGTERM);
+    shared.changed.notify_all();
+}
+
+/// Signals the whole process group `pgid`. Errors (group already gone) are ignored.
+fn signal_group(pgid: u32, sig: libc::c_int) {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return;
+    };
+    // SAFETY: plain syscall; a negative pid addresses the process group.
+    unsafe {
+        libc::kill(-pgid, sig);
+    }
+}
+
+/// Whether any process is still in group `pgid`.
+fn group_alive(pgid: u32) -> bool {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks for existence.
+    let rc = unsafe { libc::kill(-pgid, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Starts the child described by `spec` and a supervisor thread. `on_exit` is called exactly
+/// once, from that thread, when the child has ended and its output files are complete.
+///
+/// On error no child and no thread are left behind.
+pub fn start(
+    spec: Spec,
+    on_exit: impl FnOnce(Finished) + Send + 'static,
+) -> Result<RunHandle, SpawnError> {
+    if spec.argv.is_empty() || spec.argv[0].is_empty() {
+        return Err(SpawnError::Io("empty command line".to_string()));
+    }
+    if !spec.cwd.is_dir() {
+        return Err(SpawnError::NotFound(format!(
+            "working directory {}",
+            spec.cwd.display()
+        )));
+    }
+    let stdout_log = create_log(&spec, "stdout.log")?;
+    let stderr_log = create_log(&spec, "stderr.log")?;
+
+    let (tx, rx) = mpsc::channel::<Result<Arc<Shared>, SpawnError>>();
+    let name = format!("exec:{}", short_name(&spec.argv[0]));
+    let supervisor = thread::Builder::new()
+        .name(name)
+        .spawn(move || supervise(spec, stdout_log, stderr_log, tx, on_exit))
+        .map_err(|e| SpawnError::Io(format!("cannot start supervisor thread: {e}")))?;
+
+    match rx.recv() {
+        Ok(Ok(shared)) => Ok(RunHandle { shared }),
+        Ok(Err(e)) => {
+            let _ = supervisor.join();
+            Err(e)
+        }
+        Err(_) => {
+            // The supervisor ended (panicked) before reporting.
+            let _ = supervisor.join();
+            Err(SpawnError::Io(
+                "supervisor thread ended before spawning".to_string(),
+            ))
+        }
+    }
+}
+
+fn short_name(program: &str) -> &str {
+    program.rsplit('/').next().unwrap_or(program)
+}
+
+fn create_log(spec: &Spec, name: &str) -> Result<File, SpawnError> {
+    let path = spec.run_dir.join(name);
+    File::create(&path)
+        .map_err(|e| SpawnError::Io(format!("cannot create {}: {e}", path.display())))
+}
+
+fn spawn_error(program: &str, err: io::Error) -> SpawnError {
+    match err.raw_os_error() {
+        Some(libc::ENOENT) => SpawnError::NotFound(program.to_string()),
+        Some(libc::EACCES) | Some(libc::ENOEXEC) => SpawnError::NotExecutable(program.to_string()),
+        _ => SpawnError::Io(format!("{program}: {err}")),
+    }
+}
+
+fn build_command(spec: &Spec) -> Command {
+    let mut cmd = Command::new(&spec.argv[0]);
+    cmd.args(&spec.argv[1..])
+        .current_dir(&spec.cwd)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(if spec.stdin.is_empty() {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    die_with_parent(&mut cmd);
+    cmd
+}
+
+/// Makes the child die with the thread that spawned it (Linux only; elsewhere a restarted
+/// runtime has to find orphans itself).
+#[cfg(target_os = "linux")]
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: getpid is async-signal-safe and called before fork.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: the closure runs between fork and exec and calls only async-signal-safe functions
+    // (prctl, getppid, _exit); it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died before prctl took effect: then nobody would kill us.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_cmd: &mut Command) {}
+
+/// The supervisor thread: spawns the child, reports the spawn result, waits for the leader,
+/// cleans up the group and calls `on_exit`.
+fn supervise(
+    spec: Spec,
+    stdout_log: File,
+    stderr_log: File,
+    tx: mpsc::Sender<Result<Arc<Shared>, SpawnError>>,
+    on_exit: impl FnOnce(Finished),
+) {
+    let mut cmd = build_command(&spec);
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            let _ = tx.send(Err(spawn_error(&spec.argv[0], e)));
+            return;
+        }
+    };
+    let spawned_at = Instant::now();
+    let shared = Arc::new(Shared {
+        pid: child.id(),
+        grace: spec.grace,
+        state: Mutex::new(State::default()),
+        changed: Condvar::new(),
+    });
+
+    let helpers = match start_helpers(&spec, &mut child, &shared, stdout_log, stderr_log) {
+        Ok(helpers) => helpers,
+        Err(e) => {
+            // Nothing may outlive a failed start: kill the group and reap the leader.
+            signal_group(shared.pid, libc::SIGKILL);
+            let _ = child.wait();
+            let _ = tx.send(Err(SpawnError::Io(format!(
+                "cannot start helper thread: {e}"
+            ))));
+            return;
+        }
+    };
+    let _ = tx.send(Ok(Arc::clone(&shared)));
+    drop(tx);
+
+    // Wait for the leader to end without reaping it, so its pid (and group id) stays ours
+    // while anything may still signal it.
+    wait_leader_exit(shared.pid);
+    let duration = spawned_at.elapsed();
+    let (stopped, term_sent_at) = {
+        let mut state = shared.lock();
+        state.exited = true;
+        shared.changed.notify_all();
+        (state.stopped, state.term_sent_at)
+    };
+    // Leftover grandchildren get SIGTERM while the zombie leader still pins the group id.
+    signal_group(shared.pid, libc::SIGTERM);
+    let _ = helpers.watchdog.join();
+    let ending = match child.wait() {
+        Ok(status) => ending_of(status),
+        Err(e) => {
+            tracing::warn!(pid = shared.pid, error = %e, "could not collect executor exit status");
+            Ending::Exited(-1)
+        }
+    };
+
+    // The leader is reaped. Give the rest of the group the grace period, then kill it.
+    let kill_at = term_sent_at
+        .map(|t| t + spec.grace)
+        .unwrap_or_else(|| Instant::now() + spec.grace);
+    if !wait_until(kill_at, || !group_alive(shared.pid)) {
+        signal_group(shared.pid, libc::SIGKILL);
+    }
+
+    // Output is done at EOF, but a process outside the group (a setsid daemon) may hold the
+    // pipes open forever: wait a bounded time, then take what is there and leave the readers.
+    let drain_until = Instant::now() + OUTPUT_DRAIN;
+    let (stdout_tail, stdout_bytes) = helpers.stdout.finish(drain_until);
+    let (stderr_tail, stderr_bytes) = helpers.stderr.finish(drain_until);
+
+    on_exit(Finished {
+        ending,
+        stopped,
+        duration,
+        stdout_tail,
+        stderr_tail,
+        stdout_bytes,
+        stderr_bytes,
+    });
+}
+
+struct Helpers {
+    watchdog: thread::JoinHandle<()>,
+    stdout: Arc<Stream>,
+    stderr: Arc<Stream>,
+}
+
+fn start_helpers(
+    spec: &Spec,
+    child: &mut Child,
+    shared: &Arc<Shared>,
+    stdout_log: File,
+    stderr_log: File,
+) -> io::Result<Helpers> {
+    let stdout = Arc::new(Stream::new(Capture::new(stdout_log, spec.output_cap)));
+    let stderr = Arc::new(Stream::new(Capture::new(stderr_log, spec.output_cap)));
+    if let Some(pipe) = child.stdout.take() {
+        spawn_reader("exec-stdout", pipe, Arc::clone(&stdout))?;
+    }
+    if let Some(pipe) = child.stderr.take() {
+        spawn_reader("exec-stderr", pipe, Arc::clone(&stderr))?;
+    }
+    if let Some(mut pipe) = child.stdin.take() {
+        let input = spec.stdin.clone();
+        // Detached: it ends when everything is written or the reader side closes (EPIPE).
+        thread::Builder::new()
+            .name("exec-stdin".to_string())
+            .spawn(move || {
+                let _ = pipe.write_all(&input);
+            })?;
+    }
+    let deadline = spec.timeout.map(|t| Instant::now() + t);
+    let watchdog_shared = Arc::clone(shared);
+    let watchdog = thread::Builder::new()
+        .name("exec-watchdog".to_string())
+        .spawn(move || watchdog(&watchdog_shared, deadline))?;
+    Ok(Helpers {
+        watchdog,
+        stdout,
+        stderr,
+    })
+}
+
+/// Applies the timeout and the SIGTERM -> SIGKILL escalation until the leader has ended.
+fn watchdog(shared: &Shared, deadline: Option<Instant>) {
+    let mut state = shared.lock();
+    loop {
+        if state.exited {
+            return;
+        }
+        let now = Instant::now();
+        if state.stopped.is_none()
+            && let Some(d) = deadline
+            && now >= d
+        {
+            request_stop(shared, &mut state, StopReason::Timeout);
+            continue;
+        }
+        let kill_at = match (state.term_sent_at, state.kill_sent) {
+            (Some(t), false) => Some(t + shared.grace),
+            _ => None,
+        };
+        if let Some(k) = kill_at
+            && now >= k
+        {
+            signal_group(shared.pid, libc::SIGKILL);
+            state.kill_sent = true;
+            continue;
+        }
+        let next = [deadline.filter(|_| state.stopped.is_none()), kill_at]
+            .into_iter()
+            .flatten()
+            .min();
+        state = match next {
+            Some(at) => {
+                let wait = at.saturating_duration_since(now);
+                shared
+                    .changed
+                    .wait_timeout(state, wait)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+            None => shared
+                .changed
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner()),
+        };
+    }
+}
+
+/// Blocks until the process `pid` (our child) has ended, leaving it unreaped.
+fn wait_leader_exit(pid: u32) {
+    // id_t is u32 on the unix targets this builds for.
+    #[allow(clippy::unnecessary_cast)]
+    let id = pid as libc::id_t;
+    loop {
+        // SAFETY: siginfo_t is plain data; waitid only writes into it.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: plain syscall on our own child; WNOWAIT leaves it waitable.
+        let rc = unsafe { libc::waitid(libc::P_PID, id, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if rc == 0 {
+            return;
+        }
+        if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            // ECHILD: already reaped by someone else (SIGCHLD ignored); nothing to wait for.
+            return;
+        }
+    }
+}
+
+fn ending_of(status: ExitStatus) -> Ending {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => Ending::Exited(code),
+        (None, Some(sig)) => Ending::Signaled(sig),
+        (None, None) => Ending::Exited(-1),
+    }
+}
+
+/// Polls `done` with a short, growing sleep until it holds or `until` passes. Returns whether
+/// it held. Used only after the leader has exited, for at most the grace period.
+fn wait_until(until: Instant, mut done: impl FnMut() -> bool) -> bool {
+    let mut nap = Duration::from_millis(1);
+    loop {
+        if done() {
+            return true;
+        }
+        let now = Instant::now();
+        if now >= until {
+            return false;
+        }
+        thread::sleep(nap.min(until - now));
+        nap = (nap * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// One output stream: its capture and whether the reader has reached EOF.
+struct Stream {
+    capture: Mutex<Capture>,
+    ended: Condvar,
+}
+
+impl Stream {
+    fn new(capture: Capture) -> Self {
+        Stream {
+            capture: Mutex::new(capture),
+            ended: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Capture> {
+        self.capture.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until EOF or `until`, completes the log file and returns (tail, total bytes).
+    /// A reader still running afterwards keeps draining the pipe but writes nothing more.
+    fn finish(&self, until: Instant) -> (String, u64) {
+        let mut cap = self.lock();
+        while !cap.eof {
+            let now = Instant::now();
+            if now >= until {
+                break;
+            }
+            cap = self
+                .ended
+                .wait_timeout(cap, until - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        cap.finalize();
+        (cap.tail(), cap.total)
+    }
+}
+
+fn spawn_reader(
+    name: &str,
+    mut pipe: impl Read + Send + 'static,
+    stream: Arc<Stream>,
+) -> io::Result<()> {
+    thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match pipe.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => stream.lock().push(&buf[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                }
+            }
+            let mut cap = stream.lock();
+            cap.eof = true;
+            cap.finalize();
+            stream.ended.notify_all();
+        })?;
+    Ok(())
+}
+
+/// Keeps at most `cap` bytes of a stream on disk: everything while it fits; once it overflows,
+/// the first half as it came, a one-line marker, then the last half (held in a bounded ring).
+struct Capture {
+    file: File,
+    /// Bytes of the stream that overflowed are cut back to this many at the end.
+    head_cap: u64,
+    tail_cap: u64,
+    /// Bytes written to the file so far, all of them a prefix of the stream.
+    written: u64,
+    /// The last `max(tail_cap, TAIL_BYTES)` bytes seen.
+    ring: VecDeque<u8>,
+    ring_cap: usize,
+    total: u64,
+    eof: bool,
+    finalized: bool,
+}
+
+impl Capture {
+    fn new(file: File, cap: u64) -> Self {
+        let head_cap = cap / 2;
+        let tail_cap = cap - head_cap;
+        let ring_cap = usize::try_from(tail_cap)
+            .unwrap_or(usize::MAX)
+            .max(TAIL_BYTES);
+        Capture {
+            file,
+            head_cap,
+            tail_cap,
+            written: 0,
+            ring: VecDeque::new(),
+            ring_cap,
+            total: 0,
+            eof: false,
+            finalized: false,
+        }
+    }
+
+    fn cap(&self) -> u64 {
+        self.head_cap + self.tail_cap
+    }
+
+    fn push(&mut self, chunk: &[u8]) {
+        if self.finalized {
+            return;
+        }
+        self.total += chunk.len() as u64;
+        // Live on disk while the whole stream still fits.
+        if self.written < self.cap() && self.written + (chunk.len() as u64) == self.total {
+            let room = usize::try_from(self.cap() - self.written).unwrap_or(usize::MAX);
+            let part = &chunk[..chunk.len().min(room)];
+            match self.file.write_all(part) {
+                Ok(()) => self.written += part.len() as u64,
+                Err(e) => tracing::warn!(error = %e, "cannot write executor output"),
+            }
+        }
+        let keep = &chunk[chunk.len().saturating_sub(self.ring_cap)..];
+        let overflow = (self.ring.len() + keep.len()).saturating_sub(self.ring_cap);
+        self.ring.drain(..overflow);
+        self.ring.extend(keep);
+    }
+
+    /// Makes the file final: unchanged if the stream fit, else head + marker + tail.
+    fn finalize(&mut self) {
+        if self.finalized {
+            return;
+        }
+        self.finalized = true;
+        if self.total <= self.cap() {
+            if self.written < self.total {
+                // A write failed earlier; put back what the ring still holds, best effort.
+                let missing = usize::try_from(self.total - self.written).unwrap_or(usize::MAX);
+                let from = self.ring.len().saturating_sub(missing);
+                let rest: Vec<u8> = self.ring.range(from..).copied().collect();
+                let _ = self.file.write_all(&rest);
+            }
+            return;
+        }
+        let omitted = self.total - self.head_cap - self.tail_cap;
+        let tail_len = usize::try_from(self.tail_cap).unwrap_or(usize::MAX);
+        let from = self.ring.len().saturating_sub(tail_len);
+        let mut out = marker(omitted).into_bytes();
+        out.extend(self.ring.range(from..));
+        let result = self
+            .file
+            .set_len(self.head_cap.min(self.written))
+            .and_then(|()| {
+                self.file
+                    .seek(SeekFrom::Start(self.head_cap.min(self.written)))
+            })
+            .and_then(|_| self.file.write_all(&out));
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "cannot finish executor output file");
+        }
+    }
+
+    fn tail(&self) -> String {
+        let from = self.ring.len().saturating_sub(TAIL_BYTES);
+        let mut bytes: Vec<u8> = self.ring.range(from..).copied().collect();
+        if from > 0 || self.total > self.ring.len() as u64 {
+            // Cut inside the stream: drop a partial UTF-8 sequence at the start.
+            let skip = bytes
+                .iter()
+                .take(3)
+                .take_while(|b| (**b & 0b1100_0000) == 0b1000_0000)
+                .count();
+            bytes.drain(..skip);
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+/// The line that replaces the middle of an output that exceeded its cap.
+pub fn marker(omitted: u64) -> String {
+    format!("\n[taskboard: {omitted} bytes omitted]\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn scratch_file() -> (PathBuf, File) {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "taskboard-capture-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        let file = File::create(&path).unwrap();
+        (path, file)
+    }
+
+    fn expected_file(all: &[u8], cap: u64) -> Vec<u8> {
+        if all.len() as u64 <= cap {
+            return all.to_vec();
+        }
+        let head = (cap / 2) as usize;
+        let tail = (cap - cap / 2) as usize;
+        let mut out = all[..head].to_vec();
+        out.extend(marker((all.len() - head - tail) as u64).into_bytes());
+        out.extend(&all[all.len() - tail..]);
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn capture_keeps_head_marker_and_tail(
+            cap in 0u64..64,
+            chunks in proptest::collection::vec(
+                proptest::collection::vec(b'a'..=b'z', 0..40), 0..20),
+        ) {
+            let (path, file) = scratch_file();
+            let mut capture = Capture::new(file, cap);
+            for chunk in &chunks {
+                capture.push(chunk);
+            }
+            capture.finalize();
+            // Anything arriving after the file is final is ignored.
+            capture.push(b"late");
+            capture.finalize();
+            let all: Vec<u8> = chunks.concat();
+            let on_disk = std::fs::read(&path).unwrap();
+            let _ = std::fs::remove_file(&path);
+            prop_assert_eq!(on_disk, expected_file(&all, cap));
+            prop_assert_eq!(capture.total, all.len() as u64);
+            let tail_from = all.len().saturating_sub(TAIL_BYTES);
+            let tail = capture.tail();
+            prop_assert_eq!(tail.as_bytes(), &all[tail_from..]);
+            prop_assert!(capture.ring.len() <= capture.ring_cap);
+        }
+    }
+
+    #[test]
+    fn tail_drops_a_cut_utf8_sequence() {
+        let (path, file) = scratch_file();
+        let mut capture = Capture::new(file, 16);
+        capture.push(&[b'x'; 10]);
+        capture.push("é".repeat(TAIL_BYTES).as_bytes());
+        // One more byte shifts the tail window to start inside an "é".
+        capture.push(b"z");
+        let _ = std::fs::remove_file(&path);
+        let tail = capture.tail();
+        assert!(!tail.contains('\u{fffd}'));
+        assert_eq!(tail, "é".repeat(TAIL_BYTES / 2 - 1) + "z");
+    }
+}
