@@ -323,6 +323,33 @@ impl Locks {
         Ok(true)
     }
 
+    /// Remove what a crash during `release` or `break_stale` can leave behind (renamed-away
+    /// `.released-*` and `.broken-*` folders, which no one reads). Returns how many were removed.
+    pub fn sweep_debris(&self) -> io::Result<usize> {
+        let entries = match fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let debris: Vec<PathBuf> = {
+            // Exclusive: a breaker may still be deciding whether to move its `.broken-*` back.
+            let _gate = self.gate(true)?;
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| {
+                    e.file_name()
+                        .to_str()
+                        .is_some_and(|n| n.starts_with(".broken-") || n.starts_with(".released-"))
+                })
+                .map(|e| e.path())
+                .collect()
+        };
+        for path in &debris {
+            remove_debris(path);
+        }
+        Ok(debris.len())
+    }
+
     /// Open the gate file and lock it (`exclusive` for breakers, shared otherwise).
     fn gate(&self, exclusive: bool) -> io::Result<File> {
         fs::create_dir_all(&self.root)?;

@@ -469,3 +469,25 @@ fn run_lock_probe() {
         Err(None) => println!("probe: held by unknown"),
     }
 }
+
+#[test]
+fn sweep_removes_only_crash_debris() {
+    let tmp = TempDir::new("sweep");
+    let locks = tmp.locks();
+    assert_eq!(locks.sweep_debris().unwrap(), 0, "missing root");
+    let me = owner("me");
+    locks.try_acquire("t", &me).unwrap().unwrap();
+    for name in [".broken-t-00ff", ".released-u-0a0a"] {
+        let dir = locks.root().join(name);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("owner.json"), b"{}").unwrap();
+    }
+    assert_eq!(locks.sweep_debris().unwrap(), 2);
+    let mut names: Vec<String> = fs::read_dir(locks.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, [".gate", "t"]);
+    assert_eq!(locks.read("t"), Some(LockState::Held(me)));
+}
