@@ -499,3 +499,79 @@ fn streaming_reader_counts_every_line() {
 fn streaming_reader_handles_a_million_lines() {
     stream_many(1_000_000);
 }
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn any_ts() -> impl Strategy<Value = DateTime<Utc>> {
+        // Year 1970 to 2200, any millisecond.
+        (0i64..7_258_118_400_000).prop_map(|ms| DateTime::from_timestamp_millis(ms).unwrap())
+    }
+
+    fn any_kind() -> impl Strategy<Value = EventKind> {
+        prop_oneof![
+            (
+                any::<u32>(),
+                proptest::option::of(any::<i32>()),
+                proptest::option::of(any::<i32>()),
+                any::<u64>(),
+                ".*",
+                proptest::option::of(".*"),
+                proptest::option::of(".*"),
+            )
+                .prop_map(
+                    |(attempt, exit_code, signal, duration_ms, outcome, note, stopped)| {
+                        EventKind::TaskFinished {
+                            attempt,
+                            exit_code,
+                            signal,
+                            duration_ms,
+                            outcome,
+                            note,
+                            stopped,
+                        }
+                    }
+                ),
+            (proptest::collection::vec(".*", 0..4))
+                .prop_map(|deps| EventKind::DependencyPromoted { deps }),
+            (any::<u32>(), any_ts())
+                .prop_map(|(attempt, at)| EventKind::TaskRetryScheduled { attempt, at }),
+            (
+                proptest::option::of(any::<u32>()),
+                proptest::option::of(".*"),
+                ".*"
+            )
+                .prop_map(|(owner_pid, owner_instance, reason)| {
+                    EventKind::LockBroken {
+                        owner_pid,
+                        owner_instance,
+                        reason,
+                    }
+                }),
+            (".*", ".*", any::<usize>(), any::<usize>(), ".*").prop_map(
+                |(code, severity, line, column, message)| EventKind::Lint {
+                    code,
+                    severity,
+                    line,
+                    column,
+                    message,
+                }
+            ),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn any_event_round_trips_on_one_line(
+            ts in any_ts(),
+            task in proptest::option::of(".*"),
+            kind in any_kind(),
+        ) {
+            let ev = Event::new(ts, task.as_deref(), kind);
+            let line = ev.to_line();
+            prop_assert!(!line.contains('\n'));
+            prop_assert_eq!(Event::from_line(&line).unwrap(), ev);
+        }
+    }
+}
