@@ -68,7 +68,7 @@ fn every_kind() -> Vec<EventKind> {
             attempt: 1,
             route: "default".into(),
             pid: 999,
-            agent: "claude".into(),
+            agent: "shell".into(),
         },
         EventKind::TaskFinished {
             attempt: 1,
