@@ -1,1 +1,567 @@
-//! (module under construction)
+//! Locks: one `mkdir` lock per task so no task runs twice, and the run lock so only one
+//! `taskboard run` watches a board.
+//!
+//! Owns: the `.taskboard/locks` folder (one sub-folder per claimed task holding `owner.json`, plus
+//! the `.gate` file that orders breakers against acquirers), the owner record format, the liveness
+//! test of an owner (pid, process start time, boot id, host), and the run-lock file.
+//!
+//! Must not touch: the board file, the event log, or executor processes. It never decides on its
+//! own that a lock is stale: the planner judges (see [`is_stale`]) and asks to break a lock it saw.
+//!
+//! Protocol. `try_acquire` creates the lock folder and writes `owner.json` while holding the gate
+//! *shared*; `break_stale` holds the gate *exclusive* while it re-checks that the lock is still
+//! the one judged stale and renames it away. So a breaker never sees (or removes) a lock whose
+//! owner is between `mkdir` and writing its record, and two breakers of one stale lock cannot
+//! remove a lock freshly acquired in between. The gate is an `flock`, which the kernel drops when
+//! its holder dies, so a crash never leaves it held. A lock folder without a readable
+//! `owner.json` can still appear (crash between `mkdir` and the write, a power cut): it is
+//! reported as [`LockState::Unreadable`] with its age, for the caller's grace period.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, ErrorKind, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Who holds a lock: enough to tell later whether that process is still the one running.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub pid: u32,
+    /// `gethostname`.
+    pub host: String,
+    /// Linux: `/proc/sys/kernel/random/boot_id`.
+    pub boot_id: Option<String>,
+    /// Linux: field 22 of `/proc/<pid>/stat` (clock ticks since boot).
+    pub start_time: Option<u64>,
+    /// The runtime instance id (random per process start).
+    pub instance: String,
+    pub acquired_at: DateTime<Utc>,
+    /// The executor's process group, set once it is spawned, so a restart can find orphans.
+    pub executor_pgid: Option<i32>,
+}
+
+impl Owner {
+    /// The owner record for this process.
+    pub fn current(instance: &str, now: DateTime<Utc>) -> Owner {
+        let pid = std::process::id();
+        Owner {
+            pid,
+            host: hostname(),
+            boot_id: boot_id(),
+            start_time: process_start_time(pid),
+            instance: instance.to_owned(),
+            acquired_at: now,
+            executor_pgid: None,
+        }
+    }
+}
+
+/// Whether the process recorded in an owner is still the one running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Liveness {
+    Alive,
+    /// Certainly gone; the reason is for logs (`"pid 123 not running"`, `"host rebooted"`, ...).
+    Dead(String),
+    /// Recorded on another host: cannot be checked from here.
+    OtherHost,
+}
+
+/// Judge an owner recorded on this host.
+///
+/// Another host => `OtherHost`. A different boot id => dead. `kill(pid, 0)` failing with `ESRCH`
+/// => dead. Otherwise (success or `EPERM`) the pid exists; it is dead if `/proc` shows a zombie or
+/// a different start time (the pid was reused), else alive. Anything uncertain counts as alive.
+pub fn liveness(owner: &Owner) -> Liveness {
+    if owner.host != hostname() {
+        return Liveness::OtherHost;
+    }
+    if let (Some(recorded), Some(now)) = (owner.boot_id.as_deref(), boot_id())
+        && recorded != now
+    {
+        return Liveness::Dead("host rebooted".into());
+    }
+    let Ok(pid) = libc::pid_t::try_from(owner.pid) else {
+        return Liveness::Dead(format!("pid {} is not a process id", owner.pid));
+    };
+    if pid <= 0 {
+        // kill(0, ..) would address our own process group.
+        return Liveness::Dead(format!("pid {} is not a process id", owner.pid));
+    }
+    // SAFETY: signal 0 only checks that the process exists and may be signalled.
+    if unsafe { libc::kill(pid, 0) } != 0 {
+        // EPERM: exists, owned by someone else; anything else: cannot tell, assume alive.
+        if io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+            return Liveness::Dead(format!("pid {} not running", owner.pid));
+        }
+    }
+    if let Some(stat) = proc_stat(owner.pid) {
+        if stat.state == 'Z' {
+            return Liveness::Dead(format!("pid {} exited (zombie)", owner.pid));
+        }
+        if let (Some(recorded), Some(now)) = (owner.start_time, stat.start_time)
+            && recorded != now
+        {
+            return Liveness::Dead("pid reused (start time differs)".into());
+        }
+    }
+    Liveness::Alive
+}
+
+/// Whether any process of group `pgid` is still running (`kill(-pgid, 0)` succeeds or `EPERM`).
+pub fn process_group_alive(pgid: i32) -> bool {
+    if pgid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks for existence.
+    let rc = unsafe { libc::kill(-pgid, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// A fresh runtime instance id: hex of the pid and a mix of the clock and a counter.
+pub fn instance_id() -> String {
+    format!("{:x}-{:016x}", std::process::id(), nonce())
+}
+
+/// Decide whether a lock may be broken: `Held` by a dead owner, or `Unreadable` for longer than
+/// `grace`. Returns the reason. Locks held on another host are never judged stale here.
+pub fn is_stale(state: &LockState, grace: Duration) -> Option<String> {
+    match state {
+        LockState::Held(owner) => match liveness(owner) {
+            Liveness::Dead(why) => Some(why),
+            Liveness::Alive | Liveness::OtherHost => None,
+        },
+        LockState::Unreadable { age } if *age > grace => Some("owner record missing".into()),
+        LockState::Unreadable { .. } => None,
+    }
+}
+
+/// The process start time (field 22 of `/proc/<pid>/stat`), where the platform has it.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    proc_stat(pid)?.start_time
+}
+
+/// What a lock folder holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LockState {
+    Held(Owner),
+    /// The folder exists but `owner.json` is missing or corrupt (crash between mkdir and write);
+    /// `age` is the time since the folder last changed.
+    Unreadable {
+        age: Duration,
+    },
+}
+
+/// A lock this process just created.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LockGuardInfo {
+    pub id: String,
+    /// The lock folder.
+    pub path: PathBuf,
+    pub owner: Owner,
+}
+
+/// The per-task locks under one root (`<board dir>/.taskboard/locks`).
+#[derive(Debug, Clone)]
+pub struct Locks {
+    root: PathBuf,
+}
+
+const OWNER_FILE: &str = "owner.json";
+const GATE_FILE: &str = ".gate";
+
+impl Locks {
+    /// Does not touch the disk.
+    pub fn new(root: PathBuf) -> Locks {
+        Locks { root }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Claim `id`: `Ok(Some)` when this call created the lock (its `owner.json` is written
+    /// before returning), `Ok(None)` when the lock already exists. Ids must be a single path
+    /// component not starting with `.`.
+    pub fn try_acquire(&self, id: &str, owner: &Owner) -> io::Result<Option<LockGuardInfo>> {
+        check_id(id)?;
+        let _gate = self.gate(false)?;
+        let dir = self.root.join(id);
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        if let Err(e) = write_owner(&dir, owner) {
+            // Still under the shared gate: no breaker can have moved the folder, and no one else
+            // can have created it, so it is ours to remove.
+            let _ = fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+        Ok(Some(LockGuardInfo {
+            id: id.to_owned(),
+            path: dir,
+            owner: owner.clone(),
+        }))
+    }
+
+    /// The state of lock `id`, `None` when it is free (or the id is not a valid lock name).
+    pub fn read(&self, id: &str) -> Option<LockState> {
+        check_id(id).ok()?;
+        read_state(&self.root.join(id))
+    }
+
+    /// Every lock, sorted by id. A missing root means no locks.
+    pub fn list(&self) -> io::Result<Vec<(String, LockState)>> {
+        let entries = match fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if name.starts_with('.') {
+                continue;
+            }
+            if let Some(state) = read_state(&entry.path()) {
+                out.push((name, state));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Record the executor's process group in the owner record, only if `instance` holds `id`
+    /// (`PermissionDenied` if someone else does, `NotFound` if no one does).
+    pub fn set_executor_pgid(&self, id: &str, instance: &str, pgid: i32) -> io::Result<()> {
+        check_id(id)?;
+        let _gate = self.gate(false)?;
+        let dir = self.root.join(id);
+        match read_state(&dir) {
+            Some(LockState::Held(mut owner)) if owner.instance == instance => {
+                owner.executor_pgid = Some(pgid);
+                write_owner(&dir, &owner)
+            }
+            Some(LockState::Held(owner)) => Err(io::Error::new(
+                ErrorKind::PermissionDenied,
+                format!("lock {id} is held by instance {}", owner.instance),
+            )),
+            Some(LockState::Unreadable { .. }) => Err(io::Error::new(
+                ErrorKind::PermissionDenied,
+                format!("lock {id} has no readable owner"),
+            )),
+            None => Err(io::Error::new(
+                ErrorKind::NotFound,
+                format!("lock {id} is not held"),
+            )),
+        }
+    }
+
+    /// Release `id` if `instance` holds it. `Ok(false)` when it is free or held by another.
+    pub fn release(&self, id: &str, instance: &str) -> io::Result<bool> {
+        check_id(id)?;
+        let away = {
+            let _gate = self.gate(false)?;
+            let dir = self.root.join(id);
+            match read_state(&dir) {
+                Some(LockState::Held(owner)) if owner.instance == instance => {}
+                _ => return Ok(false),
+            }
+            // Rename first so the id is freed in one step; a crash mid-removal leaves only a
+            // dot-folder that no one reads.
+            let away = self.root.join(format!(".released-{id}-{:016x}", nonce()));
+            fs::rename(&dir, &away)?;
+            away
+        };
+        remove_debris(&away);
+        Ok(true)
+    }
+
+    /// Break lock `id`, which the caller saw as `seen` and judged stale. Breaks it only if it is
+    /// still that same lock (same owner record, or still unreadable): it is renamed to
+    /// `.broken-<id>-<nonce>`, re-read there, and removed. `Ok(true)` when this call broke it;
+    /// `Ok(false)` when it was already gone or is not the lock that was judged.
+    pub fn break_stale(&self, id: &str, seen: &LockState) -> io::Result<bool> {
+        check_id(id)?;
+        let away = {
+            let _gate = self.gate(true)?;
+            let dir = self.root.join(id);
+            match read_state(&dir) {
+                Some(current) if same_lock(&current, seen) => {}
+                _ => return Ok(false),
+            }
+            let away = self.root.join(format!(".broken-{id}-{:016x}", nonce()));
+            match fs::rename(&dir, &away) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(e),
+            }
+            // Under the gate nothing should have changed, but a writer outside the protocol
+            // could have: if what we moved is not what was judged, put it back.
+            let moved = read_state(&away);
+            if !moved.as_ref().is_some_and(|m| same_lock(m, seen)) {
+                if fs::symlink_metadata(&dir).is_err() {
+                    fs::rename(&away, &dir)?;
+                } else {
+                    tracing::warn!(
+                        lock = id,
+                        parked = %away.display(),
+                        "lock changed while being broken and its name was taken; left parked"
+                    );
+                }
+                return Ok(false);
+            }
+            away
+        };
+        remove_debris(&away);
+        Ok(true)
+    }
+
+    /// Remove what a crash during `release` or `break_stale` can leave behind (renamed-away
+    /// `.released-*` and `.broken-*` folders, which no one reads). Returns how many were removed.
+    pub fn sweep_debris(&self) -> io::Result<usize> {
+        let entries = match fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let debris: Vec<PathBuf> = {
+            // Exclusive: a breaker may still be deciding whether to move its `.broken-*` back.
+            let _gate = self.gate(true)?;
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| {
+                    e.file_name()
+                        .to_str()
+                        .is_some_and(|n| n.starts_with(".broken-") || n.starts_with(".released-"))
+                })
+                .map(|e| e.path())
+                .collect()
+        };
+        for path in &debris {
+            remove_debris(path);
+        }
+        Ok(debris.len())
+    }
+
+    /// Open the gate file and lock it (`exclusive` for breakers, shared otherwise).
+    fn gate(&self, exclusive: bool) -> io::Result<File> {
+        fs::create_dir_all(&self.root)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(self.root.join(GATE_FILE))?;
+        if exclusive {
+            file.lock()?;
+        } else {
+            file.lock_shared()?;
+        }
+        Ok(file)
+    }
+}
+
+/// Two observations of a lock name the same lock: the same owner record, or both unreadable.
+fn same_lock(a: &LockState, b: &LockState) -> bool {
+    match (a, b) {
+        (LockState::Held(x), LockState::Held(y)) => x == y,
+        (LockState::Unreadable { .. }, LockState::Unreadable { .. }) => true,
+        _ => false,
+    }
+}
+
+fn check_id(id: &str) -> io::Result<()> {
+    let ok = !id.is_empty()
+        && !id.starts_with('.')
+        && !id.contains(['/', '\\', '\0'])
+        && id.len() <= 200;
+    if ok {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            ErrorKind::InvalidInput,
+            format!("{id:?} is not a valid lock name"),
+        ))
+    }
+}
+
+fn read_state(dir: &Path) -> Option<LockState> {
+    let meta = fs::symlink_metadata(dir).ok()?;
+    if meta.is_dir()
+        && let Ok(bytes) = fs::read(dir.join(OWNER_FILE))
+        && let Ok(owner) = serde_json::from_slice::<Owner>(&bytes)
+    {
+        return Some(LockState::Held(owner));
+    }
+    // Missing or corrupt record. If the folder vanished meanwhile (released, broken), it is free.
+    let meta = fs::symlink_metadata(dir).ok()?;
+    let age = meta
+        .modified()
+        .ok()
+        .and_then(|m| SystemTime::now().duration_since(m).ok())
+        .unwrap_or(Duration::ZERO);
+    Some(LockState::Unreadable { age })
+}
+
+/// Write `owner.json` inside `dir` atomically: a temp file, flushed, then renamed over.
+fn write_owner(dir: &Path, owner: &Owner) -> io::Result<()> {
+    let tmp = dir.join(format!(".{OWNER_FILE}.{:016x}.tmp", nonce()));
+    let result = (|| {
+        let mut file = File::create(&tmp)?;
+        let mut bytes = serde_json::to_vec_pretty(owner).map_err(io::Error::other)?;
+        bytes.push(b'\n');
+        file.write_all(&bytes)?;
+        file.sync_data()?;
+        fs::rename(&tmp, dir.join(OWNER_FILE))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn remove_debris(path: &Path) {
+    if let Err(e) = fs::remove_dir_all(path)
+        && e.kind() != ErrorKind::NotFound
+    {
+        tracing::warn!(path = %path.display(), error = %e, "could not remove an old lock folder");
+    }
+}
+
+/// Random-ish 64 bits: clock, pid and a per-process counter through a mixer.
+fn nonce() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut x =
+        nanos ^ (u64::from(std::process::id()) << 32) ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    // splitmix64 finalizer
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that many bytes.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+fn boot_id() -> Option<String> {
+    let id = fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let id = id.trim();
+    (!id.is_empty()).then(|| id.to_owned())
+}
+
+struct ProcStat {
+    state: char,
+    start_time: Option<u64>,
+}
+
+/// Parse `/proc/<pid>/stat`. The command name (field 2) is in parentheses and may itself hold
+/// spaces and parentheses, so fields are counted from after the last `)`.
+fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_proc_stat(&text)
+}
+
+fn parse_proc_stat(text: &str) -> Option<ProcStat> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    // Field 3 is the state; field 22 is the start time, 19 fields later.
+    let state = fields.next()?.chars().next()?;
+    let start_time = fields.nth(18).and_then(|f| f.parse().ok());
+    Some(ProcStat { state, start_time })
+}
+
+/// The run lock: an `flock` on a file, so one `taskboard run` per board. The kernel drops it when
+/// the process dies, so it never goes stale.
+#[derive(Debug)]
+pub struct RunLock {
+    file: File,
+}
+
+impl RunLock {
+    /// `Ok(Ok(lock))` when acquired (our pid is written in the file); `Ok(Err(holder))` when
+    /// another open file holds it, with the holder's pid if it could be read.
+    pub fn try_acquire(path: &Path) -> io::Result<Result<RunLock, Option<u32>>> {
+        if let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            fs::create_dir_all(parent)?;
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        match file.try_lock() {
+            Ok(()) => {
+                file.set_len(0)?;
+                (&file).write_all(format!("{}\n", std::process::id()).as_bytes())?;
+                Ok(Ok(RunLock { file }))
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let holder = (&file)
+                    .read_to_string(&mut text)
+                    .ok()
+                    .and_then(|_| text.trim().parse().ok());
+                Ok(Err(holder))
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+
+    /// The locked file.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_parsing_counts_fields_after_the_last_paren() {
+        let fields: Vec<String> = (3..=52).map(|n| n.to_string()).collect();
+        let line = format!("4242 (we ird) (name)) S {}\n", fields[1..].join(" "));
+        let stat = parse_proc_stat(&line).unwrap();
+        assert_eq!(stat.state, 'S');
+        assert_eq!(stat.start_time, Some(22));
+        assert!(parse_proc_stat("garbage").is_none());
+    }
+
+    #[test]
+    fn ids_are_single_plain_components() {
+        for bad in ["", ".", "..", ".hidden", "a/b", "../x", "a\0b"] {
+            assert!(check_id(bad).is_err(), "{bad:?}");
+        }
+        for good in ["t1", "build-docs", "T_12.v2", "ünïcode"] {
+            assert!(check_id(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn nonces_differ() {
+        let a: std::collections::HashSet<u64> = (0..1000).map(|_| nonce()).collect();
+        assert_eq!(a.len(), 1000);
+    }
+}

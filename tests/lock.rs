@@ -1,0 +1,493 @@
+use std::fs;
+use std::io::ErrorKind;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, SystemTime};
+
+use chrono::Utc;
+use taskboard::lock::{
+    Liveness, LockState, Locks, Owner, RunLock, instance_id, is_stale, liveness,
+    process_group_alive, process_start_time,
+};
+
+/// A fresh folder under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "taskboard-lock-{name}-{}-{}",
+            std::process::id(),
+            instance_id()
+        ));
+        fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+    fn locks(&self) -> Locks {
+        Locks::new(self.0.join(".taskboard").join("locks"))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn owner(instance: &str) -> Owner {
+    Owner::current(instance, Utc::now())
+}
+
+/// An owner whose process has exited and been reaped.
+fn dead_owner() -> Owner {
+    let mut child = Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    // Until it is reaped the child stays in /proc (as a zombie), so its start time is readable.
+    let start = process_start_time(pid);
+    child.wait().unwrap();
+    Owner {
+        pid,
+        start_time: start,
+        ..owner("dead-instance")
+    }
+}
+
+fn set_mtime(path: &std::path::Path, ago: Duration) {
+    let dir = fs::File::open(path).unwrap();
+    dir.set_modified(SystemTime::now() - ago).unwrap();
+}
+
+#[test]
+fn second_acquire_is_refused_and_release_needs_the_owner() {
+    let tmp = TempDir::new("acquire");
+    let locks = tmp.locks();
+    assert!(locks.read("t1").is_none());
+    assert!(
+        locks.list().unwrap().is_empty(),
+        "missing root means no locks"
+    );
+
+    let me = owner(&instance_id());
+    let got = locks
+        .try_acquire("t1", &me)
+        .unwrap()
+        .expect("first acquire wins");
+    assert_eq!(got.id, "t1");
+    assert_eq!(got.owner, me);
+    assert!(got.path.join("owner.json").is_file());
+    assert!(locks.try_acquire("t1", &owner("other")).unwrap().is_none());
+    assert!(
+        locks.try_acquire("t1", &me).unwrap().is_none(),
+        "not re-entrant"
+    );
+
+    assert!(
+        !locks.release("t1", "other").unwrap(),
+        "another instance may not release"
+    );
+    assert_eq!(locks.read("t1"), Some(LockState::Held(me.clone())));
+    assert!(locks.release("t1", &me.instance).unwrap());
+    assert!(locks.read("t1").is_none());
+    assert!(!locks.release("t1", &me.instance).unwrap(), "already free");
+
+    assert!(locks.try_acquire("t1", &owner("next")).unwrap().is_some());
+    let listed: Vec<String> = locks
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(listed, ["t1"], "gate file and debris are not locks");
+}
+
+#[test]
+fn invalid_ids_are_rejected() {
+    let tmp = TempDir::new("ids");
+    let locks = tmp.locks();
+    for id in ["", "../escape", "a/b", ".gate", ".broken-x"] {
+        let err = locks.try_acquire(id, &owner("x")).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{id:?}");
+        assert!(locks.read(id).is_none());
+    }
+}
+
+#[test]
+fn owner_record_round_trips_and_pgid_is_set_only_by_the_owner() {
+    let full = Owner {
+        executor_pgid: Some(4321),
+        ..owner("abc")
+    };
+    let json = serde_json::to_string(&full).unwrap();
+    assert_eq!(serde_json::from_str::<Owner>(&json).unwrap(), full);
+
+    let tmp = TempDir::new("owner");
+    let locks = tmp.locks();
+    let me = owner("mine");
+    locks.try_acquire("t", &me).unwrap().unwrap();
+    let on_disk: Owner =
+        serde_json::from_slice(&fs::read(locks.root().join("t/owner.json")).unwrap()).unwrap();
+    assert_eq!(on_disk, me);
+
+    let err = locks.set_executor_pgid("t", "intruder", 7).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+    let err = locks.set_executor_pgid("free", "mine", 7).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+
+    locks.set_executor_pgid("t", "mine", 777).unwrap();
+    let expected = Owner {
+        executor_pgid: Some(777),
+        ..me
+    };
+    assert_eq!(locks.read("t"), Some(LockState::Held(expected)));
+    // No temp files left behind in the lock folder.
+    let names: Vec<_> = fs::read_dir(locks.root().join("t"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["owner.json"]);
+}
+
+#[test]
+fn current_process_is_alive() {
+    let me = owner("me");
+    assert_eq!(me.pid, std::process::id());
+    assert!(!me.host.is_empty());
+    if cfg!(target_os = "linux") {
+        assert!(me.start_time.is_some());
+        assert!(me.boot_id.is_some());
+    }
+    assert_eq!(liveness(&me), Liveness::Alive);
+    assert_eq!(is_stale(&LockState::Held(me), Duration::ZERO), None);
+}
+
+#[test]
+fn reaped_child_is_dead() {
+    let dead = dead_owner();
+    match liveness(&dead) {
+        Liveness::Dead(why) => assert!(
+            why.contains("not running") || why.contains("reused"),
+            "{why}"
+        ),
+        other => panic!("expected dead, got {other:?}"),
+    }
+    assert!(is_stale(&LockState::Held(dead), Duration::from_secs(3600)).is_some());
+}
+
+#[test]
+fn same_pid_with_another_start_time_is_a_reused_pid() {
+    let me = owner("me");
+    let Some(start) = me.start_time else {
+        return; // no start times on this platform
+    };
+    let ghost = Owner {
+        start_time: Some(start + 1),
+        ..me
+    };
+    assert_eq!(
+        liveness(&ghost),
+        Liveness::Dead("pid reused (start time differs)".into())
+    );
+}
+
+#[test]
+fn another_boot_is_dead_and_another_host_is_not_judged() {
+    let me = owner("me");
+    if me.boot_id.is_some() {
+        let before_reboot = Owner {
+            boot_id: Some("00000000-0000-0000-0000-000000000000".into()),
+            ..me.clone()
+        };
+        assert_eq!(
+            liveness(&before_reboot),
+            Liveness::Dead("host rebooted".into())
+        );
+    }
+    let elsewhere = Owner {
+        host: "elsewhere.invalid".into(),
+        pid: 1,
+        ..me
+    };
+    assert_eq!(liveness(&elsewhere), Liveness::OtherHost);
+    assert_eq!(is_stale(&LockState::Held(elsewhere), Duration::ZERO), None);
+}
+
+#[test]
+fn process_groups() {
+    // Our own group exists.
+    let own = unsafe { libc::getpgrp() };
+    assert!(process_group_alive(own));
+    assert!(!process_group_alive(0));
+    assert!(!process_group_alive(-5));
+    // A reaped child leader's group is gone (it has no other members).
+    use std::os::unix::process::CommandExt;
+    let mut child = Command::new("true").process_group(0).spawn().unwrap();
+    let pgid = child.id() as i32;
+    child.wait().unwrap();
+    assert!(!process_group_alive(pgid));
+}
+
+#[test]
+fn instance_ids_are_distinct() {
+    let ids: std::collections::HashSet<String> = (0..100).map(|_| instance_id()).collect();
+    assert_eq!(ids.len(), 100);
+    assert!(
+        ids.iter()
+            .all(|id| id.chars().all(|c| c.is_ascii_hexdigit() || c == '-'))
+    );
+}
+
+#[test]
+fn unreadable_lock_is_stale_only_after_grace() {
+    let tmp = TempDir::new("unreadable");
+    let locks = tmp.locks();
+    let dir = locks.root().join("t");
+    fs::create_dir_all(&dir).unwrap();
+    let grace = Duration::from_secs(3600);
+    let state = locks.read("t").unwrap();
+    let LockState::Unreadable { age } = state else {
+        panic!("bare folder must be unreadable, got {state:?}")
+    };
+    assert!(age < grace);
+    assert_eq!(is_stale(&state, grace), None);
+    // A corrupt record is just as unreadable.
+    fs::write(dir.join("owner.json"), b"{\"pid\":").unwrap();
+    assert!(matches!(
+        locks.read("t"),
+        Some(LockState::Unreadable { .. })
+    ));
+
+    set_mtime(&dir, Duration::from_secs(2 * 3600));
+    let state = locks.read("t").unwrap();
+    let LockState::Unreadable { age } = state else {
+        panic!("{state:?}")
+    };
+    assert!(age > grace, "{age:?}");
+    assert_eq!(
+        is_stale(&state, grace).as_deref(),
+        Some("owner record missing")
+    );
+    assert!(locks.break_stale("t", &state).unwrap());
+    assert!(locks.read("t").is_none());
+}
+
+#[test]
+fn breaking_a_dead_owners_lock_frees_it() {
+    let tmp = TempDir::new("break");
+    let locks = tmp.locks();
+    let dead = dead_owner();
+    locks.try_acquire("t", &dead).unwrap().unwrap();
+    let seen = locks.read("t").unwrap();
+    assert!(is_stale(&seen, Duration::ZERO).is_some());
+
+    // A view that is not the lock on disk breaks nothing.
+    let other_view = LockState::Held(Owner {
+        instance: "someone-else".into(),
+        ..dead.clone()
+    });
+    assert!(!locks.break_stale("t", &other_view).unwrap());
+    assert!(
+        !locks
+            .break_stale("t", &LockState::Unreadable { age: Duration::MAX })
+            .unwrap()
+    );
+    assert_eq!(locks.read("t"), Some(seen.clone()));
+
+    assert!(locks.break_stale("t", &seen).unwrap());
+    assert!(locks.read("t").is_none());
+    assert!(!locks.break_stale("t", &seen).unwrap(), "already broken");
+    let me = owner("me");
+    assert!(locks.try_acquire("t", &me).unwrap().is_some());
+    assert!(
+        !locks.break_stale("t", &seen).unwrap(),
+        "a fresh lock is not the stale one"
+    );
+    assert_eq!(locks.read("t"), Some(LockState::Held(me)));
+    let debris: Vec<_> = fs::read_dir(locks.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with(".broken") || n.starts_with(".released"))
+        .collect();
+    assert!(debris.is_empty(), "{debris:?}");
+}
+
+const THREADS: usize = 8;
+
+#[test]
+fn concurrent_acquire_has_exactly_one_winner() {
+    let tmp = TempDir::new("race-acquire");
+    let locks = Arc::new(tmp.locks());
+    for round in 0..20 {
+        let id = format!("t{round}");
+        let barrier = Arc::new(Barrier::new(THREADS));
+        let handles: Vec<_> = (0..THREADS)
+            .map(|i| {
+                let (locks, barrier, id) = (locks.clone(), barrier.clone(), id.clone());
+                thread::spawn(move || {
+                    let me = owner(&format!("inst-{i}"));
+                    barrier.wait();
+                    locks.try_acquire(&id, &me).unwrap().map(|g| g.owner)
+                })
+            })
+            .collect();
+        let winners: Vec<Owner> = handles
+            .into_iter()
+            .filter_map(|h| h.join().unwrap())
+            .collect();
+        assert_eq!(winners.len(), 1, "round {round}");
+        assert_eq!(locks.read(&id), Some(LockState::Held(winners[0].clone())));
+    }
+}
+
+/// Many threads each judge the lock, break it if stale, then try to take it. Exactly one must end
+/// up holding it, and the lock it holds must still be there afterwards.
+fn break_then_acquire_race(stale: impl Fn(&Locks, &str), grace: Duration) {
+    let tmp = TempDir::new("race-break");
+    let locks = Arc::new(tmp.locks());
+    for round in 0..20 {
+        let id = format!("t{round}");
+        stale(&locks, &id);
+        let barrier = Arc::new(Barrier::new(THREADS));
+        let handles: Vec<_> = (0..THREADS)
+            .map(|i| {
+                let (locks, barrier, id) = (locks.clone(), barrier.clone(), id.clone());
+                thread::spawn(move || {
+                    let me = owner(&format!("inst-{round}-{i}"));
+                    barrier.wait();
+                    let mut broke = 0;
+                    let mut won = None;
+                    // Two tries each, so late readers see (and must not break) the fresh lock.
+                    for _ in 0..2 {
+                        if let Some(seen) = locks.read(&id)
+                            && is_stale(&seen, grace).is_some()
+                            && locks.break_stale(&id, &seen).unwrap()
+                        {
+                            broke += 1;
+                        }
+                        if won.is_none() {
+                            won = locks.try_acquire(&id, &me).unwrap().map(|g| g.owner);
+                        }
+                    }
+                    (broke, won)
+                })
+            })
+            .collect();
+        let results: Vec<(usize, Option<Owner>)> =
+            handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let winners: Vec<&Owner> = results.iter().filter_map(|(_, w)| w.as_ref()).collect();
+        let breaks: usize = results.iter().map(|(b, _)| b).sum();
+        assert_eq!(winners.len(), 1, "round {round}: {results:?}");
+        assert_eq!(breaks, 1, "round {round}: only the stale lock is broken");
+        assert_eq!(
+            locks.read(&id),
+            Some(LockState::Held(winners[0].clone())),
+            "round {round}: the fresh lock survives"
+        );
+    }
+}
+
+#[test]
+fn concurrent_breakers_of_a_dead_owners_lock_never_remove_a_fresh_one() {
+    let dead = dead_owner();
+    break_then_acquire_race(
+        |locks, id| {
+            locks.try_acquire(id, &dead).unwrap().unwrap();
+        },
+        Duration::from_secs(3600),
+    );
+}
+
+#[test]
+fn concurrent_breakers_of_an_unreadable_lock_never_remove_a_fresh_one() {
+    // Zero grace: a breaker may even see a fresh lock between its mkdir and its owner record;
+    // the gate must keep it from breaking that one.
+    break_then_acquire_race(
+        |locks, id| {
+            let dir = locks.root().join(id);
+            fs::create_dir_all(&dir).unwrap();
+            set_mtime(&dir, Duration::from_secs(60));
+        },
+        Duration::ZERO,
+    );
+}
+
+#[test]
+fn run_lock_excludes_a_second_holder_until_dropped() {
+    let tmp = TempDir::new("runlock");
+    let path = tmp.0.join(".taskboard").join("run.lock");
+    let held = RunLock::try_acquire(&path).unwrap().expect("first holder");
+    assert_eq!(
+        fs::read_to_string(&path).unwrap().trim(),
+        std::process::id().to_string()
+    );
+    match RunLock::try_acquire(&path).unwrap() {
+        Err(holder) => assert_eq!(holder, Some(std::process::id())),
+        Ok(_) => panic!("second holder on the same file"),
+    }
+    drop(held);
+    let again = RunLock::try_acquire(&path).unwrap();
+    assert!(again.is_ok(), "released on drop");
+}
+
+const PROBE_ENV: &str = "TASKBOARD_RUN_LOCK_PROBE";
+
+#[test]
+fn run_lock_excludes_another_process() {
+    let tmp = TempDir::new("runlock-proc");
+    let path = tmp.0.join("run.lock");
+    let _held = RunLock::try_acquire(&path).unwrap().expect("first holder");
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "run_lock_probe",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(PROBE_ENV, &path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("probe: held by {}", std::process::id())),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Run by `run_lock_excludes_another_process` in a child process.
+#[test]
+#[ignore]
+fn run_lock_probe() {
+    let Some(path) = std::env::var_os(PROBE_ENV) else {
+        return;
+    };
+    match RunLock::try_acquire(std::path::Path::new(&path)).unwrap() {
+        Ok(_) => println!("probe: acquired"),
+        Err(Some(pid)) => println!("probe: held by {pid}"),
+        Err(None) => println!("probe: held by unknown"),
+    }
+}
+
+#[test]
+fn sweep_removes_only_crash_debris() {
+    let tmp = TempDir::new("sweep");
+    let locks = tmp.locks();
+    assert_eq!(locks.sweep_debris().unwrap(), 0, "missing root");
+    let me = owner("me");
+    locks.try_acquire("t", &me).unwrap().unwrap();
+    for name in [".broken-t-00ff", ".released-u-0a0a"] {
+        let dir = locks.root().join(name);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("owner.json"), b"{}").unwrap();
+    }
+    assert_eq!(locks.sweep_debris().unwrap(), 2);
+    let mut names: Vec<String> = fs::read_dir(locks.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, [".gate", "t"]);
+    assert_eq!(locks.read("t"), Some(LockState::Held(me)));
+}
