@@ -129,6 +129,12 @@ pub enum EventKind {
         #[serde(skip_serializing_if = "Option::is_none", default)]
         path: Option<String>,
     },
+    /// `taskboard retry` set the task back to ready from `from`.
+    RetryRequested {
+        from: String,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        archived: Option<String>,
+    },
     Error {
         message: String,
         #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -186,6 +192,7 @@ impl EventKind {
             EventKind::WritebackConflict { .. } => "writeback_conflict",
             EventKind::StatusReasserted { .. } => "status_reasserted",
             EventKind::ConfigReloaded { .. } => "config_reloaded",
+            EventKind::RetryRequested { .. } => "retry_requested",
             EventKind::Error { .. } => "error",
         }
     }

@@ -413,7 +413,8 @@ pub fn settle(policy: &Policy, attempt: u32, ending: &Ending, now: DateTime<Utc>
                 note: note.or_else(|| Some(reason.to_string())),
             }
         } else {
-            let at = now + backoff(policy.retry_backoff, attempt);
+            // Rounded up to the second the board can show: never retry before the backoff.
+            let at = now + backoff(policy.retry_backoff, attempt) + TimeDelta::milliseconds(999);
             let at = Stamp::seconds(at);
             Settlement {
                 write: Some(Status::RetryAt(at)),

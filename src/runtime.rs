@@ -92,11 +92,22 @@ struct Pending {
 }
 
 enum After {
-    Promoted { deps: Vec<String> },
-    Reset { reason: String, attempt: u32 },
+    Promoted {
+        deps: Vec<String>,
+    },
+    Reset {
+        reason: String,
+        attempt: u32,
+    },
     Reasserted,
-    Claimed { route: String, attempt: u32 },
-    Settled { settlement: plan::Settlement, attempt: u32 },
+    Claimed {
+        route: String,
+        attempt: u32,
+    },
+    Settled {
+        settlement: plan::Settlement,
+        attempt: u32,
+    },
 }
 
 pub struct Runtime {
@@ -165,10 +176,13 @@ impl Runtime {
                     format!("cannot create {}: {e}", state_dir.display()),
                 )
             })?;
-        let log = EventLog::open(&board_dir.join("events.jsonl")).map_err(|e| {
+        let log = EventLog::open(board_dir.join("events.jsonl")).map_err(|e| {
             fatal(
                 Exit::State,
-                format!("cannot open {}: {e}", board_dir.join("events.jsonl").display()),
+                format!(
+                    "cannot open {}: {e}",
+                    board_dir.join("events.jsonl").display()
+                ),
             )
         })?;
         let (store, warning) = Store::load(&state_dir.join("state.json"));
@@ -198,10 +212,13 @@ impl Runtime {
             passes: 0,
         };
         if let Some(w) = warning {
-            rt.emit(None, EventKind::Error {
-                message: w,
-                context: Some("state".into()),
-            });
+            rt.emit(
+                None,
+                EventKind::Error {
+                    message: w,
+                    context: Some("state".into()),
+                },
+            );
         }
         Ok(rt)
     }
@@ -254,13 +271,16 @@ impl Runtime {
         } else {
             None
         };
-        self.emit(None, EventKind::RuntimeStarted {
-            pid: std::process::id(),
-            instance: self.instance.clone(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            board: self.board.display().to_string(),
-            mode: self.mode.as_str().into(),
-        });
+        self.emit(
+            None,
+            EventKind::RuntimeStarted {
+                pid: std::process::id(),
+                instance: self.instance.clone(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                board: self.board.display().to_string(),
+                mode: self.mode.as_str().into(),
+            },
+        );
         tracing::info!(
             board = %self.board.display(),
             config = ?self.config_path,
@@ -307,10 +327,13 @@ impl Runtime {
                         touched = Some(touched.map_or(detected, |t| t.min(detected)));
                     }
                     Msg::Watch(WatchSignal::Rescan) => timer = true,
-                    Msg::Watch(WatchSignal::Error(e)) => self.emit(None, EventKind::Error {
-                        message: e,
-                        context: Some("watch".into()),
-                    }),
+                    Msg::Watch(WatchSignal::Error(e)) => self.emit(
+                        None,
+                        EventKind::Error {
+                            message: e,
+                            context: Some("watch".into()),
+                        },
+                    ),
                     Msg::Finished {
                         id,
                         attempt,
@@ -339,9 +362,12 @@ impl Runtime {
         if let Err(e) = self.store.save() {
             tracing::error!("cannot save runtime state: {e}");
         }
-        self.emit(None, EventKind::RuntimeStopped {
-            reason: stop_reason,
-        });
+        self.emit(
+            None,
+            EventKind::RuntimeStopped {
+                reason: stop_reason,
+            },
+        );
         Ok(())
     }
 
@@ -358,17 +384,23 @@ impl Runtime {
             Ok(loaded) => {
                 self.config = loaded.config;
                 self.config_path = loaded.path;
-                self.emit(None, EventKind::ConfigReloaded {
-                    path: self.config_path.as_ref().map(|p| p.display().to_string()),
-                });
+                self.emit(
+                    None,
+                    EventKind::ConfigReloaded {
+                        path: self.config_path.as_ref().map(|p| p.display().to_string()),
+                    },
+                );
                 self.dirty = true;
             }
             Err(e) => {
                 tracing::error!("config not reloaded, keeping the old one: {e}");
-                self.emit(None, EventKind::Error {
-                    message: format!("config not reloaded, keeping the old one: {e}"),
-                    context: Some("config".into()),
-                });
+                self.emit(
+                    None,
+                    EventKind::Error {
+                        message: format!("config not reloaded, keeping the old one: {e}"),
+                        context: Some("config".into()),
+                    },
+                );
             }
         }
     }
@@ -376,10 +408,8 @@ impl Runtime {
     /// Reads the board as it is now. `None` when it cannot be read (reported).
     fn read(&mut self, settle_editor: bool) -> Option<fsio::Snapshot> {
         let result = if settle_editor {
-            let quiet = (self.config.runtime.debounce / 4).clamp(
-                Duration::from_millis(5),
-                Duration::from_millis(100),
-            );
+            let quiet = (self.config.runtime.debounce / 4)
+                .clamp(Duration::from_millis(5), Duration::from_millis(100));
             fsio::read_stable(&self.board, quiet, 10)
         } else {
             fsio::read_board(&self.board)
@@ -396,19 +426,25 @@ impl Runtime {
                 if !self.board_missing_reported {
                     self.board_missing_reported = true;
                     tracing::warn!("{e}; waiting for it to appear");
-                    self.emit(None, EventKind::Error {
-                        message: format!("{e}; waiting for it to appear"),
-                        context: Some("board".into()),
-                    });
+                    self.emit(
+                        None,
+                        EventKind::Error {
+                            message: format!("{e}; waiting for it to appear"),
+                            context: Some("board".into()),
+                        },
+                    );
                 }
                 None
             }
             Err(e) => {
                 tracing::error!("{e}");
-                self.emit(None, EventKind::Error {
-                    message: e.to_string(),
-                    context: Some("board".into()),
-                });
+                self.emit(
+                    None,
+                    EventKind::Error {
+                        message: e.to_string(),
+                        context: Some("board".into()),
+                    },
+                );
                 None
             }
         }
@@ -430,15 +466,27 @@ impl Runtime {
             && Some(snap.hash) != self.last_hash
         {
             let latency_ms = snap.mtime.and_then(|m| detected.duration_since(m).ok());
-            self.emit(None, EventKind::FileChanged {
-                latency_ms: latency_ms.map(|d| d.as_millis() as u64),
-                bytes: snap.len,
-            });
+            self.emit(
+                None,
+                EventKind::FileChanged {
+                    latency_ms: latency_ms.map(|d| d.as_millis() as u64),
+                    bytes: snap.len,
+                },
+            );
         }
         self.last_hash = Some(snap.hash);
         let now = self.now();
-        let board = Board::parse(&snap.text);
-        self.report_findings(&snap.text, &board, now);
+        // Plan over the board as it will be once the endings in hand are written, so that a
+        // finished task's dependents are promoted in the same write.
+        let text = if pending.is_empty() {
+            snap.text
+        } else {
+            let on_disk = Board::parse(&snap.text);
+            let changes: Vec<Change> = pending.iter().map(|p| p.change.clone()).collect();
+            writeback::apply(&snap.text, &on_disk, &changes).text
+        };
+        let board = Board::parse(&text);
+        self.report_findings(&text, &board, now);
         self.consume_requests();
         self.store.retain(|id| board.task(id).is_some());
 
@@ -516,10 +564,13 @@ impl Runtime {
                             after: After::Claimed { route, attempt },
                         }),
                         Ok(None) => {} // another runtime claimed it first
-                        Err(e) => self.emit(Some(&id), EventKind::Error {
-                            message: format!("cannot create the task's lock: {e}"),
-                            context: Some("lock".into()),
-                        }),
+                        Err(e) => self.emit(
+                            Some(&id),
+                            EventKind::Error {
+                                message: format!("cannot create the task's lock: {e}"),
+                                context: Some("lock".into()),
+                            },
+                        ),
                     }
                 }
                 Step::Reassert { id, found, ours } => pending.push(Pending {
@@ -534,26 +585,35 @@ impl Runtime {
                 Step::Cancel { id, status } => {
                     if let Some(handle) = self.active.get(&id).and_then(|a| a.handle.as_ref()) {
                         handle.stop(exec::StopReason::Cancelled);
-                        self.emit(Some(&id), EventKind::TaskCancelled {
-                            status: status.to_string(),
-                        });
+                        self.emit(
+                            Some(&id),
+                            EventKind::TaskCancelled {
+                                status: status.to_string(),
+                            },
+                        );
                     }
                 }
             }
         }
         let dispatched = self.write(pending, snap.hash);
         if let Err(e) = self.store.save() {
-            self.emit(None, EventKind::Error {
-                message: format!("cannot save runtime state: {e}"),
-                context: Some("state".into()),
-            });
+            self.emit(
+                None,
+                EventKind::Error {
+                    message: format!("cannot save runtime state: {e}"),
+                    context: Some("state".into()),
+                },
+            );
         }
         self.passes += 1;
-        self.emit(None, EventKind::Pass {
-            tasks: board.tasks.len(),
-            duration_us: started.elapsed().as_micros() as u64,
-            dispatched,
-        });
+        self.emit(
+            None,
+            EventKind::Pass {
+                tasks: board.tasks.len(),
+                duration_us: started.elapsed().as_micros() as u64,
+                dispatched,
+            },
+        );
     }
 
     /// Endings that could not be written yet are retried on the next pass.
@@ -587,16 +647,19 @@ impl Runtime {
         for f in findings {
             let key = (f.code.to_string(), f.task.clone(), f.message.clone());
             if !self.last_findings.contains(&key) {
-                self.emit(f.task.as_deref(), EventKind::Lint {
-                    code: f.code.to_string(),
-                    severity: match f.severity {
-                        lint::Severity::Error => "error".into(),
-                        lint::Severity::Warning => "warning".into(),
+                self.emit(
+                    f.task.as_deref(),
+                    EventKind::Lint {
+                        code: f.code.to_string(),
+                        severity: match f.severity {
+                            lint::Severity::Error => "error".into(),
+                            lint::Severity::Warning => "warning".into(),
+                        },
+                        line: f.line,
+                        column: f.column,
+                        message: f.message.clone(),
                     },
-                    line: f.line,
-                    column: f.column,
-                    message: f.message.clone(),
-                });
+                );
             }
             seen.insert(key);
         }
@@ -625,15 +688,8 @@ impl Runtime {
         };
         for (id, state) in list {
             let v = match &state {
-                LockState::Held(owner) if owner.instance == self.instance => {
-                    if self.active.contains_key(&id) {
-                        LockView::Ours
-                    } else {
-                        // Ours but no run: a claim whose write was refused; free it.
-                        let _ = self.locks.release(&id, &self.instance);
-                        continue;
-                    }
-                }
+                // Ours: a live run, or an ending on its way to the board (released after).
+                LockState::Held(owner) if owner.instance == self.instance => LockView::Ours,
                 _ => match lock::is_stale(&state, UNREADABLE_LOCK_GRACE) {
                     Some(reason) => LockView::Stale(reason),
                     None => LockView::Live,
@@ -671,19 +727,25 @@ impl Runtime {
                     LockState::Held(o) => (Some(o.pid), Some(o.instance.clone())),
                     LockState::Unreadable { .. } => (None, None),
                 };
-                self.emit(Some(id), EventKind::LockBroken {
-                    owner_pid,
-                    owner_instance,
-                    reason,
-                });
+                self.emit(
+                    Some(id),
+                    EventKind::LockBroken {
+                        owner_pid,
+                        owner_instance,
+                        reason,
+                    },
+                );
                 true
             }
             Ok(false) => false,
             Err(e) => {
-                self.emit(Some(id), EventKind::Error {
-                    message: format!("cannot break stale lock: {e}"),
-                    context: Some("lock".into()),
-                });
+                self.emit(
+                    Some(id),
+                    EventKind::Error {
+                        message: format!("cannot break stale lock: {e}"),
+                        context: Some("lock".into()),
+                    },
+                );
                 false
             }
         }
@@ -709,17 +771,23 @@ impl Runtime {
         let outcome = writeback::apply(&snap.text, &board, &changes);
         if outcome.changed() {
             if let Err(e) = fsio::atomic_write(&self.board, outcome.text.as_bytes()) {
-                self.emit(None, EventKind::Error {
-                    message: format!("cannot write the board: {e}"),
-                    context: Some("writeback".into()),
-                });
+                self.emit(
+                    None,
+                    EventKind::Error {
+                        message: format!("cannot write the board: {e}"),
+                        context: Some("writeback".into()),
+                    },
+                );
                 self.requeue(pending);
                 return 0;
             }
-            self.emit(None, EventKind::Writeback {
-                tasks: outcome.applied.iter().map(|c| c.id.clone()).collect(),
-                bytes: outcome.text.len() as u64,
-            });
+            self.emit(
+                None,
+                EventKind::Writeback {
+                    tasks: outcome.applied.iter().map(|c| c.id.clone()).collect(),
+                    bytes: outcome.text.len() as u64,
+                },
+            );
         }
         self.last_hash = Some(fsio::content_hash(outcome.text.as_bytes()));
         let refused: BTreeMap<String, Refusal> = outcome
@@ -727,6 +795,10 @@ impl Runtime {
             .into_iter()
             .map(|(c, r)| (c.id, r))
             .collect();
+        if outcome.applied.iter().any(|c| c.new == Status::Ready) {
+            // A task became ready (promoted, reset, interrupted): let the next pass run it.
+            self.dirty = true;
+        }
         let applied: BTreeSet<String> = outcome.applied.into_iter().map(|c| c.id).collect();
         let text = outcome.text;
         // Block ranges moved with the write: parse what is now on disk, once, if needed.
@@ -739,14 +811,17 @@ impl Runtime {
         for p in pending {
             let id = p.change.id.clone();
             if let Some(why) = refused.get(&id) {
-                self.emit(Some(&id), EventKind::WritebackConflict {
-                    expected: p.change.expected.to_string(),
-                    found: match why {
-                        Refusal::Mismatch { found } => found.clone(),
-                        other => other.to_string(),
+                self.emit(
+                    Some(&id),
+                    EventKind::WritebackConflict {
+                        expected: p.change.expected.to_string(),
+                        found: match why {
+                            Refusal::Mismatch { found } => found.clone(),
+                            other => other.to_string(),
+                        },
+                        wanted: p.change.new.to_string(),
                     },
-                    wanted: p.change.new.to_string(),
-                });
+                );
                 if let After::Claimed { .. } | After::Settled { .. } = p.after {
                     let _ = self.locks.release(&id, &self.instance);
                 }
@@ -766,24 +841,37 @@ impl Runtime {
                 }
                 After::Reset { reason, attempt } => {
                     self.store.record_mut(&id).memory.attempts = attempt;
-                    self.emit(Some(&id), EventKind::StaleClaimReset {
-                        status: p.change.expected.to_string(),
-                        reason,
-                        attempt,
-                    });
+                    self.emit(
+                        Some(&id),
+                        EventKind::StaleClaimReset {
+                            status: p.change.expected.to_string(),
+                            reason,
+                            attempt,
+                        },
+                    );
                     if matches!(p.change.new, Status::Failed { .. }) {
                         self.deadletter(&id, "exhausted_retries (last claim went stale)", now);
                         self.store.record_mut(&id).memory.attempts = 0;
                     }
                 }
-                After::Reasserted => self.emit(Some(&id), EventKind::StatusReasserted {
-                    status: p.change.new.to_string(),
-                    replaced: p.change.expected.to_string(),
-                }),
+                After::Reasserted => self.emit(
+                    Some(&id),
+                    EventKind::StatusReasserted {
+                        status: p.change.new.to_string(),
+                        replaced: p.change.expected.to_string(),
+                    },
+                ),
                 After::Claimed { route, attempt } => {
                     self.store.record_mut(&id).memory.attempts = attempt;
                     let board = written.as_ref().expect("parsed when a claim is pending");
-                    if self.spawn(&id, &route, attempt, p.change.new.clone(), board, &text, now) {
+                    if self.spawn(
+                        &id,
+                        &route,
+                        attempt,
+                        p.change.new.clone(),
+                        (board, &text),
+                        now,
+                    ) {
                         started += 1;
                     }
                 }
@@ -898,20 +986,23 @@ impl Runtime {
             stderr_tail: stderr_tail.clone(),
             run_dir: active.run_dir.display().to_string(),
         });
-        self.emit(Some(id), EventKind::TaskFinished {
-            attempt: active.attempt,
-            exit_code,
-            signal,
-            duration_ms,
-            outcome,
-            note: settlement.note.clone(),
-            stopped: match &ending {
-                Ending::Cancelled => Some("cancelled".into()),
-                Ending::Interrupted => Some("shutdown".into()),
-                Ending::Failure(r) if r == "timeout" => Some("timeout".into()),
-                _ => None,
+        self.emit(
+            Some(id),
+            EventKind::TaskFinished {
+                attempt: active.attempt,
+                exit_code,
+                signal,
+                duration_ms,
+                outcome,
+                note: settlement.note.clone(),
+                stopped: match &ending {
+                    Ending::Cancelled => Some("cancelled".into()),
+                    Ending::Interrupted => Some("shutdown".into()),
+                    Ending::Failure(r) if r == "timeout" => Some("timeout".into()),
+                    _ => None,
+                },
             },
-        });
+        );
         let Some(new) = settlement.write.clone() else {
             let _ = self.locks.release(id, &self.instance);
             return None;
@@ -931,7 +1022,15 @@ impl Runtime {
 
     /// Starts the executor for a claimed task. On failure to start, the attempt is settled as
     /// failed right away (its status change goes out with the next write).
-    fn spawn(&mut self, id: &str, route: &str, attempt: u32, running: Status, board: &Board, text: &str, now: DateTime<Utc>) -> bool {
+    fn spawn(
+        &mut self,
+        id: &str,
+        route: &str,
+        attempt: u32,
+        running: Status,
+        (board, text): (&Board, &str),
+        now: DateTime<Utc>,
+    ) -> bool {
         let run_dir = self
             .state_dir
             .join("runs")
@@ -948,10 +1047,13 @@ impl Runtime {
             result_path: result_path.clone(),
         };
         let fail = |rt: &mut Runtime, active: Active, why: String, reason: &str| {
-            rt.emit(Some(id), EventKind::Error {
-                message: why,
-                context: Some("dispatch".into()),
-            });
+            rt.emit(
+                Some(id),
+                EventKind::Error {
+                    message: why,
+                    context: Some("dispatch".into()),
+                },
+            );
             if let Some(p) = rt.conclude(
                 id,
                 &active,
@@ -967,13 +1069,28 @@ impl Runtime {
             false
         };
         let Some(exec_cfg) = self.config.executors.get(route).cloned() else {
-            return fail(self, active, format!("no executor `{route}` is configured"), "no_executor");
+            return fail(
+                self,
+                active,
+                format!("no executor `{route}` is configured"),
+                "no_executor",
+            );
         };
         if let Err(e) = std::fs::create_dir_all(&run_dir) {
-            return fail(self, active, format!("cannot create {}: {e}", run_dir.display()), "run_dir_unavailable");
+            return fail(
+                self,
+                active,
+                format!("cannot create {}: {e}", run_dir.display()),
+                "run_dir_unavailable",
+            );
         }
         let Some(task) = board.task(id) else {
-            return fail(self, active, "the task vanished before it could start".into(), "vanished");
+            return fail(
+                self,
+                active,
+                "the task vanished before it could start".into(),
+                "vanished",
+            );
         };
         let packet = self.packet(id, board, text);
         let mut argv = exec_cfg.command.clone();
@@ -986,9 +1103,18 @@ impl Runtime {
             ("TASKBOARD_TASK_TITLE".to_string(), task.title.clone()),
             ("TASKBOARD_ATTEMPT".to_string(), attempt.to_string()),
             ("TASKBOARD_ROUTE".to_string(), route.to_string()),
-            ("TASKBOARD_BOARD".to_string(), self.board.display().to_string()),
-            ("TASKBOARD_RUN_DIR".to_string(), run_dir.display().to_string()),
-            ("TASKBOARD_RESULT".to_string(), result_path.display().to_string()),
+            (
+                "TASKBOARD_BOARD".to_string(),
+                self.board.display().to_string(),
+            ),
+            (
+                "TASKBOARD_RUN_DIR".to_string(),
+                run_dir.display().to_string(),
+            ),
+            (
+                "TASKBOARD_RESULT".to_string(),
+                result_path.display().to_string(),
+            ),
         ]);
         let spec = exec::Spec {
             argv,
@@ -1012,12 +1138,15 @@ impl Runtime {
             Ok(handle) => {
                 let pid = handle.pid();
                 let _ = self.locks.set_executor_pgid(id, &self.instance, pid as i32);
-                self.emit(Some(id), EventKind::TaskDispatched {
-                    attempt,
-                    route: route.to_string(),
-                    pid,
-                    agent: self.config.runtime.agent.clone(),
-                });
+                self.emit(
+                    Some(id),
+                    EventKind::TaskDispatched {
+                        attempt,
+                        route: route.to_string(),
+                        pid,
+                        agent: self.config.runtime.agent.clone(),
+                    },
+                );
                 self.active.insert(
                     id.to_string(),
                     Active {
@@ -1027,7 +1156,12 @@ impl Runtime {
                 );
                 true
             }
-            Err(e) => fail(self, active, format!("cannot start executor `{route}`: {e}"), "spawn_failed"),
+            Err(e) => fail(
+                self,
+                active,
+                format!("cannot start executor `{route}`: {e}"),
+                "spawn_failed",
+            ),
         }
     }
 
@@ -1037,7 +1171,12 @@ impl Runtime {
         if let Some(task) = board.task(id) {
             out.push_str(&text[task.block.clone()]);
         }
-        let deps = self.store.tasks.get(id).map(|r| r.deps.clone()).unwrap_or_default();
+        let deps = self
+            .store
+            .tasks
+            .get(id)
+            .map(|r| r.deps.clone())
+            .unwrap_or_default();
         for dep in deps {
             if let Some(t) = board.task(&dep) {
                 if !out.ends_with('\n') {
@@ -1087,14 +1226,20 @@ impl Runtime {
             fsio::atomic_write(&path, &bytes)
         });
         match result {
-            Ok(()) => self.emit(Some(id), EventKind::TaskDeadlettered {
-                attempts: attempts.len() as u32,
-                path: path.display().to_string(),
-            }),
-            Err(e) => self.emit(Some(id), EventKind::Error {
-                message: format!("cannot write {}: {e}", path.display()),
-                context: Some("deadletter".into()),
-            }),
+            Ok(()) => self.emit(
+                Some(id),
+                EventKind::TaskDeadlettered {
+                    attempts: attempts.len() as u32,
+                    path: path.display().to_string(),
+                },
+            ),
+            Err(e) => self.emit(
+                Some(id),
+                EventKind::Error {
+                    message: format!("cannot write {}: {e}", path.display()),
+                    context: Some("deadletter".into()),
+                },
+            ),
         }
     }
 }

@@ -5,9 +5,10 @@
 //! change is the planner's. Every byte outside the replaced status values is kept as it was:
 //! line endings, BOM, tabs, trailing spaces, backticks around the value, a missing final newline.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use crate::board::Board;
+use crate::board::{Board, Task};
 use crate::status::Status;
 
 /// Set task `id` to `new`, provided its status is still `expected`.
@@ -67,17 +68,22 @@ pub fn apply(text: &str, board: &Board, changes: &[Change]) -> Outcome {
     let mut applied = Vec::new();
     let mut refused = Vec::new();
     let mut splices: Vec<(std::ops::Range<usize>, String)> = Vec::new();
+    // ID -> (first task with it, how many tasks have it): one lookup per change.
+    let mut by_id: HashMap<&str, (&Task, usize)> = HashMap::with_capacity(board.tasks.len());
+    for task in &board.tasks {
+        by_id.entry(task.id.as_str()).or_insert((task, 0)).1 += 1;
+    }
+    let mut seen: HashSet<&str> = HashSet::with_capacity(changes.len());
 
-    for (n, change) in changes.iter().enumerate() {
-        if changes[..n].iter().any(|c| c.id == change.id) {
+    for change in changes {
+        if !seen.insert(change.id.as_str()) {
             refused.push((change.clone(), Refusal::Duplicate));
             continue;
         }
-        let mut matching = board.tasks.iter().filter(|t| t.id == change.id);
-        let verdict = match (matching.next(), matching.next()) {
-            (None, _) => Err(Refusal::NotFound),
-            (Some(_), Some(_)) => Err(Refusal::Ambiguous),
-            (Some(task), None) => match (&task.id_problem, &task.status) {
+        let verdict = match by_id.get(change.id.as_str()) {
+            None => Err(Refusal::NotFound),
+            Some((_, n)) if *n > 1 => Err(Refusal::Ambiguous),
+            Some((task, _)) => match (&task.id_problem, &task.status) {
                 (None, Some(field)) => match &field.parsed {
                     Ok(current) if *current == change.expected => Ok(field.range.clone()),
                     _ => Err(Refusal::Mismatch {
@@ -145,9 +151,10 @@ fn verify(before: &Board, out: &str, applied: &[Change]) -> bool {
     {
         return false;
     }
+    let by_id: HashMap<&str, &Task> = after.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
     applied
         .iter()
-        .all(|c| after.task(&c.id).and_then(|t| t.status()) == Some(&c.new))
+        .all(|c| by_id.get(c.id.as_str()).and_then(|t| t.status()) == Some(&c.new))
 }
 
 #[cfg(test)]

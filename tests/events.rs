@@ -143,6 +143,10 @@ fn every_kind() -> Vec<EventKind> {
             path: Some("taskboard.toml".into()),
         },
         EventKind::ConfigReloaded { path: None },
+        EventKind::RetryRequested {
+            from: "failed:exhausted_retries".into(),
+            archived: Some("deadletter/archive/A-1-20260420T152500.000Z.json".into()),
+        },
         EventKind::Error {
             message: "boom".into(),
             context: Some("writeback".into()),

@@ -74,7 +74,10 @@ pub fn run(board_path: &Path, id: &str) -> CmdResult {
         }],
     );
     if let Some((_, why)) = outcome.refused.first() {
-        return Err(Failure::new(Exit::Findings, format!("{id} not changed: {why}")));
+        return Err(Failure::new(
+            Exit::Findings,
+            format!("{id} not changed: {why}"),
+        ));
     }
     fsio::atomic_write(board_path, outcome.text.as_bytes()).map_err(|e| {
         Failure::new(
@@ -95,7 +98,7 @@ pub fn run(board_path: &Path, id: &str) -> CmdResult {
     } else {
         None
     };
-    if let Ok(log) = EventLog::open(&board_dir.join("events.jsonl")) {
+    if let Ok(log) = EventLog::open(board_dir.join("events.jsonl")) {
         let _ = log.append(&Event::new(
             now,
             Some(id),

@@ -64,14 +64,34 @@ impl Sandbox {
         p
     }
 
-    /// A config with a fast debounce and the given `[executors.*]` tables appended.
-    pub fn config(&self, runtime_extra: &str, executors: &str) {
-        self.write(
-            "taskboard.toml",
-            &format!(
-                "[runtime]\ndebounce_ms = 50\nmax_parallel = 4\nmax_attempts = 3\nretry_backoff = \"100ms\"\ngrace = \"1s\"\n{runtime_extra}\n{executors}"
-            ),
-        );
+    /// A config with a fast debounce; `runtime_overrides` lines (`key = value`) replace the
+    /// defaults of the same key, and `executors` tables are appended.
+    pub fn config(&self, runtime_overrides: &str, executors: &str) {
+        let mut runtime: Vec<(String, String)> = [
+            ("debounce_ms", "50"),
+            ("max_parallel", "4"),
+            ("max_attempts", "3"),
+            ("retry_backoff", "\"100ms\""),
+            ("grace", "\"1s\""),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for line in runtime_overrides.lines().filter(|l| !l.trim().is_empty()) {
+            let (k, v) = line.split_once('=').expect("key = value");
+            let (k, v) = (k.trim().to_string(), v.trim().to_string());
+            match runtime.iter_mut().find(|(key, _)| *key == k) {
+                Some(slot) => slot.1 = v,
+                None => runtime.push((k, v)),
+            }
+        }
+        let mut text = String::from("[runtime]\n");
+        for (k, v) in runtime {
+            text.push_str(&format!("{k} = {v}\n"));
+        }
+        text.push('\n');
+        text.push_str(executors);
+        self.write("taskboard.toml", &text);
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
@@ -87,7 +107,9 @@ impl Sandbox {
     /// Starts `taskboard run` and waits until it has made its first pass.
     pub fn start_run(&mut self) -> u32 {
         let before = self.count("pass");
-        let stderr = std::fs::File::create(self.path(&format!("run-{}.stderr", self.children.len()))).unwrap();
+        let stderr =
+            std::fs::File::create(self.path(&format!("run-{}.stderr", self.children.len())))
+                .unwrap();
         let child = self
             .command(&["run", "task-board.md"])
             .stdout(Stdio::null())
