@@ -122,10 +122,14 @@ pub fn invalid_utf8(bytes: &[u8]) -> Option<Finding> {
 pub fn human_duration(d: Duration) -> String {
     let s = d.as_secs();
     let (days, hours, minutes) = (s / 86_400, s / 3600 % 24, s / 60 % 60);
-    if days > 0 {
+    if days > 0 && hours > 0 {
         format!("{days}d{hours}h")
-    } else if hours > 0 {
+    } else if days > 0 {
+        format!("{days}d")
+    } else if hours > 0 && minutes > 0 {
         format!("{hours}h{minutes}m")
+    } else if hours > 0 {
+        format!("{hours}h")
     } else if minutes > 0 {
         format!("{minutes}m")
     } else {
@@ -690,7 +694,7 @@ mod tests {
             codes(&f),
             [("clock-anomaly", 2, 21), ("stale-claim", 4, 21)]
         );
-        assert!(f[0].message.contains("2h0m ahead"), "{}", f[0].message);
+        assert!(f[0].message.contains("2h ahead"), "{}", f[0].message);
         assert!(f[1].message.contains("3h12m ago"), "{}", f[1].message);
     }
 
@@ -754,8 +758,15 @@ mod tests {
     fn durations_for_people() {
         let d = |s| human_duration(Duration::from_secs(s));
         assert_eq!(
-            [d(5), d(60), d(3 * 3600 + 12 * 60), d(2 * 86_400 + 4 * 3600)],
-            ["5s", "1m", "3h12m", "2d4h"]
+            [
+                d(5),
+                d(60),
+                d(7200),
+                d(3 * 3600 + 12 * 60),
+                d(86_400),
+                d(2 * 86_400 + 4 * 3600)
+            ],
+            ["5s", "1m", "2h", "3h12m", "1d", "2d4h"]
         );
     }
 }
