@@ -137,13 +137,17 @@ pub fn human_duration(d: Duration) -> String {
     }
 }
 
-/// Text from the board made safe for a one-line message: control characters escaped, long
-/// text cut.
+/// Text from the board made safe for a one-line message: control characters escaped, cut
+/// after 80 characters.
 pub fn shown(s: &str) -> String {
-    const MAX: usize = 80;
+    clip(s, 80)
+}
+
+/// Control characters escaped, cut after `max` characters (marked with `…`).
+fn clip(s: &str, max: usize) -> String {
     let mut out = String::new();
     for (n, c) in s.chars().enumerate() {
-        if n == MAX {
+        if n == max {
             out.push('…');
             break;
         }
@@ -308,7 +312,7 @@ impl Linter<'_> {
                         "status `{raw}` is not valid: write one of ready, blocked:<who>:<reason>, blocked:task:<ID>, blocked:retry:<UTC time>, running:<agent>:<UTC time>, done or failed:<reason>"
                     )
                 } else {
-                    format!("status `{raw}` is not valid: {}", shown(&e.message))
+                    format!("status `{raw}` is not valid: {}", clip(&e.message, 400))
                 };
                 self.push(
                     "unknown-status",
