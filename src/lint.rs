@@ -1,1 +1,776 @@
-//! (module under construction)
+//! Board health checks: findings with stable codes, positions and a sentence that says what to do.
+//!
+//! Owns judging a parsed board. It is pure: text and a [`Board`] in, findings out; the clock,
+//! the staleness threshold and the configured routes are parameters ([`LintContext`]). It never
+//! reads files, never changes text (that is `writeback`) and never parses Markdown itself (that
+//! is `board`).
+//!
+//! | code                | severity | what it means                                              |
+//! |---------------------|----------|------------------------------------------------------------|
+//! | `invalid-utf8`      | error    | the file is not UTF-8 (see [`invalid_utf8`])               |
+//! | `unknown-status`    | error    | the status token does not follow the grammar               |
+//! | `duplicate-id`      | error    | two tasks share an ID                                      |
+//! | `unsafe-id`         | error    | an ID that could escape a folder (`../../etc`)             |
+//! | `malformed-id`      | error    | a heading with a status but no task ID                     |
+//! | `missing-status`    | warning  | a task with no `status` field                              |
+//! | `broken-dependency` | error    | `blocked:task:X` where X is not on the board               |
+//! | `dependency-done`   | warning  | every task waited on is already `done`                     |
+//! | `dependency-cycle`  | error    | tasks that wait on each other                              |
+//! | `clock-anomaly`     | error    | a claim time more than 5 minutes in the future             |
+//! | `stale-claim`       | warning  | a claim older than `stale_after`                           |
+//! | `unknown-route`     | error    | a ready or blocked task whose route has no executor        |
+//! | `duplicate-field`   | warning  | the same key twice in one task's fields (the first wins)   |
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::board::{Board, IdProblem, Task};
+use crate::status::Status;
+
+/// How far ahead of the clock a claim time may be before it is an anomaly.
+pub const CLOCK_TOLERANCE: Duration = Duration::from_secs(5 * 60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+}
+
+/// One problem on the board. `line` and `column` are 1-based; the column counts characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub code: &'static str,
+    pub severity: Severity,
+    pub line: usize,
+    pub column: usize,
+    pub task: Option<String>,
+    pub message: String,
+}
+
+/// What lint needs from outside the text: the clock and the configuration.
+pub struct LintContext<'a> {
+    pub now: DateTime<Utc>,
+    /// A `running` claim older than this is reported as stale.
+    pub stale_after: Duration,
+    /// The configured executor routes; `None` means routes are not checked.
+    pub routes: Option<&'a BTreeSet<String>>,
+}
+
+/// Every finding on the board, sorted by line, column and code.
+pub fn lint(text: &str, board: &Board, ctx: &LintContext) -> Vec<Finding> {
+    let mut l = Linter {
+        text,
+        board,
+        findings: Vec::new(),
+    };
+    let first_by_id = first_occurrences(board);
+    for (index, task) in board.tasks.iter().enumerate() {
+        l.id_checks(task, index, &first_by_id);
+        l.field_checks(task);
+        l.status_checks(task, &first_by_id, ctx);
+    }
+    l.cycles(&first_by_id);
+    let mut findings = l.findings;
+    findings.sort_by(|a, b| {
+        (a.line, a.column, a.code, &a.message).cmp(&(b.line, b.column, b.code, &b.message))
+    });
+    findings
+}
+
+/// The `invalid-utf8` finding for bytes that are not UTF-8, or `None` when they are.
+pub fn invalid_utf8(bytes: &[u8]) -> Option<Finding> {
+    let err = std::str::from_utf8(bytes).err()?;
+    let at = err.valid_up_to();
+    // The prefix is valid UTF-8, so it can be counted in characters.
+    let valid = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
+    let line_start = valid.rfind('\n').map_or(0, |i| i + 1);
+    let line = valid.matches('\n').count() + 1;
+    let mut column = valid[line_start..].chars().count() + 1;
+    if line == 1 && valid.starts_with('\u{FEFF}') {
+        column -= 1;
+    }
+    let what = match err.error_len() {
+        Some(_) => format!("byte 0x{:02X} at offset {at} is not UTF-8", bytes[at]),
+        None => format!("the file ends inside a UTF-8 character at offset {at}"),
+    };
+    Some(Finding {
+        code: "invalid-utf8",
+        severity: Severity::Error,
+        line,
+        column,
+        task: None,
+        message: format!(
+            "the board is not valid UTF-8: {what}; save it as UTF-8 (a board is a Markdown text file)"
+        ),
+    })
+}
+
+/// A duration for people: `45s`, `12m`, `3h12m`, `2d4h`.
+pub fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    let (days, hours, minutes) = (s / 86_400, s / 3600 % 24, s / 60 % 60);
+    if days > 0 && hours > 0 {
+        format!("{days}d{hours}h")
+    } else if days > 0 {
+        format!("{days}d")
+    } else if hours > 0 && minutes > 0 {
+        format!("{hours}h{minutes}m")
+    } else if hours > 0 {
+        format!("{hours}h")
+    } else if minutes > 0 {
+        format!("{minutes}m")
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// Text from the board made safe for a one-line message: control characters escaped, cut
+/// after 80 characters.
+pub fn shown(s: &str) -> String {
+    clip(s, 80)
+}
+
+/// Control characters escaped, cut after `max` characters (marked with `…`).
+fn clip(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (n, c) in s.chars().enumerate() {
+        if n == max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The board index of the first task with each usable ID.
+fn first_occurrences(board: &Board) -> HashMap<&str, usize> {
+    let mut first = HashMap::new();
+    for (i, t) in board.tasks.iter().enumerate() {
+        if t.id_problem.is_none() {
+            first.entry(t.id.as_str()).or_insert(i);
+        }
+    }
+    first
+}
+
+struct Linter<'a> {
+    text: &'a str,
+    board: &'a Board,
+    findings: Vec<Finding>,
+}
+
+impl Linter<'_> {
+    /// Line and column of a byte offset, not counting a byte-order mark as a column.
+    fn pos(&self, offset: usize) -> (usize, usize) {
+        let (line, mut column) = self.board.line_col(self.text, offset);
+        if line == 1 && self.text.starts_with('\u{FEFF}') && offset >= 3 {
+            column -= 1;
+        }
+        (line, column)
+    }
+
+    fn push(
+        &mut self,
+        code: &'static str,
+        severity: Severity,
+        offset: usize,
+        task: &Task,
+        message: String,
+    ) {
+        let (line, column) = self.pos(offset);
+        self.findings.push(Finding {
+            code,
+            severity,
+            line,
+            column,
+            task: Some(task.id.clone()),
+            message,
+        });
+    }
+
+    /// Where the ID (the first word of the heading text) starts.
+    fn id_offset(&self, task: &Task) -> usize {
+        let line = &self.text[task.heading.clone()];
+        let rest = line.trim_start_matches([' ', '\t']).trim_start_matches('#');
+        let rest = rest.trim_start_matches([' ', '\t']);
+        let skip = line.len() - rest.len();
+        task.heading.start + skip + rest.find(task.id.as_str()).unwrap_or(0)
+    }
+
+    fn line_of(&self, offset: usize) -> usize {
+        self.pos(offset).0
+    }
+
+    fn id_checks(&mut self, task: &Task, index: usize, first_by_id: &HashMap<&str, usize>) {
+        let at = self.id_offset(task);
+        let id = shown(&task.id);
+        match task.id_problem {
+            Some(IdProblem::Unsafe) => self.push(
+                "unsafe-id",
+                Severity::Error,
+                at,
+                task,
+                format!(
+                    "task ID `{id}` is unsafe: it could name a path outside the state folder; use an ID like `TASK-1` (a letter, letters, digits or `_`, then `-` and digits)"
+                ),
+            ),
+            Some(IdProblem::Malformed) => self.push(
+                "malformed-id",
+                Severity::Error,
+                at,
+                task,
+                format!(
+                    "this heading has a status but `{id}` is not a task ID; start the heading with an ID like `TASK-1` (a letter, letters, digits or `_`, then `-` and digits), or remove the status field"
+                ),
+            ),
+            None => {
+                let first = first_by_id.get(task.id.as_str()).copied().unwrap_or(index);
+                if first != index {
+                    let first_line = self.line_of(self.board.tasks[first].heading.start);
+                    self.push(
+                        "duplicate-id",
+                        Severity::Error,
+                        at,
+                        task,
+                        format!(
+                            "task ID `{id}` is already used on line {first_line}; give this task a new ID (the runtime runs and writes neither while both exist)"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    fn field_checks(&mut self, task: &Task) {
+        for (n, field) in task.fields.iter().enumerate() {
+            if let Some(first) = task.fields[..n]
+                .iter()
+                .find(|f| f.key.eq_ignore_ascii_case(&field.key))
+            {
+                let first_line = self.line_of(first.key_range.start);
+                self.push(
+                    "duplicate-field",
+                    Severity::Warning,
+                    field.key_range.start,
+                    task,
+                    format!(
+                        "field `{}` is already set on line {first_line}; the first one wins, so remove this one",
+                        shown(&field.key)
+                    ),
+                );
+            }
+        }
+    }
+
+    fn status_checks(
+        &mut self,
+        task: &Task,
+        first_by_id: &HashMap<&str, usize>,
+        ctx: &LintContext,
+    ) {
+        let id = shown(&task.id);
+        let Some(field) = &task.status else {
+            self.push(
+                "missing-status",
+                Severity::Warning,
+                self.id_offset(task),
+                task,
+                format!(
+                    "task `{id}` has no `status` field, so the runtime ignores it; add `- status: ready` as the first item of the list under its heading"
+                ),
+            );
+            return;
+        };
+        let start = field.range.start;
+        let status = match &field.parsed {
+            Ok(status) => status,
+            Err(e) => {
+                let raw = shown(&field.raw);
+                let lower = field.raw.to_ascii_lowercase();
+                let message = if lower != field.raw && Status::parse(&lower).is_ok() {
+                    format!("status `{raw}` is not valid: statuses are lower case: `{lower}`")
+                } else if e.message.starts_with("unknown status") {
+                    format!(
+                        "status `{raw}` is not valid: write one of ready, blocked:<who>:<reason>, blocked:task:<ID>, blocked:retry:<UTC time>, running:<agent>:<UTC time>, done or failed:<reason>"
+                    )
+                } else {
+                    format!("status `{raw}` is not valid: {}", clip(&e.message, 400))
+                };
+                self.push(
+                    "unknown-status",
+                    Severity::Error,
+                    start + e.offset.min(field.raw.len()),
+                    task,
+                    message,
+                );
+                return;
+            }
+        };
+        match status {
+            Status::BlockedOnTasks(deps) => {
+                let mut at = start + "blocked:task:".len();
+                let mut missing = false;
+                for dep in deps {
+                    if !first_by_id.contains_key(dep.as_str()) {
+                        missing = true;
+                        self.push(
+                            "broken-dependency",
+                            Severity::Error,
+                            at,
+                            task,
+                            format!(
+                                "task `{id}` waits on `{dep}`, which is not on the board, so it would wait forever; fix the ID or remove it from the list"
+                            ),
+                        );
+                    }
+                    at += dep.len() + 1;
+                }
+                let all_done = deps.iter().all(|d| {
+                    first_by_id
+                        .get(d.as_str())
+                        .and_then(|&i| self.board.tasks[i].status())
+                        == Some(&Status::Done)
+                });
+                if !missing && all_done {
+                    self.push(
+                        "dependency-done",
+                        Severity::Warning,
+                        start,
+                        task,
+                        format!(
+                            "every task `{id}` waits on ({}) is already done; the runtime will set it to `ready`",
+                            deps.join(", ")
+                        ),
+                    );
+                }
+            }
+            Status::Running { agent, since } => {
+                let time_at = start + "running:".len() + agent.len() + 1;
+                let ahead = since.at.signed_duration_since(ctx.now);
+                let age = ctx.now.signed_duration_since(since.at);
+                if let Ok(ahead) = ahead.to_std()
+                    && ahead > CLOCK_TOLERANCE
+                {
+                    self.push(
+                        "clock-anomaly",
+                        Severity::Error,
+                        time_at,
+                        task,
+                        format!(
+                            "task `{id}` was claimed at {since}, {} ahead of the clock ({}); was a local time written as UTC? Times on the board are UTC",
+                            human_duration(ahead),
+                            ctx.now.format("%Y-%m-%dT%H:%M:%SZ")
+                        ),
+                    );
+                } else if let Ok(age) = age.to_std()
+                    && age > ctx.stale_after
+                {
+                    self.push(
+                        "stale-claim",
+                        Severity::Warning,
+                        time_at,
+                        task,
+                        format!(
+                            "task `{id}` was claimed by `{agent}` {} ago, longer than the {} after which a claim is stale; check that `{agent}` is still working on it, or set it back to `ready`",
+                            human_duration(age),
+                            human_duration(ctx.stale_after)
+                        ),
+                    );
+                }
+            }
+            _ => {}
+        }
+        if let Some(routes) = ctx.routes
+            && matches!(
+                status,
+                Status::Ready
+                    | Status::Blocked { .. }
+                    | Status::BlockedOnTasks(_)
+                    | Status::RetryAt(_)
+            )
+        {
+            let (route, at, how) = match task.field("route") {
+                Some(f) => (f.value.as_str(), f.value_range.start, "uses route"),
+                None => ("default", start, "has no `route` field, so it uses"),
+            };
+            if !routes.contains(route) {
+                let known = if routes.is_empty() {
+                    "none are configured".to_string()
+                } else {
+                    format!(
+                        "configured: {}",
+                        routes
+                            .iter()
+                            .map(String::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
+                let route = shown(route);
+                self.push(
+                    "unknown-route",
+                    Severity::Error,
+                    at,
+                    task,
+                    format!(
+                        "task `{id}` {how} `{route}`, but no executor `{route}` is configured in taskboard.toml ({known}); add `[executors.{route}]` or change the route"
+                    ),
+                );
+            }
+        }
+    }
+
+    /// One finding per strongly connected knot of `blocked:task:` edges.
+    fn cycles(&mut self, first_by_id: &HashMap<&str, usize>) {
+        let tasks = &self.board.tasks;
+        let edges: Vec<Vec<usize>> = tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| match t.status() {
+                Some(Status::BlockedOnTasks(deps))
+                    if first_by_id.get(t.id.as_str()) == Some(&i) =>
+                {
+                    deps.iter()
+                        .filter_map(|d| first_by_id.get(d.as_str()).copied())
+                        .collect()
+                }
+                _ => Vec::new(),
+            })
+            .collect();
+        for component in strongly_connected(&edges) {
+            let start = component[0];
+            let cyclic = component.len() > 1 || edges[start].contains(&start);
+            if !cyclic {
+                continue;
+            }
+            let members: BTreeSet<usize> = component.iter().copied().collect();
+            let path = shortest_cycle(&edges, &members, start);
+            let mut names: Vec<&str> = path.iter().map(|&i| tasks[i].id.as_str()).collect();
+            names.push(tasks[start].id.as_str());
+            let others: Vec<&str> = component
+                .iter()
+                .filter(|i| !path.contains(i))
+                .map(|&i| tasks[i].id.as_str())
+                .collect();
+            let also = if others.is_empty() {
+                String::new()
+            } else {
+                format!(" (also caught in it: {})", others.join(", "))
+            };
+            let task = &tasks[start];
+            let at = task
+                .status
+                .as_ref()
+                .map_or(task.heading.start, |s| s.range.start);
+            let message = if path.len() == 1 {
+                format!(
+                    "task `{}` waits on itself, so it can never become ready; remove `{}` from its list",
+                    task.id, task.id
+                )
+            } else {
+                format!(
+                    "dependency cycle: {}{also}; none of these can ever become ready, so remove one of the waits",
+                    names.join(" → ")
+                )
+            };
+            self.push("dependency-cycle", Severity::Error, at, task, message);
+        }
+    }
+}
+
+/// Strongly connected components (Tarjan, iterative so a long chain cannot overflow the stack).
+/// Each component is sorted in board order.
+fn strongly_connected(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
+    const UNSEEN: usize = usize::MAX;
+    let n = edges.len();
+    let (mut index, mut low) = (vec![UNSEEN; n], vec![0; n]);
+    let mut on_stack = vec![false; n];
+    let (mut stack, mut out, mut next) = (Vec::new(), Vec::new(), 0);
+    for root in 0..n {
+        if index[root] != UNSEEN {
+            continue;
+        }
+        let mut work: Vec<(usize, usize)> = vec![(root, 0)];
+        while let Some(&mut (v, ref mut child)) = work.last_mut() {
+            if *child == 0 && index[v] == UNSEEN {
+                index[v] = next;
+                low[v] = next;
+                next += 1;
+                stack.push(v);
+                on_stack[v] = true;
+            }
+            if let Some(&w) = edges[v].get(*child) {
+                *child += 1;
+                if index[w] == UNSEEN {
+                    work.push((w, 0));
+                } else if on_stack[w] {
+                    low[v] = low[v].min(index[w]);
+                }
+                continue;
+            }
+            work.pop();
+            if let Some(&(parent, _)) = work.last() {
+                low[parent] = low[parent].min(low[v]);
+            }
+            if low[v] == index[v] {
+                let mut component = Vec::new();
+                while let Some(w) = stack.pop() {
+                    on_stack[w] = false;
+                    component.push(w);
+                    if w == v {
+                        break;
+                    }
+                }
+                component.sort_unstable();
+                out.push(component);
+            }
+        }
+    }
+    out.sort_by_key(|c| c[0]);
+    out
+}
+
+/// The shortest path from `start` back to itself inside `members`, as the nodes visited
+/// (starting with `start`).
+fn shortest_cycle(edges: &[Vec<usize>], members: &BTreeSet<usize>, start: usize) -> Vec<usize> {
+    let mut parent: HashMap<usize, usize> = HashMap::new();
+    let mut queue = VecDeque::from([start]);
+    while let Some(v) = queue.pop_front() {
+        for &w in &edges[v] {
+            if w == start {
+                let mut path = vec![v];
+                let mut at = v;
+                while at != start {
+                    at = parent[&at];
+                    path.push(at);
+                }
+                path.reverse();
+                return path;
+            }
+            if members.contains(&w) && !parent.contains_key(&w) {
+                parent.insert(w, v);
+                queue.push_back(w);
+            }
+        }
+    }
+    vec![start]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-04-20T16:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn run(text: &str, routes: Option<&BTreeSet<String>>) -> Vec<Finding> {
+        let ctx = LintContext {
+            now: now(),
+            stale_after: Duration::from_secs(2 * 3600),
+            routes,
+        };
+        lint(text, &Board::parse(text), &ctx)
+    }
+
+    fn codes(findings: &[Finding]) -> Vec<(&'static str, usize, usize)> {
+        findings
+            .iter()
+            .map(|f| (f.code, f.line, f.column))
+            .collect()
+    }
+
+    #[test]
+    fn a_healthy_board_has_no_findings() {
+        let text = "# Board\n\n## A-1: one\n- status: ready\n\n## B-1: two\n- status: blocked:task:A-1\n- route: review\n\n## C-1\n- status: running:agent-a:2026-04-20T15:30Z\n\n## D-1\n- status: blocked:retry:2026-04-21T15:30Z\n";
+        let routes = BTreeSet::from(["default".to_string(), "review".to_string()]);
+        assert_eq!(run(text, Some(&routes)), vec![]);
+    }
+
+    #[test]
+    fn unknown_status_points_into_the_token() {
+        let f = run("## A-1\n- status: Ready\n", None);
+        assert_eq!(codes(&f), [("unknown-status", 2, 11)]);
+        assert_eq!(
+            f[0].message,
+            "status `Ready` is not valid: statuses are lower case: `ready`"
+        );
+        assert_eq!(f[0].severity, Severity::Error);
+        let f = run("## A-1\n- status: `blocked:task:A-1, B-2`\n", None);
+        assert_eq!(codes(&f), [("unknown-status", 2, 29)]);
+        assert!(f[0].message.contains("not a task ID"), "{}", f[0].message);
+        let f = run("## A-1\n- status: in progress\n", None);
+        assert!(f[0].message.contains("write one of ready"));
+    }
+
+    #[test]
+    fn duplicate_ids_name_the_first_line() {
+        let f = run("## A-1\n- status: ready\n## A-1\n- status: done\n", None);
+        assert_eq!(codes(&f), [("duplicate-id", 3, 4)]);
+        assert!(f[0].message.contains("line 1"));
+        assert_eq!(f[0].task.as_deref(), Some("A-1"));
+    }
+
+    #[test]
+    fn unsafe_and_malformed_ids() {
+        let f = run("## ../../etc: pwn\n- status: ready\n", None);
+        assert_eq!(codes(&f), [("unsafe-id", 1, 4)]);
+        let f = run("## Backlog\n- status: ready\n", None);
+        assert_eq!(codes(&f), [("malformed-id", 1, 4)]);
+        assert!(f[0].message.contains("`Backlog` is not a task ID"));
+    }
+
+    #[test]
+    fn missing_status_and_duplicate_fields_are_warnings() {
+        let f = run("## A-1: x\n- owner: me\n- Owner: you\n", None);
+        assert_eq!(
+            codes(&f),
+            [("missing-status", 1, 4), ("duplicate-field", 3, 3)]
+        );
+        assert!(f.iter().all(|f| f.severity == Severity::Warning));
+        assert!(f[1].message.contains("line 2"));
+    }
+
+    #[test]
+    fn broken_and_done_dependencies() {
+        let text = "## A-1\n- status: done\n## B-1\n- status: blocked:task:A-1,Z-9\n## C-1\n- status: blocked:task:A-1\n";
+        let f = run(text, None);
+        assert_eq!(
+            codes(&f),
+            [("broken-dependency", 4, 28), ("dependency-done", 6, 11)]
+        );
+        assert_eq!(f[1].severity, Severity::Warning);
+        assert!(f[0].message.contains("`Z-9`"));
+    }
+
+    #[test]
+    fn cycles_are_reported_once_in_order() {
+        let text = "## A-1\n- status: blocked:task:B-1\n## B-1\n- status: blocked:task:C-1\n## C-1\n- status: blocked:task:A-1\n## D-1\n- status: blocked:task:D-1\n## E-1\n- status: blocked:task:A-1\n";
+        let f = run(text, None);
+        assert_eq!(
+            codes(&f),
+            [("dependency-cycle", 2, 11), ("dependency-cycle", 8, 11)]
+        );
+        assert!(
+            f[0].message.contains("A-1 → B-1 → C-1 → A-1"),
+            "{}",
+            f[0].message
+        );
+        assert!(f[1].message.contains("waits on itself"));
+    }
+
+    #[test]
+    fn a_long_chain_does_not_overflow() {
+        let mut text = String::new();
+        for i in 0..20_000 {
+            text.push_str(&format!("## T-{i}\n- status: blocked:task:T-{}\n", i + 1));
+        }
+        text.push_str("## T-20000\n- status: blocked:task:T-0\n");
+        let f = run(&text, None);
+        assert_eq!(codes(&f), [("dependency-cycle", 2, 11)]);
+    }
+
+    #[test]
+    fn clock_anomaly_and_stale_claim() {
+        let text = "## A-1\n- status: running:a:2026-04-20T18:00Z\n## B-1\n- status: running:b:2026-04-20T12:48Z\n## C-1\n- status: running:c:2026-04-20T16:04Z\n## D-1\n- status: blocked:retry:2026-04-22T00:00Z\n";
+        let f = run(text, None);
+        assert_eq!(
+            codes(&f),
+            [("clock-anomaly", 2, 21), ("stale-claim", 4, 21)]
+        );
+        assert!(f[0].message.contains("2h ahead"), "{}", f[0].message);
+        assert!(f[1].message.contains("3h12m ago"), "{}", f[1].message);
+    }
+
+    #[test]
+    fn unknown_routes_only_when_checked() {
+        let text = "## A-1\n- status: ready\n- route: gpu\n## B-1\n- status: ready\n## C-1\n- status: done\n- route: gpu\n";
+        assert_eq!(run(text, None), vec![]);
+        let routes = BTreeSet::from(["review".to_string()]);
+        let f = run(text, Some(&routes));
+        assert_eq!(
+            codes(&f),
+            [("unknown-route", 3, 10), ("unknown-route", 5, 11)]
+        );
+        assert!(
+            f[0].message
+                .contains("no executor `gpu` is configured in taskboard.toml")
+        );
+        assert!(f[0].message.contains("configured: review"));
+        assert!(f[1].message.contains("uses `default`"));
+    }
+
+    #[test]
+    fn positions_on_crlf_bom_and_cjk_lines() {
+        let f = run("\u{FEFF}## Backlog\r\n- status: x\r\n", None);
+        assert_eq!(
+            codes(&f),
+            [("malformed-id", 1, 4), ("unknown-status", 2, 11)]
+        );
+        let f = run(
+            "\u{FEFF}## A-1: 任务\r\n- 状态: x\r\n- status:  `Done`\r\n",
+            None,
+        );
+        assert_eq!(codes(&f), [("unknown-status", 3, 13)]);
+        let f = run("## 任务-1\n- status: ready\n", None);
+        assert_eq!(codes(&f), [("malformed-id", 1, 4)]);
+        let f = run("## A-1\n- **status**: 🚀\n", None);
+        assert_eq!(codes(&f), [("unknown-status", 2, 15)]);
+    }
+
+    #[test]
+    fn invalid_utf8_names_line_column_and_offset() {
+        assert_eq!(invalid_utf8("ok ü".as_bytes()), None);
+        let f = invalid_utf8(b"## A-1\n- status: caf\xe9\n").unwrap();
+        assert_eq!((f.code, f.line, f.column), ("invalid-utf8", 2, 14));
+        assert!(f.message.contains("0xE9 at offset 20"), "{}", f.message);
+        let f = invalid_utf8(b"\xef\xbb\xbf\xff").unwrap();
+        assert_eq!((f.line, f.column), (1, 1));
+        let f = invalid_utf8("é\n😀".as_bytes().split_last().unwrap().1).unwrap();
+        assert!(f.message.contains("ends inside"));
+        assert_eq!((f.line, f.column), (2, 1));
+    }
+
+    #[test]
+    fn messages_stay_on_one_line() {
+        let f = run("## A-1\n- status: x\u{1b}[31m\u{7}\n", None);
+        assert!(f[0].message.contains("\\u{1b}"));
+        assert!(!f[0].message.chars().any(char::is_control));
+    }
+
+    #[test]
+    fn durations_for_people() {
+        let d = |s| human_duration(Duration::from_secs(s));
+        assert_eq!(
+            [
+                d(5),
+                d(60),
+                d(7200),
+                d(3 * 3600 + 12 * 60),
+                d(86_400),
+                d(2 * 86_400 + 4 * 3600)
+            ],
+            ["5s", "1m", "2h", "3h12m", "1d", "2d4h"]
+        );
+    }
+}

@@ -1,9 +1,429 @@
-//! `taskboard status`.
+//! `taskboard status`: counts per state, then the tasks that need attention.
+//!
+//! Owns summarising a parsed board for people and for scripts. It only reads the board (through
+//! [`super::lint::read_board_text`]) and never writes anything; judging the board's health is
+//! `lint`'s job.
+//!
+//! # JSON (`--json`)
+//!
+//! One object, stable: keys are only ever added, never renamed or removed.
+//!
+//! ```json
+//! {
+//!   "board": "task-board.md",
+//!   "counts": {"ready": 2, "running": 1, "blocked": 3, "done": 4, "failed": 1, "invalid": 0, "none": 0},
+//!   "tasks": [
+//!     {"id": "DEMO-1", "title": "Summarise", "state": "running", "status": "running:taskboard:2026-04-20T15:25Z",
+//!      "line": 12, "agent": "taskboard", "since": "2026-04-20T15:25Z", "age_s": 2100},
+//!     {"id": "DEMO-2", "title": "Pick a name", "state": "blocked", "status": "blocked:you:pick-a-name",
+//!      "line": 20, "who": "you", "reason": "pick-a-name"},
+//!     {"id": "DEMO-3", "title": "Review", "state": "blocked", "status": "blocked:task:DEMO-1,X-1",
+//!      "line": 28, "waiting_on": [{"id": "DEMO-1", "state": "running"}, {"id": "X-1", "state": "absent"}]},
+//!     {"id": "DEMO-4", "title": "Flaky", "state": "blocked", "status": "blocked:retry:2026-04-20T16:10:00Z",
+//!      "line": 36, "retry_at": "2026-04-20T16:10:00Z"},
+//!     {"id": "DEMO-5", "title": "Deploy", "state": "failed", "status": "failed:exit_1", "line": 44, "reason": "exit_1"},
+//!     {"id": "DEMO-6", "title": "Typo", "state": "invalid", "status": "Ready", "line": 50,
+//!      "error": "unknown status `Ready` (statuses are lower case: `ready`); …"},
+//!     {"id": "DEMO-7", "title": "Notes", "state": "none", "status": null, "line": 56}
+//!   ]
+//! }
+//! ```
+//!
+//! - `tasks` holds every task, in board order. `line` is the 1-based line of its heading.
+//! - `state` is `ready`, `running`, `blocked`, `done` or `failed`; `invalid` when the status
+//!   does not parse (`error` says why); `none` when the task has no status field.
+//! - `status` is the status value exactly as written, or `null`.
+//! - Running tasks: `agent`, `since` (as written, UTC) and `age_s` (seconds since the claim;
+//!   negative when the claim time is ahead of the clock).
+//! - Blocked on a person or thing: `who` and `reason`. Blocked on tasks: `waiting_on`, each
+//!   dependency with its current `state` (`absent` when it is not on the board). Waiting for a
+//!   retry: `retry_at`. Failed: `reason`.
+//! - `id_problem` is `malformed` or `unsafe` when the heading has a status but no usable ID; the
+//!   runtime never runs such a task.
+
 use std::path::Path;
 
-use super::{CmdResult, Failure};
-use crate::exit::Exit;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 
-pub fn run(_board: &Path, _json: bool, _config: Option<&Path>) -> CmdResult {
-    Err(Failure::new(Exit::Usage, "status: not built yet"))
+use super::lint::{print_stdout, read_board_text};
+use super::{CmdResult, Failure, Paint, use_color};
+use crate::board::{Board, IdProblem, Task};
+use crate::exit::Exit;
+use crate::lint::{human_duration, shown};
+use crate::status::{State, Status};
+
+pub fn run(board: &Path, json: bool, config: Option<&Path>) -> CmdResult {
+    if config.is_some() {
+        return Err(Failure::new(
+            Exit::Usage,
+            "status does not read --config yet; run it without --config",
+        ));
+    }
+    let text = read_board_text(board)?;
+    let parsed = Board::parse(&text);
+    let report = report(board, &text, &parsed, Utc::now());
+    let out = if json {
+        let mut s = serde_json::to_string(&report).unwrap_or_default();
+        s.push('\n');
+        s
+    } else {
+        render(&report, Paint(use_color()))
+    };
+    print_stdout(&out)?;
+    Ok(Exit::Ok)
+}
+
+/// The whole status report; its JSON form is documented in the module comment.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub board: String,
+    pub counts: Counts,
+    pub tasks: Vec<TaskReport>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Counts {
+    pub ready: usize,
+    pub running: usize,
+    pub blocked: usize,
+    pub done: usize,
+    pub failed: usize,
+    pub invalid: usize,
+    pub none: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TaskReport {
+    pub id: String,
+    pub title: String,
+    pub state: &'static str,
+    pub status: Option<String>,
+    pub line: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_problem: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub age_s: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub who: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_on: Option<Vec<Dependency>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Dependency {
+    pub id: String,
+    pub state: &'static str,
+}
+
+/// The state name of a task: its status's state, `invalid` or `none`.
+fn state_of(task: &Task) -> &'static str {
+    match &task.status {
+        None => "none",
+        Some(s) => match &s.parsed {
+            Ok(st) => st.state().as_str(),
+            Err(_) => "invalid",
+        },
+    }
+}
+
+/// Builds the report for `board` (parsed from `text`) as of `now`.
+pub fn report(path: &Path, text: &str, board: &Board, now: DateTime<Utc>) -> Report {
+    let mut counts = Counts::default();
+    let mut tasks = Vec::with_capacity(board.tasks.len());
+    for task in &board.tasks {
+        let state = state_of(task);
+        match state {
+            "ready" => counts.ready += 1,
+            "running" => counts.running += 1,
+            "blocked" => counts.blocked += 1,
+            "done" => counts.done += 1,
+            "failed" => counts.failed += 1,
+            "invalid" => counts.invalid += 1,
+            _ => counts.none += 1,
+        }
+        let mut r = TaskReport {
+            id: task.id.clone(),
+            title: task.title.clone(),
+            state,
+            status: task.status.as_ref().map(|s| s.raw.clone()),
+            line: board.line_col(text, task.heading.start).0,
+            id_problem: task.id_problem.map(|p| match p {
+                IdProblem::Malformed => "malformed",
+                IdProblem::Unsafe => "unsafe",
+            }),
+            agent: None,
+            since: None,
+            age_s: None,
+            who: None,
+            waiting_on: None,
+            reason: None,
+            retry_at: None,
+            error: None,
+        };
+        match task.status.as_ref().map(|s| &s.parsed) {
+            Some(Ok(Status::Running { agent, since })) => {
+                r.agent = Some(agent.clone());
+                r.since = Some(since.to_string());
+                r.age_s = Some(now.signed_duration_since(since.at).num_seconds());
+            }
+            Some(Ok(Status::Blocked { who, reason })) => {
+                r.who = Some(who.clone());
+                r.reason = Some(reason.clone());
+            }
+            Some(Ok(Status::BlockedOnTasks(ids))) => {
+                r.waiting_on = Some(
+                    ids.iter()
+                        .map(|id| Dependency {
+                            id: id.clone(),
+                            state: board
+                                .tasks
+                                .iter()
+                                .find(|t| t.id == *id && t.id_problem.is_none())
+                                .map_or("absent", state_of),
+                        })
+                        .collect(),
+                );
+            }
+            Some(Ok(Status::RetryAt(at))) => r.retry_at = Some(at.to_string()),
+            Some(Ok(Status::Failed { reason })) => r.reason = Some(reason.clone()),
+            Some(Err(e)) => r.error = Some(e.message.clone()),
+            _ => {}
+        }
+        tasks.push(r);
+    }
+    Report {
+        board: path.display().to_string(),
+        counts,
+        tasks,
+    }
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The text form: a counts line, then one section per kind of task that needs attention.
+pub fn render(report: &Report, paint: Paint) -> String {
+    let c = &report.counts;
+    let mut counts = vec![
+        format!("{} ready", c.ready),
+        format!("{} running", c.running),
+        format!("{} blocked", c.blocked),
+        format!("{} done", c.done),
+        format!("{} failed", c.failed),
+    ];
+    if c.invalid + c.none > 0 {
+        counts.push(plural(c.invalid + c.none, "invalid", "invalid"));
+    }
+    let mut out = format!(
+        "{}: {} ({})\n",
+        paint.bold(&report.board),
+        counts.join(", "),
+        plural(report.tasks.len(), "task", "tasks")
+    );
+
+    let width = report
+        .tasks
+        .iter()
+        .map(|t| shown(&t.id).chars().count())
+        .max()
+        .unwrap_or(0);
+    let line = |t: &TaskReport, detail: String| {
+        let id = shown(&t.id);
+        let pad = " ".repeat(width.saturating_sub(id.chars().count()));
+        format!(
+            "  {}{pad}  {detail}  {}\n",
+            paint.bold(&id),
+            paint.dim(&shown(&t.title))
+        )
+    };
+    let mut sections: Vec<(String, Vec<String>)> = Vec::new();
+    let mut section = |name: String, lines: Vec<String>| {
+        if !lines.is_empty() {
+            sections.push((name, lines));
+        }
+    };
+
+    let running = report
+        .tasks
+        .iter()
+        .filter(|t| t.state == State::Running.as_str())
+        .map(|t| {
+            let agent = t.agent.as_deref().unwrap_or("?");
+            let age = t.age_s.unwrap_or(0);
+            let when = if age >= 0 {
+                format!(
+                    "for {}",
+                    human_duration(std::time::Duration::from_secs(age as u64))
+                )
+            } else {
+                format!(
+                    "claimed {} ahead of this clock",
+                    human_duration(std::time::Duration::from_secs(age.unsigned_abs()))
+                )
+            };
+            line(t, format!("{} {when}", paint.cyan(agent)))
+        })
+        .collect();
+    section(paint.cyan("running"), running);
+
+    let blocked = report
+        .tasks
+        .iter()
+        .filter(|t| t.state == State::Blocked.as_str())
+        .map(|t| {
+            let detail = if let Some(deps) = &t.waiting_on {
+                let deps: Vec<String> = deps
+                    .iter()
+                    .map(|d| {
+                        let state = if d.state == "absent" {
+                            paint.red("not on the board")
+                        } else {
+                            d.state.to_string()
+                        };
+                        format!("{} ({state})", d.id)
+                    })
+                    .collect();
+                format!("waits on {}", deps.join(", "))
+            } else if let Some(at) = &t.retry_at {
+                format!("retries at {at}")
+            } else {
+                format!(
+                    "waits on {}: {}",
+                    paint.yellow(&shown(t.who.as_deref().unwrap_or("?"))),
+                    shown(t.reason.as_deref().unwrap_or(""))
+                )
+            };
+            line(t, detail)
+        })
+        .collect();
+    section(paint.yellow("blocked"), blocked);
+
+    let failed = report
+        .tasks
+        .iter()
+        .filter(|t| t.state == State::Failed.as_str())
+        .map(|t| line(t, shown(t.reason.as_deref().unwrap_or(""))))
+        .collect();
+    section(paint.red("failed"), failed);
+
+    let invalid = report
+        .tasks
+        .iter()
+        .filter(|t| matches!(t.state, "invalid" | "none") || t.id_problem.is_some())
+        .map(|t| {
+            let detail = match (t.state, t.id_problem) {
+                (_, Some(problem)) => format!("no usable task ID ({problem})"),
+                ("none", _) => "no status field".to_string(),
+                _ => format!(
+                    "status `{}`: {}",
+                    shown(t.status.as_deref().unwrap_or("")),
+                    shown(t.error.as_deref().unwrap_or(""))
+                ),
+            };
+            line(t, detail)
+        })
+        .collect();
+    section(paint.red("invalid"), invalid);
+
+    if sections.is_empty() {
+        out.push_str("nothing needs attention\n");
+    }
+    for (name, lines) in sections {
+        out.push('\n');
+        out.push_str(&name);
+        out.push('\n');
+        for l in lines {
+            out.push_str(&l);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    const BOARD: &str = "## A-1: one\n- status: running:agent-a:2026-04-20T12:48Z\n## B-1: two\n- status: blocked:task:A-1,Z-9\n## C-1: three\n- status: blocked:siyao:send-brief\n## D-1: four\n- status: failed:exit_3\n## E-1: five\n- status: Ready\n## F-1: six\n## G-1: seven\n- status: blocked:retry:2026-04-20T16:10Z\n## H-1\n- status: done\n";
+
+    #[test]
+    fn report_has_every_task_with_its_details() {
+        let board = Board::parse(BOARD);
+        let r = report(Path::new("b.md"), BOARD, &board, at("2026-04-20T16:00:00Z"));
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            v["counts"],
+            serde_json::json!({"ready":0,"running":1,"blocked":3,"done":1,"failed":1,"invalid":1,"none":1})
+        );
+        let tasks = v["tasks"].as_array().unwrap();
+        assert_eq!(tasks.len(), 8);
+        assert_eq!(tasks[0]["age_s"], 3 * 3600 + 12 * 60);
+        assert_eq!(tasks[0]["since"], "2026-04-20T12:48Z");
+        assert_eq!(
+            tasks[1]["waiting_on"],
+            serde_json::json!([{"id":"A-1","state":"running"},{"id":"Z-9","state":"absent"}])
+        );
+        assert_eq!(
+            (&tasks[2]["who"], &tasks[2]["reason"]),
+            (&"siyao".into(), &"send-brief".into())
+        );
+        assert_eq!(tasks[3]["reason"], "exit_3");
+        assert_eq!(tasks[4]["state"], "invalid");
+        assert!(tasks[4]["error"].as_str().unwrap().contains("lower case"));
+        assert_eq!(
+            (&tasks[5]["state"], &tasks[5]["status"]),
+            (&"none".into(), &serde_json::Value::Null)
+        );
+        assert_eq!(tasks[6]["retry_at"], "2026-04-20T16:10Z");
+        assert_eq!(tasks[7]["line"], 14);
+        assert!(tasks[7].get("agent").is_none());
+    }
+
+    #[test]
+    fn text_lists_what_needs_attention() {
+        let board = Board::parse(BOARD);
+        let r = report(Path::new("b.md"), BOARD, &board, at("2026-04-20T16:00:00Z"));
+        let text = render(&r, Paint(false));
+        assert!(
+            text.starts_with(
+                "b.md: 0 ready, 1 running, 3 blocked, 1 done, 1 failed, 2 invalid (8 tasks)\n"
+            ),
+            "{text}"
+        );
+        for needle in [
+            "A-1  agent-a for 3h12m  one",
+            "B-1  waits on A-1 (running), Z-9 (not on the board)  two",
+            "C-1  waits on siyao: send-brief  three",
+            "G-1  retries at 2026-04-20T16:10Z  seven",
+            "D-1  exit_3  four",
+            "E-1  status `Ready`: unknown status `Ready` (statuses are lower case: `ready`)",
+            "F-1  no status field  six",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+        }
+        assert!(!text.contains("\x1b["));
+        let empty = Board::parse("## A-1\n- status: done\n");
+        let r = report(
+            Path::new("b.md"),
+            "## A-1\n- status: done\n",
+            &empty,
+            at("2026-04-20T16:00:00Z"),
+        );
+        assert!(render(&r, Paint(false)).ends_with("nothing needs attention\n"));
+    }
 }
