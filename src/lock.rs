@@ -565,3 +565,26 @@ mod tests {
         assert_eq!(a.len(), 1000);
     }
 }
+
+/// Serialises the board's read-modify-write among taskboard processes (a `run`, a `once`,
+/// `taskboard retry`): each holds it from the re-read before a writeback to the rename after it,
+/// so one process never replaces the board with text that predates another's write. A person's
+/// editor does not take it; compare-and-swap on the re-read covers them.
+#[derive(Debug)]
+pub struct WriteLock {
+    _file: std::fs::File,
+}
+
+impl WriteLock {
+    /// Blocks until the lock is held. Held writes last milliseconds, so waiting is short.
+    pub fn acquire(state_dir: &Path) -> io::Result<WriteLock> {
+        std::fs::create_dir_all(state_dir)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(state_dir.join("write.lock"))?;
+        file.lock()?;
+        Ok(WriteLock { _file: file })
+    }
+}

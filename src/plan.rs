@@ -218,6 +218,12 @@ pub fn plan(inp: &Inputs) -> Plan {
             _ => memory.map_or(0, |m| m.attempts),
         };
 
+        // A claim this runtime wrote was counted when it was made; anyone else's counts now.
+        let claim_attempt = match memory.and_then(|m| m.episode.as_ref()) {
+            Some(ep) if ep.written == status.to_string() => attempts_used.max(1),
+            _ => attempts_used + 1,
+        };
+
         match status {
             Status::Running { since, .. } => match lock {
                 Some(LockView::Live) | Some(LockView::Ours) => {}
@@ -227,7 +233,7 @@ pub fn plan(inp: &Inputs) -> Plan {
                         id,
                         status,
                         format!("lock owner is gone: {reason}"),
-                        attempts_used + 1,
+                        claim_attempt,
                         true,
                     ));
                 }
@@ -244,7 +250,7 @@ pub fn plan(inp: &Inputs) -> Plan {
                                 human(inp.now - since.at),
                                 human(stale_after)
                             ),
-                            attempts_used + 1,
+                            claim_attempt,
                             false,
                         ));
                     } else {
@@ -653,6 +659,22 @@ mod tests {
                 ("B-1", "failed:exhausted_retries".to_string(), 3, true),
                 ("C-1", "ready".to_string(), 1, true),
             ]
+        );
+    }
+
+    #[test]
+    fn a_claim_of_our_own_is_counted_once() {
+        let mut w = World::default();
+        w.locks
+            .insert("A-1".into(), LockView::Stale("pid 9 not running".into()));
+        w.memory.insert(
+            "A-1".into(),
+            episode("running:tb:2026-04-20T15:00:00Z", &["ready"]),
+        );
+        let p = run(&[("A-1", "running:tb:2026-04-20T15:00:00Z")], &w);
+        assert!(
+            matches!(&p.steps[..], [Step::ResetStale { attempt: 1, .. }]),
+            "{p:?}"
         );
     }
 

@@ -500,7 +500,12 @@ impl Runtime {
                 .saturating_sub(self.active.len())
         };
         let active: BTreeSet<String> = self.active.keys().cloned().collect();
-        let memory = self.store.memory();
+        // The memory as it will be once the pending changes land, matching the planned text.
+        let mut memory = self.store.memory();
+        for p in &pending {
+            let m = memory.entry(p.change.id.clone()).or_default();
+            Episode::record(&mut m.episode, &p.change.expected, &p.change.new);
+        }
         let policy = self.policy();
         let planned = plan::plan(&plan::Inputs {
             board: &board,
@@ -758,6 +763,20 @@ impl Runtime {
             return 0;
         }
         let now = self.now();
+        let write_lock = match lock::WriteLock::acquire(&self.state_dir) {
+            Ok(l) => l,
+            Err(e) => {
+                self.emit(
+                    None,
+                    EventKind::Error {
+                        message: format!("cannot take the board's write lock: {e}"),
+                        context: Some("writeback".into()),
+                    },
+                );
+                self.requeue(pending);
+                return 0;
+            }
+        };
         let Some(snap) = self.read(false) else {
             self.requeue(pending);
             return 0;
@@ -795,6 +814,7 @@ impl Runtime {
             .into_iter()
             .map(|(c, r)| (c.id, r))
             .collect();
+        drop(write_lock);
         if outcome.applied.iter().any(|c| c.new == Status::Ready) {
             // A task became ready (promoted, reset, interrupted): let the next pass run it.
             self.dirty = true;

@@ -280,7 +280,7 @@ fn kill9_then_restart_recovers_and_executor_does_not_outlive_runtime() {
     let resets = sb.events_named("stale_claim_reset");
     assert_eq!(resets.len(), 1);
     assert_eq!(resets[0]["attempt"], 1);
-    assert_eq!(sb.count("lock_broken"), 1);
+    assert_eq!(sb.count("lock_broken"), 1, "{:#?}", sb.events());
     let dispatches = sb.events_named("task_dispatched");
     assert_eq!(dispatches.last().unwrap()["attempt"], 2);
 }
@@ -290,7 +290,7 @@ fn run_and_once_together_run_each_task_once() {
     let mut sb = Sandbox::new("runonce");
     sb.script(
         "exec.sh",
-        "cat >/dev/null\necho \"ran $TASKBOARD_TASK_ID\" >> ran.log\nsleep 0.3\nexit 0",
+        "cat >/dev/null\necho \"ran $TASKBOARD_TASK_ID by $PPID\" >> ran.log\nsleep 0.3\nexit 0",
     );
     sb.config("", "[executors.default]\ncommand = [\"./exec.sh\"]\n");
     let mut board = String::from("# Board\n");

@@ -12,10 +12,17 @@ use crate::board::Board;
 use crate::events::{Event, EventKind, EventLog};
 use crate::exit::Exit;
 use crate::fsio;
+use crate::lock::WriteLock;
 use crate::status::Status;
 use crate::writeback::{self, Change};
 
 pub fn run(board_path: &Path, id: &str) -> CmdResult {
+    let _write_lock = WriteLock::acquire(&fsio::state_dir(board_path)).map_err(|e| {
+        Failure::new(
+            Exit::State,
+            format!("cannot take the board's write lock: {e}"),
+        )
+    })?;
     let snap = fsio::read_board(board_path).map_err(|e| Failure::new(Exit::Board, e))?;
     let board = Board::parse(&snap.text);
     let task = board.task(id).ok_or_else(|| {
