@@ -53,6 +53,10 @@ pub struct RuntimeConfig {
     pub output_cap: u64,
     /// The agent name written into `running:<agent>:<time>`.
     pub agent: String,
+    /// `events.jsonl` is rotated to a dated file once it grows past this many bytes.
+    pub events_max_size: u64,
+    /// How many daily diagnostic log files under `.taskboard/logs/` are kept.
+    pub log_keep: u32,
 }
 
 /// One `[executors.<route>]` table.
@@ -78,6 +82,8 @@ impl Default for RuntimeConfig {
             grace: Duration::from_secs(10),
             output_cap: 1024 * 1024,
             agent: "taskboard".to_string(),
+            events_max_size: 16 * 1024 * 1024,
+            log_keep: 14,
         }
     }
 }
@@ -378,6 +384,10 @@ struct RawRuntime {
     output_cap: u64,
     #[serde(deserialize_with = "de_agent")]
     agent: String,
+    #[serde(deserialize_with = "de_size")]
+    events_max_size: u64,
+    #[serde(deserialize_with = "de_positive_u32")]
+    log_keep: u32,
 }
 
 impl Default for RawRuntime {
@@ -393,6 +403,8 @@ impl Default for RawRuntime {
             grace: d.grace,
             output_cap: d.output_cap,
             agent: d.agent,
+            events_max_size: d.events_max_size,
+            log_keep: d.log_keep,
         }
     }
 }
@@ -442,6 +454,8 @@ impl RawConfig {
                 grace: r.grace,
                 output_cap: r.output_cap,
                 agent: r.agent,
+                events_max_size: r.events_max_size,
+                log_keep: r.log_keep,
             },
             executors: self
                 .executors

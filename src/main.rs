@@ -68,6 +68,17 @@ enum Command {
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
+    /// Show the events, one readable line each; `-f` follows.
+    Tail(cmd::tail::Args),
+    /// Report throughput, error and retry rates, latency and run durations from the events.
+    Stats(cmd::stats::Args),
+    /// Check the board, config, executors, state folder, service and clock, and say what to fix.
+    Doctor(cmd::doctor::Args),
+    /// Install or remove the launchd agents or systemd user units that keep `run` alive.
+    Service {
+        #[command(subcommand)]
+        action: cmd::service::Action,
+    },
     /// Set a failed task back to ready and archive its deadletter entry.
     Retry {
         /// The task ID.
@@ -105,6 +116,10 @@ fn main() -> ExitCode {
         } => cmd::status::run(&board, json, config.as_deref()),
         Command::Init { dir } => cmd::init::run(&dir),
         Command::Retry { id, board } => cmd::retry::run(&board, &id),
+        Command::Tail(args) => cmd::tail::run(&args),
+        Command::Stats(args) => cmd::stats::run(&args),
+        Command::Doctor(args) => cmd::doctor::run(&args),
+        Command::Service { action } => cmd::service::run(&action),
     };
     match result {
         Ok(exit) => ExitCode::from(exit as u8),

@@ -6,11 +6,15 @@ use std::io::IsTerminal;
 
 use crate::exit::Exit;
 
+pub mod doctor;
 pub mod init;
 pub mod lint;
 pub mod retry;
 pub mod run;
+pub mod service;
+pub mod stats;
 pub mod status;
+pub mod tail;
 
 /// A command that could not do its job: the exit code and one line for a person.
 #[derive(Debug)]
