@@ -89,7 +89,11 @@ impl fmt::Display for ReadError {
             ReadError::IsDir(_) => write!(f, "{p}: is a folder, not a file"),
             ReadError::Permission(_) => write!(f, "{p}: permission denied"),
             ReadError::TooLarge { size, max, .. } => {
-                write!(f, "{p}: too large ({size} bytes; the limit is {max} bytes)")
+                write!(
+                    f,
+                    "{p}: too large ({size} bytes; a board may be at most {} MiB)",
+                    max / (1024 * 1024)
+                )
             }
             ReadError::NotUtf8 { offset, .. } => write!(
                 f,

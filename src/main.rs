@@ -60,8 +60,6 @@ enum Command {
         /// A stable JSON document instead of a table.
         #[arg(long)]
         json: bool,
-        #[arg(long, value_name = "PATH")]
-        config: Option<PathBuf>,
     },
     /// Write a starter task-board.md and taskboard.toml into DIR (never overwrites).
     Init {
@@ -109,11 +107,7 @@ fn main() -> ExitCode {
             json,
             config,
         } => cmd::lint::run(&board, json, config.as_deref()),
-        Command::Status {
-            board,
-            json,
-            config,
-        } => cmd::status::run(&board, json, config.as_deref()),
+        Command::Status { board, json } => cmd::status::run(&board, json),
         Command::Init { dir } => cmd::init::run(&dir),
         Command::Retry { id, board } => cmd::retry::run(&board, &id),
         Command::Tail(args) => cmd::tail::run(&args),

@@ -269,13 +269,38 @@ fn a_fifo_is_refused_without_blocking() {
 }
 
 #[test]
-fn config_flag_is_refused_until_it_is_read() {
+fn lint_checks_routes_against_the_config() {
     let dir = Dir::new("config");
     dir.write("task-board.md", CLEAN);
-    for cmd in ["lint", "status"] {
-        let r = taskboard(dir.path(), &[cmd, "--config", "x.toml"]);
-        assert_eq!(r.code, 64, "{cmd}");
-        assert_eq!(r.stderr.lines().count(), 1);
+    // No configuration file: the board alone is linted.
+    let r = taskboard(dir.path(), &["lint"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    // A configuration without the `default` route: ready tasks would never run.
+    dir.write("other.toml", "[executors.review]\ncommand = [\"true\"]\n");
+    let r = taskboard(dir.path(), &["lint", "--config", "other.toml"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stdout.contains("error[unknown-route]"), "{}", r.stdout);
+    assert!(r.stdout.contains("(configured: review)"), "{}", r.stdout);
+    // The same config found beside the board.
+    dir.write(
+        "taskboard.toml",
+        "[executors.review]\ncommand = [\"true\"]\n",
+    );
+    assert_eq!(taskboard(dir.path(), &["lint"]).code, 1);
+    // A named config that is missing or invalid: one line, exit 3.
+    for (args, file) in [
+        (vec!["lint", "--config", "missing.toml"], None),
+        (
+            vec!["lint", "--config", "bad.toml"],
+            Some("[runtime]\nmax_parallel = \"x\"\n"),
+        ),
+    ] {
+        if let Some(text) = file {
+            dir.write("bad.toml", text);
+        }
+        let r = taskboard(dir.path(), &args);
+        assert_eq!(r.code, 3, "{args:?}: {}", r.stderr);
+        assert_eq!(r.stderr.lines().count(), 1, "{args:?}: {}", r.stderr);
     }
 }
 

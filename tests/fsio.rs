@@ -169,7 +169,7 @@ fn too_large_is_refused_without_reading() {
     );
     assert!(
         e.to_string()
-            .contains("too large (67108865 bytes; the limit is 67108864 bytes)"),
+            .contains("too large (67108865 bytes; a board may be at most 64 MiB)"),
         "{e}"
     );
 }

@@ -14,7 +14,6 @@
 //! `{"line":12,"column":11,"severity":"error","code":"unknown-status","task":"A-1","message":"…"}`.
 
 use std::collections::BTreeSet;
-use std::io::{ErrorKind, Read};
 use std::path::Path;
 use std::time::Duration;
 
@@ -24,110 +23,88 @@ use serde::Serialize;
 use super::{CmdResult, Failure, Paint, use_color};
 use crate::board::Board;
 use crate::exit::Exit;
+use crate::fsio::{self, ReadError};
 use crate::lint::{Finding, LintContext, Severity, invalid_utf8, lint};
 
-/// The largest board any command reads.
-pub const MAX_BOARD_BYTES: u64 = 64 * 1024 * 1024;
-
-/// The staleness threshold used until the configuration is read here (matches the default
-/// `stale_after` in taskboard.toml).
+/// The staleness threshold when no configuration says otherwise.
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(2 * 3600);
 
-/// Reads a board as UTF-8 text, or explains in one line why it cannot (exit 2).
+/// Reads a board as UTF-8 text through the one board reader (`fsio`), or explains in one line
+/// why it cannot (exit 2). Invalid UTF-8 is reported as the `invalid-utf8` finding, with its
+/// line and column.
 pub(crate) fn read_board_text(path: &Path) -> Result<String, Failure> {
-    let shown = path.display();
-    let fail = |message: String| Failure::new(Exit::Board, message);
-    let io_reason = |e: &std::io::Error| match e.kind() {
-        ErrorKind::NotFound => "it does not exist".to_string(),
-        ErrorKind::PermissionDenied => "permission denied".to_string(),
-        _ => e.to_string(),
-    };
-    let meta = match std::fs::metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            return Err(fail(format!(
-                "cannot read board {shown}: it does not exist (create one with `taskboard init`)"
-            )));
+    match fsio::read_board(path) {
+        Ok(snap) => Ok(snap.text),
+        Err(ReadError::NotFound(_)) => Err(Failure::new(
+            Exit::Board,
+            format!(
+                "cannot read board {}: it does not exist (create one with `taskboard init`)",
+                path.display()
+            ),
+        )),
+        Err(ReadError::NotUtf8 { offset, .. }) => {
+            let bytes = std::fs::read(path).unwrap_or_default();
+            let finding = invalid_utf8(&bytes).unwrap_or_else(|| Finding {
+                code: "invalid-utf8",
+                severity: Severity::Error,
+                line: 1,
+                column: 1,
+                task: None,
+                message: format!("the board is not valid UTF-8 (byte offset {offset})"),
+            });
+            Err(Failure::new(
+                Exit::Board,
+                format_finding(path, &finding, Paint(false)),
+            ))
         }
-        Err(e) => {
-            return Err(fail(format!(
-                "cannot read board {shown}: {}",
-                io_reason(&e)
-            )));
-        }
-    };
-    if meta.is_dir() {
-        return Err(fail(format!(
-            "cannot read board {shown}: it is a folder; name the Markdown file (e.g. {}/task-board.md)",
-            shown
-        )));
+        Err(e) => Err(Failure::new(Exit::Board, format!("cannot read board {e}"))),
     }
-    if !meta.is_file() {
-        return Err(fail(format!(
-            "cannot read board {shown}: it is not a regular file"
-        )));
-    }
-    if meta.len() > MAX_BOARD_BYTES {
-        return Err(fail(format!(
-            "cannot read board {shown}: it is {} bytes; a board may be at most 64 MiB",
-            meta.len()
-        )));
-    }
-    let mut bytes = Vec::new();
-    let read =
-        std::fs::File::open(path).and_then(|f| f.take(MAX_BOARD_BYTES + 1).read_to_end(&mut bytes));
-    if let Err(e) = read {
-        return Err(fail(format!(
-            "cannot read board {shown}: {}",
-            io_reason(&e)
-        )));
-    }
-    if bytes.len() as u64 > MAX_BOARD_BYTES {
-        return Err(fail(format!(
-            "cannot read board {shown}: it grew past 64 MiB while being read"
-        )));
-    }
-    String::from_utf8(bytes).map_err(|e| {
-        let finding = invalid_utf8(e.as_bytes()).unwrap_or_else(|| Finding {
-            code: "invalid-utf8",
-            severity: Severity::Error,
-            line: 1,
-            column: 1,
-            task: None,
-            message: "the board is not valid UTF-8".into(),
-        });
-        fail(format_finding(path, &finding, Paint(false)))
-    })
 }
 
-/// `taskboard lint` as the command line calls it. Routes are not checked until the
-/// configuration is read here; see [`lint_board`].
+/// The routes to check and the staleness threshold, from the board's configuration (or
+/// `--config`). Without any configuration file, routes are not checked: the board alone is
+/// linted (`taskboard doctor` says when nothing is configured to run).
+pub(crate) fn lint_settings(
+    board: &Path,
+    config: Option<&Path>,
+) -> Result<(Option<BTreeSet<String>>, Duration), Failure> {
+    let dir = board
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let loaded = crate::config::load(config, dir).map_err(|e| Failure::new(Exit::Config, e))?;
+    let routes = loaded
+        .path
+        .is_some()
+        .then(|| loaded.config.executors.keys().cloned().collect());
+    Ok((routes, loaded.config.runtime.stale_after))
+}
+
+/// `taskboard lint` as the command line calls it: routes and `stale_after` come from the
+/// board's configuration.
 pub fn run(board: &Path, json: bool, config: Option<&Path>) -> CmdResult {
-    if config.is_some() {
-        return Err(Failure::new(
-            Exit::Usage,
-            "lint does not read --config yet (routes are not checked); run it without --config",
-        ));
-    }
-    lint_board(board, json, None, DEFAULT_STALE_AFTER)
+    // An unreadable board is the first thing to say, before any config problem.
+    let text = read_board_text(board)?;
+    let (routes, stale_after) = lint_settings(board, config)?;
+    lint_board(board, &text, json, routes.as_ref(), stale_after)
 }
 
 /// Lints `board`. `routes` is the set of configured executor routes (`None`: not checked);
 /// `stale_after` is the runtime's staleness threshold.
 pub fn lint_board(
     board: &Path,
+    text: &str,
     json: bool,
     routes: Option<&BTreeSet<String>>,
     stale_after: Duration,
 ) -> CmdResult {
-    let text = read_board_text(board)?;
-    let parsed = Board::parse(&text);
+    let parsed = Board::parse(text);
     let ctx = LintContext {
         now: Utc::now(),
         stale_after,
         routes,
     };
-    let findings = lint(&text, &parsed, &ctx);
+    let findings = lint(text, &parsed, &ctx);
     let mut out = String::new();
     if json {
         for f in &findings {
@@ -154,7 +131,7 @@ pub(crate) fn print_stdout(s: &str) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
     match out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(Failure::new(
             Exit::Write,
             format!("cannot write output: {e}"),

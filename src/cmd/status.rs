@@ -47,19 +47,13 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::lint::{print_stdout, read_board_text};
-use super::{CmdResult, Failure, Paint, use_color};
+use super::{CmdResult, Paint, use_color};
 use crate::board::{Board, IdProblem, Task};
 use crate::exit::Exit;
 use crate::lint::{human_duration, shown};
 use crate::status::{State, Status};
 
-pub fn run(board: &Path, json: bool, config: Option<&Path>) -> CmdResult {
-    if config.is_some() {
-        return Err(Failure::new(
-            Exit::Usage,
-            "status does not read --config yet; run it without --config",
-        ));
-    }
+pub fn run(board: &Path, json: bool) -> CmdResult {
     let text = read_board_text(board)?;
     let parsed = Board::parse(&text);
     let report = report(board, &text, &parsed, Utc::now());
