@@ -301,6 +301,19 @@ fn temp_name(name: &std::ffi::OsStr) -> OsString {
 /// synced and renamed over the target, then the folder is synced; on any error it is removed.
 /// Hard links to the board are broken by the rename: they keep the old content.
 pub fn atomic_write(path: &Path, contents: &[u8]) -> io::Result<()> {
+    replace(path, contents, None).map(|_| ())
+}
+
+/// Like [`atomic_write`], but only if the board is still the one `expected` was read from
+/// (same length and modification time) just before the rename: a person's save that lands
+/// while the new content is being written and synced is never replaced. `Ok(false)` when the
+/// board changed (nothing was written). A save in the microseconds between that check and the
+/// rename cannot be excluded on a plain file; the next read sees it.
+pub fn replace_if_unchanged(path: &Path, contents: &[u8], expected: &Snapshot) -> io::Result<bool> {
+    replace(path, contents, Some(expected))
+}
+
+fn replace(path: &Path, contents: &[u8], expected: Option<&Snapshot>) -> io::Result<bool> {
     let target = write_target(path)?;
     let name = target.file_name().ok_or_else(|| {
         io::Error::new(
@@ -345,17 +358,30 @@ pub fn atomic_write(path: &Path, contents: &[u8]) -> io::Result<()> {
         file.write_all(contents)?;
         file.sync_all()?;
         drop(file);
-        fs::rename(&tmp, &target)
+        if let Some(expected) = expected {
+            let now = fs::metadata(&target)?;
+            if now.len() != expected.len || now.modified().ok() != expected.mtime {
+                return Ok(false);
+            }
+        }
+        fs::rename(&tmp, &target).map(|_| true)
     })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
+    match result {
+        Ok(true) => {}
+        Ok(false) => {
+            let _ = fs::remove_file(&tmp);
+            return Ok(false);
+        }
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
     }
     // The rename is done; make it durable. Some filesystems cannot sync a folder: not fatal.
     if let Err(e) = File::open(&dir).and_then(|d| d.sync_all()) {
         tracing::warn!(folder = %dir.display(), error = %e, "could not sync the board's folder");
     }
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]

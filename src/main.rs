@@ -26,6 +26,11 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Create a demo board with a demo executor in DIR (unless one is there) and run it.
+    Demo {
+        #[arg(default_value = "taskboard-demo")]
+        dir: PathBuf,
+    },
     /// Watch the board and run ready tasks until stopped (SIGTERM/SIGINT).
     Run {
         /// The board file.
@@ -100,6 +105,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
+        Command::Demo { dir } => cmd::demo::run(&dir),
         Command::Run { board, config } => cmd::run::run(&board, config.as_deref()),
         Command::Once { board, config } => cmd::run::once(&board, config.as_deref()),
         Command::Lint {

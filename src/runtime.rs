@@ -242,6 +242,12 @@ impl Runtime {
 
     fn emit(&self, task: Option<&str>, kind: EventKind) {
         let ev = Event::new(Utc::now(), task, kind);
+        if tracing::enabled!(tracing::Level::INFO) && !matches!(ev.kind, EventKind::Pass { .. }) {
+            let line = ev.to_line();
+            // The JSON without its `ts` (the log line has its own): readable, and greppable.
+            let body = line.split_once(',').map_or(line.as_str(), |(_, rest)| rest);
+            tracing::info!("{{{body}");
+        }
         if let Err(e) = self.log.append(&ev) {
             tracing::error!("cannot append to events.jsonl: {e}");
         }
@@ -287,6 +293,9 @@ impl Runtime {
             "taskboard {} started",
             self.mode.as_str()
         );
+        if let Err(e) = self.locks.sweep_debris() {
+            tracing::warn!("cannot clear leftover lock folders: {e}");
+        }
         self.pass(None, Vec::new());
         let mut next_rescan = Instant::now() + self.config.runtime.rescan_every;
         let mut stop_reason = String::from("finished");
@@ -415,6 +424,12 @@ impl Runtime {
             fsio::read_board(&self.board)
         };
         match result {
+            Ok(snap) if snap.text.trim().is_empty() => {
+                // An editor that truncates and then writes (VS Code) shows an empty file for a
+                // moment; a plan made on it would see no tasks at all. Wait for the next save.
+                tracing::debug!("the board is empty; waiting for the save to finish");
+                None
+            }
             Ok(snap) => {
                 if self.board_missing_reported {
                     tracing::info!("the board is back: {}", self.board.display());
@@ -488,7 +503,7 @@ impl Runtime {
         let board = Board::parse(&text);
         self.report_findings(&text, &board, now);
         self.consume_requests();
-        self.store.retain(|id| board.task(id).is_some());
+        self.store.note_presence(|id| board.task(id).is_some(), now);
 
         let locks = self.lock_view();
         let capacity = if self.stopping || (self.mode == Mode::Once && self.passes > 0) {
@@ -649,7 +664,8 @@ impl Runtime {
             },
         );
         let mut seen = BTreeSet::new();
-        for f in findings {
+        // `dependency-done` describes what this very pass does; `dependency_promoted` says it.
+        for f in findings.into_iter().filter(|f| f.code != "dependency-done") {
             let key = (f.code.to_string(), f.task.clone(), f.message.clone());
             if !self.last_findings.contains(&key) {
                 self.emit(
@@ -789,16 +805,25 @@ impl Runtime {
         let changes: Vec<Change> = pending.iter().map(|p| p.change.clone()).collect();
         let outcome = writeback::apply(&snap.text, &board, &changes);
         if outcome.changed() {
-            if let Err(e) = fsio::atomic_write(&self.board, outcome.text.as_bytes()) {
-                self.emit(
-                    None,
-                    EventKind::Error {
-                        message: format!("cannot write the board: {e}"),
-                        context: Some("writeback".into()),
-                    },
-                );
-                self.requeue(pending);
-                return 0;
+            match fsio::replace_if_unchanged(&self.board, outcome.text.as_bytes(), &snap) {
+                Ok(true) => {}
+                Ok(false) => {
+                    // A save landed while we wrote: nothing replaced; plan again on it.
+                    self.dirty = true;
+                    self.requeue(pending);
+                    return 0;
+                }
+                Err(e) => {
+                    self.emit(
+                        None,
+                        EventKind::Error {
+                            message: format!("cannot write the board: {e}"),
+                            context: Some("writeback".into()),
+                        },
+                    );
+                    self.requeue(pending);
+                    return 0;
+                }
             }
             self.emit(
                 None,
@@ -1120,7 +1145,11 @@ impl Runtime {
         let mut env: Vec<(String, String)> = exec_cfg.env.clone().into_iter().collect();
         env.extend([
             ("TASKBOARD_TASK_ID".to_string(), id.to_string()),
-            ("TASKBOARD_TASK_TITLE".to_string(), task.title.clone()),
+            // A NUL cannot cross exec; other control characters would only confuse a reader.
+            (
+                "TASKBOARD_TASK_TITLE".to_string(),
+                task.title.replace(|c: char| c.is_control(), " "),
+            ),
             ("TASKBOARD_ATTEMPT".to_string(), attempt.to_string()),
             ("TASKBOARD_ROUTE".to_string(), route.to_string()),
             (

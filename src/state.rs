@@ -23,7 +23,14 @@ pub struct TaskRecord {
     /// The attempts of the current episode, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<AttemptRecord>,
+    /// When the task was first found missing from the board (cleared when it is back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_since: Option<DateTime<Utc>>,
 }
+
+/// How long a task may be absent from the board before its record is dropped. A read caught
+/// mid-save can miss tasks that are still there; a day is far past any save.
+pub const FORGET_MISSING_AFTER: chrono::TimeDelta = chrono::TimeDelta::days(1);
 
 /// One attempt, as recorded by the runtime (not as claimed by the executor).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,11 +114,24 @@ impl Store {
             .collect()
     }
 
-    /// Drops records of tasks no longer on the board.
-    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
-        let before = self.tasks.len();
-        self.tasks.retain(|id, _| keep(id));
-        self.dirty |= self.tasks.len() != before;
+    /// Notes which tasks are on the board now; drops records of tasks missing for longer
+    /// than [`FORGET_MISSING_AFTER`].
+    pub fn note_presence(&mut self, on_board: impl Fn(&str) -> bool, now: DateTime<Utc>) {
+        let mut changed = false;
+        self.tasks.retain(|id, rec| {
+            if on_board(id) {
+                changed |= rec.missing_since.take().is_some();
+                return true;
+            }
+            let since = *rec.missing_since.get_or_insert_with(|| {
+                changed = true;
+                now
+            });
+            let keep = now - since < FORGET_MISSING_AFTER;
+            changed |= !keep;
+            keep
+        });
+        self.dirty |= changed;
     }
 
     /// Writes the file if anything changed since the last save.
@@ -128,5 +148,28 @@ impl Store {
         crate::fsio::atomic_write(&self.path, &json.map_err(io::Error::other)?)?;
         self.dirty = false;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_survive_a_read_that_misses_tasks_but_not_a_day_of_absence() {
+        let path =
+            std::env::temp_dir().join(format!("taskboard-state-{}.json", std::process::id()));
+        let (mut store, _) = Store::load(&path);
+        store.record_mut("A-1").memory.attempts = 2;
+        let t0 = Utc::now();
+        store.note_presence(|_| false, t0);
+        assert_eq!(store.tasks["A-1"].memory.attempts, 2);
+        store.note_presence(|_| true, t0 + chrono::TimeDelta::hours(1));
+        assert_eq!(store.tasks["A-1"].missing_since, None);
+        store.note_presence(|_| false, t0 + chrono::TimeDelta::hours(2));
+        store.note_presence(|_| false, t0 + chrono::TimeDelta::hours(20));
+        assert!(store.tasks.contains_key("A-1"));
+        store.note_presence(|_| false, t0 + chrono::TimeDelta::hours(27));
+        assert!(!store.tasks.contains_key("A-1"));
     }
 }

@@ -125,6 +125,10 @@ fn each_save_style_starts_exactly_one_pass_and_self_writes_never_loop() {
     let text = sb.board_text() + "\n## B-1\n- status: ready\n";
     std::fs::write(&sb.board, text).unwrap();
     sb.wait_until("B-1 done", |s| s.status_of("B-1") == "done");
+    // The pass that wrote `done` logs its `pass` event after the write: wait for it.
+    sb.wait_until("the writing pass to close", |s| {
+        s.events().last().is_some_and(|e| e["event"] == "pass")
+    });
     let passes = sb.count("pass");
     assert!(
         sb.stays_false(QUIET, |s| s.count("pass") > passes),
@@ -562,4 +566,95 @@ fn once_makes_one_pass_and_waits_for_its_runs() {
     assert_eq!(sb.status_of("B-1"), "done");
     let missing = sb.command(&["once", "nope.md"]).output().unwrap();
     assert_eq!(missing.status.code(), Some(2));
+}
+
+#[test]
+fn demo_runs_the_bundled_board_until_interrupted() {
+    let sb = Sandbox::new("demo");
+    let dir = sb.path("demo");
+    let mut child = sb
+        .command(&["demo", "demo"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = |id: &str| {
+        let text = std::fs::read_to_string(dir.join("task-board.md")).unwrap_or_default();
+        taskboard::board::Board::parse(&text)
+            .task(id)
+            .and_then(|t| t.status.as_ref().map(|s| s.raw.clone()))
+            .unwrap_or_default()
+    };
+    sb.wait_until("the demo chain and hand-back", |_| {
+        status("DEMO-4") == "done" && status("DEMO-5") == "blocked:you:provide-the-input"
+    });
+    assert!(dir.join("out/DEMO-1.md").exists());
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let deadline = std::time::Instant::now() + support::DEADLINE;
+    let code = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st.code();
+        }
+        assert!(std::time::Instant::now() < deadline, "demo did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(code, Some(0));
+    // Nothing a person wrote in the template changed: only status values differ.
+    let template = include_str!("../board-template/task-board.md");
+    let now = std::fs::read_to_string(dir.join("task-board.md")).unwrap();
+    let strip = |t: &str| {
+        t.lines()
+            .filter(|l| !l.trim_start().starts_with("- status:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(strip(&now), strip(template));
+}
+
+#[test]
+fn control_characters_in_a_title_do_not_stop_the_task() {
+    let mut sb = Sandbox::new("control");
+    sb.script(
+        "exec.sh",
+        "cat >/dev/null\nprintf '%s' \"$TASKBOARD_TASK_TITLE\" > title.txt\nexit 0",
+    );
+    sb.config("", "[executors.default]\ncommand = [\"./exec.sh\"]\n");
+    sb.write_board("# Board\n\n## A-1: bell\u{7} and nul\u{0} inside\n- status: ready\n");
+    sb.start_run();
+    sb.wait_until("done", |s| s.status_of("A-1") == "done");
+    assert_eq!(
+        std::fs::read_to_string(sb.path("title.txt")).unwrap(),
+        "bell  and nul  inside"
+    );
+}
+
+#[test]
+fn an_empty_board_mid_save_is_not_acted_on() {
+    let mut sb = Sandbox::new("emptysave");
+    sb.script(
+        "exec.sh",
+        "cat >/dev/null\nwhile [ ! -f release ]; do sleep 0.02; done\nexit 0",
+    );
+    sb.config("", "[executors.default]\ncommand = [\"./exec.sh\"]\n");
+    let original = "# Board\n\n## A-1\n- status: ready\n";
+    sb.write_board(original);
+    sb.start_run();
+    sb.wait_until("running", |s| s.status_of("A-1").starts_with("running:"));
+    let running = sb.status_of("A-1");
+    // An editor truncates the file and pauses well past the debounce before writing.
+    std::fs::write(&sb.board, "").unwrap();
+    let passes = sb.count("pass");
+    assert!(
+        sb.stays_false(QUIET, |s| s.count("pass") > passes),
+        "a pass ran on an empty board"
+    );
+    // Then it writes a buffer read before the claim: the runtime still knows its claim.
+    std::fs::write(&sb.board, original).unwrap();
+    sb.wait_until("reasserted", |s| {
+        s.count_for("status_reasserted", "A-1") == 1
+    });
+    assert_eq!(sb.status_of("A-1"), running);
+    std::fs::write(sb.path("release"), "").unwrap();
+    sb.wait_until("done", |s| s.status_of("A-1") == "done");
+    assert_eq!(sb.count_for("task_dispatched", "A-1"), 1);
 }

@@ -6,6 +6,7 @@ use std::io::IsTerminal;
 
 use crate::exit::Exit;
 
+pub mod demo;
 pub mod doctor;
 pub mod init;
 pub mod lint;
