@@ -296,7 +296,7 @@ impl Runtime {
         if let Err(e) = self.locks.sweep_debris() {
             tracing::warn!("cannot clear leftover lock folders: {e}");
         }
-        self.pass(None, Vec::new());
+        self.pass(false, Vec::new());
         let mut next_rescan = Instant::now() + self.config.runtime.rescan_every;
         let mut stop_reason = String::from("finished");
         loop {
@@ -327,13 +327,13 @@ impl Runtime {
             while let Ok(m) = self.rx.try_recv() {
                 msgs.push(m);
             }
-            let mut touched: Option<SystemTime> = None;
+            let mut touched = false;
             let mut timer = msgs.is_empty() || self.dirty;
             let mut pending = Vec::new();
             for msg in msgs {
                 match msg {
-                    Msg::Watch(WatchSignal::BoardTouched { detected }) => {
-                        touched = Some(touched.map_or(detected, |t| t.min(detected)));
+                    Msg::Watch(WatchSignal::BoardTouched { .. }) => {
+                        touched = true;
                     }
                     Msg::Watch(WatchSignal::Rescan) => timer = true,
                     Msg::Watch(WatchSignal::Error(e)) => self.emit(
@@ -363,7 +363,7 @@ impl Runtime {
                 next_rescan = Instant::now() + self.config.runtime.rescan_every;
                 timer = true;
             }
-            if touched.is_some() || timer || !pending.is_empty() {
+            if touched || timer || !pending.is_empty() {
                 self.dirty = false;
                 self.pass(touched, pending);
             }
@@ -466,21 +466,22 @@ impl Runtime {
     }
 
     /// One pass: read, lint, plan, lock, write back, spawn.
-    fn pass(&mut self, touched: Option<SystemTime>, mut pending: Vec<Pending>) {
+    fn pass(&mut self, touched: bool, mut pending: Vec<Pending>) {
         let started = Instant::now();
         pending.splice(0..0, std::mem::take(&mut self.deferred));
-        let Some(snap) = self.read(touched.is_some()) else {
+        let Some(snap) = self.read(touched) else {
             // The board cannot be read: endings wait in memory for the next readable save.
             self.requeue(pending);
             return;
         };
-        if touched.is_some() && pending.is_empty() && Some(snap.hash) == self.last_hash {
+        if touched && pending.is_empty() && Some(snap.hash) == self.last_hash {
             return; // our own write, or a save that changed nothing
         }
-        if let Some(detected) = touched
-            && Some(snap.hash) != self.last_hash
-        {
-            let latency_ms = snap.mtime.and_then(|m| detected.duration_since(m).ok());
+        if touched && Some(snap.hash) != self.last_hash {
+            // Save to detection as a person experiences it: the debounce included.
+            let latency_ms = snap
+                .mtime
+                .and_then(|m| SystemTime::now().duration_since(m).ok());
             self.emit(
                 None,
                 EventKind::FileChanged {
