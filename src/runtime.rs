@@ -212,13 +212,7 @@ impl Runtime {
             passes: 0,
         };
         if let Some(w) = warning {
-            rt.emit(
-                None,
-                EventKind::Error {
-                    message: w,
-                    context: Some("state".into()),
-                },
-            );
+            rt.error(None, "state", w);
         }
         Ok(rt)
     }
@@ -246,11 +240,27 @@ impl Runtime {
             let line = ev.to_line();
             // The JSON without its `ts` (the log line has its own): readable, and greppable.
             let body = line.split_once(',').map_or(line.as_str(), |(_, rest)| rest);
-            tracing::info!("{{{body}");
+            if matches!(ev.kind, EventKind::Error { .. }) {
+                tracing::warn!("{{{body}");
+            } else {
+                tracing::info!("{{{body}");
+            }
         }
         if let Err(e) = self.log.append(&ev) {
             tracing::error!("cannot append to events.jsonl: {e}");
         }
+    }
+
+    /// An `error` event (and a log line): something went wrong that the runtime works around.
+    fn error(&self, task: Option<&str>, context: &str, message: impl std::fmt::Display) {
+        let message = message.to_string();
+        self.emit(
+            task,
+            EventKind::Error {
+                message,
+                context: Some(context.to_string()),
+            },
+        );
     }
 
     fn policy(&self) -> Policy {
@@ -336,13 +346,7 @@ impl Runtime {
                         touched = true;
                     }
                     Msg::Watch(WatchSignal::Rescan) => timer = true,
-                    Msg::Watch(WatchSignal::Error(e)) => self.emit(
-                        None,
-                        EventKind::Error {
-                            message: e,
-                            context: Some("watch".into()),
-                        },
-                    ),
+                    Msg::Watch(WatchSignal::Error(e)) => self.error(None, "watch", e),
                     Msg::Finished {
                         id,
                         attempt,
@@ -402,13 +406,10 @@ impl Runtime {
                 self.dirty = true;
             }
             Err(e) => {
-                tracing::error!("config not reloaded, keeping the old one: {e}");
-                self.emit(
+                self.error(
                     None,
-                    EventKind::Error {
-                        message: format!("config not reloaded, keeping the old one: {e}"),
-                        context: Some("config".into()),
-                    },
+                    "config",
+                    format!("config not reloaded, keeping the old one: {e}"),
                 );
             }
         }
@@ -440,26 +441,12 @@ impl Runtime {
             Err(e) if e.is_transient() => {
                 if !self.board_missing_reported {
                     self.board_missing_reported = true;
-                    tracing::warn!("{e}; waiting for it to appear");
-                    self.emit(
-                        None,
-                        EventKind::Error {
-                            message: format!("{e}; waiting for it to appear"),
-                            context: Some("board".into()),
-                        },
-                    );
+                    self.error(None, "board", format!("{e}; waiting for it to appear"));
                 }
                 None
             }
             Err(e) => {
-                tracing::error!("{e}");
-                self.emit(
-                    None,
-                    EventKind::Error {
-                        message: e.to_string(),
-                        context: Some("board".into()),
-                    },
-                );
+                self.error(None, "board", e.to_string());
                 None
             }
         }
@@ -585,12 +572,10 @@ impl Runtime {
                             after: After::Claimed { route, attempt },
                         }),
                         Ok(None) => {} // another runtime claimed it first
-                        Err(e) => self.emit(
+                        Err(e) => self.error(
                             Some(&id),
-                            EventKind::Error {
-                                message: format!("cannot create the task's lock: {e}"),
-                                context: Some("lock".into()),
-                            },
+                            "lock",
+                            format!("cannot create the task's lock: {e}"),
                         ),
                     }
                 }
@@ -618,13 +603,7 @@ impl Runtime {
         }
         let dispatched = self.write(pending, snap.hash);
         if let Err(e) = self.store.save() {
-            self.emit(
-                None,
-                EventKind::Error {
-                    message: format!("cannot save runtime state: {e}"),
-                    context: Some("state".into()),
-                },
-            );
+            self.error(None, "state", format!("cannot save runtime state: {e}"));
         }
         self.passes += 1;
         self.emit(
@@ -735,12 +714,9 @@ impl Runtime {
             && owner.boot_id == Owner::current(&self.instance, Utc::now()).boot_id
             && lock::process_group_alive(pgid)
         {
-            self.emit(Some(id), EventKind::Error {
-                message: format!(
+            self.error(Some(id), "recovery", format!(
                     "executor process group {pgid} outlived its runtime; stopping it before recovery"
-                ),
-                context: Some("recovery".into()),
-            });
+                ));
             kill_group(pgid, self.config.runtime.grace);
         }
         match self.locks.break_stale(id, &seen) {
@@ -761,13 +737,7 @@ impl Runtime {
             }
             Ok(false) => false,
             Err(e) => {
-                self.emit(
-                    Some(id),
-                    EventKind::Error {
-                        message: format!("cannot break stale lock: {e}"),
-                        context: Some("lock".into()),
-                    },
-                );
+                self.error(Some(id), "lock", format!("cannot break stale lock: {e}"));
                 false
             }
         }
@@ -783,12 +753,10 @@ impl Runtime {
         let write_lock = match lock::WriteLock::acquire(&self.state_dir) {
             Ok(l) => l,
             Err(e) => {
-                self.emit(
+                self.error(
                     None,
-                    EventKind::Error {
-                        message: format!("cannot take the board's write lock: {e}"),
-                        context: Some("writeback".into()),
-                    },
+                    "writeback",
+                    format!("cannot take the board's write lock: {e}"),
                 );
                 self.requeue(pending);
                 return 0;
@@ -815,13 +783,7 @@ impl Runtime {
                     return 0;
                 }
                 Err(e) => {
-                    self.emit(
-                        None,
-                        EventKind::Error {
-                            message: format!("cannot write the board: {e}"),
-                            context: Some("writeback".into()),
-                        },
-                    );
+                    self.error(None, "writeback", format!("cannot write the board: {e}"));
                     self.requeue(pending);
                     return 0;
                 }
@@ -1093,13 +1055,7 @@ impl Runtime {
             result_path: result_path.clone(),
         };
         let fail = |rt: &mut Runtime, active: Active, why: String, reason: &str| {
-            rt.emit(
-                Some(id),
-                EventKind::Error {
-                    message: why,
-                    context: Some("dispatch".into()),
-                },
-            );
+            rt.error(Some(id), "dispatch", why);
             if let Some(p) = rt.conclude(
                 id,
                 &active,
@@ -1283,12 +1239,10 @@ impl Runtime {
                     path: path.display().to_string(),
                 },
             ),
-            Err(e) => self.emit(
+            Err(e) => self.error(
                 Some(id),
-                EventKind::Error {
-                    message: format!("cannot write {}: {e}", path.display()),
-                    context: Some("deadletter".into()),
-                },
+                "deadletter",
+                format!("cannot write {}: {e}", path.display()),
             ),
         }
     }
