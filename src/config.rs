@@ -25,7 +25,7 @@ pub const FILE_NAME: &str = "taskboard.toml";
 pub const MAX_DEBOUNCE_MS: u64 = 60_000;
 
 /// The whole configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub runtime: RuntimeConfig,
     /// Executors by route name. `default` serves tasks that name no route.
@@ -57,10 +57,12 @@ pub struct RuntimeConfig {
     pub events_max_size: u64,
     /// How many daily diagnostic log files under `.taskboard/logs/` are kept.
     pub log_keep: u32,
+    /// The largest work packet (stdin) a run receives; older context is cut first.
+    pub packet_budget: u64,
 }
 
 /// One `[executors.<route>]` table.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ExecutorConfig {
     /// Program and arguments; never run through a shell.
     pub command: Vec<String>,
@@ -68,6 +70,13 @@ pub struct ExecutorConfig {
     pub timeout: Option<Duration>,
     /// Extra environment for the process, on top of the runtime's own.
     pub env: BTreeMap<String, String>,
+    /// A run reporting more than this (`cost_usd` in its result file) is over budget.
+    pub max_cost_usd: Option<f64>,
+    /// Once this route's reported spend in a UTC day reaches this, it dispatches nothing more
+    /// that day.
+    pub daily_budget_usd: Option<f64>,
+    /// A successful run here is not done until this route reviews it.
+    pub review: Option<String>,
 }
 
 impl Default for RuntimeConfig {
@@ -84,6 +93,7 @@ impl Default for RuntimeConfig {
             agent: "taskboard".to_string(),
             events_max_size: 16 * 1024 * 1024,
             log_keep: 14,
+            packet_budget: 64 * 1024,
         }
     }
 }
@@ -158,7 +168,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// What [`load`] found: the configuration and the file it came from (`None`: built-in defaults).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Loaded {
     pub config: Config,
     pub path: Option<PathBuf>,
@@ -181,7 +191,34 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
             path: None,
         }
     })?;
-    Ok(raw.into_config())
+    let config = raw.into_config();
+    check_reviews(&config)?;
+    Ok(config)
+}
+
+/// A `review` route must exist, differ from its own route, and not ask for a review itself
+/// (a review of a review would never end).
+fn check_reviews(config: &Config) -> Result<(), ConfigError> {
+    for (route, exec) in &config.executors {
+        let Some(review) = &exec.review else { continue };
+        let problem = match config.executors.get(review) {
+            None => format!("[executors.{route}] review = \"{review}\" names no executor"),
+            Some(_) if review == route => {
+                format!("[executors.{route}] cannot review itself")
+            }
+            Some(r) if r.review.is_some() => format!(
+                "[executors.{route}] review = \"{review}\", but [executors.{review}] has a review of its own"
+            ),
+            Some(_) => continue,
+        };
+        return Err(ConfigError {
+            line: None,
+            column: None,
+            message: problem,
+            path: None,
+        });
+    }
+    Ok(())
 }
 
 /// Find and parse the configuration.
@@ -388,6 +425,8 @@ struct RawRuntime {
     events_max_size: u64,
     #[serde(deserialize_with = "de_positive_u32")]
     log_keep: u32,
+    #[serde(deserialize_with = "de_size")]
+    packet_budget: u64,
 }
 
 impl Default for RawRuntime {
@@ -405,6 +444,7 @@ impl Default for RawRuntime {
             agent: d.agent,
             events_max_size: d.events_max_size,
             log_keep: d.log_keep,
+            packet_budget: d.packet_budget,
         }
     }
 }
@@ -421,6 +461,12 @@ struct RawExecutor {
     timeout: Option<Duration>,
     #[serde(default, deserialize_with = "de_env")]
     env: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "de_opt_usd")]
+    max_cost_usd: Option<f64>,
+    #[serde(default, deserialize_with = "de_opt_usd")]
+    daily_budget_usd: Option<f64>,
+    #[serde(default)]
+    review: Option<RouteName>,
 }
 
 /// A route name, checked as it is read so the error points at the key.
@@ -456,6 +502,7 @@ impl RawConfig {
                 agent: r.agent,
                 events_max_size: r.events_max_size,
                 log_keep: r.log_keep,
+                packet_budget: r.packet_budget,
             },
             executors: self
                 .executors
@@ -467,6 +514,9 @@ impl RawConfig {
                             command: v.command,
                             timeout: v.timeout,
                             env: v.env,
+                            max_cost_usd: v.max_cost_usd,
+                            daily_budget_usd: v.daily_budget_usd,
+                            review: v.review.map(|r| r.0),
                         },
                     )
                 })
@@ -534,6 +584,16 @@ fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         return Err(de::Error::custom("must be longer than zero"));
     }
     Ok(v)
+}
+
+fn de_opt_usd<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    let v = f64::deserialize(d)?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(de::Error::custom(format!(
+            "an amount in US dollars must be zero or more, not {v}"
+        )));
+    }
+    Ok(Some(v))
 }
 
 fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {

@@ -66,6 +66,9 @@ fn sample_parses_to_expected_values() {
             command: vec!["claude".into(), "-p".into()],
             timeout: Some(Duration::from_secs(1800)),
             env: BTreeMap::new(),
+            max_cost_usd: None,
+            daily_budget_usd: None,
+            review: None,
         }
     );
     assert_eq!(c.executors["review"].command, ["./scripts/review.sh"]);
@@ -390,5 +393,55 @@ mod props {
             let _ = parse_duration(&text);
             let _ = taskboard::config::parse_size(&text);
         }
+    }
+}
+
+#[test]
+fn routes_with_cost_caps_budgets_and_reviews() {
+    let c = parse(
+        r#"
+[executors.implementation]
+command = ["claude", "-p"]
+max_cost_usd = 0.75
+daily_budget_usd = 10
+review = "review"
+
+[executors.review]
+command = ["claude", "-p", "--model", "haiku"]
+max_cost_usd = 0.10
+"#,
+    )
+    .unwrap();
+    let imp = &c.executors["implementation"];
+    assert_eq!(imp.max_cost_usd, Some(0.75));
+    assert_eq!(imp.daily_budget_usd, Some(10.0));
+    assert_eq!(imp.review.as_deref(), Some("review"));
+    assert_eq!(c.executors["review"].review, None);
+    assert_eq!(c.runtime.packet_budget, 64 * 1024);
+
+    for (text, needle) in [
+        (
+            "[executors.a]\ncommand = [\"x\"]\nreview = \"nope\"\n",
+            "names no executor",
+        ),
+        (
+            "[executors.a]\ncommand = [\"x\"]\nreview = \"a\"\n",
+            "cannot review itself",
+        ),
+        (
+            "[executors.a]\ncommand = [\"x\"]\nreview = \"b\"\n[executors.b]\ncommand = [\"x\"]\nreview = \"a\"\n",
+            "has a review of its own",
+        ),
+        (
+            "[executors.a]\ncommand = [\"x\"]\nmax_cost_usd = -1\n",
+            "zero or more",
+        ),
+        (
+            "[executors.a]\ncommand = [\"x\"]\ndaily_budget_usd = \"ten\"\n",
+            "invalid type",
+        ),
+    ] {
+        let e = parse(text).unwrap_err();
+        assert!(e.to_string().contains(needle), "{text}: {e}");
     }
 }
