@@ -7,7 +7,9 @@
 // Pure core: no I/O, no clocks read, no processes.
 pub mod board;
 pub mod config;
+pub mod handoff;
 pub mod lint;
+pub mod packet;
 pub mod plan;
 pub mod status;
 pub mod writeback;
