@@ -17,6 +17,7 @@ pub mod events;
 pub mod exec;
 pub mod fsio;
 pub mod lock;
+pub mod logging;
 pub mod runtime;
 pub mod state;
 pub mod watch;
