@@ -19,6 +19,7 @@ pub mod fsio;
 pub mod lock;
 pub mod logging;
 pub mod runtime;
+pub mod service;
 pub mod state;
 pub mod watch;
 
