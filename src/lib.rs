@@ -19,7 +19,9 @@ pub mod events;
 pub mod exec;
 pub mod fsio;
 pub mod lock;
+pub mod logging;
 pub mod runtime;
+pub mod service;
 pub mod state;
 pub mod watch;
 

@@ -1,9 +1,26 @@
 //! `taskboard doctor`: checks what a person would otherwise debug by hand.
+//!
+//! Each check prints one line, `ok|warn|FAIL  <check>: <finding> — <what to do>` (an `ok` line
+//! has nothing to do). The exit code is 0 when no check failed and 1 otherwise: warnings point
+//! at something worth a look (no executors, no service, low inotify limits) but never fail.
+//!
+//! It reads the board and the configuration, and touches the disk only to create and remove a
+//! probe file in `.taskboard/` and to take and release the run lock for an instant (a `run`
+//! starting in that instant is refused and its service manager restarts it).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
-use super::{CmdResult, Failure};
+use chrono::{Datelike, Utc};
+
+use super::{CmdResult, Paint, use_color};
+use crate::board::Board;
+use crate::config::{self, Config};
 use crate::exit::Exit;
+use crate::fsio;
+use crate::lint::{self, LintContext, Severity};
+use crate::lock::RunLock;
+use crate::service::{self, Manager};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -14,6 +31,510 @@ pub struct Args {
     pub config: Option<PathBuf>,
 }
 
-pub fn run(_args: &Args) -> CmdResult {
-    Err(Failure::new(Exit::Usage, "doctor: not built yet"))
+/// How a check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+/// One check's line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub level: Level,
+    pub name: String,
+    pub finding: String,
+    /// What to do; empty for `ok`.
+    pub todo: String,
+}
+
+fn check(level: Level, name: &str, finding: impl Into<String>, todo: impl Into<String>) -> Check {
+    Check {
+        level,
+        name: name.to_string(),
+        finding: finding.into(),
+        todo: todo.into(),
+    }
+}
+
+fn ok(name: &str, finding: impl Into<String>) -> Check {
+    check(Level::Ok, name, finding, "")
+}
+
+impl Check {
+    pub fn line(&self, paint: Paint) -> String {
+        let word = match self.level {
+            Level::Ok => paint.green("ok  "),
+            Level::Warn => paint.yellow("warn"),
+            Level::Fail => paint.red("FAIL"),
+        };
+        if self.todo.is_empty() {
+            format!("{word}  {}: {}", self.name, self.finding)
+        } else {
+            format!("{word}  {}: {} — {}", self.name, self.finding, self.todo)
+        }
+    }
+}
+
+pub fn run(args: &Args) -> CmdResult {
+    let checks = checks(&args.board, args.config.as_deref());
+    let paint = Paint(use_color());
+    for c in &checks {
+        println!("{}", c.line(paint));
+    }
+    Ok(if checks.iter().any(|c| c.level == Level::Fail) {
+        Exit::Findings
+    } else {
+        Exit::Ok
+    })
+}
+
+/// Every check, in the order printed.
+pub fn checks(board: &Path, explicit_config: Option<&Path>) -> Vec<Check> {
+    let board = std::path::absolute(board).unwrap_or_else(|_| board.to_path_buf());
+    let board_dir = board.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let mut out = Vec::new();
+
+    // Configuration.
+    let config = match config::load(explicit_config, &board_dir) {
+        Ok(loaded) => {
+            out.push(ok(
+                "config",
+                match &loaded.path {
+                    Some(p) => format!("{} is valid", p.display()),
+                    None => format!(
+                        "no {} beside the board; built-in defaults",
+                        config::FILE_NAME
+                    ),
+                },
+            ));
+            Some(loaded.config)
+        }
+        Err(e) => {
+            out.push(check(
+                Level::Fail,
+                "config",
+                e.to_string(),
+                "fix the file; `taskboard run` refuses to start with it",
+            ));
+            None
+        }
+    };
+
+    // Board.
+    out.push(board_check(&board, config.as_ref()));
+
+    // Executors.
+    if let Some(config) = &config {
+        if config.executors.is_empty() {
+            out.push(check(
+                Level::Warn,
+                "executors",
+                "none configured: nothing will run",
+                format!(
+                    "add an [executors.default] table with a command to {}",
+                    config::FILE_NAME
+                ),
+            ));
+        }
+        for (route, exec) in &config.executors {
+            out.push(executor_check(route, exec, &board_dir));
+        }
+    }
+
+    // State folder.
+    let state_dir = fsio::state_dir(&board);
+    out.push(state_check(&board_dir, &state_dir));
+
+    // A live `run`.
+    out.push(run_check(&state_dir));
+
+    // Service.
+    out.push(service_check(&board));
+
+    // inotify.
+    if cfg!(target_os = "linux") {
+        out.extend(inotify_checks());
+    }
+
+    // Clock.
+    out.push(clock_check(&board, config.as_ref()));
+    out
+}
+
+fn board_check(board: &Path, config: Option<&Config>) -> Check {
+    let snap = match fsio::read_board(board) {
+        Ok(s) => s,
+        Err(e) => {
+            let todo = match e {
+                fsio::ReadError::NotFound(_) => {
+                    "create it (`taskboard init` writes a starter board); `run` waits for it"
+                }
+                _ => "make it a readable UTF-8 file",
+            };
+            return check(Level::Fail, "board", e.to_string(), todo);
+        }
+    };
+    let parsed = Board::parse(&snap.text);
+    let defaults = Config::default();
+    let config = config.unwrap_or(&defaults);
+    let routes = config.executors.keys().cloned().collect();
+    let findings = lint::lint(
+        &snap.text,
+        &parsed,
+        &LintContext {
+            now: Utc::now(),
+            stale_after: config.runtime.stale_after,
+            routes: Some(&routes),
+        },
+    );
+    let errors = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .count();
+    let warnings = findings.len() - errors;
+    let tasks = parsed.tasks.len();
+    let summary = format!(
+        "{} ({tasks} task{}): {errors} error{}, {warnings} warning{}",
+        board.display(),
+        plural(tasks),
+        plural(errors),
+        plural(warnings)
+    );
+    let todo = format!(
+        "see `taskboard lint {}`",
+        service::shell_quote(&board.to_string_lossy())
+    );
+    match (errors, warnings) {
+        (0, 0) => ok(
+            "board",
+            format!(
+                "{} ({tasks} task{}): lint-clean",
+                board.display(),
+                plural(tasks)
+            ),
+        ),
+        (0, _) => check(Level::Warn, "board", summary, todo),
+        _ => check(Level::Fail, "board", summary, todo),
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+fn executor_check(route: &str, exec: &config::ExecutorConfig, board_dir: &Path) -> Check {
+    let name = format!("executor {route}");
+    let Some(program) = exec.command.first() else {
+        return check(
+            Level::Fail,
+            &name,
+            "empty command",
+            "give it a command in taskboard.toml",
+        );
+    };
+    if program.contains('/') {
+        // Executors start in the board's folder, so a relative path is relative to it.
+        let path = board_dir.join(program);
+        return if is_executable(&path) {
+            ok(&name, format!("{} is executable", path.display()))
+        } else if path.exists() {
+            check(
+                Level::Fail,
+                &name,
+                format!("{} is not executable", path.display()),
+                format!("chmod +x {}", service::shell_quote(&path.to_string_lossy())),
+            )
+        } else {
+            check(
+                Level::Fail,
+                &name,
+                format!("{} does not exist", path.display()),
+                "fix the command in taskboard.toml (relative paths start at the board's folder)",
+            )
+        };
+    }
+    let path_var = exec
+        .env
+        .get("PATH")
+        .cloned()
+        .or_else(|| std::env::var("PATH").ok())
+        .unwrap_or_default();
+    match std::env::split_paths(&path_var)
+        .map(|d| d.join(program))
+        .find(|p| is_executable(p))
+    {
+        Some(found) => ok(&name, format!("`{program}` is {}", found.display())),
+        None => check(
+            Level::Fail,
+            &name,
+            format!("`{program}` not found on PATH"),
+            "install it, or put its absolute path in taskboard.toml (a service gets the PATH of `taskboard service install`)",
+        ),
+    }
+}
+
+fn state_check(board_dir: &Path, state_dir: &Path) -> Check {
+    if !board_dir.is_dir() {
+        return check(
+            Level::Fail,
+            "state",
+            format!("the board's folder {} does not exist", board_dir.display()),
+            "create it, or point doctor at the right board",
+        );
+    }
+    let probe = state_dir.join(format!(".doctor-probe-{}", std::process::id()));
+    let result = std::fs::create_dir_all(state_dir)
+        .and_then(|_| std::fs::write(&probe, b"probe\n"))
+        .and_then(|_| std::fs::remove_file(&probe));
+    match result {
+        Ok(()) => ok("state", format!("{} is writable", state_dir.display())),
+        Err(e) => {
+            let _ = std::fs::remove_file(&probe);
+            check(
+                Level::Fail,
+                "state",
+                format!("{} is not writable: {e}", state_dir.display()),
+                "fix its owner or permissions; the runtime keeps locks and runs there",
+            )
+        }
+    }
+}
+
+fn run_check(state_dir: &Path) -> Check {
+    let path = state_dir.join("run.lock");
+    match RunLock::try_acquire(&path) {
+        Ok(Ok(lock)) => {
+            drop(lock);
+            check(
+                Level::Warn,
+                "run",
+                "no `taskboard run` is serving this board",
+                "start one, or install the service (`taskboard service install`)",
+            )
+        }
+        Ok(Err(holder)) => ok(
+            "run",
+            match holder {
+                Some(pid) => format!("a `taskboard run` is serving this board (pid {pid})"),
+                None => "a `taskboard run` is serving this board".to_string(),
+            },
+        ),
+        Err(e) => check(
+            Level::Warn,
+            "run",
+            format!("cannot check {}: {e}", path.display()),
+            "make .taskboard/ writable",
+        ),
+    }
+}
+
+fn service_check(board: &Path) -> Check {
+    let abs = match super::service::absolute_board(board) {
+        Ok(b) => b,
+        Err(f) => return check(Level::Warn, "service", f.message, "check the board path"),
+    };
+    let slug = service::slug(&abs);
+    let quoted = service::shell_quote(&board.to_string_lossy());
+    // Look for either manager's files; the platform's own first.
+    let managers = match Manager::default_for_platform() {
+        Manager::Launchd => [Manager::Launchd, Manager::Systemd],
+        Manager::Systemd => [Manager::Systemd, Manager::Launchd],
+    };
+    for manager in managers {
+        let Ok(dir) = super::service::manager_dir(manager) else {
+            continue;
+        };
+        let names = super::service::file_names(manager, &abs);
+        let present: Vec<&String> = names
+            .iter()
+            .filter(|n| {
+                std::fs::read_to_string(dir.join(n)).is_ok_and(|t| t.contains(service::MARKER))
+            })
+            .collect();
+        if present.is_empty() {
+            continue;
+        }
+        if present.len() < names.len() {
+            return check(
+                Level::Warn,
+                "service",
+                format!(
+                    "only {} of {} files installed in {}",
+                    present.len(),
+                    names.len(),
+                    dir.display()
+                ),
+                format!("run `taskboard service install {quoted}` again"),
+            );
+        }
+        return match loaded(manager, &slug) {
+            Some(true) => ok(
+                "service",
+                format!("installed in {} and loaded", dir.display()),
+            ),
+            Some(false) => check(
+                Level::Warn,
+                "service",
+                format!("installed in {} but not loaded", dir.display()),
+                match manager {
+                    Manager::Systemd => format!(
+                        "systemctl --user daemon-reload && systemctl --user enable --now {} {}",
+                        service::systemd_run_unit(&slug),
+                        service::systemd_once_timer(&slug)
+                    ),
+                    Manager::Launchd => format!(
+                        "launchctl bootstrap gui/$(id -u) {}",
+                        names
+                            .iter()
+                            .map(|n| service::shell_quote(&dir.join(n).to_string_lossy()))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    ),
+                },
+            ),
+            None => check(
+                Level::Warn,
+                "service",
+                format!(
+                    "installed in {}; whether it is loaded is unknown",
+                    dir.display()
+                ),
+                match manager {
+                    Manager::Systemd => format!(
+                        "check with `systemctl --user status {}`",
+                        service::systemd_run_unit(&slug)
+                    ),
+                    Manager::Launchd => format!(
+                        "check with `launchctl print gui/$(id -u)/{}`",
+                        service::launchd_run_label(&slug)
+                    ),
+                },
+            ),
+        };
+    }
+    check(
+        Level::Warn,
+        "service",
+        "not installed for this board",
+        format!("`taskboard service install {quoted}` keeps `run` alive in the background"),
+    )
+}
+
+/// Whether the manager has the `run` job loaded: `None` when it cannot be asked.
+fn loaded(manager: Manager, slug: &str) -> Option<bool> {
+    let output = match manager {
+        Manager::Systemd => Command::new("systemctl")
+            .args(["--user", "is-active", &service::systemd_run_unit(slug)])
+            .stdin(Stdio::null())
+            .output()
+            .ok()?,
+        Manager::Launchd => {
+            // SAFETY: getuid has no preconditions and cannot fail.
+            let uid = unsafe { libc::getuid() };
+            let out = Command::new("launchctl")
+                .arg("print")
+                .arg(format!("gui/{uid}/{}", service::launchd_run_label(slug)))
+                .stdin(Stdio::null())
+                .output()
+                .ok()?;
+            return Some(out.status.success());
+        }
+    };
+    // `is-active` prints the state; without a user manager (no D-Bus session) it prints
+    // nothing useful and exits non-zero.
+    match String::from_utf8_lossy(&output.stdout).trim() {
+        "active" | "reloading" | "activating" => Some(true),
+        "inactive" | "failed" | "deactivating" => Some(false),
+        _ => None,
+    }
+}
+
+fn read_number(path: &str) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Each `run` uses one inotify instance and one watch (on the board's folder).
+fn inotify_checks() -> Vec<Check> {
+    let mut out = Vec::new();
+    for (key, low) in [("max_user_watches", 8192), ("max_user_instances", 128)] {
+        let path = format!("/proc/sys/fs/inotify/{key}");
+        let name = format!("inotify {key}");
+        out.push(match read_number(&path) {
+            Some(n) if n < low => check(
+                Level::Warn,
+                &name,
+                format!("{n} is low (editors and other watchers share it)"),
+                format!("raise it: sudo sysctl fs.inotify.{key}={}", low * 4),
+            ),
+            Some(n) => ok(&name, n.to_string()),
+            None => check(
+                Level::Warn,
+                &name,
+                format!("cannot read {path}"),
+                "check that inotify is available; without it changes are seen only on rescans",
+            ),
+        });
+    }
+    out
+}
+
+fn clock_check(board: &Path, config: Option<&Config>) -> Check {
+    let now = Utc::now();
+    if now.year() < 2024 {
+        return check(
+            Level::Fail,
+            "clock",
+            format!("the system time is {}", now.format("%Y-%m-%d %H:%M UTC")),
+            "set the clock (enable NTP); claim times and retries depend on it",
+        );
+    }
+    let Ok(snap) = fsio::read_board(board) else {
+        return ok(
+            "clock",
+            format!("system time {}", now.format("%Y-%m-%d %H:%M UTC")),
+        );
+    };
+    let parsed = Board::parse(&snap.text);
+    let defaults = Config::default();
+    let config = config.unwrap_or(&defaults);
+    let future: Vec<String> = lint::lint(
+        &snap.text,
+        &parsed,
+        &LintContext {
+            now,
+            stale_after: config.runtime.stale_after,
+            routes: None,
+        },
+    )
+    .into_iter()
+    .filter(|f| f.code == "clock-anomaly")
+    .map(|f| f.task.unwrap_or_else(|| format!("line {}", f.line)))
+    .collect();
+    if future.is_empty() {
+        ok(
+            "clock",
+            format!(
+                "system time {}; no claim is in the future",
+                now.format("%Y-%m-%d %H:%M UTC")
+            ),
+        )
+    } else {
+        check(
+            Level::Fail,
+            "clock",
+            format!(
+                "running claims in the future: {} (system time {})",
+                future.join(", "),
+                now.format("%Y-%m-%d %H:%M UTC")
+            ),
+            "check this machine's clock and the clock of whoever claimed them; fix the status by hand",
+        )
+    }
 }

@@ -17,7 +17,7 @@ pub fn once(board: &Path, config: Option<&Path>) -> CmdResult {
 }
 
 fn serve(mode: Mode, board: &Path, config: Option<&Path>) -> CmdResult {
-    init_stderr_log();
+    let _log = crate::logging::init_for_board(board, config);
     // Signals are registered before any thread starts, so every thread inherits the mask.
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
@@ -66,19 +66,4 @@ fn serve(mode: Mode, board: &Path, config: Option<&Path>) -> CmdResult {
         .serve()
         .map_err(|f| Failure::new(f.exit, f.message))?;
     Ok(Exit::Ok)
-}
-
-/// Human-readable diagnostics on stderr, filtered by `TASKBOARD_LOG` (RUST_LOG syntax).
-fn init_stderr_log() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TASKBOARD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(
-            std::io::IsTerminal::is_terminal(&std::io::stderr())
-                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
-        )
-        .with_target(false)
-        .try_init();
 }

@@ -1,9 +1,16 @@
 //! `taskboard service`: launchd agents and systemd user units for a board.
+//!
+//! `install` writes the files `crate::service` generates into the manager's folder and prints
+//! the one command that loads them; it never runs that command. It never replaces a different
+//! file without `--force`, and checks every file before writing any, so a refusal changes
+//! nothing. `uninstall` removes only files that carry the generator's marker.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::{CmdResult, Failure};
+use crate::config;
 use crate::exit::Exit;
+use crate::service::{self, Manager, Spec};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Action {
@@ -41,6 +48,288 @@ pub struct UninstallArgs {
     pub systemd: bool,
 }
 
-pub fn run(_action: &Action) -> CmdResult {
-    Err(Failure::new(Exit::Usage, "service: not built yet"))
+pub fn run(action: &Action) -> CmdResult {
+    match action {
+        Action::Install(args) => install(args),
+        Action::Uninstall(args) => uninstall(args),
+    }
+}
+
+fn manager(launchd: bool, systemd: bool) -> Manager {
+    match (launchd, systemd) {
+        (true, _) => Manager::Launchd,
+        (_, true) => Manager::Systemd,
+        _ => Manager::default_for_platform(),
+    }
+}
+
+/// The board as an absolute path: its folder canonicalized when it exists (so the same board
+/// always gets the same slug), the file name kept (a symlinked board stays the link).
+pub fn absolute_board(board: &Path) -> Result<PathBuf, Failure> {
+    let abs = std::path::absolute(board).map_err(|e| {
+        Failure::new(
+            Exit::Usage,
+            format!("{}: cannot make the path absolute: {e}", board.display()),
+        )
+    })?;
+    let Some(name) = abs.file_name() else {
+        return Err(Failure::new(
+            Exit::Usage,
+            format!("{}: not a file name", board.display()),
+        ));
+    };
+    let dir = abs.parent().unwrap_or(Path::new("/"));
+    Ok(match std::fs::canonicalize(dir) {
+        Ok(dir) => dir.join(name),
+        Err(_) => abs,
+    })
+}
+
+/// Where the manager's files for the current user go: `$HOME/Library/LaunchAgents`, or
+/// `$XDG_CONFIG_HOME/systemd/user` (`$HOME/.config/systemd/user` when unset or not absolute).
+pub fn manager_dir(manager: Manager) -> Result<PathBuf, Failure> {
+    let home = || {
+        std::env::var_os("HOME")
+            .filter(|h| Path::new(h).is_absolute())
+            .map(PathBuf::from)
+            .ok_or_else(|| Failure::new(Exit::State, "HOME is not set to an absolute path"))
+    };
+    Ok(match manager {
+        Manager::Launchd => home()?.join("Library").join("LaunchAgents"),
+        Manager::Systemd => {
+            match std::env::var_os("XDG_CONFIG_HOME").filter(|x| Path::new(x).is_absolute()) {
+                Some(x) => PathBuf::from(x).join("systemd").join("user"),
+                None => home()?.join(".config").join("systemd").join("user"),
+            }
+        }
+    })
+}
+
+/// The files `install` writes for `spec` and `manager`, with their full paths.
+pub fn files_for(manager: Manager, spec: &Spec) -> Vec<service::File> {
+    match manager {
+        Manager::Launchd => service::launchd_files(spec),
+        Manager::Systemd => service::systemd_files(spec),
+    }
+}
+
+/// The file names `install` would write for `board` (only the names depend on the board).
+pub fn file_names(manager: Manager, board: &Path) -> Vec<String> {
+    let slug = service::slug(board);
+    match manager {
+        Manager::Launchd => vec![
+            format!("{}.plist", service::launchd_run_label(&slug)),
+            format!("{}.plist", service::launchd_once_label(&slug)),
+        ],
+        Manager::Systemd => vec![
+            service::systemd_run_unit(&slug),
+            service::systemd_once_service(&slug),
+            service::systemd_once_timer(&slug),
+        ],
+    }
+}
+
+fn quoted(p: &Path) -> String {
+    service::shell_quote(&p.to_string_lossy())
+}
+
+fn install(args: &InstallArgs) -> CmdResult {
+    let manager = manager(args.launchd, args.systemd);
+    let board = absolute_board(&args.board)?;
+    let board_dir = board.parent().unwrap_or(Path::new("/")).to_path_buf();
+    if !board_dir.is_dir() {
+        return Err(Failure::new(
+            Exit::Board,
+            format!("{}: the folder does not exist", board_dir.display()),
+        ));
+    }
+    let loaded =
+        config::load(None, &board_dir).map_err(|e| Failure::new(Exit::Config, e.to_string()))?;
+    let binary = std::env::current_exe()
+        .and_then(std::fs::canonicalize)
+        .map_err(|e| {
+            Failure::new(
+                Exit::State,
+                format!("cannot find the taskboard binary: {e}"),
+            )
+        })?;
+    let spec = Spec {
+        binary,
+        board,
+        path_env: std::env::var("PATH")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| service::FALLBACK_PATH.to_string()),
+        grace: loaded.config.runtime.grace,
+    };
+    service::check(&spec).map_err(|e| Failure::new(Exit::Usage, e))?;
+    let dir = manager_dir(manager)?;
+    let files: Vec<(PathBuf, String)> = files_for(manager, &spec)
+        .into_iter()
+        .map(|f| (dir.join(f.name), f.contents))
+        .collect();
+
+    if args.print {
+        for (path, contents) in &files {
+            println!("# {}", path.display());
+            print!("{contents}");
+            println!();
+        }
+        return Ok(Exit::Ok);
+    }
+
+    // Check every file before writing any: a refusal leaves everything as it was.
+    let mut plan = Vec::new();
+    let mut refused = Vec::new();
+    for (path, contents) in &files {
+        match std::fs::read(path) {
+            Ok(old) if old == contents.as_bytes() => plan.push((path, contents, "unchanged")),
+            Ok(_) if args.force => plan.push((path, contents, "replaced")),
+            Ok(_) => refused.push(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                plan.push((path, contents, "wrote"))
+            }
+            Err(e) => {
+                return Err(Failure::new(
+                    Exit::Write,
+                    format!("cannot read {}: {e}", path.display()),
+                ));
+            }
+        }
+    }
+    if !refused.is_empty() {
+        let list: Vec<String> = refused.iter().map(|p| p.display().to_string()).collect();
+        return Err(Failure::new(
+            Exit::Write,
+            format!(
+                "{} already exists with different content; nothing was written (use --force to replace)",
+                list.join(", ")
+            ),
+        ));
+    }
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Failure::new(Exit::Write, format!("cannot create {}: {e}", dir.display())))?;
+    let logs = spec.logs_dir();
+    std::fs::create_dir_all(&logs).map_err(|e| {
+        Failure::new(
+            Exit::Write,
+            format!("cannot create {}: {e}", logs.display()),
+        )
+    })?;
+    let mut replaced = false;
+    for (path, contents, what) in &plan {
+        if *what != "unchanged" {
+            crate::fsio::atomic_write(path, contents.as_bytes()).map_err(|e| {
+                Failure::new(Exit::Write, format!("cannot write {}: {e}", path.display()))
+            })?;
+        }
+        replaced |= *what == "replaced";
+        println!("{what} {}", path.display());
+    }
+    let slug = service::slug(&spec.board);
+    println!();
+    match manager {
+        Manager::Launchd => {
+            if replaced {
+                println!("Unload the old jobs first if they are loaded:");
+                println!("  {}", launchd_unload(&slug));
+            }
+            println!("Load them with:");
+            let plists: Vec<String> = files.iter().map(|(p, _)| quoted(p)).collect();
+            println!("  launchctl bootstrap gui/$(id -u) {}", plists.join(" "));
+        }
+        Manager::Systemd => {
+            println!("Load them with:");
+            println!(
+                "  systemctl --user daemon-reload && systemctl --user enable --now {} {}",
+                service::systemd_run_unit(&slug),
+                service::systemd_once_timer(&slug)
+            );
+            if replaced {
+                println!(
+                    "A unit that is already running keeps its old settings until: systemctl --user restart {}",
+                    service::systemd_run_unit(&slug)
+                );
+            }
+            println!(
+                "User units stop when you log out unless lingering is on: loginctl enable-linger \"$USER\""
+            );
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+fn launchd_unload(slug: &str) -> String {
+    format!(
+        "launchctl bootout gui/$(id -u)/{} ; launchctl bootout gui/$(id -u)/{}",
+        service::launchd_run_label(slug),
+        service::launchd_once_label(slug)
+    )
+}
+
+fn uninstall(args: &UninstallArgs) -> CmdResult {
+    let manager = manager(args.launchd, args.systemd);
+    let board = absolute_board(&args.board)?;
+    let dir = manager_dir(manager)?;
+    let slug = service::slug(&board);
+    let mut ours = Vec::new();
+    let mut foreign = Vec::new();
+    for name in file_names(manager, &board) {
+        let path = dir.join(name);
+        match std::fs::read(&path) {
+            Ok(bytes) if String::from_utf8_lossy(&bytes).contains(service::MARKER) => {
+                ours.push(path)
+            }
+            Ok(_) => foreign.push(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(Failure::new(
+                    Exit::Write,
+                    format!("cannot read {}: {e}", path.display()),
+                ));
+            }
+        }
+    }
+    if ours.is_empty() && foreign.is_empty() {
+        println!(
+            "nothing installed for {} in {}",
+            board.display(),
+            dir.display()
+        );
+        return Ok(Exit::Ok);
+    }
+    if !ours.is_empty() {
+        println!("Unload them first if they are loaded:");
+        match manager {
+            Manager::Launchd => println!("  {}", launchd_unload(&slug)),
+            Manager::Systemd => println!(
+                "  systemctl --user disable --now {} {}",
+                service::systemd_run_unit(&slug),
+                service::systemd_once_timer(&slug)
+            ),
+        }
+    }
+    for path in &ours {
+        std::fs::remove_file(path).map_err(|e| {
+            Failure::new(
+                Exit::Write,
+                format!("cannot remove {}: {e}", path.display()),
+            )
+        })?;
+        println!("removed {}", path.display());
+    }
+    if manager == Manager::Systemd && !ours.is_empty() {
+        println!("Then: systemctl --user daemon-reload");
+    }
+    if !foreign.is_empty() {
+        let list: Vec<String> = foreign.iter().map(|p| p.display().to_string()).collect();
+        return Err(Failure::new(
+            Exit::Write,
+            format!(
+                "left {}: not written by `taskboard service install`",
+                list.join(", ")
+            ),
+        ));
+    }
+    Ok(Exit::Ok)
 }
