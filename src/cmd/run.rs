@@ -17,14 +17,15 @@ pub fn once(board: &Path, config: Option<&Path>) -> CmdResult {
 }
 
 fn serve(mode: Mode, board: &Path, config: Option<&Path>) -> CmdResult {
-    let _log = crate::logging::init_for_board(board, config);
-    // Signals are registered before any thread starts, so every thread inherits the mask.
+    // Signals first: until they are registered, a SIGTERM or SIGHUP kills the process outright,
+    // and the log writer below already starts a thread.
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGHUP,
     ])
     .map_err(|e| Failure::new(Exit::State, format!("cannot install signal handlers: {e}")))?;
+    let _log = crate::logging::init_for_board(board, config);
     let runtime = Runtime::new(mode, board, config).map_err(|f| Failure::new(f.exit, f.message))?;
     let _run_lock = match mode {
         Mode::Run => {
