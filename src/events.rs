@@ -61,6 +61,9 @@ pub enum EventKind {
         route: String,
         pid: u32,
         agent: String,
+        /// `review` for a review run; absent for the task's own run.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        phase: Option<String>,
     },
     TaskFinished {
         attempt: u32,
@@ -75,6 +78,18 @@ pub enum EventKind {
         note: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none", default)]
         stopped: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        phase: Option<String>,
+        /// As reported by the executor in its result file.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        cost_usd: Option<f64>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        tokens_in: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        tokens_out: Option<u64>,
+        /// The handoffs file this attempt's section was appended to.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        handoff: Option<String>,
     },
     TaskRetryScheduled {
         attempt: u32,
@@ -128,6 +143,20 @@ pub enum EventKind {
     ConfigReloaded {
         #[serde(skip_serializing_if = "Option::is_none", default)]
         path: Option<String>,
+    },
+    /// A route reached its daily budget; its ready tasks wait for the next UTC day.
+    BudgetExhausted {
+        route: String,
+        spent_usd: f64,
+        budget_usd: f64,
+        waiting: usize,
+    },
+    /// One run reported more than its route's `max_cost_usd`.
+    CostOverCap {
+        route: String,
+        attempt: u32,
+        cost_usd: f64,
+        cap_usd: f64,
     },
     /// `taskboard retry` set the task back to ready from `from`.
     RetryRequested {
@@ -193,6 +222,8 @@ impl EventKind {
             EventKind::StatusReasserted { .. } => "status_reasserted",
             EventKind::ConfigReloaded { .. } => "config_reloaded",
             EventKind::RetryRequested { .. } => "retry_requested",
+            EventKind::BudgetExhausted { .. } => "budget_exhausted",
+            EventKind::CostOverCap { .. } => "cost_over_cap",
             EventKind::Error { .. } => "error",
         }
     }

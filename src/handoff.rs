@@ -54,6 +54,11 @@ pub struct Attempt<'a> {
     pub stderr_tail: Option<&'a str>,
 }
 
+/// `handoffs/<ID>.md` beside the board.
+pub fn file_path(board_dir: &std::path::Path, id: &str) -> std::path::PathBuf {
+    board_dir.join("handoffs").join(format!("{id}.md"))
+}
+
 /// The heading that starts each attempt's section.
 pub const SECTION_PREFIX: &str = "## Attempt ";
 

@@ -34,6 +34,8 @@ pub struct Policy {
     pub stale_after: Duration,
     /// Configured executor routes. A task's route is its `route:` field, else `default`.
     pub routes: BTreeSet<String>,
+    /// Routes with a daily budget in US dollars (`daily_budget_usd`).
+    pub daily_budget: BTreeMap<String, f64>,
 }
 
 /// What the shell knows about a task's lock folder.
@@ -87,9 +89,11 @@ pub struct Inputs<'a> {
     pub memory: &'a BTreeMap<String, TaskMemory>,
     /// How many more runs may start now (0 while stopping).
     pub capacity: usize,
+    /// Reported spend per route on `now`'s UTC day.
+    pub spent_today: &'a BTreeMap<String, f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Step {
     /// `blocked:task:…` whose dependencies are all done becomes ready.
     Promote {
@@ -127,9 +131,16 @@ pub enum Step {
     Forget { id: String, status: Status },
     /// A person's decision on a task this runtime is running: stop the run, keep their status.
     Cancel { id: String, status: Status },
+    /// A route spent its daily budget: its ready tasks wait, untouched, for the next UTC day.
+    BudgetHeld {
+        route: String,
+        spent: f64,
+        budget: f64,
+        waiting: usize,
+    },
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {
     pub steps: Vec<Step>,
     /// When a time-based rule next needs a pass (a retry falls due, a lock-less claim goes stale).
@@ -162,6 +173,7 @@ pub fn plan(inp: &Inputs) -> Plan {
         .collect();
     let stale_after = TimeDelta::from_std(inp.policy.stale_after).unwrap_or(TimeDelta::MAX);
     let mut capacity = inp.capacity;
+    let mut held: BTreeMap<String, (f64, f64, usize)> = BTreeMap::new();
 
     for task in &inp.board.tasks {
         let id = task.id.as_str();
@@ -275,7 +287,19 @@ pub fn plan(inp: &Inputs) -> Plan {
                     continue;
                 }
                 let route = route_of(task);
-                if !inp.policy.routes.contains(route) || capacity == 0 {
+                if !inp.policy.routes.contains(route) {
+                    continue;
+                }
+                if let Some(budget) = inp.policy.daily_budget.get(route) {
+                    let spent = inp.spent_today.get(route).copied().unwrap_or(0.0);
+                    if spent >= *budget {
+                        held.entry(route.to_string())
+                            .or_insert((spent, *budget, 0))
+                            .2 += 1;
+                        continue;
+                    }
+                }
+                if capacity == 0 {
                     continue;
                 }
                 capacity -= 1;
@@ -318,6 +342,23 @@ pub fn plan(inp: &Inputs) -> Plan {
             }
         }
     }
+    if !held.is_empty() {
+        // Budgets are per UTC day: look again when the next one starts.
+        let tomorrow = inp
+            .now
+            .date_naive()
+            .succ_opt()
+            .unwrap_or(inp.now.date_naive());
+        plan.wake(tomorrow.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
+    }
+    for (route, (spent, budget, waiting)) in held {
+        plan.steps.push(Step::BudgetHeld {
+            route,
+            spent,
+            budget,
+            waiting,
+        });
+    }
     plan
 }
 
@@ -345,7 +386,7 @@ fn reset_stale(
 }
 
 /// How an attempt ended, as the planner needs to know it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Ending {
     /// Exit 0. `result` is the executor's result file, if it wrote one.
     Success { result: Option<ResultFile> },
@@ -359,17 +400,36 @@ pub enum Ending {
     Interrupted,
 }
 
-/// The executor's optional result file.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// The executor's optional result file (`$TASKBOARD_RESULT`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ResultFile {
     #[serde(default)]
     pub status: Option<String>,
     #[serde(default)]
     pub note: Option<String>,
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
+    #[serde(default)]
+    pub tokens_in: Option<u64>,
+    #[serde(default)]
+    pub tokens_out: Option<u64>,
+    #[serde(default)]
+    pub handoff: Option<crate::handoff::Handoff>,
+}
+
+/// Which run of an attempt ended: the work itself, or its review.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// The task's own run; `review` names the route that must accept a success.
+    Work {
+        review: Option<String>,
+    },
+    Review,
 }
 
 /// What to do with a task whose attempt ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settlement {
     /// The status to write (compare-and-swap against the running status), if any.
     pub write: Option<Status>,
@@ -381,6 +441,10 @@ pub struct Settlement {
 pub enum SettlementKind {
     /// Done, or a status the executor chose (blocked on a person, failed by its own word).
     Finished,
+    /// The work succeeded; the review route runs next (the task stays claimed).
+    ToReview { route: String },
+    /// The review sent the task back to ready; its note goes into the next packet.
+    Bounced,
     /// Failed; another attempt at `at`.
     Retry { at: DateTime<Utc> },
     /// Failed; no attempts left.
@@ -391,15 +455,22 @@ pub enum SettlementKind {
     Interrupted,
 }
 
-/// Parses an executor's result file text into the status it asks for.
-pub fn parse_result(text: &str) -> Result<ResultFile, String> {
+/// Parses an executor's result file. `ready` is allowed only from a review (a bounce).
+pub fn parse_result(text: &str, phase: &Phase) -> Result<ResultFile, String> {
     let result: ResultFile =
         serde_json::from_str(text).map_err(|e| format!("result file is not valid JSON: {e}"))?;
+    if let Some(c) = result.cost_usd
+        && (!c.is_finite() || c < 0.0)
+    {
+        return Err(format!("result cost_usd {c} is not a non-negative amount"));
+    }
     if let Some(s) = &result.status {
         let status =
             Status::parse(s).map_err(|e| format!("result status `{s}` is not valid: {e}"))?;
-        if !matches!(status.state(), State::Done | State::Failed | State::Blocked)
-            || matches!(status, Status::RetryAt(_))
+        let bounce = *phase == Phase::Review && status == Status::Ready;
+        if !bounce
+            && (!matches!(status.state(), State::Done | State::Failed | State::Blocked)
+                || matches!(status, Status::RetryAt(_)))
         {
             return Err(format!(
                 "result status `{s}` is not allowed: use done, blocked:<who>:<reason>, blocked:task:<ID> or failed:<reason>"
@@ -410,7 +481,16 @@ pub fn parse_result(text: &str) -> Result<ResultFile, String> {
 }
 
 /// Decides the outcome of attempt number `attempt` (1-based) that ended at `now`.
-pub fn settle(policy: &Policy, attempt: u32, ending: &Ending, now: DateTime<Utc>) -> Settlement {
+pub fn settle(
+    policy: &Policy,
+    attempt: u32,
+    phase: &Phase,
+    ending: &Ending,
+    now: DateTime<Utc>,
+) -> Settlement {
+    if *phase == Phase::Review {
+        return settle_review(policy, attempt, ending);
+    }
     let failure = |reason: &str, note: Option<String>| {
         if attempt >= policy.max_attempts {
             Settlement {
@@ -436,14 +516,94 @@ pub fn settle(policy: &Policy, attempt: u32, ending: &Ending, now: DateTime<Utc>
                 .and_then(|r| r.status.as_deref())
                 .and_then(|s| Status::parse(s).ok())
                 .unwrap_or(Status::Done);
+            let note = result.as_ref().and_then(|r| r.note.clone());
+            if let (
+                Status::Done,
+                Phase::Work {
+                    review: Some(route),
+                },
+            ) = (&status, phase)
+            {
+                return Settlement {
+                    write: Some(Status::Running {
+                        agent: review_agent(&policy.agent),
+                        since: Stamp::seconds(now),
+                    }),
+                    kind: SettlementKind::ToReview {
+                        route: route.clone(),
+                    },
+                    note,
+                };
+            }
             Settlement {
                 write: Some(status),
                 kind: SettlementKind::Finished,
-                note: result.as_ref().and_then(|r| r.note.clone()),
+                note,
             }
         }
         Ending::BadResult(why) => failure("bad_result", Some(why.clone())),
         Ending::Failure(reason) => failure(reason, None),
+        Ending::Cancelled => Settlement {
+            write: None,
+            kind: SettlementKind::Cancelled,
+            note: None,
+        },
+        Ending::Interrupted => Settlement {
+            write: Some(Status::Ready),
+            kind: SettlementKind::Interrupted,
+            note: None,
+        },
+    }
+}
+
+/// The agent name a task under review shows: `running:review-<agent>:<time>`.
+pub fn review_agent(agent: &str) -> String {
+    format!("review-{agent}")
+}
+
+/// A review's ending: accept (done), bounce (ready, counted as an attempt), or the status the
+/// reviewer chose for a person.
+fn settle_review(policy: &Policy, attempt: u32, ending: &Ending) -> Settlement {
+    let bounce = |note: String| {
+        if attempt >= policy.max_attempts {
+            Settlement {
+                write: Some(Status::failed("exhausted_retries")),
+                kind: SettlementKind::Exhausted,
+                note: Some(note),
+            }
+        } else {
+            Settlement {
+                write: Some(Status::Ready),
+                kind: SettlementKind::Bounced,
+                note: Some(note),
+            }
+        }
+    };
+    match ending {
+        Ending::Success { result } => {
+            let note = result.as_ref().and_then(|r| r.note.clone());
+            match result
+                .as_ref()
+                .and_then(|r| r.status.as_deref())
+                .and_then(|s| Status::parse(s).ok())
+            {
+                None | Some(Status::Done) => Settlement {
+                    write: Some(Status::Done),
+                    kind: SettlementKind::Finished,
+                    note,
+                },
+                Some(Status::Ready) => {
+                    bounce(note.unwrap_or_else(|| "The review sent it back without a note.".into()))
+                }
+                Some(other) => Settlement {
+                    write: Some(other),
+                    kind: SettlementKind::Finished,
+                    note,
+                },
+            }
+        }
+        Ending::BadResult(why) => bounce(format!("The review's result was unusable: {why}")),
+        Ending::Failure(reason) => bounce(format!("The review did not accept it ({reason}).")),
         Ending::Cancelled => Settlement {
             write: None,
             kind: SettlementKind::Cancelled,
@@ -494,6 +654,7 @@ mod tests {
             retry_backoff: Duration::from_secs(30),
             stale_after: Duration::from_secs(7200),
             routes: ["default".to_string(), "review".to_string()].into(),
+            daily_budget: BTreeMap::new(),
         }
     }
     const NOW: &str = "2026-04-20T16:00:00Z";
@@ -503,6 +664,7 @@ mod tests {
         active: BTreeSet<String>,
         memory: BTreeMap<String, TaskMemory>,
         capacity: usize,
+        spent: BTreeMap<String, f64>,
     }
     impl Default for World {
         fn default() -> World {
@@ -511,6 +673,7 @@ mod tests {
                 active: BTreeSet::new(),
                 memory: BTreeMap::new(),
                 capacity: 8,
+                spent: BTreeMap::new(),
             }
         }
     }
@@ -532,6 +695,7 @@ mod tests {
             active: &w.active,
             memory: &w.memory,
             capacity: w.capacity,
+            spent_today: &w.spent,
         })
     }
     fn dispatched(p: &Plan) -> Vec<(String, u32)> {
@@ -589,6 +753,7 @@ mod tests {
             active: &w.active,
             memory: &w.memory,
             capacity: 8,
+            spent_today: &w.spent,
         });
         assert_eq!(dispatched(&p), vec![("C-1".into(), 1)]);
     }
@@ -816,20 +981,28 @@ mod tests {
         );
     }
 
+    fn work() -> Phase {
+        Phase::Work { review: None }
+    }
+
     #[test]
     fn settling_attempts() {
         let p = policy();
         let now = t(NOW);
-        let s = settle(&p, 1, &Ending::Success { result: None }, now);
+        let s = settle(&p, 1, &work(), &Ending::Success { result: None }, now);
         assert_eq!(
             (s.write, s.kind),
             (Some(Status::Done), SettlementKind::Finished)
         );
-        let r = parse_result(r#"{"status": "blocked:siyao:need-url", "note": "no URL"}"#).unwrap();
-        let s = settle(&p, 1, &Ending::Success { result: Some(r) }, now);
+        let r = parse_result(
+            r#"{"status": "blocked:siyao:need-url", "note": "no URL"}"#,
+            &work(),
+        )
+        .unwrap();
+        let s = settle(&p, 1, &work(), &Ending::Success { result: Some(r) }, now);
         assert_eq!(s.write, Some(st("blocked:siyao:need-url")));
         assert_eq!(s.note.as_deref(), Some("no URL"));
-        let s = settle(&p, 2, &Ending::Failure("exit_3".into()), now);
+        let s = settle(&p, 2, &work(), &Ending::Failure("exit_3".into()), now);
         assert_eq!(s.write, Some(st("blocked:retry:2026-04-20T16:01:00Z")));
         assert_eq!(
             s.kind,
@@ -837,7 +1010,7 @@ mod tests {
                 at: t("2026-04-20T16:01:00Z")
             }
         );
-        let s = settle(&p, 3, &Ending::Failure("timeout".into()), now);
+        let s = settle(&p, 3, &work(), &Ending::Failure("timeout".into()), now);
         assert_eq!(
             (s.write, s.kind),
             (
@@ -845,29 +1018,154 @@ mod tests {
                 SettlementKind::Exhausted
             )
         );
-        assert_eq!(settle(&p, 1, &Ending::Cancelled, now).write, None);
+        assert_eq!(settle(&p, 1, &work(), &Ending::Cancelled, now).write, None);
         assert_eq!(
-            settle(&p, 1, &Ending::Interrupted, now).write,
+            settle(&p, 1, &work(), &Ending::Interrupted, now).write,
             Some(Status::Ready)
         );
     }
 
     #[test]
     fn result_files_are_checked() {
-        assert!(parse_result("{").unwrap_err().contains("not valid JSON"));
         assert!(
-            parse_result(r#"{"status": "Done"}"#)
+            parse_result("{", &work())
+                .unwrap_err()
+                .contains("not valid JSON")
+        );
+        assert!(
+            parse_result(r#"{"status": "Done"}"#, &work())
                 .unwrap_err()
                 .contains("not valid")
         );
         assert!(
-            parse_result(r#"{"status": "ready"}"#)
+            parse_result(r#"{"status": "ready"}"#, &work())
                 .unwrap_err()
                 .contains("not allowed")
         );
-        assert!(parse_result(r#"{"status": "running:x:2026-04-20T15:25Z"}"#).is_err());
-        assert!(parse_result(r#"{"note": "fine"}"#).is_ok());
-        assert!(parse_result(r#"{"status": "failed:no_input"}"#).is_ok());
+        assert!(parse_result(r#"{"status": "running:x:2026-04-20T15:25Z"}"#, &work()).is_err());
+        assert!(parse_result(r#"{"note": "fine"}"#, &work()).is_ok());
+        assert!(parse_result(r#"{"status": "failed:no_input"}"#, &work()).is_ok());
+    }
+
+    #[test]
+    fn a_spent_budget_holds_its_route_until_the_next_utc_day() {
+        let text = "## A-1\n- status: ready\n- route: review\n## B-1\n- status: ready\n- route: review\n## C-1\n- status: ready\n";
+        let b = Board::parse(text);
+        let mut p = policy();
+        p.daily_budget.insert("review".into(), 10.0);
+        let w = World::default();
+        let spent: BTreeMap<String, f64> = [("review".to_string(), 10.0)].into();
+        let plan_at = |now: &str, spent: &BTreeMap<String, f64>| {
+            plan(&Inputs {
+                board: &b,
+                policy: &p,
+                now: t(now),
+                locks: &w.locks,
+                active: &w.active,
+                memory: &w.memory,
+                capacity: 8,
+                spent_today: spent,
+            })
+        };
+        // Spent out today: the route's tasks stay ready and one step says why.
+        let today = plan_at(NOW, &spent);
+        assert_eq!(dispatched(&today), vec![("C-1".into(), 1)]);
+        assert!(today.steps.contains(&Step::BudgetHeld {
+            route: "review".into(),
+            spent: 10.0,
+            budget: 10.0,
+            waiting: 2,
+        }));
+        assert_eq!(today.wake_at, Some(t("2026-04-21T00:00:00Z")));
+        // The next UTC day starts with nothing spent: the route runs again.
+        let tomorrow = plan_at("2026-04-21T00:00:01Z", &BTreeMap::new());
+        assert_eq!(
+            dispatched(&tomorrow),
+            vec![("A-1".into(), 1), ("B-1".into(), 1), ("C-1".into(), 1)]
+        );
+        // Under budget: nothing held.
+        let under: BTreeMap<String, f64> = [("review".to_string(), 9.99)].into();
+        assert_eq!(dispatched(&plan_at(NOW, &under)).len(), 3);
+    }
+
+    #[test]
+    fn a_reviewed_route_goes_to_review_before_done() {
+        let p = policy();
+        let now = t(NOW);
+        let phase = Phase::Work {
+            review: Some("review".into()),
+        };
+        let s = settle(&p, 1, &phase, &Ending::Success { result: None }, now);
+        assert_eq!(s.write, Some(st("running:review-tb:2026-04-20T16:00:00Z")));
+        assert_eq!(
+            s.kind,
+            SettlementKind::ToReview {
+                route: "review".into()
+            }
+        );
+        // An executor that hands the task to a person skips the review.
+        let r = parse_result(r#"{"status": "blocked:you:need-url"}"#, &phase).unwrap();
+        let s = settle(&p, 1, &phase, &Ending::Success { result: Some(r) }, now);
+        assert_eq!(s.kind, SettlementKind::Finished);
+        // A failed run is retried as usual.
+        let s = settle(&p, 1, &phase, &Ending::Failure("exit_1".into()), now);
+        assert!(matches!(s.kind, SettlementKind::Retry { .. }));
+    }
+
+    #[test]
+    fn a_review_accepts_or_bounces_counting_the_attempt() {
+        let p = policy();
+        let now = t(NOW);
+        let review = Phase::Review;
+        let s = settle(&p, 1, &review, &Ending::Success { result: None }, now);
+        assert_eq!(
+            (s.write, s.kind),
+            (Some(Status::Done), SettlementKind::Finished)
+        );
+        let r = parse_result(
+            r#"{"status": "ready", "note": "tests are missing"}"#,
+            &review,
+        )
+        .unwrap();
+        let s = settle(
+            &p,
+            1,
+            &review,
+            &Ending::Success {
+                result: Some(r.clone()),
+            },
+            now,
+        );
+        assert_eq!(
+            (s.write, s.kind),
+            (Some(Status::Ready), SettlementKind::Bounced)
+        );
+        assert_eq!(s.note.as_deref(), Some("tests are missing"));
+        let s = settle(&p, 2, &review, &Ending::Failure("exit_2".into()), now);
+        assert_eq!(s.kind, SettlementKind::Bounced);
+        assert!(s.note.unwrap().contains("exit_2"));
+        // The last attempt's bounce exhausts the task.
+        let s = settle(&p, 3, &review, &Ending::Success { result: Some(r) }, now);
+        assert_eq!(s.kind, SettlementKind::Exhausted);
+        // Only a review may ask for `ready`.
+        assert!(parse_result(r#"{"status": "ready"}"#, &work()).is_err());
+    }
+
+    #[test]
+    fn result_files_carry_cost_tokens_and_a_handoff() {
+        let r = parse_result(
+            r#"{"cost_usd": 0.42, "tokens_in": 1200, "tokens_out": 300, "handoff": {"what": "x", "evidence": {"changed": ["a.rs"]}, "next": "y"}}"#,
+            &work(),
+        )
+        .unwrap();
+        assert_eq!(r.cost_usd, Some(0.42));
+        assert_eq!((r.tokens_in, r.tokens_out), (Some(1200), Some(300)));
+        assert_eq!(r.handoff.unwrap().evidence.changed, ["a.rs"]);
+        assert!(parse_result(r#"{"cost_usd": -1}"#, &work()).is_err());
+        assert!(
+            parse_result(r#"{"stauts": "done"}"#, &work()).is_err(),
+            "a misspelt key is an error"
+        );
     }
 
     #[test]

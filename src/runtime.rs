@@ -22,9 +22,13 @@ use crate::events::{Event, EventKind, EventLog};
 use crate::exec;
 use crate::exit::Exit;
 use crate::fsio;
+use crate::handoff;
 use crate::lint;
 use crate::lock::{self, LockState, Locks, Owner};
-use crate::plan::{self, Ending, Episode, LockView, Policy, SettlementKind, Step};
+use crate::packet;
+use crate::plan::{
+    self, Ending, Episode, LockView, Phase, Policy, ResultFile, SettlementKind, Step,
+};
 use crate::state::{AttemptRecord, Store};
 use crate::status::Status;
 use crate::watch::{self, WatchSignal};
@@ -77,6 +81,7 @@ pub enum Msg {
 struct Active {
     attempt: u32,
     route: String,
+    phase: Phase,
     /// None until the executor has started.
     handle: Option<exec::RunHandle>,
     started: DateTime<Utc>,
@@ -110,6 +115,27 @@ enum After {
     },
 }
 
+/// An executor run to start: the task's own work, or its review.
+struct Launch {
+    id: String,
+    route: String,
+    attempt: u32,
+    /// The `running:` status on the board while it runs.
+    running: Status,
+    phase: Phase,
+}
+
+/// What the runtime saw of a run that ended.
+#[derive(Default)]
+struct RunFacts {
+    exit_code: Option<i32>,
+    signal: Option<i32>,
+    duration: Duration,
+    stderr_tail: String,
+    /// The result file, when it parsed (cost and handoff count whatever the exit).
+    reported: Option<ResultFile>,
+}
+
 pub struct Runtime {
     mode: Mode,
     board: PathBuf,
@@ -136,6 +162,8 @@ pub struct Runtime {
     rx: Receiver<Msg>,
     stopping: bool,
     passes: u64,
+    /// (UTC day, route) pairs whose spent budget has been announced.
+    budget_announced: BTreeSet<(chrono::NaiveDate, String)>,
 }
 
 impl Runtime {
@@ -210,6 +238,7 @@ impl Runtime {
             rx,
             stopping: false,
             passes: 0,
+            budget_announced: BTreeSet::new(),
         };
         if let Some(w) = warning {
             rt.error(None, "state", w);
@@ -271,6 +300,12 @@ impl Runtime {
             retry_backoff: rc.retry_backoff,
             stale_after: rc.stale_after,
             routes: self.config.executors.keys().cloned().collect(),
+            daily_budget: self
+                .config
+                .executors
+                .iter()
+                .filter_map(|(r, e)| e.daily_budget_usd.map(|b| (r.clone(), b)))
+                .collect(),
         }
     }
 
@@ -510,6 +545,7 @@ impl Runtime {
             Episode::record(&mut m.episode, &p.change.expected, &p.change.new);
         }
         let policy = self.policy();
+        let spent_today = self.store.spend_on(now.date_naive());
         let planned = plan::plan(&plan::Inputs {
             board: &board,
             policy: &policy,
@@ -518,6 +554,7 @@ impl Runtime {
             active: &active,
             memory: &memory,
             capacity,
+            spent_today: &spent_today,
         });
         self.wake_at = planned.wake_at;
 
@@ -588,6 +625,27 @@ impl Runtime {
                     after: After::Reasserted,
                 }),
                 Step::Forget { id, .. } => self.store.forget(&id),
+                Step::BudgetHeld {
+                    route,
+                    spent,
+                    budget,
+                    waiting,
+                } => {
+                    if self
+                        .budget_announced
+                        .insert((now.date_naive(), route.clone()))
+                    {
+                        self.emit(
+                            None,
+                            EventKind::BudgetExhausted {
+                                route,
+                                spent_usd: spent,
+                                budget_usd: budget,
+                                waiting,
+                            },
+                        );
+                    }
+                }
                 Step::Cancel { id, status } => {
                     if let Some(handle) = self.active.get(&id).and_then(|a| a.handle.as_ref()) {
                         handle.stop(exec::StopReason::Cancelled);
@@ -812,7 +870,13 @@ impl Runtime {
         // Block ranges moved with the write: parse what is now on disk, once, if needed.
         let written = pending
             .iter()
-            .any(|p| matches!(p.after, After::Claimed { .. }))
+            .any(|p| match &p.after {
+                After::Claimed { .. } => true,
+                After::Settled { settlement, .. } => {
+                    matches!(settlement.kind, SettlementKind::ToReview { .. })
+                }
+                _ => false,
+            })
             .then(|| Board::parse(&text));
 
         let mut started = 0;
@@ -872,14 +936,19 @@ impl Runtime {
                 After::Claimed { route, attempt } => {
                     self.store.record_mut(&id).memory.attempts = attempt;
                     let board = written.as_ref().expect("parsed when a claim is pending");
-                    if self.spawn(
-                        &id,
-                        &route,
+                    let review = self
+                        .config
+                        .executors
+                        .get(&route)
+                        .and_then(|e| e.review.clone());
+                    let launch = Launch {
+                        id: id.clone(),
+                        route,
                         attempt,
-                        p.change.new.clone(),
-                        (board, &text),
-                        now,
-                    ) {
+                        running: p.change.new.clone(),
+                        phase: Phase::Work { review },
+                    };
+                    if self.spawn(launch, (board, &text), now) {
                         started += 1;
                     }
                 }
@@ -892,6 +961,25 @@ impl Runtime {
                             let rec = self.store.record_mut(&id);
                             rec.memory.attempts = 0;
                             rec.history.clear();
+                            rec.review_feedback = None;
+                        }
+                        SettlementKind::ToReview { route } => {
+                            // The task stays claimed: the lock passes to the review run.
+                            let board = written.as_ref().expect("parsed when a review is pending");
+                            let launch = Launch {
+                                id: id.clone(),
+                                route,
+                                attempt,
+                                running: p.change.new.clone(),
+                                phase: Phase::Review,
+                            };
+                            if self.spawn(launch, (board, &text), now) {
+                                started += 1;
+                            }
+                            continue;
+                        }
+                        SettlementKind::Bounced => {
+                            self.store.record_mut(&id).review_feedback = settlement.note.clone();
                         }
                         SettlementKind::Retry { at } => {
                             self.emit(Some(&id), EventKind::TaskRetryScheduled { attempt, at });
@@ -921,17 +1009,20 @@ impl Runtime {
         if active.attempt != attempt {
             return None;
         }
+        let result = std::fs::read_to_string(&active.result_path)
+            .ok()
+            .map(|text| plan::parse_result(&text, &active.phase));
         let ending = match finished.stopped {
             Some(exec::StopReason::Cancelled) => Ending::Cancelled,
             Some(exec::StopReason::Shutdown) => Ending::Interrupted,
             Some(exec::StopReason::Timeout) => Ending::Failure("timeout".into()),
             None => match finished.ending {
-                exec::Ending::Exited(0) => match std::fs::read_to_string(&active.result_path) {
-                    Ok(text) => match plan::parse_result(&text) {
-                        Ok(r) => Ending::Success { result: Some(r) },
-                        Err(why) => Ending::BadResult(why),
+                exec::Ending::Exited(0) => match &result {
+                    Some(Ok(r)) => Ending::Success {
+                        result: Some(r.clone()),
                     },
-                    Err(_) => Ending::Success { result: None },
+                    Some(Err(why)) => Ending::BadResult(why.clone()),
+                    None => Ending::Success { result: None },
                 },
                 exec::Ending::Exited(code) => Ending::Failure(format!("exit_{code}")),
                 exec::Ending::Signaled(sig) => {
@@ -943,30 +1034,27 @@ impl Runtime {
             exec::Ending::Exited(c) => (Some(c), None),
             exec::Ending::Signaled(s) => (None, Some(s)),
         };
-        self.conclude(
-            id,
-            &active,
-            ending,
+        let facts = RunFacts {
             exit_code,
             signal,
-            finished.duration,
-            finished.stderr_tail,
-        )
+            duration: finished.duration,
+            stderr_tail: finished.stderr_tail,
+            reported: result.and_then(Result::ok),
+        };
+        self.conclude(id, &active, ending, facts)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Records an attempt's ending (spend, handoff, attempt record, `task_finished`) and
+    /// returns the status change it calls for.
     fn conclude(
         &mut self,
         id: &str,
         active: &Active,
         ending: Ending,
-        exit_code: Option<i32>,
-        signal: Option<i32>,
-        duration: Duration,
-        stderr_tail: String,
+        facts: RunFacts,
     ) -> Option<Pending> {
         let now = self.now();
-        let settlement = plan::settle(&self.policy(), active.attempt, &ending, now);
+        let settlement = plan::settle(&self.policy(), active.attempt, &active.phase, &ending, now);
         let outcome = match (&settlement.write, &ending) {
             (_, Ending::Cancelled) => "cancelled".to_string(),
             (_, Ending::Interrupted) => "interrupted".to_string(),
@@ -974,13 +1062,58 @@ impl Runtime {
             (None, _) => "none".to_string(),
         };
         let reason = match &ending {
-            Ending::Success { .. } => "done".to_string(),
+            Ending::Success { .. } => outcome.clone(),
             Ending::BadResult(_) => "bad_result".to_string(),
             Ending::Failure(r) => r.clone(),
             Ending::Cancelled => "cancelled".to_string(),
             Ending::Interrupted => "interrupted".to_string(),
         };
-        let duration_ms = duration.as_millis() as u64;
+        let phase = (active.phase == Phase::Review).then(|| "review".to_string());
+        let reported = facts.reported.as_ref();
+        let cost = reported.and_then(|r| r.cost_usd);
+        if let Some(cost) = cost {
+            self.store.add_spend(now.date_naive(), &active.route, cost);
+            self.store.record_mut(id).cost_usd += cost;
+            let cap = self
+                .config
+                .executors
+                .get(&active.route)
+                .and_then(|e| e.max_cost_usd);
+            if let Some(cap) = cap.filter(|cap| cost > *cap) {
+                self.emit(
+                    Some(id),
+                    EventKind::CostOverCap {
+                        route: active.route.clone(),
+                        attempt: active.attempt,
+                        cost_usd: cost,
+                        cap_usd: cap,
+                    },
+                );
+            }
+        }
+        let duration_ms = facts.duration.as_millis() as u64;
+        // Every attempt leaves a breadcrumb, a failure included; an interrupted one is retried
+        // under the same number, so it leaves none.
+        let handoff = (!matches!(ending, Ending::Interrupted)).then(|| {
+            let succeeded = matches!(ending, Ending::Success { .. });
+            handoff::render(&handoff::Attempt {
+                attempt: active.attempt,
+                route: &active.route,
+                ended: now,
+                outcome: &reason,
+                exit_code: facts.exit_code,
+                signal: facts.signal,
+                duration_ms,
+                cost_usd: cost,
+                note: settlement.note.as_deref(),
+                handoff: reported.and_then(|r| r.handoff.as_ref()),
+                seen_changed: None,
+                stderr_tail: (!succeeded).then_some(facts.stderr_tail.as_str()),
+            })
+        });
+        let handoff_path = handoff
+            .as_ref()
+            .and_then(|section| self.append_handoff(id, section));
         let rec = self.store.record_mut(id);
         rec.history.push(AttemptRecord {
             attempt: active.attempt,
@@ -988,18 +1121,21 @@ impl Runtime {
             started: active.started,
             ended: now,
             duration_ms,
-            exit_code,
-            signal,
+            exit_code: facts.exit_code,
+            signal: facts.signal,
             outcome: reason,
-            stderr_tail: stderr_tail.clone(),
+            stderr_tail: facts.stderr_tail.clone(),
             run_dir: active.run_dir.display().to_string(),
+            cost_usd: cost,
+            phase: phase.clone(),
+            handoff,
         });
         self.emit(
             Some(id),
             EventKind::TaskFinished {
                 attempt: active.attempt,
-                exit_code,
-                signal,
+                exit_code: facts.exit_code,
+                signal: facts.signal,
                 duration_ms,
                 outcome,
                 note: settlement.note.clone(),
@@ -1009,6 +1145,11 @@ impl Runtime {
                     Ending::Failure(r) if r == "timeout" => Some("timeout".into()),
                     _ => None,
                 },
+                phase,
+                cost_usd: cost,
+                tokens_in: reported.and_then(|r| r.tokens_in),
+                tokens_out: reported.and_then(|r| r.tokens_out),
+                handoff: handoff_path,
             },
         );
         let Some(new) = settlement.write.clone() else {
@@ -1028,26 +1169,65 @@ impl Runtime {
         })
     }
 
-    /// Starts the executor for a claimed task. On failure to start, the attempt is settled as
-    /// failed right away (its status change goes out with the next write).
-    fn spawn(
-        &mut self,
-        id: &str,
-        route: &str,
-        attempt: u32,
-        running: Status,
-        (board, text): (&Board, &str),
-        now: DateTime<Utc>,
-    ) -> bool {
-        let run_dir = self
-            .state_dir
-            .join("runs")
-            .join(id)
-            .join(format!("{attempt}-{}", now.format("%Y%m%dT%H%M%SZ")));
+    /// Appends one attempt's section to `handoffs/<ID>.md`; the path relative to the board's
+    /// folder, or `None` (reported) when it cannot be written.
+    fn append_handoff(&self, id: &str, section: &str) -> Option<String> {
+        use std::io::Write;
+        let path = handoff::file_path(&self.board_dir, id);
+        let result = std::fs::create_dir_all(path.parent().unwrap_or(&self.board_dir))
+            .and_then(|_| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+            })
+            .and_then(|mut f| {
+                let header = if f.metadata()?.len() == 0 {
+                    handoff::file_header(id)
+                } else {
+                    String::new()
+                };
+                f.write_all(format!("{header}{section}").as_bytes())
+            });
+        match result {
+            Ok(()) => Some(format!("handoffs/{id}.md")),
+            Err(e) => {
+                self.error(
+                    Some(id),
+                    "handoff",
+                    format!("cannot write {}: {e}", path.display()),
+                );
+                None
+            }
+        }
+    }
+
+    /// Starts an executor run (a claimed task's work, or its review). On failure to start, the
+    /// attempt is settled as failed right away (its status change goes out with the next write).
+    fn spawn(&mut self, launch: Launch, (board, text): (&Board, &str), now: DateTime<Utc>) -> bool {
+        let Launch {
+            id,
+            route,
+            attempt,
+            running,
+            phase,
+        } = launch;
+        let id = id.as_str();
+        let route = route.as_str();
+        let review_suffix = if phase == Phase::Review {
+            "-review"
+        } else {
+            ""
+        };
+        let run_dir = self.state_dir.join("runs").join(id).join(format!(
+            "{attempt}{review_suffix}-{}",
+            now.format("%Y%m%dT%H%M%SZ")
+        ));
         let result_path = run_dir.join("result.json");
         let active = Active {
             attempt,
             route: route.to_string(),
+            phase: phase.clone(),
             handle: None,
             started: now,
             running,
@@ -1060,10 +1240,7 @@ impl Runtime {
                 id,
                 &active,
                 Ending::Failure(reason.into()),
-                None,
-                None,
-                Duration::ZERO,
-                String::new(),
+                RunFacts::default(),
             ) {
                 rt.deferred.push(p);
                 rt.dirty = true;
@@ -1094,7 +1271,19 @@ impl Runtime {
                 "vanished",
             );
         };
-        let packet = self.packet(id, board, text);
+        let review = (phase == Phase::Review).then(packet::Review::default);
+        let record = self.store.tasks.get(id);
+        let source = packet::Source {
+            board_dir: &self.board_dir,
+            board,
+            text,
+            record,
+        };
+        let budget = self.config.runtime.packet_budget as usize;
+        let packet = packet::assemble(&source, id, attempt, review, budget).unwrap_or_default();
+        if let Err(e) = std::fs::write(run_dir.join("packet.md"), &packet) {
+            self.error(Some(id), "dispatch", format!("cannot keep the packet: {e}"));
+        }
         let mut argv = exec_cfg.command.clone();
         if argv[0].contains('/') && Path::new(&argv[0]).is_relative() {
             argv[0] = self.board_dir.join(&argv[0]).display().to_string();
@@ -1150,7 +1339,11 @@ impl Runtime {
                         attempt,
                         route: route.to_string(),
                         pid,
-                        agent: self.config.runtime.agent.clone(),
+                        agent: match phase {
+                            Phase::Review => plan::review_agent(&self.config.runtime.agent),
+                            Phase::Work { .. } => self.config.runtime.agent.clone(),
+                        },
+                        phase: (phase == Phase::Review).then(|| "review".to_string()),
                     },
                 );
                 self.active.insert(
@@ -1169,30 +1362,6 @@ impl Runtime {
                 "spawn_failed",
             ),
         }
-    }
-
-    /// The context packet on the executor's stdin: the task's block, then its dependencies'.
-    fn packet(&self, id: &str, board: &Board, text: &str) -> String {
-        let mut out = String::new();
-        if let Some(task) = board.task(id) {
-            out.push_str(&text[task.block.clone()]);
-        }
-        let deps = self
-            .store
-            .tasks
-            .get(id)
-            .map(|r| r.deps.clone())
-            .unwrap_or_default();
-        for dep in deps {
-            if let Some(t) = board.task(&dep) {
-                if !out.ends_with('\n') {
-                    out.push('\n');
-                }
-                out.push_str(&format!("\n<!-- taskboard: dependency {dep} -->\n"));
-                out.push_str(&text[t.block.clone()]);
-            }
-        }
-        out
     }
 
     /// Writes `deadletter/<ID>.json` (archiving an older one) with the task and its attempts.

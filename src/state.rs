@@ -23,6 +23,12 @@ pub struct TaskRecord {
     /// The attempts of the current episode, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<AttemptRecord>,
+    /// The note of the review that last sent this task back, for its next packet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review_feedback: Option<String>,
+    /// Spend reported by this task's runs, in US dollars.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cost_usd: f64,
     /// When the task was first found missing from the board (cleared when it is back).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missing_since: Option<DateTime<Utc>>,
@@ -48,17 +54,36 @@ pub struct AttemptRecord {
     pub outcome: String,
     pub stderr_tail: String,
     pub run_dir: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+    /// `review` for a review run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// This attempt's section of `handoffs/<ID>.md`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff: Option<String>,
 }
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
+
+/// How many days of per-route spend are kept.
+const SPEND_DAYS_KEPT: usize = 90;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct StateFile {
     version: u32,
     tasks: BTreeMap<String, TaskRecord>,
+    /// UTC day (`YYYY-MM-DD`) → route → reported spend in US dollars.
+    #[serde(default)]
+    spend: BTreeMap<String, BTreeMap<String, f64>>,
 }
 
 pub struct Store {
     path: PathBuf,
     pub tasks: BTreeMap<String, TaskRecord>,
+    pub spend: BTreeMap<String, BTreeMap<String, f64>>,
     dirty: bool,
 }
 
@@ -67,9 +92,9 @@ impl Store {
     /// `state.json.corrupt-<ts>` and reported in the returned warning.
     pub fn load(path: &Path) -> (Store, Option<String>) {
         let mut warning = None;
-        let tasks = match std::fs::read(path) {
+        let file = match std::fs::read(path) {
             Ok(bytes) => match serde_json::from_slice::<StateFile>(&bytes) {
-                Ok(file) => file.tasks,
+                Ok(file) => file,
                 Err(e) => {
                     let aside = path.with_extension(format!(
                         "json.corrupt-{}",
@@ -81,15 +106,16 @@ impl Store {
                         path.display(),
                         aside.display()
                     ));
-                    BTreeMap::new()
+                    StateFile::default()
                 }
             },
-            Err(_) => BTreeMap::new(),
+            Err(_) => StateFile::default(),
         };
         (
             Store {
                 path: path.to_path_buf(),
-                tasks,
+                tasks: file.tasks,
+                spend: file.spend,
                 dirty: false,
             },
             warning,
@@ -134,6 +160,36 @@ impl Store {
         self.dirty |= changed;
     }
 
+    /// Reads the state without ever moving a corrupt file aside (for read-only commands).
+    pub fn peek(path: &Path) -> BTreeMap<String, TaskRecord> {
+        std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<StateFile>(&b).ok())
+            .map(|f| f.tasks)
+            .unwrap_or_default()
+    }
+
+    /// Spend per route on a UTC day.
+    pub fn spend_on(&self, day: chrono::NaiveDate) -> BTreeMap<String, f64> {
+        self.spend
+            .get(&day.format("%Y-%m-%d").to_string())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn add_spend(&mut self, day: chrono::NaiveDate, route: &str, usd: f64) {
+        *self
+            .spend
+            .entry(day.format("%Y-%m-%d").to_string())
+            .or_default()
+            .entry(route.to_string())
+            .or_default() += usd;
+        while self.spend.len() > SPEND_DAYS_KEPT {
+            self.spend.pop_first();
+        }
+        self.dirty = true;
+    }
+
     /// Writes the file if anything changed since the last save.
     pub fn save(&mut self) -> io::Result<()> {
         if !self.dirty {
@@ -142,9 +198,11 @@ impl Store {
         let file = StateFile {
             version: 1,
             tasks: std::mem::take(&mut self.tasks),
+            spend: std::mem::take(&mut self.spend),
         };
         let json = serde_json::to_vec_pretty(&file);
         self.tasks = file.tasks;
+        self.spend = file.spend;
         crate::fsio::atomic_write(&self.path, &json.map_err(io::Error::other)?)?;
         self.dirty = false;
         Ok(())

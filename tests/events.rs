@@ -69,6 +69,14 @@ fn every_kind() -> Vec<EventKind> {
             route: "default".into(),
             pid: 999,
             agent: "shell".into(),
+            phase: None,
+        },
+        EventKind::TaskDispatched {
+            attempt: 1,
+            route: "review".into(),
+            pid: 1000,
+            agent: "review-shell".into(),
+            phase: Some("review".into()),
         },
         EventKind::TaskFinished {
             attempt: 1,
@@ -78,6 +86,11 @@ fn every_kind() -> Vec<EventKind> {
             outcome: "failed:exit_3".into(),
             note: Some("line one\nline \"two\"".into()),
             stopped: None,
+            phase: Some("review".into()),
+            cost_usd: Some(0.125),
+            tokens_in: Some(1200),
+            tokens_out: Some(300),
+            handoff: Some("handoffs/t1.md".into()),
         },
         EventKind::TaskFinished {
             attempt: 2,
@@ -87,6 +100,11 @@ fn every_kind() -> Vec<EventKind> {
             outcome: "failed:timeout".into(),
             note: None,
             stopped: Some("timeout".into()),
+            phase: None,
+            cost_usd: None,
+            tokens_in: None,
+            tokens_out: None,
+            handoff: None,
         },
         EventKind::TaskRetryScheduled {
             attempt: 2,
@@ -199,6 +217,11 @@ fn printed_keys_are_ts_event_task_then_fields_in_declaration_order() {
             outcome: "done".into(),
             note: Some("ok".into()),
             stopped: None,
+            phase: None,
+            cost_usd: None,
+            tokens_in: None,
+            tokens_out: None,
+            handoff: None,
         },
     );
     assert_eq!(
@@ -319,6 +342,11 @@ fn concurrent_appenders_never_interleave_lines() {
                             outcome: "done".into(),
                             note: Some(note.clone()),
                             stopped: None,
+                            phase: None,
+                            cost_usd: None,
+                            tokens_in: None,
+                            tokens_out: None,
+                            handoff: None,
                         },
                     );
                     if i % 2 == 0 {
@@ -534,6 +562,11 @@ mod prop {
                             outcome,
                             note,
                             stopped,
+                            phase: None,
+                            cost_usd: None,
+                            tokens_in: None,
+                            tokens_out: None,
+                            handoff: None,
                         }
                     }
                 ),

@@ -12,7 +12,7 @@ const QUIET: Duration = Duration::from_millis(600);
 fn simple_executor(sb: &Sandbox) -> String {
     sb.script(
         "exec.sh",
-        r#"cat > "$TASKBOARD_RUN_DIR/packet.md"
+        r#"cat > "$TASKBOARD_RUN_DIR/stdin.md"
 echo "ran $TASKBOARD_TASK_ID attempt $TASKBOARD_ATTEMPT" >> ran.log
 exit 0"#,
     );
@@ -49,9 +49,32 @@ fn ready_tasks_run_and_dependents_follow() {
         .unwrap()
         .unwrap()
         .path();
-    let packet = std::fs::read_to_string(attempt.join("packet.md")).unwrap();
-    assert!(packet.starts_with("## B-1: second\n"), "{packet}");
+    let packet = std::fs::read_to_string(attempt.join("stdin.md")).unwrap();
+    assert_eq!(
+        packet,
+        std::fs::read_to_string(attempt.join("packet.md")).unwrap(),
+        "the run folder keeps exactly what the executor read"
+    );
+    assert!(
+        packet.contains("# Task B-1\n\n## B-1: second\n"),
+        "{packet}"
+    );
+    assert!(
+        packet.contains("# Depends on\n\n## A-1 (done)\n\n### A-1: first\n"),
+        "{packet}"
+    );
     assert!(packet.contains("Do the thing."), "{packet}");
+    assert!(
+        packet.contains("### Handoff from A-1\n\n### Attempt 1 "),
+        "{packet}"
+    );
+    assert!(
+        packet.contains("None: this is the first attempt."),
+        "{packet}"
+    );
+    // Each attempt left a handoff section beside the board.
+    let handoffs = std::fs::read_to_string(sb.path("handoffs/A-1.md")).unwrap();
+    assert!(handoffs.contains("## Attempt 1 · "), "{handoffs}");
     // Every other byte of the board is as it was.
     assert_eq!(
         sb.board_text(),
