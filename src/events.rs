@@ -90,6 +90,15 @@ pub enum EventKind {
         /// The handoffs file this attempt's section was appended to.
         #[serde(skip_serializing_if = "Option::is_none", default)]
         handoff: Option<String>,
+        /// Files git saw change during the run (repository-relative), when in a work tree.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        changed: Option<Vec<String>>,
+    },
+    /// What the executor claimed it changed differs from what git saw.
+    EvidenceMismatch {
+        attempt: u32,
+        claimed_not_seen: Vec<String>,
+        seen_not_claimed: Vec<String>,
     },
     TaskRetryScheduled {
         attempt: u32,
@@ -224,6 +233,7 @@ impl EventKind {
             EventKind::RetryRequested { .. } => "retry_requested",
             EventKind::BudgetExhausted { .. } => "budget_exhausted",
             EventKind::CostOverCap { .. } => "cost_over_cap",
+            EventKind::EvidenceMismatch { .. } => "evidence_mismatch",
             EventKind::Error { .. } => "error",
         }
     }

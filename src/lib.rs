@@ -16,6 +16,7 @@ pub mod writeback;
 
 // Imperative shell.
 pub mod events;
+pub mod evidence;
 pub mod exec;
 pub mod fsio;
 pub mod lock;

@@ -71,6 +71,8 @@ enum Command {
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
+    /// Print exactly the work packet a task's next run would receive on stdin.
+    Packet(cmd::packet::Args),
     /// Show the events, one readable line each; `-f` follows.
     Tail(cmd::tail::Args),
     /// Report throughput, error and retry rates, latency and run durations from the events.
@@ -116,6 +118,7 @@ fn main() -> ExitCode {
         Command::Status { board, json } => cmd::status::run(&board, json),
         Command::Init { dir } => cmd::init::run(&dir),
         Command::Retry { id, board } => cmd::retry::run(&board, &id),
+        Command::Packet(args) => cmd::packet::run(&args),
         Command::Tail(args) => cmd::tail::run(&args),
         Command::Stats(args) => cmd::stats::run(&args),
         Command::Doctor(args) => cmd::doctor::run(&args),

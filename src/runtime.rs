@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use crate::board::Board;
 use crate::config::{self, Config};
 use crate::events::{Event, EventKind, EventLog};
+use crate::evidence;
 use crate::exec;
 use crate::exit::Exit;
 use crate::fsio;
@@ -88,6 +89,8 @@ struct Active {
     running: Status,
     run_dir: PathBuf,
     result_path: PathBuf,
+    /// The git work tree before the run, when the board is in one (work runs only).
+    evidence_before: Option<evidence::Snapshot>,
 }
 
 /// A status change on its way to the board, and what to do once it landed (or was refused).
@@ -1092,6 +1095,33 @@ impl Runtime {
             }
         }
         let duration_ms = facts.duration.as_millis() as u64;
+        let seen = active.evidence_before.as_ref().and_then(|before| {
+            let after = evidence::snapshot(&self.board_dir)?;
+            Some((
+                evidence::changed(before, &after, &self.board_dir, &self.board),
+                after.root,
+            ))
+        });
+        if let (Some((seen, root)), Some(claims)) = (
+            &seen,
+            reported
+                .and_then(|r| r.handoff.as_ref())
+                .map(|h| &h.evidence.changed),
+        ) {
+            let (claimed_not_seen, seen_not_claimed) =
+                evidence::mismatch(claims, seen, &self.board_dir, root);
+            if !claimed_not_seen.is_empty() || !seen_not_claimed.is_empty() {
+                self.emit(
+                    Some(id),
+                    EventKind::EvidenceMismatch {
+                        attempt: active.attempt,
+                        claimed_not_seen,
+                        seen_not_claimed,
+                    },
+                );
+            }
+        }
+        let seen = seen.map(|(paths, _)| paths);
         // Every attempt leaves a breadcrumb, a failure included; an interrupted one is retried
         // under the same number, so it leaves none.
         let handoff = (!matches!(ending, Ending::Interrupted)).then(|| {
@@ -1107,7 +1137,7 @@ impl Runtime {
                 cost_usd: cost,
                 note: settlement.note.as_deref(),
                 handoff: reported.and_then(|r| r.handoff.as_ref()),
-                seen_changed: None,
+                seen_changed: seen.as_deref(),
                 stderr_tail: (!succeeded).then_some(facts.stderr_tail.as_str()),
             })
         });
@@ -1129,6 +1159,7 @@ impl Runtime {
             cost_usd: cost,
             phase: phase.clone(),
             handoff,
+            changed: seen.clone(),
         });
         self.emit(
             Some(id),
@@ -1150,6 +1181,7 @@ impl Runtime {
                 tokens_in: reported.and_then(|r| r.tokens_in),
                 tokens_out: reported.and_then(|r| r.tokens_out),
                 handoff: handoff_path,
+                changed: seen,
             },
         );
         let Some(new) = settlement.write.clone() else {
@@ -1233,6 +1265,7 @@ impl Runtime {
             running,
             run_dir: run_dir.clone(),
             result_path: result_path.clone(),
+            evidence_before: None,
         };
         let fail = |rt: &mut Runtime, active: Active, why: String, reason: &str| {
             rt.error(Some(id), "dispatch", why);
@@ -1271,8 +1304,16 @@ impl Runtime {
                 "vanished",
             );
         };
-        let review = (phase == Phase::Review).then(packet::Review::default);
         let record = self.store.tasks.get(id);
+        let review = (phase == Phase::Review).then(|| packet::Review {
+            handoff: String::new(),
+            diff: record
+                .and_then(|r| r.history.last())
+                .and_then(|a| a.changed.as_deref())
+                .and_then(|paths| {
+                    evidence::root(&self.board_dir).and_then(|root| evidence::diff(&root, paths))
+                }),
+        });
         let source = packet::Source {
             board_dir: &self.board_dir,
             board,
@@ -1320,6 +1361,14 @@ impl Runtime {
             timeout: exec_cfg.timeout,
             grace: self.config.runtime.grace,
             output_cap: self.config.runtime.output_cap,
+        };
+        let evidence_before = match phase {
+            Phase::Work { .. } => evidence::snapshot(&self.board_dir),
+            Phase::Review => None,
+        };
+        let active = Active {
+            evidence_before,
+            ..active
         };
         let tx = self.tx.clone();
         let owned_id = id.to_string();

@@ -62,6 +62,9 @@ pub struct AttemptRecord {
     /// This attempt's section of `handoffs/<ID>.md`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handoff: Option<String>,
+    /// Files git saw change during the run (repository-relative), when in a work tree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed: Option<Vec<String>>,
 }
 
 fn is_zero(v: &f64) -> bool {

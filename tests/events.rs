@@ -91,6 +91,7 @@ fn every_kind() -> Vec<EventKind> {
             tokens_in: Some(1200),
             tokens_out: Some(300),
             handoff: Some("handoffs/t1.md".into()),
+            changed: Some(vec!["src/a.rs".into()]),
         },
         EventKind::TaskFinished {
             attempt: 2,
@@ -105,6 +106,7 @@ fn every_kind() -> Vec<EventKind> {
             tokens_in: None,
             tokens_out: None,
             handoff: None,
+            changed: None,
         },
         EventKind::TaskRetryScheduled {
             attempt: 2,
@@ -222,6 +224,7 @@ fn printed_keys_are_ts_event_task_then_fields_in_declaration_order() {
             tokens_in: None,
             tokens_out: None,
             handoff: None,
+            changed: None,
         },
     );
     assert_eq!(
@@ -347,6 +350,7 @@ fn concurrent_appenders_never_interleave_lines() {
                             tokens_in: None,
                             tokens_out: None,
                             handoff: None,
+                            changed: None,
                         },
                     );
                     if i % 2 == 0 {
@@ -567,6 +571,7 @@ mod prop {
                             tokens_in: None,
                             tokens_out: None,
                             handoff: None,
+                            changed: None,
                         }
                     }
                 ),

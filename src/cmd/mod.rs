@@ -10,6 +10,7 @@ pub mod demo;
 pub mod doctor;
 pub mod init;
 pub mod lint;
+pub mod packet;
 pub mod retry;
 pub mod run;
 pub mod service;

@@ -1,0 +1,54 @@
+//! `taskboard packet <ID>`: prints exactly the work packet the task's next run would receive on
+//! stdin. Reads the board, the runtime's state and the dependencies' handoffs; writes nothing.
+
+use std::path::{Path, PathBuf};
+
+use super::lint::read_board_text;
+use super::{CmdResult, Failure};
+use crate::board::Board;
+use crate::exit::Exit;
+use crate::fsio;
+use crate::packet::{self, Source};
+use crate::state::Store;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The task ID.
+    pub id: String,
+    #[arg(default_value = "task-board.md")]
+    pub board: PathBuf,
+    /// Configuration file (default: taskboard.toml beside the board), for `packet_budget`.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+pub fn run(args: &Args) -> CmdResult {
+    let text = read_board_text(&args.board)?;
+    let dir = args
+        .board
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let config = crate::config::load(args.config.as_deref(), dir)
+        .map_err(|e| Failure::new(Exit::Config, e))?
+        .config;
+    let board = Board::parse(&text);
+    let records = Store::peek(&fsio::state_dir(&args.board).join("state.json"));
+    let record = records.get(&args.id);
+    let attempt = record.map_or(0, |r| r.memory.attempts) + 1;
+    let source = Source {
+        board_dir: dir,
+        board: &board,
+        text: &text,
+        record,
+    };
+    let budget = config.runtime.packet_budget as usize;
+    let out = packet::assemble(&source, &args.id, attempt, None, budget).ok_or_else(|| {
+        Failure::new(
+            Exit::Findings,
+            format!("no task `{}` on {}", args.id, args.board.display()),
+        )
+    })?;
+    super::lint::print_stdout(&out)?;
+    Ok(Exit::Ok)
+}
