@@ -9,6 +9,7 @@ pub mod board;
 pub mod config;
 pub mod lint;
 pub mod plan;
+pub mod report;
 pub mod status;
 pub mod writeback;
 
