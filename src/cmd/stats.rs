@@ -660,7 +660,7 @@ pub fn render_html(r: &Report, since: &str, board_dir: &Path, html_path: &Path) 
     let l = &r.latency_ms;
     let _ = write!(
         o,
-        "</section><section><h2>Save → detection latency</h2><p class=\"sub\">p50 {} · p95 {} · p99 {} · {} saves</p>",
+        "</section><section><h2>Save → detection latency (ms)</h2><p class=\"sub\">p50 {} · p95 {} · p99 {} · {} saves</p>",
         esc(&opt_ms(l.p50)),
         esc(&opt_ms(l.p95)),
         esc(&opt_ms(l.p99)),
@@ -670,13 +670,17 @@ pub fn render_html(r: &Report, since: &str, board_dir: &Path, html_path: &Path) 
         .histogram
         .iter()
         .map(|b| match b.le {
+            Some(le) if le < 1000 => format!("≤{le}"),
             Some(le) => format!("≤{}", fmt_ms(le)),
-            None => "more".into(),
+            None => format!(
+                ">{}",
+                fmt_ms(report::LATENCY_BUCKETS[report::LATENCY_BUCKETS.len() - 1])
+            ),
         })
         .collect();
     o.push_str(&bar_chart(
         "chart-latency",
-        "Save to detection latency histogram (file saves per bucket)",
+        "Save to detection latency histogram in ms (file saves per bucket)",
         &buckets,
         &[Series {
             name: "saves",
