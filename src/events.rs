@@ -6,13 +6,19 @@
 //! the file (each line built whole, then one `write_all` on an `O_APPEND` descriptor, so lines from
 //! concurrent writers never interleave).
 //!
-//! Must not touch: the board file, locks, or any decision about what happened. Callers build the
-//! events; this module only prints, appends and reads them. It never rotates or truncates the log.
+//! Also owns rotation: past a size limit the live file is renamed to `events-<UTC time>.jsonl`
+//! beside it (see [`EventLog`]), and readers see all files in order ([`log_files`],
+//! [`for_each_event_in`]).
+//!
+//! Must not touch: the board file, the runtime's locks, or any decision about what happened.
+//! Callers build the events; this module only prints, appends, rotates and reads them. It never
+//! truncates the log.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use serde::de::Deserializer;
@@ -418,37 +424,261 @@ impl fmt::Display for Event {
 
 /// Appends events to `events.jsonl`. Shareable across threads (`&self` methods); several
 /// `EventLog`s, in one process or many, may append to the same file at once.
+///
+/// Every append takes a shared `flock` on `events.jsonl.lock` beside the log and, before writing,
+/// checks that its open file is still the one at the path (another appender may have rotated it
+/// away, or a person removed it); if not, it reopens. With a size limit
+/// ([`EventLog::with_rotation`]), the appender that sees the file past the limit takes the lock
+/// exclusively, checks again, renames the file to `events-<UTC time>.jsonl` and reopens. A line is
+/// always written whole to one file, and no line is written to a rotated file once it is renamed.
 #[derive(Debug)]
 pub struct EventLog {
+    path: PathBuf,
+    max_bytes: Option<u64>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     file: File,
+    /// `events.jsonl.lock`; `None` when it cannot be created (read-only folder): appends then go
+    /// on without the lock and rotation is off.
+    lock: Option<File>,
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.append(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o644);
+    }
+    options.open(path)
+}
+
+/// The lock file appenders share: `<log name>.lock` beside the log.
+pub fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    path.with_file_name(name)
+}
+
+#[cfg(unix)]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+#[cfg(not(unix))]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    a.len() == b.len() && a.modified().ok() == b.modified().ok()
 }
 
 impl EventLog {
     /// Open (creating with mode 0644 if missing) for appending. Does not create parent folders.
+    /// Never rotates.
     pub fn open(path: impl AsRef<Path>) -> io::Result<EventLog> {
-        let mut options = OpenOptions::new();
-        options.append(true).create(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o644);
-        }
+        EventLog::build(path.as_ref(), None)
+    }
+
+    /// Like [`EventLog::open`], and rotate the file to `events-<UTC time>.jsonl` in the same
+    /// folder once it grows past `max_bytes` (0 turns rotation off).
+    pub fn with_rotation(path: impl AsRef<Path>, max_bytes: u64) -> io::Result<EventLog> {
+        EventLog::build(path.as_ref(), (max_bytes > 0).then_some(max_bytes))
+    }
+
+    fn build(path: &Path, max_bytes: Option<u64>) -> io::Result<EventLog> {
+        let file = open_append(path)?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(lock_path(path))
+            .ok();
         Ok(EventLog {
-            file: options.open(path)?,
+            path: path.to_path_buf(),
+            max_bytes,
+            inner: Mutex::new(Inner { file, lock }),
         })
+    }
+
+    /// The path appended to.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Append one event as one line, with a single `write_all` of the whole line.
     pub fn append(&self, ev: &Event) -> io::Result<()> {
         let mut line = ev.to_line();
         line.push('\n');
-        (&self.file).write_all(line.as_bytes())
+        self.append_line(line.as_bytes())
     }
 
     /// Append events in order, each line with its own single write.
     pub fn append_all(&self, evs: &[Event]) -> io::Result<()> {
         evs.iter().try_for_each(|ev| self.append(ev))
     }
+
+    /// Append one already printed line (ending in `\n`) with a single write.
+    fn append_line(&self, line: &[u8]) -> io::Result<()> {
+        // A poisoned mutex only means another thread panicked mid-append; the file is still fine.
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let Inner { file, lock } = &mut *inner;
+        if let Some(lock) = lock.as_ref() {
+            lock.lock_shared()?;
+        }
+        let written = (|| {
+            self.reopen_if_moved(file)?;
+            (&*file).write_all(line)?;
+            file.metadata().map(|m| m.len())
+        })();
+        if let Some(lock) = lock.as_ref() {
+            let _ = lock.unlock();
+        }
+        let size = written?;
+        if let (Some(max), Some(lock)) = (self.max_bytes, lock.as_ref())
+            && size > max
+        {
+            self.rotate(file, lock, max)?;
+        }
+        Ok(())
+    }
+
+    /// Reopen when the path no longer names the open file (rotated away, removed, replaced).
+    fn reopen_if_moved(&self, file: &mut File) -> io::Result<()> {
+        let current = match std::fs::metadata(&self.path) {
+            Ok(m) => Some(m),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let open = file.metadata()?;
+        if current.is_none_or(|m| !same_file(&m, &open)) {
+            *file = open_append(&self.path)?;
+        }
+        Ok(())
+    }
+
+    fn rotate(&self, file: &mut File, lock: &File, max: u64) -> io::Result<()> {
+        lock.lock()?;
+        let result = (|| {
+            // Another appender may have rotated between our write and this lock.
+            let current = match std::fs::metadata(&self.path) {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            if current.len() > max {
+                let dir = self.path.parent().unwrap_or(Path::new("."));
+                let target = rotation_target(dir, Utc::now());
+                std::fs::rename(&self.path, target)?;
+            }
+            Ok(())
+        })();
+        let reopened = result.and_then(|()| self.reopen_if_moved(file));
+        let _ = lock.unlock();
+        reopened
+    }
+}
+
+/// A rotated file's name for `now`, unique in `dir`: `events-20261122T031500Z.jsonl`, then
+/// `events-20261122T031500Z-1.jsonl`, … when a rotation already took that second. Called under
+/// the exclusive lock, so checking for existence is enough among appenders.
+fn rotation_target(dir: &Path, now: DateTime<Utc>) -> PathBuf {
+    let stamp = now.format("%Y%m%dT%H%M%SZ").to_string();
+    let mut candidate = dir.join(format!("events-{stamp}.jsonl"));
+    let mut n = 1u32;
+    while candidate.symlink_metadata().is_ok() {
+        candidate = dir.join(format!("events-{stamp}-{n}.jsonl"));
+        n += 1;
+    }
+    candidate
+}
+
+/// The order key of a rotated file name (`events-<stamp>[-<n>].jsonl`), or `None` for any other
+/// name.
+fn rotated_key(name: &str) -> Option<(String, u32)> {
+    let body = name.strip_prefix("events-")?.strip_suffix(".jsonl")?;
+    let (stamp, n) = match body.split_once('-') {
+        Some((stamp, n)) => (stamp, n.parse::<u32>().ok()?),
+        None => (body, 0),
+    };
+    let b = stamp.as_bytes();
+    let shape = b.len() == 16
+        && b[8] == b'T'
+        && b[15] == b'Z'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 8 || i == 15 || c.is_ascii_digit());
+    shape.then(|| (stamp.to_string(), n))
+}
+
+/// The log files of the board folder `board_dir`, in the order they were written: rotated files
+/// (`events-<UTC time>.jsonl`) oldest first, then the live `events.jsonl` when it exists.
+pub fn log_files(board_dir: impl AsRef<Path>) -> Vec<PathBuf> {
+    let dir = board_dir.as_ref();
+    let mut rotated: Vec<((String, u32), PathBuf)> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| {
+                    let name = e.file_name();
+                    let key = rotated_key(name.to_str()?)?;
+                    Some((key, e.path()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    rotated.sort();
+    let mut files: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
+    let live = dir.join("events.jsonl");
+    if live.is_file() {
+        files.push(live);
+    }
+    files
+}
+
+/// Stream every line of one file, holding one line at a time: `f(line, terminated)` where `line`
+/// excludes the newline and `terminated` says whether it had one (only the last line of a file
+/// may lack it: a write cut short, or one still under way). Blank lines are skipped.
+pub fn for_each_line(path: impl AsRef<Path>, mut f: impl FnMut(&[u8], bool)) -> io::Result<()> {
+    let mut reader = BufReader::with_capacity(1 << 17, File::open(path)?);
+    let mut buf = Vec::with_capacity(512);
+    loop {
+        buf.clear();
+        if reader.read_until(b'\n', &mut buf)? == 0 {
+            return Ok(());
+        }
+        let terminated = buf.last() == Some(&b'\n');
+        let line = if terminated {
+            &buf[..buf.len() - 1]
+        } else {
+            &buf[..]
+        };
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        f(line, terminated);
+    }
+}
+
+/// Stream the events of every log file of `board_dir` ([`log_files`] order), with the rules of
+/// [`for_each_event`] applied to each file (so a torn last line of any file is skipped). Line
+/// numbers in `bad_lines` count from the first line of the first file. A file that disappears
+/// while being listed (rotated away and removed) is skipped.
+pub fn for_each_event_in(
+    board_dir: impl AsRef<Path>,
+    mut f: impl FnMut(Event),
+) -> io::Result<LogScan> {
+    let mut scan = LogScan::default();
+    let mut line_no = 0usize;
+    for file in log_files(board_dir) {
+        match scan_file(&file, &mut f, &mut scan, &mut line_no) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(scan)
 }
 
 /// Everything read from a log.
@@ -488,16 +718,26 @@ pub fn read_log(path: impl AsRef<Path>) -> io::Result<LogRead> {
 /// newline: that is a torn tail, skipped and flagged with `torn_tail`. A last line without newline
 /// that parses is accepted. Only I/O errors are errors.
 pub fn for_each_event(path: impl AsRef<Path>, mut f: impl FnMut(Event)) -> io::Result<LogScan> {
-    let mut reader = BufReader::with_capacity(1 << 16, File::open(path)?);
     let mut scan = LogScan::default();
-    let mut buf = Vec::with_capacity(512);
     let mut line_no = 0usize;
+    scan_file(path.as_ref(), &mut f, &mut scan, &mut line_no)?;
+    Ok(scan)
+}
+
+fn scan_file(
+    path: &Path,
+    f: &mut impl FnMut(Event),
+    scan: &mut LogScan,
+    line_no: &mut usize,
+) -> io::Result<()> {
+    let mut reader = BufReader::with_capacity(1 << 16, File::open(path)?);
+    let mut buf = Vec::with_capacity(512);
     loop {
         buf.clear();
         if reader.read_until(b'\n', &mut buf)? == 0 {
             break;
         }
-        line_no += 1;
+        *line_no += 1;
         let terminated = buf.last() == Some(&b'\n');
         let parsed = match std::str::from_utf8(&buf) {
             Ok(text) if text.trim().is_empty() => continue,
@@ -510,10 +750,10 @@ pub fn for_each_event(path: impl AsRef<Path>, mut f: impl FnMut(Event)) -> io::R
                 f(ev);
             }
             Err(_) if !terminated => scan.torn_tail = true,
-            Err(e) => scan.bad_lines.push((line_no, e)),
+            Err(e) => scan.bad_lines.push((*line_no, e)),
         }
     }
-    Ok(scan)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -529,5 +769,180 @@ mod tests {
             ev.to_line(),
             r#"{"ts":"2026-04-20T15:25:03.000Z","event":"task_interrupted","task":"t1","attempt":2}"#
         );
+    }
+}
+
+#[cfg(test)]
+mod rotation_tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::sync::{Arc, Barrier};
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "taskboard-rotation-{name}-{}-{nanos:x}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn event(writer: &str, n: usize) -> Event {
+        Event::new(
+            Utc::now(),
+            Some(writer),
+            EventKind::Error {
+                message: format!("line {n} {}", "x".repeat(n % 50)),
+                context: Some(writer.to_string()),
+            },
+        )
+    }
+
+    const LINES: usize = 400;
+
+    /// Appends `LINES` events as `writer` when run as the helper process of
+    /// `concurrent_appenders_lose_and_split_nothing`.
+    #[test]
+    #[ignore = "helper process for concurrent_appenders_lose_and_split_nothing"]
+    fn rotation_helper_process() {
+        let (Some(path), Some(writer)) = (
+            std::env::var_os("TASKBOARD_ROTATION_LOG"),
+            std::env::var_os("TASKBOARD_ROTATION_WRITER"),
+        ) else {
+            return;
+        };
+        let writer = writer.to_string_lossy().into_owned();
+        let log = EventLog::with_rotation(PathBuf::from(path), 2048).unwrap();
+        for n in 0..LINES {
+            log.append(&event(&writer, n)).unwrap();
+        }
+    }
+
+    #[test]
+    fn concurrent_appenders_lose_and_split_nothing() {
+        let dir = temp_dir("concurrent");
+        let path = dir.join("events.jsonl");
+        let helper = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "events::rotation_tests::rotation_helper_process",
+                "--ignored",
+                "--test-threads=1",
+            ])
+            .env("TASKBOARD_ROTATION_LOG", &path)
+            .env("TASKBOARD_ROTATION_WRITER", "proc")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let writers = 3;
+        let barrier = Arc::new(Barrier::new(writers));
+        let threads: Vec<_> = (0..writers)
+            .map(|w| {
+                let barrier = Arc::clone(&barrier);
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let log = EventLog::with_rotation(&path, 2048).unwrap();
+                    barrier.wait();
+                    for n in 0..LINES {
+                        log.append(&event(&format!("t{w}"), n)).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(helper.wait_with_output().unwrap().status.success());
+
+        let files = log_files(&dir);
+        assert!(files.len() > 10, "expected many rotations, got {files:?}");
+        let mut seen: HashMap<(String, String), usize> = HashMap::new();
+        for file in &files {
+            let text = std::fs::read_to_string(file).unwrap();
+            assert!(text.ends_with('\n'), "{} ends mid-line", file.display());
+            for line in text.lines() {
+                let ev =
+                    Event::from_line(line).unwrap_or_else(|e| panic!("split line {line:?}: {e}"));
+                let EventKind::Error { message, .. } = ev.kind else {
+                    panic!("unexpected event {line}");
+                };
+                *seen.entry((ev.task.unwrap(), message)).or_default() += 1;
+            }
+        }
+        assert_eq!(seen.len(), (writers + 1) * LINES);
+        assert!(seen.values().all(|&n| n == 1), "a line appears twice");
+        // Rotated files stay near the limit: a file only grows past it by the lines written
+        // before its rotation.
+        for file in &files[..files.len() - 1] {
+            let len = std::fs::metadata(file).unwrap().len();
+            assert!(
+                len > 2048 && len < 2048 + 4 * 512,
+                "{}: {len}",
+                file.display()
+            );
+        }
+        let scan = for_each_event_in(&dir, |_| {}).unwrap();
+        assert_eq!(scan.events, (writers + 1) * LINES);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn rotated_names_sort_oldest_first_and_torn_tails_are_skipped() {
+        let dir = temp_dir("order");
+        let line = |n: u32| {
+            let mut l =
+                Event::new(Utc::now(), None, EventKind::TaskInterrupted { attempt: n }).to_line();
+            l.push('\n');
+            l
+        };
+        std::fs::write(dir.join("events-20261122T031500Z-1.jsonl"), line(2)).unwrap();
+        std::fs::write(
+            dir.join("events-20261122T031500Z.jsonl"),
+            line(1) + "{\"ts\":\"2026",
+        )
+        .unwrap();
+        std::fs::write(dir.join("events-20261121T000000Z.jsonl"), line(0)).unwrap();
+        std::fs::write(dir.join("events.jsonl"), line(3)).unwrap();
+        std::fs::write(dir.join("events-notes.jsonl"), "not a log").unwrap();
+        let names: Vec<String> = log_files(&dir)
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "events-20261121T000000Z.jsonl",
+                "events-20261122T031500Z.jsonl",
+                "events-20261122T031500Z-1.jsonl",
+                "events.jsonl"
+            ]
+        );
+        let mut attempts = Vec::new();
+        let scan = for_each_event_in(&dir, |ev| {
+            if let EventKind::TaskInterrupted { attempt } = ev.kind {
+                attempts.push(attempt);
+            }
+        })
+        .unwrap();
+        assert_eq!(attempts, [0, 1, 2, 3]);
+        assert!(scan.torn_tail);
+        assert!(scan.bad_lines.is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_same_second_rotation_gets_a_new_name() {
+        let dir = temp_dir("unique");
+        let now = Utc::now();
+        let first = rotation_target(&dir, now);
+        std::fs::write(&first, "").unwrap();
+        let second = rotation_target(&dir, now);
+        assert_ne!(first, second);
+        assert!(rotated_key(&second.file_name().unwrap().to_string_lossy()).is_some());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -11,6 +11,7 @@ pub mod handoff;
 pub mod lint;
 pub mod packet;
 pub mod plan;
+pub mod report;
 pub mod status;
 pub mod writeback;
 

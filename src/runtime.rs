@@ -207,7 +207,11 @@ impl Runtime {
                     format!("cannot create {}: {e}", state_dir.display()),
                 )
             })?;
-        let log = EventLog::open(board_dir.join("events.jsonl")).map_err(|e| {
+        let log = EventLog::with_rotation(
+            board_dir.join("events.jsonl"),
+            loaded.config.runtime.events_max_size,
+        )
+        .map_err(|e| {
             fatal(
                 Exit::State,
                 format!(

@@ -1,9 +1,21 @@
 //! `taskboard stats`: throughput, errors, latency and durations, from the events alone.
+//!
+//! Streams every log file (rotated ones first) through [`crate::report::Builder`], one line at a
+//! time, then prints the report, its JSON form, and optionally a self-contained HTML dashboard.
+//! When the board file exists, the queue is counted from it instead of replayed from the events.
 
-use std::path::PathBuf;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Component, Path, PathBuf};
 
-use super::{CmdResult, Failure};
+use chrono::Utc;
+
+use super::{CmdResult, Failure, Paint};
+use crate::board::Board;
+use crate::events::{for_each_line, log_files};
 use crate::exit::Exit;
+use crate::report::{self, Builder, Queue, Rec, Report};
+use crate::status::State;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -21,6 +33,776 @@ pub struct Args {
     pub html: Option<PathBuf>,
 }
 
-pub fn run(_args: &Args) -> CmdResult {
-    Err(Failure::new(Exit::Usage, "stats: not built yet"))
+pub fn run(args: &Args) -> CmdResult {
+    let window = report::parse_window(&args.since)
+        .map_err(|e| Failure::new(Exit::Usage, format!("--since {e}")))?;
+    let board_dir = board_dir(&args.board);
+    let mut builder = Builder::new(Utc::now(), window);
+    let files = log_files(&board_dir);
+    for file in &files {
+        let read = for_each_line(file, |line, terminated| {
+            match serde_json::from_slice::<Rec>(line) {
+                Ok(rec) => builder.add(&rec),
+                // An unterminated last line is a write cut short or still under way.
+                Err(_) if !terminated => {}
+                Err(_) => builder.add_bad_line(),
+            }
+        });
+        match read {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Failure::new(
+                    Exit::State,
+                    format!("cannot read {}: {e}", file.display()),
+                ));
+            }
+            _ => {}
+        }
+    }
+    let mut report = builder.finish();
+    if let Some(queue) = queue_from_board(&args.board) {
+        report.queue = queue;
+    }
+    if files.is_empty() {
+        eprintln!(
+            "taskboard: no events in {} yet (events.jsonl is written by `taskboard run`)",
+            board_dir.display()
+        );
+    }
+    let out = if args.json {
+        let mut s = serde_json::to_string_pretty(&report).map_err(|e| {
+            Failure::new(Exit::State, format!("cannot print the report as JSON: {e}"))
+        })?;
+        s.push('\n');
+        s
+    } else {
+        render_text(&report, &args.since, super::Paint(super::use_color()))
+    };
+    if let Some(path) = &args.html {
+        let html = render_html(&report, &args.since, &board_dir, path);
+        std::fs::write(path, html).map_err(|e| {
+            Failure::new(Exit::Write, format!("cannot write {}: {e}", path.display()))
+        })?;
+        if !args.json {
+            eprintln!("taskboard: dashboard written to {}", path.display());
+        }
+    }
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(out.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure::new(
+            Exit::Write,
+            format!("cannot write the report: {e}"),
+        )),
+        _ => Ok(Exit::Ok),
+    }
+}
+
+fn board_dir(board: &Path) -> PathBuf {
+    match board.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// The queue counted from the board file, when it can be read.
+fn queue_from_board(board: &Path) -> Option<Queue> {
+    let text = std::fs::read_to_string(board).ok()?;
+    let parsed = Board::parse(text.strip_prefix('\u{feff}').unwrap_or(&text));
+    let mut q = Queue {
+        source: "board".into(),
+        ..Queue::default()
+    };
+    for task in &parsed.tasks {
+        match task.status().map(|s| s.state()) {
+            Some(State::Ready) => q.ready += 1,
+            Some(State::Running) => q.running += 1,
+            Some(State::Blocked) => q.blocked += 1,
+            Some(State::Failed) => q.failed += 1,
+            Some(State::Done) => q.done += 1,
+            None => {}
+        }
+    }
+    Some(q)
+}
+
+/// A duration for people: `850ms`, `1.2s`, `3m05s`, `2h10m`.
+pub fn fmt_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else if ms < 3_600_000 {
+        format!("{}m{:02}s", ms / 60_000, ms % 60_000 / 1000)
+    } else {
+        format!("{}h{:02}m", ms / 3_600_000, ms % 3_600_000 / 60_000)
+    }
+}
+
+fn opt_ms(ms: Option<u64>) -> String {
+    ms.map_or_else(|| "-".to_string(), fmt_ms)
+}
+
+fn pct(rate: Option<f64>) -> String {
+    rate.map_or_else(|| "-".to_string(), |r| format!("{:.1}%", r * 100.0))
+}
+
+/// A horizontal bar of `value / max` of `width` cells, in eighths of a block.
+fn bar(value: f64, max: f64, width: usize) -> String {
+    const PARTS: [char; 8] = [' ', '▏', '▎', '▍', '▌', '▋', '▊', '▉'];
+    if max <= 0.0 || value <= 0.0 {
+        return String::new();
+    }
+    let eighths = ((value / max) * (width * 8) as f64).round().max(1.0) as usize;
+    let mut s = "█".repeat(eighths / 8);
+    if !eighths.is_multiple_of(8) {
+        s.push(PARTS[eighths % 8]);
+    }
+    s
+}
+
+/// Text from the log made safe for a terminal: control characters shown escaped.
+fn clean(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+fn short_ts(ts: &str) -> String {
+    // 2026-11-21T10:01:03.000Z -> 2026-11-21 10:01:03
+    match (ts.get(..10), ts.get(11..19)) {
+        (Some(d), Some(t)) => format!("{d} {t}"),
+        _ => clean(ts),
+    }
+}
+
+pub fn render_text(r: &Report, since: &str, p: Paint) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{}  {} → {} UTC (last {}), {} events",
+        p.bold("taskboard stats"),
+        short_ts(&r.since),
+        short_ts(&r.now),
+        clean(since),
+        r.events
+    );
+    if r.bad_lines > 0 {
+        let _ = writeln!(
+            o,
+            "{}",
+            p.yellow(&format!("{} unreadable lines skipped", r.bad_lines))
+        );
+    }
+    let t = &r.totals;
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "Tasks        {} done   {} failed   {} retried",
+        p.green(&t.done.to_string()),
+        if t.failed > 0 {
+            p.red(&t.failed.to_string())
+        } else {
+            t.failed.to_string()
+        },
+        if t.retried > 0 {
+            p.yellow(&t.retried.to_string())
+        } else {
+            t.retried.to_string()
+        },
+    );
+    let _ = writeln!(
+        o,
+        "Throughput   {:.1} done/day   {:.2} done/hour",
+        r.throughput.per_day, r.throughput.per_hour
+    );
+    let _ = writeln!(
+        o,
+        "Error rate   {} of {} finished attempts   retry rate {}",
+        pct(r.error_rate),
+        t.attempts_finished,
+        pct(r.retry_rate)
+    );
+
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "{}",
+        p.bold("Per day (UTC)   done                            failed retried  errors")
+    );
+    let max_done = r.days.iter().map(|d| d.done).max().unwrap_or(0) as f64;
+    for d in &r.days {
+        let _ = writeln!(
+            o,
+            "{}  {:>5} {:<24} {:>6} {:>7} {:>7}",
+            d.date,
+            d.done,
+            p.green(&bar(d.done as f64, max_done, 24)),
+            d.failed,
+            d.retried,
+            pct(d.error_rate)
+        );
+    }
+
+    let l = &r.latency_ms;
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "{}   p50 {}  p95 {}  p99 {}  max {}  ({} saves)",
+        p.bold("Save → detection"),
+        opt_ms(l.p50),
+        opt_ms(l.p95),
+        opt_ms(l.p99),
+        opt_ms(l.max),
+        l.count
+    );
+    if l.count > 0 {
+        let max = l.histogram.iter().map(|b| b.count).max().unwrap_or(0) as f64;
+        for b in &l.histogram {
+            let label = match b.le {
+                Some(le) => format!("≤{}", fmt_ms(le)),
+                None => "more".to_string(),
+            };
+            let _ = writeln!(
+                o,
+                "  {label:>7} {:>8} {}",
+                b.count,
+                p.cyan(&bar(b.count as f64, max, 30))
+            );
+        }
+    }
+
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "{}",
+        p.bold("Run duration by route      runs  failed     p50      p95")
+    );
+    if r.routes.is_empty() {
+        let _ = writeln!(o, "  (no finished runs)");
+    }
+    let max_p95 = r.routes.iter().filter_map(|x| x.p95_ms).max().unwrap_or(0) as f64;
+    for route in &r.routes {
+        let _ = writeln!(
+            o,
+            "  {:<22} {:>6} {:>7} {:>7} {:>8}  {}",
+            clean(&route.route),
+            route.runs,
+            route.failed,
+            opt_ms(route.p50_ms),
+            opt_ms(route.p95_ms),
+            p.cyan(&bar(route.p95_ms.unwrap_or(0) as f64, max_p95, 20))
+        );
+    }
+
+    let q = &r.queue;
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "{} ({})   ready {}   running {}   blocked {}   failed {}   done {}",
+        p.bold("Queue now"),
+        if q.source == "board" {
+            "from the board"
+        } else {
+            "replayed from events"
+        },
+        q.ready,
+        q.running,
+        q.blocked,
+        if q.failed > 0 {
+            p.red(&q.failed.to_string())
+        } else {
+            q.failed.to_string()
+        },
+        q.done
+    );
+
+    if !r.failures.is_empty() {
+        let _ = writeln!(o);
+        let _ = writeln!(o, "{}", p.bold("Last failures"));
+        for f in &r.failures {
+            let mut line = format!(
+                "  {}  {}  attempt {}  {}",
+                short_ts(&f.ts),
+                clean(&f.task),
+                f.attempt.map_or("-".into(), |a| a.to_string()),
+                clean(&f.outcome)
+            );
+            if let Some(note) = &f.note {
+                let note: String = clean(note).chars().take(80).collect();
+                let _ = write!(line, "  \"{note}\"");
+            }
+            if let Some(dl) = &f.deadletter {
+                let _ = write!(line, "  {}", clean(dl));
+            }
+            let _ = writeln!(
+                o,
+                "{}",
+                if f.outcome.starts_with("failed:") {
+                    p.red(&line)
+                } else {
+                    p.yellow(&line)
+                }
+            );
+        }
+    }
+    o
+}
+
+/// Escape text for HTML element content and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if c.is_control() && c != '\n' && c != '\t' => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A link from the HTML file to `target`: relative to the HTML file's folder when both are
+/// absolute on the same tree, else a `file://` URL.
+fn link_to(target: &Path, html: &Path) -> String {
+    let abs = |p: &Path| {
+        if p.is_absolute() {
+            Some(p.to_path_buf())
+        } else {
+            std::env::current_dir().ok().map(|d| d.join(p))
+        }
+    };
+    let normal = |p: PathBuf| -> PathBuf {
+        let mut out = PathBuf::new();
+        for c in p.components() {
+            match c {
+                Component::ParentDir => {
+                    out.pop();
+                }
+                Component::CurDir => {}
+                c => out.push(c),
+            }
+        }
+        out
+    };
+    let (Some(target), Some(html)) = (abs(target).map(normal), abs(html).map(normal)) else {
+        return url_path(&target.to_string_lossy());
+    };
+    let from = html.parent().unwrap_or(Path::new("/"));
+    let t: Vec<_> = target.components().collect();
+    let f: Vec<_> = from.components().collect();
+    let common = t.iter().zip(&f).take_while(|(a, b)| a == b).count();
+    if common <= 1 {
+        // Only the root in common: an absolute URL reads better than a long climb.
+        return format!("file://{}", url_path(&target.to_string_lossy()));
+    }
+    let mut rel = String::new();
+    for _ in common..f.len() {
+        rel.push_str("../");
+    }
+    let rest: Vec<String> = t[common..]
+        .iter()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    rel.push_str(&rest.join("/"));
+    url_path(&rel)
+}
+
+/// Percent-encode what a URL path cannot hold as is.
+fn url_path(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+const CSS: &str = r#"
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px auto;max-width:1100px;padding:0 16px;color:#1f2328;background:#fff}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:16px;margin:28px 0 8px}
+.sub{color:#59636e;margin:0 0 16px}
+.cards{display:flex;flex-wrap:wrap;gap:12px}
+.card{border:1px solid #d1d9e0;border-radius:8px;padding:10px 14px;min-width:120px}
+.card b{display:block;font-size:22px}.card span{color:#59636e;font-size:12px}
+.grid{display:grid;grid-template-columns:1fr 1fr;gap:8px 24px}
+@media (max-width:800px){.grid{grid-template-columns:1fr}}
+svg{width:100%;height:auto;display:block}
+svg text{font:11px system-ui,sans-serif;fill:#59636e}
+.done{fill:#2da44e}.failed{fill:#cf222e}.retried{fill:#d4a72c}.rate{fill:#bc4c00}.lat{fill:#0969da}.p50{fill:#54aeff}.p95{fill:#0550ae}
+i.done{background:#2da44e}i.failed{background:#cf222e}i.retried{background:#d4a72c}i.p50{background:#54aeff}i.p95{background:#0550ae}
+.axis{stroke:#d1d9e0;stroke-width:1}
+.legend span{display:inline-block;margin-right:14px;font-size:12px;color:#59636e}
+.legend i{display:inline-block;width:10px;height:10px;margin-right:4px;border-radius:2px;vertical-align:-1px}
+table{border-collapse:collapse;width:100%;font-size:13px}
+th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #d1d9e0;vertical-align:top}
+th{color:#59636e;font-weight:600}
+td.note{max-width:360px;overflow-wrap:anywhere}
+code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace}
+.bad{color:#cf222e}.warn{color:#9a6700}
+.empty{color:#59636e;font-style:italic}
+"#;
+
+/// A bar chart: groups of bars (one per series) along x, labels below.
+struct Series<'a> {
+    name: &'a str,
+    class: &'a str,
+    values: Vec<f64>,
+}
+
+fn bar_chart(
+    id: &str,
+    title: &str,
+    labels: &[String],
+    series: &[Series],
+    fmt_value: &dyn Fn(f64) -> String,
+) -> String {
+    let (w, h) = (520.0, 220.0);
+    let (left, right, top, bottom) = (44.0, 8.0, 12.0, 38.0);
+    let plot_w = w - left - right;
+    let plot_h = h - top - bottom;
+    let max = series
+        .iter()
+        .flat_map(|s| s.values.iter().copied())
+        .fold(0.0f64, f64::max);
+    let scale = if max > 0.0 { max } else { 1.0 };
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg id="{id}" viewBox="0 0 {w} {h}" role="img" aria-labelledby="{id}-title"><title id="{id}-title">{}</title>"#,
+        esc(title)
+    );
+    // Axis and three grid labels.
+    for i in 0..=2 {
+        let v = scale * i as f64 / 2.0;
+        let y = top + plot_h - plot_h * i as f64 / 2.0;
+        let _ = write!(
+            s,
+            r#"<line class="axis" x1="{left}" x2="{}" y1="{y:.1}" y2="{y:.1}"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"#,
+            w - right,
+            left - 4.0,
+            y + 4.0,
+            esc(&fmt_value(v))
+        );
+    }
+    let n = labels.len().max(1) as f64;
+    let slot = plot_w / n;
+    let group = slot * 0.8;
+    let bw = group / series.len().max(1) as f64;
+    let every = (labels.len() / 10).max(1);
+    for (i, label) in labels.iter().enumerate() {
+        let x0 = left + slot * i as f64 + (slot - group) / 2.0;
+        for (k, ser) in series.iter().enumerate() {
+            let v = ser.values.get(i).copied().unwrap_or(0.0);
+            let bh = plot_h * v / scale;
+            let _ = write!(
+                s,
+                r#"<rect class="{}" x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}"><title>{}: {} {}</title></rect>"#,
+                ser.class,
+                x0 + bw * k as f64,
+                top + plot_h - bh,
+                (bw - 1.0).max(0.5),
+                bh,
+                esc(label),
+                esc(&fmt_value(v)),
+                esc(ser.name)
+            );
+        }
+        if i % every == 0 {
+            let _ = write!(
+                s,
+                r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#,
+                x0 + group / 2.0,
+                h - bottom + 16.0,
+                esc(label)
+            );
+        }
+    }
+    s.push_str("</svg>");
+    if series.len() > 1 {
+        s.push_str(r#"<div class="legend">"#);
+        for ser in series {
+            let _ = write!(
+                s,
+                r#"<span><i class="{}"></i>{}</span>"#,
+                ser.class,
+                esc(ser.name)
+            );
+        }
+        s.push_str("</div>");
+    }
+    s
+}
+
+pub fn render_html(r: &Report, since: &str, board_dir: &Path, html_path: &Path) -> String {
+    let mut o = String::new();
+    let _ = write!(
+        o,
+        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>taskboard stats</title><style>{CSS}</style></head><body>"#
+    );
+    let _ = write!(
+        o,
+        r#"<h1>taskboard stats</h1><p class="sub">{} → {} UTC (last {}) · {} events{}</p>"#,
+        esc(&short_ts(&r.since)),
+        esc(&short_ts(&r.now)),
+        esc(since),
+        r.events,
+        if r.bad_lines > 0 {
+            format!(" · {} unreadable lines skipped", r.bad_lines)
+        } else {
+            String::new()
+        }
+    );
+    let t = &r.totals;
+    let q = &r.queue;
+    let cards = [
+        (t.done.to_string(), "tasks done"),
+        (t.failed.to_string(), "tasks failed"),
+        (t.retried.to_string(), "retries"),
+        (format!("{:.1}", r.throughput.per_day), "done per day"),
+        (pct(r.error_rate), "error rate"),
+        (pct(r.retry_rate), "retry rate"),
+        (opt_ms(r.latency_ms.p50), "save → detection p50"),
+    ];
+    o.push_str(r#"<div class="cards">"#);
+    for (value, label) in cards {
+        let _ = write!(
+            o,
+            r#"<div class="card"><b>{}</b><span>{}</span></div>"#,
+            esc(&value),
+            esc(label)
+        );
+    }
+    o.push_str("</div>");
+    let _ = write!(
+        o,
+        r#"<h2>Queue now <span class="sub">({})</span></h2><div class="cards" id="queue">"#,
+        if q.source == "board" {
+            "from the board"
+        } else {
+            "replayed from events"
+        }
+    );
+    for (n, label) in [
+        (q.ready, "ready"),
+        (q.running, "running"),
+        (q.blocked, "blocked"),
+        (q.failed, "failed"),
+        (q.done, "done"),
+    ] {
+        let _ = write!(
+            o,
+            r#"<div class="card"><b>{n}</b><span>{label}</span></div>"#
+        );
+    }
+    o.push_str("</div>");
+
+    let days: Vec<String> = r
+        .days
+        .iter()
+        .map(|d| d.date.get(5..).unwrap_or(&d.date).to_string())
+        .collect();
+    let count = |v: f64| format!("{v:.0}");
+    o.push_str(r#"<div class="grid"><section><h2>Throughput per day</h2>"#);
+    o.push_str(&bar_chart(
+        "chart-throughput",
+        "Tasks done, failed and retried per UTC day",
+        &days,
+        &[
+            Series {
+                name: "done",
+                class: "done",
+                values: r.days.iter().map(|d| d.done as f64).collect(),
+            },
+            Series {
+                name: "failed",
+                class: "failed",
+                values: r.days.iter().map(|d| d.failed as f64).collect(),
+            },
+            Series {
+                name: "retried",
+                class: "retried",
+                values: r.days.iter().map(|d| d.retried as f64).collect(),
+            },
+        ],
+        &count,
+    ));
+    o.push_str("</section><section><h2>Error rate per day</h2>");
+    o.push_str(&bar_chart(
+        "chart-error-rate",
+        "Failed attempts / finished attempts per UTC day",
+        &days,
+        &[Series {
+            name: "error rate",
+            class: "rate",
+            values: r
+                .days
+                .iter()
+                .map(|d| d.error_rate.unwrap_or(0.0) * 100.0)
+                .collect(),
+        }],
+        &|v| format!("{v:.0}%"),
+    ));
+    let l = &r.latency_ms;
+    let _ = write!(
+        o,
+        "</section><section><h2>Save → detection latency (ms)</h2><p class=\"sub\">p50 {} · p95 {} · p99 {} · {} saves</p>",
+        esc(&opt_ms(l.p50)),
+        esc(&opt_ms(l.p95)),
+        esc(&opt_ms(l.p99)),
+        l.count
+    );
+    let buckets: Vec<String> = l
+        .histogram
+        .iter()
+        .map(|b| match b.le {
+            Some(le) if le < 1000 => format!("≤{le}"),
+            Some(le) => format!("≤{}", fmt_ms(le)),
+            None => format!(
+                ">{}",
+                fmt_ms(report::LATENCY_BUCKETS[report::LATENCY_BUCKETS.len() - 1])
+            ),
+        })
+        .collect();
+    o.push_str(&bar_chart(
+        "chart-latency",
+        "Save to detection latency histogram in ms (file saves per bucket)",
+        &buckets,
+        &[Series {
+            name: "saves",
+            class: "lat",
+            values: l.histogram.iter().map(|b| b.count as f64).collect(),
+        }],
+        &count,
+    ));
+    o.push_str("</section><section><h2>Run duration by route</h2>");
+    let routes: Vec<String> = r.routes.iter().map(|x| x.route.clone()).collect();
+    o.push_str(&bar_chart(
+        "chart-duration",
+        "Run duration by route, p50 and p95",
+        &routes,
+        &[
+            Series {
+                name: "p50",
+                class: "p50",
+                values: r
+                    .routes
+                    .iter()
+                    .map(|x| x.p50_ms.unwrap_or(0) as f64)
+                    .collect(),
+            },
+            Series {
+                name: "p95",
+                class: "p95",
+                values: r
+                    .routes
+                    .iter()
+                    .map(|x| x.p95_ms.unwrap_or(0) as f64)
+                    .collect(),
+            },
+        ],
+        &|v| fmt_ms(v as u64),
+    ));
+    o.push_str("</section></div>");
+
+    o.push_str(r#"<h2>Last failures</h2><table id="failures"><thead><tr><th>time (UTC)</th><th>task</th><th>attempt</th><th>outcome</th><th>note</th><th>deadletter</th></tr></thead><tbody>"#);
+    if r.failures.is_empty() {
+        o.push_str(r#"<tr><td colspan="6" class="empty">No failures in this window.</td></tr>"#);
+    }
+    for f in r.failures.iter().rev() {
+        let link = match &f.deadletter {
+            Some(p) => {
+                let target = {
+                    let p = PathBuf::from(p);
+                    if p.is_absolute() {
+                        p
+                    } else {
+                        board_dir.join(p)
+                    }
+                };
+                format!(
+                    r#"<a href="{}">{}</a>"#,
+                    esc(&link_to(&target, html_path)),
+                    esc(&format!("deadletter/{}.json", f.task))
+                )
+            }
+            None => String::new(),
+        };
+        let _ = write!(
+            o,
+            r#"<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td class="{}"><code>{}</code></td><td class="note">{}</td><td>{}</td></tr>"#,
+            esc(&short_ts(&f.ts)),
+            esc(&f.task),
+            f.attempt.map_or("-".into(), |a| a.to_string()),
+            if f.outcome.starts_with("failed:") {
+                "bad"
+            } else {
+                "warn"
+            },
+            esc(&f.outcome),
+            esc(f.note.as_deref().unwrap_or("")),
+            link
+        );
+    }
+    o.push_str("</tbody></table></body></html>\n");
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_are_relative_when_they_share_a_folder() {
+        assert_eq!(
+            link_to(
+                Path::new("/home/me/board/deadletter/A-1.json"),
+                Path::new("/home/me/board/out.html")
+            ),
+            "deadletter/A-1.json"
+        );
+        assert_eq!(
+            link_to(
+                Path::new("/home/me/board/deadletter/A 1.json"),
+                Path::new("/home/me/reports/out.html")
+            ),
+            "../board/deadletter/A%201.json"
+        );
+        assert_eq!(
+            link_to(
+                Path::new("/srv/b/deadletter/A.json"),
+                Path::new("/tmp/o.html")
+            ),
+            "file:///srv/b/deadletter/A.json"
+        );
+    }
+
+    #[test]
+    fn text_is_escaped() {
+        assert_eq!(
+            esc("<script>alert('x')</script>&"),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;"
+        );
+    }
+
+    #[test]
+    fn bars_grow_in_eighths() {
+        assert_eq!(bar(1.0, 1.0, 2), "██");
+        assert_eq!(bar(1.0, 16.0, 2), "▏");
+        assert_eq!(bar(0.0, 16.0, 2), "");
+    }
 }

@@ -1,8 +1,22 @@
 //! `taskboard tail`: the events as a person reads them.
+//!
+//! One line per event: UTC time (`15:25:03.123`, with a date line whenever the day changes), the
+//! event name, the task, then the fields that matter as `key=value`. `-f` follows the live file
+//! like `tail -F`: across rotation (the file renamed away and a new one created), truncation, and
+//! a missing file, polling every 200 ms. `--json` passes the lines through byte for byte.
 
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use super::{CmdResult, Failure};
+use serde_json::{Map, Value};
+
+use super::{CmdResult, Failure, Paint};
+use crate::events::{for_each_line, log_files};
 use crate::exit::Exit;
 
 #[derive(clap::Args, Debug)]
@@ -24,6 +38,454 @@ pub struct Args {
     pub lines: usize,
 }
 
-pub fn run(_args: &Args) -> CmdResult {
-    Err(Failure::new(Exit::Usage, "tail: not built yet"))
+/// How often `-f` looks at the file.
+const POLL: Duration = Duration::from_millis(200);
+
+pub fn run(args: &Args) -> CmdResult {
+    let board_dir = match args.board.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let live = board_dir.join("events.jsonl");
+    // Registered before anything else runs, so a signal during the first read is not lost.
+    let stop = Arc::new(AtomicBool::new(false));
+    if args.follow {
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(sig, Arc::clone(&stop))
+                .map_err(|e| Failure::new(Exit::State, format!("cannot handle signals: {e}")))?;
+        }
+    }
+    let mut printer = Printer {
+        out: io::stdout().lock(),
+        paint: super::Paint(super::use_color()),
+        json: args.json,
+        task: args.task.clone(),
+        last_date: None,
+    };
+
+    // The live file is opened before the history is read, so that nothing appended in between
+    // is missed: following starts where this handle's reading stops.
+    let mut current = File::open(&live).ok();
+    let mut history: VecDeque<Vec<u8>> = VecDeque::new();
+    let keep = |history: &mut VecDeque<Vec<u8>>, line: &[u8], printer: &Printer<_>| {
+        if args.lines > 0 && printer.wanted(line) {
+            if history.len() == args.lines {
+                history.pop_front();
+            }
+            history.push_back(line.to_vec());
+        }
+    };
+    for file in log_files(&board_dir) {
+        if file == live {
+            continue;
+        }
+        let read = for_each_line(&file, |line, terminated| {
+            if terminated || parses(line) {
+                keep(&mut history, line, &printer);
+            }
+        });
+        if let Err(e) = read
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            return Err(Failure::new(
+                Exit::State,
+                format!("cannot read {}: {e}", file.display()),
+            ));
+        }
+    }
+    let mut follower = Follower {
+        path: live.clone(),
+        file: None,
+        pending: Vec::new(),
+    };
+    match current.take() {
+        Some(file) => {
+            follower.file = Some(file);
+            let lines = follower.read_new().map_err(|e| {
+                Failure::new(Exit::State, format!("cannot read {}: {e}", live.display()))
+            })?;
+            for line in lines {
+                keep(&mut history, &line, &printer);
+            }
+            if !args.follow && !follower.pending.is_empty() {
+                // A last line without newline: shown when it is whole, skipped when torn.
+                let last = std::mem::take(&mut follower.pending);
+                if parses(&last) {
+                    keep(&mut history, &last, &printer);
+                }
+            }
+        }
+        None if !args.follow => {
+            eprintln!(
+                "taskboard: no events yet: {} does not exist",
+                live.display()
+            );
+        }
+        None => eprintln!("taskboard: waiting for {} to appear", live.display()),
+    }
+    for line in &history {
+        if printer.print(line).is_err() {
+            return Ok(Exit::Ok);
+        }
+    }
+    if printer.out.flush().is_err() || !args.follow {
+        return Ok(Exit::Ok);
+    }
+
+    while !stop.load(Ordering::Relaxed) {
+        let lines = match follower.poll() {
+            Ok(lines) => lines,
+            Err(e) => {
+                eprintln!("taskboard: {}: {e}", live.display());
+                Vec::new()
+            }
+        };
+        for line in lines {
+            if printer.wanted(&line) && printer.print(&line).is_err() {
+                return Ok(Exit::Ok);
+            }
+        }
+        if printer.out.flush().is_err() {
+            return Ok(Exit::Ok);
+        }
+        // Sleep in short steps so a signal ends the wait promptly.
+        for _ in 0..4 {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            std::thread::sleep(POLL / 4);
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+fn parses(line: &[u8]) -> bool {
+    serde_json::from_slice::<Map<String, Value>>(line).is_ok()
+}
+
+/// Follows one path like `tail -F`.
+struct Follower {
+    path: PathBuf,
+    file: Option<File>,
+    /// Bytes read after the last newline: a line still being written.
+    pending: Vec<u8>,
+}
+
+impl Follower {
+    /// Complete lines appended to the open file since the last read.
+    fn read_new(&mut self) -> io::Result<Vec<Vec<u8>>> {
+        let Some(file) = self.file.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let mut buf = Vec::new();
+        file.read_to_end(&mut buf)?;
+        self.pending.extend_from_slice(&buf);
+        let mut lines = Vec::new();
+        if let Some(end) = self.pending.iter().rposition(|&b| b == b'\n') {
+            let rest = self.pending.split_off(end + 1);
+            for line in self.pending.split(|&b| b == b'\n') {
+                if !line.iter().all(u8::is_ascii_whitespace) {
+                    lines.push(line.to_vec());
+                }
+            }
+            self.pending = rest;
+        }
+        Ok(lines)
+    }
+
+    /// New lines since the last poll, switching files when the path was rotated or recreated and
+    /// starting over when the file was truncated.
+    fn poll(&mut self) -> io::Result<Vec<Vec<u8>>> {
+        let mut lines = self.read_new()?;
+        let at_path = match std::fs::metadata(&self.path) {
+            Ok(m) => Some(m),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let Some(at_path) = at_path else {
+            return Ok(lines);
+        };
+        let same = match &self.file {
+            Some(f) => same_file(&f.metadata()?, &at_path),
+            None => false,
+        };
+        if !same {
+            // Rotated away (or first appearance): the old file was drained above; a torn line
+            // left in it will never complete.
+            if self.file.is_some() {
+                self.pending.clear();
+            }
+            self.file = Some(File::open(&self.path)?);
+            lines.extend(self.read_new()?);
+        } else if let Some(f) = self.file.as_mut() {
+            let pos = f.stream_position()?;
+            if at_path.len() < pos {
+                eprintln!("taskboard: {} was truncated", self.path.display());
+                f.seek(SeekFrom::Start(0))?;
+                self.pending.clear();
+                lines.extend(self.read_new()?);
+            }
+        }
+        Ok(lines)
+    }
+}
+
+#[cfg(unix)]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+#[cfg(not(unix))]
+fn same_file(_: &std::fs::Metadata, _: &std::fs::Metadata) -> bool {
+    true
+}
+
+struct Printer<W: Write> {
+    out: W,
+    paint: Paint,
+    json: bool,
+    task: Option<String>,
+    last_date: Option<String>,
+}
+
+impl<W: Write> Printer<W> {
+    /// Whether the line passes the `--task` filter.
+    fn wanted(&self, line: &[u8]) -> bool {
+        let Some(want) = &self.task else {
+            return true;
+        };
+        #[derive(serde::Deserialize)]
+        struct TaskOnly<'a> {
+            #[serde(borrow, default)]
+            task: Option<crate::report::Str<'a>>,
+        }
+        serde_json::from_slice::<TaskOnly>(line)
+            .ok()
+            .and_then(|t| t.task)
+            .is_some_and(|t| &*t == want.as_str())
+    }
+
+    fn print(&mut self, line: &[u8]) -> io::Result<()> {
+        if self.json {
+            self.out.write_all(line)?;
+            return self.out.write_all(b"\n");
+        }
+        let text = match serde_json::from_slice::<Map<String, Value>>(line) {
+            Ok(map) => {
+                let date = map
+                    .get("ts")
+                    .and_then(Value::as_str)
+                    .and_then(|ts| ts.get(..10))
+                    .map(str::to_owned);
+                if date.is_some() && date != self.last_date {
+                    let d = date.clone().unwrap_or_default();
+                    writeln!(
+                        self.out,
+                        "{}",
+                        self.paint.dim(&format!("── {} (UTC)", clean(&d)))
+                    )?;
+                    self.last_date = date;
+                }
+                render(&map, self.paint)
+            }
+            Err(_) => self.paint.red(&format!(
+                "unreadable line: {}",
+                clean(&String::from_utf8_lossy(line))
+            )),
+        };
+        writeln!(self.out, "{text}")
+    }
+}
+
+/// Text from the log made safe for a terminal: control characters shown escaped.
+fn clean(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// A value as `key=value` text: plain when it is a simple token, JSON-quoted otherwise.
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => {
+            let simple = !s.is_empty()
+                && s.chars()
+                    .all(|c| !c.is_whitespace() && !c.is_control() && c != '"' && c != '=');
+            if simple {
+                s.clone()
+            } else {
+                Value::String(s.clone()).to_string()
+            }
+        }
+        Value::Array(items) => {
+            let parts: Vec<String> = items.iter().map(value_text).collect();
+            parts.join(",")
+        }
+        other => clean(&other.to_string()),
+    }
+}
+
+/// A duration for people: `850ms`, `1.2s`, `3m05s`.
+fn fmt_ms(ms: u64) -> String {
+    super::stats::fmt_ms(ms)
+}
+
+/// One event as a readable line (without the date, which [`Printer`] prints on change).
+fn render(map: &Map<String, Value>, p: Paint) -> String {
+    let mut fields = map.clone();
+    let take = |fields: &mut Map<String, Value>, k: &str| fields.remove(k);
+    let ts = take(&mut fields, "ts");
+    let time = ts
+        .as_ref()
+        .and_then(Value::as_str)
+        .and_then(|t| t.get(11..23))
+        .map_or_else(|| "??:??:??.???".to_string(), clean);
+    let event = take(&mut fields, "event")
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "?".into());
+    let task = take(&mut fields, "task").map(|v| value_text(&v));
+    let mut parts: Vec<String> = Vec::new();
+    let kv = |fields: &mut Map<String, Value>, k: &str, parts: &mut Vec<String>| {
+        if let Some(v) = fields.remove(k) {
+            parts.push(format!("{k}={}", value_text(&v)));
+        }
+    };
+    let mut tone: fn(Paint, &str) -> String = |_, s| s.to_string();
+    match event.as_str() {
+        "task_finished" => {
+            kv(&mut fields, "attempt", &mut parts);
+            if let Some(code) = take(&mut fields, "exit_code") {
+                parts.push(format!("exit={}", value_text(&code)));
+            }
+            kv(&mut fields, "signal", &mut parts);
+            if let Some(ms) = take(&mut fields, "duration_ms").and_then(|v| v.as_u64()) {
+                parts.push(fmt_ms(ms));
+            }
+            if let Some(outcome) = take(&mut fields, "outcome") {
+                let o = value_text(&outcome);
+                tone = if o == "done" {
+                    Paint::green
+                } else if o.starts_with("failed") {
+                    Paint::red
+                } else if o.starts_with("blocked:retry") || o == "interrupted" || o == "cancelled" {
+                    Paint::yellow
+                } else {
+                    tone
+                };
+                parts.push(format!("-> {o}"));
+            }
+            kv(&mut fields, "stopped", &mut parts);
+            kv(&mut fields, "note", &mut parts);
+        }
+        "task_dispatched" => {
+            kv(&mut fields, "attempt", &mut parts);
+            kv(&mut fields, "route", &mut parts);
+            kv(&mut fields, "agent", &mut parts);
+            kv(&mut fields, "pid", &mut parts);
+        }
+        "file_changed" => {
+            if let Some(ms) = take(&mut fields, "latency_ms").and_then(|v| v.as_u64()) {
+                parts.push(format!("latency={}", fmt_ms(ms)));
+            }
+            kv(&mut fields, "bytes", &mut parts);
+        }
+        "pass" => {
+            kv(&mut fields, "tasks", &mut parts);
+            kv(&mut fields, "dispatched", &mut parts);
+            if let Some(us) = take(&mut fields, "duration_us").and_then(|v| v.as_u64()) {
+                parts.push(format!("{:.1}ms", us as f64 / 1000.0));
+            }
+        }
+        "task_retry_scheduled" => {
+            tone = Paint::yellow;
+            kv(&mut fields, "attempt", &mut parts);
+            if let Some(at) = take(&mut fields, "at") {
+                parts.push(format!("-> retry at {}", value_text(&at)));
+            }
+        }
+        "task_deadlettered" => {
+            tone = Paint::red;
+            kv(&mut fields, "attempts", &mut parts);
+            if let Some(path) = take(&mut fields, "path") {
+                parts.push(format!("-> {}", value_text(&path)));
+            }
+        }
+        "dependency_promoted" => {
+            tone = Paint::cyan;
+            kv(&mut fields, "deps", &mut parts);
+            parts.push("-> ready".into());
+        }
+        "retry_requested" => {
+            kv(&mut fields, "from", &mut parts);
+            parts.push("-> ready".into());
+            kv(&mut fields, "archived", &mut parts);
+        }
+        "stale_claim_reset" | "task_interrupted" | "status_reasserted" | "lock_broken"
+        | "task_cancelled" | "writeback_conflict" => tone = Paint::yellow,
+        "lint" => {
+            let severity = take(&mut fields, "severity").map(|v| value_text(&v));
+            tone = if severity.as_deref() == Some("error") {
+                Paint::red
+            } else {
+                Paint::yellow
+            };
+            let code = take(&mut fields, "code").map(|v| value_text(&v));
+            let line = take(&mut fields, "line").map(|v| value_text(&v));
+            let col = take(&mut fields, "column").map(|v| value_text(&v));
+            parts.push(format!(
+                "{} {} at {}:{}",
+                severity.unwrap_or_default(),
+                code.unwrap_or_default(),
+                line.unwrap_or_default(),
+                col.unwrap_or_default()
+            ));
+            kv(&mut fields, "message", &mut parts);
+        }
+        "error" => {
+            tone = Paint::red;
+            kv(&mut fields, "message", &mut parts);
+            kv(&mut fields, "context", &mut parts);
+        }
+        "runtime_started" => {
+            tone = Paint::green;
+            kv(&mut fields, "mode", &mut parts);
+            kv(&mut fields, "version", &mut parts);
+            kv(&mut fields, "pid", &mut parts);
+        }
+        _ => {}
+    }
+    // Whatever is left (fields this version does not know), by name.
+    for (k, v) in fields {
+        parts.push(format!("{}={}", clean(&k), value_text(&v)));
+    }
+    let mut out = format!(
+        "{} {}",
+        p.dim(&time),
+        tone(p, &format!("{:<20}", clean(&event)))
+    );
+    if let Some(task) = task {
+        out.push(' ');
+        out.push_str(&p.bold(&task));
+    }
+    if !parts.is_empty() {
+        out.push(' ');
+        out.push_str(&parts.join(" "));
+    }
+    out.trim_end().to_string()
+}
+
+/// Render one line as `tail` prints it without colour (for tests and other tools).
+pub fn render_line(line: &str) -> Option<String> {
+    let map = serde_json::from_str::<Map<String, Value>>(line).ok()?;
+    Some(render(&map, Paint(false)))
 }

@@ -1,0 +1,137 @@
+//! `stats` over 1,000,000 realistic event lines: streaming the file through the report builder.
+
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+
+use chrono::{Duration, Utc};
+use criterion::{Criterion, criterion_group, criterion_main};
+use taskboard::events::{Event, EventKind, for_each_line};
+use taskboard::report::{Builder, Rec};
+
+const LINES: usize = 1_000_000;
+
+/// Ten days of a busy board: saves, passes, dispatches, finishes (a fifth failing, some
+/// exhausting their retries), retries, deadletters and writebacks.
+fn generate() -> PathBuf {
+    let path = std::env::temp_dir().join(format!("taskboard-bench-{}.jsonl", std::process::id()));
+    let mut out = BufWriter::new(std::fs::File::create(&path).unwrap());
+    let now = Utc::now();
+    let step = Duration::days(10) / LINES as i32;
+    let mut t = now - Duration::days(10);
+    let routes = ["claude", "codex", "sh", "py"];
+    let mut n = 0usize;
+    let mut task = 0u64;
+    let mut write = |t: &mut chrono::DateTime<Utc>, id: Option<&str>, kind: EventKind| {
+        let mut line = Event::new(*t, id, kind).to_line();
+        line.push('\n');
+        out.write_all(line.as_bytes()).unwrap();
+        *t += step;
+    };
+    while n < LINES {
+        task += 1;
+        let id = format!("T-{task}");
+        write(
+            &mut t,
+            None,
+            EventKind::FileChanged {
+                latency_ms: Some(task * 37 % 400),
+                bytes: 5000,
+            },
+        );
+        write(
+            &mut t,
+            None,
+            EventKind::Pass {
+                tasks: 40,
+                duration_us: 800,
+                dispatched: 1,
+            },
+        );
+        n += 2;
+        for attempt in 1..=3u32 {
+            write(
+                &mut t,
+                Some(&id),
+                EventKind::TaskDispatched {
+                    attempt,
+                    route: routes[(task as usize + attempt as usize) % 4].into(),
+                    pid: 1234,
+                    agent: "bot".into(),
+                },
+            );
+            let ok = !(task + u64::from(attempt)).is_multiple_of(5);
+            let outcome = match (ok, attempt) {
+                (true, _) => "done".to_string(),
+                (false, 3) => "failed:exhausted_retries".to_string(),
+                (false, _) => "blocked:retry:2026-11-22T03:15:00Z".to_string(),
+            };
+            write(
+                &mut t,
+                Some(&id),
+                EventKind::TaskFinished {
+                    attempt,
+                    exit_code: Some(if ok { 0 } else { 3 }),
+                    signal: None,
+                    duration_ms: task * 7919 % 600_000,
+                    outcome,
+                    note: (!ok).then(|| "exit 3: \"tests failed\"".to_string()),
+                    stopped: None,
+                },
+            );
+            n += 2;
+            if ok {
+                break;
+            }
+            if attempt < 3 {
+                write(
+                    &mut t,
+                    Some(&id),
+                    EventKind::TaskRetryScheduled { attempt, at: now },
+                );
+            } else {
+                write(
+                    &mut t,
+                    Some(&id),
+                    EventKind::TaskDeadlettered {
+                        attempts: 3,
+                        path: format!("/home/me/board/deadletter/{id}.json"),
+                    },
+                );
+            }
+            n += 1;
+        }
+        write(
+            &mut t,
+            None,
+            EventKind::Writeback {
+                tasks: vec![id],
+                bytes: 5000,
+            },
+        );
+        n += 1;
+    }
+    out.flush().unwrap();
+    path
+}
+
+fn bench(c: &mut Criterion) {
+    let path = generate();
+    let mut group = c.benchmark_group("stats");
+    group.sample_size(10);
+    group.bench_function("report_over_1m_lines", |b| {
+        b.iter(|| {
+            let mut builder = Builder::new(Utc::now(), Duration::days(7));
+            for_each_line(&path, |line, _| match serde_json::from_slice::<Rec>(line) {
+                Ok(rec) => builder.add(&rec),
+                Err(_) => builder.add_bad_line(),
+            })
+            .unwrap();
+            builder.finish()
+        })
+    });
+    group.finish();
+    let _ = std::fs::remove_file(&path);
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,739 @@
+//! Statistics over the event log: a pure function of events and the current time.
+//!
+//! Owns the definitions behind `taskboard stats`. Feed lines (or parsed [`Rec`]s) oldest first to
+//! a [`Builder`], then [`Builder::finish`] gives a [`Report`]. No file, clock or board is read
+//! here; the command streams the log files and may replace the queue with counts from the board.
+//!
+//! # Definitions
+//!
+//! - An *attempt finished* is a `task_finished` whose outcome is not `cancelled` or
+//!   `interrupted`; it *failed* when its outcome is `blocked:retry:…` or `failed:…`.
+//! - A task is *done* when a `task_finished` has outcome `done`; *failed* when a `task_finished`
+//!   has outcome `failed:…`, or when it is deadlettered without such a `task_finished` just
+//!   before (a claim that went stale too often); *retried* for each `task_retry_scheduled`.
+//! - Error rate = failed attempts / finished attempts; retry rate = retries / finished attempts.
+//! - Throughput = tasks done / hours (or days) between the later of the window start and the
+//!   first event, and now.
+//! - Latency: `file_changed.latency_ms` (save to detection). Duration per route:
+//!   `task_finished.duration_ms`, joined to the route of the `task_dispatched` with the same task
+//!   and attempt (dispatches before the window are joined too).
+//! - Queue: the last known status of each task, replayed from all events (not only the window):
+//!   `task_dispatched` → running, `task_finished.outcome`, `task_retry_scheduled` → blocked,
+//!   `dependency_promoted`, `stale_claim_reset`, `retry_requested`, `task_interrupted` → ready,
+//!   `status_reasserted.status`, `task_deadlettered` → failed. A `cancelled` finish forgets the
+//!   task (a person changed its status).
+//!
+//! # JSON (`taskboard stats --json`)
+//!
+//! ```text
+//! {
+//!   "version": 1,
+//!   "now": "2026-11-22T03:15:00.000Z",        // RFC 3339 UTC, ms
+//!   "since": "2026-11-15T03:15:00.000Z",      // window start
+//!   "events": 123456,                         // events in the window
+//!   "bad_lines": 0,                           // lines that did not parse (all files)
+//!   "totals": { "done": 10, "failed": 2, "retried": 3,
+//!               "attempts_finished": 15, "attempts_failed": 5 },
+//!   "throughput": { "per_hour": 0.06, "per_day": 1.43 },
+//!   "error_rate": 0.333, "retry_rate": 0.2,   // null when no attempt finished
+//!   "days": [ { "date": "2026-11-15", "done": 1, "failed": 0, "retried": 0,
+//!               "attempts_finished": 1, "attempts_failed": 0,
+//!               "error_rate": 0.0 } ],         // every UTC day of the window, oldest first
+//!   "latency_ms": { "count": 40, "p50": 12, "p95": 80, "p99": 200, "max": 310,
+//!                   "histogram": [ { "le": 10, "count": 3 }, …, { "le": null, "count": 0 } ] },
+//!   "routes": [ { "route": "claude", "runs": 9, "failed": 2,
+//!                 "p50_ms": 61000, "p95_ms": 300000 } ],   // sorted by route
+//!   "queue": { "source": "board" | "events", "ready": 1, "running": 0, "blocked": 2,
+//!              "failed": 1, "done": 7 },
+//!   "failures": [ { "ts": "…", "task": "A-1", "attempt": 3, "outcome": "failed:exhausted_retries",
+//!                   "note": "…" | null, "deadletter": "/abs/deadletter/A-1.json" | null } ]
+//!                                              // the last 20 failed tasks, oldest first
+//! }
+//! ```
+//!
+//! Percentiles are nearest-rank over the exact values; they are `null` when there is no value.
+//! Fields may be added in later versions; none will change meaning without a new `version`.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::events::format_ts;
+
+/// Upper bounds (ms, inclusive) of the latency histogram buckets; a last bucket holds the rest.
+pub const LATENCY_BUCKETS: [u64; 9] = [5, 10, 25, 50, 100, 250, 500, 1000, 2500];
+
+/// How many failures the report keeps.
+pub const LAST_FAILURES: usize = 20;
+
+/// A JSON string borrowed from the line when it has no escapes, owned otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Str<'a>(pub Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Str<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl std::ops::Deref for Str<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The fields of an event line that statistics need; every other field is ignored, and any event
+/// name is accepted (unknown ones are counted and otherwise ignored).
+#[derive(Debug, Deserialize)]
+pub struct Rec<'a> {
+    #[serde(borrow)]
+    pub ts: Str<'a>,
+    #[serde(borrow)]
+    pub event: Str<'a>,
+    #[serde(borrow, default)]
+    pub task: Option<Str<'a>>,
+    #[serde(default)]
+    pub attempt: Option<u32>,
+    #[serde(borrow, default)]
+    pub route: Option<Str<'a>>,
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+    #[serde(default)]
+    pub latency_ms: Option<u64>,
+    #[serde(borrow, default)]
+    pub outcome: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    pub note: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    pub path: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    pub status: Option<Str<'a>>,
+}
+
+/// The coarse states the queue counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QState {
+    Ready,
+    Running,
+    Blocked,
+    Failed,
+    Done,
+}
+
+fn state_of(status: &str) -> Option<QState> {
+    let head = status.split(':').next().unwrap_or("");
+    Some(match head {
+        "ready" | "interrupted" => QState::Ready,
+        "running" => QState::Running,
+        "blocked" => QState::Blocked,
+        "failed" => QState::Failed,
+        "done" => QState::Done,
+        _ => return None,
+    })
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Day {
+    /// `YYYY-MM-DD`, UTC.
+    pub date: String,
+    pub done: u64,
+    pub failed: u64,
+    pub retried: u64,
+    pub attempts_finished: u64,
+    pub attempts_failed: u64,
+    pub error_rate: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Totals {
+    pub done: u64,
+    pub failed: u64,
+    pub retried: u64,
+    pub attempts_finished: u64,
+    pub attempts_failed: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Throughput {
+    pub per_hour: f64,
+    pub per_day: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Bucket {
+    /// Inclusive upper bound in ms; `None` for the last, open bucket.
+    pub le: Option<u64>,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Latency {
+    pub count: u64,
+    pub p50: Option<u64>,
+    pub p95: Option<u64>,
+    pub p99: Option<u64>,
+    pub max: Option<u64>,
+    pub histogram: Vec<Bucket>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Route {
+    pub route: String,
+    pub runs: u64,
+    pub failed: u64,
+    pub p50_ms: Option<u64>,
+    pub p95_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Queue {
+    /// `"events"` (replayed) or `"board"` (counted from the board file).
+    pub source: String,
+    pub ready: u64,
+    pub running: u64,
+    pub blocked: u64,
+    pub failed: u64,
+    pub done: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Failure {
+    pub ts: String,
+    pub task: String,
+    pub attempt: Option<u32>,
+    pub outcome: String,
+    pub note: Option<String>,
+    /// The deadletter file as the event named it, when the task was deadlettered.
+    pub deadletter: Option<String>,
+}
+
+/// Everything `taskboard stats` shows. Serializes to the documented JSON shape.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub version: u32,
+    pub now: String,
+    pub since: String,
+    pub events: u64,
+    pub bad_lines: u64,
+    pub totals: Totals,
+    pub throughput: Throughput,
+    pub error_rate: Option<f64>,
+    pub retry_rate: Option<f64>,
+    pub days: Vec<Day>,
+    pub latency_ms: Latency,
+    pub routes: Vec<Route>,
+    pub queue: Queue,
+    pub failures: VecDeque<Failure>,
+}
+
+/// Accumulates events (oldest first) into a [`Report`]. Keeps per-task state and the numbers
+/// needed for percentiles, never the events themselves.
+#[derive(Debug)]
+pub struct Builder {
+    now: DateTime<Utc>,
+    since: DateTime<Utc>,
+    since_key: String,
+    first_day: NaiveDate,
+    days: Vec<Day>,
+    /// The last day key seen and its index (events come mostly in order).
+    day_cache: Option<(String, Option<usize>)>,
+    first_ts: Option<DateTime<Utc>>,
+    events: u64,
+    bad_lines: u64,
+    totals: Totals,
+    latencies: Vec<u64>,
+    routes: HashMap<String, (Vec<u64>, u64)>,
+    dispatched: HashMap<(String, u32), String>,
+    queue: HashMap<String, QState>,
+    /// Tasks whose last finish was `failed:…`, so a following deadletter is not a second failure.
+    failed_finish: HashMap<String, usize>,
+    failures: VecDeque<Failure>,
+    failure_seq: usize,
+}
+
+impl Builder {
+    /// A report of the window `[now - window, now]`.
+    pub fn new(now: DateTime<Utc>, window: Duration) -> Builder {
+        let since = now - window;
+        let first_day = since.date_naive();
+        let mut days = Vec::new();
+        let mut d = first_day;
+        while d <= now.date_naive() {
+            days.push(Day {
+                date: d.format("%Y-%m-%d").to_string(),
+                ..Day::default()
+            });
+            d = d.succ_opt().unwrap_or(d);
+            if days.len() > 100_000 {
+                break;
+            }
+        }
+        Builder {
+            now,
+            since,
+            since_key: format_ts(&since),
+            first_day,
+            days,
+            day_cache: None,
+            first_ts: None,
+            events: 0,
+            bad_lines: 0,
+            totals: Totals::default(),
+            latencies: Vec::new(),
+            routes: HashMap::new(),
+            dispatched: HashMap::new(),
+            queue: HashMap::new(),
+            failed_finish: HashMap::new(),
+            failures: VecDeque::new(),
+            failure_seq: 0,
+        }
+    }
+
+    /// Parse and add one line; a line that does not parse is counted in `bad_lines`.
+    pub fn add_line(&mut self, line: &[u8]) {
+        match serde_json::from_slice::<Rec>(line) {
+            Ok(rec) => self.add(&rec),
+            Err(_) => self.bad_lines += 1,
+        }
+    }
+
+    /// Count a line that could not be read as an event.
+    pub fn add_bad_line(&mut self) {
+        self.bad_lines += 1;
+    }
+
+    fn day_index(&mut self, ts: &str) -> Option<usize> {
+        let key = ts.get(..10)?;
+        if let Some((k, i)) = &self.day_cache
+            && k == key
+        {
+            return *i;
+        }
+        let idx = NaiveDate::parse_from_str(key, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| usize::try_from((d - self.first_day).num_days()).ok())
+            .filter(|&i| i < self.days.len());
+        self.day_cache = Some((key.to_string(), idx));
+        idx
+    }
+
+    /// Whether `ts` falls in the window. The log's own form (`…T15:25:03.123Z`) compares as text;
+    /// any other RFC 3339 form is parsed.
+    fn in_window(&mut self, ts: &str) -> bool {
+        let in_window = if ts.len() == 24 && ts.ends_with('Z') {
+            ts >= self.since_key.as_str()
+        } else {
+            DateTime::parse_from_rfc3339(ts).is_ok_and(|t| t >= self.since)
+        };
+        if in_window && self.first_ts.is_none() {
+            self.first_ts = DateTime::parse_from_rfc3339(ts)
+                .ok()
+                .map(|t| t.with_timezone(&Utc));
+        }
+        in_window
+    }
+
+    /// Add one event. Events before the window only feed the queue and the route join.
+    pub fn add(&mut self, rec: &Rec) {
+        let task = rec.task.as_deref();
+        let event: &str = &rec.event;
+        // The queue and the dispatch join look at every event, in or out of the window.
+        let mut route_of_finish = None;
+        match (event, task) {
+            ("task_dispatched", Some(t)) => {
+                if let (Some(a), Some(r)) = (rec.attempt, rec.route.as_deref()) {
+                    self.dispatched.insert((t.to_string(), a), r.to_string());
+                }
+                self.set_state(t, Some(QState::Running));
+            }
+            ("task_finished", Some(t)) => {
+                if let Some(a) = rec.attempt {
+                    route_of_finish = self.dispatched.remove(&(t.to_string(), a));
+                }
+                let outcome = rec.outcome.as_deref().unwrap_or("");
+                if outcome == "cancelled" {
+                    self.queue.remove(t);
+                } else {
+                    self.set_state(t, state_of(outcome));
+                }
+            }
+            ("task_retry_scheduled", Some(t)) => self.set_state(t, Some(QState::Blocked)),
+            (
+                "dependency_promoted"
+                | "stale_claim_reset"
+                | "retry_requested"
+                | "task_interrupted",
+                Some(t),
+            ) => self.set_state(t, Some(QState::Ready)),
+            ("status_reasserted", Some(t)) => {
+                let s = rec.status.as_deref().and_then(state_of);
+                self.set_state(t, s);
+            }
+            ("task_deadlettered", Some(t)) => self.set_state(t, Some(QState::Failed)),
+            _ => {}
+        }
+        if !self.in_window(&rec.ts) {
+            if event == "task_finished"
+                && let Some(t) = task
+            {
+                self.failed_finish.remove(t);
+            }
+            return;
+        }
+        self.events += 1;
+        let day = self.day_index(&rec.ts);
+        match event {
+            "file_changed" => {
+                if let Some(ms) = rec.latency_ms {
+                    self.latencies.push(ms);
+                }
+            }
+            "task_finished" => {
+                let Some(t) = task else { return };
+                let outcome = rec.outcome.as_deref().unwrap_or("");
+                if outcome == "cancelled" || outcome == "interrupted" {
+                    return;
+                }
+                let attempt_failed =
+                    outcome.starts_with("blocked:retry:") || outcome.starts_with("failed:");
+                let task_failed = outcome.starts_with("failed:");
+                let done = outcome == "done";
+                self.totals.attempts_finished += 1;
+                self.totals.attempts_failed += u64::from(attempt_failed);
+                self.totals.done += u64::from(done);
+                self.totals.failed += u64::from(task_failed);
+                if let Some(d) = day.and_then(|i| self.days.get_mut(i)) {
+                    d.attempts_finished += 1;
+                    d.attempts_failed += u64::from(attempt_failed);
+                    d.done += u64::from(done);
+                    d.failed += u64::from(task_failed);
+                }
+                if let Some(route) = route_of_finish {
+                    let entry = self.routes.entry(route).or_default();
+                    if let Some(ms) = rec.duration_ms {
+                        entry.0.push(ms);
+                    }
+                    entry.1 += u64::from(attempt_failed);
+                }
+                if task_failed {
+                    self.failed_finish.insert(t.to_string(), self.failure_seq);
+                } else {
+                    self.failed_finish.remove(t);
+                }
+                if task_failed {
+                    self.push_failure(Failure {
+                        ts: rec.ts.to_string(),
+                        task: t.to_string(),
+                        attempt: rec.attempt,
+                        outcome: outcome.to_string(),
+                        note: rec.note.as_deref().map(str::to_owned),
+                        deadletter: None,
+                    });
+                }
+            }
+            "task_retry_scheduled" => {
+                self.totals.retried += 1;
+                if let Some(d) = day.and_then(|i| self.days.get_mut(i)) {
+                    d.retried += 1;
+                }
+            }
+            "task_deadlettered" => {
+                let Some(t) = task else { return };
+                let path = rec.path.as_deref().map(str::to_owned);
+                match self.failed_finish.remove(t) {
+                    Some(seq) => {
+                        // Attach the file to the failure it ended, when still listed.
+                        let first = self.failure_seq - self.failures.len();
+                        if seq >= first
+                            && let Some(f) = self.failures.get_mut(seq - first)
+                        {
+                            f.deadletter = path;
+                        }
+                    }
+                    None => {
+                        self.totals.failed += 1;
+                        if let Some(d) = day.and_then(|i| self.days.get_mut(i)) {
+                            d.failed += 1;
+                        }
+                        self.push_failure(Failure {
+                            ts: rec.ts.to_string(),
+                            task: t.to_string(),
+                            attempt: rec.attempt,
+                            outcome: "failed:exhausted_retries".into(),
+                            note: None,
+                            deadletter: path,
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn push_failure(&mut self, f: Failure) {
+        if self.failures.len() == LAST_FAILURES {
+            self.failures.pop_front();
+        }
+        self.failures.push_back(f);
+        self.failure_seq += 1;
+    }
+
+    fn set_state(&mut self, task: &str, state: Option<QState>) {
+        match state {
+            Some(s) => {
+                if let Some(slot) = self.queue.get_mut(task) {
+                    *slot = s;
+                } else {
+                    self.queue.insert(task.to_string(), s);
+                }
+            }
+            None => {
+                self.queue.remove(task);
+            }
+        }
+    }
+
+    pub fn finish(mut self) -> Report {
+        let start = self.first_ts.map_or(self.since, |t| t.max(self.since));
+        let hours = ((self.now - start).num_milliseconds().max(0) as f64 / 3_600_000.0).max(1.0);
+        let throughput = Throughput {
+            per_hour: round3(self.totals.done as f64 / hours),
+            per_day: round3(self.totals.done as f64 / hours * 24.0),
+        };
+        let rate = |n: u64, d: u64| (d > 0).then(|| round3(n as f64 / d as f64));
+        for d in &mut self.days {
+            d.error_rate = rate(d.attempts_failed, d.attempts_finished);
+        }
+        let mut histogram: Vec<Bucket> = LATENCY_BUCKETS
+            .iter()
+            .map(|&le| Bucket {
+                le: Some(le),
+                count: 0,
+            })
+            .chain(std::iter::once(Bucket::default()))
+            .collect();
+        for &ms in &self.latencies {
+            let i = LATENCY_BUCKETS.partition_point(|&le| le < ms);
+            histogram[i].count += 1;
+        }
+        self.latencies.sort_unstable();
+        let latency_ms = Latency {
+            count: self.latencies.len() as u64,
+            p50: percentile(&self.latencies, 50.0),
+            p95: percentile(&self.latencies, 95.0),
+            p99: percentile(&self.latencies, 99.0),
+            max: self.latencies.last().copied(),
+            histogram,
+        };
+        let mut routes: Vec<Route> = self
+            .routes
+            .into_iter()
+            .map(|(route, (mut ms, failed))| {
+                ms.sort_unstable();
+                Route {
+                    route,
+                    runs: ms.len() as u64,
+                    failed,
+                    p50_ms: percentile(&ms, 50.0),
+                    p95_ms: percentile(&ms, 95.0),
+                }
+            })
+            .collect();
+        routes.sort_by(|a, b| a.route.cmp(&b.route));
+        let mut queue = Queue {
+            source: "events".into(),
+            ..Queue::default()
+        };
+        for s in self.queue.values() {
+            match s {
+                QState::Ready => queue.ready += 1,
+                QState::Running => queue.running += 1,
+                QState::Blocked => queue.blocked += 1,
+                QState::Failed => queue.failed += 1,
+                QState::Done => queue.done += 1,
+            }
+        }
+        Report {
+            version: 1,
+            now: format_ts(&self.now),
+            since: format_ts(&self.since),
+            events: self.events,
+            bad_lines: self.bad_lines,
+            error_rate: rate(self.totals.attempts_failed, self.totals.attempts_finished),
+            retry_rate: rate(self.totals.retried, self.totals.attempts_finished),
+            totals: self.totals,
+            throughput,
+            days: self.days,
+            latency_ms,
+            routes,
+            queue,
+            failures: self.failures,
+        }
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Nearest-rank percentile of sorted values.
+pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+/// A report over lines (oldest first): the convenience form of [`Builder`].
+pub fn report<'a>(
+    lines: impl IntoIterator<Item = &'a [u8]>,
+    now: DateTime<Utc>,
+    window: Duration,
+) -> Report {
+    let mut b = Builder::new(now, window);
+    for line in lines {
+        b.add_line(line);
+    }
+    b.finish()
+}
+
+/// Parse a window like `7d`, `24h`, `90m`, `30s` or `2w`.
+pub fn parse_window(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("`{s}`: add a unit: s, m, h, d or w (e.g. 7d)"))?;
+    let (n, unit) = s.split_at(split);
+    let n: i64 = n
+        .parse()
+        .map_err(|_| format!("`{s}`: expected a number then a unit, e.g. 7d"))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}`; use s, m, h, d or w")),
+    };
+    if n <= 0 || n > 3650 * 86_400 / secs {
+        return Err(format!("`{s}`: the window must be between 1s and 10 years"));
+    }
+    Ok(Duration::seconds(n * secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap()
+    }
+
+    fn lines(text: &str) -> Report {
+        report(text.lines().map(str::as_bytes), now(), Duration::days(7))
+    }
+
+    #[test]
+    fn counts_attempts_tasks_and_routes() {
+        let r = lines(concat!(
+            r#"{"ts":"2026-11-21T10:00:00.000Z","event":"task_dispatched","task":"A","attempt":1,"route":"sh","pid":1,"agent":"x"}"#,
+            "\n",
+            r#"{"ts":"2026-11-21T10:00:01.000Z","event":"task_finished","task":"A","attempt":1,"exit_code":3,"duration_ms":1000,"outcome":"blocked:retry:2026-11-21T10:01:00Z","note":"bad"}"#,
+            "\n",
+            r#"{"ts":"2026-11-21T10:00:01.001Z","event":"task_retry_scheduled","task":"A","attempt":1,"at":"2026-11-21T10:01:00Z"}"#,
+            "\n",
+            r#"{"ts":"2026-11-21T10:01:00.000Z","event":"task_dispatched","task":"A","attempt":2,"route":"sh","pid":1,"agent":"x"}"#,
+            "\n",
+            r#"{"ts":"2026-11-21T10:01:03.000Z","event":"task_finished","task":"A","attempt":2,"exit_code":3,"duration_ms":3000,"outcome":"failed:exhausted_retries"}"#,
+            "\n",
+            r#"{"ts":"2026-11-21T10:01:03.010Z","event":"task_deadlettered","task":"A","attempts":2,"path":"/b/deadletter/A.json"}"#,
+            "\n",
+            r#"{"ts":"2026-11-22T09:00:00.000Z","event":"task_dispatched","task":"B","attempt":1,"route":"py","pid":1,"agent":"x"}"#,
+            "\n",
+            r#"{"ts":"2026-11-22T09:00:02.000Z","event":"task_finished","task":"B","attempt":1,"exit_code":0,"duration_ms":2000,"outcome":"done"}"#,
+            "\n",
+            r#"{"ts":"2026-11-22T09:00:03.000Z","event":"file_changed","latency_ms":12,"bytes":10}"#,
+            "\n",
+            r#"{"ts":"2026-11-22T09:00:0"#,
+        ));
+        assert_eq!(r.totals.done, 1);
+        assert_eq!(
+            r.totals.failed, 1,
+            "a deadletter after failed:* is one failure"
+        );
+        assert_eq!(r.totals.retried, 1);
+        assert_eq!(r.totals.attempts_finished, 3);
+        assert_eq!(r.totals.attempts_failed, 2);
+        assert_eq!(r.error_rate, Some(0.667));
+        assert_eq!(r.bad_lines, 1);
+        assert_eq!(r.days.len(), 8);
+        let d21 = r.days.iter().find(|d| d.date == "2026-11-21").unwrap();
+        assert_eq!((d21.failed, d21.retried, d21.done), (1, 1, 0));
+        assert_eq!(r.routes.len(), 2);
+        assert_eq!(r.routes[1].route, "sh");
+        assert_eq!(r.routes[1].p95_ms, Some(3000));
+        assert_eq!(r.latency_ms.p50, Some(12));
+        assert_eq!(r.latency_ms.histogram[2].count, 1);
+        assert_eq!((r.queue.failed, r.queue.done), (1, 1));
+        assert_eq!(r.failures.len(), 1, "only tasks that failed are listed");
+        assert_eq!(
+            r.failures[0].deadletter.as_deref(),
+            Some("/b/deadletter/A.json")
+        );
+        assert_eq!(r.failures[0].attempt, Some(2));
+    }
+
+    #[test]
+    fn events_before_the_window_only_feed_the_queue() {
+        let r = lines(concat!(
+            r#"{"ts":"2026-10-01T10:00:00.000Z","event":"task_dispatched","task":"A","attempt":1,"route":"sh","pid":1,"agent":"x"}"#,
+            "\n",
+            r#"{"ts":"2026-10-01T10:00:01.000Z","event":"task_finished","task":"A","attempt":1,"duration_ms":1,"outcome":"done"}"#,
+            "\n",
+            r#"{"ts":"2026-11-20T10:00:00.000Z","event":"task_dispatched","task":"B","attempt":1,"route":"sh","pid":1,"agent":"x"}"#,
+        ));
+        assert_eq!(r.totals.done, 0);
+        assert_eq!(r.events, 1);
+        assert_eq!((r.queue.done, r.queue.running), (1, 1));
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50.0), Some(50));
+        assert_eq!(percentile(&v, 99.0), Some(99));
+        assert_eq!(percentile(&[7], 95.0), Some(7));
+        assert_eq!(percentile(&[], 50.0), None);
+    }
+
+    #[test]
+    fn windows_parse() {
+        assert_eq!(parse_window("7d"), Ok(Duration::days(7)));
+        assert_eq!(parse_window("90m"), Ok(Duration::minutes(90)));
+        assert!(parse_window("7").is_err());
+        assert!(parse_window("d").is_err());
+        assert!(parse_window("0h").is_err());
+    }
+}

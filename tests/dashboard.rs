@@ -1,0 +1,226 @@
+//! The HTML dashboard of `taskboard stats --html`, loaded in headless Chromium: every chart and
+//! the failures table are in the DOM, untrusted text stays text, and the page logs no error.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use taskboard::events::{Event, EventKind};
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "taskboard-dashboard-{name}-{}-{nanos:x}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Dir(dir)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A few days of events over several routes, with failures whose notes hold markup.
+fn events(dir: &Path) -> String {
+    let now = Utc::now();
+    let mut out = String::new();
+    let mut push = |ev: Event| {
+        out.push_str(&ev.to_line());
+        out.push('\n');
+    };
+    let routes = ["claude", "codex", "sh"];
+    for i in 0..90u32 {
+        let at = now - chrono::Duration::hours(i64::from(i)) - chrono::Duration::minutes(3);
+        let task = format!("T-{i}");
+        let route = routes[i as usize % 3];
+        push(Event::new(
+            at,
+            None,
+            EventKind::FileChanged {
+                latency_ms: Some(u64::from(i * 7 % 300)),
+                bytes: 100,
+            },
+        ));
+        push(Event::new(
+            at,
+            Some(&task),
+            EventKind::TaskDispatched {
+                attempt: 1,
+                route: route.into(),
+                pid: 1,
+                agent: "bot".into(),
+            },
+        ));
+        let failed = i % 7 == 0;
+        push(Event::new(
+            at + chrono::Duration::seconds(30),
+            Some(&task),
+            EventKind::TaskFinished {
+                attempt: 1,
+                exit_code: Some(if failed { 3 } else { 0 }),
+                signal: None,
+                duration_ms: u64::from(1000 + i * 997 % 90_000),
+                outcome: if failed {
+                    "failed:exhausted_retries".into()
+                } else {
+                    "done".into()
+                },
+                note: failed.then(|| "<script>alert(1)</script> & \"quotes\"".into()),
+                stopped: None,
+            },
+        ));
+        if failed {
+            push(Event::new(
+                at + chrono::Duration::seconds(31),
+                Some(&task),
+                EventKind::TaskDeadlettered {
+                    attempts: 1,
+                    path: dir
+                        .join(format!("deadletter/{task}.json"))
+                        .display()
+                        .to_string(),
+                },
+            ));
+        }
+    }
+    out
+}
+
+/// Runs chromium with `args`, killed after 60 s; returns (exit ok, stdout, stderr).
+fn chromium(bin: &Path, profile: &Path, args: &[String]) -> (bool, String, String) {
+    let mut child = Command::new(bin)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (status.success(), out.join().unwrap(), err.join().unwrap())
+}
+
+fn find_chromium() -> Option<PathBuf> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find_map(|name| {
+            std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|p| p.join(name))
+                    .find(|p| p.is_file())
+            })
+        })
+}
+
+#[test]
+fn dashboard_renders_in_headless_chromium() {
+    let Some(bin) = find_chromium() else {
+        if std::env::var_os("CI").is_some() {
+            panic!("chromium is not installed (.ci/run installs the `chromium` package)");
+        }
+        eprintln!("skipped: chromium is not installed (apt-get install chromium)");
+        return;
+    };
+    let dir = Dir::new("html");
+    std::fs::write(dir.0.join("events.jsonl"), events(&dir.0)).unwrap();
+    let html = dir.0.join("out.html");
+    let status = Command::new(env!("CARGO_BIN_EXE_taskboard"))
+        .arg("stats")
+        .arg(dir.0.join("task-board.md"))
+        .arg("--html")
+        .arg(&html)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        !page.contains("<script"),
+        "untrusted text escaped in the file"
+    );
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "no network"
+    );
+    assert!(
+        page.contains(r#"href="deadletter/T-0.json""#),
+        "relative deadletter links"
+    );
+
+    let profile = dir.0.join("profile");
+    std::fs::create_dir_all(&profile).unwrap();
+    let url = format!("file://{}", html.display());
+    let (ok, dom, stderr) = chromium(&bin, &profile, &["--dump-dom".into(), url]);
+    assert!(ok, "chromium failed: {stderr}");
+    for id in [
+        "chart-throughput",
+        "chart-error-rate",
+        "chart-latency",
+        "chart-duration",
+    ] {
+        assert!(dom.contains(&format!(r#"<svg id="{id}""#)), "{id} missing");
+        assert!(
+            dom.contains(&format!(r#"<title id="{id}-title">"#)),
+            "{id} title"
+        );
+    }
+    assert!(dom.contains(r#"<table id="failures">"#));
+    assert!(dom.contains("T-84"), "the latest failure is listed");
+    assert!(
+        !dom.contains("<script"),
+        "a note created an element instead of text"
+    );
+    assert!(dom.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    let console_errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("Uncaught") || l.contains("ERROR:CONSOLE"))
+        .collect();
+    assert!(console_errors.is_empty(), "{console_errors:?}");
+}

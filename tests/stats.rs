@@ -1,0 +1,237 @@
+//! `taskboard stats`: the report from events, its JSON shape, the queue's source, and the window.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::Value;
+use taskboard::events::{Event, EventKind};
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "taskboard-stats-{name}-{}-{nanos:x}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Dir(dir)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn run(task: &str, attempt: u32, route: &str, at: DateTime<Utc>, ms: u64, outcome: &str) -> String {
+    let dispatched = Event::new(
+        at,
+        Some(task),
+        EventKind::TaskDispatched {
+            attempt,
+            route: route.into(),
+            pid: 1,
+            agent: "bot".into(),
+        },
+    );
+    let finished = Event::new(
+        at + Duration::milliseconds(ms as i64),
+        Some(task),
+        EventKind::TaskFinished {
+            attempt,
+            exit_code: Some(if outcome == "done" { 0 } else { 3 }),
+            signal: None,
+            duration_ms: ms,
+            outcome: outcome.into(),
+            note: None,
+            stopped: None,
+        },
+    );
+    format!("{}\n{}\n", dispatched.to_line(), finished.to_line())
+}
+
+fn stats(dir: &Dir, args: &[&str]) -> (String, String, i32) {
+    let out = Command::new(env!("CARGO_BIN_EXE_taskboard"))
+        .arg("stats")
+        .arg(dir.0.join("task-board.md"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
+fn log(dir: &Dir) {
+    let now = Utc::now();
+    let day = Duration::days(1);
+    let mut old = String::new();
+    // Outside a 7-day window: counted in the queue only.
+    old += &run("OLD", 1, "sh", now - day * 20, 1000, "done");
+    // In the window, in a rotated file.
+    old += &run(
+        "A",
+        1,
+        "sh",
+        now - day * 2,
+        1000,
+        "blocked:retry:2026-11-22T00:00:00Z",
+    );
+    old += &(Event::new(
+        now - day * 2,
+        Some("A"),
+        EventKind::TaskRetryScheduled {
+            attempt: 1,
+            at: now,
+        },
+    )
+    .to_line()
+        + "\n");
+    std::fs::write(dir.0.join("events-20261101T000000Z.jsonl"), old).unwrap();
+    let mut live = run("A", 2, "sh", now - day, 3000, "done");
+    live += &run(
+        "B",
+        1,
+        "py",
+        now - Duration::hours(1),
+        500,
+        "failed:exhausted_retries",
+    );
+    live += &(Event::new(
+        now - Duration::hours(1),
+        Some("B"),
+        EventKind::TaskDeadlettered {
+            attempts: 1,
+            path: dir.0.join("deadletter/B.json").display().to_string(),
+        },
+    )
+    .to_line()
+        + "\n");
+    live += &(Event::new(
+        now - Duration::minutes(5),
+        None,
+        EventKind::FileChanged {
+            latency_ms: Some(30),
+            bytes: 1,
+        },
+    )
+    .to_line()
+        + "\n");
+    live += &(Event::new(
+        now - Duration::minutes(1),
+        Some("C"),
+        EventKind::TaskDispatched {
+            attempt: 1,
+            route: "py".into(),
+            pid: 1,
+            agent: "bot".into(),
+        },
+    )
+    .to_line()
+        + "\n");
+    live += "not json\n{\"ts\":\"20";
+    std::fs::write(dir.0.join("events.jsonl"), live).unwrap();
+}
+
+#[test]
+fn json_report_counts_the_window_across_files() {
+    let dir = Dir::new("json");
+    log(&dir);
+    let (out, err, code) = stats(&dir, &["--json"]);
+    assert_eq!(code, 0, "{err}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["version"], 1);
+    assert_eq!(r["totals"]["done"], 1);
+    assert_eq!(r["totals"]["failed"], 1);
+    assert_eq!(r["totals"]["retried"], 1);
+    assert_eq!(r["totals"]["attempts_finished"], 3);
+    assert_eq!(r["totals"]["attempts_failed"], 2);
+    assert_eq!(r["error_rate"], 0.667);
+    assert_eq!(r["bad_lines"], 1, "the torn tail is not a bad line");
+    assert_eq!(r["days"].as_array().unwrap().len(), 8);
+    assert_eq!(r["latency_ms"]["p99"], 30);
+    let routes = r["routes"].as_array().unwrap();
+    assert_eq!(routes[0]["route"], "py");
+    assert_eq!(routes[1]["route"], "sh");
+    assert_eq!(routes[1]["runs"], 2);
+    assert_eq!(routes[1]["p95_ms"], 3000);
+    // No board file: the queue is replayed (OLD and A done, B failed, C running).
+    assert_eq!(r["queue"]["source"], "events");
+    assert_eq!(r["queue"]["done"], 2);
+    assert_eq!(r["queue"]["failed"], 1);
+    assert_eq!(r["queue"]["running"], 1);
+    let failures = r["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0]["task"], "B");
+    assert!(
+        failures[0]["deadletter"]
+            .as_str()
+            .unwrap()
+            .ends_with("B.json")
+    );
+}
+
+#[test]
+fn the_board_is_preferred_for_the_queue() {
+    let dir = Dir::new("board");
+    log(&dir);
+    std::fs::write(
+        dir.0.join("task-board.md"),
+        "# Tasks\n\n## A-1: one\n- status: ready\n\n## B-1: two\n- status: ready\n\n## C-1: three\n- status: blocked:me:why\n",
+    )
+    .unwrap();
+    let (out, _, code) = stats(&dir, &["--json"]);
+    assert_eq!(code, 0);
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["queue"]["source"], "board");
+    assert_eq!(r["queue"]["ready"], 2);
+    assert_eq!(r["queue"]["blocked"], 1);
+    assert_eq!(r["queue"]["failed"], 0);
+}
+
+#[test]
+fn text_report_is_readable_without_colour() {
+    let dir = Dir::new("text");
+    log(&dir);
+    let (out, _, code) = stats(&dir, &["--since", "30d"]);
+    assert_eq!(code, 0);
+    assert!(!out.contains('\x1b'), "{out}");
+    assert!(
+        out.contains("Tasks        2 done   1 failed   1 retried"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Error rate   50.0% of 4 finished attempts"),
+        "{out}"
+    );
+    assert!(out.contains("Queue now (replayed from events)"), "{out}");
+    assert!(out.contains('█'), "bars are drawn: {out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("  sh ") && l.contains(" 3 ") && l.contains("3.0s")),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_bad_window_is_a_usage_error_and_no_log_is_not() {
+    let dir = Dir::new("usage");
+    let (_, err, code) = stats(&dir, &["--since", "7 days"]);
+    assert_eq!(code, 64, "{err}");
+    let (out, err, code) = stats(&dir, &["--json"]);
+    assert_eq!(code, 0);
+    assert!(err.contains("no events"), "{err}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["totals"]["done"], 0);
+    assert_eq!(r["error_rate"], Value::Null);
+}
