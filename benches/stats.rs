@@ -57,6 +57,7 @@ fn generate() -> PathBuf {
                     route: routes[(task as usize + attempt as usize) % 4].into(),
                     pid: 1234,
                     agent: "bot".into(),
+                    phase: None,
                 },
             );
             let ok = !(task + u64::from(attempt)).is_multiple_of(5);
@@ -76,6 +77,12 @@ fn generate() -> PathBuf {
                     outcome,
                     note: (!ok).then(|| "exit 3: \"tests failed\"".to_string()),
                     stopped: None,
+                    phase: None,
+                    cost_usd: None,
+                    tokens_in: None,
+                    tokens_out: None,
+                    handoff: None,
+                    changed: None,
                 },
             );
             n += 2;

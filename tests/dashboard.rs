@@ -61,6 +61,7 @@ fn events(dir: &Path) -> String {
                 route: route.into(),
                 pid: 1,
                 agent: "bot".into(),
+                phase: None,
             },
         ));
         let failed = i % 7 == 0;
@@ -79,6 +80,12 @@ fn events(dir: &Path) -> String {
                 },
                 note: failed.then(|| "<script>alert(1)</script> & \"quotes\"".into()),
                 stopped: None,
+                phase: None,
+                cost_usd: None,
+                tokens_in: None,
+                tokens_out: None,
+                handoff: None,
+                changed: None,
             },
         ));
         if failed {

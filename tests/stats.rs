@@ -39,6 +39,7 @@ fn run(task: &str, attempt: u32, route: &str, at: DateTime<Utc>, ms: u64, outcom
             route: route.into(),
             pid: 1,
             agent: "bot".into(),
+            phase: None,
         },
     );
     let finished = Event::new(
@@ -52,6 +53,12 @@ fn run(task: &str, attempt: u32, route: &str, at: DateTime<Utc>, ms: u64, outcom
             outcome: outcome.into(),
             note: None,
             stopped: None,
+            phase: None,
+            cost_usd: None,
+            tokens_in: None,
+            tokens_out: None,
+            handoff: None,
+            changed: None,
         },
     );
     format!("{}\n{}\n", dispatched.to_line(), finished.to_line())
@@ -135,6 +142,7 @@ fn log(dir: &Dir) {
             route: "py".into(),
             pid: 1,
             agent: "bot".into(),
+            phase: None,
         },
     )
     .to_line()
