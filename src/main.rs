@@ -71,6 +71,8 @@ enum Command {
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
+    /// One screen about one task: block, history, attempts, cost, handoff, evidence, links.
+    Show(cmd::show::Args),
     /// Print exactly the work packet a task's next run would receive on stdin.
     Packet(cmd::packet::Args),
     /// Show the events, one readable line each; `-f` follows.
@@ -119,6 +121,7 @@ fn main() -> ExitCode {
         Command::Init { dir } => cmd::init::run(&dir),
         Command::Retry { id, board } => cmd::retry::run(&board, &id),
         Command::Packet(args) => cmd::packet::run(&args),
+        Command::Show(args) => cmd::show::run(&args),
         Command::Tail(args) => cmd::tail::run(&args),
         Command::Stats(args) => cmd::stats::run(&args),
         Command::Doctor(args) => cmd::doctor::run(&args),

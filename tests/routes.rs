@@ -63,6 +63,37 @@ fn handoffs_on_success_and_failure_and_packets_remember_attempts() {
     assert_eq!(a_fin["cost_usd"], 0.05);
     assert_eq!(a_fin["tokens_in"], 100);
     assert_eq!(a_fin["tokens_out"], 20);
+
+    // `show` puts it together: attempts, cost, the latest handoff, the history.
+    let out = sb.command(&["show", "B-1", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["status"], "failed:exhausted_retries");
+    let attempts = shown["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[1]["exit_code"], 4);
+    assert_eq!(attempts[1]["route"], "default");
+    assert!(
+        shown["handoff"]
+            .as_str()
+            .unwrap()
+            .starts_with("## Attempt 2 · ")
+    );
+    let events: Vec<&str> = shown["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["event"].as_str().unwrap())
+        .collect();
+    assert!(events.contains(&"task_deadlettered"), "{events:?}");
+    let out = sb.command(&["show", "A-1"]).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("total cost $0.05"), "{text}");
+    assert!(text.contains("latest handoff"), "{text}");
+    assert_eq!(
+        sb.command(&["show", "Z-9"]).output().unwrap().status.code(),
+        Some(1)
+    );
 }
 
 #[test]
@@ -274,4 +305,13 @@ exit 0"#,
         .find(|e| e["task"] == "B-1" && e["phase"] == "review" && e["outcome"] == "ready")
         .unwrap();
     assert_eq!(bounced["note"], "add the tests");
+    let out = sb.command(&["show", "B-1", "--json"]).output().unwrap();
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let phases: Vec<(u64, bool)> = shown["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["attempt"].as_u64().unwrap(), a["phase"] == "review"))
+        .collect();
+    assert_eq!(phases, [(1, false), (1, true), (2, false), (2, true)]);
 }

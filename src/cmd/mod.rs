@@ -14,6 +14,7 @@ pub mod packet;
 pub mod retry;
 pub mod run;
 pub mod service;
+pub mod show;
 pub mod stats;
 pub mod status;
 pub mod tail;

@@ -1,0 +1,312 @@
+//! `taskboard show <ID>`: one screen about one task, from the board, the events and the
+//! handoffs: its block, its status history, each attempt (route, exit, duration, cost), its
+//! latest handoff, the evidence git saw, and what it blocks and what blocks it. Writes nothing.
+//!
+//! `--json` prints one object:
+//! `{"id", "title", "status", "line", "block", "history": [{"ts", "event", "summary"}],
+//! "attempts": [{"attempt", "phase", "route", "exit_code", "signal", "duration_ms", "cost_usd",
+//! "outcome", "changed"}], "cost_usd", "handoff", "evidence_mismatches": [{"attempt",
+//! "claimed_not_seen", "seen_not_claimed"}], "blocked_by": [{"id", "status"}], "blocks": [ids]}`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::lint::{print_stdout, read_board_text};
+use super::{CmdResult, Failure, Paint, use_color};
+use crate::board::Board;
+use crate::events::{EventKind, for_each_event_in};
+use crate::exit::Exit;
+use crate::status::Status;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The task ID.
+    pub id: String,
+    #[arg(default_value = "task-board.md")]
+    pub board: PathBuf,
+    /// One JSON object instead of the text view.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Shown {
+    pub id: String,
+    pub title: String,
+    pub status: Option<String>,
+    pub line: usize,
+    pub block: String,
+    pub history: Vec<HistoryLine>,
+    pub attempts: Vec<AttemptLine>,
+    pub cost_usd: f64,
+    pub handoff: Option<String>,
+    pub evidence_mismatches: Vec<Mismatch>,
+    pub blocked_by: Vec<Waiting>,
+    pub blocks: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HistoryLine {
+    pub ts: String,
+    pub event: String,
+    pub summary: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AttemptLine {
+    pub attempt: u32,
+    pub phase: Option<String>,
+    pub route: Option<String>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub duration_ms: u64,
+    pub cost_usd: Option<f64>,
+    pub outcome: String,
+    pub changed: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Mismatch {
+    pub attempt: u32,
+    pub claimed_not_seen: Vec<String>,
+    pub seen_not_claimed: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Waiting {
+    pub id: String,
+    pub status: Option<String>,
+}
+
+pub fn run(args: &Args) -> CmdResult {
+    let text = read_board_text(&args.board)?;
+    let dir = args
+        .board
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let shown = gather(dir, &text, &args.id).ok_or_else(|| {
+        Failure::new(
+            Exit::Findings,
+            format!("no task `{}` on {}", args.id, args.board.display()),
+        )
+    })?;
+    let out = if args.json {
+        let mut s = serde_json::to_string(&shown).unwrap_or_default();
+        s.push('\n');
+        s
+    } else {
+        render(&shown, Paint(use_color()))
+    };
+    print_stdout(&out)?;
+    Ok(Exit::Ok)
+}
+
+/// Everything `show` says about `id`, or `None` when it is not on the board.
+pub fn gather(board_dir: &Path, text: &str, id: &str) -> Option<Shown> {
+    let board = Board::parse(text);
+    let task = board.task(id)?;
+    let (line, _) = board.line_col(text, task.heading.start);
+    let mut history = Vec::new();
+    let mut attempts = Vec::new();
+    let mut mismatches = Vec::new();
+    let mut routes: HashMap<(u32, bool), String> = HashMap::new();
+    // A missing log is an empty history, not an error.
+    let _ = for_each_event_in(board_dir, |ev| {
+        if ev.task.as_deref() != Some(id) {
+            return;
+        }
+        let summary = match &ev.kind {
+            EventKind::TaskDispatched {
+                attempt,
+                route,
+                pid,
+                phase,
+                ..
+            } => {
+                routes.insert((*attempt, phase.is_some()), route.clone());
+                format!(
+                    "attempt {attempt}{} on `{route}` (pid {pid})",
+                    if phase.is_some() { " review" } else { "" }
+                )
+            }
+            EventKind::TaskFinished {
+                attempt,
+                exit_code,
+                signal,
+                duration_ms,
+                outcome,
+                note,
+                phase,
+                cost_usd,
+                changed,
+                ..
+            } => {
+                attempts.push(AttemptLine {
+                    attempt: *attempt,
+                    phase: phase.clone(),
+                    route: routes.get(&(*attempt, phase.is_some())).cloned(),
+                    exit_code: *exit_code,
+                    signal: *signal,
+                    duration_ms: *duration_ms,
+                    cost_usd: *cost_usd,
+                    outcome: outcome.clone(),
+                    changed: changed.clone(),
+                });
+                let note = note.as_deref().map_or(String::new(), |n| format!(": {n}"));
+                format!("attempt {attempt} -> {outcome}{note}")
+            }
+            EventKind::EvidenceMismatch {
+                attempt,
+                claimed_not_seen,
+                seen_not_claimed,
+            } => {
+                mismatches.push(Mismatch {
+                    attempt: *attempt,
+                    claimed_not_seen: claimed_not_seen.clone(),
+                    seen_not_claimed: seen_not_claimed.clone(),
+                });
+                "claims and git disagree".to_string()
+            }
+            other => {
+                let line = crate::events::Event::new(ev.ts, None, other.clone()).to_line();
+                // The event's own fields, without ts and name: compact enough for a history line.
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                v.as_object()
+                    .map(|o| {
+                        o.iter()
+                            .filter(|(k, _)| !matches!(k.as_str(), "ts" | "event"))
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .unwrap_or_default()
+            }
+        };
+        history.push(HistoryLine {
+            ts: crate::events::format_ts(&ev.ts),
+            event: ev.kind.name().to_string(),
+            summary,
+        });
+    });
+    let blocked_by = match task.status() {
+        Some(Status::BlockedOnTasks(deps)) => deps
+            .iter()
+            .map(|d| Waiting {
+                id: d.clone(),
+                status: board
+                    .task(d)
+                    .and_then(|t| t.status.as_ref().map(|s| s.raw.clone())),
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let blocks = board
+        .tasks
+        .iter()
+        .filter(
+            |t| matches!(t.status(), Some(Status::BlockedOnTasks(d)) if d.iter().any(|d| d == id)),
+        )
+        .map(|t| t.id.clone())
+        .collect();
+    let handoff = std::fs::read_to_string(crate::handoff::file_path(board_dir, id))
+        .ok()
+        .and_then(|f| crate::handoff::last_section(&f).map(str::to_string));
+    Some(Shown {
+        id: id.to_string(),
+        title: task.title.clone(),
+        status: task.status.as_ref().map(|s| s.raw.clone()),
+        line,
+        block: text[task.block.clone()].to_string(),
+        cost_usd: attempts.iter().filter_map(|a| a.cost_usd).sum(),
+        history,
+        attempts,
+        handoff,
+        evidence_mismatches: mismatches,
+        blocked_by,
+        blocks,
+    })
+}
+
+fn render(s: &Shown, paint: Paint) -> String {
+    let mut out = format!(
+        "{} {}  {}\n",
+        paint.bold(&s.id),
+        s.title,
+        paint.cyan(s.status.as_deref().unwrap_or("(no status)"))
+    );
+    if !s.blocked_by.is_empty() {
+        let waits: Vec<String> = s
+            .blocked_by
+            .iter()
+            .map(|w| {
+                format!(
+                    "{} ({})",
+                    w.id,
+                    w.status.as_deref().unwrap_or("not on the board")
+                )
+            })
+            .collect();
+        out.push_str(&format!("waits on: {}\n", waits.join(", ")));
+    }
+    if !s.blocks.is_empty() {
+        out.push_str(&format!("blocks:   {}\n", s.blocks.join(", ")));
+    }
+    out.push_str(&format!("\n{}\n", paint.dim(&format!("line {}", s.line))));
+    out.push_str(s.block.trim_end());
+    out.push_str("\n\n");
+    out.push_str(&paint.bold("attempts"));
+    out.push('\n');
+    if s.attempts.is_empty() {
+        out.push_str("  none yet\n");
+    }
+    for a in &s.attempts {
+        let ending = match (a.exit_code, a.signal) {
+            (Some(c), _) => format!("exit {c}"),
+            (None, Some(sig)) => format!("signal {sig}"),
+            _ => "not started".into(),
+        };
+        let cost = a.cost_usd.map_or(String::new(), |c| format!("  ${c:.2}"));
+        out.push_str(&format!(
+            "  {}{} {:<12} {:<9} {:>7.1}s{cost}  -> {}\n",
+            a.attempt,
+            if a.phase.is_some() { "r" } else { " " },
+            a.route.as_deref().unwrap_or("?"),
+            ending,
+            a.duration_ms as f64 / 1000.0,
+            a.outcome
+        ));
+        if let Some(changed) = a.changed.as_ref().filter(|c| !c.is_empty()) {
+            out.push_str(&format!("     changed: {}\n", changed.join(", ")));
+        }
+    }
+    if s.cost_usd > 0.0 {
+        out.push_str(&format!("  total cost ${:.2}\n", s.cost_usd));
+    }
+    for m in &s.evidence_mismatches {
+        out.push_str(&paint.yellow(&format!(
+            "  attempt {}: claimed but not seen by git: [{}]; seen but not claimed: [{}]\n",
+            m.attempt,
+            m.claimed_not_seen.join(", "),
+            m.seen_not_claimed.join(", ")
+        )));
+    }
+    if let Some(h) = &s.handoff {
+        out.push_str(&format!("\n{}\n{}\n", paint.bold("latest handoff"), h));
+    }
+    out.push_str(&format!("\n{}\n", paint.bold("history")));
+    if s.history.is_empty() {
+        out.push_str("  no events yet\n");
+    }
+    for h in &s.history {
+        out.push_str(&format!(
+            "  {} {:<22} {}\n",
+            paint.dim(&h.ts),
+            h.event,
+            h.summary
+        ));
+    }
+    out
+}
