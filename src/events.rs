@@ -386,15 +386,19 @@ impl EventLog {
     /// Open (creating with mode 0644 if missing) for appending. Does not create parent folders.
     pub fn open(path: impl AsRef<Path>) -> io::Result<EventLog> {
         let mut options = OpenOptions::new();
-        options.append(true).create(true);
+        options.read(true).append(true).create(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(0o644);
         }
-        Ok(EventLog {
-            file: options.open(path)?,
-        })
+        let mut file = options.open(path)?;
+        // A crash mid-append can leave a last line without its newline: end it, or our first
+        // line would share a line with the torn bytes and be lost to every reader.
+        if ends_torn(&mut file)? {
+            file.write_all(b"\n")?;
+        }
+        Ok(EventLog { file })
     }
 
     /// Append one event as one line, with a single `write_all` of the whole line.
@@ -408,6 +412,18 @@ impl EventLog {
     pub fn append_all(&self, evs: &[Event]) -> io::Result<()> {
         evs.iter().try_for_each(|ev| self.append(ev))
     }
+}
+
+/// Whether a non-empty file's last byte is not a newline.
+fn ends_torn(file: &mut File) -> io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    if file.metadata()?.len() == 0 {
+        return Ok(false);
+    }
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8; 1];
+    file.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
 }
 
 /// Everything read from a log.
