@@ -180,11 +180,12 @@ pub fn plan(inp: &Inputs) -> Plan {
             let current = status.to_string();
             if current != ep.written {
                 let written = Status::parse(&ep.written).ok();
-                let reassertable = written.as_ref().is_some_and(|w| {
-                    matches!(
-                        w,
-                        Status::Running { .. } | Status::Done | Status::Ready | Status::RetryAt(_)
-                    )
+                // Our `running` is only ours to put back while our run is live: a claim from a
+                // run that is gone (a crash lost the write of its ending) would have no owner.
+                let reassertable = written.as_ref().is_some_and(|w| match w {
+                    Status::Running { .. } => ours,
+                    Status::Done | Status::Ready | Status::RetryAt(_) => true,
+                    _ => false,
                 });
                 if reassertable && ep.replaced.contains(&current) {
                     if let Some(ours_status) = written {
@@ -753,6 +754,26 @@ mod tests {
                     ours: st("running:tb:2026-04-20T15:00:00Z"),
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn a_claim_without_a_live_run_is_never_reasserted() {
+        // A previous instance wrote `running`, the run ended, and the crash lost the memory of
+        // its ending; the person then set the task to ready. Putting `running` back would leave
+        // a claim nobody owns: the person's `ready` stands and the task runs.
+        let mut w = World::default();
+        w.memory.insert(
+            "A-1".into(),
+            episode("running:tb:2026-04-20T15:00:00Z", &["ready"]),
+        );
+        let p = run(&[("A-1", "ready")], &w);
+        assert!(
+            matches!(
+                &p.steps[..],
+                [Step::Forget { .. }, Step::Dispatch { attempt: 1, .. }]
+            ),
+            "{p:?}"
         );
     }
 
