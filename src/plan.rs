@@ -226,7 +226,7 @@ pub fn plan(inp: &Inputs) -> Plan {
         };
 
         match status {
-            Status::Running { since, .. } => match lock {
+            Status::Running { since, agent } => match lock {
                 Some(LockView::Live) | Some(LockView::Ours) => {}
                 Some(LockView::Stale(reason)) => {
                     plan.steps.push(reset_stale(
@@ -236,6 +236,19 @@ pub fn plan(inp: &Inputs) -> Plan {
                         format!("lock owner is gone: {reason}"),
                         claim_attempt,
                         true,
+                    ));
+                }
+                None if *agent == inp.policy.agent => {
+                    // Our runs hold their lock from before the claim is written until after the
+                    // ending is: our claim without a lock names a run that is over (its ending
+                    // was refused, and a stale buffer put the claim back).
+                    plan.steps.push(reset_stale(
+                        inp.policy,
+                        id,
+                        status,
+                        "a claim of ours without a lock: its run has ended".into(),
+                        claim_attempt,
+                        false,
                     ));
                 }
                 None => {
@@ -677,6 +690,35 @@ mod tests {
             matches!(&p.steps[..], [Step::ResetStale { attempt: 1, .. }]),
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn our_own_claim_without_a_lock_is_reset_at_once() {
+        // Our run ended, its ending was refused (the task had left the board), and a stale
+        // buffer brought the claim back: nobody will ever settle it.
+        let mut w = World::default();
+        w.memory.insert(
+            "A-1".into(),
+            episode("running:tb:2026-04-20T15:59:00Z", &["ready"]),
+        );
+        let p = run(&[("A-1", "running:tb:2026-04-20T15:59:00Z")], &w);
+        assert!(
+            matches!(
+                &p.steps[..],
+                [Step::ResetStale {
+                    attempt: 1,
+                    break_lock: false,
+                    ..
+                }]
+            ),
+            "{p:?}"
+        );
+        // Without any memory of it (the task had left the board) too.
+        let p = run(
+            &[("A-1", "running:tb:2026-04-20T15:59:00Z")],
+            &World::default(),
+        );
+        assert!(matches!(&p.steps[..], [Step::ResetStale { .. }]), "{p:?}");
     }
 
     #[test]
