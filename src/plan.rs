@@ -176,7 +176,13 @@ pub fn plan(inp: &Inputs) -> Plan {
         let lock = inp.locks.get(id);
 
         // Is this status the runtime's own, a stale buffer, or a person's decision?
-        if let Some(ep) = memory.and_then(|m| m.episode.as_ref()) {
+        // A claim in our agent's name is never a person's decision: it is one of our runs whose
+        // memory a crash lost (or a stale buffer brought back). It keeps the attempts counted.
+        let our_dead_claim =
+            !ours && matches!(status, Status::Running { agent, .. } if *agent == inp.policy.agent);
+        if let Some(ep) = memory.and_then(|m| m.episode.as_ref())
+            && !our_dead_claim
+        {
             let current = status.to_string();
             if current != ep.written {
                 let written = Status::parse(&ep.written).ok();
@@ -689,6 +695,33 @@ mod tests {
         assert!(
             matches!(&p.steps[..], [Step::ResetStale { attempt: 1, .. }]),
             "{p:?}"
+        );
+    }
+
+    #[test]
+    fn a_claim_whose_memory_a_crash_lost_keeps_the_attempts_counted() {
+        // Attempt 2 ended in a retry wait; the claim of attempt 3 reached the board, then the
+        // runtime died before saving its memory. The claim is the third attempt, not a fresh start.
+        let mut w = World::default();
+        w.memory.insert(
+            "A-1".into(),
+            TaskMemory {
+                attempts: 2,
+                episode: Some(Episode {
+                    written: "blocked:retry:2026-04-20T15:58:00Z".into(),
+                    replaced: vec!["running:tb:2026-04-20T15:57:00Z".into()],
+                }),
+            },
+        );
+        w.locks
+            .insert("A-1".into(), LockView::Stale("pid 9 not running".into()));
+        let p = run(&[("A-1", "running:tb:2026-04-20T15:59:00Z")], &w);
+        let [Step::ResetStale { attempt, to, .. }] = &p.steps[..] else {
+            panic!("{p:?}")
+        };
+        assert_eq!(
+            (*attempt, to.to_string()),
+            (3, "failed:exhausted_retries".into())
         );
     }
 
