@@ -180,9 +180,7 @@ pub fn plan(inp: &Inputs) -> Plan {
         // memory a crash lost (or a stale buffer brought back). It keeps the attempts counted.
         let our_dead_claim =
             !ours && matches!(status, Status::Running { agent, .. } if *agent == inp.policy.agent);
-        if let Some(ep) = memory.and_then(|m| m.episode.as_ref())
-            && !our_dead_claim
-        {
+        if let Some(ep) = memory.and_then(|m| m.episode.as_ref()) {
             let current = status.to_string();
             if current != ep.written {
                 let written = Status::parse(&ep.written).ok();
@@ -203,16 +201,18 @@ pub fn plan(inp: &Inputs) -> Plan {
                     }
                     continue;
                 }
-                plan.steps.push(Step::Forget {
-                    id: id.into(),
-                    status: status.clone(),
-                });
-                if ours {
-                    plan.steps.push(Step::Cancel {
+                if !our_dead_claim {
+                    plan.steps.push(Step::Forget {
                         id: id.into(),
                         status: status.clone(),
                     });
-                    continue;
+                    if ours {
+                        plan.steps.push(Step::Cancel {
+                            id: id.into(),
+                            status: status.clone(),
+                        });
+                        continue;
+                    }
                 }
             }
         }
@@ -722,6 +722,17 @@ mod tests {
         assert_eq!(
             (*attempt, to.to_string()),
             (3, "failed:exhausted_retries".into())
+        );
+        // A stale buffer bringing back a claim we replaced with `done` is still re-asserted.
+        let mut w = World::default();
+        w.memory.insert(
+            "A-1".into(),
+            episode("done", &["ready", "running:tb:2026-04-20T15:59:00Z"]),
+        );
+        let p = run(&[("A-1", "running:tb:2026-04-20T15:59:00Z")], &w);
+        assert!(
+            matches!(&p.steps[..], [Step::Reassert { ours, .. }] if *ours == Status::Done),
+            "{p:?}"
         );
     }
 
