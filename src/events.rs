@@ -448,7 +448,7 @@ struct Inner {
 
 fn open_append(path: &Path) -> io::Result<File> {
     let mut options = OpenOptions::new();
-    options.append(true).create(true);
+    options.read(true).append(true).create(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -489,7 +489,12 @@ impl EventLog {
     }
 
     fn build(path: &Path, max_bytes: Option<u64>) -> io::Result<EventLog> {
-        let file = open_append(path)?;
+        let mut file = open_append(path)?;
+        // A crash mid-append can leave a last line without its newline: end it, or our first
+        // line would share a line with the torn bytes and be lost to every reader.
+        if ends_torn(&mut file)? {
+            file.write_all(b"\n")?;
+        }
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -679,6 +684,18 @@ pub fn for_each_event_in(
         }
     }
     Ok(scan)
+}
+
+/// Whether a non-empty file's last byte is not a newline.
+fn ends_torn(file: &mut File) -> io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    if file.metadata()?.len() == 0 {
+        return Ok(false);
+    }
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8; 1];
+    file.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
 }
 
 /// Everything read from a log.

@@ -188,15 +188,20 @@ pub fn plan(inp: &Inputs) -> Plan {
         let lock = inp.locks.get(id);
 
         // Is this status the runtime's own, a stale buffer, or a person's decision?
+        // A claim in our agent's name is never a person's decision: it is one of our runs whose
+        // memory a crash lost (or a stale buffer brought back). It keeps the attempts counted.
+        let our_dead_claim =
+            !ours && matches!(status, Status::Running { agent, .. } if *agent == inp.policy.agent);
         if let Some(ep) = memory.and_then(|m| m.episode.as_ref()) {
             let current = status.to_string();
             if current != ep.written {
                 let written = Status::parse(&ep.written).ok();
-                let reassertable = written.as_ref().is_some_and(|w| {
-                    matches!(
-                        w,
-                        Status::Running { .. } | Status::Done | Status::Ready | Status::RetryAt(_)
-                    )
+                // Our `running` is only ours to put back while our run is live: a claim from a
+                // run that is gone (a crash lost the write of its ending) would have no owner.
+                let reassertable = written.as_ref().is_some_and(|w| match w {
+                    Status::Running { .. } => ours,
+                    Status::Done | Status::Ready | Status::RetryAt(_) => true,
+                    _ => false,
                 });
                 if reassertable && ep.replaced.contains(&current) {
                     if let Some(ours_status) = written {
@@ -208,16 +213,18 @@ pub fn plan(inp: &Inputs) -> Plan {
                     }
                     continue;
                 }
-                plan.steps.push(Step::Forget {
-                    id: id.into(),
-                    status: status.clone(),
-                });
-                if ours {
-                    plan.steps.push(Step::Cancel {
+                if !our_dead_claim {
+                    plan.steps.push(Step::Forget {
                         id: id.into(),
                         status: status.clone(),
                     });
-                    continue;
+                    if ours {
+                        plan.steps.push(Step::Cancel {
+                            id: id.into(),
+                            status: status.clone(),
+                        });
+                        continue;
+                    }
                 }
             }
         }
@@ -237,7 +244,7 @@ pub fn plan(inp: &Inputs) -> Plan {
         };
 
         match status {
-            Status::Running { since, .. } => match lock {
+            Status::Running { since, agent } => match lock {
                 Some(LockView::Live) | Some(LockView::Ours) => {}
                 Some(LockView::Stale(reason)) => {
                     plan.steps.push(reset_stale(
@@ -247,6 +254,19 @@ pub fn plan(inp: &Inputs) -> Plan {
                         format!("lock owner is gone: {reason}"),
                         claim_attempt,
                         true,
+                    ));
+                }
+                None if *agent == inp.policy.agent => {
+                    // Our runs hold their lock from before the claim is written until after the
+                    // ending is: our claim without a lock names a run that is over (its ending
+                    // was refused, and a stale buffer put the claim back).
+                    plan.steps.push(reset_stale(
+                        inp.policy,
+                        id,
+                        status,
+                        "a claim of ours without a lock: its run has ended".into(),
+                        claim_attempt,
+                        false,
                     ));
                 }
                 None => {
@@ -844,6 +864,73 @@ mod tests {
     }
 
     #[test]
+    fn a_claim_whose_memory_a_crash_lost_keeps_the_attempts_counted() {
+        // Attempt 2 ended in a retry wait; the claim of attempt 3 reached the board, then the
+        // runtime died before saving its memory. The claim is the third attempt, not a fresh start.
+        let mut w = World::default();
+        w.memory.insert(
+            "A-1".into(),
+            TaskMemory {
+                attempts: 2,
+                episode: Some(Episode {
+                    written: "blocked:retry:2026-04-20T15:58:00Z".into(),
+                    replaced: vec!["running:tb:2026-04-20T15:57:00Z".into()],
+                }),
+            },
+        );
+        w.locks
+            .insert("A-1".into(), LockView::Stale("pid 9 not running".into()));
+        let p = run(&[("A-1", "running:tb:2026-04-20T15:59:00Z")], &w);
+        let [Step::ResetStale { attempt, to, .. }] = &p.steps[..] else {
+            panic!("{p:?}")
+        };
+        assert_eq!(
+            (*attempt, to.to_string()),
+            (3, "failed:exhausted_retries".into())
+        );
+        // A stale buffer bringing back a claim we replaced with `done` is still re-asserted.
+        let mut w = World::default();
+        w.memory.insert(
+            "A-1".into(),
+            episode("done", &["ready", "running:tb:2026-04-20T15:59:00Z"]),
+        );
+        let p = run(&[("A-1", "running:tb:2026-04-20T15:59:00Z")], &w);
+        assert!(
+            matches!(&p.steps[..], [Step::Reassert { ours, .. }] if *ours == Status::Done),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn our_own_claim_without_a_lock_is_reset_at_once() {
+        // Our run ended, its ending was refused (the task had left the board), and a stale
+        // buffer brought the claim back: nobody will ever settle it.
+        let mut w = World::default();
+        w.memory.insert(
+            "A-1".into(),
+            episode("running:tb:2026-04-20T15:59:00Z", &["ready"]),
+        );
+        let p = run(&[("A-1", "running:tb:2026-04-20T15:59:00Z")], &w);
+        assert!(
+            matches!(
+                &p.steps[..],
+                [Step::ResetStale {
+                    attempt: 1,
+                    break_lock: false,
+                    ..
+                }]
+            ),
+            "{p:?}"
+        );
+        // Without any memory of it (the task had left the board) too.
+        let p = run(
+            &[("A-1", "running:tb:2026-04-20T15:59:00Z")],
+            &World::default(),
+        );
+        assert!(matches!(&p.steps[..], [Step::ResetStale { .. }]), "{p:?}");
+    }
+
+    #[test]
     fn lockless_claims_are_respected_until_stale_and_future_ones_never_touched() {
         let p = run(
             &[("A-1", "running:bob:2026-04-20T15:00Z")],
@@ -918,6 +1005,26 @@ mod tests {
                     ours: st("running:tb:2026-04-20T15:00:00Z"),
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn a_claim_without_a_live_run_is_never_reasserted() {
+        // A previous instance wrote `running`, the run ended, and the crash lost the memory of
+        // its ending; the person then set the task to ready. Putting `running` back would leave
+        // a claim nobody owns: the person's `ready` stands and the task runs.
+        let mut w = World::default();
+        w.memory.insert(
+            "A-1".into(),
+            episode("running:tb:2026-04-20T15:00:00Z", &["ready"]),
+        );
+        let p = run(&[("A-1", "ready")], &w);
+        assert!(
+            matches!(
+                &p.steps[..],
+                [Step::Forget { .. }, Step::Dispatch { attempt: 1, .. }]
+            ),
+            "{p:?}"
         );
     }
 

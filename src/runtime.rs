@@ -535,7 +535,7 @@ impl Runtime {
         self.consume_requests();
         self.store.note_presence(|id| board.task(id).is_some(), now);
 
-        let locks = self.lock_view();
+        let (locks, lock_wake) = self.lock_view(now);
         let capacity = if self.stopping || (self.mode == Mode::Once && self.passes > 0) {
             0
         } else {
@@ -563,7 +563,10 @@ impl Runtime {
             capacity,
             spent_today: &spent_today,
         });
-        self.wake_at = planned.wake_at;
+        self.wake_at = match (planned.wake_at, lock_wake) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
 
         for step in planned.steps {
             match step {
@@ -747,12 +750,22 @@ impl Runtime {
         }
     }
 
-    fn lock_view(&self) -> BTreeMap<String, LockView> {
+    /// The lock folders as the planner sees them, and when an owner-less one (a claim cut short
+    /// by a crash, or still being made) is old enough to be broken: a pass is due then.
+    fn lock_view(&self, now: DateTime<Utc>) -> (BTreeMap<String, LockView>, Option<DateTime<Utc>>) {
         let mut view = BTreeMap::new();
+        let mut wake: Option<DateTime<Utc>> = None;
         let Ok(list) = self.locks.list() else {
-            return view;
+            return (view, wake);
         };
         for (id, state) in list {
+            if let LockState::Unreadable { age } = &state
+                && *age <= UNREADABLE_LOCK_GRACE
+            {
+                let left = UNREADABLE_LOCK_GRACE - *age + Duration::from_millis(10);
+                let at = now + chrono::TimeDelta::from_std(left).unwrap_or_default();
+                wake = Some(wake.map_or(at, |w| w.min(at)));
+            }
             let v = match &state {
                 // Ours: a live run, or an ending on its way to the board (released after).
                 LockState::Held(owner) if owner.instance == self.instance => LockView::Ours,
@@ -763,7 +776,7 @@ impl Runtime {
             };
             view.insert(id, v);
         }
-        view
+        (view, wake)
     }
 
     /// Breaks a dead owner's lock, first stopping any executor it left behind on this boot.

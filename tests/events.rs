@@ -449,11 +449,12 @@ fn torn_last_line_is_skipped_and_flagged() {
     assert_eq!(read.events.len(), 2);
     assert!(!read.torn_tail && read.bad_lines.is_empty());
 
-    // Appending after a torn tail: the torn bytes become a bad line in the middle.
+    // Appending after a torn tail: the torn bytes become a bad line in the middle, and the
+    // appended event starts a line of its own.
     fs::write(&path, format!("{line}\n{}", &line[..10])).unwrap();
     EventLog::open(&path).unwrap().append(&good).unwrap();
     let read = read_log(&path).unwrap();
-    assert_eq!(read.events.len(), 1);
+    assert_eq!(read.events, vec![good.clone(), good.clone()]);
     assert_eq!(read.bad_lines.len(), 1);
     assert_eq!(read.bad_lines[0].0, 2);
     assert!(!read.torn_tail);

@@ -265,3 +265,229 @@ pub fn pid_alive(pid: i32) -> bool {
 pub fn read_pid(path: &Path) -> Option<i32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
+
+/// A tiny deterministic generator (xorshift64*), so a failing run can be replayed from its seed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+
+    /// The seed from `TASKBOARD_SEED`, else one from the clock; printed either way.
+    pub fn from_env(test: &str) -> Rng {
+        let seed = std::env::var("TASKBOARD_SEED")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            });
+        eprintln!("{test}: TASKBOARD_SEED={seed}");
+        Rng::new(seed)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
+    }
+}
+
+/// Whether long variants were asked for (`TASKBOARD_LONG=1`).
+pub fn long_run() -> bool {
+    std::env::var("TASKBOARD_LONG").is_ok_and(|v| v == "1")
+}
+
+/// One executor run as its own log tells it: `start <id> <attempt> <pid> <t>` and
+/// `end <id> <attempt> <pid> <t>` lines (times in seconds since the epoch).
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    pub id: String,
+    pub attempt: u32,
+    pub pid: i32,
+    pub start: f64,
+    pub end: Option<f64>,
+}
+
+/// The executor script shared by the torture and crash tests: it records its runs in `runs.log`
+/// and behaves as the task's `- sim:` field says (`ok`, `fail`, `block`, `sleep`, `hang`).
+pub const SIM_EXECUTOR: &str = r#"packet=$(cat)
+now() { date +%s.%N; }
+echo "start $TASKBOARD_TASK_ID $TASKBOARD_ATTEMPT $$ $(now)" >> "$SIM_LOG"
+sim=$(printf '%s\n' "$packet" | sed -n 's/^- sim: *//p' | head -n 1)
+case "$sim" in
+  fail) code=1 ;;
+  block) printf '{"status":"blocked:sim:need-input"}' > "$TASKBOARD_RESULT"; code=0 ;;
+  sleep) sleep 0.3; code=0 ;;
+  hang) sleep 30; code=0 ;;
+  *) code=0 ;;
+esac
+echo "end $TASKBOARD_TASK_ID $TASKBOARD_ATTEMPT $$ $(now)" >> "$SIM_LOG"
+exit $code"#;
+
+pub fn read_runs(path: &Path) -> Vec<RunRecord> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut runs: Vec<RunRecord> = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        if f.len() != 5 {
+            continue;
+        }
+        let (Ok(attempt), Ok(pid), Ok(t)) = (f[2].parse(), f[3].parse(), f[4].parse::<f64>())
+        else {
+            continue;
+        };
+        match f[0] {
+            "start" => runs.push(RunRecord {
+                id: f[1].to_string(),
+                attempt,
+                pid,
+                start: t,
+                end: None,
+            }),
+            "end" => {
+                if let Some(r) = runs.iter_mut().rev().find(|r| r.pid == pid && r.id == f[1]) {
+                    r.end = Some(t);
+                }
+            }
+            _ => {}
+        }
+    }
+    runs
+}
+
+/// Panics when two runs of one task overlap in time. `gone` gives, for a run that never wrote
+/// its end line, the time by which it was known to be dead.
+pub fn assert_no_overlapping_runs(runs: &[RunRecord], gone: impl Fn(&RunRecord) -> f64) {
+    let mut by_task: std::collections::BTreeMap<&str, Vec<(f64, f64, &RunRecord)>> =
+        Default::default();
+    for r in runs {
+        let end = r.end.unwrap_or_else(|| gone(r));
+        by_task.entry(&r.id).or_default().push((r.start, end, r));
+    }
+    for (id, mut spans) in by_task {
+        spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for w in spans.windows(2) {
+            assert!(
+                w[1].0 >= w[0].1,
+                "two runs of {id} overlap: {:?} and {:?}",
+                w[0].2,
+                w[1].2
+            );
+        }
+    }
+}
+
+impl Sandbox {
+    /// Starts `taskboard run` without waiting for anything; returns its pid.
+    pub fn spawn_run(&mut self) -> u32 {
+        let stderr =
+            std::fs::File::create(self.path(&format!("run-{}.stderr", self.children.len() % 4)))
+                .unwrap();
+        let child = self
+            .command(&["run", "task-board.md"])
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        self.children.push(child);
+        pid
+    }
+
+    /// SIGKILLs the runtime with this pid and reaps it.
+    pub fn kill9(&mut self, pid: u32) {
+        if let Some(i) = self.children.iter().position(|c| c.id() == pid) {
+            let mut c = self.children.remove(i);
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends `sig` to the runtime with this pid and waits for it to exit; returns its exit code.
+    pub fn stop(&mut self, pid: u32, sig: i32) -> Option<i32> {
+        let i = self.children.iter().position(|c| c.id() == pid)?;
+        let mut c = self.children.remove(i);
+        unsafe { libc::kill(pid as i32, sig) };
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "runtime {pid} did not exit in time"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The lock folders under `.taskboard/locks` (debris from breaking/releasing excluded).
+    pub fn lock_dirs(&self) -> Vec<String> {
+        let Ok(rd) = std::fs::read_dir(self.path(".taskboard/locks")) else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Every task's (id, raw status) on the board now.
+    pub fn statuses(&self) -> Vec<(String, String)> {
+        let text = std::fs::read_to_string(&self.board).unwrap_or_default();
+        taskboard::board::Board::parse(&text)
+            .tasks
+            .iter()
+            .map(|t| {
+                (
+                    t.id.clone(),
+                    t.status.as_ref().map(|s| s.raw.clone()).unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Polls `cond` until it holds or `deadline` passes; returns whether it held.
+pub fn poll(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + deadline;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(25));
+    }
+}
+
+/// Seconds since the epoch, as the executor scripts print them.
+pub fn epoch_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
