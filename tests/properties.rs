@@ -792,3 +792,45 @@ fn underscore_bold_keys_are_fields() {
     let due = task.field("due_date").expect("a field");
     assert_eq!((due.value.as_str(), due.quoted), ("soon", true));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fuzzing inputs, replayed on every test run: the committed seed corpus and, once the fuzzers find
+// anything, the minimized crashes kept in `fixtures/fuzz-regressions/`.
+
+fn replay_dir(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut replayed = 0;
+    for entry in entries {
+        let path = entry.expect("readable directory").path();
+        if !path.is_file() {
+            continue;
+        }
+        let bytes = std::fs::read(&path).expect("readable file");
+        // A `writeback` input is `<board>\0<seed>`; the board part is what matters here.
+        let board_bytes = match bytes.iter().rposition(|&b| b == 0) {
+            Some(at) => &bytes[..at],
+            None => &bytes[..],
+        };
+        let text = String::from_utf8_lossy(board_bytes);
+        let board = Board::parse(&text);
+        check_ranges(&text, &board);
+        let news: Vec<(usize, Status)> = unique_actionable(&board)
+            .into_iter()
+            .map(|i| (i, Status::parse("failed:replayed 🚀").unwrap()))
+            .collect();
+        check_writeback(&text, &board, &news);
+        replayed += 1;
+    }
+    replayed
+}
+
+#[test]
+fn committed_fuzz_inputs_replay() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let corpus = replay_dir(&root.join("fuzz-corpus/parse"))
+        + replay_dir(&root.join("fuzz-corpus/writeback"));
+    assert!(corpus >= 24, "the seed corpus is missing ({corpus} files)");
+    replay_dir(&root.join("fuzz-regressions"));
+}
