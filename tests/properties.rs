@@ -679,6 +679,21 @@ proptest! {
                 prop_assert!(refused, "{:?}", out.refused);
             }
         }
+
+        // A change to an ID that two tasks share would be a guess: refused, nothing written.
+        let shared = board.tasks.iter().enumerate().find(|(i, t)| {
+            t.is_actionable() && board.tasks[..*i].iter().any(|u| u.id == t.id)
+        });
+        if let Some((_, task)) = shared {
+            let out = apply(text, &board, &[Change {
+                id: task.id.clone(),
+                expected: task.status().unwrap().clone(),
+                new: Status::Done,
+            }]);
+            prop_assert_eq!(&out.text, text);
+            let refused = matches!(out.refused.as_slice(), [(_, Refusal::Ambiguous)]);
+            prop_assert!(refused, "{:?}", out.refused);
+        }
     }
 
     #[test]
