@@ -1,1 +1,107 @@
-fn main() {}
+//! Core throughput: parse, writeback and parse + writeback on boards of 100, 1,000 and 10,000
+//! tasks (~200 bytes per task, so 10,000 tasks is about 2 MB).
+//!
+//! Run with `cargo bench --bench board`. Figures are recorded in `docs/PERFORMANCE.md`.
+
+use std::fmt::Write;
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use taskboard::board::Board;
+use taskboard::status::Status;
+use taskboard::writeback::{Change, apply};
+
+const SIZES: [usize; 3] = [100, 1_000, 10_000];
+
+const STATUSES: [&str; 6] = [
+    "ready",
+    "done",
+    "`running:agent-a4b:2026-04-20T15:25:07Z`",
+    "blocked:task:TASK-00001",
+    "blocked:siyao:needs the portfolio URL",
+    "`failed:exit 3: compile error`",
+];
+
+/// A realistic board: sections of 50 tasks, each task with a heading, a field list and a short
+/// description; every tenth task has a fenced code block holding a task-like heading.
+fn board_text(tasks: usize) -> String {
+    let mut text = String::with_capacity(tasks * 210);
+    text.push_str("# Task board\n\nAll background work for the project.\n\n");
+    for n in 0..tasks {
+        if n % 50 == 0 {
+            let _ = write!(text, "## Section {}\n\n", n / 50 + 1);
+        }
+        let status = if n == tasks / 2 {
+            "ready"
+        } else {
+            STATUSES[n % STATUSES.len()]
+        };
+        let _ = write!(
+            text,
+            "### TASK-{n:05}: Task number {n}\n\n- status: {status}\n- route: review\n- owner: siyao\n- depends-on: TASK-{:05}\n\n",
+            n.saturating_sub(1)
+        );
+        if n % 10 == 0 {
+            text.push_str("Run it like this:\n\n```sh\n## NOT-1: fenced\ncargo run\n```\n\n");
+        } else {
+            text.push_str(
+                "Write the thing, check it with `cargo test`, then hand it over to **review**.\n\n",
+            );
+        }
+    }
+    text
+}
+
+/// One change: the middle task goes from `ready` to running.
+fn change(tasks: usize) -> Change {
+    Change {
+        id: format!("TASK-{:05}", tasks / 2),
+        expected: Status::Ready,
+        new: Status::parse("running:taskboard:2026-04-20T15:25:07Z").unwrap(),
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let boards: Vec<(usize, String)> = SIZES.iter().map(|&n| (n, board_text(n))).collect();
+
+    let mut group = c.benchmark_group("parse");
+    for (n, text) in &boards {
+        group.throughput(Throughput::Bytes(text.len() as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), text, |b, text| {
+            b.iter(|| Board::parse(black_box(text)))
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("writeback");
+    for (n, text) in &boards {
+        let board = Board::parse(text);
+        let changes = [change(*n)];
+        assert_eq!(apply(text, &board, &changes).applied.len(), 1);
+        group.throughput(Throughput::Bytes(text.len() as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), text, |b, text| {
+            b.iter(|| apply(black_box(text), &board, &changes))
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("parse_writeback");
+    for (n, text) in &boards {
+        let changes = [change(*n)];
+        group.throughput(Throughput::Bytes(text.len() as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), text, |b, text| {
+            b.iter(|| {
+                let board = Board::parse(black_box(text));
+                // LINT: the lint pass slots in here once it exists, between parse and writeback:
+                //     let findings = taskboard::lint::lint(text, &board, &ctx);
+                //     black_box(&findings);
+                // with `ctx: LintContext` built once outside `b.iter`.
+                apply(text, &board, &changes)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(core, benches);
+criterion_main!(core);

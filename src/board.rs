@@ -364,9 +364,13 @@ fn parse_field(text: &str, item_start: usize) -> Option<Field> {
         _ => (None, body),
     };
     let key_at = body_at + if bold.is_some() { 2 } else { 0 };
-    let key_len = inner
+    let mut key_len = inner
         .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ' ')))
         .unwrap_or(inner.len());
+    // `_` is a key character, so a `__key__` key ends where its closing `__` starts.
+    if let Some(close) = bold.and_then(|m| inner[..key_len].find(m)) {
+        key_len = close;
+    }
     let key = inner[..key_len].trim_end();
     if key.is_empty() || !key.starts_with(|c: char| c.is_ascii_alphabetic()) {
         return None;
