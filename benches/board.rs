@@ -85,17 +85,44 @@ fn benches(c: &mut Criterion) {
     }
     group.finish();
 
-    let mut group = c.benchmark_group("parse_writeback");
+    let mut group = c.benchmark_group("lint");
+    // A healthy board: its routes are configured and its claims are recent, so lint measures
+    // the checks, not the formatting of thousands of findings.
+    let routes: std::collections::BTreeSet<String> =
+        ["default".to_string(), "review".to_string()].into();
+    let ctx = taskboard::lint::LintContext {
+        now: chrono::DateTime::parse_from_rfc3339("2026-04-20T16:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc),
+        stale_after: std::time::Duration::from_secs(7200),
+        routes: Some(&routes),
+    };
+    for (n, text) in &boards {
+        let board = Board::parse(text);
+        let findings = taskboard::lint::lint(text, &board, &ctx);
+        assert!(
+            findings
+                .iter()
+                .all(|f| f.severity == taskboard::lint::Severity::Warning),
+            "the bench board should have no errors: {:?}",
+            findings.first()
+        );
+        group.throughput(Throughput::Bytes(text.len() as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), text, |b, text| {
+            b.iter(|| taskboard::lint::lint(black_box(text), &board, &ctx))
+        });
+    }
+    group.finish();
+
+    // The three together, as a pass does them.
+    let mut group = c.benchmark_group("parse_lint_writeback");
     for (n, text) in &boards {
         let changes = [change(*n)];
         group.throughput(Throughput::Bytes(text.len() as u64));
         group.bench_with_input(BenchmarkId::from_parameter(n), text, |b, text| {
             b.iter(|| {
                 let board = Board::parse(black_box(text));
-                // LINT: the lint pass slots in here once it exists, between parse and writeback:
-                //     let findings = taskboard::lint::lint(text, &board, &ctx);
-                //     black_box(&findings);
-                // with `ctx: LintContext` built once outside `b.iter`.
+                black_box(taskboard::lint::lint(text, &board, &ctx));
                 apply(text, &board, &changes)
             })
         });

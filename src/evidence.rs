@@ -23,9 +23,10 @@ pub fn root(dir: &Path) -> Option<PathBuf> {
     Some(PathBuf::from(String::from_utf8_lossy(&root).trim()))
 }
 
-/// Takes a snapshot of the git work tree containing `dir`, or `None` outside one.
-pub fn snapshot(dir: &Path) -> Option<Snapshot> {
-    let root = root(dir)?;
+/// Takes a snapshot of the git work tree at `root` (from [`root`]); `None` if git fails.
+pub fn snapshot(root: &Path) -> Option<Snapshot> {
+    let root = root.to_path_buf();
+    let dir = root.as_path();
     let out = git(
         dir,
         &[

@@ -194,7 +194,7 @@ impl Locks {
             Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(None),
             Err(e) => return Err(e),
         }
-        if let Err(e) = write_owner(&dir, owner) {
+        if let Err(e) = write_owner(&dir, owner, true) {
             // Still under the shared gate: no breaker can have moved the folder, and no one else
             // can have created it, so it is ours to remove.
             let _ = fs::remove_dir_all(&dir);
@@ -246,7 +246,7 @@ impl Locks {
         match read_state(&dir) {
             Some(LockState::Held(mut owner)) if owner.instance == instance => {
                 owner.executor_pgid = Some(pgid);
-                write_owner(&dir, &owner)
+                write_owner(&dir, &owner, false)
             }
             Some(LockState::Held(owner)) => Err(io::Error::new(
                 ErrorKind::PermissionDenied,
@@ -410,15 +410,21 @@ fn read_state(dir: &Path) -> Option<LockState> {
     Some(LockState::Unreadable { age })
 }
 
-/// Write `owner.json` inside `dir` atomically: a temp file, flushed, then renamed over.
-fn write_owner(dir: &Path, owner: &Owner) -> io::Result<()> {
+/// Writes `owner.json` inside `dir`. Into a folder just created (`fresh`) it is written in
+/// place: nobody can have read an older record, and a reader that catches it half-written sees
+/// an unreadable record, which is never stale within its grace. An update replaces the record
+/// atomically (temp file, rename), so a reader never sees a long-held lock without its owner.
+/// No fsync: after a crash or a power loss the owner is dead (or the boot id changed), so the
+/// lock is stale whatever the record holds.
+fn write_owner(dir: &Path, owner: &Owner, fresh: bool) -> io::Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(owner).map_err(io::Error::other)?;
+    bytes.push(b'\n');
+    if fresh {
+        return File::create_new(dir.join(OWNER_FILE))?.write_all(&bytes);
+    }
     let tmp = dir.join(format!(".{OWNER_FILE}.{:016x}.tmp", nonce()));
     let result = (|| {
-        let mut file = File::create(&tmp)?;
-        let mut bytes = serde_json::to_vec_pretty(owner).map_err(io::Error::other)?;
-        bytes.push(b'\n');
-        file.write_all(&bytes)?;
-        file.sync_data()?;
+        File::create(&tmp)?.write_all(&bytes)?;
         fs::rename(&tmp, dir.join(OWNER_FILE))
     })();
     if result.is_err() {

@@ -165,6 +165,9 @@ pub struct Runtime {
     rx: Receiver<Msg>,
     stopping: bool,
     passes: u64,
+    /// The git work tree the board is in, if any (looked up at start, on SIGHUP and on each
+    /// rescan, not per run: a lookup is a process).
+    git_root: Option<PathBuf>,
     /// (UTC day, route) pairs whose spent budget has been announced.
     budget_announced: BTreeSet<(chrono::NaiveDate, String)>,
 }
@@ -222,6 +225,7 @@ impl Runtime {
         })?;
         let (store, warning) = Store::load(&state_dir.join("state.json"));
         let (tx, rx) = mpsc::channel();
+        let git_root = evidence::root(&board_dir);
         let rt = Runtime {
             mode,
             locks: Locks::new(state_dir.join("locks")),
@@ -246,6 +250,7 @@ impl Runtime {
             stopping: false,
             passes: 0,
             budget_announced: BTreeSet::new(),
+            git_root,
         };
         if let Some(w) = warning {
             rt.error(None, "state", w);
@@ -407,6 +412,7 @@ impl Runtime {
             }
             if Instant::now() >= next_rescan {
                 next_rescan = Instant::now() + self.config.runtime.rescan_every;
+                self.git_root = evidence::root(&self.board_dir);
                 timer = true;
             }
             if touched || timer || !pending.is_empty() {
@@ -437,6 +443,7 @@ impl Runtime {
     fn reload(&mut self) {
         match config::load(self.explicit_config.as_deref(), &self.board_dir) {
             Ok(loaded) => {
+                self.git_root = evidence::root(&self.board_dir);
                 self.config = loaded.config;
                 self.config_path = loaded.path;
                 self.emit(
@@ -1113,7 +1120,7 @@ impl Runtime {
         }
         let duration_ms = facts.duration.as_millis() as u64;
         let seen = active.evidence_before.as_ref().and_then(|before| {
-            let after = evidence::snapshot(&self.board_dir)?;
+            let after = evidence::snapshot(&before.root)?;
             Some((
                 evidence::changed(before, &after, &self.board_dir, &self.board),
                 after.root,
@@ -1328,7 +1335,9 @@ impl Runtime {
                 .and_then(|r| r.history.last())
                 .and_then(|a| a.changed.as_deref())
                 .and_then(|paths| {
-                    evidence::root(&self.board_dir).and_then(|root| evidence::diff(&root, paths))
+                    self.git_root
+                        .as_deref()
+                        .and_then(|root| evidence::diff(root, paths))
                 }),
         });
         let source = packet::Source {
@@ -1380,7 +1389,7 @@ impl Runtime {
             output_cap: self.config.runtime.output_cap,
         };
         let evidence_before = match phase {
-            Phase::Work { .. } => evidence::snapshot(&self.board_dir),
+            Phase::Work { .. } => self.git_root.as_deref().and_then(evidence::snapshot),
             Phase::Review => None,
         };
         let active = Active {

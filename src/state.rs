@@ -203,7 +203,7 @@ impl Store {
             tasks: std::mem::take(&mut self.tasks),
             spend: std::mem::take(&mut self.spend),
         };
-        let json = serde_json::to_vec_pretty(&file);
+        let json = serde_json::to_vec(&file);
         self.tasks = file.tasks;
         self.spend = file.spend;
         crate::fsio::atomic_write(&self.path, &json.map_err(io::Error::other)?)?;
