@@ -52,6 +52,15 @@ seconds=$(( $$ % 3 + 1 ))
 printf '[%s] working for %s s\n' "$id" "$seconds"
 sleep "$seconds"
 
+if [ "${TASKBOARD_ROUTE:-}" = review ] && printf '%s\n' "$packet" | grep -q '^# Under review'; then
+  # A review run: the packet carries the attempt's handoff; this demo accepts it.
+  printf '[%s] reviewed the attempt: accepted\n' "$id"
+  if [ -n "${TASKBOARD_RESULT:-}" ]; then
+    printf '%s\n' '{"cost_usd": 0.002, "note": "The demo review accepts every attempt."}' >"$TASKBOARD_RESULT"
+  fi
+  exit 0
+fi
+
 out_dir=$(dirname -- "$board")/out
 mkdir -p -- "$out_dir"
 {
@@ -60,3 +69,8 @@ mkdir -p -- "$out_dir"
   printf 'Done by the demo executor on attempt %s at %s.\n' "$attempt" "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 } >"$out_dir/$id.md"
 printf '[%s] wrote %s\n' "$id" "$out_dir/$id.md"
+
+# Say more than "exit 0": a (pretend) cost and a handoff for the next run or a person.
+if [ -n "${TASKBOARD_RESULT:-}" ]; then
+  printf '{"cost_usd": 0.01, "tokens_in": 420, "tokens_out": 64, "handoff": {"what": "Wrote out/%s.md", "evidence": {"changed": ["out/%s.md"], "validation": ["the file exists"]}, "next": "Read it and replace the demo executor with a real one"}}\n' "$id" "$id" >"$TASKBOARD_RESULT"
+fi

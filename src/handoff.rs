@@ -52,6 +52,8 @@ pub struct Attempt<'a> {
     pub seen_changed: Option<&'a [String]>,
     /// Shown for runs that did not succeed.
     pub stderr_tail: Option<&'a str>,
+    /// A review run's section (titled "Review of attempt N").
+    pub review: bool,
 }
 
 /// `handoffs/<ID>.md` beside the board.
@@ -59,8 +61,10 @@ pub fn file_path(board_dir: &std::path::Path, id: &str) -> std::path::PathBuf {
     board_dir.join("handoffs").join(format!("{id}.md"))
 }
 
-/// The heading that starts each attempt's section.
+/// The heading that starts each work attempt's section.
 pub const SECTION_PREFIX: &str = "## Attempt ";
+/// The heading that starts a review's section.
+pub const REVIEW_PREFIX: &str = "## Review of attempt ";
 
 /// The file's first lines, written once.
 pub fn file_header(id: &str) -> String {
@@ -71,8 +75,13 @@ pub fn file_header(id: &str) -> String {
 
 /// Renders one attempt's section, ending in a blank line.
 pub fn render(a: &Attempt) -> String {
+    let prefix = if a.review {
+        REVIEW_PREFIX
+    } else {
+        SECTION_PREFIX
+    };
     let mut out = format!(
-        "{SECTION_PREFIX}{} · {} · {}\n\n",
+        "{prefix}{} · {} · {}\n\n",
         a.attempt,
         a.ended.format("%Y-%m-%dT%H:%M:%SZ"),
         one_line(a.outcome)
@@ -85,7 +94,7 @@ pub fn render(a: &Attempt) -> String {
     }
     facts.push(format!("{:.1}s", a.duration_ms as f64 / 1000.0));
     if let Some(c) = a.cost_usd {
-        facts.push(format!("${c:.2}"));
+        facts.push(usd(c));
     }
     out.push_str(&format!("- {}\n", facts.join(" · ")));
     let h = a.handoff;
@@ -142,6 +151,15 @@ pub fn last_section(file: &str) -> Option<&str> {
         at += line.len();
     }
     start.map(|s| file[s..].trim_end())
+}
+
+/// Dollars to the cent, or to a tenth of a cent below one cent (a cheap run is not free).
+pub fn usd(c: f64) -> String {
+    if c > 0.0 && c < 0.01 {
+        format!("${c:.4}")
+    } else {
+        format!("${c:.2}")
+    }
 }
 
 fn one_line(s: &str) -> String {
@@ -207,6 +225,8 @@ mod tests {
             ..Attempt::default()
         });
         assert!(s.contains("- route `default` · exit 3 · 0.8s\n"), "{s}");
+        assert_eq!(usd(0.002), "$0.0020");
+        assert_eq!(usd(0.126), "$0.13");
         assert!(s.contains("The executor left no handoff."), "{s}");
         assert!(
             s.contains("````text\ncompiling\nerror: ``` broke\n````\n"),

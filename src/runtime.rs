@@ -1150,11 +1150,19 @@ impl Runtime {
         // under the same number, so it leaves none.
         let handoff = (!matches!(ending, Ending::Interrupted)).then(|| {
             let succeeded = matches!(ending, Ending::Success { .. });
+            let headline = match &settlement.kind {
+                SettlementKind::ToReview { route } => {
+                    format!("succeeded; sent to `{route}` for review")
+                }
+                SettlementKind::Bounced => "sent back to ready by the review".to_string(),
+                _ => reason.clone(),
+            };
             handoff::render(&handoff::Attempt {
                 attempt: active.attempt,
                 route: &active.route,
                 ended: now,
-                outcome: &reason,
+                outcome: &headline,
+                review: active.phase == Phase::Review,
                 exit_code: facts.exit_code,
                 signal: facts.signal,
                 duration_ms,
