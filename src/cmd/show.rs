@@ -268,7 +268,9 @@ fn render(s: &Shown, paint: Paint) -> String {
             (None, Some(sig)) => format!("signal {sig}"),
             _ => "not started".into(),
         };
-        let cost = a.cost_usd.map_or(String::new(), |c| format!("  ${c:.2}"));
+        let cost = a
+            .cost_usd
+            .map_or(String::new(), |c| format!("  {}", crate::handoff::usd(c)));
         out.push_str(&format!(
             "  {}{} {:<12} {:<9} {:>7.1}s{cost}  -> {}\n",
             a.attempt,
@@ -283,7 +285,10 @@ fn render(s: &Shown, paint: Paint) -> String {
         }
     }
     if s.cost_usd > 0.0 {
-        out.push_str(&format!("  total cost ${:.2}\n", s.cost_usd));
+        out.push_str(&format!(
+            "  total cost {}\n",
+            crate::handoff::usd(s.cost_usd)
+        ));
     }
     for m in &s.evidence_mismatches {
         out.push_str(&paint.yellow(&format!(
