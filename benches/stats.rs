@@ -10,8 +10,9 @@ use taskboard::report::{Builder, Rec};
 
 const LINES: usize = 1_000_000;
 
-/// Ten days of a busy board: saves, passes, dispatches, finishes (a fifth failing, some
-/// exhausting their retries), retries, deadletters and writebacks.
+/// Ten days of a busy board: saves, passes, dispatches, finishes with costs and tokens (a fifth
+/// failing, some exhausting their retries), reviews of a quarter of the successes, runs over
+/// their cap, evidence mismatches, retries, deadletters and writebacks.
 fn generate() -> PathBuf {
     let path = std::env::temp_dir().join(format!("taskboard-bench-{}.jsonl", std::process::id()));
     let mut out = BufWriter::new(std::fs::File::create(&path).unwrap());
@@ -78,14 +79,69 @@ fn generate() -> PathBuf {
                     note: (!ok).then(|| "exit 3: \"tests failed\"".to_string()),
                     stopped: None,
                     phase: None,
-                    cost_usd: None,
-                    tokens_in: None,
-                    tokens_out: None,
-                    handoff: None,
-                    changed: None,
+                    cost_usd: Some((task % 97) as f64 * 0.013),
+                    tokens_in: Some(task % 5000 * 10),
+                    tokens_out: Some(task % 700 * 10),
+                    handoff: Some(format!("handoffs/{id}.md")),
+                    changed: Some(vec!["src/lib.rs".into(), "README.md".into()]),
                 },
             );
             n += 2;
+            if task.is_multiple_of(50) {
+                write(
+                    &mut t,
+                    Some(&id),
+                    EventKind::CostOverCap {
+                        route: routes[(task as usize + attempt as usize) % 4].into(),
+                        attempt,
+                        cost_usd: 1.3,
+                        cap_usd: 1.0,
+                    },
+                );
+                write(
+                    &mut t,
+                    Some(&id),
+                    EventKind::EvidenceMismatch {
+                        attempt,
+                        claimed_not_seen: vec!["src/main.rs".into()],
+                        seen_not_claimed: vec![],
+                    },
+                );
+                n += 2;
+            }
+            if ok && task.is_multiple_of(4) {
+                write(
+                    &mut t,
+                    Some(&id),
+                    EventKind::TaskDispatched {
+                        attempt,
+                        route: "review".into(),
+                        pid: 1235,
+                        agent: "review-bot".into(),
+                        phase: Some("review".into()),
+                    },
+                );
+                write(
+                    &mut t,
+                    Some(&id),
+                    EventKind::TaskFinished {
+                        attempt,
+                        exit_code: Some(0),
+                        signal: None,
+                        duration_ms: task * 31 % 60_000,
+                        outcome: "done".into(),
+                        note: None,
+                        stopped: None,
+                        phase: Some("review".into()),
+                        cost_usd: Some(0.02),
+                        tokens_in: Some(800),
+                        tokens_out: Some(120),
+                        handoff: Some(format!("handoffs/{id}.md")),
+                        changed: None,
+                    },
+                );
+                n += 2;
+            }
             if ok {
                 break;
             }
@@ -137,7 +193,11 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
-    let _ = std::fs::remove_file(&path);
+    // TASKBOARD_BENCH_KEEP=DIR keeps the generated log as DIR/events.jsonl, to time the binary.
+    match std::env::var_os("TASKBOARD_BENCH_KEEP") {
+        Some(dir) => std::fs::rename(&path, PathBuf::from(dir).join("events.jsonl")).unwrap(),
+        None => std::fs::remove_file(&path).unwrap(),
+    }
 }
 
 criterion_group!(benches, bench);

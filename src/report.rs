@@ -15,8 +15,19 @@
 //! - Throughput = tasks done / hours (or days) between the later of the window start and the
 //!   first event, and now.
 //! - Latency: `file_changed.latency_ms` (save to detection). Duration per route:
-//!   `task_finished.duration_ms`, joined to the route of the `task_dispatched` with the same task
-//!   and attempt (dispatches before the window are joined too).
+//!   `task_finished.duration_ms`, joined to the route of the `task_dispatched` with the same task,
+//!   attempt and phase (dispatches before the window are joined too). A review run has the same
+//!   attempt number as the work it reviews; its duration counts under its route with phase
+//!   `review`, apart from the work runs.
+//! - Spend: `task_finished.cost_usd` (any outcome, cancelled and interrupted included), by the
+//!   route of the joined dispatch (`-` when that dispatch is not in the log) and by the UTC day of
+//!   the finish; tokens from `tokens_in` and `tokens_out`. A negative or non-finite cost is
+//!   ignored.
+//! - Reviews: a `task_finished` with phase `review` that was not cancelled or interrupted is a
+//!   review run; it *accepted* when its outcome is `done`, *bounced* when `ready`. (Other outcomes:
+//!   the last attempt's bounce, `failed:exhausted_retries`, or a status the reviewer chose.)
+//! - Over cap, budget holds and evidence mismatches count the `cost_over_cap`,
+//!   `budget_exhausted` and `evidence_mismatch` events in the window.
 //! - Queue: the last known status of each task, replayed from all events (not only the window):
 //!   `task_dispatched` → running, `task_finished.outcome`, `task_retry_scheduled` → blocked,
 //!   `dependency_promoted`, `stale_claim_reset`, `retry_requested`, `task_interrupted` → ready,
@@ -38,20 +49,34 @@
 //!   "error_rate": 0.333, "retry_rate": 0.2,   // null when no attempt finished
 //!   "days": [ { "date": "2026-11-15", "done": 1, "failed": 0, "retried": 0,
 //!               "attempts_finished": 1, "attempts_failed": 0,
-//!               "error_rate": 0.0 } ],         // every UTC day of the window, oldest first
+//!               "error_rate": 0.0, "cost_usd": 0.42 } ],  // every UTC day of the window, oldest first
 //!   "latency_ms": { "count": 40, "p50": 12, "p95": 80, "p99": 200, "max": 310,
 //!                   "histogram": [ { "le": 10, "count": 3 }, …, { "le": null, "count": 0 } ] },
-//!   "routes": [ { "route": "claude", "runs": 9, "failed": 2,
-//!                 "p50_ms": 61000, "p95_ms": 300000 } ],   // sorted by route
+//!   "routes": [ { "route": "claude", "phase": null | "review", "runs": 9, "failed": 2,
+//!                 "p50_ms": 61000, "p95_ms": 300000 } ],   // sorted by route, work runs first
 //!   "queue": { "source": "board" | "events", "ready": 1, "running": 0, "blocked": 2,
 //!              "failed": 1, "done": 7 },
 //!   "failures": [ { "ts": "…", "task": "A-1", "attempt": 3, "outcome": "failed:exhausted_retries",
 //!                   "note": "…" | null, "deadletter": "/abs/deadletter/A-1.json" | null } ]
 //!                                              // the last 20 failed tasks, oldest first
+//!   "spend": { "cost_usd": 3.25, "runs": 12,     // runs that reported a cost
+//!              "tokens_in": 120000, "tokens_out": 30000,
+//!              "routes": [ { "route": "claude", "cost_usd": 3.0, "runs": 10,
+//!                            "tokens_in": 100000, "tokens_out": 25000 } ],  // sorted by route
+//!              "days": [ { "date": "2026-11-15", "route": "claude", "cost_usd": 0.42 } ] },
+//!                                              // only days and routes with a cost, oldest first
+//!   "over_cap": { "count": 1, "last": [ { "ts": "…", "task": "A-1", "route": "claude",
+//!                 "attempt": 2, "cost_usd": 1.2, "cap_usd": 1.0 } ] },   // last 20, oldest first
+//!   "budget_exhausted": { "count": 1, "last": [ { "ts": "…", "date": "2026-11-15",
+//!                         "route": "claude", "spent_usd": 10.02, "budget_usd": 10.0,
+//!                         "waiting": 3 } ] },  // last 20, oldest first
+//!   "reviews": { "run": 4, "accepted": 3, "bounced": 1 },
+//!   "evidence_mismatches": 0
 //! }
 //! ```
 //!
 //! Percentiles are nearest-rank over the exact values; they are `null` when there is no value.
+//! Dollar amounts are rounded to a millionth.
 //! Fields may be added in later versions; none will change meaning without a new `version`.
 
 use std::borrow::Cow;
@@ -68,6 +93,9 @@ pub const LATENCY_BUCKETS: [u64; 9] = [5, 10, 25, 50, 100, 250, 500, 1000, 2500]
 
 /// How many failures the report keeps.
 pub const LAST_FAILURES: usize = 20;
+
+/// How many over-cap runs and budget holds the report lists.
+pub const LAST_LISTED: usize = 20;
 
 /// A JSON string borrowed from the line when it has no escapes, owned otherwise.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +156,22 @@ pub struct Rec<'a> {
     pub path: Option<Str<'a>>,
     #[serde(borrow, default)]
     pub status: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    pub phase: Option<Str<'a>>,
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
+    #[serde(default)]
+    pub tokens_in: Option<u64>,
+    #[serde(default)]
+    pub tokens_out: Option<u64>,
+    #[serde(default)]
+    pub spent_usd: Option<f64>,
+    #[serde(default)]
+    pub budget_usd: Option<f64>,
+    #[serde(default)]
+    pub cap_usd: Option<f64>,
+    #[serde(default)]
+    pub waiting: Option<u64>,
 }
 
 /// The coarse states the queue counts.
@@ -162,6 +206,8 @@ pub struct Day {
     pub attempts_finished: u64,
     pub attempts_failed: u64,
     pub error_rate: Option<f64>,
+    /// Reported cost of the runs that finished this day.
+    pub cost_usd: f64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -199,6 +245,8 @@ pub struct Latency {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Route {
     pub route: String,
+    /// `"review"` for the route's review runs; `None` for work runs.
+    pub phase: Option<String>,
     pub runs: u64,
     pub failed: u64,
     pub p50_ms: Option<u64>,
@@ -227,6 +275,86 @@ pub struct Failure {
     pub deadletter: Option<String>,
 }
 
+/// Reported spend of one route (work and review runs together).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RouteSpend {
+    /// The route of the run's dispatch; `"-"` when the dispatch is not in the log.
+    pub route: String,
+    pub cost_usd: f64,
+    /// Runs that reported a cost.
+    pub runs: u64,
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+}
+
+/// Reported spend of one route on one UTC day.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DaySpend {
+    pub date: String,
+    pub route: String,
+    pub cost_usd: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Spend {
+    pub cost_usd: f64,
+    /// Runs that reported a cost.
+    pub runs: u64,
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+    /// Sorted by route.
+    pub routes: Vec<RouteSpend>,
+    /// Days and routes with a reported cost, oldest first, then by route.
+    pub days: Vec<DaySpend>,
+}
+
+/// One `cost_over_cap`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct OverCap {
+    pub ts: String,
+    pub task: String,
+    pub route: String,
+    pub attempt: Option<u32>,
+    pub cost_usd: f64,
+    pub cap_usd: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct OverCaps {
+    pub count: u64,
+    /// The last [`LAST_LISTED`], oldest first.
+    pub last: VecDeque<OverCap>,
+}
+
+/// One `budget_exhausted`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct BudgetHold {
+    pub ts: String,
+    /// The UTC day the budget was spent.
+    pub date: String,
+    pub route: String,
+    pub spent_usd: f64,
+    pub budget_usd: f64,
+    pub waiting: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct BudgetHolds {
+    pub count: u64,
+    /// The last [`LAST_LISTED`], oldest first.
+    pub last: VecDeque<BudgetHold>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Reviews {
+    /// Review runs that finished (not cancelled or interrupted).
+    pub run: u64,
+    /// Review runs that finished `done`.
+    pub accepted: u64,
+    /// Review runs that finished `ready` (sent back for another attempt).
+    pub bounced: u64,
+}
+
 /// Everything `taskboard stats` shows. Serializes to the documented JSON shape.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
@@ -244,6 +372,11 @@ pub struct Report {
     pub routes: Vec<Route>,
     pub queue: Queue,
     pub failures: VecDeque<Failure>,
+    pub spend: Spend,
+    pub over_cap: OverCaps,
+    pub budget_exhausted: BudgetHolds,
+    pub reviews: Reviews,
+    pub evidence_mismatches: u64,
 }
 
 /// Accumulates events (oldest first) into a [`Report`]. Keeps per-task state and the numbers
@@ -262,8 +395,16 @@ pub struct Builder {
     bad_lines: u64,
     totals: Totals,
     latencies: Vec<u64>,
-    routes: HashMap<String, (Vec<u64>, u64)>,
-    dispatched: HashMap<(String, u32), String>,
+    routes: HashMap<(String, bool), (Vec<u64>, u64)>,
+    /// Route of each running dispatch by (task, attempt, review run).
+    dispatched: HashMap<(String, u32, bool), String>,
+    spend: Spend,
+    spend_routes: HashMap<String, RouteSpend>,
+    spend_days: HashMap<(usize, String), f64>,
+    over_cap: OverCaps,
+    budget_exhausted: BudgetHolds,
+    reviews: Reviews,
+    evidence_mismatches: u64,
     queue: HashMap<String, QState>,
     /// Tasks whose last finish was `failed:…`, so a following deadletter is not a second failure.
     failed_finish: HashMap<String, usize>,
@@ -302,6 +443,13 @@ impl Builder {
             latencies: Vec::new(),
             routes: HashMap::new(),
             dispatched: HashMap::new(),
+            spend: Spend::default(),
+            spend_routes: HashMap::new(),
+            spend_days: HashMap::new(),
+            over_cap: OverCaps::default(),
+            budget_exhausted: BudgetHolds::default(),
+            reviews: Reviews::default(),
+            evidence_mismatches: 0,
             queue: HashMap::new(),
             failed_finish: HashMap::new(),
             failures: VecDeque::new(),
@@ -357,18 +505,20 @@ impl Builder {
     pub fn add(&mut self, rec: &Rec) {
         let task = rec.task.as_deref();
         let event: &str = &rec.event;
+        let review = rec.phase.as_deref() == Some("review");
         // The queue and the dispatch join look at every event, in or out of the window.
         let mut route_of_finish = None;
         match (event, task) {
             ("task_dispatched", Some(t)) => {
                 if let (Some(a), Some(r)) = (rec.attempt, rec.route.as_deref()) {
-                    self.dispatched.insert((t.to_string(), a), r.to_string());
+                    self.dispatched
+                        .insert((t.to_string(), a, review), r.to_string());
                 }
                 self.set_state(t, Some(QState::Running));
             }
             ("task_finished", Some(t)) => {
                 if let Some(a) = rec.attempt {
-                    route_of_finish = self.dispatched.remove(&(t.to_string(), a));
+                    route_of_finish = self.dispatched.remove(&(t.to_string(), a, review));
                 }
                 let outcome = rec.outcome.as_deref().unwrap_or("");
                 if outcome == "cancelled" {
@@ -411,8 +561,15 @@ impl Builder {
             "task_finished" => {
                 let Some(t) = task else { return };
                 let outcome = rec.outcome.as_deref().unwrap_or("");
+                // A cancelled or interrupted run may still have reported what it spent.
+                self.add_spend(rec, day, route_of_finish.as_deref());
                 if outcome == "cancelled" || outcome == "interrupted" {
                     return;
+                }
+                if review {
+                    self.reviews.run += 1;
+                    self.reviews.accepted += u64::from(outcome == "done");
+                    self.reviews.bounced += u64::from(outcome == "ready");
                 }
                 let attempt_failed =
                     outcome.starts_with("blocked:retry:") || outcome.starts_with("failed:");
@@ -429,7 +586,7 @@ impl Builder {
                     d.failed += u64::from(task_failed);
                 }
                 if let Some(route) = route_of_finish {
-                    let entry = self.routes.entry(route).or_default();
+                    let entry = self.routes.entry((route, review)).or_default();
                     if let Some(ms) = rec.duration_ms {
                         entry.0.push(ms);
                     }
@@ -451,6 +608,35 @@ impl Builder {
                     });
                 }
             }
+            "cost_over_cap" => {
+                self.over_cap.count += 1;
+                push_last(
+                    &mut self.over_cap.last,
+                    OverCap {
+                        ts: rec.ts.to_string(),
+                        task: task.unwrap_or("").to_string(),
+                        route: rec.route.as_deref().unwrap_or("").to_string(),
+                        attempt: rec.attempt,
+                        cost_usd: rec.cost_usd.unwrap_or(0.0),
+                        cap_usd: rec.cap_usd.unwrap_or(0.0),
+                    },
+                );
+            }
+            "budget_exhausted" => {
+                self.budget_exhausted.count += 1;
+                push_last(
+                    &mut self.budget_exhausted.last,
+                    BudgetHold {
+                        ts: rec.ts.to_string(),
+                        date: rec.ts.get(..10).unwrap_or("").to_string(),
+                        route: rec.route.as_deref().unwrap_or("").to_string(),
+                        spent_usd: rec.spent_usd.unwrap_or(0.0),
+                        budget_usd: rec.budget_usd.unwrap_or(0.0),
+                        waiting: rec.waiting.unwrap_or(0),
+                    },
+                );
+            }
+            "evidence_mismatch" => self.evidence_mismatches += 1,
             "task_retry_scheduled" => {
                 self.totals.retried += 1;
                 if let Some(d) = day.and_then(|i| self.days.get_mut(i)) {
@@ -487,6 +673,44 @@ impl Builder {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Adds a finished run's reported cost and tokens.
+    fn add_spend(&mut self, rec: &Rec, day: Option<usize>, route: Option<&str>) {
+        if rec.cost_usd.is_none() && rec.tokens_in.is_none() && rec.tokens_out.is_none() {
+            return;
+        }
+        let route = route.unwrap_or("-");
+        let entry = match self.spend_routes.get_mut(route) {
+            Some(e) => e,
+            None => self
+                .spend_routes
+                .entry(route.to_string())
+                .or_insert_with(|| RouteSpend {
+                    route: route.to_string(),
+                    ..RouteSpend::default()
+                }),
+        };
+        let tokens_in = rec.tokens_in.unwrap_or(0);
+        let tokens_out = rec.tokens_out.unwrap_or(0);
+        entry.tokens_in += tokens_in;
+        entry.tokens_out += tokens_out;
+        self.spend.tokens_in += tokens_in;
+        self.spend.tokens_out += tokens_out;
+        // A negative or non-finite cost is a broken report, not a refund.
+        let Some(cost) = rec.cost_usd.filter(|c| c.is_finite() && *c >= 0.0) else {
+            return;
+        };
+        entry.cost_usd += cost;
+        entry.runs += 1;
+        self.spend.cost_usd += cost;
+        self.spend.runs += 1;
+        if let Some(i) = day {
+            if let Some(d) = self.days.get_mut(i) {
+                d.cost_usd += cost;
+            }
+            *self.spend_days.entry((i, route.to_string())).or_default() += cost;
         }
     }
 
@@ -548,10 +772,11 @@ impl Builder {
         let mut routes: Vec<Route> = self
             .routes
             .into_iter()
-            .map(|(route, (mut ms, failed))| {
+            .map(|((route, review), (mut ms, failed))| {
                 ms.sort_unstable();
                 Route {
                     route,
+                    phase: review.then(|| "review".to_string()),
                     runs: ms.len() as u64,
                     failed,
                     p50_ms: percentile(&ms, 50.0),
@@ -559,7 +784,33 @@ impl Builder {
                 }
             })
             .collect();
-        routes.sort_by(|a, b| a.route.cmp(&b.route));
+        routes.sort_by(|a, b| (&a.route, &a.phase).cmp(&(&b.route, &b.phase)));
+        for d in &mut self.days {
+            d.cost_usd = round_usd(d.cost_usd);
+        }
+        let mut spend = self.spend;
+        spend.cost_usd = round_usd(spend.cost_usd);
+        spend.routes = self
+            .spend_routes
+            .into_values()
+            .map(|mut r| {
+                r.cost_usd = round_usd(r.cost_usd);
+                r
+            })
+            .collect();
+        spend.routes.sort_by(|a, b| a.route.cmp(&b.route));
+        let mut by_day: Vec<((usize, String), f64)> = self.spend_days.into_iter().collect();
+        by_day.sort_by(|a, b| a.0.cmp(&b.0));
+        spend.days = by_day
+            .into_iter()
+            .filter_map(|((i, route), cost)| {
+                Some(DaySpend {
+                    date: self.days.get(i)?.date.clone(),
+                    route,
+                    cost_usd: round_usd(cost),
+                })
+            })
+            .collect();
         let mut queue = Queue {
             source: "events".into(),
             ..Queue::default()
@@ -588,8 +839,25 @@ impl Builder {
             routes,
             queue,
             failures: self.failures,
+            spend,
+            over_cap: self.over_cap,
+            budget_exhausted: self.budget_exhausted,
+            reviews: self.reviews,
+            evidence_mismatches: self.evidence_mismatches,
         }
     }
+}
+
+fn push_last<T>(list: &mut VecDeque<T>, item: T) {
+    if list.len() == LAST_LISTED {
+        list.pop_front();
+    }
+    list.push_back(item);
+}
+
+/// Dollars rounded to a millionth, so sums print without float noise.
+fn round_usd(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
 }
 
 fn round3(x: f64) -> f64 {
@@ -717,6 +985,126 @@ mod tests {
         assert_eq!(r.totals.done, 0);
         assert_eq!(r.events, 1);
         assert_eq!((r.queue.done, r.queue.running), (1, 1));
+    }
+
+    #[test]
+    fn spend_reviews_caps_and_budgets() {
+        let r = lines(concat!(
+            // Work run of A, then its review under the same attempt on another route.
+            r#"{"ts":"2026-11-21T10:00:00.000Z","event":"task_dispatched","task":"A","attempt":1,"route":"claude","pid":1,"agent":"x"}"#,
+            "\n",
+            r#"{"ts":"2026-11-21T10:00:00.500Z","event":"cost_over_cap","task":"A","route":"claude","attempt":1,"cost_usd":1.5,"cap_usd":1.0}"#,
+            "\n",
+            r#"{"ts":"2026-11-21T10:01:00.000Z","event":"task_finished","task":"A","attempt":1,"exit_code":0,"duration_ms":60000,"outcome":"running:review-x:2026-11-21T10:01:00Z","cost_usd":1.5,"tokens_in":1000,"tokens_out":200}"#,
+            "\n",
+            r#"{"ts":"2026-11-21T10:01:00.100Z","event":"task_dispatched","task":"A","attempt":1,"route":"review","pid":2,"agent":"review-x","phase":"review"}"#,
+            "\n",
+            r#"{"ts":"2026-11-21T10:01:02.000Z","event":"task_finished","task":"A","attempt":1,"exit_code":0,"duration_ms":2000,"outcome":"ready","phase":"review","cost_usd":0.1,"tokens_in":50,"tokens_out":5}"#,
+            "\n",
+            r#"{"ts":"2026-11-21T10:02:00.000Z","event":"task_dispatched","task":"A","attempt":2,"route":"claude","pid":1,"agent":"x"}"#,
+            "\n",
+            r#"{"ts":"2026-11-22T10:00:00.000Z","event":"evidence_mismatch","task":"A","attempt":2,"claimed_not_seen":["a"],"seen_not_claimed":[]}"#,
+            "\n",
+            r#"{"ts":"2026-11-22T10:00:00.000Z","event":"task_finished","task":"A","attempt":2,"exit_code":0,"duration_ms":80000,"outcome":"running:review-x:2026-11-22T10:00:00Z","cost_usd":0.2}"#,
+            "\n",
+            r#"{"ts":"2026-11-22T10:00:00.100Z","event":"task_dispatched","task":"A","attempt":2,"route":"review","pid":2,"agent":"review-x","phase":"review"}"#,
+            "\n",
+            r#"{"ts":"2026-11-22T10:00:03.000Z","event":"task_finished","task":"A","attempt":2,"exit_code":0,"duration_ms":3000,"outcome":"done","phase":"review","cost_usd":0.1}"#,
+            "\n",
+            r#"{"ts":"2026-11-22T11:00:00.000Z","event":"budget_exhausted","route":"claude","spent_usd":10.02,"budget_usd":10.0,"waiting":3}"#,
+            "\n",
+            // A finish whose dispatch is not in the log.
+            r#"{"ts":"2026-11-22T11:30:00.000Z","event":"task_finished","task":"Z","attempt":1,"duration_ms":1,"outcome":"cancelled","cost_usd":0.3}"#,
+        ));
+        assert_eq!(r.spend.cost_usd, 2.2);
+        assert_eq!(r.spend.runs, 5);
+        assert_eq!((r.spend.tokens_in, r.spend.tokens_out), (1050, 205));
+        let routes: Vec<(&str, f64, u64)> = r
+            .spend
+            .routes
+            .iter()
+            .map(|x| (x.route.as_str(), x.cost_usd, x.runs))
+            .collect();
+        assert_eq!(
+            routes,
+            [("-", 0.3, 1), ("claude", 1.7, 2), ("review", 0.2, 2)]
+        );
+        let days: Vec<(&str, &str, f64)> = r
+            .spend
+            .days
+            .iter()
+            .map(|d| (d.date.as_str(), d.route.as_str(), d.cost_usd))
+            .collect();
+        assert_eq!(
+            days,
+            [
+                ("2026-11-21", "claude", 1.5),
+                ("2026-11-21", "review", 0.1),
+                ("2026-11-22", "-", 0.3),
+                ("2026-11-22", "claude", 0.2),
+                ("2026-11-22", "review", 0.1),
+            ]
+        );
+        let d22 = r.days.iter().find(|d| d.date == "2026-11-22").unwrap();
+        assert_eq!(d22.cost_usd, 0.6);
+        // Work and review runs of one attempt stay apart in durations.
+        let durations: Vec<(&str, Option<&str>, u64, Option<u64>)> = r
+            .routes
+            .iter()
+            .map(|x| (x.route.as_str(), x.phase.as_deref(), x.runs, x.p95_ms))
+            .collect();
+        assert_eq!(
+            durations,
+            [
+                ("claude", None, 2, Some(80000)),
+                ("review", Some("review"), 2, Some(3000)),
+            ]
+        );
+        assert_eq!(
+            (r.reviews.run, r.reviews.accepted, r.reviews.bounced),
+            (2, 1, 1)
+        );
+        assert_eq!(r.over_cap.count, 1);
+        assert_eq!(
+            r.over_cap.last[0],
+            OverCap {
+                ts: "2026-11-21T10:00:00.500Z".into(),
+                task: "A".into(),
+                route: "claude".into(),
+                attempt: Some(1),
+                cost_usd: 1.5,
+                cap_usd: 1.0,
+            }
+        );
+        assert_eq!(r.budget_exhausted.count, 1);
+        let hold = &r.budget_exhausted.last[0];
+        assert_eq!(
+            (hold.date.as_str(), hold.route.as_str(), hold.waiting),
+            ("2026-11-22", "claude", 3)
+        );
+        assert_eq!((hold.spent_usd, hold.budget_usd), (10.02, 10.0));
+        assert_eq!(r.evidence_mismatches, 1);
+    }
+
+    #[test]
+    fn a_review_dispatch_does_not_take_the_work_runs_route() {
+        // The review is dispatched before the work's finish is logged: the work finish still
+        // joins its own dispatch.
+        let r = lines(concat!(
+            r#"{"ts":"2026-11-21T10:00:00.000Z","event":"task_dispatched","task":"A","attempt":1,"route":"claude","pid":1,"agent":"x"}"#,
+            "\n",
+            r#"{"ts":"2026-11-21T10:00:01.000Z","event":"task_dispatched","task":"A","attempt":1,"route":"review","pid":1,"agent":"x","phase":"review"}"#,
+            "\n",
+            r#"{"ts":"2026-11-21T10:00:02.000Z","event":"task_finished","task":"A","attempt":1,"duration_ms":5,"outcome":"running:review-x:2026-11-21T10:01:00Z","cost_usd":0.5}"#,
+            "\n",
+            r#"{"ts":"2026-11-21T10:00:03.000Z","event":"task_finished","task":"A","attempt":1,"duration_ms":7,"outcome":"done","phase":"review"}"#,
+        ));
+        assert_eq!(r.spend.routes.len(), 1);
+        assert_eq!(r.spend.routes[0].route, "claude");
+        assert_eq!(r.routes[0].route, "claude");
+        assert_eq!(r.routes[0].p50_ms, Some(5));
+        assert_eq!(r.routes[1].route, "review");
+        assert_eq!(r.routes[1].p50_ms, Some(7));
     }
 
     #[test]

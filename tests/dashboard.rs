@@ -1,5 +1,5 @@
 //! The HTML dashboard of `taskboard stats --html`, loaded in headless Chromium: every chart and
-//! the failures table are in the DOM, untrusted text stays text, and the page logs no error.
+//! table (failures, runs over their cap, budgets reached) is in the DOM, untrusted text stays text, and the page logs no error.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -81,13 +81,25 @@ fn events(dir: &Path) -> String {
                 note: failed.then(|| "<script>alert(1)</script> & \"quotes\"".into()),
                 stopped: None,
                 phase: None,
-                cost_usd: None,
-                tokens_in: None,
-                tokens_out: None,
+                cost_usd: Some(f64::from(i % 5) * 0.25),
+                tokens_in: Some(u64::from(i) * 100),
+                tokens_out: Some(u64::from(i) * 10),
                 handoff: None,
                 changed: None,
             },
         ));
+        if i % 11 == 0 {
+            push(Event::new(
+                at + chrono::Duration::seconds(30),
+                Some(&task),
+                EventKind::CostOverCap {
+                    route: format!("{route}<b>"),
+                    attempt: 1,
+                    cost_usd: 1.5,
+                    cap_usd: 1.0,
+                },
+            ));
+        }
         if failed {
             push(Event::new(
                 at + chrono::Duration::seconds(31),
@@ -211,6 +223,7 @@ fn dashboard_renders_in_headless_chromium() {
         "chart-error-rate",
         "chart-latency",
         "chart-duration",
+        "chart-spend",
     ] {
         assert!(dom.contains(&format!(r#"<svg id="{id}""#)), "{id} missing");
         assert!(
@@ -219,6 +232,13 @@ fn dashboard_renders_in_headless_chromium() {
         );
     }
     assert!(dom.contains(r#"<table id="failures">"#));
+    assert!(dom.contains(r#"<table id="over-cap">"#));
+    assert!(dom.contains(r#"<table id="budget-exhausted">"#));
+    assert!(
+        dom.contains("claude&lt;b&gt;") && !dom.contains("claude<b>"),
+        "a route name in the over-cap table stays text"
+    );
+    assert!(dom.contains("$1.50"), "over-cap costs are listed");
     assert!(dom.contains("T-84"), "the latest failure is listed");
     assert!(
         !dom.contains("<script"),

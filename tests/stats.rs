@@ -243,3 +243,202 @@ fn a_bad_window_is_a_usage_error_and_no_log_is_not() {
     assert_eq!(r["totals"]["done"], 0);
     assert_eq!(r["error_rate"], Value::Null);
 }
+
+fn ev(at: DateTime<Utc>, task: Option<&str>, kind: EventKind) -> String {
+    Event::new(at, task, kind).to_line() + "\n"
+}
+
+fn finished(attempt: u32, outcome: &str, review: bool, cost: f64, ms: u64) -> EventKind {
+    EventKind::TaskFinished {
+        attempt,
+        exit_code: Some(0),
+        signal: None,
+        duration_ms: ms,
+        outcome: outcome.into(),
+        note: None,
+        stopped: None,
+        phase: review.then(|| "review".into()),
+        cost_usd: Some(cost),
+        tokens_in: Some(1000),
+        tokens_out: Some(100),
+        handoff: None,
+        changed: None,
+    }
+}
+
+fn dispatched(attempt: u32, route: &str, review: bool) -> EventKind {
+    EventKind::TaskDispatched {
+        attempt,
+        route: route.into(),
+        pid: 1,
+        agent: "bot".into(),
+        phase: review.then(|| "review".into()),
+    }
+}
+
+/// Task R: attempt 1 over its cap and bounced by review, attempt 2 accepted; a budget hold on
+/// `claude`; an evidence mismatch.
+fn cost_log(dir: &Dir) {
+    let now = Utc::now();
+    let t = |mins: i64| now - Duration::minutes(mins);
+    let r = Some("R");
+    let mut live = String::new();
+    live += &ev(t(50), r, dispatched(1, "claude", false));
+    live += &ev(
+        t(49),
+        r,
+        EventKind::CostOverCap {
+            route: "claude".into(),
+            attempt: 1,
+            cost_usd: 1.25,
+            cap_usd: 1.0,
+        },
+    );
+    live += &ev(
+        t(49),
+        r,
+        finished(1, "running:review-bot:x", false, 1.25, 60_000),
+    );
+    live += &ev(t(48), r, dispatched(1, "checker", true));
+    live += &ev(t(47), r, finished(1, "ready", true, 0.05, 2_000));
+    live += &ev(t(40), r, dispatched(2, "claude", false));
+    live += &ev(
+        t(39),
+        r,
+        EventKind::EvidenceMismatch {
+            attempt: 2,
+            claimed_not_seen: vec!["src/a.rs".into()],
+            seen_not_claimed: vec![],
+        },
+    );
+    live += &ev(
+        t(39),
+        r,
+        finished(2, "running:review-bot:x", false, 0.5, 70_000),
+    );
+    live += &ev(t(38), r, dispatched(2, "checker", true));
+    live += &ev(t(37), r, finished(2, "done", true, 0.05, 3_000));
+    live += &ev(
+        t(30),
+        None,
+        EventKind::BudgetExhausted {
+            route: "claude".into(),
+            spent_usd: 1.75,
+            budget_usd: 1.5,
+            waiting: 2,
+        },
+    );
+    std::fs::write(dir.0.join("events.jsonl"), live).unwrap();
+}
+
+#[test]
+fn json_report_has_spend_caps_budgets_and_reviews() {
+    let dir = Dir::new("cost-json");
+    cost_log(&dir);
+    let (out, err, code) = stats(&dir, &["--json"]);
+    assert_eq!(code, 0, "{err}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["version"], 1);
+    assert_eq!(r["spend"]["cost_usd"], 1.85);
+    assert_eq!(r["spend"]["runs"], 4);
+    assert_eq!(r["spend"]["tokens_in"], 4000);
+    assert_eq!(r["spend"]["tokens_out"], 400);
+    let routes = r["spend"]["routes"].as_array().unwrap();
+    assert_eq!(routes.len(), 2);
+    assert_eq!(
+        (
+            &routes[0]["route"],
+            &routes[0]["cost_usd"],
+            &routes[0]["runs"]
+        ),
+        (&Value::from("checker"), &Value::from(0.1), &Value::from(2))
+    );
+    assert_eq!(
+        (&routes[1]["route"], &routes[1]["cost_usd"]),
+        (&Value::from("claude"), &Value::from(1.75))
+    );
+    let days = r["spend"]["days"].as_array().unwrap();
+    let spent: f64 = days.iter().map(|d| d["cost_usd"].as_f64().unwrap()).sum();
+    assert!((spent - 1.85).abs() < 1e-9, "{days:?}");
+    assert!(
+        days.iter()
+            .all(|d| d["route"] == "claude" || d["route"] == "checker")
+    );
+    assert_eq!(r["over_cap"]["count"], 1);
+    let over = &r["over_cap"]["last"][0];
+    assert_eq!(
+        (&over["task"], &over["route"], &over["attempt"]),
+        (&Value::from("R"), &Value::from("claude"), &Value::from(1))
+    );
+    assert_eq!(
+        (&over["cost_usd"], &over["cap_usd"]),
+        (&Value::from(1.25), &Value::from(1.0))
+    );
+    assert_eq!(r["budget_exhausted"]["count"], 1);
+    let hold = &r["budget_exhausted"]["last"][0];
+    assert_eq!(hold["route"], "claude");
+    assert_eq!(hold["spent_usd"], 1.75);
+    assert_eq!(hold["budget_usd"], 1.5);
+    assert_eq!(hold["waiting"], 2);
+    assert_eq!(hold["date"].as_str().unwrap().len(), 10);
+    assert_eq!(r["reviews"]["run"], 2);
+    assert_eq!(r["reviews"]["accepted"], 1);
+    assert_eq!(r["reviews"]["bounced"], 1);
+    assert_eq!(r["evidence_mismatches"], 1);
+    // Work and review runs of the same attempts stay apart in durations.
+    let durations = r["routes"].as_array().unwrap();
+    assert_eq!(durations.len(), 2);
+    assert_eq!(durations[0]["route"], "checker");
+    assert_eq!(durations[0]["phase"], "review");
+    assert_eq!(durations[0]["p95_ms"], 3000);
+    assert_eq!(durations[1]["route"], "claude");
+    assert_eq!(durations[1]["phase"], Value::Null);
+    assert_eq!(durations[1]["p95_ms"], 70_000);
+}
+
+#[test]
+fn text_report_shows_spend_caps_budgets_and_reviews() {
+    let dir = Dir::new("cost-text");
+    cost_log(&dir);
+    let (out, _, code) = stats(&dir, &[]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("Spend        $1.85 over 4 runs   tokens 4.0k in / 400 out"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("  claude ") && l.contains("$1.75") && l.contains(" 2 runs ")),
+        "{out}"
+    );
+    assert!(
+        out.contains("Over cap     1 run over the route's cap"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains("  R  claude  attempt 1  $1.25 > cap $1.00")),
+        "{out}"
+    );
+    assert!(
+        out.contains("Budgets      1 time a route reached a daily budget"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains("claude  spent $1.75 of $1.50  2 waiting")),
+        "{out}"
+    );
+    assert!(
+        out.contains("Reviews      2 run   1 accepted   1 bounced"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Evidence     1 run claimed changes that differ from what git saw"),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.starts_with("  checker (review) ")),
+        "{out}"
+    );
+}

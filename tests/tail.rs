@@ -189,6 +189,134 @@ fn each_kind_reads_as_one_line() {
     );
 }
 
+fn finished(phase: Option<&str>, cost: Option<f64>, outcome: &str) -> EventKind {
+    EventKind::TaskFinished {
+        attempt: 1,
+        exit_code: Some(0),
+        signal: None,
+        duration_ms: 2000,
+        outcome: outcome.into(),
+        note: None,
+        stopped: None,
+        phase: phase.map(str::to_owned),
+        cost_usd: cost,
+        tokens_in: None,
+        tokens_out: None,
+        handoff: None,
+        changed: None,
+    }
+}
+
+#[test]
+fn review_runs_show_review_and_costs_show_dollars() {
+    let review_dispatch = line(
+        Some("A-1"),
+        EventKind::TaskDispatched {
+            attempt: 1,
+            route: "checker".into(),
+            pid: 42,
+            agent: "review-bot".into(),
+            phase: Some("review".into()),
+        },
+    );
+    assert_eq!(
+        render_line(&review_dispatch).unwrap(),
+        "15:25:03.123 task_dispatched      A-1 review attempt=1 route=checker agent=review-bot pid=42"
+    );
+    let mut bounced = finished(Some("review"), Some(0.12), "ready");
+    if let EventKind::TaskFinished {
+        note,
+        tokens_in,
+        tokens_out,
+        handoff,
+        ..
+    } = &mut bounced
+    {
+        *note = Some("add the tests".into());
+        *tokens_in = Some(1200);
+        *tokens_out = Some(340);
+        *handoff = Some("handoffs/A-1.md".into());
+    }
+    assert_eq!(
+        render_line(&line(Some("A-1"), bounced)).unwrap(),
+        r#"15:25:03.123 task_finished        A-1 review attempt=1 exit=0 2.0s $0.12 tokens=1200/340 -> ready note="add the tests" handoff=handoffs/A-1.md"#
+    );
+    // A work run: no phase word; a cost under a cent keeps its digits; long file lists are cut.
+    let mut work = finished(None, Some(0.0042), "done");
+    if let EventKind::TaskFinished { changed, .. } = &mut work {
+        *changed = Some(
+            ["a.rs", "b.rs", "c d.rs", "e.rs", "f.rs"]
+                .map(String::from)
+                .to_vec(),
+        );
+    }
+    assert_eq!(
+        render_line(&line(Some("A-1"), work)).unwrap(),
+        r#"15:25:03.123 task_finished        A-1 attempt=1 exit=0 2.0s $0.0042 -> done changed=a.rs,b.rs,"c d.rs",+2 more"#
+    );
+    // Without a cost, nothing about money is shown.
+    assert_eq!(
+        render_line(&line(Some("A-1"), finished(None, None, "done"))).unwrap(),
+        "15:25:03.123 task_finished        A-1 attempt=1 exit=0 2.0s -> done"
+    );
+}
+
+#[test]
+fn budget_cap_evidence_and_retry_events_read_as_sentences() {
+    let cases: Vec<(Option<&str>, EventKind, &str)> = vec![
+        (
+            None,
+            EventKind::BudgetExhausted {
+                route: "claude".into(),
+                spent_usd: 10.02,
+                budget_usd: 10.0,
+                waiting: 3,
+            },
+            "15:25:03.123 budget_exhausted     route=claude spent $10.02 of $10.00 today -> 3 waiting for the next UTC day",
+        ),
+        (
+            Some("A-1"),
+            EventKind::CostOverCap {
+                route: "claude".into(),
+                attempt: 2,
+                cost_usd: 1.25,
+                cap_usd: 1.0,
+            },
+            "15:25:03.123 cost_over_cap        A-1 attempt=2 route=claude $1.25 > cap $1.00",
+        ),
+        (
+            Some("A-1"),
+            EventKind::EvidenceMismatch {
+                attempt: 2,
+                claimed_not_seen: vec!["src/a.rs".into(), "src/b.rs".into()],
+                seen_not_claimed: vec!["my notes.md".into()],
+            },
+            r#"15:25:03.123 evidence_mismatch    A-1 attempt=2 claimed, not seen: src/a.rs,src/b.rs; seen, not claimed: "my notes.md""#,
+        ),
+        (
+            Some("A-1"),
+            EventKind::EvidenceMismatch {
+                attempt: 1,
+                claimed_not_seen: vec![],
+                seen_not_claimed: vec!["Cargo.lock".into()],
+            },
+            "15:25:03.123 evidence_mismatch    A-1 attempt=1 seen, not claimed: Cargo.lock",
+        ),
+        (
+            Some("A-1"),
+            EventKind::RetryRequested {
+                from: "failed:exhausted_retries".into(),
+                archived: Some("deadletter/A-1.json".into()),
+            },
+            "15:25:03.123 retry_requested      A-1 from=failed:exhausted_retries -> ready archived=deadletter/A-1.json",
+        ),
+    ];
+    for (task, kind, want) in cases {
+        let l = line(task, kind);
+        assert_eq!(render_line(&l).unwrap(), want, "for {l}");
+    }
+}
+
 #[test]
 fn shows_the_last_n_across_rotated_files_with_dates_and_filters() {
     let dir = Dir::new("last");

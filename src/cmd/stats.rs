@@ -140,6 +140,43 @@ pub fn fmt_ms(ms: u64) -> String {
     }
 }
 
+/// Dollars for people: `$0.12`, `$12.50`; below a cent, four decimals (`$0.0042`).
+pub fn fmt_usd(usd: f64) -> String {
+    if usd != 0.0 && usd.abs() < 0.01 {
+        format!("${usd:.4}")
+    } else {
+        format!("${usd:.2}")
+    }
+}
+
+/// A token count for people: `950`, `12.3k`, `4.1M`.
+pub fn fmt_count(n: u64) -> String {
+    if n < 1000 {
+        n.to_string()
+    } else if n < 1_000_000 {
+        format!("{:.1}k", n as f64 / 1e3)
+    } else {
+        format!("{:.1}M", n as f64 / 1e6)
+    }
+}
+
+/// `1 run`, `2 runs`.
+fn runs(n: u64) -> String {
+    if n == 1 {
+        "1 run".to_string()
+    } else {
+        format!("{n} runs")
+    }
+}
+
+/// A route row's name: the route, with `(review)` for its review runs.
+fn route_label(route: &report::Route) -> String {
+    match route.phase.as_deref() {
+        Some(phase) => format!("{} ({phase})", route.route),
+        None => route.route.clone(),
+    }
+}
+
 fn opt_ms(ms: Option<u64>) -> String {
     ms.map_or_else(|| "-".to_string(), fmt_ms)
 }
@@ -293,7 +330,7 @@ pub fn render_text(r: &Report, since: &str, p: Paint) -> String {
         let _ = writeln!(
             o,
             "  {:<22} {:>6} {:>7} {:>7} {:>8}  {}",
-            clean(&route.route),
+            clean(&route_label(route)),
             route.runs,
             route.failed,
             opt_ms(route.p50_ms),
@@ -301,6 +338,8 @@ pub fn render_text(r: &Report, since: &str, p: Paint) -> String {
             p.cyan(&bar(route.p95_ms.unwrap_or(0) as f64, max_p95, 20))
         );
     }
+
+    render_spend_text(&mut o, r, p);
 
     let q = &r.queue;
     let _ = writeln!(o);
@@ -354,6 +393,117 @@ pub fn render_text(r: &Report, since: &str, p: Paint) -> String {
         }
     }
     o
+}
+
+/// The spend, caps, budgets, reviews and evidence lines of the text report.
+fn render_spend_text(o: &mut String, r: &Report, p: Paint) {
+    let s = &r.spend;
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "{}        {} over {}   tokens {} in / {} out",
+        p.bold("Spend"),
+        fmt_usd(s.cost_usd),
+        runs(s.runs),
+        fmt_count(s.tokens_in),
+        fmt_count(s.tokens_out)
+    );
+    let max_route = s.routes.iter().map(|x| x.cost_usd).fold(0.0, f64::max);
+    for route in &s.routes {
+        let _ = writeln!(
+            o,
+            "  {:<22} {:>9} {:>9}  {}",
+            clean(&route.route),
+            fmt_usd(route.cost_usd),
+            runs(route.runs),
+            p.cyan(&bar(route.cost_usd, max_route, 20))
+        );
+    }
+    if !s.days.is_empty() {
+        let _ = writeln!(o, "  per UTC day:");
+        let mut i = 0;
+        while i < s.days.len() {
+            let date = &s.days[i].date;
+            let mut parts = Vec::new();
+            let mut total = 0.0;
+            while i < s.days.len() && &s.days[i].date == date {
+                parts.push(format!(
+                    "{} {}",
+                    clean(&s.days[i].route),
+                    fmt_usd(s.days[i].cost_usd)
+                ));
+                total += s.days[i].cost_usd;
+                i += 1;
+            }
+            let _ = writeln!(o, "  {date}  {:>9}   {}", fmt_usd(total), parts.join(" · "));
+        }
+    }
+    let oc = &r.over_cap;
+    let over = format!("{} over the route's cap", runs(oc.count));
+    let _ = writeln!(
+        o,
+        "Over cap     {}",
+        if oc.count > 0 { p.yellow(&over) } else { over }
+    );
+    for c in &oc.last {
+        let _ = writeln!(
+            o,
+            "{}",
+            p.yellow(&format!(
+                "  {}  {}  {}  attempt {}  {} > cap {}",
+                short_ts(&c.ts),
+                clean(&c.task),
+                clean(&c.route),
+                c.attempt.map_or("-".into(), |a| a.to_string()),
+                fmt_usd(c.cost_usd),
+                fmt_usd(c.cap_usd)
+            ))
+        );
+    }
+    let b = &r.budget_exhausted;
+    let _ = writeln!(
+        o,
+        "Budgets      {} reached a daily budget (its ready tasks wait for the next UTC day)",
+        match b.count {
+            1 => "1 time a route".to_string(),
+            n => format!("{n} times a route"),
+        }
+    );
+    for h in &b.last {
+        let _ = writeln!(
+            o,
+            "{}",
+            p.yellow(&format!(
+                "  {}  {}  spent {} of {}  {} waiting",
+                h.date,
+                clean(&h.route),
+                fmt_usd(h.spent_usd),
+                fmt_usd(h.budget_usd),
+                h.waiting
+            ))
+        );
+    }
+    let rv = &r.reviews;
+    let _ = writeln!(
+        o,
+        "Reviews      {} run   {} accepted   {} bounced",
+        rv.run,
+        p.green(&rv.accepted.to_string()),
+        if rv.bounced > 0 {
+            p.yellow(&rv.bounced.to_string())
+        } else {
+            rv.bounced.to_string()
+        }
+    );
+    let _ = writeln!(
+        o,
+        "Evidence     {} claimed changes that differ from what git saw",
+        if r.evidence_mismatches > 0 {
+            p.yellow(&runs(r.evidence_mismatches))
+        } else {
+            runs(r.evidence_mismatches)
+        }
+    );
 }
 
 /// Escape text for HTML element content and attribute values.
@@ -443,7 +593,7 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:16px;margin:28px 0 8px}
 @media (max-width:800px){.grid{grid-template-columns:1fr}}
 svg{width:100%;height:auto;display:block}
 svg text{font:11px system-ui,sans-serif;fill:#59636e}
-.done{fill:#2da44e}.failed{fill:#cf222e}.retried{fill:#d4a72c}.rate{fill:#bc4c00}.lat{fill:#0969da}.p50{fill:#54aeff}.p95{fill:#0550ae}
+.spend{fill:#8250df}.done{fill:#2da44e}.failed{fill:#cf222e}.retried{fill:#d4a72c}.rate{fill:#bc4c00}.lat{fill:#0969da}.p50{fill:#54aeff}.p95{fill:#0550ae}
 i.done{background:#2da44e}i.failed{background:#cf222e}i.retried{background:#d4a72c}i.p50{background:#54aeff}i.p95{background:#0550ae}
 .axis{stroke:#d1d9e0;stroke-width:1}
 .legend span{display:inline-block;margin-right:14px;font-size:12px;color:#59636e}
@@ -577,6 +727,13 @@ pub fn render_html(r: &Report, since: &str, board_dir: &Path, html_path: &Path) 
         (pct(r.error_rate), "error rate"),
         (pct(r.retry_rate), "retry rate"),
         (opt_ms(r.latency_ms.p50), "save → detection p50"),
+        (fmt_usd(r.spend.cost_usd), "reported spend"),
+        (r.over_cap.count.to_string(), "runs over cap"),
+        (
+            format!("{}/{}", r.reviews.accepted, r.reviews.run),
+            "reviews accepted",
+        ),
+        (r.evidence_mismatches.to_string(), "evidence mismatches"),
     ];
     o.push_str(r#"<div class="cards">"#);
     for (value, label) in cards {
@@ -690,7 +847,7 @@ pub fn render_html(r: &Report, since: &str, board_dir: &Path, html_path: &Path) 
         &count,
     ));
     o.push_str("</section><section><h2>Run duration by route</h2>");
-    let routes: Vec<String> = r.routes.iter().map(|x| x.route.clone()).collect();
+    let routes: Vec<String> = r.routes.iter().map(route_label).collect();
     o.push_str(&bar_chart(
         "chart-duration",
         "Run duration by route, p50 and p95",
@@ -717,7 +874,70 @@ pub fn render_html(r: &Report, since: &str, board_dir: &Path, html_path: &Path) 
         ],
         &|v| fmt_ms(v as u64),
     ));
+    let _ = write!(
+        o,
+        "</section><section><h2>Spend by route</h2><p class=\"sub\">{} over {} · tokens {} in / {} out</p>",
+        esc(&fmt_usd(r.spend.cost_usd)),
+        runs(r.spend.runs),
+        esc(&fmt_count(r.spend.tokens_in)),
+        esc(&fmt_count(r.spend.tokens_out))
+    );
+    let spend_routes: Vec<String> = r.spend.routes.iter().map(|x| x.route.clone()).collect();
+    o.push_str(&bar_chart(
+        "chart-spend",
+        "Reported spend by route in US dollars",
+        &spend_routes,
+        &[Series {
+            name: "spend",
+            class: "spend",
+            values: r.spend.routes.iter().map(|x| x.cost_usd).collect(),
+        }],
+        &|v| fmt_usd(v),
+    ));
     o.push_str("</section></div>");
+
+    let _ = write!(
+        o,
+        r#"<h2>Runs over their cap <span class="sub">({} in the window)</span></h2><table id="over-cap"><thead><tr><th>time (UTC)</th><th>task</th><th>route</th><th>attempt</th><th>cost</th><th>cap</th></tr></thead><tbody>"#,
+        r.over_cap.count
+    );
+    if r.over_cap.last.is_empty() {
+        o.push_str(r#"<tr><td colspan="6" class="empty">No run went over its cap in this window.</td></tr>"#);
+    }
+    for c in r.over_cap.last.iter().rev() {
+        let _ = write!(
+            o,
+            r#"<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td class="warn">{}</td><td>{}</td></tr>"#,
+            esc(&short_ts(&c.ts)),
+            esc(&c.task),
+            esc(&c.route),
+            c.attempt.map_or("-".into(), |a| a.to_string()),
+            esc(&fmt_usd(c.cost_usd)),
+            esc(&fmt_usd(c.cap_usd))
+        );
+    }
+    o.push_str("</tbody></table>");
+
+    let _ = write!(
+        o,
+        r#"<h2>Daily budgets reached <span class="sub">({} in the window)</span></h2><table id="budget-exhausted"><thead><tr><th>day (UTC)</th><th>route</th><th>spent</th><th>budget</th><th>tasks waiting</th></tr></thead><tbody>"#,
+        r.budget_exhausted.count
+    );
+    if r.budget_exhausted.last.is_empty() {
+        o.push_str(r#"<tr><td colspan="5" class="empty">No route reached its daily budget in this window.</td></tr>"#);
+    }
+    for h in r.budget_exhausted.last.iter().rev() {
+        let _ = write!(
+            o,
+            r#"<tr><td>{}</td><td>{}</td><td class="warn">{}</td><td>{}</td><td>{}</td></tr>"#,
+            esc(&h.date),
+            esc(&h.route),
+            esc(&fmt_usd(h.spent_usd)),
+            esc(&fmt_usd(h.budget_usd)),
+            h.waiting
+        );
+    }
+    o.push_str("</tbody></table>");
 
     o.push_str(r#"<h2>Last failures</h2><table id="failures"><thead><tr><th>time (UTC)</th><th>task</th><th>attempt</th><th>outcome</th><th>note</th><th>deadletter</th></tr></thead><tbody>"#);
     if r.failures.is_empty() {

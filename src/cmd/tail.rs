@@ -6,6 +6,7 @@
 //! a missing file, polling every 200 ms. `--json` passes the lines through byte for byte.
 
 use std::collections::VecDeque;
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
@@ -340,6 +341,11 @@ fn fmt_ms(ms: u64) -> String {
     super::stats::fmt_ms(ms)
 }
 
+/// Dollars for people: `$0.12`.
+fn fmt_usd(usd: f64) -> String {
+    super::stats::fmt_usd(usd)
+}
+
 /// One event as a readable line (without the date, which [`Printer`] prints on change).
 fn render(map: &Map<String, Value>, p: Paint) -> String {
     let mut fields = map.clone();
@@ -361,8 +367,21 @@ fn render(map: &Map<String, Value>, p: Paint) -> String {
         }
     };
     let mut tone: fn(Paint, &str) -> String = |_, s| s.to_string();
+    // `review` first for a review run; any other phase by name.
+    let phase =
+        |fields: &mut Map<String, Value>, parts: &mut Vec<String>| match fields.remove("phase") {
+            Some(Value::String(s)) if s == "review" => parts.push("review".into()),
+            Some(v) => parts.push(format!("phase={}", value_text(&v))),
+            None => {}
+        };
+    let usd = |fields: &mut Map<String, Value>, k: &str| -> Option<String> {
+        let v = fields.get(k)?.as_f64()?;
+        fields.remove(k);
+        Some(fmt_usd(v))
+    };
     match event.as_str() {
         "task_finished" => {
+            phase(&mut fields, &mut parts);
             kv(&mut fields, "attempt", &mut parts);
             if let Some(code) = take(&mut fields, "exit_code") {
                 parts.push(format!("exit={}", value_text(&code)));
@@ -370,6 +389,17 @@ fn render(map: &Map<String, Value>, p: Paint) -> String {
             kv(&mut fields, "signal", &mut parts);
             if let Some(ms) = take(&mut fields, "duration_ms").and_then(|v| v.as_u64()) {
                 parts.push(fmt_ms(ms));
+            }
+            if let Some(cost) = usd(&mut fields, "cost_usd") {
+                parts.push(cost);
+            }
+            let tokens_in = fields.get("tokens_in").and_then(Value::as_u64);
+            let tokens_out = fields.get("tokens_out").and_then(Value::as_u64);
+            if tokens_in.is_some() || tokens_out.is_some() {
+                fields.remove("tokens_in");
+                fields.remove("tokens_out");
+                let n = |t: Option<u64>| t.map_or_else(|| "?".to_string(), |n| n.to_string());
+                parts.push(format!("tokens={}/{}", n(tokens_in), n(tokens_out)));
             }
             if let Some(outcome) = take(&mut fields, "outcome") {
                 let o = value_text(&outcome);
@@ -386,8 +416,19 @@ fn render(map: &Map<String, Value>, p: Paint) -> String {
             }
             kv(&mut fields, "stopped", &mut parts);
             kv(&mut fields, "note", &mut parts);
+            if let Some(Value::Array(files)) = fields.get("changed") {
+                let shown: Vec<String> = files.iter().take(3).map(value_text).collect();
+                let mut text = format!("changed={}", shown.join(","));
+                if files.len() > 3 {
+                    let _ = write!(text, ",+{} more", files.len() - 3);
+                }
+                parts.push(text);
+                fields.remove("changed");
+            }
+            kv(&mut fields, "handoff", &mut parts);
         }
         "task_dispatched" => {
+            phase(&mut fields, &mut parts);
             kv(&mut fields, "attempt", &mut parts);
             kv(&mut fields, "route", &mut parts);
             kv(&mut fields, "agent", &mut parts);
@@ -426,9 +467,63 @@ fn render(map: &Map<String, Value>, p: Paint) -> String {
             parts.push("-> ready".into());
         }
         "retry_requested" => {
+            tone = Paint::cyan;
             kv(&mut fields, "from", &mut parts);
             parts.push("-> ready".into());
             kv(&mut fields, "archived", &mut parts);
+        }
+        "budget_exhausted" => {
+            tone = Paint::yellow;
+            kv(&mut fields, "route", &mut parts);
+            if let (Some(spent), Some(budget)) = (
+                fields.get("spent_usd").and_then(Value::as_f64),
+                fields.get("budget_usd").and_then(Value::as_f64),
+            ) {
+                fields.remove("spent_usd");
+                fields.remove("budget_usd");
+                parts.push(format!(
+                    "spent {} of {} today",
+                    fmt_usd(spent),
+                    fmt_usd(budget)
+                ));
+            }
+            if let Some(n) = fields.get("waiting").and_then(Value::as_u64) {
+                fields.remove("waiting");
+                parts.push(format!("-> {n} waiting for the next UTC day"));
+            }
+        }
+        "cost_over_cap" => {
+            tone = Paint::yellow;
+            kv(&mut fields, "attempt", &mut parts);
+            kv(&mut fields, "route", &mut parts);
+            if let (Some(cost), Some(cap)) = (
+                fields.get("cost_usd").and_then(Value::as_f64),
+                fields.get("cap_usd").and_then(Value::as_f64),
+            ) {
+                fields.remove("cost_usd");
+                fields.remove("cap_usd");
+                parts.push(format!("{} > cap {}", fmt_usd(cost), fmt_usd(cap)));
+            }
+        }
+        "evidence_mismatch" => {
+            tone = Paint::yellow;
+            kv(&mut fields, "attempt", &mut parts);
+            let mut lists = Vec::new();
+            for (key, label) in [
+                ("claimed_not_seen", "claimed, not seen:"),
+                ("seen_not_claimed", "seen, not claimed:"),
+            ] {
+                if let Some(Value::Array(files)) = fields.get(key) {
+                    if !files.is_empty() {
+                        let names: Vec<String> = files.iter().map(value_text).collect();
+                        lists.push(format!("{label} {}", names.join(",")));
+                    }
+                    fields.remove(key);
+                }
+            }
+            if !lists.is_empty() {
+                parts.push(lists.join("; "));
+            }
         }
         "stale_claim_reset" | "task_interrupted" | "status_reasserted" | "lock_broken"
         | "task_cancelled" | "writeback_conflict" => tone = Paint::yellow,
@@ -488,4 +583,33 @@ fn render(map: &Map<String, Value>, p: Paint) -> String {
 pub fn render_line(line: &str) -> Option<String> {
     let map = serde_json::from_str::<Map<String, Value>>(line).ok()?;
     Some(render(&map, Paint(false)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn painted(line: &str) -> String {
+        let map = serde_json::from_str::<Map<String, Value>>(line).unwrap();
+        render(&map, Paint(true))
+    }
+
+    #[test]
+    fn cost_and_evidence_warnings_are_yellow() {
+        for line in [
+            r#"{"ts":"2026-11-22T15:25:03.123Z","event":"cost_over_cap","task":"A","route":"r","attempt":1,"cost_usd":2.0,"cap_usd":1.0}"#,
+            r#"{"ts":"2026-11-22T15:25:03.123Z","event":"evidence_mismatch","task":"A","attempt":1,"claimed_not_seen":["a"],"seen_not_claimed":[]}"#,
+            r#"{"ts":"2026-11-22T15:25:03.123Z","event":"budget_exhausted","route":"r","spent_usd":2.0,"budget_usd":1.0,"waiting":1}"#,
+        ] {
+            let out = painted(line);
+            let event = serde_json::from_str::<Value>(line).unwrap()["event"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert!(
+                out.contains(&format!("\x1b[33m{event:<20}\x1b[0m")),
+                "{out:?}"
+            );
+        }
+    }
 }
