@@ -353,7 +353,7 @@ impl Runtime {
         if let Err(e) = self.locks.sweep_debris() {
             tracing::warn!("cannot clear leftover lock folders: {e}");
         }
-        self.pass(false, Vec::new());
+        self.pass(false, true, Vec::new());
         let mut next_rescan = Instant::now() + self.config.runtime.rescan_every;
         let mut stop_reason = String::from("finished");
         loop {
@@ -417,7 +417,7 @@ impl Runtime {
             }
             if touched || timer || !pending.is_empty() {
                 self.dirty = false;
-                self.pass(touched, pending);
+                self.pass(touched, timer, pending);
             }
         }
         if let Err(e) = self.store.save() {
@@ -502,7 +502,9 @@ impl Runtime {
     }
 
     /// One pass: read, lint, plan, lock, write back, spawn.
-    fn pass(&mut self, touched: bool, mut pending: Vec<Pending>) {
+    /// `touched`: the watcher saw the board change; `forced`: a timer, a rescan or the runtime
+    /// itself asks for a pass whatever the board's content.
+    fn pass(&mut self, touched: bool, forced: bool, mut pending: Vec<Pending>) {
         let started = Instant::now();
         pending.splice(0..0, std::mem::take(&mut self.deferred));
         let Some(snap) = self.read(touched) else {
@@ -510,8 +512,11 @@ impl Runtime {
             self.requeue(pending);
             return;
         };
-        if touched && pending.is_empty() && Some(snap.hash) == self.last_hash {
-            return; // our own write, or a save that changed nothing
+        if touched && !forced && pending.is_empty() && Some(snap.hash) == self.last_hash {
+            // Our own write, or a save that changed nothing. A forced pass never stops here: the
+            // watcher's echo of the write that made a task ready must not swallow the pass
+            // that runs it.
+            return;
         }
         if touched && Some(snap.hash) != self.last_hash {
             // Save to detection as a person experiences it: the debounce included.
