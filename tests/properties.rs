@@ -849,3 +849,35 @@ fn committed_fuzz_inputs_replay() {
     assert!(corpus >= 24, "the seed corpus is missing ({corpus} files)");
     replay_dir(&root.join("fuzz-regressions"));
 }
+
+/// The config corpus: whatever `config::parse` accepts keeps the rules the runtime relies on
+/// (the same checks as the `config` fuzz target), and nothing panics.
+#[test]
+fn committed_config_fuzz_inputs_replay() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fuzz-corpus/config");
+    let mut replayed = 0;
+    let mut accepted = 0;
+    for entry in std::fs::read_dir(&dir).expect("the config corpus is committed") {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        replayed += 1;
+        let Ok(text) = std::str::from_utf8(&bytes) else {
+            continue;
+        };
+        let Ok(config) = taskboard::config::parse(text) else {
+            continue;
+        };
+        accepted += 1;
+        assert!(config.runtime.max_parallel >= 1 && config.runtime.max_attempts >= 1);
+        for (route, exec) in &config.executors {
+            assert!(!exec.command.is_empty());
+            if let Some(review) = &exec.review {
+                assert_ne!(review, route);
+                assert!(config.executors[review].review.is_none());
+            }
+        }
+    }
+    assert!(
+        replayed >= 3 && accepted >= 1,
+        "{replayed} replayed, {accepted} accepted"
+    );
+}
