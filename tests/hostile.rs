@@ -568,3 +568,31 @@ fn a_full_disk_is_reported_and_serving_resumes_when_space_is_freed() {
     assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
     let _ = std::fs::remove_file(&stderr_path);
 }
+
+#[test]
+fn a_process_group_left_as_zombies_counts_as_gone() {
+    use std::os::unix::process::CommandExt;
+    // A live group is alive.
+    let mut live = std::process::Command::new("sleep")
+        .arg("30")
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    assert!(taskboard::lock::process_group_alive(live.id() as i32));
+    live.kill().unwrap();
+    live.wait().unwrap();
+    // A group whose only process has exited but is not reaped yet: a zombie. That is what an
+    // executor is after `kill -9` of its runtime until init reaps it, which some inits do late
+    // (the test VM's, after about 1.6 s) or never. Recovery must not wait on it.
+    let mut dead = std::process::Command::new("true")
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let pid = dead.id() as i32;
+    assert!(poll(support::DEADLINE, || !pid_alive(pid)), "not a zombie");
+    assert!(
+        !taskboard::lock::process_group_alive(pid),
+        "a group of zombies is reported alive"
+    );
+    dead.wait().unwrap();
+}
