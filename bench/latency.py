@@ -5,17 +5,27 @@ Each save appends one `ready` task to the board (executor `true`). The time of t
 `time.time()` taken just after the write returns; from `events.jsonl` the script reads the `ts`
 of the first `file_changed` event after the save and of the new task's `task_dispatched`.
 The next save is made only once the task is dispatched and its `done` is on the board, so
-saves never overlap the runtime's own writes.
+saves never overlap the runtime's own writes, then until the watcher has surely let the
+event of the runtime's own last write through (`--settle`, default 1.25 × the debounce +
+150 ms: the debounce, one tick of the debouncer, the runtime's quiet period of at most 100 ms
+and a margin), so that each save lands on a quiet board, and after a random pause of 0 to `--jitter`
+ms (default: a quarter of the debounce, one tick of the debouncer). Without it, every save
+would come at the same moment of the debouncer's tick (the previous dispatch is aligned to a
+tick), and the measured delay would be one fixed point of the tick rather than its spread.
+Without the settle wait, a save made within one debounce of the runtime's own write is read
+when that write's event comes through, sooner than its own would have (a person's save right
+after the runtime wrote `done` is seen early); `--settle 0` measures that mix.
 
 Styles:
   inplace  open the board with truncation and write it (as most editors and `>` do)
   rename   write a temporary file beside it, then os.replace() it over the board
 
-Usage: python3 bench/latency.py [--debounce 50] [--saves 200] [--seconds 0]
-                                [--style inplace|rename|both] [--bin PATH]
+Usage: python3 bench/latency.py [--debounce 50] [--saves 200] [--seconds 0] [--jitter MS]
+                                [--settle MS]
+                                [--style inplace|rename|both] [--seed 1] [--bin PATH]
 `--seconds S` stops a style after S seconds of saving even if fewer than --saves were made.
 """
-import argparse, json, os, shutil, subprocess, sys, tempfile, time
+import argparse, json, os, random, shutil, subprocess, sys, tempfile, time
 from datetime import datetime
 
 
@@ -83,10 +93,12 @@ def run_style(style, a):
 
     wait_for("first pass", first_pass)
     detect, dispatch, mtime_lat = [], [], []
+    rng = random.Random(a.seed)
     began = time.monotonic()
     for i in range(1, a.saves + 1):
         if a.seconds and time.monotonic() - began > a.seconds:
             break
+        time.sleep(rng.uniform(0, a.jitter) / 1000)
         ev.new()  # drop anything logged before this save
         with open(board) as f:
             text = f.read()
@@ -123,10 +135,13 @@ def run_style(style, a):
                 return f"## L-{i}: save {i}\n- status: done\n" in f.read()
 
         wait_for(f"L-{i} done", done)
+        time.sleep(a.settle / 1000)
     p.terminate()
     p.wait()
     shutil.rmtree(d)
-    return {"style": style, "debounce_ms": a.debounce, "saves": len(dispatch),
+    return {"style": style, "debounce_ms": a.debounce, "jitter_ms": a.jitter,
+            "settle_ms": a.settle,
+            "saves": len(dispatch),
             "seconds": round(time.monotonic() - began, 1),
             "to_file_changed_ms": summary(detect), "to_dispatch_ms": summary(dispatch),
             "file_changed_latency_ms_field": summary(mtime_lat) if mtime_lat else None}
@@ -138,8 +153,15 @@ def main():
     ap.add_argument("--saves", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=0)
     ap.add_argument("--style", choices=["inplace", "rename", "both"], default="both")
+    ap.add_argument("--jitter", type=float, default=None)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--settle", type=float, default=None)
     ap.add_argument("--bin", default=os.environ.get("TASKBOARD_BIN", "target/release/taskboard"))
     a = ap.parse_args()
+    if a.jitter is None:
+        a.jitter = a.debounce / 4
+    if a.settle is None:
+        a.settle = a.debounce * 1.25 + 150
     styles = ["inplace", "rename"] if a.style == "both" else [a.style]
     for s in styles:
         print(json.dumps(run_style(s, a)), flush=True)
