@@ -110,14 +110,60 @@ pub fn liveness(owner: &Owner) -> Liveness {
     Liveness::Alive
 }
 
-/// Whether any process of group `pgid` is still running (`kill(-pgid, 0)` succeeds or `EPERM`).
+/// Whether any process of group `pgid` is still running: `kill(-pgid, 0)` succeeds (or fails
+/// with `EPERM`), and not every member is a zombie.
 pub fn process_group_alive(pgid: i32) -> bool {
     if pgid <= 0 {
         return false;
     }
     // SAFETY: signal 0 only checks for existence.
     let rc = unsafe { libc::kill(-pgid, 0) };
-    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    if rc != 0 {
+        return io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    }
+    // A zombie still answers kill(0) until its parent reaps it. An executor whose runtime was
+    // killed is reaped by init, which some inits do late or never; waiting on it for `grace`
+    // would delay recovery by `grace` per group for nothing, as it can do nothing more.
+    !only_zombies(pgid)
+}
+
+/// True when group `pgid` has members in `/proc` and every one of them is a zombie. False
+/// when none is found (gone meanwhile, or hidden), and where there is no `/proc`.
+fn only_zombies(pgid: i32) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    let mut zombies = 0;
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid pgrp …`; comm may hold spaces and parentheses.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let (Some(state), Some(_ppid), Some(pgrp)) = (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        if pgrp.parse::<i32>() != Ok(pgid) {
+            continue;
+        }
+        if state == "Z" || state == "X" {
+            zombies += 1;
+        } else {
+            return false;
+        }
+    }
+    zombies > 0
 }
 
 /// A fresh runtime instance id: hex of the pid and a mix of the clock and a counter.

@@ -38,6 +38,11 @@ use crate::writeback::{self, Change, Refusal};
 /// A lock folder without an owner record younger than this may still be mid-claim.
 const UNREADABLE_LOCK_GRACE: Duration = Duration::from_secs(30);
 
+/// A write that failed (unreadable board, full disk) is tried again after this, doubling on
+/// each failure in a row up to [`RETRY_WRITE_MAX`]; a save of the board tries at once.
+const RETRY_WRITE_MIN: Duration = Duration::from_millis(100);
+const RETRY_WRITE_MAX: Duration = Duration::from_secs(30);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Watch and serve until stopped.
@@ -161,6 +166,9 @@ pub struct Runtime {
     board_missing_reported: bool,
     /// Settlements that could not be written yet (the board was unreadable).
     deferred: Vec<Pending>,
+    /// When to try a failed write again, and the wait before that try.
+    retry_at: Option<Instant>,
+    retry_wait: Duration,
     tx: Sender<Msg>,
     rx: Receiver<Msg>,
     stopping: bool,
@@ -245,6 +253,8 @@ impl Runtime {
             wake_at: None,
             board_missing_reported: false,
             deferred: Vec::new(),
+            retry_at: None,
+            retry_wait: Duration::ZERO,
             tx,
             rx,
             stopping: false,
@@ -367,6 +377,9 @@ impl Runtime {
             if let Some(at) = self.wake_at {
                 let wait = (at - self.now()).to_std().unwrap_or(Duration::ZERO);
                 deadline = deadline.min(Instant::now() + wait);
+            }
+            if let Some(at) = self.retry_at {
+                deadline = deadline.min(at);
             }
             if self.dirty {
                 deadline = Instant::now();
@@ -507,6 +520,7 @@ impl Runtime {
     fn pass(&mut self, touched: bool, forced: bool, mut pending: Vec<Pending>) {
         let started = Instant::now();
         pending.splice(0..0, std::mem::take(&mut self.deferred));
+        self.retry_at = None;
         let Some(snap) = self.read(touched) else {
             // The board cannot be read: endings wait in memory for the next readable save.
             self.requeue(pending);
@@ -696,10 +710,14 @@ impl Runtime {
         );
     }
 
-    /// Endings that could not be written yet are retried on the next pass.
+    /// Endings that could not be written yet are retried on the next pass: on the next save,
+    /// or after a wait that doubles while the failure lasts. Not at once: what stopped the
+    /// write (an unreadable board, a full disk) is most likely still there, and an immediate
+    /// pass would fail again, back to back, for as long as it lasts.
     fn requeue(&mut self, pending: Vec<Pending>) {
         if !pending.is_empty() {
-            self.dirty = true;
+            self.retry_wait = (self.retry_wait * 2).clamp(RETRY_WRITE_MIN, RETRY_WRITE_MAX);
+            self.retry_at = Some(Instant::now() + self.retry_wait);
             // Keep settlements only; claims and promotions are re-planned from the board.
             for p in pending {
                 if let After::Claimed { .. } = p.after {
@@ -886,6 +904,7 @@ impl Runtime {
                 },
             );
         }
+        self.retry_wait = Duration::ZERO;
         self.last_hash = Some(fsio::content_hash(outcome.text.as_bytes()));
         let refused: BTreeMap<String, Refusal> = outcome
             .refused

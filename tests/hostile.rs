@@ -2,7 +2,20 @@
 
 mod support;
 
-use support::Sandbox;
+use std::time::Duration;
+
+use support::{Sandbox, pid_alive, poll, read_pid, without_statuses};
+
+/// How long a runtime that should be idle is watched for work it should not be doing.
+const QUIET: Duration = Duration::from_millis(1000);
+
+/// The `error` events whose message contains `needle`.
+fn errors_saying(sb: &Sandbox, needle: &str) -> usize {
+    sb.events_named("error")
+        .iter()
+        .filter(|e| e["message"].as_str().unwrap_or("").contains(needle))
+        .count()
+}
 
 fn ok_executor(sb: &Sandbox) -> String {
     sb.script("ok.sh", "cat >/dev/null\nexit 0");
@@ -232,4 +245,354 @@ fn a_runs_folder_that_cannot_be_created_fails_the_attempt_and_serving_goes_on() 
     );
     assert!(sb.board_text().contains("\nKeep this.\n"));
     assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
+}
+
+#[test]
+fn an_unreadable_board_is_reported_and_served_again_when_readable() {
+    use std::os::unix::fs::PermissionsExt;
+    // Root reads any file whatever its mode, so as root the runtime runs as `nobody`.
+    let as_root = unsafe { libc::geteuid() } == 0;
+    if as_root && let Some(why) = support::cannot_run_as_nobody() {
+        eprintln!("skipped: {why}; the read error itself is covered by tests/fsio.rs");
+        return;
+    }
+    let mut sb = Sandbox::new("unreadable");
+    let ex = ok_executor(&sb);
+    sb.config("", &ex);
+    sb.write_board("# Board\n\n## A-1\n- status: done\n");
+    let pid = if as_root {
+        sb.chown_to_nobody();
+        sb.start_run_as_nobody()
+    } else {
+        sb.start_run()
+    };
+    let text = "# Board\n\nNotes.\n\n## A-1\n- status: done\n\n## B-1\n- status: ready\n";
+    std::fs::set_permissions(&sb.board, std::fs::Permissions::from_mode(0o000)).unwrap();
+    sb.write_board(text); // the owner (or root) may still write it
+    sb.wait_until("the unreadable board reported", |s| {
+        errors_saying(s, "permission denied") > 0
+    });
+    assert_eq!(sb.board_text(), text, "an unreadable board was written");
+    assert_eq!(sb.count_for("task_dispatched", "B-1"), 0);
+    // Readable again: the next save is served.
+    std::fs::set_permissions(&sb.board, std::fs::Permissions::from_mode(0o644)).unwrap();
+    sb.write_board(text);
+    sb.wait_until("B-1 done", |s| s.status_of("B-1") == "done");
+    assert_eq!(without_statuses(&sb.board_text()), without_statuses(text));
+    assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
+}
+
+#[test]
+fn a_board_made_a_symlink_loop_is_reported_and_left_alone() {
+    let mut sb = Sandbox::new("symloop");
+    let ex = ok_executor(&sb);
+    sb.config("", &ex);
+    sb.write_board("# Board\n\n## A-1\n- status: done\n");
+    let pid = sb.start_run();
+    std::fs::remove_file(&sb.board).unwrap();
+    std::os::unix::fs::symlink("task-board.md", &sb.board).unwrap();
+    sb.wait_until("the symlink loop reported", |s| {
+        errors_saying(s, "too many levels of symbolic links") > 0
+    });
+    let meta = std::fs::symlink_metadata(&sb.board).unwrap();
+    assert!(meta.file_type().is_symlink(), "the loop was replaced");
+    std::fs::remove_file(&sb.board).unwrap();
+    let text = "# Board\n\n## A-1\n- status: done\n\n## B-1\n- status: ready\n\nKeep this.\n";
+    sb.write_board(text);
+    sb.wait_until("B-1 done", |s| s.status_of("B-1") == "done");
+    assert_eq!(without_statuses(&sb.board_text()), without_statuses(text));
+    assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
+}
+
+#[test]
+fn a_100_mb_board_is_refused_unread_and_left_alone() {
+    let mut sb = Sandbox::new("huge");
+    let ex = ok_executor(&sb);
+    sb.config("", &ex);
+    let text = "# Board\n\n## A-1\n- status: ready\n";
+    sb.write_board("# Board\n\n## Z-1\n- status: done\n");
+    let pid = sb.start_run();
+    // 100 MB, nearly all of it a hole: the text above, then zero bytes; renamed into place
+    // whole, so the runtime never sees the short text alone.
+    let tmp = sb.path("huge.tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&tmp)
+        .unwrap()
+        .set_len(100 * 1024 * 1024)
+        .unwrap();
+    std::fs::rename(&tmp, &sb.board).unwrap();
+    let mtime = std::fs::metadata(&sb.board).unwrap().modified().unwrap();
+    sb.wait_until("the oversized board reported", |s| {
+        errors_saying(s, "too large") > 0
+    });
+    let meta = std::fs::metadata(&sb.board).unwrap();
+    assert_eq!(meta.len(), 100 * 1024 * 1024);
+    assert_eq!(
+        meta.modified().unwrap(),
+        mtime,
+        "the oversized board was written"
+    );
+    assert_eq!(sb.count_for("task_dispatched", "A-1"), 0);
+    // Cut back to size, the board is served again.
+    sb.write_board(text);
+    sb.wait_until("A-1 done", |s| s.status_of("A-1") == "done");
+    assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
+}
+
+#[test]
+fn an_executor_that_never_reads_its_big_packet_does_not_stall_the_runtime() {
+    let mut sb = Sandbox::new("deaf");
+    // `deaf` ends at once without reading; `wait` keeps running, its stdin unread, until the
+    // test creates `go` (the packet is far larger than a pipe holds, so the writer blocks).
+    sb.script("deaf.sh", "echo ignoring stdin\nexit 0");
+    sb.script("wait.sh", "while [ ! -e go ]; do sleep 0.02; done\nexit 0");
+    let ok = ok_executor(&sb);
+    sb.config(
+        "",
+        &format!(
+            "{ok}\n[executors.deaf]\ncommand = [\"./deaf.sh\"]\n\n[executors.wait]\ncommand = [\"./wait.sh\"]\n"
+        ),
+    );
+    let big = "A long description line for a big packet.\n".repeat(50_000); // ~2 MB
+    let text = format!(
+        "# Board\n\n## A-1\n- status: ready\n- route: deaf\n\n{big}\n## B-1\n- status: ready\n- route: wait\n\n{big}\n## C-1\n- status: ready\n"
+    );
+    sb.write_board(&text);
+    let pid = sb.start_run();
+    sb.wait_until("A-1 and C-1 done while B-1 waits", |s| {
+        s.status_of("A-1") == "done" && s.status_of("C-1") == "done"
+    });
+    assert!(sb.status_of("B-1").starts_with("running:"));
+    sb.write("go", "");
+    sb.wait_until("B-1 done", |s| s.status_of("B-1") == "done");
+    assert_eq!(without_statuses(&sb.board_text()), without_statuses(&text));
+    assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
+}
+
+#[test]
+fn an_executor_that_leaves_a_daemon_behind_still_finishes() {
+    let mut sb = Sandbox::new("daemon");
+    // The daemon leaves the executor's process group and keeps its stdout and stderr open.
+    sb.script(
+        "daemon.sh",
+        "cat >/dev/null\nsetsid sleep 300 &\necho $! > daemon.pid\necho started a daemon\nexit 0",
+    );
+    sb.config("", "[executors.default]\ncommand = [\"./daemon.sh\"]\n");
+    let text = "# Board\n\nNotes.\n\n## A-1\n- status: ready\n";
+    sb.write_board(text);
+    let pid = sb.start_run();
+    sb.wait_until("A-1 done", |s| s.status_of("A-1") == "done");
+    let daemon = read_pid(&sb.path("daemon.pid")).expect("daemon.pid");
+    let finished = sb.events_named("task_finished");
+    assert_eq!(finished.len(), 1);
+    assert_eq!(finished[0]["exit_code"], 0);
+    // Still serving.
+    let more = format!("{text}\n## B-1\n- status: ready\n");
+    sb.write_board(&more);
+    sb.wait_until("B-1 done", |s| s.status_of("B-1") == "done");
+    assert_eq!(without_statuses(&sb.board_text()), without_statuses(&more));
+    assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
+    // The daemons escaped the runtime by design; stop them by pid.
+    for p in [Some(daemon), read_pid(&sb.path("daemon.pid"))]
+        .into_iter()
+        .flatten()
+    {
+        if pid_alive(p) {
+            unsafe { libc::kill(p, libc::SIGKILL) };
+        }
+    }
+}
+
+#[test]
+fn an_executor_killed_by_a_signal_is_reported_with_the_signal() {
+    let mut sb = Sandbox::new("segv");
+    sb.script("segv.sh", "cat >/dev/null\nkill -SEGV $$");
+    let ok = ok_executor(&sb);
+    sb.config(
+        "max_attempts = 1",
+        &format!("{ok}\n[executors.segv]\ncommand = [\"./segv.sh\"]\n"),
+    );
+    let text = "# Board\n\n## A-1\n- status: ready\n- route: segv\n\n## B-1\n- status: ready\n";
+    sb.write_board(text);
+    let pid = sb.start_run();
+    sb.wait_until("both settled", |s| {
+        s.status_of("A-1").starts_with("failed:") && s.status_of("B-1") == "done"
+    });
+    let finished: Vec<_> = sb
+        .events_named("task_finished")
+        .into_iter()
+        .filter(|e| e["task"] == "A-1")
+        .collect();
+    assert_eq!(finished.len(), 1);
+    assert_eq!(finished[0]["signal"], libc::SIGSEGV);
+    assert!(finished[0].get("exit_code").is_none());
+    assert_eq!(finished[0]["note"], "signal_SIGSEGV");
+    assert_eq!(sb.status_of("A-1"), "failed:exhausted_retries");
+    assert_eq!(without_statuses(&sb.board_text()), without_statuses(text));
+    assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
+}
+
+#[test]
+fn an_ending_that_cannot_be_written_waits_without_spinning() {
+    let mut sb = Sandbox::new("unwritable");
+    sb.script(
+        "wait.sh",
+        "cat >/dev/null\nwhile [ ! -e go ]; do sleep 0.02; done\nexit 0",
+    );
+    sb.config("", "[executors.default]\ncommand = [\"./wait.sh\"]\n");
+    sb.write_board("# Board\n\nNotes.\n\n## A-1\n- status: ready\n");
+    let pid = sb.start_run();
+    sb.wait_until("A-1 running", |s| {
+        s.status_of("A-1").starts_with("running:")
+    });
+    let running = sb.board_text();
+    // While A-1 runs, the board becomes unreadable (binary); then A-1 ends.
+    let junk: Vec<u8> = (0..4096u32)
+        .map(|i| (i * 7919 % 251) as u8 | 0x80)
+        .collect();
+    std::fs::write(&sb.board, &junk).unwrap();
+    sb.wait_until("binary board reported", |s| s.errors_in("board") > 0);
+    sb.write("go", "");
+    sb.wait_until("A-1 finished", |s| s.count("task_finished") == 1);
+    let n = sb.errors_in("board");
+    // The ending is kept for a later pass, not retried back to back.
+    assert!(
+        sb.stays_false(QUIET, |s| s.errors_in("board") > n + 5),
+        "the runtime retries an unwritable ending in a busy loop: {} board errors",
+        sb.errors_in("board")
+    );
+    assert_eq!(std::fs::read(&sb.board).unwrap(), junk);
+    // The board is back: the ending lands.
+    sb.write_board(&running);
+    sb.wait_until("A-1 done", |s| s.status_of("A-1") == "done");
+    assert_eq!(
+        without_statuses(&sb.board_text()),
+        without_statuses(&running)
+    );
+    assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
+}
+
+/// A tmpfs mounted over a folder for one test; unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Result<Tmpfs, String> {
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "mount refused: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazy: detached now even while a process (a failed test's runtime) still uses it.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_reported_and_serving_resumes_when_space_is_freed() {
+    let mut sb = Sandbox::new("diskfull");
+    let _fs = match Tmpfs::mount(&sb.dir, "1m") {
+        Ok(m) => m,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    sb.script("ok.sh", "cat >/dev/null\nexit 0");
+    sb.script(
+        "fill.sh",
+        "cat >/dev/null\nhead -c 4000000 /dev/zero\nexit 0",
+    );
+    sb.config(
+        "max_attempts = 1\noutput_cap = \"8MiB\"",
+        "[executors.default]\ncommand = [\"./ok.sh\"]\n\n[executors.fill]\ncommand = [\"./fill.sh\"]\n",
+    );
+    let text = "# Board\n\nNotes.\n\n## A-1\n- status: ready\n- route: fill\n";
+    sb.write_board(text);
+    // The run's stderr goes outside the full disk, so what it says can be read.
+    let stderr_path = std::env::temp_dir().join(format!(
+        "taskboard-e2e-diskfull-{}.stderr",
+        std::process::id()
+    ));
+    let pid = sb.spawn_run_logging_to(&stderr_path);
+    let said = |needle: &str| {
+        std::fs::read_to_string(&stderr_path)
+            .unwrap_or_default()
+            .contains(needle)
+    };
+    assert!(
+        poll(support::DEADLINE, || said("No space left on device")),
+        "no disk-full message on stderr:\n{}",
+        std::fs::read_to_string(&stderr_path).unwrap_or_default()
+    );
+    let lines = |p: &std::path::Path| {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let n = lines(&stderr_path);
+    assert!(
+        sb.stays_false(QUIET, |_| lines(&stderr_path) > n + 10),
+        "the runtime retries on a full disk in a busy loop: {} stderr lines",
+        lines(&stderr_path)
+    );
+    assert!(pid_alive(pid as i32), "the runtime died on a full disk");
+    // Free the space: the executor's output goes, and the next save is served.
+    let runs = sb.path(".taskboard/runs");
+    std::fs::remove_dir_all(&runs).unwrap();
+    std::fs::create_dir(&runs).unwrap();
+    // The board still says A-1 is running: its ending was never written.
+    let more = format!("{}\n## B-1\n- status: ready\n", sb.board_text());
+    sb.write_board(&more);
+    sb.wait_until("A-1 settled and B-1 done", |s| {
+        s.status_of("A-1") == "done" && s.status_of("B-1") == "done"
+    });
+    assert_eq!(without_statuses(&sb.board_text()), without_statuses(&more));
+    assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
+    let _ = std::fs::remove_file(&stderr_path);
+}
+
+#[test]
+fn a_process_group_left_as_zombies_counts_as_gone() {
+    use std::os::unix::process::CommandExt;
+    // A live group is alive.
+    let mut live = std::process::Command::new("sleep")
+        .arg("30")
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    assert!(taskboard::lock::process_group_alive(live.id() as i32));
+    live.kill().unwrap();
+    live.wait().unwrap();
+    // A group whose only process has exited but is not reaped yet: a zombie. That is what an
+    // executor is after `kill -9` of its runtime until init reaps it, which some inits do late
+    // (the test VM's, after about 1.6 s) or never. Recovery must not wait on it.
+    let mut dead = std::process::Command::new("true")
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let pid = dead.id() as i32;
+    assert!(poll(support::DEADLINE, || !pid_alive(pid)), "not a zombie");
+    assert!(
+        !taskboard::lock::process_group_alive(pid),
+        "a group of zombies is reported alive"
+    );
+    dead.wait().unwrap();
 }

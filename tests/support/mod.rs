@@ -491,3 +491,106 @@ pub fn epoch_now() -> f64 {
         .unwrap()
         .as_secs_f64()
 }
+
+/// The board with every status token removed: the bytes the runtime must never change.
+pub fn without_statuses(text: &str) -> String {
+    let b = taskboard::board::Board::parse(text);
+    let mut out = text.to_string();
+    let mut ranges: Vec<_> = b
+        .tasks
+        .iter()
+        .filter_map(|t| t.status.as_ref().map(|s| s.range.clone()))
+        .collect();
+    ranges.sort_by_key(|r| std::cmp::Reverse(r.start));
+    for r in ranges {
+        out.replace_range(r, "");
+    }
+    out
+}
+
+/// Why `taskboard run` cannot be started as the unprivileged user `nobody` here, if it cannot:
+/// `setpriv` must exist and the current user must be allowed to switch (root).
+pub fn cannot_run_as_nobody() -> Option<String> {
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not running as root, so cannot switch to nobody".into());
+    }
+    match Command::new("setpriv")
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "true",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        Ok(st) if st.success() => None,
+        Ok(st) => Some(format!("`setpriv --reuid=nobody … true` failed: {st}")),
+        Err(e) => Some(format!("setpriv is not available: {e}")),
+    }
+}
+
+impl Sandbox {
+    /// Gives the sandbox folder and everything in it to `nobody:nogroup`.
+    pub fn chown_to_nobody(&self) {
+        fn walk(p: &Path) {
+            std::os::unix::fs::lchown(p, Some(65534), Some(65534)).unwrap();
+            if p.is_dir() && !p.is_symlink() {
+                for e in std::fs::read_dir(p).unwrap() {
+                    walk(&e.unwrap().path());
+                }
+            }
+        }
+        walk(&self.dir);
+    }
+
+    /// Starts `taskboard run` as `nobody` (through `setpriv`) and waits for its first pass.
+    pub fn start_run_as_nobody(&mut self) -> u32 {
+        let before = self.count("pass");
+        let stderr =
+            std::fs::File::create(self.path(&format!("run-{}.stderr", self.children.len() % 4)))
+                .unwrap();
+        let child = Command::new("setpriv")
+            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_taskboard"))
+            .args(["run", "task-board.md"])
+            .current_dir(&self.dir)
+            .env("NO_COLOR", "1")
+            .env("TASKBOARD_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        self.children.push(child);
+        self.wait_until("first pass", |s| s.count("pass") > before);
+        pid
+    }
+
+    /// The `error` events whose `context` is `context`.
+    pub fn errors_in(&self, context: &str) -> usize {
+        self.events_named("error")
+            .iter()
+            .filter(|e| e["context"] == context)
+            .count()
+    }
+}
+
+impl Sandbox {
+    /// Starts `taskboard run` with its stderr in `stderr` (a path outside the sandbox, say);
+    /// waits for nothing; returns its pid.
+    pub fn spawn_run_logging_to(&mut self, stderr: &Path) -> u32 {
+        let child = self
+            .command(&["run", "task-board.md"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        self.children.push(child);
+        pid
+    }
+}
