@@ -267,8 +267,11 @@ fn an_unreadable_board_is_reported_and_served_again_when_readable() {
         sb.start_run()
     };
     let text = "# Board\n\nNotes.\n\n## A-1\n- status: done\n\n## B-1\n- status: ready\n";
-    std::fs::set_permissions(&sb.board, std::fs::Permissions::from_mode(0o000)).unwrap();
-    sb.write_board(text); // the owner (or root) may still write it
+    // Renamed into place already unreadable, so no read ever sees the text.
+    let tmp = sb.path("board.tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o000)).unwrap();
+    std::fs::rename(&tmp, &sb.board).unwrap();
     sb.wait_until("the unreadable board reported", |s| {
         errors_saying(s, "permission denied") > 0
     });
