@@ -110,6 +110,23 @@ pub fn liveness(owner: &Owner) -> Liveness {
     Liveness::Alive
 }
 
+/// Whether process `pid` on this host is running (not gone, not a zombie).
+pub fn pid_alive(pid: u32) -> bool {
+    let Ok(p) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if p <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks that the process exists and may be signalled.
+    if unsafe { libc::kill(p, 0) } != 0
+        && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+    {
+        return false;
+    }
+    proc_stat(pid).is_none_or(|stat| stat.state != 'Z')
+}
+
 /// Whether any process of group `pgid` is still running: `kill(-pgid, 0)` succeeds (or fails
 /// with `EPERM`), and not every member is a zombie.
 pub fn process_group_alive(pgid: i32) -> bool {

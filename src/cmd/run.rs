@@ -30,7 +30,7 @@ fn serve(mode: Mode, board: &Path, config: Option<&Path>) -> CmdResult {
     let _run_lock = match mode {
         Mode::Run => {
             let path = runtime.state_dir().join("run.lock");
-            match RunLock::try_acquire(&path) {
+            match acquire_run_lock(&path) {
                 Ok(Ok(lock)) => Some(lock),
                 Ok(Err(holder)) => {
                     let who = holder.map_or_else(String::new, |pid| format!(" (pid {pid})"));
@@ -67,4 +67,23 @@ fn serve(mode: Mode, board: &Path, config: Option<&Path>) -> CmdResult {
         .serve()
         .map_err(|f| Failure::new(f.exit, f.message))?;
     Ok(Exit::Ok)
+}
+
+/// Takes the run lock. When the pid recorded in it is dead, the lock can only be held by a
+/// descriptor a killed runtime left in a child it had just forked (the child dies with it), so
+/// wait a little for that to go rather than refuse a restart.
+fn acquire_run_lock(path: &Path) -> std::io::Result<Result<RunLock, Option<u32>>> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let attempt = RunLock::try_acquire(path)?;
+        let holder_gone = match &attempt {
+            Err(Some(pid)) => !crate::lock::pid_alive(*pid),
+            Err(None) => true,
+            Ok(_) => false,
+        };
+        if !holder_gone || std::time::Instant::now() >= deadline {
+            return Ok(attempt);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
