@@ -107,17 +107,7 @@ impl Sandbox {
     /// Starts `taskboard run` and waits until it has made its first pass.
     pub fn start_run(&mut self) -> u32 {
         let before = self.count("pass");
-        let stderr =
-            std::fs::File::create(self.path(&format!("run-{}.stderr", self.children.len())))
-                .unwrap();
-        let child = self
-            .command(&["run", "task-board.md"])
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        self.children.push(child);
+        let pid = self.spawn_run();
         self.wait_until("first pass", |s| s.count("pass") > before);
         pid
     }
