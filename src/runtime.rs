@@ -428,9 +428,12 @@ impl Runtime {
                 self.git_root = evidence::root(&self.board_dir);
                 timer = true;
             }
-            if touched || timer || !pending.is_empty() {
+            // Decided after the messages: a reload among them asks for a pass too, and that ask
+            // must not be lost to the watcher's echo of our own last write in the same batch.
+            let forced = timer || self.dirty;
+            if touched || forced || !pending.is_empty() {
                 self.dirty = false;
-                self.pass(touched, timer, pending);
+                self.pass(touched, forced, pending);
             }
         }
         if let Err(e) = self.store.save() {
