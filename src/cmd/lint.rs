@@ -68,10 +68,7 @@ pub(crate) fn lint_settings(
     board: &Path,
     config: Option<&Path>,
 ) -> Result<(Option<BTreeSet<String>>, Duration), Failure> {
-    let dir = board
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = super::board_dir(board);
     let loaded = crate::config::load(config, dir).map_err(|e| Failure::new(Exit::Config, e))?;
     let routes = loaded
         .path

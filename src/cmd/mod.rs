@@ -37,6 +37,15 @@ impl Failure {
 
 pub type CmdResult = Result<Exit, Failure>;
 
+/// The folder a board lives in (`.` for a bare file name): where its config, events, handoffs
+/// and deadletters are.
+pub fn board_dir(board: &std::path::Path) -> &std::path::Path {
+    board
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."))
+}
+
 /// Whether to colour standard output: only on a terminal, and never with `NO_COLOR` set.
 pub fn use_color() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()

@@ -1,7 +1,7 @@
 //! `taskboard packet <ID>`: prints exactly the work packet the task's next run would receive on
 //! stdin. Reads the board, the runtime's state and the dependencies' handoffs; writes nothing.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::lint::read_board_text;
 use super::{CmdResult, Failure};
@@ -24,11 +24,7 @@ pub struct Args {
 
 pub fn run(args: &Args) -> CmdResult {
     let text = read_board_text(&args.board)?;
-    let dir = args
-        .board
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = super::board_dir(&args.board);
     let config = crate::config::load(args.config.as_deref(), dir)
         .map_err(|e| Failure::new(Exit::Config, e))?
         .config;

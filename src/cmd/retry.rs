@@ -58,10 +58,7 @@ pub fn run(board_path: &Path, id: &str) -> CmdResult {
         }
         _ => {}
     }
-    let board_dir = board_path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let board_dir = super::board_dir(board_path);
     let requests = fsio::state_dir(board_path).join("requests");
     std::fs::create_dir_all(&requests)
         .and_then(|_| std::fs::write(requests.join(format!("{id}.retry")), b""))

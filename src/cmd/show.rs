@@ -82,11 +82,7 @@ pub struct Waiting {
 
 pub fn run(args: &Args) -> CmdResult {
     let text = read_board_text(&args.board)?;
-    let dir = args
-        .board
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = super::board_dir(&args.board);
     let shown = gather(dir, &text, &args.id).ok_or_else(|| {
         Failure::new(
             Exit::Findings,

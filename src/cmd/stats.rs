@@ -36,9 +36,9 @@ pub struct Args {
 pub fn run(args: &Args) -> CmdResult {
     let window = report::parse_window(&args.since)
         .map_err(|e| Failure::new(Exit::Usage, format!("--since {e}")))?;
-    let board_dir = board_dir(&args.board);
+    let board_dir = super::board_dir(&args.board);
     let mut builder = Builder::new(Utc::now(), window);
-    let files = log_files(&board_dir);
+    let files = log_files(board_dir);
     for file in &files {
         let read = for_each_line(file, |line, terminated| {
             match serde_json::from_slice::<Rec>(line) {
@@ -78,7 +78,7 @@ pub fn run(args: &Args) -> CmdResult {
         render_text(&report, &args.since, super::Paint(super::use_color()))
     };
     if let Some(path) = &args.html {
-        let html = render_html(&report, &args.since, &board_dir, path);
+        let html = render_html(&report, &args.since, board_dir, path);
         std::fs::write(path, html).map_err(|e| {
             Failure::new(Exit::Write, format!("cannot write {}: {e}", path.display()))
         })?;
@@ -96,13 +96,6 @@ pub fn run(args: &Args) -> CmdResult {
             format!("cannot write the report: {e}"),
         )),
         _ => Ok(Exit::Ok),
-    }
-}
-
-fn board_dir(board: &Path) -> PathBuf {
-    match board.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
     }
 }
 
