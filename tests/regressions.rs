@@ -7,4 +7,5 @@
 #[path = "support/mod.rs"]
 mod support;
 
-// Situations are added as modules here, one file each under tests/regressions/.
+#[path = "regressions/exactly_once.rs"]
+mod exactly_once;
