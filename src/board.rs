@@ -17,6 +17,9 @@ use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag};
 
 use crate::status::{Status, StatusError, is_task_id};
 
+mod conflicts;
+pub use conflicts::{Marker, MarkerKind, conflict_markers, conflict_regions};
+
 /// A parsed board. Ranges are byte offsets into the text it was parsed from (BOM included).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Board {
