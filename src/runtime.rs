@@ -742,6 +742,10 @@ impl Runtime {
                 now,
                 stale_after: self.config.runtime.stale_after,
                 routes: Some(&routes),
+                longest_backoff: Some(plan::longest_backoff_for(
+                    self.config.runtime.retry_backoff,
+                    self.config.runtime.max_attempts,
+                )),
             },
         );
         let mut seen = BTreeSet::new();
