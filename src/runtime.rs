@@ -35,6 +35,8 @@ use crate::status::Status;
 use crate::watch::{self, WatchSignal};
 use crate::writeback::{self, Change, Refusal};
 
+mod conflicts;
+
 /// A lock folder without an owner record younger than this may still be mid-claim.
 const UNREADABLE_LOCK_GRACE: Duration = Duration::from_secs(30);
 
@@ -529,6 +531,9 @@ impl Runtime {
             self.requeue(pending);
             return;
         };
+        if self.held_by_conflict(&snap, &mut pending) {
+            return;
+        }
         if touched && !forced && pending.is_empty() && Some(snap.hash) == self.last_hash {
             // Our own write, or a save that changed nothing. A forced pass never stops here: the
             // watcher's echo of the write that made a task ready must not swallow the pass
