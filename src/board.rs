@@ -10,6 +10,9 @@
 //! to the next top-level heading of the same or a higher level. A heading that carries a
 //! `status` field but no valid ID is still reported as a task, with an [`IdProblem`], so that
 //! lint can flag it and the runtime can refuse it.
+//!
+//! [`conflict_markers`] finds the marker lines a git merge leaves in the text; what they mean
+//! for the board is for lint and the runtime to say.
 
 use std::ops::Range;
 
