@@ -12,8 +12,9 @@ use crate::fsio::Snapshot;
 
 impl Runtime {
     /// Whether this pass must stop at the board it read because of conflict markers. When it
-    /// must, `pending` has been put aside for a later pass, and a board content not seen before
-    /// has been reported: one `error` event (context `board`) and its lint findings.
+    /// must, `pending` has been put aside for a later pass, no wake-up is due, and a board
+    /// content not seen before has been reported: one `error` event (context `board`) and its
+    /// lint findings.
     pub(super) fn held_by_conflict(&mut self, snap: &Snapshot, pending: &mut Vec<Pending>) -> bool {
         let markers = conflict_markers(&snap.text);
         let Some(first) = markers.first() else {
@@ -21,6 +22,10 @@ impl Runtime {
         };
         let line = first.line;
         self.requeue(std::mem::take(pending));
+        // No time-based rule applies to a board that is not acted on: a retry falling due
+        // meanwhile must not wake the loop into re-reading it back to back. The save that
+        // resolves the conflict plans again.
+        self.wake_at = None;
         if self.last_hash != Some(snap.hash) {
             // Once per conflicted content, not on every rescan or retry of a write.
             self.last_hash = Some(snap.hash);

@@ -291,3 +291,46 @@ fn doctor_reports_a_retry_a_year_ahead_and_a_claim_a_year_ahead() {
         "{clock}"
     );
 }
+
+/// User plus system CPU time of `pid`, in clock ticks (fields 14 and 15 of /proc/pid/stat).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = stat.rsplit_once(')').unwrap().1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn a_conflicted_board_is_waited_on_quietly_when_a_retry_on_it_falls_due() {
+    let mut sb = Sandbox::new("lintclock-quiet");
+    logging_executor(&sb);
+    let due = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let retry = format!(
+        "## R-1\n- status: blocked:retry:{}\n",
+        due.format("%Y-%m-%dT%H:%M:%SZ")
+    );
+    sb.write_board(&format!("# Board\n\n{retry}"));
+    let pid = sb.start_run();
+    let conflicted = format!(
+        "# Board\n\n{retry}\n<<<<<<< HEAD\n## B-1\n- status: done\n=======\n## C-1\n- status: done\n>>>>>>> other\n"
+    );
+    sb.write_board(&conflicted);
+    sb.wait_until("the conflict reported", |s| conflict_errors(s) == 1);
+    assert!(
+        crate::support::poll(Duration::from_secs(10), || chrono::Utc::now()
+            > due + chrono::Duration::milliseconds(200)),
+        "the retry time never passed"
+    );
+
+    // The runtime has nothing to do until the next save: it must sleep, not re-read the board
+    // in a loop. A busy loop burns about 100 ticks per second.
+    let start = cpu_ticks(pid);
+    let window = std::time::Instant::now() + Duration::from_millis(1500);
+    while std::time::Instant::now() < window {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let used = cpu_ticks(pid) - start;
+    assert!(used <= 10, "run used {used} clock ticks while held");
+    assert!(!sb.path("ran.log").exists());
+    assert_eq!(sb.board_text(), conflicted);
+}
