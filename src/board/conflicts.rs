@@ -392,6 +392,32 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any mix of marker lines, fences, headings and text: no panic, and every marker is a
+        /// real marker line, in order, with regions numbered from 0 without gaps.
+        #[test]
+        fn any_mix_of_lines_gives_well_formed_markers(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "<<<<<<< HEAD", "|||||||", "=======", ">>>>>>> x", "```", "~~~", "````",
+                    "## A-1", "- status: ready", "text", "", "\u{FEFF}", "\r", "é", "> q",
+                ]),
+                0..40,
+            )
+        ) {
+            let text = parts.join("\n");
+            let markers = conflict_markers(&text);
+            let mut next_region = 0;
+            for (i, m) in markers.iter().enumerate() {
+                proptest::prop_assert!(marker_kind(&text[m.offset..]) == Some(m.kind));
+                proptest::prop_assert!(i == 0 || markers[i - 1].line < m.line);
+                proptest::prop_assert!(m.region <= next_region);
+                next_region = next_region.max(m.region + 1);
+            }
+            proptest::prop_assert_eq!(conflict_regions(&markers), next_region);
+        }
+    }
+
     #[test]
     fn offsets_columns_and_region_count() {
         let m = conflict_markers(MERGE);
