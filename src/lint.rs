@@ -2,9 +2,8 @@
 //!
 //! Owns judging a parsed board. It is pure: text and a [`Board`] in, findings out; the clock,
 //! the staleness threshold, the longest retry wait and the configured routes are parameters
-//! ([`LintContext`]). It never
-//! reads files, never changes text (that is `writeback`) and never parses Markdown itself (that
-//! is `board`).
+//! ([`LintContext`]). It never reads files, never changes text (that is `writeback`) and never
+//! parses Markdown itself (that is `board`, which also finds conflict markers).
 //!
 //! | code                | severity | what it means                                              |
 //! |---------------------|----------|------------------------------------------------------------|
