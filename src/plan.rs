@@ -12,6 +12,8 @@
 //! - A claim needs a lock; a `running` task whose lock owner is dead is reset (counted as an
 //!   attempt); a lock-less `running` task (an outside agent) is respected until `stale_after`; a
 //!   claim time in the future is reported (lint) and never touched.
+//! - A retry time further ahead than the runtime ever writes one (the longest backoff plus
+//!   [`CLOCK_SLACK`]) was written by a clock that ran ahead: it is reported (lint) and due now.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -306,8 +308,10 @@ pub fn plan(inp: &Inputs) -> Plan {
                 }
             },
             Status::Ready | Status::RetryAt(_) => {
+                // A wait longer than the runtime ever writes is a clock that ran ahead: due now.
                 if let Status::RetryAt(at) = status
                     && at.at > inp.now
+                    && !retry_out_of_reach(at.at, inp.now, longest_backoff(inp.policy))
                 {
                     plan.wake(at.at);
                     continue;
@@ -773,6 +777,31 @@ pub fn backoff(base: Duration, attempt: u32) -> TimeDelta {
         .saturating_mul(factor)
         .min(Duration::from_secs(30 * 24 * 3600));
     TimeDelta::from_std(d).unwrap_or(TimeDelta::days(30))
+}
+
+/// The longest wait the runtime ever writes into `blocked:retry:<time>`: the backoff after the
+/// last attempt allowed (a bound: that attempt's failure writes `failed:…` instead).
+pub fn longest_backoff(policy: &Policy) -> Duration {
+    longest_backoff_for(policy.retry_backoff, policy.max_attempts)
+}
+
+/// [`longest_backoff`] from the two settings it depends on.
+pub fn longest_backoff_for(retry_backoff: Duration, max_attempts: u32) -> Duration {
+    backoff(retry_backoff, max_attempts)
+        .to_std()
+        .unwrap_or(Duration::ZERO)
+}
+
+/// Whether a retry time lies further ahead than the runtime ever writes one: more than
+/// `longest` (see [`longest_backoff`]) plus [`CLOCK_SLACK`] after `now`. Such a time was written
+/// by a clock that ran ahead and has been set back since (or typed with a wrong date); it
+/// cannot have been meant to wait that long, so the retry is due now rather than in a year.
+pub fn retry_out_of_reach(at: DateTime<Utc>, now: DateTime<Utc>, longest: Duration) -> bool {
+    let reach = TimeDelta::from_std(longest)
+        .ok()
+        .and_then(|d| d.checked_add(&CLOCK_SLACK))
+        .and_then(|d| now.checked_add_signed(d));
+    reach.is_some_and(|limit| at > limit)
 }
 
 /// A short human duration: `45s`, `12m`, `3h12m`, `2d4h`.
@@ -1407,6 +1436,33 @@ mod tests {
             parse_result(r#"{"stauts": "done"}"#, &work()).is_err(),
             "a misspelt key is an error"
         );
+    }
+
+    #[test]
+    fn a_retry_beyond_the_longest_backoff_is_a_clock_anomaly_and_due_now() {
+        // Longest backoff with 30s and 3 attempts: 120s; plus the 5 minutes of slack.
+        let p = run(
+            &[
+                ("A-1", "blocked:retry:2027-04-20T16:00:00Z"),
+                ("B-1", "blocked:retry:2026-04-20T16:07:00Z"),
+                ("C-1", "blocked:retry:2026-04-20T16:07:01Z"),
+            ],
+            &World::default(),
+        );
+        assert_eq!(dispatched(&p), vec![("A-1".into(), 1), ("C-1".into(), 1)]);
+        assert_eq!(p.wake_at, Some(t("2026-04-20T16:07:00Z")));
+        assert_eq!(longest_backoff(&policy()), Duration::from_secs(120));
+        let now = t(NOW);
+        let longest = Duration::from_secs(120);
+        for (at, out) in [
+            ("2026-04-20T16:07:00Z", false),
+            ("2026-04-20T16:07:01Z", true),
+            ("2026-04-20T15:00:00Z", false),
+            ("9999-12-31T23:59:59Z", true),
+        ] {
+            assert_eq!(retry_out_of_reach(t(at), now, longest), out, "{at}");
+        }
+        assert!(!retry_out_of_reach(now, now, Duration::MAX));
     }
 
     #[test]

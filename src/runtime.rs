@@ -36,6 +36,8 @@ use crate::status::Status;
 use crate::watch::{self, WatchSignal};
 use crate::writeback::{self, Change, Refusal};
 
+mod conflicts;
+
 /// A lock folder without an owner record younger than this may still be mid-claim.
 const UNREADABLE_LOCK_GRACE: Duration = Duration::from_secs(30);
 
@@ -531,6 +533,9 @@ impl Runtime {
             self.requeue(Vec::new());
             return;
         };
+        if self.held_by_conflict(&snap) {
+            return;
+        }
         let endings_wait = self.store.tasks.values().any(|r| r.ending.is_some());
         if touched && !forced && !endings_wait && Some(snap.hash) == self.last_hash {
             // Our own write, or a save that changed nothing. A forced pass never stops here: the
@@ -933,6 +938,10 @@ impl Runtime {
                 now,
                 stale_after: self.config.runtime.stale_after,
                 routes: Some(&routes),
+                longest_backoff: Some(plan::longest_backoff_for(
+                    self.config.runtime.retry_backoff,
+                    self.config.runtime.max_attempts,
+                )),
             },
         );
         let mut seen = BTreeSet::new();
@@ -1068,6 +1077,11 @@ impl Runtime {
             self.requeue(pending);
             return 0;
         };
+        if snap.hash != planned_hash && self.held_by_conflict(&snap) {
+            // A merge left conflict markers since the plan's read: write nothing into it.
+            self.requeue(pending);
+            return 0;
+        }
         if snap.hash != planned_hash {
             // A person saved between our read and this write: plan again afterwards.
             self.dirty = true;

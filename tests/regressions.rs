@@ -9,3 +9,5 @@ mod support;
 
 #[path = "regressions/exactly_once.rs"]
 mod exactly_once;
+#[path = "regressions/lintclock.rs"]
+mod lintclock;
