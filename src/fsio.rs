@@ -6,6 +6,10 @@
 //! change the board's text (that is the pure core's job), take locks, or touch any other file
 //! than the board and its own temporary file beside it.
 //!
+//! It also owns the one check every other read goes through ([`open_regular`]): a path that is
+//! not a regular file (a FIFO, a socket, a device, a folder) is refused without blocking, so no
+//! command can hang on a FIFO put where a board, `events.jsonl` or `taskboard.toml` belongs.
+//!
 //! Replacing by rename gives the board a new inode: a hard link to the board keeps the old
 //! content. A symlinked board is resolved and its target replaced, so the link stays a link.
 
@@ -139,25 +143,8 @@ fn read_once(path: &Path) -> Result<Snapshot, Failed> {
         err,
         cut_short: false,
     };
-    // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
-    let mut file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(|e| fail(ReadError::from_io(path, &e)))?;
-    // Check the opened file itself, so nothing can be swapped in between check and read.
-    let meta = file
-        .metadata()
-        .map_err(|e| fail(ReadError::from_io(path, &e)))?;
-    if meta.is_dir() {
-        return Err(fail(ReadError::IsDir(path.to_path_buf())));
-    }
-    if !meta.is_file() {
-        return Err(fail(ReadError::Io {
-            path: path.to_path_buf(),
-            err: "not a regular file (a FIFO, socket or device)".to_string(),
-        }));
-    }
+    let (mut file, meta) =
+        open_regular_with_meta(path).map_err(|e| fail(ReadError::from_io(path, &e)))?;
     let too_large = |size| ReadError::TooLarge {
         path: path.to_path_buf(),
         size,
@@ -190,6 +177,111 @@ fn read_once(path: &Path) -> Result<Snapshot, Failed> {
         len,
         mtime: meta.modified().ok(),
     })
+}
+
+/// A file that is not a regular file, refused by [`open_regular`]: displays as
+/// `not a regular file (a FIFO)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotRegular {
+    /// What it is instead: `a FIFO`, `a socket`, `a character device`, `a block device`, `a folder`.
+    pub kind: &'static str,
+}
+
+impl fmt::Display for NotRegular {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "not a regular file ({})", self.kind)
+    }
+}
+
+impl std::error::Error for NotRegular {}
+
+/// Whether `e` is [`open_regular`]'s refusal of a file that is not a regular file.
+pub fn is_not_regular(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<NotRegular>())
+}
+
+/// Refuses what `meta` shows is not a regular file, with the error [`open_regular`] gives: for a
+/// file opened some other way (an append that creates it) and checked on its descriptor.
+pub fn ensure_regular(meta: &fs::Metadata) -> io::Result<()> {
+    if meta.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::IsADirectory,
+            NotRegular { kind: "a folder" },
+        ));
+    }
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            NotRegular {
+                kind: kind_of(meta),
+            },
+        ));
+    }
+    Ok(())
+}
+
+fn kind_of(meta: &fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_dir() {
+        "a folder"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "not a file"
+    }
+}
+
+/// Opens `path` for reading only when it is a regular file (a symlink to one is fine); anything
+/// else (a FIFO, a socket, a device, a folder) is an error displaying as
+/// `not a regular file (a FIFO)` (see [`is_not_regular`]; a folder has the kind `IsADirectory`).
+///
+/// Every file the commands and the runtime read goes through here, so that none of them can hang:
+/// the open itself is non-blocking (opening a FIFO for reading would otherwise wait for a
+/// writer, and a signal does not interrupt that wait), and the type is checked on the opened
+/// descriptor, so nothing can be swapped in between check and read. Reads from the returned file
+/// block as usual.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    open_regular_with_meta(path).map(|(file, _)| file)
+}
+
+/// [`open_regular`], then the whole file.
+pub fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
+    let (mut file, meta) = open_regular_with_meta(path)?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// [`read_regular`] as UTF-8 text.
+pub fn read_regular_to_string(path: &Path) -> io::Result<String> {
+    String::from_utf8(read_regular(path)?)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.utf8_error()))
+}
+
+fn open_regular_with_meta(path: &Path) -> io::Result<(File, fs::Metadata)> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let meta = file.metadata()?;
+    ensure_regular(&meta)?;
+    // Back to blocking reads: the flag was only there for the open.
+    // SAFETY: fcntl on a descriptor this function owns; F_GETFL/F_SETFL have no other effect.
+    unsafe {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
+        }
+    }
+    Ok((file, meta))
 }
 
 /// Read the board once. Folders, FIFOs and other non-regular files are refused, and so is a file
