@@ -208,6 +208,12 @@ impl Runtime {
                 format!("{}: is a folder, not a board file", board.display()),
             ));
         }
+        // A FIFO, socket or device never becomes a board (a missing file may): refuse it now.
+        if let Ok(meta) = std::fs::metadata(&board)
+            && let Err(e) = fsio::ensure_regular(&meta)
+        {
+            return Err(fatal(Exit::Board, format!("{}: {e}", board.display())));
+        }
         if mode == Mode::Once {
             // `once` is run by cron and timers: an unreadable board is an error to report now.
             fsio::read_board(&board).map_err(|e| fatal(Exit::Board, e.to_string()))?;
