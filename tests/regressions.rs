@@ -11,3 +11,5 @@ mod support;
 mod exactly_once;
 #[path = "regressions/lintclock.rs"]
 mod lintclock;
+#[path = "regressions/output.rs"]
+mod output;
