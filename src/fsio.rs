@@ -266,10 +266,20 @@ pub fn read_regular_to_string(path: &Path) -> io::Result<String> {
 }
 
 fn open_regular_with_meta(path: &Path) -> io::Result<(File, fs::Metadata)> {
-    let file = OpenOptions::new()
+    let file = match OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)?;
+        .open(path)
+    {
+        Ok(file) => file,
+        // A socket cannot be opened at all (ENXIO): say what it is rather than why open failed.
+        Err(e) => {
+            if let Ok(meta) = fs::metadata(path) {
+                ensure_regular(&meta)?;
+            }
+            return Err(e);
+        }
+    };
     let meta = file.metadata()?;
     ensure_regular(&meta)?;
     // Back to blocking reads: the flag was only there for the open.
@@ -497,6 +507,54 @@ mod tests {
             state_dir(Path::new("task-board.md")),
             Path::new(".taskboard")
         );
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "taskboard-fsio-{name}-{}-{}",
+            std::process::id(),
+            NONCE.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn refusal(path: &Path) -> String {
+        let e = open_regular(path).unwrap_err();
+        assert!(
+            is_not_regular(&e) || e.kind() == io::ErrorKind::IsADirectory,
+            "{e:?}"
+        );
+        e.to_string()
+    }
+
+    #[test]
+    fn only_regular_files_are_opened_and_nothing_waits() {
+        let dir = scratch("kinds");
+        let fifo = dir.join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: c is a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        assert_eq!(refusal(&fifo), "not a regular file (a FIFO)");
+        let socket = dir.join("socket");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        assert_eq!(refusal(&socket), "not a regular file (a socket)");
+        assert_eq!(
+            refusal(Path::new("/dev/null")),
+            "not a regular file (a character device)"
+        );
+        assert_eq!(refusal(&dir), "not a regular file (a folder)");
+        // A symlink to a regular file is that file.
+        fs::write(dir.join("file"), "text").unwrap();
+        std::os::unix::fs::symlink(dir.join("file"), dir.join("link")).unwrap();
+        assert_eq!(read_regular_to_string(&dir.join("link")).unwrap(), "text");
+        // A symlink to a FIFO is a FIFO.
+        std::os::unix::fs::symlink(&fifo, dir.join("fifo-link")).unwrap();
+        assert_eq!(
+            refusal(&dir.join("fifo-link")),
+            "not a regular file (a FIFO)"
+        );
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]
