@@ -3,7 +3,9 @@
 //! One line per event: UTC time (`15:25:03.123`, with a date line whenever the day changes), the
 //! event name, the task, then the fields that matter as `key=value`. `-f` follows the live file
 //! like `tail -F`: across rotation (the file renamed away and a new one created), truncation, and
-//! a missing file, polling every 200 ms. `--json` passes the lines through byte for byte.
+//! a missing file, polling every 200 ms, until SIGTERM or SIGINT ends it. `--json` passes the
+//! lines through byte for byte. A log that is not a regular file (a FIFO) is refused, never
+//! opened in a way that waits.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
