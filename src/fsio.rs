@@ -282,16 +282,42 @@ fn open_regular_with_meta(path: &Path) -> io::Result<(File, fs::Metadata)> {
     };
     let meta = file.metadata()?;
     ensure_regular(&meta)?;
-    // Back to blocking reads: the flag was only there for the open.
-    // SAFETY: fcntl on a descriptor this function owns; F_GETFL/F_SETFL have no other effect.
+    set_blocking(&file);
+    Ok((file, meta))
+}
+
+/// Creates or truncates `path` for writing, like `File::create`, without ever waiting on a FIFO
+/// that nobody reads: opening one for writing would block until a reader comes, so it is an
+/// error (`a FIFO that nobody reads`) instead. A FIFO that is being read (`--html /dev/stdout`
+/// into a pipe) is written as usual, with blocking writes.
+pub fn create_no_wait(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ENXIO) {
+                io::Error::new(e.kind(), "a FIFO that nobody reads")
+            } else {
+                e
+            }
+        })?;
+    set_blocking(&file);
+    Ok(file)
+}
+
+/// Back to blocking reads and writes: O_NONBLOCK was only there for the open.
+fn set_blocking(file: &File) {
+    // SAFETY: fcntl on a descriptor the caller owns; F_GETFL/F_SETFL have no other effect.
     unsafe {
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+        let fd = std::os::fd::AsRawFd::as_raw_fd(file);
         let flags = libc::fcntl(fd, libc::F_GETFL);
         if flags >= 0 {
             libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
         }
     }
-    Ok((file, meta))
 }
 
 /// Read the board once. Folders, FIFOs and other non-regular files are refused, and so is a file

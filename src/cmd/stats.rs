@@ -81,9 +81,12 @@ pub fn run(args: &Args) -> CmdResult {
     };
     if let Some(path) = &args.html {
         let html = render_html(&report, &args.since, board_dir, path);
-        std::fs::write(path, html).map_err(|e| {
-            Failure::new(Exit::Write, format!("cannot write {}: {e}", path.display()))
-        })?;
+        // Never waits on a FIFO nobody reads; `--html /dev/stdout` into a pipe still works.
+        fsio::create_no_wait(path)
+            .and_then(|mut file| std::io::Write::write_all(&mut file, html.as_bytes()))
+            .map_err(|e| {
+                Failure::new(Exit::Write, format!("cannot write {}: {e}", path.display()))
+            })?;
         if !args.json {
             super::output::note(format!("dashboard written to {}", path.display()));
         }

@@ -372,3 +372,19 @@ fn tail_f_stops_with_one_line_when_a_fifo_takes_the_logs_place() {
         "{err}"
     );
 }
+
+#[test]
+fn a_dashboard_into_a_fifo_nobody_reads_is_refused_at_once() {
+    let sb = sandbox("fifo-html");
+    mkfifo(&sb.path("dash.html"));
+    let r = run(&sb, &["stats", "--html", "dash.html"], None);
+    assert_eq!(r.code, Some(5), "{}", r.stderr);
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", r.stderr);
+    assert!(
+        lines[0].contains("dash.html: a FIFO that nobody reads"),
+        "{}",
+        lines[0]
+    );
+    assert!(is_fifo(&sb.path("dash.html")), "the FIFO is left in place");
+}
