@@ -8,7 +8,7 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::support::{self, Sandbox};
 
@@ -336,19 +336,31 @@ fn tail_f_exits_promptly_on_sigterm_in_every_state() {
     std::io::Write::write_all(&mut log, line.repeat(4000).as_bytes()).unwrap();
     let (reader, writer) = std::io::pipe().unwrap();
     let (child, _) = start_tail_f(&sb, writer.into(), &["-n", "100000"]);
-    let queued = || {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&reader);
+    // SAFETY: F_GETPIPE_SZ on a pipe we own only reads its capacity.
+    let capacity = unsafe { libc::fcntl(fd, libc::F_GETPIPE_SZ) };
+    assert!(capacity > 0, "pipe capacity");
+    let level = || {
         let mut n: libc::c_int = 0;
         // SAFETY: FIONREAD on a pipe's read end we own writes one int.
-        let rc = unsafe {
-            libc::ioctl(
-                std::os::fd::AsRawFd::as_raw_fd(&reader),
-                libc::FIONREAD,
-                &mut n,
-            )
-        };
-        rc == 0 && n >= 60_000
+        let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+        if rc == 0 { n } else { -1 }
     };
-    assert!(support::poll(HANG, queued), "the pipe filled up");
+    // Blocked: the pipe is mostly full and has stopped filling, so tail waits in a write for a
+    // reader that never comes.
+    let mut last = (-1, Instant::now());
+    let blocked = support::poll(HANG, || {
+        let n = level();
+        if n != last.0 {
+            last = (n, Instant::now());
+        }
+        n >= capacity / 2 && last.1.elapsed() >= Duration::from_millis(200)
+    });
+    assert!(
+        blocked,
+        "the pipe filled up: {} of {capacity} bytes",
+        level()
+    );
     sigterm_ends(child, "blocked writing to a full pipe");
     drop(reader);
 }
