@@ -95,9 +95,9 @@ pub fn run(args: &Args) -> CmdResult {
     Ok(Exit::Ok)
 }
 
-/// The queue counted from the board file, when it can be read. A missing or unreadable board
-/// leaves the queue to the events; one that is not a regular file (a FIFO, a folder) or fails
-/// to read is refused, as every command refuses it.
+/// The queue counted from the board file. A missing board, or one that is not a board (no
+/// permission, not UTF-8, too large), leaves the queue to the events; one that is not a regular
+/// file (a FIFO, a folder) or whose read fails is refused, as every command refuses it.
 fn queue_from_board(board: &Path) -> Result<Option<Queue>, Failure> {
     let text = match fsio::read_board(board) {
         Ok(snap) => snap.text,
