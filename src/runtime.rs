@@ -1309,7 +1309,7 @@ impl Runtime {
         if active.attempt != attempt {
             return false;
         }
-        let result = std::fs::read_to_string(&active.result_path)
+        let result = fsio::read_regular_to_string(&active.result_path)
             .ok()
             .map(|text| plan::parse_result(&text, &active.phase));
         let ending = match finished.stopped {
@@ -1508,13 +1508,19 @@ impl Runtime {
         let path = handoff::file_path(&self.board_dir, id);
         let result = std::fs::create_dir_all(path.parent().unwrap_or(&self.board_dir))
             .and_then(|_| {
+                use std::os::unix::fs::OpenOptionsExt;
+                // Never wait on a FIFO someone put there: open without blocking, then insist on
+                // a regular file.
                 std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
+                    .custom_flags(libc::O_NONBLOCK)
                     .open(&path)
             })
             .and_then(|mut f| {
-                let header = if f.metadata()?.len() == 0 {
+                let meta = f.metadata()?;
+                fsio::ensure_regular(&meta)?;
+                let header = if meta.len() == 0 {
                     handoff::file_header(id)
                 } else {
                     String::new()
