@@ -7,6 +7,8 @@
 #[path = "support/mod.rs"]
 mod support;
 
+#[path = "regressions/escape.rs"]
+mod escape;
 #[path = "regressions/exactly_once.rs"]
 mod exactly_once;
 #[path = "regressions/lintclock.rs"]
