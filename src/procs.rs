@@ -29,7 +29,8 @@
 //! Limits. Only Linux has `/proc` and subreapers: elsewhere nothing is found here, and a run is
 //! stopped through its process group only. A process that both cleared its environment and lost
 //! every ancestor in the run, or that runs as another user (its environment is unreadable), is
-//! not found. No cgroup is used.
+//! not found. No cgroup is used: a delegated cgroup v2 would contain even those, but a runtime
+//! started by hand or by launchd has none, so the `/proc` search is needed anyway.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io;
