@@ -21,7 +21,7 @@
 //! and SIGTERM -> SIGKILL escalation), one reader per output stream and a stdin writer. Nothing
 //! busy-polls while the child runs.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -206,8 +206,8 @@ struct State {
     kill_sent: bool,
     /// A signal the watchdog still has to send to the run's processes outside the group.
     sweep: Option<libc::c_int>,
-    /// Processes outside the group that were signalled while the leader lived.
-    escaped: BTreeSet<u32>,
+    /// The run's processes found so far (taken out while a sweep reads `/proc`).
+    tracker: procs::Tracker,
 }
 
 impl Shared {
@@ -429,8 +429,9 @@ fn supervise(
     // Leftover grandchildren get SIGTERM while the zombie leader still pins the group id; so
     // do the run's processes outside the group: the run is over only when they are gone.
     signal_group(shared.pid, libc::SIGTERM);
-    let outside = procs::signal_outside_group(shared.target(), libc::SIGTERM);
     let _ = helpers.watchdog.join();
+    let mut tracker = std::mem::take(&mut shared.lock().tracker);
+    tracker.signal_outside_group(shared.target(), libc::SIGTERM);
     let ending = match child.wait() {
         Ok(status) => ending_of(status),
         Err(e) => {
@@ -445,13 +446,10 @@ fn supervise(
     let kill_at = term_sent_at
         .map(|t| t + spec.grace)
         .unwrap_or_else(|| Instant::now() + spec.grace);
-    let sweep = procs::stop_run(shared.target(), Some(shared.pid), true, kill_at);
+    let survivors = tracker.stop_run(shared.target(), Some(shared.pid), true, kill_at);
     if !wait_until(kill_at, || !group_alive(shared.pid)) {
         signal_group(shared.pid, libc::SIGKILL);
     }
-    let mut escaped = std::mem::take(&mut shared.lock().escaped);
-    escaped.extend(outside);
-    escaped.extend(sweep.outside);
 
     // Output is done at EOF, but a process outside the group (a setsid daemon) may hold the
     // pipes open forever: wait a bounded time, then take what is there and leave the readers.
@@ -467,8 +465,8 @@ fn supervise(
         stderr_tail,
         stdout_bytes,
         stderr_bytes,
-        escaped: escaped.into_iter().collect(),
-        survivors: sweep.survivors,
+        escaped: tracker.outside.into_iter().collect(),
+        survivors,
     });
 }
 
@@ -522,10 +520,11 @@ fn watchdog(shared: &Shared, deadline: Option<Instant>) {
             return;
         }
         if let Some(sig) = state.sweep.take() {
+            let mut tracker = std::mem::take(&mut state.tracker);
             drop(state);
-            let hit = procs::signal_outside_group(shared.target(), sig);
+            tracker.signal_outside_group(shared.target(), sig);
             state = shared.lock();
-            state.escaped.extend(hit);
+            state.tracker = tracker;
             continue;
         }
         let now = Instant::now();

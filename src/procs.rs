@@ -97,15 +97,6 @@ pub struct Target<'a> {
     pub pgid: Option<u32>,
 }
 
-/// What [`stop_run`] saw.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Sweep {
-    /// Processes of the run outside its process group that were alive during the sweep.
-    pub outside: BTreeSet<u32>,
-    /// Processes still alive when the sweep gave up (another user's, or uninterruptible).
-    pub survivors: Vec<u32>,
-}
-
 /// Executors spawned and not yet waited for: never reaped here, whatever they look like.
 static CHILDREN: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
 
@@ -182,18 +173,26 @@ pub fn environ_has(environ: &[u8], name: &str, value: &str) -> bool {
         .any(|entry| entry == wanted.as_bytes())
 }
 
-/// The pids of a run among `procs`: those tagged with its id or in its process group, and every
-/// descendant of one of them. Never `me` nor pid 1 (nor anything found only through them).
-pub fn members(procs: &[Proc], pgid: Option<u32>, me: u32) -> BTreeSet<u32> {
+/// The pids of a run among `procs`: those tagged with its id, in its process group or `seen`
+/// earlier as its own (pid and start time), and every descendant of one of them. Never `me` nor
+/// pid 1 (nor anything found only through them).
+pub fn members(
+    procs: &[Proc],
+    pgid: Option<u32>,
+    me: u32,
+    seen: &HashSet<(u32, u64)>,
+) -> BTreeSet<u32> {
     let excluded = |p: &Proc| p.pid == me || p.pid <= 1;
     let mut children: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
     for p in procs.iter().filter(|p| !excluded(p)) {
         children.entry(p.ppid).or_default().push(p.pid);
     }
+    let root =
+        |p: &Proc| p.tagged || (pgid.is_some() && Some(p.pgrp) == pgid) || seen.contains(&p.key());
     let mut found = BTreeSet::new();
     let mut todo: Vec<u32> = procs
         .iter()
-        .filter(|p| !excluded(p) && (p.tagged || (pgid.is_some() && Some(p.pgrp) == pgid)))
+        .filter(|p| !excluded(p) && root(p))
         .map(|p| p.pid)
         .collect();
     while let Some(pid) = todo.pop() {
@@ -255,78 +254,101 @@ pub fn scan(run_id: Option<&str>) -> Vec<Proc> {
 /// The live processes of a run right now.
 pub fn find(target: Target<'_>) -> Vec<Proc> {
     let procs = scan(target.run_id);
-    let set = members(&procs, target.pgid, Me::current().pid);
+    let set = members(&procs, target.pgid, Me::current().pid, &HashSet::new());
     procs
         .into_iter()
         .filter(|p| set.contains(&p.pid) && !p.exited())
         .collect()
 }
 
-/// Sends `sig` to each live process of the run outside its process group (the group itself is
-/// the caller's to signal) and returns their pids. SIGTERM is followed by SIGCONT, so a stopped
-/// process gets to handle it.
-pub fn signal_outside_group(target: Target<'_>, sig: libc::c_int) -> BTreeSet<u32> {
-    let mut hit = BTreeSet::new();
-    for p in find(target) {
-        if target.pgid.is_some() && Some(p.pgrp) == target.pgid {
-            continue;
-        }
-        if send(&p, sig) && sig == libc::SIGTERM {
-            send(&p, libc::SIGCONT);
-        }
-        hit.insert(p.pid);
-    }
-    hit
+/// What is known of one run's processes from one sweep to the next.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    /// Seen alive as the run's, by pid and start time: still the run's once the parent that
+    /// linked them to it is gone (a child that cleared its environment, say).
+    seen: HashSet<(u32, u64)>,
+    /// Already sent SIGTERM.
+    termed: HashSet<(u32, u64)>,
+    /// Seen alive outside the run's process group.
+    pub outside: BTreeSet<u32>,
 }
 
-/// Stops every process of a run and waits until none is left: SIGTERM to each one found (the
-/// process group's members only if `group_termed` is false: the caller signalled the group),
-/// SIGKILL to whatever lives from `kill_at`, and gives up [`KILL_WAIT`] later. Reaps the run's
-/// orphans handed to this process; `leader` is never reaped here.
-pub fn stop_run(
-    target: Target<'_>,
-    leader: Option<u32>,
-    group_termed: bool,
-    kill_at: Instant,
-) -> Sweep {
-    let me = Me::current();
-    let give_up = kill_at + KILL_WAIT;
-    let mut seen: HashSet<(u32, u64)> = HashSet::new();
-    let mut termed: HashSet<(u32, u64)> = HashSet::new();
-    let mut sweep = Sweep::default();
-    let mut nap = Duration::from_millis(1);
-    loop {
+impl Tracker {
+    /// Scans `/proc`, reaps the run's orphans handed to us (never `leader`), and returns the
+    /// run's live processes, remembering them.
+    fn sweep(&mut self, target: Target<'_>, me: Me, leader: Option<u32>) -> Vec<Proc> {
         let procs = scan(target.run_id);
-        let set = members(&procs, target.pgid, me.pid);
-        for p in procs.iter().filter(|p| set.contains(&p.pid) && !p.exited()) {
-            seen.insert(p.key());
-        }
-        reap(&reapable(&procs, me, leader, &seen));
-        let in_group = |p: &Proc| target.pgid.is_some() && Some(p.pgrp) == target.pgid;
-        let live: Vec<&Proc> = procs
+        let set = members(&procs, target.pgid, me.pid, &self.seen);
+        let live: Vec<Proc> = procs
             .iter()
             .filter(|p| set.contains(&p.pid) && !p.exited())
+            .cloned()
             .collect();
-        sweep
-            .outside
-            .extend(live.iter().filter(|p| !in_group(p)).map(|p| p.pid));
-        let now = Instant::now();
-        if live.is_empty() || now >= give_up {
-            sweep.survivors = live.iter().map(|p| p.pid).collect();
-            return sweep;
-        }
         for p in &live {
-            if now >= kill_at {
-                send(p, libc::SIGKILL);
-            } else if termed.insert(p.key()) && !(group_termed && in_group(p)) {
-                send(p, libc::SIGTERM);
-                send(p, libc::SIGCONT);
+            self.seen.insert(p.key());
+            if !in_group(p, target) {
+                self.outside.insert(p.pid);
             }
         }
-        let next = if now < kill_at { kill_at } else { give_up };
-        thread::sleep(nap.min(next.saturating_duration_since(now)));
-        nap = (nap * 2).min(Duration::from_millis(50));
+        reap(&reapable(&procs, me, leader, &self.seen));
+        live
     }
+
+    /// Sends `sig` to each live process of the run outside its process group (the group is the
+    /// caller's to signal). SIGTERM goes once to each and is followed by SIGCONT, so a stopped
+    /// process gets to handle it.
+    pub fn signal_outside_group(&mut self, target: Target<'_>, sig: libc::c_int) {
+        for p in self.sweep(target, Me::current(), target.pgid) {
+            if !in_group(&p, target) {
+                self.signal(&p, sig);
+            }
+        }
+    }
+
+    /// Stops every process of the run and waits until none is left: SIGTERM to each one not
+    /// signalled yet (members of the process group only if `group_termed` is false), SIGKILL to
+    /// whatever lives from `kill_at`; gives up [`KILL_WAIT`] later and returns the pids still
+    /// alive then. `leader` is never reaped here.
+    pub fn stop_run(
+        &mut self,
+        target: Target<'_>,
+        leader: Option<u32>,
+        group_termed: bool,
+        kill_at: Instant,
+    ) -> Vec<u32> {
+        let me = Me::current();
+        let give_up = kill_at + KILL_WAIT;
+        let mut nap = Duration::from_millis(1);
+        loop {
+            let live = self.sweep(target, me, leader);
+            let now = Instant::now();
+            if live.is_empty() || now >= give_up {
+                return live.iter().map(|p| p.pid).collect();
+            }
+            for p in &live {
+                if now >= kill_at {
+                    send(p, libc::SIGKILL);
+                } else if !(group_termed && in_group(p, target)) {
+                    self.signal(p, libc::SIGTERM);
+                }
+            }
+            let next = if now < kill_at { kill_at } else { give_up };
+            thread::sleep(nap.min(next.saturating_duration_since(now)));
+            nap = (nap * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    fn signal(&mut self, p: &Proc, sig: libc::c_int) {
+        if sig != libc::SIGTERM {
+            send(p, sig);
+        } else if self.termed.insert(p.key()) && send(p, sig) {
+            send(p, libc::SIGCONT);
+        }
+    }
+}
+
+fn in_group(p: &Proc, target: Target<'_>) -> bool {
+    target.pgid.is_some() && Some(p.pgrp) == target.pgid
 }
 
 /// Collects the exit status of each of these zombie children of ours, by pid, but of none
@@ -466,15 +488,28 @@ mod tests {
             proc(401, 400, 400, 400),
         ];
         procs[4].tagged = true;
+        let none = HashSet::new();
         assert_eq!(
-            members(&procs, Some(200), me),
+            members(&procs, Some(200), me, &none),
             BTreeSet::from([200, 201, 300, 301])
         );
-        assert_eq!(members(&procs, None, me), BTreeSet::from([300, 301]));
+        assert_eq!(members(&procs, None, me, &none), BTreeSet::from([300, 301]));
+        // A process seen earlier stays the run's (with its children) once its parent is gone,
+        // but not a process that took its pid since (another start time).
+        procs.push(proc(500, 1, 500, 500));
+        procs.push(proc(501, 500, 500, 500));
+        let seen = HashSet::from([(500, 5000), (400, 1)]);
+        assert_eq!(
+            members(&procs, None, me, &seen),
+            BTreeSet::from([300, 301, 500, 501])
+        );
         // Never this process nor init, even when tagged or in the group.
         procs[0].tagged = true;
         procs[1].tagged = true;
-        assert_eq!(members(&procs, Some(me), me), BTreeSet::from([300, 301]));
+        assert_eq!(
+            members(&procs, Some(me), me, &none),
+            BTreeSet::from([300, 301])
+        );
     }
 
     #[test]

@@ -1815,7 +1815,7 @@ fn kill_group(target: procs::Target<'_>, grace: Duration) {
         unsafe { libc::kill(-pgid, libc::SIGTERM) };
     }
     let deadline = Instant::now() + grace;
-    procs::stop_run(target, None, true, deadline);
+    procs::Tracker::default().stop_run(target, None, true, deadline);
     let Some(pgid) = pgid else {
         return;
     };
