@@ -223,3 +223,14 @@ fn a_daemon_left_by_a_successful_executor_is_stopped_and_named() {
     );
     assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
 }
+
+#[test]
+fn a_child_that_cleared_its_environment_and_ignores_sigterm_dies_with_its_timed_out_run() {
+    let mut sb = Sandbox::new("escape-noenv");
+    // The escaped shell starts a child without the run id (env -i) that ignores SIGTERM; once
+    // the shell dies of the timeout's SIGTERM, nothing links that child to the run any more.
+    let escape = r#"setsid sh -c '/usr/bin/env -i /bin/sh -c "trap \"\" TERM; echo \$\$ > escaped-1.tmp; /bin/mv escaped-1.tmp escaped-1.pid; exec /bin/sleep 600" & wait' &
+while [ ! -s escaped-1.pid ]; do sleep 0.01; done"#;
+    escaping_executor(&sb, escape, "exec sleep 600", Some("1s"));
+    assert_timeout_stops_the_escaped_process(&mut sb);
+}
