@@ -1045,11 +1045,18 @@ impl Runtime {
                 .map(|p| p.pid.to_string())
                 .collect();
             if !left.is_empty() || pgid.is_some_and(lock::process_group_alive) {
-                let group = pgid.map_or_else(|| "-".into(), |g| g.to_string());
-                self.error(Some(id), "recovery", format!(
-                    "executor process group {group} (pid {}) outlived its runtime; stopping it before recovery",
-                    left.join(", ")
-                ));
+                let what = match (pgid, left.is_empty()) {
+                    (Some(g), true) => format!("executor process group {g}"),
+                    (Some(g), false) => {
+                        format!("executor process group {g} (pid {})", left.join(", "))
+                    }
+                    (None, _) => format!("executor processes (pid {})", left.join(", ")),
+                };
+                self.error(
+                    Some(id),
+                    "recovery",
+                    format!("{what} outlived its runtime; stopping it before recovery"),
+                );
                 kill_group(target, self.config.runtime.grace);
             }
         }

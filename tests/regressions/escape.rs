@@ -193,6 +193,17 @@ fn after_kill_9_the_restarted_runtime_stops_the_escaped_process_before_running_t
     assert_eq!(log.matches("alive").count(), 0, "{log}");
     assert!(!alive_after);
     assert_eq!(sb.count_for("stale_claim_reset", "A-1"), 1);
+    let named = sb
+        .events_named("error")
+        .iter()
+        .filter(|e| e["context"] == "recovery")
+        .filter(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&escaped.to_string()))
+        })
+        .count();
+    assert_eq!(named, 1, "no recovery error names pid {escaped}");
     assert_eq!(sb.stop(restarted, libc::SIGTERM), Some(0));
 }
 
