@@ -9,7 +9,7 @@
 //!   their parents died;
 //! - a run's processes: those carrying its id, those in its process group, and every descendant
 //!   (by parent pid) of one of them, so a child that cleared its environment is found while its
-//!   ancestors live;
+//!   ancestors live; once seen, a process stays the run's ([`Tracker`]) after that link is gone;
 //! - stopping them: SIGTERM, the grace period, SIGKILL, until none is left. Each signal goes
 //!   through a pidfd opened on the pid and checked against the start time it was found with, so
 //!   a pid recycled meanwhile is never hit;
@@ -42,7 +42,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// The environment variable that tags every process of one run.
 pub const RUN_ID_VAR: &str = "TASKBOARD_RUN_ID";
 
-/// How long SIGKILLed processes may take to be gone before [`stop_run`] gives up on them.
+/// How long SIGKILLed processes may take to be gone before [`Tracker::stop_run`] gives up.
 pub const KILL_WAIT: Duration = Duration::from_secs(5);
 
 /// One process as `/proc` shows it.
