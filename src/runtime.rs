@@ -1159,6 +1159,26 @@ impl Runtime {
             .into_iter()
             .map(|(c, r)| (c.id, r))
             .collect();
+        // What landed is on record before any executor starts: a crash between a claim's write
+        // and its run then leaves the attempt counted, never an attempt number run twice.
+        let landed: BTreeSet<&str> = outcome.applied.iter().map(|c| c.id.as_str()).collect();
+        for p in pending
+            .iter()
+            .filter(|p| landed.contains(p.change.id.as_str()))
+        {
+            let rec = self.store.record_mut(&p.change.id);
+            Episode::record(&mut rec.memory.episode, &p.change.expected, &p.change.new);
+            if let After::Claimed { attempt, .. } = &p.after {
+                rec.memory.attempts = *attempt;
+            }
+        }
+        if pending
+            .iter()
+            .any(|p| matches!(p.after, After::Claimed { .. }))
+        {
+            let saved = self.store.save();
+            self.note_state_save(saved);
+        }
         drop(write_lock);
         if outcome.applied.iter().any(|c| c.new == Status::Ready) {
             // A task became ready (promoted, reset, interrupted): let the next pass run it.
@@ -1206,10 +1226,6 @@ impl Runtime {
             }
             if !applied.contains(&id) {
                 continue;
-            }
-            {
-                let rec = self.store.record_mut(&id);
-                Episode::record(&mut rec.memory.episode, &p.change.expected, &p.change.new);
             }
             match p.after {
                 After::Promoted { deps } => {
