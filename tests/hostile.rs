@@ -388,6 +388,8 @@ fn an_executor_that_leaves_a_daemon_behind_still_finishes() {
     let pid = sb.start_run();
     sb.wait_until("A-1 done", |s| s.status_of("A-1") == "done");
     let daemon = read_pid(&sb.path("daemon.pid")).expect("daemon.pid");
+    // A run is over only when its processes are: the daemon was stopped before the ending.
+    assert!(!pid_alive(daemon), "the daemon outlived its run");
     let finished = sb.events_named("task_finished");
     assert_eq!(finished.len(), 1);
     assert_eq!(finished[0]["exit_code"], 0);
@@ -397,7 +399,7 @@ fn an_executor_that_leaves_a_daemon_behind_still_finishes() {
     sb.wait_until("B-1 done", |s| s.status_of("B-1") == "done");
     assert_eq!(without_statuses(&sb.board_text()), without_statuses(&more));
     assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
-    // The daemons escaped the runtime by design; stop them by pid.
+    // Should one have survived a failure above, stop it by pid.
     for p in [Some(daemon), read_pid(&sb.path("daemon.pid"))]
         .into_iter()
         .flatten()
