@@ -202,11 +202,15 @@ fn a_person_editing_at_random_loses_nothing_and_nothing_runs_twice() {
             .filter(|id| on_disk.get(*id) != typed.get(*id))
             .cloned()
             .collect();
-        // Every other status a save changes (a stale buffer's) that no runtime-only token is:
-        // saved over a status that asked the person to act, the documented rule makes it theirs.
+        // Every other status a save changes (a stale buffer's, or a buffer the runtime wrote
+        // under since it was read) that no runtime-only token is: saved over a status that
+        // asked the person to act, the documented rule makes it theirs. What the save
+        // overwrites is the board as it is just before it (re-read here), or as it was read.
         let mark = event_lines(&sb);
+        let overwritten = status_map(&std::fs::read_to_string(&sb.board).unwrap_or_default());
         for (id, st) in &typed {
-            if on_disk.get(id) != Some(st) && !runtime_only(st) {
+            let changes = on_disk.get(id) != Some(st) || overwritten.get(id) != Some(st);
+            if changes && !runtime_only(st) {
                 status_saves
                     .entry(id.clone())
                     .or_default()
