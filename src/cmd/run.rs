@@ -29,8 +29,9 @@ fn serve(mode: Mode, board: &Path, config: Option<&Path>) -> CmdResult {
     let runtime = Runtime::new(mode, board, config).map_err(|f| Failure::new(f.exit, f.message))?;
     let _run_lock = match mode {
         Mode::Run => {
-            let path = runtime.state_dir().join("run.lock");
-            match acquire_run_lock(&path) {
+            let info = runtime.state_dir().join("run.lock");
+            let folder = runtime.board().parent().unwrap_or(Path::new("/"));
+            match acquire_run_lock(folder, &info) {
                 Ok(Ok(lock)) => Some(lock),
                 Ok(Err(holder)) => {
                     let who = holder.map_or_else(String::new, |pid| format!(" (pid {pid})"));
@@ -45,7 +46,7 @@ fn serve(mode: Mode, board: &Path, config: Option<&Path>) -> CmdResult {
                 Err(e) => {
                     return Err(Failure::new(
                         Exit::State,
-                        format!("cannot take {}: {e}", path.display()),
+                        format!("cannot take the run lock of {}: {e}", folder.display()),
                     ));
                 }
             }
@@ -69,13 +70,14 @@ fn serve(mode: Mode, board: &Path, config: Option<&Path>) -> CmdResult {
     Ok(Exit::Ok)
 }
 
-/// Takes the run lock. When the pid recorded in it is dead, the lock can only be held by a
-/// descriptor a killed runtime left in a child it had just forked (the child dies with it), so
-/// wait a little for that to go rather than refuse a restart.
-fn acquire_run_lock(path: &Path) -> std::io::Result<Result<RunLock, Option<u32>>> {
+/// Takes the run lock (on the board's folder). When its holder is dead or unknown, the lock can
+/// only be held by a descriptor a killed runtime left in a child it had just forked (the child
+/// dies with it), or for an instant by a `once` or `doctor` asking whether a `run` serves the
+/// board, so wait a little for that to go rather than refuse a restart.
+fn acquire_run_lock(folder: &Path, info: &Path) -> std::io::Result<Result<RunLock, Option<u32>>> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     loop {
-        let attempt = RunLock::try_acquire(path)?;
+        let attempt = RunLock::try_acquire(folder, info)?;
         let holder_gone = match &attempt {
             Err(Some(pid)) => !crate::lock::pid_alive(*pid),
             Err(None) => true,
