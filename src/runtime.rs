@@ -407,6 +407,7 @@ impl Runtime {
                     }
                     Msg::Watch(WatchSignal::Rescan) => timer = true,
                     Msg::Watch(WatchSignal::Error(e)) => self.error(None, "watch", e),
+                    Msg::Watch(WatchSignal::StateRemoved) => {}
                     Msg::Finished {
                         id,
                         attempt,

@@ -193,6 +193,13 @@ impl Store {
         self.dirty = true;
     }
 
+    /// The state file now lives at `path` (the board's folder moved, or the state folder was
+    /// removed): the next save writes everything there, changed or not.
+    pub fn move_to(&mut self, path: &Path) {
+        self.path = path.to_path_buf();
+        self.dirty = true;
+    }
+
     /// Writes the file if anything changed since the last save.
     pub fn save(&mut self) -> io::Result<()> {
         if !self.dirty {
