@@ -8,3 +8,5 @@
 mod support;
 
 // Situations are added as modules here, one file each under tests/regressions/.
+#[path = "regressions/home.rs"]
+mod home;

@@ -27,32 +27,32 @@ fn serve(mode: Mode, board: &Path, config: Option<&Path>) -> CmdResult {
     .map_err(|e| Failure::new(Exit::State, format!("cannot install signal handlers: {e}")))?;
     let _log = crate::logging::init_for_board(board, config);
     let runtime = Runtime::new(mode, board, config).map_err(|f| Failure::new(f.exit, f.message))?;
-    let _run_lock = match mode {
-        Mode::Run => {
-            let info = runtime.state_dir().join("run.lock");
-            let folder = runtime.board().parent().unwrap_or(Path::new("/"));
-            match acquire_run_lock(folder, &info) {
-                Ok(Ok(lock)) => Some(lock),
-                Ok(Err(holder)) => {
-                    let who = holder.map_or_else(String::new, |pid| format!(" (pid {pid})"));
-                    return Err(Failure::new(
-                        Exit::State,
-                        format!(
-                            "another `taskboard run`{who} is already serving {}",
-                            runtime.board().display()
-                        ),
-                    ));
-                }
-                Err(e) => {
-                    return Err(Failure::new(
-                        Exit::State,
-                        format!("cannot take the run lock of {}: {e}", folder.display()),
-                    ));
-                }
+    let mut runtime = runtime;
+    if mode == Mode::Run {
+        let info = runtime.state_dir().join("run.lock");
+        match acquire_run_lock(runtime.board_dir(), &info) {
+            Ok(Ok(lock)) => runtime.hold_run_lock(lock),
+            Ok(Err(holder)) => {
+                let who = holder.map_or_else(String::new, |pid| format!(" (pid {pid})"));
+                return Err(Failure::new(
+                    Exit::State,
+                    format!(
+                        "another `taskboard run`{who} is already serving {}",
+                        runtime.board().display()
+                    ),
+                ));
+            }
+            Err(e) => {
+                return Err(Failure::new(
+                    Exit::State,
+                    format!(
+                        "cannot take the run lock of {}: {e}",
+                        runtime.board_dir().display()
+                    ),
+                ));
             }
         }
-        Mode::Once => None,
-    };
+    }
     let tx = runtime.sender();
     std::thread::Builder::new()
         .name("signals".into())
