@@ -158,6 +158,10 @@ fn count(dir: &Path, name: &str) -> usize {
     events(dir).iter().filter(|e| e["event"] == name).count()
 }
 
+fn resets(dir: &Path) -> usize {
+    count(dir, "stale_claim_reset")
+}
+
 fn status_in(dir: &Path, id: &str) -> String {
     let text = std::fs::read_to_string(dir.join("task-board.md")).unwrap_or_default();
     taskboard::board::Board::parse(&text)
@@ -210,6 +214,7 @@ fn removing_the_state_folder_under_a_live_run_admits_no_second_run_and_runs_the_
     let (code, stderr) = run_to_end(h.sb.command(&["once", "proj/task-board.md"]));
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(h.starts("A-1"), 1, "once ran the live task again");
+    assert_eq!(resets(&proj), 0, "once took the live claim for ownerless");
 
     // The runtime puts back its live run's lock (with its owner record) and says so.
     wait("the state to be put back", || {
@@ -273,11 +278,7 @@ fn renaming_the_board_folder_under_a_live_run_is_followed_and_its_ending_lands_a
     });
     assert_eq!(h.starts("A-1"), 2, "interrupted once, then run to the end");
     assert_eq!(h.starts("B-2"), 1);
-    let resets = events(&proj2)
-        .iter()
-        .filter(|e| e["event"] == "stale_claim_reset")
-        .count();
-    assert_eq!(resets, 0, "an ending was lost and its claim reset");
+    assert_eq!(resets(&proj2), 0, "an ending was lost and its claim reset");
     assert_eq!(h.stop(fresh), Some(0));
 }
 
@@ -304,5 +305,45 @@ fn deleting_and_recreating_the_board_folder_is_noticed_and_its_ready_task_runs()
     // The runtime holds the new folder's run lock: a second `run` is refused.
     let (code, stderr) = run_to_end(h.sb.command(&["run", "proj/task-board.md"]));
     assert_refused(code, &stderr, pid);
+    assert_eq!(h.stop(pid), Some(0));
+}
+
+#[test]
+fn a_once_right_after_a_live_runs_lock_folder_is_removed_leaves_the_task_to_the_run() {
+    let mut h = Home::new("home-rmlock");
+    let proj = h.dir("proj");
+    let pid = h.start_run("proj");
+    h.furnish("proj", "### A-1: long\n- status: ready\n");
+    wait("A-1 to start", || h.starts("A-1") == 1);
+    let lock = proj.join(".taskboard/locks/A-1");
+    let restored = |n: usize| {
+        let proj = proj.clone();
+        move || {
+            events(&proj)
+                .iter()
+                .filter(|e| e["event"] == "error" && e["context"] == "state")
+                .count()
+                == n
+        }
+    };
+    wait("A-1's lock", || lock.join("owner.json").exists());
+    rm_rf(&lock);
+    wait("the lock to be put back", restored(1));
+
+    // Again, right after the runtime's last look: the `once` comes before its next one.
+    rm_rf(&lock);
+    let (code, stderr) = run_to_end(h.sb.command(&["once", "proj/task-board.md"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(h.starts("A-1"), 1, "once ran the live task again");
+    assert_eq!(resets(&proj), 0, "once took the live claim for ownerless");
+    assert!(status_in(&proj, "A-1").starts_with("running:"));
+
+    wait("the lock to be put back again", restored(2));
+    let owner: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(lock.join("owner.json")).unwrap()).unwrap();
+    assert_eq!(owner["pid"], pid);
+    h.open_gate("A-1");
+    wait("A-1 done", || status_in(&proj, "A-1") == "done");
+    assert_eq!(h.starts("A-1"), 1, "the task ran more than once");
     assert_eq!(h.stop(pid), Some(0));
 }
