@@ -358,7 +358,6 @@ impl Runtime {
         if !replaced && held.is_empty() {
             return;
         }
-        let mut restored: Vec<String> = Vec::new();
         if let Err(e) = std::fs::create_dir_all(self.state_dir.join("runs"))
             .and_then(|_| std::fs::create_dir_all(self.state_dir.join("locks")))
         {
@@ -369,6 +368,33 @@ impl Runtime {
             );
             return;
         }
+        let mut restored = self.put_back_locks(held);
+        restored.extend(self.put_back_run_folders());
+        if replaced {
+            restored.extend(self.put_back_state_files());
+            self.home.state = dir_identity(&self.state_dir);
+        }
+        if restored.is_empty() {
+            return;
+        }
+        let what = if replaced {
+            format!("{} was removed", self.state_dir.display())
+        } else {
+            format!("part of {} was removed", self.state_dir.display())
+        };
+        self.error(
+            None,
+            "state",
+            format!(
+                "{what} while this runtime served the board; put back {}",
+                restored.join(", ")
+            ),
+        );
+    }
+
+    /// Re-creates the lock folders (with their owner records) this runtime must hold.
+    fn put_back_locks(&self, held: Vec<(String, Owner)>) -> Vec<String> {
+        let mut restored = Vec::new();
         for (id, owner) in held {
             match self.locks.read(&id) {
                 Some(LockState::Held(o)) if o.instance == self.instance => {}
@@ -394,54 +420,44 @@ impl Runtime {
                 ),
             }
         }
-        let run_dirs: Vec<PathBuf> = self.active.values().map(|a| a.run_dir.clone()).collect();
-        for dir in run_dirs {
-            // The executor writes its result file there.
-            if !dir.is_dir() && std::fs::create_dir_all(&dir).is_ok() {
-                restored.push(format!("the run folder {}", dir.display()));
+        restored
+    }
+
+    /// Re-creates the live runs' folders: their executors write their result files there.
+    fn put_back_run_folders(&self) -> Vec<String> {
+        self.active
+            .values()
+            .filter(|a| !a.run_dir.is_dir() && std::fs::create_dir_all(&a.run_dir).is_ok())
+            .map(|a| format!("the run folder {}", a.run_dir.display()))
+            .collect()
+    }
+
+    /// Writes `state.json` from memory and our pid into `run.lock`. A `run` whose new folder
+    /// another `run` locked leaves that one's files alone.
+    fn put_back_state_files(&mut self) -> Vec<String> {
+        let mut restored = Vec::new();
+        if self.mode == Mode::Run && self.home.run_lock.is_none() {
+            return restored;
+        }
+        self.store.move_to(&self.state_dir.join("state.json"));
+        match self.store.save() {
+            Ok(()) => restored.push("state.json".to_string()),
+            Err(e) => self.error(None, "state", format!("cannot save runtime state: {e}")),
+        }
+        let info = self.state_dir.join("run.lock");
+        if let Some(l) = &self.home.run_lock
+            && !RunLock::info_is_ours(&info)
+        {
+            match l.write_info(&info) {
+                Ok(()) => restored.push("run.lock".to_string()),
+                Err(e) => self.error(
+                    None,
+                    "state",
+                    format!("cannot write {}: {e}", info.display()),
+                ),
             }
         }
-        // A `run` whose new folder another `run` locked leaves that one's state file alone.
-        let serves = self.mode != Mode::Run || self.home.run_lock.is_some();
-        if replaced && serves {
-            self.store.move_to(&self.state_dir.join("state.json"));
-            match self.store.save() {
-                Ok(()) => restored.push("state.json".into()),
-                Err(e) => self.error(None, "state", format!("cannot save runtime state: {e}")),
-            }
-            let info = self.state_dir.join("run.lock");
-            if let Some(l) = &self.home.run_lock
-                && !RunLock::info_is_ours(&info)
-            {
-                match l.write_info(&info) {
-                    Ok(()) => restored.push("run.lock".into()),
-                    Err(e) => self.error(
-                        None,
-                        "state",
-                        format!("cannot write {}: {e}", info.display()),
-                    ),
-                }
-            }
-        }
-        if replaced {
-            self.home.state = dir_identity(&self.state_dir);
-        }
-        if restored.is_empty() {
-            return;
-        }
-        let what = if replaced {
-            format!("{} was removed", self.state_dir.display())
-        } else {
-            format!("part of {} was removed", self.state_dir.display())
-        };
-        self.error(
-            None,
-            "state",
-            format!(
-                "{what} while this runtime served the board; put back {}",
-                restored.join(", ")
-            ),
-        );
+        restored
     }
 
     /// For a runtime that does not serve the board: while a `run` does, the claims in the
