@@ -647,14 +647,25 @@ fn read_pid(info: &Path) -> Option<u32> {
 }
 
 fn holder_of(dir: &File, info: &Path) -> Option<u32> {
-    use std::os::unix::fs::MetadataExt;
-    let from_kernel = dir.metadata().ok().and_then(|meta| {
-        let text = fs::read_to_string("/proc/locks").ok()?;
-        exclusive_flock_holder(&text, meta.dev(), meta.ino())
-    });
-    from_kernel.or_else(|| read_pid(info))
+    kernel_holder(dir).or_else(|| read_pid(info))
 }
 
+/// The exclusive `flock` holder of `dir` as the kernel lists it in `/proc/locks`.
+#[cfg(target_os = "linux")]
+fn kernel_holder(dir: &File) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = dir.metadata().ok()?;
+    let text = fs::read_to_string("/proc/locks").ok()?;
+    exclusive_flock_holder(&text, meta.dev(), meta.ino())
+}
+
+/// Without `/proc/locks`, only the information file names the holder.
+#[cfg(not(target_os = "linux"))]
+fn kernel_holder(_dir: &File) -> Option<u32> {
+    None
+}
+
+#[cfg(target_os = "linux")]
 /// The pid holding an exclusive `flock` on the inode `(dev, ino)`, from the text of
 /// `/proc/locks` (`1: FLOCK  ADVISORY  WRITE 16530 fe:00:5317677 0 EOF`: the device as hex
 /// major:minor, the inode in decimal).
@@ -707,6 +718,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_os = "linux")]
     fn the_exclusive_flock_holder_of_an_inode_is_found_in_proc_locks() {
         let dev = libc::makedev(0xfe, 0x00);
         let text = "1: FLOCK  ADVISORY  READ 11 fe:00:42 0 EOF\n\
