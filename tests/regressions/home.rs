@@ -87,6 +87,13 @@ impl Home {
         pid
     }
 
+    /// Waits for the runtime `pid` to exit by itself and returns its exit code.
+    fn exited(&mut self, pid: u32) -> Option<i32> {
+        let i = self.runs.iter().position(|c| c.id() == pid).unwrap();
+        let mut child = self.runs.remove(i);
+        finish(&mut child).map(|out| out.status.code())?
+    }
+
     /// SIGTERMs the runtime `pid` and returns its exit code.
     fn stop(&mut self, pid: u32) -> Option<i32> {
         let i = self.runs.iter().position(|c| c.id() == pid).unwrap();
@@ -346,4 +353,42 @@ fn a_once_right_after_a_live_runs_lock_folder_is_removed_leaves_the_task_to_the_
     wait("A-1 done", || status_in(&proj, "A-1") == "done");
     assert_eq!(h.starts("A-1"), 1, "the task ran more than once");
     assert_eq!(h.stop(pid), Some(0));
+}
+
+#[test]
+fn a_run_whose_recreated_folder_another_run_locked_first_steps_aside_once_its_run_ends() {
+    let mut h = Home::new("home-taken");
+    let old = h.start_run("proj");
+    h.furnish("proj", "### A-1: long\n- status: ready\n");
+    wait("A-1 to start", || h.starts("A-1") == 1);
+
+    rm_rf(&h.dir("proj"));
+    let stderr = h.sb.path("run-0.err");
+    wait("the runtime to see the folder gone", || {
+        std::fs::read_to_string(&stderr).is_ok_and(|t| t.contains("was removed"))
+    });
+    // The new folder is served by another `run` before it is moved into place.
+    h.open_gate("B-2");
+    h.furnish("new", "### B-2: on the new board\n- status: ready\n");
+    let new = h.start_run("new");
+    std::fs::rename(h.dir("new"), h.dir("proj")).unwrap();
+    let proj = h.dir("proj");
+    wait("B-2 done", || status_in(&proj, "B-2") == "done");
+    wait("the old runtime to step aside", || {
+        events(&proj).iter().any(|e| {
+            e["event"] == "error"
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(&format!("(pid {new}) serves it now")))
+        })
+    });
+
+    // Its live run goes on to its end, then it exits by itself; the other serves on.
+    h.open_gate("A-1");
+    assert_eq!(h.exited(old), Some(0));
+    assert_eq!(h.starts("A-1"), 1);
+    assert_eq!(h.starts("B-2"), 1);
+    let (code, stderr) = run_to_end(h.sb.command(&["run", "proj/task-board.md"]));
+    assert_refused(code, &stderr, new);
+    assert_eq!(h.stop(new), Some(0));
 }
