@@ -96,6 +96,7 @@ fn benches(c: &mut Criterion) {
             .with_timezone(&chrono::Utc),
         stale_after: std::time::Duration::from_secs(7200),
         routes: Some(&routes),
+        longest_backoff: None,
     };
     for (n, text) in &boards {
         let board = Board::parse(text);

@@ -10,12 +10,18 @@
 //! to the next top-level heading of the same or a higher level. A heading that carries a
 //! `status` field but no valid ID is still reported as a task, with an [`IdProblem`], so that
 //! lint can flag it and the runtime can refuse it.
+//!
+//! [`conflict_markers`] finds the marker lines a git merge leaves in the text; what they mean
+//! for the board is for lint and the runtime to say.
 
 use std::ops::Range;
 
 use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag};
 
 use crate::status::{Status, StatusError, is_task_id};
+
+mod conflicts;
+pub use conflicts::{Marker, MarkerKind, conflict_markers, conflict_regions};
 
 /// A parsed board. Ranges are byte offsets into the text it was parsed from (BOM included).
 #[derive(Debug, Clone, PartialEq)]

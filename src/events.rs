@@ -155,6 +155,12 @@ pub enum EventKind {
         status: String,
         replaced: String,
     },
+    /// An attempt's ending could not be written yet; it is kept and written once it can be.
+    EndingKept {
+        attempt: u32,
+        wanted: String,
+        reason: String,
+    },
     ConfigReloaded {
         #[serde(skip_serializing_if = "Option::is_none", default)]
         path: Option<String>,
@@ -235,6 +241,7 @@ impl EventKind {
             EventKind::Writeback { .. } => "writeback",
             EventKind::WritebackConflict { .. } => "writeback_conflict",
             EventKind::StatusReasserted { .. } => "status_reasserted",
+            EventKind::EndingKept { .. } => "ending_kept",
             EventKind::ConfigReloaded { .. } => "config_reloaded",
             EventKind::RetryRequested { .. } => "retry_requested",
             EventKind::BudgetExhausted { .. } => "budget_exhausted",

@@ -1,9 +1,9 @@
 //! Board health checks: findings with stable codes, positions and a sentence that says what to do.
 //!
 //! Owns judging a parsed board. It is pure: text and a [`Board`] in, findings out; the clock,
-//! the staleness threshold and the configured routes are parameters ([`LintContext`]). It never
-//! reads files, never changes text (that is `writeback`) and never parses Markdown itself (that
-//! is `board`).
+//! the staleness threshold, the longest retry wait and the configured routes are parameters
+//! ([`LintContext`]). It never reads files, never changes text (that is `writeback`) and never
+//! parses Markdown itself (that is `board`, which also finds conflict markers).
 //!
 //! | code                | severity | what it means                                              |
 //! |---------------------|----------|------------------------------------------------------------|
@@ -20,6 +20,8 @@
 //! | `stale-claim`       | warning  | a claim older than `stale_after`                           |
 //! | `unknown-route`     | error    | a ready or blocked task whose route has no executor        |
 //! | `duplicate-field`   | warning  | the same key twice in one task's fields (the first wins)   |
+//! | `conflict-markers`  | error    | unresolved git conflict markers (see [`conflict_markers`]) |
+//! | `retry-far-future`  | warning  | a retry time further ahead than the longest backoff        |
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
@@ -27,7 +29,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::board::{Board, IdProblem, Task};
+use crate::board::{Board, IdProblem, Task, conflict_markers, conflict_regions};
+use crate::plan;
 use crate::status::Status;
 
 /// How far ahead of the clock a claim time may be before it is an anomaly.
@@ -67,6 +70,9 @@ pub struct LintContext<'a> {
     pub stale_after: Duration,
     /// The configured executor routes; `None` means routes are not checked.
     pub routes: Option<&'a BTreeSet<String>>,
+    /// The longest wait the runtime gives a retry ([`plan::longest_backoff`]); `None` means
+    /// retry times are not checked.
+    pub longest_backoff: Option<Duration>,
 }
 
 /// Every finding on the board, sorted by line, column and code.
@@ -83,6 +89,7 @@ pub fn lint(text: &str, board: &Board, ctx: &LintContext) -> Vec<Finding> {
         l.status_checks(task, &first_by_id, ctx);
     }
     l.cycles(&first_by_id);
+    l.conflicts();
     let mut findings = l.findings;
     findings.sort_by(|a, b| {
         (a.line, a.column, a.code, &a.message).cmp(&(b.line, b.column, b.code, &b.message))
@@ -396,6 +403,29 @@ impl Linter<'_> {
                     );
                 }
             }
+            Status::RetryAt(at) => {
+                if let Some(longest) = ctx.longest_backoff
+                    && plan::retry_out_of_reach(at.at, ctx.now, longest)
+                {
+                    let ahead = at
+                        .at
+                        .signed_duration_since(ctx.now)
+                        .to_std()
+                        .unwrap_or_default();
+                    self.push(
+                        "retry-far-future",
+                        Severity::Warning,
+                        start + "blocked:retry:".len(),
+                        task,
+                        format!(
+                            "task `{id}` waits for a retry at {at}, {} ahead of the clock ({}), longer than the runtime ever waits ({}, the backoff after the last attempt); the clock was ahead when it was written, so the runtime retries it now",
+                            human_duration(ahead),
+                            ctx.now.format("%Y-%m-%dT%H:%M:%SZ"),
+                            human_duration(longest)
+                        ),
+                    );
+                }
+            }
             _ => {}
         }
         if let Some(routes) = ctx.routes
@@ -436,6 +466,30 @@ impl Linter<'_> {
                 );
             }
         }
+    }
+
+    /// One finding for all of the board's unresolved git conflict markers, at the first one.
+    fn conflicts(&mut self) {
+        let markers = conflict_markers(self.text);
+        let Some(first) = markers.first() else {
+            return;
+        };
+        let regions = conflict_regions(&markers);
+        let (what, them) = if regions == 1 {
+            ("1 unresolved git conflict".to_string(), "it is")
+        } else {
+            (format!("{regions} unresolved git conflicts"), "they are")
+        };
+        self.findings.push(Finding {
+            code: "conflict-markers",
+            severity: Severity::Error,
+            line: first.line,
+            column: first.column,
+            task: None,
+            message: format!(
+                "the board has {what} (`<<<<<<<`, `=======`, `>>>>>>>` lines from a merge); nothing on it runs and nothing is written until {them} resolved: keep the lines you want, delete the marker lines and save"
+            ),
+        });
     }
 
     /// One finding per strongly connected knot of `blocked:task:` edges.
@@ -589,6 +643,7 @@ mod tests {
             now: now(),
             stale_after: Duration::from_secs(2 * 3600),
             routes,
+            longest_backoff: None,
         };
         lint(text, &Board::parse(text), &ctx)
     }
@@ -700,6 +755,63 @@ mod tests {
         );
         assert!(f[0].message.contains("2h ahead"), "{}", f[0].message);
         assert!(f[1].message.contains("3h12m ago"), "{}", f[1].message);
+    }
+
+    #[test]
+    fn retry_times_beyond_the_longest_backoff() {
+        // Longest backoff 1h: up to 17:05 (with the 5 minutes of slack) is a wait it may write.
+        let text = "## A-1\n- status: blocked:retry:2027-04-20T16:00Z\n## B-1\n- status: blocked:retry:2026-04-20T17:05Z\n## C-1\n- status: blocked:retry:2026-04-20T17:06Z\n## D-1\n- status: blocked:retry:2026-04-20T15:00Z\n";
+        assert_eq!(run(text, None), vec![], "not checked without a backoff");
+        let ctx = LintContext {
+            now: now(),
+            stale_after: Duration::from_secs(2 * 3600),
+            routes: None,
+            longest_backoff: Some(Duration::from_secs(3600)),
+        };
+        let f = lint(text, &Board::parse(text), &ctx);
+        assert_eq!(
+            codes(&f),
+            [("retry-far-future", 2, 25), ("retry-far-future", 6, 25)]
+        );
+        assert!(f.iter().all(|f| f.severity == Severity::Warning));
+        assert!(f[0].message.contains("365d ahead"), "{}", f[0].message);
+        assert!(
+            f[0].message.contains("(1h, the backoff"),
+            "{}",
+            f[0].message
+        );
+        assert_eq!(f[1].task.as_deref(), Some("C-1"));
+    }
+
+    #[test]
+    fn conflict_markers_are_one_error_at_the_first_marker() {
+        let cases: &[(&str, Option<(usize, &str)>)] = &[
+            (
+                "## A-1\n- status: ready\n<<<<<<< HEAD\n## B-1\n- status: ready\n=======\n## C-1\n- status: ready\n>>>>>>> other\n",
+                Some((3, "1 unresolved git conflict (")),
+            ),
+            (
+                "\u{FEFF}<<<<<<< a\r\n=======\r\n>>>>>>> b\r\n<<<<<<< a\r\n=======\r\n>>>>>>> b\r\n",
+                Some((1, "2 unresolved git conflicts")),
+            ),
+            ("# B\n\n```\n<<<<<<< a\n=======\n>>>>>>> b\n```\n", None),
+            ("Title\n=======\n", None),
+        ];
+        for (text, want) in cases {
+            let f: Vec<Finding> = run(text, None)
+                .into_iter()
+                .filter(|f| f.code == "conflict-markers")
+                .collect();
+            match want {
+                None => assert_eq!(f, vec![], "{text:?}"),
+                Some((line, says)) => {
+                    assert_eq!(codes(&f), [("conflict-markers", *line, 1)], "{text:?}");
+                    assert_eq!(f[0].severity, Severity::Error);
+                    assert_eq!(f[0].task, None);
+                    assert!(f[0].message.contains(says), "{}", f[0].message);
+                }
+            }
+        }
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //! - A claim needs a lock; a `running` task whose lock owner is dead is reset (counted as an
 //!   attempt); a lock-less `running` task (an outside agent) is respected until `stale_after`; a
 //!   claim time in the future is reported (lint) and never touched.
+//! - A retry time further ahead than the runtime ever writes one (the longest backoff plus
+//!   [`CLOCK_SLACK`]) was written by a clock that ran ahead: it is reported (lint) and due now.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -87,6 +89,9 @@ pub struct Inputs<'a> {
     /// Tasks with a live run supervised by this runtime.
     pub active: &'a BTreeSet<String>,
     pub memory: &'a BTreeMap<String, TaskMemory>,
+    /// Tasks whose attempt has ended and whose ending is on its way to the board (this runtime's
+    /// or one it adopted from a runtime that stopped): the ending decides them, not this plan.
+    pub settling: &'a BTreeSet<String>,
     /// How many more runs may start now (0 while stopping).
     pub capacity: usize,
     /// Reported spend per route on `now`'s UTC day.
@@ -186,6 +191,15 @@ pub fn plan(inp: &Inputs) -> Plan {
         let memory = inp.memory.get(id);
         let ours = inp.active.contains(id);
         let lock = inp.locks.get(id);
+        if let (true, Status::RetryAt(at)) = (inp.settling.contains(id), status) {
+            // The ending being written is a retry wait: a pass is due when it falls due.
+            plan.wake(at.at);
+        }
+        if inp.settling.contains(id) || lock == Some(&LockView::Live) {
+            // An ending on its way decides this task; a task another live runtime holds is that
+            // runtime's to decide (it shares this memory and sees the same board).
+            continue;
+        }
 
         // Is this status the runtime's own, a stale buffer, or a person's decision?
         // A claim in our agent's name is never a person's decision: it is one of our runs whose
@@ -198,10 +212,13 @@ pub fn plan(inp: &Inputs) -> Plan {
                 let written = Status::parse(&ep.written).ok();
                 // Our `running` is only ours to put back while our run is live: a claim from a
                 // run that is gone (a crash lost the write of its ending) would have no owner.
+                // A token only the runtime writes (a retry wait, a claim in its name) coming back
+                // is always a stale buffer, whatever the runtime wrote since: no person decides
+                // by typing one.
                 let reassertable = written.as_ref().is_some_and(|w| match w {
                     Status::Running { .. } => ours,
                     Status::Done | Status::Ready | Status::RetryAt(_) => true,
-                    _ => false,
+                    _ => runtime_only(status, &inp.policy.agent),
                 });
                 if reassertable && ep.replaced.contains(&current) {
                     if let Some(ours_status) = written {
@@ -291,8 +308,10 @@ pub fn plan(inp: &Inputs) -> Plan {
                 }
             },
             Status::Ready | Status::RetryAt(_) => {
+                // A wait longer than the runtime ever writes is a clock that ran ahead: due now.
                 if let Status::RetryAt(at) = status
                     && at.at > inp.now
+                    && !retry_out_of_reach(at.at, inp.now, longest_backoff(inp.policy))
                 {
                     plan.wake(at.at);
                     continue;
@@ -382,6 +401,46 @@ pub fn plan(inp: &Inputs) -> Plan {
     plan
 }
 
+/// What the runtime remembers of a task once a person decided its status: no attempts, and, so
+/// that a stale buffer cannot undo the decision, the runtime-only tokens of the episode before it
+/// (a claim, a retry wait) and its `ready`: one of those coming back is put back to the person's
+/// status, as it would be to a status the runtime wrote (`ready` only where the rules re-assert
+/// over `ready`: after `done`, not after a status that asks the person to act).
+pub fn memory_after_decision(
+    before: Option<&TaskMemory>,
+    decision: &Status,
+    agent: &str,
+) -> Option<TaskMemory> {
+    let ep = before?.episode.as_ref()?;
+    let tokens: Vec<String> = ep
+        .replaced
+        .iter()
+        .chain(std::iter::once(&ep.written))
+        .filter(|s| {
+            Status::parse(s).is_ok_and(|st| st == Status::Ready || runtime_only(&st, agent))
+        })
+        .filter(|s| **s != decision.to_string())
+        .cloned()
+        .collect();
+    (!tokens.is_empty()).then(|| TaskMemory {
+        attempts: 0,
+        episode: Some(Episode {
+            written: decision.to_string(),
+            replaced: tokens,
+        }),
+    })
+}
+
+/// Whether `status` is a token only the runtime writes: a retry wait, or a claim in the runtime's
+/// agent name (its work or its review).
+pub fn runtime_only(status: &Status, agent: &str) -> bool {
+    match status {
+        Status::RetryAt(_) => true,
+        Status::Running { agent: a, .. } => *a == agent || *a == review_agent(agent),
+        _ => false,
+    }
+}
+
 fn reset_stale(
     policy: &Policy,
     id: &str,
@@ -457,7 +516,8 @@ pub struct Settlement {
     pub note: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SettlementKind {
     /// Done, or a status the executor chose (blocked on a person, failed by its own word).
     Finished,
@@ -473,6 +533,79 @@ pub enum SettlementKind {
     Cancelled,
     /// Stopped because the runtime is stopping; back to ready, not counted.
     Interrupted,
+}
+
+/// An attempt's ending that the runtime decided and has not seen land on the board yet. It is
+/// kept (in memory and in the state file) until it lands or a person's decision supersedes it:
+/// an ending is never dropped, so a finished task never runs again for want of its status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingEnding {
+    pub attempt: u32,
+    /// The claim the ending replaces (printed form).
+    pub claim: String,
+    /// The status to write (printed form).
+    pub write: String,
+    pub settlement: SettlementKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// What to do with a pending ending, given the board as it is now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Landing {
+    /// The board already shows it.
+    Landed,
+    /// Write it over this status: the claim, or a stale buffer's copy of a status the runtime
+    /// itself replaced (a person does not decide by saving an old buffer).
+    Write { over: Status },
+    /// The task cannot be written now (not on the board, its ID duplicated, no usable status):
+    /// keep the ending and try again after the next save.
+    Wait { reason: String },
+    /// A person set another status: theirs stands and the ending gives way.
+    Superseded { found: String },
+}
+
+/// How `ending` meets task `id` on `board`. `episode` is the runtime's memory of the task before
+/// the ending (what its writes replaced); `agent` names the runtime's claims.
+pub fn landing(
+    board: &Board,
+    id: &str,
+    ending: &PendingEnding,
+    episode: Option<&Episode>,
+    agent: &str,
+) -> Landing {
+    let mut found = board.tasks.iter().filter(|t| t.id == id);
+    let (Some(task), None) = (found.next(), found.next()) else {
+        let reason = if board.tasks.iter().any(|t| t.id == id) {
+            "more than one task has this ID"
+        } else {
+            "the task is not on the board"
+        };
+        return Landing::Wait {
+            reason: reason.into(),
+        };
+    };
+    let Some(field) = task.status.as_ref().filter(|_| task.id_problem.is_none()) else {
+        return Landing::Wait {
+            reason: "the task has no usable status field".into(),
+        };
+    };
+    let Ok(current) = &field.parsed else {
+        return Landing::Wait {
+            reason: format!("its status `{}` does not parse", field.raw),
+        };
+    };
+    let printed = current.to_string();
+    if printed == ending.write {
+        return Landing::Landed;
+    }
+    let replaced = episode.is_some_and(|ep| ep.replaced.contains(&printed));
+    if printed == ending.claim || replaced || runtime_only(current, agent) {
+        return Landing::Write {
+            over: current.clone(),
+        };
+    }
+    Landing::Superseded { found: printed }
 }
 
 /// Parses an executor's result file. `ready` is allowed only from a review (a bounce).
@@ -646,6 +779,31 @@ pub fn backoff(base: Duration, attempt: u32) -> TimeDelta {
     TimeDelta::from_std(d).unwrap_or(TimeDelta::days(30))
 }
 
+/// The longest wait the runtime ever writes into `blocked:retry:<time>`: the backoff after the
+/// last attempt allowed (a bound: that attempt's failure writes `failed:…` instead).
+pub fn longest_backoff(policy: &Policy) -> Duration {
+    longest_backoff_for(policy.retry_backoff, policy.max_attempts)
+}
+
+/// [`longest_backoff`] from the two settings it depends on.
+pub fn longest_backoff_for(retry_backoff: Duration, max_attempts: u32) -> Duration {
+    backoff(retry_backoff, max_attempts)
+        .to_std()
+        .unwrap_or(Duration::ZERO)
+}
+
+/// Whether a retry time lies further ahead than the runtime ever writes one: more than
+/// `longest` (see [`longest_backoff`]) plus [`CLOCK_SLACK`] after `now`. Such a time was written
+/// by a clock that ran ahead and has been set back since (or typed with a wrong date); it
+/// cannot have been meant to wait that long, so the retry is due now rather than in a year.
+pub fn retry_out_of_reach(at: DateTime<Utc>, now: DateTime<Utc>, longest: Duration) -> bool {
+    let reach = TimeDelta::from_std(longest)
+        .ok()
+        .and_then(|d| d.checked_add(&CLOCK_SLACK))
+        .and_then(|d| now.checked_add_signed(d));
+    reach.is_some_and(|limit| at > limit)
+}
+
 /// A short human duration: `45s`, `12m`, `3h12m`, `2d4h`.
 pub fn human(d: TimeDelta) -> String {
     let s = d.num_seconds().max(0);
@@ -683,6 +841,7 @@ mod tests {
         locks: BTreeMap<String, LockView>,
         active: BTreeSet<String>,
         memory: BTreeMap<String, TaskMemory>,
+        settling: BTreeSet<String>,
         capacity: usize,
         spent: BTreeMap<String, f64>,
     }
@@ -692,6 +851,7 @@ mod tests {
                 locks: BTreeMap::new(),
                 active: BTreeSet::new(),
                 memory: BTreeMap::new(),
+                settling: BTreeSet::new(),
                 capacity: 8,
                 spent: BTreeMap::new(),
             }
@@ -714,6 +874,7 @@ mod tests {
             locks: &w.locks,
             active: &w.active,
             memory: &w.memory,
+            settling: &w.settling,
             capacity: w.capacity,
             spent_today: &w.spent,
         })
@@ -772,6 +933,7 @@ mod tests {
             locks: &w.locks,
             active: &w.active,
             memory: &w.memory,
+            settling: &w.settling,
             capacity: 8,
             spent_today: &w.spent,
         });
@@ -1170,6 +1332,7 @@ mod tests {
                 locks: &w.locks,
                 active: &w.active,
                 memory: &w.memory,
+                settling: &w.settling,
                 capacity: 8,
                 spent_today: spent,
             })
@@ -1276,11 +1439,240 @@ mod tests {
     }
 
     #[test]
+    fn a_retry_beyond_the_longest_backoff_is_a_clock_anomaly_and_due_now() {
+        // Longest backoff with 30s and 3 attempts: 120s; plus the 5 minutes of slack.
+        let p = run(
+            &[
+                ("A-1", "blocked:retry:2027-04-20T16:00:00Z"),
+                ("B-1", "blocked:retry:2026-04-20T16:07:00Z"),
+                ("C-1", "blocked:retry:2026-04-20T16:07:01Z"),
+            ],
+            &World::default(),
+        );
+        assert_eq!(dispatched(&p), vec![("A-1".into(), 1), ("C-1".into(), 1)]);
+        assert_eq!(p.wake_at, Some(t("2026-04-20T16:07:00Z")));
+        assert_eq!(longest_backoff(&policy()), Duration::from_secs(120));
+        let now = t(NOW);
+        let longest = Duration::from_secs(120);
+        for (at, out) in [
+            ("2026-04-20T16:07:00Z", false),
+            ("2026-04-20T16:07:01Z", true),
+            ("2026-04-20T15:00:00Z", false),
+            ("9999-12-31T23:59:59Z", true),
+        ] {
+            assert_eq!(retry_out_of_reach(t(at), now, longest), out, "{at}");
+        }
+        assert!(!retry_out_of_reach(now, now, Duration::MAX));
+    }
+
+    #[test]
     fn backoff_doubles_and_is_capped() {
         let b = Duration::from_secs(30);
         assert_eq!(backoff(b, 1), TimeDelta::seconds(30));
         assert_eq!(backoff(b, 3), TimeDelta::seconds(120));
         assert_eq!(backoff(b, 400), TimeDelta::days(30));
         assert_eq!(human(TimeDelta::seconds(3 * 3600 + 12 * 60)), "3h12m");
+    }
+
+    #[test]
+    fn a_runtime_only_token_coming_back_is_stale_whatever_the_runtime_wrote_since() {
+        // The runtime dead-lettered the task; a buffer from before still shows the retry wait
+        // (or the claim of the last attempt). No person writes those tokens: it is a stale
+        // buffer, and the dead letter stands.
+        let mut w = World::default();
+        let replaced = [
+            "ready",
+            "running:tb:2026-04-20T15:00:00Z",
+            "blocked:retry:2026-04-20T15:01:00Z",
+            "running:tb:2026-04-20T15:02:00Z",
+        ];
+        w.memory
+            .insert("A-1".into(), episode("failed:exhausted_retries", &replaced));
+        w.memory
+            .insert("B-1".into(), episode("failed:exhausted_retries", &replaced));
+        // The person's own `ready` after a failure is a decision: fresh attempts.
+        w.memory
+            .insert("C-1".into(), episode("failed:exhausted_retries", &replaced));
+        let p = run(
+            &[
+                ("A-1", "blocked:retry:2026-04-20T15:01:00Z"),
+                ("B-1", "running:tb:2026-04-20T15:02:00Z"),
+                ("C-1", "ready"),
+            ],
+            &w,
+        );
+        assert_eq!(
+            &p.steps[..2],
+            &[
+                Step::Reassert {
+                    id: "A-1".into(),
+                    found: st("blocked:retry:2026-04-20T15:01:00Z"),
+                    ours: st("failed:exhausted_retries"),
+                },
+                Step::Reassert {
+                    id: "B-1".into(),
+                    found: st("running:tb:2026-04-20T15:02:00Z"),
+                    ours: st("failed:exhausted_retries"),
+                },
+            ]
+        );
+        assert!(
+            matches!(
+                &p.steps[2..],
+                [Step::Forget { .. }, Step::Dispatch { attempt: 1, .. }]
+            ),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn a_task_with_an_ending_on_its_way_is_left_to_the_ending() {
+        let mut w = World::default();
+        w.memory.insert(
+            "A-1".into(),
+            episode("done", &["ready", "running:tb:2026-04-20T15:00:00Z"]),
+        );
+        w.settling.insert("A-1".into());
+        w.locks.insert("A-1".into(), LockView::Ours);
+        // Whatever the board shows meanwhile (here a stale `ready`), no second run starts.
+        let p = run(&[("A-1", "ready")], &w);
+        assert_eq!(p.steps, vec![]);
+    }
+
+    #[test]
+    fn a_task_held_by_another_live_runtime_is_that_runtimes_to_decide() {
+        // A `once` beside this `run` claimed the task; a stale buffer shows `ready`. This
+        // runtime neither forgets the other's episode nor runs the task.
+        let mut w = World::default();
+        w.memory.insert(
+            "A-1".into(),
+            episode("running:tb:2026-04-20T15:00:00Z", &["ready"]),
+        );
+        w.locks.insert("A-1".into(), LockView::Live);
+        let p = run(&[("A-1", "ready")], &w);
+        assert_eq!(p.steps, vec![]);
+    }
+
+    fn ending(write: &str) -> PendingEnding {
+        PendingEnding {
+            attempt: 1,
+            claim: "running:tb:2026-04-20T15:00:00Z".into(),
+            write: write.into(),
+            settlement: SettlementKind::Finished,
+            note: None,
+        }
+    }
+
+    #[test]
+    fn an_ending_lands_over_its_claim_or_a_stale_copy_and_gives_way_only_to_a_decision() {
+        let ep = Episode {
+            written: "running:tb:2026-04-20T15:00:00Z".into(),
+            replaced: vec!["ready".into()],
+        };
+        let cases: &[(&str, &str, Landing)] = &[
+            // (board text, ending, what happens)
+            (
+                "## A-1\n- status: running:tb:2026-04-20T15:00:00Z\n",
+                "done",
+                Landing::Write {
+                    over: st("running:tb:2026-04-20T15:00:00Z"),
+                },
+            ),
+            // A stale buffer put `ready` back just before the run ended.
+            (
+                "## A-1\n- status: ready\n",
+                "done",
+                Landing::Write { over: st("ready") },
+            ),
+            // An older claim of ours from a stale buffer.
+            (
+                "## A-1\n- status: running:tb:2026-04-20T14:00:00Z\n",
+                "blocked:retry:2026-04-20T15:01:00Z",
+                Landing::Write {
+                    over: st("running:tb:2026-04-20T14:00:00Z"),
+                },
+            ),
+            ("## A-1\n- status: done\n", "done", Landing::Landed),
+            (
+                "## A-1\n- status: blocked:me:later\n",
+                "done",
+                Landing::Superseded {
+                    found: "blocked:me:later".into(),
+                },
+            ),
+            (
+                "## A-1\n- status: done\n",
+                "blocked:retry:2026-04-20T15:01:00Z",
+                Landing::Superseded {
+                    found: "done".into(),
+                },
+            ),
+            // Switched to a branch without the task, a pasted copy, a half-typed status.
+            (
+                "## B-1\n- status: ready\n",
+                "done",
+                Landing::Wait {
+                    reason: "the task is not on the board".into(),
+                },
+            ),
+            (
+                "## A-1\n- status: running:tb:2026-04-20T15:00:00Z\n## A-1\n- status: running:tb:2026-04-20T15:00:00Z\n",
+                "done",
+                Landing::Wait {
+                    reason: "more than one task has this ID".into(),
+                },
+            ),
+            (
+                "## A-1\n- status: runn\n",
+                "done",
+                Landing::Wait {
+                    reason: "its status `runn` does not parse".into(),
+                },
+            ),
+        ];
+        for (text, write, want) in cases {
+            let b = Board::parse(text);
+            let got = landing(&b, "A-1", &ending(write), Some(&ep), "tb");
+            assert_eq!(&got, want, "{text:?} with {write}");
+        }
+    }
+
+    #[test]
+    fn a_stale_claim_after_a_persons_decision_puts_the_decision_back() {
+        // The person stopped a run by a decision; a stale buffer then brings back the claim of
+        // that run. The claim is over: the person's decision is put back, nothing runs.
+        let before = episode(
+            "done",
+            &[
+                "ready",
+                "running:tb:2026-04-20T15:00:00Z",
+                "blocked:retry:2026-04-20T15:01:00Z",
+            ],
+        );
+        let decision = st("failed:person-gave-up");
+        let mem = memory_after_decision(Some(&before), &decision, "tb").unwrap();
+        assert_eq!(mem.attempts, 0);
+        let mut w = World::default();
+        w.memory.insert("A-1".into(), mem);
+        let p = run(&[("A-1", "running:tb:2026-04-20T15:00:00Z")], &w);
+        assert_eq!(
+            p.steps,
+            vec![Step::Reassert {
+                id: "A-1".into(),
+                found: st("running:tb:2026-04-20T15:00:00Z"),
+                ours: decision.clone(),
+            }]
+        );
+        // The person's own `ready` later is a decision again.
+        let p = run(&[("A-1", "ready")], &w);
+        assert!(
+            matches!(
+                &p.steps[..],
+                [Step::Forget { .. }, Step::Dispatch { attempt: 1, .. }]
+            ),
+            "{p:?}"
+        );
+        // Nothing to carry: nothing remembered.
+        assert_eq!(memory_after_decision(None, &decision, "tb"), None);
     }
 }

@@ -28,13 +28,15 @@ use crate::lint;
 use crate::lock::{self, LockState, Locks, Owner};
 use crate::packet;
 use crate::plan::{
-    self, Ending, Episode, LockView, Phase, Policy, ResultFile, SettlementKind, Step,
+    self, Ending, Episode, Landing, LockView, PendingEnding, Phase, Policy, ResultFile,
+    SettlementKind, Step,
 };
 use crate::state::{AttemptRecord, Store};
 use crate::status::Status;
 use crate::watch::WatchSignal;
 use crate::writeback::{self, Change, Refusal};
 
+mod conflicts;
 mod home;
 
 /// A lock folder without an owner record younger than this may still be mid-claim.
@@ -119,9 +121,9 @@ enum After {
         route: String,
         attempt: u32,
     },
+    /// An attempt's ending (kept in the task's record until it lands).
     Settled {
-        settlement: plan::Settlement,
-        attempt: u32,
+        ending: PendingEnding,
     },
 }
 
@@ -166,8 +168,10 @@ pub struct Runtime {
     last_findings: BTreeSet<(String, Option<String>, String)>,
     wake_at: Option<DateTime<Utc>>,
     board_missing_reported: bool,
-    /// Settlements that could not be written yet (the board was unreadable).
-    deferred: Vec<Pending>,
+    /// The reason last reported for each ending that waits (reported again when it changes).
+    kept_reported: BTreeMap<String, String>,
+    /// A failure to save the state was reported and no save succeeded since.
+    state_error_reported: bool,
     /// When to try a failed write again, and the wait before that try.
     retry_at: Option<Instant>,
     retry_wait: Duration,
@@ -256,7 +260,8 @@ impl Runtime {
             last_findings: BTreeSet::new(),
             wake_at: None,
             board_missing_reported: false,
-            deferred: Vec::new(),
+            kept_reported: BTreeMap::new(),
+            state_error_reported: false,
             retry_at: None,
             retry_wait: Duration::ZERO,
             tx,
@@ -358,7 +363,7 @@ impl Runtime {
         if let Err(e) = self.locks.sweep_debris() {
             tracing::warn!("cannot clear leftover lock folders: {e}");
         }
-        self.pass(false, true, Vec::new());
+        self.pass(false, true);
         let mut next_rescan = Instant::now() + self.config.runtime.rescan_every;
         let mut stop_reason = String::from("finished");
         loop {
@@ -395,7 +400,7 @@ impl Runtime {
             }
             let mut touched = false;
             let mut timer = msgs.is_empty() || self.dirty;
-            let mut pending = Vec::new();
+            let mut ended = false;
             self.check_home(&msgs);
             for msg in msgs {
                 match msg {
@@ -409,7 +414,7 @@ impl Runtime {
                         id,
                         attempt,
                         finished,
-                    } => pending.extend(self.settle(&id, attempt, finished)),
+                    } => ended |= self.settle(&id, attempt, finished),
                     Msg::Signal(sig) => match sig {
                         signal_hook::consts::SIGHUP => self.reload(),
                         _ => {
@@ -428,15 +433,14 @@ impl Runtime {
             }
             // Decided after the messages: a reload among them asks for a pass too, and that ask
             // must not be lost to the watcher's echo of our own last write in the same batch.
-            let forced = timer || self.dirty;
-            if touched || forced || !pending.is_empty() {
+            let forced = timer || self.dirty || ended;
+            if touched || forced {
                 self.dirty = false;
-                self.pass(touched, forced, pending);
+                self.pass(touched, forced);
             }
         }
-        if let Err(e) = self.store.save() {
-            tracing::error!("cannot save runtime state: {e}");
-        }
+        self.keep_endings_for_next_start();
+        self.save_state();
         self.emit(
             None,
             EventKind::RuntimeStopped {
@@ -522,16 +526,19 @@ impl Runtime {
     /// One pass: read, lint, plan, lock, write back, spawn.
     /// `touched`: the watcher saw the board change; `forced`: a timer, a rescan or the runtime
     /// itself asks for a pass whatever the board's content.
-    fn pass(&mut self, touched: bool, forced: bool, mut pending: Vec<Pending>) {
+    fn pass(&mut self, touched: bool, forced: bool) {
         let started = Instant::now();
-        pending.splice(0..0, std::mem::take(&mut self.deferred));
         self.retry_at = None;
         let Some(snap) = self.read(touched) else {
-            // The board cannot be read: endings wait in memory for the next readable save.
-            self.requeue(pending);
+            // The board cannot be read: endings wait in their records for the next readable save.
+            self.requeue(Vec::new());
             return;
         };
-        if touched && !forced && pending.is_empty() && Some(snap.hash) == self.last_hash {
+        if self.held_by_conflict(&snap) {
+            return;
+        }
+        let endings_wait = self.store.tasks.values().any(|r| r.ending.is_some());
+        if touched && !forced && !endings_wait && Some(snap.hash) == self.last_hash {
             // Our own write, or a save that changed nothing. A forced pass never stops here: the
             // watcher's echo of the write that made a task ready must not swallow the pass
             // that runs it.
@@ -552,29 +559,36 @@ impl Runtime {
         }
         self.last_hash = Some(snap.hash);
         let now = self.now();
+        // What other taskboard processes serving this board learnt since the last pass.
+        self.store.refresh();
+        self.consume_requests();
+        let on_disk = Board::parse(&snap.text);
+        let (mut locks, lock_wake) = self.lock_view(now);
+        let (mut pending, settling, reviews) =
+            self.gather_endings(&on_disk, &snap.text, &mut locks, now);
         // Plan over the board as it will be once the endings in hand are written, so that a
         // finished task's dependents are promoted in the same write.
-        let text = if pending.is_empty() {
-            snap.text
+        let (text, board) = if pending.is_empty() {
+            (snap.text, on_disk)
         } else {
-            let on_disk = Board::parse(&snap.text);
             let changes: Vec<Change> = pending.iter().map(|p| p.change.clone()).collect();
-            writeback::apply(&snap.text, &on_disk, &changes).text
+            let text = writeback::apply(&snap.text, &on_disk, &changes).text;
+            let board = Board::parse(&text);
+            (text, board)
         };
-        let board = Board::parse(&text);
         self.report_findings(&text, &board, now);
-        self.consume_requests();
         self.store.note_presence(|id| board.task(id).is_some(), now);
 
-        let (locks, lock_wake) = self.lock_view(now);
         let locks = self.defer_to_serving_run(locks, &board);
+        // Runs of other taskboard processes on this board count against the same limit.
+        let others_running = locks.values().filter(|v| **v == LockView::Live).count();
         let capacity = if self.stopping || (self.mode == Mode::Once && self.passes > 0) {
             0
         } else {
             self.config
                 .runtime
                 .max_parallel
-                .saturating_sub(self.active.len())
+                .saturating_sub(self.active.len() + others_running)
         };
         let active: BTreeSet<String> = self.active.keys().cloned().collect();
         // The memory as it will be once the pending changes land, matching the planned text.
@@ -592,6 +606,7 @@ impl Runtime {
             locks: &locks,
             active: &active,
             memory: &memory,
+            settling: &settling,
             capacity,
             spent_today: &spent_today,
         });
@@ -666,7 +681,14 @@ impl Runtime {
                     },
                     after: After::Reasserted,
                 }),
-                Step::Forget { id, .. } => self.store.forget(&id),
+                Step::Forget { id, status } => {
+                    let agent = &self.config.runtime.agent;
+                    let kept = plan::memory_after_decision(memory.get(&id), &status, agent);
+                    self.store.forget(&id);
+                    if let Some(kept) = kept {
+                        self.store.record_mut(&id).memory = kept;
+                    }
+                }
                 Step::BudgetHeld {
                     route,
                     spent,
@@ -701,10 +723,8 @@ impl Runtime {
                 }
             }
         }
-        let dispatched = self.write(pending, snap.hash);
-        if let Err(e) = self.store.save() {
-            self.error(None, "state", format!("cannot save runtime state: {e}"));
-        }
+        let dispatched = reviews + self.write(pending, snap.hash);
+        self.save_state();
         self.passes += 1;
         self.emit(
             None,
@@ -721,17 +741,192 @@ impl Runtime {
     /// write (an unreadable board, a full disk) is most likely still there, and an immediate
     /// pass would fail again, back to back, for as long as it lasts.
     fn requeue(&mut self, pending: Vec<Pending>) {
-        if !pending.is_empty() {
-            self.retry_wait = (self.retry_wait * 2).clamp(RETRY_WRITE_MIN, RETRY_WRITE_MAX);
-            self.retry_at = Some(Instant::now() + self.retry_wait);
-            // Keep settlements only; claims and promotions are re-planned from the board.
-            for p in pending {
-                if let After::Claimed { .. } = p.after {
-                    let _ = self.locks.release(&p.change.id, &self.instance);
-                } else if let After::Settled { .. } = p.after {
-                    self.deferred.push(p);
+        let endings_wait = self.store.tasks.values().any(|r| r.ending.is_some());
+        if pending.is_empty() && !endings_wait {
+            return;
+        }
+        self.retry_wait = (self.retry_wait * 2).clamp(RETRY_WRITE_MIN, RETRY_WRITE_MAX);
+        self.retry_at = Some(Instant::now() + self.retry_wait);
+        // Endings stay in their tasks' records; claims and promotions are re-planned from the
+        // board, so a claim's lock goes.
+        for p in pending {
+            if let After::Claimed { .. } = p.after {
+                let _ = self.locks.release(&p.change.id, &self.instance);
+            }
+        }
+    }
+
+    /// Merges this process's memory into the shared state file, under the board's write lock.
+    fn save_state(&mut self) {
+        let result = lock::WriteLock::acquire(&self.state_dir).and_then(|_guard| self.store.save());
+        self.note_state_save(result);
+    }
+
+    /// Reports a failure to save the state once until a save succeeds again (a full disk fails
+    /// every save; one line says so).
+    fn note_state_save(&mut self, result: std::io::Result<()>) {
+        match result {
+            Ok(()) => self.state_error_reported = false,
+            Err(e) if !self.state_error_reported => {
+                self.state_error_reported = true;
+                self.error(None, "state", format!("cannot save runtime state: {e}"));
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// The endings this runtime holds (its own, and those a stopped runtime left behind, which it
+    /// takes over with their locks), each turned into a change against the board as it is now.
+    /// Returns the changes to write, every task whose ending is still on its way (the planner
+    /// leaves those alone), and how many review runs started for endings already on the board.
+    fn gather_endings(
+        &mut self,
+        board: &Board,
+        text: &str,
+        locks: &mut BTreeMap<String, LockView>,
+        now: DateTime<Utc>,
+    ) -> (Vec<Pending>, BTreeSet<String>, usize) {
+        let mut pending = Vec::new();
+        let mut settling = BTreeSet::new();
+        let mut reviews = 0;
+        let ids: Vec<String> = self
+            .store
+            .tasks
+            .iter()
+            .filter(|(id, r)| r.ending.is_some() && !self.active.contains_key(*id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ids {
+            match locks.get(&id) {
+                Some(LockView::Ours) => {}
+                // Another live runtime's ending: it writes it.
+                Some(LockView::Live) => {
+                    settling.insert(id);
+                    continue;
+                }
+                Some(LockView::Stale(_)) | None => {
+                    if !self.adopt_ending(&id, now) {
+                        settling.insert(id);
+                        continue;
+                    }
+                    locks.insert(id.clone(), LockView::Ours);
                 }
             }
+            let rec = &self.store.tasks[&id];
+            let Some(ending) = rec.ending.clone() else {
+                continue;
+            };
+            let agent = &self.config.runtime.agent;
+            match plan::landing(board, &id, &ending, rec.memory.episode.as_ref(), agent) {
+                Landing::Landed => {
+                    self.kept_reported.remove(&id);
+                    if self.ending_landed(&id, ending, Some((board, text)), now) {
+                        reviews += 1;
+                    }
+                }
+                Landing::Write { over } => {
+                    let Ok(new) = Status::parse(&ending.write) else {
+                        continue;
+                    };
+                    settling.insert(id.clone());
+                    pending.push(Pending {
+                        change: Change {
+                            id,
+                            expected: over,
+                            new,
+                        },
+                        after: After::Settled { ending },
+                    });
+                }
+                Landing::Wait { reason } => {
+                    settling.insert(id.clone());
+                    if self.kept_reported.get(&id) != Some(&reason) {
+                        self.kept_reported.insert(id.clone(), reason.clone());
+                        self.emit(
+                            Some(&id),
+                            EventKind::EndingKept {
+                                attempt: ending.attempt,
+                                wanted: ending.write,
+                                reason,
+                            },
+                        );
+                    }
+                }
+                Landing::Superseded { found } => {
+                    // A person's decision: theirs stands, and the run it ends is over.
+                    self.kept_reported.remove(&id);
+                    self.emit(
+                        Some(&id),
+                        EventKind::WritebackConflict {
+                            expected: ending.claim,
+                            found,
+                            wanted: ending.write,
+                        },
+                    );
+                    self.store.record_mut(&id).ending = None;
+                    let _ = self.locks.release(&id, &self.instance);
+                }
+            }
+        }
+        (pending, settling, reviews)
+    }
+
+    /// Takes over an ending a stopped runtime left (its lock's owner is gone, or the lock folder
+    /// was removed): stops whatever that owner left running, then holds the lock as ours.
+    fn adopt_ending(&mut self, id: &str, now: DateTime<Utc>) -> bool {
+        if self.locks.read(id).is_some() && !self.break_lock(id) {
+            return false;
+        }
+        let owner = Owner::current(&self.instance, now);
+        match self.locks.try_acquire(id, &owner) {
+            Ok(Some(_)) => {
+                if let Some(ending) = self.store.tasks.get(id).and_then(|r| r.ending.clone()) {
+                    self.emit(
+                        Some(id),
+                        EventKind::EndingKept {
+                            attempt: ending.attempt,
+                            wanted: ending.write,
+                            reason: "left by a runtime that stopped; writing it now".into(),
+                        },
+                    );
+                }
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                self.error(
+                    Some(id),
+                    "lock",
+                    format!("cannot create the task's lock: {e}"),
+                );
+                false
+            }
+        }
+    }
+
+    /// On the way out: endings that could not be written stay in the state file with their
+    /// locks, and the next start writes them first.
+    fn keep_endings_for_next_start(&mut self) {
+        let kept: Vec<(String, PendingEnding)> = self
+            .store
+            .tasks
+            .iter()
+            .filter_map(|(id, r)| Some((id.clone(), r.ending.clone()?)))
+            .filter(|(id, _)| {
+                self.locks.read(id).is_some_and(
+                    |l| matches!(&l, LockState::Held(o) if o.instance == self.instance),
+                )
+            })
+            .collect();
+        for (id, ending) in kept {
+            self.emit(
+                Some(&id),
+                EventKind::EndingKept {
+                    attempt: ending.attempt,
+                    wanted: ending.write,
+                    reason: "the runtime is stopping; the next start writes it".into(),
+                },
+            );
         }
     }
 
@@ -745,6 +940,10 @@ impl Runtime {
                 now,
                 stale_after: self.config.runtime.stale_after,
                 routes: Some(&routes),
+                longest_backoff: Some(plan::longest_backoff_for(
+                    self.config.runtime.retry_backoff,
+                    self.config.runtime.max_attempts,
+                )),
             },
         );
         let mut seen = BTreeSet::new();
@@ -880,6 +1079,11 @@ impl Runtime {
             self.requeue(pending);
             return 0;
         };
+        if snap.hash != planned_hash && self.held_by_conflict(&snap) {
+            // A merge left conflict markers since the plan's read: write nothing into it.
+            self.requeue(pending);
+            return 0;
+        }
         if snap.hash != planned_hash {
             // A person saved between our read and this write: plan again afterwards.
             self.dirty = true;
@@ -887,6 +1091,16 @@ impl Runtime {
         let board = Board::parse(&snap.text);
         let changes: Vec<Change> = pending.iter().map(|p| p.change.clone()).collect();
         let outcome = writeback::apply(&snap.text, &board, &changes);
+        if outcome.changed()
+            && pending
+                .iter()
+                .any(|p| matches!(p.after, After::Settled { .. }))
+        {
+            // Endings are on record before the board shows them: a crash between the two leaves
+            // an ending the next start writes, never a finished task that looks unfinished.
+            let saved = self.store.save();
+            self.note_state_save(saved);
+        }
         if outcome.changed() {
             match fsio::replace_if_unchanged(&self.board, outcome.text.as_bytes(), &snap) {
                 Ok(true) => {}
@@ -929,8 +1143,8 @@ impl Runtime {
             .iter()
             .any(|p| match &p.after {
                 After::Claimed { .. } => true,
-                After::Settled { settlement, .. } => {
-                    matches!(settlement.kind, SettlementKind::ToReview { .. })
+                After::Settled { ending } => {
+                    matches!(ending.settlement, SettlementKind::ToReview { .. })
                 }
                 _ => false,
             })
@@ -939,6 +1153,12 @@ impl Runtime {
         let mut started = 0;
         for p in pending {
             let id = p.change.id.clone();
+            if let (Some(_), After::Settled { .. }) = (refused.get(&id), &p.after) {
+                // A save between the plan's read and this write changed the task: the ending
+                // stays in its record and meets the new board on the next pass.
+                self.dirty = true;
+                continue;
+            }
             if let Some(why) = refused.get(&id) {
                 self.emit(
                     Some(&id),
@@ -951,7 +1171,7 @@ impl Runtime {
                         wanted: p.change.new.to_string(),
                     },
                 );
-                if let After::Claimed { .. } | After::Settled { .. } = p.after {
+                if let After::Claimed { .. } = p.after {
                     let _ = self.locks.release(&id, &self.instance);
                 }
                 continue;
@@ -1009,62 +1229,81 @@ impl Runtime {
                         started += 1;
                     }
                 }
-                After::Settled {
-                    settlement,
-                    attempt,
-                } => {
-                    match settlement.kind {
-                        SettlementKind::Finished => {
-                            let rec = self.store.record_mut(&id);
-                            rec.memory.attempts = 0;
-                            rec.history.clear();
-                            rec.review_feedback = None;
-                        }
-                        SettlementKind::ToReview { route } => {
-                            // The task stays claimed: the lock passes to the review run.
-                            let board = written.as_ref().expect("parsed when a review is pending");
-                            let launch = Launch {
-                                id: id.clone(),
-                                route,
-                                attempt,
-                                running: p.change.new.clone(),
-                                phase: Phase::Review,
-                            };
-                            if self.spawn(launch, (board, &text), now) {
-                                started += 1;
-                            }
-                            continue;
-                        }
-                        SettlementKind::Bounced => {
-                            self.store.record_mut(&id).review_feedback = settlement.note.clone();
-                        }
-                        SettlementKind::Retry { at } => {
-                            self.emit(Some(&id), EventKind::TaskRetryScheduled { attempt, at });
-                        }
-                        SettlementKind::Exhausted => {
-                            self.deadletter(&id, "exhausted_retries", now);
-                            let rec = self.store.record_mut(&id);
-                            rec.memory.attempts = 0;
-                            rec.history.clear();
-                        }
-                        SettlementKind::Interrupted => {
-                            self.store.record_mut(&id).memory.attempts = attempt.saturating_sub(1);
-                            self.emit(Some(&id), EventKind::TaskInterrupted { attempt });
-                        }
-                        SettlementKind::Cancelled => {}
+                After::Settled { ending } => {
+                    self.kept_reported.remove(&id);
+                    let board = written.as_ref().map(|b| (b, text.as_str()));
+                    if self.ending_landed(&id, ending, board, now) {
+                        started += 1;
                     }
-                    let _ = self.locks.release(&id, &self.instance);
                 }
             }
         }
         started
     }
 
-    /// Turns an executor's ending into a pending status change (or nothing, when cancelled).
-    fn settle(&mut self, id: &str, attempt: u32, finished: exec::Finished) -> Option<Pending> {
-        let active = self.active.remove(id)?;
+    /// What an ending on the board implies: the task's memory, its events, its deadletter file,
+    /// the review run that follows, and the release of its lock. `written` is the board as it
+    /// now is (parsed when a review is to start). Returns whether a review run started.
+    fn ending_landed(
+        &mut self,
+        id: &str,
+        ending: PendingEnding,
+        written: Option<(&Board, &str)>,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let rec = self.store.record_mut(id);
+        rec.ending = None;
+        let attempt = ending.attempt;
+        match ending.settlement {
+            SettlementKind::Finished => {
+                rec.memory.attempts = 0;
+                rec.history.clear();
+                rec.review_feedback = None;
+            }
+            SettlementKind::ToReview { route } => {
+                // The task stays claimed: the lock passes to the review run.
+                let Some(board) = written else {
+                    return false;
+                };
+                let Ok(running) = Status::parse(&ending.write) else {
+                    return false;
+                };
+                let launch = Launch {
+                    id: id.to_string(),
+                    route,
+                    attempt,
+                    running,
+                    phase: Phase::Review,
+                };
+                return self.spawn(launch, board, now);
+            }
+            SettlementKind::Bounced => rec.review_feedback = ending.note.clone(),
+            SettlementKind::Retry { at } => {
+                self.emit(Some(id), EventKind::TaskRetryScheduled { attempt, at });
+            }
+            SettlementKind::Exhausted => {
+                self.deadletter(id, "exhausted_retries", now);
+                let rec = self.store.record_mut(id);
+                rec.memory.attempts = 0;
+                rec.history.clear();
+            }
+            SettlementKind::Interrupted => {
+                rec.memory.attempts = attempt.saturating_sub(1);
+                self.emit(Some(id), EventKind::TaskInterrupted { attempt });
+            }
+            SettlementKind::Cancelled => {}
+        }
+        let _ = self.locks.release(id, &self.instance);
+        false
+    }
+
+    /// Records an executor's ending; returns whether there is a status to write.
+    fn settle(&mut self, id: &str, attempt: u32, finished: exec::Finished) -> bool {
+        let Some(active) = self.active.remove(id) else {
+            return false;
+        };
         if active.attempt != attempt {
-            return None;
+            return false;
         }
         let result = std::fs::read_to_string(&active.result_path)
             .ok()
@@ -1101,15 +1340,9 @@ impl Runtime {
         self.conclude(id, &active, ending, facts)
     }
 
-    /// Records an attempt's ending (spend, handoff, attempt record, `task_finished`) and
-    /// returns the status change it calls for.
-    fn conclude(
-        &mut self,
-        id: &str,
-        active: &Active,
-        ending: Ending,
-        facts: RunFacts,
-    ) -> Option<Pending> {
+    /// Records an attempt's ending (spend, handoff, attempt record, `task_finished`) and keeps
+    /// the status it calls for in the task's record until it lands. Returns whether there is one.
+    fn conclude(&mut self, id: &str, active: &Active, ending: Ending, facts: RunFacts) -> bool {
         let now = self.now();
         let settlement = plan::settle(&self.policy(), active.attempt, &active.phase, &ending, now);
         let outcome = match (&settlement.write, &ending) {
@@ -1246,21 +1479,22 @@ impl Runtime {
                 changed: seen,
             },
         );
-        let Some(new) = settlement.write.clone() else {
+        let Some(new) = settlement.write else {
             let _ = self.locks.release(id, &self.instance);
-            return None;
+            return false;
         };
-        Some(Pending {
-            change: Change {
-                id: id.to_string(),
-                expected: active.running.clone(),
-                new,
-            },
-            after: After::Settled {
-                settlement,
-                attempt: active.attempt,
-            },
-        })
+        let rec = self.store.record_mut(id);
+        // The episode takes the ending now: a stale buffer that shows the claim (or what the
+        // claim replaced) is recognised as one from here on, wherever the ending is.
+        Episode::record(&mut rec.memory.episode, &active.running, &new);
+        rec.ending = Some(PendingEnding {
+            attempt: active.attempt,
+            claim: active.running.to_string(),
+            write: new.to_string(),
+            settlement: settlement.kind,
+            note: settlement.note,
+        });
+        true
     }
 
     /// Appends one attempt's section to `handoffs/<ID>.md`; the path relative to the board's
@@ -1331,13 +1565,12 @@ impl Runtime {
         };
         let fail = |rt: &mut Runtime, active: Active, why: String, reason: &str| {
             rt.error(Some(id), "dispatch", why);
-            if let Some(p) = rt.conclude(
+            if rt.conclude(
                 id,
                 &active,
                 Ending::Failure(reason.into()),
                 RunFacts::default(),
             ) {
-                rt.deferred.push(p);
                 rt.dirty = true;
             }
             false

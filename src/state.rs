@@ -2,16 +2,17 @@
 //! own latest status and what that replaced, the dependencies a promoted task had, and each
 //! attempt's record for the deadletter file.
 //!
-//! Owns `.taskboard/state.json` (written atomically). It never reads or writes the board.
+//! Owns `.taskboard/state.json` (written atomically, merged record by record so that a `run` and
+//! a `once` serving one board share it). It never reads or writes the board.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::plan::TaskMemory;
+use crate::plan::{PendingEnding, TaskMemory};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskRecord {
@@ -32,6 +33,9 @@ pub struct TaskRecord {
     /// When the task was first found missing from the board (cleared when it is back).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missing_since: Option<DateTime<Utc>>,
+    /// The last attempt's ending, while it is not on the board yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ending: Option<PendingEnding>,
 }
 
 /// How long a task may be absent from the board before its record is dropped. A read caught
@@ -83,11 +87,64 @@ struct StateFile {
     spend: BTreeMap<String, BTreeMap<String, f64>>,
 }
 
+/// Day → route → US dollars.
+type Spend = BTreeMap<String, BTreeMap<String, f64>>;
+
+/// Enough of a file's identity to tell that it was replaced since it was last read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+fn stamp(path: &Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some(FileStamp {
+        ino: m.ino(),
+        len: m.len(),
+        mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+    })
+}
+
+/// The runtime's memory of the board's tasks, shared by every taskboard process serving the
+/// board: each one refreshes it from the file before it plans and merges its own changes into
+/// the file (under the board's write lock) instead of overwriting it whole, so what one process
+/// learns about a task (an attempt, an ending, a person's decision) every other one knows.
 pub struct Store {
     path: PathBuf,
     pub tasks: BTreeMap<String, TaskRecord>,
-    pub spend: BTreeMap<String, BTreeMap<String, f64>>,
-    dirty: bool,
+    pub spend: Spend,
+    /// Tasks this process changed or forgot since it last merged into the file.
+    changed: BTreeSet<String>,
+    /// Spend this process recorded since it last merged into the file.
+    spend_added: Spend,
+    /// The file as this process last read or wrote it.
+    seen: Option<FileStamp>,
+    /// The file was removed since this process read it (see [`Store::file_lost`]).
+    lost: bool,
+}
+
+fn read_file(path: &Path) -> Result<Option<StateFile>, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice::<StateFile>(&bytes)
+            .map(Some)
+            .map_err(|e| e.to_string()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn add_spend_to(spend: &mut Spend, day: &str, route: &str, usd: f64) {
+    *spend
+        .entry(day.to_string())
+        .or_default()
+        .entry(route.to_string())
+        .or_default() += usd;
+    while spend.len() > SPEND_DAYS_KEPT {
+        spend.pop_first();
+    }
 }
 
 impl Store {
@@ -95,44 +152,45 @@ impl Store {
     /// `state.json.corrupt-<ts>` and reported in the returned warning.
     pub fn load(path: &Path) -> (Store, Option<String>) {
         let mut warning = None;
-        let file = match std::fs::read(path) {
-            Ok(bytes) => match serde_json::from_slice::<StateFile>(&bytes) {
-                Ok(file) => file,
-                Err(e) => {
-                    let aside = path.with_extension(format!(
-                        "json.corrupt-{}",
-                        Utc::now().format("%Y%m%dT%H%M%S")
-                    ));
-                    let _ = std::fs::rename(path, &aside);
-                    warning = Some(format!(
-                        "{} was unreadable ({e}); moved to {} and starting with no memory of attempts",
-                        path.display(),
-                        aside.display()
-                    ));
-                    StateFile::default()
-                }
-            },
-            Err(_) => StateFile::default(),
+        let seen = stamp(path);
+        let file = match read_file(path) {
+            Ok(file) => file.unwrap_or_default(),
+            Err(e) => {
+                let aside = path.with_extension(format!(
+                    "json.corrupt-{}",
+                    Utc::now().format("%Y%m%dT%H%M%S")
+                ));
+                let _ = std::fs::rename(path, &aside);
+                warning = Some(format!(
+                    "{} was unreadable ({e}); moved to {} and starting with no memory of attempts",
+                    path.display(),
+                    aside.display()
+                ));
+                StateFile::default()
+            }
         };
         (
             Store {
                 path: path.to_path_buf(),
                 tasks: file.tasks,
                 spend: file.spend,
-                dirty: false,
+                changed: BTreeSet::new(),
+                spend_added: Spend::new(),
+                seen,
+                lost: false,
             },
             warning,
         )
     }
 
     pub fn record_mut(&mut self, id: &str) -> &mut TaskRecord {
-        self.dirty = true;
+        self.changed.insert(id.to_string());
         self.tasks.entry(id.to_string()).or_default()
     }
 
     pub fn forget(&mut self, id: &str) {
         if self.tasks.remove(id).is_some() {
-            self.dirty = true;
+            self.changed.insert(id.to_string());
         }
     }
 
@@ -146,28 +204,31 @@ impl Store {
     /// Notes which tasks are on the board now; drops records of tasks missing for longer
     /// than [`FORGET_MISSING_AFTER`].
     pub fn note_presence(&mut self, on_board: impl Fn(&str) -> bool, now: DateTime<Utc>) {
-        let mut changed = false;
+        let changed = &mut self.changed;
         self.tasks.retain(|id, rec| {
             if on_board(id) {
-                changed |= rec.missing_since.take().is_some();
+                if rec.missing_since.take().is_some() {
+                    changed.insert(id.clone());
+                }
                 return true;
             }
             let since = *rec.missing_since.get_or_insert_with(|| {
-                changed = true;
+                changed.insert(id.clone());
                 now
             });
             let keep = now - since < FORGET_MISSING_AFTER;
-            changed |= !keep;
+            if !keep {
+                changed.insert(id.clone());
+            }
             keep
         });
-        self.dirty |= changed;
     }
 
     /// Reads the state without ever moving a corrupt file aside (for read-only commands).
     pub fn peek(path: &Path) -> BTreeMap<String, TaskRecord> {
-        std::fs::read(path)
+        read_file(path)
             .ok()
-            .and_then(|b| serde_json::from_slice::<StateFile>(&b).ok())
+            .flatten()
             .map(|f| f.tasks)
             .unwrap_or_default()
     }
@@ -181,30 +242,115 @@ impl Store {
     }
 
     pub fn add_spend(&mut self, day: chrono::NaiveDate, route: &str, usd: f64) {
-        *self
-            .spend
-            .entry(day.format("%Y-%m-%d").to_string())
-            .or_default()
-            .entry(route.to_string())
-            .or_default() += usd;
-        while self.spend.len() > SPEND_DAYS_KEPT {
-            self.spend.pop_first();
-        }
-        self.dirty = true;
+        let day = day.format("%Y-%m-%d").to_string();
+        add_spend_to(&mut self.spend, &day, route, usd);
+        add_spend_to(&mut self.spend_added, &day, route, usd);
     }
 
-    /// The state file now lives at `path` (the board's folder moved, or the state folder was
-    /// removed): the next save writes everything there, changed or not.
-    pub fn move_to(&mut self, path: &Path) {
+    /// The state file moved with its folder to `path`: only its path changed.
+    pub fn moved_to(&mut self, path: &Path) {
         self.path = path.to_path_buf();
-        self.dirty = true;
     }
 
-    /// Writes the file if anything changed since the last save.
+    /// The state file this process read was removed (its folder cleaned away, or replaced by a
+    /// new one). A file there now holds only what others wrote since: the next read keeps every
+    /// record and spend this process knows that the file lacks, and the next save writes them
+    /// back. Records the file has are the file's: another process may have moved them on.
+    pub fn file_lost(&mut self) {
+        self.lost = true;
+        self.seen = None;
+    }
+
+    /// Takes in what other processes serving the board wrote since this one last read or wrote
+    /// the file. This process's own unmerged changes win for the tasks they touch.
+    pub fn refresh(&mut self) {
+        let now = stamp(&self.path);
+        if now == self.seen {
+            return;
+        }
+        if now.is_none() {
+            // Gone, not emptied: an empty memory would forget every ending on its way.
+            self.file_lost();
+            return;
+        }
+        // A file being replaced or unreadable for a moment: keep what we know, read next time.
+        let Ok(file) = read_file(&self.path) else {
+            return;
+        };
+        self.seen = now;
+        let file = file.unwrap_or_default();
+        self.adopt(file);
+    }
+
+    fn adopt(&mut self, file: StateFile) {
+        if std::mem::take(&mut self.lost) {
+            self.keep_what_the_file_lacks(&file);
+        }
+        let mut tasks = file.tasks;
+        for id in &self.changed {
+            match self.tasks.remove(id) {
+                Some(rec) => tasks.insert(id.clone(), rec),
+                None => tasks.remove(id),
+            };
+        }
+        self.tasks = tasks;
+        let mut spend = file.spend;
+        for (day, routes) in &self.spend_added {
+            for (route, usd) in routes {
+                add_spend_to(&mut spend, day, route, *usd);
+            }
+        }
+        self.spend = spend;
+    }
+
+    /// After the file was lost: what this process knows and `file` lacks becomes this process's
+    /// change, to be written back.
+    fn keep_what_the_file_lacks(&mut self, file: &StateFile) {
+        for id in self.tasks.keys() {
+            if !file.tasks.contains_key(id) {
+                self.changed.insert(id.clone());
+            }
+        }
+        for (day, routes) in &self.spend {
+            for (route, usd) in routes {
+                let in_file = file.spend.get(day).is_some_and(|r| r.contains_key(route));
+                let added = self
+                    .spend_added
+                    .get(day)
+                    .and_then(|r| r.get(route))
+                    .copied()
+                    .unwrap_or(0.0);
+                if !in_file && *usd > added {
+                    add_spend_to(&mut self.spend_added, day, route, usd - added);
+                }
+            }
+        }
+    }
+
+    /// Merges this process's changes into the file: the records it changed replace (or remove)
+    /// the file's, every other record stays as another process wrote it, spend adds up. The
+    /// caller holds the board's write lock, so no other process merges at the same time.
     pub fn save(&mut self) -> io::Result<()> {
-        if !self.dirty {
+        if self.changed.is_empty() && self.spend_added.is_empty() && !self.lost {
             return Ok(());
         }
+        let file = match read_file(&self.path) {
+            Ok(Some(file)) => file,
+            Ok(None) => {
+                if self.seen.is_some() {
+                    // Removed since this process last saw it: all it knows goes back.
+                    self.lost = true;
+                }
+                StateFile::default()
+            }
+            // Unreadable now (set aside at load if it was corrupt then): ours is the truth.
+            Err(_) => StateFile {
+                version: 1,
+                tasks: BTreeMap::new(),
+                spend: Spend::new(),
+            },
+        };
+        self.adopt(file);
         let file = StateFile {
             version: 1,
             tasks: std::mem::take(&mut self.tasks),
@@ -214,7 +360,9 @@ impl Store {
         self.tasks = file.tasks;
         self.spend = file.spend;
         crate::fsio::atomic_write(&self.path, &json.map_err(io::Error::other)?)?;
-        self.dirty = false;
+        self.changed.clear();
+        self.spend_added.clear();
+        self.seen = stamp(&self.path);
         Ok(())
     }
 }
@@ -222,6 +370,42 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_removed_state_file_loses_nothing_known_and_overrides_nothing_newer() {
+        let dir = std::env::temp_dir().join(format!("taskboard-state-lost-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.json");
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
+        let (mut a, _) = Store::load(&path);
+        a.record_mut("A-1").memory.attempts = 2;
+        a.record_mut("C-3").memory.attempts = 1;
+        a.add_spend(day, "r", 1.5);
+        a.save().unwrap();
+
+        // Cleaned away: a read finds nothing, and forgets nothing; a save writes it all back.
+        std::fs::remove_file(&path).unwrap();
+        a.refresh();
+        assert_eq!(a.tasks["A-1"].memory.attempts, 2);
+        a.save().unwrap();
+        assert_eq!(Store::peek(&path)["C-3"].memory.attempts, 1);
+
+        // Replaced by a file another process started: its records stand, ours it lacks come back.
+        std::fs::remove_file(&path).unwrap();
+        let (mut b, _) = Store::load(&path);
+        b.record_mut("A-1").memory.attempts = 3;
+        b.record_mut("B-2").memory.attempts = 1;
+        b.save().unwrap();
+        a.file_lost();
+        a.refresh();
+        a.save().unwrap();
+        let (merged, _) = Store::load(&path);
+        assert_eq!(merged.tasks["A-1"].memory.attempts, 3);
+        assert_eq!(merged.tasks["B-2"].memory.attempts, 1);
+        assert_eq!(merged.tasks["C-3"].memory.attempts, 1);
+        assert_eq!(merged.spend_on(day)["r"], 1.5);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn records_survive_a_read_that_misses_tasks_but_not_a_day_of_absence() {

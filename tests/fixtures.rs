@@ -39,6 +39,8 @@ fn lint_fixture(text: &str, board: &Board) -> Vec<Finding> {
         now: now(),
         stale_after: Duration::from_secs(2 * 3600),
         routes: Some(&routes),
+        // `retry_backoff = "6h"` with the default 3 attempts: a day.
+        longest_backoff: Some(Duration::from_secs(24 * 3600)),
     };
     lint(text, board, &ctx)
 }
@@ -226,6 +228,8 @@ fn every_lint_code_has_a_board() {
         "stale-claim",
         "unknown-route",
         "duplicate-field",
+        "conflict-markers",
+        "retry-far-future",
     ];
     for code in all {
         assert!(seen.contains(code), "no fixture board produces `{code}`");
@@ -274,6 +278,10 @@ fn the_starter_board_has_no_errors() {
         now: now(),
         stale_after: config.runtime.stale_after,
         routes: Some(&routes),
+        longest_backoff: Some(taskboard::plan::longest_backoff_for(
+            config.runtime.retry_backoff,
+            config.runtime.max_attempts,
+        )),
     };
     let errors: Vec<_> = lint(&text, &board, &ctx)
         .into_iter()

@@ -7,6 +7,9 @@
 #[path = "support/mod.rs"]
 mod support;
 
-// Situations are added as modules here, one file each under tests/regressions/.
+#[path = "regressions/exactly_once.rs"]
+mod exactly_once;
 #[path = "regressions/home.rs"]
 mod home;
+#[path = "regressions/lintclock.rs"]
+mod lintclock;

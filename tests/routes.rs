@@ -29,8 +29,11 @@ fn handoffs_on_success_and_failure_and_packets_remember_attempts() {
     sb.config("max_attempts = 2", &format!("[executors.default]\n{cmd}"));
     sb.write_board("# Board\n\n## A-1: works\n- status: ready\n\n## B-1: breaks\n- status: ready\n- sim: fail\n");
     sb.start_run();
-    sb.wait_until("A-1 done, B-1 failed", |s| {
-        s.status_of("A-1") == "done" && s.status_of("B-1") == "failed:exhausted_retries"
+    // The dead letter follows the board write that shows it: wait for both.
+    sb.wait_until("A-1 done, B-1 failed and dead-lettered", |s| {
+        s.status_of("A-1") == "done"
+            && s.status_of("B-1") == "failed:exhausted_retries"
+            && s.count_for("task_deadlettered", "B-1") == 1
     });
     let a = std::fs::read_to_string(sb.path("handoffs/A-1.md")).unwrap();
     assert!(a.starts_with("# Handoffs: A-1\n"), "{a}");

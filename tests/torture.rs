@@ -2,8 +2,15 @@
 //! succeed, fail, block, time out or sleep (each task's `- sim:` field says which). At the end
 //! the board, the run log and `events.jsonl` are checked against the person's model.
 //!
-//! `TASKBOARD_SEED` replays a run; `TASKBOARD_LONG=1` makes 10,000 edits instead of 200;
-//! `TASKBOARD_STALE` sets the fraction of saves made from a stale buffer (default 0.1).
+//! Two people. The first edits everything, statuses included: every run must be one its
+//! decisions or the runtime's own retries explain. The strict one never sets a status (it edits
+//! descriptions, adds tasks and notes, moves blocks) and saves from a stale buffer often, while
+//! executors end at random moments relative to its saves: every task must run exactly once and
+//! end `done`, and every byte it wrote must survive.
+//!
+//! `TASKBOARD_SEED` replays a run; `TASKBOARD_LONG=1` makes 10,000 edits instead of 200 (300 for
+//! the strict person); `TASKBOARD_STALE` sets the fraction of saves made from a stale buffer
+//! (default 0.1, and 0.35 for the strict person).
 
 mod support;
 
@@ -45,6 +52,19 @@ fn status_map(text: &str) -> BTreeMap<String, String> {
         .iter()
         .filter_map(|t| Some((t.id.clone(), t.status.as_ref()?.raw.clone())))
         .collect()
+}
+
+/// A status that asks the person to act: `blocked:<who>:…` or `failed:…`.
+fn asks_person(s: &str) -> bool {
+    (s.starts_with("blocked:")
+        && !s.starts_with("blocked:retry:")
+        && !s.starts_with("blocked:task:"))
+        || s.starts_with("failed:")
+}
+
+/// A token only the runtime writes: a claim or a retry wait.
+fn runtime_only(s: &str) -> bool {
+    s.starts_with("running:") || s.starts_with("blocked:retry:")
 }
 
 fn new_task(id: usize, sim: &str) -> String {
@@ -153,6 +173,11 @@ fn a_person_editing_at_random_loses_nothing_and_nothing_runs_twice() {
     let mut person_text = text.clone();
     // The event-log line count at the person's last save that set each task's status.
     let mut touched: BTreeMap<String, usize> = BTreeMap::new();
+    // The event-log line counts of every save in which the person typed a new status for a
+    // task: their unambiguous decisions. A stale buffer's old statuses are none.
+    let mut decisions: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    // (event-log line count, status) of saves that changed a task's status, per task.
+    let mut status_saves: BTreeMap<String, Vec<(usize, String)>> = BTreeMap::new();
     let mut reads: Vec<String> = vec![text];
     for _ in 0..edits {
         std::thread::sleep(Duration::from_millis(rng.below(40) + 2));
@@ -170,16 +195,36 @@ fn a_person_editing_at_random_loses_nothing_and_nothing_runs_twice() {
         let (new, flipped) = edit(&mut rng, &base, &mut next_id);
         // A status the person writes that differs from the file is a touch of that status.
         let on_disk = status_map(&fresh);
+        let typed = status_map(&new);
+        // Decisions: a status the person typed.
+        let decided: Vec<String> = flipped
+            .iter()
+            .filter(|id| on_disk.get(*id) != typed.get(*id))
+            .cloned()
+            .collect();
+        // Every other status a save changes (a stale buffer's) that no runtime-only token is:
+        // saved over a status that asked the person to act, the documented rule makes it theirs.
+        let mark = event_lines(&sb);
+        for (id, st) in &typed {
+            if on_disk.get(id) != Some(st) && !runtime_only(st) {
+                status_saves
+                    .entry(id.clone())
+                    .or_default()
+                    .push((mark, st.clone()));
+            }
+        }
         let mut touches: BTreeSet<String> = flipped.into_iter().collect();
         for (id, st) in status_map(&new) {
             if on_disk.get(&id) != Some(&st) {
                 touches.insert(id);
             }
         }
-        let mark = event_lines(&sb);
         save(&mut rng, &sb, &new);
         for id in touches {
             touched.insert(id, mark);
+        }
+        for id in decided {
+            decisions.entry(id).or_default().push(mark);
         }
         person_text = new;
     }
@@ -233,8 +278,9 @@ fn a_person_editing_at_random_loses_nothing_and_nothing_runs_twice() {
     let mut dispatched: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     let mut stopped_runs: std::collections::BTreeSet<(String, u32)> =
         std::collections::BTreeSet::new();
-    // Attempts used, per task, in order: by a dispatch or by the reset of a dead claim.
-    let mut consumed: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    // Attempts used, per task, in order, with their event-log index: by a dispatch or by the
+    // reset of a dead claim.
+    let mut consumed: BTreeMap<String, Vec<(usize, u32)>> = BTreeMap::new();
     for (i, ev) in log.events.iter().enumerate() {
         let task = ev.task.clone().unwrap_or_default();
         match &ev.kind {
@@ -253,7 +299,10 @@ fn a_person_editing_at_random_loses_nothing_and_nothing_runs_twice() {
                     "{task} dispatched while a run of it was open (line {})",
                     i + 1
                 );
-                consumed.entry(task.clone()).or_default().push(*attempt);
+                consumed
+                    .entry(task.clone())
+                    .or_default()
+                    .push((i, *attempt));
                 dispatched.entry(task).or_default().push(*attempt);
             }
             EventKind::TaskFinished {
@@ -289,7 +338,10 @@ fn a_person_editing_at_random_loses_nothing_and_nothing_runs_twice() {
                 writes.entry(task).or_default().push((i, "ready".into()));
             }
             EventKind::StaleClaimReset { attempt, .. } => {
-                consumed.entry(task.clone()).or_default().push(*attempt);
+                consumed
+                    .entry(task.clone())
+                    .or_default()
+                    .push((i, *attempt));
                 let to = if *attempt >= 3 {
                     "failed:exhausted_retries"
                 } else {
@@ -336,17 +388,49 @@ fn a_person_editing_at_random_loses_nothing_and_nothing_runs_twice() {
         }
     }
 
-    // (2) No task ran more often than its attempts allow.
+    // (2) Every run is explained: the first attempt of a task, the next attempt of a series the
+    // runtime retries, or a fresh series after the person decided something about the task. A
+    // decision is a status they typed, or one a save (a stale buffer's too) put on the board
+    // that the documented rules treat as theirs: any status but `ready` and the runtime's own
+    // tokens, and `ready` over a status that asked them to act (`blocked:<who>:…`, `failed:…`).
+    // `ready` over the runtime's claim, retry wait or `done` is a stale buffer, never a
+    // decision. Anything else (a series starting over, an attempt number used twice) is a run
+    // nobody asked for.
     for (id, attempts) in &consumed {
+        // The task's statuses in order: the runtime's (event index) and the saves' (the event
+        // count when saved, so just before that event).
+        let mut timeline: Vec<(usize, u8, &str)> = Vec::new();
+        for (i, st) in writes.get(id).into_iter().flatten() {
+            timeline.push((*i, 1, st.as_str()));
+        }
+        for (m, st) in status_saves.get(id).into_iter().flatten() {
+            timeline.push((*m, 0, st.as_str()));
+        }
+        timeline.sort();
+        let decided_between = |from: usize, to: usize| {
+            let typed = decisions
+                .get(id)
+                .is_some_and(|marks| marks.iter().any(|m| *m <= to && *m + 1 > from));
+            let saved = timeline.iter().enumerate().any(|(k, (m, who, st))| {
+                if *who != 0 || *m < from || *m > to {
+                    return false;
+                }
+                *st != "ready" || k.checked_sub(1).is_some_and(|p| asks_person(timeline[p].2))
+            });
+            typed || saved
+        };
+        assert_eq!(attempts[0].1, 1, "{id}: first attempt {attempts:?}");
         for w in attempts.windows(2) {
+            let ((i0, a0), (i1, a1)) = (w[0], w[1]);
             assert!(
-                w[1] == w[0] + 1 || w[1] == 1 || w[1] == w[0],
-                "{id}: attempts went {} -> {} (all: {attempts:?})",
-                w[0],
-                w[1]
+                a1 == a0 + 1 || (a1 == 1 && decided_between(i0, i1)),
+                "{id}: attempts went {a0} (event line {}) -> {a1} (event line {}) with no decision of the person's in between (all: {attempts:?}; decisions at {:?})",
+                i0 + 1,
+                i1 + 1,
+                decisions.get(id)
             );
         }
-        assert!(attempts.iter().all(|a| *a <= 3), "{id}: {attempts:?}");
+        assert!(attempts.iter().all(|(_, a)| *a <= 3), "{id}: {attempts:?}");
     }
     let runs = read_runs(&sb.path("runs.log"));
     // Every dispatch has its executor's run, except one the runtime stopped (a person's decision,
@@ -395,5 +479,148 @@ fn a_person_editing_at_random_loses_nothing_and_nothing_runs_twice() {
         sb.count("writeback"),
         sb.count("status_reasserted"),
         sb.count("writeback_conflict")
+    );
+}
+
+/// One random edit that leaves every status as it is in `text`: a description line, a new task,
+/// a note at the top, a moved block, blank lines.
+fn edit_keeping_statuses(rng: &mut Rng, text: &str, next_id: &mut usize) -> String {
+    let board = Board::parse(text);
+    let tasks: Vec<_> = board.tasks.iter().filter(|t| t.level == 2).collect();
+    let mut out = text.to_string();
+    let pick = rng.below(100);
+    if tasks.is_empty() || pick < 20 {
+        *next_id += 1;
+        let nap = format!("nap 0.{:03}", rng.below(400));
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str(&new_task(*next_id, &nap));
+        return out;
+    }
+    let t = tasks[rng.below(tasks.len() as u64) as usize];
+    match pick {
+        20..60 => out.insert_str(t.block.end, &format!("Edited {}.\n", rng.below(1_000_000))),
+        60..75 => {
+            let at = out.find("\n\n").map_or(0, |i| i + 2);
+            out.insert_str(at, &format!("A note {}.\n\n", rng.below(1_000_000)));
+        }
+        75..90 => {
+            let other = tasks[rng.below(tasks.len() as u64) as usize];
+            if other.id != t.id && text[t.block.clone()].ends_with('\n') {
+                let block = text[t.block.clone()].to_string();
+                let (to, from) = (other.block.start, t.block.clone());
+                out.replace_range(from.clone(), "");
+                let to = if to > from.start {
+                    to - block.len()
+                } else {
+                    to
+                };
+                out.insert_str(to, &block);
+            }
+        }
+        _ => out.insert_str(t.block.end, "\n\n"),
+    }
+    out
+}
+
+#[test]
+fn a_person_who_never_sets_a_status_sees_every_task_run_exactly_once_and_keeps_every_byte() {
+    let mut rng = Rng::from_env("torture-strict");
+    let edits = if long_run() { 10_000 } else { 300 };
+    let stale: f64 = std::env::var("TASKBOARD_STALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.35);
+    let mut sb = Sandbox::new("torture-strict");
+    sb.script("sim.sh", support::SIM_EXECUTOR);
+    sb.config(
+        "debounce_ms = 20\nmax_parallel = 4\ngrace = \"200ms\"",
+        "[executors.default]\ncommand = [\"./sim.sh\"]\ntimeout = \"30s\"\nenv = { SIM_LOG = \"runs.log\" }\n",
+    );
+    let mut next_id = 0;
+    let mut text = String::from("# Strict torture board\n\nNotes at the top.\n\n");
+    for _ in 0..5 {
+        next_id += 1;
+        text.push_str(&new_task(next_id, &format!("nap 0.{:03}", rng.below(400))));
+    }
+    sb.write_board(&text);
+    let pid = sb.start_run();
+
+    let mut person_text = text.clone();
+    let mut reads: Vec<String> = vec![text];
+    let mut stale_saves = 0;
+    for _ in 0..edits {
+        // The person's pace between saves (not a wait for the runtime).
+        std::thread::sleep(Duration::from_millis(rng.below(30) + 2));
+        let fresh = std::fs::read_to_string(&sb.board).unwrap();
+        reads.push(fresh.clone());
+        if reads.len() > 8 {
+            reads.remove(0);
+        }
+        let base = if rng.chance(stale) {
+            stale_saves += 1;
+            reads[rng.below(reads.len() as u64) as usize].clone()
+        } else {
+            fresh
+        };
+        let new = edit_keeping_statuses(&mut rng, &base, &mut next_id);
+        save(&mut rng, &sb, &new);
+        person_text = new;
+    }
+    assert!(
+        stale_saves * 10 >= edits * 3,
+        "only {stale_saves} of {edits} saves were stale"
+    );
+
+    let settled = || {
+        let all_done = sb.statuses().iter().all(|(_, s)| s == "done");
+        if !all_done || sb.count("task_dispatched") != sb.count("task_finished") {
+            return false;
+        }
+        let n = event_lines(&sb);
+        std::thread::sleep(Duration::from_millis(300));
+        n == event_lines(&sb)
+    };
+    let settle_within =
+        Duration::from_secs(60) + Duration::from_millis(250) * sb.statuses().len() as u32;
+    assert!(
+        poll(settle_within, settled),
+        "not every task ended done\nboard:\n{}",
+        sb.board_text()
+    );
+    assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
+
+    let final_text = sb.board_text();
+    let log = read_log(sb.path("events.jsonl")).unwrap();
+    assert!(log.bad_lines.is_empty(), "bad lines: {:?}", log.bad_lines);
+    // Every byte the person wrote is there; only status values differ.
+    assert_eq!(
+        without_statuses(&final_text),
+        without_statuses(&person_text),
+        "non-status bytes differ"
+    );
+    // Every task ran exactly once: on the board at the end, or removed by the person meanwhile
+    // (at most once then).
+    let mut runs: BTreeMap<String, usize> = BTreeMap::new();
+    for r in read_runs(&sb.path("runs.log")) {
+        *runs.entry(r.id).or_default() += 1;
+    }
+    let twice: Vec<_> = runs.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "tasks that ran more than once: {twice:?}");
+    for (id, _) in sb.statuses() {
+        assert_eq!(
+            runs.get(&id),
+            Some(&1),
+            "{id} ran {:?} times",
+            runs.get(&id)
+        );
+    }
+    eprintln!(
+        "strict torture: {edits} edits ({stale_saves} from stale buffers), {} runs, {} writebacks, {} re-asserted, {} endings kept",
+        runs.values().sum::<usize>(),
+        sb.count("writeback"),
+        sb.count("status_reasserted"),
+        sb.count("ending_kept")
     );
 }

@@ -187,8 +187,24 @@ fn board_check(board: &Path, config: Option<&Config>) -> Check {
             now: Utc::now(),
             stale_after: config.runtime.stale_after,
             routes: Some(&routes),
+            longest_backoff: Some(longest_backoff(config)),
         },
     );
+    if let Some(conflict) = findings.iter().find(|f| f.code == "conflict-markers") {
+        return check(
+            Level::Fail,
+            "board",
+            format!(
+                "{} has unresolved git conflict markers from line {}: nothing on it runs until they are resolved",
+                board.display(),
+                conflict.line
+            ),
+            format!(
+                "resolve the merge (keep the lines you want, delete the marker lines, save); see `taskboard lint {}`",
+                service::shell_quote(&board.to_string_lossy())
+            ),
+        );
+    }
     let errors = findings
         .iter()
         .filter(|f| f.severity == Severity::Error)
@@ -218,6 +234,10 @@ fn board_check(board: &Path, config: Option<&Config>) -> Check {
         (0, _) => check(Level::Warn, "board", summary, todo),
         _ => check(Level::Fail, "board", summary, todo),
     }
+}
+
+fn longest_backoff(config: &Config) -> std::time::Duration {
+    crate::plan::longest_backoff_for(config.runtime.retry_backoff, config.runtime.max_attempts)
 }
 
 fn plural(n: usize) -> &'static str {
@@ -500,37 +520,60 @@ fn clock_check(board: &Path, config: Option<&Config>) -> Check {
     let parsed = Board::parse(&snap.text);
     let defaults = Config::default();
     let config = config.unwrap_or(&defaults);
-    let future: Vec<String> = lint::lint(
+    let findings = lint::lint(
         &snap.text,
         &parsed,
         &LintContext {
             now,
             stale_after: config.runtime.stale_after,
             routes: None,
+            longest_backoff: Some(longest_backoff(config)),
         },
-    )
-    .into_iter()
-    .filter(|f| f.code == "clock-anomaly")
-    .map(|f| f.task.unwrap_or_else(|| format!("line {}", f.line)))
-    .collect();
-    if future.is_empty() {
-        ok(
-            "clock",
+    );
+    let tasks_with = |code: &str| -> Vec<String> {
+        findings
+            .iter()
+            .filter(|f| f.code == code)
+            .map(|f| f.task.clone().unwrap_or_else(|| format!("line {}", f.line)))
+            .collect()
+    };
+    let (future, far_retries) = (tasks_with("clock-anomaly"), tasks_with("retry-far-future"));
+    let system = now.format("%Y-%m-%d %H:%M UTC");
+    if !future.is_empty() {
+        let also = if far_retries.is_empty() {
+            String::new()
+        } else {
             format!(
-                "system time {}; no claim is in the future",
-                now.format("%Y-%m-%d %H:%M UTC")
-            ),
-        )
-    } else {
+                "; retry times beyond the longest backoff: {}",
+                far_retries.join(", ")
+            )
+        };
         check(
             Level::Fail,
             "clock",
             format!(
-                "running claims in the future: {} (system time {})",
-                future.join(", "),
-                now.format("%Y-%m-%d %H:%M UTC")
+                "running claims in the future: {}{also} (system time {system})",
+                future.join(", ")
             ),
             "check this machine's clock and the clock of whoever claimed them; fix the status by hand",
+        )
+    } else if !far_retries.is_empty() {
+        check(
+            Level::Warn,
+            "clock",
+            format!(
+                "retry times beyond the longest backoff ({}): {} (system time {system})",
+                lint::human_duration(longest_backoff(config)),
+                far_retries.join(", ")
+            ),
+            "the clock was ahead when they were written; `taskboard run` retries them now",
+        )
+    } else {
+        ok(
+            "clock",
+            format!(
+                "system time {system}; no claim in the future, no retry beyond the longest backoff"
+            ),
         )
     }
 }

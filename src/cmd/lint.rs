@@ -61,45 +61,51 @@ pub(crate) fn read_board_text(path: &Path) -> Result<String, Failure> {
     }
 }
 
-/// The routes to check and the staleness threshold, from the board's configuration (or
-/// `--config`). Without any configuration file, routes are not checked: the board alone is
-/// linted (`taskboard doctor` says when nothing is configured to run).
-pub(crate) fn lint_settings(
-    board: &Path,
-    config: Option<&Path>,
-) -> Result<(Option<BTreeSet<String>>, Duration), Failure> {
+/// What lint takes from the configuration.
+pub struct LintSettings {
+    /// The configured executor routes (`None`: not checked).
+    pub routes: Option<BTreeSet<String>>,
+    /// The runtime's staleness threshold.
+    pub stale_after: Duration,
+    /// The longest wait the runtime gives a retry.
+    pub longest_backoff: Duration,
+}
+
+/// The lint settings from the board's configuration (or `--config`). Without any configuration
+/// file, routes are not checked: the board alone is linted (`taskboard doctor` says when
+/// nothing is configured to run); the default `retry_backoff` and `max_attempts` apply.
+pub(crate) fn lint_settings(board: &Path, config: Option<&Path>) -> Result<LintSettings, Failure> {
     let dir = super::board_dir(board);
     let loaded = crate::config::load(config, dir).map_err(|e| Failure::new(Exit::Config, e))?;
     let routes = loaded
         .path
         .is_some()
         .then(|| loaded.config.executors.keys().cloned().collect());
-    Ok((routes, loaded.config.runtime.stale_after))
+    let rc = &loaded.config.runtime;
+    Ok(LintSettings {
+        routes,
+        stale_after: rc.stale_after,
+        longest_backoff: crate::plan::longest_backoff_for(rc.retry_backoff, rc.max_attempts),
+    })
 }
 
-/// `taskboard lint` as the command line calls it: routes and `stale_after` come from the
-/// board's configuration.
+/// `taskboard lint` as the command line calls it: the settings come from the board's
+/// configuration.
 pub fn run(board: &Path, json: bool, config: Option<&Path>) -> CmdResult {
     // An unreadable board is the first thing to say, before any config problem.
     let text = read_board_text(board)?;
-    let (routes, stale_after) = lint_settings(board, config)?;
-    lint_board(board, &text, json, routes.as_ref(), stale_after)
+    let settings = lint_settings(board, config)?;
+    lint_board(board, &text, json, &settings)
 }
 
-/// Lints `board`. `routes` is the set of configured executor routes (`None`: not checked);
-/// `stale_after` is the runtime's staleness threshold.
-pub fn lint_board(
-    board: &Path,
-    text: &str,
-    json: bool,
-    routes: Option<&BTreeSet<String>>,
-    stale_after: Duration,
-) -> CmdResult {
+/// Lints `board` with the given settings.
+pub fn lint_board(board: &Path, text: &str, json: bool, settings: &LintSettings) -> CmdResult {
     let parsed = Board::parse(text);
     let ctx = LintContext {
         now: Utc::now(),
-        stale_after,
-        routes,
+        stale_after: settings.stale_after,
+        routes: settings.routes.as_ref(),
+        longest_backoff: Some(settings.longest_backoff),
     };
     let findings = lint(text, &parsed, &ctx);
     let mut out = String::new();

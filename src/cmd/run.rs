@@ -1,5 +1,6 @@
 //! `taskboard run` and `taskboard once`: set up logging and signals, then hand over to the
-//! runtime.
+//! runtime. `once` refuses a board with unresolved git conflict markers (exit 2) rather than
+//! make a pass that would do nothing; `run` waits for the conflict to be resolved.
 
 use std::path::Path;
 
@@ -27,6 +28,9 @@ fn serve(mode: Mode, board: &Path, config: Option<&Path>) -> CmdResult {
     .map_err(|e| Failure::new(Exit::State, format!("cannot install signal handlers: {e}")))?;
     let _log = crate::logging::init_for_board(board, config);
     let runtime = Runtime::new(mode, board, config).map_err(|f| Failure::new(f.exit, f.message))?;
+    if mode == Mode::Once {
+        refuse_conflicted(runtime.board())?;
+    }
     let mut runtime = runtime;
     if mode == Mode::Run {
         let info = runtime.state_dir().join("run.lock");
@@ -68,6 +72,29 @@ fn serve(mode: Mode, board: &Path, config: Option<&Path>) -> CmdResult {
         .serve()
         .map_err(|f| Failure::new(f.exit, f.message))?;
     Ok(Exit::Ok)
+}
+
+/// A board with unresolved git conflict markers is a board error for `once` (cron and timers
+/// report the exit code).
+fn refuse_conflicted(board: &Path) -> Result<(), Failure> {
+    let Ok(snap) = crate::fsio::read_board(board) else {
+        // Unreadable now: the runtime reports it as it does any unreadable board.
+        return Ok(());
+    };
+    let markers = crate::board::conflict_markers(&snap.text);
+    let Some(first) = markers.first() else {
+        return Ok(());
+    };
+    let regions = crate::board::conflict_regions(&markers);
+    Err(Failure::new(
+        Exit::Board,
+        format!(
+            "{}: unresolved git conflict markers ({regions} conflict{}, the first at line {}); resolve the merge, then run again",
+            board.display(),
+            if regions == 1 { "" } else { "s" },
+            first.line
+        ),
+    ))
 }
 
 /// Takes the run lock (on the board's folder). When its holder is dead or unknown, the lock can

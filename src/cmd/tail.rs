@@ -526,7 +526,7 @@ fn render(map: &Map<String, Value>, p: Paint) -> String {
             }
         }
         "stale_claim_reset" | "task_interrupted" | "status_reasserted" | "lock_broken"
-        | "task_cancelled" | "writeback_conflict" => tone = Paint::yellow,
+        | "task_cancelled" | "writeback_conflict" | "ending_kept" => tone = Paint::yellow,
         "lint" => {
             let severity = take(&mut fields, "severity").map(|v| value_text(&v));
             tone = if severity.as_deref() == Some("error") {

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use super::{After, Fatal, Mode, Msg, Runtime, fatal};
+use super::{Fatal, Mode, Msg, Runtime, fatal};
 use crate::board::Board;
 use crate::events::EventLog;
 use crate::evidence;
@@ -54,6 +54,8 @@ pub(super) struct Home {
     gone: bool,
     /// When the next timed check is due (set only while runs are live or endings wait).
     next_check: Option<Instant>,
+    /// Tasks whose ending waits to be written under a lock this runtime held at the last check.
+    ending_locks: BTreeSet<String>,
 }
 
 impl Runtime {
@@ -103,7 +105,7 @@ impl Runtime {
     /// The loop's deadline, brought forward to the next timed check while there is something
     /// to protect (live runs, endings waiting to be written).
     pub(super) fn home_deadline(&mut self, deadline: Instant) -> Instant {
-        if self.active.is_empty() && self.deferred.is_empty() {
+        if self.active.is_empty() && self.home.ending_locks.is_empty() {
             self.home.next_check = None;
             return deadline;
         }
@@ -116,15 +118,18 @@ impl Runtime {
 
     /// Checks the home when the watcher said anything, when the loop woke on a timer, or when
     /// the timed check is due.
+    /// The state folder is looked at before every pass whatever woke the loop: a pass that
+    /// read the shared state file from a folder put there by another process would take its
+    /// contents for all there is to know.
     pub(super) fn check_home(&mut self, msgs: &[Msg]) {
         let signalled = msgs.is_empty() || msgs.iter().any(|m| matches!(m, Msg::Watch(_)));
         let due = self.home.next_check.is_some_and(|at| Instant::now() >= at);
-        if !signalled && !due {
-            return;
+        if signalled || due {
+            self.home.next_check = None;
+            self.follow_folder();
         }
-        self.home.next_check = None;
-        self.follow_folder();
-        if !self.home.gone {
+        let state_replaced = dir_identity(&self.state_dir) != self.home.state;
+        if !self.home.gone && (signalled || due || state_replaced) {
             self.restore_state();
         }
     }
@@ -200,7 +205,7 @@ impl Runtime {
             Ok(log) => self.log = log,
             Err(e) => tracing::error!("cannot open {}: {e}", log_path.display()),
         }
-        self.store.move_to(&self.state_dir.join("state.json"));
+        self.store.moved_to(&self.state_dir.join("state.json"));
         for active in self.active.values_mut() {
             if let Some(p) = moved(&active.run_dir) {
                 active.run_dir = p;
@@ -327,8 +332,9 @@ impl Runtime {
     }
 
     /// The locks this runtime must hold now: its live runs', and those of endings not yet
-    /// written (a lock is released only after its ending is on the board).
-    fn held_locks(&self) -> Vec<(String, Owner)> {
+    /// written that it held at the last check (a lock is released only after its ending is on
+    /// the board). Notes the latter for the next check.
+    fn held_locks(&mut self) -> Vec<(String, Owner)> {
         let now = Utc::now();
         let mut out: Vec<(String, Owner)> = self
             .active
@@ -339,13 +345,25 @@ impl Runtime {
                 (id.clone(), owner)
             })
             .collect();
-        for p in &self.deferred {
-            if let After::Settled { .. } = p.after
-                && !self.active.contains_key(&p.change.id)
-            {
-                out.push((p.change.id.clone(), Owner::current(&self.instance, now)));
+        let waiting: Vec<String> = self
+            .store
+            .tasks
+            .iter()
+            .filter(|(id, r)| r.ending.is_some() && !self.active.contains_key(*id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut ending_locks = BTreeSet::new();
+        for id in waiting {
+            match self.locks.read(&id) {
+                Some(LockState::Held(o)) if o.instance == self.instance => {}
+                None if self.home.ending_locks.contains(&id) => {
+                    out.push((id.clone(), Owner::current(&self.instance, now)));
+                }
+                _ => continue,
             }
+            ending_locks.insert(id);
         }
+        self.home.ending_locks = ending_locks;
         out
     }
 
@@ -439,8 +457,9 @@ impl Runtime {
         if self.mode == Mode::Run && self.home.run_lock.is_none() {
             return restored;
         }
-        self.store.move_to(&self.state_dir.join("state.json"));
-        match self.store.save() {
+        self.store.file_lost();
+        let saved = lock::WriteLock::acquire(&self.state_dir).and_then(|_lock| self.store.save());
+        match saved {
             Ok(()) => restored.push("state.json".to_string()),
             Err(e) => self.error(None, "state", format!("cannot save runtime state: {e}")),
         }

@@ -316,7 +316,8 @@ pub struct RunRecord {
 }
 
 /// The executor script shared by the torture and crash tests: it records its runs in `runs.log`
-/// and behaves as the task's `- sim:` field says (`ok`, `fail`, `block`, `sleep`, `hang`).
+/// and behaves as the task's `- sim:` field says (`ok`, `fail`, `block`, `sleep`, `hang`, or
+/// `nap <seconds>`: succeed after that long).
 pub const SIM_EXECUTOR: &str = r#"packet=$(cat)
 now() { date +%s.%N; }
 echo "start $TASKBOARD_TASK_ID $TASKBOARD_ATTEMPT $$ $(now)" >> "$SIM_LOG"
@@ -326,6 +327,7 @@ case "$sim" in
   block) printf '{"status":"blocked:sim:need-input"}' > "$TASKBOARD_RESULT"; code=0 ;;
   sleep) sleep 0.3; code=0 ;;
   hang) sleep 30; code=0 ;;
+  "nap "*) sleep "${sim#nap }"; code=0 ;;
   *) code=0 ;;
 esac
 echo "end $TASKBOARD_TASK_ID $TASKBOARD_ATTEMPT $$ $(now)" >> "$SIM_LOG"

@@ -1,0 +1,375 @@
+//! Situations 1, 2, 3 and 5: a finished task never runs again, whatever a person's editor, git or
+//! a second taskboard process does to the board while its ending is on its way.
+//!
+//! Every executor here appends `start <id> <attempt>` to `runs.log`; the promise is counted there.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::{Sandbox, poll};
+
+/// An executor that logs its start, then waits until the test creates `gate-<ID>`.
+const GATED: &str = r#"cat > /dev/null
+echo "start $TASKBOARD_TASK_ID $TASKBOARD_ATTEMPT" >> runs.log
+while [ ! -e "gate-$TASKBOARD_TASK_ID" ]; do sleep 0.02; done
+exit 0"#;
+
+/// How many times the executor started for `id`.
+fn runs_of(sb: &Sandbox, id: &str) -> usize {
+    std::fs::read_to_string(sb.path("runs.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some(id))
+        .count()
+}
+
+fn gated_sandbox(name: &str, overrides: &str) -> Sandbox {
+    let sb = Sandbox::new(name);
+    sb.script("gated.sh", GATED);
+    sb.config(
+        overrides,
+        "[executors.default]\ncommand = [\"./gated.sh\"]\ntimeout = \"60s\"\n",
+    );
+    sb
+}
+
+fn open_gate(sb: &Sandbox, id: &str) {
+    sb.write(&format!("gate-{id}"), "");
+}
+
+/// After the task is settled, no second run starts within a window several passes long.
+fn assert_ran_once(sb: &Sandbox, id: &str) {
+    assert!(
+        sb.stays_false(Duration::from_millis(800), |s| runs_of(s, id) > 1),
+        "{id} ran {} times\nboard:\n{}\nevents:\n{}",
+        runs_of(sb, id),
+        sb.board_text(),
+        std::fs::read_to_string(sb.path("events.jsonl")).unwrap_or_default()
+    );
+    assert_eq!(runs_of(sb, id), 1, "{id} must run exactly once");
+}
+
+/// Saves `text` as an editor would: `rename` (vim, most editors) or in place (VS Code, nano).
+fn editor_save(path: &Path, text: &str, rename: bool) {
+    if rename {
+        let tmp = path.with_file_name(".task-board.md.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    } else {
+        std::fs::write(path, text).unwrap();
+    }
+}
+
+const ONE_TASK: &str = "# Board\n\n## T-1: the task\n- status: ready\n\nWhat to do.\n";
+
+/// Situation 1: the person's editor still holds `ready` for the running task; they add a line
+/// and save just as the run ends. The executor itself makes that save right before it exits, so
+/// the save is on disk when the ending is written (every time, not by luck of timing).
+#[test]
+fn a_stale_buffer_saved_as_the_run_ends_neither_loses_the_ending_nor_runs_the_task_again() {
+    for rename in [true, false] {
+        let mut sb = Sandbox::new("stale-at-end");
+        let stale = format!("{ONE_TASK}A line the person added.\n");
+        sb.write("stale.md", &stale);
+        let save = if rename {
+            "cp stale.md .stale.tmp && mv .stale.tmp task-board.md"
+        } else {
+            "cat stale.md > task-board.md"
+        };
+        sb.script(
+            "saves.sh",
+            &format!(
+                "cat > /dev/null\necho \"start $TASKBOARD_TASK_ID $TASKBOARD_ATTEMPT\" >> runs.log\n{save}\nexit 0"
+            ),
+        );
+        sb.config(
+            "",
+            "[executors.default]\ncommand = [\"./saves.sh\"]\ntimeout = \"60s\"\n",
+        );
+        sb.write_board(ONE_TASK);
+        let pid = sb.start_run();
+        sb.wait_until("T-1 done", |s| s.status_of("T-1") == "done");
+        assert_ran_once(&sb, "T-1");
+        assert_eq!(sb.status_of("T-1"), "done");
+        assert!(
+            sb.board_text().contains("A line the person added.\n"),
+            "the person's line was lost:\n{}",
+            sb.board_text()
+        );
+        assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
+    }
+}
+
+/// Situation 1 with many tasks and a person appending notes from stale buffers the whole time.
+#[test]
+fn a_person_appending_notes_from_stale_buffers_never_makes_a_task_run_twice() {
+    let mut sb = Sandbox::new("stale-notes");
+    sb.script(
+        "quick.sh",
+        "cat > /dev/null\necho \"start $TASKBOARD_TASK_ID $TASKBOARD_ATTEMPT\" >> runs.log\nsleep 0.0$(( $$ % 9 ))\nexit 0",
+    );
+    sb.config(
+        "max_parallel = 4",
+        "[executors.default]\ncommand = [\"./quick.sh\"]\ntimeout = \"60s\"\n",
+    );
+    let mut text = String::from("# Board\n\n");
+    for i in 1..=30 {
+        text.push_str(&format!(
+            "## N-{i}: task {i}\n- status: ready\n\nAbout {i}.\n\n"
+        ));
+    }
+    sb.write_board(&text);
+    let initial = text.clone();
+    let pid = sb.start_run();
+    // The person's buffer was loaded before any task ran; they keep appending notes to it.
+    let mut buffer = initial;
+    let mut notes = Vec::new();
+    for n in 0..40 {
+        let note = format!("Note {n} from the person.\n");
+        buffer.push_str(&note);
+        notes.push(note);
+        editor_save(&sb.board, &buffer, n % 2 == 0);
+        // Reload the buffer only sometimes: most saves come from a stale one.
+        if n % 4 == 3 {
+            buffer = sb.board_text();
+        }
+        let runs = runs_of_all(&sb);
+        poll(Duration::from_secs(2), || {
+            runs_of_all(&sb) > runs || runs >= 30
+        });
+    }
+    let all_done = |s: &Sandbox| s.statuses().iter().all(|(_, st)| st == "done");
+    sb.wait_until("every task done", all_done);
+    for i in 1..=30 {
+        assert_ran_once(&sb, &format!("N-{i}"));
+    }
+    let board = sb.board_text();
+    for note in &notes {
+        assert!(board.contains(note.as_str()), "lost: {note}");
+    }
+    assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
+}
+
+/// The raw status of the `n`-th task (from 0) with this ID.
+fn nth_status(text: &str, id: &str, n: usize) -> String {
+    taskboard::board::Board::parse(text)
+        .tasks
+        .iter()
+        .filter(|t| t.id == id)
+        .nth(n)
+        .and_then(|t| t.status.as_ref())
+        .map(|s| s.raw.clone())
+        .unwrap_or_default()
+}
+
+fn runs_of_all(sb: &Sandbox) -> usize {
+    std::fs::read_to_string(sb.path("runs.log"))
+        .unwrap_or_default()
+        .lines()
+        .count()
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Situation 2: `git stash; git switch other` during a run, and back again after it ended.
+#[test]
+fn an_ending_waits_through_a_branch_switch_and_lands_when_the_task_is_back() {
+    let mut sb = gated_sandbox("git-switch", "");
+    std::fs::write(
+        sb.path(".gitignore"),
+        ".taskboard/\nevents*.jsonl\nruns.log\ngate-*\n*.stderr\nhandoffs/\n",
+    )
+    .unwrap();
+    sb.write_board("# Board\n\n## O-1: older\n- status: done\n");
+    git(&sb.dir, &["init", "-q", "-b", "main"]);
+    git(&sb.dir, &["add", "-A"]);
+    git(&sb.dir, &["commit", "-qm", "older board"]);
+    git(&sb.dir, &["branch", "other"]);
+    sb.write_board(&format!(
+        "# Board\n\n## O-1: older\n- status: done\n\n{}",
+        &ONE_TASK[9..]
+    ));
+    git(&sb.dir, &["commit", "-qam", "a task"]);
+    let pid = sb.start_run();
+    sb.wait_until("T-1 running", |s| {
+        runs_of(s, "T-1") == 1 && s.status_of("T-1").starts_with("running:")
+    });
+    git(&sb.dir, &["stash", "-q"]);
+    git(&sb.dir, &["switch", "-q", "other"]);
+    open_gate(&sb, "T-1");
+    sb.wait_until("the run ended", |s| {
+        s.count_for("task_finished", "T-1") == 1
+    });
+    sb.wait_until("the pass that took the ending", |s| {
+        s.count_for("ending_kept", "T-1") + s.count_for("writeback_conflict", "T-1") >= 1
+    });
+    git(&sb.dir, &["switch", "-q", "main"]);
+    git(&sb.dir, &["stash", "pop", "-q"]);
+    sb.wait_until("T-1 done", |s| s.status_of("T-1") == "done");
+    assert_ran_once(&sb, "T-1");
+    assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
+}
+
+/// Situation 2: a person pastes a copy of the running task as a template; while two tasks share
+/// the ID the ending cannot be written; they fix the copy after the run ended.
+#[test]
+fn an_ending_waits_while_a_pasted_copy_shares_the_id() {
+    let mut sb = gated_sandbox("paste", "");
+    sb.write_board(ONE_TASK);
+    let pid = sb.start_run();
+    sb.wait_until("T-1 running", |s| {
+        s.status_of("T-1").starts_with("running:")
+    });
+    let text = sb.board_text();
+    let block = &text[text.find("## T-1").unwrap()..];
+    let pasted = format!("{text}\n{block}");
+    editor_save(&sb.board, &pasted, true);
+    open_gate(&sb, "T-1");
+    sb.wait_until("the run ended", |s| {
+        s.count_for("task_finished", "T-1") == 1
+    });
+    sb.wait_until("the pass that took the ending", |s| {
+        s.count_for("ending_kept", "T-1") + s.count_for("writeback_conflict", "T-1") >= 1
+    });
+    // The person turns the copy into a new task: a new ID and `ready`.
+    let now = sb.board_text();
+    let at = now.rfind("## T-1: the task").unwrap();
+    let (head, tail) = now.split_at(at);
+    let claim = nth_status(&now, "T-1", 1);
+    let tail = tail
+        .replacen("## T-1: the task", "## T-2: the copy", 1)
+        .replacen(&claim, "ready", 1);
+    open_gate(&sb, "T-2");
+    editor_save(&sb.board, &format!("{head}{tail}"), true);
+    sb.wait_until("both done", |s| {
+        s.status_of("T-1") == "done" && s.status_of("T-2") == "done"
+    });
+    assert_ran_once(&sb, "T-1");
+    assert_ran_once(&sb, "T-2");
+    assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
+}
+
+/// Situation 2: the runtime is stopped while an ending waits (here the board is momentarily not
+/// UTF-8); the next start writes the ending instead of running the task again.
+#[test]
+fn an_ending_kept_across_a_stop_is_written_by_the_next_start() {
+    let mut sb = gated_sandbox("stop-kept", "");
+    sb.write_board(ONE_TASK);
+    let pid = sb.start_run();
+    sb.wait_until("T-1 running", |s| {
+        s.status_of("T-1").starts_with("running:")
+    });
+    let good = sb.board_text();
+    // A byte that is not UTF-8 in a description: the board cannot be read.
+    let mut bad = good.clone().into_bytes();
+    bad.extend_from_slice(b"caf\xe9\n");
+    std::fs::write(&sb.board, &bad).unwrap();
+    let errors = sb.count("error");
+    open_gate(&sb, "T-1");
+    sb.wait_until("the run finished", |s| {
+        s.count_for("task_finished", "T-1") == 1
+    });
+    sb.wait_until("the unreadable board reported", |s| {
+        s.count("error") > errors
+    });
+    assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
+    let on_disk = String::from_utf8_lossy(&std::fs::read(&sb.board).unwrap()).into_owned();
+    assert!(nth_status(&on_disk, "T-1", 0).starts_with("running:"));
+    // The person fixes the byte; the next start writes the kept ending.
+    std::fs::write(&sb.board, format!("{good}café\n")).unwrap();
+    let pid = sb.start_run();
+    sb.wait_until("T-1 done", |s| s.status_of("T-1") == "done");
+    assert_ran_once(&sb, "T-1");
+    assert!(sb.board_text().ends_with("café\n"));
+    assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
+}
+
+/// Situation 3: after the runtime dead-lettered a task, a buffer that still shows the retry wait
+/// is saved. No new series of attempts starts.
+#[test]
+fn a_stale_retry_wait_does_not_resurrect_a_dead_lettered_task() {
+    let mut sb = Sandbox::new("resurrect");
+    sb.script(
+        "fails.sh",
+        "cat > /dev/null\necho \"start $TASKBOARD_TASK_ID $TASKBOARD_ATTEMPT\" >> runs.log\nexit 1",
+    );
+    sb.config(
+        "max_attempts = 2\nretry_backoff = \"300ms\"",
+        "[executors.default]\ncommand = [\"./fails.sh\"]\ntimeout = \"60s\"\n",
+    );
+    sb.write_board(ONE_TASK);
+    let pid = sb.start_run();
+    sb.wait_until("a retry wait", |s| {
+        s.status_of("T-1").starts_with("blocked:retry:")
+    });
+    let buffer = sb.board_text();
+    sb.wait_until("dead-lettered", |s| {
+        s.status_of("T-1") == "failed:exhausted_retries"
+    });
+    let runs = runs_of(&sb, "T-1");
+    assert_eq!(runs, 2);
+    editor_save(&sb.board, &format!("{buffer}A note.\n"), true);
+    assert!(
+        sb.stays_false(Duration::from_secs(2), |s| runs_of(s, "T-1") > runs),
+        "a stale retry wait started a new series of attempts"
+    );
+    sb.wait_until("the dead letter stands", |s| {
+        s.status_of("T-1") == "failed:exhausted_retries"
+    });
+    assert!(sb.board_text().ends_with("A note.\n"));
+    assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
+}
+
+/// Situation 5: `taskboard once` finishes a task beside `taskboard run`; a stale buffer later
+/// shows it `ready`. `run` knows what `once` did, and the two share `max_parallel`.
+#[test]
+fn once_beside_run_shares_what_it_knows_and_the_parallel_limit() {
+    let mut sb = gated_sandbox("once-run", "max_parallel = 1");
+    let text = "# Board\n\n## B-1: by once\n- status: ready\n\n## C-1: by run\n- status: blocked:me:later\n";
+    sb.write_board(text);
+    let buffer = sb.board_text();
+    let mut once = sb
+        .command(&["once", "task-board.md"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    sb.wait_until("B-1 running", |s| runs_of(s, "B-1") == 1);
+    let pid = sb.start_run();
+    // C-1 becomes ready while `once` runs B-1: with max_parallel = 1 it waits.
+    let now = sb.board_text().replace("blocked:me:later", "ready");
+    editor_save(&sb.board, &now, true);
+    assert!(
+        sb.stays_false(Duration::from_millis(800), |s| runs_of(s, "C-1") > 0),
+        "run started C-1 while once ran B-1 with max_parallel = 1"
+    );
+    open_gate(&sb, "B-1");
+    assert!(poll(Duration::from_secs(30), || once
+        .try_wait()
+        .unwrap()
+        .is_some()));
+    sb.wait_until("C-1 running", |s| runs_of(s, "C-1") == 1);
+    open_gate(&sb, "C-1");
+    sb.wait_until("both done", |s| {
+        s.status_of("B-1") == "done" && s.status_of("C-1") == "done"
+    });
+    // The person's editor still holds B-1 as `ready`.
+    editor_save(&sb.board, &buffer.replace("blocked:me:later", "done"), true);
+    assert_ran_once(&sb, "B-1");
+    sb.wait_until("B-1 done again", |s| s.status_of("B-1") == "done");
+    assert_ran_once(&sb, "C-1");
+    assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
+}
