@@ -2,8 +2,9 @@
 //!
 //! This module owns the file's shape, its defaults and its validation. It is pure: [`parse`] is a
 //! function of text, and [`load`] is the only function here that touches the disk (it reads one
-//! file and nothing else). It must not start processes, read the board, read the clock or look at
-//! the environment: the executors it describes are run by `exec`, never from here.
+//! file, through `fsio::read_regular`, and nothing else). It must not start processes, read the
+//! board, read the clock or look at the environment: the executors it describes are run by
+//! `exec`, never from here.
 //!
 //! Every mistake in the file is an error with a line and column where the file shows one: unknown
 //! keys, wrong types, empty commands, zero limits, durations without units. A board without a
@@ -242,17 +243,9 @@ pub fn load(explicit: Option<&Path>, board_dir: &Path) -> Result<Loaded, ConfigE
             }
         }
     };
-    match std::fs::metadata(&path) {
-        Ok(m) if m.is_dir() => {
-            return Err(ConfigError::at_path(&path, "is a folder, not a file"));
-        }
-        Ok(m) if !m.is_file() => {
-            return Err(ConfigError::at_path(&path, "not a regular file"));
-        }
-        Ok(_) => {}
-        Err(e) => return Err(ConfigError::at_path(&path, io_message(&e))),
-    }
-    let bytes = std::fs::read(&path).map_err(|e| ConfigError::at_path(&path, io_message(&e)))?;
+    // A FIFO or a folder in the file's place is refused without waiting on it.
+    let bytes = crate::fsio::read_regular(&path)
+        .map_err(|e| ConfigError::at_path(&path, io_message(&e)))?;
     let text = String::from_utf8(bytes).map_err(|e| {
         ConfigError::at_path(
             &path,
@@ -276,6 +269,8 @@ fn io_message(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::NotFound => "no such file".to_string(),
         std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        std::io::ErrorKind::IsADirectory => "is a folder, not a file".to_string(),
+        _ if crate::fsio::is_not_regular(e) => e.to_string(),
         _ => format!("cannot read: {e}"),
     }
 }

@@ -484,7 +484,7 @@ fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
 
 impl EventLog {
     /// Open (creating with mode 0644 if missing) for appending. Does not create parent folders.
-    /// Never rotates.
+    /// Never rotates. Anything but a regular file (a FIFO, a device) is refused.
     pub fn open(path: impl AsRef<Path>) -> io::Result<EventLog> {
         EventLog::build(path.as_ref(), None)
     }
@@ -497,6 +497,9 @@ impl EventLog {
 
     fn build(path: &Path, max_bytes: Option<u64>) -> io::Result<EventLog> {
         let mut file = open_append(path)?;
+        // A FIFO in the log's place would take lines until its buffer fills, then block the
+        // appender (the runtime) for good: the record is a regular file or nothing.
+        crate::fsio::ensure_regular(&file.metadata()?)?;
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -637,7 +640,9 @@ fn rotated_key(name: &str) -> Option<(String, u32)> {
 }
 
 /// The log files of the board folder `board_dir`, in the order they were written: rotated files
-/// (`events-<UTC time>.jsonl`) oldest first, then the live `events.jsonl` when it exists.
+/// (`events-<UTC time>.jsonl`) oldest first, then the live `events.jsonl` when it exists. Any
+/// kind of file is listed: the readers refuse what is not a regular file (a FIFO) with an error
+/// rather than skip it in silence.
 pub fn log_files(board_dir: impl AsRef<Path>) -> Vec<PathBuf> {
     let dir = board_dir.as_ref();
     let mut rotated: Vec<((String, u32), PathBuf)> = std::fs::read_dir(dir)
@@ -655,7 +660,7 @@ pub fn log_files(board_dir: impl AsRef<Path>) -> Vec<PathBuf> {
     rotated.sort();
     let mut files: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
     let live = dir.join("events.jsonl");
-    if live.is_file() {
+    if std::fs::symlink_metadata(&live).is_ok() {
         files.push(live);
     }
     files
@@ -665,7 +670,7 @@ pub fn log_files(board_dir: impl AsRef<Path>) -> Vec<PathBuf> {
 /// excludes the newline and `terminated` says whether it had one (only the last line of a file
 /// may lack it: a write cut short, or one still under way). Blank lines are skipped.
 pub fn for_each_line(path: impl AsRef<Path>, mut f: impl FnMut(&[u8], bool)) -> io::Result<()> {
-    let mut reader = BufReader::with_capacity(1 << 17, File::open(path)?);
+    let mut reader = BufReader::with_capacity(1 << 17, crate::fsio::open_regular(path.as_ref())?);
     let mut buf = Vec::with_capacity(512);
     loop {
         buf.clear();
@@ -688,7 +693,7 @@ pub fn for_each_line(path: impl AsRef<Path>, mut f: impl FnMut(&[u8], bool)) -> 
 /// Stream the events of every log file of `board_dir` ([`log_files`] order), with the rules of
 /// [`for_each_event`] applied to each file (so a torn last line of any file is skipped). Line
 /// numbers in `bad_lines` count from the first line of the first file. A file that disappears
-/// while being listed (rotated away and removed) is skipped.
+/// while being listed (rotated away and removed) is skipped; any other error names the file.
 pub fn for_each_event_in(
     board_dir: impl AsRef<Path>,
     mut f: impl FnMut(Event),
@@ -697,7 +702,9 @@ pub fn for_each_event_in(
     let mut line_no = 0usize;
     for file in log_files(board_dir) {
         match scan_file(&file, &mut f, &mut scan, &mut line_no) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(io::Error::new(e.kind(), format!("{}: {e}", file.display())));
+            }
             _ => {}
         }
     }
@@ -765,7 +772,7 @@ fn scan_file(
     scan: &mut LogScan,
     line_no: &mut usize,
 ) -> io::Result<()> {
-    let mut reader = BufReader::with_capacity(1 << 16, File::open(path)?);
+    let mut reader = BufReader::with_capacity(1 << 16, crate::fsio::open_regular(path)?);
     let mut buf = Vec::with_capacity(512);
     loop {
         buf.clear();

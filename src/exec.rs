@@ -1,15 +1,20 @@
 //! Running one executor attempt as a child process.
 //!
 //! This module owns everything about a single child: spawning it as the leader of its own process
-//! group (so grandchildren can be signalled with it), feeding its stdin, capturing stdout and stderr
-//! to capped files in the attempt's run folder, enforcing its timeout, stopping it (SIGTERM to the
-//! group, SIGKILL after a grace period) and reporting how it ended.
+//! group (so grandchildren can be signalled with it) and tagged with a fresh run id
+//! ([`procs::RUN_ID_VAR`], so descendants that leave the group are found too), feeding its stdin,
+//! capturing stdout and stderr to capped files in the attempt's run folder, enforcing its timeout,
+//! stopping it (SIGTERM to the group and to the run's processes outside it, SIGKILL after a grace
+//! period) and reporting how it ended. A run is over only when every process of it is gone: after
+//! the leader exits, whatever it left behind is stopped the same way before `on_exit` is called,
+//! and the processes that had left the group are named in [`Finished::escaped`].
 //!
 //! It must not know about boards, task statuses, events or locks: the runtime passes a plain
 //! [`Spec`] in and gets a plain [`Finished`] back through the `on_exit` callback. It writes only
 //! `stdout.log` and `stderr.log` inside `Spec::run_dir`, and signals only processes it spawned
 //! (and their process group) while the leader is known not to have been reaped, so a recycled pid
-//! is never hit.
+//! is never hit; the run's other processes are signalled through `procs`, which checks each one's
+//! identity.
 //!
 //! Threads per attempt: a supervisor (spawns the child, so a Linux parent-death signal is tied to
 //! a thread that outlives the child, then waits for the leader and cleans up), a watchdog (timeout
@@ -27,6 +32,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use crate::procs;
 
 /// How many bytes of each stream are returned in [`Finished`] as a tail.
 pub const TAIL_BYTES: usize = 4096;
@@ -90,6 +97,38 @@ pub struct Finished {
     pub stdout_bytes: u64,
     /// Total bytes the child wrote to stderr (seen before `on_exit`).
     pub stderr_bytes: u64,
+    /// Processes of the run that had left its process group and were alive when it was stopped
+    /// or when the leader ended; all of them were stopped before `on_exit` (but `survivors`).
+    pub escaped: Vec<u32>,
+    /// Processes of the run still alive when stopping them was given up (another user's, or
+    /// stuck in the kernel), [`procs::KILL_WAIT`] after SIGKILL.
+    pub survivors: Vec<u32>,
+}
+
+impl Finished {
+    /// One line naming the processes that escaped the executor's process group, if any did.
+    pub fn escape_report(&self) -> Option<String> {
+        if self.escaped.is_empty() && self.survivors.is_empty() {
+            return None;
+        }
+        let list = |pids: &[u32]| {
+            pids.iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut line = format!(
+            "processes left the executor's process group and outlived it: pid {}; stopped them",
+            list(&self.escaped)
+        );
+        if !self.survivors.is_empty() {
+            line.push_str(&format!(
+                ", except pid {} (still alive)",
+                list(&self.survivors)
+            ));
+        }
+        Some(line)
+    }
 }
 
 /// Why a child could not be started.
@@ -135,6 +174,11 @@ impl RunHandle {
         self.shared.pid
     }
 
+    /// The run id every process of this run inherits in [`procs::RUN_ID_VAR`].
+    pub fn run_id(&self) -> &str {
+        &self.shared.run_id
+    }
+
     /// Asks the child to stop: SIGTERM to its process group now, SIGKILL to the group after
     /// `grace` if the leader still lives. Non-blocking, callable from any thread; only the first
     /// call has an effect, and a call after the leader has ended does nothing.
@@ -147,6 +191,7 @@ impl RunHandle {
 /// State shared by the handle, the supervisor and the watchdog.
 struct Shared {
     pid: u32,
+    run_id: String,
     grace: Duration,
     state: Mutex<State>,
     changed: Condvar,
@@ -159,15 +204,27 @@ struct State {
     stopped: Option<StopReason>,
     term_sent_at: Option<Instant>,
     kill_sent: bool,
+    /// A signal the watchdog still has to send to the run's processes outside the group.
+    sweep: Option<libc::c_int>,
+    /// The run's processes found so far (taken out while a sweep reads `/proc`).
+    tracker: procs::Tracker,
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn target(&self) -> procs::Target<'_> {
+        procs::Target {
+            run_id: Some(&self.run_id),
+            pgid: Some(self.pid),
+        }
+    }
 }
 
-/// Sends SIGTERM to the group on the first request while the leader is unreaped.
+/// Sends SIGTERM to the group on the first request while the leader is unreaped, and has the
+/// watchdog send it to the run's processes outside the group (finding them reads `/proc`).
 fn request_stop(shared: &Shared, state: &mut State, reason: StopReason) {
     if state.exited || state.stopped.is_some() {
         return;
@@ -175,6 +232,7 @@ fn request_stop(shared: &Shared, state: &mut State, reason: StopReason) {
     state.stopped = Some(reason);
     state.term_sent_at = Some(Instant::now());
     signal_group(shared.pid, libc::SIGTERM);
+    state.sweep = Some(libc::SIGTERM);
     shared.changed.notify_all();
 }
 
@@ -260,7 +318,7 @@ fn spawn_error(program: &str, err: io::Error) -> SpawnError {
     }
 }
 
-fn build_command(spec: &Spec) -> Command {
+fn build_command(spec: &Spec, run_id: &str) -> Command {
     let mut cmd = Command::new(&spec.argv[0]);
     cmd.args(&spec.argv[1..])
         .current_dir(&spec.cwd)
@@ -272,6 +330,7 @@ fn build_command(spec: &Spec) -> Command {
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .env(procs::RUN_ID_VAR, run_id)
         .process_group(0);
     die_with_parent(&mut cmd);
     cmd
@@ -318,8 +377,14 @@ fn supervise(
     tx: mpsc::Sender<Result<Arc<Shared>, SpawnError>>,
     on_exit: impl FnOnce(Finished),
 ) {
-    let mut cmd = build_command(&spec);
-    let mut child = match cmd.spawn() {
+    let run_id = procs::new_run_id();
+    let mut cmd = build_command(&spec, &run_id);
+    let spawned = procs::spawn_tracked(|| {
+        let child = cmd.spawn()?;
+        let pid = child.id();
+        Ok((child, pid))
+    });
+    let mut child = match spawned {
         Ok(child) => child,
         Err(e) => {
             let _ = tx.send(Err(spawn_error(&spec.argv[0], e)));
@@ -329,6 +394,7 @@ fn supervise(
     let spawned_at = Instant::now();
     let shared = Arc::new(Shared {
         pid: child.id(),
+        run_id,
         grace: spec.grace,
         state: Mutex::new(State::default()),
         changed: Condvar::new(),
@@ -340,6 +406,7 @@ fn supervise(
             // Nothing may outlive a failed start: kill the group and reap the leader.
             signal_group(shared.pid, libc::SIGKILL);
             let _ = child.wait();
+            procs::untrack(shared.pid);
             let _ = tx.send(Err(SpawnError::Io(format!(
                 "cannot start helper thread: {e}"
             ))));
@@ -359,9 +426,12 @@ fn supervise(
         shared.changed.notify_all();
         (state.stopped, state.term_sent_at)
     };
-    // Leftover grandchildren get SIGTERM while the zombie leader still pins the group id.
+    // Leftover grandchildren get SIGTERM while the zombie leader still pins the group id; so
+    // do the run's processes outside the group: the run is over only when they are gone.
     signal_group(shared.pid, libc::SIGTERM);
     let _ = helpers.watchdog.join();
+    let mut tracker = std::mem::take(&mut shared.lock().tracker);
+    tracker.signal_outside_group(shared.target(), libc::SIGTERM);
     let ending = match child.wait() {
         Ok(status) => ending_of(status),
         Err(e) => {
@@ -369,11 +439,14 @@ fn supervise(
             Ending::Exited(-1)
         }
     };
+    procs::untrack(shared.pid);
 
-    // The leader is reaped. Give the rest of the group the grace period, then kill it.
+    // The leader is reaped. Give the rest of the run the grace period, then kill it, and wait
+    // until nothing of it is left (where /proc exists; elsewhere, the group only).
     let kill_at = term_sent_at
         .map(|t| t + spec.grace)
         .unwrap_or_else(|| Instant::now() + spec.grace);
+    let survivors = tracker.stop_run(shared.target(), Some(shared.pid), true, kill_at);
     if !wait_until(kill_at, || !group_alive(shared.pid)) {
         signal_group(shared.pid, libc::SIGKILL);
     }
@@ -392,6 +465,8 @@ fn supervise(
         stderr_tail,
         stdout_bytes,
         stderr_bytes,
+        escaped: tracker.outside.into_iter().collect(),
+        survivors,
     });
 }
 
@@ -444,6 +519,14 @@ fn watchdog(shared: &Shared, deadline: Option<Instant>) {
         if state.exited {
             return;
         }
+        if let Some(sig) = state.sweep.take() {
+            let mut tracker = std::mem::take(&mut state.tracker);
+            drop(state);
+            tracker.signal_outside_group(shared.target(), sig);
+            state = shared.lock();
+            state.tracker = tracker;
+            continue;
+        }
         let now = Instant::now();
         if state.stopped.is_none()
             && let Some(d) = deadline
@@ -461,6 +544,7 @@ fn watchdog(shared: &Shared, deadline: Option<Instant>) {
         {
             signal_group(shared.pid, libc::SIGKILL);
             state.kill_sent = true;
+            state.sweep = Some(libc::SIGKILL);
             continue;
         }
         let next = [deadline.filter(|_| state.stopped.is_none()), kill_at]

@@ -16,6 +16,9 @@ pub enum Exit {
     State = 4,
     /// Writing a file failed, or a file that must not be overwritten exists.
     Write = 5,
+    /// Standard output could not be written (a full disk, an I/O error; a closed pipe is not an
+    /// error: exit 0). Whatever the command changes was changed: `retry` set the task to ready.
+    Output = 6,
     /// The command line itself is wrong (unknown flag, missing argument).
     Usage = 64,
 }

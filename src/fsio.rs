@@ -6,6 +6,10 @@
 //! change the board's text (that is the pure core's job), take locks, or touch any other file
 //! than the board and its own temporary file beside it.
 //!
+//! It also owns the one check every other read goes through ([`open_regular`]): a path that is
+//! not a regular file (a FIFO, a socket, a device, a folder) is refused without blocking, so no
+//! command can hang on a FIFO put where a board, `events.jsonl` or `taskboard.toml` belongs.
+//!
 //! Replacing by rename gives the board a new inode: a hard link to the board keeps the old
 //! content. A symlinked board is resolved and its target replaced, so the link stays a link.
 
@@ -139,25 +143,8 @@ fn read_once(path: &Path) -> Result<Snapshot, Failed> {
         err,
         cut_short: false,
     };
-    // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
-    let mut file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(|e| fail(ReadError::from_io(path, &e)))?;
-    // Check the opened file itself, so nothing can be swapped in between check and read.
-    let meta = file
-        .metadata()
-        .map_err(|e| fail(ReadError::from_io(path, &e)))?;
-    if meta.is_dir() {
-        return Err(fail(ReadError::IsDir(path.to_path_buf())));
-    }
-    if !meta.is_file() {
-        return Err(fail(ReadError::Io {
-            path: path.to_path_buf(),
-            err: "not a regular file (a FIFO, socket or device)".to_string(),
-        }));
-    }
+    let (mut file, meta) =
+        open_regular_with_meta(path).map_err(|e| fail(ReadError::from_io(path, &e)))?;
     let too_large = |size| ReadError::TooLarge {
         path: path.to_path_buf(),
         size,
@@ -190,6 +177,147 @@ fn read_once(path: &Path) -> Result<Snapshot, Failed> {
         len,
         mtime: meta.modified().ok(),
     })
+}
+
+/// A file that is not a regular file, refused by [`open_regular`]: displays as
+/// `not a regular file (a FIFO)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotRegular {
+    /// What it is instead: `a FIFO`, `a socket`, `a character device`, `a block device`, `a folder`.
+    pub kind: &'static str,
+}
+
+impl fmt::Display for NotRegular {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "not a regular file ({})", self.kind)
+    }
+}
+
+impl std::error::Error for NotRegular {}
+
+/// Whether `e` is [`open_regular`]'s refusal of a file that is not a regular file.
+pub fn is_not_regular(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<NotRegular>())
+}
+
+/// Refuses what `meta` shows is not a regular file, with the error [`open_regular`] gives: for a
+/// file opened some other way (an append that creates it) and checked on its descriptor.
+pub fn ensure_regular(meta: &fs::Metadata) -> io::Result<()> {
+    if meta.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::IsADirectory,
+            NotRegular { kind: "a folder" },
+        ));
+    }
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            NotRegular {
+                kind: kind_of(meta),
+            },
+        ));
+    }
+    Ok(())
+}
+
+fn kind_of(meta: &fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_dir() {
+        "a folder"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "not a file"
+    }
+}
+
+/// Opens `path` for reading only when it is a regular file (a symlink to one is fine); anything
+/// else (a FIFO, a socket, a device, a folder) is an error displaying as
+/// `not a regular file (a FIFO)` (see [`is_not_regular`]; a folder has the kind `IsADirectory`).
+///
+/// Every file the commands and the runtime read goes through here, so that none of them can hang:
+/// the open itself is non-blocking (opening a FIFO for reading would otherwise wait for a
+/// writer, and a signal does not interrupt that wait), and the type is checked on the opened
+/// descriptor, so nothing can be swapped in between check and read. Reads from the returned file
+/// block as usual.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    open_regular_with_meta(path).map(|(file, _)| file)
+}
+
+/// [`open_regular`], then the whole file.
+pub fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
+    let (mut file, meta) = open_regular_with_meta(path)?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// [`read_regular`] as UTF-8 text.
+pub fn read_regular_to_string(path: &Path) -> io::Result<String> {
+    String::from_utf8(read_regular(path)?)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.utf8_error()))
+}
+
+fn open_regular_with_meta(path: &Path) -> io::Result<(File, fs::Metadata)> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+    {
+        Ok(file) => file,
+        // A socket cannot be opened at all (ENXIO): say what it is rather than why open failed.
+        Err(e) => {
+            if let Ok(meta) = fs::metadata(path) {
+                ensure_regular(&meta)?;
+            }
+            return Err(e);
+        }
+    };
+    let meta = file.metadata()?;
+    ensure_regular(&meta)?;
+    set_blocking(&file);
+    Ok((file, meta))
+}
+
+/// Creates or truncates `path` for writing, like `File::create`, without ever waiting on a FIFO
+/// that nobody reads: opening one for writing would block until a reader comes, so it is an
+/// error (`a FIFO that nobody reads`) instead. A FIFO that is being read (`--html /dev/stdout`
+/// into a pipe) is written as usual, with blocking writes.
+pub fn create_no_wait(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ENXIO) {
+                io::Error::new(e.kind(), "a FIFO that nobody reads")
+            } else {
+                e
+            }
+        })?;
+    set_blocking(&file);
+    Ok(file)
+}
+
+/// Back to blocking reads and writes: O_NONBLOCK was only there for the open.
+fn set_blocking(file: &File) {
+    // SAFETY: fcntl on a descriptor the caller owns; F_GETFL/F_SETFL have no other effect.
+    unsafe {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(file);
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
+        }
+    }
 }
 
 /// Read the board once. Folders, FIFOs and other non-regular files are refused, and so is a file
@@ -405,6 +533,54 @@ mod tests {
             state_dir(Path::new("task-board.md")),
             Path::new(".taskboard")
         );
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "taskboard-fsio-{name}-{}-{}",
+            std::process::id(),
+            NONCE.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn refusal(path: &Path) -> String {
+        let e = open_regular(path).unwrap_err();
+        assert!(
+            is_not_regular(&e) || e.kind() == io::ErrorKind::IsADirectory,
+            "{e:?}"
+        );
+        e.to_string()
+    }
+
+    #[test]
+    fn only_regular_files_are_opened_and_nothing_waits() {
+        let dir = scratch("kinds");
+        let fifo = dir.join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: c is a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        assert_eq!(refusal(&fifo), "not a regular file (a FIFO)");
+        let socket = dir.join("socket");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        assert_eq!(refusal(&socket), "not a regular file (a socket)");
+        assert_eq!(
+            refusal(Path::new("/dev/null")),
+            "not a regular file (a character device)"
+        );
+        assert_eq!(refusal(&dir), "not a regular file (a folder)");
+        // A symlink to a regular file is that file.
+        fs::write(dir.join("file"), "text").unwrap();
+        std::os::unix::fs::symlink(dir.join("file"), dir.join("link")).unwrap();
+        assert_eq!(read_regular_to_string(&dir.join("link")).unwrap(), "text");
+        // A symlink to a FIFO is a FIFO.
+        std::os::unix::fs::symlink(&fifo, dir.join("fifo-link")).unwrap();
+        assert_eq!(
+            refusal(&dir.join("fifo-link")),
+            "not a regular file (a FIFO)"
+        );
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod exec;
 pub mod fsio;
 pub mod lock;
 pub mod logging;
+pub mod procs;
 pub mod runtime;
 pub mod service;
 pub mod state;

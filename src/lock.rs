@@ -43,6 +43,10 @@ pub struct Owner {
     pub acquired_at: DateTime<Utc>,
     /// The executor's process group, set once it is spawned, so a restart can find orphans.
     pub executor_pgid: Option<i32>,
+    /// The run id its processes carry in their environment (`procs::RUN_ID_VAR`), set with
+    /// `executor_pgid`, so a restart also finds those that left the group.
+    #[serde(default)]
+    pub run_id: Option<String>,
 }
 
 impl Owner {
@@ -57,6 +61,7 @@ impl Owner {
             instance: instance.to_owned(),
             acquired_at: now,
             executor_pgid: None,
+            run_id: None,
         }
     }
 }
@@ -305,12 +310,24 @@ impl Locks {
     /// Record the executor's process group in the owner record, only if `instance` holds `id`
     /// (`PermissionDenied` if someone else does, `NotFound` if no one does).
     pub fn set_executor_pgid(&self, id: &str, instance: &str, pgid: i32) -> io::Result<()> {
+        self.set_executor(id, instance, pgid, None)
+    }
+
+    /// Like [`Locks::set_executor_pgid`], recording the run id of the executor's processes too.
+    pub fn set_executor(
+        &self,
+        id: &str,
+        instance: &str,
+        pgid: i32,
+        run_id: Option<&str>,
+    ) -> io::Result<()> {
         check_id(id)?;
         let _gate = self.gate(false)?;
         let dir = self.root.join(id);
         match read_state(&dir) {
             Some(LockState::Held(mut owner)) if owner.instance == instance => {
                 owner.executor_pgid = Some(pgid);
+                owner.run_id = run_id.map(str::to_owned);
                 write_owner(&dir, &owner, false)
             }
             Some(LockState::Held(owner)) => Err(io::Error::new(

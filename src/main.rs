@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use taskboard::cmd;
+use taskboard::cmd::{self, Failure};
 use taskboard::exit::Exit;
 
 /// One Markdown file as the control plane for background work.
@@ -17,7 +17,7 @@ use taskboard::exit::Exit;
 #[derive(Parser, Debug)]
 #[command(name = "taskboard", version, max_term_width = 100)]
 #[command(
-    after_help = "BOARD defaults to ./task-board.md everywhere.\n\nExit codes: 0 ok, 1 findings (lint errors, refused change), 2 board unreadable, 3 config invalid, 4 state or lock unavailable, 5 write failed, 64 usage."
+    after_help = "BOARD defaults to ./task-board.md everywhere.\n\nExit codes: 0 ok, 1 findings (lint errors, refused change), 2 board unreadable, 3 config invalid, 4 state, lock or event log unavailable, 5 write failed, 6 output failed (the work was done), 64 usage."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -104,8 +104,12 @@ fn main() -> ExitCode {
             } else {
                 Exit::Ok
             };
-            let _ = e.print();
-            return ExitCode::from(code as u8);
+            // `--help` and `--version` go to stdout: a failing stdout is reported like any.
+            let printed = e.print();
+            return match printed {
+                Err(err) if code == Exit::Ok => exit(Err(Failure::output(err))),
+                _ => ExitCode::from(code as u8),
+            };
         }
     };
     let result = match cli.command {
@@ -127,11 +131,15 @@ fn main() -> ExitCode {
         Command::Doctor(args) => cmd::doctor::run(&args),
         Command::Service { action } => cmd::service::run(&action),
     };
-    match result {
-        Ok(exit) => ExitCode::from(exit as u8),
-        Err(failure) => {
-            eprintln!("taskboard: {}", failure.message);
-            ExitCode::from(failure.exit as u8)
-        }
-    }
+    exit(result)
+}
+
+/// The one place a command's outcome becomes the exit code (a closed stdout pipe included: see
+/// `cmd::output::report`).
+fn exit(result: cmd::CmdResult) -> ExitCode {
+    let code = match result {
+        Ok(exit) => exit,
+        Err(failure) => cmd::output::report(&failure),
+    };
+    ExitCode::from(code as u8)
 }

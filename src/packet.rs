@@ -48,9 +48,11 @@ pub fn assemble(
         .iter()
         .filter_map(|dep| {
             let t = src.board.task(dep)?;
-            let handoff = std::fs::read_to_string(crate::handoff::file_path(src.board_dir, dep))
-                .ok()
-                .and_then(|f| crate::handoff::last_section(&f).map(str::to_string));
+            // Never waits on a FIFO put in the handoff's place: that reads as no handoff.
+            let handoff =
+                crate::fsio::read_regular_to_string(&crate::handoff::file_path(src.board_dir, dep))
+                    .ok()
+                    .and_then(|f| crate::handoff::last_section(&f).map(str::to_string));
             Some(Dep {
                 id: dep.clone(),
                 status: t

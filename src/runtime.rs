@@ -31,6 +31,7 @@ use crate::plan::{
     self, Ending, Episode, Landing, LockView, PendingEnding, Phase, Policy, ResultFile,
     SettlementKind, Step,
 };
+use crate::procs;
 use crate::state::{AttemptRecord, Store};
 use crate::status::Status;
 use crate::watch::WatchSignal;
@@ -211,6 +212,12 @@ impl Runtime {
                 format!("{}: is a folder, not a board file", board.display()),
             ));
         }
+        // A FIFO, socket or device never becomes a board (a missing file may): refuse it now.
+        if let Ok(meta) = std::fs::metadata(&board)
+            && let Err(e) = fsio::ensure_regular(&meta)
+        {
+            return Err(fatal(Exit::Board, format!("{}: {e}", board.display())));
+        }
         if mode == Mode::Once {
             // `once` is run by cron and timers: an unreadable board is an error to report now.
             fsio::read_board(&board).map_err(|e| fatal(Exit::Board, e.to_string()))?;
@@ -360,6 +367,10 @@ impl Runtime {
             "taskboard {} started",
             self.mode.as_str()
         );
+        // Orphans of our executors' descendants are handed to us, not to init, to be found.
+        if !procs::become_subreaper() && cfg!(target_os = "linux") {
+            tracing::warn!("cannot become a child subreaper; escaped processes go to init");
+        }
         if let Err(e) = self.locks.sweep_debris() {
             tracing::warn!("cannot clear leftover lock folders: {e}");
         }
@@ -1014,7 +1025,8 @@ impl Runtime {
         (view, wake)
     }
 
-    /// Breaks a dead owner's lock, first stopping any executor it left behind on this boot.
+    /// Breaks a dead owner's lock, first stopping every process of the run it left behind on
+    /// this boot: its executor's process group and whatever carries its run id.
     fn break_lock(&mut self, id: &str) -> bool {
         let Some(seen) = self.locks.read(id) else {
             return true;
@@ -1023,14 +1035,32 @@ impl Runtime {
             return false;
         };
         if let LockState::Held(owner) = &seen
-            && let Some(pgid) = owner.executor_pgid
             && owner.boot_id == Owner::current(&self.instance, Utc::now()).boot_id
-            && lock::process_group_alive(pgid)
         {
-            self.error(Some(id), "recovery", format!(
-                    "executor process group {pgid} outlived its runtime; stopping it before recovery"
-                ));
-            kill_group(pgid, self.config.runtime.grace);
+            let pgid = owner.executor_pgid.filter(|g| *g > 1);
+            let target = procs::Target {
+                run_id: owner.run_id.as_deref(),
+                pgid: pgid.and_then(|g| u32::try_from(g).ok()),
+            };
+            let left: Vec<String> = procs::find(target)
+                .iter()
+                .map(|p| p.pid.to_string())
+                .collect();
+            if !left.is_empty() || pgid.is_some_and(lock::process_group_alive) {
+                let what = match (pgid, left.is_empty()) {
+                    (Some(g), true) => format!("executor process group {g}"),
+                    (Some(g), false) => {
+                        format!("executor process group {g} (pid {})", left.join(", "))
+                    }
+                    (None, _) => format!("executor processes (pid {})", left.join(", ")),
+                };
+                self.error(
+                    Some(id),
+                    "recovery",
+                    format!("{what} outlived its runtime; stopping it before recovery"),
+                );
+                kill_group(target, self.config.runtime.grace);
+            }
         }
         match self.locks.break_stale(id, &seen) {
             Ok(true) => {
@@ -1305,7 +1335,10 @@ impl Runtime {
         if active.attempt != attempt {
             return false;
         }
-        let result = std::fs::read_to_string(&active.result_path)
+        if let Some(report) = finished.escape_report() {
+            self.error(Some(id), "escaped", report);
+        }
+        let result = fsio::read_regular_to_string(&active.result_path)
             .ok()
             .map(|text| plan::parse_result(&text, &active.phase));
         let ending = match finished.stopped {
@@ -1504,13 +1537,19 @@ impl Runtime {
         let path = handoff::file_path(&self.board_dir, id);
         let result = std::fs::create_dir_all(path.parent().unwrap_or(&self.board_dir))
             .and_then(|_| {
+                use std::os::unix::fs::OpenOptionsExt;
+                // Never wait on a FIFO someone put there: open without blocking, then insist on
+                // a regular file.
                 std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
+                    .custom_flags(libc::O_NONBLOCK)
                     .open(&path)
             })
             .and_then(|mut f| {
-                let header = if f.metadata()?.len() == 0 {
+                let meta = f.metadata()?;
+                fsio::ensure_regular(&meta)?;
+                let header = if meta.len() == 0 {
                     handoff::file_header(id)
                 } else {
                     String::new()
@@ -1678,7 +1717,10 @@ impl Runtime {
         }) {
             Ok(handle) => {
                 let pid = handle.pid();
-                let _ = self.locks.set_executor_pgid(id, &self.instance, pid as i32);
+                let run_id = Some(handle.run_id());
+                let _ = self
+                    .locks
+                    .set_executor(id, &self.instance, pid as i32, run_id);
                 self.emit(
                     Some(id),
                     EventKind::TaskDispatched {
@@ -1772,11 +1814,20 @@ pub fn archive_deadletter(dir: &Path, id: &str, now: DateTime<Utc>) -> std::io::
     Ok(to)
 }
 
-/// SIGTERM to a process group, then SIGKILL after `grace` if anything in it still lives.
-fn kill_group(pgid: i32, grace: Duration) {
-    // SAFETY: kill(2) with a negative pid signals a process group; no memory is involved.
-    unsafe { libc::kill(-pgid, libc::SIGTERM) };
+/// Stops a dead runtime's run: SIGTERM to its process group and to every process carrying its
+/// run id (or descending from one), SIGKILL after `grace` to whatever still lives, and waits until
+/// they are gone (where `/proc` exists; elsewhere the group is signalled and waited for only).
+fn kill_group(target: procs::Target<'_>, grace: Duration) {
+    let pgid = target.pgid.and_then(|g| i32::try_from(g).ok());
+    if let Some(pgid) = pgid {
+        // SAFETY: kill(2) with a negative pid signals a process group; no memory is involved.
+        unsafe { libc::kill(-pgid, libc::SIGTERM) };
+    }
     let deadline = Instant::now() + grace;
+    procs::Tracker::default().stop_run(target, None, true, deadline);
+    let Some(pgid) = pgid else {
+        return;
+    };
     let mut wait = Duration::from_millis(5);
     while lock::process_group_alive(pgid) && Instant::now() < deadline {
         std::thread::sleep(wait);

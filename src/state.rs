@@ -127,7 +127,8 @@ pub struct Store {
 }
 
 fn read_file(path: &Path) -> Result<Option<StateFile>, String> {
-    match std::fs::read(path) {
+    // Never waits on a FIFO in the file's place: that is an unreadable file.
+    match crate::fsio::read_regular(path) {
         Ok(bytes) => serde_json::from_slice::<StateFile>(&bytes)
             .map(Some)
             .map_err(|e| e.to_string()),

@@ -7,9 +7,13 @@
 #[path = "support/mod.rs"]
 mod support;
 
+#[path = "regressions/escape.rs"]
+mod escape;
 #[path = "regressions/exactly_once.rs"]
 mod exactly_once;
 #[path = "regressions/home.rs"]
 mod home;
 #[path = "regressions/lintclock.rs"]
 mod lintclock;
+#[path = "regressions/output.rs"]
+mod output;

@@ -2,6 +2,7 @@
 //! bundled template (with its demo executor) in DIR unless one is already there, then runs the
 //! real runtime on it in the foreground until Ctrl-C.
 
+use std::io::Write as _;
 use std::path::Path;
 
 use super::CmdResult;
@@ -11,7 +12,9 @@ pub fn run(dir: &Path) -> CmdResult {
     if !board.exists() {
         super::init::run(dir)?;
     }
-    eprintln!(
+    // A greeting on stderr; if stderr fails there is nobody to greet, and the demo runs anyway.
+    let _ = writeln!(
+        std::io::stderr().lock(),
         "taskboard demo: running {b}\n  \
          open it in an editor and watch the statuses change; edit it while it runs\n  \
          in another terminal: taskboard tail -f {b}   (or: cat {e})\n  \

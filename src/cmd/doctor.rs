@@ -80,9 +80,12 @@ impl Check {
 pub fn run(args: &Args) -> CmdResult {
     let checks = checks(&args.board, args.config.as_deref());
     let paint = Paint(use_color());
+    let mut out = String::new();
     for c in &checks {
-        println!("{}", c.line(paint));
+        out.push_str(&c.line(paint));
+        out.push('\n');
     }
+    super::output::print(&out)?;
     Ok(if checks.iter().any(|c| c.level == Level::Fail) {
         Exit::Findings
     } else {
@@ -371,7 +374,8 @@ fn service_check(board: &Path) -> Check {
         let present: Vec<&String> = names
             .iter()
             .filter(|n| {
-                std::fs::read_to_string(dir.join(n)).is_ok_and(|t| t.contains(service::MARKER))
+                fsio::read_regular_to_string(&dir.join(n))
+                    .is_ok_and(|t| t.contains(service::MARKER))
             })
             .collect();
         if present.is_empty() {

@@ -8,7 +8,6 @@ use std::fs::OpenOptions;
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
-use super::lint::print_stdout;
 use super::{CmdResult, Failure};
 use crate::exit::Exit;
 
@@ -85,7 +84,9 @@ pub fn run(dir: &Path) -> CmdResult {
         "\nnext: taskboard lint {b}   (check the board)\n      taskboard run {b}    (run the ready tasks; edit the board while it runs)\n",
         b = board.display()
     ));
-    print_stdout(&out)?;
+    // The files are written: a failing stdout must not read as "nothing was written".
+    let done = format!("the starter files were written to {}", dir.display());
+    super::output::print_after(&done, &out)?;
     Ok(Exit::Ok)
 }
 

@@ -43,7 +43,7 @@ pub(crate) fn read_board_text(path: &Path) -> Result<String, Failure> {
             ),
         )),
         Err(ReadError::NotUtf8 { offset, .. }) => {
-            let bytes = std::fs::read(path).unwrap_or_default();
+            let bytes = fsio::read_regular(path).unwrap_or_default();
             let finding = invalid_utf8(&bytes).unwrap_or_else(|| Finding {
                 code: "invalid-utf8",
                 severity: Severity::Error,
@@ -123,23 +123,9 @@ pub fn lint_board(board: &Path, text: &str, json: bool, settings: &LintSettings)
         out.push_str(&summary(&findings));
         out.push('\n');
     }
-    print_stdout(&out)?;
+    super::output::print(&out)?;
     let errors = findings.iter().any(|f| f.severity == Severity::Error);
     Ok(if errors { Exit::Findings } else { Exit::Ok })
-}
-
-/// Writes to stdout; a closed pipe is not an error worth a panic.
-pub(crate) fn print_stdout(s: &str) -> Result<(), Failure> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(Failure::new(
-            Exit::Write,
-            format!("cannot write output: {e}"),
-        )),
-    }
 }
 
 /// `path:line:col: severity[code]: message`.

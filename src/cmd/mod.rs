@@ -1,5 +1,6 @@
 //! The commands behind the CLI. Each returns an [`Exit`] or a [`Failure`] (one line for stderr);
-//! none of them prints a backtrace or panics on bad input.
+//! none of them prints a backtrace or panics on bad input or on a failing output: they write
+//! through [`output`], never with `println!`.
 
 use std::fmt;
 use std::io::IsTerminal;
@@ -10,6 +11,7 @@ pub mod demo;
 pub mod doctor;
 pub mod init;
 pub mod lint;
+pub mod output;
 pub mod packet;
 pub mod retry;
 pub mod run;
@@ -24,6 +26,8 @@ pub mod tail;
 pub struct Failure {
     pub exit: Exit,
     pub message: String,
+    /// Standard output's reader went away (EPIPE): the command stops, and that is no failure.
+    pub pipe_closed: bool,
 }
 
 impl Failure {
@@ -31,6 +35,7 @@ impl Failure {
         Failure {
             exit,
             message: message.to_string(),
+            pipe_closed: false,
         }
     }
 }

@@ -45,6 +45,6 @@ pub fn run(args: &Args) -> CmdResult {
             format!("no task `{}` on {}", args.id, args.board.display()),
         )
     })?;
-    super::lint::print_stdout(&out)?;
+    super::output::print(&out)?;
     Ok(Exit::Ok)
 }

@@ -39,7 +39,7 @@ pub fn run(board_path: &Path, id: &str) -> CmdResult {
     })?;
     match current {
         Status::Ready => {
-            println!("{id} is already ready");
+            super::output::print(&format!("{id} is already ready\n"))?;
             return Ok(Exit::Ok);
         }
         Status::Running { .. } => {
@@ -112,9 +112,12 @@ pub fn run(board_path: &Path, id: &str) -> CmdResult {
             },
         ));
     }
-    println!("{id}: {current} -> ready");
+    let done = format!("{id}: {current} -> ready");
+    let mut report = format!("{done}\n");
     if let Some(a) = archived {
-        println!("deadletter entry archived to {a}");
+        report.push_str(&format!("deadletter entry archived to {a}\n"));
     }
+    // The board is changed: a failing stdout is reported as such, never as a retry not made.
+    super::output::print_after(&done, &report)?;
     Ok(Exit::Ok)
 }

@@ -5,6 +5,7 @@
 //! file without `--force`, and checks every file before writing any, so a refusal changes
 //! nothing. `uninstall` removes only files that carry the generator's marker.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::{CmdResult, Failure};
@@ -170,11 +171,11 @@ fn install(args: &InstallArgs) -> CmdResult {
         .collect();
 
     if args.print {
+        let mut out = String::new();
         for (path, contents) in &files {
-            println!("# {}", path.display());
-            print!("{contents}");
-            println!();
+            out.push_str(&format!("# {}\n{contents}\n", path.display()));
         }
+        super::output::print(&out)?;
         return Ok(Exit::Ok);
     }
 
@@ -182,7 +183,7 @@ fn install(args: &InstallArgs) -> CmdResult {
     let mut plan = Vec::new();
     let mut refused = Vec::new();
     for (path, contents) in &files {
-        match std::fs::read(path) {
+        match crate::fsio::read_regular(path) {
             Ok(old) if old == contents.as_bytes() => plan.push((path, contents, "unchanged")),
             Ok(_) if args.force => plan.push((path, contents, "replaced")),
             Ok(_) => refused.push(path),
@@ -216,46 +217,61 @@ fn install(args: &InstallArgs) -> CmdResult {
             format!("cannot create {}: {e}", logs.display()),
         )
     })?;
+    // The report is printed once every file is written: a failing stdout cannot stop halfway.
+    let mut out = String::new();
     let mut replaced = false;
     for (path, contents, what) in &plan {
-        if *what != "unchanged" {
-            crate::fsio::atomic_write(path, contents.as_bytes()).map_err(|e| {
-                Failure::new(Exit::Write, format!("cannot write {}: {e}", path.display()))
-            })?;
+        if *what != "unchanged"
+            && let Err(e) = crate::fsio::atomic_write(path, contents.as_bytes())
+        {
+            // Say what was written before the failure; the failure itself is the exit.
+            let _ = super::output::print(&out);
+            return Err(Failure::new(
+                Exit::Write,
+                format!("cannot write {}: {e}", path.display()),
+            ));
         }
         replaced |= *what == "replaced";
-        println!("{what} {}", path.display());
+        let _ = writeln!(out, "{what} {}", path.display());
     }
     let slug = service::slug(&spec.board);
-    println!();
+    out.push('\n');
     match manager {
         Manager::Launchd => {
             if replaced {
-                println!("Unload the old jobs first if they are loaded:");
-                println!("  {}", launchd_unload(&slug));
+                out.push_str("Unload the old jobs first if they are loaded:\n");
+                let _ = writeln!(out, "  {}", launchd_unload(&slug));
             }
-            println!("Load them with:");
+            out.push_str("Load them with:\n");
             let plists: Vec<String> = files.iter().map(|(p, _)| quoted(p)).collect();
-            println!("  launchctl bootstrap gui/$(id -u) {}", plists.join(" "));
+            let _ = writeln!(
+                out,
+                "  launchctl bootstrap gui/$(id -u) {}",
+                plists.join(" ")
+            );
         }
         Manager::Systemd => {
-            println!("Load them with:");
-            println!(
+            out.push_str("Load them with:\n");
+            let _ = writeln!(
+                out,
                 "  systemctl --user daemon-reload && systemctl --user enable --now {} {}",
                 service::systemd_run_unit(&slug),
                 service::systemd_once_timer(&slug)
             );
             if replaced {
-                println!(
+                let _ = writeln!(
+                    out,
                     "A unit that is already running keeps its old settings until: systemctl --user restart {}",
                     service::systemd_run_unit(&slug)
                 );
             }
-            println!(
-                "User units stop when you log out unless lingering is on: loginctl enable-linger \"$USER\""
+            out.push_str(
+                "User units stop when you log out unless lingering is on: loginctl enable-linger \"$USER\"\n",
             );
         }
     }
+    let done = format!("the service files are installed in {}", dir.display());
+    super::output::print_after(&done, &out)?;
     Ok(Exit::Ok)
 }
 
@@ -276,7 +292,7 @@ fn uninstall(args: &UninstallArgs) -> CmdResult {
     let mut foreign = Vec::new();
     for name in file_names(manager, &board) {
         let path = dir.join(name);
-        match std::fs::read(&path) {
+        match crate::fsio::read_regular(&path) {
             Ok(bytes) if String::from_utf8_lossy(&bytes).contains(service::MARKER) => {
                 ours.push(path)
             }
@@ -291,36 +307,43 @@ fn uninstall(args: &UninstallArgs) -> CmdResult {
         }
     }
     if ours.is_empty() && foreign.is_empty() {
-        println!(
-            "nothing installed for {} in {}",
+        super::output::print(&format!(
+            "nothing installed for {} in {}\n",
             board.display(),
             dir.display()
-        );
+        ))?;
         return Ok(Exit::Ok);
     }
+    // Printed once the files are removed: a failing stdout cannot stop halfway.
+    let mut out = String::new();
     if !ours.is_empty() {
-        println!("Unload them first if they are loaded:");
-        match manager {
-            Manager::Launchd => println!("  {}", launchd_unload(&slug)),
-            Manager::Systemd => println!(
+        out.push_str("Unload them first if they are loaded:\n");
+        let _ = match manager {
+            Manager::Launchd => writeln!(out, "  {}", launchd_unload(&slug)),
+            Manager::Systemd => writeln!(
+                out,
                 "  systemctl --user disable --now {} {}",
                 service::systemd_run_unit(&slug),
                 service::systemd_once_timer(&slug)
             ),
-        }
+        };
     }
     for path in &ours {
-        std::fs::remove_file(path).map_err(|e| {
-            Failure::new(
+        if let Err(e) = std::fs::remove_file(path) {
+            // Say what was removed before the failure; the failure itself is the exit.
+            let _ = super::output::print(&out);
+            return Err(Failure::new(
                 Exit::Write,
                 format!("cannot remove {}: {e}", path.display()),
-            )
-        })?;
-        println!("removed {}", path.display());
+            ));
+        }
+        let _ = writeln!(out, "removed {}", path.display());
     }
     if manager == Manager::Systemd && !ours.is_empty() {
-        println!("Then: systemctl --user daemon-reload");
+        out.push_str("Then: systemctl --user daemon-reload\n");
     }
+    let done = format!("the service files were removed from {}", dir.display());
+    super::output::print_after(&done, &out)?;
     if !foreign.is_empty() {
         let list: Vec<String> = foreign.iter().map(|p| p.display().to_string()).collect();
         return Err(Failure::new(

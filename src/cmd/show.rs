@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::lint::{print_stdout, read_board_text};
+use super::lint::read_board_text;
+use super::output::print as print_stdout;
 use super::{CmdResult, Failure, Paint, use_color};
 use crate::board::Board;
 use crate::events::{EventKind, for_each_event_in};
@@ -83,7 +84,7 @@ pub struct Waiting {
 pub fn run(args: &Args) -> CmdResult {
     let text = read_board_text(&args.board)?;
     let dir = super::board_dir(&args.board);
-    let shown = gather(dir, &text, &args.id).ok_or_else(|| {
+    let shown = gather(dir, &text, &args.id)?.ok_or_else(|| {
         Failure::new(
             Exit::Findings,
             format!("no task `{}` on {}", args.id, args.board.display()),
@@ -100,17 +101,19 @@ pub fn run(args: &Args) -> CmdResult {
     Ok(Exit::Ok)
 }
 
-/// Everything `show` says about `id`, or `None` when it is not on the board.
-pub fn gather(board_dir: &Path, text: &str, id: &str) -> Option<Shown> {
+/// Everything `show` says about `id`, or `None` when it is not on the board. A missing event log
+/// is an empty history; one that cannot be read (not a regular file, an I/O error) is a failure.
+pub fn gather(board_dir: &Path, text: &str, id: &str) -> Result<Option<Shown>, Failure> {
     let board = Board::parse(text);
-    let task = board.task(id)?;
+    let Some(task) = board.task(id) else {
+        return Ok(None);
+    };
     let (line, _) = board.line_col(text, task.heading.start);
     let mut history = Vec::new();
     let mut attempts = Vec::new();
     let mut mismatches = Vec::new();
     let mut routes: HashMap<(u32, bool), String> = HashMap::new();
-    // A missing log is an empty history, not an error.
-    let _ = for_each_event_in(board_dir, |ev| {
+    let scanned = for_each_event_in(board_dir, |ev| {
         if ev.task.as_deref() != Some(id) {
             return;
         }
@@ -207,10 +210,17 @@ pub fn gather(board_dir: &Path, text: &str, id: &str) -> Option<Shown> {
         )
         .map(|t| t.id.clone())
         .collect();
-    let handoff = std::fs::read_to_string(crate::handoff::file_path(board_dir, id))
+    if let Err(e) = scanned {
+        return Err(Failure::new(
+            Exit::State,
+            format!("cannot read the event log: {e}"),
+        ));
+    }
+    // Not a regular file (a FIFO) or unreadable: shown as no handoff, never waited on.
+    let handoff = crate::fsio::read_regular_to_string(&crate::handoff::file_path(board_dir, id))
         .ok()
         .and_then(|f| crate::handoff::last_section(&f).map(str::to_string));
-    Some(Shown {
+    Ok(Some(Shown {
         id: id.to_string(),
         title: task.title.clone(),
         status: task.status.as_ref().map(|s| s.raw.clone()),
@@ -223,7 +233,7 @@ pub fn gather(board_dir: &Path, text: &str, id: &str) -> Option<Shown> {
         evidence_mismatches: mismatches,
         blocked_by,
         blocks,
-    })
+    }))
 }
 
 fn render(s: &Shown, paint: Paint) -> String {

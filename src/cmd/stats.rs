@@ -5,7 +5,6 @@
 //! When the board file exists, the queue is counted from it instead of replayed from the events.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Component, Path, PathBuf};
 
 use chrono::Utc;
@@ -14,6 +13,7 @@ use super::{CmdResult, Failure, Paint};
 use crate::board::Board;
 use crate::events::{for_each_line, log_files};
 use crate::exit::Exit;
+use crate::fsio::{self, ReadError};
 use crate::report::{self, Builder, Queue, Rec, Report};
 use crate::status::State;
 
@@ -37,6 +37,8 @@ pub fn run(args: &Args) -> CmdResult {
     let window = report::parse_window(&args.since)
         .map_err(|e| Failure::new(Exit::Usage, format!("--since {e}")))?;
     let board_dir = super::board_dir(&args.board);
+    // The board first: a board that must be refused is refused before the events are read.
+    let queue = queue_from_board(&args.board)?;
     let mut builder = Builder::new(Utc::now(), window);
     let files = log_files(board_dir);
     for file in &files {
@@ -59,14 +61,14 @@ pub fn run(args: &Args) -> CmdResult {
         }
     }
     let mut report = builder.finish();
-    if let Some(queue) = queue_from_board(&args.board) {
+    if let Some(queue) = queue {
         report.queue = queue;
     }
     if files.is_empty() {
-        eprintln!(
-            "taskboard: no events in {} yet (events.jsonl is written by `taskboard run`)",
+        super::output::note(format!(
+            "no events in {} yet (events.jsonl is written by `taskboard run`)",
             board_dir.display()
-        );
+        ));
     }
     let out = if args.json {
         let mut s = serde_json::to_string_pretty(&report).map_err(|e| {
@@ -79,29 +81,31 @@ pub fn run(args: &Args) -> CmdResult {
     };
     if let Some(path) = &args.html {
         let html = render_html(&report, &args.since, board_dir, path);
-        std::fs::write(path, html).map_err(|e| {
-            Failure::new(Exit::Write, format!("cannot write {}: {e}", path.display()))
-        })?;
+        // Never waits on a FIFO nobody reads; `--html /dev/stdout` into a pipe still works.
+        fsio::create_no_wait(path)
+            .and_then(|mut file| std::io::Write::write_all(&mut file, html.as_bytes()))
+            .map_err(|e| {
+                Failure::new(Exit::Write, format!("cannot write {}: {e}", path.display()))
+            })?;
         if !args.json {
-            eprintln!("taskboard: dashboard written to {}", path.display());
+            super::output::note(format!("dashboard written to {}", path.display()));
         }
     }
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(out.as_bytes())
-        .and_then(|_| stdout.flush())
-    {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure::new(
-            Exit::Write,
-            format!("cannot write the report: {e}"),
-        )),
-        _ => Ok(Exit::Ok),
-    }
+    super::output::print(&out)?;
+    Ok(Exit::Ok)
 }
 
-/// The queue counted from the board file, when it can be read.
-fn queue_from_board(board: &Path) -> Option<Queue> {
-    let text = std::fs::read_to_string(board).ok()?;
+/// The queue counted from the board file. A missing board, or one that is not a board (no
+/// permission, not UTF-8, too large), leaves the queue to the events; one that is not a regular
+/// file (a FIFO, a folder) or whose read fails is refused, as every command refuses it.
+fn queue_from_board(board: &Path) -> Result<Option<Queue>, Failure> {
+    let text = match fsio::read_board(board) {
+        Ok(snap) => snap.text,
+        Err(e @ (ReadError::IsDir(_) | ReadError::Io { .. })) => {
+            return Err(Failure::new(Exit::Board, format!("cannot read board {e}")));
+        }
+        Err(_) => return Ok(None),
+    };
     let parsed = Board::parse(text.strip_prefix('\u{feff}').unwrap_or(&text));
     let mut q = Queue {
         source: "board".into(),
@@ -117,7 +121,7 @@ fn queue_from_board(board: &Path) -> Option<Queue> {
             None => {}
         }
     }
-    Some(q)
+    Ok(Some(q))
 }
 
 /// A duration for people: `850ms`, `1.2s`, `3m05s`, `2h10m`.

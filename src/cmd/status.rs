@@ -46,7 +46,8 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::lint::{print_stdout, read_board_text};
+use super::lint::read_board_text;
+use super::output::print as print_stdout;
 use super::{CmdResult, Paint, use_color};
 use crate::board::{Board, IdProblem, Task};
 use crate::exit::Exit;

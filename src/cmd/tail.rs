@@ -3,22 +3,26 @@
 //! One line per event: UTC time (`15:25:03.123`, with a date line whenever the day changes), the
 //! event name, the task, then the fields that matter as `key=value`. `-f` follows the live file
 //! like `tail -F`: across rotation (the file renamed away and a new one created), truncation, and
-//! a missing file, polling every 200 ms. `--json` passes the lines through byte for byte.
+//! a missing file, polling every 200 ms, until SIGTERM or SIGINT ends it. `--json` passes the
+//! lines through byte for byte. A log that is not a regular file (a FIFO) is refused, never
+//! opened in a way that waits.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use super::output::note;
 use super::{CmdResult, Failure, Paint};
 use crate::events::{for_each_line, log_files};
 use crate::exit::Exit;
+use crate::fsio;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -48,13 +52,8 @@ pub fn run(args: &Args) -> CmdResult {
         _ => PathBuf::from("."),
     };
     let live = board_dir.join("events.jsonl");
-    // Registered before anything else runs, so a signal during the first read is not lost.
-    let stop = Arc::new(AtomicBool::new(false));
     if args.follow {
-        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            signal_hook::flag::register(sig, Arc::clone(&stop))
-                .map_err(|e| Failure::new(Exit::State, format!("cannot handle signals: {e}")))?;
-        }
+        stop_on_signals()?;
     }
     let mut printer = Printer {
         out: io::stdout().lock(),
@@ -66,7 +65,11 @@ pub fn run(args: &Args) -> CmdResult {
 
     // The live file is opened before the history is read, so that nothing appended in between
     // is missed: following starts where this handle's reading stops.
-    let mut current = File::open(&live).ok();
+    let mut current = match fsio::open_regular(&live) {
+        Ok(file) => Some(file),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(cannot_read(&live, &e)),
+    };
     let mut history: VecDeque<Vec<u8>> = VecDeque::new();
     let keep = |history: &mut VecDeque<Vec<u8>>, line: &[u8], printer: &Printer<_>| {
         if args.lines > 0 && printer.wanted(line) {
@@ -88,10 +91,7 @@ pub fn run(args: &Args) -> CmdResult {
         if let Err(e) = read
             && e.kind() != io::ErrorKind::NotFound
         {
-            return Err(Failure::new(
-                Exit::State,
-                format!("cannot read {}: {e}", file.display()),
-            ));
+            return Err(cannot_read(&file, &e));
         }
     }
     let mut follower = Follower {
@@ -102,9 +102,7 @@ pub fn run(args: &Args) -> CmdResult {
     match current.take() {
         Some(file) => {
             follower.file = Some(file);
-            let lines = follower.read_new().map_err(|e| {
-                Failure::new(Exit::State, format!("cannot read {}: {e}", live.display()))
-            })?;
+            let lines = follower.read_new().map_err(|e| cannot_read(&live, &e))?;
             for line in lines {
                 keep(&mut history, &line, &printer);
             }
@@ -117,47 +115,54 @@ pub fn run(args: &Args) -> CmdResult {
             }
         }
         None if !args.follow => {
-            eprintln!(
-                "taskboard: no events yet: {} does not exist",
-                live.display()
-            );
+            note(format!("no events yet: {} does not exist", live.display()));
         }
-        None => eprintln!("taskboard: waiting for {} to appear", live.display()),
+        None => note(format!("waiting for {} to appear", live.display())),
     }
     for line in &history {
-        if printer.print(line).is_err() {
-            return Ok(Exit::Ok);
-        }
+        printer.print(line).map_err(Failure::output)?;
     }
-    if printer.out.flush().is_err() || !args.follow {
+    printer.out.flush().map_err(Failure::output)?;
+    if !args.follow {
         return Ok(Exit::Ok);
     }
 
-    while !stop.load(Ordering::Relaxed) {
+    // Until a signal ends the process (see `stop_on_signals`) or stdout fails.
+    loop {
         let lines = match follower.poll() {
             Ok(lines) => lines,
+            // Something that is not a regular file took the log's place: it is never opened.
+            Err(e) if fsio::is_not_regular(&e) => return Err(cannot_read(&live, &e)),
             Err(e) => {
-                eprintln!("taskboard: {}: {e}", live.display());
+                note(format!("{}: {e}", live.display()));
                 Vec::new()
             }
         };
         for line in lines {
-            if printer.wanted(&line) && printer.print(&line).is_err() {
-                return Ok(Exit::Ok);
+            if printer.wanted(&line) {
+                printer.print(&line).map_err(Failure::output)?;
             }
         }
-        if printer.out.flush().is_err() {
-            return Ok(Exit::Ok);
-        }
-        // Sleep in short steps so a signal ends the wait promptly.
-        for _ in 0..4 {
-            if stop.load(Ordering::Relaxed) {
-                break;
-            }
-            std::thread::sleep(POLL / 4);
-        }
+        printer.out.flush().map_err(Failure::output)?;
+        std::thread::sleep(POLL);
     }
-    Ok(Exit::Ok)
+}
+
+/// `-f` reads and prints, and has nothing to finish or clean up: SIGTERM and SIGINT end it at
+/// once with exit 0, whatever it is waiting on (the poll's sleep, a write to a pipe nobody
+/// reads). A flag checked by the loop would leave it deaf while blocked in a write.
+fn stop_on_signals() -> Result<(), Failure> {
+    let always = Arc::new(AtomicBool::new(true));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 0, Arc::clone(&always))
+            .map_err(|e| Failure::new(Exit::State, format!("cannot handle signals: {e}")))?;
+    }
+    Ok(())
+}
+
+/// An event log file that cannot be read, a FIFO in its place included: exit 4.
+fn cannot_read(path: &Path, e: &io::Error) -> Failure {
+    Failure::new(Exit::State, format!("cannot read {}: {e}", path.display()))
 }
 
 fn parses(line: &[u8]) -> bool {
@@ -216,12 +221,12 @@ impl Follower {
             if self.file.is_some() {
                 self.pending.clear();
             }
-            self.file = Some(File::open(&self.path)?);
+            self.file = Some(fsio::open_regular(&self.path)?);
             lines.extend(self.read_new()?);
         } else if let Some(f) = self.file.as_mut() {
             let pos = f.stream_position()?;
             if at_path.len() < pos {
-                eprintln!("taskboard: {} was truncated", self.path.display());
+                note(format!("{} was truncated", self.path.display()));
                 f.seek(SeekFrom::Start(0))?;
                 self.pending.clear();
                 lines.extend(self.read_new()?);
