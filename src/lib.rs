@@ -7,6 +7,7 @@
 // Pure core: no I/O, no clocks read, no processes.
 pub mod board;
 pub mod config;
+pub mod folder;
 pub mod handoff;
 pub mod lint;
 pub mod packet;

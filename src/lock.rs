@@ -3,7 +3,9 @@
 //!
 //! Owns: the `.taskboard/locks` folder (one sub-folder per claimed task holding `owner.json`, plus
 //! the `.gate` file that orders breakers against acquirers), the owner record format, the liveness
-//! test of an owner (pid, process start time, boot id, host), and the run-lock file.
+//! test of an owner (pid, process start time, boot id, host), and the run lock (an `flock` on
+//! the board's folder itself, with the holder's pid written to `.taskboard/run.lock` for
+//! information only).
 //!
 //! Must not touch: the board file, the event log, or executor processes. It never decides on its
 //! own that a lock is stale: the planner judges (see [`is_stale`]) and asks to break a lock it saw.
@@ -18,7 +20,7 @@
 //! reported as [`LockState::Unreadable`] with its age, for the caller's grace period.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -575,50 +577,137 @@ fn parse_proc_stat(text: &str) -> Option<ProcStat> {
     Some(ProcStat { state, start_time })
 }
 
-/// The run lock: an `flock` on a file, so one `taskboard run` per board. The kernel drops it when
-/// the process dies, so it never goes stale.
+/// The run lock: an `flock` on the board's folder itself, so one `taskboard run` per board.
+///
+/// The folder, not a file in it: a lock file can be deleted (`rm -rf .taskboard`, `git clean
+/// -fdX`) while its holder runs, and the next `run` would then lock a new file and serve the
+/// board a second time. The folder cannot vanish from under its own contents' cleaning, and if
+/// it is renamed the lock moves with it. The kernel drops the lock when the process dies, so it
+/// never goes stale. The holder's pid is also written to an information file
+/// (`.taskboard/run.lock`) for people and `doctor`; the lock never depends on that file.
 #[derive(Debug)]
 pub struct RunLock {
-    file: File,
+    folder: File,
 }
 
 impl RunLock {
-    /// `Ok(Ok(lock))` when acquired (our pid is written in the file); `Ok(Err(holder))` when
-    /// another open file holds it, with the holder's pid if it could be read.
-    pub fn try_acquire(path: &Path) -> io::Result<Result<RunLock, Option<u32>>> {
-        if let Some(parent) = path.parent()
-            && !parent.as_os_str().is_empty()
-        {
-            fs::create_dir_all(parent)?;
-        }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
-        match file.try_lock() {
+    /// Take the run lock of the board whose folder is `folder`. `Ok(Ok(lock))` when acquired
+    /// (our pid is then written to `info`); `Ok(Err(holder))` when another open descriptor holds
+    /// it, with the holder's pid if it can be found (see [`RunLock::holder`]).
+    pub fn try_acquire(folder: &Path, info: &Path) -> io::Result<Result<RunLock, Option<u32>>> {
+        let dir = open_folder(folder)?;
+        match dir.try_lock() {
             Ok(()) => {
-                file.set_len(0)?;
-                (&file).write_all(format!("{}\n", std::process::id()).as_bytes())?;
-                Ok(Ok(RunLock { file }))
+                let lock = RunLock { folder: dir };
+                lock.write_info(info)?;
+                Ok(Ok(lock))
             }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                let holder = (&file)
-                    .read_to_string(&mut text)
-                    .ok()
-                    .and_then(|_| text.trim().parse().ok());
-                Ok(Err(holder))
-            }
+            Err(std::fs::TryLockError::WouldBlock) => Ok(Err(holder_of(&dir, info))),
             Err(std::fs::TryLockError::Error(e)) => Err(e),
         }
     }
 
-    /// The locked file.
-    pub fn file(&self) -> &File {
-        &self.file
+    /// Whether a `run` holds the board's folder, without ever holding the lock against one: a
+    /// shared lock taken for an instant would not refuse a `run`'s exclusive lock at that
+    /// instant if it waited, and [`RunLock::holder`] sees no exclusive holder for it to wait on.
+    /// `Ok(None)` when no `run` serves the board; `Ok(Some(holder))` when one does.
+    pub fn probe(folder: &Path, info: &Path) -> io::Result<Option<Option<u32>>> {
+        let dir = open_folder(folder)?;
+        match dir.try_lock_shared() {
+            Ok(()) => {
+                let _ = dir.unlock();
+                Ok(None)
+            }
+            Err(std::fs::TryLockError::WouldBlock) => Ok(Some(holder_of(&dir, info))),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
     }
+
+    /// The pid of the process holding the run lock of `folder`: the exclusive `flock` holder
+    /// of that very folder in `/proc/locks` where there is one, else the pid written in `info`.
+    pub fn holder(folder: &Path, info: &Path) -> Option<u32> {
+        holder_of(&open_folder(folder).ok()?, info)
+    }
+
+    /// (Re)writes our pid into the information file, creating its folder if it was removed.
+    pub fn write_info(&self, info: &Path) -> io::Result<()> {
+        if let Some(parent) = info.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            fs::create_dir_all(parent)?;
+        }
+        fs::write(info, format!("{}\n", std::process::id()))
+    }
+
+    /// Whether `info` names this process as the holder.
+    pub fn info_is_ours(info: &Path) -> bool {
+        read_pid(info) == Some(std::process::id())
+    }
+
+    /// The locked folder, held open.
+    pub fn folder(&self) -> &File {
+        &self.folder
+    }
+}
+
+/// Opens a folder for locking and for asking where it is now: read-only, and only a folder.
+pub fn open_folder(folder: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY)
+        .open(folder)
+}
+
+fn read_pid(info: &Path) -> Option<u32> {
+    fs::read_to_string(info).ok()?.trim().parse().ok()
+}
+
+fn holder_of(dir: &File, info: &Path) -> Option<u32> {
+    kernel_holder(dir).or_else(|| read_pid(info))
+}
+
+/// The exclusive `flock` holder of `dir` as the kernel lists it in `/proc/locks`.
+#[cfg(target_os = "linux")]
+fn kernel_holder(dir: &File) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = dir.metadata().ok()?;
+    let text = fs::read_to_string("/proc/locks").ok()?;
+    exclusive_flock_holder(&text, meta.dev(), meta.ino())
+}
+
+/// Without `/proc/locks`, only the information file names the holder.
+#[cfg(not(target_os = "linux"))]
+fn kernel_holder(_dir: &File) -> Option<u32> {
+    None
+}
+
+#[cfg(target_os = "linux")]
+/// The pid holding an exclusive `flock` on the inode `(dev, ino)`, from the text of
+/// `/proc/locks` (`1: FLOCK  ADVISORY  WRITE 16530 fe:00:5317677 0 EOF`: the device as hex
+/// major:minor, the inode in decimal).
+fn exclusive_flock_holder(locks: &str, dev: u64, ino: u64) -> Option<u32> {
+    let (major, minor) = (libc::major(dev) as u64, libc::minor(dev) as u64);
+    locks.lines().find_map(|line| {
+        let mut fields = line.split_whitespace().skip(1);
+        let (kind, _, mode, pid, file) = (
+            fields.next()?,
+            fields.next()?,
+            fields.next()?,
+            fields.next()?,
+            fields.next()?,
+        );
+        if kind != "FLOCK" || mode != "WRITE" {
+            return None;
+        }
+        let mut parts = file.split(':');
+        let maj = u64::from_str_radix(parts.next()?, 16).ok()?;
+        let min = u64::from_str_radix(parts.next()?, 16).ok()?;
+        let inode: u64 = parts.next()?.parse().ok()?;
+        (maj == major && min == minor && inode == ino)
+            .then(|| pid.parse().ok())
+            .flatten()
+    })
 }
 
 #[cfg(test)]
@@ -643,6 +732,19 @@ mod tests {
         for good in ["t1", "build-docs", "T_12.v2", "ünïcode"] {
             assert!(check_id(good).is_ok(), "{good:?}");
         }
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn the_exclusive_flock_holder_of_an_inode_is_found_in_proc_locks() {
+        let dev = libc::makedev(0xfe, 0x00);
+        let text = "1: FLOCK  ADVISORY  READ 11 fe:00:42 0 EOF\n\
+                    2: POSIX  ADVISORY  WRITE 12 fe:00:42 0 EOF\n\
+                    3: FLOCK  ADVISORY  WRITE 13 fe:01:42 0 EOF\n\
+                    4: FLOCK  ADVISORY  WRITE 14 fe:00:42 0 EOF\n";
+        assert_eq!(exclusive_flock_holder(text, dev, 42), Some(14));
+        assert_eq!(exclusive_flock_holder(text, dev, 43), None);
+        assert_eq!(exclusive_flock_holder("garbage\n", dev, 42), None);
     }
 
     #[test]

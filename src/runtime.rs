@@ -34,10 +34,11 @@ use crate::plan::{
 use crate::procs;
 use crate::state::{AttemptRecord, Store};
 use crate::status::Status;
-use crate::watch::{self, WatchSignal};
+use crate::watch::WatchSignal;
 use crate::writeback::{self, Change, Refusal};
 
 mod conflicts;
+mod home;
 
 /// A lock folder without an owner record younger than this may still be mid-claim.
 const UNREADABLE_LOCK_GRACE: Duration = Duration::from_secs(30);
@@ -184,6 +185,8 @@ pub struct Runtime {
     git_root: Option<PathBuf>,
     /// (UTC day, route) pairs whose spent budget has been announced.
     budget_announced: BTreeSet<(chrono::NaiveDate, String)>,
+    /// The board's folder held open, the run lock, the watch (see `home`).
+    home: home::Home,
 }
 
 impl Runtime {
@@ -273,6 +276,7 @@ impl Runtime {
             stopping: false,
             passes: 0,
             budget_announced: BTreeSet::new(),
+            home: home::Home::default(),
             git_root,
         };
         if let Some(w) = warning {
@@ -346,17 +350,7 @@ impl Runtime {
 
     /// Serves until a stop signal (run) or until the pass's runs have ended (once).
     pub fn serve(mut self) -> Result<(), Fatal> {
-        let _watcher = if self.mode == Mode::Run {
-            let tx = self.tx.clone();
-            Some(
-                watch::watch_board(&self.board, self.config.runtime.debounce, move |s| {
-                    let _ = tx.send(Msg::Watch(s));
-                })
-                .map_err(|e| fatal(Exit::Board, e.to_string()))?,
-            )
-        } else {
-            None
-        };
+        self.start_home()?;
         self.emit(
             None,
             EventKind::RuntimeStarted {
@@ -398,6 +392,7 @@ impl Runtime {
             if let Some(at) = self.retry_at {
                 deadline = deadline.min(at);
             }
+            deadline = self.home_deadline(deadline);
             if self.dirty {
                 deadline = Instant::now();
             }
@@ -417,6 +412,7 @@ impl Runtime {
             let mut touched = false;
             let mut timer = msgs.is_empty() || self.dirty;
             let mut ended = false;
+            self.check_home(&msgs);
             for msg in msgs {
                 match msg {
                     Msg::Watch(WatchSignal::BoardTouched { .. }) => {
@@ -424,6 +420,7 @@ impl Runtime {
                     }
                     Msg::Watch(WatchSignal::Rescan) => timer = true,
                     Msg::Watch(WatchSignal::Error(e)) => self.error(None, "watch", e),
+                    Msg::Watch(WatchSignal::StateRemoved) => {} // put back by check_home
                     Msg::Finished {
                         id,
                         attempt,
@@ -496,8 +493,12 @@ impl Runtime {
         }
     }
 
-    /// Reads the board as it is now. `None` when it cannot be read (reported).
+    /// Reads the board as it is now. `None` when it cannot be read (reported), or while its path
+    /// leads elsewhere than the folder this runtime holds (`home` follows it first).
     fn read(&mut self, settle_editor: bool) -> Option<fsio::Snapshot> {
+        if !self.home_is_here() {
+            return None;
+        }
         let result = if settle_editor {
             let quiet = (self.config.runtime.debounce / 4)
                 .clamp(Duration::from_millis(5), Duration::from_millis(100));
@@ -589,6 +590,7 @@ impl Runtime {
         self.report_findings(&text, &board, now);
         self.store.note_presence(|id| board.task(id).is_some(), now);
 
+        let locks = self.defer_to_serving_run(locks, &board);
         // Runs of other taskboard processes on this board count against the same limit.
         let others_running = locks.values().filter(|v| **v == LockView::Live).count();
         let capacity = if self.stopping || (self.mode == Mode::Once && self.passes > 0) {

@@ -122,6 +122,8 @@ pub struct Store {
     spend_added: Spend,
     /// The file as this process last read or wrote it.
     seen: Option<FileStamp>,
+    /// The file was removed since this process read it (see [`Store::file_lost`]).
+    lost: bool,
 }
 
 fn read_file(path: &Path) -> Result<Option<StateFile>, String> {
@@ -176,6 +178,7 @@ impl Store {
                 changed: BTreeSet::new(),
                 spend_added: Spend::new(),
                 seen,
+                lost: false,
             },
             warning,
         )
@@ -245,11 +248,30 @@ impl Store {
         add_spend_to(&mut self.spend_added, &day, route, usd);
     }
 
+    /// The state file moved with its folder to `path`: only its path changed.
+    pub fn moved_to(&mut self, path: &Path) {
+        self.path = path.to_path_buf();
+    }
+
+    /// The state file this process read was removed (its folder cleaned away, or replaced by a
+    /// new one). A file there now holds only what others wrote since: the next read keeps every
+    /// record and spend this process knows that the file lacks, and the next save writes them
+    /// back. Records the file has are the file's: another process may have moved them on.
+    pub fn file_lost(&mut self) {
+        self.lost = true;
+        self.seen = None;
+    }
+
     /// Takes in what other processes serving the board wrote since this one last read or wrote
     /// the file. This process's own unmerged changes win for the tasks they touch.
     pub fn refresh(&mut self) {
         let now = stamp(&self.path);
         if now == self.seen {
+            return;
+        }
+        if now.is_none() {
+            // Gone, not emptied: an empty memory would forget every ending on its way.
+            self.file_lost();
             return;
         }
         // A file being replaced or unreadable for a moment: keep what we know, read next time.
@@ -262,6 +284,9 @@ impl Store {
     }
 
     fn adopt(&mut self, file: StateFile) {
+        if std::mem::take(&mut self.lost) {
+            self.keep_what_the_file_lacks(&file);
+        }
         let mut tasks = file.tasks;
         for id in &self.changed {
             match self.tasks.remove(id) {
@@ -279,15 +304,46 @@ impl Store {
         self.spend = spend;
     }
 
+    /// After the file was lost: what this process knows and `file` lacks becomes this process's
+    /// change, to be written back.
+    fn keep_what_the_file_lacks(&mut self, file: &StateFile) {
+        for id in self.tasks.keys() {
+            if !file.tasks.contains_key(id) {
+                self.changed.insert(id.clone());
+            }
+        }
+        for (day, routes) in &self.spend {
+            for (route, usd) in routes {
+                let in_file = file.spend.get(day).is_some_and(|r| r.contains_key(route));
+                let added = self
+                    .spend_added
+                    .get(day)
+                    .and_then(|r| r.get(route))
+                    .copied()
+                    .unwrap_or(0.0);
+                if !in_file && *usd > added {
+                    add_spend_to(&mut self.spend_added, day, route, usd - added);
+                }
+            }
+        }
+    }
+
     /// Merges this process's changes into the file: the records it changed replace (or remove)
     /// the file's, every other record stays as another process wrote it, spend adds up. The
     /// caller holds the board's write lock, so no other process merges at the same time.
     pub fn save(&mut self) -> io::Result<()> {
-        if self.changed.is_empty() && self.spend_added.is_empty() {
+        if self.changed.is_empty() && self.spend_added.is_empty() && !self.lost {
             return Ok(());
         }
         let file = match read_file(&self.path) {
-            Ok(file) => file.unwrap_or_default(),
+            Ok(Some(file)) => file,
+            Ok(None) => {
+                if self.seen.is_some() {
+                    // Removed since this process last saw it: all it knows goes back.
+                    self.lost = true;
+                }
+                StateFile::default()
+            }
             // Unreadable now (set aside at load if it was corrupt then): ours is the truth.
             Err(_) => StateFile {
                 version: 1,
@@ -315,6 +371,42 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_removed_state_file_loses_nothing_known_and_overrides_nothing_newer() {
+        let dir = std::env::temp_dir().join(format!("taskboard-state-lost-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.json");
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
+        let (mut a, _) = Store::load(&path);
+        a.record_mut("A-1").memory.attempts = 2;
+        a.record_mut("C-3").memory.attempts = 1;
+        a.add_spend(day, "r", 1.5);
+        a.save().unwrap();
+
+        // Cleaned away: a read finds nothing, and forgets nothing; a save writes it all back.
+        std::fs::remove_file(&path).unwrap();
+        a.refresh();
+        assert_eq!(a.tasks["A-1"].memory.attempts, 2);
+        a.save().unwrap();
+        assert_eq!(Store::peek(&path)["C-3"].memory.attempts, 1);
+
+        // Replaced by a file another process started: its records stand, ours it lacks come back.
+        std::fs::remove_file(&path).unwrap();
+        let (mut b, _) = Store::load(&path);
+        b.record_mut("A-1").memory.attempts = 3;
+        b.record_mut("B-2").memory.attempts = 1;
+        b.save().unwrap();
+        a.file_lost();
+        a.refresh();
+        a.save().unwrap();
+        let (merged, _) = Store::load(&path);
+        assert_eq!(merged.tasks["A-1"].memory.attempts, 3);
+        assert_eq!(merged.tasks["B-2"].memory.attempts, 1);
+        assert_eq!(merged.tasks["C-3"].memory.attempts, 1);
+        assert_eq!(merged.spend_on(day)["r"], 1.5);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn records_survive_a_read_that_misses_tasks_but_not_a_day_of_absence() {

@@ -12,6 +12,12 @@
 //!
 //! A symlinked board is resolved once, when the watch starts: the folder of its target is watched
 //! too. Pointing the link elsewhere later is not followed.
+//!
+//! Two more things in the board's folder concern the runtime: the folder itself going away
+//! (removed, or renamed: reported as an [`WatchSignal::Error`]) and the runtime's state folder
+//! beside the board being removed or renamed ([`WatchSignal::StateRemoved`]). Neither is
+//! followed here: the runtime checks where the folder is and rebuilds the watch. While the
+//! board's folder is gone, [`watch_for_folder`] watches its parent for it to come back.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -32,6 +38,8 @@ pub enum WatchSignal {
     Rescan,
     /// The watch is in trouble (e.g. out of inotify watches, the folder was removed).
     Error(String),
+    /// The runtime's state folder beside the board (`.taskboard`) was removed or renamed.
+    StateRemoved,
 }
 
 /// Why the watch could not start.
@@ -92,6 +100,8 @@ struct Filter {
     names: Vec<OsString>,
     /// Watched folders, as notify reports them.
     folders: Vec<PathBuf>,
+    /// The name of the runtime's state folder, in the first watched folder.
+    state: Option<OsString>,
 }
 
 impl Filter {
@@ -100,8 +110,18 @@ impl Filter {
             .is_some_and(|n| self.names.iter().any(|b| b == n))
     }
 
+    /// Whether `p` is the state folder beside the board.
+    fn names_state(&self, p: &Path) -> bool {
+        self.state.as_ref().is_some_and(|name| {
+            p.file_name() == Some(name.as_os_str())
+                && p.parent() == self.folders.first().map(|f| f.as_path())
+        })
+    }
+
     /// Turn one batch into signals: at most one `BoardTouched` (or one `Rescan`, which covers
-    /// it), plus an `Error` when a watched folder disappeared.
+    /// it), plus an `Error` when a watched folder disappeared and a `StateRemoved` when the
+    /// state folder was removed or renamed. Only those kinds of event about the state folder
+    /// count: the runtime creates it itself, and must not hear its own doing.
     fn classify<'a>(
         &self,
         events: impl IntoIterator<Item = (&'a notify::Event, Instant)>,
@@ -109,6 +129,7 @@ impl Filter {
         let mut first_touch: Option<Instant> = None;
         let mut rescan = false;
         let mut folder_gone: Option<&Path> = None;
+        let mut state_removed = false;
         for (ev, time) in events {
             if ev.need_rescan() {
                 rescan = true;
@@ -120,8 +141,14 @@ impl Filter {
             {
                 continue;
             }
+            let removal = matches!(
+                ev.kind,
+                EventKind::Remove(_) | EventKind::Modify(notify::event::ModifyKind::Name(_))
+            );
             for p in &ev.paths {
-                if self.names_board(p) {
+                if removal && self.names_state(p) {
+                    state_removed = true;
+                } else if self.names_board(p) {
                     first_touch = Some(first_touch.map_or(time, |t| t.min(time)));
                 } else if let Some(f) = self.folders.iter().find(|f| *f == p)
                     && !f.is_dir()
@@ -133,9 +160,12 @@ impl Filter {
         let mut out = Vec::new();
         if let Some(f) = folder_gone {
             out.push(WatchSignal::Error(format!(
-                "{}: the board's folder was removed or renamed; changes are no longer seen",
+                "{}: the board's folder was removed or renamed",
                 f.display()
             )));
+        }
+        if state_removed {
+            out.push(WatchSignal::StateRemoved);
         }
         if rescan {
             out.push(WatchSignal::Rescan);
@@ -182,9 +212,13 @@ pub fn watch_board(
         Ok(f) if f.is_dir() => f,
         _ => return Err(WatchError::NoFolder(folder)),
     };
+    let state = crate::fsio::state_dir(board)
+        .file_name()
+        .map(|n| n.to_os_string());
     let mut filter = Filter {
         names: vec![name.to_os_string()],
         folders: vec![folder],
+        state,
     };
     // A symlinked board: its target may live elsewhere and be edited there.
     if let Ok(target) = std::fs::canonicalize(board)
@@ -199,6 +233,40 @@ pub fn watch_board(
         }
     }
 
+    start(filter, debounce, on_signal)
+}
+
+/// Watch the parent of `folder` for `folder` to appear again (created, renamed into place):
+/// each batch naming it gives one [`WatchSignal::Rescan`]. For a board whose folder is gone.
+pub fn watch_for_folder(
+    folder: &Path,
+    debounce: Duration,
+    on_signal: impl Fn(WatchSignal) + Send + 'static,
+) -> Result<BoardWatcher, WatchError> {
+    let name = folder
+        .file_name()
+        .ok_or_else(|| WatchError::NotAFile(folder.to_path_buf()))?;
+    let parent = folder_of(folder);
+    let parent = match std::fs::canonicalize(&parent) {
+        Ok(f) if f.is_dir() => f,
+        _ => return Err(WatchError::NoFolder(parent)),
+    };
+    let filter = Filter {
+        names: vec![name.to_os_string()],
+        folders: vec![parent],
+        state: None,
+    };
+    start(filter, debounce, move |signal| match signal {
+        WatchSignal::BoardTouched { .. } => on_signal(WatchSignal::Rescan),
+        other => on_signal(other),
+    })
+}
+
+fn start(
+    filter: Filter,
+    debounce: Duration,
+    on_signal: impl Fn(WatchSignal) + Send + 'static,
+) -> Result<BoardWatcher, WatchError> {
     let handler_filter = filter.clone();
     let handler = move |result: DebounceEventResult| match result {
         Ok(events) => {
@@ -243,6 +311,7 @@ mod tests {
         Filter {
             names: vec!["task-board.md".into()],
             folders: vec![PathBuf::from("/nonexistent-taskboard-dir")],
+            state: Some(".taskboard".into()),
         }
     }
 
@@ -351,6 +420,22 @@ mod tests {
         let s = classify(&[ev(EventKind::Remove(RemoveKind::Folder), &[DIR])]);
         assert_eq!(s.len(), 1);
         assert!(matches!(&s[0], WatchSignal::Error(m) if m.contains("folder was removed")));
+    }
+
+    #[test]
+    fn the_state_folder_removed_or_renamed_is_signalled_but_not_its_creation() {
+        let state = "/nonexistent-taskboard-dir/.taskboard";
+        for kind in [
+            EventKind::Remove(RemoveKind::Folder),
+            EventKind::Modify(ModifyKind::Name(RenameMode::From)),
+        ] {
+            let s = classify(&[ev(kind, &[state])]);
+            assert!(matches!(&s[..], [WatchSignal::StateRemoved]), "{s:?}");
+        }
+        assert!(classify(&[ev(EventKind::Create(CreateKind::Folder), &[state])]).is_empty());
+        // A `.taskboard` elsewhere (a sub-folder's) is not ours.
+        let other = ev(EventKind::Remove(RemoveKind::Folder), &["/d/x/.taskboard"]);
+        assert!(classify(&[other]).is_empty());
     }
 
     #[test]

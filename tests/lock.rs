@@ -416,17 +416,19 @@ fn concurrent_breakers_of_an_unreadable_lock_never_remove_a_fresh_one() {
 fn run_lock_excludes_a_second_holder_until_dropped() {
     let tmp = TempDir::new("runlock");
     let path = tmp.0.join(".taskboard").join("run.lock");
-    let held = RunLock::try_acquire(&path).unwrap().expect("first holder");
+    let held = RunLock::try_acquire(&tmp.0, &path)
+        .unwrap()
+        .expect("first holder");
     assert_eq!(
         fs::read_to_string(&path).unwrap().trim(),
         std::process::id().to_string()
     );
-    match RunLock::try_acquire(&path).unwrap() {
+    match RunLock::try_acquire(&tmp.0, &path).unwrap() {
         Err(holder) => assert_eq!(holder, Some(std::process::id())),
         Ok(_) => panic!("second holder on the same file"),
     }
     drop(held);
-    let again = RunLock::try_acquire(&path).unwrap();
+    let again = RunLock::try_acquire(&tmp.0, &path).unwrap();
     assert!(again.is_ok(), "released on drop");
 }
 
@@ -436,7 +438,9 @@ const PROBE_ENV: &str = "TASKBOARD_RUN_LOCK_PROBE";
 fn run_lock_excludes_another_process() {
     let tmp = TempDir::new("runlock-proc");
     let path = tmp.0.join("run.lock");
-    let _held = RunLock::try_acquire(&path).unwrap().expect("first holder");
+    let _held = RunLock::try_acquire(&tmp.0, &path)
+        .unwrap()
+        .expect("first holder");
     let out = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -463,7 +467,8 @@ fn run_lock_probe() {
     let Some(path) = std::env::var_os(PROBE_ENV) else {
         return;
     };
-    match RunLock::try_acquire(std::path::Path::new(&path)).unwrap() {
+    let path = std::path::Path::new(&path);
+    match RunLock::try_acquire(path.parent().unwrap(), path).unwrap() {
         Ok(_) => println!("probe: acquired"),
         Err(Some(pid)) => println!("probe: held by {pid}"),
         Err(None) => println!("probe: held by unknown"),

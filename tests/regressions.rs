@@ -11,6 +11,8 @@ mod support;
 mod escape;
 #[path = "regressions/exactly_once.rs"]
 mod exactly_once;
+#[path = "regressions/home.rs"]
+mod home;
 #[path = "regressions/lintclock.rs"]
 mod lintclock;
 #[path = "regressions/output.rs"]

@@ -5,8 +5,8 @@
 //! at something worth a look (no executors, no service, low inotify limits) but never fail.
 //!
 //! It reads the board and the configuration, and touches the disk only to create and remove a
-//! probe file in `.taskboard/` and to take and release the run lock for an instant (a `run`
-//! starting in that instant is refused and its service manager restarts it).
+//! probe file in `.taskboard/` and to take and release a shared lock on the board's folder for an
+//! instant, to see whether a `run` holds it (a `run` starting in that instant waits it out).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -151,7 +151,7 @@ pub fn checks(board: &Path, explicit_config: Option<&Path>) -> Vec<Check> {
     out.push(state_check(&board_dir, &state_dir));
 
     // A live `run`.
-    out.push(run_check(&state_dir));
+    out.push(run_check(&board_dir, &state_dir));
 
     // Service.
     out.push(service_check(&board));
@@ -330,19 +330,15 @@ fn state_check(board_dir: &Path, state_dir: &Path) -> Check {
     }
 }
 
-fn run_check(state_dir: &Path) -> Check {
-    let path = state_dir.join("run.lock");
-    match RunLock::try_acquire(&path) {
-        Ok(Ok(lock)) => {
-            drop(lock);
-            check(
-                Level::Warn,
-                "run",
-                "no `taskboard run` is serving this board",
-                "start one, or install the service (`taskboard service install`)",
-            )
-        }
-        Ok(Err(holder)) => ok(
+fn run_check(board_dir: &Path, state_dir: &Path) -> Check {
+    match RunLock::probe(board_dir, &state_dir.join("run.lock")) {
+        Ok(None) => check(
+            Level::Warn,
+            "run",
+            "no `taskboard run` is serving this board",
+            "start one, or install the service (`taskboard service install`)",
+        ),
+        Ok(Some(holder)) => ok(
             "run",
             match holder {
                 Some(pid) => format!("a `taskboard run` is serving this board (pid {pid})"),
@@ -352,8 +348,8 @@ fn run_check(state_dir: &Path) -> Check {
         Err(e) => check(
             Level::Warn,
             "run",
-            format!("cannot check {}: {e}", path.display()),
-            "make .taskboard/ writable",
+            format!("cannot check {}: {e}", board_dir.display()),
+            "make sure the board's folder can be read",
         ),
     }
 }

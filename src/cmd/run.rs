@@ -31,31 +31,32 @@ fn serve(mode: Mode, board: &Path, config: Option<&Path>) -> CmdResult {
     if mode == Mode::Once {
         refuse_conflicted(runtime.board())?;
     }
-    let _run_lock = match mode {
-        Mode::Run => {
-            let path = runtime.state_dir().join("run.lock");
-            match acquire_run_lock(&path) {
-                Ok(Ok(lock)) => Some(lock),
-                Ok(Err(holder)) => {
-                    let who = holder.map_or_else(String::new, |pid| format!(" (pid {pid})"));
-                    return Err(Failure::new(
-                        Exit::State,
-                        format!(
-                            "another `taskboard run`{who} is already serving {}",
-                            runtime.board().display()
-                        ),
-                    ));
-                }
-                Err(e) => {
-                    return Err(Failure::new(
-                        Exit::State,
-                        format!("cannot take {}: {e}", path.display()),
-                    ));
-                }
+    let mut runtime = runtime;
+    if mode == Mode::Run {
+        let info = runtime.state_dir().join("run.lock");
+        match acquire_run_lock(runtime.board_dir(), &info) {
+            Ok(Ok(lock)) => runtime.hold_run_lock(lock),
+            Ok(Err(holder)) => {
+                let who = holder.map_or_else(String::new, |pid| format!(" (pid {pid})"));
+                return Err(Failure::new(
+                    Exit::State,
+                    format!(
+                        "another `taskboard run`{who} is already serving {}",
+                        runtime.board().display()
+                    ),
+                ));
+            }
+            Err(e) => {
+                return Err(Failure::new(
+                    Exit::State,
+                    format!(
+                        "cannot take the run lock of {}: {e}",
+                        runtime.board_dir().display()
+                    ),
+                ));
             }
         }
-        Mode::Once => None,
-    };
+    }
     let tx = runtime.sender();
     std::thread::Builder::new()
         .name("signals".into())
@@ -96,13 +97,14 @@ fn refuse_conflicted(board: &Path) -> Result<(), Failure> {
     ))
 }
 
-/// Takes the run lock. When the pid recorded in it is dead, the lock can only be held by a
-/// descriptor a killed runtime left in a child it had just forked (the child dies with it), so
-/// wait a little for that to go rather than refuse a restart.
-fn acquire_run_lock(path: &Path) -> std::io::Result<Result<RunLock, Option<u32>>> {
+/// Takes the run lock (on the board's folder). When its holder is dead or unknown, the lock can
+/// only be held by a descriptor a killed runtime left in a child it had just forked (the child
+/// dies with it), or for an instant by a `once` or `doctor` asking whether a `run` serves the
+/// board, so wait a little for that to go rather than refuse a restart.
+fn acquire_run_lock(folder: &Path, info: &Path) -> std::io::Result<Result<RunLock, Option<u32>>> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     loop {
-        let attempt = RunLock::try_acquire(path)?;
+        let attempt = RunLock::try_acquire(folder, info)?;
         let holder_gone = match &attempt {
             Err(Some(pid)) => !crate::lock::pid_alive(*pid),
             Err(None) => true,
