@@ -4,7 +4,8 @@
 //! a board (folders, FIFOs, huge or non-UTF-8 files) before reading it, waiting out an editor that
 //! is mid-save, and replacing the file atomically with its permissions kept. It must not parse or
 //! change the board's text (that is the pure core's job), take locks, or touch any other file
-//! than the board and its own temporary file beside it.
+//! than the board and its own temporary file beside it (kept as `<temporary name>.kept`, never
+//! removed, when it may hold a person's save that could not be put back).
 //!
 //! It also owns the one check every other read goes through ([`open_regular`]): a path that is
 //! not a regular file (a FIFO, a socket, a device, a folder) is refused without blocking, so no
@@ -334,7 +335,7 @@ pub fn read_board(path: &Path) -> Result<Snapshot, ReadError> {
 /// out, the last successful read is returned, or the last error if no read succeeded. The
 /// content may still be a half-saved file: callers must not act on a board that does not parse.
 ///
-/// This is the one function here that sleeps: it waits for a person's editor to finish.
+/// It sleeps between reads: it waits for a person's editor to finish.
 pub fn read_stable(path: &Path, quiet: Duration, max_tries: usize) -> Result<Snapshot, ReadError> {
     let mut last_ok: Option<Snapshot> = None;
     let mut previous_ok = false;
@@ -433,10 +434,12 @@ pub fn atomic_write(path: &Path, contents: &[u8]) -> io::Result<()> {
 }
 
 /// Like [`atomic_write`], but only if the board is still the one `expected` was read from
-/// (same length and modification time) just before the rename: a person's save that lands
-/// while the new content is being written and synced is never replaced. `Ok(false)` when the
-/// board changed (nothing was written). A save in the microseconds between that check and the
-/// rename cannot be excluded on a plain file; the next read sees it.
+/// (same length and modification time): a person's save that lands while the new content is
+/// being written and synced is never replaced. `Ok(false)` when the board changed (the board is
+/// as the person saved it). On Linux the new file is exchanged with the board atomically and
+/// the board it replaced is checked once more, so a save landing between the check and the
+/// exchange is put back too (see `swap_in_if_unchanged`); elsewhere a save in the microseconds
+/// between the check and the rename cannot be excluded on a plain file.
 pub fn replace_if_unchanged(path: &Path, contents: &[u8], expected: &Snapshot) -> io::Result<bool> {
     replace(path, contents, Some(expected))
 }
@@ -486,13 +489,10 @@ fn replace(path: &Path, contents: &[u8], expected: Option<&Snapshot>) -> io::Res
         file.write_all(contents)?;
         file.sync_all()?;
         drop(file);
-        if let Some(expected) = expected {
-            let now = fs::metadata(&target)?;
-            if now.len() != expected.len || now.modified().ok() != expected.mtime {
-                return Ok(false);
-            }
+        match expected {
+            Some(expected) => swap_in_if_unchanged(&tmp, &target, contents.len() as u64, expected),
+            None => fs::rename(&tmp, &target).map(|_| true),
         }
-        fs::rename(&tmp, &target).map(|_| true)
     })();
     match result {
         Ok(true) => {}
@@ -510,6 +510,111 @@ fn replace(path: &Path, contents: &[u8], expected: Option<&Snapshot>) -> io::Res
         tracing::warn!(folder = %dir.display(), error = %e, "could not sync the board's folder");
     }
     Ok(true)
+}
+
+/// How long a board that was just swapped out is left alone before it is checked: an editor
+/// that opened it just before the swap finishes its write into it well within this.
+const SETTLE: Duration = Duration::from_millis(2);
+
+/// Whether the file at `path` is still the board `expected` was read from.
+fn unchanged(meta: &fs::Metadata, expected: &Snapshot) -> bool {
+    meta.len() == expected.len && meta.modified().ok() == expected.mtime
+}
+
+/// Puts `tmp` in `target`'s place if `target` is still the board `expected` was read from.
+///
+/// A check followed by a rename leaves a gap in which a save can land and then be replaced. So
+/// the two files are exchanged atomically instead, which keeps the replaced board under the
+/// temporary name: once writes already under way have landed ([`SETTLE`]), it is checked, and if
+/// a save did land in it, the exchange is undone and `Ok(false)` says the board changed. The
+/// replaced board is removed only once it is known to hold nothing new. Where the exchange is
+/// not supported (not Linux, or a filesystem without it), a plain rename after the check.
+fn swap_in_if_unchanged(
+    tmp: &Path,
+    target: &Path,
+    written: u64,
+    expected: &Snapshot,
+) -> io::Result<bool> {
+    let before = fs::metadata(target)?;
+    if !unchanged(&before, expected) {
+        return Ok(false);
+    }
+    if !exchange(tmp, target)? {
+        return fs::rename(tmp, target).map(|_| true);
+    }
+    std::thread::sleep(SETTLE);
+    // `tmp` now names the board as it was just before the exchange: never removed unchecked.
+    let replaced = fs::symlink_metadata(tmp).map_err(|e| keep(tmp, &e.to_string()))?;
+    if replaced.ino() == before.ino() && unchanged(&replaced, expected) {
+        fs::remove_file(tmp)?;
+        return Ok(true);
+    }
+    // A save landed between the check and the exchange: it goes back in place, unchanged.
+    match exchange(tmp, target) {
+        Ok(true) => {}
+        Ok(false) => return Err(keep(tmp, "the exchange could not be undone")),
+        Err(e) => return Err(keep(tmp, &format!("the exchange could not be undone: {e}"))),
+    }
+    std::thread::sleep(SETTLE);
+    let ours = fs::symlink_metadata(tmp)?;
+    if ours.len() != written {
+        return Err(keep(
+            tmp,
+            "a save landed in the moment the board was replaced",
+        ));
+    }
+    fs::remove_file(tmp)?;
+    Ok(false)
+}
+
+/// A swapped-out file that may hold a person's save: renamed to `<tmp>.kept` beside the board
+/// (out of the temporary name, which is removed on error) and named in the error.
+fn keep(tmp: &Path, why: &str) -> io::Error {
+    let mut kept = tmp.as_os_str().to_owned();
+    kept.push(".kept");
+    let kept = PathBuf::from(kept);
+    match fs::rename(tmp, &kept) {
+        Ok(()) => io::Error::other(format!(
+            "{why}; the board as saved is kept in {}",
+            kept.display()
+        )),
+        Err(_) => io::Error::other(format!(
+            "{why}; the board as saved is kept in {}",
+            tmp.display()
+        )),
+    }
+}
+
+/// Atomically exchanges two paths in one folder. `Ok(false)` where that is not supported.
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> io::Result<bool> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let a = CString::new(a.as_os_str().as_bytes())?;
+    let b = CString::new(b.as_os_str().as_bytes())?;
+    // SAFETY: both are valid NUL-terminated paths; renameat2 only reads them.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => Ok(false),
+        _ => Err(e),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn exchange(_a: &Path, _b: &Path) -> io::Result<bool> {
+    Ok(false)
 }
 
 #[cfg(test)]
