@@ -11,8 +11,10 @@
 //! not a regular file (a FIFO, a socket, a device, a folder) is refused without blocking, so no
 //! command can hang on a FIFO put where a board, `events.jsonl` or `taskboard.toml` belongs.
 //!
-//! Replacing by rename gives the board a new inode: a hard link to the board keeps the old
-//! content. A symlinked board is resolved and its target replaced, so the link stays a link.
+//! A board's identity is its real file, never the name it was reached by: [`resolve_board`]
+//! follows a symlinked board to its target, so every command (and the state folder, locks and
+//! watch beside it) works on the target's folder. Replacing by rename gives the board a new
+//! inode, so a board with more than one hard link cannot be kept whole and is refused there.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -370,6 +372,79 @@ pub fn read_stable(path: &Path, quiet: Duration, max_tries: usize) -> Result<Sna
     }
 }
 
+/// Why a board path cannot be used. Each displays as one line naming the path and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BoardPathError {
+    /// A symbolic link whose target does not exist.
+    Dangling { link: PathBuf, target: PathBuf },
+    /// The board file has more than one name: a rename would split them.
+    HardLinked { path: PathBuf, links: u64 },
+    /// The link cannot be followed: a loop, or a folder on the way that cannot be read.
+    Unresolvable { path: PathBuf, err: String },
+}
+
+impl fmt::Display for BoardPathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BoardPathError::Dangling { link, target } => write!(
+                f,
+                "{}: a symbolic link to {}, which does not exist",
+                link.display(),
+                target.display()
+            ),
+            BoardPathError::HardLinked { path, links } => write!(
+                f,
+                "{}: the board file has {links} hard links, and a write by rename would split \
+                 them; use a symbolic link or a single file",
+                path.display()
+            ),
+            BoardPathError::Unresolvable { path, err } => {
+                write!(f, "{}: cannot follow the link: {err}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for BoardPathError {}
+
+/// The board's real file: a symbolic link (or a chain of them) is followed to its target, as an
+/// absolute path, so two names for one board give one state folder, one set of locks and one
+/// watch. Any other path is returned as given, including one that does not exist yet (the
+/// commands say what is missing). A dangling link and a file with more than one hard link are
+/// refused: the first has no board to serve, and the second cannot be written without
+/// splitting its names.
+pub fn resolve_board(path: &Path) -> Result<PathBuf, BoardPathError> {
+    let is_link = fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    let real = if is_link {
+        match fs::canonicalize(path) {
+            Ok(real) => real,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(BoardPathError::Dangling {
+                    link: path.to_path_buf(),
+                    target: write_target(path)
+                        .or_else(|_| fs::read_link(path))
+                        .unwrap_or_default(),
+                });
+            }
+            Err(e) => {
+                return Err(BoardPathError::Unresolvable {
+                    path: path.to_path_buf(),
+                    err: e.to_string(),
+                });
+            }
+        }
+    } else {
+        path.to_path_buf()
+    };
+    match fs::metadata(&real) {
+        Ok(m) if m.is_file() && m.nlink() > 1 => Err(BoardPathError::HardLinked {
+            path: path.to_path_buf(),
+            links: m.nlink(),
+        }),
+        _ => Ok(real),
+    }
+}
+
 /// The folder for the runtime's own files: `<board's folder>/.taskboard`.
 pub fn state_dir(board: &Path) -> PathBuf {
     match board.parent() {
@@ -686,6 +761,83 @@ mod tests {
             "not a regular file (a FIFO)"
         );
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_plain_or_missing_board_resolves_to_itself() {
+        let dir = fs::canonicalize(scratch("plain")).unwrap();
+        let board = dir.join("task-board.md");
+        assert_eq!(resolve_board(&board), Ok(board.clone()));
+        fs::write(&board, "# Board\n").unwrap();
+        assert_eq!(resolve_board(&board), Ok(board.clone()));
+        assert_eq!(
+            resolve_board(Path::new("no-such-board.md")),
+            Ok(PathBuf::from("no-such-board.md"))
+        );
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_symlinked_board_resolves_to_its_real_file() {
+        let dir = fs::canonicalize(scratch("link")).unwrap();
+        fs::create_dir_all(dir.join("real")).unwrap();
+        fs::create_dir_all(dir.join("other")).unwrap();
+        let real = dir.join("real/task-board.md");
+        fs::write(&real, "# Board\n").unwrap();
+        std::os::unix::fs::symlink("../real/task-board.md", dir.join("other/a.md")).unwrap();
+        std::os::unix::fs::symlink("a.md", dir.join("other/b.md")).unwrap();
+        assert_eq!(resolve_board(&dir.join("other/a.md")), Ok(real.clone()));
+        assert_eq!(resolve_board(&dir.join("other/b.md")), Ok(real.clone()));
+        assert_eq!(
+            state_dir(&resolve_board(&dir.join("other/b.md")).unwrap()),
+            dir.join("real/.taskboard")
+        );
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_dangling_link_is_refused_naming_its_target() {
+        let dir = fs::canonicalize(scratch("dangling")).unwrap();
+        let link = dir.join("task-board.md");
+        std::os::unix::fs::symlink("gone.md", &link).unwrap();
+        let err = resolve_board(&link).unwrap_err();
+        assert_eq!(
+            err,
+            BoardPathError::Dangling {
+                link: link.clone(),
+                target: dir.join("gone.md")
+            }
+        );
+        assert!(err.to_string().contains("does not exist"), "{err}");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_hard_linked_board_is_refused_with_its_link_count() {
+        let dir = fs::canonicalize(scratch("hard")).unwrap();
+        let board = dir.join("task-board.md");
+        fs::write(&board, "# Board\n").unwrap();
+        fs::hard_link(&board, dir.join("alias.md")).unwrap();
+        std::os::unix::fs::symlink("task-board.md", dir.join("link.md")).unwrap();
+        let err = resolve_board(&board).unwrap_err();
+        assert_eq!(
+            err,
+            BoardPathError::HardLinked {
+                path: board.clone(),
+                links: 2
+            }
+        );
+        let line = err.to_string();
+        assert!(
+            line.contains("2 hard links") && line.contains("symbolic link") && !line.contains('\n'),
+            "{line}"
+        );
+        // Reached through a symlink, the file still has two names.
+        assert!(matches!(
+            resolve_board(&dir.join("link.md")),
+            Err(BoardPathError::HardLinked { links: 2, .. })
+        ));
+        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

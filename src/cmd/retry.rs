@@ -32,6 +32,7 @@ const FIRST_PAUSE: Duration = Duration::from_millis(2);
 const MAX_PAUSE: Duration = Duration::from_millis(50);
 
 pub fn run(board_path: &Path, id: &str) -> CmdResult {
+    let board_path = &super::resolve_board(board_path)?;
     if !status::is_task_id(id) {
         return Err(Failure::new(
             Exit::Usage,
