@@ -576,7 +576,9 @@ fn replace(path: &Path, contents: &[u8], expected: Option<&Snapshot>) -> io::Res
             return Ok(false);
         }
         Err(e) => {
-            let _ = fs::remove_file(&tmp);
+            if !is_kept(&e) {
+                let _ = fs::remove_file(&tmp);
+            }
             return Err(e);
         }
     }
@@ -621,7 +623,8 @@ fn swap_in_if_unchanged(
     // `tmp` now names the board as it was just before the exchange: never removed unchecked.
     let replaced = fs::symlink_metadata(tmp).map_err(|e| keep(tmp, &e.to_string()))?;
     if replaced.ino() == before.ino() && unchanged(&replaced, expected) {
-        fs::remove_file(tmp)?;
+        // The new board is in place either way; an old copy left behind is only clutter.
+        let _ = fs::remove_file(tmp);
         return Ok(true);
     }
     // A save landed between the check and the exchange: it goes back in place, unchanged.
@@ -631,33 +634,48 @@ fn swap_in_if_unchanged(
         Err(e) => return Err(keep(tmp, &format!("the exchange could not be undone: {e}"))),
     }
     std::thread::sleep(SETTLE);
-    let ours = fs::symlink_metadata(tmp)?;
+    let ours = fs::symlink_metadata(tmp).map_err(|e| keep(tmp, &e.to_string()))?;
     if ours.len() != written {
         return Err(keep(
             tmp,
             "a save landed in the moment the board was replaced",
         ));
     }
-    fs::remove_file(tmp)?;
+    let _ = fs::remove_file(tmp);
     Ok(false)
 }
 
 /// A swapped-out file that may hold a person's save: renamed to `<tmp>.kept` beside the board
-/// (out of the temporary name, which is removed on error) and named in the error.
+/// where possible, and named in the error, which says it must not be removed.
 fn keep(tmp: &Path, why: &str) -> io::Error {
     let mut kept = tmp.as_os_str().to_owned();
     kept.push(".kept");
     let kept = PathBuf::from(kept);
-    match fs::rename(tmp, &kept) {
-        Ok(()) => io::Error::other(format!(
-            "{why}; the board as saved is kept in {}",
-            kept.display()
-        )),
-        Err(_) => io::Error::other(format!(
-            "{why}; the board as saved is kept in {}",
-            tmp.display()
-        )),
+    let at = if fs::rename(tmp, &kept).is_ok() {
+        kept
+    } else {
+        tmp.to_path_buf()
+    };
+    io::Error::other(Kept(format!(
+        "{why}; the board as saved is kept in {}",
+        at.display()
+    )))
+}
+
+/// An error after which the temporary file holds what may be a person's save.
+#[derive(Debug)]
+struct Kept(String);
+
+impl fmt::Display for Kept {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
+}
+
+impl std::error::Error for Kept {}
+
+fn is_kept(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<Kept>())
 }
 
 /// Atomically exchanges two paths in one folder. `Ok(false)` where that is not supported.
