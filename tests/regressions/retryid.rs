@@ -42,6 +42,16 @@ fn exit_code_within(child: &mut Child, deadline: Duration) -> Option<i32> {
     code
 }
 
+/// A child process that is killed and reaped if the test ends early.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn stderr_of(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -315,12 +325,13 @@ fn a_single_run_through_a_symlink_sees_saves_made_through_the_link() {
     );
     sb.write_board("# Board\n\n## S-1: one\n- status: blocked:me:later\n\n## S-2: two\n- status: blocked:me:later\n");
     let stderr = std::fs::File::create(sb.path("run-0.stderr")).unwrap();
-    let mut run = sb
-        .command(&["run", "other/link.md"])
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
+    let mut run = Reaped(
+        sb.command(&["run", "other/link.md"])
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap(),
+    );
     sb.wait_until("first pass", |s| s.count("pass") > 0);
 
     // An editor that replaces the link's target by rename.
@@ -372,8 +383,8 @@ fn a_single_run_through_a_symlink_sees_saves_made_through_the_link() {
     assert_eq!(sb.count("task_dispatched"), 3);
     assert!(!sb.path("other/.taskboard").exists());
     assert!(!sb.path("other/events.jsonl").exists());
-    unsafe { libc::kill(run.id() as i32, libc::SIGTERM) };
-    assert_eq!(exit_code_within(&mut run, DEADLINE), Some(0));
+    unsafe { libc::kill(run.0.id() as i32, libc::SIGTERM) };
+    assert_eq!(exit_code_within(&mut run.0, DEADLINE), Some(0));
 }
 
 #[test]
