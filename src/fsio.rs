@@ -4,14 +4,17 @@
 //! a board (folders, FIFOs, huge or non-UTF-8 files) before reading it, waiting out an editor that
 //! is mid-save, and replacing the file atomically with its permissions kept. It must not parse or
 //! change the board's text (that is the pure core's job), take locks, or touch any other file
-//! than the board and its own temporary file beside it.
+//! than the board and its own temporary file beside it (kept as `<temporary name>.kept`, never
+//! removed, when it may hold a person's save that could not be put back).
 //!
 //! It also owns the one check every other read goes through ([`open_regular`]): a path that is
 //! not a regular file (a FIFO, a socket, a device, a folder) is refused without blocking, so no
 //! command can hang on a FIFO put where a board, `events.jsonl` or `taskboard.toml` belongs.
 //!
-//! Replacing by rename gives the board a new inode: a hard link to the board keeps the old
-//! content. A symlinked board is resolved and its target replaced, so the link stays a link.
+//! A board's identity is its real file, never the name it was reached by: [`resolve_board`]
+//! follows a symlinked board to its target, so every command (and the state folder, locks and
+//! watch beside it) works on the target's folder. Replacing by rename gives the board a new
+//! inode, so a board with more than one hard link cannot be kept whole and is refused there.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -334,7 +337,7 @@ pub fn read_board(path: &Path) -> Result<Snapshot, ReadError> {
 /// out, the last successful read is returned, or the last error if no read succeeded. The
 /// content may still be a half-saved file: callers must not act on a board that does not parse.
 ///
-/// This is the one function here that sleeps: it waits for a person's editor to finish.
+/// It sleeps between reads: it waits for a person's editor to finish.
 pub fn read_stable(path: &Path, quiet: Duration, max_tries: usize) -> Result<Snapshot, ReadError> {
     let mut last_ok: Option<Snapshot> = None;
     let mut previous_ok = false;
@@ -366,6 +369,79 @@ pub fn read_stable(path: &Path, quiet: Duration, max_tries: usize) -> Result<Sna
         (Some(snap), _) => Ok(snap),
         (None, Some(e)) => Err(e),
         (None, None) => unreachable!("at least one read is made"),
+    }
+}
+
+/// Why a board path cannot be used. Each displays as one line naming the path and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BoardPathError {
+    /// A symbolic link whose target does not exist.
+    Dangling { link: PathBuf, target: PathBuf },
+    /// The board file has more than one name: a rename would split them.
+    HardLinked { path: PathBuf, links: u64 },
+    /// The link cannot be followed: a loop, or a folder on the way that cannot be read.
+    Unresolvable { path: PathBuf, err: String },
+}
+
+impl fmt::Display for BoardPathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BoardPathError::Dangling { link, target } => write!(
+                f,
+                "{}: a symbolic link to {}, which does not exist",
+                link.display(),
+                target.display()
+            ),
+            BoardPathError::HardLinked { path, links } => write!(
+                f,
+                "{}: the board file has {links} hard links, and a write by rename would split \
+                 them; use a symbolic link or a single file",
+                path.display()
+            ),
+            BoardPathError::Unresolvable { path, err } => {
+                write!(f, "{}: cannot follow the link: {err}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for BoardPathError {}
+
+/// The board's real file: a symbolic link (or a chain of them) is followed to its target, as an
+/// absolute path, so two names for one board give one state folder, one set of locks and one
+/// watch. Any other path is returned as given, including one that does not exist yet (the
+/// commands say what is missing). A dangling link and a file with more than one hard link are
+/// refused: the first has no board to serve, and the second cannot be written without
+/// splitting its names.
+pub fn resolve_board(path: &Path) -> Result<PathBuf, BoardPathError> {
+    let is_link = fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    let real = if is_link {
+        match fs::canonicalize(path) {
+            Ok(real) => real,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(BoardPathError::Dangling {
+                    link: path.to_path_buf(),
+                    target: write_target(path)
+                        .or_else(|_| fs::read_link(path))
+                        .unwrap_or_default(),
+                });
+            }
+            Err(e) => {
+                return Err(BoardPathError::Unresolvable {
+                    path: path.to_path_buf(),
+                    err: e.to_string(),
+                });
+            }
+        }
+    } else {
+        path.to_path_buf()
+    };
+    match fs::metadata(&real) {
+        Ok(m) if m.is_file() && m.nlink() > 1 => Err(BoardPathError::HardLinked {
+            path: path.to_path_buf(),
+            links: m.nlink(),
+        }),
+        _ => Ok(real),
     }
 }
 
@@ -433,10 +509,12 @@ pub fn atomic_write(path: &Path, contents: &[u8]) -> io::Result<()> {
 }
 
 /// Like [`atomic_write`], but only if the board is still the one `expected` was read from
-/// (same length and modification time) just before the rename: a person's save that lands
-/// while the new content is being written and synced is never replaced. `Ok(false)` when the
-/// board changed (nothing was written). A save in the microseconds between that check and the
-/// rename cannot be excluded on a plain file; the next read sees it.
+/// (same length and modification time): a person's save that lands while the new content is
+/// being written and synced is never replaced. `Ok(false)` when the board changed (the board is
+/// as the person saved it). On Linux the new file is exchanged with the board atomically and
+/// the board it replaced is checked once more, so a save landing between the check and the
+/// exchange is put back too (see `swap_in_if_unchanged`); elsewhere a save in the microseconds
+/// between the check and the rename cannot be excluded on a plain file.
 pub fn replace_if_unchanged(path: &Path, contents: &[u8], expected: &Snapshot) -> io::Result<bool> {
     replace(path, contents, Some(expected))
 }
@@ -486,13 +564,10 @@ fn replace(path: &Path, contents: &[u8], expected: Option<&Snapshot>) -> io::Res
         file.write_all(contents)?;
         file.sync_all()?;
         drop(file);
-        if let Some(expected) = expected {
-            let now = fs::metadata(&target)?;
-            if now.len() != expected.len || now.modified().ok() != expected.mtime {
-                return Ok(false);
-            }
+        match expected {
+            Some(expected) => swap_in_if_unchanged(&tmp, &target, contents.len() as u64, expected),
+            None => fs::rename(&tmp, &target).map(|_| true),
         }
-        fs::rename(&tmp, &target).map(|_| true)
     })();
     match result {
         Ok(true) => {}
@@ -501,7 +576,9 @@ fn replace(path: &Path, contents: &[u8], expected: Option<&Snapshot>) -> io::Res
             return Ok(false);
         }
         Err(e) => {
-            let _ = fs::remove_file(&tmp);
+            if !is_kept(&e) {
+                let _ = fs::remove_file(&tmp);
+            }
             return Err(e);
         }
     }
@@ -510,6 +587,127 @@ fn replace(path: &Path, contents: &[u8], expected: Option<&Snapshot>) -> io::Res
         tracing::warn!(folder = %dir.display(), error = %e, "could not sync the board's folder");
     }
     Ok(true)
+}
+
+/// How long a board that was just swapped out is left alone before it is checked: an editor
+/// that opened it just before the swap finishes its write into it well within this.
+const SETTLE: Duration = Duration::from_millis(2);
+
+/// Whether the file at `path` is still the board `expected` was read from.
+fn unchanged(meta: &fs::Metadata, expected: &Snapshot) -> bool {
+    meta.len() == expected.len && meta.modified().ok() == expected.mtime
+}
+
+/// Puts `tmp` in `target`'s place if `target` is still the board `expected` was read from.
+///
+/// A check followed by a rename leaves a gap in which a save can land and then be replaced. So
+/// the two files are exchanged atomically instead, which keeps the replaced board under the
+/// temporary name: once writes already under way have landed ([`SETTLE`]), it is checked, and if
+/// a save did land in it, the exchange is undone and `Ok(false)` says the board changed. The
+/// replaced board is removed only once it is known to hold nothing new. Where the exchange is
+/// not supported (not Linux, or a filesystem without it), a plain rename after the check.
+fn swap_in_if_unchanged(
+    tmp: &Path,
+    target: &Path,
+    written: u64,
+    expected: &Snapshot,
+) -> io::Result<bool> {
+    let before = fs::metadata(target)?;
+    if !unchanged(&before, expected) {
+        return Ok(false);
+    }
+    if !exchange(tmp, target)? {
+        return fs::rename(tmp, target).map(|_| true);
+    }
+    std::thread::sleep(SETTLE);
+    // `tmp` now names the board as it was just before the exchange: never removed unchecked.
+    let replaced = fs::symlink_metadata(tmp).map_err(|e| keep(tmp, &e.to_string()))?;
+    if replaced.ino() == before.ino() && unchanged(&replaced, expected) {
+        // The new board is in place either way; an old copy left behind is only clutter.
+        let _ = fs::remove_file(tmp);
+        return Ok(true);
+    }
+    // A save landed between the check and the exchange: it goes back in place, unchanged.
+    match exchange(tmp, target) {
+        Ok(true) => {}
+        Ok(false) => return Err(keep(tmp, "the exchange could not be undone")),
+        Err(e) => return Err(keep(tmp, &format!("the exchange could not be undone: {e}"))),
+    }
+    std::thread::sleep(SETTLE);
+    let ours = fs::symlink_metadata(tmp).map_err(|e| keep(tmp, &e.to_string()))?;
+    if ours.len() != written {
+        return Err(keep(
+            tmp,
+            "a save landed in the moment the board was replaced",
+        ));
+    }
+    let _ = fs::remove_file(tmp);
+    Ok(false)
+}
+
+/// A swapped-out file that may hold a person's save: renamed to `<tmp>.kept` beside the board
+/// where possible, and named in the error, which says it must not be removed.
+fn keep(tmp: &Path, why: &str) -> io::Error {
+    let mut kept = tmp.as_os_str().to_owned();
+    kept.push(".kept");
+    let kept = PathBuf::from(kept);
+    let at = if fs::rename(tmp, &kept).is_ok() {
+        kept
+    } else {
+        tmp.to_path_buf()
+    };
+    io::Error::other(Kept(format!(
+        "{why}; the board as saved is kept in {}",
+        at.display()
+    )))
+}
+
+/// An error after which the temporary file holds what may be a person's save.
+#[derive(Debug)]
+struct Kept(String);
+
+impl fmt::Display for Kept {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Kept {}
+
+fn is_kept(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<Kept>())
+}
+
+/// Atomically exchanges two paths in one folder. `Ok(false)` where that is not supported.
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> io::Result<bool> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let a = CString::new(a.as_os_str().as_bytes())?;
+    let b = CString::new(b.as_os_str().as_bytes())?;
+    // SAFETY: both are valid NUL-terminated paths; renameat2 only reads them.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => Ok(false),
+        _ => Err(e),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn exchange(_a: &Path, _b: &Path) -> io::Result<bool> {
+    Ok(false)
 }
 
 #[cfg(test)]
@@ -581,6 +779,83 @@ mod tests {
             "not a regular file (a FIFO)"
         );
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_plain_or_missing_board_resolves_to_itself() {
+        let dir = fs::canonicalize(scratch("plain")).unwrap();
+        let board = dir.join("task-board.md");
+        assert_eq!(resolve_board(&board), Ok(board.clone()));
+        fs::write(&board, "# Board\n").unwrap();
+        assert_eq!(resolve_board(&board), Ok(board.clone()));
+        assert_eq!(
+            resolve_board(Path::new("no-such-board.md")),
+            Ok(PathBuf::from("no-such-board.md"))
+        );
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_symlinked_board_resolves_to_its_real_file() {
+        let dir = fs::canonicalize(scratch("link")).unwrap();
+        fs::create_dir_all(dir.join("real")).unwrap();
+        fs::create_dir_all(dir.join("other")).unwrap();
+        let real = dir.join("real/task-board.md");
+        fs::write(&real, "# Board\n").unwrap();
+        std::os::unix::fs::symlink("../real/task-board.md", dir.join("other/a.md")).unwrap();
+        std::os::unix::fs::symlink("a.md", dir.join("other/b.md")).unwrap();
+        assert_eq!(resolve_board(&dir.join("other/a.md")), Ok(real.clone()));
+        assert_eq!(resolve_board(&dir.join("other/b.md")), Ok(real.clone()));
+        assert_eq!(
+            state_dir(&resolve_board(&dir.join("other/b.md")).unwrap()),
+            dir.join("real/.taskboard")
+        );
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_dangling_link_is_refused_naming_its_target() {
+        let dir = fs::canonicalize(scratch("dangling")).unwrap();
+        let link = dir.join("task-board.md");
+        std::os::unix::fs::symlink("gone.md", &link).unwrap();
+        let err = resolve_board(&link).unwrap_err();
+        assert_eq!(
+            err,
+            BoardPathError::Dangling {
+                link: link.clone(),
+                target: dir.join("gone.md")
+            }
+        );
+        assert!(err.to_string().contains("does not exist"), "{err}");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_hard_linked_board_is_refused_with_its_link_count() {
+        let dir = fs::canonicalize(scratch("hard")).unwrap();
+        let board = dir.join("task-board.md");
+        fs::write(&board, "# Board\n").unwrap();
+        fs::hard_link(&board, dir.join("alias.md")).unwrap();
+        std::os::unix::fs::symlink("task-board.md", dir.join("link.md")).unwrap();
+        let err = resolve_board(&board).unwrap_err();
+        assert_eq!(
+            err,
+            BoardPathError::HardLinked {
+                path: board.clone(),
+                links: 2
+            }
+        );
+        let line = err.to_string();
+        assert!(
+            line.contains("2 hard links") && line.contains("symbolic link") && !line.contains('\n'),
+            "{line}"
+        );
+        // Reached through a symlink, the file still has two names.
+        assert!(matches!(
+            resolve_board(&dir.join("link.md")),
+            Err(BoardPathError::HardLinked { links: 2, .. })
+        ));
+        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

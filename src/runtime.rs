@@ -191,7 +191,9 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn new(mode: Mode, board: &Path, explicit_config: Option<&Path>) -> Result<Runtime, Fatal> {
-        let board = absolute(board);
+        // One board, one identity: a link's target, whatever name the board was reached by.
+        let board = fsio::resolve_board(board).map_err(|e| fatal(Exit::Board, e.to_string()))?;
+        let board = absolute(&board);
         let board_dir = board
             .parent()
             .map(Path::to_path_buf)

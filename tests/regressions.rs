@@ -17,3 +17,5 @@ mod home;
 mod lintclock;
 #[path = "regressions/output.rs"]
 mod output;
+#[path = "regressions/retryid.rs"]
+mod retryid;

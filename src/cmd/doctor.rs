@@ -78,7 +78,8 @@ impl Check {
 }
 
 pub fn run(args: &Args) -> CmdResult {
-    let checks = checks(&args.board, args.config.as_deref());
+    let board = super::resolve_board(&args.board)?;
+    let checks = checks(&board, args.config.as_deref());
     let paint = Paint(use_color());
     let mut out = String::new();
     for c in &checks {

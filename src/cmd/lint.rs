@@ -92,6 +92,7 @@ pub(crate) fn lint_settings(board: &Path, config: Option<&Path>) -> Result<LintS
 /// `taskboard lint` as the command line calls it: the settings come from the board's
 /// configuration.
 pub fn run(board: &Path, json: bool, config: Option<&Path>) -> CmdResult {
+    let board = &super::resolve_board(board)?;
     // An unreadable board is the first thing to say, before any config problem.
     let text = read_board_text(board)?;
     let settings = lint_settings(board, config)?;

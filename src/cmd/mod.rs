@@ -42,6 +42,12 @@ impl Failure {
 
 pub type CmdResult = Result<Exit, Failure>;
 
+/// The board a command works on: its real file (see [`crate::fsio::resolve_board`]), or a
+/// one-line refusal with exit code 2 before anything is read or created.
+pub fn resolve_board(board: &std::path::Path) -> Result<std::path::PathBuf, Failure> {
+    crate::fsio::resolve_board(board).map_err(|e| Failure::new(Exit::Board, e))
+}
+
 /// The folder a board lives in (`.` for a bare file name): where its config, events, handoffs
 /// and deadletters are.
 pub fn board_dir(board: &std::path::Path) -> &std::path::Path {

@@ -23,13 +23,14 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> CmdResult {
-    let text = read_board_text(&args.board)?;
-    let dir = super::board_dir(&args.board);
+    let board_path = &super::resolve_board(&args.board)?;
+    let text = read_board_text(board_path)?;
+    let dir = super::board_dir(board_path);
     let config = crate::config::load(args.config.as_deref(), dir)
         .map_err(|e| Failure::new(Exit::Config, e))?
         .config;
     let board = Board::parse(&text);
-    let records = Store::peek(&fsio::state_dir(&args.board).join("state.json"));
+    let records = Store::peek(&fsio::state_dir(board_path).join("state.json"));
     let record = records.get(&args.id);
     let attempt = record.map_or(0, |r| r.memory.attempts) + 1;
     let source = Source {
@@ -42,7 +43,7 @@ pub fn run(args: &Args) -> CmdResult {
     let out = packet::assemble(&source, &args.id, attempt, None, budget).ok_or_else(|| {
         Failure::new(
             Exit::Findings,
-            format!("no task `{}` on {}", args.id, args.board.display()),
+            format!("no task `{}` on {}", args.id, board_path.display()),
         )
     })?;
     super::output::print(&out)?;

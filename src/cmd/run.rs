@@ -26,6 +26,8 @@ fn serve(mode: Mode, board: &Path, config: Option<&Path>) -> CmdResult {
         signal_hook::consts::SIGHUP,
     ])
     .map_err(|e| Failure::new(Exit::State, format!("cannot install signal handlers: {e}")))?;
+    // The real file's folder gets the logs, state and locks, whatever name the board was given.
+    let board = &super::resolve_board(board)?;
     let _log = crate::logging::init_for_board(board, config);
     let runtime = Runtime::new(mode, board, config).map_err(|f| Failure::new(f.exit, f.message))?;
     if mode == Mode::Once {

@@ -65,7 +65,7 @@ fn manager(launchd: bool, systemd: bool) -> Manager {
 }
 
 /// The board as an absolute path: its folder canonicalized when it exists (so the same board
-/// always gets the same slug), the file name kept (a symlinked board stays the link).
+/// always gets the same slug), the file name kept. Callers resolve a symlinked board first.
 pub fn absolute_board(board: &Path) -> Result<PathBuf, Failure> {
     let abs = std::path::absolute(board).map_err(|e| {
         Failure::new(
@@ -136,7 +136,7 @@ fn quoted(p: &Path) -> String {
 
 fn install(args: &InstallArgs) -> CmdResult {
     let manager = manager(args.launchd, args.systemd);
-    let board = absolute_board(&args.board)?;
+    let board = absolute_board(&super::resolve_board(&args.board)?)?;
     let board_dir = board.parent().unwrap_or(Path::new("/")).to_path_buf();
     if !board_dir.is_dir() {
         return Err(Failure::new(
@@ -285,7 +285,9 @@ fn launchd_unload(slug: &str) -> String {
 
 fn uninstall(args: &UninstallArgs) -> CmdResult {
     let manager = manager(args.launchd, args.systemd);
-    let board = absolute_board(&args.board)?;
+    // Named as `install` named it; a board that cannot be served can still be uninstalled.
+    let board = crate::fsio::resolve_board(&args.board).unwrap_or_else(|_| args.board.clone());
+    let board = absolute_board(&board)?;
     let dir = manager_dir(manager)?;
     let slug = service::slug(&board);
     let mut ours = Vec::new();

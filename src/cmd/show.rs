@@ -82,12 +82,13 @@ pub struct Waiting {
 }
 
 pub fn run(args: &Args) -> CmdResult {
-    let text = read_board_text(&args.board)?;
-    let dir = super::board_dir(&args.board);
+    let board = &super::resolve_board(&args.board)?;
+    let text = read_board_text(board)?;
+    let dir = super::board_dir(board);
     let shown = gather(dir, &text, &args.id)?.ok_or_else(|| {
         Failure::new(
             Exit::Findings,
-            format!("no task `{}` on {}", args.id, args.board.display()),
+            format!("no task `{}` on {}", args.id, board.display()),
         )
     })?;
     let out = if args.json {

@@ -36,9 +36,10 @@ pub struct Args {
 pub fn run(args: &Args) -> CmdResult {
     let window = report::parse_window(&args.since)
         .map_err(|e| Failure::new(Exit::Usage, format!("--since {e}")))?;
-    let board_dir = super::board_dir(&args.board);
+    let board = &super::resolve_board(&args.board)?;
+    let board_dir = super::board_dir(board);
     // The board first: a board that must be refused is refused before the events are read.
-    let queue = queue_from_board(&args.board)?;
+    let queue = queue_from_board(board)?;
     let mut builder = Builder::new(Utc::now(), window);
     let files = log_files(board_dir);
     for file in &files {

@@ -55,6 +55,7 @@ use crate::lint::{human_duration, shown};
 use crate::status::{State, Status};
 
 pub fn run(board: &Path, json: bool) -> CmdResult {
+    let board = &super::resolve_board(board)?;
     let text = read_board_text(board)?;
     let parsed = Board::parse(&text);
     let report = report(board, &text, &parsed, Utc::now());

@@ -47,7 +47,8 @@ pub struct Args {
 const POLL: Duration = Duration::from_millis(200);
 
 pub fn run(args: &Args) -> CmdResult {
-    let board_dir = match args.board.parent() {
+    let board = super::resolve_board(&args.board)?;
+    let board_dir = match board.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
