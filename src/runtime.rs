@@ -545,6 +545,11 @@ impl Runtime {
         let Some(snap) = self.read(touched) else {
             // The board cannot be read: endings wait in their records for the next readable save.
             self.requeue(Vec::new());
+            // No time-based rule applies to a board that is not there: a retry falling due
+            // meanwhile must not wake the loop into failing to read it back to back. The save
+            // that brings it back plans again, even with the very bytes last read.
+            self.wake_at = None;
+            self.last_hash = None;
             return;
         };
         if self.held_by_conflict(&snap) {

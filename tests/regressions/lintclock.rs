@@ -334,3 +334,39 @@ fn a_conflicted_board_is_waited_on_quietly_when_a_retry_on_it_falls_due() {
     assert!(!sb.path("ran.log").exists());
     assert_eq!(sb.board_text(), conflicted);
 }
+
+/// The same for a board that is gone (deleted, or mid-rename by a tool that took its time)
+/// when a retry on it falls due: the runtime waits for the board to come back, asleep.
+#[test]
+fn a_missing_board_is_waited_on_quietly_when_a_retry_on_it_falls_due() {
+    let mut sb = Sandbox::new("missing-quiet");
+    logging_executor(&sb);
+    let due = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let text = format!(
+        "# Board\n\n## R-1\n- status: blocked:retry:{}\n",
+        due.format("%Y-%m-%dT%H:%M:%SZ")
+    );
+    sb.write_board(&text);
+    let pid = sb.start_run();
+    std::fs::remove_file(&sb.board).unwrap();
+    sb.wait_until("the missing board reported", |s| s.errors_in("board") == 1);
+    assert!(
+        crate::support::poll(Duration::from_secs(10), || chrono::Utc::now()
+            > due + chrono::Duration::milliseconds(200)),
+        "the retry time never passed"
+    );
+    let start = cpu_ticks(pid);
+    let window = std::time::Instant::now() + Duration::from_millis(1500);
+    while std::time::Instant::now() < window {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let used = cpu_ticks(pid) - start;
+    assert!(
+        used <= 10,
+        "run used {used} clock ticks waiting for the board"
+    );
+    // The board is back: the retry runs.
+    sb.write_board(&text);
+    sb.wait_until("R-1 ran", |s| s.path("ran.log").exists());
+    assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
+}
