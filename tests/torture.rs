@@ -8,7 +8,7 @@
 //! executors end at random moments relative to its saves: every task must run exactly once and
 //! end `done`, and every byte it wrote must survive.
 //!
-//! `TASKBOARD_SEED` replays a run; `TASKBOARD_LONG=1` makes 10,000 edits instead of 200 (300 for
+//! `TASKBOARD_SEED` replays a run; `TASKBOARD_LONG=1` makes 10,000 edits instead of 300 (500 for
 //! the strict person); `TASKBOARD_STALE` sets the fraction of saves made from a stale buffer
 //! (default 0.1, and 0.35 for the strict person).
 
@@ -150,7 +150,7 @@ fn save(rng: &mut Rng, sb: &Sandbox, text: &str) {
 #[test]
 fn a_person_editing_at_random_loses_nothing_and_nothing_runs_twice() {
     let mut rng = Rng::from_env("torture");
-    let edits = if long_run() { 10_000 } else { 200 };
+    let edits = if long_run() { 10_000 } else { 300 };
     let stale: f64 = std::env::var("TASKBOARD_STALE")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -202,25 +202,26 @@ fn a_person_editing_at_random_loses_nothing_and_nothing_runs_twice() {
             .filter(|id| on_disk.get(*id) != typed.get(*id))
             .cloned()
             .collect();
-        // Every other status a save changes (a stale buffer's, or a buffer the runtime wrote
-        // under since it was read) that no runtime-only token is: saved over a status that
-        // asked the person to act, the documented rule makes it theirs. What the save
-        // overwrites is the board as it is just before it (re-read here), or as it was read.
+        let mut touches: BTreeSet<String> = flipped.into_iter().collect();
+        for (id, st) in &typed {
+            if on_disk.get(id) != Some(st) {
+                touches.insert(id.clone());
+            }
+        }
+        // Every other status a save puts on the board that no runtime-only token is: a save
+        // over a status that asked the person to act is theirs by the documented rule. What a
+        // save overwrites may be newer than what the person read (the runtime writes under
+        // their buffer), so every `ready` saved is kept, and any other status the save changes
+        // against the board as read or as it is just before the save (re-read here).
         let mark = event_lines(&sb);
         let overwritten = status_map(&std::fs::read_to_string(&sb.board).unwrap_or_default());
         for (id, st) in &typed {
             let changes = on_disk.get(id) != Some(st) || overwritten.get(id) != Some(st);
-            if changes && !runtime_only(st) {
+            if st == "ready" || (changes && !runtime_only(st)) {
                 status_saves
                     .entry(id.clone())
                     .or_default()
                     .push((mark, st.clone()));
-            }
-        }
-        let mut touches: BTreeSet<String> = flipped.into_iter().collect();
-        for (id, st) in status_map(&new) {
-            if on_disk.get(&id) != Some(&st) {
-                touches.insert(id);
             }
         }
         save(&mut rng, &sb, &new);
@@ -544,7 +545,7 @@ fn edit_keeping_statuses(rng: &mut Rng, text: &str, next_id: &mut usize) -> Stri
 #[test]
 fn a_person_who_never_sets_a_status_sees_every_task_run_exactly_once_and_keeps_every_byte() {
     let mut rng = Rng::from_env("torture-strict");
-    let edits = if long_run() { 10_000 } else { 300 };
+    let edits = if long_run() { 10_000 } else { 500 };
     let stale: f64 = std::env::var("TASKBOARD_STALE")
         .ok()
         .and_then(|s| s.parse().ok())
