@@ -93,3 +93,22 @@ impl Paint {
         self.paint("1", s)
     }
 }
+
+/// An error naming a board's unresolved git conflict markers, if `text` has any: nothing may
+/// act on such a board or write into it until they are resolved. `then` says what to do after.
+pub fn refuse_conflicted(board: &std::path::Path, text: &str, then: &str) -> Result<(), Failure> {
+    let markers = crate::board::conflict_markers(text);
+    let Some(first) = markers.first() else {
+        return Ok(());
+    };
+    let regions = crate::board::conflict_regions(&markers);
+    Err(Failure::new(
+        Exit::Board,
+        format!(
+            "{}: unresolved git conflict markers ({regions} conflict{}, the first at line {}); resolve the merge, then {then}",
+            board.display(),
+            if regions == 1 { "" } else { "s" },
+            first.line
+        ),
+    ))
+}

@@ -43,6 +43,7 @@ pub fn run(board_path: &Path, id: &str) -> CmdResult {
     }
     let snap = fsio::read_stable(board_path, Duration::from_millis(10), 10)
         .map_err(|e| Failure::new(Exit::Board, e))?;
+    super::refuse_conflicted(board_path, &snap.text, "retry")?;
     let current = match retry_from(&Board::parse(&snap.text), id, board_path)? {
         Some(current) => current,
         None => {
@@ -170,6 +171,7 @@ fn write_ready(board_path: &Path, id: &str, current: &Status) -> Result<(), Fail
         let snap = fsio::read_board(board_path).map_err(|e| Failure::new(Exit::Board, e))?;
         // An empty board is an editor's save in progress (truncate, then write).
         if !snap.text.trim().is_empty() {
+            super::refuse_conflicted(board_path, &snap.text, "retry")?;
             let board = Board::parse(&snap.text);
             let outcome = writeback::apply(&snap.text, &board, std::slice::from_ref(&change));
             if let Some((_, why)) = outcome.refused.first() {

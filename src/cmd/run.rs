@@ -83,20 +83,7 @@ fn refuse_conflicted(board: &Path) -> Result<(), Failure> {
         // Unreadable now: the runtime reports it as it does any unreadable board.
         return Ok(());
     };
-    let markers = crate::board::conflict_markers(&snap.text);
-    let Some(first) = markers.first() else {
-        return Ok(());
-    };
-    let regions = crate::board::conflict_regions(&markers);
-    Err(Failure::new(
-        Exit::Board,
-        format!(
-            "{}: unresolved git conflict markers ({regions} conflict{}, the first at line {}); resolve the merge, then run again",
-            board.display(),
-            if regions == 1 { "" } else { "s" },
-            first.line
-        ),
-    ))
+    super::refuse_conflicted(board, &snap.text, "run again")
 }
 
 /// Takes the run lock (on the board's folder). When its holder is dead or unknown, the lock can

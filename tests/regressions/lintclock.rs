@@ -370,3 +370,21 @@ fn a_missing_board_is_waited_on_quietly_when_a_retry_on_it_falls_due() {
     sb.wait_until("R-1 ran", |s| s.path("ran.log").exists());
     assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
 }
+
+/// `taskboard retry` writes nothing into a conflicted board either, and leaves no request.
+#[test]
+fn retry_on_a_conflicted_board_exits_2_with_one_line_and_touches_nothing() {
+    let sb = Sandbox::new("retry-conflicted");
+    let text = "# Board\n\n## R-1\n- status: failed:gave-up\n\n<<<<<<< HEAD\n## B-1\n- status: done\n=======\n## C-1\n- status: done\n>>>>>>> other\n";
+    sb.write_board(text);
+    let out = sb.command(&["retry", "R-1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("unresolved git conflict markers"),
+        "{stderr}"
+    );
+    assert_eq!(sb.board_text(), text);
+    assert!(!sb.path(".taskboard/requests").exists());
+}
