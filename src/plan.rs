@@ -473,6 +473,9 @@ pub enum Ending {
     BadResult(String),
     /// Non-zero exit, killed by a signal, or timed out: the reason, e.g. `exit_3`, `timeout`.
     Failure(String),
+    /// Non-zero exit with a note in the result file (a reviewer's "no, because…"): the reason
+    /// and the executor's own words, which are what the next attempt needs.
+    Rejected { reason: String, note: String },
     /// The runtime stopped it because the person changed the task's status.
     Cancelled,
     /// The runtime stopped it because the runtime itself is stopping.
@@ -696,6 +699,7 @@ pub fn settle(
         }
         Ending::BadResult(why) => failure("bad_result", Some(why.clone())),
         Ending::Failure(reason) => failure(reason, None),
+        Ending::Rejected { reason, note } => failure(reason, Some(note.clone())),
         Ending::Cancelled => Settlement {
             write: None,
             kind: SettlementKind::Cancelled,
@@ -757,6 +761,7 @@ fn settle_review(policy: &Policy, attempt: u32, ending: &Ending) -> Settlement {
         }
         Ending::BadResult(why) => bounce(format!("The review's result was unusable: {why}")),
         Ending::Failure(reason) => bounce(format!("The review did not accept it ({reason}).")),
+        Ending::Rejected { note, .. } => bounce(note.clone()),
         Ending::Cancelled => Settlement {
             write: None,
             kind: SettlementKind::Cancelled,
@@ -1674,5 +1679,24 @@ mod tests {
         );
         // Nothing to carry: nothing remembered.
         assert_eq!(memory_after_decision(None, &decision, "tb"), None);
+    }
+
+    #[test]
+    fn a_reviewer_that_says_no_with_a_note_and_a_non_zero_exit_is_heard() {
+        let p = policy();
+        let now = t(NOW);
+        let ending = Ending::Rejected {
+            reason: "exit_1".into(),
+            note: "missing tests".into(),
+        };
+        let s = settle(&p, 1, &Phase::Review, &ending, now);
+        assert_eq!(s.kind, SettlementKind::Bounced);
+        assert_eq!(s.write, Some(Status::Ready));
+        assert_eq!(s.note.as_deref(), Some("missing tests"));
+        // A work run's own words on failure go with the retry too.
+        let work = Phase::Work { review: None };
+        let s = settle(&p, 1, &work, &ending, now);
+        assert!(matches!(s.kind, SettlementKind::Retry { .. }));
+        assert_eq!(s.note.as_deref(), Some("missing tests"));
     }
 }

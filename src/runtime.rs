@@ -1376,7 +1376,16 @@ impl Runtime {
                     Some(Err(why)) => Ending::BadResult(why.clone()),
                     None => Ending::Success { result: None },
                 },
-                exec::Ending::Exited(code) => Ending::Failure(format!("exit_{code}")),
+                exec::Ending::Exited(code) => match &result {
+                    // Its own words on why (a reviewer's "no, because…") beat the exit code.
+                    Some(Ok(ResultFile {
+                        note: Some(note), ..
+                    })) => Ending::Rejected {
+                        reason: format!("exit_{code}"),
+                        note: note.clone(),
+                    },
+                    _ => Ending::Failure(format!("exit_{code}")),
+                },
                 exec::Ending::Signaled(sig) => {
                     Ending::Failure(format!("signal_{}", signal_name(sig)))
                 }
@@ -1410,7 +1419,7 @@ impl Runtime {
         let reason = match &ending {
             Ending::Success { .. } => outcome.clone(),
             Ending::BadResult(_) => "bad_result".to_string(),
-            Ending::Failure(r) => r.clone(),
+            Ending::Failure(r) | Ending::Rejected { reason: r, .. } => r.clone(),
             Ending::Cancelled => "cancelled".to_string(),
             Ending::Interrupted => "interrupted".to_string(),
         };

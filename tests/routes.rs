@@ -318,3 +318,45 @@ exit 0"#,
         .collect();
     assert_eq!(phases, [(1, false), (1, true), (2, false), (2, true)]);
 }
+
+#[test]
+fn a_reviewer_that_says_no_with_a_note_and_a_failing_exit_is_heard() {
+    let mut sb = Sandbox::new("review-no");
+    sb.script("work.sh", "cat > \"$TASKBOARD_RUN_DIR/stdin.md\"\nexit 0");
+    // The natural way to say "no, because…": the reason in the result file, and exit 1.
+    sb.script(
+        "review.sh",
+        r#"cat > /dev/null
+if [ "$TASKBOARD_ATTEMPT" = 1 ]; then
+  printf '{"status": "ready", "note": "missing tests"}' > "$TASKBOARD_RESULT"
+  exit 1
+fi
+exit 0"#,
+    );
+    sb.config(
+        "",
+        "[executors.default]\ncommand = [\"./work.sh\"]\nreview = \"review\"\n\n[executors.review]\ncommand = [\"./review.sh\"]\n",
+    );
+    sb.write_board("# Board\n\n## A-1\n- status: ready\n");
+    sb.start_run();
+    sb.wait_until("A-1 done", |s| s.status_of("A-1") == "done");
+    let bounced = sb
+        .events_named("task_finished")
+        .into_iter()
+        .find(|e| e["phase"] == "review" && e["attempt"] == 1)
+        .unwrap();
+    assert_eq!(bounced["note"], "missing tests");
+    let second = std::fs::read_dir(sb.path(".taskboard/runs/A-1"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.starts_with("2-") && !n.contains("review")
+        })
+        .unwrap();
+    let packet = std::fs::read_to_string(second.join("stdin.md")).unwrap();
+    assert!(
+        packet.contains("# Review feedback\n\nmissing tests"),
+        "{packet}"
+    );
+}
