@@ -605,6 +605,9 @@ code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace}
 .empty{color:#59636e;font-style:italic}
 "#;
 
+/// The least length (in the chart's units, about pixels) of a bar whose value is above zero.
+const MIN_BAR: f64 = 2.0;
+
 /// A bar chart: groups of bars (one per series) along x, labels below.
 struct Series<'a> {
     name: &'a str,
@@ -656,7 +659,12 @@ fn bar_chart(
         let x0 = left + slot * i as f64 + (slot - group) / 2.0;
         for (k, ser) in series.iter().enumerate() {
             let v = ser.values.get(i).copied().unwrap_or(0.0);
-            let bh = plot_h * v / scale;
+            // A value above zero stays visible however small beside the largest.
+            let bh = if v > 0.0 {
+                (plot_h * v / scale).max(MIN_BAR)
+            } else {
+                0.0
+            };
             let _ = write!(
                 s,
                 r#"<rect class="{}" x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}"><title>{}: {} {}</title></rect>"#,
