@@ -536,3 +536,81 @@ fn a_task_that_failed_was_retried_and_failed_again_counts_once() {
         "{page}"
     );
 }
+
+/// Every key of a JSON value, as `a.b`, with `[]` for the items of a list.
+fn keys(v: &Value, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
+    match v {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                out.insert(path.clone());
+                keys(v, &path, out);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                keys(item, &format!("{prefix}[]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn every_key_of_the_json_report_is_described_in_the_readme() {
+    let dir = Dir::new("schema");
+    log(&dir);
+    // The spend, caps, budgets and reviews in a rotated file of their own.
+    std::fs::write(dir.0.join("events-20261102T000000Z.jsonl"), cost_events()).unwrap();
+    let (out, err, code) = stats(&dir, &["--json"]);
+    assert_eq!(code, 0, "{err}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    let mut emitted = std::collections::BTreeSet::new();
+    keys(&r, "", &mut emitted);
+    for list in [
+        "days[]",
+        "latency_ms.histogram[]",
+        "routes[]",
+        "failures[]",
+        "spend.routes[]",
+        "spend.days[]",
+        "over_cap.last[]",
+        "budget_exhausted.last[]",
+    ] {
+        assert!(
+            emitted.iter().any(|k| k.starts_with(list)),
+            "the log leaves {list} empty"
+        );
+    }
+
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("#### `stats --json` schema"))
+        .skip(1)
+        .take_while(|l| !l.starts_with('#'))
+        .collect();
+    assert!(!section.is_empty(), "no schema section in the README");
+    // The key of each table row: its first cell, in backticks.
+    let described: std::collections::BTreeSet<String> = section
+        .iter()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split_once("` |"))
+        .map(|(key, _)| key.to_string())
+        .collect();
+    let undescribed: Vec<&String> = emitted.difference(&described).collect();
+    assert!(
+        undescribed.is_empty(),
+        "not in the README's schema: {undescribed:?}"
+    );
+    let stale: Vec<&String> = described.difference(&emitted).collect();
+    assert!(
+        stale.is_empty(),
+        "in the README's schema, never emitted: {stale:?}"
+    );
+}
