@@ -7,13 +7,24 @@
 //! # Definitions
 //!
 //! - An *attempt finished* is a `task_finished` whose outcome is not `cancelled` or
-//!   `interrupted`; it *failed* when its outcome is `blocked:retry:…` or `failed:…`.
-//! - A task is *done* when a `task_finished` has outcome `done`; *failed* when a `task_finished`
-//!   has outcome `failed:…`, or when it is deadlettered without such a `task_finished` just
-//!   before (a claim that went stale too often); *retried* for each `task_retry_scheduled`.
+//!   `interrupted` (each run once: a review run is one, apart from the work it reviews); it
+//!   *failed* when its outcome is `blocked:retry:…` or `failed:…`.
+//! - Tasks *done* and *failed* count each task once, by its latest outcome in the window: its
+//!   last `task_finished` with outcome `done` (done) or `failed:…` (failed), or a
+//!   `task_deadlettered` that does not follow such a `failed:…` finish of the same failure (a
+//!   claim that went stale too often, or a finish before the window: failed). A deadletter right
+//!   after a `failed:…` finish (no run of the task in between) is that same failure. Other
+//!   outcomes (`blocked:…`, `ready` from a review, `running:review-…`) leave the latest outcome
+//!   as it was. So a task that failed, was retried (automatically, or by a person with
+//!   `taskboard retry`) and failed again is one failed task; one that failed, was retried and
+//!   was then done is one done task (its failed attempts stay in the error rate). Per day, a task
+//!   counts under the UTC day of its latest outcome: the days add up to the totals.
+//! - *Retried* counts each `task_retry_scheduled` (an automatic retry), on its day.
 //! - Error rate = failed attempts / finished attempts; retry rate = retries / finished attempts.
-//! - Throughput = tasks done / hours (or days) between the later of the window start and the
-//!   first event, and now.
+//! - Throughput: tasks done over the *span*, from the earliest to the latest event time in the
+//!   window (by time, not by place in the files). Per hour only when the span is at least an
+//!   hour, per day only when it is at least a day (24 h); a shorter span is reported as a count
+//!   and a span, never extrapolated.
 //! - Latency: `file_changed.latency_ms` (save to detection). Duration per route:
 //!   `task_finished.duration_ms`, joined to the route of the `task_dispatched` with the same task,
 //!   attempt and phase (dispatches before the window are joined too). A review run has the same
@@ -28,6 +39,9 @@
 //!   the last attempt's bounce, `failed:exhausted_retries`, or a status the reviewer chose.)
 //! - Over cap, budget holds and evidence mismatches count the `cost_over_cap`,
 //!   `budget_exhausted` and `evidence_mismatch` events in the window.
+//! - Failures: the tasks counted failed, each once with its latest failure, the last
+//!   [`LAST_FAILURES`] in the order those failures were logged. Its deadletter file is the one
+//!   `task_deadlettered` named, or where a later `retry_requested` archived it.
 //! - Queue: the last known status of each task, replayed from all events (not only the window):
 //!   `task_dispatched` → running, `task_finished.outcome`, `task_retry_scheduled` → blocked,
 //!   `dependency_promoted`, `stale_claim_reset`, `retry_requested`, `task_interrupted` → ready,
@@ -36,48 +50,10 @@
 //!
 //! # JSON (`taskboard stats --json`)
 //!
-//! ```text
-//! {
-//!   "version": 1,
-//!   "now": "2026-11-22T03:15:00.000Z",        // RFC 3339 UTC, ms
-//!   "since": "2026-11-15T03:15:00.000Z",      // window start
-//!   "events": 123456,                         // events in the window
-//!   "bad_lines": 0,                           // lines that did not parse (all files)
-//!   "totals": { "done": 10, "failed": 2, "retried": 3,
-//!               "attempts_finished": 15, "attempts_failed": 5 },
-//!   "throughput": { "per_hour": 0.06, "per_day": 1.43 },
-//!   "error_rate": 0.333, "retry_rate": 0.2,   // null when no attempt finished
-//!   "days": [ { "date": "2026-11-15", "done": 1, "failed": 0, "retried": 0,
-//!               "attempts_finished": 1, "attempts_failed": 0,
-//!               "error_rate": 0.0, "cost_usd": 0.42 } ],  // every UTC day of the window, oldest first
-//!   "latency_ms": { "count": 40, "p50": 12, "p95": 80, "p99": 200, "max": 310,
-//!                   "histogram": [ { "le": 10, "count": 3 }, …, { "le": null, "count": 0 } ] },
-//!   "routes": [ { "route": "claude", "phase": null | "review", "runs": 9, "failed": 2,
-//!                 "p50_ms": 61000, "p95_ms": 300000 } ],   // sorted by route, work runs first
-//!   "queue": { "source": "board" | "events", "ready": 1, "running": 0, "blocked": 2,
-//!              "failed": 1, "done": 7 },
-//!   "failures": [ { "ts": "…", "task": "A-1", "attempt": 3, "outcome": "failed:exhausted_retries",
-//!                   "note": "…" | null, "deadletter": "/abs/deadletter/A-1.json" | null } ]
-//!                                              // the last 20 failed tasks, oldest first
-//!   "spend": { "cost_usd": 3.25, "runs": 12,     // runs that reported a cost
-//!              "tokens_in": 120000, "tokens_out": 30000,
-//!              "routes": [ { "route": "claude", "cost_usd": 3.0, "runs": 10,
-//!                            "tokens_in": 100000, "tokens_out": 25000 } ],  // sorted by route
-//!              "days": [ { "date": "2026-11-15", "route": "claude", "cost_usd": 0.42 } ] },
-//!                                              // only days and routes with a cost, oldest first
-//!   "over_cap": { "count": 1, "last": [ { "ts": "…", "task": "A-1", "route": "claude",
-//!                 "attempt": 2, "cost_usd": 1.2, "cap_usd": 1.0 } ] },   // last 20, oldest first
-//!   "budget_exhausted": { "count": 1, "last": [ { "ts": "…", "date": "2026-11-15",
-//!                         "route": "claude", "spent_usd": 10.02, "budget_usd": 10.0,
-//!                         "waiting": 3 } ] },  // last 20, oldest first
-//!   "reviews": { "run": 4, "accepted": 3, "bounced": 1 },
-//!   "evidence_mismatches": 0
-//! }
-//! ```
-//!
-//! Percentiles are nearest-rank over the exact values; they are `null` when there is no value.
-//! Dollar amounts are rounded to a millionth.
-//! Fields may be added in later versions; none will change meaning without a new `version`.
+//! [`Report`] serializes to the document the README describes key by key (its unit and what it
+//! counts), under "`stats --json` schema"; a test holds that every key emitted is described
+//! there. Version 2: `totals.done`, `totals.failed`, the days' `done` and `failed` and the
+//! failures count each task once, and `throughput` is over the span with its rates nullable.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
@@ -172,6 +148,8 @@ pub struct Rec<'a> {
     pub cap_usd: Option<f64>,
     #[serde(default)]
     pub waiting: Option<u64>,
+    #[serde(borrow, default)]
+    pub archived: Option<Str<'a>>,
 }
 
 /// The coarse states the queue counts.
@@ -219,11 +197,28 @@ pub struct Totals {
     pub attempts_failed: u64,
 }
 
+/// Tasks done over the time the window's events cover.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Throughput {
-    pub per_hour: f64,
-    pub per_day: f64,
+    /// Tasks done (as [`Totals::done`]).
+    pub done: u64,
+    /// The first and last event in the window; `None` when the window has no event.
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// `to - from`.
+    pub span_ms: u64,
+    /// Done per hour over the span; `None` when the span is shorter than an hour.
+    pub per_hour: Option<f64>,
+    /// Done per day over the span; `None` when the span is shorter than a day.
+    pub per_day: Option<f64>,
 }
+
+/// The shortest span given a rate per hour: a shorter one is reported as a count and a span,
+/// never extrapolated to a period that was not observed.
+pub const HOUR_MS: u64 = 3_600_000;
+
+/// The shortest span given a rate per day (24 hours, not a calendar day).
+pub const DAY_MS: u64 = 24 * HOUR_MS;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Bucket {
@@ -271,7 +266,8 @@ pub struct Failure {
     pub attempt: Option<u32>,
     pub outcome: String,
     pub note: Option<String>,
-    /// The deadletter file as the event named it, when the task was deadlettered.
+    /// The task's deadletter file for this failure: as `task_deadlettered` named it, or where a
+    /// later `retry_requested` archived it.
     pub deadletter: Option<String>,
 }
 
@@ -390,7 +386,9 @@ pub struct Builder {
     days: Vec<Day>,
     /// The last day key seen and its index (events come mostly in order).
     day_cache: Option<(String, Option<usize>)>,
-    first_ts: Option<DateTime<Utc>>,
+    /// The first and last event time in the window, in the log's own form (compares as text).
+    first_key: Option<String>,
+    last_key: Option<String>,
     events: u64,
     bad_lines: u64,
     totals: Totals,
@@ -406,10 +404,22 @@ pub struct Builder {
     reviews: Reviews,
     evidence_mismatches: u64,
     queue: HashMap<String, QState>,
-    /// Tasks whose last finish was `failed:…`, so a following deadletter is not a second failure.
-    failed_finish: HashMap<String, usize>,
-    failures: VecDeque<Failure>,
-    failure_seq: usize,
+    /// Each task's latest outcome in the window: what `done`, `failed` and the failures count.
+    outcomes: HashMap<String, Outcome>,
+    outcome_seq: u64,
+}
+
+/// A task's latest outcome in the window.
+#[derive(Debug)]
+struct Outcome {
+    /// Order of arrival, so the failures list keeps the log's order.
+    seq: u64,
+    day: Option<usize>,
+    /// `None` when done.
+    failure: Option<Failure>,
+    /// A `failed:…` finish not yet followed by its deadletter: a `task_deadlettered` now names
+    /// this failure's file rather than a new failure.
+    awaits_deadletter: bool,
 }
 
 impl Builder {
@@ -436,7 +446,8 @@ impl Builder {
             first_day,
             days,
             day_cache: None,
-            first_ts: None,
+            first_key: None,
+            last_key: None,
             events: 0,
             bad_lines: 0,
             totals: Totals::default(),
@@ -451,9 +462,8 @@ impl Builder {
             reviews: Reviews::default(),
             evidence_mismatches: 0,
             queue: HashMap::new(),
-            failed_finish: HashMap::new(),
-            failures: VecDeque::new(),
-            failure_seq: 0,
+            outcomes: HashMap::new(),
+            outcome_seq: 0,
         }
     }
 
@@ -485,20 +495,38 @@ impl Builder {
         idx
     }
 
-    /// Whether `ts` falls in the window. The log's own form (`…T15:25:03.123Z`) compares as text;
-    /// any other RFC 3339 form is parsed.
+    /// Whether `ts` falls in the window; if so, it widens the span the window's events cover.
+    /// The log's own form (`…T15:25:03.123Z`) compares as text; any other RFC 3339 form is
+    /// parsed (and put in that form for the span).
     fn in_window(&mut self, ts: &str) -> bool {
-        let in_window = if ts.len() == 24 && ts.ends_with('Z') {
-            ts >= self.since_key.as_str()
+        let key: Cow<str> = if ts.len() == 24 && ts.ends_with('Z') {
+            if ts < self.since_key.as_str() {
+                return false;
+            }
+            if !log_form(ts) {
+                // In the window as text, but no time: it cannot bound the span.
+                return true;
+            }
+            Cow::Borrowed(ts)
         } else {
-            DateTime::parse_from_rfc3339(ts).is_ok_and(|t| t >= self.since)
+            match DateTime::parse_from_rfc3339(ts) {
+                Ok(t) if t >= self.since => Cow::Owned(format_ts(&t.with_timezone(&Utc))),
+                _ => return false,
+            }
         };
-        if in_window && self.first_ts.is_none() {
-            self.first_ts = DateTime::parse_from_rfc3339(ts)
-                .ok()
-                .map(|t| t.with_timezone(&Utc));
+        match &mut self.first_key {
+            Some(k) if k.as_str() <= &*key => {}
+            slot => *slot = Some(key.to_string()),
         }
-        in_window
+        match &mut self.last_key {
+            Some(k) if k.as_str() >= &*key => {}
+            Some(k) => {
+                k.clear();
+                k.push_str(&key);
+            }
+            slot => *slot = Some(key.to_string()),
+        }
+        true
     }
 
     /// Add one event. Events before the window only feed the queue and the route join.
@@ -543,11 +571,6 @@ impl Builder {
             _ => {}
         }
         if !self.in_window(&rec.ts) {
-            if event == "task_finished"
-                && let Some(t) = task
-            {
-                self.failed_finish.remove(t);
-            }
             return;
         }
         self.events += 1;
@@ -573,17 +596,11 @@ impl Builder {
                 }
                 let attempt_failed =
                     outcome.starts_with("blocked:retry:") || outcome.starts_with("failed:");
-                let task_failed = outcome.starts_with("failed:");
-                let done = outcome == "done";
                 self.totals.attempts_finished += 1;
                 self.totals.attempts_failed += u64::from(attempt_failed);
-                self.totals.done += u64::from(done);
-                self.totals.failed += u64::from(task_failed);
                 if let Some(d) = day.and_then(|i| self.days.get_mut(i)) {
                     d.attempts_finished += 1;
                     d.attempts_failed += u64::from(attempt_failed);
-                    d.done += u64::from(done);
-                    d.failed += u64::from(task_failed);
                 }
                 if let Some(route) = route_of_finish {
                     let entry = self.routes.entry((route, review)).or_default();
@@ -592,20 +609,21 @@ impl Builder {
                     }
                     entry.1 += u64::from(attempt_failed);
                 }
-                if task_failed {
-                    self.failed_finish.insert(t.to_string(), self.failure_seq);
-                } else {
-                    self.failed_finish.remove(t);
-                }
-                if task_failed {
-                    self.push_failure(Failure {
+                if outcome == "done" {
+                    self.set_outcome(t, day, None, false);
+                } else if outcome.starts_with("failed:") {
+                    let failure = Failure {
                         ts: rec.ts.to_string(),
                         task: t.to_string(),
                         attempt: rec.attempt,
                         outcome: outcome.to_string(),
                         note: rec.note.as_deref().map(str::to_owned),
                         deadletter: None,
-                    });
+                    };
+                    self.set_outcome(t, day, Some(failure), true);
+                } else if let Some(o) = self.outcomes.get_mut(t) {
+                    // Another run ended in between: a deadletter after it is a new failure.
+                    o.awaits_deadletter = false;
                 }
             }
             "cost_over_cap" => {
@@ -646,33 +664,68 @@ impl Builder {
             "task_deadlettered" => {
                 let Some(t) = task else { return };
                 let path = rec.path.as_deref().map(str::to_owned);
-                match self.failed_finish.remove(t) {
-                    Some(seq) => {
-                        // Attach the file to the failure it ended, when still listed.
-                        let first = self.failure_seq - self.failures.len();
-                        if seq >= first
-                            && let Some(f) = self.failures.get_mut(seq - first)
-                        {
+                match self.outcomes.get_mut(t) {
+                    // The file of the `failed:…` finish just before: the same failure.
+                    Some(o) if o.awaits_deadletter => {
+                        o.awaits_deadletter = false;
+                        if let Some(f) = &mut o.failure {
                             f.deadletter = path;
                         }
                     }
-                    None => {
-                        self.totals.failed += 1;
-                        if let Some(d) = day.and_then(|i| self.days.get_mut(i)) {
-                            d.failed += 1;
-                        }
-                        self.push_failure(Failure {
+                    // A claim that went stale too often, or a finish before the window.
+                    _ => {
+                        let failure = Failure {
                             ts: rec.ts.to_string(),
                             task: t.to_string(),
                             attempt: rec.attempt,
                             outcome: "failed:exhausted_retries".into(),
                             note: None,
                             deadletter: path,
-                        });
+                        };
+                        self.set_outcome(t, day, Some(failure), false);
                     }
                 }
             }
+            "retry_requested" => {
+                // `taskboard retry` moved the task's deadletter file into the archive.
+                if let (Some(t), Some(archived)) = (task, rec.archived.as_deref())
+                    && let Some(f) = self
+                        .outcomes
+                        .get_mut(t)
+                        .and_then(|o| o.failure.as_mut())
+                        .filter(|f| f.deadletter.is_some())
+                {
+                    f.deadletter = Some(archived.to_owned());
+                }
+            }
+            "task_dispatched" => {
+                if let Some(o) = task.and_then(|t| self.outcomes.get_mut(t)) {
+                    o.awaits_deadletter = false;
+                }
+            }
             _ => {}
+        }
+    }
+
+    /// Records `task`'s latest outcome: done (`failure` is `None`) or a failure.
+    fn set_outcome(
+        &mut self,
+        task: &str,
+        day: Option<usize>,
+        failure: Option<Failure>,
+        awaits_deadletter: bool,
+    ) {
+        let outcome = Outcome {
+            seq: self.outcome_seq,
+            day,
+            failure,
+            awaits_deadletter,
+        };
+        self.outcome_seq += 1;
+        if let Some(slot) = self.outcomes.get_mut(task) {
+            *slot = outcome;
+        } else {
+            self.outcomes.insert(task.to_string(), outcome);
         }
     }
 
@@ -714,14 +767,6 @@ impl Builder {
         }
     }
 
-    fn push_failure(&mut self, f: Failure) {
-        if self.failures.len() == LAST_FAILURES {
-            self.failures.pop_front();
-        }
-        self.failures.push_back(f);
-        self.failure_seq += 1;
-    }
-
     fn set_state(&mut self, task: &str, state: Option<QState>) {
         match state {
             Some(s) => {
@@ -738,11 +783,49 @@ impl Builder {
     }
 
     pub fn finish(mut self) -> Report {
-        let start = self.first_ts.map_or(self.since, |t| t.max(self.since));
-        let hours = ((self.now - start).num_milliseconds().max(0) as f64 / 3_600_000.0).max(1.0);
+        // Each task once, by its latest outcome, under the day of that outcome.
+        let mut failed: Vec<(u64, Failure)> = Vec::new();
+        for o in self.outcomes.into_values() {
+            let day = o.day.and_then(|i| self.days.get_mut(i));
+            match o.failure {
+                None => {
+                    self.totals.done += 1;
+                    if let Some(d) = day {
+                        d.done += 1;
+                    }
+                }
+                Some(f) => {
+                    self.totals.failed += 1;
+                    if let Some(d) = day {
+                        d.failed += 1;
+                    }
+                    failed.push((o.seq, f));
+                }
+            }
+        }
+        failed.sort_unstable_by_key(|(seq, _)| *seq);
+        let skip = failed.len().saturating_sub(LAST_FAILURES);
+        let failures: VecDeque<Failure> = failed.into_iter().skip(skip).map(|(_, f)| f).collect();
+        let parse = |k: &Option<String>| {
+            k.as_deref()
+                .and_then(|k| DateTime::parse_from_rfc3339(k).ok())
+                .map(|t| t.with_timezone(&Utc))
+        };
+        let span_ms = match (parse(&self.first_key), parse(&self.last_key)) {
+            (Some(a), Some(b)) => u64::try_from((b - a).num_milliseconds()).unwrap_or(0),
+            _ => 0,
+        };
+        let done = self.totals.done;
+        let per = |period: u64| {
+            (span_ms >= period).then(|| round3(done as f64 * period as f64 / span_ms as f64))
+        };
         let throughput = Throughput {
-            per_hour: round3(self.totals.done as f64 / hours),
-            per_day: round3(self.totals.done as f64 / hours * 24.0),
+            done,
+            from: self.first_key,
+            to: self.last_key,
+            span_ms,
+            per_hour: per(HOUR_MS),
+            per_day: per(DAY_MS),
         };
         let rate = |n: u64, d: u64| (d > 0).then(|| round3(n as f64 / d as f64));
         for d in &mut self.days {
@@ -825,7 +908,7 @@ impl Builder {
             }
         }
         Report {
-            version: 1,
+            version: 2,
             now: format_ts(&self.now),
             since: format_ts(&self.since),
             events: self.events,
@@ -838,7 +921,7 @@ impl Builder {
             latency_ms,
             routes,
             queue,
-            failures: self.failures,
+            failures,
             spend,
             over_cap: self.over_cap,
             budget_exhausted: self.budget_exhausted,
@@ -846,6 +929,18 @@ impl Builder {
             evidence_mismatches: self.evidence_mismatches,
         }
     }
+}
+
+/// Whether `ts` has the shape of the log's own time form, `2026-11-22T15:25:03.123Z`.
+fn log_form(ts: &str) -> bool {
+    ts.bytes().enumerate().all(|(i, b)| match i {
+        4 | 7 => b == b'-',
+        10 => b == b'T',
+        13 | 16 => b == b':',
+        19 => b == b'.',
+        23 => b == b'Z',
+        _ => b.is_ascii_digit(),
+    })
 }
 
 fn push_last<T>(list: &mut VecDeque<T>, item: T) {
@@ -971,6 +1066,274 @@ mod tests {
             Some("/b/deadletter/A.json")
         );
         assert_eq!(r.failures[0].attempt, Some(2));
+    }
+
+    /// One event line: `ts` is the time on 2026-11-21 (`HH:MM:SS`), `rest` the fields after the
+    /// task.
+    fn ev(time: &str, event: &str, task: &str, rest: &str) -> String {
+        let rest = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(",{rest}")
+        };
+        format!(r#"{{"ts":"2026-11-21T{time}.000Z","event":"{event}","task":"{task}"{rest}}}"#)
+    }
+
+    /// Attempt `n` of `task` dispatched at `time` and finished a second later with `outcome`.
+    fn attempt(time: &str, task: &str, n: u32, outcome: &str) -> Vec<String> {
+        let end = format!("{}1", &time[..7]);
+        vec![
+            ev(
+                time,
+                "task_dispatched",
+                task,
+                &format!(r#""attempt":{n},"route":"sh""#),
+            ),
+            ev(
+                &end,
+                "task_finished",
+                task,
+                &format!(r#""attempt":{n},"duration_ms":1000,"outcome":"{outcome}""#),
+            ),
+        ]
+    }
+
+    fn report_of(events: &[String]) -> Report {
+        report(
+            events.iter().map(|l| l.as_bytes()),
+            now(),
+            Duration::days(7),
+        )
+    }
+
+    /// Fails (retried automatically once, then deadlettered), is retried by a person (its file
+    /// archived) and fails the same way again.
+    fn fail_retry_fail() -> Vec<String> {
+        let mut e = Vec::new();
+        e.extend(attempt(
+            "10:00:00",
+            "A",
+            1,
+            "blocked:retry:2026-11-21T10:01:00Z",
+        ));
+        e.push(ev(
+            "10:00:01",
+            "task_retry_scheduled",
+            "A",
+            r#""attempt":1"#,
+        ));
+        e.extend(attempt("10:01:00", "A", 2, "failed:exhausted_retries"));
+        e.push(ev(
+            "10:01:01",
+            "task_deadlettered",
+            "A",
+            r#""attempts":2,"path":"/b/deadletter/A.json""#,
+        ));
+        e.push(ev(
+            "11:00:00",
+            "retry_requested",
+            "A",
+            r#""from":"failed:exhausted_retries","archived":"/b/deadletter/archive/A-20261121T110000.000Z.json""#,
+        ));
+        e.extend(attempt(
+            "11:00:10",
+            "A",
+            1,
+            "blocked:retry:2026-11-21T11:01:00Z",
+        ));
+        e.push(ev(
+            "11:00:11",
+            "task_retry_scheduled",
+            "A",
+            r#""attempt":1"#,
+        ));
+        e.extend(attempt("11:01:00", "A", 2, "failed:exhausted_retries"));
+        e.push(ev(
+            "11:01:01",
+            "task_deadlettered",
+            "A",
+            r#""attempts":2,"path":"/b/deadletter/A.json""#,
+        ));
+        e
+    }
+
+    #[test]
+    fn a_task_that_fails_is_retried_and_fails_again_is_one_failed_task() {
+        let r = report_of(&fail_retry_fail());
+        assert_eq!((r.totals.done, r.totals.failed), (0, 1));
+        // Every run and every automatic retry still counts once.
+        assert_eq!(r.totals.attempts_finished, 4);
+        assert_eq!(r.totals.attempts_failed, 4);
+        assert_eq!(r.totals.retried, 2);
+        let d21 = r.days.iter().find(|d| d.date == "2026-11-21").unwrap();
+        assert_eq!((d21.done, d21.failed, d21.retried), (0, 1, 2));
+        assert_eq!(r.failures.len(), 1, "listed once: {:?}", r.failures);
+        let f = &r.failures[0];
+        assert_eq!(f.ts, "2026-11-21T11:01:01.000Z");
+        assert_eq!(f.deadletter.as_deref(), Some("/b/deadletter/A.json"));
+        assert_eq!(r.queue.failed, 1);
+    }
+
+    #[test]
+    fn a_failure_retried_by_a_person_links_to_its_archived_file() {
+        let mut e = fail_retry_fail();
+        e.truncate(8); // up to the person's retry
+        e.push(ev(
+            "11:00:10",
+            "task_dispatched",
+            "A",
+            r#""attempt":1,"route":"sh""#,
+        ));
+        let r = report_of(&e);
+        assert_eq!(
+            r.totals.failed, 1,
+            "its latest outcome is still the failure"
+        );
+        assert_eq!(
+            r.failures[0].deadletter.as_deref(),
+            Some("/b/deadletter/archive/A-20261121T110000.000Z.json")
+        );
+        assert_eq!(r.queue.running, 1);
+    }
+
+    #[test]
+    fn a_task_retried_after_a_failure_and_then_done_is_done_only() {
+        let mut e = fail_retry_fail();
+        e.truncate(8);
+        e.extend(attempt("11:00:10", "A", 1, "done"));
+        let r = report_of(&e);
+        assert_eq!((r.totals.done, r.totals.failed), (1, 0));
+        assert!(r.failures.is_empty());
+        // The failed attempts still show in the error rate.
+        assert_eq!(
+            (r.totals.attempts_failed, r.totals.attempts_finished),
+            (2, 3)
+        );
+        assert_eq!(r.throughput.done, 1);
+    }
+
+    #[test]
+    fn each_deadlettered_task_is_listed_once_with_its_latest_failure() {
+        let mut e = Vec::new();
+        for (i, hour) in ["10", "11", "12"].iter().enumerate() {
+            e.extend(attempt(
+                &format!("{hour}:00:00"),
+                "A",
+                1,
+                "failed:exhausted_retries",
+            ));
+            e.push(ev(
+                &format!("{hour}:00:02"),
+                "task_deadlettered",
+                "A",
+                r#""attempts":1,"path":"/b/deadletter/A.json""#,
+            ));
+            e.extend(attempt(
+                &format!("{hour}:30:00"),
+                &format!("B-{i}"),
+                1,
+                "done",
+            ));
+        }
+        // A claim that went stale too often: deadlettered without a failed finish.
+        e.push(ev(
+            "13:00:00",
+            "task_deadlettered",
+            "C",
+            r#""attempts":3,"path":"/b/deadletter/C.json""#,
+        ));
+        let r = report_of(&e);
+        assert_eq!((r.totals.done, r.totals.failed), (3, 2));
+        let listed: Vec<(&str, &str)> = r
+            .failures
+            .iter()
+            .map(|f| (f.task.as_str(), f.ts.as_str()))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("A", "2026-11-21T12:00:01.000Z"),
+                ("C", "2026-11-21T13:00:00.000Z")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_deadletter_whose_finish_is_before_the_window_is_one_failure() {
+        let mut e = attempt("10:00:00", "A", 1, "failed:exhausted_retries");
+        e.push(ev(
+            "10:00:02",
+            "task_deadlettered",
+            "A",
+            r#""attempts":1,"path":"/b/deadletter/A.json""#,
+        ));
+        let since = DateTime::parse_from_rfc3339("2026-11-21T10:00:01.500Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let r = report(e.iter().map(|l| l.as_bytes()), now(), now() - since);
+        assert_eq!(r.totals.failed, 1);
+        assert_eq!(r.totals.attempts_finished, 0);
+        assert_eq!(
+            r.failures[0].deadletter.as_deref(),
+            Some("/b/deadletter/A.json")
+        );
+    }
+
+    #[test]
+    fn throughput_is_over_the_span_the_events_cover() {
+        // Seven tasks done within five minutes: a count and a span, no rate.
+        let mut e = Vec::new();
+        for i in 0..5 {
+            e.extend(attempt(
+                &format!("10:0{i}:00"),
+                &format!("T-{i}"),
+                1,
+                "done",
+            ));
+        }
+        e.push(ev(
+            "10:04:30",
+            "task_finished",
+            "T-5",
+            r#""attempt":1,"outcome":"done""#,
+        ));
+        e.push(ev(
+            "10:05:00",
+            "task_finished",
+            "T-6",
+            r#""attempt":1,"outcome":"done""#,
+        ));
+        let r = report_of(&e);
+        let t = &r.throughput;
+        assert_eq!(t.done, 7);
+        assert_eq!(t.from.as_deref(), Some("2026-11-21T10:00:00.000Z"));
+        assert_eq!(t.to.as_deref(), Some("2026-11-21T10:05:00.000Z"));
+        assert_eq!(t.span_ms, 300_000);
+        assert_eq!((t.per_hour, t.per_day), (None, None));
+
+        // Over two hours: per hour, still no per day.
+        e.push(ev("12:00:00", "file_changed", "-", r#""latency_ms":3"#));
+        let t = report_of(&e).throughput;
+        assert_eq!(t.span_ms, 2 * HOUR_MS);
+        assert_eq!((t.per_hour, t.per_day), (Some(3.5), None));
+
+        // Exactly a day: both; an event earlier in the file than the first does not shorten it.
+        let mut e2 = e.clone();
+        e2.push(r#"{"ts":"2026-11-22T10:00:00.000Z","event":"pass"}"#.to_string());
+        e2.push(r#"{"ts":"2026-11-21T11:00:00+01:00","event":"pass"}"#.to_string());
+        let t = report_of(&e2).throughput;
+        assert_eq!(t.span_ms, DAY_MS);
+        assert_eq!(t.per_day, Some(7.0));
+        assert_eq!(t.per_hour, Some(0.292));
+
+        // A time of the right length that is no time does not bound the span.
+        let mut e3 = e.clone();
+        e3.push(r#"{"ts":"2026-11-21T99:xx:00.000Z","event":"pass"}"#.to_string());
+        assert_eq!(report_of(&e3).throughput.span_ms, 2 * HOUR_MS);
+
+        // No event in the window: nothing to rate.
+        let t = report_of(&[]).throughput;
+        assert_eq!((t.done, t.from, t.span_ms, t.per_day), (0, None, 0, None));
     }
 
     #[test]

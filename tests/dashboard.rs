@@ -1,5 +1,6 @@
-//! The HTML dashboard of `taskboard stats --html`, loaded in headless Chromium: every chart and
-//! table (failures, runs over their cap, budgets reached) is in the DOM, untrusted text stays text, and the page logs no error.
+//! The HTML dashboard of `taskboard stats --html`: bars to scale, a small one still visible;
+//! and, loaded in headless Chromium, every chart and table (failures, runs over their cap,
+//! budgets reached) is in the DOM, untrusted text stays text, and the page logs no error.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -250,4 +251,91 @@ fn dashboard_renders_in_headless_chromium() {
         .filter(|l| l.contains("Uncaught") || l.contains("ERROR:CONSOLE"))
         .collect();
     assert!(console_errors.is_empty(), "{console_errors:?}");
+}
+
+/// The `<rect …>` whose tooltip is `title`.
+fn rect_of<'a>(page: &'a str, title: &str) -> &'a str {
+    let at = page
+        .find(&format!("<title>{title}</title>"))
+        .unwrap_or_else(|| panic!("no bar titled {title}"));
+    let start = page[..at].rfind("<rect").unwrap();
+    &page[start..at]
+}
+
+#[test]
+fn a_small_bar_stays_visible_and_the_others_keep_their_proportions() {
+    let dir = Dir::new("bars");
+    let now = Utc::now() - chrono::Duration::hours(1);
+    let mut log = String::new();
+    for (task, route, ms) in [
+        ("F-1", "fast", 1u64),
+        ("S-1", "slow", 600_000),
+        ("H-1", "half", 300_000),
+    ] {
+        for ev in [
+            Event::new(
+                now,
+                Some(task),
+                EventKind::TaskDispatched {
+                    attempt: 1,
+                    route: route.into(),
+                    pid: 1,
+                    agent: "bot".into(),
+                    phase: None,
+                },
+            ),
+            Event::new(
+                now,
+                Some(task),
+                EventKind::TaskFinished {
+                    attempt: 1,
+                    exit_code: Some(0),
+                    signal: None,
+                    duration_ms: ms,
+                    outcome: "done".into(),
+                    note: None,
+                    stopped: None,
+                    phase: None,
+                    cost_usd: None,
+                    tokens_in: None,
+                    tokens_out: None,
+                    handoff: None,
+                    changed: None,
+                },
+            ),
+        ] {
+            log.push_str(&ev.to_line());
+            log.push('\n');
+        }
+    }
+    std::fs::write(dir.0.join("events.jsonl"), log).unwrap();
+    let html = dir.0.join("out.html");
+    let status = Command::new(env!("CARGO_BIN_EXE_taskboard"))
+        .arg("stats")
+        .arg(dir.0.join("task-board.md"))
+        .arg("--html")
+        .arg(&html)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let page = std::fs::read_to_string(&html).unwrap();
+    // 1 ms beside 10 minutes would be 0.0003 units tall: drawn 2 units tall instead.
+    let fast = rect_of(&page, "fast: 1ms p50");
+    assert!(fast.contains(r#"height="2.0""#), "{fast}");
+    // Above the minimum, bars keep their proportions: half of the tallest (170 units).
+    let slow = rect_of(&page, "slow: 10m00s p50");
+    assert!(slow.contains(r#"height="170.0""#), "{slow}");
+    let half = rect_of(&page, "half: 5m00s p50");
+    assert!(half.contains(r#"height="85.0""#), "{half}");
+    // Nothing stays nothing: no failures, so the failed bars have no height.
+    let failed_bars: Vec<&str> = page
+        .split("<rect ")
+        .filter(|r| r.starts_with(r#"class="failed""#))
+        .collect();
+    assert!(!failed_bars.is_empty());
+    assert!(
+        failed_bars.iter().all(|r| r.contains(r#"height="0.0""#)),
+        "{failed_bars:?}"
+    );
 }

@@ -158,7 +158,7 @@ fn json_report_counts_the_window_across_files() {
     let (out, err, code) = stats(&dir, &["--json"]);
     assert_eq!(code, 0, "{err}");
     let r: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(r["version"], 1);
+    assert_eq!(r["version"], 2);
     assert_eq!(r["totals"]["done"], 1);
     assert_eq!(r["totals"]["failed"], 1);
     assert_eq!(r["totals"]["retried"], 1);
@@ -279,6 +279,10 @@ fn dispatched(attempt: u32, route: &str, review: bool) -> EventKind {
 /// Task R: attempt 1 over its cap and bounced by review, attempt 2 accepted; a budget hold on
 /// `claude`; an evidence mismatch.
 fn cost_log(dir: &Dir) {
+    std::fs::write(dir.0.join("events.jsonl"), cost_events()).unwrap();
+}
+
+fn cost_events() -> String {
     let now = Utc::now();
     let t = |mins: i64| now - Duration::minutes(mins);
     let r = Some("R");
@@ -328,7 +332,7 @@ fn cost_log(dir: &Dir) {
             waiting: 2,
         },
     );
-    std::fs::write(dir.0.join("events.jsonl"), live).unwrap();
+    live
 }
 
 #[test]
@@ -338,7 +342,7 @@ fn json_report_has_spend_caps_budgets_and_reviews() {
     let (out, err, code) = stats(&dir, &["--json"]);
     assert_eq!(code, 0, "{err}");
     let r: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(r["version"], 1);
+    assert_eq!(r["version"], 2);
     assert_eq!(r["spend"]["cost_usd"], 1.85);
     assert_eq!(r["spend"]["runs"], 4);
     assert_eq!(r["spend"]["tokens_in"], 4000);
@@ -440,5 +444,173 @@ fn text_report_shows_spend_caps_budgets_and_reviews() {
     assert!(
         out.lines().any(|l| l.starts_with("  checker (review) ")),
         "{out}"
+    );
+}
+
+#[test]
+fn seven_tasks_done_in_five_minutes_are_a_count_and_a_span_not_a_daily_rate() {
+    let dir = Dir::new("span");
+    let start = Utc::now() - Duration::minutes(30);
+    let mut live = String::new();
+    for i in 0..7 {
+        let at = start + Duration::seconds(i * 49);
+        live += &run(&format!("T-{i}"), 1, "sh", at, 6_000, "done");
+    }
+    std::fs::write(dir.0.join("events.jsonl"), live).unwrap();
+    let (out, err, code) = stats(&dir, &["--json"]);
+    assert_eq!(code, 0, "{err}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    let t = &r["throughput"];
+    assert_eq!(t["done"], 7);
+    assert_eq!(t["span_ms"], 300_000, "first dispatch to last finish: {t}");
+    assert_eq!(t["per_hour"], Value::Null);
+    assert_eq!(t["per_day"], Value::Null);
+    let (text, _, _) = stats(&dir, &[]);
+    assert!(
+        text.contains("Throughput   7 done in 5m00s (first to last event); under an hour, no rate"),
+        "{text}"
+    );
+    assert!(!text.contains("done/day"), "{text}");
+}
+
+#[test]
+fn a_task_that_failed_was_retried_and_failed_again_counts_once() {
+    let dir = Dir::new("refail");
+    let now = Utc::now();
+    let t = |mins: i64| now - Duration::minutes(mins);
+    let file = |name: &str| dir.0.join(name).display().to_string();
+    let deadletter = |at| {
+        ev(
+            at,
+            Some("A"),
+            EventKind::TaskDeadlettered {
+                attempts: 1,
+                path: file("deadletter/A.json"),
+            },
+        )
+    };
+    let mut live = run("A", 1, "sh", t(60), 1000, "failed:exhausted_retries");
+    live += &deadletter(t(59));
+    live += &ev(
+        t(50),
+        Some("A"),
+        EventKind::RetryRequested {
+            from: "failed:exhausted_retries".into(),
+            archived: Some(file("deadletter/archive/A-20261122T000000.000Z.json")),
+        },
+    );
+    live += &run("A", 1, "sh", t(40), 1000, "failed:exhausted_retries");
+    live += &deadletter(t(39));
+    live += &ev(
+        t(30),
+        Some("A"),
+        EventKind::RetryRequested {
+            from: "failed:exhausted_retries".into(),
+            archived: Some(file("deadletter/archive/A-20261122T001000.000Z.json")),
+        },
+    );
+    std::fs::write(dir.0.join("events.jsonl"), live).unwrap();
+    let (out, err, code) = stats(&dir, &["--json"]);
+    assert_eq!(code, 0, "{err}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["totals"]["failed"], 1);
+    assert_eq!(r["totals"]["attempts_failed"], 2);
+    let failures = r["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(
+        failures[0]["deadletter"]
+            .as_str()
+            .unwrap()
+            .ends_with("deadletter/archive/A-20261122T001000.000Z.json"),
+        "the latest failure's own file: {failures:?}"
+    );
+    let html = dir.0.join("out.html");
+    let (_, err, code) = stats(&dir, &["--html", html.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert_eq!(page.matches("<td><code>A</code></td>").count(), 1, "{page}");
+    assert!(
+        page.contains(
+            r#"<a href="deadletter/archive/A-20261122T001000.000Z.json">deadletter/archive/A-20261122T001000.000Z.json</a>"#
+        ),
+        "{page}"
+    );
+}
+
+/// Every key of a JSON value, as `a.b`, with `[]` for the items of a list.
+fn keys(v: &Value, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
+    match v {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                out.insert(path.clone());
+                keys(v, &path, out);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                keys(item, &format!("{prefix}[]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn every_key_of_the_json_report_is_described_in_the_readme() {
+    let dir = Dir::new("schema");
+    log(&dir);
+    // The spend, caps, budgets and reviews in a rotated file of their own.
+    std::fs::write(dir.0.join("events-20261102T000000Z.jsonl"), cost_events()).unwrap();
+    let (out, err, code) = stats(&dir, &["--json"]);
+    assert_eq!(code, 0, "{err}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    let mut emitted = std::collections::BTreeSet::new();
+    keys(&r, "", &mut emitted);
+    for list in [
+        "days[]",
+        "latency_ms.histogram[]",
+        "routes[]",
+        "failures[]",
+        "spend.routes[]",
+        "spend.days[]",
+        "over_cap.last[]",
+        "budget_exhausted.last[]",
+    ] {
+        assert!(
+            emitted.iter().any(|k| k.starts_with(list)),
+            "the log leaves {list} empty"
+        );
+    }
+
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("#### `stats --json` schema"))
+        .skip(1)
+        .take_while(|l| !l.starts_with('#'))
+        .collect();
+    assert!(!section.is_empty(), "no schema section in the README");
+    // The key of each table row: its first cell, in backticks.
+    let described: std::collections::BTreeSet<String> = section
+        .iter()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split_once("` |"))
+        .map(|(key, _)| key.to_string())
+        .collect();
+    let undescribed: Vec<&String> = emitted.difference(&described).collect();
+    assert!(
+        undescribed.is_empty(),
+        "not in the README's schema: {undescribed:?}"
+    );
+    let stale: Vec<&String> = described.difference(&emitted).collect();
+    assert!(
+        stale.is_empty(),
+        "in the README's schema, never emitted: {stale:?}"
     );
 }

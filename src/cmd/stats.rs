@@ -138,6 +138,37 @@ pub fn fmt_ms(ms: u64) -> String {
     }
 }
 
+/// A span of time for people: `850ms`, `5m00s`, `3h10m`, `6d08h`.
+pub fn fmt_span(ms: u64) -> String {
+    if ms < report::DAY_MS {
+        fmt_ms(ms)
+    } else {
+        format!(
+            "{}d{:02}h",
+            ms / report::DAY_MS,
+            ms % report::DAY_MS / report::HOUR_MS
+        )
+    }
+}
+
+/// Throughput for people: the count and the span the window's events cover, with a rate only
+/// for the periods that span covers (never a day extrapolated from minutes).
+pub fn throughput_text(t: &report::Throughput) -> String {
+    if t.from.is_none() {
+        return format!("{} done (no events in the window)", t.done);
+    }
+    let head = format!(
+        "{} done in {} (first to last event)",
+        t.done,
+        fmt_span(t.span_ms)
+    );
+    match (t.per_day, t.per_hour) {
+        (Some(day), Some(hour)) => format!("{head}: {day:.1} done/day, {hour:.2} done/hour"),
+        (None, Some(hour)) => format!("{head}: {hour:.2} done/hour; under a day, no daily rate"),
+        _ => format!("{head}; under an hour, no rate"),
+    }
+}
+
 /// Dollars for people: `$0.12`, `$12.50`; below a cent, four decimals (`$0.0042`).
 pub fn fmt_usd(usd: f64) -> String {
     if usd != 0.0 && usd.abs() < 0.01 {
@@ -253,11 +284,7 @@ pub fn render_text(r: &Report, since: &str, p: Paint) -> String {
             t.retried.to_string()
         },
     );
-    let _ = writeln!(
-        o,
-        "Throughput   {:.1} done/day   {:.2} done/hour",
-        r.throughput.per_day, r.throughput.per_hour
-    );
+    let _ = writeln!(o, "Throughput   {}", throughput_text(&r.throughput));
     let _ = writeln!(
         o,
         "Error rate   {} of {} finished attempts   retry rate {}",
@@ -605,6 +632,9 @@ code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace}
 .empty{color:#59636e;font-style:italic}
 "#;
 
+/// The least length (in the chart's units, about pixels) of a bar whose value is above zero.
+const MIN_BAR: f64 = 2.0;
+
 /// A bar chart: groups of bars (one per series) along x, labels below.
 struct Series<'a> {
     name: &'a str,
@@ -656,7 +686,12 @@ fn bar_chart(
         let x0 = left + slot * i as f64 + (slot - group) / 2.0;
         for (k, ser) in series.iter().enumerate() {
             let v = ser.values.get(i).copied().unwrap_or(0.0);
-            let bh = plot_h * v / scale;
+            // A value above zero stays visible however small beside the largest.
+            let bh = if v > 0.0 {
+                (plot_h * v / scale).max(MIN_BAR)
+            } else {
+                0.0
+            };
             let _ = write!(
                 s,
                 r#"<rect class="{}" x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}"><title>{}: {} {}</title></rect>"#,
@@ -717,11 +752,22 @@ pub fn render_html(r: &Report, since: &str, board_dir: &Path, html_path: &Path) 
     );
     let t = &r.totals;
     let q = &r.queue;
+    // A daily rate only over a span of at least a day; else the count and the span.
+    let (throughput, throughput_label) = match r.throughput.per_day {
+        Some(per_day) => (
+            format!("{per_day:.1}"),
+            format!("done per day (over {})", fmt_span(r.throughput.span_ms)),
+        ),
+        None => (
+            format!("{} in {}", t.done, fmt_span(r.throughput.span_ms)),
+            "done, first to last event".to_string(),
+        ),
+    };
     let cards = [
         (t.done.to_string(), "tasks done"),
         (t.failed.to_string(), "tasks failed"),
         (t.retried.to_string(), "retries"),
-        (format!("{:.1}", r.throughput.per_day), "done per day"),
+        (throughput, throughput_label.as_str()),
         (pct(r.error_rate), "error rate"),
         (pct(r.retry_rate), "retry rate"),
         (opt_ms(r.latency_ms.p50), "save → detection p50"),
@@ -952,10 +998,22 @@ pub fn render_html(r: &Report, since: &str, board_dir: &Path, html_path: &Path) 
                         board_dir.join(p)
                     }
                 };
+                // Named as it lies beside the board: `deadletter/A-1.json`, or the archived
+                // `deadletter/archive/A-1-<time>.json` after a retry.
+                let parts: Vec<_> = target.components().collect();
+                let from = parts
+                    .iter()
+                    .rposition(|c| c.as_os_str() == "deadletter")
+                    .unwrap_or(parts.len().saturating_sub(1));
+                let shown = parts[from..]
+                    .iter()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("/");
                 format!(
                     r#"<a href="{}">{}</a>"#,
                     esc(&link_to(&target, html_path)),
-                    esc(&format!("deadletter/{}.json", f.task))
+                    esc(&shown)
                 )
             }
             None => String::new(),
