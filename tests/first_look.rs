@@ -1,0 +1,91 @@
+//! What a person sees first: `status` on a board with tasks that can never run, `--help` for
+//! every argument, and what `service install --print` tells them to type next.
+//!
+//! Each test runs the built binary in its own sandbox folder.
+
+mod support;
+
+use serde_json::Value;
+use support::Sandbox;
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn taskboard(sb: &Sandbox, args: &[&str]) -> Out {
+    let out = sb.command(args).output().expect("run taskboard");
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Two tasks sharing an ID, an ID that would escape a folder, a heading with no ID, all marked
+/// `ready`, and one task that really is ready.
+const NEVER_RUNS: &str = "# Board\n\n## A-1: first\n- status: ready\n\n## A-1: pasted copy\n- status: ready\n\n## ../../etc: escape\n- status: ready\n\n## Fix the login\n- status: ready\n\n## C-1: real\n- status: ready\n";
+
+#[test]
+fn status_never_counts_a_task_that_cannot_run_as_ready() {
+    let sb = Sandbox::new("first-look-status");
+    sb.write_board(NEVER_RUNS);
+
+    let text = taskboard(&sb, &["status"]);
+    assert_eq!(text.code, 0, "{}", text.stderr);
+    let header = text.stdout.lines().next().expect("a counts line");
+    assert!(
+        header.ends_with(": 1 ready, 0 running, 0 blocked, 0 done, 0 failed, 4 invalid (5 tasks)"),
+        "{}",
+        text.stdout
+    );
+    let invalid = text
+        .stdout
+        .split("\ninvalid\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no invalid section in\n{}", text.stdout));
+    assert_eq!(invalid.lines().count(), 4, "{}", text.stdout);
+    assert_eq!(
+        invalid.matches("duplicate ID").count(),
+        2,
+        "{}",
+        text.stdout
+    );
+    assert!(invalid.contains("(unsafe)") && invalid.contains("(malformed)"));
+
+    let json = taskboard(&sb, &["status", "--json"]);
+    assert_eq!(json.code, 0, "{}", json.stderr);
+    let v: Value = serde_json::from_str(&json.stdout).expect("one JSON document");
+    assert_eq!(v["counts"]["ready"], 1, "{v}");
+    assert_eq!(v["counts"]["invalid"], 4, "{v}");
+    let tasks = v["tasks"].as_array().unwrap();
+    let states: Vec<(&str, &str, Option<&str>)> = tasks
+        .iter()
+        .map(|t| {
+            (
+                t["id"].as_str().unwrap(),
+                t["state"].as_str().unwrap(),
+                t["id_problem"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("A-1", "invalid", Some("duplicate")),
+            ("A-1", "invalid", Some("duplicate")),
+            ("../../etc", "invalid", Some("unsafe")),
+            ("Fix", "invalid", Some("malformed")),
+            ("C-1", "ready", None),
+        ]
+    );
+    assert!(tasks.iter().all(|t| t["status"] == "ready"), "{v}");
+
+    // The queue `stats` counts from the board agrees.
+    let stats = taskboard(&sb, &["stats", "--json"]);
+    assert_eq!(stats.code, 0, "{}", stats.stderr);
+    let s: Value = serde_json::from_str(&stats.stdout).expect("one JSON document");
+    assert_eq!(s["queue"]["source"], "board", "{s}");
+    assert_eq!(s["queue"]["ready"], 1, "{s}");
+}
