@@ -89,3 +89,57 @@ fn status_never_counts_a_task_that_cannot_run_as_ready() {
     assert_eq!(s["queue"]["source"], "board", "{s}");
     assert_eq!(s["queue"]["ready"], 1, "{s}");
 }
+
+#[test]
+fn retry_help_names_every_status_it_accepts() {
+    let sb = Sandbox::new("first-look-retry-help");
+    let help = taskboard(&sb, &["retry", "--help"]);
+    assert_eq!(help.code, 0, "{}", help.stderr);
+    // What `retry` sets back to ready, and what it refuses.
+    for needle in [
+        "failed",
+        "done",
+        "blocked:retry",
+        "person-blocked",
+        "already ready",
+        "running task",
+        "blocked:task",
+    ] {
+        assert!(
+            help.stdout.contains(needle),
+            "retry --help does not mention {needle:?}:\n{}",
+            help.stdout
+        );
+    }
+    assert!(
+        !help.stdout.contains("a failed task back"),
+        "{}",
+        help.stdout
+    );
+}
+
+#[test]
+fn flags_that_were_blank_in_help_are_described() {
+    let sb = Sandbox::new("first-look-help");
+    for (args, flag) in [
+        (&["once", "--help"][..], "--config"),
+        (&["lint", "--help"][..], "--config"),
+        (&["service", "uninstall", "--help"][..], "--launchd"),
+        (&["service", "uninstall", "--help"][..], "--systemd"),
+    ] {
+        let help = taskboard(&sb, args);
+        assert_eq!(help.code, 0, "{}", help.stderr);
+        let line = help
+            .stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(flag))
+            .unwrap_or_else(|| panic!("no {flag} in {args:?}:\n{}", help.stdout));
+        let described = line.trim_start()[flag.len()..]
+            .trim_start_matches(" <PATH>")
+            .trim();
+        assert!(
+            !described.is_empty(),
+            "{args:?}: {line:?} has no description"
+        );
+    }
+}

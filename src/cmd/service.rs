@@ -23,6 +23,7 @@ pub enum Action {
 
 #[derive(clap::Args, Debug)]
 pub struct InstallArgs {
+    /// The board file the service serves.
     #[arg(default_value = "task-board.md")]
     pub board: PathBuf,
     /// LaunchAgents for macOS (the default there).
@@ -41,10 +42,13 @@ pub struct InstallArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct UninstallArgs {
+    /// The board file whose service files are removed.
     #[arg(default_value = "task-board.md")]
     pub board: PathBuf,
+    /// Remove the LaunchAgents (the default on macOS).
     #[arg(long, conflicts_with = "systemd")]
     pub launchd: bool,
+    /// Remove the systemd user units (the default on Linux).
     #[arg(long)]
     pub systemd: bool,
 }
