@@ -143,3 +143,76 @@ fn flags_that_were_blank_in_help_are_described() {
         );
     }
 }
+
+/// `service install --print` for `manager`, with a repeating PATH and HOME inside the sandbox.
+fn print_units(sb: &Sandbox, manager: &str) -> String {
+    let out = sb
+        .command(&["service", "install", manager, "--print", "task-board.md"])
+        .env("HOME", sb.path("home"))
+        .env_remove("XDG_CONFIG_HOME")
+        .env(
+            "PATH",
+            "/opt/tools/bin:/usr/bin:/bin:/opt/tools/bin:/usr/bin",
+        )
+        .output()
+        .expect("run taskboard");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn service_print_ends_with_the_load_command_and_a_path_without_repeats() {
+    let sb = Sandbox::new("first-look-service");
+    sb.write_board("# Board\n\n## A-1\n- status: done\n");
+
+    let systemd = print_units(&sb, "--systemd");
+    let units: Vec<&str> = systemd
+        .lines()
+        .filter_map(|l| l.strip_prefix("# /"))
+        .filter_map(|p| p.rsplit('/').next())
+        .collect();
+    assert_eq!(units.len(), 3, "{systemd}");
+    let tail: Vec<&str> = systemd.lines().rev().take(2).collect();
+    assert_eq!(tail[1], "# Load them with:", "{systemd}");
+    assert_eq!(
+        tail[0],
+        format!(
+            "#   systemctl --user daemon-reload && systemctl --user enable --now {} {}",
+            units[0], units[2]
+        ),
+        "{systemd}"
+    );
+    let paths: Vec<&str> = systemd
+        .lines()
+        .filter(|l| l.starts_with("Environment=\"PATH="))
+        .collect();
+    assert_eq!(paths.len(), 2, "{systemd}");
+    for line in paths {
+        assert_eq!(line, "Environment=\"PATH=/opt/tools/bin:/usr/bin:/bin\"");
+    }
+
+    let launchd = print_units(&sb, "--launchd");
+    let plists: Vec<&str> = launchd
+        .lines()
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter(|p| p.starts_with('/') && p.ends_with(".plist"))
+        .collect();
+    assert_eq!(plists.len(), 2, "{launchd}");
+    let last = launchd.lines().last().unwrap_or_default();
+    assert_eq!(
+        last,
+        format!(
+            "#   launchctl bootstrap gui/$(id -u) {} {}",
+            plists[0], plists[1]
+        ),
+        "{launchd}"
+    );
+    assert_eq!(
+        launchd
+            .matches("<string>/opt/tools/bin:/usr/bin:/bin</string>")
+            .count(),
+        2,
+        "{launchd}"
+    );
+}
