@@ -339,9 +339,7 @@ pub fn render(report: &Report, paint: Paint) -> String {
         .filter(|t| matches!(t.state, "invalid" | "none") || t.id_problem.is_some())
         .map(|t| {
             let detail = match (t.state, t.id_problem) {
-                (_, Some("duplicate")) => {
-                    "duplicate ID: another task has it, so neither runs".to_string()
-                }
+                (_, Some("duplicate")) => "duplicate ID: no task with it runs".to_string(),
                 (_, Some(problem)) => format!("no usable task ID ({problem})"),
                 ("none", _) => "no status field".to_string(),
                 _ => format!(
