@@ -14,6 +14,7 @@
 //! [`conflict_markers`] finds the marker lines a git merge leaves in the text; what they mean
 //! for the board is for lint and the runtime to say.
 
+use std::collections::HashSet;
 use std::ops::Range;
 
 use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag};
@@ -167,6 +168,20 @@ impl Board {
             });
         }
         Board { tasks, line_starts }
+    }
+
+    /// The usable IDs that more than one task carries. The runtime runs and writes none of
+    /// those tasks (which one the person meant is theirs to say), so they never count as
+    /// runnable anywhere.
+    pub fn duplicated_ids(&self) -> HashSet<&str> {
+        let mut seen = HashSet::new();
+        let mut twice = HashSet::new();
+        for t in self.tasks.iter().filter(|t| t.id_problem.is_none()) {
+            if !seen.insert(t.id.as_str()) {
+                twice.insert(t.id.as_str());
+            }
+        }
+        twice
     }
 
     /// The first task with this ID.
@@ -469,6 +484,15 @@ mod tests {
         assert_eq!(b.tasks[0].id, "../../etc");
         assert_eq!(b.tasks[0].id_problem, Some(IdProblem::Unsafe));
         assert_eq!(b.tasks[0].title, "pwn");
+    }
+
+    #[test]
+    fn duplicated_ids_are_the_usable_ids_carried_twice() {
+        let b = Board::parse(
+            "## A-1\n- status: ready\n## B-1\n## A-1: again\n- status: done\n## Fix\n- status: ready\n## Fix\n- status: ready\n",
+        );
+        assert_eq!(b.duplicated_ids(), HashSet::from(["A-1"]));
+        assert!(Board::parse("## A-1\n## B-1\n").duplicated_ids().is_empty());
     }
 
     #[test]

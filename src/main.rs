@@ -28,6 +28,7 @@ struct Cli {
 enum Command {
     /// Create a demo board with a demo executor in DIR (unless one is there) and run it.
     Demo {
+        /// The demo's folder; an existing demo there is run as it is.
         #[arg(default_value = "taskboard-demo")]
         dir: PathBuf,
     },
@@ -42,24 +43,30 @@ enum Command {
     },
     /// Make one pass over the board, wait for the tasks it started, and exit.
     Once {
+        /// The board file.
         #[arg(default_value = "task-board.md")]
         board: PathBuf,
+        /// Configuration file (default: taskboard.toml beside the board).
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
     },
     /// Report anomalies: bad statuses, duplicate or unsafe IDs, broken or cyclic dependencies,
     /// clock anomalies, stale claims, unknown routes.
     Lint {
+        /// The board file.
         #[arg(default_value = "task-board.md")]
         board: PathBuf,
         /// One JSON object per finding, one per line.
         #[arg(long)]
         json: bool,
+        /// Configuration file (default: taskboard.toml beside the board); its routes are
+        /// checked against the tasks'.
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
     },
-    /// Counts per state, then running, blocked and failed tasks.
+    /// Counts per state, then the running, blocked, failed and invalid tasks.
     Status {
+        /// The board file.
         #[arg(default_value = "task-board.md")]
         board: PathBuf,
         /// A stable JSON document instead of a table.
@@ -68,6 +75,7 @@ enum Command {
     },
     /// Write a starter task-board.md and taskboard.toml into DIR (never overwrites).
     Init {
+        /// The folder to write into (created when missing).
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
@@ -86,10 +94,16 @@ enum Command {
         #[command(subcommand)]
         action: cmd::service::Action,
     },
-    /// Set a failed task back to ready and archive its deadletter entry.
+    /// Set a failed, done, waiting (blocked:retry) or person-blocked task back to ready with
+    /// fresh attempts, and archive its deadletter entry if it has one.
+    ///
+    /// A task that is already ready is left as it is. A running task, or one waiting on other
+    /// tasks (blocked:task:…), is refused: stop the run by setting its status by hand; a task
+    /// waiting on tasks becomes ready by itself when they are done.
     Retry {
         /// The task ID.
         id: String,
+        /// The board file.
         #[arg(default_value = "task-board.md")]
         board: PathBuf,
     },
@@ -142,4 +156,53 @@ fn exit(result: cmd::CmdResult) -> ExitCode {
         Err(failure) => cmd::output::report(&failure),
     };
     ExitCode::from(code as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every argument and flag of every subcommand, as `command path: --name`, that `--help`
+    /// shows with no description.
+    fn undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            // clap's own `--help` and `--version` carry clap's words.
+            if matches!(id, "help" | "version") {
+                continue;
+            }
+            let blank = |s: Option<&clap::builder::StyledStr>| {
+                s.is_none_or(|s| s.to_string().trim().is_empty())
+            };
+            if blank(arg.get_help()) && blank(arg.get_long_help()) {
+                let name = arg
+                    .get_long()
+                    .map_or_else(|| id.to_uppercase(), |l| format!("--{l}"));
+                out.push(format!("{path}: {name}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.get_name() == "help" {
+                continue;
+            }
+            undocumented(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_argument_has_help_text() {
+        let mut missing = Vec::new();
+        undocumented(&Cli::command(), "taskboard", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "arguments with no help text:\n{}",
+            missing.join("\n")
+        );
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

@@ -1,7 +1,7 @@
 //! The launchd agents and systemd user units that keep `taskboard run` alive for one board.
 //!
 //! Pure: every function here is a function of a [`Spec`] (binary path, board path, `PATH`,
-//! `grace`) and returns text or file names. Finding the paths, reading the configuration and
+//! `grace`) and returns text or file names, or the command that loads the files. Finding the paths, reading the configuration and
 //! writing the files is `cmd::service`'s job.
 //!
 //! Two jobs per board:
@@ -150,6 +150,37 @@ pub fn check(spec: &Spec) -> Result<(), String> {
     Ok(())
 }
 
+/// `PATH` with each entry kept once, at its first place: a shell profile that prepends the
+/// same folders again on every nested login makes PATH repeat, and a unit is read by people.
+/// The lookup order is unchanged, since a later copy of an entry is never reached.
+pub fn dedupe_path(path: &str) -> String {
+    let mut seen = std::collections::HashSet::new();
+    path.split(':')
+        .filter(|entry| seen.insert(*entry))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The shell command that loads the files `files_for(manager, …)` generated, for a person to
+/// run: `paths` are where the files were (or would be) written.
+pub fn load_command(manager: Manager, board: &Path, paths: &[PathBuf]) -> String {
+    let slug = slug(board);
+    match manager {
+        Manager::Launchd => {
+            let plists: Vec<String> = paths
+                .iter()
+                .map(|p| shell_quote(&p.to_string_lossy()))
+                .collect();
+            format!("launchctl bootstrap gui/$(id -u) {}", plists.join(" "))
+        }
+        Manager::Systemd => format!(
+            "systemctl --user daemon-reload && systemctl --user enable --now {} {}",
+            systemd_run_unit(&slug),
+            systemd_once_timer(&slug)
+        ),
+    }
+}
+
 fn s(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
@@ -222,7 +253,7 @@ fn plist(spec: &Spec, label: &str, mode: &str) -> String {
     out.push_str("\t<key>EnvironmentVariables</key>\n\t<dict>\n");
     out.push_str(&format!(
         "\t\t<key>PATH</key>\n\t\t<string>{}</string>\n",
-        xml(&spec.path_env)
+        xml(&dedupe_path(&spec.path_env))
     ));
     out.push_str("\t</dict>\n");
     if mode == "run" {
@@ -366,7 +397,7 @@ fn run_service(spec: &Spec) -> String {
         "WorkingDirectory={}\n",
         systemd_plain(&s(spec.board_dir()))
     ));
-    out.push_str(&systemd_env("PATH", &spec.path_env));
+    out.push_str(&systemd_env("PATH", &dedupe_path(&spec.path_env)));
     out.push('\n');
     out.push_str(
         "# Restart after a crash or a fatal error (non-zero exit); a clean stop exits 0 and stays stopped.\n",
@@ -408,7 +439,7 @@ fn once_service(spec: &Spec) -> String {
         "WorkingDirectory={}\n",
         systemd_plain(&s(spec.board_dir()))
     ));
-    out.push_str(&systemd_env("PATH", &spec.path_env));
+    out.push_str(&systemd_env("PATH", &dedupe_path(&spec.path_env)));
     out.push('\n');
     stop_lines(&mut out, spec);
     out
@@ -494,6 +525,50 @@ mod tests {
         assert!(check(&spec("/b/t.md")).is_ok());
         assert!(check(&spec("b/t.md")).is_err());
         assert!(check(&spec("/b\n/t.md")).is_err());
+    }
+
+    #[test]
+    fn path_entries_are_kept_once_in_their_first_place() {
+        assert_eq!(
+            dedupe_path("/a/bin:/usr/bin:/a/bin:/bin:/usr/bin:/b"),
+            "/a/bin:/usr/bin:/bin:/b"
+        );
+        assert_eq!(dedupe_path("/usr/bin:/bin"), "/usr/bin:/bin");
+        assert_eq!(dedupe_path("/x"), "/x");
+        let mut sp = spec("/b/t.md");
+        sp.path_env = "/h/.cargo/bin:/usr/bin:/h/.cargo/bin:/bin:/usr/bin".into();
+        for f in systemd_files(&sp).iter().chain(&launchd_files(&sp)) {
+            if f.contents.contains("PATH") {
+                assert!(
+                    f.contents.contains("/h/.cargo/bin:/usr/bin:/bin\"")
+                        || f.contents.contains("/h/.cargo/bin:/usr/bin:/bin</string>"),
+                    "{}: {}",
+                    f.name,
+                    f.contents
+                );
+                assert_eq!(f.contents.matches("/h/.cargo/bin").count(), 1, "{}", f.name);
+            }
+        }
+    }
+
+    #[test]
+    fn load_commands_name_the_files() {
+        let board = Path::new("/b/t.md");
+        let slug = slug(board);
+        assert_eq!(
+            load_command(Manager::Systemd, board, &[]),
+            format!(
+                "systemctl --user daemon-reload && systemctl --user enable --now taskboard-{slug}.service taskboard-once-{slug}.timer"
+            )
+        );
+        assert_eq!(
+            load_command(
+                Manager::Launchd,
+                board,
+                &[PathBuf::from("/L/a.plist"), PathBuf::from("/L/my b.plist")]
+            ),
+            "launchctl bootstrap gui/$(id -u) /L/a.plist '/L/my b.plist'"
+        );
     }
 
     #[test]

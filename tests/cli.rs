@@ -4,6 +4,8 @@
 //! Owns nothing in `src/`; every test creates and removes its own folder under the system
 //! temporary directory.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -260,7 +262,7 @@ fn a_fifo_is_refused_without_blocking() {
         .arg(dir.path().join("pipe.md"))
         .status();
     if !made.is_ok_and(|s| s.success()) {
-        eprintln!("mkfifo is not available; skipping");
+        support::skip("mkfifo is not available (coreutils)");
         return;
     }
     let r = taskboard(dir.path(), &["lint", "pipe.md"]);

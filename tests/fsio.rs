@@ -1,5 +1,7 @@
 //! Reading and replacing the board on a real filesystem.
 
+mod support;
+
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
@@ -95,18 +97,50 @@ fn fifo_is_refused_without_blocking() {
 
 #[test]
 fn no_permission() {
+    if is_root() {
+        // Root reads anything, so the refusal is observed by this same test run as `nobody`.
+        no_permission_as_nobody();
+        return;
+    }
     let d = TempDir::new("perm");
     let p = d.path("task-board.md");
     fs::write(&p, "x").unwrap();
     fs::set_permissions(&p, fs::Permissions::from_mode(0o000)).unwrap();
     let r = read_board(&p);
-    if is_root() {
-        // Root reads anything; the refusal cannot be observed here.
-        return;
-    }
     let e = r.unwrap_err();
     assert_eq!(e, ReadError::Permission(p.clone()));
     assert!(e.to_string().ends_with(": permission denied"));
+}
+
+/// Runs `no_permission` in this test binary again, as `nobody` through `setpriv`.
+fn no_permission_as_nobody() {
+    if let Some(why) = support::cannot_run_as_nobody() {
+        support::skip(&format!("{why} (setpriv is in util-linux)"));
+        return;
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(&exe)
+        .args(["--exact", "no_permission", "--test-threads=1"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run setpriv");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stdout.contains("test result: ok. 1 passed") {
+        return;
+    }
+    assert!(
+        !stdout.contains("test no_permission ..."),
+        "as nobody:\n{stdout}\n{stderr}"
+    );
+    // The test never started: nobody cannot execute the binary where it was built.
+    support::skip(&format!(
+        "{} cannot be run as nobody: {}",
+        exe.display(),
+        stderr.trim()
+    ));
 }
 
 #[test]

@@ -253,7 +253,9 @@ fn an_unreadable_board_is_reported_and_served_again_when_readable() {
     // Root reads any file whatever its mode, so as root the runtime runs as `nobody`.
     let as_root = unsafe { libc::geteuid() } == 0;
     if as_root && let Some(why) = support::cannot_run_as_nobody() {
-        eprintln!("skipped: {why}; the read error itself is covered by tests/fsio.rs");
+        support::skip(&format!(
+            "{why} (setpriv is in util-linux); the read error itself is covered by tests/fsio.rs"
+        ));
         return;
     }
     let mut sb = Sandbox::new("unreadable");
@@ -482,16 +484,32 @@ fn an_ending_that_cannot_be_written_waits_without_spinning() {
 /// A tmpfs mounted over a folder for one test; unmounted when dropped.
 struct Tmpfs(std::path::PathBuf);
 
+/// `mount` and `umount` as root: directly when the tests run as root, else through
+/// `sudo -n` (never a password prompt; CI runners allow it).
+fn as_root(program: &str) -> std::process::Command {
+    if unsafe { libc::geteuid() } == 0 {
+        std::process::Command::new(program)
+    } else {
+        let mut sudo = std::process::Command::new("sudo");
+        sudo.args(["-n", program]);
+        sudo
+    }
+}
+
 impl Tmpfs {
     fn mount(dir: &std::path::Path, size: &str) -> Result<Tmpfs, String> {
-        let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        // Owned by whoever runs the tests, so the runtime can write there without root.
+        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        let out = as_root("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={size},uid={uid},gid={gid},mode=0755"))
+            .arg("tmpfs")
             .arg(dir)
             .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
+            .map_err(|e| format!("cannot run mount (the `mount` package): {e}"))?;
         if !out.status.success() {
             return Err(format!(
-                "mount refused: {}",
+                "mounting a tmpfs was refused (needs root or passwordless sudo): {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             ));
         }
@@ -502,10 +520,7 @@ impl Tmpfs {
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         // Lazy: detached now even while a process (a failed test's runtime) still uses it.
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
+        let _ = as_root("umount").arg("-l").arg(&self.0).status();
     }
 }
 
@@ -515,7 +530,7 @@ fn a_full_disk_is_reported_and_serving_resumes_when_space_is_freed() {
     let _fs = match Tmpfs::mount(&sb.dir, "1m") {
         Ok(m) => m,
         Err(why) => {
-            eprintln!("skipped: {why}");
+            support::skip(&why);
             return;
         }
     };

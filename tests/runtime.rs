@@ -156,7 +156,7 @@ fn git_checkout_is_noticed() {
         .output()
         .is_err()
     {
-        eprintln!("git not installed; skipping");
+        support::skip("git is not installed (apt-get install git; .ci/run does)");
         return;
     }
     let mut sb = Sandbox::new("git");

@@ -2,6 +2,8 @@
 //! files land where the managers look, with absolute paths, never replace a person's file
 //! without `--force`, pass `systemd-analyze verify`, and the plists parse as plists.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -364,11 +366,7 @@ fn print_writes_nothing() {
 #[test]
 fn systemd_analyze_verify_passes() {
     let Some(analyze) = find_on_path("systemd-analyze") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "systemd-analyze is missing but CI is set: .ci/run installs it"
-        );
-        eprintln!("skipped: systemd-analyze not found on PATH (set CI to make this a failure)");
+        support::skip("systemd-analyze is not on PATH (apt-get install systemd; .ci/run does)");
         return;
     };
     let env = Env::new("analyze");

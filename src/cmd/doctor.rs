@@ -24,6 +24,7 @@ use crate::service::{self, Manager};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The board file.
     #[arg(default_value = "task-board.md")]
     pub board: PathBuf,
     /// Configuration file (default: taskboard.toml beside the board).

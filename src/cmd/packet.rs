@@ -15,6 +15,7 @@ use crate::state::Store;
 pub struct Args {
     /// The task ID.
     pub id: String,
+    /// The board file.
     #[arg(default_value = "task-board.md")]
     pub board: PathBuf,
     /// Configuration file (default: taskboard.toml beside the board), for `packet_budget`.

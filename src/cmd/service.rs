@@ -1,7 +1,8 @@
 //! `taskboard service`: launchd agents and systemd user units for a board.
 //!
 //! `install` writes the files `crate::service` generates into the manager's folder and prints
-//! the one command that loads them; it never runs that command. It never replaces a different
+//! the one command that loads them (`--print` shows the files instead, the command after them
+//! as a comment); it never runs that command. It never replaces a different
 //! file without `--force`, and checks every file before writing any, so a refusal changes
 //! nothing. `uninstall` removes only files that carry the generator's marker.
 
@@ -23,6 +24,7 @@ pub enum Action {
 
 #[derive(clap::Args, Debug)]
 pub struct InstallArgs {
+    /// The board file the service serves.
     #[arg(default_value = "task-board.md")]
     pub board: PathBuf,
     /// LaunchAgents for macOS (the default there).
@@ -31,7 +33,8 @@ pub struct InstallArgs {
     /// systemd user units for Linux (the default there).
     #[arg(long)]
     pub systemd: bool,
-    /// Print the files to stdout instead of writing them.
+    /// Print the files to stdout instead of writing them, then the command that loads them
+    /// (as a comment).
     #[arg(long)]
     pub print: bool,
     /// Overwrite different existing files.
@@ -41,10 +44,13 @@ pub struct InstallArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct UninstallArgs {
+    /// The board file whose service files are removed.
     #[arg(default_value = "task-board.md")]
     pub board: PathBuf,
+    /// Remove the LaunchAgents (the default on macOS).
     #[arg(long, conflicts_with = "systemd")]
     pub launchd: bool,
+    /// Remove the systemd user units (the default on Linux).
     #[arg(long)]
     pub systemd: bool,
 }
@@ -130,10 +136,6 @@ pub fn file_names(manager: Manager, board: &Path) -> Vec<String> {
     }
 }
 
-fn quoted(p: &Path) -> String {
-    service::shell_quote(&p.to_string_lossy())
-}
-
 fn install(args: &InstallArgs) -> CmdResult {
     let manager = manager(args.launchd, args.systemd);
     let board = absolute_board(&super::resolve_board(&args.board)?)?;
@@ -170,11 +172,16 @@ fn install(args: &InstallArgs) -> CmdResult {
         .map(|f| (dir.join(f.name), f.contents))
         .collect();
 
+    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
+    let load = service::load_command(manager, &spec.board, &paths);
     if args.print {
         let mut out = String::new();
         for (path, contents) in &files {
             out.push_str(&format!("# {}\n{contents}\n", path.display()));
         }
+        // A comment, so the output stays a valid listing of the files; the command after the
+        // `#` is what a person copies once the files are in place.
+        let _ = writeln!(out, "# Load them with:\n#   {load}");
         super::output::print(&out)?;
         return Ok(Exit::Ok);
     }
@@ -243,21 +250,11 @@ fn install(args: &InstallArgs) -> CmdResult {
                 let _ = writeln!(out, "  {}", launchd_unload(&slug));
             }
             out.push_str("Load them with:\n");
-            let plists: Vec<String> = files.iter().map(|(p, _)| quoted(p)).collect();
-            let _ = writeln!(
-                out,
-                "  launchctl bootstrap gui/$(id -u) {}",
-                plists.join(" ")
-            );
+            let _ = writeln!(out, "  {load}");
         }
         Manager::Systemd => {
             out.push_str("Load them with:\n");
-            let _ = writeln!(
-                out,
-                "  systemctl --user daemon-reload && systemctl --user enable --now {} {}",
-                service::systemd_run_unit(&slug),
-                service::systemd_once_timer(&slug)
-            );
+            let _ = writeln!(out, "  {load}");
             if replaced {
                 let _ = writeln!(
                     out,

@@ -25,6 +25,7 @@ use crate::status::Status;
 pub struct Args {
     /// The task ID.
     pub id: String,
+    /// The board file.
     #[arg(default_value = "task-board.md")]
     pub board: PathBuf,
     /// One JSON object instead of the text view.

@@ -112,7 +112,12 @@ fn queue_from_board(board: &Path) -> Result<Option<Queue>, Failure> {
         source: "board".into(),
         ..Queue::default()
     };
+    // A task the runtime refuses (no usable ID, or an ID another task has) is in no queue.
+    let duplicated = parsed.duplicated_ids();
     for task in &parsed.tasks {
+        if task.id_problem.is_some() || duplicated.contains(task.id.as_str()) {
+            continue;
+        }
         match task.status().map(|s| s.state()) {
             Some(State::Ready) => q.ready += 1,
             Some(State::Running) => q.running += 1,

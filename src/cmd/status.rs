@@ -11,7 +11,7 @@
 //! ```json
 //! {
 //!   "board": "task-board.md",
-//!   "counts": {"ready": 2, "running": 1, "blocked": 3, "done": 4, "failed": 1, "invalid": 0, "none": 0},
+//!   "counts": {"ready": 2, "running": 1, "blocked": 3, "done": 4, "failed": 1, "invalid": 2, "none": 1},
 //!   "tasks": [
 //!     {"id": "DEMO-1", "title": "Summarise", "state": "running", "status": "running:taskboard:2026-04-20T15:25Z",
 //!      "line": 12, "agent": "taskboard", "since": "2026-04-20T15:25Z", "age_s": 2100},
@@ -24,23 +24,30 @@
 //!     {"id": "DEMO-5", "title": "Deploy", "state": "failed", "status": "failed:exit_1", "line": 44, "reason": "exit_1"},
 //!     {"id": "DEMO-6", "title": "Typo", "state": "invalid", "status": "Ready", "line": 50,
 //!      "error": "unknown status `Ready` (statuses are lower case: `ready`); …"},
-//!     {"id": "DEMO-7", "title": "Notes", "state": "none", "status": null, "line": 56}
+//!     {"id": "DEMO-7", "title": "Notes", "state": "none", "status": null, "line": 56},
+//!     {"id": "Fix", "title": "the login", "state": "invalid", "status": "ready", "line": 60,
+//!      "id_problem": "malformed"}
 //!   ]
 //! }
 //! ```
 //!
 //! - `tasks` holds every task, in board order. `line` is the 1-based line of its heading.
 //! - `state` is `ready`, `running`, `blocked`, `done` or `failed`; `invalid` when the status
-//!   does not parse (`error` says why); `none` when the task has no status field.
+//!   does not parse (`error` says why) or the task can never run because of its ID
+//!   (`id_problem` says why); `none` when the task has no status field. A task is counted under
+//!   its `state`, so a task the runtime will never run is never counted as `ready`.
 //! - `status` is the status value exactly as written, or `null`.
 //! - Running tasks: `agent`, `since` (as written, UTC) and `age_s` (seconds since the claim;
 //!   negative when the claim time is ahead of the clock).
 //! - Blocked on a person or thing: `who` and `reason`. Blocked on tasks: `waiting_on`, each
 //!   dependency with its current `state` (`absent` when it is not on the board). Waiting for a
 //!   retry: `retry_at`. Failed: `reason`.
-//! - `id_problem` is `malformed` or `unsafe` when the heading has a status but no usable ID; the
-//!   runtime never runs such a task.
+//! - `id_problem` is `malformed` or `unsafe` when the heading has a status but no usable ID, and
+//!   `duplicate` when another task carries the same ID. The runtime never runs or writes such
+//!   a task, whatever its status says: its `state` is `invalid` (`status` is still the value as
+//!   written). A dependency whose ID is duplicated has the state `invalid` in `waiting_on`.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -122,8 +129,22 @@ pub struct Dependency {
     pub state: &'static str,
 }
 
-/// The state name of a task: its status's state, `invalid` or `none`.
-fn state_of(task: &Task) -> &'static str {
+/// Why the runtime can never act on a task because of its ID, in the words of the JSON.
+fn id_problem(task: &Task, duplicated: &HashSet<&str>) -> Option<&'static str> {
+    match task.id_problem {
+        Some(IdProblem::Malformed) => Some("malformed"),
+        Some(IdProblem::Unsafe) => Some("unsafe"),
+        None if duplicated.contains(task.id.as_str()) => Some("duplicate"),
+        None => None,
+    }
+}
+
+/// The state name of a task: its status's state, `invalid` (a status that does not parse, or
+/// an ID the runtime refuses, whatever the status says) or `none`.
+fn state_of(task: &Task, duplicated: &HashSet<&str>) -> &'static str {
+    if id_problem(task, duplicated).is_some() {
+        return "invalid";
+    }
     match &task.status {
         None => "none",
         Some(s) => match &s.parsed {
@@ -137,8 +158,9 @@ fn state_of(task: &Task) -> &'static str {
 pub fn report(path: &Path, text: &str, board: &Board, now: DateTime<Utc>) -> Report {
     let mut counts = Counts::default();
     let mut tasks = Vec::with_capacity(board.tasks.len());
+    let duplicated = board.duplicated_ids();
     for task in &board.tasks {
-        let state = state_of(task);
+        let state = state_of(task, &duplicated);
         match state {
             "ready" => counts.ready += 1,
             "running" => counts.running += 1,
@@ -154,10 +176,7 @@ pub fn report(path: &Path, text: &str, board: &Board, now: DateTime<Utc>) -> Rep
             state,
             status: task.status.as_ref().map(|s| s.raw.clone()),
             line: board.line_col(text, task.heading.start).0,
-            id_problem: task.id_problem.map(|p| match p {
-                IdProblem::Malformed => "malformed",
-                IdProblem::Unsafe => "unsafe",
-            }),
+            id_problem: id_problem(task, &duplicated),
             agent: None,
             since: None,
             age_s: None,
@@ -186,7 +205,7 @@ pub fn report(path: &Path, text: &str, board: &Board, now: DateTime<Utc>) -> Rep
                                 .tasks
                                 .iter()
                                 .find(|t| t.id == *id && t.id_problem.is_none())
-                                .map_or("absent", state_of),
+                                .map_or("absent", |t| state_of(t, &duplicated)),
                         })
                         .collect(),
                 );
@@ -320,6 +339,7 @@ pub fn render(report: &Report, paint: Paint) -> String {
         .filter(|t| matches!(t.state, "invalid" | "none") || t.id_problem.is_some())
         .map(|t| {
             let detail = match (t.state, t.id_problem) {
+                (_, Some("duplicate")) => "duplicate ID: no task with it runs".to_string(),
                 (_, Some(problem)) => format!("no usable task ID ({problem})"),
                 ("none", _) => "no status field".to_string(),
                 _ => format!(
@@ -388,6 +408,51 @@ mod tests {
         assert_eq!(tasks[6]["retry_at"], "2026-04-20T16:10Z");
         assert_eq!(tasks[7]["line"], 14);
         assert!(tasks[7].get("agent").is_none());
+    }
+
+    #[test]
+    fn tasks_that_can_never_run_are_invalid_not_ready() {
+        let text = "## A-1: one\n- status: ready\n## A-1: copy\n- status: ready\n## ../../etc: pwn\n- status: ready\n## Fix the login\n- status: ready\n## B-1: waits\n- status: blocked:task:A-1\n## C-1: fine\n- status: ready\n";
+        let board = Board::parse(text);
+        let r = report(Path::new("b.md"), text, &board, at("2026-04-20T16:00:00Z"));
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            v["counts"],
+            serde_json::json!({"ready":1,"running":0,"blocked":1,"done":0,"failed":0,"invalid":4,"none":0})
+        );
+        let tasks = v["tasks"].as_array().unwrap();
+        for (i, problem) in [
+            (0, "duplicate"),
+            (1, "duplicate"),
+            (2, "unsafe"),
+            (3, "malformed"),
+        ] {
+            assert_eq!(tasks[i]["state"], "invalid", "{}", tasks[i]);
+            assert_eq!(tasks[i]["id_problem"], problem, "{}", tasks[i]);
+            assert_eq!(tasks[i]["status"], "ready", "{}", tasks[i]);
+        }
+        assert_eq!(
+            tasks[4]["waiting_on"],
+            serde_json::json!([{"id":"A-1","state":"invalid"}])
+        );
+        assert_eq!(tasks[5]["state"], "ready");
+        assert!(tasks[5].get("id_problem").is_none());
+
+        let out = render(&r, Paint(false));
+        assert!(
+            out.starts_with(
+                "b.md: 1 ready, 0 running, 1 blocked, 0 done, 0 failed, 4 invalid (6 tasks)\n"
+            ),
+            "{out}"
+        );
+        let invalid = out.split("\ninvalid\n").nth(1).expect("an invalid section");
+        assert!(invalid.contains("A-1        duplicate ID"), "{out}");
+        assert!(invalid.contains("no usable task ID (unsafe)"), "{out}");
+        assert!(
+            invalid.contains("Fix        no usable task ID (malformed)"),
+            "{out}"
+        );
+        assert!(!invalid.contains("C-1"), "{out}");
     }
 
     #[test]
