@@ -2,8 +2,9 @@
 # A demo executor for taskboard: does visible, harmless work and writes out/<TASK-ID>.md
 # beside the board.
 #
-# It reads the task packet (the task's Markdown block, verbatim) on stdin. Two fields in the
-# packet change what it does:
+# It reads the work packet on stdin (the task's Markdown block, then what it depends on and
+# its earlier attempts: `taskboard packet ID` prints it). Two fields in the packet change what
+# it does:
 #   demo: needs-input   hands the task back: writes a blocked status to $TASKBOARD_RESULT
 #   demo: flaky         fails on attempt 1, succeeds on attempt 2
 #

@@ -73,7 +73,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Write a starter task-board.md and taskboard.toml into DIR (never overwrites).
+    /// Write a starter board, its configuration and a placeholder executor into DIR.
+    ///
+    /// Writes task-board.md (a starter board: nothing on it is ready, so nothing runs until you
+    /// set a task to ready), taskboard.toml (the configuration, with executor recipes in its
+    /// comments) and demo-executor.sh (a harmless placeholder executor), and makes .gitignore
+    /// ignore taskboard's own files (.taskboard/, events.jsonl, events.jsonl.lock,
+    /// events-*.jsonl, deadletter/). Never overwrites: if any of the first three exists, nothing
+    /// is written; an existing .gitignore only gets the lines it lacks, appended.
     Init {
         /// The folder to write into (created when missing).
         #[arg(default_value = ".")]

@@ -265,30 +265,48 @@ fn raw_bytes_give_one_invalid_utf8_finding() {
 }
 
 #[test]
-fn the_starter_board_has_no_errors() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("board-template/task-board.md");
-    let text = std::fs::read_to_string(path).expect("template");
-    let board = Board::parse(&text);
-    assert!(board.tasks.len() >= 8);
-    // Against the routes of the template's own configuration, as `taskboard init` writes both.
-    let config = taskboard::config::parse(include_str!("../board-template/taskboard.toml"))
-        .expect("the template's taskboard.toml is valid");
-    let routes: std::collections::BTreeSet<String> = config.executors.keys().cloned().collect();
-    let ctx = LintContext {
-        now: now(),
-        stale_after: config.runtime.stale_after,
-        routes: Some(&routes),
-        longest_backoff: Some(taskboard::plan::longest_backoff_for(
-            config.runtime.retry_backoff,
-            config.runtime.max_attempts,
-        )),
-    };
-    let errors: Vec<_> = lint(&text, &board, &ctx)
-        .into_iter()
-        .filter(|f| f.severity == taskboard::lint::Severity::Error)
-        .collect();
-    assert_eq!(errors, vec![]);
-    check_writeback("template", &text, &board);
+fn the_starter_and_demo_boards_have_no_errors() {
+    // The starter board `init` writes (a few examples, nothing to run) and the demo board
+    // `demo` writes (every kind of status).
+    let boards = [
+        (
+            "starter-template",
+            include_str!("../starter-template/taskboard.toml"),
+            3,
+        ),
+        (
+            "board-template",
+            include_str!("../board-template/taskboard.toml"),
+            8,
+        ),
+    ];
+    for (folder, config_text, min_tasks) in boards {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(folder)
+            .join("task-board.md");
+        let text = std::fs::read_to_string(path).expect("template");
+        let board = Board::parse(&text);
+        assert!(board.tasks.len() >= min_tasks, "{folder}");
+        // Against the routes of the template's own configuration, as they are written together.
+        let config = taskboard::config::parse(config_text)
+            .unwrap_or_else(|e| panic!("{folder}/taskboard.toml is invalid: {e}"));
+        let routes: std::collections::BTreeSet<String> = config.executors.keys().cloned().collect();
+        let ctx = LintContext {
+            now: now(),
+            stale_after: config.runtime.stale_after,
+            routes: Some(&routes),
+            longest_backoff: Some(taskboard::plan::longest_backoff_for(
+                config.runtime.retry_backoff,
+                config.runtime.max_attempts,
+            )),
+        };
+        let errors: Vec<_> = lint(&text, &board, &ctx)
+            .into_iter()
+            .filter(|f| f.severity == taskboard::lint::Severity::Error)
+            .collect();
+        assert_eq!(errors, vec![], "{folder}");
+        check_writeback(folder, &text, &board);
+    }
 }
 
 /// 10,000 tasks, generated here rather than committed: parse, lint and write back stay fast

@@ -1,16 +1,36 @@
 //! `taskboard demo [DIR]`: the newcomer's first command. Creates a demo board from the
-//! bundled template (with its demo executor) in DIR unless one is already there, then runs the
-//! real runtime on it in the foreground until Ctrl-C.
+//! bundled template in `board-template/` (with its demo executor) in DIR unless one is already
+//! there, then runs the real runtime on it in the foreground until Ctrl-C.
+//!
+//! The demo board is not `init`'s starter board: its tasks are `ready` from the start, so that
+//! something happens at once; `init` writes a board that runs nothing until a person says so.
 
 use std::io::Write as _;
 use std::path::Path;
 
 use super::CmdResult;
+use super::init::{DEMO_EXECUTOR, TemplateFile};
+
+/// The demo's files: its board, its configuration (fast debounce and retries, a reviewed
+/// route) and the demo executor.
+pub const FILES: [TemplateFile; 3] = [
+    (
+        "task-board.md",
+        include_str!("../../board-template/task-board.md"),
+        0o644,
+    ),
+    (
+        "taskboard.toml",
+        include_str!("../../board-template/taskboard.toml"),
+        0o644,
+    ),
+    DEMO_EXECUTOR,
+];
 
 pub fn run(dir: &Path) -> CmdResult {
     let board = dir.join("task-board.md");
     if !board.exists() {
-        super::init::run(dir)?;
+        write(dir)?;
     }
     // A greeting on stderr; if stderr fails there is nobody to greet, and the demo runs anyway.
     let _ = writeln!(
@@ -23,4 +43,19 @@ pub fn run(dir: &Path) -> CmdResult {
         e = dir.join("events.jsonl").display()
     );
     super::run::run(&board, None)
+}
+
+/// Writes the demo files (all or none, never over an existing one) and says so on stdout.
+fn write(dir: &Path) -> Result<(), super::Failure> {
+    let targets = super::init::write_new_files(dir, &FILES)?;
+    let mut out = String::new();
+    for target in &targets {
+        out.push_str(&format!("wrote {}\n", target.display()));
+    }
+    out.push_str(&format!(
+        "\nnext: taskboard lint {b}   (check the board)\n      taskboard run {b}    (run the ready tasks; edit the board while it runs)\n",
+        b = targets[0].display()
+    ));
+    let done = format!("the demo files were written to {}", dir.display());
+    super::output::print_after(&done, &out)
 }

@@ -4,9 +4,10 @@
 //! has nothing to do). The exit code is 0 when no check failed and 1 otherwise: warnings point
 //! at something worth a look (no executors, no service, low inotify limits) but never fail.
 //!
-//! It reads the board and the configuration, and touches the disk only to create and remove a
-//! probe file in `.taskboard/` and to take and release a shared lock on the board's folder for an
-//! instant, to see whether a `run` holds it (a `run` starting in that instant waits it out).
+//! It reads the board and the configuration and creates nothing: whether the state folder is
+//! writable is asked of the system (`access`), not tried with a probe file, and whether a `run`
+//! serves the board is seen by taking and releasing a shared lock on the board's folder for an
+//! instant (a `run` starting in that instant waits it out). The folder is opened, never created.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -314,21 +315,61 @@ fn state_check(board_dir: &Path, state_dir: &Path) -> Check {
             "create it, or point doctor at the right board",
         );
     }
-    let probe = state_dir.join(format!(".doctor-probe-{}", std::process::id()));
-    let result = std::fs::create_dir_all(state_dir)
-        .and_then(|_| std::fs::write(&probe, b"probe\n"))
-        .and_then(|_| std::fs::remove_file(&probe));
-    match result {
-        Ok(()) => ok("state", format!("{} is writable", state_dir.display())),
+    // Asked, not tried: doctor creates nothing, so neither the state folder nor a probe file
+    // in it. `access` answers for this process's user, and says EROFS on a read-only mount.
+    let (target, what) = match std::fs::symlink_metadata(state_dir) {
+        Ok(_) => match std::fs::metadata(state_dir) {
+            Ok(meta) if meta.is_dir() => (state_dir, "is writable"),
+            Ok(_) => {
+                return check(
+                    Level::Fail,
+                    "state",
+                    format!("{} is not a folder", state_dir.display()),
+                    "move it away; the runtime keeps locks and runs in that folder",
+                );
+            }
+            Err(e) => {
+                return check(
+                    Level::Fail,
+                    "state",
+                    format!("cannot check {}: {e}", state_dir.display()),
+                    "fix or remove it; the runtime keeps locks and runs there",
+                );
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            (board_dir, "can be created (the first run creates it)")
+        }
         Err(e) => {
-            let _ = std::fs::remove_file(&probe);
-            check(
+            return check(
                 Level::Fail,
                 "state",
-                format!("{} is not writable: {e}", state_dir.display()),
-                "fix its owner or permissions; the runtime keeps locks and runs there",
-            )
+                format!("cannot check {}: {e}", state_dir.display()),
+                "fix the permissions of the board's folder",
+            );
         }
+    };
+    match writable(target) {
+        Ok(()) => ok("state", format!("{} {what}", state_dir.display())),
+        Err(e) => check(
+            Level::Fail,
+            "state",
+            format!("{} is not writable: {e}", target.display()),
+            "fix its owner or permissions; the runtime keeps locks and runs there",
+        ),
+    }
+}
+
+/// Whether this process may create and remove entries in the folder `dir`.
+fn writable(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::other("the path holds a NUL byte"))?;
+    // SAFETY: `path` is a valid NUL-terminated string that outlives the call.
+    if unsafe { libc::access(path.as_ptr(), libc::W_OK | libc::X_OK) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 
