@@ -177,7 +177,8 @@ fn a_person_editing_at_random_loses_nothing_and_nothing_runs_twice() {
     // task: their unambiguous decisions. A stale buffer's old statuses are none.
     let mut decisions: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     // (event-log line count, status) of saves that changed a task's status, per task.
-    let mut status_saves: BTreeMap<String, Vec<(usize, String)>> = BTreeMap::new();
+    let mut status_saves: BTreeMap<String, Vec<(usize, usize, String)>> = BTreeMap::new();
+    let mut saves_made = 0usize;
     let mut reads: Vec<String> = vec![text];
     for _ in 0..edits {
         std::thread::sleep(Duration::from_millis(rng.below(40) + 2));
@@ -215,13 +216,17 @@ fn a_person_editing_at_random_loses_nothing_and_nothing_runs_twice() {
         // against the board as read or as it is just before the save (re-read here).
         let mark = event_lines(&sb);
         let overwritten = status_map(&std::fs::read_to_string(&sb.board).unwrap_or_default());
+        // Placed after what the runtime wrote before the re-read (its event may trail its write).
+        let save_mark = event_lines(&sb);
+        saves_made += 1;
         for (id, st) in &typed {
             let changes = on_disk.get(id) != Some(st) || overwritten.get(id) != Some(st);
             if st == "ready" || (changes && !runtime_only(st)) {
-                status_saves
-                    .entry(id.clone())
-                    .or_default()
-                    .push((mark, st.clone()));
+                status_saves.entry(id.clone()).or_default().push((
+                    save_mark,
+                    saves_made,
+                    st.clone(),
+                ));
             }
         }
         save(&mut rng, &sb, &new);
@@ -264,19 +269,22 @@ fn a_person_editing_at_random_loses_nothing_and_nothing_runs_twice() {
                 }
             }
             EventKind::TaskDispatched { attempt, .. } => {
+                // The claim was on the board from its writeback on, before this event.
+                let claimed_at = written_back.get(&task).copied().unwrap_or(i);
                 writes
                     .entry(task.clone())
                     .or_default()
-                    .push((i, "running:".into()));
+                    .push((claimed_at, "running:".into()));
                 assert!(
                     open_runs.insert(task.clone(), *attempt).is_none(),
                     "{task} dispatched while a run of it was open (line {})",
                     i + 1
                 );
+                // A run's interval starts when its claim is on the board.
                 consumed
                     .entry(task.clone())
                     .or_default()
-                    .push((i, *attempt));
+                    .push((claimed_at, *attempt));
                 dispatched.entry(task).or_default().push(*attempt);
             }
             EventKind::TaskFinished {
@@ -373,23 +381,26 @@ fn a_person_editing_at_random_loses_nothing_and_nothing_runs_twice() {
     for (id, attempts) in &consumed {
         // The task's statuses in order: the runtime's (event index) and the saves' (the event
         // count when saved, so just before that event).
-        let mut timeline: Vec<(usize, u8, &str)> = Vec::new();
+        // (position, 0 runtime / 1 save, save number, status): saves in the order they were made;
+        // at one position the runtime's write comes first (its event trails its write, so a
+        // save placed there may have landed after it).
+        let mut timeline: Vec<(usize, u8, usize, &str)> = Vec::new();
         for (i, st) in writes.get(id).into_iter().flatten() {
-            timeline.push((*i, 1, st.as_str()));
+            timeline.push((*i, 0, 0, st.as_str()));
         }
-        for (m, st) in status_saves.get(id).into_iter().flatten() {
-            timeline.push((*m, 0, st.as_str()));
+        for (m, n, st) in status_saves.get(id).into_iter().flatten() {
+            timeline.push((*m, 1, *n, st.as_str()));
         }
         timeline.sort();
         let decided_between = |from: usize, to: usize| {
             let typed = decisions
                 .get(id)
                 .is_some_and(|marks| marks.iter().any(|m| *m <= to && *m + 1 > from));
-            let saved = timeline.iter().enumerate().any(|(k, (m, who, st))| {
-                if *who != 0 || *m < from || *m > to {
+            let saved = timeline.iter().enumerate().any(|(k, (m, who, _, st))| {
+                if *who != 1 || *m < from || *m > to {
                     return false;
                 }
-                *st != "ready" || k.checked_sub(1).is_some_and(|p| asks_person(timeline[p].2))
+                *st != "ready" || k.checked_sub(1).is_some_and(|p| asks_person(timeline[p].3))
             });
             typed || saved
         };
@@ -398,10 +409,14 @@ fn a_person_editing_at_random_loses_nothing_and_nothing_runs_twice() {
             let ((i0, a0), (i1, a1)) = (w[0], w[1]);
             assert!(
                 a1 == a0 + 1 || (a1 == 1 && decided_between(i0, i1)),
-                "{id}: attempts went {a0} (event line {}) -> {a1} (event line {}) with no decision of the person's in between (all: {attempts:?}; decisions at {:?})",
+                "{id}: attempts went {a0} (event line {}) -> {a1} (event line {}) with no decision of the person's in between (all: {attempts:?}; decisions at {:?}; statuses in order (event index, 0 runtime / 1 save, save number, status): {:?})",
                 i0 + 1,
                 i1 + 1,
-                decisions.get(id)
+                decisions.get(id),
+                timeline
+                    .iter()
+                    .filter(|(m, _, _, _)| *m + 20 >= i0 && *m <= i1 + 1)
+                    .collect::<Vec<_>>()
             );
         }
         assert!(attempts.iter().all(|(_, a)| *a <= 3), "{id}: {attempts:?}");
