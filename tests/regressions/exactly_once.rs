@@ -187,7 +187,10 @@ fn git(dir: &Path, args: &[&str]) {
 /// Situation 2: `git stash; git switch other` during a run, and back again after it ended.
 #[test]
 fn an_ending_waits_through_a_branch_switch_and_lands_when_the_task_is_back() {
-    let mut sb = gated_sandbox("git-switch", "");
+    // A debounce longer than `git stash && git switch` takes, even on a loaded machine: the
+    // runtime sees the switch, not the stash alone (whose `ready` it would put back as a stale
+    // buffer, leaving a modified board that makes `git switch` refuse).
+    let mut sb = gated_sandbox("git-switch", "debounce_ms = 1500");
     std::fs::write(
         sb.path(".gitignore"),
         ".taskboard/\nevents*.jsonl\nruns.log\ngate-*\n*.stderr\nhandoffs/\n",
@@ -207,8 +210,16 @@ fn an_ending_waits_through_a_branch_switch_and_lands_when_the_task_is_back() {
     sb.wait_until("T-1 running", |s| {
         runs_of(s, "T-1") == 1 && s.status_of("T-1").starts_with("running:")
     });
-    git(&sb.dir, &["stash", "-q"]);
-    git(&sb.dir, &["switch", "-q", "other"]);
+    let out = Command::new("sh")
+        .args(["-c", "git stash -q && git switch -q other"])
+        .current_dir(&sb.dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     open_gate(&sb, "T-1");
     sb.wait_until("the run ended", |s| {
         s.count_for("task_finished", "T-1") == 1
@@ -216,8 +227,16 @@ fn an_ending_waits_through_a_branch_switch_and_lands_when_the_task_is_back() {
     sb.wait_until("the pass that took the ending", |s| {
         s.count_for("ending_kept", "T-1") + s.count_for("writeback_conflict", "T-1") >= 1
     });
-    git(&sb.dir, &["switch", "-q", "main"]);
-    git(&sb.dir, &["stash", "pop", "-q"]);
+    let out = Command::new("sh")
+        .args(["-c", "git switch -q main && git stash pop -q"])
+        .current_dir(&sb.dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     sb.wait_until("T-1 done", |s| s.status_of("T-1") == "done");
     assert_ran_once(&sb, "T-1");
     assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
