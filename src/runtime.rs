@@ -1447,13 +1447,17 @@ impl Runtime {
             }
         }
         let duration_ms = facts.duration.as_millis() as u64;
-        let seen = active.evidence_before.as_ref().and_then(|before| {
-            let after = evidence::snapshot(&before.root)?;
-            Some((
-                evidence::changed(before, &after, &self.board_dir, &self.board),
-                after.root,
-            ))
-        });
+        let seen = match active.evidence_before.as_ref().map(|before| {
+            let since = evidence::since(before, &self.board_dir, &self.board);
+            (since, before.root.clone())
+        }) {
+            Some((Ok(Some(paths)), root)) => Some((paths, root)),
+            Some((Err(why), _)) => {
+                self.error(Some(id), "evidence", why);
+                None
+            }
+            _ => None,
+        };
         if let (Some((seen, root)), Some(claims)) = (
             &seen,
             reported

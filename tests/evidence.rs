@@ -1,0 +1,156 @@
+//! Evidence against real git: a run that edits, or commits, the files it claims matches its
+//! claims; editors' side files appearing during a run are nobody's work; a run after which
+//! `HEAD` names another history says so instead of guessing.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use support::Sandbox;
+
+fn has_git() -> bool {
+    if Command::new("git").arg("--version").output().is_err() {
+        support::skip("git is not installed (apt-get install git; .ci/run does)");
+        return false;
+    }
+    true
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A repository holding a README and a `.gitignore` (the test harness keeps the runtime's
+/// stderr in the folder, and the flags tests use to pace an executor are not its work), with
+/// the board beside them and an executor running `body`.
+fn repo(name: &str, body: &str) -> Sandbox {
+    let sb = Sandbox::new(name);
+    sb.script("exec.sh", &format!("cat >/dev/null\n{body}"));
+    sb.config("", "[executors.default]\ncommand = [\"./exec.sh\"]\n");
+    sb.write_board("# Board\n\n## A-1\n- status: ready\n");
+    sb.write("README.md", "readme\n");
+    sb.write(".gitignore", "run-*.stderr\n*.flag\n");
+    git(&sb.dir, &["init", "-q"]);
+    git(&sb.dir, &["add", "README.md", ".gitignore"]);
+    git(&sb.dir, &["commit", "-qm", "init"]);
+    sb
+}
+
+const CLAIM_REAL: &str = r#"printf '{"handoff": {"what": "edited", "evidence": {"changed": ["src/real.rs"]}}}' > "$TASKBOARD_RESULT""#;
+
+fn finished_changes(sb: &Sandbox) -> serde_json::Value {
+    let fin = sb.events_named("task_finished");
+    assert_eq!(fin.len(), 1, "{fin:?}");
+    fin[0]["changed"].clone()
+}
+
+#[test]
+fn a_run_that_edits_what_it_claims_matches() {
+    if !has_git() {
+        return;
+    }
+    let mut sb = repo(
+        "evidence-edit",
+        &format!("mkdir -p src && echo 'fn x() {{}}' > src/real.rs\n{CLAIM_REAL}\nexit 0"),
+    );
+    sb.start_run();
+    sb.wait_until("done", |s| s.status_of("A-1") == "done");
+    assert_eq!(finished_changes(&sb), serde_json::json!(["src/real.rs"]));
+    assert_eq!(sb.count("evidence_mismatch"), 0, "{:?}", sb.events());
+}
+
+#[test]
+fn a_run_that_commits_what_it_claims_matches() {
+    if !has_git() {
+        return;
+    }
+    // Commits its file the way aider does: the work tree is clean again when it ends.
+    let mut sb = repo(
+        "evidence-commit",
+        &format!(
+            "mkdir -p src && echo 'fn x() {{}}' > src/real.rs\n\
+             git add src/real.rs && git -c user.name=t -c user.email=t@t commit -qm work || exit 9\n\
+             {CLAIM_REAL}\nexit 0"
+        ),
+    );
+    let start = git(&sb.dir, &["rev-parse", "HEAD"]);
+    sb.start_run();
+    sb.wait_until("done", |s| s.status_of("A-1") == "done");
+    assert_ne!(git(&sb.dir, &["rev-parse", "HEAD"]), start, "it committed");
+    assert_eq!(git(&sb.dir, &["status", "--porcelain", "src"]), "");
+    assert_eq!(finished_changes(&sb), serde_json::json!(["src/real.rs"]));
+    assert_eq!(sb.count("evidence_mismatch"), 0, "{:?}", sb.events());
+    assert_eq!(sb.errors_in("evidence"), 0);
+}
+
+#[test]
+fn editor_side_files_appearing_during_a_run_are_not_its_work() {
+    if !has_git() {
+        return;
+    }
+    // Touches nothing: says it started, then waits (bounded) for the test to let it go.
+    let mut sb = repo(
+        "evidence-editor",
+        "touch started.flag\n\
+         i=0; while [ ! -e go.flag ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done\n\
+         exit 0",
+    );
+    sb.start_run();
+    sb.wait_until("the run to start", |s| s.path("started.flag").exists());
+    // A person opens the board in vim meanwhile: its swap file, its write probe, a backup.
+    sb.write(".task-board.md.swp", "swap");
+    sb.write("4913", "");
+    sb.write("task-board.md~", "backup");
+    sb.write("go.flag", "");
+    sb.wait_until("done", |s| s.status_of("A-1") == "done");
+    assert_eq!(finished_changes(&sb), serde_json::json!([]));
+    assert_eq!(sb.count("evidence_mismatch"), 0, "{:?}", sb.events());
+}
+
+#[test]
+fn head_moved_to_another_history_is_said_not_guessed() {
+    if !has_git() {
+        return;
+    }
+    // Goes back to the first commit: the start commit is not in that history.
+    let mut sb = repo(
+        "evidence-elsewhere",
+        &format!(
+            "git checkout -q --detach HEAD~1 || exit 9\n\
+             mkdir -p src && echo 'fn x() {{}}' > src/real.rs\n{CLAIM_REAL}\nexit 0"
+        ),
+    );
+    sb.write("NOTES.md", "notes\n");
+    git(&sb.dir, &["add", "NOTES.md"]);
+    git(&sb.dir, &["commit", "-qm", "notes"]);
+    sb.start_run();
+    sb.wait_until("done", |s| s.status_of("A-1") == "done");
+    assert_eq!(finished_changes(&sb), serde_json::Value::Null);
+    assert_eq!(sb.count("evidence_mismatch"), 0, "{:?}", sb.events());
+    let errors = sb.events_named("error");
+    let said = errors
+        .iter()
+        .find(|e| e["context"] == "evidence")
+        .unwrap_or_else(|| panic!("no evidence error in {errors:?}"));
+    let message = said["message"].as_str().unwrap_or_default();
+    assert!(message.contains("HEAD moved from"), "{message}");
+}
