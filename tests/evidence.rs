@@ -1,6 +1,8 @@
 //! Evidence against real git: a run that edits, or commits, the files it claims matches its
 //! claims; editors' side files appearing during a run are nobody's work; a run after which
-//! `HEAD` names another history says so instead of guessing.
+//! `HEAD` names another history says so instead of guessing. And, for the same person reading
+//! what went wrong, `doctor` and `lint` agree on a board's findings when the configuration has a
+//! typo.
 
 mod support;
 
@@ -153,4 +155,67 @@ fn head_moved_to_another_history_is_said_not_guessed() {
         .unwrap_or_else(|| panic!("no evidence error in {errors:?}"));
     let message = said["message"].as_str().unwrap_or_default();
     assert!(message.contains("HEAD moved from"), "{message}");
+}
+
+#[test]
+fn doctor_and_lint_agree_on_a_board_when_the_config_has_a_typo() {
+    let sb = Sandbox::new("evidence-config-typo");
+    sb.script("exec.sh", "cat >/dev/null\nexit 0");
+    sb.write(
+        "taskboard.toml",
+        "[executors.default]\ncomand = [\"./exec.sh\"]\n",
+    );
+    // Two errors (statuses in the wrong case) and a ready task on the default route, which
+    // must not count as an unknown route while the configuration does not load.
+    sb.write_board(
+        "# Board\n\n## A-1\n- status: Ready\n\n## B-1\n- status: Done\n\n## C-1\n- status: ready\n",
+    );
+
+    let doctor = sb
+        .command(&["doctor"])
+        .env("HOME", sb.path("home"))
+        .env_remove("XDG_CONFIG_HOME")
+        .output()
+        .unwrap();
+    assert_eq!(doctor.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&doctor.stdout);
+    let line = |check: &str| {
+        stdout
+            .lines()
+            .find(|l| {
+                l.get(6..)
+                    .is_some_and(|r| r.starts_with(&format!("{check}: ")))
+            })
+            .unwrap_or_else(|| panic!("no {check} line in {stdout}"))
+            .to_string()
+    };
+    let config = line("config");
+    assert!(
+        config.starts_with("FAIL") && config.contains("comand"),
+        "{config}"
+    );
+    let board = line("board");
+    assert!(
+        board.starts_with("FAIL") && board.contains(": 2 errors,"),
+        "{board}"
+    );
+    assert!(board.contains("fix the config first"), "{board}");
+
+    let lint = sb.command(&["lint"]).output().unwrap();
+    let out = String::from_utf8_lossy(&lint.stdout);
+    let err = String::from_utf8_lossy(&lint.stderr);
+    assert_eq!(lint.status.code(), Some(3), "{out}{err}");
+    assert_eq!(out.matches("error[unknown-status]").count(), 2, "{out}");
+    assert!(!out.contains("unknown-route"), "{out}");
+    assert_eq!(out.lines().last(), Some("2 errors, 0 warnings"), "{out}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("taskboard.toml") && err.contains("comand"),
+        "{err}"
+    );
+
+    let json = sb.command(&["lint", "--json"]).output().unwrap();
+    assert_eq!(json.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&json.stdout).lines().count(), 2);
+    assert_eq!(String::from_utf8_lossy(&json.stderr).lines().count(), 1);
 }
