@@ -47,6 +47,13 @@ enum Moved {
     Elsewhere,
 }
 
+impl Snapshot {
+    /// The commit `HEAD` named when the snapshot was taken (None before the first commit).
+    pub fn head(&self) -> Option<&str> {
+        self.head.as_deref()
+    }
+}
+
 /// The root of the git work tree containing `dir`, or `None` outside one.
 pub fn root(dir: &Path) -> Option<PathBuf> {
     let root = git(dir, &["rev-parse", "--show-toplevel"])?;
@@ -305,12 +312,15 @@ pub fn mismatch(
     (not_seen, not_claimed)
 }
 
-/// `git diff HEAD` of these paths (repository-relative), for a review packet.
-pub fn diff(root: &Path, paths: &[String]) -> Option<String> {
+/// `git diff BASE` of these paths (repository-relative), for a review packet: from the commit
+/// the run started from (`base`, see [`Snapshot::head`]) to the work tree, so what the run
+/// committed is in it too; from `HEAD` when that commit is not known.
+pub fn diff(root: &Path, base: Option<&str>, paths: &[String]) -> Option<String> {
     if paths.is_empty() {
         return None;
     }
-    let mut args: Vec<&str> = vec!["diff", "--no-color", "--no-ext-diff", "HEAD", "--"];
+    let base = base.unwrap_or("HEAD");
+    let mut args: Vec<&str> = vec!["diff", "--no-color", "--no-ext-diff", base, "--"];
     args.extend(paths.iter().map(String::as_str));
     let out = git(root, &args)?;
     let text = String::from_utf8_lossy(&out).into_owned();

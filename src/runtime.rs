@@ -1524,6 +1524,10 @@ impl Runtime {
             phase: phase.clone(),
             handoff,
             changed: seen.clone(),
+            base: active
+                .evidence_before
+                .as_ref()
+                .and_then(|b| b.head().map(str::to_string)),
         });
         self.emit(
             Some(id),
@@ -1677,14 +1681,11 @@ impl Runtime {
         let record = self.store.tasks.get(id);
         let review = (phase == Phase::Review).then(|| packet::Review {
             handoff: String::new(),
-            diff: record
-                .and_then(|r| r.history.last())
-                .and_then(|a| a.changed.as_deref())
-                .and_then(|paths| {
-                    self.git_root
-                        .as_deref()
-                        .and_then(|root| evidence::diff(root, paths))
-                }),
+            diff: record.and_then(|r| r.history.last()).and_then(|a| {
+                let paths = a.changed.as_deref()?;
+                let root = self.git_root.as_deref()?;
+                evidence::diff(root, a.base.as_deref(), paths)
+            }),
         });
         let source = packet::Source {
             board_dir: &self.board_dir,

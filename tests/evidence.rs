@@ -105,6 +105,35 @@ fn a_run_that_commits_what_it_claims_matches() {
 }
 
 #[test]
+fn a_review_of_committed_work_gets_its_diff() {
+    if !has_git() {
+        return;
+    }
+    let mut sb = repo(
+        "evidence-review",
+        &format!(
+            "mkdir -p src && echo 'fn committed() {{}}' > src/real.rs\n\
+             git add src/real.rs && git -c user.name=t -c user.email=t@t commit -qm work || exit 9\n\
+             {CLAIM_REAL}\nexit 0"
+        ),
+    );
+    sb.script("review.sh", "cat >/dev/null\nexit 0");
+    sb.config(
+        "",
+        "[executors.default]\ncommand = [\"./exec.sh\"]\nreview = \"review\"\n\n[executors.review]\ncommand = [\"./review.sh\"]\n",
+    );
+    sb.start_run();
+    sb.wait_until("done", |s| s.status_of("A-1") == "done");
+    let review_dir = std::fs::read_dir(sb.path(".taskboard/runs/A-1"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().contains("review"))
+        .expect("a review run folder");
+    let packet = std::fs::read_to_string(review_dir.join("packet.md")).unwrap();
+    assert!(packet.contains("+fn committed() {}"), "{packet}");
+}
+
+#[test]
 fn editor_side_files_appearing_during_a_run_are_not_its_work() {
     if !has_git() {
         return;
