@@ -1,20 +1,57 @@
 //! Evidence the runtime records itself: which files changed during a run, seen through git.
 //!
-//! Owns asking git about the board's work tree (a snapshot of `git status` plus a content hash
-//! of every listed file) and comparing two snapshots. It never changes the work tree and never
-//! reads the board. When the board's folder is not inside a git work tree (or git is missing),
-//! there is simply no evidence.
+//! Owns asking git about the board's work tree (a snapshot of `git status`, a content hash
+//! of every listed file and the commit `HEAD` names) and comparing two snapshots. It never
+//! changes the work tree and never reads the board. When the board's folder is not inside a git
+//! work tree (or git is missing), there is simply no evidence.
+//!
+//! What counts as a run's work:
+//! - A run is compared with the commit it started from, so an executor that commits its work
+//!   (aider does by default) is seen as having changed those files: when `HEAD` moved forward
+//!   (the start commit is an ancestor of the new `HEAD`), the run changed every path whose
+//!   content now differs from its content at the start, committed or not.
+//! - When `HEAD` moved to a history without the start commit (a person switched branches, or the
+//!   executor rebased or amended), what the run did cannot be told from what the switch did:
+//!   [`since`] says so instead of guessing, and there is no evidence for that run.
+//! - Never counted: the runtime's own files (the board, events, handoffs, deadletters,
+//!   `.taskboard/`) and editors' side files ([`is_editor_side_file`]: swap, backup, lock and
+//!   probe files a person's editor leaves beside what it edits).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// The work tree's state: each path git lists (relative to the repository root), with its
-/// status code and a hash of its content (None when the file is gone).
+/// status code and a hash of its content (None when the file is gone), and the commit `HEAD`
+/// names (None before the first commit).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     pub root: PathBuf,
+    head: Option<String>,
     entries: BTreeMap<String, (String, Option<u64>)>,
+}
+
+/// What git says about the end of a run, beyond its snapshot, when `HEAD` moved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Moved {
+    /// `HEAD` is where it was.
+    No,
+    /// `HEAD` moved forward from the start commit: the paths whose content in the work tree
+    /// differs from the start commit (committed during the run or not), and the content hash
+    /// now of every path that could have changed.
+    Ahead {
+        differs: BTreeSet<String>,
+        now: BTreeMap<String, Option<u64>>,
+    },
+    /// `HEAD` moved to a history without the start commit.
+    Elsewhere,
+}
+
+impl Snapshot {
+    /// The commit `HEAD` named when the snapshot was taken (None before the first commit).
+    pub fn head(&self) -> Option<&str> {
+        self.head.as_deref()
+    }
 }
 
 /// The root of the git work tree containing `dir`, or `None` outside one.
@@ -27,6 +64,10 @@ pub fn root(dir: &Path) -> Option<PathBuf> {
 pub fn snapshot(root: &Path) -> Option<Snapshot> {
     let root = root.to_path_buf();
     let dir = root.as_path();
+    // Before the first commit there is no HEAD to name: not a failure.
+    let head = git(dir, &["rev-parse", "--verify", "-q", "HEAD"])
+        .map(|h| String::from_utf8_lossy(&h).trim().to_string())
+        .filter(|h| !h.is_empty());
     let out = git(
         dir,
         &[
@@ -57,18 +98,151 @@ pub fn snapshot(root: &Path) -> Option<Snapshot> {
             .map(|b| crate::fsio::content_hash(&b));
         entries.insert(path, (code, hash));
     }
-    Some(Snapshot { root, entries })
+    Some(Snapshot {
+        root,
+        head,
+        entries,
+    })
 }
 
-/// Paths (relative to the repository root) whose state differs between two snapshots, leaving
-/// out the runtime's own files under `board_dir`.
-pub fn changed(before: &Snapshot, after: &Snapshot, board_dir: &Path, board: &Path) -> Vec<String> {
+/// What git saw a run change since `before` (taken at its start): the paths (repository-relative)
+/// whose state differs, leaving out the runtime's own files under `board_dir` and editors' side
+/// files. `Ok(None)` when git cannot tell (no evidence, as outside a work tree); `Err` says, in
+/// one line, why the run's changes cannot be told apart (`HEAD` moved to another history).
+pub fn since(
+    before: &Snapshot,
+    board_dir: &Path,
+    board: &Path,
+) -> Result<Option<Vec<String>>, String> {
+    let Some(after) = snapshot(&before.root) else {
+        return Ok(None);
+    };
+    let moved = match (&before.head, &after.head) {
+        (a, b) if a == b => Moved::No,
+        (Some(start), Some(_)) if is_ancestor(&after.root, start) => {
+            match git(
+                &after.root,
+                &["diff", "--name-only", "--no-renames", "-z", start],
+            ) {
+                Some(out) => ahead(before, &after, &out),
+                None => return Ok(None),
+            }
+        }
+        // From the first commit on: every path the index holds now is new since the start.
+        (None, Some(_)) => match git(&after.root, &["ls-files", "-z"]) {
+            Some(out) => ahead(before, &after, &out),
+            None => return Ok(None),
+        },
+        _ => Moved::Elsewhere,
+    };
+    if moved == Moved::Elsewhere {
+        let short = |h: &Option<String>| {
+            h.as_deref()
+                .map_or("no commit".to_string(), |h| h.chars().take(12).collect())
+        };
+        return Err(format!(
+            "HEAD moved from {} to {}, a history without the commit the run started from (a branch switch, a rebase or an amend): what the run changed cannot be told, so no evidence is recorded",
+            short(&before.head),
+            short(&after.head)
+        ));
+    }
+    Ok(Some(
+        compare(before, &after, &moved)
+            .into_iter()
+            .filter(|k| !is_editor_side_file(k))
+            .filter(|k| !is_runtime_file(&after.root.join(k), board_dir, board))
+            .collect(),
+    ))
+}
+
+/// `Moved::Ahead` from git's NUL-separated list of paths differing from the start, with the
+/// content hash now of every path that could have changed.
+fn ahead(before: &Snapshot, after: &Snapshot, names: &[u8]) -> Moved {
+    let differs: BTreeSet<String> = names
+        .split(|b| *b == 0)
+        .filter(|f| !f.is_empty())
+        .map(|f| String::from_utf8_lossy(f).into_owned())
+        .collect();
+    let now = differs
+        .iter()
+        .chain(before.entries.keys())
+        .chain(after.entries.keys())
+        .map(|p| {
+            let hash = std::fs::read(after.root.join(p))
+                .ok()
+                .map(|b| crate::fsio::content_hash(&b));
+            (p.clone(), hash)
+        })
+        .collect();
+    Moved::Ahead { differs, now }
+}
+
+/// Whether `commit` is an ancestor of (or is) `HEAD`.
+fn is_ancestor(root: &Path, commit: &str) -> bool {
+    git(root, &["merge-base", "--is-ancestor", commit, "HEAD"]).is_some()
+}
+
+/// The paths that changed between two snapshots, given how `HEAD` moved (not `Elsewhere`).
+///
+/// `HEAD` in place: a path changed when its status or content differs. `HEAD` moved forward:
+/// statuses are relative to different commits, so content decides: a path listed at the start
+/// (dirty then) changed when its content differs from then; any other path was as the start
+/// commit has it, so it changed when it differs from that commit now, or is a new untracked
+/// file.
+fn compare(before: &Snapshot, after: &Snapshot, moved: &Moved) -> Vec<String> {
     let keys: BTreeSet<&String> = before.entries.keys().chain(after.entries.keys()).collect();
-    keys.into_iter()
-        .filter(|k| before.entries.get(*k) != after.entries.get(*k))
-        .filter(|k| !is_runtime_file(&after.root.join(k), board_dir, board))
-        .cloned()
-        .collect()
+    match moved {
+        Moved::Ahead { differs, now } => keys
+            .into_iter()
+            .chain(differs.iter())
+            .collect::<BTreeSet<&String>>()
+            .into_iter()
+            .filter(|k| match before.entries.get(*k) {
+                Some((_, then)) => now.get(*k) != Some(then),
+                None => {
+                    differs.contains(*k)
+                        || after.entries.get(*k).is_some_and(|(code, _)| code == "??")
+                }
+            })
+            .cloned()
+            .collect(),
+        Moved::No | Moved::Elsewhere => keys
+            .into_iter()
+            .filter(|k| before.entries.get(*k) != after.entries.get(*k))
+            .cloned()
+            .collect(),
+    }
+}
+
+/// Whether a path (repository-relative) is a side file an editor keeps beside what it edits:
+/// never anyone's work, and often a person's editor open on the board while a run goes on.
+/// Decided by the file name alone:
+/// - vim: swap files `.NAME.swp` (and `.swo` … `.swa` when older ones exist), the write probe
+///   `4913` (then `5036`, `5159`, … in steps of 123 when taken), backups `NAME~`;
+/// - emacs: lock links `.#NAME`, auto-saves `#NAME#`, backups `NAME~` and `NAME.~1~`;
+/// - kate: `.NAME.kate-swp`; gedit: `.goutputstream-XXXXXX`; JetBrains: `NAME___jb_tmp___`
+///   and `NAME___jb_old___`.
+pub fn is_editor_side_file(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let vim_swap = name.starts_with('.')
+        && name.len() >= 4
+        && name.rsplit_once('.').is_some_and(|(_, ext)| {
+            ext.len() == 3 && ext.starts_with("sw") && matches!(ext.as_bytes()[2], b'a'..=b'p')
+        });
+    let vim_probe = name.len() <= 6
+        && name.bytes().all(|b| b.is_ascii_digit())
+        && name
+            .parse::<u32>()
+            .is_ok_and(|n| n >= 4913 && (n - 4913) % 123 == 0 && n < 4913 + 123 * 100);
+    vim_swap
+        || vim_probe
+        || name.ends_with('~')
+        || name.starts_with(".#")
+        || (name.len() > 2 && name.starts_with('#') && name.ends_with('#'))
+        || (name.starts_with('.') && name.ends_with(".kate-swp"))
+        || name.starts_with(".goutputstream-")
+        || name.ends_with("___jb_tmp___")
+        || name.ends_with("___jb_old___")
 }
 
 /// The runtime's own writes: the board, events, handoffs, deadletters and its state folder.
@@ -138,12 +312,15 @@ pub fn mismatch(
     (not_seen, not_claimed)
 }
 
-/// `git diff HEAD` of these paths (repository-relative), for a review packet.
-pub fn diff(root: &Path, paths: &[String]) -> Option<String> {
+/// `git diff BASE` of these paths (repository-relative), for a review packet: from the commit
+/// the run started from (`base`, see [`Snapshot::head`]) to the work tree, so what the run
+/// committed is in it too; from `HEAD` when that commit is not known.
+pub fn diff(root: &Path, base: Option<&str>, paths: &[String]) -> Option<String> {
     if paths.is_empty() {
         return None;
     }
-    let mut args: Vec<&str> = vec!["diff", "--no-color", "--no-ext-diff", "HEAD", "--"];
+    let base = base.unwrap_or("HEAD");
+    let mut args: Vec<&str> = vec!["diff", "--no-color", "--no-ext-diff", base, "--"];
     args.extend(paths.iter().map(String::as_str));
     let out = git(root, &args)?;
     let text = String::from_utf8_lossy(&out).into_owned();
@@ -166,6 +343,139 @@ fn git(dir: &Path, args: &[&str]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn editor_side_files_are_told_by_their_name() {
+        let side = [
+            ".task-board.md.swp",
+            ".task-board.md.swo",
+            ".task-board.md.swa",
+            "notes/.plan.md.swp",
+            ".swp",
+            "4913",
+            "5036",
+            "sub/4913",
+            "task-board.md~",
+            "src/lib.rs~",
+            "task-board.md.~1~",
+            ".#task-board.md",
+            "#task-board.md#",
+            "docs/#notes.md#",
+            ".task-board.md.kate-swp",
+            ".goutputstream-XJ2F9Z",
+            "task-board.md___jb_tmp___",
+            "task-board.md___jb_old___",
+        ];
+        for p in side {
+            assert!(is_editor_side_file(p), "{p} is an editor side file");
+        }
+        let work = [
+            "task-board.md",
+            "src/lib.rs",
+            "swp",
+            "notes.swp",
+            ".task-board.md.sql",
+            ".task-board.md.swz",
+            ".env",
+            "4914",
+            "4913.md",
+            "1000",
+            "#",
+            "##",
+            "issue#12.md",
+            ".gitignore",
+            "handoffs/A-1.md",
+        ];
+        for p in work {
+            assert!(!is_editor_side_file(p), "{p} is not an editor side file");
+        }
+    }
+
+    fn snap(head: &str, entries: &[(&str, &str, Option<u64>)]) -> Snapshot {
+        Snapshot {
+            root: PathBuf::from("/nonexistent/repo"),
+            head: Some(head.to_string()),
+            entries: entries
+                .iter()
+                .map(|(p, c, h)| (p.to_string(), (c.to_string(), *h)))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn with_head_in_place_status_or_content_decides() {
+        let before = snap(
+            "a",
+            &[("dirty.rs", " M", Some(1)), ("same.rs", " M", Some(2))],
+        );
+        let after = snap(
+            "a",
+            &[
+                ("dirty.rs", " M", Some(3)),
+                ("same.rs", " M", Some(2)),
+                ("new.rs", "??", Some(4)),
+            ],
+        );
+        assert_eq!(compare(&before, &after, &Moved::No), ["dirty.rs", "new.rs"]);
+    }
+
+    #[test]
+    fn with_head_moved_forward_content_since_the_start_decides() {
+        // At the start: the person's edit to notes.md and an untracked scratch file.
+        let before = snap(
+            "a",
+            &[("notes.md", " M", Some(1)), ("scratch", "??", Some(2))],
+        );
+        // The run committed src/a.rs, edited src/b.rs without committing, created src/c.rs
+        // and committed a change to src/d.rs it then undid in the work tree; the person's
+        // files are as they were (notes.md now clean against the new HEAD: committed too).
+        let after = snap(
+            "b",
+            &[
+                ("src/b.rs", " M", Some(5)),
+                ("src/c.rs", "??", Some(6)),
+                ("src/d.rs", " M", Some(7)),
+                ("scratch", "??", Some(2)),
+            ],
+        );
+        let differs: BTreeSet<String> = ["src/a.rs", "src/b.rs", "notes.md"]
+            .map(String::from)
+            .into();
+        let now = [
+            ("src/a.rs", Some(8)),
+            ("src/b.rs", Some(5)),
+            ("src/c.rs", Some(6)),
+            ("src/d.rs", Some(7)),
+            ("notes.md", Some(1)),
+            ("scratch", Some(2)),
+        ]
+        .map(|(p, h)| (p.to_string(), h))
+        .into();
+        let moved = Moved::Ahead { differs, now };
+        assert_eq!(
+            compare(&before, &after, &moved),
+            ["src/a.rs", "src/b.rs", "src/c.rs"]
+        );
+    }
+
+    #[test]
+    fn the_board_and_the_runtime_files_are_never_the_runs_work() {
+        let dir = Path::new("/nonexistent/repo/boards");
+        let board = dir.join("task-board.md");
+        for p in [
+            "task-board.md",
+            "events.jsonl",
+            "events-2026-11-30T10:00:00Z.jsonl",
+            "handoffs/A-1.md",
+            "deadletter/A-1.json",
+            ".taskboard/state.json",
+        ] {
+            assert!(is_runtime_file(&dir.join(p), dir, &board), "{p}");
+        }
+        for p in ["notes.md", "src/task-board.md", "../task-board.md"] {
+            assert!(!is_runtime_file(&dir.join(p), dir, &board), "{p}");
+        }
+    }
 
     #[test]
     fn claims_are_compared_relative_to_the_repository() {

@@ -1447,13 +1447,17 @@ impl Runtime {
             }
         }
         let duration_ms = facts.duration.as_millis() as u64;
-        let seen = active.evidence_before.as_ref().and_then(|before| {
-            let after = evidence::snapshot(&before.root)?;
-            Some((
-                evidence::changed(before, &after, &self.board_dir, &self.board),
-                after.root,
-            ))
-        });
+        let seen = match active.evidence_before.as_ref().map(|before| {
+            let since = evidence::since(before, &self.board_dir, &self.board);
+            (since, before.root.clone())
+        }) {
+            Some((Ok(Some(paths)), root)) => Some((paths, root)),
+            Some((Err(why), _)) => {
+                self.error(Some(id), "evidence", why);
+                None
+            }
+            _ => None,
+        };
         if let (Some((seen, root)), Some(claims)) = (
             &seen,
             reported
@@ -1520,6 +1524,10 @@ impl Runtime {
             phase: phase.clone(),
             handoff,
             changed: seen.clone(),
+            base: active
+                .evidence_before
+                .as_ref()
+                .and_then(|b| b.head().map(str::to_string)),
         });
         self.emit(
             Some(id),
@@ -1673,14 +1681,11 @@ impl Runtime {
         let record = self.store.tasks.get(id);
         let review = (phase == Phase::Review).then(|| packet::Review {
             handoff: String::new(),
-            diff: record
-                .and_then(|r| r.history.last())
-                .and_then(|a| a.changed.as_deref())
-                .and_then(|paths| {
-                    self.git_root
-                        .as_deref()
-                        .and_then(|root| evidence::diff(root, paths))
-                }),
+            diff: record.and_then(|r| r.history.last()).and_then(|a| {
+                let paths = a.changed.as_deref()?;
+                let root = self.git_root.as_deref()?;
+                evidence::diff(root, a.base.as_deref(), paths)
+            }),
         });
         let source = packet::Source {
             board_dir: &self.board_dir,

@@ -69,6 +69,10 @@ pub struct AttemptRecord {
     /// Files git saw change during the run (repository-relative), when in a work tree.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changed: Option<Vec<String>>,
+    /// The commit `HEAD` named when the run started: a review's diff is taken from it, so work
+    /// the run committed is in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
 }
 
 fn is_zero(v: &f64) -> bool {

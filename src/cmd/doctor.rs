@@ -183,6 +183,9 @@ fn board_check(board: &Path, config: Option<&Config>) -> Check {
         }
     };
     let parsed = Board::parse(&snap.text);
+    // Without a loadable configuration the routes are not checked (an empty set of routes would
+    // make every task's route an error): the same findings `taskboard lint` prints then.
+    let config_failed = config.is_none();
     let defaults = Config::default();
     let config = config.unwrap_or(&defaults);
     let routes = config.executors.keys().cloned().collect();
@@ -192,7 +195,7 @@ fn board_check(board: &Path, config: Option<&Config>) -> Check {
         &LintContext {
             now: Utc::now(),
             stale_after: config.runtime.stale_after,
-            routes: Some(&routes),
+            routes: (!config_failed).then_some(&routes),
             longest_backoff: Some(longest_backoff(config)),
         },
     );
@@ -224,11 +227,16 @@ fn board_check(board: &Path, config: Option<&Config>) -> Check {
         plural(errors),
         plural(warnings)
     );
-    let todo = format!(
-        "see `taskboard lint {}`",
+    let lint_cmd = format!(
+        "`taskboard lint {}`",
         service::shell_quote(&board.to_string_lossy())
     );
-    match (errors, warnings) {
+    let todo = if config_failed {
+        format!("fix the config first, then see {lint_cmd}")
+    } else {
+        format!("see {lint_cmd}")
+    };
+    let mut c = match (errors, warnings) {
         (0, 0) => ok(
             "board",
             format!(
@@ -239,7 +247,12 @@ fn board_check(board: &Path, config: Option<&Config>) -> Check {
         ),
         (0, _) => check(Level::Warn, "board", summary, todo),
         _ => check(Level::Fail, "board", summary, todo),
+    };
+    if config_failed {
+        c.finding
+            .push_str(" (routes not checked: the config does not load)");
     }
+    c
 }
 
 fn longest_backoff(config: &Config) -> std::time::Duration {

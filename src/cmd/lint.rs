@@ -12,6 +12,11 @@
 //!
 //! `--json` prints one object per finding per line and no summary:
 //! `{"line":12,"column":11,"severity":"error","code":"unknown-status","task":"A-1","message":"…"}`.
+//!
+//! A configuration that cannot be loaded does not hide the board's findings (`doctor` counts
+//! them either way): the board is linted without the checks that need the configuration
+//! (unknown routes) and with the default runtime settings, its findings are printed, and then the
+//! configuration error is the command's one-line failure (exit 3): it is what to fix first.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -95,8 +100,30 @@ pub fn run(board: &Path, json: bool, config: Option<&Path>) -> CmdResult {
     let board = &super::resolve_board(board)?;
     // An unreadable board is the first thing to say, before any config problem.
     let text = read_board_text(board)?;
-    let settings = lint_settings(board, config)?;
-    lint_board(board, &text, json, &settings)
+    match lint_settings(board, config) {
+        Ok(settings) => lint_board(board, &text, json, &settings),
+        Err(failure) => {
+            lint_board(board, &text, json, &without_config())?;
+            Err(Failure::new(
+                failure.exit,
+                format!(
+                    "{} (the board above was linted without it: routes not checked)",
+                    failure.message
+                ),
+            ))
+        }
+    }
+}
+
+/// The settings when the configuration cannot be loaded: routes not checked, the default
+/// runtime settings.
+pub(crate) fn without_config() -> LintSettings {
+    let rc = crate::config::Config::default().runtime;
+    LintSettings {
+        routes: None,
+        stale_after: rc.stale_after,
+        longest_backoff: crate::plan::longest_backoff_for(rc.retry_backoff, rc.max_attempts),
+    }
 }
 
 /// Lints `board` with the given settings.

@@ -1,0 +1,250 @@
+//! Evidence against real git: a run that edits, or commits, the files it claims matches its
+//! claims; editors' side files appearing during a run are nobody's work; a run after which
+//! `HEAD` names another history says so instead of guessing. And, for the same person reading
+//! what went wrong, `doctor` and `lint` agree on a board's findings when the configuration has a
+//! typo.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use support::Sandbox;
+
+fn has_git() -> bool {
+    if Command::new("git").arg("--version").output().is_err() {
+        support::skip("git is not installed (apt-get install git; .ci/run does)");
+        return false;
+    }
+    true
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A repository holding a README and a `.gitignore` (the test harness keeps the runtime's
+/// stderr in the folder, and the flags tests use to pace an executor are not its work), with
+/// the board beside them and an executor running `body`.
+fn repo(name: &str, body: &str) -> Sandbox {
+    let sb = Sandbox::new(name);
+    sb.script("exec.sh", &format!("cat >/dev/null\n{body}"));
+    sb.config("", "[executors.default]\ncommand = [\"./exec.sh\"]\n");
+    sb.write_board("# Board\n\n## A-1\n- status: ready\n");
+    sb.write("README.md", "readme\n");
+    sb.write(".gitignore", "run-*.stderr\n*.flag\n");
+    git(&sb.dir, &["init", "-q"]);
+    git(&sb.dir, &["add", "README.md", ".gitignore"]);
+    git(&sb.dir, &["commit", "-qm", "init"]);
+    sb
+}
+
+const CLAIM_REAL: &str = r#"printf '{"handoff": {"what": "edited", "evidence": {"changed": ["src/real.rs"]}}}' > "$TASKBOARD_RESULT""#;
+
+fn finished_changes(sb: &Sandbox) -> serde_json::Value {
+    let fin = sb.events_named("task_finished");
+    assert_eq!(fin.len(), 1, "{fin:?}");
+    fin[0]["changed"].clone()
+}
+
+#[test]
+fn a_run_that_edits_what_it_claims_matches() {
+    if !has_git() {
+        return;
+    }
+    let mut sb = repo(
+        "evidence-edit",
+        &format!("mkdir -p src && echo 'fn x() {{}}' > src/real.rs\n{CLAIM_REAL}\nexit 0"),
+    );
+    sb.start_run();
+    sb.wait_until("done", |s| s.status_of("A-1") == "done");
+    assert_eq!(finished_changes(&sb), serde_json::json!(["src/real.rs"]));
+    assert_eq!(sb.count("evidence_mismatch"), 0, "{:?}", sb.events());
+}
+
+#[test]
+fn a_run_that_commits_what_it_claims_matches() {
+    if !has_git() {
+        return;
+    }
+    // Commits its file the way aider does: the work tree is clean again when it ends.
+    let mut sb = repo(
+        "evidence-commit",
+        &format!(
+            "mkdir -p src && echo 'fn x() {{}}' > src/real.rs\n\
+             git add src/real.rs && git -c user.name=t -c user.email=t@t commit -qm work || exit 9\n\
+             {CLAIM_REAL}\nexit 0"
+        ),
+    );
+    let start = git(&sb.dir, &["rev-parse", "HEAD"]);
+    sb.start_run();
+    sb.wait_until("done", |s| s.status_of("A-1") == "done");
+    assert_ne!(git(&sb.dir, &["rev-parse", "HEAD"]), start, "it committed");
+    assert_eq!(git(&sb.dir, &["status", "--porcelain", "src"]), "");
+    assert_eq!(finished_changes(&sb), serde_json::json!(["src/real.rs"]));
+    assert_eq!(sb.count("evidence_mismatch"), 0, "{:?}", sb.events());
+    assert_eq!(sb.errors_in("evidence"), 0);
+}
+
+#[test]
+fn a_review_of_committed_work_gets_its_diff() {
+    if !has_git() {
+        return;
+    }
+    let mut sb = repo(
+        "evidence-review",
+        &format!(
+            "mkdir -p src && echo 'fn committed() {{}}' > src/real.rs\n\
+             git add src/real.rs && git -c user.name=t -c user.email=t@t commit -qm work || exit 9\n\
+             {CLAIM_REAL}\nexit 0"
+        ),
+    );
+    sb.script("review.sh", "cat >/dev/null\nexit 0");
+    sb.config(
+        "",
+        "[executors.default]\ncommand = [\"./exec.sh\"]\nreview = \"review\"\n\n[executors.review]\ncommand = [\"./review.sh\"]\n",
+    );
+    sb.start_run();
+    sb.wait_until("done", |s| s.status_of("A-1") == "done");
+    let review_dir = std::fs::read_dir(sb.path(".taskboard/runs/A-1"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().contains("review"))
+        .expect("a review run folder");
+    let packet = std::fs::read_to_string(review_dir.join("packet.md")).unwrap();
+    assert!(packet.contains("+fn committed() {}"), "{packet}");
+}
+
+#[test]
+fn editor_side_files_appearing_during_a_run_are_not_its_work() {
+    if !has_git() {
+        return;
+    }
+    // Touches nothing: says it started, then waits (bounded) for the test to let it go.
+    let mut sb = repo(
+        "evidence-editor",
+        "touch started.flag\n\
+         i=0; while [ ! -e go.flag ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done\n\
+         exit 0",
+    );
+    sb.start_run();
+    sb.wait_until("the run to start", |s| s.path("started.flag").exists());
+    // A person opens the board in vim meanwhile: its swap file, its write probe, a backup.
+    sb.write(".task-board.md.swp", "swap");
+    sb.write("4913", "");
+    sb.write("task-board.md~", "backup");
+    sb.write("go.flag", "");
+    sb.wait_until("done", |s| s.status_of("A-1") == "done");
+    assert_eq!(finished_changes(&sb), serde_json::json!([]));
+    assert_eq!(sb.count("evidence_mismatch"), 0, "{:?}", sb.events());
+}
+
+#[test]
+fn head_moved_to_another_history_is_said_not_guessed() {
+    if !has_git() {
+        return;
+    }
+    // Goes back to the first commit: the start commit is not in that history.
+    let mut sb = repo(
+        "evidence-elsewhere",
+        &format!(
+            "git checkout -q --detach HEAD~1 || exit 9\n\
+             mkdir -p src && echo 'fn x() {{}}' > src/real.rs\n{CLAIM_REAL}\nexit 0"
+        ),
+    );
+    sb.write("NOTES.md", "notes\n");
+    git(&sb.dir, &["add", "NOTES.md"]);
+    git(&sb.dir, &["commit", "-qm", "notes"]);
+    sb.start_run();
+    sb.wait_until("done", |s| s.status_of("A-1") == "done");
+    assert_eq!(finished_changes(&sb), serde_json::Value::Null);
+    assert_eq!(sb.count("evidence_mismatch"), 0, "{:?}", sb.events());
+    let errors = sb.events_named("error");
+    let said = errors
+        .iter()
+        .find(|e| e["context"] == "evidence")
+        .unwrap_or_else(|| panic!("no evidence error in {errors:?}"));
+    let message = said["message"].as_str().unwrap_or_default();
+    assert!(message.contains("HEAD moved from"), "{message}");
+}
+
+#[test]
+fn doctor_and_lint_agree_on_a_board_when_the_config_has_a_typo() {
+    let sb = Sandbox::new("evidence-config-typo");
+    sb.script("exec.sh", "cat >/dev/null\nexit 0");
+    sb.write(
+        "taskboard.toml",
+        "[executors.default]\ncomand = [\"./exec.sh\"]\n",
+    );
+    // Two errors (statuses in the wrong case) and a ready task on the default route, which
+    // must not count as an unknown route while the configuration does not load.
+    sb.write_board(
+        "# Board\n\n## A-1\n- status: Ready\n\n## B-1\n- status: Done\n\n## C-1\n- status: ready\n",
+    );
+
+    let doctor = sb
+        .command(&["doctor"])
+        .env("HOME", sb.path("home"))
+        .env_remove("XDG_CONFIG_HOME")
+        .output()
+        .unwrap();
+    assert_eq!(doctor.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&doctor.stdout);
+    let line = |check: &str| {
+        stdout
+            .lines()
+            .find(|l| {
+                l.get(6..)
+                    .is_some_and(|r| r.starts_with(&format!("{check}: ")))
+            })
+            .unwrap_or_else(|| panic!("no {check} line in {stdout}"))
+            .to_string()
+    };
+    let config = line("config");
+    assert!(
+        config.starts_with("FAIL") && config.contains("comand"),
+        "{config}"
+    );
+    let board = line("board");
+    assert!(
+        board.starts_with("FAIL") && board.contains(": 2 errors,"),
+        "{board}"
+    );
+    assert!(board.contains("fix the config first"), "{board}");
+
+    let lint = sb.command(&["lint"]).output().unwrap();
+    let out = String::from_utf8_lossy(&lint.stdout);
+    let err = String::from_utf8_lossy(&lint.stderr);
+    assert_eq!(lint.status.code(), Some(3), "{out}{err}");
+    assert_eq!(out.matches("error[unknown-status]").count(), 2, "{out}");
+    assert!(!out.contains("unknown-route"), "{out}");
+    assert_eq!(out.lines().last(), Some("2 errors, 0 warnings"), "{out}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("taskboard.toml") && err.contains("comand"),
+        "{err}"
+    );
+
+    let json = sb.command(&["lint", "--json"]).output().unwrap();
+    assert_eq!(json.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&json.stdout).lines().count(), 2);
+    assert_eq!(String::from_utf8_lossy(&json.stderr).lines().count(), 1);
+}
