@@ -458,6 +458,7 @@ impl Runtime {
             None,
             EventKind::RuntimeStopped {
                 reason: stop_reason,
+                mode: Some(self.mode.as_str().into()),
             },
         );
         Ok(())
