@@ -8,8 +8,8 @@
 //! - Filter: `TASKBOARD_LOG` (the `RUST_LOG` syntax), `info` when unset or invalid.
 //! - Events: each event appended to `events.jsonl` is also logged ([`event`]), as the line
 //!   `taskboard tail` prints for it (`cmd::tail::render_event`), at the level its colour says
-//!   (red: error, yellow: warn, else info). `pass` events are logged at debug level only: one per
-//!   pass, they would bury everything else.
+//!   (red: error, yellow: warn, else info). The runtime leaves `pass` events out: one per pass,
+//!   they would bury everything else.
 //! - stderr on a terminal (and `NO_COLOR` unset or empty): exactly `tail`'s lines, coloured;
 //!   other diagnostics as `time message`, yellow for warnings and red for errors.
 //! - stderr otherwise (a service manager captures it: journald, launchd's `StandardErrorPath`):
@@ -52,13 +52,8 @@ use crate::fsio;
 /// The target of the log records that carry an event; their `record` field is its JSON line.
 pub const EVENT_TARGET: &str = "taskboard::event";
 
-/// Logs one event (`line` as appended to `events.jsonl`) at the level its rendering says;
-/// `noise` (a `pass`) only at debug level.
-pub fn event(line: &str, noise: bool) {
-    if noise {
-        tracing::debug!(target: EVENT_TARGET, record = line);
-        return;
-    }
+/// Logs one event (`line` as appended to `events.jsonl`) at the level its rendering says.
+pub fn event(line: &str) {
     if !tracing::enabled!(target: EVENT_TARGET, Level::ERROR) {
         return;
     }

@@ -306,8 +306,10 @@ impl Runtime {
 
     fn emit(&self, task: Option<&str>, kind: EventKind) {
         let ev = Event::new(Utc::now(), task, kind);
-        // The log line reads as `tail` shows the event; a pass is noise there (debug level).
-        crate::logging::event(&ev.to_line(), matches!(ev.kind, EventKind::Pass { .. }));
+        // The log line reads as `tail` shows the event; a pass, one per pass, is noise there.
+        if !matches!(ev.kind, EventKind::Pass { .. }) {
+            crate::logging::event(&ev.to_line());
+        }
         if let Err(e) = self.log.append(&ev) {
             tracing::error!("cannot append to events.jsonl: {e}");
         }
