@@ -51,6 +51,10 @@ pub enum EventKind {
     },
     RuntimeStopped {
         reason: String,
+        /// `"run"` or `"once"`, as in the matching `runtime_started`: a `once` finishing beside
+        /// a serving `run` must not read as the service stopping. Absent in older logs.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        mode: Option<String>,
     },
     FileChanged {
         #[serde(skip_serializing_if = "Option::is_none", default)]

@@ -6,10 +6,17 @@
 //! diagnostics around them.
 //!
 //! - Filter: `TASKBOARD_LOG` (the `RUST_LOG` syntax), `info` when unset or invalid.
-//! - stderr: coloured only when stderr is a terminal and `NO_COLOR` is unset or empty. A service
-//!   manager captures it (journald, launchd's `StandardErrorPath`).
-//! - File: `<board's folder>/.taskboard/logs/taskboard.log.YYYY-MM-DD`, one per UTC day, never
-//!   coloured. When a new file is opened (at start and at each rollover) the oldest files are
+//! - Events: each event appended to `events.jsonl` is also logged ([`event`]), as the line
+//!   `taskboard tail` prints for it (`cmd::tail::render_event`), at the level its colour says
+//!   (red: error, yellow: warn, else info). The runtime leaves `pass` events out: one per pass,
+//!   they would bury everything else.
+//! - stderr on a terminal (and `NO_COLOR` unset or empty): exactly `tail`'s lines, coloured;
+//!   other diagnostics as `time message`, yellow for warnings and red for errors.
+//! - stderr otherwise (a service manager captures it: journald, launchd's `StandardErrorPath`):
+//!   the same lines without colour, the severity word (`INFO`, `WARN`, `ERROR`) after the time,
+//!   so that a reader of the journal can grep for what a terminal shows in colour.
+//! - File: `<board's folder>/.taskboard/logs/taskboard.log.YYYY-MM-DD`, one per UTC day: the
+//!   uncoloured lines, each starting with its date. When a new file is opened (at start and at each rollover) the oldest files are
 //!   removed so that at most `log_keep` remain, today's included. tracing-appender orders them by
 //!   creation time where the filesystem records it, else by the date in the name, and only
 //!   touches files whose name starts with `taskboard.log`.
@@ -20,8 +27,16 @@
 //! - If the logs folder cannot be created or the file cannot be opened, lines go to stderr only,
 //!   and one warning says so.
 
+use std::fmt;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+use tracing::field::{Field, Visit};
+use tracing::{Level, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
 
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_appender::rolling::{RollingFileAppender, Rotation};
@@ -29,8 +44,142 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+use crate::cmd::Paint;
+use crate::cmd::tail::{Rendered, Severity, render_event};
 use crate::config;
 use crate::fsio;
+
+/// The target of the log records that carry an event; their `record` field is its JSON line.
+pub const EVENT_TARGET: &str = "taskboard::event";
+
+/// Logs one event (`line` as appended to `events.jsonl`) at the level its rendering says.
+pub fn event(line: &str) {
+    if !tracing::enabled!(target: EVENT_TARGET, Level::ERROR) {
+        return;
+    }
+    match rendered(line).map(|r| r.severity) {
+        Some(Severity::Error) => tracing::error!(target: EVENT_TARGET, record = line),
+        Some(Severity::Warn) => tracing::warn!(target: EVENT_TARGET, record = line),
+        _ => tracing::info!(target: EVENT_TARGET, record = line),
+    }
+}
+
+/// An event's JSON line as `tail` renders it, without colour; `None` when it does not parse.
+fn rendered(line: &str) -> Option<Rendered> {
+    let map = serde_json::from_str::<Map<String, Value>>(line).ok()?;
+    Some(render_event(&map, Paint(false)))
+}
+
+/// The line format of both outputs: events as `tail` renders them, diagnostics alike.
+struct Readable {
+    /// Colour (a terminal): `tail`'s own lines. Otherwise the severity word is written out.
+    ansi: bool,
+    /// Start each line with its date (the file, read days later).
+    dated: bool,
+}
+
+/// The message, an event's `record` and any other fields of one log record.
+#[derive(Default)]
+struct Fields {
+    message: String,
+    record: Option<String>,
+    rest: Vec<String>,
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "record" => self.record = Some(value.to_string()),
+            "message" => self.message = value.to_string(),
+            name => self.rest.push(format!("{name}={value}")),
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        match field.name() {
+            "message" => self.message = format!("{value:?}"),
+            name => self.rest.push(format!("{name}={value:?}")),
+        }
+    }
+}
+
+fn severity_of(level: &Level) -> Severity {
+    match *level {
+        Level::ERROR => Severity::Error,
+        Level::WARN => Severity::Warn,
+        _ => Severity::Info,
+    }
+}
+
+impl<S, N> FormatEvent<S, N> for Readable
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> fmt::Result {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let paint = Paint(self.ansi);
+        let now = chrono::Utc::now();
+        let parsed = (event.metadata().target() == EVENT_TARGET)
+            .then_some(fields.record.as_deref())
+            .flatten()
+            .and_then(|line| serde_json::from_str::<Map<String, Value>>(line).ok());
+        let (date, line) = match parsed {
+            Some(map) => {
+                let date = map
+                    .get("ts")
+                    .and_then(Value::as_str)
+                    .and_then(|ts| ts.get(..10))
+                    .map(str::to_owned);
+                let r = render_event(&map, paint);
+                let line = if self.ansi {
+                    r.line(paint)
+                } else {
+                    r.plain_line()
+                };
+                (date, line)
+            }
+            None => {
+                let mut text = fields.message;
+                if let Some(record) = fields.record {
+                    fields.rest.insert(0, format!("record={record}"));
+                }
+                for f in &fields.rest {
+                    text.push(' ');
+                    text.push_str(f);
+                }
+                let text: String = text
+                    .chars()
+                    .map(|c| if c.is_control() { ' ' } else { c })
+                    .collect();
+                let severity = severity_of(event.metadata().level());
+                let time = now.format("%H:%M:%S%.3f").to_string();
+                let line = if self.ansi {
+                    let text = match severity {
+                        Severity::Error => paint.red(&text),
+                        Severity::Warn => paint.yellow(&text),
+                        Severity::Info => text,
+                    };
+                    format!("{} {text}", paint.dim(&time))
+                } else {
+                    format!("{time} {:<5} {text}", severity.word())
+                };
+                (None, line)
+            }
+        };
+        if self.dated {
+            let date = date.unwrap_or_else(|| now.format("%Y-%m-%d").to_string());
+            write!(writer, "{date} ")?;
+        }
+        writeln!(writer, "{line}")
+    }
+}
 
 /// The file name prefix of the daily files: `taskboard.log.YYYY-MM-DD`.
 pub const FILE_PREFIX: &str = "taskboard.log";
@@ -73,7 +222,7 @@ pub fn init(board: &Path, log_keep: u32) -> LogGuard {
     let stderr_layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(ansi)
-        .with_target(false);
+        .event_format(Readable { ansi, dated: false });
 
     let dir = logs_dir(board);
     let (file, problem) = match open_file(board, &dir, log_keep) {
@@ -89,7 +238,10 @@ pub fn init(board: &Path, log_keep: u32) -> LogGuard {
             let layer = tracing_subscriber::fmt::layer()
                 .with_writer(writer)
                 .with_ansi(false)
-                .with_target(false);
+                .event_format(Readable {
+                    ansi: false,
+                    dated: true,
+                });
             (Some(layer), Some(guard), Some(dir))
         }
         None => (None, None, None),

@@ -306,15 +306,9 @@ impl Runtime {
 
     fn emit(&self, task: Option<&str>, kind: EventKind) {
         let ev = Event::new(Utc::now(), task, kind);
-        if tracing::enabled!(tracing::Level::INFO) && !matches!(ev.kind, EventKind::Pass { .. }) {
-            let line = ev.to_line();
-            // The JSON without its `ts` (the log line has its own): readable, and greppable.
-            let body = line.split_once(',').map_or(line.as_str(), |(_, rest)| rest);
-            if matches!(ev.kind, EventKind::Error { .. }) {
-                tracing::warn!("{{{body}");
-            } else {
-                tracing::info!("{{{body}");
-            }
+        // The log line reads as `tail` shows the event; a pass, one per pass, is noise there.
+        if !matches!(ev.kind, EventKind::Pass { .. }) {
+            crate::logging::event(&ev.to_line());
         }
         if let Err(e) = self.log.append(&ev) {
             tracing::error!("cannot append to events.jsonl: {e}");
@@ -364,10 +358,13 @@ impl Runtime {
             },
         );
         tracing::info!(
-            board = %self.board.display(),
-            config = ?self.config_path,
-            "taskboard {} started",
-            self.mode.as_str()
+            "taskboard {} started: board {}, config {}",
+            self.mode.as_str(),
+            self.board.display(),
+            self.config_path.as_ref().map_or_else(
+                || "none (defaults)".to_string(),
+                |p| p.display().to_string()
+            )
         );
         // Orphans of our executors' descendants are handed to us, not to init, to be found.
         if !procs::become_subreaper() && cfg!(target_os = "linux") {
@@ -458,6 +455,7 @@ impl Runtime {
             None,
             EventKind::RuntimeStopped {
                 reason: stop_reason,
+                mode: Some(self.mode.as_str().into()),
             },
         );
         Ok(())

@@ -50,6 +50,11 @@ fn every_kind() -> Vec<EventKind> {
         },
         EventKind::RuntimeStopped {
             reason: "sigterm".into(),
+            mode: None,
+        },
+        EventKind::RuntimeStopped {
+            reason: "finished".into(),
+            mode: Some("once".into()),
         },
         EventKind::FileChanged {
             latency_ms: Some(12),
@@ -420,7 +425,14 @@ fn log_is_created_with_mode_0644_and_appends() {
     use std::os::unix::fs::PermissionsExt;
     let dir = TempDir::new("mode");
     let path = dir.path("events.jsonl");
-    let ev = Event::new(ts(), None, EventKind::RuntimeStopped { reason: "x".into() });
+    let ev = Event::new(
+        ts(),
+        None,
+        EventKind::RuntimeStopped {
+            reason: "x".into(),
+            mode: None,
+        },
+    );
     EventLog::open(&path).unwrap().append(&ev).unwrap();
     EventLog::open(&path).unwrap().append(&ev).unwrap();
     let meta = fs::metadata(&path).unwrap();
@@ -469,6 +481,7 @@ fn middle_garbage_and_unknown_events_are_reported_and_skipped() {
         None,
         EventKind::RuntimeStopped {
             reason: "done".into(),
+            mode: None,
         },
     );
     let line = good.to_line();

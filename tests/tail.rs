@@ -173,8 +173,26 @@ fn each_kind_reads_as_one_line() {
             None,
             EventKind::RuntimeStopped {
                 reason: "sigterm".into(),
+                mode: None,
             },
             "15:25:03.123 runtime_stopped      reason=sigterm",
+        ),
+        // The mode first: a `once` ending beside a serving `run` is not the service stopping.
+        (
+            None,
+            EventKind::RuntimeStopped {
+                reason: "finished".into(),
+                mode: Some("once".into()),
+            },
+            "15:25:03.123 runtime_stopped      once finished",
+        ),
+        (
+            None,
+            EventKind::RuntimeStopped {
+                reason: "signal SIGTERM".into(),
+                mode: Some("run".into()),
+            },
+            "15:25:03.123 runtime_stopped      run stopped: signal SIGTERM",
         ),
     ];
     for (task, kind, want) in cases {

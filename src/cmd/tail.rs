@@ -1,10 +1,13 @@
 //! `taskboard tail`: the events as a person reads them.
 //!
 //! One line per event: UTC time (`15:25:03.123`, with a date line whenever the day changes), the
-//! event name, the task, then the fields that matter as `key=value`. `-f` follows the live file
-//! like `tail -F`: across rotation (the file renamed away and a new one created), truncation, and
-//! a missing file, polling every 200 ms, until SIGTERM or SIGINT ends it. `--json` passes the
-//! lines through byte for byte. A log that is not a regular file (a FIFO) is refused, never
+//! event name, the task, then the fields that matter as `key=value` (a field with nothing in it,
+//! `null`, `""` or `[]`, is left out). `pass` events, one per pass of the runtime, are hidden
+//! unless `--all` asks for them. `taskboard run` prints the same lines on its stderr (see
+//! [`render_event`]). `-f` follows the live file like `tail -F`: across rotation (the file
+//! renamed away and a new one created), truncation, and a missing file, polling every 200 ms,
+//! until SIGTERM or SIGINT ends it. `--json` passes the lines through byte for byte, `pass`
+//! events included: only `--task` filters the machine record. A log that is not a regular file (a FIFO) is refused, never
 //! opened in a way that waits.
 
 use std::collections::VecDeque;
@@ -38,6 +41,9 @@ pub struct Args {
     /// Print the JSON lines unchanged (for jq).
     #[arg(long)]
     pub json: bool,
+    /// Also show `pass` events (one per pass of the runtime over the board; hidden by default).
+    #[arg(long)]
+    pub all: bool,
     /// How many past events to show first.
     #[arg(short = 'n', long, default_value_t = 20)]
     pub lines: usize,
@@ -61,6 +67,7 @@ pub fn run(args: &Args) -> CmdResult {
         paint: super::Paint(super::use_color()),
         json: args.json,
         task: args.task.clone(),
+        all: args.all,
         last_date: None,
     };
 
@@ -253,24 +260,41 @@ struct Printer<W: Write> {
     paint: Paint,
     json: bool,
     task: Option<String>,
+    /// Show `pass` events too.
+    all: bool,
     last_date: Option<String>,
 }
 
 impl<W: Write> Printer<W> {
-    /// Whether the line passes the `--task` filter.
+    /// Whether the line passes the `--task` filter, and is not a `pass` hidden without `--all`.
     fn wanted(&self, line: &[u8]) -> bool {
-        let Some(want) = &self.task else {
+        let hide_passes = !self.all && !self.json;
+        if self.task.is_none() && !hide_passes {
             return true;
-        };
+        }
         #[derive(serde::Deserialize)]
-        struct TaskOnly<'a> {
+        struct Head<'a> {
             #[serde(borrow, default)]
             task: Option<crate::report::Str<'a>>,
+            #[serde(borrow, default)]
+            event: Option<crate::report::Str<'a>>,
         }
-        serde_json::from_slice::<TaskOnly>(line)
-            .ok()
-            .and_then(|t| t.task)
-            .is_some_and(|t| &*t == want.as_str())
+        // An unreadable line is shown (as unreadable) unless a task filter asks for a task.
+        let head = serde_json::from_slice::<Head>(line).ok();
+        if hide_passes
+            && head
+                .as_ref()
+                .and_then(|h| h.event.as_deref())
+                .is_some_and(|e| e == "pass")
+        {
+            return false;
+        }
+        match &self.task {
+            None => true,
+            Some(want) => head
+                .and_then(|h| h.task)
+                .is_some_and(|t| &*t == want.as_str()),
+        }
     }
 
     fn print(&mut self, line: &[u8]) -> io::Result<()> {
@@ -352,8 +376,101 @@ fn fmt_usd(usd: f64) -> String {
     super::stats::fmt_usd(usd)
 }
 
+/// How an event reads at a glance: the colour of its name on a terminal, and the severity word
+/// written where there is no colour (a service manager's log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tone {
+    Plain,
+    Green,
+    Cyan,
+    Yellow,
+    Red,
+}
+
+impl Tone {
+    fn apply(self, p: Paint, s: &str) -> String {
+        match self {
+            Tone::Plain => s.to_string(),
+            Tone::Green => p.green(s),
+            Tone::Cyan => p.cyan(s),
+            Tone::Yellow => p.yellow(s),
+            Tone::Red => p.red(s),
+        }
+    }
+
+    fn severity(self) -> Severity {
+        match self {
+            Tone::Red => Severity::Error,
+            Tone::Yellow => Severity::Warn,
+            Tone::Plain | Tone::Green | Tone::Cyan => Severity::Info,
+        }
+    }
+}
+
+/// How much an event asks of a person: red lines are errors, yellow ones warnings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Info,
+    Warn,
+    Error,
+}
+
+impl Severity {
+    /// The word written in place of colour: `INFO`, `WARN`, `ERROR`.
+    pub fn word(self) -> &'static str {
+        match self {
+            Severity::Info => "INFO",
+            Severity::Warn => "WARN",
+            Severity::Error => "ERROR",
+        }
+    }
+}
+
+/// One event made readable, in pieces, so that `tail` and the runtime's own log lines say the
+/// same thing: `tail` prints `time body`; a log without colour puts the severity word between.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// `15:25:03.123` (UTC), from the event's `ts`.
+    pub time: String,
+    /// The event's name, its task and its fields, painted when colour is on.
+    pub body: String,
+    pub severity: Severity,
+}
+
+impl Rendered {
+    /// The line as `tail` prints it.
+    pub fn line(&self, p: Paint) -> String {
+        format!("{} {}", p.dim(&self.time), self.body)
+            .trim_end()
+            .to_string()
+    }
+
+    /// The line without colour, the severity word after the time: for logs read without a
+    /// terminal, where `grep ' ERROR '` has to find what a terminal would show in red.
+    pub fn plain_line(&self) -> String {
+        format!("{} {:<5} {}", self.time, self.severity.word(), self.body)
+            .trim_end()
+            .to_string()
+    }
+}
+
+/// Whether a field says nothing: `null`, `""` or `[]`. Such fields are left out of the line.
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(items) => items.is_empty(),
+        _ => false,
+    }
+}
+
 /// One event as a readable line (without the date, which [`Printer`] prints on change).
 fn render(map: &Map<String, Value>, p: Paint) -> String {
+    render_event(map, p).line(p)
+}
+
+/// One event of `events.jsonl` (parsed) made readable; `p` paints it or not.
+pub fn render_event(map: &Map<String, Value>, p: Paint) -> Rendered {
     let mut fields = map.clone();
     let take = |fields: &mut Map<String, Value>, k: &str| fields.remove(k);
     let ts = take(&mut fields, "ts");
@@ -368,11 +485,13 @@ fn render(map: &Map<String, Value>, p: Paint) -> String {
     let task = take(&mut fields, "task").map(|v| value_text(&v));
     let mut parts: Vec<String> = Vec::new();
     let kv = |fields: &mut Map<String, Value>, k: &str, parts: &mut Vec<String>| {
-        if let Some(v) = fields.remove(k) {
+        if let Some(v) = fields.remove(k)
+            && !is_empty(&v)
+        {
             parts.push(format!("{k}={}", value_text(&v)));
         }
     };
-    let mut tone: fn(Paint, &str) -> String = |_, s| s.to_string();
+    let mut tone = Tone::Plain;
     // `review` first for a review run; any other phase by name.
     let phase =
         |fields: &mut Map<String, Value>, parts: &mut Vec<String>| match fields.remove("phase") {
@@ -410,11 +529,11 @@ fn render(map: &Map<String, Value>, p: Paint) -> String {
             if let Some(outcome) = take(&mut fields, "outcome") {
                 let o = value_text(&outcome);
                 tone = if o == "done" {
-                    Paint::green
+                    Tone::Green
                 } else if o.starts_with("failed") {
-                    Paint::red
+                    Tone::Red
                 } else if o.starts_with("blocked:retry") || o == "interrupted" || o == "cancelled" {
-                    Paint::yellow
+                    Tone::Yellow
                 } else {
                     tone
                 };
@@ -422,7 +541,9 @@ fn render(map: &Map<String, Value>, p: Paint) -> String {
             }
             kv(&mut fields, "stopped", &mut parts);
             kv(&mut fields, "note", &mut parts);
-            if let Some(Value::Array(files)) = fields.get("changed") {
+            if let Some(Value::Array(files)) = fields.get("changed")
+                && !files.is_empty()
+            {
                 let shown: Vec<String> = files.iter().take(3).map(value_text).collect();
                 let mut text = format!("changed={}", shown.join(","));
                 if files.len() > 3 {
@@ -454,32 +575,32 @@ fn render(map: &Map<String, Value>, p: Paint) -> String {
             }
         }
         "task_retry_scheduled" => {
-            tone = Paint::yellow;
+            tone = Tone::Yellow;
             kv(&mut fields, "attempt", &mut parts);
             if let Some(at) = take(&mut fields, "at") {
                 parts.push(format!("-> retry at {}", value_text(&at)));
             }
         }
         "task_deadlettered" => {
-            tone = Paint::red;
+            tone = Tone::Red;
             kv(&mut fields, "attempts", &mut parts);
             if let Some(path) = take(&mut fields, "path") {
                 parts.push(format!("-> {}", value_text(&path)));
             }
         }
         "dependency_promoted" => {
-            tone = Paint::cyan;
+            tone = Tone::Cyan;
             kv(&mut fields, "deps", &mut parts);
             parts.push("-> ready".into());
         }
         "retry_requested" => {
-            tone = Paint::cyan;
+            tone = Tone::Cyan;
             kv(&mut fields, "from", &mut parts);
             parts.push("-> ready".into());
             kv(&mut fields, "archived", &mut parts);
         }
         "budget_exhausted" => {
-            tone = Paint::yellow;
+            tone = Tone::Yellow;
             kv(&mut fields, "route", &mut parts);
             if let (Some(spent), Some(budget)) = (
                 fields.get("spent_usd").and_then(Value::as_f64),
@@ -499,7 +620,7 @@ fn render(map: &Map<String, Value>, p: Paint) -> String {
             }
         }
         "cost_over_cap" => {
-            tone = Paint::yellow;
+            tone = Tone::Yellow;
             kv(&mut fields, "attempt", &mut parts);
             kv(&mut fields, "route", &mut parts);
             if let (Some(cost), Some(cap)) = (
@@ -512,7 +633,7 @@ fn render(map: &Map<String, Value>, p: Paint) -> String {
             }
         }
         "evidence_mismatch" => {
-            tone = Paint::yellow;
+            tone = Tone::Yellow;
             kv(&mut fields, "attempt", &mut parts);
             let mut lists = Vec::new();
             for (key, label) in [
@@ -532,13 +653,13 @@ fn render(map: &Map<String, Value>, p: Paint) -> String {
             }
         }
         "stale_claim_reset" | "task_interrupted" | "status_reasserted" | "lock_broken"
-        | "task_cancelled" | "writeback_conflict" | "ending_kept" => tone = Paint::yellow,
+        | "task_cancelled" | "writeback_conflict" | "ending_kept" => tone = Tone::Yellow,
         "lint" => {
             let severity = take(&mut fields, "severity").map(|v| value_text(&v));
             tone = if severity.as_deref() == Some("error") {
-                Paint::red
+                Tone::Red
             } else {
-                Paint::yellow
+                Tone::Yellow
             };
             let code = take(&mut fields, "code").map(|v| value_text(&v));
             let line = take(&mut fields, "line").map(|v| value_text(&v));
@@ -553,12 +674,29 @@ fn render(map: &Map<String, Value>, p: Paint) -> String {
             kv(&mut fields, "message", &mut parts);
         }
         "error" => {
-            tone = Paint::red;
+            tone = Tone::Red;
             kv(&mut fields, "message", &mut parts);
             kv(&mut fields, "context", &mut parts);
         }
+        "runtime_stopped" => {
+            // `once finished` beside a live `run` must not read as the service stopping: the
+            // mode comes first. Events written before the field existed keep `reason=`.
+            if let Some(Value::String(mode)) = fields.get("mode").cloned() {
+                fields.remove("mode");
+                match fields.remove("reason") {
+                    Some(Value::String(reason)) if reason == "finished" => {
+                        parts.push(format!("{} finished", clean(&mode)));
+                    }
+                    Some(Value::String(reason)) if !reason.is_empty() => {
+                        parts.push(format!("{} stopped: {}", clean(&mode), clean(&reason)));
+                    }
+                    _ => parts.push(clean(&mode)),
+                }
+            }
+            kv(&mut fields, "reason", &mut parts);
+        }
         "runtime_started" => {
-            tone = Paint::green;
+            tone = Tone::Green;
             kv(&mut fields, "mode", &mut parts);
             kv(&mut fields, "version", &mut parts);
             kv(&mut fields, "pid", &mut parts);
@@ -567,22 +705,24 @@ fn render(map: &Map<String, Value>, p: Paint) -> String {
     }
     // Whatever is left (fields this version does not know), by name.
     for (k, v) in fields {
-        parts.push(format!("{}={}", clean(&k), value_text(&v)));
+        if !is_empty(&v) {
+            parts.push(format!("{}={}", clean(&k), value_text(&v)));
+        }
     }
-    let mut out = format!(
-        "{} {}",
-        p.dim(&time),
-        tone(p, &format!("{:<20}", clean(&event)))
-    );
+    let mut body = tone.apply(p, &format!("{:<20}", clean(&event)));
     if let Some(task) = task {
-        out.push(' ');
-        out.push_str(&p.bold(&task));
+        body.push(' ');
+        body.push_str(&p.bold(&task));
     }
     if !parts.is_empty() {
-        out.push(' ');
-        out.push_str(&parts.join(" "));
+        body.push(' ');
+        body.push_str(&parts.join(" "));
     }
-    out.trim_end().to_string()
+    Rendered {
+        time,
+        body,
+        severity: tone.severity(),
+    }
 }
 
 /// Render one line as `tail` prints it without colour (for tests and other tools).
