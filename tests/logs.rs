@@ -270,3 +270,71 @@ fn a_closed_stdout_pipe_ends_logs_quietly_with_exit_0() {
         assert!(out.stderr.is_empty(), "{args:?}: {:?}", out.stderr);
     }
 }
+
+#[test]
+fn a_review_run_is_asked_for_by_attempt_and_review() {
+    let sb = Sandbox::new("review");
+    sb.script("work.sh", "echo the work");
+    sb.script("judge.sh", "echo the verdict");
+    sb.config(
+        "",
+        "[executors.default]\ncommand = [\"./work.sh\"]\nreview = \"review\"\n\n\
+         [executors.review]\ncommand = [\"./judge.sh\"]\n",
+    );
+    sb.write_board(BOARD);
+    sb.once();
+    sb.wait_until("the review accepted it", |s| s.status_of("A-1") == "done");
+    let out = |args: &[&str]| {
+        let out = sb.command(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // The latest run is the review; `--attempt 1` is the work, `--review` its review.
+    assert_eq!(out(&["logs", "A-1", "--stdout"]), "the verdict\n");
+    assert_eq!(
+        out(&["logs", "A-1", "--attempt", "1", "--stdout"]),
+        "the work\n"
+    );
+    let review = out(&["logs", "A-1", "--attempt", "1", "--review"]);
+    assert!(review.contains("/1-review-"), "{review}");
+    assert!(review.contains("the verdict\n"), "{review}");
+    // A finished run followed: printed at once, and `-f` exits 0 by itself.
+    assert_eq!(out(&["logs", "A-1", "-f", "--stdout"]), "the verdict\n");
+}
+
+#[test]
+fn a_followed_output_over_its_cap_ends_with_the_marker_and_the_last_half() {
+    let mut sb = Sandbox::new("cap");
+    // 170 bytes before the gate, 150 after; 100 bytes are kept.
+    sb.script(
+        "exec.sh",
+        "i=0; while [ $i -lt 20 ]; do echo \"early $i\"; i=$((i+1)); done\n\
+         while [ ! -e gate ]; do sleep 0.05; done\n\
+         i=0; while [ $i -lt 20 ]; do echo \"late $i\"; i=$((i+1)); done",
+    );
+    sb.config(
+        "output_cap = \"100B\"",
+        "[executors.default]\ncommand = [\"./exec.sh\"]\n",
+    );
+    sb.write_board(BOARD);
+    sb.start_run();
+    let run_dir = run_dir_with(&sb, "early 9");
+    let mut follow = Follow::start(&sb, &["logs", "A-1", "-f", "--stdout"]);
+    follow.until("early 9");
+    sb.write("gate", "");
+    let before = follow.until("late 19");
+    assert_eq!(follow.exit_within(Duration::from_secs(30)), Some(0));
+    // What -f printed after the first half is the file's marker and last half, as kept.
+    let kept = std::fs::read_to_string(run_dir.join("stdout.log")).unwrap();
+    let marker = kept
+        .lines()
+        .find(|l| l.starts_with("[taskboard: "))
+        .unwrap();
+    assert_eq!(marker, "[taskboard: 220 bytes omitted]", "{kept}");
+    let at = before.iter().position(|l| l == marker).expect("no marker");
+    let tail: Vec<&str> = kept.split_once(marker).unwrap().1.lines().skip(1).collect();
+    let mut printed: Vec<&str> = before[at + 1..].iter().map(String::as_str).collect();
+    printed.push("late 19");
+    assert_eq!(printed, tail);
+    stop(sb);
+}
