@@ -6,7 +6,8 @@
 pub enum Exit {
     /// Everything went as asked.
     Ok = 0,
-    /// The command ran and found problems: lint errors, a failed check, a refused change.
+    /// The command ran and found problems: lint errors, a failed check, a refused change, a task
+    /// or run (`show`, `logs`) that is not there.
     Findings = 1,
     /// The board cannot be read: missing, a folder, no permission, not UTF-8, too large.
     Board = 2,

@@ -92,6 +92,9 @@ enum Command {
     Packet(cmd::packet::Args),
     /// Show the events, one readable line each; `-f` follows.
     Tail(cmd::tail::Args),
+    /// Print a task's run output (stdout and stderr), the latest run's or an attempt's;
+    /// `-f` follows it while the run is live.
+    Logs(cmd::logs::Args),
     /// Report throughput, error and retry rates, latency and run durations from the events.
     Stats(cmd::stats::Args),
     /// Check the board, config, executors, state folder, service and clock, and say what to fix.
@@ -148,6 +151,7 @@ fn main() -> ExitCode {
         Command::Packet(args) => cmd::packet::run(&args),
         Command::Show(args) => cmd::show::run(&args),
         Command::Tail(args) => cmd::tail::run(&args),
+        Command::Logs(args) => cmd::logs::run(&args),
         Command::Stats(args) => cmd::stats::run(&args),
         Command::Doctor(args) => cmd::doctor::run(&args),
         Command::Service { action } => cmd::service::run(&action),

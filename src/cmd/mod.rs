@@ -11,6 +11,7 @@ pub mod demo;
 pub mod doctor;
 pub mod init;
 pub mod lint;
+pub mod logs;
 pub mod output;
 pub mod packet;
 pub mod retry;

@@ -47,6 +47,20 @@ pub struct Shown {
     pub evidence_mismatches: Vec<Mismatch>,
     pub blocked_by: Vec<Waiting>,
     pub blocks: Vec<String>,
+    pub running: Option<RunningNow>,
+}
+
+/// Where a running task is: since when, on which route and attempt, and where its output goes.
+#[derive(Debug, Serialize)]
+pub struct RunningNow {
+    pub agent: String,
+    pub since: String,
+    pub age_s: i64,
+    pub route: Option<String>,
+    pub attempt: Option<u32>,
+    pub phase: Option<String>,
+    pub run_dir: Option<String>,
+    pub follow: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -86,12 +100,21 @@ pub fn run(args: &Args) -> CmdResult {
     let board = &super::resolve_board(&args.board)?;
     let text = read_board_text(board)?;
     let dir = super::board_dir(board);
-    let shown = gather(dir, &text, &args.id)?.ok_or_else(|| {
+    let mut shown = gather(dir, &text, &args.id)?.ok_or_else(|| {
         Failure::new(
             Exit::Findings,
             format!("no task `{}` on {}", args.id, board.display()),
         )
     })?;
+    if let Some(r) = shown.running.as_mut().filter(|r| r.run_dir.is_some()) {
+        // The command as this person would type it: the board named only when not the default.
+        let board_arg = if args.board == Path::new("task-board.md") {
+            String::new()
+        } else {
+            format!(" {}", args.board.display())
+        };
+        r.follow = Some(format!("taskboard logs {}{board_arg} -f", args.id));
+    }
     let out = if args.json {
         let mut s = serde_json::to_string(&shown).unwrap_or_default();
         s.push('\n');
@@ -115,6 +138,8 @@ pub fn gather(board_dir: &Path, text: &str, id: &str) -> Result<Option<Shown>, F
     let mut attempts = Vec::new();
     let mut mismatches = Vec::new();
     let mut routes: HashMap<(u32, bool), String> = HashMap::new();
+    // The latest dispatch: when, attempt, route, phase.
+    let mut dispatched: Option<(chrono::DateTime<chrono::Utc>, u32, String, Option<String>)> = None;
     let scanned = for_each_event_in(board_dir, |ev| {
         if ev.task.as_deref() != Some(id) {
             return;
@@ -128,6 +153,7 @@ pub fn gather(board_dir: &Path, text: &str, id: &str) -> Result<Option<Shown>, F
                 ..
             } => {
                 routes.insert((*attempt, phase.is_some()), route.clone());
+                dispatched = Some((ev.ts, *attempt, route.clone(), phase.clone()));
                 format!(
                     "attempt {attempt}{} on `{route}` (pid {pid})",
                     if phase.is_some() { " review" } else { "" }
@@ -222,7 +248,40 @@ pub fn gather(board_dir: &Path, text: &str, id: &str) -> Result<Option<Shown>, F
     let handoff = crate::fsio::read_regular_to_string(&crate::handoff::file_path(board_dir, id))
         .ok()
         .and_then(|f| crate::handoff::last_section(&f).map(str::to_string));
+    let running = match task.status() {
+        Some(Status::Running { agent, since }) => {
+            // Only this claim's own run: a dispatch and a run folder no older than the claim
+            // (both are stamped after it is written), never an earlier run's.
+            let state_dir = if board_dir == Path::new(".") {
+                PathBuf::from(".taskboard")
+            } else {
+                board_dir.join(".taskboard")
+            };
+            let run_dir = super::logs::runs(&state_dir, id)
+                .ok()
+                .and_then(|runs| runs.into_iter().last())
+                .filter(|r| r.started >= since.at);
+            let dispatched = dispatched.filter(|d| d.0 >= since.at);
+            Some(RunningNow {
+                agent: agent.clone(),
+                since: since.to_string(),
+                age_s: chrono::Utc::now()
+                    .signed_duration_since(since.at)
+                    .num_seconds(),
+                route: dispatched.as_ref().map(|d| d.2.clone()),
+                attempt: dispatched
+                    .as_ref()
+                    .map(|d| d.1)
+                    .or(run_dir.as_ref().map(|r| r.attempt)),
+                phase: dispatched.and_then(|d| d.3),
+                run_dir: run_dir.map(|r| r.path.display().to_string()),
+                follow: None,
+            })
+        }
+        _ => None,
+    };
     Ok(Some(Shown {
+        running,
         id: id.to_string(),
         title: task.title.clone(),
         status: task.status.as_ref().map(|s| s.raw.clone()),
@@ -236,6 +295,39 @@ pub fn gather(board_dir: &Path, text: &str, id: &str) -> Result<Option<Shown>, F
         blocked_by,
         blocks,
     }))
+}
+
+/// `running since <time> (<age> ago) · attempt N on `route``, then where its output is.
+fn render_running(r: &RunningNow, paint: Paint) -> String {
+    let age = if r.age_s >= 0 {
+        format!(
+            "{} ago",
+            crate::lint::human_duration(std::time::Duration::from_secs(r.age_s as u64))
+        )
+    } else {
+        format!(
+            "{} ahead of this clock",
+            crate::lint::human_duration(std::time::Duration::from_secs(r.age_s.unsigned_abs()))
+        )
+    };
+    let mut out = format!("running since {} ({age}) by {}", r.since, r.agent);
+    match (r.attempt, &r.route) {
+        (Some(n), Some(route)) => {
+            let review = if r.phase.is_some() { " (review)" } else { "" };
+            out.push_str(&format!(" · attempt {n}{review} on `{route}`"));
+        }
+        (Some(n), None) => out.push_str(&format!(" · attempt {n}")),
+        _ => {}
+    }
+    out.push('\n');
+    match (&r.run_dir, &r.follow) {
+        (Some(dir), Some(follow)) => {
+            out.push_str(&format!("output:   {dir}/\n"));
+            out.push_str(&format!("follow:   {}\n", paint.cyan(follow)));
+        }
+        _ => out.push_str("output:   no run folder for this claim (claimed outside taskboard, or not started yet)\n"),
+    }
+    out
 }
 
 fn render(s: &Shown, paint: Paint) -> String {
@@ -262,12 +354,17 @@ fn render(s: &Shown, paint: Paint) -> String {
     if !s.blocks.is_empty() {
         out.push_str(&format!("blocks:   {}\n", s.blocks.join(", ")));
     }
+    if let Some(r) = &s.running {
+        out.push_str(&render_running(r, paint));
+    }
     out.push_str(&format!("\n{}\n", paint.dim(&format!("line {}", s.line))));
     out.push_str(s.block.trim_end());
     out.push_str("\n\n");
     out.push_str(&paint.bold("attempts"));
     out.push('\n');
-    if s.attempts.is_empty() {
+    // The run under way, which has no ending yet to be listed by.
+    let current = s.running.as_ref().and_then(|r| r.attempt.map(|n| (n, r)));
+    if s.attempts.is_empty() && current.is_none() {
         out.push_str("  none yet\n");
     }
     for a in &s.attempts {
@@ -291,6 +388,14 @@ fn render(s: &Shown, paint: Paint) -> String {
         if let Some(changed) = a.changed.as_ref().filter(|c| !c.is_empty()) {
             out.push_str(&format!("     changed: {}\n", changed.join(", ")));
         }
+    }
+    if let Some((n, r)) = current {
+        out.push_str(&format!(
+            "  {n}{} {:<12} {}\n",
+            if r.phase.is_some() { "r" } else { " " },
+            r.route.as_deref().unwrap_or("?"),
+            paint.cyan("running")
+        ));
     }
     if s.cost_usd > 0.0 {
         out.push_str(&format!(

@@ -159,7 +159,7 @@ pub fn run(args: &Args) -> CmdResult {
 /// `-f` reads and prints, and has nothing to finish or clean up: SIGTERM and SIGINT end it at
 /// once with exit 0, whatever it is waiting on (the poll's sleep, a write to a pipe nobody
 /// reads). A flag checked by the loop would leave it deaf while blocked in a write.
-fn stop_on_signals() -> Result<(), Failure> {
+pub(super) fn stop_on_signals() -> Result<(), Failure> {
     let always = Arc::new(AtomicBool::new(true));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register_conditional_shutdown(sig, 0, Arc::clone(&always))
@@ -178,7 +178,7 @@ fn parses(line: &[u8]) -> bool {
 }
 
 /// Follows one path like `tail -F`.
-struct Follower {
+pub(super) struct Follower {
     path: PathBuf,
     file: Option<File>,
     /// Bytes read after the last newline: a line still being written.
@@ -186,8 +186,23 @@ struct Follower {
 }
 
 impl Follower {
+    /// A follower of `path`, reading from its start if it exists now (a file that is not
+    /// regular is refused, never opened in a way that waits).
+    pub(super) fn open(path: &Path) -> io::Result<Follower> {
+        let file = match fsio::open_regular(path) {
+            Ok(file) => Some(file),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        Ok(Follower {
+            path: path.to_path_buf(),
+            file,
+            pending: Vec::new(),
+        })
+    }
+
     /// Complete lines appended to the open file since the last read.
-    fn read_new(&mut self) -> io::Result<Vec<Vec<u8>>> {
+    pub(super) fn read_new(&mut self) -> io::Result<Vec<Vec<u8>>> {
         let Some(file) = self.file.as_mut() else {
             return Ok(Vec::new());
         };
@@ -209,7 +224,7 @@ impl Follower {
 
     /// New lines since the last poll, switching files when the path was rotated or recreated and
     /// starting over when the file was truncated.
-    fn poll(&mut self) -> io::Result<Vec<Vec<u8>>> {
+    pub(super) fn poll(&mut self) -> io::Result<Vec<Vec<u8>>> {
         let mut lines = self.read_new()?;
         let at_path = match std::fs::metadata(&self.path) {
             Ok(m) => Some(m),
