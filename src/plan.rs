@@ -9,6 +9,13 @@
 //!   save puts back a status the runtime itself replaced (a stale editor buffer), and only while
 //!   the runtime's last word was `running`, `done`, `ready` or a retry wait. After the runtime
 //!   wrote `failed:…` or `blocked:<who>:…` (asking the person to act), `ready` is a decision.
+//!   A token only the runtime writes (a retry wait, a claim in its agent's name) coming back is
+//!   a stale buffer whatever was written since, a person's decision included
+//!   ([`memory_after_decision`]).
+//! - An attempt's ending is never dropped: it is kept ([`PendingEnding`]) until [`landing`] finds
+//!   it on the board, writes it over its claim or a stale copy, or a person's decision
+//!   supersedes it; meanwhile the plan leaves its task alone, as it leaves a task another live
+//!   runtime holds.
 //! - A claim needs a lock; a `running` task whose lock owner is dead is reset (counted as an
 //!   attempt); a lock-less `running` task (an outside agent) is respected until `stale_after`; a
 //!   claim time in the future is reported (lint) and never touched.

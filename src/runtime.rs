@@ -1,9 +1,10 @@
 //! The imperative shell: the loop behind `taskboard run` and `taskboard once`.
 //!
 //! Owns the order of effects: read the board, ask `plan` what to do, take locks, write the board
-//! back (compare-and-swap, atomically), spawn executors through `exec`, settle their endings,
-//! and append every decision to `events.jsonl`. It makes no decision of its own that the planner
-//! could make; it never edits a byte of the board except through `writeback`.
+//! back (compare-and-swap, atomically), spawn executors through `exec`, settle their endings
+//! (kept in the task's record until they land, adopted from a runtime that stopped), and append
+//! every decision to `events.jsonl`. It makes no decision of its own that the planner could make;
+//! it never edits a byte of the board except through `writeback`.
 //!
 //! One thread owns all state and receives [`Msg`]s (watcher signals, executor endings, process
 //! signals) on one channel; executors are supervised by `exec`'s threads. Idle means blocked
