@@ -61,11 +61,20 @@ pub enum LockView {
 /// What this runtime remembers about a task across passes (persisted across restarts).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskMemory {
-    /// Attempts used since the task last reached an outcome or a person's decision.
+    /// The number of the task's latest attempt since a person's decision (0: none yet). After
+    /// `taskboard retry` numbering goes on from here while the budget starts afresh.
     pub attempts: u32,
+    /// Attempts before the current series (set by `taskboard retry`): `max_attempts` counts from
+    /// here.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub series_start: u32,
     /// The runtime's own latest status for the task and what its writes replaced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub episode: Option<Episode>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -256,9 +265,17 @@ pub fn plan(inp: &Inputs) -> Plan {
             // Our run is live and the board agrees (or the person left it alone).
             continue;
         }
-        let attempts_used = match plan.steps.last() {
-            Some(Step::Forget { id: f, .. }) if f == id => 0,
-            _ => memory.map_or(0, |m| m.attempts),
+        let forgotten = matches!(plan.steps.last(), Some(Step::Forget { id: f, .. }) if f == id);
+        let attempts_used = if forgotten {
+            0
+        } else {
+            memory.map_or(0, |m| m.attempts)
+        };
+        // Where this series' budget starts (a retry keeps the numbering, not the count).
+        let series_start = if forgotten {
+            0
+        } else {
+            memory.map_or(0, |m| m.series_start)
         };
 
         // A claim this runtime wrote was counted when it was made; anyone else's counts now.
@@ -277,6 +294,7 @@ pub fn plan(inp: &Inputs) -> Plan {
                         status,
                         format!("lock owner is gone: {reason}"),
                         claim_attempt,
+                        series_start,
                         true,
                     ));
                 }
@@ -290,6 +308,7 @@ pub fn plan(inp: &Inputs) -> Plan {
                         status,
                         "a claim of ours without a lock: its run has ended".into(),
                         claim_attempt,
+                        series_start,
                         false,
                     ));
                 }
@@ -307,6 +326,7 @@ pub fn plan(inp: &Inputs) -> Plan {
                                 human(stale_after)
                             ),
                             claim_attempt,
+                            series_start,
                             false,
                         ));
                     } else {
@@ -431,6 +451,7 @@ pub fn memory_after_decision(
         .collect();
     (!tokens.is_empty()).then(|| TaskMemory {
         attempts: 0,
+        series_start: 0,
         episode: Some(Episode {
             written: decision.to_string(),
             replaced: tokens,
@@ -454,9 +475,10 @@ fn reset_stale(
     from: &Status,
     reason: String,
     attempt: u32,
+    series_start: u32,
     break_lock: bool,
 ) -> Step {
-    let to = if attempt >= policy.max_attempts {
+    let to = if attempt.saturating_sub(series_start) >= policy.max_attempts {
         Status::failed("exhausted_retries")
     } else {
         Status::Ready
@@ -903,6 +925,7 @@ mod tests {
     fn episode(written: &str, replaced: &[&str]) -> TaskMemory {
         TaskMemory {
             attempts: 1,
+            series_start: 0,
             episode: Some(Episode {
                 written: written.into(),
                 replaced: replaced.iter().map(|s| s.to_string()).collect(),
@@ -985,6 +1008,7 @@ mod tests {
             "B-1".into(),
             TaskMemory {
                 attempts: 2,
+                series_start: 0,
                 episode: None,
             },
         );
@@ -1046,6 +1070,7 @@ mod tests {
             "A-1".into(),
             TaskMemory {
                 attempts: 2,
+                series_start: 0,
                 episode: Some(Episode {
                     written: "blocked:retry:2026-04-20T15:58:00Z".into(),
                     replaced: vec!["running:tb:2026-04-20T15:57:00Z".into()],
@@ -1705,5 +1730,30 @@ mod tests {
         let s = settle(&p, 1, &work, &ending, now);
         assert!(matches!(s.kind, SettlementKind::Retry { .. }));
         assert_eq!(s.note.as_deref(), Some("missing tests"));
+    }
+
+    #[test]
+    fn after_a_retry_numbering_goes_on_and_the_budget_starts_afresh() {
+        let mut w = World::default();
+        w.memory.insert(
+            "A-1".into(),
+            TaskMemory {
+                attempts: 3,
+                series_start: 3,
+                episode: None,
+            },
+        );
+        let p = run(&[("A-1", "ready")], &w);
+        assert_eq!(dispatched(&p), vec![("A-1".into(), 4)]);
+        // A claim left by a dead runtime after the first attempt of the new series is its second
+        // attempt (5, two of three), not past the budget.
+        w.memory.get_mut("A-1").unwrap().attempts = 4;
+        w.locks
+            .insert("A-1".into(), LockView::Stale("pid 1 is gone".into()));
+        let p = run(&[("A-1", "running:tb:2026-04-20T15:00:00Z")], &w);
+        let Step::ResetStale { to, attempt, .. } = &p.steps[0] else {
+            panic!("{p:?}")
+        };
+        assert_eq!((to, *attempt), (&Status::Ready, 5));
     }
 }

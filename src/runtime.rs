@@ -996,10 +996,26 @@ impl Runtime {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if let Some(id) = name.strip_suffix(".retry") {
-                self.store.forget(id);
+                self.start_series(id);
             }
             let _ = std::fs::remove_file(entry.path());
         }
+    }
+
+    /// A `taskboard retry`: a fresh budget of attempts whose numbers go on from the last one,
+    /// with the earlier attempts kept for the packet and `show`. Its `ready` is the person's
+    /// decision, guarded like one against a stale buffer's old claim or retry wait.
+    fn start_series(&mut self, id: &str) {
+        let Some(rec) = self.store.tasks.get(id) else {
+            return;
+        };
+        let agent = &self.config.runtime.agent;
+        let guard = plan::memory_after_decision(Some(&rec.memory), &Status::Ready, agent);
+        let rec = self.store.record_mut(id);
+        rec.memory.series_start = rec.memory.attempts;
+        rec.memory.episode = guard.and_then(|m| m.episode);
+        rec.review_feedback = None;
+        rec.ending = None;
     }
 
     /// The lock folders as the planner sees them, and when an owner-less one (a claim cut short
@@ -1252,7 +1268,6 @@ impl Runtime {
                     );
                     if matches!(p.change.new, Status::Failed { .. }) {
                         self.deadletter(&id, "exhausted_retries (last claim went stale)", now);
-                        self.store.record_mut(&id).memory.attempts = 0;
                     }
                 }
                 After::Reasserted => self.emit(
@@ -1308,8 +1323,7 @@ impl Runtime {
         let attempt = ending.attempt;
         match ending.settlement {
             SettlementKind::Finished => {
-                rec.memory.attempts = 0;
-                rec.history.clear();
+                // The attempts stay on record: a `taskboard retry` goes on from them.
                 rec.review_feedback = None;
             }
             SettlementKind::ToReview { route } => {
@@ -1333,12 +1347,7 @@ impl Runtime {
             SettlementKind::Retry { at } => {
                 self.emit(Some(id), EventKind::TaskRetryScheduled { attempt, at });
             }
-            SettlementKind::Exhausted => {
-                self.deadletter(id, "exhausted_retries", now);
-                let rec = self.store.record_mut(id);
-                rec.memory.attempts = 0;
-                rec.history.clear();
-            }
+            SettlementKind::Exhausted => self.deadletter(id, "exhausted_retries", now),
             SettlementKind::Interrupted => {
                 rec.memory.attempts = attempt.saturating_sub(1);
                 self.emit(Some(id), EventKind::TaskInterrupted { attempt });
@@ -1408,7 +1417,14 @@ impl Runtime {
     /// the status it calls for in the task's record until it lands. Returns whether there is one.
     fn conclude(&mut self, id: &str, active: &Active, ending: Ending, facts: RunFacts) -> bool {
         let now = self.now();
-        let settlement = plan::settle(&self.policy(), active.attempt, &active.phase, &ending, now);
+        // The budget counts this series' attempts; after a retry the numbering goes on.
+        let series_start = self
+            .store
+            .tasks
+            .get(id)
+            .map_or(0, |r| r.memory.series_start);
+        let in_series = active.attempt.saturating_sub(series_start);
+        let settlement = plan::settle(&self.policy(), in_series, &active.phase, &ending, now);
         let outcome = match (&settlement.write, &ending) {
             (_, Ending::Cancelled) => "cancelled".to_string(),
             (_, Ending::Interrupted) => "interrupted".to_string(),
