@@ -107,6 +107,9 @@ enum Command {
     /// Set a failed, done, waiting (blocked:retry) or person-blocked task back to ready with
     /// fresh attempts, and archive its deadletter entry if it has one.
     ///
+    /// The new series gets `max_attempts` of its own; its attempts are numbered on from the last
+    /// one, and the earlier ones stay in its packet and in `show`.
+    ///
     /// A task that is already ready is left as it is. A running task, or one waiting on other
     /// tasks (blocked:task:…), is refused: stop the run by setting its status by hand; a task
     /// waiting on tasks becomes ready by itself when they are done.
