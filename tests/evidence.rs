@@ -6,10 +6,9 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::Command;
 
-use support::Sandbox;
+use support::{Sandbox, git};
 
 fn has_git() -> bool {
     if Command::new("git").arg("--version").output().is_err() {
@@ -17,28 +16,6 @@ fn has_git() -> bool {
         return false;
     }
     true
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// A repository holding a README and a `.gitignore` (the test harness keeps the runtime's

@@ -5,7 +5,7 @@ mod support;
 
 use std::process::Command;
 
-use support::Sandbox;
+use support::{Sandbox, git};
 
 /// An executor that reports a cost and a handoff, and fails when the task says so.
 fn reporting_executor(sb: &Sandbox, cost: &str) -> String {
@@ -155,27 +155,6 @@ fn a_route_over_its_daily_budget_holds_its_tasks_and_a_costly_run_is_flagged() {
     sb.wait_until("C-1 done after the raise", |s| s.status_of("C-1") == "done");
 }
 
-fn git(dir: &std::path::Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn evidence_from_git_and_a_mismatch_with_the_claims() {
     if Command::new("git").arg("--version").output().is_err() {
@@ -222,6 +201,18 @@ exit 0"#,
         h.contains("- **Changed (seen by git):** `src/real.rs`"),
         "{h}"
     );
+}
+
+/// The run folder of attempt `attempt`'s own work (not its review) for task `id`.
+fn work_run_folder(sb: &Sandbox, id: &str, attempt: u32) -> std::path::PathBuf {
+    std::fs::read_dir(sb.path(&format!(".taskboard/runs/{id}")))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.starts_with(&format!("{attempt}-")) && !n.contains("review")
+        })
+        .unwrap()
 }
 
 #[test]
@@ -280,14 +271,7 @@ exit 0"#,
     assert_eq!(review_run["agent"], "review-taskboard");
     assert_eq!(review_run["route"], "review");
     // The bounce's note reached B-1's second work packet, and it counted as an attempt.
-    let second = std::fs::read_dir(sb.path(".taskboard/runs/B-1"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            let n = p.file_name().unwrap().to_string_lossy().into_owned();
-            n.starts_with("2-") && !n.contains("review")
-        })
-        .unwrap();
+    let second = work_run_folder(&sb, "B-1", 2);
     let packet = std::fs::read_to_string(second.join("stdin.md")).unwrap();
     assert!(
         packet.contains("# Review feedback\n\nadd the tests"),
@@ -346,14 +330,7 @@ exit 0"#,
         .find(|e| e["phase"] == "review" && e["attempt"] == 1)
         .unwrap();
     assert_eq!(bounced["note"], "missing tests");
-    let second = std::fs::read_dir(sb.path(".taskboard/runs/A-1"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            let n = p.file_name().unwrap().to_string_lossy().into_owned();
-            n.starts_with("2-") && !n.contains("review")
-        })
-        .unwrap();
+    let second = work_run_folder(&sb, "A-1", 2);
     let packet = std::fs::read_to_string(second.join("stdin.md")).unwrap();
     assert!(
         packet.contains("# Review feedback\n\nmissing tests"),

@@ -67,6 +67,41 @@ fn runtime_only(s: &str) -> bool {
     s.starts_with("running:") || s.starts_with("blocked:retry:")
 }
 
+/// `TASKBOARD_STALE`, else `default`: the fraction of saves made from a stale buffer.
+fn stale_rate(default: f64) -> f64 {
+    std::env::var("TASKBOARD_STALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The person's editor: the board as it last read it, and the few reads before.
+struct Editor {
+    reads: Vec<String>,
+}
+
+impl Editor {
+    fn new(first: String) -> Editor {
+        Editor { reads: vec![first] }
+    }
+
+    /// Reads the board, then returns it, the buffer the next edit starts from (usually that
+    /// read; with probability `stale`, one of the last eight reads) and whether it is stale.
+    fn buffer(&mut self, rng: &mut Rng, sb: &Sandbox, stale: f64) -> (String, String, bool) {
+        let fresh = std::fs::read_to_string(&sb.board).unwrap();
+        self.reads.push(fresh.clone());
+        if self.reads.len() > 8 {
+            self.reads.remove(0);
+        }
+        if rng.chance(stale) {
+            let base = self.reads[rng.below(self.reads.len() as u64) as usize].clone();
+            (fresh, base, true)
+        } else {
+            (fresh.clone(), fresh, false)
+        }
+    }
+}
+
 fn new_task(id: usize, sim: &str) -> String {
     format!(
         "## P-{id}: task {id} ({sim})\n- status: ready\n- sim: {sim}\n\nWhat task {id} is about.\n\n"
@@ -151,10 +186,7 @@ fn save(rng: &mut Rng, sb: &Sandbox, text: &str) {
 fn a_person_editing_at_random_loses_nothing_and_nothing_runs_twice() {
     let mut rng = Rng::from_env("torture");
     let edits = if long_run() { 10_000 } else { 300 };
-    let stale: f64 = std::env::var("TASKBOARD_STALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0.1);
+    let stale = stale_rate(0.1);
     let mut sb = Sandbox::new("torture");
     sb.script("sim.sh", support::SIM_EXECUTOR);
     sb.config(
@@ -179,20 +211,11 @@ fn a_person_editing_at_random_loses_nothing_and_nothing_runs_twice() {
     // (event-log line count, status) of saves that changed a task's status, per task.
     let mut status_saves: BTreeMap<String, Vec<(usize, usize, String)>> = BTreeMap::new();
     let mut saves_made = 0usize;
-    let mut reads: Vec<String> = vec![text];
+    let mut editor = Editor::new(text);
     for _ in 0..edits {
+        // The person's pace between saves (not a wait for the runtime).
         std::thread::sleep(Duration::from_millis(rng.below(40) + 2));
-        let fresh = std::fs::read_to_string(&sb.board).unwrap();
-        reads.push(fresh.clone());
-        if reads.len() > 8 {
-            reads.remove(0);
-        }
-        // Usually the editor reloads a clean buffer; sometimes the buffer is stale.
-        let base = if rng.chance(stale) {
-            reads[rng.below(reads.len() as u64) as usize].clone()
-        } else {
-            fresh.clone()
-        };
+        let (fresh, base, _) = editor.buffer(&mut rng, &sb, stale);
         let (new, flipped) = edit(&mut rng, &base, &mut next_id);
         // A status the person writes that differs from the file is a touch of that status.
         let on_disk = status_map(&fresh);
@@ -561,10 +584,7 @@ fn edit_keeping_statuses(rng: &mut Rng, text: &str, next_id: &mut usize) -> Stri
 fn a_person_who_never_sets_a_status_sees_every_task_run_exactly_once_and_keeps_every_byte() {
     let mut rng = Rng::from_env("torture-strict");
     let edits = if long_run() { 10_000 } else { 500 };
-    let stale: f64 = std::env::var("TASKBOARD_STALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0.35);
+    let stale = stale_rate(0.35);
     let mut sb = Sandbox::new("torture-strict");
     sb.script("sim.sh", support::SIM_EXECUTOR);
     sb.config(
@@ -581,22 +601,13 @@ fn a_person_who_never_sets_a_status_sees_every_task_run_exactly_once_and_keeps_e
     let pid = sb.start_run();
 
     let mut person_text = text.clone();
-    let mut reads: Vec<String> = vec![text];
+    let mut editor = Editor::new(text);
     let mut stale_saves = 0;
     for _ in 0..edits {
         // The person's pace between saves (not a wait for the runtime).
         std::thread::sleep(Duration::from_millis(rng.below(30) + 2));
-        let fresh = std::fs::read_to_string(&sb.board).unwrap();
-        reads.push(fresh.clone());
-        if reads.len() > 8 {
-            reads.remove(0);
-        }
-        let base = if rng.chance(stale) {
-            stale_saves += 1;
-            reads[rng.below(reads.len() as u64) as usize].clone()
-        } else {
-            fresh
-        };
+        let (_, base, was_stale) = editor.buffer(&mut rng, &sb, stale);
+        stale_saves += usize::from(was_stale);
         let new = edit_keeping_statuses(&mut rng, &base, &mut next_id);
         save(&mut rng, &sb, &new);
         person_text = new;

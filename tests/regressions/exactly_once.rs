@@ -4,10 +4,9 @@
 //! Every executor here appends `start <id> <attempt>` to `runs.log`; the promise is counted there.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{Sandbox, poll};
+use crate::support::{Sandbox, git, poll, sh};
 
 /// An executor that logs its start, then waits until the test creates `gate-<ID>`.
 const GATED: &str = r#"cat > /dev/null
@@ -36,6 +35,15 @@ fn gated_sandbox(name: &str, overrides: &str) -> Sandbox {
 
 fn open_gate(sb: &Sandbox, id: &str) {
     sb.write(&format!("gate-{id}"), "");
+}
+
+/// Waits until the run of `id` ended and a pass took its ending: kept it, or (before endings
+/// were kept) refused it.
+fn wait_for_the_ending(sb: &Sandbox, id: &str) {
+    sb.wait_until("the run ended", |s| s.count_for("task_finished", id) == 1);
+    sb.wait_until("the pass that took the ending", |s| {
+        s.count_for("ending_kept", id) + s.count_for("writeback_conflict", id) >= 1
+    });
 }
 
 /// After the task is settled, no second run starts within a window several passes long.
@@ -170,20 +178,6 @@ fn runs_of_all(sb: &Sandbox) -> usize {
         .count()
 }
 
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Situation 2: `git stash; git switch other` during a run, and back again after it ended.
 #[test]
 fn an_ending_waits_through_a_branch_switch_and_lands_when_the_task_is_back() {
@@ -210,33 +204,10 @@ fn an_ending_waits_through_a_branch_switch_and_lands_when_the_task_is_back() {
     sb.wait_until("T-1 running", |s| {
         runs_of(s, "T-1") == 1 && s.status_of("T-1").starts_with("running:")
     });
-    let out = Command::new("sh")
-        .args(["-c", "git stash -q && git switch -q other"])
-        .current_dir(&sb.dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    sh(&sb.dir, "git stash -q && git switch -q other");
     open_gate(&sb, "T-1");
-    sb.wait_until("the run ended", |s| {
-        s.count_for("task_finished", "T-1") == 1
-    });
-    sb.wait_until("the pass that took the ending", |s| {
-        s.count_for("ending_kept", "T-1") + s.count_for("writeback_conflict", "T-1") >= 1
-    });
-    let out = Command::new("sh")
-        .args(["-c", "git switch -q main && git stash pop -q"])
-        .current_dir(&sb.dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wait_for_the_ending(&sb, "T-1");
+    sh(&sb.dir, "git switch -q main && git stash pop -q");
     sb.wait_until("T-1 done", |s| s.status_of("T-1") == "done");
     assert_ran_once(&sb, "T-1");
     assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
@@ -257,12 +228,7 @@ fn an_ending_waits_while_a_pasted_copy_shares_the_id() {
     let pasted = format!("{text}\n{block}");
     editor_save(&sb.board, &pasted, true);
     open_gate(&sb, "T-1");
-    sb.wait_until("the run ended", |s| {
-        s.count_for("task_finished", "T-1") == 1
-    });
-    sb.wait_until("the pass that took the ending", |s| {
-        s.count_for("ending_kept", "T-1") + s.count_for("writeback_conflict", "T-1") >= 1
-    });
+    wait_for_the_ending(&sb, "T-1");
     // The person turns the copy into a new task: a new ID and `ready`.
     let now = sb.board_text();
     let at = now.rfind("## T-1: the task").unwrap();

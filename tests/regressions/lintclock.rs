@@ -300,6 +300,26 @@ fn cpu_ticks(pid: u32) -> u64 {
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
+/// The CPU clock ticks `pid` uses over 1.5 s of watching (a bounded observation, not a wait
+/// for an event): a loop that re-reads a board burns about 100 a second.
+fn ticks_over_a_while(pid: u32) -> u64 {
+    let start = cpu_ticks(pid);
+    let window = std::time::Instant::now() + Duration::from_millis(1500);
+    while std::time::Instant::now() < window {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cpu_ticks(pid) - start
+}
+
+/// Polls until the clock is past `due`.
+fn wait_past(due: chrono::DateTime<chrono::Utc>) {
+    assert!(
+        crate::support::poll(Duration::from_secs(10), || chrono::Utc::now()
+            > due + chrono::Duration::milliseconds(200)),
+        "the retry time never passed"
+    );
+}
+
 #[test]
 fn a_conflicted_board_is_waited_on_quietly_when_a_retry_on_it_falls_due() {
     let mut sb = Sandbox::new("lintclock-quiet");
@@ -316,20 +336,11 @@ fn a_conflicted_board_is_waited_on_quietly_when_a_retry_on_it_falls_due() {
     );
     sb.write_board(&conflicted);
     sb.wait_until("the conflict reported", |s| conflict_errors(s) == 1);
-    assert!(
-        crate::support::poll(Duration::from_secs(10), || chrono::Utc::now()
-            > due + chrono::Duration::milliseconds(200)),
-        "the retry time never passed"
-    );
+    wait_past(due);
 
     // The runtime has nothing to do until the next save: it must sleep, not re-read the board
     // in a loop. A busy loop burns about 100 ticks per second.
-    let start = cpu_ticks(pid);
-    let window = std::time::Instant::now() + Duration::from_millis(1500);
-    while std::time::Instant::now() < window {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let used = cpu_ticks(pid) - start;
+    let used = ticks_over_a_while(pid);
     assert!(used <= 10, "run used {used} clock ticks while held");
     assert!(!sb.path("ran.log").exists());
     assert_eq!(sb.board_text(), conflicted);
@@ -350,17 +361,8 @@ fn a_missing_board_is_waited_on_quietly_when_a_retry_on_it_falls_due() {
     let pid = sb.start_run();
     std::fs::remove_file(&sb.board).unwrap();
     sb.wait_until("the missing board reported", |s| s.errors_in("board") == 1);
-    assert!(
-        crate::support::poll(Duration::from_secs(10), || chrono::Utc::now()
-            > due + chrono::Duration::milliseconds(200)),
-        "the retry time never passed"
-    );
-    let start = cpu_ticks(pid);
-    let window = std::time::Instant::now() + Duration::from_millis(1500);
-    while std::time::Instant::now() < window {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let used = cpu_ticks(pid) - start;
+    wait_past(due);
+    let used = ticks_over_a_while(pid);
     assert!(
         used <= 10,
         "run used {used} clock ticks waiting for the board"

@@ -604,3 +604,42 @@ pub fn skip(why: &str) {
         "SKIPPED {test}: {why} (with CI set, this fails instead)"
     );
 }
+
+/// Runs `git` in `dir` as a throwaway identity whose new repositories start on `main`; fails
+/// the test with git's stderr when it fails. Returns what it printed, trimmed.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Runs `script` with `sh -c` in `dir` (several commands a person types in one go); fails the
+/// test with their stderr when one fails.
+pub fn sh(dir: &Path, script: &str) {
+    let out = Command::new("sh")
+        .args(["-c", script])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
