@@ -22,7 +22,7 @@ use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag};
 use crate::status::{Status, StatusError, is_task_id};
 
 mod conflicts;
-pub use conflicts::{Marker, MarkerKind, conflict_markers, conflict_regions};
+pub use conflicts::{Marker, MarkerKind, conflict_markers, conflict_regions, conflict_summary};
 
 /// A parsed board. Ranges are byte offsets into the text it was parsed from (BOM included).
 #[derive(Debug, Clone, PartialEq)]

@@ -554,7 +554,7 @@ impl Runtime {
         if self.held_by_conflict(&snap) {
             return;
         }
-        let endings_wait = self.store.tasks.values().any(|r| r.ending.is_some());
+        let endings_wait = self.store.with_endings().next().is_some();
         if touched && !forced && !endings_wait && Some(snap.hash) == self.last_hash {
             // Our own write, or a save that changed nothing. A forced pass never stops here: the
             // watcher's echo of the write that made a task ready must not swallow the pass
@@ -758,7 +758,7 @@ impl Runtime {
     /// write (an unreadable board, a full disk) is most likely still there, and an immediate
     /// pass would fail again, back to back, for as long as it lasts.
     fn requeue(&mut self, pending: Vec<Pending>) {
-        let endings_wait = self.store.tasks.values().any(|r| r.ending.is_some());
+        let endings_wait = self.store.with_endings().next().is_some();
         if pending.is_empty() && !endings_wait {
             return;
         }
@@ -806,14 +806,7 @@ impl Runtime {
         let mut pending = Vec::new();
         let mut settling = BTreeSet::new();
         let mut reviews = 0;
-        let ids: Vec<String> = self
-            .store
-            .tasks
-            .iter()
-            .filter(|(id, r)| r.ending.is_some() && !self.active.contains_key(*id))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in ids {
+        for id in self.endings_of_past_runs() {
             match locks.get(&id) {
                 Some(LockView::Ours) => {}
                 // Another live runtime's ending: it writes it.
@@ -886,6 +879,16 @@ impl Runtime {
             }
         }
         (pending, settling, reviews)
+    }
+
+    /// The tasks with an ending on its way whose run is over (an ending always is; the check
+    /// keeps a new run of the task apart from it).
+    fn endings_of_past_runs(&self) -> Vec<String> {
+        self.store
+            .with_endings()
+            .filter(|id| !self.active.contains_key(*id))
+            .map(str::to_string)
+            .collect()
     }
 
     /// Takes over an ending a stopped runtime left (its lock's owner is gone, or the lock folder

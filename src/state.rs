@@ -199,6 +199,14 @@ impl Store {
         }
     }
 
+    /// The tasks whose last attempt's ending is not on the board yet.
+    pub fn with_endings(&self) -> impl Iterator<Item = &str> {
+        self.tasks
+            .iter()
+            .filter(|(_, r)| r.ending.is_some())
+            .map(|(id, _)| id.as_str())
+    }
+
     pub fn memory(&self) -> BTreeMap<String, TaskMemory> {
         self.tasks
             .iter()

@@ -102,6 +102,18 @@ pub fn conflict_regions(markers: &[Marker]) -> usize {
     markers.last().map_or(0, |m| m.region + 1)
 }
 
+/// `unresolved git conflict markers (N conflicts, the first at line L)`: the words every refusal
+/// of a conflicted board starts with; `None` when there are no markers.
+pub fn conflict_summary(markers: &[Marker]) -> Option<String> {
+    let first = markers.first()?;
+    let regions = conflict_regions(markers);
+    Some(format!(
+        "unresolved git conflict markers ({regions} conflict{}, the first at line {})",
+        if regions == 1 { "" } else { "s" },
+        first.line
+    ))
+}
+
 /// A line that looks like a marker, before regions and code fences are considered.
 #[derive(Debug, Clone)]
 struct Candidate {

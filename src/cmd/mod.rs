@@ -99,17 +99,14 @@ impl Paint {
 /// act on such a board or write into it until they are resolved. `then` says what to do after.
 pub fn refuse_conflicted(board: &std::path::Path, text: &str, then: &str) -> Result<(), Failure> {
     let markers = crate::board::conflict_markers(text);
-    let Some(first) = markers.first() else {
+    let Some(summary) = crate::board::conflict_summary(&markers) else {
         return Ok(());
     };
-    let regions = crate::board::conflict_regions(&markers);
     Err(Failure::new(
         Exit::Board,
         format!(
-            "{}: unresolved git conflict markers ({regions} conflict{}, the first at line {}); resolve the merge, then {then}",
-            board.display(),
-            if regions == 1 { "" } else { "s" },
-            first.line
+            "{}: {summary}; resolve the merge, then {then}",
+            board.display()
         ),
     ))
 }

@@ -8,7 +8,7 @@
 //! resolved.
 
 use super::Runtime;
-use crate::board::{Board, conflict_markers, conflict_regions};
+use crate::board::{Board, conflict_markers, conflict_summary};
 use crate::fsio::Snapshot;
 
 impl Runtime {
@@ -17,11 +17,9 @@ impl Runtime {
     /// save), and a board content not seen before has been reported: one `error` event (context
     /// `board`) and its lint findings.
     pub(super) fn held_by_conflict(&mut self, snap: &Snapshot) -> bool {
-        let markers = conflict_markers(&snap.text);
-        let Some(first) = markers.first() else {
+        let Some(summary) = conflict_summary(&conflict_markers(&snap.text)) else {
             return false;
         };
-        let line = first.line;
         // No time-based rule applies to a board that is not acted on: a retry falling due
         // meanwhile must not wake the loop into re-reading it back to back. The save that
         // resolves the conflict plans again.
@@ -29,14 +27,12 @@ impl Runtime {
         if self.last_hash != Some(snap.hash) {
             // Once per conflicted content, not on every rescan or retry of a write.
             self.last_hash = Some(snap.hash);
-            let regions = conflict_regions(&markers);
             self.error(
                 None,
                 "board",
                 format!(
-                    "{}: unresolved git conflict markers ({regions} conflict{}, the first at line {line}); nothing runs and nothing is written until they are resolved",
-                    self.board.display(),
-                    if regions == 1 { "" } else { "s" }
+                    "{}: {summary}; nothing runs and nothing is written until they are resolved",
+                    self.board.display()
                 ),
             );
             let board = Board::parse(&snap.text);

@@ -345,15 +345,8 @@ impl Runtime {
                 (id.clone(), owner)
             })
             .collect();
-        let waiting: Vec<String> = self
-            .store
-            .tasks
-            .iter()
-            .filter(|(id, r)| r.ending.is_some() && !self.active.contains_key(*id))
-            .map(|(id, _)| id.clone())
-            .collect();
         let mut ending_locks = BTreeSet::new();
-        for id in waiting {
+        for id in self.endings_of_past_runs() {
             match self.locks.read(&id) {
                 Some(LockState::Held(o)) if o.instance == self.instance => {}
                 None if self.home.ending_locks.contains(&id) => {
