@@ -181,6 +181,22 @@ fn find_chromium() -> Option<PathBuf> {
         })
 }
 
+/// Runs `stats --html` over the folder's board and log; the page's path and text.
+fn render_dashboard(dir: &std::path::Path) -> (std::path::PathBuf, String) {
+    let html = dir.join("out.html");
+    let status = Command::new(env!("CARGO_BIN_EXE_taskboard"))
+        .arg("stats")
+        .arg(dir.join("task-board.md"))
+        .arg("--html")
+        .arg(&html)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let page = std::fs::read_to_string(&html).unwrap();
+    (html, page)
+}
+
 #[test]
 fn dashboard_renders_in_headless_chromium() {
     let Some(bin) = find_chromium() else {
@@ -189,17 +205,7 @@ fn dashboard_renders_in_headless_chromium() {
     };
     let dir = Dir::new("html");
     std::fs::write(dir.0.join("events.jsonl"), events(&dir.0)).unwrap();
-    let html = dir.0.join("out.html");
-    let status = Command::new(env!("CARGO_BIN_EXE_taskboard"))
-        .arg("stats")
-        .arg(dir.0.join("task-board.md"))
-        .arg("--html")
-        .arg(&html)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let page = std::fs::read_to_string(&html).unwrap();
+    let (html, page) = render_dashboard(&dir.0);
     assert!(
         !page.contains("<script"),
         "untrusted text escaped in the file"
@@ -308,17 +314,7 @@ fn a_small_bar_stays_visible_and_the_others_keep_their_proportions() {
         }
     }
     std::fs::write(dir.0.join("events.jsonl"), log).unwrap();
-    let html = dir.0.join("out.html");
-    let status = Command::new(env!("CARGO_BIN_EXE_taskboard"))
-        .arg("stats")
-        .arg(dir.0.join("task-board.md"))
-        .arg("--html")
-        .arg(&html)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let page = std::fs::read_to_string(&html).unwrap();
+    let (_, page) = render_dashboard(&dir.0);
     // 1 ms beside 10 minutes would be 0.0003 units tall: drawn 2 units tall instead.
     let fast = rect_of(&page, "fast: 1ms p50");
     assert!(fast.contains(r#"height="2.0""#), "{fast}");

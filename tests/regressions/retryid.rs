@@ -232,6 +232,24 @@ fn starts(sb: &Sandbox) -> Vec<String> {
         .collect()
 }
 
+/// Waits until the three tasks of [`THREE_READY`] are done, stops the run, and checks that
+/// each ran exactly once.
+fn stop_when_all_done_and_each_ran_once(sb: &mut Sandbox, pid: u32) {
+    sb.wait_until("all done", |s| {
+        ["L-1", "L-2", "L-3"]
+            .iter()
+            .all(|id| s.status_of(id) == "done")
+    });
+    assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
+    let mut runs = starts(sb);
+    runs.sort();
+    assert_eq!(
+        runs,
+        ["L-1", "L-2", "L-3"],
+        "each task must run exactly once"
+    );
+}
+
 const THREE_READY: &str = "# Board\n\n## L-1: one\n- status: ready\n\n## L-2: two\n- status: ready\n\n## L-3: three\n- status: ready\n";
 
 #[test]
@@ -257,19 +275,7 @@ fn a_second_run_through_a_symlink_is_refused_by_the_real_boards_run_lock() {
     assert!(!sb.path("other/events.jsonl").exists());
 
     std::fs::write(sb.path("release"), "").unwrap();
-    sb.wait_until("all done", |s| {
-        ["L-1", "L-2", "L-3"]
-            .iter()
-            .all(|id| s.status_of(id) == "done")
-    });
-    assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
-    let mut runs = starts(&sb);
-    runs.sort();
-    assert_eq!(
-        runs,
-        ["L-1", "L-2", "L-3"],
-        "each task must run exactly once"
-    );
+    stop_when_all_done_and_each_ran_once(&mut sb, pid);
 }
 
 #[test]
@@ -294,19 +300,7 @@ fn a_once_through_a_symlink_beside_a_run_runs_each_task_exactly_once() {
     });
     std::fs::write(sb.path("release"), "").unwrap();
     let code = exit_code_within(&mut once, DEADLINE);
-    sb.wait_until("all done", |s| {
-        ["L-1", "L-2", "L-3"]
-            .iter()
-            .all(|id| s.status_of(id) == "done")
-    });
-    assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
-    let mut runs = starts(&sb);
-    runs.sort();
-    assert_eq!(
-        runs,
-        ["L-1", "L-2", "L-3"],
-        "each task must run exactly once"
-    );
+    stop_when_all_done_and_each_ran_once(&mut sb, pid);
     assert_eq!(code, Some(0));
     assert!(!sb.path("other/.taskboard").exists());
     assert!(!sb.path("other/events.jsonl").exists());
