@@ -7,9 +7,9 @@ use std::fmt::Write;
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use taskboard::board::Board;
-use taskboard::status::Status;
-use taskboard::writeback::{Change, apply};
+use taskboard::core::board::Board;
+use taskboard::core::status::Status;
+use taskboard::core::writeback::{Change, apply};
 
 const SIZES: [usize; 3] = [100, 1_000, 10_000];
 
@@ -90,7 +90,7 @@ fn benches(c: &mut Criterion) {
     // the checks, not the formatting of thousands of findings.
     let routes: std::collections::BTreeSet<String> =
         ["default".to_string(), "review".to_string()].into();
-    let ctx = taskboard::lint::LintContext {
+    let ctx = taskboard::core::lint::LintContext {
         now: chrono::DateTime::parse_from_rfc3339("2026-04-20T16:00:00Z")
             .unwrap()
             .with_timezone(&chrono::Utc),
@@ -100,17 +100,17 @@ fn benches(c: &mut Criterion) {
     };
     for (n, text) in &boards {
         let board = Board::parse(text);
-        let findings = taskboard::lint::lint(text, &board, &ctx);
+        let findings = taskboard::core::lint::lint(text, &board, &ctx);
         assert!(
             findings
                 .iter()
-                .all(|f| f.severity == taskboard::lint::Severity::Warning),
+                .all(|f| f.severity == taskboard::core::lint::Severity::Warning),
             "the bench board should have no errors: {:?}",
             findings.first()
         );
         group.throughput(Throughput::Bytes(text.len() as u64));
         group.bench_with_input(BenchmarkId::from_parameter(n), text, |b, text| {
-            b.iter(|| taskboard::lint::lint(black_box(text), &board, &ctx))
+            b.iter(|| taskboard::core::lint::lint(black_box(text), &board, &ctx))
         });
     }
     group.finish();
@@ -123,7 +123,7 @@ fn benches(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::from_parameter(n), text, |b, text| {
             b.iter(|| {
                 let board = Board::parse(black_box(text));
-                black_box(taskboard::lint::lint(text, &board, &ctx));
+                black_box(taskboard::core::lint::lint(text, &board, &ctx));
                 apply(text, &board, &changes)
             })
         });

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use chrono::{Duration, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
-use taskboard::events::{Event, EventKind, for_each_line};
-use taskboard::report::{Builder, Rec};
+use taskboard::core::event::{Event, EventKind};
+use taskboard::core::report::{Builder, Rec};
+use taskboard::shell::event_log::for_each_line;
 
 const LINES: usize = 1_000_000;
 

@@ -1,33 +1,11 @@
 //! taskboard: one Markdown file as the control plane for background work.
 //!
-//! The crate is split into a pure core (parse, lint, plan, write back: functions of text, config,
-//! clock and a lock view) and an imperative shell (watch, lock, spawn, append, rename) around it.
-//! See `ARCHITECTURE.md` at the repository root for the map.
-
-// Pure core: no I/O, no clocks read, no processes.
-pub mod board;
-pub mod config;
-pub mod folder;
-pub mod handoff;
-pub mod lint;
-pub mod packet;
-pub mod plan;
-pub mod report;
-pub mod status;
-pub mod writeback;
-
-// Imperative shell.
-pub mod events;
-pub mod evidence;
-pub mod exec;
-pub mod fsio;
-pub mod lock;
-pub mod logging;
-pub mod procs;
-pub mod runtime;
-pub mod service;
-pub mod state;
-pub mod watch;
+//! The crate is split into a pure core (parse, lint, plan, settle, write back: functions of text,
+//! config, a clock value and a lock view) and an imperative shell (watch, lock, spawn, append,
+//! rename) that gathers the core's inputs and carries out its decisions. The commands in `cmd`
+//! use both. See `ARCHITECTURE.md` at the repository root for the map.
 
 pub mod cmd;
+pub mod core;
 pub mod exit;
+pub mod shell;

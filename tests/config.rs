@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use taskboard::config::{self, Config, ConfigError, ExecutorConfig, parse, parse_duration};
+use taskboard::core::config::{self, Config, ConfigError, ExecutorConfig, parse, parse_duration};
 
 const SAMPLE: &str = r#"[runtime]
 debounce_ms = 2000
@@ -297,7 +297,7 @@ mod load {
     use super::*;
     use std::fs;
     use std::path::PathBuf;
-    use taskboard::config::load;
+    use taskboard::shell::config_file::load;
 
     fn dir(name: &str) -> PathBuf {
         let d =
@@ -371,7 +371,7 @@ mod load {
 mod props {
     use proptest::prelude::*;
     use std::time::Duration;
-    use taskboard::config::parse_duration;
+    use taskboard::core::config::parse_duration;
 
     proptest! {
         #[test]
@@ -391,7 +391,7 @@ mod props {
         #[test]
         fn arbitrary_text_never_panics(text in "\\PC{0,20}") {
             let _ = parse_duration(&text);
-            let _ = taskboard::config::parse_size(&text);
+            let _ = taskboard::core::config::parse_size(&text);
         }
     }
 }

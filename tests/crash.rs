@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use support::{Rng, RunRecord, Sandbox, epoch_now, long_run, pid_alive, poll, read_runs};
-use taskboard::events::{EventKind, read_log};
-use taskboard::lock::{LockState, Locks, process_group_alive};
+use taskboard::core::event::EventKind;
+use taskboard::shell::event_log::read_log;
+use taskboard::shell::lock::{LockState, Locks, process_group_alive};
 
 fn config(sb: &Sandbox, max_parallel: usize) {
     sb.script("sim.sh", support::SIM_EXECUTOR);
@@ -38,7 +39,7 @@ fn board(n: usize) -> String {
 }
 
 /// The events of the runtime with this pid: everything after its `runtime_started`.
-fn events_since_start(sb: &Sandbox, pid: u32) -> Vec<taskboard::events::Event> {
+fn events_since_start(sb: &Sandbox, pid: u32) -> Vec<taskboard::core::event::Event> {
     let Ok(log) = read_log(sb.path("events.jsonl")) else {
         return Vec::new();
     };
@@ -212,13 +213,13 @@ fn kill_9_at_random_points_loses_and_duplicates_nothing() {
         assert_eq!(ids(&sb), expected_ids, "task set changed after kill {k}");
         for (id, st) in sb.statuses() {
             assert!(
-                taskboard::status::Status::parse(&st).is_ok(),
+                taskboard::core::status::Status::parse(&st).is_ok(),
                 "{id} has an illegal status `{st}`"
             );
         }
         // Keep work coming: the person sets a few finished tasks back to ready.
         let text = sb.board_text();
-        let b = taskboard::board::Board::parse(&text);
+        let b = taskboard::core::board::Board::parse(&text);
         let mut out = text.clone();
         let mut spans: Vec<(std::ops::Range<usize>, String)> = Vec::new();
         for t in &b.tasks {
@@ -277,7 +278,7 @@ fn kill_9_at_random_points_loses_and_duplicates_nothing() {
     assert!(log.bad_lines.is_empty() && !log.torn_tail);
     // Non-status bytes are untouched: blank every status and compare with the original.
     let strip = |t: &str| {
-        let b = taskboard::board::Board::parse(t);
+        let b = taskboard::core::board::Board::parse(t);
         let mut out = t.to_string();
         let mut ranges: Vec<_> = b
             .tasks

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use taskboard::events::{Event, EventKind};
+use taskboard::core::event::{Event, EventKind};
 
 struct Dir(PathBuf);
 

@@ -5,7 +5,8 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 
 use chrono::{DateTime, TimeZone, Utc};
-use taskboard::events::{Event, EventKind, EventLog, for_each_event, read_log};
+use taskboard::core::event::{Event, EventKind};
+use taskboard::shell::event_log::{EventLog, for_each_event, read_log};
 
 /// A fresh folder under the system temp dir, removed on drop.
 struct TempDir(PathBuf);

@@ -1,4 +1,4 @@
-//! Running real child processes through `taskboard::exec`.
+//! Running real child processes through `taskboard::shell::exec`.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use taskboard::exec::{self, Ending, Finished, RunHandle, SpawnError, Spec, StopReason};
+use taskboard::shell::exec::{self, Ending, Finished, RunHandle, SpawnError, Spec, StopReason};
 
 const WAIT: Duration = Duration::from_secs(20);
 

@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use taskboard::board::Board;
-use taskboard::lint::{Finding, LintContext, invalid_utf8, lint};
-use taskboard::status::Status;
-use taskboard::writeback::{Change, apply};
+use taskboard::core::board::Board;
+use taskboard::core::lint::{Finding, LintContext, invalid_utf8, lint};
+use taskboard::core::status::Status;
+use taskboard::core::writeback::{Change, apply};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
@@ -288,21 +288,21 @@ fn the_starter_and_demo_boards_have_no_errors() {
         let board = Board::parse(&text);
         assert!(board.tasks.len() >= min_tasks, "{folder}");
         // Against the routes of the template's own configuration, as they are written together.
-        let config = taskboard::config::parse(config_text)
+        let config = taskboard::core::config::parse(config_text)
             .unwrap_or_else(|e| panic!("{folder}/taskboard.toml is invalid: {e}"));
         let routes: std::collections::BTreeSet<String> = config.executors.keys().cloned().collect();
         let ctx = LintContext {
             now: now(),
             stale_after: config.runtime.stale_after,
             routes: Some(&routes),
-            longest_backoff: Some(taskboard::plan::longest_backoff_for(
+            longest_backoff: Some(taskboard::core::plan::longest_backoff_for(
                 config.runtime.retry_backoff,
                 config.runtime.max_attempts,
             )),
         };
         let errors: Vec<_> = lint(&text, &board, &ctx)
             .into_iter()
-            .filter(|f| f.severity == taskboard::lint::Severity::Error)
+            .filter(|f| f.severity == taskboard::core::lint::Severity::Error)
             .collect();
         assert_eq!(errors, vec![], "{folder}");
         check_writeback(folder, &text, &board);

@@ -7,7 +7,7 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use taskboard::fsio::{
+use taskboard::shell::fsio::{
     MAX_BOARD_BYTES, ReadError, atomic_write, content_hash, read_board, read_stable,
 };
 

@@ -598,7 +598,7 @@ fn a_process_group_left_as_zombies_counts_as_gone() {
         .process_group(0)
         .spawn()
         .unwrap();
-    assert!(taskboard::lock::process_group_alive(live.id() as i32));
+    assert!(taskboard::shell::lock::process_group_alive(live.id() as i32));
     live.kill().unwrap();
     live.wait().unwrap();
     // A group whose only process has exited but is not reaped yet: a zombie. That is what an
@@ -611,7 +611,7 @@ fn a_process_group_left_as_zombies_counts_as_gone() {
     let pid = dead.id() as i32;
     assert!(poll(support::DEADLINE, || !pid_alive(pid)), "not a zombie");
     assert!(
-        !taskboard::lock::process_group_alive(pid),
+        !taskboard::shell::lock::process_group_alive(pid),
         "a group of zombies is reported alive"
     );
     dead.wait().unwrap();

@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, SystemTime};
 
 use chrono::Utc;
-use taskboard::lock::{
+use taskboard::shell::lock::{
     Liveness, LockState, Locks, Owner, RunLock, instance_id, is_stale, liveness,
     process_group_alive, process_start_time,
 };

@@ -12,9 +12,9 @@ use chrono::DateTime;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
-use taskboard::board::Board;
-use taskboard::status::{Precision, Stamp, Status};
-use taskboard::writeback::{Change, Refusal, apply};
+use taskboard::core::board::Board;
+use taskboard::core::status::{Precision, Stamp, Status};
+use taskboard::core::writeback::{Change, Refusal, apply};
 
 fn config() -> Config {
     let cases = std::env::var("PROPTEST_CASES")
@@ -863,7 +863,7 @@ fn committed_config_fuzz_inputs_replay() {
         let Ok(text) = std::str::from_utf8(&bytes) else {
             continue;
         };
-        let Ok(config) = taskboard::config::parse(text) else {
+        let Ok(config) = taskboard::core::config::parse(text) else {
             continue;
         };
         accepted += 1;

@@ -564,11 +564,11 @@ fn a_stale_lock_is_broken() {
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let dead_pid = child.id();
     child.wait().unwrap();
-    let owner = taskboard::lock::Owner {
+    let owner = taskboard::shell::lock::Owner {
         pid: dead_pid,
-        ..taskboard::lock::Owner::current("gone", chrono::Utc::now())
+        ..taskboard::shell::lock::Owner::current("gone", chrono::Utc::now())
     };
-    let owner = taskboard::lock::Owner {
+    let owner = taskboard::shell::lock::Owner {
         start_time: None,
         ..owner
     };
@@ -614,7 +614,7 @@ fn demo_runs_the_bundled_board_until_interrupted() {
         .unwrap();
     let status = |id: &str| {
         let text = std::fs::read_to_string(dir.join("task-board.md")).unwrap_or_default();
-        taskboard::board::Board::parse(&text)
+        taskboard::core::board::Board::parse(&text)
             .task(id)
             .and_then(|t| t.status.as_ref().map(|s| s.raw.clone()))
             .unwrap_or_default()

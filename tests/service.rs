@@ -524,7 +524,7 @@ fn launchd_plists_have_the_keys_and_types() {
 /// makes for the example board described in those folders' README.
 #[test]
 fn committed_examples_match_the_generator() {
-    use taskboard::service::{self, Spec};
+    use taskboard::core::service_files::{self, Spec};
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let example = |board: &str| Spec {
         binary: PathBuf::from("/usr/local/bin/taskboard"),
@@ -535,11 +535,11 @@ fn committed_examples_match_the_generator() {
     let sets = [
         (
             "launchd",
-            service::launchd_files(&example("/Users/me/my project/task-board.md")),
+            service_files::launchd_files(&example("/Users/me/my project/task-board.md")),
         ),
         (
             "systemd",
-            service::systemd_files(&example("/home/me/my project/task-board.md")),
+            service_files::systemd_files(&example("/home/me/my project/task-board.md")),
         ),
     ];
     for (dir, files) in sets {

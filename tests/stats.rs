@@ -5,7 +5,7 @@ use std::process::Command;
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
-use taskboard::events::{Event, EventKind};
+use taskboard::core::event::{Event, EventKind};
 
 struct Dir(PathBuf);
 

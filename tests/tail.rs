@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use taskboard::cmd::tail::render_line;
-use taskboard::events::{Event, EventKind};
+use taskboard::core::event::{Event, EventKind};
 
 struct Dir(PathBuf);
 

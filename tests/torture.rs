@@ -18,8 +18,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use support::{Rng, Sandbox, long_run, poll, read_runs};
-use taskboard::board::Board;
-use taskboard::events::{EventKind, read_log};
+use taskboard::core::board::Board;
+use taskboard::core::event::EventKind;
+use taskboard::shell::event_log::read_log;
 
 const SIMS: [&str; 5] = ["ok", "fail", "block", "sleep", "hang"];
 const PERSON_STATUSES: [&str; 5] = [
@@ -362,7 +363,7 @@ fn a_person_editing_at_random_loses_nothing_and_nothing_runs_twice() {
     for (id, st) in status_map(&final_text) {
         // (3) Every status is legal.
         assert!(
-            taskboard::status::Status::parse(&st).is_ok(),
+            taskboard::core::status::Status::parse(&st).is_ok(),
             "{id}: illegal status `{st}`"
         );
         let Some(mine) = person_status.get(&id) else {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use taskboard::watch::{BoardWatcher, WatchError, WatchSignal, watch_board};
+use taskboard::shell::watch::{BoardWatcher, WatchError, WatchSignal, watch_board};
 
 const DEBOUNCE: Duration = Duration::from_millis(50);
 /// How long "nothing more happens" is waited for: a deadline, not a pause.
@@ -180,7 +180,7 @@ fn reading_the_board_does_not_signal() {
     f.expect_touch();
     f.expect_settles();
     // What the runtime does after each signal must not cause another one.
-    let text = taskboard::fsio::read_board(&f.board).unwrap().text;
+    let text = taskboard::shell::fsio::read_board(&f.board).unwrap().text;
     assert!(text.ends_with("two\n"));
     f.expect_silence();
 }

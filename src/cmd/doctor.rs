@@ -15,13 +15,14 @@ use std::process::{Command, Stdio};
 use chrono::{Datelike, Utc};
 
 use super::{CmdResult, Paint, use_color};
-use crate::board::Board;
-use crate::config::{self, Config};
+use crate::core::board::Board;
+use crate::core::config::{self, Config};
+use crate::core::lint::{self, LintContext, Severity};
+use crate::core::service_files::{self, Manager};
 use crate::exit::Exit;
-use crate::fsio;
-use crate::lint::{self, LintContext, Severity};
-use crate::lock::RunLock;
-use crate::service::{self, Manager};
+use crate::shell::config_file;
+use crate::shell::fsio;
+use crate::shell::lock::RunLock;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -103,7 +104,7 @@ pub fn checks(board: &Path, explicit_config: Option<&Path>) -> Vec<Check> {
     let mut out = Vec::new();
 
     // Configuration.
-    let config = match config::load(explicit_config, &board_dir) {
+    let config = match config_file::load(explicit_config, &board_dir) {
         Ok(loaded) => {
             out.push(ok(
                 "config",
@@ -210,7 +211,7 @@ fn board_check(board: &Path, config: Option<&Config>) -> Check {
             ),
             format!(
                 "resolve the merge (keep the lines you want, delete the marker lines, save); see `taskboard lint {}`",
-                service::shell_quote(&board.to_string_lossy())
+                service_files::shell_quote(&board.to_string_lossy())
             ),
         );
     }
@@ -229,7 +230,7 @@ fn board_check(board: &Path, config: Option<&Config>) -> Check {
     );
     let lint_cmd = format!(
         "`taskboard lint {}`",
-        service::shell_quote(&board.to_string_lossy())
+        service_files::shell_quote(&board.to_string_lossy())
     );
     let todo = if config_failed {
         format!("fix the config first, then see {lint_cmd}")
@@ -256,7 +257,10 @@ fn board_check(board: &Path, config: Option<&Config>) -> Check {
 }
 
 fn longest_backoff(config: &Config) -> std::time::Duration {
-    crate::plan::longest_backoff_for(config.runtime.retry_backoff, config.runtime.max_attempts)
+    crate::core::plan::longest_backoff_for(
+        config.runtime.retry_backoff,
+        config.runtime.max_attempts,
+    )
 }
 
 fn plural(n: usize) -> &'static str {
@@ -288,7 +292,10 @@ fn executor_check(route: &str, exec: &config::ExecutorConfig, board_dir: &Path) 
                 Level::Fail,
                 &name,
                 format!("{} is not executable", path.display()),
-                format!("chmod +x {}", service::shell_quote(&path.to_string_lossy())),
+                format!(
+                    "chmod +x {}",
+                    service_files::shell_quote(&path.to_string_lossy())
+                ),
             )
         } else {
             check(
@@ -415,8 +422,8 @@ fn service_check(board: &Path) -> Check {
         Ok(b) => b,
         Err(f) => return check(Level::Warn, "service", f.message, "check the board path"),
     };
-    let slug = service::slug(&abs);
-    let quoted = service::shell_quote(&board.to_string_lossy());
+    let slug = service_files::slug(&abs);
+    let quoted = service_files::shell_quote(&board.to_string_lossy());
     // Look for either manager's files; the platform's own first.
     let managers = match Manager::default_for_platform() {
         Manager::Launchd => [Manager::Launchd, Manager::Systemd],
@@ -431,7 +438,7 @@ fn service_check(board: &Path) -> Check {
             .iter()
             .filter(|n| {
                 fsio::read_regular_to_string(&dir.join(n))
-                    .is_ok_and(|t| t.contains(service::MARKER))
+                    .is_ok_and(|t| t.contains(service_files::MARKER))
             })
             .collect();
         if present.is_empty() {
@@ -462,14 +469,14 @@ fn service_check(board: &Path) -> Check {
                 match manager {
                     Manager::Systemd => format!(
                         "systemctl --user daemon-reload && systemctl --user enable --now {} {}",
-                        service::systemd_run_unit(&slug),
-                        service::systemd_once_timer(&slug)
+                        service_files::systemd_run_unit(&slug),
+                        service_files::systemd_once_timer(&slug)
                     ),
                     Manager::Launchd => format!(
                         "launchctl bootstrap gui/$(id -u) {}",
                         names
                             .iter()
-                            .map(|n| service::shell_quote(&dir.join(n).to_string_lossy()))
+                            .map(|n| service_files::shell_quote(&dir.join(n).to_string_lossy()))
                             .collect::<Vec<_>>()
                             .join(" ")
                     ),
@@ -485,11 +492,11 @@ fn service_check(board: &Path) -> Check {
                 match manager {
                     Manager::Systemd => format!(
                         "check with `systemctl --user status {}`",
-                        service::systemd_run_unit(&slug)
+                        service_files::systemd_run_unit(&slug)
                     ),
                     Manager::Launchd => format!(
                         "check with `launchctl print gui/$(id -u)/{}`",
-                        service::launchd_run_label(&slug)
+                        service_files::launchd_run_label(&slug)
                     ),
                 },
             ),
@@ -507,7 +514,11 @@ fn service_check(board: &Path) -> Check {
 fn loaded(manager: Manager, slug: &str) -> Option<bool> {
     let output = match manager {
         Manager::Systemd => Command::new("systemctl")
-            .args(["--user", "is-active", &service::systemd_run_unit(slug)])
+            .args([
+                "--user",
+                "is-active",
+                &service_files::systemd_run_unit(slug),
+            ])
             .stdin(Stdio::null())
             .output()
             .ok()?,
@@ -516,7 +527,10 @@ fn loaded(manager: Manager, slug: &str) -> Option<bool> {
             let uid = unsafe { libc::getuid() };
             let out = Command::new("launchctl")
                 .arg("print")
-                .arg(format!("gui/{uid}/{}", service::launchd_run_label(slug)))
+                .arg(format!(
+                    "gui/{uid}/{}",
+                    service_files::launchd_run_label(slug)
+                ))
                 .stdin(Stdio::null())
                 .output()
                 .ok()?;

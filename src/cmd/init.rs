@@ -283,8 +283,8 @@ mod tests {
 
     #[test]
     fn the_starter_board_has_nothing_to_run() {
-        use crate::status::Status;
-        let board = crate::board::Board::parse(FILES[0].1);
+        use crate::core::status::Status;
+        let board = crate::core::board::Board::parse(FILES[0].1);
         assert!(board.tasks.len() >= 3);
         for task in &board.tasks {
             let status = task.status.as_ref().expect("a status");

@@ -1,7 +1,7 @@
 //! `taskboard lint`: print the board's findings and exit 1 when any is an error.
 //!
 //! Owns reading a board file for the read-only commands ([`read_board_text`]) and printing
-//! findings. The checks themselves are `crate::lint`; this module never writes any file.
+//! findings. The checks themselves are `crate::core::lint`; this module never writes any file.
 //!
 //! Text output, one line per finding, then a summary:
 //!
@@ -26,10 +26,10 @@ use chrono::Utc;
 use serde::Serialize;
 
 use super::{CmdResult, Failure, Paint, use_color};
-use crate::board::Board;
+use crate::core::board::Board;
+use crate::core::lint::{Finding, LintContext, Severity, invalid_utf8, lint};
 use crate::exit::Exit;
-use crate::fsio::{self, ReadError};
-use crate::lint::{Finding, LintContext, Severity, invalid_utf8, lint};
+use crate::shell::fsio::{self, ReadError};
 
 /// The staleness threshold when no configuration says otherwise.
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(2 * 3600);
@@ -81,7 +81,8 @@ pub struct LintSettings {
 /// nothing is configured to run); the default `retry_backoff` and `max_attempts` apply.
 pub(crate) fn lint_settings(board: &Path, config: Option<&Path>) -> Result<LintSettings, Failure> {
     let dir = super::board_dir(board);
-    let loaded = crate::config::load(config, dir).map_err(|e| Failure::new(Exit::Config, e))?;
+    let loaded =
+        crate::shell::config_file::load(config, dir).map_err(|e| Failure::new(Exit::Config, e))?;
     let routes = loaded
         .path
         .is_some()
@@ -90,7 +91,7 @@ pub(crate) fn lint_settings(board: &Path, config: Option<&Path>) -> Result<LintS
     Ok(LintSettings {
         routes,
         stale_after: rc.stale_after,
-        longest_backoff: crate::plan::longest_backoff_for(rc.retry_backoff, rc.max_attempts),
+        longest_backoff: crate::core::plan::longest_backoff_for(rc.retry_backoff, rc.max_attempts),
     })
 }
 
@@ -118,11 +119,11 @@ pub fn run(board: &Path, json: bool, config: Option<&Path>) -> CmdResult {
 /// The settings when the configuration cannot be loaded: routes not checked, the default
 /// runtime settings.
 pub(crate) fn without_config() -> LintSettings {
-    let rc = crate::config::Config::default().runtime;
+    let rc = crate::core::config::Config::default().runtime;
     LintSettings {
         routes: None,
         stale_after: rc.stale_after,
-        longest_backoff: crate::plan::longest_backoff_for(rc.retry_backoff, rc.max_attempts),
+        longest_backoff: crate::core::plan::longest_backoff_for(rc.retry_backoff, rc.max_attempts),
     }
 }
 

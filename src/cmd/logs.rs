@@ -22,9 +22,9 @@ use super::lint::read_board_text;
 use super::output::note;
 use super::tail::{Follower, stop_on_signals};
 use super::{CmdResult, Failure};
-use crate::board::Board;
+use crate::core::board::Board;
 use crate::exit::Exit;
-use crate::fsio;
+use crate::shell::fsio;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -96,7 +96,7 @@ impl RunDir {
 /// its review started in the same second keep that order. None for an ID that is not a task ID
 /// (it never names a folder).
 pub fn runs(state_dir: &Path, id: &str) -> io::Result<Vec<RunDir>> {
-    if !crate::status::is_task_id(id) {
+    if !crate::core::status::is_task_id(id) {
         return Ok(Vec::new());
     }
     let dir = state_dir.join("runs").join(id);
@@ -184,11 +184,11 @@ pub fn run(args: &Args) -> CmdResult {
     let live = board_dir.join("events.jsonl");
     let mut events = Follower::open(&live).map_err(|e| cannot_read(&live, &e))?;
     let mut ended = None;
-    for file in crate::events::log_files(&board_dir) {
+    for file in crate::shell::event_log::log_files(&board_dir) {
         if file == live {
             continue;
         }
-        let read = crate::events::for_each_line(&file, |line, _| {
+        let read = crate::shell::event_log::for_each_line(&file, |line, _| {
             if ended.is_none() {
                 ended = ends(line, id, &run);
             }
@@ -199,7 +199,7 @@ pub fn run(args: &Args) -> CmdResult {
             return Err(cannot_read(&file, &e));
         }
     }
-    let locks = crate::lock::Locks::new(state_dir.join("locks"));
+    let locks = crate::shell::lock::Locks::new(state_dir.join("locks"));
     let mut lock_gone_since: Option<Instant> = None;
     let mut last_check = Instant::now();
     loop {
@@ -297,7 +297,7 @@ fn ends(line: &[u8], id: &str, run: &RunDir) -> Option<String> {
 /// The run is over without an event saying so when a newer run of the task started, or when
 /// the task's lock has been gone (or its owner dead) for [`LIVENESS_EVERY`].
 fn liveness(
-    locks: &crate::lock::Locks,
+    locks: &crate::shell::lock::Locks,
     state_dir: &Path,
     id: &str,
     run: &RunDir,
@@ -311,11 +311,11 @@ fn liveness(
         return Some("ended: a newer run started".into());
     }
     let held = match locks.read(id) {
-        Some(crate::lock::LockState::Held(owner)) => !matches!(
-            crate::lock::liveness(&owner),
-            crate::lock::Liveness::Dead(_)
+        Some(crate::shell::lock::LockState::Held(owner)) => !matches!(
+            crate::shell::lock::liveness(&owner),
+            crate::shell::lock::Liveness::Dead(_)
         ),
-        Some(crate::lock::LockState::Unreadable { .. }) => true,
+        Some(crate::shell::lock::LockState::Unreadable { .. }) => true,
         None => false,
     };
     if held {
@@ -461,7 +461,7 @@ impl Output {
 fn marker_at(file: &File, len: u64) -> Option<u64> {
     const PREFIX: &[u8] = b"\n[taskboard: ";
     for digits in 1..=20u64 {
-        let marker_len = crate::exec::marker(10u64.pow((digits - 1) as u32)).len() as u64;
+        let marker_len = crate::shell::exec::marker(10u64.pow((digits - 1) as u32)).len() as u64;
         if len < marker_len {
             continue;
         }
@@ -477,7 +477,7 @@ fn marker_at(file: &File, len: u64) -> Option<u64> {
             .collect();
         if n.len() as u64 == digits
             && let Ok(n) = n.parse::<u64>()
-            && crate::exec::marker(n).as_bytes() == buf.as_slice()
+            && crate::shell::exec::marker(n).as_bytes() == buf.as_slice()
         {
             return Some(at);
         }
@@ -517,10 +517,10 @@ mod tests {
         assert_eq!(f.poll().unwrap(), b"aaaabbbb");
         // At its end: the first half, the marker, the last half.
         let mut last = b"aaaa".to_vec();
-        last.extend(crate::exec::marker(12).as_bytes());
+        last.extend(crate::shell::exec::marker(12).as_bytes());
         last.extend(b"zzzz");
         std::fs::write(&path, &last).unwrap();
-        let mut expect = crate::exec::marker(12).into_bytes();
+        let mut expect = crate::shell::exec::marker(12).into_bytes();
         expect.extend(b"zzzz");
         assert_eq!(f.poll().unwrap(), expect);
         assert!(f.poll().unwrap().is_empty());

@@ -43,10 +43,10 @@ impl Failure {
 
 pub type CmdResult = Result<Exit, Failure>;
 
-/// The board a command works on: its real file (see [`crate::fsio::resolve_board`]), or a
+/// The board a command works on: its real file (see [`crate::shell::fsio::resolve_board`]), or a
 /// one-line refusal with exit code 2 before anything is read or created.
 pub fn resolve_board(board: &std::path::Path) -> Result<std::path::PathBuf, Failure> {
-    crate::fsio::resolve_board(board).map_err(|e| Failure::new(Exit::Board, e))
+    crate::shell::fsio::resolve_board(board).map_err(|e| Failure::new(Exit::Board, e))
 }
 
 /// The folder a board lives in (`.` for a bare file name): where its config, events, handoffs
@@ -98,8 +98,8 @@ impl Paint {
 /// An error naming a board's unresolved git conflict markers, if `text` has any: nothing may
 /// act on such a board or write into it until they are resolved. `then` says what to do after.
 pub fn refuse_conflicted(board: &std::path::Path, text: &str, then: &str) -> Result<(), Failure> {
-    let markers = crate::board::conflict_markers(text);
-    let Some(summary) = crate::board::conflict_summary(&markers) else {
+    let markers = crate::core::board::conflict_markers(text);
+    let Some(summary) = crate::core::board::conflict_summary(&markers) else {
         return Ok(());
     };
     Err(Failure::new(

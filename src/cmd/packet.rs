@@ -5,11 +5,11 @@ use std::path::PathBuf;
 
 use super::lint::read_board_text;
 use super::{CmdResult, Failure};
-use crate::board::Board;
+use crate::core::board::Board;
 use crate::exit::Exit;
-use crate::fsio;
-use crate::packet::{self, Source};
-use crate::state::Store;
+use crate::shell::fsio;
+use crate::shell::packet_sources::{self, Source};
+use crate::shell::store::Store;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -27,7 +27,7 @@ pub fn run(args: &Args) -> CmdResult {
     let board_path = &super::resolve_board(&args.board)?;
     let text = read_board_text(board_path)?;
     let dir = super::board_dir(board_path);
-    let config = crate::config::load(args.config.as_deref(), dir)
+    let config = crate::shell::config_file::load(args.config.as_deref(), dir)
         .map_err(|e| Failure::new(Exit::Config, e))?
         .config;
     let board = Board::parse(&text);
@@ -41,12 +41,13 @@ pub fn run(args: &Args) -> CmdResult {
         record,
     };
     let budget = config.runtime.packet_budget as usize;
-    let out = packet::assemble(&source, &args.id, attempt, None, budget).ok_or_else(|| {
-        Failure::new(
-            Exit::Findings,
-            format!("no task `{}` on {}", args.id, board_path.display()),
-        )
-    })?;
+    let out =
+        packet_sources::assemble(&source, &args.id, attempt, None, budget).ok_or_else(|| {
+            Failure::new(
+                Exit::Findings,
+                format!("no task `{}` on {}", args.id, board_path.display()),
+            )
+        })?;
     super::output::print(&out)?;
     Ok(Exit::Ok)
 }

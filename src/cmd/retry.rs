@@ -15,13 +15,14 @@ use std::time::Duration;
 use chrono::Utc;
 
 use super::{CmdResult, Failure};
-use crate::board::Board;
-use crate::events::{Event, EventKind, EventLog};
+use crate::core::board::Board;
+use crate::core::event::{Event, EventKind};
+use crate::core::status::{self, Status};
+use crate::core::writeback::{self, Change};
 use crate::exit::Exit;
-use crate::fsio;
-use crate::lock::WriteLock;
-use crate::status::{self, Status};
-use crate::writeback::{self, Change};
+use crate::shell::event_log::EventLog;
+use crate::shell::fsio;
+use crate::shell::lock::WriteLock;
 
 /// How many times a write that a save overtook is tried again on the saved board.
 const WRITE_TRIES: u32 = 20;
@@ -68,7 +69,7 @@ pub fn run(board_path: &Path, id: &str) -> CmdResult {
     let now = Utc::now();
     let deadletter = board_dir.join("deadletter");
     let archived = if deadletter.join(format!("{id}.json")).exists() {
-        let to = crate::runtime::archive_deadletter(&deadletter, id, now).map_err(|e| {
+        let to = crate::shell::runtime::archive_deadletter(&deadletter, id, now).map_err(|e| {
             Failure::new(
                 Exit::Write,
                 format!("status set to ready, but the deadletter entry could not be archived: {e}"),

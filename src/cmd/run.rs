@@ -6,8 +6,8 @@ use std::path::Path;
 
 use super::{CmdResult, Failure};
 use crate::exit::Exit;
-use crate::lock::RunLock;
-use crate::runtime::{Mode, Msg, Runtime};
+use crate::shell::lock::RunLock;
+use crate::shell::runtime::{Mode, Msg, Runtime};
 
 pub fn run(board: &Path, config: Option<&Path>) -> CmdResult {
     serve(Mode::Run, board, config)
@@ -28,7 +28,7 @@ fn serve(mode: Mode, board: &Path, config: Option<&Path>) -> CmdResult {
     .map_err(|e| Failure::new(Exit::State, format!("cannot install signal handlers: {e}")))?;
     // The real file's folder gets the logs, state and locks, whatever name the board was given.
     let board = &super::resolve_board(board)?;
-    let _log = crate::logging::init_for_board(board, config);
+    let _log = crate::shell::logging::init_for_board(board, config);
     let runtime = Runtime::new(mode, board, config).map_err(|f| Failure::new(f.exit, f.message))?;
     if mode == Mode::Once {
         refuse_conflicted(runtime.board())?;
@@ -79,7 +79,7 @@ fn serve(mode: Mode, board: &Path, config: Option<&Path>) -> CmdResult {
 /// A board with unresolved git conflict markers is a board error for `once` (cron and timers
 /// report the exit code).
 fn refuse_conflicted(board: &Path) -> Result<(), Failure> {
-    let Ok(snap) = crate::fsio::read_board(board) else {
+    let Ok(snap) = crate::shell::fsio::read_board(board) else {
         // Unreadable now: the runtime reports it as it does any unreadable board.
         return Ok(());
     };
@@ -95,7 +95,7 @@ fn acquire_run_lock(folder: &Path, info: &Path) -> std::io::Result<Result<RunLoc
     loop {
         let attempt = RunLock::try_acquire(folder, info)?;
         let holder_gone = match &attempt {
-            Err(Some(pid)) => !crate::lock::pid_alive(*pid),
+            Err(Some(pid)) => !crate::shell::lock::pid_alive(*pid),
             Err(None) => true,
             Ok(_) => false,
         };

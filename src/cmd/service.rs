@@ -1,6 +1,6 @@
 //! `taskboard service`: launchd agents and systemd user units for a board.
 //!
-//! `install` writes the files `crate::service` generates into the manager's folder and prints
+//! `install` writes the files `crate::core::service_files` generates into the manager's folder and prints
 //! the one command that loads them (`--print` shows the files instead, the command after them
 //! as a comment); it never runs that command. It never replaces a different
 //! file without `--force`, and checks every file before writing any, so a refusal changes
@@ -10,9 +10,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::{CmdResult, Failure};
-use crate::config;
+use crate::core::service_files::{self, Manager, Spec};
 use crate::exit::Exit;
-use crate::service::{self, Manager, Spec};
+use crate::shell::config_file;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Action {
@@ -113,25 +113,25 @@ pub fn manager_dir(manager: Manager) -> Result<PathBuf, Failure> {
 }
 
 /// The files `install` writes for `spec` and `manager`, with their full paths.
-pub fn files_for(manager: Manager, spec: &Spec) -> Vec<service::File> {
+pub fn files_for(manager: Manager, spec: &Spec) -> Vec<service_files::File> {
     match manager {
-        Manager::Launchd => service::launchd_files(spec),
-        Manager::Systemd => service::systemd_files(spec),
+        Manager::Launchd => service_files::launchd_files(spec),
+        Manager::Systemd => service_files::systemd_files(spec),
     }
 }
 
 /// The file names `install` would write for `board` (only the names depend on the board).
 pub fn file_names(manager: Manager, board: &Path) -> Vec<String> {
-    let slug = service::slug(board);
+    let slug = service_files::slug(board);
     match manager {
         Manager::Launchd => vec![
-            format!("{}.plist", service::launchd_run_label(&slug)),
-            format!("{}.plist", service::launchd_once_label(&slug)),
+            format!("{}.plist", service_files::launchd_run_label(&slug)),
+            format!("{}.plist", service_files::launchd_once_label(&slug)),
         ],
         Manager::Systemd => vec![
-            service::systemd_run_unit(&slug),
-            service::systemd_once_service(&slug),
-            service::systemd_once_timer(&slug),
+            service_files::systemd_run_unit(&slug),
+            service_files::systemd_once_service(&slug),
+            service_files::systemd_once_timer(&slug),
         ],
     }
 }
@@ -146,8 +146,8 @@ fn install(args: &InstallArgs) -> CmdResult {
             format!("{}: the folder does not exist", board_dir.display()),
         ));
     }
-    let loaded =
-        config::load(None, &board_dir).map_err(|e| Failure::new(Exit::Config, e.to_string()))?;
+    let loaded = config_file::load(None, &board_dir)
+        .map_err(|e| Failure::new(Exit::Config, e.to_string()))?;
     let binary = std::env::current_exe()
         .and_then(std::fs::canonicalize)
         .map_err(|e| {
@@ -162,10 +162,10 @@ fn install(args: &InstallArgs) -> CmdResult {
         path_env: std::env::var("PATH")
             .ok()
             .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| service::FALLBACK_PATH.to_string()),
+            .unwrap_or_else(|| service_files::FALLBACK_PATH.to_string()),
         grace: loaded.config.runtime.grace,
     };
-    service::check(&spec).map_err(|e| Failure::new(Exit::Usage, e))?;
+    service_files::check(&spec).map_err(|e| Failure::new(Exit::Usage, e))?;
     let dir = manager_dir(manager)?;
     let files: Vec<(PathBuf, String)> = files_for(manager, &spec)
         .into_iter()
@@ -173,7 +173,7 @@ fn install(args: &InstallArgs) -> CmdResult {
         .collect();
 
     let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
-    let load = service::load_command(manager, &spec.board, &paths);
+    let load = service_files::load_command(manager, &spec.board, &paths);
     if args.print {
         let mut out = String::new();
         for (path, contents) in &files {
@@ -190,7 +190,7 @@ fn install(args: &InstallArgs) -> CmdResult {
     let mut plan = Vec::new();
     let mut refused = Vec::new();
     for (path, contents) in &files {
-        match crate::fsio::read_regular(path) {
+        match crate::shell::fsio::read_regular(path) {
             Ok(old) if old == contents.as_bytes() => plan.push((path, contents, "unchanged")),
             Ok(_) if args.force => plan.push((path, contents, "replaced")),
             Ok(_) => refused.push(path),
@@ -229,7 +229,7 @@ fn install(args: &InstallArgs) -> CmdResult {
     let mut replaced = false;
     for (path, contents, what) in &plan {
         if *what != "unchanged"
-            && let Err(e) = crate::fsio::atomic_write(path, contents.as_bytes())
+            && let Err(e) = crate::shell::fsio::atomic_write(path, contents.as_bytes())
         {
             // Say what was written before the failure; the failure itself is the exit.
             let _ = super::output::print(&out);
@@ -241,7 +241,7 @@ fn install(args: &InstallArgs) -> CmdResult {
         replaced |= *what == "replaced";
         let _ = writeln!(out, "{what} {}", path.display());
     }
-    let slug = service::slug(&spec.board);
+    let slug = service_files::slug(&spec.board);
     out.push('\n');
     match manager {
         Manager::Launchd => {
@@ -259,7 +259,7 @@ fn install(args: &InstallArgs) -> CmdResult {
                 let _ = writeln!(
                     out,
                     "A unit that is already running keeps its old settings until: systemctl --user restart {}",
-                    service::systemd_run_unit(&slug)
+                    service_files::systemd_run_unit(&slug)
                 );
             }
             out.push_str(
@@ -275,24 +275,25 @@ fn install(args: &InstallArgs) -> CmdResult {
 fn launchd_unload(slug: &str) -> String {
     format!(
         "launchctl bootout gui/$(id -u)/{} ; launchctl bootout gui/$(id -u)/{}",
-        service::launchd_run_label(slug),
-        service::launchd_once_label(slug)
+        service_files::launchd_run_label(slug),
+        service_files::launchd_once_label(slug)
     )
 }
 
 fn uninstall(args: &UninstallArgs) -> CmdResult {
     let manager = manager(args.launchd, args.systemd);
     // Named as `install` named it; a board that cannot be served can still be uninstalled.
-    let board = crate::fsio::resolve_board(&args.board).unwrap_or_else(|_| args.board.clone());
+    let board =
+        crate::shell::fsio::resolve_board(&args.board).unwrap_or_else(|_| args.board.clone());
     let board = absolute_board(&board)?;
     let dir = manager_dir(manager)?;
-    let slug = service::slug(&board);
+    let slug = service_files::slug(&board);
     let mut ours = Vec::new();
     let mut foreign = Vec::new();
     for name in file_names(manager, &board) {
         let path = dir.join(name);
-        match crate::fsio::read_regular(&path) {
-            Ok(bytes) if String::from_utf8_lossy(&bytes).contains(service::MARKER) => {
+        match crate::shell::fsio::read_regular(&path) {
+            Ok(bytes) if String::from_utf8_lossy(&bytes).contains(service_files::MARKER) => {
                 ours.push(path)
             }
             Ok(_) => foreign.push(path),
@@ -322,8 +323,8 @@ fn uninstall(args: &UninstallArgs) -> CmdResult {
             Manager::Systemd => writeln!(
                 out,
                 "  systemctl --user disable --now {} {}",
-                service::systemd_run_unit(&slug),
-                service::systemd_once_timer(&slug)
+                service_files::systemd_run_unit(&slug),
+                service_files::systemd_once_timer(&slug)
             ),
         };
     }

@@ -16,10 +16,11 @@ use serde::Serialize;
 use super::lint::read_board_text;
 use super::output::print as print_stdout;
 use super::{CmdResult, Failure, Paint, use_color};
-use crate::board::Board;
-use crate::events::{EventKind, for_each_event_in};
+use crate::core::board::Board;
+use crate::core::event::EventKind;
+use crate::core::status::Status;
 use crate::exit::Exit;
-use crate::status::Status;
+use crate::shell::event_log::for_each_event_in;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -198,7 +199,7 @@ pub fn gather(board_dir: &Path, text: &str, id: &str) -> Result<Option<Shown>, F
                 "claims and git disagree".to_string()
             }
             other => {
-                let line = crate::events::Event::new(ev.ts, None, other.clone()).to_line();
+                let line = crate::core::event::Event::new(ev.ts, None, other.clone()).to_line();
                 // The event's own fields, without ts and name: compact enough for a history line.
                 let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
                 v.as_object()
@@ -213,7 +214,7 @@ pub fn gather(board_dir: &Path, text: &str, id: &str) -> Result<Option<Shown>, F
             }
         };
         history.push(HistoryLine {
-            ts: crate::events::format_ts(&ev.ts),
+            ts: crate::core::event::format_ts(&ev.ts),
             event: ev.kind.name().to_string(),
             summary,
         });
@@ -245,9 +246,10 @@ pub fn gather(board_dir: &Path, text: &str, id: &str) -> Result<Option<Shown>, F
         ));
     }
     // Not a regular file (a FIFO) or unreadable: shown as no handoff, never waited on.
-    let handoff = crate::fsio::read_regular_to_string(&crate::handoff::file_path(board_dir, id))
-        .ok()
-        .and_then(|f| crate::handoff::last_section(&f).map(str::to_string));
+    let handoff =
+        crate::shell::fsio::read_regular_to_string(&crate::core::handoff::file_path(board_dir, id))
+            .ok()
+            .and_then(|f| crate::core::handoff::last_section(&f).map(str::to_string));
     let running = match task.status() {
         Some(Status::Running { agent, since }) => {
             // Only this claim's own run: a dispatch and a run folder no older than the claim
@@ -302,12 +304,14 @@ fn render_running(r: &RunningNow, paint: Paint) -> String {
     let age = if r.age_s >= 0 {
         format!(
             "{} ago",
-            crate::lint::human_duration(std::time::Duration::from_secs(r.age_s as u64))
+            crate::core::lint::human_duration(std::time::Duration::from_secs(r.age_s as u64))
         )
     } else {
         format!(
             "{} ahead of this clock",
-            crate::lint::human_duration(std::time::Duration::from_secs(r.age_s.unsigned_abs()))
+            crate::core::lint::human_duration(std::time::Duration::from_secs(
+                r.age_s.unsigned_abs()
+            ))
         )
     };
     let mut out = format!("running since {} ({age}) by {}", r.since, r.agent);
@@ -373,9 +377,9 @@ fn render(s: &Shown, paint: Paint) -> String {
             (None, Some(sig)) => format!("signal {sig}"),
             _ => "not started".into(),
         };
-        let cost = a
-            .cost_usd
-            .map_or(String::new(), |c| format!("  {}", crate::handoff::usd(c)));
+        let cost = a.cost_usd.map_or(String::new(), |c| {
+            format!("  {}", crate::core::handoff::usd(c))
+        });
         out.push_str(&format!(
             "  {}{} {:<12} {:<9} {:>7.1}s{cost}  -> {}\n",
             a.attempt,
@@ -400,7 +404,7 @@ fn render(s: &Shown, paint: Paint) -> String {
     if s.cost_usd > 0.0 {
         out.push_str(&format!(
             "  total cost {}\n",
-            crate::handoff::usd(s.cost_usd)
+            crate::core::handoff::usd(s.cost_usd)
         ));
     }
     for m in &s.evidence_mismatches {

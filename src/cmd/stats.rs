@@ -1,6 +1,6 @@
 //! `taskboard stats`: throughput, errors, latency and durations, from the events alone.
 //!
-//! Streams every log file (rotated ones first) through [`crate::report::Builder`], one line at a
+//! Streams every log file (rotated ones first) through [`crate::core::report::Builder`], one line at a
 //! time, then prints the report, its JSON form, and optionally a self-contained HTML dashboard.
 //! When the board file exists, the queue is counted from it instead of replayed from the events.
 
@@ -10,12 +10,12 @@ use std::path::{Component, Path, PathBuf};
 use chrono::Utc;
 
 use super::{CmdResult, Failure, Paint};
-use crate::board::Board;
-use crate::events::{for_each_line, log_files};
+use crate::core::board::Board;
+use crate::core::report::{self, Builder, Queue, Rec, Report};
+use crate::core::status::State;
 use crate::exit::Exit;
-use crate::fsio::{self, ReadError};
-use crate::report::{self, Builder, Queue, Rec, Report};
-use crate::status::State;
+use crate::shell::event_log::{for_each_line, log_files};
+use crate::shell::fsio::{self, ReadError};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

@@ -56,10 +56,10 @@ use serde::Serialize;
 use super::lint::read_board_text;
 use super::output::print as print_stdout;
 use super::{CmdResult, Paint, use_color};
-use crate::board::{Board, IdProblem, Task};
+use crate::core::board::{Board, IdProblem, Task};
+use crate::core::lint::{human_duration, shown};
+use crate::core::status::{State, Status};
 use crate::exit::Exit;
-use crate::lint::{human_duration, shown};
-use crate::status::{State, Status};
 
 pub fn run(board: &Path, json: bool) -> CmdResult {
     let board = &super::resolve_board(board)?;

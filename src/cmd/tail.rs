@@ -23,9 +23,9 @@ use serde_json::{Map, Value};
 
 use super::output::note;
 use super::{CmdResult, Failure, Paint};
-use crate::events::{for_each_line, log_files};
 use crate::exit::Exit;
-use crate::fsio;
+use crate::shell::event_log::{for_each_line, log_files};
+use crate::shell::fsio;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -290,9 +290,9 @@ impl<W: Write> Printer<W> {
         #[derive(serde::Deserialize)]
         struct Head<'a> {
             #[serde(borrow, default)]
-            task: Option<crate::report::Str<'a>>,
+            task: Option<crate::core::report::Str<'a>>,
             #[serde(borrow, default)]
-            event: Option<crate::report::Str<'a>>,
+            event: Option<crate::core::report::Str<'a>>,
         }
         // An unreadable line is shown (as unreadable) unless a task filter asks for a task.
         let head = serde_json::from_slice::<Head>(line).ok();

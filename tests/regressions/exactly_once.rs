@@ -161,7 +161,7 @@ fn a_person_appending_notes_from_stale_buffers_never_makes_a_task_run_twice() {
 
 /// The raw status of the `n`-th task (from 0) with this ID.
 fn nth_status(text: &str, id: &str, n: usize) -> String {
-    taskboard::board::Board::parse(text)
+    taskboard::core::board::Board::parse(text)
         .tasks
         .iter()
         .filter(|t| t.id == id)

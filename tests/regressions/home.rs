@@ -171,7 +171,7 @@ fn resets(dir: &Path) -> usize {
 
 fn status_in(dir: &Path, id: &str) -> String {
     let text = std::fs::read_to_string(dir.join("task-board.md")).unwrap_or_default();
-    taskboard::board::Board::parse(&text)
+    taskboard::core::board::Board::parse(&text)
         .task(id)
         .and_then(|t| t.status.as_ref())
         .map(|s| s.raw.clone())

@@ -207,7 +207,7 @@ impl Sandbox {
 
     pub fn status_of(&self, id: &str) -> String {
         let text = self.board_text();
-        let board = taskboard::board::Board::parse(&text);
+        let board = taskboard::core::board::Board::parse(&text);
         board
             .task(id)
             .and_then(|t| t.status.as_ref())
@@ -447,7 +447,7 @@ impl Sandbox {
     /// Every task's (id, raw status) on the board now.
     pub fn statuses(&self) -> Vec<(String, String)> {
         let text = std::fs::read_to_string(&self.board).unwrap_or_default();
-        taskboard::board::Board::parse(&text)
+        taskboard::core::board::Board::parse(&text)
             .tasks
             .iter()
             .map(|t| {
@@ -486,7 +486,7 @@ pub fn epoch_now() -> f64 {
 
 /// The board with every status token removed: the bytes the runtime must never change.
 pub fn without_statuses(text: &str) -> String {
-    let b = taskboard::board::Board::parse(text);
+    let b = taskboard::core::board::Board::parse(text);
     let mut out = text.to_string();
     let mut ranges: Vec<_> = b
         .tasks

@@ -62,7 +62,7 @@ use std::fmt;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::events::format_ts;
+use crate::core::event::format_ts;
 
 /// Upper bounds (ms, inclusive) of the latency histogram buckets; a last bucket holds the rest.
 pub const LATENCY_BUCKETS: [u64; 9] = [5, 10, 25, 50, 100, 250, 500, 1000, 2500];

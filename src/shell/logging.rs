@@ -46,8 +46,9 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::cmd::Paint;
 use crate::cmd::tail::{Rendered, Severity, render_event};
-use crate::config;
-use crate::fsio;
+use crate::core::config;
+use crate::shell::config_file;
+use crate::shell::fsio;
 
 /// The target of the log records that carry an event; their `record` field is its JSON line.
 pub const EVENT_TARGET: &str = "taskboard::event";
@@ -206,7 +207,7 @@ pub fn init_for_board(board: &Path, explicit_config: Option<&Path>) -> LogGuard 
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let keep = config::load(explicit_config, &board_dir)
+    let keep = config_file::load(explicit_config, &board_dir)
         .map(|l| l.config.runtime.log_keep)
         .unwrap_or_else(|_| config::RuntimeConfig::default().log_keep);
     init(board, keep)

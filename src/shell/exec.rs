@@ -33,7 +33,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::procs;
+use crate::shell::procs;
 
 /// How many bytes of each stream are returned in [`Finished`] as a tail.
 pub const TAIL_BYTES: usize = 4096;

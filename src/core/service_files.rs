@@ -124,7 +124,7 @@ pub fn slug(board: &Path) -> String {
     if name.is_empty() {
         name.push_str("board");
     }
-    let hash = crate::fsio::content_hash(board.as_os_str().as_encoded_bytes());
+    let hash = crate::core::hash::content_hash(board.as_os_str().as_encoded_bytes());
     format!("{name}-{:08x}", hash as u32 ^ (hash >> 32) as u32)
 }
 

@@ -1,7 +1,7 @@
 //! The work packet: the Markdown a run receives on stdin.
 //!
 //! Owns the packet's documented layout and its byte budget. [`build`] is pure; [`Input`] is
-//! gathered by the runtime (and by `taskboard packet`, which prints exactly what the next run
+//! gathered by `shell::packet_sources` for the runtime (and by `taskboard packet`, which prints exactly what the next run
 //! would receive). Fixed top-level headings, always present, so an agent can rely on them and a
 //! missing part is visible rather than silent:
 //!
@@ -17,75 +17,6 @@
 //! When the packet would exceed its budget, the oldest context goes first (older attempts, then
 //! dependency blocks, then dependency handoffs, then the diff is shortened), and a line says
 //! what was cut. The task's own block is never cut.
-
-use std::path::Path;
-
-use crate::board::Board;
-use crate::state::TaskRecord;
-
-/// Where a packet's parts come from: the board as it is, and the runtime's record of the task.
-pub struct Source<'a> {
-    pub board_dir: &'a Path,
-    pub board: &'a Board,
-    pub text: &'a str,
-    pub record: Option<&'a TaskRecord>,
-}
-
-/// Gathers the packet for `id`'s attempt `attempt` (reading dependencies' `handoffs/` files)
-/// and builds it. `review` is set for a review run. `None` when the task is not on the board.
-pub fn assemble(
-    src: &Source,
-    id: &str,
-    attempt: u32,
-    review: Option<Review>,
-    budget: usize,
-) -> Option<String> {
-    let task = src.board.task(id)?;
-    let deps = src
-        .record
-        .map(|r| r.deps.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|dep| {
-            let t = src.board.task(dep)?;
-            // Never waits on a FIFO put in the handoff's place: that reads as no handoff.
-            let handoff =
-                crate::fsio::read_regular_to_string(&crate::handoff::file_path(src.board_dir, dep))
-                    .ok()
-                    .and_then(|f| crate::handoff::last_section(&f).map(str::to_string));
-            Some(Dep {
-                id: dep.clone(),
-                status: t
-                    .status
-                    .as_ref()
-                    .map_or("no status".into(), |s| s.raw.clone()),
-                block: src.text[t.block.clone()].to_string(),
-                handoff,
-            })
-        })
-        .collect();
-    let mut earlier: Vec<String> = src
-        .record
-        .map(|r| r.history.iter().filter_map(|a| a.handoff.clone()).collect())
-        .unwrap_or_default();
-    let review = review.map(|mut r| {
-        // The attempt under review is the latest one: it is shown as the handoff, not history.
-        if let Some(last) = earlier.pop() {
-            r.handoff = last;
-        }
-        r
-    });
-    Some(build(&Input {
-        id: id.to_string(),
-        attempt,
-        block: src.text[task.block.clone()].to_string(),
-        deps,
-        earlier,
-        review_feedback: src.record.and_then(|r| r.review_feedback.clone()),
-        review,
-        budget,
-    }))
-}
 
 /// A task this one waited on.
 #[derive(Debug, Clone, PartialEq, Eq)]

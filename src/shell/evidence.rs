@@ -95,7 +95,7 @@ pub fn snapshot(root: &Path) -> Option<Snapshot> {
         }
         let hash = std::fs::read(root.join(&path))
             .ok()
-            .map(|b| crate::fsio::content_hash(&b));
+            .map(|b| crate::core::hash::content_hash(&b));
         entries.insert(path, (code, hash));
     }
     Some(Snapshot {
@@ -170,7 +170,7 @@ fn ahead(before: &Snapshot, after: &Snapshot, names: &[u8]) -> Moved {
         .map(|p| {
             let hash = std::fs::read(after.root.join(p))
                 .ok()
-                .map(|b| crate::fsio::content_hash(&b));
+                .map(|b| crate::core::hash::content_hash(&b));
             (p.clone(), hash)
         })
         .collect();

@@ -19,7 +19,7 @@ use std::ops::Range;
 
 use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag};
 
-use crate::status::{Status, StatusError, is_task_id};
+use crate::core::status::{Status, StatusError, is_task_id};
 
 mod conflicts;
 pub use conflicts::{Marker, MarkerKind, conflict_markers, conflict_regions, conflict_summary};

@@ -131,7 +131,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn at_path(path: &Path, message: impl Into<String>) -> Self {
+    pub fn at_path(path: &Path, message: impl Into<String>) -> Self {
         ConfigError {
             line: None,
             column: None,
@@ -167,13 +167,6 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
-
-/// What [`load`] found: the configuration and the file it came from (`None`: built-in defaults).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Loaded {
-    pub config: Config,
-    pub path: Option<PathBuf>,
-}
 
 /// Parse the text of a `taskboard.toml`. Pure.
 pub fn parse(text: &str) -> Result<Config, ConfigError> {
@@ -220,59 +213,6 @@ fn check_reviews(config: &Config) -> Result<(), ConfigError> {
         });
     }
     Ok(())
-}
-
-/// Find and parse the configuration.
-///
-/// An `explicit` path must exist. Otherwise `board_dir/taskboard.toml` is used when present and
-/// the built-in defaults when absent. Any error carries the file's path.
-pub fn load(explicit: Option<&Path>, board_dir: &Path) -> Result<Loaded, ConfigError> {
-    let path = match explicit {
-        Some(p) => p.to_path_buf(),
-        None => {
-            let p = board_dir.join(FILE_NAME);
-            match std::fs::metadata(&p) {
-                Ok(_) => p,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Ok(Loaded {
-                        config: Config::default(),
-                        path: None,
-                    });
-                }
-                Err(e) => return Err(ConfigError::at_path(&p, io_message(&e))),
-            }
-        }
-    };
-    // A FIFO or a folder in the file's place is refused without waiting on it.
-    let bytes = crate::fsio::read_regular(&path)
-        .map_err(|e| ConfigError::at_path(&path, io_message(&e)))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        ConfigError::at_path(
-            &path,
-            format!(
-                "not valid UTF-8 (first invalid byte at offset {})",
-                e.utf8_error().valid_up_to()
-            ),
-        )
-    })?;
-    let config = parse(&text).map_err(|mut e| {
-        e.path = Some(path.clone());
-        e
-    })?;
-    Ok(Loaded {
-        config,
-        path: Some(path),
-    })
-}
-
-fn io_message(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => "no such file".to_string(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-        std::io::ErrorKind::IsADirectory => "is a folder, not a file".to_string(),
-        _ if crate::fsio::is_not_regular(e) => e.to_string(),
-        _ => format!("cannot read: {e}"),
-    }
 }
 
 fn one_line(s: &str) -> String {

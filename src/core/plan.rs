@@ -28,8 +28,8 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::board::Board;
-use crate::status::{Stamp, State, Status};
+use crate::core::board::Board;
+use crate::core::status::{Stamp, State, Status};
 
 /// A claim time this far ahead of the clock is a clock anomaly, not a claim to act on.
 pub const CLOCK_SLACK: TimeDelta = TimeDelta::minutes(5);
@@ -175,7 +175,7 @@ impl Plan {
 }
 
 /// The route a task runs on.
-pub fn route_of(task: &crate::board::Task) -> &str {
+pub fn route_of(task: &crate::core::board::Task) -> &str {
     task.route().unwrap_or("default")
 }
 
@@ -526,7 +526,7 @@ pub struct ResultFile {
     #[serde(default)]
     pub tokens_out: Option<u64>,
     #[serde(default)]
-    pub handoff: Option<crate::handoff::Handoff>,
+    pub handoff: Option<crate::core::handoff::Handoff>,
 }
 
 /// Which run of an attempt ended: the work itself, or its review.

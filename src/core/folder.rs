@@ -8,9 +8,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use crate::board::Board;
-use crate::plan::LockView;
-use crate::status::Status;
+use crate::core::board::Board;
+use crate::core::plan::LockView;
+use crate::core::status::Status;
 
 /// What makes a folder that folder, whatever its name: its device and inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -212,7 +212,7 @@ pub fn watch_board(
         Ok(f) if f.is_dir() => f,
         _ => return Err(WatchError::NoFolder(folder)),
     };
-    let state = crate::fsio::state_dir(board)
+    let state = crate::shell::fsio::state_dir(board)
         .file_name()
         .map(|n| n.to_os_string());
     let mut filter = Filter {

@@ -9,8 +9,8 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::ops::Range;
 
-use crate::board::{Board, Task};
-use crate::status::Status;
+use crate::core::board::{Board, Task};
+use crate::core::status::Status;
 
 /// Set task `id` to `new`, provided its status is still `expected`.
 #[derive(Debug, Clone, PartialEq, Eq)]

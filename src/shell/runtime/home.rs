@@ -23,15 +23,15 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use super::{Fatal, Mode, Msg, Runtime, fatal};
-use crate::board::Board;
-use crate::events::EventLog;
-use crate::evidence;
+use crate::core::board::Board;
+use crate::core::folder::{self, Identity, Sighting, Whereabouts};
+use crate::core::plan::LockView;
 use crate::exit::Exit;
-use crate::folder::{self, Identity, Sighting, Whereabouts};
-use crate::fsio;
-use crate::lock::{self, LockState, Locks, Owner, RunLock};
-use crate::plan::LockView;
-use crate::watch::{self, BoardWatcher, WatchError};
+use crate::shell::event_log::EventLog;
+use crate::shell::evidence;
+use crate::shell::fsio;
+use crate::shell::lock::{self, LockState, Locks, Owner, RunLock};
+use crate::shell::watch::{self, BoardWatcher, WatchError};
 
 /// How often the home is checked while runs are live or endings wait to be written.
 pub(super) const CHECK_EVERY: Duration = Duration::from_secs(1);

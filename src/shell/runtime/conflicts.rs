@@ -8,8 +8,8 @@
 //! resolved.
 
 use super::Runtime;
-use crate::board::{Board, conflict_markers, conflict_summary};
-use crate::fsio::Snapshot;
+use crate::core::board::{Board, conflict_markers, conflict_summary};
+use crate::shell::fsio::Snapshot;
 
 impl Runtime {
     /// Whether this pass must stop at the board it read because of conflict markers. When it

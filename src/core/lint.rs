@@ -29,9 +29,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::board::{Board, IdProblem, Task, conflict_markers, conflict_regions};
-use crate::plan;
-use crate::status::Status;
+use crate::core::board::{Board, IdProblem, Task, conflict_markers, conflict_regions};
+use crate::core::plan;
+use crate::core::status::Status;
 
 /// How far ahead of the clock a claim time may be before it is an anomaly.
 pub const CLOCK_TOLERANCE: Duration = Duration::from_secs(5 * 60);

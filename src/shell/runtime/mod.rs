@@ -17,26 +17,30 @@ use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
 
-use crate::board::Board;
-use crate::config::{self, Config};
-use crate::events::{Event, EventKind, EventLog};
-use crate::evidence;
-use crate::exec;
-use crate::exit::Exit;
-use crate::fsio;
-use crate::handoff;
-use crate::lint;
-use crate::lock::{self, LockState, Locks, Owner};
-use crate::packet;
-use crate::plan::{
+use crate::core::board::Board;
+use crate::core::config::Config;
+use crate::core::event::{Event, EventKind};
+use crate::core::handoff;
+use crate::core::lint;
+use crate::core::memory::AttemptRecord;
+use crate::core::packet;
+use crate::core::plan::{
     self, Ending, Episode, Landing, LockView, PendingEnding, Phase, Policy, ResultFile,
     SettlementKind, Step,
 };
-use crate::procs;
-use crate::state::{AttemptRecord, Store};
-use crate::status::Status;
-use crate::watch::WatchSignal;
-use crate::writeback::{self, Change, Refusal};
+use crate::core::status::Status;
+use crate::core::writeback::{self, Change, Refusal};
+use crate::exit::Exit;
+use crate::shell::config_file;
+use crate::shell::event_log::EventLog;
+use crate::shell::evidence;
+use crate::shell::exec;
+use crate::shell::fsio;
+use crate::shell::lock::{self, LockState, Locks, Owner};
+use crate::shell::packet_sources;
+use crate::shell::procs;
+use crate::shell::store::Store;
+use crate::shell::watch::WatchSignal;
 
 mod conflicts;
 mod home;
@@ -225,7 +229,7 @@ impl Runtime {
             // `once` is run by cron and timers: an unreadable board is an error to report now.
             fsio::read_board(&board).map_err(|e| fatal(Exit::Board, e.to_string()))?;
         }
-        let loaded = config::load(explicit_config, &board_dir)
+        let loaded = config_file::load(explicit_config, &board_dir)
             .map_err(|e| fatal(Exit::Config, e.to_string()))?;
         let state_dir = fsio::state_dir(&board);
         std::fs::create_dir_all(state_dir.join("runs"))
@@ -309,7 +313,7 @@ impl Runtime {
         let ev = Event::new(Utc::now(), task, kind);
         // The log line reads as `tail` shows the event; a pass, one per pass, is noise there.
         if !matches!(ev.kind, EventKind::Pass { .. }) {
-            crate::logging::event(&ev.to_line());
+            crate::shell::logging::event(&ev.to_line());
         }
         if let Err(e) = self.log.append(&ev) {
             tracing::error!("cannot append to events.jsonl: {e}");
@@ -471,7 +475,7 @@ impl Runtime {
     }
 
     fn reload(&mut self) {
-        match config::load(self.explicit_config.as_deref(), &self.board_dir) {
+        match config_file::load(self.explicit_config.as_deref(), &self.board_dir) {
             Ok(loaded) => {
                 self.git_root = evidence::root(&self.board_dir);
                 self.config = loaded.config;
@@ -1705,14 +1709,15 @@ impl Runtime {
                 evidence::diff(root, a.base.as_deref(), paths)
             }),
         });
-        let source = packet::Source {
+        let source = packet_sources::Source {
             board_dir: &self.board_dir,
             board,
             text,
             record,
         };
         let budget = self.config.runtime.packet_budget as usize;
-        let packet = packet::assemble(&source, id, attempt, review, budget).unwrap_or_default();
+        let packet =
+            packet_sources::assemble(&source, id, attempt, review, budget).unwrap_or_default();
         if let Err(e) = std::fs::write(run_dir.join("packet.md"), &packet) {
             self.error(Some(id), "dispatch", format!("cannot keep the packet: {e}"));
         }

@@ -16,6 +16,7 @@
 //! watch beside it) works on the target's folder. Replacing by rename gives the board a new
 //! inode, so a board with more than one hard link cannot be kept whole and is refused there.
 
+pub use crate::core::hash::content_hash;
 use std::ffi::OsString;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -123,15 +124,6 @@ pub struct Snapshot {
     /// Length in bytes.
     pub len: u64,
     pub mtime: Option<SystemTime>,
-}
-
-/// 64-bit FNV-1a of `bytes`: stable across runs, platforms and versions.
-pub fn content_hash(bytes: &[u8]) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    bytes
-        .iter()
-        .fold(OFFSET, |h, &b| (h ^ u64::from(b)).wrapping_mul(PRIME))
 }
 
 /// What went wrong with one read, with a hint for [`read_stable`].

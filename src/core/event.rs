@@ -1,0 +1,439 @@
+//! The events of `events.jsonl` as types: every decision the runtime makes, and the one printer
+//! and parser of a line.
+//!
+//! Owns: the wire format (one JSON object per line, keys `ts`, `event`, `task`, then the event's
+//! own fields in declaration order, `None` fields omitted) and the human one-line form.
+//!
+//! Must not touch: files, clocks or any decision about what happened. Callers build the events;
+//! `shell::event_log` appends, rotates and reads them.
+
+use std::fmt;
+
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
+use serde::de::Deserializer;
+use serde::ser::{Error as _, Impossible, SerializeMap, SerializeStruct, Serializer};
+use serde::{Deserialize, Serialize};
+
+/// One line of `events.jsonl`.
+///
+/// `ts` is printed with millisecond precision; [`Event::new`] truncates it to milliseconds so that
+/// `Event::from_line(&e.to_line()) == e` holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub ts: DateTime<Utc>,
+    /// The task id, only when the event concerns a task.
+    pub task: Option<String>,
+    pub kind: EventKind,
+}
+
+/// What happened. The serde tag (`event`) is the snake_case variant name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventKind {
+    RuntimeStarted {
+        pid: u32,
+        instance: String,
+        version: String,
+        board: String,
+        /// `"run"` or `"once"`.
+        mode: String,
+    },
+    RuntimeStopped {
+        reason: String,
+        /// `"run"` or `"once"`, as in the matching `runtime_started`: a `once` finishing beside
+        /// a serving `run` must not read as the service stopping. Absent in older logs.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        mode: Option<String>,
+    },
+    FileChanged {
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        latency_ms: Option<u64>,
+        bytes: u64,
+    },
+    Pass {
+        tasks: usize,
+        duration_us: u64,
+        dispatched: usize,
+    },
+    TaskDispatched {
+        attempt: u32,
+        route: String,
+        pid: u32,
+        agent: String,
+        /// `review` for a review run; absent for the task's own run.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        phase: Option<String>,
+    },
+    TaskFinished {
+        attempt: u32,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        exit_code: Option<i32>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        signal: Option<i32>,
+        duration_ms: u64,
+        /// The status written back, e.g. `"done"`, `"failed:exit_3"`.
+        outcome: String,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        note: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        stopped: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        phase: Option<String>,
+        /// As reported by the executor in its result file.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        cost_usd: Option<f64>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        tokens_in: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        tokens_out: Option<u64>,
+        /// The handoffs file this attempt's section was appended to.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        handoff: Option<String>,
+        /// Files git saw change during the run (repository-relative), when in a work tree.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        changed: Option<Vec<String>>,
+    },
+    /// What the executor claimed it changed differs from what git saw.
+    EvidenceMismatch {
+        attempt: u32,
+        claimed_not_seen: Vec<String>,
+        seen_not_claimed: Vec<String>,
+    },
+    TaskRetryScheduled {
+        attempt: u32,
+        at: DateTime<Utc>,
+    },
+    TaskDeadlettered {
+        attempts: u32,
+        path: String,
+    },
+    TaskInterrupted {
+        attempt: u32,
+    },
+    TaskCancelled {
+        status: String,
+    },
+    DependencyPromoted {
+        deps: Vec<String>,
+    },
+    StaleClaimReset {
+        status: String,
+        reason: String,
+        attempt: u32,
+    },
+    LockBroken {
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        owner_pid: Option<u32>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        owner_instance: Option<String>,
+        reason: String,
+    },
+    Lint {
+        code: String,
+        severity: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    Writeback {
+        tasks: Vec<String>,
+        bytes: u64,
+    },
+    WritebackConflict {
+        expected: String,
+        found: String,
+        wanted: String,
+    },
+    StatusReasserted {
+        status: String,
+        replaced: String,
+    },
+    /// An attempt's ending could not be written yet; it is kept and written once it can be.
+    EndingKept {
+        attempt: u32,
+        wanted: String,
+        reason: String,
+    },
+    ConfigReloaded {
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        path: Option<String>,
+    },
+    /// A route reached its daily budget; its ready tasks wait for the next UTC day.
+    BudgetExhausted {
+        route: String,
+        spent_usd: f64,
+        budget_usd: f64,
+        waiting: usize,
+    },
+    /// One run reported more than its route's `max_cost_usd`.
+    CostOverCap {
+        route: String,
+        attempt: u32,
+        cost_usd: f64,
+        cap_usd: f64,
+    },
+    /// `taskboard retry` set the task back to ready from `from`.
+    RetryRequested {
+        from: String,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        archived: Option<String>,
+    },
+    Error {
+        message: String,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        context: Option<String>,
+    },
+}
+
+impl Event {
+    /// A new event; `ts` is truncated to milliseconds (the printed precision).
+    pub fn new(ts: DateTime<Utc>, task: Option<&str>, kind: EventKind) -> Event {
+        Event {
+            ts: ts.trunc_subsecs(3),
+            task: task.map(str::to_owned),
+            kind,
+        }
+    }
+
+    /// The `event` name written on the line.
+    pub fn name(&self) -> &'static str {
+        self.kind.name()
+    }
+
+    /// The line as written to `events.jsonl`, without the trailing newline.
+    pub fn to_line(&self) -> String {
+        // Serializing plain data into a String cannot fail: every key is a string and no value
+        // has a fallible Serialize.
+        serde_json::to_string(self).expect("an event always serializes")
+    }
+
+    /// Parse one line (with or without trailing newline). Unknown event names are errors.
+    pub fn from_line(line: &str) -> Result<Event, serde_json::Error> {
+        serde_json::from_str(line)
+    }
+}
+
+impl EventKind {
+    /// The snake_case name used as the `event` tag.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::RuntimeStarted { .. } => "runtime_started",
+            EventKind::RuntimeStopped { .. } => "runtime_stopped",
+            EventKind::FileChanged { .. } => "file_changed",
+            EventKind::Pass { .. } => "pass",
+            EventKind::TaskDispatched { .. } => "task_dispatched",
+            EventKind::TaskFinished { .. } => "task_finished",
+            EventKind::TaskRetryScheduled { .. } => "task_retry_scheduled",
+            EventKind::TaskDeadlettered { .. } => "task_deadlettered",
+            EventKind::TaskInterrupted { .. } => "task_interrupted",
+            EventKind::TaskCancelled { .. } => "task_cancelled",
+            EventKind::DependencyPromoted { .. } => "dependency_promoted",
+            EventKind::StaleClaimReset { .. } => "stale_claim_reset",
+            EventKind::LockBroken { .. } => "lock_broken",
+            EventKind::Lint { .. } => "lint",
+            EventKind::Writeback { .. } => "writeback",
+            EventKind::WritebackConflict { .. } => "writeback_conflict",
+            EventKind::StatusReasserted { .. } => "status_reasserted",
+            EventKind::EndingKept { .. } => "ending_kept",
+            EventKind::ConfigReloaded { .. } => "config_reloaded",
+            EventKind::RetryRequested { .. } => "retry_requested",
+            EventKind::BudgetExhausted { .. } => "budget_exhausted",
+            EventKind::CostOverCap { .. } => "cost_over_cap",
+            EventKind::EvidenceMismatch { .. } => "evidence_mismatch",
+            EventKind::Error { .. } => "error",
+        }
+    }
+}
+
+/// Format a timestamp the way the log does: RFC 3339, UTC, milliseconds, `Z`.
+pub fn format_ts(ts: &DateTime<Utc>) -> String {
+    ts.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl Serialize for Event {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("ts", &format_ts(&self.ts))?;
+        // The derived Serialize of an internally tagged struct variant calls serialize_struct,
+        // then serialize_field for the tag, then each field in declaration order (skip_field for
+        // omitted ones). `Splice` forwards those calls into our map, putting `task` after the tag.
+        self.kind.serialize(Splice {
+            map: &mut map,
+            task: self.task.as_deref(),
+        })?;
+        map.end()
+    }
+}
+
+/// Forwards the fields of an `EventKind` into the enclosing map of an `Event`.
+struct Splice<'a, M> {
+    map: &'a mut M,
+    task: Option<&'a str>,
+}
+
+macro_rules! only_structs {
+    ($($method:ident($($arg:ty),*);)*) => {
+        $(
+            fn $method(self, $(_: $arg),*) -> Result<(), M::Error> {
+                Err(M::Error::custom("an event kind must serialize as a struct"))
+            }
+        )*
+    };
+}
+
+impl<M: SerializeMap> Serializer for Splice<'_, M> {
+    type Ok = ();
+    type Error = M::Error;
+    type SerializeSeq = Impossible<(), M::Error>;
+    type SerializeTuple = Impossible<(), M::Error>;
+    type SerializeTupleStruct = Impossible<(), M::Error>;
+    type SerializeTupleVariant = Impossible<(), M::Error>;
+    type SerializeMap = Impossible<(), M::Error>;
+    type SerializeStruct = Self;
+    type SerializeStructVariant = Impossible<(), M::Error>;
+
+    only_structs! {
+        serialize_bool(bool);
+        serialize_i8(i8);
+        serialize_i16(i16);
+        serialize_i32(i32);
+        serialize_i64(i64);
+        serialize_u8(u8);
+        serialize_u16(u16);
+        serialize_u32(u32);
+        serialize_u64(u64);
+        serialize_f32(f32);
+        serialize_f64(f64);
+        serialize_char(char);
+        serialize_str(&str);
+        serialize_bytes(&[u8]);
+        serialize_none();
+        serialize_unit();
+        serialize_unit_struct(&'static str);
+        serialize_unit_variant(&'static str, u32, &'static str);
+    }
+
+    fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> Result<(), M::Error> {
+        Err(M::Error::custom("an event kind must serialize as a struct"))
+    }
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), M::Error> {
+        Err(M::Error::custom("an event kind must serialize as a struct"))
+    }
+    fn serialize_newtype_variant<T: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), M::Error> {
+        Err(M::Error::custom("an event kind must serialize as a struct"))
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, M::Error> {
+        Err(M::Error::custom("an event kind must serialize as a struct"))
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, M::Error> {
+        Err(M::Error::custom("an event kind must serialize as a struct"))
+    }
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct, M::Error> {
+        Err(M::Error::custom("an event kind must serialize as a struct"))
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, M::Error> {
+        Err(M::Error::custom("an event kind must serialize as a struct"))
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, M::Error> {
+        Err(M::Error::custom("an event kind must serialize as a struct"))
+    }
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self, M::Error> {
+        Ok(self)
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, M::Error> {
+        Err(M::Error::custom("an event kind must serialize as a struct"))
+    }
+}
+
+impl<M: SerializeMap> SerializeStruct for Splice<'_, M> {
+    type Ok = ();
+    type Error = M::Error;
+
+    fn serialize_field<T: ?Sized + Serialize>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), M::Error> {
+        if key == "ts" || key == "task" {
+            return Err(M::Error::custom(format!(
+                "event field `{key}` collides with the envelope"
+            )));
+        }
+        self.map.serialize_entry(key, value)?;
+        if key == "event"
+            && let Some(task) = self.task.take()
+        {
+            self.map.serialize_entry("task", task)?;
+        }
+        Ok(())
+    }
+
+    fn end(self) -> Result<(), M::Error> {
+        Ok(())
+    }
+}
+
+/// The wire shape for parsing: the envelope keys plus the tagged kind.
+#[derive(Deserialize)]
+struct Wire {
+    ts: DateTime<Utc>,
+    #[serde(default)]
+    task: Option<String>,
+    #[serde(flatten)]
+    kind: EventKind,
+}
+
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Event, D::Error> {
+        let Wire { ts, task, kind } = Wire::deserialize(deserializer)?;
+        Ok(Event { ts, task, kind })
+    }
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_line())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn task_goes_right_after_event() {
+        let ts = Utc.with_ymd_and_hms(2026, 4, 20, 15, 25, 3).unwrap();
+        let ev = Event::new(ts, Some("t1"), EventKind::TaskInterrupted { attempt: 2 });
+        assert_eq!(
+            ev.to_line(),
+            r#"{"ts":"2026-04-20T15:25:03.000Z","event":"task_interrupted","task":"t1","attempt":2}"#
+        );
+    }
+}
