@@ -446,7 +446,7 @@ mod rotation_tests {
         let helper = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "events::rotation_tests::rotation_helper_process",
+                "shell::event_log::rotation_tests::rotation_helper_process",
                 "--ignored",
                 "--test-threads=1",
             ])
