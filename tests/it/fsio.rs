@@ -1,6 +1,6 @@
 //! Reading and replacing the board on a real filesystem.
 
-mod support;
+use crate::support;
 
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -122,7 +122,7 @@ fn no_permission_as_nobody() {
     let out = std::process::Command::new("setpriv")
         .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
         .arg(&exe)
-        .args(["--exact", "no_permission", "--test-threads=1"])
+        .args(["--exact", "fsio::no_permission", "--test-threads=1"])
         .stdin(std::process::Stdio::null())
         .output()
         .expect("run setpriv");
@@ -132,7 +132,7 @@ fn no_permission_as_nobody() {
         return;
     }
     assert!(
-        !stdout.contains("test no_permission ..."),
+        !stdout.contains("test fsio::no_permission ..."),
         "as nobody:\n{stdout}\n{stderr}"
     );
     // The test never started: nobody cannot execute the binary where it was built.

@@ -4,7 +4,7 @@
 //! what went wrong, `doctor` and `lint` agree on a board's findings when the configuration has a
 //! typo.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

@@ -3,7 +3,7 @@
 //! lines, and a configuration that tells the truth about executors; read-only commands
 //! create nothing.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

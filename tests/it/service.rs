@@ -2,7 +2,7 @@
 //! files land where the managers look, with absolute paths, never replace a person's file
 //! without `--force`, pass `systemd-analyze verify`, and the plists parse as plists.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -1,4 +1,4 @@
-mod support;
+use crate::support;
 
 use std::fs;
 use std::io::ErrorKind;
@@ -447,7 +447,7 @@ fn run_lock_excludes_another_process() {
     let out = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "run_lock_probe",
+            "lock::run_lock_probe",
             "--ignored",
             "--nocapture",
             "--test-threads=1",

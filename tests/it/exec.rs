@@ -410,7 +410,7 @@ fn killed_runtime_takes_the_executor_with_it() {
     let mut runtime = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "helper_runtime_that_starts_a_child_and_waits",
+            "exec::helper_runtime_that_starts_a_child_and_waits",
             "--ignored",
             "--nocapture",
         ])

@@ -271,12 +271,12 @@ fn the_starter_and_demo_boards_have_no_errors() {
     let boards = [
         (
             "starter-template",
-            include_str!("../starter-template/taskboard.toml"),
+            include_str!("../../starter-template/taskboard.toml"),
             3,
         ),
         (
             "board-template",
-            include_str!("../board-template/taskboard.toml"),
+            include_str!("../../board-template/taskboard.toml"),
             8,
         ),
     ];

@@ -3,7 +3,7 @@
 //!
 //! Each test runs the built binary in its own sandbox folder.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use support::Sandbox;

@@ -1,7 +1,7 @@
 //! End-to-end tests of `taskboard run` and `taskboard once`: real processes, real files, waits
 //! that poll `events.jsonl` with a deadline.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -634,7 +634,7 @@ fn demo_runs_the_bundled_board_until_interrupted() {
     };
     assert_eq!(code, Some(0));
     // Nothing a person wrote in the template changed: only status values differ.
-    let template = include_str!("../board-template/task-board.md");
+    let template = include_str!("../../board-template/task-board.md");
     let now = std::fs::read_to_string(dir.join("task-board.md")).unwrap();
     let strip = |t: &str| {
         t.lines()

@@ -1,7 +1,7 @@
 //! `taskboard logs`: a run's captured output while it runs and after, `-f` until the run ends
 //! or a signal, and `show` naming where a running task's output is.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

@@ -2,7 +2,7 @@
 //! and, loaded in headless Chromium, every chart and table (failures, runs over their cap,
 //! budgets reached) is in the DOM, untrusted text stays text, and the page logs no error.
 
-mod support;
+use crate::support;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

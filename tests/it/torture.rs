@@ -12,7 +12,7 @@
 //! the strict person); `TASKBOARD_STALE` sets the fraction of saves made from a stale buffer
 //! (default 0.1, and 0.35 for the strict person).
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

@@ -4,18 +4,9 @@
 //! situations; each test's name says the situation. docs/RELIABILITY.md lists them with what
 //! taskboard does now.
 
-#[path = "support/mod.rs"]
-mod support;
-
-#[path = "regressions/escape.rs"]
 mod escape;
-#[path = "regressions/exactly_once.rs"]
 mod exactly_once;
-#[path = "regressions/home.rs"]
 mod home;
-#[path = "regressions/lintclock.rs"]
 mod lintclock;
-#[path = "regressions/output.rs"]
 mod output;
-#[path = "regressions/retryid.rs"]
 mod retryid;

@@ -4,7 +4,7 @@
 //! Owns nothing in `src/`; every test creates and removes its own folder under the system
 //! temporary directory.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::io::Read;

@@ -3,7 +3,7 @@
 //! without colour and with a severity word. `tail` hides `pass` events unless `--all`, leaves
 //! out empty fields, and names the mode of a stopping runtime.
 
-mod support;
+use crate::support;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

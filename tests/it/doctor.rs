@@ -1,7 +1,7 @@
 //! `taskboard doctor` against real folders: a healthy setup passes with a live `run` and an
 //! installed service found, and each kind of breakage is one FAIL line with exit 1.
 
-mod support;
+use crate::support;
 
 use std::process::Output;
 

@@ -2,7 +2,7 @@
 //! daily file, exit 0 after SIGTERM, a non-zero exit on a fatal error, and a quiet wait (no busy
 //! loop, one message) while the board does not exist yet.
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 use std::process::{Child, Stdio};

@@ -1,7 +1,7 @@
 //! End-to-end tests of routes beyond a status flip: reported cost, caps and daily budgets, work
 //! packets, handoffs, evidence from git, and the review gate.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

@@ -1,6 +1,6 @@
 //! Hostile inputs: each has an expected, documented behaviour (docs/RELIABILITY.md).
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -254,7 +254,7 @@ fn an_unreadable_board_is_reported_and_served_again_when_readable() {
     let as_root = unsafe { libc::geteuid() } == 0;
     if as_root && let Some(why) = support::cannot_run_as_nobody() {
         support::skip(&format!(
-            "{why} (setpriv is in util-linux); the read error itself is covered by tests/fsio.rs"
+            "{why} (setpriv is in util-linux); the read error itself is covered by tests/it/fsio.rs"
         ));
         return;
     }

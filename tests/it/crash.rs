@@ -3,7 +3,7 @@
 //!
 //! `TASKBOARD_SEED` replays a run; `TASKBOARD_LONG=1` makes 1,000 kills instead of 15.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};

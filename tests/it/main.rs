@@ -1,0 +1,33 @@
+//! Every integration test in one binary, so the crate is linked once: `cargo test --test it`
+//! runs them all, `cargo test --test it torture::` one family. Each module is one subject; the
+//! shared sandbox, temp folders, waits and helpers are in `support`. (`tests/tidy.rs` stays a
+//! binary of its own: it reads the source tree, not a board.)
+
+mod support;
+
+mod background;
+mod cli;
+mod config;
+mod crash;
+mod dashboard;
+mod doctor;
+mod events;
+mod evidence;
+mod exec;
+mod first_look;
+mod fixtures;
+mod fsio;
+mod hostile;
+mod lock;
+mod logs;
+mod properties;
+mod regressions;
+mod routes;
+mod runtime;
+mod service;
+mod starter;
+mod stats;
+mod tail;
+mod terminal;
+mod torture;
+mod watch;
