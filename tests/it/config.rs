@@ -296,15 +296,10 @@ fn error_display_formats() {
 mod load {
     use super::*;
     use std::fs;
-    use std::path::PathBuf;
     use taskboard::shell::config_file::load;
 
-    fn dir(name: &str) -> PathBuf {
-        let d =
-            std::env::temp_dir().join(format!("taskboard-config-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
-        d
+    fn dir(name: &str) -> crate::support::TempDir {
+        crate::support::TempDir::new(&format!("config-{name}"))
     }
 
     #[test]

@@ -12,28 +12,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use taskboard::core::event::{Event, EventKind};
 
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "taskboard-dashboard-{name}-{}-{nanos:x}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use support::TempDir as Dir;
 
 /// A few days of events over several routes, with failures whose notes hold markup.
 fn events(dir: &Path) -> String {
@@ -204,8 +183,8 @@ fn dashboard_renders_in_headless_chromium() {
         return;
     };
     let dir = Dir::new("html");
-    std::fs::write(dir.0.join("events.jsonl"), events(&dir.0)).unwrap();
-    let (html, page) = render_dashboard(&dir.0);
+    std::fs::write(dir.join("events.jsonl"), events(dir.path())).unwrap();
+    let (html, page) = render_dashboard(dir.path());
     assert!(
         !page.contains("<script"),
         "untrusted text escaped in the file"
@@ -219,7 +198,7 @@ fn dashboard_renders_in_headless_chromium() {
         "relative deadletter links"
     );
 
-    let profile = dir.0.join("profile");
+    let profile = dir.join("profile");
     std::fs::create_dir_all(&profile).unwrap();
     let url = format!("file://{}", html.display());
     let (ok, dom, stderr) = chromium(&bin, &profile, &["--dump-dom".into(), url]);
@@ -313,8 +292,8 @@ fn a_small_bar_stays_visible_and_the_others_keep_their_proportions() {
             log.push('\n');
         }
     }
-    std::fs::write(dir.0.join("events.jsonl"), log).unwrap();
-    let (_, page) = render_dashboard(&dir.0);
+    std::fs::write(dir.join("events.jsonl"), log).unwrap();
+    let (_, page) = render_dashboard(dir.path());
     // 1 ms beside 10 minutes would be 0.0003 units tall: drawn 2 units tall instead.
     let fast = rect_of(&page, "fast: 1ms p50");
     assert!(fast.contains(r#"height="2.0""#), "{fast}");

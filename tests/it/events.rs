@@ -1,6 +1,5 @@
 use std::fs;
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::{Arc, Barrier};
 use std::thread;
 
@@ -8,32 +7,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use taskboard::core::event::{Event, EventKind};
 use taskboard::shell::event_log::{EventLog, for_each_event, read_log};
 
-/// A fresh folder under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "taskboard-events-{name}-{}-{nanos:x}",
-            std::process::id()
-        ));
-        fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-    fn path(&self, file: &str) -> PathBuf {
-        self.0.join(file)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+use crate::support::TempDir;
 
 fn ts() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 4, 20, 15, 25, 3).unwrap() + chrono::Duration::milliseconds(123)
@@ -328,7 +302,7 @@ fn concurrent_appenders_never_interleave_lines() {
     const THREADS: usize = 8;
     const PER_THREAD: usize = 250;
     let dir = TempDir::new("concurrent");
-    let path = dir.path("events.jsonl");
+    let path = dir.join("events.jsonl");
     let barrier = Arc::new(Barrier::new(THREADS));
     let handles: Vec<_> = (0..THREADS)
         .map(|t| {
@@ -396,7 +370,7 @@ fn concurrent_appenders_never_interleave_lines() {
 #[test]
 fn shared_appender_behind_arc_across_threads() {
     let dir = TempDir::new("shared");
-    let path = dir.path("events.jsonl");
+    let path = dir.join("events.jsonl");
     let log = Arc::new(EventLog::open(&path).unwrap());
     thread::scope(|s| {
         for t in 0..4 {
@@ -425,7 +399,7 @@ fn shared_appender_behind_arc_across_threads() {
 fn log_is_created_with_mode_0644_and_appends() {
     use std::os::unix::fs::PermissionsExt;
     let dir = TempDir::new("mode");
-    let path = dir.path("events.jsonl");
+    let path = dir.join("events.jsonl");
     let ev = Event::new(
         ts(),
         None,
@@ -445,7 +419,7 @@ fn log_is_created_with_mode_0644_and_appends() {
 #[test]
 fn torn_last_line_is_skipped_and_flagged() {
     let dir = TempDir::new("torn");
-    let path = dir.path("events.jsonl");
+    let path = dir.join("events.jsonl");
     let good = Event::new(ts(), Some("a"), EventKind::TaskInterrupted { attempt: 1 });
     let line = good.to_line();
     let mut f = fs::File::create(&path).unwrap();
@@ -476,7 +450,7 @@ fn torn_last_line_is_skipped_and_flagged() {
 #[test]
 fn middle_garbage_and_unknown_events_are_reported_and_skipped() {
     let dir = TempDir::new("garbage");
-    let path = dir.path("events.jsonl");
+    let path = dir.join("events.jsonl");
     let good = Event::new(
         ts(),
         None,
@@ -509,17 +483,17 @@ fn middle_garbage_and_unknown_events_are_reported_and_skipped() {
 #[test]
 fn missing_log_is_an_io_error_and_empty_log_is_empty() {
     let dir = TempDir::new("empty");
-    assert!(read_log(dir.path("absent.jsonl")).is_err());
-    fs::write(dir.path("empty.jsonl"), "").unwrap();
+    assert!(read_log(dir.join("absent.jsonl")).is_err());
+    fs::write(dir.join("empty.jsonl"), "").unwrap();
     assert_eq!(
-        read_log(dir.path("empty.jsonl")).unwrap(),
+        read_log(dir.join("empty.jsonl")).unwrap(),
         Default::default()
     );
 }
 
 fn stream_many(lines: usize) {
     let dir = TempDir::new("stream");
-    let path = dir.path("events.jsonl");
+    let path = dir.join("events.jsonl");
     {
         let mut out = std::io::BufWriter::new(fs::File::create(&path).unwrap());
         let line = Event::new(ts(), Some("t"), EventKind::TaskInterrupted { attempt: 1 }).to_line();

@@ -3,7 +3,6 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -12,34 +11,7 @@ use taskboard::shell::exec::{self, Ending, Finished, RunHandle, SpawnError, Spec
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// A fresh folder for one test, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!(
-            "taskboard-exec-{}-{}-{}",
-            std::process::id(),
-            n,
-            name
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+use crate::support::TempDir;
 
 fn spec(dir: &TempDir, script: &str) -> Spec {
     Spec {
@@ -66,14 +38,11 @@ fn run(spec: Spec) -> Finished {
 }
 
 /// Polls `cond` until it holds or the deadline passes.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    let mut nap = Duration::from_millis(1);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(nap);
-        nap = (nap * 2).min(Duration::from_millis(50));
-    }
+fn eventually(what: &str, cond: impl FnMut() -> bool) {
+    assert!(
+        crate::support::poll(WAIT, cond),
+        "timed out waiting for {what}"
+    );
 }
 
 /// Whether `pid` is a live process (a zombie waiting for its reaper counts as gone).

@@ -11,34 +11,16 @@ use taskboard::shell::fsio::{
     MAX_BOARD_BYTES, ReadError, atomic_write, content_hash, read_board, read_stable,
 };
 
-/// A fresh folder for one test, removed when dropped.
-struct TempDir(PathBuf);
+use support::TempDir;
 
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let d = std::env::temp_dir().join(format!("taskboard-fsio-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-    fn entries(&self) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(&self.0)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::set_permissions(&self.0, fs::Permissions::from_mode(0o755));
-        let _ = fs::remove_dir_all(&self.0);
-    }
+/// The names in `d`, sorted.
+fn entries(d: &TempDir) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
 }
 
 fn is_root() -> bool {
@@ -53,7 +35,7 @@ fn mode(p: &Path) -> u32 {
 #[test]
 fn reads_a_board() {
     let d = TempDir::new("read");
-    let p = d.path("task-board.md");
+    let p = d.join("task-board.md");
     fs::write(&p, "# Board\n- [ ] one\n").unwrap();
     let s = read_board(&p).unwrap();
     assert_eq!(s.text, "# Board\n- [ ] one\n");
@@ -65,7 +47,7 @@ fn reads_a_board() {
 #[test]
 fn missing_file() {
     let d = TempDir::new("missing");
-    let p = d.path("task-board.md");
+    let p = d.join("task-board.md");
     let e = read_board(&p).unwrap_err();
     assert_eq!(e, ReadError::NotFound(p.clone()));
     assert!(e.is_transient());
@@ -75,7 +57,7 @@ fn missing_file() {
 #[test]
 fn folder_is_refused() {
     let d = TempDir::new("dir");
-    let p = d.path("task-board.md");
+    let p = d.join("task-board.md");
     fs::create_dir(&p).unwrap();
     let e = read_board(&p).unwrap_err();
     assert_eq!(e, ReadError::IsDir(p));
@@ -86,7 +68,7 @@ fn folder_is_refused() {
 #[test]
 fn fifo_is_refused_without_blocking() {
     let d = TempDir::new("fifo");
-    let p = d.path("task-board.md");
+    let p = d.join("task-board.md");
     let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
     // SAFETY: c is a valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
@@ -103,7 +85,7 @@ fn no_permission() {
         return;
     }
     let d = TempDir::new("perm");
-    let p = d.path("task-board.md");
+    let p = d.join("task-board.md");
     fs::write(&p, "x").unwrap();
     fs::set_permissions(&p, fs::Permissions::from_mode(0o000)).unwrap();
     let r = read_board(&p);
@@ -146,8 +128,8 @@ fn no_permission_as_nobody() {
 #[test]
 fn symlink_loop() {
     let d = TempDir::new("loop");
-    let a = d.path("a.md");
-    let b = d.path("b.md");
+    let a = d.join("a.md");
+    let b = d.join("b.md");
     symlink(&b, &a).unwrap();
     symlink(&a, &b).unwrap();
     let e = read_board(&a).unwrap_err();
@@ -158,7 +140,7 @@ fn symlink_loop() {
 #[test]
 fn invalid_utf8_reports_offset() {
     let d = TempDir::new("utf8");
-    let p = d.path("task-board.md");
+    let p = d.join("task-board.md");
     let mut bytes = "# Bøard\n".as_bytes().to_vec();
     let offset = bytes.len();
     bytes.extend_from_slice(b"\xff rest\n");
@@ -183,7 +165,7 @@ fn invalid_utf8_reports_offset() {
 #[test]
 fn too_large_is_refused_without_reading() {
     let d = TempDir::new("large");
-    let p = d.path("task-board.md");
+    let p = d.join("task-board.md");
     let f = OpenOptions::new()
         .create(true)
         .truncate(true)
@@ -246,26 +228,26 @@ fn errors_display_on_one_line() {
 #[test]
 fn read_stable_returns_settled_content() {
     let d = TempDir::new("stable");
-    let p = d.path("task-board.md");
+    let p = d.join("task-board.md");
     fs::write(&p, "- [ ] a\n").unwrap();
     let s = read_stable(&p, Duration::from_millis(1), 5).unwrap();
     assert_eq!(s.text, "- [ ] a\n");
     // Missing for the whole budget: the error comes back.
-    let q = d.path("gone.md");
+    let q = d.join("gone.md");
     assert!(
         read_stable(&q, Duration::from_millis(1), 3)
             .unwrap_err()
             .is_transient()
     );
     // A permanent error comes back at once.
-    let e = read_stable(&d.0, Duration::from_secs(60), 3).unwrap_err();
+    let e = read_stable(d.path(), Duration::from_secs(60), 3).unwrap_err();
     assert!(matches!(e, ReadError::IsDir(_)));
 }
 
 #[test]
 fn read_stable_waits_out_a_save_in_progress() {
     let d = TempDir::new("midsave");
-    let p = d.path("task-board.md");
+    let p = d.join("task-board.md");
     // The file appears (and changes) while read_stable is polling.
     let writer = {
         let p = p.clone();
@@ -285,34 +267,34 @@ fn read_stable_waits_out_a_save_in_progress() {
 fn atomic_write_keeps_mode() {
     let d = TempDir::new("mode");
     for m in [0o600, 0o755, 0o640] {
-        let p = d.path("task-board.md");
+        let p = d.join("task-board.md");
         fs::write(&p, "old").unwrap();
         fs::set_permissions(&p, fs::Permissions::from_mode(m)).unwrap();
         atomic_write(&p, b"new").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"new");
         assert_eq!(mode(&p), m, "mode {m:o}");
     }
-    assert_eq!(d.entries(), ["task-board.md"]);
+    assert_eq!(entries(&d), ["task-board.md"]);
 }
 
 #[test]
 fn atomic_write_new_file_is_0644() {
     let d = TempDir::new("new");
-    let p = d.path("task-board.md");
+    let p = d.join("task-board.md");
     atomic_write(&p, b"hello\n").unwrap();
     assert_eq!(fs::read(&p).unwrap(), b"hello\n");
     assert_eq!(mode(&p), 0o644);
-    assert_eq!(d.entries(), ["task-board.md"]);
+    assert_eq!(entries(&d), ["task-board.md"]);
 }
 
 #[test]
 fn atomic_write_through_symlink_keeps_the_link() {
     let d = TempDir::new("symlink");
-    fs::create_dir(d.path("real")).unwrap();
-    let target = d.path("real/board.md");
+    fs::create_dir(d.join("real")).unwrap();
+    let target = d.join("real/board.md");
     fs::write(&target, "old").unwrap();
     fs::set_permissions(&target, fs::Permissions::from_mode(0o600)).unwrap();
-    let link = d.path("task-board.md");
+    let link = d.join("task-board.md");
     symlink("real/board.md", &link).unwrap();
     atomic_write(&link, b"new").unwrap();
     assert!(
@@ -324,14 +306,14 @@ fn atomic_write_through_symlink_keeps_the_link() {
     assert_eq!(fs::read_link(&link).unwrap(), Path::new("real/board.md"));
     assert_eq!(fs::read(&target).unwrap(), b"new");
     assert_eq!(mode(&target), 0o600);
-    assert_eq!(d.entries(), ["real", "task-board.md"]);
-    assert_eq!(fs::read_dir(d.path("real")).unwrap().count(), 1);
+    assert_eq!(entries(&d), ["real", "task-board.md"]);
+    assert_eq!(fs::read_dir(d.join("real")).unwrap().count(), 1);
 }
 
 #[test]
 fn atomic_write_through_dangling_symlink_creates_the_target() {
     let d = TempDir::new("dangling");
-    let link = d.path("task-board.md");
+    let link = d.join("task-board.md");
     symlink("board.md", &link).unwrap();
     atomic_write(&link, b"x").unwrap();
     assert!(
@@ -340,13 +322,13 @@ fn atomic_write_through_dangling_symlink_creates_the_target() {
             .file_type()
             .is_symlink()
     );
-    assert_eq!(fs::read(d.path("board.md")).unwrap(), b"x");
+    assert_eq!(fs::read(d.join("board.md")).unwrap(), b"x");
 }
 
 #[test]
 fn atomic_write_preserves_bytes_exactly() {
     let d = TempDir::new("bytes");
-    let p = d.path("task-board.md");
+    let p = d.join("task-board.md");
     let contents = b"\xef\xbb\xbf# Board\r\n- [ ] a\r\n\r\n- [x] b\n\tno newline at end";
     atomic_write(&p, contents).unwrap();
     assert_eq!(fs::read(&p).unwrap(), contents);
@@ -359,8 +341,8 @@ fn atomic_write_preserves_bytes_exactly() {
 #[test]
 fn atomic_write_breaks_hard_links() {
     let d = TempDir::new("hardlink");
-    let p = d.path("task-board.md");
-    let h = d.path("other.md");
+    let p = d.join("task-board.md");
+    let h = d.join("other.md");
     fs::write(&p, "old").unwrap();
     fs::hard_link(&p, &h).unwrap();
     atomic_write(&p, b"new").unwrap();
@@ -372,11 +354,11 @@ fn atomic_write_breaks_hard_links() {
 fn atomic_write_failure_leaves_no_temp_file() {
     let d = TempDir::new("fail");
     // Target is a folder: refused before anything is created.
-    fs::create_dir(d.path("task-board.md")).unwrap();
-    assert!(atomic_write(&d.path("task-board.md"), b"x").is_err());
-    assert_eq!(d.entries(), ["task-board.md"]);
+    fs::create_dir(d.join("task-board.md")).unwrap();
+    assert!(atomic_write(&d.join("task-board.md"), b"x").is_err());
+    assert_eq!(entries(&d), ["task-board.md"]);
     // A folder that cannot be written to: nothing is left behind (root may write anywhere).
-    let sub = d.path("sub");
+    let sub = d.join("sub");
     fs::create_dir(&sub).unwrap();
     if !is_root() {
         fs::set_permissions(&sub, fs::Permissions::from_mode(0o500)).unwrap();
@@ -389,7 +371,7 @@ fn atomic_write_failure_leaves_no_temp_file() {
 #[test]
 fn read_stable_retries_a_file_cut_mid_character() {
     let d = TempDir::new("cut");
-    let p = d.path("task-board.md");
+    let p = d.join("task-board.md");
     // "ø" is two bytes; the first one alone looks like a save caught half-way.
     fs::write(&p, b"- [ ] b\xc3").unwrap();
     assert!(matches!(
@@ -415,7 +397,7 @@ fn read_stable_retries_a_file_cut_mid_character() {
 #[test]
 fn read_stable_gives_the_last_read_when_the_file_never_settles() {
     let d = TempDir::new("unsettled");
-    let p = d.path("task-board.md");
+    let p = d.join("task-board.md");
     fs::write(&p, "0").unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {

@@ -546,10 +546,8 @@ fn a_full_disk_is_reported_and_serving_resumes_when_space_is_freed() {
     let text = "# Board\n\nNotes.\n\n## A-1\n- status: ready\n- route: fill\n";
     sb.write_board(text);
     // The run's stderr goes outside the full disk, so what it says can be read.
-    let stderr_path = std::env::temp_dir().join(format!(
-        "taskboard-e2e-diskfull-{}.stderr",
-        std::process::id()
-    ));
+    let outside = support::TempDir::new("e2e-diskfull");
+    let stderr_path = outside.join("run.stderr");
     let pid = sb.spawn_run_logging_to(&stderr_path);
     let said = |needle: &str| {
         std::fs::read_to_string(&stderr_path)

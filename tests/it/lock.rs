@@ -2,7 +2,6 @@ use crate::support;
 
 use std::fs;
 use std::io::ErrorKind;
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -14,28 +13,11 @@ use taskboard::shell::lock::{
     process_group_alive, process_start_time,
 };
 
-/// A fresh folder under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
+use support::TempDir;
 
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "taskboard-lock-{name}-{}-{}",
-            std::process::id(),
-            instance_id()
-        ));
-        fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-    fn locks(&self) -> Locks {
-        Locks::new(self.0.join(".taskboard").join("locks"))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
+/// The lock folders of a board in `dir`.
+fn locks(dir: &TempDir) -> Locks {
+    Locks::new(dir.join(".taskboard").join("locks"))
 }
 
 fn owner(instance: &str) -> Owner {
@@ -64,7 +46,7 @@ fn set_mtime(path: &std::path::Path, ago: Duration) {
 #[test]
 fn second_acquire_is_refused_and_release_needs_the_owner() {
     let tmp = TempDir::new("acquire");
-    let locks = tmp.locks();
+    let locks = locks(&tmp);
     assert!(locks.read("t1").is_none());
     assert!(
         locks.list().unwrap().is_empty(),
@@ -107,7 +89,7 @@ fn second_acquire_is_refused_and_release_needs_the_owner() {
 #[test]
 fn invalid_ids_are_rejected() {
     let tmp = TempDir::new("ids");
-    let locks = tmp.locks();
+    let locks = locks(&tmp);
     for id in ["", "../escape", "a/b", ".gate", ".broken-x"] {
         let err = locks.try_acquire(id, &owner("x")).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{id:?}");
@@ -125,7 +107,7 @@ fn owner_record_round_trips_and_pgid_is_set_only_by_the_owner() {
     assert_eq!(serde_json::from_str::<Owner>(&json).unwrap(), full);
 
     let tmp = TempDir::new("owner");
-    let locks = tmp.locks();
+    let locks = locks(&tmp);
     let me = owner("mine");
     locks.try_acquire("t", &me).unwrap().unwrap();
     let on_disk: Owner =
@@ -244,7 +226,7 @@ fn instance_ids_are_distinct() {
 #[test]
 fn unreadable_lock_is_stale_only_after_grace() {
     let tmp = TempDir::new("unreadable");
-    let locks = tmp.locks();
+    let locks = locks(&tmp);
     let dir = locks.root().join("t");
     fs::create_dir_all(&dir).unwrap();
     let grace = Duration::from_secs(3600);
@@ -278,7 +260,7 @@ fn unreadable_lock_is_stale_only_after_grace() {
 #[test]
 fn breaking_a_dead_owners_lock_frees_it() {
     let tmp = TempDir::new("break");
-    let locks = tmp.locks();
+    let locks = locks(&tmp);
     let dead = dead_owner();
     locks.try_acquire("t", &dead).unwrap().unwrap();
     let seen = locks.read("t").unwrap();
@@ -320,7 +302,7 @@ const THREADS: usize = 8;
 #[test]
 fn concurrent_acquire_has_exactly_one_winner() {
     let tmp = TempDir::new("race-acquire");
-    let locks = Arc::new(tmp.locks());
+    let locks = Arc::new(locks(&tmp));
     for round in 0..20 {
         let id = format!("t{round}");
         let barrier = Arc::new(Barrier::new(THREADS));
@@ -347,7 +329,7 @@ fn concurrent_acquire_has_exactly_one_winner() {
 /// up holding it, and the lock it holds must still be there afterwards.
 fn break_then_acquire_race(stale: impl Fn(&Locks, &str), grace: Duration) {
     let tmp = TempDir::new("race-break");
-    let locks = Arc::new(tmp.locks());
+    let locks = Arc::new(locks(&tmp));
     for round in 0..20 {
         let id = format!("t{round}");
         stale(&locks, &id);
@@ -418,20 +400,20 @@ fn concurrent_breakers_of_an_unreadable_lock_never_remove_a_fresh_one() {
 #[test]
 fn run_lock_excludes_a_second_holder_until_dropped() {
     let tmp = TempDir::new("runlock");
-    let path = tmp.0.join(".taskboard").join("run.lock");
-    let held = RunLock::try_acquire(&tmp.0, &path)
+    let path = tmp.join(".taskboard").join("run.lock");
+    let held = RunLock::try_acquire(tmp.path(), &path)
         .unwrap()
         .expect("first holder");
     assert_eq!(
         fs::read_to_string(&path).unwrap().trim(),
         std::process::id().to_string()
     );
-    match RunLock::try_acquire(&tmp.0, &path).unwrap() {
+    match RunLock::try_acquire(tmp.path(), &path).unwrap() {
         Err(holder) => assert_eq!(holder, Some(std::process::id())),
         Ok(_) => panic!("second holder on the same file"),
     }
     drop(held);
-    let again = RunLock::try_acquire(&tmp.0, &path).unwrap();
+    let again = RunLock::try_acquire(tmp.path(), &path).unwrap();
     assert!(again.is_ok(), "released on drop");
 }
 
@@ -440,8 +422,8 @@ const PROBE_ENV: &str = "TASKBOARD_RUN_LOCK_PROBE";
 #[test]
 fn run_lock_excludes_another_process() {
     let tmp = TempDir::new("runlock-proc");
-    let path = tmp.0.join("run.lock");
-    let _held = RunLock::try_acquire(&tmp.0, &path)
+    let path = tmp.join("run.lock");
+    let _held = RunLock::try_acquire(tmp.path(), &path)
         .unwrap()
         .expect("first holder");
     let out = Command::new(std::env::current_exe().unwrap())
@@ -481,7 +463,7 @@ fn run_lock_probe() {
 #[test]
 fn sweep_removes_only_crash_debris() {
     let tmp = TempDir::new("sweep");
-    let locks = tmp.locks();
+    let locks = locks(&tmp);
     assert_eq!(locks.sweep_debris().unwrap(), 0, "missing root");
     let me = owner("me");
     locks.try_acquire("t", &me).unwrap().unwrap();

@@ -6,24 +6,19 @@ use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 
 /// A temporary folder with a HOME and a board folder (with a space in its name) inside.
 struct Env {
     root: PathBuf,
+    _temp: support::TempDir,
 }
 
 impl Env {
     fn new(label: &str) -> Env {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let root = std::env::temp_dir().join(format!(
-            "taskboard-service-{label}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&root);
+        let temp = support::TempDir::new(&format!("service-{label}"));
+        let root = temp.to_path_buf();
         std::fs::create_dir_all(root.join("home")).unwrap();
         std::fs::create_dir_all(root.join("my board")).unwrap();
         std::fs::write(
@@ -31,7 +26,7 @@ impl Env {
             "# Board\n\n## A-1\n- status: ready\n",
         )
         .unwrap();
-        Env { root }
+        Env { root, _temp: temp }
     }
 
     fn home(&self) -> PathBuf {
@@ -77,14 +72,6 @@ impl Env {
         };
         v.sort();
         v
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.root);
-        }
     }
 }
 

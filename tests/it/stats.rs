@@ -1,34 +1,10 @@
 //! `taskboard stats`: the report from events, its JSON shape, the queue's source, and the window.
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 use taskboard::core::event::{Event, EventKind};
 
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "taskboard-stats-{name}-{}-{nanos:x}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::support::TempDir as Dir;
 
 fn run(task: &str, attempt: u32, route: &str, at: DateTime<Utc>, ms: u64, outcome: &str) -> String {
     let dispatched = Event::new(
@@ -65,18 +41,14 @@ fn run(task: &str, attempt: u32, route: &str, at: DateTime<Utc>, ms: u64, outcom
 }
 
 fn stats(dir: &Dir, args: &[&str]) -> (String, String, i32) {
-    let out = Command::new(env!("CARGO_BIN_EXE_taskboard"))
-        .arg("stats")
-        .arg(dir.0.join("task-board.md"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    (
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-        out.status.code().unwrap_or(-1),
-    )
+    let out = crate::support::finish(
+        crate::support::bin()
+            .arg("stats")
+            .arg(dir.join("task-board.md"))
+            .args(args)
+            .env("NO_COLOR", "1"),
+    );
+    (out.stdout, out.stderr, out.code)
 }
 
 fn log(dir: &Dir) {
@@ -104,7 +76,7 @@ fn log(dir: &Dir) {
     )
     .to_line()
         + "\n");
-    std::fs::write(dir.0.join("events-20261101T000000Z.jsonl"), old).unwrap();
+    std::fs::write(dir.join("events-20261101T000000Z.jsonl"), old).unwrap();
     let mut live = run("A", 2, "sh", now - day, 3000, "done");
     live += &run(
         "B",
@@ -119,7 +91,7 @@ fn log(dir: &Dir) {
         Some("B"),
         EventKind::TaskDeadlettered {
             attempts: 1,
-            path: dir.0.join("deadletter/B.json").display().to_string(),
+            path: dir.join("deadletter/B.json").display().to_string(),
         },
     )
     .to_line()
@@ -148,7 +120,7 @@ fn log(dir: &Dir) {
     .to_line()
         + "\n");
     live += "not json\n{\"ts\":\"20";
-    std::fs::write(dir.0.join("events.jsonl"), live).unwrap();
+    std::fs::write(dir.join("events.jsonl"), live).unwrap();
 }
 
 #[test]
@@ -194,7 +166,7 @@ fn the_board_is_preferred_for_the_queue() {
     let dir = Dir::new("board");
     log(&dir);
     std::fs::write(
-        dir.0.join("task-board.md"),
+        dir.join("task-board.md"),
         "# Tasks\n\n## A-1: one\n- status: ready\n\n## B-1: two\n- status: ready\n\n## C-1: three\n- status: blocked:me:why\n",
     )
     .unwrap();
@@ -279,7 +251,7 @@ fn dispatched(attempt: u32, route: &str, review: bool) -> EventKind {
 /// Task R: attempt 1 over its cap and bounced by review, attempt 2 accepted; a budget hold on
 /// `claude`; an evidence mismatch.
 fn cost_log(dir: &Dir) {
-    std::fs::write(dir.0.join("events.jsonl"), cost_events()).unwrap();
+    std::fs::write(dir.join("events.jsonl"), cost_events()).unwrap();
 }
 
 fn cost_events() -> String {
@@ -456,7 +428,7 @@ fn seven_tasks_done_in_five_minutes_are_a_count_and_a_span_not_a_daily_rate() {
         let at = start + Duration::seconds(i * 49);
         live += &run(&format!("T-{i}"), 1, "sh", at, 6_000, "done");
     }
-    std::fs::write(dir.0.join("events.jsonl"), live).unwrap();
+    std::fs::write(dir.join("events.jsonl"), live).unwrap();
     let (out, err, code) = stats(&dir, &["--json"]);
     assert_eq!(code, 0, "{err}");
     let r: Value = serde_json::from_str(&out).unwrap();
@@ -478,7 +450,7 @@ fn a_task_that_failed_was_retried_and_failed_again_counts_once() {
     let dir = Dir::new("refail");
     let now = Utc::now();
     let t = |mins: i64| now - Duration::minutes(mins);
-    let file = |name: &str| dir.0.join(name).display().to_string();
+    let file = |name: &str| dir.join(name).display().to_string();
     let deadletter = |at| {
         ev(
             at,
@@ -509,7 +481,7 @@ fn a_task_that_failed_was_retried_and_failed_again_counts_once() {
             archived: Some(file("deadletter/archive/A-20261122T001000.000Z.json")),
         },
     );
-    std::fs::write(dir.0.join("events.jsonl"), live).unwrap();
+    std::fs::write(dir.join("events.jsonl"), live).unwrap();
     let (out, err, code) = stats(&dir, &["--json"]);
     assert_eq!(code, 0, "{err}");
     let r: Value = serde_json::from_str(&out).unwrap();
@@ -524,7 +496,7 @@ fn a_task_that_failed_was_retried_and_failed_again_counts_once() {
             .ends_with("deadletter/archive/A-20261122T001000.000Z.json"),
         "the latest failure's own file: {failures:?}"
     );
-    let html = dir.0.join("out.html");
+    let html = dir.join("out.html");
     let (_, err, code) = stats(&dir, &["--html", html.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     let page = std::fs::read_to_string(&html).unwrap();
@@ -565,7 +537,7 @@ fn every_key_of_the_json_report_is_described_in_the_readme() {
     let dir = Dir::new("schema");
     log(&dir);
     // The spend, caps, budgets and reviews in a rotated file of their own.
-    std::fs::write(dir.0.join("events-20261102T000000Z.jsonl"), cost_events()).unwrap();
+    std::fs::write(dir.join("events-20261102T000000Z.jsonl"), cost_events()).unwrap();
     let (out, err, code) = stats(&dir, &["--json"]);
     assert_eq!(code, 0, "{err}");
     let r: Value = serde_json::from_str(&out).unwrap();

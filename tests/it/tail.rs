@@ -2,7 +2,7 @@
 //! rotation and truncation.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
@@ -11,33 +11,11 @@ use chrono::{TimeZone, Utc};
 use taskboard::cmd::tail::render_line;
 use taskboard::core::event::{Event, EventKind};
 
-struct Dir(PathBuf);
+use crate::support::TempDir as Dir;
 
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "taskboard-tail-{name}-{}-{nanos:x}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
-    fn join(&self, rel: &str) -> PathBuf {
-        self.0.join(rel)
-    }
-    fn board(&self) -> String {
-        self.join("task-board.md").display().to_string()
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// The board's path in `dir`, as an argument.
+fn board(dir: &Dir) -> String {
+    dir.join("task-board.md").display().to_string()
 }
 
 fn line(task: Option<&str>, kind: EventKind) -> String {
@@ -353,13 +331,13 @@ fn shows_the_last_n_across_rotated_files_with_dates_and_filters() {
         ev(21, 3, "A") + &ev(21, 4, "B") + "{\"ts\":\"2026-11-2",
     )
     .unwrap();
-    let (out, _, code) = tail(&[&dir.board(), "-n", "3"]);
+    let (out, _, code) = tail(&[&board(&dir), "-n", "3"]);
     assert_eq!(code, 0);
     assert_eq!(
         out,
         "── 2026-11-20 (UTC)\n10:00:02.000 task_interrupted     B attempt=2\n── 2026-11-21 (UTC)\n10:00:03.000 task_interrupted     A attempt=3\n10:00:04.000 task_interrupted     B attempt=4\n"
     );
-    let (out, _, _) = tail(&[&dir.board(), "--task", "A", "--json"]);
+    let (out, _, _) = tail(&[&board(&dir), "--task", "A", "--json"]);
     assert_eq!(out, ev(20, 1, "A") + &ev(21, 3, "A"));
 }
 
@@ -369,7 +347,7 @@ fn json_passes_lines_through_byte_for_byte() {
     // Spacing, key order and escapes as some other writer left them.
     let text = "{\"ts\": \"2026-11-22T15:25:03.123Z\",  \"event\":\"error\",\"message\":\"caf\\u00e9 \\\"x\\\"\"}\n{\"event\":\"pass\",\"ts\":\"2026-11-22T15:25:04.000Z\",\"tasks\":1,\"duration_us\":2,\"dispatched\":0}\n";
     std::fs::write(dir.join("events.jsonl"), text).unwrap();
-    let (out, _, code) = tail(&[&dir.board(), "--json"]);
+    let (out, _, code) = tail(&[&board(&dir), "--json"]);
     assert_eq!(code, 0);
     assert_eq!(out, text);
 }
@@ -377,7 +355,7 @@ fn json_passes_lines_through_byte_for_byte() {
 #[test]
 fn a_missing_log_prints_nothing_and_says_so() {
     let dir = Dir::new("missing");
-    let (out, err, code) = tail(&[&dir.board()]);
+    let (out, err, code) = tail(&[&board(&dir)]);
     assert_eq!((out.as_str(), code), ("", 0));
     assert!(err.contains("does not exist"), "{err}");
 }
@@ -443,7 +421,7 @@ fn follow_survives_appends_rotation_truncation_and_a_missing_file() {
     let live = dir.join("events.jsonl");
     // Waits for the file to appear. (Whether the first line is read as history or followed,
     // it is printed once.)
-    let follow = Follow::start(&dir.board());
+    let follow = Follow::start(&board(&dir));
     append(&live, &(mark(1) + "\n"));
     assert_eq!(follow.next(), mark(1));
     // A line written in two pieces comes out whole.
@@ -478,7 +456,7 @@ fn follow_survives_appends_rotation_truncation_and_a_missing_file() {
 fn follow_exits_cleanly_on_sigterm() {
     let dir = Dir::new("sigterm");
     std::fs::write(dir.join("events.jsonl"), mark(1) + "\n").unwrap();
-    let mut follow = Follow::start(&dir.board());
+    let mut follow = Follow::start(&board(&dir));
     assert_eq!(follow.next(), mark(1));
     append(&dir.join("events.jsonl"), &(mark(2) + "\n"));
     assert_eq!(follow.next(), mark(2));

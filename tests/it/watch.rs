@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use crate::support::TempDir;
+
 use taskboard::shell::watch::{BoardWatcher, WatchError, WatchSignal, watch_board};
 
 const DEBOUNCE: Duration = Duration::from_millis(50);
@@ -17,6 +19,8 @@ const DEADLINE: Duration = Duration::from_secs(5);
 
 struct Fixture {
     dir: PathBuf,
+    /// Removed after the watcher stops.
+    _temp: TempDir,
     board: PathBuf,
     rx: Receiver<WatchSignal>,
     watcher: Option<BoardWatcher>,
@@ -25,10 +29,8 @@ struct Fixture {
 impl Fixture {
     /// A folder with `task-board.md` (unless `create` is false) and a watcher on it.
     fn new(name: &str, create: bool) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("taskboard-watch-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let temp = TempDir::new(&format!("watch-{name}"));
+        let dir = temp.to_path_buf();
         let board = dir.join("task-board.md");
         if create {
             fs::write(&board, "# Board\n- [ ] one\n").unwrap();
@@ -43,6 +45,7 @@ impl Fixture {
             board,
             rx,
             watcher: Some(watcher),
+            _temp: temp,
         }
     }
 
@@ -93,7 +96,6 @@ impl Drop for Fixture {
         if let Some(w) = self.watcher.take() {
             w.stop();
         }
-        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -196,7 +198,8 @@ fn board_may_appear_later() {
 
 #[test]
 fn missing_folder_is_an_error() {
-    let dir = std::env::temp_dir().join(format!("taskboard-watch-{}-nofolder", std::process::id()));
+    let temp = TempDir::new("watch-nofolder");
+    let dir = temp.join("nofolder");
     let e = watch_board(&dir.join("task-board.md"), DEBOUNCE, |_| {}).unwrap_err();
     assert_eq!(e, WatchError::NoFolder(dir.clone()));
     assert!(e.to_string().ends_with(": folder does not exist"), "{e}");
@@ -205,8 +208,7 @@ fn missing_folder_is_an_error() {
 
 #[test]
 fn symlinked_board_edits_at_the_target_are_seen() {
-    let root = std::env::temp_dir().join(format!("taskboard-watch-{}-symlink", std::process::id()));
-    let _ = fs::remove_dir_all(&root);
+    let root = TempDir::new("watch-symlink");
     let real = root.join("real");
     let view = root.join("view");
     fs::create_dir_all(&real).unwrap();

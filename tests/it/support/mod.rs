@@ -8,30 +8,32 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod run;
+mod temp;
+
+pub use run::{Output, bin, finish};
+pub use temp::TempDir;
+
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
 pub struct Sandbox {
     pub dir: PathBuf,
     pub board: PathBuf,
     children: Vec<Child>,
+    /// Removed after the children are stopped (kept when the test failed).
+    _temp: TempDir,
 }
 
 impl Sandbox {
     pub fn new(name: &str) -> Sandbox {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "taskboard-e2e-{name}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let temp = TempDir::new(&format!("e2e-{name}"));
+        let dir = temp.to_path_buf();
         let board = dir.join("task-board.md");
         Sandbox {
             dir,
             board,
             children: Vec::new(),
+            _temp: temp,
         }
     }
 
@@ -149,12 +151,7 @@ impl Sandbox {
     }
 
     pub fn events(&self) -> Vec<Value> {
-        let Ok(text) = std::fs::read_to_string(self.path("events.jsonl")) else {
-            return Vec::new();
-        };
-        text.lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        read_events(&self.dir)
     }
 
     pub fn events_named(&self, name: &str) -> Vec<Value> {
@@ -232,10 +229,18 @@ impl Drop for Sandbox {
             let _ = c.kill();
             let _ = c.wait();
         }
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
     }
+}
+
+/// The events in `dir/events.jsonl` as JSON, oldest first; none when there is no log yet. A
+/// line that is not JSON (a torn last line) is left out.
+pub fn read_events(dir: &Path) -> Vec<Value> {
+    let Ok(text) = std::fs::read_to_string(dir.join("events.jsonl")) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 /// True while a process with this pid exists (and is not a zombie we could reap).
