@@ -17,6 +17,7 @@ mod exec;
 mod first_look;
 mod fixtures;
 mod fsio;
+mod golden;
 mod hostile;
 mod lock;
 mod logs;

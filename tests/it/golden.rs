@@ -1,0 +1,275 @@
+//! What `taskboard status`, `show`, `tail` and `stats` print, byte for byte, against expected
+//! output files: the text a person reads and the `--json` a script parses.
+//!
+//! Each folder under `tests/golden/` is one case: a board and what lies beside it (an
+//! `events.jsonl`, `handoffs/`, a `.taskboard/` with run folders), a `commands` file naming the
+//! commands to run (`<name>: <arguments>`, one a line, `#` for comments), and `<name>.out`, what
+//! `taskboard <arguments>` prints. Each command runs in a fresh copy of the folder with colour
+//! off (`NO_COLOR=1`; its stdout is a pipe, so colour would be off anyway). The file holds its
+//! stdout, then `--- stderr` and what it wrote there when it wrote anything, then `--- exit <code>`
+//! when the code is not 0.
+//!
+//! `UPDATE_EXPECT=1 cargo test --test it golden::` writes every `.out` file from what the
+//! commands print now (a missing one too); review the diff, the files are the specification.
+//!
+//! The commands have no option for a fixed "now", so the parts of their output derived from the
+//! clock are replaced before the comparison, and only those (see [`normalise`]): a running
+//! claim's age (`status`, `show`), and the window `stats` looks at (its bounds and its days). The
+//! case's events lie long before any day these tests run, so the window holds none of them:
+//! `stats` is checked for its layout and its queue. The copy's path, where a command prints it,
+//! reads `[DIR]`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+
+use crate::support::{self, TempDir};
+
+fn cases_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+fn bless() -> bool {
+    std::env::var_os("UPDATE_EXPECT").is_some_and(|v| v == "1")
+}
+
+/// `(name, arguments)` for each line of a `commands` file.
+fn commands(case: &Path) -> Vec<(String, Vec<String>)> {
+    let path = case.join("commands");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (name, args) = l.split_once(':').unwrap_or_else(|| {
+                panic!("{}: `{l}` is not `<name>: <arguments>`", path.display())
+            });
+            let name = name.trim().to_string();
+            assert!(
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+                "{}: the name `{name}` is not letters, digits and dashes",
+                path.display()
+            );
+            (name, args.split_whitespace().map(String::from).collect())
+        })
+        .collect()
+}
+
+/// Copies the folder `from` into `to`; at the top of a case (`top`), all but its `commands`
+/// and `.out` files.
+fn copy_case(from: &Path, to: &Path, top: bool) {
+    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
+        let entry = entry.expect("a folder entry");
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let expectation =
+            entry.file_name() == "commands" || src.extension().is_some_and(|e| e == "out");
+        if top && expectation {
+            continue;
+        }
+        if entry.file_type().expect("a file type").is_dir() {
+            std::fs::create_dir_all(&dst).expect("create a folder");
+            copy_case(&src, &dst, false);
+        } else {
+            std::fs::copy(&src, &dst).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+        }
+    }
+}
+
+/// The command's output as its `.out` file holds it.
+fn transcript(out: &support::Output) -> String {
+    let mut t = out.stdout.clone();
+    if !t.is_empty() && !t.ends_with('\n') {
+        t.push_str("\n--- no newline at the end of stdout\n");
+    }
+    if !out.stderr.is_empty() {
+        t.push_str("--- stderr\n");
+        t.push_str(&out.stderr);
+        if !out.stderr.ends_with('\n') {
+            t.push_str("\n--- no newline at the end of stderr\n");
+        }
+    }
+    if out.code != 0 {
+        let _ = writeln!(t, "--- exit {}", out.code);
+    }
+    t
+}
+
+/// Replaces what depends on the clock, and nothing else, in what `command` printed; and the
+/// copy's folder `dir` with `[DIR]`.
+fn normalise(command: &str, text: &str, dir: &Path) -> String {
+    let mut text = text.replace(&dir.display().to_string(), "[DIR]");
+    let rules: &[(&str, &str)] = match command {
+        // The age of a running claim: `for 3h20m` or `claimed 5m ahead of this clock` (text),
+        // `"age_s":12000` (JSON).
+        "status" => &[
+            (r"(?m)^(  \S+ +\S+) for [0-9dhms]+  ", "${1} for [AGE]  "),
+            (
+                r"(?m)^(  \S+ +\S+) claimed [0-9dhms]+ ahead of this clock  ",
+                "${1} claimed [AGE] ahead of this clock  ",
+            ),
+            (r#""age_s":-?[0-9]+"#, r#""age_s":"[AGE]""#),
+        ],
+        // The same in `running since <time> (3h20m ago)`.
+        "show" => &[
+            (
+                r"(?m)^(running since \S+) \([0-9dhms]+ ago\)",
+                "${1} ([AGE] ago)",
+            ),
+            (
+                r"(?m)^(running since \S+) \([0-9dhms]+ ahead of this clock\)",
+                "${1} ([AGE] ahead of this clock)",
+            ),
+            (r#""age_s":-?[0-9]+"#, r#""age_s":"[AGE]""#),
+        ],
+        // The window ends now: its bounds, and the date of each of its days.
+        "stats" => &[
+            (
+                r"(?m)^(taskboard stats  )\d{4}-\d\d-\d\d \d\d:\d\d:\d\d → \d{4}-\d\d-\d\d \d\d:\d\d:\d\d ",
+                "${1}[SINCE] → [NOW] ",
+            ),
+            (r"(?m)^\d{4}-\d\d-\d\d( +\d+ )", "[DAY]${1}"),
+            (r#""now": "[^"]*""#, r#""now": "[NOW]""#),
+            (r#""since": "[^"]*""#, r#""since": "[SINCE]""#),
+            (r#""date": "[^"]*""#, r#""date": "[DAY]""#),
+        ],
+        _ => &[],
+    };
+    for (pattern, with) in rules {
+        let re = Regex::new(pattern).expect("a valid pattern");
+        text = re.replace_all(&text, *with).into_owned();
+    }
+    text
+}
+
+/// Runs every command of one case; returns what went wrong, one message per command.
+fn check_case(case: &Path) -> Vec<String> {
+    let mut failures = Vec::new();
+    let listed = commands(case);
+    for (name, args) in &listed {
+        let dir = TempDir::new("golden");
+        copy_case(case, &dir, true);
+        let out = support::finish(
+            support::bin()
+                .args(args)
+                .current_dir(dir.path())
+                .env("NO_COLOR", "1")
+                .env("TZ", "UTC")
+                .env_remove("TASKBOARD_LOG"),
+        );
+        let command = args.first().map_or("", String::as_str);
+        let actual = normalise(command, &transcript(&out), dir.path());
+        let path = case.join(format!("{name}.out"));
+        if bless() {
+            std::fs::write(&path, &actual).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            continue;
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(expected) if expected == actual => {}
+            Ok(expected) => failures.push(format!(
+                "`taskboard {}` differs from {}\n{}\n(if the change is meant, \
+                 `UPDATE_EXPECT=1 cargo test --test it golden::` rewrites the file; review the diff)",
+                args.join(" "),
+                path.display(),
+                diff(&expected, &actual)
+            )),
+            Err(e) => failures.push(format!(
+                "{}: {e}: create it with `UPDATE_EXPECT=1 cargo test --test it golden::`, then \
+                 read it: it is what `taskboard {}` prints now",
+                path.display(),
+                args.join(" ")
+            )),
+        }
+    }
+    // An expectation no command produces any more is a leftover, not a check.
+    for entry in std::fs::read_dir(case).expect("the case folder") {
+        let path = entry.expect("a folder entry").path();
+        let Some(stem) = path
+            .extension()
+            .filter(|e| *e == "out")
+            .and(path.file_stem())
+            .and_then(|s| s.to_str())
+        else {
+            continue;
+        };
+        if !listed.iter().any(|(name, _)| name == stem) {
+            failures.push(format!(
+                "{}: no command in {} is named `{stem}`",
+                path.display(),
+                case.join("commands").display()
+            ));
+        }
+    }
+    failures
+}
+
+/// The lines that differ, each marked `-` (expected) or `+` (actual), with the line number.
+fn diff(expected: &str, actual: &str) -> String {
+    let (e, a): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), actual.lines().collect());
+    let mut out = String::new();
+    for i in 0..e.len().max(a.len()) {
+        let (x, y) = (e.get(i), a.get(i));
+        if x != y {
+            if let Some(x) = x {
+                let _ = writeln!(out, "{:>4} - {x}", i + 1);
+            }
+            if let Some(y) = y {
+                let _ = writeln!(out, "{:>4} + {y}", i + 1);
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push_str("(the same lines; the line endings or the final newline differ)\n");
+    }
+    out
+}
+
+#[test]
+fn every_command_prints_what_its_case_expects() {
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(cases_root())
+        .expect("tests/golden")
+        .map(|e| e.expect("a folder entry").path())
+        .filter(|p| p.is_dir())
+        .collect();
+    cases.sort();
+    assert!(!cases.is_empty(), "no case under tests/golden");
+    let failures: Vec<String> = cases.iter().flat_map(|c| check_case(c)).collect();
+    assert!(
+        failures.is_empty(),
+        "{} of the expected outputs differ:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+#[test]
+fn clock_derived_parts_are_all_that_is_normalised() {
+    let dir = Path::new("/tmp/x");
+    // A title that happens to read like an age stays as it is.
+    let status = "  A-1  taskboard for 3h20m  Wait for 5m  done\n  B-2  x  Wait for 5m\n";
+    assert_eq!(
+        normalise("status", status, dir),
+        "  A-1  taskboard for [AGE]  Wait for 5m  done\n  B-2  x  Wait for 5m\n"
+    );
+    assert_eq!(
+        normalise(
+            "show",
+            "running since 2026-04-20T15:40Z (223d21h ago) by t\n",
+            dir
+        ),
+        "running since 2026-04-20T15:40Z ([AGE] ago) by t\n"
+    );
+    assert_eq!(
+        normalise("stats", "  2026-04-20T15:21:37Z  DEMO-6  attempt 1\n", dir),
+        "  2026-04-20T15:21:37Z  DEMO-6  attempt 1\n",
+        "a failure's own time is kept"
+    );
+    assert_eq!(
+        normalise(
+            "tail",
+            "15:21:37.042 runtime_started  board=/tmp/x/task-board.md 1h\n",
+            dir
+        ),
+        "15:21:37.042 runtime_started  board=[DIR]/task-board.md 1h\n"
+    );
+}
