@@ -9,6 +9,11 @@
 //! stdout, then `--- stderr` and what it wrote there when it wrote anything, then `--- exit <code>`
 //! when the code is not 0.
 //!
+//! Arguments starting with `@tty` run the command on a pseudo-terminal (`script`, from
+//! util-linux) without `NO_COLOR`, so it prints in colour as a person sees it; stdout and stderr
+//! are one stream there. In its `.out` file each escape character reads `␛` and the terminal's
+//! `\r\n` reads `\n`, so the file stays readable; nothing else is changed.
+//!
 //! `UPDATE_EXPECT=1 cargo test --test it golden::` writes every `.out` file from what the
 //! commands print now (a missing one too); review the diff, the files are the specification.
 //!
@@ -76,6 +81,41 @@ fn copy_case(from: &Path, to: &Path, top: bool) {
     }
 }
 
+/// Runs `taskboard <args>` in `dir` on a pseudo-terminal, colour on; `None` (after saying why)
+/// where `script` is missing.
+fn on_a_terminal(args: &[String], dir: &Path) -> Option<support::Output> {
+    let found = std::process::Command::new("sh")
+        .args(["-c", "command -v script"])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        support::skip("`script` (util-linux) is not installed: no pseudo-terminal");
+        return None;
+    }
+    let mut line = shell_quote(env!("CARGO_BIN_EXE_taskboard"));
+    for a in args {
+        line.push(' ');
+        line.push_str(&shell_quote(a));
+    }
+    let mut out = support::finish(
+        std::process::Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .current_dir(dir)
+            .stdin(std::process::Stdio::null())
+            .env_remove("NO_COLOR")
+            .env("TZ", "UTC")
+            .env_remove("TASKBOARD_LOG"),
+    );
+    out.stdout = out.stdout.replace("\r\n", "\n").replace('\x1b', "␛");
+    Some(out)
+}
+
+/// `s` as one word for `sh`.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
 /// The command's output as its `.out` file holds it.
 fn transcript(out: &support::Output) -> String {
     let mut t = out.stdout.clone();
@@ -125,7 +165,7 @@ fn normalise(command: &str, text: &str, dir: &Path) -> String {
         // The window ends now: its bounds, and the date of each of its days.
         "stats" => &[
             (
-                r"(?m)^(taskboard stats  )\d{4}-\d\d-\d\d \d\d:\d\d:\d\d → \d{4}-\d\d-\d\d \d\d:\d\d:\d\d ",
+                r"(?m)^(\S*taskboard stats\S*  )\d{4}-\d\d-\d\d \d\d:\d\d:\d\d → \d{4}-\d\d-\d\d \d\d:\d\d:\d\d ",
                 "${1}[SINCE] → [NOW] ",
             ),
             (r"(?m)^\d{4}-\d\d-\d\d( +\d+ )", "[DAY]${1}"),
@@ -149,14 +189,23 @@ fn check_case(case: &Path) -> Vec<String> {
     for (name, args) in &listed {
         let dir = TempDir::new("golden");
         copy_case(case, &dir, true);
-        let out = support::finish(
-            support::bin()
-                .args(args)
-                .current_dir(dir.path())
-                .env("NO_COLOR", "1")
-                .env("TZ", "UTC")
-                .env_remove("TASKBOARD_LOG"),
-        );
+        let tty = args.first().is_some_and(|a| a == "@tty");
+        let args = &args[usize::from(tty)..];
+        let out = if tty {
+            match on_a_terminal(args, dir.path()) {
+                Some(out) => out,
+                None => continue,
+            }
+        } else {
+            support::finish(
+                support::bin()
+                    .args(args)
+                    .current_dir(dir.path())
+                    .env("NO_COLOR", "1")
+                    .env("TZ", "UTC")
+                    .env_remove("TASKBOARD_LOG"),
+            )
+        };
         let command = args.first().map_or("", String::as_str);
         let actual = normalise(command, &transcript(&out), dir.path());
         let path = case.join(format!("{name}.out"));
@@ -258,6 +307,15 @@ fn clock_derived_parts_are_all_that_is_normalised() {
             dir
         ),
         "running since 2026-04-20T15:40Z ([AGE] ago) by t\n"
+    );
+    assert_eq!(
+        normalise(
+            "stats",
+            "␛[1mtaskboard stats␛[0m  2026-11-23 12:54:12 → 2026-11-30 12:54:12 UTC (last 7d)\n",
+            dir
+        ),
+        "␛[1mtaskboard stats␛[0m  [SINCE] → [NOW] UTC (last 7d)\n",
+        "in colour too"
     );
     assert_eq!(
         normalise("stats", "  2026-04-20T15:21:37Z  DEMO-6  attempt 1\n", dir),
