@@ -14,15 +14,21 @@
 //! are one stream there. In its `.out` file each escape character reads `␛` and the terminal's
 //! `\r\n` reads `\n`, so the file stays readable; nothing else is changed.
 //!
-//! `UPDATE_EXPECT=1 cargo test --test it golden::` writes every `.out` file from what the
-//! commands print now (a missing one too); review the diff, the files are the specification.
-//!
 //! The commands have no option for a fixed "now", so the parts of their output derived from the
 //! clock are replaced before the comparison, and only those (see [`normalise`]): a running
 //! claim's age (`status`, `show`), and the window `stats` looks at (its bounds and its days). The
-//! case's events lie long before any day these tests run, so the window holds none of them:
-//! `stats` is checked for its layout and its queue. The copy's path, where a command prints it,
-//! reads `[DIR]`.
+//! cases' events lie long before any day these tests run, so that window holds none of them:
+//! there `stats` is checked for its layout and its queue. The copy's path, where a command
+//! prints it, reads `[DIR]`.
+//!
+//! For the report over events in its window, arguments starting with `@now=<UTC time>` (only
+//! before `stats`, and only in a case without a board) print it as `taskboard stats` would at
+//! that time: the case's event logs go, as the command reads them, through the same report
+//! builder and renderer, in this process. The binary's own part (reading the files, the exit,
+//! the queue counted from a board) is what the cases without `@now` check.
+//!
+//! `UPDATE_EXPECT=1 cargo test --test it golden::` writes every `.out` file from what the
+//! commands print now (a missing one too); review the diff, the files are the specification.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -111,6 +117,60 @@ fn on_a_terminal(args: &[String], dir: &Path) -> Option<support::Output> {
     Some(out)
 }
 
+/// What `taskboard stats <args>` prints (stdout) in `dir` at the time `at`, in colour when
+/// `color`: the event logs through the report builder and the text or JSON renderer that
+/// `taskboard stats` uses, read as it reads them.
+fn stats_at(at: &str, args: &[String], dir: &Path, color: bool) -> Result<support::Output, String> {
+    use taskboard::core::report::{Builder, Rec, parse_window};
+    let now = chrono::DateTime::parse_from_rfc3339(at)
+        .map_err(|e| format!("@now={at}: {e}"))?
+        .with_timezone(&chrono::Utc);
+    if args.first().map(String::as_str) != Some("stats") {
+        return Err(format!("@now goes with `stats` only, not {args:?}"));
+    }
+    if dir.join("task-board.md").exists() {
+        return Err(
+            "a case with @now has no board: `stats` counts the queue from a board, \
+                    which happens outside the report"
+                .into(),
+        );
+    }
+    let (mut since, mut json) = ("7d".to_string(), false);
+    let mut rest = args[1..].iter();
+    while let Some(a) = rest.next() {
+        match a.as_str() {
+            "--json" => json = true,
+            "--since" => since = rest.next().ok_or("--since needs a value")?.clone(),
+            other => return Err(format!("@now stats takes --since and --json, not {other}")),
+        }
+    }
+    let window = parse_window(&since).map_err(|e| format!("--since {e}"))?;
+    let mut builder = Builder::new(now, window);
+    for file in taskboard::shell::event_log::log_files(dir) {
+        taskboard::shell::event_log::for_each_line(&file, |line, terminated| {
+            match serde_json::from_slice::<Rec>(line) {
+                Ok(rec) => builder.add(&rec),
+                Err(_) if !terminated => {}
+                Err(_) => builder.add_bad_line(),
+            }
+        })
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    }
+    let report = builder.finish();
+    let stdout = if json {
+        serde_json::to_string_pretty(&report).map_err(|e| e.to_string())? + "\n"
+    } else {
+        let text =
+            taskboard::cmd::stats::render_text(&report, &since, taskboard::cmd::Paint(color));
+        text.replace('\x1b', "␛")
+    };
+    Ok(support::Output {
+        code: 0,
+        stdout,
+        stderr: String::new(),
+    })
+}
+
 /// `s` as one word for `sh`.
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
@@ -191,7 +251,17 @@ fn check_case(case: &Path) -> Vec<String> {
         copy_case(case, &dir, true);
         let tty = args.first().is_some_and(|a| a == "@tty");
         let args = &args[usize::from(tty)..];
-        let out = if tty {
+        let at = args.first().and_then(|a| a.strip_prefix("@now="));
+        let args = &args[usize::from(at.is_some())..];
+        let out = if let Some(at) = at {
+            match stats_at(at, args, dir.path(), tty) {
+                Ok(out) => out,
+                Err(e) => {
+                    failures.push(format!("{}: `{name}`: {e}", case.display()));
+                    continue;
+                }
+            }
+        } else if tty {
             match on_a_terminal(args, dir.path()) {
                 Some(out) => out,
                 None => continue,
@@ -206,7 +276,12 @@ fn check_case(case: &Path) -> Vec<String> {
                     .env_remove("TASKBOARD_LOG"),
             )
         };
-        let command = args.first().map_or("", String::as_str);
+        // At a fixed time nothing depends on the clock.
+        let command = if at.is_some() {
+            ""
+        } else {
+            args.first().map_or("", String::as_str)
+        };
         let actual = normalise(command, &transcript(&out), dir.path());
         let path = case.join(format!("{name}.out"));
         if bless() {
