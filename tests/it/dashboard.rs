@@ -163,15 +163,14 @@ fn find_chromium() -> Option<PathBuf> {
 /// Runs `stats --html` over the folder's board and log; the page's path and text.
 fn render_dashboard(dir: &std::path::Path) -> (std::path::PathBuf, String) {
     let html = dir.join("out.html");
-    let status = Command::new(env!("CARGO_BIN_EXE_taskboard"))
-        .arg("stats")
-        .arg(dir.join("task-board.md"))
-        .arg("--html")
-        .arg(&html)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let out = support::finish(
+        support::bin()
+            .arg("stats")
+            .arg(dir.join("task-board.md"))
+            .arg("--html")
+            .arg(&html),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
     let page = std::fs::read_to_string(&html).unwrap();
     (html, page)
 }

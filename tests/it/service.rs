@@ -55,7 +55,7 @@ impl Env {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_taskboard"));
+        let mut cmd = support::bin();
         cmd.args(args)
             .current_dir(&self.root)
             .env("HOME", self.home())

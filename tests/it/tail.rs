@@ -25,17 +25,13 @@ fn line(task: Option<&str>, kind: EventKind) -> String {
 }
 
 fn tail(args: &[&str]) -> (String, String, i32) {
-    let out = Command::new(env!("CARGO_BIN_EXE_taskboard"))
-        .arg("tail")
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    (
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-        out.status.code().unwrap_or(-1),
-    )
+    let out = crate::support::finish(
+        crate::support::bin()
+            .arg("tail")
+            .args(args)
+            .env("NO_COLOR", "1"),
+    );
+    (out.stdout, out.stderr, out.code)
 }
 
 #[test]

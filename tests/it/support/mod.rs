@@ -97,12 +97,11 @@ impl Sandbox {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_taskboard"));
+        let mut cmd = bin();
         cmd.args(args)
             .current_dir(&self.dir)
             .env("NO_COLOR", "1")
-            .env("TASKBOARD_LOG", "debug")
-            .stdin(Stdio::null());
+            .env("TASKBOARD_LOG", "debug");
         cmd
     }
 
