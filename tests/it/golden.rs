@@ -12,7 +12,8 @@
 //! Arguments starting with `@tty` run the command on a pseudo-terminal (`script`, from
 //! util-linux) without `NO_COLOR`, so it prints in colour as a person sees it; stdout and stderr
 //! are one stream there. In its `.out` file each escape character reads `␛` and the terminal's
-//! `\r\n` reads `\n`, so the file stays readable; nothing else is changed.
+//! `\r\n` reads `\n`, so the file stays readable; nothing else is changed. Words `NAME=value`
+//! before the command set its environment, as in a shell (`@tty NO_COLOR=1 status`).
 //!
 //! The commands have no option for a fixed "now", so the parts of their output derived from the
 //! clock are replaced before the comparison, and only those (see [`normalise`]): a running
@@ -89,7 +90,7 @@ fn copy_case(from: &Path, to: &Path, top: bool) {
 
 /// Runs `taskboard <args>` in `dir` on a pseudo-terminal, colour on; `None` (after saying why)
 /// where `script` is missing.
-fn on_a_terminal(args: &[String], dir: &Path) -> Option<support::Output> {
+fn on_a_terminal(args: &[String], env: &[(&str, &str)], dir: &Path) -> Option<support::Output> {
     let found = std::process::Command::new("sh")
         .args(["-c", "command -v script"])
         .stdout(std::process::Stdio::null())
@@ -111,7 +112,8 @@ fn on_a_terminal(args: &[String], dir: &Path) -> Option<support::Output> {
             .stdin(std::process::Stdio::null())
             .env_remove("NO_COLOR")
             .env("TZ", "UTC")
-            .env_remove("TASKBOARD_LOG"),
+            .env_remove("TASKBOARD_LOG")
+            .envs(env.iter().copied()),
     );
     out.stdout = out.stdout.replace("\r\n", "\n").replace('\x1b', "␛");
     Some(out)
@@ -168,6 +170,16 @@ fn stats_at(at: &str, args: &[String], dir: &Path, color: bool) -> Result<suppor
         code: 0,
         stdout,
         stderr: String::new(),
+    })
+}
+
+/// Whether `word` is `NAME=value` (an environment variable's name in capitals).
+fn is_assignment(word: &str) -> bool {
+    word.split_once('=').is_some_and(|(name, _)| {
+        !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
     })
 }
 
@@ -253,7 +265,21 @@ fn check_case(case: &Path) -> Vec<String> {
         let args = &args[usize::from(tty)..];
         let at = args.first().and_then(|a| a.strip_prefix("@now="));
         let args = &args[usize::from(at.is_some())..];
+        // `NAME=value` words before the command set its environment, as in a shell.
+        let assigned = args.iter().take_while(|a| is_assignment(a)).count();
+        let env: Vec<(&str, &str)> = args[..assigned]
+            .iter()
+            .filter_map(|a| a.split_once('='))
+            .collect();
+        let args = &args[assigned..];
         let out = if let Some(at) = at {
+            if !env.is_empty() {
+                failures.push(format!(
+                    "{}: `{name}`: @now takes no environment",
+                    case.display()
+                ));
+                continue;
+            }
             match stats_at(at, args, dir.path(), tty) {
                 Ok(out) => out,
                 Err(e) => {
@@ -262,7 +288,7 @@ fn check_case(case: &Path) -> Vec<String> {
                 }
             }
         } else if tty {
-            match on_a_terminal(args, dir.path()) {
+            match on_a_terminal(args, &env, dir.path()) {
                 Some(out) => out,
                 None => continue,
             }
@@ -273,7 +299,8 @@ fn check_case(case: &Path) -> Vec<String> {
                     .current_dir(dir.path())
                     .env("NO_COLOR", "1")
                     .env("TZ", "UTC")
-                    .env_remove("TASKBOARD_LOG"),
+                    .env_remove("TASKBOARD_LOG")
+                    .envs(env.iter().copied()),
             )
         };
         // At a fixed time nothing depends on the clock.
