@@ -7,7 +7,7 @@
 //! `taskboard <arguments>` prints. Each command runs in a fresh copy of the folder with colour
 //! off (`NO_COLOR=1`; its stdout is a pipe, so colour would be off anyway). The file holds its
 //! stdout, then `--- stderr` and what it wrote there when it wrote anything, then `--- exit <code>`
-//! when the code is not 0.
+//! when the code is not 0. These commands only read: the copy must be as it was afterwards.
 //!
 //! Arguments starting with `@tty` run the command on a pseudo-terminal (`script`, from
 //! util-linux) without `NO_COLOR`, so it prints in colour as a person sees it; stdout and stderr
@@ -188,6 +188,26 @@ fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// Every file under `dir` (its path inside `dir`) with its bytes, and every folder.
+fn tree(dir: &Path) -> Vec<(PathBuf, Option<Vec<u8>>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("a folder of the copy") {
+            let path = entry.expect("a folder entry").path();
+            let rel = path.strip_prefix(dir).expect("inside").to_path_buf();
+            if path.is_dir() {
+                stack.push(path);
+                out.push((rel, None));
+            } else {
+                out.push((rel, Some(std::fs::read(&path).expect("a file of the copy"))));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// The command's output as its `.out` file holds it.
 fn transcript(out: &support::Output) -> String {
     let mut t = out.stdout.clone();
@@ -272,6 +292,7 @@ fn check_case(case: &Path) -> Vec<String> {
             .filter_map(|a| a.split_once('='))
             .collect();
         let args = &args[assigned..];
+        let before = tree(dir.path());
         let out = if let Some(at) = at {
             if !env.is_empty() {
                 failures.push(format!(
@@ -303,6 +324,21 @@ fn check_case(case: &Path) -> Vec<String> {
                     .envs(env.iter().copied()),
             )
         };
+        // These commands only read: the folder is as it was.
+        let after = tree(dir.path());
+        if after != before {
+            let changed: Vec<String> = before
+                .iter()
+                .filter(|entry| !after.contains(entry))
+                .chain(after.iter().filter(|entry| !before.contains(entry)))
+                .map(|(path, _)| path.display().to_string())
+                .collect();
+            failures.push(format!(
+                "`taskboard {}` changed its folder, which it only reads: {}",
+                args.join(" "),
+                changed.join(", ")
+            ));
+        }
         // At a fixed time nothing depends on the clock.
         let command = if at.is_some() {
             ""
