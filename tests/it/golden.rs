@@ -88,8 +88,8 @@ fn copy_case(from: &Path, to: &Path, top: bool) {
     }
 }
 
-/// Runs `taskboard <args>` in `dir` on a pseudo-terminal, colour on; `None` (after saying why)
-/// where `script` is missing.
+/// Runs `taskboard <args>` in `dir` on a pseudo-terminal, without `NO_COLOR` unless `env` sets
+/// it; `None` (after saying why) where `script` is missing.
 fn on_a_terminal(args: &[String], env: &[(&str, &str)], dir: &Path) -> Option<support::Output> {
     let found = std::process::Command::new("sh")
         .args(["-c", "command -v script"])
