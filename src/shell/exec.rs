@@ -73,7 +73,7 @@ pub enum StopReason {
 
 /// How the leader process ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Ending {
+pub enum ProcessEnd {
     /// Exited with this status code. `-1` if the status could not be collected (for example when
     /// the host process set SIGCHLD to be ignored, so the kernel reaped the child itself).
     Exited(i32),
@@ -81,10 +81,13 @@ pub enum Ending {
     Signaled(i32),
 }
 
+/// The name the runtime still uses; goes once it says [`ProcessEnd`].
+pub type Ending = ProcessEnd;
+
 /// The report handed to `on_exit`.
 #[derive(Debug, Clone)]
 pub struct Finished {
-    pub ending: Ending,
+    pub ending: ProcessEnd,
     /// Why the runtime stopped it, if it did (the first reason wins).
     pub stopped: Option<StopReason>,
     /// From spawn to the leader's exit.
@@ -193,12 +196,13 @@ struct Shared {
     pid: u32,
     run_id: String,
     grace: Duration,
-    state: Mutex<State>,
+    state: Mutex<RunState>,
     changed: Condvar,
 }
 
+/// Where one run stands: whether its leader has ended, and how far stopping it has gone.
 #[derive(Default)]
-struct State {
+struct RunState {
     /// The leader has ended; from here on nothing may signal its pid.
     exited: bool,
     stopped: Option<StopReason>,
@@ -211,7 +215,7 @@ struct State {
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, RunState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -225,7 +229,7 @@ impl Shared {
 
 /// Sends SIGTERM to the group on the first request while the leader is unreaped, and has the
 /// watchdog send it to the run's processes outside the group (finding them reads `/proc`).
-fn request_stop(shared: &Shared, state: &mut State, reason: StopReason) {
+fn request_stop(shared: &Shared, state: &mut RunState, reason: StopReason) {
     if state.exited || state.stopped.is_some() {
         return;
     }
@@ -396,7 +400,7 @@ fn supervise(
         pid: child.id(),
         run_id,
         grace: spec.grace,
-        state: Mutex::new(State::default()),
+        state: Mutex::new(RunState::default()),
         changed: Condvar::new(),
     });
 
@@ -436,7 +440,7 @@ fn supervise(
         Ok(status) => ending_of(status),
         Err(e) => {
             tracing::warn!(pid = shared.pid, error = %e, "could not collect executor exit status");
-            Ending::Exited(-1)
+            ProcessEnd::Exited(-1)
         }
     };
     procs::untrack(shared.pid);
@@ -588,11 +592,11 @@ fn wait_leader_exit(pid: u32) {
     }
 }
 
-fn ending_of(status: ExitStatus) -> Ending {
+fn ending_of(status: ExitStatus) -> ProcessEnd {
     match (status.code(), status.signal()) {
-        (Some(code), _) => Ending::Exited(code),
-        (None, Some(sig)) => Ending::Signaled(sig),
-        (None, None) => Ending::Exited(-1),
+        (Some(code), _) => ProcessEnd::Exited(code),
+        (None, Some(sig)) => ProcessEnd::Signaled(sig),
+        (None, None) => ProcessEnd::Exited(-1),
     }
 }
 

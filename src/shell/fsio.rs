@@ -117,7 +117,7 @@ impl std::error::Error for ReadError {}
 
 /// One read of the board.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Snapshot {
+pub struct BoardRead {
     pub text: String,
     /// [`content_hash`] of the bytes.
     pub hash: u64,
@@ -126,6 +126,9 @@ pub struct Snapshot {
     pub mtime: Option<SystemTime>,
 }
 
+/// The name the runtime still uses; goes once it says [`BoardRead`].
+pub type Snapshot = BoardRead;
+
 /// What went wrong with one read, with a hint for [`read_stable`].
 struct Failed {
     err: ReadError,
@@ -133,7 +136,7 @@ struct Failed {
     cut_short: bool,
 }
 
-fn read_once(path: &Path) -> Result<Snapshot, Failed> {
+fn read_once(path: &Path) -> Result<BoardRead, Failed> {
     let fail = |err| Failed {
         err,
         cut_short: false,
@@ -166,7 +169,7 @@ fn read_once(path: &Path) -> Result<Snapshot, Failed> {
             offset: e.utf8_error().valid_up_to(),
         },
     })?;
-    Ok(Snapshot {
+    Ok(BoardRead {
         text,
         hash,
         len,
@@ -317,7 +320,7 @@ fn set_blocking(file: &File) {
 
 /// Read the board once. Folders, FIFOs and other non-regular files are refused, and so is a file
 /// larger than [`MAX_BOARD_BYTES`], before any of its content is read.
-pub fn read_board(path: &Path) -> Result<Snapshot, ReadError> {
+pub fn read_board(path: &Path) -> Result<BoardRead, ReadError> {
     read_once(path).map_err(|f| f.err)
 }
 
@@ -330,8 +333,8 @@ pub fn read_board(path: &Path) -> Result<Snapshot, ReadError> {
 /// content may still be a half-saved file: callers must not act on a board that does not parse.
 ///
 /// It sleeps between reads: it waits for a person's editor to finish.
-pub fn read_stable(path: &Path, quiet: Duration, max_tries: usize) -> Result<Snapshot, ReadError> {
-    let mut last_ok: Option<Snapshot> = None;
+pub fn read_stable(path: &Path, quiet: Duration, max_tries: usize) -> Result<BoardRead, ReadError> {
+    let mut last_ok: Option<BoardRead> = None;
     let mut previous_ok = false;
     let mut last_err: Option<ReadError> = None;
     for attempt in 0..max_tries.max(1) {
@@ -507,11 +510,15 @@ pub fn atomic_write(path: &Path, contents: &[u8]) -> io::Result<()> {
 /// the board it replaced is checked once more, so a save landing between the check and the
 /// exchange is put back too (see `swap_in_if_unchanged`); elsewhere a save in the microseconds
 /// between the check and the rename cannot be excluded on a plain file.
-pub fn replace_if_unchanged(path: &Path, contents: &[u8], expected: &Snapshot) -> io::Result<bool> {
+pub fn replace_if_unchanged(
+    path: &Path,
+    contents: &[u8],
+    expected: &BoardRead,
+) -> io::Result<bool> {
     replace(path, contents, Some(expected))
 }
 
-fn replace(path: &Path, contents: &[u8], expected: Option<&Snapshot>) -> io::Result<bool> {
+fn replace(path: &Path, contents: &[u8], expected: Option<&BoardRead>) -> io::Result<bool> {
     let target = write_target(path)?;
     let name = target.file_name().ok_or_else(|| {
         io::Error::new(
@@ -586,7 +593,7 @@ fn replace(path: &Path, contents: &[u8], expected: Option<&Snapshot>) -> io::Res
 const SETTLE: Duration = Duration::from_millis(2);
 
 /// Whether the file at `path` is still the board `expected` was read from.
-fn unchanged(meta: &fs::Metadata, expected: &Snapshot) -> bool {
+fn unchanged(meta: &fs::Metadata, expected: &BoardRead) -> bool {
     meta.len() == expected.len && meta.modified().ok() == expected.mtime
 }
 
@@ -602,7 +609,7 @@ fn swap_in_if_unchanged(
     tmp: &Path,
     target: &Path,
     written: u64,
-    expected: &Snapshot,
+    expected: &BoardRead,
 ) -> io::Result<bool> {
     let before = fs::metadata(target)?;
     if !unchanged(&before, expected) {
