@@ -95,7 +95,7 @@ fn acquire_run_lock(folder: &Path, info: &Path) -> std::io::Result<Result<RunLoc
     loop {
         let attempt = RunLock::try_acquire(folder, info)?;
         let holder_gone = match &attempt {
-            Err(Some(pid)) => !crate::shell::lock::pid_alive(*pid),
+            Err(Some(pid)) => !crate::shell::process::pid_alive(*pid),
             Err(None) => true,
             Ok(_) => false,
         };

@@ -26,6 +26,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
+
+use crate::shell::process;
 use serde::{Deserialize, Serialize};
 
 /// Who holds a lock: enough to tell later whether that process is still the one running.
@@ -43,7 +45,7 @@ pub struct Owner {
     pub acquired_at: DateTime<Utc>,
     /// The executor's process group, set once it is spawned, so a restart can find orphans.
     pub executor_pgid: Option<i32>,
-    /// The run id its processes carry in their environment (`procs::RUN_ID_VAR`), set with
+    /// The run id its processes carry in their environment (`process::RUN_ID_VAR`), set with
     /// `executor_pgid`, so a restart also finds those that left the group.
     #[serde(default)]
     pub run_id: Option<String>,
@@ -90,26 +92,20 @@ pub fn liveness(owner: &Owner) -> Liveness {
     {
         return Liveness::Dead("host rebooted".into());
     }
-    let Ok(pid) = libc::pid_t::try_from(owner.pid) else {
-        return Liveness::Dead(format!("pid {} is not a process id", owner.pid));
-    };
-    if pid <= 0 {
-        // kill(0, ..) would address our own process group.
+    if process::pid(owner.pid).is_none() {
+        // 0 would address our own process group.
         return Liveness::Dead(format!("pid {} is not a process id", owner.pid));
     }
-    // SAFETY: signal 0 only checks that the process exists and may be signalled.
-    if unsafe { libc::kill(pid, 0) } != 0 {
-        // EPERM: exists, owned by someone else; anything else: cannot tell, assume alive.
-        if io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
-            return Liveness::Dead(format!("pid {} not running", owner.pid));
-        }
+    // EPERM: exists, owned by someone else; anything else: cannot tell, assume alive.
+    if !process::pid_exists(owner.pid) {
+        return Liveness::Dead(format!("pid {} not running", owner.pid));
     }
-    if let Some(stat) = proc_stat(owner.pid) {
-        if stat.state == 'Z' {
+    if let Some(stat) = process::stat(owner.pid) {
+        if stat.exited() {
             return Liveness::Dead(format!("pid {} exited (zombie)", owner.pid));
         }
-        if let (Some(recorded), Some(now)) = (owner.start_time, stat.start_time)
-            && recorded != now
+        if let Some(recorded) = owner.start_time
+            && recorded != stat.start
         {
             return Liveness::Dead("pid reused (start time differs)".into());
         }
@@ -117,77 +113,14 @@ pub fn liveness(owner: &Owner) -> Liveness {
     Liveness::Alive
 }
 
-/// Whether process `pid` on this host is running (not gone, not a zombie).
-pub fn pid_alive(pid: u32) -> bool {
-    let Ok(p) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    if p <= 0 {
-        return false;
-    }
-    // SAFETY: signal 0 only checks that the process exists and may be signalled.
-    if unsafe { libc::kill(p, 0) } != 0
-        && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
-    {
-        return false;
-    }
-    proc_stat(pid).is_none_or(|stat| stat.state != 'Z')
-}
+/// Whether process `pid` on this host is running (not gone, not a zombie): the one rule,
+/// [`process::pid_alive`].
+pub use crate::shell::process::pid_alive;
 
-/// Whether any process of group `pgid` is still running: `kill(-pgid, 0)` succeeds (or fails
-/// with `EPERM`), and not every member is a zombie.
+/// Whether any process of group `pgid` is still running, by the one rule for groups
+/// ([`process::group_alive`]: a group of zombies is gone). The lock records group ids as `i32`.
 pub fn process_group_alive(pgid: i32) -> bool {
-    if pgid <= 0 {
-        return false;
-    }
-    // SAFETY: signal 0 only checks for existence.
-    let rc = unsafe { libc::kill(-pgid, 0) };
-    if rc != 0 {
-        return io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-    }
-    // A zombie still answers kill(0) until its parent reaps it. An executor whose runtime was
-    // killed is reaped by init, which some inits do late or never; waiting on it for `grace`
-    // would delay recovery by `grace` per group for nothing, as it can do nothing more.
-    !only_zombies(pgid)
-}
-
-/// True when group `pgid` has members in `/proc` and every one of them is a zombie. False
-/// when none is found (gone meanwhile, or hidden), and where there is no `/proc`.
-fn only_zombies(pgid: i32) -> bool {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    let mut zombies = 0;
-    for entry in dir.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // `pid (comm) state ppid pgrp …`; comm may hold spaces and parentheses.
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let mut fields = rest.split_whitespace();
-        let (Some(state), Some(_ppid), Some(pgrp)) = (fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        if pgrp.parse::<i32>() != Ok(pgid) {
-            continue;
-        }
-        if state == "Z" || state == "X" {
-            zombies += 1;
-        } else {
-            return false;
-        }
-    }
-    zombies > 0
+    u32::try_from(pgid).is_ok_and(process::group_alive)
 }
 
 /// A fresh runtime instance id: hex of the pid and a mix of the clock and a counter.
@@ -210,7 +143,7 @@ pub fn is_stale(state: &LockState, grace: Duration) -> Option<String> {
 
 /// The process start time (field 22 of `/proc/<pid>/stat`), where the platform has it.
 pub fn process_start_time(pid: u32) -> Option<u64> {
-    proc_stat(pid)?.start_time
+    process::start_time(pid)
 }
 
 /// What a lock folder holds.
@@ -556,27 +489,6 @@ fn boot_id() -> Option<String> {
     (!id.is_empty()).then(|| id.to_owned())
 }
 
-struct ProcStat {
-    state: char,
-    start_time: Option<u64>,
-}
-
-/// Parse `/proc/<pid>/stat`. The command name (field 2) is in parentheses and may itself hold
-/// spaces and parentheses, so fields are counted from after the last `)`.
-fn proc_stat(pid: u32) -> Option<ProcStat> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_proc_stat(&text)
-}
-
-fn parse_proc_stat(text: &str) -> Option<ProcStat> {
-    let rest = &text[text.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    // Field 3 is the state; field 22 is the start time, 19 fields later.
-    let state = fields.next()?.chars().next()?;
-    let start_time = fields.nth(18).and_then(|f| f.parse().ok());
-    Some(ProcStat { state, start_time })
-}
-
 /// The run lock: an `flock` on the board's folder itself, so one `taskboard run` per board.
 ///
 /// The folder, not a file in it: a lock file can be deleted (`rm -rf .taskboard`, `git clean
@@ -718,10 +630,10 @@ mod tests {
     fn stat_parsing_counts_fields_after_the_last_paren() {
         let fields: Vec<String> = (3..=52).map(|n| n.to_string()).collect();
         let line = format!("4242 (we ird) (name)) S {}\n", fields[1..].join(" "));
-        let stat = parse_proc_stat(&line).unwrap();
+        let stat = process::parse_stat(&line).unwrap();
         assert_eq!(stat.state, 'S');
-        assert_eq!(stat.start_time, Some(22));
-        assert!(parse_proc_stat("garbage").is_none());
+        assert_eq!(stat.start, 22);
+        assert!(process::parse_stat("garbage").is_none());
     }
 
     #[test]
