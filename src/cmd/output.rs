@@ -75,7 +75,7 @@ mod tests {
 
     #[test]
     fn a_full_disk_is_an_output_failure() {
-        let f = Failure::output(io::Error::from_raw_os_error(libc::ENOSPC));
+        let f = Failure::output(io::Error::from(rustix::io::Errno::NOSPC));
         assert!(!f.pipe_closed);
         assert_eq!(f.exit, Exit::Output);
         assert!(
@@ -89,7 +89,7 @@ mod tests {
     fn work_done_before_the_output_failed_is_said() {
         let f = Failure::output_after(
             Some("A-1: failed -> ready"),
-            io::Error::from_raw_os_error(libc::EIO),
+            io::Error::from(rustix::io::Errno::IO),
         );
         assert_eq!(f.exit, Exit::Output);
         assert!(

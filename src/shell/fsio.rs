@@ -26,6 +26,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
+use rustix::fs::OFlags;
+use rustix::io::Errno;
+
 /// The largest board accepted: 64 MiB. Larger files are refused without being read.
 pub const MAX_BOARD_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -74,7 +77,7 @@ impl ReadError {
 
     fn from_io(path: &Path, e: &io::Error) -> Self {
         let path = path.to_path_buf();
-        if e.raw_os_error() == Some(libc::ELOOP) {
+        if Errno::from_io_error(e) == Some(Errno::LOOP) {
             return ReadError::SymlinkLoop(path);
         }
         match e.kind() {
@@ -266,7 +269,7 @@ pub fn read_regular_to_string(path: &Path) -> io::Result<String> {
 fn open_regular_with_meta(path: &Path) -> io::Result<(File, fs::Metadata)> {
     let file = match OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .custom_flags(open_flags(OFlags::NONBLOCK | OFlags::NOCTTY))
         .open(path)
     {
         Ok(file) => file,
@@ -293,10 +296,10 @@ pub fn create_no_wait(path: &Path) -> io::Result<File> {
         .write(true)
         .create(true)
         .truncate(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .custom_flags(open_flags(OFlags::NONBLOCK | OFlags::NOCTTY))
         .open(path)
         .map_err(|e| {
-            if e.raw_os_error() == Some(libc::ENXIO) {
+            if Errno::from_io_error(&e) == Some(Errno::NXIO) {
                 io::Error::new(e.kind(), "a FIFO that nobody reads")
             } else {
                 e
@@ -308,14 +311,14 @@ pub fn create_no_wait(path: &Path) -> io::Result<File> {
 
 /// Back to blocking reads and writes: O_NONBLOCK was only there for the open.
 fn set_blocking(file: &File) {
-    // SAFETY: fcntl on a descriptor the caller owns; F_GETFL/F_SETFL have no other effect.
-    unsafe {
-        let fd = std::os::fd::AsRawFd::as_raw_fd(file);
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags >= 0 {
-            libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
-        }
+    if let Ok(flags) = rustix::fs::fcntl_getfl(file) {
+        let _ = rustix::fs::fcntl_setfl(file, flags - OFlags::NONBLOCK);
     }
+}
+
+/// `open(2)` flags as [`OpenOptionsExt::custom_flags`] takes them (a C `int`).
+fn open_flags(flags: OFlags) -> i32 {
+    flags.bits() as i32
 }
 
 /// Read the board once. Folders, FIFOs and other non-regular files are refused, and so is a file
@@ -470,7 +473,7 @@ fn write_target(path: &Path) -> io::Result<PathBuf> {
             _ => return Ok(current),
         }
     }
-    Err(io::Error::from_raw_os_error(libc::ELOOP))
+    Err(Errno::LOOP.into())
 }
 
 static NONCE: AtomicU64 = AtomicU64::new(0);
@@ -553,8 +556,10 @@ fn replace(path: &Path, contents: &[u8], expected: Option<&BoardRead>) -> io::Re
     let result = (|| {
         if let Some(m) = &old {
             // Keep the owner when we may (root editing someone's board); otherwise ignore.
-            // SAFETY: geteuid and getegid have no preconditions and cannot fail.
-            let me = unsafe { (libc::geteuid(), libc::getegid()) };
+            let me = (
+                rustix::process::geteuid().as_raw(),
+                rustix::process::getegid().as_raw(),
+            );
             if (m.uid(), m.gid()) != me {
                 let _ = std::os::unix::fs::fchown(&file, Some(m.uid()), Some(m.gid()));
             }
@@ -680,27 +685,11 @@ fn is_kept(e: &io::Error) -> bool {
 /// Atomically exchanges two paths in one folder. `Ok(false)` where that is not supported.
 #[cfg(target_os = "linux")]
 fn exchange(a: &Path, b: &Path) -> io::Result<bool> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let a = CString::new(a.as_os_str().as_bytes())?;
-    let b = CString::new(b.as_os_str().as_bytes())?;
-    // SAFETY: both are valid NUL-terminated paths; renameat2 only reads them.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if rc == 0 {
-        return Ok(true);
-    }
-    let e = io::Error::last_os_error();
-    match e.raw_os_error() {
-        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => Ok(false),
-        _ => Err(e),
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    match renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE) {
+        Ok(()) => Ok(true),
+        Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -755,9 +744,12 @@ mod tests {
     fn only_regular_files_are_opened_and_nothing_waits() {
         let dir = scratch("kinds");
         let fifo = dir.join("fifo");
-        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        // SAFETY: c is a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+        )
+        .unwrap();
         assert_eq!(refusal(&fifo), "not a regular file (a FIFO)");
         let socket = dir.join("socket");
         let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();

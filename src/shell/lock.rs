@@ -473,14 +473,11 @@ fn nonce() -> u64 {
 }
 
 fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname writes at most that many bytes.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return String::new();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
+    // What gethostname(2) returns: the node name uname(2) reports.
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn boot_id() -> Option<String> {
@@ -567,7 +564,7 @@ pub fn open_folder(folder: &Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_DIRECTORY)
+        .custom_flags(rustix::fs::OFlags::DIRECTORY.bits() as i32)
         .open(folder)
 }
 
@@ -599,7 +596,10 @@ fn kernel_holder(_dir: &File) -> Option<u32> {
 /// `/proc/locks` (`1: FLOCK  ADVISORY  WRITE 16530 fe:00:5317677 0 EOF`: the device as hex
 /// major:minor, the inode in decimal).
 fn exclusive_flock_holder(locks: &str, dev: u64, ino: u64) -> Option<u32> {
-    let (major, minor) = (libc::major(dev) as u64, libc::minor(dev) as u64);
+    let (major, minor) = (
+        u64::from(rustix::fs::major(dev)),
+        u64::from(rustix::fs::minor(dev)),
+    );
     locks.lines().find_map(|line| {
         let mut fields = line.split_whitespace().skip(1);
         let (kind, _, mode, pid, file) = (
@@ -649,7 +649,7 @@ mod tests {
     #[test]
     #[cfg(target_os = "linux")]
     fn the_exclusive_flock_holder_of_an_inode_is_found_in_proc_locks() {
-        let dev = libc::makedev(0xfe, 0x00);
+        let dev = rustix::fs::makedev(0xfe, 0x00);
         let text = "1: FLOCK  ADVISORY  READ 11 fe:00:42 0 EOF\n\
                     2: POSIX  ADVISORY  WRITE 12 fe:00:42 0 EOF\n\
                     3: FLOCK  ADVISORY  WRITE 13 fe:01:42 0 EOF\n\
