@@ -135,7 +135,7 @@ fn main() -> ExitCode {
             let printed = e.print();
             return match printed {
                 Err(err) if code == Exit::Ok => exit(Err(Failure::output(err))),
-                _ => ExitCode::from(code as u8),
+                _ => ExitCode::from(code.code()),
             };
         }
     };
@@ -165,11 +165,11 @@ fn main() -> ExitCode {
 /// The one place a command's outcome becomes the exit code (a closed stdout pipe included: see
 /// `cmd::output::report`).
 fn exit(result: cmd::CmdResult) -> ExitCode {
-    let code = match result {
+    let exit = match result {
         Ok(exit) => exit,
         Err(failure) => cmd::output::report(&failure),
     };
-    ExitCode::from(code as u8)
+    ExitCode::from(exit.code())
 }
 
 #[cfg(test)]

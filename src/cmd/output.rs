@@ -55,11 +55,10 @@ impl Failure {
 /// What `main` does with a command's [`Failure`]: the exit code, after saying why on stderr.
 /// A closed pipe is how a reader says "enough" (`| head`): exit 0 without a word, as `ls` does.
 pub fn report(failure: &Failure) -> Exit {
-    if failure.pipe_closed {
-        return Exit::Ok;
+    if !failure.pipe_closed {
+        note(&failure.message);
     }
-    note(&failure.message);
-    failure.exit
+    failure.ends_with()
 }
 
 #[cfg(test)]

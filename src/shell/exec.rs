@@ -75,6 +75,17 @@ pub enum StopReason {
     Shutdown,
 }
 
+impl StopReason {
+    /// The word the event log uses for it (`stopped` in `task_finished`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::Timeout => "timeout",
+            StopReason::Cancelled => "cancelled",
+            StopReason::Shutdown => "shutdown",
+        }
+    }
+}
+
 /// How the leader process ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProcessEnd {
