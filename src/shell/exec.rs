@@ -384,6 +384,18 @@ fn supervise(
     let _ = tx.send(Ok(Arc::clone(&shared)));
     drop(tx);
 
+    on_exit(wind_down(&spec, &shared, child, helpers, spawned_at));
+}
+
+/// Waits for the leader to end, stops what is left of the run, and reports how it went once
+/// nothing of it is left and its output files are complete.
+fn wind_down(
+    spec: &Spec,
+    shared: &Shared,
+    mut child: Child,
+    helpers: Helpers,
+    spawned_at: Instant,
+) -> Finished {
     // Wait for the leader to end without reaping it, so its pid (and group id) stays ours
     // while anything may still signal it.
     process::spawn::wait_exit_unreaped(shared.pid);
@@ -425,7 +437,7 @@ fn supervise(
     let (stdout_tail, stdout_bytes) = helpers.stdout.finish(drain_until);
     let (stderr_tail, stderr_bytes) = helpers.stderr.finish(drain_until);
 
-    on_exit(Finished {
+    Finished {
         ending,
         stopped,
         duration,
@@ -435,7 +447,7 @@ fn supervise(
         stderr_bytes,
         escaped: tracker.outside.into_iter().collect(),
         survivors,
-    });
+    }
 }
 
 struct Helpers {
