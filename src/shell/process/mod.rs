@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use rustix::io::Errno;
 use rustix::process::{Pid, Signal};
 
-pub use run::{KILL_WAIT, Target, Tracker, find};
+pub use run::{KILL_WAIT, Target, Tracker, find, stop_orphaned_run};
 pub use spawn::{RUN_ID_VAR, become_subreaper, new_run_id, spawn_tracked, untrack};
 
 /// One process as `/proc` shows it.

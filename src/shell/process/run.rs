@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{Signal, WaitOptions};
 
-use super::{Proc, RUN_ID_VAR, parse_stat, poll_until, start_time};
+use super::{Proc, RUN_ID_VAR, group_alive, parse_stat, poll_until, signal_group, start_time};
 
 /// How long SIGKILLed processes may take to be gone before [`Tracker::stop_run`] gives up.
 pub const KILL_WAIT: Duration = Duration::from_secs(5);
@@ -163,6 +163,22 @@ pub fn find(target: Target<'_>) -> Vec<Proc> {
         .into_iter()
         .filter(|p| set.contains(&p.pid) && !p.exited())
         .collect()
+}
+
+/// Stops a run nobody supervises any more (its runtime died): SIGTERM to its process group and
+/// to every process of it, SIGKILL after `grace` to whatever still lives, and waits until they
+/// are gone (where `/proc` exists; elsewhere the group is signalled and waited for only).
+pub fn stop_orphaned_run(target: Target<'_>, grace: Duration) {
+    if let Some(pgid) = target.pgid {
+        signal_group(pgid, Signal::TERM);
+    }
+    let deadline = Instant::now() + grace;
+    Tracker::default().stop_run(target, None, true, deadline);
+    if let Some(pgid) = target.pgid
+        && !poll_until(deadline, || !group_alive(pgid))
+    {
+        signal_group(pgid, Signal::KILL);
+    }
 }
 
 /// What is known of one run's processes from one sweep to the next.
@@ -443,5 +459,33 @@ mod tests {
             .expect("self in /proc");
         assert_eq!((found.pgrp, found.sid), (me.pgrp, me.sid));
         assert!(!found.tagged);
+    }
+
+    #[test]
+    fn an_orphaned_run_is_stopped_whole() {
+        use std::os::unix::process::{CommandExt, ExitStatusExt};
+        let mut child = spawn_tracked(|| {
+            let child = std::process::Command::new("sleep")
+                .arg("30")
+                .process_group(0)
+                .spawn()?;
+            let pid = child.id();
+            Ok((child, pid))
+        })
+        .unwrap();
+        let pgid = child.id();
+        let target = Target {
+            run_id: None,
+            pgid: Some(pgid),
+        };
+        let started = Instant::now();
+        stop_orphaned_run(target, Duration::from_secs(20));
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "waited out the grace"
+        );
+        assert_eq!(child.wait().unwrap().signal(), Some(Signal::TERM.as_raw()));
+        untrack(pgid);
+        assert!(!group_alive(pgid));
     }
 }
