@@ -114,10 +114,6 @@ pub fn liveness(owner: &Owner) -> Liveness {
     Liveness::Alive
 }
 
-/// Whether process `pid` on this host is running (not gone, not a zombie): the one rule,
-/// [`process::pid_alive`].
-pub use crate::shell::process::pid_alive;
-
 /// Whether any process of group `pgid` is still running, by the one rule for groups
 /// ([`process::group_alive`]: a group of zombies is gone). The lock records group ids as `i32`.
 pub fn process_group_alive(pgid: i32) -> bool {
