@@ -27,9 +27,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use crate::shell::process;
-use serde::{Deserialize, Serialize};
 
 /// Who holds a lock: enough to tell later whether that process is still the one running.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
