@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use taskboard::cmd::{self, Failure};
+use taskboard::cmd;
 use taskboard::exit::Exit;
 
 /// One Markdown file as the control plane for background work.
@@ -125,19 +125,14 @@ enum Command {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            let code = if e.use_stderr() {
-                Exit::Usage
-            } else {
-                Exit::Ok
-            };
-            // `--help` and `--version` go to stdout: a failing stdout is reported like any.
-            let printed = e.print();
-            return match printed {
-                Err(err) if code == Exit::Ok => exit(Err(Failure::output(err))),
-                _ => ExitCode::from(code as u8),
-            };
+        Err(e) if e.use_stderr() => {
+            // A usage error: clap says it on stderr; if stderr fails, the code still tells.
+            let _ = e.print();
+            return ExitCode::from(Exit::Usage.code());
         }
+        // `--help` and `--version` go to stdout, through the one writer that handles a closed
+        // pipe: a failing stdout is reported like any.
+        Err(e) => return exit(cmd::output::print_styled(&e.render()).map(|()| Exit::Ok)),
     };
     let result = match cli.command {
         Command::Demo { dir } => cmd::demo::run(&dir),
@@ -165,11 +160,11 @@ fn main() -> ExitCode {
 /// The one place a command's outcome becomes the exit code (a closed stdout pipe included: see
 /// `cmd::output::report`).
 fn exit(result: cmd::CmdResult) -> ExitCode {
-    let code = match result {
+    let exit = match result {
         Ok(exit) => exit,
         Err(failure) => cmd::output::report(&failure),
     };
-    ExitCode::from(code as u8)
+    ExitCode::from(exit.code())
 }
 
 #[cfg(test)]

@@ -5,7 +5,6 @@
 //! The demo board is not `init`'s starter board: its tasks are `ready` from the start, so that
 //! something happens at once; `init` writes a board that runs nothing until a person says so.
 
-use std::io::Write as _;
 use std::path::Path;
 
 use super::CmdResult;
@@ -33,15 +32,14 @@ pub fn run(dir: &Path) -> CmdResult {
         write(dir)?;
     }
     // A greeting on stderr; if stderr fails there is nobody to greet, and the demo runs anyway.
-    let _ = writeln!(
-        std::io::stderr().lock(),
+    super::output::say(&format!(
         "taskboard demo: running {b}\n  \
          open it in an editor and watch the statuses change; edit it while it runs\n  \
          in another terminal: taskboard tail -f {b}   (or: cat {e})\n  \
-         stop with Ctrl-C; run again to continue where it left off\n",
+         stop with Ctrl-C; run again to continue where it left off\n\n",
         b = board.display(),
         e = dir.join("events.jsonl").display()
-    );
+    ));
     super::run::run(&board, None)
 }
 

@@ -157,7 +157,7 @@ pub fn run(args: &Args) -> CmdResult {
         vec!["stdout.log", "stderr.log"]
     };
     let mut out = Out {
-        w: io::stdout().lock(),
+        w: super::output::stdout(),
         headers: streams.len() > 1,
         shown: None,
         wrote_any: false,

@@ -2,7 +2,6 @@
 //! none of them prints a backtrace or panics on bad input or on a failing output: they write
 //! through [`output`], never with `println!`.
 
-use std::fmt;
 use std::io::IsTerminal;
 
 use crate::exit::Exit;
@@ -22,22 +21,14 @@ pub mod stats;
 pub mod status;
 pub mod tail;
 
-/// A command that could not do its job: the exit code and one line for a person.
-#[derive(Debug)]
-pub struct Failure {
-    pub exit: Exit,
-    pub message: String,
-    /// Standard output's reader went away (EPIPE): the command stops, and that is no failure.
-    pub pipe_closed: bool,
-}
+/// A command that could not do its job: the exit code and one line for a person. The same type
+/// as the runtime's errors end in, so `main` maps every exit code through [`Exit::code`].
+pub use crate::exit::Failure;
 
-impl Failure {
-    pub fn new(exit: Exit, message: impl fmt::Display) -> Failure {
-        Failure {
-            exit,
-            message: message.to_string(),
-            pipe_closed: false,
-        }
+/// The runtime's fatal error, until it returns a [`Failure`] itself.
+impl From<crate::shell::runtime::Fatal> for Failure {
+    fn from(fatal: crate::shell::runtime::Fatal) -> Failure {
+        Failure::new(fatal.exit, fatal.message)
     }
 }
 

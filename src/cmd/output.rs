@@ -16,6 +16,27 @@ pub fn print(text: &str) -> Result<(), Failure> {
     write_stdout(text).map_err(Failure::output)
 }
 
+/// [`print`] for clap's styled text (`--help`, `--version`): with its styles where standard
+/// output takes colour ([`super::use_color`]), plain otherwise, as clap prints it.
+pub fn print_styled(text: &clap::builder::StyledStr) -> Result<(), Failure> {
+    if super::use_color() {
+        print(&text.ansi().to_string())
+    } else {
+        print(&text.to_string())
+    }
+}
+
+/// Standard output for a command that streams its report as it goes (`tail -f`, `logs -f`):
+/// its write errors go through [`Failure::output`] like [`print`]'s.
+pub fn stdout() -> io::StdoutLock<'static> {
+    io::stdout().lock()
+}
+
+/// Text on stderr as it is, no `taskboard:` prefix (a greeting); a failing stderr is ignored.
+pub fn say(text: &str) {
+    let _ = io::stderr().lock().write_all(text.as_bytes());
+}
+
 /// [`print`] for a command that has already done its work (`done` says what): a failing
 /// stdout must not read as "nothing happened".
 pub fn print_after(done: &str, text: &str) -> Result<(), Failure> {
@@ -55,11 +76,10 @@ impl Failure {
 /// What `main` does with a command's [`Failure`]: the exit code, after saying why on stderr.
 /// A closed pipe is how a reader says "enough" (`| head`): exit 0 without a word, as `ls` does.
 pub fn report(failure: &Failure) -> Exit {
-    if failure.pipe_closed {
-        return Exit::Ok;
+    if !failure.pipe_closed {
+        note(&failure.message);
     }
-    note(&failure.message);
-    failure.exit
+    failure.ends_with()
 }
 
 #[cfg(test)]
@@ -75,7 +95,7 @@ mod tests {
 
     #[test]
     fn a_full_disk_is_an_output_failure() {
-        let f = Failure::output(io::Error::from_raw_os_error(libc::ENOSPC));
+        let f = Failure::output(io::Error::from(rustix::io::Errno::NOSPC));
         assert!(!f.pipe_closed);
         assert_eq!(f.exit, Exit::Output);
         assert!(
@@ -89,7 +109,7 @@ mod tests {
     fn work_done_before_the_output_failed_is_said() {
         let f = Failure::output_after(
             Some("A-1: failed -> ready"),
-            io::Error::from_raw_os_error(libc::EIO),
+            io::Error::from(rustix::io::Errno::IO),
         );
         assert_eq!(f.exit, Exit::Output);
         assert!(

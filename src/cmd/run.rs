@@ -29,7 +29,7 @@ fn serve(mode: Mode, board: &Path, config: Option<&Path>) -> CmdResult {
     // The real file's folder gets the logs, state and locks, whatever name the board was given.
     let board = &super::resolve_board(board)?;
     let _log = crate::shell::logging::init_for_board(board, config);
-    let runtime = Runtime::new(mode, board, config).map_err(|f| Failure::new(f.exit, f.message))?;
+    let runtime = Runtime::new(mode, board, config)?;
     if mode == Mode::Once {
         refuse_conflicted(runtime.board())?;
     }
@@ -70,9 +70,7 @@ fn serve(mode: Mode, board: &Path, config: Option<&Path>) -> CmdResult {
             }
         })
         .map_err(|e| Failure::new(Exit::State, format!("cannot start a thread: {e}")))?;
-    runtime
-        .serve()
-        .map_err(|f| Failure::new(f.exit, f.message))?;
+    runtime.serve()?;
     Ok(Exit::Ok)
 }
 
@@ -95,7 +93,7 @@ fn acquire_run_lock(folder: &Path, info: &Path) -> std::io::Result<Result<RunLoc
     loop {
         let attempt = RunLock::try_acquire(folder, info)?;
         let holder_gone = match &attempt {
-            Err(Some(pid)) => !crate::shell::lock::pid_alive(*pid),
+            Err(Some(pid)) => !crate::shell::process::pid_alive(*pid),
             Err(None) => true,
             Ok(_) => false,
         };

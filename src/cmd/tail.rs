@@ -63,7 +63,7 @@ pub fn run(args: &Args) -> CmdResult {
         stop_on_signals()?;
     }
     let mut printer = Printer {
-        out: io::stdout().lock(),
+        out: super::output::stdout(),
         paint: super::Paint(super::use_color()),
         json: args.json,
         task: args.task.clone(),

@@ -25,11 +25,14 @@ use std::process::{Command, Stdio};
 /// status code and a hash of its content (None when the file is gone), and the commit `HEAD`
 /// names (None before the first commit).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Snapshot {
+pub struct TreeState {
     pub root: PathBuf,
     head: Option<String>,
     entries: BTreeMap<String, (String, Option<u64>)>,
 }
+
+/// The name the runtime still uses; goes once it says [`TreeState`].
+pub type Snapshot = TreeState;
 
 /// What git says about the end of a run, beyond its snapshot, when `HEAD` moved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +50,7 @@ enum Moved {
     Elsewhere,
 }
 
-impl Snapshot {
+impl TreeState {
     /// The commit `HEAD` named when the snapshot was taken (None before the first commit).
     pub fn head(&self) -> Option<&str> {
         self.head.as_deref()
@@ -61,7 +64,7 @@ pub fn root(dir: &Path) -> Option<PathBuf> {
 }
 
 /// Takes a snapshot of the git work tree at `root` (from [`root`]); `None` if git fails.
-pub fn snapshot(root: &Path) -> Option<Snapshot> {
+pub fn snapshot(root: &Path) -> Option<TreeState> {
     let root = root.to_path_buf();
     let dir = root.as_path();
     // Before the first commit there is no HEAD to name: not a failure.
@@ -98,7 +101,7 @@ pub fn snapshot(root: &Path) -> Option<Snapshot> {
             .map(|b| crate::core::hash::content_hash(&b));
         entries.insert(path, (code, hash));
     }
-    Some(Snapshot {
+    Some(TreeState {
         root,
         head,
         entries,
@@ -110,7 +113,7 @@ pub fn snapshot(root: &Path) -> Option<Snapshot> {
 /// files. `Ok(None)` when git cannot tell (no evidence, as outside a work tree); `Err` says, in
 /// one line, why the run's changes cannot be told apart (`HEAD` moved to another history).
 pub fn since(
-    before: &Snapshot,
+    before: &TreeState,
     board_dir: &Path,
     board: &Path,
 ) -> Result<Option<Vec<String>>, String> {
@@ -157,7 +160,7 @@ pub fn since(
 
 /// `Moved::Ahead` from git's NUL-separated list of paths differing from the start, with the
 /// content hash now of every path that could have changed.
-fn ahead(before: &Snapshot, after: &Snapshot, names: &[u8]) -> Moved {
+fn ahead(before: &TreeState, after: &TreeState, names: &[u8]) -> Moved {
     let differs: BTreeSet<String> = names
         .split(|b| *b == 0)
         .filter(|f| !f.is_empty())
@@ -189,7 +192,7 @@ fn is_ancestor(root: &Path, commit: &str) -> bool {
 /// (dirty then) changed when its content differs from then; any other path was as the start
 /// commit has it, so it changed when it differs from that commit now, or is a new untracked
 /// file.
-fn compare(before: &Snapshot, after: &Snapshot, moved: &Moved) -> Vec<String> {
+fn compare(before: &TreeState, after: &TreeState, moved: &Moved) -> Vec<String> {
     let keys: BTreeSet<&String> = before.entries.keys().chain(after.entries.keys()).collect();
     match moved {
         Moved::Ahead { differs, now } => keys
@@ -313,7 +316,7 @@ pub fn mismatch(
 }
 
 /// `git diff BASE` of these paths (repository-relative), for a review packet: from the commit
-/// the run started from (`base`, see [`Snapshot::head`]) to the work tree, so what the run
+/// the run started from (`base`, see [`TreeState::head`]) to the work tree, so what the run
 /// committed is in it too; from `HEAD` when that commit is not known.
 pub fn diff(root: &Path, base: Option<&str>, paths: &[String]) -> Option<String> {
     if paths.is_empty() {
@@ -391,8 +394,8 @@ mod tests {
         }
     }
 
-    fn snap(head: &str, entries: &[(&str, &str, Option<u64>)]) -> Snapshot {
-        Snapshot {
+    fn snap(head: &str, entries: &[(&str, &str, Option<u64>)]) -> TreeState {
+        TreeState {
             root: PathBuf::from("/nonexistent/repo"),
             head: Some(head.to_string()),
             entries: entries

@@ -2,7 +2,7 @@
 //!
 //! This module owns everything about a single child: spawning it as the leader of its own process
 //! group (so grandchildren can be signalled with it) and tagged with a fresh run id
-//! ([`procs::RUN_ID_VAR`], so descendants that leave the group are found too), feeding its stdin,
+//! ([`process::RUN_ID_VAR`], so descendants that leave the group are found too), feeding its stdin,
 //! capturing stdout and stderr to capped files in the attempt's run folder, enforcing its timeout,
 //! stopping it (SIGTERM to the group and to the run's processes outside it, SIGKILL after a grace
 //! period) and reporting how it ended. A run is over only when every process of it is gone: after
@@ -13,8 +13,9 @@
 //! [`Spec`] in and gets a plain [`Finished`] back through the `on_exit` callback. It writes only
 //! `stdout.log` and `stderr.log` inside `Spec::run_dir`, and signals only processes it spawned
 //! (and their process group) while the leader is known not to have been reaped, so a recycled pid
-//! is never hit; the run's other processes are signalled through `procs`, which checks each one's
-//! identity.
+//! is never hit; the run's other processes are signalled through [`process`], which checks each
+//! one's identity. Every system call about processes (signals, waits, `/proc`) is
+//! [`process`]'s: this module runs an executor through it.
 //!
 //! Threads per attempt: a supervisor (spawns the child, so a Linux parent-death signal is tied to
 //! a thread that outlives the child, then waits for the leader and cleans up), a watchdog (timeout
@@ -33,7 +34,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::shell::procs;
+use rustix::io::Errno;
+use rustix::process::Signal;
+
+use crate::shell::process::{self, signal_group};
 
 /// How many bytes of each stream are returned in [`Finished`] as a tail.
 pub const TAIL_BYTES: usize = 4096;
@@ -71,9 +75,20 @@ pub enum StopReason {
     Shutdown,
 }
 
+impl StopReason {
+    /// The word the event log uses for it (`stopped` in `task_finished`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::Timeout => "timeout",
+            StopReason::Cancelled => "cancelled",
+            StopReason::Shutdown => "shutdown",
+        }
+    }
+}
+
 /// How the leader process ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Ending {
+pub enum ProcessEnd {
     /// Exited with this status code. `-1` if the status could not be collected (for example when
     /// the host process set SIGCHLD to be ignored, so the kernel reaped the child itself).
     Exited(i32),
@@ -81,10 +96,13 @@ pub enum Ending {
     Signaled(i32),
 }
 
+/// The name the runtime still uses; goes once it says [`ProcessEnd`].
+pub type Ending = ProcessEnd;
+
 /// The report handed to `on_exit`.
 #[derive(Debug, Clone)]
 pub struct Finished {
-    pub ending: Ending,
+    pub ending: ProcessEnd,
     /// Why the runtime stopped it, if it did (the first reason wins).
     pub stopped: Option<StopReason>,
     /// From spawn to the leader's exit.
@@ -101,7 +119,7 @@ pub struct Finished {
     /// or when the leader ended; all of them were stopped before `on_exit` (but `survivors`).
     pub escaped: Vec<u32>,
     /// Processes of the run still alive when stopping them was given up (another user's, or
-    /// stuck in the kernel), [`procs::KILL_WAIT`] after SIGKILL.
+    /// stuck in the kernel), [`process::KILL_WAIT`] after SIGKILL.
     pub survivors: Vec<u32>,
 }
 
@@ -174,7 +192,7 @@ impl RunHandle {
         self.shared.pid
     }
 
-    /// The run id every process of this run inherits in [`procs::RUN_ID_VAR`].
+    /// The run id every process of this run inherits in [`process::RUN_ID_VAR`].
     pub fn run_id(&self) -> &str {
         &self.shared.run_id
     }
@@ -193,30 +211,31 @@ struct Shared {
     pid: u32,
     run_id: String,
     grace: Duration,
-    state: Mutex<State>,
+    state: Mutex<RunState>,
     changed: Condvar,
 }
 
+/// Where one run stands: whether its leader has ended, and how far stopping it has gone.
 #[derive(Default)]
-struct State {
+struct RunState {
     /// The leader has ended; from here on nothing may signal its pid.
     exited: bool,
     stopped: Option<StopReason>,
     term_sent_at: Option<Instant>,
     kill_sent: bool,
     /// A signal the watchdog still has to send to the run's processes outside the group.
-    sweep: Option<libc::c_int>,
+    sweep: Option<Signal>,
     /// The run's processes found so far (taken out while a sweep reads `/proc`).
-    tracker: procs::Tracker,
+    tracker: process::Tracker,
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, RunState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn target(&self) -> procs::Target<'_> {
-        procs::Target {
+    fn target(&self) -> process::Target<'_> {
+        process::Target {
             run_id: Some(&self.run_id),
             pgid: Some(self.pid),
         }
@@ -225,36 +244,15 @@ impl Shared {
 
 /// Sends SIGTERM to the group on the first request while the leader is unreaped, and has the
 /// watchdog send it to the run's processes outside the group (finding them reads `/proc`).
-fn request_stop(shared: &Shared, state: &mut State, reason: StopReason) {
+fn request_stop(shared: &Shared, state: &mut RunState, reason: StopReason) {
     if state.exited || state.stopped.is_some() {
         return;
     }
     state.stopped = Some(reason);
     state.term_sent_at = Some(Instant::now());
-    signal_group(shared.pid, libc::SIGTERM);
-    state.sweep = Some(libc::SIGTERM);
+    signal_group(shared.pid, Signal::TERM);
+    state.sweep = Some(Signal::TERM);
     shared.changed.notify_all();
-}
-
-/// Signals the whole process group `pgid`. Errors (group already gone) are ignored.
-fn signal_group(pgid: u32, sig: libc::c_int) {
-    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
-        return;
-    };
-    // SAFETY: plain syscall; a negative pid addresses the process group.
-    unsafe {
-        libc::kill(-pgid, sig);
-    }
-}
-
-/// Whether any process is still in group `pgid`.
-fn group_alive(pgid: u32) -> bool {
-    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
-        return false;
-    };
-    // SAFETY: signal 0 only checks for existence.
-    let rc = unsafe { libc::kill(-pgid, 0) };
-    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// Starts the child described by `spec` and a supervisor thread. `on_exit` is called exactly
@@ -312,8 +310,10 @@ fn create_log(spec: &Spec, name: &str) -> Result<File, SpawnError> {
 
 fn spawn_error(program: &str, err: io::Error) -> SpawnError {
     match err.raw_os_error() {
-        Some(libc::ENOENT) => SpawnError::NotFound(program.to_string()),
-        Some(libc::EACCES) | Some(libc::ENOEXEC) => SpawnError::NotExecutable(program.to_string()),
+        Some(e) if e == Errno::NOENT.raw_os_error() => SpawnError::NotFound(program.to_string()),
+        Some(e) if e == Errno::ACCESS.raw_os_error() || e == Errno::NOEXEC.raw_os_error() => {
+            SpawnError::NotExecutable(program.to_string())
+        }
         _ => SpawnError::Io(format!("{program}: {err}")),
     }
 }
@@ -330,43 +330,11 @@ fn build_command(spec: &Spec, run_id: &str) -> Command {
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .env(procs::RUN_ID_VAR, run_id)
+        .env(process::RUN_ID_VAR, run_id)
         .process_group(0);
-    die_with_parent(&mut cmd);
+    process::spawn::die_with_parent(&mut cmd);
     cmd
 }
-
-/// Makes the child die with the thread that spawned it (Linux only; elsewhere a restarted
-/// runtime has to find orphans itself).
-#[cfg(target_os = "linux")]
-fn die_with_parent(cmd: &mut Command) {
-    // SAFETY: getpid is async-signal-safe and called before fork.
-    let parent = unsafe { libc::getpid() };
-    // SAFETY: the closure runs between fork and exec and calls only async-signal-safe functions
-    // (prctl, getppid, _exit); it allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            // The parent may have died before prctl took effect: then nobody would kill us.
-            if libc::getppid() != parent {
-                libc::_exit(1);
-            }
-            Ok(())
-        });
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn die_with_parent(_cmd: &mut Command) {}
 
 /// The supervisor thread: spawns the child, reports the spawn result, waits for the leader,
 /// cleans up the group and calls `on_exit`.
@@ -377,9 +345,9 @@ fn supervise(
     tx: mpsc::Sender<Result<Arc<Shared>, SpawnError>>,
     on_exit: impl FnOnce(Finished),
 ) {
-    let run_id = procs::new_run_id();
+    let run_id = process::new_run_id();
     let mut cmd = build_command(&spec, &run_id);
-    let spawned = procs::spawn_tracked(|| {
+    let spawned = process::spawn_tracked(|| {
         let child = cmd.spawn()?;
         let pid = child.id();
         Ok((child, pid))
@@ -396,7 +364,7 @@ fn supervise(
         pid: child.id(),
         run_id,
         grace: spec.grace,
-        state: Mutex::new(State::default()),
+        state: Mutex::new(RunState::default()),
         changed: Condvar::new(),
     });
 
@@ -404,9 +372,9 @@ fn supervise(
         Ok(helpers) => helpers,
         Err(e) => {
             // Nothing may outlive a failed start: kill the group and reap the leader.
-            signal_group(shared.pid, libc::SIGKILL);
+            signal_group(shared.pid, Signal::KILL);
             let _ = child.wait();
-            procs::untrack(shared.pid);
+            process::untrack(shared.pid);
             let _ = tx.send(Err(SpawnError::Io(format!(
                 "cannot start helper thread: {e}"
             ))));
@@ -416,9 +384,21 @@ fn supervise(
     let _ = tx.send(Ok(Arc::clone(&shared)));
     drop(tx);
 
+    on_exit(wind_down(&spec, &shared, child, helpers, spawned_at));
+}
+
+/// Waits for the leader to end, stops what is left of the run, and reports how it went once
+/// nothing of it is left and its output files are complete.
+fn wind_down(
+    spec: &Spec,
+    shared: &Shared,
+    mut child: Child,
+    helpers: Helpers,
+    spawned_at: Instant,
+) -> Finished {
     // Wait for the leader to end without reaping it, so its pid (and group id) stays ours
     // while anything may still signal it.
-    wait_leader_exit(shared.pid);
+    process::spawn::wait_exit_unreaped(shared.pid);
     let duration = spawned_at.elapsed();
     let (stopped, term_sent_at) = {
         let mut state = shared.lock();
@@ -428,18 +408,18 @@ fn supervise(
     };
     // Leftover grandchildren get SIGTERM while the zombie leader still pins the group id; so
     // do the run's processes outside the group: the run is over only when they are gone.
-    signal_group(shared.pid, libc::SIGTERM);
+    signal_group(shared.pid, Signal::TERM);
     let _ = helpers.watchdog.join();
     let mut tracker = std::mem::take(&mut shared.lock().tracker);
-    tracker.signal_outside_group(shared.target(), libc::SIGTERM);
+    tracker.signal_outside_group(shared.target(), Signal::TERM);
     let ending = match child.wait() {
         Ok(status) => ending_of(status),
         Err(e) => {
             tracing::warn!(pid = shared.pid, error = %e, "could not collect executor exit status");
-            Ending::Exited(-1)
+            ProcessEnd::Exited(-1)
         }
     };
-    procs::untrack(shared.pid);
+    process::untrack(shared.pid);
 
     // The leader is reaped. Give the rest of the run the grace period, then kill it, and wait
     // until nothing of it is left (where /proc exists; elsewhere, the group only).
@@ -447,8 +427,8 @@ fn supervise(
         .map(|t| t + spec.grace)
         .unwrap_or_else(|| Instant::now() + spec.grace);
     let survivors = tracker.stop_run(shared.target(), Some(shared.pid), true, kill_at);
-    if !wait_until(kill_at, || !group_alive(shared.pid)) {
-        signal_group(shared.pid, libc::SIGKILL);
+    if !process::poll_until(kill_at, || !process::group_alive(shared.pid)) {
+        signal_group(shared.pid, Signal::KILL);
     }
 
     // Output is done at EOF, but a process outside the group (a setsid daemon) may hold the
@@ -457,7 +437,7 @@ fn supervise(
     let (stdout_tail, stdout_bytes) = helpers.stdout.finish(drain_until);
     let (stderr_tail, stderr_bytes) = helpers.stderr.finish(drain_until);
 
-    on_exit(Finished {
+    Finished {
         ending,
         stopped,
         duration,
@@ -467,7 +447,7 @@ fn supervise(
         stderr_bytes,
         escaped: tracker.outside.into_iter().collect(),
         survivors,
-    });
+    }
 }
 
 struct Helpers {
@@ -542,9 +522,9 @@ fn watchdog(shared: &Shared, deadline: Option<Instant>) {
         if let Some(k) = kill_at
             && now >= k
         {
-            signal_group(shared.pid, libc::SIGKILL);
+            signal_group(shared.pid, Signal::KILL);
             state.kill_sent = true;
-            state.sweep = Some(libc::SIGKILL);
+            state.sweep = Some(Signal::KILL);
             continue;
         }
         let next = [deadline.filter(|_| state.stopped.is_none()), kill_at]
@@ -568,48 +548,11 @@ fn watchdog(shared: &Shared, deadline: Option<Instant>) {
     }
 }
 
-/// Blocks until the process `pid` (our child) has ended, leaving it unreaped.
-fn wait_leader_exit(pid: u32) {
-    // id_t is u32 on the unix targets this builds for.
-    #[allow(clippy::unnecessary_cast)]
-    let id = pid as libc::id_t;
-    loop {
-        // SAFETY: siginfo_t is plain data; waitid only writes into it.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: plain syscall on our own child; WNOWAIT leaves it waitable.
-        let rc = unsafe { libc::waitid(libc::P_PID, id, &mut info, libc::WEXITED | libc::WNOWAIT) };
-        if rc == 0 {
-            return;
-        }
-        if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            // ECHILD: already reaped by someone else (SIGCHLD ignored); nothing to wait for.
-            return;
-        }
-    }
-}
-
-fn ending_of(status: ExitStatus) -> Ending {
+fn ending_of(status: ExitStatus) -> ProcessEnd {
     match (status.code(), status.signal()) {
-        (Some(code), _) => Ending::Exited(code),
-        (None, Some(sig)) => Ending::Signaled(sig),
-        (None, None) => Ending::Exited(-1),
-    }
-}
-
-/// Polls `done` with a short, growing sleep until it holds or `until` passes. Returns whether
-/// it held. Used only after the leader has exited, for at most the grace period.
-fn wait_until(until: Instant, mut done: impl FnMut() -> bool) -> bool {
-    let mut nap = Duration::from_millis(1);
-    loop {
-        if done() {
-            return true;
-        }
-        let now = Instant::now();
-        if now >= until {
-            return false;
-        }
-        thread::sleep(nap.min(until - now));
-        nap = (nap * 2).min(Duration::from_millis(50));
+        (Some(code), _) => ProcessEnd::Exited(code),
+        (None, Some(sig)) => ProcessEnd::Signaled(sig),
+        (None, None) => ProcessEnd::Exited(-1),
     }
 }
 

@@ -26,6 +26,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
+use rustix::fs::OFlags;
+use rustix::io::Errno;
+
 /// The largest board accepted: 64 MiB. Larger files are refused without being read.
 pub const MAX_BOARD_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -74,7 +77,7 @@ impl ReadError {
 
     fn from_io(path: &Path, e: &io::Error) -> Self {
         let path = path.to_path_buf();
-        if e.raw_os_error() == Some(libc::ELOOP) {
+        if Errno::from_io_error(e) == Some(Errno::LOOP) {
             return ReadError::SymlinkLoop(path);
         }
         match e.kind() {
@@ -117,7 +120,7 @@ impl std::error::Error for ReadError {}
 
 /// One read of the board.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Snapshot {
+pub struct BoardRead {
     pub text: String,
     /// [`content_hash`] of the bytes.
     pub hash: u64,
@@ -126,6 +129,9 @@ pub struct Snapshot {
     pub mtime: Option<SystemTime>,
 }
 
+/// The name the runtime still uses; goes once it says [`BoardRead`].
+pub type Snapshot = BoardRead;
+
 /// What went wrong with one read, with a hint for [`read_stable`].
 struct Failed {
     err: ReadError,
@@ -133,7 +139,7 @@ struct Failed {
     cut_short: bool,
 }
 
-fn read_once(path: &Path) -> Result<Snapshot, Failed> {
+fn read_once(path: &Path) -> Result<BoardRead, Failed> {
     let fail = |err| Failed {
         err,
         cut_short: false,
@@ -166,7 +172,7 @@ fn read_once(path: &Path) -> Result<Snapshot, Failed> {
             offset: e.utf8_error().valid_up_to(),
         },
     })?;
-    Ok(Snapshot {
+    Ok(BoardRead {
         text,
         hash,
         len,
@@ -263,7 +269,7 @@ pub fn read_regular_to_string(path: &Path) -> io::Result<String> {
 fn open_regular_with_meta(path: &Path) -> io::Result<(File, fs::Metadata)> {
     let file = match OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .custom_flags(open_flags(OFlags::NONBLOCK | OFlags::NOCTTY))
         .open(path)
     {
         Ok(file) => file,
@@ -290,10 +296,10 @@ pub fn create_no_wait(path: &Path) -> io::Result<File> {
         .write(true)
         .create(true)
         .truncate(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .custom_flags(open_flags(OFlags::NONBLOCK | OFlags::NOCTTY))
         .open(path)
         .map_err(|e| {
-            if e.raw_os_error() == Some(libc::ENXIO) {
+            if Errno::from_io_error(&e) == Some(Errno::NXIO) {
                 io::Error::new(e.kind(), "a FIFO that nobody reads")
             } else {
                 e
@@ -305,19 +311,19 @@ pub fn create_no_wait(path: &Path) -> io::Result<File> {
 
 /// Back to blocking reads and writes: O_NONBLOCK was only there for the open.
 fn set_blocking(file: &File) {
-    // SAFETY: fcntl on a descriptor the caller owns; F_GETFL/F_SETFL have no other effect.
-    unsafe {
-        let fd = std::os::fd::AsRawFd::as_raw_fd(file);
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags >= 0 {
-            libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
-        }
+    if let Ok(flags) = rustix::fs::fcntl_getfl(file) {
+        let _ = rustix::fs::fcntl_setfl(file, flags - OFlags::NONBLOCK);
     }
+}
+
+/// `open(2)` flags as [`OpenOptionsExt::custom_flags`] takes them (a C `int`).
+fn open_flags(flags: OFlags) -> i32 {
+    flags.bits() as i32
 }
 
 /// Read the board once. Folders, FIFOs and other non-regular files are refused, and so is a file
 /// larger than [`MAX_BOARD_BYTES`], before any of its content is read.
-pub fn read_board(path: &Path) -> Result<Snapshot, ReadError> {
+pub fn read_board(path: &Path) -> Result<BoardRead, ReadError> {
     read_once(path).map_err(|f| f.err)
 }
 
@@ -330,8 +336,8 @@ pub fn read_board(path: &Path) -> Result<Snapshot, ReadError> {
 /// content may still be a half-saved file: callers must not act on a board that does not parse.
 ///
 /// It sleeps between reads: it waits for a person's editor to finish.
-pub fn read_stable(path: &Path, quiet: Duration, max_tries: usize) -> Result<Snapshot, ReadError> {
-    let mut last_ok: Option<Snapshot> = None;
+pub fn read_stable(path: &Path, quiet: Duration, max_tries: usize) -> Result<BoardRead, ReadError> {
+    let mut last_ok: Option<BoardRead> = None;
     let mut previous_ok = false;
     let mut last_err: Option<ReadError> = None;
     for attempt in 0..max_tries.max(1) {
@@ -467,7 +473,7 @@ fn write_target(path: &Path) -> io::Result<PathBuf> {
             _ => return Ok(current),
         }
     }
-    Err(io::Error::from_raw_os_error(libc::ELOOP))
+    Err(Errno::LOOP.into())
 }
 
 static NONCE: AtomicU64 = AtomicU64::new(0);
@@ -507,11 +513,15 @@ pub fn atomic_write(path: &Path, contents: &[u8]) -> io::Result<()> {
 /// the board it replaced is checked once more, so a save landing between the check and the
 /// exchange is put back too (see `swap_in_if_unchanged`); elsewhere a save in the microseconds
 /// between the check and the rename cannot be excluded on a plain file.
-pub fn replace_if_unchanged(path: &Path, contents: &[u8], expected: &Snapshot) -> io::Result<bool> {
+pub fn replace_if_unchanged(
+    path: &Path,
+    contents: &[u8],
+    expected: &BoardRead,
+) -> io::Result<bool> {
     replace(path, contents, Some(expected))
 }
 
-fn replace(path: &Path, contents: &[u8], expected: Option<&Snapshot>) -> io::Result<bool> {
+fn replace(path: &Path, contents: &[u8], expected: Option<&BoardRead>) -> io::Result<bool> {
     let target = write_target(path)?;
     let name = target.file_name().ok_or_else(|| {
         io::Error::new(
@@ -546,8 +556,10 @@ fn replace(path: &Path, contents: &[u8], expected: Option<&Snapshot>) -> io::Res
     let result = (|| {
         if let Some(m) = &old {
             // Keep the owner when we may (root editing someone's board); otherwise ignore.
-            // SAFETY: geteuid and getegid have no preconditions and cannot fail.
-            let me = unsafe { (libc::geteuid(), libc::getegid()) };
+            let me = (
+                rustix::process::geteuid().as_raw(),
+                rustix::process::getegid().as_raw(),
+            );
             if (m.uid(), m.gid()) != me {
                 let _ = std::os::unix::fs::fchown(&file, Some(m.uid()), Some(m.gid()));
             }
@@ -586,7 +598,7 @@ fn replace(path: &Path, contents: &[u8], expected: Option<&Snapshot>) -> io::Res
 const SETTLE: Duration = Duration::from_millis(2);
 
 /// Whether the file at `path` is still the board `expected` was read from.
-fn unchanged(meta: &fs::Metadata, expected: &Snapshot) -> bool {
+fn unchanged(meta: &fs::Metadata, expected: &BoardRead) -> bool {
     meta.len() == expected.len && meta.modified().ok() == expected.mtime
 }
 
@@ -602,7 +614,7 @@ fn swap_in_if_unchanged(
     tmp: &Path,
     target: &Path,
     written: u64,
-    expected: &Snapshot,
+    expected: &BoardRead,
 ) -> io::Result<bool> {
     let before = fs::metadata(target)?;
     if !unchanged(&before, expected) {
@@ -673,27 +685,11 @@ fn is_kept(e: &io::Error) -> bool {
 /// Atomically exchanges two paths in one folder. `Ok(false)` where that is not supported.
 #[cfg(target_os = "linux")]
 fn exchange(a: &Path, b: &Path) -> io::Result<bool> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let a = CString::new(a.as_os_str().as_bytes())?;
-    let b = CString::new(b.as_os_str().as_bytes())?;
-    // SAFETY: both are valid NUL-terminated paths; renameat2 only reads them.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if rc == 0 {
-        return Ok(true);
-    }
-    let e = io::Error::last_os_error();
-    match e.raw_os_error() {
-        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => Ok(false),
-        _ => Err(e),
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    match renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE) {
+        Ok(()) => Ok(true),
+        Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -748,9 +744,12 @@ mod tests {
     fn only_regular_files_are_opened_and_nothing_waits() {
         let dir = scratch("kinds");
         let fifo = dir.join("fifo");
-        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        // SAFETY: c is a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+        )
+        .unwrap();
         assert_eq!(refusal(&fifo), "not a regular file (a FIFO)");
         let socket = dir.join("socket");
         let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();

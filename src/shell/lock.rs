@@ -5,7 +5,8 @@
 //! the `.gate` file that orders breakers against acquirers), the owner record format, the liveness
 //! test of an owner (pid, process start time, boot id, host), and the run lock (an `flock` on
 //! the board's folder itself, with the holder's pid written to `.taskboard/run.lock` for
-//! information only).
+//! information only). Whether a pid or a process group still lives, and what `/proc` says of a
+//! process, it asks [`crate::shell::process`], which holds the one rule for that.
 //!
 //! Must not touch: the board file, the event log, or executor processes. It never decides on its
 //! own that a lock is stale: the planner judges (see [`is_stale`]) and asks to break a lock it saw.
@@ -28,6 +29,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::shell::process;
+
 /// Who holds a lock: enough to tell later whether that process is still the one running.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Owner {
@@ -43,7 +46,7 @@ pub struct Owner {
     pub acquired_at: DateTime<Utc>,
     /// The executor's process group, set once it is spawned, so a restart can find orphans.
     pub executor_pgid: Option<i32>,
-    /// The run id its processes carry in their environment (`procs::RUN_ID_VAR`), set with
+    /// The run id its processes carry in their environment (`process::RUN_ID_VAR`), set with
     /// `executor_pgid`, so a restart also finds those that left the group.
     #[serde(default)]
     pub run_id: Option<String>,
@@ -90,26 +93,20 @@ pub fn liveness(owner: &Owner) -> Liveness {
     {
         return Liveness::Dead("host rebooted".into());
     }
-    let Ok(pid) = libc::pid_t::try_from(owner.pid) else {
-        return Liveness::Dead(format!("pid {} is not a process id", owner.pid));
-    };
-    if pid <= 0 {
-        // kill(0, ..) would address our own process group.
+    if process::pid(owner.pid).is_none() {
+        // 0 would address our own process group.
         return Liveness::Dead(format!("pid {} is not a process id", owner.pid));
     }
-    // SAFETY: signal 0 only checks that the process exists and may be signalled.
-    if unsafe { libc::kill(pid, 0) } != 0 {
-        // EPERM: exists, owned by someone else; anything else: cannot tell, assume alive.
-        if io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
-            return Liveness::Dead(format!("pid {} not running", owner.pid));
-        }
+    // EPERM: exists, owned by someone else; anything else: cannot tell, assume alive.
+    if !process::pid_exists(owner.pid) {
+        return Liveness::Dead(format!("pid {} not running", owner.pid));
     }
-    if let Some(stat) = proc_stat(owner.pid) {
-        if stat.state == 'Z' {
+    if let Some(stat) = process::stat(owner.pid) {
+        if stat.exited() {
             return Liveness::Dead(format!("pid {} exited (zombie)", owner.pid));
         }
-        if let (Some(recorded), Some(now)) = (owner.start_time, stat.start_time)
-            && recorded != now
+        if let Some(recorded) = owner.start_time
+            && recorded != stat.start
         {
             return Liveness::Dead("pid reused (start time differs)".into());
         }
@@ -117,77 +114,10 @@ pub fn liveness(owner: &Owner) -> Liveness {
     Liveness::Alive
 }
 
-/// Whether process `pid` on this host is running (not gone, not a zombie).
-pub fn pid_alive(pid: u32) -> bool {
-    let Ok(p) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    if p <= 0 {
-        return false;
-    }
-    // SAFETY: signal 0 only checks that the process exists and may be signalled.
-    if unsafe { libc::kill(p, 0) } != 0
-        && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
-    {
-        return false;
-    }
-    proc_stat(pid).is_none_or(|stat| stat.state != 'Z')
-}
-
-/// Whether any process of group `pgid` is still running: `kill(-pgid, 0)` succeeds (or fails
-/// with `EPERM`), and not every member is a zombie.
+/// Whether any process of group `pgid` is still running, by the one rule for groups
+/// ([`process::group_alive`]: a group of zombies is gone). The lock records group ids as `i32`.
 pub fn process_group_alive(pgid: i32) -> bool {
-    if pgid <= 0 {
-        return false;
-    }
-    // SAFETY: signal 0 only checks for existence.
-    let rc = unsafe { libc::kill(-pgid, 0) };
-    if rc != 0 {
-        return io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-    }
-    // A zombie still answers kill(0) until its parent reaps it. An executor whose runtime was
-    // killed is reaped by init, which some inits do late or never; waiting on it for `grace`
-    // would delay recovery by `grace` per group for nothing, as it can do nothing more.
-    !only_zombies(pgid)
-}
-
-/// True when group `pgid` has members in `/proc` and every one of them is a zombie. False
-/// when none is found (gone meanwhile, or hidden), and where there is no `/proc`.
-fn only_zombies(pgid: i32) -> bool {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    let mut zombies = 0;
-    for entry in dir.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // `pid (comm) state ppid pgrp …`; comm may hold spaces and parentheses.
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let mut fields = rest.split_whitespace();
-        let (Some(state), Some(_ppid), Some(pgrp)) = (fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        if pgrp.parse::<i32>() != Ok(pgid) {
-            continue;
-        }
-        if state == "Z" || state == "X" {
-            zombies += 1;
-        } else {
-            return false;
-        }
-    }
-    zombies > 0
+    u32::try_from(pgid).is_ok_and(process::group_alive)
 }
 
 /// A fresh runtime instance id: hex of the pid and a mix of the clock and a counter.
@@ -210,7 +140,7 @@ pub fn is_stale(state: &LockState, grace: Duration) -> Option<String> {
 
 /// The process start time (field 22 of `/proc/<pid>/stat`), where the platform has it.
 pub fn process_start_time(pid: u32) -> Option<u64> {
-    proc_stat(pid)?.start_time
+    process::start_time(pid)
 }
 
 /// What a lock folder holds.
@@ -540,41 +470,17 @@ fn nonce() -> u64 {
 }
 
 fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname writes at most that many bytes.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return String::new();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
+    // What gethostname(2) returns: the node name uname(2) reports.
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn boot_id() -> Option<String> {
     let id = fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
     let id = id.trim();
     (!id.is_empty()).then(|| id.to_owned())
-}
-
-struct ProcStat {
-    state: char,
-    start_time: Option<u64>,
-}
-
-/// Parse `/proc/<pid>/stat`. The command name (field 2) is in parentheses and may itself hold
-/// spaces and parentheses, so fields are counted from after the last `)`.
-fn proc_stat(pid: u32) -> Option<ProcStat> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_proc_stat(&text)
-}
-
-fn parse_proc_stat(text: &str) -> Option<ProcStat> {
-    let rest = &text[text.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    // Field 3 is the state; field 22 is the start time, 19 fields later.
-    let state = fields.next()?.chars().next()?;
-    let start_time = fields.nth(18).and_then(|f| f.parse().ok());
-    Some(ProcStat { state, start_time })
 }
 
 /// The run lock: an `flock` on the board's folder itself, so one `taskboard run` per board.
@@ -655,7 +561,7 @@ pub fn open_folder(folder: &Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_DIRECTORY)
+        .custom_flags(rustix::fs::OFlags::DIRECTORY.bits() as i32)
         .open(folder)
 }
 
@@ -687,7 +593,10 @@ fn kernel_holder(_dir: &File) -> Option<u32> {
 /// `/proc/locks` (`1: FLOCK  ADVISORY  WRITE 16530 fe:00:5317677 0 EOF`: the device as hex
 /// major:minor, the inode in decimal).
 fn exclusive_flock_holder(locks: &str, dev: u64, ino: u64) -> Option<u32> {
-    let (major, minor) = (libc::major(dev) as u64, libc::minor(dev) as u64);
+    let (major, minor) = (
+        u64::from(rustix::fs::major(dev)),
+        u64::from(rustix::fs::minor(dev)),
+    );
     locks.lines().find_map(|line| {
         let mut fields = line.split_whitespace().skip(1);
         let (kind, _, mode, pid, file) = (
@@ -718,10 +627,10 @@ mod tests {
     fn stat_parsing_counts_fields_after_the_last_paren() {
         let fields: Vec<String> = (3..=52).map(|n| n.to_string()).collect();
         let line = format!("4242 (we ird) (name)) S {}\n", fields[1..].join(" "));
-        let stat = parse_proc_stat(&line).unwrap();
+        let stat = process::parse_stat(&line).unwrap();
         assert_eq!(stat.state, 'S');
-        assert_eq!(stat.start_time, Some(22));
-        assert!(parse_proc_stat("garbage").is_none());
+        assert_eq!(stat.start, 22);
+        assert!(process::parse_stat("garbage").is_none());
     }
 
     #[test]
@@ -737,7 +646,7 @@ mod tests {
     #[test]
     #[cfg(target_os = "linux")]
     fn the_exclusive_flock_holder_of_an_inode_is_found_in_proc_locks() {
-        let dev = libc::makedev(0xfe, 0x00);
+        let dev = rustix::fs::makedev(0xfe, 0x00);
         let text = "1: FLOCK  ADVISORY  READ 11 fe:00:42 0 EOF\n\
                     2: POSIX  ADVISORY  WRITE 12 fe:00:42 0 EOF\n\
                     3: FLOCK  ADVISORY  WRITE 13 fe:01:42 0 EOF\n\

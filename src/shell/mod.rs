@@ -12,6 +12,7 @@ pub mod fsio;
 pub mod lock;
 pub mod logging;
 pub mod packet_sources;
+pub mod process;
 pub mod procs;
 pub mod runtime;
 pub mod store;

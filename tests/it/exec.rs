@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use taskboard::shell::exec::{self, Ending, Finished, RunHandle, SpawnError, Spec, StopReason};
+use taskboard::shell::exec::{self, Finished, ProcessEnd, RunHandle, SpawnError, Spec, StopReason};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -80,10 +80,10 @@ fn kill(pid: i32) {
 fn exit_codes_are_reported() {
     let dir = TempDir::new("exit");
     let ok = run(spec(&dir, "exit 0"));
-    assert_eq!(ok.ending, Ending::Exited(0));
+    assert_eq!(ok.ending, ProcessEnd::Exited(0));
     assert_eq!(ok.stopped, None);
     let three = run(spec(&dir, "exit 3"));
-    assert_eq!(three.ending, Ending::Exited(3));
+    assert_eq!(three.ending, ProcessEnd::Exited(3));
     assert_eq!(three.stopped, None);
 }
 
@@ -91,7 +91,7 @@ fn exit_codes_are_reported() {
 fn death_by_signal_is_reported() {
     let dir = TempDir::new("signal");
     let f = run(spec(&dir, "kill -9 $$"));
-    assert_eq!(f.ending, Ending::Signaled(libc::SIGKILL));
+    assert_eq!(f.ending, ProcessEnd::Signaled(libc::SIGKILL));
     assert_eq!(f.stopped, None);
 }
 
@@ -101,7 +101,7 @@ fn stdin_reaches_the_child() {
     let mut s = spec(&dir, "cat > got.txt");
     s.stdin = b"line one\nline two\n".to_vec();
     let f = run(s);
-    assert_eq!(f.ending, Ending::Exited(0));
+    assert_eq!(f.ending, ProcessEnd::Exited(0));
     assert_eq!(
         fs::read(dir.path().join("got.txt")).unwrap(),
         b"line one\nline two\n"
@@ -114,7 +114,7 @@ fn child_that_ignores_a_large_stdin_still_finishes() {
     let mut s = spec(&dir, "echo done");
     s.stdin = vec![b'x'; 1 << 20];
     let f = run(s);
-    assert_eq!(f.ending, Ending::Exited(0));
+    assert_eq!(f.ending, ProcessEnd::Exited(0));
     assert_eq!(f.stdout_tail, "done\n");
 }
 
@@ -133,7 +133,7 @@ fn env_and_cwd_are_applied() {
         ("TB_TWO".into(), "second value".into()),
     ];
     let f = run(s);
-    assert_eq!(f.ending, Ending::Exited(0));
+    assert_eq!(f.ending, ProcessEnd::Exited(0));
     let expected = format!(
         "first|second value|{}",
         fs::canonicalize(&work).unwrap().display()
@@ -188,7 +188,7 @@ fn timeout_kills_the_whole_group() {
         .recv_timeout(WAIT)
         .expect("timeout did not end the child");
     assert_eq!(f.stopped, Some(StopReason::Timeout));
-    assert_eq!(f.ending, Ending::Signaled(libc::SIGTERM));
+    assert_eq!(f.ending, ProcessEnd::Signaled(libc::SIGTERM));
     assert!(f.duration >= Duration::from_millis(500), "{:?}", f.duration);
     eventually("grandchild to be gone", || !alive(grandchild));
     // Stopping after the end does nothing and does not change the report.
@@ -202,7 +202,7 @@ fn timeout_kills_the_whole_group() {
 fn grandchild_holding_stdout_does_not_hang_completion() {
     let dir = TempDir::new("grandchild");
     let f = run(spec(&dir, "sleep 1000 & echo $! > gc.pid; echo started"));
-    assert_eq!(f.ending, Ending::Exited(0));
+    assert_eq!(f.ending, ProcessEnd::Exited(0));
     assert_eq!(f.stopped, None);
     assert_eq!(f.stdout_tail, "started\n");
     let grandchild = read_pid(&dir.path().join("gc.pid"));
@@ -222,7 +222,7 @@ fn daemon_outside_the_group_holding_stdout_does_not_hang_completion() {
     ));
     let daemon = read_pid(&dir.path().join("d.pid"));
     kill(daemon);
-    assert_eq!(f.ending, Ending::Exited(0));
+    assert_eq!(f.ending, ProcessEnd::Exited(0));
     assert_eq!(f.stdout_tail, "started\n");
     assert!(started.elapsed() < exec::OUTPUT_DRAIN + Duration::from_secs(5));
 }
@@ -241,7 +241,7 @@ fn stop_ends_a_running_child_and_first_reason_wins() {
     handle.stop(StopReason::Shutdown);
     let f = rx.recv_timeout(WAIT).expect("stop did not end the child");
     assert_eq!(f.stopped, Some(StopReason::Cancelled));
-    assert_eq!(f.ending, Ending::Signaled(libc::SIGTERM));
+    assert_eq!(f.ending, ProcessEnd::Signaled(libc::SIGTERM));
     assert!(handle.pid() > 0);
 }
 
@@ -261,7 +261,7 @@ fn child_ignoring_sigterm_is_killed_after_grace() {
         .expect("SIGKILL did not end the child");
     assert!(asked.elapsed() >= Duration::from_millis(400));
     assert_eq!(f.stopped, Some(StopReason::Shutdown));
-    assert_eq!(f.ending, Ending::Signaled(libc::SIGKILL));
+    assert_eq!(f.ending, ProcessEnd::Signaled(libc::SIGKILL));
 }
 
 #[test]
@@ -274,7 +274,7 @@ fn output_over_the_cap_keeps_head_marker_and_tail() {
     );
     s.output_cap = cap;
     let f = run(s);
-    assert_eq!(f.ending, Ending::Exited(0));
+    assert_eq!(f.ending, ProcessEnd::Exited(0));
     let total = 20_000_000 + "LAST-LINE\n".len() as u64;
     assert_eq!(f.stdout_bytes, total);
     assert!(f.stdout_tail.ends_with("aaaaLAST-LINE\n"));
@@ -323,7 +323,7 @@ fn grandchild_ignoring_sigterm_after_leader_exit_is_killed() {
     );
     s.grace = Duration::from_millis(200);
     let f = run(s);
-    assert_eq!(f.ending, Ending::Exited(0));
+    assert_eq!(f.ending, ProcessEnd::Exited(0));
     let grandchild = read_pid(&dir.path().join("gc.pid"));
     eventually("grandchild to be killed", || !alive(grandchild));
 }
@@ -338,7 +338,7 @@ fn child_outlives_the_thread_that_started_it() {
     let (_handle, rx) = thread::spawn(move || start(s)).join().unwrap();
     fs::write(dir.path().join("go"), "").unwrap();
     let f = rx.recv_timeout(WAIT).expect("child did not finish");
-    assert_eq!(f.ending, Ending::Exited(0));
+    assert_eq!(f.ending, ProcessEnd::Exited(0));
     assert_eq!(f.stdout_tail, "survived\n");
 }
 

@@ -1,0 +1,239 @@
+//! Processes: what `/proc` says about one, whether a process or a process group still lives,
+//! signalling a group, and waiting with a deadline.
+//!
+//! Owns every system call the shell makes about processes (through `rustix`), in three parts:
+//! - here, the facts about one process (`/proc/<pid>/stat`, read by [`parse_stat`] and nothing
+//!   else), the one liveness rule for a pid ([`pid_alive`]) and for a process group
+//!   ([`group_alive`]), signalling a group, and the one polling helper for waits with a deadline
+//!   ([`poll_until`]);
+//! - [`spawn`]: making a child a group leader tied to its parent, recording the children a
+//!   `std::process::Child` still waits for, the run id in the environment, the subreaper, and
+//!   waiting for a leader's exit without reaping it;
+//! - [`run`]: finding every process of one executor run in `/proc` (those that left its group
+//!   too), stopping them by pidfd, and reaping the orphans handed to us.
+//!
+//! Must not touch: boards, events, locks or output files; it signals only what its callers name
+//! (a group they own, or processes a sweep proved to be a run's).
+//!
+//! The liveness rule. A process or group whose every member is a zombie is gone: a zombie has
+//! exited and holds nothing but its exit status; it answers `kill(pid, 0)` until its parent
+//! reaps it, which for an orphan handed to init may be late or never. Waiting on it (for a grace
+//! period, or before breaking a lock) would wait for nothing it could still do.
+
+pub mod run;
+pub mod spawn;
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rustix::io::Errno;
+use rustix::process::{Pid, Signal};
+
+pub use run::{KILL_WAIT, Target, Tracker, find, stop_orphaned_run};
+pub use spawn::{RUN_ID_VAR, become_subreaper, new_run_id, spawn_tracked, untrack};
+
+/// One process as `/proc` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proc {
+    pub pid: u32,
+    pub ppid: u32,
+    pub pgrp: u32,
+    pub sid: u32,
+    /// Field 3 of `/proc/<pid>/stat`: `Z` (or `X`) once it has exited.
+    pub state: char,
+    /// Field 22: clock ticks since boot. With the pid, names one process for good.
+    pub start: u64,
+    /// Its environment carries the run id that was looked for.
+    pub tagged: bool,
+}
+
+impl Proc {
+    pub fn exited(&self) -> bool {
+        matches!(self.state, 'Z' | 'X')
+    }
+
+    fn key(&self) -> (u32, u64) {
+        (self.pid, self.start)
+    }
+}
+
+/// Parses `/proc/<pid>/stat`. The command name (field 2) is in parentheses and may hold spaces
+/// and parentheses, so fields are counted from after the last `)`.
+pub fn parse_stat(text: &str) -> Option<Proc> {
+    let (head, rest) = text.rsplit_once(')')?;
+    let pid = head.split_whitespace().next()?.parse().ok()?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // fields[0] is field 3 (state); field 22 (start time) is fields[19].
+    Some(Proc {
+        pid,
+        state: fields.first()?.chars().next()?,
+        ppid: fields.get(1)?.parse().ok()?,
+        pgrp: fields.get(2)?.parse().ok()?,
+        sid: fields.get(3)?.parse().ok()?,
+        start: fields.get(19)?.parse().ok()?,
+        tagged: false,
+    })
+}
+
+/// Process `pid` as `/proc` shows it now; `None` when it is gone or there is no `/proc`.
+pub fn stat(pid: u32) -> Option<Proc> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&text)
+}
+
+/// The start time `/proc` shows for `pid` now (clock ticks since boot).
+pub fn start_time(pid: u32) -> Option<u64> {
+    Some(stat(pid)?.start)
+}
+
+/// `pid` as a process id the kernel accepts: positive and in range (0 and negative numbers
+/// would address process groups).
+pub fn pid(pid: u32) -> Option<Pid> {
+    Pid::from_raw(i32::try_from(pid).ok()?)
+}
+
+/// Whether a process `pid` exists on this host, zombie or not: `kill(pid, 0)` does not fail
+/// with `ESRCH` (`EPERM` means it exists and is someone else's; anything else cannot tell, so it
+/// counts as existing).
+pub fn pid_exists(raw: u32) -> bool {
+    pid(raw).is_some_and(|p| rustix::process::test_kill_process(p) != Err(Errno::SRCH))
+}
+
+/// Whether process `pid` on this host is running: it exists ([`pid_exists`]) and is not a
+/// zombie (see the liveness rule above).
+pub fn pid_alive(raw: u32) -> bool {
+    pid_exists(raw) && stat(raw).is_none_or(|p| !p.exited())
+}
+
+/// Whether any process of group `pgid` is still running: `kill(-pgid, 0)` succeeds (or fails
+/// with `EPERM`: a member runs as someone else), and not every member is a zombie (see the
+/// liveness rule above). Where there is no `/proc`, zombies count as alive.
+pub fn group_alive(pgid: u32) -> bool {
+    let Some(group) = pid(pgid) else {
+        return false;
+    };
+    match rustix::process::test_kill_process_group(group) {
+        Ok(()) => !only_zombies(pgid),
+        Err(e) => e == Errno::PERM,
+    }
+}
+
+/// True when group `pgid` has members in `/proc` and every one of them is a zombie. False
+/// when none is found (gone meanwhile, or hidden), and where there is no `/proc`.
+fn only_zombies(pgid: u32) -> bool {
+    let members: Vec<Proc> = run::scan(None)
+        .into_iter()
+        .filter(|p| p.pgrp == pgid)
+        .collect();
+    !members.is_empty() && members.iter().all(Proc::exited)
+}
+
+/// Signals the whole process group `pgid`. Errors (group already gone) are ignored.
+pub fn signal_group(pgid: u32, sig: Signal) {
+    if let Some(group) = pid(pgid) {
+        let _ = rustix::process::kill_process_group(group, sig);
+    }
+}
+
+/// Calls `done` until it holds or `until` passes, with a short, growing nap between calls
+/// (1 ms, doubling to 50 ms, never past `until`); `done` is called once more at `until`.
+/// Returns whether it held. For waits on processes, which give no event to block on.
+pub fn poll_until(until: Instant, mut done: impl FnMut() -> bool) -> bool {
+    let mut nap = Duration::from_millis(1);
+    loop {
+        if done() {
+            return true;
+        }
+        let now = Instant::now();
+        if now >= until {
+            return false;
+        }
+        thread::sleep(nap.min(until - now));
+        nap = (nap * 2).min(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    pub(super) fn stat_line(
+        pid: u32,
+        comm: &str,
+        state: char,
+        ppid: u32,
+        pgrp: u32,
+        sid: u32,
+    ) -> String {
+        // Fields 7..=21 are filler; field 22 is the start time.
+        let filler: Vec<String> = (7..=21).map(|n| n.to_string()).collect();
+        format!(
+            "{pid} ({comm}) {state} {ppid} {pgrp} {sid} {} 4242 23 24\n",
+            filler.join(" ")
+        )
+    }
+
+    #[test]
+    fn stat_fields_are_counted_after_the_last_paren() {
+        let p = parse_stat(&stat_line(77, "a) b (c", 'S', 5, 6, 7)).unwrap();
+        assert_eq!(
+            (p.pid, p.state, p.ppid, p.pgrp, p.sid, p.start),
+            (77, 'S', 5, 6, 7, 4242)
+        );
+        assert!(!p.exited());
+        assert!(
+            parse_stat(&stat_line(9, "sleep", 'Z', 1, 9, 9))
+                .unwrap()
+                .exited()
+        );
+        assert_eq!(parse_stat("garbage"), None);
+        assert_eq!(parse_stat("12 (cut) S 1 2"), None);
+    }
+
+    #[test]
+    fn only_positive_pids_address_a_process() {
+        assert_eq!(pid(0), None);
+        assert_eq!(pid(u32::MAX), None);
+        assert_eq!(pid(1), Some(Pid::INIT));
+        assert!(!pid_alive(0));
+        assert!(!group_alive(0));
+        assert!(pid_alive(std::process::id()));
+    }
+
+    #[test]
+    fn a_group_of_zombies_is_gone() {
+        if !std::path::Path::new("/proc/self/stat").exists() {
+            return;
+        }
+        use std::os::unix::process::CommandExt;
+        let mut child = Command::new("true").process_group(0).spawn().unwrap();
+        let pgid = child.id();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        assert!(poll_until(deadline, || stat(pgid).is_some_and(|p| p.exited())));
+        // Unreaped, it still answers kill(0); by the rule it is gone all the same.
+        assert!(rustix::process::test_kill_process_group(pid(pgid).unwrap()).is_ok());
+        assert!(!group_alive(pgid));
+        assert!(!pid_alive(pgid));
+        child.wait().unwrap();
+        assert!(!group_alive(pgid));
+    }
+
+    #[test]
+    fn polling_stops_when_done_or_at_the_deadline() {
+        let mut calls = 0;
+        assert!(poll_until(Instant::now() + Duration::from_secs(10), || {
+            calls += 1;
+            calls == 3
+        }));
+        assert_eq!(calls, 3);
+        let start = Instant::now();
+        let mut late = 0;
+        assert!(!poll_until(start + Duration::from_millis(20), || {
+            late += 1;
+            false
+        }));
+        assert!(start.elapsed() >= Duration::from_millis(20));
+        assert!(late >= 2);
+    }
+}
