@@ -11,6 +11,7 @@ use chrono::Utc;
 
 use super::{CmdResult, Failure, Paint};
 use crate::core::board::Board;
+use crate::core::fmt::{self, Precision::Fine};
 use crate::core::report::{self, Builder, Queue, Rec, Report};
 use crate::core::status::State;
 use crate::exit::Exit;
@@ -130,32 +131,6 @@ fn queue_from_board(board: &Path) -> Result<Option<Queue>, Failure> {
     Ok(Some(q))
 }
 
-/// A duration for people: `850ms`, `1.2s`, `3m05s`, `2h10m`.
-pub fn fmt_ms(ms: u64) -> String {
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms < 60_000 {
-        format!("{:.1}s", ms as f64 / 1000.0)
-    } else if ms < 3_600_000 {
-        format!("{}m{:02}s", ms / 60_000, ms % 60_000 / 1000)
-    } else {
-        format!("{}h{:02}m", ms / 3_600_000, ms % 3_600_000 / 60_000)
-    }
-}
-
-/// A span of time for people: `850ms`, `5m00s`, `3h10m`, `6d08h`.
-pub fn fmt_span(ms: u64) -> String {
-    if ms < report::DAY_MS {
-        fmt_ms(ms)
-    } else {
-        format!(
-            "{}d{:02}h",
-            ms / report::DAY_MS,
-            ms % report::DAY_MS / report::HOUR_MS
-        )
-    }
-}
-
 /// Throughput for people: the count and the span the window's events cover, with a rate only
 /// for the periods that span covers (never a day extrapolated from minutes).
 pub fn throughput_text(t: &report::Throughput) -> String {
@@ -165,32 +140,12 @@ pub fn throughput_text(t: &report::Throughput) -> String {
     let head = format!(
         "{} done in {} (first to last event)",
         t.done,
-        fmt_span(t.span_ms)
+        fmt::duration_ms(t.span_ms, Fine)
     );
     match (t.per_day, t.per_hour) {
         (Some(day), Some(hour)) => format!("{head}: {day:.1} done/day, {hour:.2} done/hour"),
         (None, Some(hour)) => format!("{head}: {hour:.2} done/hour; under a day, no daily rate"),
         _ => format!("{head}; under an hour, no rate"),
-    }
-}
-
-/// Dollars for people: `$0.12`, `$12.50`; below a cent, four decimals (`$0.0042`).
-pub fn fmt_usd(usd: f64) -> String {
-    if usd != 0.0 && usd.abs() < 0.01 {
-        format!("${usd:.4}")
-    } else {
-        format!("${usd:.2}")
-    }
-}
-
-/// A token count for people: `950`, `12.3k`, `4.1M`.
-pub fn fmt_count(n: u64) -> String {
-    if n < 1000 {
-        n.to_string()
-    } else if n < 1_000_000 {
-        format!("{:.1}k", n as f64 / 1e3)
-    } else {
-        format!("{:.1}M", n as f64 / 1e6)
     }
 }
 
@@ -212,7 +167,7 @@ fn route_label(route: &report::Route) -> String {
 }
 
 fn opt_ms(ms: Option<u64>) -> String {
-    ms.map_or_else(|| "-".to_string(), fmt_ms)
+    ms.map_or_else(|| "-".to_string(), |ms| fmt::duration_ms(ms, Fine))
 }
 
 fn pct(rate: Option<f64>) -> String {
@@ -334,7 +289,7 @@ pub fn render_text(r: &Report, since: &str, p: Paint) -> String {
         let max = l.histogram.iter().map(|b| b.count).max().unwrap_or(0) as f64;
         for b in &l.histogram {
             let label = match b.le {
-                Some(le) => format!("≤{}", fmt_ms(le)),
+                Some(le) => format!("≤{}", fmt::duration_ms(le, Fine)),
                 None => "more".to_string(),
             };
             let _ = writeln!(
@@ -433,10 +388,10 @@ fn render_spend_text(o: &mut String, r: &Report, p: Paint) {
         o,
         "{}        {} over {}   tokens {} in / {} out",
         p.bold("Spend"),
-        fmt_usd(s.cost_usd),
+        fmt::usd(s.cost_usd),
         runs(s.runs),
-        fmt_count(s.tokens_in),
-        fmt_count(s.tokens_out)
+        fmt::count(s.tokens_in),
+        fmt::count(s.tokens_out)
     );
     let max_route = s.routes.iter().map(|x| x.cost_usd).fold(0.0, f64::max);
     for route in &s.routes {
@@ -444,7 +399,7 @@ fn render_spend_text(o: &mut String, r: &Report, p: Paint) {
             o,
             "  {:<22} {:>9} {:>9}  {}",
             clean(&route.route),
-            fmt_usd(route.cost_usd),
+            fmt::usd(route.cost_usd),
             runs(route.runs),
             p.cyan(&bar(route.cost_usd, max_route, 20))
         );
@@ -460,12 +415,17 @@ fn render_spend_text(o: &mut String, r: &Report, p: Paint) {
                 parts.push(format!(
                     "{} {}",
                     clean(&s.days[i].route),
-                    fmt_usd(s.days[i].cost_usd)
+                    fmt::usd(s.days[i].cost_usd)
                 ));
                 total += s.days[i].cost_usd;
                 i += 1;
             }
-            let _ = writeln!(o, "  {date}  {:>9}   {}", fmt_usd(total), parts.join(" · "));
+            let _ = writeln!(
+                o,
+                "  {date}  {:>9}   {}",
+                fmt::usd(total),
+                parts.join(" · ")
+            );
         }
     }
     let oc = &r.over_cap;
@@ -485,8 +445,8 @@ fn render_spend_text(o: &mut String, r: &Report, p: Paint) {
                 clean(&c.task),
                 clean(&c.route),
                 c.attempt.map_or("-".into(), |a| a.to_string()),
-                fmt_usd(c.cost_usd),
-                fmt_usd(c.cap_usd)
+                fmt::usd(c.cost_usd),
+                fmt::usd(c.cap_usd)
             ))
         );
     }
@@ -507,8 +467,8 @@ fn render_spend_text(o: &mut String, r: &Report, p: Paint) {
                 "  {}  {}  spent {} of {}  {} waiting",
                 h.date,
                 clean(&h.route),
-                fmt_usd(h.spent_usd),
-                fmt_usd(h.budget_usd),
+                fmt::usd(h.spent_usd),
+                fmt::usd(h.budget_usd),
                 h.waiting
             ))
         );
@@ -761,10 +721,17 @@ pub fn render_html(r: &Report, since: &str, board_dir: &Path, html_path: &Path) 
     let (throughput, throughput_label) = match r.throughput.per_day {
         Some(per_day) => (
             format!("{per_day:.1}"),
-            format!("done per day (over {})", fmt_span(r.throughput.span_ms)),
+            format!(
+                "done per day (over {})",
+                fmt::duration_ms(r.throughput.span_ms, Fine)
+            ),
         ),
         None => (
-            format!("{} in {}", t.done, fmt_span(r.throughput.span_ms)),
+            format!(
+                "{} in {}",
+                t.done,
+                fmt::duration_ms(r.throughput.span_ms, Fine)
+            ),
             "done, first to last event".to_string(),
         ),
     };
@@ -776,7 +743,7 @@ pub fn render_html(r: &Report, since: &str, board_dir: &Path, html_path: &Path) 
         (pct(r.error_rate), "error rate"),
         (pct(r.retry_rate), "retry rate"),
         (opt_ms(r.latency_ms.p50), "save → detection p50"),
-        (fmt_usd(r.spend.cost_usd), "reported spend"),
+        (fmt::usd(r.spend.cost_usd), "reported spend"),
         (r.over_cap.count.to_string(), "runs over cap"),
         (
             format!("{}/{}", r.reviews.accepted, r.reviews.run),
@@ -877,10 +844,13 @@ pub fn render_html(r: &Report, since: &str, board_dir: &Path, html_path: &Path) 
         .iter()
         .map(|b| match b.le {
             Some(le) if le < 1000 => format!("≤{le}"),
-            Some(le) => format!("≤{}", fmt_ms(le)),
+            Some(le) => format!("≤{}", fmt::duration_ms(le, Fine)),
             None => format!(
                 ">{}",
-                fmt_ms(report::LATENCY_BUCKETS[report::LATENCY_BUCKETS.len() - 1])
+                fmt::duration_ms(
+                    report::LATENCY_BUCKETS[report::LATENCY_BUCKETS.len() - 1],
+                    Fine
+                )
             ),
         })
         .collect();
@@ -921,15 +891,15 @@ pub fn render_html(r: &Report, since: &str, board_dir: &Path, html_path: &Path) 
                     .collect(),
             },
         ],
-        &|v| fmt_ms(v as u64),
+        &|v| fmt::duration_ms(v as u64, Fine),
     ));
     let _ = write!(
         o,
         "</section><section><h2>Spend by route</h2><p class=\"sub\">{} over {} · tokens {} in / {} out</p>",
-        esc(&fmt_usd(r.spend.cost_usd)),
+        esc(&fmt::usd(r.spend.cost_usd)),
         runs(r.spend.runs),
-        esc(&fmt_count(r.spend.tokens_in)),
-        esc(&fmt_count(r.spend.tokens_out))
+        esc(&fmt::count(r.spend.tokens_in)),
+        esc(&fmt::count(r.spend.tokens_out))
     );
     let spend_routes: Vec<String> = r.spend.routes.iter().map(|x| x.route.clone()).collect();
     o.push_str(&bar_chart(
@@ -941,7 +911,7 @@ pub fn render_html(r: &Report, since: &str, board_dir: &Path, html_path: &Path) 
             class: "spend",
             values: r.spend.routes.iter().map(|x| x.cost_usd).collect(),
         }],
-        &|v| fmt_usd(v),
+        &|v| fmt::usd(v),
     ));
     o.push_str("</section></div>");
 
@@ -961,8 +931,8 @@ pub fn render_html(r: &Report, since: &str, board_dir: &Path, html_path: &Path) 
             esc(&c.task),
             esc(&c.route),
             c.attempt.map_or("-".into(), |a| a.to_string()),
-            esc(&fmt_usd(c.cost_usd)),
-            esc(&fmt_usd(c.cap_usd))
+            esc(&fmt::usd(c.cost_usd)),
+            esc(&fmt::usd(c.cap_usd))
         );
     }
     o.push_str("</tbody></table>");
@@ -981,8 +951,8 @@ pub fn render_html(r: &Report, since: &str, board_dir: &Path, html_path: &Path) 
             r#"<tr><td>{}</td><td>{}</td><td class="warn">{}</td><td>{}</td><td>{}</td></tr>"#,
             esc(&h.date),
             esc(&h.route),
-            esc(&fmt_usd(h.spent_usd)),
-            esc(&fmt_usd(h.budget_usd)),
+            esc(&fmt::usd(h.spent_usd)),
+            esc(&fmt::usd(h.budget_usd)),
             h.waiting
         );
     }

@@ -23,6 +23,7 @@ use serde_json::{Map, Value};
 
 use super::output::note;
 use super::{CmdResult, Failure, Paint};
+use crate::core::fmt::{self, Precision::Fine};
 use crate::exit::Exit;
 use crate::shell::event_log::{for_each_line, log_files};
 use crate::shell::fsio;
@@ -381,16 +382,6 @@ fn value_text(v: &Value) -> String {
     }
 }
 
-/// A duration for people: `850ms`, `1.2s`, `3m05s`.
-fn fmt_ms(ms: u64) -> String {
-    super::stats::fmt_ms(ms)
-}
-
-/// Dollars for people: `$0.12`.
-fn fmt_usd(usd: f64) -> String {
-    super::stats::fmt_usd(usd)
-}
-
 /// How an event reads at a glance: the colour of its name on a terminal, and the severity word
 /// written where there is no colour (a service manager's log).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -517,7 +508,7 @@ pub fn render_event(map: &Map<String, Value>, p: Paint) -> Rendered {
     let usd = |fields: &mut Map<String, Value>, k: &str| -> Option<String> {
         let v = fields.get(k)?.as_f64()?;
         fields.remove(k);
-        Some(fmt_usd(v))
+        Some(fmt::usd(v))
     };
     match event.as_str() {
         "task_finished" => {
@@ -528,7 +519,7 @@ pub fn render_event(map: &Map<String, Value>, p: Paint) -> Rendered {
             }
             kv(&mut fields, "signal", &mut parts);
             if let Some(ms) = take(&mut fields, "duration_ms").and_then(|v| v.as_u64()) {
-                parts.push(fmt_ms(ms));
+                parts.push(fmt::duration_ms(ms, Fine));
             }
             if let Some(cost) = usd(&mut fields, "cost_usd") {
                 parts.push(cost);
@@ -578,7 +569,7 @@ pub fn render_event(map: &Map<String, Value>, p: Paint) -> Rendered {
         }
         "file_changed" => {
             if let Some(ms) = take(&mut fields, "latency_ms").and_then(|v| v.as_u64()) {
-                parts.push(format!("latency={}", fmt_ms(ms)));
+                parts.push(format!("latency={}", fmt::duration_ms(ms, Fine)));
             }
             kv(&mut fields, "bytes", &mut parts);
         }
@@ -625,8 +616,8 @@ pub fn render_event(map: &Map<String, Value>, p: Paint) -> Rendered {
                 fields.remove("budget_usd");
                 parts.push(format!(
                     "spent {} of {} today",
-                    fmt_usd(spent),
-                    fmt_usd(budget)
+                    fmt::usd(spent),
+                    fmt::usd(budget)
                 ));
             }
             if let Some(n) = fields.get("waiting").and_then(Value::as_u64) {
@@ -644,7 +635,7 @@ pub fn render_event(map: &Map<String, Value>, p: Paint) -> Rendered {
             ) {
                 fields.remove("cost_usd");
                 fields.remove("cap_usd");
-                parts.push(format!("{} > cap {}", fmt_usd(cost), fmt_usd(cap)));
+                parts.push(format!("{} > cap {}", fmt::usd(cost), fmt::usd(cap)));
             }
         }
         "evidence_mismatch" => {

@@ -981,28 +981,18 @@ pub fn report<'a>(
     b.finish()
 }
 
-/// Parse a window like `7d`, `24h`, `90m`, `30s` or `2w`.
+/// Parse a window like `7d`, `24h`, `90m`, `30s` or `2w`: any duration in the one grammar of
+/// [`crate::core::fmt::parse_duration`], from one second to ten years.
 pub fn parse_window(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("`{s}`: add a unit: s, m, h, d or w (e.g. 7d)"))?;
-    let (n, unit) = s.split_at(split);
-    let n: i64 = n
-        .parse()
-        .map_err(|_| format!("`{s}`: expected a number then a unit, e.g. 7d"))?;
-    let secs = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => return Err(format!("`{s}`: unknown unit `{unit}`; use s, m, h, d or w")),
-    };
-    if n <= 0 || n > 3650 * 86_400 / secs {
-        return Err(format!("`{s}`: the window must be between 1s and 10 years"));
+    const LONGEST: std::time::Duration = std::time::Duration::from_secs(3650 * 86_400);
+    let d = crate::core::fmt::parse_duration(s)?;
+    if d < std::time::Duration::from_secs(1) || d > LONGEST {
+        return Err(format!(
+            "`{}`: the window must be between 1s and 10 years",
+            s.trim()
+        ));
     }
-    Ok(Duration::seconds(n * secs))
+    Duration::from_std(d).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
