@@ -20,10 +20,12 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 
 use super::lint::read_board_text;
 use super::output::note;
-use super::tail::{Follower, stop_on_signals};
+use super::tail::stop_on_signals;
 use super::{CmdResult, Failure};
 use crate::core::board::Board;
+use crate::core::event::Record;
 use crate::exit::Exit;
+use crate::shell::event_log::Follower;
 use crate::shell::fsio;
 
 #[derive(clap::Args, Debug)]
@@ -204,7 +206,11 @@ pub fn run(args: &Args) -> CmdResult {
     let mut last_check = Instant::now();
     loop {
         if ended.is_none() {
-            let lines = match events.poll() {
+            let polled = events.poll();
+            if events.take_truncated() {
+                note(format!("{} was truncated", live.display()));
+            }
+            let lines = match polled {
                 Ok(lines) => lines,
                 Err(e) if fsio::is_not_regular(&e) => return Err(cannot_read(&live, &e)),
                 Err(e) => {
@@ -273,22 +279,14 @@ fn cannot_read(path: &Path, e: &io::Error) -> Failure {
 /// Whether this event line ends `run`: its own `task_finished` (same task, attempt and phase,
 /// logged after it started). Returns how it ended.
 fn ends(line: &[u8], id: &str, run: &RunDir) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Ending {
-        ts: DateTime<Utc>,
-        event: String,
-        task: Option<String>,
-        attempt: Option<u32>,
-        phase: Option<String>,
-        outcome: Option<String>,
-    }
-    let e: Ending = serde_json::from_slice(line).ok()?;
-    let finished = e.event == "task_finished"
+    let e = Record::from_line(line).ok()?;
+    let at = e.ts.parse::<DateTime<Utc>>().ok()?;
+    let finished = &*e.event == "task_finished"
         && e.task.as_deref() == Some(id)
         && e.attempt == Some(run.attempt)
         && (e.phase.as_deref() == Some("review")) == run.review
-        && e.ts >= run.started;
-    finished.then(|| match e.outcome {
+        && at >= run.started;
+    finished.then(|| match e.outcome.as_deref() {
         Some(o) => format!("ended: {o}"),
         None => "ended".to_string(),
     })

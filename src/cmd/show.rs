@@ -198,20 +198,13 @@ pub fn gather(board_dir: &Path, text: &str, id: &str) -> Result<Option<Shown>, F
                 });
                 "claims and git disagree".to_string()
             }
-            other => {
-                let line = crate::core::event::Event::new(ev.ts, None, other.clone()).to_line();
-                // The event's own fields, without ts and name: compact enough for a history line.
-                let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-                v.as_object()
-                    .map(|o| {
-                        o.iter()
-                            .filter(|(k, _)| !matches!(k.as_str(), "ts" | "event"))
-                            .map(|(k, v)| format!("{k}={v}"))
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    })
-                    .unwrap_or_default()
-            }
+            // The event's own fields, without ts and name: compact enough for a history line.
+            _ => ev
+                .own_fields()
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" "),
         };
         history.push(HistoryLine {
             ts: crate::core::event::format_ts(&ev.ts),

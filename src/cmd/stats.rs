@@ -12,10 +12,10 @@ use chrono::Utc;
 use super::{CmdResult, Failure, Paint};
 use crate::core::board::Board;
 use crate::core::fmt::{self, Precision::Fine};
-use crate::core::report::{self, Builder, Queue, Rec, Report};
+use crate::core::report::{self, Builder, Queue, Report};
 use crate::core::status::State;
 use crate::exit::Exit;
-use crate::shell::event_log::{for_each_line, log_files};
+use crate::shell::event_log::for_each_record_in;
 use crate::shell::fsio::{self, ReadError};
 
 #[derive(clap::Args, Debug)]
@@ -42,31 +42,14 @@ pub fn run(args: &Args) -> CmdResult {
     // The board first: a board that must be refused is refused before the events are read.
     let queue = queue_from_board(board)?;
     let mut builder = Builder::new(Utc::now(), window);
-    let files = log_files(board_dir);
-    for file in &files {
-        let read = for_each_line(file, |line, terminated| {
-            match serde_json::from_slice::<Rec>(line) {
-                Ok(rec) => builder.add(&rec),
-                // An unterminated last line is a write cut short or still under way.
-                Err(_) if !terminated => {}
-                Err(_) => builder.add_bad_line(),
-            }
-        });
-        match read {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Failure::new(
-                    Exit::State,
-                    format!("cannot read {}: {e}", file.display()),
-                ));
-            }
-            _ => {}
-        }
-    }
+    let scan = for_each_record_in(board_dir, |rec| builder.add(rec))
+        .map_err(|e| Failure::new(Exit::State, format!("cannot read {e}")))?;
+    builder.add_bad_lines(scan.bad_lines);
     let mut report = builder.finish();
     if let Some(queue) = queue {
         report.queue = queue;
     }
-    if files.is_empty() {
+    if scan.files == 0 {
         super::output::note(format!(
             "no events in {} yet (events.jsonl is written by `taskboard run`)",
             board_dir.display()

@@ -12,20 +12,20 @@
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::output::note;
 use super::{CmdResult, Failure, Paint};
+use crate::core::event::{Fields, Head, fields_of};
 use crate::core::fmt::{self, Precision::Fine};
 use crate::exit::Exit;
-use crate::shell::event_log::{for_each_line, log_files};
+use crate::shell::event_log::{Follower, for_each_line, log_files};
 use crate::shell::fsio;
 
 #[derive(clap::Args, Debug)]
@@ -74,7 +74,7 @@ pub fn run(args: &Args) -> CmdResult {
 
     // The live file is opened before the history is read, so that nothing appended in between
     // is missed: following starts where this handle's reading stops.
-    let mut current = match fsio::open_regular(&live) {
+    let current = match fsio::open_regular(&live) {
         Ok(file) => Some(file),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(cannot_read(&live, &e)),
@@ -103,30 +103,24 @@ pub fn run(args: &Args) -> CmdResult {
             return Err(cannot_read(&file, &e));
         }
     }
-    let mut follower = Follower {
-        path: live.clone(),
-        file: None,
-        pending: Vec::new(),
-    };
-    match current.take() {
-        Some(file) => {
-            follower.file = Some(file);
-            let lines = follower.read_new().map_err(|e| cannot_read(&live, &e))?;
-            for line in lines {
-                keep(&mut history, &line, &printer);
-            }
-            if !args.follow && !follower.pending.is_empty() {
-                // A last line without newline: shown when it is whole, skipped when torn.
-                let last = std::mem::take(&mut follower.pending);
-                if parses(&last) {
-                    keep(&mut history, &last, &printer);
-                }
+    let opened = current.is_some();
+    let mut follower = Follower::with_file(&live, current);
+    if opened {
+        let lines = follower.read_new().map_err(|e| cannot_read(&live, &e))?;
+        for line in lines {
+            keep(&mut history, &line, &printer);
+        }
+        if !args.follow {
+            // A last line without newline: shown when it is whole, skipped when torn.
+            let last = follower.take_pending();
+            if !last.is_empty() && parses(&last) {
+                keep(&mut history, &last, &printer);
             }
         }
-        None if !args.follow => {
-            note(format!("no events yet: {} does not exist", live.display()));
-        }
-        None => note(format!("waiting for {} to appear", live.display())),
+    } else if !args.follow {
+        note(format!("no events yet: {} does not exist", live.display()));
+    } else {
+        note(format!("waiting for {} to appear", live.display()));
     }
     for line in &history {
         printer.print(line).map_err(Failure::output)?;
@@ -138,7 +132,11 @@ pub fn run(args: &Args) -> CmdResult {
 
     // Until a signal ends the process (see `stop_on_signals`) or stdout fails.
     loop {
-        let lines = match follower.poll() {
+        let polled = follower.poll();
+        if follower.take_truncated() {
+            note(format!("{} was truncated", live.display()));
+        }
+        let lines = match polled {
             Ok(lines) => lines,
             // Something that is not a regular file took the log's place: it is never opened.
             Err(e) if fsio::is_not_regular(&e) => return Err(cannot_read(&live, &e)),
@@ -174,101 +172,10 @@ fn cannot_read(path: &Path, e: &io::Error) -> Failure {
     Failure::new(Exit::State, format!("cannot read {}: {e}", path.display()))
 }
 
+/// Whether a line reads as a JSON object (the last line of a file without its newline is shown
+/// only then: otherwise it is torn).
 fn parses(line: &[u8]) -> bool {
-    serde_json::from_slice::<Map<String, Value>>(line).is_ok()
-}
-
-/// Follows one path like `tail -F`.
-pub(super) struct Follower {
-    path: PathBuf,
-    file: Option<File>,
-    /// Bytes read after the last newline: a line still being written.
-    pending: Vec<u8>,
-}
-
-impl Follower {
-    /// A follower of `path`, reading from its start if it exists now (a file that is not
-    /// regular is refused, never opened in a way that waits).
-    pub(super) fn open(path: &Path) -> io::Result<Follower> {
-        let file = match fsio::open_regular(path) {
-            Ok(file) => Some(file),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
-        };
-        Ok(Follower {
-            path: path.to_path_buf(),
-            file,
-            pending: Vec::new(),
-        })
-    }
-
-    /// Complete lines appended to the open file since the last read.
-    pub(super) fn read_new(&mut self) -> io::Result<Vec<Vec<u8>>> {
-        let Some(file) = self.file.as_mut() else {
-            return Ok(Vec::new());
-        };
-        let mut buf = Vec::new();
-        file.read_to_end(&mut buf)?;
-        self.pending.extend_from_slice(&buf);
-        let mut lines = Vec::new();
-        if let Some(end) = self.pending.iter().rposition(|&b| b == b'\n') {
-            let rest = self.pending.split_off(end + 1);
-            for line in self.pending.split(|&b| b == b'\n') {
-                if !line.iter().all(u8::is_ascii_whitespace) {
-                    lines.push(line.to_vec());
-                }
-            }
-            self.pending = rest;
-        }
-        Ok(lines)
-    }
-
-    /// New lines since the last poll, switching files when the path was rotated or recreated and
-    /// starting over when the file was truncated.
-    pub(super) fn poll(&mut self) -> io::Result<Vec<Vec<u8>>> {
-        let mut lines = self.read_new()?;
-        let at_path = match std::fs::metadata(&self.path) {
-            Ok(m) => Some(m),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
-        };
-        let Some(at_path) = at_path else {
-            return Ok(lines);
-        };
-        let same = match &self.file {
-            Some(f) => same_file(&f.metadata()?, &at_path),
-            None => false,
-        };
-        if !same {
-            // Rotated away (or first appearance): the old file was drained above; a torn line
-            // left in it will never complete.
-            if self.file.is_some() {
-                self.pending.clear();
-            }
-            self.file = Some(fsio::open_regular(&self.path)?);
-            lines.extend(self.read_new()?);
-        } else if let Some(f) = self.file.as_mut() {
-            let pos = f.stream_position()?;
-            if at_path.len() < pos {
-                note(format!("{} was truncated", self.path.display()));
-                f.seek(SeekFrom::Start(0))?;
-                self.pending.clear();
-                lines.extend(self.read_new()?);
-            }
-        }
-        Ok(lines)
-    }
-}
-
-#[cfg(unix)]
-fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    a.dev() == b.dev() && a.ino() == b.ino()
-}
-
-#[cfg(not(unix))]
-fn same_file(_: &std::fs::Metadata, _: &std::fs::Metadata) -> bool {
-    true
+    fields_of(line).is_ok()
 }
 
 struct Printer<W: Write> {
@@ -288,15 +195,8 @@ impl<W: Write> Printer<W> {
         if self.task.is_none() && !hide_passes {
             return true;
         }
-        #[derive(serde::Deserialize)]
-        struct Head<'a> {
-            #[serde(borrow, default)]
-            task: Option<crate::core::report::Str<'a>>,
-            #[serde(borrow, default)]
-            event: Option<crate::core::report::Str<'a>>,
-        }
         // An unreadable line is shown (as unreadable) unless a task filter asks for a task.
-        let head = serde_json::from_slice::<Head>(line).ok();
+        let head = Head::from_line(line).ok();
         if hide_passes
             && head
                 .as_ref()
@@ -318,7 +218,7 @@ impl<W: Write> Printer<W> {
             self.out.write_all(line)?;
             return self.out.write_all(b"\n");
         }
-        let text = match serde_json::from_slice::<Map<String, Value>>(line) {
+        let text = match fields_of(line) {
             Ok(map) => {
                 let date = map
                     .get("ts")
@@ -471,14 +371,14 @@ fn is_empty(v: &Value) -> bool {
 }
 
 /// One event as a readable line (without the date, which [`Printer`] prints on change).
-fn render(map: &Map<String, Value>, p: Paint) -> String {
+fn render(map: &Fields, p: Paint) -> String {
     render_event(map, p).line(p)
 }
 
 /// One event of `events.jsonl` (parsed) made readable; `p` paints it or not.
-pub fn render_event(map: &Map<String, Value>, p: Paint) -> Rendered {
+pub fn render_event(map: &Fields, p: Paint) -> Rendered {
     let mut fields = map.clone();
-    let take = |fields: &mut Map<String, Value>, k: &str| fields.remove(k);
+    let take = |fields: &mut Fields, k: &str| fields.remove(k);
     let ts = take(&mut fields, "ts");
     let time = ts
         .as_ref()
@@ -490,7 +390,7 @@ pub fn render_event(map: &Map<String, Value>, p: Paint) -> Rendered {
         .unwrap_or_else(|| "?".into());
     let task = take(&mut fields, "task").map(|v| value_text(&v));
     let mut parts: Vec<String> = Vec::new();
-    let kv = |fields: &mut Map<String, Value>, k: &str, parts: &mut Vec<String>| {
+    let kv = |fields: &mut Fields, k: &str, parts: &mut Vec<String>| {
         if let Some(v) = fields.remove(k)
             && !is_empty(&v)
         {
@@ -499,13 +399,12 @@ pub fn render_event(map: &Map<String, Value>, p: Paint) -> Rendered {
     };
     let mut tone = Tone::Plain;
     // `review` first for a review run; any other phase by name.
-    let phase =
-        |fields: &mut Map<String, Value>, parts: &mut Vec<String>| match fields.remove("phase") {
-            Some(Value::String(s)) if s == "review" => parts.push("review".into()),
-            Some(v) => parts.push(format!("phase={}", value_text(&v))),
-            None => {}
-        };
-    let usd = |fields: &mut Map<String, Value>, k: &str| -> Option<String> {
+    let phase = |fields: &mut Fields, parts: &mut Vec<String>| match fields.remove("phase") {
+        Some(Value::String(s)) if s == "review" => parts.push("review".into()),
+        Some(v) => parts.push(format!("phase={}", value_text(&v))),
+        None => {}
+    };
+    let usd = |fields: &mut Fields, k: &str| -> Option<String> {
         let v = fields.get(k)?.as_f64()?;
         fields.remove(k);
         Some(fmt::usd(v))
@@ -733,7 +632,7 @@ pub fn render_event(map: &Map<String, Value>, p: Paint) -> Rendered {
 
 /// Render one line as `tail` prints it without colour (for tests and other tools).
 pub fn render_line(line: &str) -> Option<String> {
-    let map = serde_json::from_str::<Map<String, Value>>(line).ok()?;
+    let map = fields_of(line.as_bytes()).ok()?;
     Some(render(&map, Paint(false)))
 }
 
@@ -742,7 +641,7 @@ mod tests {
     use super::*;
 
     fn painted(line: &str) -> String {
-        let map = serde_json::from_str::<Map<String, Value>>(line).unwrap();
+        let map = fields_of(line.as_bytes()).unwrap();
         render(&map, Paint(true))
     }
 

@@ -1,6 +1,6 @@
 //! Statistics over the event log: a pure function of events and the current time.
 //!
-//! Owns the definitions behind `taskboard stats`. Feed lines (or parsed [`Rec`]s) oldest first to
+//! Owns the definitions behind `taskboard stats`. Feed lines (or parsed [`Record`]s) oldest first to
 //! a [`Builder`], then [`Builder::finish`] gives a [`Report`]. No file, clock or board is read
 //! here; the command streams the log files and may replace the queue with counts from the board.
 //!
@@ -57,12 +57,11 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
-use std::fmt;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::Serialize;
 
-use crate::core::event::format_ts;
+use crate::core::event::{Record, format_ts};
 
 /// Upper bounds (ms, inclusive) of the latency histogram buckets; a last bucket holds the rest.
 pub const LATENCY_BUCKETS: [u64; 9] = [5, 10, 25, 50, 100, 250, 500, 1000, 2500];
@@ -72,85 +71,6 @@ pub const LAST_FAILURES: usize = 20;
 
 /// How many over-cap runs and budget holds the report lists.
 pub const LAST_LISTED: usize = 20;
-
-/// A JSON string borrowed from the line when it has no escapes, owned otherwise.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Str<'a>(pub Cow<'a, str>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Str<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Str<'de>, E> {
-                Ok(Str(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Str<'de>, E> {
-                Ok(Str(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Str<'de>, E> {
-                Ok(Str(Cow::Owned(v)))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-impl std::ops::Deref for Str<'_> {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-/// The fields of an event line that statistics need; every other field is ignored, and any event
-/// name is accepted (unknown ones are counted and otherwise ignored).
-#[derive(Debug, Deserialize)]
-pub struct Rec<'a> {
-    #[serde(borrow)]
-    pub ts: Str<'a>,
-    #[serde(borrow)]
-    pub event: Str<'a>,
-    #[serde(borrow, default)]
-    pub task: Option<Str<'a>>,
-    #[serde(default)]
-    pub attempt: Option<u32>,
-    #[serde(borrow, default)]
-    pub route: Option<Str<'a>>,
-    #[serde(default)]
-    pub duration_ms: Option<u64>,
-    #[serde(default)]
-    pub latency_ms: Option<u64>,
-    #[serde(borrow, default)]
-    pub outcome: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    pub note: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    pub path: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    pub status: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    pub phase: Option<Str<'a>>,
-    #[serde(default)]
-    pub cost_usd: Option<f64>,
-    #[serde(default)]
-    pub tokens_in: Option<u64>,
-    #[serde(default)]
-    pub tokens_out: Option<u64>,
-    #[serde(default)]
-    pub spent_usd: Option<f64>,
-    #[serde(default)]
-    pub budget_usd: Option<f64>,
-    #[serde(default)]
-    pub cap_usd: Option<f64>,
-    #[serde(default)]
-    pub waiting: Option<u64>,
-    #[serde(borrow, default)]
-    pub archived: Option<Str<'a>>,
-}
 
 /// The coarse states the queue counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -469,15 +389,15 @@ impl Builder {
 
     /// Parse and add one line; a line that does not parse is counted in `bad_lines`.
     pub fn add_line(&mut self, line: &[u8]) {
-        match serde_json::from_slice::<Rec>(line) {
+        match Record::from_line(line) {
             Ok(rec) => self.add(&rec),
             Err(_) => self.bad_lines += 1,
         }
     }
 
-    /// Count a line that could not be read as an event.
-    pub fn add_bad_line(&mut self) {
-        self.bad_lines += 1;
+    /// Count lines that could not be read as events.
+    pub fn add_bad_lines(&mut self, n: u64) {
+        self.bad_lines += n;
     }
 
     fn day_index(&mut self, ts: &str) -> Option<usize> {
@@ -530,7 +450,7 @@ impl Builder {
     }
 
     /// Add one event. Events before the window only feed the queue and the route join.
-    pub fn add(&mut self, rec: &Rec) {
+    pub fn add(&mut self, rec: &Record) {
         let task = rec.task.as_deref();
         let event: &str = &rec.event;
         let review = rec.phase.as_deref() == Some("review");
@@ -730,7 +650,7 @@ impl Builder {
     }
 
     /// Adds a finished run's reported cost and tokens.
-    fn add_spend(&mut self, rec: &Rec, day: Option<usize>, route: Option<&str>) {
+    fn add_spend(&mut self, rec: &Record, day: Option<usize>, route: Option<&str>) {
         if rec.cost_usd.is_none() && rec.tokens_in.is_none() && rec.tokens_out.is_none() {
             return;
         }

@@ -31,7 +31,7 @@ use std::fmt;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tracing::field::{Field, Visit};
 use tracing::{Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
@@ -47,6 +47,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use crate::cmd::Paint;
 use crate::cmd::tail::{Rendered, Severity, render_event};
 use crate::core::config;
+use crate::core::event::fields_of;
 use crate::shell::config_file;
 use crate::shell::fsio;
 
@@ -67,7 +68,7 @@ pub fn event(line: &str) {
 
 /// An event's JSON line as `tail` renders it, without colour; `None` when it does not parse.
 fn rendered(line: &str) -> Option<Rendered> {
-    let map = serde_json::from_str::<Map<String, Value>>(line).ok()?;
+    let map = fields_of(line.as_bytes()).ok()?;
     Some(render_event(&map, Paint(false)))
 }
 
@@ -130,7 +131,7 @@ where
         let parsed = (event.metadata().target() == EVENT_TARGET)
             .then_some(fields.record.as_deref())
             .flatten()
-            .and_then(|line| serde_json::from_str::<Map<String, Value>>(line).ok());
+            .and_then(|line| fields_of(line.as_bytes()).ok());
         let (date, line) = match parsed {
             Some(map) => {
                 let date = map
