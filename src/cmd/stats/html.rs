@@ -7,12 +7,14 @@
 use std::fmt::Write as _;
 use std::path::{Component, Path, PathBuf};
 
+use maud::{DOCTYPE, Markup, PreEscaped, Render, html};
+
 use super::{opt_ms, pct, route_label, runs, short_ts};
 use crate::core::fmt::{self, Precision::Fine};
-use crate::core::report::{self, Report};
+use crate::core::report::{self, Queue, Report};
 
 /// Escape text for HTML element content and attribute values.
-pub fn esc(s: &str) -> String {
+fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -115,138 +117,85 @@ code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace}
 /// The least length (in the chart's units, about pixels) of a bar whose value is above zero.
 const MIN_BAR: f64 = 2.0;
 
-/// A bar chart: groups of bars (one per series) along x, labels below.
-struct Series<'a> {
-    name: &'a str,
-    class: &'a str,
-    values: Vec<f64>,
+/// Text from the report, escaped by [`esc`] wherever it is spliced into the page: markup
+/// characters become entities and control characters U+FFFD.
+struct Text<'a>(&'a str);
+
+impl Render for Text<'_> {
+    fn render_to(&self, buffer: &mut String) {
+        buffer.push_str(&esc(self.0));
+    }
 }
 
-fn bar_chart(
-    id: &str,
-    title: &str,
-    labels: &[String],
-    series: &[Series],
-    fmt_value: &dyn Fn(f64) -> String,
-) -> String {
-    let (w, h) = (520.0, 220.0);
-    let (left, right, top, bottom) = (44.0, 8.0, 12.0, 38.0);
-    let plot_w = w - left - right;
-    let plot_h = h - top - bottom;
-    let max = series
-        .iter()
-        .flat_map(|s| s.values.iter().copied())
-        .fold(0.0f64, f64::max);
-    let scale = if max > 0.0 { max } else { 1.0 };
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        r#"<svg id="{id}" viewBox="0 0 {w} {h}" role="img" aria-labelledby="{id}-title"><title id="{id}-title">{}</title>"#,
-        esc(title)
-    );
-    // Axis and three grid labels.
-    for i in 0..=2 {
-        let v = scale * i as f64 / 2.0;
-        let y = top + plot_h - plot_h * i as f64 / 2.0;
-        let _ = write!(
-            s,
-            r#"<line class="axis" x1="{left}" x2="{}" y1="{y:.1}" y2="{y:.1}"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"#,
-            w - right,
-            left - 4.0,
-            y + 4.0,
-            esc(&fmt_value(v))
-        );
-    }
-    let n = labels.len().max(1) as f64;
-    let slot = plot_w / n;
-    let group = slot * 0.8;
-    let bw = group / series.len().max(1) as f64;
-    let every = (labels.len() / 10).max(1);
-    for (i, label) in labels.iter().enumerate() {
-        let x0 = left + slot * i as f64 + (slot - group) / 2.0;
-        for (k, ser) in series.iter().enumerate() {
-            let v = ser.values.get(i).copied().unwrap_or(0.0);
-            // A value above zero stays visible however small beside the largest.
-            let bh = if v > 0.0 {
-                (plot_h * v / scale).max(MIN_BAR)
-            } else {
-                0.0
-            };
-            let _ = write!(
-                s,
-                r#"<rect class="{}" x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}"><title>{}: {} {}</title></rect>"#,
-                ser.class,
-                x0 + bw * k as f64,
-                top + plot_h - bh,
-                (bw - 1.0).max(0.5),
-                bh,
-                esc(label),
-                esc(&fmt_value(v)),
-                esc(ser.name)
-            );
-        }
-        if i % every == 0 {
-            let _ = write!(
-                s,
-                r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#,
-                x0 + group / 2.0,
-                h - bottom + 16.0,
-                esc(label)
-            );
-        }
-    }
-    s.push_str("</svg>");
-    if series.len() > 1 {
-        s.push_str(r#"<div class="legend">"#);
-        for ser in series {
-            let _ = write!(
-                s,
-                r#"<span><i class="{}"></i>{}</span>"#,
-                ser.class,
-                esc(ser.name)
-            );
-        }
-        s.push_str("</div>");
-    }
-    s
+/// A number with one decimal, as the charts' coordinates are written.
+fn d1(v: f64) -> String {
+    format!("{v:.1}")
 }
 
+/// The page: every section of the report, in order.
 pub fn render(r: &Report, since: &str, board_dir: &Path, html_path: &Path) -> String {
-    let mut o = String::new();
-    let _ = write!(
-        o,
-        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>taskboard stats</title><style>{CSS}</style></head><body>"#
-    );
-    let _ = write!(
-        o,
-        r#"<h1>taskboard stats</h1><p class="sub">{} → {} UTC (last {}) · {} events{}</p>"#,
-        esc(&short_ts(&r.since)),
-        esc(&short_ts(&r.now)),
-        esc(since),
-        r.events,
-        if r.bad_lines > 0 {
-            format!(" · {} unreadable lines skipped", r.bad_lines)
-        } else {
-            String::new()
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width,initial-scale=1";
+                title { "taskboard stats" }
+                // A constant of this file: no text from the report.
+                style { (PreEscaped(CSS)) }
+            }
+            body {
+                (heading(r, since))
+                (summary_cards(r))
+                (queue_cards(&r.queue))
+                div class="grid" {
+                    (throughput_section(r))
+                    (error_rate_section(r))
+                    (latency_section(&r.latency_ms))
+                    (duration_section(r))
+                    (spend_section(r))
+                }
+                (over_cap_table(r))
+                (budget_table(r))
+                (failures_table(r, board_dir, html_path))
+            }
         }
-    );
+    };
+    let mut out = page.into_string();
+    out.push('\n');
+    out
+}
+
+fn heading(r: &Report, since: &str) -> Markup {
+    html! {
+        h1 { "taskboard stats" }
+        p class="sub" {
+            (Text(&short_ts(&r.since))) " → " (Text(&short_ts(&r.now))) " UTC (last "
+            (Text(since)) ") · " (r.events) " events"
+            @if r.bad_lines > 0 {
+                " · " (r.bad_lines) " unreadable lines skipped"
+            }
+        }
+    }
+}
+
+fn card(value: &str, label: &str) -> Markup {
+    html! {
+        div class="card" { b { (Text(value)) } span { (Text(label)) } }
+    }
+}
+
+fn summary_cards(r: &Report) -> Markup {
     let t = &r.totals;
-    let q = &r.queue;
     // A daily rate only over a span of at least a day; else the count and the span.
+    let span = fmt::duration_ms(r.throughput.span_ms, Fine);
     let (throughput, throughput_label) = match r.throughput.per_day {
         Some(per_day) => (
             format!("{per_day:.1}"),
-            format!(
-                "done per day (over {})",
-                fmt::duration_ms(r.throughput.span_ms, Fine)
-            ),
+            format!("done per day (over {span})"),
         ),
         None => (
-            format!(
-                "{} in {}",
-                t.done,
-                fmt::duration_ms(r.throughput.span_ms, Fine)
-            ),
+            format!("{} in {span}", t.done),
             "done, first to last event".to_string(),
         ),
     };
@@ -266,266 +215,409 @@ pub fn render(r: &Report, since: &str, board_dir: &Path, html_path: &Path) -> St
         ),
         (r.evidence_mismatches.to_string(), "evidence mismatches"),
     ];
-    o.push_str(r#"<div class="cards">"#);
-    for (value, label) in cards {
-        let _ = write!(
-            o,
-            r#"<div class="card"><b>{}</b><span>{}</span></div>"#,
-            esc(&value),
-            esc(label)
-        );
-    }
-    o.push_str("</div>");
-    let _ = write!(
-        o,
-        r#"<h2>Queue now <span class="sub">({})</span></h2><div class="cards" id="queue">"#,
-        if q.source == "board" {
-            "from the board"
-        } else {
-            "replayed from events"
+    html! {
+        div class="cards" {
+            @for (value, label) in &cards { (card(value, label)) }
         }
-    );
-    for (n, label) in [
+    }
+}
+
+fn queue_cards(q: &Queue) -> Markup {
+    let source = if q.source == "board" {
+        "from the board"
+    } else {
+        "replayed from events"
+    };
+    let counts = [
         (q.ready, "ready"),
         (q.running, "running"),
         (q.blocked, "blocked"),
         (q.failed, "failed"),
         (q.done, "done"),
-    ] {
-        let _ = write!(
-            o,
-            r#"<div class="card"><b>{n}</b><span>{label}</span></div>"#
-        );
+    ];
+    html! {
+        h2 { "Queue now " span class="sub" { "(" (source) ")" } }
+        div class="cards" id="queue" {
+            @for (n, label) in counts { (card(&n.to_string(), label)) }
+        }
     }
-    o.push_str("</div>");
+}
 
-    let days: Vec<String> = r
-        .days
+/// The days of the window as chart labels: `11-21`.
+fn day_labels(r: &Report) -> Vec<String> {
+    r.days
         .iter()
         .map(|d| d.date.get(5..).unwrap_or(&d.date).to_string())
-        .collect();
-    let count = |v: f64| format!("{v:.0}");
-    o.push_str(r#"<div class="grid"><section><h2>Throughput per day</h2>"#);
-    o.push_str(&bar_chart(
-        "chart-throughput",
-        "Tasks done, failed and retried per UTC day",
-        &days,
-        &[
-            Series {
-                name: "done",
-                class: "done",
-                values: r.days.iter().map(|d| d.done as f64).collect(),
-            },
-            Series {
-                name: "failed",
-                class: "failed",
-                values: r.days.iter().map(|d| d.failed as f64).collect(),
-            },
-            Series {
-                name: "retried",
-                class: "retried",
-                values: r.days.iter().map(|d| d.retried as f64).collect(),
-            },
-        ],
-        &count,
-    ));
-    o.push_str("</section><section><h2>Error rate per day</h2>");
-    o.push_str(&bar_chart(
-        "chart-error-rate",
-        "Failed attempts / finished attempts per UTC day",
-        &days,
-        &[Series {
-            name: "error rate",
-            class: "rate",
-            values: r
-                .days
-                .iter()
-                .map(|d| d.error_rate.unwrap_or(0.0) * 100.0)
-                .collect(),
-        }],
-        &|v| format!("{v:.0}%"),
-    ));
-    let l = &r.latency_ms;
-    let _ = write!(
-        o,
-        "</section><section><h2>Save → detection latency (ms)</h2><p class=\"sub\">p50 {} · p95 {} · p99 {} · {} saves</p>",
-        esc(&opt_ms(l.p50)),
-        esc(&opt_ms(l.p95)),
-        esc(&opt_ms(l.p99)),
-        l.count
-    );
+        .collect()
+}
+
+fn whole(v: f64) -> String {
+    format!("{v:.0}")
+}
+
+fn throughput_section(r: &Report) -> Markup {
+    let series = [
+        Series {
+            name: "done",
+            class: "done",
+            values: r.days.iter().map(|d| d.done as f64).collect(),
+        },
+        Series {
+            name: "failed",
+            class: "failed",
+            values: r.days.iter().map(|d| d.failed as f64).collect(),
+        },
+        Series {
+            name: "retried",
+            class: "retried",
+            values: r.days.iter().map(|d| d.retried as f64).collect(),
+        },
+    ];
+    let chart = Chart {
+        id: "chart-throughput",
+        title: "Tasks done, failed and retried per UTC day",
+        labels: &day_labels(r),
+        series: &series,
+        value_text: &whole,
+    };
+    html! { section { h2 { "Throughput per day" } (chart.render()) } }
+}
+
+fn error_rate_section(r: &Report) -> Markup {
+    let series = [Series {
+        name: "error rate",
+        class: "rate",
+        values: r
+            .days
+            .iter()
+            .map(|d| d.error_rate.unwrap_or(0.0) * 100.0)
+            .collect(),
+    }];
+    let chart = Chart {
+        id: "chart-error-rate",
+        title: "Failed attempts / finished attempts per UTC day",
+        labels: &day_labels(r),
+        series: &series,
+        value_text: &|v| format!("{v:.0}%"),
+    };
+    html! { section { h2 { "Error rate per day" } (chart.render()) } }
+}
+
+fn latency_section(l: &report::Latency) -> Markup {
+    let last = report::LATENCY_BUCKETS[report::LATENCY_BUCKETS.len() - 1];
     let buckets: Vec<String> = l
         .histogram
         .iter()
         .map(|b| match b.le {
             Some(le) if le < 1000 => format!("≤{le}"),
             Some(le) => format!("≤{}", fmt::duration_ms(le, Fine)),
-            None => format!(
-                ">{}",
-                fmt::duration_ms(
-                    report::LATENCY_BUCKETS[report::LATENCY_BUCKETS.len() - 1],
-                    Fine
-                )
-            ),
+            None => format!(">{}", fmt::duration_ms(last, Fine)),
         })
         .collect();
-    o.push_str(&bar_chart(
-        "chart-latency",
-        "Save to detection latency histogram in ms (file saves per bucket)",
-        &buckets,
-        &[Series {
-            name: "saves",
-            class: "lat",
-            values: l.histogram.iter().map(|b| b.count as f64).collect(),
-        }],
-        &count,
-    ));
-    o.push_str("</section><section><h2>Run duration by route</h2>");
-    let routes: Vec<String> = r.routes.iter().map(route_label).collect();
-    o.push_str(&bar_chart(
-        "chart-duration",
-        "Run duration by route, p50 and p95",
-        &routes,
-        &[
-            Series {
-                name: "p50",
-                class: "p50",
-                values: r
-                    .routes
-                    .iter()
-                    .map(|x| x.p50_ms.unwrap_or(0) as f64)
-                    .collect(),
-            },
-            Series {
-                name: "p95",
-                class: "p95",
-                values: r
-                    .routes
-                    .iter()
-                    .map(|x| x.p95_ms.unwrap_or(0) as f64)
-                    .collect(),
-            },
-        ],
-        &|v| fmt::duration_ms(v as u64, Fine),
-    ));
-    let _ = write!(
-        o,
-        "</section><section><h2>Spend by route</h2><p class=\"sub\">{} over {} · tokens {} in / {} out</p>",
-        esc(&fmt::usd(r.spend.cost_usd)),
-        runs(r.spend.runs),
-        esc(&fmt::count(r.spend.tokens_in)),
-        esc(&fmt::count(r.spend.tokens_out))
-    );
-    let spend_routes: Vec<String> = r.spend.routes.iter().map(|x| x.route.clone()).collect();
-    o.push_str(&bar_chart(
-        "chart-spend",
-        "Reported spend by route in US dollars",
-        &spend_routes,
-        &[Series {
-            name: "spend",
-            class: "spend",
-            values: r.spend.routes.iter().map(|x| x.cost_usd).collect(),
-        }],
-        &|v| fmt::usd(v),
-    ));
-    o.push_str("</section></div>");
-
-    let _ = write!(
-        o,
-        r#"<h2>Runs over their cap <span class="sub">({} in the window)</span></h2><table id="over-cap"><thead><tr><th>time (UTC)</th><th>task</th><th>route</th><th>attempt</th><th>cost</th><th>cap</th></tr></thead><tbody>"#,
-        r.over_cap.count
-    );
-    if r.over_cap.last.is_empty() {
-        o.push_str(r#"<tr><td colspan="6" class="empty">No run went over its cap in this window.</td></tr>"#);
-    }
-    for c in r.over_cap.last.iter().rev() {
-        let _ = write!(
-            o,
-            r#"<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td class="warn">{}</td><td>{}</td></tr>"#,
-            esc(&short_ts(&c.ts)),
-            esc(&c.task),
-            esc(&c.route),
-            c.attempt.map_or("-".into(), |a| a.to_string()),
-            esc(&fmt::usd(c.cost_usd)),
-            esc(&fmt::usd(c.cap_usd))
-        );
-    }
-    o.push_str("</tbody></table>");
-
-    let _ = write!(
-        o,
-        r#"<h2>Daily budgets reached <span class="sub">({} in the window)</span></h2><table id="budget-exhausted"><thead><tr><th>day (UTC)</th><th>route</th><th>spent</th><th>budget</th><th>tasks waiting</th></tr></thead><tbody>"#,
-        r.budget_exhausted.count
-    );
-    if r.budget_exhausted.last.is_empty() {
-        o.push_str(r#"<tr><td colspan="5" class="empty">No route reached its daily budget in this window.</td></tr>"#);
-    }
-    for h in r.budget_exhausted.last.iter().rev() {
-        let _ = write!(
-            o,
-            r#"<tr><td>{}</td><td>{}</td><td class="warn">{}</td><td>{}</td><td>{}</td></tr>"#,
-            esc(&h.date),
-            esc(&h.route),
-            esc(&fmt::usd(h.spent_usd)),
-            esc(&fmt::usd(h.budget_usd)),
-            h.waiting
-        );
-    }
-    o.push_str("</tbody></table>");
-
-    o.push_str(r#"<h2>Last failures</h2><table id="failures"><thead><tr><th>time (UTC)</th><th>task</th><th>attempt</th><th>outcome</th><th>note</th><th>deadletter</th></tr></thead><tbody>"#);
-    if r.failures.is_empty() {
-        o.push_str(r#"<tr><td colspan="6" class="empty">No failures in this window.</td></tr>"#);
-    }
-    for f in r.failures.iter().rev() {
-        let link = match &f.deadletter {
-            Some(p) => {
-                let target = {
-                    let p = PathBuf::from(p);
-                    if p.is_absolute() {
-                        p
-                    } else {
-                        board_dir.join(p)
-                    }
-                };
-                // Named as it lies beside the board: `deadletter/A-1.json`, or the archived
-                // `deadletter/archive/A-1-<time>.json` after a retry.
-                let parts: Vec<_> = target.components().collect();
-                let from = parts
-                    .iter()
-                    .rposition(|c| c.as_os_str() == "deadletter")
-                    .unwrap_or(parts.len().saturating_sub(1));
-                let shown = parts[from..]
-                    .iter()
-                    .map(|c| c.as_os_str().to_string_lossy())
-                    .collect::<Vec<_>>()
-                    .join("/");
-                format!(
-                    r#"<a href="{}">{}</a>"#,
-                    esc(&link_to(&target, html_path)),
-                    esc(&shown)
-                )
+    let series = [Series {
+        name: "saves",
+        class: "lat",
+        values: l.histogram.iter().map(|b| b.count as f64).collect(),
+    }];
+    let chart = Chart {
+        id: "chart-latency",
+        title: "Save to detection latency histogram in ms (file saves per bucket)",
+        labels: &buckets,
+        series: &series,
+        value_text: &whole,
+    };
+    html! {
+        section {
+            h2 { "Save → detection latency (ms)" }
+            p class="sub" {
+                "p50 " (Text(&opt_ms(l.p50))) " · p95 " (Text(&opt_ms(l.p95))) " · p99 "
+                (Text(&opt_ms(l.p99))) " · " (l.count) " saves"
             }
-            None => String::new(),
-        };
-        let _ = write!(
-            o,
-            r#"<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td class="{}"><code>{}</code></td><td class="note">{}</td><td>{}</td></tr>"#,
-            esc(&short_ts(&f.ts)),
-            esc(&f.task),
-            f.attempt.map_or("-".into(), |a| a.to_string()),
-            if f.outcome.starts_with("failed:") {
-                "bad"
-            } else {
-                "warn"
-            },
-            esc(&f.outcome),
-            esc(f.note.as_deref().unwrap_or("")),
-            link
-        );
+            (chart.render())
+        }
     }
-    o.push_str("</tbody></table></body></html>\n");
-    o
+}
+
+fn duration_section(r: &Report) -> Markup {
+    let routes: Vec<String> = r.routes.iter().map(route_label).collect();
+    let p = |f: fn(&report::Route) -> Option<u64>| -> Vec<f64> {
+        r.routes.iter().map(|x| f(x).unwrap_or(0) as f64).collect()
+    };
+    let series = [
+        Series {
+            name: "p50",
+            class: "p50",
+            values: p(|x| x.p50_ms),
+        },
+        Series {
+            name: "p95",
+            class: "p95",
+            values: p(|x| x.p95_ms),
+        },
+    ];
+    let chart = Chart {
+        id: "chart-duration",
+        title: "Run duration by route, p50 and p95",
+        labels: &routes,
+        series: &series,
+        value_text: &|v| fmt::duration_ms(v as u64, Fine),
+    };
+    html! { section { h2 { "Run duration by route" } (chart.render()) } }
+}
+
+fn spend_section(r: &Report) -> Markup {
+    let s = &r.spend;
+    let routes: Vec<String> = s.routes.iter().map(|x| x.route.clone()).collect();
+    let series = [Series {
+        name: "spend",
+        class: "spend",
+        values: s.routes.iter().map(|x| x.cost_usd).collect(),
+    }];
+    let chart = Chart {
+        id: "chart-spend",
+        title: "Reported spend by route in US dollars",
+        labels: &routes,
+        series: &series,
+        value_text: &fmt::usd,
+    };
+    html! {
+        section {
+            h2 { "Spend by route" }
+            p class="sub" {
+                (Text(&fmt::usd(s.cost_usd))) " over " (runs(s.runs)) " · tokens "
+                (Text(&fmt::count(s.tokens_in))) " in / " (Text(&fmt::count(s.tokens_out))) " out"
+            }
+            (chart.render())
+        }
+    }
+}
+
+/// One series of bars: its name (legend, tooltips) and CSS class.
+struct Series<'a> {
+    name: &'a str,
+    class: &'a str,
+    values: Vec<f64>,
+}
+
+/// A bar chart: groups of bars (one per series) along x, labels below, a legend when there is
+/// more than one series.
+struct Chart<'a> {
+    id: &'a str,
+    title: &'a str,
+    labels: &'a [String],
+    series: &'a [Series<'a>],
+    value_text: &'a dyn Fn(f64) -> String,
+}
+
+/// The chart's frame, in its own units (about pixels).
+const W: f64 = 520.0;
+const H: f64 = 220.0;
+const LEFT: f64 = 44.0;
+const RIGHT: f64 = 8.0;
+const TOP: f64 = 12.0;
+const BOTTOM: f64 = 38.0;
+const PLOT_W: f64 = W - LEFT - RIGHT;
+const PLOT_H: f64 = H - TOP - BOTTOM;
+
+impl Chart<'_> {
+    fn render(&self) -> Markup {
+        let max = self
+            .series
+            .iter()
+            .flat_map(|s| s.values.iter().copied())
+            .fold(0.0f64, f64::max);
+        let scale = if max > 0.0 { max } else { 1.0 };
+        let title_id = format!("{}-title", self.id);
+        html! {
+            svg id=(Text(self.id)) viewBox=(format!("0 0 {W} {H}")) role="img"
+                aria-labelledby=(Text(&title_id)) {
+                title id=(Text(&title_id)) { (Text(self.title)) }
+                (self.axis(scale))
+                (self.bars(scale))
+            }
+            @if self.series.len() > 1 {
+                div class="legend" {
+                    @for s in self.series {
+                        span { i class=(s.class) {} (Text(s.name)) }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The axis and three grid labels.
+    fn axis(&self, scale: f64) -> Markup {
+        html! {
+            @for i in 0..=2 {
+                @let v = scale * f64::from(i) / 2.0;
+                @let y = TOP + PLOT_H - PLOT_H * f64::from(i) / 2.0;
+                (grid_line(y))
+                text x=(LEFT - 4.0) y=(d1(y + 4.0)) text-anchor="end" { (Text(&(self.value_text)(v))) }
+            }
+        }
+    }
+
+    /// The bars, grouped by label, and every label that fits (at most about ten).
+    fn bars(&self, scale: f64) -> Markup {
+        let n = self.labels.len().max(1) as f64;
+        let slot = PLOT_W / n;
+        let group = slot * 0.8;
+        let bw = group / self.series.len().max(1) as f64;
+        let every = (self.labels.len() / 10).max(1);
+        html! {
+            @for (i, label) in self.labels.iter().enumerate() {
+                @let x0 = LEFT + slot * i as f64 + (slot - group) / 2.0;
+                @for (k, s) in self.series.iter().enumerate() {
+                    @let v = s.values.get(i).copied().unwrap_or(0.0);
+                    // A value above zero stays visible however small beside the largest.
+                    @let bh = if v > 0.0 { (PLOT_H * v / scale).max(MIN_BAR) } else { 0.0 };
+                    rect class=(s.class) x=(d1(x0 + bw * k as f64)) y=(d1(TOP + PLOT_H - bh))
+                        width=(d1((bw - 1.0).max(0.5))) height=(d1(bh)) {
+                        title { (Text(label)) ": " (Text(&(self.value_text)(v))) " " (Text(s.name)) }
+                    }
+                }
+                @if i % every == 0 {
+                    text x=(d1(x0 + group / 2.0)) y=(H - BOTTOM + 16.0) text-anchor="middle" {
+                        (Text(label))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A grid line across the plot at `y`, written self-closing as SVG elements in HTML must be
+/// (maud writes no `/>`); it holds numbers only, no text.
+fn grid_line(y: f64) -> Markup {
+    PreEscaped(format!(
+        r#"<line class="axis" x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}"/>"#,
+        W - RIGHT
+    ))
+}
+
+/// A table with its heading and column names; `empty` fills it when it has no rows.
+fn table(heading: Markup, id: &str, columns: &[&str], empty: &str, rows: Markup) -> Markup {
+    html! {
+        h2 { (heading) }
+        table id=(Text(id)) {
+            thead { tr { @for c in columns { th { (Text(c)) } } } }
+            tbody {
+                @if rows.0.is_empty() {
+                    tr { td colspan=(columns.len()) class="empty" { (Text(empty)) } }
+                }
+                (rows)
+            }
+        }
+    }
+}
+
+fn attempt_text(attempt: Option<u32>) -> String {
+    attempt.map_or("-".into(), |a| a.to_string())
+}
+
+fn over_cap_table(r: &Report) -> Markup {
+    let rows = html! {
+        @for c in r.over_cap.last.iter().rev() {
+            tr {
+                td { (Text(&short_ts(&c.ts))) }
+                td { code { (Text(&c.task)) } }
+                td { (Text(&c.route)) }
+                td { (attempt_text(c.attempt)) }
+                td class="warn" { (Text(&fmt::usd(c.cost_usd))) }
+                td { (Text(&fmt::usd(c.cap_usd))) }
+            }
+        }
+    };
+    table(
+        html! { "Runs over their cap " span class="sub" { "(" (r.over_cap.count) " in the window)" } },
+        "over-cap",
+        &["time (UTC)", "task", "route", "attempt", "cost", "cap"],
+        "No run went over its cap in this window.",
+        rows,
+    )
+}
+
+fn budget_table(r: &Report) -> Markup {
+    let rows = html! {
+        @for h in r.budget_exhausted.last.iter().rev() {
+            tr {
+                td { (Text(&h.date)) }
+                td { (Text(&h.route)) }
+                td class="warn" { (Text(&fmt::usd(h.spent_usd))) }
+                td { (Text(&fmt::usd(h.budget_usd))) }
+                td { (h.waiting) }
+            }
+        }
+    };
+    table(
+        html! {
+            "Daily budgets reached "
+            span class="sub" { "(" (r.budget_exhausted.count) " in the window)" }
+        },
+        "budget-exhausted",
+        &["day (UTC)", "route", "spent", "budget", "tasks waiting"],
+        "No route reached its daily budget in this window.",
+        rows,
+    )
+}
+
+fn failures_table(r: &Report, board_dir: &Path, html_path: &Path) -> Markup {
+    let rows = html! {
+        @for f in r.failures.iter().rev() {
+            tr {
+                td { (Text(&short_ts(&f.ts))) }
+                td { code { (Text(&f.task)) } }
+                td { (attempt_text(f.attempt)) }
+                td class=(if f.outcome.starts_with("failed:") { "bad" } else { "warn" }) {
+                    code { (Text(&f.outcome)) }
+                }
+                td class="note" { (Text(f.note.as_deref().unwrap_or(""))) }
+                td {
+                    @if let Some(p) = &f.deadletter {
+                        (deadletter_link(p, board_dir, html_path))
+                    }
+                }
+            }
+        }
+    };
+    table(
+        html! { "Last failures" },
+        "failures",
+        &[
+            "time (UTC)",
+            "task",
+            "attempt",
+            "outcome",
+            "note",
+            "deadletter",
+        ],
+        "No failures in this window.",
+        rows,
+    )
+}
+
+/// A link to a failure's deadletter file, named as it lies beside the board:
+/// `deadletter/A-1.json`, or the archived `deadletter/archive/A-1-<time>.json` after a retry.
+fn deadletter_link(path: &str, board_dir: &Path, html_path: &Path) -> Markup {
+    let target = {
+        let p = PathBuf::from(path);
+        if p.is_absolute() {
+            p
+        } else {
+            board_dir.join(p)
+        }
+    };
+    let parts: Vec<_> = target.components().collect();
+    let from = parts
+        .iter()
+        .rposition(|c| c.as_os_str() == "deadletter")
+        .unwrap_or(parts.len().saturating_sub(1));
+    let shown = parts[from..]
+        .iter()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/");
+    html! { a href=(Text(&link_to(&target, html_path))) { (Text(&shown)) } }
 }
 
 #[cfg(test)]

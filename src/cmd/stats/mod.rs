@@ -165,4 +165,3 @@ fn short_ts(ts: &str) -> String {
         _ => clean(ts),
     }
 }
-
