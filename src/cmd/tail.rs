@@ -377,256 +377,305 @@ fn render(map: &Fields, p: Paint) -> String {
 
 /// One event of `events.jsonl` (parsed) made readable; `p` paints it or not.
 pub fn render_event(map: &Fields, p: Paint) -> Rendered {
-    let mut fields = map.clone();
-    let take = |fields: &mut Fields, k: &str| fields.remove(k);
-    let ts = take(&mut fields, "ts");
-    let time = ts
+    let mut line = Line {
+        fields: map.clone(),
+        parts: Vec::new(),
+        tone: Tone::Plain,
+    };
+    let time = line
+        .take("ts")
         .as_ref()
         .and_then(Value::as_str)
         .and_then(|t| t.get(11..23))
         .map_or_else(|| "??:??:??.???".to_string(), clean);
-    let event = take(&mut fields, "event")
+    let event = line
+        .take("event")
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_else(|| "?".into());
-    let task = take(&mut fields, "task").map(|v| value_text(&v));
-    let mut parts: Vec<String> = Vec::new();
-    let kv = |fields: &mut Fields, k: &str, parts: &mut Vec<String>| {
-        if let Some(v) = fields.remove(k)
-            && !is_empty(&v)
-        {
-            parts.push(format!("{k}={}", value_text(&v)));
-        }
-    };
-    let mut tone = Tone::Plain;
-    // `review` first for a review run; any other phase by name.
-    let phase = |fields: &mut Fields, parts: &mut Vec<String>| match fields.remove("phase") {
-        Some(Value::String(s)) if s == "review" => parts.push("review".into()),
-        Some(v) => parts.push(format!("phase={}", value_text(&v))),
-        None => {}
-    };
-    let usd = |fields: &mut Fields, k: &str| -> Option<String> {
-        let v = fields.get(k)?.as_f64()?;
-        fields.remove(k);
-        Some(fmt::usd(v))
-    };
-    match event.as_str() {
-        "task_finished" => {
-            phase(&mut fields, &mut parts);
-            kv(&mut fields, "attempt", &mut parts);
-            if let Some(code) = take(&mut fields, "exit_code") {
-                parts.push(format!("exit={}", value_text(&code)));
-            }
-            kv(&mut fields, "signal", &mut parts);
-            if let Some(ms) = take(&mut fields, "duration_ms").and_then(|v| v.as_u64()) {
-                parts.push(fmt::duration_ms(ms, Fine));
-            }
-            if let Some(cost) = usd(&mut fields, "cost_usd") {
-                parts.push(cost);
-            }
-            let tokens_in = fields.get("tokens_in").and_then(Value::as_u64);
-            let tokens_out = fields.get("tokens_out").and_then(Value::as_u64);
-            if tokens_in.is_some() || tokens_out.is_some() {
-                fields.remove("tokens_in");
-                fields.remove("tokens_out");
-                let n = |t: Option<u64>| t.map_or_else(|| "?".to_string(), |n| n.to_string());
-                parts.push(format!("tokens={}/{}", n(tokens_in), n(tokens_out)));
-            }
-            if let Some(outcome) = take(&mut fields, "outcome") {
-                let o = value_text(&outcome);
-                tone = if o == "done" {
-                    Tone::Green
-                } else if o.starts_with("failed") {
-                    Tone::Red
-                } else if o.starts_with("blocked:retry") || o == "interrupted" || o == "cancelled" {
-                    Tone::Yellow
-                } else {
-                    tone
-                };
-                parts.push(format!("-> {o}"));
-            }
-            kv(&mut fields, "stopped", &mut parts);
-            kv(&mut fields, "note", &mut parts);
-            if let Some(Value::Array(files)) = fields.get("changed")
-                && !files.is_empty()
-            {
-                let shown: Vec<String> = files.iter().take(3).map(value_text).collect();
-                let mut text = format!("changed={}", shown.join(","));
-                if files.len() > 3 {
-                    let _ = write!(text, ",+{} more", files.len() - 3);
-                }
-                parts.push(text);
-                fields.remove("changed");
-            }
-            kv(&mut fields, "handoff", &mut parts);
-        }
-        "task_dispatched" => {
-            phase(&mut fields, &mut parts);
-            kv(&mut fields, "attempt", &mut parts);
-            kv(&mut fields, "route", &mut parts);
-            kv(&mut fields, "agent", &mut parts);
-            kv(&mut fields, "pid", &mut parts);
-        }
-        "file_changed" => {
-            if let Some(ms) = take(&mut fields, "latency_ms").and_then(|v| v.as_u64()) {
-                parts.push(format!("latency={}", fmt::duration_ms(ms, Fine)));
-            }
-            kv(&mut fields, "bytes", &mut parts);
-        }
-        "pass" => {
-            kv(&mut fields, "tasks", &mut parts);
-            kv(&mut fields, "dispatched", &mut parts);
-            if let Some(us) = take(&mut fields, "duration_us").and_then(|v| v.as_u64()) {
-                parts.push(format!("{:.1}ms", us as f64 / 1000.0));
-            }
-        }
-        "task_retry_scheduled" => {
-            tone = Tone::Yellow;
-            kv(&mut fields, "attempt", &mut parts);
-            if let Some(at) = take(&mut fields, "at") {
-                parts.push(format!("-> retry at {}", value_text(&at)));
-            }
-        }
-        "task_deadlettered" => {
-            tone = Tone::Red;
-            kv(&mut fields, "attempts", &mut parts);
-            if let Some(path) = take(&mut fields, "path") {
-                parts.push(format!("-> {}", value_text(&path)));
-            }
-        }
-        "dependency_promoted" => {
-            tone = Tone::Cyan;
-            kv(&mut fields, "deps", &mut parts);
-            parts.push("-> ready".into());
-        }
-        "retry_requested" => {
-            tone = Tone::Cyan;
-            kv(&mut fields, "from", &mut parts);
-            parts.push("-> ready".into());
-            kv(&mut fields, "archived", &mut parts);
-        }
-        "budget_exhausted" => {
-            tone = Tone::Yellow;
-            kv(&mut fields, "route", &mut parts);
-            if let (Some(spent), Some(budget)) = (
-                fields.get("spent_usd").and_then(Value::as_f64),
-                fields.get("budget_usd").and_then(Value::as_f64),
-            ) {
-                fields.remove("spent_usd");
-                fields.remove("budget_usd");
-                parts.push(format!(
-                    "spent {} of {} today",
-                    fmt::usd(spent),
-                    fmt::usd(budget)
-                ));
-            }
-            if let Some(n) = fields.get("waiting").and_then(Value::as_u64) {
-                fields.remove("waiting");
-                parts.push(format!("-> {n} waiting for the next UTC day"));
-            }
-        }
-        "cost_over_cap" => {
-            tone = Tone::Yellow;
-            kv(&mut fields, "attempt", &mut parts);
-            kv(&mut fields, "route", &mut parts);
-            if let (Some(cost), Some(cap)) = (
-                fields.get("cost_usd").and_then(Value::as_f64),
-                fields.get("cap_usd").and_then(Value::as_f64),
-            ) {
-                fields.remove("cost_usd");
-                fields.remove("cap_usd");
-                parts.push(format!("{} > cap {}", fmt::usd(cost), fmt::usd(cap)));
-            }
-        }
-        "evidence_mismatch" => {
-            tone = Tone::Yellow;
-            kv(&mut fields, "attempt", &mut parts);
-            let mut lists = Vec::new();
-            for (key, label) in [
-                ("claimed_not_seen", "claimed, not seen:"),
-                ("seen_not_claimed", "seen, not claimed:"),
-            ] {
-                if let Some(Value::Array(files)) = fields.get(key) {
-                    if !files.is_empty() {
-                        let names: Vec<String> = files.iter().map(value_text).collect();
-                        lists.push(format!("{label} {}", names.join(",")));
-                    }
-                    fields.remove(key);
-                }
-            }
-            if !lists.is_empty() {
-                parts.push(lists.join("; "));
-            }
-        }
-        "stale_claim_reset" | "task_interrupted" | "status_reasserted" | "lock_broken"
-        | "task_cancelled" | "writeback_conflict" | "ending_kept" => tone = Tone::Yellow,
-        "lint" => {
-            let severity = take(&mut fields, "severity").map(|v| value_text(&v));
-            tone = if severity.as_deref() == Some("error") {
-                Tone::Red
-            } else {
-                Tone::Yellow
-            };
-            let code = take(&mut fields, "code").map(|v| value_text(&v));
-            let line = take(&mut fields, "line").map(|v| value_text(&v));
-            let col = take(&mut fields, "column").map(|v| value_text(&v));
-            parts.push(format!(
-                "{} {} at {}:{}",
-                severity.unwrap_or_default(),
-                code.unwrap_or_default(),
-                line.unwrap_or_default(),
-                col.unwrap_or_default()
-            ));
-            kv(&mut fields, "message", &mut parts);
-        }
-        "error" => {
-            tone = Tone::Red;
-            kv(&mut fields, "message", &mut parts);
-            kv(&mut fields, "context", &mut parts);
-        }
-        "runtime_stopped" => {
-            // `once finished` beside a live `run` must not read as the service stopping: the
-            // mode comes first. Events written before the field existed keep `reason=`.
-            if let Some(Value::String(mode)) = fields.get("mode").cloned() {
-                fields.remove("mode");
-                match fields.remove("reason") {
-                    Some(Value::String(reason)) if reason == "finished" => {
-                        parts.push(format!("{} finished", clean(&mode)));
-                    }
-                    Some(Value::String(reason)) if !reason.is_empty() => {
-                        parts.push(format!("{} stopped: {}", clean(&mode), clean(&reason)));
-                    }
-                    _ => parts.push(clean(&mode)),
-                }
-            }
-            kv(&mut fields, "reason", &mut parts);
-        }
-        "runtime_started" => {
-            tone = Tone::Green;
-            kv(&mut fields, "mode", &mut parts);
-            kv(&mut fields, "version", &mut parts);
-            kv(&mut fields, "pid", &mut parts);
-        }
-        _ => {}
-    }
+    let task = line.take("task").map(|v| value_text(&v));
+    line.event_fields(&event);
     // Whatever is left (fields this version does not know), by name.
-    for (k, v) in fields {
+    for (k, v) in std::mem::take(&mut line.fields) {
         if !is_empty(&v) {
-            parts.push(format!("{}={}", clean(&k), value_text(&v)));
+            line.parts.push(format!("{}={}", clean(&k), value_text(&v)));
         }
     }
-    let mut body = tone.apply(p, &format!("{:<20}", clean(&event)));
+    let mut body = line.tone.apply(p, &format!("{:<20}", clean(&event)));
     if let Some(task) = task {
         body.push(' ');
         body.push_str(&p.bold(&task));
     }
-    if !parts.is_empty() {
+    if !line.parts.is_empty() {
         body.push(' ');
-        body.push_str(&parts.join(" "));
+        body.push_str(&line.parts.join(" "));
     }
     Rendered {
         time,
         body,
-        severity: tone.severity(),
+        severity: line.tone.severity(),
+    }
+}
+
+/// An event's line being written: the fields not yet shown, the parts written so far, and its
+/// tone.
+struct Line {
+    fields: Fields,
+    parts: Vec<String>,
+    tone: Tone,
+}
+
+impl Line {
+    fn take(&mut self, k: &str) -> Option<Value> {
+        self.fields.remove(k)
+    }
+
+    fn push(&mut self, part: impl Into<String>) {
+        self.parts.push(part.into());
+    }
+
+    /// `key=value`, unless the field is missing or says nothing.
+    fn kv(&mut self, k: &str) {
+        if let Some(v) = self.fields.remove(k)
+            && !is_empty(&v)
+        {
+            self.parts.push(format!("{k}={}", value_text(&v)));
+        }
+    }
+
+    /// `review` for a review run; any other phase by name.
+    fn phase(&mut self) {
+        match self.fields.remove("phase") {
+            Some(Value::String(s)) if s == "review" => self.push("review"),
+            Some(v) => self.push(format!("phase={}", value_text(&v))),
+            None => {}
+        }
+    }
+
+    /// A number field, taken only when it is one.
+    fn take_u64(&mut self, k: &str) -> Option<u64> {
+        self.take(k).and_then(|v| v.as_u64())
+    }
+
+    /// Two dollar amounts, taken only when both are numbers.
+    fn take_usd_pair(&mut self, a: &str, b: &str) -> Option<(f64, f64)> {
+        let pair = (
+            self.fields.get(a).and_then(Value::as_f64)?,
+            self.fields.get(b).and_then(Value::as_f64)?,
+        );
+        self.fields.remove(a);
+        self.fields.remove(b);
+        Some(pair)
+    }
+
+    /// A list of file names, taken when it is one: `None` when absent or not a list.
+    fn take_list(&mut self, k: &str) -> Option<Vec<Value>> {
+        match self.fields.get(k) {
+            Some(Value::Array(_)) => match self.fields.remove(k) {
+                Some(Value::Array(items)) => Some(items),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// The parts and tone of each kind of event; fields left over are written by name after.
+    fn event_fields(&mut self, event: &str) {
+        match event {
+            "task_finished" => self.task_finished(),
+            "task_dispatched" => {
+                self.phase();
+                for k in ["attempt", "route", "agent", "pid"] {
+                    self.kv(k);
+                }
+            }
+            "file_changed" => {
+                if let Some(ms) = self.take_u64("latency_ms") {
+                    self.push(format!("latency={}", fmt::duration_ms(ms, Fine)));
+                }
+                self.kv("bytes");
+            }
+            "pass" => {
+                self.kv("tasks");
+                self.kv("dispatched");
+                if let Some(us) = self.take_u64("duration_us") {
+                    self.push(format!("{:.1}ms", us as f64 / 1000.0));
+                }
+            }
+            "task_retry_scheduled" => {
+                self.tone = Tone::Yellow;
+                self.kv("attempt");
+                if let Some(at) = self.take("at") {
+                    self.push(format!("-> retry at {}", value_text(&at)));
+                }
+            }
+            "task_deadlettered" => {
+                self.tone = Tone::Red;
+                self.kv("attempts");
+                if let Some(path) = self.take("path") {
+                    self.push(format!("-> {}", value_text(&path)));
+                }
+            }
+            "dependency_promoted" => {
+                self.tone = Tone::Cyan;
+                self.kv("deps");
+                self.push("-> ready");
+            }
+            "retry_requested" => {
+                self.tone = Tone::Cyan;
+                self.kv("from");
+                self.push("-> ready");
+                self.kv("archived");
+            }
+            "budget_exhausted" => self.budget_exhausted(),
+            "cost_over_cap" => self.cost_over_cap(),
+            "evidence_mismatch" => self.evidence_mismatch(),
+            "stale_claim_reset" | "task_interrupted" | "status_reasserted" | "lock_broken"
+            | "task_cancelled" | "writeback_conflict" | "ending_kept" => self.tone = Tone::Yellow,
+            "lint" => self.lint(),
+            "error" => {
+                self.tone = Tone::Red;
+                self.kv("message");
+                self.kv("context");
+            }
+            "runtime_stopped" => self.runtime_stopped(),
+            "runtime_started" => {
+                self.tone = Tone::Green;
+                for k in ["mode", "version", "pid"] {
+                    self.kv(k);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn task_finished(&mut self) {
+        self.phase();
+        self.kv("attempt");
+        if let Some(code) = self.take("exit_code") {
+            self.push(format!("exit={}", value_text(&code)));
+        }
+        self.kv("signal");
+        if let Some(ms) = self.take_u64("duration_ms") {
+            self.push(fmt::duration_ms(ms, Fine));
+        }
+        if let Some(cost) = self.fields.get("cost_usd").and_then(Value::as_f64) {
+            self.fields.remove("cost_usd");
+            self.push(fmt::usd(cost));
+        }
+        let tokens_in = self.fields.get("tokens_in").and_then(Value::as_u64);
+        let tokens_out = self.fields.get("tokens_out").and_then(Value::as_u64);
+        if tokens_in.is_some() || tokens_out.is_some() {
+            self.fields.remove("tokens_in");
+            self.fields.remove("tokens_out");
+            let n = |t: Option<u64>| t.map_or_else(|| "?".to_string(), |n| n.to_string());
+            self.push(format!("tokens={}/{}", n(tokens_in), n(tokens_out)));
+        }
+        if let Some(outcome) = self.take("outcome") {
+            let o = value_text(&outcome);
+            self.tone = if o == "done" {
+                Tone::Green
+            } else if o.starts_with("failed") {
+                Tone::Red
+            } else if o.starts_with("blocked:retry") || o == "interrupted" || o == "cancelled" {
+                Tone::Yellow
+            } else {
+                self.tone
+            };
+            self.push(format!("-> {o}"));
+        }
+        self.kv("stopped");
+        self.kv("note");
+        if let Some(Value::Array(files)) = self.fields.get("changed")
+            && !files.is_empty()
+        {
+            let shown: Vec<String> = files.iter().take(3).map(value_text).collect();
+            let mut text = format!("changed={}", shown.join(","));
+            if files.len() > 3 {
+                let _ = write!(text, ",+{} more", files.len() - 3);
+            }
+            self.push(text);
+            self.fields.remove("changed");
+        }
+        self.kv("handoff");
+    }
+
+    fn budget_exhausted(&mut self) {
+        self.tone = Tone::Yellow;
+        self.kv("route");
+        if let Some((spent, budget)) = self.take_usd_pair("spent_usd", "budget_usd") {
+            self.push(format!(
+                "spent {} of {} today",
+                fmt::usd(spent),
+                fmt::usd(budget)
+            ));
+        }
+        if let Some(n) = self.fields.get("waiting").and_then(Value::as_u64) {
+            self.fields.remove("waiting");
+            self.push(format!("-> {n} waiting for the next UTC day"));
+        }
+    }
+
+    fn cost_over_cap(&mut self) {
+        self.tone = Tone::Yellow;
+        self.kv("attempt");
+        self.kv("route");
+        if let Some((cost, cap)) = self.take_usd_pair("cost_usd", "cap_usd") {
+            self.push(format!("{} > cap {}", fmt::usd(cost), fmt::usd(cap)));
+        }
+    }
+
+    fn evidence_mismatch(&mut self) {
+        self.tone = Tone::Yellow;
+        self.kv("attempt");
+        let mut lists = Vec::new();
+        for (key, label) in [
+            ("claimed_not_seen", "claimed, not seen:"),
+            ("seen_not_claimed", "seen, not claimed:"),
+        ] {
+            if let Some(files) = self.take_list(key)
+                && !files.is_empty()
+            {
+                let names: Vec<String> = files.iter().map(value_text).collect();
+                lists.push(format!("{label} {}", names.join(",")));
+            }
+        }
+        if !lists.is_empty() {
+            self.push(lists.join("; "));
+        }
+    }
+
+    fn lint(&mut self) {
+        let severity = self.take("severity").map(|v| value_text(&v));
+        self.tone = if severity.as_deref() == Some("error") {
+            Tone::Red
+        } else {
+            Tone::Yellow
+        };
+        let mut text = |k: &str| self.take(k).map(|v| value_text(&v)).unwrap_or_default();
+        let (code, line, col) = (text("code"), text("line"), text("column"));
+        self.push(format!(
+            "{} {code} at {line}:{col}",
+            severity.unwrap_or_default()
+        ));
+        self.kv("message");
+    }
+
+    /// `once finished` beside a live `run` must not read as the service stopping: the mode
+    /// comes first. Events written before the field existed keep `reason=`.
+    fn runtime_stopped(&mut self) {
+        if let Some(Value::String(mode)) = self.fields.get("mode").cloned() {
+            self.fields.remove("mode");
+            match self.fields.remove("reason") {
+                Some(Value::String(reason)) if reason == "finished" => {
+                    self.push(format!("{} finished", clean(&mode)));
+                }
+                Some(Value::String(reason)) if !reason.is_empty() => {
+                    self.push(format!("{} stopped: {}", clean(&mode), clean(&reason)));
+                }
+                _ => self.push(clean(&mode)),
+            }
+        }
+        self.kv("reason");
     }
 }
 
