@@ -451,164 +451,33 @@ impl Builder {
 
     /// Add one event. Events before the window only feed the queue and the route join.
     pub fn add(&mut self, rec: &Record) {
-        let task = rec.task.as_deref();
-        let event: &str = &rec.event;
-        let review = rec.phase.as_deref() == Some("review");
-        // The queue and the dispatch join look at every event, in or out of the window.
-        let mut route_of_finish = None;
-        match (event, task) {
-            ("task_dispatched", Some(t)) => {
-                if let (Some(a), Some(r)) = (rec.attempt, rec.route.as_deref()) {
-                    self.dispatched
-                        .insert((t.to_string(), a, review), r.to_string());
-                }
-                self.set_state(t, Some(QState::Running));
-            }
-            ("task_finished", Some(t)) => {
-                if let Some(a) = rec.attempt {
-                    route_of_finish = self.dispatched.remove(&(t.to_string(), a, review));
-                }
-                let outcome = rec.outcome.as_deref().unwrap_or("");
-                if outcome == "cancelled" {
-                    self.queue.remove(t);
-                } else {
-                    self.set_state(t, state_of(outcome));
-                }
-            }
-            ("task_retry_scheduled", Some(t)) => self.set_state(t, Some(QState::Blocked)),
-            (
-                "dependency_promoted"
-                | "stale_claim_reset"
-                | "retry_requested"
-                | "task_interrupted",
-                Some(t),
-            ) => self.set_state(t, Some(QState::Ready)),
-            ("status_reasserted", Some(t)) => {
-                let s = rec.status.as_deref().and_then(state_of);
-                self.set_state(t, s);
-            }
-            ("task_deadlettered", Some(t)) => self.set_state(t, Some(QState::Failed)),
-            _ => {}
-        }
+        let route_of_finish = self.replay(rec);
         if !self.in_window(&rec.ts) {
             return;
         }
         self.events += 1;
         let day = self.day_index(&rec.ts);
-        match event {
-            "file_changed" => {
+        let task = rec.task.as_deref();
+        match (&*rec.event, task) {
+            ("file_changed", _) => {
                 if let Some(ms) = rec.latency_ms {
                     self.latencies.push(ms);
                 }
             }
-            "task_finished" => {
-                let Some(t) = task else { return };
-                let outcome = rec.outcome.as_deref().unwrap_or("");
-                // A cancelled or interrupted run may still have reported what it spent.
-                self.add_spend(rec, day, route_of_finish.as_deref());
-                if outcome == "cancelled" || outcome == "interrupted" {
-                    return;
-                }
-                if review {
-                    self.reviews.run += 1;
-                    self.reviews.accepted += u64::from(outcome == "done");
-                    self.reviews.bounced += u64::from(outcome == "ready");
-                }
-                let attempt_failed =
-                    outcome.starts_with("blocked:retry:") || outcome.starts_with("failed:");
-                self.totals.attempts_finished += 1;
-                self.totals.attempts_failed += u64::from(attempt_failed);
-                if let Some(d) = day.and_then(|i| self.days.get_mut(i)) {
-                    d.attempts_finished += 1;
-                    d.attempts_failed += u64::from(attempt_failed);
-                }
-                if let Some(route) = route_of_finish {
-                    let entry = self.routes.entry((route, review)).or_default();
-                    if let Some(ms) = rec.duration_ms {
-                        entry.0.push(ms);
-                    }
-                    entry.1 += u64::from(attempt_failed);
-                }
-                if outcome == "done" {
-                    self.set_outcome(t, day, None, false);
-                } else if outcome.starts_with("failed:") {
-                    let failure = Failure {
-                        ts: rec.ts.to_string(),
-                        task: t.to_string(),
-                        attempt: rec.attempt,
-                        outcome: outcome.to_string(),
-                        note: rec.note.as_deref().map(str::to_owned),
-                        deadletter: None,
-                    };
-                    self.set_outcome(t, day, Some(failure), true);
-                } else if let Some(o) = self.outcomes.get_mut(t) {
-                    // Another run ended in between: a deadletter after it is a new failure.
-                    o.awaits_deadletter = false;
-                }
-            }
-            "cost_over_cap" => {
-                self.over_cap.count += 1;
-                push_last(
-                    &mut self.over_cap.last,
-                    OverCap {
-                        ts: rec.ts.to_string(),
-                        task: task.unwrap_or("").to_string(),
-                        route: rec.route.as_deref().unwrap_or("").to_string(),
-                        attempt: rec.attempt,
-                        cost_usd: rec.cost_usd.unwrap_or(0.0),
-                        cap_usd: rec.cap_usd.unwrap_or(0.0),
-                    },
-                );
-            }
-            "budget_exhausted" => {
-                self.budget_exhausted.count += 1;
-                push_last(
-                    &mut self.budget_exhausted.last,
-                    BudgetHold {
-                        ts: rec.ts.to_string(),
-                        date: rec.ts.get(..10).unwrap_or("").to_string(),
-                        route: rec.route.as_deref().unwrap_or("").to_string(),
-                        spent_usd: rec.spent_usd.unwrap_or(0.0),
-                        budget_usd: rec.budget_usd.unwrap_or(0.0),
-                        waiting: rec.waiting.unwrap_or(0),
-                    },
-                );
-            }
-            "evidence_mismatch" => self.evidence_mismatches += 1,
-            "task_retry_scheduled" => {
+            ("task_finished", Some(t)) => self.add_finish(rec, t, day, route_of_finish),
+            ("cost_over_cap", _) => self.add_over_cap(rec),
+            ("budget_exhausted", _) => self.add_budget_hold(rec),
+            ("evidence_mismatch", _) => self.evidence_mismatches += 1,
+            ("task_retry_scheduled", _) => {
                 self.totals.retried += 1;
                 if let Some(d) = day.and_then(|i| self.days.get_mut(i)) {
                     d.retried += 1;
                 }
             }
-            "task_deadlettered" => {
-                let Some(t) = task else { return };
-                let path = rec.path.as_deref().map(str::to_owned);
-                match self.outcomes.get_mut(t) {
-                    // The file of the `failed:…` finish just before: the same failure.
-                    Some(o) if o.awaits_deadletter => {
-                        o.awaits_deadletter = false;
-                        if let Some(f) = &mut o.failure {
-                            f.deadletter = path;
-                        }
-                    }
-                    // A claim that went stale too often, or a finish before the window.
-                    _ => {
-                        let failure = Failure {
-                            ts: rec.ts.to_string(),
-                            task: t.to_string(),
-                            attempt: rec.attempt,
-                            outcome: "failed:exhausted_retries".into(),
-                            note: None,
-                            deadletter: path,
-                        };
-                        self.set_outcome(t, day, Some(failure), false);
-                    }
-                }
-            }
-            "retry_requested" => {
+            ("task_deadlettered", Some(t)) => self.add_deadletter(rec, t, day),
+            ("retry_requested", Some(t)) => {
                 // `taskboard retry` moved the task's deadletter file into the archive.
-                if let (Some(t), Some(archived)) = (task, rec.archived.as_deref())
+                if let Some(archived) = rec.archived.as_deref()
                     && let Some(f) = self
                         .outcomes
                         .get_mut(t)
@@ -618,12 +487,158 @@ impl Builder {
                     f.deadletter = Some(archived.to_owned());
                 }
             }
-            "task_dispatched" => {
-                if let Some(o) = task.and_then(|t| self.outcomes.get_mut(t)) {
+            ("task_dispatched", Some(t)) => {
+                if let Some(o) = self.outcomes.get_mut(t) {
                     o.awaits_deadletter = false;
                 }
             }
             _ => {}
+        }
+    }
+
+    /// What every event says about the queue and the dispatch join, in the window or not.
+    /// Returns the route of the dispatch a `task_finished` ends.
+    fn replay(&mut self, rec: &Record) -> Option<String> {
+        let review = rec.phase.as_deref() == Some("review");
+        let t = rec.task.as_deref()?;
+        match &*rec.event {
+            "task_dispatched" => {
+                if let (Some(a), Some(r)) = (rec.attempt, rec.route.as_deref()) {
+                    self.dispatched
+                        .insert((t.to_string(), a, review), r.to_string());
+                }
+                self.set_state(t, Some(QState::Running));
+            }
+            "task_finished" => {
+                let route = rec
+                    .attempt
+                    .and_then(|a| self.dispatched.remove(&(t.to_string(), a, review)));
+                let outcome = rec.outcome.as_deref().unwrap_or("");
+                if outcome == "cancelled" {
+                    self.queue.remove(t);
+                } else {
+                    self.set_state(t, state_of(outcome));
+                }
+                return route;
+            }
+            "task_retry_scheduled" => self.set_state(t, Some(QState::Blocked)),
+            "dependency_promoted"
+            | "stale_claim_reset"
+            | "retry_requested"
+            | "task_interrupted" => {
+                self.set_state(t, Some(QState::Ready));
+            }
+            "status_reasserted" => {
+                let s = rec.status.as_deref().and_then(state_of);
+                self.set_state(t, s);
+            }
+            "task_deadlettered" => self.set_state(t, Some(QState::Failed)),
+            _ => {}
+        }
+        None
+    }
+
+    /// A run's end in the window: spend, attempts, reviews, route durations and the task's
+    /// latest outcome.
+    fn add_finish(&mut self, rec: &Record, t: &str, day: Option<usize>, route: Option<String>) {
+        let outcome = rec.outcome.as_deref().unwrap_or("");
+        let review = rec.phase.as_deref() == Some("review");
+        // A cancelled or interrupted run may still have reported what it spent.
+        self.add_spend(rec, day, route.as_deref());
+        if outcome == "cancelled" || outcome == "interrupted" {
+            return;
+        }
+        if review {
+            self.reviews.run += 1;
+            self.reviews.accepted += u64::from(outcome == "done");
+            self.reviews.bounced += u64::from(outcome == "ready");
+        }
+        let attempt_failed =
+            outcome.starts_with("blocked:retry:") || outcome.starts_with("failed:");
+        self.totals.attempts_finished += 1;
+        self.totals.attempts_failed += u64::from(attempt_failed);
+        if let Some(d) = day.and_then(|i| self.days.get_mut(i)) {
+            d.attempts_finished += 1;
+            d.attempts_failed += u64::from(attempt_failed);
+        }
+        if let Some(route) = route {
+            let entry = self.routes.entry((route, review)).or_default();
+            if let Some(ms) = rec.duration_ms {
+                entry.0.push(ms);
+            }
+            entry.1 += u64::from(attempt_failed);
+        }
+        if outcome == "done" {
+            self.set_outcome(t, day, None, false);
+        } else if outcome.starts_with("failed:") {
+            let failure = Failure {
+                ts: rec.ts.to_string(),
+                task: t.to_string(),
+                attempt: rec.attempt,
+                outcome: outcome.to_string(),
+                note: rec.note.as_deref().map(str::to_owned),
+                deadletter: None,
+            };
+            self.set_outcome(t, day, Some(failure), true);
+        } else if let Some(o) = self.outcomes.get_mut(t) {
+            // Another run ended in between: a deadletter after it is a new failure.
+            o.awaits_deadletter = false;
+        }
+    }
+
+    fn add_over_cap(&mut self, rec: &Record) {
+        self.over_cap.count += 1;
+        push_last(
+            &mut self.over_cap.last,
+            OverCap {
+                ts: rec.ts.to_string(),
+                task: rec.task.as_deref().unwrap_or("").to_string(),
+                route: rec.route.as_deref().unwrap_or("").to_string(),
+                attempt: rec.attempt,
+                cost_usd: rec.cost_usd.unwrap_or(0.0),
+                cap_usd: rec.cap_usd.unwrap_or(0.0),
+            },
+        );
+    }
+
+    fn add_budget_hold(&mut self, rec: &Record) {
+        self.budget_exhausted.count += 1;
+        push_last(
+            &mut self.budget_exhausted.last,
+            BudgetHold {
+                ts: rec.ts.to_string(),
+                date: rec.ts.get(..10).unwrap_or("").to_string(),
+                route: rec.route.as_deref().unwrap_or("").to_string(),
+                spent_usd: rec.spent_usd.unwrap_or(0.0),
+                budget_usd: rec.budget_usd.unwrap_or(0.0),
+                waiting: rec.waiting.unwrap_or(0),
+            },
+        );
+    }
+
+    /// A deadletter in the window: the file of the failure just before, or a failure of its own.
+    fn add_deadletter(&mut self, rec: &Record, t: &str, day: Option<usize>) {
+        let path = rec.path.as_deref().map(str::to_owned);
+        match self.outcomes.get_mut(t) {
+            // The file of the `failed:…` finish just before: the same failure.
+            Some(o) if o.awaits_deadletter => {
+                o.awaits_deadletter = false;
+                if let Some(f) = &mut o.failure {
+                    f.deadletter = path;
+                }
+            }
+            // A claim that went stale too often, or a finish before the window.
+            _ => {
+                let failure = Failure {
+                    ts: rec.ts.to_string(),
+                    task: t.to_string(),
+                    attempt: rec.attempt,
+                    outcome: "failed:exhausted_retries".into(),
+                    note: None,
+                    deadletter: path,
+                };
+                self.set_outcome(t, day, Some(failure), false);
+            }
         }
     }
 
