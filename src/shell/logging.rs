@@ -10,7 +10,8 @@
 //!   `taskboard tail` prints for it (`cmd::tail::render_event`), at the level its colour says
 //!   (red: error, yellow: warn, else info). The runtime leaves `pass` events out: one per pass,
 //!   they would bury everything else.
-//! - stderr on a terminal (and `NO_COLOR` unset or empty): exactly `tail`'s lines, coloured;
+//! - stderr coloured (a terminal; `cmd::colors` decides, from `NO_COLOR`, `CLICOLOR_FORCE`,
+//!   `CLICOLOR` and `TERM`): exactly `tail`'s lines, coloured;
 //!   other diagnostics as `time message`, yellow for warnings and red for errors.
 //! - stderr otherwise (a service manager captures it: journald, launchd's `StandardErrorPath`):
 //!   the same lines without colour, the severity word (`INFO`, `WARN`, `ERROR`) after the time,
@@ -28,7 +29,6 @@
 //!   and one warning says so.
 
 use std::fmt;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -219,8 +219,7 @@ pub fn init_for_board(board: &Path, explicit_config: Option<&Path>) -> LogGuard 
 pub fn init(board: &Path, log_keep: u32) -> LogGuard {
     let filter =
         || EnvFilter::try_from_env("TASKBOARD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let ansi = std::io::stderr().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let ansi = crate::cmd::colors(&std::io::stderr());
     let stderr_layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(ansi)
