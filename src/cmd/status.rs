@@ -65,24 +65,25 @@ pub fn run(board: &Path, json: bool) -> CmdResult {
     let board = &super::resolve_board(board)?;
     let text = read_board_text(board)?;
     let parsed = Board::parse(&text);
-    let report = report(board, &text, &parsed, Utc::now());
+    let overview = overview(board, &text, &parsed, Utc::now());
     let out = if json {
-        let mut s = serde_json::to_string(&report).unwrap_or_default();
+        let mut s = serde_json::to_string(&overview).unwrap_or_default();
         s.push('\n');
         s
     } else {
-        render(&report, Paint(use_color()))
+        render(&overview, Paint(use_color()))
     };
     print_stdout(&out)?;
     Ok(Exit::Ok)
 }
 
-/// The whole status report; its JSON form is documented in the module comment.
+/// The board at a glance, as `taskboard status` shows it; its JSON form is documented in the
+/// module comment.
 #[derive(Debug, Serialize)]
-pub struct Report {
+pub struct Overview {
     pub board: String,
     pub counts: Counts,
-    pub tasks: Vec<TaskReport>,
+    pub tasks: Vec<TaskOverview>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -97,7 +98,7 @@ pub struct Counts {
 }
 
 #[derive(Debug, Serialize)]
-pub struct TaskReport {
+pub struct TaskOverview {
     pub id: String,
     pub title: String,
     pub state: &'static str,
@@ -154,8 +155,8 @@ fn state_of(task: &Task, duplicated: &HashSet<&str>) -> &'static str {
     }
 }
 
-/// Builds the report for `board` (parsed from `text`) as of `now`.
-pub fn report(path: &Path, text: &str, board: &Board, now: DateTime<Utc>) -> Report {
+/// The overview of `board` (parsed from `text`) as of `now`.
+pub fn overview(path: &Path, text: &str, board: &Board, now: DateTime<Utc>) -> Overview {
     let mut counts = Counts::default();
     let mut tasks = Vec::with_capacity(board.tasks.len());
     let duplicated = board.duplicated_ids();
@@ -170,7 +171,7 @@ pub fn report(path: &Path, text: &str, board: &Board, now: DateTime<Utc>) -> Rep
             "invalid" => counts.invalid += 1,
             _ => counts.none += 1,
         }
-        let mut r = TaskReport {
+        let mut r = TaskOverview {
             id: task.id.clone(),
             title: task.title.clone(),
             state,
@@ -217,7 +218,7 @@ pub fn report(path: &Path, text: &str, board: &Board, now: DateTime<Utc>) -> Rep
         }
         tasks.push(r);
     }
-    Report {
+    Overview {
         board: path.display().to_string(),
         counts,
         tasks,
@@ -229,8 +230,8 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 }
 
 /// The text form: a counts line, then one section per kind of task that needs attention.
-pub fn render(report: &Report, paint: Paint) -> String {
-    let c = &report.counts;
+pub fn render(overview: &Overview, paint: Paint) -> String {
+    let c = &overview.counts;
     let mut counts = vec![
         format!("{} ready", c.ready),
         format!("{} running", c.running),
@@ -243,18 +244,18 @@ pub fn render(report: &Report, paint: Paint) -> String {
     }
     let mut out = format!(
         "{}: {} ({})\n",
-        paint.bold(&report.board),
+        paint.bold(&overview.board),
         counts.join(", "),
-        plural(report.tasks.len(), "task", "tasks")
+        plural(overview.tasks.len(), "task", "tasks")
     );
 
-    let width = report
+    let width = overview
         .tasks
         .iter()
         .map(|t| shown(&t.id).chars().count())
         .max()
         .unwrap_or(0);
-    let line = |t: &TaskReport, detail: String| {
+    let line = |t: &TaskOverview, detail: String| {
         let id = shown(&t.id);
         let pad = " ".repeat(width.saturating_sub(id.chars().count()));
         format!(
@@ -270,7 +271,7 @@ pub fn render(report: &Report, paint: Paint) -> String {
         }
     };
 
-    let running = report
+    let running = overview
         .tasks
         .iter()
         .filter(|t| t.state == State::Running.as_str())
@@ -293,7 +294,7 @@ pub fn render(report: &Report, paint: Paint) -> String {
         .collect();
     section(paint.cyan("running"), running);
 
-    let blocked = report
+    let blocked = overview
         .tasks
         .iter()
         .filter(|t| t.state == State::Blocked.as_str())
@@ -325,7 +326,7 @@ pub fn render(report: &Report, paint: Paint) -> String {
         .collect();
     section(paint.yellow("blocked"), blocked);
 
-    let failed = report
+    let failed = overview
         .tasks
         .iter()
         .filter(|t| t.state == State::Failed.as_str())
@@ -333,7 +334,7 @@ pub fn render(report: &Report, paint: Paint) -> String {
         .collect();
     section(paint.red("failed"), failed);
 
-    let invalid = report
+    let invalid = overview
         .tasks
         .iter()
         .filter(|t| matches!(t.state, "invalid" | "none") || t.id_problem.is_some())
@@ -380,7 +381,7 @@ mod tests {
     #[test]
     fn report_has_every_task_with_its_details() {
         let board = Board::parse(BOARD);
-        let r = report(Path::new("b.md"), BOARD, &board, at("2026-04-20T16:00:00Z"));
+        let r = overview(Path::new("b.md"), BOARD, &board, at("2026-04-20T16:00:00Z"));
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(
             v["counts"],
@@ -414,7 +415,7 @@ mod tests {
     fn tasks_that_can_never_run_are_invalid_not_ready() {
         let text = "## A-1: one\n- status: ready\n## A-1: copy\n- status: ready\n## ../../etc: pwn\n- status: ready\n## Fix the login\n- status: ready\n## B-1: waits\n- status: blocked:task:A-1\n## C-1: fine\n- status: ready\n";
         let board = Board::parse(text);
-        let r = report(Path::new("b.md"), text, &board, at("2026-04-20T16:00:00Z"));
+        let r = overview(Path::new("b.md"), text, &board, at("2026-04-20T16:00:00Z"));
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(
             v["counts"],
@@ -458,7 +459,7 @@ mod tests {
     #[test]
     fn text_lists_what_needs_attention() {
         let board = Board::parse(BOARD);
-        let r = report(Path::new("b.md"), BOARD, &board, at("2026-04-20T16:00:00Z"));
+        let r = overview(Path::new("b.md"), BOARD, &board, at("2026-04-20T16:00:00Z"));
         let text = render(&r, Paint(false));
         assert!(
             text.starts_with(
@@ -479,7 +480,7 @@ mod tests {
         }
         assert!(!text.contains("\x1b["));
         let empty = Board::parse("## A-1\n- status: done\n");
-        let r = report(
+        let r = overview(
             Path::new("b.md"),
             "## A-1\n- status: done\n",
             &empty,

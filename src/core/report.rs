@@ -1,7 +1,7 @@
 //! Statistics over the event log: a pure function of events and the current time.
 //!
 //! Owns the definitions behind `taskboard stats`. Feed lines (or parsed [`Record`]s) oldest first to
-//! a [`Builder`], then [`Builder::finish`] gives a [`Report`]. No file, clock or board is read
+//! a [`Builder`], then [`Builder::finish`] gives a [`Stats`]. No file, clock or board is read
 //! here; the command streams the log files and may replace the queue with counts from the board.
 //!
 //! # Definitions
@@ -50,7 +50,7 @@
 //!
 //! # JSON (`taskboard stats --json`)
 //!
-//! [`Report`] serializes to the document the README describes key by key (its unit and what it
+//! [`Stats`] serializes to the document the README describes key by key (its unit and what it
 //! counts), under "`stats --json` schema"; a test holds that every key emitted is described
 //! there. Version 2: `totals.done`, `totals.failed`, the days' `done` and `failed` and the
 //! failures count each task once, and `throughput` is over the span with its rates nullable.
@@ -179,8 +179,9 @@ pub struct Queue {
     pub done: u64,
 }
 
+/// A task counted failed, with its latest failure in the window.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Failure {
+pub struct FailedTask {
     pub ts: String,
     pub task: String,
     pub attempt: Option<u32>,
@@ -273,7 +274,7 @@ pub struct Reviews {
 
 /// Everything `taskboard stats` shows. Serializes to the documented JSON shape.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Report {
+pub struct Stats {
     pub version: u32,
     pub now: String,
     pub since: String,
@@ -287,7 +288,7 @@ pub struct Report {
     pub latency_ms: Latency,
     pub routes: Vec<Route>,
     pub queue: Queue,
-    pub failures: VecDeque<Failure>,
+    pub failures: VecDeque<FailedTask>,
     pub spend: Spend,
     pub over_cap: OverCaps,
     pub budget_exhausted: BudgetHolds,
@@ -295,7 +296,7 @@ pub struct Report {
     pub evidence_mismatches: u64,
 }
 
-/// Accumulates events (oldest first) into a [`Report`]. Keeps per-task state and the numbers
+/// Accumulates events (oldest first) into a [`Stats`]. Keeps per-task state and the numbers
 /// needed for percentiles, never the events themselves.
 #[derive(Debug)]
 pub struct Builder {
@@ -336,7 +337,7 @@ struct Outcome {
     seq: u64,
     day: Option<usize>,
     /// `None` when done.
-    failure: Option<Failure>,
+    failure: Option<FailedTask>,
     /// A `failed:…` finish not yet followed by its deadletter: a `task_deadlettered` now names
     /// this failure's file rather than a new failure.
     awaits_deadletter: bool,
@@ -571,7 +572,7 @@ impl Builder {
         if outcome == "done" {
             self.set_outcome(t, day, None, false);
         } else if outcome.starts_with("failed:") {
-            let failure = Failure {
+            let failure = FailedTask {
                 ts: rec.ts.to_string(),
                 task: t.to_string(),
                 attempt: rec.attempt,
@@ -629,7 +630,7 @@ impl Builder {
             }
             // A claim that went stale too often, or a finish before the window.
             _ => {
-                let failure = Failure {
+                let failure = FailedTask {
                     ts: rec.ts.to_string(),
                     task: t.to_string(),
                     attempt: rec.attempt,
@@ -647,7 +648,7 @@ impl Builder {
         &mut self,
         task: &str,
         day: Option<usize>,
-        failure: Option<Failure>,
+        failure: Option<FailedTask>,
         awaits_deadletter: bool,
     ) {
         let outcome = Outcome {
@@ -717,9 +718,9 @@ impl Builder {
         }
     }
 
-    pub fn finish(mut self) -> Report {
+    pub fn finish(mut self) -> Stats {
         // Each task once, by its latest outcome, under the day of that outcome.
-        let mut failed: Vec<(u64, Failure)> = Vec::new();
+        let mut failed: Vec<(u64, FailedTask)> = Vec::new();
         for o in self.outcomes.into_values() {
             let day = o.day.and_then(|i| self.days.get_mut(i));
             match o.failure {
@@ -740,7 +741,8 @@ impl Builder {
         }
         failed.sort_unstable_by_key(|(seq, _)| *seq);
         let skip = failed.len().saturating_sub(LAST_FAILURES);
-        let failures: VecDeque<Failure> = failed.into_iter().skip(skip).map(|(_, f)| f).collect();
+        let failures: VecDeque<FailedTask> =
+            failed.into_iter().skip(skip).map(|(_, f)| f).collect();
         let parse = |k: &Option<String>| {
             k.as_deref()
                 .and_then(|k| DateTime::parse_from_rfc3339(k).ok())
@@ -842,7 +844,7 @@ impl Builder {
                 QState::Done => queue.done += 1,
             }
         }
-        Report {
+        Stats {
             version: 2,
             now: format_ts(&self.now),
             since: format_ts(&self.since),
@@ -908,7 +910,7 @@ pub fn report<'a>(
     lines: impl IntoIterator<Item = &'a [u8]>,
     now: DateTime<Utc>,
     window: Duration,
-) -> Report {
+) -> Stats {
     let mut b = Builder::new(now, window);
     for line in lines {
         b.add_line(line);
@@ -939,7 +941,7 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap()
     }
 
-    fn lines(text: &str) -> Report {
+    fn lines(text: &str) -> Stats {
         report(text.lines().map(str::as_bytes), now(), Duration::days(7))
     }
 
@@ -1023,7 +1025,7 @@ mod tests {
         ]
     }
 
-    fn report_of(events: &[String]) -> Report {
+    fn report_of(events: &[String]) -> Stats {
         report(
             events.iter().map(|l| l.as_bytes()),
             now(),

@@ -11,7 +11,7 @@ use maud::{DOCTYPE, Markup, PreEscaped, Render, html};
 
 use super::{opt_ms, pct, route_label, runs, short_ts};
 use crate::core::fmt::{self, Precision::Fine};
-use crate::core::report::{self, Queue, Report};
+use crate::core::report::{self, Queue, Stats};
 
 /// Escape text for HTML element content and attribute values.
 fn esc(s: &str) -> String {
@@ -133,7 +133,7 @@ fn d1(v: f64) -> String {
 }
 
 /// The page: every section of the report, in order.
-pub fn render(r: &Report, since: &str, board_dir: &Path, html_path: &Path) -> String {
+pub fn render(r: &Stats, since: &str, board_dir: &Path, html_path: &Path) -> String {
     let page = html! {
         (DOCTYPE)
         html lang="en" {
@@ -166,7 +166,7 @@ pub fn render(r: &Report, since: &str, board_dir: &Path, html_path: &Path) -> St
     out
 }
 
-fn heading(r: &Report, since: &str) -> Markup {
+fn heading(r: &Stats, since: &str) -> Markup {
     html! {
         h1 { "taskboard stats" }
         p class="sub" {
@@ -185,7 +185,7 @@ fn card(value: &str, label: &str) -> Markup {
     }
 }
 
-fn summary_cards(r: &Report) -> Markup {
+fn summary_cards(r: &Stats) -> Markup {
     let t = &r.totals;
     // A daily rate only over a span of at least a day; else the count and the span.
     let span = fmt::duration_ms(r.throughput.span_ms, Fine);
@@ -244,7 +244,7 @@ fn queue_cards(q: &Queue) -> Markup {
 }
 
 /// The days of the window as chart labels: `11-21`.
-fn day_labels(r: &Report) -> Vec<String> {
+fn day_labels(r: &Stats) -> Vec<String> {
     r.days
         .iter()
         .map(|d| d.date.get(5..).unwrap_or(&d.date).to_string())
@@ -255,7 +255,7 @@ fn whole(v: f64) -> String {
     format!("{v:.0}")
 }
 
-fn throughput_section(r: &Report) -> Markup {
+fn throughput_section(r: &Stats) -> Markup {
     let series = [
         Series {
             name: "done",
@@ -283,7 +283,7 @@ fn throughput_section(r: &Report) -> Markup {
     html! { section { h2 { "Throughput per day" } (chart.render()) } }
 }
 
-fn error_rate_section(r: &Report) -> Markup {
+fn error_rate_section(r: &Stats) -> Markup {
     let series = [Series {
         name: "error rate",
         class: "rate",
@@ -338,7 +338,7 @@ fn latency_section(l: &report::Latency) -> Markup {
     }
 }
 
-fn duration_section(r: &Report) -> Markup {
+fn duration_section(r: &Stats) -> Markup {
     let routes: Vec<String> = r.routes.iter().map(route_label).collect();
     let p = |f: fn(&report::Route) -> Option<u64>| -> Vec<f64> {
         r.routes.iter().map(|x| f(x).unwrap_or(0) as f64).collect()
@@ -365,7 +365,7 @@ fn duration_section(r: &Report) -> Markup {
     html! { section { h2 { "Run duration by route" } (chart.render()) } }
 }
 
-fn spend_section(r: &Report) -> Markup {
+fn spend_section(r: &Stats) -> Markup {
     let s = &r.spend;
     let routes: Vec<String> = s.routes.iter().map(|x| x.route.clone()).collect();
     let series = [Series {
@@ -515,7 +515,7 @@ fn attempt_text(attempt: Option<u32>) -> String {
     attempt.map_or("-".into(), |a| a.to_string())
 }
 
-fn over_cap_table(r: &Report) -> Markup {
+fn over_cap_table(r: &Stats) -> Markup {
     let rows = html! {
         @for c in r.over_cap.last.iter().rev() {
             tr {
@@ -537,7 +537,7 @@ fn over_cap_table(r: &Report) -> Markup {
     )
 }
 
-fn budget_table(r: &Report) -> Markup {
+fn budget_table(r: &Stats) -> Markup {
     let rows = html! {
         @for h in r.budget_exhausted.last.iter().rev() {
             tr {
@@ -561,7 +561,7 @@ fn budget_table(r: &Report) -> Markup {
     )
 }
 
-fn failures_table(r: &Report, board_dir: &Path, html_path: &Path) -> Markup {
+fn failures_table(r: &Stats, board_dir: &Path, html_path: &Path) -> Markup {
     let rows = html! {
         @for f in r.failures.iter().rev() {
             tr {

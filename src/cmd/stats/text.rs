@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use super::{clean, opt_ms, pct, route_label, runs, short_ts};
 use crate::cmd::Paint;
 use crate::core::fmt::{self, Precision::Fine};
-use crate::core::report::{self, Report};
+use crate::core::report::{self, Stats};
 
 /// Throughput for people: the count and the span the window's events cover, with a rate only
 /// for the periods that span covers (never a day extrapolated from minutes).
@@ -43,7 +43,7 @@ fn bar(value: f64, max: f64, width: usize) -> String {
     s
 }
 
-pub fn render(r: &Report, since: &str, p: Paint) -> String {
+pub fn render(r: &Stats, since: &str, p: Paint) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -215,7 +215,7 @@ pub fn render(r: &Report, since: &str, p: Paint) -> String {
 }
 
 /// The spend, caps, budgets, reviews and evidence lines of the text report.
-fn render_spend_text(o: &mut String, r: &Report, p: Paint) {
+fn render_spend_text(o: &mut String, r: &Stats, p: Paint) {
     let s = &r.spend;
     let _ = writeln!(o);
     let _ = writeln!(
