@@ -370,9 +370,9 @@ fn render(s: &Shown, paint: Paint) -> String {
             (None, Some(sig)) => format!("signal {sig}"),
             _ => "not started".into(),
         };
-        let cost = a.cost_usd.map_or(String::new(), |c| {
-            format!("  {}", crate::core::handoff::usd(c))
-        });
+        let cost = a
+            .cost_usd
+            .map_or(String::new(), |c| format!("  {}", crate::core::fmt::usd(c)));
         out.push_str(&format!(
             "  {}{} {:<12} {:<9} {:>7.1}s{cost}  -> {}\n",
             a.attempt,
@@ -397,7 +397,7 @@ fn render(s: &Shown, paint: Paint) -> String {
     if s.cost_usd > 0.0 {
         out.push_str(&format!(
             "  total cost {}\n",
-            crate::core::handoff::usd(s.cost_usd)
+            crate::core::fmt::usd(s.cost_usd)
         ));
     }
     for m in &s.evidence_mismatches {
