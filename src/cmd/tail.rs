@@ -7,8 +7,12 @@
 //! [`render_event`]). `-f` follows the live file like `tail -F`: across rotation (the file
 //! renamed away and a new one created), truncation, and a missing file, polling every 200 ms,
 //! until SIGTERM or SIGINT ends it. `--json` passes the lines through byte for byte, `pass`
-//! events included: only `--task` filters the machine record. A log that is not a regular file (a FIFO) is refused, never
-//! opened in a way that waits.
+//! events included: only `--task` filters the machine record. A log that is not a regular file
+//! (a FIFO) is refused, never opened in a way that waits.
+//!
+//! Owns how an event line reads for a person ([`render_event`], shared with the runtime's log)
+//! and the command. Reading and following the files is `shell::event_log`'s; what a line's
+//! fields are is `core::event`'s. Must not touch: the board or the log, which it only reads.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
