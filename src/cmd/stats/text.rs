@@ -43,8 +43,22 @@ fn bar(value: f64, max: f64, width: usize) -> String {
     s
 }
 
+/// The report as text for a terminal, section by section.
 pub fn render(r: &Stats, since: &str, p: Paint) -> String {
     let mut o = String::new();
+    summary(&mut o, r, since, p);
+    per_day(&mut o, r, p);
+    latency(&mut o, r, p);
+    durations(&mut o, r, p);
+    spend(&mut o, r, p);
+    limits(&mut o, r, p);
+    queue(&mut o, r, p);
+    failures(&mut o, r, p);
+    o
+}
+
+/// The heading, the task totals, the throughput and the error rate.
+fn summary(o: &mut String, r: &Stats, since: &str, p: Paint) {
     let _ = writeln!(
         o,
         "{}  {} → {} UTC (last {}), {} events",
@@ -86,7 +100,10 @@ pub fn render(r: &Stats, since: &str, p: Paint) -> String {
         t.attempts_finished,
         pct(r.retry_rate)
     );
+}
 
+/// Done, failed, retried and the error rate per UTC day, with bars.
+fn per_day(o: &mut String, r: &Stats, p: Paint) {
     let _ = writeln!(o);
     let _ = writeln!(
         o,
@@ -106,7 +123,10 @@ pub fn render(r: &Stats, since: &str, p: Paint) -> String {
             pct(d.error_rate)
         );
     }
+}
 
+/// Save to detection latency: percentiles and a histogram.
+fn latency(o: &mut String, r: &Stats, p: Paint) {
     let l = &r.latency_ms;
     let _ = writeln!(o);
     let _ = writeln!(
@@ -134,7 +154,10 @@ pub fn render(r: &Stats, since: &str, p: Paint) -> String {
             );
         }
     }
+}
 
+/// Run durations by route.
+fn durations(o: &mut String, r: &Stats, p: Paint) {
     let _ = writeln!(o);
     let _ = writeln!(
         o,
@@ -157,65 +180,10 @@ pub fn render(r: &Stats, since: &str, p: Paint) -> String {
             p.cyan(&bar(route.p95_ms.unwrap_or(0) as f64, max_p95, 20))
         );
     }
-
-    render_spend_text(&mut o, r, p);
-
-    let q = &r.queue;
-    let _ = writeln!(o);
-    let _ = writeln!(
-        o,
-        "{} ({})   ready {}   running {}   blocked {}   failed {}   done {}",
-        p.bold("Queue now"),
-        if q.source == "board" {
-            "from the board"
-        } else {
-            "replayed from events"
-        },
-        q.ready,
-        q.running,
-        q.blocked,
-        if q.failed > 0 {
-            p.red(&q.failed.to_string())
-        } else {
-            q.failed.to_string()
-        },
-        q.done
-    );
-
-    if !r.failures.is_empty() {
-        let _ = writeln!(o);
-        let _ = writeln!(o, "{}", p.bold("Last failures"));
-        for f in &r.failures {
-            let mut line = format!(
-                "  {}  {}  attempt {}  {}",
-                short_ts(&f.ts),
-                clean(&f.task),
-                f.attempt.map_or("-".into(), |a| a.to_string()),
-                clean(&f.outcome)
-            );
-            if let Some(note) = &f.note {
-                let note: String = clean(note).chars().take(80).collect();
-                let _ = write!(line, "  \"{note}\"");
-            }
-            if let Some(dl) = &f.deadletter {
-                let _ = write!(line, "  {}", clean(dl));
-            }
-            let _ = writeln!(
-                o,
-                "{}",
-                if f.outcome.starts_with("failed:") {
-                    p.red(&line)
-                } else {
-                    p.yellow(&line)
-                }
-            );
-        }
-    }
-    o
 }
 
-/// The spend, caps, budgets, reviews and evidence lines of the text report.
-fn render_spend_text(o: &mut String, r: &Stats, p: Paint) {
+/// The spend lines of the text report: by route, then by UTC day.
+fn spend(o: &mut String, r: &Stats, p: Paint) {
     let s = &r.spend;
     let _ = writeln!(o);
     let _ = writeln!(
@@ -262,6 +230,10 @@ fn render_spend_text(o: &mut String, r: &Stats, p: Paint) {
             );
         }
     }
+}
+
+/// The caps, budgets, reviews and evidence lines of the text report.
+fn limits(o: &mut String, r: &Stats, p: Paint) {
     let oc = &r.over_cap;
     let over = format!("{} over the route's cap", runs(oc.count));
     let _ = writeln!(
@@ -328,6 +300,64 @@ fn render_spend_text(o: &mut String, r: &Stats, p: Paint) {
             runs(r.evidence_mismatches)
         }
     );
+}
+
+/// The queue now, from the board or replayed from the events.
+fn queue(o: &mut String, r: &Stats, p: Paint) {
+    let q = &r.queue;
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "{} ({})   ready {}   running {}   blocked {}   failed {}   done {}",
+        p.bold("Queue now"),
+        if q.source == "board" {
+            "from the board"
+        } else {
+            "replayed from events"
+        },
+        q.ready,
+        q.running,
+        q.blocked,
+        if q.failed > 0 {
+            p.red(&q.failed.to_string())
+        } else {
+            q.failed.to_string()
+        },
+        q.done
+    );
+}
+
+/// The last failures, one line each.
+fn failures(o: &mut String, r: &Stats, p: Paint) {
+    if !r.failures.is_empty() {
+        let _ = writeln!(o);
+        let _ = writeln!(o, "{}", p.bold("Last failures"));
+        for f in &r.failures {
+            let mut line = format!(
+                "  {}  {}  attempt {}  {}",
+                short_ts(&f.ts),
+                clean(&f.task),
+                f.attempt.map_or("-".into(), |a| a.to_string()),
+                clean(&f.outcome)
+            );
+            if let Some(note) = &f.note {
+                let note: String = clean(note).chars().take(80).collect();
+                let _ = write!(line, "  \"{note}\"");
+            }
+            if let Some(dl) = &f.deadletter {
+                let _ = write!(line, "  {}", clean(dl));
+            }
+            let _ = writeln!(
+                o,
+                "{}",
+                if f.outcome.starts_with("failed:") {
+                    p.red(&line)
+                } else {
+                    p.yellow(&line)
+                }
+            );
+        }
+    }
 }
 
 #[cfg(test)]
