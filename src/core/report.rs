@@ -719,9 +719,41 @@ impl Builder {
     }
 
     pub fn finish(mut self) -> Stats {
-        // Each task once, by its latest outcome, under the day of that outcome.
+        let failures = self.count_outcomes();
+        let throughput = throughput(self.first_key, self.last_key, self.totals.done);
+        for d in &mut self.days {
+            d.error_rate = rate(d.attempts_failed, d.attempts_finished);
+            d.cost_usd = round_usd(d.cost_usd);
+        }
+        let spend = spend(self.spend, self.spend_routes, self.spend_days, &self.days);
+        Stats {
+            version: 2,
+            now: format_ts(&self.now),
+            since: format_ts(&self.since),
+            events: self.events,
+            bad_lines: self.bad_lines,
+            error_rate: rate(self.totals.attempts_failed, self.totals.attempts_finished),
+            retry_rate: rate(self.totals.retried, self.totals.attempts_finished),
+            totals: self.totals,
+            throughput,
+            days: self.days,
+            latency_ms: latency(self.latencies),
+            routes: routes(self.routes),
+            queue: queue(&self.queue),
+            failures,
+            spend,
+            over_cap: self.over_cap,
+            budget_exhausted: self.budget_exhausted,
+            reviews: self.reviews,
+            evidence_mismatches: self.evidence_mismatches,
+        }
+    }
+
+    /// Counts each task once, by its latest outcome, under the day of that outcome; returns the
+    /// last [`LAST_FAILURES`] failed tasks in the order their failures were logged.
+    fn count_outcomes(&mut self) -> VecDeque<FailedTask> {
         let mut failed: Vec<(u64, FailedTask)> = Vec::new();
-        for o in self.outcomes.into_values() {
+        for o in std::mem::take(&mut self.outcomes).into_values() {
             let day = o.day.and_then(|i| self.days.get_mut(i));
             match o.failure {
                 None => {
@@ -741,131 +773,132 @@ impl Builder {
         }
         failed.sort_unstable_by_key(|(seq, _)| *seq);
         let skip = failed.len().saturating_sub(LAST_FAILURES);
-        let failures: VecDeque<FailedTask> =
-            failed.into_iter().skip(skip).map(|(_, f)| f).collect();
-        let parse = |k: &Option<String>| {
-            k.as_deref()
-                .and_then(|k| DateTime::parse_from_rfc3339(k).ok())
-                .map(|t| t.with_timezone(&Utc))
-        };
-        let span_ms = match (parse(&self.first_key), parse(&self.last_key)) {
-            (Some(a), Some(b)) => u64::try_from((b - a).num_milliseconds()).unwrap_or(0),
-            _ => 0,
-        };
-        let done = self.totals.done;
-        let per = |period: u64| {
-            (span_ms >= period).then(|| round3(done as f64 * period as f64 / span_ms as f64))
-        };
-        let throughput = Throughput {
-            done,
-            from: self.first_key,
-            to: self.last_key,
-            span_ms,
-            per_hour: per(HOUR_MS),
-            per_day: per(DAY_MS),
-        };
-        let rate = |n: u64, d: u64| (d > 0).then(|| round3(n as f64 / d as f64));
-        for d in &mut self.days {
-            d.error_rate = rate(d.attempts_failed, d.attempts_finished);
-        }
-        let mut histogram: Vec<Bucket> = LATENCY_BUCKETS
-            .iter()
-            .map(|&le| Bucket {
-                le: Some(le),
-                count: 0,
-            })
-            .chain(std::iter::once(Bucket::default()))
-            .collect();
-        for &ms in &self.latencies {
-            let i = LATENCY_BUCKETS.partition_point(|&le| le < ms);
-            histogram[i].count += 1;
-        }
-        self.latencies.sort_unstable();
-        let latency_ms = Latency {
-            count: self.latencies.len() as u64,
-            p50: percentile(&self.latencies, 50.0),
-            p95: percentile(&self.latencies, 95.0),
-            p99: percentile(&self.latencies, 99.0),
-            max: self.latencies.last().copied(),
-            histogram,
-        };
-        let mut routes: Vec<Route> = self
-            .routes
-            .into_iter()
-            .map(|((route, review), (mut ms, failed))| {
-                ms.sort_unstable();
-                Route {
-                    route,
-                    phase: review.then(|| "review".to_string()),
-                    runs: ms.len() as u64,
-                    failed,
-                    p50_ms: percentile(&ms, 50.0),
-                    p95_ms: percentile(&ms, 95.0),
-                }
-            })
-            .collect();
-        routes.sort_by(|a, b| (&a.route, &a.phase).cmp(&(&b.route, &b.phase)));
-        for d in &mut self.days {
-            d.cost_usd = round_usd(d.cost_usd);
-        }
-        let mut spend = self.spend;
-        spend.cost_usd = round_usd(spend.cost_usd);
-        spend.routes = self
-            .spend_routes
-            .into_values()
-            .map(|mut r| {
-                r.cost_usd = round_usd(r.cost_usd);
-                r
-            })
-            .collect();
-        spend.routes.sort_by(|a, b| a.route.cmp(&b.route));
-        let mut by_day: Vec<((usize, String), f64)> = self.spend_days.into_iter().collect();
-        by_day.sort_by(|a, b| a.0.cmp(&b.0));
-        spend.days = by_day
-            .into_iter()
-            .filter_map(|((i, route), cost)| {
-                Some(DaySpend {
-                    date: self.days.get(i)?.date.clone(),
-                    route,
-                    cost_usd: round_usd(cost),
-                })
-            })
-            .collect();
-        let mut queue = Queue {
-            source: "events".into(),
-            ..Queue::default()
-        };
-        for s in self.queue.values() {
-            match s {
-                QState::Ready => queue.ready += 1,
-                QState::Running => queue.running += 1,
-                QState::Blocked => queue.blocked += 1,
-                QState::Failed => queue.failed += 1,
-                QState::Done => queue.done += 1,
+        failed.into_iter().skip(skip).map(|(_, f)| f).collect()
+    }
+}
+
+/// A ratio rounded to three decimals; `None` over nothing.
+fn rate(n: u64, d: u64) -> Option<f64> {
+    (d > 0).then(|| round3(n as f64 / d as f64))
+}
+
+/// Tasks done over the span from the first to the last event time of the window, with a rate
+/// only for the periods the span covers.
+fn throughput(first: Option<String>, last: Option<String>, done: u64) -> Throughput {
+    let parse = |k: &Option<String>| {
+        k.as_deref()
+            .and_then(|k| DateTime::parse_from_rfc3339(k).ok())
+            .map(|t| t.with_timezone(&Utc))
+    };
+    let span_ms = match (parse(&first), parse(&last)) {
+        (Some(a), Some(b)) => u64::try_from((b - a).num_milliseconds()).unwrap_or(0),
+        _ => 0,
+    };
+    let per = |period: u64| {
+        (span_ms >= period).then(|| round3(done as f64 * period as f64 / span_ms as f64))
+    };
+    Throughput {
+        done,
+        from: first,
+        to: last,
+        span_ms,
+        per_hour: per(HOUR_MS),
+        per_day: per(DAY_MS),
+    }
+}
+
+/// Percentiles and the histogram of save-to-detection latencies.
+fn latency(mut latencies: Vec<u64>) -> Latency {
+    let mut histogram: Vec<Bucket> = LATENCY_BUCKETS
+        .iter()
+        .map(|&le| Bucket {
+            le: Some(le),
+            count: 0,
+        })
+        .chain(std::iter::once(Bucket::default()))
+        .collect();
+    for &ms in &latencies {
+        let i = LATENCY_BUCKETS.partition_point(|&le| le < ms);
+        histogram[i].count += 1;
+    }
+    latencies.sort_unstable();
+    Latency {
+        count: latencies.len() as u64,
+        p50: percentile(&latencies, 50.0),
+        p95: percentile(&latencies, 95.0),
+        p99: percentile(&latencies, 99.0),
+        max: latencies.last().copied(),
+        histogram,
+    }
+}
+
+/// Run durations per route and phase, sorted by route then phase.
+fn routes(by_route: HashMap<(String, bool), (Vec<u64>, u64)>) -> Vec<Route> {
+    let mut routes: Vec<Route> = by_route
+        .into_iter()
+        .map(|((route, review), (mut ms, failed))| {
+            ms.sort_unstable();
+            Route {
+                route,
+                phase: review.then(|| "review".to_string()),
+                runs: ms.len() as u64,
+                failed,
+                p50_ms: percentile(&ms, 50.0),
+                p95_ms: percentile(&ms, 95.0),
             }
-        }
-        Stats {
-            version: 2,
-            now: format_ts(&self.now),
-            since: format_ts(&self.since),
-            events: self.events,
-            bad_lines: self.bad_lines,
-            error_rate: rate(self.totals.attempts_failed, self.totals.attempts_finished),
-            retry_rate: rate(self.totals.retried, self.totals.attempts_finished),
-            totals: self.totals,
-            throughput,
-            days: self.days,
-            latency_ms,
-            routes,
-            queue,
-            failures,
-            spend,
-            over_cap: self.over_cap,
-            budget_exhausted: self.budget_exhausted,
-            reviews: self.reviews,
-            evidence_mismatches: self.evidence_mismatches,
+        })
+        .collect();
+    routes.sort_by(|a, b| (&a.route, &a.phase).cmp(&(&b.route, &b.phase)));
+    routes
+}
+
+/// The spend totals, by route and by day and route, rounded to the cent.
+fn spend(
+    mut spend: Spend,
+    by_route: HashMap<String, RouteSpend>,
+    by_day: HashMap<(usize, String), f64>,
+    days: &[Day],
+) -> Spend {
+    spend.cost_usd = round_usd(spend.cost_usd);
+    spend.routes = by_route
+        .into_values()
+        .map(|mut r| {
+            r.cost_usd = round_usd(r.cost_usd);
+            r
+        })
+        .collect();
+    spend.routes.sort_by(|a, b| a.route.cmp(&b.route));
+    let mut by_day: Vec<((usize, String), f64)> = by_day.into_iter().collect();
+    by_day.sort_by(|a, b| a.0.cmp(&b.0));
+    spend.days = by_day
+        .into_iter()
+        .filter_map(|((i, route), cost)| {
+            Some(DaySpend {
+                date: days.get(i)?.date.clone(),
+                route,
+                cost_usd: round_usd(cost),
+            })
+        })
+        .collect();
+    spend
+}
+
+/// The queue replayed from the events: each task's last known state, counted.
+fn queue(states: &HashMap<String, QState>) -> Queue {
+    let mut queue = Queue {
+        source: "events".into(),
+        ..Queue::default()
+    };
+    for s in states.values() {
+        match s {
+            QState::Ready => queue.ready += 1,
+            QState::Running => queue.running += 1,
+            QState::Blocked => queue.blocked += 1,
+            QState::Failed => queue.failed += 1,
+            QState::Done => queue.done += 1,
         }
     }
+    queue
 }
 
 /// Whether `ts` has the shape of the log's own time form, `2026-11-22T15:25:03.123Z`.
