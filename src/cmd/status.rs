@@ -231,24 +231,7 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 
 /// The text form: a counts line, then one section per kind of task that needs attention.
 pub fn render(overview: &Overview, paint: Paint) -> String {
-    let c = &overview.counts;
-    let mut counts = vec![
-        format!("{} ready", c.ready),
-        format!("{} running", c.running),
-        format!("{} blocked", c.blocked),
-        format!("{} done", c.done),
-        format!("{} failed", c.failed),
-    ];
-    if c.invalid + c.none > 0 {
-        counts.push(plural(c.invalid + c.none, "invalid", "invalid"));
-    }
-    let mut out = format!(
-        "{}: {} ({})\n",
-        paint.bold(&overview.board),
-        counts.join(", "),
-        plural(overview.tasks.len(), "task", "tasks")
-    );
-
+    let mut out = counts_line(overview, paint);
     let width = overview
         .tasks
         .iter()
@@ -264,96 +247,44 @@ pub fn render(overview: &Overview, paint: Paint) -> String {
             paint.dim(&shown(&t.title))
         )
     };
-    let mut sections: Vec<(String, Vec<String>)> = Vec::new();
-    let mut section = |name: String, lines: Vec<String>| {
-        if !lines.is_empty() {
-            sections.push((name, lines));
-        }
-    };
-
-    let running = overview
-        .tasks
-        .iter()
-        .filter(|t| t.state == State::Running.as_str())
-        .map(|t| {
-            let agent = t.agent.as_deref().unwrap_or("?");
-            let age = t.age_s.unwrap_or(0);
-            let when = if age >= 0 {
-                format!(
-                    "for {}",
-                    human_duration(std::time::Duration::from_secs(age as u64))
-                )
-            } else {
-                format!(
-                    "claimed {} ahead of this clock",
-                    human_duration(std::time::Duration::from_secs(age.unsigned_abs()))
-                )
-            };
-            line(t, format!("{} {when}", paint.cyan(agent)))
-        })
-        .collect();
-    section(paint.cyan("running"), running);
-
-    let blocked = overview
-        .tasks
-        .iter()
-        .filter(|t| t.state == State::Blocked.as_str())
-        .map(|t| {
-            let detail = if let Some(deps) = &t.waiting_on {
-                let deps: Vec<String> = deps
-                    .iter()
-                    .map(|d| {
-                        let state = if d.state == "absent" {
-                            paint.red("not on the board")
-                        } else {
-                            d.state.to_string()
-                        };
-                        format!("{} ({state})", d.id)
-                    })
-                    .collect();
-                format!("waits on {}", deps.join(", "))
-            } else if let Some(at) = &t.retry_at {
-                format!("retries at {at}")
-            } else {
-                format!(
-                    "waits on {}: {}",
-                    paint.yellow(&shown(t.who.as_deref().unwrap_or("?"))),
-                    shown(t.reason.as_deref().unwrap_or(""))
-                )
-            };
-            line(t, detail)
-        })
-        .collect();
-    section(paint.yellow("blocked"), blocked);
-
-    let failed = overview
-        .tasks
-        .iter()
-        .filter(|t| t.state == State::Failed.as_str())
-        .map(|t| line(t, shown(t.reason.as_deref().unwrap_or(""))))
-        .collect();
-    section(paint.red("failed"), failed);
-
-    let invalid = overview
-        .tasks
-        .iter()
-        .filter(|t| matches!(t.state, "invalid" | "none") || t.id_problem.is_some())
-        .map(|t| {
-            let detail = match (t.state, t.id_problem) {
-                (_, Some("duplicate")) => "duplicate ID: no task with it runs".to_string(),
-                (_, Some(problem)) => format!("no usable task ID ({problem})"),
-                ("none", _) => "no status field".to_string(),
-                _ => format!(
-                    "status `{}`: {}",
-                    shown(t.status.as_deref().unwrap_or("")),
-                    shown(t.error.as_deref().unwrap_or(""))
-                ),
-            };
-            line(t, detail)
-        })
-        .collect();
-    section(paint.red("invalid"), invalid);
-
+    let is = |state: State| move |t: &&TaskOverview| t.state == state.as_str();
+    let invalid =
+        |t: &&TaskOverview| matches!(t.state, "invalid" | "none") || t.id_problem.is_some();
+    let section = |name: String, lines: Vec<String>| (!lines.is_empty()).then_some((name, lines));
+    let tasks = || overview.tasks.iter();
+    let sections: Vec<(String, Vec<String>)> = [
+        section(
+            paint.cyan("running"),
+            tasks()
+                .filter(is(State::Running))
+                .map(|t| line(t, running_detail(t, paint)))
+                .collect(),
+        ),
+        section(
+            paint.yellow("blocked"),
+            tasks()
+                .filter(is(State::Blocked))
+                .map(|t| line(t, blocked_detail(t, paint)))
+                .collect(),
+        ),
+        section(
+            paint.red("failed"),
+            tasks()
+                .filter(is(State::Failed))
+                .map(|t| line(t, shown(t.reason.as_deref().unwrap_or(""))))
+                .collect(),
+        ),
+        section(
+            paint.red("invalid"),
+            tasks()
+                .filter(invalid)
+                .map(|t| line(t, invalid_detail(t)))
+                .collect(),
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     if sections.is_empty() {
         out.push_str("nothing needs attention\n");
     }
@@ -366,6 +297,85 @@ pub fn render(overview: &Overview, paint: Paint) -> String {
         }
     }
     out
+}
+
+/// The first line: the board, its counts per state and how many tasks it has.
+fn counts_line(overview: &Overview, paint: Paint) -> String {
+    let c = &overview.counts;
+    let mut counts = vec![
+        format!("{} ready", c.ready),
+        format!("{} running", c.running),
+        format!("{} blocked", c.blocked),
+        format!("{} done", c.done),
+        format!("{} failed", c.failed),
+    ];
+    if c.invalid + c.none > 0 {
+        counts.push(plural(c.invalid + c.none, "invalid", "invalid"));
+    }
+    format!(
+        "{}: {} ({})\n",
+        paint.bold(&overview.board),
+        counts.join(", "),
+        plural(overview.tasks.len(), "task", "tasks")
+    )
+}
+
+/// Who runs a running task, and for how long (or how far ahead of this clock it was claimed).
+fn running_detail(t: &TaskOverview, paint: Paint) -> String {
+    let agent = t.agent.as_deref().unwrap_or("?");
+    let age = t.age_s.unwrap_or(0);
+    let when = if age >= 0 {
+        format!(
+            "for {}",
+            human_duration(std::time::Duration::from_secs(age as u64))
+        )
+    } else {
+        format!(
+            "claimed {} ahead of this clock",
+            human_duration(std::time::Duration::from_secs(age.unsigned_abs()))
+        )
+    };
+    format!("{} {when}", paint.cyan(agent))
+}
+
+/// What a blocked task waits on: other tasks, a retry time, or a person.
+fn blocked_detail(t: &TaskOverview, paint: Paint) -> String {
+    if let Some(deps) = &t.waiting_on {
+        let deps: Vec<String> = deps
+            .iter()
+            .map(|d| {
+                let state = if d.state == "absent" {
+                    paint.red("not on the board")
+                } else {
+                    d.state.to_string()
+                };
+                format!("{} ({state})", d.id)
+            })
+            .collect();
+        format!("waits on {}", deps.join(", "))
+    } else if let Some(at) = &t.retry_at {
+        format!("retries at {at}")
+    } else {
+        format!(
+            "waits on {}: {}",
+            paint.yellow(&shown(t.who.as_deref().unwrap_or("?"))),
+            shown(t.reason.as_deref().unwrap_or(""))
+        )
+    }
+}
+
+/// Why a task cannot run: its ID, a missing status field, or a status that does not parse.
+fn invalid_detail(t: &TaskOverview) -> String {
+    match (t.state, t.id_problem) {
+        (_, Some("duplicate")) => "duplicate ID: no task with it runs".to_string(),
+        (_, Some(problem)) => format!("no usable task ID ({problem})"),
+        ("none", _) => "no status field".to_string(),
+        _ => format!(
+            "status `{}`: {}",
+            shown(t.status.as_deref().unwrap_or("")),
+            shown(t.error.as_deref().unwrap_or(""))
+        ),
+    }
 }
 
 #[cfg(test)]
