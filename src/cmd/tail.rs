@@ -75,16 +75,34 @@ pub fn run(args: &Args) -> CmdResult {
         all: args.all,
         last_date: None,
     };
+    let (history, follower) = history(args, &board_dir, &live, &printer)?;
+    for line in &history {
+        printer.print(line).map_err(Failure::output)?;
+    }
+    printer.out.flush().map_err(Failure::output)?;
+    if !args.follow {
+        return Ok(Exit::Ok);
+    }
+    follow(&mut printer, follower, &live)
+}
 
+/// The last `args.lines` wanted lines of every log file, and a follower of the live file that
+/// starts where their reading stopped.
+fn history(
+    args: &Args,
+    board_dir: &Path,
+    live: &Path,
+    printer: &Printer<impl Write>,
+) -> Result<(VecDeque<Vec<u8>>, Follower), Failure> {
     // The live file is opened before the history is read, so that nothing appended in between
     // is missed: following starts where this handle's reading stops.
-    let current = match fsio::open_regular(&live) {
+    let current = match fsio::open_regular(live) {
         Ok(file) => Some(file),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => return Err(cannot_read(&live, &e)),
+        Err(e) => return Err(cannot_read(live, &e)),
     };
     let mut history: VecDeque<Vec<u8>> = VecDeque::new();
-    let keep = |history: &mut VecDeque<Vec<u8>>, line: &[u8], printer: &Printer<_>| {
+    let mut keep = |line: &[u8]| {
         if args.lines > 0 && printer.wanted(line) {
             if history.len() == args.lines {
                 history.pop_front();
@@ -92,13 +110,13 @@ pub fn run(args: &Args) -> CmdResult {
             history.push_back(line.to_vec());
         }
     };
-    for file in log_files(&board_dir) {
+    for file in log_files(board_dir) {
         if file == live {
             continue;
         }
         let read = for_each_line(&file, |line, terminated| {
             if terminated || parses(line) {
-                keep(&mut history, line, &printer);
+                keep(line);
             }
         });
         if let Err(e) = read
@@ -108,17 +126,17 @@ pub fn run(args: &Args) -> CmdResult {
         }
     }
     let opened = current.is_some();
-    let mut follower = Follower::with_file(&live, current);
+    let mut follower = Follower::with_file(live, current);
     if opened {
-        let lines = follower.read_new().map_err(|e| cannot_read(&live, &e))?;
+        let lines = follower.read_new().map_err(|e| cannot_read(live, &e))?;
         for line in lines {
-            keep(&mut history, &line, &printer);
+            keep(&line);
         }
         if !args.follow {
             // A last line without newline: shown when it is whole, skipped when torn.
             let last = follower.take_pending();
             if !last.is_empty() && parses(&last) {
-                keep(&mut history, &last, &printer);
+                keep(&last);
             }
         }
     } else if !args.follow {
@@ -126,15 +144,12 @@ pub fn run(args: &Args) -> CmdResult {
     } else {
         note(format!("waiting for {} to appear", live.display()));
     }
-    for line in &history {
-        printer.print(line).map_err(Failure::output)?;
-    }
-    printer.out.flush().map_err(Failure::output)?;
-    if !args.follow {
-        return Ok(Exit::Ok);
-    }
+    Ok((history, follower))
+}
 
-    // Until a signal ends the process (see `stop_on_signals`) or stdout fails.
+/// `-f`: prints each wanted line appended to the live file, until a signal ends the process
+/// (see [`stop_on_signals`]) or stdout fails.
+fn follow(printer: &mut Printer<impl Write>, mut follower: Follower, live: &Path) -> CmdResult {
     loop {
         let polled = follower.poll();
         if follower.take_truncated() {
@@ -143,7 +158,7 @@ pub fn run(args: &Args) -> CmdResult {
         let lines = match polled {
             Ok(lines) => lines,
             // Something that is not a regular file took the log's place: it is never opened.
-            Err(e) if fsio::is_not_regular(&e) => return Err(cannot_read(&live, &e)),
+            Err(e) if fsio::is_not_regular(&e) => return Err(cannot_read(live, &e)),
             Err(e) => {
                 note(format!("{}: {e}", live.display()));
                 Vec::new()
