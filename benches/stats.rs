@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use chrono::{Duration, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
-use taskboard::core::event::{Event, EventKind};
-use taskboard::core::report::{Builder, Rec};
+use taskboard::core::event::{Event, EventKind, Record};
+use taskboard::core::report::Builder;
 use taskboard::shell::event_log::for_each_line;
 
 const LINES: usize = 1_000_000;
@@ -185,9 +185,9 @@ fn bench(c: &mut Criterion) {
     group.bench_function("report_over_1m_lines", |b| {
         b.iter(|| {
             let mut builder = Builder::new(Utc::now(), Duration::days(7));
-            for_each_line(&path, |line, _| match serde_json::from_slice::<Rec>(line) {
+            for_each_line(&path, |line, _| match Record::from_line(line) {
                 Ok(rec) => builder.add(&rec),
-                Err(_) => builder.add_bad_line(),
+                Err(_) => builder.add_bad_lines(1),
             })
             .unwrap();
             builder.finish()

@@ -20,10 +20,12 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 
 use super::lint::read_board_text;
 use super::output::note;
-use super::tail::{Follower, stop_on_signals};
+use super::tail::stop_on_signals;
 use super::{CmdResult, Failure};
 use crate::core::board::Board;
+use crate::core::event::Record;
 use crate::exit::Exit;
+use crate::shell::event_log::Follower;
 use crate::shell::fsio;
 
 #[derive(clap::Args, Debug)]
@@ -127,28 +129,7 @@ pub fn run(args: &Args) -> CmdResult {
     let text = read_board_text(&board)?;
     let board_dir = super::board_dir(&board).to_path_buf();
     let state_dir = fsio::state_dir(&board);
-    let id = args.id.as_str();
-    let all = runs(&state_dir, id).map_err(|e| {
-        Failure::new(
-            Exit::State,
-            format!(
-                "cannot read {}: {e}",
-                state_dir.join("runs").join(id).display()
-            ),
-        )
-    })?;
-    let chosen = all
-        .iter()
-        .rev()
-        .find(|r| match args.attempt {
-            Some(n) => r.attempt == n && r.review == args.review,
-            None => !args.review || r.review,
-        })
-        .cloned();
-    let Some(run) = chosen else {
-        return Err(Failure::new(Exit::Findings, no_run(args, &board, &text)));
-    };
-
+    let run = choose_run(args, &board, &text, &state_dir)?;
     let streams: Vec<&str> = if args.stdout {
         vec!["stdout.log"]
     } else if args.stderr {
@@ -163,13 +144,12 @@ pub fn run(args: &Args) -> CmdResult {
         wrote_any: false,
         at_line_start: true,
     };
-    let mut followers: Vec<Output> = streams
+    let mut outputs: Vec<Output> = streams
         .iter()
         .map(|name| Output::new(run.path.join(name)))
         .collect();
-
     if !args.follow {
-        for (i, f) in followers.iter_mut().enumerate() {
+        for (i, f) in outputs.iter_mut().enumerate() {
             out.header(i, &f.path).map_err(Failure::output)?;
             let bytes = f.read_all().map_err(|e| cannot_read(&f.path, &e))?;
             out.bytes(i, &f.path, &bytes).map_err(Failure::output)?;
@@ -177,50 +157,67 @@ pub fn run(args: &Args) -> CmdResult {
         out.finish().map_err(Failure::output)?;
         return Ok(Exit::Ok);
     }
+    follow(
+        &board_dir,
+        &state_dir,
+        &args.id,
+        &run,
+        &mut out,
+        &mut outputs,
+    )
+}
 
+/// The run `args` asks for: the latest, or the one of `--attempt N` (and `--review`).
+fn choose_run(args: &Args, board: &Path, text: &str, state_dir: &Path) -> Result<RunDir, Failure> {
+    let id = args.id.as_str();
+    let all = runs(state_dir, id).map_err(|e| {
+        Failure::new(
+            Exit::State,
+            format!(
+                "cannot read {}: {e}",
+                state_dir.join("runs").join(id).display()
+            ),
+        )
+    })?;
+    all.iter()
+        .rev()
+        .find(|r| match args.attempt {
+            Some(n) => r.attempt == n && r.review == args.review,
+            None => !args.review || r.review,
+        })
+        .cloned()
+        .ok_or_else(|| Failure::new(Exit::Findings, no_run(args, board, text)))
+}
+
+/// `-f`: prints the run's output as it grows until the run is over, then what is left.
+fn follow(
+    board_dir: &Path,
+    state_dir: &Path,
+    id: &str,
+    run: &RunDir,
+    out: &mut Out<impl Write>,
+    outputs: &mut [Output],
+) -> CmdResult {
     stop_on_signals()?;
     // The live event log is opened before the rotated ones are read, so that an ending
     // appended in between is not missed.
     let live = board_dir.join("events.jsonl");
     let mut events = Follower::open(&live).map_err(|e| cannot_read(&live, &e))?;
-    let mut ended = None;
-    for file in crate::shell::event_log::log_files(&board_dir) {
-        if file == live {
-            continue;
-        }
-        let read = crate::shell::event_log::for_each_line(&file, |line, _| {
-            if ended.is_none() {
-                ended = ends(line, id, &run);
-            }
-        });
-        if let Err(e) = read
-            && e.kind() != io::ErrorKind::NotFound
-        {
-            return Err(cannot_read(&file, &e));
-        }
-    }
+    let mut ended = ended_in_rotated(board_dir, &live, id, run)?;
     let locks = crate::shell::lock::Locks::new(state_dir.join("locks"));
     let mut lock_gone_since: Option<Instant> = None;
     let mut last_check = Instant::now();
     loop {
         if ended.is_none() {
-            let lines = match events.poll() {
-                Ok(lines) => lines,
-                Err(e) if fsio::is_not_regular(&e) => return Err(cannot_read(&live, &e)),
-                Err(e) => {
-                    note(format!("{}: {e}", live.display()));
-                    Vec::new()
-                }
-            };
-            ended = lines.iter().find_map(|line| ends(line, id, &run));
+            ended = ended_in_new_lines(&mut events, &live, id, run)?;
         }
         if ended.is_none() && last_check.elapsed() >= LIVENESS_EVERY {
             last_check = Instant::now();
-            ended = liveness(&locks, &state_dir, id, &run, &mut lock_gone_since);
+            ended = liveness(&locks, state_dir, id, run, &mut lock_gone_since);
         }
         // The output is read after the ending was seen: the files are final before the
         // runtime logs `task_finished`, so this last read takes everything.
-        for (i, f) in followers.iter_mut().enumerate() {
+        for (i, f) in outputs.iter_mut().enumerate() {
             match f.poll() {
                 Ok(bytes) => out.bytes(i, &f.path, &bytes).map_err(Failure::output)?,
                 Err(e) if fsio::is_not_regular(&e) => return Err(cannot_read(&f.path, &e)),
@@ -240,6 +237,54 @@ pub fn run(args: &Args) -> CmdResult {
         }
         std::thread::sleep(POLL);
     }
+}
+
+/// How `run` ended, when a rotated event log (all but `live`) already says so.
+fn ended_in_rotated(
+    board_dir: &Path,
+    live: &Path,
+    id: &str,
+    run: &RunDir,
+) -> Result<Option<String>, Failure> {
+    let mut ended = None;
+    for file in crate::shell::event_log::log_files(board_dir) {
+        if file == live {
+            continue;
+        }
+        let read = crate::shell::event_log::for_each_line(&file, |line, _| {
+            if ended.is_none() {
+                ended = ends(line, id, run);
+            }
+        });
+        if let Err(e) = read
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            return Err(cannot_read(&file, &e));
+        }
+    }
+    Ok(ended)
+}
+
+/// How `run` ended, when a line appended to the live event log since the last poll says so.
+fn ended_in_new_lines(
+    events: &mut Follower,
+    live: &Path,
+    id: &str,
+    run: &RunDir,
+) -> Result<Option<String>, Failure> {
+    let polled = events.poll();
+    if events.take_truncated() {
+        note(format!("{} was truncated", live.display()));
+    }
+    let lines = match polled {
+        Ok(lines) => lines,
+        Err(e) if fsio::is_not_regular(&e) => return Err(cannot_read(live, &e)),
+        Err(e) => {
+            note(format!("{}: {e}", live.display()));
+            Vec::new()
+        }
+    };
+    Ok(lines.iter().find_map(|line| ends(line, id, run)))
 }
 
 /// The line for a task with no such run.
@@ -273,22 +318,14 @@ fn cannot_read(path: &Path, e: &io::Error) -> Failure {
 /// Whether this event line ends `run`: its own `task_finished` (same task, attempt and phase,
 /// logged after it started). Returns how it ended.
 fn ends(line: &[u8], id: &str, run: &RunDir) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Ending {
-        ts: DateTime<Utc>,
-        event: String,
-        task: Option<String>,
-        attempt: Option<u32>,
-        phase: Option<String>,
-        outcome: Option<String>,
-    }
-    let e: Ending = serde_json::from_slice(line).ok()?;
-    let finished = e.event == "task_finished"
+    let e = Record::from_line(line).ok()?;
+    let at = e.ts.parse::<DateTime<Utc>>().ok()?;
+    let finished = &*e.event == "task_finished"
         && e.task.as_deref() == Some(id)
         && e.attempt == Some(run.attempt)
         && (e.phase.as_deref() == Some("review")) == run.review
-        && e.ts >= run.started;
-    finished.then(|| match e.outcome {
+        && at >= run.started;
+    finished.then(|| match e.outcome.as_deref() {
         Some(o) => format!("ended: {o}"),
         None => "ended".to_string(),
     })

@@ -2,7 +2,6 @@
 //! none of them prints a backtrace or panics on bad input or on a failing output: they write
 //! through [`output`], never with `println!`.
 
-use std::io::IsTerminal;
 
 use crate::exit::Exit;
 
@@ -49,40 +48,60 @@ pub fn board_dir(board: &std::path::Path) -> &std::path::Path {
         .unwrap_or(std::path::Path::new("."))
 }
 
-/// Whether to colour standard output: only on a terminal, and never with `NO_COLOR` set.
-pub fn use_color() -> bool {
-    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+/// Whether to colour what is written to `stream`: the one decision, made by `anstream` from the
+/// environment. `NO_COLOR` (not empty) turns colour off; then `CLICOLOR_FORCE` (not empty) turns
+/// it on, even in a pipe; then `CLICOLOR=0` turns it off; otherwise only a terminal is coloured,
+/// and not one whose `TERM` is `dumb` (unless under `CI`).
+pub fn colors(stream: &impl anstream::stream::RawStream) -> bool {
+    match anstream::AutoStream::choice(stream) {
+        anstream::ColorChoice::Never => {
+            // anstream also takes a terminal with no `TERM` at all for one without colour;
+            // taskboard has always coloured it, so that one case is decided here.
+            let var = std::env::var_os;
+            stream.is_terminal()
+                && var("TERM").is_none()
+                && var("NO_COLOR").is_none_or(|v| v.is_empty())
+                && var("CLICOLOR").is_none_or(|v| v != "0")
+        }
+        _ => true,
+    }
 }
 
-/// ANSI styling that disappears when colour is off.
+/// Whether to colour standard output (see [`colors`]).
+pub fn use_color() -> bool {
+    colors(&std::io::stdout())
+}
+
+/// Styling that disappears when colour is off: `Paint(use_color())`.
 #[derive(Debug, Clone, Copy)]
 pub struct Paint(pub bool);
 
 impl Paint {
-    pub fn paint(self, code: &str, s: &str) -> String {
+    /// `s` in `style`, reset after; `s` alone when colour is off.
+    pub fn style(self, style: anstyle::Style, s: &str) -> String {
         if self.0 {
-            format!("\x1b[{code}m{s}\x1b[0m")
+            format!("{style}{s}{style:#}")
         } else {
             s.to_string()
         }
     }
     pub fn red(self, s: &str) -> String {
-        self.paint("31", s)
+        self.style(anstyle::AnsiColor::Red.on_default(), s)
     }
     pub fn yellow(self, s: &str) -> String {
-        self.paint("33", s)
+        self.style(anstyle::AnsiColor::Yellow.on_default(), s)
     }
     pub fn green(self, s: &str) -> String {
-        self.paint("32", s)
+        self.style(anstyle::AnsiColor::Green.on_default(), s)
     }
     pub fn cyan(self, s: &str) -> String {
-        self.paint("36", s)
+        self.style(anstyle::AnsiColor::Cyan.on_default(), s)
     }
     pub fn dim(self, s: &str) -> String {
-        self.paint("2", s)
+        self.style(anstyle::Style::new().dimmed(), s)
     }
     pub fn bold(self, s: &str) -> String {
-        self.paint("1", s)
+        self.style(anstyle::Style::new().bold(), s)
     }
 }
 

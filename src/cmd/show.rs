@@ -135,16 +135,52 @@ pub fn gather(board_dir: &Path, text: &str, id: &str) -> Result<Option<Shown>, F
         return Ok(None);
     };
     let (line, _) = board.line_col(text, task.heading.start);
-    let mut history = Vec::new();
-    let mut attempts = Vec::new();
-    let mut mismatches = Vec::new();
-    let mut routes: HashMap<(u32, bool), String> = HashMap::new();
-    // The latest dispatch: when, attempt, route, phase.
-    let mut dispatched: Option<(chrono::DateTime<chrono::Utc>, u32, String, Option<String>)> = None;
-    let scanned = for_each_event_in(board_dir, |ev| {
-        if ev.task.as_deref() != Some(id) {
-            return;
+    let mut scan = Scan::default();
+    for_each_event_in(board_dir, |ev| {
+        if ev.task.as_deref() == Some(id) {
+            scan.add(&ev);
         }
+    })
+    .map_err(|e| Failure::new(Exit::State, format!("cannot read the event log: {e}")))?;
+    // Not a regular file (a FIFO) or unreadable: shown as no handoff, never waited on.
+    let handoff =
+        crate::shell::fsio::read_regular_to_string(&crate::core::handoff::file_path(board_dir, id))
+            .ok()
+            .and_then(|f| crate::core::handoff::last_section(&f).map(str::to_string));
+    Ok(Some(Shown {
+        running: running_now(board_dir, id, task.status(), scan.dispatched),
+        id: id.to_string(),
+        title: task.title.clone(),
+        status: task.status.as_ref().map(|s| s.raw.clone()),
+        line,
+        block: text[task.block.clone()].to_string(),
+        cost_usd: scan.attempts.iter().filter_map(|a| a.cost_usd).sum(),
+        history: scan.history,
+        attempts: scan.attempts,
+        handoff,
+        evidence_mismatches: scan.mismatches,
+        blocked_by: waiting_on(&board, task.status()),
+        blocks: blocked_by(&board, id),
+    }))
+}
+
+/// What the events of one task say, gathered in log order.
+#[derive(Default)]
+struct Scan {
+    history: Vec<HistoryLine>,
+    attempts: Vec<AttemptLine>,
+    mismatches: Vec<Mismatch>,
+    /// The route of each dispatch, by attempt and whether it was a review run.
+    routes: HashMap<(u32, bool), String>,
+    /// The latest dispatch: when, attempt, route, phase.
+    dispatched: Option<Dispatch>,
+}
+
+type Dispatch = (chrono::DateTime<chrono::Utc>, u32, String, Option<String>);
+
+impl Scan {
+    /// Adds one event of the task: a history line, and an attempt or a mismatch when it is one.
+    fn add(&mut self, ev: &crate::core::event::Event) {
         let summary = match &ev.kind {
             EventKind::TaskDispatched {
                 attempt,
@@ -153,8 +189,9 @@ pub fn gather(board_dir: &Path, text: &str, id: &str) -> Result<Option<Shown>, F
                 phase,
                 ..
             } => {
-                routes.insert((*attempt, phase.is_some()), route.clone());
-                dispatched = Some((ev.ts, *attempt, route.clone(), phase.clone()));
+                self.routes
+                    .insert((*attempt, phase.is_some()), route.clone());
+                self.dispatched = Some((ev.ts, *attempt, route.clone(), phase.clone()));
                 format!(
                     "attempt {attempt}{} on `{route}` (pid {pid})",
                     if phase.is_some() { " review" } else { "" }
@@ -172,10 +209,10 @@ pub fn gather(board_dir: &Path, text: &str, id: &str) -> Result<Option<Shown>, F
                 changed,
                 ..
             } => {
-                attempts.push(AttemptLine {
+                self.attempts.push(AttemptLine {
                     attempt: *attempt,
                     phase: phase.clone(),
-                    route: routes.get(&(*attempt, phase.is_some())).cloned(),
+                    route: self.routes.get(&(*attempt, phase.is_some())).cloned(),
                     exit_code: *exit_code,
                     signal: *signal,
                     duration_ms: *duration_ms,
@@ -191,35 +228,32 @@ pub fn gather(board_dir: &Path, text: &str, id: &str) -> Result<Option<Shown>, F
                 claimed_not_seen,
                 seen_not_claimed,
             } => {
-                mismatches.push(Mismatch {
+                self.mismatches.push(Mismatch {
                     attempt: *attempt,
                     claimed_not_seen: claimed_not_seen.clone(),
                     seen_not_claimed: seen_not_claimed.clone(),
                 });
                 "claims and git disagree".to_string()
             }
-            other => {
-                let line = crate::core::event::Event::new(ev.ts, None, other.clone()).to_line();
-                // The event's own fields, without ts and name: compact enough for a history line.
-                let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-                v.as_object()
-                    .map(|o| {
-                        o.iter()
-                            .filter(|(k, _)| !matches!(k.as_str(), "ts" | "event"))
-                            .map(|(k, v)| format!("{k}={v}"))
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    })
-                    .unwrap_or_default()
-            }
+            // The event's own fields, without ts and name: compact enough for a history line.
+            _ => ev
+                .own_fields()
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" "),
         };
-        history.push(HistoryLine {
+        self.history.push(HistoryLine {
             ts: crate::core::event::format_ts(&ev.ts),
             event: ev.kind.name().to_string(),
             summary,
         });
-    });
-    let blocked_by = match task.status() {
+    }
+}
+
+/// The tasks a `blocked:task:…` status waits on, with their statuses.
+fn waiting_on(board: &Board, status: Option<&Status>) -> Vec<Waiting> {
+    match status {
         Some(Status::BlockedOnTasks(deps)) => deps
             .iter()
             .map(|d| Waiting {
@@ -230,73 +264,58 @@ pub fn gather(board_dir: &Path, text: &str, id: &str) -> Result<Option<Shown>, F
             })
             .collect(),
         _ => Vec::new(),
-    };
-    let blocks = board
+    }
+}
+
+/// The tasks waiting on `id`.
+fn blocked_by(board: &Board, id: &str) -> Vec<String> {
+    board
         .tasks
         .iter()
         .filter(
             |t| matches!(t.status(), Some(Status::BlockedOnTasks(d)) if d.iter().any(|d| d == id)),
         )
         .map(|t| t.id.clone())
-        .collect();
-    if let Err(e) = scanned {
-        return Err(Failure::new(
-            Exit::State,
-            format!("cannot read the event log: {e}"),
-        ));
-    }
-    // Not a regular file (a FIFO) or unreadable: shown as no handoff, never waited on.
-    let handoff =
-        crate::shell::fsio::read_regular_to_string(&crate::core::handoff::file_path(board_dir, id))
-            .ok()
-            .and_then(|f| crate::core::handoff::last_section(&f).map(str::to_string));
-    let running = match task.status() {
-        Some(Status::Running { agent, since }) => {
-            // Only this claim's own run: a dispatch and a run folder no older than the claim
-            // (both are stamped after it is written), never an earlier run's.
-            let state_dir = if board_dir == Path::new(".") {
-                PathBuf::from(".taskboard")
-            } else {
-                board_dir.join(".taskboard")
-            };
-            let run_dir = super::logs::runs(&state_dir, id)
-                .ok()
-                .and_then(|runs| runs.into_iter().last())
-                .filter(|r| r.started >= since.at);
-            let dispatched = dispatched.filter(|d| d.0 >= since.at);
-            Some(RunningNow {
-                agent: agent.clone(),
-                since: since.to_string(),
-                age_s: chrono::Utc::now()
-                    .signed_duration_since(since.at)
-                    .num_seconds(),
-                route: dispatched.as_ref().map(|d| d.2.clone()),
-                attempt: dispatched
-                    .as_ref()
-                    .map(|d| d.1)
-                    .or(run_dir.as_ref().map(|r| r.attempt)),
-                phase: dispatched.and_then(|d| d.3),
-                run_dir: run_dir.map(|r| r.path.display().to_string()),
-                follow: None,
-            })
-        }
-        _ => None,
+        .collect()
+}
+
+/// The run under way when the task is `running`: only this claim's own run, a dispatch and a
+/// run folder no older than the claim (both are stamped after it is written), never an earlier
+/// run's.
+fn running_now(
+    board_dir: &Path,
+    id: &str,
+    status: Option<&Status>,
+    dispatched: Option<Dispatch>,
+) -> Option<RunningNow> {
+    let Some(Status::Running { agent, since }) = status else {
+        return None;
     };
-    Ok(Some(Shown {
-        running,
-        id: id.to_string(),
-        title: task.title.clone(),
-        status: task.status.as_ref().map(|s| s.raw.clone()),
-        line,
-        block: text[task.block.clone()].to_string(),
-        cost_usd: attempts.iter().filter_map(|a| a.cost_usd).sum(),
-        history,
-        attempts,
-        handoff,
-        evidence_mismatches: mismatches,
-        blocked_by,
-        blocks,
-    }))
+    let state_dir = if board_dir == Path::new(".") {
+        PathBuf::from(".taskboard")
+    } else {
+        board_dir.join(".taskboard")
+    };
+    let run_dir = super::logs::runs(&state_dir, id)
+        .ok()
+        .and_then(|runs| runs.into_iter().last())
+        .filter(|r| r.started >= since.at);
+    let dispatched = dispatched.filter(|d| d.0 >= since.at);
+    Some(RunningNow {
+        agent: agent.clone(),
+        since: since.to_string(),
+        age_s: chrono::Utc::now()
+            .signed_duration_since(since.at)
+            .num_seconds(),
+        route: dispatched.as_ref().map(|d| d.2.clone()),
+        attempt: dispatched
+            .as_ref()
+            .map(|d| d.1)
+            .or(run_dir.as_ref().map(|r| r.attempt)),
+        phase: dispatched.and_then(|d| d.3),
+        run_dir: run_dir.map(|r| r.path.display().to_string()),
+        follow: None,
+    })
 }
 
 /// `running since <time> (<age> ago) · attempt N on `route``, then where its output is.
@@ -377,9 +396,9 @@ fn render(s: &Shown, paint: Paint) -> String {
             (None, Some(sig)) => format!("signal {sig}"),
             _ => "not started".into(),
         };
-        let cost = a.cost_usd.map_or(String::new(), |c| {
-            format!("  {}", crate::core::handoff::usd(c))
-        });
+        let cost = a
+            .cost_usd
+            .map_or(String::new(), |c| format!("  {}", crate::core::fmt::usd(c)));
         out.push_str(&format!(
             "  {}{} {:<12} {:<9} {:>7.1}s{cost}  -> {}\n",
             a.attempt,
@@ -404,7 +423,7 @@ fn render(s: &Shown, paint: Paint) -> String {
     if s.cost_usd > 0.0 {
         out.push_str(&format!(
             "  total cost {}\n",
-            crate::core::handoff::usd(s.cost_usd)
+            crate::core::fmt::usd(s.cost_usd)
         ));
     }
     for m in &s.evidence_mismatches {

@@ -65,24 +65,25 @@ pub fn run(board: &Path, json: bool) -> CmdResult {
     let board = &super::resolve_board(board)?;
     let text = read_board_text(board)?;
     let parsed = Board::parse(&text);
-    let report = report(board, &text, &parsed, Utc::now());
+    let overview = overview(board, &text, &parsed, Utc::now());
     let out = if json {
-        let mut s = serde_json::to_string(&report).unwrap_or_default();
+        let mut s = serde_json::to_string(&overview).unwrap_or_default();
         s.push('\n');
         s
     } else {
-        render(&report, Paint(use_color()))
+        render(&overview, Paint(use_color()))
     };
     print_stdout(&out)?;
     Ok(Exit::Ok)
 }
 
-/// The whole status report; its JSON form is documented in the module comment.
+/// The board at a glance, as `taskboard status` shows it; its JSON form is documented in the
+/// module comment.
 #[derive(Debug, Serialize)]
-pub struct Report {
+pub struct Overview {
     pub board: String,
     pub counts: Counts,
-    pub tasks: Vec<TaskReport>,
+    pub tasks: Vec<TaskOverview>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -97,7 +98,7 @@ pub struct Counts {
 }
 
 #[derive(Debug, Serialize)]
-pub struct TaskReport {
+pub struct TaskOverview {
     pub id: String,
     pub title: String,
     pub state: &'static str,
@@ -154,8 +155,8 @@ fn state_of(task: &Task, duplicated: &HashSet<&str>) -> &'static str {
     }
 }
 
-/// Builds the report for `board` (parsed from `text`) as of `now`.
-pub fn report(path: &Path, text: &str, board: &Board, now: DateTime<Utc>) -> Report {
+/// The overview of `board` (parsed from `text`) as of `now`.
+pub fn overview(path: &Path, text: &str, board: &Board, now: DateTime<Utc>) -> Overview {
     let mut counts = Counts::default();
     let mut tasks = Vec::with_capacity(board.tasks.len());
     let duplicated = board.duplicated_ids();
@@ -170,7 +171,7 @@ pub fn report(path: &Path, text: &str, board: &Board, now: DateTime<Utc>) -> Rep
             "invalid" => counts.invalid += 1,
             _ => counts.none += 1,
         }
-        let mut r = TaskReport {
+        let mut r = TaskOverview {
             id: task.id.clone(),
             title: task.title.clone(),
             state,
@@ -217,7 +218,7 @@ pub fn report(path: &Path, text: &str, board: &Board, now: DateTime<Utc>) -> Rep
         }
         tasks.push(r);
     }
-    Report {
+    Overview {
         board: path.display().to_string(),
         counts,
         tasks,
@@ -229,32 +230,15 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 }
 
 /// The text form: a counts line, then one section per kind of task that needs attention.
-pub fn render(report: &Report, paint: Paint) -> String {
-    let c = &report.counts;
-    let mut counts = vec![
-        format!("{} ready", c.ready),
-        format!("{} running", c.running),
-        format!("{} blocked", c.blocked),
-        format!("{} done", c.done),
-        format!("{} failed", c.failed),
-    ];
-    if c.invalid + c.none > 0 {
-        counts.push(plural(c.invalid + c.none, "invalid", "invalid"));
-    }
-    let mut out = format!(
-        "{}: {} ({})\n",
-        paint.bold(&report.board),
-        counts.join(", "),
-        plural(report.tasks.len(), "task", "tasks")
-    );
-
-    let width = report
+pub fn render(overview: &Overview, paint: Paint) -> String {
+    let mut out = counts_line(overview, paint);
+    let width = overview
         .tasks
         .iter()
         .map(|t| shown(&t.id).chars().count())
         .max()
         .unwrap_or(0);
-    let line = |t: &TaskReport, detail: String| {
+    let line = |t: &TaskOverview, detail: String| {
         let id = shown(&t.id);
         let pad = " ".repeat(width.saturating_sub(id.chars().count()));
         format!(
@@ -263,96 +247,44 @@ pub fn render(report: &Report, paint: Paint) -> String {
             paint.dim(&shown(&t.title))
         )
     };
-    let mut sections: Vec<(String, Vec<String>)> = Vec::new();
-    let mut section = |name: String, lines: Vec<String>| {
-        if !lines.is_empty() {
-            sections.push((name, lines));
-        }
-    };
-
-    let running = report
-        .tasks
-        .iter()
-        .filter(|t| t.state == State::Running.as_str())
-        .map(|t| {
-            let agent = t.agent.as_deref().unwrap_or("?");
-            let age = t.age_s.unwrap_or(0);
-            let when = if age >= 0 {
-                format!(
-                    "for {}",
-                    human_duration(std::time::Duration::from_secs(age as u64))
-                )
-            } else {
-                format!(
-                    "claimed {} ahead of this clock",
-                    human_duration(std::time::Duration::from_secs(age.unsigned_abs()))
-                )
-            };
-            line(t, format!("{} {when}", paint.cyan(agent)))
-        })
-        .collect();
-    section(paint.cyan("running"), running);
-
-    let blocked = report
-        .tasks
-        .iter()
-        .filter(|t| t.state == State::Blocked.as_str())
-        .map(|t| {
-            let detail = if let Some(deps) = &t.waiting_on {
-                let deps: Vec<String> = deps
-                    .iter()
-                    .map(|d| {
-                        let state = if d.state == "absent" {
-                            paint.red("not on the board")
-                        } else {
-                            d.state.to_string()
-                        };
-                        format!("{} ({state})", d.id)
-                    })
-                    .collect();
-                format!("waits on {}", deps.join(", "))
-            } else if let Some(at) = &t.retry_at {
-                format!("retries at {at}")
-            } else {
-                format!(
-                    "waits on {}: {}",
-                    paint.yellow(&shown(t.who.as_deref().unwrap_or("?"))),
-                    shown(t.reason.as_deref().unwrap_or(""))
-                )
-            };
-            line(t, detail)
-        })
-        .collect();
-    section(paint.yellow("blocked"), blocked);
-
-    let failed = report
-        .tasks
-        .iter()
-        .filter(|t| t.state == State::Failed.as_str())
-        .map(|t| line(t, shown(t.reason.as_deref().unwrap_or(""))))
-        .collect();
-    section(paint.red("failed"), failed);
-
-    let invalid = report
-        .tasks
-        .iter()
-        .filter(|t| matches!(t.state, "invalid" | "none") || t.id_problem.is_some())
-        .map(|t| {
-            let detail = match (t.state, t.id_problem) {
-                (_, Some("duplicate")) => "duplicate ID: no task with it runs".to_string(),
-                (_, Some(problem)) => format!("no usable task ID ({problem})"),
-                ("none", _) => "no status field".to_string(),
-                _ => format!(
-                    "status `{}`: {}",
-                    shown(t.status.as_deref().unwrap_or("")),
-                    shown(t.error.as_deref().unwrap_or(""))
-                ),
-            };
-            line(t, detail)
-        })
-        .collect();
-    section(paint.red("invalid"), invalid);
-
+    let is = |state: State| move |t: &&TaskOverview| t.state == state.as_str();
+    let invalid =
+        |t: &&TaskOverview| matches!(t.state, "invalid" | "none") || t.id_problem.is_some();
+    let section = |name: String, lines: Vec<String>| (!lines.is_empty()).then_some((name, lines));
+    let tasks = || overview.tasks.iter();
+    let sections: Vec<(String, Vec<String>)> = [
+        section(
+            paint.cyan("running"),
+            tasks()
+                .filter(is(State::Running))
+                .map(|t| line(t, running_detail(t, paint)))
+                .collect(),
+        ),
+        section(
+            paint.yellow("blocked"),
+            tasks()
+                .filter(is(State::Blocked))
+                .map(|t| line(t, blocked_detail(t, paint)))
+                .collect(),
+        ),
+        section(
+            paint.red("failed"),
+            tasks()
+                .filter(is(State::Failed))
+                .map(|t| line(t, shown(t.reason.as_deref().unwrap_or(""))))
+                .collect(),
+        ),
+        section(
+            paint.red("invalid"),
+            tasks()
+                .filter(invalid)
+                .map(|t| line(t, invalid_detail(t)))
+                .collect(),
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     if sections.is_empty() {
         out.push_str("nothing needs attention\n");
     }
@@ -365,6 +297,85 @@ pub fn render(report: &Report, paint: Paint) -> String {
         }
     }
     out
+}
+
+/// The first line: the board, its counts per state and how many tasks it has.
+fn counts_line(overview: &Overview, paint: Paint) -> String {
+    let c = &overview.counts;
+    let mut counts = vec![
+        format!("{} ready", c.ready),
+        format!("{} running", c.running),
+        format!("{} blocked", c.blocked),
+        format!("{} done", c.done),
+        format!("{} failed", c.failed),
+    ];
+    if c.invalid + c.none > 0 {
+        counts.push(plural(c.invalid + c.none, "invalid", "invalid"));
+    }
+    format!(
+        "{}: {} ({})\n",
+        paint.bold(&overview.board),
+        counts.join(", "),
+        plural(overview.tasks.len(), "task", "tasks")
+    )
+}
+
+/// Who runs a running task, and for how long (or how far ahead of this clock it was claimed).
+fn running_detail(t: &TaskOverview, paint: Paint) -> String {
+    let agent = t.agent.as_deref().unwrap_or("?");
+    let age = t.age_s.unwrap_or(0);
+    let when = if age >= 0 {
+        format!(
+            "for {}",
+            human_duration(std::time::Duration::from_secs(age as u64))
+        )
+    } else {
+        format!(
+            "claimed {} ahead of this clock",
+            human_duration(std::time::Duration::from_secs(age.unsigned_abs()))
+        )
+    };
+    format!("{} {when}", paint.cyan(agent))
+}
+
+/// What a blocked task waits on: other tasks, a retry time, or a person.
+fn blocked_detail(t: &TaskOverview, paint: Paint) -> String {
+    if let Some(deps) = &t.waiting_on {
+        let deps: Vec<String> = deps
+            .iter()
+            .map(|d| {
+                let state = if d.state == "absent" {
+                    paint.red("not on the board")
+                } else {
+                    d.state.to_string()
+                };
+                format!("{} ({state})", d.id)
+            })
+            .collect();
+        format!("waits on {}", deps.join(", "))
+    } else if let Some(at) = &t.retry_at {
+        format!("retries at {at}")
+    } else {
+        format!(
+            "waits on {}: {}",
+            paint.yellow(&shown(t.who.as_deref().unwrap_or("?"))),
+            shown(t.reason.as_deref().unwrap_or(""))
+        )
+    }
+}
+
+/// Why a task cannot run: its ID, a missing status field, or a status that does not parse.
+fn invalid_detail(t: &TaskOverview) -> String {
+    match (t.state, t.id_problem) {
+        (_, Some("duplicate")) => "duplicate ID: no task with it runs".to_string(),
+        (_, Some(problem)) => format!("no usable task ID ({problem})"),
+        ("none", _) => "no status field".to_string(),
+        _ => format!(
+            "status `{}`: {}",
+            shown(t.status.as_deref().unwrap_or("")),
+            shown(t.error.as_deref().unwrap_or(""))
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -380,7 +391,7 @@ mod tests {
     #[test]
     fn report_has_every_task_with_its_details() {
         let board = Board::parse(BOARD);
-        let r = report(Path::new("b.md"), BOARD, &board, at("2026-04-20T16:00:00Z"));
+        let r = overview(Path::new("b.md"), BOARD, &board, at("2026-04-20T16:00:00Z"));
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(
             v["counts"],
@@ -414,7 +425,7 @@ mod tests {
     fn tasks_that_can_never_run_are_invalid_not_ready() {
         let text = "## A-1: one\n- status: ready\n## A-1: copy\n- status: ready\n## ../../etc: pwn\n- status: ready\n## Fix the login\n- status: ready\n## B-1: waits\n- status: blocked:task:A-1\n## C-1: fine\n- status: ready\n";
         let board = Board::parse(text);
-        let r = report(Path::new("b.md"), text, &board, at("2026-04-20T16:00:00Z"));
+        let r = overview(Path::new("b.md"), text, &board, at("2026-04-20T16:00:00Z"));
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(
             v["counts"],
@@ -458,7 +469,7 @@ mod tests {
     #[test]
     fn text_lists_what_needs_attention() {
         let board = Board::parse(BOARD);
-        let r = report(Path::new("b.md"), BOARD, &board, at("2026-04-20T16:00:00Z"));
+        let r = overview(Path::new("b.md"), BOARD, &board, at("2026-04-20T16:00:00Z"));
         let text = render(&r, Paint(false));
         assert!(
             text.starts_with(
@@ -479,7 +490,7 @@ mod tests {
         }
         assert!(!text.contains("\x1b["));
         let empty = Board::parse("## A-1\n- status: done\n");
-        let r = report(
+        let r = overview(
             Path::new("b.md"),
             "## A-1\n- status: done\n",
             &empty,

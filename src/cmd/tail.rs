@@ -7,24 +7,29 @@
 //! [`render_event`]). `-f` follows the live file like `tail -F`: across rotation (the file
 //! renamed away and a new one created), truncation, and a missing file, polling every 200 ms,
 //! until SIGTERM or SIGINT ends it. `--json` passes the lines through byte for byte, `pass`
-//! events included: only `--task` filters the machine record. A log that is not a regular file (a FIFO) is refused, never
-//! opened in a way that waits.
+//! events included: only `--task` filters the machine record. A log that is not a regular file
+//! (a FIFO) is refused, never opened in a way that waits.
+//!
+//! Owns how an event line reads for a person ([`render_event`], shared with the runtime's log)
+//! and the command. Reading and following the files is `shell::event_log`'s; what a line's
+//! fields are is `core::event`'s. Must not touch: the board or the log, which it only reads.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::output::note;
 use super::{CmdResult, Failure, Paint};
+use crate::core::event::{Fields, Head, fields_of};
+use crate::core::fmt::{self, Precision::Fine};
 use crate::exit::Exit;
-use crate::shell::event_log::{for_each_line, log_files};
+use crate::shell::event_log::{Follower, for_each_line, log_files};
 use crate::shell::fsio;
 
 #[derive(clap::Args, Debug)]
@@ -70,16 +75,34 @@ pub fn run(args: &Args) -> CmdResult {
         all: args.all,
         last_date: None,
     };
+    let (history, follower) = history(args, &board_dir, &live, &printer)?;
+    for line in &history {
+        printer.print(line).map_err(Failure::output)?;
+    }
+    printer.out.flush().map_err(Failure::output)?;
+    if !args.follow {
+        return Ok(Exit::Ok);
+    }
+    follow(&mut printer, follower, &live)
+}
 
+/// The last `args.lines` wanted lines of every log file, and a follower of the live file that
+/// starts where their reading stopped.
+fn history(
+    args: &Args,
+    board_dir: &Path,
+    live: &Path,
+    printer: &Printer<impl Write>,
+) -> Result<(VecDeque<Vec<u8>>, Follower), Failure> {
     // The live file is opened before the history is read, so that nothing appended in between
     // is missed: following starts where this handle's reading stops.
-    let mut current = match fsio::open_regular(&live) {
+    let current = match fsio::open_regular(live) {
         Ok(file) => Some(file),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => return Err(cannot_read(&live, &e)),
+        Err(e) => return Err(cannot_read(live, &e)),
     };
     let mut history: VecDeque<Vec<u8>> = VecDeque::new();
-    let keep = |history: &mut VecDeque<Vec<u8>>, line: &[u8], printer: &Printer<_>| {
+    let mut keep = |line: &[u8]| {
         if args.lines > 0 && printer.wanted(line) {
             if history.len() == args.lines {
                 history.pop_front();
@@ -87,13 +110,13 @@ pub fn run(args: &Args) -> CmdResult {
             history.push_back(line.to_vec());
         }
     };
-    for file in log_files(&board_dir) {
+    for file in log_files(board_dir) {
         if file == live {
             continue;
         }
         let read = for_each_line(&file, |line, terminated| {
             if terminated || parses(line) {
-                keep(&mut history, line, &printer);
+                keep(line);
             }
         });
         if let Err(e) = read
@@ -102,45 +125,40 @@ pub fn run(args: &Args) -> CmdResult {
             return Err(cannot_read(&file, &e));
         }
     }
-    let mut follower = Follower {
-        path: live.clone(),
-        file: None,
-        pending: Vec::new(),
-    };
-    match current.take() {
-        Some(file) => {
-            follower.file = Some(file);
-            let lines = follower.read_new().map_err(|e| cannot_read(&live, &e))?;
-            for line in lines {
-                keep(&mut history, &line, &printer);
-            }
-            if !args.follow && !follower.pending.is_empty() {
-                // A last line without newline: shown when it is whole, skipped when torn.
-                let last = std::mem::take(&mut follower.pending);
-                if parses(&last) {
-                    keep(&mut history, &last, &printer);
-                }
+    let opened = current.is_some();
+    let mut follower = Follower::with_file(live, current);
+    if opened {
+        let lines = follower.read_new().map_err(|e| cannot_read(live, &e))?;
+        for line in lines {
+            keep(&line);
+        }
+        if !args.follow {
+            // A last line without newline: shown when it is whole, skipped when torn.
+            let last = follower.take_pending();
+            if !last.is_empty() && parses(&last) {
+                keep(&last);
             }
         }
-        None if !args.follow => {
-            note(format!("no events yet: {} does not exist", live.display()));
-        }
-        None => note(format!("waiting for {} to appear", live.display())),
+    } else if !args.follow {
+        note(format!("no events yet: {} does not exist", live.display()));
+    } else {
+        note(format!("waiting for {} to appear", live.display()));
     }
-    for line in &history {
-        printer.print(line).map_err(Failure::output)?;
-    }
-    printer.out.flush().map_err(Failure::output)?;
-    if !args.follow {
-        return Ok(Exit::Ok);
-    }
+    Ok((history, follower))
+}
 
-    // Until a signal ends the process (see `stop_on_signals`) or stdout fails.
+/// `-f`: prints each wanted line appended to the live file, until a signal ends the process
+/// (see [`stop_on_signals`]) or stdout fails.
+fn follow(printer: &mut Printer<impl Write>, mut follower: Follower, live: &Path) -> CmdResult {
     loop {
-        let lines = match follower.poll() {
+        let polled = follower.poll();
+        if follower.take_truncated() {
+            note(format!("{} was truncated", live.display()));
+        }
+        let lines = match polled {
             Ok(lines) => lines,
             // Something that is not a regular file took the log's place: it is never opened.
-            Err(e) if fsio::is_not_regular(&e) => return Err(cannot_read(&live, &e)),
+            Err(e) if fsio::is_not_regular(&e) => return Err(cannot_read(live, &e)),
             Err(e) => {
                 note(format!("{}: {e}", live.display()));
                 Vec::new()
@@ -173,101 +191,10 @@ fn cannot_read(path: &Path, e: &io::Error) -> Failure {
     Failure::new(Exit::State, format!("cannot read {}: {e}", path.display()))
 }
 
+/// Whether a line reads as a JSON object (the last line of a file without its newline is shown
+/// only then: otherwise it is torn).
 fn parses(line: &[u8]) -> bool {
-    serde_json::from_slice::<Map<String, Value>>(line).is_ok()
-}
-
-/// Follows one path like `tail -F`.
-pub(super) struct Follower {
-    path: PathBuf,
-    file: Option<File>,
-    /// Bytes read after the last newline: a line still being written.
-    pending: Vec<u8>,
-}
-
-impl Follower {
-    /// A follower of `path`, reading from its start if it exists now (a file that is not
-    /// regular is refused, never opened in a way that waits).
-    pub(super) fn open(path: &Path) -> io::Result<Follower> {
-        let file = match fsio::open_regular(path) {
-            Ok(file) => Some(file),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
-        };
-        Ok(Follower {
-            path: path.to_path_buf(),
-            file,
-            pending: Vec::new(),
-        })
-    }
-
-    /// Complete lines appended to the open file since the last read.
-    pub(super) fn read_new(&mut self) -> io::Result<Vec<Vec<u8>>> {
-        let Some(file) = self.file.as_mut() else {
-            return Ok(Vec::new());
-        };
-        let mut buf = Vec::new();
-        file.read_to_end(&mut buf)?;
-        self.pending.extend_from_slice(&buf);
-        let mut lines = Vec::new();
-        if let Some(end) = self.pending.iter().rposition(|&b| b == b'\n') {
-            let rest = self.pending.split_off(end + 1);
-            for line in self.pending.split(|&b| b == b'\n') {
-                if !line.iter().all(u8::is_ascii_whitespace) {
-                    lines.push(line.to_vec());
-                }
-            }
-            self.pending = rest;
-        }
-        Ok(lines)
-    }
-
-    /// New lines since the last poll, switching files when the path was rotated or recreated and
-    /// starting over when the file was truncated.
-    pub(super) fn poll(&mut self) -> io::Result<Vec<Vec<u8>>> {
-        let mut lines = self.read_new()?;
-        let at_path = match std::fs::metadata(&self.path) {
-            Ok(m) => Some(m),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
-        };
-        let Some(at_path) = at_path else {
-            return Ok(lines);
-        };
-        let same = match &self.file {
-            Some(f) => same_file(&f.metadata()?, &at_path),
-            None => false,
-        };
-        if !same {
-            // Rotated away (or first appearance): the old file was drained above; a torn line
-            // left in it will never complete.
-            if self.file.is_some() {
-                self.pending.clear();
-            }
-            self.file = Some(fsio::open_regular(&self.path)?);
-            lines.extend(self.read_new()?);
-        } else if let Some(f) = self.file.as_mut() {
-            let pos = f.stream_position()?;
-            if at_path.len() < pos {
-                note(format!("{} was truncated", self.path.display()));
-                f.seek(SeekFrom::Start(0))?;
-                self.pending.clear();
-                lines.extend(self.read_new()?);
-            }
-        }
-        Ok(lines)
-    }
-}
-
-#[cfg(unix)]
-fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    a.dev() == b.dev() && a.ino() == b.ino()
-}
-
-#[cfg(not(unix))]
-fn same_file(_: &std::fs::Metadata, _: &std::fs::Metadata) -> bool {
-    true
+    fields_of(line).is_ok()
 }
 
 struct Printer<W: Write> {
@@ -287,15 +214,8 @@ impl<W: Write> Printer<W> {
         if self.task.is_none() && !hide_passes {
             return true;
         }
-        #[derive(serde::Deserialize)]
-        struct Head<'a> {
-            #[serde(borrow, default)]
-            task: Option<crate::core::report::Str<'a>>,
-            #[serde(borrow, default)]
-            event: Option<crate::core::report::Str<'a>>,
-        }
         // An unreadable line is shown (as unreadable) unless a task filter asks for a task.
-        let head = serde_json::from_slice::<Head>(line).ok();
+        let head = Head::from_line(line).ok();
         if hide_passes
             && head
                 .as_ref()
@@ -317,7 +237,7 @@ impl<W: Write> Printer<W> {
             self.out.write_all(line)?;
             return self.out.write_all(b"\n");
         }
-        let text = match serde_json::from_slice::<Map<String, Value>>(line) {
+        let text = match fields_of(line) {
             Ok(map) => {
                 let date = map
                     .get("ts")
@@ -379,16 +299,6 @@ fn value_text(v: &Value) -> String {
         }
         other => clean(&other.to_string()),
     }
-}
-
-/// A duration for people: `850ms`, `1.2s`, `3m05s`.
-fn fmt_ms(ms: u64) -> String {
-    super::stats::fmt_ms(ms)
-}
-
-/// Dollars for people: `$0.12`.
-fn fmt_usd(usd: f64) -> String {
-    super::stats::fmt_usd(usd)
 }
 
 /// How an event reads at a glance: the colour of its name on a terminal, and the severity word
@@ -480,269 +390,317 @@ fn is_empty(v: &Value) -> bool {
 }
 
 /// One event as a readable line (without the date, which [`Printer`] prints on change).
-fn render(map: &Map<String, Value>, p: Paint) -> String {
+fn render(map: &Fields, p: Paint) -> String {
     render_event(map, p).line(p)
 }
 
 /// One event of `events.jsonl` (parsed) made readable; `p` paints it or not.
-pub fn render_event(map: &Map<String, Value>, p: Paint) -> Rendered {
-    let mut fields = map.clone();
-    let take = |fields: &mut Map<String, Value>, k: &str| fields.remove(k);
-    let ts = take(&mut fields, "ts");
-    let time = ts
+pub fn render_event(map: &Fields, p: Paint) -> Rendered {
+    let mut line = Line {
+        fields: map.clone(),
+        parts: Vec::new(),
+        tone: Tone::Plain,
+    };
+    let time = line
+        .take("ts")
         .as_ref()
         .and_then(Value::as_str)
         .and_then(|t| t.get(11..23))
         .map_or_else(|| "??:??:??.???".to_string(), clean);
-    let event = take(&mut fields, "event")
+    let event = line
+        .take("event")
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_else(|| "?".into());
-    let task = take(&mut fields, "task").map(|v| value_text(&v));
-    let mut parts: Vec<String> = Vec::new();
-    let kv = |fields: &mut Map<String, Value>, k: &str, parts: &mut Vec<String>| {
-        if let Some(v) = fields.remove(k)
-            && !is_empty(&v)
-        {
-            parts.push(format!("{k}={}", value_text(&v)));
-        }
-    };
-    let mut tone = Tone::Plain;
-    // `review` first for a review run; any other phase by name.
-    let phase =
-        |fields: &mut Map<String, Value>, parts: &mut Vec<String>| match fields.remove("phase") {
-            Some(Value::String(s)) if s == "review" => parts.push("review".into()),
-            Some(v) => parts.push(format!("phase={}", value_text(&v))),
-            None => {}
-        };
-    let usd = |fields: &mut Map<String, Value>, k: &str| -> Option<String> {
-        let v = fields.get(k)?.as_f64()?;
-        fields.remove(k);
-        Some(fmt_usd(v))
-    };
-    match event.as_str() {
-        "task_finished" => {
-            phase(&mut fields, &mut parts);
-            kv(&mut fields, "attempt", &mut parts);
-            if let Some(code) = take(&mut fields, "exit_code") {
-                parts.push(format!("exit={}", value_text(&code)));
-            }
-            kv(&mut fields, "signal", &mut parts);
-            if let Some(ms) = take(&mut fields, "duration_ms").and_then(|v| v.as_u64()) {
-                parts.push(fmt_ms(ms));
-            }
-            if let Some(cost) = usd(&mut fields, "cost_usd") {
-                parts.push(cost);
-            }
-            let tokens_in = fields.get("tokens_in").and_then(Value::as_u64);
-            let tokens_out = fields.get("tokens_out").and_then(Value::as_u64);
-            if tokens_in.is_some() || tokens_out.is_some() {
-                fields.remove("tokens_in");
-                fields.remove("tokens_out");
-                let n = |t: Option<u64>| t.map_or_else(|| "?".to_string(), |n| n.to_string());
-                parts.push(format!("tokens={}/{}", n(tokens_in), n(tokens_out)));
-            }
-            if let Some(outcome) = take(&mut fields, "outcome") {
-                let o = value_text(&outcome);
-                tone = if o == "done" {
-                    Tone::Green
-                } else if o.starts_with("failed") {
-                    Tone::Red
-                } else if o.starts_with("blocked:retry") || o == "interrupted" || o == "cancelled" {
-                    Tone::Yellow
-                } else {
-                    tone
-                };
-                parts.push(format!("-> {o}"));
-            }
-            kv(&mut fields, "stopped", &mut parts);
-            kv(&mut fields, "note", &mut parts);
-            if let Some(Value::Array(files)) = fields.get("changed")
-                && !files.is_empty()
-            {
-                let shown: Vec<String> = files.iter().take(3).map(value_text).collect();
-                let mut text = format!("changed={}", shown.join(","));
-                if files.len() > 3 {
-                    let _ = write!(text, ",+{} more", files.len() - 3);
-                }
-                parts.push(text);
-                fields.remove("changed");
-            }
-            kv(&mut fields, "handoff", &mut parts);
-        }
-        "task_dispatched" => {
-            phase(&mut fields, &mut parts);
-            kv(&mut fields, "attempt", &mut parts);
-            kv(&mut fields, "route", &mut parts);
-            kv(&mut fields, "agent", &mut parts);
-            kv(&mut fields, "pid", &mut parts);
-        }
-        "file_changed" => {
-            if let Some(ms) = take(&mut fields, "latency_ms").and_then(|v| v.as_u64()) {
-                parts.push(format!("latency={}", fmt_ms(ms)));
-            }
-            kv(&mut fields, "bytes", &mut parts);
-        }
-        "pass" => {
-            kv(&mut fields, "tasks", &mut parts);
-            kv(&mut fields, "dispatched", &mut parts);
-            if let Some(us) = take(&mut fields, "duration_us").and_then(|v| v.as_u64()) {
-                parts.push(format!("{:.1}ms", us as f64 / 1000.0));
-            }
-        }
-        "task_retry_scheduled" => {
-            tone = Tone::Yellow;
-            kv(&mut fields, "attempt", &mut parts);
-            if let Some(at) = take(&mut fields, "at") {
-                parts.push(format!("-> retry at {}", value_text(&at)));
-            }
-        }
-        "task_deadlettered" => {
-            tone = Tone::Red;
-            kv(&mut fields, "attempts", &mut parts);
-            if let Some(path) = take(&mut fields, "path") {
-                parts.push(format!("-> {}", value_text(&path)));
-            }
-        }
-        "dependency_promoted" => {
-            tone = Tone::Cyan;
-            kv(&mut fields, "deps", &mut parts);
-            parts.push("-> ready".into());
-        }
-        "retry_requested" => {
-            tone = Tone::Cyan;
-            kv(&mut fields, "from", &mut parts);
-            parts.push("-> ready".into());
-            kv(&mut fields, "archived", &mut parts);
-        }
-        "budget_exhausted" => {
-            tone = Tone::Yellow;
-            kv(&mut fields, "route", &mut parts);
-            if let (Some(spent), Some(budget)) = (
-                fields.get("spent_usd").and_then(Value::as_f64),
-                fields.get("budget_usd").and_then(Value::as_f64),
-            ) {
-                fields.remove("spent_usd");
-                fields.remove("budget_usd");
-                parts.push(format!(
-                    "spent {} of {} today",
-                    fmt_usd(spent),
-                    fmt_usd(budget)
-                ));
-            }
-            if let Some(n) = fields.get("waiting").and_then(Value::as_u64) {
-                fields.remove("waiting");
-                parts.push(format!("-> {n} waiting for the next UTC day"));
-            }
-        }
-        "cost_over_cap" => {
-            tone = Tone::Yellow;
-            kv(&mut fields, "attempt", &mut parts);
-            kv(&mut fields, "route", &mut parts);
-            if let (Some(cost), Some(cap)) = (
-                fields.get("cost_usd").and_then(Value::as_f64),
-                fields.get("cap_usd").and_then(Value::as_f64),
-            ) {
-                fields.remove("cost_usd");
-                fields.remove("cap_usd");
-                parts.push(format!("{} > cap {}", fmt_usd(cost), fmt_usd(cap)));
-            }
-        }
-        "evidence_mismatch" => {
-            tone = Tone::Yellow;
-            kv(&mut fields, "attempt", &mut parts);
-            let mut lists = Vec::new();
-            for (key, label) in [
-                ("claimed_not_seen", "claimed, not seen:"),
-                ("seen_not_claimed", "seen, not claimed:"),
-            ] {
-                if let Some(Value::Array(files)) = fields.get(key) {
-                    if !files.is_empty() {
-                        let names: Vec<String> = files.iter().map(value_text).collect();
-                        lists.push(format!("{label} {}", names.join(",")));
-                    }
-                    fields.remove(key);
-                }
-            }
-            if !lists.is_empty() {
-                parts.push(lists.join("; "));
-            }
-        }
-        "stale_claim_reset" | "task_interrupted" | "status_reasserted" | "lock_broken"
-        | "task_cancelled" | "writeback_conflict" | "ending_kept" => tone = Tone::Yellow,
-        "lint" => {
-            let severity = take(&mut fields, "severity").map(|v| value_text(&v));
-            tone = if severity.as_deref() == Some("error") {
-                Tone::Red
-            } else {
-                Tone::Yellow
-            };
-            let code = take(&mut fields, "code").map(|v| value_text(&v));
-            let line = take(&mut fields, "line").map(|v| value_text(&v));
-            let col = take(&mut fields, "column").map(|v| value_text(&v));
-            parts.push(format!(
-                "{} {} at {}:{}",
-                severity.unwrap_or_default(),
-                code.unwrap_or_default(),
-                line.unwrap_or_default(),
-                col.unwrap_or_default()
-            ));
-            kv(&mut fields, "message", &mut parts);
-        }
-        "error" => {
-            tone = Tone::Red;
-            kv(&mut fields, "message", &mut parts);
-            kv(&mut fields, "context", &mut parts);
-        }
-        "runtime_stopped" => {
-            // `once finished` beside a live `run` must not read as the service stopping: the
-            // mode comes first. Events written before the field existed keep `reason=`.
-            if let Some(Value::String(mode)) = fields.get("mode").cloned() {
-                fields.remove("mode");
-                match fields.remove("reason") {
-                    Some(Value::String(reason)) if reason == "finished" => {
-                        parts.push(format!("{} finished", clean(&mode)));
-                    }
-                    Some(Value::String(reason)) if !reason.is_empty() => {
-                        parts.push(format!("{} stopped: {}", clean(&mode), clean(&reason)));
-                    }
-                    _ => parts.push(clean(&mode)),
-                }
-            }
-            kv(&mut fields, "reason", &mut parts);
-        }
-        "runtime_started" => {
-            tone = Tone::Green;
-            kv(&mut fields, "mode", &mut parts);
-            kv(&mut fields, "version", &mut parts);
-            kv(&mut fields, "pid", &mut parts);
-        }
-        _ => {}
-    }
+    let task = line.take("task").map(|v| value_text(&v));
+    line.event_fields(&event);
     // Whatever is left (fields this version does not know), by name.
-    for (k, v) in fields {
+    for (k, v) in std::mem::take(&mut line.fields) {
         if !is_empty(&v) {
-            parts.push(format!("{}={}", clean(&k), value_text(&v)));
+            line.parts.push(format!("{}={}", clean(&k), value_text(&v)));
         }
     }
-    let mut body = tone.apply(p, &format!("{:<20}", clean(&event)));
+    let mut body = line.tone.apply(p, &format!("{:<20}", clean(&event)));
     if let Some(task) = task {
         body.push(' ');
         body.push_str(&p.bold(&task));
     }
-    if !parts.is_empty() {
+    if !line.parts.is_empty() {
         body.push(' ');
-        body.push_str(&parts.join(" "));
+        body.push_str(&line.parts.join(" "));
     }
     Rendered {
         time,
         body,
-        severity: tone.severity(),
+        severity: line.tone.severity(),
+    }
+}
+
+/// An event's line being written: the fields not yet shown, the parts written so far, and its
+/// tone.
+struct Line {
+    fields: Fields,
+    parts: Vec<String>,
+    tone: Tone,
+}
+
+impl Line {
+    fn take(&mut self, k: &str) -> Option<Value> {
+        self.fields.remove(k)
+    }
+
+    fn push(&mut self, part: impl Into<String>) {
+        self.parts.push(part.into());
+    }
+
+    /// `key=value`, unless the field is missing or says nothing.
+    fn kv(&mut self, k: &str) {
+        if let Some(v) = self.fields.remove(k)
+            && !is_empty(&v)
+        {
+            self.parts.push(format!("{k}={}", value_text(&v)));
+        }
+    }
+
+    /// `review` for a review run; any other phase by name.
+    fn phase(&mut self) {
+        match self.fields.remove("phase") {
+            Some(Value::String(s)) if s == "review" => self.push("review"),
+            Some(v) => self.push(format!("phase={}", value_text(&v))),
+            None => {}
+        }
+    }
+
+    /// A number field, taken only when it is one.
+    fn take_u64(&mut self, k: &str) -> Option<u64> {
+        self.take(k).and_then(|v| v.as_u64())
+    }
+
+    /// Two dollar amounts, taken only when both are numbers.
+    fn take_usd_pair(&mut self, a: &str, b: &str) -> Option<(f64, f64)> {
+        let pair = (
+            self.fields.get(a).and_then(Value::as_f64)?,
+            self.fields.get(b).and_then(Value::as_f64)?,
+        );
+        self.fields.remove(a);
+        self.fields.remove(b);
+        Some(pair)
+    }
+
+    /// A list of file names, taken when it is one: `None` when absent or not a list.
+    fn take_list(&mut self, k: &str) -> Option<Vec<Value>> {
+        match self.fields.get(k) {
+            Some(Value::Array(_)) => match self.fields.remove(k) {
+                Some(Value::Array(items)) => Some(items),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// The parts and tone of each kind of event; fields left over are written by name after.
+    fn event_fields(&mut self, event: &str) {
+        match event {
+            "task_finished" => self.task_finished(),
+            "task_dispatched" => {
+                self.phase();
+                for k in ["attempt", "route", "agent", "pid"] {
+                    self.kv(k);
+                }
+            }
+            "file_changed" => {
+                if let Some(ms) = self.take_u64("latency_ms") {
+                    self.push(format!("latency={}", fmt::duration_ms(ms, Fine)));
+                }
+                self.kv("bytes");
+            }
+            "pass" => {
+                self.kv("tasks");
+                self.kv("dispatched");
+                if let Some(us) = self.take_u64("duration_us") {
+                    self.push(format!("{:.1}ms", us as f64 / 1000.0));
+                }
+            }
+            "task_retry_scheduled" => {
+                self.tone = Tone::Yellow;
+                self.kv("attempt");
+                if let Some(at) = self.take("at") {
+                    self.push(format!("-> retry at {}", value_text(&at)));
+                }
+            }
+            "task_deadlettered" => {
+                self.tone = Tone::Red;
+                self.kv("attempts");
+                if let Some(path) = self.take("path") {
+                    self.push(format!("-> {}", value_text(&path)));
+                }
+            }
+            "dependency_promoted" => {
+                self.tone = Tone::Cyan;
+                self.kv("deps");
+                self.push("-> ready");
+            }
+            "retry_requested" => {
+                self.tone = Tone::Cyan;
+                self.kv("from");
+                self.push("-> ready");
+                self.kv("archived");
+            }
+            "budget_exhausted" => self.budget_exhausted(),
+            "cost_over_cap" => self.cost_over_cap(),
+            "evidence_mismatch" => self.evidence_mismatch(),
+            "stale_claim_reset" | "task_interrupted" | "status_reasserted" | "lock_broken"
+            | "task_cancelled" | "writeback_conflict" | "ending_kept" => self.tone = Tone::Yellow,
+            "lint" => self.lint(),
+            "error" => {
+                self.tone = Tone::Red;
+                self.kv("message");
+                self.kv("context");
+            }
+            "runtime_stopped" => self.runtime_stopped(),
+            "runtime_started" => {
+                self.tone = Tone::Green;
+                for k in ["mode", "version", "pid"] {
+                    self.kv(k);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn task_finished(&mut self) {
+        self.phase();
+        self.kv("attempt");
+        if let Some(code) = self.take("exit_code") {
+            self.push(format!("exit={}", value_text(&code)));
+        }
+        self.kv("signal");
+        if let Some(ms) = self.take_u64("duration_ms") {
+            self.push(fmt::duration_ms(ms, Fine));
+        }
+        if let Some(cost) = self.fields.get("cost_usd").and_then(Value::as_f64) {
+            self.fields.remove("cost_usd");
+            self.push(fmt::usd(cost));
+        }
+        let tokens_in = self.fields.get("tokens_in").and_then(Value::as_u64);
+        let tokens_out = self.fields.get("tokens_out").and_then(Value::as_u64);
+        if tokens_in.is_some() || tokens_out.is_some() {
+            self.fields.remove("tokens_in");
+            self.fields.remove("tokens_out");
+            let n = |t: Option<u64>| t.map_or_else(|| "?".to_string(), |n| n.to_string());
+            self.push(format!("tokens={}/{}", n(tokens_in), n(tokens_out)));
+        }
+        if let Some(outcome) = self.take("outcome") {
+            let o = value_text(&outcome);
+            self.tone = if o == "done" {
+                Tone::Green
+            } else if o.starts_with("failed") {
+                Tone::Red
+            } else if o.starts_with("blocked:retry") || o == "interrupted" || o == "cancelled" {
+                Tone::Yellow
+            } else {
+                self.tone
+            };
+            self.push(format!("-> {o}"));
+        }
+        self.kv("stopped");
+        self.kv("note");
+        if let Some(Value::Array(files)) = self.fields.get("changed")
+            && !files.is_empty()
+        {
+            let shown: Vec<String> = files.iter().take(3).map(value_text).collect();
+            let mut text = format!("changed={}", shown.join(","));
+            if files.len() > 3 {
+                let _ = write!(text, ",+{} more", files.len() - 3);
+            }
+            self.push(text);
+            self.fields.remove("changed");
+        }
+        self.kv("handoff");
+    }
+
+    fn budget_exhausted(&mut self) {
+        self.tone = Tone::Yellow;
+        self.kv("route");
+        if let Some((spent, budget)) = self.take_usd_pair("spent_usd", "budget_usd") {
+            self.push(format!(
+                "spent {} of {} today",
+                fmt::usd(spent),
+                fmt::usd(budget)
+            ));
+        }
+        if let Some(n) = self.fields.get("waiting").and_then(Value::as_u64) {
+            self.fields.remove("waiting");
+            self.push(format!("-> {n} waiting for the next UTC day"));
+        }
+    }
+
+    fn cost_over_cap(&mut self) {
+        self.tone = Tone::Yellow;
+        self.kv("attempt");
+        self.kv("route");
+        if let Some((cost, cap)) = self.take_usd_pair("cost_usd", "cap_usd") {
+            self.push(format!("{} > cap {}", fmt::usd(cost), fmt::usd(cap)));
+        }
+    }
+
+    fn evidence_mismatch(&mut self) {
+        self.tone = Tone::Yellow;
+        self.kv("attempt");
+        let mut lists = Vec::new();
+        for (key, label) in [
+            ("claimed_not_seen", "claimed, not seen:"),
+            ("seen_not_claimed", "seen, not claimed:"),
+        ] {
+            if let Some(files) = self.take_list(key)
+                && !files.is_empty()
+            {
+                let names: Vec<String> = files.iter().map(value_text).collect();
+                lists.push(format!("{label} {}", names.join(",")));
+            }
+        }
+        if !lists.is_empty() {
+            self.push(lists.join("; "));
+        }
+    }
+
+    fn lint(&mut self) {
+        let severity = self.take("severity").map(|v| value_text(&v));
+        self.tone = if severity.as_deref() == Some("error") {
+            Tone::Red
+        } else {
+            Tone::Yellow
+        };
+        let mut text = |k: &str| self.take(k).map(|v| value_text(&v)).unwrap_or_default();
+        let (code, line, col) = (text("code"), text("line"), text("column"));
+        self.push(format!(
+            "{} {code} at {line}:{col}",
+            severity.unwrap_or_default()
+        ));
+        self.kv("message");
+    }
+
+    /// `once finished` beside a live `run` must not read as the service stopping: the mode
+    /// comes first. Events written before the field existed keep `reason=`.
+    fn runtime_stopped(&mut self) {
+        if let Some(Value::String(mode)) = self.fields.get("mode").cloned() {
+            self.fields.remove("mode");
+            match self.fields.remove("reason") {
+                Some(Value::String(reason)) if reason == "finished" => {
+                    self.push(format!("{} finished", clean(&mode)));
+                }
+                Some(Value::String(reason)) if !reason.is_empty() => {
+                    self.push(format!("{} stopped: {}", clean(&mode), clean(&reason)));
+                }
+                _ => self.push(clean(&mode)),
+            }
+        }
+        self.kv("reason");
     }
 }
 
 /// Render one line as `tail` prints it without colour (for tests and other tools).
 pub fn render_line(line: &str) -> Option<String> {
-    let map = serde_json::from_str::<Map<String, Value>>(line).ok()?;
+    let map = fields_of(line.as_bytes()).ok()?;
     Some(render(&map, Paint(false)))
 }
 
@@ -751,7 +709,7 @@ mod tests {
     use super::*;
 
     fn painted(line: &str) -> String {
-        let map = serde_json::from_str::<Map<String, Value>>(line).unwrap();
+        let map = fields_of(line.as_bytes()).unwrap();
         render(&map, Paint(true))
     }
 

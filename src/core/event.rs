@@ -2,11 +2,16 @@
 //! and parser of a line.
 //!
 //! Owns: the wire format (one JSON object per line, keys `ts`, `event`, `task`, then the event's
-//! own fields in declaration order, `None` fields omitted) and the human one-line form.
+//! own fields in declaration order, `None` fields omitted) and the human one-line form. Beside
+//! the typed [`Event`], the lenient views of a line for readers that must take lines of any
+//! version: [`Record`] (the fields statistics and followers use, borrowed), [`Head`] (the
+//! event name and task alone) and [`Fields`] (every field, untyped, for printing what this version does not
+//! know).
 //!
 //! Must not touch: files, clocks or any decision about what happened. Callers build the events;
 //! `shell::event_log` appends, rotates and reads them.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
@@ -419,6 +424,135 @@ impl<'de> Deserialize<'de> for Event {
 impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_line())
+    }
+}
+
+// ----- lenient views, for lines of any version -----
+
+/// A JSON string borrowed from the line when it has no escapes, owned otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Str<'a>(pub Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Str<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl std::ops::Deref for Str<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The fields of an event line that statistics and followers need, borrowed from the line: every
+/// other field is ignored and any event name is accepted, so lines from an older or newer version
+/// read as far as they agree with [`EventKind`].
+#[derive(Debug, Deserialize)]
+pub struct Record<'a> {
+    #[serde(borrow)]
+    pub ts: Str<'a>,
+    #[serde(borrow)]
+    pub event: Str<'a>,
+    #[serde(borrow, default)]
+    pub task: Option<Str<'a>>,
+    #[serde(default)]
+    pub attempt: Option<u32>,
+    #[serde(borrow, default)]
+    pub route: Option<Str<'a>>,
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+    #[serde(default)]
+    pub latency_ms: Option<u64>,
+    #[serde(borrow, default)]
+    pub outcome: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    pub note: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    pub path: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    pub status: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    pub phase: Option<Str<'a>>,
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
+    #[serde(default)]
+    pub tokens_in: Option<u64>,
+    #[serde(default)]
+    pub tokens_out: Option<u64>,
+    #[serde(default)]
+    pub spent_usd: Option<f64>,
+    #[serde(default)]
+    pub budget_usd: Option<f64>,
+    #[serde(default)]
+    pub cap_usd: Option<f64>,
+    #[serde(default)]
+    pub waiting: Option<u64>,
+    #[serde(borrow, default)]
+    pub archived: Option<Str<'a>>,
+}
+
+impl<'a> Record<'a> {
+    /// Read the fields of one line; `Err` when it is not a JSON object with a string `ts` and
+    /// `event`, or a known field has the wrong type.
+    pub fn from_line(line: &'a [u8]) -> Result<Record<'a>, serde_json::Error> {
+        serde_json::from_slice(line)
+    }
+}
+
+/// The envelope of a line, each key optional: enough to filter lines by task and event name.
+#[derive(Debug, Default, Deserialize)]
+pub struct Head<'a> {
+    #[serde(borrow, default)]
+    pub event: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    pub task: Option<Str<'a>>,
+}
+
+impl<'a> Head<'a> {
+    /// The envelope of one line; `Err` when it is not a JSON object (or a key is not a string).
+    pub fn from_line(line: &'a [u8]) -> Result<Head<'a>, serde_json::Error> {
+        serde_json::from_slice(line)
+    }
+}
+
+/// Every field of a line, untyped, in the line's order of keys as `serde_json` keeps them.
+pub type Fields = serde_json::Map<String, serde_json::Value>;
+
+/// Read every field of one line; `Err` when it is not a JSON object.
+pub fn fields_of(line: &[u8]) -> Result<Fields, serde_json::Error> {
+    serde_json::from_slice(line)
+}
+
+impl Event {
+    /// The event's own fields as a line of this version writes them, without `ts`, `event` and
+    /// `task`.
+    pub fn own_fields(&self) -> Fields {
+        let mut fields = match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => Fields::new(),
+        };
+        for key in ["ts", "event", "task"] {
+            fields.remove(key);
+        }
+        fields
     }
 }
 

@@ -155,11 +155,7 @@ pub fn last_section(file: &str) -> Option<&str> {
 
 /// Dollars to the cent, or to a tenth of a cent below one cent (a cheap run is not free).
 pub fn usd(c: f64) -> String {
-    if c > 0.0 && c < 0.01 {
-        format!("${c:.4}")
-    } else {
-        format!("${c:.2}")
-    }
+    crate::core::fmt::usd(c)
 }
 
 fn one_line(s: &str) -> String {

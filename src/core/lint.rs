@@ -127,21 +127,7 @@ pub fn invalid_utf8(bytes: &[u8]) -> Option<Finding> {
 
 /// A duration for people: `45s`, `12m`, `3h12m`, `2d4h`.
 pub fn human_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    let (days, hours, minutes) = (s / 86_400, s / 3600 % 24, s / 60 % 60);
-    if days > 0 && hours > 0 {
-        format!("{days}d{hours}h")
-    } else if days > 0 {
-        format!("{days}d")
-    } else if hours > 0 && minutes > 0 {
-        format!("{hours}h{minutes}m")
-    } else if hours > 0 {
-        format!("{hours}h")
-    } else if minutes > 0 {
-        format!("{minutes}m")
-    } else {
-        format!("{s}s")
-    }
+    crate::core::fmt::duration(d, crate::core::fmt::Precision::Coarse)
 }
 
 /// Text from the board made safe for a one-line message: control characters escaped, cut

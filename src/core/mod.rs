@@ -7,6 +7,7 @@
 pub mod board;
 pub mod config;
 pub mod event;
+pub mod fmt;
 pub mod folder;
 pub mod handoff;
 pub mod hash;

@@ -840,13 +840,8 @@ pub fn retry_out_of_reach(at: DateTime<Utc>, now: DateTime<Utc>, longest: Durati
 
 /// A short human duration: `45s`, `12m`, `3h12m`, `2d4h`.
 pub fn human(d: TimeDelta) -> String {
-    let s = d.num_seconds().max(0);
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m", s / 60),
-        3600..86400 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
-        _ => format!("{}d{}h", s / 86400, (s % 86400) / 3600),
-    }
+    let d = d.to_std().unwrap_or_default();
+    crate::core::fmt::duration(d, crate::core::fmt::Precision::Coarse)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Statistics over the event log: a pure function of events and the current time.
 //!
-//! Owns the definitions behind `taskboard stats`. Feed lines (or parsed [`Rec`]s) oldest first to
-//! a [`Builder`], then [`Builder::finish`] gives a [`Report`]. No file, clock or board is read
+//! Owns the definitions behind `taskboard stats`. Feed lines (or parsed [`Record`]s) oldest first to
+//! a [`Builder`], then [`Builder::finish`] gives a [`Stats`]. No file, clock or board is read
 //! here; the command streams the log files and may replace the queue with counts from the board.
 //!
 //! # Definitions
@@ -50,19 +50,18 @@
 //!
 //! # JSON (`taskboard stats --json`)
 //!
-//! [`Report`] serializes to the document the README describes key by key (its unit and what it
+//! [`Stats`] serializes to the document the README describes key by key (its unit and what it
 //! counts), under "`stats --json` schema"; a test holds that every key emitted is described
 //! there. Version 2: `totals.done`, `totals.failed`, the days' `done` and `failed` and the
 //! failures count each task once, and `throughput` is over the span with its rates nullable.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
-use std::fmt;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::Serialize;
 
-use crate::core::event::format_ts;
+use crate::core::event::{Record, format_ts};
 
 /// Upper bounds (ms, inclusive) of the latency histogram buckets; a last bucket holds the rest.
 pub const LATENCY_BUCKETS: [u64; 9] = [5, 10, 25, 50, 100, 250, 500, 1000, 2500];
@@ -72,85 +71,6 @@ pub const LAST_FAILURES: usize = 20;
 
 /// How many over-cap runs and budget holds the report lists.
 pub const LAST_LISTED: usize = 20;
-
-/// A JSON string borrowed from the line when it has no escapes, owned otherwise.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Str<'a>(pub Cow<'a, str>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Str<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Str<'de>, E> {
-                Ok(Str(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Str<'de>, E> {
-                Ok(Str(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Str<'de>, E> {
-                Ok(Str(Cow::Owned(v)))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-impl std::ops::Deref for Str<'_> {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-/// The fields of an event line that statistics need; every other field is ignored, and any event
-/// name is accepted (unknown ones are counted and otherwise ignored).
-#[derive(Debug, Deserialize)]
-pub struct Rec<'a> {
-    #[serde(borrow)]
-    pub ts: Str<'a>,
-    #[serde(borrow)]
-    pub event: Str<'a>,
-    #[serde(borrow, default)]
-    pub task: Option<Str<'a>>,
-    #[serde(default)]
-    pub attempt: Option<u32>,
-    #[serde(borrow, default)]
-    pub route: Option<Str<'a>>,
-    #[serde(default)]
-    pub duration_ms: Option<u64>,
-    #[serde(default)]
-    pub latency_ms: Option<u64>,
-    #[serde(borrow, default)]
-    pub outcome: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    pub note: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    pub path: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    pub status: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    pub phase: Option<Str<'a>>,
-    #[serde(default)]
-    pub cost_usd: Option<f64>,
-    #[serde(default)]
-    pub tokens_in: Option<u64>,
-    #[serde(default)]
-    pub tokens_out: Option<u64>,
-    #[serde(default)]
-    pub spent_usd: Option<f64>,
-    #[serde(default)]
-    pub budget_usd: Option<f64>,
-    #[serde(default)]
-    pub cap_usd: Option<f64>,
-    #[serde(default)]
-    pub waiting: Option<u64>,
-    #[serde(borrow, default)]
-    pub archived: Option<Str<'a>>,
-}
 
 /// The coarse states the queue counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,8 +179,9 @@ pub struct Queue {
     pub done: u64,
 }
 
+/// A task counted failed, with its latest failure in the window.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Failure {
+pub struct FailedTask {
     pub ts: String,
     pub task: String,
     pub attempt: Option<u32>,
@@ -353,7 +274,7 @@ pub struct Reviews {
 
 /// Everything `taskboard stats` shows. Serializes to the documented JSON shape.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Report {
+pub struct Stats {
     pub version: u32,
     pub now: String,
     pub since: String,
@@ -367,7 +288,7 @@ pub struct Report {
     pub latency_ms: Latency,
     pub routes: Vec<Route>,
     pub queue: Queue,
-    pub failures: VecDeque<Failure>,
+    pub failures: VecDeque<FailedTask>,
     pub spend: Spend,
     pub over_cap: OverCaps,
     pub budget_exhausted: BudgetHolds,
@@ -375,7 +296,7 @@ pub struct Report {
     pub evidence_mismatches: u64,
 }
 
-/// Accumulates events (oldest first) into a [`Report`]. Keeps per-task state and the numbers
+/// Accumulates events (oldest first) into a [`Stats`]. Keeps per-task state and the numbers
 /// needed for percentiles, never the events themselves.
 #[derive(Debug)]
 pub struct Builder {
@@ -416,7 +337,7 @@ struct Outcome {
     seq: u64,
     day: Option<usize>,
     /// `None` when done.
-    failure: Option<Failure>,
+    failure: Option<FailedTask>,
     /// A `failed:…` finish not yet followed by its deadletter: a `task_deadlettered` now names
     /// this failure's file rather than a new failure.
     awaits_deadletter: bool,
@@ -469,15 +390,15 @@ impl Builder {
 
     /// Parse and add one line; a line that does not parse is counted in `bad_lines`.
     pub fn add_line(&mut self, line: &[u8]) {
-        match serde_json::from_slice::<Rec>(line) {
+        match Record::from_line(line) {
             Ok(rec) => self.add(&rec),
             Err(_) => self.bad_lines += 1,
         }
     }
 
-    /// Count a line that could not be read as an event.
-    pub fn add_bad_line(&mut self) {
-        self.bad_lines += 1;
+    /// Count lines that could not be read as events.
+    pub fn add_bad_lines(&mut self, n: u64) {
+        self.bad_lines += n;
     }
 
     fn day_index(&mut self, ts: &str) -> Option<usize> {
@@ -530,165 +451,34 @@ impl Builder {
     }
 
     /// Add one event. Events before the window only feed the queue and the route join.
-    pub fn add(&mut self, rec: &Rec) {
-        let task = rec.task.as_deref();
-        let event: &str = &rec.event;
-        let review = rec.phase.as_deref() == Some("review");
-        // The queue and the dispatch join look at every event, in or out of the window.
-        let mut route_of_finish = None;
-        match (event, task) {
-            ("task_dispatched", Some(t)) => {
-                if let (Some(a), Some(r)) = (rec.attempt, rec.route.as_deref()) {
-                    self.dispatched
-                        .insert((t.to_string(), a, review), r.to_string());
-                }
-                self.set_state(t, Some(QState::Running));
-            }
-            ("task_finished", Some(t)) => {
-                if let Some(a) = rec.attempt {
-                    route_of_finish = self.dispatched.remove(&(t.to_string(), a, review));
-                }
-                let outcome = rec.outcome.as_deref().unwrap_or("");
-                if outcome == "cancelled" {
-                    self.queue.remove(t);
-                } else {
-                    self.set_state(t, state_of(outcome));
-                }
-            }
-            ("task_retry_scheduled", Some(t)) => self.set_state(t, Some(QState::Blocked)),
-            (
-                "dependency_promoted"
-                | "stale_claim_reset"
-                | "retry_requested"
-                | "task_interrupted",
-                Some(t),
-            ) => self.set_state(t, Some(QState::Ready)),
-            ("status_reasserted", Some(t)) => {
-                let s = rec.status.as_deref().and_then(state_of);
-                self.set_state(t, s);
-            }
-            ("task_deadlettered", Some(t)) => self.set_state(t, Some(QState::Failed)),
-            _ => {}
-        }
+    pub fn add(&mut self, rec: &Record) {
+        let route_of_finish = self.replay(rec);
         if !self.in_window(&rec.ts) {
             return;
         }
         self.events += 1;
         let day = self.day_index(&rec.ts);
-        match event {
-            "file_changed" => {
+        let task = rec.task.as_deref();
+        match (&*rec.event, task) {
+            ("file_changed", _) => {
                 if let Some(ms) = rec.latency_ms {
                     self.latencies.push(ms);
                 }
             }
-            "task_finished" => {
-                let Some(t) = task else { return };
-                let outcome = rec.outcome.as_deref().unwrap_or("");
-                // A cancelled or interrupted run may still have reported what it spent.
-                self.add_spend(rec, day, route_of_finish.as_deref());
-                if outcome == "cancelled" || outcome == "interrupted" {
-                    return;
-                }
-                if review {
-                    self.reviews.run += 1;
-                    self.reviews.accepted += u64::from(outcome == "done");
-                    self.reviews.bounced += u64::from(outcome == "ready");
-                }
-                let attempt_failed =
-                    outcome.starts_with("blocked:retry:") || outcome.starts_with("failed:");
-                self.totals.attempts_finished += 1;
-                self.totals.attempts_failed += u64::from(attempt_failed);
-                if let Some(d) = day.and_then(|i| self.days.get_mut(i)) {
-                    d.attempts_finished += 1;
-                    d.attempts_failed += u64::from(attempt_failed);
-                }
-                if let Some(route) = route_of_finish {
-                    let entry = self.routes.entry((route, review)).or_default();
-                    if let Some(ms) = rec.duration_ms {
-                        entry.0.push(ms);
-                    }
-                    entry.1 += u64::from(attempt_failed);
-                }
-                if outcome == "done" {
-                    self.set_outcome(t, day, None, false);
-                } else if outcome.starts_with("failed:") {
-                    let failure = Failure {
-                        ts: rec.ts.to_string(),
-                        task: t.to_string(),
-                        attempt: rec.attempt,
-                        outcome: outcome.to_string(),
-                        note: rec.note.as_deref().map(str::to_owned),
-                        deadletter: None,
-                    };
-                    self.set_outcome(t, day, Some(failure), true);
-                } else if let Some(o) = self.outcomes.get_mut(t) {
-                    // Another run ended in between: a deadletter after it is a new failure.
-                    o.awaits_deadletter = false;
-                }
-            }
-            "cost_over_cap" => {
-                self.over_cap.count += 1;
-                push_last(
-                    &mut self.over_cap.last,
-                    OverCap {
-                        ts: rec.ts.to_string(),
-                        task: task.unwrap_or("").to_string(),
-                        route: rec.route.as_deref().unwrap_or("").to_string(),
-                        attempt: rec.attempt,
-                        cost_usd: rec.cost_usd.unwrap_or(0.0),
-                        cap_usd: rec.cap_usd.unwrap_or(0.0),
-                    },
-                );
-            }
-            "budget_exhausted" => {
-                self.budget_exhausted.count += 1;
-                push_last(
-                    &mut self.budget_exhausted.last,
-                    BudgetHold {
-                        ts: rec.ts.to_string(),
-                        date: rec.ts.get(..10).unwrap_or("").to_string(),
-                        route: rec.route.as_deref().unwrap_or("").to_string(),
-                        spent_usd: rec.spent_usd.unwrap_or(0.0),
-                        budget_usd: rec.budget_usd.unwrap_or(0.0),
-                        waiting: rec.waiting.unwrap_or(0),
-                    },
-                );
-            }
-            "evidence_mismatch" => self.evidence_mismatches += 1,
-            "task_retry_scheduled" => {
+            ("task_finished", Some(t)) => self.add_finish(rec, t, day, route_of_finish),
+            ("cost_over_cap", _) => self.add_over_cap(rec),
+            ("budget_exhausted", _) => self.add_budget_hold(rec),
+            ("evidence_mismatch", _) => self.evidence_mismatches += 1,
+            ("task_retry_scheduled", _) => {
                 self.totals.retried += 1;
                 if let Some(d) = day.and_then(|i| self.days.get_mut(i)) {
                     d.retried += 1;
                 }
             }
-            "task_deadlettered" => {
-                let Some(t) = task else { return };
-                let path = rec.path.as_deref().map(str::to_owned);
-                match self.outcomes.get_mut(t) {
-                    // The file of the `failed:…` finish just before: the same failure.
-                    Some(o) if o.awaits_deadletter => {
-                        o.awaits_deadletter = false;
-                        if let Some(f) = &mut o.failure {
-                            f.deadletter = path;
-                        }
-                    }
-                    // A claim that went stale too often, or a finish before the window.
-                    _ => {
-                        let failure = Failure {
-                            ts: rec.ts.to_string(),
-                            task: t.to_string(),
-                            attempt: rec.attempt,
-                            outcome: "failed:exhausted_retries".into(),
-                            note: None,
-                            deadletter: path,
-                        };
-                        self.set_outcome(t, day, Some(failure), false);
-                    }
-                }
-            }
-            "retry_requested" => {
+            ("task_deadlettered", Some(t)) => self.add_deadletter(rec, t, day),
+            ("retry_requested", Some(t)) => {
                 // `taskboard retry` moved the task's deadletter file into the archive.
-                if let (Some(t), Some(archived)) = (task, rec.archived.as_deref())
+                if let Some(archived) = rec.archived.as_deref()
                     && let Some(f) = self
                         .outcomes
                         .get_mut(t)
@@ -698,12 +488,158 @@ impl Builder {
                     f.deadletter = Some(archived.to_owned());
                 }
             }
-            "task_dispatched" => {
-                if let Some(o) = task.and_then(|t| self.outcomes.get_mut(t)) {
+            ("task_dispatched", Some(t)) => {
+                if let Some(o) = self.outcomes.get_mut(t) {
                     o.awaits_deadletter = false;
                 }
             }
             _ => {}
+        }
+    }
+
+    /// What every event says about the queue and the dispatch join, in the window or not.
+    /// Returns the route of the dispatch a `task_finished` ends.
+    fn replay(&mut self, rec: &Record) -> Option<String> {
+        let review = rec.phase.as_deref() == Some("review");
+        let t = rec.task.as_deref()?;
+        match &*rec.event {
+            "task_dispatched" => {
+                if let (Some(a), Some(r)) = (rec.attempt, rec.route.as_deref()) {
+                    self.dispatched
+                        .insert((t.to_string(), a, review), r.to_string());
+                }
+                self.set_state(t, Some(QState::Running));
+            }
+            "task_finished" => {
+                let route = rec
+                    .attempt
+                    .and_then(|a| self.dispatched.remove(&(t.to_string(), a, review)));
+                let outcome = rec.outcome.as_deref().unwrap_or("");
+                if outcome == "cancelled" {
+                    self.queue.remove(t);
+                } else {
+                    self.set_state(t, state_of(outcome));
+                }
+                return route;
+            }
+            "task_retry_scheduled" => self.set_state(t, Some(QState::Blocked)),
+            "dependency_promoted"
+            | "stale_claim_reset"
+            | "retry_requested"
+            | "task_interrupted" => {
+                self.set_state(t, Some(QState::Ready));
+            }
+            "status_reasserted" => {
+                let s = rec.status.as_deref().and_then(state_of);
+                self.set_state(t, s);
+            }
+            "task_deadlettered" => self.set_state(t, Some(QState::Failed)),
+            _ => {}
+        }
+        None
+    }
+
+    /// A run's end in the window: spend, attempts, reviews, route durations and the task's
+    /// latest outcome.
+    fn add_finish(&mut self, rec: &Record, t: &str, day: Option<usize>, route: Option<String>) {
+        let outcome = rec.outcome.as_deref().unwrap_or("");
+        let review = rec.phase.as_deref() == Some("review");
+        // A cancelled or interrupted run may still have reported what it spent.
+        self.add_spend(rec, day, route.as_deref());
+        if outcome == "cancelled" || outcome == "interrupted" {
+            return;
+        }
+        if review {
+            self.reviews.run += 1;
+            self.reviews.accepted += u64::from(outcome == "done");
+            self.reviews.bounced += u64::from(outcome == "ready");
+        }
+        let attempt_failed =
+            outcome.starts_with("blocked:retry:") || outcome.starts_with("failed:");
+        self.totals.attempts_finished += 1;
+        self.totals.attempts_failed += u64::from(attempt_failed);
+        if let Some(d) = day.and_then(|i| self.days.get_mut(i)) {
+            d.attempts_finished += 1;
+            d.attempts_failed += u64::from(attempt_failed);
+        }
+        if let Some(route) = route {
+            let entry = self.routes.entry((route, review)).or_default();
+            if let Some(ms) = rec.duration_ms {
+                entry.0.push(ms);
+            }
+            entry.1 += u64::from(attempt_failed);
+        }
+        if outcome == "done" {
+            self.set_outcome(t, day, None, false);
+        } else if outcome.starts_with("failed:") {
+            let failure = FailedTask {
+                ts: rec.ts.to_string(),
+                task: t.to_string(),
+                attempt: rec.attempt,
+                outcome: outcome.to_string(),
+                note: rec.note.as_deref().map(str::to_owned),
+                deadletter: None,
+            };
+            self.set_outcome(t, day, Some(failure), true);
+        } else if let Some(o) = self.outcomes.get_mut(t) {
+            // Another run ended in between: a deadletter after it is a new failure.
+            o.awaits_deadletter = false;
+        }
+    }
+
+    fn add_over_cap(&mut self, rec: &Record) {
+        self.over_cap.count += 1;
+        push_last(
+            &mut self.over_cap.last,
+            OverCap {
+                ts: rec.ts.to_string(),
+                task: rec.task.as_deref().unwrap_or("").to_string(),
+                route: rec.route.as_deref().unwrap_or("").to_string(),
+                attempt: rec.attempt,
+                cost_usd: rec.cost_usd.unwrap_or(0.0),
+                cap_usd: rec.cap_usd.unwrap_or(0.0),
+            },
+        );
+    }
+
+    fn add_budget_hold(&mut self, rec: &Record) {
+        self.budget_exhausted.count += 1;
+        push_last(
+            &mut self.budget_exhausted.last,
+            BudgetHold {
+                ts: rec.ts.to_string(),
+                date: rec.ts.get(..10).unwrap_or("").to_string(),
+                route: rec.route.as_deref().unwrap_or("").to_string(),
+                spent_usd: rec.spent_usd.unwrap_or(0.0),
+                budget_usd: rec.budget_usd.unwrap_or(0.0),
+                waiting: rec.waiting.unwrap_or(0),
+            },
+        );
+    }
+
+    /// A deadletter in the window: the file of the failure just before, or a failure of its own.
+    fn add_deadletter(&mut self, rec: &Record, t: &str, day: Option<usize>) {
+        let path = rec.path.as_deref().map(str::to_owned);
+        match self.outcomes.get_mut(t) {
+            // The file of the `failed:…` finish just before: the same failure.
+            Some(o) if o.awaits_deadletter => {
+                o.awaits_deadletter = false;
+                if let Some(f) = &mut o.failure {
+                    f.deadletter = path;
+                }
+            }
+            // A claim that went stale too often, or a finish before the window.
+            _ => {
+                let failure = FailedTask {
+                    ts: rec.ts.to_string(),
+                    task: t.to_string(),
+                    attempt: rec.attempt,
+                    outcome: "failed:exhausted_retries".into(),
+                    note: None,
+                    deadletter: path,
+                };
+                self.set_outcome(t, day, Some(failure), false);
+            }
         }
     }
 
@@ -712,7 +648,7 @@ impl Builder {
         &mut self,
         task: &str,
         day: Option<usize>,
-        failure: Option<Failure>,
+        failure: Option<FailedTask>,
         awaits_deadletter: bool,
     ) {
         let outcome = Outcome {
@@ -730,7 +666,7 @@ impl Builder {
     }
 
     /// Adds a finished run's reported cost and tokens.
-    fn add_spend(&mut self, rec: &Rec, day: Option<usize>, route: Option<&str>) {
+    fn add_spend(&mut self, rec: &Record, day: Option<usize>, route: Option<&str>) {
         if rec.cost_usd.is_none() && rec.tokens_in.is_none() && rec.tokens_out.is_none() {
             return;
         }
@@ -782,10 +718,42 @@ impl Builder {
         }
     }
 
-    pub fn finish(mut self) -> Report {
-        // Each task once, by its latest outcome, under the day of that outcome.
-        let mut failed: Vec<(u64, Failure)> = Vec::new();
-        for o in self.outcomes.into_values() {
+    pub fn finish(mut self) -> Stats {
+        let failures = self.count_outcomes();
+        let throughput = throughput(self.first_key, self.last_key, self.totals.done);
+        for d in &mut self.days {
+            d.error_rate = rate(d.attempts_failed, d.attempts_finished);
+            d.cost_usd = round_usd(d.cost_usd);
+        }
+        let spend = spend(self.spend, self.spend_routes, self.spend_days, &self.days);
+        Stats {
+            version: 2,
+            now: format_ts(&self.now),
+            since: format_ts(&self.since),
+            events: self.events,
+            bad_lines: self.bad_lines,
+            error_rate: rate(self.totals.attempts_failed, self.totals.attempts_finished),
+            retry_rate: rate(self.totals.retried, self.totals.attempts_finished),
+            totals: self.totals,
+            throughput,
+            days: self.days,
+            latency_ms: latency(self.latencies),
+            routes: routes(self.routes),
+            queue: queue(&self.queue),
+            failures,
+            spend,
+            over_cap: self.over_cap,
+            budget_exhausted: self.budget_exhausted,
+            reviews: self.reviews,
+            evidence_mismatches: self.evidence_mismatches,
+        }
+    }
+
+    /// Counts each task once, by its latest outcome, under the day of that outcome; returns the
+    /// last [`LAST_FAILURES`] failed tasks in the order their failures were logged.
+    fn count_outcomes(&mut self) -> VecDeque<FailedTask> {
+        let mut failed: Vec<(u64, FailedTask)> = Vec::new();
+        for o in std::mem::take(&mut self.outcomes).into_values() {
             let day = o.day.and_then(|i| self.days.get_mut(i));
             match o.failure {
                 None => {
@@ -805,130 +773,132 @@ impl Builder {
         }
         failed.sort_unstable_by_key(|(seq, _)| *seq);
         let skip = failed.len().saturating_sub(LAST_FAILURES);
-        let failures: VecDeque<Failure> = failed.into_iter().skip(skip).map(|(_, f)| f).collect();
-        let parse = |k: &Option<String>| {
-            k.as_deref()
-                .and_then(|k| DateTime::parse_from_rfc3339(k).ok())
-                .map(|t| t.with_timezone(&Utc))
-        };
-        let span_ms = match (parse(&self.first_key), parse(&self.last_key)) {
-            (Some(a), Some(b)) => u64::try_from((b - a).num_milliseconds()).unwrap_or(0),
-            _ => 0,
-        };
-        let done = self.totals.done;
-        let per = |period: u64| {
-            (span_ms >= period).then(|| round3(done as f64 * period as f64 / span_ms as f64))
-        };
-        let throughput = Throughput {
-            done,
-            from: self.first_key,
-            to: self.last_key,
-            span_ms,
-            per_hour: per(HOUR_MS),
-            per_day: per(DAY_MS),
-        };
-        let rate = |n: u64, d: u64| (d > 0).then(|| round3(n as f64 / d as f64));
-        for d in &mut self.days {
-            d.error_rate = rate(d.attempts_failed, d.attempts_finished);
-        }
-        let mut histogram: Vec<Bucket> = LATENCY_BUCKETS
-            .iter()
-            .map(|&le| Bucket {
-                le: Some(le),
-                count: 0,
-            })
-            .chain(std::iter::once(Bucket::default()))
-            .collect();
-        for &ms in &self.latencies {
-            let i = LATENCY_BUCKETS.partition_point(|&le| le < ms);
-            histogram[i].count += 1;
-        }
-        self.latencies.sort_unstable();
-        let latency_ms = Latency {
-            count: self.latencies.len() as u64,
-            p50: percentile(&self.latencies, 50.0),
-            p95: percentile(&self.latencies, 95.0),
-            p99: percentile(&self.latencies, 99.0),
-            max: self.latencies.last().copied(),
-            histogram,
-        };
-        let mut routes: Vec<Route> = self
-            .routes
-            .into_iter()
-            .map(|((route, review), (mut ms, failed))| {
-                ms.sort_unstable();
-                Route {
-                    route,
-                    phase: review.then(|| "review".to_string()),
-                    runs: ms.len() as u64,
-                    failed,
-                    p50_ms: percentile(&ms, 50.0),
-                    p95_ms: percentile(&ms, 95.0),
-                }
-            })
-            .collect();
-        routes.sort_by(|a, b| (&a.route, &a.phase).cmp(&(&b.route, &b.phase)));
-        for d in &mut self.days {
-            d.cost_usd = round_usd(d.cost_usd);
-        }
-        let mut spend = self.spend;
-        spend.cost_usd = round_usd(spend.cost_usd);
-        spend.routes = self
-            .spend_routes
-            .into_values()
-            .map(|mut r| {
-                r.cost_usd = round_usd(r.cost_usd);
-                r
-            })
-            .collect();
-        spend.routes.sort_by(|a, b| a.route.cmp(&b.route));
-        let mut by_day: Vec<((usize, String), f64)> = self.spend_days.into_iter().collect();
-        by_day.sort_by(|a, b| a.0.cmp(&b.0));
-        spend.days = by_day
-            .into_iter()
-            .filter_map(|((i, route), cost)| {
-                Some(DaySpend {
-                    date: self.days.get(i)?.date.clone(),
-                    route,
-                    cost_usd: round_usd(cost),
-                })
-            })
-            .collect();
-        let mut queue = Queue {
-            source: "events".into(),
-            ..Queue::default()
-        };
-        for s in self.queue.values() {
-            match s {
-                QState::Ready => queue.ready += 1,
-                QState::Running => queue.running += 1,
-                QState::Blocked => queue.blocked += 1,
-                QState::Failed => queue.failed += 1,
-                QState::Done => queue.done += 1,
+        failed.into_iter().skip(skip).map(|(_, f)| f).collect()
+    }
+}
+
+/// A ratio rounded to three decimals; `None` over nothing.
+fn rate(n: u64, d: u64) -> Option<f64> {
+    (d > 0).then(|| round3(n as f64 / d as f64))
+}
+
+/// Tasks done over the span from the first to the last event time of the window, with a rate
+/// only for the periods the span covers.
+fn throughput(first: Option<String>, last: Option<String>, done: u64) -> Throughput {
+    let parse = |k: &Option<String>| {
+        k.as_deref()
+            .and_then(|k| DateTime::parse_from_rfc3339(k).ok())
+            .map(|t| t.with_timezone(&Utc))
+    };
+    let span_ms = match (parse(&first), parse(&last)) {
+        (Some(a), Some(b)) => u64::try_from((b - a).num_milliseconds()).unwrap_or(0),
+        _ => 0,
+    };
+    let per = |period: u64| {
+        (span_ms >= period).then(|| round3(done as f64 * period as f64 / span_ms as f64))
+    };
+    Throughput {
+        done,
+        from: first,
+        to: last,
+        span_ms,
+        per_hour: per(HOUR_MS),
+        per_day: per(DAY_MS),
+    }
+}
+
+/// Percentiles and the histogram of save-to-detection latencies.
+fn latency(mut latencies: Vec<u64>) -> Latency {
+    let mut histogram: Vec<Bucket> = LATENCY_BUCKETS
+        .iter()
+        .map(|&le| Bucket {
+            le: Some(le),
+            count: 0,
+        })
+        .chain(std::iter::once(Bucket::default()))
+        .collect();
+    for &ms in &latencies {
+        let i = LATENCY_BUCKETS.partition_point(|&le| le < ms);
+        histogram[i].count += 1;
+    }
+    latencies.sort_unstable();
+    Latency {
+        count: latencies.len() as u64,
+        p50: percentile(&latencies, 50.0),
+        p95: percentile(&latencies, 95.0),
+        p99: percentile(&latencies, 99.0),
+        max: latencies.last().copied(),
+        histogram,
+    }
+}
+
+/// Run durations per route and phase, sorted by route then phase.
+fn routes(by_route: HashMap<(String, bool), (Vec<u64>, u64)>) -> Vec<Route> {
+    let mut routes: Vec<Route> = by_route
+        .into_iter()
+        .map(|((route, review), (mut ms, failed))| {
+            ms.sort_unstable();
+            Route {
+                route,
+                phase: review.then(|| "review".to_string()),
+                runs: ms.len() as u64,
+                failed,
+                p50_ms: percentile(&ms, 50.0),
+                p95_ms: percentile(&ms, 95.0),
             }
-        }
-        Report {
-            version: 2,
-            now: format_ts(&self.now),
-            since: format_ts(&self.since),
-            events: self.events,
-            bad_lines: self.bad_lines,
-            error_rate: rate(self.totals.attempts_failed, self.totals.attempts_finished),
-            retry_rate: rate(self.totals.retried, self.totals.attempts_finished),
-            totals: self.totals,
-            throughput,
-            days: self.days,
-            latency_ms,
-            routes,
-            queue,
-            failures,
-            spend,
-            over_cap: self.over_cap,
-            budget_exhausted: self.budget_exhausted,
-            reviews: self.reviews,
-            evidence_mismatches: self.evidence_mismatches,
+        })
+        .collect();
+    routes.sort_by(|a, b| (&a.route, &a.phase).cmp(&(&b.route, &b.phase)));
+    routes
+}
+
+/// The spend totals, by route and by day and route, rounded to the cent.
+fn spend(
+    mut spend: Spend,
+    by_route: HashMap<String, RouteSpend>,
+    by_day: HashMap<(usize, String), f64>,
+    days: &[Day],
+) -> Spend {
+    spend.cost_usd = round_usd(spend.cost_usd);
+    spend.routes = by_route
+        .into_values()
+        .map(|mut r| {
+            r.cost_usd = round_usd(r.cost_usd);
+            r
+        })
+        .collect();
+    spend.routes.sort_by(|a, b| a.route.cmp(&b.route));
+    let mut by_day: Vec<((usize, String), f64)> = by_day.into_iter().collect();
+    by_day.sort_by(|a, b| a.0.cmp(&b.0));
+    spend.days = by_day
+        .into_iter()
+        .filter_map(|((i, route), cost)| {
+            Some(DaySpend {
+                date: days.get(i)?.date.clone(),
+                route,
+                cost_usd: round_usd(cost),
+            })
+        })
+        .collect();
+    spend
+}
+
+/// The queue replayed from the events: each task's last known state, counted.
+fn queue(states: &HashMap<String, QState>) -> Queue {
+    let mut queue = Queue {
+        source: "events".into(),
+        ..Queue::default()
+    };
+    for s in states.values() {
+        match s {
+            QState::Ready => queue.ready += 1,
+            QState::Running => queue.running += 1,
+            QState::Blocked => queue.blocked += 1,
+            QState::Failed => queue.failed += 1,
+            QState::Done => queue.done += 1,
         }
     }
+    queue
 }
 
 /// Whether `ts` has the shape of the log's own time form, `2026-11-22T15:25:03.123Z`.
@@ -973,7 +943,7 @@ pub fn report<'a>(
     lines: impl IntoIterator<Item = &'a [u8]>,
     now: DateTime<Utc>,
     window: Duration,
-) -> Report {
+) -> Stats {
     let mut b = Builder::new(now, window);
     for line in lines {
         b.add_line(line);
@@ -981,28 +951,18 @@ pub fn report<'a>(
     b.finish()
 }
 
-/// Parse a window like `7d`, `24h`, `90m`, `30s` or `2w`.
+/// Parse a window like `7d`, `24h`, `90m`, `30s` or `2w`: any duration in the one grammar of
+/// [`crate::core::fmt::parse_duration`], from one second to ten years.
 pub fn parse_window(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("`{s}`: add a unit: s, m, h, d or w (e.g. 7d)"))?;
-    let (n, unit) = s.split_at(split);
-    let n: i64 = n
-        .parse()
-        .map_err(|_| format!("`{s}`: expected a number then a unit, e.g. 7d"))?;
-    let secs = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => return Err(format!("`{s}`: unknown unit `{unit}`; use s, m, h, d or w")),
-    };
-    if n <= 0 || n > 3650 * 86_400 / secs {
-        return Err(format!("`{s}`: the window must be between 1s and 10 years"));
+    const LONGEST: std::time::Duration = std::time::Duration::from_secs(3650 * 86_400);
+    let d = crate::core::fmt::parse_duration(s)?;
+    if d < std::time::Duration::from_secs(1) || d > LONGEST {
+        return Err(format!(
+            "`{}`: the window must be between 1s and 10 years",
+            s.trim()
+        ));
     }
-    Ok(Duration::seconds(n * secs))
+    Duration::from_std(d).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -1014,7 +974,7 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap()
     }
 
-    fn lines(text: &str) -> Report {
+    fn lines(text: &str) -> Stats {
         report(text.lines().map(str::as_bytes), now(), Duration::days(7))
     }
 
@@ -1098,7 +1058,7 @@ mod tests {
         ]
     }
 
-    fn report_of(events: &[String]) -> Report {
+    fn report_of(events: &[String]) -> Stats {
         report(
             events.iter().map(|l| l.as_bytes()),
             now(),

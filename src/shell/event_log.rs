@@ -1,22 +1,26 @@
-//! The event log on disk: the appender of `events.jsonl` lines and a reader that tolerates what
-//! a crash leaves behind.
+//! The event log on disk: the appender of `events.jsonl` lines and the one reader of them, which
+//! tolerates what a crash leaves behind.
 //!
 //! Owns the way lines reach the file (each line built whole, then one `write_all` on an
 //! `O_APPEND` descriptor, so lines from concurrent writers never interleave) and rotation: past a
 //! size limit the live file is renamed to `events-<UTC time>.jsonl` beside it (see [`EventLog`]),
-//! and readers see all files in order ([`log_files`], [`for_each_event_in`]).
+//! and readers see all files in order ([`log_files`]). Reading: raw lines ([`for_each_line`]),
+//! typed events ([`for_each_event_in`]), lenient records of any version ([`for_each_record_in`]),
+//! and following the live file like `tail -F` ([`Follower`]). What a line means is
+//! `core::event`'s; what to print is the commands'.
 //!
 //! Must not touch: the board file, the runtime's locks, or any decision about what happened. It
 //! never truncates the log. The line format is `core::event`'s.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 
-use crate::core::event::Event;
+use crate::core::event::{Event, Record};
+use crate::shell::fsio;
 
 /// Appends events to `events.jsonl`. Shareable across threads (`&self` methods); several
 /// `EventLog`s, in one process or many, may append to the same file at once.
@@ -88,7 +92,7 @@ impl EventLog {
         let mut file = open_append(path)?;
         // A FIFO in the log's place would take lines until its buffer fills, then block the
         // appender (the runtime) for good: the record is a regular file or nothing.
-        crate::shell::fsio::ensure_regular(&file.metadata()?)?;
+        fsio::ensure_regular(&file.metadata()?)?;
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -255,12 +259,11 @@ pub fn log_files(board_dir: impl AsRef<Path>) -> Vec<PathBuf> {
     files
 }
 
-/// Stream every line of one file, holding one line at a time: `f(line, terminated)` where `line`
-/// excludes the newline and `terminated` says whether it had one (only the last line of a file
-/// may lack it: a write cut short, or one still under way). Blank lines are skipped.
-pub fn for_each_line(path: impl AsRef<Path>, mut f: impl FnMut(&[u8], bool)) -> io::Result<()> {
-    let mut reader =
-        BufReader::with_capacity(1 << 17, crate::shell::fsio::open_regular(path.as_ref())?);
+/// Every line of one file, blank ones included, holding one line at a time: `f(line, terminated)`
+/// where `line` excludes the newline and `terminated` says whether it had one. The one place
+/// log lines are read from a file.
+fn each_line(path: &Path, mut f: impl FnMut(&[u8], bool)) -> io::Result<()> {
+    let mut reader = BufReader::with_capacity(1 << 17, fsio::open_regular(path)?);
     let mut buf = Vec::with_capacity(512);
     loop {
         buf.clear();
@@ -273,10 +276,170 @@ pub fn for_each_line(path: impl AsRef<Path>, mut f: impl FnMut(&[u8], bool)) -> 
         } else {
             &buf[..]
         };
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
         f(line, terminated);
+    }
+}
+
+/// Stream every line of one file, holding one line at a time: `f(line, terminated)` where `line`
+/// excludes the newline and `terminated` says whether it had one (only the last line of a file
+/// may lack it: a write cut short, or one still under way). Blank lines are skipped.
+pub fn for_each_line(path: impl AsRef<Path>, mut f: impl FnMut(&[u8], bool)) -> io::Result<()> {
+    each_line(path.as_ref(), |line, terminated| {
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            f(line, terminated);
+        }
+    })
+}
+
+/// What [`for_each_record_in`] saw besides the records it handed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RecordScan {
+    /// How many log files there were (rotated ones and the live one).
+    pub files: usize,
+    /// Lines that could not be read as a [`Record`], a torn last line of a file excepted.
+    pub bad_lines: u64,
+}
+
+/// Stream the lines of every log file of `board_dir` ([`log_files`] order) as lenient
+/// [`Record`]s, for readers that take lines of any version. A line that does not read is counted
+/// in `bad_lines`, except the last line of a file without its newline (a write cut short, or one
+/// still under way), which is skipped. A file that disappears while being listed is skipped; any
+/// other error names the file.
+pub fn for_each_record_in(
+    board_dir: impl AsRef<Path>,
+    mut f: impl FnMut(&Record),
+) -> io::Result<RecordScan> {
+    let files = log_files(board_dir);
+    let mut scan = RecordScan {
+        files: files.len(),
+        bad_lines: 0,
+    };
+    for file in &files {
+        let read = for_each_line(file, |line, terminated| match Record::from_line(line) {
+            Ok(rec) => f(&rec),
+            Err(_) if !terminated => {}
+            Err(_) => scan.bad_lines += 1,
+        });
+        match read {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(io::Error::new(e.kind(), format!("{}: {e}", file.display())));
+            }
+            _ => {}
+        }
+    }
+    Ok(scan)
+}
+
+/// Follows one path like `tail -F`: new complete lines as they are appended, across rotation
+/// (the file renamed away and a new one created), truncation and a missing file.
+pub struct Follower {
+    path: PathBuf,
+    file: Option<File>,
+    /// Bytes read after the last newline: a line still being written.
+    pending: Vec<u8>,
+    /// The file was found shorter than what was read: [`Follower::take_truncated`] tells.
+    truncated: bool,
+}
+
+impl Follower {
+    /// A follower of `path`, reading from its start if it exists now (a file that is not
+    /// regular is refused, never opened in a way that waits).
+    pub fn open(path: &Path) -> io::Result<Follower> {
+        let file = match fsio::open_regular(path) {
+            Ok(file) => Some(file),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        Ok(Follower {
+            path: path.to_path_buf(),
+            file,
+            pending: Vec::new(),
+            truncated: false,
+        })
+    }
+
+    /// A follower of `path` reading from `file`, already opened at that path (or `None`: the
+    /// path is looked at again on every poll).
+    pub fn with_file(path: &Path, file: Option<File>) -> Follower {
+        Follower {
+            path: path.to_path_buf(),
+            file,
+            pending: Vec::new(),
+            truncated: false,
+        }
+    }
+
+    /// Bytes read after the last newline, taken: a last line without its newline.
+    pub fn take_pending(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.pending)
+    }
+
+    /// The path followed.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether a poll found the file truncated (and started over from its start) since the last
+    /// call: the caller tells the person.
+    pub fn take_truncated(&mut self) -> bool {
+        std::mem::take(&mut self.truncated)
+    }
+
+    /// Complete lines appended to the open file since the last read.
+    pub fn read_new(&mut self) -> io::Result<Vec<Vec<u8>>> {
+        let Some(file) = self.file.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let mut buf = Vec::new();
+        file.read_to_end(&mut buf)?;
+        self.pending.extend_from_slice(&buf);
+        let mut lines = Vec::new();
+        if let Some(end) = self.pending.iter().rposition(|&b| b == b'\n') {
+            let rest = self.pending.split_off(end + 1);
+            for line in self.pending.split(|&b| b == b'\n') {
+                if !line.iter().all(u8::is_ascii_whitespace) {
+                    lines.push(line.to_vec());
+                }
+            }
+            self.pending = rest;
+        }
+        Ok(lines)
+    }
+
+    /// New lines since the last poll, switching files when the path was rotated or recreated and
+    /// starting over when the file was truncated.
+    pub fn poll(&mut self) -> io::Result<Vec<Vec<u8>>> {
+        let mut lines = self.read_new()?;
+        let at_path = match std::fs::metadata(&self.path) {
+            Ok(m) => Some(m),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let Some(at_path) = at_path else {
+            return Ok(lines);
+        };
+        let same = match &self.file {
+            Some(f) => same_file(&f.metadata()?, &at_path),
+            None => false,
+        };
+        if !same {
+            // Rotated away (or first appearance): the old file was drained above; a torn line
+            // left in it will never complete.
+            if self.file.is_some() {
+                self.pending.clear();
+            }
+            self.file = Some(fsio::open_regular(&self.path)?);
+            lines.extend(self.read_new()?);
+        } else if let Some(f) = self.file.as_mut() {
+            let pos = f.stream_position()?;
+            if at_path.len() < pos {
+                self.truncated = true;
+                f.seek(SeekFrom::Start(0))?;
+                self.pending.clear();
+                lines.extend(self.read_new()?);
+            }
+        }
+        Ok(lines)
     }
 }
 
@@ -362,17 +525,10 @@ fn scan_file(
     scan: &mut LogScan,
     line_no: &mut usize,
 ) -> io::Result<()> {
-    let mut reader = BufReader::with_capacity(1 << 16, crate::shell::fsio::open_regular(path)?);
-    let mut buf = Vec::with_capacity(512);
-    loop {
-        buf.clear();
-        if reader.read_until(b'\n', &mut buf)? == 0 {
-            break;
-        }
+    each_line(path, |line, terminated| {
         *line_no += 1;
-        let terminated = buf.last() == Some(&b'\n');
-        let parsed = match std::str::from_utf8(&buf) {
-            Ok(text) if text.trim().is_empty() => continue,
+        let parsed = match std::str::from_utf8(line) {
+            Ok(text) if text.trim().is_empty() => return,
             Ok(text) => Event::from_line(text).map_err(|e| e.to_string()),
             Err(e) => Err(format!("invalid UTF-8: {e}")),
         };
@@ -384,8 +540,7 @@ fn scan_file(
             Err(_) if !terminated => scan.torn_tail = true,
             Err(e) => scan.bad_lines.push((*line_no, e)),
         }
-    }
-    Ok(())
+    })
 }
 
 #[cfg(test)]

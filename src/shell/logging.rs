@@ -10,7 +10,8 @@
 //!   `taskboard tail` prints for it (`cmd::tail::render_event`), at the level its colour says
 //!   (red: error, yellow: warn, else info). The runtime leaves `pass` events out: one per pass,
 //!   they would bury everything else.
-//! - stderr on a terminal (and `NO_COLOR` unset or empty): exactly `tail`'s lines, coloured;
+//! - stderr coloured (a terminal; `cmd::colors` decides, from `NO_COLOR`, `CLICOLOR_FORCE`,
+//!   `CLICOLOR` and `TERM`): exactly `tail`'s lines, coloured;
 //!   other diagnostics as `time message`, yellow for warnings and red for errors.
 //! - stderr otherwise (a service manager captures it: journald, launchd's `StandardErrorPath`):
 //!   the same lines without colour, the severity word (`INFO`, `WARN`, `ERROR`) after the time,
@@ -28,10 +29,9 @@
 //!   and one warning says so.
 
 use std::fmt;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tracing::field::{Field, Visit};
 use tracing::{Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
@@ -47,6 +47,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use crate::cmd::Paint;
 use crate::cmd::tail::{Rendered, Severity, render_event};
 use crate::core::config;
+use crate::core::event::fields_of;
 use crate::shell::config_file;
 use crate::shell::fsio;
 
@@ -67,7 +68,7 @@ pub fn event(line: &str) {
 
 /// An event's JSON line as `tail` renders it, without colour; `None` when it does not parse.
 fn rendered(line: &str) -> Option<Rendered> {
-    let map = serde_json::from_str::<Map<String, Value>>(line).ok()?;
+    let map = fields_of(line.as_bytes()).ok()?;
     Some(render_event(&map, Paint(false)))
 }
 
@@ -130,7 +131,7 @@ where
         let parsed = (event.metadata().target() == EVENT_TARGET)
             .then_some(fields.record.as_deref())
             .flatten()
-            .and_then(|line| serde_json::from_str::<Map<String, Value>>(line).ok());
+            .and_then(|line| fields_of(line.as_bytes()).ok());
         let (date, line) = match parsed {
             Some(map) => {
                 let date = map
@@ -218,8 +219,7 @@ pub fn init_for_board(board: &Path, explicit_config: Option<&Path>) -> LogGuard 
 pub fn init(board: &Path, log_keep: u32) -> LogGuard {
     let filter =
         || EnvFilter::try_from_env("TASKBOARD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let ansi = std::io::stderr().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let ansi = crate::cmd::colors(&std::io::stderr());
     let stderr_layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(ansi)

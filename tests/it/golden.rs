@@ -123,7 +123,7 @@ fn on_a_terminal(args: &[String], env: &[(&str, &str)], dir: &Path) -> Option<su
 /// `color`: the event logs through the report builder and the text or JSON renderer that
 /// `taskboard stats` uses, read as it reads them.
 fn stats_at(at: &str, args: &[String], dir: &Path, color: bool) -> Result<support::Output, String> {
-    use taskboard::core::report::{Builder, Rec, parse_window};
+    use taskboard::core::report::{Builder, parse_window};
     let now = chrono::DateTime::parse_from_rfc3339(at)
         .map_err(|e| format!("@now={at}: {e}"))?
         .with_timezone(&chrono::Utc);
@@ -148,22 +148,15 @@ fn stats_at(at: &str, args: &[String], dir: &Path, color: bool) -> Result<suppor
     }
     let window = parse_window(&since).map_err(|e| format!("--since {e}"))?;
     let mut builder = Builder::new(now, window);
-    for file in taskboard::shell::event_log::log_files(dir) {
-        taskboard::shell::event_log::for_each_line(&file, |line, terminated| {
-            match serde_json::from_slice::<Rec>(line) {
-                Ok(rec) => builder.add(&rec),
-                Err(_) if !terminated => {}
-                Err(_) => builder.add_bad_line(),
-            }
-        })
-        .map_err(|e| format!("{}: {e}", file.display()))?;
-    }
+    let scan = taskboard::shell::event_log::for_each_record_in(dir, |rec| builder.add(rec))
+        .map_err(|e| e.to_string())?;
+    builder.add_bad_lines(scan.bad_lines);
     let report = builder.finish();
     let stdout = if json {
         serde_json::to_string_pretty(&report).map_err(|e| e.to_string())? + "\n"
     } else {
         let text =
-            taskboard::cmd::stats::render_text(&report, &since, taskboard::cmd::Paint(color));
+            taskboard::cmd::stats::text::render(&report, &since, taskboard::cmd::Paint(color));
         text.replace('\x1b', "␛")
     };
     Ok(support::Output {

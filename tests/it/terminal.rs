@@ -283,3 +283,89 @@ fn a_once_beside_a_serving_run_does_not_read_as_the_service_stopping() {
         "{shown:?}"
     );
 }
+
+/// A sandbox whose log holds one deadletter, which `tail` shows in red when it colours.
+fn deadletter_log(name: &str) -> Sandbox {
+    let sb = Sandbox::new(name);
+    sb.write_board("# Board\n\n## A-1\n- status: failed:exhausted_retries\n");
+    sb.write(
+        "events.jsonl",
+        "{\"ts\":\"2026-11-22T15:25:03.123Z\",\"event\":\"task_deadlettered\",\"task\":\"A-1\",\"attempts\":2,\"path\":\"deadletter/A-1.json\"}\n",
+    );
+    sb
+}
+
+/// `tail`'s output with the colour variables as given (all others removed).
+fn tail_with(sb: &Sandbox, vars: &[(&str, &str)]) -> String {
+    let mut cmd = sb.command(&["tail", "task-board.md"]);
+    for var in ["NO_COLOR", "CLICOLOR", "CLICOLOR_FORCE", "CI"] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(vars.iter().copied());
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn clicolor_force_colours_even_a_pipe_and_no_color_still_wins() {
+    let sb = deadletter_log("term-force");
+    assert!(!tail_with(&sb, &[]).contains('\x1b'), "a pipe is plain");
+    let forced = tail_with(&sb, &[("CLICOLOR_FORCE", "1")]);
+    assert!(forced.contains("\x1b[31mtask_deadlettered"), "{forced:?}");
+    let both = tail_with(&sb, &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]);
+    assert!(!both.contains('\x1b'), "{both:?}");
+}
+
+#[test]
+fn a_dumb_terminal_gets_no_colour() {
+    if Command::new("sh")
+        .args(["-c", "command -v script"])
+        .stdout(Stdio::null())
+        .status()
+        .map_or(true, |s| !s.success())
+    {
+        support::skip("`script` (util-linux) is not installed: no pseudo-terminal");
+        return;
+    }
+    let sb = deadletter_log("term-dumb");
+    let on_a_terminal = |term: &str| {
+        let shown = sb.path(&format!("tail-{term}.out"));
+        let cmd = format!("{} tail task-board.md", env!("CARGO_BIN_EXE_taskboard"));
+        let mut script = Proc(
+            Command::new("script")
+                .args(["-qfec", &cmd, "/dev/null"])
+                .current_dir(&sb.dir)
+                .env_remove("NO_COLOR")
+                .env_remove("CLICOLOR")
+                .env_remove("CLICOLOR_FORCE")
+                .env_remove("CI")
+                .env("TERM", term)
+                .stdin(Stdio::null())
+                .stdout(std::fs::File::create(&shown).unwrap())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        script.wait_exit();
+        std::fs::read_to_string(&shown).unwrap()
+    };
+    let xterm = on_a_terminal("xterm");
+    assert!(xterm.contains("\x1b[31mtask_deadlettered"), "{xterm:?}");
+    let dumb = on_a_terminal("dumb");
+    assert!(dumb.contains("task_deadlettered"), "{dumb:?}");
+    assert!(!dumb.contains('\x1b'), "{dumb:?}");
+}
+
+#[test]
+fn paint_writes_the_plain_ansi_codes_and_nothing_without_colour() {
+    use taskboard::cmd::Paint;
+    let on = Paint(true);
+    assert_eq!(on.red("x"), "\x1b[31mx\x1b[0m");
+    assert_eq!(on.yellow("x"), "\x1b[33mx\x1b[0m");
+    assert_eq!(on.green("x"), "\x1b[32mx\x1b[0m");
+    assert_eq!(on.cyan("x"), "\x1b[36mx\x1b[0m");
+    assert_eq!(on.dim("x"), "\x1b[2mx\x1b[0m");
+    assert_eq!(on.bold("x"), "\x1b[1mx\x1b[0m");
+    assert_eq!(Paint(false).red("x"), "x");
+}
