@@ -13,15 +13,16 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::commit::{After, Pending};
+use super::commit::{FollowUp, Outgoing};
 use super::launch::Launch;
 use super::{Active, Runtime, signal_name};
 use crate::core::board::Board;
 use crate::core::event::EventKind;
 use crate::core::handoff;
-use crate::core::memory::AttemptRecord;
-use crate::core::plan::{
-    self, Ending, Episode, Landing, LockView, PendingEnding, Phase, ResultFile, SettlementKind,
+use crate::core::memory::{AttemptRecord, PendingEnding};
+use crate::core::plan::{self, Landing, LockView};
+use crate::core::settle::{
+    self, AttemptEnd, Phase, ProcessEnd, ResultFile, SettlementKind, StopCause,
 };
 use crate::core::status::Status;
 use crate::core::writeback::Change;
@@ -29,105 +30,137 @@ use crate::shell::evidence;
 use crate::shell::exec;
 use crate::shell::fsio;
 
-/// What the runtime saw of a run that ended.
+/// What the runtime saw of a run that ended (no process at all, for a run that never started).
 #[derive(Default)]
-pub(super) struct RunFacts {
-    pub(super) exit_code: Option<i32>,
-    pub(super) signal: Option<i32>,
+pub(super) struct RunEnd {
+    pub(super) process: Option<ProcessEnd>,
     pub(super) duration: Duration,
     pub(super) stderr_tail: String,
     /// The result file, when it parsed (cost and handoff count whatever the exit).
     pub(super) reported: Option<ResultFile>,
 }
 
+/// The kept endings, met with the board as it is now.
+#[derive(Default)]
+pub(super) struct Gathered {
+    /// The endings to write, as changes for `commit`.
+    pub(super) outgoing: Vec<Outgoing>,
+    /// Every task whose ending is still on its way: the planner leaves those alone.
+    pub(super) on_the_way: BTreeSet<String>,
+    /// How many review runs started for endings already on the board.
+    pub(super) reviews: usize,
+}
+
 impl Runtime {
     /// The endings this runtime holds (its own, and those a stopped runtime left behind, which it
-    /// takes over with their locks), each turned into a change against the board as it is now.
-    /// Returns the changes to write, every task whose ending is still on its way (the planner
-    /// leaves those alone), and how many review runs started for endings already on the board.
+    /// takes over with their locks), each met with the board as it is now: landed already,
+    /// turned into a change to write, kept waiting, or given way to a person's decision.
     pub(super) fn gather_endings(
         &mut self,
         board: &Board,
         text: &str,
         locks: &mut BTreeMap<String, LockView>,
         now: DateTime<Utc>,
-    ) -> (Vec<Pending>, BTreeSet<String>, usize) {
-        let mut pending = Vec::new();
-        let mut settling = BTreeSet::new();
-        let mut reviews = 0;
+    ) -> Gathered {
+        let mut gathered = Gathered::default();
         for id in self.endings_of_past_runs() {
-            match locks.get(&id) {
-                Some(LockView::Ours) => {}
-                // Another live runtime's ending: it writes it.
-                Some(LockView::Live) => {
-                    settling.insert(id);
-                    continue;
-                }
-                Some(LockView::Stale(_)) | None => {
-                    if !self.adopt_ending(&id, now) {
-                        settling.insert(id);
-                        continue;
-                    }
-                    locks.insert(id.clone(), LockView::Ours);
-                }
+            if !self.hold_ending_lock(&id, locks, now) {
+                gathered.on_the_way.insert(id);
+                continue;
             }
             let rec = &self.store.tasks[&id];
             let Some(ending) = rec.ending.clone() else {
                 continue;
             };
             let agent = &self.config.runtime.agent;
-            match plan::landing(board, &id, &ending, rec.memory.episode.as_ref(), agent) {
-                Landing::Landed => {
-                    self.kept_reported.remove(&id);
-                    if self.ending_landed(&id, ending, Some((board, text)), now) {
-                        reviews += 1;
-                    }
+            let landing = plan::landing(board, &id, &ending, rec.memory.episode.as_ref(), agent);
+            self.meet_ending(id, ending, landing, (board, text), now, &mut gathered);
+        }
+        gathered
+    }
+
+    /// Whether this runtime holds the lock of task `id`'s kept ending (taking over a stopped
+    /// runtime's): only then does it write the ending. Another live runtime's ending is that
+    /// runtime's to write.
+    fn hold_ending_lock(
+        &mut self,
+        id: &str,
+        locks: &mut BTreeMap<String, LockView>,
+        now: DateTime<Utc>,
+    ) -> bool {
+        match locks.get(id) {
+            Some(LockView::Ours) => true,
+            Some(LockView::Live) => false,
+            Some(LockView::Stale(_)) | None => {
+                if !self.adopt_ending(id, now) {
+                    return false;
                 }
-                Landing::Write { over } => {
-                    let Ok(new) = Status::parse(&ending.write) else {
-                        continue;
-                    };
-                    settling.insert(id.clone());
-                    pending.push(Pending {
-                        change: Change {
-                            id,
-                            expected: over,
-                            new,
-                        },
-                        after: After::Settled { ending },
-                    });
-                }
-                Landing::Wait { reason } => {
-                    settling.insert(id.clone());
-                    if self.kept_reported.get(&id) != Some(&reason) {
-                        self.kept_reported.insert(id.clone(), reason.clone());
-                        self.emit(
-                            Some(&id),
-                            EventKind::EndingKept {
-                                attempt: ending.attempt,
-                                wanted: ending.write,
-                                reason,
-                            },
-                        );
-                    }
-                }
-                Landing::Superseded { found } => {
-                    // A person's decision: theirs stands, and the run it ends is over.
-                    self.kept_reported.remove(&id);
-                    self.emit(
-                        Some(&id),
-                        EventKind::WritebackConflict {
-                            expected: ending.claim,
-                            found,
-                            wanted: ending.write,
-                        },
-                    );
-                    self.store.record_mut(&id).ending = None;
-                    let _ = self.locks.release(&id, &self.instance);
-                }
+                locks.insert(id.to_string(), LockView::Ours);
+                true
             }
         }
-        (pending, settling, reviews)
+    }
+
+    /// Carries out how a kept ending meets the board (see [`plan::landing`]).
+    fn meet_ending(
+        &mut self,
+        id: String,
+        ending: PendingEnding,
+        landing: Landing,
+        board: (&Board, &str),
+        now: DateTime<Utc>,
+        gathered: &mut Gathered,
+    ) {
+        match landing {
+            Landing::Landed => {
+                self.kept_reported.remove(&id);
+                if self.land_ending(&id, ending, Some(board), now) {
+                    gathered.reviews += 1;
+                }
+            }
+            Landing::Write { over } => {
+                let Ok(new) = Status::parse(&ending.write) else {
+                    return;
+                };
+                gathered.on_the_way.insert(id.clone());
+                gathered.outgoing.push(Outgoing {
+                    change: Change {
+                        id,
+                        expected: over,
+                        new,
+                    },
+                    follow_up: FollowUp::Ended { ending },
+                });
+            }
+            Landing::Wait { reason } => {
+                gathered.on_the_way.insert(id.clone());
+                if self.kept_reported.get(&id) != Some(&reason) {
+                    self.kept_reported.insert(id.clone(), reason.clone());
+                    self.emit(
+                        Some(&id),
+                        EventKind::EndingKept {
+                            attempt: ending.attempt,
+                            wanted: ending.write,
+                            reason,
+                        },
+                    );
+                }
+            }
+            Landing::Superseded { found } => {
+                // A person's decision: theirs stands, and the run it ends is over.
+                self.kept_reported.remove(&id);
+                self.emit(
+                    Some(&id),
+                    EventKind::WritebackConflict {
+                        expected: ending.claim,
+                        found,
+                        wanted: ending.write,
+                    },
+                );
+                self.store.record_mut(&id).ending = None;
+                let _ = self.locks.release(&id, &self.instance);
+            }
+        }
     }
 
     /// The tasks with an ending on its way whose run is over (an ending always is; the check
@@ -143,21 +176,16 @@ impl Runtime {
     /// What an ending on the board implies: the task's memory, its events, its deadletter file,
     /// the review run that follows, and the release of its lock. `written` is the board as it
     /// now is (parsed when a review is to start). Returns whether a review run started.
-    pub(super) fn ending_landed(
+    pub(super) fn land_ending(
         &mut self,
         id: &str,
         ending: PendingEnding,
         written: Option<(&Board, &str)>,
         now: DateTime<Utc>,
     ) -> bool {
-        let rec = self.store.record_mut(id);
-        rec.ending = None;
+        self.store.record_mut(id).land_ending(&ending);
         let attempt = ending.attempt;
         match ending.settlement {
-            SettlementKind::Finished => {
-                // The attempts stay on record: a `taskboard retry` goes on from them.
-                rec.review_feedback = None;
-            }
             SettlementKind::ToReview { route } => {
                 // The task stays claimed: the lock passes to the review run.
                 let Some(board) = written else {
@@ -175,23 +203,22 @@ impl Runtime {
                 };
                 return self.spawn(launch, board, now);
             }
-            SettlementKind::Bounced => rec.review_feedback = ending.note.clone(),
             SettlementKind::Retry { at } => {
                 self.emit(Some(id), EventKind::TaskRetryScheduled { attempt, at });
             }
             SettlementKind::Exhausted => self.deadletter(id, "exhausted_retries", now),
             SettlementKind::Interrupted => {
-                rec.memory.attempts = attempt.saturating_sub(1);
                 self.emit(Some(id), EventKind::TaskInterrupted { attempt });
             }
-            SettlementKind::Cancelled => {}
+            SettlementKind::Finished | SettlementKind::Bounced | SettlementKind::Cancelled => {}
         }
         let _ = self.locks.release(id, &self.instance);
         false
     }
 
-    /// Records an executor's ending; returns whether there is a status to write.
-    pub(super) fn settle(&mut self, id: &str, attempt: u32, finished: exec::Finished) -> bool {
+    /// Takes an executor's end: the attempt's ending is recorded and kept. Returns whether there
+    /// is a status to write.
+    pub(super) fn run_ended(&mut self, id: &str, attempt: u32, finished: exec::Finished) -> bool {
         let Some(active) = self.active.remove(id) else {
             return false;
         };
@@ -203,175 +230,80 @@ impl Runtime {
         }
         let result = fsio::read_regular_to_string(&active.result_path)
             .ok()
-            .map(|text| plan::parse_result(&text, &active.phase));
-        let ending = match finished.stopped {
-            Some(exec::StopReason::Cancelled) => Ending::Cancelled,
-            Some(exec::StopReason::Shutdown) => Ending::Interrupted,
-            Some(exec::StopReason::Timeout) => Ending::Failure("timeout".into()),
-            None => match finished.ending {
-                exec::Ending::Exited(0) => match &result {
-                    Some(Ok(r)) => Ending::Success {
-                        result: Some(r.clone()),
-                    },
-                    Some(Err(why)) => Ending::BadResult(why.clone()),
-                    None => Ending::Success { result: None },
-                },
-                exec::Ending::Exited(code) => match &result {
-                    // Its own words on why (a reviewer's "no, because…") beat the exit code.
-                    Some(Ok(ResultFile {
-                        note: Some(note), ..
-                    })) => Ending::Rejected {
-                        reason: format!("exit_{code}"),
-                        note: note.clone(),
-                    },
-                    _ => Ending::Failure(format!("exit_{code}")),
-                },
-                exec::Ending::Signaled(sig) => {
-                    Ending::Failure(format!("signal_{}", signal_name(sig)))
-                }
-            },
-        };
-        let (exit_code, signal) = match finished.ending {
-            exec::Ending::Exited(c) => (Some(c), None),
-            exec::Ending::Signaled(s) => (None, Some(s)),
-        };
-        let facts = RunFacts {
-            exit_code,
-            signal,
+            .map(|text| settle::parse_result(&text, &active.phase));
+        let (stopped, process) = process_end(&finished);
+        let end = settle::attempt_end(stopped, &process, result.as_ref());
+        let run = RunEnd {
+            process: Some(process),
             duration: finished.duration,
             stderr_tail: finished.stderr_tail,
             reported: result.and_then(Result::ok),
         };
-        self.conclude(id, &active, ending, facts)
+        let now = self.now();
+        self.keep_ending(id, &active, end, run, now)
     }
 
-    /// Records an attempt's ending (spend, handoff, attempt record, `task_finished`) and keeps
-    /// the status it calls for in the task's record until it lands. Returns whether there is one.
-    pub(super) fn conclude(
+    /// Records an attempt that ended at `now` (spend, evidence, handoff, attempt record,
+    /// `task_finished`) and keeps the status its ending calls for in the task's record until it
+    /// lands. Returns whether there is one.
+    pub(super) fn keep_ending(
         &mut self,
         id: &str,
         active: &Active,
-        ending: Ending,
-        facts: RunFacts,
+        end: AttemptEnd,
+        run: RunEnd,
+        now: DateTime<Utc>,
     ) -> bool {
-        let now = self.now();
-        // The budget counts this series' attempts; after a retry the numbering goes on.
         let series_start = self
             .store
             .tasks
             .get(id)
             .map_or(0, |r| r.memory.series_start);
-        let in_series = active.attempt.saturating_sub(series_start);
-        let settlement = plan::settle(&self.policy(), in_series, &active.phase, &ending, now);
-        let outcome = match (&settlement.write, &ending) {
-            (_, Ending::Cancelled) => "cancelled".to_string(),
-            (_, Ending::Interrupted) => "interrupted".to_string(),
-            (Some(s), _) => s.to_string(),
-            (None, _) => "none".to_string(),
-        };
-        let reason = match &ending {
-            Ending::Success { .. } => outcome.clone(),
-            Ending::BadResult(_) => "bad_result".to_string(),
-            Ending::Failure(r) | Ending::Rejected { reason: r, .. } => r.clone(),
-            Ending::Cancelled => "cancelled".to_string(),
-            Ending::Interrupted => "interrupted".to_string(),
-        };
-        let phase = (active.phase == Phase::Review).then(|| "review".to_string());
-        let reported = facts.reported.as_ref();
+        let in_series = settle::in_series(active.attempt, series_start);
+        let settlement = settle::settlement(&self.policy(), in_series, &active.phase, &end, now);
+        let told = settle::summary(&end, &settlement);
+        let reported = run.reported.as_ref();
         let cost = reported.and_then(|r| r.cost_usd);
         if let Some(cost) = cost {
-            self.store.add_spend(now.date_naive(), &active.route, cost);
-            self.store.record_mut(id).cost_usd += cost;
-            let cap = self
-                .config
-                .executors
-                .get(&active.route)
-                .and_then(|e| e.max_cost_usd);
-            if let Some(cap) = cap.filter(|cap| cost > *cap) {
-                self.emit(
-                    Some(id),
-                    EventKind::CostOverCap {
-                        route: active.route.clone(),
-                        attempt: active.attempt,
-                        cost_usd: cost,
-                        cap_usd: cap,
-                    },
-                );
-            }
+            self.count_spend(id, active, cost, now);
         }
-        let duration_ms = facts.duration.as_millis() as u64;
-        let seen = match active.evidence_before.as_ref().map(|before| {
-            let since = evidence::since(before, &self.board_dir, &self.board);
-            (since, before.root.clone())
-        }) {
-            Some((Ok(Some(paths)), root)) => Some((paths, root)),
-            Some((Err(why), _)) => {
-                self.error(Some(id), "evidence", why);
-                None
-            }
-            _ => None,
-        };
-        if let (Some((seen, root)), Some(claims)) = (
-            &seen,
-            reported
-                .and_then(|r| r.handoff.as_ref())
-                .map(|h| &h.evidence.changed),
-        ) {
-            let (claimed_not_seen, seen_not_claimed) =
-                evidence::mismatch(claims, seen, &self.board_dir, root);
-            if !claimed_not_seen.is_empty() || !seen_not_claimed.is_empty() {
-                self.emit(
-                    Some(id),
-                    EventKind::EvidenceMismatch {
-                        attempt: active.attempt,
-                        claimed_not_seen,
-                        seen_not_claimed,
-                    },
-                );
-            }
-        }
-        let seen = seen.map(|(paths, _)| paths);
+        let seen = self.seen_changes(id, active, reported);
+        let exit_code = run.process.as_ref().and_then(ProcessEnd::exit_code);
+        let signal = run.process.as_ref().and_then(ProcessEnd::signal);
+        let duration_ms = run.duration.as_millis() as u64;
         // Every attempt leaves a breadcrumb, a failure included; an interrupted one is retried
         // under the same number, so it leaves none.
-        let handoff = (!matches!(ending, Ending::Interrupted)).then(|| {
-            let succeeded = matches!(ending, Ending::Success { .. });
-            let headline = match &settlement.kind {
-                SettlementKind::ToReview { route } => {
-                    format!("succeeded; sent to `{route}` for review")
-                }
-                SettlementKind::Bounced => "sent back to ready by the review".to_string(),
-                _ => reason.clone(),
-            };
+        let handoff = told.headline.as_deref().map(|headline| {
             handoff::render(&handoff::Attempt {
                 attempt: active.attempt,
                 route: &active.route,
                 ended: now,
-                outcome: &headline,
+                outcome: headline,
                 review: active.phase == Phase::Review,
-                exit_code: facts.exit_code,
-                signal: facts.signal,
+                exit_code,
+                signal,
                 duration_ms,
                 cost_usd: cost,
                 note: settlement.note.as_deref(),
                 handoff: reported.and_then(|r| r.handoff.as_ref()),
                 seen_changed: seen.as_deref(),
-                stderr_tail: (!succeeded).then_some(facts.stderr_tail.as_str()),
+                stderr_tail: told.shows_stderr.then_some(run.stderr_tail.as_str()),
             })
         });
         let handoff_path = handoff
             .as_ref()
             .and_then(|section| self.append_handoff(id, section));
-        let rec = self.store.record_mut(id);
-        rec.history.push(AttemptRecord {
+        let phase = (active.phase == Phase::Review).then(|| "review".to_string());
+        self.store.record_mut(id).history.push(AttemptRecord {
             attempt: active.attempt,
             route: active.route.clone(),
             started: active.started,
             ended: now,
             duration_ms,
-            exit_code: facts.exit_code,
-            signal: facts.signal,
-            outcome: reason,
-            stderr_tail: facts.stderr_tail.clone(),
+            exit_code,
+            signal,
+            outcome: told.reason,
+            stderr_tail: run.stderr_tail.clone(),
             run_dir: active.run_dir.display().to_string(),
             cost_usd: cost,
             phase: phase.clone(),
@@ -386,17 +318,12 @@ impl Runtime {
             Some(id),
             EventKind::TaskFinished {
                 attempt: active.attempt,
-                exit_code: facts.exit_code,
-                signal: facts.signal,
+                exit_code,
+                signal,
                 duration_ms,
-                outcome,
+                outcome: told.outcome,
                 note: settlement.note.clone(),
-                stopped: match &ending {
-                    Ending::Cancelled => Some("cancelled".into()),
-                    Ending::Interrupted => Some("shutdown".into()),
-                    Ending::Failure(r) if r == "timeout" => Some("timeout".into()),
-                    _ => None,
-                },
+                stopped: told.stopped,
                 phase,
                 cost_usd: cost,
                 tokens_in: reported.and_then(|r| r.tokens_in),
@@ -410,16 +337,91 @@ impl Runtime {
             return false;
         };
         let rec = self.store.record_mut(id);
-        // The episode takes the ending now: a stale buffer that shows the claim (or what the
-        // claim replaced) is recognised as one from here on, wherever the ending is.
-        Episode::record(&mut rec.memory.episode, &active.running, &new);
-        rec.ending = Some(PendingEnding {
-            attempt: active.attempt,
-            claim: active.running.to_string(),
-            write: new.to_string(),
-            settlement: settlement.kind,
-            note: settlement.note,
-        });
+        rec.hold_ending(
+            active.attempt,
+            &active.running,
+            &new,
+            settlement.kind,
+            settlement.note,
+        );
         true
     }
+
+    /// Counts a run's reported cost against its route's day and its task, and reports a cost
+    /// over the route's cap.
+    fn count_spend(&mut self, id: &str, active: &Active, cost: f64, now: DateTime<Utc>) {
+        self.store.add_spend(now.date_naive(), &active.route, cost);
+        self.store.record_mut(id).cost_usd += cost;
+        let cap = self
+            .config
+            .executors
+            .get(&active.route)
+            .and_then(|e| e.max_cost_usd);
+        if let Some(cap) = settle::over_cap(cost, cap) {
+            self.emit(
+                Some(id),
+                EventKind::CostOverCap {
+                    route: active.route.clone(),
+                    attempt: active.attempt,
+                    cost_usd: cost,
+                    cap_usd: cap,
+                },
+            );
+        }
+    }
+
+    /// The files git saw change during a work run (when the board is in a work tree), and a
+    /// report of where they differ from what the run's handoff claims it changed.
+    fn seen_changes(
+        &self,
+        id: &str,
+        active: &Active,
+        reported: Option<&ResultFile>,
+    ) -> Option<Vec<String>> {
+        let before = active.evidence_before.as_ref()?;
+        let seen = match evidence::since(before, &self.board_dir, &self.board) {
+            Ok(Some(paths)) => paths,
+            Ok(None) => return None,
+            Err(why) => {
+                self.error(Some(id), "evidence", why);
+                return None;
+            }
+        };
+        let claims = reported
+            .and_then(|r| r.handoff.as_ref())
+            .map(|h| &h.evidence.changed);
+        if let Some(claims) = claims {
+            let (claimed_not_seen, seen_not_claimed) =
+                evidence::mismatch(claims, &seen, &self.board_dir, &before.root);
+            if !claimed_not_seen.is_empty() || !seen_not_claimed.is_empty() {
+                self.emit(
+                    Some(id),
+                    EventKind::EvidenceMismatch {
+                        attempt: active.attempt,
+                        claimed_not_seen,
+                        seen_not_claimed,
+                    },
+                );
+            }
+        }
+        Some(seen)
+    }
+}
+
+/// The executor's end in the core's terms: why the runtime stopped it, and how its process
+/// ended (a signal by its name).
+fn process_end(finished: &exec::Finished) -> (Option<StopCause>, ProcessEnd) {
+    let stopped = finished.stopped.map(|reason| match reason {
+        exec::StopReason::Cancelled => StopCause::Cancelled,
+        exec::StopReason::Shutdown => StopCause::Shutdown,
+        exec::StopReason::Timeout => StopCause::Timeout,
+    });
+    let process = match finished.ending {
+        exec::Ending::Exited(code) => ProcessEnd::Exited(code),
+        exec::Ending::Signaled(number) => ProcessEnd::Signaled {
+            number,
+            name: signal_name(number),
+        },
+    };
+    (stopped, process)
 }

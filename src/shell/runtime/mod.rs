@@ -21,7 +21,8 @@ use chrono::{DateTime, Utc};
 
 use crate::core::config::Config;
 use crate::core::event::{Event, EventKind};
-use crate::core::plan::{Phase, Policy};
+use crate::core::plan::Policy;
+use crate::core::settle::Phase;
 use crate::core::status::Status;
 use crate::exit::Exit;
 use crate::shell::config_file;
@@ -44,6 +45,7 @@ mod pass;
 mod recovery;
 
 pub use files::archive_deadletter;
+use pass::Trigger;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -138,6 +140,8 @@ pub struct Runtime {
     budget_announced: BTreeSet<(chrono::NaiveDate, String)>,
     /// The board's folder held open, the run lock, the watch (see `home`).
     home: home::Home,
+    /// The wall clock.
+    clock: fn() -> DateTime<Utc>,
 }
 
 impl Runtime {
@@ -231,6 +235,7 @@ impl Runtime {
             budget_announced: BTreeSet::new(),
             home: home::Home::default(),
             git_root,
+            clock: Utc::now,
         };
         if let Some(w) = warning {
             rt.error(None, "state", w);
@@ -251,12 +256,14 @@ impl Runtime {
         &self.state_dir
     }
 
+    /// The time now: every reading of the wall clock in the runtime goes through here, once
+    /// per step, and the core is handed the value.
     fn now(&self) -> DateTime<Utc> {
-        Utc::now()
+        (self.clock)()
     }
 
     fn emit(&self, task: Option<&str>, kind: EventKind) {
-        let ev = Event::new(Utc::now(), task, kind);
+        let ev = Event::new(self.now(), task, kind);
         // The log line reads as `tail` shows the event; a pass, one per pass, is noise there.
         if !matches!(ev.kind, EventKind::Pass { .. }) {
             crate::shell::logging::event(&ev.to_line());
@@ -324,7 +331,7 @@ impl Runtime {
         if let Err(e) = self.locks.sweep_debris() {
             tracing::warn!("cannot clear leftover lock folders: {e}");
         }
-        self.pass(false, true);
+        self.pass(Trigger::Due);
         let mut next_rescan = Instant::now() + self.config.runtime.rescan_every;
         let mut stop_reason = String::from("finished");
         loop {
@@ -375,7 +382,7 @@ impl Runtime {
                         id,
                         attempt,
                         finished,
-                    } => ended |= self.settle(&id, attempt, finished),
+                    } => ended |= self.run_ended(&id, attempt, finished),
                     Msg::Signal(sig) => match sig {
                         signal_hook::consts::SIGHUP => self.reload(),
                         _ => {
@@ -395,9 +402,9 @@ impl Runtime {
             // Decided after the messages: a reload among them asks for a pass too, and that ask
             // must not be lost to the watcher's echo of our own last write in the same batch.
             let forced = timer || self.dirty || ended;
-            if touched || forced {
+            if let Some(trigger) = Trigger::of(touched, forced) {
                 self.dirty = false;
-                self.pass(touched, forced);
+                self.pass(trigger);
             }
         }
         self.keep_endings_for_next_start();

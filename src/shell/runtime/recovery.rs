@@ -13,7 +13,8 @@ use chrono::{DateTime, Utc};
 
 use super::Runtime;
 use crate::core::event::EventKind;
-use crate::core::plan::{LockView, PendingEnding};
+use crate::core::memory::PendingEnding;
+use crate::core::plan::LockView;
 use crate::shell::lock::{self, LockState, Owner};
 use crate::shell::procs;
 
@@ -122,7 +123,7 @@ impl Runtime {
             return false;
         };
         if let LockState::Held(owner) = &seen
-            && owner.boot_id == Owner::current(&self.instance, Utc::now()).boot_id
+            && owner.boot_id == Owner::current(&self.instance, self.now()).boot_id
         {
             let pgid = owner.executor_pgid.filter(|g| *g > 1);
             let target = procs::Target {
