@@ -1,8 +1,9 @@
 //! Deciding what a pass does: a pure function of (board, policy, clock, lock view, memory).
 //!
-//! Owns the runtime's rules: which tasks to promote, reset, claim, re-assert or cancel, and what
-//! an attempt's ending means for its task. It performs no I/O and reads no clock; the shell
-//! (`runtime`) gathers the inputs, carries out the [`Step`]s and records them as events.
+//! Owns the runtime's rules: which tasks to promote, reset, claim, re-assert or cancel, and how
+//! a kept ending meets the board ([`landing`]). What an attempt's ending means for its task is
+//! `settle`'s; what the runtime remembers, `memory`'s. It performs no I/O and reads no clock; the
+//! shell (`runtime`) gathers the inputs, carries out the [`Step`]s and records them as events.
 //!
 //! The rules a person can rely on:
 //! - A person's status decision always stands. The runtime only re-asserts its own status when a
@@ -27,7 +28,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::core::board::Board;
+use crate::core::board::{Board, Task};
 use crate::core::memory::{Episode, PendingEnding, TaskMemory};
 use crate::core::status::{Stamp, Status};
 
@@ -136,97 +137,100 @@ impl Plan {
 }
 
 /// The route a task runs on.
-pub fn route_of(task: &crate::core::board::Task) -> &str {
+pub fn route_of(task: &Task) -> &str {
     task.route().unwrap_or("default")
 }
 
+/// Plans one pass: the steps for every task on the board, in board order, and when a
+/// time-based rule next needs a pass.
 pub fn plan(inp: &Inputs) -> Plan {
-    let mut plan = Plan::default();
-    let mut id_count: HashMap<&str, usize> = HashMap::new();
-    for t in &inp.board.tasks {
-        *id_count.entry(t.id.as_str()).or_default() += 1;
-    }
-    let states: HashMap<&str, &Status> = inp
-        .board
-        .tasks
-        .iter()
-        .filter(|t| id_count[t.id.as_str()] == 1)
-        .filter_map(|t| t.status().map(|s| (t.id.as_str(), s)))
-        .collect();
-    let stale_after = TimeDelta::from_std(inp.policy.stale_after).unwrap_or(TimeDelta::MAX);
-    let mut capacity = inp.capacity;
-    let mut held: BTreeMap<String, (f64, f64, usize)> = BTreeMap::new();
-
+    let mut planner = Planner::new(inp);
     for task in &inp.board.tasks {
+        planner.task(task);
+    }
+    planner.finish()
+}
+
+/// What the status on the board is to the runtime, given its memory of the task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// The runtime's own status (or nothing remembered to compare with): the rules go on.
+    Ours,
+    /// A person's decision: the runtime forgets its episode and attempts, and the rules go on.
+    Decision,
+    /// Nothing more to do for the task in this pass (a stale buffer put right, a run of ours
+    /// cancelled).
+    Handled,
+}
+
+/// One plan in the making.
+struct Planner<'a> {
+    inp: &'a Inputs<'a>,
+    plan: Plan,
+    /// How many tasks carry each ID: a duplicated ID is never acted on.
+    id_count: HashMap<&'a str, usize>,
+    /// The status of each task whose ID is unique.
+    states: HashMap<&'a str, &'a Status>,
+    stale_after: TimeDelta,
+    /// How many more runs may start.
+    capacity: usize,
+    /// Routes whose budget is spent: (spent, budget, tasks waiting).
+    held: BTreeMap<String, (f64, f64, usize)>,
+}
+
+impl<'a> Planner<'a> {
+    fn new(inp: &'a Inputs<'a>) -> Planner<'a> {
+        let mut id_count: HashMap<&str, usize> = HashMap::new();
+        for t in &inp.board.tasks {
+            *id_count.entry(t.id.as_str()).or_default() += 1;
+        }
+        let states: HashMap<&str, &Status> = inp
+            .board
+            .tasks
+            .iter()
+            .filter(|t| id_count[t.id.as_str()] == 1)
+            .filter_map(|t| t.status().map(|s| (t.id.as_str(), s)))
+            .collect();
+        Planner {
+            inp,
+            plan: Plan::default(),
+            id_count,
+            states,
+            stale_after: TimeDelta::from_std(inp.policy.stale_after).unwrap_or(TimeDelta::MAX),
+            capacity: inp.capacity,
+            held: BTreeMap::new(),
+        }
+    }
+
+    /// The steps for one task.
+    fn task(&mut self, task: &'a Task) {
+        let inp = self.inp;
         let id = task.id.as_str();
-        if task.id_problem.is_some() || id_count[id] > 1 {
-            continue;
+        if task.id_problem.is_some() || self.id_count[id] > 1 {
+            return;
         }
         let Some(status) = task.status() else {
-            continue;
+            return;
         };
         let memory = inp.memory.get(id);
         let ours = inp.active.contains(id);
         let lock = inp.locks.get(id);
-        if let (true, Status::RetryAt(at)) = (inp.endings_on_the_way.contains(id), status) {
+        let on_the_way = inp.endings_on_the_way.contains(id);
+        if let (true, Status::RetryAt(at)) = (on_the_way, status) {
             // The ending being written is a retry wait: a pass is due when it falls due.
-            plan.wake(at.at);
+            self.plan.wake(at.at);
         }
-        if inp.endings_on_the_way.contains(id) || lock == Some(&LockView::Live) {
+        if on_the_way || lock == Some(&LockView::Live) {
             // An ending on its way decides this task; a task another live runtime holds is that
             // runtime's to decide (it shares this memory and sees the same board).
-            continue;
+            return;
         }
-
-        // Is this status the runtime's own, a stale buffer, or a person's decision?
-        // A claim in our agent's name is never a person's decision: it is one of our runs whose
-        // memory a crash lost (or a stale buffer brought back). It keeps the attempts counted.
-        let our_dead_claim =
-            !ours && matches!(status, Status::Running { agent, .. } if *agent == inp.policy.agent);
-        if let Some(ep) = memory.and_then(|m| m.episode.as_ref()) {
-            let current = status.to_string();
-            if current != ep.written {
-                let written = Status::parse(&ep.written).ok();
-                // Our `running` is only ours to put back while our run is live: a claim from a
-                // run that is gone (a crash lost the write of its ending) would have no owner.
-                // A token only the runtime writes (a retry wait, a claim in its name) coming back
-                // is always a stale buffer, whatever the runtime wrote since: no person decides
-                // by typing one.
-                let reassertable = written.as_ref().is_some_and(|w| match w {
-                    Status::Running { .. } => ours,
-                    Status::Done | Status::Ready | Status::RetryAt(_) => true,
-                    _ => runtime_only(status, &inp.policy.agent),
-                });
-                if reassertable && ep.replaced.contains(&current) {
-                    if let Some(ours_status) = written {
-                        plan.steps.push(Step::Reassert {
-                            id: id.into(),
-                            found: status.clone(),
-                            ours: ours_status,
-                        });
-                    }
-                    continue;
-                }
-                if !our_dead_claim {
-                    plan.steps.push(Step::Forget {
-                        id: id.into(),
-                        status: status.clone(),
-                    });
-                    if ours {
-                        plan.steps.push(Step::Cancel {
-                            id: id.into(),
-                            status: status.clone(),
-                        });
-                        continue;
-                    }
-                }
-            }
-        }
-        if ours {
+        let reading = self.read_status(id, status, memory, ours);
+        if reading == Reading::Handled || ours {
             // Our run is live and the board agrees (or the person left it alone).
-            continue;
+            return;
         }
-        let forgotten = matches!(plan.steps.last(), Some(Step::Forget { id: f, .. }) if f == id);
+        let forgotten = reading == Reading::Decision;
         let attempts_used = if forgotten {
             0
         } else {
@@ -238,155 +242,245 @@ pub fn plan(inp: &Inputs) -> Plan {
         } else {
             memory.map_or(0, |m| m.series_start)
         };
-
         // A claim this runtime wrote was counted when it was made; anyone else's counts now.
         let claim_attempt = match memory.and_then(|m| m.episode.as_ref()) {
             Some(ep) if ep.written == status.to_string() => attempts_used.max(1),
             _ => attempts_used + 1,
         };
-
         match status {
-            Status::Running { since, agent } => match lock {
-                Some(LockView::Live) | Some(LockView::Ours) => {}
-                Some(LockView::Stale(reason)) => {
-                    plan.steps.push(reset_stale(
-                        inp.policy,
-                        id,
-                        status,
-                        format!("lock owner is gone: {reason}"),
-                        claim_attempt,
-                        series_start,
-                        true,
-                    ));
-                }
-                None if *agent == inp.policy.agent => {
-                    // Our runs hold their lock from before the claim is written until after the
-                    // ending is: our claim without a lock names a run that is over (its ending
-                    // was refused, and a stale buffer put the claim back).
-                    plan.steps.push(reset_stale(
-                        inp.policy,
-                        id,
-                        status,
-                        "a claim of ours without a lock: its run has ended".into(),
-                        claim_attempt,
-                        series_start,
-                        false,
-                    ));
-                }
-                None => {
-                    if since.at > inp.now + CLOCK_SLACK {
-                        // A clock anomaly: lint reports it; the runtime never touches it.
-                    } else if inp.now - since.at >= stale_after {
-                        plan.steps.push(reset_stale(
-                            inp.policy,
-                            id,
-                            status,
-                            format!(
-                                "no lock and claimed {} ago (stale_after is {})",
-                                human(inp.now - since.at),
-                                human(stale_after)
-                            ),
-                            claim_attempt,
-                            series_start,
-                            false,
-                        ));
-                    } else {
-                        plan.wake(since.at + stale_after);
-                    }
-                }
-            },
-            Status::Ready | Status::RetryAt(_) => {
-                // A wait longer than the runtime ever writes is a clock that ran ahead: due now.
-                if let Status::RetryAt(at) = status
-                    && at.at > inp.now
-                    && !retry_out_of_reach(at.at, inp.now, longest_backoff(inp.policy))
-                {
-                    plan.wake(at.at);
-                    continue;
-                }
-                if let Some(LockView::Stale(reason)) = lock {
-                    plan.steps.push(Step::BreakLock {
-                        id: id.into(),
-                        reason: reason.clone(),
-                    });
-                } else if lock.is_some() {
-                    // Someone live holds it (its writeback is on the way).
-                    continue;
-                }
-                let route = route_of(task);
-                if !inp.policy.routes.contains(route) {
-                    continue;
-                }
-                if let Some(budget) = inp.policy.daily_budget.get(route) {
-                    let spent = inp.spent_today.get(route).copied().unwrap_or(0.0);
-                    if spent >= *budget {
-                        held.entry(route.to_string())
-                            .or_insert((spent, *budget, 0))
-                            .2 += 1;
-                        continue;
-                    }
-                }
-                if capacity == 0 {
-                    continue;
-                }
-                capacity -= 1;
-                plan.steps.push(Step::Dispatch {
-                    id: id.into(),
-                    from: status.clone(),
-                    to: Status::Running {
-                        agent: inp.policy.agent.clone(),
-                        since: Stamp::seconds(inp.now),
-                    },
-                    route: route.into(),
-                    attempt: attempts_used + 1,
-                });
+            Status::Running { since, agent } => {
+                let claim = Claim {
+                    id,
+                    status,
+                    since: since.at,
+                    agent,
+                    attempt: claim_attempt,
+                    series_start,
+                };
+                self.running(claim, lock);
             }
+            Status::Ready | Status::RetryAt(_) => self.ready(task, status, lock, attempts_used),
             Status::BlockedOnTasks(deps) => {
-                if let Some(LockView::Stale(reason)) = lock {
-                    plan.steps.push(Step::BreakLock {
-                        id: id.into(),
-                        reason: reason.clone(),
-                    });
-                }
-                let all_done = deps
-                    .iter()
-                    .all(|d| d != id && states.get(d.as_str()) == Some(&&Status::Done));
-                if all_done {
-                    plan.steps.push(Step::Promote {
-                        id: id.into(),
-                        from: status.clone(),
-                        deps: deps.clone(),
-                    });
-                }
+                self.break_stale_lock(id, lock);
+                self.promote_when_done(id, status, deps);
             }
             Status::Blocked { .. } | Status::Done | Status::Failed { .. } => {
-                if let Some(LockView::Stale(reason)) = lock {
-                    plan.steps.push(Step::BreakLock {
-                        id: id.into(),
-                        reason: reason.clone(),
-                    });
-                }
+                self.break_stale_lock(id, lock);
             }
         }
     }
-    if !held.is_empty() {
-        // Budgets are per UTC day: look again when the next one starts.
-        let tomorrow = inp
-            .now
-            .date_naive()
-            .succ_opt()
-            .unwrap_or(inp.now.date_naive());
-        plan.wake(tomorrow.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
+
+    /// Is this status the runtime's own, a stale buffer, or a person's decision? A stale
+    /// buffer is put right; a person's decision on a task the runtime is running stops the
+    /// run.
+    fn read_status(
+        &mut self,
+        id: &str,
+        status: &Status,
+        memory: Option<&TaskMemory>,
+        ours: bool,
+    ) -> Reading {
+        let agent = &self.inp.policy.agent;
+        // A claim in our agent's name is never a person's decision: it is one of our runs whose
+        // memory a crash lost (or a stale buffer brought back). It keeps the attempts counted.
+        let our_dead_claim =
+            !ours && matches!(status, Status::Running { agent: a, .. } if a == agent);
+        let Some(ep) = memory.and_then(|m| m.episode.as_ref()) else {
+            return Reading::Ours;
+        };
+        let current = status.to_string();
+        if current == ep.written {
+            return Reading::Ours;
+        }
+        let written = Status::parse(&ep.written).ok();
+        // Our `running` is only ours to put back while our run is live: a claim from a run that
+        // is gone (a crash lost the write of its ending) would have no owner. A token only the
+        // runtime writes (a retry wait, a claim in its name) coming back is always a stale
+        // buffer, whatever the runtime wrote since: no person decides by typing one.
+        let reassertable = written.as_ref().is_some_and(|w| match w {
+            Status::Running { .. } => ours,
+            Status::Done | Status::Ready | Status::RetryAt(_) => true,
+            _ => runtime_only(status, agent),
+        });
+        if reassertable && ep.replaced.contains(&current) {
+            if let Some(ours_status) = written {
+                self.plan.steps.push(Step::Reassert {
+                    id: id.into(),
+                    found: status.clone(),
+                    ours: ours_status,
+                });
+            }
+            return Reading::Handled;
+        }
+        if our_dead_claim {
+            return Reading::Ours;
+        }
+        self.plan.steps.push(Step::Forget {
+            id: id.into(),
+            status: status.clone(),
+        });
+        if ours {
+            self.plan.steps.push(Step::Cancel {
+                id: id.into(),
+                status: status.clone(),
+            });
+            return Reading::Handled;
+        }
+        Reading::Decision
     }
-    for (route, (spent, budget, waiting)) in held {
-        plan.steps.push(Step::BudgetHeld {
-            route,
-            spent,
-            budget,
-            waiting,
+
+    /// A claim on the board: left alone while its owner lives, reset when its owner is gone
+    /// (or, lock-less, when it is older than `stale_after`).
+    fn running(&mut self, claim: Claim, lock: Option<&LockView>) {
+        let inp = self.inp;
+        let reason = match lock {
+            Some(LockView::Live) | Some(LockView::Ours) => return,
+            Some(LockView::Stale(reason)) => {
+                self.reset(&claim, format!("lock owner is gone: {reason}"), true);
+                return;
+            }
+            // Our runs hold their lock from before the claim is written until after the
+            // ending is: our claim without a lock names a run that is over (its ending was
+            // refused, and a stale buffer put the claim back).
+            None if *claim.agent == inp.policy.agent => {
+                "a claim of ours without a lock: its run has ended".to_string()
+            }
+            // A clock anomaly: lint reports it; the runtime never touches it.
+            None if claim.since > inp.now + CLOCK_SLACK => return,
+            None if inp.now - claim.since >= self.stale_after => format!(
+                "no lock and claimed {} ago (stale_after is {})",
+                human(inp.now - claim.since),
+                human(self.stale_after)
+            ),
+            None => {
+                self.plan.wake(claim.since + self.stale_after);
+                return;
+            }
+        };
+        self.reset(&claim, reason, false);
+    }
+
+    fn reset(&mut self, claim: &Claim, reason: String, break_lock: bool) {
+        self.plan.steps.push(reset_stale(
+            self.inp.policy,
+            claim.id,
+            claim.status,
+            reason,
+            claim.attempt,
+            claim.series_start,
+            break_lock,
+        ));
+    }
+
+    /// A ready task (or a retry wait that fell due) is claimed and run, when its route is
+    /// configured, its route's budget is not spent and there is capacity.
+    fn ready(&mut self, task: &Task, status: &Status, lock: Option<&LockView>, attempts_used: u32) {
+        let inp = self.inp;
+        let id = task.id.as_str();
+        // A wait longer than the runtime ever writes is a clock that ran ahead: due now.
+        if let Status::RetryAt(at) = status
+            && at.at > inp.now
+            && !retry_out_of_reach(at.at, inp.now, longest_backoff(inp.policy))
+        {
+            self.plan.wake(at.at);
+            return;
+        }
+        if let Some(LockView::Stale(reason)) = lock {
+            self.plan.steps.push(Step::BreakLock {
+                id: id.into(),
+                reason: reason.clone(),
+            });
+        } else if lock.is_some() {
+            // Someone live holds it (its writeback is on the way).
+            return;
+        }
+        let route = route_of(task);
+        if !inp.policy.routes.contains(route) || self.budget_spent(route) || self.capacity == 0 {
+            return;
+        }
+        self.capacity -= 1;
+        self.plan.steps.push(Step::Dispatch {
+            id: id.into(),
+            from: status.clone(),
+            to: Status::Running {
+                agent: inp.policy.agent.clone(),
+                since: Stamp::seconds(inp.now),
+            },
+            route: route.into(),
+            attempt: attempts_used + 1,
         });
     }
-    plan
+
+    /// Whether `route` spent its daily budget (a task that waits for it is counted).
+    fn budget_spent(&mut self, route: &str) -> bool {
+        let Some(budget) = self.inp.policy.daily_budget.get(route) else {
+            return false;
+        };
+        let spent = self.inp.spent_today.get(route).copied().unwrap_or(0.0);
+        if spent < *budget {
+            return false;
+        }
+        self.held
+            .entry(route.to_string())
+            .or_insert((spent, *budget, 0))
+            .2 += 1;
+        true
+    }
+
+    /// `blocked:task:…` whose dependencies are all done becomes ready.
+    fn promote_when_done(&mut self, id: &str, status: &Status, deps: &[String]) {
+        let all_done = deps
+            .iter()
+            .all(|d| d != id && self.states.get(d.as_str()) == Some(&&Status::Done));
+        if all_done {
+            self.plan.steps.push(Step::Promote {
+                id: id.into(),
+                from: status.clone(),
+                deps: deps.to_vec(),
+            });
+        }
+    }
+
+    /// A lock left by a dead owner on a task that is not running is broken.
+    fn break_stale_lock(&mut self, id: &str, lock: Option<&LockView>) {
+        if let Some(LockView::Stale(reason)) = lock {
+            self.plan.steps.push(Step::BreakLock {
+                id: id.into(),
+                reason: reason.clone(),
+            });
+        }
+    }
+
+    /// The plan, with the routes held by their budget.
+    fn finish(mut self) -> Plan {
+        let now = self.inp.now;
+        if !self.held.is_empty() {
+            // Budgets are per UTC day: look again when the next one starts.
+            let tomorrow = now.date_naive().succ_opt().unwrap_or(now.date_naive());
+            self.plan
+                .wake(tomorrow.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
+        }
+        for (route, (spent, budget, waiting)) in self.held {
+            self.plan.steps.push(Step::BudgetHeld {
+                route,
+                spent,
+                budget,
+                waiting,
+            });
+        }
+        self.plan
+    }
+}
+
+/// A claim on the board, as the reset rules need it.
+struct Claim<'a> {
+    id: &'a str,
+    status: &'a Status,
+    since: DateTime<Utc>,
+    agent: &'a String,
+    /// The attempt the claim used.
+    attempt: u32,
+    series_start: u32,
 }
 
 /// What the runtime remembers of a task once a person decided its status: no attempts, and, so
