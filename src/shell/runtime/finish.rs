@@ -274,21 +274,9 @@ impl Runtime {
         // Every attempt leaves a breadcrumb, a failure included; an interrupted one is retried
         // under the same number, so it leaves none.
         let handoff = told.headline.as_deref().map(|headline| {
-            handoff::render(&handoff::Attempt {
-                attempt: active.attempt,
-                route: &active.route,
-                ended: now,
-                outcome: headline,
-                review: active.phase == Phase::Review,
-                exit_code,
-                signal,
-                duration_ms,
-                cost_usd: cost,
-                note: settlement.note.as_deref(),
-                handoff: reported.and_then(|r| r.handoff.as_ref()),
-                seen_changed: seen.as_deref(),
-                stderr_tail: told.shows_stderr.then_some(run.stderr_tail.as_str()),
-            })
+            let stderr = told.shows_stderr;
+            let note = settlement.note.as_deref();
+            handoff_section(active, &run, headline, stderr, note, seen.as_deref(), now)
         });
         let handoff_path = handoff
             .as_ref()
@@ -406,6 +394,35 @@ impl Runtime {
         }
         Some(seen)
     }
+}
+
+/// The attempt's section of `handoffs/<ID>.md`, under `headline`; `stderr` says whether the
+/// run's stderr goes in.
+fn handoff_section(
+    active: &Active,
+    run: &RunEnd,
+    headline: &str,
+    stderr: bool,
+    note: Option<&str>,
+    seen: Option<&[String]>,
+    now: DateTime<Utc>,
+) -> String {
+    let reported = run.reported.as_ref();
+    handoff::render(&handoff::Attempt {
+        attempt: active.attempt,
+        route: &active.route,
+        ended: now,
+        outcome: headline,
+        review: active.phase == Phase::Review,
+        exit_code: run.process.as_ref().and_then(ProcessEnd::exit_code),
+        signal: run.process.as_ref().and_then(ProcessEnd::signal),
+        duration_ms: run.duration.as_millis() as u64,
+        cost_usd: reported.and_then(|r| r.cost_usd),
+        note,
+        handoff: reported.and_then(|r| r.handoff.as_ref()),
+        seen_changed: seen,
+        stderr_tail: stderr.then_some(run.stderr_tail.as_str()),
+    })
 }
 
 /// The executor's end in the core's terms: why the runtime stopped it, and how its process

@@ -145,64 +145,19 @@ pub struct Runtime {
 }
 
 impl Runtime {
+    /// A runtime for the board at `board` (a link is followed to its target), with the config
+    /// found beside it or at `explicit_config`. Fails on a board that cannot be one, a config
+    /// that does not load, or a state folder or event log that cannot be made.
     pub fn new(mode: Mode, board: &Path, explicit_config: Option<&Path>) -> Result<Runtime, Fatal> {
-        // One board, one identity: a link's target, whatever name the board was reached by.
-        let board = fsio::resolve_board(board).map_err(|e| fatal(Exit::Board, e.to_string()))?;
-        let board = absolute(&board);
-        let board_dir = board
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("/"));
-        if !board_dir.is_dir() {
-            return Err(fatal(
-                Exit::Board,
-                format!(
-                    "{}: the folder {} does not exist",
-                    board.display(),
-                    board_dir.display()
-                ),
-            ));
-        }
-        if board.is_dir() {
-            return Err(fatal(
-                Exit::Board,
-                format!("{}: is a folder, not a board file", board.display()),
-            ));
-        }
-        // A FIFO, socket or device never becomes a board (a missing file may): refuse it now.
-        if let Ok(meta) = std::fs::metadata(&board)
-            && let Err(e) = fsio::ensure_regular(&meta)
-        {
-            return Err(fatal(Exit::Board, format!("{}: {e}", board.display())));
-        }
-        if mode == Mode::Once {
-            // `once` is run by cron and timers: an unreadable board is an error to report now.
-            fsio::read_board(&board).map_err(|e| fatal(Exit::Board, e.to_string()))?;
-        }
+        let (board, board_dir) = board_paths(board, mode)?;
         let loaded = config_file::load(explicit_config, &board_dir)
             .map_err(|e| fatal(Exit::Config, e.to_string()))?;
         let state_dir = fsio::state_dir(&board);
-        std::fs::create_dir_all(state_dir.join("runs"))
-            .and_then(|_| std::fs::create_dir_all(state_dir.join("locks")))
-            .map_err(|e| {
-                fatal(
-                    Exit::State,
-                    format!("cannot create {}: {e}", state_dir.display()),
-                )
-            })?;
-        let log = EventLog::with_rotation(
-            board_dir.join("events.jsonl"),
+        let log = open_state(
+            &state_dir,
+            &board_dir,
             loaded.config.runtime.events_max_size,
-        )
-        .map_err(|e| {
-            fatal(
-                Exit::State,
-                format!(
-                    "cannot open {}: {e}",
-                    board_dir.join("events.jsonl").display()
-                ),
-            )
-        })?;
+        )?;
         let (store, warning) = Store::load(&state_dir.join("state.json"));
         let (tx, rx) = mpsc::channel();
         let git_root = evidence::root(&board_dir);
@@ -305,6 +260,47 @@ impl Runtime {
     /// Serves until a stop signal (run) or until the pass's runs have ended (once).
     pub fn serve(mut self) -> Result<(), Fatal> {
         self.start_home()?;
+        self.announce_start();
+        self.pass(Trigger::Due);
+        let mut next_rescan = Instant::now() + self.config.runtime.rescan_every;
+        let mut stop_reason = String::from("finished");
+        loop {
+            if self.stopping && self.active.is_empty() {
+                break;
+            }
+            if self.mode == Mode::Once && self.active.is_empty() {
+                break;
+            }
+            let Some(msgs) = self.receive(next_rescan) else {
+                break;
+            };
+            let (saved, mut due) = self.handle(msgs, &mut stop_reason);
+            if Instant::now() >= next_rescan {
+                next_rescan = Instant::now() + self.config.runtime.rescan_every;
+                self.git_root = evidence::root(&self.board_dir);
+                due = true;
+            }
+            // Decided after the messages: a reload among them asks for a pass too, and that ask
+            // must not be lost to the watcher's echo of our own last write in the same batch.
+            if let Some(trigger) = Trigger::of(saved, due || self.dirty) {
+                self.dirty = false;
+                self.pass(trigger);
+            }
+        }
+        self.keep_endings_for_next_start();
+        self.save_state();
+        self.emit(
+            None,
+            EventKind::RuntimeStopped {
+                reason: stop_reason,
+                mode: Some(self.mode.as_str().into()),
+            },
+        );
+        Ok(())
+    }
+
+    /// `runtime_started`, its log line, and what a start sets up besides the home.
+    fn announce_start(&mut self) {
         self.emit(
             None,
             EventKind::RuntimeStarted {
@@ -331,92 +327,68 @@ impl Runtime {
         if let Err(e) = self.locks.sweep_debris() {
             tracing::warn!("cannot clear leftover lock folders: {e}");
         }
-        self.pass(Trigger::Due);
-        let mut next_rescan = Instant::now() + self.config.runtime.rescan_every;
-        let mut stop_reason = String::from("finished");
-        loop {
-            if self.stopping && self.active.is_empty() {
-                break;
-            }
-            if self.mode == Mode::Once && self.active.is_empty() {
-                break;
-            }
-            let mut deadline = next_rescan;
-            if let Some(at) = self.wake_at {
-                let wait = (at - self.now()).to_std().unwrap_or(Duration::ZERO);
-                deadline = deadline.min(Instant::now() + wait);
-            }
-            if let Some(at) = self.retry_at {
-                deadline = deadline.min(at);
-            }
-            deadline = self.home_deadline(deadline);
-            if self.dirty {
-                deadline = Instant::now();
-            }
-            let first = match self
-                .rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(m) => Some(m),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => break,
-            };
-            // Coalesce: everything already queued is handled in one pass and one write.
-            let mut msgs: Vec<Msg> = first.into_iter().collect();
-            while let Ok(m) = self.rx.try_recv() {
-                msgs.push(m);
-            }
-            let mut touched = false;
-            let mut timer = msgs.is_empty() || self.dirty;
-            let mut ended = false;
-            self.check_home(&msgs);
-            for msg in msgs {
-                match msg {
-                    Msg::Watch(WatchSignal::BoardTouched { .. }) => {
-                        touched = true;
+    }
+
+    /// Waits for the next message, or until the next rescan, time-based rule, retry of a write
+    /// or check of the home falls due (at once while a pass is owed), and takes every message
+    /// already queued with it: they are handled in one pass and one write. An empty batch is a
+    /// timer's; `None` when the channel is closed.
+    fn receive(&mut self, next_rescan: Instant) -> Option<Vec<Msg>> {
+        let mut deadline = next_rescan;
+        if let Some(at) = self.wake_at {
+            let wait = (at - self.now()).to_std().unwrap_or(Duration::ZERO);
+            deadline = deadline.min(Instant::now() + wait);
+        }
+        if let Some(at) = self.retry_at {
+            deadline = deadline.min(at);
+        }
+        deadline = self.home_deadline(deadline);
+        if self.dirty {
+            deadline = Instant::now();
+        }
+        let first = match self
+            .rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            Ok(m) => Some(m),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return None,
+        };
+        let mut msgs: Vec<Msg> = first.into_iter().collect();
+        while let Ok(m) = self.rx.try_recv() {
+            msgs.push(m);
+        }
+        Some(msgs)
+    }
+
+    /// Handles a batch of messages. Returns whether the watcher saw the board saved, and
+    /// whether anything else asks for a pass (a timer, a rescan, an ending to write, a pass
+    /// owed). A stop signal's reason goes into `stop_reason`.
+    fn handle(&mut self, msgs: Vec<Msg>, stop_reason: &mut String) -> (bool, bool) {
+        let mut saved = false;
+        let mut due = msgs.is_empty() || self.dirty;
+        self.check_home(&msgs);
+        for msg in msgs {
+            match msg {
+                Msg::Watch(WatchSignal::BoardTouched { .. }) => saved = true,
+                Msg::Watch(WatchSignal::Rescan) => due = true,
+                Msg::Watch(WatchSignal::Error(e)) => self.error(None, "watch", e),
+                Msg::Watch(WatchSignal::StateRemoved) => {} // put back by check_home
+                Msg::Finished {
+                    id,
+                    attempt,
+                    finished,
+                } => due |= self.run_ended(&id, attempt, finished),
+                Msg::Signal(signal_hook::consts::SIGHUP) => self.reload(),
+                Msg::Signal(sig) => {
+                    if !self.stopping {
+                        *stop_reason = format!("signal {}", signal_name(sig));
+                        self.begin_stop();
                     }
-                    Msg::Watch(WatchSignal::Rescan) => timer = true,
-                    Msg::Watch(WatchSignal::Error(e)) => self.error(None, "watch", e),
-                    Msg::Watch(WatchSignal::StateRemoved) => {} // put back by check_home
-                    Msg::Finished {
-                        id,
-                        attempt,
-                        finished,
-                    } => ended |= self.run_ended(&id, attempt, finished),
-                    Msg::Signal(sig) => match sig {
-                        signal_hook::consts::SIGHUP => self.reload(),
-                        _ => {
-                            if !self.stopping {
-                                stop_reason = format!("signal {}", signal_name(sig));
-                                self.begin_stop();
-                            }
-                        }
-                    },
                 }
             }
-            if Instant::now() >= next_rescan {
-                next_rescan = Instant::now() + self.config.runtime.rescan_every;
-                self.git_root = evidence::root(&self.board_dir);
-                timer = true;
-            }
-            // Decided after the messages: a reload among them asks for a pass too, and that ask
-            // must not be lost to the watcher's echo of our own last write in the same batch.
-            let forced = timer || self.dirty || ended;
-            if let Some(trigger) = Trigger::of(touched, forced) {
-                self.dirty = false;
-                self.pass(trigger);
-            }
         }
-        self.keep_endings_for_next_start();
-        self.save_state();
-        self.emit(
-            None,
-            EventKind::RuntimeStopped {
-                reason: stop_reason,
-                mode: Some(self.mode.as_str().into()),
-            },
-        );
-        Ok(())
+        (saved, due)
     }
 
     fn begin_stop(&mut self) {
@@ -469,6 +441,66 @@ impl Runtime {
             Err(_) => {}
         }
     }
+}
+
+/// The board's path (a link's target, made absolute) and its folder, checked: the folder
+/// exists, the board is not a folder, a FIFO, socket or device, and (for `once`) it reads.
+fn board_paths(board: &Path, mode: Mode) -> Result<(PathBuf, PathBuf), Fatal> {
+    // One board, one identity: a link's target, whatever name the board was reached by.
+    let board = fsio::resolve_board(board).map_err(|e| fatal(Exit::Board, e.to_string()))?;
+    let board = absolute(&board);
+    let board_dir = board
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    if !board_dir.is_dir() {
+        return Err(fatal(
+            Exit::Board,
+            format!(
+                "{}: the folder {} does not exist",
+                board.display(),
+                board_dir.display()
+            ),
+        ));
+    }
+    if board.is_dir() {
+        return Err(fatal(
+            Exit::Board,
+            format!("{}: is a folder, not a board file", board.display()),
+        ));
+    }
+    // A FIFO, socket or device never becomes a board (a missing file may): refuse it now.
+    if let Ok(meta) = std::fs::metadata(&board)
+        && let Err(e) = fsio::ensure_regular(&meta)
+    {
+        return Err(fatal(Exit::Board, format!("{}: {e}", board.display())));
+    }
+    if mode == Mode::Once {
+        // `once` is run by cron and timers: an unreadable board is an error to report now.
+        fsio::read_board(&board).map_err(|e| fatal(Exit::Board, e.to_string()))?;
+    }
+    Ok((board, board_dir))
+}
+
+/// Makes the state folder (its `runs` and `locks`) and opens the event log beside the board.
+fn open_state(state_dir: &Path, board_dir: &Path, events_max_size: u64) -> Result<EventLog, Fatal> {
+    std::fs::create_dir_all(state_dir.join("runs"))
+        .and_then(|_| std::fs::create_dir_all(state_dir.join("locks")))
+        .map_err(|e| {
+            fatal(
+                Exit::State,
+                format!("cannot create {}: {e}", state_dir.display()),
+            )
+        })?;
+    EventLog::with_rotation(board_dir.join("events.jsonl"), events_max_size).map_err(|e| {
+        fatal(
+            Exit::State,
+            format!(
+                "cannot open {}: {e}",
+                board_dir.join("events.jsonl").display()
+            ),
+        )
+    })
 }
 
 pub fn signal_name(sig: i32) -> String {
