@@ -1,7 +1,8 @@
 //! The files beside the board that the runtime writes besides the board itself: each
 //! attempt's section of `handoffs/<ID>.md` and `deadletter/<ID>.json` (with its archive).
 //!
-//! Owns their paths and formats on disk. Must not touch the board, the state file or locks.
+//! Owns their paths and formats on disk. Reads the board (a deadletter keeps the task's block)
+//! but never writes it; must not touch the state file or locks.
 
 use std::path::{Path, PathBuf};
 

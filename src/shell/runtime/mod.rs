@@ -78,6 +78,7 @@ fn fatal(exit: Exit, message: impl Into<String>) -> Fatal {
     }
 }
 
+/// What the loop receives: the watcher's signals, an executor's end, a process signal.
 pub enum Msg {
     Watch(WatchSignal),
     Finished {
@@ -88,6 +89,7 @@ pub enum Msg {
     Signal(i32),
 }
 
+/// A run this runtime supervises (or is starting).
 struct Active {
     attempt: u32,
     route: String,

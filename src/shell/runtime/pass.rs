@@ -417,3 +417,24 @@ impl Runtime {
         self.store.record_mut(id).start_series(&agent);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pass_runs_for_a_save_for_anything_else_or_both() {
+        let cases = [
+            (false, false, None),
+            (true, false, Some(Trigger::Saved)),
+            (false, true, Some(Trigger::Due)),
+            (true, true, Some(Trigger::SavedAndDue)),
+        ];
+        for (saved, due, trigger) in cases {
+            assert_eq!(Trigger::of(saved, due), trigger, "saved {saved}, due {due}");
+        }
+        // Only a save alone may be passed over as an echo; any save is read after the editor.
+        assert!(Trigger::Saved.saved() && Trigger::SavedAndDue.saved());
+        assert!(!Trigger::Due.saved());
+    }
+}
