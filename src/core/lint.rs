@@ -75,6 +75,29 @@ pub struct LintContext<'a> {
     pub longest_backoff: Option<Duration>,
 }
 
+/// A finding as the runtime remembers it between passes: its code, task and message.
+pub type FindingKey = (String, Option<String>, String);
+
+/// The findings the runtime reports as events, in order: those it did not report at its last
+/// pass (`reported`), so that a finding is told when it first appears, not on every pass.
+/// `dependency-done` is left out: it describes what that very pass does, and
+/// `dependency_promoted` says so. Returns them and what to remember for the next pass.
+pub fn news(
+    findings: Vec<Finding>,
+    reported: &BTreeSet<FindingKey>,
+) -> (Vec<Finding>, BTreeSet<FindingKey>) {
+    let mut seen = BTreeSet::new();
+    let mut new = Vec::new();
+    for f in findings.into_iter().filter(|f| f.code != "dependency-done") {
+        let key = (f.code.to_string(), f.task.clone(), f.message.clone());
+        if !reported.contains(&key) {
+            new.push(f);
+        }
+        seen.insert(key);
+    }
+    (new, seen)
+}
+
 /// Every finding on the board, sorted by line, column and code.
 pub fn lint(text: &str, board: &Board, ctx: &LintContext) -> Vec<Finding> {
     let mut l = Linter {
@@ -929,5 +952,24 @@ mod tests {
             ],
             ["5s", "1m", "2h", "3h12m", "1d", "2d4h"]
         );
+    }
+
+    #[test]
+    fn a_finding_is_news_once_and_again_after_it_went_away() {
+        let text = "# Board\n\n## A-1\n- status: Ready\n\n## B-1\n- status: blocked:task:C-1\n\n## C-1\n- status: done\n";
+        let all = run(text, None);
+        assert!(all.iter().any(|f| f.code == "dependency-done"), "{all:?}");
+        let (new, seen) = news(all.clone(), &BTreeSet::new());
+        assert_eq!(codes(&new), codes(&all[..1]), "only unknown-status is told");
+        assert_eq!(new[0].code, "unknown-status");
+        assert_eq!(seen.len(), 1);
+        // The same findings at the next pass are not news.
+        let (again, seen_again) = news(all.clone(), &seen);
+        assert!(again.is_empty());
+        assert_eq!(seen_again, seen);
+        // Once fixed and back, it is news again.
+        let (_, cleared) = news(run("# Board\n\n## A-1\n- status: ready\n", None), &seen);
+        let (back, _) = news(all, &cleared);
+        assert_eq!(back.len(), 1);
     }
 }

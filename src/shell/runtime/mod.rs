@@ -21,6 +21,7 @@ use chrono::{DateTime, Utc};
 
 use crate::core::config::Config;
 use crate::core::event::{Event, EventKind};
+use crate::core::lint;
 use crate::core::plan::Policy;
 use crate::core::settle::Phase;
 use crate::core::status::Status;
@@ -121,7 +122,8 @@ pub struct Runtime {
     last_hash: Option<u64>,
     /// The board changed between a plan's read and its write: pass again.
     dirty: bool,
-    last_findings: BTreeSet<(String, Option<String>, String)>,
+    /// The lint findings reported at the last pass.
+    last_findings: BTreeSet<lint::FindingKey>,
     wake_at: Option<DateTime<Utc>>,
     board_missing_reported: bool,
     /// The reason last reported for each ending that waits (reported again when it changes).

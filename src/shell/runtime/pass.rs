@@ -369,26 +369,21 @@ impl Runtime {
                 )),
             },
         );
-        let mut seen = BTreeSet::new();
-        // `dependency-done` describes what this very pass does; `dependency_promoted` says it.
-        for f in findings.into_iter().filter(|f| f.code != "dependency-done") {
-            let key = (f.code.to_string(), f.task.clone(), f.message.clone());
-            if !self.last_findings.contains(&key) {
-                self.emit(
-                    f.task.as_deref(),
-                    EventKind::Lint {
-                        code: f.code.to_string(),
-                        severity: match f.severity {
-                            lint::Severity::Error => "error".into(),
-                            lint::Severity::Warning => "warning".into(),
-                        },
-                        line: f.line,
-                        column: f.column,
-                        message: f.message.clone(),
+        let (news, seen) = lint::news(findings, &self.last_findings);
+        for f in news {
+            self.emit(
+                f.task.as_deref(),
+                EventKind::Lint {
+                    code: f.code.to_string(),
+                    severity: match f.severity {
+                        lint::Severity::Error => "error".into(),
+                        lint::Severity::Warning => "warning".into(),
                     },
-                );
-            }
-            seen.insert(key);
+                    line: f.line,
+                    column: f.column,
+                    message: f.message,
+                },
+            );
         }
         self.last_findings = seen;
     }
