@@ -31,7 +31,7 @@ use serde::Serialize;
 
 use crate::core::board::{Board, IdProblem, Task, conflict_markers, conflict_regions};
 use crate::core::plan;
-use crate::core::status::Status;
+use crate::core::status::{Stamp, Status};
 
 /// How far ahead of the clock a claim time may be before it is an anomaly.
 pub const CLOCK_TOLERANCE: Duration = Duration::from_secs(5 * 60);
@@ -73,6 +73,29 @@ pub struct LintContext<'a> {
     /// The longest wait the runtime gives a retry ([`plan::longest_backoff`]); `None` means
     /// retry times are not checked.
     pub longest_backoff: Option<Duration>,
+}
+
+/// A finding as the runtime remembers it between passes: its code, task and message.
+pub type FindingKey = (String, Option<String>, String);
+
+/// The findings the runtime reports as events, in order: those it did not report at its last
+/// pass (`reported`), so that a finding is told when it first appears, not on every pass.
+/// `dependency-done` is left out: it describes what that very pass does, and
+/// `dependency_promoted` says so. Returns them and what to remember for the next pass.
+pub fn news(
+    findings: Vec<Finding>,
+    reported: &BTreeSet<FindingKey>,
+) -> (Vec<Finding>, BTreeSet<FindingKey>) {
+    let mut seen = BTreeSet::new();
+    let mut new = Vec::new();
+    for f in findings.into_iter().filter(|f| f.code != "dependency-done") {
+        let key = (f.code.to_string(), f.task.clone(), f.message.clone());
+        if !reported.contains(&key) {
+            new.push(f);
+        }
+        seen.insert(key);
+    }
+    (new, seen)
 }
 
 /// Every finding on the board, sorted by line, column and code.
@@ -273,12 +296,37 @@ impl Linter<'_> {
         }
     }
 
+    /// The checks on a task's status: there is one, it parses, and what it says holds (its
+    /// dependencies, its claim's time, its retry time, its route).
     fn status_checks(
         &mut self,
         task: &Task,
         first_by_id: &HashMap<&str, usize>,
         ctx: &LintContext,
     ) {
+        let Some(status) = self.status_of(task) else {
+            return;
+        };
+        let start = task.status.as_ref().map_or(0, |f| f.range.start);
+        match status {
+            Status::BlockedOnTasks(deps) => self.dependency_checks(task, deps, start, first_by_id),
+            Status::Running { agent, since } => {
+                let time_at = start + "running:".len() + agent.len() + 1;
+                self.claim_checks(task, agent, since, time_at, ctx);
+            }
+            Status::RetryAt(at) => self.retry_checks(task, at, start + "blocked:retry:".len(), ctx),
+            _ => {}
+        }
+        if matches!(
+            status,
+            Status::Ready | Status::Blocked { .. } | Status::BlockedOnTasks(_) | Status::RetryAt(_)
+        ) {
+            self.route_checks(task, start, ctx);
+        }
+    }
+
+    /// The task's status, or `None` when it has none or it does not parse (reported).
+    fn status_of<'t>(&mut self, task: &'t Task) -> Option<&'t Status> {
         let id = shown(&task.id);
         let Some(field) = &task.status else {
             self.push(
@@ -290,11 +338,11 @@ impl Linter<'_> {
                     "task `{id}` has no `status` field, so the runtime ignores it; add `- status: ready` as the first item of the list under its heading"
                 ),
             );
-            return;
+            return None;
         };
         let start = field.range.start;
-        let status = match &field.parsed {
-            Ok(status) => status,
+        match &field.parsed {
+            Ok(status) => Some(status),
             Err(e) => {
                 let raw = shown(&field.raw);
                 let lower = field.raw.to_ascii_lowercase();
@@ -314,144 +362,164 @@ impl Linter<'_> {
                     task,
                     message,
                 );
-                return;
+                None
             }
-        };
-        match status {
-            Status::BlockedOnTasks(deps) => {
-                let mut at = start + "blocked:task:".len();
-                let mut missing = false;
-                for dep in deps {
-                    if !first_by_id.contains_key(dep.as_str()) {
-                        missing = true;
-                        self.push(
-                            "broken-dependency",
-                            Severity::Error,
-                            at,
-                            task,
-                            format!(
-                                "task `{id}` waits on `{dep}`, which is not on the board, so it would wait forever; fix the ID or remove it from the list"
-                            ),
-                        );
-                    }
-                    at += dep.len() + 1;
-                }
-                let all_done = deps.iter().all(|d| {
-                    first_by_id
-                        .get(d.as_str())
-                        .and_then(|&i| self.board.tasks[i].status())
-                        == Some(&Status::Done)
-                });
-                if !missing && all_done {
-                    self.push(
-                        "dependency-done",
-                        Severity::Warning,
-                        start,
-                        task,
-                        format!(
-                            "every task `{id}` waits on ({}) is already done; the runtime will set it to `ready`",
-                            deps.join(", ")
-                        ),
-                    );
-                }
-            }
-            Status::Running { agent, since } => {
-                let time_at = start + "running:".len() + agent.len() + 1;
-                let ahead = since.at.signed_duration_since(ctx.now);
-                let age = ctx.now.signed_duration_since(since.at);
-                if let Ok(ahead) = ahead.to_std()
-                    && ahead > CLOCK_TOLERANCE
-                {
-                    self.push(
-                        "clock-anomaly",
-                        Severity::Error,
-                        time_at,
-                        task,
-                        format!(
-                            "task `{id}` was claimed at {since}, {} ahead of the clock ({}); was a local time written as UTC? Times on the board are UTC",
-                            human_duration(ahead),
-                            ctx.now.format("%Y-%m-%dT%H:%M:%SZ")
-                        ),
-                    );
-                } else if let Ok(age) = age.to_std()
-                    && age > ctx.stale_after
-                {
-                    self.push(
-                        "stale-claim",
-                        Severity::Warning,
-                        time_at,
-                        task,
-                        format!(
-                            "task `{id}` was claimed by `{agent}` {} ago, longer than the {} after which a claim is stale; check that `{agent}` is still working on it, or set it back to `ready`",
-                            human_duration(age),
-                            human_duration(ctx.stale_after)
-                        ),
-                    );
-                }
-            }
-            Status::RetryAt(at) => {
-                if let Some(longest) = ctx.longest_backoff
-                    && plan::retry_out_of_reach(at.at, ctx.now, longest)
-                {
-                    let ahead = at
-                        .at
-                        .signed_duration_since(ctx.now)
-                        .to_std()
-                        .unwrap_or_default();
-                    self.push(
-                        "retry-far-future",
-                        Severity::Warning,
-                        start + "blocked:retry:".len(),
-                        task,
-                        format!(
-                            "task `{id}` waits for a retry at {at}, {} ahead of the clock ({}), longer than the runtime ever waits ({}, the backoff after the last attempt); the clock was ahead when it was written, so the runtime retries it now",
-                            human_duration(ahead),
-                            ctx.now.format("%Y-%m-%dT%H:%M:%SZ"),
-                            human_duration(longest)
-                        ),
-                    );
-                }
-            }
-            _ => {}
         }
-        if let Some(routes) = ctx.routes
-            && matches!(
-                status,
-                Status::Ready
-                    | Status::Blocked { .. }
-                    | Status::BlockedOnTasks(_)
-                    | Status::RetryAt(_)
-            )
-        {
-            let (route, at, how) = match task.field("route") {
-                Some(f) => (f.value.as_str(), f.value_range.start, "uses route"),
-                None => ("default", start, "has no `route` field, so it uses"),
-            };
-            if !routes.contains(route) {
-                let known = if routes.is_empty() {
-                    "none are configured".to_string()
-                } else {
-                    format!(
-                        "configured: {}",
-                        routes
-                            .iter()
-                            .map(String::as_str)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                };
-                let route = shown(route);
+    }
+
+    /// `blocked:task:…`: every dependency is on the board; all of them done is news.
+    fn dependency_checks(
+        &mut self,
+        task: &Task,
+        deps: &[String],
+        start: usize,
+        first_by_id: &HashMap<&str, usize>,
+    ) {
+        let id = shown(&task.id);
+        let mut at = start + "blocked:task:".len();
+        let mut missing = false;
+        for dep in deps {
+            if !first_by_id.contains_key(dep.as_str()) {
+                missing = true;
                 self.push(
-                    "unknown-route",
+                    "broken-dependency",
                     Severity::Error,
                     at,
                     task,
                     format!(
-                        "task `{id}` {how} `{route}`, but no executor `{route}` is configured in taskboard.toml ({known}); add `[executors.{route}]` or change the route"
+                        "task `{id}` waits on `{dep}`, which is not on the board, so it would wait forever; fix the ID or remove it from the list"
                     ),
                 );
             }
+            at += dep.len() + 1;
         }
+        let all_done = deps.iter().all(|d| {
+            first_by_id
+                .get(d.as_str())
+                .and_then(|&i| self.board.tasks[i].status())
+                == Some(&Status::Done)
+        });
+        if !missing && all_done {
+            self.push(
+                "dependency-done",
+                Severity::Warning,
+                start,
+                task,
+                format!(
+                    "every task `{id}` waits on ({}) is already done; the runtime will set it to `ready`",
+                    deps.join(", ")
+                ),
+            );
+        }
+    }
+
+    /// `running:<agent>:<time>`: a claim time ahead of the clock, or older than `stale_after`.
+    /// `time_at` is where the time starts.
+    fn claim_checks(
+        &mut self,
+        task: &Task,
+        agent: &str,
+        since: &Stamp,
+        time_at: usize,
+        ctx: &LintContext,
+    ) {
+        let id = shown(&task.id);
+        let ahead = since.at.signed_duration_since(ctx.now);
+        let age = ctx.now.signed_duration_since(since.at);
+        if let Ok(ahead) = ahead.to_std()
+            && ahead > CLOCK_TOLERANCE
+        {
+            self.push(
+                "clock-anomaly",
+                Severity::Error,
+                time_at,
+                task,
+                format!(
+                    "task `{id}` was claimed at {since}, {} ahead of the clock ({}); was a local time written as UTC? Times on the board are UTC",
+                    human_duration(ahead),
+                    ctx.now.format("%Y-%m-%dT%H:%M:%SZ")
+                ),
+            );
+        } else if let Ok(age) = age.to_std()
+            && age > ctx.stale_after
+        {
+            self.push(
+                "stale-claim",
+                Severity::Warning,
+                time_at,
+                task,
+                format!(
+                    "task `{id}` was claimed by `{agent}` {} ago, longer than the {} after which a claim is stale; check that `{agent}` is still working on it, or set it back to `ready`",
+                    human_duration(age),
+                    human_duration(ctx.stale_after)
+                ),
+            );
+        }
+    }
+
+    /// `blocked:retry:<time>`: a time further ahead than the runtime ever waits. `time_at` is
+    /// where the time starts.
+    fn retry_checks(&mut self, task: &Task, at: &Stamp, time_at: usize, ctx: &LintContext) {
+        let id = shown(&task.id);
+        if let Some(longest) = ctx.longest_backoff
+            && plan::retry_out_of_reach(at.at, ctx.now, longest)
+        {
+            let ahead = at
+                .at
+                .signed_duration_since(ctx.now)
+                .to_std()
+                .unwrap_or_default();
+            self.push(
+                "retry-far-future",
+                Severity::Warning,
+                time_at,
+                task,
+                format!(
+                    "task `{id}` waits for a retry at {at}, {} ahead of the clock ({}), longer than the runtime ever waits ({}, the backoff after the last attempt); the clock was ahead when it was written, so the runtime retries it now",
+                    human_duration(ahead),
+                    ctx.now.format("%Y-%m-%dT%H:%M:%SZ"),
+                    human_duration(longest)
+                ),
+            );
+        }
+    }
+
+    /// A task that will run (or may, once unblocked) names a configured route. `start` is
+    /// where its status starts (a missing `route` field is reported there).
+    fn route_checks(&mut self, task: &Task, start: usize, ctx: &LintContext) {
+        let Some(routes) = ctx.routes else {
+            return;
+        };
+        let id = shown(&task.id);
+        let (route, at, how) = match task.field("route") {
+            Some(f) => (f.value.as_str(), f.value_range.start, "uses route"),
+            None => ("default", start, "has no `route` field, so it uses"),
+        };
+        if routes.contains(route) {
+            return;
+        }
+        let known = if routes.is_empty() {
+            "none are configured".to_string()
+        } else {
+            format!(
+                "configured: {}",
+                routes
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let route = shown(route);
+        self.push(
+            "unknown-route",
+            Severity::Error,
+            at,
+            task,
+            format!(
+                "task `{id}` {how} `{route}`, but no executor `{route}` is configured in taskboard.toml ({known}); add `[executors.{route}]` or change the route"
+            ),
+        );
     }
 
     /// One finding for all of the board's unresolved git conflict markers, at the first one.
@@ -870,5 +938,24 @@ mod tests {
             ],
             ["5s", "1m", "2h", "3h12m", "1d", "2d4h"]
         );
+    }
+
+    #[test]
+    fn a_finding_is_news_once_and_again_after_it_went_away() {
+        let text = "# Board\n\n## A-1\n- status: Ready\n\n## B-1\n- status: blocked:task:C-1\n\n## C-1\n- status: done\n";
+        let all = run(text, None);
+        assert!(all.iter().any(|f| f.code == "dependency-done"), "{all:?}");
+        let (new, seen) = news(all.clone(), &BTreeSet::new());
+        assert_eq!(codes(&new), codes(&all[..1]), "only unknown-status is told");
+        assert_eq!(new[0].code, "unknown-status");
+        assert_eq!(seen.len(), 1);
+        // The same findings at the next pass are not news.
+        let (again, seen_again) = news(all.clone(), &seen);
+        assert!(again.is_empty());
+        assert_eq!(seen_again, seen);
+        // Once fixed and back, it is news again.
+        let (_, cleared) = news(run("# Board\n\n## A-1\n- status: ready\n", None), &seen);
+        let (back, _) = news(all, &cleared);
+        assert_eq!(back.len(), 1);
     }
 }

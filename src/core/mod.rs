@@ -17,5 +17,6 @@ pub mod packet;
 pub mod plan;
 pub mod report;
 pub mod service_files;
+pub mod settle;
 pub mod status;
 pub mod writeback;

@@ -1,8 +1,9 @@
 //! Deciding what a pass does: a pure function of (board, policy, clock, lock view, memory).
 //!
-//! Owns the runtime's rules: which tasks to promote, reset, claim, re-assert or cancel, and what
-//! an attempt's ending means for its task. It performs no I/O and reads no clock; the shell
-//! (`runtime`) gathers the inputs, carries out the [`Step`]s and records them as events.
+//! Owns the runtime's rules: which tasks to promote, reset, claim, re-assert or cancel, and how
+//! a kept ending meets the board ([`landing`]). What an attempt's ending means for its task is
+//! `settle`'s; what the runtime remembers, `memory`'s. It performs no I/O and reads no clock; the
+//! shell (`runtime`) gathers the inputs, carries out the [`Step`]s and records them as events.
 //!
 //! The rules a person can rely on:
 //! - A person's status decision always stands. The runtime only re-asserts its own status when a
@@ -26,10 +27,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use serde::{Deserialize, Serialize};
 
-use crate::core::board::Board;
-use crate::core::status::{Stamp, State, Status};
+use crate::core::board::{Board, Task};
+use crate::core::memory::{Episode, PendingEnding, TaskMemory};
+use crate::core::status::{Stamp, Status};
 
 /// A claim time this far ahead of the clock is a clock anomaly, not a claim to act on.
 pub const CLOCK_SLACK: TimeDelta = TimeDelta::minutes(5);
@@ -58,45 +59,6 @@ pub enum LockView {
     Stale(String),
 }
 
-/// What this runtime remembers about a task across passes (persisted across restarts).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TaskMemory {
-    /// The number of the task's latest attempt since a person's decision (0: none yet). After
-    /// `taskboard retry` numbering goes on from here while the budget starts afresh.
-    pub attempts: u32,
-    /// Attempts before the current series (set by `taskboard retry`): `max_attempts` counts from
-    /// here.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub series_start: u32,
-    /// The runtime's own latest status for the task and what its writes replaced.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub episode: Option<Episode>,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Episode {
-    /// The status the runtime wrote last (printed form).
-    pub written: String,
-    /// Statuses the runtime's writes replaced since the episode began (printed form).
-    pub replaced: Vec<String>,
-}
-
-impl Episode {
-    /// Records one more write of ours.
-    pub fn record(episode: &mut Option<Episode>, from: &Status, to: &Status) {
-        let ep = episode.get_or_insert_with(Episode::default);
-        let from = from.to_string();
-        if !ep.replaced.contains(&from) {
-            ep.replaced.push(from);
-        }
-        ep.written = to.to_string();
-    }
-}
-
 pub struct Inputs<'a> {
     pub board: &'a Board,
     pub policy: &'a Policy,
@@ -107,7 +69,7 @@ pub struct Inputs<'a> {
     pub memory: &'a BTreeMap<String, TaskMemory>,
     /// Tasks whose attempt has ended and whose ending is on its way to the board (this runtime's
     /// or one it adopted from a runtime that stopped): the ending decides them, not this plan.
-    pub settling: &'a BTreeSet<String>,
+    pub endings_on_the_way: &'a BTreeSet<String>,
     /// How many more runs may start now (0 while stopping).
     pub capacity: usize,
     /// Reported spend per route on `now`'s UTC day.
@@ -175,97 +137,100 @@ impl Plan {
 }
 
 /// The route a task runs on.
-pub fn route_of(task: &crate::core::board::Task) -> &str {
+pub fn route_of(task: &Task) -> &str {
     task.route().unwrap_or("default")
 }
 
+/// Plans one pass: the steps for every task on the board, in board order, and when a
+/// time-based rule next needs a pass.
 pub fn plan(inp: &Inputs) -> Plan {
-    let mut plan = Plan::default();
-    let mut id_count: HashMap<&str, usize> = HashMap::new();
-    for t in &inp.board.tasks {
-        *id_count.entry(t.id.as_str()).or_default() += 1;
-    }
-    let states: HashMap<&str, &Status> = inp
-        .board
-        .tasks
-        .iter()
-        .filter(|t| id_count[t.id.as_str()] == 1)
-        .filter_map(|t| t.status().map(|s| (t.id.as_str(), s)))
-        .collect();
-    let stale_after = TimeDelta::from_std(inp.policy.stale_after).unwrap_or(TimeDelta::MAX);
-    let mut capacity = inp.capacity;
-    let mut held: BTreeMap<String, (f64, f64, usize)> = BTreeMap::new();
-
+    let mut planner = Planner::new(inp);
     for task in &inp.board.tasks {
+        planner.task(task);
+    }
+    planner.finish()
+}
+
+/// What the status on the board is to the runtime, given its memory of the task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// The runtime's own status (or nothing remembered to compare with): the rules go on.
+    Ours,
+    /// A person's decision: the runtime forgets its episode and attempts, and the rules go on.
+    Decision,
+    /// Nothing more to do for the task in this pass (a stale buffer put right, a run of ours
+    /// cancelled).
+    Handled,
+}
+
+/// One plan in the making.
+struct Planner<'a> {
+    inp: &'a Inputs<'a>,
+    plan: Plan,
+    /// How many tasks carry each ID: a duplicated ID is never acted on.
+    id_count: HashMap<&'a str, usize>,
+    /// The status of each task whose ID is unique.
+    states: HashMap<&'a str, &'a Status>,
+    stale_after: TimeDelta,
+    /// How many more runs may start.
+    capacity: usize,
+    /// Routes whose budget is spent: (spent, budget, tasks waiting).
+    held: BTreeMap<String, (f64, f64, usize)>,
+}
+
+impl<'a> Planner<'a> {
+    fn new(inp: &'a Inputs<'a>) -> Planner<'a> {
+        let mut id_count: HashMap<&str, usize> = HashMap::new();
+        for t in &inp.board.tasks {
+            *id_count.entry(t.id.as_str()).or_default() += 1;
+        }
+        let states: HashMap<&str, &Status> = inp
+            .board
+            .tasks
+            .iter()
+            .filter(|t| id_count[t.id.as_str()] == 1)
+            .filter_map(|t| t.status().map(|s| (t.id.as_str(), s)))
+            .collect();
+        Planner {
+            inp,
+            plan: Plan::default(),
+            id_count,
+            states,
+            stale_after: TimeDelta::from_std(inp.policy.stale_after).unwrap_or(TimeDelta::MAX),
+            capacity: inp.capacity,
+            held: BTreeMap::new(),
+        }
+    }
+
+    /// The steps for one task.
+    fn task(&mut self, task: &'a Task) {
+        let inp = self.inp;
         let id = task.id.as_str();
-        if task.id_problem.is_some() || id_count[id] > 1 {
-            continue;
+        if task.id_problem.is_some() || self.id_count[id] > 1 {
+            return;
         }
         let Some(status) = task.status() else {
-            continue;
+            return;
         };
         let memory = inp.memory.get(id);
         let ours = inp.active.contains(id);
         let lock = inp.locks.get(id);
-        if let (true, Status::RetryAt(at)) = (inp.settling.contains(id), status) {
+        let on_the_way = inp.endings_on_the_way.contains(id);
+        if let (true, Status::RetryAt(at)) = (on_the_way, status) {
             // The ending being written is a retry wait: a pass is due when it falls due.
-            plan.wake(at.at);
+            self.plan.wake(at.at);
         }
-        if inp.settling.contains(id) || lock == Some(&LockView::Live) {
+        if on_the_way || lock == Some(&LockView::Live) {
             // An ending on its way decides this task; a task another live runtime holds is that
             // runtime's to decide (it shares this memory and sees the same board).
-            continue;
+            return;
         }
-
-        // Is this status the runtime's own, a stale buffer, or a person's decision?
-        // A claim in our agent's name is never a person's decision: it is one of our runs whose
-        // memory a crash lost (or a stale buffer brought back). It keeps the attempts counted.
-        let our_dead_claim =
-            !ours && matches!(status, Status::Running { agent, .. } if *agent == inp.policy.agent);
-        if let Some(ep) = memory.and_then(|m| m.episode.as_ref()) {
-            let current = status.to_string();
-            if current != ep.written {
-                let written = Status::parse(&ep.written).ok();
-                // Our `running` is only ours to put back while our run is live: a claim from a
-                // run that is gone (a crash lost the write of its ending) would have no owner.
-                // A token only the runtime writes (a retry wait, a claim in its name) coming back
-                // is always a stale buffer, whatever the runtime wrote since: no person decides
-                // by typing one.
-                let reassertable = written.as_ref().is_some_and(|w| match w {
-                    Status::Running { .. } => ours,
-                    Status::Done | Status::Ready | Status::RetryAt(_) => true,
-                    _ => runtime_only(status, &inp.policy.agent),
-                });
-                if reassertable && ep.replaced.contains(&current) {
-                    if let Some(ours_status) = written {
-                        plan.steps.push(Step::Reassert {
-                            id: id.into(),
-                            found: status.clone(),
-                            ours: ours_status,
-                        });
-                    }
-                    continue;
-                }
-                if !our_dead_claim {
-                    plan.steps.push(Step::Forget {
-                        id: id.into(),
-                        status: status.clone(),
-                    });
-                    if ours {
-                        plan.steps.push(Step::Cancel {
-                            id: id.into(),
-                            status: status.clone(),
-                        });
-                        continue;
-                    }
-                }
-            }
-        }
-        if ours {
+        let reading = self.read_status(id, status, memory, ours);
+        if reading == Reading::Handled || ours {
             // Our run is live and the board agrees (or the person left it alone).
-            continue;
+            return;
         }
-        let forgotten = matches!(plan.steps.last(), Some(Step::Forget { id: f, .. }) if f == id);
+        let forgotten = reading == Reading::Decision;
         let attempts_used = if forgotten {
             0
         } else {
@@ -277,155 +242,245 @@ pub fn plan(inp: &Inputs) -> Plan {
         } else {
             memory.map_or(0, |m| m.series_start)
         };
-
         // A claim this runtime wrote was counted when it was made; anyone else's counts now.
         let claim_attempt = match memory.and_then(|m| m.episode.as_ref()) {
             Some(ep) if ep.written == status.to_string() => attempts_used.max(1),
             _ => attempts_used + 1,
         };
-
         match status {
-            Status::Running { since, agent } => match lock {
-                Some(LockView::Live) | Some(LockView::Ours) => {}
-                Some(LockView::Stale(reason)) => {
-                    plan.steps.push(reset_stale(
-                        inp.policy,
-                        id,
-                        status,
-                        format!("lock owner is gone: {reason}"),
-                        claim_attempt,
-                        series_start,
-                        true,
-                    ));
-                }
-                None if *agent == inp.policy.agent => {
-                    // Our runs hold their lock from before the claim is written until after the
-                    // ending is: our claim without a lock names a run that is over (its ending
-                    // was refused, and a stale buffer put the claim back).
-                    plan.steps.push(reset_stale(
-                        inp.policy,
-                        id,
-                        status,
-                        "a claim of ours without a lock: its run has ended".into(),
-                        claim_attempt,
-                        series_start,
-                        false,
-                    ));
-                }
-                None => {
-                    if since.at > inp.now + CLOCK_SLACK {
-                        // A clock anomaly: lint reports it; the runtime never touches it.
-                    } else if inp.now - since.at >= stale_after {
-                        plan.steps.push(reset_stale(
-                            inp.policy,
-                            id,
-                            status,
-                            format!(
-                                "no lock and claimed {} ago (stale_after is {})",
-                                human(inp.now - since.at),
-                                human(stale_after)
-                            ),
-                            claim_attempt,
-                            series_start,
-                            false,
-                        ));
-                    } else {
-                        plan.wake(since.at + stale_after);
-                    }
-                }
-            },
-            Status::Ready | Status::RetryAt(_) => {
-                // A wait longer than the runtime ever writes is a clock that ran ahead: due now.
-                if let Status::RetryAt(at) = status
-                    && at.at > inp.now
-                    && !retry_out_of_reach(at.at, inp.now, longest_backoff(inp.policy))
-                {
-                    plan.wake(at.at);
-                    continue;
-                }
-                if let Some(LockView::Stale(reason)) = lock {
-                    plan.steps.push(Step::BreakLock {
-                        id: id.into(),
-                        reason: reason.clone(),
-                    });
-                } else if lock.is_some() {
-                    // Someone live holds it (its writeback is on the way).
-                    continue;
-                }
-                let route = route_of(task);
-                if !inp.policy.routes.contains(route) {
-                    continue;
-                }
-                if let Some(budget) = inp.policy.daily_budget.get(route) {
-                    let spent = inp.spent_today.get(route).copied().unwrap_or(0.0);
-                    if spent >= *budget {
-                        held.entry(route.to_string())
-                            .or_insert((spent, *budget, 0))
-                            .2 += 1;
-                        continue;
-                    }
-                }
-                if capacity == 0 {
-                    continue;
-                }
-                capacity -= 1;
-                plan.steps.push(Step::Dispatch {
-                    id: id.into(),
-                    from: status.clone(),
-                    to: Status::Running {
-                        agent: inp.policy.agent.clone(),
-                        since: Stamp::seconds(inp.now),
-                    },
-                    route: route.into(),
-                    attempt: attempts_used + 1,
-                });
+            Status::Running { since, agent } => {
+                let claim = Claim {
+                    id,
+                    status,
+                    since: since.at,
+                    agent,
+                    attempt: claim_attempt,
+                    series_start,
+                };
+                self.running(claim, lock);
             }
+            Status::Ready | Status::RetryAt(_) => self.ready(task, status, lock, attempts_used),
             Status::BlockedOnTasks(deps) => {
-                if let Some(LockView::Stale(reason)) = lock {
-                    plan.steps.push(Step::BreakLock {
-                        id: id.into(),
-                        reason: reason.clone(),
-                    });
-                }
-                let all_done = deps
-                    .iter()
-                    .all(|d| d != id && states.get(d.as_str()) == Some(&&Status::Done));
-                if all_done {
-                    plan.steps.push(Step::Promote {
-                        id: id.into(),
-                        from: status.clone(),
-                        deps: deps.clone(),
-                    });
-                }
+                self.break_stale_lock(id, lock);
+                self.promote_when_done(id, status, deps);
             }
             Status::Blocked { .. } | Status::Done | Status::Failed { .. } => {
-                if let Some(LockView::Stale(reason)) = lock {
-                    plan.steps.push(Step::BreakLock {
-                        id: id.into(),
-                        reason: reason.clone(),
-                    });
-                }
+                self.break_stale_lock(id, lock);
             }
         }
     }
-    if !held.is_empty() {
-        // Budgets are per UTC day: look again when the next one starts.
-        let tomorrow = inp
-            .now
-            .date_naive()
-            .succ_opt()
-            .unwrap_or(inp.now.date_naive());
-        plan.wake(tomorrow.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
+
+    /// Is this status the runtime's own, a stale buffer, or a person's decision? A stale
+    /// buffer is put right; a person's decision on a task the runtime is running stops the
+    /// run.
+    fn read_status(
+        &mut self,
+        id: &str,
+        status: &Status,
+        memory: Option<&TaskMemory>,
+        ours: bool,
+    ) -> Reading {
+        let agent = &self.inp.policy.agent;
+        // A claim in our agent's name is never a person's decision: it is one of our runs whose
+        // memory a crash lost (or a stale buffer brought back). It keeps the attempts counted.
+        let our_dead_claim =
+            !ours && matches!(status, Status::Running { agent: a, .. } if a == agent);
+        let Some(ep) = memory.and_then(|m| m.episode.as_ref()) else {
+            return Reading::Ours;
+        };
+        let current = status.to_string();
+        if current == ep.written {
+            return Reading::Ours;
+        }
+        let written = Status::parse(&ep.written).ok();
+        // Our `running` is only ours to put back while our run is live: a claim from a run that
+        // is gone (a crash lost the write of its ending) would have no owner. A token only the
+        // runtime writes (a retry wait, a claim in its name) coming back is always a stale
+        // buffer, whatever the runtime wrote since: no person decides by typing one.
+        let reassertable = written.as_ref().is_some_and(|w| match w {
+            Status::Running { .. } => ours,
+            Status::Done | Status::Ready | Status::RetryAt(_) => true,
+            _ => runtime_only(status, agent),
+        });
+        if reassertable && ep.replaced.contains(&current) {
+            if let Some(ours_status) = written {
+                self.plan.steps.push(Step::Reassert {
+                    id: id.into(),
+                    found: status.clone(),
+                    ours: ours_status,
+                });
+            }
+            return Reading::Handled;
+        }
+        if our_dead_claim {
+            return Reading::Ours;
+        }
+        self.plan.steps.push(Step::Forget {
+            id: id.into(),
+            status: status.clone(),
+        });
+        if ours {
+            self.plan.steps.push(Step::Cancel {
+                id: id.into(),
+                status: status.clone(),
+            });
+            return Reading::Handled;
+        }
+        Reading::Decision
     }
-    for (route, (spent, budget, waiting)) in held {
-        plan.steps.push(Step::BudgetHeld {
-            route,
-            spent,
-            budget,
-            waiting,
+
+    /// A claim on the board: left alone while its owner lives, reset when its owner is gone
+    /// (or, lock-less, when it is older than `stale_after`).
+    fn running(&mut self, claim: Claim, lock: Option<&LockView>) {
+        let inp = self.inp;
+        let reason = match lock {
+            Some(LockView::Live) | Some(LockView::Ours) => return,
+            Some(LockView::Stale(reason)) => {
+                self.reset(&claim, format!("lock owner is gone: {reason}"), true);
+                return;
+            }
+            // Our runs hold their lock from before the claim is written until after the
+            // ending is: our claim without a lock names a run that is over (its ending was
+            // refused, and a stale buffer put the claim back).
+            None if *claim.agent == inp.policy.agent => {
+                "a claim of ours without a lock: its run has ended".to_string()
+            }
+            // A clock anomaly: lint reports it; the runtime never touches it.
+            None if claim.since > inp.now + CLOCK_SLACK => return,
+            None if inp.now - claim.since >= self.stale_after => format!(
+                "no lock and claimed {} ago (stale_after is {})",
+                human(inp.now - claim.since),
+                human(self.stale_after)
+            ),
+            None => {
+                self.plan.wake(claim.since + self.stale_after);
+                return;
+            }
+        };
+        self.reset(&claim, reason, false);
+    }
+
+    fn reset(&mut self, claim: &Claim, reason: String, break_lock: bool) {
+        self.plan.steps.push(reset_stale(
+            self.inp.policy,
+            claim.id,
+            claim.status,
+            reason,
+            claim.attempt,
+            claim.series_start,
+            break_lock,
+        ));
+    }
+
+    /// A ready task (or a retry wait that fell due) is claimed and run, when its route is
+    /// configured, its route's budget is not spent and there is capacity.
+    fn ready(&mut self, task: &Task, status: &Status, lock: Option<&LockView>, attempts_used: u32) {
+        let inp = self.inp;
+        let id = task.id.as_str();
+        // A wait longer than the runtime ever writes is a clock that ran ahead: due now.
+        if let Status::RetryAt(at) = status
+            && at.at > inp.now
+            && !retry_out_of_reach(at.at, inp.now, longest_backoff(inp.policy))
+        {
+            self.plan.wake(at.at);
+            return;
+        }
+        if let Some(LockView::Stale(reason)) = lock {
+            self.plan.steps.push(Step::BreakLock {
+                id: id.into(),
+                reason: reason.clone(),
+            });
+        } else if lock.is_some() {
+            // Someone live holds it (its writeback is on the way).
+            return;
+        }
+        let route = route_of(task);
+        if !inp.policy.routes.contains(route) || self.budget_spent(route) || self.capacity == 0 {
+            return;
+        }
+        self.capacity -= 1;
+        self.plan.steps.push(Step::Dispatch {
+            id: id.into(),
+            from: status.clone(),
+            to: Status::Running {
+                agent: inp.policy.agent.clone(),
+                since: Stamp::seconds(inp.now),
+            },
+            route: route.into(),
+            attempt: attempts_used + 1,
         });
     }
-    plan
+
+    /// Whether `route` spent its daily budget (a task that waits for it is counted).
+    fn budget_spent(&mut self, route: &str) -> bool {
+        let Some(budget) = self.inp.policy.daily_budget.get(route) else {
+            return false;
+        };
+        let spent = self.inp.spent_today.get(route).copied().unwrap_or(0.0);
+        if spent < *budget {
+            return false;
+        }
+        self.held
+            .entry(route.to_string())
+            .or_insert((spent, *budget, 0))
+            .2 += 1;
+        true
+    }
+
+    /// `blocked:task:…` whose dependencies are all done becomes ready.
+    fn promote_when_done(&mut self, id: &str, status: &Status, deps: &[String]) {
+        let all_done = deps
+            .iter()
+            .all(|d| d != id && self.states.get(d.as_str()) == Some(&&Status::Done));
+        if all_done {
+            self.plan.steps.push(Step::Promote {
+                id: id.into(),
+                from: status.clone(),
+                deps: deps.to_vec(),
+            });
+        }
+    }
+
+    /// A lock left by a dead owner on a task that is not running is broken.
+    fn break_stale_lock(&mut self, id: &str, lock: Option<&LockView>) {
+        if let Some(LockView::Stale(reason)) = lock {
+            self.plan.steps.push(Step::BreakLock {
+                id: id.into(),
+                reason: reason.clone(),
+            });
+        }
+    }
+
+    /// The plan, with the routes held by their budget.
+    fn finish(mut self) -> Plan {
+        let now = self.inp.now;
+        if !self.held.is_empty() {
+            // Budgets are per UTC day: look again when the next one starts.
+            let tomorrow = now.date_naive().succ_opt().unwrap_or(now.date_naive());
+            self.plan
+                .wake(tomorrow.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
+        }
+        for (route, (spent, budget, waiting)) in self.held {
+            self.plan.steps.push(Step::BudgetHeld {
+                route,
+                spent,
+                budget,
+                waiting,
+            });
+        }
+        self.plan
+    }
+}
+
+/// A claim on the board, as the reset rules need it.
+struct Claim<'a> {
+    id: &'a str,
+    status: &'a Status,
+    since: DateTime<Utc>,
+    agent: &'a String,
+    /// The attempt the claim used.
+    attempt: u32,
+    series_start: u32,
 }
 
 /// What the runtime remembers of a task once a person decided its status: no attempts, and, so
@@ -493,95 +548,6 @@ fn reset_stale(
     }
 }
 
-/// How an attempt ended, as the planner needs to know it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Ending {
-    /// Exit 0. `result` is the executor's result file, if it wrote one.
-    Success { result: Option<ResultFile> },
-    /// Exit 0 but the result file was unusable (the message says why).
-    BadResult(String),
-    /// Non-zero exit, killed by a signal, or timed out: the reason, e.g. `exit_3`, `timeout`.
-    Failure(String),
-    /// Non-zero exit with a note in the result file (a reviewer's "no, because…"): the reason
-    /// and the executor's own words, which are what the next attempt needs.
-    Rejected { reason: String, note: String },
-    /// The runtime stopped it because the person changed the task's status.
-    Cancelled,
-    /// The runtime stopped it because the runtime itself is stopping.
-    Interrupted,
-}
-
-/// The executor's optional result file (`$TASKBOARD_RESULT`).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ResultFile {
-    #[serde(default)]
-    pub status: Option<String>,
-    #[serde(default)]
-    pub note: Option<String>,
-    #[serde(default)]
-    pub cost_usd: Option<f64>,
-    #[serde(default)]
-    pub tokens_in: Option<u64>,
-    #[serde(default)]
-    pub tokens_out: Option<u64>,
-    #[serde(default)]
-    pub handoff: Option<crate::core::handoff::Handoff>,
-}
-
-/// Which run of an attempt ended: the work itself, or its review.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Phase {
-    /// The task's own run; `review` names the route that must accept a success.
-    Work {
-        review: Option<String>,
-    },
-    Review,
-}
-
-/// What to do with a task whose attempt ended.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Settlement {
-    /// The status to write (compare-and-swap against the running status), if any.
-    pub write: Option<Status>,
-    pub kind: SettlementKind,
-    pub note: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum SettlementKind {
-    /// Done, or a status the executor chose (blocked on a person, failed by its own word).
-    Finished,
-    /// The work succeeded; the review route runs next (the task stays claimed).
-    ToReview { route: String },
-    /// The review sent the task back to ready; its note goes into the next packet.
-    Bounced,
-    /// Failed; another attempt at `at`.
-    Retry { at: DateTime<Utc> },
-    /// Failed; no attempts left.
-    Exhausted,
-    /// Stopped for a person's decision; their status stands.
-    Cancelled,
-    /// Stopped because the runtime is stopping; back to ready, not counted.
-    Interrupted,
-}
-
-/// An attempt's ending that the runtime decided and has not seen land on the board yet. It is
-/// kept (in memory and in the state file) until it lands or a person's decision supersedes it:
-/// an ending is never dropped, so a finished task never runs again for want of its status.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PendingEnding {
-    pub attempt: u32,
-    /// The claim the ending replaces (printed form).
-    pub claim: String,
-    /// The status to write (printed form).
-    pub write: String,
-    pub settlement: SettlementKind,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-}
-
 /// What to do with a pending ending, given the board as it is now.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Landing {
@@ -640,168 +606,9 @@ pub fn landing(
     Landing::Superseded { found: printed }
 }
 
-/// Parses an executor's result file. `ready` is allowed only from a review (a bounce).
-pub fn parse_result(text: &str, phase: &Phase) -> Result<ResultFile, String> {
-    let result: ResultFile =
-        serde_json::from_str(text).map_err(|e| format!("result file is not valid JSON: {e}"))?;
-    if let Some(c) = result.cost_usd
-        && (!c.is_finite() || c < 0.0)
-    {
-        return Err(format!("result cost_usd {c} is not a non-negative amount"));
-    }
-    if let Some(s) = &result.status {
-        let status =
-            Status::parse(s).map_err(|e| format!("result status `{s}` is not valid: {e}"))?;
-        let bounce = *phase == Phase::Review && status == Status::Ready;
-        if !bounce
-            && (!matches!(status.state(), State::Done | State::Failed | State::Blocked)
-                || matches!(status, Status::RetryAt(_)))
-        {
-            return Err(format!(
-                "result status `{s}` is not allowed: use done, blocked:<who>:<reason>, blocked:task:<ID> or failed:<reason>"
-            ));
-        }
-    }
-    Ok(result)
-}
-
-/// Decides the outcome of attempt number `attempt` (1-based) that ended at `now`.
-pub fn settle(
-    policy: &Policy,
-    attempt: u32,
-    phase: &Phase,
-    ending: &Ending,
-    now: DateTime<Utc>,
-) -> Settlement {
-    if *phase == Phase::Review {
-        return settle_review(policy, attempt, ending);
-    }
-    let failure = |reason: &str, note: Option<String>| {
-        if attempt >= policy.max_attempts {
-            Settlement {
-                write: Some(Status::failed("exhausted_retries")),
-                kind: SettlementKind::Exhausted,
-                note: note.or_else(|| Some(reason.to_string())),
-            }
-        } else {
-            // Rounded up to the second the board can show: never retry before the backoff.
-            let at = now + backoff(policy.retry_backoff, attempt) + TimeDelta::milliseconds(999);
-            let at = Stamp::seconds(at);
-            Settlement {
-                write: Some(Status::RetryAt(at)),
-                kind: SettlementKind::Retry { at: at.at },
-                note: note.or_else(|| Some(reason.to_string())),
-            }
-        }
-    };
-    match ending {
-        Ending::Success { result } => {
-            let status = result
-                .as_ref()
-                .and_then(|r| r.status.as_deref())
-                .and_then(|s| Status::parse(s).ok())
-                .unwrap_or(Status::Done);
-            let note = result.as_ref().and_then(|r| r.note.clone());
-            if let (
-                Status::Done,
-                Phase::Work {
-                    review: Some(route),
-                },
-            ) = (&status, phase)
-            {
-                return Settlement {
-                    write: Some(Status::Running {
-                        agent: review_agent(&policy.agent),
-                        since: Stamp::seconds(now),
-                    }),
-                    kind: SettlementKind::ToReview {
-                        route: route.clone(),
-                    },
-                    note,
-                };
-            }
-            Settlement {
-                write: Some(status),
-                kind: SettlementKind::Finished,
-                note,
-            }
-        }
-        Ending::BadResult(why) => failure("bad_result", Some(why.clone())),
-        Ending::Failure(reason) => failure(reason, None),
-        Ending::Rejected { reason, note } => failure(reason, Some(note.clone())),
-        Ending::Cancelled => Settlement {
-            write: None,
-            kind: SettlementKind::Cancelled,
-            note: None,
-        },
-        Ending::Interrupted => Settlement {
-            write: Some(Status::Ready),
-            kind: SettlementKind::Interrupted,
-            note: None,
-        },
-    }
-}
-
 /// The agent name a task under review shows: `running:review-<agent>:<time>`.
 pub fn review_agent(agent: &str) -> String {
     format!("review-{agent}")
-}
-
-/// A review's ending: accept (done), bounce (ready, counted as an attempt), or the status the
-/// reviewer chose for a person.
-fn settle_review(policy: &Policy, attempt: u32, ending: &Ending) -> Settlement {
-    let bounce = |note: String| {
-        if attempt >= policy.max_attempts {
-            Settlement {
-                write: Some(Status::failed("exhausted_retries")),
-                kind: SettlementKind::Exhausted,
-                note: Some(note),
-            }
-        } else {
-            Settlement {
-                write: Some(Status::Ready),
-                kind: SettlementKind::Bounced,
-                note: Some(note),
-            }
-        }
-    };
-    match ending {
-        Ending::Success { result } => {
-            let note = result.as_ref().and_then(|r| r.note.clone());
-            match result
-                .as_ref()
-                .and_then(|r| r.status.as_deref())
-                .and_then(|s| Status::parse(s).ok())
-            {
-                None | Some(Status::Done) => Settlement {
-                    write: Some(Status::Done),
-                    kind: SettlementKind::Finished,
-                    note,
-                },
-                Some(Status::Ready) => {
-                    bounce(note.unwrap_or_else(|| "The review sent it back without a note.".into()))
-                }
-                Some(other) => Settlement {
-                    write: Some(other),
-                    kind: SettlementKind::Finished,
-                    note,
-                },
-            }
-        }
-        Ending::BadResult(why) => bounce(format!("The review's result was unusable: {why}")),
-        Ending::Failure(reason) => bounce(format!("The review did not accept it ({reason}).")),
-        Ending::Rejected { note, .. } => bounce(note.clone()),
-        Ending::Cancelled => Settlement {
-            write: None,
-            kind: SettlementKind::Cancelled,
-            note: None,
-        },
-        Ending::Interrupted => Settlement {
-            write: Some(Status::Ready),
-            kind: SettlementKind::Interrupted,
-            note: None,
-        },
-    }
 }
 
 /// `retry_backoff · 2^(attempt-1)`, capped so it cannot overflow.
@@ -847,6 +654,7 @@ pub fn human(d: TimeDelta) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::settle::SettlementKind;
 
     fn t(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -870,7 +678,7 @@ mod tests {
         locks: BTreeMap<String, LockView>,
         active: BTreeSet<String>,
         memory: BTreeMap<String, TaskMemory>,
-        settling: BTreeSet<String>,
+        endings_on_the_way: BTreeSet<String>,
         capacity: usize,
         spent: BTreeMap<String, f64>,
     }
@@ -880,7 +688,7 @@ mod tests {
                 locks: BTreeMap::new(),
                 active: BTreeSet::new(),
                 memory: BTreeMap::new(),
-                settling: BTreeSet::new(),
+                endings_on_the_way: BTreeSet::new(),
                 capacity: 8,
                 spent: BTreeMap::new(),
             }
@@ -903,7 +711,7 @@ mod tests {
             locks: &w.locks,
             active: &w.active,
             memory: &w.memory,
-            settling: &w.settling,
+            endings_on_the_way: &w.endings_on_the_way,
             capacity: w.capacity,
             spent_today: &w.spent,
         })
@@ -963,7 +771,7 @@ mod tests {
             locks: &w.locks,
             active: &w.active,
             memory: &w.memory,
-            settling: &w.settling,
+            endings_on_the_way: &w.endings_on_the_way,
             capacity: 8,
             spent_today: &w.spent,
         });
@@ -1282,72 +1090,6 @@ mod tests {
         );
     }
 
-    fn work() -> Phase {
-        Phase::Work { review: None }
-    }
-
-    #[test]
-    fn settling_attempts() {
-        let p = policy();
-        let now = t(NOW);
-        let s = settle(&p, 1, &work(), &Ending::Success { result: None }, now);
-        assert_eq!(
-            (s.write, s.kind),
-            (Some(Status::Done), SettlementKind::Finished)
-        );
-        let r = parse_result(
-            r#"{"status": "blocked:siyao:need-url", "note": "no URL"}"#,
-            &work(),
-        )
-        .unwrap();
-        let s = settle(&p, 1, &work(), &Ending::Success { result: Some(r) }, now);
-        assert_eq!(s.write, Some(st("blocked:siyao:need-url")));
-        assert_eq!(s.note.as_deref(), Some("no URL"));
-        let s = settle(&p, 2, &work(), &Ending::Failure("exit_3".into()), now);
-        assert_eq!(s.write, Some(st("blocked:retry:2026-04-20T16:01:00Z")));
-        assert_eq!(
-            s.kind,
-            SettlementKind::Retry {
-                at: t("2026-04-20T16:01:00Z")
-            }
-        );
-        let s = settle(&p, 3, &work(), &Ending::Failure("timeout".into()), now);
-        assert_eq!(
-            (s.write, s.kind),
-            (
-                Some(st("failed:exhausted_retries")),
-                SettlementKind::Exhausted
-            )
-        );
-        assert_eq!(settle(&p, 1, &work(), &Ending::Cancelled, now).write, None);
-        assert_eq!(
-            settle(&p, 1, &work(), &Ending::Interrupted, now).write,
-            Some(Status::Ready)
-        );
-    }
-
-    #[test]
-    fn result_files_are_checked() {
-        assert!(
-            parse_result("{", &work())
-                .unwrap_err()
-                .contains("not valid JSON")
-        );
-        assert!(
-            parse_result(r#"{"status": "Done"}"#, &work())
-                .unwrap_err()
-                .contains("not valid")
-        );
-        assert!(
-            parse_result(r#"{"status": "ready"}"#, &work())
-                .unwrap_err()
-                .contains("not allowed")
-        );
-        assert!(parse_result(r#"{"status": "running:x:2026-04-20T15:25Z"}"#, &work()).is_err());
-        assert!(parse_result(r#"{"note": "fine"}"#, &work()).is_ok());
-        assert!(parse_result(r#"{"status": "failed:no_input"}"#, &work()).is_ok());
-    }
-
     #[test]
     fn a_spent_budget_holds_its_route_until_the_next_utc_day() {
         let text = "## A-1\n- status: ready\n- route: review\n## B-1\n- status: ready\n- route: review\n## C-1\n- status: ready\n";
@@ -1364,7 +1106,7 @@ mod tests {
                 locks: &w.locks,
                 active: &w.active,
                 memory: &w.memory,
-                settling: &w.settling,
+                endings_on_the_way: &w.endings_on_the_way,
                 capacity: 8,
                 spent_today: spent,
             })
@@ -1388,86 +1130,6 @@ mod tests {
         // Under budget: nothing held.
         let under: BTreeMap<String, f64> = [("review".to_string(), 9.99)].into();
         assert_eq!(dispatched(&plan_at(NOW, &under)).len(), 3);
-    }
-
-    #[test]
-    fn a_reviewed_route_goes_to_review_before_done() {
-        let p = policy();
-        let now = t(NOW);
-        let phase = Phase::Work {
-            review: Some("review".into()),
-        };
-        let s = settle(&p, 1, &phase, &Ending::Success { result: None }, now);
-        assert_eq!(s.write, Some(st("running:review-tb:2026-04-20T16:00:00Z")));
-        assert_eq!(
-            s.kind,
-            SettlementKind::ToReview {
-                route: "review".into()
-            }
-        );
-        // An executor that hands the task to a person skips the review.
-        let r = parse_result(r#"{"status": "blocked:you:need-url"}"#, &phase).unwrap();
-        let s = settle(&p, 1, &phase, &Ending::Success { result: Some(r) }, now);
-        assert_eq!(s.kind, SettlementKind::Finished);
-        // A failed run is retried as usual.
-        let s = settle(&p, 1, &phase, &Ending::Failure("exit_1".into()), now);
-        assert!(matches!(s.kind, SettlementKind::Retry { .. }));
-    }
-
-    #[test]
-    fn a_review_accepts_or_bounces_counting_the_attempt() {
-        let p = policy();
-        let now = t(NOW);
-        let review = Phase::Review;
-        let s = settle(&p, 1, &review, &Ending::Success { result: None }, now);
-        assert_eq!(
-            (s.write, s.kind),
-            (Some(Status::Done), SettlementKind::Finished)
-        );
-        let r = parse_result(
-            r#"{"status": "ready", "note": "tests are missing"}"#,
-            &review,
-        )
-        .unwrap();
-        let s = settle(
-            &p,
-            1,
-            &review,
-            &Ending::Success {
-                result: Some(r.clone()),
-            },
-            now,
-        );
-        assert_eq!(
-            (s.write, s.kind),
-            (Some(Status::Ready), SettlementKind::Bounced)
-        );
-        assert_eq!(s.note.as_deref(), Some("tests are missing"));
-        let s = settle(&p, 2, &review, &Ending::Failure("exit_2".into()), now);
-        assert_eq!(s.kind, SettlementKind::Bounced);
-        assert!(s.note.unwrap().contains("exit_2"));
-        // The last attempt's bounce exhausts the task.
-        let s = settle(&p, 3, &review, &Ending::Success { result: Some(r) }, now);
-        assert_eq!(s.kind, SettlementKind::Exhausted);
-        // Only a review may ask for `ready`.
-        assert!(parse_result(r#"{"status": "ready"}"#, &work()).is_err());
-    }
-
-    #[test]
-    fn result_files_carry_cost_tokens_and_a_handoff() {
-        let r = parse_result(
-            r#"{"cost_usd": 0.42, "tokens_in": 1200, "tokens_out": 300, "handoff": {"what": "x", "evidence": {"changed": ["a.rs"]}, "next": "y"}}"#,
-            &work(),
-        )
-        .unwrap();
-        assert_eq!(r.cost_usd, Some(0.42));
-        assert_eq!((r.tokens_in, r.tokens_out), (Some(1200), Some(300)));
-        assert_eq!(r.handoff.unwrap().evidence.changed, ["a.rs"]);
-        assert!(parse_result(r#"{"cost_usd": -1}"#, &work()).is_err());
-        assert!(
-            parse_result(r#"{"stauts": "done"}"#, &work()).is_err(),
-            "a misspelt key is an error"
-        );
     }
 
     #[test]
@@ -1564,7 +1226,7 @@ mod tests {
             "A-1".into(),
             episode("done", &["ready", "running:tb:2026-04-20T15:00:00Z"]),
         );
-        w.settling.insert("A-1".into());
+        w.endings_on_the_way.insert("A-1".into());
         w.locks.insert("A-1".into(), LockView::Ours);
         // Whatever the board shows meanwhile (here a stale `ready`), no second run starts.
         let p = run(&[("A-1", "ready")], &w);
@@ -1706,25 +1368,6 @@ mod tests {
         );
         // Nothing to carry: nothing remembered.
         assert_eq!(memory_after_decision(None, &decision, "tb"), None);
-    }
-
-    #[test]
-    fn a_reviewer_that_says_no_with_a_note_and_a_non_zero_exit_is_heard() {
-        let p = policy();
-        let now = t(NOW);
-        let ending = Ending::Rejected {
-            reason: "exit_1".into(),
-            note: "missing tests".into(),
-        };
-        let s = settle(&p, 1, &Phase::Review, &ending, now);
-        assert_eq!(s.kind, SettlementKind::Bounced);
-        assert_eq!(s.write, Some(Status::Ready));
-        assert_eq!(s.note.as_deref(), Some("missing tests"));
-        // A work run's own words on failure go with the retry too.
-        let work = Phase::Work { review: None };
-        let s = settle(&p, 1, &work, &ending, now);
-        assert!(matches!(s.kind, SettlementKind::Retry { .. }));
-        assert_eq!(s.note.as_deref(), Some("missing tests"));
     }
 
     #[test]

@@ -12,8 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::core::memory::FORGET_MISSING_AFTER;
-use crate::core::memory::TaskRecord;
-use crate::core::plan::TaskMemory;
+use crate::core::memory::{TaskMemory, TaskRecord};
 
 /// How many days of per-route spend are kept.
 const SPEND_DAYS_KEPT: usize = 90;

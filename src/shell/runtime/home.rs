@@ -20,8 +20,6 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-
 use super::{Fatal, Mode, Msg, Runtime, fatal};
 use crate::core::board::Board;
 use crate::core::folder::{self, Identity, Sighting, Whereabouts};
@@ -335,7 +333,7 @@ impl Runtime {
     /// written that it held at the last check (a lock is released only after its ending is on
     /// the board). Notes the latter for the next check.
     fn held_locks(&mut self) -> Vec<(String, Owner)> {
-        let now = Utc::now();
+        let now = self.now();
         let mut out: Vec<(String, Owner)> = self
             .active
             .iter()

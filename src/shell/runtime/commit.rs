@@ -1,0 +1,299 @@
+//! Committing a pass's status changes: one compare-and-swap write of the board, and what each
+//! change that landed (or was refused) implies.
+//!
+//! Owns the order that keeps a crash harmless: endings on record before the board shows them,
+//! a claim's attempt on record before its run starts, the write lock released before any run
+//! starts. Owns the retry of a write that failed. Must not plan (the changes come from `pass`
+//! and `finish`) nor edit the board except through `writeback`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use super::Runtime;
+use super::launch::Launch;
+use super::pass::ReadMode;
+use crate::core::board::Board;
+use crate::core::event::EventKind;
+use crate::core::memory::PendingEnding;
+use crate::core::settle::{Phase, SettlementKind};
+use crate::core::status::Status;
+use crate::core::writeback::{self, Change, Refusal};
+use crate::shell::fsio;
+use crate::shell::lock;
+
+/// A write that failed (unreadable board, full disk) is tried again after this, doubling on
+/// each failure in a row up to [`RETRY_WRITE_MAX`]; a save of the board tries at once.
+pub(super) const RETRY_WRITE_MIN: Duration = Duration::from_millis(100);
+pub(super) const RETRY_WRITE_MAX: Duration = Duration::from_secs(30);
+
+/// A status change on its way to the board, and what to do once it landed (or was refused).
+pub(super) struct Outgoing {
+    pub(super) change: Change,
+    pub(super) follow_up: FollowUp,
+}
+
+/// What a status change implies once it is on the board.
+pub(super) enum FollowUp {
+    /// A task whose dependencies are done became ready.
+    Promoted { deps: Vec<String> },
+    /// A claim with no live owner was reset (to ready, or failed after its last attempt).
+    Reset { reason: String, attempt: u32 },
+    /// The runtime's own status was put back over a stale buffer's.
+    Reasserted,
+    /// The task is claimed: its run starts.
+    Claimed { route: String, attempt: u32 },
+    /// An attempt's ending (kept in the task's record until it lands).
+    Ended { ending: PendingEnding },
+}
+
+impl Outgoing {
+    fn is_claim(&self) -> bool {
+        matches!(self.follow_up, FollowUp::Claimed { .. })
+    }
+
+    fn is_ending(&self) -> bool {
+        matches!(self.follow_up, FollowUp::Ended { .. })
+    }
+}
+
+impl Runtime {
+    /// Endings that could not be written yet are retried on the next pass: on the next save,
+    /// or after a wait that doubles while the failure lasts. Not at once: what stopped the
+    /// write (an unreadable board, a full disk) is most likely still there, and an immediate
+    /// pass would fail again, back to back, for as long as it lasts.
+    pub(super) fn requeue(&mut self, outgoing: Vec<Outgoing>) {
+        let endings_wait = self.store.with_endings().next().is_some();
+        if outgoing.is_empty() && !endings_wait {
+            return;
+        }
+        self.retry_wait = (self.retry_wait * 2).clamp(RETRY_WRITE_MIN, RETRY_WRITE_MAX);
+        self.retry_at = Some(Instant::now() + self.retry_wait);
+        // Endings stay in their tasks' records; claims and promotions are re-planned from the
+        // board, so a claim's lock goes.
+        for out in outgoing.iter().filter(|o| o.is_claim()) {
+            let _ = self.locks.release(&out.change.id, &self.instance);
+        }
+    }
+
+    /// Writes the outgoing changes in one compare-and-swap write against the board as it is
+    /// now, then carries out what each applied change implies. Returns how many runs started.
+    pub(super) fn write(&mut self, outgoing: Vec<Outgoing>, planned_hash: u64) -> usize {
+        if outgoing.is_empty() {
+            return 0;
+        }
+        let now = self.now();
+        let write_lock = match lock::WriteLock::acquire(&self.state_dir) {
+            Ok(l) => l,
+            Err(e) => {
+                self.error(
+                    None,
+                    "writeback",
+                    format!("cannot take the board's write lock: {e}"),
+                );
+                self.requeue(outgoing);
+                return 0;
+            }
+        };
+        let Some(outcome) = self.replace_board(&outgoing, planned_hash) else {
+            self.requeue(outgoing);
+            return 0;
+        };
+        self.retry_wait = Duration::ZERO;
+        self.last_hash = Some(fsio::content_hash(outcome.text.as_bytes()));
+        let refused: BTreeMap<String, Refusal> = outcome
+            .refused
+            .into_iter()
+            .map(|(c, r)| (c.id, r))
+            .collect();
+        self.note_landed(&outgoing, &outcome.applied);
+        drop(write_lock);
+        if outcome.applied.iter().any(|c| c.new == Status::Ready) {
+            // A task became ready (promoted, reset, interrupted): let the next pass run it.
+            self.dirty = true;
+        }
+        let applied: BTreeSet<String> = outcome.applied.into_iter().map(|c| c.id).collect();
+        let text = outcome.text;
+        // Block ranges moved with the write: parse what is now on disk, once, if needed.
+        let written = outgoing
+            .iter()
+            .any(|o| match &o.follow_up {
+                FollowUp::Claimed { .. } => true,
+                FollowUp::Ended { ending } => {
+                    matches!(ending.settlement, SettlementKind::ToReview { .. })
+                }
+                _ => false,
+            })
+            .then(|| Board::parse(&text));
+        let written = written.as_ref().map(|b| (b, text.as_str()));
+        let mut started = 0;
+        for out in outgoing {
+            let id = out.change.id.clone();
+            if let Some(why) = refused.get(&id) {
+                self.refused(out, why);
+            } else if applied.contains(&id) && self.follow_up(out, written, now) {
+                started += 1;
+            }
+        }
+        started
+    }
+
+    /// Reads the board as it is now and replaces it with the outgoing changes applied, unless
+    /// a save lands meanwhile. `None` when nothing was written and the changes wait (reported,
+    /// or a save to plan on again).
+    fn replace_board(
+        &mut self,
+        outgoing: &[Outgoing],
+        planned_hash: u64,
+    ) -> Option<writeback::Outcome> {
+        let snap = self.read(ReadMode::Now)?;
+        if snap.hash != planned_hash && self.held_by_conflict(&snap) {
+            // A merge left conflict markers since the plan's read: write nothing into it.
+            return None;
+        }
+        if snap.hash != planned_hash {
+            // A person saved between our read and this write: plan again afterwards.
+            self.dirty = true;
+        }
+        let board = Board::parse(&snap.text);
+        let changes: Vec<Change> = outgoing.iter().map(|o| o.change.clone()).collect();
+        let outcome = writeback::apply(&snap.text, &board, &changes);
+        if !outcome.changed() {
+            return Some(outcome);
+        }
+        if outgoing.iter().any(Outgoing::is_ending) {
+            // Endings are on record before the board shows them: a crash between the two leaves
+            // an ending the next start writes, never a finished task that looks unfinished.
+            let saved = self.store.save();
+            self.note_state_save(saved);
+        }
+        match fsio::replace_if_unchanged(&self.board, outcome.text.as_bytes(), &snap) {
+            Ok(true) => {}
+            Ok(false) => {
+                // A save landed while we wrote: nothing replaced; plan again on it.
+                self.dirty = true;
+                return None;
+            }
+            Err(e) => {
+                self.error(None, "writeback", format!("cannot write the board: {e}"));
+                return None;
+            }
+        }
+        self.emit(
+            None,
+            EventKind::Writeback {
+                tasks: outcome.applied.iter().map(|c| c.id.clone()).collect(),
+                bytes: outcome.text.len() as u64,
+            },
+        );
+        Some(outcome)
+    }
+
+    /// What landed is on record before any executor starts: a crash between a claim's write
+    /// and its run then leaves the attempt counted, never an attempt number run twice.
+    fn note_landed(&mut self, outgoing: &[Outgoing], applied: &[Change]) {
+        let landed: BTreeSet<&str> = applied.iter().map(|c| c.id.as_str()).collect();
+        for out in outgoing
+            .iter()
+            .filter(|o| landed.contains(o.change.id.as_str()))
+        {
+            let claimed = match &out.follow_up {
+                FollowUp::Claimed { attempt, .. } => Some(*attempt),
+                _ => None,
+            };
+            let rec = self.store.record_mut(&out.change.id);
+            rec.memory.note_written(&out.change, claimed);
+        }
+        if outgoing.iter().any(Outgoing::is_claim) {
+            let saved = self.store.save();
+            self.note_state_save(saved);
+        }
+    }
+
+    /// A change the write refused (the task's status is not what the plan read).
+    fn refused(&mut self, out: Outgoing, why: &Refusal) {
+        let id = &out.change.id;
+        if out.is_ending() {
+            // A save between the plan's read and this write changed the task: the ending
+            // stays in its record and meets the new board on the next pass.
+            self.dirty = true;
+            return;
+        }
+        self.emit(
+            Some(id),
+            EventKind::WritebackConflict {
+                expected: out.change.expected.to_string(),
+                found: match why {
+                    Refusal::Mismatch { found } => found.clone(),
+                    other => other.to_string(),
+                },
+                wanted: out.change.new.to_string(),
+            },
+        );
+        if out.is_claim() {
+            let _ = self.locks.release(id, &self.instance);
+        }
+    }
+
+    /// Carries out what a change that landed implies. `written` is the board as it now is
+    /// (parsed when a run is to start). Returns whether a run started.
+    fn follow_up(
+        &mut self,
+        out: Outgoing,
+        written: Option<(&Board, &str)>,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let Outgoing { change, follow_up } = out;
+        let id = change.id.as_str();
+        match follow_up {
+            FollowUp::Promoted { deps } => {
+                self.store.record_mut(id).deps = deps.clone();
+                self.emit(Some(id), EventKind::DependencyPromoted { deps });
+            }
+            FollowUp::Reset { reason, attempt } => {
+                self.store.record_mut(id).memory.attempts = attempt;
+                self.emit(
+                    Some(id),
+                    EventKind::StaleClaimReset {
+                        status: change.expected.to_string(),
+                        reason,
+                        attempt,
+                    },
+                );
+                if matches!(change.new, Status::Failed { .. }) {
+                    self.deadletter(id, "exhausted_retries (last claim went stale)", now);
+                }
+            }
+            FollowUp::Reasserted => self.emit(
+                Some(id),
+                EventKind::StatusReasserted {
+                    status: change.new.to_string(),
+                    replaced: change.expected.to_string(),
+                },
+            ),
+            FollowUp::Claimed { route, attempt } => {
+                self.store.record_mut(id).memory.attempts = attempt;
+                let board = written.expect("parsed when a claim is pending");
+                let review = self
+                    .config
+                    .executors
+                    .get(&route)
+                    .and_then(|e| e.review.clone());
+                let launch = Launch {
+                    id: id.to_string(),
+                    route,
+                    attempt,
+                    running: change.new.clone(),
+                    phase: Phase::Work { review },
+                };
+                return self.spawn(launch, board, now);
+            }
+            FollowUp::Ended { ending } => {
+                self.kept_reported.remove(id);
+                return self.land_ending(id, ending, written, now);
+            }
+        }
+        false
+    }
+}

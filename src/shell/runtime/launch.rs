@@ -1,0 +1,247 @@
+//! Launching a run: a claimed task's work, or its review once the work succeeded.
+//!
+//! Owns the run folder, the packet kept in it, the executor's command line and environment,
+//! the evidence snapshot taken before work, and the executor's pid in the task's lock. A run
+//! that cannot start ends at once as a failed attempt (through `finish`). Must not touch the
+//! board: the claim was written by `commit` before the run is launched.
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+
+use super::finish::RunEnd;
+use super::{Active, Msg, Runtime};
+use crate::core::board::{Board, Task};
+use crate::core::event::EventKind;
+use crate::core::packet;
+use crate::core::plan;
+use crate::core::settle::{AttemptEnd, Phase};
+use crate::core::status::Status;
+use crate::shell::evidence;
+use crate::shell::exec;
+use crate::shell::packet_sources;
+
+/// An executor run to start: the task's own work, or its review.
+pub(super) struct Launch {
+    pub(super) id: String,
+    pub(super) route: String,
+    pub(super) attempt: u32,
+    /// The `running:` status on the board while it runs.
+    pub(super) running: Status,
+    pub(super) phase: Phase,
+}
+
+/// Why a run could not start: the error to report, and the attempt record's reason.
+struct NotStarted {
+    why: String,
+    reason: &'static str,
+}
+
+impl NotStarted {
+    fn new(why: impl Into<String>, reason: &'static str) -> NotStarted {
+        NotStarted {
+            why: why.into(),
+            reason,
+        }
+    }
+}
+
+impl Runtime {
+    /// Starts an executor run (a claimed task's work, or its review). On failure to start, the
+    /// attempt ends as failed right away (its status change goes out with the next write).
+    /// `board` is the board as it now is, with its text.
+    pub(super) fn spawn(
+        &mut self,
+        launch: Launch,
+        board: (&Board, &str),
+        now: DateTime<Utc>,
+    ) -> bool {
+        let run_dir = self.state_dir.join("runs").join(&launch.id).join(format!(
+            "{}{}-{}",
+            launch.attempt,
+            if launch.phase == Phase::Review {
+                "-review"
+            } else {
+                ""
+            },
+            now.format("%Y%m%dT%H%M%SZ")
+        ));
+        let mut active = Active {
+            attempt: launch.attempt,
+            route: launch.route.clone(),
+            phase: launch.phase.clone(),
+            handle: None,
+            started: now,
+            running: launch.running.clone(),
+            result_path: run_dir.join("result.json"),
+            run_dir,
+            evidence_before: None,
+        };
+        match self.start_run(&launch, board, &mut active) {
+            Ok(handle) => {
+                self.started(&launch, handle, active);
+                true
+            }
+            Err(failed) => {
+                let id = launch.id.as_str();
+                self.error(Some(id), "dispatch", failed.why);
+                let end = AttemptEnd::Failure(failed.reason.into());
+                let now = self.now();
+                if self.keep_ending(id, &active, end, RunEnd::default(), now) {
+                    self.dirty = true;
+                }
+                false
+            }
+        }
+    }
+
+    /// Prepares and starts the run `active` describes (noting in it what the run started from).
+    fn start_run(
+        &mut self,
+        launch: &Launch,
+        (board, text): (&Board, &str),
+        active: &mut Active,
+    ) -> Result<exec::RunHandle, NotStarted> {
+        let (id, route) = (launch.id.as_str(), launch.route.as_str());
+        let Some(exec_cfg) = self.config.executors.get(route).cloned() else {
+            let why = format!("no executor `{route}` is configured");
+            return Err(NotStarted::new(why, "no_executor"));
+        };
+        if let Err(e) = std::fs::create_dir_all(&active.run_dir) {
+            let why = format!("cannot create {}: {e}", active.run_dir.display());
+            return Err(NotStarted::new(why, "run_dir_unavailable"));
+        }
+        let Some(task) = board.task(id) else {
+            let why = "the task vanished before it could start";
+            return Err(NotStarted::new(why, "vanished"));
+        };
+        let packet = self.keep_packet(launch, (board, text), &active.run_dir);
+        let mut argv = exec_cfg.command.clone();
+        if argv[0].contains('/') && Path::new(&argv[0]).is_relative() {
+            argv[0] = self.board_dir.join(&argv[0]).display().to_string();
+        }
+        let mut env: Vec<(String, String)> = exec_cfg.env.clone().into_iter().collect();
+        env.extend(self.run_env(launch, task, &active.run_dir, &active.result_path));
+        let spec = exec::Spec {
+            argv,
+            cwd: self.board_dir.clone(),
+            env,
+            stdin: packet.into_bytes(),
+            run_dir: active.run_dir.clone(),
+            timeout: exec_cfg.timeout,
+            grace: self.config.runtime.grace,
+            output_cap: self.config.runtime.output_cap,
+        };
+        active.evidence_before = match launch.phase {
+            Phase::Work { .. } => self.git_root.as_deref().and_then(evidence::snapshot),
+            Phase::Review => None,
+        };
+        let tx = self.tx.clone();
+        let (owned_id, attempt) = (id.to_string(), launch.attempt);
+        exec::start(spec, move |finished| {
+            let _ = tx.send(Msg::Finished {
+                id: owned_id,
+                attempt,
+                finished,
+            });
+        })
+        .map_err(|e| {
+            let why = format!("cannot start executor `{route}`: {e}");
+            NotStarted::new(why, "spawn_failed")
+        })
+    }
+
+    /// Assembles the run's packet and keeps a copy in its run folder.
+    fn keep_packet(
+        &self,
+        launch: &Launch,
+        (board, text): (&Board, &str),
+        run_dir: &Path,
+    ) -> String {
+        let id = launch.id.as_str();
+        let record = self.store.tasks.get(id);
+        let review = (launch.phase == Phase::Review).then(|| packet::Review {
+            handoff: String::new(),
+            diff: record.and_then(|r| r.history.last()).and_then(|a| {
+                let paths = a.changed.as_deref()?;
+                let root = self.git_root.as_deref()?;
+                evidence::diff(root, a.base.as_deref(), paths)
+            }),
+        });
+        let source = packet_sources::Source {
+            board_dir: &self.board_dir,
+            board,
+            text,
+            record,
+        };
+        let budget = self.config.runtime.packet_budget as usize;
+        let packet = packet_sources::assemble(&source, id, launch.attempt, review, budget)
+            .unwrap_or_default();
+        if let Err(e) = std::fs::write(run_dir.join("packet.md"), &packet) {
+            self.error(Some(id), "dispatch", format!("cannot keep the packet: {e}"));
+        }
+        packet
+    }
+
+    /// The `TASKBOARD_*` variables a run sees (after the executor's own `env`).
+    fn run_env(
+        &self,
+        launch: &Launch,
+        task: &Task,
+        run_dir: &Path,
+        result_path: &Path,
+    ) -> [(String, String); 7] {
+        [
+            ("TASKBOARD_TASK_ID".to_string(), launch.id.clone()),
+            // A NUL cannot cross exec; other control characters would only confuse a reader.
+            (
+                "TASKBOARD_TASK_TITLE".to_string(),
+                task.title.replace(|c: char| c.is_control(), " "),
+            ),
+            ("TASKBOARD_ATTEMPT".to_string(), launch.attempt.to_string()),
+            ("TASKBOARD_ROUTE".to_string(), launch.route.clone()),
+            (
+                "TASKBOARD_BOARD".to_string(),
+                self.board.display().to_string(),
+            ),
+            (
+                "TASKBOARD_RUN_DIR".to_string(),
+                run_dir.display().to_string(),
+            ),
+            (
+                "TASKBOARD_RESULT".to_string(),
+                result_path.display().to_string(),
+            ),
+        ]
+    }
+
+    /// A started run: its pid into the task's lock, `task_dispatched`, and its supervision.
+    fn started(&mut self, launch: &Launch, handle: exec::RunHandle, active: Active) {
+        let id = launch.id.as_str();
+        let pid = handle.pid();
+        let run_id = Some(handle.run_id());
+        let _ = self
+            .locks
+            .set_executor(id, &self.instance, pid as i32, run_id);
+        self.emit(
+            Some(id),
+            EventKind::TaskDispatched {
+                attempt: launch.attempt,
+                route: launch.route.clone(),
+                pid,
+                agent: match launch.phase {
+                    Phase::Review => plan::review_agent(&self.config.runtime.agent),
+                    Phase::Work { .. } => self.config.runtime.agent.clone(),
+                },
+                phase: (launch.phase == Phase::Review).then(|| "review".to_string()),
+            },
+        );
+        self.active.insert(
+            id.to_string(),
+            Active {
+                handle: Some(handle),
+                ..active
+            },
+        );
+    }
+}

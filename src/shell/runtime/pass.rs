@@ -1,0 +1,435 @@
+//! One pass of the runtime: read the board, plan over it, carry out the plan's steps.
+//!
+//! Owns what a pass reads (the board as the editor left it, the lock folders through
+//! `recovery`, retry requests left by `taskboard retry`), which lint findings are news, and
+//! turning the planner's steps into status changes for `commit`. It decides nothing the planner
+//! decides; it never writes the board itself (that is `commit`'s compare-and-swap) and never
+//! starts a run (that is `launch`, after the claim landed).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant, SystemTime};
+
+use chrono::{DateTime, Utc};
+
+use super::commit::{FollowUp, Outgoing};
+use super::finish::Gathered;
+use super::{Mode, Runtime};
+use crate::core::board::Board;
+use crate::core::event::EventKind;
+use crate::core::lint;
+use crate::core::memory::{self, TaskMemory};
+use crate::core::plan::{self, LockView, Plan, Step};
+use crate::core::status::Status;
+use crate::core::writeback::{self, Change};
+use crate::shell::exec;
+use crate::shell::fsio;
+use crate::shell::lock::Owner;
+
+/// Why a pass runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Trigger {
+    /// The watcher saw the board saved, and nothing else asks for a pass: a save that changed
+    /// nothing (the watcher's echo of our own write, say) is passed over.
+    Saved,
+    /// The start, a timer, a rescan, a reload, an ending or a write that left work asks for a
+    /// pass whatever the board holds.
+    Due,
+    /// A save, and something else asks for a pass too.
+    SavedAndDue,
+}
+
+impl Trigger {
+    /// The pass the loop's messages ask for, if any: `saved` when the watcher saw the board
+    /// change, `due` when anything else asks.
+    pub(super) fn of(saved: bool, due: bool) -> Option<Trigger> {
+        match (saved, due) {
+            (true, false) => Some(Trigger::Saved),
+            (false, true) => Some(Trigger::Due),
+            (true, true) => Some(Trigger::SavedAndDue),
+            (false, false) => None,
+        }
+    }
+
+    fn saved(self) -> bool {
+        matches!(self, Trigger::Saved | Trigger::SavedAndDue)
+    }
+}
+
+/// How to read the board.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ReadMode {
+    /// Just after a save: wait until the editor has finished writing (the file holds still).
+    AfterSave,
+    /// As it is now.
+    Now,
+}
+
+impl Runtime {
+    /// Reads the board as it is now. `None` when it cannot be read (reported), or while its path
+    /// leads elsewhere than the folder this runtime holds (`home` follows it first).
+    pub(super) fn read(&mut self, mode: ReadMode) -> Option<fsio::Snapshot> {
+        if !self.home_is_here() {
+            return None;
+        }
+        let result = match mode {
+            ReadMode::AfterSave => {
+                let quiet = (self.config.runtime.debounce / 4)
+                    .clamp(Duration::from_millis(5), Duration::from_millis(100));
+                fsio::read_stable(&self.board, quiet, 10)
+            }
+            ReadMode::Now => fsio::read_board(&self.board),
+        };
+        match result {
+            Ok(snap) if snap.text.trim().is_empty() => {
+                // An editor that truncates and then writes (VS Code) shows an empty file for a
+                // moment; a plan made on it would see no tasks at all. Wait for the next save.
+                tracing::debug!("the board is empty; waiting for the save to finish");
+                None
+            }
+            Ok(snap) => {
+                if self.board_missing_reported {
+                    tracing::info!("the board is back: {}", self.board.display());
+                }
+                self.board_missing_reported = false;
+                Some(snap)
+            }
+            Err(e) if e.is_transient() => {
+                if !self.board_missing_reported {
+                    self.board_missing_reported = true;
+                    self.error(None, "board", format!("{e}; waiting for it to appear"));
+                }
+                None
+            }
+            Err(e) => {
+                self.error(None, "board", e.to_string());
+                None
+            }
+        }
+    }
+
+    /// One pass: read, lint, plan, lock, write back, spawn.
+    pub(super) fn pass(&mut self, trigger: Trigger) {
+        let started = Instant::now();
+        self.retry_at = None;
+        let mode = if trigger.saved() {
+            ReadMode::AfterSave
+        } else {
+            ReadMode::Now
+        };
+        let Some(snap) = self.read(mode) else {
+            // The board cannot be read: endings wait in their records for the next readable save.
+            self.requeue(Vec::new());
+            // No time-based rule applies to a board that is not there: a retry falling due
+            // meanwhile must not wake the loop into failing to read it back to back. The save
+            // that brings it back plans again, even with the very bytes last read.
+            self.wake_at = None;
+            self.last_hash = None;
+            return;
+        };
+        if self.held_by_conflict(&snap) || !self.worth_a_pass(&snap, trigger) {
+            return;
+        }
+        let now = self.now();
+        // What other taskboard processes serving this board learnt since the last pass.
+        self.store.refresh();
+        self.consume_requests();
+        let on_disk = Board::parse(&snap.text);
+        let (mut locks, lock_wake) = self.lock_view(now);
+        let Gathered {
+            mut outgoing,
+            on_the_way,
+            reviews,
+        } = self.gather_endings(&on_disk, &snap.text, &mut locks, now);
+        // Plan over the board as it will be once the endings in hand are written, so that a
+        // finished task's dependents are promoted in the same write.
+        let (text, board) = if outgoing.is_empty() {
+            (snap.text, on_disk)
+        } else {
+            let changes: Vec<Change> = outgoing.iter().map(|o| o.change.clone()).collect();
+            let text = writeback::apply(&snap.text, &on_disk, &changes).text;
+            let board = Board::parse(&text);
+            (text, board)
+        };
+        self.report_findings(&text, &board, now);
+        self.store.note_presence(|id| board.task(id).is_some(), now);
+
+        let locks = self.defer_to_serving_run(locks, &board);
+        let (planned, memory) = self.plan(&board, &locks, &outgoing, &on_the_way, now);
+        self.wake_at = match (planned.wake_at, lock_wake) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        for step in planned.steps {
+            self.take_step(step, &memory, now, &mut outgoing);
+        }
+        let dispatched = reviews + self.write(outgoing, snap.hash);
+        self.save_state();
+        self.passes += 1;
+        self.emit(
+            None,
+            EventKind::Pass {
+                tasks: board.tasks.len(),
+                duration_us: started.elapsed().as_micros() as u64,
+                dispatched,
+            },
+        );
+    }
+
+    /// Whether the board as read is worth a pass, noting a save as seen (`file_changed`).
+    fn worth_a_pass(&mut self, snap: &fsio::Snapshot, trigger: Trigger) -> bool {
+        let endings_wait = self.store.with_endings().next().is_some();
+        if trigger == Trigger::Saved && !endings_wait && Some(snap.hash) == self.last_hash {
+            // Our own write, or a save that changed nothing. A due pass never stops here: the
+            // watcher's echo of the write that made a task ready must not swallow the pass
+            // that runs it.
+            return false;
+        }
+        if trigger.saved() && Some(snap.hash) != self.last_hash {
+            // Save to detection as a person experiences it: the debounce included.
+            let latency_ms = snap
+                .mtime
+                .and_then(|m| SystemTime::now().duration_since(m).ok());
+            self.emit(
+                None,
+                EventKind::FileChanged {
+                    latency_ms: latency_ms.map(|d| d.as_millis() as u64),
+                    bytes: snap.len,
+                },
+            );
+        }
+        self.last_hash = Some(snap.hash);
+        true
+    }
+
+    /// Asks the planner what to do with `board`, and returns its plan with the memory it was
+    /// made on: the memory as it will be once the `outgoing` endings land, matching the board.
+    fn plan(
+        &self,
+        board: &Board,
+        locks: &BTreeMap<String, LockView>,
+        outgoing: &[Outgoing],
+        on_the_way: &BTreeSet<String>,
+        now: DateTime<Utc>,
+    ) -> (Plan, BTreeMap<String, TaskMemory>) {
+        // Runs of other taskboard processes on this board count against the same limit.
+        let others_running = locks.values().filter(|v| **v == LockView::Live).count();
+        let capacity = if self.stopping || (self.mode == Mode::Once && self.passes > 0) {
+            0
+        } else {
+            self.config
+                .runtime
+                .max_parallel
+                .saturating_sub(self.active.len() + others_running)
+        };
+        let active: BTreeSet<String> = self.active.keys().cloned().collect();
+        let mut memory = self.store.memory();
+        memory::project(&mut memory, outgoing.iter().map(|o| &o.change));
+        let policy = self.policy();
+        let spent_today = self.store.spend_on(now.date_naive());
+        let planned = plan::plan(&plan::Inputs {
+            board,
+            policy: &policy,
+            now,
+            locks,
+            active: &active,
+            memory: &memory,
+            endings_on_the_way: on_the_way,
+            capacity,
+            spent_today: &spent_today,
+        });
+        (planned, memory)
+    }
+
+    /// Carries out one step of the plan; a status change joins `outgoing` for the pass's write.
+    /// `memory` is the memory the plan was made on.
+    fn take_step(
+        &mut self,
+        step: Step,
+        memory: &BTreeMap<String, TaskMemory>,
+        now: DateTime<Utc>,
+        outgoing: &mut Vec<Outgoing>,
+    ) {
+        let change = |id, expected, new| Change { id, expected, new };
+        match step {
+            Step::Promote { id, from, deps } => outgoing.push(Outgoing {
+                change: change(id, from, Status::Ready),
+                follow_up: FollowUp::Promoted { deps },
+            }),
+            Step::ResetStale {
+                id,
+                from,
+                to,
+                reason,
+                attempt,
+                break_lock,
+            } => {
+                if break_lock && !self.break_lock(&id) {
+                    return;
+                }
+                outgoing.push(Outgoing {
+                    change: change(id, from, to),
+                    follow_up: FollowUp::Reset { reason, attempt },
+                });
+            }
+            Step::BreakLock { id, .. } => {
+                self.break_lock(&id);
+            }
+            Step::Dispatch {
+                id,
+                from,
+                to,
+                route,
+                attempt,
+            } => {
+                if self.take_task_lock(&id, now) {
+                    outgoing.push(Outgoing {
+                        change: change(id, from, to),
+                        follow_up: FollowUp::Claimed { route, attempt },
+                    });
+                }
+            }
+            Step::Reassert { id, found, ours } => outgoing.push(Outgoing {
+                change: change(id, found, ours),
+                follow_up: FollowUp::Reasserted,
+            }),
+            Step::Forget { id, status } => {
+                let agent = &self.config.runtime.agent;
+                let kept = plan::memory_after_decision(memory.get(&id), &status, agent);
+                self.store.forget(&id);
+                if let Some(kept) = kept {
+                    self.store.record_mut(&id).memory = kept;
+                }
+            }
+            Step::BudgetHeld {
+                route,
+                spent,
+                budget,
+                waiting,
+            } => {
+                if self
+                    .budget_announced
+                    .insert((now.date_naive(), route.clone()))
+                {
+                    self.emit(
+                        None,
+                        EventKind::BudgetExhausted {
+                            route,
+                            spent_usd: spent,
+                            budget_usd: budget,
+                            waiting,
+                        },
+                    );
+                }
+            }
+            Step::Cancel { id, status } => {
+                if let Some(handle) = self.active.get(&id).and_then(|a| a.handle.as_ref()) {
+                    handle.stop(exec::StopReason::Cancelled);
+                    self.emit(
+                        Some(&id),
+                        EventKind::TaskCancelled {
+                            status: status.to_string(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Takes task `id`'s lock for a claim; `false` when another runtime claimed it first or the
+    /// lock cannot be made (reported).
+    fn take_task_lock(&mut self, id: &str, now: DateTime<Utc>) -> bool {
+        let owner = Owner::current(&self.instance, now);
+        match self.locks.try_acquire(id, &owner) {
+            Ok(Some(_)) => true,
+            Ok(None) => false,
+            Err(e) => {
+                self.error(
+                    Some(id),
+                    "lock",
+                    format!("cannot create the task's lock: {e}"),
+                );
+                false
+            }
+        }
+    }
+
+    /// Lint findings become events when they first appear (not again on every pass).
+    pub(super) fn report_findings(&mut self, text: &str, board: &Board, now: DateTime<Utc>) {
+        let routes: BTreeSet<String> = self.config.executors.keys().cloned().collect();
+        let findings = lint::lint(
+            text,
+            board,
+            &lint::LintContext {
+                now,
+                stale_after: self.config.runtime.stale_after,
+                routes: Some(&routes),
+                longest_backoff: Some(plan::longest_backoff_for(
+                    self.config.runtime.retry_backoff,
+                    self.config.runtime.max_attempts,
+                )),
+            },
+        );
+        let (news, seen) = lint::news(findings, &self.last_findings);
+        for f in news {
+            self.emit(
+                f.task.as_deref(),
+                EventKind::Lint {
+                    code: f.code.to_string(),
+                    severity: match f.severity {
+                        lint::Severity::Error => "error".into(),
+                        lint::Severity::Warning => "warning".into(),
+                    },
+                    line: f.line,
+                    column: f.column,
+                    message: f.message,
+                },
+            );
+        }
+        self.last_findings = seen;
+    }
+
+    /// `taskboard retry` leaves a request file: the person's `ready` is a fresh start.
+    pub(super) fn consume_requests(&mut self) {
+        let dir = self.state_dir.join("requests");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(id) = name.strip_suffix(".retry") {
+                self.start_series(id);
+            }
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+
+    /// A `taskboard retry` of task `id` (see [`crate::core::memory::TaskRecord::start_series`]).
+    pub(super) fn start_series(&mut self, id: &str) {
+        if !self.store.tasks.contains_key(id) {
+            return;
+        }
+        let agent = self.config.runtime.agent.clone();
+        self.store.record_mut(id).start_series(&agent);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pass_runs_for_a_save_for_anything_else_or_both() {
+        let cases = [
+            (false, false, None),
+            (true, false, Some(Trigger::Saved)),
+            (false, true, Some(Trigger::Due)),
+            (true, true, Some(Trigger::SavedAndDue)),
+        ];
+        for (saved, due, trigger) in cases {
+            assert_eq!(Trigger::of(saved, due), trigger, "saved {saved}, due {due}");
+        }
+        // Only a save alone may be passed over as an echo; any save is read after the editor.
+        assert!(Trigger::Saved.saved() && Trigger::SavedAndDue.saved());
+        assert!(!Trigger::Due.saved());
+    }
+}
