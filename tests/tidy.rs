@@ -112,3 +112,113 @@ fn every_module_says_what_it_owns() {
         missing.join(", ")
     );
 }
+
+/// A reader takes in a function of this many lines at most; past it, the function has parts
+/// that deserve names.
+const LONGEST_FUNCTION: usize = 100;
+
+/// `line` with string and character literals emptied, and without its `//` comment, so that
+/// braces inside them are not counted.
+fn braces_of(line: &str) -> (usize, usize) {
+    let (mut open, mut close) = (0, 0);
+    let mut chars = line.chars().peekable();
+    let mut in_str = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if in_str => {
+                chars.next();
+            }
+            '"' => in_str = !in_str,
+            '/' if !in_str && chars.peek() == Some(&'/') => break,
+            '\'' if !in_str => {
+                // A character literal ('{', '\'', '\\'); a lifetime has no closing quote.
+                let rest: String = chars.clone().take(3).collect();
+                let len = if rest.starts_with('\\') { 3 } else { 2 };
+                if rest.chars().nth(len - 1) == Some('\'') {
+                    for _ in 0..len {
+                        chars.next();
+                    }
+                }
+            }
+            '{' if !in_str => open += 1,
+            '}' if !in_str => close += 1,
+            _ => {}
+        }
+    }
+    (open, close)
+}
+
+/// The functions of `text` outside its test module: (first line, name, length in lines).
+fn functions(text: &str) -> Vec<(usize, String, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i].trim_start();
+        if line.starts_with("#[cfg(test)]") {
+            break;
+        }
+        let head = [
+            "pub(crate) fn ",
+            "pub(super) fn ",
+            "pub fn ",
+            "const fn ",
+            "fn ",
+        ]
+        .iter()
+        .find_map(|p| line.strip_prefix(p));
+        let Some(head) = head else {
+            i += 1;
+            continue;
+        };
+        let name: String = head
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        let (mut depth, mut started, mut j) = (0i64, false, i);
+        while j < lines.len() {
+            let (open, close) = braces_of(lines[j]);
+            depth += open as i64 - close as i64;
+            started |= open > 0;
+            if (started && depth <= 0) || (!started && lines[j].trim_end().ends_with(';')) {
+                break;
+            }
+            j += 1;
+        }
+        found.push((i + 1, name, j - i + 1));
+        i = j + 1;
+    }
+    found
+}
+
+#[test]
+fn no_function_is_longer_than_a_reader_takes_in() {
+    let mut long = Vec::new();
+    for file in rust_files(&src()) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (line, name, len) in functions(&text) {
+            if len > LONGEST_FUNCTION {
+                long.push(format!(
+                    "{}:{line}: fn {name} is {len} lines",
+                    file.strip_prefix(src()).unwrap().display()
+                ));
+            }
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "functions over {LONGEST_FUNCTION} lines (split them into named steps):\n{}",
+        long.join("\n")
+    );
+}
+
+#[test]
+fn the_length_check_measures_what_it_should() {
+    let text = "fn a() {\n    let s = \"}\";\n    let c = '{';\n    // }\n}\nfn b<'x>(v: &'x str) -> &'x str {\n    v\n}\n";
+    assert_eq!(
+        functions(text),
+        vec![(1, "a".to_string(), 5), (6, "b".to_string(), 3)]
+    );
+    let long = format!("fn c() {{\n{}}}\n", "    x();\n".repeat(LONGEST_FUNCTION));
+    assert_eq!(functions(&long)[0].2, LONGEST_FUNCTION + 2);
+}

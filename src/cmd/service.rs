@@ -138,7 +138,63 @@ pub fn file_names(manager: Manager, board: &Path) -> Vec<String> {
 
 fn install(args: &InstallArgs) -> CmdResult {
     let manager = manager(args.launchd, args.systemd);
-    let board = absolute_board(&super::resolve_board(&args.board)?)?;
+    let spec = install_spec(&args.board)?;
+    let dir = manager_dir(manager)?;
+    let files: Vec<(PathBuf, String)> = files_for(manager, &spec)
+        .into_iter()
+        .map(|f| (dir.join(f.name), f.contents))
+        .collect();
+
+    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
+    let load = service_files::load_command(manager, &spec.board, &paths);
+    if args.print {
+        let mut out = String::new();
+        for (path, contents) in &files {
+            out.push_str(&format!("# {}\n{contents}\n", path.display()));
+        }
+        // A comment, so the output stays a valid listing of the files; the command after the
+        // `#` is what a person copies once the files are in place.
+        let _ = writeln!(out, "# Load them with:\n#   {load}");
+        super::output::print(&out)?;
+        return Ok(Exit::Ok);
+    }
+
+    let plan = plan_install(&files, args.force)?;
+    create_dir(&dir)?;
+    create_dir(&spec.logs_dir())?;
+    // The report is printed once every file is written: a failing stdout cannot stop halfway.
+    let mut out = String::new();
+    let mut replaced = false;
+    for (path, contents, what) in &plan {
+        if *what != "unchanged"
+            && let Err(e) = crate::shell::fsio::atomic_write(path, contents.as_bytes())
+        {
+            // Say what was written before the failure; the failure itself is the exit.
+            let _ = super::output::print(&out);
+            return Err(Failure::new(
+                Exit::Write,
+                format!("cannot write {}: {e}", path.display()),
+            ));
+        }
+        replaced |= *what == "replaced";
+        let _ = writeln!(out, "{what} {}", path.display());
+    }
+    out.push('\n');
+    out.push_str(&how_to_load(
+        manager,
+        &service_files::slug(&spec.board),
+        &load,
+        replaced,
+    ));
+    let done = format!("the service files are installed in {}", dir.display());
+    super::output::print_after(&done, &out)?;
+    Ok(Exit::Ok)
+}
+
+/// What the service files say: this binary, this board (absolute), the `PATH` of the shell
+/// that installs them and the config's grace period.
+fn install_spec(board: &Path) -> Result<Spec, Failure> {
+    let board = absolute_board(&super::resolve_board(board)?)?;
     let board_dir = board.parent().unwrap_or(Path::new("/")).to_path_buf();
     if !board_dir.is_dir() {
         return Err(Failure::new(
@@ -166,33 +222,21 @@ fn install(args: &InstallArgs) -> CmdResult {
         grace: loaded.config.runtime.grace,
     };
     service_files::check(&spec).map_err(|e| Failure::new(Exit::Usage, e))?;
-    let dir = manager_dir(manager)?;
-    let files: Vec<(PathBuf, String)> = files_for(manager, &spec)
-        .into_iter()
-        .map(|f| (dir.join(f.name), f.contents))
-        .collect();
+    Ok(spec)
+}
 
-    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
-    let load = service_files::load_command(manager, &spec.board, &paths);
-    if args.print {
-        let mut out = String::new();
-        for (path, contents) in &files {
-            out.push_str(&format!("# {}\n{contents}\n", path.display()));
-        }
-        // A comment, so the output stays a valid listing of the files; the command after the
-        // `#` is what a person copies once the files are in place.
-        let _ = writeln!(out, "# Load them with:\n#   {load}");
-        super::output::print(&out)?;
-        return Ok(Exit::Ok);
-    }
-
-    // Check every file before writing any: a refusal leaves everything as it was.
+/// Every file checked before any is written: each is written, replaced (with `force`) or
+/// already as wanted; a refusal leaves everything as it was.
+fn plan_install(
+    files: &[(PathBuf, String)],
+    force: bool,
+) -> Result<Vec<(&PathBuf, &String, &'static str)>, Failure> {
     let mut plan = Vec::new();
     let mut refused = Vec::new();
-    for (path, contents) in &files {
+    for (path, contents) in files {
         match crate::shell::fsio::read_regular(path) {
             Ok(old) if old == contents.as_bytes() => plan.push((path, contents, "unchanged")),
-            Ok(_) if args.force => plan.push((path, contents, "replaced")),
+            Ok(_) if force => plan.push((path, contents, "replaced")),
             Ok(_) => refused.push(path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 plan.push((path, contents, "wrote"))
@@ -215,39 +259,22 @@ fn install(args: &InstallArgs) -> CmdResult {
             ),
         ));
     }
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| Failure::new(Exit::Write, format!("cannot create {}: {e}", dir.display())))?;
-    let logs = spec.logs_dir();
-    std::fs::create_dir_all(&logs).map_err(|e| {
-        Failure::new(
-            Exit::Write,
-            format!("cannot create {}: {e}", logs.display()),
-        )
-    })?;
-    // The report is printed once every file is written: a failing stdout cannot stop halfway.
+    Ok(plan)
+}
+
+fn create_dir(dir: &Path) -> Result<(), Failure> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Failure::new(Exit::Write, format!("cannot create {}: {e}", dir.display())))
+}
+
+/// The lines after the list of files: how to load them, and what a replaced file needs.
+fn how_to_load(manager: Manager, slug: &str, load: &str, replaced: bool) -> String {
     let mut out = String::new();
-    let mut replaced = false;
-    for (path, contents, what) in &plan {
-        if *what != "unchanged"
-            && let Err(e) = crate::shell::fsio::atomic_write(path, contents.as_bytes())
-        {
-            // Say what was written before the failure; the failure itself is the exit.
-            let _ = super::output::print(&out);
-            return Err(Failure::new(
-                Exit::Write,
-                format!("cannot write {}: {e}", path.display()),
-            ));
-        }
-        replaced |= *what == "replaced";
-        let _ = writeln!(out, "{what} {}", path.display());
-    }
-    let slug = service_files::slug(&spec.board);
-    out.push('\n');
     match manager {
         Manager::Launchd => {
             if replaced {
                 out.push_str("Unload the old jobs first if they are loaded:\n");
-                let _ = writeln!(out, "  {}", launchd_unload(&slug));
+                let _ = writeln!(out, "  {}", launchd_unload(slug));
             }
             out.push_str("Load them with:\n");
             let _ = writeln!(out, "  {load}");
@@ -259,7 +286,7 @@ fn install(args: &InstallArgs) -> CmdResult {
                 let _ = writeln!(
                     out,
                     "A unit that is already running keeps its old settings until: systemctl --user restart {}",
-                    service_files::systemd_run_unit(&slug)
+                    service_files::systemd_run_unit(slug)
                 );
             }
             out.push_str(
@@ -267,9 +294,7 @@ fn install(args: &InstallArgs) -> CmdResult {
             );
         }
     }
-    let done = format!("the service files are installed in {}", dir.display());
-    super::output::print_after(&done, &out)?;
-    Ok(Exit::Ok)
+    out
 }
 
 fn launchd_unload(slug: &str) -> String {
