@@ -9,7 +9,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let Ok(config) = taskboard::config::parse(text) else {
+    let Ok(config) = taskboard::core::config::parse(text) else {
         return;
     };
     let rt = &config.runtime;

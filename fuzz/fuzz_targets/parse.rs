@@ -5,8 +5,8 @@
 use std::ops::Range;
 
 use libfuzzer_sys::fuzz_target;
-use taskboard::board::Board;
-use taskboard::status::Status;
+use taskboard::core::board::Board;
+use taskboard::core::status::Status;
 
 fn check(text: &str, r: &Range<usize>) {
     assert!(

@@ -10,9 +10,9 @@
 use std::collections::HashMap;
 
 use libfuzzer_sys::fuzz_target;
-use taskboard::board::Board;
-use taskboard::status::Status;
-use taskboard::writeback::{Change, Refusal, apply};
+use taskboard::core::board::Board;
+use taskboard::core::status::Status;
+use taskboard::core::writeback::{Change, Refusal, apply};
 
 const PALETTE: &[&str] = &[
     "done",
