@@ -96,9 +96,6 @@ pub enum ProcessEnd {
     Signaled(i32),
 }
 
-/// The name the runtime still uses; goes once it says [`ProcessEnd`].
-pub type Ending = ProcessEnd;
-
 /// The report handed to `on_exit`.
 #[derive(Debug, Clone)]
 pub struct Finished {

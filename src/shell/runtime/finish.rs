@@ -434,8 +434,8 @@ fn process_end(finished: &exec::Finished) -> (Option<StopCause>, ProcessEnd) {
         exec::StopReason::Timeout => StopCause::Timeout,
     });
     let process = match finished.ending {
-        exec::Ending::Exited(code) => ProcessEnd::Exited(code),
-        exec::Ending::Signaled(number) => ProcessEnd::Signaled {
+        exec::ProcessEnd::Exited(code) => ProcessEnd::Exited(code),
+        exec::ProcessEnd::Signaled(number) => ProcessEnd::Signaled {
             number,
             name: signal_name(number),
         },

@@ -102,7 +102,7 @@ struct Active {
     run_dir: PathBuf,
     result_path: PathBuf,
     /// The git work tree before the run, when the board is in one (work runs only).
-    evidence_before: Option<evidence::Snapshot>,
+    evidence_before: Option<evidence::TreeState>,
 }
 
 pub struct Runtime {

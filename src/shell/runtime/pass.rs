@@ -67,7 +67,7 @@ pub(super) enum ReadMode {
 impl Runtime {
     /// Reads the board as it is now. `None` when it cannot be read (reported), or while its path
     /// leads elsewhere than the folder this runtime holds (`home` follows it first).
-    pub(super) fn read(&mut self, mode: ReadMode) -> Option<fsio::Snapshot> {
+    pub(super) fn read(&mut self, mode: ReadMode) -> Option<fsio::BoardRead> {
         if !self.home_is_here() {
             return None;
         }
@@ -176,7 +176,7 @@ impl Runtime {
     }
 
     /// Whether the board as read is worth a pass, noting a save as seen (`file_changed`).
-    fn worth_a_pass(&mut self, snap: &fsio::Snapshot, trigger: Trigger) -> bool {
+    fn worth_a_pass(&mut self, snap: &fsio::BoardRead, trigger: Trigger) -> bool {
         let endings_wait = self.store.with_endings().next().is_some();
         if trigger == Trigger::Saved && !endings_wait && Some(snap.hash) == self.last_hash {
             // Our own write, or a save that changed nothing. A due pass never stops here: the
