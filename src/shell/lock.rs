@@ -114,12 +114,6 @@ pub fn liveness(owner: &Owner) -> Liveness {
     Liveness::Alive
 }
 
-/// Whether any process of group `pgid` is still running, by the one rule for groups
-/// ([`process::group_alive`]: a group of zombies is gone). The lock records group ids as `i32`.
-pub fn process_group_alive(pgid: i32) -> bool {
-    u32::try_from(pgid).is_ok_and(process::group_alive)
-}
-
 /// A fresh runtime instance id: hex of the pid and a mix of the clock and a counter.
 pub fn instance_id() -> String {
     format!("{:x}-{:016x}", std::process::id(), nonce())

@@ -32,7 +32,7 @@ use crate::shell::evidence;
 use crate::shell::exec;
 use crate::shell::fsio;
 use crate::shell::lock::{self, Locks};
-use crate::shell::procs;
+use crate::shell::process;
 use crate::shell::store::Store;
 use crate::shell::watch::WatchSignal;
 
@@ -325,7 +325,7 @@ impl Runtime {
             )
         );
         // Orphans of our executors' descendants are handed to us, not to init, to be found.
-        if !procs::become_subreaper() && cfg!(target_os = "linux") {
+        if !process::become_subreaper() && cfg!(target_os = "linux") {
             tracing::warn!("cannot become a child subreaper; escaped processes go to init");
         }
         if let Err(e) = self.locks.sweep_debris() {
