@@ -20,11 +20,11 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{Fatal, Mode, Msg, Runtime, fatal};
+use super::{Mode, Msg, Runtime};
 use crate::core::board::Board;
 use crate::core::folder::{self, Identity, Sighting, Whereabouts};
 use crate::core::plan::LockView;
-use crate::exit::Exit;
+use crate::exit::{Exit, Failure};
 use crate::shell::event_log::EventLog;
 use crate::shell::evidence;
 use crate::shell::fsio;
@@ -68,7 +68,7 @@ impl Runtime {
     }
 
     /// Holds the board's folder open and, for `run`, watches it.
-    pub(super) fn start_home(&mut self) -> Result<(), Fatal> {
+    pub(super) fn start_home(&mut self) -> Result<(), Failure> {
         let folder = match &self.home.run_lock {
             // The very folder the lock was taken on, even if it was renamed since.
             Some(l) => l.folder().try_clone().ok(),
@@ -79,7 +79,7 @@ impl Runtime {
         if self.mode == Mode::Run {
             let watcher = self
                 .watch_here()
-                .map_err(|e| fatal(Exit::Board, e.to_string()))?;
+                .map_err(|e| Failure::new(Exit::Board, e.to_string()))?;
             self.home.watcher = Some(watcher);
         }
         Ok(())

@@ -25,7 +25,7 @@ use crate::core::lint;
 use crate::core::plan::Policy;
 use crate::core::settle::Phase;
 use crate::core::status::Status;
-use crate::exit::Exit;
+use crate::exit::{Exit, Failure};
 use crate::shell::config_file;
 use crate::shell::event_log::EventLog;
 use crate::shell::evidence;
@@ -62,20 +62,6 @@ impl Mode {
             Mode::Run => "run",
             Mode::Once => "once",
         }
-    }
-}
-
-/// A fatal error: the exit code and a line for stderr.
-#[derive(Debug)]
-pub struct Fatal {
-    pub exit: Exit,
-    pub message: String,
-}
-
-fn fatal(exit: Exit, message: impl Into<String>) -> Fatal {
-    Fatal {
-        exit,
-        message: message.into(),
     }
 }
 
@@ -152,10 +138,14 @@ impl Runtime {
     /// A runtime for the board at `board` (a link is followed to its target), with the config
     /// found beside it or at `explicit_config`. Fails on a board that cannot be one, a config
     /// that does not load, or a state folder or event log that cannot be made.
-    pub fn new(mode: Mode, board: &Path, explicit_config: Option<&Path>) -> Result<Runtime, Fatal> {
+    pub fn new(
+        mode: Mode,
+        board: &Path,
+        explicit_config: Option<&Path>,
+    ) -> Result<Runtime, Failure> {
         let (board, board_dir) = board_paths(board, mode)?;
         let loaded = config_file::load(explicit_config, &board_dir)
-            .map_err(|e| fatal(Exit::Config, e.to_string()))?;
+            .map_err(|e| Failure::new(Exit::Config, e.to_string()))?;
         let state_dir = fsio::state_dir(&board);
         let log = open_state(
             &state_dir,
@@ -262,7 +252,7 @@ impl Runtime {
     }
 
     /// Serves until a stop signal (run) or until the pass's runs have ended (once).
-    pub fn serve(mut self) -> Result<(), Fatal> {
+    pub fn serve(mut self) -> Result<(), Failure> {
         self.start_home()?;
         self.announce_start();
         self.pass(Trigger::Due);
@@ -449,16 +439,16 @@ impl Runtime {
 
 /// The board's path (a link's target, made absolute) and its folder, checked: the folder
 /// exists, the board is not a folder, a FIFO, socket or device, and (for `once`) it reads.
-fn board_paths(board: &Path, mode: Mode) -> Result<(PathBuf, PathBuf), Fatal> {
+fn board_paths(board: &Path, mode: Mode) -> Result<(PathBuf, PathBuf), Failure> {
     // One board, one identity: a link's target, whatever name the board was reached by.
-    let board = fsio::resolve_board(board).map_err(|e| fatal(Exit::Board, e.to_string()))?;
+    let board = fsio::resolve_board(board).map_err(|e| Failure::new(Exit::Board, e.to_string()))?;
     let board = absolute(&board);
     let board_dir = board
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("/"));
     if !board_dir.is_dir() {
-        return Err(fatal(
+        return Err(Failure::new(
             Exit::Board,
             format!(
                 "{}: the folder {} does not exist",
@@ -468,7 +458,7 @@ fn board_paths(board: &Path, mode: Mode) -> Result<(PathBuf, PathBuf), Fatal> {
         ));
     }
     if board.is_dir() {
-        return Err(fatal(
+        return Err(Failure::new(
             Exit::Board,
             format!("{}: is a folder, not a board file", board.display()),
         ));
@@ -477,27 +467,34 @@ fn board_paths(board: &Path, mode: Mode) -> Result<(PathBuf, PathBuf), Fatal> {
     if let Ok(meta) = std::fs::metadata(&board)
         && let Err(e) = fsio::ensure_regular(&meta)
     {
-        return Err(fatal(Exit::Board, format!("{}: {e}", board.display())));
+        return Err(Failure::new(
+            Exit::Board,
+            format!("{}: {e}", board.display()),
+        ));
     }
     if mode == Mode::Once {
         // `once` is run by cron and timers: an unreadable board is an error to report now.
-        fsio::read_board(&board).map_err(|e| fatal(Exit::Board, e.to_string()))?;
+        fsio::read_board(&board).map_err(|e| Failure::new(Exit::Board, e.to_string()))?;
     }
     Ok((board, board_dir))
 }
 
 /// Makes the state folder (its `runs` and `locks`) and opens the event log beside the board.
-fn open_state(state_dir: &Path, board_dir: &Path, events_max_size: u64) -> Result<EventLog, Fatal> {
+fn open_state(
+    state_dir: &Path,
+    board_dir: &Path,
+    events_max_size: u64,
+) -> Result<EventLog, Failure> {
     std::fs::create_dir_all(state_dir.join("runs"))
         .and_then(|_| std::fs::create_dir_all(state_dir.join("locks")))
         .map_err(|e| {
-            fatal(
+            Failure::new(
                 Exit::State,
                 format!("cannot create {}: {e}", state_dir.display()),
             )
         })?;
     EventLog::with_rotation(board_dir.join("events.jsonl"), events_max_size).map_err(|e| {
-        fatal(
+        Failure::new(
             Exit::State,
             format!(
                 "cannot open {}: {e}",
