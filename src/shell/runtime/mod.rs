@@ -23,7 +23,7 @@ use crate::core::config::Config;
 use crate::core::event::{Event, EventKind};
 use crate::core::lint;
 use crate::core::plan::Policy;
-use crate::core::settle::Phase;
+use crate::core::settle::{Phase, StopCause};
 use crate::core::status::Status;
 use crate::exit::{Exit, Failure};
 use crate::shell::config_file;
@@ -376,7 +376,7 @@ impl Runtime {
                 Msg::Signal(signal_hook::consts::SIGHUP) => self.reload(),
                 Msg::Signal(sig) => {
                     if !self.stopping {
-                        *stop_reason = format!("signal {}", signal_name(sig));
+                        *stop_reason = format!("signal {}", process::signal_name(sig));
                         self.begin_stop();
                     }
                 }
@@ -389,7 +389,7 @@ impl Runtime {
         self.stopping = true;
         tracing::info!("stopping: interrupting {} run(s)", self.active.len());
         for handle in self.active.values().filter_map(|a| a.handle.as_ref()) {
-            handle.stop(exec::StopReason::Shutdown);
+            handle.stop(StopCause::Shutdown);
         }
     }
 
@@ -502,19 +502,6 @@ fn open_state(
             ),
         )
     })
-}
-
-pub fn signal_name(sig: i32) -> String {
-    match sig {
-        libc::SIGTERM => "SIGTERM".into(),
-        libc::SIGINT => "SIGINT".into(),
-        libc::SIGHUP => "SIGHUP".into(),
-        libc::SIGKILL => "SIGKILL".into(),
-        libc::SIGSEGV => "SIGSEGV".into(),
-        libc::SIGABRT => "SIGABRT".into(),
-        libc::SIGPIPE => "SIGPIPE".into(),
-        other => other.to_string(),
-    }
 }
 
 fn absolute(p: &Path) -> PathBuf {

@@ -19,9 +19,9 @@ use crate::core::event::EventKind;
 use crate::core::lint;
 use crate::core::memory::{self, TaskMemory};
 use crate::core::plan::{self, LockView, Plan, Step};
+use crate::core::settle::StopCause;
 use crate::core::status::Status;
 use crate::core::writeback::{self, Change};
-use crate::shell::exec;
 use crate::shell::fsio;
 use crate::shell::lock::Owner;
 
@@ -323,7 +323,7 @@ impl Runtime {
             }
             Step::Cancel { id, status } => {
                 if let Some(handle) = self.active.get(&id).and_then(|a| a.handle.as_ref()) {
-                    handle.stop(exec::StopReason::Cancelled);
+                    handle.stop(StopCause::Cancelled);
                     self.emit(
                         Some(&id),
                         EventKind::TaskCancelled {
