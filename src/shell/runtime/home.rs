@@ -526,16 +526,12 @@ fn path_of(file: &File) -> Option<PathBuf> {
 /// Where the system says an open folder is now.
 #[cfg(target_vendor = "apple")]
 fn path_of(file: &File) -> Option<PathBuf> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::ffi::OsStrExt;
-    let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
-    // SAFETY: F_GETPATH writes a NUL-terminated path of at most PATH_MAX bytes into `buf`.
-    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETPATH, buf.as_mut_ptr()) };
-    if rc == -1 {
-        return None;
-    }
-    let end = buf.iter().position(|&b| b == 0)?;
-    Some(PathBuf::from(std::ffi::OsStr::from_bytes(&buf[..end])))
+    use std::os::unix::ffi::OsStringExt;
+    // fcntl(F_GETPATH).
+    let path = rustix::fs::getpath(file).ok()?;
+    Some(PathBuf::from(std::ffi::OsString::from_vec(
+        path.into_bytes(),
+    )))
 }
 
 /// Elsewhere the runtime cannot ask: a moved folder counts as gone.
