@@ -1,11 +1,11 @@
 //! Processes: what `/proc` says about one, whether a process or a process group still lives,
-//! signalling a group, and waiting with a deadline.
+//! signalling a group, naming a signal, and waiting with a deadline.
 //!
 //! Owns every system call the shell makes about processes (through `rustix`), in three parts:
 //! - here, the facts about one process (`/proc/<pid>/stat`, read by [`parse_stat`] and nothing
 //!   else), the one liveness rule for a pid ([`pid_alive`]) and for a process group
-//!   ([`group_alive`]), signalling a group, and the one polling helper for waits with a deadline
-//!   ([`poll_until`]);
+//!   ([`group_alive`]), signalling a group, the names events give signals ([`signal_name`]), and
+//!   the one polling helper for waits with a deadline ([`poll_until`]);
 //! - [`spawn`]: making a child a group leader tied to its parent, recording the children a
 //!   `std::process::Child` still waits for, the run id in the environment, the subreaper, and
 //!   waiting for a leader's exit without reaping it;
