@@ -385,12 +385,9 @@ fn writable(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
         .map_err(|_| std::io::Error::other("the path holds a NUL byte"))?;
-    // SAFETY: `path` is a valid NUL-terminated string that outlives the call.
-    if unsafe { libc::access(path.as_ptr(), libc::W_OK | libc::X_OK) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    use rustix::fs::Access;
+    rustix::fs::access(path.as_c_str(), Access::WRITE_OK | Access::EXEC_OK)
+        .map_err(std::io::Error::from)
 }
 
 fn run_check(board_dir: &Path, state_dir: &Path) -> Check {
@@ -523,8 +520,7 @@ fn loaded(manager: Manager, slug: &str) -> Option<bool> {
             .output()
             .ok()?,
         Manager::Launchd => {
-            // SAFETY: getuid has no preconditions and cannot fail.
-            let uid = unsafe { libc::getuid() };
+            let uid = rustix::process::getuid().as_raw();
             let out = Command::new("launchctl")
                 .arg("print")
                 .arg(format!(

@@ -20,15 +20,8 @@ pub mod status;
 pub mod tail;
 
 /// A command that could not do its job: the exit code and one line for a person. The same type
-/// as the runtime's errors end in, so `main` maps every exit code through [`Exit::code`].
+/// the runtime fails with, so `main` maps every exit code through [`Exit::code`].
 pub use crate::exit::Failure;
-
-/// The runtime's fatal error, until it returns a [`Failure`] itself.
-impl From<crate::shell::runtime::Fatal> for Failure {
-    fn from(fatal: crate::shell::runtime::Fatal) -> Failure {
-        Failure::new(fatal.exit, fatal.message)
-    }
-}
 
 pub type CmdResult = Result<Exit, Failure>;
 

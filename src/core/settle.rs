@@ -6,7 +6,8 @@
 //! retry wait, the review, exhaustion), how it is told ([`Summary`]: outcome, reason, why it
 //! was stopped, the handoff headline) and when a reported cost is over its cap. It reads no
 //! clock (the time the run ended is passed in), no file (the result file's text is passed in)
-//! and knows no process: the shell maps its executor's ending onto [`ProcessEnd`].
+//! and knows no process: the shell's executor reports its ending as [`ProcessEnd`] and
+//! [`StopCause`].
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};

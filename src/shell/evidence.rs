@@ -31,9 +31,6 @@ pub struct TreeState {
     entries: BTreeMap<String, (String, Option<u64>)>,
 }
 
-/// The name the runtime still uses; goes once it says [`TreeState`].
-pub type Snapshot = TreeState;
-
 /// What git says about the end of a run, beyond its snapshot, when `HEAD` moved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Moved {

@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 use rustix::io::Errno;
 use rustix::process::Signal;
 
+use crate::core::settle::{ProcessEnd, StopCause};
 use crate::shell::process::{self, signal_group};
 
 /// How many bytes of each stream are returned in [`Finished`] as a tail.
@@ -59,7 +60,7 @@ pub struct Spec {
     pub stdin: Vec<u8>,
     /// Existing folder where `stdout.log` and `stderr.log` are written.
     pub run_dir: PathBuf,
-    /// Stop the child with [`StopReason::Timeout`] once this has elapsed since spawn.
+    /// Stop the child with [`StopCause::Timeout`] once this has elapsed since spawn.
     pub timeout: Option<Duration>,
     /// Gap between SIGTERM and SIGKILL.
     pub grace: Duration,
@@ -67,44 +68,15 @@ pub struct Spec {
     pub output_cap: u64,
 }
 
-/// Why the runtime stopped a child.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopReason {
-    Timeout,
-    Cancelled,
-    Shutdown,
-}
-
-impl StopReason {
-    /// The word the event log uses for it (`stopped` in `task_finished`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StopReason::Timeout => "timeout",
-            StopReason::Cancelled => "cancelled",
-            StopReason::Shutdown => "shutdown",
-        }
-    }
-}
-
-/// How the leader process ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProcessEnd {
-    /// Exited with this status code. `-1` if the status could not be collected (for example when
-    /// the host process set SIGCHLD to be ignored, so the kernel reaped the child itself).
-    Exited(i32),
-    /// Killed by this signal number.
-    Signaled(i32),
-}
-
-/// The name the runtime still uses; goes once it says [`ProcessEnd`].
-pub type Ending = ProcessEnd;
-
 /// The report handed to `on_exit`.
 #[derive(Debug, Clone)]
 pub struct Finished {
+    /// How the leader process ended. `Exited(-1)` if its status could not be collected (for
+    /// example when the host process set SIGCHLD to be ignored, so the kernel reaped the child
+    /// itself).
     pub ending: ProcessEnd,
     /// Why the runtime stopped it, if it did (the first reason wins).
-    pub stopped: Option<StopReason>,
+    pub stopped: Option<StopCause>,
     /// From spawn to the leader's exit.
     pub duration: Duration,
     /// Last [`TAIL_BYTES`] of stdout, lossy UTF-8.
@@ -200,7 +172,7 @@ impl RunHandle {
     /// Asks the child to stop: SIGTERM to its process group now, SIGKILL to the group after
     /// `grace` if the leader still lives. Non-blocking, callable from any thread; only the first
     /// call has an effect, and a call after the leader has ended does nothing.
-    pub fn stop(&self, reason: StopReason) {
+    pub fn stop(&self, reason: StopCause) {
         let mut state = self.shared.lock();
         request_stop(&self.shared, &mut state, reason);
     }
@@ -220,7 +192,7 @@ struct Shared {
 struct RunState {
     /// The leader has ended; from here on nothing may signal its pid.
     exited: bool,
-    stopped: Option<StopReason>,
+    stopped: Option<StopCause>,
     term_sent_at: Option<Instant>,
     kill_sent: bool,
     /// A signal the watchdog still has to send to the run's processes outside the group.
@@ -244,7 +216,7 @@ impl Shared {
 
 /// Sends SIGTERM to the group on the first request while the leader is unreaped, and has the
 /// watchdog send it to the run's processes outside the group (finding them reads `/proc`).
-fn request_stop(shared: &Shared, state: &mut RunState, reason: StopReason) {
+fn request_stop(shared: &Shared, state: &mut RunState, reason: StopCause) {
     if state.exited || state.stopped.is_some() {
         return;
     }
@@ -512,7 +484,7 @@ fn watchdog(shared: &Shared, deadline: Option<Instant>) {
             && let Some(d) = deadline
             && now >= d
         {
-            request_stop(shared, &mut state, StopReason::Timeout);
+            request_stop(shared, &mut state, StopCause::Timeout);
             continue;
         }
         let kill_at = match (state.term_sent_at, state.kill_sent) {
@@ -551,7 +523,10 @@ fn watchdog(shared: &Shared, deadline: Option<Instant>) {
 fn ending_of(status: ExitStatus) -> ProcessEnd {
     match (status.code(), status.signal()) {
         (Some(code), _) => ProcessEnd::Exited(code),
-        (None, Some(sig)) => ProcessEnd::Signaled(sig),
+        (None, Some(number)) => ProcessEnd::Signaled {
+            number,
+            name: process::signal_name(number),
+        },
         (None, None) => ProcessEnd::Exited(-1),
     }
 }

@@ -129,9 +129,6 @@ pub struct BoardRead {
     pub mtime: Option<SystemTime>,
 }
 
-/// The name the runtime still uses; goes once it says [`BoardRead`].
-pub type Snapshot = BoardRead;
-
 /// What went wrong with one read, with a hint for [`read_stable`].
 struct Failed {
     err: ReadError,

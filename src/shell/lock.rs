@@ -5,8 +5,8 @@
 //! the `.gate` file that orders breakers against acquirers), the owner record format, the liveness
 //! test of an owner (pid, process start time, boot id, host), and the run lock (an `flock` on
 //! the board's folder itself, with the holder's pid written to `.taskboard/run.lock` for
-//! information only). Whether a pid or a process group still lives, and what `/proc` says of a
-//! process, it asks [`crate::shell::process`], which holds the one rule for that.
+//! information only). Whether a pid still lives, and what `/proc` says of a process, it asks
+//! [`crate::shell::process`], which holds the one rule for that (and the one for process groups).
 //!
 //! Must not touch: the board file, the event log, or executor processes. It never decides on its
 //! own that a lock is stale: the planner judges (see [`is_stale`]) and asks to break a lock it saw.
@@ -112,12 +112,6 @@ pub fn liveness(owner: &Owner) -> Liveness {
         }
     }
     Liveness::Alive
-}
-
-/// Whether any process of group `pgid` is still running, by the one rule for groups
-/// ([`process::group_alive`]: a group of zombies is gone). The lock records group ids as `i32`.
-pub fn process_group_alive(pgid: i32) -> bool {
-    u32::try_from(pgid).is_ok_and(process::group_alive)
 }
 
 /// A fresh runtime instance id: hex of the pid and a mix of the clock and a counter.

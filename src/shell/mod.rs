@@ -13,7 +13,6 @@ pub mod lock;
 pub mod logging;
 pub mod packet_sources;
 pub mod process;
-pub mod procs;
 pub mod runtime;
 pub mod store;
 pub mod watch;

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use support::{Rng, RunRecord, Sandbox, epoch_now, long_run, pid_alive, poll, read_runs};
 use taskboard::core::event::EventKind;
 use taskboard::shell::event_log::read_log;
-use taskboard::shell::lock::{LockState, Locks, process_group_alive};
+use taskboard::shell::lock::{LockState, Locks};
+use taskboard::shell::process::group_alive;
 
 fn config(sb: &Sandbox, max_parallel: usize) {
     sb.script("sim.sh", support::SIM_EXECUTOR);
@@ -175,11 +176,11 @@ fn kill_9_at_random_points_loses_and_duplicates_nothing() {
         assert!(
             poll(Duration::from_secs(10), || orphans
                 .iter()
-                .all(|g| !process_group_alive(*g))),
+                .all(|g| !group_alive(*g as u32))),
             "process groups of killed executors still alive after restart: {:?}",
             orphans
                 .iter()
-                .filter(|g| process_group_alive(**g))
+                .filter(|g| group_alive(**g as u32))
                 .collect::<Vec<_>>()
         );
 

@@ -7,7 +7,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use taskboard::shell::exec::{self, Finished, ProcessEnd, RunHandle, SpawnError, Spec, StopReason};
+use taskboard::core::settle::{ProcessEnd, StopCause};
+use taskboard::shell::exec::{self, Finished, RunHandle, SpawnError, Spec};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -69,6 +70,14 @@ fn read_pid(path: &Path) -> i32 {
     text.trim().parse().unwrap()
 }
 
+/// Killed by signal `number`, which events name `name`.
+fn signaled(number: i32, name: &str) -> ProcessEnd {
+    ProcessEnd::Signaled {
+        number,
+        name: name.into(),
+    }
+}
+
 fn kill(pid: i32) {
     // SAFETY: plain syscall on a process this test started.
     unsafe {
@@ -91,7 +100,7 @@ fn exit_codes_are_reported() {
 fn death_by_signal_is_reported() {
     let dir = TempDir::new("signal");
     let f = run(spec(&dir, "kill -9 $$"));
-    assert_eq!(f.ending, ProcessEnd::Signaled(libc::SIGKILL));
+    assert_eq!(f.ending, signaled(libc::SIGKILL, "SIGKILL"));
     assert_eq!(f.stopped, None);
 }
 
@@ -187,12 +196,12 @@ fn timeout_kills_the_whole_group() {
     let f = rx
         .recv_timeout(WAIT)
         .expect("timeout did not end the child");
-    assert_eq!(f.stopped, Some(StopReason::Timeout));
-    assert_eq!(f.ending, ProcessEnd::Signaled(libc::SIGTERM));
+    assert_eq!(f.stopped, Some(StopCause::Timeout));
+    assert_eq!(f.ending, signaled(libc::SIGTERM, "SIGTERM"));
     assert!(f.duration >= Duration::from_millis(500), "{:?}", f.duration);
     eventually("grandchild to be gone", || !alive(grandchild));
     // Stopping after the end does nothing and does not change the report.
-    handle.stop(StopReason::Cancelled);
+    handle.stop(StopCause::Cancelled);
     if alive(grandchild) {
         kill(grandchild);
     }
@@ -235,13 +244,13 @@ fn stop_ends_a_running_child_and_first_reason_wins() {
         fs::read_to_string(dir.path().join("stdout.log")).unwrap_or_default() == "ready\n"
     });
     let other = handle.clone();
-    thread::spawn(move || other.stop(StopReason::Cancelled))
+    thread::spawn(move || other.stop(StopCause::Cancelled))
         .join()
         .unwrap();
-    handle.stop(StopReason::Shutdown);
+    handle.stop(StopCause::Shutdown);
     let f = rx.recv_timeout(WAIT).expect("stop did not end the child");
-    assert_eq!(f.stopped, Some(StopReason::Cancelled));
-    assert_eq!(f.ending, ProcessEnd::Signaled(libc::SIGTERM));
+    assert_eq!(f.stopped, Some(StopCause::Cancelled));
+    assert_eq!(f.ending, signaled(libc::SIGTERM, "SIGTERM"));
     assert!(handle.pid() > 0);
 }
 
@@ -255,13 +264,13 @@ fn child_ignoring_sigterm_is_killed_after_grace() {
         fs::read_to_string(dir.path().join("stdout.log")).unwrap_or_default() == "ready\n"
     });
     let asked = Instant::now();
-    handle.stop(StopReason::Shutdown);
+    handle.stop(StopCause::Shutdown);
     let f = rx
         .recv_timeout(WAIT)
         .expect("SIGKILL did not end the child");
     assert!(asked.elapsed() >= Duration::from_millis(400));
-    assert_eq!(f.stopped, Some(StopReason::Shutdown));
-    assert_eq!(f.ending, ProcessEnd::Signaled(libc::SIGKILL));
+    assert_eq!(f.stopped, Some(StopCause::Shutdown));
+    assert_eq!(f.ending, signaled(libc::SIGKILL, "SIGKILL"));
 }
 
 #[test]

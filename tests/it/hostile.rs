@@ -596,7 +596,7 @@ fn a_process_group_left_as_zombies_counts_as_gone() {
         .process_group(0)
         .spawn()
         .unwrap();
-    assert!(taskboard::shell::lock::process_group_alive(live.id() as i32));
+    assert!(taskboard::shell::process::group_alive(live.id()));
     live.kill().unwrap();
     live.wait().unwrap();
     // A group whose only process has exited but is not reaped yet: a zombie. That is what an
@@ -609,7 +609,7 @@ fn a_process_group_left_as_zombies_counts_as_gone() {
     let pid = dead.id() as i32;
     assert!(poll(support::DEADLINE, || !pid_alive(pid)), "not a zombie");
     assert!(
-        !taskboard::shell::lock::process_group_alive(pid),
+        !taskboard::shell::process::group_alive(pid as u32),
         "a group of zombies is reported alive"
     );
     dead.wait().unwrap();

@@ -9,9 +9,9 @@ use std::time::{Duration, SystemTime};
 
 use chrono::Utc;
 use taskboard::shell::lock::{
-    Liveness, LockState, Locks, Owner, RunLock, instance_id, is_stale, liveness,
-    process_group_alive, process_start_time,
+    Liveness, LockState, Locks, Owner, RunLock, instance_id, is_stale, liveness, process_start_time,
 };
+use taskboard::shell::process::group_alive;
 
 use support::TempDir;
 
@@ -202,15 +202,16 @@ fn another_boot_is_dead_and_another_host_is_not_judged() {
 fn process_groups() {
     // Our own group exists.
     let own = unsafe { libc::getpgrp() };
-    assert!(process_group_alive(own));
-    assert!(!process_group_alive(0));
-    assert!(!process_group_alive(-5));
+    assert!(group_alive(own as u32));
+    assert!(!group_alive(0));
+    // Out of the kernel's range of process ids (what a negative id becomes as a `u32`).
+    assert!(!group_alive(-5i32 as u32));
     // A reaped child leader's group is gone (it has no other members).
     use std::os::unix::process::CommandExt;
     let mut child = Command::new("true").process_group(0).spawn().unwrap();
-    let pgid = child.id() as i32;
+    let pgid = child.id();
     child.wait().unwrap();
-    assert!(!process_group_alive(pgid));
+    assert!(!group_alive(pgid));
 }
 
 #[test]

@@ -1,11 +1,11 @@
 //! Processes: what `/proc` says about one, whether a process or a process group still lives,
-//! signalling a group, and waiting with a deadline.
+//! signalling a group, naming a signal, and waiting with a deadline.
 //!
 //! Owns every system call the shell makes about processes (through `rustix`), in three parts:
 //! - here, the facts about one process (`/proc/<pid>/stat`, read by [`parse_stat`] and nothing
 //!   else), the one liveness rule for a pid ([`pid_alive`]) and for a process group
-//!   ([`group_alive`]), signalling a group, and the one polling helper for waits with a deadline
-//!   ([`poll_until`]);
+//!   ([`group_alive`]), signalling a group, the names events give signals ([`signal_name`]), and
+//!   the one polling helper for waits with a deadline ([`poll_until`]);
 //! - [`spawn`]: making a child a group leader tied to its parent, recording the children a
 //!   `std::process::Child` still waits for, the run id in the environment, the subreaper, and
 //!   waiting for a leader's exit without reaping it;
@@ -135,6 +135,24 @@ pub fn signal_group(pgid: u32, sig: Signal) {
     }
 }
 
+/// The name events and logs give signal `number`: `SIGTERM` for the few an executor or the
+/// runtime commonly ends by, the number itself for any other.
+pub fn signal_name(number: i32) -> String {
+    const NAMED: [(Signal, &str); 7] = [
+        (Signal::TERM, "SIGTERM"),
+        (Signal::INT, "SIGINT"),
+        (Signal::HUP, "SIGHUP"),
+        (Signal::KILL, "SIGKILL"),
+        (Signal::SEGV, "SIGSEGV"),
+        (Signal::ABORT, "SIGABRT"),
+        (Signal::PIPE, "SIGPIPE"),
+    ];
+    NAMED
+        .iter()
+        .find(|(signal, _)| signal.as_raw() == number)
+        .map_or_else(|| number.to_string(), |(_, name)| (*name).to_string())
+}
+
 /// Calls `done` until it holds or `until` passes, with a short, growing nap between calls
 /// (1 ms, doubling to 50 ms, never past `until`); `done` is called once more at `until`.
 /// Returns whether it held. For waits on processes, which give no event to block on.
@@ -172,6 +190,19 @@ mod tests {
             "{pid} ({comm}) {state} {ppid} {pgrp} {sid} {} 4242 23 24\n",
             filler.join(" ")
         )
+    }
+
+    #[test]
+    fn signals_are_named_as_events_always_named_them() {
+        assert_eq!(signal_name(9), "SIGKILL");
+        assert_eq!(signal_name(15), "SIGTERM");
+        assert_eq!(signal_name(6), "SIGABRT");
+        // Any other signal goes by its number.
+        assert_eq!(
+            signal_name(Signal::USR1.as_raw()),
+            Signal::USR1.as_raw().to_string()
+        );
+        assert_eq!(signal_name(0), "0");
     }
 
     #[test]

@@ -9,14 +9,14 @@
 
 use super::Runtime;
 use crate::core::board::{Board, conflict_markers, conflict_summary};
-use crate::shell::fsio::Snapshot;
+use crate::shell::fsio::BoardRead;
 
 impl Runtime {
     /// Whether this pass must stop at the board it read because of conflict markers. When it
     /// must, no wake-up is due (the endings in hand stay in their records for the resolving
     /// save), and a board content not seen before has been reported: one `error` event (context
     /// `board`) and its lint findings.
-    pub(super) fn held_by_conflict(&mut self, snap: &Snapshot) -> bool {
+    pub(super) fn held_by_conflict(&mut self, snap: &BoardRead) -> bool {
         let Some(summary) = conflict_summary(&conflict_markers(&snap.text)) else {
             return false;
         };

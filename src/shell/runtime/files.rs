@@ -28,7 +28,7 @@ impl Runtime {
                 std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
-                    .custom_flags(libc::O_NONBLOCK)
+                    .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
                     .open(&path)
             })
             .and_then(|mut f| {

@@ -15,15 +15,13 @@ use chrono::{DateTime, Utc};
 
 use super::commit::{FollowUp, Outgoing};
 use super::launch::Launch;
-use super::{Active, Runtime, signal_name};
+use super::{Active, Runtime};
 use crate::core::board::Board;
 use crate::core::event::EventKind;
 use crate::core::handoff;
 use crate::core::memory::{AttemptRecord, PendingEnding};
 use crate::core::plan::{self, Landing, LockView};
-use crate::core::settle::{
-    self, AttemptEnd, Phase, ProcessEnd, ResultFile, SettlementKind, StopCause,
-};
+use crate::core::settle::{self, AttemptEnd, Phase, ProcessEnd, ResultFile, SettlementKind};
 use crate::core::status::Status;
 use crate::core::writeback::Change;
 use crate::shell::evidence;
@@ -231,10 +229,9 @@ impl Runtime {
         let result = fsio::read_regular_to_string(&active.result_path)
             .ok()
             .map(|text| settle::parse_result(&text, &active.phase));
-        let (stopped, process) = process_end(&finished);
-        let end = settle::attempt_end(stopped, &process, result.as_ref());
+        let end = settle::attempt_end(finished.stopped, &finished.ending, result.as_ref());
         let run = RunEnd {
-            process: Some(process),
+            process: Some(finished.ending),
             duration: finished.duration,
             stderr_tail: finished.stderr_tail,
             reported: result.and_then(Result::ok),
@@ -423,22 +420,4 @@ fn handoff_section(
         seen_changed: seen,
         stderr_tail: stderr.then_some(run.stderr_tail.as_str()),
     })
-}
-
-/// The executor's end in the core's terms: why the runtime stopped it, and how its process
-/// ended (a signal by its name).
-fn process_end(finished: &exec::Finished) -> (Option<StopCause>, ProcessEnd) {
-    let stopped = finished.stopped.map(|reason| match reason {
-        exec::StopReason::Cancelled => StopCause::Cancelled,
-        exec::StopReason::Shutdown => StopCause::Shutdown,
-        exec::StopReason::Timeout => StopCause::Timeout,
-    });
-    let process = match finished.ending {
-        exec::Ending::Exited(code) => ProcessEnd::Exited(code),
-        exec::Ending::Signaled(number) => ProcessEnd::Signaled {
-            number,
-            name: signal_name(number),
-        },
-    };
-    (stopped, process)
 }

@@ -20,11 +20,11 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{Fatal, Mode, Msg, Runtime, fatal};
+use super::{Mode, Msg, Runtime};
 use crate::core::board::Board;
 use crate::core::folder::{self, Identity, Sighting, Whereabouts};
 use crate::core::plan::LockView;
-use crate::exit::Exit;
+use crate::exit::{Exit, Failure};
 use crate::shell::event_log::EventLog;
 use crate::shell::evidence;
 use crate::shell::fsio;
@@ -68,7 +68,7 @@ impl Runtime {
     }
 
     /// Holds the board's folder open and, for `run`, watches it.
-    pub(super) fn start_home(&mut self) -> Result<(), Fatal> {
+    pub(super) fn start_home(&mut self) -> Result<(), Failure> {
         let folder = match &self.home.run_lock {
             // The very folder the lock was taken on, even if it was renamed since.
             Some(l) => l.folder().try_clone().ok(),
@@ -79,7 +79,7 @@ impl Runtime {
         if self.mode == Mode::Run {
             let watcher = self
                 .watch_here()
-                .map_err(|e| fatal(Exit::Board, e.to_string()))?;
+                .map_err(|e| Failure::new(Exit::Board, e.to_string()))?;
             self.home.watcher = Some(watcher);
         }
         Ok(())
@@ -526,16 +526,12 @@ fn path_of(file: &File) -> Option<PathBuf> {
 /// Where the system says an open folder is now.
 #[cfg(target_vendor = "apple")]
 fn path_of(file: &File) -> Option<PathBuf> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::ffi::OsStrExt;
-    let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
-    // SAFETY: F_GETPATH writes a NUL-terminated path of at most PATH_MAX bytes into `buf`.
-    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETPATH, buf.as_mut_ptr()) };
-    if rc == -1 {
-        return None;
-    }
-    let end = buf.iter().position(|&b| b == 0)?;
-    Some(PathBuf::from(std::ffi::OsStr::from_bytes(&buf[..end])))
+    use std::os::unix::ffi::OsStringExt;
+    // fcntl(F_GETPATH).
+    let path = rustix::fs::getpath(file).ok()?;
+    Some(PathBuf::from(std::ffi::OsString::from_vec(
+        path.into_bytes(),
+    )))
 }
 
 /// Elsewhere the runtime cannot ask: a moved folder counts as gone.

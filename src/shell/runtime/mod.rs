@@ -23,16 +23,16 @@ use crate::core::config::Config;
 use crate::core::event::{Event, EventKind};
 use crate::core::lint;
 use crate::core::plan::Policy;
-use crate::core::settle::Phase;
+use crate::core::settle::{Phase, StopCause};
 use crate::core::status::Status;
-use crate::exit::Exit;
+use crate::exit::{Exit, Failure};
 use crate::shell::config_file;
 use crate::shell::event_log::EventLog;
 use crate::shell::evidence;
 use crate::shell::exec;
 use crate::shell::fsio;
 use crate::shell::lock::{self, Locks};
-use crate::shell::procs;
+use crate::shell::process;
 use crate::shell::store::Store;
 use crate::shell::watch::WatchSignal;
 
@@ -65,20 +65,6 @@ impl Mode {
     }
 }
 
-/// A fatal error: the exit code and a line for stderr.
-#[derive(Debug)]
-pub struct Fatal {
-    pub exit: Exit,
-    pub message: String,
-}
-
-fn fatal(exit: Exit, message: impl Into<String>) -> Fatal {
-    Fatal {
-        exit,
-        message: message.into(),
-    }
-}
-
 /// What the loop receives: the watcher's signals, an executor's end, a process signal.
 pub enum Msg {
     Watch(WatchSignal),
@@ -102,7 +88,7 @@ struct Active {
     run_dir: PathBuf,
     result_path: PathBuf,
     /// The git work tree before the run, when the board is in one (work runs only).
-    evidence_before: Option<evidence::Snapshot>,
+    evidence_before: Option<evidence::TreeState>,
 }
 
 pub struct Runtime {
@@ -152,10 +138,14 @@ impl Runtime {
     /// A runtime for the board at `board` (a link is followed to its target), with the config
     /// found beside it or at `explicit_config`. Fails on a board that cannot be one, a config
     /// that does not load, or a state folder or event log that cannot be made.
-    pub fn new(mode: Mode, board: &Path, explicit_config: Option<&Path>) -> Result<Runtime, Fatal> {
+    pub fn new(
+        mode: Mode,
+        board: &Path,
+        explicit_config: Option<&Path>,
+    ) -> Result<Runtime, Failure> {
         let (board, board_dir) = board_paths(board, mode)?;
         let loaded = config_file::load(explicit_config, &board_dir)
-            .map_err(|e| fatal(Exit::Config, e.to_string()))?;
+            .map_err(|e| Failure::new(Exit::Config, e.to_string()))?;
         let state_dir = fsio::state_dir(&board);
         let log = open_state(
             &state_dir,
@@ -262,7 +252,7 @@ impl Runtime {
     }
 
     /// Serves until a stop signal (run) or until the pass's runs have ended (once).
-    pub fn serve(mut self) -> Result<(), Fatal> {
+    pub fn serve(mut self) -> Result<(), Failure> {
         self.start_home()?;
         self.announce_start();
         self.pass(Trigger::Due);
@@ -325,7 +315,7 @@ impl Runtime {
             )
         );
         // Orphans of our executors' descendants are handed to us, not to init, to be found.
-        if !procs::become_subreaper() && cfg!(target_os = "linux") {
+        if !process::become_subreaper() && cfg!(target_os = "linux") {
             tracing::warn!("cannot become a child subreaper; escaped processes go to init");
         }
         if let Err(e) = self.locks.sweep_debris() {
@@ -386,7 +376,7 @@ impl Runtime {
                 Msg::Signal(signal_hook::consts::SIGHUP) => self.reload(),
                 Msg::Signal(sig) => {
                     if !self.stopping {
-                        *stop_reason = format!("signal {}", signal_name(sig));
+                        *stop_reason = format!("signal {}", process::signal_name(sig));
                         self.begin_stop();
                     }
                 }
@@ -399,7 +389,7 @@ impl Runtime {
         self.stopping = true;
         tracing::info!("stopping: interrupting {} run(s)", self.active.len());
         for handle in self.active.values().filter_map(|a| a.handle.as_ref()) {
-            handle.stop(exec::StopReason::Shutdown);
+            handle.stop(StopCause::Shutdown);
         }
     }
 
@@ -449,16 +439,16 @@ impl Runtime {
 
 /// The board's path (a link's target, made absolute) and its folder, checked: the folder
 /// exists, the board is not a folder, a FIFO, socket or device, and (for `once`) it reads.
-fn board_paths(board: &Path, mode: Mode) -> Result<(PathBuf, PathBuf), Fatal> {
+fn board_paths(board: &Path, mode: Mode) -> Result<(PathBuf, PathBuf), Failure> {
     // One board, one identity: a link's target, whatever name the board was reached by.
-    let board = fsio::resolve_board(board).map_err(|e| fatal(Exit::Board, e.to_string()))?;
+    let board = fsio::resolve_board(board).map_err(|e| Failure::new(Exit::Board, e.to_string()))?;
     let board = absolute(&board);
     let board_dir = board
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("/"));
     if !board_dir.is_dir() {
-        return Err(fatal(
+        return Err(Failure::new(
             Exit::Board,
             format!(
                 "{}: the folder {} does not exist",
@@ -468,7 +458,7 @@ fn board_paths(board: &Path, mode: Mode) -> Result<(PathBuf, PathBuf), Fatal> {
         ));
     }
     if board.is_dir() {
-        return Err(fatal(
+        return Err(Failure::new(
             Exit::Board,
             format!("{}: is a folder, not a board file", board.display()),
         ));
@@ -477,27 +467,34 @@ fn board_paths(board: &Path, mode: Mode) -> Result<(PathBuf, PathBuf), Fatal> {
     if let Ok(meta) = std::fs::metadata(&board)
         && let Err(e) = fsio::ensure_regular(&meta)
     {
-        return Err(fatal(Exit::Board, format!("{}: {e}", board.display())));
+        return Err(Failure::new(
+            Exit::Board,
+            format!("{}: {e}", board.display()),
+        ));
     }
     if mode == Mode::Once {
         // `once` is run by cron and timers: an unreadable board is an error to report now.
-        fsio::read_board(&board).map_err(|e| fatal(Exit::Board, e.to_string()))?;
+        fsio::read_board(&board).map_err(|e| Failure::new(Exit::Board, e.to_string()))?;
     }
     Ok((board, board_dir))
 }
 
 /// Makes the state folder (its `runs` and `locks`) and opens the event log beside the board.
-fn open_state(state_dir: &Path, board_dir: &Path, events_max_size: u64) -> Result<EventLog, Fatal> {
+fn open_state(
+    state_dir: &Path,
+    board_dir: &Path,
+    events_max_size: u64,
+) -> Result<EventLog, Failure> {
     std::fs::create_dir_all(state_dir.join("runs"))
         .and_then(|_| std::fs::create_dir_all(state_dir.join("locks")))
         .map_err(|e| {
-            fatal(
+            Failure::new(
                 Exit::State,
                 format!("cannot create {}: {e}", state_dir.display()),
             )
         })?;
     EventLog::with_rotation(board_dir.join("events.jsonl"), events_max_size).map_err(|e| {
-        fatal(
+        Failure::new(
             Exit::State,
             format!(
                 "cannot open {}: {e}",
@@ -505,19 +502,6 @@ fn open_state(state_dir: &Path, board_dir: &Path, events_max_size: u64) -> Resul
             ),
         )
     })
-}
-
-pub fn signal_name(sig: i32) -> String {
-    match sig {
-        libc::SIGTERM => "SIGTERM".into(),
-        libc::SIGINT => "SIGINT".into(),
-        libc::SIGHUP => "SIGHUP".into(),
-        libc::SIGKILL => "SIGKILL".into(),
-        libc::SIGSEGV => "SIGSEGV".into(),
-        libc::SIGABRT => "SIGABRT".into(),
-        libc::SIGPIPE => "SIGPIPE".into(),
-        other => other.to_string(),
-    }
 }
 
 fn absolute(p: &Path) -> PathBuf {

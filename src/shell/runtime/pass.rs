@@ -19,9 +19,9 @@ use crate::core::event::EventKind;
 use crate::core::lint;
 use crate::core::memory::{self, TaskMemory};
 use crate::core::plan::{self, LockView, Plan, Step};
+use crate::core::settle::StopCause;
 use crate::core::status::Status;
 use crate::core::writeback::{self, Change};
-use crate::shell::exec;
 use crate::shell::fsio;
 use crate::shell::lock::Owner;
 
@@ -67,7 +67,7 @@ pub(super) enum ReadMode {
 impl Runtime {
     /// Reads the board as it is now. `None` when it cannot be read (reported), or while its path
     /// leads elsewhere than the folder this runtime holds (`home` follows it first).
-    pub(super) fn read(&mut self, mode: ReadMode) -> Option<fsio::Snapshot> {
+    pub(super) fn read(&mut self, mode: ReadMode) -> Option<fsio::BoardRead> {
         if !self.home_is_here() {
             return None;
         }
@@ -176,7 +176,7 @@ impl Runtime {
     }
 
     /// Whether the board as read is worth a pass, noting a save as seen (`file_changed`).
-    fn worth_a_pass(&mut self, snap: &fsio::Snapshot, trigger: Trigger) -> bool {
+    fn worth_a_pass(&mut self, snap: &fsio::BoardRead, trigger: Trigger) -> bool {
         let endings_wait = self.store.with_endings().next().is_some();
         if trigger == Trigger::Saved && !endings_wait && Some(snap.hash) == self.last_hash {
             // Our own write, or a save that changed nothing. A due pass never stops here: the
@@ -323,7 +323,7 @@ impl Runtime {
             }
             Step::Cancel { id, status } => {
                 if let Some(handle) = self.active.get(&id).and_then(|a| a.handle.as_ref()) {
-                    handle.stop(exec::StopReason::Cancelled);
+                    handle.stop(StopCause::Cancelled);
                     self.emit(
                         Some(&id),
                         EventKind::TaskCancelled {

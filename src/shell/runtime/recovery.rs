@@ -7,7 +7,7 @@
 //! the board nor decide an ending's status.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
@@ -16,7 +16,7 @@ use crate::core::event::EventKind;
 use crate::core::memory::PendingEnding;
 use crate::core::plan::LockView;
 use crate::shell::lock::{self, LockState, Owner};
-use crate::shell::procs;
+use crate::shell::process;
 
 /// A lock folder without an owner record younger than this may still be mid-claim.
 pub(super) const UNREADABLE_LOCK_GRACE: Duration = Duration::from_secs(30);
@@ -126,15 +126,15 @@ impl Runtime {
             && owner.boot_id == Owner::current(&self.instance, self.now()).boot_id
         {
             let pgid = owner.executor_pgid.filter(|g| *g > 1);
-            let target = procs::Target {
+            let target = process::Target {
                 run_id: owner.run_id.as_deref(),
                 pgid: pgid.and_then(|g| u32::try_from(g).ok()),
             };
-            let left: Vec<String> = procs::find(target)
+            let left: Vec<String> = process::find(target)
                 .iter()
                 .map(|p| p.pid.to_string())
                 .collect();
-            if !left.is_empty() || pgid.is_some_and(lock::process_group_alive) {
+            if !left.is_empty() || target.pgid.is_some_and(process::group_alive) {
                 let what = match (pgid, left.is_empty()) {
                     (Some(g), true) => format!("executor process group {g}"),
                     (Some(g), false) => {
@@ -147,7 +147,7 @@ impl Runtime {
                     "recovery",
                     format!("{what} outlived its runtime; stopping it before recovery"),
                 );
-                kill_group(target, self.config.runtime.grace);
+                process::stop_orphaned_run(target, self.config.runtime.grace);
             }
         }
         match self.locks.break_stale(id, &seen) {
@@ -172,30 +172,5 @@ impl Runtime {
                 false
             }
         }
-    }
-}
-
-/// Stops a dead runtime's run: SIGTERM to its process group and to every process carrying its
-/// run id (or descending from one), SIGKILL after `grace` to whatever still lives, and waits until
-/// they are gone (where `/proc` exists; elsewhere the group is signalled and waited for only).
-pub(super) fn kill_group(target: procs::Target<'_>, grace: Duration) {
-    let pgid = target.pgid.and_then(|g| i32::try_from(g).ok());
-    if let Some(pgid) = pgid {
-        // SAFETY: kill(2) with a negative pid signals a process group; no memory is involved.
-        unsafe { libc::kill(-pgid, libc::SIGTERM) };
-    }
-    let deadline = Instant::now() + grace;
-    procs::Tracker::default().stop_run(target, None, true, deadline);
-    let Some(pgid) = pgid else {
-        return;
-    };
-    let mut wait = Duration::from_millis(5);
-    while lock::process_group_alive(pgid) && Instant::now() < deadline {
-        std::thread::sleep(wait);
-        wait = (wait * 2).min(Duration::from_millis(200));
-    }
-    if lock::process_group_alive(pgid) {
-        // SAFETY: as above.
-        unsafe { libc::kill(-pgid, libc::SIGKILL) };
     }
 }
