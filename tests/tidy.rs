@@ -222,3 +222,25 @@ fn the_length_check_measures_what_it_should() {
     let long = format!("fn c() {{\n{}}}\n", "    x();\n".repeat(LONGEST_FUNCTION));
     assert_eq!(functions(&long)[0].2, LONGEST_FUNCTION + 2);
 }
+
+#[test]
+fn the_map_names_every_module() {
+    let map =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ARCHITECTURE.md"))
+            .unwrap();
+    let mut missing = Vec::new();
+    for file in rust_files(&src()) {
+        let stem = file.file_stem().unwrap().to_string_lossy().to_string();
+        if stem == "mod" || stem == "lib" || file.starts_with(src().join("cmd")) {
+            continue;
+        }
+        if !map.contains(&stem) {
+            missing.push(file.strip_prefix(src()).unwrap().display().to_string());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md does not name these modules: {}",
+        missing.join(", ")
+    );
+}
