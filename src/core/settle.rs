@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 use crate::core::plan::{Policy, backoff, review_agent};
 use crate::core::status::{Stamp, State, Status};
 
+/// The reason word of an attempt whose time ran out, in its status and its events.
+pub const TIMEOUT: &str = "timeout";
+
 /// Why the runtime stopped a run before it ended by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopCause {
@@ -63,7 +66,7 @@ pub fn attempt_end(
     match stopped {
         Some(StopCause::Cancelled) => return AttemptEnd::Cancelled,
         Some(StopCause::Shutdown) => return AttemptEnd::Interrupted,
-        Some(StopCause::Timeout) => return AttemptEnd::Failure("timeout".into()),
+        Some(StopCause::Timeout) => return AttemptEnd::TimedOut,
         None => {}
     }
     match process {
@@ -117,13 +120,14 @@ pub fn summary(end: &AttemptEnd, settlement: &Settlement) -> Summary {
         AttemptEnd::Success { .. } => outcome.clone(),
         AttemptEnd::BadResult(_) => "bad_result".to_string(),
         AttemptEnd::Failure(r) | AttemptEnd::Rejected { reason: r, .. } => r.clone(),
+        AttemptEnd::TimedOut => TIMEOUT.to_string(),
         AttemptEnd::Cancelled => "cancelled".to_string(),
         AttemptEnd::Interrupted => "interrupted".to_string(),
     };
     let stopped = match end {
         AttemptEnd::Cancelled => Some("cancelled".into()),
         AttemptEnd::Interrupted => Some("shutdown".into()),
-        AttemptEnd::Failure(r) if r == "timeout" => Some("timeout".into()),
+        AttemptEnd::TimedOut => Some(TIMEOUT.into()),
         _ => None,
     };
     let headline = (!matches!(end, AttemptEnd::Interrupted)).then(|| match &settlement.kind {
@@ -160,8 +164,10 @@ pub enum AttemptEnd {
     Success { result: Option<ResultFile> },
     /// Exit 0 but the result file was unusable (the message says why).
     BadResult(String),
-    /// Non-zero exit, killed by a signal, or timed out: the reason, e.g. `exit_3`, `timeout`.
+    /// Non-zero exit or killed by a signal: the reason, e.g. `exit_3`, `signal_SIGKILL`.
     Failure(String),
+    /// The runtime stopped it because its time ran out (reason `timeout`).
+    TimedOut,
     /// Non-zero exit with a note in the result file (a reviewer's "no, because…"): the reason
     /// and the executor's own words, which are what the next attempt needs.
     Rejected { reason: String, note: String },
@@ -315,6 +321,7 @@ pub fn settlement(
         }
         AttemptEnd::BadResult(why) => failure("bad_result", Some(why.clone())),
         AttemptEnd::Failure(reason) => failure(reason, None),
+        AttemptEnd::TimedOut => failure(TIMEOUT, None),
         AttemptEnd::Rejected { reason, note } => failure(reason, Some(note.clone())),
         AttemptEnd::Cancelled => Settlement {
             write: None,
@@ -372,6 +379,7 @@ fn review_settlement(policy: &Policy, attempt: u32, end: &AttemptEnd) -> Settlem
         }
         AttemptEnd::BadResult(why) => bounce(format!("The review's result was unusable: {why}")),
         AttemptEnd::Failure(reason) => bounce(format!("The review did not accept it ({reason}).")),
+        AttemptEnd::TimedOut => bounce(format!("The review did not accept it ({TIMEOUT}).")),
         AttemptEnd::Rejected { note, .. } => bounce(note.clone()),
         AttemptEnd::Cancelled => Settlement {
             write: None,
@@ -446,7 +454,7 @@ mod tests {
                 at: t("2026-04-20T16:01:00Z")
             }
         );
-        let s = settlement(&p, 3, &work(), &AttemptEnd::Failure("timeout".into()), now);
+        let s = settlement(&p, 3, &work(), &AttemptEnd::TimedOut, now);
         assert_eq!(
             (s.write, s.kind),
             (
@@ -687,7 +695,7 @@ mod tests {
                 Some(StopCause::Timeout),
                 exited(0),
                 Some(&blocked),
-                AttemptEnd::Failure("timeout".into()),
+                AttemptEnd::TimedOut,
             ),
         ];
         for (stopped, process, result, end) in cases {
@@ -770,7 +778,7 @@ mod tests {
             (
                 work(),
                 3,
-                AttemptEnd::Failure("timeout".into()),
+                AttemptEnd::TimedOut,
                 "failed:exhausted_retries",
                 "timeout",
                 Some("timeout"),
