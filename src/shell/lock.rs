@@ -181,14 +181,14 @@ impl Locks {
     /// component not starting with `.`.
     pub fn try_acquire(&self, id: &str, owner: &Owner) -> io::Result<Option<LockGuardInfo>> {
         check_id(id)?;
-        let _gate = self.gate(false)?;
+        let _gate = self.gate(Gate::Shared)?;
         let dir = self.root.join(id);
         match fs::create_dir(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(None),
             Err(e) => return Err(e),
         }
-        if let Err(e) = write_owner(&dir, owner, true) {
+        if let Err(e) = write_owner(&dir, owner, OwnerFile::New) {
             // Still under the shared gate: no breaker can have moved the folder, and no one else
             // can have created it, so it is ours to remove.
             let _ = fs::remove_dir_all(&dir);
@@ -246,13 +246,13 @@ impl Locks {
         run_id: Option<&str>,
     ) -> io::Result<()> {
         check_id(id)?;
-        let _gate = self.gate(false)?;
+        let _gate = self.gate(Gate::Shared)?;
         let dir = self.root.join(id);
         match read_state(&dir) {
             Some(LockState::Held(mut owner)) if owner.instance == instance => {
                 owner.executor_pgid = Some(pgid);
                 owner.run_id = run_id.map(str::to_owned);
-                write_owner(&dir, &owner, false)
+                write_owner(&dir, &owner, OwnerFile::Replace)
             }
             Some(LockState::Held(owner)) => Err(io::Error::new(
                 ErrorKind::PermissionDenied,
@@ -273,7 +273,7 @@ impl Locks {
     pub fn release(&self, id: &str, instance: &str) -> io::Result<bool> {
         check_id(id)?;
         let away = {
-            let _gate = self.gate(false)?;
+            let _gate = self.gate(Gate::Shared)?;
             let dir = self.root.join(id);
             match read_state(&dir) {
                 Some(LockState::Held(owner)) if owner.instance == instance => {}
@@ -296,7 +296,7 @@ impl Locks {
     pub fn break_stale(&self, id: &str, seen: &LockState) -> io::Result<bool> {
         check_id(id)?;
         let away = {
-            let _gate = self.gate(true)?;
+            let _gate = self.gate(Gate::Exclusive)?;
             let dir = self.root.join(id);
             match read_state(&dir) {
                 Some(current) if same_lock(&current, seen) => {}
@@ -339,7 +339,7 @@ impl Locks {
         };
         let debris: Vec<PathBuf> = {
             // Exclusive: a breaker may still be deciding whether to move its `.broken-*` back.
-            let _gate = self.gate(true)?;
+            let _gate = self.gate(Gate::Exclusive)?;
             entries
                 .filter_map(Result::ok)
                 .filter(|e| {
@@ -357,7 +357,7 @@ impl Locks {
     }
 
     /// Open the gate file and lock it (`exclusive` for breakers, shared otherwise).
-    fn gate(&self, exclusive: bool) -> io::Result<File> {
+    fn gate(&self, how: Gate) -> io::Result<File> {
         fs::create_dir_all(&self.root)?;
         let file = OpenOptions::new()
             .read(true)
@@ -365,10 +365,9 @@ impl Locks {
             .create(true)
             .truncate(false)
             .open(self.root.join(GATE_FILE))?;
-        if exclusive {
-            file.lock()?;
-        } else {
-            file.lock_shared()?;
+        match how {
+            Gate::Exclusive => file.lock()?,
+            Gate::Shared => file.lock_shared()?,
         }
         Ok(file)
     }
@@ -422,10 +421,26 @@ fn read_state(dir: &Path) -> Option<LockState> {
 /// atomically (temp file, rename), so a reader never sees a long-held lock without its owner.
 /// No fsync: after a crash or a power loss the owner is dead (or the boot id changed), so the
 /// lock is stale whatever the record holds.
-fn write_owner(dir: &Path, owner: &Owner, fresh: bool) -> io::Result<()> {
+/// How the gate file is held: shared by those who take or read one lock, exclusive by those
+/// who must see no lock change under them.
+#[derive(Debug, Clone, Copy)]
+enum Gate {
+    Shared,
+    Exclusive,
+}
+
+/// Whether an owner record is the first in a lock folder just made (created, never replacing)
+/// or replaces the one there (written beside it, then renamed over it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OwnerFile {
+    New,
+    Replace,
+}
+
+fn write_owner(dir: &Path, owner: &Owner, how: OwnerFile) -> io::Result<()> {
     let mut bytes = serde_json::to_vec_pretty(owner).map_err(io::Error::other)?;
     bytes.push(b'\n');
-    if fresh {
+    if how == OwnerFile::New {
         return File::create_new(dir.join(OWNER_FILE))?.write_all(&bytes);
     }
     let tmp = dir.join(format!(".{OWNER_FILE}.{:016x}.tmp", nonce()));
