@@ -2,7 +2,6 @@
 //! none of them prints a backtrace or panics on bad input or on a failing output: they write
 //! through [`output`], never with `println!`.
 
-
 use crate::exit::Exit;
 
 pub mod demo;
