@@ -35,6 +35,11 @@ use crate::core::status::{Stamp, Status};
 /// A claim time this far ahead of the clock is a clock anomaly, not a claim to act on.
 pub const CLOCK_SLACK: TimeDelta = TimeDelta::minutes(5);
 
+/// How soon to look again while a ready task waits on another live runtime's lock: its own, or
+/// one that fills `max_parallel`. That runtime releases its locks without a save of the board
+/// (after writing its ending), so nothing else would tell this one that the wait is over.
+pub const FOREIGN_LOCK_RECHECK: TimeDelta = TimeDelta::seconds(1);
+
 /// The parts of the configuration the rules depend on.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -70,7 +75,8 @@ pub struct Inputs<'a> {
     /// Tasks whose attempt has ended and whose ending is on its way to the board (this runtime's
     /// or one it adopted from a runtime that stopped): the ending decides them, not this plan.
     pub endings_on_the_way: &'a BTreeSet<String>,
-    /// How many more runs may start now (0 while stopping).
+    /// How many more runs this runtime may start now (0 while stopping), before the runs of
+    /// other live runtimes on this board (their `Live` locks) count against the same limit.
     pub capacity: usize,
     /// Reported spend per route on `now`'s UTC day.
     pub spent_today: &'a BTreeMap<String, f64>,
@@ -126,7 +132,8 @@ pub enum Step {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {
     pub steps: Vec<Step>,
-    /// When a time-based rule next needs a pass (a retry falls due, a lock-less claim goes stale).
+    /// When a time-based rule next needs a pass (a retry falls due, a lock-less claim goes
+    /// stale, a ready task waits on another live runtime's lock).
     pub wake_at: Option<DateTime<Utc>>,
 }
 
@@ -172,8 +179,10 @@ struct Planner<'a> {
     /// The status of each task whose ID is unique.
     states: HashMap<&'a str, &'a Status>,
     stale_after: TimeDelta,
-    /// How many more runs may start.
+    /// How many more runs this runtime may start, others' runs aside.
     capacity: usize,
+    /// Runs of other live runtimes on this board: they count against the same limit.
+    others_running: usize,
     /// Routes whose budget is spent: (spent, budget, tasks waiting).
     held: BTreeMap<String, (f64, f64, usize)>,
 }
@@ -198,6 +207,7 @@ impl<'a> Planner<'a> {
             states,
             stale_after: TimeDelta::from_std(inp.policy.stale_after).unwrap_or(TimeDelta::MAX),
             capacity: inp.capacity,
+            others_running: inp.locks.values().filter(|v| **v == LockView::Live).count(),
             held: BTreeMap::new(),
         }
     }
@@ -222,7 +232,11 @@ impl<'a> Planner<'a> {
         }
         if on_the_way || lock == Some(&LockView::Live) {
             // An ending on its way decides this task; a task another live runtime holds is that
-            // runtime's to decide (it shares this memory and sees the same board).
+            // runtime's to decide (it shares this memory and sees the same board). A ready one
+            // is ours to run once that lock is gone (the other's claim lost to a save, say).
+            if !on_the_way && self.due(status) {
+                self.held_by_others();
+            }
             return;
         }
         let reading = self.read_status(id, status, memory, ours);
@@ -377,12 +391,10 @@ impl<'a> Planner<'a> {
     fn ready(&mut self, task: &Task, status: &Status, lock: Option<&LockView>, attempts_used: u32) {
         let inp = self.inp;
         let id = task.id.as_str();
-        // A wait longer than the runtime ever writes is a clock that ran ahead: due now.
-        if let Status::RetryAt(at) = status
-            && at.at > inp.now
-            && !retry_out_of_reach(at.at, inp.now, longest_backoff(inp.policy))
-        {
-            self.plan.wake(at.at);
+        if !self.due(status) {
+            if let Status::RetryAt(at) = status {
+                self.plan.wake(at.at);
+            }
             return;
         }
         if let Some(LockView::Stale(reason)) = lock {
@@ -395,7 +407,11 @@ impl<'a> Planner<'a> {
             return;
         }
         let route = route_of(task);
-        if !inp.policy.routes.contains(route) || self.budget_spent(route) || self.capacity == 0 {
+        if !inp.policy.routes.contains(route) || self.budget_spent(route) {
+            return;
+        }
+        if self.capacity <= self.others_running {
+            self.held_by_others();
             return;
         }
         self.capacity -= 1;
@@ -409,6 +425,28 @@ impl<'a> Planner<'a> {
             route: route.into(),
             attempt: attempts_used + 1,
         });
+    }
+
+    /// Whether a task with `status` is due to run: ready, or a retry wait that fell due (a wait
+    /// longer than the runtime ever writes is a clock that ran ahead: due now).
+    fn due(&self, status: &Status) -> bool {
+        let inp = self.inp;
+        match status {
+            Status::Ready => true,
+            Status::RetryAt(at) => {
+                at.at <= inp.now || retry_out_of_reach(at.at, inp.now, longest_backoff(inp.policy))
+            }
+            _ => false,
+        }
+    }
+
+    /// A due task waits on another live runtime's lock. When this runtime could start it were
+    /// that lock gone, a pass looks again soon: the release comes with no save of the board.
+    /// Waits for this runtime's own runs need no such look: their endings bring a pass.
+    fn held_by_others(&mut self) {
+        if self.capacity > 0 {
+            self.plan.wake(self.inp.now + FOREIGN_LOCK_RECHECK);
+        }
     }
 
     /// Whether `route` spent its daily budget (a task that waits for it is counted).
@@ -1245,6 +1283,56 @@ mod tests {
         w.locks.insert("A-1".into(), LockView::Live);
         let p = run(&[("A-1", "ready")], &w);
         assert_eq!(p.steps, vec![]);
+    }
+
+    #[test]
+    fn a_ready_task_waiting_on_another_runtimes_lock_is_looked_at_again_soon() {
+        let soon = Some(t(NOW) + FOREIGN_LOCK_RECHECK);
+        // Another runtime's B-1 (its ending written, its lock not yet released) takes one of
+        // two places; C-1 runs, D-1 waits, and a pass looks again soon for that lock to go.
+        let mut w = World {
+            capacity: 2,
+            ..World::default()
+        };
+        w.locks.insert("B-1".into(), LockView::Live);
+        let tasks = [
+            ("B-1", "done"),
+            ("C-1", "ready"),
+            ("D-1", "blocked:retry:2026-04-20T15:59:00Z"),
+        ];
+        let p = run(&tasks, &w);
+        assert_eq!(dispatched(&p), vec![("C-1".into(), 1)]);
+        assert_eq!(p.wake_at, soon);
+        // Its lock gone, the place is free: D-1 runs and nothing waits.
+        w.locks.clear();
+        let p = run(&tasks, &w);
+        assert_eq!(dispatched(&p), vec![("C-1".into(), 1), ("D-1".into(), 1)]);
+        assert_eq!(p.wake_at, None);
+        // A ready task whose own lock another runtime holds (a claim its write may yet lose).
+        w.locks.insert("C-1".into(), LockView::Live);
+        let p = run(&[("C-1", "ready")], &w);
+        assert_eq!((dispatched(&p), p.wake_at), (vec![], soon));
+
+        // No look again when the lock's release would start nothing: this runtime's own runs
+        // fill the limit (their endings bring a pass), it is stopping, or nothing is due.
+        let mut w = World {
+            capacity: 0,
+            ..World::default()
+        };
+        w.locks.insert("B-1".into(), LockView::Live);
+        w.locks.insert("C-1".into(), LockView::Live);
+        let p = run(&[("B-1", "done"), ("C-1", "ready"), ("D-1", "ready")], &w);
+        assert_eq!((dispatched(&p), p.wake_at), (vec![], None));
+        w.capacity = 8;
+        let idle = [
+            ("B-1", "running:tb:2026-04-20T15:00:00Z"),
+            ("C-1", "blocked:task:B-1"),
+            ("D-1", "blocked:me:later"),
+            ("E-1", "done"),
+        ];
+        assert_eq!(run(&idle, &w), Plan::default());
+        // An idle board without other runtimes' locks gets no wake-up either.
+        assert_eq!(run(&idle[1..], &World::default()), Plan::default());
     }
 
     fn ending(write: &str) -> PendingEnding {

@@ -672,6 +672,17 @@ mod tests {
     }
 }
 
+/// Makes the state folder (`.taskboard`) if it is missing, but never the board's folder it
+/// lives in: a folder that was renamed or deleted under a runtime must not appear again at its
+/// old path, holding what was meant for the board (an ending saved where nobody reads it).
+/// Fails with `NotFound` when the board's folder is not there.
+pub fn create_state_dir(state_dir: &Path) -> io::Result<()> {
+    match fs::create_dir(state_dir) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && state_dir.is_dir() => Ok(()),
+        other => other,
+    }
+}
+
 /// Serialises the board's read-modify-write among taskboard processes (a `run`, a `once`,
 /// `taskboard retry`): each holds it from the re-read before a writeback to the rename after it,
 /// so one process never replaces the board with text that predates another's write. A person's
@@ -684,7 +695,7 @@ pub struct WriteLock {
 impl WriteLock {
     /// Blocks until the lock is held. Held writes last milliseconds, so waiting is short.
     pub fn acquire(state_dir: &Path) -> io::Result<WriteLock> {
-        std::fs::create_dir_all(state_dir)?;
+        create_state_dir(state_dir)?;
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)

@@ -9,7 +9,8 @@ use std::time::{Duration, SystemTime};
 
 use chrono::Utc;
 use taskboard::shell::lock::{
-    Liveness, LockState, Locks, Owner, RunLock, instance_id, is_stale, liveness, process_start_time,
+    Liveness, LockState, Locks, Owner, RunLock, WriteLock, instance_id, is_stale, liveness,
+    process_start_time,
 };
 use taskboard::shell::process::group_alive;
 
@@ -481,4 +482,21 @@ fn sweep_removes_only_crash_debris() {
     names.sort();
     assert_eq!(names, [".gate", "t"]);
     assert_eq!(locks.read("t"), Some(LockState::Held(me)));
+}
+
+#[test]
+fn the_write_lock_puts_back_the_state_folder_but_never_the_boards_folder() {
+    let dir = TempDir::new("writelock-home");
+    // A cleaned-away `.taskboard` is made again.
+    let state = dir.join("proj").join(".taskboard");
+    fs::create_dir(dir.join("proj")).unwrap();
+    drop(WriteLock::acquire(&state).unwrap());
+    assert!(state.join("write.lock").is_file());
+    // The board's folder was renamed away under a runtime that still names its old path: the
+    // lock fails, and no folder appears there to take an ending nobody would read.
+    fs::rename(dir.join("proj"), dir.join("moved")).unwrap();
+    let err = WriteLock::acquire(&state).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(!dir.join("proj").exists());
+    assert!(dir.join("moved/.taskboard/write.lock").is_file());
 }

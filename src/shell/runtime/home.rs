@@ -367,9 +367,14 @@ impl Runtime {
         if !replaced && held.is_empty() {
             return;
         }
-        if let Err(e) = std::fs::create_dir_all(self.state_dir.join("runs"))
+        if let Err(e) = lock::create_state_dir(&self.state_dir)
+            .and_then(|_| std::fs::create_dir_all(self.state_dir.join("runs")))
             .and_then(|_| std::fs::create_dir_all(self.state_dir.join("locks")))
         {
+            if e.kind() == std::io::ErrorKind::NotFound && dir_identity(&self.board_dir).is_none() {
+                // The board's folder went since it was checked: the next check says so.
+                return;
+            }
             self.error(
                 None,
                 "state",

@@ -211,15 +211,15 @@ impl Runtime {
         on_the_way: &BTreeSet<String>,
         now: DateTime<Utc>,
     ) -> (Plan, BTreeMap<String, TaskMemory>) {
-        // Runs of other taskboard processes on this board count against the same limit.
-        let others_running = locks.values().filter(|v| **v == LockView::Live).count();
+        // Runs of other taskboard processes on this board count against the same limit: the
+        // planner counts them from the lock view.
         let capacity = if self.stopping || (self.mode == Mode::Once && self.passes > 0) {
             0
         } else {
             self.config
                 .runtime
                 .max_parallel
-                .saturating_sub(self.active.len() + others_running)
+                .saturating_sub(self.active.len())
         };
         let active: BTreeSet<String> = self.active.keys().cloned().collect();
         let mut memory = self.store.memory();

@@ -358,3 +358,45 @@ fn once_beside_run_shares_what_it_knows_and_the_parallel_limit() {
     assert_ran_once(&sb, "C-1");
     assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
 }
+
+/// The gap behind situation 5: `once` writes its task's ending, then releases its lock. A `run`
+/// that planned in between saw the one place under `max_parallel` taken by that lock; the release
+/// comes with no save of the board, yet the ready task must start soon after it, not at the next
+/// rescan an hour later. Here another live process holds the lock (a stand-in whose pid is in
+/// the owner record) and the test releases it as `once` would, without touching the board.
+#[test]
+fn a_ready_task_starts_once_another_process_releases_the_lock_that_filled_the_limit() {
+    let mut sb = gated_sandbox("foreign-release", "max_parallel = 1");
+    let mut other = std::process::Command::new("sleep")
+        .arg("120")
+        .spawn()
+        .unwrap();
+    let owner = taskboard::shell::lock::Owner {
+        pid: other.id(),
+        start_time: taskboard::shell::lock::process_start_time(other.id()),
+        ..taskboard::shell::lock::Owner::current("another-once", chrono::Utc::now())
+    };
+    let lock = sb.path(".taskboard/locks/B-1");
+    std::fs::create_dir_all(&lock).unwrap();
+    std::fs::write(
+        lock.join("owner.json"),
+        serde_json::to_string(&owner).unwrap(),
+    )
+    .unwrap();
+    sb.write_board(
+        "# Board\n\n## B-1: by once\n- status: done\n\n## C-1: by run\n- status: ready\n",
+    );
+    let pid = sb.start_run();
+    assert!(
+        sb.stays_false(Duration::from_millis(800), |s| runs_of(s, "C-1") > 0),
+        "run started C-1 while another process held the one place"
+    );
+    std::fs::remove_dir_all(&lock).unwrap();
+    sb.wait_until("C-1 running", |s| runs_of(s, "C-1") == 1);
+    open_gate(&sb, "C-1");
+    sb.wait_until("C-1 done", |s| s.status_of("C-1") == "done");
+    assert_eq!(sb.status_of("B-1"), "done");
+    assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
+    let _ = other.kill();
+    let _ = other.wait();
+}
