@@ -350,7 +350,7 @@ impl<'a> Planner<'a> {
         let reason = match lock {
             Some(LockView::Live) | Some(LockView::Ours) => return,
             Some(LockView::Stale(reason)) => {
-                self.reset(&claim, format!("lock owner is gone: {reason}"), true);
+                self.reset_breaking_lock(&claim, format!("lock owner is gone: {reason}"));
                 return;
             }
             // Our runs hold their lock from before the claim is written until after the
@@ -371,10 +371,20 @@ impl<'a> Planner<'a> {
                 return;
             }
         };
-        self.reset(&claim, reason, false);
+        self.reset(&claim, reason);
     }
 
-    fn reset(&mut self, claim: &Claim, reason: String, break_lock: bool) {
+    /// Resets a stale claim whose lock folder is gone or was never taken.
+    fn reset(&mut self, claim: &Claim, reason: String) {
+        self.push_reset(claim, reason, false);
+    }
+
+    /// Resets a claim whose lock's owner is dead: the shell breaks that lock as it resets.
+    fn reset_breaking_lock(&mut self, claim: &Claim, reason: String) {
+        self.push_reset(claim, reason, true);
+    }
+
+    fn push_reset(&mut self, claim: &Claim, reason: String, break_lock: bool) {
         self.plan.steps.push(reset_stale(
             self.inp.policy,
             claim.id,
