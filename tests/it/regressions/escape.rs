@@ -69,6 +69,17 @@ fn processes_with_run_id(run_id: &str) -> Vec<i32> {
 }
 
 fn run_id_of(pid: i32) -> Option<String> {
+    // Read while the process is in the middle of its `exec`, the environment is empty for an
+    // instant: ask again until it reads, or the process is gone.
+    let mut found = None;
+    poll(WAIT, || {
+        found = read_run_id(pid);
+        found.is_some() || !pid_alive(pid)
+    });
+    found
+}
+
+fn read_run_id(pid: i32) -> Option<String> {
     let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
     env.split(|b| *b == 0)
         .find_map(|v| v.strip_prefix(b"TASKBOARD_RUN_ID="))
