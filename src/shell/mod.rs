@@ -17,3 +17,4 @@ pub mod procs;
 pub mod runtime;
 pub mod store;
 pub mod watch;
+pub mod workspace;
