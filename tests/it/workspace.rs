@@ -183,6 +183,8 @@ fn a_worktree_starts_locked_at_the_recorded_base_and_creating_again_is_harmless(
         "{entry:?}"
     );
     create_worktree(&r.root, &wt, &names.branch, &r.base).expect("again: kept as it is");
+    let relative = Path::new("../worktrees").join(&names.folder);
+    create_worktree(&r.root, &relative, &names.branch, &r.base).expect("relative to the repo");
     assert!(!wt.join("later.txt").exists());
     assert_eq!(
         repo_root(&wt).unwrap().canonicalize().unwrap(),
@@ -296,6 +298,8 @@ fn landing_on_a_clean_checkout_fast_forwards_what_the_person_sees() {
     let (wt, names) = r.attempt("TASK-3");
     agent_work(&wt);
     let snap = snapshot(&wt, &r.base, &names.snapshot_ref).unwrap();
+    // Touched, not changed: the checkout's index has stale file stamps, which is still clean.
+    sh(&r.root, "touch -d '2001-01-01' c.txt a.txt");
     let landed = land(&r.root, &request("main", &r.base, &snap.commit, false)).expect("land");
     let tip = git(&r.root, &["rev-parse", "main"]);
     assert_eq!(tip, landed.new);

@@ -251,9 +251,13 @@ pub fn apply_land(repo: &Path, landing: &Landing) -> Result<(), GitError> {
     Ok(())
 }
 
-/// Moves checkout `co`'s index and files from `old` to `new` (`-n`: only checks it could),
+/// Moves checkout `co`'s index and files from `old` to `new` (`dry_run`: only checks it could),
 /// refusing to overwrite any change or untracked file.
 fn follow(co: &Path, old: &str, new: &str, dry_run: bool) -> Result<(), GitError> {
+    // `read-tree -m` trusts the index's file stamps: a file touched but unchanged would count
+    // as changed. Refreshing them (what `git status` does) changes no content; its exit status
+    // only says some file differs, which the caller has checked.
+    run(co, ["update-index", "-q", "--refresh"], &[])?;
     let mut args = vec!["read-tree", "-m", "-u"];
     if dry_run {
         args.push("-n");

@@ -8,7 +8,7 @@
 
 use std::ffi::OsStr;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{
     GitError, list_worktrees, ok, resolve, resolve_branch, run, same_path, snapshot, status,
@@ -41,6 +41,14 @@ fn ours(branch: &str) -> Result<(), GitError> {
     })
 }
 
+/// `path`, taken relative to `repo` when relative (as git takes it, run in `repo`).
+fn within(repo: &Path, path: &Path) -> PathBuf {
+    match path.is_absolute() {
+        true => path.to_path_buf(),
+        false => repo.join(path),
+    }
+}
+
 fn entry_at(repo: &Path, path: &Path) -> Result<Option<WorktreeEntry>, GitError> {
     Ok(list_worktrees(repo)?
         .into_iter()
@@ -53,6 +61,7 @@ fn entry_at(repo: &Path, path: &Path) -> Result<Option<WorktreeEntry>, GitError>
 /// `base` and unchanged, is kept as it is.
 pub fn create_worktree(repo: &Path, path: &Path, branch: &str, base: &str) -> Result<(), GitError> {
     ours(branch)?;
+    let path = &within(repo, path);
     super::checked_version()?;
     let base = resolve(repo, &format!("{base}^{{commit}}"))?;
     if let Some(e) = entry_at(repo, path)? {
@@ -107,6 +116,7 @@ fn lock_args(path: &Path, branch: &str) -> Vec<std::ffi::OsString> {
 /// modified or new files or a branch with commits found nowhere else.
 pub fn cleanup_partial(repo: &Path, path: &Path, branch: &str) -> Result<Cleanup, GitError> {
     ours(branch)?;
+    let path = &within(repo, path);
     let mut done = Cleanup::default();
     let full = format!("refs/heads/{branch}");
     if let Some(e) = entry_at(repo, path)? {
@@ -215,6 +225,7 @@ pub fn remove_worktree(
     snapshot_ref: &str,
 ) -> Result<(), GitError> {
     ours(branch)?;
+    let path = &within(repo, path);
     let saved = resolve(repo, &format!("{snapshot_ref}^{{tree}}"))?;
     let full = format!("refs/heads/{branch}");
     let entry = entry_at(repo, path)?;
