@@ -212,6 +212,12 @@ fn a_snapshot_holds_everything_the_run_changed_and_leaves_the_index_alone() {
         snap.head, r.base,
         "the agent's commit is the worktree's HEAD"
     );
+    let second = format!("{}^2", snap.commit);
+    assert_eq!(
+        git(&r.root, &["rev-parse", &second]),
+        snap.head,
+        "the run's commits are kept"
+    );
     let find = |p: &str| {
         snap.files
             .iter()
@@ -437,18 +443,13 @@ fn a_lost_compare_and_swap_is_ref_moved_and_a_stale_approval_too() {
 }
 
 #[test]
-fn merge_lands_two_parents_and_rebase_says_it_is_not_supported() {
+fn merge_lands_two_parents() {
     let r = Repo::new("merge");
     git(&r.root, &["checkout", "-q", "--detach"]);
     let (wt, names) = r.attempt("TASK-8");
     agent_work(&wt);
     let snap = snapshot(&wt, &r.base, &names.snapshot_ref).unwrap();
     let mut req = request("main", &r.base, &snap.commit, false);
-    req.strategy = Strategy::Rebase;
-    assert!(matches!(
-        land(&r.root, &req),
-        Err(GitError::Unsupported { .. })
-    ));
     req.strategy = Strategy::Merge;
     land(&r.root, &req).expect("merge");
     let parents = git(&r.root, &["rev-parse", "main^1", "main^2"]);
@@ -564,4 +565,82 @@ fn attempt_names_pass_git_check_ref_format() {
             assert!(ok, "{id:?} -> {name:?}");
         }
     }
+}
+
+#[test]
+fn rebase_replays_the_run_commits_then_what_it_left_uncommitted() {
+    let r = Repo::new("rebase");
+    git(&r.root, &["checkout", "-q", "--detach"]);
+    let (wt, names) = r.attempt("TASK-10");
+    write(&wt, "a.txt", "first\n");
+    sh(
+        &wt,
+        "git -c user.name=Agent -c user.email=a@a commit -qam 'agent: first'",
+    );
+    write(&wt, "b.txt", "second\n");
+    sh(
+        &wt,
+        "git -c user.name=Agent -c user.email=a@a commit -qam 'agent: second'",
+    );
+    write(&wt, "c.txt", "left uncommitted\n");
+    let snap = snapshot(&wt, &r.base, &names.snapshot_ref).unwrap();
+    let moved = r.commit_on("main", "src/lib.rs", "fn main() { moved(); }\n");
+    let mut req = request("main", &moved, &snap.commit, true);
+    req.strategy = Strategy::Rebase;
+    land(&r.root, &req).expect("rebase");
+    assert_eq!(git(&r.root, &["rev-parse", "main~3"]), moved);
+    let log = git(&r.root, &["log", "--format=%an|%s", "-3", "main"]);
+    assert_eq!(
+        log,
+        "Pat Person|TASK: landed\nAgent|agent: second\nAgent|agent: first"
+    );
+    assert_eq!(git(&r.root, &["show", "main:c.txt"]), "left uncommitted");
+    assert_eq!(
+        git(&r.root, &["show", "main:src/lib.rs"]),
+        "fn main() { moved(); }"
+    );
+    // A run commit that clashes with the moved branch: refused, nothing landed.
+    let clash = r.commit_on("main", "a.txt", "the person's a\n");
+    let mut req = request("main", &clash, &snap.commit, true);
+    req.strategy = Strategy::Rebase;
+    let err = land(&r.root, &req).unwrap_err();
+    assert_eq!(
+        err,
+        GitError::Conflict {
+            files: vec!["a.txt".into()]
+        }
+    );
+    assert_eq!(git(&r.root, &["rev-parse", "main"]), clash);
+}
+
+#[test]
+fn rebase_refuses_a_run_commit_that_conflicts_even_when_the_sum_does_not() {
+    let r = Repo::new("rebase-mid");
+    git(&r.root, &["checkout", "-q", "--detach"]);
+    let (wt, names) = r.attempt("TASK-11");
+    write(&wt, "a.txt", "tried\n");
+    git(&wt, &["commit", "-qam", "try"]);
+    write(&wt, "a.txt", "a\n");
+    git(&wt, &["commit", "-qam", "undo"]);
+    write(&wt, "b.txt", "kept\n");
+    let snap = snapshot(&wt, &r.base, &names.snapshot_ref).unwrap();
+    let moved = r.commit_on("main", "a.txt", "the person's a\n");
+    assert!(
+        conflicts(&r.root, &moved, &snap.commit, &r.base)
+            .unwrap()
+            .is_empty()
+    );
+    let mut req = request("main", &moved, &snap.commit, true);
+    req.strategy = Strategy::Rebase;
+    let err = land(&r.root, &req).unwrap_err();
+    assert_eq!(
+        err,
+        GitError::Conflict {
+            files: vec!["a.txt".into()]
+        }
+    );
+    assert_eq!(git(&r.root, &["rev-parse", "main"]), moved);
+    req.strategy = Strategy::Squash;
+    land(&r.root, &req).expect("the sum lands as one commit");
+    assert_eq!(git(&r.root, &["show", "main:a.txt"]), "the person's a");
 }

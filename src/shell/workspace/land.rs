@@ -10,6 +10,7 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
+use super::replay::replay;
 use super::{
     GitError, GitVersion, checked_version, failure, list_worktrees, ok, resolve, resolve_branch,
     run, status,
@@ -23,7 +24,9 @@ pub enum Strategy {
     Squash,
     /// A merge commit: the tip and the snapshot as parents.
     Merge,
-    /// Replaying the run's commits on the tip: not supported yet.
+    /// The run's commits replayed one by one on the tip (authors and messages kept), then one
+    /// commit for what it left uncommitted; one commit when its history is not a line from the
+    /// base. Needs git 2.40 (`merge-tree --merge-base`).
     Rebase,
 }
 
@@ -53,7 +56,7 @@ pub struct LandRequest<'a> {
 }
 
 /// The merge of `theirs` into `ours` from `base`: its tree, or the conflicted files.
-fn merge(
+pub(super) fn merge(
     repo: &Path,
     ours: &str,
     theirs: &str,
@@ -119,16 +122,14 @@ pub fn prepare_land(repo: &Path, req: &LandRequest) -> Result<Landing, GitError>
     } else {
         resolve(repo, &format!("{snapshot}^{{tree}}"))?
     };
-    let parents: Vec<&str> = match req.strategy {
-        Strategy::Squash => vec!["-p", &tip],
-        Strategy::Merge => vec!["-p", &tip, "-p", &snapshot],
-        Strategy::Rebase => {
-            return Err(GitError::Unsupported {
-                what: "landing by rebase (use squash or merge)".into(),
-            });
+    let new = match req.strategy {
+        Strategy::Squash => commit_tree(repo, &tree, &["-p", &tip], req.message, &[])?,
+        Strategy::Merge => {
+            let parents = ["-p", &tip, "-p", &snapshot];
+            commit_tree(repo, &tree, &parents, req.message, &[])?
         }
+        Strategy::Rebase => replay(repo, &tip, &base, &snapshot, req.message)?,
     };
-    let new = commit_tree(repo, &tree, &parents, req.message)?;
     Ok(Landing {
         branch: branch.to_string(),
         old: tip,
@@ -147,46 +148,39 @@ fn moved_error(branch: &str, base: &str, tip: &str, conflicts: Vec<String>) -> G
     }
 }
 
-/// A commit of `tree` with `parents` (`-p <id>` pairs), by the person's configured identity, or
-/// by taskboard when none is configured; never signed (no passphrase prompt in a service).
-fn commit_tree(
+/// A commit of `tree` with `parents` (`-p <id>` pairs), by the identities in `env` or else the
+/// person's configured one, or by taskboard when none is configured; never signed (no
+/// passphrase prompt in a service).
+pub(super) fn commit_tree(
     repo: &Path,
     tree: &str,
     parents: &[&str],
     message: &str,
+    env: &[(&str, &OsStr)],
 ) -> Result<String, GitError> {
     let mut args = vec!["commit-tree", "--no-gpg-sign", tree];
     args.extend(parents);
     args.extend(["-m", message]);
-    let out = run(repo, &args, &[])?;
+    let out = run(repo, &args, env)?;
     if out.status.success() {
         return Ok(String::from_utf8_lossy(&out.stdout).trim().to_string());
     }
     let err = String::from_utf8_lossy(&out.stderr);
-    if !(err.contains("identity unknown")
-        || err.contains("tell me who you are")
-        || err.contains("empty ident"))
-    {
+    let unknown = ["identity unknown", "tell me who you are", "empty ident"];
+    if !unknown.iter().any(|u| err.contains(u)) {
         return Err(failure(repo, "git commit-tree", &out));
     }
-    let env: Vec<(&str, &OsStr)> = [
-        "GIT_AUTHOR_NAME",
-        "GIT_COMMITTER_NAME",
-        "GIT_AUTHOR_EMAIL",
-        "GIT_COMMITTER_EMAIL",
-    ]
-    .iter()
-    .map(|k| {
-        (
-            *k,
-            OsStr::new(if k.ends_with("NAME") {
-                "taskboard"
-            } else {
-                "taskboard@localhost"
-            }),
-        )
-    })
-    .collect();
+    let mut env = env.to_vec();
+    for (key, value) in [
+        ("GIT_AUTHOR_NAME", "taskboard"),
+        ("GIT_AUTHOR_EMAIL", "taskboard@localhost"),
+        ("GIT_COMMITTER_NAME", "taskboard"),
+        ("GIT_COMMITTER_EMAIL", "taskboard@localhost"),
+    ] {
+        if !env.iter().any(|(k, _)| *k == key) {
+            env.push((key, OsStr::new(value)));
+        }
+    }
     let out = run(repo, &args, &env)?;
     if !out.status.success() {
         return Err(failure(repo, "git commit-tree", &out));

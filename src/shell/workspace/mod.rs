@@ -25,6 +25,7 @@ use std::sync::OnceLock;
 use crate::core::workspace::{WorktreeEntry, parse_worktree_list};
 
 pub mod land;
+mod replay;
 pub mod snapshot;
 pub mod worktree;
 
@@ -150,7 +151,7 @@ impl fmt::Display for GitError {
                 short(expected)
             ),
             NotOurs { what } => write!(f, "refused: {what}"),
-            Unsupported { what } => write!(f, "not supported yet: {what}"),
+            Unsupported { what } => write!(f, "not supported: {what}"),
             Failed { command, message } => write!(f, "{command} failed: {message}"),
             Io { what, message } => write!(f, "{what}: {message}"),
         }

@@ -1,7 +1,7 @@
 //! A run's saved diff: one commit on the run's base holding everything the worktree has now
 //! (the agent's commits, staged and unstaged edits, new, deleted and renamed files, binaries;
-//! not ignored files), kept under `refs/taskboard/` so it outlives the worktree; the files it
-//! changes with their line counts, and a patch of it.
+//! not ignored files), kept under `refs/taskboard/` so it outlives the worktree, with the run's
+//! own commits as its second parent; the files it changes with their line counts, and a patch.
 //!
 //! Must not touch: the worktree's files, its index or its `HEAD` (the snapshot is built in a
 //! temporary index file), or any ref outside `refs/taskboard/`.
@@ -18,7 +18,8 @@ use crate::core::workspace::{FileStat, REF_PREFIX, parse_changes};
 /// A saved snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
-    /// The snapshot commit (its one parent is the base).
+    /// The snapshot commit: its first parent is the base; its second, when the run committed on
+    /// top of the base, the worktree's `HEAD`.
     pub commit: String,
     /// Its tree: what the worktree held.
     pub tree: String,
@@ -98,15 +99,14 @@ pub fn snapshot(worktree: &Path, base: &str, ref_name: &str) -> Result<Snapshot,
     let tree = worktree_tree(worktree)?;
     let message = format!("taskboard snapshot\n\nbase {base}\nhead {head}\n");
     let env: Vec<(&str, &OsStr)> = IDENTITY.iter().map(|(k, v)| (*k, OsStr::new(v))).collect();
-    let commit_args = [
-        "commit-tree",
-        "--no-gpg-sign",
-        &tree,
-        "-p",
-        &base,
-        "-m",
-        &message,
-    ];
+    let mut commit_args = vec!["commit-tree", "--no-gpg-sign", &tree, "-p", &base];
+    // The run's own commits stay reachable (for review, and to replay them) as a second parent,
+    // when they continue the base; the snapshot's first parent is always the base.
+    let continues = run(worktree, ["merge-base", "--is-ancestor", &base, &head], &[])?;
+    if head != base && continues.status.success() {
+        commit_args.extend(["-p", &head]);
+    }
+    commit_args.extend(["-m", &message]);
     let commit = checked(worktree, &commit_args, &env)?;
     ok(
         worktree,
