@@ -44,6 +44,7 @@ impl Repo {
                 "a file long enough that a rename of it is found\nline 2\nline 3\n",
             ),
             ("src/lib.rs", "fn main() {}\n"),
+            (".gitignore", "node_modules/\n.env\n"),
         ] {
             write(&root, name, text);
         }
@@ -148,6 +149,9 @@ fn agent_work(wt: &Path) {
     std::fs::remove_file(wt.join("d.txt")).unwrap();
     git(wt, &["mv", "e.txt", "e-renamed.txt"]);
     write(wt, "logo.bin", [0u8, 159, 146, 150, 0, 1, 2, 255]);
+    // Ignored: never in a snapshot.
+    write(wt, ".env", "SECRET=1\n");
+    write(wt, "node_modules/x/index.js", "x\n");
 }
 
 fn index_state(wt: &Path) -> (String, Vec<u8>) {
@@ -166,6 +170,9 @@ fn a_worktree_starts_locked_at_the_recorded_base_and_creating_again_is_harmless(
     let r = Repo::new("create");
     // The base is recorded before the person's branch moves on.
     r.commit_on("main", "later.txt", "later\n");
+    let hook = "#!/bin/sh\ntouch \"$(git rev-parse --git-common-dir)/../hook-ran\"\nexit 1\n";
+    write(&r.root, ".git/hooks/post-checkout", hook);
+    sh(&r.root, "chmod +x .git/hooks/post-checkout");
     let (wt, names) = r.attempt("TASK-7");
     assert_eq!(git(&wt, &["rev-parse", "HEAD"]), r.base);
     assert_eq!(current_branch(&wt).unwrap(), names.branch);
@@ -181,6 +188,10 @@ fn a_worktree_starts_locked_at_the_recorded_base_and_creating_again_is_harmless(
     assert!(
         entry.locked.as_deref().unwrap().contains("taskboard"),
         "{entry:?}"
+    );
+    assert!(
+        !r.root.join("hook-ran").exists(),
+        "the repository's hooks are off"
     );
     create_worktree(&r.root, &wt, &names.branch, &r.base).expect("again: kept as it is");
     let relative = Path::new("../worktrees").join(&names.folder);
@@ -285,6 +296,18 @@ fn removal_refuses_unsaved_work_and_the_snapshot_outlives_the_worktree() {
         git(&r.root, &["show", &format!("{}:c.txt", snap.commit)]),
         "c unstaged"
     );
+    let kept = git(
+        &r.root,
+        &["rev-parse", &format!("{}^2", names.snapshot_ref)],
+    );
+    assert_eq!(kept, snap.head, "the run's commit outlives its branch");
+    git(&r.root, &["gc", "-q", "--prune=now"]);
+    git(&r.root, &["cat-file", "-e", &snap.head]);
+    // A folder of the same name that is not the worktree is not removed.
+    write(&wt, "mine.txt", "mine\n");
+    let err = remove_worktree(&r.root, &wt, &names.branch, &names.snapshot_ref).unwrap_err();
+    assert!(matches!(err, GitError::NotOurs { .. }), "{err:?}");
+    assert_eq!(read(&wt, "mine.txt"), "mine\n");
 }
 
 fn request<'a>(branch: &'a str, tip: &'a str, snap: &'a str, onto_latest: bool) -> LandRequest<'a> {

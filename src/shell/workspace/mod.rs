@@ -430,3 +430,33 @@ pub(crate) fn status(dir: &Path, untracked: bool) -> Result<Vec<(String, String)
     }
     Ok(found)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_read_and_compared() {
+        let v = |s| GitVersion::parse(s);
+        assert_eq!(v("git version 2.47.3\n"), Some(GitVersion(2, 47, 3)));
+        assert_eq!(
+            v("git version 2.39.2 (Apple Git-143)"),
+            Some(GitVersion(2, 39, 2))
+        );
+        assert_eq!(
+            v("git version 2.45.1.windows.1"),
+            Some(GitVersion(2, 45, 1))
+        );
+        assert_eq!(v("git version 2.40"), Some(GitVersion(2, 40, 0)));
+        assert_eq!(v("hg 6.1"), None);
+        assert!(GitVersion(2, 37, 9) < MIN_VERSION && GitVersion(2, 38, 0) >= MIN_VERSION);
+        assert!(GitVersion(3, 0, 0) > MIN_VERSION);
+        let e = GitError::TooOld {
+            found: "2.34.1".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "git 2.34.1 is too old: 2.38.0 or newer needed"
+        );
+    }
+}

@@ -236,6 +236,11 @@ pub fn remove_worktree(
             what: format!("{} is a worktree, not of {branch}", path.display()),
         });
     }
+    if entry.is_none() && path.exists() {
+        return Err(GitError::NotOurs {
+            what: format!("{} exists and is not a registered worktree", path.display()),
+        });
+    }
     let present = entry.is_some() && path.join(".git").exists();
     if present {
         let now = snapshot::worktree_tree(path)?;
