@@ -497,6 +497,12 @@ fn cleanup_removes_a_half_made_worktree_and_nothing_else() {
         2,
         "the repository and KEEP-1"
     );
+    // Killed before the folder got its `.git`: an empty folder, registered and locked.
+    let (early, early_names) = r.attempt("TASK-12");
+    std::fs::remove_dir_all(&early).unwrap();
+    std::fs::create_dir(&early).unwrap();
+    let done = cleanup_partial(&r.root, &early, &early_names.branch).expect("cleanup");
+    assert!(done.worktree && done.branch && !early.exists(), "{done:?}");
     // A branch without a worktree and an empty folder: both go, and creating works again.
     git(&r.root, &["branch", &names.branch, &r.base]);
     std::fs::create_dir_all(&wt).unwrap();

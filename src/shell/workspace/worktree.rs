@@ -167,6 +167,11 @@ fn remove_registered(repo: &Path, path: &Path) -> Result<(), GitError> {
             });
         }
     }
+    if path.exists() && !path.join(".git").exists() {
+        // Killed before git wrote the folder's `.git`: git cannot remove it, and it is ours
+        // only while it is empty.
+        remove_stray_folder(path)?;
+    }
     let _ = run(repo, [os("worktree"), os("unlock"), path.as_os_str()], &[]);
     if path.exists() {
         let args = [
