@@ -24,6 +24,8 @@
 //! matched by a glob of each; when in doubt (negated or overlapping classes) they overlap. A task
 //! without `touches:` touches everything.
 
+use std::collections::BTreeMap;
+
 use crate::core::hash::content_hash;
 
 /// Every branch taskboard creates starts with this; nothing else is ever deleted by it.
@@ -459,11 +461,7 @@ pub fn parse_changes(name_status_z: &str, numstat_z: &str) -> Vec<FileStat> {
             'T' => (Change::TypeChanged, fields.next().unwrap_or_default()),
             _ => (Change::Modified, fields.next().unwrap_or_default()),
         };
-        let (ins, del, binary) = counts
-            .iter()
-            .find(|(p, ..)| p == path)
-            .map(|&(_, i, d, b)| (i, d, b))
-            .unwrap_or((0, 0, true));
+        let (ins, del, binary) = counts.get(path).copied().unwrap_or((0, 0, true));
         out.push(FileStat {
             path: path.to_string(),
             change,
@@ -475,9 +473,9 @@ pub fn parse_changes(name_status_z: &str, numstat_z: &str) -> Vec<FileStat> {
     out
 }
 
-/// `(path, insertions, deletions, binary)` from `--numstat -z` (a rename names its new path).
-fn parse_numstat_z(text: &str) -> Vec<(String, u64, u64, bool)> {
-    let mut out = Vec::new();
+/// `path -> (insertions, deletions, binary)` from `--numstat -z` (a rename: its new path).
+fn parse_numstat_z(text: &str) -> BTreeMap<&str, (u64, u64, bool)> {
+    let mut out = BTreeMap::new();
     let mut fields = text.split('\0');
     while let Some(head) = fields.next() {
         let mut parts = head.splitn(3, '\t');
@@ -492,12 +490,8 @@ fn parse_numstat_z(text: &str) -> Vec<(String, u64, u64, bool)> {
             path
         };
         let binary = i == "-" && d == "-";
-        out.push((
-            path.to_string(),
-            i.parse().unwrap_or(0),
-            d.parse().unwrap_or(0),
-            binary,
-        ));
+        let counts = (i.parse().unwrap_or(0), d.parse().unwrap_or(0), binary);
+        out.insert(path, counts);
     }
     out
 }

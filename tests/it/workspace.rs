@@ -146,6 +146,7 @@ fn agent_work(wt: &Path) {
     git(wt, &["add", "b.txt"]);
     write(wt, "c.txt", "c unstaged\n");
     write(wt, "new/fresh.txt", "new\n");
+    write(wt, "new/with space ü\tand tab.txt", "odd name\n");
     std::fs::remove_file(wt.join("d.txt")).unwrap();
     git(wt, &["mv", "e.txt", "e-renamed.txt"]);
     write(wt, "logo.bin", [0u8, 159, 146, 150, 0, 1, 2, 255]);
@@ -247,7 +248,8 @@ fn a_snapshot_holds_everything_the_run_changed_and_leaves_the_index_alone() {
         }
     );
     assert!(find("logo.bin").binary && !find("a.txt").binary);
-    assert_eq!(snap.files.len(), 7, "{:?}", snap.files);
+    assert_eq!(find("new/with space ü\tand tab.txt").change, Change::Added);
+    assert_eq!(snap.files.len(), 8, "{:?}", snap.files);
     // The patch applies where the run began.
     let patch = r.trees.join("run.patch");
     write_patch(&r.root, &r.base, &snap.commit, &patch).expect("patch");
