@@ -556,6 +556,15 @@ fn the_typed_errors() {
         "a tag is not a branch"
     );
     assert_eq!(resolve_branch(&r.root, "refs/heads/main").unwrap(), r.base);
+    r.commit_on("main", "z.txt", "z\n");
+    for spec in ["main~1", "main^", "main@{1}", "HEAD", ""] {
+        let err = resolve_branch(&r.root, spec).unwrap_err();
+        assert!(
+            matches!(err, GitError::NoSuchBranch { .. }),
+            "{spec:?}: {err:?}"
+        );
+    }
+    git(&r.root, &["reset", "-q", "--hard", "main"]);
     assert_eq!(current_branch(&r.root).unwrap(), "main");
     git(&r.root, &["checkout", "-q", "--detach"]);
     let err = current_branch(&r.root).unwrap_err();

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-use crate::core::workspace::{WorktreeEntry, parse_worktree_list};
+use crate::core::workspace::{WorktreeEntry, is_valid_ref_name, parse_worktree_list};
 
 pub mod land;
 mod replay;
@@ -239,6 +239,12 @@ pub fn repo_root(path: &Path) -> Result<PathBuf, GitError> {
 /// remote branch of that name is not it.
 pub fn resolve_branch(repo: &Path, branch: &str) -> Result<String, GitError> {
     let name = branch.strip_prefix("refs/heads/").unwrap_or(branch);
+    if !is_valid_ref_name(&format!("refs/heads/{name}")) {
+        // `main~1` or `main@{1}` would name some other commit: no branch has such a name.
+        return Err(GitError::NoSuchBranch {
+            branch: name.to_string(),
+        });
+    }
     let full = format!("refs/heads/{name}^{{commit}}");
     let out = run(repo, ["rev-parse", "--verify", "--quiet", &full], &[])?;
     match out.status.code() {
