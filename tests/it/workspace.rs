@@ -569,6 +569,10 @@ fn the_typed_errors() {
     git(&r.root, &["checkout", "-q", "--detach"]);
     let err = current_branch(&r.root).unwrap_err();
     assert!(matches!(err, GitError::DetachedHead { .. }), "{err:?}");
+    let err = create_worktree(&r.root, &r.trees.join("x"), "taskboard/a..b", &r.base).unwrap_err();
+    assert!(matches!(err, GitError::NotOurs { .. }), "{err:?}");
+    let err = snapshot(&r.root, &r.base, "refs/heads/main").unwrap_err();
+    assert!(matches!(err, GitError::NotOurs { .. }), "{err:?}");
     let err = create_worktree(&r.root, &r.trees.join("x"), "feature", &r.base).unwrap_err();
     assert!(matches!(err, GitError::NotOurs { .. }), "{err:?}");
     let v = ws::version().unwrap();

@@ -13,7 +13,7 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::{GitError, failure, ok, resolve, run};
-use crate::core::workspace::{FileStat, REF_PREFIX, parse_changes};
+use crate::core::workspace::{FileStat, REF_PREFIX, is_valid_ref_name, parse_changes};
 
 /// A saved snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,9 +89,9 @@ fn checked(dir: &Path, args: &[&str], env: &[(&str, &OsStr)]) -> Result<String, 
 /// Saves everything `worktree` holds as one commit on `base`, at `ref_name` (under
 /// `refs/taskboard/`, replaced if there), and lists what it changes.
 pub fn snapshot(worktree: &Path, base: &str, ref_name: &str) -> Result<Snapshot, GitError> {
-    if !ref_name.starts_with(REF_PREFIX) {
+    if !ref_name.starts_with(REF_PREFIX) || !is_valid_ref_name(ref_name) {
         return Err(GitError::NotOurs {
-            what: format!("ref {ref_name} is not under {REF_PREFIX}"),
+            what: format!("{ref_name:?} is not a ref name under {REF_PREFIX}"),
         });
     }
     let base = resolve(worktree, &format!("{base}^{{commit}}"))?;

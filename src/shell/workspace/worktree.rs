@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use super::{
     GitError, list_worktrees, ok, resolve, resolve_branch, run, same_path, snapshot, status,
 };
-use crate::core::workspace::{BRANCH_PREFIX, WorktreeEntry};
+use crate::core::workspace::{BRANCH_PREFIX, WorktreeEntry, is_valid_ref_name};
 
 /// What [`cleanup_partial`] removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,11 +33,11 @@ impl Cleanup {
 }
 
 fn ours(branch: &str) -> Result<(), GitError> {
-    if branch.starts_with(BRANCH_PREFIX) {
+    if branch.starts_with(BRANCH_PREFIX) && is_valid_ref_name(&format!("refs/heads/{branch}")) {
         return Ok(());
     }
     Err(GitError::NotOurs {
-        what: format!("branch {branch} is not under {BRANCH_PREFIX}"),
+        what: format!("{branch:?} is not a branch name under {BRANCH_PREFIX}"),
     })
 }
 
