@@ -1,6 +1,7 @@
 //! Times the git layer for isolated runs on a repository given on the command line (made by
 //! `bench/worktree.sh`): creating a worktree, a snapshot with nothing changed and one after an
-//! agent's edits, writing the patch, a conflict preview, landing, and removing the worktree.
+//! agent's edits, writing the patch, a conflict preview, landing (on a branch checked out nowhere
+//! and on the checked-out `main`), and removing the worktree.
 //! Prints one line per step: median, fastest and slowest of the rounds, in milliseconds.
 //!
 //! Usage: `worktree_bench <repo> <folder for worktrees> [rounds]`.
@@ -90,6 +91,15 @@ fn main() {
         let t = Instant::now();
         land(&repo, &req).expect("land");
         record("land (squash, no checkout)", t.elapsed());
+        // Onto `main`, checked out in the repository: its 10,000-file checkout follows.
+        let req = LandRequest {
+            branch: "main",
+            ..req
+        };
+        let t = Instant::now();
+        land(&repo, &req).expect("land on the checkout");
+        record("land (squash, checked out)", t.elapsed());
+        git(&repo, &["reset", "-q", "--hard", &base]);
         let t = Instant::now();
         remove_worktree(&repo, &wt, &names.branch, &names.snapshot_ref).expect("remove");
         record("remove_worktree", t.elapsed());
