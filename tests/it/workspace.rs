@@ -12,7 +12,7 @@ use taskboard::core::workspace::{Change, attempt_names};
 use taskboard::shell::workspace::{
     self as ws, GitError, LandRequest, Strategy, apply_land, cleanup_partial, conflicts,
     create_worktree, current_branch, land, list_worktrees, prepare_land, remove_worktree,
-    repo_root, resolve_branch, snapshot, write_patch,
+    repo_root, resolve_branch, snapshot, update_branch, write_patch,
 };
 
 /// A repository on `main` with a few committed files, a folder for worktrees beside it, and the
@@ -465,6 +465,15 @@ fn a_lost_compare_and_swap_is_ref_moved_and_a_stale_approval_too() {
         matches!(err, GitError::RefMoved { .. }),
         "approved against an older tip: {err:?}"
     );
+    // The swap itself: git's update-ref refuses an old value that is no longer the tip.
+    let err = update_branch(&r.root, "release", &landing.new, &r.base, "test").unwrap_err();
+    assert!(
+        matches!(&err, GitError::RefMoved { found, .. } if *found == moved),
+        "{err:?}"
+    );
+    assert_eq!(git(&r.root, &["rev-parse", "release"]), moved);
+    update_branch(&r.root, "release", &landing.new, &moved, "test").expect("at the tip it swaps");
+    assert_eq!(git(&r.root, &["rev-parse", "release"]), landing.new);
 }
 
 #[test]

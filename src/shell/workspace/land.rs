@@ -194,6 +194,16 @@ pub(super) fn commit_tree(
 /// refusal is returned.
 pub fn apply_land(repo: &Path, landing: &Landing) -> Result<(), GitError> {
     let full = format!("refs/heads/{}", landing.branch);
+    let moved = |found: String| GitError::RefMoved {
+        name: full.clone(),
+        expected: landing.old.clone(),
+        found,
+    };
+    // Checked early too, so a checkout that followed someone else's move is not misread as dirty.
+    let found = resolve_branch(repo, &landing.branch).unwrap_or_else(|_| "(deleted)".into());
+    if found != landing.old {
+        return Err(moved(found));
+    }
     let checkouts: Vec<PathBuf> = list_worktrees(repo)?
         .into_iter()
         .filter(|e| e.branch.as_deref() == Some(full.as_str()) && e.prunable.is_none())
@@ -210,22 +220,7 @@ pub fn apply_land(repo: &Path, landing: &Landing) -> Result<(), GitError> {
         follow(co, &landing.old, &landing.new, true)?;
     }
     let msg = format!("taskboard: land {}", landing.new);
-    let out = run(
-        repo,
-        ["update-ref", "-m", &msg, &full, &landing.new, &landing.old],
-        &[],
-    )?;
-    if !out.status.success() {
-        let found = resolve_branch(repo, &landing.branch).unwrap_or_else(|_| "(deleted)".into());
-        if found != landing.old {
-            return Err(GitError::RefMoved {
-                name: full,
-                expected: landing.old.clone(),
-                found,
-            });
-        }
-        return Err(failure(repo, "git update-ref", &out));
-    }
+    update_branch(repo, &landing.branch, &landing.new, &landing.old, &msg)?;
     for co in &checkouts {
         if let Err(e) = follow(co, &landing.old, &landing.new, false) {
             let _ = ok(
@@ -243,6 +238,35 @@ pub fn apply_land(repo: &Path, landing: &Landing) -> Result<(), GitError> {
         }
     }
     Ok(())
+}
+
+/// Moves `branch` to `new` only if it is at `expected` (`git update-ref`'s compare-and-swap,
+/// atomic under git's ref lock): `RefMoved` names where it is when the swap lost.
+pub fn update_branch(
+    repo: &Path,
+    branch: &str,
+    new: &str,
+    expected: &str,
+    message: &str,
+) -> Result<(), GitError> {
+    let full = format!("refs/heads/{branch}");
+    let out = run(
+        repo,
+        ["update-ref", "-m", message, &full, new, expected],
+        &[],
+    )?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let found = resolve_branch(repo, branch).unwrap_or_else(|_| "(deleted)".into());
+    if found != expected {
+        return Err(GitError::RefMoved {
+            name: full,
+            expected: expected.to_string(),
+            found,
+        });
+    }
+    Err(failure(repo, "git update-ref", &out))
 }
 
 /// Moves checkout `co`'s index and files from `old` to `new` (`dry_run`: only checks it could),

@@ -29,7 +29,9 @@ mod replay;
 pub mod snapshot;
 pub mod worktree;
 
-pub use land::{LandRequest, Landing, Strategy, apply_land, conflicts, land, prepare_land};
+pub use land::{
+    LandRequest, Landing, Strategy, apply_land, conflicts, land, prepare_land, update_branch,
+};
 pub use snapshot::{Snapshot, changed_files, snapshot, write_patch};
 pub use worktree::{Cleanup, cleanup_partial, create_worktree, remove_worktree};
 
