@@ -19,4 +19,5 @@ pub mod report;
 pub mod service_files;
 pub mod settle;
 pub mod status;
+pub mod workspace;
 pub mod writeback;

@@ -16,3 +16,4 @@ pub mod process;
 pub mod runtime;
 pub mod store;
 pub mod watch;
+pub mod workspace;

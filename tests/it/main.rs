@@ -32,3 +32,4 @@ mod tail;
 mod terminal;
 mod torture;
 mod watch;
+mod workspace;
