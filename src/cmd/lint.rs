@@ -1,6 +1,6 @@
 //! `taskboard lint`: print the board's findings and exit 1 when any is an error.
 //!
-//! Owns reading a board file for the read-only commands ([`read_board_text`]) and printing
+//! Owns reading a board file for the read-only commands (`read_board_text`) and printing
 //! findings. The checks themselves are `crate::core::lint`; this module never writes any file.
 //!
 //! Text output, one line per finding, then a summary:

@@ -16,7 +16,7 @@ pub fn print(text: &str) -> Result<(), Failure> {
     write_stdout(text).map_err(Failure::output)
 }
 
-/// [`print`] for clap's styled text (`--help`, `--version`): with its styles where standard
+/// [`print()`] for clap's styled text (`--help`, `--version`): with its styles where standard
 /// output takes colour ([`super::use_color`]), plain otherwise, as clap prints it.
 pub fn print_styled(text: &clap::builder::StyledStr) -> Result<(), Failure> {
     if super::use_color() {
@@ -27,7 +27,7 @@ pub fn print_styled(text: &clap::builder::StyledStr) -> Result<(), Failure> {
 }
 
 /// Standard output for a command that streams its report as it goes (`tail -f`, `logs -f`):
-/// its write errors go through [`Failure::output`] like [`print`]'s.
+/// its write errors go through [`Failure::output`] like [`print()`]'s.
 pub fn stdout() -> io::StdoutLock<'static> {
     io::stdout().lock()
 }
@@ -37,7 +37,7 @@ pub fn say(text: &str) {
     let _ = io::stderr().lock().write_all(text.as_bytes());
 }
 
-/// [`print`] for a command that has already done its work (`done` says what): a failing
+/// [`print()`] for a command that has already done its work (`done` says what): a failing
 /// stdout must not read as "nothing happened".
 pub fn print_after(done: &str, text: &str) -> Result<(), Failure> {
     write_stdout(text).map_err(|e| Failure::output_after(Some(done), e))

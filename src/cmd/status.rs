@@ -1,7 +1,7 @@
 //! `taskboard status`: counts per state, then the tasks that need attention.
 //!
 //! Owns summarising a parsed board for people and for scripts. It only reads the board (through
-//! [`super::lint::read_board_text`]) and never writes anything; judging the board's health is
+//! `super::lint::read_board_text`) and never writes anything; judging the board's health is
 //! `lint`'s job.
 //!
 //! # JSON (`--json`)

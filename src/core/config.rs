@@ -1,10 +1,9 @@
 //! The runtime's configuration: `taskboard.toml`, optional, beside the board.
 //!
 //! This module owns the file's shape, its defaults and its validation. It is pure: [`parse`] is a
-//! function of text, and [`load`] is the only function here that touches the disk (it reads one
-//! file, through `fsio::read_regular`, and nothing else). It must not start processes, read the
-//! board, read the clock or look at the environment: the executors it describes are run by
-//! `exec`, never from here.
+//! function of text; finding and reading the file is `shell::config_file`'s. It must not touch
+//! the disk, start processes, read the board, read the clock or look at the environment: the
+//! executors it describes are run by `shell::exec`, never from here.
 //!
 //! Every mistake in the file is an error with a line and column where the file shows one: unknown
 //! keys, wrong types, empty commands, zero limits, durations without units. A board without a

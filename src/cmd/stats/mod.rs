@@ -5,7 +5,7 @@
 //! When the board file exists, the queue is counted from it instead of replayed from the events.
 //!
 //! Owns the command: its arguments, reading the log and the board, and where the output goes.
-//! The text layout is [`text`]'s and the page [`html`]'s; what the numbers mean is
+//! The text layout is [`text`]'s and the page `html`'s; what the numbers mean is
 //! `core::report`'s. Must not touch: the board's contents beyond counting it, or the log.
 
 mod html;

@@ -1,5 +1,5 @@
 //! The git layer for isolated runs: a thin, typed layer over the git CLI (the `git` binary, as a
-//! person runs it; no git library). Every call goes through [`run`]: `LC_ALL=C`, no terminal
+//! person runs it; no git library). Every call goes through `run`: `LC_ALL=C`, no terminal
 //! prompt, no pager, no editor, none of a parent git's environment (`GIT_DIR`, `GIT_INDEX_FILE`,
 //! ... from a hook), and no optional locks (reading a person's checkout never rewrites its
 //! index). Every failure is one [`GitError`], whose text is one line; nothing here panics.
@@ -11,8 +11,8 @@
 //! `diff.*`/`color.*` settings.
 //!
 //! Owns: worktrees under taskboard's branch prefix ([`worktree`]), snapshots under
-//! `refs/taskboard/` ([`snapshot`]), conflict previews and landing on a person's branch
-//! ([`land`]). Must not decide names or rules (`core::workspace`'s), and must not touch the
+//! `refs/taskboard/` ([`snapshot`](mod@snapshot)), conflict previews and landing on a person's branch
+//! ([`land`](mod@land)). Must not decide names or rules (`core::workspace`'s), and must not touch the
 //! board, the runtime or any branch or folder it did not create, except the one branch a person
 //! asked to land on.
 
