@@ -118,6 +118,10 @@ pub enum EventKind {
     TaskCancelled {
         status: String,
     },
+    /// A due task waits: the running task `by` declares `touches:` that overlap its own.
+    TaskHeld {
+        by: String,
+    },
     DependencyPromoted {
         deps: Vec<String>,
     },
@@ -232,6 +236,7 @@ impl EventKind {
             EventKind::TaskDeadlettered { .. } => "task_deadlettered",
             EventKind::TaskInterrupted { .. } => "task_interrupted",
             EventKind::TaskCancelled { .. } => "task_cancelled",
+            EventKind::TaskHeld { .. } => "task_held",
             EventKind::DependencyPromoted { .. } => "dependency_promoted",
             EventKind::StaleClaimReset { .. } => "stale_claim_reset",
             EventKind::LockBroken { .. } => "lock_broken",

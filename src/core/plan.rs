@@ -20,6 +20,9 @@
 //! - A claim needs a lock; a `running` task whose lock owner is dead is reset (counted as an
 //!   attempt); a lock-less `running` task (an outside agent) is respected until `stale_after`; a
 //!   claim time in the future is reported (lint) and never touched.
+//! - Two tasks whose `touches:` globs can name a common file never run at the same time: the
+//!   later one in board order waits ([`Step::TouchesHeld`]) until the other's run is over. A
+//!   task without `touches:` declares nothing and waits for no one, as before the field existed.
 //! - A retry time further ahead than the runtime ever writes one (the longest backoff plus
 //!   [`CLOCK_SLACK`]) was written by a clock that ran ahead: it is reported (lint) and due now.
 
@@ -31,6 +34,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crate::core::board::{Board, Task};
 use crate::core::memory::{Episode, PendingEnding, TaskMemory};
 use crate::core::status::{Stamp, Status};
+use crate::core::workspace::{Glob, parse_touches, touches_overlap};
 
 /// A claim time this far ahead of the clock is a clock anomaly, not a claim to act on.
 pub const CLOCK_SLACK: TimeDelta = TimeDelta::minutes(5);
@@ -120,6 +124,9 @@ pub enum Step {
     Forget { id: String, status: Status },
     /// A person's decision on a task this runtime is running: stop the run, keep their status.
     Cancel { id: String, status: Status },
+    /// A due task waits, untouched, because a task running now declares `touches:` that
+    /// overlap its own.
+    TouchesHeld { id: String, by: String },
     /// A route spent its daily budget: its ready tasks wait, untouched, for the next UTC day.
     BudgetHeld {
         route: String,
@@ -185,6 +192,8 @@ struct Planner<'a> {
     others_running: usize,
     /// Routes whose budget is spent: (spent, budget, tasks waiting).
     held: BTreeMap<String, (f64, f64, usize)>,
+    /// The tasks running now (or dispatched in this pass) that declare `touches:`, with theirs.
+    touching: Vec<(&'a str, Vec<Glob>)>,
 }
 
 impl<'a> Planner<'a> {
@@ -200,6 +209,7 @@ impl<'a> Planner<'a> {
             .filter(|t| id_count[t.id.as_str()] == 1)
             .filter_map(|t| t.status().map(|s| (t.id.as_str(), s)))
             .collect();
+        let touching = running_touches(inp, &states);
         Planner {
             inp,
             plan: Plan::default(),
@@ -209,6 +219,7 @@ impl<'a> Planner<'a> {
             capacity: inp.capacity,
             others_running: inp.locks.values().filter(|v| **v == LockView::Live).count(),
             held: BTreeMap::new(),
+            touching,
         }
     }
 
@@ -398,7 +409,13 @@ impl<'a> Planner<'a> {
 
     /// A ready task (or a retry wait that fell due) is claimed and run, when its route is
     /// configured, its route's budget is not spent and there is capacity.
-    fn ready(&mut self, task: &Task, status: &Status, lock: Option<&LockView>, attempts_used: u32) {
+    fn ready(
+        &mut self,
+        task: &'a Task,
+        status: &Status,
+        lock: Option<&LockView>,
+        attempts_used: u32,
+    ) {
         let inp = self.inp;
         let id = task.id.as_str();
         if !self.due(status) {
@@ -424,7 +441,16 @@ impl<'a> Planner<'a> {
             self.held_by_others();
             return;
         }
+        let touches = touches_of(task);
+        if let Some(globs) = &touches
+            && self.held_by_touches(id, globs)
+        {
+            return;
+        }
         self.capacity -= 1;
+        if let Some(globs) = touches {
+            self.touching.push((task.id.as_str(), globs));
+        }
         self.plan.steps.push(Step::Dispatch {
             id: id.into(),
             from: status.clone(),
@@ -457,6 +483,28 @@ impl<'a> Planner<'a> {
         if self.capacity > 0 {
             self.plan.wake(self.inp.now + FOREIGN_LOCK_RECHECK);
         }
+    }
+
+    /// Whether a task running now touches what `id` declares it touches. The first such task
+    /// holds it back; when that task is another live runtime's, a pass looks again soon (its
+    /// end comes with no pass of this runtime's own).
+    fn held_by_touches(&mut self, id: &str, globs: &[Glob]) -> bool {
+        let Some(by) = self
+            .touching
+            .iter()
+            .find(|(other, theirs)| *other != id && touches_overlap(globs, theirs))
+            .map(|(other, _)| *other)
+        else {
+            return false;
+        };
+        if self.inp.locks.get(by) == Some(&LockView::Live) {
+            self.plan.wake(self.inp.now + FOREIGN_LOCK_RECHECK);
+        }
+        self.plan.steps.push(Step::TouchesHeld {
+            id: id.into(),
+            by: by.into(),
+        });
+        true
     }
 
     /// Whether `route` spent its daily budget (a task that waits for it is counted).
@@ -518,6 +566,32 @@ impl<'a> Planner<'a> {
         }
         self.plan
     }
+}
+
+/// A task's `touches:` globs, when it declares some.
+fn touches_of(task: &Task) -> Option<Vec<Glob>> {
+    let globs = parse_touches(&task.field("touches")?.value);
+    (!globs.is_empty()).then_some(globs)
+}
+
+/// The tasks with a run going on now that declare `touches:`: claimed on the board, run by this
+/// runtime or held by another live one. A task whose ending is on its way has stopped touching.
+fn running_touches<'a>(
+    inp: &'a Inputs<'a>,
+    states: &HashMap<&'a str, &'a Status>,
+) -> Vec<(&'a str, Vec<Glob>)> {
+    inp.board
+        .tasks
+        .iter()
+        .filter(|t| states.contains_key(t.id.as_str()))
+        .filter(|t| !inp.endings_on_the_way.contains(&t.id))
+        .filter(|t| {
+            matches!(t.status(), Some(Status::Running { .. }))
+                || inp.active.contains(&t.id)
+                || inp.locks.get(&t.id) == Some(&LockView::Live)
+        })
+        .filter_map(|t| Some((t.id.as_str(), touches_of(t)?)))
+        .collect()
 }
 
 /// A claim on the board, as the reset rules need it.
@@ -1491,5 +1565,108 @@ mod tests {
             panic!("{p:?}")
         };
         assert_eq!((to, *attempt), (&Status::Ready, 5));
+    }
+
+    fn with_touches(tasks: &[(&str, &str, Option<&str>)], w: &World) -> Plan {
+        let mut text = String::from("# Board\n");
+        for (id, status, touches) in tasks {
+            text.push_str(&format!("## {id}\n- status: {status}\n"));
+            if let Some(t) = touches {
+                text.push_str(&format!("- touches: {t}\n"));
+            }
+        }
+        let b = Board::parse(&text);
+        let p = policy();
+        plan(&Inputs {
+            board: &b,
+            policy: &p,
+            now: t(NOW),
+            locks: &w.locks,
+            active: &w.active,
+            memory: &w.memory,
+            endings_on_the_way: &w.endings_on_the_way,
+            capacity: w.capacity,
+            spent_today: &w.spent,
+        })
+    }
+
+    fn held(p: &Plan) -> Vec<(String, String)> {
+        p.steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::TouchesHeld { id, by } => Some((id.clone(), by.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tasks_whose_touches_overlap_never_run_together() {
+        let w = World::default();
+        let p = with_touches(
+            &[
+                ("A-1", "ready", Some("src/**")),
+                ("B-1", "ready", Some("src/parser.rs, docs/*.md")),
+                ("C-1", "ready", Some("docs/guide/*.md")),
+                ("D-1", "ready", None),
+                ("E-1", "ready", Some("README.md")),
+            ],
+            &w,
+        );
+        // B overlaps A (src/parser.rs is under src/); C does not overlap A (docs/guide/ is not
+        // docs/*.md's folder) and runs; a task without `touches:` waits for no one.
+        assert_eq!(
+            dispatched(&p),
+            vec![
+                ("A-1".into(), 1),
+                ("C-1".into(), 1),
+                ("D-1".into(), 1),
+                ("E-1".into(), 1)
+            ]
+        );
+        assert_eq!(held(&p), vec![("B-1".to_string(), "A-1".to_string())]);
+        assert_eq!(
+            p.wake_at, None,
+            "A-1 is dispatched by this pass: its end brings a pass"
+        );
+    }
+
+    #[test]
+    fn a_running_task_holds_an_overlapping_one_until_its_run_is_over() {
+        let claim = "running:tb:2026-04-20T15:00Z";
+        let tasks = [
+            ("A-1", "ready", Some("src/lib.rs")),
+            ("B-1", claim, Some("src/*.rs")),
+        ];
+        // Ours: its ending brings a pass, no wake-up needed.
+        let mut w = World::default();
+        w.active.insert("B-1".into());
+        w.locks.insert("B-1".into(), LockView::Ours);
+        w.memory.insert("B-1".into(), episode(claim, &["ready"]));
+        let p = with_touches(&tasks, &w);
+        assert_eq!(dispatched(&p), vec![]);
+        assert_eq!(held(&p), vec![("A-1".to_string(), "B-1".to_string())]);
+        assert_eq!(p.wake_at, None);
+        // Another live runtime's: look again soon, as for its lock.
+        let mut w = World::default();
+        w.locks.insert("B-1".into(), LockView::Live);
+        let p = with_touches(&tasks, &w);
+        assert_eq!(held(&p), vec![("A-1".to_string(), "B-1".to_string())]);
+        assert_eq!(p.wake_at, Some(t(NOW) + FOREIGN_LOCK_RECHECK));
+        // Its run over (the ending on its way): it touches nothing any more.
+        let mut w = World::default();
+        w.endings_on_the_way.insert("B-1".into());
+        let p = with_touches(&tasks, &w);
+        assert_eq!(dispatched(&p), vec![("A-1".into(), 1)]);
+        assert_eq!(held(&p), vec![]);
+        // Done: nothing holds A-1.
+        let p = with_touches(
+            &[
+                ("A-1", "ready", Some("src/lib.rs")),
+                ("B-1", "done", Some("src/*.rs")),
+            ],
+            &World::default(),
+        );
+        assert_eq!(dispatched(&p), vec![("A-1".into(), 1)]);
     }
 }

@@ -22,7 +22,8 @@
 //! `*.md` names files only. A glob that leaves the repository (`..`) or is empty after trimming
 //! `./` covers everything. Two tasks overlap when some path could be
 //! matched by a glob of each; when in doubt (negated or overlapping classes) they overlap. A task
-//! without `touches:` touches everything.
+//! without `touches:` declares nothing: the scheduling rule (`plan`) holds back only tasks that
+//! both declare globs, so boards that never use the field run as they always did.
 
 use std::collections::BTreeMap;
 
@@ -215,12 +216,9 @@ pub fn parse_touches(value: &str) -> Vec<Glob> {
         .collect()
 }
 
-/// Whether two tasks' `touches:` can name a common path; `None` (no `touches:`) is everything.
-pub fn touches_overlap(a: Option<&[Glob]>, b: Option<&[Glob]>) -> bool {
-    match (a, b) {
-        (Some(a), Some(b)) => a.iter().any(|x| b.iter().any(|y| x.overlaps(y))),
-        _ => true,
-    }
+/// Whether two tasks' `touches:` globs can name a common path.
+pub fn touches_overlap(a: &[Glob], b: &[Glob]) -> bool {
+    a.iter().any(|x| b.iter().any(|y| x.overlaps(y)))
 }
 
 /// The changed paths no glob of `touches` covers, in the order given.
@@ -636,15 +634,8 @@ mod tests {
         let a = parse_touches("src/core/**, docs/*.md");
         let b = parse_touches(" tests/** ,, ");
         assert_eq!(b.len(), 1);
-        assert!(!touches_overlap(Some(&a), Some(&b)));
-        assert!(
-            touches_overlap(Some(&a), None),
-            "no touches: touches everything"
-        );
-        assert!(touches_overlap(
-            Some(&a),
-            Some(&parse_touches("docs/README.md"))
-        ));
+        assert!(!touches_overlap(&a, &b));
+        assert!(touches_overlap(&a, &parse_touches("docs/README.md")));
         let changed: Vec<String> = [
             "src/core/a.rs",
             "docs/x.md",

@@ -692,3 +692,46 @@ fn an_empty_board_mid_save_is_not_acted_on() {
     sb.wait_until("done", |s| s.status_of("A-1") == "done");
     assert_eq!(sb.count_for("task_dispatched", "A-1"), 1);
 }
+
+/// Two tasks whose `touches:` overlap run one after the other, each once; a third that touches
+/// something else runs beside them; the one held back is said to be, naming what holds it.
+#[test]
+fn tasks_touching_the_same_files_run_one_at_a_time() {
+    let mut sb = Sandbox::new("touches");
+    sb.script("sim.sh", support::SIM_EXECUTOR);
+    sb.config(
+        "max_parallel = 4",
+        "[executors.default]\ncommand = [\"./sim.sh\"]\nenv = { SIM_LOG = \"runs.log\" }\n",
+    );
+    sb.write_board(
+        "# Board\n\n\
+         ## A-1: parser\n- status: ready\n- touches: src/parser/**\n- sim: nap 0.6\n\n\
+         ## B-1: parser tests\n- status: ready\n- touches: src/parser/tests.rs, tests/**\n- sim: nap 0.6\n\n\
+         ## C-1: docs\n- status: ready\n- touches: docs/**\n- sim: nap 0.6\n",
+    );
+    sb.start_run();
+    sb.wait_until("all done", |s| {
+        ["A-1", "B-1", "C-1"]
+            .iter()
+            .all(|id| s.status_of(id) == "done")
+    });
+    let runs = support::read_runs(&sb.path("runs.log"));
+    let span = |id: &str| {
+        let of: Vec<_> = runs.iter().filter(|r| r.id == id).collect();
+        assert_eq!(of.len(), 1, "{id} ran exactly once: {runs:?}");
+        (of[0].start, of[0].end.expect("the run wrote its end"))
+    };
+    let (a, b, c) = (span("A-1"), span("B-1"), span("C-1"));
+    assert!(
+        b.0 >= a.1 || a.0 >= b.1,
+        "A-1 {a:?} and B-1 {b:?} touch src/parser/tests.rs and ran at the same time"
+    );
+    assert!(
+        c.0 < a.1 && a.0 < c.1,
+        "C-1 {c:?} touches docs/ only and should have run beside A-1 {a:?}"
+    );
+    let held = sb.events_named("task_held");
+    assert_eq!(held.len(), 1, "one announcement of the hold: {held:?}");
+    assert_eq!(held[0]["task"], "B-1");
+    assert_eq!(held[0]["by"], "A-1");
+}

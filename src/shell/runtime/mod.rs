@@ -128,6 +128,9 @@ pub struct Runtime {
     git_root: Option<PathBuf>,
     /// (UTC day, route) pairs whose spent budget has been announced.
     budget_announced: BTreeSet<(chrono::NaiveDate, String)>,
+    /// Due tasks held back by an overlapping `touches:`, with the task that holds each, as last
+    /// announced (a `task_held` event is written when that changes, not every pass).
+    touches_announced: BTreeMap<String, String>,
     /// The board's folder held open, the run lock, the watch (see `home`).
     home: home::Home,
     /// The wall clock.
@@ -182,6 +185,7 @@ impl Runtime {
             stopping: false,
             passes: 0,
             budget_announced: BTreeSet::new(),
+            touches_announced: BTreeMap::new(),
             home: home::Home::default(),
             git_root,
             clock: Utc::now,

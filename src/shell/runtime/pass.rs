@@ -281,6 +281,7 @@ impl Runtime {
                 route,
                 attempt,
             } => {
+                self.touches_announced.remove(&id);
                 if self.take_task_lock(&id, now) {
                     outgoing.push(Outgoing {
                         change: change(id, from, to),
@@ -298,6 +299,12 @@ impl Runtime {
                 self.store.forget(&id);
                 if let Some(kept) = kept {
                     self.store.record_mut(&id).memory = kept;
+                }
+            }
+            Step::TouchesHeld { id, by } => {
+                if self.touches_announced.get(&id) != Some(&by) {
+                    self.touches_announced.insert(id.clone(), by.clone());
+                    self.emit(Some(&id), EventKind::TaskHeld { by });
                 }
             }
             Step::BudgetHeld {
