@@ -106,6 +106,7 @@ fn generate() -> PathBuf {
                         attempt,
                         claimed_not_seen: vec!["src/main.rs".into()],
                         seen_not_claimed: vec![],
+                        outside_touches: None,
                     },
                 );
                 n += 2;

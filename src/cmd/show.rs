@@ -6,7 +6,7 @@
 //! `{"id", "title", "status", "line", "block", "history": [{"ts", "event", "summary"}],
 //! "attempts": [{"attempt", "phase", "route", "exit_code", "signal", "duration_ms", "cost_usd",
 //! "outcome", "changed"}], "cost_usd", "handoff", "evidence_mismatches": [{"attempt",
-//! "claimed_not_seen", "seen_not_claimed"}], "blocked_by": [{"id", "status"}], "blocks": [ids]}`.
+//! "claimed_not_seen", "seen_not_claimed", "outside_touches"?}], "blocked_by": [{"id", "status"}], "blocks": [ids]}`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -89,6 +89,9 @@ pub struct Mismatch {
     pub attempt: u32,
     pub claimed_not_seen: Vec<String>,
     pub seen_not_claimed: Vec<String>,
+    /// Files changed outside the task's `touches:` (absent when it declares none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outside_touches: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -227,13 +230,19 @@ impl Scan {
                 attempt,
                 claimed_not_seen,
                 seen_not_claimed,
+                outside_touches,
             } => {
                 self.mismatches.push(Mismatch {
                     attempt: *attempt,
                     claimed_not_seen: claimed_not_seen.clone(),
                     seen_not_claimed: seen_not_claimed.clone(),
+                    outside_touches: outside_touches.clone(),
                 });
-                "claims and git disagree".to_string()
+                if outside_touches.is_some() {
+                    "changed files outside its touches".to_string()
+                } else {
+                    "claims and git disagree".to_string()
+                }
             }
             // The event's own fields, without ts and name: compact enough for a history line.
             _ => ev
@@ -427,12 +436,21 @@ fn render(s: &Shown, paint: Paint) -> String {
         ));
     }
     for m in &s.evidence_mismatches {
-        out.push_str(&paint.yellow(&format!(
-            "  attempt {}: claimed but not seen by git: [{}]; seen but not claimed: [{}]\n",
-            m.attempt,
-            m.claimed_not_seen.join(", "),
-            m.seen_not_claimed.join(", ")
-        )));
+        if !m.claimed_not_seen.is_empty() || !m.seen_not_claimed.is_empty() {
+            out.push_str(&paint.yellow(&format!(
+                "  attempt {}: claimed but not seen by git: [{}]; seen but not claimed: [{}]\n",
+                m.attempt,
+                m.claimed_not_seen.join(", "),
+                m.seen_not_claimed.join(", ")
+            )));
+        }
+        if let Some(outside) = &m.outside_touches {
+            out.push_str(&paint.yellow(&format!(
+                "  attempt {}: changed outside its touches: [{}]\n",
+                m.attempt,
+                outside.join(", ")
+            )));
+        }
     }
     if let Some(h) = &s.handoff {
         out.push_str(&format!("\n{}\n{}\n", paint.bold("latest handoff"), h));

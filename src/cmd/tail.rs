@@ -652,6 +652,7 @@ impl Line {
         for (key, label) in [
             ("claimed_not_seen", "claimed, not seen:"),
             ("seen_not_claimed", "seen, not claimed:"),
+            ("outside_touches", "outside its touches:"),
         ] {
             if let Some(files) = self.take_list(key)
                 && !files.is_empty()

@@ -103,6 +103,9 @@ pub enum EventKind {
         attempt: u32,
         claimed_not_seen: Vec<String>,
         seen_not_claimed: Vec<String>,
+        /// Files git saw change that the task's `touches:` does not cover.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        outside_touches: Option<Vec<String>>,
     },
     TaskRetryScheduled {
         attempt: u32,

@@ -225,3 +225,47 @@ fn doctor_and_lint_agree_on_a_board_when_the_config_has_a_typo() {
     assert_eq!(String::from_utf8_lossy(&json.stdout).lines().count(), 2);
     assert_eq!(String::from_utf8_lossy(&json.stderr).lines().count(), 1);
 }
+
+/// A task that declares `touches:` and changes a file outside them is reported, naming only
+/// that file; a file inside them is not; nothing is reported for what a run did not touch.
+#[test]
+fn a_run_that_changes_files_outside_its_touches_is_a_mismatch() {
+    if !has_git() {
+        return;
+    }
+    let mut sb = repo(
+        "evidence-touches",
+        "mkdir -p src docs && echo 'fn x() {}' > src/lib.rs && echo notes > docs/notes.md\nexit 0",
+    );
+    sb.write_board("# Board\n\n## A-1\n- status: ready\n- touches: src/**\n");
+    sb.start_run();
+    sb.wait_until("done", |s| s.status_of("A-1") == "done");
+    let mismatches = sb.events_named("evidence_mismatch");
+    assert_eq!(mismatches.len(), 1, "{:?}", sb.events());
+    assert_eq!(
+        mismatches[0]["outside_touches"],
+        serde_json::json!(["docs/notes.md"])
+    );
+    assert_eq!(mismatches[0]["attempt"], 1);
+    let show = sb.command(&["show", "A-1"]).output().unwrap();
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        text.contains("attempt 1: changed outside its touches: [docs/notes.md]"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_run_that_stays_inside_its_touches_is_no_mismatch() {
+    if !has_git() {
+        return;
+    }
+    let mut sb = repo(
+        "evidence-inside",
+        "mkdir -p src/deep && echo 'fn x() {}' > src/deep/lib.rs\nexit 0",
+    );
+    sb.write_board("# Board\n\n## A-1\n- status: ready\n- touches: src\n");
+    sb.start_run();
+    sb.wait_until("done", |s| s.status_of("A-1") == "done");
+    assert_eq!(sb.count("evidence_mismatch"), 0, "{:?}", sb.events());
+}

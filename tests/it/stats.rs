@@ -285,6 +285,7 @@ fn cost_events() -> String {
             attempt: 2,
             claimed_not_seen: vec!["src/a.rs".into()],
             seen_not_claimed: vec![],
+            outside_touches: None,
         },
     );
     live += &ev(

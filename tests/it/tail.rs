@@ -282,6 +282,7 @@ fn budget_cap_evidence_and_retry_events_read_as_sentences() {
                 attempt: 2,
                 claimed_not_seen: vec!["src/a.rs".into(), "src/b.rs".into()],
                 seen_not_claimed: vec!["my notes.md".into()],
+                outside_touches: None,
             },
             r#"15:25:03.123 evidence_mismatch    A-1 attempt=2 claimed, not seen: src/a.rs,src/b.rs; seen, not claimed: "my notes.md""#,
         ),
@@ -291,8 +292,19 @@ fn budget_cap_evidence_and_retry_events_read_as_sentences() {
                 attempt: 1,
                 claimed_not_seen: vec![],
                 seen_not_claimed: vec!["Cargo.lock".into()],
+                outside_touches: None,
             },
             "15:25:03.123 evidence_mismatch    A-1 attempt=1 seen, not claimed: Cargo.lock",
+        ),
+        (
+            Some("A-1"),
+            EventKind::EvidenceMismatch {
+                attempt: 1,
+                claimed_not_seen: vec![],
+                seen_not_claimed: vec![],
+                outside_touches: Some(vec!["src/other.rs".into()]),
+            },
+            "15:25:03.123 evidence_mismatch    A-1 attempt=1 outside its touches: src/other.rs",
         ),
         (
             Some("A-1"),

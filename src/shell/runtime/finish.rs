@@ -23,6 +23,7 @@ use crate::core::memory::{AttemptRecord, PendingEnding};
 use crate::core::plan::{self, Landing, LockView};
 use crate::core::settle::{self, AttemptEnd, Phase, ProcessEnd, ResultFile, SettlementKind};
 use crate::core::status::Status;
+use crate::core::workspace::outside_touches;
 use crate::core::writeback::Change;
 use crate::shell::evidence;
 use crate::shell::exec;
@@ -375,19 +376,31 @@ impl Runtime {
         let claims = reported
             .and_then(|r| r.handoff.as_ref())
             .map(|h| &h.evidence.changed);
-        if let Some(claims) = claims {
-            let (claimed_not_seen, seen_not_claimed) =
-                evidence::mismatch(claims, &seen, &self.board_dir, &before.root);
-            if !claimed_not_seen.is_empty() || !seen_not_claimed.is_empty() {
-                self.emit(
-                    Some(id),
-                    EventKind::EvidenceMismatch {
-                        attempt: active.attempt,
-                        claimed_not_seen,
-                        seen_not_claimed,
-                    },
-                );
-            }
+        let (claimed_not_seen, seen_not_claimed) = match claims {
+            Some(claims) => evidence::mismatch(claims, &seen, &self.board_dir, &before.root),
+            None => (Vec::new(), Vec::new()),
+        };
+        let outside_touches: Option<Vec<String>> = active
+            .touches
+            .as_ref()
+            .map(|globs| {
+                outside_touches(globs, &seen)
+                    .into_iter()
+                    .map(String::from)
+                    .collect()
+            })
+            .filter(|outside: &Vec<String>| !outside.is_empty());
+        if !claimed_not_seen.is_empty() || !seen_not_claimed.is_empty() || outside_touches.is_some()
+        {
+            self.emit(
+                Some(id),
+                EventKind::EvidenceMismatch {
+                    attempt: active.attempt,
+                    claimed_not_seen,
+                    seen_not_claimed,
+                    outside_touches,
+                },
+            );
         }
         Some(seen)
     }

@@ -89,6 +89,8 @@ struct Active {
     result_path: PathBuf,
     /// The git work tree before the run, when the board is in one (work runs only).
     evidence_before: Option<evidence::TreeState>,
+    /// The task's `touches:` globs when the run started, if it declares some.
+    touches: Option<Vec<crate::core::workspace::Glob>>,
 }
 
 pub struct Runtime {
