@@ -159,6 +159,16 @@ impl Runtime {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        // A hold no longer planned is over: the next one is announced again.
+        let held: BTreeSet<&String> = planned
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::TouchesHeld { id, .. } => Some(id),
+                _ => None,
+            })
+            .collect();
+        self.touches_announced.retain(|id, _| held.contains(id));
         for step in planned.steps {
             self.take_step(step, &memory, now, &mut outgoing);
         }
@@ -281,7 +291,6 @@ impl Runtime {
                 route,
                 attempt,
             } => {
-                self.touches_announced.remove(&id);
                 if self.take_task_lock(&id, now) {
                     outgoing.push(Outgoing {
                         change: change(id, from, to),
