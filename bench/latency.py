@@ -1,32 +1,46 @@
 #!/usr/bin/env python3
-"""Save-to-dispatch latency: how long after a person's save the runtime notices and dispatches.
+"""Save-to-executor latency: how long after a person's save the runtime starts the work, with
+watchexec started on the same saves in the same run for comparison.
 
-Each save appends one `ready` task to the board (executor `true`). The time of the save is
-`time.time()` taken just after the write returns; from `events.jsonl` the script reads the `ts`
-of the first `file_changed` event after the save and of the new task's `task_dispatched`.
-The next save is made only once the task is dispatched and its `done` is on the board, so
-saves never overlap the runtime's own writes, then until the watcher has surely let the
-event of the runtime's own last write through (`--settle`, default 1.25 × the debounce +
-150 ms: the debounce, one tick of the debouncer, the runtime's quiet period of at most 100 ms
-and a margin), so that each save lands on a quiet board, and after a random pause of 0 to `--jitter`
-ms (default: a quarter of the debounce, one tick of the debouncer). Without it, every save
-would come at the same moment of the debouncer's tick (the previous dispatch is aligned to a
-tick), and the measured delay would be one fixed point of the tick rather than its spread.
-Without the settle wait, a save made within one debounce of the runtime's own write is read
-when that write's event comes through, sooner than its own would have (a person's save right
-after the runtime wrote `done` is seen early); `--settle 0` measures that mix.
+Each save appends one `ready` task to a board. Two folders are set up, one served by
+`taskboard run` and one watched by `watchexec` (same debounce, filtered on the board's name,
+`--postpone`); both run the same command, `sh -c 'date +%s.%N >> starts'`, so "executor start"
+is measured the same way for both: the time that command writes, minus the time of the save.
+Saves alternate between the two folders (one taskboard save, one watchexec save, same style),
+so both see the same machine load.
+
+The time of the save is `time.time()` just after the save returns (for vim, which is a process
+that exits after writing, the board's mtime instead). For taskboard the script also reads the
+`ts` of the first `file_changed` and of the task's `task_dispatched` from `events.jsonl`. Before
+each save it waits for the previous start (and, for taskboard, the task's `done`), then
+`--settle` ms (default 1.25 × the debounce + 150 ms) so that every save lands on a quiet
+board, then a random 0 to `--jitter` ms (default a quarter of the debounce).
+
+The raw inotify floor: a thread watches each folder with inotify (ctypes, no debounce) and
+records when the first event naming the board arrives; `inotify_ms` is that time minus the time
+just *before* the save began (so it includes the save itself; it is what any watcher sees
+before its debounce).
 
 Styles:
-  inplace  open the board with truncation and write it (as most editors and `>` do)
-  rename   write a temporary file beside it, then os.replace() it over the board
+  inplace   open the board with truncation and write it (as most editors and `>` do)
+  rename    write a temporary file beside it, then os.replace() it over the board
+  sed       `sed -i '$a ...'` (a temporary file renamed over the board)
+  recreate  remove the board, then create and write it again
+  vim       `vim -u NONE -es` with `backupcopy=no`: the board is renamed to `board~` and
+            written anew (the folders are made outside /tmp, where vim would write in place)
 
 Usage: python3 bench/latency.py [--debounce 50] [--saves 200] [--seconds 0] [--jitter MS]
-                                [--settle MS]
-                                [--style inplace|rename|both] [--seed 1] [--bin PATH]
+                                [--settle MS] [--style STYLE[,STYLE...]|all|both] [--seed 1]
+                                [--bin PATH] [--watchexec PATH|none] [--dir PATH]
 `--seconds S` stops a style after S seconds of saving even if fewer than --saves were made.
+`--style both` is inplace,rename (the old default); `all` is every style.
 """
-import argparse, json, os, random, shutil, subprocess, sys, tempfile, time
+import argparse, ctypes, json, os, random, shutil, struct, subprocess, sys, tempfile, threading
+import time
 from datetime import datetime
+
+STYLES = ["inplace", "rename", "sed", "recreate", "vim"]
+BOARD = "task-board.md"
 
 
 def ts(s):
@@ -52,6 +66,57 @@ class Events:
         return [json.loads(l) for l in lines if l.strip()]
 
 
+class Starts:
+    """The executor's start times, one `date +%s.%N` line each."""
+
+    def __init__(self, path):
+        self.path, self.seen = path, 0
+
+    def new(self):
+        try:
+            with open(self.path) as f:
+                lines = [l for l in f.read().split("\n") if l.strip()]
+        except FileNotFoundError:
+            return []
+        out = [float(l) for l in lines[self.seen:]]
+        self.seen = len(lines)
+        return out
+
+
+class Inotify:
+    """A raw inotify watch on a folder: the times events naming the board arrived."""
+
+    MASK = 0x2 | 0x8 | 0x40 | 0x80 | 0x100 | 0x200  # MODIFY CLOSE_WRITE MOVED_* CREATE DELETE
+
+    def __init__(self, folder):
+        libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = libc.inotify_init1(0)
+        libc.inotify_add_watch(self.fd, folder.encode(), self.MASK)
+        self.times, self.lock = [], threading.Lock()
+        threading.Thread(target=self.run, daemon=True).start()
+
+    def run(self):
+        while True:
+            try:
+                data = os.read(self.fd, 65536)
+            except OSError:
+                return
+            now = time.time()
+            i = 0
+            while i < len(data):
+                _wd, _mask, _cookie, n = struct.unpack_from("iIII", data, i)
+                name = data[i + 16:i + 16 + n].rstrip(b"\0").decode(errors="replace")
+                i += 16 + n
+                if name == BOARD:
+                    with self.lock:
+                        self.times.append(now)
+
+    def first_after(self, t):
+        with self.lock:
+            later = [x for x in self.times if x >= t]
+        return min(later) if later else None
+
+
 def pct(xs, p):
     xs = sorted(xs)
     k = max(0, min(len(xs) - 1, int(round(p / 100 * len(xs) + 0.5)) - 1))
@@ -59,6 +124,8 @@ def pct(xs, p):
 
 
 def summary(xs):
+    if not xs:
+        return None
     return {"n": len(xs), "p50": round(pct(xs, 50), 1), "p95": round(pct(xs, 95), 1),
             "p99": round(pct(xs, 99), 1), "min": round(min(xs), 1), "max": round(max(xs), 1)}
 
@@ -74,77 +141,161 @@ def wait_for(what, cond, limit=30):
         time.sleep(0.002)
 
 
-def run_style(style, a):
-    d = tempfile.mkdtemp(prefix=f"tb-latency-{style}-")
-    board = os.path.join(d, "task-board.md")
-    with open(f"{d}/taskboard.toml", "w") as f:
-        f.write(f'[runtime]\ndebounce_ms = {a.debounce}\nmax_parallel = 8\n\n'
-                '[executors.default]\ncommand = ["true"]\n')
-    with open(board, "w") as f:
-        f.write("# Latency\n\n## L-0: seed\n- status: done\n")
-    ev = Events(f"{d}/events.jsonl")
-    p = subprocess.Popen([os.path.abspath(a.bin), "run", "task-board.md"], cwd=d,
-                         stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-    seen = []
+def save(style, board, addition):
+    """Append `addition` to the board in the given style; the time the save was made."""
+    if style == "sed":
+        body = addition.strip("\n").replace("\n", "\\n")
+        subprocess.run(["sed", "-i", f"$a \\\\n{body}", board], check=True)
+        return time.time()
+    if style == "vim":
+        lines = addition.strip("\n").split("\n")
+        cmds = ["set backup writebackup backupcopy=no", "$put =''"]
+        cmds += [f"$put ='{l}'" for l in lines] + ["wq"]
+        args = ["vim", "-u", "NONE", "-i", "NONE", "-n", "-N", "-es"]
+        for c in cmds:
+            args += ["-c", c]
+        subprocess.run(args + [board], check=True, stdin=subprocess.DEVNULL)
+        return os.stat(board).st_mtime
+    with open(board) as f:
+        text = f.read() + addition
+    if style == "inplace":
+        with open(board, "w") as f:
+            f.write(text)
+    elif style == "rename":
+        with open(board + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(board + ".tmp", board)
+    elif style == "recreate":
+        os.remove(board)
+        with open(board, "w") as f:
+            f.write(text)
+    return time.time()
 
-    def first_pass():
-        seen.extend(ev.new())
-        return any(e["event"] == "pass" for e in seen)
 
-    wait_for("first pass", first_pass)
-    detect, dispatch, mtime_lat = [], [], []
-    rng = random.Random(a.seed)
-    began = time.monotonic()
-    for i in range(1, a.saves + 1):
-        if a.seconds and time.monotonic() - began > a.seconds:
-            break
-        time.sleep(rng.uniform(0, a.jitter) / 1000)
-        ev.new()  # drop anything logged before this save
-        with open(board) as f:
-            text = f.read()
-        text += f"\n## L-{i}: save {i}\n- status: ready\n"
-        if style == "inplace":
-            with open(board, "w") as f:
-                f.write(text)
-        else:
-            tmp = board + ".tmp"
-            with open(tmp, "w") as f:
-                f.write(text)
-            os.replace(tmp, board)
-        t_write = time.time()
-        got = {}
+def start_cmd(folder):
+    return ["sh", "-c", f"date +%s.%N >> {folder}/starts"]
+
+
+class Taskboard:
+    def __init__(self, a, root, style):
+        self.d = tempfile.mkdtemp(prefix=f"tb-latency-{style}-", dir=root)
+        self.board = os.path.join(self.d, BOARD)
+        cmd = json.dumps(start_cmd(self.d))
+        with open(f"{self.d}/taskboard.toml", "w") as f:
+            f.write(f'[runtime]\ndebounce_ms = {a.debounce}\nmax_parallel = 8\n\n'
+                    f'[executors.default]\ncommand = {cmd}\n')
+        with open(self.board, "w") as f:
+            f.write("# Latency\n\n## L-0: seed\n- status: done\n")
+        self.ev, self.starts = Events(f"{self.d}/events.jsonl"), Starts(f"{self.d}/starts")
+        self.ino = Inotify(self.d)
+        self.p = subprocess.Popen([os.path.abspath(a.bin), "run", BOARD], cwd=self.d,
+                                  stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        seen = []
+
+        def first_pass():
+            seen.extend(self.ev.new())
+            return any(e["event"] == "pass" for e in seen)
+
+        wait_for("first pass", first_pass)
+        self.r = {"start": [], "file_changed": [], "dispatch": [], "inotify": []}
+
+    def one(self, style, i, a):
+        self.ev.new()
+        self.starts.new()
+        t0 = time.time()
+        t = save(style, self.board, f"\n## L-{i}: save {i}\n- status: ready\n")
+        got, started = {}, []
 
         def dispatched():
-            for e in ev.new():
+            for e in self.ev.new():
                 if e["event"] == "file_changed" and "fc" not in got:
                     got["fc"] = e
                 if e["event"] == "task_dispatched" and e.get("task") == f"L-{i}":
                     got["td"] = e
-            return "td" in got
+            started.extend(self.starts.new())
+            return "td" in got and started
 
-        wait_for(f"dispatch of L-{i}", dispatched, limit=max(30, a.debounce / 100))
-        if "fc" not in got:
-            sys.exit(f"no file_changed before the dispatch of L-{i}")
-        detect.append((ts(got["fc"]["ts"]) - t_write) * 1000)
-        dispatch.append((ts(got["td"]["ts"]) - t_write) * 1000)
-        if got["fc"].get("latency_ms") is not None:
-            mtime_lat.append(got["fc"]["latency_ms"])
+        wait_for(f"start of L-{i}", dispatched, limit=max(30, a.debounce / 100))
+        self.r["start"].append((started[0] - t) * 1000)
+        self.r["dispatch"].append((ts(got["td"]["ts"]) - t) * 1000)
+        if "fc" in got:
+            self.r["file_changed"].append((ts(got["fc"]["ts"]) - t) * 1000)
+        ino = self.ino.first_after(t0)
+        if ino is not None:
+            self.r["inotify"].append((ino - t0) * 1000)
 
         def done():
-            with open(board) as f:
+            with open(self.board) as f:
                 return f"## L-{i}: save {i}\n- status: done\n" in f.read()
 
         wait_for(f"L-{i} done", done)
-        time.sleep(a.settle / 1000)
-    p.terminate()
-    p.wait()
-    shutil.rmtree(d)
-    return {"style": style, "debounce_ms": a.debounce, "jitter_ms": a.jitter,
-            "settle_ms": a.settle,
-            "saves": len(dispatch),
-            "seconds": round(time.monotonic() - began, 1),
-            "to_file_changed_ms": summary(detect), "to_dispatch_ms": summary(dispatch),
-            "file_changed_latency_ms_field": summary(mtime_lat) if mtime_lat else None}
+
+    def close(self):
+        self.p.terminate()
+        self.p.wait()
+        shutil.rmtree(self.d)
+
+
+class Watchexec:
+    def __init__(self, a, root, style):
+        self.d = tempfile.mkdtemp(prefix=f"we-latency-{style}-", dir=root)
+        self.board = os.path.join(self.d, BOARD)
+        with open(self.board, "w") as f:
+            f.write("# Latency\n\n## L-0: seed\n- status: done\n")
+        self.starts = Starts(f"{self.d}/starts")
+        self.p = subprocess.Popen(
+            [a.watchexec, "--debounce", f"{a.debounce}ms", "--postpone", "--shell=none",
+             "-w", self.d, "-f", f"**/{BOARD}", "--"] + start_cmd(self.d),
+            cwd=self.d, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        time.sleep(1)  # watchexec says nothing when its watch is in place
+        self.r = {"start": []}
+
+    def one(self, style, i, a):
+        self.starts.new()
+        t = save(style, self.board, f"\n## L-{i}: save {i}\n- status: ready\n")
+        started = []
+
+        def cond():
+            started.extend(self.starts.new())
+            return started
+
+        wait_for(f"watchexec start {i}", cond, limit=max(30, a.debounce / 100))
+        self.r["start"].append((started[0] - t) * 1000)
+
+    def close(self):
+        self.p.terminate()
+        self.p.wait()
+        shutil.rmtree(self.d)
+
+
+def run_style(style, a):
+    tools = [Taskboard(a, a.dir, style)]
+    if a.watchexec != "none":
+        tools.append(Watchexec(a, a.dir, style))
+    rng = random.Random(a.seed)
+    began = time.monotonic()
+    n = 0
+    for i in range(1, a.saves + 1):
+        if a.seconds and time.monotonic() - began > a.seconds:
+            break
+        for tool in tools:
+            time.sleep(rng.uniform(0, a.jitter) / 1000)
+            tool.one(style, i, a)
+            time.sleep(a.settle / 1000)
+        n = i
+    for tool in tools:
+        tool.close()
+    tb = tools[0].r
+    out = {"style": style, "debounce_ms": a.debounce, "jitter_ms": a.jitter,
+           "settle_ms": a.settle, "saves": n, "seconds": round(time.monotonic() - began, 1),
+           "load": os.getloadavg()[0],
+           "taskboard_start_ms": summary(tb["start"]),
+           "taskboard_to_file_changed_ms": summary(tb["file_changed"]),
+           "taskboard_to_dispatch_ms": summary(tb["dispatch"]),
+           "inotify_ms": summary(tb["inotify"])}
+    if len(tools) > 1:
+        out["watchexec_start_ms"] = summary(tools[1].r["start"])
+    return out
 
 
 def main():
@@ -152,18 +303,34 @@ def main():
     ap.add_argument("--debounce", type=int, default=50)
     ap.add_argument("--saves", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=0)
-    ap.add_argument("--style", choices=["inplace", "rename", "both"], default="both")
+    ap.add_argument("--style", default="all",
+                    help="comma-separated of " + ", ".join(STYLES) + "; or all, or both")
     ap.add_argument("--jitter", type=float, default=None)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--settle", type=float, default=None)
     ap.add_argument("--bin", default=os.environ.get("TASKBOARD_BIN", "target/release/taskboard"))
+    ap.add_argument("--watchexec", default=shutil.which("watchexec")
+                    or os.path.expanduser("~/.cargo/bin/watchexec"),
+                    help="the watchexec binary, or `none` to leave it out")
+    ap.add_argument("--dir", default=os.getcwd(),
+                    help="where the temporary folders go (not /tmp: vim writes in place there)")
     a = ap.parse_args()
     if a.jitter is None:
         a.jitter = a.debounce / 4
     if a.settle is None:
         a.settle = a.debounce * 1.25 + 150
-    styles = ["inplace", "rename"] if a.style == "both" else [a.style]
+    if a.watchexec != "none" and not os.access(a.watchexec, os.X_OK):
+        sys.exit(f"{a.watchexec}: no watchexec (cargo install --locked watchexec-cli, "
+                 "or --watchexec none)")
+    if a.style == "all":
+        styles = STYLES
+    elif a.style == "both":
+        styles = ["inplace", "rename"]
+    else:
+        styles = a.style.split(",")
     for s in styles:
+        if s not in STYLES:
+            sys.exit(f"unknown style {s}")
         print(json.dumps(run_style(s, a)), flush=True)
 
 

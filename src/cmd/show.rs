@@ -435,23 +435,7 @@ fn render(s: &Shown, paint: Paint) -> String {
             crate::core::fmt::usd(s.cost_usd)
         ));
     }
-    for m in &s.evidence_mismatches {
-        if !m.claimed_not_seen.is_empty() || !m.seen_not_claimed.is_empty() {
-            out.push_str(&paint.yellow(&format!(
-                "  attempt {}: claimed but not seen by git: [{}]; seen but not claimed: [{}]\n",
-                m.attempt,
-                m.claimed_not_seen.join(", "),
-                m.seen_not_claimed.join(", ")
-            )));
-        }
-        if let Some(outside) = &m.outside_touches {
-            out.push_str(&paint.yellow(&format!(
-                "  attempt {}: changed outside its touches: [{}]\n",
-                m.attempt,
-                outside.join(", ")
-            )));
-        }
-    }
+    mismatch_lines(&mut out, &s.evidence_mismatches, paint);
     if let Some(h) = &s.handoff {
         out.push_str(&format!("\n{}\n{}\n", paint.bold("latest handoff"), h));
     }
@@ -468,4 +452,25 @@ fn render(s: &Shown, paint: Paint) -> String {
         ));
     }
     out
+}
+
+/// Each evidence mismatch, on its own lines.
+fn mismatch_lines(out: &mut String, mismatches: &[Mismatch], paint: Paint) {
+    for m in mismatches {
+        if !m.claimed_not_seen.is_empty() || !m.seen_not_claimed.is_empty() {
+            out.push_str(&paint.yellow(&format!(
+                "  attempt {}: claimed but not seen by git: [{}]; seen but not claimed: [{}]\n",
+                m.attempt,
+                m.claimed_not_seen.join(", "),
+                m.seen_not_claimed.join(", ")
+            )));
+        }
+        if let Some(outside) = &m.outside_touches {
+            out.push_str(&paint.yellow(&format!(
+                "  attempt {}: changed outside its touches: [{}]\n",
+                m.attempt,
+                outside.join(", ")
+            )));
+        }
+    }
 }

@@ -15,6 +15,7 @@ pub mod lint;
 pub mod memory;
 pub mod packet;
 pub mod plan;
+pub mod quiet;
 pub mod report;
 pub mod service_files;
 pub mod settle;

@@ -137,6 +137,12 @@ struct Failed {
 }
 
 fn read_once(path: &Path) -> Result<BoardRead, Failed> {
+    read_watching(path).map(|(snap, _)| snap)
+}
+
+/// One read, and whether the file held still across it: the same size and modification time
+/// before and after the read, and as many bytes read as that size says.
+fn read_watching(path: &Path) -> Result<(BoardRead, bool), Failed> {
     let fail = |err| Failed {
         err,
         cut_short: false,
@@ -162,6 +168,10 @@ fn read_once(path: &Path) -> Result<BoardRead, Failed> {
     }
     let hash = content_hash(&bytes);
     let len = bytes.len() as u64;
+    let still = len == meta.len()
+        && file.metadata().is_ok_and(|after| {
+            after.len() == meta.len() && after.modified().ok() == meta.modified().ok()
+        });
     let text = String::from_utf8(bytes).map_err(|e| Failed {
         cut_short: e.utf8_error().error_len().is_none(),
         err: ReadError::NotUtf8 {
@@ -169,12 +179,13 @@ fn read_once(path: &Path) -> Result<BoardRead, Failed> {
             offset: e.utf8_error().valid_up_to(),
         },
     })?;
-    Ok(BoardRead {
+    let snap = BoardRead {
         text,
         hash,
         len,
         mtime: meta.modified().ok(),
-    })
+    };
+    Ok((snap, still))
 }
 
 /// A file that is not a regular file, refused by [`open_regular`]: displays as
@@ -357,6 +368,39 @@ pub fn read_stable(path: &Path, quiet: Duration, max_tries: usize) -> Result<Boa
                 previous_ok = false;
                 last_err = Some(f.err);
             }
+            Err(f) => return Err(f.err),
+        }
+    }
+    match (last_ok, last_err) {
+        (Some(snap), _) => Ok(snap),
+        (None, Some(e)) => Err(e),
+        (None, None) => unreachable!("at least one read is made"),
+    }
+}
+
+/// Read the board once a quiet period has already passed (the watcher releases a save one
+/// debounce after its last event): the first read is made at once, and taken if the file held
+/// still across it (same size and modification time before and after, every byte read) and
+/// does not end in the middle of a UTF-8 character. Otherwise (a writer still at work, a
+/// missing file during a vim save) it reads again `quiet` later, within `max_tries` reads; when
+/// they run out, the last successful read is returned, or the last error if none succeeded.
+/// Other errors are returned at once. As with [`read_stable`], callers must not act on a board
+/// that does not parse.
+pub fn read_settled(
+    path: &Path,
+    quiet: Duration,
+    max_tries: usize,
+) -> Result<BoardRead, ReadError> {
+    let mut last_ok: Option<BoardRead> = None;
+    let mut last_err: Option<ReadError> = None;
+    for attempt in 0..max_tries.max(1) {
+        if attempt > 0 {
+            std::thread::sleep(quiet);
+        }
+        match read_watching(path) {
+            Ok((snap, true)) => return Ok(snap),
+            Ok((snap, false)) => last_ok = Some(snap),
+            Err(f) if f.err.is_transient() || f.cut_short => last_err = Some(f.err),
             Err(f) => return Err(f.err),
         }
     }

@@ -21,7 +21,7 @@
 //!   removed so that at most `log_keep` remain, today's included. tracing-appender orders them by
 //!   creation time where the filesystem records it, else by the date in the name, and only
 //!   touches files whose name starts with `taskboard.log`.
-//! - The file is written by a background thread. It is *not* lossy: when its queue (128 000
+//! - The file is written by a background thread. It is *not* lossy: when its queue (4 096
 //!   lines) is full, the logging thread waits instead of dropping the line. These logs are what a
 //!   person reads after coming back hours later, so a missing line costs more than a short
 //!   stall, and the queue fills only when the disk itself stalls.
@@ -30,6 +30,9 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+
+/// How many lines the log file's writer thread may fall behind before logging waits for it.
+const LOG_QUEUE_LINES: usize = 4096;
 
 use serde_json::Value;
 use tracing::field::{Field, Visit};
@@ -234,6 +237,9 @@ pub fn init(board: &Path, log_keep: u32) -> LogGuard {
         Some(appender) => {
             let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
                 .lossy(false)
+                // The default queue (128 000 lines) is allocated and touched up front: 4 MB of
+                // resident memory for a runtime that logs a few lines a minute.
+                .buffered_lines_limit(LOG_QUEUE_LINES)
                 .thread_name("taskboard-log")
                 .finish(appender);
             let layer = tracing_subscriber::fmt::layer()

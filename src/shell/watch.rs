@@ -13,6 +13,11 @@
 //! A symlinked board is resolved once, when the watch starts: the folder of its target is watched
 //! too. Pointing the link elsewhere later is not followed.
 //!
+//! Debouncing is a quiet period: a batch is released one debounce after its last event
+//! ([`crate::core::quiet`]), by a thread that blocks until that deadline and, with nothing
+//! pending, until the next event: an idle watch never wakes. Events about other files never
+//! reach that thread.
+//!
 //! Two more things in the board's folder concern the runtime: the folder itself going away
 //! (removed, or renamed: reported as an [`WatchSignal::Error`]) and the runtime's state folder
 //! beside the board being removed or renamed ([`WatchSignal::StateRemoved`]). Neither is
@@ -22,11 +27,14 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use notify::event::{AccessKind, AccessMode};
-use notify::{EventKind, RecommendedWatcher, RecursiveMode};
-use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+
+use crate::core::quiet::{self, Quiet};
 
 /// What the watcher tells the runtime.
 #[derive(Debug, Clone)]
@@ -69,7 +77,10 @@ impl std::error::Error for WatchError {}
 
 /// A running watch. Dropping it stops the watch.
 pub struct BoardWatcher {
-    debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,
+    watcher: Option<RecommendedWatcher>,
+    /// To the debounce thread: tells it to stop.
+    tx: Sender<Raw>,
+    thread: Option<JoinHandle<()>>,
     folders: Vec<PathBuf>,
 }
 
@@ -79,10 +90,34 @@ impl BoardWatcher {
         &self.folders
     }
 
-    /// Stop the watch and wait for the event thread to end (at most one tick).
-    pub fn stop(self) {
-        self.debouncer.stop();
+    /// Stop the watch and wait for the debounce thread to end. A batch still pending is dropped.
+    pub fn stop(mut self) {
+        self.shutdown();
     }
+
+    fn shutdown(&mut self) {
+        drop(self.watcher.take());
+        let _ = self.tx.send(Raw::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for BoardWatcher {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// What the notify thread hands the debounce thread.
+enum Raw {
+    /// An event that concerns the board, its folder or the state folder, and when it came.
+    Event(notify::Event, Instant),
+    /// The watch failed.
+    Error(String),
+    /// The watch is stopping.
+    Stop,
 }
 
 impl fmt::Debug for BoardWatcher {
@@ -115,6 +150,22 @@ impl Filter {
         self.state.as_ref().is_some_and(|name| {
             p.file_name() == Some(name.as_os_str())
                 && p.parent() == self.folders.first().map(|f| f.as_path())
+        })
+    }
+
+    /// Whether `ev` can matter to [`Filter::classify`]: only those events are passed on (and
+    /// wake the debounce thread); the rest are dropped before any work.
+    fn concerns(&self, ev: &notify::Event) -> bool {
+        if ev.need_rescan() {
+            return true;
+        }
+        if let EventKind::Access(kind) = ev.kind
+            && kind != AccessKind::Close(AccessMode::Write)
+        {
+            return false;
+        }
+        ev.paths.iter().any(|p| {
+            self.names_board(p) || self.names_state(p) || self.folders.iter().any(|f| f == p)
         })
     }
 
@@ -197,7 +248,8 @@ fn folder_of(p: &Path) -> PathBuf {
 /// Watch `board` and call `on_signal` for each debounced batch that concerns it.
 ///
 /// The board's folder must exist; the board itself need not (it may appear later). `debounce` is
-/// how old an event must be before it is released; events are checked every quarter of it.
+/// the quiet period: a batch is released once no event has come for that long (or once it has
+/// gone on for [`quiet::MAX_BURSTS`] debounces without a pause).
 /// `on_signal` runs on the watcher's thread: keep it short (send on a channel).
 pub fn watch_board(
     board: &Path,
@@ -262,43 +314,103 @@ pub fn watch_for_folder(
     })
 }
 
+/// The longest debounce honoured: keeps every deadline within what an `Instant` can hold.
+const MAX_DEBOUNCE: Duration = Duration::from_secs(3600);
+
 fn start(
     filter: Filter,
     debounce: Duration,
     on_signal: impl Fn(WatchSignal) + Send + 'static,
 ) -> Result<BoardWatcher, WatchError> {
+    let (tx, rx) = mpsc::channel();
     let handler_filter = filter.clone();
-    let handler = move |result: DebounceEventResult| match result {
-        Ok(events) => {
-            for signal in handler_filter.classify(events.iter().map(|e| (&e.event, e.time))) {
-                on_signal(signal);
-            }
-        }
-        Err(errors) => {
-            let msg = errors
-                .iter()
-                .map(notify_message)
-                .collect::<Vec<_>>()
-                .join("; ");
-            on_signal(WatchSignal::Error(msg));
-        }
+    let handler_tx = tx.clone();
+    // Runs on notify's thread: drop what does not concern the board before anything else.
+    let handler = move |result: notify::Result<notify::Event>| {
+        let raw = match result {
+            Ok(ev) if handler_filter.concerns(&ev) => Raw::Event(ev, Instant::now()),
+            Ok(_) => return,
+            Err(e) => Raw::Error(notify_message(&e)),
+        };
+        let _ = handler_tx.send(raw);
     };
-    let mut debouncer = new_debouncer(debounce, None, handler).map_err(|e| WatchError::Notify {
-        path: filter.folders[0].clone(),
+    let notify_err = |path: &Path, e: notify::Error| WatchError::Notify {
+        path: path.to_path_buf(),
         err: notify_message(&e),
-    })?;
+    };
+    let mut watcher =
+        notify::recommended_watcher(handler).map_err(|e| notify_err(&filter.folders[0], e))?;
     for f in &filter.folders {
-        debouncer
+        watcher
             .watch(f, RecursiveMode::NonRecursive)
-            .map_err(|e| WatchError::Notify {
-                path: f.clone(),
-                err: notify_message(&e),
-            })?;
+            .map_err(|e| notify_err(f, e))?;
     }
+    let debounce = debounce.min(MAX_DEBOUNCE);
+    let thread_filter = filter.clone();
+    let thread = std::thread::Builder::new()
+        .name("taskboard-watch".into())
+        .stack_size(128 * 1024)
+        .spawn(move || debounce_loop(&rx, &thread_filter, debounce, &on_signal))
+        .map_err(|e| WatchError::Notify {
+            path: filter.folders[0].clone(),
+            err: e.to_string(),
+        })?;
     Ok(BoardWatcher {
-        debouncer,
+        watcher: Some(watcher),
+        tx,
+        thread: Some(thread),
         folders: filter.folders,
     })
+}
+
+/// The debounce thread: collects a burst of events and releases it as signals once
+/// [`quiet::decide`] says it is over. With nothing pending it blocks until the next event.
+fn debounce_loop(
+    rx: &Receiver<Raw>,
+    filter: &Filter,
+    debounce: Duration,
+    on_signal: &dyn Fn(WatchSignal),
+) {
+    let mut pending: Vec<(notify::Event, Instant)> = Vec::new();
+    // The burst's first and last event times.
+    let mut burst: Option<(Instant, Instant)> = None;
+    loop {
+        let received = match burst {
+            None => match rx.recv() {
+                Ok(raw) => raw,
+                Err(_) => return,
+            },
+            Some((first, last)) => {
+                let now = Instant::now();
+                match quiet::decide(first, last, debounce, now) {
+                    Quiet::Fire => {
+                        let batch = pending.iter().map(|(e, t)| (e, *t));
+                        for signal in filter.classify(batch) {
+                            on_signal(signal);
+                        }
+                        pending.clear();
+                        burst = None;
+                        continue;
+                    }
+                    Quiet::WaitUntil(at) => match rx.recv_timeout(at - now) {
+                        Ok(raw) => raw,
+                        Err(RecvTimeoutError::Timeout) => continue,
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    },
+                }
+            }
+        };
+        match received {
+            Raw::Event(ev, time) => {
+                burst = Some(burst.map_or((time, time), |(first, last)| {
+                    (first.min(time), last.max(time))
+                }));
+                pending.push((ev, time));
+            }
+            Raw::Error(msg) => on_signal(WatchSignal::Error(msg)),
+            Raw::Stop => return,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -436,6 +548,41 @@ mod tests {
         // A `.taskboard` elsewhere (a sub-folder's) is not ours.
         let other = ev(EventKind::Remove(RemoveKind::Folder), &["/d/x/.taskboard"]);
         assert!(classify(&[other]).is_empty());
+    }
+
+    #[test]
+    fn only_events_that_can_matter_are_passed_on() {
+        let f = filter();
+        let state = "/nonexistent-taskboard-dir/.taskboard";
+        let passed = [
+            ev(EventKind::Create(CreateKind::File), &["/d/task-board.md"]),
+            ev(
+                EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
+                &["/d/.task-board.md.tmp", "/d/task-board.md"],
+            ),
+            ev(
+                EventKind::Access(AccessKind::Close(AccessMode::Write)),
+                &["/d/task-board.md"],
+            ),
+            ev(EventKind::Remove(RemoveKind::Folder), &[state]),
+            ev(EventKind::Remove(RemoveKind::Folder), &[DIR]),
+            ev(EventKind::Other, &[]).set_flag(Flag::Rescan),
+        ];
+        for e in &passed {
+            assert!(f.concerns(e), "{e:?}");
+        }
+        let dropped = [
+            ev(EventKind::Create(CreateKind::File), &["/d/events.jsonl"]),
+            ev(EventKind::Create(CreateKind::File), &["/d/4913"]),
+            ev(
+                EventKind::Access(AccessKind::Open(AccessMode::Any)),
+                &["/d/task-board.md"],
+            ),
+            ev(EventKind::Access(AccessKind::Read), &["/d/task-board.md"]),
+        ];
+        for e in &dropped {
+            assert!(!f.concerns(e), "{e:?}");
+        }
     }
 
     #[test]

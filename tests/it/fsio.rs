@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use taskboard::shell::fsio::{
-    MAX_BOARD_BYTES, ReadError, atomic_write, content_hash, read_board, read_stable,
+    MAX_BOARD_BYTES, ReadError, atomic_write, content_hash, read_board, read_settled, read_stable,
 };
 
 use support::TempDir;
@@ -414,6 +414,87 @@ fn read_stable_gives_the_last_read_when_the_file_never_settles() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.join().unwrap();
     // Whatever was read last is a whole number written by the writer, never a torn file.
+    let s = s.unwrap();
+    assert!(s.text.parse::<u64>().is_ok(), "{:?}", s.text);
+}
+
+#[test]
+fn read_settled_takes_a_file_that_holds_still_without_waiting() {
+    let d = TempDir::new("settled");
+    let p = d.join("task-board.md");
+    fs::write(&p, "- [ ] a\n").unwrap();
+    // A quiet period of a minute: a second read would hang the test.
+    let s = read_settled(&p, Duration::from_secs(60), 3).unwrap();
+    assert_eq!(s.text, "- [ ] a\n");
+    assert_eq!(s, read_board(&p).unwrap());
+    // Missing for the whole budget: the error comes back.
+    let q = d.join("gone.md");
+    assert!(
+        read_settled(&q, Duration::from_millis(1), 3)
+            .unwrap_err()
+            .is_transient()
+    );
+    // A permanent error comes back at once.
+    let e = read_settled(d.path(), Duration::from_secs(60), 3).unwrap_err();
+    assert!(matches!(e, ReadError::IsDir(_)));
+}
+
+#[test]
+fn read_settled_retries_a_file_cut_mid_character() {
+    let d = TempDir::new("settled-cut");
+    let p = d.join("task-board.md");
+    fs::write(&p, b"- [ ] b\xc3").unwrap();
+    let writer = {
+        let p = p.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            fs::write(&p, "- [ ] b\u{f8}\n").unwrap();
+        })
+    };
+    let s = read_settled(&p, Duration::from_millis(30), 40).unwrap();
+    writer.join().unwrap();
+    assert_eq!(s.text, "- [ ] b\u{f8}\n");
+    // An invalid byte in the middle is not a save in progress: refused at once.
+    fs::write(&p, b"a\xffb").unwrap();
+    let e = read_settled(&p, Duration::from_secs(60), 3).unwrap_err();
+    assert!(matches!(e, ReadError::NotUtf8 { offset: 1, .. }));
+}
+
+#[test]
+fn read_settled_waits_for_a_board_that_is_missing_mid_save() {
+    let d = TempDir::new("settled-missing");
+    let p = d.join("task-board.md");
+    let writer = {
+        let p = p.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            atomic_write(&p, b"- [ ] whole\n").unwrap();
+        })
+    };
+    let s = read_settled(&p, Duration::from_millis(10), 400).unwrap();
+    writer.join().unwrap();
+    assert_eq!(s.text, "- [ ] whole\n");
+}
+
+#[test]
+fn read_settled_never_returns_a_torn_file_while_it_is_rewritten() {
+    let d = TempDir::new("settled-unsettled");
+    let p = d.join("task-board.md");
+    fs::write(&p, "0").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (p, stop) = (p.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                atomic_write(&p, n.to_string().as_bytes()).unwrap();
+            }
+        })
+    };
+    let s = read_settled(&p, Duration::from_millis(2), 4);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
     let s = s.unwrap();
     assert!(s.text.parse::<u64>().is_ok(), "{:?}", s.text);
 }

@@ -58,7 +58,8 @@ impl Trigger {
 /// How to read the board.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum ReadMode {
-    /// Just after a save: wait until the editor has finished writing (the file holds still).
+    /// Just after a save, which the watcher releases once it has been quiet for the debounce:
+    /// read at once, again only if the file is still changing or cut mid-character.
     AfterSave,
     /// As it is now.
     Now,
@@ -75,7 +76,7 @@ impl Runtime {
             ReadMode::AfterSave => {
                 let quiet = (self.config.runtime.debounce / 4)
                     .clamp(Duration::from_millis(5), Duration::from_millis(100));
-                fsio::read_stable(&self.board, quiet, 10)
+                fsio::read_settled(&self.board, quiet, 10)
             }
             ReadMode::Now => fsio::read_board(&self.board),
         };
