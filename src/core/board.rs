@@ -560,7 +560,12 @@ pub fn is_unsafe_component(s: &str) -> bool {
 /// A `key: value` field from the first line of a list item starting at `item_start`.
 fn parse_field(text: &str, item_start: usize) -> Option<Field> {
     let rest = &text[item_start..];
-    let line = &rest[..rest.find(['\r', '\n']).unwrap_or(rest.len())];
+    // Byte searches: every byte they look for is ASCII, so they find what a `char` search would.
+    let line_len = rest
+        .bytes()
+        .position(|b| matches!(b, b'\r' | b'\n'))
+        .unwrap_or(rest.len());
+    let line = &rest[..line_len];
     let lead = line.len() - line.trim_start_matches([' ', '\t']).len();
     let after_marker = line[lead..].strip_prefix(['-', '*', '+'])?;
     let body = after_marker.trim_start_matches([' ', '\t']);
@@ -573,7 +578,8 @@ fn parse_field(text: &str, item_start: usize) -> Option<Field> {
     };
     let key_at = body_at + if bold.is_some() { 2 } else { 0 };
     let mut key_len = inner
-        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ' ')))
+        .bytes()
+        .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b' ')))
         .unwrap_or(inner.len());
     // `_` is a key character, so a `__key__` key ends where its closing `__` starts.
     if let Some(close) = bold.and_then(|m| inner[..key_len].find(m)) {
