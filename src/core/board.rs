@@ -32,6 +32,8 @@ pub struct Board {
     line_starts: Vec<usize>,
     /// The top-level blocks, kept so that [`Board::reparse`] can reuse the unchanged ones.
     blocks: Vec<Block>,
+    /// Where the bullet lists' own items start, in order; each list holds a range of them.
+    items: Vec<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -115,14 +117,15 @@ impl Task {
 impl Board {
     pub fn parse(text: &str) -> Board {
         let base = if text.starts_with('\u{FEFF}') { 3 } else { 0 };
-        let blocks = top_level_blocks(&text[base..], base);
+        let (blocks, items) = top_level_blocks(&text[base..], base);
         let tasks = (0..blocks.len())
-            .filter_map(|i| task_at(text, &blocks, i))
+            .filter_map(|i| task_at(text, &blocks, &items, i))
             .collect();
         Board {
             tasks,
             line_starts: line_starts(text),
             blocks,
+            items,
         }
     }
 
@@ -171,7 +174,7 @@ impl Board {
             None => (blocks.len(), new_text.len(), old_text.len()),
         };
         let span = new_text.get(start..end).ok_or(())?;
-        let mut mid = top_level_blocks(span, start);
+        let (mut mid, mid_items) = top_level_blocks(span, start);
         if b < blocks.len() {
             let last = mid.pop().ok_or(())?;
             let want = &blocks[b];
@@ -179,13 +182,26 @@ impl Board {
                 return Err(());
             }
         }
-        let mid_len = mid.len();
+        // The items of blocks `a..b` are replaced by those of `mid`.
+        let items_at = |i: usize| {
+            self.blocks
+                .get(i)
+                .map_or(self.items.len(), |b| b.items.start)
+        };
+        let (ia, ib) = (items_at(a), items_at(b));
+        let (mid_len, mid_items_len) = (mid.len(), mid_items.len());
+        for block in &mut mid {
+            block.items = shift(&block.items, ia);
+        }
         self.blocks.splice(a..b, mid);
+        self.items.splice(ia..ib, mid_items);
+        let items_delta = (ia + mid_items_len) as isize - ib as isize;
         for block in &mut self.blocks[a + mid_len..] {
             block.range = shift_by(&block.range, delta);
-            for item in &mut block.items {
-                *item = shift_by(item, delta);
-            }
+            block.items = shift_by(&block.items, items_delta);
+        }
+        for item in &mut self.items[ia + mid_items_len..] {
+            *item = moved(*item, delta);
         }
         self.splice_tasks(new_text, start, old_end, a..a + mid_len, delta);
         let changed = prefix..old_text.len() - suffix;
@@ -215,7 +231,9 @@ impl Board {
                 .partition_point(|b| b.range.start < task.heading.start);
             task.block.end = block_end(text, &self.blocks, i, task.level);
         }
-        let new: Vec<Task> = mid.filter_map(|i| task_at(text, &self.blocks, i)).collect();
+        let new: Vec<Task> = mid
+            .filter_map(|i| task_at(text, &self.blocks, &self.items, i))
+            .collect();
         let new_len = new.len();
         self.tasks.splice(before..kept, new);
         for task in &mut self.tasks[before + new_len..] {
@@ -256,7 +274,7 @@ impl Board {
 }
 
 /// The task whose heading is top-level block `i`, if that block is one.
-fn task_at(text: &str, blocks: &[Block], i: usize) -> Option<Task> {
+fn task_at(text: &str, blocks: &[Block], items: &[usize], i: usize) -> Option<Task> {
     let block = &blocks[i];
     let BlockKind::Heading { level, atx: true } = block.kind else {
         return None;
@@ -266,11 +284,11 @@ fn task_at(text: &str, blocks: &[Block], i: usize) -> Option<Task> {
     let fields = match blocks.get(i + 1) {
         Some(Block {
             kind: BlockKind::BulletList,
-            items,
+            items: own,
             ..
-        }) => items
+        }) => items[own.clone()]
             .iter()
-            .filter_map(|item| parse_field(text, item.start))
+            .filter_map(|&start| parse_field(text, start))
             .collect(),
         _ => Vec::new(),
     };
@@ -409,8 +427,9 @@ enum BlockKind {
 struct Block {
     kind: BlockKind,
     range: Range<usize>,
-    /// For a bullet list: the ranges of its own items (not nested ones).
-    items: Vec<Range<usize>>,
+    /// For a bullet list: its own items (not nested ones), as indices of [`Board`]'s `items`
+    /// (an empty range at the right place for any other block).
+    items: Range<usize>,
 }
 
 fn heading_level(level: HeadingLevel) -> u8 {
@@ -426,9 +445,11 @@ fn heading_level(level: HeadingLevel) -> u8 {
 
 /// The blocks at the top level of the document, in order. Anything nested (in a quote, a list,
 /// an HTML block, a code block or a table) is inside one of these and never a task.
-/// Ranges are shifted by `base`, the offset of `md` in the text.
-fn top_level_blocks(md: &str, base: usize) -> Vec<Block> {
+/// Ranges are shifted by `base`, the offset of `md` in the text. Also gives where the bullet
+/// lists' own items start.
+fn top_level_blocks(md: &str, base: usize) -> (Vec<Block>, Vec<usize>) {
     let mut blocks: Vec<Block> = Vec::new();
+    let mut items: Vec<usize> = Vec::new();
     let mut depth = 0usize;
     let parser = Parser::new_ext(md, Options::ENABLE_TABLES).into_offset_iter();
     for (event, range) in parser {
@@ -446,14 +467,15 @@ fn top_level_blocks(md: &str, base: usize) -> Vec<Block> {
                     blocks.push(Block {
                         kind,
                         range: shift(&range, base),
-                        items: Vec::new(),
+                        items: items.len()..items.len(),
                     });
                 } else if depth == 1
                     && matches!(tag, Tag::Item)
                     && let Some(last) = blocks.last_mut()
                     && last.kind == BlockKind::BulletList
                 {
-                    last.items.push(shift(&range, base));
+                    items.push(range.start + base);
+                    last.items.end = items.len();
                 }
                 depth += 1;
             }
@@ -462,12 +484,12 @@ fn top_level_blocks(md: &str, base: usize) -> Vec<Block> {
             _ if depth == 0 => blocks.push(Block {
                 kind: BlockKind::Other,
                 range: shift(&range, base),
-                items: Vec::new(),
+                items: items.len()..items.len(),
             }),
             _ => {}
         }
     }
-    blocks
+    (blocks, items)
 }
 
 /// The heading's text: the line without its `#` run, closing `#` sequence and line ending.
