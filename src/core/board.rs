@@ -154,20 +154,28 @@ impl Board {
         let (prefix, suffix) = common_ends(old_text.as_bytes(), new_text.as_bytes());
         let is_atx = |b: &Block| matches!(b.kind, BlockKind::Heading { atx: true, .. });
         let blocks = &self.blocks;
-        // The last heading whose whole line is unchanged and ahead of the edit.
+        // The last heading whose whole line, `\n` included, is unchanged and ahead of the edit.
+        // Only `\n` bounds what a line's parse reads: pulldown-cmark ends lines at a lone `\r`
+        // too, but reads a fence's info string on to the next `\n`.
         let first = blocks.partition_point(|b| b.range.start < prefix);
+        let newline_at = |i: usize| old_text.as_bytes().get(i) == Some(&b'\n');
         let a = blocks[..first]
             .iter()
-            .rposition(|b| is_atx(b) && b.range.end <= prefix);
+            .rposition(|b| is_atx(b) && b.range.end <= prefix && newline_at(b.range.end - 1));
         let (a, start) = a.map_or((0, base), |a| (a, blocks[a].range.start));
         if blocks[..a].iter().any(|b| b.range.end > start) {
             return Err(());
         }
-        // The first heading after the edit whose line, and the line ending before it, are
-        // unchanged.
+        // The first heading after the edit whose line, and the `\n` before it, are unchanged, and
+        // whose line ends in `\n` or at the end of the text.
         let changed_end = old_text.len() - suffix;
         let after = blocks.partition_point(|b| b.range.start <= changed_end);
-        let b = (after..blocks.len()).find(|&i| is_atx(&blocks[i]));
+        let b = (after..blocks.len()).find(|&i| {
+            let r = &blocks[i].range;
+            is_atx(&blocks[i])
+                && newline_at(r.start - 1)
+                && (newline_at(r.end - 1) || r.end == old_text.len())
+        });
         let delta = new_text.len() as isize - old_text.len() as isize;
         let (b, end, old_end) = match b {
             Some(b) => (b, moved(blocks[b].range.end, delta), blocks[b].range.start),
@@ -759,6 +767,22 @@ mod tests {
             format!("{old}## D-4\n"),
         ] {
             assert_eq!(Board::parse(old).reparse(old, &new), Board::parse(&new));
+        }
+        // A heading at the very end, without a line ending, that the edit turns into text.
+        for (old, new) in [
+            ("2 \r#", "2 \r#1\t:tabs  \t\n3332##bs  \t\n"),
+            // A lone `\r` ends a line, but a fence's info string runs on to the next `\n`: here
+            // it held a backtick before the edit, so the opening line was no fence.
+            (
+                "```a\r# A-1\r- status: ready\r```",
+                "```a\r# A-1\r- status: ready\rx\n```",
+            ),
+            (
+                "## A-1\n- status: ready\n#",
+                "## A-1\n- status: ready\n#B-1: x",
+            ),
+        ] {
+            assert_eq!(Board::parse(old).reparse(old, new), Board::parse(new));
         }
     }
 }
