@@ -1,13 +1,15 @@
 //! Core throughput: parse, writeback and parse + writeback on boards of 100, 1,000 and 10,000
-//! tasks (~200 bytes per task, so 10,000 tasks is about 2 MB).
+//! tasks (~200 bytes per task, so 10,000 tasks is about 2 MB), and the pass after a one-line
+//! save (`pass_after_edit`: the re-parse from the previous board, lint and one writeback).
 //!
 //! Run with `cargo bench --bench board`. Figures are recorded in `docs/PERFORMANCE.md`.
 
 use std::fmt::Write;
 use std::hint::black_box;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use taskboard::core::board::Board;
+use taskboard::core::lint::{LintContext, lint};
 use taskboard::core::status::Status;
 use taskboard::core::writeback::{Change, apply};
 
@@ -127,6 +129,61 @@ fn benches(c: &mut Criterion) {
                 apply(text, &board, &changes)
             })
         });
+    }
+    group.finish();
+
+    pass_after_edit(c, &boards, &ctx);
+}
+
+/// The board after a person's one-line save: a description line of a task a third of the way
+/// down reworded.
+fn edited(text: &str, tasks: usize) -> String {
+    let heading = format!("### TASK-{:05}:", tasks / 3 + 1);
+    let at = text.find(&heading).unwrap();
+    let line = "then hand it over to **review**.";
+    let at = at + text[at..].find(line).unwrap();
+    format!(
+        "{}then hand it over to **the team**.{}",
+        &text[..at],
+        &text[at + line.len()..]
+    )
+}
+
+/// The pass after a one-line save: `Board::reparse` from the previous pass's board (cloned
+/// outside the timing, as the runtime would move it in), then lint and one writeback. The new
+/// board and text are kept for the next pass, so they are dropped outside the timing.
+fn pass_after_edit(c: &mut Criterion, boards: &[(usize, String)], ctx: &LintContext) {
+    let mut group = c.benchmark_group("pass_after_edit");
+    for (n, text) in boards {
+        let new = edited(text, *n);
+        let board = Board::parse(text);
+        assert_eq!(board.clone().reparse(text, &new), Board::parse(&new));
+        let changes = [change(*n)];
+        group.throughput(Throughput::Bytes(new.len() as u64));
+        group.bench_with_input(BenchmarkId::new("reparse", n), &new, |b, new| {
+            b.iter_batched(
+                || board.clone(),
+                |board| board.reparse(text, black_box(new)),
+                BatchSize::LargeInput,
+            )
+        });
+        group.bench_with_input(
+            BenchmarkId::new("reparse_lint_writeback", n),
+            &new,
+            |b, new| {
+                b.iter_batched(
+                    || board.clone(),
+                    |board| {
+                        let board = board.reparse(text, black_box(new));
+                        black_box(lint(new, &board, ctx));
+                        let outcome = apply(new, &board, &changes);
+                        // The runtime keeps both for the next pass: drop them untimed.
+                        (board, outcome)
+                    },
+                    BatchSize::LargeInput,
+                )
+            },
+        );
     }
     group.finish();
 }

@@ -30,6 +30,10 @@ pub struct Board {
     pub tasks: Vec<Task>,
     /// Byte offset where each line starts, for `line:column` positions.
     line_starts: Vec<usize>,
+    /// The top-level blocks, kept so that [`Board::reparse`] can reuse the unchanged ones.
+    blocks: Vec<Block>,
+    /// Where the bullet lists' own items start, in order; each list holds a range of them.
+    items: Vec<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -76,6 +80,19 @@ pub struct StatusField {
 }
 
 impl Task {
+    /// Moves every range by `delta` bytes.
+    fn shift(&mut self, delta: isize) {
+        self.heading = shift_by(&self.heading, delta);
+        self.block = shift_by(&self.block, delta);
+        for f in &mut self.fields {
+            f.key_range = shift_by(&f.key_range, delta);
+            f.value_range = shift_by(&f.value_range, delta);
+        }
+        if let Some(status) = &mut self.status {
+            status.range = shift_by(&status.range, delta);
+        }
+    }
+
     /// The first field with this key (keys are case-insensitive).
     pub fn field(&self, key: &str) -> Option<&Field> {
         self.fields.iter().find(|f| f.key.eq_ignore_ascii_case(key))
@@ -100,74 +117,136 @@ impl Task {
 impl Board {
     pub fn parse(text: &str) -> Board {
         let base = if text.starts_with('\u{FEFF}') { 3 } else { 0 };
-        let md = &text[base..];
-        let blocks = top_level_blocks(md);
-        let line_starts = line_starts(text);
-
-        let mut tasks = Vec::new();
-        for (i, block) in blocks.iter().enumerate() {
-            let BlockKind::Heading { level, atx: true } = block.kind else {
-                continue;
-            };
-            let heading = shift(&block.range, base);
-            let content = heading_content(text, &heading);
-            let fields = match blocks.get(i + 1) {
-                Some(Block {
-                    kind: BlockKind::BulletList,
-                    items,
-                    ..
-                }) => items
-                    .iter()
-                    .filter_map(|item| parse_field(text, shift(item, base).start))
-                    .collect(),
-                _ => Vec::new(),
-            };
-            let (id, id_problem, title) = match split_id(text, &content) {
-                Some((id, title)) => (id, None, title),
-                None => {
-                    // Only a heading that claims to be a task (it has a status) is one.
-                    if !fields
-                        .iter()
-                        .any(|f: &Field| f.key.eq_ignore_ascii_case("status"))
-                    {
-                        continue;
-                    }
-                    let (word, title) = first_word(text, &content);
-                    let problem = if is_unsafe_component(&word) {
-                        IdProblem::Unsafe
-                    } else {
-                        IdProblem::Malformed
-                    };
-                    (word, Some(problem), title)
-                }
-            };
-            let end = blocks[i + 1..]
-                .iter()
-                .find_map(|b| match b.kind {
-                    BlockKind::Heading { level: l, .. } if l <= level => Some(b.range.start + base),
-                    _ => None,
-                })
-                .unwrap_or(text.len());
-            let status = fields
-                .iter()
-                .find(|f| f.key.eq_ignore_ascii_case("status"))
-                .map(|f| StatusField {
-                    raw: f.value.clone(),
-                    range: f.value_range.clone(),
-                    parsed: Status::parse(&f.value),
-                });
-            tasks.push(Task {
-                id,
-                id_problem,
-                title,
-                level,
-                heading: heading.clone(),
-                block: heading.start..end,
-                fields,
-                status,
-            });
+        let (blocks, items) = top_level_blocks(&text[base..], base);
+        let tasks = (0..blocks.len())
+            .filter_map(|i| task_at(text, &blocks, &items, i))
+            .collect();
+        Board {
+            tasks,
+            line_starts: line_starts(text),
+            blocks,
+            items,
         }
-        Board { tasks, line_starts }
+    }
+
+    /// The board of `new_text`, given this board of `old_text`: always equal to
+    /// `Board::parse(new_text)`. When the edit lies between two top-level ATX headings whose
+    /// lines it leaves alone, only the blocks between them are parsed again and the rest is
+    /// reused, so a one-line save costs about one task's block, not the whole board.
+    pub fn reparse(self, old_text: &str, new_text: &str) -> Board {
+        match self.splice_edit(old_text, new_text) {
+            Ok(board) => board,
+            Err(()) => Board::parse(new_text),
+        }
+    }
+
+    /// Why this is exact: at the start of a top-level ATX heading no container and no leaf block
+    /// is open (the heading closed them), so what follows parses alone exactly as in place. The
+    /// re-parsed span starts at such a heading whose line lies in the common prefix, and ends
+    /// with such a heading in the common suffix, which must still parse as the same top-level
+    /// heading after the edit; otherwise this gives up and the caller parses the whole text.
+    fn splice_edit(mut self, old_text: &str, new_text: &str) -> Result<Board, ()> {
+        let bom = |t: &str| t.starts_with('\u{FEFF}');
+        if bom(old_text) != bom(new_text) {
+            return Err(());
+        }
+        let base = if bom(new_text) { 3 } else { 0 };
+        let (prefix, suffix) = common_ends(old_text.as_bytes(), new_text.as_bytes());
+        let is_atx = |b: &Block| matches!(b.kind, BlockKind::Heading { atx: true, .. });
+        let blocks = &self.blocks;
+        // The last heading whose whole line, `\n` included, is unchanged and ahead of the edit.
+        // Only `\n` bounds what a line's parse reads: pulldown-cmark ends lines at a lone `\r`
+        // too, but reads a fence's info string on to the next `\n`.
+        let first = blocks.partition_point(|b| b.range.start < prefix);
+        let newline_at = |i: usize| old_text.as_bytes().get(i) == Some(&b'\n');
+        let a = blocks[..first]
+            .iter()
+            .rposition(|b| is_atx(b) && b.range.end <= prefix && newline_at(b.range.end - 1));
+        let (a, start) = a.map_or((0, base), |a| (a, blocks[a].range.start));
+        if blocks[..a].iter().any(|b| b.range.end > start) {
+            return Err(());
+        }
+        // The first heading after the edit whose line, and the `\n` before it, are unchanged, and
+        // whose line ends in `\n` or at the end of the text.
+        let changed_end = old_text.len() - suffix;
+        let after = blocks.partition_point(|b| b.range.start <= changed_end);
+        let b = (after..blocks.len()).find(|&i| {
+            let r = &blocks[i].range;
+            is_atx(&blocks[i])
+                && newline_at(r.start - 1)
+                && (newline_at(r.end - 1) || r.end == old_text.len())
+        });
+        let delta = new_text.len() as isize - old_text.len() as isize;
+        let (b, end, old_end) = match b {
+            Some(b) => (b, moved(blocks[b].range.end, delta), blocks[b].range.start),
+            None => (blocks.len(), new_text.len(), old_text.len()),
+        };
+        let span = new_text.get(start..end).ok_or(())?;
+        let (mut mid, mid_items) = top_level_blocks(span, start);
+        if b < blocks.len() {
+            let last = mid.pop().ok_or(())?;
+            let want = &blocks[b];
+            if last.kind != want.kind || last.range != shift_by(&want.range, delta) {
+                return Err(());
+            }
+        }
+        // The items of blocks `a..b` are replaced by those of `mid`.
+        let items_at = |i: usize| {
+            self.blocks
+                .get(i)
+                .map_or(self.items.len(), |b| b.items.start)
+        };
+        let (ia, ib) = (items_at(a), items_at(b));
+        let (mid_len, mid_items_len) = (mid.len(), mid_items.len());
+        for block in &mut mid {
+            block.items = shift(&block.items, ia);
+        }
+        self.blocks.splice(a..b, mid);
+        self.items.splice(ia..ib, mid_items);
+        let items_delta = (ia + mid_items_len) as isize - ib as isize;
+        for block in &mut self.blocks[a + mid_len..] {
+            block.range = shift_by(&block.range, delta);
+            block.items = shift_by(&block.items, items_delta);
+        }
+        for item in &mut self.items[ia + mid_items_len..] {
+            *item = moved(*item, delta);
+        }
+        self.splice_tasks(new_text, start, old_end, a..a + mid_len, delta);
+        let changed = prefix..old_text.len() - suffix;
+        splice_line_starts(&mut self.line_starts, new_text, changed, delta);
+        Ok(self)
+    }
+
+    /// Replaces the tasks whose headings lie in `start..old_end` of the old text with those of
+    /// `mid` (indices into the new blocks), moves the tasks after them by `delta`, and finds
+    /// again the block ends of earlier tasks that reached into the re-parsed span.
+    fn splice_tasks(
+        &mut self,
+        text: &str,
+        start: usize,
+        old_end: usize,
+        mid: Range<usize>,
+        delta: isize,
+    ) {
+        let before = self.tasks.partition_point(|t| t.heading.start < start);
+        let kept = self.tasks.partition_point(|t| t.heading.start < old_end);
+        for task in self.tasks[..before]
+            .iter_mut()
+            .filter(|t| t.block.end > start)
+        {
+            let i = self
+                .blocks
+                .partition_point(|b| b.range.start < task.heading.start);
+            task.block.end = block_end(text, &self.blocks, i, task.level);
+        }
+        let new: Vec<Task> = mid
+            .filter_map(|i| task_at(text, &self.blocks, &self.items, i))
+            .collect();
+        let new_len = new.len();
+        self.tasks.splice(before..kept, new);
+        for task in &mut self.tasks[before + new_len..] {
+            task.shift(delta);
+        }
     }
 
     /// The usable IDs that more than one task carries. The runtime runs and writes none of
@@ -202,6 +281,139 @@ impl Board {
     }
 }
 
+/// The task whose heading is top-level block `i`, if that block is one.
+fn task_at(text: &str, blocks: &[Block], items: &[usize], i: usize) -> Option<Task> {
+    let block = &blocks[i];
+    let BlockKind::Heading { level, atx: true } = block.kind else {
+        return None;
+    };
+    let heading = block.range.clone();
+    let content = heading_content(text, &heading);
+    let fields = match blocks.get(i + 1) {
+        Some(Block {
+            kind: BlockKind::BulletList,
+            items: own,
+            ..
+        }) => items[own.clone()]
+            .iter()
+            .filter_map(|&start| parse_field(text, start))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let (id, id_problem, title) = match split_id(text, &content) {
+        Some((id, title)) => (id, None, title),
+        None => {
+            // Only a heading that claims to be a task (it has a status) is one.
+            if !fields
+                .iter()
+                .any(|f: &Field| f.key.eq_ignore_ascii_case("status"))
+            {
+                return None;
+            }
+            let (word, title) = first_word(text, &content);
+            let problem = if is_unsafe_component(&word) {
+                IdProblem::Unsafe
+            } else {
+                IdProblem::Malformed
+            };
+            (word, Some(problem), title)
+        }
+    };
+    let status = fields
+        .iter()
+        .find(|f| f.key.eq_ignore_ascii_case("status"))
+        .map(|f| StatusField {
+            raw: f.value.clone(),
+            range: f.value_range.clone(),
+            parsed: Status::parse(&f.value),
+        });
+    Some(Task {
+        id,
+        id_problem,
+        title,
+        level,
+        heading: heading.clone(),
+        block: heading.start..block_end(text, blocks, i, level),
+        fields,
+        status,
+    })
+}
+
+/// Where the block of a heading of `level` at block `i` ends: at the next heading of the same
+/// or a higher level, or at the end of the text.
+fn block_end(text: &str, blocks: &[Block], i: usize, level: u8) -> usize {
+    blocks[i + 1..]
+        .iter()
+        .find_map(|b| match b.kind {
+            BlockKind::Heading { level: l, .. } if l <= level => Some(b.range.start),
+            _ => None,
+        })
+        .unwrap_or(text.len())
+}
+
+/// The lengths of the longest common prefix and suffix of `a` and `b`, not overlapping in
+/// either.
+fn common_ends(a: &[u8], b: &[u8]) -> (usize, usize) {
+    // Whole chunks first (compared as slices, so with `memcmp`), then byte by byte.
+    const CHUNK: usize = 256;
+    let shorter = a.len().min(b.len());
+    let same = a
+        .chunks_exact(CHUNK)
+        .zip(b.chunks_exact(CHUNK))
+        .take_while(|(x, y)| x == y)
+        .count()
+        * CHUNK;
+    let prefix = same
+        + a[same..]
+            .iter()
+            .zip(&b[same..])
+            .position(|(x, y)| x != y)
+            .unwrap_or(shorter - same);
+    let (a, b) = (&a[prefix..], &b[prefix..]);
+    let same = a
+        .rchunks_exact(CHUNK)
+        .zip(b.rchunks_exact(CHUNK))
+        .take_while(|(x, y)| x == y)
+        .count()
+        * CHUNK;
+    let suffix = same
+        + a[..a.len() - same]
+            .iter()
+            .rev()
+            .zip(b[..b.len() - same].iter().rev())
+            .position(|(x, y)| x != y)
+            .unwrap_or(shorter - prefix - same);
+    (prefix, suffix)
+}
+
+/// Line starts after replacing `changed` of the old text (whose line starts these are): those
+/// up to its start stay, those inside it are found again in `text`, those after it move.
+fn splice_line_starts(starts: &mut Vec<usize>, text: &str, changed: Range<usize>, delta: isize) {
+    // A line start `x` follows a newline at `x - 1`.
+    let keep = starts.partition_point(|&x| x <= changed.start);
+    let rest = starts.partition_point(|&x| x <= changed.end);
+    let new_end = moved(changed.end, delta);
+    let found: Vec<usize> = text.as_bytes()[changed.start..new_end]
+        .iter()
+        .enumerate()
+        .filter(|&(_, &c)| c == b'\n')
+        .map(|(i, _)| changed.start + i + 1)
+        .collect();
+    let found_len = found.len();
+    starts.splice(keep..rest, found);
+    for x in &mut starts[keep + found_len..] {
+        *x = moved(*x, delta);
+    }
+}
+
+fn moved(x: usize, delta: isize) -> usize {
+    x.wrapping_add_signed(delta)
+}
+
+fn shift_by(r: &Range<usize>, delta: isize) -> Range<usize> {
+    moved(r.start, delta)..moved(r.end, delta)
+}
+
 fn shift(r: &Range<usize>, by: usize) -> Range<usize> {
     r.start + by..r.end + by
 }
@@ -219,12 +431,13 @@ enum BlockKind {
     Other,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq)]
 struct Block {
     kind: BlockKind,
     range: Range<usize>,
-    /// For a bullet list: the ranges of its own items (not nested ones).
-    items: Vec<Range<usize>>,
+    /// For a bullet list: its own items (not nested ones), as indices of [`Board`]'s `items`
+    /// (an empty range at the right place for any other block).
+    items: Range<usize>,
 }
 
 fn heading_level(level: HeadingLevel) -> u8 {
@@ -240,8 +453,11 @@ fn heading_level(level: HeadingLevel) -> u8 {
 
 /// The blocks at the top level of the document, in order. Anything nested (in a quote, a list,
 /// an HTML block, a code block or a table) is inside one of these and never a task.
-fn top_level_blocks(md: &str) -> Vec<Block> {
+/// Ranges are shifted by `base`, the offset of `md` in the text. Also gives where the bullet
+/// lists' own items start.
+fn top_level_blocks(md: &str, base: usize) -> (Vec<Block>, Vec<usize>) {
     let mut blocks: Vec<Block> = Vec::new();
+    let mut items: Vec<usize> = Vec::new();
     let mut depth = 0usize;
     let parser = Parser::new_ext(md, Options::ENABLE_TABLES).into_offset_iter();
     for (event, range) in parser {
@@ -258,15 +474,16 @@ fn top_level_blocks(md: &str) -> Vec<Block> {
                     };
                     blocks.push(Block {
                         kind,
-                        range: range.clone(),
-                        items: Vec::new(),
+                        range: shift(&range, base),
+                        items: items.len()..items.len(),
                     });
                 } else if depth == 1
                     && matches!(tag, Tag::Item)
                     && let Some(last) = blocks.last_mut()
                     && last.kind == BlockKind::BulletList
                 {
-                    last.items.push(range.clone());
+                    items.push(range.start + base);
+                    last.items.end = items.len();
                 }
                 depth += 1;
             }
@@ -274,13 +491,13 @@ fn top_level_blocks(md: &str) -> Vec<Block> {
             // Leaf events at the top level (a rule, raw HTML outside a block) separate blocks.
             _ if depth == 0 => blocks.push(Block {
                 kind: BlockKind::Other,
-                range,
-                items: Vec::new(),
+                range: shift(&range, base),
+                items: items.len()..items.len(),
             }),
             _ => {}
         }
     }
-    blocks
+    (blocks, items)
 }
 
 /// The heading's text: the line without its `#` run, closing `#` sequence and line ending.
@@ -373,7 +590,12 @@ pub fn is_unsafe_component(s: &str) -> bool {
 /// A `key: value` field from the first line of a list item starting at `item_start`.
 fn parse_field(text: &str, item_start: usize) -> Option<Field> {
     let rest = &text[item_start..];
-    let line = &rest[..rest.find(['\r', '\n']).unwrap_or(rest.len())];
+    // Byte searches: every byte they look for is ASCII, so they find what a `char` search would.
+    let line_len = rest
+        .bytes()
+        .position(|b| matches!(b, b'\r' | b'\n'))
+        .unwrap_or(rest.len());
+    let line = &rest[..line_len];
     let lead = line.len() - line.trim_start_matches([' ', '\t']).len();
     let after_marker = line[lead..].strip_prefix(['-', '*', '+'])?;
     let body = after_marker.trim_start_matches([' ', '\t']);
@@ -386,7 +608,8 @@ fn parse_field(text: &str, item_start: usize) -> Option<Field> {
     };
     let key_at = body_at + if bold.is_some() { 2 } else { 0 };
     let mut key_len = inner
-        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ' ')))
+        .bytes()
+        .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b' ')))
         .unwrap_or(inner.len());
     // `_` is a key character, so a `__key__` key ends where its closing `__` starts.
     if let Some(close) = bold.and_then(|m| inner[..key_len].find(m)) {
@@ -524,5 +747,42 @@ mod tests {
             b.line_col(text, t.status.as_ref().unwrap().range.start),
             (2, 11)
         );
+    }
+
+    #[test]
+    fn an_edit_inside_one_task_reparses_only_its_span() {
+        let old = "# Board\n\n## A-1: one\n- status: ready\n\ntext\n\n## B-2\n- status: done\n\n## C-3\n- status: ready\n";
+        let new = old.replace("- status: done", "- status: failed:no\n- route: r");
+        let fast = Board::parse(old).splice_edit(old, &new);
+        assert_eq!(fast, Ok(Board::parse(&new)));
+        // An edit that opens a fence swallows the next heading: the whole text is parsed again.
+        let new = old.replace("text\n", "```\n");
+        assert_eq!(Board::parse(old).splice_edit(old, &new), Err(()));
+        assert_eq!(Board::parse(old).reparse(old, &new), Board::parse(&new));
+        // The first and the last tasks, and a BOM that comes or goes.
+        for new in [
+            old.replace("# Board", "# Board!"),
+            old.replace("- status: ready\n", "- status: done\n"),
+            format!("\u{FEFF}{old}"),
+            format!("{old}## D-4\n"),
+        ] {
+            assert_eq!(Board::parse(old).reparse(old, &new), Board::parse(&new));
+        }
+        // A heading at the very end, without a line ending, that the edit turns into text.
+        for (old, new) in [
+            ("2 \r#", "2 \r#1\t:tabs  \t\n3332##bs  \t\n"),
+            // A lone `\r` ends a line, but a fence's info string runs on to the next `\n`: here
+            // it held a backtick before the edit, so the opening line was no fence.
+            (
+                "```a\r# A-1\r- status: ready\r```",
+                "```a\r# A-1\r- status: ready\rx\n```",
+            ),
+            (
+                "## A-1\n- status: ready\n#",
+                "## A-1\n- status: ready\n#B-1: x",
+            ),
+        ] {
+            assert_eq!(Board::parse(old).reparse(old, new), Board::parse(new));
+        }
     }
 }

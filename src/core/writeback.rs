@@ -70,10 +70,16 @@ pub fn apply(text: &str, board: &Board, changes: &[Change]) -> Outcome {
     let mut refused = Vec::new();
     // (status range, new token, the task's block range), for each change to apply.
     let mut splices: Vec<(Range<usize>, String, Range<usize>)> = Vec::new();
-    // ID -> (first task with it, how many tasks have it): one lookup per change.
-    let mut by_id: HashMap<&str, (&Task, usize)> = HashMap::with_capacity(board.tasks.len());
+    // ID -> (first task with it, how many tasks have it), for the IDs the changes name only:
+    // one lookup per change, and no hashing of every ID on the board.
+    let mut wanted: Vec<&str> = changes.iter().map(|c| c.id.as_str()).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut by_id: HashMap<&str, (&Task, usize)> = HashMap::with_capacity(wanted.len());
     for task in &board.tasks {
-        by_id.entry(task.id.as_str()).or_insert((task, 0)).1 += 1;
+        if wanted.binary_search(&task.id.as_str()).is_ok() {
+            by_id.entry(task.id.as_str()).or_insert((task, 0)).1 += 1;
+        }
     }
     let mut seen: HashSet<&str> = HashSet::with_capacity(changes.len());
 

@@ -202,8 +202,44 @@ fn boards_match_their_expectations() {
             &mut failures,
         );
         check_writeback(&name, &text, &board);
+        check_reparse(&name, &text);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Edits that change what the lines around them mean, for the incremental re-parse.
+const EDITS: [&str; 10] = [
+    "",
+    "x",
+    "\n",
+    "```\n",
+    "<!--\n",
+    "<div>\n",
+    "- status: done\n",
+    "## Z-9: new\n",
+    "> ",
+    "    ",
+];
+
+/// At every line start, each of [`EDITS`] inserted and replacing the line: the re-parse of the
+/// edited text from the board of the original must equal its full parse.
+fn check_reparse(name: &str, text: &str) {
+    let starts: Vec<usize> = std::iter::once(0)
+        .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
+    for (n, &at) in starts.iter().enumerate() {
+        let line_end = starts.get(n + 1).copied().unwrap_or(text.len());
+        for edit in EDITS {
+            for end in [at, line_end] {
+                let new = format!("{}{edit}{}", &text[..at], &text[end..]);
+                assert_eq!(
+                    Board::parse(text).reparse(text, &new),
+                    Board::parse(&new),
+                    "{name}: {edit:?} over {at}..{end}"
+                );
+            }
+        }
+    }
 }
 
 #[test]

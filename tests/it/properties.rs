@@ -712,6 +712,26 @@ proptest! {
 
     /// Fragments of board syntax glued at random: reaches far more parser paths than plain noise.
     #[test]
+    fn reparse_after_an_edit_equals_a_full_parse(
+        b in board(),
+        at in any::<prop::sample::Index>(),
+        len in 0usize..60,
+        insert in vec(edit_token(), 0..4),
+    ) {
+        check_reparse(&b.text, at, len, &insert.concat())?;
+    }
+
+    #[test]
+    fn reparse_of_edited_soup_equals_a_full_parse(
+        parts in vec(soup_token(), 0..80),
+        at in any::<prop::sample::Index>(),
+        len in 0usize..20,
+        insert in vec(edit_token(), 0..4),
+    ) {
+        check_reparse(&parts.concat(), at, len, &insert.concat())?;
+    }
+
+    #[test]
     fn markdown_soup_parses_and_writes_back(parts in vec(soup_token(), 0..80), pick in status()) {
         let text: String = parts.concat();
         let board = Board::parse(&text);
@@ -722,6 +742,37 @@ proptest! {
             .collect();
         check_writeback(&text, &board, &news);
     }
+}
+
+/// Replaces up to `len` bytes at `at` with `insert` and checks that re-parsing from the board of
+/// the original gives exactly the full parse of the result.
+fn check_reparse(
+    old: &str,
+    at: prop::sample::Index,
+    len: usize,
+    insert: &str,
+) -> Result<(), TestCaseError> {
+    let mut start = at.index(old.len() + 1);
+    while !old.is_char_boundary(start) {
+        start -= 1;
+    }
+    let mut end = (start + len).min(old.len());
+    while !old.is_char_boundary(end) {
+        end += 1;
+    }
+    let new = format!("{}{insert}{}", &old[..start], &old[end..]);
+    prop_assert_eq!(Board::parse(old).reparse(old, &new), Board::parse(&new));
+    Ok(())
+}
+
+/// What an edit inserts: soup, plus quotes (link titles) and whole lines.
+fn edit_token() -> impl Strategy<Value = &'static str> {
+    prop_oneof![
+        3 => soup_token(),
+        1 => prop::sample::select(vec![
+            "\"", "'", "x", "\n\n", "[x]: /u \"t", "- status: done\n", "## Z-9\n", "<!-- x -->",
+        ]),
+    ]
 }
 
 fn soup_token() -> impl Strategy<Value = &'static str> {
