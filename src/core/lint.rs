@@ -30,9 +30,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::core::board::{Board, IdProblem, Task, conflict_markers, conflict_regions};
+use crate::core::board::{Board, Field, IdProblem, Task, conflict_markers, conflict_regions};
 use crate::core::plan;
 use crate::core::status::{Stamp, Status};
+use crate::core::workspace::parse_touches;
 
 /// How far ahead of the clock a claim time may be before it is an anomaly.
 pub const CLOCK_TOLERANCE: Duration = Duration::from_secs(5 * 60);
@@ -310,6 +311,11 @@ impl Linter<'_> {
     }
 
     fn field_checks(&mut self, task: &Task) {
+        for field in &task.fields {
+            if field.key.eq_ignore_ascii_case("touches") {
+                self.touches_checks(task, field);
+            }
+        }
         for (n, field) in task.fields.iter().enumerate() {
             if let Some(first) = task.fields[..n]
                 .iter()
@@ -324,6 +330,25 @@ impl Linter<'_> {
                     format!(
                         "field `{}` is already set on line {first_line}; the first one wins, so remove this one",
                         shown(&field.key)
+                    ),
+                );
+            }
+        }
+    }
+
+    /// A `touches:` glob that covers every file makes its task wait for, and hold back, every
+    /// other task that declares `touches:`: almost never what was meant.
+    fn touches_checks(&mut self, task: &Task, field: &Field) {
+        for glob in parse_touches(&field.value) {
+            if glob.covers_everything() {
+                self.push(
+                    "touches-everything",
+                    Severity::Warning,
+                    field.value_range.start,
+                    task,
+                    format!(
+                        "`touches: {}` covers every file of the repository, so this task never runs beside another task that declares `touches:`; name what it works on, relative to the repository (e.g. `src/parser/**`)",
+                        shown(glob.as_str())
                     ),
                 );
             }

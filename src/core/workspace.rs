@@ -201,6 +201,12 @@ impl Glob {
         segs_meet(&self.segs, &lit)
     }
 
+    /// Whether this glob covers every path of the repository (`**`, `.`, `/`, or one that
+    /// leaves the repository with `..`).
+    pub fn covers_everything(&self) -> bool {
+        self.segs == [Seg::Any]
+    }
+
     /// Whether some path is covered by both globs.
     pub fn overlaps(&self, other: &Glob) -> bool {
         segs_meet(&self.segs, &other.segs)
