@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use crate::core::board::Board;
 use crate::core::config::Config;
 use crate::core::event::{Event, EventKind};
 use crate::core::lint;
@@ -108,6 +109,9 @@ pub struct Runtime {
     active: BTreeMap<String, Active>,
     /// Hash of the board as this runtime last read or wrote it.
     last_hash: Option<u64>,
+    /// The text the last pass planned on and its board: the next read is re-parsed from it
+    /// (`Board::reparse`, equal to a full parse), so a one-line save costs about one block.
+    parsed: Option<(String, Board)>,
     /// The board changed between a plan's read and its write: pass again.
     dirty: bool,
     /// The lint findings reported at the last pass.
@@ -174,6 +178,7 @@ impl Runtime {
             store,
             active: BTreeMap::new(),
             last_hash: None,
+            parsed: None,
             dirty: false,
             last_findings: BTreeSet::new(),
             wake_at: None,

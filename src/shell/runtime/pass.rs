@@ -134,7 +134,10 @@ impl Runtime {
         // What other taskboard processes serving this board learnt since the last pass.
         self.store.refresh();
         self.consume_requests();
-        let on_disk = Board::parse(&snap.text);
+        let on_disk = match self.parsed.take() {
+            Some((old_text, old)) => old.reparse(&old_text, &snap.text),
+            None => Board::parse(&snap.text),
+        };
         let (mut locks, lock_wake) = self.lock_view(now);
         let Gathered {
             mut outgoing,
@@ -148,7 +151,7 @@ impl Runtime {
         } else {
             let changes: Vec<Change> = outgoing.iter().map(|o| o.change.clone()).collect();
             let text = writeback::apply(&snap.text, &on_disk, &changes).text;
-            let board = Board::parse(&text);
+            let board = on_disk.reparse(&snap.text, &text);
             (text, board)
         };
         self.report_findings(&text, &board, now);
@@ -184,6 +187,7 @@ impl Runtime {
                 dispatched,
             },
         );
+        self.parsed = Some((text, board));
     }
 
     /// Whether the board as read is worth a pass, noting a save as seen (`file_changed`).
