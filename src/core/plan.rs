@@ -824,10 +824,12 @@ mod tests {
         Board::parse(&text)
     }
     fn run(tasks: &[(&str, &str)], w: &World) -> Plan {
-        let b = board(tasks);
+        plan_board(&board(tasks), w)
+    }
+    fn plan_board(b: &Board, w: &World) -> Plan {
         let p = policy();
         plan(&Inputs {
-            board: &b,
+            board: b,
             policy: &p,
             now: t(NOW),
             locks: &w.locks,
@@ -1575,19 +1577,7 @@ mod tests {
                 text.push_str(&format!("- touches: {t}\n"));
             }
         }
-        let b = Board::parse(&text);
-        let p = policy();
-        plan(&Inputs {
-            board: &b,
-            policy: &p,
-            now: t(NOW),
-            locks: &w.locks,
-            active: &w.active,
-            memory: &w.memory,
-            endings_on_the_way: &w.endings_on_the_way,
-            capacity: w.capacity,
-            spent_today: &w.spent,
-        })
+        plan_board(&Board::parse(&text), w)
     }
 
     fn held(p: &Plan) -> Vec<(String, String)> {
