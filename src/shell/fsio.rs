@@ -345,37 +345,29 @@ pub fn read_board(path: &Path) -> Result<BoardRead, ReadError> {
 ///
 /// It sleeps between reads: it waits for a person's editor to finish.
 pub fn read_stable(path: &Path, quiet: Duration, max_tries: usize) -> Result<BoardRead, ReadError> {
-    let mut last_ok: Option<BoardRead> = None;
-    let mut previous_ok = false;
-    let mut last_err: Option<ReadError> = None;
-    for attempt in 0..max_tries.max(1) {
-        if attempt > 0 {
-            std::thread::sleep(quiet);
+    read_stable_between(path, max_tries, || std::thread::sleep(quiet))
+}
+
+/// [`read_stable`], calling `between` where it would wait between two reads (the editor's save
+/// goes on meanwhile). `read_stable` sleeps there; a test makes the next step of a save there.
+pub fn read_stable_between(
+    path: &Path,
+    max_tries: usize,
+    between: impl FnMut(),
+) -> Result<BoardRead, ReadError> {
+    // The hash and length of the previous read, when it succeeded.
+    let mut previous: Option<(u64, u64)> = None;
+    read_until(max_tries, between, || match read_once(path) {
+        Ok(snap) if previous == Some((snap.hash, snap.len)) => Ok(Verdict::Take(snap)),
+        Ok(snap) => {
+            previous = Some((snap.hash, snap.len));
+            Ok(Verdict::Again(snap))
         }
-        match read_once(path) {
-            Ok(snap) => {
-                if previous_ok
-                    && let Some(prev) = &last_ok
-                    && prev.hash == snap.hash
-                    && prev.len == snap.len
-                {
-                    return Ok(snap);
-                }
-                last_ok = Some(snap);
-                previous_ok = true;
-            }
-            Err(f) if f.err.is_transient() || f.cut_short => {
-                previous_ok = false;
-                last_err = Some(f.err);
-            }
-            Err(f) => return Err(f.err),
+        Err(f) => {
+            previous = None;
+            Err(f)
         }
-    }
-    match (last_ok, last_err) {
-        (Some(snap), _) => Ok(snap),
-        (None, Some(e)) => Err(e),
-        (None, None) => unreachable!("at least one read is made"),
-    }
+    })
 }
 
 /// Read the board once a quiet period has already passed (the watcher releases a save one
@@ -391,15 +383,45 @@ pub fn read_settled(
     quiet: Duration,
     max_tries: usize,
 ) -> Result<BoardRead, ReadError> {
+    read_settled_between(path, max_tries, || std::thread::sleep(quiet))
+}
+
+/// [`read_settled`], calling `between` where it would wait between two reads (`read_settled`
+/// sleeps there; a test makes the next step of a save there).
+pub fn read_settled_between(
+    path: &Path,
+    max_tries: usize,
+    between: impl FnMut(),
+) -> Result<BoardRead, ReadError> {
+    read_until(max_tries, between, || match read_watching(path)? {
+        (snap, true) => Ok(Verdict::Take(snap)),
+        (snap, false) => Ok(Verdict::Again(snap)),
+    })
+}
+
+/// What one read of a board made of it: the one to take, or one to keep while reading again.
+enum Verdict {
+    Take(BoardRead),
+    Again(BoardRead),
+}
+
+/// The read loop of [`read_stable`] and [`read_settled`]: up to `max_tries` reads with `between`
+/// before each but the first. A missing file or one cut mid-character is read again; any other
+/// error ends it. When the reads run out: the last successful read, else the last error.
+fn read_until(
+    max_tries: usize,
+    mut between: impl FnMut(),
+    mut read: impl FnMut() -> Result<Verdict, Failed>,
+) -> Result<BoardRead, ReadError> {
     let mut last_ok: Option<BoardRead> = None;
     let mut last_err: Option<ReadError> = None;
     for attempt in 0..max_tries.max(1) {
         if attempt > 0 {
-            std::thread::sleep(quiet);
+            between();
         }
-        match read_watching(path) {
-            Ok((snap, true)) => return Ok(snap),
-            Ok((snap, false)) => last_ok = Some(snap),
+        match read() {
+            Ok(Verdict::Take(snap)) => return Ok(snap),
+            Ok(Verdict::Again(snap)) => last_ok = Some(snap),
             Err(f) if f.err.is_transient() || f.cut_short => last_err = Some(f.err),
             Err(f) => return Err(f.err),
         }

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use taskboard::shell::fsio::{
-    MAX_BOARD_BYTES, ReadError, atomic_write, content_hash, read_board, read_settled, read_stable,
+    MAX_BOARD_BYTES, ReadError, atomic_write, content_hash, read_board, read_settled,
+    read_settled_between, read_stable, read_stable_between,
 };
 
 use support::TempDir;
@@ -248,19 +249,20 @@ fn read_stable_returns_settled_content() {
 fn read_stable_waits_out_a_save_in_progress() {
     let d = TempDir::new("midsave");
     let p = d.join("task-board.md");
-    // The file appears (and changes) while read_stable is polling.
-    let writer = {
-        let p = p.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(20));
-            fs::write(&p, "- [ ] half").unwrap();
-            std::thread::sleep(Duration::from_millis(20));
-            fs::write(&p, "- [ ] whole\n").unwrap();
-        })
-    };
-    let s = read_stable(&p, Duration::from_millis(50), 40).unwrap();
-    writer.join().unwrap();
+    // The file appears half-written and is then completed while read_stable reads: each step of
+    // the save is made where read_stable waits between two reads.
+    let mut steps = ["- [ ] half", "- [ ] whole\n"].into_iter();
+    let mut waits = 0;
+    let s = read_stable_between(&p, 40, || {
+        waits += 1;
+        if let Some(text) = steps.next() {
+            fs::write(&p, text).unwrap();
+        }
+    })
+    .unwrap();
     assert_eq!(s.text, "- [ ] whole\n");
+    // Missing, half, whole, whole again: taken at the first two equal reads, not before.
+    assert_eq!(waits, 3);
 }
 
 #[test]
@@ -378,16 +380,19 @@ fn read_stable_retries_a_file_cut_mid_character() {
         read_board(&p),
         Err(ReadError::NotUtf8 { offset: 7, .. })
     ));
-    let writer = {
-        let p = p.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(20));
-            fs::write(&p, "- [ ] bø\n").unwrap();
-        })
-    };
-    let s = read_stable(&p, Duration::from_millis(30), 40).unwrap();
-    writer.join().unwrap();
+    // The save is finished where read_stable waits after reading the cut file.
+    let mut rest = Some("- [ ] bø\n");
+    let mut waits = 0;
+    let s = read_stable_between(&p, 40, || {
+        waits += 1;
+        if let Some(text) = rest.take() {
+            fs::write(&p, text).unwrap();
+        }
+    })
+    .unwrap();
     assert_eq!(s.text, "- [ ] bø\n");
+    // Cut, whole, whole again.
+    assert_eq!(waits, 2);
     // An invalid byte in the middle is not a save in progress: refused at once.
     fs::write(&p, b"a\xffb").unwrap();
     let e = read_stable(&p, Duration::from_secs(60), 3).unwrap_err();
@@ -444,16 +449,19 @@ fn read_settled_retries_a_file_cut_mid_character() {
     let d = TempDir::new("settled-cut");
     let p = d.join("task-board.md");
     fs::write(&p, b"- [ ] b\xc3").unwrap();
-    let writer = {
-        let p = p.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(20));
-            fs::write(&p, "- [ ] b\u{f8}\n").unwrap();
-        })
-    };
-    let s = read_settled(&p, Duration::from_millis(30), 40).unwrap();
-    writer.join().unwrap();
+    // The save is finished where read_settled waits after reading the cut file.
+    let mut rest = Some("- [ ] b\u{f8}\n");
+    let mut waits = 0;
+    let s = read_settled_between(&p, 40, || {
+        waits += 1;
+        if let Some(text) = rest.take() {
+            fs::write(&p, text).unwrap();
+        }
+    })
+    .unwrap();
     assert_eq!(s.text, "- [ ] b\u{f8}\n");
+    // Cut, then whole and holding still: taken at once.
+    assert_eq!(waits, 1);
     // An invalid byte in the middle is not a save in progress: refused at once.
     fs::write(&p, b"a\xffb").unwrap();
     let e = read_settled(&p, Duration::from_secs(60), 3).unwrap_err();
@@ -464,16 +472,18 @@ fn read_settled_retries_a_file_cut_mid_character() {
 fn read_settled_waits_for_a_board_that_is_missing_mid_save() {
     let d = TempDir::new("settled-missing");
     let p = d.join("task-board.md");
-    let writer = {
-        let p = p.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(20));
-            atomic_write(&p, b"- [ ] whole\n").unwrap();
-        })
-    };
-    let s = read_settled(&p, Duration::from_millis(10), 400).unwrap();
-    writer.join().unwrap();
+    // The board is missing at the first read; the save puts it back before the second.
+    let mut rest = Some(b"- [ ] whole\n");
+    let mut waits = 0;
+    let s = read_settled_between(&p, 400, || {
+        waits += 1;
+        if let Some(text) = rest.take() {
+            atomic_write(&p, text).unwrap();
+        }
+    })
+    .unwrap();
     assert_eq!(s.text, "- [ ] whole\n");
+    assert_eq!(waits, 1);
 }
 
 #[test]
