@@ -773,18 +773,20 @@ pub fn human(d: TimeDelta) -> String {
     crate::core::fmt::duration(d, crate::core::fmt::Precision::Coarse)
 }
 
+/// What the planner's and the settling rules' tests share: a time, a status, a policy.
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_support {
     use super::*;
-    use crate::core::settle::SettlementKind;
 
-    fn t(s: &str) -> DateTime<Utc> {
+    pub(crate) fn t(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
     }
-    fn st(s: &str) -> Status {
+    pub(crate) fn st(s: &str) -> Status {
         Status::parse(s).unwrap()
     }
-    fn policy() -> Policy {
+    /// Three attempts, a 30 s backoff, claims stale after two hours, routes `default` and
+    /// `review`, no budget.
+    pub(crate) fn policy() -> Policy {
         Policy {
             agent: "tb".into(),
             max_attempts: 3,
@@ -794,7 +796,14 @@ mod tests {
             daily_budget: BTreeMap::new(),
         }
     }
-    const NOW: &str = "2026-04-20T16:00:00Z";
+    pub(crate) const NOW: &str = "2026-04-20T16:00:00Z";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{NOW, policy, st, t};
+    use super::*;
+    use crate::core::settle::SettlementKind;
 
     struct World {
         locks: BTreeMap<String, LockView>,

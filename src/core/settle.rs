@@ -396,28 +396,8 @@ fn review_settlement(policy: &Policy, attempt: u32, end: &AttemptEnd) -> Settlem
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-    use std::time::Duration;
-
     use super::*;
-
-    fn t(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-    }
-    fn st(s: &str) -> Status {
-        Status::parse(s).unwrap()
-    }
-    fn policy() -> Policy {
-        Policy {
-            agent: "tb".into(),
-            max_attempts: 3,
-            retry_backoff: Duration::from_secs(30),
-            stale_after: Duration::from_secs(7200),
-            routes: ["default".to_string(), "review".to_string()].into(),
-            daily_budget: BTreeMap::new(),
-        }
-    }
-    const NOW: &str = "2026-04-20T16:00:00Z";
+    use crate::core::plan::test_support::{NOW, policy, st, t};
 
     fn work() -> Phase {
         Phase::Work { review: None }
