@@ -34,7 +34,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crate::core::board::{Board, Task};
 use crate::core::memory::{Episode, PendingEnding, TaskMemory};
 use crate::core::status::{Stamp, Status};
-use crate::core::workspace::{Glob, parse_touches, touches_overlap};
+use crate::core::workspace::{Glob, touches_of, touches_overlap};
 
 /// A claim time this far ahead of the clock is a clock anomaly, not a claim to act on.
 pub const CLOCK_SLACK: TimeDelta = TimeDelta::minutes(5);
@@ -566,12 +566,6 @@ impl<'a> Planner<'a> {
         }
         self.plan
     }
-}
-
-/// A task's `touches:` globs, when it declares some.
-fn touches_of(task: &Task) -> Option<Vec<Glob>> {
-    let globs = parse_touches(&task.field("touches")?.value);
-    (!globs.is_empty()).then_some(globs)
 }
 
 /// The tasks with a run going on now that declare `touches:`: claimed on the board, run by this

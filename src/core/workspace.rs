@@ -27,6 +27,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::core::board::Task;
 use crate::core::hash::content_hash;
 
 /// Every branch taskboard creates starts with this; nothing else is ever deleted by it.
@@ -220,6 +221,12 @@ pub fn parse_touches(value: &str) -> Vec<Glob> {
         .filter(|s| !s.trim().is_empty())
         .map(Glob::parse)
         .collect()
+}
+
+/// A task's `touches:` globs, when it declares some (an empty value declares nothing).
+pub fn touches_of(task: &Task) -> Option<Vec<Glob>> {
+    let globs = parse_touches(&task.field("touches")?.value);
+    (!globs.is_empty()).then_some(globs)
 }
 
 /// Whether two tasks' `touches:` globs can name a common path.

@@ -17,7 +17,7 @@ use crate::core::packet;
 use crate::core::plan;
 use crate::core::settle::{AttemptEnd, Phase};
 use crate::core::status::Status;
-use crate::core::workspace::parse_touches;
+use crate::core::workspace::touches_of;
 use crate::shell::evidence;
 use crate::shell::exec;
 use crate::shell::packet_sources;
@@ -77,12 +77,7 @@ impl Runtime {
             result_path: run_dir.join("result.json"),
             run_dir,
             evidence_before: None,
-            touches: board
-                .0
-                .task(&launch.id)
-                .and_then(|t| t.field("touches"))
-                .map(|f| parse_touches(&f.value))
-                .filter(|globs| !globs.is_empty()),
+            touches: board.0.task(&launch.id).and_then(touches_of),
         };
         match self.start_run(&launch, board, &mut active) {
             Ok(handle) => {
