@@ -22,6 +22,7 @@
 //! and SIGTERM -> SIGKILL escalation), one reader per output stream and a stdin writer. Nothing
 //! busy-polls while the child runs.
 
+use std::any::Any;
 use std::collections::VecDeque;
 use std::fmt;
 use std::fs::File;
@@ -356,7 +357,35 @@ fn supervise(
     let _ = tx.send(Ok(Arc::clone(&shared)));
     drop(tx);
 
-    on_exit(wind_down(&spec, &shared, child, helpers, spawned_at));
+    // A defect while winding down must not lose the run's ending: the runtime waits for it.
+    let wound_down = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wind_down(&spec, &shared, child, helpers, spawned_at)
+    }));
+    on_exit(wound_down.unwrap_or_else(|payload| abandoned(&shared, spawned_at, &*payload)));
+}
+
+/// The ending of a run whose supervision failed part-way: its group is killed and the attempt
+/// fails with the reason in its stderr. The leader is not waited for here: it may have been
+/// reaped already, and its pid could then name another run's leader.
+fn abandoned(shared: &Shared, spawned_at: Instant, payload: &(dyn Any + Send)) -> Finished {
+    signal_group(shared.pid, Signal::KILL);
+    let why = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown defect".to_string());
+    tracing::error!(pid = shared.pid, error = %why, "supervising the run failed");
+    Finished {
+        ending: ProcessEnd::Exited(-1),
+        stopped: None,
+        duration: spawned_at.elapsed(),
+        stdout_tail: String::new(),
+        stderr_tail: format!("taskboard could not supervise this run to its end: {why}\n"),
+        stdout_bytes: 0,
+        stderr_bytes: 0,
+        escaped: Vec::new(),
+        survivors: Vec::new(),
+    }
 }
 
 /// Waits for the leader to end, stops what is left of the run, and reports how it went once

@@ -201,14 +201,22 @@ fn another_boot_is_dead_and_another_host_is_not_judged() {
 
 #[test]
 fn process_groups() {
-    // Our own group exists.
-    let own = unsafe { libc::getpgrp() };
-    assert!(group_alive(own as u32));
+    use std::os::unix::process::CommandExt;
+    // A live group exists. (Not this test's own group: in a container whose session began
+    // outside its PID namespace, that group's id reads as 0 here.)
+    let mut live = Command::new("sleep")
+        .arg("30")
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    assert!(group_alive(live.id()));
+    live.kill().unwrap();
+    live.wait().unwrap();
+    assert!(!group_alive(live.id()));
     assert!(!group_alive(0));
     // Out of the kernel's range of process ids (what a negative id becomes as a `u32`).
     assert!(!group_alive(-5i32 as u32));
     // A reaped child leader's group is gone (it has no other members).
-    use std::os::unix::process::CommandExt;
     let mut child = Command::new("true").process_group(0).spawn().unwrap();
     let pgid = child.id();
     child.wait().unwrap();

@@ -8,5 +8,6 @@ mod escape;
 mod exactly_once;
 mod home;
 mod lintclock;
+mod namespace;
 mod output;
 mod retryid;

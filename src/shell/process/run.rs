@@ -50,14 +50,27 @@ pub struct Me {
 }
 
 impl Me {
+    /// Read from `/proc/self/stat`, the same source the sweep compares against. A process whose
+    /// group or session leader lives outside its PID namespace (a container started without a
+    /// session of its own) sees 0 there, and so does the sweep; the system calls cannot report
+    /// such an id at all. Without `/proc` there is nothing to sweep and every field but the pid
+    /// is 0.
     pub fn current() -> Me {
-        use rustix::process::{Pid, getpgrp, getpid, getsid};
-        let raw = |p: Pid| u32::try_from(p.as_raw_nonzero().get()).unwrap_or(0);
-        Me {
-            pid: raw(getpid()),
-            pgrp: raw(getpgrp()),
-            // Cannot fail for the calling process.
-            sid: getsid(None).map_or(0, raw),
+        let pid = u32::try_from(rustix::process::getpid().as_raw_nonzero().get()).unwrap_or(0);
+        let own = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|text| super::parse_stat(&text));
+        match own {
+            Some(p) => Me {
+                pid,
+                pgrp: p.pgrp,
+                sid: p.sid,
+            },
+            None => Me {
+                pid,
+                pgrp: 0,
+                sid: 0,
+            },
         }
     }
 }
