@@ -107,6 +107,65 @@ pub enum EventKind {
         #[serde(skip_serializing_if = "Option::is_none", default)]
         outside_touches: Option<Vec<String>>,
     },
+    /// An isolated run's git worktree is ready (made, or found whole from an earlier try).
+    WorkspaceCreated {
+        attempt: u32,
+        /// The repository's name in `[repos]`; absent for the route's one repository.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        repo: Option<String>,
+        path: String,
+        branch: String,
+        base_branch: String,
+        base_commit: String,
+    },
+    /// What an isolated run changed, kept under `refs/taskboard/` and in its run folder.
+    SnapshotSaved {
+        attempt: u32,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        repo: Option<String>,
+        #[serde(rename = "ref")]
+        snapshot_ref: String,
+        commit: String,
+        files: u64,
+        insertions: u64,
+        deletions: u64,
+    },
+    /// A successful isolated run waits for a person to approve or reject its change.
+    ApprovalRequested {
+        attempt: u32,
+    },
+    /// An approved change landed on its base branch.
+    Merged {
+        attempt: u32,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        repo: Option<String>,
+        commit: String,
+        into: String,
+        strategy: String,
+    },
+    /// An approval could not land; the task keeps waiting.
+    MergeRefused {
+        attempt: u32,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        repo: Option<String>,
+        reason: String,
+        #[serde(skip_serializing_if = "Vec::is_empty", default)]
+        conflicts: Vec<String>,
+    },
+    /// A person rejected the change: the task is ready again with the note in its packet.
+    Rejected {
+        attempt: u32,
+        note: String,
+    },
+    /// An isolated run's worktree and branch are gone (its snapshot stays).
+    WorkspaceRemoved {
+        attempt: u32,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        repo: Option<String>,
+        path: String,
+        /// `merged`, `rejected`, `expired` or `failed`.
+        reason: String,
+    },
     TaskRetryScheduled {
         attempt: u32,
         at: DateTime<Utc>,
@@ -253,6 +312,13 @@ impl EventKind {
             EventKind::BudgetExhausted { .. } => "budget_exhausted",
             EventKind::CostOverCap { .. } => "cost_over_cap",
             EventKind::EvidenceMismatch { .. } => "evidence_mismatch",
+            EventKind::WorkspaceCreated { .. } => "workspace_created",
+            EventKind::SnapshotSaved { .. } => "snapshot_saved",
+            EventKind::ApprovalRequested { .. } => "approval_requested",
+            EventKind::Merged { .. } => "merged",
+            EventKind::MergeRefused { .. } => "merge_refused",
+            EventKind::Rejected { .. } => "rejected",
+            EventKind::WorkspaceRemoved { .. } => "workspace_removed",
             EventKind::Error { .. } => "error",
         }
     }

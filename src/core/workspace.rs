@@ -12,6 +12,14 @@
 //! every other character becomes `-` and a hash of the whole ID is appended, so two IDs never
 //! share a slug by accident and every name passes `git check-ref-format`.
 //!
+//! # The run folder of an isolated run
+//!
+//! [`WORKSPACE_FILE`] (`workspace.json`, a [`RunWorkspace`]) names each repository the attempt
+//! worked in: its worktree, branch, base branch and exact base commit, and once the run ended its
+//! snapshot (ref, commit, per-file stat). Beside it, the binary-safe patch of each repository
+//! ([`patch_file`]: `changes.patch`, or `changes.<name>.patch` for a repository named in
+//! `[repos]`). Both outlive the worktree; `taskboard diff` and `show` read them.
+//!
 //! # `touches:` globs
 //!
 //! A task's `touches:` is a comma-separated list of globs relative to the repository root:
@@ -26,6 +34,8 @@
 //! both declare globs, so boards that never use the field run as they always did.
 
 use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 
 use crate::core::board::Task;
 use crate::core::hash::content_hash;
@@ -428,8 +438,10 @@ pub fn parse_worktree_list(text: &str) -> Vec<WorktreeEntry> {
     out
 }
 
-/// How a file changed between the base and the snapshot.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How a file changed between the base and the snapshot. In JSON: `"added"`, `"modified"`,
+/// `"deleted"`, `{"renamed": {"from": "old/path"}}`, `"type_changed"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Change {
     Added,
     Modified,
@@ -443,7 +455,7 @@ pub enum Change {
 }
 
 /// One changed file of a snapshot.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileStat {
     pub path: String,
     pub change: Change,
@@ -520,6 +532,59 @@ pub fn parse_merge_conflicts(text: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// The file in an attempt's run folder that describes its isolated workspace.
+pub const WORKSPACE_FILE: &str = "workspace.json";
+
+/// The patch file of repository `name` (`None`: the route's one repository) in a run folder.
+pub fn patch_file(name: Option<&str>) -> String {
+    match name {
+        None => "changes.patch".to_string(),
+        Some(name) => format!("changes.{}.patch", slug(name)),
+    }
+}
+
+/// What `workspace.json` records of an isolated attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunWorkspace {
+    pub repos: Vec<RunRepo>,
+}
+
+/// One repository of an isolated attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRepo {
+    /// Its name in `[repos]`; absent for the route's one repository.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub name: Option<String>,
+    /// The main checkout's path.
+    pub repo: String,
+    /// The worktree's path.
+    pub path: String,
+    pub branch: String,
+    pub base_branch: String,
+    pub base_commit: String,
+    /// Set once the run has ended and its changes were saved.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub snapshot: Option<SavedSnapshot>,
+}
+
+/// A snapshot as the run folder records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedSnapshot {
+    #[serde(rename = "ref")]
+    pub snapshot_ref: String,
+    pub commit: String,
+    pub files: Vec<FileStat>,
+}
+
+impl SavedSnapshot {
+    /// Lines added and removed over every file.
+    pub fn totals(&self) -> (u64, u64) {
+        self.files
+            .iter()
+            .fold((0, 0), |(i, d), f| (i + f.insertions, d + f.deletions))
+    }
 }
 
 #[cfg(test)]
@@ -712,5 +777,56 @@ mod tests {
         let out = "abc123\0a.rs\0a.rs\0b/c.rs\0\0Auto-merging a.rs\0CONFLICT (content)\0";
         assert_eq!(parse_merge_conflicts(out), ["a.rs", "b/c.rs"]);
         assert!(parse_merge_conflicts("abc123\0").is_empty());
+    }
+
+    #[test]
+    fn a_run_workspace_reads_back_what_was_written() {
+        let rec = RunWorkspace {
+            repos: vec![RunRepo {
+                name: None,
+                repo: "/r".into(),
+                path: "/r/.taskboard/worktrees/A-1-1".into(),
+                branch: "taskboard/A-1-1".into(),
+                base_branch: "main".into(),
+                base_commit: "abc".into(),
+                snapshot: Some(SavedSnapshot {
+                    snapshot_ref: "refs/taskboard/snapshots/A-1/1".into(),
+                    commit: "def".into(),
+                    files: vec![
+                        FileStat {
+                            path: "b.rs".into(),
+                            change: Change::Renamed {
+                                from: "a.rs".into(),
+                            },
+                            insertions: 2,
+                            deletions: 1,
+                            binary: false,
+                        },
+                        FileStat {
+                            path: "logo.png".into(),
+                            change: Change::Added,
+                            insertions: 0,
+                            deletions: 0,
+                            binary: true,
+                        },
+                    ],
+                }),
+            }],
+        };
+        let text = serde_json::to_string(&rec).unwrap();
+        assert!(
+            text.contains(r#""change":{"renamed":{"from":"a.rs"}}"#),
+            "{text}"
+        );
+        assert!(text.contains(r#""change":"added""#), "{text}");
+        assert!(
+            !text.contains(r#""name""#),
+            "an unnamed repository has no name: {text}"
+        );
+        assert_eq!(serde_json::from_str::<RunWorkspace>(&text).unwrap(), rec);
+        let snap = rec.repos[0].snapshot.as_ref().unwrap();
+        assert_eq!(snap.totals(), (2, 1));
+        assert_eq!(patch_file(None), "changes.patch");
+        assert_eq!(patch_file(Some("api")), "changes.api.patch");
     }
 }
