@@ -30,6 +30,8 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     /// Executors by route name. `default` serves tasks that name no route.
     pub executors: BTreeMap<String, ExecutorConfig>,
+    /// `[repos.<name>]`: repositories a multi-repository task names in `repos:`.
+    pub repos: BTreeMap<String, RepoConfig>,
 }
 
 /// The `[runtime]` table.
@@ -77,6 +79,80 @@ pub struct ExecutorConfig {
     pub daily_budget_usd: Option<f64>,
     /// A successful run here is not done until this route reviews it.
     pub review: Option<String>,
+    /// Where a run works: the board's own folder, or a git worktree of its own.
+    pub workspace: Workspace,
+}
+
+/// `workspace = "shared" | "worktree"` on a route.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Workspace {
+    /// The board's folder, shared with the person and every other run (the default).
+    #[default]
+    Shared,
+    /// A git worktree per attempt; a success waits for a person's approval to land.
+    Worktree(WorktreeConfig),
+}
+
+/// The settings of a route whose runs work in git worktrees.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorktreeConfig {
+    /// The repository (its main checkout); `None`: the repository that holds the board.
+    /// Relative paths are relative to the board's folder.
+    pub repo: Option<PathBuf>,
+    /// The branch work targets when the task names none; `None`: the branch checked out in
+    /// the repository when the task is claimed.
+    pub base_branch: Option<String>,
+    /// Globs (relative to the repository) of untracked files copied into each new worktree.
+    pub include: Vec<String>,
+    /// A command run in the worktree before the executor; its failure fails the attempt.
+    pub setup: Option<Vec<String>>,
+    /// How an approved change lands on its base branch.
+    pub merge: MergeStrategy,
+    /// How long a worktree nobody approved or rejected is kept before `gc` removes it.
+    pub keep: Duration,
+}
+
+impl Default for WorktreeConfig {
+    fn default() -> Self {
+        WorktreeConfig {
+            repo: None,
+            base_branch: None,
+            include: Vec::new(),
+            setup: None,
+            merge: MergeStrategy::Squash,
+            keep: Duration::from_secs(14 * 24 * 3600),
+        }
+    }
+}
+
+/// `merge = "squash" | "merge" | "rebase"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MergeStrategy {
+    /// One commit on the base branch's tip holding the whole change.
+    #[default]
+    Squash,
+    /// A merge commit with the snapshot as second parent.
+    Merge,
+    /// The run's commits replayed on the tip.
+    Rebase,
+}
+
+impl MergeStrategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MergeStrategy::Squash => "squash",
+            MergeStrategy::Merge => "merge",
+            MergeStrategy::Rebase => "rebase",
+        }
+    }
+}
+
+/// One `[repos.<name>]` table: a repository a task may name in its `repos:` field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RepoConfig {
+    /// Relative paths are relative to the board's folder.
+    pub path: PathBuf,
+    pub base_branch: Option<String>,
 }
 
 impl Default for RuntimeConfig {
@@ -105,6 +181,7 @@ impl Default for Config {
         Config {
             runtime: RuntimeConfig::default(),
             executors: BTreeMap::new(),
+            repos: BTreeMap::new(),
         }
     }
 }
@@ -366,10 +443,12 @@ impl RawConfig {
                             max_cost_usd: v.max_cost_usd,
                             daily_budget_usd: v.daily_budget_usd,
                             review: v.review.map(|r| r.0),
+                            workspace: Workspace::Shared,
                         },
                     )
                 })
                 .collect(),
+            repos: BTreeMap::new(),
         }
     }
 }

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use taskboard::core::config::{self, Config, ConfigError, ExecutorConfig, parse, parse_duration};
+use taskboard::core::config::{
+    self, Config, ConfigError, ExecutorConfig, Workspace, parse, parse_duration,
+};
 
 const SAMPLE: &str = r#"[runtime]
 debounce_ms = 2000
@@ -69,6 +71,7 @@ fn sample_parses_to_expected_values() {
             max_cost_usd: None,
             daily_budget_usd: None,
             review: None,
+            workspace: Workspace::Shared,
         }
     );
     assert_eq!(c.executors["review"].command, ["./scripts/review.sh"]);
