@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 
 use super::commit::{FollowUp, Outgoing};
 use super::launch::Launch;
-use super::{Active, Runtime};
+use super::{Active, Runtime, SnapshotOutcome};
 use crate::core::board::Board;
 use crate::core::event::EventKind;
 use crate::core::handoff;
@@ -37,6 +37,8 @@ pub(super) struct RunEnd {
     pub(super) stderr_tail: String,
     /// The result file, when it parsed (cost and handoff count whatever the exit).
     pub(super) reported: Option<ResultFile>,
+    /// What an isolated run changed, from its snapshot (a shared run's comes from git status).
+    pub(super) changed: Option<Vec<String>>,
 }
 
 /// The kept endings, met with the board as it is now.
@@ -217,7 +219,13 @@ impl Runtime {
 
     /// Takes an executor's end: the attempt's ending is recorded and kept. Returns whether there
     /// is a status to write.
-    pub(super) fn run_ended(&mut self, id: &str, attempt: u32, finished: exec::Finished) -> bool {
+    pub(super) fn run_ended(
+        &mut self,
+        id: &str,
+        attempt: u32,
+        finished: exec::Finished,
+        snapshot: SnapshotOutcome,
+    ) -> bool {
         let Some(active) = self.active.remove(id) else {
             return false;
         };
@@ -230,12 +238,18 @@ impl Runtime {
         let result = fsio::read_regular_to_string(&active.result_path)
             .ok()
             .map(|text| settle::parse_result(&text, &active.phase));
-        let end = settle::attempt_end(finished.stopped, &finished.ending, result.as_ref());
+        let mut end = settle::attempt_end(finished.stopped, &finished.ending, result.as_ref());
+        let changed = snapshot.map(|outcome| self.took_snapshot(id, attempt, outcome));
+        if let (Some(None), AttemptEnd::Success { .. }) = (&changed, &end) {
+            // A change that was not saved cannot be reviewed, approved or landed.
+            end = AttemptEnd::Failure("snapshot_failed".into());
+        }
         let run = RunEnd {
             process: Some(finished.ending),
             duration: finished.duration,
             stderr_tail: finished.stderr_tail,
             reported: result.and_then(Result::ok),
+            changed: changed.flatten(),
         };
         let now = self.now();
         self.keep_ending(id, &active, end, run, now)
@@ -265,7 +279,7 @@ impl Runtime {
         if let Some(cost) = cost {
             self.count_spend(id, active, cost, now);
         }
-        let seen = self.seen_changes(id, active, reported);
+        let seen = self.seen_changes(id, active, reported, run.changed.clone());
         let exit_code = run.process.as_ref().and_then(ProcessEnd::exit_code);
         let signal = run.process.as_ref().and_then(ProcessEnd::signal);
         let duration_ms = run.duration.as_millis() as u64;
@@ -363,21 +377,33 @@ impl Runtime {
         id: &str,
         active: &Active,
         reported: Option<&ResultFile>,
+        snapshot: Option<Vec<String>>,
     ) -> Option<Vec<String>> {
-        let before = active.evidence_before.as_ref()?;
-        let seen = match evidence::since(before, &self.board_dir, &self.board) {
-            Ok(Some(paths)) => paths,
-            Ok(None) => return None,
-            Err(why) => {
-                self.error(Some(id), "evidence", why);
-                return None;
+        // An isolated run's changes are its snapshot's, relative to its worktree's root; the
+        // executor's claims are relative to where it ran, which is that root.
+        let (seen, root) = match (snapshot, &active.isolation) {
+            (Some(seen), Some(isolation)) => (seen, isolation.path.clone()),
+            _ => {
+                let before = active.evidence_before.as_ref()?;
+                match evidence::since(before, &self.board_dir, &self.board) {
+                    Ok(Some(paths)) => (paths, before.root.clone()),
+                    Ok(None) => return None,
+                    Err(why) => {
+                        self.error(Some(id), "evidence", why);
+                        return None;
+                    }
+                }
             }
         };
         let claims = reported
             .and_then(|r| r.handoff.as_ref())
             .map(|h| &h.evidence.changed);
+        let cwd = match &active.isolation {
+            Some(isolation) => isolation.path.clone(),
+            None => self.board_dir.clone(),
+        };
         let (claimed_not_seen, seen_not_claimed) = match claims {
-            Some(claims) => evidence::mismatch(claims, &seen, &self.board_dir, &before.root),
+            Some(claims) => evidence::mismatch(claims, &seen, &cwd, &root),
             None => (Vec::new(), Vec::new()),
         };
         let outside_touches: Option<Vec<String>> = active

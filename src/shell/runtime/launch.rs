@@ -5,19 +5,21 @@
 //! that cannot start ends at once as a failed attempt (through `finish`). Must not touch the
 //! board: the claim was written by `commit` before the run is launched.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use super::finish::RunEnd;
-use super::{Active, Msg, Runtime};
+use super::{Active, Msg, Runtime, isolate};
 use crate::core::board::{Board, Task};
+use crate::core::config::{Workspace, WorktreeConfig};
 use crate::core::event::EventKind;
 use crate::core::packet;
 use crate::core::plan;
 use crate::core::settle::{AttemptEnd, Phase};
 use crate::core::status::Status;
-use crate::core::workspace::touches_of;
+use crate::core::workspace::{Glob, RunRepo, patch_file, touches_of};
 use crate::shell::evidence;
 use crate::shell::exec;
 use crate::shell::packet_sources;
@@ -78,10 +80,15 @@ impl Runtime {
             run_dir,
             evidence_before: None,
             touches: board.0.task(&launch.id).and_then(touches_of),
+            isolation: None,
         };
         match self.start_run(&launch, board, &mut active) {
             Ok(handle) => {
-                self.started(&launch, handle, active);
+                self.active.insert(launch.id.clone(), active);
+                // An isolated run has no process yet: it starts once its worktree is ready.
+                if let Some(handle) = handle {
+                    self.started(&launch.id, handle);
+                }
                 true
             }
             Err(failed) => {
@@ -97,13 +104,23 @@ impl Runtime {
         }
     }
 
+    /// A run that ended before its executor started (its worktree could not be made, or a stop
+    /// came first): its ending is kept like any other. Returns whether there is one to write.
+    pub(super) fn not_started(&mut self, id: &str, end: AttemptEnd) -> bool {
+        let Some(active) = self.active.remove(id) else {
+            return false;
+        };
+        let now = self.now();
+        self.keep_ending(id, &active, end, RunEnd::default(), now)
+    }
+
     /// Prepares and starts the run `active` describes (noting in it what the run started from).
     fn start_run(
         &mut self,
         launch: &Launch,
         (board, text): (&Board, &str),
         active: &mut Active,
-    ) -> Result<exec::RunHandle, NotStarted> {
+    ) -> Result<Option<exec::RunHandle>, NotStarted> {
         let (id, route) = (launch.id.as_str(), launch.route.as_str());
         let Some(exec_cfg) = self.config.executors.get(route).cloned() else {
             let why = format!("no executor `{route}` is configured");
@@ -124,7 +141,7 @@ impl Runtime {
         }
         let mut env: Vec<(String, String)> = exec_cfg.env.clone().into_iter().collect();
         env.extend(self.run_env(launch, task, &active.run_dir, &active.result_path));
-        let spec = exec::Spec {
+        let mut spec = exec::Spec {
             argv,
             cwd: self.board_dir.clone(),
             env,
@@ -134,6 +151,17 @@ impl Runtime {
             grace: self.config.runtime.grace,
             output_cap: self.config.runtime.output_cap,
         };
+        if let (Workspace::Worktree(cfg), Phase::Work { .. }) = (&exec_cfg.workspace, &launch.phase)
+        {
+            return self.prepare_isolated(launch, task, cfg, spec, active).map(|()| None);
+        }
+        if launch.phase == Phase::Review
+            && let Some(work) = self.work_workspace(id, launch.attempt)
+        {
+            // A review of isolated work looks at the worktree the work was done in.
+            spec.cwd = PathBuf::from(&work.path);
+            spec.env.extend(isolate::isolation_env(&work));
+        }
         active.evidence_before = match launch.phase {
             Phase::Work { .. } => self.git_root.as_deref().and_then(evidence::snapshot),
             Phase::Review => None,
@@ -145,12 +173,71 @@ impl Runtime {
                 id: owned_id,
                 attempt,
                 finished,
+                snapshot: None,
             });
         })
+        .map(Some)
         .map_err(|e| {
             let why = format!("cannot start executor `{route}`: {e}");
             NotStarted::new(why, "spawn_failed")
         })
+    }
+
+    /// Hands an isolated run to a thread that makes its worktree and then starts it.
+    fn prepare_isolated(
+        &self,
+        launch: &Launch,
+        task: &Task,
+        cfg: &WorktreeConfig,
+        spec: exec::Spec,
+        active: &mut Active,
+    ) -> Result<(), NotStarted> {
+        let repo = self
+            .route_repo(cfg)
+            .map_err(|why| NotStarted::new(why, "no_repository"))?;
+        let path = self.worktree_path(&launch.id, launch.attempt);
+        let setup = cfg.setup.clone().map(|mut argv| {
+            if argv[0].contains('/') && Path::new(&argv[0]).is_relative() {
+                argv[0] = self.board_dir.join(&argv[0]).display().to_string();
+            }
+            argv
+        });
+        let prep = isolate::Preparation {
+            id: launch.id.clone(),
+            attempt: launch.attempt,
+            repo,
+            path: path.clone(),
+            base_branch: task
+                .field("base_branch")
+                .map(|f| f.value.trim().to_string())
+                .filter(|b| !b.is_empty())
+                .or_else(|| cfg.base_branch.clone()),
+            include: cfg.include.iter().map(|g| Glob::parse(g)).collect(),
+            setup,
+            spec: exec::Spec {
+                cwd: path.clone(),
+                ..spec
+            },
+        };
+        let gate = Arc::new(isolate::Gate::default());
+        isolate::prepare(prep, Arc::clone(&gate), self.tx.clone()).map_err(|e| {
+            let why = format!("cannot start preparing the worktree: {e}");
+            NotStarted::new(why, "spawn_failed")
+        })?;
+        active.isolation = Some(isolate::Isolation { path, gate });
+        Ok(())
+    }
+
+    /// The workspace of attempt `attempt`'s work run of task `id`, as its run folder records it.
+    pub(super) fn work_workspace(&self, id: &str, attempt: u32) -> Option<RunRepo> {
+        let rec = self.store.tasks.get(id)?;
+        let work = rec
+            .history
+            .iter()
+            .rev()
+            .find(|a| a.attempt == attempt && a.phase.is_none())?;
+        let record = isolate::read_record(Path::new(&work.run_dir))?;
+        record.repos.into_iter().next()
     }
 
     /// Assembles the run's packet and keeps a copy in its run folder.
@@ -165,6 +252,11 @@ impl Runtime {
         let review = (launch.phase == Phase::Review).then(|| packet::Review {
             handoff: String::new(),
             diff: record.and_then(|r| r.history.last()).and_then(|a| {
+                // Isolated work: its saved patch, whatever happened to its worktree since.
+                let patch = Path::new(&a.run_dir).join(patch_file(None));
+                if let Ok(bytes) = std::fs::read(&patch) {
+                    return Some(String::from_utf8_lossy(&bytes).into_owned());
+                }
                 let paths = a.changed.as_deref()?;
                 let root = self.git_root.as_deref()?;
                 evidence::diff(root, a.base.as_deref(), paths)
@@ -217,33 +309,29 @@ impl Runtime {
         ]
     }
 
-    /// A started run: its pid into the task's lock, `task_dispatched`, and its supervision.
-    fn started(&mut self, launch: &Launch, handle: exec::RunHandle, active: Active) {
-        let id = launch.id.as_str();
+    /// A started run (already among the active ones): its pid into the task's lock,
+    /// `task_dispatched`, and its supervision.
+    pub(super) fn started(&mut self, id: &str, handle: exec::RunHandle) {
         let pid = handle.pid();
         let run_id = Some(handle.run_id());
         let _ = self
             .locks
             .set_executor(id, &self.instance, pid as i32, run_id);
-        self.emit(
-            Some(id),
-            EventKind::TaskDispatched {
-                attempt: launch.attempt,
-                route: launch.route.clone(),
-                pid,
-                agent: match launch.phase {
-                    Phase::Review => plan::review_agent(&self.config.runtime.agent),
-                    Phase::Work { .. } => self.config.runtime.agent.clone(),
-                },
-                phase: (launch.phase == Phase::Review).then(|| "review".to_string()),
+        let agent = &self.config.runtime.agent;
+        let Some(active) = self.active.get_mut(id) else {
+            return;
+        };
+        let dispatched = EventKind::TaskDispatched {
+            attempt: active.attempt,
+            route: active.route.clone(),
+            pid,
+            agent: match active.phase {
+                Phase::Review => plan::review_agent(agent),
+                Phase::Work { .. } => agent.clone(),
             },
-        );
-        self.active.insert(
-            id.to_string(),
-            Active {
-                handle: Some(handle),
-                ..active
-            },
-        );
+            phase: (active.phase == Phase::Review).then(|| "review".to_string()),
+        };
+        active.handle = Some(handle);
+        self.emit(Some(id), dispatched);
     }
 }

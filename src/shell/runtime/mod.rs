@@ -42,11 +42,13 @@ mod conflicts;
 mod files;
 mod finish;
 mod home;
+mod isolate;
 mod launch;
 mod pass;
 mod recovery;
 
 pub use files::archive_deadletter;
+pub use isolate::{Prepared, SnapshotOutcome};
 use pass::Trigger;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,8 +75,27 @@ pub enum Msg {
         id: String,
         attempt: u32,
         finished: exec::Finished,
+        /// What an isolated run changed, saved before this was sent; `None` for a shared run.
+        snapshot: SnapshotOutcome,
+    },
+    /// An isolated run's worktree is ready and its executor started, or it could not be.
+    Prepared {
+        id: String,
+        attempt: u32,
+        prepared: Box<Prepared>,
     },
     Signal(i32),
+}
+
+impl Active {
+    /// Asks the run to stop, whether its executor runs yet or its worktree is being made.
+    fn stop(&self, cause: StopCause) {
+        match (&self.handle, &self.isolation) {
+            (Some(handle), _) => handle.stop(cause),
+            (None, Some(isolation)) => isolation.gate.stop(cause),
+            (None, None) => {}
+        }
+    }
 }
 
 /// A run this runtime supervises (or is starting).
@@ -92,6 +113,8 @@ struct Active {
     evidence_before: Option<evidence::TreeState>,
     /// The task's `touches:` globs when the run started, if it declares some.
     touches: Option<Vec<crate::core::workspace::Glob>>,
+    /// Where an isolated run works (worktree routes' work runs only).
+    isolation: Option<isolate::Isolation>,
 }
 
 pub struct Runtime {
@@ -383,7 +406,13 @@ impl Runtime {
                     id,
                     attempt,
                     finished,
-                } => due |= self.run_ended(&id, attempt, finished),
+                    snapshot,
+                } => due |= self.run_ended(&id, attempt, finished, snapshot),
+                Msg::Prepared {
+                    id,
+                    attempt,
+                    prepared,
+                } => due |= self.prepared(&id, attempt, *prepared),
                 Msg::Signal(signal_hook::consts::SIGHUP) => self.reload(),
                 Msg::Signal(sig) => {
                     if !self.stopping {
@@ -399,8 +428,8 @@ impl Runtime {
     fn begin_stop(&mut self) {
         self.stopping = true;
         tracing::info!("stopping: interrupting {} run(s)", self.active.len());
-        for handle in self.active.values().filter_map(|a| a.handle.as_ref()) {
-            handle.stop(StopCause::Shutdown);
+        for active in self.active.values() {
+            active.stop(StopCause::Shutdown);
         }
     }
 

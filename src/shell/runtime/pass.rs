@@ -343,8 +343,8 @@ impl Runtime {
                 }
             }
             Step::Cancel { id, status } => {
-                if let Some(handle) = self.active.get(&id).and_then(|a| a.handle.as_ref()) {
-                    handle.stop(StopCause::Cancelled);
+                if let Some(active) = self.active.get(&id) {
+                    active.stop(StopCause::Cancelled);
                     self.emit(
                         Some(&id),
                         EventKind::TaskCancelled {

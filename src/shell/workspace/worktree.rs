@@ -293,3 +293,40 @@ fn differing(repo: &Path, a: &str, b: &str) -> Result<Vec<String>, GitError> {
     )?;
     Ok(out.lines().map(str::to_string).collect())
 }
+
+/// Copies into `worktree` the files of `repo`'s main checkout that git does not track (ignored
+/// ones included: `.env`, local config) and that one of `globs` matches, keeping their paths and
+/// permissions; a file already in the worktree is left as it is. The copy is a reflink
+/// (copy-on-write) where the file system makes one. Returns the paths copied.
+pub fn copy_untracked(
+    repo: &Path,
+    worktree: &Path,
+    globs: &[crate::core::workspace::Glob],
+) -> Result<Vec<String>, GitError> {
+    if globs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let listed = ok(repo, ["ls-files", "-z", "--others"])?;
+    let mut copied = Vec::new();
+    for path in listed.split('\0').filter(|p| !p.is_empty()) {
+        if !globs.iter().any(|g| g.matches(path)) {
+            continue;
+        }
+        let (from, to) = (repo.join(path), worktree.join(path));
+        if to.symlink_metadata().is_ok() || !from.is_file() {
+            continue;
+        }
+        let io = |e: std::io::Error| GitError::Io {
+            what: format!("cannot copy {path} into the worktree"),
+            message: e.to_string(),
+        };
+        if let Some(parent) = to.parent() {
+            fs::create_dir_all(parent).map_err(io)?;
+        }
+        // std's copy uses copy_file_range, which the kernel turns into a reflink on file
+        // systems that share extents (Btrfs, XFS); elsewhere it is a plain copy.
+        fs::copy(&from, &to).map_err(io)?;
+        copied.push(path.to_string());
+    }
+    Ok(copied)
+}
