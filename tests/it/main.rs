@@ -19,6 +19,7 @@ mod fixtures;
 mod fsio;
 mod golden;
 mod hostile;
+mod isolated;
 mod lock;
 mod logs;
 mod properties;

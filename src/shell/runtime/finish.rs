@@ -239,7 +239,7 @@ impl Runtime {
             .ok()
             .map(|text| settle::parse_result(&text, &active.phase));
         let mut end = settle::attempt_end(finished.stopped, &finished.ending, result.as_ref());
-        let changed = snapshot.map(|outcome| self.took_snapshot(id, attempt, outcome));
+        let changed = snapshot.map(|outcome| self.took_snapshot(id, attempt, *outcome));
         if let (Some(None), AttemptEnd::Success { .. }) = (&changed, &end) {
             // A change that was not saved cannot be reviewed, approved or landed.
             end = AttemptEnd::Failure("snapshot_failed".into());

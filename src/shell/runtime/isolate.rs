@@ -94,7 +94,7 @@ pub enum Prepared {
 }
 
 /// The snapshot of a finished isolated run, or why there is none (`None`: a shared run).
-pub type SnapshotOutcome = Option<Result<SavedSnapshot, String>>;
+pub type SnapshotOutcome = Option<Box<Result<SavedSnapshot, String>>>;
 
 /// Everything the preparing thread needs.
 pub(super) struct Preparation {
@@ -143,9 +143,11 @@ fn ready_worktree(prep: &Preparation, gate: &Gate) -> Result<RunRepo, Prepared> 
     if let Some(stop) = stopped() {
         return Err(stop);
     }
-    let failed = |reason: &'static str| move |e: workspace::GitError| Prepared::Failed {
-        reason,
-        why: e.to_string(),
+    let failed = |reason: &'static str| {
+        move |e: workspace::GitError| Prepared::Failed {
+            reason,
+            why: e.to_string(),
+        }
     };
     let base_branch = match &prep.base_branch {
         Some(b) => b.clone(),
@@ -232,7 +234,9 @@ fn run_setup(
                 ProcessEnd::Signaled { name, .. } => name.clone(),
             };
             let last = finished.stderr_tail.trim().lines().last().unwrap_or("");
-            Err(failed(format!("the setup command ended with {how}: {last}")))
+            Err(failed(format!(
+                "the setup command ended with {how}: {last}"
+            )))
         }
     }
 }
@@ -257,7 +261,7 @@ fn start_executor(
     let (tx, id, attempt) = (tx.clone(), prep.id.clone(), prep.attempt);
     let started = exec::start(spec, move |finished| {
         let _ = told_rx.recv();
-        let snapshot = Some(job.save());
+        let snapshot = Some(Box::new(job.save()));
         let _ = tx.send(Msg::Finished {
             id,
             attempt,
@@ -408,11 +412,8 @@ impl Runtime {
                 self.not_started(id, crate::core::settle::AttemptEnd::Failure(reason.into()))
             }
             Prepared::Stopped(cause) => {
-                let end = crate::core::settle::attempt_end(
-                    Some(cause),
-                    &ProcessEnd::Exited(-1),
-                    None,
-                );
+                let end =
+                    crate::core::settle::attempt_end(Some(cause), &ProcessEnd::Exited(-1), None);
                 self.not_started(id, end)
             }
         }

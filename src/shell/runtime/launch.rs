@@ -153,7 +153,9 @@ impl Runtime {
         };
         if let (Workspace::Worktree(cfg), Phase::Work { .. }) = (&exec_cfg.workspace, &launch.phase)
         {
-            return self.prepare_isolated(launch, task, cfg, spec, active).map(|()| None);
+            return self
+                .prepare_isolated(launch, task, cfg, spec, active)
+                .map(|()| None);
         }
         if launch.phase == Phase::Review
             && let Some(work) = self.work_workspace(id, launch.attempt)

@@ -1,0 +1,371 @@
+//! Runs on a `workspace = "worktree"` route, end to end with real git: each attempt works in a
+//! worktree of its own made from the recorded base commit, the person's checkout is never
+//! touched, and everything a run changed is saved (a snapshot under `refs/taskboard/`, a patch
+//! and a stat in the run folder) whatever it did: commits, edits, new and deleted files,
+//! renames, binary files.
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use crate::support::{Sandbox, git};
+
+/// A sandbox whose folder is a git repository on `main` with a few committed files, the board
+/// committed too, and the runtime's files ignored.
+fn repo_sandbox(name: &str, executors: &str, board: &str) -> Sandbox {
+    let sb = Sandbox::new(name);
+    git(&sb.dir, &["init", "-q"]);
+    sb.write(
+        ".gitignore",
+        ".taskboard/\nevents.jsonl*\nhandoffs/\n.env\n*.runs\nrun-*.stderr\n",
+    );
+    sb.write("a.txt", "one\ntwo\nthree\n");
+    sb.write(
+        "old-name.txt",
+        "a file long enough that git finds its rename\nline two\nline three\n",
+    );
+    sb.write("gone.txt", "to be deleted\n");
+    sb.write(".env", "SECRET=kept-out-of-git\n");
+    sb.config("", executors);
+    sb.write_board(board);
+    git(&sb.dir, &["add", "-A"]);
+    git(&sb.dir, &["commit", "-qm", "start"]);
+    sb
+}
+
+fn worktree_route(command: &str, extra: &str) -> String {
+    format!(
+        "[executors.default]\ncommand = [\"./{command}\"]\ntimeout = \"60s\"\nworkspace = \"worktree\"\n{extra}"
+    )
+}
+
+/// The one run folder of attempt `attempt` of task `id` (work runs, not reviews).
+fn run_dir(sb: &Sandbox, id: &str, attempt: u32) -> PathBuf {
+    let dir = sb.path(&format!(".taskboard/runs/{id}"));
+    let prefix = format!("{attempt}-");
+    let found: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with(&prefix) && !name.contains("-review-")
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    found.into_iter().next().unwrap()
+}
+
+fn workspace_of(sb: &Sandbox, id: &str, attempt: u32) -> Value {
+    let text = std::fs::read_to_string(run_dir(sb, id, attempt).join("workspace.json")).unwrap();
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    doc["repos"][0].clone()
+}
+
+fn snapshot_paths(ws: &Value) -> Vec<String> {
+    ws["snapshot"]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn wait_settled(sb: &Sandbox, ids: &[&str]) {
+    sb.wait_until("every run ended and its ending was written", |s| {
+        ids.iter().all(|id| {
+            s.count_for("task_finished", id) >= 1 && !s.status_of(id).starts_with("running")
+        })
+    });
+}
+
+/// Why the first attempt of `id` ended, as its handoff's headline tells it.
+fn outcome_of(sb: &Sandbox, id: &str) -> String {
+    let text = std::fs::read_to_string(sb.path(&format!("handoffs/{id}.md"))).unwrap();
+    let head = text.lines().find(|l| l.starts_with("## Attempt 1 ")).unwrap();
+    head.rsplit(" · ").next().unwrap().to_string()
+}
+
+const AGENT: &str = r#"set -e
+echo "$TASKBOARD_TASK_ID" >> "$TASKBOARD_BOARD.runs"
+printf 'cwd=%s\nworktree=%s\nbranch=%s\ncommit=%s\nenv=%s\n' "$(pwd)" "$TASKBOARD_WORKTREE" \
+  "$TASKBOARD_BASE_BRANCH" "$TASKBOARD_BASE_COMMIT" "$(cat .env 2>/dev/null)" > "$TASKBOARD_RUN_DIR/where"
+echo "$TASKBOARD_TASK_ID was here" >> a.txt
+git mv old-name.txt new-name.txt
+git rm -q gone.txt
+printf '\000\001\002binary' > "blob-$TASKBOARD_TASK_ID.bin"
+git add -A
+git -c user.name=agent -c user.email=agent@example.com commit -qm "work on $TASKBOARD_TASK_ID"
+echo "left uncommitted" > "loose-$TASKBOARD_TASK_ID.txt"
+"#;
+
+#[test]
+fn parallel_runs_each_work_in_their_own_worktree_and_the_persons_checkout_is_untouched() {
+    let mut sb = repo_sandbox(
+        "iso-parallel",
+        &worktree_route("agent.sh", "worktree_include = [\".env\"]\n"),
+        "# Board\n\n## A-1: first\n- status: ready\n\n## B-1: second\n- status: ready\n",
+    );
+    sb.script("agent.sh", AGENT);
+    git(&sb.dir, &["add", "agent.sh"]);
+    git(&sb.dir, &["commit", "-qm", "agent"]);
+    let base = git(&sb.dir, &["rev-parse", "HEAD"]);
+    // The person has work of their own in the checkout, uncommitted, while the runs go.
+    sb.write("a.txt", "one\ntwo\nthree\nthe person's line\n");
+    sb.write("mine.txt", "the person's new file\n");
+    sb.start_run();
+    wait_settled(&sb, &["A-1", "B-1"]);
+
+    // Every byte of the person's checkout is as they left it.
+    assert_eq!(
+        std::fs::read_to_string(sb.path("a.txt")).unwrap(),
+        "one\ntwo\nthree\nthe person's line\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(sb.path("mine.txt")).unwrap(),
+        "the person's new file\n"
+    );
+    assert!(sb.path("old-name.txt").exists() && sb.path("gone.txt").exists());
+    assert_eq!(
+        git(&sb.dir, &["rev-parse", "HEAD"]),
+        base,
+        "main did not move"
+    );
+    assert_eq!(git(&sb.dir, &["branch", "--show-current"]), "main");
+    let status = git(&sb.dir, &["status", "--porcelain"]);
+    assert_eq!(
+        status.lines().map(str::trim).collect::<Vec<_>>(),
+        ["M a.txt", "M task-board.md", "?? mine.txt"],
+        "the worktrees stay out of the person's status"
+    );
+
+    for id in ["A-1", "B-1"] {
+        let ws = workspace_of(&sb, id, 1);
+        let path = ws["path"].as_str().unwrap();
+        assert!(path.starts_with(sb.path(".taskboard/").to_str().unwrap()));
+        assert_eq!(ws["base_branch"], "main");
+        assert_eq!(ws["base_commit"], base.as_str());
+        assert_eq!(ws["branch"], format!("taskboard/{id}-1"));
+        // It ran in its worktree, told where it was, with the copied `.env`.
+        let where_ = std::fs::read_to_string(run_dir(&sb, id, 1).join("where")).unwrap();
+        assert!(where_.contains(&format!("cwd={path}\n")), "{where_}");
+        assert!(where_.contains(&format!("worktree={path}\n")), "{where_}");
+        assert!(where_.contains(&format!("commit={base}\n")), "{where_}");
+        assert!(where_.contains("branch=main\n"), "{where_}");
+        assert!(where_.contains("env=SECRET=kept-out-of-git"), "{where_}");
+        // Its snapshot has everything it did, and nothing of the other run's or the person's.
+        let mut paths = snapshot_paths(&ws);
+        paths.sort();
+        let mut want = vec![
+            "a.txt".to_string(),
+            format!("blob-{id}.bin"),
+            "gone.txt".to_string(),
+            format!("loose-{id}.txt"),
+            "new-name.txt".to_string(),
+        ];
+        want.sort();
+        assert_eq!(paths, want, "{id}");
+        let files = ws["snapshot"]["files"].as_array().unwrap();
+        let rename = files.iter().find(|f| f["path"] == "new-name.txt").unwrap();
+        assert_eq!(rename["change"]["renamed"]["from"], "old-name.txt");
+        let blob = files
+            .iter()
+            .find(|f| f["path"] == format!("blob-{id}.bin"))
+            .unwrap();
+        assert_eq!(blob["binary"], true);
+        // The snapshot is a commit on the base, kept under refs/taskboard/.
+        let snap = ws["snapshot"]["commit"].as_str().unwrap();
+        let ref_name = format!("refs/taskboard/snapshots/{id}/1");
+        assert_eq!(git(&sb.dir, &["rev-parse", &ref_name]), snap);
+        assert_eq!(git(&sb.dir, &["rev-parse", &format!("{snap}^1")]), base);
+        // The patch applies to the base and gives the snapshot's tree, binary file included.
+        let patch = run_dir(&sb, id, 1).join("changes.patch");
+        let check = sb.path(&format!("check-{id}"));
+        git(
+            &sb.dir,
+            &[
+                "worktree",
+                "add",
+                "-q",
+                "--detach",
+                check.to_str().unwrap(),
+                &base,
+            ],
+        );
+        git(&check, &["apply", "--index", patch.to_str().unwrap()]);
+        assert_eq!(
+            git(&check, &["write-tree"]),
+            git(&sb.dir, &["rev-parse", &format!("{snap}^{{tree}}")])
+        );
+        git(
+            &sb.dir,
+            &["worktree", "remove", "--force", check.to_str().unwrap()],
+        );
+        // Evidence is the snapshot's: an agent that commits is no mismatch.
+        let finished = sb
+            .events_named("task_finished")
+            .into_iter()
+            .find(|e| e["task"] == id)
+            .unwrap();
+        let mut changed: Vec<String> = finished["changed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        changed.sort();
+        assert_eq!(changed, want);
+        let saved = sb.count_for("snapshot_saved", id);
+        assert_eq!(saved, 1, "{id}");
+        assert_eq!(sb.count_for("workspace_created", id), 1, "{id}");
+    }
+    assert_eq!(sb.count("evidence_mismatch"), 0);
+    let runs = std::fs::read_to_string(sb.path("task-board.md.runs")).unwrap();
+    assert_eq!(runs.lines().count(), 2, "each task ran once: {runs}");
+}
+
+#[test]
+fn a_failing_setup_fails_the_attempt_with_its_reason_and_the_executor_never_runs() {
+    let mut sb = repo_sandbox(
+        "iso-setup",
+        &worktree_route(
+            "agent.sh",
+            "setup = [\"sh\", \"-c\", \"echo installing; echo no network >&2; exit 3\"]\n",
+        ),
+        "# Board\n\n## A-1: first\n- status: ready\n",
+    );
+    sb.config(
+        "max_attempts = 1",
+        &worktree_route(
+            "agent.sh",
+            "setup = [\"sh\", \"-c\", \"echo installing; echo no network >&2; exit 3\"]\n",
+        ),
+    );
+    sb.script("agent.sh", AGENT);
+    sb.start_run();
+    sb.wait_until("the attempt failed", |s| {
+        s.status_of("A-1").starts_with("failed")
+    });
+    assert_eq!(outcome_of(&sb, "A-1"), "setup_failed");
+    assert!(
+        !sb.path("task-board.md.runs").exists(),
+        "the executor never ran"
+    );
+    let errors = sb.events_named("error");
+    assert!(
+        errors.iter().any(|e| e["message"]
+            .as_str()
+            .unwrap()
+            .contains("exit code 3: no network")),
+        "{errors:?}"
+    );
+    let setup_out = run_dir(&sb, "A-1", 1).join("setup/stdout.log");
+    assert_eq!(std::fs::read_to_string(setup_out).unwrap(), "installing\n");
+    assert_eq!(sb.count("task_dispatched"), 0);
+}
+
+#[test]
+fn a_base_branch_that_does_not_exist_fails_the_attempt_and_says_which() {
+    let mut sb = repo_sandbox(
+        "iso-nobranch",
+        &worktree_route("agent.sh", ""),
+        "# Board\n\n## A-1: first\n- status: ready\n- base_branch: release-9\n",
+    );
+    sb.config("max_attempts = 1", &worktree_route("agent.sh", ""));
+    sb.script("agent.sh", AGENT);
+    sb.start_run();
+    sb.wait_until("the attempt failed", |s| {
+        s.status_of("A-1").starts_with("failed")
+    });
+    assert_eq!(outcome_of(&sb, "A-1"), "no_base_branch");
+    let errors = sb.events_named("error");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e["message"].as_str().unwrap().contains("release-9")),
+        "{errors:?}"
+    );
+    assert!(!sb.path("task-board.md.runs").exists());
+}
+
+#[test]
+fn a_board_outside_any_repository_fails_the_attempt_with_one_clear_reason() {
+    let mut sb = Sandbox::new("iso-norepo");
+    sb.script("agent.sh", AGENT);
+    sb.config("max_attempts = 1", &worktree_route("agent.sh", ""));
+    sb.write_board("# Board\n\n## A-1: first\n- status: ready\n");
+    sb.start_run();
+    sb.wait_until("the attempt failed", |s| {
+        s.status_of("A-1").starts_with("failed")
+    });
+    assert_eq!(outcome_of(&sb, "A-1"), "no_repository");
+    let errors = sb.events_named("error");
+    assert!(
+        errors.iter().any(|e| e["message"]
+            .as_str()
+            .unwrap()
+            .contains("not in a git repository")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn a_worktree_deleted_during_the_run_fails_the_attempt_and_loses_nothing_of_the_persons() {
+    let mut sb = repo_sandbox(
+        "iso-deleted",
+        &worktree_route("agent.sh", ""),
+        "# Board\n\n## A-1: first\n- status: ready\n",
+    );
+    sb.config("max_attempts = 1", &worktree_route("agent.sh", ""));
+    // The run removes its own worktree folder, as a person's `rm -rf` would.
+    sb.script(
+        "agent.sh",
+        "echo changed >> a.txt\ncd /\nrm -rf \"$TASKBOARD_WORKTREE\"",
+    );
+    git(&sb.dir, &["add", "agent.sh"]);
+    git(&sb.dir, &["commit", "-qm", "agent"]);
+    sb.start_run();
+    sb.wait_until("the attempt failed", |s| {
+        s.status_of("A-1").starts_with("failed")
+    });
+    assert_eq!(outcome_of(&sb, "A-1"), "snapshot_failed");
+    let errors = sb.events_named("error");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e["context"] == "snapshot"
+                && e["message"].as_str().unwrap().contains("is gone")),
+        "{errors:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(sb.path("a.txt")).unwrap(),
+        "one\ntwo\nthree\n"
+    );
+}
+
+#[test]
+fn stopping_the_runtime_while_a_worktree_is_being_prepared_starts_no_executor() {
+    let mut sb = repo_sandbox(
+        "iso-stop-prep",
+        &worktree_route(
+            "agent.sh",
+            "setup = [\"sh\", \"-c\", \"touch \\\"$TASKBOARD_RUN_DIR/../../setup-started\\\"; sleep 30\"]\n",
+        ),
+        "# Board\n\n## A-1: first\n- status: ready\n",
+    );
+    sb.script("agent.sh", AGENT);
+    sb.start_run();
+    let started = sb.path(".taskboard/runs/setup-started");
+    sb.wait_until("the setup runs", |_| started.exists());
+    sb.signal_all(libc::SIGTERM);
+    let codes = sb.wait_all();
+    assert_eq!(codes, [Some(0)]);
+    assert!(
+        !sb.path("task-board.md.runs").exists(),
+        "the executor never ran"
+    );
+    assert_eq!(sb.count("task_dispatched"), 0);
+    // The attempt was interrupted, not failed: the next start runs it again.
+    assert_eq!(sb.count_for("task_interrupted", "A-1"), 1);
+    assert_eq!(sb.status_of("A-1"), "ready");
+}
