@@ -82,7 +82,10 @@ fn wait_settled(sb: &Sandbox, ids: &[&str]) {
 /// Why the first attempt of `id` ended, as its handoff's headline tells it.
 fn outcome_of(sb: &Sandbox, id: &str) -> String {
     let text = std::fs::read_to_string(sb.path(&format!("handoffs/{id}.md"))).unwrap();
-    let head = text.lines().find(|l| l.starts_with("## Attempt 1 ")).unwrap();
+    let head = text
+        .lines()
+        .find(|l| l.starts_with("## Attempt 1 "))
+        .unwrap();
     head.rsplit(" · ").next().unwrap().to_string()
 }
 

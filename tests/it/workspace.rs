@@ -385,6 +385,34 @@ fn landing_refuses_a_dirty_checkout_and_changes_nothing() {
 }
 
 #[test]
+fn landing_carries_a_persons_edits_to_files_it_does_not_rewrite() {
+    // The board lives in the checkout and the runtime keeps editing it: a landing that does not
+    // rewrite it must neither wait for it nor lose a byte of it.
+    let r = Repo::new("carried");
+    let (wt, names) = r.attempt("TASK-9");
+    write(&wt, "a.txt", "a changed by the agent\n");
+    let snap = snapshot(&wt, &r.base, &names.snapshot_ref).unwrap();
+    write(
+        &r.root,
+        "src/lib.rs",
+        "fn main() { /* the person's edit */ }\n",
+    );
+    write(&r.root, "notes.txt", "the person's untracked notes\n");
+    let landed = land(&r.root, &request("main", &r.base, &snap.commit, false)).unwrap();
+    assert_eq!(git(&r.root, &["rev-parse", "main"]), landed.new);
+    assert_eq!(read(&r.root, "a.txt"), "a changed by the agent\n");
+    assert_eq!(
+        read(&r.root, "src/lib.rs"),
+        "fn main() { /* the person's edit */ }\n"
+    );
+    assert_eq!(read(&r.root, "notes.txt"), "the person's untracked notes\n");
+    let status = git(&r.root, &["status", "--porcelain"]);
+    let mut lines: Vec<&str> = status.lines().map(str::trim).collect();
+    lines.sort();
+    assert_eq!(lines, ["?? notes.txt", "M src/lib.rs"]);
+}
+
+#[test]
 fn a_moved_branch_is_refused_with_its_conflicts_or_landed_onto_when_asked() {
     let r = Repo::new("moved");
     git(&r.root, &["checkout", "-q", "-b", "person"]); // main is checked out nowhere

@@ -189,8 +189,9 @@ pub(super) fn commit_tree(
 }
 
 /// Moves the branch from `landing.old` to `landing.new` by compare-and-swap (`RefMoved` when
-/// it lost), after checking every checkout of the branch is clean (`DirtyCheckout`); then moves
-/// those checkouts along. If a checkout cannot follow, the branch is put back and the checkout's
+/// it lost), after checking no checkout of the branch has changes of its own, or untracked
+/// files, where the landing rewrites files (`DirtyCheckout`); then moves those checkouts along,
+/// carrying their other changes over. If a checkout cannot follow, the branch is put back and the checkout's
 /// refusal is returned.
 pub fn apply_land(repo: &Path, landing: &Landing) -> Result<(), GitError> {
     let full = format!("refs/heads/{}", landing.branch);
@@ -209,8 +210,19 @@ pub fn apply_land(repo: &Path, landing: &Landing) -> Result<(), GitError> {
         .filter(|e| e.branch.as_deref() == Some(full.as_str()) && e.prunable.is_none())
         .map(|e| PathBuf::from(e.path))
         .collect();
+    // Only changes in the files the landing rewrites stand in its way: the rest of a person's
+    // work (the board itself, which the runtime keeps editing, above all) is carried along
+    // untouched, as `git merge --ff-only` carries it.
+    let rewritten: std::collections::BTreeSet<String> =
+        super::worktree::differing(repo, &landing.old, &landing.new)?
+            .into_iter()
+            .collect();
     for co in &checkouts {
-        let dirty: Vec<String> = status(co, false)?.into_iter().map(|(_, p)| p).collect();
+        let dirty: Vec<String> = status(co, false)?
+            .into_iter()
+            .map(|(_, p)| p)
+            .filter(|p| rewritten.contains(p))
+            .collect();
         if !dirty.is_empty() {
             return Err(GitError::DirtyCheckout {
                 path: co.clone(),

@@ -286,7 +286,7 @@ pub fn remove_worktree(
 }
 
 /// The paths whose content differs between two trees.
-fn differing(repo: &Path, a: &str, b: &str) -> Result<Vec<String>, GitError> {
+pub(super) fn differing(repo: &Path, a: &str, b: &str) -> Result<Vec<String>, GitError> {
     let out = ok(
         repo,
         ["diff-tree", "-r", "--name-only", "--no-renames", a, b],
