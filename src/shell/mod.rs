@@ -9,6 +9,7 @@ pub mod event_log;
 pub mod evidence;
 pub mod exec;
 pub mod fsio;
+pub mod landing;
 pub mod lock;
 pub mod logging;
 pub mod packet_sources;
