@@ -50,6 +50,8 @@ pub struct Attempt<'a> {
     pub handoff: Option<&'a Handoff>,
     /// Files git saw change during the run, when the board is in a git work tree.
     pub seen_changed: Option<&'a [String]>,
+    /// An isolated run's saved change: the patch's path and the command that shows it.
+    pub saved_diff: Option<(&'a str, &'a str)>,
     /// Shown for runs that did not succeed.
     pub stderr_tail: Option<&'a str>,
     /// A review run's section (titled "Review of attempt N").
@@ -119,6 +121,13 @@ pub fn render(a: &Attempt) -> String {
         } else {
             list(&mut out, "Changed (seen by git)", seen);
         }
+    }
+    if let Some((patch, command)) = a.saved_diff {
+        out.push_str(&format!(
+            "- **Saved diff:** `{}` (`{}`)\n",
+            one_line(patch),
+            one_line(command)
+        ));
     }
     if let Some(h) = h {
         list(&mut out, "Validation", &h.evidence.validation);
@@ -200,6 +209,7 @@ mod tests {
             cost_usd: Some(0.1234),
             handoff: Some(&h),
             seen_changed: Some(&seen),
+            saved_diff: None,
             ..Attempt::default()
         });
         assert_eq!(

@@ -372,3 +372,70 @@ fn stopping_the_runtime_while_a_worktree_is_being_prepared_starts_no_executor() 
     assert_eq!(sb.count_for("task_interrupted", "A-1"), 1);
     assert_eq!(sb.status_of("A-1"), "ready");
 }
+
+#[test]
+fn a_review_bounce_goes_on_in_the_same_worktree_and_a_retry_starts_again_from_the_base() {
+    // B-1: the review sends attempt 1 back, attempt 2 finds attempt 1's work and finishes it.
+    // F-1: attempt 1 fails half-way; attempt 2 starts from a clean base and is told where
+    // attempt 1's saved diff is.
+    let executors = format!(
+        "{}review = \"check\"\n\n[executors.check]\ncommand = [\"./check.sh\"]\n\n[executors.flaky]\ncommand = [\"./flaky.sh\"]\nworkspace = \"worktree\"\n",
+        worktree_route("work.sh", "")
+    );
+    let mut sb = repo_sandbox(
+        "iso-bounce",
+        &executors,
+        "# Board\n\n## B-1: reviewed\n- status: ready\n\n## F-1: flaky\n- status: ready\n- route: flaky\n",
+    );
+    sb.script(
+        "work.sh",
+        "echo \"attempt $TASKBOARD_ATTEMPT in $(pwd)\" >> progress.txt",
+    );
+    // The review accepts only once the work has two attempts in it.
+    sb.script(
+        "check.sh",
+        "if [ \"$(wc -l < progress.txt)\" -ge 2 ]; then exit 0; fi\n\
+         echo '{\"status\": \"ready\", \"note\": \"finish it\"}' > \"$TASKBOARD_RESULT\"",
+    );
+    sb.script(
+        "flaky.sh",
+        "cat > \"$TASKBOARD_RUN_DIR/packet-seen\"\n\
+         ls > \"$TASKBOARD_RUN_DIR/files-seen\"\n\
+         echo half-done > half.txt\n\
+         [ \"$TASKBOARD_ATTEMPT\" -ge 2 ]",
+    );
+    git(&sb.dir, &["add", "-A"]);
+    git(&sb.dir, &["commit", "-qm", "scripts"]);
+    sb.start_run();
+    sb.wait_until("both tasks are done", |s| {
+        s.status_of("B-1") == "done" && s.status_of("F-1") == "done"
+    });
+
+    let (one, two) = (workspace_of(&sb, "B-1", 1), workspace_of(&sb, "B-1", 2));
+    assert_eq!(one["path"], two["path"], "the bounced work went on in its worktree");
+    assert_eq!(one["base_commit"], two["base_commit"]);
+    let progress = std::fs::read_to_string(
+        PathBuf::from(two["path"].as_str().unwrap()).join("progress.txt"),
+    )
+    .unwrap();
+    assert_eq!(progress.lines().count(), 2, "{progress}");
+    // The second snapshot holds both attempts' work, on the original base.
+    assert_eq!(snapshot_paths(&two), ["progress.txt"]);
+
+    let (one, two) = (workspace_of(&sb, "F-1", 1), workspace_of(&sb, "F-1", 2));
+    assert_ne!(one["path"], two["path"], "a retry gets a fresh worktree");
+    assert_eq!(one["base_commit"], two["base_commit"]);
+    let seen = std::fs::read_to_string(run_dir(&sb, "F-1", 2).join("files-seen")).unwrap();
+    assert!(!seen.contains("half.txt"), "attempt 2 started from the base: {seen}");
+    let packet = std::fs::read_to_string(run_dir(&sb, "F-1", 2).join("packet-seen")).unwrap();
+    let patch = run_dir(&sb, "F-1", 1).join("changes.patch");
+    assert!(
+        packet.contains(&format!("- **Saved diff:** `{}`", patch.display()))
+            && packet.contains("`taskboard diff F-1 --attempt 1`"),
+        "{packet}"
+    );
+    assert!(
+        std::fs::read_to_string(&patch).unwrap().contains("+half-done"),
+        "the failed attempt's work is in its patch"
+    );
+}

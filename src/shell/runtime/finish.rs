@@ -23,7 +23,7 @@ use crate::core::memory::{AttemptRecord, PendingEnding};
 use crate::core::plan::{self, Landing, LockView};
 use crate::core::settle::{self, AttemptEnd, Phase, ProcessEnd, ResultFile, SettlementKind};
 use crate::core::status::Status;
-use crate::core::workspace::outside_touches;
+use crate::core::workspace::{outside_touches, patch_file};
 use crate::core::writeback::Change;
 use crate::shell::evidence;
 use crate::shell::exec;
@@ -39,6 +39,9 @@ pub(super) struct RunEnd {
     pub(super) reported: Option<ResultFile>,
     /// What an isolated run changed, from its snapshot (a shared run's comes from git status).
     pub(super) changed: Option<Vec<String>>,
+    /// An isolated run's saved patch and the command that shows it, for its handoff (and so
+    /// for the next attempt's packet).
+    pub(super) saved_diff: Option<(String, String)>,
 }
 
 /// The kept endings, met with the board as it is now.
@@ -244,12 +247,19 @@ impl Runtime {
             // A change that was not saved cannot be reviewed, approved or landed.
             end = AttemptEnd::Failure("snapshot_failed".into());
         }
+        let changed = changed.flatten();
+        let saved_diff = changed.as_ref().map(|_| {
+            let patch = active.run_dir.join(patch_file(None));
+            let command = format!("taskboard diff {id} --attempt {attempt}");
+            (patch.display().to_string(), command)
+        });
         let run = RunEnd {
             process: Some(finished.ending),
             duration: finished.duration,
             stderr_tail: finished.stderr_tail,
             reported: result.and_then(Result::ok),
-            changed: changed.flatten(),
+            changed,
+            saved_diff,
         };
         let now = self.now();
         self.keep_ending(id, &active, end, run, now)
@@ -457,6 +467,10 @@ fn handoff_section(
         note,
         handoff: reported.and_then(|r| r.handoff.as_ref()),
         seen_changed: seen,
+        saved_diff: run
+            .saved_diff
+            .as_ref()
+            .map(|(patch, command)| (patch.as_str(), command.as_str())),
         stderr_tail: stderr.then_some(run.stderr_tail.as_str()),
     })
 }

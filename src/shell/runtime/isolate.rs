@@ -107,6 +107,9 @@ pub(super) struct Preparation {
     pub(super) include: Vec<Glob>,
     /// The `setup` command, its program resolved like the executor's.
     pub(super) setup: Option<Vec<String>>,
+    /// The worktree of the attempt a review sent back: the work goes on there, from the same
+    /// base, when it is still on disk.
+    pub(super) continue_in: Option<RunRepo>,
     /// The executor's spec; its `cwd` is the worktree.
     pub(super) spec: exec::Spec,
 }
@@ -149,6 +152,19 @@ fn ready_worktree(prep: &Preparation, gate: &Gate) -> Result<RunRepo, Prepared> 
             why: e.to_string(),
         }
     };
+    if let Some(prev) = &prep.continue_in
+        && Path::new(&prev.path).join(".git").exists()
+    {
+        let record = RunRepo {
+            snapshot: None,
+            ..prev.clone()
+        };
+        write_record(&prep.spec.run_dir, &record).map_err(|why| Prepared::Failed {
+            reason: "run_dir_unavailable",
+            why,
+        })?;
+        return Ok(record);
+    }
     let base_branch = match &prep.base_branch {
         Some(b) => b.clone(),
         None => workspace::current_branch(&prep.repo).map_err(failed("no_base_branch"))?,
@@ -250,6 +266,7 @@ fn start_executor(
     tx: &Sender<Msg>,
 ) -> (Prepared, Option<Sender<()>>) {
     let mut spec = prep.spec;
+    spec.cwd = PathBuf::from(&record.path);
     spec.env.extend(isolation_env(&record));
     let names = attempt_names(&prep.id, prep.attempt);
     let job = SnapshotJob {
@@ -393,6 +410,10 @@ impl Runtime {
                 branch,
                 path,
             } => {
+                if let Some(isolation) = self.active.get_mut(id).and_then(|a| a.isolation.as_mut())
+                {
+                    isolation.path = path.clone();
+                }
                 self.emit(
                     Some(id),
                     EventKind::WorkspaceCreated {

@@ -216,6 +216,7 @@ impl Runtime {
                 .or_else(|| cfg.base_branch.clone()),
             include: cfg.include.iter().map(|g| Glob::parse(g)).collect(),
             setup,
+            continue_in: self.bounced_from(&launch.id, launch.attempt),
             spec: exec::Spec {
                 cwd: path.clone(),
                 ..spec
@@ -228,6 +229,15 @@ impl Runtime {
         })?;
         active.isolation = Some(isolate::Isolation { path, gate });
         Ok(())
+    }
+
+    /// The workspace of the attempt before `attempt` when a review sent it back (the last thing
+    /// on record is that review): the next attempt goes on in it.
+    fn bounced_from(&self, id: &str, attempt: u32) -> Option<RunRepo> {
+        let prev = attempt.checked_sub(1)?;
+        let last = self.store.tasks.get(id)?.history.last()?;
+        let reviewed = last.attempt == prev && last.phase.as_deref() == Some("review");
+        reviewed.then(|| self.work_workspace(id, prev)).flatten()
     }
 
     /// The workspace of attempt `attempt`'s work run of task `id`, as its run folder records it.
