@@ -412,12 +412,14 @@ fn a_review_bounce_goes_on_in_the_same_worktree_and_a_retry_starts_again_from_th
     });
 
     let (one, two) = (workspace_of(&sb, "B-1", 1), workspace_of(&sb, "B-1", 2));
-    assert_eq!(one["path"], two["path"], "the bounced work went on in its worktree");
+    assert_eq!(
+        one["path"], two["path"],
+        "the bounced work went on in its worktree"
+    );
     assert_eq!(one["base_commit"], two["base_commit"]);
-    let progress = std::fs::read_to_string(
-        PathBuf::from(two["path"].as_str().unwrap()).join("progress.txt"),
-    )
-    .unwrap();
+    let progress =
+        std::fs::read_to_string(PathBuf::from(two["path"].as_str().unwrap()).join("progress.txt"))
+            .unwrap();
     assert_eq!(progress.lines().count(), 2, "{progress}");
     // The second snapshot holds both attempts' work, on the original base.
     assert_eq!(snapshot_paths(&two), ["progress.txt"]);
@@ -426,7 +428,10 @@ fn a_review_bounce_goes_on_in_the_same_worktree_and_a_retry_starts_again_from_th
     assert_ne!(one["path"], two["path"], "a retry gets a fresh worktree");
     assert_eq!(one["base_commit"], two["base_commit"]);
     let seen = std::fs::read_to_string(run_dir(&sb, "F-1", 2).join("files-seen")).unwrap();
-    assert!(!seen.contains("half.txt"), "attempt 2 started from the base: {seen}");
+    assert!(
+        !seen.contains("half.txt"),
+        "attempt 2 started from the base: {seen}"
+    );
     let packet = std::fs::read_to_string(run_dir(&sb, "F-1", 2).join("packet-seen")).unwrap();
     let patch = run_dir(&sb, "F-1", 1).join("changes.patch");
     assert!(
@@ -435,7 +440,64 @@ fn a_review_bounce_goes_on_in_the_same_worktree_and_a_retry_starts_again_from_th
         "{packet}"
     );
     assert!(
-        std::fs::read_to_string(&patch).unwrap().contains("+half-done"),
+        std::fs::read_to_string(&patch)
+            .unwrap()
+            .contains("+half-done"),
         "the failed attempt's work is in its patch"
     );
+}
+
+#[test]
+fn after_kill_9_the_restart_saves_what_the_dead_run_left_and_starts_afresh_from_the_base() {
+    let mut sb = repo_sandbox(
+        "iso-kill9",
+        &worktree_route("work.sh", ""),
+        "# Board\n\n## A-1: first\n- status: ready\n",
+    );
+    // Attempt 1 does half its work and hangs; attempt 2 finishes at once.
+    sb.script(
+        "work.sh",
+        "echo \"$TASKBOARD_ATTEMPT $$\" >> \"$TASKBOARD_BOARD.runs\"\n\
+         echo \"work of attempt $TASKBOARD_ATTEMPT\" > partial.txt\n\
+         if [ \"$TASKBOARD_ATTEMPT\" = 1 ]; then touch \"$TASKBOARD_BOARD.hung\"; exec sleep 300; fi",
+    );
+    git(&sb.dir, &["add", "-A"]);
+    git(&sb.dir, &["commit", "-qm", "script"]);
+    sb.start_run();
+    let hung = sb.path("task-board.md.hung");
+    sb.wait_until("attempt 1 hangs", |_| hung.exists());
+    sb.kill9_all();
+    sb.start_run();
+    sb.wait_until("the task is done", |s| s.status_of("A-1") == "done");
+
+    let runs = std::fs::read_to_string(sb.path("task-board.md.runs")).unwrap();
+    let attempts: Vec<&str> = runs.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(attempts, ["1", "2"], "{runs}");
+    // Attempt 1's process did not outlive its runtime's recovery.
+    let pid1: i32 = runs
+        .lines()
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(!crate::support::pid_alive(pid1));
+    // What attempt 1 left is saved under its own ref, and attempt 2 started from the base.
+    let one = workspace_of(&sb, "A-1", 1);
+    assert_eq!(snapshot_paths(&one), ["partial.txt"]);
+    let saved = git(
+        &sb.dir,
+        &["show", "refs/taskboard/snapshots/A-1/1:partial.txt"],
+    );
+    assert_eq!(saved, "work of attempt 1");
+    let two = workspace_of(&sb, "A-1", 2);
+    assert_ne!(one["path"], two["path"]);
+    assert_eq!(one["base_commit"], two["base_commit"]);
+    let saved = git(
+        &sb.dir,
+        &["show", "refs/taskboard/snapshots/A-1/2:partial.txt"],
+    );
+    assert_eq!(saved, "work of attempt 2");
 }

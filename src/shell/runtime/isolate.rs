@@ -471,4 +471,45 @@ impl Runtime {
             }
         }
     }
+
+    /// Saves what a run left in its worktree when the runtime that supervised it died (its
+    /// lock is being broken): the newest isolated work attempt of `id` without a snapshot gets
+    /// one, so nothing the agent did is lost when the next attempt starts afresh.
+    pub(super) fn save_left_work(&self, id: &str) {
+        let Some((attempt, run_dir, record)) = unsaved_attempt(&self.state_dir, id) else {
+            return;
+        };
+        let job = SnapshotJob {
+            run_dir,
+            snapshot_ref: attempt_names(id, attempt).snapshot_ref,
+            record,
+        };
+        match job.save() {
+            Ok(snap) => {
+                let _ = self.took_snapshot(id, attempt, Ok(snap));
+            }
+            Err(why) => self.error(Some(id), "recovery", why),
+        }
+    }
+}
+
+/// The newest work attempt of `id` whose run folder names a worktree but no snapshot.
+fn unsaved_attempt(state_dir: &Path, id: &str) -> Option<(u32, PathBuf, RunRepo)> {
+    let runs = std::fs::read_dir(state_dir.join("runs").join(id)).ok()?;
+    let mut found: Vec<(u32, String, PathBuf)> = runs
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let (n, rest) = name.split_once('-')?;
+            (!rest.starts_with("review")).then_some(())?;
+            Some((n.parse().ok()?, rest.to_string(), e.path()))
+        })
+        .collect();
+    found.sort();
+    let (attempt, _, run_dir) = found.pop()?;
+    let record = read_record(&run_dir)?.repos.into_iter().next()?;
+    record
+        .snapshot
+        .is_none()
+        .then_some((attempt, run_dir, record))
 }

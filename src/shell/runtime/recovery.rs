@@ -150,6 +150,9 @@ impl Runtime {
                 process::stop_orphaned_run(target, self.config.runtime.grace);
             }
         }
+        if matches!(seen, LockState::Held(_)) {
+            self.save_left_work(id);
+        }
         match self.locks.break_stale(id, &seen) {
             Ok(true) => {
                 let (owner_pid, owner_instance) = match &seen {
