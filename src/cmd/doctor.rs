@@ -24,6 +24,8 @@ use crate::shell::config_file;
 use crate::shell::fsio;
 use crate::shell::lock::RunLock;
 
+mod worktrees;
+
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The board file.
@@ -156,6 +158,9 @@ pub fn checks(board: &Path, explicit_config: Option<&Path>) -> Vec<Check> {
 
     // A live `run`.
     out.push(run_check(&board_dir, &state_dir));
+
+    // Isolated runs: git, each worktree route's repository, the worktrees on disk.
+    out.extend(worktrees::checks(config.as_ref(), &board_dir, &state_dir));
 
     // Service.
     out.push(service_check(&board));

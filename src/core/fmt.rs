@@ -165,6 +165,16 @@ pub fn usd(usd: f64) -> String {
     }
 }
 
+/// A size for people, in the binary units `parse_size` reads: `512B`, `12.0KiB`, `3.4MiB`,
+/// `1.2GiB`.
+pub fn size(bytes: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    UNITS.iter().find(|(unit, _)| bytes >= *unit).map_or_else(
+        || format!("{bytes}B"),
+        |(unit, name)| format!("{:.1}{name}", bytes as f64 / *unit as f64),
+    )
+}
+
 /// A count (of tokens) for people: `950`, `12.3k`, `4.1M`.
 pub fn count(n: u64) -> String {
     if n < 1000 {
@@ -182,6 +192,16 @@ mod tests {
 
     fn ms(n: u64) -> Result<Duration, String> {
         Ok(Duration::from_millis(n))
+    }
+
+    #[test]
+    fn sizes_are_written_in_the_units_they_are_read_in() {
+        assert_eq!(size(0), "0B");
+        assert_eq!(size(1023), "1023B");
+        assert_eq!(size(1024), "1.0KiB");
+        assert_eq!(size(3 << 20 | 1 << 19), "3.5MiB");
+        assert_eq!(size(5 << 30), "5.0GiB");
+        assert_eq!(parse_size("3MiB"), Ok(3 << 20));
     }
 
     #[test]

@@ -18,3 +18,4 @@ pub mod runtime;
 pub mod store;
 pub mod watch;
 pub mod workspace;
+pub mod worktrees;

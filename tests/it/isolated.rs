@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use crate::support::{Sandbox, git};
+use crate::support::{Sandbox, finish, git};
 
 /// A sandbox whose folder is a git repository on `main` with a few committed files, the board
 /// committed too, and the runtime's files ignored.
@@ -500,4 +500,70 @@ fn after_kill_9_the_restart_saves_what_the_dead_run_left_and_starts_afresh_from_
         &["show", "refs/taskboard/snapshots/A-1/2:partial.txt"],
     );
     assert_eq!(saved, "work of attempt 2");
+}
+
+#[test]
+fn doctor_reports_the_worktree_route_the_disk_its_worktrees_use_and_what_is_left_over() {
+    let mut sb = repo_sandbox(
+        "iso-doctor",
+        &worktree_route("work.sh", "base_branch = \"main\"\n"),
+        "# Board\n\n## A-1: first\n- status: ready\n\n## B-1: second\n- status: ready\n",
+    );
+    sb.script("work.sh", "echo work > work.txt");
+    git(&sb.dir, &["add", "-A"]);
+    git(&sb.dir, &["commit", "-qm", "script"]);
+    sb.start_run();
+    wait_settled(&sb, &["A-1", "B-1"]);
+    let doctor = |sb: &Sandbox| finish(&mut sb.command(&["doctor"])).stdout;
+    let out = doctor(&sb);
+    assert!(
+        out.contains(&format!(
+            "ok    worktree route `default`: repository {}, base branch main\n",
+            sb.dir.display()
+        )),
+        "{out}"
+    );
+    let line = out.lines().find(|l| l.contains("worktrees:")).unwrap();
+    assert!(
+        line.starts_with("ok    worktrees: 2 worktrees using "),
+        "{line}"
+    );
+
+    // A folder no attempt made, and a worktree git was told to forget.
+    std::fs::create_dir_all(sb.path(".taskboard/worktrees/stray")).unwrap();
+    let a = workspace_of(&sb, "A-1", 1);
+    git(
+        &sb.dir,
+        &["worktree", "unlock", a["path"].as_str().unwrap()],
+    );
+    git(
+        &sb.dir,
+        &["worktree", "remove", "--force", a["path"].as_str().unwrap()],
+    );
+    std::fs::create_dir_all(a["path"].as_str().unwrap()).unwrap();
+    let out = doctor(&sb);
+    let line = out.lines().find(|l| l.contains("worktrees:")).unwrap();
+    assert!(
+        line.starts_with("warn  worktrees: 3 worktrees using "),
+        "{line}"
+    );
+    assert!(
+        line.contains(
+            "left over: A-1-1 (git no longer lists it), stray (no attempt on record made it)"
+        ),
+        "{line}"
+    );
+
+    // A base branch that is not there fails the route's check.
+    sb.config(
+        "",
+        &worktree_route("work.sh", "base_branch = \"release\"\n"),
+    );
+    let out = finish(&mut sb.command(&["doctor"]));
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("FAIL  worktree route `default`:") && out.stdout.contains("release"),
+        "{}",
+        out.stdout
+    );
 }

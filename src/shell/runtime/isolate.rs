@@ -23,7 +23,7 @@ use crate::core::workspace::{
     Glob, RunRepo, RunWorkspace, SavedSnapshot, WORKSPACE_FILE, attempt_names, patch_file,
 };
 use crate::shell::exec;
-use crate::shell::workspace;
+use crate::shell::{workspace, worktrees};
 
 /// The environment variables an isolated run adds to the `TASKBOARD_*` set.
 pub const WORKTREE_VAR: &str = "TASKBOARD_WORKTREE";
@@ -360,12 +360,6 @@ fn write_record(run_dir: &Path, record: &RunRepo) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-/// Reads an attempt's `workspace.json`, if it has one.
-pub fn read_record(run_dir: &Path) -> Option<RunWorkspace> {
-    let text = std::fs::read_to_string(run_dir.join(WORKSPACE_FILE)).ok()?;
-    serde_json::from_str(&text).ok()
-}
-
 impl Runtime {
     /// The repository a worktree route works in, made absolute: its `repo`, else the git work
     /// tree that holds the board.
@@ -384,7 +378,7 @@ impl Runtime {
 
     /// The folder an attempt's worktree is made in: under the state folder, ignored by git.
     pub(super) fn worktree_path(&self, id: &str, attempt: u32) -> PathBuf {
-        let dir = self.state_dir.join("worktrees");
+        let dir = self.state_dir.join(worktrees::FOLDER);
         // Whatever the person's ignore rules, git never lists what is in here.
         let ignore = dir.join(".gitignore");
         if !ignore.exists() {
@@ -507,7 +501,7 @@ fn unsaved_attempt(state_dir: &Path, id: &str) -> Option<(u32, PathBuf, RunRepo)
         .collect();
     found.sort();
     let (attempt, _, run_dir) = found.pop()?;
-    let record = read_record(&run_dir)?.repos.into_iter().next()?;
+    let record = worktrees::read_record(&run_dir)?.repos.into_iter().next()?;
     record
         .snapshot
         .is_none()

@@ -248,7 +248,7 @@ impl Runtime {
             .iter()
             .rev()
             .find(|a| a.attempt == attempt && a.phase.is_none())?;
-        let record = isolate::read_record(Path::new(&work.run_dir))?;
+        let record = crate::shell::worktrees::read_record(Path::new(&work.run_dir))?;
         record.repos.into_iter().next()
     }
 
