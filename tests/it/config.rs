@@ -530,3 +530,25 @@ fn a_worktree_key_on_a_shared_route_exits_3_naming_it() {
         "{err}"
     );
 }
+
+#[test]
+fn lint_checks_repos_against_the_configuration() {
+    let sb = crate::support::Sandbox::new("config-lint-repos");
+    sb.write_board(
+        "## A-1: Both\n- status: ready\n- route: iso\n- repos: api, mobile\n\n## A-2: Shared\n- status: ready\n- repos: api\n- base_branch: a b\n",
+    );
+    sb.write(
+        "taskboard.toml",
+        "[executors.default]\ncommand = [\"true\"]\n[executors.iso]\ncommand = [\"true\"]\nworkspace = \"worktree\"\n[repos.api]\npath = \".\"\n",
+    );
+    let out = sb.command(&["lint"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains(":4:15: error[unknown-repo]"), "{text}");
+    assert!(
+        text.contains(":8:3: error[repos-on-shared-route]"),
+        "{text}"
+    );
+    assert!(text.contains(":9:16: error[bad-base-branch]"), "{text}");
+    assert_eq!(text.lines().last(), Some("3 errors, 0 warnings"), "{text}");
+}
