@@ -90,6 +90,11 @@ enum Command {
     Show(cmd::show::Args),
     /// Print exactly the work packet a task's next run would receive on stdin.
     Packet(cmd::packet::Args),
+    /// Print what an isolated run changed: its saved patch, or a per-file stat.
+    ///
+    /// The latest attempt that ran in a worktree of its own, or `--attempt N`'s; review runs are
+    /// skipped. The patch is printed byte for byte in a pipe and coloured on a terminal.
+    Diff(cmd::diff::Args),
     /// Show the events, one readable line each; `-f` follows.
     Tail(cmd::tail::Args),
     /// Print a task's run output (stdout and stderr), the latest run's or an attempt's;
@@ -147,6 +152,7 @@ fn main() -> ExitCode {
         Command::Init { dir } => cmd::init::run(&dir),
         Command::Retry { id, board } => cmd::retry::run(&board, &id),
         Command::Packet(args) => cmd::packet::run(&args),
+        Command::Diff(args) => cmd::diff::run(&args),
         Command::Show(args) => cmd::show::run(&args),
         Command::Tail(args) => cmd::tail::run(&args),
         Command::Logs(args) => cmd::logs::run(&args),

@@ -195,7 +195,8 @@ fn board_check(board: &Path, config: Option<&Config>) -> Check {
     let defaults = Config::default();
     let config = config.unwrap_or(&defaults);
     let routes = config.executors.keys().cloned().collect();
-    let findings = lint::lint(
+    let workspaces = lint::WorkspaceContext::of(config);
+    let findings = lint::lint_with(
         &snap.text,
         &parsed,
         &LintContext {
@@ -204,6 +205,7 @@ fn board_check(board: &Path, config: Option<&Config>) -> Check {
             routes: (!config_failed).then_some(&routes),
             longest_backoff: Some(longest_backoff(config)),
         },
+        (!config_failed).then_some(&workspaces),
     );
     if let Some(conflict) = findings.iter().find(|f| f.code == "conflict-markers") {
         return check(

@@ -27,7 +27,9 @@ use serde::Serialize;
 
 use super::{CmdResult, Failure, Paint, use_color};
 use crate::core::board::Board;
-use crate::core::lint::{Finding, LintContext, Severity, invalid_utf8, lint};
+use crate::core::lint::{
+    Finding, LintContext, Severity, WorkspaceContext, invalid_utf8, lint_with,
+};
 use crate::exit::Exit;
 use crate::shell::fsio::{self, ReadError};
 
@@ -70,6 +72,8 @@ pub(crate) fn read_board_text(path: &Path) -> Result<String, Failure> {
 pub struct LintSettings {
     /// The configured executor routes (`None`: not checked).
     pub routes: Option<BTreeSet<String>>,
+    /// The configured repositories and worktree routes, for `repos:` (`None`: not checked).
+    pub workspaces: Option<WorkspaceContext>,
     /// The runtime's staleness threshold.
     pub stale_after: Duration,
     /// The longest wait the runtime gives a retry.
@@ -87,9 +91,14 @@ pub(crate) fn lint_settings(board: &Path, config: Option<&Path>) -> Result<LintS
         .path
         .is_some()
         .then(|| loaded.config.executors.keys().cloned().collect());
+    let workspaces = loaded
+        .path
+        .is_some()
+        .then(|| WorkspaceContext::of(&loaded.config));
     let rc = &loaded.config.runtime;
     Ok(LintSettings {
         routes,
+        workspaces,
         stale_after: rc.stale_after,
         longest_backoff: crate::core::plan::longest_backoff_for(rc.retry_backoff, rc.max_attempts),
     })
@@ -122,6 +131,7 @@ pub(crate) fn without_config() -> LintSettings {
     let rc = crate::core::config::Config::default().runtime;
     LintSettings {
         routes: None,
+        workspaces: None,
         stale_after: rc.stale_after,
         longest_backoff: crate::core::plan::longest_backoff_for(rc.retry_backoff, rc.max_attempts),
     }
@@ -136,7 +146,7 @@ pub fn lint_board(board: &Path, text: &str, json: bool, settings: &LintSettings)
         routes: settings.routes.as_ref(),
         longest_backoff: Some(settings.longest_backoff),
     };
-    let findings = lint(text, &parsed, &ctx);
+    let findings = lint_with(text, &parsed, &ctx, settings.workspaces.as_ref());
     let mut out = String::new();
     if json {
         for f in &findings {

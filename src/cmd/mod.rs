@@ -5,6 +5,7 @@
 use crate::exit::Exit;
 
 pub mod demo;
+pub mod diff;
 pub mod doctor;
 pub mod init;
 pub mod lint;

@@ -16,6 +16,14 @@ pub fn print(text: &str) -> Result<(), Failure> {
     write_stdout(text).map_err(Failure::output)
 }
 
+/// [`print()`] for bytes that need not be UTF-8 (a patch), written as they are.
+pub fn print_bytes(bytes: &[u8]) -> Result<(), Failure> {
+    let mut out = io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(Failure::output)
+}
+
 /// [`print()`] for clap's styled text (`--help`, `--version`): with its styles where standard
 /// output takes colour ([`super::use_color`]), plain otherwise, as clap prints it.
 pub fn print_styled(text: &clap::builder::StyledStr) -> Result<(), Failure> {

@@ -7,6 +7,12 @@
 //! "attempts": [{"attempt", "phase", "route", "exit_code", "signal", "duration_ms", "cost_usd",
 //! "outcome", "changed"}], "cost_usd", "handoff", "evidence_mismatches": [{"attempt",
 //! "claimed_not_seen", "seen_not_claimed", "outside_touches"?}], "blocked_by": [{"id", "status"}], "blocks": [ids]}`.
+//!
+//! A task whose latest work run was isolated (its run folder has a `workspace.json`) also gets
+//! `"workspace"` (absent otherwise, so other tasks' output is unchanged): the worktree, branch,
+//! base branch and commit of each repository, the snapshot's stat, and whether the change still
+//! applies to the base branch's tip (`shell::workspace::conflicts`, `git merge-tree`: no work
+//! tree is touched). Without git, or with the repository gone, that check is one line saying so.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -49,6 +55,41 @@ pub struct Shown {
     pub blocked_by: Vec<Waiting>,
     pub blocks: Vec<String>,
     pub running: Option<RunningNow>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<WorkspaceShown>,
+}
+
+/// The isolated workspace of the task's latest work run.
+#[derive(Debug, Serialize)]
+pub struct WorkspaceShown {
+    pub attempt: u32,
+    pub run_dir: String,
+    /// Why `workspace.json` could not be read (then `repos` is empty).
+    pub error: Option<String>,
+    pub repos: Vec<RepoShown>,
+}
+
+/// One repository of an isolated run, and how its change stands against its base branch now.
+#[derive(Debug, Serialize)]
+pub struct RepoShown {
+    /// Its `[repos]` name; `null` for the route's one repository.
+    pub name: Option<String>,
+    pub repo: String,
+    pub worktree: String,
+    pub branch: String,
+    pub base_branch: String,
+    pub base_commit: String,
+    /// The snapshot's stat; `null` until the run saved its changes.
+    pub files: Option<usize>,
+    pub insertions: Option<u64>,
+    pub deletions: Option<u64>,
+    /// The base branch's tip now, and how many commits it has past the base.
+    pub tip: Option<String>,
+    pub moved: Option<u64>,
+    /// The files that would conflict on the tip; empty: it applies cleanly.
+    pub conflicts: Option<Vec<String>>,
+    /// Why the tip could not be checked (no git, the repository gone).
+    pub unchecked: Option<String>,
 }
 
 /// Where a running task is: since when, on which route and attempt, and where its output goes.
@@ -164,7 +205,85 @@ pub fn gather(board_dir: &Path, text: &str, id: &str) -> Result<Option<Shown>, F
         evidence_mismatches: scan.mismatches,
         blocked_by: waiting_on(&board, task.status()),
         blocks: blocked_by(&board, id),
+        workspace: workspace_of(board_dir, id),
     }))
+}
+
+/// The workspace of the task's latest work run, when that run was isolated. Never fails: what
+/// cannot be read or checked is said in the result.
+fn workspace_of(board_dir: &Path, id: &str) -> Option<WorkspaceShown> {
+    let state_dir = if board_dir == Path::new(".") {
+        PathBuf::from(".taskboard")
+    } else {
+        board_dir.join(".taskboard")
+    };
+    let (dir, workspace) = match super::diff::latest_work_run(&state_dir, id) {
+        Ok(Some((dir, Some(ws)))) => (dir, Ok(ws)),
+        Ok(_) => return None,
+        Err(e) => match super::logs::runs(&state_dir, id)
+            .ok()
+            .and_then(|r| r.into_iter().rev().find(|r| !r.review))
+        {
+            Some(dir) => (dir, Err(e)),
+            None => return None,
+        },
+    };
+    let (repos, error) = match workspace {
+        Ok(ws) => (
+            ws.repos.iter().map(|r| repo_shown(board_dir, r)).collect(),
+            None,
+        ),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    Some(WorkspaceShown {
+        attempt: dir.attempt,
+        run_dir: dir.path.display().to_string(),
+        error,
+        repos,
+    })
+}
+
+/// One repository's record, and its change checked against its base branch's tip.
+fn repo_shown(board_dir: &Path, r: &crate::core::workspace::RunRepo) -> RepoShown {
+    let mut shown = RepoShown {
+        name: r.name.clone(),
+        repo: r.repo.clone(),
+        worktree: r.path.clone(),
+        branch: r.branch.clone(),
+        base_branch: r.base_branch.clone(),
+        base_commit: r.base_commit.clone(),
+        files: r.snapshot.as_ref().map(|s| s.files.len()),
+        insertions: r.snapshot.as_ref().map(|s| s.totals().0),
+        deletions: r.snapshot.as_ref().map(|s| s.totals().1),
+        tip: None,
+        moved: None,
+        conflicts: None,
+        unchecked: None,
+    };
+    let Some(snapshot) = &r.snapshot else {
+        return shown;
+    };
+    let repo = board_dir.join(&r.repo);
+    if !repo.is_dir() {
+        shown.unchecked = Some(format!("the repository {} is gone", repo.display()));
+        return shown;
+    }
+    let check = || -> Result<(String, u64, Vec<String>), crate::shell::workspace::GitError> {
+        use crate::shell::workspace as git;
+        let tip = git::resolve_branch(&repo, &r.base_branch)?;
+        let moved = git::commits_between(&repo, &r.base_commit, &tip)?;
+        let conflicts = git::conflicts(&repo, &tip, &snapshot.commit, &r.base_commit)?;
+        Ok((tip, moved, conflicts))
+    };
+    match check() {
+        Ok((tip, moved, conflicts)) => {
+            shown.tip = Some(tip);
+            shown.moved = Some(moved);
+            shown.conflicts = Some(conflicts);
+        }
+        Err(e) => shown.unchecked = Some(e.to_string()),
+    }
+    shown
 }
 
 /// What the events of one task say, gathered in log order.
@@ -436,6 +555,9 @@ fn render(s: &Shown, paint: Paint) -> String {
         ));
     }
     mismatch_lines(&mut out, &s.evidence_mismatches, paint);
+    if let Some(w) = &s.workspace {
+        workspace_lines(&mut out, w, paint);
+    }
     if let Some(h) = &s.handoff {
         out.push_str(&format!("\n{}\n{}\n", paint.bold("latest handoff"), h));
     }
@@ -472,5 +594,77 @@ fn mismatch_lines(out: &mut String, mismatches: &[Mismatch], paint: Paint) {
                 outside.join(", ")
             )));
         }
+    }
+}
+
+/// The first 7 characters of a commit id.
+fn short(commit: &str) -> &str {
+    commit.get(..7).unwrap_or(commit)
+}
+
+/// The `workspace` section: each repository's worktree, base, changes and standing.
+fn workspace_lines(out: &mut String, w: &WorkspaceShown, paint: Paint) {
+    out.push_str(&format!(
+        "\n{}\n",
+        paint.bold(&format!("workspace (attempt {})", w.attempt))
+    ));
+    if let Some(e) = &w.error {
+        out.push_str(&format!("  {}\n", paint.yellow(e)));
+    }
+    for r in &w.repos {
+        if let Some(name) = &r.name {
+            out.push_str(&format!("  repo:     {name} ({})\n", r.repo));
+        }
+        out.push_str(&format!(
+            "  worktree: {} (branch {})\n",
+            r.worktree, r.branch
+        ));
+        out.push_str(&format!(
+            "  base:     {} at {}\n",
+            r.base_branch,
+            short(&r.base_commit)
+        ));
+        match (r.files, r.insertions, r.deletions) {
+            (Some(n), Some(i), Some(d)) => out.push_str(&format!(
+                "  changes:  {n} {}, +{i} -{d}\n",
+                if n == 1 { "file" } else { "files" }
+            )),
+            _ => out.push_str("  changes:  not saved yet (the run has not ended)\n"),
+        }
+        out.push_str(&standing(r, paint));
+    }
+}
+
+/// Whether the change still applies to its base branch's tip, in one line.
+fn standing(r: &RepoShown, paint: Paint) -> String {
+    if let Some(why) = &r.unchecked {
+        return format!(
+            "  {}\n",
+            paint.yellow(&format!("cannot check it against {}: {why}", r.base_branch))
+        );
+    }
+    let (Some(tip), Some(moved), Some(conflicts)) = (&r.tip, r.moved, &r.conflicts) else {
+        return String::new();
+    };
+    let mut line = String::new();
+    if moved > 0 {
+        let commits = if moved == 1 { "commit" } else { "commits" };
+        line.push_str(&format!("base branch moved: {moved} {commits}; "));
+    }
+    if conflicts.is_empty() {
+        line.push_str(&format!(
+            "applies cleanly to {} at {}",
+            r.base_branch,
+            short(tip)
+        ));
+        format!("  {}\n", paint.green(&line))
+    } else {
+        line.push_str(&format!(
+            "conflicts with {} at {}: {}",
+            r.base_branch,
+            short(tip),
+            conflicts.join(", ")
+        ));
+        format!("  {}\n", paint.red(&line))
     }
 }

@@ -9,6 +9,11 @@
 //! keys, wrong types, empty commands, zero limits, durations without units. A board without a
 //! configuration file gets [`Config::default`], which has no executors at all, so nothing runs
 //! until a person says what to run.
+//!
+//! A route's `workspace = "worktree"` makes its runs work in git worktrees ([`Workspace`]); the
+//! keys that only mean something there (`repo`, `base_branch`, `worktree_include`, `setup`,
+//! `merge`, `keep_worktrees`) are errors, at the key, on any other route. `[repos.<name>]`
+//! tables name the repositories a task's `repos:` may list.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,6 +22,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
+use toml::Spanned;
 
 /// The name of the configuration file looked up beside the board.
 pub const FILE_NAME: &str = "taskboard.toml";
@@ -261,7 +267,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
             path: None,
         }
     })?;
-    let config = raw.into_config();
+    let config = raw.into_config(text)?;
     check_reviews(&config)?;
     Ok(config)
 }
@@ -324,6 +330,8 @@ struct RawConfig {
     runtime: RawRuntime,
     #[serde(default)]
     executors: BTreeMap<RouteName, RawExecutor>,
+    #[serde(default)]
+    repos: BTreeMap<RepoName, RawRepo>,
 }
 
 #[derive(Deserialize)]
@@ -393,6 +401,211 @@ struct RawExecutor {
     daily_budget_usd: Option<f64>,
     #[serde(default)]
     review: Option<RouteName>,
+    #[serde(default)]
+    workspace: Option<Spanned<WorkspaceKind>>,
+    // The keys below only mean something with `workspace = "worktree"`; their spans let the
+    // error for one written on a shared route point at it.
+    #[serde(default)]
+    repo: Option<Spanned<RepoPath>>,
+    #[serde(default)]
+    base_branch: Option<Spanned<BranchName>>,
+    #[serde(default)]
+    worktree_include: Option<Spanned<IncludeGlobs>>,
+    #[serde(default)]
+    setup: Option<Spanned<SetupCommand>>,
+    #[serde(default)]
+    merge: Option<Spanned<MergeStrategy>>,
+    #[serde(default)]
+    keep_worktrees: Option<Spanned<KeepDuration>>,
+}
+
+/// `workspace = "shared" | "worktree"`.
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum WorkspaceKind {
+    Shared,
+    Worktree,
+}
+
+/// One `[repos.<name>]` table.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [repos.<name>] table with a path")]
+struct RawRepo {
+    path: RepoPath,
+    #[serde(default)]
+    base_branch: Option<BranchName>,
+}
+
+/// A repository name in `[repos.<name>]`: the same rule as route names.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct RepoName(String);
+
+impl<'de> Deserialize<'de> for RepoName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if valid_route(&s) {
+            Ok(RepoName(s))
+        } else {
+            Err(de::Error::custom(format!(
+                "invalid repository name \"{s}\": use letters, digits, '_' and '-' only"
+            )))
+        }
+    }
+}
+
+/// A repository's path: non-empty, without NUL.
+struct RepoPath(PathBuf);
+
+impl<'de> Deserialize<'de> for RepoPath {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.trim().is_empty() {
+            return Err(de::Error::custom(
+                "a repository path cannot be empty; write \".\" for the board's folder",
+            ));
+        }
+        if s.contains('\0') {
+            return Err(de::Error::custom(
+                "a repository path cannot contain a NUL character",
+            ));
+        }
+        Ok(RepoPath(PathBuf::from(s)))
+    }
+}
+
+/// A branch name, as `git check-ref-format --branch` would take it.
+struct BranchName(String);
+
+impl<'de> Deserialize<'de> for BranchName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if valid_branch(&s) {
+            Ok(BranchName(s))
+        } else {
+            Err(de::Error::custom(format!(
+                "invalid branch name \"{s}\": git would refuse refs/heads/{s} (no spaces, '..', '~', '^', ':', '?', '*', '[', '\\', and no part starting with '.')"
+            )))
+        }
+    }
+}
+
+/// Whether `name` is a branch name git accepts: `refs/heads/<name>` is a valid ref, and the
+/// name is neither `@` nor `HEAD` nor starts with `-` (as `git branch` refuses them).
+pub fn valid_branch(name: &str) -> bool {
+    !name.starts_with('-')
+        && name != "@"
+        && name != "HEAD"
+        && crate::core::workspace::is_valid_ref_name(&format!("refs/heads/{name}"))
+}
+
+/// `worktree_include`: globs of untracked files, each a non-empty string.
+struct IncludeGlobs(Vec<String>);
+
+impl<'de> Deserialize<'de> for IncludeGlobs {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let globs = Vec::<String>::deserialize(d)?;
+        for (n, g) in globs.iter().enumerate() {
+            if g.trim().is_empty() || g.contains('\0') {
+                return Err(de::Error::custom(format!(
+                    "worktree_include element {} must be a non-empty glob without NUL",
+                    n + 1
+                )));
+            }
+        }
+        Ok(IncludeGlobs(globs))
+    }
+}
+
+/// `setup`: read like `command`.
+struct SetupCommand(Vec<String>);
+
+impl<'de> Deserialize<'de> for SetupCommand {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        de_command(d).map(SetupCommand)
+    }
+}
+
+/// `keep_worktrees`: a duration longer than zero.
+struct KeepDuration(Duration);
+
+impl<'de> Deserialize<'de> for KeepDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        de_duration(d).map(KeepDuration)
+    }
+}
+
+impl<'de> Deserialize<'de> for MergeStrategy {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "squash" => Ok(MergeStrategy::Squash),
+            "merge" => Ok(MergeStrategy::Merge),
+            "rebase" => Ok(MergeStrategy::Rebase),
+            _ => Err(de::Error::custom(format!(
+                "merge must be \"squash\", \"merge\" or \"rebase\", not \"{s}\""
+            ))),
+        }
+    }
+}
+
+impl RawExecutor {
+    /// The route's workspace; a worktree-only key on a shared route is an error at that key.
+    fn workspace(&mut self, route: &str, text: &str) -> Result<Workspace, ConfigError> {
+        let worktree = self
+            .workspace
+            .as_ref()
+            .is_some_and(|w| *w.get_ref() == WorkspaceKind::Worktree);
+        if !worktree {
+            let spans = [
+                ("repo", self.repo.as_ref().map(Spanned::span)),
+                ("base_branch", self.base_branch.as_ref().map(Spanned::span)),
+                (
+                    "worktree_include",
+                    self.worktree_include.as_ref().map(Spanned::span),
+                ),
+                ("setup", self.setup.as_ref().map(Spanned::span)),
+                ("merge", self.merge.as_ref().map(Spanned::span)),
+                (
+                    "keep_worktrees",
+                    self.keep_worktrees.as_ref().map(Spanned::span),
+                ),
+            ];
+            let first = spans
+                .into_iter()
+                .filter_map(|(key, span)| span.map(|s| (key, s)))
+                .min_by_key(|(_, s)| s.start);
+            if let Some((key, span)) = first {
+                let (line, column) = line_col(text, span.start);
+                return Err(ConfigError {
+                    line: Some(line),
+                    column: Some(column),
+                    message: format!(
+                        "[executors.{route}] {key} only applies to a route whose runs work in their own worktree; add workspace = \"worktree\" or remove {key}"
+                    ),
+                    path: None,
+                });
+            }
+            return Ok(Workspace::Shared);
+        }
+        let defaults = WorktreeConfig::default();
+        Ok(Workspace::Worktree(WorktreeConfig {
+            repo: self.repo.take().map(|r| r.into_inner().0),
+            base_branch: self.base_branch.take().map(|b| b.into_inner().0),
+            include: self
+                .worktree_include
+                .take()
+                .map_or(defaults.include, |i| i.into_inner().0),
+            setup: self.setup.take().map(|s| s.into_inner().0),
+            merge: self
+                .merge
+                .take()
+                .map_or(defaults.merge, Spanned::into_inner),
+            keep: self
+                .keep_worktrees
+                .take()
+                .map_or(defaults.keep, |k| k.into_inner().0),
+        }))
+    }
 }
 
 /// A route name, checked as it is read so the error points at the key.
@@ -413,9 +626,38 @@ impl<'de> Deserialize<'de> for RouteName {
 }
 
 impl RawConfig {
-    fn into_config(self) -> Config {
+    fn into_config(self, text: &str) -> Result<Config, ConfigError> {
         let r = self.runtime;
-        Config {
+        let mut executors = BTreeMap::new();
+        for (name, mut v) in self.executors {
+            let workspace = v.workspace(&name.0, text)?;
+            executors.insert(
+                name.0,
+                ExecutorConfig {
+                    command: v.command,
+                    timeout: v.timeout,
+                    env: v.env,
+                    max_cost_usd: v.max_cost_usd,
+                    daily_budget_usd: v.daily_budget_usd,
+                    review: v.review.map(|r| r.0),
+                    workspace,
+                },
+            );
+        }
+        let repos = self
+            .repos
+            .into_iter()
+            .map(|(name, repo)| {
+                (
+                    name.0,
+                    RepoConfig {
+                        path: repo.path.0,
+                        base_branch: repo.base_branch.map(|b| b.0),
+                    },
+                )
+            })
+            .collect();
+        Ok(Config {
             runtime: RuntimeConfig {
                 debounce: Duration::from_millis(r.debounce_ms),
                 max_parallel: r.max_parallel,
@@ -430,26 +672,9 @@ impl RawConfig {
                 log_keep: r.log_keep,
                 packet_budget: r.packet_budget,
             },
-            executors: self
-                .executors
-                .into_iter()
-                .map(|(k, v)| {
-                    (
-                        k.0,
-                        ExecutorConfig {
-                            command: v.command,
-                            timeout: v.timeout,
-                            env: v.env,
-                            max_cost_usd: v.max_cost_usd,
-                            daily_budget_usd: v.daily_budget_usd,
-                            review: v.review.map(|r| r.0),
-                            workspace: Workspace::Shared,
-                        },
-                    )
-                })
-                .collect(),
-            repos: BTreeMap::new(),
-        }
+            executors,
+            repos,
+        })
     }
 }
 
@@ -687,5 +912,192 @@ mod tests {
         assert_eq!(line_col("ab\ncd", 0), (1, 1));
         assert_eq!(line_col("ab\ncd", 4), (2, 2));
         assert_eq!(line_col("é=1\nx", 2), (1, 2));
+    }
+
+    fn worktree(text: &str) -> WorktreeConfig {
+        match parse(text).unwrap().executors["w"].workspace.clone() {
+            Workspace::Worktree(w) => w,
+            Workspace::Shared => panic!("shared: {text}"),
+        }
+    }
+
+    fn refused(text: &str) -> ConfigError {
+        parse(text).expect_err(text)
+    }
+
+    const W: &str = "[executors.w]\ncommand = [\"x\"]\nworkspace = \"worktree\"\n";
+
+    #[test]
+    fn workspace_defaults_to_shared() {
+        let c = parse("[executors.w]\ncommand = [\"x\"]\n").unwrap();
+        assert_eq!(c.executors["w"].workspace, Workspace::Shared);
+        let c = parse("[executors.w]\ncommand = [\"x\"]\nworkspace = \"shared\"\n").unwrap();
+        assert_eq!(c.executors["w"].workspace, Workspace::Shared);
+        assert!(c.repos.is_empty());
+    }
+
+    #[test]
+    fn a_bare_worktree_route_takes_every_default() {
+        assert_eq!(worktree(W), WorktreeConfig::default());
+        assert_eq!(
+            WorktreeConfig::default().keep,
+            Duration::from_secs(14 * 86_400)
+        );
+        assert_eq!(WorktreeConfig::default().merge, MergeStrategy::Squash);
+    }
+
+    #[test]
+    fn every_worktree_key_is_read() {
+        let w = worktree(&format!(
+            "{W}repo = \"../api\"\nbase_branch = \"release/2.0\"\nworktree_include = [\".env\", \"config/*.local\"]\nsetup = [\"npm\", \"ci\"]\nmerge = \"rebase\"\nkeep_worktrees = \"3d\"\n"
+        ));
+        assert_eq!(
+            w,
+            WorktreeConfig {
+                repo: Some(PathBuf::from("../api")),
+                base_branch: Some("release/2.0".into()),
+                include: vec![".env".into(), "config/*.local".into()],
+                setup: Some(vec!["npm".into(), "ci".into()]),
+                merge: MergeStrategy::Rebase,
+                keep: Duration::from_secs(3 * 86_400),
+            }
+        );
+        assert_eq!(
+            worktree(&format!("{W}merge = \"merge\"\n")).merge,
+            MergeStrategy::Merge
+        );
+        assert_eq!(
+            worktree(&format!("{W}merge = \"squash\"\n")).merge,
+            MergeStrategy::Squash
+        );
+    }
+
+    #[test]
+    fn worktree_keys_on_a_shared_route_name_the_key_and_route() {
+        for (key, value) in [
+            ("repo", "\"../api\""),
+            ("base_branch", "\"main\""),
+            ("worktree_include", "[\".env\"]"),
+            ("setup", "[\"make\"]"),
+            ("merge", "\"merge\""),
+            ("keep_worktrees", "\"1d\""),
+        ] {
+            for workspace in ["", "workspace = \"shared\"\n"] {
+                let text =
+                    format!("[executors.w]\ncommand = [\"x\"]\n{workspace}{key} = {value}\n");
+                let e = refused(&text);
+                let line = if workspace.is_empty() { 3 } else { 4 };
+                assert_eq!(e.line, Some(line), "{e}");
+                assert_eq!(e.column, Some(key.len() + 4), "{e}");
+                assert!(
+                    e.message
+                        .contains(&format!("[executors.w] {key} only applies")),
+                    "{e}"
+                );
+                assert!(e.message.contains("workspace = \"worktree\""), "{e}");
+            }
+        }
+        // Two of them: the first in the file is named.
+        let e = refused("[executors.w]\ncommand = [\"x\"]\nmerge = \"merge\"\nrepo = \"a\"\n");
+        assert_eq!(e.line, Some(3));
+        assert!(e.message.contains(" merge "), "{e}");
+    }
+
+    #[test]
+    fn bad_worktree_values_are_refused_where_they_stand() {
+        for (extra, needle) in [
+            ("workspace = \"isolated\"\n", "unknown variant"),
+            ("base_branch = \"a..b\"\n", "invalid branch name \"a..b\""),
+            ("base_branch = \"has space\"\n", "invalid branch name"),
+            ("base_branch = \"-x\"\n", "invalid branch name"),
+            ("base_branch = \"x.lock\"\n", "invalid branch name"),
+            ("base_branch = \"\"\n", "invalid branch name"),
+            ("repo = \"\"\n", "cannot be empty"),
+            ("worktree_include = [\"\"]\n", "worktree_include element 1"),
+            ("worktree_include = \".env\"\n", "invalid type"),
+            ("setup = \"npm ci\"\n", "never run through a shell"),
+            ("setup = []\n", "command is empty"),
+            ("setup = [\"a\", \"\"]\n", "element 2 is an empty string"),
+            (
+                "merge = \"ff\"\n",
+                "merge must be \"squash\", \"merge\" or \"rebase\"",
+            ),
+            ("keep_worktrees = \"0s\"\n", "longer than zero"),
+            ("keep_worktrees = 14\n", "unit"),
+            ("worktrees = 1\n", "unknown field"),
+        ] {
+            let text = if extra.starts_with("workspace") {
+                format!("[executors.w]\ncommand = [\"x\"]\n{extra}")
+            } else {
+                format!("{W}{extra}")
+            };
+            let e = refused(&text);
+            let line = if extra.starts_with("workspace") { 3 } else { 4 };
+            assert_eq!(e.line, Some(line), "{text}: {e}");
+            assert!(e.column.is_some(), "{e}");
+            assert!(e.message.contains(needle), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn repos_tables() {
+        let c = parse(
+            "[repos.api]\npath = \"../api\"\nbase_branch = \"develop\"\n[repos.web-app]\npath = \"/srv/web\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.repos["api"],
+            RepoConfig {
+                path: PathBuf::from("../api"),
+                base_branch: Some("develop".into())
+            }
+        );
+        assert_eq!(c.repos["web-app"].base_branch, None);
+        assert_eq!(c.repos.len(), 2);
+        for (text, line, needle) in [
+            (
+                "[repos.api]\nbase_branch = \"main\"\n",
+                1,
+                "missing field `path`",
+            ),
+            ("[repos.api]\npath = \"\"\n", 2, "cannot be empty"),
+            (
+                "[repos.api]\npath = \"a\"\nbase_branch = \"a b\"\n",
+                3,
+                "invalid branch name",
+            ),
+            (
+                "[repos.api]\npath = \"a\"\nurl = \"x\"\n",
+                3,
+                "unknown field",
+            ),
+            (
+                "[repos.\"a.b\"]\npath = \"a\"\n",
+                1,
+                "invalid repository name",
+            ),
+            (
+                "[repos.\"a b\"]\npath = \"a\"\n",
+                1,
+                "invalid repository name",
+            ),
+        ] {
+            let e = refused(text);
+            assert_eq!(e.line, Some(line), "{text}: {e}");
+            assert!(e.message.contains(needle), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn branch_names() {
+        for ok in ["main", "release/2.0", "feature/x-y_z", "é"] {
+            assert!(valid_branch(ok), "{ok}");
+        }
+        for bad in [
+            "", "-x", "HEAD", "a..b", "a b", "a:b", "x.lock", ".x", "a/", "a//b", "@", "a@{1}",
+            "a~1", "a^", "a?", "a*", "a[", "a\\b",
+        ] {
+            assert!(!valid_branch(bad), "{bad}");
+        }
     }
 }

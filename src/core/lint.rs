@@ -22,6 +22,13 @@
 //! | `duplicate-field`   | warning  | the same key twice in one task's fields (the first wins)   |
 //! | `conflict-markers`  | error    | unresolved git conflict markers (see [`conflict_markers`]) |
 //! | `retry-far-future`  | warning  | a retry time further ahead than the longest backoff        |
+//! | `touches-everything` | warning | a `touches:` glob that covers every file                   |
+//! | `bad-base-branch`   | error    | a `base_branch:` git would refuse as a branch name         |
+//! | `unknown-repo`      | error    | a `repos:` name with no `[repos.<name>]` table             |
+//! | `repos-on-shared-route` | error | `repos:` on a task whose route works in the shared folder |
+//!
+//! The last two need the configuration's repositories and worktree routes
+//! ([`WorkspaceContext`], given to [`lint_with`]); [`lint`] does not check them.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -31,9 +38,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::core::board::{Board, Field, IdProblem, Task, conflict_markers, conflict_regions};
+use crate::core::config::{Config, Workspace, valid_branch};
 use crate::core::plan;
 use crate::core::status::{Stamp, Status};
-use crate::core::workspace::parse_touches;
+use crate::core::workspace::{parse_repos, parse_touches};
 
 /// How far ahead of the clock a claim time may be before it is an anomaly.
 pub const CLOCK_TOLERANCE: Duration = Duration::from_secs(5 * 60);
@@ -77,6 +85,34 @@ pub struct LintContext<'a> {
     pub longest_backoff: Option<Duration>,
 }
 
+/// What lint knows of isolated runs from the configuration, for `repos:`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkspaceContext {
+    /// The names of the `[repos.<name>]` tables.
+    pub repos: BTreeSet<String>,
+    /// Routes with `workspace = "worktree"`.
+    pub worktree_routes: BTreeSet<String>,
+    /// Every other configured route (their runs work in the board's folder).
+    pub shared_routes: BTreeSet<String>,
+}
+
+impl WorkspaceContext {
+    /// The repositories and routes `config` declares.
+    pub fn of(config: &Config) -> WorkspaceContext {
+        let mut ctx = WorkspaceContext {
+            repos: config.repos.keys().cloned().collect(),
+            ..WorkspaceContext::default()
+        };
+        for (route, exec) in &config.executors {
+            match exec.workspace {
+                Workspace::Worktree(_) => ctx.worktree_routes.insert(route.clone()),
+                Workspace::Shared => ctx.shared_routes.insert(route.clone()),
+            };
+        }
+        ctx
+    }
+}
+
 /// A finding as the runtime remembers it between passes: its code, task and message.
 pub type FindingKey = (String, Option<String>, String);
 
@@ -100,8 +136,20 @@ pub fn news(
     (new, seen)
 }
 
-/// Every finding on the board, sorted by line, column and code.
+/// Every finding on the board, sorted by line, column and code, without the checks of `repos:`
+/// against the configuration (see [`lint_with`]).
 pub fn lint(text: &str, board: &Board, ctx: &LintContext) -> Vec<Finding> {
+    lint_with(text, board, ctx, None)
+}
+
+/// [`lint`], and when `workspaces` is given, each `repos:` of a task that will run checked
+/// against the configured repositories and its route's workspace.
+pub fn lint_with(
+    text: &str,
+    board: &Board,
+    ctx: &LintContext,
+    workspaces: Option<&WorkspaceContext>,
+) -> Vec<Finding> {
     let mut l = Linter {
         text,
         board,
@@ -111,7 +159,7 @@ pub fn lint(text: &str, board: &Board, ctx: &LintContext) -> Vec<Finding> {
     for (index, task) in board.tasks.iter().enumerate() {
         l.id_checks(task, index, &first_by_id);
         l.field_checks(task);
-        l.status_checks(task, &first_by_id, ctx);
+        l.status_checks(task, &first_by_id, ctx, workspaces);
     }
     l.cycles(&first_by_id);
     l.conflicts();
@@ -315,6 +363,9 @@ impl Linter<'_> {
             if field.key.eq_ignore_ascii_case("touches") {
                 self.touches_checks(task, field);
             }
+            if field.key.eq_ignore_ascii_case("base_branch") {
+                self.base_branch_checks(task, field);
+            }
         }
         for (n, field) in task.fields.iter().enumerate() {
             if let Some(first) = task.fields[..n]
@@ -355,9 +406,95 @@ impl Linter<'_> {
         }
     }
 
+    /// A `base_branch:` must be a branch git accepts; an empty one names nothing.
+    fn base_branch_checks(&mut self, task: &Task, field: &Field) {
+        let name = field.value.trim();
+        if name.is_empty() || valid_branch(name) {
+            return;
+        }
+        self.push(
+            "bad-base-branch",
+            Severity::Error,
+            field.value_range.start,
+            task,
+            format!(
+                "`base_branch: {}` is not a branch name git accepts (no spaces, `..`, `~`, `^`, `:`, `?`, `*`, `[`, `\\`, no part starting with `.` or ending in `.lock`); the task cannot run isolated until it names its branch, e.g. `main` or `release/2.0`",
+                shown(name)
+            ),
+        );
+    }
+
+    /// `repos:` names configured repositories, on a task whose route works in worktrees.
+    /// A route that is not configured is `unknown-route`'s to report.
+    fn repos_checks(&mut self, task: &Task, ws: &WorkspaceContext) {
+        let Some(field) = task.field("repos") else {
+            return;
+        };
+        let route = task.route().unwrap_or("default");
+        if parse_repos(&field.value).is_empty() {
+            return;
+        }
+        if !ws.worktree_routes.contains(route) {
+            if ws.shared_routes.contains(route) {
+                let route = shown(route);
+                self.push(
+                    "repos-on-shared-route",
+                    Severity::Error,
+                    field.key_range.start,
+                    task,
+                    format!(
+                        "task `{}` names repositories in `repos:`, but its route `{route}` works in the board's folder; add `workspace = \"worktree\"` to `[executors.{route}]`, route the task to a worktree route, or remove `repos:`",
+                        shown(&task.id)
+                    ),
+                );
+            }
+            return;
+        }
+        let raw = &self.text[field.value_range.clone()];
+        let mut at = 0;
+        let mut reported = BTreeSet::new();
+        for part in raw.split(',') {
+            let offset = field.value_range.start + at + (part.len() - part.trim_start().len());
+            at += part.len() + 1;
+            let name = part.trim();
+            if name.is_empty() || ws.repos.contains(name) || !reported.insert(name) {
+                continue;
+            }
+            let known = if ws.repos.is_empty() {
+                "none are configured".to_string()
+            } else {
+                format!(
+                    "configured: {}",
+                    ws.repos
+                        .iter()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            let name = shown(name);
+            self.push(
+                "unknown-repo",
+                Severity::Error,
+                offset,
+                task,
+                format!(
+                    "task `{}` names repository `{name}` in `repos:`, but no `[repos.{name}]` is configured in taskboard.toml ({known}); add it or change the name",
+                    shown(&task.id)
+                ),
+            );
+        }
+    }
+
     /// The checks on a task's status: there is one, it parses, and what it says holds (its
     /// dependencies, its claim's time, its retry time, its route).
-    fn status_checks(&mut self, task: &Task, first_by_id: &IdIndex, ctx: &LintContext) {
+    fn status_checks(
+        &mut self,
+        task: &Task,
+        first_by_id: &IdIndex,
+        ctx: &LintContext,
+        workspaces: Option<&WorkspaceContext>,
+    ) {
         let Some(status) = self.status_of(task) else {
             return;
         };
@@ -376,6 +513,9 @@ impl Linter<'_> {
             Status::Ready | Status::Blocked { .. } | Status::BlockedOnTasks(_) | Status::RetryAt(_)
         ) {
             self.route_checks(task, start, ctx);
+            if let Some(workspaces) = workspaces {
+                self.repos_checks(task, workspaces);
+            }
         }
     }
 
@@ -941,6 +1081,92 @@ mod tests {
         );
         assert!(f[0].message.contains("configured: review"));
         assert!(f[1].message.contains("uses `default`"));
+    }
+
+    #[test]
+    fn base_branch_must_be_a_branch_name() {
+        let text = "## A-1\n- status: ready\n- base_branch: release/2.0\n## B-1\n- status: done\n- base_branch: a..b\n## C-1\n- status: ready\n- base_branch: `has space`\n## D-1\n- status: ready\n- base_branch:\n";
+        let f = run(text, None);
+        assert_eq!(
+            codes(&f),
+            [("bad-base-branch", 6, 16), ("bad-base-branch", 9, 17)]
+        );
+        assert!(
+            f[0].message
+                .contains("`base_branch: a..b` is not a branch name")
+        );
+        assert_eq!(f[0].severity, Severity::Error);
+        assert_eq!(f[1].task.as_deref(), Some("C-1"));
+    }
+
+    fn workspaces() -> WorkspaceContext {
+        WorkspaceContext {
+            repos: BTreeSet::from(["api".to_string(), "web".to_string()]),
+            worktree_routes: BTreeSet::from(["iso".to_string()]),
+            shared_routes: BTreeSet::from(["default".to_string()]),
+        }
+    }
+
+    fn run_with(text: &str) -> Vec<Finding> {
+        let routes = BTreeSet::from(["iso".to_string(), "default".to_string()]);
+        let ctx = LintContext {
+            now: now(),
+            stale_after: Duration::from_secs(2 * 3600),
+            routes: Some(&routes),
+            longest_backoff: None,
+        };
+        lint_with(text, &Board::parse(text), &ctx, Some(&workspaces()))
+    }
+
+    #[test]
+    fn repos_name_configured_repositories_on_worktree_routes() {
+        let text = "## A-1\n- status: ready\n- route: iso\n- repos: api, web\n\
+                    ## B-1\n- status: ready\n- route: iso\n- repos: api,  mobile, mobile, x\n\
+                    ## C-1\n- status: ready\n- repos: api\n\
+                    ## D-1\n- status: done\n- route: iso\n- repos: nope\n\
+                    ## E-1\n- status: ready\n- route: gpu\n- repos: nope\n\
+                    ## F-1\n- status: ready\n- route: iso\n- repos: ,\n";
+        let f = run_with(text);
+        assert_eq!(
+            codes(&f),
+            [
+                ("unknown-repo", 8, 16),
+                ("unknown-repo", 8, 32),
+                ("repos-on-shared-route", 11, 3),
+                ("unknown-route", 18, 10),
+            ]
+        );
+        assert!(
+            f[0].message.contains("repository `mobile`"),
+            "{}",
+            f[0].message
+        );
+        assert!(f[0].message.contains("configured: api, web"));
+        assert!(
+            f[2].message
+                .contains("route `default` works in the board's folder")
+        );
+        // Without the configuration's workspaces, `repos:` is not checked.
+        assert_eq!(
+            codes(&run(
+                text,
+                Some(&BTreeSet::from(["iso".to_string(), "default".to_string()]))
+            )),
+            [("unknown-route", 18, 10)]
+        );
+        assert!(run_with("## A-1\n- status: ready\n- route: iso\n- repos: api\n").is_empty());
+    }
+
+    #[test]
+    fn workspace_context_of_a_config() {
+        let config = crate::core::config::parse(
+            "[executors.default]\ncommand = [\"a\"]\n[executors.iso]\ncommand = [\"a\"]\nworkspace = \"worktree\"\n[repos.api]\npath = \"../api\"\n",
+        )
+        .unwrap();
+        let ws = WorkspaceContext::of(&config);
+        assert_eq!(ws.repos, BTreeSet::from(["api".to_string()]));
+        assert_eq!(ws.worktree_routes, BTreeSet::from(["iso".to_string()]));
+        assert_eq!(ws.shared_routes, BTreeSet::from(["default".to_string()]));
     }
 
     #[test]

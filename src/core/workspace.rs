@@ -239,6 +239,33 @@ pub fn touches_of(task: &Task) -> Option<Vec<Glob>> {
     (!globs.is_empty()).then_some(globs)
 }
 
+/// A task's `base_branch:`, trimmed: the branch its isolated runs start from and land on,
+/// whatever the route's default. `None` when absent or empty. Not checked here: lint reports a
+/// name git would refuse (`bad-base-branch`).
+pub fn base_branch_of(task: &Task) -> Option<&str> {
+    let value = task.field("base_branch")?.value.trim();
+    (!value.is_empty()).then_some(value)
+}
+
+/// The names in a `repos:` value: comma-separated, trimmed, empty entries dropped, each once
+/// in the order written.
+pub fn parse_repos(value: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if !out.iter().any(|n| n == name) {
+            out.push(name.to_string());
+        }
+    }
+    out
+}
+
+/// A task's `repos:`: the `[repos]` names of the repositories its isolated runs work in, when
+/// it names some (an empty value names none).
+pub fn repos_of(task: &Task) -> Option<Vec<String>> {
+    let names = parse_repos(&task.field("repos")?.value);
+    (!names.is_empty()).then_some(names)
+}
+
 /// Whether two tasks' `touches:` globs can name a common path.
 pub fn touches_overlap(a: &[Glob], b: &[Glob]) -> bool {
     a.iter().any(|x| b.iter().any(|y| x.overlaps(y)))
@@ -828,5 +855,26 @@ mod tests {
         assert_eq!(snap.totals(), (2, 1));
         assert_eq!(patch_file(None), "changes.patch");
         assert_eq!(patch_file(Some("api")), "changes.api.patch");
+    }
+
+    #[test]
+    fn base_branch_and_repos_fields() {
+        let board = crate::core::board::Board::parse(
+            "## A-1: x\n- status: ready\n- base_branch: release/2.0 \n- repos: api, web,, api , \n\n## A-2: y\n- status: ready\n- base_branch:\n- repos: ,\n\n## A-3: z\n- status: ready\n- Base_Branch: `main`\n",
+        );
+        let a1 = board.task("A-1").unwrap();
+        assert_eq!(base_branch_of(a1), Some("release/2.0"));
+        assert_eq!(
+            repos_of(a1),
+            Some(vec!["api".to_string(), "web".to_string()])
+        );
+        let a2 = board.task("A-2").unwrap();
+        assert_eq!(base_branch_of(a2), None);
+        assert_eq!(repos_of(a2), None);
+        let a3 = board.task("A-3").unwrap();
+        assert_eq!(base_branch_of(a3), Some("main"));
+        assert_eq!(repos_of(a3), None);
+        assert_eq!(parse_repos(" a ,b,a"), ["a", "b"]);
+        assert!(parse_repos("").is_empty());
     }
 }

@@ -443,3 +443,112 @@ max_cost_usd = 0.10
         assert!(e.to_string().contains(needle), "{text}: {e}");
     }
 }
+
+#[test]
+fn worktree_routes_and_repositories() {
+    let c = parse(
+        r#"
+[executors.default]
+command = ["claude", "-p"]
+
+[executors.isolated]
+command = ["claude", "-p"]
+workspace = "worktree"
+base_branch = "main"
+worktree_include = [".env"]
+setup = ["npm", "ci"]
+merge = "merge"
+keep_worktrees = "7d"
+
+[repos.api]
+path = "../api"
+base_branch = "develop"
+
+[repos.web]
+path = "../web"
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.executors["default"].workspace, Workspace::Shared);
+    let Workspace::Worktree(w) = &c.executors["isolated"].workspace else {
+        panic!("isolated is a worktree route");
+    };
+    assert_eq!(w.repo, None);
+    assert_eq!(w.base_branch.as_deref(), Some("main"));
+    assert_eq!(w.include, [".env"]);
+    assert_eq!(
+        w.setup.as_deref(),
+        Some(&["npm".to_string(), "ci".to_string()][..])
+    );
+    assert_eq!(w.merge, config::MergeStrategy::Merge);
+    assert_eq!(w.keep, Duration::from_secs(7 * 86_400));
+    assert_eq!(
+        c.repos.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["api", "web"]
+    );
+    assert_eq!(c.repos["api"].base_branch.as_deref(), Some("develop"));
+    assert_eq!(c.repos["web"].path, std::path::PathBuf::from("../web"));
+}
+
+#[test]
+fn worktree_keys_on_a_shared_route_are_errors_at_the_key() {
+    assert_err(
+        "[executors.default]\ncommand = [\"a\"]\nsetup = [\"make\"]\n",
+        3,
+        "[executors.default] setup only applies",
+    );
+    assert_err(
+        "[executors.default]\ncommand = [\"a\"]\nworkspace = \"worktree\"\nbase_branch = \"no..dots\"\n",
+        4,
+        "invalid branch name",
+    );
+    assert_err(
+        "[repos.api]\npath = \"../api\"\nbase_branch = \"a b\"\n",
+        3,
+        "invalid branch name",
+    );
+    assert_err(
+        "[repos.\"../x\"]\npath = \"x\"\n",
+        1,
+        "invalid repository name",
+    );
+}
+
+#[test]
+fn a_worktree_key_on_a_shared_route_exits_3_naming_it() {
+    let sb = crate::support::Sandbox::new("config-worktree-key");
+    sb.write_board("# Board\n");
+    sb.write(
+        "taskboard.toml",
+        "[executors.default]\ncommand = [\"true\"]\nmerge = \"rebase\"\n",
+    );
+    let out = sb.command(&["run", "task-board.md"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("taskboard.toml:3:9: [executors.default] merge only applies"),
+        "{err}"
+    );
+}
+
+#[test]
+fn lint_checks_repos_against_the_configuration() {
+    let sb = crate::support::Sandbox::new("config-lint-repos");
+    sb.write_board(
+        "## A-1: Both\n- status: ready\n- route: iso\n- repos: api, mobile\n\n## A-2: Shared\n- status: ready\n- repos: api\n- base_branch: a b\n",
+    );
+    sb.write(
+        "taskboard.toml",
+        "[executors.default]\ncommand = [\"true\"]\n[executors.iso]\ncommand = [\"true\"]\nworkspace = \"worktree\"\n[repos.api]\npath = \".\"\n",
+    );
+    let out = sb.command(&["lint"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains(":4:15: error[unknown-repo]"), "{text}");
+    assert!(
+        text.contains(":8:3: error[repos-on-shared-route]"),
+        "{text}"
+    );
+    assert!(text.contains(":9:16: error[bad-base-branch]"), "{text}");
+    assert_eq!(text.lines().last(), Some("3 errors, 0 warnings"), "{text}");
+}

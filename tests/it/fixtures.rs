@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use taskboard::core::board::Board;
-use taskboard::core::lint::{Finding, LintContext, invalid_utf8, lint};
+use taskboard::core::lint::{
+    Finding, LintContext, WorkspaceContext, invalid_utf8, lint, lint_with,
+};
 use taskboard::core::status::Status;
 use taskboard::core::writeback::{Change, apply};
 
@@ -33,6 +35,16 @@ fn routes() -> BTreeSet<String> {
         .collect()
 }
 
+/// `default` works in worktrees, `review` in the board's folder; `api` and `web` are the
+/// configured repositories.
+fn workspaces() -> WorkspaceContext {
+    WorkspaceContext {
+        repos: ["api", "web"].iter().map(|s| s.to_string()).collect(),
+        worktree_routes: ["default"].iter().map(|s| s.to_string()).collect(),
+        shared_routes: ["review"].iter().map(|s| s.to_string()).collect(),
+    }
+}
+
 fn lint_fixture(text: &str, board: &Board) -> Vec<Finding> {
     let routes = routes();
     let ctx = LintContext {
@@ -42,7 +54,7 @@ fn lint_fixture(text: &str, board: &Board) -> Vec<Finding> {
         // `retry_backoff = "6h"` with the default 3 attempts: a day.
         longest_backoff: Some(Duration::from_secs(24 * 3600)),
     };
-    lint(text, board, &ctx)
+    lint_with(text, board, &ctx, Some(&workspaces()))
 }
 
 /// Text from a board, escaped so that one record stays on one line of an expectation file.
@@ -267,6 +279,9 @@ fn every_lint_code_has_a_board() {
         "conflict-markers",
         "retry-far-future",
         "touches-everything",
+        "bad-base-branch",
+        "unknown-repo",
+        "repos-on-shared-route",
     ];
     for code in all {
         assert!(seen.contains(code), "no fixture board produces `{code}`");

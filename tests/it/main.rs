@@ -10,6 +10,7 @@ mod cli;
 mod config;
 mod crash;
 mod dashboard;
+mod diff;
 mod doctor;
 mod events;
 mod evidence;

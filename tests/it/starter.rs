@@ -317,7 +317,7 @@ fn init_refuses_a_gitignore_it_cannot_read_and_writes_nothing() {
 }
 
 /// The read-only commands, each as a person would type it in the board's folder.
-const READ_ONLY: [&[&str]; 7] = [
+const READ_ONLY: [&[&str]; 8] = [
     &["doctor"],
     &["status"],
     &["show", "A-1"],
@@ -325,6 +325,7 @@ const READ_ONLY: [&[&str]; 7] = [
     &["stats"],
     &["tail"],
     &["packet", "A-1"],
+    &["diff", "A-1"],
 ];
 
 #[test]

@@ -288,6 +288,16 @@ pub fn current_branch(repo: &Path) -> Result<String, GitError> {
     }
 }
 
+/// How many commits `to` has that `from` does not (`git rev-list --count from..to`): how far a
+/// branch moved past a run's base.
+pub fn commits_between(repo: &Path, from: &str, to: &str) -> Result<u64, GitError> {
+    let out = ok(repo, ["rev-list", "--count", &format!("{from}..{to}")])?;
+    out.trim().parse().map_err(|_| GitError::Failed {
+        command: "git rev-list --count".into(),
+        message: format!("unexpected output {out:?}"),
+    })
+}
+
 /// Every worktree of the repository (the main one first), as git lists them.
 pub fn list_worktrees(repo: &Path) -> Result<Vec<WorktreeEntry>, GitError> {
     let out = run(repo, ["worktree", "list", "--porcelain", "-z"], &[])?;

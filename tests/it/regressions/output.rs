@@ -240,6 +240,7 @@ fn a_fifo_board_is_refused_at_once_by_every_command() {
         (&["show", "A-1"], 2),
         (&["lint"], 2),
         (&["packet", "A-1"], 2),
+        (&["diff", "A-1"], 2),
         (&["retry", "A-1"], 2),
         (&["once", "task-board.md"], 2),
         (&["run", "task-board.md"], 2),
