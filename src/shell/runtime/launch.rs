@@ -19,7 +19,7 @@ use crate::core::packet;
 use crate::core::plan;
 use crate::core::settle::{AttemptEnd, Phase};
 use crate::core::status::Status;
-use crate::core::workspace::{Glob, RunRepo, patch_file, touches_of};
+use crate::core::workspace::{Glob, RunRepo, base_branch_of, patch_file, touches_of};
 use crate::shell::evidence;
 use crate::shell::exec;
 use crate::shell::packet_sources;
@@ -209,10 +209,8 @@ impl Runtime {
             attempt: launch.attempt,
             repo,
             path: path.clone(),
-            base_branch: task
-                .field("base_branch")
-                .map(|f| f.value.trim().to_string())
-                .filter(|b| !b.is_empty())
+            base_branch: base_branch_of(task)
+                .map(str::to_string)
                 .or_else(|| cfg.base_branch.clone()),
             include: cfg.include.iter().map(|g| Glob::parse(g)).collect(),
             setup,

@@ -377,7 +377,8 @@ impl Runtime {
     /// Lint findings become events when they first appear (not again on every pass).
     pub(super) fn report_findings(&mut self, text: &str, board: &Board, now: DateTime<Utc>) {
         let routes: BTreeSet<String> = self.config.executors.keys().cloned().collect();
-        let findings = lint::lint(
+        let workspaces = lint::WorkspaceContext::of(&self.config);
+        let findings = lint::lint_with(
             text,
             board,
             &lint::LintContext {
@@ -389,6 +390,7 @@ impl Runtime {
                     self.config.runtime.max_attempts,
                 )),
             },
+            Some(&workspaces),
         );
         let (news, seen) = lint::news(findings, &self.last_findings);
         for f in news {
