@@ -198,7 +198,12 @@ pub fn gather(board_dir: &Path, text: &str, id: &str) -> Result<Option<Shown>, F
         status: task.status.as_ref().map(|s| s.raw.clone()),
         line,
         block: text[task.block.clone()].to_string(),
-        cost_usd: scan.attempts.iter().filter_map(|a| a.cost_usd).sum(),
+        // Folded from +0.0: an empty float sum is -0.0, which JSON would print as `-0.0`.
+        cost_usd: scan
+            .attempts
+            .iter()
+            .filter_map(|a| a.cost_usd)
+            .fold(0.0, |sum, c| sum + c),
         history: scan.history,
         attempts: scan.attempts,
         handoff,
