@@ -95,6 +95,12 @@ enum Command {
     /// The latest attempt that ran in a worktree of its own, or `--attempt N`'s; review runs are
     /// skipped. The patch is printed byte for byte in a pipe and coloured on a terminal.
     Diff(cmd::diff::Args),
+    /// Remove isolated runs' worktrees that are no longer needed; say why each other is kept.
+    ///
+    /// A worktree goes once its run is over and its change is in a snapshot, when a newer
+    /// attempt of its task started afresh or it is older than its route's `keep_worktrees`. Its
+    /// snapshot and saved patch stay. Work that is not in a snapshot is never removed.
+    Gc(cmd::gc::Args),
     /// Show the events, one readable line each; `-f` follows.
     Tail(cmd::tail::Args),
     /// Print a task's run output (stdout and stderr), the latest run's or an attempt's;
@@ -153,6 +159,7 @@ fn main() -> ExitCode {
         Command::Retry { id, board } => cmd::retry::run(&board, &id),
         Command::Packet(args) => cmd::packet::run(&args),
         Command::Diff(args) => cmd::diff::run(&args),
+        Command::Gc(args) => cmd::gc::run(&args),
         Command::Show(args) => cmd::show::run(&args),
         Command::Tail(args) => cmd::tail::run(&args),
         Command::Logs(args) => cmd::logs::run(&args),

@@ -7,6 +7,7 @@ use crate::exit::Exit;
 pub mod demo;
 pub mod diff;
 pub mod doctor;
+pub mod gc;
 pub mod init;
 pub mod lint;
 pub mod logs;

@@ -575,6 +575,9 @@ pub fn patch_file(name: Option<&str>) -> String {
 /// What `workspace.json` records of an isolated attempt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunWorkspace {
+    /// The route the attempt ran on (its settings decide how long the worktree is kept).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub route: Option<String>,
     pub repos: Vec<RunRepo>,
 }
 
@@ -611,6 +614,77 @@ impl SavedSnapshot {
         self.files
             .iter()
             .fold((0, 0), |(i, d), f| (i + f.insertions, d + f.deletions))
+    }
+}
+
+/// What is known of one worktree when retention is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorktreeFacts {
+    /// A live process holds its task's lock: its run, or its landing, is going on.
+    pub live: bool,
+    /// It belongs to its task's latest attempt (a newer attempt means it was superseded).
+    pub latest: bool,
+    /// Its run folder records a snapshot.
+    pub saved: bool,
+    /// Time since its run ended (since its snapshot was saved).
+    pub age: std::time::Duration,
+}
+
+/// Why a worktree is kept or removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention {
+    /// Its task's run is going on.
+    Live,
+    /// Its run ended without a snapshot (a runtime died under it): the next start saves it.
+    Unsaved,
+    /// The latest attempt's worktree, younger than `keep_worktrees`: a person may still
+    /// approve, reject or look.
+    Kept,
+    /// A newer attempt of its task started afresh; its change is in its snapshot.
+    Superseded,
+    /// Older than `keep_worktrees`; its change is in its snapshot.
+    Expired,
+}
+
+impl Retention {
+    pub fn removes(self) -> bool {
+        matches!(self, Retention::Superseded | Retention::Expired)
+    }
+
+    /// Why, for a person (`gc`'s lines).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Retention::Live => "its task's run is going on",
+            Retention::Unsaved => "its work is not in a snapshot yet; the next start saves it",
+            Retention::Kept => "its task's latest attempt, kept for keep_worktrees after its run",
+            Retention::Superseded => {
+                "a newer attempt started afresh; its change is in its snapshot"
+            }
+            Retention::Expired => "older than keep_worktrees; its change is in its snapshot",
+        }
+    }
+
+    /// The word `workspace_removed` and `gc` use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Retention::Live => "running",
+            Retention::Unsaved => "unsaved",
+            Retention::Kept => "kept",
+            Retention::Superseded => "superseded",
+            Retention::Expired => "expired",
+        }
+    }
+}
+
+/// Whether a worktree stays: never while its task is live or its work unsaved; a superseded
+/// attempt's goes at once, the latest attempt's after `keep`.
+pub fn retention(facts: WorktreeFacts, keep: std::time::Duration) -> Retention {
+    match facts {
+        WorktreeFacts { live: true, .. } => Retention::Live,
+        WorktreeFacts { saved: false, .. } => Retention::Unsaved,
+        WorktreeFacts { latest: false, .. } => Retention::Superseded,
+        WorktreeFacts { age, .. } if age >= keep => Retention::Expired,
+        _ => Retention::Kept,
     }
 }
 
@@ -809,6 +883,7 @@ mod tests {
     #[test]
     fn a_run_workspace_reads_back_what_was_written() {
         let rec = RunWorkspace {
+            route: Some("default".into()),
             repos: vec![RunRepo {
                 name: None,
                 repo: "/r".into(),
@@ -876,5 +951,39 @@ mod tests {
         assert_eq!(repos_of(a3), None);
         assert_eq!(parse_repos(" a ,b,a"), ["a", "b"]);
         assert!(parse_repos("").is_empty());
+    }
+
+    #[test]
+    fn a_worktree_goes_only_when_its_work_is_saved_and_nobody_needs_it() {
+        let day = std::time::Duration::from_secs(86_400);
+        let keep = 14 * day;
+        let facts = |live, latest, saved, age| WorktreeFacts {
+            live,
+            latest,
+            saved,
+            age,
+        };
+        // (live, latest, saved, age) -> verdict
+        let cases = [
+            ((true, true, true, 30 * day), Retention::Live),
+            ((true, false, false, 30 * day), Retention::Live),
+            ((false, true, false, 30 * day), Retention::Unsaved),
+            ((false, false, false, 30 * day), Retention::Unsaved),
+            ((false, false, true, day), Retention::Superseded),
+            ((false, true, true, day), Retention::Kept),
+            (
+                (false, true, true, keep - std::time::Duration::from_secs(1)),
+                Retention::Kept,
+            ),
+            ((false, true, true, keep), Retention::Expired),
+        ];
+        for ((live, latest, saved, age), want) in cases {
+            let got = retention(facts(live, latest, saved, age), keep);
+            assert_eq!(got, want, "{live} {latest} {saved} {age:?}");
+            assert_eq!(
+                got.removes(),
+                matches!(want, Retention::Superseded | Retention::Expired)
+            );
+        }
     }
 }

@@ -2,15 +2,20 @@
 //! worktree belongs to, how much disk it takes, and what git or taskboard no longer knows about.
 //!
 //! Owns reading `.taskboard/worktrees/` and the run folders' `workspace.json` records together;
-//! `doctor` reports from it and `gc` decides from it. Must not remove anything itself (removal
-//! goes through `shell::landing::remove` or `workspace::cleanup_partial`, which refuse to lose
-//! unsaved work) and must not touch the board.
+//! `doctor` reports from it; [`sweep`] (for `gc` and the runtime's hourly rescan) carries out
+//! `core::workspace::retention` on it. Removal goes through `shell::landing::remove`, which
+//! refuses to lose work that is not in a snapshot. Must not touch the board.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
-use crate::core::workspace::{RunRepo, RunWorkspace, WORKSPACE_FILE};
-use crate::shell::workspace;
+use crate::core::config::{Config, Workspace, WorktreeConfig};
+use crate::core::workspace::{
+    Retention, RunRepo, RunWorkspace, WORKSPACE_FILE, WorktreeFacts, retention,
+};
+use crate::shell::lock::{self, Locks};
+use crate::shell::{landing, workspace};
 
 /// The folder, under the state folder, that holds every isolated run's worktree.
 pub const FOLDER: &str = "worktrees";
@@ -129,4 +134,95 @@ pub fn size_of(dir: &Path) -> u64 {
         }
     }
     total
+}
+
+/// What a sweep did (or, dry, would do) with one worktree folder.
+#[derive(Debug, Clone)]
+pub struct Swept {
+    pub found: Found,
+    /// `None` for a folder no attempt on record made.
+    pub retention: Option<Retention>,
+    /// For a removal: done, or why not (one line). `None` when nothing was to be done.
+    pub removed: Option<Result<(), String>>,
+}
+
+/// Goes through the worktrees folder and removes each worktree retention allows (every other
+/// one is kept, and said why), then prunes git's records of worktrees that are gone. `dry`
+/// removes nothing. A folder no attempt made is left alone unless it is empty.
+pub fn sweep(state_dir: &Path, config: &Config, now: SystemTime, dry: bool) -> Vec<Swept> {
+    let locks = Locks::new(state_dir.join("locks"));
+    let found = inventory(state_dir);
+    let latest = latest_attempts(&found);
+    let mut repos = BTreeSet::new();
+    let mut out = Vec::new();
+    for f in found {
+        let Some(owner) = &f.owner else {
+            let empty = std::fs::read_dir(&f.path).is_ok_and(|mut d| d.next().is_none());
+            let removed = (empty && !dry).then(|| {
+                std::fs::remove_dir(&f.path).map_err(|e| format!("{}: {e}", f.path.display()))
+            });
+            out.push(Swept {
+                found: f,
+                retention: None,
+                removed,
+            });
+            continue;
+        };
+        let live = locks
+            .read(&owner.task)
+            .is_some_and(|l| lock::is_stale(&l, Duration::from_secs(30)).is_none());
+        let facts = WorktreeFacts {
+            live,
+            latest: latest.get(&owner.task) == Some(&owner.attempt),
+            saved: owner.record.snapshot.is_some(),
+            age: age(&owner.run_dir, now),
+        };
+        let retention = retention(facts, keep_for(config, &owner.run_dir));
+        let removed = (retention.removes() && !dry).then(|| {
+            repos.insert(PathBuf::from(&owner.record.repo));
+            landing::remove(&owner.record)
+        });
+        out.push(Swept {
+            found: f,
+            retention: Some(retention),
+            removed,
+        });
+    }
+    if !dry {
+        for repo in repos {
+            let _ = workspace::prune(&repo);
+        }
+    }
+    out
+}
+
+/// The latest attempt of each task that owns a worktree.
+fn latest_attempts(found: &[Found]) -> BTreeMap<String, u32> {
+    let mut latest: BTreeMap<String, u32> = BTreeMap::new();
+    for o in found.iter().filter_map(|f| f.owner.as_ref()) {
+        let n = latest.entry(o.task.clone()).or_default();
+        *n = (*n).max(o.attempt);
+    }
+    latest
+}
+
+/// Time since the attempt's record was last written (its snapshot saved).
+fn age(run_dir: &Path, now: SystemTime) -> Duration {
+    std::fs::metadata(run_dir.join(WORKSPACE_FILE))
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| now.duration_since(t).ok())
+        .unwrap_or_default()
+}
+
+/// `keep_worktrees` of the route the attempt ran on (the default when the route is gone).
+fn keep_for(config: &Config, run_dir: &Path) -> Duration {
+    let route = read_record(run_dir).and_then(|r| r.route);
+    route
+        .and_then(|r| config.executors.get(&r))
+        .and_then(|e| match &e.workspace {
+            Workspace::Worktree(w) => Some(w.keep),
+            Workspace::Shared => None,
+        })
+        .unwrap_or(WorktreeConfig::default().keep)
 }

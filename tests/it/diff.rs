@@ -70,6 +70,7 @@ impl Setup {
         )
         .expect("patch");
         let record = RunWorkspace {
+            route: None,
             repos: vec![RunRepo {
                 name: None,
                 repo: self.repo.display().to_string(),

@@ -567,3 +567,73 @@ fn doctor_reports_the_worktree_route_the_disk_its_worktrees_use_and_what_is_left
         out.stdout
     );
 }
+
+#[test]
+fn gc_removes_a_superseded_worktree_keeps_the_latest_and_never_loses_its_snapshot() {
+    let mut sb = repo_sandbox(
+        "iso-gc",
+        &worktree_route("flaky.sh", ""),
+        "# Board\n\n## F-1: flaky\n- status: ready\n",
+    );
+    sb.script(
+        "flaky.sh",
+        "echo \"attempt $TASKBOARD_ATTEMPT\" > out.txt\n[ \"$TASKBOARD_ATTEMPT\" -ge 2 ]",
+    );
+    git(&sb.dir, &["add", "-A"]);
+    git(&sb.dir, &["commit", "-qm", "script"]);
+    sb.start_run();
+    sb.wait_until("the task is done", |s| s.status_of("F-1") == "done");
+    let (one, two) = (workspace_of(&sb, "F-1", 1), workspace_of(&sb, "F-1", 2));
+    let (p1, p2) = (one["path"].as_str().unwrap(), two["path"].as_str().unwrap());
+
+    let dry = finish(&mut sb.command(&["gc", "--dry-run"]));
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert!(
+        dry.stdout
+            .contains("would remove  F-1-1  (F-1 attempt 1: a newer attempt"),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        dry.stdout
+            .contains("kept     F-1-2  (F-1 attempt 2: its task's latest attempt"),
+        "{}",
+        dry.stdout
+    );
+    assert!(PathBuf::from(p1).exists(), "a dry run removes nothing");
+
+    let out = finish(&mut sb.command(&["gc"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("removed  F-1-1"), "{}", out.stdout);
+    assert!(!PathBuf::from(p1).exists() && PathBuf::from(p2).exists());
+    // Its branch is gone, its snapshot and patch are not.
+    assert!(git(&sb.dir, &["branch", "--list", "taskboard/F-1-1"]).is_empty());
+    assert_eq!(
+        git(&sb.dir, &["show", "refs/taskboard/snapshots/F-1/1:out.txt"]),
+        "attempt 1"
+    );
+    assert!(run_dir(&sb, "F-1", 1).join("changes.patch").exists());
+    let removed = sb.events_named("workspace_removed");
+    assert_eq!(removed.len(), 1, "{removed:?}");
+    assert_eq!(removed[0]["task"], "F-1");
+    assert_eq!(removed[0]["attempt"], 1);
+    assert_eq!(removed[0]["reason"], "superseded");
+    // Work left in a worktree after its snapshot is never removed, whatever its age.
+    sb.config(
+        "",
+        &worktree_route("flaky.sh", "keep_worktrees = \"1ms\"\n"),
+    );
+    std::fs::write(
+        PathBuf::from(p2).join("unsaved.txt"),
+        "not in any snapshot\n",
+    )
+    .unwrap();
+    let out = finish(&mut sb.command(&["gc"]));
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("failed   F-1-2") && out.stdout.contains("unsaved.txt"),
+        "{}",
+        out.stdout
+    );
+    assert!(PathBuf::from(p2).join("unsaved.txt").exists());
+}

@@ -100,6 +100,7 @@ pub type SnapshotOutcome = Option<Box<Result<SavedSnapshot, String>>>;
 pub(super) struct Preparation {
     pub(super) id: String,
     pub(super) attempt: u32,
+    pub(super) route: String,
     pub(super) repo: PathBuf,
     pub(super) path: PathBuf,
     /// The task's or the route's base branch; `None`: the repository's current branch.
@@ -159,7 +160,7 @@ fn ready_worktree(prep: &Preparation, gate: &Gate) -> Result<RunRepo, Prepared> 
             snapshot: None,
             ..prev.clone()
         };
-        write_record(&prep.spec.run_dir, &record).map_err(|why| Prepared::Failed {
+        write_record(&prep.spec.run_dir, &prep.route, &record).map_err(|why| Prepared::Failed {
             reason: "run_dir_unavailable",
             why,
         })?;
@@ -185,7 +186,7 @@ fn ready_worktree(prep: &Preparation, gate: &Gate) -> Result<RunRepo, Prepared> 
         base_commit,
         snapshot: None,
     };
-    write_record(&prep.spec.run_dir, &record).map_err(|why| Prepared::Failed {
+    write_record(&prep.spec.run_dir, &prep.route, &record).map_err(|why| Prepared::Failed {
         reason: "run_dir_unavailable",
         why,
     })?;
@@ -271,6 +272,7 @@ fn start_executor(
     let names = attempt_names(&prep.id, prep.attempt);
     let job = SnapshotJob {
         run_dir: spec.run_dir.clone(),
+        route: prep.route.clone(),
         record: record.clone(),
         snapshot_ref: names.snapshot_ref,
     };
@@ -311,6 +313,7 @@ fn start_executor(
 /// Saving what an isolated run changed.
 struct SnapshotJob {
     run_dir: PathBuf,
+    route: String,
     record: RunRepo,
     snapshot_ref: String,
 }
@@ -342,14 +345,15 @@ impl SnapshotJob {
             snapshot: Some(saved.clone()),
             ..self.record
         };
-        write_record(&self.run_dir, &record)?;
+        write_record(&self.run_dir, &self.route, &record)?;
         Ok(saved)
     }
 }
 
 /// Writes `workspace.json` for `record` into `run_dir` (a temporary file renamed into place).
-fn write_record(run_dir: &Path, record: &RunRepo) -> Result<(), String> {
+fn write_record(run_dir: &Path, route: &str, record: &RunRepo) -> Result<(), String> {
     let doc = RunWorkspace {
+        route: Some(route.to_string()),
         repos: vec![record.clone()],
     };
     let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())? + "\n";
@@ -470,11 +474,12 @@ impl Runtime {
     /// lock is being broken): the newest isolated work attempt of `id` without a snapshot gets
     /// one, so nothing the agent did is lost when the next attempt starts afresh.
     pub(super) fn save_left_work(&self, id: &str) {
-        let Some((attempt, run_dir, record)) = unsaved_attempt(&self.state_dir, id) else {
+        let Some((attempt, run_dir, route, record)) = unsaved_attempt(&self.state_dir, id) else {
             return;
         };
         let job = SnapshotJob {
             run_dir,
+            route,
             snapshot_ref: attempt_names(id, attempt).snapshot_ref,
             record,
         };
@@ -488,7 +493,7 @@ impl Runtime {
 }
 
 /// The newest work attempt of `id` whose run folder names a worktree but no snapshot.
-fn unsaved_attempt(state_dir: &Path, id: &str) -> Option<(u32, PathBuf, RunRepo)> {
+fn unsaved_attempt(state_dir: &Path, id: &str) -> Option<(u32, PathBuf, String, RunRepo)> {
     let runs = std::fs::read_dir(state_dir.join("runs").join(id)).ok()?;
     let mut found: Vec<(u32, String, PathBuf)> = runs
         .flatten()
@@ -501,9 +506,11 @@ fn unsaved_attempt(state_dir: &Path, id: &str) -> Option<(u32, PathBuf, RunRepo)
         .collect();
     found.sort();
     let (attempt, _, run_dir) = found.pop()?;
-    let record = worktrees::read_record(&run_dir)?.repos.into_iter().next()?;
+    let doc = worktrees::read_record(&run_dir)?;
+    let route = doc.route.unwrap_or_default();
+    let record = doc.repos.into_iter().next()?;
     record
         .snapshot
         .is_none()
-        .then_some((attempt, run_dir, record))
+        .then_some((attempt, run_dir, route, record))
 }

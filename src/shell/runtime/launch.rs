@@ -207,6 +207,7 @@ impl Runtime {
         let prep = isolate::Preparation {
             id: launch.id.clone(),
             attempt: launch.attempt,
+            route: launch.route.clone(),
             repo,
             path: path.clone(),
             base_branch: base_branch_of(task)

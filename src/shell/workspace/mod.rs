@@ -33,7 +33,9 @@ pub use land::{
     LandRequest, Landing, Strategy, apply_land, conflicts, land, prepare_land, update_branch,
 };
 pub use snapshot::{Snapshot, changed_files, snapshot, write_patch};
-pub use worktree::{Cleanup, cleanup_partial, copy_untracked, create_worktree, remove_worktree};
+pub use worktree::{
+    Cleanup, cleanup_partial, copy_untracked, create_worktree, prune, remove_worktree,
+};
 
 /// The oldest git this layer works with: `merge-tree --write-tree` came in 2.38.
 pub const MIN_VERSION: GitVersion = GitVersion(2, 38, 0);

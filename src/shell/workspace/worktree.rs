@@ -330,3 +330,8 @@ pub fn copy_untracked(
     }
     Ok(copied)
 }
+
+/// Forgets git's records of worktrees whose folders are gone (`git worktree prune`).
+pub fn prune(repo: &Path) -> Result<(), GitError> {
+    ok(repo, ["worktree", "prune"]).map(|_| ())
+}
