@@ -289,7 +289,12 @@ impl<'a> Planner<'a> {
                 self.break_stale_lock(id, lock);
                 self.promote_when_done(id, status, deps);
             }
-            Status::Blocked { .. } | Status::Done | Status::Failed { .. } => {
+            Status::Blocked { .. }
+            | Status::Done
+            | Status::Failed { .. }
+            | Status::AwaitingApproval
+            | Status::Approved
+            | Status::Rejected { .. } => {
                 self.break_stale_lock(id, lock);
             }
         }

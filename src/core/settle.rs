@@ -246,9 +246,16 @@ pub fn parse_result(text: &str, phase: &Phase) -> Result<ResultFile, String> {
         let status =
             Status::parse(s).map_err(|e| format!("result status `{s}` is not valid: {e}"))?;
         let bounce = *phase == Phase::Review && status == Status::Ready;
+        // The approval statuses are the runtime's and a person's words, never an executor's.
         if !bounce
             && (!matches!(status.state(), State::Done | State::Failed | State::Blocked)
-                || matches!(status, Status::RetryAt(_)))
+                || matches!(
+                    status,
+                    Status::RetryAt(_)
+                        | Status::AwaitingApproval
+                        | Status::Approved
+                        | Status::Rejected { .. }
+                ))
         {
             return Err(format!(
                 "result status `{s}` is not allowed: use done, blocked:<who>:<reason>, blocked:task:<ID> or failed:<reason>"
@@ -541,6 +548,17 @@ mod tests {
         assert_eq!(s.kind, SettlementKind::Exhausted);
         // Only a review may ask for `ready`.
         assert!(parse_result(r#"{"status": "ready"}"#, &work()).is_err());
+    }
+
+    #[test]
+    fn an_executor_cannot_claim_the_approval_statuses() {
+        for status in ["awaiting-approval", "approved", "rejected", "rejected:no"] {
+            let text = format!(r#"{{"status": "{status}"}}"#);
+            for phase in [work(), Phase::Review] {
+                let e = parse_result(&text, &phase).unwrap_err();
+                assert!(e.contains("not allowed"), "{status}: {e}");
+            }
+        }
     }
 
     #[test]
