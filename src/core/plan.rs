@@ -55,6 +55,8 @@ pub struct Policy {
     pub routes: BTreeSet<String>,
     /// Routes with a daily budget in US dollars (`daily_budget_usd`).
     pub daily_budget: BTreeMap<String, f64>,
+    /// Routes whose successes wait for a person's approval (`workspace = "worktree"`).
+    pub approval_routes: BTreeSet<String>,
 }
 
 /// What the shell knows about a task's lock folder.
@@ -628,6 +630,7 @@ pub fn memory_after_decision(
     (!tokens.is_empty()).then(|| TaskMemory {
         attempts: 0,
         series_start: 0,
+        approval: None,
         episode: Some(Episode {
             written: decision.to_string(),
             replaced: tokens,
@@ -793,7 +796,15 @@ pub(crate) mod test_support {
             stale_after: Duration::from_secs(7200),
             routes: ["default".to_string(), "review".to_string()].into(),
             daily_budget: BTreeMap::new(),
+            approval_routes: BTreeSet::new(),
         }
+    }
+    /// [`policy`] with route `isolated`, whose successes wait for approval.
+    pub(crate) fn approval_policy() -> Policy {
+        let mut p = policy();
+        p.routes.insert("isolated".into());
+        p.approval_routes.insert("isolated".into());
+        p
     }
     pub(crate) const NOW: &str = "2026-04-20T16:00:00Z";
 }
@@ -865,6 +876,7 @@ mod tests {
                 written: written.into(),
                 replaced: replaced.iter().map(|s| s.to_string()).collect(),
             }),
+            approval: None,
         }
     }
 
@@ -945,6 +957,7 @@ mod tests {
                 attempts: 2,
                 series_start: 0,
                 episode: None,
+                approval: None,
             },
         );
         w.locks
@@ -1010,6 +1023,7 @@ mod tests {
                     written: "blocked:retry:2026-04-20T15:58:00Z".into(),
                     replaced: vec!["running:tb:2026-04-20T15:57:00Z".into()],
                 }),
+                approval: None,
             },
         );
         w.locks
@@ -1561,6 +1575,7 @@ mod tests {
                 attempts: 3,
                 series_start: 3,
                 episode: None,
+                approval: None,
             },
         );
         let p = run(&[("A-1", "ready")], &w);
