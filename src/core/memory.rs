@@ -72,6 +72,11 @@ pub struct Approval {
     pub run_dir: String,
     #[serde(flatten)]
     pub phase: ApprovalPhase,
+    /// `approved` and `rejected:…` tokens the runtime carried out for an earlier change of the
+    /// same episode (printed form): one of them coming back is a stale buffer, not a decision
+    /// on this change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stale: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -245,12 +250,27 @@ impl TaskRecord {
 
     /// Attempt `attempt`'s `awaiting-approval` ending landed on the board: its change (in
     /// `run_dir`, relative to the state folder) waits for a person. A newer attempt's request
-    /// replaces an older one's.
+    /// replaces an older one's. The approvals and rejections the runtime already carried out in
+    /// this episode are stale from here on: they were about earlier changes.
     pub fn request_approval(&mut self, attempt: u32, run_dir: &str) {
+        let stale = self
+            .memory
+            .episode
+            .iter()
+            .flat_map(|ep| &ep.replaced)
+            .filter(|s| {
+                matches!(
+                    Status::parse(s),
+                    Ok(Status::Approved | Status::Rejected { .. })
+                )
+            })
+            .cloned()
+            .collect();
         self.memory.approval = Some(Approval {
             attempt,
             run_dir: run_dir.to_string(),
             phase: ApprovalPhase::Waiting,
+            stale,
         });
     }
 
@@ -494,6 +514,7 @@ mod tests {
             attempt,
             run_dir: "runs/A-1/2".into(),
             phase: ApprovalPhase::Waiting,
+            stale: Vec::new(),
         })
     }
 
@@ -564,6 +585,30 @@ mod tests {
         rec.request_approval(1, "runs/A-1/1");
         rec.request_approval(2, "runs/A-1/2");
         assert_eq!(rec.memory.approval, waiting(2));
+    }
+
+    #[test]
+    fn a_request_takes_the_approvals_and_rejections_already_carried_out_as_stale() {
+        let mut rec = TaskRecord::default();
+        // Attempt 1: approved, its landing refused (the wait written back), then rejected.
+        rec.memory.episode = episode(
+            "awaiting-approval",
+            &[
+                "ready",
+                CLAIM,
+                "approved",
+                "awaiting-approval",
+                "rejected:too broad",
+            ],
+        );
+        rec.request_approval(2, "runs/A-1/2");
+        assert_eq!(
+            rec.memory.approval.map(|a| a.stale),
+            Some(vec![
+                "approved".to_string(),
+                "rejected:too broad".to_string()
+            ])
+        );
     }
 
     #[test]

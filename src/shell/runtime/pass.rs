@@ -307,14 +307,7 @@ impl Runtime {
                 change: change(id, found, ours),
                 follow_up: FollowUp::Reasserted,
             }),
-            Step::Forget { id, status } => {
-                let agent = &self.config.runtime.agent;
-                let kept = plan::memory_after_decision(memory.get(&id), &status, agent);
-                self.store.forget(&id);
-                if let Some(kept) = kept {
-                    self.store.record_mut(&id).memory = kept;
-                }
-            }
+            Step::Forget { id, status } => self.forget(&id, &status, memory),
             Step::TouchesHeld { id, by } => {
                 if self.touches_announced.get(&id) != Some(&by) {
                     self.touches_announced.insert(id.clone(), by.clone());
@@ -342,6 +335,12 @@ impl Runtime {
                     );
                 }
             }
+            // Approval steps come only from routes with `workspace = "worktree"`, whose runs the
+            // runtime does not start yet.
+            Step::Land { .. }
+            | Step::FinishLanding { .. }
+            | Step::Reject { .. }
+            | Step::NoChangeToApprove { .. } => {}
             Step::Cancel { id, status } => {
                 if let Some(handle) = self.active.get(&id).and_then(|a| a.handle.as_ref()) {
                     handle.stop(StopCause::Cancelled);
@@ -353,6 +352,17 @@ impl Runtime {
                     );
                 }
             }
+        }
+    }
+
+    /// A person's decision on task `id`: what the runtime keeps of its episode is what guards
+    /// `status` against a stale buffer (`memory` is the memory the plan was made on).
+    fn forget(&mut self, id: &str, status: &Status, memory: &BTreeMap<String, TaskMemory>) {
+        let agent = &self.config.runtime.agent;
+        let kept = plan::memory_after_decision(memory.get(id), status, agent);
+        self.store.forget(id);
+        if let Some(kept) = kept {
+            self.store.record_mut(id).memory = kept;
         }
     }
 
