@@ -335,8 +335,9 @@ impl Runtime {
                     );
                 }
             }
-            // Approval steps come only from routes with `workspace = "worktree"`, whose runs the
-            // runtime does not start yet.
+            // Not carried out yet: a change waits for approval only after a run on a route with
+            // `workspace = "worktree"`, which the runtime does not start yet; until then
+            // `approved` or `rejected:` on the board is only ever NoChangeToApprove.
             Step::Land { .. }
             | Step::FinishLanding { .. }
             | Step::Reject { .. }
