@@ -213,6 +213,13 @@ pub fn overview(path: &Path, text: &str, board: &Board, now: DateTime<Utc>) -> O
             }
             Some(Ok(Status::RetryAt(at))) => r.retry_at = Some(at.to_string()),
             Some(Ok(Status::Failed { reason })) => r.reason = Some(reason.clone()),
+            Some(Ok(Status::AwaitingApproval)) => {
+                r.reason = Some("waits for approval: write approved or rejected:<note>".into());
+            }
+            Some(Ok(Status::Approved)) => r.reason = Some("approved: its change lands next".into()),
+            Some(Ok(Status::Rejected { .. })) => {
+                r.reason = Some("rejected: it goes back to ready next".into());
+            }
             Some(Err(e)) => r.error = Some(e.message.clone()),
             _ => {}
         }
@@ -355,6 +362,11 @@ fn blocked_detail(t: &TaskOverview, paint: Paint) -> String {
         format!("waits on {}", deps.join(", "))
     } else if let Some(at) = &t.retry_at {
         format!("retries at {at}")
+    } else if t.who.is_none()
+        && let Some(reason) = &t.reason
+    {
+        // An approval status: what it waits for, in words.
+        shown(reason)
     } else {
         format!(
             "waits on {}: {}",
@@ -419,6 +431,25 @@ mod tests {
         assert_eq!(tasks[6]["retry_at"], "2026-04-20T16:10Z");
         assert_eq!(tasks[7]["line"], 14);
         assert!(tasks[7].get("agent").is_none());
+    }
+
+    #[test]
+    fn approval_statuses_are_blocked_and_say_what_they_wait_for() {
+        let text = "## A-1: one\n- status: awaiting-approval\n## B-1: two\n- status: approved\n## C-1: three\n- status: rejected:too broad\n";
+        let board = Board::parse(text);
+        let r = overview(Path::new("b.md"), text, &board, at("2026-04-20T16:00:00Z"));
+        let out = render(&r, Paint(false));
+        assert!(
+            out.starts_with("b.md: 0 ready, 0 running, 3 blocked, 0 done, 0 failed (3 tasks)\n"),
+            "{out}"
+        );
+        for needle in [
+            "A-1  waits for approval: write approved or rejected:<note>  one",
+            "B-1  approved: its change lands next  two",
+            "C-1  rejected: it goes back to ready next  three",
+        ] {
+            assert!(out.contains(needle), "{needle}\n{out}");
+        }
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! to the board; and the rules that update it when the runtime's writes land
 //! ([`TaskMemory::note_written`], [`project`]), when an attempt's ending is kept
 //! ([`TaskRecord::hold_ending`]) or lands ([`TaskRecord::land_ending`]), and when a
-//! `taskboard retry` starts a series ([`TaskRecord::start_series`]).
+//! `taskboard retry` starts a series ([`TaskRecord::start_series`]); and an isolated run's
+//! change on its way from `awaiting-approval` to its branch ([`Approval`]:
+//! [`TaskRecord::request_approval`], [`TaskRecord::landed`], [`TaskRecord::clear_approval`]).
 //!
 //! Must not touch: files or clocks. `shell::store` keeps these records in `.taskboard/state.json`.
 
@@ -55,6 +57,36 @@ pub struct TaskMemory {
     /// The runtime's own latest status for the task and what its writes replaced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub episode: Option<Episode>,
+    /// The change of an isolated run waiting for a person's approval, or landed by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+}
+
+/// An isolated run's change between `awaiting-approval` on the board and `done`: the planner
+/// lands it once on `approved` and sends it back on `rejected:`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    /// The attempt whose change it is.
+    pub attempt: u32,
+    /// The attempt's run folder, relative to the state folder.
+    pub run_dir: String,
+    #[serde(flatten)]
+    pub phase: ApprovalPhase,
+    /// `approved` and `rejected:…` tokens the runtime carried out for an earlier change of the
+    /// same episode (printed form): one of them coming back is a stale buffer, not a decision
+    /// on this change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stale: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum ApprovalPhase {
+    /// `awaiting-approval` is on the board (or on its way back after a refused landing).
+    Waiting,
+    /// The change is on its branch as `commit`; `done` may not be on the board yet. It never
+    /// lands again.
+    Landed { commit: String },
 }
 
 fn is_zero_count(n: &u32) -> bool {
@@ -192,7 +224,9 @@ impl TaskRecord {
     pub fn land_ending(&mut self, ending: &PendingEnding) {
         self.ending = None;
         match &ending.settlement {
-            SettlementKind::Finished => self.review_feedback = None,
+            SettlementKind::Finished | SettlementKind::AwaitingApproval => {
+                self.review_feedback = None
+            }
             SettlementKind::Bounced => self.review_feedback = ending.note.clone(),
             SettlementKind::Interrupted => {
                 self.memory.attempts = ending.attempt.saturating_sub(1);
@@ -201,6 +235,89 @@ impl TaskRecord {
             | SettlementKind::Retry { .. }
             | SettlementKind::Exhausted
             | SettlementKind::Cancelled => {}
+        }
+    }
+
+    /// The route the latest work run in the record's history ran on (not its review's): a
+    /// review settles for it.
+    pub fn work_route(&self) -> Option<&str> {
+        self.history
+            .iter()
+            .rev()
+            .find(|a| a.phase.is_none())
+            .map(|a| a.route.as_str())
+    }
+
+    /// Attempt `attempt`'s `awaiting-approval` ending landed on the board: its change (in
+    /// `run_dir`, relative to the state folder) waits for a person. A newer attempt's request
+    /// replaces an older one's. The approvals and rejections the runtime already carried out in
+    /// this episode are stale from here on: they were about earlier changes.
+    pub fn request_approval(&mut self, attempt: u32, run_dir: &str) {
+        let stale = self
+            .memory
+            .episode
+            .iter()
+            .flat_map(|ep| &ep.replaced)
+            .filter(|s| {
+                matches!(
+                    Status::parse(s),
+                    Ok(Status::Approved | Status::Rejected { .. })
+                )
+            })
+            .cloned()
+            .collect();
+        self.memory.approval = Some(Approval {
+            attempt,
+            run_dir: run_dir.to_string(),
+            phase: ApprovalPhase::Waiting,
+            stale,
+        });
+    }
+
+    /// Whether attempt `attempt`'s change is waiting for approval and may land now. The shell
+    /// asks this (on a store refreshed under the board's write lock) right before landing: a
+    /// change that another pass or process landed is never landed again.
+    pub fn may_land(&self, attempt: u32) -> bool {
+        matches!(
+            &self.memory.approval,
+            Some(Approval { attempt: a, phase: ApprovalPhase::Waiting, .. }) if *a == attempt
+        )
+    }
+
+    /// Attempt `attempt`'s change is on its branch as `commit`: from here the planner only
+    /// writes `done`. Kept before the `done` write, so a crash between the two never lands it
+    /// twice. Returns false (and changes nothing) when that change was not waiting to land.
+    pub fn landed(&mut self, attempt: u32, commit: &str) -> bool {
+        if !self.may_land(attempt) {
+            return false;
+        }
+        if let Some(approval) = &mut self.memory.approval {
+            approval.phase = ApprovalPhase::Landed {
+                commit: commit.to_string(),
+            };
+        }
+        true
+    }
+
+    /// The approval is over: `done` is on the board after the landing, or the rejection's status
+    /// is. A stale buffer bringing back `awaiting-approval` (or, after a landing, `approved`) is
+    /// recognised from here on and put back to the runtime's status, so it neither waits again
+    /// nor lands twice.
+    pub fn clear_approval(&mut self) {
+        let Some(approval) = self.memory.approval.take() else {
+            return;
+        };
+        let Some(ep) = &mut self.memory.episode else {
+            return;
+        };
+        let mut stale = vec![Status::AwaitingApproval.to_string()];
+        if matches!(approval.phase, ApprovalPhase::Landed { .. }) {
+            stale.push(Status::Approved.to_string());
+        }
+        for token in stale {
+            if token != ep.written && !ep.replaced.contains(&token) {
+                ep.replaced.push(token);
+            }
         }
     }
 
@@ -279,6 +396,7 @@ mod tests {
                 attempts: 1,
                 series_start: 0,
                 episode: episode(CLAIM, &["ready"]),
+                approval: None,
             },
         );
         let changes = [
@@ -334,6 +452,7 @@ mod tests {
         // (kind, review note before, attempts after, review note after)
         let cases: Vec<(SettlementKind, u32, Option<&str>)> = vec![
             (SettlementKind::Finished, 3, None),
+            (SettlementKind::AwaitingApproval, 3, None),
             (SettlementKind::Bounced, 3, Some("tests are missing")),
             (SettlementKind::Interrupted, 2, Some("old note")),
             (
@@ -388,5 +507,152 @@ mod tests {
         let mut fresh = TaskRecord::default();
         fresh.start_series("tb");
         assert_eq!(fresh.memory.episode, None);
+    }
+
+    fn waiting(attempt: u32) -> Option<Approval> {
+        Some(Approval {
+            attempt,
+            run_dir: "runs/A-1/2".into(),
+            phase: ApprovalPhase::Waiting,
+            stale: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn a_change_lands_exactly_once() {
+        let mut rec = TaskRecord::default();
+        rec.memory.episode = episode("awaiting-approval", &["ready", CLAIM]);
+        rec.request_approval(2, "runs/A-1/2");
+        assert_eq!(rec.memory.approval, waiting(2));
+        assert!(!rec.may_land(1), "only the attempt that waits lands");
+        assert!(rec.may_land(2));
+        assert!(rec.landed(2, "abc123"));
+        assert_eq!(
+            rec.memory.approval.as_ref().map(|a| &a.phase),
+            Some(&ApprovalPhase::Landed {
+                commit: "abc123".into()
+            })
+        );
+        // Another pass, or another process that merged this record, finds it landed.
+        assert!(!rec.may_land(2));
+        assert!(!rec.landed(2, "def456"), "a second landing is refused");
+        assert_eq!(
+            rec.memory.approval.as_ref().map(|a| &a.phase),
+            Some(&ApprovalPhase::Landed {
+                commit: "abc123".into()
+            }),
+            "the first commit stays on record"
+        );
+        // Nothing waiting: nothing lands.
+        let mut none = TaskRecord::default();
+        assert!(!none.landed(1, "abc123"));
+        assert_eq!(none.memory.approval, None);
+    }
+
+    #[test]
+    fn a_review_settles_for_the_route_of_the_work_it_reviews() {
+        let at = DateTime::parse_from_rfc3339("2026-04-20T16:01:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let attempt = |route: &str, phase: Option<&str>| AttemptRecord {
+            attempt: 1,
+            route: route.into(),
+            started: at,
+            ended: at,
+            duration_ms: 0,
+            exit_code: Some(0),
+            signal: None,
+            outcome: "done".into(),
+            stderr_tail: String::new(),
+            run_dir: "runs/A-1/1".into(),
+            cost_usd: None,
+            phase: phase.map(str::to_string),
+            handoff: None,
+            changed: None,
+            base: None,
+        };
+        let mut rec = TaskRecord::default();
+        assert_eq!(rec.work_route(), None);
+        rec.history.push(attempt("default", None));
+        rec.history.push(attempt("isolated", None));
+        rec.history.push(attempt("review", Some("review")));
+        assert_eq!(rec.work_route(), Some("isolated"));
+    }
+
+    #[test]
+    fn a_newer_request_replaces_an_older_one() {
+        let mut rec = TaskRecord::default();
+        rec.request_approval(1, "runs/A-1/1");
+        rec.request_approval(2, "runs/A-1/2");
+        assert_eq!(rec.memory.approval, waiting(2));
+    }
+
+    #[test]
+    fn a_request_takes_the_approvals_and_rejections_already_carried_out_as_stale() {
+        let mut rec = TaskRecord::default();
+        // Attempt 1: approved, its landing refused (the wait written back), then rejected.
+        rec.memory.episode = episode(
+            "awaiting-approval",
+            &[
+                "ready",
+                CLAIM,
+                "approved",
+                "awaiting-approval",
+                "rejected:too broad",
+            ],
+        );
+        rec.request_approval(2, "runs/A-1/2");
+        assert_eq!(
+            rec.memory.approval.map(|a| a.stale),
+            Some(vec![
+                "approved".to_string(),
+                "rejected:too broad".to_string()
+            ])
+        );
+    }
+
+    #[test]
+    fn a_cleared_approval_makes_its_tokens_stale_copies() {
+        // After the landing and the `done` write.
+        let mut rec = TaskRecord::default();
+        rec.memory.episode = episode("done", &["ready", CLAIM, "approved"]);
+        rec.request_approval(1, "runs/A-1/1");
+        rec.landed(1, "abc123");
+        rec.clear_approval();
+        assert_eq!(rec.memory.approval, None);
+        assert_eq!(
+            rec.memory.episode,
+            episode("done", &["ready", CLAIM, "approved", "awaiting-approval"])
+        );
+        // After a rejection sent it back: `approved` never landed, so only the wait is stale.
+        let mut rec = TaskRecord::default();
+        rec.memory.episode = episode("ready", &[CLAIM, "rejected:no"]);
+        rec.request_approval(1, "runs/A-1/1");
+        rec.clear_approval();
+        assert_eq!(
+            rec.memory.episode,
+            episode("ready", &[CLAIM, "rejected:no", "awaiting-approval"])
+        );
+        // Nothing to clear: nothing changes.
+        let mut rec = TaskRecord::default();
+        rec.memory.episode = episode("done", &[CLAIM]);
+        rec.clear_approval();
+        assert_eq!(rec.memory.episode, episode("done", &[CLAIM]));
+    }
+
+    #[test]
+    fn an_approval_is_kept_in_the_state_file_and_older_files_still_load() {
+        let mut rec = TaskRecord::default();
+        rec.memory.attempts = 2;
+        rec.request_approval(2, "runs/A-1/2");
+        rec.landed(2, "abc123");
+        let json = serde_json::to_string(&rec).unwrap();
+        assert!(json.contains(r#""approval":{"attempt":2,"run_dir":"runs/A-1/2","phase":"landed","commit":"abc123"}"#), "{json}");
+        let back: TaskRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, rec);
+        let old: TaskRecord = serde_json::from_str(r#"{"attempts":1}"#).unwrap();
+        assert_eq!(old.memory.approval, None);
+        let plain = serde_json::to_string(&TaskRecord::default()).unwrap();
+        assert!(!plain.contains("approval"), "{plain}");
     }
 }

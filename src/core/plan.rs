@@ -1,8 +1,9 @@
 //! Deciding what a pass does: a pure function of (board, policy, clock, lock view, memory).
 //!
-//! Owns the runtime's rules: which tasks to promote, reset, claim, re-assert or cancel, and how
-//! a kept ending meets the board ([`landing`]). What an attempt's ending means for its task is
-//! `settle`'s; what the runtime remembers, `memory`'s. It performs no I/O and reads no clock; the
+//! Owns the runtime's rules: which tasks to promote, reset, claim, re-assert or cancel, which
+//! changes waiting for approval to land or send back, and how a kept ending meets the board
+//! ([`landing`]). What an attempt's ending means for its task is `settle`'s; what the runtime
+//! remembers, `memory`'s. It performs no I/O and reads no clock; the
 //! shell (`runtime`) gathers the inputs, carries out the [`Step`]s and records them as events.
 //!
 //! The rules a person can rely on:
@@ -23,6 +24,17 @@
 //! - Two tasks whose `touches:` globs can name a common file never run at the same time: the
 //!   later one in board order waits ([`Step::TouchesHeld`]) until the other's run is over. A
 //!   task without `touches:` declares nothing and waits for no one, as before the field existed.
+//! - A change waiting for approval (its record's [`Approval`], `awaiting-approval` on the board)
+//!   runs nothing: the task is not dispatched, not reset, and its lock and `touches:` hold no
+//!   other task back (its worktree is idle). `approved` lands it ([`Step::Land`]) exactly once:
+//!   once the record says it landed, `approved` or a stale `awaiting-approval` only gets `done`
+//!   written ([`Step::FinishLanding`]), and after that a stale copy of either is put back to
+//!   `done`. `rejected:<note>` sends it back as a review's bounce does ([`Step::Reject`]). An
+//!   approval or rejection carried out for an earlier change coming back is a stale buffer: the
+//!   wait is put back, nothing lands or goes back twice.
+//!   Any other status a person writes over the wait is their decision, as ever: nothing lands.
+//!   `approved` or `rejected:` with no change on record does nothing
+//!   ([`Step::NoChangeToApprove`]).
 //! - A retry time further ahead than the runtime ever writes one (the longest backoff plus
 //!   [`CLOCK_SLACK`]) was written by a clock that ran ahead: it is reported (lint) and due now.
 
@@ -32,7 +44,8 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::core::board::{Board, Task};
-use crate::core::memory::{Episode, PendingEnding, TaskMemory};
+use crate::core::memory::{Approval, ApprovalPhase, Episode, PendingEnding, TaskMemory};
+use crate::core::settle::{Settlement, in_series, rejection};
 use crate::core::status::{Stamp, Status};
 use crate::core::workspace::{Glob, touches_of, touches_overlap};
 
@@ -55,6 +68,8 @@ pub struct Policy {
     pub routes: BTreeSet<String>,
     /// Routes with a daily budget in US dollars (`daily_budget_usd`).
     pub daily_budget: BTreeMap<String, f64>,
+    /// Routes whose successes wait for a person's approval (`workspace = "worktree"`).
+    pub approval_routes: BTreeSet<String>,
 }
 
 /// What the shell knows about a task's lock folder.
@@ -127,6 +142,39 @@ pub enum Step {
     /// A due task waits, untouched, because a task running now declares `touches:` that
     /// overlap its own.
     TouchesHeld { id: String, by: String },
+    /// `approved` over attempt `attempt`'s change waiting for approval. The shell lands it only
+    /// while its record still says so (`TaskRecord::may_land`, on a store refreshed under the
+    /// board's write lock), keeps it as landed (`TaskRecord::landed`, saved) before it writes
+    /// `done` over `from`, and clears the record once `done` is on the board. A refused merge
+    /// writes `awaiting-approval` over `from` instead: the change waits again.
+    Land {
+        id: String,
+        from: Status,
+        attempt: u32,
+    },
+    /// Attempt `attempt`'s change is on its branch as `commit`, but `done` is not on the board
+    /// (a crash between the two, or a stale buffer's `awaiting-approval`): write `done` over
+    /// `from`, and clear the record once it is there. Nothing lands again.
+    FinishLanding {
+        id: String,
+        from: Status,
+        attempt: u32,
+        commit: String,
+    },
+    /// `rejected:<note>` over attempt `attempt`'s change waiting for approval: the change is
+    /// discarded and `settlement` (settle's [`rejection`]: ready with the note for the next
+    /// packet, or failed with a dead letter when the attempts are spent) is written over `from`
+    /// and kept like a review's bounce; the record is cleared.
+    Reject {
+        id: String,
+        from: Status,
+        attempt: u32,
+        note: String,
+        settlement: Settlement,
+    },
+    /// `approved` or `rejected:` on a task with no change waiting for approval: nothing is
+    /// landed or sent back (a finding to report; the status is the person's to change).
+    NoChangeToApprove { id: String, status: Status },
     /// A route spent its daily budget: its ready tasks wait, untouched, for the next UTC day.
     BudgetHeld {
         route: String,
@@ -210,6 +258,14 @@ impl<'a> Planner<'a> {
             .filter_map(|t| t.status().map(|s| (t.id.as_str(), s)))
             .collect();
         let touching = running_touches(inp, &states);
+        // A lock on a task whose change waits for approval holds no run: its worktree is idle.
+        let others_running = inp
+            .locks
+            .iter()
+            .filter(|(id, v)| {
+                **v == LockView::Live && !states.get(id.as_str()).is_some_and(|s| approval_token(s))
+            })
+            .count();
         Planner {
             inp,
             plan: Plan::default(),
@@ -217,7 +273,7 @@ impl<'a> Planner<'a> {
             states,
             stale_after: TimeDelta::from_std(inp.policy.stale_after).unwrap_or(TimeDelta::MAX),
             capacity: inp.capacity,
-            others_running: inp.locks.values().filter(|v| **v == LockView::Live).count(),
+            others_running,
             held: BTreeMap::new(),
             touching,
         }
@@ -248,6 +304,12 @@ impl<'a> Planner<'a> {
             if !on_the_way && self.due(status) {
                 self.held_by_others();
             }
+            return;
+        }
+        if let Some(approval) = memory.and_then(|m| m.approval.as_ref())
+            && approval_token(status)
+        {
+            self.approval(id, status, approval, memory, lock);
             return;
         }
         let reading = self.read_status(id, status, memory, ours);
@@ -289,10 +351,71 @@ impl<'a> Planner<'a> {
                 self.break_stale_lock(id, lock);
                 self.promote_when_done(id, status, deps);
             }
-            Status::Blocked { .. } | Status::Done | Status::Failed { .. } => {
+            Status::Blocked { .. }
+            | Status::Done
+            | Status::Failed { .. }
+            | Status::AwaitingApproval => {
                 self.break_stale_lock(id, lock);
             }
+            // No change waits for approval (the rule above takes those that do).
+            Status::Approved | Status::Rejected { .. } => {
+                self.break_stale_lock(id, lock);
+                self.plan.steps.push(Step::NoChangeToApprove {
+                    id: id.into(),
+                    status: status.clone(),
+                });
+            }
         }
+    }
+
+    /// A task whose record holds a change for approval, showing an approval status. Waiting:
+    /// `awaiting-approval` leaves it alone, `approved` lands it, `rejected:` sends it back (an
+    /// approval or rejection carried out for an earlier change coming back is a stale buffer:
+    /// the wait is put back). Landed: whichever of the three the board shows, `done` is written and nothing
+    /// lands again (a rejection can no longer undo a change on its branch).
+    fn approval(
+        &mut self,
+        id: &str,
+        status: &Status,
+        approval: &Approval,
+        memory: Option<&TaskMemory>,
+        lock: Option<&LockView>,
+    ) {
+        self.break_stale_lock(id, lock);
+        let (from, attempt) = (status.clone(), approval.attempt);
+        let step = match (status, &approval.phase) {
+            (_, ApprovalPhase::Landed { commit }) => Step::FinishLanding {
+                id: id.into(),
+                from,
+                attempt,
+                commit: commit.clone(),
+            },
+            (Status::AwaitingApproval, ApprovalPhase::Waiting) => return,
+            (_, ApprovalPhase::Waiting) if approval.stale.contains(&status.to_string()) => {
+                Step::Reassert {
+                    id: id.into(),
+                    found: from,
+                    ours: Status::AwaitingApproval,
+                }
+            }
+            (Status::Rejected { note }, ApprovalPhase::Waiting) => {
+                let series_start = memory.map_or(0, |m| m.series_start);
+                let settlement = rejection(self.inp.policy, in_series(attempt, series_start), note);
+                Step::Reject {
+                    id: id.into(),
+                    from,
+                    attempt,
+                    note: note.clone(),
+                    settlement,
+                }
+            }
+            (_, ApprovalPhase::Waiting) => Step::Land {
+                id: id.into(),
+                from,
+                attempt,
+            },
+        };
+        self.plan.steps.push(step);
     }
 
     /// Is this status the runtime's own, a stale buffer, or a person's decision? A stale
@@ -579,6 +702,7 @@ fn running_touches<'a>(
         .iter()
         .filter(|t| states.contains_key(t.id.as_str()))
         .filter(|t| !inp.endings_on_the_way.contains(&t.id))
+        .filter(|t| !t.status().is_some_and(approval_token))
         .filter(|t| {
             matches!(t.status(), Some(Status::Running { .. }))
                 || inp.active.contains(&t.id)
@@ -623,6 +747,7 @@ pub fn memory_after_decision(
     (!tokens.is_empty()).then(|| TaskMemory {
         attempts: 0,
         series_start: 0,
+        approval: None,
         episode: Some(Episode {
             written: decision.to_string(),
             replaced: tokens,
@@ -630,14 +755,23 @@ pub fn memory_after_decision(
     })
 }
 
-/// Whether `status` is a token only the runtime writes: a retry wait, or a claim in the runtime's
-/// agent name (its work or its review).
+/// Whether `status` is a token only the runtime writes: a retry wait, a change waiting for
+/// approval, or a claim in the runtime's agent name (its work or its review).
 pub fn runtime_only(status: &Status, agent: &str) -> bool {
     match status {
-        Status::RetryAt(_) => true,
+        Status::RetryAt(_) | Status::AwaitingApproval => true,
         Status::Running { agent: a, .. } => *a == agent || *a == review_agent(agent),
         _ => false,
     }
+}
+
+/// Whether `status` is one of the approval statuses: a change waiting, or a person's word on it.
+/// A task showing one runs nothing: its lock and its `touches:` hold no one back.
+fn approval_token(status: &Status) -> bool {
+    matches!(
+        status,
+        Status::AwaitingApproval | Status::Approved | Status::Rejected { .. }
+    )
 }
 
 fn reset_stale(
@@ -788,7 +922,15 @@ pub(crate) mod test_support {
             stale_after: Duration::from_secs(7200),
             routes: ["default".to_string(), "review".to_string()].into(),
             daily_budget: BTreeMap::new(),
+            approval_routes: BTreeSet::new(),
         }
+    }
+    /// [`policy`] with route `isolated`, whose successes wait for approval.
+    pub(crate) fn approval_policy() -> Policy {
+        let mut p = policy();
+        p.routes.insert("isolated".into());
+        p.approval_routes.insert("isolated".into());
+        p
     }
     pub(crate) const NOW: &str = "2026-04-20T16:00:00Z";
 }
@@ -798,6 +940,7 @@ mod tests {
     use super::test_support::{NOW, policy, st, t};
     use super::*;
     use crate::core::settle::SettlementKind;
+    use crate::core::writeback::Change;
 
     struct World {
         locks: BTreeMap<String, LockView>,
@@ -860,6 +1003,7 @@ mod tests {
                 written: written.into(),
                 replaced: replaced.iter().map(|s| s.to_string()).collect(),
             }),
+            approval: None,
         }
     }
 
@@ -940,6 +1084,7 @@ mod tests {
                 attempts: 2,
                 series_start: 0,
                 episode: None,
+                approval: None,
             },
         );
         w.locks
@@ -1005,6 +1150,7 @@ mod tests {
                     written: "blocked:retry:2026-04-20T15:58:00Z".into(),
                     replaced: vec!["running:tb:2026-04-20T15:57:00Z".into()],
                 }),
+                approval: None,
             },
         );
         w.locks
@@ -1556,6 +1702,7 @@ mod tests {
                 attempts: 3,
                 series_start: 3,
                 episode: None,
+                approval: None,
             },
         );
         let p = run(&[("A-1", "ready")], &w);
@@ -1661,5 +1808,378 @@ mod tests {
             &World::default(),
         );
         assert_eq!(dispatched(&p), vec![("A-1".into(), 1)]);
+    }
+
+    const WORK_CLAIM: &str = "running:tb:2026-04-20T15:00:00Z";
+
+    /// Attempt `attempt`'s change in `phase`, as the record holds it once `awaiting-approval`
+    /// landed over the attempt's claim.
+    fn approval_record(attempt: u32, phase: ApprovalPhase) -> TaskMemory {
+        let mut m = episode("awaiting-approval", &["ready", WORK_CLAIM]);
+        m.attempts = attempt;
+        m.approval = Some(Approval {
+            attempt,
+            run_dir: format!("runs/A-1/{attempt}"),
+            phase,
+            stale: Vec::new(),
+        });
+        m
+    }
+    fn waiting(attempt: u32) -> TaskMemory {
+        approval_record(attempt, ApprovalPhase::Waiting)
+    }
+    fn landed_as(attempt: u32, commit: &str) -> TaskMemory {
+        approval_record(
+            attempt,
+            ApprovalPhase::Landed {
+                commit: commit.into(),
+            },
+        )
+    }
+    fn world_with(id: &str, memory: TaskMemory) -> World {
+        let mut w = World::default();
+        w.memory.insert(id.into(), memory);
+        w
+    }
+
+    #[test]
+    fn a_change_waiting_for_approval_is_left_alone() {
+        let w = world_with("A-1", waiting(1));
+        let p = run(&[("A-1", "awaiting-approval")], &w);
+        assert_eq!(p, Plan::default(), "not dispatched, not reset, no wake-up");
+        // A dead owner's lock on it is broken, and nothing more.
+        let mut w = world_with("A-1", waiting(1));
+        w.locks
+            .insert("A-1".into(), LockView::Stale("pid 1 is gone".into()));
+        let p = run(&[("A-1", "awaiting-approval")], &w);
+        assert_eq!(
+            p.steps,
+            vec![Step::BreakLock {
+                id: "A-1".into(),
+                reason: "pid 1 is gone".into()
+            }]
+        );
+        // A stale buffer's claim over it is put back to the wait.
+        let p = run(&[("A-1", WORK_CLAIM)], &world_with("A-1", waiting(1)));
+        assert_eq!(
+            p.steps,
+            vec![Step::Reassert {
+                id: "A-1".into(),
+                found: st(WORK_CLAIM),
+                ours: Status::AwaitingApproval
+            }]
+        );
+    }
+
+    #[test]
+    fn an_approved_change_lands_exactly_once() {
+        // Waiting: land it.
+        let p = run(&[("A-1", "approved")], &world_with("A-1", waiting(2)));
+        assert_eq!(
+            p.steps,
+            vec![Step::Land {
+                id: "A-1".into(),
+                from: Status::Approved,
+                attempt: 2
+            }]
+        );
+        // Landed, `done` not written (a crash in between), whatever approval status the board
+        // shows: write `done`, never land again.
+        for shown in ["approved", "awaiting-approval", "rejected:too late"] {
+            let p = run(
+                &[("A-1", shown)],
+                &world_with("A-1", landed_as(2, "abc123")),
+            );
+            assert_eq!(
+                p.steps,
+                vec![Step::FinishLanding {
+                    id: "A-1".into(),
+                    from: st(shown),
+                    attempt: 2,
+                    commit: "abc123".into()
+                }],
+                "{shown}"
+            );
+        }
+        // Landed and `done` on the board: nothing to do.
+        let mut m = landed_as(2, "abc123");
+        if let Some(ep) = &mut m.episode {
+            ep.written = "done".into();
+        }
+        let p = run(&[("A-1", "done")], &world_with("A-1", m));
+        assert_eq!(p, Plan::default());
+    }
+
+    /// The record once `done` is on the board after the landing and the approval is cleared.
+    fn cleared_after_landing() -> TaskMemory {
+        let mut rec = crate::core::memory::TaskRecord {
+            memory: landed_as(2, "abc123"),
+            ..Default::default()
+        };
+        rec.memory.note_written(
+            &Change {
+                id: "A-1".into(),
+                expected: Status::Approved,
+                new: Status::Done,
+            },
+            None,
+        );
+        rec.clear_approval();
+        rec.memory
+    }
+
+    #[test]
+    fn a_stale_buffer_never_lands_twice() {
+        // After the landing and `done`: a buffer saved from before puts back `done`.
+        for stale in ["awaiting-approval", "approved"] {
+            let p = run(
+                &[("A-1", stale)],
+                &world_with("A-1", cleared_after_landing()),
+            );
+            assert_eq!(
+                p.steps,
+                vec![Step::Reassert {
+                    id: "A-1".into(),
+                    found: st(stale),
+                    ours: Status::Done
+                }],
+                "{stale}"
+            );
+        }
+        // A person who decided over the wait (here `done`): a stale wait coming back is put
+        // back to their status, and nothing lands.
+        let after = memory_after_decision(Some(&waiting(1)), &Status::Done, "tb");
+        let w = World {
+            memory: [("A-1".to_string(), after.unwrap())].into(),
+            ..World::default()
+        };
+        let p = run(&[("A-1", "awaiting-approval")], &w);
+        assert_eq!(
+            p.steps,
+            vec![Step::Reassert {
+                id: "A-1".into(),
+                found: Status::AwaitingApproval,
+                ours: Status::Done
+            }]
+        );
+    }
+
+    #[test]
+    fn a_rejected_change_goes_back_as_a_review_bounce_does() {
+        let reject = |m: TaskMemory| {
+            let p = run(&[("A-1", "rejected:too broad")], &world_with("A-1", m));
+            let [
+                Step::Reject {
+                    id,
+                    from,
+                    attempt,
+                    note,
+                    settlement,
+                },
+            ] = p.steps.as_slice()
+            else {
+                panic!("{p:?}")
+            };
+            assert_eq!(
+                (id.as_str(), from, note.as_str()),
+                ("A-1", &st("rejected:too broad"), "too broad")
+            );
+            (*attempt, settlement.write.clone(), settlement.kind.clone())
+        };
+        assert_eq!(
+            reject(waiting(1)),
+            (1, Some(Status::Ready), SettlementKind::Bounced)
+        );
+        // The rejection counts toward `max_attempts`, as a bounce does.
+        assert_eq!(
+            reject(waiting(3)),
+            (
+                3,
+                Some(st("failed:exhausted_retries")),
+                SettlementKind::Exhausted
+            )
+        );
+        // After a `taskboard retry` the series counts from its start.
+        let mut m = waiting(4);
+        m.series_start = 3;
+        assert_eq!(reject(m), (4, Some(Status::Ready), SettlementKind::Bounced));
+        // A rejection without a note.
+        let p = run(&[("A-1", "rejected")], &world_with("A-1", waiting(1)));
+        assert!(
+            matches!(&p.steps[..], [Step::Reject { note, .. }] if note.is_empty()),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn a_stale_buffer_never_lands_or_rejects_an_earlier_answer_again() {
+        // Attempt 1 was approved, its landing refused (the wait written back), then rejected
+        // (`ready` written over it); attempt 2's change waits now.
+        let mut rec = crate::core::memory::TaskRecord::default();
+        rec.memory.attempts = 2;
+        rec.memory.episode = Some(Episode {
+            written: "awaiting-approval".into(),
+            replaced: [
+                "ready",
+                WORK_CLAIM,
+                "approved",
+                "awaiting-approval",
+                "rejected:too broad",
+            ]
+            .map(String::from)
+            .to_vec(),
+        });
+        rec.request_approval(2, "runs/A-1/2");
+        let w = world_with("A-1", rec.memory.clone());
+        // The old answers coming back put the wait back: nothing lands, nothing goes back.
+        for stale in ["approved", "rejected:too broad"] {
+            let p = run(&[("A-1", stale)], &w);
+            assert_eq!(
+                p.steps,
+                vec![Step::Reassert {
+                    id: "A-1".into(),
+                    found: st(stale),
+                    ours: Status::AwaitingApproval
+                }],
+                "{stale}"
+            );
+        }
+        // A new rejection of attempt 2 is carried out.
+        let p = run(&[("A-1", "rejected:still too broad")], &w);
+        assert!(
+            matches!(&p.steps[..], [Step::Reject { attempt: 2, .. }]),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn a_change_whose_landing_was_refused_lands_when_approved_again() {
+        let mut rec = crate::core::memory::TaskRecord::default();
+        rec.memory.attempts = 1;
+        rec.memory.episode = Some(Episode {
+            written: "awaiting-approval".into(),
+            replaced: vec!["ready".into(), WORK_CLAIM.into()],
+        });
+        rec.request_approval(1, "runs/A-1/1");
+        // The landing refused: the wait written back over the person's `approved`.
+        rec.memory.note_written(
+            &Change {
+                id: "A-1".into(),
+                expected: Status::Approved,
+                new: Status::AwaitingApproval,
+            },
+            None,
+        );
+        let p = run(&[("A-1", "approved")], &world_with("A-1", rec.memory));
+        assert_eq!(
+            p.steps,
+            vec![Step::Land {
+                id: "A-1".into(),
+                from: Status::Approved,
+                attempt: 1
+            }]
+        );
+    }
+
+    #[test]
+    fn approval_words_without_a_change_do_nothing_and_are_reported() {
+        for status in ["approved", "rejected:no"] {
+            let p = run(&[("A-1", status)], &World::default());
+            assert_eq!(
+                p.steps,
+                vec![Step::NoChangeToApprove {
+                    id: "A-1".into(),
+                    status: st(status)
+                }],
+                "{status}"
+            );
+            // Over a status of the runtime's with no change on record: the person's word is
+            // their decision (the episode is forgotten), and nothing lands or goes back.
+            let p = run(&[("A-1", status)], &world_with("A-1", episode("done", &[])));
+            assert_eq!(
+                p.steps,
+                vec![
+                    Step::Forget {
+                        id: "A-1".into(),
+                        status: st(status)
+                    },
+                    Step::NoChangeToApprove {
+                        id: "A-1".into(),
+                        status: st(status)
+                    }
+                ],
+                "{status}"
+            );
+        }
+        // A wait with nothing on record waits on a person, untouched.
+        let p = run(&[("A-1", "awaiting-approval")], &World::default());
+        assert_eq!(p, Plan::default());
+    }
+
+    #[test]
+    fn a_persons_other_status_over_a_wait_is_their_decision_and_lands_nothing() {
+        for (status, runs) in [
+            ("done", false),
+            ("ready", true),
+            ("failed:not wanted", false),
+            ("blocked:siyao:look at it", false),
+        ] {
+            let p = run(&[("A-1", status)], &world_with("A-1", waiting(2)));
+            assert_eq!(
+                p.steps[0],
+                Step::Forget {
+                    id: "A-1".into(),
+                    status: st(status)
+                },
+                "{status}"
+            );
+            assert!(
+                !p.steps.iter().any(|s| matches!(
+                    s,
+                    Step::Land { .. } | Step::FinishLanding { .. } | Step::Reject { .. }
+                )),
+                "{status}: {p:?}"
+            );
+            // `ready` starts afresh, as a decision does.
+            let expected: Vec<(String, u32)> = if runs {
+                vec![("A-1".into(), 1)]
+            } else {
+                vec![]
+            };
+            assert_eq!(dispatched(&p), expected, "{status}");
+        }
+    }
+
+    #[test]
+    fn a_waiting_change_runs_nothing_and_holds_no_one_back() {
+        // Its lock (another live runtime's, say, keeping its worktree) fills no `max_parallel`
+        // slot and holds no overlapping `touches:`.
+        for status in ["awaiting-approval", "approved", "rejected:no"] {
+            let mut w = world_with("A-1", waiting(1));
+            w.locks.insert("A-1".into(), LockView::Live);
+            w.capacity = 1;
+            let p = with_touches(
+                &[
+                    ("A-1", status, Some("src/**")),
+                    ("B-1", "ready", Some("src/lib.rs")),
+                ],
+                &w,
+            );
+            assert_eq!(dispatched(&p), vec![("B-1".into(), 1)], "{status}");
+            assert_eq!(held(&p), vec![], "{status}");
+            // That runtime's to carry out: nothing is landed or sent back here.
+            assert_eq!(p.steps.len(), 1, "{status}: {p:?}");
+        }
+        // Held by this runtime's memory alone (no lock): the same.
+        let mut w = world_with("A-1", waiting(1));
+        w.capacity = 1;
+        let p = with_touches(
+            &[
+                ("A-1", "awaiting-approval", Some("src/**")),
+                ("B-1", "ready", Some("src/lib.rs")),
+            ],
+            &w,
+        );
+        assert_eq!(dispatched(&p), vec![("B-1".into(), 1)]);
     }
 }

@@ -87,7 +87,8 @@ fn state_of(status: &str) -> Option<QState> {
     Some(match head {
         "ready" | "interrupted" => QState::Ready,
         "running" => QState::Running,
-        "blocked" => QState::Blocked,
+        // The approval statuses wait, as the board counts them (`Status::state`).
+        "blocked" | "awaiting-approval" | "approved" | "rejected" => QState::Blocked,
         "failed" => QState::Failed,
         "done" => QState::Done,
         _ => return None,
@@ -551,7 +552,8 @@ impl Builder {
         }
         if review {
             self.reviews.run += 1;
-            self.reviews.accepted += u64::from(outcome == "done");
+            // A route whose changes need approval: the review accepted it for a person.
+            self.reviews.accepted += u64::from(outcome == "done" || outcome == "awaiting-approval");
             self.reviews.bounced += u64::from(outcome == "ready");
         }
         let attempt_failed =
@@ -1294,6 +1296,22 @@ mod tests {
         // No event in the window: nothing to rate.
         let t = report_of(&[]).throughput;
         assert_eq!((t.done, t.from, t.span_ms, t.per_day), (0, None, 0, None));
+    }
+
+    #[test]
+    fn a_change_waiting_for_approval_is_blocked_in_the_queue_and_its_review_accepted() {
+        let r = lines(concat!(
+            r#"{"ts":"2026-11-22T10:00:00.000Z","event":"task_dispatched","task":"A","attempt":1,"route":"sh","pid":1,"agent":"x"}"#,
+            "\n",
+            r#"{"ts":"2026-11-22T10:00:01.000Z","event":"task_finished","task":"A","attempt":1,"duration_ms":1,"outcome":"awaiting-approval"}"#,
+            "\n",
+            r#"{"ts":"2026-11-22T10:00:00.000Z","event":"task_dispatched","task":"B","attempt":1,"route":"review","pid":2,"agent":"review-x","phase":"review"}"#,
+            "\n",
+            r#"{"ts":"2026-11-22T10:00:03.000Z","event":"task_finished","task":"B","attempt":1,"duration_ms":2,"outcome":"awaiting-approval","phase":"review"}"#,
+        ));
+        assert_eq!(r.queue.blocked, 2);
+        assert_eq!((r.reviews.run, r.reviews.accepted), (1, 1));
+        assert_eq!(r.totals.done, 0, "done comes with the landing");
     }
 
     #[test]

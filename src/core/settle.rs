@@ -3,7 +3,8 @@
 //!
 //! Owns the rules: what a process's end and its result file make of the attempt
 //! ([`attempt_end`]), what status that ending writes and what follows it ([`settlement`]: a
-//! retry wait, the review, exhaustion), how it is told ([`Summary`]: outcome, reason, why it
+//! retry wait, the review, a person's approval, exhaustion; a person's rejection,
+//! [`rejection`]), how it is told ([`Summary`]: outcome, reason, why it
 //! was stopped, the handoff headline) and when a reported cost is over its cap. It reads no
 //! clock (the time the run ended is passed in), no file (the result file's text is passed in)
 //! and knows no process: the shell's executor reports its ending as [`ProcessEnd`] and
@@ -132,6 +133,7 @@ pub fn summary(end: &AttemptEnd, settlement: &Settlement) -> Summary {
     };
     let headline = (!matches!(end, AttemptEnd::Interrupted)).then(|| match &settlement.kind {
         SettlementKind::ToReview { route } => format!("succeeded; sent to `{route}` for review"),
+        SettlementKind::AwaitingApproval => "succeeded; its change waits for approval".to_string(),
         SettlementKind::Bounced => "sent back to ready by the review".to_string(),
         _ => reason.clone(),
     });
@@ -221,8 +223,12 @@ pub enum SettlementKind {
     Finished,
     /// The work succeeded; the review route runs next (the task stays claimed).
     ToReview { route: String },
-    /// The review sent the task back to ready; its note goes into the next packet.
+    /// The review sent the task back to ready; its note goes into the next packet. A person's
+    /// rejection of a change waiting for approval settles the same way ([`rejection`]).
     Bounced,
+    /// The work (and its review, if any) succeeded on a route whose changes need a person's
+    /// approval: `awaiting-approval`, not `done`.
+    AwaitingApproval,
     /// Failed; another attempt at `at`.
     Retry { at: DateTime<Utc> },
     /// Failed; no attempts left.
@@ -246,9 +252,16 @@ pub fn parse_result(text: &str, phase: &Phase) -> Result<ResultFile, String> {
         let status =
             Status::parse(s).map_err(|e| format!("result status `{s}` is not valid: {e}"))?;
         let bounce = *phase == Phase::Review && status == Status::Ready;
+        // The approval statuses are the runtime's and a person's words, never an executor's.
         if !bounce
             && (!matches!(status.state(), State::Done | State::Failed | State::Blocked)
-                || matches!(status, Status::RetryAt(_)))
+                || matches!(
+                    status,
+                    Status::RetryAt(_)
+                        | Status::AwaitingApproval
+                        | Status::Approved
+                        | Status::Rejected { .. }
+                ))
         {
             return Err(format!(
                 "result status `{s}` is not allowed: use done, blocked:<who>:<reason>, blocked:task:<ID> or failed:<reason>"
@@ -258,16 +271,20 @@ pub fn parse_result(text: &str, phase: &Phase) -> Result<ResultFile, String> {
     Ok(result)
 }
 
-/// Decides the outcome of attempt number `attempt` (1-based) that ended at `now`.
+/// Decides the outcome of attempt number `attempt` (1-based, within its series) that ended at
+/// `now`. `route` is the task's route, the one its work ran on, also when `phase` is that
+/// work's review: a success on a route in `policy.approval_routes` waits for approval.
 pub fn settlement(
     policy: &Policy,
+    route: &str,
     attempt: u32,
     phase: &Phase,
     end: &AttemptEnd,
     now: DateTime<Utc>,
 ) -> Settlement {
+    let approval = policy.approval_routes.contains(route);
     if *phase == Phase::Review {
-        return review_settlement(policy, attempt, end);
+        return review_settlement(policy, attempt, end, approval);
     }
     let failure = |reason: &str, note: Option<String>| {
         if attempt >= policy.max_attempts {
@@ -313,6 +330,9 @@ pub fn settlement(
                     note,
                 };
             }
+            if status == Status::Done && approval {
+                return awaiting_approval(note);
+            }
             Settlement {
                 write: Some(status),
                 kind: SettlementKind::Finished,
@@ -336,24 +356,55 @@ pub fn settlement(
     }
 }
 
-/// A review's ending: accept (done), bounce (ready, counted as an attempt), or the status the
-/// reviewer chose for a person.
-fn review_settlement(policy: &Policy, attempt: u32, end: &AttemptEnd) -> Settlement {
-    let bounce = |note: String| {
-        if attempt >= policy.max_attempts {
-            Settlement {
-                write: Some(Status::failed("exhausted_retries")),
-                kind: SettlementKind::Exhausted,
-                note: Some(note),
-            }
-        } else {
-            Settlement {
-                write: Some(Status::Ready),
-                kind: SettlementKind::Bounced,
-                note: Some(note),
-            }
+/// A success whose change waits for a person's approval.
+fn awaiting_approval(note: Option<String>) -> Settlement {
+    Settlement {
+        write: Some(Status::AwaitingApproval),
+        kind: SettlementKind::AwaitingApproval,
+        note,
+    }
+}
+
+/// A task sent back with `note` after attempt `attempt` (within its series): to ready, counted
+/// as an attempt, or `failed:exhausted_retries` when that was the last one.
+fn bounced(policy: &Policy, attempt: u32, note: String) -> Settlement {
+    if attempt >= policy.max_attempts {
+        Settlement {
+            write: Some(Status::failed("exhausted_retries")),
+            kind: SettlementKind::Exhausted,
+            note: Some(note),
         }
+    } else {
+        Settlement {
+            write: Some(Status::Ready),
+            kind: SettlementKind::Bounced,
+            note: Some(note),
+        }
+    }
+}
+
+/// A person's `rejected:<note>` of attempt `attempt`'s change (`attempt` within its series,
+/// [`in_series`]): the same rule as a review's bounce. `ready` with the note for the next packet
+/// ([`SettlementKind::Bounced`]), or `failed:exhausted_retries` and a dead letter when the
+/// attempts are spent ([`SettlementKind::Exhausted`]). An empty note is told as such.
+pub fn rejection(policy: &Policy, attempt: u32, note: &str) -> Settlement {
+    let note = if note.is_empty() {
+        "Rejected without a note.".to_string()
+    } else {
+        note.to_string()
     };
+    bounced(policy, attempt, note)
+}
+
+/// A review's ending: accept (done, or awaiting approval on a route that needs it), bounce
+/// (ready, counted as an attempt), or the status the reviewer chose for a person.
+fn review_settlement(
+    policy: &Policy,
+    attempt: u32,
+    end: &AttemptEnd,
+    approval: bool,
+) -> Settlement {
+    let bounce = |note: String| bounced(policy, attempt, note);
     match end {
         AttemptEnd::Success { result } => {
             let note = result.as_ref().and_then(|r| r.note.clone());
@@ -362,6 +413,7 @@ fn review_settlement(policy: &Policy, attempt: u32, end: &AttemptEnd) -> Settlem
                 .and_then(|r| r.status.as_deref())
                 .and_then(|s| Status::parse(s).ok())
             {
+                None | Some(Status::Done) if approval => awaiting_approval(note),
                 None | Some(Status::Done) => Settlement {
                     write: Some(Status::Done),
                     kind: SettlementKind::Finished,
@@ -397,7 +449,7 @@ fn review_settlement(policy: &Policy, attempt: u32, end: &AttemptEnd) -> Settlem
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::plan::test_support::{NOW, policy, st, t};
+    use crate::core::plan::test_support::{NOW, approval_policy, policy, st, t};
 
     fn work() -> Phase {
         Phase::Work { review: None }
@@ -407,7 +459,14 @@ mod tests {
     fn settling_attempts() {
         let p = policy();
         let now = t(NOW);
-        let s = settlement(&p, 1, &work(), &AttemptEnd::Success { result: None }, now);
+        let s = settlement(
+            &p,
+            "default",
+            1,
+            &work(),
+            &AttemptEnd::Success { result: None },
+            now,
+        );
         assert_eq!(
             (s.write, s.kind),
             (Some(Status::Done), SettlementKind::Finished)
@@ -419,6 +478,7 @@ mod tests {
         .unwrap();
         let s = settlement(
             &p,
+            "default",
             1,
             &work(),
             &AttemptEnd::Success { result: Some(r) },
@@ -426,7 +486,14 @@ mod tests {
         );
         assert_eq!(s.write, Some(st("blocked:siyao:need-url")));
         assert_eq!(s.note.as_deref(), Some("no URL"));
-        let s = settlement(&p, 2, &work(), &AttemptEnd::Failure("exit_3".into()), now);
+        let s = settlement(
+            &p,
+            "default",
+            2,
+            &work(),
+            &AttemptEnd::Failure("exit_3".into()),
+            now,
+        );
         assert_eq!(s.write, Some(st("blocked:retry:2026-04-20T16:01:00Z")));
         assert_eq!(
             s.kind,
@@ -434,7 +501,7 @@ mod tests {
                 at: t("2026-04-20T16:01:00Z")
             }
         );
-        let s = settlement(&p, 3, &work(), &AttemptEnd::TimedOut, now);
+        let s = settlement(&p, "default", 3, &work(), &AttemptEnd::TimedOut, now);
         assert_eq!(
             (s.write, s.kind),
             (
@@ -443,11 +510,11 @@ mod tests {
             )
         );
         assert_eq!(
-            settlement(&p, 1, &work(), &AttemptEnd::Cancelled, now).write,
+            settlement(&p, "default", 1, &work(), &AttemptEnd::Cancelled, now).write,
             None
         );
         assert_eq!(
-            settlement(&p, 1, &work(), &AttemptEnd::Interrupted, now).write,
+            settlement(&p, "default", 1, &work(), &AttemptEnd::Interrupted, now).write,
             Some(Status::Ready)
         );
     }
@@ -481,7 +548,14 @@ mod tests {
         let phase = Phase::Work {
             review: Some("review".into()),
         };
-        let s = settlement(&p, 1, &phase, &AttemptEnd::Success { result: None }, now);
+        let s = settlement(
+            &p,
+            "default",
+            1,
+            &phase,
+            &AttemptEnd::Success { result: None },
+            now,
+        );
         assert_eq!(s.write, Some(st("running:review-tb:2026-04-20T16:00:00Z")));
         assert_eq!(
             s.kind,
@@ -491,10 +565,24 @@ mod tests {
         );
         // An executor that hands the task to a person skips the review.
         let r = parse_result(r#"{"status": "blocked:you:need-url"}"#, &phase).unwrap();
-        let s = settlement(&p, 1, &phase, &AttemptEnd::Success { result: Some(r) }, now);
+        let s = settlement(
+            &p,
+            "default",
+            1,
+            &phase,
+            &AttemptEnd::Success { result: Some(r) },
+            now,
+        );
         assert_eq!(s.kind, SettlementKind::Finished);
         // A failed run is retried as usual.
-        let s = settlement(&p, 1, &phase, &AttemptEnd::Failure("exit_1".into()), now);
+        let s = settlement(
+            &p,
+            "default",
+            1,
+            &phase,
+            &AttemptEnd::Failure("exit_1".into()),
+            now,
+        );
         assert!(matches!(s.kind, SettlementKind::Retry { .. }));
     }
 
@@ -503,7 +591,14 @@ mod tests {
         let p = policy();
         let now = t(NOW);
         let review = Phase::Review;
-        let s = settlement(&p, 1, &review, &AttemptEnd::Success { result: None }, now);
+        let s = settlement(
+            &p,
+            "default",
+            1,
+            &review,
+            &AttemptEnd::Success { result: None },
+            now,
+        );
         assert_eq!(
             (s.write, s.kind),
             (Some(Status::Done), SettlementKind::Finished)
@@ -515,6 +610,7 @@ mod tests {
         .unwrap();
         let s = settlement(
             &p,
+            "default",
             1,
             &review,
             &AttemptEnd::Success {
@@ -527,12 +623,20 @@ mod tests {
             (Some(Status::Ready), SettlementKind::Bounced)
         );
         assert_eq!(s.note.as_deref(), Some("tests are missing"));
-        let s = settlement(&p, 2, &review, &AttemptEnd::Failure("exit_2".into()), now);
+        let s = settlement(
+            &p,
+            "default",
+            2,
+            &review,
+            &AttemptEnd::Failure("exit_2".into()),
+            now,
+        );
         assert_eq!(s.kind, SettlementKind::Bounced);
         assert!(s.note.unwrap().contains("exit_2"));
         // The last attempt's bounce exhausts the task.
         let s = settlement(
             &p,
+            "default",
             3,
             &review,
             &AttemptEnd::Success { result: Some(r) },
@@ -541,6 +645,182 @@ mod tests {
         assert_eq!(s.kind, SettlementKind::Exhausted);
         // Only a review may ask for `ready`.
         assert!(parse_result(r#"{"status": "ready"}"#, &work()).is_err());
+    }
+
+    #[test]
+    fn a_success_on_an_approval_route_waits_for_approval_not_done() {
+        let p = approval_policy();
+        let now = t(NOW);
+        let ok = AttemptEnd::Success { result: None };
+        let s = settlement(&p, "isolated", 1, &work(), &ok, now);
+        assert_eq!(
+            (s.write, s.kind),
+            (
+                Some(Status::AwaitingApproval),
+                SettlementKind::AwaitingApproval
+            )
+        );
+        // An explicit `done` in the result file is the same success.
+        let done = parse_result(r#"{"status": "done", "note": "all green"}"#, &work()).unwrap();
+        let s = settlement(
+            &p,
+            "isolated",
+            1,
+            &work(),
+            &AttemptEnd::Success { result: Some(done) },
+            now,
+        );
+        assert_eq!(s.write, Some(Status::AwaitingApproval));
+        assert_eq!(s.note.as_deref(), Some("all green"));
+        // Other routes finish as before.
+        let s = settlement(&p, "default", 1, &work(), &ok, now);
+        assert_eq!(s.write, Some(Status::Done));
+        // Handing the task to a person, or failing, behaves as today.
+        let blocked = parse_result(r#"{"status": "blocked:you:need-url"}"#, &work()).unwrap();
+        let s = settlement(
+            &p,
+            "isolated",
+            1,
+            &work(),
+            &AttemptEnd::Success {
+                result: Some(blocked),
+            },
+            now,
+        );
+        assert_eq!(
+            (s.write, s.kind),
+            (Some(st("blocked:you:need-url")), SettlementKind::Finished)
+        );
+        let failed = parse_result(r#"{"status": "failed:no_input"}"#, &work()).unwrap();
+        let s = settlement(
+            &p,
+            "isolated",
+            1,
+            &work(),
+            &AttemptEnd::Success {
+                result: Some(failed),
+            },
+            now,
+        );
+        assert_eq!(s.write, Some(st("failed:no_input")));
+        let s = settlement(
+            &p,
+            "isolated",
+            1,
+            &work(),
+            &AttemptEnd::Failure("exit_1".into()),
+            now,
+        );
+        assert!(matches!(s.kind, SettlementKind::Retry { .. }));
+        let s = settlement(&p, "isolated", 3, &work(), &AttemptEnd::TimedOut, now);
+        assert_eq!(s.kind, SettlementKind::Exhausted);
+    }
+
+    #[test]
+    fn a_reviewed_approval_route_is_reviewed_first_and_its_accept_waits_for_approval() {
+        let p = approval_policy();
+        let now = t(NOW);
+        let ok = AttemptEnd::Success { result: None };
+        let reviewed = Phase::Work {
+            review: Some("review".into()),
+        };
+        let s = settlement(&p, "isolated", 1, &reviewed, &ok, now);
+        assert!(matches!(s.kind, SettlementKind::ToReview { .. }));
+        let s = settlement(&p, "isolated", 1, &Phase::Review, &ok, now);
+        assert_eq!(
+            (s.write, s.kind),
+            (
+                Some(Status::AwaitingApproval),
+                SettlementKind::AwaitingApproval
+            )
+        );
+        // The review's bounce and its hand-over to a person are as today.
+        let bounce = parse_result(r#"{"status": "ready", "note": "no"}"#, &Phase::Review).unwrap();
+        let s = settlement(
+            &p,
+            "isolated",
+            1,
+            &Phase::Review,
+            &AttemptEnd::Success {
+                result: Some(bounce),
+            },
+            now,
+        );
+        assert_eq!(s.kind, SettlementKind::Bounced);
+        let person = parse_result(r#"{"status": "blocked:you:look"}"#, &Phase::Review).unwrap();
+        let s = settlement(
+            &p,
+            "isolated",
+            1,
+            &Phase::Review,
+            &AttemptEnd::Success {
+                result: Some(person),
+            },
+            now,
+        );
+        assert_eq!(s.write, Some(st("blocked:you:look")));
+        // A review of another route's work accepts to done.
+        let s = settlement(&p, "default", 1, &Phase::Review, &ok, now);
+        assert_eq!(s.write, Some(Status::Done));
+    }
+
+    #[test]
+    fn a_wait_for_approval_is_told_as_one() {
+        let p = approval_policy();
+        let end = AttemptEnd::Success { result: None };
+        let settled = settlement(&p, "isolated", 1, &work(), &end, t(NOW));
+        let told = summary(&end, &settled);
+        assert_eq!(told.outcome, "awaiting-approval");
+        assert_eq!(told.reason, "awaiting-approval");
+        assert_eq!(
+            told.headline.as_deref(),
+            Some("succeeded; its change waits for approval")
+        );
+        assert!(!told.shows_stderr);
+    }
+
+    #[test]
+    fn a_rejection_follows_the_review_bounce_rule() {
+        let p = approval_policy();
+        let s = rejection(&p, 1, "too broad");
+        assert_eq!(
+            (s.write, s.kind, s.note.as_deref()),
+            (
+                Some(Status::Ready),
+                SettlementKind::Bounced,
+                Some("too broad")
+            )
+        );
+        let s = rejection(&p, 3, "too broad");
+        assert_eq!(
+            (s.write, s.kind),
+            (
+                Some(st("failed:exhausted_retries")),
+                SettlementKind::Exhausted
+            )
+        );
+        // The same rule as a review's bounce at every attempt.
+        for attempt in 1..=4 {
+            let review = AttemptEnd::Rejected {
+                reason: "exit_1".into(),
+                note: "too broad".into(),
+            };
+            let bounced = settlement(&p, "default", attempt, &Phase::Review, &review, t(NOW));
+            assert_eq!(rejection(&p, attempt, "too broad"), bounced, "{attempt}");
+        }
+        let s = rejection(&p, 1, "");
+        assert_eq!(s.note.as_deref(), Some("Rejected without a note."));
+    }
+
+    #[test]
+    fn an_executor_cannot_claim_the_approval_statuses() {
+        for status in ["awaiting-approval", "approved", "rejected", "rejected:no"] {
+            let text = format!(r#"{{"status": "{status}"}}"#);
+            for phase in [work(), Phase::Review] {
+                let e = parse_result(&text, &phase).unwrap_err();
+                assert!(e.contains("not allowed"), "{status}: {e}");
+            }
+        }
     }
 
     #[test]
@@ -568,13 +848,13 @@ mod tests {
             reason: "exit_1".into(),
             note: "missing tests".into(),
         };
-        let s = settlement(&p, 1, &Phase::Review, &end, now);
+        let s = settlement(&p, "default", 1, &Phase::Review, &end, now);
         assert_eq!(s.kind, SettlementKind::Bounced);
         assert_eq!(s.write, Some(Status::Ready));
         assert_eq!(s.note.as_deref(), Some("missing tests"));
         // A work run's own words on failure go with the retry too.
         let work = Phase::Work { review: None };
-        let s = settlement(&p, 1, &work, &end, now);
+        let s = settlement(&p, "default", 1, &work, &end, now);
         assert!(matches!(s.kind, SettlementKind::Retry { .. }));
         assert_eq!(s.note.as_deref(), Some("missing tests"));
     }
@@ -811,7 +1091,7 @@ mod tests {
             ),
         ];
         for (phase, attempt, end, outcome, reason, stopped, headline, stderr) in cases {
-            let settled = settlement(&p, attempt, &phase, &end, now);
+            let settled = settlement(&p, "default", attempt, &phase, &end, now);
             let told = summary(&end, &settled);
             assert_eq!(
                 told,

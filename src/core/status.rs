@@ -11,7 +11,14 @@
 //! running:<agent>:<UTC time>      claimed; time is YYYY-MM-DDTHH:MMZ or YYYY-MM-DDTHH:MM:SSZ
 //! done
 //! failed:<reason>
+//! awaiting-approval               an isolated run's change waits for a person (runtime writes it)
+//! approved                        a person's yes: the runtime lands the change, then writes done
+//! rejected[:<note>]               a person's no: back to ready with the note (none: no note)
 //! ```
+//!
+//! `rejected` and `rejected:` are the same rejection with an empty note; the printer writes
+//! `rejected` for it. A note follows the reason rules (no surrounding spaces, backticks or
+//! control characters); [`Status::rejected`] makes any text safe.
 //!
 //! For every valid token `s`, `Status::parse(s)?.to_string() == s`.
 
@@ -40,6 +47,16 @@ pub enum Status {
     Done,
     Failed {
         reason: String,
+    },
+    /// A successful isolated run's change waits for a person to approve or reject it. Only the
+    /// runtime writes it.
+    AwaitingApproval,
+    /// A person approved the change waiting for approval: the runtime lands it.
+    Approved,
+    /// A person rejected the change waiting for approval: the task goes back to ready with the
+    /// note (empty: none) in its next packet.
+    Rejected {
+        note: String,
     },
 }
 
@@ -170,6 +187,8 @@ impl fmt::Display for StatusError {
 
 impl std::error::Error for StatusError {}
 
+/// The statuses an error names: those a person writes to start and stop work. The approval
+/// statuses are answers to a task that waits for one, and the board shows them there.
 const KNOWN: &str = "ready, blocked:<who>:<reason>, blocked:task:<ID>, running:<agent>:<UTC time>, done or failed:<reason>";
 
 /// A task ID: a letter, then letters/digits/underscores, a `-`, digits (`TASK-015`, `OPS_2-3`).
@@ -206,19 +225,47 @@ fn check_reason(s: &str, offset: usize, what: &str) -> Result<(), StatusError> {
     Ok(())
 }
 
+/// `failed:<reason>` or `rejected:<note>`, whose text `rest` starts at `rest_at`.
+fn free_text(head: &str, rest: &str, rest_at: usize) -> Result<Status, StatusError> {
+    if head == "failed" {
+        check_reason(rest, rest_at, "the reason")?;
+        return Ok(Status::Failed {
+            reason: rest.to_string(),
+        });
+    }
+    check_reason(rest, rest_at, "the note")?;
+    Ok(Status::Rejected {
+        note: rest.to_string(),
+    })
+}
+
+/// A status written as one word (a rejection without its note included).
+fn word(s: &str) -> Option<Status> {
+    Some(match s {
+        "ready" => Status::Ready,
+        "done" => Status::Done,
+        "awaiting-approval" => Status::AwaitingApproval,
+        "approved" => Status::Approved,
+        "rejected" | "rejected:" => Status::Rejected {
+            note: String::new(),
+        },
+        _ => return None,
+    })
+}
+
 impl Status {
     /// Parses a status token. The token must already be trimmed and unwrapped from backticks.
     pub fn parse(s: &str) -> Result<Status, StatusError> {
         let err = |offset: usize, message: String| Err(StatusError { offset, message });
-        match s {
-            "ready" => return Ok(Status::Ready),
-            "done" => return Ok(Status::Done),
-            "" => return err(0, format!("status is empty; expected {KNOWN}")),
-            _ => {}
+        if let Some(word) = word(s) {
+            return Ok(word);
+        }
+        if s.is_empty() {
+            return err(0, format!("status is empty; expected {KNOWN}"));
         }
         let Some((head, rest)) = s.split_once(':') else {
             let lower = s.to_ascii_lowercase();
-            let hint = if matches!(lower.as_str(), "ready" | "done") {
+            let hint = if word(&lower).is_some() {
                 format!(" (statuses are lower case: `{lower}`)")
             } else {
                 String::new()
@@ -297,12 +344,7 @@ impl Status {
                     since,
                 })
             }
-            "failed" => {
-                check_reason(rest, rest_at, "the reason")?;
-                Ok(Status::Failed {
-                    reason: rest.to_string(),
-                })
-            }
+            "failed" | "rejected" => free_text(head, rest, rest_at),
             _ => err(0, format!("unknown status `{s}`; expected {KNOWN}")),
         }
     }
@@ -316,7 +358,24 @@ impl Status {
             Status::Running { .. } => State::Running,
             Status::Done => State::Done,
             Status::Failed { .. } => State::Failed,
+            // Each waits, not ready and not running: `awaiting-approval` on a person (as
+            // `blocked:<who>:…` does), `approved` and `rejected:` on the runtime to carry out the
+            // person's word (landing the change; sending it back). Counting them as blocked keeps
+            // the `status` and `stats` outputs of boards without them unchanged.
+            Status::AwaitingApproval | Status::Approved | Status::Rejected { .. } => State::Blocked,
         }
+    }
+
+    /// A rejection with a note made safe for the grammar: surrounding spaces go, control
+    /// characters and backticks become `_` (spaces inside stay: a note is for a person to
+    /// read). Blank text is a rejection without a note.
+    pub fn rejected(note: &str) -> Status {
+        let note = note
+            .trim()
+            .chars()
+            .map(|c| if c.is_control() || c == '`' { '_' } else { c })
+            .collect();
+        Status::Rejected { note }
     }
 
     /// A failure status with a reason made safe for the grammar (spaces and odd characters
@@ -350,6 +409,10 @@ impl fmt::Display for Status {
             Status::Running { agent, since } => write!(f, "running:{agent}:{since}"),
             Status::Done => f.write_str("done"),
             Status::Failed { reason } => write!(f, "failed:{reason}"),
+            Status::AwaitingApproval => f.write_str("awaiting-approval"),
+            Status::Approved => f.write_str("approved"),
+            Status::Rejected { note } if note.is_empty() => f.write_str("rejected"),
+            Status::Rejected { note } => write!(f, "rejected:{note}"),
         }
     }
 }
@@ -380,6 +443,11 @@ mod tests {
             "running:claude.a_1:2026-04-20T15:25:59Z",
             "failed:exhausted_retries",
             "failed:exit 3: compile error",
+            "awaiting-approval",
+            "approved",
+            "rejected",
+            "rejected:the tests do not cover the empty board",
+            "rejected:see: the diff",
         ] {
             let parsed = Status::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
             assert_eq!(parsed.to_string(), s);
@@ -430,6 +498,12 @@ mod tests {
             ("failed:", 7),
             ("failed:x`y", 7),
             ("failed: x", 7),
+            ("rejected: x", 9),
+            ("rejected:x`y", 9),
+            ("rejected:x ", 9),
+            ("awaiting-approval:x", 0),
+            ("approved:x", 0),
+            ("Approved", 0),
         ];
         for (s, offset) in cases {
             let e = Status::parse(s).expect_err(s);
@@ -476,6 +550,48 @@ mod tests {
         assert_eq!(Status::failed("  ").to_string(), "failed:unknown");
         let s = Status::failed("tab\there `x`").to_string();
         assert_eq!(Status::parse(&s).unwrap().to_string(), s);
+    }
+
+    #[test]
+    fn a_rejection_without_a_note_is_one_rule_with_one_printed_form() {
+        let empty = Status::Rejected {
+            note: String::new(),
+        };
+        assert_eq!(Status::parse("rejected").unwrap(), empty);
+        // `rejected:` is accepted as the same empty note and printed in the one form.
+        assert_eq!(Status::parse("rejected:").unwrap(), empty);
+        assert_eq!(empty.to_string(), "rejected");
+        assert_eq!(
+            Status::parse("rejected:too broad").unwrap(),
+            Status::Rejected {
+                note: "too broad".into()
+            }
+        );
+        assert!(
+            Status::parse("Rejected")
+                .unwrap_err()
+                .message
+                .contains("lower case")
+        );
+    }
+
+    #[test]
+    fn a_rejection_note_is_sanitised() {
+        assert_eq!(
+            Status::rejected("  too broad ").to_string(),
+            "rejected:too broad"
+        );
+        assert_eq!(Status::rejected(" \t ").to_string(), "rejected");
+        let s = Status::rejected("line\none `x`").to_string();
+        assert_eq!(s, "rejected:line_one _x_");
+        assert_eq!(Status::parse(&s).unwrap().to_string(), s);
+    }
+
+    #[test]
+    fn approval_statuses_wait_as_blocked() {
+        for s in ["awaiting-approval", "approved", "rejected", "rejected:no"] {
+            assert_eq!(Status::parse(s).unwrap().state(), State::Blocked, "{s}");
+        }
     }
 
     #[test]

@@ -214,7 +214,10 @@ impl Runtime {
             SettlementKind::Interrupted => {
                 self.emit(Some(id), EventKind::TaskInterrupted { attempt });
             }
-            SettlementKind::Finished | SettlementKind::Bounced | SettlementKind::Cancelled => {}
+            SettlementKind::Finished
+            | SettlementKind::Bounced
+            | SettlementKind::Cancelled
+            | SettlementKind::AwaitingApproval => {}
         }
         let _ = self.locks.release(id, &self.instance);
         false
@@ -282,7 +285,15 @@ impl Runtime {
             .get(id)
             .map_or(0, |r| r.memory.series_start);
         let in_series = settle::in_series(active.attempt, series_start);
-        let settlement = settle::settlement(&self.policy(), in_series, &active.phase, &end, now);
+        // A review settles for the route of the work it reviews.
+        let route = match &active.phase {
+            Phase::Review => self.store.tasks.get(id).and_then(|r| r.work_route()),
+            Phase::Work { .. } => None,
+        }
+        .unwrap_or(&active.route)
+        .to_string();
+        let settlement =
+            settle::settlement(&self.policy(), &route, in_series, &active.phase, &end, now);
         let told = settle::summary(&end, &settlement);
         let reported = run.reported.as_ref();
         let cost = reported.and_then(|r| r.cost_usd);

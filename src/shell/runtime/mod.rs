@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use crate::core::board::Board;
-use crate::core::config::Config;
+use crate::core::config::{Config, Workspace};
 use crate::core::event::{Event, EventKind};
 use crate::core::lint;
 use crate::core::plan::Policy;
@@ -281,6 +281,13 @@ impl Runtime {
                 .executors
                 .iter()
                 .filter_map(|(r, e)| e.daily_budget_usd.map(|b| (r.clone(), b)))
+                .collect(),
+            approval_routes: self
+                .config
+                .executors
+                .iter()
+                .filter(|(_, e)| matches!(e.workspace, Workspace::Worktree(_)))
+                .map(|(r, _)| r.clone())
                 .collect(),
         }
     }

@@ -307,14 +307,7 @@ impl Runtime {
                 change: change(id, found, ours),
                 follow_up: FollowUp::Reasserted,
             }),
-            Step::Forget { id, status } => {
-                let agent = &self.config.runtime.agent;
-                let kept = plan::memory_after_decision(memory.get(&id), &status, agent);
-                self.store.forget(&id);
-                if let Some(kept) = kept {
-                    self.store.record_mut(&id).memory = kept;
-                }
-            }
+            Step::Forget { id, status } => self.forget(&id, &status, memory),
             Step::TouchesHeld { id, by } => {
                 if self.touches_announced.get(&id) != Some(&by) {
                     self.touches_announced.insert(id.clone(), by.clone());
@@ -342,6 +335,13 @@ impl Runtime {
                     );
                 }
             }
+            // Not carried out yet: a change waits for approval only after a run on a route with
+            // `workspace = "worktree"`, which the runtime does not start yet; until then
+            // `approved` or `rejected:` on the board is only ever NoChangeToApprove.
+            Step::Land { .. }
+            | Step::FinishLanding { .. }
+            | Step::Reject { .. }
+            | Step::NoChangeToApprove { .. } => {}
             Step::Cancel { id, status } => {
                 if let Some(active) = self.active.get(&id) {
                     active.stop(StopCause::Cancelled);
@@ -353,6 +353,17 @@ impl Runtime {
                     );
                 }
             }
+        }
+    }
+
+    /// A person's decision on task `id`: what the runtime keeps of its episode is what guards
+    /// `status` against a stale buffer (`memory` is the memory the plan was made on).
+    fn forget(&mut self, id: &str, status: &Status, memory: &BTreeMap<String, TaskMemory>) {
+        let agent = &self.config.runtime.agent;
+        let kept = plan::memory_after_decision(memory.get(id), status, agent);
+        self.store.forget(id);
+        if let Some(kept) = kept {
+            self.store.record_mut(id).memory = kept;
         }
     }
 
