@@ -148,6 +148,109 @@ pub fn remove(record: &RunRepo) -> Result<(), String> {
     .map_err(|e| e.to_string())
 }
 
+/// The run folder's note of a landing begun and not yet on record: written before the branch
+/// moves, so a crash between the move and the record is read as landed, never landed twice.
+const INTENT_FILE: &str = "landing.json";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Intent {
+    branch: String,
+    old: String,
+    new: String,
+}
+
+/// A landed change: the commit now on `into`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Landed {
+    pub commit: String,
+    pub into: String,
+}
+
+/// Lands the change the attempt in `run_dir` saved, as `a` says, exactly once: a landing begun
+/// before a crash that did happen is reported as landed, not made again. The caller records
+/// the landing (and then calls [`forget_intent`]) before it tells anyone.
+pub fn carry_out(run_dir: &Path, a: &Approval) -> Result<Landed, Refusal> {
+    let refusal = |reason: String| Refusal {
+        reason,
+        conflicts: Vec::new(),
+    };
+    let doc = crate::shell::worktrees::read_record(run_dir)
+        .ok_or_else(|| refusal(format!("{} records no workspace", run_dir.display())))?;
+    let record = doc
+        .repos
+        .first()
+        .ok_or_else(|| refusal("the run worked in no repository".into()))?;
+    let repo = Path::new(&record.repo);
+    let intent_path = run_dir.join(INTENT_FILE);
+    if let Some(prev) = std::fs::read_to_string(&intent_path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Intent>(&t).ok())
+    {
+        if is_landed(repo, &prev.branch, &prev.new).map_err(refusal)? {
+            return Ok(Landed {
+                commit: prev.new,
+                into: prev.branch,
+            });
+        }
+        let _ = std::fs::remove_file(&intent_path);
+    }
+    let landing = prepare(record, a)?;
+    let intent = Intent {
+        branch: landing.branch.clone(),
+        old: landing.old.clone(),
+        new: landing.new.clone(),
+    };
+    write_synced(&intent_path, &intent).map_err(|e| {
+        refusal(format!(
+            "cannot note the landing in {}: {e}",
+            intent_path.display()
+        ))
+    })?;
+    if let Err(r) = apply(record, &landing, a.id) {
+        let _ = std::fs::remove_file(&intent_path);
+        return Err(r);
+    }
+    Ok(Landed {
+        commit: landing.new,
+        into: landing.branch,
+    })
+}
+
+/// The landing is on record elsewhere: its note in the run folder can go.
+pub fn forget_intent(run_dir: &Path) {
+    let _ = std::fs::remove_file(run_dir.join(INTENT_FILE));
+}
+
+fn write_synced(path: &Path, intent: &Intent) -> std::io::Result<()> {
+    use std::io::Write;
+    let text = serde_json::to_string(intent).map_err(std::io::Error::other)?;
+    let tmp = path.with_extension("json.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// The workspace record of the attempt in `run_dir` (its one repository).
+pub fn record_of(run_dir: &Path) -> Option<RunRepo> {
+    crate::shell::worktrees::read_record(run_dir)?
+        .repos
+        .into_iter()
+        .next()
+}
+
+/// The handoff's `What` line of an attempt's section, for the landed commit's message.
+pub fn summary_of(section: &str) -> Option<&str> {
+    section
+        .lines()
+        .find_map(|l| l.strip_prefix("- **What:** "))
+        .map(str::trim)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -407,8 +407,8 @@ fn a_review_bounce_goes_on_in_the_same_worktree_and_a_retry_starts_again_from_th
     git(&sb.dir, &["add", "-A"]);
     git(&sb.dir, &["commit", "-qm", "scripts"]);
     sb.start_run();
-    sb.wait_until("both tasks are done", |s| {
-        s.status_of("B-1") == "done" && s.status_of("F-1") == "done"
+    sb.wait_until("both tasks' changes wait for approval", |s| {
+        s.status_of("B-1") == "awaiting-approval" && s.status_of("F-1") == "awaiting-approval"
     });
 
     let (one, two) = (workspace_of(&sb, "B-1", 1), workspace_of(&sb, "B-1", 2));
@@ -468,7 +468,9 @@ fn after_kill_9_the_restart_saves_what_the_dead_run_left_and_starts_afresh_from_
     sb.wait_until("attempt 1 hangs", |_| hung.exists());
     sb.kill9_all();
     sb.start_run();
-    sb.wait_until("the task is done", |s| s.status_of("A-1") == "done");
+    sb.wait_until("its change waits for approval", |s| {
+        s.status_of("A-1") == "awaiting-approval"
+    });
 
     let runs = std::fs::read_to_string(sb.path("task-board.md.runs")).unwrap();
     let attempts: Vec<&str> = runs.lines().map(|l| l.split(' ').next().unwrap()).collect();
@@ -582,7 +584,9 @@ fn gc_removes_a_superseded_worktree_keeps_the_latest_and_never_loses_its_snapsho
     git(&sb.dir, &["add", "-A"]);
     git(&sb.dir, &["commit", "-qm", "script"]);
     sb.start_run();
-    sb.wait_until("the task is done", |s| s.status_of("F-1") == "done");
+    sb.wait_until("its change waits for approval", |s| {
+        s.status_of("F-1") == "awaiting-approval"
+    });
     let (one, two) = (workspace_of(&sb, "F-1", 1), workspace_of(&sb, "F-1", 2));
     let (p1, p2) = (one["path"].as_str().unwrap(), two["path"].as_str().unwrap());
 

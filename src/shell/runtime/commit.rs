@@ -46,6 +46,16 @@ pub(super) enum FollowUp {
     Claimed { route: String, attempt: u32 },
     /// An attempt's ending (kept in the task's record until it lands).
     Ended { ending: PendingEnding },
+    /// `done` over a change that landed on its branch (the task's lock is ours).
+    Landed { attempt: u32 },
+    /// `awaiting-approval` back over `approved`: the landing was refused (the lock is ours).
+    StillWaiting,
+    /// A person's rejection carried out: the status it settles to.
+    Rejected {
+        attempt: u32,
+        note: String,
+        kind: SettlementKind,
+    },
 }
 
 impl Outgoing {
@@ -231,7 +241,14 @@ impl Runtime {
                 wanted: out.change.new.to_string(),
             },
         );
-        if out.is_claim() {
+        if out.is_claim()
+            || matches!(
+                out.follow_up,
+                FollowUp::Landed { .. } | FollowUp::StillWaiting
+            )
+        {
+            // A landing on record waits for the next pass (`FinishLanding`); a refused one for
+            // the person. Either way this write's lock is over.
             let _ = self.locks.release(id, &self.instance);
         }
     }
@@ -293,6 +310,15 @@ impl Runtime {
                 self.kept_reported.remove(id);
                 return self.land_ending(id, ending, written, now);
             }
+            FollowUp::Landed { attempt } => self.landing_written(id, attempt),
+            FollowUp::StillWaiting => {
+                let _ = self.locks.release(id, &self.instance);
+            }
+            FollowUp::Rejected {
+                attempt,
+                note,
+                kind,
+            } => self.rejected(id, (attempt, note, kind), now),
         }
         false
     }

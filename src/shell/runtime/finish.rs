@@ -214,10 +214,8 @@ impl Runtime {
             SettlementKind::Interrupted => {
                 self.emit(Some(id), EventKind::TaskInterrupted { attempt });
             }
-            SettlementKind::Finished
-            | SettlementKind::Bounced
-            | SettlementKind::Cancelled
-            | SettlementKind::AwaitingApproval => {}
+            SettlementKind::Finished | SettlementKind::Bounced | SettlementKind::Cancelled => {}
+            SettlementKind::AwaitingApproval => self.approval_requested(id, attempt),
         }
         let _ = self.locks.release(id, &self.instance);
         false

@@ -37,6 +37,7 @@ use crate::shell::process;
 use crate::shell::store::Store;
 use crate::shell::watch::WatchSignal;
 
+mod approve;
 mod commit;
 mod conflicts;
 mod files;
@@ -160,6 +161,8 @@ pub struct Runtime {
     /// Due tasks held back by an overlapping `touches:`, with the task that holds each, as last
     /// announced (a `task_held` event is written when that changes, not every pass).
     touches_announced: BTreeMap<String, String>,
+    /// `approved`/`rejected:` statuses with no change to act on, as last reported per task.
+    approval_noted: BTreeMap<String, String>,
     /// The board's folder held open, the run lock, the watch (see `home`).
     home: home::Home,
     /// The wall clock.
@@ -216,6 +219,7 @@ impl Runtime {
             passes: 0,
             budget_announced: BTreeSet::new(),
             touches_announced: BTreeMap::new(),
+            approval_noted: BTreeMap::new(),
             home: home::Home::default(),
             git_root,
             clock: Utc::now,

@@ -173,8 +173,17 @@ impl Runtime {
             })
             .collect();
         self.touches_announced.retain(|id, _| held.contains(id));
+        let unheeded: BTreeSet<&String> = planned
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::NoChangeToApprove { id, .. } => Some(id),
+                _ => None,
+            })
+            .collect();
+        self.approval_noted.retain(|id, _| unheeded.contains(id));
         for step in planned.steps {
-            self.take_step(step, &memory, now, &mut outgoing);
+            self.take_step(step, (&board, &memory), now, &mut outgoing);
         }
         let dispatched = reviews + self.write(outgoing, snap.hash);
         self.save_state();
@@ -260,7 +269,7 @@ impl Runtime {
     fn take_step(
         &mut self,
         step: Step,
-        memory: &BTreeMap<String, TaskMemory>,
+        (board, memory): (&Board, &BTreeMap<String, TaskMemory>),
         now: DateTime<Utc>,
         outgoing: &mut Vec<Outgoing>,
     ) {
@@ -335,13 +344,12 @@ impl Runtime {
                     );
                 }
             }
-            // Not carried out yet: a change waits for approval only after a run on a route with
-            // `workspace = "worktree"`, which the runtime does not start yet; until then
-            // `approved` or `rejected:` on the board is only ever NoChangeToApprove.
-            Step::Land { .. }
+            step @ (Step::Land { .. }
             | Step::FinishLanding { .. }
             | Step::Reject { .. }
-            | Step::NoChangeToApprove { .. } => {}
+            | Step::NoChangeToApprove { .. }) => {
+                self.take_approval_step(step, board, now, outgoing);
+            }
             Step::Cancel { id, status } => {
                 if let Some(active) = self.active.get(&id) {
                     active.stop(StopCause::Cancelled);
@@ -369,7 +377,7 @@ impl Runtime {
 
     /// Takes task `id`'s lock for a claim; `false` when another runtime claimed it first or the
     /// lock cannot be made (reported).
-    fn take_task_lock(&mut self, id: &str, now: DateTime<Utc>) -> bool {
+    pub(super) fn take_task_lock(&mut self, id: &str, now: DateTime<Utc>) -> bool {
         let owner = Owner::current(&self.instance, now);
         match self.locks.try_acquire(id, &owner) {
             Ok(Some(_)) => true,
