@@ -5,6 +5,7 @@
 
 mod support;
 
+mod approval;
 mod background;
 mod cli;
 mod config;
