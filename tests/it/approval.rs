@@ -40,8 +40,8 @@ fn set_status(sb: &Sandbox, id: &str, status: &str) {
     let mut out = String::new();
     let mut in_task = false;
     for line in text.split_inclusive('\n') {
-        if line.starts_with("## ") {
-            in_task = line[3..].starts_with(&format!("{id}:"));
+        if let Some(heading) = line.strip_prefix("## ") {
+            in_task = heading.starts_with(&format!("{id}:"));
         }
         if in_task && line.starts_with("- status: ") {
             out.push_str(&format!("- status: {status}\n"));
