@@ -101,6 +101,15 @@ enum Command {
     /// attempt of its task started afresh or it is older than its route's `keep_worktrees`. Its
     /// snapshot and saved patch stay. Work that is not in a snapshot is never removed.
     Gc(cmd::gc::Args),
+    /// Land a change that waits for approval on its base branch, and mark the task done.
+    ///
+    /// Refused (exit 1, the task keeps waiting) when the branch moved since the run began
+    /// (`--onto-latest` lands onto the new tip when that merges cleanly), when the change
+    /// conflicts, or when a checkout of the branch has changes in the files it rewrites.
+    Approve(cmd::approve::ApproveArgs),
+    /// Send a change that waits for approval back: the task is ready again, with the note in its
+    /// next work packet (counted as an attempt).
+    Reject(cmd::approve::RejectArgs),
     /// Show the events, one readable line each; `-f` follows.
     Tail(cmd::tail::Args),
     /// Print a task's run output (stdout and stderr), the latest run's or an attempt's;
@@ -160,6 +169,8 @@ fn main() -> ExitCode {
         Command::Packet(args) => cmd::packet::run(&args),
         Command::Diff(args) => cmd::diff::run(&args),
         Command::Gc(args) => cmd::gc::run(&args),
+        Command::Approve(args) => cmd::approve::approve(&args),
+        Command::Reject(args) => cmd::approve::reject(&args),
         Command::Show(args) => cmd::show::run(&args),
         Command::Tail(args) => cmd::tail::run(&args),
         Command::Logs(args) => cmd::logs::run(&args),

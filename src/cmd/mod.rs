@@ -2,8 +2,13 @@
 //! none of them prints a backtrace or panics on bad input or on a failing output: they write
 //! through [`output`], never with `println!`.
 
+use crate::core::board::Board;
+use crate::core::status::Status;
+use crate::core::writeback::{self, Change};
 use crate::exit::Exit;
+use crate::shell::fsio;
 
+pub mod approve;
 pub mod demo;
 pub mod diff;
 pub mod doctor;
@@ -111,6 +116,67 @@ pub fn refuse_conflicted(board: &std::path::Path, text: &str, then: &str) -> Res
         format!(
             "{}: {summary}; resolve the merge, then {then}",
             board.display()
+        ),
+    ))
+}
+
+/// How many times a status write that a save overtook is tried again on the saved board.
+const WRITE_TRIES: u32 = 20;
+
+/// The first pause between those tries, doubled each time up to [`MAX_PAUSE`]: a person's
+/// editor gets time to finish its save.
+const FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
+const MAX_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Sets `id` from `current` to `new` on the board as it is now, the way the runtime writes
+/// (the caller holds the write lock): compare-and-swap by task ID. A save that lands between
+/// the read and the replace leaves the board as saved; the change is then tried again on the
+/// saved board, which must still show `current`. `command` names the command in errors.
+pub fn write_status(
+    board_path: &std::path::Path,
+    id: &str,
+    current: &Status,
+    new: Status,
+    command: &str,
+) -> Result<(), Failure> {
+    let change = Change {
+        id: id.to_string(),
+        expected: current.clone(),
+        new,
+    };
+    let mut pause = FIRST_PAUSE;
+    for _ in 0..WRITE_TRIES {
+        let snap = fsio::read_board(board_path).map_err(|e| Failure::new(Exit::Board, e))?;
+        // An empty board is an editor's save in progress (truncate, then write).
+        if !snap.text.trim().is_empty() {
+            refuse_conflicted(board_path, &snap.text, command)?;
+            let board = Board::parse(&snap.text);
+            let outcome = writeback::apply(&snap.text, &board, std::slice::from_ref(&change));
+            if let Some((_, why)) = outcome.refused.first() {
+                return Err(Failure::new(
+                    Exit::Findings,
+                    format!("{id} not changed: {why}"),
+                ));
+            }
+            match fsio::replace_if_unchanged(board_path, outcome.text.as_bytes(), &snap) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => {
+                    return Err(Failure::new(
+                        Exit::Write,
+                        format!("cannot write {}: {e}", board_path.display()),
+                    ));
+                }
+            }
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(MAX_PAUSE);
+    }
+    Err(Failure::new(
+        Exit::Write,
+        format!(
+            "{id} not changed: {} kept changing while it was written ({WRITE_TRIES} tries); try again",
+            board_path.display()
         ),
     ))
 }

@@ -18,19 +18,10 @@ use super::{CmdResult, Failure};
 use crate::core::board::Board;
 use crate::core::event::{Event, EventKind};
 use crate::core::status::{self, Status};
-use crate::core::writeback::{self, Change};
 use crate::exit::Exit;
 use crate::shell::event_log::EventLog;
 use crate::shell::fsio;
 use crate::shell::lock::WriteLock;
-
-/// How many times a write that a save overtook is tried again on the saved board.
-const WRITE_TRIES: u32 = 20;
-
-/// The first pause between those tries, doubled each time up to [`MAX_PAUSE`]: a person's
-/// editor gets time to finish its save.
-const FIRST_PAUSE: Duration = Duration::from_millis(2);
-const MAX_PAUSE: Duration = Duration::from_millis(50);
 
 pub fn run(board_path: &Path, id: &str) -> CmdResult {
     let board_path = &super::resolve_board(board_path)?;
@@ -60,7 +51,7 @@ pub fn run(board_path: &Path, id: &str) -> CmdResult {
     })?;
     // Before the board says `ready`: a runtime must never see that `ready` without it.
     let request = record_request(board_path, id)?;
-    if let Err(failure) = write_ready(board_path, id, &current) {
+    if let Err(failure) = super::write_status(board_path, id, &current, Status::Ready, "retry") {
         // Nothing was written: a runtime must not forget the task's attempts for nothing.
         let _ = std::fs::remove_file(&request);
         return Err(failure);
@@ -156,52 +147,6 @@ fn record_request(board_path: &Path, id: &str) -> Result<PathBuf, Failure> {
             )
         })?;
     Ok(request)
-}
-
-/// Sets `id` from `current` to `ready` on the board as it is now (the caller holds the write
-/// lock). A save that lands between the read and the replace leaves the board as saved; the
-/// change is then tried again on the saved board, which must still show `current`.
-fn write_ready(board_path: &Path, id: &str, current: &Status) -> Result<(), Failure> {
-    let change = Change {
-        id: id.to_string(),
-        expected: current.clone(),
-        new: Status::Ready,
-    };
-    let mut pause = FIRST_PAUSE;
-    for _ in 0..WRITE_TRIES {
-        let snap = fsio::read_board(board_path).map_err(|e| Failure::new(Exit::Board, e))?;
-        // An empty board is an editor's save in progress (truncate, then write).
-        if !snap.text.trim().is_empty() {
-            super::refuse_conflicted(board_path, &snap.text, "retry")?;
-            let board = Board::parse(&snap.text);
-            let outcome = writeback::apply(&snap.text, &board, std::slice::from_ref(&change));
-            if let Some((_, why)) = outcome.refused.first() {
-                return Err(Failure::new(
-                    Exit::Findings,
-                    format!("{id} not changed: {why}"),
-                ));
-            }
-            match fsio::replace_if_unchanged(board_path, outcome.text.as_bytes(), &snap) {
-                Ok(true) => return Ok(()),
-                Ok(false) => {}
-                Err(e) => {
-                    return Err(Failure::new(
-                        Exit::Write,
-                        format!("cannot write {}: {e}", board_path.display()),
-                    ));
-                }
-            }
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(MAX_PAUSE);
-    }
-    Err(Failure::new(
-        Exit::Write,
-        format!(
-            "{id} not changed: {} kept changing while it was written ({WRITE_TRIES} tries); try again",
-            board_path.display()
-        ),
-    ))
 }
 
 #[cfg(test)]

@@ -339,3 +339,78 @@ fn a_landing_cut_short_after_the_branch_moved_is_finished_by_the_next_start_neve
     assert_eq!(merged[0]["commit"], landed.commit.as_str());
     assert!(!run_dir.join("landing.json").exists());
 }
+
+#[test]
+fn approve_from_the_command_line_says_why_it_refuses_and_lands_onto_the_latest_tip_when_asked() {
+    let sb = sandbox(
+        "approve-cli",
+        "# Board\n\n## A-1: Add a line\n- status: ready\n\n## B-1: Another\n- status: ready\n",
+        "",
+    );
+    assert_eq!(sb.once(), 0);
+    assert_eq!(sb.status_of("A-1"), "awaiting-approval");
+    let wt = worktree_of(&sb, "A-1", 1);
+    // main moves under the change, in a file it does not touch.
+    sb.write("b.txt", "second, committed by the person\n");
+    git(&sb.dir, &["commit", "-qam", "the person's commit"]);
+    let tip = git(&sb.dir, &["rev-parse", "main"]);
+
+    let out = finish(&mut sb.command(&["approve", "A-1"]));
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .starts_with("taskboard: A-1 not landed: main moved")
+            && out.stderr.contains("taskboard approve A-1 --onto-latest"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(git(&sb.dir, &["rev-parse", "main"]), tip);
+    assert_eq!(sb.status_of("A-1"), "awaiting-approval");
+    assert_eq!(sb.count_for("merge_refused", "A-1"), 1);
+
+    let out = finish(&mut sb.command(&["approve", "A-1", "--onto-latest"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.starts_with("A-1: landed on main as "),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(sb.status_of("A-1"), "done");
+    assert_eq!(
+        git(&sb.dir, &["rev-parse", "main^"]),
+        tip,
+        "on top of the person's commit"
+    );
+    assert_eq!(landed_commits(&sb.dir, "A-1"), 1);
+    assert_eq!(
+        std::fs::read_to_string(sb.path("b.txt")).unwrap(),
+        "second, committed by the person\n"
+    );
+    assert!(!Path::new(&wt).exists());
+    assert_eq!(sb.count_for("merged", "A-1"), 1);
+    // Approving again finds nothing waiting.
+    let again = finish(&mut sb.command(&["approve", "A-1"]));
+    assert_eq!(again.code, 1);
+    assert!(
+        again.stderr.contains("A-1 is done: no change of it waits"),
+        "{}",
+        again.stderr
+    );
+
+    // Rejecting from the command line is the board's `rejected:<note>`.
+    let out = finish(&mut sb.command(&["reject", "B-1", "--note", "not like this"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(sb.status_of("B-1"), "rejected:not like this");
+    // `once` makes one pass: the rejection is carried out, and the next `once` runs attempt 2.
+    assert_eq!(sb.once(), 0);
+    assert_eq!(sb.count_for("rejected", "B-1"), 1);
+    assert_eq!(sb.status_of("B-1"), "ready");
+    assert_eq!(sb.once(), 0);
+    assert_eq!(
+        sb.status_of("B-1"),
+        "awaiting-approval",
+        "attempt 2 ran and waits"
+    );
+    assert_eq!(sb.count_for("approval_requested", "B-1"), 2);
+}

@@ -1,0 +1,291 @@
+//! `taskboard approve ID [--onto-latest]` and `taskboard reject ID --note "…"`: a person's word
+//! on a change that waits for approval, from the command line.
+//!
+//! `approve` lands the change itself, so a refusal is said on stderr at once: it takes the
+//! task's lock (a runtime landing the same change holds it too), lands through
+//! `shell::landing` (noted in the run folder before the branch moves), puts the landing on
+//! record in `state.json`, then writes `done` by compare-and-swap and removes the worktree.
+//! `--onto-latest` lands onto the base branch's new tip when it moved and that merges cleanly;
+//! the board's own `approved` never does. A refused landing changes nothing: the task keeps
+//! waiting, `merge_refused` is logged, exit 1. `reject` writes `rejected:<note>` on the board,
+//! exactly as a person's edit would; the runtime sends the task back on its next pass.
+
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+
+use super::{CmdResult, Failure};
+use crate::core::board::Board;
+use crate::core::config::{MergeStrategy, Workspace};
+use crate::core::event::{Event, EventKind};
+use crate::core::memory::ApprovalPhase;
+use crate::core::status::{self, Status};
+use crate::exit::Exit;
+use crate::shell::event_log::EventLog;
+use crate::shell::landing::{self, Approval, Landed};
+use crate::shell::lock::{Locks, Owner, WriteLock, instance_id};
+use crate::shell::store::Store;
+use crate::shell::{config_file, fsio, worktrees};
+
+#[derive(clap::Args, Debug)]
+pub struct ApproveArgs {
+    /// The task ID.
+    pub id: String,
+    /// The board file.
+    #[arg(default_value = "task-board.md")]
+    pub board: PathBuf,
+    /// Land onto the base branch's current tip even if it moved since the run began, when the
+    /// change merges onto it without conflict.
+    #[arg(long)]
+    pub onto_latest: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RejectArgs {
+    /// The task ID.
+    pub id: String,
+    /// The board file.
+    #[arg(default_value = "task-board.md")]
+    pub board: PathBuf,
+    /// What to do differently: it goes into the task's next work packet.
+    #[arg(long, default_value = "")]
+    pub note: String,
+}
+
+/// The task, checked: on the board once, showing `awaiting-approval` (or `approved`).
+struct Waiting {
+    board: PathBuf,
+    state_dir: PathBuf,
+    status: Status,
+    title: String,
+}
+
+fn waiting(board: &Path, id: &str, verb: &str) -> Result<Waiting, Failure> {
+    let board = super::resolve_board(board)?;
+    let board = std::path::absolute(&board).unwrap_or(board);
+    if !status::is_task_id(id) {
+        return Err(Failure::new(
+            Exit::Usage,
+            format!("`{id}` is not a task ID (like TASK-015)"),
+        ));
+    }
+    let snap = fsio::read_board(&board).map_err(|e| Failure::new(Exit::Board, e))?;
+    super::refuse_conflicted(&board, &snap.text, verb)?;
+    let parsed = Board::parse(&snap.text);
+    let mut tasks = parsed.tasks.iter().filter(|t| t.id == id);
+    let (Some(task), None) = (tasks.next(), tasks.next()) else {
+        return Err(Failure::new(
+            Exit::Findings,
+            format!("`{id}` is not on {} exactly once", board.display()),
+        ));
+    };
+    let status = match task.status() {
+        Some(s @ (Status::AwaitingApproval | Status::Approved)) => s.clone(),
+        Some(other) => {
+            return Err(Failure::new(
+                Exit::Findings,
+                format!("{id} is {other}: no change of it waits for approval"),
+            ));
+        }
+        None => {
+            return Err(Failure::new(
+                Exit::Findings,
+                format!("{id} has no valid status"),
+            ));
+        }
+    };
+    Ok(Waiting {
+        state_dir: fsio::state_dir(&board),
+        title: task.title.clone(),
+        board,
+        status,
+    })
+}
+
+pub fn approve(args: &ApproveArgs) -> CmdResult {
+    let id = args.id.as_str();
+    let w = waiting(&args.board, id, "approve")?;
+    let board_dir = super::board_dir(&w.board).to_path_buf();
+    let config = config_file::load(None, &board_dir)
+        .map_err(|e| Failure::new(Exit::Config, e.to_string()))?
+        .config;
+    let (store, _) = Store::load(&w.state_dir.join("state.json"));
+    let approval = store
+        .tasks
+        .get(id)
+        .and_then(|r| r.memory.approval.clone())
+        .ok_or_else(|| Failure::new(Exit::Findings, format!("no change of {id} is on record")))?;
+    let run_dir = w.state_dir.join(&approval.run_dir);
+    let attempt = approval.attempt;
+    let locks = Locks::new(w.state_dir.join("locks"));
+    let owner = Owner::current(&instance_id(), Utc::now());
+    match locks.try_acquire(id, &owner) {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return Err(Failure::new(
+                Exit::Findings,
+                format!("another taskboard process is working on {id}; try again in a moment"),
+            ));
+        }
+        Err(e) => return Err(Failure::new(Exit::State, format!("cannot lock {id}: {e}"))),
+    }
+    let outcome = match &approval.phase {
+        ApprovalPhase::Landed { commit } => Ok(Landed {
+            commit: commit.clone(),
+            into: landing::record_of(&run_dir)
+                .map(|r| r.base_branch)
+                .unwrap_or_default(),
+        }),
+        ApprovalPhase::Waiting => land(id, &w, &run_dir, &config, store, args.onto_latest, attempt),
+    };
+    let result = finish(id, &w, &run_dir, attempt, outcome);
+    let _ = locks.release(id, &owner.instance);
+    result
+}
+
+/// Lands the change and puts the landing on record (before `done` is written).
+fn land(
+    id: &str,
+    w: &Waiting,
+    run_dir: &Path,
+    config: &crate::core::config::Config,
+    mut store: Store,
+    onto_latest: bool,
+    attempt: u32,
+) -> Result<Landed, landing::Refusal> {
+    let route = worktrees::read_record(run_dir).and_then(|r| r.route);
+    let strategy = match route
+        .and_then(|r| config.executors.get(&r))
+        .map(|e| &e.workspace)
+    {
+        Some(Workspace::Worktree(cfg)) => cfg.merge,
+        _ => MergeStrategy::default(),
+    };
+    let summary = store
+        .tasks
+        .get(id)
+        .and_then(|r| r.history.iter().rev().find(|a| a.attempt == attempt))
+        .and_then(|a| a.handoff.clone());
+    let approval = Approval {
+        id,
+        title: &w.title,
+        summary: summary.as_deref().and_then(landing::summary_of),
+        strategy,
+        onto_latest,
+    };
+    let landed = landing::carry_out(run_dir, &approval)?;
+    let saved = WriteLock::acquire(&w.state_dir).and_then(|_lock| {
+        store.refresh();
+        store.record_mut(id).landed(attempt, &landed.commit);
+        store.save()
+    });
+    if saved.is_ok() {
+        landing::forget_intent(run_dir);
+    }
+    log(
+        &w.board,
+        id,
+        EventKind::Merged {
+            attempt,
+            repo: None,
+            commit: landed.commit.clone(),
+            into: landed.into.clone(),
+            strategy: strategy.as_str().to_string(),
+        },
+    );
+    Ok(landed)
+}
+
+/// Says how it went: a landing gets `done` on the board, its worktree removed; a refusal is
+/// logged and returned.
+fn finish(
+    id: &str,
+    w: &Waiting,
+    run_dir: &Path,
+    attempt: u32,
+    outcome: Result<Landed, landing::Refusal>,
+) -> CmdResult {
+    let landed = match outcome {
+        Ok(landed) => landed,
+        Err(refusal) => {
+            log(
+                &w.board,
+                id,
+                EventKind::MergeRefused {
+                    attempt,
+                    repo: None,
+                    reason: refusal.reason.clone(),
+                    conflicts: refusal.conflicts.clone(),
+                },
+            );
+            return Err(Failure::new(
+                Exit::Findings,
+                format!("{id} not landed: {}; it keeps waiting", refusal.reason),
+            ));
+        }
+    };
+    let short = &landed.commit[..landed.commit.len().min(12)];
+    let done = format!("{id}: landed on {} as {short}", landed.into);
+    let written = WriteLock::acquire(&w.state_dir)
+        .map_err(|e| {
+            Failure::new(
+                Exit::State,
+                format!("{done}, but cannot lock the board: {e}"),
+            )
+        })
+        .and_then(|_lock| super::write_status(&w.board, id, &w.status, Status::Done, "approve"));
+    if let Err(e) = written {
+        // On record as landed: the runtime writes `done` when it next looks.
+        return Err(Failure::new(
+            e.exit,
+            format!("{done}; `done` not written yet: {}", e.message),
+        ));
+    }
+    let (mut store, _) = Store::load(&w.state_dir.join("state.json"));
+    let _ = WriteLock::acquire(&w.state_dir).and_then(|_lock| {
+        store.record_mut(id).clear_approval();
+        store.save()
+    });
+    let mut report = format!("{done}; {id} is done\n");
+    if let Some(record) = landing::record_of(run_dir) {
+        match landing::remove(&record) {
+            Ok(()) => log(
+                &w.board,
+                id,
+                EventKind::WorkspaceRemoved {
+                    attempt,
+                    repo: None,
+                    path: record.path.clone(),
+                    reason: "merged".into(),
+                },
+            ),
+            Err(why) => report.push_str(&format!("its worktree {} is kept: {why}\n", record.path)),
+        }
+    }
+    super::output::print_after(&done, &report)?;
+    Ok(Exit::Ok)
+}
+
+pub fn reject(args: &RejectArgs) -> CmdResult {
+    let id = args.id.as_str();
+    let w = waiting(&args.board, id, "reject")?;
+    let new = Status::rejected(&args.note);
+    let _lock = WriteLock::acquire(&w.state_dir)
+        .map_err(|e| Failure::new(Exit::State, format!("cannot lock the board: {e}")))?;
+    super::write_status(&w.board, id, &w.status, new.clone(), "reject")?;
+    let done = format!("{id}: {} -> {new}", w.status);
+    super::output::print_after(
+        &done,
+        &format!(
+            "{done}\ntaskboard sends it back on its next pass; the note goes into its next packet\n"
+        ),
+    )?;
+    Ok(Exit::Ok)
+}
+
+fn log(board: &Path, id: &str, kind: EventKind) {
+    let dir = super::board_dir(board);
+    if let Ok(log) = EventLog::open(dir.join("events.jsonl")) {
+        let _ = log.append(&Event::new(Utc::now(), Some(id), kind));
+    }
+}
