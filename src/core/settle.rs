@@ -120,7 +120,9 @@ pub fn summary(end: &AttemptEnd, settlement: &Settlement) -> Summary {
     let reason = match end {
         AttemptEnd::Success { .. } => outcome.clone(),
         AttemptEnd::BadResult(_) => "bad_result".to_string(),
-        AttemptEnd::Failure(r) | AttemptEnd::Rejected { reason: r, .. } => r.clone(),
+        AttemptEnd::Failure(r)
+        | AttemptEnd::Unrunnable(r)
+        | AttemptEnd::Rejected { reason: r, .. } => r.clone(),
         AttemptEnd::TimedOut => TIMEOUT.to_string(),
         AttemptEnd::Cancelled => "cancelled".to_string(),
         AttemptEnd::Interrupted => "interrupted".to_string(),
@@ -177,6 +179,28 @@ pub enum AttemptEnd {
     Cancelled,
     /// The runtime stopped it because the runtime itself is stopping.
     Interrupted,
+    /// It could not run, and no retry can help until a person changes something (its base
+    /// branch does not exist, its board is in no repository): the reason, written as the
+    /// task's `failed:` status at once.
+    Unrunnable(String),
+}
+
+/// Why an isolated run could not start: its base branch does not exist (or the repository is on
+/// a detached `HEAD` and names none).
+pub const NO_BASE_BRANCH: &str = "no_base_branch";
+/// Why an isolated run could not start: there is no git repository to work in.
+pub const NO_REPOSITORY: &str = "no_repository";
+
+impl AttemptEnd {
+    /// The ending of a run that could not start for `reason`: one no retry can help with (see
+    /// [`NO_BASE_BRANCH`], [`NO_REPOSITORY`]) fails the task at once; any other is a failure
+    /// retried like a failed run.
+    pub fn not_started(reason: &str) -> AttemptEnd {
+        match reason {
+            NO_BASE_BRANCH | NO_REPOSITORY => AttemptEnd::Unrunnable(reason.to_string()),
+            _ => AttemptEnd::Failure(reason.to_string()),
+        }
+    }
 }
 
 /// The executor's optional result file (`$TASKBOARD_RESULT`).
@@ -341,6 +365,11 @@ pub fn settlement(
         }
         AttemptEnd::BadResult(why) => failure("bad_result", Some(why.clone())),
         AttemptEnd::Failure(reason) => failure(reason, None),
+        AttemptEnd::Unrunnable(reason) => Settlement {
+            write: Some(Status::failed(reason)),
+            kind: SettlementKind::Finished,
+            note: None,
+        },
         AttemptEnd::TimedOut => failure(TIMEOUT, None),
         AttemptEnd::Rejected { reason, note } => failure(reason, Some(note.clone())),
         AttemptEnd::Cancelled => Settlement {
@@ -430,7 +459,9 @@ fn review_settlement(
             }
         }
         AttemptEnd::BadResult(why) => bounce(format!("The review's result was unusable: {why}")),
-        AttemptEnd::Failure(reason) => bounce(format!("The review did not accept it ({reason}).")),
+        AttemptEnd::Failure(reason) | AttemptEnd::Unrunnable(reason) => {
+            bounce(format!("The review did not accept it ({reason})."))
+        }
         AttemptEnd::TimedOut => bounce(format!("The review did not accept it ({TIMEOUT}).")),
         AttemptEnd::Rejected { note, .. } => bounce(note.clone()),
         AttemptEnd::Cancelled => Settlement {
@@ -1138,5 +1169,24 @@ mod tests {
         assert_eq!(in_series(4, 3), 1);
         assert_eq!(in_series(6, 3), 3);
         assert_eq!(in_series(2, 3), 0, "never below zero");
+    }
+
+    #[test]
+    fn an_attempt_that_cannot_run_fails_at_once_with_its_reason() {
+        let p = policy();
+        let now = t(NOW);
+        let end = AttemptEnd::not_started(NO_BASE_BRANCH);
+        assert_eq!(
+            AttemptEnd::not_started("setup_failed"),
+            AttemptEnd::Failure("setup_failed".into())
+        );
+        let work = Phase::Work { review: None };
+        // Not retried, whatever attempts are left: nothing changes until a person acts.
+        let s = settlement(&p, "default", 1, &work, &end, now);
+        assert_eq!(s.write, Some(st("failed:no_base_branch")));
+        assert_eq!(s.kind, SettlementKind::Finished);
+        let told = summary(&end, &s);
+        assert_eq!(told.reason, "no_base_branch");
+        assert_eq!(told.headline.as_deref(), Some("no_base_branch"));
     }
 }

@@ -274,13 +274,16 @@ fn a_base_branch_that_does_not_exist_fails_the_attempt_and_says_which() {
         &worktree_route("agent.sh", ""),
         "# Board\n\n## A-1: first\n- status: ready\n- base_branch: release-9\n",
     );
-    sb.config("max_attempts = 1", &worktree_route("agent.sh", ""));
+    sb.config("", &worktree_route("agent.sh", ""));
     sb.script("agent.sh", AGENT);
     sb.start_run();
     sb.wait_until("the attempt failed", |s| {
         s.status_of("A-1").starts_with("failed")
     });
     assert_eq!(outcome_of(&sb, "A-1"), "no_base_branch");
+    // No retry can help until a person acts: the reason is the task's status, at once.
+    assert_eq!(sb.status_of("A-1"), "failed:no_base_branch");
+    assert_eq!(sb.count_for("task_finished", "A-1"), 1);
     let errors = sb.events_named("error");
     assert!(
         errors
@@ -295,13 +298,16 @@ fn a_base_branch_that_does_not_exist_fails_the_attempt_and_says_which() {
 fn a_board_outside_any_repository_fails_the_attempt_with_one_clear_reason() {
     let mut sb = Sandbox::new("iso-norepo");
     sb.script("agent.sh", AGENT);
-    sb.config("max_attempts = 1", &worktree_route("agent.sh", ""));
+    sb.config("", &worktree_route("agent.sh", ""));
     sb.write_board("# Board\n\n## A-1: first\n- status: ready\n");
     sb.start_run();
     sb.wait_until("the attempt failed", |s| {
         s.status_of("A-1").starts_with("failed")
     });
     assert_eq!(outcome_of(&sb, "A-1"), "no_repository");
+    // No retry can help until a person acts: the reason is the task's status, at once.
+    assert_eq!(sb.status_of("A-1"), "failed:no_repository");
+    assert_eq!(sb.count_for("task_finished", "A-1"), 1);
     let errors = sb.events_named("error");
     assert!(
         errors.iter().any(|e| e["message"]

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::{Msg, Runtime};
 use crate::core::config::WorktreeConfig;
 use crate::core::event::EventKind;
-use crate::core::settle::{ProcessEnd, StopCause};
+use crate::core::settle::{AttemptEnd, NO_BASE_BRANCH, ProcessEnd, StopCause};
 use crate::core::workspace::{
     Glob, RunRepo, RunWorkspace, SavedSnapshot, WORKSPACE_FILE, attempt_names, patch_file,
 };
@@ -168,10 +168,10 @@ fn ready_worktree(prep: &Preparation, gate: &Gate) -> Result<RunRepo, Prepared> 
     }
     let base_branch = match &prep.base_branch {
         Some(b) => b.clone(),
-        None => workspace::current_branch(&prep.repo).map_err(failed("no_base_branch"))?,
+        None => workspace::current_branch(&prep.repo).map_err(failed(NO_BASE_BRANCH))?,
     };
     let base_commit =
-        workspace::resolve_branch(&prep.repo, &base_branch).map_err(failed("no_base_branch"))?;
+        workspace::resolve_branch(&prep.repo, &base_branch).map_err(failed(NO_BASE_BRANCH))?;
     let names = attempt_names(&prep.id, prep.attempt);
     workspace::create_worktree(&prep.repo, &prep.path, &names.branch, &base_commit)
         .map_err(failed("workspace_failed"))?;
@@ -428,7 +428,7 @@ impl Runtime {
             }
             Prepared::Failed { reason, why } => {
                 self.error(Some(id), "workspace", &why);
-                self.not_started(id, crate::core::settle::AttemptEnd::Failure(reason.into()))
+                self.not_started(id, AttemptEnd::not_started(reason))
             }
             Prepared::Stopped(cause) => {
                 let end =

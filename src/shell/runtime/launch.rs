@@ -17,7 +17,7 @@ use crate::core::config::{Workspace, WorktreeConfig};
 use crate::core::event::EventKind;
 use crate::core::packet;
 use crate::core::plan;
-use crate::core::settle::{AttemptEnd, Phase};
+use crate::core::settle::{AttemptEnd, NO_REPOSITORY, Phase};
 use crate::core::status::Status;
 use crate::core::workspace::{Glob, RunRepo, base_branch_of, patch_file, touches_of};
 use crate::shell::evidence;
@@ -94,7 +94,7 @@ impl Runtime {
             Err(failed) => {
                 let id = launch.id.as_str();
                 self.error(Some(id), "dispatch", failed.why);
-                let end = AttemptEnd::Failure(failed.reason.into());
+                let end = AttemptEnd::not_started(failed.reason);
                 let now = self.now();
                 if self.keep_ending(id, &active, end, RunEnd::default(), now) {
                     self.dirty = true;
@@ -196,7 +196,7 @@ impl Runtime {
     ) -> Result<(), NotStarted> {
         let repo = self
             .route_repo(cfg)
-            .map_err(|why| NotStarted::new(why, "no_repository"))?;
+            .map_err(|why| NotStarted::new(why, NO_REPOSITORY))?;
         let path = self.worktree_path(&launch.id, launch.attempt);
         let setup = cfg.setup.clone().map(|mut argv| {
             if argv[0].contains('/') && Path::new(&argv[0]).is_relative() {
