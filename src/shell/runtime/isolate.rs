@@ -1,15 +1,17 @@
 //! Isolated runs: an attempt on a `workspace = "worktree"` route works in a git worktree of its
 //! own, and what it changed is saved when it ends.
 //!
-//! Owns getting the worktree ready off the loop (base branch and commit, the worktree, the
-//! untracked files it needs, the `setup` command) and then starting the executor there; the
-//! snapshot when the run ends, taken on the run's supervisor thread before its ending reaches
-//! the loop; the run folder's `workspace.json` and patch; and the workspace events. Creating a
-//! worktree on a large repository takes seconds, so none of it runs on the loop: the run is
-//! `Active` without a handle until [`Msg::Prepared`] arrives. A stop asked meanwhile (a person's
-//! decision, the runtime stopping) goes through the [`Gate`]: the preparation ends at its next
-//! step and the executor never starts, or is stopped as soon as it has. Must not touch the board,
-//! nor any branch or folder but the attempt's own.
+//! Owns getting the worktree ready (base branch and commit, the worktree, the untracked files
+//! it needs, the `setup` command) and then starting the executor there; the snapshot when the
+//! run ends, taken on the run's supervisor thread before its ending reaches the loop; the run
+//! folder's `workspace.json` and patch; saving what a dead runtime's run left; the workspace
+//! events; and, on each rescan, removing the worktrees retention allows
+//! (`shell::worktrees::sweep`, as `gc` does). Making a worktree on a large repository takes
+//! seconds, so it never runs on the loop: the run is `Active` without a handle until
+//! [`Msg::Prepared`] arrives. A stop asked meanwhile (a person's decision, the runtime stopping)
+//! goes through the [`Gate`]: the preparation ends at its next step and the executor never
+//! starts, or is stopped as soon as it has. Must not touch the board, nor any branch or folder
+//! but the attempt's own.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Sender};
@@ -365,6 +367,34 @@ fn write_record(run_dir: &Path, route: &str, record: &RunRepo) -> Result<(), Str
 }
 
 impl Runtime {
+    /// Removes the worktrees retention allows (as `taskboard gc` does), on each rescan.
+    pub(super) fn sweep_worktrees(&self) {
+        let now = std::time::SystemTime::now();
+        for swept in crate::shell::worktrees::sweep(&self.state_dir, &self.config, now, false) {
+            let (Some(owner), Some(result), Some(retention)) =
+                (&swept.found.owner, &swept.removed, swept.retention)
+            else {
+                continue;
+            };
+            match result {
+                Ok(()) => self.emit(
+                    Some(&owner.task),
+                    EventKind::WorkspaceRemoved {
+                        attempt: owner.attempt,
+                        repo: owner.record.name.clone(),
+                        path: swept.found.path.display().to_string(),
+                        reason: retention.as_str().to_string(),
+                    },
+                ),
+                Err(why) => self.error(
+                    Some(&owner.task),
+                    "workspace",
+                    format!("the worktree {} is kept: {why}", swept.found.path.display()),
+                ),
+            }
+        }
+    }
+
     /// The repository a worktree route works in, made absolute: its `repo`, else the git work
     /// tree that holds the board.
     pub(super) fn route_repo(&self, cfg: &WorktreeConfig) -> Result<PathBuf, String> {

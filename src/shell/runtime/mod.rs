@@ -317,6 +317,7 @@ impl Runtime {
             if Instant::now() >= next_rescan {
                 next_rescan = Instant::now() + self.config.runtime.rescan_every;
                 self.git_root = evidence::root(&self.board_dir);
+                self.sweep_worktrees();
                 due = true;
             }
             // Decided after the messages: a reload among them asks for a pass too, and that ask
