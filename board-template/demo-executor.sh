@@ -62,7 +62,8 @@ if [ "${TASKBOARD_ROUTE:-}" = review ] && printf '%s\n' "$packet" | grep -q '^# 
   exit 0
 fi
 
-out_dir=$(dirname -- "$board")/out
+# On a route with workspace = "worktree" it runs in a worktree of its own: its work goes there.
+out_dir=${TASKBOARD_WORKTREE:-$(dirname -- "$board")}/out
 mkdir -p -- "$out_dir"
 {
   printf '# %s\n\n' "$id"

@@ -619,10 +619,20 @@ fn demo_runs_the_bundled_board_until_interrupted() {
             .and_then(|t| t.status.as_ref().map(|s| s.raw.clone()))
             .unwrap_or_default()
     };
-    sb.wait_until("the demo chain and hand-back", |_| {
-        status("DEMO-4") == "done" && status("DEMO-5") == "blocked:you:provide-the-input"
+    sb.wait_until("the demo chain, hand-back and isolated change", |_| {
+        status("DEMO-4") == "done"
+            && status("DEMO-5") == "blocked:you:provide-the-input"
+            && status("DEMO-11") == "awaiting-approval"
     });
     assert!(dir.join("out/DEMO-1.md").exists());
+    // The isolated task worked in its worktree, and nothing reached main without approval.
+    assert!(!dir.join("out/DEMO-11.md").exists());
+    assert_eq!(support::git(&dir, &["rev-list", "--count", "main"]), "1");
+    let diff = sb
+        .command(&["diff", "DEMO-11", "demo/task-board.md"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&diff.stdout).contains("+++ b/out/DEMO-11.md"));
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let deadline = std::time::Instant::now() + support::DEADLINE;
     let code = loop {

@@ -451,6 +451,41 @@ pub(crate) fn status(dir: &Path, untracked: bool) -> Result<Vec<(String, String)
     Ok(found)
 }
 
+/// Makes `dir` a git repository of its own on `main` holding every file in it but those
+/// `.gitignore` lists, in one commit by `taskboard` (the person's identity and signing settings
+/// are not asked for). Does nothing and returns false when `dir` already is one's top folder.
+pub fn init_repository(dir: &Path, message: &str) -> Result<bool, GitError> {
+    if repo_root(dir).is_ok_and(|root| same_path(&root.display().to_string(), dir)) {
+        return Ok(false);
+    }
+    checked_version()?;
+    ok(dir, ["init", "-q", "-b", "main"])?;
+    ok(dir, ["add", "-A"])?;
+    let identity = [
+        ("GIT_AUTHOR_NAME", OsStr::new("taskboard")),
+        ("GIT_AUTHOR_EMAIL", OsStr::new("taskboard@localhost")),
+        ("GIT_COMMITTER_NAME", OsStr::new("taskboard")),
+        ("GIT_COMMITTER_EMAIL", OsStr::new("taskboard@localhost")),
+    ];
+    let out = run(
+        dir,
+        [
+            "-c",
+            "commit.gpgsign=false",
+            "commit",
+            "-q",
+            "--no-verify",
+            "-m",
+            message,
+        ],
+        &identity,
+    )?;
+    if !out.status.success() {
+        return Err(failure(dir, "git commit", &out));
+    }
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
