@@ -5,13 +5,13 @@
 //! that cannot start ends at once as a failed attempt (through `finish`). Must not touch the
 //! board: the claim was written by `commit` before the run is launched.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use super::finish::RunEnd;
-use super::{Active, Msg, Runtime, isolate};
+use super::{Active, Msg, Runtime, isolate, prepare};
 use crate::core::board::{Board, Task};
 use crate::core::config::{Workspace, WorktreeConfig};
 use crate::core::event::EventKind;
@@ -19,7 +19,7 @@ use crate::core::packet;
 use crate::core::plan;
 use crate::core::settle::{AttemptEnd, NO_REPOSITORY, Phase};
 use crate::core::status::Status;
-use crate::core::workspace::{Glob, RunRepo, base_branch_of, patch_file, touches_of};
+use crate::core::workspace::{Glob, RunRepo, base_branch_of, repos_of, touches_of};
 use crate::shell::evidence;
 use crate::shell::exec;
 use crate::shell::packet_sources;
@@ -159,10 +159,11 @@ impl Runtime {
         }
         if launch.phase == Phase::Review
             && let Some(work) = self.work_workspace(id, launch.attempt)
+            && let Some(home) = isolate::home_of(&work)
         {
-            // A review of isolated work looks at the worktree the work was done in.
-            spec.cwd = PathBuf::from(&work.path);
-            spec.env.extend(isolate::isolation_env(&work));
+            // A review of isolated work looks at the worktrees the work was done in.
+            spec.env.extend(prepare::isolation_env(&home, &work));
+            spec.cwd = home;
         }
         active.evidence_before = match launch.phase {
             Phase::Work { .. } => self.git_root.as_deref().and_then(evidence::snapshot),
@@ -185,7 +186,7 @@ impl Runtime {
         })
     }
 
-    /// Hands an isolated run to a thread that makes its worktree and then starts it.
+    /// Hands an isolated run to a thread that makes its worktrees and then starts it.
     fn prepare_isolated(
         &self,
         launch: &Launch,
@@ -194,53 +195,93 @@ impl Runtime {
         spec: exec::Spec,
         active: &mut Active,
     ) -> Result<(), NotStarted> {
-        let repo = self
-            .route_repo(cfg)
-            .map_err(|why| NotStarted::new(why, NO_REPOSITORY))?;
-        let path = self.worktree_path(&launch.id, launch.attempt);
+        let continue_in = self.bounced_from(&launch.id, launch.attempt);
+        // Work a review sent back goes on where it was done.
+        let home = continue_in
+            .as_deref()
+            .and_then(isolate::home_of)
+            .unwrap_or_else(|| self.worktree_path(&launch.id, launch.attempt));
+        let repos = self.repo_plans(task, cfg, &home)?;
         let setup = cfg.setup.clone().map(|mut argv| {
             if argv[0].contains('/') && Path::new(&argv[0]).is_relative() {
                 argv[0] = self.board_dir.join(&argv[0]).display().to_string();
             }
             argv
         });
-        let prep = isolate::Preparation {
+        let prep = prepare::Preparation {
             id: launch.id.clone(),
             attempt: launch.attempt,
             route: launch.route.clone(),
-            repo,
-            path: path.clone(),
-            base_branch: base_branch_of(task)
-                .map(str::to_string)
-                .or_else(|| cfg.base_branch.clone()),
+            home: home.clone(),
+            repos,
             include: cfg.include.iter().map(|g| Glob::parse(g)).collect(),
             setup,
-            continue_in: self.bounced_from(&launch.id, launch.attempt),
-            spec: exec::Spec {
-                cwd: path.clone(),
-                ..spec
-            },
+            continue_in,
+            spec,
         };
-        let gate = Arc::new(isolate::Gate::default());
-        isolate::prepare(prep, Arc::clone(&gate), self.tx.clone()).map_err(|e| {
+        let gate = Arc::new(prepare::Gate::default());
+        prepare::prepare(prep, Arc::clone(&gate), self.tx.clone()).map_err(|e| {
             let why = format!("cannot start preparing the worktree: {e}");
             NotStarted::new(why, "spawn_failed")
         })?;
-        active.isolation = Some(isolate::Isolation { path, gate });
+        active.isolation = Some(isolate::Isolation { path: home, gate });
         Ok(())
+    }
+
+    /// The repositories an isolated attempt works in: each the task names in `repos:` (a
+    /// worktree of each in `home/<name>`), else the route's one (its worktree is `home`). A
+    /// task's `base_branch:` wins over the repository's or the route's.
+    fn repo_plans(
+        &self,
+        task: &Task,
+        cfg: &WorktreeConfig,
+        home: &Path,
+    ) -> Result<Vec<prepare::RepoPlan>, NotStarted> {
+        let asked = base_branch_of(task).map(str::to_string);
+        let Some(names) = repos_of(task) else {
+            let repo = self
+                .route_repo(cfg)
+                .map_err(|why| NotStarted::new(why, NO_REPOSITORY))?;
+            return Ok(vec![prepare::RepoPlan {
+                name: None,
+                repo,
+                path: home.to_path_buf(),
+                base_branch: asked.or_else(|| cfg.base_branch.clone()),
+            }]);
+        };
+        names
+            .into_iter()
+            .map(|name| {
+                let Some(rc) = self.config.repos.get(&name) else {
+                    let why = format!("repos: names `{name}`, which taskboard.toml does not");
+                    return Err(NotStarted::new(why, NO_REPOSITORY));
+                };
+                let repo = match rc.path.is_absolute() {
+                    true => rc.path.clone(),
+                    false => self.board_dir.join(&rc.path),
+                };
+                Ok(prepare::RepoPlan {
+                    path: home.join(&name),
+                    name: Some(name),
+                    repo,
+                    base_branch: asked.clone().or_else(|| rc.base_branch.clone()),
+                })
+            })
+            .collect()
     }
 
     /// The workspace of the attempt before `attempt` when a review sent it back (the last thing
     /// on record is that review): the next attempt goes on in it.
-    fn bounced_from(&self, id: &str, attempt: u32) -> Option<RunRepo> {
+    fn bounced_from(&self, id: &str, attempt: u32) -> Option<Vec<RunRepo>> {
         let prev = attempt.checked_sub(1)?;
         let last = self.store.tasks.get(id)?.history.last()?;
         let reviewed = last.attempt == prev && last.phase.as_deref() == Some("review");
         reviewed.then(|| self.work_workspace(id, prev)).flatten()
     }
 
-    /// The workspace of attempt `attempt`'s work run of task `id`, as its run folder records it.
-    pub(super) fn work_workspace(&self, id: &str, attempt: u32) -> Option<RunRepo> {
+    /// The repositories of attempt `attempt`'s work run of task `id`, as its run folder records
+    /// them.
+    pub(super) fn work_workspace(&self, id: &str, attempt: u32) -> Option<Vec<RunRepo>> {
         let rec = self.store.tasks.get(id)?;
         let work = rec
             .history
@@ -248,7 +289,7 @@ impl Runtime {
             .rev()
             .find(|a| a.attempt == attempt && a.phase.is_none())?;
         let record = crate::shell::worktrees::read_record(Path::new(&work.run_dir))?;
-        record.repos.into_iter().next()
+        (!record.repos.is_empty()).then_some(record.repos)
     }
 
     /// Assembles the run's packet and keeps a copy in its run folder.
@@ -263,10 +304,9 @@ impl Runtime {
         let review = (launch.phase == Phase::Review).then(|| packet::Review {
             handoff: String::new(),
             diff: record.and_then(|r| r.history.last()).and_then(|a| {
-                // Isolated work: its saved patch, whatever happened to its worktree since.
-                let patch = Path::new(&a.run_dir).join(patch_file(None));
-                if let Ok(bytes) = std::fs::read(&patch) {
-                    return Some(String::from_utf8_lossy(&bytes).into_owned());
+                // Isolated work: its saved patches, whatever happened to its worktrees since.
+                if let Some(patches) = isolate::saved_patches(Path::new(&a.run_dir)) {
+                    return Some(patches);
                 }
                 let paths = a.changed.as_deref()?;
                 let root = self.git_root.as_deref()?;

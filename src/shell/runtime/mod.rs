@@ -46,11 +46,12 @@ mod home;
 mod isolate;
 mod launch;
 mod pass;
+mod prepare;
 mod recovery;
 
 pub use files::archive_deadletter;
-pub use isolate::{Prepared, SnapshotOutcome};
 use pass::Trigger;
+pub use prepare::{Prepared, SnapshotOutcome};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
