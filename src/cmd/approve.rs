@@ -130,12 +130,8 @@ pub fn approve(args: &ApproveArgs) -> CmdResult {
         Err(e) => return Err(Failure::new(Exit::State, format!("cannot lock {id}: {e}"))),
     }
     let outcome = match &approval.phase {
-        ApprovalPhase::Landed { commit } => Ok(Landed {
-            commit: commit.clone(),
-            into: landing::record_of(&run_dir)
-                .map(|r| r.base_branch)
-                .unwrap_or_default(),
-        }),
+        // On record as landed before a stop: only `done` is left to write.
+        ApprovalPhase::Landed { .. } => Ok(Vec::new()),
         ApprovalPhase::Waiting => land(id, &w, &run_dir, &config, store, args.onto_latest, attempt),
     };
     let result = finish(id, &w, &run_dir, attempt, outcome);
@@ -152,7 +148,7 @@ fn land(
     mut store: Store,
     onto_latest: bool,
     attempt: u32,
-) -> Result<Landed, landing::Refusal> {
+) -> Result<Vec<Landed>, landing::Refusal> {
     let route = worktrees::read_record(run_dir).and_then(|r| r.route);
     let strategy = match route
         .and_then(|r| config.executors.get(&r))
@@ -176,34 +172,38 @@ fn land(
     let landed = landing::carry_out(run_dir, &approval)?;
     let saved = WriteLock::acquire(&w.state_dir).and_then(|_lock| {
         store.refresh();
-        store.record_mut(id).landed(attempt, &landed.commit);
+        store
+            .record_mut(id)
+            .landed(attempt, &landing::on_record(&landed));
         store.save()
     });
     if saved.is_ok() {
         landing::forget_intent(run_dir);
     }
-    log(
-        &w.board,
-        id,
-        EventKind::Merged {
-            attempt,
-            repo: None,
-            commit: landed.commit.clone(),
-            into: landed.into.clone(),
-            strategy: strategy.as_str().to_string(),
-        },
-    );
+    for l in &landed {
+        log(
+            &w.board,
+            id,
+            EventKind::Merged {
+                attempt,
+                repo: l.name.clone(),
+                commit: l.commit.clone(),
+                into: l.into.clone(),
+                strategy: strategy.as_str().to_string(),
+            },
+        );
+    }
     Ok(landed)
 }
 
-/// Says how it went: a landing gets `done` on the board, its worktree removed; a refusal is
+/// Says how it went: a landing gets `done` on the board, its worktrees removed; a refusal is
 /// logged and returned.
 fn finish(
     id: &str,
     w: &Waiting,
     run_dir: &Path,
     attempt: u32,
-    outcome: Result<Landed, landing::Refusal>,
+    outcome: Result<Vec<Landed>, landing::Refusal>,
 ) -> CmdResult {
     let landed = match outcome {
         Ok(landed) => landed,
@@ -224,8 +224,22 @@ fn finish(
             ));
         }
     };
-    let short = &landed.commit[..landed.commit.len().min(12)];
-    let done = format!("{id}: landed on {} as {short}", landed.into);
+    let done = match landed.as_slice() {
+        [] => format!("{id}: landed earlier"),
+        several => {
+            let each: Vec<String> = several
+                .iter()
+                .map(|l| {
+                    let short = &l.commit[..l.commit.len().min(12)];
+                    match &l.name {
+                        Some(name) => format!("{name} {} as {short}", l.into),
+                        None => format!("{} as {short}", l.into),
+                    }
+                })
+                .collect();
+            format!("{id}: landed on {}", each.join(", "))
+        }
+    };
     let written = WriteLock::acquire(&w.state_dir)
         .map_err(|e| {
             Failure::new(
@@ -247,14 +261,14 @@ fn finish(
         store.save()
     });
     let mut report = format!("{done}; {id} is done\n");
-    if let Some(record) = landing::record_of(run_dir) {
-        match landing::remove(&record) {
+    for (record, result) in landing::remove_all(run_dir) {
+        match result {
             Ok(()) => log(
                 &w.board,
                 id,
                 EventKind::WorkspaceRemoved {
                     attempt,
-                    repo: None,
+                    repo: record.name.clone(),
                     path: record.path.clone(),
                     reason: "merged".into(),
                 },

@@ -148,72 +148,172 @@ pub fn remove(record: &RunRepo) -> Result<(), String> {
     .map_err(|e| e.to_string())
 }
 
-/// The run folder's note of a landing begun and not yet on record: written before the branch
-/// moves, so a crash between the move and the record is read as landed, never landed twice.
+/// The run folder's note of a landing begun and not yet on record: written before any branch
+/// moves, so a crash between the moves and the record is read back as what it was (landed
+/// everywhere: done; landed somewhere: put back, then landed again whole), never landed twice.
 const INTENT_FILE: &str = "landing.json";
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Intent {
+    repo: String,
+    #[serde(default)]
+    name: Option<String>,
     branch: String,
     old: String,
     new: String,
 }
 
-/// A landed change: the commit now on `into`.
+impl Intent {
+    fn landing(&self) -> Landing {
+        Landing {
+            branch: self.branch.clone(),
+            old: self.old.clone(),
+            new: self.new.clone(),
+            base: self.old.clone(),
+            moved: false,
+        }
+    }
+}
+
+/// A landed change in one repository: the commit now on `into`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Landed {
+    /// The repository's `[repos]` name; `None` for a route's one repository.
+    pub name: Option<String>,
     pub commit: String,
     pub into: String,
 }
 
-/// Lands the change the attempt in `run_dir` saved, as `a` says, exactly once: a landing begun
-/// before a crash that did happen is reported as landed, not made again. The caller records
-/// the landing (and then calls [`forget_intent`]) before it tells anyone.
-pub fn carry_out(run_dir: &Path, a: &Approval) -> Result<Landed, Refusal> {
-    let refusal = |reason: String| Refusal {
+fn refusal(reason: String) -> Refusal {
+    Refusal {
         reason,
         conflicts: Vec::new(),
-    };
+    }
+}
+
+/// A refusal in repository `name`, said so.
+fn in_repo(name: &Option<String>, r: Refusal) -> Refusal {
+    match name {
+        Some(name) => Refusal {
+            reason: format!("repository `{name}`: {}", r.reason),
+            conflicts: r.conflicts,
+        },
+        None => r,
+    }
+}
+
+/// Lands the change the attempt in `run_dir` saved, in every repository it worked in, as `a`
+/// says: all of them or none, exactly once. Every repository is checked first; if a later one
+/// then fails to land, the earlier ones are put back by compare-and-swap. A landing begun before
+/// a crash is finished as it was found: reported as landed where it all happened, put back and
+/// landed again where it happened in part. The caller records the landing (and then calls
+/// [`forget_intent`]) before it tells anyone.
+pub fn carry_out(run_dir: &Path, a: &Approval) -> Result<Vec<Landed>, Refusal> {
     let doc = crate::shell::worktrees::read_record(run_dir)
         .ok_or_else(|| refusal(format!("{} records no workspace", run_dir.display())))?;
-    let record = doc
-        .repos
-        .first()
-        .ok_or_else(|| refusal("the run worked in no repository".into()))?;
-    let repo = Path::new(&record.repo);
-    let intent_path = run_dir.join(INTENT_FILE);
-    if let Some(prev) = std::fs::read_to_string(&intent_path)
-        .ok()
-        .and_then(|t| serde_json::from_str::<Intent>(&t).ok())
-    {
-        if is_landed(repo, &prev.branch, &prev.new).map_err(refusal)? {
-            return Ok(Landed {
-                commit: prev.new,
-                into: prev.branch,
-            });
-        }
-        let _ = std::fs::remove_file(&intent_path);
+    if doc.repos.is_empty() {
+        return Err(refusal("the run worked in no repository".into()));
     }
-    let landing = prepare(record, a)?;
-    let intent = Intent {
-        branch: landing.branch.clone(),
-        old: landing.old.clone(),
-        new: landing.new.clone(),
-    };
-    write_synced(&intent_path, &intent).map_err(|e| {
+    let intent_path = run_dir.join(INTENT_FILE);
+    if let Some(done) = resume(&intent_path)? {
+        return Ok(done);
+    }
+    let mut landings = Vec::new();
+    for record in &doc.repos {
+        let landing = prepare(record, a).map_err(|r| in_repo(&record.name, r))?;
+        landings.push((record, landing));
+    }
+    let intents: Vec<Intent> = landings
+        .iter()
+        .map(|(r, l)| Intent {
+            repo: r.repo.clone(),
+            name: r.name.clone(),
+            branch: l.branch.clone(),
+            old: l.old.clone(),
+            new: l.new.clone(),
+        })
+        .collect();
+    write_synced(&intent_path, &intents).map_err(|e| {
         refusal(format!(
             "cannot note the landing in {}: {e}",
             intent_path.display()
         ))
     })?;
-    if let Err(r) = apply(record, &landing, a.id) {
-        let _ = std::fs::remove_file(&intent_path);
-        return Err(r);
+    for (k, (record, landing)) in landings.iter().enumerate() {
+        if let Err(r) = apply(record, landing, a.id) {
+            let r = in_repo(&record.name, r);
+            let undone = put_back(&intents[..k]);
+            let _ = std::fs::remove_file(&intent_path);
+            return Err(match undone {
+                Ok(()) => r,
+                Err(why) => refusal(format!("{}; and {why}", r.reason)),
+            });
+        }
     }
-    Ok(Landed {
-        commit: landing.new,
-        into: landing.branch,
-    })
+    Ok(intents
+        .into_iter()
+        .map(|i| Landed {
+            name: i.name,
+            commit: i.new,
+            into: i.branch,
+        })
+        .collect())
+}
+
+/// A landing noted before a crash: `Some` when it happened in every repository; otherwise what
+/// did happen is put back and the note removed, for a fresh landing.
+fn resume(intent_path: &Path) -> Result<Option<Vec<Landed>>, Refusal> {
+    let Some(prev) = std::fs::read_to_string(intent_path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Vec<Intent>>(&t).ok())
+    else {
+        return Ok(None);
+    };
+    let mut landed = Vec::new();
+    for i in &prev {
+        landed.push(is_landed(Path::new(&i.repo), &i.branch, &i.new).map_err(refusal)?);
+    }
+    if landed.iter().all(|l| *l) {
+        return Ok(Some(
+            prev.into_iter()
+                .map(|i| Landed {
+                    name: i.name,
+                    commit: i.new,
+                    into: i.branch,
+                })
+                .collect(),
+        ));
+    }
+    let partial: Vec<Intent> = prev
+        .into_iter()
+        .zip(landed)
+        .filter_map(|(i, l)| l.then_some(i))
+        .collect();
+    put_back(&partial).map_err(refusal)?;
+    let _ = std::fs::remove_file(intent_path);
+    Ok(None)
+}
+
+/// Puts back the branches of `landed` (newest first) by compare-and-swap, their clean checkouts
+/// along: the landing of several repositories is all or nothing.
+fn put_back(landed: &[Intent]) -> Result<(), String> {
+    let mut failed = Vec::new();
+    for i in landed.iter().rev() {
+        let forward = i.landing();
+        let back = Landing {
+            old: forward.new.clone(),
+            new: forward.old.clone(),
+            ..forward
+        };
+        if let Err(e) = workspace::apply_land(Path::new(&i.repo), &back) {
+            let which = i.name.as_deref().unwrap_or(&i.repo);
+            failed.push(format!("{which} could not be put back ({e})"));
+        }
+    }
+    match failed.is_empty() {
+        true => Ok(()),
+        false => Err(failed.join("; ")),
+    }
 }
 
 /// The landing is on record elsewhere: its note in the run folder can go.
@@ -221,7 +321,7 @@ pub fn forget_intent(run_dir: &Path) {
     let _ = std::fs::remove_file(run_dir.join(INTENT_FILE));
 }
 
-fn write_synced(path: &Path, intent: &Intent) -> std::io::Result<()> {
+fn write_synced(path: &Path, intent: &impl serde::Serialize) -> std::io::Result<()> {
     use std::io::Write;
     let text = serde_json::to_string(intent).map_err(std::io::Error::other)?;
     let tmp = path.with_extension("json.tmp");
@@ -235,12 +335,42 @@ fn write_synced(path: &Path, intent: &Intent) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The workspace record of the attempt in `run_dir` (its one repository).
-pub fn record_of(run_dir: &Path) -> Option<RunRepo> {
-    crate::shell::worktrees::read_record(run_dir)?
+/// A landing as the task's record keeps it: each repository's commit, `<name>:<commit>` for a
+/// named one, space-separated.
+pub fn on_record(landed: &[Landed]) -> String {
+    landed
+        .iter()
+        .map(|l| match &l.name {
+            Some(name) => format!("{name}:{}", l.commit),
+            None => l.commit.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Removes every worktree (and branch) of the attempt in `run_dir`, then the folder holding
+/// them when that is left empty; each repository with how its removal went.
+pub fn remove_all(run_dir: &Path) -> Vec<(RunRepo, Result<(), String>)> {
+    let Some(doc) = crate::shell::worktrees::read_record(run_dir) else {
+        return Vec::new();
+    };
+    let results: Vec<(RunRepo, Result<(), String>)> = doc
         .repos
         .into_iter()
-        .next()
+        .map(|r| {
+            let result = remove(&r);
+            (r, result)
+        })
+        .collect();
+    for (r, _) in &results {
+        if r.name.is_some()
+            && let Some(home) = Path::new(&r.path).parent()
+        {
+            // Only when empty: a worktree that was kept stays with its folder.
+            let _ = std::fs::remove_dir(home);
+        }
+    }
+    results
 }
 
 /// The handoff's `What` line of an attempt's section, for the landed commit's message.

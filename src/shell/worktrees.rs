@@ -47,11 +47,26 @@ pub fn inventory(state_dir: &Path) -> Vec<Found> {
     let Ok(entries) = std::fs::read_dir(state_dir.join(FOLDER)) else {
         return Vec::new();
     };
-    let mut found: Vec<Found> = entries
+    // A task across several repositories keeps one worktree of each in a folder of its own.
+    let folders: Vec<PathBuf> = entries
         .flatten()
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| {
+        .flat_map(|e| {
             let path = e.path();
+            let inside: Vec<PathBuf> = owners
+                .keys()
+                .filter(|p| p.parent() == Some(path.as_path()) && p.exists())
+                .cloned()
+                .collect();
+            match owners.contains_key(&path) || inside.is_empty() {
+                true => vec![path],
+                false => inside,
+            }
+        })
+        .collect();
+    let mut found: Vec<Found> = folders
+        .into_iter()
+        .map(|path| {
             let owner = owners.get(&path).cloned();
             let registered = owner.as_ref().map(|o| {
                 workspace::list_worktrees(Path::new(&o.record.repo)).is_ok_and(|list| {

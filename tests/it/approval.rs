@@ -333,10 +333,10 @@ fn a_landing_cut_short_after_the_branch_moved_is_finished_by_the_next_start_neve
     sb.start_run();
     sb.wait_until("done", |s| s.status_of("A-1") == "done");
     assert_eq!(landed_commits(&sb.dir, "A-1"), 1, "landed exactly once");
-    assert_eq!(git(&sb.dir, &["rev-parse", "main"]), landed.commit);
+    assert_eq!(git(&sb.dir, &["rev-parse", "main"]), landed[0].commit);
     let merged = sb.events_named("merged");
     assert_eq!(merged.len(), 1);
-    assert_eq!(merged[0]["commit"], landed.commit.as_str());
+    assert_eq!(merged[0]["commit"], landed[0].commit.as_str());
     assert!(!run_dir.join("landing.json").exists());
 }
 
@@ -413,4 +413,221 @@ fn approve_from_the_command_line_says_why_it_refuses_and_lands_onto_the_latest_t
         "attempt 2 ran and waits"
     );
     assert_eq!(sb.count_for("approval_requested", "B-1"), 2);
+}
+
+/// A board beside two repositories, `api` and `web`, each on `main`, both named in
+/// `taskboard.toml`; the executor changes a file in each.
+fn two_repos(name: &str) -> Sandbox {
+    let sb = Sandbox::new(name);
+    for (repo, file) in [("api", "a.txt"), ("web", "w.txt")] {
+        let dir = sb.path(repo);
+        std::fs::create_dir_all(&dir).unwrap();
+        git(&dir, &["init", "-q"]);
+        std::fs::write(dir.join(file), format!("{repo} start\n")).unwrap();
+        git(&dir, &["add", "-A"]);
+        git(&dir, &["commit", "-qm", "start"]);
+    }
+    sb.script(
+        "work.sh",
+        "echo \"$TASKBOARD_REPOS\" > \"$TASKBOARD_RUN_DIR/repos-seen\"\n\
+         pwd > \"$TASKBOARD_RUN_DIR/cwd-seen\"\n\
+         echo \"api change by $TASKBOARD_TASK_ID\" >> api/a.txt\n\
+         echo \"web change by $TASKBOARD_TASK_ID\" >> web/w.txt",
+    );
+    sb.config(
+        "",
+        "[executors.default]\ncommand = [\"./work.sh\"]\nworkspace = \"worktree\"\n\n\
+         [repos.api]\npath = \"api\"\n\n[repos.web]\npath = \"web\"\nbase_branch = \"main\"\n",
+    );
+    sb.write_board("# Board\n\n## M-1: Both\n- status: ready\n- repos: api, web\n");
+    sb
+}
+
+#[test]
+fn a_change_across_two_repositories_lands_in_both_or_neither() {
+    let mut sb = two_repos("approve-multi");
+    let (api, web) = (sb.path("api"), sb.path("web"));
+    let (api0, web0) = (
+        git(&api, &["rev-parse", "main"]),
+        git(&web, &["rev-parse", "main"]),
+    );
+    sb.start_run();
+    waits_for_approval(&sb, "M-1");
+    let created = sb.events_named("workspace_created");
+    let names: Vec<&str> = created
+        .iter()
+        .map(|e| e["repo"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["api", "web"]);
+    let home = Path::new(created[0]["path"].as_str().unwrap())
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let run_dir = sb
+        .path(".taskboard/runs/M-1")
+        .read_dir()
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("repos-seen")).unwrap(),
+        "api web\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("cwd-seen"))
+            .unwrap()
+            .trim(),
+        home.display().to_string()
+    );
+    let finished = &sb.events_named("task_finished")[0];
+    assert_eq!(
+        finished["changed"],
+        serde_json::json!(["api/a.txt", "web/w.txt"])
+    );
+    assert_eq!(sb.count_for("snapshot_saved", "M-1"), 2);
+    assert!(
+        std::fs::read_to_string(run_dir.join("changes.api.patch"))
+            .unwrap()
+            .contains("+api change")
+    );
+    assert!(
+        std::fs::read_to_string(run_dir.join("changes.web.patch"))
+            .unwrap()
+            .contains("+web change")
+    );
+
+    // web's checkout has the person's edit in the very file: web refuses, so api is put back.
+    std::fs::write(web.join("w.txt"), "web start\nthe person's line\n").unwrap();
+    set_status(&sb, "M-1", "approved");
+    sb.wait_until("refused", |s| s.count_for("merge_refused", "M-1") == 1);
+    sb.wait_until("waiting again", |s| {
+        s.status_of("M-1") == "awaiting-approval"
+    });
+    let refused = &sb.events_named("merge_refused")[0];
+    assert!(
+        refused["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("repository `web`:"),
+        "{refused}"
+    );
+    assert_eq!(git(&api, &["rev-parse", "main"]), api0, "api was put back");
+    assert_eq!(git(&web, &["rev-parse", "main"]), web0);
+    assert_eq!(
+        std::fs::read_to_string(api.join("a.txt")).unwrap(),
+        "api start\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(web.join("w.txt")).unwrap(),
+        "web start\nthe person's line\n"
+    );
+
+    // The person puts their edit away: both land.
+    git(&web, &["checkout", "-q", "w.txt"]);
+    set_status(&sb, "M-1", "approved");
+    sb.wait_until("done", |s| s.status_of("M-1") == "done");
+    assert_eq!(landed_commits(&api, "M-1"), 1);
+    assert_eq!(landed_commits(&web, "M-1"), 1);
+    assert_eq!(git(&api, &["rev-parse", "main^"]), api0);
+    assert_eq!(
+        std::fs::read_to_string(web.join("w.txt")).unwrap(),
+        "web start\nweb change by M-1\n"
+    );
+    let merged: Vec<String> = sb
+        .events_named("merged")
+        .iter()
+        .map(|e| e["repo"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(merged, ["api", "web"]);
+    sb.wait_until("removed", |s| s.count_for("workspace_removed", "M-1") == 2);
+    assert!(!home.exists(), "the folder of both worktrees is gone");
+}
+
+#[test]
+fn a_landing_across_repositories_found_half_done_is_put_back_and_landed_whole_once() {
+    use taskboard::core::config::MergeStrategy;
+    use taskboard::shell::landing::{Approval, carry_out};
+    let sb = two_repos("approve-half");
+    assert_eq!(sb.once(), 0);
+    assert_eq!(sb.status_of("M-1"), "awaiting-approval");
+    let (api, web) = (sb.path("api"), sb.path("web"));
+    let web0 = git(&web, &["rev-parse", "main"]);
+    let run_dir = sb
+        .path(".taskboard/runs/M-1")
+        .read_dir()
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let approval = Approval {
+        id: "M-1",
+        title: "Both",
+        summary: None,
+        strategy: MergeStrategy::Squash,
+        onto_latest: false,
+    };
+    // A landing that moved api and was killed before web: web is put back where it was.
+    carry_out(&run_dir, &approval).unwrap();
+    git(&web, &["reset", "-q", "--hard", &web0]);
+    let landed = carry_out(&run_dir, &approval).unwrap();
+    assert_eq!(landed.len(), 2);
+    assert_eq!(landed_commits(&api, "M-1"), 1, "api landed once, not twice");
+    assert_eq!(landed_commits(&web, "M-1"), 1);
+    assert_eq!(git(&api, &["rev-parse", "main"]), landed[0].commit);
+    assert_eq!(git(&web, &["rev-parse", "main"]), landed[1].commit);
+}
+
+#[test]
+fn gc_and_doctor_see_each_repository_of_a_task_across_repositories() {
+    let sb = two_repos("multi-gc");
+    sb.config(
+        "",
+        "[executors.default]\ncommand = [\"./work.sh\"]\nworkspace = \"worktree\"\nkeep_worktrees = \"1ms\"\n\n\
+         [repos.api]\npath = \"api\"\n\n[repos.web]\npath = \"web\"\n",
+    );
+    assert_eq!(sb.once(), 0);
+    let doctor = finish(&mut sb.command(&["doctor"])).stdout;
+    let line = doctor.lines().find(|l| l.contains("worktrees:")).unwrap();
+    assert!(
+        line.starts_with("ok    worktrees: 2 worktrees using "),
+        "{line}"
+    );
+    // Once they are older than keep_worktrees, both are due.
+    let due = crate::support::poll(crate::support::DEADLINE, || {
+        let dry = finish(&mut sb.command(&["gc", "--dry-run"])).stdout;
+        dry.contains("would remove  api") && dry.contains("would remove  web")
+    });
+    assert!(due);
+    let out = finish(&mut sb.command(&["gc"]));
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("removed  api  (M-1 attempt 1: older than"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("removed  web  (M-1 attempt 1: older than"),
+        "{}",
+        out.stdout
+    );
+    let again = finish(&mut sb.command(&["gc"]));
+    assert_eq!(again.code, 0, "{}", again.stdout);
+    assert!(
+        !sb.path(".taskboard/worktrees/M-1-1").exists() || again.stdout.contains("removed  M-1-1"),
+        "{}",
+        again.stdout
+    );
+    git(
+        &sb.path("api"),
+        &["rev-parse", "refs/taskboard/snapshots/M-1/1"],
+    );
+    git(
+        &sb.path("web"),
+        &["rev-parse", "refs/taskboard/snapshots/M-1/1"],
+    );
 }

@@ -154,19 +154,23 @@ impl Runtime {
         };
         match landing::carry_out(&run_dir, &approval) {
             Ok(landed) => {
-                self.store.record_mut(&id).landed(attempt, &landed.commit);
+                self.store
+                    .record_mut(&id)
+                    .landed(attempt, &landing::on_record(&landed));
                 self.save_state();
                 landing::forget_intent(&run_dir);
-                self.emit(
-                    Some(&id),
-                    EventKind::Merged {
-                        attempt,
-                        repo: None,
-                        commit: landed.commit,
-                        into: landed.into,
-                        strategy: strategy.as_str().to_string(),
-                    },
-                );
+                for l in landed {
+                    self.emit(
+                        Some(&id),
+                        EventKind::Merged {
+                            attempt,
+                            repo: l.name,
+                            commit: l.commit,
+                            into: l.into,
+                            strategy: strategy.as_str().to_string(),
+                        },
+                    );
+                }
                 outgoing.push(Outgoing {
                     change: change(Status::Done),
                     follow_up: FollowUp::Landed { attempt },
@@ -261,27 +265,26 @@ impl Runtime {
         }
     }
 
-    /// Removes an attempt's worktree and branch (its snapshot stays): `workspace_removed`, or an
-    /// `error` saying why it was kept.
+    /// Removes an attempt's worktrees and branches (its snapshots stay): `workspace_removed`
+    /// for each, or an `error` saying why one was kept.
     fn remove_workspace(&self, id: &str, attempt: u32, run_dir: &Path, reason: &str) {
-        let Some(record) = landing::record_of(run_dir) else {
-            return;
-        };
-        match landing::remove(&record) {
-            Ok(()) => self.emit(
-                Some(id),
-                EventKind::WorkspaceRemoved {
-                    attempt,
-                    repo: record.name.clone(),
-                    path: record.path.clone(),
-                    reason: reason.to_string(),
-                },
-            ),
-            Err(why) => self.error(
-                Some(id),
-                "workspace",
-                format!("the worktree {} is kept: {why}", record.path),
-            ),
+        for (record, result) in landing::remove_all(run_dir) {
+            match result {
+                Ok(()) => self.emit(
+                    Some(id),
+                    EventKind::WorkspaceRemoved {
+                        attempt,
+                        repo: record.name.clone(),
+                        path: record.path.clone(),
+                        reason: reason.to_string(),
+                    },
+                ),
+                Err(why) => self.error(
+                    Some(id),
+                    "workspace",
+                    format!("the worktree {} is kept: {why}", record.path),
+                ),
+            }
         }
     }
 }
