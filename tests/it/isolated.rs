@@ -647,3 +647,68 @@ fn gc_removes_a_superseded_worktree_keeps_the_latest_and_never_loses_its_snapsho
     );
     assert!(PathBuf::from(p2).join("unsaved.txt").exists());
 }
+
+#[test]
+fn a_detached_head_with_no_base_branch_named_fails_the_task_with_that_reason() {
+    let mut sb = repo_sandbox(
+        "iso-detached",
+        &worktree_route("agent.sh", ""),
+        "# Board\n\n## A-1: first\n- status: ready\n",
+    );
+    sb.script("agent.sh", AGENT);
+    git(&sb.dir, &["checkout", "-q", "--detach"]);
+    sb.start_run();
+    sb.wait_until("failed", |s| s.status_of("A-1").starts_with("failed"));
+    assert_eq!(sb.status_of("A-1"), "failed:no_base_branch");
+    let errors = sb.events_named("error");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e["message"].as_str().unwrap().contains("detached")),
+        "{errors:?}"
+    );
+    assert!(!sb.path("task-board.md.runs").exists());
+}
+
+#[test]
+fn kill_9_during_setup_leaves_nothing_a_restart_cannot_take_over() {
+    let mut sb = repo_sandbox(
+        "iso-kill-setup",
+        &worktree_route(
+            "work.sh",
+            "setup = [\"sh\", \"-c\", \"echo $$ > \\\"$TASKBOARD_BOARD.setup-pid\\\"; [ \\\"$TASKBOARD_ATTEMPT\\\" = 1 ] && exec sleep 300; exit 0\"]\n",
+        ),
+        "# Board\n\n## A-1: first\n- status: ready\n",
+    );
+    sb.script(
+        "work.sh",
+        "echo \"$TASKBOARD_ATTEMPT\" >> \"$TASKBOARD_BOARD.runs\"\necho done > out.txt",
+    );
+    git(&sb.dir, &["add", "-A"]);
+    git(&sb.dir, &["commit", "-qm", "script"]);
+    sb.start_run();
+    let pid_file = sb.path("task-board.md.setup-pid");
+    sb.wait_until("the setup hangs", |_| pid_file.exists());
+    let setup_pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    sb.kill9_all();
+    // The setup dies with its runtime.
+    assert!(crate::support::poll(crate::support::DEADLINE, || {
+        !crate::support::pid_alive(setup_pid)
+    }));
+    sb.start_run();
+    sb.wait_until("the change waits for approval", |s| {
+        s.status_of("A-1") == "awaiting-approval"
+    });
+    let runs = std::fs::read_to_string(sb.path("task-board.md.runs")).unwrap();
+    assert_eq!(runs, "2\n", "the executor ran once, for attempt 2");
+    let two = workspace_of(&sb, "A-1", 2);
+    assert_eq!(snapshot_paths(&two), ["out.txt"]);
+    // Attempt 1's worktree is saved (empty) and superseded: gc takes it, not attempt 2's.
+    let out = finish(&mut sb.command(&["gc"]));
+    assert!(out.stdout.contains("removed  A-1-1"), "{}", out.stdout);
+    assert!(out.stdout.contains("kept     A-1-2"), "{}", out.stdout);
+}
