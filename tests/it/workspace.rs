@@ -725,3 +725,36 @@ fn rebase_refuses_a_run_commit_that_conflicts_even_when_the_sum_does_not() {
     land(&r.root, &req).expect("the sum lands as one commit");
     assert_eq!(git(&r.root, &["show", "main:a.txt"]), "the person's a");
 }
+
+#[test]
+fn worktrees_made_at_the_same_time_in_one_repository_are_all_made() {
+    // Parallel runs of one route make their worktrees at once; cleaning up before each `add`
+    // prunes git's worktree records, which once deleted another `add`'s half-written one.
+    let r = Repo::new("parallel");
+    let made: Vec<Result<(), GitError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let r = &r;
+                scope.spawn(move || {
+                    let names = attempt_names(&format!("PAR-{i}"), 1);
+                    create_worktree(
+                        &r.root,
+                        &r.trees.join(&names.folder),
+                        &names.branch,
+                        &r.base,
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, result) in made.iter().enumerate() {
+        assert!(result.is_ok(), "PAR-{i}: {result:?}");
+    }
+    let listed = list_worktrees(&r.root).unwrap();
+    assert_eq!(
+        listed.iter().filter(|w| w.prunable.is_none()).count(),
+        9,
+        "{listed:?}"
+    );
+}

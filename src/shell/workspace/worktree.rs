@@ -61,6 +61,7 @@ fn entry_at(repo: &Path, path: &Path) -> Result<Option<WorktreeEntry>, GitError>
 /// `base` and unchanged, is kept as it is.
 pub fn create_worktree(repo: &Path, path: &Path, branch: &str, base: &str) -> Result<(), GitError> {
     ours(branch)?;
+    let _admin = admin_lock(repo)?;
     let path = &within(repo, path);
     super::checked_version()?;
     let base = resolve(repo, &format!("{base}^{{commit}}"))?;
@@ -76,7 +77,7 @@ pub fn create_worktree(repo: &Path, path: &Path, branch: &str, base: &str) -> Re
             return Ok(());
         }
     }
-    cleanup_partial(repo, path, branch)?;
+    cleanup(repo, path, branch)?;
     let reason = format!("taskboard: {branch}");
     let args = [
         os("-c"),
@@ -116,6 +117,12 @@ fn lock_args(path: &Path, branch: &str) -> Vec<std::ffi::OsString> {
 /// modified or new files or a branch with commits found nowhere else.
 pub fn cleanup_partial(repo: &Path, path: &Path, branch: &str) -> Result<Cleanup, GitError> {
     ours(branch)?;
+    let _admin = admin_lock(repo)?;
+    cleanup(repo, path, branch)
+}
+
+/// [`cleanup_partial`], the caller holding the administration lock.
+fn cleanup(repo: &Path, path: &Path, branch: &str) -> Result<Cleanup, GitError> {
     let path = &within(repo, path);
     let mut done = Cleanup::default();
     let full = format!("refs/heads/{branch}");
@@ -230,6 +237,7 @@ pub fn remove_worktree(
     snapshot_ref: &str,
 ) -> Result<(), GitError> {
     ours(branch)?;
+    let _admin = admin_lock(repo)?;
     let path = &within(repo, path);
     let saved = resolve(repo, &format!("{snapshot_ref}^{{tree}}"))?;
     let full = format!("refs/heads/{branch}");
@@ -333,5 +341,36 @@ pub fn copy_untracked(
 
 /// Forgets git's records of worktrees whose folders are gone (`git worktree prune`).
 pub fn prune(repo: &Path) -> Result<(), GitError> {
+    let _admin = admin_lock(repo)?;
     ok(repo, ["worktree", "prune"]).map(|_| ())
+}
+
+/// Held while taskboard administers the worktrees of one repository: `git worktree add`
+/// registers a worktree before it is whole, and a `git worktree prune` at that moment (which
+/// cleaning up runs) deletes the registration under it. An `flock` on a file in the
+/// repository's common git folder, so threads and processes (a `run`, a `once`, `gc`) take
+/// turns; the kernel drops it with the file.
+struct AdminLock {
+    _file: fs::File,
+}
+
+fn admin_lock(repo: &Path) -> Result<AdminLock, GitError> {
+    let common = ok(
+        repo,
+        ["rev-parse", "--path-format=absolute", "--git-common-dir"],
+    )?;
+    let path = Path::new(&common).join("taskboard-worktrees.lock");
+    let io = |e: std::io::Error| GitError::Io {
+        what: format!("cannot lock {}", path.display()),
+        message: e.to_string(),
+    };
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| io(e.into()))?;
+    Ok(AdminLock { _file: file })
 }
