@@ -190,14 +190,16 @@ pub enum AttemptEnd {
 pub const NO_BASE_BRANCH: &str = "no_base_branch";
 /// Why an isolated run could not start: there is no git repository to work in.
 pub const NO_REPOSITORY: &str = "no_repository";
+/// Why an isolated run could not start: git is not installed, or too old.
+pub const NO_GIT: &str = "no_git";
 
 impl AttemptEnd {
     /// The ending of a run that could not start for `reason`: one no retry can help with (see
-    /// [`NO_BASE_BRANCH`], [`NO_REPOSITORY`]) fails the task at once; any other is a failure
+    /// [`NO_BASE_BRANCH`], [`NO_REPOSITORY`], [`NO_GIT`]) fails the task at once; any other is a failure
     /// retried like a failed run.
     pub fn not_started(reason: &str) -> AttemptEnd {
         match reason {
-            NO_BASE_BRANCH | NO_REPOSITORY => AttemptEnd::Unrunnable(reason.to_string()),
+            NO_BASE_BRANCH | NO_REPOSITORY | NO_GIT => AttemptEnd::Unrunnable(reason.to_string()),
             _ => AttemptEnd::Failure(reason.to_string()),
         }
     }

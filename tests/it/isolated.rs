@@ -712,3 +712,29 @@ fn kill_9_during_setup_leaves_nothing_a_restart_cannot_take_over() {
     assert!(out.stdout.contains("removed  A-1-1"), "{}", out.stdout);
     assert!(out.stdout.contains("kept     A-1-2"), "{}", out.stdout);
 }
+
+#[test]
+fn without_git_on_the_path_a_worktree_task_fails_at_once_saying_so() {
+    let mut sb = repo_sandbox(
+        "iso-nogit",
+        &worktree_route("agent.sh", ""),
+        "# Board\n\n## A-1: first\n- status: ready\n",
+    );
+    sb.script("agent.sh", AGENT);
+    // A PATH with a shell and nothing else.
+    let bin = sb.path("bin-without-git");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink("/bin/sh", bin.join("sh")).unwrap();
+    let out = finish(sb.command(&["once", "task-board.md"]).env("PATH", &bin));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(sb.status_of("A-1"), "failed:no_git");
+    let errors = sb.events_named("error");
+    assert!(
+        errors.iter().any(|e| e["message"]
+            .as_str()
+            .unwrap()
+            .contains("git is not installed")),
+        "{errors:?}"
+    );
+    assert!(!sb.path("task-board.md.runs").exists());
+}

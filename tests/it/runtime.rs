@@ -745,3 +745,18 @@ fn tasks_touching_the_same_files_run_one_at_a_time() {
     assert_eq!(held[0]["task"], "B-1");
     assert_eq!(held[0]["by"], "A-1");
 }
+
+#[test]
+fn once_writes_the_ending_of_a_run_that_could_not_start_before_it_exits() {
+    let sb = Sandbox::new("once-nostart");
+    sb.config(
+        "",
+        "[executors.default]\ncommand = [\"./no-such-executor.sh\"]\n",
+    );
+    sb.write_board("# Board\n\n## A-1: first\n- status: ready\n");
+    assert_eq!(sb.once(), 0);
+    // Not left `running` for the next start to settle: the failed attempt is on the board.
+    let status = sb.status_of("A-1");
+    assert!(status.starts_with("blocked:retry:"), "{status}");
+    assert_eq!(sb.count_for("ending_kept", "A-1"), 0);
+}

@@ -17,7 +17,7 @@ use crate::core::config::{Workspace, WorktreeConfig};
 use crate::core::event::EventKind;
 use crate::core::packet;
 use crate::core::plan;
-use crate::core::settle::{AttemptEnd, NO_REPOSITORY, Phase};
+use crate::core::settle::{AttemptEnd, NO_GIT, NO_REPOSITORY, Phase};
 use crate::core::status::Status;
 use crate::core::workspace::{Glob, RunRepo, base_branch_of, repos_of, touches_of};
 use crate::shell::evidence;
@@ -237,6 +237,9 @@ impl Runtime {
         cfg: &WorktreeConfig,
         home: &Path,
     ) -> Result<Vec<prepare::RepoPlan>, NotStarted> {
+        // Asked once per process: without git (or with one too old) nothing here can work.
+        crate::shell::workspace::checked_version()
+            .map_err(|e| NotStarted::new(e.to_string(), NO_GIT))?;
         let asked = base_branch_of(task).map(str::to_string);
         let Some(names) = repos_of(task) else {
             let repo = self
