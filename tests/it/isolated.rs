@@ -715,7 +715,7 @@ fn kill_9_during_setup_leaves_nothing_a_restart_cannot_take_over() {
 
 #[test]
 fn without_git_on_the_path_a_worktree_task_fails_at_once_saying_so() {
-    let mut sb = repo_sandbox(
+    let sb = repo_sandbox(
         "iso-nogit",
         &worktree_route("agent.sh", ""),
         "# Board\n\n## A-1: first\n- status: ready\n",
