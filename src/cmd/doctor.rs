@@ -160,7 +160,7 @@ pub fn checks(board: &Path, explicit_config: Option<&Path>) -> Vec<Check> {
     out.push(run_check(&board_dir, &state_dir));
 
     // Isolated runs: git, each worktree route's repository, the worktrees on disk.
-    out.extend(worktrees::checks(config.as_ref(), &board_dir, &state_dir));
+    out.extend(worktrees::checks(config.as_ref(), &board, &state_dir));
 
     // Service.
     out.push(service_check(&board));

@@ -738,3 +738,30 @@ fn without_git_on_the_path_a_worktree_task_fails_at_once_saying_so() {
     );
     assert!(!sb.path("task-board.md.runs").exists());
 }
+
+#[test]
+fn doctor_fails_a_task_whose_base_branch_its_repository_does_not_have() {
+    let sb = repo_sandbox(
+        "iso-doctor-task",
+        &worktree_route("agent.sh", ""),
+        "# Board\n\n## A-1: first\n- status: blocked:me:later\n- base_branch: release-9\n\n\
+         ## B-1: second\n- status: blocked:me:later\n- base_branch: main\n",
+    );
+    let out = finish(&mut sb.command(&["doctor"]));
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout.contains(
+            "FAIL  task base branches: no such branch for A-1 (release-9) — create the branch"
+        ),
+        "{}",
+        out.stdout
+    );
+    git(&sb.dir, &["branch", "release-9"]);
+    let out = finish(&mut sb.command(&["doctor"]));
+    assert!(
+        out.stdout
+            .contains("ok    task base branches: 2 tasks name a base branch; each exists"),
+        "{}",
+        out.stdout
+    );
+}

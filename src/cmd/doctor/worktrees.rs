@@ -12,7 +12,8 @@ use crate::shell::worktrees::{self, Found};
 
 /// The checks, in the order printed; none when no route works in worktrees and the folder is
 /// empty.
-pub fn checks(config: Option<&Config>, board_dir: &Path, state_dir: &Path) -> Vec<Check> {
+pub fn checks(config: Option<&Config>, board: &Path, state_dir: &Path) -> Vec<Check> {
+    let board_dir = board.parent().unwrap_or(Path::new("/"));
     let routes: Vec<(&str, &WorktreeConfig)> = config
         .map(|c| {
             c.executors
@@ -32,11 +33,69 @@ pub fn checks(config: Option<&Config>, board_dir: &Path, state_dir: &Path) -> Ve
     if !routes.is_empty() {
         out.push(git_check());
     }
-    for (route, cfg) in routes {
+    for (route, cfg) in &routes {
         out.push(repo_check(route, cfg, board_dir));
+    }
+    if let Some(config) = config
+        && let Some(check) = task_branch_check(config, board, board_dir)
+    {
+        out.push(check);
     }
     out.push(folder_check(&found));
     out
+}
+
+/// Every task on a worktree route that names a `base_branch:` its repository does not have
+/// (the run would fail with `failed:no_base_branch`).
+fn task_branch_check(config: &Config, board: &Path, board_dir: &Path) -> Option<Check> {
+    let text = crate::shell::fsio::read_board(board).ok()?.text;
+    let parsed = crate::core::board::Board::parse(&text);
+    let mut missing = Vec::new();
+    let mut asked = 0;
+    for task in &parsed.tasks {
+        let Some(branch) = crate::core::workspace::base_branch_of(task) else {
+            continue;
+        };
+        let route = task.field("route").map_or("default", |f| f.value.trim());
+        let Some(Workspace::Worktree(cfg)) = config.executors.get(route).map(|e| &e.workspace)
+        else {
+            continue;
+        };
+        let repos: Vec<std::path::PathBuf> = match crate::core::workspace::repos_of(task) {
+            Some(names) => names
+                .iter()
+                .filter_map(|n| config.repos.get(n))
+                .map(|r| board_dir.join(&r.path))
+                .collect(),
+            None => vec![match &cfg.repo {
+                Some(r) => board_dir.join(r),
+                None => board_dir.to_path_buf(),
+            }],
+        };
+        asked += 1;
+        if repos
+            .iter()
+            .any(|repo| workspace::resolve_branch(repo, branch).is_err())
+        {
+            missing.push(format!("{} ({branch})", task.id));
+        }
+    }
+    match (asked, missing.is_empty()) {
+        (0, _) => None,
+        (n, true) => Some(ok(
+            "task base branches",
+            format!(
+                "{n} task{} name a base branch; each exists",
+                if n == 1 { "" } else { "s" }
+            ),
+        )),
+        (_, false) => Some(check(
+            Level::Fail,
+            "task base branches",
+            format!("no such branch for {}", missing.join(", ")),
+            "create the branch, or fix the task's base_branch:",
+        )),
+    }
 }
 
 fn git_check() -> Check {
