@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::lint::read_board_text;
-use super::logs::{RunDir, runs};
+use super::logs::{RunDir, readable_runs, runs};
 use super::{CmdResult, Failure, Paint, use_color};
 use crate::core::board::Board;
 use crate::core::workspace::{Change, FileStat, RunRepo, RunWorkspace, WORKSPACE_FILE, patch_file};
@@ -122,15 +122,7 @@ pub fn run(args: &Args) -> CmdResult {
 /// The isolated run `args` asks for, or the one-line reason there is none (exit 1).
 fn choose(args: &Args, board: &Path, text: &str, state_dir: &Path) -> Result<IsolatedRun, Failure> {
     let id = args.id.as_str();
-    let all = runs(state_dir, id).map_err(|e| {
-        Failure::new(
-            Exit::State,
-            format!(
-                "cannot read {}: {e}",
-                state_dir.join("runs").join(id).display()
-            ),
-        )
-    })?;
+    let all = readable_runs(state_dir, id)?;
     let work: Vec<&RunDir> = all.iter().filter(|r| !r.review).collect();
     if work.is_empty() && Board::parse(text).task(id).is_none() {
         return Err(Failure::new(

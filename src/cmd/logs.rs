@@ -170,15 +170,7 @@ pub fn run(args: &Args) -> CmdResult {
 /// The run `args` asks for: the latest, or the one of `--attempt N` (and `--review`).
 fn choose_run(args: &Args, board: &Path, text: &str, state_dir: &Path) -> Result<RunDir, Failure> {
     let id = args.id.as_str();
-    let all = runs(state_dir, id).map_err(|e| {
-        Failure::new(
-            Exit::State,
-            format!(
-                "cannot read {}: {e}",
-                state_dir.join("runs").join(id).display()
-            ),
-        )
-    })?;
+    let all = readable_runs(state_dir, id)?;
     all.iter()
         .rev()
         .find(|r| match args.attempt {
@@ -563,4 +555,17 @@ mod tests {
         assert!(f.poll().unwrap().is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
+}
+
+/// [`runs`], or the one-line reason the run folders cannot be read (exit 4).
+pub fn readable_runs(state_dir: &Path, id: &str) -> Result<Vec<RunDir>, Failure> {
+    runs(state_dir, id).map_err(|e| {
+        Failure::new(
+            Exit::State,
+            format!(
+                "cannot read {}: {e}",
+                state_dir.join("runs").join(id).display()
+            ),
+        )
+    })
 }

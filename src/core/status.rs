@@ -16,9 +16,9 @@
 //! rejected[:<note>]               a person's no: back to ready with the note (none: no note)
 //! ```
 //!
-//! `rejected` and `rejected:` are the same rejection with an empty note; the printer writes
-//! `rejected` for it. A note follows the reason rules (no surrounding spaces, backticks or
-//! control characters); [`Status::rejected`] makes any text safe.
+//! A rejection without a note is `rejected`; `rejected:` with nothing after it is refused (it
+//! would print back as `rejected`). A note follows the reason rules (no surrounding spaces,
+//! backticks or control characters); [`Status::rejected`] makes any text safe.
 //!
 //! For every valid token `s`, `Status::parse(s)?.to_string() == s`.
 
@@ -233,6 +233,13 @@ fn free_text(head: &str, rest: &str, rest_at: usize) -> Result<Status, StatusErr
             reason: rest.to_string(),
         });
     }
+    if rest.is_empty() {
+        // One token per status: a rejection without a note is written `rejected`.
+        return Err(StatusError {
+            offset: rest_at,
+            message: "the note is empty: write `rejected` for a rejection without a note".into(),
+        });
+    }
     check_reason(rest, rest_at, "the note")?;
     Ok(Status::Rejected {
         note: rest.to_string(),
@@ -246,7 +253,7 @@ fn word(s: &str) -> Option<Status> {
         "done" => Status::Done,
         "awaiting-approval" => Status::AwaitingApproval,
         "approved" => Status::Approved,
-        "rejected" | "rejected:" => Status::Rejected {
+        "rejected" => Status::Rejected {
             note: String::new(),
         },
         _ => return None,
@@ -558,9 +565,12 @@ mod tests {
             note: String::new(),
         };
         assert_eq!(Status::parse("rejected").unwrap(), empty);
-        // `rejected:` is accepted as the same empty note and printed in the one form.
-        assert_eq!(Status::parse("rejected:").unwrap(), empty);
         assert_eq!(empty.to_string(), "rejected");
+        // `rejected:` would print back as `rejected`: one status, one token, so it is refused
+        // with the token to write instead.
+        let err = Status::parse("rejected:").unwrap_err();
+        assert_eq!(err.offset, 9);
+        assert!(err.message.contains("write `rejected`"), "{}", err.message);
         assert_eq!(
             Status::parse("rejected:too broad").unwrap(),
             Status::Rejected {

@@ -880,6 +880,12 @@ fn replay_dir(dir: &std::path::Path) -> usize {
             None => &bytes[..],
         };
         let text = String::from_utf8_lossy(board_bytes);
+        // The `parse` target's promise: every line that parses as a status prints back as itself.
+        for line in text.lines() {
+            if let Ok(status) = Status::parse(line) {
+                assert_eq!(status.to_string(), line, "{}", path.display());
+            }
+        }
         let board = Board::parse(&text);
         check_ranges(&text, &board);
         let news: Vec<(usize, Status)> = unique_actionable(&board)
