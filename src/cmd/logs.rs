@@ -94,6 +94,19 @@ impl RunDir {
     }
 }
 
+/// [`runs`], or the one-line reason the run folders cannot be read (exit 4).
+pub fn readable_runs(state_dir: &Path, id: &str) -> Result<Vec<RunDir>, Failure> {
+    runs(state_dir, id).map_err(|e| {
+        Failure::new(
+            Exit::State,
+            format!(
+                "cannot read {}: {e}",
+                state_dir.join("runs").join(id).display()
+            ),
+        )
+    })
+}
+
 /// Every run folder of task `id` under `state_dir` (`.taskboard`), oldest first; a work run and
 /// its review started in the same second keep that order. None for an ID that is not a task ID
 /// (it never names a folder).
@@ -555,17 +568,4 @@ mod tests {
         assert!(f.poll().unwrap().is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
-}
-
-/// [`runs`], or the one-line reason the run folders cannot be read (exit 4).
-pub fn readable_runs(state_dir: &Path, id: &str) -> Result<Vec<RunDir>, Failure> {
-    runs(state_dir, id).map_err(|e| {
-        Failure::new(
-            Exit::State,
-            format!(
-                "cannot read {}: {e}",
-                state_dir.join("runs").join(id).display()
-            ),
-        )
-    })
 }
