@@ -14,9 +14,11 @@ events in events.jsonl (`ts`): for the iso task workspace_created, task_dispatch
 snapshot_saved, task_finished, approval_requested; then it writes `approved` and times that
 save to `merged`, `done` written and `workspace_removed`. After each round it times a plain
 `git worktree add` and `git worktree remove --force` of the same repository by hand (git's own
-cost at that moment, for comparison). For the shared task: save to task_dispatched, and whether it was
-dispatched before the iso task's worktree was ready (the loop was free meanwhile).
-Baseline rounds first save a shared task alone on a quiet board (no worktree being made).
+cost at that moment, for comparison). For the shared task: save to task_dispatched, and whether
+it was dispatched before the iso task's worktree was ready (the loop was free meanwhile).
+Before the rounds, baseline saves of a shared task alone on a quiet board (no worktree being
+made). The repository is packed with `git gc` once generated, as a clone is, so that no
+automatic gc runs in the background during the rounds.
 "claimed" is the runtime's `writeback` of the iso task's `running:`; "`done` written" is its
 `writeback` after `merged`.
 
@@ -274,7 +276,7 @@ def main():
         after = ["merged", "done written", "workspace_removed"]
         plain_steps = ["plain `git worktree add`", "plain `git worktree remove`"]
         times = {s: [] for s in steps + after + plain_steps}
-        shared, free, ahead, disk, snapshot_files = [], 0, [], [], []
+        shared, free, ahead, disk, snapshot_files, run_ms = [], 0, [], [], [], []
         for r in range(1, a.rounds + 1):
             iso, sh = f"ISO-{r}", f"SHARED-{r}"
             b.quiet()
@@ -291,6 +293,7 @@ def main():
                 free += 1
             ahead.append((ts(got["workspace_created"]["ts"]) - ts(e_sh["ts"])) * 1000)
             snapshot_files.append(got["snapshot_saved"].get("files"))
+            run_ms.append(got["task_finished"]["duration_ms"])
             wt = got["workspace_created"]["path"]
             du = subprocess.run(["du", "-sk", wt], capture_output=True, text=True).stdout
             disk.append(int(du.split()[0]) if du else 0)
@@ -341,6 +344,7 @@ def main():
         print()
         print(f"shared task dispatched before the worktree was ready: {free} of {a.rounds} "
               f"(by {fmt(ahead)} ms)")
+        print(f"executor's own run (task_finished duration_ms): {fmt(run_ms)} ms")
         print(f"snapshot files per run: {snapshot_files}; commits landed on main: {landed}")
         print(f"disk of one worktree: {med(disk) / 1024:.1f} MiB (du -sk, {min(disk)} to "
               f"{max(disk)} KiB)")
