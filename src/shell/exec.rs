@@ -183,6 +183,8 @@ impl RunHandle {
 struct Shared {
     pid: u32,
     run_id: String,
+    /// The leader's start time (clock ticks since boot): every process of the run started later.
+    since: Option<u64>,
     grace: Duration,
     state: Mutex<RunState>,
     changed: Condvar,
@@ -211,6 +213,7 @@ impl Shared {
         process::Target {
             run_id: Some(&self.run_id),
             pgid: Some(self.pid),
+            since: self.since,
         }
     }
 }
@@ -335,6 +338,7 @@ fn supervise(
     let spawned_at = Instant::now();
     let shared = Arc::new(Shared {
         pid: child.id(),
+        since: process::start_time(child.id()),
         run_id,
         grace: spec.grace,
         state: Mutex::new(RunState::default()),
@@ -412,7 +416,7 @@ fn wind_down(
     signal_group(shared.pid, Signal::TERM);
     let _ = helpers.watchdog.join();
     let mut tracker = std::mem::take(&mut shared.lock().tracker);
-    tracker.signal_outside_group(shared.target(), Signal::TERM);
+    let left = tracker.signal_outside_group(shared.target(), Signal::TERM);
     let ending = match child.wait() {
         Ok(status) => ending_of(status),
         Err(e) => {
@@ -427,7 +431,12 @@ fn wind_down(
     let kill_at = term_sent_at
         .map(|t| t + spec.grace)
         .unwrap_or_else(|| Instant::now() + spec.grace);
-    let survivors = tracker.stop_run(shared.target(), Some(shared.pid), true, kill_at);
+    // Nothing of the run alive a moment ago (the usual end): nothing can have started since,
+    // and no second search of `/proc` is needed.
+    let survivors = match left {
+        0 => Vec::new(),
+        _ => tracker.stop_run(shared.target(), Some(shared.pid), true, kill_at),
+    };
     if !process::poll_until(kill_at, || !process::group_alive(shared.pid)) {
         signal_group(shared.pid, Signal::KILL);
     }

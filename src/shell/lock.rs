@@ -486,10 +486,15 @@ fn hostname() -> String {
         .into_owned()
 }
 
+/// This boot's id, read once per process: it cannot change while the process lives.
 fn boot_id() -> Option<String> {
-    let id = fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
-    let id = id.trim();
-    (!id.is_empty()).then(|| id.to_owned())
+    static ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let id = fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+        let id = id.trim();
+        (!id.is_empty()).then(|| id.to_owned())
+    })
+    .clone()
 }
 
 /// The run lock: an `flock` on the board's folder itself, so one `taskboard run` per board.

@@ -282,23 +282,29 @@ impl Store {
         if self.changed.is_empty() && self.spend_added.is_empty() && !self.lost {
             return Ok(());
         }
-        let file = match read_file(&self.path) {
-            Ok(Some(file)) => file,
-            Ok(None) => {
-                if self.seen.is_some() {
-                    // Removed since this process last saw it: all it knows goes back.
-                    self.lost = true;
+        // Nobody wrote the file since this process last read or wrote it: what it holds is
+        // already merged here, and reading it again (all of it, every save) is the cost of a
+        // busy runtime, growing with the board.
+        let unchanged = !self.lost && self.seen.is_some() && stamp(&self.path) == self.seen;
+        if !unchanged {
+            let file = match read_file(&self.path) {
+                Ok(Some(file)) => file,
+                Ok(None) => {
+                    if self.seen.is_some() {
+                        // Removed since this process last saw it: all it knows goes back.
+                        self.lost = true;
+                    }
+                    StateFile::default()
                 }
-                StateFile::default()
-            }
-            // Unreadable now (set aside at load if it was corrupt then): ours is the truth.
-            Err(_) => StateFile {
-                version: 1,
-                tasks: BTreeMap::new(),
-                spend: Spend::new(),
-            },
-        };
-        self.adopt(file);
+                // Unreadable now (set aside at load if it was corrupt then): ours is the truth.
+                Err(_) => StateFile {
+                    version: 1,
+                    tasks: BTreeMap::new(),
+                    spend: Spend::new(),
+                },
+            };
+            self.adopt(file);
+        }
         let file = StateFile {
             version: 1,
             tasks: std::mem::take(&mut self.tasks),
@@ -371,5 +377,29 @@ mod tests {
         assert!(store.tasks.contains_key("A-1"));
         store.note_presence(|_| false, t0 + chrono::TimeDelta::hours(27));
         assert!(!store.tasks.contains_key("A-1"));
+    }
+
+    #[test]
+    fn saves_by_two_processes_in_turn_keep_both_records() {
+        let dir =
+            std::env::temp_dir().join(format!("taskboard-state-turns-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.json");
+        let (mut a, _) = Store::load(&path);
+        let (mut b, _) = Store::load(&path);
+        for round in 1..=3u32 {
+            // Each saves in turn; each save finds the file the other wrote since.
+            a.record_mut("A-1").memory.attempts = round;
+            a.save().unwrap();
+            b.record_mut("B-1").memory.attempts = round;
+            b.save().unwrap();
+            // A save with nothing written by anyone since keeps everything too.
+            b.record_mut("B-1").memory.attempts = round + 10;
+            b.save().unwrap();
+            let file = Store::peek(&path);
+            assert_eq!(file["A-1"].memory.attempts, round);
+            assert_eq!(file["B-1"].memory.attempts, round + 10);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -121,7 +121,7 @@ pub fn group_alive(pgid: u32) -> bool {
 /// True when group `pgid` has members in `/proc` and every one of them is a zombie. False
 /// when none is found (gone meanwhile, or hidden), and where there is no `/proc`.
 fn only_zombies(pgid: u32) -> bool {
-    let members: Vec<Proc> = run::scan(None)
+    let members: Vec<Proc> = run::scan(None, None)
         .into_iter()
         .filter(|p| p.pgrp == pgid)
         .collect();

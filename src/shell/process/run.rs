@@ -80,6 +80,11 @@ impl Me {
 pub struct Target<'a> {
     pub run_id: Option<&'a str>,
     pub pgid: Option<u32>,
+    /// When the run's first process started (clock ticks since boot, as `/proc` says), when
+    /// known: a process started before it cannot carry the run's id, so its environment is not
+    /// read. Most of a machine's processes are older than any run; this keeps a sweep to one
+    /// small read per process.
+    pub since: Option<u64>,
 }
 
 /// Whether a `/proc/<pid>/environ` (NUL-separated `NAME=value` entries) sets `name` to `value`.
@@ -139,9 +144,9 @@ pub fn reapable(
         .collect()
 }
 
-/// Every process in `/proc`, with `tagged` set for those whose environment carries `run_id`.
-/// Empty where there is no `/proc`.
-pub fn scan(run_id: Option<&str>) -> Vec<Proc> {
+/// Every process in `/proc`, with `tagged` set for those whose environment carries `run_id`
+/// (only those started at or after `since` are asked). Empty where there is no `/proc`.
+pub fn scan(run_id: Option<&str>, since: Option<u64>) -> Vec<Proc> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -159,6 +164,7 @@ pub fn scan(run_id: Option<&str>) -> Vec<Proc> {
         };
         if let Some(id) = run_id
             && !p.exited()
+            && since.is_none_or(|t| p.start >= t)
         {
             p.tagged = std::fs::read(format!("/proc/{pid}/environ"))
                 .is_ok_and(|env| environ_has(&env, RUN_ID_VAR, id));
@@ -170,7 +176,7 @@ pub fn scan(run_id: Option<&str>) -> Vec<Proc> {
 
 /// The live processes of a run right now.
 pub fn find(target: Target<'_>) -> Vec<Proc> {
-    let procs = scan(target.run_id);
+    let procs = scan(target.run_id, target.since);
     let set = members(&procs, target.pgid, Me::current().pid, &HashSet::new());
     procs
         .into_iter()
@@ -210,7 +216,7 @@ impl Tracker {
     /// Scans `/proc`, reaps the run's orphans handed to us (never `leader`), and returns the
     /// run's live processes, remembering them.
     fn sweep(&mut self, target: Target<'_>, me: Me, leader: Option<u32>) -> Vec<Proc> {
-        let procs = scan(target.run_id);
+        let procs = scan(target.run_id, target.since);
         let set = members(&procs, target.pgid, me.pid, &self.seen);
         let live: Vec<Proc> = procs
             .iter()
@@ -229,13 +235,16 @@ impl Tracker {
 
     /// Sends `sig` to each live process of the run outside its process group (the group is the
     /// caller's to signal). SIGTERM goes once to each and is followed by SIGCONT, so a stopped
-    /// process gets to handle it.
-    pub fn signal_outside_group(&mut self, target: Target<'_>, sig: Signal) {
-        for p in self.sweep(target, Me::current(), target.pgid) {
-            if !in_group(&p, target) {
-                self.signal(&p, sig);
+    /// process gets to handle it. Returns how many processes of the run live (in the group or
+    /// not): none means none can appear any more, since only a live one could start one.
+    pub fn signal_outside_group(&mut self, target: Target<'_>, sig: Signal) -> usize {
+        let live = self.sweep(target, Me::current(), target.pgid);
+        for p in &live {
+            if !in_group(p, target) {
+                self.signal(p, sig);
             }
         }
+        live.len()
     }
 
     /// Stops every process of the run and waits until none is left: SIGTERM to each one not
@@ -465,7 +474,7 @@ mod tests {
             return;
         }
         let me = Me::current();
-        let procs = scan(None);
+        let procs = scan(None, None);
         let found = procs
             .iter()
             .find(|p| p.pid == me.pid)
@@ -490,6 +499,7 @@ mod tests {
         let target = Target {
             run_id: None,
             pgid: Some(pgid),
+            since: None,
         };
         let started = Instant::now();
         stop_orphaned_run(target, Duration::from_secs(20));

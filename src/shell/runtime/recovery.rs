@@ -129,6 +129,8 @@ impl Runtime {
             let target = process::Target {
                 run_id: owner.run_id.as_deref(),
                 pgid: pgid.and_then(|g| u32::try_from(g).ok()),
+                // Unknown here: every process's environment is asked (a rare, one-off search).
+                since: None,
             };
             let left: Vec<String> = process::find(target)
                 .iter()
