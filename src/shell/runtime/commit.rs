@@ -89,7 +89,14 @@ impl Runtime {
 
     /// Writes the outgoing changes in one compare-and-swap write against the board as it is
     /// now, then carries out what each applied change implies. Returns how many runs started.
-    pub(super) fn write(&mut self, outgoing: Vec<Outgoing>, planned_hash: u64) -> usize {
+    /// `planned` is the text and board the pass planned on (its hash `planned_hash` is the
+    /// board as read): the board as it is now is re-parsed from it, block by block.
+    pub(super) fn write(
+        &mut self,
+        outgoing: Vec<Outgoing>,
+        planned: (&str, &Board),
+        planned_hash: u64,
+    ) -> usize {
         if outgoing.is_empty() {
             return 0;
         }
@@ -106,7 +113,9 @@ impl Runtime {
                 return 0;
             }
         };
-        let Some(outcome) = self.replace_board(&outgoing, planned_hash) else {
+        let Some((outcome, before, before_text)) =
+            self.replace_board(&outgoing, planned, planned_hash)
+        else {
             self.requeue(outgoing);
             return 0;
         };
@@ -125,7 +134,7 @@ impl Runtime {
         }
         let applied: BTreeSet<String> = outcome.applied.into_iter().map(|c| c.id).collect();
         let text = outcome.text;
-        // Block ranges moved with the write: parse what is now on disk, once, if needed.
+        // Block ranges moved with the write: re-parse what is now on disk, once, if needed.
         let written = outgoing
             .iter()
             .any(|o| match &o.follow_up {
@@ -135,7 +144,7 @@ impl Runtime {
                 }
                 _ => false,
             })
-            .then(|| Board::parse(&text));
+            .then(|| before.reparse(&before_text, &text));
         let written = written.as_ref().map(|b| (b, text.as_str()));
         let mut started = 0;
         for out in outgoing {
@@ -155,8 +164,9 @@ impl Runtime {
     fn replace_board(
         &mut self,
         outgoing: &[Outgoing],
+        (planned_text, planned): (&str, &Board),
         planned_hash: u64,
-    ) -> Option<writeback::Outcome> {
+    ) -> Option<(writeback::Outcome, Board, String)> {
         let snap = self.read(ReadMode::Now)?;
         if snap.hash != planned_hash && self.held_by_conflict(&snap) {
             // A merge left conflict markers since the plan's read: write nothing into it.
@@ -166,11 +176,12 @@ impl Runtime {
             // A person saved between our read and this write: plan again afterwards.
             self.dirty = true;
         }
-        let board = Board::parse(&snap.text);
+        // Equal to a full parse (`Board::reparse`), at the cost of the blocks that differ.
+        let board = planned.clone().reparse(planned_text, &snap.text);
         let changes: Vec<Change> = outgoing.iter().map(|o| o.change.clone()).collect();
         let outcome = writeback::apply(&snap.text, &board, &changes);
         if !outcome.changed() {
-            return Some(outcome);
+            return Some((outcome, board, snap.text));
         }
         if outgoing.iter().any(Outgoing::is_ending) {
             // Endings are on record before the board shows them: a crash between the two leaves
@@ -197,7 +208,7 @@ impl Runtime {
                 bytes: outcome.text.len() as u64,
             },
         );
-        Some(outcome)
+        Some((outcome, board, snap.text))
     }
 
     /// What landed is on record before any executor starts: a crash between a claim's write

@@ -185,7 +185,7 @@ impl Runtime {
         for step in planned.steps {
             self.take_step(step, (&board, &memory), now, &mut outgoing);
         }
-        let dispatched = reviews + self.write(outgoing, snap.hash);
+        let dispatched = reviews + self.write(outgoing, (&text, &board), snap.hash);
         self.save_state();
         self.passes += 1;
         self.emit(
