@@ -273,6 +273,25 @@ pub struct Reviews {
     pub bounced: u64,
 }
 
+/// Changes of isolated runs that waited for a person, in the window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Approvals {
+    /// Changes that came to wait for approval (`approval_requested`).
+    pub requested: u64,
+    /// Approvals that landed (`merged`; one for a change across several repositories).
+    pub merged: u64,
+    /// Approvals refused at landing (`merge_refused`): the change kept waiting.
+    pub refused: u64,
+    /// Changes a person sent back (`rejected`).
+    pub rejected: u64,
+}
+
+impl Approvals {
+    pub fn any(&self) -> bool {
+        self.requested + self.merged + self.refused + self.rejected > 0
+    }
+}
+
 /// Everything `taskboard stats` shows. Serializes to the documented JSON shape.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Stats {
@@ -294,6 +313,7 @@ pub struct Stats {
     pub over_cap: OverCaps,
     pub budget_exhausted: BudgetHolds,
     pub reviews: Reviews,
+    pub approvals: Approvals,
     pub evidence_mismatches: u64,
 }
 
@@ -324,6 +344,9 @@ pub struct Builder {
     over_cap: OverCaps,
     budget_exhausted: BudgetHolds,
     reviews: Reviews,
+    approvals: Approvals,
+    /// (task, attempt) of every `merged` seen: a landing across repositories is one.
+    merged: std::collections::HashSet<(String, u32)>,
     evidence_mismatches: u64,
     queue: HashMap<String, QState>,
     /// Each task's latest outcome in the window: what `done`, `failed` and the failures count.
@@ -382,6 +405,8 @@ impl Builder {
             over_cap: OverCaps::default(),
             budget_exhausted: BudgetHolds::default(),
             reviews: Reviews::default(),
+            approvals: Approvals::default(),
+            merged: Default::default(),
             evidence_mismatches: 0,
             queue: HashMap::new(),
             outcomes: HashMap::new(),
@@ -470,6 +495,15 @@ impl Builder {
             ("cost_over_cap", _) => self.add_over_cap(rec),
             ("budget_exhausted", _) => self.add_budget_hold(rec),
             ("evidence_mismatch", _) => self.evidence_mismatches += 1,
+            ("approval_requested", _) => self.approvals.requested += 1,
+            ("merge_refused", _) => self.approvals.refused += 1,
+            ("rejected", _) => self.approvals.rejected += 1,
+            ("merged", Some(t)) => {
+                let key = (t.to_string(), rec.attempt.unwrap_or(0));
+                if self.merged.insert(key) {
+                    self.approvals.merged += 1;
+                }
+            }
             ("task_retry_scheduled", _) => {
                 self.totals.retried += 1;
                 if let Some(d) = day.and_then(|i| self.days.get_mut(i)) {
@@ -747,6 +781,7 @@ impl Builder {
             over_cap: self.over_cap,
             budget_exhausted: self.budget_exhausted,
             reviews: self.reviews,
+            approvals: self.approvals,
             evidence_mismatches: self.evidence_mismatches,
         }
     }
@@ -1464,5 +1499,36 @@ mod tests {
         assert!(parse_window("7").is_err());
         assert!(parse_window("d").is_err());
         assert!(parse_window("0h").is_err());
+    }
+
+    #[test]
+    fn approvals_count_a_landing_across_repositories_once() {
+        let lines = [
+            r#"{"ts":"2026-11-30T10:00:00.000Z","event":"approval_requested","task":"A-1","attempt":1}"#,
+            r#"{"ts":"2026-11-30T10:01:00.000Z","event":"merge_refused","task":"A-1","attempt":1,"reason":"x"}"#,
+            r#"{"ts":"2026-11-30T10:02:00.000Z","event":"merged","task":"A-1","attempt":1,"repo":"api","commit":"a","into":"main","strategy":"squash"}"#,
+            r#"{"ts":"2026-11-30T10:02:00.001Z","event":"merged","task":"A-1","attempt":1,"repo":"web","commit":"b","into":"main","strategy":"squash"}"#,
+            r#"{"ts":"2026-11-30T10:03:00.000Z","event":"approval_requested","task":"B-1","attempt":1}"#,
+            r#"{"ts":"2026-11-30T10:04:00.000Z","event":"rejected","task":"B-1","attempt":1,"note":""}"#,
+        ];
+        let now = DateTime::parse_from_rfc3339("2026-11-30T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let mut b = Builder::new(now, Duration::days(1));
+        for l in lines {
+            b.add_line(l.as_bytes());
+        }
+        let r = b.finish();
+        assert_eq!(
+            r.approvals,
+            Approvals {
+                requested: 2,
+                merged: 1,
+                refused: 1,
+                rejected: 1
+            }
+        );
+        assert!(r.approvals.any());
+        assert!(!Approvals::default().any());
     }
 }

@@ -145,6 +145,11 @@ fn approving_on_the_board_lands_the_change_once_and_the_persons_edits_survive() 
         s.count("merged") > 1 || s.status_of("A-1") != "done"
     }));
     assert_eq!(landed_commits(&sb.dir, "A-1"), 1);
+    let stats = finish(&mut sb.command(&["stats"])).stdout;
+    assert!(
+        stats.contains("Approvals    1 asked   1 merged   0 refused   0 rejected"),
+        "{stats}"
+    );
 }
 
 #[test]

@@ -232,7 +232,7 @@ fn spend(o: &mut String, r: &Stats, p: Paint) {
     }
 }
 
-/// The caps, budgets, reviews and evidence lines of the text report.
+/// The caps, budgets, reviews, approvals and evidence lines of the text report.
 fn limits(o: &mut String, r: &Stats, p: Paint) {
     let oc = &r.over_cap;
     let over = format!("{} over the route's cap", runs(oc.count));
@@ -291,6 +291,22 @@ fn limits(o: &mut String, r: &Stats, p: Paint) {
             rv.bounced.to_string()
         }
     );
+    let ap = &r.approvals;
+    if ap.any() {
+        // Only where routes work in worktrees: other boards' reports stay as they were.
+        let _ = writeln!(
+            o,
+            "Approvals    {} asked   {} merged   {} refused   {} rejected",
+            ap.requested,
+            p.green(&ap.merged.to_string()),
+            if ap.refused > 0 {
+                p.yellow(&ap.refused.to_string())
+            } else {
+                ap.refused.to_string()
+            },
+            ap.rejected
+        );
+    }
     let _ = writeln!(
         o,
         "Evidence     {} claimed changes that differ from what git saw",
