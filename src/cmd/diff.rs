@@ -23,9 +23,10 @@ use super::lint::read_board_text;
 use super::logs::{RunDir, readable_runs, runs};
 use super::{CmdResult, Failure, Paint, use_color};
 use crate::core::board::Board;
-use crate::core::workspace::{Change, FileStat, RunRepo, RunWorkspace, WORKSPACE_FILE, patch_file};
+use crate::core::workspace::{Change, FileStat, RunRepo, RunWorkspace, patch_file};
 use crate::exit::Exit;
 use crate::shell::fsio;
+pub use crate::shell::worktrees::read_workspace;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -50,20 +51,6 @@ pub struct Args {
 pub struct IsolatedRun {
     pub dir: RunDir,
     pub workspace: RunWorkspace,
-}
-
-/// The `workspace.json` of a run folder: `Ok(None)` when it has none, an error (one line) when it
-/// cannot be read or does not parse.
-pub fn read_workspace(run_dir: &Path) -> Result<Option<RunWorkspace>, String> {
-    let path = run_dir.join(WORKSPACE_FILE);
-    let text = match fsio::read_regular_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
-    };
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
 /// The task's latest work run (never a review run), and its workspace when it has one: what

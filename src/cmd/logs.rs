@@ -16,7 +16,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 
 use super::lint::read_board_text;
 use super::output::note;
@@ -27,6 +27,7 @@ use crate::core::event::Record;
 use crate::exit::Exit;
 use crate::shell::event_log::Follower;
 use crate::shell::fsio;
+pub use crate::shell::run_dirs::{RunDir, runs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -60,40 +61,6 @@ const POLL: Duration = Duration::from_millis(200);
 /// runtime within a pass).
 const LIVENESS_EVERY: Duration = Duration::from_secs(1);
 
-/// One run folder of a task.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunDir {
-    pub path: PathBuf,
-    pub attempt: u32,
-    pub review: bool,
-    /// When the run started, to the second (from the folder's name).
-    pub started: DateTime<Utc>,
-}
-
-impl RunDir {
-    /// `<attempt>[-review]-<YYYYMMDDTHHMMSSZ>`; anything else is not a run folder.
-    fn parse(path: PathBuf, name: &str) -> Option<RunDir> {
-        let (head, time) = name.rsplit_once('-')?;
-        let (head, review) = match head.strip_suffix("-review") {
-            Some(h) => (h, true),
-            None => (head, false),
-        };
-        if head.is_empty() || !head.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let attempt = head.parse().ok()?;
-        let started = NaiveDateTime::parse_from_str(time, "%Y%m%dT%H%M%SZ")
-            .ok()?
-            .and_utc();
-        Some(RunDir {
-            path,
-            attempt,
-            review,
-            started,
-        })
-    }
-}
-
 /// [`runs`], or the one-line reason the run folders cannot be read (exit 4).
 pub fn readable_runs(state_dir: &Path, id: &str) -> Result<Vec<RunDir>, Failure> {
     runs(state_dir, id).map_err(|e| {
@@ -105,36 +72,6 @@ pub fn readable_runs(state_dir: &Path, id: &str) -> Result<Vec<RunDir>, Failure>
             ),
         )
     })
-}
-
-/// Every run folder of task `id` under `state_dir` (`.taskboard`), oldest first; a work run and
-/// its review started in the same second keep that order. None for an ID that is not a task ID
-/// (it never names a folder).
-pub fn runs(state_dir: &Path, id: &str) -> io::Result<Vec<RunDir>> {
-    if !crate::core::status::is_task_id(id) {
-        return Ok(Vec::new());
-    }
-    let dir = state_dir.join("runs").join(id);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry?;
-        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
-            continue;
-        }
-        let Ok(name) = entry.file_name().into_string() else {
-            continue;
-        };
-        if let Some(run) = RunDir::parse(entry.path(), &name) {
-            out.push(run);
-        }
-    }
-    out.sort_by_key(|r| (r.started, r.attempt, r.review));
-    Ok(out)
 }
 
 pub fn run(args: &Args) -> CmdResult {
@@ -530,23 +467,6 @@ fn marker_at(file: &File, len: u64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn run_folder_names_parse() {
-        let r = RunDir::parse("x".into(), "2-review-20261130T112703Z").unwrap();
-        assert_eq!((r.attempt, r.review), (2, true));
-        assert_eq!(r.started.to_rfc3339(), "2026-11-30T11:27:03+00:00");
-        let r = RunDir::parse("x".into(), "12-20261130T112703Z").unwrap();
-        assert_eq!((r.attempt, r.review), (12, false));
-        for bad in [
-            "x-20261130T112703Z",
-            "1-yesterday",
-            "-20261130T112703Z",
-            "1",
-        ] {
-            assert!(RunDir::parse("x".into(), bad).is_none(), "{bad}");
-        }
-    }
 
     #[test]
     fn a_capped_output_is_followed_to_its_marker() {

@@ -15,7 +15,7 @@ use crate::core::workspace::{
     Retention, RunRepo, RunWorkspace, WORKSPACE_FILE, WorktreeFacts, retention,
 };
 use crate::shell::lock::{self, Locks};
-use crate::shell::{landing, workspace};
+use crate::shell::{landing, run_dirs, workspace};
 
 /// The folder, under the state folder, that holds every isolated run's worktree.
 pub const FOLDER: &str = "worktrees";
@@ -94,15 +94,12 @@ fn owners(state_dir: &Path) -> BTreeMap<PathBuf, Owner> {
     };
     for task in tasks.flatten() {
         let id = task.file_name().to_string_lossy().into_owned();
-        let Ok(runs) = std::fs::read_dir(task.path()) else {
+        let Ok(runs) = run_dirs::runs(state_dir, &id) else {
             continue;
         };
-        for run in runs.flatten() {
-            let name = run.file_name().to_string_lossy().into_owned();
-            let Some(attempt) = name.split('-').next().and_then(|n| n.parse::<u32>().ok()) else {
-                continue;
-            };
-            let Some(record) = read_record(&run.path()) else {
+        for run in runs.into_iter().filter(|r| !r.review) {
+            let attempt = run.attempt;
+            let Some(record) = read_record(&run.path) else {
                 continue;
             };
             for repo in record.repos {
@@ -112,7 +109,7 @@ fn owners(state_dir: &Path) -> BTreeMap<PathBuf, Owner> {
                     let owner = Owner {
                         task: id.clone(),
                         attempt,
-                        run_dir: run.path(),
+                        run_dir: run.path.clone(),
                         record: repo,
                     };
                     out.insert(path, owner);
@@ -123,10 +120,23 @@ fn owners(state_dir: &Path) -> BTreeMap<PathBuf, Owner> {
     out
 }
 
+/// The `workspace.json` of a run folder: `Ok(None)` when it has none, an error (one line) when
+/// it cannot be read (not a regular file included) or does not parse.
+pub fn read_workspace(run_dir: &Path) -> Result<Option<RunWorkspace>, String> {
+    let path = run_dir.join(WORKSPACE_FILE);
+    let text = match crate::shell::fsio::read_regular_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
 /// An attempt's `workspace.json`, if it has one that reads.
 pub fn read_record(run_dir: &Path) -> Option<RunWorkspace> {
-    let text = std::fs::read_to_string(run_dir.join(WORKSPACE_FILE)).ok()?;
-    serde_json::from_str(&text).ok()
+    read_workspace(run_dir).ok().flatten()
 }
 
 /// The bytes of the files under `dir`, not following links.

@@ -19,7 +19,7 @@ use crate::core::config::WorktreeConfig;
 use crate::core::event::EventKind;
 use crate::core::settle::{AttemptEnd, ProcessEnd};
 use crate::core::workspace::{RunRepo, attempt_names, patch_file};
-use crate::shell::worktrees;
+use crate::shell::{run_dirs, worktrees};
 
 /// Where an isolated run works, as the loop keeps it while the run is active.
 pub(super) struct Isolation {
@@ -193,21 +193,18 @@ impl Runtime {
 
 /// The newest work attempt of `id` whose run folder names worktrees but no snapshots.
 fn unsaved_attempt(state_dir: &Path, id: &str) -> Option<(u32, PathBuf, String, Vec<RunRepo>)> {
-    let runs = std::fs::read_dir(state_dir.join("runs").join(id)).ok()?;
-    let mut found: Vec<(u32, String, PathBuf)> = runs
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let (n, rest) = name.split_once('-')?;
-            (!rest.starts_with("review")).then_some(())?;
-            Some((n.parse().ok()?, rest.to_string(), e.path()))
-        })
-        .collect();
-    found.sort();
-    let (attempt, _, run_dir) = found.pop()?;
-    let doc = worktrees::read_record(&run_dir)?;
+    let runs = run_dirs::runs(state_dir, id).ok()?;
+    let newest = runs.into_iter().rfind(|r| !r.review)?;
+    let doc = worktrees::read_record(&newest.path)?;
     let unsaved = doc.repos.iter().all(|r| r.snapshot.is_none()) && !doc.repos.is_empty();
-    unsaved.then(|| (attempt, run_dir, doc.route.unwrap_or_default(), doc.repos))
+    unsaved.then(|| {
+        (
+            newest.attempt,
+            newest.path,
+            doc.route.unwrap_or_default(),
+            doc.repos,
+        )
+    })
 }
 
 /// The folder an isolated attempt's executor worked in: its one worktree, or the folder holding

@@ -23,6 +23,7 @@ use crate::core::workspace::{Glob, RunRepo, base_branch_of, repos_of, touches_of
 use crate::shell::evidence;
 use crate::shell::exec;
 use crate::shell::packet_sources;
+use crate::shell::run_dirs;
 
 /// An executor run to start: the task's own work, or its review.
 pub(super) struct Launch {
@@ -59,16 +60,15 @@ impl Runtime {
         board: (&Board, &str),
         now: DateTime<Utc>,
     ) -> bool {
-        let run_dir = self.state_dir.join("runs").join(&launch.id).join(format!(
-            "{}{}-{}",
-            launch.attempt,
-            if launch.phase == Phase::Review {
-                "-review"
-            } else {
-                ""
-            },
-            now.format("%Y%m%dT%H%M%SZ")
-        ));
+        let run_dir = self
+            .state_dir
+            .join("runs")
+            .join(&launch.id)
+            .join(run_dirs::name(
+                launch.attempt,
+                launch.phase == Phase::Review,
+                now,
+            ));
         let mut active = Active {
             attempt: launch.attempt,
             route: launch.route.clone(),
