@@ -16,7 +16,6 @@ use chrono::Utc;
 
 use super::{CmdResult, Failure};
 use crate::core::board::Board;
-use crate::core::config::{MergeStrategy, Workspace};
 use crate::core::event::{Event, EventKind};
 use crate::core::memory::ApprovalPhase;
 use crate::core::status::{self, Status};
@@ -25,7 +24,7 @@ use crate::shell::event_log::EventLog;
 use crate::shell::landing::{self, Approval, Landed};
 use crate::shell::lock::{Locks, Owner, WriteLock, instance_id};
 use crate::shell::store::Store;
-use crate::shell::{config_file, fsio, worktrees};
+use crate::shell::{config_file, fsio};
 
 #[derive(clap::Args, Debug)]
 pub struct ApproveArgs {
@@ -149,23 +148,12 @@ fn land(
     onto_latest: bool,
     attempt: u32,
 ) -> Result<Vec<Landed>, landing::Refusal> {
-    let route = worktrees::read_record(run_dir).and_then(|r| r.route);
-    let strategy = match route
-        .and_then(|r| config.executors.get(&r))
-        .map(|e| &e.workspace)
-    {
-        Some(Workspace::Worktree(cfg)) => cfg.merge,
-        _ => MergeStrategy::default(),
-    };
-    let summary = store
-        .tasks
-        .get(id)
-        .and_then(|r| r.history.iter().rev().find(|a| a.attempt == attempt))
-        .and_then(|a| a.handoff.clone());
+    let strategy = landing::strategy_for(config, run_dir);
+    let summary = landing::summary_of(store.tasks.get(id), attempt);
     let approval = Approval {
         id,
         title: &w.title,
-        summary: summary.as_deref().and_then(landing::summary_of),
+        summary: summary.as_deref(),
         strategy,
         onto_latest,
     };

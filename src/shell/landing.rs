@@ -9,7 +9,8 @@
 
 use std::path::Path;
 
-use crate::core::config::MergeStrategy;
+use crate::core::config::{Config, MergeStrategy, Workspace};
+use crate::core::memory::TaskRecord;
 use crate::core::workspace::RunRepo;
 use crate::shell::workspace::{self, GitError, LandRequest, Landing, Strategy};
 
@@ -373,12 +374,33 @@ pub fn remove_all(run_dir: &Path) -> Vec<(RunRepo, Result<(), String>)> {
     results
 }
 
-/// The handoff's `What` line of an attempt's section, for the landed commit's message.
-pub fn summary_of(section: &str) -> Option<&str> {
+/// The handoff's `What` line of attempt `attempt`'s section in a task's record, for the
+/// landed commit's message.
+pub fn summary_of(record: Option<&TaskRecord>, attempt: u32) -> Option<String> {
+    let section = record?
+        .history
+        .iter()
+        .rev()
+        .find(|a| a.attempt == attempt)?
+        .handoff
+        .as_deref()?;
     section
         .lines()
         .find_map(|l| l.strip_prefix("- **What:** "))
-        .map(str::trim)
+        .map(|what| what.trim().to_string())
+}
+
+/// How the change of the attempt in `run_dir` lands: its route's `merge` (squash when that
+/// route is gone or no longer works in worktrees).
+pub fn strategy_for(config: &Config, run_dir: &Path) -> MergeStrategy {
+    let route = crate::shell::worktrees::read_record(run_dir).and_then(|r| r.route);
+    match route
+        .and_then(|r| config.executors.get(&r))
+        .map(|e| &e.workspace)
+    {
+        Some(Workspace::Worktree(w)) => w.merge,
+        _ => MergeStrategy::default(),
+    }
 }
 
 #[cfg(test)]

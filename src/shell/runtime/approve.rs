@@ -15,7 +15,6 @@ use chrono::{DateTime, Utc};
 use super::Runtime;
 use super::commit::{FollowUp, Outgoing};
 use crate::core::board::Board;
-use crate::core::config::{MergeStrategy, Workspace};
 use crate::core::event::EventKind;
 use crate::core::plan::Step;
 use crate::core::settle::{Settlement, SettlementKind};
@@ -103,18 +102,6 @@ impl Runtime {
         Some(self.state_dir.join(&approval.run_dir))
     }
 
-    /// The merge strategy of the route the change was made on.
-    fn strategy_of(&self, run_dir: &Path) -> MergeStrategy {
-        let route = crate::shell::worktrees::read_record(run_dir).and_then(|r| r.route);
-        match route
-            .and_then(|r| self.config.executors.get(&r))
-            .map(|e| &e.workspace)
-        {
-            Some(Workspace::Worktree(w)) => w.merge,
-            _ => MergeStrategy::default(),
-        }
-    }
-
     /// `approved` over a change waiting for approval: lands it and writes `done`, or puts
     /// `awaiting-approval` back with the reason.
     pub(super) fn land_approved(
@@ -133,17 +120,12 @@ impl Runtime {
             return;
         };
         let title = board.task(&id).map_or("", |t| t.title.as_str()).to_string();
-        let summary = self
-            .store
-            .tasks
-            .get(&id)
-            .and_then(|r| r.history.iter().rev().find(|a| a.attempt == attempt))
-            .and_then(|a| a.handoff.clone());
-        let strategy = self.strategy_of(&run_dir);
+        let summary = landing::summary_of(self.store.tasks.get(&id), attempt);
+        let strategy = landing::strategy_for(&self.config, &run_dir);
         let approval = Approval {
             id: &id,
             title: &title,
-            summary: summary.as_deref().and_then(landing::summary_of),
+            summary: summary.as_deref(),
             strategy,
             onto_latest: false,
         };
