@@ -179,16 +179,7 @@ fn remove_registered(repo: &Path, path: &Path) -> Result<(), GitError> {
         // only while it is empty.
         remove_stray_folder(path)?;
     }
-    let _ = run(repo, [os("worktree"), os("unlock"), path.as_os_str()], &[]);
-    if path.exists() {
-        let args = [
-            os("worktree"),
-            os("remove"),
-            os("--force"),
-            path.as_os_str(),
-        ];
-        ok(repo, args)?;
-    }
+    unlock_and_remove(repo, path, path.exists())?;
     ok(repo, ["worktree", "prune"]).map(|_| ())
 }
 
@@ -276,21 +267,28 @@ pub fn remove_worktree(
         }
     }
     if entry.is_some() {
-        let _ = run(repo, [os("worktree"), os("unlock"), path.as_os_str()], &[]);
-        if present {
-            let args = [
-                os("worktree"),
-                os("remove"),
-                os("--force"),
-                path.as_os_str(),
-            ];
-            ok(repo, args)?;
-        }
+        unlock_and_remove(repo, path, present)?;
     }
     if let Some(tip) = tip {
         ok(repo, ["update-ref", "-d", &full, &tip])?;
     }
     ok(repo, ["worktree", "prune"]).map(|_| ())
+}
+
+/// Unlocks the registered worktree `path` and, when its `folder` is there, removes it with git:
+/// forced, as the caller has checked that nothing in it is anyone's unsaved work.
+fn unlock_and_remove(repo: &Path, path: &Path, folder: bool) -> Result<(), GitError> {
+    let _ = run(repo, [os("worktree"), os("unlock"), path.as_os_str()], &[]);
+    if folder {
+        let args = [
+            os("worktree"),
+            os("remove"),
+            os("--force"),
+            path.as_os_str(),
+        ];
+        ok(repo, args)?;
+    }
+    Ok(())
 }
 
 /// The paths whose content differs between two trees.
