@@ -235,13 +235,7 @@ fn rejecting_sends_the_task_back_with_the_note_and_counts_the_attempt() {
     assert_eq!(rejected[0]["attempt"], 1);
     assert!(!Path::new(&wt).exists(), "the rejected worktree is removed");
     // Attempt 2 started from the base again, told why.
-    let runs = sb.path(".taskboard/runs/A-1");
-    let second = std::fs::read_dir(&runs)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("2-"))
-        .unwrap();
+    let second = sb.run_dir("A-1", 2);
     let packet = std::fs::read_to_string(second.join("packet-seen")).unwrap();
     assert!(
         packet.contains("A person rejected the change: use b.txt instead"),
@@ -316,14 +310,7 @@ fn a_landing_cut_short_after_the_branch_moved_is_finished_by_the_next_start_neve
     assert_eq!(sb.wait_all(), [Some(0)]);
     // What a runtime killed between moving the branch and recording it leaves: the branch
     // moved, the landing noted in the run folder, nothing on record, `approved` on the board.
-    let run_dir = sb
-        .path(".taskboard/runs/A-1")
-        .read_dir()
-        .unwrap()
-        .flatten()
-        .next()
-        .unwrap()
-        .path();
+    let run_dir = sb.run_dir("A-1", 1);
     let landed = carry_out(
         &run_dir,
         &Approval {
@@ -470,14 +457,7 @@ fn a_change_across_two_repositories_lands_in_both_or_neither() {
         .parent()
         .unwrap()
         .to_path_buf();
-    let run_dir = sb
-        .path(".taskboard/runs/M-1")
-        .read_dir()
-        .unwrap()
-        .flatten()
-        .next()
-        .unwrap()
-        .path();
+    let run_dir = sb.run_dir("M-1", 1);
     assert_eq!(
         std::fs::read_to_string(run_dir.join("repos-seen")).unwrap(),
         "api web\n"
@@ -561,14 +541,7 @@ fn a_landing_across_repositories_found_half_done_is_put_back_and_landed_whole_on
     assert_eq!(sb.status_of("M-1"), "awaiting-approval");
     let (api, web) = (sb.path("api"), sb.path("web"));
     let web0 = git(&web, &["rev-parse", "main"]);
-    let run_dir = sb
-        .path(".taskboard/runs/M-1")
-        .read_dir()
-        .unwrap()
-        .flatten()
-        .next()
-        .unwrap()
-        .path();
+    let run_dir = sb.run_dir("M-1", 1);
     let approval = Approval {
         id: "M-1",
         title: "Both",

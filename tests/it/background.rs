@@ -6,7 +6,7 @@ use crate::support;
 
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::{DEADLINE, Sandbox};
 
@@ -24,17 +24,9 @@ impl Proc {
 
     /// Waits for the exit with a deadline; returns the exit code.
     fn wait_exit(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Some(st) = self.0.try_wait().unwrap() {
-                return st.code();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the runtime did not exit in time"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let code = support::exit_code_within(&mut self.0, DEADLINE);
+        assert!(code.is_some(), "the runtime did not exit in time");
+        code
     }
 }
 
@@ -90,14 +82,10 @@ fn a_missing_board_is_awaited_quietly_then_served() {
     // While waiting, the process must sleep: over a bounded window its CPU time barely moves,
     // and it says it is waiting only once. A busy loop burns ~100 ticks per second.
     let start = cpu_ticks(run.pid());
-    let window = Instant::now() + Duration::from_millis(1500);
-    while Instant::now() < window {
-        assert!(
-            run.0.try_wait().unwrap().is_none(),
-            "run exited while waiting"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let exited = support::poll(Duration::from_millis(1500), || {
+        run.0.try_wait().unwrap().is_some()
+    });
+    assert!(!exited, "run exited while waiting");
     let used = cpu_ticks(run.pid()) - start;
     assert!(
         used <= 10,

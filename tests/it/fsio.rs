@@ -399,9 +399,10 @@ fn read_stable_retries_a_file_cut_mid_character() {
     assert!(matches!(e, ReadError::NotUtf8 { offset: 1, .. }));
 }
 
-#[test]
-fn read_stable_gives_the_last_read_when_the_file_never_settles() {
-    let d = TempDir::new("unsettled");
+/// What `read` returns of a board a writer replaces with the next number, back to back, the
+/// whole time it reads.
+fn read_while_rewritten<T>(label: &str, read: impl FnOnce(&std::path::Path) -> T) -> T {
+    let d = TempDir::new(label);
     let p = d.join("task-board.md");
     fs::write(&p, "0").unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -415,9 +416,15 @@ fn read_stable_gives_the_last_read_when_the_file_never_settles() {
             }
         })
     };
-    let s = read_stable(&p, Duration::from_millis(2), 4);
+    let read = read(&p);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.join().unwrap();
+    read
+}
+
+#[test]
+fn read_stable_gives_the_last_read_when_the_file_never_settles() {
+    let s = read_while_rewritten("unsettled", |p| read_stable(p, Duration::from_millis(2), 4));
     // Whatever was read last is a whole number written by the writer, never a torn file.
     let s = s.unwrap();
     assert!(s.text.parse::<u64>().is_ok(), "{:?}", s.text);
@@ -488,23 +495,9 @@ fn read_settled_waits_for_a_board_that_is_missing_mid_save() {
 
 #[test]
 fn read_settled_never_returns_a_torn_file_while_it_is_rewritten() {
-    let d = TempDir::new("settled-unsettled");
-    let p = d.join("task-board.md");
-    fs::write(&p, "0").unwrap();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let (p, stop) = (p.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut n = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                n += 1;
-                atomic_write(&p, n.to_string().as_bytes()).unwrap();
-            }
-        })
-    };
-    let s = read_settled(&p, Duration::from_millis(2), 4);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    writer.join().unwrap();
+    let s = read_while_rewritten("settled-unsettled", |p| {
+        read_settled(p, Duration::from_millis(2), 4)
+    });
     let s = s.unwrap();
     assert!(s.text.parse::<u64>().is_ok(), "{:?}", s.text);
 }

@@ -39,25 +39,8 @@ fn worktree_route(command: &str, extra: &str) -> String {
     )
 }
 
-/// The one run folder of attempt `attempt` of task `id` (work runs, not reviews).
-fn run_dir(sb: &Sandbox, id: &str, attempt: u32) -> PathBuf {
-    let dir = sb.path(&format!(".taskboard/runs/{id}"));
-    let prefix = format!("{attempt}-");
-    let found: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            name.starts_with(&prefix) && !name.contains("-review-")
-        })
-        .collect();
-    assert_eq!(found.len(), 1, "{found:?}");
-    found.into_iter().next().unwrap()
-}
-
 fn workspace_of(sb: &Sandbox, id: &str, attempt: u32) -> Value {
-    let text = std::fs::read_to_string(run_dir(sb, id, attempt).join("workspace.json")).unwrap();
+    let text = std::fs::read_to_string(sb.run_dir(id, attempt).join("workspace.json")).unwrap();
     let doc: Value = serde_json::from_str(&text).unwrap();
     doc["repos"][0].clone()
 }
@@ -150,7 +133,7 @@ fn parallel_runs_each_work_in_their_own_worktree_and_the_persons_checkout_is_unt
         assert_eq!(ws["base_commit"], base.as_str());
         assert_eq!(ws["branch"], format!("taskboard/{id}-1"));
         // It ran in its worktree, told where it was, with the copied `.env`.
-        let where_ = std::fs::read_to_string(run_dir(&sb, id, 1).join("where")).unwrap();
+        let where_ = std::fs::read_to_string(sb.run_dir(id, 1).join("where")).unwrap();
         assert!(where_.contains(&format!("cwd={path}\n")), "{where_}");
         assert!(where_.contains(&format!("worktree={path}\n")), "{where_}");
         assert!(where_.contains(&format!("commit={base}\n")), "{where_}");
@@ -182,7 +165,7 @@ fn parallel_runs_each_work_in_their_own_worktree_and_the_persons_checkout_is_unt
         assert_eq!(git(&sb.dir, &["rev-parse", &ref_name]), snap);
         assert_eq!(git(&sb.dir, &["rev-parse", &format!("{snap}^1")]), base);
         // The patch applies to the base and gives the snapshot's tree, binary file included.
-        let patch = run_dir(&sb, id, 1).join("changes.patch");
+        let patch = sb.run_dir(id, 1).join("changes.patch");
         let check = sb.path(&format!("check-{id}"));
         git(
             &sb.dir,
@@ -262,7 +245,7 @@ fn a_failing_setup_fails_the_attempt_with_its_reason_and_the_executor_never_runs
             .contains("exit code 3: no network")),
         "{errors:?}"
     );
-    let setup_out = run_dir(&sb, "A-1", 1).join("setup/stdout.log");
+    let setup_out = sb.run_dir("A-1", 1).join("setup/stdout.log");
     assert_eq!(std::fs::read_to_string(setup_out).unwrap(), "installing\n");
     assert_eq!(sb.count("task_dispatched"), 0);
 }
@@ -433,13 +416,13 @@ fn a_review_bounce_goes_on_in_the_same_worktree_and_a_retry_starts_again_from_th
     let (one, two) = (workspace_of(&sb, "F-1", 1), workspace_of(&sb, "F-1", 2));
     assert_ne!(one["path"], two["path"], "a retry gets a fresh worktree");
     assert_eq!(one["base_commit"], two["base_commit"]);
-    let seen = std::fs::read_to_string(run_dir(&sb, "F-1", 2).join("files-seen")).unwrap();
+    let seen = std::fs::read_to_string(sb.run_dir("F-1", 2).join("files-seen")).unwrap();
     assert!(
         !seen.contains("half.txt"),
         "attempt 2 started from the base: {seen}"
     );
-    let packet = std::fs::read_to_string(run_dir(&sb, "F-1", 2).join("packet-seen")).unwrap();
-    let patch = run_dir(&sb, "F-1", 1).join("changes.patch");
+    let packet = std::fs::read_to_string(sb.run_dir("F-1", 2).join("packet-seen")).unwrap();
+    let patch = sb.run_dir("F-1", 1).join("changes.patch");
     assert!(
         packet.contains(&format!("- **Saved diff:** `{}`", patch.display()))
             && packet.contains("`taskboard diff F-1 --attempt 1`"),
@@ -622,7 +605,7 @@ fn gc_removes_a_superseded_worktree_keeps_the_latest_and_never_loses_its_snapsho
         git(&sb.dir, &["show", "refs/taskboard/snapshots/F-1/1:out.txt"]),
         "attempt 1"
     );
-    assert!(run_dir(&sb, "F-1", 1).join("changes.patch").exists());
+    assert!(sb.run_dir("F-1", 1).join("changes.patch").exists());
     let removed = sb.events_named("workspace_removed");
     assert_eq!(removed.len(), 1, "{removed:?}");
     assert_eq!(removed[0]["task"], "F-1");

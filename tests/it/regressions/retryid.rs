@@ -4,9 +4,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
 
-use crate::support::{DEADLINE, Sandbox, poll};
+use crate::support::{DEADLINE, Sandbox, exit_code_within, poll};
 
 /// Every file and folder under `dir`, relative to it.
 fn tree(dir: &Path) -> BTreeSet<PathBuf> {
@@ -22,24 +21,6 @@ fn tree(dir: &Path) -> BTreeSet<PathBuf> {
         }
     }
     out
-}
-
-/// Waits for `child` to exit within the deadline; a child still running then is killed and
-/// reported as `None`.
-fn exit_code_within(child: &mut Child, deadline: Duration) -> Option<i32> {
-    let mut code = None;
-    poll(deadline, || match child.try_wait().unwrap() {
-        Some(st) => {
-            code = Some(st.code().unwrap_or(-1));
-            true
-        }
-        None => false,
-    });
-    if code.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    code
 }
 
 /// A child process that is killed and reaped if the test ends early.

@@ -201,6 +201,18 @@ impl Sandbox {
         !cond(self)
     }
 
+    /// The one run folder of attempt `attempt` of task `id` (its work run, not a review).
+    pub fn run_dir(&self, id: &str, attempt: u32) -> PathBuf {
+        let all = taskboard::shell::run_dirs::runs(&self.path(".taskboard"), id).unwrap();
+        let found: Vec<PathBuf> = all
+            .into_iter()
+            .filter(|r| r.attempt == attempt && !r.review)
+            .map(|r| r.path)
+            .collect();
+        assert_eq!(found.len(), 1, "{id} attempt {attempt}: {found:?}");
+        found.into_iter().next().unwrap()
+    }
+
     pub fn status_of(&self, id: &str) -> String {
         let text = self.board_text();
         let board = taskboard::core::board::Board::parse(&text);
@@ -478,6 +490,24 @@ pub fn poll(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(25));
     }
+}
+
+/// Waits for `child` to exit within the deadline; a child still running then is killed and
+/// reported as `None`.
+pub fn exit_code_within(child: &mut Child, deadline: Duration) -> Option<i32> {
+    let mut code = None;
+    poll(deadline, || match child.try_wait().unwrap() {
+        Some(st) => {
+            code = Some(st.code().unwrap_or(-1));
+            true
+        }
+        None => false,
+    });
+    if code.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    code
 }
 
 /// Seconds since the epoch, as the executor scripts print them.
