@@ -57,9 +57,10 @@ fn generate() -> PathBuf {
                 EventKind::TaskDispatched {
                     attempt,
                     route: routes[(task as usize + attempt as usize) % 4].into(),
-                    pid: 1234,
+                    pid: Some(1234),
                     agent: "bot".into(),
                     phase: None,
+                    remote: None,
                 },
             );
             let ok = !(task + u64::from(attempt)).is_multiple_of(5);
@@ -118,9 +119,10 @@ fn generate() -> PathBuf {
                     EventKind::TaskDispatched {
                         attempt,
                         route: "review".into(),
-                        pid: 1235,
+                        pid: Some(1235),
                         agent: "review-bot".into(),
                         phase: Some("review".into()),
+                        remote: None,
                     },
                 );
                 write(

@@ -314,13 +314,19 @@ impl Scan {
                 route,
                 pid,
                 phase,
+                remote,
                 ..
             } => {
                 self.routes
                     .insert((*attempt, phase.is_some()), route.clone());
                 self.dispatched = Some((ev.ts, *attempt, route.clone(), phase.clone()));
+                let place = match (remote, pid) {
+                    (Some(r), _) => r.describe(),
+                    (None, Some(pid)) => format!("pid {pid}"),
+                    (None, None) => "pid unknown".to_string(),
+                };
                 format!(
-                    "attempt {attempt}{} on `{route}` (pid {pid})",
+                    "attempt {attempt}{} on `{route}` ({place})",
                     if phase.is_some() { " review" } else { "" }
                 )
             }

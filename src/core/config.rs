@@ -14,6 +14,11 @@
 //! keys that only mean something there (`repo`, `base_branch`, `worktree_include`, `setup`,
 //! `merge`, `keep_worktrees`) are errors, at the key, on any other route. `[repos.<name>]`
 //! tables name the repositories a task's `repos:` may list.
+//!
+//! A route's `runner = "slurm" | "ssh"` sends its runs to another machine ([`Runner`]); each
+//! runner's keys (`sbatch_args`, `shared_dir`; `hosts`, `ssh_args`, `remote_dir`,
+//! `host_down_for`) are errors at the key on a route of another runner, and a remote runner
+//! on a worktree route is an error at `runner`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -87,7 +92,57 @@ pub struct ExecutorConfig {
     pub review: Option<String>,
     /// Where a run works: the board's own folder, or a git worktree of its own.
     pub workspace: Workspace,
+    /// Which machine runs it: this one, a Slurm cluster, or SSH hosts.
+    pub runner: Runner,
 }
+
+/// `runner = "local" | "slurm" | "ssh"` on a route.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Runner {
+    /// A child process of the runtime (the default).
+    #[default]
+    Local,
+    /// A batch job on a Slurm cluster.
+    Slurm(SlurmConfig),
+    /// A process on one of a list of SSH hosts.
+    Ssh(SshConfig),
+}
+
+/// The settings of a route whose runs are Slurm jobs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlurmConfig {
+    /// Extra `sbatch` arguments (partition, `--gres=gpu:1`, memory, ...).
+    pub sbatch_args: Vec<String>,
+    /// A folder both this machine and the compute nodes read and write: each run's packet,
+    /// result file and logs live there while it runs. Relative to the board's folder.
+    pub shared_dir: PathBuf,
+}
+
+/// The settings of a route whose runs go to SSH hosts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SshConfig {
+    /// The hosts, chosen least busy first.
+    pub hosts: Vec<SshHost>,
+    /// Extra `ssh` arguments for every call (`-i key`, `-p port`, `-o ...`).
+    pub ssh_args: Vec<String>,
+    /// Where runs' folders go on each host; relative to the login's home folder.
+    pub remote_dir: String,
+    /// How long a host that could not be reached is left out of the choice.
+    pub host_down_for: Duration,
+}
+
+/// One SSH host: an `ssh` destination (`host`, `user@host`, `ssh://user@host:port`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshHost {
+    pub destination: String,
+    /// At most this many runs on it at once; `None`: only the runtime's `max_parallel` bounds it.
+    pub max_parallel: Option<usize>,
+}
+
+/// The default `remote_dir` of an SSH route.
+pub const DEFAULT_REMOTE_DIR: &str = ".taskboard-runs";
+/// The default `host_down_for` of an SSH route.
+pub const DEFAULT_HOST_DOWN_FOR: Duration = Duration::from_secs(60);
 
 /// `workspace = "shared" | "worktree"` on a route.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -417,6 +472,136 @@ struct RawExecutor {
     merge: Option<Spanned<MergeStrategy>>,
     #[serde(default)]
     keep_worktrees: Option<Spanned<KeepDuration>>,
+    #[serde(default)]
+    runner: Option<Spanned<RunnerKind>>,
+    // Slurm's keys, then SSH's: each is an error on a route of another runner.
+    #[serde(default)]
+    sbatch_args: Option<Spanned<ArgList>>,
+    #[serde(default)]
+    shared_dir: Option<Spanned<SharedDir>>,
+    #[serde(default)]
+    hosts: Option<Spanned<HostList>>,
+    #[serde(default)]
+    ssh_args: Option<Spanned<ArgList>>,
+    #[serde(default)]
+    remote_dir: Option<Spanned<RemoteDir>>,
+    #[serde(default)]
+    host_down_for: Option<Spanned<KeepDuration>>,
+}
+
+/// `runner = "local" | "slurm" | "ssh"`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RunnerKind {
+    Local,
+    Slurm,
+    Ssh,
+}
+
+impl<'de> Deserialize<'de> for RunnerKind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "local" => Ok(RunnerKind::Local),
+            "slurm" => Ok(RunnerKind::Slurm),
+            "ssh" => Ok(RunnerKind::Ssh),
+            _ => Err(de::Error::custom(format!(
+                "runner must be \"local\", \"slurm\" or \"ssh\", not \"{s}\""
+            ))),
+        }
+    }
+}
+
+/// `sbatch_args`, `ssh_args`: a list of non-empty strings without NUL.
+struct ArgList(Vec<String>);
+
+impl<'de> Deserialize<'de> for ArgList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let list = Vec::<String>::deserialize(d)?;
+        if let Some(i) = list.iter().position(|a| a.is_empty() || a.contains('\0')) {
+            return Err(de::Error::custom(format!(
+                "argument {} must be a non-empty string without NUL",
+                i + 1
+            )));
+        }
+        Ok(ArgList(list))
+    }
+}
+
+/// `hosts`: a non-empty list of destinations, each a string or `{ host = "...", max_parallel = N }`.
+struct HostList(Vec<SshHost>);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawHost {
+    Name(String),
+    Table {
+        host: String,
+        #[serde(default)]
+        max_parallel: Option<usize>,
+    },
+}
+
+impl<'de> Deserialize<'de> for HostList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Vec::<RawHost>::deserialize(d).map_err(|_| {
+            de::Error::custom(
+                "hosts must be a list of ssh destinations, each \"host\" or { host = \"host\", max_parallel = N }",
+            )
+        })?;
+        if raw.is_empty() {
+            return Err(de::Error::custom("hosts must name at least one host"));
+        }
+        let mut hosts: Vec<SshHost> = Vec::new();
+        for (i, h) in raw.into_iter().enumerate() {
+            let (destination, max_parallel) = match h {
+                RawHost::Name(n) => (n, None),
+                RawHost::Table { host, max_parallel } => (host, max_parallel),
+            };
+            if !valid_destination(&destination) {
+                return Err(de::Error::custom(format!(
+                    "host {} \"{destination}\" is not an ssh destination (host, user@host or ssh://user@host:port; no spaces, not starting with '-')",
+                    i + 1
+                )));
+            }
+            if max_parallel == Some(0) {
+                return Err(de::Error::custom(format!(
+                    "host {} \"{destination}\": max_parallel must be at least 1",
+                    i + 1
+                )));
+            }
+            if hosts.iter().any(|h| h.destination == destination) {
+                return Err(de::Error::custom(format!(
+                    "host \"{destination}\" is listed twice"
+                )));
+            }
+            hosts.push(SshHost {
+                destination,
+                max_parallel,
+            });
+        }
+        Ok(HostList(hosts))
+    }
+}
+
+/// An ssh destination that cannot be taken for an option or split by a shell.
+fn valid_destination(s: &str) -> bool {
+    !s.is_empty() && !s.starts_with('-') && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// `remote_dir`: a folder path on the hosts, without characters a shell would read.
+struct RemoteDir(String);
+
+impl<'de> Deserialize<'de> for RemoteDir {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let fine = |c: char| c.is_ascii_alphanumeric() || "/._-+".contains(c);
+        if s.is_empty() || !s.chars().all(fine) || s.starts_with('-') {
+            return Err(de::Error::custom(format!(
+                "remote_dir \"{s}\" must be a path of letters, digits and / . _ - +"
+            )));
+        }
+        Ok(RemoteDir(s))
+    }
 }
 
 /// `workspace = "shared" | "worktree"`.
@@ -470,6 +655,21 @@ impl<'de> Deserialize<'de> for RepoPath {
             ));
         }
         Ok(RepoPath(PathBuf::from(s)))
+    }
+}
+
+/// `shared_dir`: a folder; relative paths are relative to the board's folder.
+struct SharedDir(PathBuf);
+
+impl<'de> Deserialize<'de> for SharedDir {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.trim().is_empty() || s.contains('\0') {
+            return Err(de::Error::custom(
+                "shared_dir must be a folder path (not empty, no NUL)",
+            ));
+        }
+        Ok(SharedDir(PathBuf::from(s)))
     }
 }
 
@@ -608,6 +808,146 @@ impl RawExecutor {
     }
 }
 
+impl RawExecutor {
+    /// The first key (in the file's order) of a runner other than `kind`, with its span and the
+    /// runner it belongs to.
+    fn stray_runner_key(
+        &self,
+        kind: RunnerKind,
+    ) -> Option<(&'static str, std::ops::Range<usize>, &'static str)> {
+        let keys = [
+            (
+                "sbatch_args",
+                self.sbatch_args.as_ref().map(Spanned::span),
+                RunnerKind::Slurm,
+            ),
+            (
+                "shared_dir",
+                self.shared_dir.as_ref().map(Spanned::span),
+                RunnerKind::Slurm,
+            ),
+            (
+                "hosts",
+                self.hosts.as_ref().map(Spanned::span),
+                RunnerKind::Ssh,
+            ),
+            (
+                "ssh_args",
+                self.ssh_args.as_ref().map(Spanned::span),
+                RunnerKind::Ssh,
+            ),
+            (
+                "remote_dir",
+                self.remote_dir.as_ref().map(Spanned::span),
+                RunnerKind::Ssh,
+            ),
+            (
+                "host_down_for",
+                self.host_down_for.as_ref().map(Spanned::span),
+                RunnerKind::Ssh,
+            ),
+        ];
+        keys.into_iter()
+            .filter(|(_, _, owner)| *owner != kind)
+            .filter_map(|(key, span, owner)| {
+                let owner = if owner == RunnerKind::Slurm {
+                    "slurm"
+                } else {
+                    "ssh"
+                };
+                span.map(|s| (key, s, owner))
+            })
+            .min_by_key(|(_, s, _)| s.start)
+    }
+
+    /// The route's runner; a key of another runner is an error at that key, and so is a
+    /// remote runner on a worktree route (worktrees are made on this machine).
+    fn runner(&mut self, route: &str, text: &str) -> Result<Runner, ConfigError> {
+        let kind = self
+            .runner
+            .as_ref()
+            .map_or(RunnerKind::Local, |r| *r.get_ref());
+        let at = |span: std::ops::Range<usize>, message: String| {
+            let (line, column) = line_col(text, span.start);
+            ConfigError {
+                line: Some(line),
+                column: Some(column),
+                message,
+                path: None,
+            }
+        };
+        if let Some((key, span, owner)) = self.stray_runner_key(kind) {
+            return Err(at(
+                span,
+                format!(
+                    "[executors.{route}] {key} only applies to runner = \"{owner}\"; set runner = \"{owner}\" or remove {key}"
+                ),
+            ));
+        }
+        let worktree = self
+            .workspace
+            .as_ref()
+            .is_some_and(|w| *w.get_ref() == WorkspaceKind::Worktree);
+        if worktree
+            && kind != RunnerKind::Local
+            && let Some(r) = &self.runner
+        {
+            return Err(at(
+                r.span(),
+                format!(
+                    "[executors.{route}] workspace = \"worktree\" runs on this machine only; a remote runner works in its run's own folder (use workspace = \"shared\" or runner = \"local\")"
+                ),
+            ));
+        }
+        let table_span = self.runner.as_ref().map_or(0..0, Spanned::span);
+        match kind {
+            RunnerKind::Local => Ok(Runner::Local),
+            RunnerKind::Slurm => {
+                let Some(dir) = self.shared_dir.take() else {
+                    return Err(at(
+                        table_span,
+                        format!(
+                            "[executors.{route}] runner = \"slurm\" needs shared_dir, a folder this machine and the compute nodes both read and write"
+                        ),
+                    ));
+                };
+                Ok(Runner::Slurm(SlurmConfig {
+                    sbatch_args: self
+                        .sbatch_args
+                        .take()
+                        .map_or_else(Vec::new, |a| a.into_inner().0),
+                    shared_dir: dir.into_inner().0,
+                }))
+            }
+            RunnerKind::Ssh => {
+                let Some(hosts) = self.hosts.take() else {
+                    return Err(at(
+                        table_span,
+                        format!(
+                            "[executors.{route}] runner = \"ssh\" needs hosts, a list of ssh destinations"
+                        ),
+                    ));
+                };
+                Ok(Runner::Ssh(SshConfig {
+                    hosts: hosts.into_inner().0,
+                    ssh_args: self
+                        .ssh_args
+                        .take()
+                        .map_or_else(Vec::new, |a| a.into_inner().0),
+                    remote_dir: self
+                        .remote_dir
+                        .take()
+                        .map_or_else(|| DEFAULT_REMOTE_DIR.to_string(), |d| d.into_inner().0),
+                    host_down_for: self
+                        .host_down_for
+                        .take()
+                        .map_or(DEFAULT_HOST_DOWN_FOR, |k| k.into_inner().0),
+                }))
+            }
+        }
+    }
+}
+
 /// A route name, checked as it is read so the error points at the key.
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
 struct RouteName(String);
@@ -630,6 +970,7 @@ impl RawConfig {
         let r = self.runtime;
         let mut executors = BTreeMap::new();
         for (name, mut v) in self.executors {
+            let runner = v.runner(&name.0, text)?;
             let workspace = v.workspace(&name.0, text)?;
             executors.insert(
                 name.0,
@@ -641,6 +982,7 @@ impl RawConfig {
                     daily_budget_usd: v.daily_budget_usd,
                     review: v.review.map(|r| r.0),
                     workspace,
+                    runner,
                 },
             );
         }

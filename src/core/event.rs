@@ -14,6 +14,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::core::remote::Placement;
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use serde::de::Deserializer;
 use serde::ser::{Error as _, Impossible, SerializeMap, SerializeStruct, Serializer};
@@ -63,11 +64,35 @@ pub enum EventKind {
     TaskDispatched {
         attempt: u32,
         route: String,
-        pid: u32,
+        /// The executor's pid on this machine; absent for a remote run.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        pid: Option<u32>,
         agent: String,
         /// `review` for a review run; absent for the task's own run.
         #[serde(skip_serializing_if = "Option::is_none", default)]
         phase: Option<String>,
+        /// Where a remote run went; absent for a local one.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        remote: Option<Placement>,
+    },
+    /// A remote run left the queue and started on a node (Slurm).
+    RemoteRunning {
+        attempt: u32,
+        remote: Placement,
+    },
+    /// A runtime that started after another died took over that one's remote run: it waits
+    /// for it (`finished` false) or takes the result it already left (`finished` true).
+    RunAdopted {
+        attempt: u32,
+        remote: Placement,
+        finished: bool,
+    },
+    /// An SSH host could not be reached: no new run goes to it until `until`.
+    HostDown {
+        route: String,
+        host: String,
+        until: DateTime<Utc>,
+        reason: String,
     },
     TaskFinished {
         attempt: u32,
@@ -319,6 +344,9 @@ impl EventKind {
             EventKind::MergeRefused { .. } => "merge_refused",
             EventKind::Rejected { .. } => "rejected",
             EventKind::WorkspaceRemoved { .. } => "workspace_removed",
+            EventKind::RemoteRunning { .. } => "remote_running",
+            EventKind::RunAdopted { .. } => "run_adopted",
+            EventKind::HostDown { .. } => "host_down",
             EventKind::Error { .. } => "error",
         }
     }

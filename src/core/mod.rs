@@ -16,6 +16,7 @@ pub mod memory;
 pub mod packet;
 pub mod plan;
 pub mod quiet;
+pub mod remote;
 pub mod report;
 pub mod service_files;
 pub mod settle;

@@ -39,19 +39,23 @@ pub enum ProcessEnd {
         number: i32,
         name: String,
     },
+    /// A remote run whose end could not be learnt: its host could not be reached, its node
+    /// lost it, its job vanished. The reason (`host_unreachable`, `node_fail`, ...) is the
+    /// attempt's.
+    Lost(String),
 }
 
 impl ProcessEnd {
     pub fn exit_code(&self) -> Option<i32> {
         match self {
             ProcessEnd::Exited(code) => Some(*code),
-            ProcessEnd::Signaled { .. } => None,
+            ProcessEnd::Signaled { .. } | ProcessEnd::Lost(_) => None,
         }
     }
 
     pub fn signal(&self) -> Option<i32> {
         match self {
-            ProcessEnd::Exited(_) => None,
+            ProcessEnd::Exited(_) | ProcessEnd::Lost(_) => None,
             ProcessEnd::Signaled { number, .. } => Some(*number),
         }
     }
@@ -89,6 +93,7 @@ pub fn attempt_end(
             _ => AttemptEnd::Failure(format!("exit_{code}")),
         },
         ProcessEnd::Signaled { name, .. } => AttemptEnd::Failure(format!("signal_{name}")),
+        ProcessEnd::Lost(reason) => AttemptEnd::Failure(reason.clone()),
     }
 }
 

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use taskboard::core::config::{
-    self, Config, ConfigError, ExecutorConfig, Workspace, parse, parse_duration,
+    self, Config, ConfigError, ExecutorConfig, Runner, SlurmConfig, SshHost, Workspace, parse,
+    parse_duration,
 };
 
 const SAMPLE: &str = r#"[runtime]
@@ -72,6 +73,7 @@ fn sample_parses_to_expected_values() {
             daily_budget_usd: None,
             review: None,
             workspace: Workspace::Shared,
+            runner: Runner::Local,
         }
     );
     assert_eq!(c.executors["review"].command, ["./scripts/review.sh"]);
@@ -551,4 +553,114 @@ fn lint_checks_repos_against_the_configuration() {
     );
     assert!(text.contains(":9:16: error[bad-base-branch]"), "{text}");
     assert_eq!(text.lines().last(), Some("3 errors, 0 warnings"), "{text}");
+}
+
+#[test]
+fn remote_runners_parse_with_their_defaults() {
+    let c = parse(
+        r#"
+[executors.gpu]
+command = ["agent"]
+runner = "slurm"
+sbatch_args = ["--partition=gpu", "--gres=gpu:1"]
+shared_dir = "/scratch/tb"
+
+[executors.farm]
+command = ["agent"]
+runner = "ssh"
+hosts = ["gpu1", { host = "ssh://me@gpu2:2222", max_parallel = 2 }]
+ssh_args = ["-i", "/k"]
+
+[executors.here]
+command = ["agent"]
+runner = "local"
+"#,
+    )
+    .unwrap();
+    assert_eq!(
+        c.executors["gpu"].runner,
+        Runner::Slurm(SlurmConfig {
+            sbatch_args: vec!["--partition=gpu".into(), "--gres=gpu:1".into()],
+            shared_dir: "/scratch/tb".into(),
+        })
+    );
+    let Runner::Ssh(ssh) = &c.executors["farm"].runner else {
+        panic!("not ssh: {:?}", c.executors["farm"].runner);
+    };
+    assert_eq!(
+        ssh.hosts,
+        vec![
+            SshHost {
+                destination: "gpu1".into(),
+                max_parallel: None
+            },
+            SshHost {
+                destination: "ssh://me@gpu2:2222".into(),
+                max_parallel: Some(2)
+            },
+        ]
+    );
+    assert_eq!(ssh.ssh_args, ["-i", "/k"]);
+    assert_eq!(ssh.remote_dir, taskboard::core::config::DEFAULT_REMOTE_DIR);
+    assert_eq!(ssh.host_down_for, Duration::from_secs(60));
+    assert_eq!(c.executors["here"].runner, Runner::Local);
+}
+
+#[test]
+fn remote_runner_mistakes_are_errors_at_the_key() {
+    let route = "[executors.default]\ncommand = [\"a\"]\n";
+    let cases: &[(&str, usize, &str)] = &[
+        (
+            "shared_dir = \"/s\"\n",
+            3,
+            "shared_dir only applies to runner = \"slurm\"",
+        ),
+        (
+            "runner = \"ssh\"\nhosts = [\"h\"]\nsbatch_args = [\"-p\"]\n",
+            5,
+            "sbatch_args only applies",
+        ),
+        (
+            "hosts = [\"h\"]\n",
+            3,
+            "hosts only applies to runner = \"ssh\"",
+        ),
+        ("runner = \"slurm\"\n", 3, "needs shared_dir"),
+        ("runner = \"ssh\"\n", 3, "needs hosts"),
+        ("runner = \"ssh\"\nhosts = []\n", 4, "at least one host"),
+        (
+            "runner = \"ssh\"\nhosts = [\"-oProxyCommand=x\"]\n",
+            4,
+            "not an ssh destination",
+        ),
+        (
+            "runner = \"ssh\"\nhosts = [\"a\", \"a\"]\n",
+            4,
+            "listed twice",
+        ),
+        (
+            "runner = \"ssh\"\nhosts = [{ host = \"a\", max_parallel = 0 }]\n",
+            4,
+            "at least 1",
+        ),
+        (
+            "runner = \"ssh\"\nhosts = [\"a\"]\nremote_dir = \"a b\"\n",
+            5,
+            "remote_dir",
+        ),
+        ("runner = \"cloud\"\n", 3, "runner"),
+        (
+            "runner = \"slurm\"\nshared_dir = \"/s\"\nworkspace = \"worktree\"\n",
+            3,
+            "runs on this machine only",
+        ),
+        (
+            "runner = \"slurm\"\nshared_dir = \"/s\"\nsbatch_args = [\"\"]\n",
+            5,
+            "non-empty",
+        ),
+    ];
+    for (extra, line, needle) in cases {
+        assert_err(&format!("{route}{extra}"), *line, needle);
+    }
 }

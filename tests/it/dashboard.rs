@@ -41,9 +41,10 @@ fn events(dir: &Path) -> String {
             EventKind::TaskDispatched {
                 attempt: 1,
                 route: route.into(),
-                pid: 1,
+                pid: Some(1),
                 agent: "bot".into(),
                 phase: None,
+                remote: None,
             },
         ));
         let failed = i % 7 == 0;
@@ -262,9 +263,10 @@ fn a_small_bar_stays_visible_and_the_others_keep_their_proportions() {
                 EventKind::TaskDispatched {
                     attempt: 1,
                     route: route.into(),
-                    pid: 1,
+                    pid: Some(1),
                     agent: "bot".into(),
                     phase: None,
+                    remote: None,
                 },
             ),
             Event::new(

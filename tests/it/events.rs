@@ -47,16 +47,18 @@ fn every_kind() -> Vec<EventKind> {
         EventKind::TaskDispatched {
             attempt: 1,
             route: "default".into(),
-            pid: 999,
+            pid: Some(999),
             agent: "shell".into(),
             phase: None,
+            remote: None,
         },
         EventKind::TaskDispatched {
             attempt: 1,
             route: "review".into(),
-            pid: 1000,
+            pid: Some(1000),
             agent: "review-shell".into(),
             phase: Some("review".into()),
+            remote: None,
         },
         EventKind::TaskFinished {
             attempt: 1,

@@ -13,9 +13,10 @@ fn run(task: &str, attempt: u32, route: &str, at: DateTime<Utc>, ms: u64, outcom
         EventKind::TaskDispatched {
             attempt,
             route: route.into(),
-            pid: 1,
+            pid: Some(1),
             agent: "bot".into(),
             phase: None,
+            remote: None,
         },
     );
     let finished = Event::new(
@@ -112,9 +113,10 @@ fn log(dir: &Dir) {
         EventKind::TaskDispatched {
             attempt: 1,
             route: "py".into(),
-            pid: 1,
+            pid: Some(1),
             agent: "bot".into(),
             phase: None,
+            remote: None,
         },
     )
     .to_line()
@@ -242,9 +244,10 @@ fn dispatched(attempt: u32, route: &str, review: bool) -> EventKind {
     EventKind::TaskDispatched {
         attempt,
         route: route.into(),
-        pid: 1,
+        pid: Some(1),
         agent: "bot".into(),
         phase: review.then(|| "review".into()),
+        remote: None,
     }
 }
 

@@ -61,9 +61,10 @@ fn each_kind_reads_as_one_line() {
             EventKind::TaskDispatched {
                 attempt: 1,
                 route: "claude".into(),
-                pid: 42,
+                pid: Some(42),
                 agent: "bot".into(),
                 phase: None,
+                remote: None,
             },
             "15:25:03.123 task_dispatched      A-1 attempt=1 route=claude agent=bot pid=42",
         ),
@@ -206,9 +207,10 @@ fn review_runs_show_review_and_costs_show_dollars() {
         EventKind::TaskDispatched {
             attempt: 1,
             route: "checker".into(),
-            pid: 42,
+            pid: Some(42),
             agent: "review-bot".into(),
             phase: Some("review".into()),
+            remote: None,
         },
     );
     assert_eq!(

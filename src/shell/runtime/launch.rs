@@ -378,12 +378,13 @@ impl Runtime {
         let dispatched = EventKind::TaskDispatched {
             attempt: active.attempt,
             route: active.route.clone(),
-            pid,
+            pid: Some(pid),
             agent: match active.phase {
                 Phase::Review => plan::review_agent(agent),
                 Phase::Work { .. } => agent.clone(),
             },
             phase: (active.phase == Phase::Review).then(|| "review".to_string()),
+            remote: None,
         };
         active.handle = Some(handle);
         self.emit(Some(id), dispatched);

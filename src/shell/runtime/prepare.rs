@@ -280,6 +280,7 @@ fn run_setup(
             let how = match ending {
                 ProcessEnd::Exited(code) => format!("exit code {code}"),
                 ProcessEnd::Signaled { name, .. } => name.clone(),
+                ProcessEnd::Lost(why) => why.clone(),
             };
             let last = finished.stderr_tail.trim().lines().last().unwrap_or("");
             Err(failed(format!(
