@@ -99,6 +99,9 @@ pub struct Inputs<'a> {
     pub capacity: usize,
     /// Reported spend per route on `now`'s UTC day.
     pub spent_today: &'a BTreeMap<String, f64>,
+    /// How many more runs each listed route can start now (an SSH route whose hosts are full
+    /// or down); a route not listed has no limit of its own.
+    pub route_room: &'a BTreeMap<String, usize>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -242,6 +245,8 @@ struct Planner<'a> {
     held: BTreeMap<String, (f64, f64, usize)>,
     /// The tasks running now (or dispatched in this pass) that declare `touches:`, with theirs.
     touching: Vec<(&'a str, Vec<Glob>)>,
+    /// What is left of `Inputs::route_room` in this pass.
+    route_room: BTreeMap<String, usize>,
 }
 
 impl<'a> Planner<'a> {
@@ -276,6 +281,7 @@ impl<'a> Planner<'a> {
             others_running,
             held: BTreeMap::new(),
             touching,
+            route_room: inp.route_room.clone(),
         }
     }
 
@@ -560,6 +566,11 @@ impl<'a> Planner<'a> {
         if !inp.policy.routes.contains(route) || self.budget_spent(route) {
             return;
         }
+        // A route whose hosts are all busy or down: the task stays due; a run's end or the
+        // host's return (the shell's wake) brings the next pass.
+        if self.route_room.get(route) == Some(&0) {
+            return;
+        }
         if self.capacity <= self.others_running {
             self.held_by_others();
             return;
@@ -571,6 +582,9 @@ impl<'a> Planner<'a> {
             return;
         }
         self.capacity -= 1;
+        if let Some(room) = self.route_room.get_mut(route) {
+            *room -= 1;
+        }
         if let Some(globs) = touches {
             self.touching.push((task.id.as_str(), globs));
         }
@@ -949,6 +963,7 @@ mod tests {
         endings_on_the_way: BTreeSet<String>,
         capacity: usize,
         spent: BTreeMap<String, f64>,
+        route_room: BTreeMap<String, usize>,
     }
     impl Default for World {
         fn default() -> World {
@@ -957,6 +972,7 @@ mod tests {
                 active: BTreeSet::new(),
                 memory: BTreeMap::new(),
                 endings_on_the_way: BTreeSet::new(),
+                route_room: BTreeMap::new(),
                 capacity: 8,
                 spent: BTreeMap::new(),
             }
@@ -984,6 +1000,7 @@ mod tests {
             endings_on_the_way: &w.endings_on_the_way,
             capacity: w.capacity,
             spent_today: &w.spent,
+            route_room: &w.route_room,
         })
     }
     fn dispatched(p: &Plan) -> Vec<(String, u32)> {
@@ -1031,6 +1048,22 @@ mod tests {
     }
 
     #[test]
+    fn a_route_without_room_keeps_its_tasks_due_and_others_still_run() {
+        let b = Board::parse(
+            "# Board\n## A-1\n- status: ready\n- route: review\n\
+             ## B-1\n- status: ready\n- route: review\n## C-1\n- status: ready\n",
+        );
+        let mut w = World::default();
+        w.route_room.insert("review".into(), 1);
+        assert_eq!(
+            dispatched(&plan_board(&b, &w)),
+            vec![("A-1".into(), 1), ("C-1".into(), 1)]
+        );
+        w.route_room.insert("review".into(), 0);
+        assert_eq!(dispatched(&plan_board(&b, &w)), vec![("C-1".into(), 1)]);
+    }
+
+    #[test]
     fn unknown_routes_duplicates_and_bad_ids_are_never_dispatched() {
         let text = "## A-1\n- status: ready\n- route: nowhere\n## B-1\n- status: ready\n## B-1\n- status: ready\n## ../x\n- status: ready\n## C-1\n- status: ready\n- route: review\n";
         let b = Board::parse(text);
@@ -1045,6 +1078,7 @@ mod tests {
             endings_on_the_way: &w.endings_on_the_way,
             capacity: 8,
             spent_today: &w.spent,
+            route_room: &w.route_room,
         });
         assert_eq!(dispatched(&p), vec![("C-1".into(), 1)]);
     }
@@ -1382,6 +1416,7 @@ mod tests {
                 endings_on_the_way: &w.endings_on_the_way,
                 capacity: 8,
                 spent_today: spent,
+                route_room: &BTreeMap::new(),
             })
         };
         // Spent out today: the route's tasks stay ready and one step says why.

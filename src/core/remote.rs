@@ -168,11 +168,11 @@ pub fn quote(s: &str) -> String {
 /// normally decides first and the far side only acts when contact was lost.
 pub const FAR_SIDE_MARGIN: Duration = Duration::from_secs(5);
 
-/// The `env` file the wrapper sources: the variables, the working folder, the far side's
-/// timeout and grace, and the command line as `set --`.
+/// The `env` file the wrapper sources: the variables, the working folder (`None`: the run's
+/// own folder), the far side's timeout and grace, and the command line as `set --`.
 pub fn env_file(
     env: &[(String, String)],
-    cwd: &str,
+    cwd: Option<&str>,
     argv: &[String],
     timeout: Option<Duration>,
     grace: Duration,
@@ -181,7 +181,16 @@ pub fn env_file(
     for (k, v) in env {
         out.push_str(&format!("export {k}={}\n", quote(v)));
     }
-    out.push_str(&format!("TB_CWD={}\n", quote(cwd)));
+    // The run's folder and result file are where the wrapper runs: `$d` is that folder.
+    out.push_str("export TASKBOARD_RUN_DIR=\"$d\"\n");
+    out.push_str(&format!(
+        "export TASKBOARD_RESULT=\"$d/{}\"\n",
+        files::RESULT
+    ));
+    match cwd {
+        Some(cwd) => out.push_str(&format!("TB_CWD={}\n", quote(cwd))),
+        None => out.push_str("TB_CWD=\"$d\"\n"),
+    }
     let timeout = timeout.map_or(String::new(), |t| {
         (t + FAR_SIDE_MARGIN).as_secs().max(1).to_string()
     });
@@ -527,7 +536,7 @@ mod tests {
         let argv = vec!["/bin/echo".to_string(), "a b".to_string()];
         let text = env_file(
             &env,
-            "/w",
+            Some("/w"),
             &argv,
             Some(Duration::from_secs(10)),
             Duration::from_secs(2),

@@ -743,6 +743,32 @@ impl Capture {
     }
 }
 
+/// An output that arrives whole rather than from a live pipe (a remote run's log, copied back),
+/// kept under `path` with the same cap as a live one: head, marker, tail.
+pub struct CappedLog {
+    capture: Capture,
+}
+
+impl CappedLog {
+    /// Creates (truncates) `path`.
+    pub fn create(path: &std::path::Path, cap: u64) -> io::Result<CappedLog> {
+        Ok(CappedLog {
+            capture: Capture::new(File::create(path)?, cap),
+        })
+    }
+
+    pub fn push(&mut self, chunk: &[u8]) {
+        self.capture.push(chunk);
+    }
+
+    /// Completes the file; returns the last [`TAIL_BYTES`] as text and the stream's length.
+    pub fn finish(mut self) -> (String, u64) {
+        self.capture.eof = true;
+        self.capture.finalize();
+        (self.capture.tail(), self.capture.total)
+    }
+}
+
 /// The line that replaces the middle of an output that exceeded its cap.
 pub fn marker(omitted: u64) -> String {
     format!("\n[taskboard: {omitted} bytes omitted]\n")

@@ -29,6 +29,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::core::remote::RemoteRun;
 use crate::shell::process;
 
 /// Who holds a lock: enough to tell later whether that process is still the one running.
@@ -50,6 +51,10 @@ pub struct Owner {
     /// `executor_pgid`, so a restart also finds those that left the group.
     #[serde(default)]
     pub run_id: Option<String>,
+    /// A remote run's whereabouts, written before it is launched and completed as it starts,
+    /// so a runtime started after this one died follows it instead of starting another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<Box<RemoteRun>>,
 }
 
 impl Owner {
@@ -65,6 +70,7 @@ impl Owner {
             acquired_at: now,
             executor_pgid: None,
             run_id: None,
+            remote: None,
         }
     }
 }
@@ -237,6 +243,13 @@ impl Locks {
         self.set_executor(id, instance, pgid, None)
     }
 
+    /// Records (or updates) the remote run the lock's owner supervises.
+    pub fn set_remote(&self, id: &str, instance: &str, remote: &RemoteRun) -> io::Result<()> {
+        self.update_owner(id, instance, |owner| {
+            owner.remote = Some(Box::new(remote.clone()))
+        })
+    }
+
     /// Like [`Locks::set_executor_pgid`], recording the run id of the executor's processes too.
     pub fn set_executor(
         &self,
@@ -245,13 +258,25 @@ impl Locks {
         pgid: i32,
         run_id: Option<&str>,
     ) -> io::Result<()> {
+        self.update_owner(id, instance, |owner| {
+            owner.executor_pgid = Some(pgid);
+            owner.run_id = run_id.map(str::to_owned);
+        })
+    }
+
+    /// Rewrites the owner record of a lock `instance` holds with `change` applied.
+    fn update_owner(
+        &self,
+        id: &str,
+        instance: &str,
+        change: impl FnOnce(&mut Owner),
+    ) -> io::Result<()> {
         check_id(id)?;
         let _gate = self.gate(Gate::Shared)?;
         let dir = self.root.join(id);
         match read_state(&dir) {
             Some(LockState::Held(mut owner)) if owner.instance == instance => {
-                owner.executor_pgid = Some(pgid);
-                owner.run_id = run_id.map(str::to_owned);
+                change(&mut owner);
                 write_owner(&dir, &owner, OwnerFile::Replace)
             }
             Some(LockState::Held(owner)) => Err(io::Error::new(
@@ -326,6 +351,22 @@ impl Locks {
             away
         };
         remove_debris(&away);
+        Ok(true)
+    }
+
+    /// Takes over a dead owner's lock in place: its owner record becomes `owner` if the lock is
+    /// still as `seen`. Unlike breaking and claiming again, the lock is never free between the
+    /// two, so a crash in between cannot let another run start (a remote run outlives its
+    /// runtime and must be followed, not repeated). Returns whether it was taken over.
+    pub fn take_over(&self, id: &str, seen: &LockState, owner: &Owner) -> io::Result<bool> {
+        check_id(id)?;
+        let _gate = self.gate(Gate::Exclusive)?;
+        let dir = self.root.join(id);
+        match read_state(&dir) {
+            Some(current) if same_lock(&current, seen) => {}
+            _ => return Ok(false),
+        }
+        write_owner(&dir, owner, OwnerFile::Replace)?;
         Ok(true)
     }
 

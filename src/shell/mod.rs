@@ -14,6 +14,7 @@ pub mod lock;
 pub mod logging;
 pub mod packet_sources;
 pub mod process;
+pub mod remote;
 pub mod run_dirs;
 pub mod runtime;
 pub mod store;

@@ -339,7 +339,8 @@ impl Runtime {
             .iter()
             .map(|(id, a)| {
                 let mut owner = Owner::current(&self.instance, a.started);
-                owner.executor_pgid = a.handle.as_ref().map(|h| h.pid() as i32);
+                owner.executor_pgid = a.handle.as_ref().and_then(|h| h.pid()).map(|p| p as i32);
+                owner.remote = a.remote.clone().map(Box::new);
                 (id.clone(), owner)
             })
             .collect();

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use super::finish::RunEnd;
 use super::{Active, Msg, Runtime, isolate, prepare};
 use crate::core::board::{Board, Task};
-use crate::core::config::{Workspace, WorktreeConfig};
+use crate::core::config::{Runner, Workspace, WorktreeConfig};
 use crate::core::event::EventKind;
 use crate::core::packet;
 use crate::core::plan;
@@ -81,6 +81,7 @@ impl Runtime {
             evidence_before: None,
             touches: board.0.task(&launch.id).and_then(touches_of),
             isolation: None,
+            remote: None,
         };
         match self.start_run(&launch, board, &mut active) {
             Ok(handle) => {
@@ -151,6 +152,14 @@ impl Runtime {
             grace: self.config.runtime.grace,
             output_cap: self.config.runtime.output_cap,
         };
+        if !matches!(exec_cfg.runner, Runner::Local) {
+            // The far side runs the command as written, from the run's own folder there.
+            spec.argv = exec_cfg.command.clone();
+            return self
+                .start_remote(launch, spec, &exec_cfg.runner, active)
+                .map(|()| None)
+                .map_err(|(why, reason)| NotStarted::new(why, reason));
+        }
         if let (Workspace::Worktree(cfg), Phase::Work { .. }) = (&exec_cfg.workspace, &launch.phase)
         {
             return self
@@ -386,7 +395,7 @@ impl Runtime {
             phase: (active.phase == Phase::Review).then(|| "review".to_string()),
             remote: None,
         };
-        active.handle = Some(handle);
+        active.handle = Some(super::RunHandle::Local(handle));
         self.emit(Some(id), dispatched);
     }
 }

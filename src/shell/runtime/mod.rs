@@ -48,6 +48,7 @@ mod launch;
 mod pass;
 mod prepare;
 mod recovery;
+mod remote;
 
 pub use files::archive_deadletter;
 use pass::Trigger;
@@ -80,6 +81,13 @@ pub enum Msg {
         /// What an isolated run changed, saved before this was sent; `None` for a shared run.
         snapshot: SnapshotOutcome,
     },
+    /// What a remote run's driver learnt: where it went, that it reached a node, that it was
+    /// taken over.
+    Remote {
+        id: String,
+        attempt: u32,
+        report: crate::shell::remote::Report,
+    },
     /// An isolated run's worktree is ready and its executor started, or it could not be.
     Prepared {
         id: String,
@@ -87,6 +95,30 @@ pub enum Msg {
         prepared: Box<Prepared>,
     },
     Signal(i32),
+}
+
+/// A started run: a child process here, or a run on another machine.
+#[derive(Debug, Clone)]
+enum RunHandle {
+    Local(exec::RunHandle),
+    Remote(crate::shell::remote::RemoteHandle),
+}
+
+impl RunHandle {
+    fn stop(&self, cause: StopCause) {
+        match self {
+            RunHandle::Local(h) => h.stop(cause),
+            RunHandle::Remote(h) => h.stop(cause),
+        }
+    }
+
+    /// The executor's process group here; none for a remote run.
+    fn pid(&self) -> Option<u32> {
+        match self {
+            RunHandle::Local(h) => Some(h.pid()),
+            RunHandle::Remote(_) => None,
+        }
+    }
 }
 
 impl Active {
@@ -106,7 +138,7 @@ struct Active {
     route: String,
     phase: Phase,
     /// None until the executor has started.
-    handle: Option<exec::RunHandle>,
+    handle: Option<RunHandle>,
     started: DateTime<Utc>,
     running: Status,
     run_dir: PathBuf,
@@ -117,6 +149,8 @@ struct Active {
     touches: Option<Vec<crate::core::workspace::Glob>>,
     /// Where an isolated run works (worktree routes' work runs only).
     isolation: Option<isolate::Isolation>,
+    /// A remote run's record, as its lock holds it.
+    remote: Option<crate::core::remote::RemoteRun>,
 }
 
 pub struct Runtime {
@@ -166,6 +200,8 @@ pub struct Runtime {
     approval_noted: BTreeMap<String, String>,
     /// The board's folder held open, the run lock, the watch (see `home`).
     home: home::Home,
+    /// SSH hosts that could not be reached, and when each is tried again.
+    hosts_down: BTreeMap<String, DateTime<Utc>>,
     /// The wall clock.
     clock: fn() -> DateTime<Utc>,
 }
@@ -222,6 +258,7 @@ impl Runtime {
             touches_announced: BTreeMap::new(),
             approval_noted: BTreeMap::new(),
             home: home::Home::default(),
+            hosts_down: BTreeMap::new(),
             git_root,
             clock: Utc::now,
         };
@@ -430,7 +467,15 @@ impl Runtime {
                     attempt,
                     finished,
                     snapshot,
-                } => due |= self.run_ended(&id, attempt, finished, snapshot),
+                } => {
+                    self.remote_ended(&id, attempt, &finished);
+                    due |= self.run_ended(&id, attempt, finished, snapshot);
+                }
+                Msg::Remote {
+                    id,
+                    attempt,
+                    report,
+                } => self.remote_report(&id, attempt, report),
                 Msg::Prepared {
                     id,
                     attempt,

@@ -138,6 +138,9 @@ impl Runtime {
             Some((old_text, old)) => old.reparse(&old_text, &snap.text),
             None => Board::parse(&snap.text),
         };
+        // Remote runs whose runtime died are followed, not started again: their locks become
+        // ours before the planner sees them.
+        self.adopt_remote_runs(now);
         let (mut locks, lock_wake) = self.lock_view(now);
         let Gathered {
             mut outgoing,
@@ -159,10 +162,11 @@ impl Runtime {
 
         let locks = self.defer_to_serving_run(locks, &board);
         let (planned, memory) = self.plan(&board, &locks, &outgoing, &on_the_way, now);
-        self.wake_at = match (planned.wake_at, lock_wake) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let host_back = self.route_room(now).1;
+        self.wake_at = [planned.wake_at, lock_wake, host_back]
+            .into_iter()
+            .flatten()
+            .min();
         // A hold no longer planned is over: the next one is announced again.
         let held: BTreeSet<&String> = planned
             .steps
@@ -250,6 +254,7 @@ impl Runtime {
         memory::project(&mut memory, outgoing.iter().map(|o| &o.change));
         let policy = self.policy();
         let spent_today = self.store.spend_on(now.date_naive());
+        let (route_room, _) = self.route_room(now);
         let planned = plan::plan(&plan::Inputs {
             board,
             policy: &policy,
@@ -260,6 +265,7 @@ impl Runtime {
             endings_on_the_way: on_the_way,
             capacity,
             spent_today: &spent_today,
+            route_room: &route_room,
         });
         (planned, memory)
     }
