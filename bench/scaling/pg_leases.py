@@ -76,6 +76,7 @@ def renew_sql(tid, attempt, lease_s):
 
 
 def reset(db, m):
+    db.q("SET client_min_messages=warning")  # no NOTICE for the first DROP
     db.q("DROP TABLE IF EXISTS tasks")
     db.q("""CREATE TABLE tasks(id int PRIMARY KEY, state text NOT NULL DEFAULT 'ready',
             owner text, lease_until timestamptz, attempt int NOT NULL DEFAULT 0, result text)""")
