@@ -20,6 +20,8 @@ pub struct Sandbox {
     pub dir: PathBuf,
     pub board: PathBuf,
     children: Vec<Child>,
+    /// Variables every `taskboard` this sandbox starts gets (`SLURM_CONF`, say).
+    env: Vec<(String, String)>,
     /// Removed after the children are stopped (kept when the test failed).
     _temp: TempDir,
 }
@@ -33,6 +35,7 @@ impl Sandbox {
             dir,
             board,
             children: Vec::new(),
+            env: Vec::new(),
             _temp: temp,
         }
     }
@@ -101,8 +104,14 @@ impl Sandbox {
         cmd.args(args)
             .current_dir(&self.dir)
             .env("NO_COLOR", "1")
-            .env("TASKBOARD_LOG", "debug");
+            .env("TASKBOARD_LOG", "debug")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
+    }
+
+    /// Gives every `taskboard` this sandbox starts from now on `key=value`.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.push((key.to_string(), value.to_string()));
     }
 
     /// Starts `taskboard run` and waits until it has made its first pass.
