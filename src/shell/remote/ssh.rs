@@ -239,3 +239,58 @@ fn read_frames(mut input: impl BufRead, into: &mut Receiver<'_>) -> std::io::Res
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::remote::RunnerKind;
+    use crate::shell::remote::Engine;
+
+    fn job(dir: &std::path::Path, cap: u64) -> Job {
+        Job {
+            engine: Engine::Ssh(Ssh {
+                host: "h".into(),
+                args: Vec::new(),
+            }),
+            placement: Placement {
+                runner: RunnerKind::Ssh,
+                host: Some("h".into()),
+                job_id: None,
+                node: None,
+                pgid: None,
+                dir: "far".into(),
+            },
+            run_dir: dir.to_path_buf(),
+            result_path: dir.join("result.json"),
+            output_cap: cap,
+            grace: Duration::from_secs(1),
+            deadline: None,
+        }
+    }
+
+    #[test]
+    fn framed_files_land_capped_with_the_outcome_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = job(dir.path(), 8);
+        let mut receiver = Receiver::new(&job);
+        let stream = b"status 7\nexit 3\nstopped -\nresult.json 2\n{}stdout.log 20\n0123456789abcdefghijstderr.log 0\n";
+        read_frames(&stream[..], &mut receiver).unwrap();
+        let got = receiver.finish();
+        let outcome = got.outcome.unwrap();
+        assert_eq!(outcome.process, crate::core::settle::ProcessEnd::Exited(3));
+        assert_eq!(got.stdout.1, 20);
+        let log = std::fs::read_to_string(dir.path().join("stdout.log")).unwrap();
+        assert!(log.starts_with("0123") && log.ends_with("ghij"), "{log}");
+        assert!(log.contains("12 bytes omitted"), "{log}");
+        assert_eq!(std::fs::read_to_string(&job.result_path).unwrap(), "{}");
+    }
+
+    #[test]
+    fn a_stream_cut_inside_a_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = job(dir.path(), 1024);
+        let mut receiver = Receiver::new(&job);
+        assert!(read_frames(&b"stdout.log 10\nabc"[..], &mut receiver).is_err());
+        assert!(read_frames(&b"garbage\n"[..], &mut receiver).is_err());
+    }
+}
