@@ -50,8 +50,6 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
     pub stdin: Vec<u8>,
     pub timeout: Option<Duration>,
-    /// Slurm's job name.
-    pub name: String,
 }
 
 /// One remote run as the driver follows it.
@@ -67,6 +65,8 @@ pub struct Job {
     pub grace: Duration,
     /// When this side's timeout stops it, if it has one.
     pub deadline: Option<Instant>,
+    /// A name for it the engine shows (Slurm's job name): `taskboard-<ID>-<attempt>`.
+    pub name: String,
 }
 
 /// What the driver learns on the way, for the runtime to record.
@@ -277,7 +277,12 @@ fn drive(
         (WaitEnd::Lost(reason), None) => Err(reason.clone()),
         (WaitEnd::Ended, None) => Err("remote_lost".to_string()),
     };
-    if outcome.is_ok() {
+    // The far folder goes once the run is surely over there; a run out of reach keeps it.
+    let out_of_reach = matches!(
+        &outcome,
+        Err(r) if r == "host_unreachable" || r == "cluster_unreachable"
+    );
+    if !out_of_reach {
         match &job.engine {
             Engine::Ssh(s) => s.remove(&placement),
             Engine::Slurm(s) => s.remove(&placement),

@@ -57,7 +57,7 @@ impl Slurm {
             ));
         }
         let mut cmd = Command::new("sbatch");
-        cmd.args(["--parsable", "--job-name", &launch.name, "--chdir"])
+        cmd.args(["--parsable", "--job-name", &job.name, "--chdir"])
             .arg(dir)
             .arg("--output")
             .arg(dir.join(SLURM_LOG));
@@ -100,7 +100,23 @@ impl Slurm {
             }
             let placement = shared.lock().placement.clone();
             let Some(id) = placement.job_id.clone() else {
-                return WaitEnd::Lost("remote_lost".to_string());
+                // A runtime that died between `sbatch` and noting its answer: the job, if it
+                // was submitted, is found by its name and folder.
+                match self.find(&job.name, &job.placement.dir) {
+                    Ok(Some(id)) => {
+                        shared.lock().placement.job_id = Some(id);
+                        continue;
+                    }
+                    Ok(None) => return WaitEnd::Lost("remote_lost".to_string()),
+                    Err(why) => {
+                        tracing::warn!(error = %why, "cannot ask Slurm about a job; trying again");
+                        if beyond_reach(shared, job) {
+                            return WaitEnd::Lost("cluster_unreachable".to_string());
+                        }
+                        thread::sleep(POLL);
+                        continue;
+                    }
+                }
             };
             match self.state(&id) {
                 Ok(Some((JobState::Running, node))) => {
@@ -135,6 +151,20 @@ impl Slurm {
             }
             thread::sleep(POLL);
         }
+    }
+
+    /// The ID of the job named `name` working in `dir`, if Slurm knows one.
+    fn find(&self, name: &str, dir: &str) -> Result<Option<String>, String> {
+        let mut cmd = Command::new("squeue");
+        cmd.args(["-h", "--name", name, "-o", "%i %Z"]);
+        let out = command::run(cmd, b"", Some(CALL_LIMIT)).map_err(|e| e.to_string())?;
+        if !out.ok() {
+            return Err(format!("squeue: {}", out.last_error()));
+        }
+        Ok(out.text().lines().find_map(|l| {
+            let (id, wd) = l.trim().split_once(' ')?;
+            (wd.trim() == dir).then(|| id.to_string())
+        }))
     }
 
     /// The job's state and node; `Ok(None)` when Slurm no longer knows it.

@@ -265,6 +265,7 @@ mod tests {
             output_cap: cap,
             grace: Duration::from_secs(1),
             deadline: None,
+            name: "taskboard-T-1-1".into(),
         }
     }
 

@@ -104,9 +104,8 @@ impl Runtime {
                 .collect(),
             stdin: spec.stdin,
             timeout: spec.timeout,
-            name: format!("taskboard-{id}-{attempt}"),
         };
-        let job = self.job(engine, &record, spec.timeout, Instant::now());
+        let job = self.job(id, engine, &record, spec.timeout, Instant::now());
         let handle = self
             .follow(id, attempt, job, Some(far_launch))
             .map_err(|e| (format!("cannot start the remote run: {e}"), "spawn_failed"))?;
@@ -149,6 +148,7 @@ impl Runtime {
 
     fn job(
         &self,
+        id: &str,
         engine: Engine,
         record: &RemoteRun,
         timeout: Option<Duration>,
@@ -163,6 +163,7 @@ impl Runtime {
             output_cap: self.config.runtime.output_cap,
             grace: self.config.runtime.grace,
             deadline: timeout.map(|t| started + t),
+            name: format!("taskboard-{id}-{}", record.attempt),
         }
     }
 
@@ -337,7 +338,7 @@ impl Runtime {
         // Its deadline is where the dead runtime put it.
         let ran = (self.now() - record.started).to_std().unwrap_or_default();
         let started = Instant::now().checked_sub(ran).unwrap_or_else(Instant::now);
-        let job = self.job(engine, &record, timeout, started);
+        let job = self.job(id, engine, &record, timeout, started);
         self.emit(
             Some(id),
             EventKind::LockBroken {
