@@ -60,11 +60,12 @@ use super::lint::read_board_text;
 use super::output::print as print_stdout;
 use super::{CmdResult, Paint, use_color};
 use crate::core::board::{Board, IdProblem, Task};
-use crate::core::event::EventKind;
+use crate::core::event::{Event, EventKind};
 use crate::core::lint::{human_duration, shown};
 use crate::core::remote::Placement;
 use crate::core::status::{State, Status};
 use crate::exit::Exit;
+use crate::shell::event_log;
 
 pub fn run(board: &Path, json: bool) -> CmdResult {
     let board = &super::resolve_board(board)?;
@@ -164,8 +165,10 @@ fn state_of(task: &Task, duplicated: &HashSet<&str>) -> &'static str {
 }
 
 /// Where each running task's run is, when on another machine: the latest `task_dispatched`,
-/// `remote_running` or `run_adopted` of the task no older than its claim. A log that cannot be
-/// read says nothing (the board is still shown).
+/// `remote_running` or `run_adopted` with a `remote` of the task no older than its claim. Only
+/// log files written since the earliest claim are read, and only lines naming a `remote` are
+/// parsed, so a long local log costs little. A log that cannot be read says nothing (the board
+/// is still shown).
 fn place_running(board_dir: &Path, board: &Board, overview: &mut Overview) {
     let claims: HashMap<&str, DateTime<Utc>> = board
         .tasks
@@ -175,28 +178,44 @@ fn place_running(board_dir: &Path, board: &Board, overview: &mut Overview) {
             _ => None,
         })
         .collect();
-    if claims.is_empty() {
+    let Some(earliest) = claims.values().min().copied() else {
         return;
-    }
-    let mut places: HashMap<String, Option<Placement>> = HashMap::new();
-    let _ = crate::shell::event_log::for_each_event_in(board_dir, |ev| {
-        let Some(task) = ev.task.as_deref() else {
-            return;
-        };
-        if claims.get(task).is_none_or(|since| ev.ts < *since) {
-            return;
+    };
+    let mut places: HashMap<String, Placement> = HashMap::new();
+    for file in event_log::log_files(board_dir) {
+        let written = std::fs::metadata(&file).and_then(|m| m.modified());
+        if written.is_ok_and(|w| DateTime::<Utc>::from(w) < earliest) {
+            continue;
         }
-        let place = match ev.kind {
-            EventKind::TaskDispatched { remote, .. } => remote,
-            EventKind::RemoteRunning { remote, .. } | EventKind::RunAdopted { remote, .. } => {
-                Some(remote)
+        let _ = event_log::for_each_line(&file, |line, _| {
+            if !line.windows(9).any(|w| w == b"\"remote\":") {
+                return;
             }
-            _ => return,
-        };
-        places.insert(task.to_string(), place);
-    });
+            let Some(ev) = std::str::from_utf8(line)
+                .ok()
+                .and_then(|l| Event::from_line(l).ok())
+            else {
+                return;
+            };
+            let Some(task) = ev.task.as_deref() else {
+                return;
+            };
+            if claims.get(task).is_none_or(|since| ev.ts < *since) {
+                return;
+            }
+            if let EventKind::TaskDispatched {
+                remote: Some(remote),
+                ..
+            }
+            | EventKind::RemoteRunning { remote, .. }
+            | EventKind::RunAdopted { remote, .. } = ev.kind
+            {
+                places.insert(task.to_string(), remote);
+            }
+        });
+    }
     for t in overview.tasks.iter_mut().filter(|t| t.state == "running") {
-        t.remote = places.remove(&t.id).flatten();
+        t.remote = places.remove(&t.id);
     }
 }
 
