@@ -1124,6 +1124,41 @@ mod tests {
     }
 
     #[test]
+    fn runs_count_where_they_ran_and_only_remote_ones_show() {
+        let local = r#"{"ts":"2026-11-22T10:00:00.000Z","event":"task_dispatched","task":"A","attempt":1,"route":"sh","pid":7,"agent":"bot"}"#;
+        assert!(lines(local).runners.local_only());
+        assert_eq!(lines(local).runners.local, 1);
+        let text = [
+            local,
+            r#"{"ts":"2026-11-22T10:01:00.000Z","event":"task_dispatched","task":"B","attempt":1,"route":"gpu","agent":"bot","remote":{"runner":"ssh","host":"g2","dir":"d"}}"#,
+            r#"{"ts":"2026-11-22T10:02:00.000Z","event":"task_dispatched","task":"C","attempt":1,"route":"gpu","agent":"bot","remote":{"runner":"ssh","host":"g1","pgid":5,"dir":"d"}}"#,
+            r#"{"ts":"2026-11-22T10:03:00.000Z","event":"task_dispatched","task":"D","attempt":1,"route":"hpc","agent":"bot","remote":{"runner":"slurm","job_id":"9","dir":"d"}}"#,
+            r#"{"ts":"2026-11-22T10:04:00.000Z","event":"remote_running","task":"D","attempt":1,"remote":{"runner":"slurm","job_id":"9","node":"n3","dir":"d"}}"#,
+            r#"{"ts":"2026-11-22T10:05:00.000Z","event":"run_adopted","task":"D","attempt":1,"remote":{"runner":"slurm","job_id":"9","node":"n3","dir":"d"},"finished":true}"#,
+            r#"{"ts":"2026-11-22T10:06:00.000Z","event":"host_down","route":"gpu","host":"g2","until":"2026-11-22T10:07:00.000Z","reason":"host_unreachable"}"#,
+        ]
+        .join("\n");
+        let r = lines(&text).runners;
+        assert!(!r.local_only());
+        assert_eq!(r.local, 1);
+        let hosts: Vec<(&str, u64, u64)> = r
+            .ssh
+            .iter()
+            .map(|h| (h.host.as_str(), h.runs, h.down))
+            .collect();
+        assert_eq!(hosts, [("g1", 1, 0), ("g2", 1, 1)]);
+        assert_eq!(r.slurm.runs, 1);
+        assert_eq!(
+            r.slurm.nodes,
+            [NodeRuns {
+                node: "n3".into(),
+                runs: 1
+            }]
+        );
+        assert_eq!((r.adopted, r.host_down), (1, 1));
+    }
+
+    #[test]
     fn counts_attempts_tasks_and_routes() {
         let r = lines(concat!(
             r#"{"ts":"2026-11-21T10:00:00.000Z","event":"task_dispatched","task":"A","attempt":1,"route":"sh","pid":1,"agent":"x"}"#,
