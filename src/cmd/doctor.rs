@@ -4,7 +4,8 @@
 //! has nothing to do). The exit code is 0 when no check failed and 1 otherwise: warnings point
 //! at something worth a look (no executors, no service, low inotify limits) but never fail.
 //!
-//! It reads the board and the configuration and creates nothing: whether the state folder is
+//! It reads the board and the configuration and creates nothing (but a Slurm route's
+//! `shared_dir` probe file, removed at once; see `doctor::remote`): whether the state folder is
 //! writable is asked of the system (`access`), not tried with a probe file, and whether a `run`
 //! serves the board is seen by taking and releasing a shared lock on the board's folder for an
 //! instant (a `run` starting in that instant waits it out). The folder is opened, never created.
@@ -24,6 +25,7 @@ use crate::shell::config_file;
 use crate::shell::fsio;
 use crate::shell::lock::RunLock;
 
+mod remote;
 mod worktrees;
 
 #[derive(clap::Args, Debug)]
@@ -148,7 +150,16 @@ pub fn checks(board: &Path, explicit_config: Option<&Path>) -> Vec<Check> {
             ));
         }
         for (route, exec) in &config.executors {
-            out.push(executor_check(route, exec, &board_dir));
+            if exec.runner == config::Runner::Local {
+                out.push(executor_check(route, exec, &board_dir));
+            } else {
+                // Its command runs on the far side; this machine's PATH says nothing about it.
+                let program = exec.command.first().map_or("", String::as_str);
+                out.push(ok(
+                    &format!("executor {route}"),
+                    format!("`{program}` runs on the remote runner (not looked for here)"),
+                ));
+            }
         }
     }
 
@@ -161,6 +172,9 @@ pub fn checks(board: &Path, explicit_config: Option<&Path>) -> Vec<Check> {
 
     // Isolated runs: git, each worktree route's repository, the worktrees on disk.
     out.extend(worktrees::checks(config.as_ref(), &board, &state_dir));
+
+    // Remote runners: each Slurm or SSH route's engine answering.
+    out.extend(remote::checks(config.as_ref(), &board_dir));
 
     // Service.
     out.push(service_check(&board));

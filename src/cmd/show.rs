@@ -8,6 +8,10 @@
 //! "outcome", "changed"}], "cost_usd", "handoff", "evidence_mismatches": [{"attempt",
 //! "claimed_not_seen", "seen_not_claimed", "outside_touches"?}], "blocked_by": [{"id", "status"}], "blocks": [ids]}`.
 //!
+//! An attempt that ran on another machine also gets `"remote"`: where it went, as the events
+//! record it (`runner`, `host`, `job_id`, `node`, `pgid`, `dir`; the node once the Slurm job
+//! started); absent for a local run, as is `"remote"` of `"running"`.
+//!
 //! A task whose latest work run was isolated (its run folder has a `workspace.json`) also gets
 //! `"workspace"` (absent otherwise, so other tasks' output is unchanged): the worktree, branch,
 //! base branch and commit of each repository, the snapshot's stat, and whether the change still
@@ -24,6 +28,7 @@ use super::output::print as print_stdout;
 use super::{CmdResult, Failure, Paint, use_color};
 use crate::core::board::Board;
 use crate::core::event::EventKind;
+use crate::core::remote::Placement;
 use crate::core::status::Status;
 use crate::exit::Exit;
 use crate::shell::event_log::for_each_event_in;
@@ -103,6 +108,9 @@ pub struct RunningNow {
     pub phase: Option<String>,
     pub run_dir: Option<String>,
     pub follow: Option<String>,
+    /// Where the run is, when on another machine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<Placement>,
 }
 
 #[derive(Debug, Serialize)]
@@ -123,6 +131,9 @@ pub struct AttemptLine {
     pub cost_usd: Option<f64>,
     pub outcome: String,
     pub changed: Option<Vec<String>>,
+    /// Where it ran, when on another machine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<Placement>,
 }
 
 #[derive(Debug, Serialize)]
@@ -191,8 +202,12 @@ pub fn gather(board_dir: &Path, text: &str, id: &str) -> Result<Option<Shown>, F
         crate::shell::fsio::read_regular_to_string(&crate::core::handoff::file_path(board_dir, id))
             .ok()
             .and_then(|f| crate::core::handoff::last_section(&f).map(str::to_string));
+    let place = scan
+        .dispatched
+        .as_ref()
+        .and_then(|d| scan.places.get(&(d.1, d.3.is_some())).cloned());
     Ok(Some(Shown {
-        running: running_now(board_dir, id, task.status(), scan.dispatched),
+        running: running_now(board_dir, id, task.status(), scan.dispatched, place),
         id: id.to_string(),
         title: task.title.clone(),
         status: task.status.as_ref().map(|s| s.raw.clone()),
@@ -299,11 +314,54 @@ struct Scan {
     mismatches: Vec<Mismatch>,
     /// The route of each dispatch, by attempt and whether it was a review run.
     routes: HashMap<(u32, bool), String>,
+    /// Where each remote dispatch went, by attempt and whether it was a review run; the
+    /// latest word (a node once it started, an adoption) replaces the dispatch's.
+    places: HashMap<(u32, bool), Placement>,
     /// The latest dispatch: when, attempt, route, phase.
     dispatched: Option<Dispatch>,
 }
 
 type Dispatch = (chrono::DateTime<chrono::Utc>, u32, String, Option<String>);
+
+/// The review run of an attempt, when one is under way: a later event of the attempt without a
+/// phase of its own (`remote_running`, `run_adopted`) is about the latest dispatch of it.
+fn latest_is_review(dispatched: &Option<Dispatch>, attempt: u32) -> bool {
+    dispatched
+        .as_ref()
+        .is_some_and(|d| d.1 == attempt && d.3.is_some())
+}
+
+/// A remote event's history line: `attempt 2 started: slurm job 17 on node1`.
+fn remote_summary(kind: &EventKind) -> Option<String> {
+    Some(match kind {
+        EventKind::RemoteRunning { attempt, remote } => {
+            format!("attempt {attempt} started: {}", remote.describe())
+        }
+        EventKind::RunAdopted {
+            attempt,
+            remote,
+            finished,
+        } => format!(
+            "attempt {attempt} taken over after a restart: {} ({})",
+            remote.describe(),
+            if *finished {
+                "already finished"
+            } else {
+                "still running"
+            }
+        ),
+        EventKind::HostDown {
+            route,
+            host,
+            until,
+            reason,
+        } => format!(
+            "host {host} of `{route}` unreachable ({reason}); no run goes to it until {}",
+            crate::core::event::format_ts(until)
+        ),
+        _ => return None,
+    })
+}
 
 impl Scan {
     /// Adds one event of the task: a history line, and an attempt or a mismatch when it is one.
@@ -320,6 +378,10 @@ impl Scan {
                 self.routes
                     .insert((*attempt, phase.is_some()), route.clone());
                 self.dispatched = Some((ev.ts, *attempt, route.clone(), phase.clone()));
+                match remote {
+                    Some(r) => self.places.insert((*attempt, phase.is_some()), r.clone()),
+                    None => self.places.remove(&(*attempt, phase.is_some())),
+                };
                 let place = match (remote, pid) {
                     (Some(r), _) => r.describe(),
                     (None, Some(pid)) => format!("pid {pid}"),
@@ -352,6 +414,7 @@ impl Scan {
                     cost_usd: *cost_usd,
                     outcome: outcome.clone(),
                     changed: changed.clone(),
+                    remote: self.places.get(&(*attempt, phase.is_some())).cloned(),
                 });
                 let note = note.as_deref().map_or(String::new(), |n| format!(": {n}"));
                 format!("attempt {attempt} -> {outcome}{note}")
@@ -374,6 +437,15 @@ impl Scan {
                     "claims and git disagree".to_string()
                 }
             }
+            EventKind::RemoteRunning { attempt, remote }
+            | EventKind::RunAdopted {
+                attempt, remote, ..
+            } => {
+                let review = latest_is_review(&self.dispatched, *attempt);
+                self.places.insert((*attempt, review), remote.clone());
+                remote_summary(&ev.kind).unwrap_or_default()
+            }
+            EventKind::HostDown { .. } => remote_summary(&ev.kind).unwrap_or_default(),
             // The event's own fields, without ts and name: compact enough for a history line.
             _ => ev
                 .own_fields()
@@ -426,6 +498,7 @@ fn running_now(
     id: &str,
     status: Option<&Status>,
     dispatched: Option<Dispatch>,
+    place: Option<Placement>,
 ) -> Option<RunningNow> {
     let Some(Status::Running { agent, since }) = status else {
         return None;
@@ -440,6 +513,7 @@ fn running_now(
         .and_then(|runs| runs.into_iter().last())
         .filter(|r| r.started >= since.at);
     let dispatched = dispatched.filter(|d| d.0 >= since.at);
+    let remote = place.filter(|_| dispatched.is_some());
     Some(RunningNow {
         agent: agent.clone(),
         since: since.to_string(),
@@ -454,6 +528,7 @@ fn running_now(
         phase: dispatched.and_then(|d| d.3),
         run_dir: run_dir.map(|r| r.path.display().to_string()),
         follow: None,
+        remote,
     })
 }
 
@@ -480,6 +555,9 @@ fn render_running(r: &RunningNow, paint: Paint) -> String {
         }
         (Some(n), None) => out.push_str(&format!(" · attempt {n}")),
         _ => {}
+    }
+    if let Some(place) = &r.remote {
+        out.push_str(&format!(" · {}", place.describe()));
     }
     out.push('\n');
     match (&r.run_dir, &r.follow) {
@@ -524,41 +602,7 @@ fn render(s: &Shown, paint: Paint) -> String {
     out.push_str("\n\n");
     out.push_str(&paint.bold("attempts"));
     out.push('\n');
-    // The run under way, which has no ending yet to be listed by.
-    let current = s.running.as_ref().and_then(|r| r.attempt.map(|n| (n, r)));
-    if s.attempts.is_empty() && current.is_none() {
-        out.push_str("  none yet\n");
-    }
-    for a in &s.attempts {
-        let ending = match (a.exit_code, a.signal) {
-            (Some(c), _) => format!("exit {c}"),
-            (None, Some(sig)) => format!("signal {sig}"),
-            _ => "not started".into(),
-        };
-        let cost = a
-            .cost_usd
-            .map_or(String::new(), |c| format!("  {}", crate::core::fmt::usd(c)));
-        out.push_str(&format!(
-            "  {}{} {:<12} {:<9} {:>7.1}s{cost}  -> {}\n",
-            a.attempt,
-            if a.phase.is_some() { "r" } else { " " },
-            a.route.as_deref().unwrap_or("?"),
-            ending,
-            a.duration_ms as f64 / 1000.0,
-            a.outcome
-        ));
-        if let Some(changed) = a.changed.as_ref().filter(|c| !c.is_empty()) {
-            out.push_str(&format!("     changed: {}\n", changed.join(", ")));
-        }
-    }
-    if let Some((n, r)) = current {
-        out.push_str(&format!(
-            "  {n}{} {:<12} {}\n",
-            if r.phase.is_some() { "r" } else { " " },
-            r.route.as_deref().unwrap_or("?"),
-            paint.cyan("running")
-        ));
-    }
+    attempt_lines(&mut out, s, paint);
     if s.cost_usd > 0.0 {
         out.push_str(&format!(
             "  total cost {}\n",
@@ -585,6 +629,55 @@ fn render(s: &Shown, paint: Paint) -> String {
         ));
     }
     out
+}
+
+/// Each attempt's line (route, ending, duration, cost, outcome; where it ran, what it changed),
+/// then the run under way.
+fn attempt_lines(out: &mut String, s: &Shown, paint: Paint) {
+    // The run under way, which has no ending yet to be listed by.
+    let current = s.running.as_ref().and_then(|r| r.attempt.map(|n| (n, r)));
+    if s.attempts.is_empty() && current.is_none() {
+        out.push_str("  none yet\n");
+    }
+    for a in &s.attempts {
+        let ending = match (a.exit_code, a.signal) {
+            (Some(c), _) => format!("exit {c}"),
+            (None, Some(sig)) => format!("signal {sig}"),
+            // A remote run that was lost or never reached its host: no exit was seen.
+            _ if a.remote.is_some() => "no exit".into(),
+            _ => "not started".into(),
+        };
+        let cost = a
+            .cost_usd
+            .map_or(String::new(), |c| format!("  {}", crate::core::fmt::usd(c)));
+        out.push_str(&format!(
+            "  {}{} {:<12} {:<9} {:>7.1}s{cost}  -> {}\n",
+            a.attempt,
+            if a.phase.is_some() { "r" } else { " " },
+            a.route.as_deref().unwrap_or("?"),
+            ending,
+            a.duration_ms as f64 / 1000.0,
+            a.outcome
+        ));
+        if let Some(place) = &a.remote {
+            out.push_str(&format!("     ran on: {}\n", place.describe()));
+        }
+        if let Some(changed) = a.changed.as_ref().filter(|c| !c.is_empty()) {
+            out.push_str(&format!("     changed: {}\n", changed.join(", ")));
+        }
+    }
+    if let Some((n, r)) = current {
+        let place = r
+            .remote
+            .as_ref()
+            .map_or(String::new(), |p| format!("  on {}", p.describe()));
+        out.push_str(&format!(
+            "  {n}{} {:<12} {}{place}\n",
+            if r.phase.is_some() { "r" } else { " " },
+            r.route.as_deref().unwrap_or("?"),
+            paint.cyan("running")
+        ));
+    }
 }
 
 /// Each evidence mismatch, on its own lines.

@@ -38,7 +38,10 @@
 //!   its `state`, so a task the runtime will never run is never counted as `ready`.
 //! - `status` is the status value exactly as written, or `null`.
 //! - Running tasks: `agent`, `since` (as written, UTC) and `age_s` (seconds since the claim;
-//!   negative when the claim time is ahead of the clock).
+//!   negative when the claim time is ahead of the clock). A run on another machine also has
+//!   `remote`: where it is (`runner`, `host`, `job_id`, `node`, `pgid`, `dir`), from the claim's
+//!   `task_dispatched` and a later `remote_running` or `run_adopted` in the event log; the log
+//!   is read only when a task is running.
 //! - Blocked on a person or thing: `who` and `reason`. Blocked on tasks: `waiting_on`, each
 //!   dependency with its current `state` (`absent` when it is not on the board). Waiting for a
 //!   retry: `retry_at`. Failed: `reason`.
@@ -47,7 +50,7 @@
 //!   a task, whatever its status says: its `state` is `invalid` (`status` is still the value as
 //!   written). A dependency whose ID is duplicated has the state `invalid` in `waiting_on`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -57,15 +60,19 @@ use super::lint::read_board_text;
 use super::output::print as print_stdout;
 use super::{CmdResult, Paint, use_color};
 use crate::core::board::{Board, IdProblem, Task};
+use crate::core::event::{Event, EventKind};
 use crate::core::lint::{human_duration, shown};
+use crate::core::remote::Placement;
 use crate::core::status::{State, Status};
 use crate::exit::Exit;
+use crate::shell::event_log;
 
 pub fn run(board: &Path, json: bool) -> CmdResult {
     let board = &super::resolve_board(board)?;
     let text = read_board_text(board)?;
     let parsed = Board::parse(&text);
-    let overview = overview(board, &text, &parsed, Utc::now());
+    let mut overview = overview(board, &text, &parsed, Utc::now());
+    place_running(super::board_dir(board), &parsed, &mut overview);
     let out = if json {
         let mut s = serde_json::to_string(&overview).unwrap_or_default();
         s.push('\n');
@@ -113,6 +120,8 @@ pub struct TaskOverview {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub age_s: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<Placement>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub who: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting_on: Option<Vec<Dependency>>,
@@ -155,6 +164,61 @@ fn state_of(task: &Task, duplicated: &HashSet<&str>) -> &'static str {
     }
 }
 
+/// Where each running task's run is, when on another machine: the latest `task_dispatched`,
+/// `remote_running` or `run_adopted` with a `remote` of the task no older than its claim. Only
+/// log files written since the earliest claim are read, and only lines naming a `remote` are
+/// parsed, so a long local log costs little. A log that cannot be read says nothing (the board
+/// is still shown).
+fn place_running(board_dir: &Path, board: &Board, overview: &mut Overview) {
+    let claims: HashMap<&str, DateTime<Utc>> = board
+        .tasks
+        .iter()
+        .filter_map(|t| match t.status() {
+            Some(Status::Running { since, .. }) => Some((t.id.as_str(), since.at)),
+            _ => None,
+        })
+        .collect();
+    let Some(earliest) = claims.values().min().copied() else {
+        return;
+    };
+    let mut places: HashMap<String, Placement> = HashMap::new();
+    for file in event_log::log_files(board_dir) {
+        let written = std::fs::metadata(&file).and_then(|m| m.modified());
+        if written.is_ok_and(|w| DateTime::<Utc>::from(w) < earliest) {
+            continue;
+        }
+        let _ = event_log::for_each_line(&file, |line, _| {
+            if !line.windows(9).any(|w| w == b"\"remote\":") {
+                return;
+            }
+            let Some(ev) = std::str::from_utf8(line)
+                .ok()
+                .and_then(|l| Event::from_line(l).ok())
+            else {
+                return;
+            };
+            let Some(task) = ev.task.as_deref() else {
+                return;
+            };
+            if claims.get(task).is_none_or(|since| ev.ts < *since) {
+                return;
+            }
+            if let EventKind::TaskDispatched {
+                remote: Some(remote),
+                ..
+            }
+            | EventKind::RemoteRunning { remote, .. }
+            | EventKind::RunAdopted { remote, .. } = ev.kind
+            {
+                places.insert(task.to_string(), remote);
+            }
+        });
+    }
+    for t in overview.tasks.iter_mut().filter(|t| t.state == "running") {
+        t.remote = places.remove(&t.id);
+    }
+}
+
 /// The overview of `board` (parsed from `text`) as of `now`.
 pub fn overview(path: &Path, text: &str, board: &Board, now: DateTime<Utc>) -> Overview {
     let mut counts = Counts::default();
@@ -181,6 +245,7 @@ pub fn overview(path: &Path, text: &str, board: &Board, now: DateTime<Utc>) -> O
             agent: None,
             since: None,
             age_s: None,
+            remote: None,
             who: None,
             waiting_on: None,
             reason: None,
@@ -342,7 +407,10 @@ fn running_detail(t: &TaskOverview, paint: Paint) -> String {
             human_duration(std::time::Duration::from_secs(age.unsigned_abs()))
         )
     };
-    format!("{} {when}", paint.cyan(agent))
+    match &t.remote {
+        Some(place) => format!("{} {when} on {}", paint.cyan(agent), place.describe()),
+        None => format!("{} {when}", paint.cyan(agent)),
+    }
 }
 
 /// What a blocked task waits on: other tasks, a retry time, or a person.

@@ -470,6 +470,36 @@ impl Line {
         }
     }
 
+    /// Where a remote run is, as `on=ssh:gpu1 pgid=4242` or `on=slurm:17 node=node1`, taken
+    /// only when `remote` is an object naming its runner; otherwise left for the fields by name.
+    fn remote(&mut self) {
+        let Some(Value::Object(place)) = self.fields.get("remote") else {
+            return;
+        };
+        let text = |k: &str| place.get(k).filter(|v| !is_empty(v)).map(value_text);
+        let (Some(runner), host, job, node, pgid) = (
+            text("runner"),
+            text("host"),
+            text("job_id"),
+            text("node"),
+            text("pgid"),
+        ) else {
+            return;
+        };
+        let at = match runner.as_str() {
+            "slurm" => job.unwrap_or_else(|| "?".into()),
+            _ => host.unwrap_or_else(|| "?".into()),
+        };
+        let mut parts = vec![format!(
+            "on={}",
+            value_text(&Value::String(format!("{runner}:{at}")))
+        )];
+        parts.extend(node.map(|n| format!("node={n}")));
+        parts.extend(pgid.map(|g| format!("pgid={g}")));
+        self.fields.remove("remote");
+        self.parts.extend(parts);
+    }
+
     /// A number field, taken only when it is one.
     fn take_u64(&mut self, k: &str) -> Option<u64> {
         self.take(k).and_then(|v| v.as_u64())
@@ -506,6 +536,32 @@ impl Line {
                 for k in ["attempt", "route", "agent", "pid"] {
                     self.kv(k);
                 }
+                self.remote();
+            }
+            "remote_running" => {
+                self.tone = Tone::Cyan;
+                self.kv("attempt");
+                self.remote();
+            }
+            "run_adopted" => {
+                self.tone = Tone::Cyan;
+                self.kv("attempt");
+                self.remote();
+                match self.take("finished") {
+                    Some(Value::Bool(true)) => self.push("-> already finished"),
+                    Some(Value::Bool(false)) => self.push("-> still running"),
+                    Some(v) => self.push(format!("finished={}", value_text(&v))),
+                    None => {}
+                }
+            }
+            "host_down" => {
+                self.tone = Tone::Yellow;
+                self.kv("route");
+                self.kv("host");
+                if let Some(until) = self.take("until") {
+                    self.push(format!("-> down until {}", value_text(&until)));
+                }
+                self.kv("reason");
             }
             "file_changed" => {
                 if let Some(ms) = self.take_u64("latency_ms") {

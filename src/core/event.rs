@@ -609,6 +609,25 @@ pub struct Record<'a> {
     pub waiting: Option<u64>,
     #[serde(borrow, default)]
     pub archived: Option<Str<'a>>,
+    /// Where a remote run went (`task_dispatched`, `remote_running`, `run_adopted`).
+    #[serde(borrow, default)]
+    pub remote: Option<RecordPlace<'a>>,
+    /// The host of a `host_down`.
+    #[serde(borrow, default)]
+    pub host: Option<Str<'a>>,
+}
+
+/// The fields of a [`Placement`] that statistics use, borrowed from the line.
+#[derive(Debug, Deserialize)]
+pub struct RecordPlace<'a> {
+    #[serde(borrow, default)]
+    pub runner: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    pub host: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    pub job_id: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    pub node: Option<Str<'a>>,
 }
 
 impl<'a> Record<'a> {

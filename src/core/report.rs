@@ -37,6 +37,11 @@
 //! - Reviews: a `task_finished` with phase `review` that was not cancelled or interrupted is a
 //!   review run; it *accepted* when its outcome is `done`, *bounced* when `ready`. (Other outcomes:
 //!   the last attempt's bounce, `failed:exhausted_retries`, or a status the reviewer chose.)
+//! - Runners: each `task_dispatched` in the window counts once where it went: this machine
+//!   (no `remote`), its SSH host, or Slurm; a Slurm run's node counts from its
+//!   `remote_running`. `run_adopted` and `host_down` events are counted (a host's downs also
+//!   under that host). The text report's line and the JSON's `runners` are there only when a run
+//!   went elsewhere or a host was down.
 //! - Over cap, budget holds and evidence mismatches count the `cost_over_cap`,
 //!   `budget_exhausted` and `evidence_mismatch` events in the window.
 //! - Failures: the tasks counted failed, each once with its latest failure, the last
@@ -292,6 +297,52 @@ impl Approvals {
     }
 }
 
+/// Runs on one SSH host.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct HostRuns {
+    pub host: String,
+    /// Dispatches to it.
+    pub runs: u64,
+    /// `host_down` events naming it.
+    pub down: u64,
+}
+
+/// Slurm runs that started on one node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct NodeRuns {
+    pub node: String,
+    pub runs: u64,
+}
+
+/// Runs sent to Slurm.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SlurmRuns {
+    /// Dispatches (submitted or not).
+    pub runs: u64,
+    /// Where they started, by node, sorted by node.
+    pub nodes: Vec<NodeRuns>,
+}
+
+/// Where runs ran: this machine, SSH hosts, Slurm.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Runners {
+    pub local: u64,
+    /// Sorted by host.
+    pub ssh: Vec<HostRuns>,
+    pub slurm: SlurmRuns,
+    /// `run_adopted`: remote runs a restarted runtime took over.
+    pub adopted: u64,
+    /// `host_down`: times an SSH host could not be reached.
+    pub host_down: u64,
+}
+
+impl Runners {
+    /// Whether every run ran here and no host was down: no runners line, no `runners` key.
+    pub fn local_only(&self) -> bool {
+        self.ssh.is_empty() && self.slurm.runs == 0 && self.adopted + self.host_down == 0
+    }
+}
+
 /// Everything `taskboard stats` shows. Serializes to the documented JSON shape.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Stats {
@@ -315,6 +366,10 @@ pub struct Stats {
     pub reviews: Reviews,
     pub approvals: Approvals,
     pub evidence_mismatches: u64,
+    /// Absent when every run ran on this machine and no host was down, so a board without
+    /// remote runners reports exactly as before.
+    #[serde(skip_serializing_if = "Runners::local_only")]
+    pub runners: Runners,
 }
 
 /// Accumulates events (oldest first) into a [`Stats`]. Keeps per-task state and the numbers
@@ -348,6 +403,9 @@ pub struct Builder {
     /// (task, attempt) of every `merged` seen: a landing across repositories is one.
     merged: std::collections::HashSet<(String, u32)>,
     evidence_mismatches: u64,
+    runners: Runners,
+    hosts: HashMap<String, HostRuns>,
+    nodes: HashMap<String, u64>,
     queue: HashMap<String, QState>,
     /// Each task's latest outcome in the window: what `done`, `failed` and the failures count.
     outcomes: HashMap<String, Outcome>,
@@ -408,6 +466,9 @@ impl Builder {
             approvals: Approvals::default(),
             merged: Default::default(),
             evidence_mismatches: 0,
+            runners: Runners::default(),
+            hosts: HashMap::new(),
+            nodes: HashMap::new(),
             queue: HashMap::new(),
             outcomes: HashMap::new(),
             outcome_seq: 0,
@@ -527,6 +588,19 @@ impl Builder {
                 if let Some(o) = self.outcomes.get_mut(t) {
                     o.awaits_deadletter = false;
                 }
+                self.add_dispatch_place(rec);
+            }
+            ("remote_running", _) => {
+                if let Some(node) = rec.remote.as_ref().and_then(|r| r.node.as_deref()) {
+                    *self.nodes.entry(node.to_string()).or_default() += 1;
+                }
+            }
+            ("run_adopted", _) => self.runners.adopted += 1,
+            ("host_down", _) => {
+                self.runners.host_down += 1;
+                if let Some(host) = rec.host.as_deref() {
+                    self.host(host).down += 1;
+                }
             }
             _ => {}
         }
@@ -621,6 +695,30 @@ impl Builder {
             // Another run ended in between: a deadletter after it is a new failure.
             o.awaits_deadletter = false;
         }
+    }
+
+    /// Where a dispatch went: here, an SSH host or Slurm.
+    fn add_dispatch_place(&mut self, rec: &Record) {
+        let Some(place) = &rec.remote else {
+            self.runners.local += 1;
+            return;
+        };
+        match place.runner.as_deref() {
+            Some("slurm") => self.runners.slurm.runs += 1,
+            _ => {
+                let host = place.host.as_deref().unwrap_or("?").to_string();
+                self.host(&host).runs += 1;
+            }
+        }
+    }
+
+    fn host(&mut self, host: &str) -> &mut HostRuns {
+        self.hosts
+            .entry(host.to_string())
+            .or_insert_with(|| HostRuns {
+                host: host.to_string(),
+                ..HostRuns::default()
+            })
     }
 
     fn add_over_cap(&mut self, rec: &Record) {
@@ -762,6 +860,15 @@ impl Builder {
             d.cost_usd = round_usd(d.cost_usd);
         }
         let spend = spend(self.spend, self.spend_routes, self.spend_days, &self.days);
+        let mut runners = self.runners;
+        runners.ssh = self.hosts.into_values().collect();
+        runners.ssh.sort_by(|a, b| a.host.cmp(&b.host));
+        runners.slurm.nodes = self
+            .nodes
+            .into_iter()
+            .map(|(node, runs)| NodeRuns { node, runs })
+            .collect();
+        runners.slurm.nodes.sort_by(|a, b| a.node.cmp(&b.node));
         Stats {
             version: 2,
             now: format_ts(&self.now),
@@ -783,6 +890,7 @@ impl Builder {
             reviews: self.reviews,
             approvals: self.approvals,
             evidence_mismatches: self.evidence_mismatches,
+            runners,
         }
     }
 
@@ -1013,6 +1121,41 @@ mod tests {
 
     fn lines(text: &str) -> Stats {
         report(text.lines().map(str::as_bytes), now(), Duration::days(7))
+    }
+
+    #[test]
+    fn runs_count_where_they_ran_and_only_remote_ones_show() {
+        let local = r#"{"ts":"2026-11-22T10:00:00.000Z","event":"task_dispatched","task":"A","attempt":1,"route":"sh","pid":7,"agent":"bot"}"#;
+        assert!(lines(local).runners.local_only());
+        assert_eq!(lines(local).runners.local, 1);
+        let text = [
+            local,
+            r#"{"ts":"2026-11-22T10:01:00.000Z","event":"task_dispatched","task":"B","attempt":1,"route":"gpu","agent":"bot","remote":{"runner":"ssh","host":"g2","dir":"d"}}"#,
+            r#"{"ts":"2026-11-22T10:02:00.000Z","event":"task_dispatched","task":"C","attempt":1,"route":"gpu","agent":"bot","remote":{"runner":"ssh","host":"g1","pgid":5,"dir":"d"}}"#,
+            r#"{"ts":"2026-11-22T10:03:00.000Z","event":"task_dispatched","task":"D","attempt":1,"route":"hpc","agent":"bot","remote":{"runner":"slurm","job_id":"9","dir":"d"}}"#,
+            r#"{"ts":"2026-11-22T10:04:00.000Z","event":"remote_running","task":"D","attempt":1,"remote":{"runner":"slurm","job_id":"9","node":"n3","dir":"d"}}"#,
+            r#"{"ts":"2026-11-22T10:05:00.000Z","event":"run_adopted","task":"D","attempt":1,"remote":{"runner":"slurm","job_id":"9","node":"n3","dir":"d"},"finished":true}"#,
+            r#"{"ts":"2026-11-22T10:06:00.000Z","event":"host_down","route":"gpu","host":"g2","until":"2026-11-22T10:07:00.000Z","reason":"host_unreachable"}"#,
+        ]
+        .join("\n");
+        let r = lines(&text).runners;
+        assert!(!r.local_only());
+        assert_eq!(r.local, 1);
+        let hosts: Vec<(&str, u64, u64)> = r
+            .ssh
+            .iter()
+            .map(|h| (h.host.as_str(), h.runs, h.down))
+            .collect();
+        assert_eq!(hosts, [("g1", 1, 0), ("g2", 1, 1)]);
+        assert_eq!(r.slurm.runs, 1);
+        assert_eq!(
+            r.slurm.nodes,
+            [NodeRuns {
+                node: "n3".into(),
+                runs: 1
+            }]
+        );
+        assert_eq!((r.adopted, r.host_down), (1, 1));
     }
 
     #[test]

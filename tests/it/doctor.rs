@@ -237,3 +237,156 @@ fn a_partial_service_install_warns() {
         "{service}"
     );
 }
+
+/// A Slurm route whose client tools are the sandbox's scripts, put first on PATH; `squeue`
+/// exits with `squeue_exit`.
+fn slurm_route(sb: &Sandbox, squeue_exit: i32, shared_dir: &str) -> std::ffi::OsString {
+    std::fs::create_dir_all(sb.path("bin")).unwrap();
+    sb.script("bin/sbatch", "echo 'Submitted batch job 1'");
+    sb.script(
+        "bin/squeue",
+        &format!("echo 'slurm_load_jobs error: Unable to contact slurm controller' >&2\n[ {squeue_exit} = 0 ] && echo 17\nexit {squeue_exit}"),
+    );
+    sb.script("bin/scancel", "exit 0");
+    sb.config(
+        "",
+        &format!("[executors.default]\ncommand = [\"agent\"]\nrunner = \"slurm\"\nshared_dir = \"{shared_dir}\"\n"),
+    );
+    sb.write_board("# Board\n\n## A-1\n- status: done\n");
+    let mut path = std::ffi::OsString::from(sb.path("bin"));
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap_or_default());
+    path
+}
+
+fn doctor_with_path(sb: &Sandbox, path: &std::ffi::OsStr) -> Output {
+    sb.command(&["doctor"])
+        .env("HOME", sb.path("home"))
+        .env_remove("XDG_CONFIG_HOME")
+        .env("PATH", path)
+        .output()
+        .unwrap()
+}
+
+fn slurm_lines(lines: &[String]) -> Vec<&String> {
+    lines
+        .iter()
+        .filter(|l| l[6..].starts_with("slurm default: "))
+        .collect()
+}
+
+#[test]
+fn a_slurm_route_with_its_tools_a_cluster_and_a_shared_folder_passes() {
+    let sb = Sandbox::new("doctor-slurm-ok");
+    std::fs::create_dir_all(sb.path("shared")).unwrap();
+    let path = slurm_route(&sb, 0, "shared");
+    let out = doctor_with_path(&sb, &path);
+    let lines = lines(&out);
+    let slurm = slurm_lines(&lines);
+    assert_eq!(slurm.len(), 3, "{lines:#?}");
+    assert!(slurm.iter().all(|l| l.starts_with("ok")), "{lines:#?}");
+    assert!(
+        slurm[0].contains("sbatch, squeue, scancel found"),
+        "{lines:#?}"
+    );
+    assert!(slurm[1].contains("answers squeue"), "{lines:#?}");
+    assert!(slurm[2].contains("writable"), "{lines:#?}");
+    // The probe file is gone again.
+    assert_eq!(std::fs::read_dir(sb.path("shared")).unwrap().count(), 0);
+    // The executor's command is on the far side: not looked for on this PATH.
+    assert!(
+        line(&lines, "executor default").starts_with("ok"),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn a_cluster_that_does_not_answer_is_a_failed_check() {
+    let sb = Sandbox::new("doctor-slurm-down");
+    std::fs::create_dir_all(sb.path("shared")).unwrap();
+    let path = slurm_route(&sb, 1, "shared");
+    let out = doctor_with_path(&sb, &path);
+    let lines = lines(&out);
+    assert_eq!(out.status.code(), Some(1), "{lines:#?}");
+    let failed: Vec<_> = slurm_lines(&lines)
+        .into_iter()
+        .filter(|l| l.starts_with("FAIL"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{lines:#?}");
+    assert!(
+        failed[0].contains("the cluster does not answer")
+            && failed[0].contains("Unable to contact slurm controller"),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn a_missing_shared_dir_or_missing_tools_are_failed_checks() {
+    let sb = Sandbox::new("doctor-slurm-dir");
+    let path = slurm_route(&sb, 0, "nowhere");
+    let out = doctor_with_path(&sb, &path);
+    let first = lines(&out);
+    assert_eq!(out.status.code(), Some(1), "{first:#?}");
+    let dir = slurm_lines(&first)
+        .into_iter()
+        .find(|l| l.contains("shared_dir"))
+        .unwrap_or_else(|| panic!("{first:#?}"));
+    assert!(dir.starts_with("FAIL") && dir.contains("nowhere"), "{dir}");
+
+    // A file where the folder should be.
+    sb.write("afile", "x");
+    slurm_route(&sb, 0, "afile");
+    let second = lines(&doctor_with_path(&sb, &path));
+    assert!(
+        second
+            .iter()
+            .any(|l| l.starts_with("FAIL") && l.contains("is not a folder")),
+        "{second:#?}"
+    );
+
+    // No Slurm tools on PATH (only where the machine has none of its own).
+    if which("squeue").is_none() && which("scancel").is_none() {
+        std::fs::remove_file(sb.path("bin/scancel")).unwrap();
+        std::fs::remove_file(sb.path("bin/squeue")).unwrap();
+        let third = lines(&doctor_with_path(&sb, &path));
+        let tools = slurm_lines(&third)[0];
+        assert!(
+            tools.starts_with("FAIL") && tools.contains("squeue, scancel not found"),
+            "{third:#?}"
+        );
+    }
+}
+
+fn which(program: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+#[test]
+fn an_ssh_host_that_cannot_be_reached_fails_naming_it_within_seconds() {
+    if which("ssh").is_none() {
+        return support::skip("no ssh client on PATH");
+    }
+    let sb = Sandbox::new("doctor-ssh-down");
+    sb.config(
+        "",
+        "[executors.default]\ncommand = [\"agent\"]\nrunner = \"ssh\"\nhosts = [\"ssh://root@127.0.0.1:1\"]\n",
+    );
+    sb.write_board("# Board\n\n## A-1\n- status: done\n");
+    let started = std::time::Instant::now();
+    let out = doctor(&sb, &[]);
+    let took = started.elapsed();
+    let lines = lines(&out);
+    assert_eq!(out.status.code(), Some(1), "{lines:#?}");
+    let host = lines
+        .iter()
+        .find(|l| l.starts_with("FAIL  ssh default: host ssh://root@127.0.0.1:1"))
+        .unwrap_or_else(|| panic!("{lines:#?}"));
+    assert!(
+        host.contains("refused") || host.contains("not usable"),
+        "{host}"
+    );
+    assert!(took < std::time::Duration::from_secs(15), "took {took:?}");
+}

@@ -26,6 +26,7 @@ mod lock;
 mod logs;
 mod properties;
 mod regressions;
+mod remote_display;
 mod routes;
 mod runtime;
 mod service;

@@ -536,12 +536,29 @@ fn keys(v: &Value, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
     }
 }
 
+/// An SSH run, a Slurm run that started on a node and was taken over, and a host down.
+fn remote_events() -> String {
+    let at = Utc::now() - Duration::hours(2);
+    let ts = |m: i64| taskboard::core::event::format_ts(&(at + Duration::minutes(m)));
+    [
+        format!(r#"{{"ts":"{}","event":"task_dispatched","task":"S","attempt":1,"route":"gpu","agent":"bot","remote":{{"runner":"ssh","host":"gpu1","dir":"d"}}}}"#, ts(1)),
+        format!(r#"{{"ts":"{}","event":"task_dispatched","task":"J","attempt":1,"route":"hpc","agent":"bot","remote":{{"runner":"slurm","job_id":"17","dir":"d"}}}}"#, ts(2)),
+        format!(r#"{{"ts":"{}","event":"remote_running","task":"J","attempt":1,"remote":{{"runner":"slurm","job_id":"17","node":"node1","dir":"d"}}}}"#, ts(3)),
+        format!(r#"{{"ts":"{}","event":"run_adopted","task":"J","attempt":1,"remote":{{"runner":"slurm","job_id":"17","node":"node1","dir":"d"}},"finished":false}}"#, ts(4)),
+        format!(r#"{{"ts":"{}","event":"host_down","route":"gpu","host":"gpu2","until":"{}","reason":"host_unreachable"}}"#, ts(5), ts(6)),
+    ]
+    .join("\n")
+        + "\n"
+}
+
 #[test]
 fn every_key_of_the_json_report_is_described_in_the_readme() {
     let dir = Dir::new("schema");
     log(&dir);
     // The spend, caps, budgets and reviews in a rotated file of their own.
     std::fs::write(dir.join("events-20261102T000000Z.jsonl"), cost_events()).unwrap();
+    // Runs on other machines, an adoption and a host down in another.
+    std::fs::write(dir.join("events-20261103T000000Z.jsonl"), remote_events()).unwrap();
     let (out, err, code) = stats(&dir, &["--json"]);
     assert_eq!(code, 0, "{err}");
     let r: Value = serde_json::from_str(&out).unwrap();
@@ -556,6 +573,8 @@ fn every_key_of_the_json_report_is_described_in_the_readme() {
         "spend.days[]",
         "over_cap.last[]",
         "budget_exhausted.last[]",
+        "runners.ssh[]",
+        "runners.slurm.nodes[]",
     ] {
         assert!(
             emitted.iter().any(|k| k.starts_with(list)),

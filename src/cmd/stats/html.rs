@@ -157,6 +157,9 @@ pub fn render(r: &Stats, since: &str, board_dir: &Path, html_path: &Path) -> Str
                 }
                 (over_cap_table(r))
                 (budget_table(r))
+                @if !r.runners.local_only() {
+                    (runners_table(&r.runners))
+                }
                 (failures_table(r, board_dir, html_path))
             }
         }
@@ -533,6 +536,33 @@ fn over_cap_table(r: &Stats) -> Markup {
         "over-cap",
         &["time (UTC)", "task", "route", "attempt", "cost", "cap"],
         "No run went over its cap in this window.",
+        rows,
+    )
+}
+
+/// Where runs ran: this machine, each SSH host, Slurm and its nodes (only when a run went
+/// elsewhere or a host was down).
+fn runners_table(r: &report::Runners) -> Markup {
+    let rows = html! {
+        tr { td { "this machine" } td { "-" } td { (r.local) } td { "-" } }
+        @for h in &r.ssh {
+            tr {
+                td { "ssh" } td { code { (Text(&h.host)) } } td { (h.runs) }
+                @if h.down > 0 { td class="warn" { (h.down) } } @else { td { "0" } }
+            }
+        }
+        @if r.slurm.runs > 0 {
+            tr { td { "slurm" } td { "(all)" } td { (r.slurm.runs) } td { "-" } }
+        }
+        @for n in &r.slurm.nodes {
+            tr { td { "slurm" } td { code { (Text(&n.node)) } } td { (n.runs) } td { "-" } }
+        }
+    };
+    table(
+        html! { "Where runs ran " span class="sub" { "(" (r.adopted) " adopted after a restart, " (r.host_down) " host down)" } },
+        "runners",
+        &["runner", "host or node", "runs", "down"],
+        "Every run ran on this machine.",
         rows,
     )
 }

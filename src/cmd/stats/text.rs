@@ -52,6 +52,7 @@ pub fn render(r: &Stats, since: &str, p: Paint) -> String {
     durations(&mut o, r, p);
     spend(&mut o, r, p);
     limits(&mut o, r, p);
+    runners(&mut o, &r.runners, p);
     queue(&mut o, r, p);
     failures(&mut o, r, p);
     o
@@ -316,6 +317,44 @@ fn limits(o: &mut String, r: &Stats, p: Paint) {
             runs(r.evidence_mismatches)
         }
     );
+}
+
+/// Where runs ran, when any went to another machine or a host was down (a board whose runs all
+/// ran here reports as before): `Runners      4 here   ssh gpu1 3 (down 1)   slurm 2 (node1 1)`.
+fn runners(o: &mut String, r: &report::Runners, p: Paint) {
+    if r.local_only() {
+        return;
+    }
+    let mut parts = vec![format!("{} here", r.local)];
+    for h in &r.ssh {
+        let down = if h.down > 0 {
+            format!(" {}", p.yellow(&format!("(down {})", h.down)))
+        } else {
+            String::new()
+        };
+        parts.push(format!("ssh {} {}{down}", clean(&h.host), h.runs));
+    }
+    if r.slurm.runs > 0 || !r.slurm.nodes.is_empty() {
+        let nodes: Vec<String> = r
+            .slurm
+            .nodes
+            .iter()
+            .map(|n| format!("{} {}", clean(&n.node), n.runs))
+            .collect();
+        let nodes = if nodes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", nodes.join(", "))
+        };
+        parts.push(format!("slurm {}{nodes}", r.slurm.runs));
+    }
+    if r.adopted > 0 {
+        parts.push(format!("{} adopted after a restart", r.adopted));
+    }
+    if r.host_down > 0 {
+        parts.push(p.yellow(&format!("host down {}×", r.host_down)));
+    }
+    let _ = writeln!(o, "Runners      {}", parts.join("   "));
 }
 
 /// The queue now, from the board or replayed from the events.
