@@ -279,8 +279,9 @@ impl Runtime {
         let until = now + chrono::TimeDelta::from_std(down_for).unwrap_or_default();
         self.hosts_down.insert(host.clone(), until);
         let said = finished.stderr_tail.trim().lines().last().unwrap_or("");
+        // About the host, not the task: the task's own ending says what it did to the attempt.
         self.emit(
-            Some(id),
+            None,
             EventKind::HostDown {
                 route,
                 host,
