@@ -13,6 +13,7 @@ mod crash;
 mod dashboard;
 mod diff;
 mod doctor;
+mod engines;
 mod events;
 mod evidence;
 mod exec;
