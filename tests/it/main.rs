@@ -27,6 +27,7 @@ mod lock;
 mod logs;
 mod properties;
 mod regressions;
+mod remote;
 mod remote_display;
 mod routes;
 mod runtime;

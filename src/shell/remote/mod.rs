@@ -273,6 +273,17 @@ fn drive(
         Engine::Slurm(s) => s.collect(&placement, &job),
     };
     let outcome = match (&end, collected.outcome.clone()) {
+        // A failure taskboard did not cause: Slurm may say why (its node failed, an
+        // administrator cancelled it, it was preempted), which is the attempt's reason then.
+        (_, Some(o)) if o.process != ProcessEnd::Exited(0) && !stopped_here(shared) => {
+            match &job.engine {
+                Engine::Slurm(s) => s
+                    .final_state(&placement)
+                    .filter(|state| state != "failed")
+                    .map_or(Ok(o), |state| Err(format!("slurm_{state}"))),
+                Engine::Ssh(_) => Ok(o),
+            }
+        }
         (_, Some(o)) => Ok(o),
         (WaitEnd::Lost(reason), None) => Err(reason.clone()),
         (WaitEnd::Ended, None) => Err("remote_lost".to_string()),
@@ -289,6 +300,10 @@ fn drive(
         }
     }
     finished(shared, began, outcome, collected)
+}
+
+fn stopped_here(shared: &Shared) -> bool {
+    shared.lock().stopped.is_some()
 }
 
 /// The watchdog: stops the run with [`StopCause::Timeout`] at its deadline.

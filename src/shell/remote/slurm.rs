@@ -153,6 +153,22 @@ impl Slurm {
         }
     }
 
+    /// How Slurm says the job ended, once it says so (a few looks at most): `node_fail`,
+    /// `cancelled`, `timeout`, ... `None` when it ended normally or Slurm does not tell.
+    pub(crate) fn final_state(&self, placement: &Placement) -> Option<String> {
+        let id = placement.job_id.as_deref()?;
+        for _ in 0..GONE_LOOKS * 3 {
+            match self.state(id) {
+                Ok(Some((JobState::Over(state), _))) => {
+                    return (state != "completed").then_some(state);
+                }
+                Ok(None) => return None,
+                _ => thread::sleep(POLL),
+            }
+        }
+        None
+    }
+
     /// The ID of the job named `name` working in `dir`, if Slurm knows one.
     fn find(&self, name: &str, dir: &str) -> Result<Option<String>, String> {
         let mut cmd = Command::new("squeue");
@@ -170,7 +186,7 @@ impl Slurm {
     /// The job's state and node; `Ok(None)` when Slurm no longer knows it.
     fn state(&self, id: &str) -> Result<Option<(JobState, Option<String>)>, String> {
         let mut cmd = Command::new("squeue");
-        cmd.args(["-h", "-j", id, "-o", "%T %N"]);
+        cmd.args(["-h", "-t", "all", "-j", id, "-o", "%T %N"]);
         let out = command::run(cmd, b"", Some(CALL_LIMIT)).map_err(|e| e.to_string())?;
         if !out.ok() {
             let err = out.last_error();
