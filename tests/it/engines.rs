@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::engines::{self, Slurm};
-use crate::support::{DEADLINE, pid_alive, poll, skip};
+use crate::support::{DEADLINE, pid_alive, poll, skip_engine};
 
 /// Submits `script` with `sbatch --parsable --wrap` from the shared folder; returns the job id.
 fn submit(slurm: &Slurm, script: &str) -> String {
@@ -63,7 +63,7 @@ fn sleeper(slurm: &Slurm, name: &str) -> (String, i32) {
 fn a_batch_job_runs_on_the_node_and_writes_into_the_shared_folder() {
     let slurm = match engines::slurm() {
         Ok(s) => s,
-        Err(why) => return skip(&why),
+        Err(why) => return skip_engine("a Slurm cluster", &why),
     };
     let out = slurm.shared_dir.join("hi.txt");
     let job = submit(&slurm, &format!("echo hi > {}", out.display()));
@@ -81,7 +81,7 @@ fn a_batch_job_runs_on_the_node_and_writes_into_the_shared_folder() {
 fn scancel_ends_a_running_job_and_its_processes() {
     let slurm = match engines::slurm() {
         Ok(s) => s,
-        Err(why) => return skip(&why),
+        Err(why) => return skip_engine("a Slurm cluster", &why),
     };
     let (job, pid) = sleeper(&slurm, "cancelled");
     slurm.run("scancel", &[&job]);
@@ -101,7 +101,7 @@ fn scancel_ends_a_running_job_and_its_processes() {
 fn a_failed_node_ends_its_job_and_comes_back() {
     let slurm = match engines::slurm() {
         Ok(s) => s,
-        Err(why) => return skip(&why),
+        Err(why) => return skip_engine("a Slurm cluster", &why),
     };
     let (job, pid) = sleeper(&slurm, "node-fail");
     slurm.fail_node_and_recover();
@@ -121,7 +121,7 @@ fn a_failed_node_ends_its_job_and_comes_back() {
 fn ssh_runs_commands_on_both_host_names() {
     let sshd = match engines::sshd() {
         Ok(s) => s,
-        Err(why) => return skip(&why),
+        Err(why) => return skip_engine("an sshd", &why),
     };
     for host in &sshd.hosts {
         let out = sshd.ssh(host).arg("echo $((1+2))").output().unwrap();
@@ -158,7 +158,7 @@ fn ssh_runs_commands_on_both_host_names() {
 fn an_unreachable_host_fails_fast() {
     let sshd = match engines::sshd() {
         Ok(s) => s,
-        Err(why) => return skip(&why),
+        Err(why) => return skip_engine("an sshd", &why),
     };
     let started = Instant::now();
     let out = sshd.ssh(&sshd.unreachable).arg("true").output().unwrap();
@@ -226,7 +226,7 @@ fn daemons_die_with_the_test_process() {
     // Only where both engines can run (the helper expects them).
     let dir = match engines::slurm().and_then(|s| engines::sshd().map(|_| s.dir.clone())) {
         Ok(dir) => dir,
-        Err(why) => return skip(&why),
+        Err(why) => return skip_engine("a Slurm cluster and an sshd", &why),
     };
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([

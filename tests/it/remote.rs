@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use crate::support::engines::{self, Slurm, Sshd};
-use crate::support::{DEADLINE, Sandbox, pid_alive, poll, read_pid, skip};
+use crate::support::{DEADLINE, Sandbox, pid_alive, poll, read_pid, skip_engine};
 
 /// An executor that records each start, leaves a grandchild in the background, then does what
 /// the task's `- mode:` line says: `ok` (a result file with a note), `fail` (exit 3), or `hang`.
@@ -107,7 +107,7 @@ fn sshd() -> Option<&'static Sshd> {
     match engines::sshd() {
         Ok(s) => Some(s),
         Err(why) => {
-            skip(&why);
+            skip_engine("an sshd", &why);
             None
         }
     }
@@ -299,7 +299,7 @@ fn slurm() -> Option<engines::SlurmGuard> {
     match engines::slurm() {
         Ok(s) => Some(s),
         Err(why) => {
-            skip(&why);
+            skip_engine("a Slurm cluster", &why);
             None
         }
     }

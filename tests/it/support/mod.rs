@@ -649,6 +649,27 @@ pub fn skip(why: &str) {
     );
 }
 
+/// Like [`skip`] for a whole family of tests that need one engine (a Slurm cluster, an sshd):
+/// one line says so for all of them, the first time one of them finds it missing.
+pub fn skip_engine(engine: &str, why: &str) {
+    use std::io::Write;
+    static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    if std::env::var_os("CI").is_some() {
+        let current = std::thread::current();
+        let test = current.name().unwrap_or("a test");
+        panic!("{test} cannot run here, and CI is set so it may not skip: {why}");
+    }
+    let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
+    if said.iter().any(|e| e == engine) {
+        return;
+    }
+    said.push(engine.to_string());
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED every test that needs {engine}: {why} (with CI set, they fail instead)"
+    );
+}
+
 /// Runs `git` in `dir` as a throwaway identity whose new repositories start on `main`; fails
 /// the test with git's stderr when it fails. Returns what it printed, trimmed.
 pub fn git(dir: &Path, args: &[&str]) -> String {
