@@ -125,29 +125,28 @@ struct Candidate {
 
 fn candidates(text: &str) -> Vec<Candidate> {
     let mut out = Vec::new();
-    let mut start = 0;
-    for (line, raw) in text.split_inclusive('\n').enumerate() {
-        let skip = if line == 0 && raw.starts_with('\u{FEFF}') {
-            3
-        } else {
-            0
-        };
-        if let Some(kind) = marker_kind(&raw[skip..]) {
-            out.push(Candidate {
-                kind,
-                offset: start + skip,
-                line,
-            });
+    let bytes = text.as_bytes();
+    let mut look = |offset: usize, line: usize| {
+        // The rest of the text from a line start: `marker_kind` reads no further than the line.
+        if let Some(kind) = marker_kind(&bytes[offset..]) {
+            out.push(Candidate { kind, offset, line });
         }
-        start += raw.len();
-    }
+    };
+    look(if text.starts_with('\u{FEFF}') { 3 } else { 0 }, 0);
+    let mut line = 0;
+    super::for_each_newline(bytes, |i| {
+        line += 1;
+        // Only a line that starts with a marker character can be one: most are skipped here.
+        if matches!(bytes.get(i + 1), Some(b'<' | b'|' | b'=' | b'>')) {
+            look(i + 1, line);
+        }
+    });
     out
 }
 
 /// The marker a line starts with: exactly seven of one marker character, then a space, a tab
 /// or the end of the line.
-fn marker_kind(line: &str) -> Option<MarkerKind> {
-    let bytes = line.as_bytes();
+fn marker_kind(bytes: &[u8]) -> Option<MarkerKind> {
     let kind = match bytes.first()? {
         b'<' => MarkerKind::Ours,
         b'|' => MarkerKind::Base,
@@ -421,7 +420,7 @@ mod tests {
             let markers = conflict_markers(&text);
             let mut next_region = 0;
             for (i, m) in markers.iter().enumerate() {
-                proptest::prop_assert!(marker_kind(&text[m.offset..]) == Some(m.kind));
+                proptest::prop_assert!(marker_kind(&text.as_bytes()[m.offset..]) == Some(m.kind));
                 proptest::prop_assert!(i == 0 || markers[i - 1].line < m.line);
                 proptest::prop_assert!(m.region <= next_region);
                 next_region = next_region.max(m.region + 1);
