@@ -272,6 +272,12 @@ impl Board {
         self.tasks.iter().find(|t| t.id == id)
     }
 
+    /// [`conflict_markers`] of `text`, the text this board was parsed from, found from the
+    /// board's line starts.
+    pub fn conflict_markers(&self, text: &str) -> Vec<Marker> {
+        conflicts::conflict_markers_at(text, &self.line_starts)
+    }
+
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_col(&self, text: &str, offset: usize) -> (usize, usize) {
         let line = self.line_starts.partition_point(|&s| s <= offset).max(1);
