@@ -7,7 +7,7 @@
 use std::fmt::Write;
 use std::hint::black_box;
 
-use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group};
 use taskboard::core::board::Board;
 use taskboard::core::lint::{LintContext, lint};
 use taskboard::core::status::Status;
@@ -92,14 +92,7 @@ fn benches(c: &mut Criterion) {
     // the checks, not the formatting of thousands of findings.
     let routes: std::collections::BTreeSet<String> =
         ["default".to_string(), "review".to_string()].into();
-    let ctx = taskboard::core::lint::LintContext {
-        now: chrono::DateTime::parse_from_rfc3339("2026-04-20T16:00:00Z")
-            .unwrap()
-            .with_timezone(&chrono::Utc),
-        stale_after: std::time::Duration::from_secs(7200),
-        routes: Some(&routes),
-        longest_backoff: None,
-    };
+    let ctx = healthy(&routes);
     for (n, text) in &boards {
         let board = Board::parse(text);
         let findings = taskboard::core::lint::lint(text, &board, &ctx);
@@ -133,6 +126,18 @@ fn benches(c: &mut Criterion) {
     group.finish();
 
     pass_after_edit(c, &boards, &ctx);
+}
+
+/// The context of a healthy board: its routes configured, its claims recent.
+fn healthy(routes: &std::collections::BTreeSet<String>) -> LintContext<'_> {
+    LintContext {
+        now: chrono::DateTime::parse_from_rfc3339("2026-04-20T16:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc),
+        stale_after: std::time::Duration::from_secs(7200),
+        routes: Some(routes),
+        longest_backoff: None,
+    }
 }
 
 /// The board after a person's one-line save: a description line of a task a third of the way
@@ -189,4 +194,30 @@ fn pass_after_edit(c: &mut Criterion, boards: &[(usize, String)], ctx: &LintCont
 }
 
 criterion_group!(core, benches);
-criterion_main!(core);
+
+/// `TASKBOARD_BENCH_ONCE=10000 <bench binary>` runs parse + lint + one writeback once on a board
+/// of that many tasks and exits, for an instruction count under
+/// `valgrind --tool=callgrind`; without it, the criterion benchmarks run.
+fn main() {
+    if let Some(n) = std::env::var("TASKBOARD_BENCH_ONCE")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        return once(n);
+    }
+    core();
+    Criterion::default().configure_from_args().final_summary();
+}
+
+fn once(tasks: usize) {
+    let text = board_text(tasks);
+    let changes = [change(tasks)];
+    let routes: std::collections::BTreeSet<String> =
+        ["default".to_string(), "review".to_string()].into();
+    let ctx = healthy(&routes);
+    let board = Board::parse(black_box(&text));
+    black_box(lint(&text, &board, &ctx));
+    let outcome = apply(&text, &board, &changes);
+    assert_eq!(outcome.applied.len(), 1);
+    black_box((board, outcome));
+}

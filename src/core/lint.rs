@@ -20,7 +20,7 @@
 //! | `stale-claim`       | warning  | a claim older than `stale_after`                           |
 //! | `unknown-route`     | error    | a ready or blocked task whose route has no executor        |
 //! | `duplicate-field`   | warning  | the same key twice in one task's fields (the first wins)   |
-//! | `conflict-markers`  | error    | unresolved git conflict markers (see [`conflict_markers`]) |
+//! | `conflict-markers`  | error    | unresolved git conflict markers (see [`Board::conflict_markers`]) |
 //! | `retry-far-future`  | warning  | a retry time further ahead than the longest backoff        |
 //! | `touches-everything` | warning | a `touches:` glob that covers every file                   |
 //! | `bad-base-branch`   | error    | a `base_branch:` git would refuse as a branch name         |
@@ -37,7 +37,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::core::board::{Board, Field, IdProblem, Task, conflict_markers, conflict_regions};
+use crate::core::board::{Board, Field, IdProblem, Task, conflict_regions};
 use crate::core::config::{Config, Workspace, valid_branch};
 use crate::core::plan;
 use crate::core::status::{Stamp, Status};
@@ -721,7 +721,7 @@ impl Linter<'_> {
 
     /// One finding for all of the board's unresolved git conflict markers, at the first one.
     fn conflicts(&mut self) {
-        let markers = conflict_markers(self.text);
+        let markers = self.board.conflict_markers(self.text);
         let Some(first) = markers.first() else {
             return;
         };

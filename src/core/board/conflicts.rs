@@ -62,7 +62,32 @@ pub struct Marker {
 
 /// Every conflict marker in `text`, in order (see the module documentation for what counts).
 pub fn conflict_markers(text: &str) -> Vec<Marker> {
-    let candidates = candidates(text);
+    markers(text, candidates(text))
+}
+
+/// [`conflict_markers`] of a text whose line starts are known (a board's): the lines are not
+/// looked for again.
+pub(super) fn conflict_markers_at(text: &str, line_starts: &[usize]) -> Vec<Marker> {
+    let bytes = text.as_bytes();
+    let mut found = Vec::new();
+    for (line, &start) in line_starts.iter().enumerate() {
+        let offset = if line == 0 && text.starts_with('\u{FEFF}') {
+            3
+        } else {
+            start
+        };
+        // Only a line that starts with a marker character can be one: most are skipped here.
+        if matches!(bytes.get(offset), Some(b'<' | b'|' | b'=' | b'>'))
+            && let Some(kind) = marker_kind(&bytes[offset..])
+        {
+            found.push(Candidate { kind, offset, line });
+        }
+    }
+    markers(text, found)
+}
+
+/// The markers among the candidate lines, code fences and regions considered.
+fn markers(text: &str, candidates: Vec<Candidate>) -> Vec<Marker> {
     if candidates.is_empty() {
         // The common case costs one scan of the lines and no Markdown parse.
         return Vec::new();
@@ -125,29 +150,28 @@ struct Candidate {
 
 fn candidates(text: &str) -> Vec<Candidate> {
     let mut out = Vec::new();
-    let mut start = 0;
-    for (line, raw) in text.split_inclusive('\n').enumerate() {
-        let skip = if line == 0 && raw.starts_with('\u{FEFF}') {
-            3
-        } else {
-            0
-        };
-        if let Some(kind) = marker_kind(&raw[skip..]) {
-            out.push(Candidate {
-                kind,
-                offset: start + skip,
-                line,
-            });
+    let bytes = text.as_bytes();
+    let mut look = |offset: usize, line: usize| {
+        // The rest of the text from a line start: `marker_kind` reads no further than the line.
+        if let Some(kind) = marker_kind(&bytes[offset..]) {
+            out.push(Candidate { kind, offset, line });
         }
-        start += raw.len();
-    }
+    };
+    look(if text.starts_with('\u{FEFF}') { 3 } else { 0 }, 0);
+    let mut line = 0;
+    super::for_each_newline(bytes, |i| {
+        line += 1;
+        // Only a line that starts with a marker character can be one: most are skipped here.
+        if matches!(bytes.get(i + 1), Some(b'<' | b'|' | b'=' | b'>')) {
+            look(i + 1, line);
+        }
+    });
     out
 }
 
 /// The marker a line starts with: exactly seven of one marker character, then a space, a tab
 /// or the end of the line.
-fn marker_kind(line: &str) -> Option<MarkerKind> {
-    let bytes = line.as_bytes();
+fn marker_kind(bytes: &[u8]) -> Option<MarkerKind> {
     let kind = match bytes.first()? {
         b'<' => MarkerKind::Ours,
         b'|' => MarkerKind::Base,
@@ -419,9 +443,12 @@ mod tests {
         ) {
             let text = parts.join("\n");
             let markers = conflict_markers(&text);
+            // From a board's line starts, the same markers.
+            let board = crate::core::board::Board::parse(&text);
+            proptest::prop_assert_eq!(&board.conflict_markers(&text), &markers);
             let mut next_region = 0;
             for (i, m) in markers.iter().enumerate() {
-                proptest::prop_assert!(marker_kind(&text[m.offset..]) == Some(m.kind));
+                proptest::prop_assert!(marker_kind(&text.as_bytes()[m.offset..]) == Some(m.kind));
                 proptest::prop_assert!(i == 0 || markers[i - 1].line < m.line);
                 proptest::prop_assert!(m.region <= next_region);
                 next_region = next_region.max(m.region + 1);
@@ -438,6 +465,8 @@ mod tests {
         assert_eq!(&MERGE[m[0].offset..m[0].offset + 7], "<<<<<<<");
         let bom = "\u{FEFF}<<<<<<< HEAD\n>>>>>>> x\n";
         assert_eq!(conflict_markers(bom)[0].offset, 3);
+        let board = crate::core::board::Board::parse(bom);
+        assert_eq!(board.conflict_markers(bom), conflict_markers(bom));
         assert_eq!(conflict_regions(&[]), 0);
     }
 }
