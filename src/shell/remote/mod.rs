@@ -121,6 +121,20 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Waits until the run has ended or `until` has passed; whether it ended.
+    fn ended_by(&self, until: Instant) -> bool {
+        let mut state = self.lock();
+        while !state.ended && Instant::now() < until {
+            let left = until.saturating_duration_since(Instant::now());
+            state = self
+                .changed
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        state.ended
+    }
+
     /// A stop was asked for this long ago, if one was.
     pub(crate) fn stop_age(&self) -> Option<Duration> {
         self.lock().stop_requested_at.map(|t| t.elapsed())
@@ -165,19 +179,8 @@ fn stopper(shared: &Shared, cause: StopCause) {
     };
     let placement = shared.lock().placement.clone();
     signal(&shared.engine, &placement, "TERM", why);
-    let until = Instant::now() + shared.grace;
-    let mut state = shared.lock();
-    while !state.ended && Instant::now() < until {
-        let left = until.saturating_duration_since(Instant::now());
-        state = shared
-            .changed
-            .wait_timeout(state, left)
-            .unwrap_or_else(|e| e.into_inner())
-            .0;
-    }
-    if !state.ended {
-        let placement = state.placement.clone();
-        drop(state);
+    if !shared.ended_by(Instant::now() + shared.grace) {
+        let placement = shared.lock().placement.clone();
         signal(&shared.engine, &placement, "KILL", why);
     }
 }
@@ -308,17 +311,7 @@ fn stopped_here(shared: &Shared) -> bool {
 
 /// The watchdog: stops the run with [`StopCause::Timeout`] at its deadline.
 fn watchdog(shared: &Arc<Shared>, deadline: Instant) {
-    let mut state = shared.lock();
-    while !state.ended && Instant::now() < deadline {
-        let left = deadline.saturating_duration_since(Instant::now());
-        state = shared
-            .changed
-            .wait_timeout(state, left)
-            .unwrap_or_else(|e| e.into_inner())
-            .0;
-    }
-    if !state.ended {
-        drop(state);
+    if !shared.ended_by(deadline) {
         request_stop(shared, StopCause::Timeout);
     }
 }
