@@ -341,7 +341,10 @@ fn supervise(
         since: process::start_time(child.id()),
         run_id,
         grace: spec.grace,
-        state: Mutex::new(RunState::default()),
+        state: Mutex::new(RunState {
+            tracker: process::Tracker::of_own_run(),
+            ..RunState::default()
+        }),
         changed: Condvar::new(),
     });
 

@@ -13,7 +13,10 @@
 //!   through a pidfd opened on the pid and checked against the start time it was found with, so
 //!   a pid recycled meanwhile is never hit;
 //! - reaping the orphans of a run handed to the runtime as a subreaper
-//!   ([`super::become_subreaper`]).
+//!   ([`super::become_subreaper`]);
+//! - where to look: once the runtime is the subreaper, a run it supervises cannot leave its
+//!   descendants, so only those are read ([`scan_descendants`], through the kernel's children
+//!   lists); a dead runtime's run is looked for in the whole of `/proc` ([`scan`]).
 //!
 //! Reaping is by pid only (`waitpid(pid, WNOHANG)`, never `waitpid(-1)`), and only of zombies that
 //! are provably not a `std::process::Child` of this process: never an executor spawned through
@@ -150,28 +153,74 @@ pub fn scan(run_id: Option<&str>, since: Option<u64>) -> Vec<Proc> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
+    dir.flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| read_proc(pid, run_id, since))
+        .collect()
+}
+
+/// Like [`scan`], over this process's descendants only: enough for its own runs once it is
+/// their subreaper (every process a run starts stays below it), and a handful of reads instead
+/// of one per process on the machine. `None` where the kernel does not list children
+/// (`/proc/<pid>/task/<tid>/children` needs `CONFIG_PROC_CHILDREN`).
+pub fn scan_descendants(run_id: Option<&str>, since: Option<u64>) -> Option<Vec<Proc>> {
+    let pids = descendant_pids(std::process::id())?;
+    Some(
+        pids.into_iter()
+            .filter_map(|pid| read_proc(pid, run_id, since))
+            .collect(),
+    )
+}
+
+/// The pids below `root`, from each of its threads' `children` and theirs in turn.
+fn descendant_pids(root: u32) -> Option<Vec<u32>> {
     let mut out = Vec::new();
-    for entry in dir.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
+    let mut seen = HashSet::new();
+    let mut todo = vec![root];
+    while let Some(pid) = todo.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            if pid == root {
+                return None;
+            }
+            continue; // it ended meanwhile
         };
-        let Some(mut p) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|t| parse_stat(&t))
-        else {
-            continue;
-        };
-        if let Some(id) = run_id
-            && !p.exited()
-            && since.is_none_or(|t| p.start >= t)
-        {
-            p.tagged = std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| environ_has(&env, RUN_ID_VAR, id));
+        let mut listed = false;
+        for task in tasks.flatten() {
+            let Ok(text) = std::fs::read_to_string(task.path().join("children")) else {
+                continue;
+            };
+            listed = true;
+            for child in text
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok())
+            {
+                if seen.insert(child) {
+                    out.push(child);
+                    todo.push(child);
+                }
+            }
         }
-        out.push(p);
+        if pid == root && !listed {
+            return None;
+        }
     }
-    out
+    Some(out)
+}
+
+/// One process's `stat`, and whether its environment carries `run_id` (asked only of live
+/// processes started at or after `since`).
+fn read_proc(pid: u32, run_id: Option<&str>, since: Option<u64>) -> Option<Proc> {
+    let mut p = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|t| parse_stat(&t))?;
+    if let Some(id) = run_id
+        && !p.exited()
+        && since.is_none_or(|t| p.start >= t)
+    {
+        p.tagged = std::fs::read(format!("/proc/{pid}/environ"))
+            .is_ok_and(|env| environ_has(&env, RUN_ID_VAR, id));
+    }
+    Some(p)
 }
 
 /// The live processes of a run right now.
@@ -210,13 +259,30 @@ pub struct Tracker {
     termed: HashSet<(u32, u64)>,
     /// Seen alive outside the run's process group.
     pub outside: BTreeSet<u32>,
+    /// The run is this process's own and this process is its subreaper: its processes are
+    /// looked for among this process's descendants, not the whole machine's.
+    own_run: bool,
 }
 
 impl Tracker {
+    /// A tracker for a run this process started: while it is the subreaper, only its own
+    /// descendants are searched.
+    pub fn of_own_run() -> Tracker {
+        Tracker {
+            own_run: super::spawn::is_subreaper(),
+            ..Tracker::default()
+        }
+    }
+
     /// Scans `/proc`, reaps the run's orphans handed to us (never `leader`), and returns the
     /// run's live processes, remembering them.
     fn sweep(&mut self, target: Target<'_>, me: Me, leader: Option<u32>) -> Vec<Proc> {
-        let procs = scan(target.run_id, target.since);
+        let procs = if self.own_run {
+            scan_descendants(target.run_id, target.since)
+                .unwrap_or_else(|| scan(target.run_id, target.since))
+        } else {
+            scan(target.run_id, target.since)
+        };
         let set = members(&procs, target.pgid, me.pid, &self.seen);
         let live: Vec<Proc> = procs
             .iter()
@@ -481,6 +547,58 @@ mod tests {
             .expect("self in /proc");
         assert_eq!((found.pgrp, found.sid), (me.pgrp, me.sid));
         assert!(!found.tagged);
+    }
+
+    #[test]
+    fn descendants_are_found_through_the_children_lists() {
+        if !std::path::Path::new("/proc/self/task").exists() {
+            return;
+        }
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & wait"])
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut found = None;
+        while Instant::now() < deadline {
+            if let Some(procs) = scan_descendants(None, None) {
+                let grandchild = procs.iter().find(|p| p.ppid == pid).map(|p| p.pid);
+                if procs.iter().any(|p| p.pid == pid) && grandchild.is_some() {
+                    found = Some(procs);
+                    break;
+                }
+            } else {
+                // No children lists on this kernel: the full scan is used instead.
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = signal_group_of(&mut child);
+        let Some(procs) = found else {
+            assert!(
+                descendant_pids(std::process::id()).is_none(),
+                "not found in time"
+            );
+            return;
+        };
+        // Only descendants: never this process, nor anything that is not below it.
+        assert!(procs.iter().all(|p| p.pid != std::process::id()));
+        let all = scan(None, None);
+        let below: Vec<u32> = procs.iter().map(|p| p.pid).collect();
+        assert!(below.len() < all.len());
+    }
+
+    fn signal_group_of(child: &mut std::process::Child) -> std::io::Result<()> {
+        let pid = child.id();
+        for p in scan(None, None).iter().filter(|p| p.ppid == pid) {
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_raw(p.pid as i32).unwrap(),
+                Signal::KILL,
+            );
+        }
+        child.kill()?;
+        child.wait().map(|_| ())
     }
 
     #[test]

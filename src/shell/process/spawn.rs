@@ -61,7 +61,20 @@ pub fn new_run_id() -> String {
 #[cfg(target_os = "linux")]
 pub fn become_subreaper() -> bool {
     // Any pid turns the flag on (prctl takes a boolean there); ours is at hand.
-    rustix::process::set_child_subreaper(Some(rustix::process::getpid())).is_ok()
+    let done = rustix::process::set_child_subreaper(Some(rustix::process::getpid())).is_ok();
+    if done {
+        SUBREAPER.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    done
+}
+
+/// Set once this process is a child subreaper: from then on every process its runs start stays
+/// among its descendants, handed to it when its parent dies.
+static SUBREAPER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether [`become_subreaper`] took effect in this process.
+pub fn is_subreaper() -> bool {
+    SUBREAPER.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 #[cfg(not(target_os = "linux"))]
