@@ -7,7 +7,7 @@ use crate::support;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use taskboard::core::event::{Event, EventKind};
@@ -134,18 +134,8 @@ fn chromium(bin: &Path, profile: &Path, args: &[String]) -> (bool, String, Strin
         let _ = stderr.read_to_string(&mut s);
         s
     });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chromium did not finish within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = crate::support::status_within(&mut child, Duration::from_secs(60))
+        .expect("chromium did not finish within 60 s");
     (status.success(), out.join().unwrap(), err.join().unwrap())
 }
 

@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::support::{self, DEADLINE, Sandbox};
 
@@ -115,17 +114,9 @@ impl Drop for Home {
 /// Waits for `child` to exit within the deadline and returns its output; kills it and returns
 /// `None` when it does not.
 fn finish(child: &mut Child) -> Option<Output> {
-    let end = Instant::now() + DEADLINE;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > end {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let status = crate::support::status_within(child, DEADLINE)?;
     let mut out = Output {
-        status: child.wait().unwrap(),
+        status,
         stdout: Vec::new(),
         stderr: Vec::new(),
     };

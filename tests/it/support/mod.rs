@@ -505,19 +505,21 @@ pub fn poll(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
 /// Waits for `child` to exit within the deadline; a child still running then is killed and
 /// reported as `None`.
 pub fn exit_code_within(child: &mut Child, deadline: Duration) -> Option<i32> {
-    let mut code = None;
-    poll(deadline, || match child.try_wait().unwrap() {
-        Some(st) => {
-            code = Some(st.code().unwrap_or(-1));
-            true
-        }
-        None => false,
+    status_within(child, deadline).map(|st| st.code().unwrap_or(-1))
+}
+
+/// Like [`exit_code_within`], with the whole exit status.
+pub fn status_within(child: &mut Child, deadline: Duration) -> Option<std::process::ExitStatus> {
+    let mut status = None;
+    poll(deadline, || {
+        status = child.try_wait().unwrap();
+        status.is_some()
     });
-    if code.is_none() {
+    if status.is_none() {
         let _ = child.kill();
         let _ = child.wait();
     }
-    code
+    status
 }
 
 /// Seconds since the epoch, as the executor scripts print them.
