@@ -256,10 +256,9 @@ fn daemons_die_with_the_test_process() {
     };
     let held = Path::new(&held).to_path_buf();
     assert_ne!(held, dir, "the helper must have a folder of its own");
-    let before = marked(&held);
     // munged, slurmctld, slurmd, sshd, slurmstepd, the job's sleep, the ssh client and its
-    // remote sleep (and the watchdog, which names the folder in its arguments).
-    let seen = |what: &str| before.iter().filter(|p| p.contains(what)).count();
+    // remote sleep (and the watchdog, which names the folder in its arguments). The remote
+    // sleep starts a moment after the client says it is connected: wait for all of them.
     let expected = [
         ("/munged\0", 1),
         ("/slurmctld\0", 1),
@@ -269,7 +268,20 @@ fn daemons_die_with_the_test_process() {
         ("/ssh\0", 1),
         ("sleep\u{0}300", 2),
     ];
-    let missing: Vec<_> = expected.iter().filter(|(w, n)| seen(w) != *n).collect();
+    let missing_in = |procs: &[String]| -> Vec<(&str, usize)> {
+        let seen = |what: &str| procs.iter().filter(|p| p.contains(what)).count();
+        expected
+            .iter()
+            .filter(|(w, n)| seen(w) != *n)
+            .copied()
+            .collect()
+    };
+    let mut before = marked(&held);
+    poll(DEADLINE, || {
+        before = marked(&held);
+        missing_in(&before).is_empty()
+    });
+    let missing = missing_in(&before);
     // Killed before any assertion, so a failure here leaves nothing behind either.
     child.kill().unwrap();
     child.wait().unwrap();
