@@ -333,10 +333,7 @@ fn executor_check(route: &str, exec: &config::ExecutorConfig, board_dir: &Path) 
         .cloned()
         .or_else(|| std::env::var("PATH").ok())
         .unwrap_or_default();
-    match std::env::split_paths(&path_var)
-        .map(|d| d.join(program))
-        .find(|p| is_executable(p))
-    {
+    match find_on_path(program, std::ffi::OsStr::new(&path_var)) {
         Some(found) => ok(&name, format!("`{program}` is {}", found.display())),
         None => check(
             Level::Fail,
@@ -345,6 +342,13 @@ fn executor_check(route: &str, exec: &config::ExecutorConfig, board_dir: &Path) 
             "install it, or put its absolute path in taskboard.toml (a service gets the PATH of `taskboard service install`)",
         ),
     }
+}
+
+/// Where `program` is among the folders of `path` (a PATH value), if it is an executable file.
+fn find_on_path(program: &str, path: &std::ffi::OsStr) -> Option<std::path::PathBuf> {
+    std::env::split_paths(path)
+        .map(|d| d.join(program))
+        .find(|p| is_executable(p))
 }
 
 fn state_check(board_dir: &Path, state_dir: &Path) -> Check {

@@ -442,3 +442,19 @@ fn a_node_that_loses_the_job_fails_the_attempt_and_the_retry_runs() {
     assert_eq!(starts(&sb, "Z-1"), 2);
     tree_gone(&sb, "Z-1", 1);
 }
+
+#[test]
+fn doctor_reaches_each_ssh_host_through_the_runtimes_own_command_line() {
+    let Some(sshd) = sshd() else { return };
+    let sb = Sandbox::new("ssh-doctor");
+    ssh_route(&sb, sshd, &[&sshd.hosts[0], &sshd.hosts[1]], "60s", "");
+    sb.write_board(&board(&[("D-1", "ok")]));
+    let out = sb.command(&["doctor"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for host in &sshd.hosts {
+        let line = format!("ok    ssh default: host {host} reachable, ");
+        assert!(text.contains(&line), "{text}");
+    }
+    // It made the remote folder it checked.
+    assert!(sb.path("far").is_dir(), "{text}");
+}

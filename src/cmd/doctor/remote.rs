@@ -7,14 +7,15 @@
 //! Must not touch: the runtime's remote runs, their folders or their jobs; it submits and
 //! cancels nothing.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use super::{Check, Level, check, is_executable, ok};
+use super::{Check, Level, check, find_on_path, ok};
 use crate::core::config::{Config, Runner, SlurmConfig, SshConfig};
 use crate::core::remote::quote;
+use crate::shell::remote::command;
+use crate::shell::remote::ssh::Ssh;
 
 /// How long the cluster has to answer `squeue`.
 pub const SQUEUE_DEADLINE: Duration = Duration::from_secs(10);
@@ -39,10 +40,7 @@ pub fn checks(config: Option<&Config>, board_dir: &Path) -> Vec<Check> {
 
 /// Where `program` is on this process's PATH.
 fn on_path(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(program))
-        .find(|p| is_executable(p))
+    find_on_path(program, &std::env::var_os("PATH")?)
 }
 
 /// The programs a route needs, each found on PATH: one check, failing with those missing.
@@ -80,15 +78,9 @@ fn slurm_checks(route: &str, cfg: &SlurmConfig, board_dir: &Path) -> Vec<Check> 
 fn cluster_check(name: &str) -> Check {
     let mut cmd = Command::new("squeue");
     cmd.args(["-h", "-o", "%i"]);
-    match run_bounded(cmd, SQUEUE_DEADLINE) {
-        Ran::Exited(true, _) => ok(name, "the cluster answers squeue"),
-        Ran::Exited(false, err) => check(
-            Level::Fail,
-            name,
-            format!("the cluster does not answer: squeue failed{}", said(&err)),
-            "check the Slurm controller and this machine's Slurm configuration",
-        ),
-        Ran::TimedOut => check(
+    match command::run(cmd, b"", Some(SQUEUE_DEADLINE)) {
+        Ok(out) if out.ok() => ok(name, "the cluster answers squeue"),
+        Ok(out) if out.overran => check(
             Level::Fail,
             name,
             format!(
@@ -97,7 +89,13 @@ fn cluster_check(name: &str) -> Check {
             ),
             "check the Slurm controller (slurmctld) and the network to it",
         ),
-        Ran::NotStarted(e) => check(
+        Ok(out) => check(
+            Level::Fail,
+            name,
+            format!("the cluster does not answer: squeue failed{}", said(&out)),
+            "check the Slurm controller and this machine's Slurm configuration",
+        ),
+        Err(e) => check(
             Level::Fail,
             name,
             format!("the cluster does not answer: cannot run squeue: {e}"),
@@ -175,26 +173,25 @@ fn ssh_checks(route: &str, cfg: &SshConfig) -> Vec<Check> {
     out
 }
 
-/// One host reachable in batch mode, its `remote_dir` made and writable.
+/// One host reachable in batch mode, its `remote_dir` made and writable: through the very
+/// `ssh` command line the runtime uses, with a shorter connect timeout (a person's own
+/// `ConnectTimeout` in `ssh_args` still wins).
 fn host_check(name: &str, host: &str, cfg: &SshConfig) -> Check {
     let dir = quote(&cfg.remote_dir);
-    let mut cmd = Command::new("ssh");
-    cmd.args(&cfg.ssh_args)
-        .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "--", host])
-        .arg(format!("mkdir -p {dir} && test -w {dir} && echo ok"));
+    let mut args = cfg.ssh_args.clone();
+    args.extend(["-o".to_string(), "ConnectTimeout=5".to_string()]);
+    let ssh = Ssh {
+        host: host.to_string(),
+        args,
+    };
+    let cmd = ssh.command(&format!("mkdir -p {dir} && test -w {dir} && echo ok"));
     let todo = "check the host, its ssh key for batch login (no password prompt) and ssh_args";
-    match run_bounded(cmd, SSH_DEADLINE) {
-        Ran::Exited(true, _) => ok(
+    match command::run(cmd, b"", Some(SSH_DEADLINE)) {
+        Ok(out) if out.ok() => ok(
             name,
             format!("host {host} reachable, {} writable", cfg.remote_dir),
         ),
-        Ran::Exited(false, err) => check(
-            Level::Fail,
-            name,
-            format!("host {host} not usable{}", said(&err)),
-            todo,
-        ),
-        Ran::TimedOut => check(
+        Ok(out) if out.overran => check(
             Level::Fail,
             name,
             format!(
@@ -203,7 +200,13 @@ fn host_check(name: &str, host: &str, cfg: &SshConfig) -> Check {
             ),
             todo,
         ),
-        Ran::NotStarted(e) => check(
+        Ok(out) => check(
+            Level::Fail,
+            name,
+            format!("host {host} not usable{}", said(&out)),
+            todo,
+        ),
+        Err(e) => check(
             Level::Fail,
             name,
             format!("host {host}: cannot run ssh: {e}"),
@@ -213,56 +216,9 @@ fn host_check(name: &str, host: &str, cfg: &SshConfig) -> Check {
 }
 
 /// `: <stderr's last line>`, or nothing when it said nothing.
-fn said(stderr: &str) -> String {
-    match stderr.lines().rev().map(str::trim).find(|l| !l.is_empty()) {
-        Some(line) => format!(": {}", line.chars().take(200).collect::<String>()),
-        None => String::new(),
-    }
-}
-
-/// How a bounded command came out.
-enum Ran {
-    /// It exited: whether with success, and its stderr.
-    Exited(bool, String),
-    TimedOut,
-    NotStarted(std::io::Error),
-}
-
-/// Runs `cmd` in a process group of its own, stdin closed and stdout ignored, and waits at most
-/// `deadline`; on overrun the whole group is killed.
-fn run_bounded(mut cmd: Command, deadline: Duration) -> Ran {
-    use std::os::unix::process::CommandExt;
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => return Ran::NotStarted(e),
-    };
-    // Read stderr beside the wait, so a chatty command never blocks on a full pipe.
-    let reader = child.stderr.take().map(|mut e| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = e.read_to_string(&mut s);
-            s
-        })
-    });
-    let until = Instant::now() + deadline;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(20)),
-            _ => break None,
-        }
-    };
-    if status.is_none() {
-        crate::shell::process::signal_group(child.id(), rustix::process::Signal::KILL);
-        let _ = child.wait();
-    }
-    let stderr = reader.and_then(|r| r.join().ok()).unwrap_or_default();
-    match status {
-        Some(s) => Ran::Exited(s.success(), stderr),
-        None => Ran::TimedOut,
+fn said(out: &command::Output) -> String {
+    match out.last_error() {
+        line if line.is_empty() => String::new(),
+        line => format!(": {}", line.chars().take(200).collect::<String>()),
     }
 }

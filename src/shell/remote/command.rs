@@ -1,11 +1,13 @@
 //! Running the engines' client programs (`ssh`, `sbatch`, `squeue`, `scancel`) with a time
 //! limit, their stdin fed and their output read in full.
 //!
-//! Owns only those short-lived children: each dies with the thread that started it (so none
-//! outlives a runtime killed with SIGKILL), and one that overruns its limit is killed before
-//! it is reaped. Must not know what the commands mean.
+//! Owns only those short-lived children: each runs in a process group of its own and dies with
+//! the thread that started it (so none outlives a runtime killed with SIGKILL), and one that
+//! overruns its limit is killed with its whole group before it is reaped (so nothing it started
+//! keeps its output open). Must not know what the commands mean.
 
 use std::io::{self, Read, Write};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -48,7 +50,8 @@ impl Output {
 /// How often an overrunnable command is checked while it runs.
 const TICK: Duration = Duration::from_millis(20);
 
-/// Runs `cmd` with `stdin` as its input; kills it once `limit` has passed (`None`: no limit).
+/// Runs `cmd` with `stdin` as its input; kills it and its process group once `limit` has
+/// passed (`None`: no limit).
 pub fn run(mut cmd: Command, stdin: &[u8], limit: Option<Duration>) -> io::Result<Output> {
     cmd.stdin(if stdin.is_empty() {
         Stdio::null()
@@ -56,7 +59,8 @@ pub fn run(mut cmd: Command, stdin: &[u8], limit: Option<Duration>) -> io::Resul
         Stdio::piped()
     })
     .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    .stderr(Stdio::piped())
+    .process_group(0);
     process::spawn::die_with_parent(&mut cmd);
     let mut child = cmd.spawn()?;
     if let Some(mut pipe) = child.stdin.take() {
@@ -77,8 +81,8 @@ pub fn run(mut cmd: Command, stdin: &[u8], limit: Option<Duration>) -> io::Resul
                     break status;
                 }
                 if Instant::now() >= until {
-                    // Not reaped yet: the pid is still this child's.
-                    let _ = child.kill();
+                    // Not reaped yet: the pid, and so the group id, is still this child's.
+                    process::signal_group(child.id(), rustix::process::Signal::KILL);
                     overran = true;
                     break child.wait()?;
                 }
@@ -120,9 +124,10 @@ mod tests {
     }
 
     #[test]
-    fn an_overrunning_command_is_killed() {
-        let mut cmd = Command::new("sleep");
-        cmd.arg("30");
+    fn an_overrunning_command_is_killed_with_what_it_started() {
+        // The background sleep holds stdout open: only killing the group ends the read.
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "sleep 30 & sleep 30"]);
         let out = run(cmd, b"", Some(Duration::from_millis(200))).unwrap();
         assert!(out.overran);
         assert_eq!(out.code, None);
