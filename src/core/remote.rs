@@ -17,6 +17,14 @@ use serde::{Deserialize, Serialize};
 use crate::core::config::SshHost;
 use crate::core::settle::ProcessEnd;
 
+/// Why an attempt failed when its host could not be reached (to launch it, or for longer than
+/// its deadline allows).
+pub const HOST_UNREACHABLE: &str = "host_unreachable";
+/// Why an attempt failed when its Slurm cluster did not answer for longer than its deadline.
+pub const CLUSTER_UNREACHABLE: &str = "cluster_unreachable";
+/// Why an attempt failed when its run vanished on the far side without saying how it ended.
+pub const REMOTE_LOST: &str = "remote_lost";
+
 /// Which engine ran a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -284,8 +292,13 @@ pub struct Outcome {
 }
 
 /// Reads `status` (`exit N`) and `stopped`. A shell reports a death by signal N as exit
-/// 128 + N, so that is what such a code is taken for.
-pub fn outcome(status: &str, stopped: Option<&str>) -> Option<Outcome> {
+/// 128 + N, so that is what such a code is taken for, named as a local run's signal would be
+/// (`signal_name`).
+pub fn outcome(
+    status: &str,
+    stopped: Option<&str>,
+    signal_name: impl Fn(i32) -> String,
+) -> Option<Outcome> {
     let code: i32 = status.trim().strip_prefix("exit ")?.trim().parse().ok()?;
     let process = if (129..=128 + 64).contains(&code) {
         let number = code - 128;
@@ -303,22 +316,6 @@ pub fn outcome(status: &str, stopped: Option<&str>) -> Option<Outcome> {
             .filter(|s| !s.is_empty())
             .map(str::to_string),
     })
-}
-
-fn signal_name(n: i32) -> String {
-    let name = match n {
-        1 => "SIGHUP",
-        2 => "SIGINT",
-        3 => "SIGQUIT",
-        6 => "SIGABRT",
-        9 => "SIGKILL",
-        11 => "SIGSEGV",
-        13 => "SIGPIPE",
-        14 => "SIGALRM",
-        15 => "SIGTERM",
-        _ => return n.to_string(),
-    };
-    name.to_string()
 }
 
 /// Slurm's `--time` for a run: whole minutes, rounded up, past taskboard's own limit and
@@ -484,12 +481,19 @@ mod tests {
 
     #[test]
     fn outcomes_read_exit_codes_and_shell_signal_codes() {
-        let o = outcome("exit 0\n", None).unwrap();
+        let name = |n: i32| {
+            if n == 15 {
+                "SIGTERM".to_string()
+            } else {
+                n.to_string()
+            }
+        };
+        let o = outcome("exit 0\n", None, name).unwrap();
         assert_eq!(o.process, ProcessEnd::Exited(0));
-        let o = outcome("exit 3", Some("timeout\n")).unwrap();
+        let o = outcome("exit 3", Some("timeout\n"), name).unwrap();
         assert_eq!(o.process, ProcessEnd::Exited(3));
         assert_eq!(o.stopped_there.as_deref(), Some("timeout"));
-        let o = outcome("exit 143", None).unwrap();
+        let o = outcome("exit 143", None, name).unwrap();
         assert_eq!(
             o.process,
             ProcessEnd::Signaled {
@@ -497,8 +501,8 @@ mod tests {
                 name: "SIGTERM".into()
             }
         );
-        assert_eq!(outcome("garbage", None), None);
-        assert_eq!(outcome("", None), None);
+        assert_eq!(outcome("garbage", None, name), None);
+        assert_eq!(outcome("", None, name), None);
     }
 
     #[test]

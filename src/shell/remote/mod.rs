@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use crate::core::remote::{self, Outcome, Placement};
 use crate::core::settle::{ProcessEnd, StopCause};
 use crate::shell::exec::{self, CappedLog};
+use crate::shell::process;
 
 /// How long past its deadline (timeout + grace + the far side's margin) a run this side cannot
 /// reach is given before it is taken for lost: the far side has stopped it by then.
@@ -41,6 +42,63 @@ pub const STOP_GIVE_UP: Duration = Duration::from_secs(30);
 pub enum Engine {
     Ssh(ssh::Ssh),
     Slurm(slurm::Slurm),
+}
+
+impl Engine {
+    fn launch(&self, job: &Job, launch: &Launch) -> Result<Placement, (String, String)> {
+        match self {
+            Engine::Ssh(s) => s.launch(job, launch),
+            Engine::Slurm(s) => s.launch(job, launch),
+        }
+    }
+
+    /// Whether the run's `status` is there already.
+    fn ended(&self, placement: &Placement) -> bool {
+        match self {
+            Engine::Ssh(s) => s.ended(placement),
+            Engine::Slurm(s) => s.ended(placement),
+        }
+    }
+
+    fn wait(&self, shared: &Shared, job: &Job, on_report: &dyn Fn(Report)) -> WaitEnd {
+        match self {
+            Engine::Ssh(s) => s.wait(shared, job),
+            Engine::Slurm(s) => s.wait(shared, job, on_report),
+        }
+    }
+
+    fn collect(&self, placement: &Placement, job: &Job) -> Collected {
+        match self {
+            Engine::Ssh(s) => s.collect(placement, job),
+            Engine::Slurm(s) => s.collect(placement, job),
+        }
+    }
+
+    fn remove(&self, placement: &Placement) {
+        match self {
+            Engine::Ssh(s) => s.remove(placement),
+            Engine::Slurm(s) => s.remove(placement),
+        }
+    }
+
+    fn signal(&self, placement: &Placement, sig: &str, why: &str) {
+        match self {
+            Engine::Ssh(s) => s.signal(placement, sig, why),
+            Engine::Slurm(s) => s.signal(placement, sig, why),
+        }
+    }
+
+    /// Why a run that failed on its own ended, when the engine knows better than its exit code
+    /// (Slurm: its node failed, an administrator cancelled it, it was preempted).
+    fn why_failed(&self, placement: &Placement) -> Option<String> {
+        match self {
+            Engine::Ssh(_) => None,
+            Engine::Slurm(s) => s
+                .final_state(placement)
+                .filter(|state| state != "failed")
+                .map(|state| format!("slurm_{state}")),
+        }
+    }
 }
 
 /// A new run's command line, environment and packet.
@@ -111,8 +169,8 @@ pub(crate) struct Shared {
 
 pub(crate) struct State {
     pub(crate) placement: Placement,
-    stopped: Option<StopCause>,
-    stop_requested_at: Option<Instant>,
+    /// Why this side stopped the run, and when it asked.
+    stopped: Option<(StopCause, Instant)>,
     ended: bool,
 }
 
@@ -137,7 +195,7 @@ impl Shared {
 
     /// A stop was asked for this long ago, if one was.
     pub(crate) fn stop_age(&self) -> Option<Duration> {
-        self.lock().stop_requested_at.map(|t| t.elapsed())
+        self.lock().stopped.map(|(_, at)| at.elapsed())
     }
 }
 
@@ -160,10 +218,13 @@ fn request_stop(shared: &Arc<Shared>, cause: StopCause) {
         if state.ended || state.stopped.is_some() {
             return;
         }
-        state.stopped = Some(cause);
-        state.stop_requested_at = Some(Instant::now());
+        state.stopped = Some((cause, Instant::now()));
         shared.changed.notify_all();
     }
+    spawn_stopper(shared, cause);
+}
+
+fn spawn_stopper(shared: &Arc<Shared>, cause: StopCause) {
     let shared = Arc::clone(shared);
     let _ = thread::Builder::new()
         .name("remote-stop".into())
@@ -178,17 +239,10 @@ fn stopper(shared: &Shared, cause: StopCause) {
         StopCause::Timeout => "timeout",
     };
     let placement = shared.lock().placement.clone();
-    signal(&shared.engine, &placement, "TERM", why);
+    shared.engine.signal(&placement, "TERM", why);
     if !shared.ended_by(Instant::now() + shared.grace) {
         let placement = shared.lock().placement.clone();
-        signal(&shared.engine, &placement, "KILL", why);
-    }
-}
-
-fn signal(engine: &Engine, placement: &Placement, sig: &str, why: &str) {
-    match engine {
-        Engine::Ssh(s) => s.signal(placement, sig, why),
-        Engine::Slurm(s) => s.signal(placement, sig, why),
+        shared.engine.signal(&placement, "KILL", why);
     }
 }
 
@@ -207,7 +261,6 @@ pub fn start(
         state: Mutex::new(State {
             placement: job.placement.clone(),
             stopped: None,
-            stop_requested_at: None,
             ended: false,
         }),
         changed: Condvar::new(),
@@ -232,12 +285,9 @@ fn drive(
     on_report: &dyn Fn(Report),
 ) -> exec::Finished {
     let began = Instant::now();
+    let engine = &job.engine;
     if let Some(launch) = launch {
-        let placed = match &job.engine {
-            Engine::Ssh(s) => s.launch(&job, &launch),
-            Engine::Slurm(s) => s.launch(&job, &launch),
-        };
-        match placed {
+        match engine.launch(&job, &launch) {
             Ok(placement) => {
                 shared.lock().placement = placement.clone();
                 on_report(Report::Placed(placement));
@@ -245,19 +295,11 @@ fn drive(
             Err((reason, message)) => return lost(shared, &job, began, reason, &message),
         }
         // A stop asked for before the run had a place reaches it now.
-        if let Some(cause) = shared.lock().stopped {
-            let shared = Arc::clone(shared);
-            let _ = thread::Builder::new()
-                .name("remote-stop".into())
-                .spawn(move || stopper(&shared, cause));
+        if let Some((cause, _)) = shared.lock().stopped {
+            spawn_stopper(shared, cause);
         }
     } else {
-        let finished = match &job.engine {
-            Engine::Ssh(s) => s.ended(&job.placement),
-            Engine::Slurm(_) => std::path::Path::new(&job.placement.dir)
-                .join(remote::files::STATUS)
-                .exists(),
-        };
+        let finished = engine.ended(&job.placement);
         on_report(Report::Adopted { finished });
     }
     if let Some(deadline) = job.deadline {
@@ -266,41 +308,26 @@ fn drive(
             .name("remote-watchdog".into())
             .spawn(move || watchdog(&watched, deadline));
     }
-    let end = match &job.engine {
-        Engine::Ssh(s) => s.wait(shared, &job),
-        Engine::Slurm(s) => s.wait(shared, &job, on_report),
-    };
+    let end = engine.wait(shared, &job, on_report);
     let placement = shared.lock().placement.clone();
-    let collected = match &job.engine {
-        Engine::Ssh(s) => s.collect(&placement, &job),
-        Engine::Slurm(s) => s.collect(&placement, &job),
-    };
+    let collected = engine.collect(&placement, &job);
     let outcome = match (&end, collected.outcome.clone()) {
-        // A failure taskboard did not cause: Slurm may say why (its node failed, an
-        // administrator cancelled it, it was preempted), which is the attempt's reason then.
+        // A failure taskboard did not cause: the engine may say why, which is then the
+        // attempt's reason.
         (_, Some(o)) if o.process != ProcessEnd::Exited(0) && !stopped_here(shared) => {
-            match &job.engine {
-                Engine::Slurm(s) => s
-                    .final_state(&placement)
-                    .filter(|state| state != "failed")
-                    .map_or(Ok(o), |state| Err(format!("slurm_{state}"))),
-                Engine::Ssh(_) => Ok(o),
-            }
+            engine.why_failed(&placement).map_or(Ok(o), Err)
         }
         (_, Some(o)) => Ok(o),
         (WaitEnd::Lost(reason), None) => Err(reason.clone()),
-        (WaitEnd::Ended, None) => Err("remote_lost".to_string()),
+        (WaitEnd::Ended, None) => Err(remote::REMOTE_LOST.to_string()),
     };
     // The far folder goes once the run is surely over there; a run out of reach keeps it.
     let out_of_reach = matches!(
         &outcome,
-        Err(r) if r == "host_unreachable" || r == "cluster_unreachable"
+        Err(r) if r == remote::HOST_UNREACHABLE || r == remote::CLUSTER_UNREACHABLE
     );
     if !out_of_reach {
-        match &job.engine {
-            Engine::Ssh(s) => s.remove(&placement),
-            Engine::Slurm(s) => s.remove(&placement),
-        }
+        engine.remove(&placement);
     }
     finished(shared, began, outcome, collected)
 }
@@ -396,7 +423,7 @@ impl<'a> Receiver<'a> {
             outcome: self
                 .status
                 .as_deref()
-                .and_then(|s| remote::outcome(s, self.stopped.as_deref())),
+                .and_then(|s| remote::outcome(s, self.stopped.as_deref(), process::signal_name)),
             stdout: done(self.stdout),
             stderr: done(self.stderr),
         }
@@ -430,7 +457,7 @@ fn finished(
     outcome: Result<Outcome, String>,
     collected: Collected,
 ) -> exec::Finished {
-    let stopped_here = shared.lock().stopped;
+    let stopped_here = shared.lock().stopped.map(|(cause, _)| cause);
     let (ending, stopped) = match outcome {
         Ok(o) => {
             let there = match o.stopped_there.as_deref() {

@@ -88,6 +88,13 @@ impl Slurm {
         Ok(placement)
     }
 
+    /// Whether the run's `status` file is there already.
+    pub fn ended(&self, placement: &Placement) -> bool {
+        Path::new(&placement.dir)
+            .join(remote::files::STATUS)
+            .exists()
+    }
+
     /// Follows the job until its `status` file appears or it is over without one; tells
     /// `on_report` once it is on a node.
     pub(crate) fn wait(&self, shared: &Shared, job: &Job, on_report: &dyn Fn(Report)) -> WaitEnd {
@@ -107,11 +114,11 @@ impl Slurm {
                         shared.lock().placement.job_id = Some(id);
                         continue;
                     }
-                    Ok(None) => return WaitEnd::Lost("remote_lost".to_string()),
+                    Ok(None) => return WaitEnd::Lost(remote::REMOTE_LOST.to_string()),
                     Err(why) => {
                         tracing::warn!(error = %why, "cannot ask Slurm about a job; trying again");
                         if beyond_reach(shared, job) {
-                            return WaitEnd::Lost("cluster_unreachable".to_string());
+                            return WaitEnd::Lost(remote::CLUSTER_UNREACHABLE.to_string());
                         }
                         thread::sleep(POLL);
                         continue;
@@ -139,13 +146,13 @@ impl Slurm {
                 Ok(None) => {
                     gone += 1;
                     if gone >= GONE_LOOKS && !status.exists() {
-                        return WaitEnd::Lost("remote_lost".to_string());
+                        return WaitEnd::Lost(remote::REMOTE_LOST.to_string());
                     }
                 }
                 Err(why) => {
                     tracing::warn!(error = %why, "cannot ask Slurm about a job; trying again");
                     if beyond_reach(shared, job) {
-                        return WaitEnd::Lost("cluster_unreachable".to_string());
+                        return WaitEnd::Lost(remote::CLUSTER_UNREACHABLE.to_string());
                     }
                 }
             }

@@ -74,7 +74,7 @@ impl Ssh {
                 out.last_error()
             };
             return Err((
-                "host_unreachable".to_string(),
+                remote::HOST_UNREACHABLE.to_string(),
                 format!("cannot reach {}: {why}", self.host),
             ));
         }
@@ -111,7 +111,7 @@ impl Ssh {
                         return WaitEnd::Ended;
                     }
                     if text.lines().any(|l| l == "lost") {
-                        return WaitEnd::Lost("remote_lost".to_string());
+                        return WaitEnd::Lost(remote::REMOTE_LOST.to_string());
                     }
                 }
                 Ok(out) => tracing::warn!(
@@ -122,7 +122,7 @@ impl Ssh {
                 Err(e) => tracing::warn!(error = %e, "cannot run ssh; trying again"),
             }
             if beyond_reach(shared, job) {
-                return WaitEnd::Lost("host_unreachable".to_string());
+                return WaitEnd::Lost(remote::HOST_UNREACHABLE.to_string());
             }
             thread::sleep(pause);
             pause = (pause * 2).min(RETRY_MAX);

@@ -14,9 +14,7 @@ use super::finish::RunEnd;
 use super::{Active, Msg, Runtime, isolate, prepare};
 use crate::core::board::{Board, Task};
 use crate::core::config::{Runner, Workspace, WorktreeConfig};
-use crate::core::event::EventKind;
 use crate::core::packet;
-use crate::core::plan;
 use crate::core::settle::{AttemptEnd, NO_GIT, NO_REPOSITORY, Phase};
 use crate::core::status::Status;
 use crate::core::workspace::{Glob, RunRepo, base_branch_of, repos_of, touches_of};
@@ -384,17 +382,7 @@ impl Runtime {
         let Some(active) = self.active.get_mut(id) else {
             return;
         };
-        let dispatched = EventKind::TaskDispatched {
-            attempt: active.attempt,
-            route: active.route.clone(),
-            pid: Some(pid),
-            agent: match active.phase {
-                Phase::Review => plan::review_agent(agent),
-                Phase::Work { .. } => agent.clone(),
-            },
-            phase: (active.phase == Phase::Review).then(|| "review".to_string()),
-            remote: None,
-        };
+        let dispatched = active.dispatched(agent, Some(pid), None);
         active.handle = Some(super::RunHandle::Local(handle));
         self.emit(Some(id), dispatched);
     }

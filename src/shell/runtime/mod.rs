@@ -122,6 +122,28 @@ impl RunHandle {
 }
 
 impl Active {
+    /// `task_dispatched` for this run: its pid here, or where it went (`remote`).
+    fn dispatched(
+        &self,
+        agent: &str,
+        pid: Option<u32>,
+        remote: Option<crate::core::remote::Placement>,
+    ) -> EventKind {
+        let review = self.phase == Phase::Review;
+        EventKind::TaskDispatched {
+            attempt: self.attempt,
+            route: self.route.clone(),
+            pid,
+            agent: if review {
+                crate::core::plan::review_agent(agent)
+            } else {
+                agent.to_string()
+            },
+            phase: review.then(|| "review".to_string()),
+            remote,
+        }
+    }
+
     /// Asks the run to stop, whether its executor runs yet or its worktree is being made.
     fn stop(&self, cause: StopCause) {
         match (&self.handle, &self.isolation) {

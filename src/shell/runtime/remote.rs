@@ -20,7 +20,6 @@ use super::{Active, Msg, RunHandle, Runtime};
 use crate::core::config::Runner;
 use crate::core::event::EventKind;
 use crate::core::hash::content_hash;
-use crate::core::plan;
 use crate::core::remote::{self, Placement, RemoteRun, RunnerKind};
 use crate::core::settle::{Phase, ProcessEnd};
 use crate::core::status::Status;
@@ -213,34 +212,31 @@ impl Runtime {
         let Some(active) = self.active.get_mut(id).filter(|a| a.attempt == attempt) else {
             return;
         };
+        let Some(known) = active.remote.as_ref().map(|r| r.placement.clone()) else {
+            return;
+        };
+        let (kind, placement) = match report {
+            Report::Placed(p) => (active.dispatched(&agent, None, Some(p.clone())), p),
+            Report::Running(p) => {
+                let kind = EventKind::RemoteRunning {
+                    attempt,
+                    remote: p.clone(),
+                };
+                (kind, p)
+            }
+            Report::Adopted { finished } => {
+                let kind = EventKind::RunAdopted {
+                    attempt,
+                    remote: known.clone(),
+                    finished,
+                };
+                (kind, known)
+            }
+        };
         let Some(record) = active.remote.as_mut() else {
             return;
         };
-        let kind = match report {
-            Report::Placed(p) => {
-                record.placement = p.clone();
-                EventKind::TaskDispatched {
-                    attempt,
-                    route: active.route.clone(),
-                    pid: None,
-                    agent: match active.phase {
-                        Phase::Review => plan::review_agent(&agent),
-                        Phase::Work { .. } => agent,
-                    },
-                    phase: (active.phase == Phase::Review).then(|| "review".to_string()),
-                    remote: Some(p),
-                }
-            }
-            Report::Running(p) => {
-                record.placement = p.clone();
-                EventKind::RemoteRunning { attempt, remote: p }
-            }
-            Report::Adopted { finished } => EventKind::RunAdopted {
-                attempt,
-                remote: record.placement.clone(),
-                finished,
-            },
-        };
+        record.placement = placement;
         let record = record.clone();
         if let Err(e) = self.locks.set_remote(id, &instance, &record) {
             self.error(
@@ -257,7 +253,7 @@ impl Runtime {
         let ProcessEnd::Lost(reason) = &finished.ending else {
             return;
         };
-        if reason != "host_unreachable" {
+        if reason != remote::HOST_UNREACHABLE {
             return;
         }
         let Some(active) = self.active.get(id).filter(|a| a.attempt == attempt) else {
