@@ -60,6 +60,15 @@ def spawn_claimers(argv_for, n):
     return out
 
 
+def count_winners(results):
+    """How many claimers won each task, from each claimer's `won` list."""
+    winners = {}
+    for r in results:
+        for t in r["won"]:
+            winners[t] = winners.get(t, 0) + 1
+    return winners
+
+
 def save(name, result):
     """Write a result next to the scripts, in results/<name>.json, and print it."""
     d = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")

@@ -24,7 +24,7 @@ Needs: etcd-server and etcd-client (Debian 12: apt-get install -y etcd-server et
 import argparse, base64, http.client, json, os, shutil, signal, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import uptime, summary_ms, wait_until, free_port, save  # noqa: E402
+from common import uptime, summary_ms, wait_until, free_port, save, spawn_claimers, count_winners  # noqa: E402
 
 ENV = dict(os.environ, ETCDCTL_API="3")
 
@@ -80,15 +80,11 @@ def race(ep, n, m, mode):
     prefix = f"claims-{mode}-{n}x{m}"
     start_at = time.time() + 1.5
     me = os.path.abspath(__file__)
-    procs = [subprocess.Popen([sys.executable, me, "--role", ep, f"c{i}", str(m), str(start_at), mode, prefix],
-                              stdout=subprocess.PIPE, text=True) for i in range(n)]
     t0 = time.time()
-    res = [json.loads(p.communicate()[0]) for p in procs]
+    res = spawn_claimers(
+        lambda i: [sys.executable, me, "--role", ep, f"c{i}", str(m), str(start_at), mode, prefix], n)
     wall = time.time() - max(t0, start_at)
-    winners = {}
-    for r in res:
-        for t in r["won"]:
-            winners[t] = winners.get(t, 0) + 1
+    winners = count_winners(res)
     lat = [x for r in res for x in r["lat"]]
     stored = sum(1 for line in ctl(ep, "get", "--prefix", prefix + "/", "--keys-only").stdout.splitlines() if line.strip())
     return {"mode": mode, "claimers": n, "tasks": m, "txns": len(lat),

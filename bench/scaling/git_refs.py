@@ -22,7 +22,7 @@ The server is a bare repository on a local path (the same code would push over s
 import argparse, json, os, shutil, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import uptime, summary_ms, wait_until, save  # noqa: E402
+from common import uptime, summary_ms, wait_until, save, spawn_claimers  # noqa: E402
 
 ENV = dict(os.environ, GIT_AUTHOR_NAME="bench", GIT_AUTHOR_EMAIL="bench@localhost",
            GIT_COMMITTER_NAME="bench", GIT_COMMITTER_EMAIL="bench@localhost",
@@ -73,11 +73,9 @@ def race(tmp, n, m):
     git(tmp, "init", "-q", "--bare", origin)
     start_at = time.time() + 1.5
     me = os.path.abspath(__file__)
-    procs = [subprocess.Popen([sys.executable, me, "--role", "claimer", origin,
-                               os.path.join(tmp, f"w-{n}x{m}-{i}"), f"c{i}", str(m), str(start_at)],
-                              stdout=subprocess.PIPE, text=True) for i in range(n)]
     t0 = time.time()
-    res = [json.loads(p.communicate()[0]) for p in procs]
+    res = spawn_claimers(lambda i: [sys.executable, me, "--role", "claimer", origin,
+                                    os.path.join(tmp, f"w-{n}x{m}-{i}"), f"c{i}", str(m), str(start_at)], n)
     wall = time.time() - max(t0, start_at)
     winners = {}
     for r in res:

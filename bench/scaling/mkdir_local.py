@@ -12,7 +12,7 @@ Usage: python3 bench/scaling/mkdir_local.py [--runs 4x200,8x1000] [--dir /path/o
 import argparse, json, os, shutil, socket, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import uptime, summary_ms, wait_until, save  # noqa: E402
+from common import uptime, summary_ms, wait_until, save, spawn_claimers, count_winners  # noqa: E402
 
 
 def owner_record():
@@ -50,15 +50,10 @@ def race(base, n, m):
     os.mkdir(locks)
     start_at = time.time() + 1.0
     me = os.path.abspath(__file__)
-    procs = [subprocess.Popen([sys.executable, me, "--role", locks, str(m), str(start_at)],
-                              stdout=subprocess.PIPE, text=True) for _ in range(n)]
     t0 = time.time()
-    res = [json.loads(p.communicate()[0]) for p in procs]
+    res = spawn_claimers(lambda _: [sys.executable, me, "--role", locks, str(m), str(start_at)], n)
     wall = time.time() - max(t0, start_at)
-    winners = {}
-    for r in res:
-        for t in r["won"]:
-            winners[t] = winners.get(t, 0) + 1
+    winners = count_winners(res)
     lat = [x for r in res for x in r["lat"]]
     records = sum(1 for t in range(1, m + 1) if os.path.exists(os.path.join(locks, str(t), "owner.json")))
     return {"claimers": n, "tasks": m, "attempts": len(lat),

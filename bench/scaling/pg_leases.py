@@ -22,7 +22,7 @@ Needs: postgresql-15 (apt-get install -y postgresql), run as root (it drops to u
 import argparse, json, os, pwd, shutil, signal, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import uptime, summary_ms, wait_until, save  # noqa: E402
+from common import uptime, summary_ms, wait_until, save, spawn_claimers  # noqa: E402
 
 PGBIN = "/usr/lib/postgresql/15/bin"
 PORT = 54329  # Unix socket only (listen_addresses=''), so no TCP port is taken
@@ -173,9 +173,7 @@ def race(sock, n, m):
     reset(db, m)
     start_at = time.time() + 1.5
     me = os.path.abspath(__file__)
-    outs = [subprocess.Popen([sys.executable, me, "--role", "claimer", sock, f"c{i}", str(start_at)],
-                             stdout=subprocess.PIPE, text=True) for i in range(n)]
-    res = [json.loads(p.communicate()[0]) for p in outs]
+    res = spawn_claimers(lambda i: [sys.executable, me, "--role", "claimer", sock, f"c{i}", str(start_at)], n)
     per_task = {}
     for r in res:
         for tid, att in r["claims"]:
