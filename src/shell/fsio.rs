@@ -27,6 +27,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use rustix::fs::OFlags;
+
+use super::lease::WriteLease;
 use rustix::io::Errno;
 
 /// The largest board accepted: 64 MiB. Larger files are refused without being read.
@@ -275,11 +277,7 @@ pub fn read_regular_to_string(path: &Path) -> io::Result<String> {
 }
 
 fn open_regular_with_meta(path: &Path) -> io::Result<(File, fs::Metadata)> {
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(open_flags(OFlags::NONBLOCK | OFlags::NOCTTY))
-        .open(path)
-    {
+    let file = match open_nonblocking(path) {
         Ok(file) => file,
         // A socket cannot be opened at all (ENXIO): say what it is rather than why open failed.
         Err(e) => {
@@ -294,6 +292,39 @@ fn open_regular_with_meta(path: &Path) -> io::Result<(File, fs::Metadata)> {
     set_blocking(&file);
     Ok((file, meta))
 }
+
+/// Opens `path` for reading without waiting: a FIFO opens at once (and is then refused by the
+/// caller). A file under another process's write lease (`shell::lease`: a taskboard swapping
+/// the board in holds one for microseconds) fails with `WouldBlock`; that is retried for up to
+/// [`LEASED_WAIT`], then said.
+fn open_nonblocking(path: &Path) -> io::Result<File> {
+    let open = || {
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(open_flags(OFlags::NONBLOCK | OFlags::NOCTTY))
+            .open(path)
+    };
+    let deadline = std::time::Instant::now() + LEASED_WAIT;
+    let mut nap = Duration::from_micros(50);
+    loop {
+        match open() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        format!("{}: another program holds a lease on it", path.display()),
+                    ));
+                }
+                std::thread::sleep(nap);
+                nap = (nap * 2).min(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How long a read waits for a file lease held by another program to be released.
+const LEASED_WAIT: Duration = Duration::from_secs(2);
 
 /// Creates or truncates `path` for writing, like `File::create`, without ever waiting on a FIFO
 /// that nobody reads: opening one for writing would block until a reader comes, so it is an
@@ -656,8 +687,9 @@ fn replace(path: &Path, contents: &[u8], expected: Option<&BoardRead>) -> io::Re
     Ok(true)
 }
 
-/// How long a board that was just swapped out is left alone before it is checked: an editor
-/// that opened it just before the swap finishes its write into it well within this.
+/// How long a board that was just swapped out is left alone before it is checked, when no
+/// unbroken write lease says nobody had it open: an editor that opened it just before the swap
+/// finishes its write into it well within this.
 const SETTLE: Duration = Duration::from_millis(2);
 
 /// Whether the file at `path` is still the board `expected` was read from.
@@ -669,16 +701,25 @@ fn unchanged(meta: &fs::Metadata, expected: &BoardRead) -> bool {
 ///
 /// A check followed by a rename leaves a gap in which a save can land and then be replaced. So
 /// the two files are exchanged atomically instead, which keeps the replaced board under the
-/// temporary name: once writes already under way have landed ([`SETTLE`]), it is checked, and if
+/// temporary name: once writes already under way have landed, it is checked, and if
 /// a save did land in it, the exchange is undone and `Ok(false)` says the board changed. The
 /// replaced board is removed only once it is known to hold nothing new. Where the exchange is
 /// not supported (not Linux, or a filesystem without it), a plain rename after the check.
+///
+/// "Once writes under way have landed": when a write lease taken before the check is still
+/// unbroken after the exchange (`shell::lease`), nobody opened the board in that time, so none
+/// can be under way and the check is made at once; otherwise after [`SETTLE`]. What neither
+/// sees: an `open` that looked the board up before the exchange and reaches the lease only
+/// after the check (a stall of the editor inside that one system call), or, without a lease, a
+/// write landing more than [`SETTLE`] after the exchange.
 fn swap_in_if_unchanged(
     tmp: &Path,
     target: &Path,
     written: u64,
     expected: &BoardRead,
 ) -> io::Result<bool> {
+    // Taken before the check, so an open of the board between the check and the exchange breaks it.
+    let lease = WriteLease::take(target);
     let before = fs::metadata(target)?;
     if !unchanged(&before, expected) {
         return Ok(false);
@@ -686,6 +727,21 @@ fn swap_in_if_unchanged(
     if !exchange(tmp, target)? {
         return fs::rename(tmp, target).map(|_| true);
     }
+    let leased_board = lease
+        .as_ref()
+        .and_then(|l| l.metadata().ok())
+        .is_some_and(|m| m.ino() == before.ino() && m.dev() == before.dev());
+    if leased_board && lease.as_ref().is_some_and(WriteLease::unbroken) {
+        // Nobody opened the board from before the check until after the exchange, so no write
+        // can be under way in the board it replaced: nothing to wait for.
+        let replaced = fs::symlink_metadata(tmp).map_err(|e| keep(tmp, &e.to_string()))?;
+        if replaced.ino() == before.ino() && unchanged(&replaced, expected) {
+            let _ = fs::remove_file(tmp);
+            return Ok(true);
+        }
+    }
+    // Released before the wait: an editor's open the lease held back must get its write in now.
+    drop(lease);
     std::thread::sleep(SETTLE);
     // `tmp` now names the board as it was just before the exchange: never removed unchecked.
     let replaced = fs::symlink_metadata(tmp).map_err(|e| keep(tmp, &e.to_string()))?;

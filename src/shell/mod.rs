@@ -10,6 +10,7 @@ pub mod evidence;
 pub mod exec;
 pub mod fsio;
 pub mod landing;
+pub mod lease;
 pub mod lock;
 pub mod logging;
 pub mod packet_sources;
