@@ -18,6 +18,7 @@ use chrono::{Datelike, Utc};
 use super::{CmdResult, Paint, use_color};
 use crate::core::board::Board;
 use crate::core::config::{self, Config};
+use crate::core::fmt::{self, Precision::Coarse};
 use crate::core::lint::{self, LintContext, Severity};
 use crate::core::service_files::{self, Manager};
 use crate::exit::Exit;
@@ -658,7 +659,7 @@ fn clock_check(board: &Path, config: Option<&Config>) -> Check {
             "clock",
             format!(
                 "retry times beyond the longest backoff ({}): {} (system time {system})",
-                lint::human_duration(longest_backoff(config)),
+                fmt::duration(longest_backoff(config), Coarse),
                 far_retries.join(", ")
             ),
             "the clock was ahead when they were written; `taskboard run` retries them now",

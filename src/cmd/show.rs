@@ -28,6 +28,7 @@ use super::output::print as print_stdout;
 use super::{CmdResult, Failure, Paint, use_color};
 use crate::core::board::Board;
 use crate::core::event::EventKind;
+use crate::core::fmt::{self, Precision::Coarse};
 use crate::core::remote::Placement;
 use crate::core::status::Status;
 use crate::exit::Exit;
@@ -537,14 +538,15 @@ fn render_running(r: &RunningNow, paint: Paint) -> String {
     let age = if r.age_s >= 0 {
         format!(
             "{} ago",
-            crate::core::lint::human_duration(std::time::Duration::from_secs(r.age_s as u64))
+            fmt::duration(std::time::Duration::from_secs(r.age_s as u64), Coarse)
         )
     } else {
         format!(
             "{} ahead of this clock",
-            crate::core::lint::human_duration(std::time::Duration::from_secs(
-                r.age_s.unsigned_abs()
-            ))
+            fmt::duration(
+                std::time::Duration::from_secs(r.age_s.unsigned_abs()),
+                Coarse
+            )
         )
     };
     let mut out = format!("running since {} ({age}) by {}", r.since, r.agent);
@@ -604,10 +606,7 @@ fn render(s: &Shown, paint: Paint) -> String {
     out.push('\n');
     attempt_lines(&mut out, s, paint);
     if s.cost_usd > 0.0 {
-        out.push_str(&format!(
-            "  total cost {}\n",
-            crate::core::fmt::usd(s.cost_usd)
-        ));
+        out.push_str(&format!("  total cost {}\n", fmt::usd(s.cost_usd)));
     }
     mismatch_lines(&mut out, &s.evidence_mismatches, paint);
     if let Some(w) = &s.workspace {
@@ -649,7 +648,7 @@ fn attempt_lines(out: &mut String, s: &Shown, paint: Paint) {
         };
         let cost = a
             .cost_usd
-            .map_or(String::new(), |c| format!("  {}", crate::core::fmt::usd(c)));
+            .map_or(String::new(), |c| format!("  {}", fmt::usd(c)));
         out.push_str(&format!(
             "  {}{} {:<12} {:<9} {:>7.1}s{cost}  -> {}\n",
             a.attempt,
