@@ -119,7 +119,7 @@ impl Runtime {
         launch: &Launch,
         (board, text): (&Board, &str),
         active: &mut Active,
-    ) -> Result<Option<exec::RunHandle>, NotStarted> {
+    ) -> Result<Option<exec::LocalHandle>, NotStarted> {
         let (id, route) = (launch.id.as_str(), launch.route.as_str());
         let Some(exec_cfg) = self.config.executors.get(route).cloned() else {
             let why = format!("no executor `{route}` is configured");
@@ -140,7 +140,7 @@ impl Runtime {
         }
         let mut env: Vec<(String, String)> = exec_cfg.env.clone().into_iter().collect();
         env.extend(self.run_env(launch, task, &active.run_dir, &active.result_path));
-        let mut spec = exec::Spec {
+        let mut spec = exec::AttemptSpec {
             argv,
             cwd: self.board_dir.clone(),
             env,
@@ -199,7 +199,7 @@ impl Runtime {
         launch: &Launch,
         task: &Task,
         cfg: &WorktreeConfig,
-        spec: exec::Spec,
+        spec: exec::AttemptSpec,
         active: &mut Active,
     ) -> Result<(), NotStarted> {
         let continue_in = self.bounced_from(&launch.id, launch.attempt);
@@ -372,7 +372,7 @@ impl Runtime {
 
     /// A started run (already among the active ones): its pid into the task's lock,
     /// `task_dispatched`, and its supervision.
-    pub(super) fn started(&mut self, id: &str, handle: exec::RunHandle) {
+    pub(super) fn started(&mut self, id: &str, handle: exec::LocalHandle) {
         let pid = handle.pid();
         let run_id = Some(handle.run_id());
         let _ = self

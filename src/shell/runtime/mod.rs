@@ -100,7 +100,7 @@ pub enum Msg {
 /// A started run: a child process here, or a run on another machine.
 #[derive(Debug, Clone)]
 enum RunHandle {
-    Local(exec::RunHandle),
+    Local(exec::LocalHandle),
     Remote(crate::shell::remote::RemoteHandle),
 }
 
