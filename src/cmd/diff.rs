@@ -23,7 +23,7 @@ use super::lint::read_board_text;
 use super::logs::{RunDir, readable_runs, runs};
 use super::{CmdResult, Failure, Paint, use_color};
 use crate::core::board::Board;
-use crate::core::workspace::{Change, FileStat, RunRepo, RunWorkspace, patch_file};
+use crate::core::workspace::{FileChange, FileStat, RunRepo, RunWorkspace, patch_file};
 use crate::exit::Exit;
 use crate::shell::fsio;
 pub use crate::shell::worktrees::read_workspace;
@@ -322,11 +322,11 @@ pub struct FileLine {
 impl FileLine {
     fn of(f: &FileStat) -> FileLine {
         let (change, from) = match &f.change {
-            Change::Added => ("added", None),
-            Change::Modified => ("modified", None),
-            Change::Deleted => ("deleted", None),
-            Change::Renamed { from } => ("renamed", Some(from.clone())),
-            Change::TypeChanged => ("type_changed", None),
+            FileChange::Added => ("added", None),
+            FileChange::Modified => ("modified", None),
+            FileChange::Deleted => ("deleted", None),
+            FileChange::Renamed { from } => ("renamed", Some(from.clone())),
+            FileChange::TypeChanged => ("type_changed", None),
         };
         FileLine {
             path: f.path.clone(),
