@@ -94,9 +94,9 @@ pub fn run(args: &Args) -> CmdResult {
         wrote_any: false,
         at_line_start: true,
     };
-    let mut outputs: Vec<Output> = streams
+    let mut outputs: Vec<FollowedLog> = streams
         .iter()
-        .map(|name| Output::new(run.path.join(name)))
+        .map(|name| FollowedLog::new(run.path.join(name)))
         .collect();
     if !args.follow {
         for (i, f) in outputs.iter_mut().enumerate() {
@@ -138,7 +138,7 @@ fn follow(
     id: &str,
     run: &RunDir,
     out: &mut Out<impl Write>,
-    outputs: &mut [Output],
+    outputs: &mut [FollowedLog],
 ) -> CmdResult {
     stop_on_signals()?;
     // The live event log is opened before the rotated ones are read, so that an ending
@@ -362,7 +362,7 @@ impl<W: Write> Out<W> {
 }
 
 /// One captured output file, read from where the last read stopped.
-struct Output {
+struct FollowedLog {
     path: PathBuf,
     file: Option<File>,
     pos: u64,
@@ -370,9 +370,9 @@ struct Output {
     shrunk: bool,
 }
 
-impl Output {
-    fn new(path: PathBuf) -> Output {
-        Output {
+impl FollowedLog {
+    fn new(path: PathBuf) -> FollowedLog {
+        FollowedLog {
             path,
             file: None,
             pos: 0,
@@ -475,7 +475,7 @@ mod tests {
         let path = dir.join("stdout.log");
         // While the run lives: the first 8 bytes of the stream (the cap).
         std::fs::write(&path, b"aaaabbbb").unwrap();
-        let mut f = Output::new(path.clone());
+        let mut f = FollowedLog::new(path.clone());
         assert_eq!(f.poll().unwrap(), b"aaaabbbb");
         // At its end: the first half, the marker, the last half.
         let mut last = b"aaaa".to_vec();

@@ -58,7 +58,7 @@ pub struct Shown {
     pub cost_usd: f64,
     pub handoff: Option<String>,
     pub evidence_mismatches: Vec<Mismatch>,
-    pub blocked_by: Vec<Waiting>,
+    pub blocked_by: Vec<Blocker>,
     pub blocks: Vec<String>,
     pub running: Option<RunningNow>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -148,7 +148,7 @@ pub struct Mismatch {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Waiting {
+pub struct Blocker {
     pub id: String,
     pub status: Option<String>,
 }
@@ -464,11 +464,11 @@ impl Scan {
 }
 
 /// The tasks a `blocked:task:…` status waits on, with their statuses.
-fn waiting_on(board: &Board, status: Option<&Status>) -> Vec<Waiting> {
+fn waiting_on(board: &Board, status: Option<&Status>) -> Vec<Blocker> {
     match status {
         Some(Status::BlockedOnTasks(deps)) => deps
             .iter()
-            .map(|d| Waiting {
+            .map(|d| Blocker {
                 id: d.clone(),
                 status: board
                     .task(d)

@@ -323,30 +323,30 @@ impl Tone {
         }
     }
 
-    fn severity(self) -> Severity {
+    fn severity(self) -> LogSeverity {
         match self {
-            Tone::Red => Severity::Error,
-            Tone::Yellow => Severity::Warn,
-            Tone::Plain | Tone::Green | Tone::Cyan => Severity::Info,
+            Tone::Red => LogSeverity::Error,
+            Tone::Yellow => LogSeverity::Warn,
+            Tone::Plain | Tone::Green | Tone::Cyan => LogSeverity::Info,
         }
     }
 }
 
 /// How much an event asks of a person: red lines are errors, yellow ones warnings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Severity {
+pub enum LogSeverity {
     Info,
     Warn,
     Error,
 }
 
-impl Severity {
+impl LogSeverity {
     /// The word written in place of colour: `INFO`, `WARN`, `ERROR`.
     pub fn word(self) -> &'static str {
         match self {
-            Severity::Info => "INFO",
-            Severity::Warn => "WARN",
-            Severity::Error => "ERROR",
+            LogSeverity::Info => "INFO",
+            LogSeverity::Warn => "WARN",
+            LogSeverity::Error => "ERROR",
         }
     }
 }
@@ -359,7 +359,7 @@ pub struct Rendered {
     pub time: String,
     /// The event's name, its task and its fields, painted when colour is on.
     pub body: String,
-    pub severity: Severity,
+    pub severity: LogSeverity,
 }
 
 impl Rendered {

@@ -187,7 +187,7 @@ impl Locks {
     /// component not starting with `.`.
     pub fn try_acquire(&self, id: &str, owner: &Owner) -> io::Result<Option<LockGuardInfo>> {
         check_id(id)?;
-        let _gate = self.gate(Gate::Shared)?;
+        let _gate = self.gate(GateMode::Shared)?;
         let dir = self.root.join(id);
         match fs::create_dir(&dir) {
             Ok(()) => {}
@@ -272,7 +272,7 @@ impl Locks {
         change: impl FnOnce(&mut Owner),
     ) -> io::Result<()> {
         check_id(id)?;
-        let _gate = self.gate(Gate::Shared)?;
+        let _gate = self.gate(GateMode::Shared)?;
         let dir = self.root.join(id);
         match read_state(&dir) {
             Some(LockState::Held(mut owner)) if owner.instance == instance => {
@@ -298,7 +298,7 @@ impl Locks {
     pub fn release(&self, id: &str, instance: &str) -> io::Result<bool> {
         check_id(id)?;
         let away = {
-            let _gate = self.gate(Gate::Shared)?;
+            let _gate = self.gate(GateMode::Shared)?;
             let dir = self.root.join(id);
             match read_state(&dir) {
                 Some(LockState::Held(owner)) if owner.instance == instance => {}
@@ -321,7 +321,7 @@ impl Locks {
     pub fn break_stale(&self, id: &str, seen: &LockState) -> io::Result<bool> {
         check_id(id)?;
         let away = {
-            let _gate = self.gate(Gate::Exclusive)?;
+            let _gate = self.gate(GateMode::Exclusive)?;
             let dir = self.root.join(id);
             match read_state(&dir) {
                 Some(current) if same_lock(&current, seen) => {}
@@ -360,7 +360,7 @@ impl Locks {
     /// runtime and must be followed, not repeated). Returns whether it was taken over.
     pub fn take_over(&self, id: &str, seen: &LockState, owner: &Owner) -> io::Result<bool> {
         check_id(id)?;
-        let _gate = self.gate(Gate::Exclusive)?;
+        let _gate = self.gate(GateMode::Exclusive)?;
         let dir = self.root.join(id);
         match read_state(&dir) {
             Some(current) if same_lock(&current, seen) => {}
@@ -380,7 +380,7 @@ impl Locks {
         };
         let debris: Vec<PathBuf> = {
             // Exclusive: a breaker may still be deciding whether to move its `.broken-*` back.
-            let _gate = self.gate(Gate::Exclusive)?;
+            let _gate = self.gate(GateMode::Exclusive)?;
             entries
                 .filter_map(Result::ok)
                 .filter(|e| {
@@ -398,7 +398,7 @@ impl Locks {
     }
 
     /// Open the gate file and lock it (`exclusive` for breakers, shared otherwise).
-    fn gate(&self, how: Gate) -> io::Result<File> {
+    fn gate(&self, how: GateMode) -> io::Result<File> {
         fs::create_dir_all(&self.root)?;
         let file = OpenOptions::new()
             .read(true)
@@ -407,8 +407,8 @@ impl Locks {
             .truncate(false)
             .open(self.root.join(GATE_FILE))?;
         match how {
-            Gate::Exclusive => file.lock()?,
-            Gate::Shared => file.lock_shared()?,
+            GateMode::Exclusive => file.lock()?,
+            GateMode::Shared => file.lock_shared()?,
         }
         Ok(file)
     }
@@ -465,7 +465,7 @@ fn read_state(dir: &Path) -> Option<LockState> {
 /// How the gate file is held: shared by those who take or read one lock, exclusive by those
 /// who must see no lock change under them.
 #[derive(Debug, Clone, Copy)]
-enum Gate {
+enum GateMode {
     Shared,
     Exclusive,
 }
