@@ -29,7 +29,7 @@ use crate::shell::fsio;
 pub use crate::shell::worktrees::read_workspace;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub struct DiffArgs {
     /// The task ID.
     pub id: String,
     /// The board file.
@@ -67,7 +67,7 @@ pub fn latest_work_run(
     Ok(Some((latest, workspace)))
 }
 
-pub fn run(args: &Args) -> CmdResult {
+pub fn run(args: &DiffArgs) -> CmdResult {
     let board = super::resolve_board(&args.board)?;
     let text = read_board_text(&board)?;
     let state_dir = fsio::state_dir(&board);
@@ -107,7 +107,12 @@ pub fn run(args: &Args) -> CmdResult {
 }
 
 /// The isolated run `args` asks for, or the one-line reason there is none (exit 1).
-fn choose(args: &Args, board: &Path, text: &str, state_dir: &Path) -> Result<IsolatedRun, Failure> {
+fn choose(
+    args: &DiffArgs,
+    board: &Path,
+    text: &str,
+    state_dir: &Path,
+) -> Result<IsolatedRun, Failure> {
     let id = args.id.as_str();
     let all = readable_runs(state_dir, id)?;
     let work: Vec<&RunDir> = all.iter().filter(|r| !r.review).collect();

@@ -30,7 +30,7 @@ mod remote;
 mod worktrees;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub struct DoctorArgs {
     /// The board file.
     #[arg(default_value = "task-board.md")]
     pub board: PathBuf,
@@ -85,7 +85,7 @@ impl Check {
     }
 }
 
-pub fn run(args: &Args) -> CmdResult {
+pub fn run(args: &DoctorArgs) -> CmdResult {
     let board = super::resolve_board(&args.board)?;
     let checks = checks(&board, args.config.as_deref());
     let paint = Paint(use_color());

@@ -30,7 +30,7 @@ use crate::shell::fsio;
 pub use crate::shell::run_dirs::{RunDir, runs};
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub struct LogsArgs {
     /// The task ID.
     pub id: String,
     /// The board file.
@@ -74,7 +74,7 @@ pub fn readable_runs(state_dir: &Path, id: &str) -> Result<Vec<RunDir>, Failure>
     })
 }
 
-pub fn run(args: &Args) -> CmdResult {
+pub fn run(args: &LogsArgs) -> CmdResult {
     let board = super::resolve_board(&args.board)?;
     let text = read_board_text(&board)?;
     let board_dir = super::board_dir(&board).to_path_buf();
@@ -118,7 +118,12 @@ pub fn run(args: &Args) -> CmdResult {
 }
 
 /// The run `args` asks for: the latest, or the one of `--attempt N` (and `--review`).
-fn choose_run(args: &Args, board: &Path, text: &str, state_dir: &Path) -> Result<RunDir, Failure> {
+fn choose_run(
+    args: &LogsArgs,
+    board: &Path,
+    text: &str,
+    state_dir: &Path,
+) -> Result<RunDir, Failure> {
     let id = args.id.as_str();
     let all = readable_runs(state_dir, id)?;
     all.iter()
@@ -230,7 +235,7 @@ fn ended_in_new_lines(
 }
 
 /// The line for a task with no such run.
-fn no_run(args: &Args, board: &Path, text: &str) -> String {
+fn no_run(args: &LogsArgs, board: &Path, text: &str) -> String {
     let parsed = Board::parse(text);
     let on_board = parsed.task(&args.id).map(|t| {
         t.status

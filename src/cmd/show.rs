@@ -35,7 +35,7 @@ use crate::exit::Exit;
 use crate::shell::event_log::for_each_event_in;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub struct ShowArgs {
     /// The task ID.
     pub id: String,
     /// The board file.
@@ -153,7 +153,7 @@ pub struct Blocker {
     pub status: Option<String>,
 }
 
-pub fn run(args: &Args) -> CmdResult {
+pub fn run(args: &ShowArgs) -> CmdResult {
     let board = &super::resolve_board(&args.board)?;
     let text = read_board_text(board)?;
     let dir = super::board_dir(board);

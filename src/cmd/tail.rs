@@ -33,7 +33,7 @@ use crate::shell::event_log::{Follower, for_each_line, log_files};
 use crate::shell::fsio;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub struct TailArgs {
     /// The board file; its events.jsonl is read.
     #[arg(default_value = "task-board.md")]
     pub board: PathBuf,
@@ -57,7 +57,7 @@ pub struct Args {
 /// How often `-f` looks at the file.
 const POLL: Duration = Duration::from_millis(200);
 
-pub fn run(args: &Args) -> CmdResult {
+pub fn run(args: &TailArgs) -> CmdResult {
     let board = super::resolve_board(&args.board)?;
     let board_dir = match board.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -89,7 +89,7 @@ pub fn run(args: &Args) -> CmdResult {
 /// The last `args.lines` wanted lines of every log file, and a follower of the live file that
 /// starts where their reading stopped.
 fn history(
-    args: &Args,
+    args: &TailArgs,
     board_dir: &Path,
     live: &Path,
     printer: &Printer<impl Write>,
