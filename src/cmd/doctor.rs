@@ -5,7 +5,8 @@
 //! at something worth a look (no executors, no service, low inotify limits) but never fail.
 //!
 //! It reads the board and the configuration and creates nothing (but a Slurm route's
-//! `shared_dir` probe file, removed at once; see `doctor::remote`): whether the state folder is
+//! `shared_dir` probe file, removed at once, and an SSH host's `remote_dir` when it is missing,
+//! as a run would make it; see `doctor::remote`): whether the state folder is
 //! writable is asked of the system (`access`), not tried with a probe file, and whether a `run`
 //! serves the board is seen by taking and releasing a shared lock on the board's folder for an
 //! instant (a `run` starting in that instant waits it out). The folder is opened, never created.

@@ -6,7 +6,9 @@
 //! `{"id", "title", "status", "line", "block", "history": [{"ts", "event", "summary"}],
 //! "attempts": [{"attempt", "phase", "route", "exit_code", "signal", "duration_ms", "cost_usd",
 //! "outcome", "changed"}], "cost_usd", "handoff", "evidence_mismatches": [{"attempt",
-//! "claimed_not_seen", "seen_not_claimed", "outside_touches"?}], "blocked_by": [{"id", "status"}], "blocks": [ids]}`.
+//! "claimed_not_seen", "seen_not_claimed", "outside_touches"?}], "blocked_by": [{"id",
+//! "status"}], "blocks": [ids], "running"}`; `running` is `null` unless the task is running,
+//! else its claim, age, route, attempt, run folder and how to follow its output.
 //!
 //! An attempt that ran on another machine also gets `"remote"`: where it went, as the events
 //! record it (`runner`, `host`, `job_id`, `node`, `pgid`, `dir`; the node once the Slurm job

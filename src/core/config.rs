@@ -3,7 +3,7 @@
 //! This module owns the file's shape, its defaults and its validation. It is pure: [`parse`] is a
 //! function of text; finding and reading the file is `shell::config_file`'s. It must not touch
 //! the disk, start processes, read the board, read the clock or look at the environment: the
-//! executors it describes are run by `shell::exec`, never from here.
+//! executors it describes are run by `shell::exec` (or `shell::remote`), never from here.
 //!
 //! Every mistake in the file is an error with a line and column where the file shows one: unknown
 //! keys, wrong types, empty commands, zero limits, durations without units. A board without a

@@ -1,7 +1,8 @@
 //! Deciding what a pass does: a pure function of (board, policy, clock, lock view, memory).
 //!
-//! Owns the runtime's rules: which tasks to promote, reset, claim, re-assert or cancel, which
-//! changes waiting for approval to land or send back, and how a kept ending meets the board
+//! Owns the runtime's rules: which tasks to promote, reset, claim, re-assert or cancel, which to
+//! hold back (a route's spent daily budget, overlapping `touches:`), which changes waiting for
+//! approval to land or send back, and how a kept ending meets the board
 //! ([`landing`]). What an attempt's ending means for its task is `settle`'s; what the runtime
 //! remembers, `memory`'s. It performs no I/O and reads no clock; the
 //! shell (`runtime`) gathers the inputs, carries out the [`Step`]s and records them as events.

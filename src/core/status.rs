@@ -1,6 +1,8 @@
 //! The typed status grammar: one parser ([`Status::parse`]) and one printer (`Display`).
 //!
-//! Owns the token syntax only. It knows nothing of boards, files or clocks; whether a transition
+//! Owns the token syntax only: the statuses, their timestamps ([`Stamp`]), the coarse [`State`]
+//! each counts under, and what a task ID may be ([`is_task_id`]). It knows nothing of boards,
+//! files or clocks; whether a transition
 //! is allowed is the planner's business, and where a token sits in a file is the board's.
 //!
 //! ```text

@@ -1,5 +1,6 @@
 //! The pure rules of isolated runs: how a task's attempt names its git branch, its snapshot ref
-//! and its folder; when two tasks' `touches:` globs overlap and which changed paths fall outside
+//! and its folder; the run folder's record of them; which worktrees retention lets go
+//! ([`retention`]); when two tasks' `touches:` globs overlap and which changed paths fall outside
 //! them; and reading what git prints about worktrees, changed files and merge conflicts.
 //!
 //! Must not touch: git, files or processes. `shell::workspace` runs git and hands the text here.

@@ -1,9 +1,11 @@
-//! Locks: one `mkdir` lock per task so no task runs twice, and the run lock so only one
-//! `taskboard run` watches a board.
+//! Locks: one `mkdir` lock per task so no task runs twice, the run lock so only one
+//! `taskboard run` watches a board, and the write lock that orders taskboard's own writes of the
+//! board ([`WriteLock`]).
 //!
 //! Owns: the `.taskboard/locks` folder (one sub-folder per claimed task holding `owner.json`, plus
-//! the `.gate` file that orders breakers against acquirers), the owner record format, the liveness
-//! test of an owner (pid, process start time, boot id, host), and the run lock (an `flock` on
+//! the `.gate` file that orders breakers against acquirers), the owner record format (with the
+//! remote run it supervises, if any), the liveness test of an owner (pid, process start time,
+//! boot id, host), taking over a dead owner's lock in place, and the run lock (an `flock` on
 //! the board's folder itself, with the holder's pid written to `.taskboard/run.lock` for
 //! information only). Whether a pid still lives, and what `/proc` says of a process, it asks
 //! [`crate::shell::process`], which holds the one rule for that (and the one for process groups).

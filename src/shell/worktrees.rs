@@ -2,7 +2,7 @@
 //! worktree belongs to, how much disk it takes, and what git or taskboard no longer knows about.
 //!
 //! Owns reading `.taskboard/worktrees/` and the run folders' `workspace.json` records together;
-//! `doctor` reports from it; [`sweep`] (for `gc` and the runtime's hourly rescan) carries out
+//! `doctor` reports from it; [`sweep`] (for `gc` and each of the runtime's rescans) carries out
 //! `core::workspace::retention` on it. Removal goes through `shell::landing::remove`, which
 //! refuses to lose work that is not in a snapshot. Must not touch the board.
 

@@ -1,7 +1,9 @@
 //! Launching a run: a claimed task's work, or its review once the work succeeded.
 //!
 //! Owns the run folder, the packet kept in it, the executor's command line and environment,
-//! the evidence snapshot taken before work, and the executor's pid in the task's lock. A run
+//! the evidence snapshot taken before work, where the run goes (started here, handed to
+//! `remote` for a route's remote runner, or to `prepare`'s thread on a worktree route), and the
+//! executor's pid in the task's lock. A run
 //! that cannot start ends at once as a failed attempt (through `finish`). Must not touch the
 //! board: the claim was written by `commit` before the run is launched.
 
