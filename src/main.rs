@@ -87,20 +87,20 @@ enum Command {
         dir: PathBuf,
     },
     /// One screen about one task: block, history, attempts, cost, handoff, evidence, links.
-    Show(cmd::show::Args),
+    Show(cmd::show::ShowArgs),
     /// Print exactly the work packet a task's next run would receive on stdin.
-    Packet(cmd::packet::Args),
+    Packet(cmd::packet::PacketArgs),
     /// Print what an isolated run changed: its saved patch, or a per-file stat.
     ///
     /// The latest attempt that ran in a worktree of its own, or `--attempt N`'s; review runs are
     /// skipped. The patch is printed byte for byte in a pipe and coloured on a terminal.
-    Diff(cmd::diff::Args),
+    Diff(cmd::diff::DiffArgs),
     /// Remove isolated runs' worktrees that are no longer needed; say why each other is kept.
     ///
     /// A worktree goes once its run is over and its change is in a snapshot, when a newer
     /// attempt of its task started afresh or it is older than its route's `keep_worktrees`. Its
     /// snapshot and saved patch stay. Work that is not in a snapshot is never removed.
-    Gc(cmd::gc::Args),
+    Gc(cmd::gc::GcArgs),
     /// Land a change that waits for approval on its base branch, and mark the task done.
     ///
     /// Refused (exit 1, the task keeps waiting) when the branch moved since the run began
@@ -111,14 +111,14 @@ enum Command {
     /// next work packet (counted as an attempt).
     Reject(cmd::approve::RejectArgs),
     /// Show the events, one readable line each; `-f` follows.
-    Tail(cmd::tail::Args),
+    Tail(cmd::tail::TailArgs),
     /// Print a task's run output (stdout and stderr), the latest run's or an attempt's;
     /// `-f` follows it while the run is live.
-    Logs(cmd::logs::Args),
+    Logs(cmd::logs::LogsArgs),
     /// Report throughput, error and retry rates, latency and run durations from the events.
-    Stats(cmd::stats::Args),
+    Stats(cmd::stats::StatsArgs),
     /// Check the board, config, executors, state folder, service and clock, and say what to fix.
-    Doctor(cmd::doctor::Args),
+    Doctor(cmd::doctor::DoctorArgs),
     /// Install or remove the launchd agents or systemd user units that keep `run` alive.
     Service {
         #[command(subcommand)]

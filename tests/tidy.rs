@@ -1,4 +1,6 @@
-//! Tidy checks: rules about the source tree itself, so the core/shell split stays physical.
+//! Tidy checks: rules about the source tree itself, so the core/shell split stays physical and
+//! the code stays readable (every module headed and on the map, short functions, one meaning
+//! per type name).
 //!
 //! `src/core/` decides and `src/shell/` acts: a core file that reads a file, a clock or the
 //! environment, spawns a process or calls libc would make its decisions untestable in process.
@@ -243,4 +245,112 @@ fn the_map_names_every_module() {
         "ARCHITECTURE.md does not name these modules: {}",
         missing.join(", ")
     );
+}
+
+/// `code` (a line, indent trimmed) without its visibility.
+fn unqualified(code: &str) -> &str {
+    ["pub(crate) ", "pub(super) ", "pub "]
+        .iter()
+        .find_map(|p| code.strip_prefix(p))
+        .unwrap_or(code)
+}
+
+/// The name of the `struct`, `enum`, `type` or `trait` that `code` (a line, indent trimmed)
+/// declares, if it declares one.
+fn type_declared(code: &str) -> Option<String> {
+    let rest = ["struct ", "enum ", "type ", "trait ", "unsafe trait "]
+        .iter()
+        .find_map(|k| unqualified(code).strip_prefix(k))?;
+    let name: String = rest
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect();
+    (!name.is_empty()).then_some(name)
+}
+
+/// The types `text` declares at item level (in the file's module and its inline modules; not
+/// in a function, an `impl` or a trait, nor in a `#[cfg(test)]` item): (line, name).
+fn type_names(text: &str) -> Vec<(usize, String)> {
+    let mut found = Vec::new();
+    // Open braces before this line, and the depth inside each enclosing inline module.
+    let (mut depth, mut modules) = (0usize, Vec::<usize>::new());
+    // While skipping a `#[cfg(test)]` item: the depth it started at, and whether its body began.
+    let mut test_item: Option<(usize, bool)> = None;
+    for (n, line) in text.lines().enumerate() {
+        let code = code_of(line).trim_start();
+        let item_level = depth == modules.len() && test_item.is_none();
+        let (open, close) = braces_of(line);
+        if item_level && code.starts_with("#[cfg(test)]") {
+            test_item = Some((depth, false));
+            continue;
+        }
+        if item_level {
+            if let Some(name) = type_declared(code) {
+                found.push((n + 1, name));
+            }
+            if unqualified(code).starts_with("mod ") && open > 0 {
+                modules.push(depth + 1);
+            }
+        }
+        depth = (depth + open).saturating_sub(close);
+        while modules.last().is_some_and(|&inside| depth < inside) {
+            modules.pop();
+        }
+        if let Some((start, began)) = test_item.as_mut() {
+            *began |= open > 0;
+            if (*began && depth <= *start) || (!*began && code.ends_with(';')) {
+                test_item = None;
+            }
+        }
+    }
+    found
+}
+
+/// Each type name declared more than once among `files` (path, text), with where.
+fn shared_type_names(files: &[(String, String)]) -> Vec<String> {
+    let mut seen: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (path, text) in files {
+        for (line, name) in type_names(text) {
+            seen.entry(name).or_default().push(format!("{path}:{line}"));
+        }
+    }
+    seen.into_iter()
+        .filter(|(_, places)| places.len() > 1)
+        .map(|(name, places)| format!("{name}: {}", places.join(", ")))
+        .collect()
+}
+
+#[test]
+fn no_two_types_share_a_name() {
+    let files: Vec<(String, String)> = rust_files(&src())
+        .iter()
+        .map(|file| {
+            let path = file.strip_prefix(src()).unwrap().display().to_string();
+            (path, std::fs::read_to_string(file).unwrap())
+        })
+        .collect();
+    let declared: usize = files.iter().map(|(_, text)| type_names(text).len()).sum();
+    assert!(declared > 100, "src/ declares its types at item level");
+    let shared = shared_type_names(&files);
+    assert!(
+        shared.is_empty(),
+        "names say one thing each; these types share a name (rename one to what it is, or \
+         merge them if they are one thing):\n{}",
+        shared.join("\n")
+    );
+}
+
+#[test]
+fn the_name_check_sees_a_duplicate() {
+    // Two files each declaring `Outcome` are reported; what an `impl`, a trait, a function or a
+    // test module declares is not an item of the module, so `Target`, `V`, `Item` and `Case`
+    // are not.
+    let a = "pub struct Outcome {\n    text: String,\n}\nimpl Deref for Outcome {\n    type Target = str;\n}\nfn f() {\n    struct V;\n}\n";
+    let b = "pub mod files {\n    pub(crate) enum Outcome {}\n}\nfn f() {\n    struct V;\n}\ntrait T {\n    type Item;\n}\n#[cfg(test)]\nmod tests {\n    struct Case;\n}\npub type After = u8;\n";
+    let names = |text| -> Vec<String> { type_names(text).into_iter().map(|(_, n)| n).collect() };
+    assert_eq!(names(a), ["Outcome"]);
+    assert_eq!(names(b), ["Outcome", "T", "After"]);
+    let files = [("a.rs", a), ("b.rs", b)].map(|(p, t)| (p.to_string(), t.to_string()));
+    assert_eq!(shared_type_names(&files), ["Outcome: a.rs:1, b.rs:2"]);
+    assert!(shared_type_names(&files[..1]).is_empty());
 }

@@ -21,7 +21,7 @@ use crate::core::memory::ApprovalPhase;
 use crate::core::status::{self, Status};
 use crate::exit::Exit;
 use crate::shell::event_log::EventLog;
-use crate::shell::landing::{self, Approval, Landed};
+use crate::shell::landing::{self, ApprovedLanding, Landed};
 use crate::shell::lock::{Locks, Owner, WriteLock, instance_id};
 use crate::shell::store::Store;
 use crate::shell::{config_file, fsio};
@@ -147,10 +147,10 @@ fn land(
     mut store: Store,
     onto_latest: bool,
     attempt: u32,
-) -> Result<Vec<Landed>, landing::Refusal> {
+) -> Result<Vec<Landed>, landing::LandingRefusal> {
     let strategy = landing::strategy_for(config, run_dir);
     let summary = landing::summary_of(store.tasks.get(id), attempt);
-    let approval = Approval {
+    let approval = ApprovedLanding {
         id,
         title: &w.title,
         summary: summary.as_deref(),
@@ -191,7 +191,7 @@ fn finish(
     w: &Waiting,
     run_dir: &Path,
     attempt: u32,
-    outcome: Result<Vec<Landed>, landing::Refusal>,
+    outcome: Result<Vec<Landed>, landing::LandingRefusal>,
 ) -> CmdResult {
     let landed = match outcome {
         Ok(landed) => landed,

@@ -23,13 +23,13 @@ use super::lint::read_board_text;
 use super::logs::{RunDir, readable_runs, runs};
 use super::{CmdResult, Failure, Paint, use_color};
 use crate::core::board::Board;
-use crate::core::workspace::{Change, FileStat, RunRepo, RunWorkspace, patch_file};
+use crate::core::workspace::{FileChange, FileStat, RunRepo, RunWorkspace, patch_file};
 use crate::exit::Exit;
 use crate::shell::fsio;
 pub use crate::shell::worktrees::read_workspace;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub struct DiffArgs {
     /// The task ID.
     pub id: String,
     /// The board file.
@@ -67,7 +67,7 @@ pub fn latest_work_run(
     Ok(Some((latest, workspace)))
 }
 
-pub fn run(args: &Args) -> CmdResult {
+pub fn run(args: &DiffArgs) -> CmdResult {
     let board = super::resolve_board(&args.board)?;
     let text = read_board_text(&board)?;
     let state_dir = fsio::state_dir(&board);
@@ -107,7 +107,12 @@ pub fn run(args: &Args) -> CmdResult {
 }
 
 /// The isolated run `args` asks for, or the one-line reason there is none (exit 1).
-fn choose(args: &Args, board: &Path, text: &str, state_dir: &Path) -> Result<IsolatedRun, Failure> {
+fn choose(
+    args: &DiffArgs,
+    board: &Path,
+    text: &str,
+    state_dir: &Path,
+) -> Result<IsolatedRun, Failure> {
     let id = args.id.as_str();
     let all = readable_runs(state_dir, id)?;
     let work: Vec<&RunDir> = all.iter().filter(|r| !r.review).collect();
@@ -322,11 +327,11 @@ pub struct FileLine {
 impl FileLine {
     fn of(f: &FileStat) -> FileLine {
         let (change, from) = match &f.change {
-            Change::Added => ("added", None),
-            Change::Modified => ("modified", None),
-            Change::Deleted => ("deleted", None),
-            Change::Renamed { from } => ("renamed", Some(from.clone())),
-            Change::TypeChanged => ("type_changed", None),
+            FileChange::Added => ("added", None),
+            FileChange::Modified => ("modified", None),
+            FileChange::Deleted => ("deleted", None),
+            FileChange::Renamed { from } => ("renamed", Some(from.clone())),
+            FileChange::TypeChanged => ("type_changed", None),
         };
         FileLine {
             path: f.path.clone(),

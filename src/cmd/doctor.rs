@@ -5,7 +5,8 @@
 //! at something worth a look (no executors, no service, low inotify limits) but never fail.
 //!
 //! It reads the board and the configuration and creates nothing (but a Slurm route's
-//! `shared_dir` probe file, removed at once; see `doctor::remote`): whether the state folder is
+//! `shared_dir` probe file, removed at once, and an SSH host's `remote_dir` when it is missing,
+//! as a run would make it; see `doctor::remote`): whether the state folder is
 //! writable is asked of the system (`access`), not tried with a probe file, and whether a `run`
 //! serves the board is seen by taking and releasing a shared lock on the board's folder for an
 //! instant (a `run` starting in that instant waits it out). The folder is opened, never created.
@@ -18,6 +19,7 @@ use chrono::{Datelike, Utc};
 use super::{CmdResult, Paint, use_color};
 use crate::core::board::Board;
 use crate::core::config::{self, Config};
+use crate::core::fmt::{self, Precision::Coarse};
 use crate::core::lint::{self, LintContext, Severity};
 use crate::core::service_files::{self, Manager};
 use crate::exit::Exit;
@@ -29,7 +31,7 @@ mod remote;
 mod worktrees;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub struct DoctorArgs {
     /// The board file.
     #[arg(default_value = "task-board.md")]
     pub board: PathBuf,
@@ -84,7 +86,7 @@ impl Check {
     }
 }
 
-pub fn run(args: &Args) -> CmdResult {
+pub fn run(args: &DoctorArgs) -> CmdResult {
     let board = super::resolve_board(&args.board)?;
     let checks = checks(&board, args.config.as_deref());
     let paint = Paint(use_color());
@@ -658,7 +660,7 @@ fn clock_check(board: &Path, config: Option<&Config>) -> Check {
             "clock",
             format!(
                 "retry times beyond the longest backoff ({}): {} (system time {system})",
-                lint::human_duration(longest_backoff(config)),
+                fmt::duration(longest_backoff(config), Coarse),
                 far_retries.join(", ")
             ),
             "the clock was ahead when they were written; `taskboard run` retries them now",

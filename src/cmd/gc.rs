@@ -20,7 +20,7 @@ use crate::shell::worktrees::{self, Swept};
 use crate::shell::{config_file, fsio};
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub struct GcArgs {
     /// The board file.
     #[arg(default_value = "task-board.md")]
     pub board: PathBuf,
@@ -32,7 +32,7 @@ pub struct Args {
     pub dry_run: bool,
 }
 
-pub fn run(args: &Args) -> CmdResult {
+pub fn run(args: &GcArgs) -> CmdResult {
     let board = super::resolve_board(&args.board)?;
     // Worktrees are recorded by absolute path.
     let board = std::path::absolute(&board).unwrap_or(board);

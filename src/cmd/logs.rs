@@ -30,7 +30,7 @@ use crate::shell::fsio;
 pub use crate::shell::run_dirs::{RunDir, runs};
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub struct LogsArgs {
     /// The task ID.
     pub id: String,
     /// The board file.
@@ -74,7 +74,7 @@ pub fn readable_runs(state_dir: &Path, id: &str) -> Result<Vec<RunDir>, Failure>
     })
 }
 
-pub fn run(args: &Args) -> CmdResult {
+pub fn run(args: &LogsArgs) -> CmdResult {
     let board = super::resolve_board(&args.board)?;
     let text = read_board_text(&board)?;
     let board_dir = super::board_dir(&board).to_path_buf();
@@ -94,9 +94,9 @@ pub fn run(args: &Args) -> CmdResult {
         wrote_any: false,
         at_line_start: true,
     };
-    let mut outputs: Vec<Output> = streams
+    let mut outputs: Vec<FollowedLog> = streams
         .iter()
-        .map(|name| Output::new(run.path.join(name)))
+        .map(|name| FollowedLog::new(run.path.join(name)))
         .collect();
     if !args.follow {
         for (i, f) in outputs.iter_mut().enumerate() {
@@ -118,7 +118,12 @@ pub fn run(args: &Args) -> CmdResult {
 }
 
 /// The run `args` asks for: the latest, or the one of `--attempt N` (and `--review`).
-fn choose_run(args: &Args, board: &Path, text: &str, state_dir: &Path) -> Result<RunDir, Failure> {
+fn choose_run(
+    args: &LogsArgs,
+    board: &Path,
+    text: &str,
+    state_dir: &Path,
+) -> Result<RunDir, Failure> {
     let id = args.id.as_str();
     let all = readable_runs(state_dir, id)?;
     all.iter()
@@ -138,7 +143,7 @@ fn follow(
     id: &str,
     run: &RunDir,
     out: &mut Out<impl Write>,
-    outputs: &mut [Output],
+    outputs: &mut [FollowedLog],
 ) -> CmdResult {
     stop_on_signals()?;
     // The live event log is opened before the rotated ones are read, so that an ending
@@ -230,7 +235,7 @@ fn ended_in_new_lines(
 }
 
 /// The line for a task with no such run.
-fn no_run(args: &Args, board: &Path, text: &str) -> String {
+fn no_run(args: &LogsArgs, board: &Path, text: &str) -> String {
     let parsed = Board::parse(text);
     let on_board = parsed.task(&args.id).map(|t| {
         t.status
@@ -362,7 +367,7 @@ impl<W: Write> Out<W> {
 }
 
 /// One captured output file, read from where the last read stopped.
-struct Output {
+struct FollowedLog {
     path: PathBuf,
     file: Option<File>,
     pos: u64,
@@ -370,9 +375,9 @@ struct Output {
     shrunk: bool,
 }
 
-impl Output {
-    fn new(path: PathBuf) -> Output {
-        Output {
+impl FollowedLog {
+    fn new(path: PathBuf) -> FollowedLog {
+        FollowedLog {
             path,
             file: None,
             pos: 0,
@@ -475,7 +480,7 @@ mod tests {
         let path = dir.join("stdout.log");
         // While the run lives: the first 8 bytes of the stream (the cap).
         std::fs::write(&path, b"aaaabbbb").unwrap();
-        let mut f = Output::new(path.clone());
+        let mut f = FollowedLog::new(path.clone());
         assert_eq!(f.poll().unwrap(), b"aaaabbbb");
         // At its end: the first half, the marker, the last half.
         let mut last = b"aaaa".to_vec();

@@ -12,7 +12,7 @@ use crate::shell::packet_sources::{self, Source};
 use crate::shell::store::Store;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub struct PacketArgs {
     /// The task ID.
     pub id: String,
     /// The board file.
@@ -23,7 +23,7 @@ pub struct Args {
     pub config: Option<PathBuf>,
 }
 
-pub fn run(args: &Args) -> CmdResult {
+pub fn run(args: &PacketArgs) -> CmdResult {
     let board_path = &super::resolve_board(&args.board)?;
     let text = read_board_text(board_path)?;
     let dir = super::board_dir(board_path);

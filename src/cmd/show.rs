@@ -6,7 +6,9 @@
 //! `{"id", "title", "status", "line", "block", "history": [{"ts", "event", "summary"}],
 //! "attempts": [{"attempt", "phase", "route", "exit_code", "signal", "duration_ms", "cost_usd",
 //! "outcome", "changed"}], "cost_usd", "handoff", "evidence_mismatches": [{"attempt",
-//! "claimed_not_seen", "seen_not_claimed", "outside_touches"?}], "blocked_by": [{"id", "status"}], "blocks": [ids]}`.
+//! "claimed_not_seen", "seen_not_claimed", "outside_touches"?}], "blocked_by": [{"id",
+//! "status"}], "blocks": [ids], "running"}`; `running` is `null` unless the task is running,
+//! else its claim, age, route, attempt, run folder and how to follow its output.
 //!
 //! An attempt that ran on another machine also gets `"remote"`: where it went, as the events
 //! record it (`runner`, `host`, `job_id`, `node`, `pgid`, `dir`; the node once the Slurm job
@@ -28,13 +30,14 @@ use super::output::print as print_stdout;
 use super::{CmdResult, Failure, Paint, use_color};
 use crate::core::board::Board;
 use crate::core::event::EventKind;
+use crate::core::fmt::{self, Precision::Coarse};
 use crate::core::remote::Placement;
 use crate::core::status::Status;
 use crate::exit::Exit;
 use crate::shell::event_log::for_each_event_in;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub struct ShowArgs {
     /// The task ID.
     pub id: String,
     /// The board file.
@@ -57,7 +60,7 @@ pub struct Shown {
     pub cost_usd: f64,
     pub handoff: Option<String>,
     pub evidence_mismatches: Vec<Mismatch>,
-    pub blocked_by: Vec<Waiting>,
+    pub blocked_by: Vec<Blocker>,
     pub blocks: Vec<String>,
     pub running: Option<RunningNow>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -147,12 +150,12 @@ pub struct Mismatch {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Waiting {
+pub struct Blocker {
     pub id: String,
     pub status: Option<String>,
 }
 
-pub fn run(args: &Args) -> CmdResult {
+pub fn run(args: &ShowArgs) -> CmdResult {
     let board = &super::resolve_board(&args.board)?;
     let text = read_board_text(board)?;
     let dir = super::board_dir(board);
@@ -463,11 +466,11 @@ impl Scan {
 }
 
 /// The tasks a `blocked:task:…` status waits on, with their statuses.
-fn waiting_on(board: &Board, status: Option<&Status>) -> Vec<Waiting> {
+fn waiting_on(board: &Board, status: Option<&Status>) -> Vec<Blocker> {
     match status {
         Some(Status::BlockedOnTasks(deps)) => deps
             .iter()
-            .map(|d| Waiting {
+            .map(|d| Blocker {
                 id: d.clone(),
                 status: board
                     .task(d)
@@ -537,14 +540,15 @@ fn render_running(r: &RunningNow, paint: Paint) -> String {
     let age = if r.age_s >= 0 {
         format!(
             "{} ago",
-            crate::core::lint::human_duration(std::time::Duration::from_secs(r.age_s as u64))
+            fmt::duration(std::time::Duration::from_secs(r.age_s as u64), Coarse)
         )
     } else {
         format!(
             "{} ahead of this clock",
-            crate::core::lint::human_duration(std::time::Duration::from_secs(
-                r.age_s.unsigned_abs()
-            ))
+            fmt::duration(
+                std::time::Duration::from_secs(r.age_s.unsigned_abs()),
+                Coarse
+            )
         )
     };
     let mut out = format!("running since {} ({age}) by {}", r.since, r.agent);
@@ -604,10 +608,7 @@ fn render(s: &Shown, paint: Paint) -> String {
     out.push('\n');
     attempt_lines(&mut out, s, paint);
     if s.cost_usd > 0.0 {
-        out.push_str(&format!(
-            "  total cost {}\n",
-            crate::core::fmt::usd(s.cost_usd)
-        ));
+        out.push_str(&format!("  total cost {}\n", fmt::usd(s.cost_usd)));
     }
     mismatch_lines(&mut out, &s.evidence_mismatches, paint);
     if let Some(w) = &s.workspace {
@@ -649,7 +650,7 @@ fn attempt_lines(out: &mut String, s: &Shown, paint: Paint) {
         };
         let cost = a
             .cost_usd
-            .map_or(String::new(), |c| format!("  {}", crate::core::fmt::usd(c)));
+            .map_or(String::new(), |c| format!("  {}", fmt::usd(c)));
         out.push_str(&format!(
             "  {}{} {:<12} {:<9} {:>7.1}s{cost}  -> {}\n",
             a.attempt,

@@ -61,7 +61,8 @@ use super::output::print as print_stdout;
 use super::{CmdResult, Paint, use_color};
 use crate::core::board::{Board, IdProblem, Task};
 use crate::core::event::{Event, EventKind};
-use crate::core::lint::{human_duration, shown};
+use crate::core::fmt::{self, Precision::Coarse};
+use crate::core::lint::shown;
 use crate::core::remote::Placement;
 use crate::core::status::{State, Status};
 use crate::exit::Exit;
@@ -399,12 +400,12 @@ fn running_detail(t: &TaskOverview, paint: Paint) -> String {
     let when = if age >= 0 {
         format!(
             "for {}",
-            human_duration(std::time::Duration::from_secs(age as u64))
+            fmt::duration(std::time::Duration::from_secs(age as u64), Coarse)
         )
     } else {
         format!(
             "claimed {} ahead of this clock",
-            human_duration(std::time::Duration::from_secs(age.unsigned_abs()))
+            fmt::duration(std::time::Duration::from_secs(age.unsigned_abs()), Coarse)
         )
     };
     match &t.remote {

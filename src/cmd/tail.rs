@@ -33,7 +33,7 @@ use crate::shell::event_log::{Follower, for_each_line, log_files};
 use crate::shell::fsio;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub struct TailArgs {
     /// The board file; its events.jsonl is read.
     #[arg(default_value = "task-board.md")]
     pub board: PathBuf,
@@ -57,7 +57,7 @@ pub struct Args {
 /// How often `-f` looks at the file.
 const POLL: Duration = Duration::from_millis(200);
 
-pub fn run(args: &Args) -> CmdResult {
+pub fn run(args: &TailArgs) -> CmdResult {
     let board = super::resolve_board(&args.board)?;
     let board_dir = match board.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -89,7 +89,7 @@ pub fn run(args: &Args) -> CmdResult {
 /// The last `args.lines` wanted lines of every log file, and a follower of the live file that
 /// starts where their reading stopped.
 fn history(
-    args: &Args,
+    args: &TailArgs,
     board_dir: &Path,
     live: &Path,
     printer: &Printer<impl Write>,
@@ -323,30 +323,30 @@ impl Tone {
         }
     }
 
-    fn severity(self) -> Severity {
+    fn severity(self) -> LogSeverity {
         match self {
-            Tone::Red => Severity::Error,
-            Tone::Yellow => Severity::Warn,
-            Tone::Plain | Tone::Green | Tone::Cyan => Severity::Info,
+            Tone::Red => LogSeverity::Error,
+            Tone::Yellow => LogSeverity::Warn,
+            Tone::Plain | Tone::Green | Tone::Cyan => LogSeverity::Info,
         }
     }
 }
 
 /// How much an event asks of a person: red lines are errors, yellow ones warnings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Severity {
+pub enum LogSeverity {
     Info,
     Warn,
     Error,
 }
 
-impl Severity {
+impl LogSeverity {
     /// The word written in place of colour: `INFO`, `WARN`, `ERROR`.
     pub fn word(self) -> &'static str {
         match self {
-            Severity::Info => "INFO",
-            Severity::Warn => "WARN",
-            Severity::Error => "ERROR",
+            LogSeverity::Info => "INFO",
+            LogSeverity::Warn => "WARN",
+            LogSeverity::Error => "ERROR",
         }
     }
 }
@@ -359,7 +359,7 @@ pub struct Rendered {
     pub time: String,
     /// The event's name, its task and its fields, painted when colour is on.
     pub body: String,
-    pub severity: Severity,
+    pub severity: LogSeverity,
 }
 
 impl Rendered {

@@ -3,7 +3,7 @@
 //! This module owns the file's shape, its defaults and its validation. It is pure: [`parse`] is a
 //! function of text; finding and reading the file is `shell::config_file`'s. It must not touch
 //! the disk, start processes, read the board, read the clock or look at the environment: the
-//! executors it describes are run by `shell::exec`, never from here.
+//! executors it describes are run by `shell::exec` (or `shell::remote`), never from here.
 //!
 //! Every mistake in the file is an error with a line and column where the file shows one: unknown
 //! keys, wrong types, empty commands, zero limits, durations without units. A board without a
@@ -473,7 +473,7 @@ struct RawExecutor {
     #[serde(default)]
     keep_worktrees: Option<Spanned<KeepDuration>>,
     #[serde(default)]
-    runner: Option<Spanned<RunnerKind>>,
+    runner: Option<Spanned<RunnerSetting>>,
     // Slurm's keys, then SSH's: each is an error on a route of another runner.
     #[serde(default)]
     sbatch_args: Option<Spanned<ArgList>>,
@@ -491,19 +491,19 @@ struct RawExecutor {
 
 /// `runner = "local" | "slurm" | "ssh"`.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum RunnerKind {
+enum RunnerSetting {
     Local,
     Slurm,
     Ssh,
 }
 
-impl<'de> Deserialize<'de> for RunnerKind {
+impl<'de> Deserialize<'de> for RunnerSetting {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         match s.as_str() {
-            "local" => Ok(RunnerKind::Local),
-            "slurm" => Ok(RunnerKind::Slurm),
-            "ssh" => Ok(RunnerKind::Ssh),
+            "local" => Ok(RunnerSetting::Local),
+            "slurm" => Ok(RunnerSetting::Slurm),
+            "ssh" => Ok(RunnerSetting::Ssh),
             _ => Err(de::Error::custom(format!(
                 "runner must be \"local\", \"slurm\" or \"ssh\", not \"{s}\""
             ))),
@@ -813,44 +813,44 @@ impl RawExecutor {
     /// runner it belongs to.
     fn stray_runner_key(
         &self,
-        kind: RunnerKind,
+        kind: RunnerSetting,
     ) -> Option<(&'static str, std::ops::Range<usize>, &'static str)> {
         let keys = [
             (
                 "sbatch_args",
                 self.sbatch_args.as_ref().map(Spanned::span),
-                RunnerKind::Slurm,
+                RunnerSetting::Slurm,
             ),
             (
                 "shared_dir",
                 self.shared_dir.as_ref().map(Spanned::span),
-                RunnerKind::Slurm,
+                RunnerSetting::Slurm,
             ),
             (
                 "hosts",
                 self.hosts.as_ref().map(Spanned::span),
-                RunnerKind::Ssh,
+                RunnerSetting::Ssh,
             ),
             (
                 "ssh_args",
                 self.ssh_args.as_ref().map(Spanned::span),
-                RunnerKind::Ssh,
+                RunnerSetting::Ssh,
             ),
             (
                 "remote_dir",
                 self.remote_dir.as_ref().map(Spanned::span),
-                RunnerKind::Ssh,
+                RunnerSetting::Ssh,
             ),
             (
                 "host_down_for",
                 self.host_down_for.as_ref().map(Spanned::span),
-                RunnerKind::Ssh,
+                RunnerSetting::Ssh,
             ),
         ];
         keys.into_iter()
             .filter(|(_, _, owner)| *owner != kind)
             .filter_map(|(key, span, owner)| {
-                let owner = if owner == RunnerKind::Slurm {
+                let owner = if owner == RunnerSetting::Slurm {
                     "slurm"
                 } else {
                     "ssh"
@@ -866,7 +866,7 @@ impl RawExecutor {
         let kind = self
             .runner
             .as_ref()
-            .map_or(RunnerKind::Local, |r| *r.get_ref());
+            .map_or(RunnerSetting::Local, |r| *r.get_ref());
         let at = |span: std::ops::Range<usize>, message: String| {
             let (line, column) = line_col(text, span.start);
             ConfigError {
@@ -889,7 +889,7 @@ impl RawExecutor {
             .as_ref()
             .is_some_and(|w| *w.get_ref() == WorkspaceKind::Worktree);
         if worktree
-            && kind != RunnerKind::Local
+            && kind != RunnerSetting::Local
             && let Some(r) = &self.runner
         {
             return Err(at(
@@ -901,8 +901,8 @@ impl RawExecutor {
         }
         let table_span = self.runner.as_ref().map_or(0..0, Spanned::span);
         match kind {
-            RunnerKind::Local => Ok(Runner::Local),
-            RunnerKind::Slurm => {
+            RunnerSetting::Local => Ok(Runner::Local),
+            RunnerSetting::Slurm => {
                 let Some(dir) = self.shared_dir.take() else {
                     return Err(at(
                         table_span,
@@ -919,7 +919,7 @@ impl RawExecutor {
                     shared_dir: dir.into_inner().0,
                 }))
             }
-            RunnerKind::Ssh => {
+            RunnerSetting::Ssh => {
                 let Some(hosts) = self.hosts.take() else {
                     return Err(at(
                         table_span,

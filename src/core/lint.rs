@@ -39,6 +39,7 @@ use serde::Serialize;
 
 use crate::core::board::{Board, Field, IdProblem, Task, conflict_regions};
 use crate::core::config::{Config, Workspace, valid_branch};
+use crate::core::fmt::{self, Precision::Coarse};
 use crate::core::plan;
 use crate::core::status::{Stamp, Status};
 use crate::core::workspace::{parse_repos, parse_touches};
@@ -196,11 +197,6 @@ pub fn invalid_utf8(bytes: &[u8]) -> Option<Finding> {
             "the board is not valid UTF-8: {what}; save it as UTF-8 (a board is a Markdown text file)"
         ),
     })
-}
-
-/// A duration for people: `45s`, `12m`, `3h12m`, `2d4h`.
-pub fn human_duration(d: Duration) -> String {
-    crate::core::fmt::duration(d, crate::core::fmt::Precision::Coarse)
 }
 
 /// Text from the board made safe for a one-line message: control characters escaped, cut
@@ -632,7 +628,7 @@ impl Linter<'_> {
                 format!(
                     "task `{}` was claimed at {since}, {} ahead of the clock ({}); was a local time written as UTC? Times on the board are UTC",
                     id(),
-                    human_duration(ahead),
+                    fmt::duration(ahead, Coarse),
                     ctx.now.format("%Y-%m-%dT%H:%M:%SZ")
                 ),
             );
@@ -647,8 +643,8 @@ impl Linter<'_> {
                 format!(
                     "task `{}` was claimed by `{agent}` {} ago, longer than the {} after which a claim is stale; check that `{agent}` is still working on it, or set it back to `ready`",
                     id(),
-                    human_duration(age),
-                    human_duration(ctx.stale_after)
+                    fmt::duration(age, Coarse),
+                    fmt::duration(ctx.stale_after, Coarse)
                 ),
             );
         }
@@ -673,9 +669,9 @@ impl Linter<'_> {
                 task,
                 format!(
                     "task `{id}` waits for a retry at {at}, {} ahead of the clock ({}), longer than the runtime ever waits ({}, the backoff after the last attempt); the clock was ahead when it was written, so the runtime retries it now",
-                    human_duration(ahead),
+                    fmt::duration(ahead, Coarse),
                     ctx.now.format("%Y-%m-%dT%H:%M:%SZ"),
-                    human_duration(longest)
+                    fmt::duration(longest, Coarse)
                 ),
             );
         }
@@ -1209,7 +1205,7 @@ mod tests {
 
     #[test]
     fn durations_for_people() {
-        let d = |s| human_duration(Duration::from_secs(s));
+        let d = |s| fmt::duration(Duration::from_secs(s), Coarse);
         assert_eq!(
             [
                 d(5),

@@ -1,7 +1,8 @@
 //! Deciding what a pass does: a pure function of (board, policy, clock, lock view, memory).
 //!
-//! Owns the runtime's rules: which tasks to promote, reset, claim, re-assert or cancel, which
-//! changes waiting for approval to land or send back, and how a kept ending meets the board
+//! Owns the runtime's rules: which tasks to promote, reset, claim, re-assert or cancel, which to
+//! hold back (a route's spent daily budget, overlapping `touches:`), which changes waiting for
+//! approval to land or send back, and how a kept ending meets the board
 //! ([`landing`]). What an attempt's ending means for its task is `settle`'s; what the runtime
 //! remembers, `memory`'s. It performs no I/O and reads no clock; the
 //! shell (`runtime`) gathers the inputs, carries out the [`Step`]s and records them as events.
@@ -44,6 +45,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::core::board::{Board, Task};
+use crate::core::fmt::{self, Precision::Coarse};
 use crate::core::memory::{Approval, ApprovalPhase, Episode, PendingEnding, TaskMemory};
 use crate::core::settle::{Settlement, in_series, rejection};
 use crate::core::status::{Stamp, Status};
@@ -503,8 +505,8 @@ impl<'a> Planner<'a> {
             None if claim.since > inp.now + CLOCK_SLACK => return,
             None if inp.now - claim.since >= self.stale_after => format!(
                 "no lock and claimed {} ago (stale_after is {})",
-                human(inp.now - claim.since),
-                human(self.stale_after)
+                fmt::duration((inp.now - claim.since).to_std().unwrap_or_default(), Coarse),
+                fmt::duration(self.stale_after.to_std().unwrap_or_default(), Coarse)
             ),
             None => {
                 self.plan.wake(claim.since + self.stale_after);
@@ -907,12 +909,6 @@ pub fn retry_out_of_reach(at: DateTime<Utc>, now: DateTime<Utc>, longest: Durati
         .and_then(|d| d.checked_add(&CLOCK_SLACK))
         .and_then(|d| now.checked_add_signed(d));
     reach.is_some_and(|limit| at > limit)
-}
-
-/// A short human duration: `45s`, `12m`, `3h12m`, `2d4h`.
-pub fn human(d: TimeDelta) -> String {
-    let d = d.to_std().unwrap_or_default();
-    crate::core::fmt::duration(d, crate::core::fmt::Precision::Coarse)
 }
 
 /// What the planner's and the settling rules' tests share: a time, a status, a policy.
@@ -1473,7 +1469,10 @@ mod tests {
         assert_eq!(backoff(b, 1), TimeDelta::seconds(30));
         assert_eq!(backoff(b, 3), TimeDelta::seconds(120));
         assert_eq!(backoff(b, 400), TimeDelta::days(30));
-        assert_eq!(human(TimeDelta::seconds(3 * 3600 + 12 * 60)), "3h12m");
+        let claimed_for = TimeDelta::seconds(3 * 3600 + 12 * 60)
+            .to_std()
+            .unwrap_or_default();
+        assert_eq!(fmt::duration(claimed_for, Coarse), "3h12m");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! Owns the record of a remote run ([`Placement`], kept in events; [`RemoteRun`], kept in the
 //! task's lock so a restarted runtime finds it), the POSIX shell text that runs an executor on
 //! the far side ([`WRAPPER`], [`env_file`], [`launch_script`]) with its one quoting rule, the
-//! reading of what that script leaves ([`Outcome`]) and of Slurm's job states ([`JobState`]),
+//! reading of what that script leaves ([`FarEnding`]) and of Slurm's job states ([`JobState`]),
 //! the `--time` backstop, and the least-busy host choice ([`pick_host`]). Pure: it must not run
 //! `ssh` or `sbatch`, touch files or read the clock; `shell::remote` does that with these texts.
 
@@ -118,7 +118,7 @@ pub mod files {
     pub const PGID: &str = "pgid";
     /// Why the far side stopped it, when it did (`timeout`).
     pub const STOPPED: &str = "stopped";
-    /// How it ended ([`super::Outcome`]); written last.
+    /// How it ended ([`super::FarEnding`]); written last.
     pub const STATUS: &str = "status";
     pub const STDOUT: &str = "stdout.log";
     pub const STDERR: &str = "stderr.log";
@@ -285,7 +285,7 @@ pub fn collect_script(dir: &str, names: &[&str]) -> String {
 
 /// How a run ended on the far side, read from its `status` and `stopped` files.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
+pub struct FarEnding {
     pub process: ProcessEnd,
     /// The far side stopped it itself (`timeout`; `shutdown` for a signal to the wrapper).
     pub stopped_there: Option<String>,
@@ -298,7 +298,7 @@ pub fn outcome(
     status: &str,
     stopped: Option<&str>,
     signal_name: impl Fn(i32) -> String,
-) -> Option<Outcome> {
+) -> Option<FarEnding> {
     let code: i32 = status.trim().strip_prefix("exit ")?.trim().parse().ok()?;
     let process = if (129..=128 + 64).contains(&code) {
         let number = code - 128;
@@ -309,7 +309,7 @@ pub fn outcome(
     } else {
         ProcessEnd::Exited(code)
     };
-    Some(Outcome {
+    Some(FarEnding {
         process,
         stopped_there: stopped
             .map(str::trim)

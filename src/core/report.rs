@@ -408,13 +408,13 @@ pub struct Builder {
     nodes: HashMap<String, u64>,
     queue: HashMap<String, QState>,
     /// Each task's latest outcome in the window: what `done`, `failed` and the failures count.
-    outcomes: HashMap<String, Outcome>,
+    outcomes: HashMap<String, LatestOutcome>,
     outcome_seq: u64,
 }
 
 /// A task's latest outcome in the window.
 #[derive(Debug)]
-struct Outcome {
+struct LatestOutcome {
     /// Order of arrival, so the failures list keeps the log's order.
     seq: u64,
     day: Option<usize>,
@@ -785,7 +785,7 @@ impl Builder {
         failure: Option<FailedTask>,
         awaits_deadletter: bool,
     ) {
-        let outcome = Outcome {
+        let outcome = LatestOutcome {
             seq: self.outcome_seq,
             day,
             failure,

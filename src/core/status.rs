@@ -1,6 +1,8 @@
 //! The typed status grammar: one parser ([`Status::parse`]) and one printer (`Display`).
 //!
-//! Owns the token syntax only. It knows nothing of boards, files or clocks; whether a transition
+//! Owns the token syntax only: the statuses, their timestamps ([`Stamp`]), the coarse [`State`]
+//! each counts under, and what a task ID may be ([`is_task_id`]). It knows nothing of boards,
+//! files or clocks; whether a transition
 //! is allowed is the planner's business, and where a token sits in a file is the board's.
 //!
 //! ```text
@@ -94,11 +96,11 @@ impl State {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Stamp {
     pub at: DateTime<Utc>,
-    pub precision: Precision,
+    pub precision: StampPrecision,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Precision {
+pub enum StampPrecision {
     Minute,
     Second,
 }
@@ -109,7 +111,7 @@ impl Stamp {
         let at = at.with_nanosecond(0).unwrap_or(at);
         Stamp {
             at,
-            precision: Precision::Second,
+            precision: StampPrecision::Second,
         }
     }
 
@@ -121,8 +123,8 @@ impl Stamp {
             .split_once('T')
             .ok_or_else(|| format!("time `{s}` must look like 2026-04-20T15:25Z"))?;
         let precision = match time.len() {
-            5 => Precision::Minute,
-            8 => Precision::Second,
+            5 => StampPrecision::Minute,
+            8 => StampPrecision::Second,
             _ => {
                 return Err(format!(
                     "time `{s}` must have minute or second precision (HH:MM or HH:MM:SS)"
@@ -140,8 +142,8 @@ impl Stamp {
         let date = NaiveDate::parse_from_str(date, "%Y-%m-%d")
             .map_err(|_| format!("`{s}` is not a real calendar date"))?;
         let fmt = match precision {
-            Precision::Minute => "%H:%M",
-            Precision::Second => "%H:%M:%S",
+            StampPrecision::Minute => "%H:%M",
+            StampPrecision::Second => "%H:%M:%S",
         };
         let time_ok = time.bytes().enumerate().all(|(i, b)| {
             if i % 3 == 2 {
@@ -166,8 +168,8 @@ impl Stamp {
 impl fmt::Display for Stamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.precision {
-            Precision::Minute => write!(f, "{}", self.at.format("%Y-%m-%dT%H:%MZ")),
-            Precision::Second => write!(f, "{}", self.at.format("%Y-%m-%dT%H:%M:%SZ")),
+            StampPrecision::Minute => write!(f, "{}", self.at.format("%Y-%m-%dT%H:%MZ")),
+            StampPrecision::Second => write!(f, "{}", self.at.format("%Y-%m-%dT%H:%M:%SZ")),
         }
     }
 }
@@ -473,7 +475,7 @@ mod tests {
             panic!("not running")
         };
         assert_eq!(agent, "agent-a4b");
-        assert_eq!(since.precision, Precision::Minute);
+        assert_eq!(since.precision, StampPrecision::Minute);
         assert_eq!(since.at.to_rfc3339(), "2026-04-20T15:25:00+00:00");
     }
 

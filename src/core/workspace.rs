@@ -1,5 +1,6 @@
 //! The pure rules of isolated runs: how a task's attempt names its git branch, its snapshot ref
-//! and its folder; when two tasks' `touches:` globs overlap and which changed paths fall outside
+//! and its folder; the run folder's record of them; which worktrees retention lets go
+//! ([`retention`]); when two tasks' `touches:` globs overlap and which changed paths fall outside
 //! them; and reading what git prints about worktrees, changed files and merge conflicts.
 //!
 //! Must not touch: git, files or processes. `shell::workspace` runs git and hands the text here.
@@ -469,7 +470,7 @@ pub fn parse_worktree_list(text: &str) -> Vec<WorktreeEntry> {
 /// `"deleted"`, `{"renamed": {"from": "old/path"}}`, `"type_changed"`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Change {
+pub enum FileChange {
     Added,
     Modified,
     Deleted,
@@ -485,7 +486,7 @@ pub enum Change {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileStat {
     pub path: String,
-    pub change: Change,
+    pub change: FileChange,
     /// Lines added and removed; 0 for a binary file.
     pub insertions: u64,
     pub deletions: u64,
@@ -504,12 +505,12 @@ pub fn parse_changes(name_status_z: &str, numstat_z: &str) -> Vec<FileStat> {
             'R' | 'C' => {
                 let from = fields.next().unwrap_or_default().to_string();
                 let to = fields.next().unwrap_or_default();
-                (Change::Renamed { from }, to)
+                (FileChange::Renamed { from }, to)
             }
-            'A' => (Change::Added, fields.next().unwrap_or_default()),
-            'D' => (Change::Deleted, fields.next().unwrap_or_default()),
-            'T' => (Change::TypeChanged, fields.next().unwrap_or_default()),
-            _ => (Change::Modified, fields.next().unwrap_or_default()),
+            'A' => (FileChange::Added, fields.next().unwrap_or_default()),
+            'D' => (FileChange::Deleted, fields.next().unwrap_or_default()),
+            'T' => (FileChange::TypeChanged, fields.next().unwrap_or_default()),
+            _ => (FileChange::Modified, fields.next().unwrap_or_default()),
         };
         let (ins, del, binary) = counts.get(path).copied().unwrap_or((0, 0, true));
         out.push(FileStat {
@@ -858,11 +859,11 @@ mod tests {
         let files = parse_changes(ns, num);
         assert_eq!(files.len(), 5);
         assert_eq!((files[0].insertions, files[0].deletions), (3, 1));
-        assert_eq!(files[1].change, Change::Added);
-        assert_eq!(files[2].change, Change::Deleted);
+        assert_eq!(files[1].change, FileChange::Added);
+        assert_eq!(files[2].change, FileChange::Deleted);
         assert_eq!(
             files[3].change,
-            Change::Renamed {
+            FileChange::Renamed {
                 from: "old name.rs".into()
             }
         );
@@ -897,7 +898,7 @@ mod tests {
                     files: vec![
                         FileStat {
                             path: "b.rs".into(),
-                            change: Change::Renamed {
+                            change: FileChange::Renamed {
                                 from: "a.rs".into(),
                             },
                             insertions: 2,
@@ -906,7 +907,7 @@ mod tests {
                         },
                         FileStat {
                             path: "logo.png".into(),
-                            change: Change::Added,
+                            change: FileChange::Added,
                             insertions: 0,
                             deletions: 0,
                             binary: true,

@@ -10,8 +10,8 @@
 //! and the processes that had left the group are named in [`Finished::escaped`].
 //!
 //! It must not know about boards, task statuses, events or locks: the runtime passes a plain
-//! [`Spec`] in and gets a plain [`Finished`] back through the `on_exit` callback. It writes only
-//! `stdout.log` and `stderr.log` inside `Spec::run_dir`, and signals only processes it spawned
+//! [`AttemptSpec`] in and gets a plain [`Finished`] back through the `on_exit` callback. It writes only
+//! `stdout.log` and `stderr.log` inside `AttemptSpec::run_dir`, and signals only processes it spawned
 //! (and their process group) while the leader is known not to have been reaped, so a recycled pid
 //! is never hit; the run's other processes are signalled through [`process`], which checks each
 //! one's identity. Every system call about processes (signals, waits, `/proc`) is
@@ -50,7 +50,7 @@ pub const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
 
 /// Everything needed to start one attempt.
 #[derive(Debug, Clone)]
-pub struct Spec {
+pub struct AttemptSpec {
     /// Program and arguments. `argv[0]` is looked up on `PATH` like [`Command`] does; never a shell.
     pub argv: Vec<String>,
     /// Working directory of the child.
@@ -147,19 +147,19 @@ impl std::error::Error for SpawnError {}
 
 /// A cheap, cloneable handle on a running child.
 #[derive(Clone)]
-pub struct RunHandle {
-    shared: Arc<Shared>,
+pub struct LocalHandle {
+    shared: Arc<LocalRunShared>,
 }
 
-impl fmt::Debug for RunHandle {
+impl fmt::Debug for LocalHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RunHandle")
+        f.debug_struct("LocalHandle")
             .field("pid", &self.shared.pid)
             .finish()
     }
 }
 
-impl RunHandle {
+impl LocalHandle {
     /// The child's pid, which is also its process group id.
     pub fn pid(&self) -> u32 {
         self.shared.pid
@@ -180,7 +180,7 @@ impl RunHandle {
 }
 
 /// State shared by the handle, the supervisor and the watchdog.
-struct Shared {
+struct LocalRunShared {
     pid: u32,
     run_id: String,
     /// The leader's start time (clock ticks since boot): every process of the run started later.
@@ -204,7 +204,7 @@ struct RunState {
     tracker: process::Tracker,
 }
 
-impl Shared {
+impl LocalRunShared {
     fn lock(&self) -> MutexGuard<'_, RunState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -220,7 +220,7 @@ impl Shared {
 
 /// Sends SIGTERM to the group on the first request while the leader is unreaped, and has the
 /// watchdog send it to the run's processes outside the group (finding them reads `/proc`).
-fn request_stop(shared: &Shared, state: &mut RunState, reason: StopCause) {
+fn request_stop(shared: &LocalRunShared, state: &mut RunState, reason: StopCause) {
     if state.exited || state.stopped.is_some() {
         return;
     }
@@ -236,9 +236,9 @@ fn request_stop(shared: &Shared, state: &mut RunState, reason: StopCause) {
 ///
 /// On error no child and no thread are left behind.
 pub fn start(
-    spec: Spec,
+    spec: AttemptSpec,
     on_exit: impl FnOnce(Finished) + Send + 'static,
-) -> Result<RunHandle, SpawnError> {
+) -> Result<LocalHandle, SpawnError> {
     if spec.argv.is_empty() || spec.argv[0].is_empty() {
         return Err(SpawnError::Io("empty command line".to_string()));
     }
@@ -251,7 +251,7 @@ pub fn start(
     let stdout_log = create_log(&spec, "stdout.log")?;
     let stderr_log = create_log(&spec, "stderr.log")?;
 
-    let (tx, rx) = mpsc::channel::<Result<Arc<Shared>, SpawnError>>();
+    let (tx, rx) = mpsc::channel::<Result<Arc<LocalRunShared>, SpawnError>>();
     let name = format!("exec:{}", short_name(&spec.argv[0]));
     let supervisor = thread::Builder::new()
         .name(name)
@@ -259,7 +259,7 @@ pub fn start(
         .map_err(|e| SpawnError::Io(format!("cannot start supervisor thread: {e}")))?;
 
     match rx.recv() {
-        Ok(Ok(shared)) => Ok(RunHandle { shared }),
+        Ok(Ok(shared)) => Ok(LocalHandle { shared }),
         Ok(Err(e)) => {
             let _ = supervisor.join();
             Err(e)
@@ -278,7 +278,7 @@ fn short_name(program: &str) -> &str {
     program.rsplit('/').next().unwrap_or(program)
 }
 
-fn create_log(spec: &Spec, name: &str) -> Result<File, SpawnError> {
+fn create_log(spec: &AttemptSpec, name: &str) -> Result<File, SpawnError> {
     let path = spec.run_dir.join(name);
     File::create(&path)
         .map_err(|e| SpawnError::Io(format!("cannot create {}: {e}", path.display())))
@@ -294,7 +294,7 @@ fn spawn_error(program: &str, err: io::Error) -> SpawnError {
     }
 }
 
-fn build_command(spec: &Spec, run_id: &str) -> Command {
+fn build_command(spec: &AttemptSpec, run_id: &str) -> Command {
     let mut cmd = Command::new(&spec.argv[0]);
     cmd.args(&spec.argv[1..])
         .current_dir(&spec.cwd)
@@ -315,10 +315,10 @@ fn build_command(spec: &Spec, run_id: &str) -> Command {
 /// The supervisor thread: spawns the child, reports the spawn result, waits for the leader,
 /// cleans up the group and calls `on_exit`.
 fn supervise(
-    spec: Spec,
+    spec: AttemptSpec,
     stdout_log: File,
     stderr_log: File,
-    tx: mpsc::Sender<Result<Arc<Shared>, SpawnError>>,
+    tx: mpsc::Sender<Result<Arc<LocalRunShared>, SpawnError>>,
     on_exit: impl FnOnce(Finished),
 ) {
     let run_id = process::new_run_id();
@@ -336,7 +336,7 @@ fn supervise(
         }
     };
     let spawned_at = Instant::now();
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(LocalRunShared {
         pid: child.id(),
         since: process::start_time(child.id()),
         run_id,
@@ -374,7 +374,7 @@ fn supervise(
 /// The ending of a run whose supervision failed part-way: its group is killed and the attempt
 /// fails with the reason in its stderr. The leader is not waited for here: it may have been
 /// reaped already, and its pid could then name another run's leader.
-fn abandoned(shared: &Shared, spawned_at: Instant, payload: &(dyn Any + Send)) -> Finished {
+fn abandoned(shared: &LocalRunShared, spawned_at: Instant, payload: &(dyn Any + Send)) -> Finished {
     signal_group(shared.pid, Signal::KILL);
     let why = payload
         .downcast_ref::<&str>()
@@ -398,8 +398,8 @@ fn abandoned(shared: &Shared, spawned_at: Instant, payload: &(dyn Any + Send)) -
 /// Waits for the leader to end, stops what is left of the run, and reports how it went once
 /// nothing of it is left and its output files are complete.
 fn wind_down(
-    spec: &Spec,
-    shared: &Shared,
+    spec: &AttemptSpec,
+    shared: &LocalRunShared,
     mut child: Child,
     helpers: Helpers,
     spawned_at: Instant,
@@ -470,9 +470,9 @@ struct Helpers {
 }
 
 fn start_helpers(
-    spec: &Spec,
+    spec: &AttemptSpec,
     child: &mut Child,
-    shared: &Arc<Shared>,
+    shared: &Arc<LocalRunShared>,
     stdout_log: File,
     stderr_log: File,
 ) -> io::Result<Helpers> {
@@ -506,7 +506,7 @@ fn start_helpers(
 }
 
 /// Applies the timeout and the SIGTERM -> SIGKILL escalation until the leader has ended.
-fn watchdog(shared: &Shared, deadline: Option<Instant>) {
+fn watchdog(shared: &LocalRunShared, deadline: Option<Instant>) {
     let mut state = shared.lock();
     loop {
         if state.exited {

@@ -12,11 +12,11 @@ use std::path::Path;
 use crate::core::config::{Config, MergeStrategy, Workspace};
 use crate::core::memory::TaskRecord;
 use crate::core::workspace::RunRepo;
-use crate::shell::workspace::{self, GitError, LandRequest, Landing, Strategy};
+use crate::shell::workspace::{self, ComputedLanding, GitError, LandRequest, Strategy};
 
 /// What a person approved, and how it is to land.
 #[derive(Debug, Clone, Copy)]
-pub struct Approval<'a> {
+pub struct ApprovedLanding<'a> {
     pub id: &'a str,
     pub title: &'a str,
     /// The handoff's summary of the work, when the executor left one.
@@ -29,15 +29,15 @@ pub struct Approval<'a> {
 
 /// Why an approval did not land: one line, and the files that would conflict.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
+pub struct LandingRefusal {
     pub reason: String,
     pub conflicts: Vec<String>,
 }
 
-impl Refusal {
-    fn of(e: GitError, id: &str) -> Refusal {
+impl LandingRefusal {
+    fn of(e: GitError, id: &str) -> LandingRefusal {
         match e {
-            GitError::BranchMoved { ref conflicts, .. } if conflicts.is_empty() => Refusal {
+            GitError::BranchMoved { ref conflicts, .. } if conflicts.is_empty() => LandingRefusal {
                 reason: format!(
                     "{e}; `taskboard approve {id} --onto-latest` lands it onto the new tip"
                 ),
@@ -46,15 +46,15 @@ impl Refusal {
             GitError::BranchMoved { ref conflicts, .. }
             | GitError::Conflict {
                 files: ref conflicts,
-            } => Refusal {
+            } => LandingRefusal {
                 conflicts: conflicts.clone(),
                 reason: format!("{e}; reject it with a note, or resolve it by hand"),
             },
-            GitError::DirtyCheckout { ref files, .. } => Refusal {
+            GitError::DirtyCheckout { ref files, .. } => LandingRefusal {
                 conflicts: files.clone(),
                 reason: format!("{e}; commit or stash them, then approve again"),
             },
-            other => Refusal {
+            other => LandingRefusal {
                 reason: other.to_string(),
                 conflicts: Vec::new(),
             },
@@ -64,7 +64,7 @@ impl Refusal {
 
 /// The landed commit's message: the task, its title and the handoff's summary, and a trailer
 /// naming the task so `git log --grep` finds it.
-pub fn message(a: &Approval) -> String {
+pub fn message(a: &ApprovedLanding) -> String {
     let mut text = format!("{}: {}\n", a.id, a.title.trim());
     if let Some(summary) = a.summary.map(str::trim).filter(|s| !s.is_empty()) {
         text.push('\n');
@@ -84,12 +84,12 @@ fn strategy(s: MergeStrategy) -> Strategy {
 }
 
 /// The saved snapshot's commit, or why there is none to land.
-fn snapshot_of(record: &RunRepo) -> Result<&str, Refusal> {
+fn snapshot_of(record: &RunRepo) -> Result<&str, LandingRefusal> {
     record
         .snapshot
         .as_ref()
         .map(|s| s.commit.as_str())
-        .ok_or_else(|| Refusal {
+        .ok_or_else(|| LandingRefusal {
             reason: "the run's change was never saved: there is nothing to land".into(),
             conflicts: Vec::new(),
         })
@@ -97,11 +97,11 @@ fn snapshot_of(record: &RunRepo) -> Result<&str, Refusal> {
 
 /// Computes the commit that lands `record`'s snapshot on its base branch as the branch is now.
 /// Moves no ref and touches no work tree.
-pub fn prepare(record: &RunRepo, a: &Approval) -> Result<Landing, Refusal> {
+pub fn prepare(record: &RunRepo, a: &ApprovedLanding) -> Result<ComputedLanding, LandingRefusal> {
     let repo = Path::new(&record.repo);
     let snapshot = snapshot_of(record)?;
-    let tip =
-        workspace::resolve_branch(repo, &record.base_branch).map_err(|e| Refusal::of(e, a.id))?;
+    let tip = workspace::resolve_branch(repo, &record.base_branch)
+        .map_err(|e| LandingRefusal::of(e, a.id))?;
     let message = message(a);
     let req = LandRequest {
         branch: &record.base_branch,
@@ -111,13 +111,13 @@ pub fn prepare(record: &RunRepo, a: &Approval) -> Result<Landing, Refusal> {
         message: &message,
         onto_latest: a.onto_latest,
     };
-    workspace::prepare_land(repo, &req).map_err(|e| Refusal::of(e, a.id))
+    workspace::prepare_land(repo, &req).map_err(|e| LandingRefusal::of(e, a.id))
 }
 
 /// Moves the base branch to the landing by compare-and-swap, and every clean checkout of it
 /// along.
-pub fn apply(record: &RunRepo, landing: &Landing, id: &str) -> Result<(), Refusal> {
-    workspace::apply_land(Path::new(&record.repo), landing).map_err(|e| Refusal::of(e, id))
+pub fn apply(record: &RunRepo, landing: &ComputedLanding, id: &str) -> Result<(), LandingRefusal> {
+    workspace::apply_land(Path::new(&record.repo), landing).map_err(|e| LandingRefusal::of(e, id))
 }
 
 /// Whether `new` is on `branch` (it is the tip, or the tip came after it): a landing recorded
@@ -165,8 +165,8 @@ struct Intent {
 }
 
 impl Intent {
-    fn landing(&self) -> Landing {
-        Landing {
+    fn landing(&self) -> ComputedLanding {
+        ComputedLanding {
             branch: self.branch.clone(),
             old: self.old.clone(),
             new: self.new.clone(),
@@ -185,17 +185,17 @@ pub struct Landed {
     pub into: String,
 }
 
-fn refusal(reason: String) -> Refusal {
-    Refusal {
+fn refusal(reason: String) -> LandingRefusal {
+    LandingRefusal {
         reason,
         conflicts: Vec::new(),
     }
 }
 
 /// A refusal in repository `name`, said so.
-fn in_repo(name: &Option<String>, r: Refusal) -> Refusal {
+fn in_repo(name: &Option<String>, r: LandingRefusal) -> LandingRefusal {
     match name {
-        Some(name) => Refusal {
+        Some(name) => LandingRefusal {
             reason: format!("repository `{name}`: {}", r.reason),
             conflicts: r.conflicts,
         },
@@ -209,7 +209,7 @@ fn in_repo(name: &Option<String>, r: Refusal) -> Refusal {
 /// a crash is finished as it was found: reported as landed where it all happened, put back and
 /// landed again where it happened in part. The caller records the landing (and then calls
 /// [`forget_intent`]) before it tells anyone.
-pub fn carry_out(run_dir: &Path, a: &Approval) -> Result<Vec<Landed>, Refusal> {
+pub fn carry_out(run_dir: &Path, a: &ApprovedLanding) -> Result<Vec<Landed>, LandingRefusal> {
     let doc = crate::shell::worktrees::read_record(run_dir)
         .ok_or_else(|| refusal(format!("{} records no workspace", run_dir.display())))?;
     if doc.repos.is_empty() {
@@ -263,7 +263,7 @@ pub fn carry_out(run_dir: &Path, a: &Approval) -> Result<Vec<Landed>, Refusal> {
 
 /// A landing noted before a crash: `Some` when it happened in every repository; otherwise what
 /// did happen is put back and the note removed, for a fresh landing.
-fn resume(intent_path: &Path) -> Result<Option<Vec<Landed>>, Refusal> {
+fn resume(intent_path: &Path) -> Result<Option<Vec<Landed>>, LandingRefusal> {
     let Some(prev) = std::fs::read_to_string(intent_path)
         .ok()
         .and_then(|t| serde_json::from_str::<Vec<Intent>>(&t).ok())
@@ -301,7 +301,7 @@ fn put_back(landed: &[Intent]) -> Result<(), String> {
     let mut failed = Vec::new();
     for i in landed.iter().rev() {
         let forward = i.landing();
-        let back = Landing {
+        let back = ComputedLanding {
             old: forward.new.clone(),
             new: forward.old.clone(),
             ..forward
@@ -409,7 +409,7 @@ mod tests {
 
     #[test]
     fn the_message_names_the_task_and_carries_the_summary() {
-        let a = Approval {
+        let a = ApprovedLanding {
             id: "API-7",
             title: " Rate-limit the login endpoint ",
             summary: Some("Added a token bucket.\n"),
@@ -420,7 +420,7 @@ mod tests {
             message(&a),
             "API-7: Rate-limit the login endpoint\n\nAdded a token bucket.\n\nTaskboard-Task: API-7\n"
         );
-        let bare = Approval { summary: None, ..a };
+        let bare = ApprovedLanding { summary: None, ..a };
         assert_eq!(
             message(&bare),
             "API-7: Rate-limit the login endpoint\n\nTaskboard-Task: API-7\n"
@@ -435,7 +435,7 @@ mod tests {
             tip: "bbbbbbbbbbbb".into(),
             conflicts: Vec::new(),
         };
-        let r = Refusal::of(moved, "A-1");
+        let r = LandingRefusal::of(moved, "A-1");
         assert!(r.reason.contains("--onto-latest"), "{}", r.reason);
         assert!(r.conflicts.is_empty());
         let clash = GitError::BranchMoved {
@@ -444,7 +444,7 @@ mod tests {
             tip: "bbbbbbbbbbbb".into(),
             conflicts: vec!["a.rs".into()],
         };
-        let r = Refusal::of(clash, "A-1");
+        let r = LandingRefusal::of(clash, "A-1");
         assert_eq!(r.conflicts, ["a.rs"]);
         assert!(!r.reason.contains("--onto-latest"), "{}", r.reason);
     }

@@ -1,9 +1,11 @@
-//! Locks: one `mkdir` lock per task so no task runs twice, and the run lock so only one
-//! `taskboard run` watches a board.
+//! Locks: one `mkdir` lock per task so no task runs twice, the run lock so only one
+//! `taskboard run` watches a board, and the write lock that orders taskboard's own writes of the
+//! board ([`WriteLock`]).
 //!
 //! Owns: the `.taskboard/locks` folder (one sub-folder per claimed task holding `owner.json`, plus
-//! the `.gate` file that orders breakers against acquirers), the owner record format, the liveness
-//! test of an owner (pid, process start time, boot id, host), and the run lock (an `flock` on
+//! the `.gate` file that orders breakers against acquirers), the owner record format (with the
+//! remote run it supervises, if any), the liveness test of an owner (pid, process start time,
+//! boot id, host), taking over a dead owner's lock in place, and the run lock (an `flock` on
 //! the board's folder itself, with the holder's pid written to `.taskboard/run.lock` for
 //! information only). Whether a pid still lives, and what `/proc` says of a process, it asks
 //! [`crate::shell::process`], which holds the one rule for that (and the one for process groups).
@@ -187,7 +189,7 @@ impl Locks {
     /// component not starting with `.`.
     pub fn try_acquire(&self, id: &str, owner: &Owner) -> io::Result<Option<LockGuardInfo>> {
         check_id(id)?;
-        let _gate = self.gate(Gate::Shared)?;
+        let _gate = self.gate(GateMode::Shared)?;
         let dir = self.root.join(id);
         match fs::create_dir(&dir) {
             Ok(()) => {}
@@ -272,7 +274,7 @@ impl Locks {
         change: impl FnOnce(&mut Owner),
     ) -> io::Result<()> {
         check_id(id)?;
-        let _gate = self.gate(Gate::Shared)?;
+        let _gate = self.gate(GateMode::Shared)?;
         let dir = self.root.join(id);
         match read_state(&dir) {
             Some(LockState::Held(mut owner)) if owner.instance == instance => {
@@ -298,7 +300,7 @@ impl Locks {
     pub fn release(&self, id: &str, instance: &str) -> io::Result<bool> {
         check_id(id)?;
         let away = {
-            let _gate = self.gate(Gate::Shared)?;
+            let _gate = self.gate(GateMode::Shared)?;
             let dir = self.root.join(id);
             match read_state(&dir) {
                 Some(LockState::Held(owner)) if owner.instance == instance => {}
@@ -321,7 +323,7 @@ impl Locks {
     pub fn break_stale(&self, id: &str, seen: &LockState) -> io::Result<bool> {
         check_id(id)?;
         let away = {
-            let _gate = self.gate(Gate::Exclusive)?;
+            let _gate = self.gate(GateMode::Exclusive)?;
             let dir = self.root.join(id);
             match read_state(&dir) {
                 Some(current) if same_lock(&current, seen) => {}
@@ -360,7 +362,7 @@ impl Locks {
     /// runtime and must be followed, not repeated). Returns whether it was taken over.
     pub fn take_over(&self, id: &str, seen: &LockState, owner: &Owner) -> io::Result<bool> {
         check_id(id)?;
-        let _gate = self.gate(Gate::Exclusive)?;
+        let _gate = self.gate(GateMode::Exclusive)?;
         let dir = self.root.join(id);
         match read_state(&dir) {
             Some(current) if same_lock(&current, seen) => {}
@@ -380,7 +382,7 @@ impl Locks {
         };
         let debris: Vec<PathBuf> = {
             // Exclusive: a breaker may still be deciding whether to move its `.broken-*` back.
-            let _gate = self.gate(Gate::Exclusive)?;
+            let _gate = self.gate(GateMode::Exclusive)?;
             entries
                 .filter_map(Result::ok)
                 .filter(|e| {
@@ -398,7 +400,7 @@ impl Locks {
     }
 
     /// Open the gate file and lock it (`exclusive` for breakers, shared otherwise).
-    fn gate(&self, how: Gate) -> io::Result<File> {
+    fn gate(&self, how: GateMode) -> io::Result<File> {
         fs::create_dir_all(&self.root)?;
         let file = OpenOptions::new()
             .read(true)
@@ -407,8 +409,8 @@ impl Locks {
             .truncate(false)
             .open(self.root.join(GATE_FILE))?;
         match how {
-            Gate::Exclusive => file.lock()?,
-            Gate::Shared => file.lock_shared()?,
+            GateMode::Exclusive => file.lock()?,
+            GateMode::Shared => file.lock_shared()?,
         }
         Ok(file)
     }
@@ -465,7 +467,7 @@ fn read_state(dir: &Path) -> Option<LockState> {
 /// How the gate file is held: shared by those who take or read one lock, exclusive by those
 /// who must see no lock change under them.
 #[derive(Debug, Clone, Copy)]
-enum Gate {
+enum GateMode {
     Shared,
     Exclusive,
 }

@@ -48,7 +48,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::cmd::Paint;
-use crate::cmd::tail::{Rendered, Severity, render_event};
+use crate::cmd::tail::{LogSeverity, Rendered, render_event};
 use crate::core::config;
 use crate::core::event::fields_of;
 use crate::shell::config_file;
@@ -63,8 +63,8 @@ pub fn event(line: &str) {
         return;
     }
     match rendered(line).map(|r| r.severity) {
-        Some(Severity::Error) => tracing::error!(target: EVENT_TARGET, record = line),
-        Some(Severity::Warn) => tracing::warn!(target: EVENT_TARGET, record = line),
+        Some(LogSeverity::Error) => tracing::error!(target: EVENT_TARGET, record = line),
+        Some(LogSeverity::Warn) => tracing::warn!(target: EVENT_TARGET, record = line),
         _ => tracing::info!(target: EVENT_TARGET, record = line),
     }
 }
@@ -85,13 +85,13 @@ struct Readable {
 
 /// The message, an event's `record` and any other fields of one log record.
 #[derive(Default)]
-struct Fields {
+struct LogFields {
     message: String,
     record: Option<String>,
     rest: Vec<String>,
 }
 
-impl Visit for Fields {
+impl Visit for LogFields {
     fn record_str(&mut self, field: &Field, value: &str) {
         match field.name() {
             "record" => self.record = Some(value.to_string()),
@@ -108,11 +108,11 @@ impl Visit for Fields {
     }
 }
 
-fn severity_of(level: &Level) -> Severity {
+fn severity_of(level: &Level) -> LogSeverity {
     match *level {
-        Level::ERROR => Severity::Error,
-        Level::WARN => Severity::Warn,
-        _ => Severity::Info,
+        Level::ERROR => LogSeverity::Error,
+        Level::WARN => LogSeverity::Warn,
+        _ => LogSeverity::Info,
     }
 }
 
@@ -127,7 +127,7 @@ where
         mut writer: Writer<'_>,
         event: &tracing::Event<'_>,
     ) -> fmt::Result {
-        let mut fields = Fields::default();
+        let mut fields = LogFields::default();
         event.record(&mut fields);
         let paint = Paint(self.ansi);
         let now = chrono::Utc::now();
@@ -167,9 +167,9 @@ where
                 let time = now.format("%H:%M:%S%.3f").to_string();
                 let line = if self.ansi {
                     let text = match severity {
-                        Severity::Error => paint.red(&text),
-                        Severity::Warn => paint.yellow(&text),
-                        Severity::Info => text,
+                        LogSeverity::Error => paint.red(&text),
+                        LogSeverity::Warn => paint.yellow(&text),
+                        LogSeverity::Info => text,
                     };
                     format!("{} {text}", paint.dim(&time))
                 } else {

@@ -1,5 +1,6 @@
-//! The imperative shell: gathers the core's inputs (the board's bytes, locks, processes, the
-//! clock) and carries out its decisions (writes, spawns, events, files beside the board).
+//! The imperative shell: gathers the core's inputs (the board's bytes, locks, processes, git, the
+//! clock) and carries out its decisions (writes, runs here or on another machine, worktrees and
+//! landings, events, files beside the board).
 //!
 //! Must not decide: what a status means, what to run next, how an ending reads or what a person's
 //! edit was are `core`'s; the shell asks it.

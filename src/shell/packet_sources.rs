@@ -1,5 +1,6 @@
-//! Gathering a work packet's parts from disk: the dependencies' latest handoffs, read without
-//! waiting on a FIFO. The packet's layout and budget are `core::packet`'s.
+//! Gathering a work packet's parts: the task's block from the board, its earlier attempts from
+//! its record, and from disk the dependencies' latest handoffs, read without waiting on a FIFO.
+//! The packet's layout and budget are `core::packet`'s. Writes nothing.
 
 use std::path::Path;
 

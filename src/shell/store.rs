@@ -27,7 +27,7 @@ struct StateFile {
 }
 
 /// Day → route → US dollars.
-type Spend = BTreeMap<String, BTreeMap<String, f64>>;
+type SpendByDay = BTreeMap<String, BTreeMap<String, f64>>;
 
 /// Enough of a file's identity to tell that it was replaced since it was last read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,11 +54,11 @@ fn stamp(path: &Path) -> Option<FileStamp> {
 pub struct Store {
     path: PathBuf,
     pub tasks: BTreeMap<String, TaskRecord>,
-    pub spend: Spend,
+    pub spend: SpendByDay,
     /// Tasks this process changed or forgot since it last merged into the file.
     changed: BTreeSet<String>,
     /// Spend this process recorded since it last merged into the file.
-    spend_added: Spend,
+    spend_added: SpendByDay,
     /// The file as this process last read or wrote it.
     seen: Option<FileStamp>,
     /// The file was removed since this process read it (see [`Store::file_lost`]).
@@ -76,7 +76,7 @@ fn read_file(path: &Path) -> Result<Option<StateFile>, String> {
     }
 }
 
-fn add_spend_to(spend: &mut Spend, day: &str, route: &str, usd: f64) {
+fn add_spend_to(spend: &mut SpendByDay, day: &str, route: &str, usd: f64) {
     *spend
         .entry(day.to_string())
         .or_default()
@@ -115,7 +115,7 @@ impl Store {
                 tasks: file.tasks,
                 spend: file.spend,
                 changed: BTreeSet::new(),
-                spend_added: Spend::new(),
+                spend_added: SpendByDay::new(),
                 seen,
                 lost: false,
             },
@@ -300,7 +300,7 @@ impl Store {
                 Err(_) => StateFile {
                     version: 1,
                     tasks: BTreeMap::new(),
-                    spend: Spend::new(),
+                    spend: SpendByDay::new(),
                 },
             };
             self.adopt(file);

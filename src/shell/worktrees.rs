@@ -2,7 +2,7 @@
 //! worktree belongs to, how much disk it takes, and what git or taskboard no longer knows about.
 //!
 //! Owns reading `.taskboard/worktrees/` and the run folders' `workspace.json` records together;
-//! `doctor` reports from it; [`sweep`] (for `gc` and the runtime's hourly rescan) carries out
+//! `doctor` reports from it; [`sweep`] (for `gc` and each of the runtime's rescans) carries out
 //! `core::workspace::retention` on it. Removal goes through `shell::landing::remove`, which
 //! refuses to lose work that is not in a snapshot. Must not touch the board.
 
@@ -27,14 +27,14 @@ pub struct Found {
     /// Bytes of its files (its `.git` link excluded; hard-linked files counted each time).
     pub bytes: u64,
     /// The newest attempt whose run folder names it: (task, attempt, run folder, record).
-    pub owner: Option<Owner>,
+    pub owner: Option<WorktreeOwner>,
     /// Git lists it as a worktree of the owner's repository (`None`: no owner to ask).
     pub registered: Option<bool>,
 }
 
 /// The attempt a worktree belongs to.
 #[derive(Debug, Clone)]
-pub struct Owner {
+pub struct WorktreeOwner {
     pub task: String,
     pub attempt: u32,
     pub run_dir: PathBuf,
@@ -87,8 +87,8 @@ pub fn inventory(state_dir: &Path) -> Vec<Found> {
 }
 
 /// The newest attempt naming each worktree path, from every run folder's `workspace.json`.
-fn owners(state_dir: &Path) -> BTreeMap<PathBuf, Owner> {
-    let mut out: BTreeMap<PathBuf, Owner> = BTreeMap::new();
+fn owners(state_dir: &Path) -> BTreeMap<PathBuf, WorktreeOwner> {
+    let mut out: BTreeMap<PathBuf, WorktreeOwner> = BTreeMap::new();
     let Ok(tasks) = std::fs::read_dir(state_dir.join("runs")) else {
         return out;
     };
@@ -106,7 +106,7 @@ fn owners(state_dir: &Path) -> BTreeMap<PathBuf, Owner> {
                 let path = PathBuf::from(&repo.path);
                 let newer = out.get(&path).is_none_or(|o| o.attempt <= attempt);
                 if newer {
-                    let owner = Owner {
+                    let owner = WorktreeOwner {
                         task: id.clone(),
                         attempt,
                         run_dir: run.path.clone(),

@@ -298,7 +298,7 @@ fn approved_on_a_task_with_nothing_waiting_lands_nothing_and_says_so_once() {
 #[test]
 fn a_landing_cut_short_after_the_branch_moved_is_finished_by_the_next_start_never_landed_twice() {
     use taskboard::core::config::MergeStrategy;
-    use taskboard::shell::landing::{Approval, carry_out};
+    use taskboard::shell::landing::{ApprovedLanding, carry_out};
     let mut sb = sandbox(
         "approve-crash",
         "# Board\n\n## A-1: Add a line\n- status: ready\n",
@@ -313,7 +313,7 @@ fn a_landing_cut_short_after_the_branch_moved_is_finished_by_the_next_start_neve
     let run_dir = sb.run_dir("A-1", 1);
     let landed = carry_out(
         &run_dir,
-        &Approval {
+        &ApprovedLanding {
             id: "A-1",
             title: "Add a line",
             summary: None,
@@ -535,14 +535,14 @@ fn a_change_across_two_repositories_lands_in_both_or_neither() {
 #[test]
 fn a_landing_across_repositories_found_half_done_is_put_back_and_landed_whole_once() {
     use taskboard::core::config::MergeStrategy;
-    use taskboard::shell::landing::{Approval, carry_out};
+    use taskboard::shell::landing::{ApprovedLanding, carry_out};
     let sb = two_repos("approve-half");
     assert_eq!(sb.once(), 0);
     assert_eq!(sb.status_of("M-1"), "awaiting-approval");
     let (api, web) = (sb.path("api"), sb.path("web"));
     let web0 = git(&web, &["rev-parse", "main"]);
     let run_dir = sb.run_dir("M-1", 1);
-    let approval = Approval {
+    let approval = ApprovedLanding {
         id: "M-1",
         title: "Both",
         summary: None,

@@ -8,14 +8,14 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use taskboard::core::settle::{ProcessEnd, StopCause};
-use taskboard::shell::exec::{self, Finished, RunHandle, SpawnError, Spec};
+use taskboard::shell::exec::{self, AttemptSpec, Finished, LocalHandle, SpawnError};
 
 const WAIT: Duration = Duration::from_secs(20);
 
 use crate::support::TempDir;
 
-fn spec(dir: &TempDir, script: &str) -> Spec {
-    Spec {
+fn spec(dir: &TempDir, script: &str) -> AttemptSpec {
+    AttemptSpec {
         argv: vec!["sh".into(), "-c".into(), script.into()],
         cwd: dir.path().to_path_buf(),
         env: Vec::new(),
@@ -27,13 +27,13 @@ fn spec(dir: &TempDir, script: &str) -> Spec {
     }
 }
 
-fn start(spec: Spec) -> (RunHandle, mpsc::Receiver<Finished>) {
+fn start(spec: AttemptSpec) -> (LocalHandle, mpsc::Receiver<Finished>) {
     let (tx, rx) = mpsc::channel();
     let handle = exec::start(spec, move |f| tx.send(f).unwrap()).expect("start");
     (handle, rx)
 }
 
-fn run(spec: Spec) -> Finished {
+fn run(spec: AttemptSpec) -> Finished {
     let (_handle, rx) = start(spec);
     rx.recv_timeout(WAIT).expect("child did not finish in time")
 }
@@ -361,7 +361,7 @@ fn helper_runtime_that_starts_a_child_and_waits() {
         return;
     };
     let dir = PathBuf::from(dir);
-    let s = Spec {
+    let s = AttemptSpec {
         argv: vec![
             "sh".into(),
             "-c".into(),

@@ -13,7 +13,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use taskboard::core::board::Board;
-use taskboard::core::status::{Precision, Stamp, Status};
+use taskboard::core::status::{Stamp, StampPrecision, Status};
 use taskboard::core::writeback::{Change, Refusal, apply};
 
 fn config() -> Config {
@@ -61,9 +61,9 @@ fn stamp() -> impl Strategy<Value = Stamp> {
         Stamp {
             at: DateTime::from_timestamp(secs, 0).expect("in range"),
             precision: if minute {
-                Precision::Minute
+                StampPrecision::Minute
             } else {
-                Precision::Second
+                StampPrecision::Second
             },
         }
     })

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::{TempDir, git, sh};
-use taskboard::core::workspace::{Change, attempt_names};
+use taskboard::core::workspace::{FileChange, attempt_names};
 use taskboard::shell::workspace::{
     self as ws, GitError, LandRequest, Strategy, apply_land, cleanup_partial, conflicts,
     create_worktree, current_branch, land, list_worktrees, prepare_land, remove_worktree,
@@ -236,19 +236,22 @@ fn a_snapshot_holds_everything_the_run_changed_and_leaves_the_index_alone() {
             .find(|f| f.path == p)
             .unwrap_or_else(|| panic!("{p} in {:?}", snap.files))
     };
-    assert_eq!(find("a.txt").change, Change::Modified);
-    assert_eq!(find("b.txt").change, Change::Modified);
+    assert_eq!(find("a.txt").change, FileChange::Modified);
+    assert_eq!(find("b.txt").change, FileChange::Modified);
     assert_eq!((find("c.txt").insertions, find("c.txt").deletions), (1, 1));
-    assert_eq!(find("new/fresh.txt").change, Change::Added);
-    assert_eq!(find("d.txt").change, Change::Deleted);
+    assert_eq!(find("new/fresh.txt").change, FileChange::Added);
+    assert_eq!(find("d.txt").change, FileChange::Deleted);
     assert_eq!(
         find("e-renamed.txt").change,
-        Change::Renamed {
+        FileChange::Renamed {
             from: "e.txt".into()
         }
     );
     assert!(find("logo.bin").binary && !find("a.txt").binary);
-    assert_eq!(find("new/with space ü\tand tab.txt").change, Change::Added);
+    assert_eq!(
+        find("new/with space ü\tand tab.txt").change,
+        FileChange::Added
+    );
     assert_eq!(snap.files.len(), 8, "{:?}", snap.files);
     // The patch applies where the run began.
     let patch = r.trees.join("run.patch");

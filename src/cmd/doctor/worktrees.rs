@@ -1,6 +1,8 @@
 //! `doctor`'s checks for isolated runs: git new enough, each worktree route's repository and
 //! base branch there, and the worktrees folder: how much disk it takes and what in it git or
 //! taskboard no longer knows about.
+//!
+//! Reads only: it removes nothing (that is `gc`'s) and runs git only to ask.
 
 use std::path::Path;
 

@@ -25,7 +25,7 @@ use crate::shell::event_log::for_each_record_in;
 use crate::shell::fsio::{self, ReadError};
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub struct StatsArgs {
     /// The board file; its events.jsonl (and rotated files) are read.
     #[arg(default_value = "task-board.md")]
     pub board: PathBuf,
@@ -40,7 +40,7 @@ pub struct Args {
     pub html: Option<PathBuf>,
 }
 
-pub fn run(args: &Args) -> CmdResult {
+pub fn run(args: &StatsArgs) -> CmdResult {
     let window = report::parse_window(&args.since)
         .map_err(|e| Failure::new(Exit::Usage, format!("--since {e}")))?;
     let board = &super::resolve_board(&args.board)?;

@@ -25,7 +25,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::core::remote::{self, Outcome, Placement};
+use crate::core::remote::{self, FarEnding, Placement};
 use crate::core::settle::{ProcessEnd, StopCause};
 use crate::shell::exec::{self, CappedLog};
 use crate::shell::process;
@@ -45,7 +45,7 @@ pub enum Engine {
 }
 
 impl Engine {
-    fn launch(&self, job: &Job, launch: &Launch) -> Result<Placement, (String, String)> {
+    fn launch(&self, job: &Job, launch: &RemoteLaunch) -> Result<Placement, (String, String)> {
         match self {
             Engine::Ssh(s) => s.launch(job, launch),
             Engine::Slurm(s) => s.launch(job, launch),
@@ -60,7 +60,7 @@ impl Engine {
         }
     }
 
-    fn wait(&self, shared: &Shared, job: &Job, on_report: &dyn Fn(Report)) -> WaitEnd {
+    fn wait(&self, shared: &RemoteRunShared, job: &Job, on_report: &dyn Fn(Report)) -> WaitEnd {
         match self {
             Engine::Ssh(s) => s.wait(shared, job),
             Engine::Slurm(s) => s.wait(shared, job, on_report),
@@ -103,7 +103,7 @@ impl Engine {
 
 /// A new run's command line, environment and packet.
 #[derive(Debug, Clone)]
-pub struct Launch {
+pub struct RemoteLaunch {
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
     pub stdin: Vec<u8>,
@@ -149,7 +149,7 @@ pub(crate) enum WaitEnd {
 /// A cheap, cloneable handle on a remote run.
 #[derive(Clone)]
 pub struct RemoteHandle {
-    shared: Arc<Shared>,
+    shared: Arc<RemoteRunShared>,
 }
 
 impl std::fmt::Debug for RemoteHandle {
@@ -160,22 +160,22 @@ impl std::fmt::Debug for RemoteHandle {
     }
 }
 
-pub(crate) struct Shared {
+pub(crate) struct RemoteRunShared {
     engine: Engine,
     grace: Duration,
-    state: Mutex<State>,
+    state: Mutex<RemoteRunState>,
     changed: Condvar,
 }
 
-pub(crate) struct State {
+pub(crate) struct RemoteRunState {
     pub(crate) placement: Placement,
     /// Why this side stopped the run, and when it asked.
     stopped: Option<(StopCause, Instant)>,
     ended: bool,
 }
 
-impl Shared {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+impl RemoteRunShared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, RemoteRunState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -212,7 +212,7 @@ impl RemoteHandle {
     }
 }
 
-fn request_stop(shared: &Arc<Shared>, cause: StopCause) {
+fn request_stop(shared: &Arc<RemoteRunShared>, cause: StopCause) {
     {
         let mut state = shared.lock();
         if state.ended || state.stopped.is_some() {
@@ -224,7 +224,7 @@ fn request_stop(shared: &Arc<Shared>, cause: StopCause) {
     spawn_stopper(shared, cause);
 }
 
-fn spawn_stopper(shared: &Arc<Shared>, cause: StopCause) {
+fn spawn_stopper(shared: &Arc<RemoteRunShared>, cause: StopCause) {
     let shared = Arc::clone(shared);
     let _ = thread::Builder::new()
         .name("remote-stop".into())
@@ -232,7 +232,7 @@ fn spawn_stopper(shared: &Arc<Shared>, cause: StopCause) {
 }
 
 /// SIGTERM, then SIGKILL once the grace period is over and the run has not ended.
-fn stopper(shared: &Shared, cause: StopCause) {
+fn stopper(shared: &RemoteRunShared, cause: StopCause) {
     let why = match cause {
         StopCause::Cancelled => "cancelled",
         StopCause::Shutdown => "shutdown",
@@ -251,14 +251,14 @@ fn stopper(shared: &Shared, cause: StopCause) {
 /// calls `on_exit` exactly once.
 pub fn start(
     job: Job,
-    launch: Option<Launch>,
+    launch: Option<RemoteLaunch>,
     on_report: impl Fn(Report) + Send + 'static,
     on_exit: impl FnOnce(exec::Finished) + Send + 'static,
 ) -> std::io::Result<RemoteHandle> {
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(RemoteRunShared {
         engine: job.engine.clone(),
         grace: job.grace,
-        state: Mutex::new(State {
+        state: Mutex::new(RemoteRunState {
             placement: job.placement.clone(),
             stopped: None,
             ended: false,
@@ -279,9 +279,9 @@ pub fn start(
 
 /// Launch (when new), wait, collect, clean up: the run's end as a local run would report it.
 fn drive(
-    shared: &Arc<Shared>,
+    shared: &Arc<RemoteRunShared>,
     job: Job,
-    launch: Option<Launch>,
+    launch: Option<RemoteLaunch>,
     on_report: &dyn Fn(Report),
 ) -> exec::Finished {
     let began = Instant::now();
@@ -332,12 +332,12 @@ fn drive(
     finished(shared, began, outcome, collected)
 }
 
-fn stopped_here(shared: &Shared) -> bool {
+fn stopped_here(shared: &RemoteRunShared) -> bool {
     shared.lock().stopped.is_some()
 }
 
 /// The watchdog: stops the run with [`StopCause::Timeout`] at its deadline.
-fn watchdog(shared: &Arc<Shared>, deadline: Instant) {
+fn watchdog(shared: &Arc<RemoteRunShared>, deadline: Instant) {
     if !shared.ended_by(deadline) {
         request_stop(shared, StopCause::Timeout);
     }
@@ -346,7 +346,7 @@ fn watchdog(shared: &Arc<Shared>, deadline: Instant) {
 /// What came back from the far side.
 #[derive(Default)]
 pub(crate) struct Collected {
-    pub(crate) outcome: Option<Outcome>,
+    pub(crate) outcome: Option<FarEnding>,
     pub(crate) stdout: (String, u64),
     pub(crate) stderr: (String, u64),
 }
@@ -432,7 +432,7 @@ impl<'a> Receiver<'a> {
 
 /// The report of a run that could not be launched or followed.
 fn lost(
-    shared: &Shared,
+    shared: &RemoteRunShared,
     job: &Job,
     began: Instant,
     reason: String,
@@ -452,9 +452,9 @@ fn lost(
 }
 
 fn finished(
-    shared: &Shared,
+    shared: &RemoteRunShared,
     began: Instant,
-    outcome: Result<Outcome, String>,
+    outcome: Result<FarEnding, String>,
     collected: Collected,
 ) -> exec::Finished {
     let stopped_here = shared.lock().stopped.map(|(cause, _)| cause);
@@ -483,7 +483,7 @@ fn finished(
 
 /// Whether a run that cannot be reached now is past the point where the far side has surely
 /// stopped it (its deadline, or a stop asked for long enough ago).
-pub(crate) fn beyond_reach(shared: &Shared, job: &Job) -> bool {
+pub(crate) fn beyond_reach(shared: &RemoteRunShared, job: &Job) -> bool {
     let past_deadline = job.deadline.is_some_and(|d| {
         Instant::now() > d + job.grace + remote::FAR_SIDE_MARGIN + LOST_AFTER_DEADLINE
     });

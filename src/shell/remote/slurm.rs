@@ -15,7 +15,10 @@ use std::thread;
 use std::time::Duration;
 
 use super::command;
-use super::{COLLECTED, Collected, Job, Launch, Receiver, Report, Shared, WaitEnd, beyond_reach};
+use super::{
+    COLLECTED, Collected, Job, Receiver, RemoteLaunch, RemoteRunShared, Report, WaitEnd,
+    beyond_reach,
+};
 use crate::core::remote::{self, JobState, Placement};
 
 /// A route's way to its cluster.
@@ -41,7 +44,7 @@ pub const SLURM_LOG: &str = "slurm.log";
 impl Slurm {
     /// Writes the run's folder and submits it. `Err((reason, message))` when it was not
     /// submitted.
-    pub fn launch(&self, job: &Job, launch: &Launch) -> Result<Placement, (String, String)> {
+    pub fn launch(&self, job: &Job, launch: &RemoteLaunch) -> Result<Placement, (String, String)> {
         let dir = Path::new(&job.placement.dir);
         let write = || -> std::io::Result<()> {
             fs::create_dir_all(dir)?;
@@ -97,7 +100,12 @@ impl Slurm {
 
     /// Follows the job until its `status` file appears or it is over without one; tells
     /// `on_report` once it is on a node.
-    pub(crate) fn wait(&self, shared: &Shared, job: &Job, on_report: &dyn Fn(Report)) -> WaitEnd {
+    pub(crate) fn wait(
+        &self,
+        shared: &RemoteRunShared,
+        job: &Job,
+        on_report: &dyn Fn(Report),
+    ) -> WaitEnd {
         let dir = Path::new(&job.placement.dir);
         let status = dir.join(remote::files::STATUS);
         let mut gone = 0u32;

@@ -14,7 +14,9 @@ use std::thread;
 use std::time::Duration;
 
 use super::command;
-use super::{COLLECTED, Collected, Job, Launch, Receiver, Shared, WaitEnd, beyond_reach};
+use super::{
+    COLLECTED, Collected, Job, Receiver, RemoteLaunch, RemoteRunShared, WaitEnd, beyond_reach,
+};
 use crate::core::remote::{self, Placement};
 use crate::shell::process;
 
@@ -61,7 +63,7 @@ impl Ssh {
 
     /// Starts the run: its folder, its packet, its wrapper; the placement with the executor's
     /// process group when the host reported it. `Err((reason, message))` when it did not start.
-    pub fn launch(&self, job: &Job, launch: &Launch) -> Result<Placement, (String, String)> {
+    pub fn launch(&self, job: &Job, launch: &RemoteLaunch) -> Result<Placement, (String, String)> {
         let dir = job.placement.dir.clone();
         let env = remote::env_file(&launch.env, None, &launch.argv, launch.timeout, job.grace);
         let script = remote::launch_script(&dir, &env);
@@ -100,7 +102,7 @@ impl Ssh {
 
     /// Follows the run until its `status` appears or it is gone; retries a host that does not
     /// answer until the far side has surely stopped the run.
-    pub(crate) fn wait(&self, shared: &Shared, job: &Job) -> WaitEnd {
+    pub(crate) fn wait(&self, shared: &RemoteRunShared, job: &Job) -> WaitEnd {
         let script = remote::wait_script(&job.placement.dir);
         let mut pause = Duration::from_secs(1);
         loop {

@@ -20,7 +20,7 @@ use crate::core::plan::Step;
 use crate::core::settle::{Settlement, SettlementKind};
 use crate::core::status::Status;
 use crate::core::writeback::Change;
-use crate::shell::landing::{self, Approval};
+use crate::shell::landing::{self, ApprovedLanding};
 
 impl Runtime {
     /// Carries out one of the planner's approval steps.
@@ -122,7 +122,7 @@ impl Runtime {
         let title = board.task(&id).map_or("", |t| t.title.as_str()).to_string();
         let summary = landing::summary_of(self.store.tasks.get(&id), attempt);
         let strategy = landing::strategy_for(&self.config, &run_dir);
-        let approval = Approval {
+        let approval = ApprovedLanding {
             id: &id,
             title: &title,
             summary: summary.as_deref(),

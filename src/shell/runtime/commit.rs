@@ -3,8 +3,8 @@
 //!
 //! Owns the order that keeps a crash harmless: endings on record before the board shows them,
 //! a claim's attempt on record before its run starts, the write lock released before any run
-//! starts. Owns the retry of a write that failed. Must not plan (the changes come from `pass`
-//! and `finish`) nor edit the board except through `writeback`.
+//! starts. Owns the retry of a write that failed. Must not plan (the changes come from `pass`,
+//! `finish` and `approve`) nor edit the board except through `writeback`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};

@@ -1,10 +1,11 @@
 //! Taking an ending: a run's end becomes an attempt's ending kept in the task's record, and an
 //! ending that reaches the board is landed.
 //!
-//! Owns what is recorded of a finished attempt (spend, evidence, handoff section, attempt
-//! record, `task_finished`), meeting each kept ending with the board as it is now (write it,
-//! wait, or give way to a person), and what a landed ending implies (memory, events,
-//! deadletter, the review run that follows, the lock's release). The decisions themselves
+//! Owns what is recorded of a finished attempt (spend, evidence or an isolated run's snapshot,
+//! handoff section, attempt record, `task_finished`), meeting each kept ending with the board as
+//! it is now (write it, wait, or give way to a person), and what a landed ending implies (memory,
+//! events, deadletter, the review run that follows, a change put up for approval, the lock's
+//! release). The decisions themselves
 //! (the status to write, the outcome words) are the core's; this module must not write the
 //! board (it hands changes to `commit`).
 

@@ -1,7 +1,9 @@
 //! Launching a run: a claimed task's work, or its review once the work succeeded.
 //!
 //! Owns the run folder, the packet kept in it, the executor's command line and environment,
-//! the evidence snapshot taken before work, and the executor's pid in the task's lock. A run
+//! the evidence snapshot taken before work, where the run goes (started here, handed to
+//! `remote` for a route's remote runner, or to `prepare`'s thread on a worktree route), and the
+//! executor's pid in the task's lock. A run
 //! that cannot start ends at once as a failed attempt (through `finish`). Must not touch the
 //! board: the claim was written by `commit` before the run is launched.
 
@@ -119,7 +121,7 @@ impl Runtime {
         launch: &Launch,
         (board, text): (&Board, &str),
         active: &mut Active,
-    ) -> Result<Option<exec::RunHandle>, NotStarted> {
+    ) -> Result<Option<exec::LocalHandle>, NotStarted> {
         let (id, route) = (launch.id.as_str(), launch.route.as_str());
         let Some(exec_cfg) = self.config.executors.get(route).cloned() else {
             let why = format!("no executor `{route}` is configured");
@@ -140,7 +142,7 @@ impl Runtime {
         }
         let mut env: Vec<(String, String)> = exec_cfg.env.clone().into_iter().collect();
         env.extend(self.run_env(launch, task, &active.run_dir, &active.result_path));
-        let mut spec = exec::Spec {
+        let mut spec = exec::AttemptSpec {
             argv,
             cwd: self.board_dir.clone(),
             env,
@@ -199,7 +201,7 @@ impl Runtime {
         launch: &Launch,
         task: &Task,
         cfg: &WorktreeConfig,
-        spec: exec::Spec,
+        spec: exec::AttemptSpec,
         active: &mut Active,
     ) -> Result<(), NotStarted> {
         let continue_in = self.bounced_from(&launch.id, launch.attempt);
@@ -372,7 +374,7 @@ impl Runtime {
 
     /// A started run (already among the active ones): its pid into the task's lock,
     /// `task_dispatched`, and its supervision.
-    pub(super) fn started(&mut self, id: &str, handle: exec::RunHandle) {
+    pub(super) fn started(&mut self, id: &str, handle: exec::LocalHandle) {
         let pid = handle.pid();
         let run_id = Some(handle.run_id());
         let _ = self

@@ -5,12 +5,15 @@
 //! and saving the state file. The loop's parts live beside it, one job each: `pass` (read,
 //! plan, carry out), `commit` (the compare-and-swap write and what landed), `launch` (starting
 //! a run), `finish` (a run's end to a kept ending, landing it), `recovery` (dead owners' locks
-//! and endings), `files` (handoffs, deadletter), `home` (the board's folder) and `conflicts`.
+//! and endings), `files` (handoffs, deadletter), `home` (the board's folder), `conflicts`,
+//! `isolate` and `prepare` (worktree runs), `approve` (landing or sending back an approved or
+//! rejected change) and `remote` (runs on other machines).
 //! The runtime makes no decision of its own that the core could make; it never edits a byte of
 //! the board except through `writeback`, and every decision goes to `events.jsonl`.
 //!
-//! One thread owns all state and receives [`Msg`]s (watcher signals, executor endings, process
-//! signals) on one channel; executors are supervised by `exec`'s threads. Idle means blocked
+//! One thread owns all state and receives [`Msg`]s (watcher signals, executor endings, remote
+//! runs' reports, prepared worktree runs, process signals) on one channel; executors are
+//! supervised by `exec`'s threads here and `shell::remote`'s for other machines. Idle means blocked
 //! in `recv_timeout` until the next event or the next time-based rule falls due.
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -100,7 +103,7 @@ pub enum Msg {
 /// A started run: a child process here, or a run on another machine.
 #[derive(Debug, Clone)]
 enum RunHandle {
-    Local(exec::RunHandle),
+    Local(exec::LocalHandle),
     Remote(crate::shell::remote::RemoteHandle),
 }
 

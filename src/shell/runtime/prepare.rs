@@ -37,7 +37,7 @@ pub(super) struct Gate {
 struct GateState {
     stop: Option<StopCause>,
     /// The process running now (the setup command, then the executor).
-    running: Option<exec::RunHandle>,
+    running: Option<exec::LocalHandle>,
 }
 
 impl Gate {
@@ -59,7 +59,7 @@ impl Gate {
     }
 
     /// Notes the process now running; one started after a stop was asked is stopped at once.
-    fn running(&self, handle: Option<exec::RunHandle>) {
+    fn running(&self, handle: Option<exec::LocalHandle>) {
         let mut state = self.state();
         if let (Some(cause), Some(h)) = (state.stop, &handle) {
             h.stop(cause);
@@ -72,7 +72,7 @@ impl Gate {
 pub enum Prepared {
     /// The executor runs in `home`, with a worktree of each repository in `repos`.
     Started {
-        handle: exec::RunHandle,
+        handle: exec::LocalHandle,
         home: PathBuf,
         repos: Vec<RunRepo>,
     },
@@ -111,7 +111,7 @@ pub(super) struct Preparation {
     /// bases, when they are all still on disk.
     pub(super) continue_in: Option<Vec<RunRepo>>,
     /// The executor's spec (its `cwd` is set to `home`).
-    pub(super) spec: exec::Spec,
+    pub(super) spec: exec::AttemptSpec,
 }
 
 /// Starts preparing `prep` on a thread of its own; its end arrives as [`Msg::Prepared`], and the
@@ -255,7 +255,7 @@ fn run_setup(
         .map_err(|e| failed(format!("cannot create {}: {e}", run_dir.display())))?;
     let mut env = prep.spec.env.clone();
     env.extend(isolation_env(&prep.home, repos));
-    let spec = exec::Spec {
+    let spec = exec::AttemptSpec {
         argv: argv.to_vec(),
         cwd: prep.home.clone(),
         env,

@@ -38,7 +38,7 @@ impl Runtime {
     pub(super) fn start_remote(
         &mut self,
         launch: &Launch,
-        spec: exec::Spec,
+        spec: exec::AttemptSpec,
         runner: &Runner,
         active: &mut Active,
     ) -> Result<(), NotLaunched> {
@@ -93,7 +93,7 @@ impl Runtime {
             let why = format!("cannot record the remote run in the task's lock: {e}");
             return Err((why, "lock_unavailable"));
         }
-        let far_launch = far::Launch {
+        let far_launch = far::RemoteLaunch {
             argv: spec.argv,
             // The far side sets the run folder's own paths itself.
             env: spec
@@ -119,7 +119,7 @@ impl Runtime {
         id: &str,
         attempt: u32,
         job: Job,
-        launch: Option<far::Launch>,
+        launch: Option<far::RemoteLaunch>,
     ) -> std::io::Result<RemoteHandle> {
         let (reports, ends) = (self.tx.clone(), self.tx.clone());
         let (rid, eid) = (id.to_string(), id.to_string());

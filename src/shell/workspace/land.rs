@@ -32,7 +32,7 @@ pub enum Strategy {
 
 /// A landing computed and not yet applied: applying moves `branch` from `old` to `new`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Landing {
+pub struct ComputedLanding {
     pub branch: String,
     pub old: String,
     pub new: String,
@@ -98,7 +98,7 @@ pub fn conflicts(
 /// still at `expected_tip` (`RefMoved` if not) and, when it moved past the snapshot's base,
 /// that landing onto it was asked for and merges cleanly (`BranchMoved`, `Conflict`). Makes a
 /// commit object and nothing else.
-pub fn prepare_land(repo: &Path, req: &LandRequest) -> Result<Landing, GitError> {
+pub fn prepare_land(repo: &Path, req: &LandRequest) -> Result<ComputedLanding, GitError> {
     let branch = req.branch.strip_prefix("refs/heads/").unwrap_or(req.branch);
     let tip = resolve_branch(repo, branch)?;
     let expected = resolve(repo, &format!("{}^{{commit}}", req.expected_tip))?;
@@ -130,7 +130,7 @@ pub fn prepare_land(repo: &Path, req: &LandRequest) -> Result<Landing, GitError>
         }
         Strategy::Rebase => replay(repo, &tip, &base, &snapshot, req.message)?,
     };
-    Ok(Landing {
+    Ok(ComputedLanding {
         branch: branch.to_string(),
         old: tip,
         new,
@@ -193,7 +193,7 @@ pub(super) fn commit_tree(
 /// files, where the landing rewrites files (`DirtyCheckout`); then moves those checkouts along,
 /// carrying their other changes over. If a checkout cannot follow, the branch is put back and the checkout's
 /// refusal is returned.
-pub fn apply_land(repo: &Path, landing: &Landing) -> Result<(), GitError> {
+pub fn apply_land(repo: &Path, landing: &ComputedLanding) -> Result<(), GitError> {
     let full = format!("refs/heads/{}", landing.branch);
     let moved = |found: String| GitError::RefMoved {
         name: full.clone(),
@@ -322,7 +322,7 @@ fn follow(co: &Path, old: &str, new: &str, dry_run: bool) -> Result<(), GitError
 
 /// Lands `req.snapshot` on `req.branch`: [`prepare_land`], then [`apply_land`]. Returns the
 /// landing (the new commit is `new`).
-pub fn land(repo: &Path, req: &LandRequest) -> Result<Landing, GitError> {
+pub fn land(repo: &Path, req: &LandRequest) -> Result<ComputedLanding, GitError> {
     let landing = prepare_land(repo, req)?;
     apply_land(repo, &landing)?;
     Ok(landing)

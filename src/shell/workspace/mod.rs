@@ -30,7 +30,8 @@ pub mod snapshot;
 pub mod worktree;
 
 pub use land::{
-    LandRequest, Landing, Strategy, apply_land, conflicts, land, prepare_land, update_branch,
+    ComputedLanding, LandRequest, Strategy, apply_land, conflicts, land, prepare_land,
+    update_branch,
 };
 pub use snapshot::{Snapshot, changed_files, snapshot, write_patch};
 pub use worktree::{
