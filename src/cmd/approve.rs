@@ -110,7 +110,7 @@ pub fn approve(args: &ApproveArgs) -> CmdResult {
         .config;
     let (store, _) = Store::load(&w.state_dir.join("state.json"));
     let approval = store
-        .tasks
+        .tasks()
         .get(id)
         .and_then(|r| r.memory.approval.clone())
         .ok_or_else(|| Failure::new(Exit::Findings, format!("no change of {id} is on record")))?;
@@ -149,7 +149,7 @@ fn land(
     attempt: u32,
 ) -> Result<Vec<Landed>, landing::LandingRefusal> {
     let strategy = landing::strategy_for(config, run_dir);
-    let summary = landing::summary_of(store.tasks.get(id), attempt);
+    let summary = landing::summary_of(store.tasks().get(id), attempt);
     let approval = ApprovedLanding {
         id,
         title: &w.title,

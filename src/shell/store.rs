@@ -4,7 +4,7 @@
 //! Owns `.taskboard/state.json` (written atomically, merged record by record so that a `run` and
 //! a `once` serving one board share it). It never reads or writes the board.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -53,7 +53,8 @@ fn stamp(path: &Path) -> Option<FileStamp> {
 /// learns about a task (an attempt, an ending, a person's decision) every other one knows.
 pub struct Store {
     path: PathBuf,
-    pub tasks: BTreeMap<String, TaskRecord>,
+    /// Read through [`Store::tasks`]; changed only through the methods that note the change.
+    tasks: BTreeMap<String, TaskRecord>,
     pub spend: SpendByDay,
     /// Tasks this process changed or forgot since it last merged into the file.
     changed: BTreeSet<String>,
@@ -63,6 +64,10 @@ pub struct Store {
     seen: Option<FileStamp>,
     /// The file was removed since this process read it (see [`Store::file_lost`]).
     lost: bool,
+    /// Each record's JSON as last written, for records not changed since: a save serialises
+    /// only what changed (a busy runtime saves after every claim and ending, and serialising
+    /// every record each time grew with the board's history).
+    rendered: HashMap<String, String>,
 }
 
 fn read_file(path: &Path) -> Result<Option<StateFile>, String> {
@@ -118,9 +123,15 @@ impl Store {
                 spend_added: SpendByDay::new(),
                 seen,
                 lost: false,
+                rendered: HashMap::new(),
             },
             warning,
         )
+    }
+
+    /// Every task's record, by ID.
+    pub fn tasks(&self) -> &BTreeMap<String, TaskRecord> {
+        &self.tasks
     }
 
     pub fn record_mut(&mut self, id: &str) -> &mut TaskRecord {
@@ -231,6 +242,8 @@ impl Store {
     }
 
     fn adopt(&mut self, file: StateFile) {
+        // Records now come from the file: what was rendered may not describe them.
+        self.rendered.clear();
         if std::mem::take(&mut self.lost) {
             self.keep_what_the_file_lacks(&file);
         }
@@ -305,15 +318,8 @@ impl Store {
             };
             self.adopt(file);
         }
-        let file = StateFile {
-            version: 1,
-            tasks: std::mem::take(&mut self.tasks),
-            spend: std::mem::take(&mut self.spend),
-        };
-        let json = serde_json::to_vec(&file);
-        self.tasks = file.tasks;
-        self.spend = file.spend;
-        crate::shell::fsio::atomic_write(&self.path, &json.map_err(io::Error::other)?)?;
+        let json = self.render().map_err(io::Error::other)?;
+        crate::shell::fsio::atomic_write(&self.path, &json)?;
         self.changed.clear();
         self.spend_added.clear();
         self.seen = stamp(&self.path);
@@ -321,9 +327,84 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The file's text, as `serde_json` writes a [`StateFile`], from each record's rendering:
+    /// records changed since the last save are serialised again, the others reused.
+    fn render(&mut self) -> serde_json::Result<Vec<u8>> {
+        let mut rendered = HashMap::with_capacity(self.tasks.len());
+        let mut out =
+            Vec::with_capacity(64 + self.rendered.values().map(String::len).sum::<usize>());
+        out.extend_from_slice(br#"{"version":1,"tasks":{"#);
+        for (n, (id, rec)) in self.tasks.iter().enumerate() {
+            let text = match self.rendered.remove(id) {
+                Some(text) if !self.changed.contains(id) => text,
+                _ => serde_json::to_string(rec)?,
+            };
+            if n > 0 {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut out, id)?;
+            out.push(b':');
+            out.extend_from_slice(text.as_bytes());
+            rendered.insert(id.clone(), text);
+        }
+        out.extend_from_slice(br#"},"spend":"#);
+        serde_json::to_writer(&mut out, &self.spend)?;
+        out.push(b'}');
+        self.rendered = rendered;
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `serde_json` writes for the store's records and spend as they are now.
+    fn whole(store: &Store) -> Vec<u8> {
+        let file = StateFile {
+            version: 1,
+            tasks: store.tasks.clone(),
+            spend: store.spend.clone(),
+        };
+        serde_json::to_vec(&file).unwrap()
+    }
+
+    #[test]
+    fn a_save_writes_what_serialising_every_record_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
+        let (mut a, _) = Store::load(&path);
+        let saved = |a: &mut Store| {
+            a.save().unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), whole(a));
+        };
+        for n in 0..20 {
+            a.record_mut(&format!("T-{n}")).memory.attempts = n;
+        }
+        a.record_mut("Q-\"1").review_feedback = Some("a \"quoted\"\nnote".into());
+        saved(&mut a);
+        // One record changed, one forgotten, one gone missing, spend added: only they move.
+        a.record_mut("T-3").memory.attempts = 9;
+        a.forget("T-4");
+        let now = chrono::Utc::now();
+        a.note_presence(|id| id != "T-5", now);
+        a.add_spend(day, "r", 0.25);
+        saved(&mut a);
+        // Another process wrote the file: its records replace what was rendered.
+        let (mut b, _) = Store::load(&path);
+        b.record_mut("T-6").memory.attempts = 42;
+        b.save().unwrap();
+        a.record_mut("T-7").memory.attempts = 7;
+        saved(&mut a);
+        assert_eq!(Store::peek(&path)["T-6"].memory.attempts, 42);
+        assert_eq!(Store::peek(&path)["T-3"].memory.attempts, 9);
+        // Nothing changed: nothing written, and the next change still lands whole.
+        saved(&mut a);
+        a.record_mut("T-0").memory.attempts = 1;
+        saved(&mut a);
+    }
 
     #[test]
     fn a_removed_state_file_loses_nothing_known_and_overrides_nothing_newer() {
@@ -369,14 +450,14 @@ mod tests {
         store.record_mut("A-1").memory.attempts = 2;
         let t0 = Utc::now();
         store.note_presence(|_| false, t0);
-        assert_eq!(store.tasks["A-1"].memory.attempts, 2);
+        assert_eq!(store.tasks()["A-1"].memory.attempts, 2);
         store.note_presence(|_| true, t0 + chrono::TimeDelta::hours(1));
-        assert_eq!(store.tasks["A-1"].missing_since, None);
+        assert_eq!(store.tasks()["A-1"].missing_since, None);
         store.note_presence(|_| false, t0 + chrono::TimeDelta::hours(2));
         store.note_presence(|_| false, t0 + chrono::TimeDelta::hours(20));
-        assert!(store.tasks.contains_key("A-1"));
+        assert!(store.tasks().contains_key("A-1"));
         store.note_presence(|_| false, t0 + chrono::TimeDelta::hours(27));
-        assert!(!store.tasks.contains_key("A-1"));
+        assert!(!store.tasks().contains_key("A-1"));
     }
 
     #[test]

@@ -62,7 +62,7 @@ impl Runtime {
     pub(super) fn approval_requested(&mut self, id: &str, attempt: u32) {
         let run_dir = self
             .store
-            .tasks
+            .tasks()
             .get(id)
             .and_then(|r| {
                 r.history
@@ -98,7 +98,7 @@ impl Runtime {
 
     /// The run folder of the change waiting for approval of task `id`.
     fn approval_run_dir(&self, id: &str) -> Option<PathBuf> {
-        let approval = self.store.tasks.get(id)?.memory.approval.as_ref()?;
+        let approval = self.store.tasks().get(id)?.memory.approval.as_ref()?;
         Some(self.state_dir.join(&approval.run_dir))
     }
 
@@ -120,7 +120,7 @@ impl Runtime {
             return;
         };
         let title = board.task(&id).map_or("", |t| t.title.as_str()).to_string();
-        let summary = landing::summary_of(self.store.tasks.get(&id), attempt);
+        let summary = landing::summary_of(self.store.tasks().get(&id), attempt);
         let strategy = landing::strategy_for(&self.config, &run_dir);
         let approval = ApprovedLanding {
             id: &id,

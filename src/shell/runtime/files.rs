@@ -70,7 +70,7 @@ impl Runtime {
         };
         let attempts = self
             .store
-            .tasks
+            .tasks()
             .get(id)
             .map(|r| r.history.clone())
             .unwrap_or_default();

@@ -73,7 +73,7 @@ impl Runtime {
                 gathered.on_the_way.insert(id);
                 continue;
             }
-            let rec = &self.store.tasks[&id];
+            let rec = &self.store.tasks()[&id];
             let Some(ending) = rec.ending.clone() else {
                 continue;
             };
@@ -280,13 +280,13 @@ impl Runtime {
     ) -> bool {
         let series_start = self
             .store
-            .tasks
+            .tasks()
             .get(id)
             .map_or(0, |r| r.memory.series_start);
         let in_series = settle::in_series(active.attempt, series_start);
         // A review settles for the route of the work it reviews.
         let route = match &active.phase {
-            Phase::Review => self.store.tasks.get(id).and_then(|r| r.work_route()),
+            Phase::Review => self.store.tasks().get(id).and_then(|r| r.work_route()),
             Phase::Work { .. } => None,
         }
         .unwrap_or(&active.route)

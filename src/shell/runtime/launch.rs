@@ -286,7 +286,7 @@ impl Runtime {
     /// on record is that review): the next attempt goes on in it.
     fn bounced_from(&self, id: &str, attempt: u32) -> Option<Vec<RunRepo>> {
         let prev = attempt.checked_sub(1)?;
-        let last = self.store.tasks.get(id)?.history.last()?;
+        let last = self.store.tasks().get(id)?.history.last()?;
         let reviewed = last.attempt == prev && last.phase.as_deref() == Some("review");
         reviewed.then(|| self.work_workspace(id, prev)).flatten()
     }
@@ -294,7 +294,7 @@ impl Runtime {
     /// The repositories of attempt `attempt`'s work run of task `id`, as its run folder records
     /// them.
     pub(super) fn work_workspace(&self, id: &str, attempt: u32) -> Option<Vec<RunRepo>> {
-        let rec = self.store.tasks.get(id)?;
+        let rec = self.store.tasks().get(id)?;
         let work = rec
             .history
             .iter()
@@ -312,7 +312,7 @@ impl Runtime {
         run_dir: &Path,
     ) -> String {
         let id = launch.id.as_str();
-        let record = self.store.tasks.get(id);
+        let record = self.store.tasks().get(id);
         let review = (launch.phase == Phase::Review).then(|| packet::Review {
             handoff: String::new(),
             diff: record.and_then(|r| r.history.last()).and_then(|a| {

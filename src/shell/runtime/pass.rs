@@ -454,7 +454,7 @@ impl Runtime {
 
     /// A `taskboard retry` of task `id` (see [`crate::core::memory::TaskRecord::start_series`]).
     pub(super) fn start_series(&mut self, id: &str) {
-        if !self.store.tasks.contains_key(id) {
+        if !self.store.tasks().contains_key(id) {
             return;
         }
         let agent = self.config.runtime.agent.clone();

@@ -31,7 +31,7 @@ impl Runtime {
         let owner = Owner::current(&self.instance, now);
         match self.locks.try_acquire(id, &owner) {
             Ok(Some(_)) => {
-                if let Some(ending) = self.store.tasks.get(id).and_then(|r| r.ending.clone()) {
+                if let Some(ending) = self.store.tasks().get(id).and_then(|r| r.ending.clone()) {
                     self.emit(
                         Some(id),
                         EventKind::EndingKept {
@@ -60,7 +60,7 @@ impl Runtime {
     pub(super) fn keep_endings_for_next_start(&mut self) {
         let kept: Vec<(String, PendingEnding)> = self
             .store
-            .tasks
+            .tasks()
             .iter()
             .filter_map(|(id, r)| Some((id.clone(), r.ending.clone()?)))
             .filter(|(id, _)| {
