@@ -67,7 +67,7 @@ impl Owner {
             pid,
             host: hostname(),
             boot_id: boot_id(),
-            start_time: process_start_time(pid),
+            start_time: own_start_time(),
             instance: instance.to_owned(),
             acquired_at: now,
             executor_pgid: None,
@@ -143,6 +143,12 @@ pub fn is_stale(state: &LockState, grace: Duration) -> Option<String> {
 /// The process start time (field 22 of `/proc/<pid>/stat`), where the platform has it.
 pub fn process_start_time(pid: u32) -> Option<u64> {
     process::start_time(pid)
+}
+
+/// This process's start time, read once: every lock it takes records it.
+fn own_start_time() -> Option<u64> {
+    static START: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *START.get_or_init(|| process_start_time(std::process::id()))
 }
 
 /// What a lock folder holds.
