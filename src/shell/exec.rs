@@ -29,7 +29,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
@@ -484,13 +484,15 @@ fn start_helpers(
     if let Some(pipe) = child.stderr.take() {
         spawn_reader("exec-stderr", pipe, Arc::clone(&stderr))?;
     }
-    if let Some(mut pipe) = child.stdin.take() {
-        let input = spec.stdin.clone();
+    if let Some(pipe) = child.stdin.take()
+        && let Some((mut pipe, written)) = write_what_fits(pipe, &spec.stdin)
+    {
+        let rest = spec.stdin[written..].to_vec();
         // Detached: it ends when everything is written or the reader side closes (EPIPE).
         thread::Builder::new()
             .name("exec-stdin".to_string())
             .spawn(move || {
-                let _ = pipe.write_all(&input);
+                let _ = pipe.write_all(&rest);
             })?;
     }
     let deadline = spec.timeout.map(|t| Instant::now() + t);
@@ -503,6 +505,31 @@ fn start_helpers(
         stdout,
         stderr,
     })
+}
+
+/// Writes as much of `input` into the executor's stdin as the pipe takes without waiting (a
+/// packet usually fits whole: then the pipe is closed here and no writer thread is needed).
+/// `Some((pipe, written))` when the rest must wait for the executor to read, with the pipe
+/// blocking again.
+fn write_what_fits(mut pipe: ChildStdin, input: &[u8]) -> Option<(ChildStdin, usize)> {
+    if rustix::io::ioctl_fionbio(&pipe, true).is_err() {
+        return Some((pipe, 0));
+    }
+    let mut written = 0;
+    while written < input.len() {
+        match pipe.write(&input[written..]) {
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Blocking again for the writer thread (an ioctl that worked a moment ago).
+                let _ = rustix::io::ioctl_fionbio(&pipe, false);
+                return Some((pipe, written));
+            }
+            // The executor closed its stdin (EPIPE) or the pipe failed: nothing more to write.
+            Err(_) => return None,
+        }
+    }
+    None
 }
 
 /// Applies the timeout and the SIGTERM -> SIGKILL escalation until the leader has ended.

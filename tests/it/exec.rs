@@ -117,6 +117,22 @@ fn stdin_reaches_the_child() {
     );
 }
 
+/// A packet larger than a pipe holds: what does not fit at once is written as the child reads,
+/// every byte in order, then stdin is closed.
+#[test]
+fn a_stdin_larger_than_the_pipe_reaches_the_child_whole() {
+    let dir = TempDir::new("stdin-large");
+    let mut s = spec(&dir, "cat > got.bin");
+    let input: Vec<u8> = (0..(3u32 << 20)).map(|n| (n % 251) as u8).collect();
+    s.stdin = input.clone();
+    let f = run(s);
+    assert_eq!(f.ending, ProcessEnd::Exited(0));
+    assert!(
+        fs::read(dir.path().join("got.bin")).unwrap() == input,
+        "stdin arrived cut or out of order"
+    );
+}
+
 #[test]
 fn child_that_ignores_a_large_stdin_still_finishes() {
     let dir = TempDir::new("stdin-ignored");
