@@ -27,6 +27,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -478,12 +479,17 @@ fn start_helpers(
 ) -> io::Result<Helpers> {
     let stdout = Arc::new(Stream::new(Capture::new(stdout_log, spec.output_cap)));
     let stderr = Arc::new(Stream::new(Capture::new(stderr_log, spec.output_cap)));
-    if let Some(pipe) = child.stdout.take() {
-        spawn_reader("exec-stdout", pipe, Arc::clone(&stdout))?;
-    }
-    if let Some(pipe) = child.stderr.take() {
-        spawn_reader("exec-stderr", pipe, Arc::clone(&stderr))?;
-    }
+    let pipes = [
+        child
+            .stdout
+            .take()
+            .map(|p| (File::from(OwnedFd::from(p)), Arc::clone(&stdout))),
+        child
+            .stderr
+            .take()
+            .map(|p| (File::from(OwnedFd::from(p)), Arc::clone(&stderr))),
+    ];
+    spawn_output_reader(pipes.into_iter().flatten().collect())?;
     if let Some(pipe) = child.stdin.take()
         && let Some((mut pipe, written)) = write_what_fits(pipe, &spec.stdin)
     {
@@ -637,29 +643,57 @@ impl Stream {
     }
 }
 
-fn spawn_reader(
-    name: &str,
-    mut pipe: impl Read + Send + 'static,
-    stream: Arc<Stream>,
-) -> io::Result<()> {
+/// One thread reads both of the executor's output pipes (a thread per pipe doubled the
+/// threads each run starts): it waits until either has something, reads that, and marks a
+/// stream ended at its EOF.
+fn spawn_output_reader(mut pipes: Vec<(File, Arc<Stream>)>) -> io::Result<()> {
+    use rustix::event::{PollFd, PollFlags, poll};
     thread::Builder::new()
-        .name(name.to_string())
+        .name("exec-output".to_string())
         .spawn(move || {
             let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                match pipe.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => stream.lock().push(&buf[..n]),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(_) => break,
-                }
+            while !pipes.is_empty() {
+                let ready: Vec<bool> = {
+                    let mut fds: Vec<PollFd<'_>> = pipes
+                        .iter()
+                        .map(|(pipe, _)| PollFd::new(pipe, PollFlags::IN))
+                        .collect();
+                    match poll(&mut fds, None) {
+                        Ok(_) => fds.iter().map(|fd| !fd.revents().is_empty()).collect(),
+                        Err(rustix::io::Errno::INTR) => continue,
+                        // Cannot wait on them together: read each to its end in turn.
+                        Err(_) => vec![true; fds.len()],
+                    }
+                };
+                let mut n = 0;
+                pipes.retain_mut(|(pipe, stream)| {
+                    n += 1;
+                    !ready[n - 1] || read_some(pipe, stream, &mut buf)
+                });
             }
-            let mut cap = stream.lock();
-            cap.eof = true;
-            cap.finalize();
-            stream.ended.notify_all();
         })?;
     Ok(())
+}
+
+/// One read from a pipe into its stream; `false` (and the stream marked ended) at EOF or on
+/// an error.
+fn read_some(pipe: &mut File, stream: &Stream, buf: &mut [u8]) -> bool {
+    loop {
+        match pipe.read(buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                stream.lock().push(&buf[..n]);
+                return true;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    let mut cap = stream.lock();
+    cap.eof = true;
+    cap.finalize();
+    stream.ended.notify_all();
+    false
 }
 
 /// Keeps at most `cap` bytes of a stream on disk: everything while it fits; once it overflows,

@@ -133,6 +133,26 @@ fn a_stdin_larger_than_the_pipe_reaches_the_child_whole() {
     );
 }
 
+/// Both output streams full at once: each is read as it fills, so neither blocks the child,
+/// and every byte of each is counted and kept whole in its own log.
+#[test]
+fn stdout_and_stderr_filling_together_are_both_read_whole() {
+    let dir = TempDir::new("two-streams");
+    let script = "i=0; while [ $i -lt 400 ]; do \
+                  head -c 2000 /dev/zero | tr '\\0' o; head -c 2000 /dev/zero | tr '\\0' e >&2; \
+                  i=$((i+1)); done; echo end-out; echo end-err >&2";
+    let mut s = spec(&dir, script);
+    s.output_cap = 8 << 20;
+    let f = run(s);
+    assert_eq!(f.ending, ProcessEnd::Exited(0));
+    assert_eq!((f.stdout_bytes, f.stderr_bytes), (800_008, 800_008));
+    let out = fs::read(dir.path().join("stdout.log")).unwrap();
+    let err = fs::read(dir.path().join("stderr.log")).unwrap();
+    assert!(out.len() == 800_008 && out[..800_000].iter().all(|&b| b == b'o'));
+    assert!(err.len() == 800_008 && err[..800_000].iter().all(|&b| b == b'e'));
+    assert!(f.stdout_tail.ends_with("end-out\n") && f.stderr_tail.ends_with("end-err\n"));
+}
+
 #[test]
 fn child_that_ignores_a_large_stdin_still_finishes() {
     let dir = TempDir::new("stdin-ignored");
