@@ -16,13 +16,16 @@
 
 use std::collections::HashSet;
 use std::ops::Range;
+use std::sync::Arc;
 
 use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag};
 
 use crate::core::status::{Status, StatusError, is_task_id};
 
 mod conflicts;
+mod text;
 pub use conflicts::{Marker, MarkerKind, conflict_markers, conflict_regions, conflict_summary};
+pub use text::Text;
 
 /// A parsed board. Ranges are byte offsets into the text it was parsed from (BOM included).
 #[derive(Debug, Clone, PartialEq)]
@@ -39,9 +42,9 @@ pub struct Board {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Task {
     /// The ID as written (for a task with an [`IdProblem`], the first word of its heading).
-    pub id: String,
+    pub id: Text,
     pub id_problem: Option<IdProblem>,
-    pub title: String,
+    pub title: Text,
     pub level: u8,
     /// The heading line, line ending included.
     pub heading: Range<usize>,
@@ -63,8 +66,8 @@ pub enum IdProblem {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Field {
     /// The key as written, without bold markers.
-    pub key: String,
-    pub value: String,
+    pub key: Text,
+    pub value: Text,
     pub key_range: Range<usize>,
     /// The value, without surrounding backticks when it is wrapped in them.
     pub value_range: Range<usize>,
@@ -73,7 +76,7 @@ pub struct Field {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatusField {
-    pub raw: String,
+    pub raw: Text,
     /// The token's bytes: exactly what a writeback replaces.
     pub range: Range<usize>,
     pub parsed: Result<Status, StatusError>,
@@ -124,7 +127,8 @@ impl Board {
             .filter(|b| matches!(b.kind, BlockKind::Heading { atx: true, .. }))
             .count();
         let mut tasks = Vec::with_capacity(headings);
-        tasks.extend((0..blocks.len()).filter_map(|i| task_at(text, &blocks, &items, i)));
+        let source = Source::new(text, 0..text.len());
+        tasks.extend((0..blocks.len()).filter_map(|i| task_at(text, &source, &blocks, &items, i)));
         Board {
             tasks,
             line_starts: line_starts(text),
@@ -215,23 +219,25 @@ impl Board {
         for item in &mut self.items[ia + mid_items_len..] {
             *item = moved(*item, delta);
         }
-        self.splice_tasks(new_text, start, old_end, a..a + mid_len, delta);
+        self.splice_tasks(new_text, start..end, old_end, a..a + mid_len, delta);
         let changed = prefix..old_text.len() - suffix;
         splice_line_starts(&mut self.line_starts, new_text, changed, delta);
         Ok(self)
     }
 
-    /// Replaces the tasks whose headings lie in `start..old_end` of the old text with those of
-    /// `mid` (indices into the new blocks), moves the tasks after them by `delta`, and finds
-    /// again the block ends of earlier tasks that reached into the re-parsed span.
+    /// Replaces the tasks whose headings lie in `span.start..old_end` of the old text with those
+    /// of `mid` (indices into the new blocks, which lie in `span` of the new text), moves the
+    /// tasks after them by `delta`, and finds again the block ends of earlier tasks that reached
+    /// into the re-parsed span.
     fn splice_tasks(
         &mut self,
         text: &str,
-        start: usize,
+        span: Range<usize>,
         old_end: usize,
         mid: Range<usize>,
         delta: isize,
     ) {
+        let start = span.start;
         let before = self.tasks.partition_point(|t| t.heading.start < start);
         let kept = self.tasks.partition_point(|t| t.heading.start < old_end);
         for task in self.tasks[..before]
@@ -243,8 +249,10 @@ impl Board {
                 .partition_point(|b| b.range.start < task.heading.start);
             task.block.end = block_end(text, &self.blocks, i, task.level);
         }
+        // The new tasks' pieces share a copy of the span only, not of the whole text.
+        let source = Source::new(text, span);
         let new: Vec<Task> = mid
-            .filter_map(|i| task_at(text, &self.blocks, &self.items, i))
+            .filter_map(|i| task_at(text, &source, &self.blocks, &self.items, i))
             .collect();
         let new_len = new.len();
         self.tasks.splice(before..kept, new);
@@ -291,8 +299,35 @@ impl Board {
     }
 }
 
+/// A copy of `range` of a board's text, which the [`Text`]s of a parse share.
+struct Source {
+    copy: Arc<str>,
+    at: usize,
+}
+
+impl Source {
+    fn new(text: &str, range: Range<usize>) -> Source {
+        Source {
+            at: range.start,
+            copy: Arc::from(&text[range]),
+        }
+    }
+
+    /// `part`, a slice of `text` (the text this is a copy of a range of), as a [`Text`].
+    fn text(&self, text: &str, part: &str) -> Text {
+        let start = part.as_ptr() as usize - text.as_ptr() as usize - self.at;
+        Text::new(&self.copy, start..start + part.len())
+    }
+}
+
 /// The task whose heading is top-level block `i`, if that block is one.
-fn task_at(text: &str, blocks: &[Block], items: &[usize], i: usize) -> Option<Task> {
+fn task_at(
+    text: &str,
+    source: &Source,
+    blocks: &[Block],
+    items: &[usize],
+    i: usize,
+) -> Option<Task> {
     let block = &blocks[i];
     let BlockKind::Heading { level, atx: true } = block.kind else {
         return None;
@@ -306,11 +341,11 @@ fn task_at(text: &str, blocks: &[Block], items: &[usize], i: usize) -> Option<Ta
             ..
         }) => items[own.clone()]
             .iter()
-            .filter_map(|&start| parse_field(text, start))
+            .filter_map(|&start| parse_field(text, source, start))
             .collect(),
         _ => Vec::new(),
     };
-    let (id, id_problem, title) = match split_id(text, &content) {
+    let (id, id_problem, title) = match split_id(&text[content.clone()]) {
         Some((id, title)) => (id, None, title),
         None => {
             // Only a heading that claims to be a task (it has a status) is one.
@@ -320,8 +355,8 @@ fn task_at(text: &str, blocks: &[Block], items: &[usize], i: usize) -> Option<Ta
             {
                 return None;
             }
-            let (word, title) = first_word(text, &content);
-            let problem = if is_unsafe_component(&word) {
+            let (word, title) = first_word(&text[content]);
+            let problem = if is_unsafe_component(word) {
                 IdProblem::Unsafe
             } else {
                 IdProblem::Malformed
@@ -338,9 +373,9 @@ fn task_at(text: &str, blocks: &[Block], items: &[usize], i: usize) -> Option<Ta
             parsed: Status::parse(&f.value),
         });
     Some(Task {
-        id,
+        id: source.text(text, id),
         id_problem,
-        title,
+        title: source.text(text, title),
         level,
         heading: heading.clone(),
         block: heading.start..block_end(text, blocks, i, level),
@@ -564,8 +599,7 @@ fn heading_content(text: &str, heading: &Range<usize>) -> Range<usize> {
 }
 
 /// Splits `ID[:|-|–|—] title` into the ID and the title, when the content starts with a task ID.
-fn split_id(text: &str, content: &Range<usize>) -> Option<(String, String)> {
-    let s = &text[content.clone()];
+fn split_id(s: &str) -> Option<(&str, &str)> {
     let id_len = id_prefix_len(s)?;
     let rest = s[id_len..].trim_start_matches(is_blank);
     let rest = rest
@@ -574,7 +608,7 @@ fn split_id(text: &str, content: &Range<usize>) -> Option<(String, String)> {
         .or_else(|| rest.strip_prefix('–'))
         .or_else(|| rest.strip_prefix('—'))
         .unwrap_or(rest);
-    Some((s[..id_len].to_string(), rest.trim().to_string()))
+    Some((&s[..id_len], rest.trim()))
 }
 
 /// The length of the task ID at the start of `s`, if it starts with one that ends at a boundary
@@ -607,13 +641,12 @@ fn id_prefix_len(s: &str) -> Option<usize> {
 }
 
 /// For a heading that claims a status but has no valid ID: its first word as the claimed ID.
-fn first_word(text: &str, content: &Range<usize>) -> (String, String) {
-    let s = &text[content.clone()];
+fn first_word(s: &str) -> (&str, &str) {
     let end = s
         .find(|c: char| c.is_whitespace() || c == ':')
         .unwrap_or(s.len());
     let rest = s[end..].trim_start_matches([' ', '\t', ':']);
-    (s[..end].to_string(), rest.trim().to_string())
+    (&s[..end], rest.trim())
 }
 
 /// Would this string be dangerous as a single path component?
@@ -633,7 +666,7 @@ fn is_blank(c: char) -> bool {
 }
 
 /// A `key: value` field from the first line of a list item starting at `item_start`.
-fn parse_field(text: &str, item_start: usize) -> Option<Field> {
+fn parse_field(text: &str, source: &Source, item_start: usize) -> Option<Field> {
     let rest = &text[item_start..];
     // Byte searches: every byte they look for is ASCII, so they find what a `char` search would.
     let line_len = rest
@@ -692,8 +725,8 @@ fn parse_field(text: &str, item_start: usize) -> Option<Field> {
         quoted = true;
     }
     Some(Field {
-        key: key.to_string(),
-        value: value.to_string(),
+        key: source.text(text, key),
+        value: source.text(text, value),
         key_range: key_at..key_at + key.len(),
         value_range: value_at..value_at + value.len(),
         quoted,
@@ -705,7 +738,11 @@ mod tests {
     use super::*;
 
     fn ids(text: &str) -> Vec<String> {
-        Board::parse(text).tasks.into_iter().map(|t| t.id).collect()
+        Board::parse(text)
+            .tasks
+            .into_iter()
+            .map(|t| t.id.to_string())
+            .collect()
     }
 
     #[test]

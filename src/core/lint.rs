@@ -291,7 +291,7 @@ impl Linter<'_> {
             severity,
             line,
             column,
-            task: Some(task.id.clone()),
+            task: Some(task.id.to_string()),
             message,
         });
     }
