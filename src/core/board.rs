@@ -315,8 +315,13 @@ impl Source {
 
     /// `part`, a slice of `text` (the text this is a copy of a range of), as a [`Text`].
     fn text(&self, text: &str, part: &str) -> Text {
-        let start = part.as_ptr() as usize - text.as_ptr() as usize - self.at;
-        Text::new(&self.copy, start..start + part.len())
+        let start = part.as_ptr() as usize - text.as_ptr() as usize;
+        self.range(start..start + part.len())
+    }
+
+    /// `range` of the text this is a copy of a range of, as a [`Text`].
+    fn range(&self, range: Range<usize>) -> Text {
+        Text::new(&self.copy, range.start - self.at..range.end - self.at)
     }
 }
 
@@ -667,70 +672,86 @@ fn is_blank(c: char) -> bool {
 
 /// A `key: value` field from the first line of a list item starting at `item_start`.
 fn parse_field(text: &str, source: &Source, item_start: usize) -> Option<Field> {
-    let rest = &text[item_start..];
-    // Byte searches: every byte they look for is ASCII, so they find what a `char` search would.
-    let line_len = rest
-        .bytes()
-        .position(|b| matches!(b, b'\r' | b'\n'))
-        .unwrap_or(rest.len());
-    let line = &rest[..line_len];
-    let lead = line.len() - line.trim_start_matches(is_blank).len();
-    let after_marker = line[lead..].strip_prefix(['-', '*', '+'])?;
-    let body = after_marker.trim_start_matches(is_blank);
-    let body_at = item_start + line.len() - body.len();
-
-    // `**key**: v`, `__key__: v`, `**key:** v` or `key: v`.
-    let (bold, inner) = match body.get(..2) {
-        Some(m @ ("**" | "__")) => (Some(m), &body[2..]),
-        _ => (None, body),
-    };
-    let key_at = body_at + if bold.is_some() { 2 } else { 0 };
-    let mut key_len = inner
-        .bytes()
-        .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b' ')))
-        .unwrap_or(inner.len());
-    // `_` is a key character, so a `__key__` key ends where its closing `__` starts.
-    if let Some(close) = bold.and_then(|m| inner[..key_len].find(m)) {
-        key_len = close;
-    }
-    let key = inner[..key_len].trim_end();
-    if key.is_empty() || !key.starts_with(|c: char| c.is_ascii_alphabetic()) {
-        return None;
-    }
-    let mut after = &inner[key.len()..];
-    match bold {
-        Some(m) => {
-            if let Some(a) = after.strip_prefix(m).and_then(|a| a.strip_prefix(':')) {
-                after = a;
-            } else if let Some(a) = after.strip_prefix(':').and_then(|a| a.strip_prefix(m)) {
-                after = a;
-            } else {
-                return None;
-            }
-        }
-        None => after = after.strip_prefix(':')?,
-    }
-    let value_str = after.trim_matches(is_blank);
-    let mut value_at = item_start + line.len() - after.len()
-        + (after.len() - after.trim_start_matches(is_blank).len());
-    let mut value = value_str;
-    let mut quoted = false;
-    if value.len() >= 2
-        && value.starts_with('`')
-        && value.ends_with('`')
-        && !value[1..value.len() - 1].contains('`')
-    {
-        value = &value[1..value.len() - 1];
-        value_at += 1;
-        quoted = true;
-    }
+    let (key, value, quoted) = field_at(text.as_bytes(), item_start)?;
     Some(Field {
-        key: source.text(text, key),
-        value: source.text(text, value),
-        key_range: key_at..key_at + key.len(),
-        value_range: value_at..value_at + value.len(),
+        key: source.range(key.clone()),
+        value: source.range(value.clone()),
+        key_range: key,
+        value_range: value,
         quoted,
     })
+}
+
+/// Where the key and the value of a `key: value` field lie, the first line of a list item
+/// starting at `item_start`, and whether the value is wrapped in backticks (the value's range
+/// is without them). One pass over the bytes, as the line is short and a board has thousands
+/// of them; every byte it looks for is ASCII, so a range never splits a character.
+///
+/// The forms: `- **key**: v`, `- __key__: v`, `- **key:** v` or `- key: v`, with `*` or `+`
+/// as the marker too. A key starts with a letter and holds letters, digits, `_`, `-` and
+/// spaces (trailing ones are not part of it, and may not come before the colon).
+fn field_at(bytes: &[u8], item_start: usize) -> Option<(Range<usize>, Range<usize>, bool)> {
+    let blanks = |mut i: usize| {
+        while i < bytes.len() && matches!(bytes[i], b' ' | b'\t') {
+            i += 1;
+        }
+        i
+    };
+    let mut i = blanks(item_start);
+    if !matches!(bytes.get(i), Some(b'-' | b'*' | b'+')) {
+        return None;
+    }
+    i = blanks(i + 1);
+    let bold = match bytes.get(i..i + 2) {
+        Some(m @ (b"**" | b"__")) => {
+            i += 2;
+            Some(m)
+        }
+        _ => None,
+    };
+    let key_at = i;
+    if !bytes.get(i).is_some_and(u8::is_ascii_alphabetic) {
+        return None;
+    }
+    while i < bytes.len()
+        && (bytes[i].is_ascii_alphanumeric() || matches!(bytes[i], b'_' | b'-' | b' '))
+    {
+        // `_` is a key character, so a `__key__` key ends where its closing `__` starts.
+        if bold == Some(b"__") && bytes[i] == b'_' && bytes.get(i + 1) == Some(&b'_') {
+            break;
+        }
+        i += 1;
+    }
+    let mut key_end = i;
+    while key_end > key_at && bytes[key_end - 1] == b' ' {
+        key_end -= 1;
+    }
+    i = key_end;
+    let is = |i: usize, m: &[u8]| bytes.get(i..i + m.len()) == Some(m);
+    match bold {
+        Some(m) if is(i, m) && is(i + 2, b":") => i += 3,
+        Some(m) if is(i, b":") && is(i + 1, m) => i += 3,
+        Some(_) => return None,
+        None if is(i, b":") => i += 1,
+        None => return None,
+    }
+    let mut start = blanks(i);
+    let mut end = start;
+    while end < bytes.len() && !matches!(bytes[end], b'\r' | b'\n') {
+        end += 1;
+    }
+    while end > start && matches!(bytes[end - 1], b' ' | b'\t') {
+        end -= 1;
+    }
+    let quoted = end - start >= 2
+        && bytes[start] == b'`'
+        && bytes[end - 1] == b'`'
+        && !bytes[start + 1..end - 1].contains(&b'`');
+    if quoted {
+        start += 1;
+        end -= 1;
+    }
+    Some((key_at..key_end, start..end, quoted))
 }
 
 #[cfg(test)]
@@ -831,7 +852,86 @@ mod tests {
         );
     }
 
+    /// The field scan as first written, with `str` methods: [`field_at`] must agree with it.
+    /// A `key: value` field from the first line of a list item starting at `item_start`.
+    fn field_at_simple(
+        text: &str,
+        item_start: usize,
+    ) -> Option<(Range<usize>, Range<usize>, bool)> {
+        let rest = &text[item_start..];
+        // Byte searches: every byte they look for is ASCII, so they find what a `char` search would.
+        let line_len = rest
+            .bytes()
+            .position(|b| matches!(b, b'\r' | b'\n'))
+            .unwrap_or(rest.len());
+        let line = &rest[..line_len];
+        let lead = line.len() - line.trim_start_matches(is_blank).len();
+        let after_marker = line[lead..].strip_prefix(['-', '*', '+'])?;
+        let body = after_marker.trim_start_matches(is_blank);
+        let body_at = item_start + line.len() - body.len();
+
+        // `**key**: v`, `__key__: v`, `**key:** v` or `key: v`.
+        let (bold, inner) = match body.get(..2) {
+            Some(m @ ("**" | "__")) => (Some(m), &body[2..]),
+            _ => (None, body),
+        };
+        let key_at = body_at + if bold.is_some() { 2 } else { 0 };
+        let mut key_len = inner
+            .bytes()
+            .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b' ')))
+            .unwrap_or(inner.len());
+        // `_` is a key character, so a `__key__` key ends where its closing `__` starts.
+        if let Some(close) = bold.and_then(|m| inner[..key_len].find(m)) {
+            key_len = close;
+        }
+        let key = inner[..key_len].trim_end();
+        if key.is_empty() || !key.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            return None;
+        }
+        let mut after = &inner[key.len()..];
+        match bold {
+            Some(m) => {
+                if let Some(a) = after.strip_prefix(m).and_then(|a| a.strip_prefix(':')) {
+                    after = a;
+                } else if let Some(a) = after.strip_prefix(':').and_then(|a| a.strip_prefix(m)) {
+                    after = a;
+                } else {
+                    return None;
+                }
+            }
+            None => after = after.strip_prefix(':')?,
+        }
+        let value_str = after.trim_matches(is_blank);
+        let mut value_at = item_start + line.len() - after.len()
+            + (after.len() - after.trim_start_matches(is_blank).len());
+        let mut value = value_str;
+        let mut quoted = false;
+        if value.len() >= 2
+            && value.starts_with('`')
+            && value.ends_with('`')
+            && !value[1..value.len() - 1].contains('`')
+        {
+            value = &value[1..value.len() - 1];
+            value_at += 1;
+            quoted = true;
+        }
+        Some((
+            key_at..key_at + key.len(),
+            value_at..value_at + value.len(),
+            quoted,
+        ))
+    }
+
     proptest::proptest! {
+        /// The one-pass field scan finds what the `str`-method scan finds, on lines built from
+        /// the characters that matter to it.
+        #[test]
+        fn field_at_agrees_with_the_simple_scan(
+            text in "[ \t]{0,2}[-*+x]?[ \t]{0,2}(\\*\\*|__|\\*|_)?[a-zA-Z0-9_ é-]{0,6}(\\*\\*|__|_)?[: ]{0,2}(\\*\\*|__)?:?[ \t]{0,2}`?[a-z` \té:*_]{0,8}`?[ \t]{0,2}[\r\n]?[a-z`\n ]{0,4}",
+        ) {
+            proptest::prop_assert_eq!(field_at(text.as_bytes(), 0), field_at_simple(&text, 0));
+        }
+
         /// Every `\n`, in order, whatever the length and where the 16-byte blocks fall.
         #[test]
         fn for_each_newline_finds_every_newline(text in "[a\n\ré]{0,80}") {
