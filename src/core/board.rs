@@ -642,7 +642,9 @@ fn id_prefix_len(s: &str) -> Option<usize> {
         None => true,
         Some(c) => c.is_whitespace() || matches!(c, ':' | '-' | '–' | '—'),
     };
-    (boundary && is_task_id(&s[..i])).then_some(i)
+    // The scan above is the task ID grammar, so `is_task_id` need not read the ID again.
+    debug_assert!(!boundary || is_task_id(&s[..i]));
+    boundary.then_some(i)
 }
 
 /// For a heading that claims a status but has no valid ID: its first word as the claimed ID.
