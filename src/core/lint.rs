@@ -760,12 +760,8 @@ impl Linter<'_> {
                 _ => Vec::new(),
             })
             .collect();
-        for component in strongly_connected(&edges) {
+        for component in knots(&edges) {
             let start = component[0];
-            let cyclic = component.len() > 1 || edges[start].contains(&start);
-            if !cyclic {
-                continue;
-            }
             let members: BTreeSet<usize> = component.iter().copied().collect();
             let path = shortest_cycle(&edges, &members, start);
             let mut names: Vec<&str> = path.iter().map(|&i| tasks[i].id.as_str()).collect();
@@ -801,19 +797,22 @@ impl Linter<'_> {
     }
 }
 
-/// Strongly connected components (Tarjan, iterative so a long chain cannot overflow the stack).
-/// Each component is sorted in board order.
-fn strongly_connected(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
+/// The strongly connected components that hold a cycle: more than one node, or one with an
+/// edge to itself (Tarjan, iterative so a long chain cannot overflow the stack). Each is sorted
+/// in board order, and they come in the order of their first nodes. The other components (on a
+/// board, nearly every task alone) are never gathered into vectors of their own.
+fn knots(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
     const UNSEEN: usize = usize::MAX;
     let n = edges.len();
     let (mut index, mut low) = (vec![UNSEEN; n], vec![0; n]);
     let mut on_stack = vec![false; n];
     let (mut stack, mut out, mut next) = (Vec::new(), Vec::new(), 0);
+    let mut work: Vec<(usize, usize)> = Vec::new();
     for root in 0..n {
         if index[root] != UNSEEN {
             continue;
         }
-        let mut work: Vec<(usize, usize)> = vec![(root, 0)];
+        work.push((root, 0));
         while let Some(&mut (v, ref mut child)) = work.last_mut() {
             if *child == 0 && index[v] == UNSEEN {
                 index[v] = next;
@@ -835,7 +834,10 @@ fn strongly_connected(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
             if let Some(&(parent, _)) = work.last() {
                 low[parent] = low[parent].min(low[v]);
             }
-            if low[v] == index[v] {
+            if low[v] == index[v] && stack.last() == Some(&v) && !edges[v].contains(&v) {
+                stack.pop();
+                on_stack[v] = false;
+            } else if low[v] == index[v] {
                 let mut component = Vec::new();
                 while let Some(w) = stack.pop() {
                     on_stack[w] = false;
@@ -882,6 +884,76 @@ fn shortest_cycle(edges: &[Vec<usize>], members: &BTreeSet<usize>, start: usize)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every strongly connected component, as first written: `knots` must give those of them
+    /// that hold a cycle, in the same order.
+    fn strongly_connected(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
+        const UNSEEN: usize = usize::MAX;
+        let n = edges.len();
+        let (mut index, mut low) = (vec![UNSEEN; n], vec![0; n]);
+        let mut on_stack = vec![false; n];
+        let (mut stack, mut out, mut next) = (Vec::new(), Vec::new(), 0);
+        for root in 0..n {
+            if index[root] != UNSEEN {
+                continue;
+            }
+            let mut work: Vec<(usize, usize)> = vec![(root, 0)];
+            while let Some(&mut (v, ref mut child)) = work.last_mut() {
+                if *child == 0 && index[v] == UNSEEN {
+                    index[v] = next;
+                    low[v] = next;
+                    next += 1;
+                    stack.push(v);
+                    on_stack[v] = true;
+                }
+                if let Some(&w) = edges[v].get(*child) {
+                    *child += 1;
+                    if index[w] == UNSEEN {
+                        work.push((w, 0));
+                    } else if on_stack[w] {
+                        low[v] = low[v].min(index[w]);
+                    }
+                    continue;
+                }
+                work.pop();
+                if let Some(&(parent, _)) = work.last() {
+                    low[parent] = low[parent].min(low[v]);
+                }
+                if low[v] == index[v] {
+                    let mut component = Vec::new();
+                    while let Some(w) = stack.pop() {
+                        on_stack[w] = false;
+                        component.push(w);
+                        if w == v {
+                            break;
+                        }
+                    }
+                    component.sort_unstable();
+                    out.push(component);
+                }
+            }
+        }
+        out.sort_by_key(|c| c[0]);
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn knots_are_the_cyclic_strongly_connected_components(
+            edges in proptest::collection::vec(proptest::collection::vec(0usize..12, 0..3), 1..12),
+        ) {
+            let n = edges.len();
+            let edges: Vec<Vec<usize>> = edges
+                .into_iter()
+                .map(|e| e.into_iter().map(|w| w % n).collect())
+                .collect();
+            let want: Vec<Vec<usize>> = strongly_connected(&edges)
+                .into_iter()
+                .filter(|c| c.len() > 1 || edges[c[0]].contains(&c[0]))
+                .collect();
+            proptest::prop_assert_eq!(knots(&edges), want);
+        }
+    }
 
     fn now() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2026-04-20T16:00:00Z")
