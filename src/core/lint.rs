@@ -30,6 +30,7 @@
 //! The last two need the configuration's repositories and worktree routes
 //! ([`WorkspaceContext`], given to [`lint_with`]); [`lint`] does not check them.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Duration;
@@ -155,13 +156,13 @@ pub fn lint_with(
         board,
         findings: Vec::new(),
     };
-    let first_by_id = first_occurrences(board);
+    let (first_by_id, is_first) = first_occurrences(board);
     for (index, task) in board.tasks.iter().enumerate() {
-        l.id_checks(task, index, &first_by_id);
+        l.id_checks(task, index, is_first[index], &first_by_id);
         l.field_checks(task);
         l.status_checks(task, &first_by_id, ctx, workspaces);
     }
-    l.cycles(&first_by_id);
+    l.cycles(&first_by_id, &is_first);
     l.conflicts();
     let mut findings = l.findings;
     findings.sort_by(|a, b| {
@@ -250,15 +251,21 @@ impl Hasher for Fnv {
     }
 }
 
-/// The board index of the first task with each usable ID.
-fn first_occurrences(board: &Board) -> IdIndex<'_> {
+/// The board index of the first task with each usable ID, and for each task whether it is that
+/// first one (so the checks of each task need not look its own ID up again: the IDs lie all
+/// over the board's text, and comparing them in the index's probes was most of lint's time).
+fn first_occurrences(board: &Board) -> (IdIndex<'_>, Vec<bool>) {
     let mut first = IdIndex::with_capacity_and_hasher(board.tasks.len(), Default::default());
+    let mut is_first = vec![false; board.tasks.len()];
     for (i, t) in board.tasks.iter().enumerate() {
-        if t.id_problem.is_none() {
-            first.entry(t.id.as_str()).or_insert(i);
+        if t.id_problem.is_none()
+            && let Entry::Vacant(slot) = first.entry(t.id.as_str())
+        {
+            slot.insert(i);
+            is_first[i] = true;
         }
     }
-    first
+    (first, is_first)
 }
 
 struct Linter<'a> {
@@ -309,14 +316,11 @@ impl Linter<'_> {
         self.pos(offset).0
     }
 
-    fn id_checks(&mut self, task: &Task, index: usize, first_by_id: &IdIndex) {
+    /// `is_first`: the task has a usable ID and is the first with it.
+    fn id_checks(&mut self, task: &Task, index: usize, is_first: bool, first_by_id: &IdIndex) {
         // Most tasks have no finding here: where and how to show the ID is worked out only
         // for those that do.
-        if task.id_problem.is_none()
-            && first_by_id
-                .get(task.id.as_str())
-                .is_none_or(|&i| i == index)
-        {
+        if is_first {
             return;
         }
         let at = self.id_offset(task);
@@ -744,19 +748,16 @@ impl Linter<'_> {
     }
 
     /// One finding per strongly connected knot of `blocked:task:` edges.
-    fn cycles(&mut self, first_by_id: &IdIndex) {
+    fn cycles(&mut self, first_by_id: &IdIndex, is_first: &[bool]) {
         let tasks = &self.board.tasks;
         let edges: Vec<Vec<usize>> = tasks
             .iter()
             .enumerate()
             .map(|(i, t)| match t.status() {
-                Some(Status::BlockedOnTasks(deps))
-                    if first_by_id.get(t.id.as_str()) == Some(&i) =>
-                {
-                    deps.iter()
-                        .filter_map(|d| first_by_id.get(d.as_str()).copied())
-                        .collect()
-                }
+                Some(Status::BlockedOnTasks(deps)) if is_first[i] => deps
+                    .iter()
+                    .filter_map(|d| first_by_id.get(d.as_str()).copied())
+                    .collect(),
                 _ => Vec::new(),
             })
             .collect();
