@@ -95,7 +95,7 @@ fn waiting(board: &Path, id: &str, verb: &str) -> Result<Waiting, Failure> {
     };
     Ok(Waiting {
         state_dir: fsio::state_dir(&board),
-        title: task.title.clone(),
+        title: task.title.to_string(),
         board,
         status,
     })

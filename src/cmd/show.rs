@@ -212,8 +212,8 @@ pub fn gather(board_dir: &Path, text: &str, id: &str) -> Result<Option<Shown>, F
     Ok(Some(Shown {
         running: running_now(board_dir, id, task.status(), scan.dispatched, place),
         id: id.to_string(),
-        title: task.title.clone(),
-        status: task.status.as_ref().map(|s| s.raw.clone()),
+        title: task.title.to_string(),
+        status: task.status.as_ref().map(|s| s.raw.to_string()),
         line,
         block: text[task.block.clone()].to_string(),
         // Folded from +0.0: an empty float sum is -0.0, which JSON would print as `-0.0`.
@@ -474,7 +474,7 @@ fn waiting_on(board: &Board, status: Option<&Status>) -> Vec<Blocker> {
                 id: d.clone(),
                 status: board
                     .task(d)
-                    .and_then(|t| t.status.as_ref().map(|s| s.raw.clone())),
+                    .and_then(|t| t.status.as_ref().map(|s| s.raw.to_string())),
             })
             .collect(),
         _ => Vec::new(),
@@ -489,7 +489,7 @@ fn blocked_by(board: &Board, id: &str) -> Vec<String> {
         .filter(
             |t| matches!(t.status(), Some(Status::BlockedOnTasks(d)) if d.iter().any(|d| d == id)),
         )
-        .map(|t| t.id.clone())
+        .map(|t| t.id.to_string())
         .collect()
 }
 

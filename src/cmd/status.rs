@@ -237,10 +237,10 @@ pub fn overview(path: &Path, text: &str, board: &Board, now: DateTime<Utc>) -> O
             _ => counts.none += 1,
         }
         let mut r = TaskOverview {
-            id: task.id.clone(),
-            title: task.title.clone(),
+            id: task.id.to_string(),
+            title: task.title.to_string(),
             state,
-            status: task.status.as_ref().map(|s| s.raw.clone()),
+            status: task.status.as_ref().map(|s| s.raw.to_string()),
             line: board.line_col(text, task.heading.start).0,
             id_problem: id_problem(task, &duplicated),
             agent: None,

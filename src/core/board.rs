@@ -16,13 +16,16 @@
 
 use std::collections::HashSet;
 use std::ops::Range;
+use std::sync::Arc;
 
 use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag};
 
 use crate::core::status::{Status, StatusError, is_task_id};
 
 mod conflicts;
+mod text;
 pub use conflicts::{Marker, MarkerKind, conflict_markers, conflict_regions, conflict_summary};
+pub use text::Text;
 
 /// A parsed board. Ranges are byte offsets into the text it was parsed from (BOM included).
 #[derive(Debug, Clone, PartialEq)]
@@ -39,9 +42,9 @@ pub struct Board {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Task {
     /// The ID as written (for a task with an [`IdProblem`], the first word of its heading).
-    pub id: String,
+    pub id: Text,
     pub id_problem: Option<IdProblem>,
-    pub title: String,
+    pub title: Text,
     pub level: u8,
     /// The heading line, line ending included.
     pub heading: Range<usize>,
@@ -63,8 +66,8 @@ pub enum IdProblem {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Field {
     /// The key as written, without bold markers.
-    pub key: String,
-    pub value: String,
+    pub key: Text,
+    pub value: Text,
     pub key_range: Range<usize>,
     /// The value, without surrounding backticks when it is wrapped in them.
     pub value_range: Range<usize>,
@@ -73,7 +76,7 @@ pub struct Field {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatusField {
-    pub raw: String,
+    pub raw: Text,
     /// The token's bytes: exactly what a writeback replaces.
     pub range: Range<usize>,
     pub parsed: Result<Status, StatusError>,
@@ -124,7 +127,8 @@ impl Board {
             .filter(|b| matches!(b.kind, BlockKind::Heading { atx: true, .. }))
             .count();
         let mut tasks = Vec::with_capacity(headings);
-        tasks.extend((0..blocks.len()).filter_map(|i| task_at(text, &blocks, &items, i)));
+        let source = Source::new(text, 0..text.len());
+        tasks.extend((0..blocks.len()).filter_map(|i| task_at(text, &source, &blocks, &items, i)));
         Board {
             tasks,
             line_starts: line_starts(text),
@@ -215,23 +219,25 @@ impl Board {
         for item in &mut self.items[ia + mid_items_len..] {
             *item = moved(*item, delta);
         }
-        self.splice_tasks(new_text, start, old_end, a..a + mid_len, delta);
+        self.splice_tasks(new_text, start..end, old_end, a..a + mid_len, delta);
         let changed = prefix..old_text.len() - suffix;
         splice_line_starts(&mut self.line_starts, new_text, changed, delta);
         Ok(self)
     }
 
-    /// Replaces the tasks whose headings lie in `start..old_end` of the old text with those of
-    /// `mid` (indices into the new blocks), moves the tasks after them by `delta`, and finds
-    /// again the block ends of earlier tasks that reached into the re-parsed span.
+    /// Replaces the tasks whose headings lie in `span.start..old_end` of the old text with those
+    /// of `mid` (indices into the new blocks, which lie in `span` of the new text), moves the
+    /// tasks after them by `delta`, and finds again the block ends of earlier tasks that reached
+    /// into the re-parsed span.
     fn splice_tasks(
         &mut self,
         text: &str,
-        start: usize,
+        span: Range<usize>,
         old_end: usize,
         mid: Range<usize>,
         delta: isize,
     ) {
+        let start = span.start;
         let before = self.tasks.partition_point(|t| t.heading.start < start);
         let kept = self.tasks.partition_point(|t| t.heading.start < old_end);
         for task in self.tasks[..before]
@@ -243,8 +249,10 @@ impl Board {
                 .partition_point(|b| b.range.start < task.heading.start);
             task.block.end = block_end(text, &self.blocks, i, task.level);
         }
+        // The new tasks' pieces share a copy of the span only, not of the whole text.
+        let source = Source::new(text, span);
         let new: Vec<Task> = mid
-            .filter_map(|i| task_at(text, &self.blocks, &self.items, i))
+            .filter_map(|i| task_at(text, &source, &self.blocks, &self.items, i))
             .collect();
         let new_len = new.len();
         self.tasks.splice(before..kept, new);
@@ -291,8 +299,40 @@ impl Board {
     }
 }
 
+/// A copy of `range` of a board's text, which the [`Text`]s of a parse share.
+struct Source {
+    copy: Arc<str>,
+    at: usize,
+}
+
+impl Source {
+    fn new(text: &str, range: Range<usize>) -> Source {
+        Source {
+            at: range.start,
+            copy: Arc::from(&text[range]),
+        }
+    }
+
+    /// `part`, a slice of `text` (the text this is a copy of a range of), as a [`Text`].
+    fn text(&self, text: &str, part: &str) -> Text {
+        let start = part.as_ptr() as usize - text.as_ptr() as usize;
+        self.range(start..start + part.len())
+    }
+
+    /// `range` of the text this is a copy of a range of, as a [`Text`].
+    fn range(&self, range: Range<usize>) -> Text {
+        Text::new(&self.copy, range.start - self.at..range.end - self.at)
+    }
+}
+
 /// The task whose heading is top-level block `i`, if that block is one.
-fn task_at(text: &str, blocks: &[Block], items: &[usize], i: usize) -> Option<Task> {
+fn task_at(
+    text: &str,
+    source: &Source,
+    blocks: &[Block],
+    items: &[usize],
+    i: usize,
+) -> Option<Task> {
     let block = &blocks[i];
     let BlockKind::Heading { level, atx: true } = block.kind else {
         return None;
@@ -306,11 +346,11 @@ fn task_at(text: &str, blocks: &[Block], items: &[usize], i: usize) -> Option<Ta
             ..
         }) => items[own.clone()]
             .iter()
-            .filter_map(|&start| parse_field(text, start))
+            .filter_map(|&start| parse_field(text, source, start))
             .collect(),
         _ => Vec::new(),
     };
-    let (id, id_problem, title) = match split_id(text, &content) {
+    let (id, id_problem, title) = match split_id(&text[content.clone()]) {
         Some((id, title)) => (id, None, title),
         None => {
             // Only a heading that claims to be a task (it has a status) is one.
@@ -320,8 +360,8 @@ fn task_at(text: &str, blocks: &[Block], items: &[usize], i: usize) -> Option<Ta
             {
                 return None;
             }
-            let (word, title) = first_word(text, &content);
-            let problem = if is_unsafe_component(&word) {
+            let (word, title) = first_word(&text[content]);
+            let problem = if is_unsafe_component(word) {
                 IdProblem::Unsafe
             } else {
                 IdProblem::Malformed
@@ -338,9 +378,9 @@ fn task_at(text: &str, blocks: &[Block], items: &[usize], i: usize) -> Option<Ta
             parsed: Status::parse(&f.value),
         });
     Some(Task {
-        id,
+        id: source.text(text, id),
         id_problem,
-        title,
+        title: source.text(text, title),
         level,
         heading: heading.clone(),
         block: heading.start..block_end(text, blocks, i, level),
@@ -564,8 +604,7 @@ fn heading_content(text: &str, heading: &Range<usize>) -> Range<usize> {
 }
 
 /// Splits `ID[:|-|–|—] title` into the ID and the title, when the content starts with a task ID.
-fn split_id(text: &str, content: &Range<usize>) -> Option<(String, String)> {
-    let s = &text[content.clone()];
+fn split_id(s: &str) -> Option<(&str, &str)> {
     let id_len = id_prefix_len(s)?;
     let rest = s[id_len..].trim_start_matches(is_blank);
     let rest = rest
@@ -574,7 +613,7 @@ fn split_id(text: &str, content: &Range<usize>) -> Option<(String, String)> {
         .or_else(|| rest.strip_prefix('–'))
         .or_else(|| rest.strip_prefix('—'))
         .unwrap_or(rest);
-    Some((s[..id_len].to_string(), rest.trim().to_string()))
+    Some((&s[..id_len], rest.trim()))
 }
 
 /// The length of the task ID at the start of `s`, if it starts with one that ends at a boundary
@@ -603,17 +642,18 @@ fn id_prefix_len(s: &str) -> Option<usize> {
         None => true,
         Some(c) => c.is_whitespace() || matches!(c, ':' | '-' | '–' | '—'),
     };
-    (boundary && is_task_id(&s[..i])).then_some(i)
+    // The scan above is the task ID grammar, so `is_task_id` need not read the ID again.
+    debug_assert!(!boundary || is_task_id(&s[..i]));
+    boundary.then_some(i)
 }
 
 /// For a heading that claims a status but has no valid ID: its first word as the claimed ID.
-fn first_word(text: &str, content: &Range<usize>) -> (String, String) {
-    let s = &text[content.clone()];
+fn first_word(s: &str) -> (&str, &str) {
     let end = s
         .find(|c: char| c.is_whitespace() || c == ':')
         .unwrap_or(s.len());
     let rest = s[end..].trim_start_matches([' ', '\t', ':']);
-    (s[..end].to_string(), rest.trim().to_string())
+    (&s[..end], rest.trim())
 }
 
 /// Would this string be dangerous as a single path component?
@@ -633,71 +673,87 @@ fn is_blank(c: char) -> bool {
 }
 
 /// A `key: value` field from the first line of a list item starting at `item_start`.
-fn parse_field(text: &str, item_start: usize) -> Option<Field> {
-    let rest = &text[item_start..];
-    // Byte searches: every byte they look for is ASCII, so they find what a `char` search would.
-    let line_len = rest
-        .bytes()
-        .position(|b| matches!(b, b'\r' | b'\n'))
-        .unwrap_or(rest.len());
-    let line = &rest[..line_len];
-    let lead = line.len() - line.trim_start_matches(is_blank).len();
-    let after_marker = line[lead..].strip_prefix(['-', '*', '+'])?;
-    let body = after_marker.trim_start_matches(is_blank);
-    let body_at = item_start + line.len() - body.len();
-
-    // `**key**: v`, `__key__: v`, `**key:** v` or `key: v`.
-    let (bold, inner) = match body.get(..2) {
-        Some(m @ ("**" | "__")) => (Some(m), &body[2..]),
-        _ => (None, body),
-    };
-    let key_at = body_at + if bold.is_some() { 2 } else { 0 };
-    let mut key_len = inner
-        .bytes()
-        .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b' ')))
-        .unwrap_or(inner.len());
-    // `_` is a key character, so a `__key__` key ends where its closing `__` starts.
-    if let Some(close) = bold.and_then(|m| inner[..key_len].find(m)) {
-        key_len = close;
-    }
-    let key = inner[..key_len].trim_end();
-    if key.is_empty() || !key.starts_with(|c: char| c.is_ascii_alphabetic()) {
-        return None;
-    }
-    let mut after = &inner[key.len()..];
-    match bold {
-        Some(m) => {
-            if let Some(a) = after.strip_prefix(m).and_then(|a| a.strip_prefix(':')) {
-                after = a;
-            } else if let Some(a) = after.strip_prefix(':').and_then(|a| a.strip_prefix(m)) {
-                after = a;
-            } else {
-                return None;
-            }
-        }
-        None => after = after.strip_prefix(':')?,
-    }
-    let value_str = after.trim_matches(is_blank);
-    let mut value_at = item_start + line.len() - after.len()
-        + (after.len() - after.trim_start_matches(is_blank).len());
-    let mut value = value_str;
-    let mut quoted = false;
-    if value.len() >= 2
-        && value.starts_with('`')
-        && value.ends_with('`')
-        && !value[1..value.len() - 1].contains('`')
-    {
-        value = &value[1..value.len() - 1];
-        value_at += 1;
-        quoted = true;
-    }
+fn parse_field(text: &str, source: &Source, item_start: usize) -> Option<Field> {
+    let (key, value, quoted) = field_at(text.as_bytes(), item_start)?;
     Some(Field {
-        key: key.to_string(),
-        value: value.to_string(),
-        key_range: key_at..key_at + key.len(),
-        value_range: value_at..value_at + value.len(),
+        key: source.range(key.clone()),
+        value: source.range(value.clone()),
+        key_range: key,
+        value_range: value,
         quoted,
     })
+}
+
+/// Where the key and the value of a `key: value` field lie, the first line of a list item
+/// starting at `item_start`, and whether the value is wrapped in backticks (the value's range
+/// is without them). One pass over the bytes, as the line is short and a board has thousands
+/// of them; every byte it looks for is ASCII, so a range never splits a character.
+///
+/// The forms: `- **key**: v`, `- __key__: v`, `- **key:** v` or `- key: v`, with `*` or `+`
+/// as the marker too. A key starts with a letter and holds letters, digits, `_`, `-` and
+/// spaces (trailing ones are not part of it, and may not come before the colon).
+fn field_at(bytes: &[u8], item_start: usize) -> Option<(Range<usize>, Range<usize>, bool)> {
+    let blanks = |mut i: usize| {
+        while i < bytes.len() && matches!(bytes[i], b' ' | b'\t') {
+            i += 1;
+        }
+        i
+    };
+    let mut i = blanks(item_start);
+    if !matches!(bytes.get(i), Some(b'-' | b'*' | b'+')) {
+        return None;
+    }
+    i = blanks(i + 1);
+    let bold = match bytes.get(i..i + 2) {
+        Some(m @ (b"**" | b"__")) => {
+            i += 2;
+            Some(m)
+        }
+        _ => None,
+    };
+    let key_at = i;
+    if !bytes.get(i).is_some_and(u8::is_ascii_alphabetic) {
+        return None;
+    }
+    while i < bytes.len()
+        && (bytes[i].is_ascii_alphanumeric() || matches!(bytes[i], b'_' | b'-' | b' '))
+    {
+        // `_` is a key character, so a `__key__` key ends where its closing `__` starts.
+        if bold == Some(b"__") && bytes[i] == b'_' && bytes.get(i + 1) == Some(&b'_') {
+            break;
+        }
+        i += 1;
+    }
+    let mut key_end = i;
+    while key_end > key_at && bytes[key_end - 1] == b' ' {
+        key_end -= 1;
+    }
+    i = key_end;
+    let is = |i: usize, m: &[u8]| bytes.get(i..i + m.len()) == Some(m);
+    match bold {
+        Some(m) if is(i, m) && is(i + 2, b":") => i += 3,
+        Some(m) if is(i, b":") && is(i + 1, m) => i += 3,
+        Some(_) => return None,
+        None if is(i, b":") => i += 1,
+        None => return None,
+    }
+    let mut start = blanks(i);
+    let mut end = start;
+    while end < bytes.len() && !matches!(bytes[end], b'\r' | b'\n') {
+        end += 1;
+    }
+    while end > start && matches!(bytes[end - 1], b' ' | b'\t') {
+        end -= 1;
+    }
+    let quoted = end - start >= 2
+        && bytes[start] == b'`'
+        && bytes[end - 1] == b'`'
+        && !bytes[start + 1..end - 1].contains(&b'`');
+    if quoted {
+        start += 1;
+        end -= 1;
+    }
+    Some((key_at..key_end, start..end, quoted))
 }
 
 #[cfg(test)]
@@ -705,7 +761,11 @@ mod tests {
     use super::*;
 
     fn ids(text: &str) -> Vec<String> {
-        Board::parse(text).tasks.into_iter().map(|t| t.id).collect()
+        Board::parse(text)
+            .tasks
+            .into_iter()
+            .map(|t| t.id.to_string())
+            .collect()
     }
 
     #[test]
@@ -794,7 +854,86 @@ mod tests {
         );
     }
 
+    /// The field scan as first written, with `str` methods: [`field_at`] must agree with it.
+    /// A `key: value` field from the first line of a list item starting at `item_start`.
+    fn field_at_simple(
+        text: &str,
+        item_start: usize,
+    ) -> Option<(Range<usize>, Range<usize>, bool)> {
+        let rest = &text[item_start..];
+        // Byte searches: every byte they look for is ASCII, so they find what a `char` search would.
+        let line_len = rest
+            .bytes()
+            .position(|b| matches!(b, b'\r' | b'\n'))
+            .unwrap_or(rest.len());
+        let line = &rest[..line_len];
+        let lead = line.len() - line.trim_start_matches(is_blank).len();
+        let after_marker = line[lead..].strip_prefix(['-', '*', '+'])?;
+        let body = after_marker.trim_start_matches(is_blank);
+        let body_at = item_start + line.len() - body.len();
+
+        // `**key**: v`, `__key__: v`, `**key:** v` or `key: v`.
+        let (bold, inner) = match body.get(..2) {
+            Some(m @ ("**" | "__")) => (Some(m), &body[2..]),
+            _ => (None, body),
+        };
+        let key_at = body_at + if bold.is_some() { 2 } else { 0 };
+        let mut key_len = inner
+            .bytes()
+            .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b' ')))
+            .unwrap_or(inner.len());
+        // `_` is a key character, so a `__key__` key ends where its closing `__` starts.
+        if let Some(close) = bold.and_then(|m| inner[..key_len].find(m)) {
+            key_len = close;
+        }
+        let key = inner[..key_len].trim_end();
+        if key.is_empty() || !key.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            return None;
+        }
+        let mut after = &inner[key.len()..];
+        match bold {
+            Some(m) => {
+                if let Some(a) = after.strip_prefix(m).and_then(|a| a.strip_prefix(':')) {
+                    after = a;
+                } else if let Some(a) = after.strip_prefix(':').and_then(|a| a.strip_prefix(m)) {
+                    after = a;
+                } else {
+                    return None;
+                }
+            }
+            None => after = after.strip_prefix(':')?,
+        }
+        let value_str = after.trim_matches(is_blank);
+        let mut value_at = item_start + line.len() - after.len()
+            + (after.len() - after.trim_start_matches(is_blank).len());
+        let mut value = value_str;
+        let mut quoted = false;
+        if value.len() >= 2
+            && value.starts_with('`')
+            && value.ends_with('`')
+            && !value[1..value.len() - 1].contains('`')
+        {
+            value = &value[1..value.len() - 1];
+            value_at += 1;
+            quoted = true;
+        }
+        Some((
+            key_at..key_at + key.len(),
+            value_at..value_at + value.len(),
+            quoted,
+        ))
+    }
+
     proptest::proptest! {
+        /// The one-pass field scan finds what the `str`-method scan finds, on lines built from
+        /// the characters that matter to it.
+        #[test]
+        fn field_at_agrees_with_the_simple_scan(
+            text in "[ \t]{0,2}[-*+x]?[ \t]{0,2}(\\*\\*|__|\\*|_)?[a-zA-Z0-9_ é-]{0,6}(\\*\\*|__|_)?[: ]{0,2}(\\*\\*|__)?:?[ \t]{0,2}`?[a-z` \té:*_]{0,8}`?[ \t]{0,2}[\r\n]?[a-z`\n ]{0,4}",
+        ) {
+            proptest::prop_assert_eq!(field_at(text.as_bytes(), 0), field_at_simple(&text, 0));
+        }
+
         /// Every `\n`, in order, whatever the length and where the 16-byte blocks fall.
         #[test]
         fn for_each_newline_finds_every_newline(text in "[a\n\ré]{0,80}") {

@@ -93,8 +93,8 @@ pub fn served_claims(
         .iter()
         .filter(|t| t.id_problem.is_none())
         .filter(|t| matches!(t.status(), Some(Status::Running { agent: a, .. }) if a == agent))
-        .filter(|t| !locks.contains_key(&t.id) && !active.contains(&t.id))
-        .map(|t| t.id.clone())
+        .filter(|t| !locks.contains_key(t.id.as_str()) && !active.contains(t.id.as_str()))
+        .map(|t| t.id.to_string())
         .collect()
 }
 

@@ -30,6 +30,7 @@
 //! The last two need the configuration's repositories and worktree routes
 //! ([`WorkspaceContext`], given to [`lint_with`]); [`lint`] does not check them.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Duration;
@@ -156,13 +157,13 @@ pub fn lint_with(
         board,
         findings: Vec::new(),
     };
-    let first_by_id = first_occurrences(board);
+    let (first_by_id, is_first) = first_occurrences(board);
     for (index, task) in board.tasks.iter().enumerate() {
-        l.id_checks(task, index, &first_by_id);
+        l.id_checks(task, index, is_first[index], &first_by_id);
         l.field_checks(task);
         l.status_checks(task, &first_by_id, ctx, workspaces);
     }
-    l.cycles(&first_by_id);
+    l.cycles(&first_by_id, &is_first);
     l.conflicts();
     let mut findings = l.findings;
     findings.sort_by(|a, b| {
@@ -246,15 +247,21 @@ impl Hasher for Fnv {
     }
 }
 
-/// The board index of the first task with each usable ID.
-fn first_occurrences(board: &Board) -> IdIndex<'_> {
+/// The board index of the first task with each usable ID, and for each task whether it is that
+/// first one (so the checks of each task need not look its own ID up again: the IDs lie all
+/// over the board's text, and comparing them in the index's probes was most of lint's time).
+fn first_occurrences(board: &Board) -> (IdIndex<'_>, Vec<bool>) {
     let mut first = IdIndex::with_capacity_and_hasher(board.tasks.len(), Default::default());
+    let mut is_first = vec![false; board.tasks.len()];
     for (i, t) in board.tasks.iter().enumerate() {
-        if t.id_problem.is_none() {
-            first.entry(t.id.as_str()).or_insert(i);
+        if t.id_problem.is_none()
+            && let Entry::Vacant(slot) = first.entry(t.id.as_str())
+        {
+            slot.insert(i);
+            is_first[i] = true;
         }
     }
-    first
+    (first, is_first)
 }
 
 struct Linter<'a> {
@@ -287,7 +294,7 @@ impl Linter<'_> {
             severity,
             line,
             column,
-            task: Some(task.id.clone()),
+            task: Some(task.id.to_string()),
             message,
         });
     }
@@ -305,14 +312,11 @@ impl Linter<'_> {
         self.pos(offset).0
     }
 
-    fn id_checks(&mut self, task: &Task, index: usize, first_by_id: &IdIndex) {
+    /// `is_first`: the task has a usable ID and is the first with it.
+    fn id_checks(&mut self, task: &Task, index: usize, is_first: bool, first_by_id: &IdIndex) {
         // Most tasks have no finding here: where and how to show the ID is worked out only
         // for those that do.
-        if task.id_problem.is_none()
-            && first_by_id
-                .get(task.id.as_str())
-                .is_none_or(|&i| i == index)
-        {
+        if is_first {
             return;
         }
         let at = self.id_offset(task);
@@ -740,28 +744,21 @@ impl Linter<'_> {
     }
 
     /// One finding per strongly connected knot of `blocked:task:` edges.
-    fn cycles(&mut self, first_by_id: &IdIndex) {
+    fn cycles(&mut self, first_by_id: &IdIndex, is_first: &[bool]) {
         let tasks = &self.board.tasks;
         let edges: Vec<Vec<usize>> = tasks
             .iter()
             .enumerate()
             .map(|(i, t)| match t.status() {
-                Some(Status::BlockedOnTasks(deps))
-                    if first_by_id.get(t.id.as_str()) == Some(&i) =>
-                {
-                    deps.iter()
-                        .filter_map(|d| first_by_id.get(d.as_str()).copied())
-                        .collect()
-                }
+                Some(Status::BlockedOnTasks(deps)) if is_first[i] => deps
+                    .iter()
+                    .filter_map(|d| first_by_id.get(d.as_str()).copied())
+                    .collect(),
                 _ => Vec::new(),
             })
             .collect();
-        for component in strongly_connected(&edges) {
+        for component in knots(&edges) {
             let start = component[0];
-            let cyclic = component.len() > 1 || edges[start].contains(&start);
-            if !cyclic {
-                continue;
-            }
             let members: BTreeSet<usize> = component.iter().copied().collect();
             let path = shortest_cycle(&edges, &members, start);
             let mut names: Vec<&str> = path.iter().map(|&i| tasks[i].id.as_str()).collect();
@@ -797,19 +794,22 @@ impl Linter<'_> {
     }
 }
 
-/// Strongly connected components (Tarjan, iterative so a long chain cannot overflow the stack).
-/// Each component is sorted in board order.
-fn strongly_connected(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
+/// The strongly connected components that hold a cycle: more than one node, or one with an
+/// edge to itself (Tarjan, iterative so a long chain cannot overflow the stack). Each is sorted
+/// in board order, and they come in the order of their first nodes. The other components (on a
+/// board, nearly every task alone) are never gathered into vectors of their own.
+fn knots(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
     const UNSEEN: usize = usize::MAX;
     let n = edges.len();
     let (mut index, mut low) = (vec![UNSEEN; n], vec![0; n]);
     let mut on_stack = vec![false; n];
     let (mut stack, mut out, mut next) = (Vec::new(), Vec::new(), 0);
+    let mut work: Vec<(usize, usize)> = Vec::new();
     for root in 0..n {
         if index[root] != UNSEEN {
             continue;
         }
-        let mut work: Vec<(usize, usize)> = vec![(root, 0)];
+        work.push((root, 0));
         while let Some(&mut (v, ref mut child)) = work.last_mut() {
             if *child == 0 && index[v] == UNSEEN {
                 index[v] = next;
@@ -831,7 +831,10 @@ fn strongly_connected(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
             if let Some(&(parent, _)) = work.last() {
                 low[parent] = low[parent].min(low[v]);
             }
-            if low[v] == index[v] {
+            if low[v] == index[v] && stack.last() == Some(&v) && !edges[v].contains(&v) {
+                stack.pop();
+                on_stack[v] = false;
+            } else if low[v] == index[v] {
                 let mut component = Vec::new();
                 while let Some(w) = stack.pop() {
                     on_stack[w] = false;
@@ -878,6 +881,76 @@ fn shortest_cycle(edges: &[Vec<usize>], members: &BTreeSet<usize>, start: usize)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every strongly connected component, as first written: `knots` must give those of them
+    /// that hold a cycle, in the same order.
+    fn strongly_connected(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
+        const UNSEEN: usize = usize::MAX;
+        let n = edges.len();
+        let (mut index, mut low) = (vec![UNSEEN; n], vec![0; n]);
+        let mut on_stack = vec![false; n];
+        let (mut stack, mut out, mut next) = (Vec::new(), Vec::new(), 0);
+        for root in 0..n {
+            if index[root] != UNSEEN {
+                continue;
+            }
+            let mut work: Vec<(usize, usize)> = vec![(root, 0)];
+            while let Some(&mut (v, ref mut child)) = work.last_mut() {
+                if *child == 0 && index[v] == UNSEEN {
+                    index[v] = next;
+                    low[v] = next;
+                    next += 1;
+                    stack.push(v);
+                    on_stack[v] = true;
+                }
+                if let Some(&w) = edges[v].get(*child) {
+                    *child += 1;
+                    if index[w] == UNSEEN {
+                        work.push((w, 0));
+                    } else if on_stack[w] {
+                        low[v] = low[v].min(index[w]);
+                    }
+                    continue;
+                }
+                work.pop();
+                if let Some(&(parent, _)) = work.last() {
+                    low[parent] = low[parent].min(low[v]);
+                }
+                if low[v] == index[v] {
+                    let mut component = Vec::new();
+                    while let Some(w) = stack.pop() {
+                        on_stack[w] = false;
+                        component.push(w);
+                        if w == v {
+                            break;
+                        }
+                    }
+                    component.sort_unstable();
+                    out.push(component);
+                }
+            }
+        }
+        out.sort_by_key(|c| c[0]);
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn knots_are_the_cyclic_strongly_connected_components(
+            edges in proptest::collection::vec(proptest::collection::vec(0usize..12, 0..3), 1..12),
+        ) {
+            let n = edges.len();
+            let edges: Vec<Vec<usize>> = edges
+                .into_iter()
+                .map(|e| e.into_iter().map(|w| w % n).collect())
+                .collect();
+            let want: Vec<Vec<usize>> = strongly_connected(&edges)
+                .into_iter()
+                .filter(|c| c.len() > 1 || edges[c[0]].contains(&c[0]))
+                .collect();
+            proptest::prop_assert_eq!(knots(&edges), want);
+        }
+    }
 
     fn now() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2026-04-20T16:00:00Z")

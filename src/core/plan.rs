@@ -717,12 +717,12 @@ fn running_touches<'a>(
         .tasks
         .iter()
         .filter(|t| states.contains_key(t.id.as_str()))
-        .filter(|t| !inp.endings_on_the_way.contains(&t.id))
+        .filter(|t| !inp.endings_on_the_way.contains(t.id.as_str()))
         .filter(|t| !t.status().is_some_and(approval_token))
         .filter(|t| {
             matches!(t.status(), Some(Status::Running { .. }))
-                || inp.active.contains(&t.id)
-                || inp.locks.get(&t.id) == Some(&LockView::Live)
+                || inp.active.contains(t.id.as_str())
+                || inp.locks.get(t.id.as_str()) == Some(&LockView::Live)
         })
         .filter_map(|t| Some((t.id.as_str(), touches_of(t)?)))
         .collect()

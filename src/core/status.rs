@@ -139,12 +139,8 @@ impl Stamp {
         if date.len() != 10 || !strict_digits(date) {
             return Err(format!("date in `{s}` must be YYYY-MM-DD"));
         }
-        let date = NaiveDate::parse_from_str(date, "%Y-%m-%d")
-            .map_err(|_| format!("`{s}` is not a real calendar date"))?;
-        let fmt = match precision {
-            StampPrecision::Minute => "%H:%M",
-            StampPrecision::Second => "%H:%M:%S",
-        };
+        let date =
+            calendar_date(date).ok_or_else(|| format!("`{s}` is not a real calendar date"))?;
         let time_ok = time.bytes().enumerate().all(|(i, b)| {
             if i % 3 == 2 {
                 b == b':'
@@ -152,17 +148,48 @@ impl Stamp {
                 b.is_ascii_digit()
             }
         });
-        let time = if time_ok {
-            NaiveTime::parse_from_str(time, fmt).ok()
-        } else {
-            None
-        }
-        .ok_or_else(|| format!("time of day in `{s}` is not valid"))?;
+        let time = if time_ok { time_of_day(time) } else { None }
+            .ok_or_else(|| format!("time of day in `{s}` is not valid"))?;
         Ok(Stamp {
             at: NaiveDateTime::new(date, time).and_utc(),
             precision,
         })
     }
+}
+
+/// The value of two ASCII digits at `at`.
+fn two_digits(s: &[u8], at: usize) -> u32 {
+    u32::from(s[at] - b'0') * 10 + u32::from(s[at + 1] - b'0')
+}
+
+/// A date of ten characters, each a digit except that the fifth and the eighth may be `-`,
+/// read as chrono's `%Y-%m-%d` reads it. `YYYY-MM-DD`, the only form that can succeed, is
+/// read directly (chrono's format parser costs about ten times as much); the others are left
+/// to chrono, which refuses them.
+fn calendar_date(date: &str) -> Option<NaiveDate> {
+    let d = date.as_bytes();
+    if d.len() == 10 && d[4] == b'-' && d[7] == b'-' {
+        let year = two_digits(d, 0) * 100 + two_digits(d, 2);
+        return NaiveDate::from_ymd_opt(year as i32, two_digits(d, 5), two_digits(d, 8));
+    }
+    NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()
+}
+
+/// `HH:MM` or `HH:MM:SS` (every other character a digit, already checked), read as chrono's
+/// `%H:%M` or `%H:%M:%S` reads it: hours to 23, minutes to 59, and a second 60 is a leap
+/// second.
+fn time_of_day(time: &str) -> Option<NaiveTime> {
+    let t = time.as_bytes();
+    let (hour, minute) = (two_digits(t, 0), two_digits(t, 3));
+    let second = if t.len() == 8 { two_digits(t, 6) } else { 0 };
+    let (second, nano) = match second {
+        60 => (59, 1_000_000_000),
+        s => (s, 0),
+    };
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    NaiveTime::from_hms_nano_opt(hour, minute, second, nano)
 }
 
 impl fmt::Display for Stamp {
@@ -436,6 +463,53 @@ impl std::str::FromStr for Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The direct reading of dates and times agrees with chrono's format parser, which it
+        /// replaced, on strings of the shapes `Stamp::parse` lets through.
+        #[test]
+        fn dates_and_times_read_as_chrono_reads_them(
+            date in "[0-9]{4}(-|[0-9])[01][0-9](-|[0-9])[0-3][0-9]",
+            time in "[0-2][0-9]:[0-6][0-9](:[0-6][0-9])?",
+        ) {
+            proptest::prop_assert_eq!(
+                calendar_date(&date),
+                NaiveDate::parse_from_str(&date, "%Y-%m-%d").ok()
+            );
+            let fmt = if time.len() == 8 { "%H:%M:%S" } else { "%H:%M" };
+            proptest::prop_assert_eq!(time_of_day(&time), NaiveTime::parse_from_str(&time, fmt).ok());
+        }
+    }
+
+    #[test]
+    fn leap_seconds_and_the_ends_of_ranges() {
+        for date in [
+            "2024-02-29",
+            "2023-02-29",
+            "0000-01-01",
+            "9999-12-31",
+            "2026-00-10",
+            "2026-13-01",
+            "2026-04-31",
+            "2026-04-00",
+        ] {
+            assert_eq!(
+                calendar_date(date),
+                NaiveDate::parse_from_str(date, "%Y-%m-%d").ok(),
+                "{date}"
+            );
+        }
+        for time in [
+            "23:59:60", "00:00:60", "24:00", "23:60", "23:59:61", "00:00:00",
+        ] {
+            let fmt = if time.len() == 8 { "%H:%M:%S" } else { "%H:%M" };
+            assert_eq!(
+                time_of_day(time),
+                NaiveTime::parse_from_str(time, fmt).ok(),
+                "{time}"
+            );
+        }
+    }
 
     #[test]
     fn valid_tokens_round_trip() {

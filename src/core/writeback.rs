@@ -97,7 +97,7 @@ pub fn apply(text: &str, board: &Board, changes: &[Change]) -> Outcome {
                         Ok((field.range.clone(), task.block.clone()))
                     }
                     _ => Err(Refusal::Mismatch {
-                        found: field.raw.clone(),
+                        found: field.raw.to_string(),
                     }),
                 },
                 _ => Err(Refusal::NoStatus),

@@ -44,7 +44,7 @@ pub fn assemble(
                 status: t
                     .status
                     .as_ref()
-                    .map_or("no status".into(), |s| s.raw.clone()),
+                    .map_or("no status".into(), |s| s.raw.to_string()),
                 block: src.text[t.block.clone()].to_string(),
                 handoff,
             })

@@ -228,7 +228,7 @@ fn kill_9_at_random_points_loses_and_duplicates_nothing() {
                 && s.raw == "done"
                 && rng.chance(0.5)
             {
-                spans.push((s.range.clone(), t.id.clone()));
+                spans.push((s.range.clone(), t.id.to_string()));
             }
         }
         spans.sort_by_key(|s| std::cmp::Reverse(s.0.start));

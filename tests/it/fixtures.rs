@@ -155,7 +155,7 @@ fn check_writeback(name: &str, text: &str, board: &Board) {
             && t.is_actionable()
         {
             changes.push(Change {
-                id: t.id.clone(),
+                id: t.id.to_string(),
                 expected: current.clone(),
                 new: Status::Done,
             });

@@ -560,7 +560,7 @@ fn check_writeback(text: &str, board: &Board, news: &[(usize, Status)]) {
         .map(|(i, new)| {
             let t = &board.tasks[*i];
             Change {
-                id: t.id.clone(),
+                id: t.id.to_string(),
                 expected: t.status().expect("actionable").clone(),
                 new: new.clone(),
             }
@@ -669,7 +669,7 @@ proptest! {
             let task = &board.tasks[i];
             if task.status() != Some(&wrong) {
                 let out = apply(text, &board, &[Change {
-                    id: task.id.clone(),
+                    id: task.id.to_string(),
                     expected: wrong.clone(),
                     new: Status::Done,
                 }]);
@@ -686,7 +686,7 @@ proptest! {
         });
         if let Some((_, task)) = shared {
             let out = apply(text, &board, &[Change {
-                id: task.id.clone(),
+                id: task.id.to_string(),
                 expected: task.status().unwrap().clone(),
                 new: Status::Done,
             }]);

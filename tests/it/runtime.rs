@@ -616,7 +616,7 @@ fn demo_runs_the_bundled_board_until_interrupted() {
         let text = std::fs::read_to_string(dir.join("task-board.md")).unwrap_or_default();
         taskboard::core::board::Board::parse(&text)
             .task(id)
-            .and_then(|t| t.status.as_ref().map(|s| s.raw.clone()))
+            .and_then(|t| t.status.as_ref().map(|s| s.raw.to_string()))
             .unwrap_or_default()
     };
     sb.wait_until("the demo chain, hand-back and isolated change", |_| {

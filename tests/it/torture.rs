@@ -51,7 +51,7 @@ fn status_map(text: &str) -> BTreeMap<String, String> {
     Board::parse(text)
         .tasks
         .iter()
-        .filter_map(|t| Some((t.id.clone(), t.status.as_ref()?.raw.clone())))
+        .filter_map(|t| Some((t.id.to_string(), t.status.as_ref()?.raw.to_string())))
         .collect()
 }
 
@@ -163,7 +163,7 @@ fn edit(rng: &mut Rng, text: &str, next_id: &mut usize) -> (String, Vec<String>)
             };
             let new = PERSON_STATUSES[rng.below(PERSON_STATUSES.len() as u64) as usize];
             out.replace_range(s.range.clone(), new);
-            (out, vec![t.id.clone()])
+            (out, vec![t.id.to_string()])
         }
         _ => {
             // Blank lines.

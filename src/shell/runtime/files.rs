@@ -63,7 +63,7 @@ impl Runtime {
                 let board = Board::parse(&snap.text);
                 board
                     .task(id)
-                    .map(|t| (t.title.clone(), snap.text[t.block.clone()].to_string()))
+                    .map(|t| (t.title.to_string(), snap.text[t.block.clone()].to_string()))
                     .unwrap_or_default()
             }
             Err(_) => Default::default(),

@@ -167,7 +167,7 @@ fn nth_status(text: &str, id: &str, n: usize) -> String {
         .filter(|t| t.id == id)
         .nth(n)
         .and_then(|t| t.status.as_ref())
-        .map(|s| s.raw.clone())
+        .map(|s| s.raw.to_string())
         .unwrap_or_default()
 }
 

@@ -165,7 +165,7 @@ fn status_in(dir: &Path, id: &str) -> String {
     taskboard::core::board::Board::parse(&text)
         .task(id)
         .and_then(|t| t.status.as_ref())
-        .map(|s| s.raw.clone())
+        .map(|s| s.raw.to_string())
         .unwrap_or_default()
 }
 

@@ -229,7 +229,7 @@ impl Sandbox {
         board
             .task(id)
             .and_then(|t| t.status.as_ref())
-            .map(|s| s.raw.clone())
+            .map(|s| s.raw.to_string())
             .unwrap_or_default()
     }
 
@@ -478,8 +478,11 @@ impl Sandbox {
             .iter()
             .map(|t| {
                 (
-                    t.id.clone(),
-                    t.status.as_ref().map(|s| s.raw.clone()).unwrap_or_default(),
+                    t.id.to_string(),
+                    t.status
+                        .as_ref()
+                        .map(|s| s.raw.to_string())
+                        .unwrap_or_default(),
                 )
             })
             .collect()
