@@ -127,7 +127,7 @@ impl Board {
             .filter(|b| matches!(b.kind, BlockKind::Heading { atx: true, .. }))
             .count();
         let mut tasks = Vec::with_capacity(headings);
-        let source = Source::new(text, 0..text.len());
+        let source = SharedCopy::new(text, 0..text.len());
         tasks.extend((0..blocks.len()).filter_map(|i| task_at(text, &source, &blocks, &items, i)));
         Board {
             tasks,
@@ -250,7 +250,7 @@ impl Board {
             task.block.end = block_end(text, &self.blocks, i, task.level);
         }
         // The new tasks' pieces share a copy of the span only, not of the whole text.
-        let source = Source::new(text, span);
+        let source = SharedCopy::new(text, span);
         let new: Vec<Task> = mid
             .filter_map(|i| task_at(text, &source, &self.blocks, &self.items, i))
             .collect();
@@ -300,14 +300,14 @@ impl Board {
 }
 
 /// A copy of `range` of a board's text, which the [`Text`]s of a parse share.
-struct Source {
+struct SharedCopy {
     copy: Arc<str>,
     at: usize,
 }
 
-impl Source {
-    fn new(text: &str, range: Range<usize>) -> Source {
-        Source {
+impl SharedCopy {
+    fn new(text: &str, range: Range<usize>) -> SharedCopy {
+        SharedCopy {
             at: range.start,
             copy: Arc::from(&text[range]),
         }
@@ -328,7 +328,7 @@ impl Source {
 /// The task whose heading is top-level block `i`, if that block is one.
 fn task_at(
     text: &str,
-    source: &Source,
+    source: &SharedCopy,
     blocks: &[Block],
     items: &[usize],
     i: usize,
@@ -673,7 +673,7 @@ fn is_blank(c: char) -> bool {
 }
 
 /// A `key: value` field from the first line of a list item starting at `item_start`.
-fn parse_field(text: &str, source: &Source, item_start: usize) -> Option<Field> {
+fn parse_field(text: &str, source: &SharedCopy, item_start: usize) -> Option<Field> {
     let (key, value, quoted) = field_at(text.as_bytes(), item_start)?;
     Some(Field {
         key: source.range(key.clone()),

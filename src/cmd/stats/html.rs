@@ -119,9 +119,9 @@ const MIN_BAR: f64 = 2.0;
 
 /// Text from the report, escaped by [`esc`] wherever it is spliced into the page: markup
 /// characters become entities and control characters U+FFFD.
-struct Text<'a>(&'a str);
+struct Escaped<'a>(&'a str);
 
-impl Render for Text<'_> {
+impl Render for Escaped<'_> {
     fn render_to(&self, buffer: &mut String) {
         buffer.push_str(&esc(self.0));
     }
@@ -173,8 +173,8 @@ fn heading(r: &Stats, since: &str) -> Markup {
     html! {
         h1 { "taskboard stats" }
         p class="sub" {
-            (Text(&short_ts(&r.since))) " → " (Text(&short_ts(&r.now))) " UTC (last "
-            (Text(since)) ") · " (r.events) " events"
+            (Escaped(&short_ts(&r.since))) " → " (Escaped(&short_ts(&r.now))) " UTC (last "
+            (Escaped(since)) ") · " (r.events) " events"
             @if r.bad_lines > 0 {
                 " · " (r.bad_lines) " unreadable lines skipped"
             }
@@ -184,7 +184,7 @@ fn heading(r: &Stats, since: &str) -> Markup {
 
 fn card(value: &str, label: &str) -> Markup {
     html! {
-        div class="card" { b { (Text(value)) } span { (Text(label)) } }
+        div class="card" { b { (Escaped(value)) } span { (Escaped(label)) } }
     }
 }
 
@@ -333,8 +333,8 @@ fn latency_section(l: &report::Latency) -> Markup {
         section {
             h2 { "Save → detection latency (ms)" }
             p class="sub" {
-                "p50 " (Text(&opt_ms(l.p50))) " · p95 " (Text(&opt_ms(l.p95))) " · p99 "
-                (Text(&opt_ms(l.p99))) " · " (l.count) " saves"
+                "p50 " (Escaped(&opt_ms(l.p50))) " · p95 " (Escaped(&opt_ms(l.p95))) " · p99 "
+                (Escaped(&opt_ms(l.p99))) " · " (l.count) " saves"
             }
             (chart.render())
         }
@@ -387,8 +387,8 @@ fn spend_section(r: &Stats) -> Markup {
         section {
             h2 { "Spend by route" }
             p class="sub" {
-                (Text(&fmt::usd(s.cost_usd))) " over " (runs(s.runs)) " · tokens "
-                (Text(&fmt::count(s.tokens_in))) " in / " (Text(&fmt::count(s.tokens_out))) " out"
+                (Escaped(&fmt::usd(s.cost_usd))) " over " (runs(s.runs)) " · tokens "
+                (Escaped(&fmt::count(s.tokens_in))) " in / " (Escaped(&fmt::count(s.tokens_out))) " out"
             }
             (chart.render())
         }
@@ -432,16 +432,16 @@ impl Chart<'_> {
         let scale = if max > 0.0 { max } else { 1.0 };
         let title_id = format!("{}-title", self.id);
         html! {
-            svg id=(Text(self.id)) viewBox=(format!("0 0 {W} {H}")) role="img"
-                aria-labelledby=(Text(&title_id)) {
-                title id=(Text(&title_id)) { (Text(self.title)) }
+            svg id=(Escaped(self.id)) viewBox=(format!("0 0 {W} {H}")) role="img"
+                aria-labelledby=(Escaped(&title_id)) {
+                title id=(Escaped(&title_id)) { (Escaped(self.title)) }
                 (self.axis(scale))
                 (self.bars(scale))
             }
             @if self.series.len() > 1 {
                 div class="legend" {
                     @for s in self.series {
-                        span { i class=(s.class) {} (Text(s.name)) }
+                        span { i class=(s.class) {} (Escaped(s.name)) }
                     }
                 }
             }
@@ -455,7 +455,7 @@ impl Chart<'_> {
                 @let v = scale * f64::from(i) / 2.0;
                 @let y = TOP + PLOT_H - PLOT_H * f64::from(i) / 2.0;
                 (grid_line(y))
-                text x=(LEFT - 4.0) y=(d1(y + 4.0)) text-anchor="end" { (Text(&(self.value_text)(v))) }
+                text x=(LEFT - 4.0) y=(d1(y + 4.0)) text-anchor="end" { (Escaped(&(self.value_text)(v))) }
             }
         }
     }
@@ -476,12 +476,12 @@ impl Chart<'_> {
                     @let bh = if v > 0.0 { (PLOT_H * v / scale).max(MIN_BAR) } else { 0.0 };
                     rect class=(s.class) x=(d1(x0 + bw * k as f64)) y=(d1(TOP + PLOT_H - bh))
                         width=(d1((bw - 1.0).max(0.5))) height=(d1(bh)) {
-                        title { (Text(label)) ": " (Text(&(self.value_text)(v))) " " (Text(s.name)) }
+                        title { (Escaped(label)) ": " (Escaped(&(self.value_text)(v))) " " (Escaped(s.name)) }
                     }
                 }
                 @if i % every == 0 {
                     text x=(d1(x0 + group / 2.0)) y=(H - BOTTOM + 16.0) text-anchor="middle" {
-                        (Text(label))
+                        (Escaped(label))
                     }
                 }
             }
@@ -502,11 +502,11 @@ fn grid_line(y: f64) -> Markup {
 fn table(heading: Markup, id: &str, columns: &[&str], empty: &str, rows: Markup) -> Markup {
     html! {
         h2 { (heading) }
-        table id=(Text(id)) {
-            thead { tr { @for c in columns { th { (Text(c)) } } } }
+        table id=(Escaped(id)) {
+            thead { tr { @for c in columns { th { (Escaped(c)) } } } }
             tbody {
                 @if rows.0.is_empty() {
-                    tr { td colspan=(columns.len()) class="empty" { (Text(empty)) } }
+                    tr { td colspan=(columns.len()) class="empty" { (Escaped(empty)) } }
                 }
                 (rows)
             }
@@ -522,12 +522,12 @@ fn over_cap_table(r: &Stats) -> Markup {
     let rows = html! {
         @for c in r.over_cap.last.iter().rev() {
             tr {
-                td { (Text(&short_ts(&c.ts))) }
-                td { code { (Text(&c.task)) } }
-                td { (Text(&c.route)) }
+                td { (Escaped(&short_ts(&c.ts))) }
+                td { code { (Escaped(&c.task)) } }
+                td { (Escaped(&c.route)) }
                 td { (attempt_text(c.attempt)) }
-                td class="warn" { (Text(&fmt::usd(c.cost_usd))) }
-                td { (Text(&fmt::usd(c.cap_usd))) }
+                td class="warn" { (Escaped(&fmt::usd(c.cost_usd))) }
+                td { (Escaped(&fmt::usd(c.cap_usd))) }
             }
         }
     };
@@ -547,7 +547,7 @@ fn runners_table(r: &report::Runners) -> Markup {
         tr { td { "this machine" } td { "-" } td { (r.local) } td { "-" } }
         @for h in &r.ssh {
             tr {
-                td { "ssh" } td { code { (Text(&h.host)) } } td { (h.runs) }
+                td { "ssh" } td { code { (Escaped(&h.host)) } } td { (h.runs) }
                 @if h.down > 0 { td class="warn" { (h.down) } } @else { td { "0" } }
             }
         }
@@ -555,7 +555,7 @@ fn runners_table(r: &report::Runners) -> Markup {
             tr { td { "slurm" } td { "(all)" } td { (r.slurm.runs) } td { "-" } }
         }
         @for n in &r.slurm.nodes {
-            tr { td { "slurm" } td { code { (Text(&n.node)) } } td { (n.runs) } td { "-" } }
+            tr { td { "slurm" } td { code { (Escaped(&n.node)) } } td { (n.runs) } td { "-" } }
         }
     };
     table(
@@ -571,10 +571,10 @@ fn budget_table(r: &Stats) -> Markup {
     let rows = html! {
         @for h in r.budget_exhausted.last.iter().rev() {
             tr {
-                td { (Text(&h.date)) }
-                td { (Text(&h.route)) }
-                td class="warn" { (Text(&fmt::usd(h.spent_usd))) }
-                td { (Text(&fmt::usd(h.budget_usd))) }
+                td { (Escaped(&h.date)) }
+                td { (Escaped(&h.route)) }
+                td class="warn" { (Escaped(&fmt::usd(h.spent_usd))) }
+                td { (Escaped(&fmt::usd(h.budget_usd))) }
                 td { (h.waiting) }
             }
         }
@@ -595,13 +595,13 @@ fn failures_table(r: &Stats, board_dir: &Path, html_path: &Path) -> Markup {
     let rows = html! {
         @for f in r.failures.iter().rev() {
             tr {
-                td { (Text(&short_ts(&f.ts))) }
-                td { code { (Text(&f.task)) } }
+                td { (Escaped(&short_ts(&f.ts))) }
+                td { code { (Escaped(&f.task)) } }
                 td { (attempt_text(f.attempt)) }
                 td class=(if f.outcome.starts_with("failed:") { "bad" } else { "warn" }) {
-                    code { (Text(&f.outcome)) }
+                    code { (Escaped(&f.outcome)) }
                 }
-                td class="note" { (Text(f.note.as_deref().unwrap_or(""))) }
+                td class="note" { (Escaped(f.note.as_deref().unwrap_or(""))) }
                 td {
                     @if let Some(p) = &f.deadletter {
                         (deadletter_link(p, board_dir, html_path))
@@ -647,7 +647,7 @@ fn deadletter_link(path: &str, board_dir: &Path, html_path: &Path) -> Markup {
         .map(|c| c.as_os_str().to_string_lossy())
         .collect::<Vec<_>>()
         .join("/");
-    html! { a href=(Text(&link_to(&target, html_path))) { (Text(&shown)) } }
+    html! { a href=(Escaped(&link_to(&target, html_path))) { (Escaped(&shown)) } }
 }
 
 #[cfg(test)]
