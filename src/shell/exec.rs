@@ -17,20 +17,20 @@
 //! one's identity. Every system call about processes (signals, waits, `/proc`) is
 //! [`process`]'s: this module runs an executor through it.
 //!
-//! Threads per attempt: a supervisor (spawns the child, so a Linux parent-death signal is tied to
-//! a thread that outlives the child, then waits for the leader and cleans up), a watchdog (timeout
-//! and SIGTERM -> SIGKILL escalation), one reader per output stream and a stdin writer. Nothing
-//! busy-polls while the child runs.
+//! Threads per attempt: a supervisor (spawns the child through [`process::spawn_leader`], so a
+//! Linux parent-death signal is tied to a thread that outlives the child, then waits for the
+//! leader and cleans up), a watchdog (timeout and SIGTERM -> SIGKILL escalation) and one reader
+//! for both output streams; a stdin writer only when the packet does not fit in the pipe at once.
+//! Nothing busy-polls while the child runs.
 
 use std::any::Any;
 use std::collections::VecDeque;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::fd::OwnedFd;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
@@ -52,7 +52,8 @@ pub const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
 /// Everything needed to start one attempt.
 #[derive(Debug, Clone)]
 pub struct AttemptSpec {
-    /// Program and arguments. `argv[0]` is looked up on `PATH` like [`Command`] does; never a shell.
+    /// Program and arguments. `argv[0]` is looked up on `PATH` as `execvp` does; the arguments are
+    /// never read by a shell.
     pub argv: Vec<String>,
     /// Working directory of the child.
     pub cwd: PathBuf,
@@ -295,24 +296,6 @@ fn spawn_error(program: &str, err: io::Error) -> SpawnError {
     }
 }
 
-fn build_command(spec: &AttemptSpec, run_id: &str) -> Command {
-    let mut cmd = Command::new(&spec.argv[0]);
-    cmd.args(&spec.argv[1..])
-        .current_dir(&spec.cwd)
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(if spec.stdin.is_empty() {
-            Stdio::null()
-        } else {
-            Stdio::piped()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .env(process::RUN_ID_VAR, run_id)
-        .process_group(0);
-    process::spawn::die_with_parent(&mut cmd);
-    cmd
-}
-
 /// The supervisor thread: spawns the child, reports the spawn result, waits for the leader,
 /// cleans up the group and calls `on_exit`.
 fn supervise(
@@ -323,14 +306,15 @@ fn supervise(
     on_exit: impl FnOnce(Finished),
 ) {
     let run_id = process::new_run_id();
-    let mut cmd = build_command(&spec, &run_id);
+    let mut env = spec.env.clone();
+    env.push((process::RUN_ID_VAR.to_string(), run_id.clone()));
     let spawned = process::spawn_tracked(|| {
-        let child = cmd.spawn()?;
-        let pid = child.id();
-        Ok((child, pid))
+        let leader = process::spawn_leader(&spec.argv, &spec.cwd, &env, !spec.stdin.is_empty())?;
+        let pid = leader.pid;
+        Ok((leader, pid))
     });
-    let mut child = match spawned {
-        Ok(child) => child,
+    let leader = match spawned {
+        Ok(leader) => leader,
         Err(e) => {
             let _ = tx.send(Err(spawn_error(&spec.argv[0], e)));
             return;
@@ -338,8 +322,8 @@ fn supervise(
     };
     let spawned_at = Instant::now();
     let shared = Arc::new(LocalRunShared {
-        pid: child.id(),
-        since: process::start_time(child.id()),
+        pid: leader.pid,
+        since: process::start_time(leader.pid),
         run_id,
         grace: spec.grace,
         state: Mutex::new(RunState {
@@ -349,12 +333,12 @@ fn supervise(
         changed: Condvar::new(),
     });
 
-    let helpers = match start_helpers(&spec, &mut child, &shared, stdout_log, stderr_log) {
+    let helpers = match start_helpers(&spec, leader, &shared, stdout_log, stderr_log) {
         Ok(helpers) => helpers,
         Err(e) => {
             // Nothing may outlive a failed start: kill the group and reap the leader.
             signal_group(shared.pid, Signal::KILL);
-            let _ = child.wait();
+            let _ = process::reap_leader(shared.pid);
             process::untrack(shared.pid);
             let _ = tx.send(Err(SpawnError::Io(format!(
                 "cannot start helper thread: {e}"
@@ -367,7 +351,7 @@ fn supervise(
 
     // A defect while winding down must not lose the run's ending: the runtime waits for it.
     let wound_down = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        wind_down(&spec, &shared, child, helpers, spawned_at)
+        wind_down(&spec, &shared, helpers, spawned_at)
     }));
     on_exit(wound_down.unwrap_or_else(|payload| abandoned(&shared, spawned_at, &*payload)));
 }
@@ -401,7 +385,6 @@ fn abandoned(shared: &LocalRunShared, spawned_at: Instant, payload: &(dyn Any + 
 fn wind_down(
     spec: &AttemptSpec,
     shared: &LocalRunShared,
-    mut child: Child,
     helpers: Helpers,
     spawned_at: Instant,
 ) -> Finished {
@@ -421,7 +404,7 @@ fn wind_down(
     let _ = helpers.watchdog.join();
     let mut tracker = std::mem::take(&mut shared.lock().tracker);
     let left = tracker.signal_outside_group(shared.target(), Signal::TERM);
-    let ending = match child.wait() {
+    let ending = match process::reap_leader(shared.pid) {
         Ok(status) => ending_of(status),
         Err(e) => {
             tracing::warn!(pid = shared.pid, error = %e, "could not collect executor exit status");
@@ -472,25 +455,18 @@ struct Helpers {
 
 fn start_helpers(
     spec: &AttemptSpec,
-    child: &mut Child,
+    leader: process::Leader,
     shared: &Arc<LocalRunShared>,
     stdout_log: File,
     stderr_log: File,
 ) -> io::Result<Helpers> {
     let stdout = Arc::new(Stream::new(Capture::new(stdout_log, spec.output_cap)));
     let stderr = Arc::new(Stream::new(Capture::new(stderr_log, spec.output_cap)));
-    let pipes = [
-        child
-            .stdout
-            .take()
-            .map(|p| (File::from(OwnedFd::from(p)), Arc::clone(&stdout))),
-        child
-            .stderr
-            .take()
-            .map(|p| (File::from(OwnedFd::from(p)), Arc::clone(&stderr))),
-    ];
-    spawn_output_reader(pipes.into_iter().flatten().collect())?;
-    if let Some(pipe) = child.stdin.take()
+    spawn_output_reader(vec![
+        (leader.stdout, Arc::clone(&stdout)),
+        (leader.stderr, Arc::clone(&stderr)),
+    ])?;
+    if let Some(pipe) = leader.stdin
         && let Some((mut pipe, written)) = write_what_fits(pipe, &spec.stdin)
     {
         let rest = spec.stdin[written..].to_vec();
@@ -517,7 +493,7 @@ fn start_helpers(
 /// packet usually fits whole: then the pipe is closed here and no writer thread is needed).
 /// `Some((pipe, written))` when the rest must wait for the executor to read, with the pipe
 /// blocking again.
-fn write_what_fits(mut pipe: ChildStdin, input: &[u8]) -> Option<(ChildStdin, usize)> {
+fn write_what_fits(mut pipe: File, input: &[u8]) -> Option<(File, usize)> {
     if rustix::io::ioctl_fionbio(&pipe, true).is_err() {
         return Some((pipe, 0));
     }

@@ -6,9 +6,11 @@
 //!   else), the one liveness rule for a pid ([`pid_alive`]) and for a process group
 //!   ([`group_alive`]), signalling a group, the names events give signals ([`signal_name`]), and
 //!   the one polling helper for waits with a deadline ([`poll_until`]);
-//! - [`spawn`]: making a child a group leader tied to its parent, recording the children a
-//!   `std::process::Child` still waits for, the run id in the environment, the subreaper, and
-//!   waiting for a leader's exit without reaping it;
+//! - [`leader`]: starting an executor as a group leader tied to the thread that starts it,
+//!   without copying the runtime (`clone(CLONE_VM | CLONE_VFORK)`), and reaping it;
+//! - [`spawn`]: tying another child to its parent, recording the children a caller still waits
+//!   for, the run id in the environment, the subreaper, and waiting for a leader's exit without
+//!   reaping it;
 //! - [`run`]: finding every process of one executor run in `/proc` (those that left its group
 //!   too), stopping them by pidfd, and reaping the orphans handed to us.
 //!
@@ -20,6 +22,7 @@
 //! reaps it, which for an orphan handed to init may be late or never. Waiting on it (for a grace
 //! period, or before breaking a lock) would wait for nothing it could still do.
 
+pub mod leader;
 pub mod run;
 pub mod spawn;
 
@@ -29,6 +32,7 @@ use std::time::{Duration, Instant};
 use rustix::io::Errno;
 use rustix::process::{Pid, Signal};
 
+pub use leader::{Leader, reap_leader, spawn_leader};
 pub use run::{KILL_WAIT, Target, Tracker, find, stop_orphaned_run};
 pub use spawn::{RUN_ID_VAR, become_subreaper, new_run_id, spawn_tracked, untrack};
 
