@@ -71,14 +71,14 @@ fuzz_target!(|data: &[u8]| {
         if b >> 5 == 0b111 {
             let wrong = palette.iter().find(|s| **s != current).unwrap().clone();
             changes.push(Change {
-                id: task.id.clone(),
+                id: task.id.to_string(),
                 expected: wrong,
                 new,
             });
             stale += 1;
         } else {
             changes.push(Change {
-                id: task.id.clone(),
+                id: task.id.to_string(),
                 expected: current,
                 new: new.clone(),
             });
