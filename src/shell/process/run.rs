@@ -161,10 +161,18 @@ pub fn scan(run_id: Option<&str>, since: Option<u64>) -> Vec<Proc> {
 
 /// Like [`scan`], over this process's descendants only: enough for its own runs once it is
 /// their subreaper (every process a run starts stays below it), and a handful of reads instead
-/// of one per process on the machine. `None` where the kernel does not list children
-/// (`/proc/<pid>/task/<tid>/children` needs `CONFIG_PROC_CHILDREN`).
-pub fn scan_descendants(run_id: Option<&str>, since: Option<u64>) -> Option<Vec<Proc>> {
-    let pids = descendant_pids(std::process::id())?;
+/// of one per process on the machine. With the run's `leader` known, only what can hold its
+/// processes is read: the leader and what is below it, and what is below this process's main
+/// thread, which receives every orphan (the kernel hands an orphan to the subreaper's first
+/// live thread); other runs' leaders hang below the threads that started them and are left
+/// out. `None` where the kernel does not list children (`/proc/<pid>/task/<tid>/children`
+/// needs `CONFIG_PROC_CHILDREN`).
+pub fn scan_descendants(
+    run_id: Option<&str>,
+    since: Option<u64>,
+    leader: Option<u32>,
+) -> Option<Vec<Proc>> {
+    let pids = descendant_pids(std::process::id(), leader)?;
     Some(
         pids.into_iter()
             .filter_map(|pid| read_proc(pid, run_id, since))
@@ -172,39 +180,63 @@ pub fn scan_descendants(run_id: Option<&str>, since: Option<u64>) -> Option<Vec<
     )
 }
 
-/// The pids below `root`, from each of its threads' `children` and theirs in turn.
-fn descendant_pids(root: u32) -> Option<Vec<u32>> {
+/// The pids below `root` (this process), from its threads' `children` and theirs in turn; with
+/// a `leader`, from the main thread's children and the leader only.
+fn descendant_pids(root: u32, leader: Option<u32>) -> Option<Vec<u32>> {
+    let first = match leader {
+        Some(leader) => {
+            let mut first = thread_children(root, root)?;
+            first.push(leader);
+            first
+        }
+        None => children(root)?,
+    };
     let mut out = Vec::new();
     let mut seen = HashSet::new();
-    let mut todo = vec![root];
-    while let Some(pid) = todo.pop() {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-            if pid == root {
-                return None;
-            }
-            continue; // it ended meanwhile
-        };
-        let mut listed = false;
-        for task in tasks.flatten() {
-            let Ok(text) = std::fs::read_to_string(task.path().join("children")) else {
-                continue;
-            };
-            listed = true;
-            for child in text
-                .split_whitespace()
-                .filter_map(|c| c.parse::<u32>().ok())
-            {
-                if seen.insert(child) {
-                    out.push(child);
-                    todo.push(child);
-                }
-            }
+    let mut todo = Vec::new();
+    for pid in first {
+        if seen.insert(pid) {
+            out.push(pid);
+            todo.push(pid);
         }
-        if pid == root && !listed {
-            return None;
+    }
+    while let Some(pid) = todo.pop() {
+        // A process that ended meanwhile lists nothing.
+        for child in children(pid).unwrap_or_default() {
+            if seen.insert(child) {
+                out.push(child);
+                todo.push(child);
+            }
         }
     }
     Some(out)
+}
+
+/// The children of every thread of `pid`; `None` when no thread's list could be read.
+fn children(pid: u32) -> Option<Vec<u32>> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut listed = false;
+    let mut out = Vec::new();
+    for task in tasks.flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        if let Some(mut of_thread) = thread_children(pid, tid) {
+            listed = true;
+            out.append(&mut of_thread);
+        }
+    }
+    listed.then_some(out)
+}
+
+/// The children of thread `tid` of `pid`, as its `children` list names them.
+fn thread_children(pid: u32, tid: u32) -> Option<Vec<u32>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/children")).ok()?;
+    Some(
+        text.split_whitespace()
+            .filter_map(|c| c.parse::<u32>().ok())
+            .collect(),
+    )
 }
 
 /// One process's `stat`, and whether its environment carries `run_id` (asked only of live
@@ -278,7 +310,7 @@ impl Tracker {
     /// run's live processes, remembering them.
     fn sweep(&mut self, target: Target<'_>, me: Me, leader: Option<u32>) -> Vec<Proc> {
         let procs = if self.own_run {
-            scan_descendants(target.run_id, target.since)
+            scan_descendants(target.run_id, target.since, target.pgid)
                 .unwrap_or_else(|| scan(target.run_id, target.since))
         } else {
             scan(target.run_id, target.since)
@@ -562,7 +594,7 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut found = None;
         while Instant::now() < deadline {
-            if let Some(procs) = scan_descendants(None, None) {
+            if let Some(procs) = scan_descendants(None, None, None) {
                 let grandchild = procs.iter().find(|p| p.ppid == pid).map(|p| p.pid);
                 if procs.iter().any(|p| p.pid == pid) && grandchild.is_some() {
                     found = Some(procs);
@@ -577,7 +609,7 @@ mod tests {
         let _ = signal_group_of(&mut child);
         let Some(procs) = found else {
             assert!(
-                descendant_pids(std::process::id()).is_none(),
+                descendant_pids(std::process::id(), None).is_none(),
                 "not found in time"
             );
             return;
@@ -587,6 +619,46 @@ mod tests {
         let all = scan(None, None);
         let below: Vec<u32> = procs.iter().map(|p| p.pid).collect();
         assert!(below.len() < all.len());
+    }
+
+    #[test]
+    fn with_its_leader_known_a_run_is_looked_for_below_it_and_not_below_other_leaders() {
+        if descendant_pids(std::process::id(), None).is_none() {
+            return; // no children lists on this kernel
+        }
+        let mut run = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & wait"])
+            .spawn()
+            .unwrap();
+        let mut other = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let (leader, other_leader) = (run.id(), other.id());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut below_leader = None;
+        while below_leader.is_none() && Instant::now() < deadline {
+            let pids = descendant_pids(std::process::id(), Some(leader)).unwrap();
+            let grandchild = scan(None, None)
+                .into_iter()
+                .find(|p| p.ppid == leader)
+                .map(|p| p.pid);
+            if let Some(g) = grandchild.filter(|g| pids.contains(g)) {
+                below_leader = Some((pids, g));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let all = descendant_pids(std::process::id(), None).unwrap();
+        let _ = signal_group_of(&mut run);
+        let _ = other.kill();
+        let _ = other.wait();
+        let (pids, _) = below_leader.expect("the leader's child was found in time");
+        assert!(pids.contains(&leader));
+        assert!(
+            !pids.contains(&other_leader),
+            "another run's leader: {pids:?}"
+        );
+        assert!(all.contains(&other_leader) && all.contains(&leader));
     }
 
     fn signal_group_of(child: &mut std::process::Child) -> std::io::Result<()> {
