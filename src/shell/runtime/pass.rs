@@ -7,7 +7,7 @@
 //! decides; it never writes the board itself (that is `commit`'s compare-and-swap) and never
 //! starts a run (that is `launch`, after the claim landed).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
@@ -159,7 +159,10 @@ impl Runtime {
             (text, board)
         };
         self.report_findings(&text, &board, now);
-        self.store.note_presence(|id| board.task(id).is_some(), now);
+        // One set of the board's IDs: a lookup per record in the board's list of tasks was
+        // quadratic in the board's size, on every pass.
+        let on_board: HashSet<&str> = board.tasks.iter().map(|t| t.id.as_str()).collect();
+        self.store.note_presence(|id| on_board.contains(id), now);
 
         let locks = self.defer_to_serving_run(locks, &board);
         let (planned, memory) = self.plan(&board, &locks, &outgoing, &on_the_way, now);
