@@ -20,8 +20,9 @@
 //! Threads per attempt: a supervisor (spawns the child through [`process::spawn_leader`], so a
 //! Linux parent-death signal is tied to a thread that outlives the child, then waits for the
 //! leader and cleans up), a watchdog (timeout and SIGTERM -> SIGKILL escalation) and one reader
-//! for both output streams; a stdin writer only when the packet does not fit in the pipe at once.
-//! Nothing busy-polls while the child runs.
+//! for both output streams, each taken from [`workers`] (kept after a run for the next); a stdin
+//! writer only when the packet does not fit in the pipe at once. Nothing busy-polls while the
+//! child runs.
 
 use std::any::Any;
 use std::collections::VecDeque;
@@ -41,6 +42,7 @@ use rustix::process::Signal;
 
 use crate::core::settle::{ProcessEnd, StopCause};
 use crate::shell::process::{self, signal_group};
+use crate::shell::workers;
 
 /// How many bytes of each stream are returned in [`Finished`] as a tail.
 pub const TAIL_BYTES: usize = 4096;
@@ -255,10 +257,10 @@ pub fn start(
 
     let (tx, rx) = mpsc::channel::<Result<Arc<LocalRunShared>, SpawnError>>();
     let name = format!("exec:{}", short_name(&spec.argv[0]));
-    let supervisor = thread::Builder::new()
-        .name(name)
-        .spawn(move || supervise(spec, stdout_log, stderr_log, tx, on_exit))
-        .map_err(|e| SpawnError::Io(format!("cannot start supervisor thread: {e}")))?;
+    let supervisor = workers::spawn(&name, move || {
+        supervise(spec, stdout_log, stderr_log, tx, on_exit)
+    })
+    .map_err(|e| SpawnError::Io(format!("cannot start supervisor thread: {e}")))?;
 
     match rx.recv() {
         Ok(Ok(shared)) => Ok(LocalHandle { shared }),
@@ -448,7 +450,7 @@ fn wind_down(
 }
 
 struct Helpers {
-    watchdog: thread::JoinHandle<()>,
+    watchdog: workers::Done,
     stdout: Arc<Stream>,
     stderr: Arc<Stream>,
 }
@@ -479,9 +481,9 @@ fn start_helpers(
     }
     let deadline = spec.timeout.map(|t| Instant::now() + t);
     let watchdog_shared = Arc::clone(shared);
-    let watchdog = thread::Builder::new()
-        .name("exec-watchdog".to_string())
-        .spawn(move || watchdog(&watchdog_shared, deadline))?;
+    let watchdog = workers::spawn("exec-watchdog", move || {
+        watchdog(&watchdog_shared, deadline)
+    })?;
     Ok(Helpers {
         watchdog,
         stdout,
@@ -624,30 +626,28 @@ impl Stream {
 /// stream ended at its EOF.
 fn spawn_output_reader(mut pipes: Vec<(File, Arc<Stream>)>) -> io::Result<()> {
     use rustix::event::{PollFd, PollFlags, poll};
-    thread::Builder::new()
-        .name("exec-output".to_string())
-        .spawn(move || {
-            let mut buf = vec![0u8; 64 * 1024];
-            while !pipes.is_empty() {
-                let ready: Vec<bool> = {
-                    let mut fds: Vec<PollFd<'_>> = pipes
-                        .iter()
-                        .map(|(pipe, _)| PollFd::new(pipe, PollFlags::IN))
-                        .collect();
-                    match poll(&mut fds, None) {
-                        Ok(_) => fds.iter().map(|fd| !fd.revents().is_empty()).collect(),
-                        Err(rustix::io::Errno::INTR) => continue,
-                        // Cannot wait on them together: read each to its end in turn.
-                        Err(_) => vec![true; fds.len()],
-                    }
-                };
-                let mut n = 0;
-                pipes.retain_mut(|(pipe, stream)| {
-                    n += 1;
-                    !ready[n - 1] || read_some(pipe, stream, &mut buf)
-                });
-            }
-        })?;
+    workers::spawn("exec-output", move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        while !pipes.is_empty() {
+            let ready: Vec<bool> = {
+                let mut fds: Vec<PollFd<'_>> = pipes
+                    .iter()
+                    .map(|(pipe, _)| PollFd::new(pipe, PollFlags::IN))
+                    .collect();
+                match poll(&mut fds, None) {
+                    Ok(_) => fds.iter().map(|fd| !fd.revents().is_empty()).collect(),
+                    Err(rustix::io::Errno::INTR) => continue,
+                    // Cannot wait on them together: read each to its end in turn.
+                    Err(_) => vec![true; fds.len()],
+                }
+            };
+            let mut n = 0;
+            pipes.retain_mut(|(pipe, stream)| {
+                n += 1;
+                !ready[n - 1] || read_some(pipe, stream, &mut buf)
+            });
+        }
+    })?;
     Ok(())
 }
 

@@ -21,5 +21,6 @@ pub mod run_dirs;
 pub mod runtime;
 pub mod store;
 pub mod watch;
+pub mod workers;
 pub mod workspace;
 pub mod worktrees;
