@@ -12,7 +12,6 @@
 //! Must not touch: what the jobs do.
 
 use std::any::Any;
-use std::ffi::CString;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -134,7 +133,7 @@ fn work_on(first: ThreadJob) {
 #[cfg(target_os = "linux")]
 fn name_this_thread(name: &str) {
     let short: String = name.chars().take(15).collect();
-    if let Ok(name) = CString::new(short) {
+    if let Ok(name) = std::ffi::CString::new(short) {
         let _ = rustix::thread::set_name(&name);
     }
 }
