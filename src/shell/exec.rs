@@ -10,12 +10,12 @@
 //! and the processes that had left the group are named in [`Finished::escaped`].
 //!
 //! It must not know about boards, task statuses, events or locks: the runtime passes a plain
-//! [`AttemptSpec`] in and gets a plain [`Finished`] back through the `on_exit` callback. It writes only
-//! `stdout.log` and `stderr.log` inside `AttemptSpec::run_dir`, and signals only processes it spawned
-//! (and their process group) while the leader is known not to have been reaped, so a recycled pid
-//! is never hit; the run's other processes are signalled through [`process`], which checks each
-//! one's identity. Every system call about processes (signals, waits, `/proc`) is
-//! [`process`]'s: this module runs an executor through it.
+//! [`AttemptSpec`] in and gets a plain [`Finished`] back through the `on_exit` callback. It
+//! writes only `stdout.log` and `stderr.log` inside `AttemptSpec::run_dir`, and signals only
+//! processes it spawned (and their process group) while the leader is known not to have been
+//! reaped, so a recycled pid is never hit; the run's other processes are signalled through
+//! [`process`], which checks each one's identity. Every system call about processes (signals,
+//! waits, `/proc`) is [`process`]'s: this module runs an executor through it.
 //!
 //! Threads per attempt: a supervisor (spawns the child through [`process::spawn_leader`], so a
 //! Linux parent-death signal is tied to a thread that outlives the child, then waits for the

@@ -27,9 +27,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use rustix::fs::OFlags;
+use rustix::io::Errno;
 
 use super::lease::WriteLease;
-use rustix::io::Errno;
 
 /// The largest board accepted: 64 MiB. Larger files are refused without being read.
 pub const MAX_BOARD_BYTES: u64 = 64 * 1024 * 1024;

@@ -2,7 +2,8 @@
 //! `squeue` and `scancel` on PATH, the cluster answering `squeue`, and its `shared_dir` a
 //! writable folder (tried with a probe file, created and removed: on a network filesystem only
 //! a write tells); for an SSH route, `ssh` on PATH and each host reachable in batch mode with its
-//! `remote_dir` writable (made there when missing, as a run would). Every command runs with a deadline and is killed when it overruns.
+//! `remote_dir` writable (made there when missing, as a run would). Every command runs with a
+//! deadline and is killed when it overruns.
 //!
 //! Must not touch: the runtime's remote runs, their folders or their jobs; it submits and
 //! cancels nothing.

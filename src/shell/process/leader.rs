@@ -89,8 +89,8 @@ mod imp {
     const SHELL: &CStr = c"/bin/sh";
 
     /// Everything the child needs, prepared by the parent so the child allocates nothing. The
-    /// pointers point into the `CString`s and vectors of the `ExecMemory` that outlives the child's
-    /// use of them (the parent is suspended until the child has exec'd or exited).
+    /// pointers point into the `CString`s and vectors of the `ExecMemory` that outlives the
+    /// child's use of them (the parent is suspended until the child has exec'd or exited).
     struct ChildPlan {
         candidates: Vec<*const c_char>,
         argv: *const *const c_char,

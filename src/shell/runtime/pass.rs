@@ -3,9 +3,10 @@
 //! Owns what a pass reads (the board as the editor left it, the lock folders through
 //! `recovery`, retry requests left by `taskboard retry`), which lint findings are news, and
 //! turning the planner's steps into status changes for `commit` (approval steps through
-//! `approve`); a dead runtime's remote runs are taken over first (`remote`), never started again. It decides nothing the planner
-//! decides; it never writes the board itself (that is `commit`'s compare-and-swap) and never
-//! starts a run (that is `launch`, after the claim landed).
+//! `approve`); a dead runtime's remote runs are taken over first (`remote`), never started
+//! again. It decides nothing the planner decides; it never writes the board itself (that is
+//! `commit`'s compare-and-swap) and never starts a run (that is `launch`, after the claim
+//! landed).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::{Duration, Instant, SystemTime};
