@@ -300,14 +300,14 @@ fn cpu_ticks(pid: u32) -> u64 {
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
-/// The CPU clock ticks `pid` uses over 1.5 s of watching (a bounded observation, not a wait
-/// for an event): a loop that re-reads a board burns about 100 a second.
-fn ticks_over_a_while(pid: u32) -> u64 {
+/// The CPU clock ticks `pid` uses over 1.5 s of watching, or fewer once it has used more than
+/// `limit` (a bounded negative check, like `Sandbox::stays_false`: it ends early on the bad
+/// outcome): a loop that re-reads a board burns about 100 a second.
+fn ticks_over_a_while(pid: u32, limit: u64) -> u64 {
     let start = cpu_ticks(pid);
-    let window = std::time::Instant::now() + Duration::from_millis(1500);
-    while std::time::Instant::now() < window {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    crate::support::poll(Duration::from_millis(1500), || {
+        cpu_ticks(pid) - start > limit
+    });
     cpu_ticks(pid) - start
 }
 
@@ -340,7 +340,7 @@ fn a_conflicted_board_is_waited_on_quietly_when_a_retry_on_it_falls_due() {
 
     // The runtime has nothing to do until the next save: it must sleep, not re-read the board
     // in a loop. A busy loop burns about 100 ticks per second.
-    let used = ticks_over_a_while(pid);
+    let used = ticks_over_a_while(pid, 10);
     assert!(used <= 10, "run used {used} clock ticks while held");
     assert!(!sb.path("ran.log").exists());
     assert_eq!(sb.board_text(), conflicted);
@@ -362,7 +362,7 @@ fn a_missing_board_is_waited_on_quietly_when_a_retry_on_it_falls_due() {
     std::fs::remove_file(&sb.board).unwrap();
     sb.wait_until("the missing board reported", |s| s.errors_in("board") == 1);
     wait_past(due);
-    let used = ticks_over_a_while(pid);
+    let used = ticks_over_a_while(pid, 10);
     assert!(
         used <= 10,
         "run used {used} clock ticks waiting for the board"

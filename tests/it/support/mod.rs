@@ -140,14 +140,9 @@ impl Sandbox {
         let deadline = Instant::now() + DEADLINE;
         let mut codes = Vec::new();
         for mut c in self.children.drain(..) {
-            loop {
-                if let Some(st) = c.try_wait().unwrap() {
-                    codes.push(st.code());
-                    break;
-                }
-                assert!(Instant::now() < deadline, "runtime did not exit in time");
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            let status = status_within(&mut c, deadline.saturating_duration_since(Instant::now()));
+            assert!(status.is_some(), "runtime did not exit in time");
+            codes.extend(status.map(|st| st.code()));
         }
         codes
     }
@@ -183,32 +178,20 @@ impl Sandbox {
 
     /// Polls until `cond` holds, failing with the event log when the deadline passes.
     pub fn wait_until(&self, what: &str, cond: impl Fn(&Sandbox) -> bool) {
-        let deadline = Instant::now() + DEADLINE;
-        let mut pause = Duration::from_millis(5);
-        while !cond(self) {
-            if Instant::now() > deadline {
-                panic!(
-                    "timed out waiting for {what}\nboard:\n{}\nevents:\n{}\nstderr:\n{}",
-                    std::fs::read_to_string(&self.board).unwrap_or_default(),
-                    std::fs::read_to_string(self.path("events.jsonl")).unwrap_or_default(),
-                    self.stderr()
-                );
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(50));
+        if !poll(DEADLINE, || cond(self)) {
+            panic!(
+                "timed out waiting for {what}\nboard:\n{}\nevents:\n{}\nstderr:\n{}",
+                std::fs::read_to_string(&self.board).unwrap_or_default(),
+                std::fs::read_to_string(self.path("events.jsonl")).unwrap_or_default(),
+                self.stderr()
+            );
         }
     }
 
     /// Asserts `cond` stays false for `window` (a bounded negative check).
     pub fn stays_false(&self, window: Duration, cond: impl Fn(&Sandbox) -> bool) -> bool {
-        let end = Instant::now() + window;
-        while Instant::now() < end {
-            if cond(self) {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        !cond(self)
+        // `poll` looks once more after the window ends, so a late `cond` is seen too.
+        !poll(window, || cond(self))
     }
 
     /// The one run folder of attempt `attempt` of task `id` (its work run, not a review).
@@ -443,17 +426,9 @@ impl Sandbox {
         let i = self.children.iter().position(|c| c.id() == pid)?;
         let mut c = self.children.remove(i);
         unsafe { libc::kill(pid as i32, sig) };
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Some(st) = c.try_wait().unwrap() {
-                return st.code();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "runtime {pid} did not exit in time"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let status = status_within(&mut c, DEADLINE);
+        assert!(status.is_some(), "runtime {pid} did not exit in time");
+        status.and_then(|st| st.code())
     }
 
     /// The lock folders under `.taskboard/locks` (debris from breaking/releasing excluded).
