@@ -276,7 +276,8 @@ pub fn read_regular_to_string(path: &Path) -> io::Result<String> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.utf8_error()))
 }
 
-fn open_regular_with_meta(path: &Path) -> io::Result<(File, fs::Metadata)> {
+/// [`open_regular`], with the opened file's metadata (what was opened, not what is there now).
+pub fn open_regular_with_meta(path: &Path) -> io::Result<(File, fs::Metadata)> {
     let file = match open_nonblocking(path) {
         Ok(file) => file,
         // A socket cannot be opened at all (ENXIO): say what it is rather than why open failed.

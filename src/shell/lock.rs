@@ -512,7 +512,7 @@ fn remove_debris(path: &Path) {
 }
 
 /// Random-ish 64 bits: clock, pid and a per-process counter through a mixer.
-fn nonce() -> u64 {
+pub(crate) fn nonce() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -1,11 +1,23 @@
 //! The store of the runtime's memory (`core::memory`'s records) between passes and across
 //! restarts.
 //!
-//! Owns `.taskboard/state.json` (written atomically, merged record by record so that a `run` and
-//! a `once` serving one board share it). It never reads or writes the board.
+//! Owns `.taskboard/state.json`, a whole copy of every record (written atomically), and
+//! `.taskboard/state.journal`, the records changed since, one JSON line per record, appended
+//! under the board's write lock and folded into `state.json` once it outgrows it. A save costs
+//! what changed, not the whole memory, however long the board and its history. Records are
+//! merged record by record, so a `run` and a `once` serving one board share them. It never reads
+//! or writes the board.
+//!
+//! Invariants: a line is one whole record (or a forgetting, or spend totals) and replaying a
+//! journal twice gives what replaying it once does, so a crash between `state.json` written and
+//! the journal removed loses nothing; a line without its newline is a write cut short and is
+//! never read; `state.json` is replaced before the journal it absorbed is removed, and a reader
+//! that saw the journal go checks `state.json` again before it believes anything was lost.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -17,6 +29,11 @@ use crate::core::memory::{TaskMemory, TaskRecord};
 /// How many days of per-route spend are kept.
 const SPEND_DAYS_KEPT: usize = 90;
 
+/// The journal is folded into `state.json` once it is longer than both this and `state.json`:
+/// each fold writes no more than was appended since the last, so a save stays as cheap as
+/// what it changed, and a read never has more than twice the memory to take in.
+const FOLD_AFTER: u64 = 64 * 1024;
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct StateFile {
     version: u32,
@@ -24,10 +41,45 @@ struct StateFile {
     /// UTC day (`YYYY-MM-DD`) → route → reported spend in US dollars.
     #[serde(default)]
     spend: BTreeMap<String, BTreeMap<String, f64>>,
+    /// The name of the journal this copy absorbed: that journal's lines are older than it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    journal: Option<String>,
 }
 
 /// Day → route → US dollars.
 type SpendByDay = BTreeMap<String, BTreeMap<String, f64>>;
+
+/// One line of the journal: its name (the first line), a task's whole record (`record: null`
+/// when it was forgotten), or the totals of the routes and days whose spend changed. Records
+/// and totals replace what they name, so a line read twice changes nothing the second time.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JournalLine {
+    #[serde(default)]
+    journal: Option<String>,
+    #[serde(default)]
+    task: Option<String>,
+    #[serde(default)]
+    record: Option<TaskRecord>,
+    #[serde(default)]
+    spend: Option<SpendByDay>,
+}
+
+#[derive(Serialize)]
+struct TaskLine<'a> {
+    task: &'a str,
+    record: Option<&'a TaskRecord>,
+}
+
+#[derive(Serialize)]
+struct SpendLine<'a> {
+    spend: &'a SpendByDay,
+}
+
+#[derive(Serialize)]
+struct NameLine<'a> {
+    journal: &'a str,
+}
 
 /// Enough of a file's identity to tell that it was replaced since it was last read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,48 +89,50 @@ struct FileStamp {
     mtime_ns: i128,
 }
 
-fn stamp(path: &Path) -> Option<FileStamp> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).ok()?;
-    Some(FileStamp {
-        ino: m.ino(),
-        len: m.len(),
-        mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
-    })
-}
-
-/// The runtime's memory of the board's tasks, shared by every taskboard process serving the
-/// board: each one refreshes it from the file before it plans and merges its own changes into
-/// the file (under the board's write lock) instead of overwriting it whole, so what one process
-/// learns about a task (an attempt, an ending, a person's decision) every other one knows.
-pub struct Store {
-    path: PathBuf,
-    /// Read through [`Store::tasks`]; changed only through the methods that note the change.
-    tasks: BTreeMap<String, TaskRecord>,
-    pub spend: SpendByDay,
-    /// Tasks this process changed or forgot since it last merged into the file.
-    changed: BTreeSet<String>,
-    /// Spend this process recorded since it last merged into the file.
-    spend_added: SpendByDay,
-    /// The file as this process last read or wrote it.
-    seen: Option<FileStamp>,
-    /// The file was removed since this process read it (see [`Store::file_lost`]).
-    lost: bool,
-    /// Each record's JSON as last written, for records not changed since: a save serialises
-    /// only what changed (a busy runtime saves after every claim and ending, and serialising
-    /// every record each time grew with the board's history).
-    rendered: HashMap<String, String>,
-}
-
-fn read_file(path: &Path) -> Result<Option<StateFile>, String> {
-    // Never waits on a FIFO in the file's place: that is an unreadable file.
-    match crate::shell::fsio::read_regular(path) {
-        Ok(bytes) => serde_json::from_slice::<StateFile>(&bytes)
-            .map(Some)
-            .map_err(|e| e.to_string()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e.to_string()),
+impl FileStamp {
+    fn of(m: &std::fs::Metadata) -> FileStamp {
+        FileStamp {
+            ino: m.ino(),
+            len: m.len(),
+            mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+        }
     }
+}
+
+fn stamp(path: &Path) -> Option<FileStamp> {
+    std::fs::metadata(path).ok().map(|m| FileStamp::of(&m))
+}
+
+/// How far into which journal a reader has read: its inode, the length up to the end of its
+/// last whole line, and its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Mark {
+    ino: u64,
+    len: u64,
+    name: Option<String>,
+    /// `state.json` absorbed this journal: its lines are not taken.
+    absorbed: bool,
+}
+
+/// The files as this process last read or wrote them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    state: Option<FileStamp>,
+    /// The name of the journal `state.json` says it absorbed.
+    absorbed: Option<String>,
+    journal: Option<Mark>,
+}
+
+/// `state.json` and its journal as read together.
+struct OnDisk {
+    file: StateFile,
+    seen: Seen,
+    /// A whole line that is not a journal line: the lines before it were taken.
+    bad_line: Option<String>,
+}
+
+fn journal_path(state: &Path) -> PathBuf {
+    state.with_extension("journal")
 }
 
 fn add_spend_to(spend: &mut SpendByDay, day: &str, route: &str, usd: f64) {
@@ -87,43 +141,240 @@ fn add_spend_to(spend: &mut SpendByDay, day: &str, route: &str, usd: f64) {
         .or_default()
         .entry(route.to_string())
         .or_default() += usd;
+    trim_spend(spend);
+}
+
+fn trim_spend(spend: &mut SpendByDay) {
     while spend.len() > SPEND_DAYS_KEPT {
         spend.pop_first();
     }
 }
 
+/// A journal read from some point to the end of its last whole line.
+struct JournalRead {
+    lines: Vec<JournalLine>,
+    /// Where the reader now is.
+    mark: Mark,
+    /// The first whole line that is not a journal line (the lines before it are in `lines`).
+    bad: Option<String>,
+}
+
+/// The lines of `bytes` up to its last newline, parsed, and how many bytes that was; `first`
+/// when `bytes` starts at the journal's start, whose first line is its name. Stops at the first
+/// line that is not a journal line and says which.
+fn parse_lines(
+    bytes: &[u8],
+    first: bool,
+) -> (Vec<JournalLine>, u64, Option<String>, Option<String>) {
+    let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let mut lines = Vec::new();
+    let mut name = None;
+    for (n, line) in bytes[..whole].split(|&b| b == b'\n').enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        let bad = |why: String| {
+            Some(format!(
+                "{}line {}: {why}",
+                if first { "" } else { "a later " },
+                n + 1
+            ))
+        };
+        match serde_json::from_slice::<JournalLine>(line) {
+            Ok(JournalLine {
+                journal: Some(j),
+                task: None,
+                spend: None,
+                record: None,
+            }) if first && n == 0 => {
+                name = Some(j);
+            }
+            Ok(l) if l.journal.is_none() && l.task.is_some() != l.spend.is_some() => lines.push(l),
+            Ok(_) => {
+                return (
+                    lines,
+                    whole as u64,
+                    name,
+                    bad("not a record, spend or the journal's name".into()),
+                );
+            }
+            Err(e) => return (lines, whole as u64, name, bad(e.to_string())),
+        }
+    }
+    (lines, whole as u64, name, None)
+}
+
+/// Reads the journal from `from` on. `None` when there is no journal.
+fn read_journal(path: &Path, from: u64) -> io::Result<Option<JournalRead>> {
+    let (mut file, meta) = match crate::shell::fsio::open_regular_with_meta(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let from = from.min(meta.len());
+    file.seek(SeekFrom::Start(from))?;
+    let mut bytes = Vec::with_capacity((meta.len() - from) as usize);
+    file.read_to_end(&mut bytes)?;
+    let (lines, whole, name, bad) = parse_lines(&bytes, from == 0);
+    let mark = Mark {
+        ino: meta.ino(),
+        len: from + whole,
+        name,
+        absorbed: false,
+    };
+    Ok(Some(JournalRead { lines, mark, bad }))
+}
+
+fn replay(file: &mut StateFile, lines: Vec<JournalLine>) {
+    for line in lines {
+        if let Some(id) = line.task {
+            match line.record {
+                Some(rec) => file.tasks.insert(id, rec),
+                None => file.tasks.remove(&id),
+            };
+        } else if let Some(spend) = line.spend {
+            for (day, routes) in spend {
+                file.spend.entry(day).or_default().extend(routes);
+            }
+            trim_spend(&mut file.spend);
+        }
+    }
+}
+
+/// `state.json` then its journal, replayed. `state.json` is checked again after the journal:
+/// if it was replaced meanwhile (another process folded the journal into it and removed it),
+/// the two are read again, so an old `state.json` is never taken without the journal it had.
+/// `Err` when `state.json` cannot be read or parsed.
+fn read_state(path: &Path) -> Result<Option<OnDisk>, String> {
+    let journal = journal_path(path);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let (mut file, state) = match crate::shell::fsio::open_regular_with_meta(path) {
+            Ok((mut f, meta)) => {
+                let mut bytes = Vec::with_capacity(meta.len() as usize);
+                f.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+                let file =
+                    serde_json::from_slice::<StateFile>(&bytes).map_err(|e| e.to_string())?;
+                (file, Some(FileStamp::of(&meta)))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (StateFile::default(), None),
+            Err(e) => return Err(e.to_string()),
+        };
+        // An unreadable journal is one with nothing readable in it yet.
+        let (mark, bad_line) = match read_journal(&journal, 0).ok().flatten() {
+            Some(mut read) => {
+                let absorbed = read.mark.name.is_some() && read.mark.name == file.journal;
+                read.mark.absorbed = absorbed;
+                if absorbed {
+                    (Some(read.mark), None)
+                } else {
+                    replay(&mut file, read.lines);
+                    (Some(read.mark), read.bad)
+                }
+            }
+            None => (None, None),
+        };
+        if state.is_none() && mark.is_none() {
+            return Ok(None);
+        }
+        if stamp(path) == state || tries == 3 {
+            let seen = Seen {
+                state,
+                absorbed: file.journal.clone(),
+                journal: mark,
+            };
+            return Ok(Some(OnDisk {
+                file,
+                seen,
+                bad_line,
+            }));
+        }
+    }
+}
+
+/// The runtime's memory of the board's tasks, shared by every taskboard process serving the
+/// board: each one refreshes it from the files before it plans and merges its own changes into
+/// them (under the board's write lock) instead of overwriting them whole, so what one process
+/// learns about a task (an attempt, an ending, a person's decision) every other one knows.
+pub struct Store {
+    path: PathBuf,
+    journal: PathBuf,
+    /// Read through [`Store::tasks`]; changed only through the methods that note the change.
+    tasks: BTreeMap<String, TaskRecord>,
+    pub spend: SpendByDay,
+    /// Tasks this process changed or forgot since it last merged into the files.
+    changed: BTreeSet<String>,
+    /// Spend this process recorded since it last merged into the files.
+    spend_added: SpendByDay,
+    /// The files as this process last read or wrote them; `None` before any was found.
+    seen: Option<Seen>,
+    /// `state.json` was removed since this process read it (see [`Store::file_lost`]).
+    lost: bool,
+    /// The files lack what this process knows (the journal it read was removed, or held a line
+    /// that was set aside): the next save writes all of its memory into `state.json`.
+    rewrite: bool,
+    /// The journal holds a line that is not a record: set aside, not removed, once absorbed.
+    bad_journal: bool,
+}
+
 impl Store {
-    /// Loads the state file; a missing file is an empty state, a corrupt one is set aside as
-    /// `state.json.corrupt-<ts>` and reported in the returned warning.
+    /// Loads the state; missing files are an empty state. A corrupt `state.json` is set aside
+    /// as `state.json.corrupt-<ts>`, a journal with a line that is not a journal line as
+    /// `state.journal.corrupt-<ts>` (the lines before it are kept), each said in the returned
+    /// warning.
     pub fn load(path: &Path) -> (Store, Option<String>) {
+        let journal = journal_path(path);
+        let aside = |p: &Path, ext: &str| {
+            let to = p.with_extension(format!(
+                "{ext}.corrupt-{}",
+                Utc::now().format("%Y%m%dT%H%M%S")
+            ));
+            let _ = std::fs::rename(p, &to);
+            to
+        };
         let mut warning = None;
-        let seen = stamp(path);
-        let file = match read_file(path) {
-            Ok(file) => file.unwrap_or_default(),
+        let mut rewrite = false;
+        let (file, seen) = match read_state(path) {
+            Ok(Some(on_disk)) => {
+                if let Some(bad) = on_disk.bad_line {
+                    let to = aside(&journal, "journal");
+                    warning = Some(format!(
+                        "{} held a line that is not a record ({bad}); moved to {}, keeping the lines before it",
+                        journal.display(),
+                        to.display()
+                    ));
+                    rewrite = true;
+                }
+                (on_disk.file, Some(on_disk.seen))
+            }
+            Ok(None) => (StateFile::default(), None),
             Err(e) => {
-                let aside = path.with_extension(format!(
-                    "json.corrupt-{}",
-                    Utc::now().format("%Y%m%dT%H%M%S")
-                ));
-                let _ = std::fs::rename(path, &aside);
+                let to = aside(path, "json");
                 warning = Some(format!(
                     "{} was unreadable ({e}); moved to {} and starting with no memory of attempts",
                     path.display(),
-                    aside.display()
+                    to.display()
                 ));
-                StateFile::default()
+                // Its journal only makes sense on top of it.
+                if journal.exists() {
+                    aside(&journal, "journal");
+                }
+                (StateFile::default(), None)
             }
         };
         (
             Store {
                 path: path.to_path_buf(),
+                journal,
                 tasks: file.tasks,
                 spend: file.spend,
                 changed: BTreeSet::new(),
                 spend_added: SpendByDay::new(),
                 seen,
                 lost: false,
-                rendered: HashMap::new(),
+                rewrite,
+                bad_journal: false,
             },
             warning,
         )
@@ -185,10 +436,10 @@ impl Store {
 
     /// Reads the state without ever moving a corrupt file aside (for read-only commands).
     pub fn peek(path: &Path) -> BTreeMap<String, TaskRecord> {
-        read_file(path)
+        read_state(path)
             .ok()
             .flatten()
-            .map(|f| f.tasks)
+            .map(|d| d.file.tasks)
             .unwrap_or_default()
     }
 
@@ -206,44 +457,148 @@ impl Store {
         add_spend_to(&mut self.spend_added, &day, route, usd);
     }
 
-    /// The state file moved with its folder to `path`: only its path changed.
+    /// The state files moved with their folder; `path` is `state.json`'s new place.
     pub fn moved_to(&mut self, path: &Path) {
         self.path = path.to_path_buf();
+        self.journal = journal_path(path);
     }
 
-    /// The state file this process read was removed (its folder cleaned away, or replaced by a
-    /// new one). A file there now holds only what others wrote since: the next read keeps every
-    /// record and spend this process knows that the file lacks, and the next save writes them
-    /// back. Records the file has are the file's: another process may have moved them on.
+    /// The state files this process read were removed (their folder cleaned away, or replaced
+    /// by new ones). Files there now hold only what others wrote since: the next read keeps
+    /// every record and spend this process knows that the files lack, and the next save writes
+    /// them back. Records the files have are theirs: another process may have moved them on.
     pub fn file_lost(&mut self) {
         self.lost = true;
         self.seen = None;
     }
 
     /// Takes in what other processes serving the board wrote since this one last read or wrote
-    /// the file. This process's own unmerged changes win for the tasks they touch.
+    /// the files: only the journal's new lines while `state.json` is the one it read. This
+    /// process's own unmerged changes win for the tasks they touch.
     pub fn refresh(&mut self) {
-        let now = stamp(&self.path);
-        if now == self.seen {
-            return;
-        }
-        if now.is_none() {
-            // Gone, not emptied: an empty memory would forget every ending on its way.
-            self.file_lost();
-            return;
-        }
-        // A file being replaced or unreadable for a moment: keep what we know, read next time.
-        let Ok(file) = read_file(&self.path) else {
-            return;
+        let _ = self.catch_up();
+    }
+
+    /// [`Store::refresh`]; `Err` when the files could not be read now (what this process knows
+    /// stays as it was).
+    fn catch_up(&mut self) -> Result<(), String> {
+        let Some(seen) = self.seen.clone() else {
+            return self.read_whole();
         };
-        self.seen = now;
-        let file = file.unwrap_or_default();
-        self.adopt(file);
+        let state_now = stamp(&self.path);
+        if state_now != seen.state {
+            if state_now.is_none() {
+                // Gone, not emptied: an empty memory would forget every ending on its way.
+                self.file_lost();
+            }
+            return self.read_whole();
+        }
+        let from = match (&seen.journal, journal_end(&self.journal)) {
+            (None, None) => return Ok(()),
+            (Some(m), Some(end)) if (m.ino, m.len) == end => return Ok(()),
+            (Some(m), Some((ino, len))) if m.ino == ino && len >= m.len => m.len,
+            (None, Some(_)) => 0,
+            _ => {
+                if stamp(&self.path) != seen.state {
+                    // Folded into a new `state.json` by another process since the check above.
+                    return self.read_whole();
+                }
+                // The journal went (or was replaced) while `state.json` stayed: what it held
+                // is known only here now.
+                self.rewrite = true;
+                self.seen = Some(Seen {
+                    journal: None,
+                    ..seen
+                });
+                return Ok(());
+            }
+        };
+        let Some(read) = read_journal(&self.journal, from).map_err(|e| e.to_string())? else {
+            return Ok(());
+        };
+        let mut mark = read.mark;
+        match &seen.journal {
+            Some(m) if from > 0 => {
+                mark.name = m.name.clone();
+                mark.absorbed = m.absorbed;
+            }
+            // Read from its start: left behind by the fold that wrote `state.json`, if that
+            // names it.
+            _ => mark.absorbed = mark.name.is_some() && mark.name == seen.absorbed,
+        }
+        if !mark.absorbed {
+            if read.bad.is_some() {
+                // Taken as far as it reads; the next save writes a whole copy over it.
+                self.rewrite = true;
+                self.bad_journal = true;
+            }
+            for line in read.lines {
+                self.take_line(line);
+            }
+        }
+        self.seen = Some(Seen {
+            journal: Some(mark),
+            ..seen
+        });
+        Ok(())
+    }
+
+    /// A journal line another process wrote, unless this process changed what it names since.
+    fn take_line(&mut self, line: JournalLine) {
+        if let Some(id) = line.task {
+            if self.changed.contains(&id) {
+                return;
+            }
+            match line.record {
+                Some(rec) => self.tasks.insert(id, rec),
+                None => self.tasks.remove(&id),
+            };
+        } else if let Some(spend) = line.spend {
+            for (day, routes) in spend {
+                for (route, total) in routes {
+                    let ours = self
+                        .spend_added
+                        .get(&day)
+                        .and_then(|r| r.get(&route))
+                        .copied()
+                        .unwrap_or(0.0);
+                    self.spend
+                        .entry(day.clone())
+                        .or_default()
+                        .insert(route, total + ours);
+                }
+            }
+            trim_spend(&mut self.spend);
+        }
+    }
+
+    /// Reads both files whole and takes them in.
+    fn read_whole(&mut self) -> Result<(), String> {
+        match read_state(&self.path)? {
+            Some(on_disk) => {
+                if on_disk.bad_line.is_some() {
+                    self.rewrite = true;
+                    self.bad_journal = true;
+                }
+                self.seen = Some(on_disk.seen);
+                self.adopt(on_disk.file);
+            }
+            None => {
+                if self.seen.is_some() {
+                    self.lost = true;
+                }
+                self.seen = Some(Seen {
+                    state: None,
+                    absorbed: None,
+                    journal: None,
+                });
+                self.adopt(StateFile::default());
+            }
+        }
+        Ok(())
     }
 
     fn adopt(&mut self, file: StateFile) {
-        // Records now come from the file: what was rendered may not describe them.
-        self.rendered.clear();
         if std::mem::take(&mut self.lost) {
             self.keep_what_the_file_lacks(&file);
         }
@@ -264,8 +619,8 @@ impl Store {
         self.spend = spend;
     }
 
-    /// After the file was lost: what this process knows and `file` lacks becomes this process's
-    /// change, to be written back.
+    /// After the files were lost: what this process knows and `file` lacks becomes this
+    /// process's change, to be written back.
     fn keep_what_the_file_lacks(&mut self, file: &StateFile) {
         for id in self.tasks.keys() {
             if !file.tasks.contains_key(id) {
@@ -288,71 +643,208 @@ impl Store {
         }
     }
 
-    /// Merges this process's changes into the file: the records it changed replace (or remove)
-    /// the file's, every other record stays as another process wrote it, spend adds up. The
-    /// caller holds the board's write lock, so no other process merges at the same time.
+    /// Merges this process's changes into the files: the records it changed are appended to the
+    /// journal (replacing, or removing, the files' records), every other record stays as
+    /// another process wrote it, spend adds up. The caller holds the board's write lock, so no
+    /// other process merges at the same time.
     pub fn save(&mut self) -> io::Result<()> {
-        if self.changed.is_empty() && self.spend_added.is_empty() && !self.lost {
+        if self.changed.is_empty() && self.spend_added.is_empty() && !self.lost && !self.rewrite {
             return Ok(());
         }
-        // Nobody wrote the file since this process last read or wrote it: what it holds is
-        // already merged here, and reading it again (all of it, every save) is the cost of a
-        // busy runtime, growing with the board.
-        let unchanged = !self.lost && self.seen.is_some() && stamp(&self.path) == self.seen;
-        if !unchanged {
-            let file = match read_file(&self.path) {
-                Ok(Some(file)) => file,
-                Ok(None) => {
-                    if self.seen.is_some() {
-                        // Removed since this process last saw it: all it knows goes back.
-                        self.lost = true;
-                    }
-                    StateFile::default()
-                }
-                // Unreadable now (set aside at load if it was corrupt then): ours is the truth.
-                Err(_) => StateFile {
-                    version: 1,
-                    tasks: BTreeMap::new(),
-                    spend: SpendByDay::new(),
-                },
-            };
-            self.adopt(file);
+        if let Err(e) = self.catch_up() {
+            // `state.json` unreadable now (set aside at load if it was corrupt then): ours is
+            // the truth.
+            tracing::debug!(error = %e, "state files unreadable; writing a whole copy");
+            self.rewrite = true;
         }
-        let json = self.render().map_err(io::Error::other)?;
+        if self.lost {
+            // Nothing there to take in: all of ours goes back.
+            self.adopt(StateFile::default());
+        }
+        let seen = self.seen.clone().unwrap_or(Seen {
+            state: None,
+            absorbed: None,
+            journal: None,
+        });
+        if self.rewrite || seen.state.is_none() {
+            return self.fold(seen.journal.as_ref());
+        }
+        let mark = self.append(seen.journal.as_ref())?;
+        self.changed.clear();
+        self.spend_added.clear();
+        let outgrown = mark.len > FOLD_AFTER.max(seen.state.map_or(0, |s| s.len));
+        self.seen = Some(Seen {
+            journal: Some(mark),
+            ..seen
+        });
+        if outgrown {
+            let journal = self.seen.as_ref().and_then(|s| s.journal.clone());
+            return self.fold(journal.as_ref());
+        }
+        Ok(())
+    }
+
+    /// The lines this process's changes add to the journal: one per record, then spend.
+    fn lines(&self) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        for id in &self.changed {
+            let line = TaskLine {
+                task: id,
+                record: self.tasks.get(id),
+            };
+            serde_json::to_writer(&mut out, &line).map_err(io::Error::other)?;
+            out.push(b'\n');
+        }
+        if !self.spend_added.is_empty() {
+            // Totals, not increments: a line read twice must not count twice.
+            let totals: SpendByDay = self
+                .spend_added
+                .iter()
+                .map(|(day, routes)| {
+                    let now = self.spend.get(day);
+                    let routes = routes
+                        .keys()
+                        .map(|r| {
+                            (
+                                r.clone(),
+                                now.and_then(|n| n.get(r)).copied().unwrap_or(0.0),
+                            )
+                        })
+                        .collect();
+                    (day.clone(), routes)
+                })
+                .collect();
+            serde_json::to_writer(&mut out, &SpendLine { spend: &totals })
+                .map_err(io::Error::other)?;
+            out.push(b'\n');
+        }
+        Ok(out)
+    }
+
+    /// Appends this process's changes to the journal `read` (as this process last read it; a
+    /// new journal when there is none or `state.json` absorbed it) and syncs it. Returns where
+    /// the journal now ends.
+    fn append(&mut self, read: Option<&Mark>) -> io::Result<Mark> {
+        let read = read.filter(|m| !m.absorbed && m.name.is_some());
+        let opened = match read {
+            Some(m) => match OpenOptions::new().append(true).open(&self.journal) {
+                Ok(f) if f.metadata()?.ino() == m.ino => Some((f, m.clone())),
+                // Replaced since the read just made under this lock: never written over unread.
+                Ok(_) => {
+                    self.seen = None;
+                    return Err(io::Error::other(format!(
+                        "{} changed under the board's write lock",
+                        self.journal.display()
+                    )));
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) => return Err(e),
+            },
+            None => None,
+        };
+        let (mut file, mut mark, created) = match opened {
+            Some((f, m)) => (f, m, false),
+            None => {
+                // Absorbed, or not the one read: a fresh journal in its place, written whole
+                // before it takes the name.
+                let name = format!("{:016x}", crate::shell::lock::nonce());
+                let mut head = Vec::new();
+                serde_json::to_writer(&mut head, &NameLine { journal: &name })
+                    .map_err(io::Error::other)?;
+                head.push(b'\n');
+                let tmp = self.journal.with_extension(format!("journal.{name}"));
+                let mut f = OpenOptions::new()
+                    .append(true)
+                    .create_new(true)
+                    .open(&tmp)?;
+                f.write_all(&head)?;
+                std::fs::rename(&tmp, &self.journal)?;
+                let ino = f.metadata()?.ino();
+                let mark = Mark {
+                    ino,
+                    len: head.len() as u64,
+                    name: Some(name),
+                    absorbed: false,
+                };
+                (f, mark, true)
+            }
+        };
+        if file.metadata()?.len() > mark.len {
+            // A line cut short by a writer that died (under this lock, so nobody is writing
+            // it now): the next line starts where the last whole one ended.
+            file.set_len(mark.len)?;
+        }
+        let out = self.lines()?;
+        file.write_all(&out)?;
+        file.sync_data()?;
+        if created {
+            sync_folder(&self.journal);
+        }
+        mark.len += out.len() as u64;
+        Ok(mark)
+    }
+
+    /// Writes all of memory into `state.json`, naming the journal `absorbed` as taken in, then
+    /// removes that journal (a journal with a line that is not a record is set aside instead).
+    /// A crash between the two leaves a journal every reader passes over.
+    fn fold(&mut self, absorbed: Option<&Mark>) -> io::Result<()> {
+        let file = StateFileRef {
+            version: 1,
+            tasks: &self.tasks,
+            spend: &self.spend,
+            journal: absorbed.and_then(|m| m.name.as_deref()),
+        };
+        let json = serde_json::to_vec(&file).map_err(io::Error::other)?;
         crate::shell::fsio::atomic_write(&self.path, &json)?;
         self.changed.clear();
         self.spend_added.clear();
-        self.seen = stamp(&self.path);
+        self.rewrite = false;
+        let gone = if std::mem::take(&mut self.bad_journal) {
+            let aside = self.journal.with_extension(format!(
+                "journal.corrupt-{}",
+                Utc::now().format("%Y%m%dT%H%M%S")
+            ));
+            tracing::warn!(journal = %self.journal.display(), aside = %aside.display(), "a state journal line was not a record; set aside");
+            std::fs::rename(&self.journal, aside)
+        } else {
+            std::fs::remove_file(&self.journal)
+        };
+        match gone {
+            Ok(()) => sync_folder(&self.journal),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            // `state.json` says the journal is absorbed: left there, it is passed over.
+            Err(e) => tracing::debug!(error = %e, "could not remove the absorbed state journal"),
+        }
+        self.seen = Some(Seen {
+            state: stamp(&self.path),
+            absorbed: file.journal.map(str::to_string),
+            journal: None,
+        });
         Ok(())
     }
 }
 
-impl Store {
-    /// The file's text, as `serde_json` writes a [`StateFile`], from each record's rendering:
-    /// records changed since the last save are serialised again, the others reused.
-    fn render(&mut self) -> serde_json::Result<Vec<u8>> {
-        let mut rendered = HashMap::with_capacity(self.tasks.len());
-        let mut out =
-            Vec::with_capacity(64 + self.rendered.values().map(String::len).sum::<usize>());
-        out.extend_from_slice(br#"{"version":1,"tasks":{"#);
-        for (n, (id, rec)) in self.tasks.iter().enumerate() {
-            let text = match self.rendered.remove(id) {
-                Some(text) if !self.changed.contains(id) => text,
-                _ => serde_json::to_string(rec)?,
-            };
-            if n > 0 {
-                out.push(b',');
-            }
-            serde_json::to_writer(&mut out, id)?;
-            out.push(b':');
-            out.extend_from_slice(text.as_bytes());
-            rendered.insert(id.clone(), text);
-        }
-        out.extend_from_slice(br#"},"spend":"#);
-        serde_json::to_writer(&mut out, &self.spend)?;
-        out.push(b'}');
-        self.rendered = rendered;
-        Ok(out)
+/// [`StateFile`] borrowed, for writing.
+#[derive(Serialize)]
+struct StateFileRef<'a> {
+    version: u32,
+    tasks: &'a BTreeMap<String, TaskRecord>,
+    spend: &'a SpendByDay,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    journal: Option<&'a str>,
+}
+
+/// The journal's inode and length now, if it is there.
+fn journal_end(path: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|m| (m.ino(), m.len()))
+}
+
+/// Makes a file's creation or removal durable. Some filesystems cannot sync a folder: not fatal.
+fn sync_folder(file: &Path) {
+    if let Some(dir) = file.parent()
+        && let Err(e) = File::open(dir).and_then(|d| d.sync_all())
+    {
+        tracing::debug!(folder = %dir.display(), error = %e, "could not sync the state folder");
     }
 }
 
@@ -360,50 +852,249 @@ impl Store {
 mod tests {
     use super::*;
 
-    /// What `serde_json` writes for the store's records and spend as they are now.
-    fn whole(store: &Store) -> Vec<u8> {
-        let file = StateFile {
-            version: 1,
-            tasks: store.tasks.clone(),
-            spend: store.spend.clone(),
-        };
-        serde_json::to_vec(&file).unwrap()
+    /// What a fresh reader of the files finds, against what `store` holds.
+    fn reads_back(store: &Store) {
+        let on_disk = read_state(&store.path).unwrap().unwrap();
+        assert_eq!(on_disk.file.tasks, store.tasks);
+        assert_eq!(on_disk.file.spend, store.spend);
+        assert!(on_disk.bad_line.is_none());
+    }
+
+    fn journal_lines(path: &Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(journal_path(path))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// A store in `dir` whose `X-1` has `first` attempts in `state.json` and `then` in the
+    /// journal.
+    fn journaled(dir: &Path, first: u32, then: u32) -> (PathBuf, Store) {
+        let path = dir.join("state.json");
+        let (mut a, _) = Store::load(&path);
+        a.record_mut("X-1").memory.attempts = first;
+        a.save().unwrap();
+        a.record_mut("X-1").memory.attempts = then;
+        a.save().unwrap();
+        assert!(journal_path(&path).exists());
+        (path, a)
+    }
+
+    /// Bytes added at the journal's end, as a writer other than the store would.
+    fn append_raw(path: &Path, bytes: &[u8]) {
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(journal_path(path))
+            .unwrap();
+        f.write_all(bytes).unwrap();
     }
 
     #[test]
-    fn a_save_writes_what_serialising_every_record_would() {
+    fn every_save_reads_back_as_memory() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
         let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
         let (mut a, _) = Store::load(&path);
         let saved = |a: &mut Store| {
             a.save().unwrap();
-            assert_eq!(std::fs::read(&path).unwrap(), whole(a));
+            reads_back(a);
         };
         for n in 0..20 {
             a.record_mut(&format!("T-{n}")).memory.attempts = n;
         }
         a.record_mut("Q-\"1").review_feedback = Some("a \"quoted\"\nnote".into());
         saved(&mut a);
-        // One record changed, one forgotten, one gone missing, spend added: only they move.
+        // One record changed, one forgotten, one gone missing, spend added.
         a.record_mut("T-3").memory.attempts = 9;
         a.forget("T-4");
         let now = chrono::Utc::now();
         a.note_presence(|id| id != "T-5", now);
         a.add_spend(day, "r", 0.25);
         saved(&mut a);
-        // Another process wrote the file: its records replace what was rendered.
+        a.add_spend(day, "r", 0.5);
+        saved(&mut a);
+        // Another process wrote meanwhile: both processes' records and spend are there.
         let (mut b, _) = Store::load(&path);
         b.record_mut("T-6").memory.attempts = 42;
+        b.add_spend(day, "r", 1.0);
         b.save().unwrap();
         a.record_mut("T-7").memory.attempts = 7;
         saved(&mut a);
         assert_eq!(Store::peek(&path)["T-6"].memory.attempts, 42);
         assert_eq!(Store::peek(&path)["T-3"].memory.attempts, 9);
-        // Nothing changed: nothing written, and the next change still lands whole.
+        assert!(!Store::peek(&path).contains_key("T-4"));
+        assert_eq!(a.spend_on(day)["r"], 1.75);
+        // Nothing changed: nothing written, and the next change still lands.
         saved(&mut a);
         a.record_mut("T-0").memory.attempts = 1;
         saved(&mut a);
+        let (fresh, warning) = Store::load(&path);
+        assert!(warning.is_none());
+        assert_eq!(fresh.tasks, a.tasks);
+        assert_eq!(fresh.spend_on(day)["r"], 1.75);
+    }
+
+    #[test]
+    fn a_save_appends_only_what_changed_and_leaves_state_json_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let (mut a, _) = Store::load(&path);
+        for n in 0..300 {
+            a.record_mut(&format!("T-{n}")).memory.attempts = 1;
+        }
+        a.save().unwrap();
+        let whole = stamp(&path).unwrap();
+        assert!(!journal_path(&path).exists());
+        for round in 2..5 {
+            a.record_mut("T-17").memory.attempts = round;
+            a.save().unwrap();
+        }
+        // `state.json` untouched; the journal is its name and one line per save.
+        assert_eq!(stamp(&path), Some(whole));
+        let lines = journal_lines(&path);
+        assert_eq!(lines.len(), 4, "{lines:?}");
+        assert!(lines[0]["journal"].is_string());
+        for (line, round) in lines[1..].iter().zip(2..) {
+            assert_eq!(line["task"], "T-17");
+            assert_eq!(line["record"]["attempts"], round);
+        }
+        reads_back(&a);
+    }
+
+    #[test]
+    fn the_journal_is_folded_into_state_json_once_it_outgrows_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let (mut a, _) = Store::load(&path);
+        a.record_mut("T-1").memory.attempts = 1;
+        a.save().unwrap();
+        let mut folds = 0;
+        let mut longest = 0;
+        for round in 0..2_000u32 {
+            let before = stamp(&path);
+            a.record_mut(&format!("T-{}", round % 50)).review_feedback =
+                Some(format!("round {round} {}", "x".repeat(100)));
+            a.save().unwrap();
+            longest = longest.max(journal_end(&journal_path(&path)).map_or(0, |(_, len)| len));
+            if stamp(&path) != before {
+                folds += 1;
+                assert!(!journal_path(&path).exists());
+            }
+        }
+        assert!(folds >= 2, "{folds} folds");
+        let state_len = std::fs::metadata(&path).unwrap().len();
+        assert!(
+            longest <= FOLD_AFTER.max(state_len) + 1024,
+            "journal reached {longest}"
+        );
+        reads_back(&a);
+    }
+
+    #[test]
+    fn a_journal_left_behind_by_a_fold_is_passed_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, mut a) = journaled(dir.path(), 1, 2);
+        let old = std::fs::read(journal_path(&path)).unwrap();
+        // The next save folds; a crash right after `state.json` is written leaves the journal.
+        a.rewrite = true;
+        a.record_mut("X-1").memory.attempts = 3;
+        a.save().unwrap();
+        assert!(!journal_path(&path).exists());
+        std::fs::write(journal_path(&path), &old).unwrap();
+        assert_eq!(Store::peek(&path)["X-1"].memory.attempts, 3);
+        let (mut b, _) = Store::load(&path);
+        assert_eq!(b.tasks["X-1"].memory.attempts, 3);
+        a.refresh();
+        assert_eq!(a.tasks["X-1"].memory.attempts, 3);
+        // The next journal starts afresh in its place.
+        b.record_mut("Y-1").memory.attempts = 1;
+        b.save().unwrap();
+        reads_back(&b);
+        assert_eq!(Store::peek(&path)["X-1"].memory.attempts, 3);
+        assert_eq!(journal_lines(&path).len(), 2);
+    }
+
+    #[test]
+    fn a_line_cut_short_is_never_read_and_the_next_save_starts_a_new_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, mut a) = journaled(dir.path(), 1, 2);
+        // A writer died in the middle of its line.
+        append_raw(&path, br#"{"task":"X-1","record":{"attem"#);
+        let (mut b, warning) = Store::load(&path);
+        assert!(warning.is_none(), "{warning:?}");
+        assert_eq!(b.tasks["X-1"].memory.attempts, 2);
+        b.record_mut("X-2").memory.attempts = 5;
+        b.save().unwrap();
+        let lines = journal_lines(&path);
+        assert_eq!(lines.last().unwrap()["task"], "X-2");
+        reads_back(&b);
+        a.refresh();
+        assert_eq!(a.tasks["X-2"].memory.attempts, 5);
+    }
+
+    #[test]
+    fn a_line_that_is_not_a_record_is_set_aside_and_the_lines_before_it_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = journaled(dir.path(), 1, 5);
+        append_raw(
+            &path,
+            b"{\"nonsense\":1}\n{\"task\":\"Y-1\",\"record\":{\"attempts\":9}}\n",
+        );
+        let (mut b, warning) = Store::load(&path);
+        let warning = warning.unwrap();
+        assert!(
+            warning.contains("state.journal") && warning.contains("line 3"),
+            "{warning}"
+        );
+        assert_eq!(b.tasks["X-1"].memory.attempts, 5);
+        assert!(!b.tasks.contains_key("Y-1"));
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with("state.journal.corrupt-"))
+            .collect();
+        assert_eq!(aside.len(), 1);
+        // The next save writes a whole copy: what the journal held survives it.
+        b.save().unwrap();
+        assert!(!journal_path(&path).exists());
+        assert_eq!(Store::peek(&path)["X-1"].memory.attempts, 5);
+    }
+
+    #[test]
+    fn a_journal_removed_by_hand_loses_nothing_this_process_knows() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, mut a) = journaled(dir.path(), 1, 3);
+        std::fs::remove_file(journal_path(&path)).unwrap();
+        assert_eq!(Store::peek(&path)["X-1"].memory.attempts, 1);
+        a.refresh();
+        assert_eq!(a.tasks["X-1"].memory.attempts, 3);
+        a.save().unwrap();
+        assert_eq!(Store::peek(&path)["X-1"].memory.attempts, 3);
+    }
+
+    #[test]
+    fn a_refresh_takes_in_another_process_s_lines_but_not_over_unsaved_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let (mut a, _) = Store::load(&path);
+        a.record_mut("X-1").memory.attempts = 1;
+        a.save().unwrap();
+        let (mut b, _) = Store::load(&path);
+        a.record_mut("Y-1").memory.attempts = 7;
+        b.record_mut("X-1").memory.attempts = 2;
+        b.record_mut("Y-1").memory.attempts = 1;
+        b.forget("X-1");
+        b.record_mut("Z-1").memory.attempts = 4;
+        b.save().unwrap();
+        a.refresh();
+        assert!(!a.tasks.contains_key("X-1"));
+        assert_eq!(a.tasks["Y-1"].memory.attempts, 7);
+        assert_eq!(a.tasks["Z-1"].memory.attempts, 4);
+        a.save().unwrap();
+        reads_back(&a);
+        b.refresh();
+        assert_eq!(b.tasks, a.tasks);
     }
 
     #[test]
