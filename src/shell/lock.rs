@@ -10,6 +10,9 @@
 //! information only). Whether a pid still lives, and what `/proc` says of a process, it asks
 //! [`crate::shell::process`], which holds the one rule for that (and the one for process groups).
 //!
+//! The listing a runtime makes every pass parses its own owner records again only once their
+//! file changed ([`Locks::of_instance`]); other owners' records are always read afresh.
+//!
 //! Must not touch: the board file, the event log, or executor processes. It never decides on its
 //! own that a lock is stale: the planner judges (see [`is_stale`]) and asks to break a lock it saw.
 //!
@@ -22,9 +25,11 @@
 //! `owner.json` can still appear (crash between `mkdir` and the write, a power cut): it is
 //! reported as [`LockState::Unreadable`] with its age, for the caller's grace period.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -172,9 +177,46 @@ pub struct LockGuardInfo {
 }
 
 /// The per-task locks under one root (`<board dir>/.taskboard/locks`).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Locks {
     root: PathBuf,
+    /// This process's own owner records as last listed, by lock: every pass lists every lock,
+    /// and a record of ours changes only when this process changes it (a live owner's lock is
+    /// never broken or taken over), so it is parsed again only once its file is another.
+    /// Records of other owners are always read afresh, and nothing but the listing uses these.
+    records: Mutex<HashMap<String, ReadRecord>>,
+    /// The instance whose records are kept in `records`.
+    instance: Option<String>,
+}
+
+/// An owner record as read, with the identity of the file it was read from.
+#[derive(Debug)]
+struct ReadRecord {
+    file: RecordFile,
+    owner: Owner,
+}
+
+/// Enough to tell an owner record's file from any other: every update renames a new file in
+/// place, and the one record written in place is written into an empty new file, so the same
+/// folder, inode, length and modification time mean the same record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RecordFile {
+    dir_ino: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+impl RecordFile {
+    fn of(dir: &fs::Metadata, file: &fs::Metadata) -> RecordFile {
+        use std::os::unix::fs::MetadataExt;
+        RecordFile {
+            dir_ino: dir.ino(),
+            ino: file.ino(),
+            len: file.len(),
+            mtime_ns: i128::from(file.mtime()) * 1_000_000_000 + i128::from(file.mtime_nsec()),
+        }
+    }
 }
 
 const OWNER_FILE: &str = "owner.json";
@@ -183,7 +225,19 @@ const GATE_FILE: &str = ".gate";
 impl Locks {
     /// Does not touch the disk.
     pub fn new(root: PathBuf) -> Locks {
-        Locks { root }
+        Locks {
+            root,
+            records: Mutex::new(HashMap::new()),
+            instance: None,
+        }
+    }
+
+    /// Locks whose listing keeps `instance`'s own owner records between reads.
+    pub fn of_instance(root: PathBuf, instance: &str) -> Locks {
+        Locks {
+            instance: Some(instance.to_string()),
+            ..Locks::new(root)
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -221,6 +275,48 @@ impl Locks {
         read_state(&self.root.join(id))
     }
 
+    /// The state of lock `id` (a valid name) for the listing: a record of this instance's is
+    /// parsed only if its file changed since the last listing.
+    fn read_listed(&self, id: &str) -> Option<LockState> {
+        let Some(instance) = &self.instance else {
+            return read_state(&self.root.join(id));
+        };
+        let dir = self.root.join(id);
+        let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
+        let Ok(dir_meta) = fs::symlink_metadata(&dir) else {
+            records.remove(id);
+            return None;
+        };
+        if dir_meta.is_dir()
+            && let Ok(meta) = fs::metadata(dir.join(OWNER_FILE))
+        {
+            let file = RecordFile::of(&dir_meta, &meta);
+            if let Some(known) = records.get(id)
+                && known.file == file
+            {
+                return Some(LockState::Held(known.owner.clone()));
+            }
+            // Stamped before the read: a record replaced in between is read again next time.
+            if let Ok(bytes) = fs::read(dir.join(OWNER_FILE))
+                && let Ok(owner) = serde_json::from_slice::<Owner>(&bytes)
+            {
+                if &owner.instance == instance {
+                    let known = ReadRecord {
+                        file,
+                        owner: owner.clone(),
+                    };
+                    records.insert(id.to_string(), known);
+                } else {
+                    records.remove(id);
+                }
+                return Some(LockState::Held(owner));
+            }
+        }
+        records.remove(id);
+        drop(records);
+        read_state(&dir)
+    }
+
     /// Every lock, sorted by id. A missing root means no locks.
     pub fn list(&self) -> io::Result<Vec<(String, LockState)>> {
         let entries = match fs::read_dir(&self.root) {
@@ -234,14 +330,17 @@ impl Locks {
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
             };
-            if name.starts_with('.') {
+            if name.starts_with('.') || check_id(&name).is_err() {
                 continue;
             }
-            if let Some(state) = read_state(&entry.path()) {
+            if let Some(state) = self.read_listed(&name) {
                 out.push((name, state));
             }
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
+        // Records of locks gone since are not kept.
+        let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
+        records.retain(|id, _| out.binary_search_by(|(n, _)| n.as_str().cmp(id)).is_ok());
         Ok(out)
     }
 
@@ -316,6 +415,9 @@ impl Locks {
             // dot-folder that no one reads.
             let away = self.root.join(format!(".released-{id}-{:016x}", nonce()));
             fs::rename(&dir, &away)?;
+            // Whoever takes the name next is another lock, whatever its inodes.
+            let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
+            records.remove(id);
             away
         };
         remove_debris(&away);
@@ -407,13 +509,21 @@ impl Locks {
 
     /// Open the gate file and lock it (`exclusive` for breakers, shared otherwise).
     fn gate(&self, how: GateMode) -> io::Result<File> {
-        fs::create_dir_all(&self.root)?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(self.root.join(GATE_FILE))?;
+        let open = || {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(self.root.join(GATE_FILE))
+        };
+        let file = match open() {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                fs::create_dir_all(&self.root)?;
+                open()?
+            }
+            other => other?,
+        };
         match how {
             GateMode::Exclusive => file.lock()?,
             GateMode::Shared => file.lock_shared()?,
@@ -749,12 +859,20 @@ pub struct WriteLock {
 impl WriteLock {
     /// Blocks until the lock is held. Held writes last milliseconds, so waiting is short.
     pub fn acquire(state_dir: &Path) -> io::Result<WriteLock> {
-        create_state_dir(state_dir)?;
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(state_dir.join("write.lock"))?;
+        let open = || {
+            OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(state_dir.join("write.lock"))
+        };
+        let file = match open() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                create_state_dir(state_dir)?;
+                open()?
+            }
+            other => other?,
+        };
         file.lock()?;
         Ok(WriteLock { _file: file })
     }

@@ -508,3 +508,60 @@ fn the_write_lock_puts_back_the_state_folder_but_never_the_boards_folder() {
     assert!(!dir.join("proj").exists());
     assert!(dir.join("moved/.taskboard/write.lock").is_file());
 }
+
+/// Replaces `owner.json` in `dir` with `bytes` of the same length, written in place with its
+/// modification time put back: to a reader that goes by the file's identity, the same record.
+fn rewrite_keeping_identity(dir: &std::path::Path, bytes: &[u8]) {
+    let path = dir.join("owner.json");
+    let before = fs::metadata(&path).unwrap();
+    assert_eq!(bytes.len() as u64, before.len());
+    fs::write(&path, bytes).unwrap();
+    let f = fs::File::options().write(true).open(&path).unwrap();
+    f.set_modified(before.modified().unwrap()).unwrap();
+}
+
+#[test]
+fn a_listing_reads_again_every_record_that_changed_and_every_record_of_another_owner() {
+    let tmp = TempDir::new("listing");
+    let me = owner(&instance_id());
+    let root = tmp.join(".taskboard").join("locks");
+    let mine = Locks::of_instance(root.clone(), &me.instance);
+    let held =
+        |locks: &Locks, id: &str| match locks.list().unwrap().into_iter().find(|(n, _)| n == id) {
+            Some((_, LockState::Held(o))) => Some(o),
+            _ => None,
+        };
+    mine.try_acquire("t1", &me).unwrap().unwrap();
+    assert_eq!(held(&mine, "t1"), Some(me.clone()));
+    // Changed by its owner: read again.
+    mine.set_executor("t1", &me.instance, 4242, Some("run-1"))
+        .unwrap();
+    assert_eq!(held(&mine, "t1").unwrap().executor_pgid, Some(4242));
+    // Released, then taken by another owner: the other owner.
+    assert!(mine.release("t1", &me.instance).unwrap());
+    let other = owner("another-instance");
+    mine.try_acquire("t1", &other).unwrap().unwrap();
+    assert_eq!(held(&mine, "t1"), Some(other.clone()));
+    // Another owner's record is read afresh each time, even with the file's identity kept.
+    let text = fs::read(root.join("t1/owner.json")).unwrap();
+    let twin = String::from_utf8(text.clone())
+        .unwrap()
+        .replace("another-instance", "anotherXinstance");
+    rewrite_keeping_identity(&root.join("t1"), twin.as_bytes());
+    assert_eq!(held(&mine, "t1").unwrap().instance, "anotherXinstance");
+    // A record of ours is parsed again only once its file is another one.
+    mine.try_acquire("t2", &me).unwrap().unwrap();
+    assert_eq!(held(&mine, "t2"), Some(me.clone()));
+    let junk = vec![b' '; fs::metadata(root.join("t2/owner.json")).unwrap().len() as usize];
+    rewrite_keeping_identity(&root.join("t2"), &junk);
+    assert_eq!(held(&mine, "t2"), Some(me.clone()));
+    // A reader without an instance reads every record afresh.
+    assert!(matches!(
+        locks(&tmp)
+            .list()
+            .unwrap()
+            .into_iter()
+            .find(|(n, _)| n == "t2"),
+        Some((_, LockState::Unreadable { .. }))
+    ));
+}

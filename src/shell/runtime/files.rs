@@ -20,27 +20,34 @@ impl Runtime {
     pub(super) fn append_handoff(&self, id: &str, section: &str) -> Option<String> {
         use std::io::Write;
         let path = handoff::file_path(&self.board_dir, id);
-        let result = std::fs::create_dir_all(path.parent().unwrap_or(&self.board_dir))
-            .and_then(|_| {
-                use std::os::unix::fs::OpenOptionsExt;
-                // Never wait on a FIFO someone put there: open without blocking, then insist on
-                // a regular file.
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-                    .open(&path)
-            })
-            .and_then(|mut f| {
-                let meta = f.metadata()?;
-                fsio::ensure_regular(&meta)?;
-                let header = if meta.len() == 0 {
-                    handoff::file_header(id)
-                } else {
-                    String::new()
-                };
-                f.write_all(format!("{header}{section}").as_bytes())
-            });
+        let open = || {
+            use std::os::unix::fs::OpenOptionsExt;
+            // Never wait on a FIFO someone put there: open without blocking, then insist on a
+            // regular file.
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+                .open(&path)
+        };
+        // The folder is made when the first handoff finds it missing, not checked each time.
+        let result = match open() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(path.parent().unwrap_or(&self.board_dir))
+                    .and_then(|_| open())
+            }
+            other => other,
+        }
+        .and_then(|mut f| {
+            let meta = f.metadata()?;
+            fsio::ensure_regular(&meta)?;
+            let header = if meta.len() == 0 {
+                handoff::file_header(id)
+            } else {
+                String::new()
+            };
+            f.write_all(format!("{header}{section}").as_bytes())
+        });
         match result {
             Ok(()) => Some(format!("handoffs/{id}.md")),
             Err(e) => {

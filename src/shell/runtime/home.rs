@@ -197,7 +197,7 @@ impl Runtime {
             .unwrap_or_else(|| to.join(self.board.file_name().unwrap_or_default()));
         self.board_dir = to.to_path_buf();
         self.state_dir = fsio::state_dir(&self.board);
-        self.locks = Locks::new(self.state_dir.join("locks"));
+        self.locks = Locks::of_instance(self.state_dir.join("locks"), &self.instance);
         let log_path = self.board_dir.join("events.jsonl");
         match EventLog::with_rotation(&log_path, self.config.runtime.events_max_size) {
             Ok(log) => self.log = log,

@@ -252,9 +252,10 @@ impl Runtime {
         let (store, warning) = Store::load(&state_dir.join("state.json"));
         let (tx, rx) = mpsc::channel();
         let git_root = evidence::root(&board_dir);
+        let instance = lock::instance_id();
         let rt = Runtime {
             mode,
-            locks: Locks::new(state_dir.join("locks")),
+            locks: Locks::of_instance(state_dir.join("locks"), &instance),
             board,
             board_dir,
             state_dir,
@@ -262,7 +263,7 @@ impl Runtime {
             config: loaded.config,
             config_path: loaded.path,
             log,
-            instance: lock::instance_id(),
+            instance,
             store,
             active: BTreeMap::new(),
             last_hash: None,
