@@ -83,7 +83,14 @@ impl Runtime {
             isolation: None,
             remote: None,
         };
-        match self.start_run(&launch, board, &mut active) {
+        let mut packet = None;
+        let started = self.start_run(&launch, board, &mut active, &mut packet);
+        // Kept once the executor is on its way: it reads the packet from its stdin, and on a
+        // slow disk each file made before the start is a delay a person sees.
+        if let Some(packet) = packet {
+            self.keep_packet(&launch.id, &active.run_dir, &packet);
+        }
+        match started {
             Ok(handle) => {
                 self.active.insert(launch.id.clone(), active);
                 // An isolated run has no process yet: it starts once its worktree is ready.
@@ -121,6 +128,7 @@ impl Runtime {
         launch: &Launch,
         (board, text): (&Board, &str),
         active: &mut Active,
+        packet_out: &mut Option<String>,
     ) -> Result<Option<exec::LocalHandle>, NotStarted> {
         let (id, route) = (launch.id.as_str(), launch.route.as_str());
         let Some(exec_cfg) = self.config.executors.get(route).cloned() else {
@@ -135,7 +143,8 @@ impl Runtime {
             let why = "the task vanished before it could start";
             return Err(NotStarted::new(why, "vanished"));
         };
-        let packet = self.keep_packet(launch, (board, text), &active.run_dir);
+        let packet = self.packet(launch, (board, text));
+        *packet_out = Some(packet.clone());
         let mut argv = exec_cfg.command.clone();
         if argv[0].contains('/') && Path::new(&argv[0]).is_relative() {
             argv[0] = self.board_dir.join(&argv[0]).display().to_string();
@@ -304,13 +313,8 @@ impl Runtime {
         (!record.repos.is_empty()).then_some(record.repos)
     }
 
-    /// Assembles the run's packet and keeps a copy in its run folder.
-    fn keep_packet(
-        &self,
-        launch: &Launch,
-        (board, text): (&Board, &str),
-        run_dir: &Path,
-    ) -> String {
+    /// Assembles the run's packet: what its executor reads on stdin.
+    fn packet(&self, launch: &Launch, (board, text): (&Board, &str)) -> String {
         let id = launch.id.as_str();
         let record = self.store.tasks().get(id);
         let review = (launch.phase == Phase::Review).then(|| packet::Review {
@@ -332,12 +336,14 @@ impl Runtime {
             record,
         };
         let budget = self.config.runtime.packet_budget as usize;
-        let packet = packet_sources::assemble(&source, id, launch.attempt, review, budget)
-            .unwrap_or_default();
-        if let Err(e) = std::fs::write(run_dir.join("packet.md"), &packet) {
+        packet_sources::assemble(&source, id, launch.attempt, review, budget).unwrap_or_default()
+    }
+
+    /// Keeps the packet a run was given as `packet.md` in its run folder.
+    fn keep_packet(&self, id: &str, run_dir: &Path, packet: &str) {
+        if let Err(e) = std::fs::write(run_dir.join("packet.md"), packet) {
             self.error(Some(id), "dispatch", format!("cannot keep the packet: {e}"));
         }
-        packet
     }
 
     /// The `TASKBOARD_*` variables a run sees (after the executor's own `env`).
