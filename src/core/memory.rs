@@ -195,6 +195,54 @@ pub fn project<'a>(
     }
 }
 
+/// Where the planner looks up what the runtime remembers of a task.
+pub trait Recall {
+    fn recall(&self, id: &str) -> Option<&TaskMemory>;
+}
+
+impl Recall for BTreeMap<String, TaskMemory> {
+    fn recall(&self, id: &str) -> Option<&TaskMemory> {
+        self.get(id)
+    }
+}
+
+/// The records' memory with changes about to be written [`project`]ed over it, copying only
+/// the memory of the tasks the changes name: a pass plans on every task's memory, and a copy of
+/// all of it per pass grew with the board.
+pub struct Projected<'a> {
+    records: &'a BTreeMap<String, TaskRecord>,
+    changed: BTreeMap<String, TaskMemory>,
+}
+
+impl<'a> Projected<'a> {
+    pub fn new(
+        records: &'a BTreeMap<String, TaskRecord>,
+        changes: impl IntoIterator<Item = &'a Change>,
+    ) -> Projected<'a> {
+        let mut changed = BTreeMap::new();
+        for change in changes {
+            changed
+                .entry(change.id.clone())
+                .or_insert_with(|| {
+                    records
+                        .get(&change.id)
+                        .map(|r| r.memory.clone())
+                        .unwrap_or_default()
+                })
+                .note_written(change, None);
+        }
+        Projected { records, changed }
+    }
+}
+
+impl Recall for Projected<'_> {
+    fn recall(&self, id: &str) -> Option<&TaskMemory> {
+        self.changed
+            .get(id)
+            .or_else(|| self.records.get(id).map(|r| &r.memory))
+    }
+}
+
 impl TaskRecord {
     /// Keeps attempt `attempt`'s ending until it lands: the status `write` over the run's
     /// `claim`. The episode takes it at once, so a stale buffer that shows the claim (or what
@@ -410,8 +458,22 @@ mod tests {
                 .or_default()
                 .note_written(c, None);
         }
+        let records: BTreeMap<String, TaskRecord> = memory
+            .iter()
+            .map(|(id, m)| {
+                let rec = TaskRecord {
+                    memory: m.clone(),
+                    ..TaskRecord::default()
+                };
+                (id.clone(), rec)
+            })
+            .collect();
+        let projected = Projected::new(&records, &changes);
         project(&mut memory, &changes);
         assert_eq!(memory, landed);
+        for id in ["A-1", "B-1", "C-1"] {
+            assert_eq!(projected.recall(id), memory.recall(id), "{id}");
+        }
         assert_eq!(memory["A-1"].episode, episode("done", &["ready", CLAIM]));
         assert_eq!(
             memory["B-1"].episode,

@@ -46,7 +46,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::core::board::{Board, Task};
 use crate::core::fmt::{self, Precision::Coarse};
-use crate::core::memory::{Approval, ApprovalPhase, Episode, PendingEnding, TaskMemory};
+use crate::core::memory::{Approval, ApprovalPhase, Episode, PendingEnding, Recall, TaskMemory};
 use crate::core::settle::{Settlement, in_series, rejection};
 use crate::core::status::{Stamp, Status};
 use crate::core::workspace::{Glob, touches_of, touches_overlap};
@@ -92,7 +92,7 @@ pub struct Inputs<'a> {
     pub locks: &'a BTreeMap<String, LockView>,
     /// Tasks with a live run supervised by this runtime.
     pub active: &'a BTreeSet<String>,
-    pub memory: &'a BTreeMap<String, TaskMemory>,
+    pub memory: &'a dyn Recall,
     /// Tasks whose attempt has ended and whose ending is on its way to the board (this runtime's
     /// or one it adopted from a runtime that stopped): the ending decides them, not this plan.
     pub endings_on_the_way: &'a BTreeSet<String>,
@@ -297,7 +297,7 @@ impl<'a> Planner<'a> {
         let Some(status) = task.status() else {
             return;
         };
-        let memory = inp.memory.get(id);
+        let memory = inp.memory.recall(id);
         let ours = inp.active.contains(id);
         let lock = inp.locks.get(id);
         let on_the_way = inp.endings_on_the_way.contains(id);

@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::core::memory::FORGET_MISSING_AFTER;
-use crate::core::memory::{TaskMemory, TaskRecord};
+use crate::core::memory::TaskRecord;
 
 /// How many days of per-route spend are kept.
 const SPEND_DAYS_KEPT: usize = 90;
@@ -402,13 +402,6 @@ impl Store {
             .iter()
             .filter(|(_, r)| r.ending.is_some())
             .map(|(id, _)| id.as_str())
-    }
-
-    pub fn memory(&self) -> BTreeMap<String, TaskMemory> {
-        self.tasks
-            .iter()
-            .map(|(id, r)| (id.clone(), r.memory.clone()))
-            .collect()
     }
 
     /// Notes which tasks are on the board now; drops records of tasks missing for longer

@@ -19,7 +19,7 @@ use super::{Mode, Runtime};
 use crate::core::board::Board;
 use crate::core::event::EventKind;
 use crate::core::lint;
-use crate::core::memory::{self, TaskMemory};
+use crate::core::memory::{Projected, Recall, TaskMemory};
 use crate::core::plan::{self, LockView, Plan, Step};
 use crate::core::settle::StopCause;
 use crate::core::status::Status;
@@ -166,7 +166,7 @@ impl Runtime {
         self.store.note_presence(|id| on_board.contains(id), now);
 
         let locks = self.defer_to_serving_run(locks, &board);
-        let (planned, memory) = self.plan(&board, &locks, &outgoing, &on_the_way, now);
+        let (planned, kept) = self.plan(&board, &locks, &outgoing, &on_the_way, now);
         let host_back = self.route_room(now).1;
         self.wake_at = [planned.wake_at, lock_wake, host_back]
             .into_iter()
@@ -192,7 +192,7 @@ impl Runtime {
             .collect();
         self.approval_noted.retain(|id, _| unheeded.contains(id));
         for step in planned.steps {
-            self.take_step(step, (&board, &memory), now, &mut outgoing);
+            self.take_step(step, (&board, &kept), now, &mut outgoing);
         }
         let dispatched = reviews + self.write(outgoing, (&text, &board), snap.hash);
         self.save_state();
@@ -234,8 +234,9 @@ impl Runtime {
         true
     }
 
-    /// Asks the planner what to do with `board`, and returns its plan with the memory it was
-    /// made on: the memory as it will be once the `outgoing` endings land, matching the board.
+    /// Asks the planner what to do with `board`, planning on the memory as it will be once the
+    /// `outgoing` endings land (matching the board). Returns the plan, and for each task whose
+    /// status the plan takes for a person's decision, what the runtime keeps of its memory.
     fn plan(
         &self,
         board: &Board,
@@ -243,7 +244,7 @@ impl Runtime {
         outgoing: &[Outgoing],
         on_the_way: &BTreeSet<String>,
         now: DateTime<Utc>,
-    ) -> (Plan, BTreeMap<String, TaskMemory>) {
+    ) -> (Plan, BTreeMap<String, Option<TaskMemory>>) {
         // Runs of other taskboard processes on this board count against the same limit: the
         // planner counts them from the lock view.
         let capacity = if self.stopping || (self.mode == Mode::Once && self.passes > 0) {
@@ -255,8 +256,7 @@ impl Runtime {
                 .saturating_sub(self.active.len())
         };
         let active: BTreeSet<String> = self.active.keys().cloned().collect();
-        let mut memory = self.store.memory();
-        memory::project(&mut memory, outgoing.iter().map(|o| &o.change));
+        let memory = Projected::new(self.store.tasks(), outgoing.iter().map(|o| &o.change));
         let policy = self.policy();
         let spent_today = self.store.spend_on(now.date_naive());
         let (route_room, _) = self.route_room(now);
@@ -272,15 +272,27 @@ impl Runtime {
             spent_today: &spent_today,
             route_room: &route_room,
         });
-        (planned, memory)
+        let agent = &self.config.runtime.agent;
+        let kept = planned
+            .steps
+            .iter()
+            .filter_map(|step| match step {
+                Step::Forget { id, status } => {
+                    let kept = plan::memory_after_decision(memory.recall(id), status, agent);
+                    Some((id.clone(), kept))
+                }
+                _ => None,
+            })
+            .collect();
+        (planned, kept)
     }
 
     /// Carries out one step of the plan; a status change joins `outgoing` for the pass's write.
-    /// `memory` is the memory the plan was made on.
+    /// `kept` is what the runtime keeps of the memory of each task a person decided.
     fn take_step(
         &mut self,
         step: Step,
-        (board, memory): (&Board, &BTreeMap<String, TaskMemory>),
+        (board, kept): (&Board, &BTreeMap<String, Option<TaskMemory>>),
         now: DateTime<Utc>,
         outgoing: &mut Vec<Outgoing>,
     ) {
@@ -327,7 +339,7 @@ impl Runtime {
                 change: change(id, found, ours),
                 follow_up: FollowUp::Reasserted,
             }),
-            Step::Forget { id, status } => self.forget(&id, &status, memory),
+            Step::Forget { id, .. } => self.forget(&id, kept.get(&id).cloned().flatten()),
             Step::TouchesHeld { id, by } => {
                 if self.touches_announced.get(&id) != Some(&by) {
                     self.touches_announced.insert(id.clone(), by.clone());
@@ -375,11 +387,9 @@ impl Runtime {
         }
     }
 
-    /// A person's decision on task `id`: what the runtime keeps of its episode is what guards
-    /// `status` against a stale buffer (`memory` is the memory the plan was made on).
-    fn forget(&mut self, id: &str, status: &Status, memory: &BTreeMap<String, TaskMemory>) {
-        let agent = &self.config.runtime.agent;
-        let kept = plan::memory_after_decision(memory.get(id), status, agent);
+    /// A person's decision on task `id`: what the runtime keeps of its episode (`kept`) is what
+    /// guards the person's status against a stale buffer.
+    fn forget(&mut self, id: &str, kept: Option<TaskMemory>) {
         self.store.forget(id);
         if let Some(kept) = kept {
             self.store.record_mut(id).memory = kept;
