@@ -808,12 +808,41 @@ impl Store {
             // `state.json` says the journal is absorbed: left there, it is passed over.
             Err(e) => tracing::debug!(error = %e, "could not remove the absorbed state journal"),
         }
+        self.sweep_unnamed_journals();
         self.seen = Some(Seen {
             state: stamp(&self.path),
             absorbed: file.journal.map(str::to_string),
             journal: None,
         });
         Ok(())
+    }
+}
+
+impl Store {
+    /// A new journal is written under a temporary name (`state.journal.<16 hex digits>`) and
+    /// then renamed into place; one a crash left before its rename is removed here, under the
+    /// write lock every writer of the journal holds.
+    fn sweep_unnamed_journals(&self) {
+        let (Some(dir), Some(stem)) = (
+            self.journal.parent(),
+            self.journal.file_name().and_then(|n| n.to_str()),
+        ) else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let unnamed = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(stem))
+                .and_then(|rest| rest.strip_prefix('.'))
+                .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+            if unnamed {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 }
 
@@ -1052,6 +1081,22 @@ mod tests {
         b.save().unwrap();
         assert!(!journal_path(&path).exists());
         assert_eq!(Store::peek(&path)["X-1"].memory.attempts, 5);
+    }
+
+    #[test]
+    fn a_new_journal_a_crash_left_unnamed_is_removed_by_the_next_fold() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let unnamed = dir.path().join("state.journal.0123456789abcdef");
+        let kept = dir.path().join("state.journal.corrupt-20261201T000000");
+        std::fs::write(&unnamed, "{\"journal\":\"0123456789abcdef\"}\n").unwrap();
+        std::fs::write(&kept, "not a record\n").unwrap();
+        let (mut a, _) = Store::load(&path);
+        a.record_mut("X-1").memory.attempts = 1;
+        a.save().unwrap();
+        assert!(!unnamed.exists());
+        assert!(kept.exists());
+        reads_back(&a);
     }
 
     #[test]
