@@ -636,6 +636,12 @@ impl Store {
         }
     }
 
+    /// Has the next save write all of memory into `state.json` and remove the journal: a
+    /// runtime that stops leaves the whole state in the one file every version reads.
+    pub fn fold_on_next_save(&mut self) {
+        self.rewrite = true;
+    }
+
     /// Merges this process's changes into the files: the records it changed are appended to the
     /// journal (replacing, or removing, the files' records), every other record stays as
     /// another process wrote it, spend adds up. The caller holds the board's write lock, so no
@@ -1097,6 +1103,17 @@ mod tests {
         assert!(!unnamed.exists());
         assert!(kept.exists());
         reads_back(&a);
+    }
+
+    #[test]
+    fn a_fold_asked_for_leaves_everything_in_state_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, mut a) = journaled(dir.path(), 1, 2);
+        a.fold_on_next_save();
+        a.save().unwrap();
+        assert!(!journal_path(&path).exists());
+        let whole: StateFile = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(whole.tasks["X-1"].memory.attempts, 2);
     }
 
     #[test]

@@ -594,6 +594,9 @@ fn once_makes_one_pass_and_waits_for_its_runs() {
     sb.write_board("# Board\n\n## A-1\n- status: ready\n\n## B-1\n- status: blocked:task:A-1\n");
     assert_eq!(sb.once(), 0);
     assert_eq!(sb.status_of("A-1"), "done");
+    // A runtime that stopped left its whole memory in state.json, which every version reads.
+    assert!(sb.path(".taskboard/state.json").is_file());
+    assert!(!sb.path(".taskboard/state.journal").exists());
     // One pass of dispatch: B-1 was promoted after A-1 finished, and waits for the next pass.
     assert_eq!(sb.status_of("B-1"), "ready");
     assert_eq!(sb.once(), 0);

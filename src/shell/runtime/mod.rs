@@ -402,6 +402,7 @@ impl Runtime {
             }
         }
         self.keep_endings_for_next_start();
+        self.store.fold_on_next_save();
         self.save_state();
         self.emit(
             None,
