@@ -3,16 +3,16 @@
 //!
 //! Owns `.taskboard/state.json`, a whole copy of every record (written atomically), and
 //! `.taskboard/state.journal`, the records changed since, one JSON line per record, appended
-//! under the board's write lock and folded into `state.json` once it outgrows it. A save costs
-//! what changed, not the whole memory, however long the board and its history. Records are
-//! merged record by record, so a `run` and a `once` serving one board share them. It never reads
-//! or writes the board.
+//! under the board's write lock and folded into `state.json` once it outgrows it (and when a
+//! runtime stops). A save costs what changed, not the whole memory, however long the board and
+//! its history. Records are merged record by record, so a `run` and a `once` serving one board
+//! share them. It never reads or writes the board.
 //!
-//! Invariants: a line is one whole record (or a forgetting, or spend totals) and replaying a
-//! journal twice gives what replaying it once does, so a crash between `state.json` written and
-//! the journal removed loses nothing; a line without its newline is a write cut short and is
-//! never read; `state.json` is replaced before the journal it absorbed is removed, and a reader
-//! that saw the journal go checks `state.json` again before it believes anything was lost.
+//! Invariants: a line is one whole record (or a forgetting, or spend totals), so a line read
+//! twice changes nothing; `state.json` names the journal it absorbed and is replaced before that
+//! journal is removed, so a journal a crash left in between is passed over, and a reader that saw
+//! the journal go checks `state.json` again before it believes anything was lost; a line
+//! without its newline is a write cut short and is never read.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
