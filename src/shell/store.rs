@@ -665,7 +665,13 @@ impl Store {
             absorbed: None,
             journal: None,
         });
-        if self.rewrite || seen.state.is_none() {
+        // A journal without its name (not one this store wrote) is never appended to: a new
+        // journal would take its place and its lines with it.
+        let unnamed = seen
+            .journal
+            .as_ref()
+            .is_some_and(|m| m.name.is_none() && !m.absorbed);
+        if self.rewrite || seen.state.is_none() || unnamed {
             return self.fold(seen.journal.as_ref());
         }
         let mark = self.append(seen.journal.as_ref())?;
@@ -1103,6 +1109,25 @@ mod tests {
         assert!(!unnamed.exists());
         assert!(kept.exists());
         reads_back(&a);
+    }
+
+    #[test]
+    fn the_lines_of_a_journal_without_its_name_survive_the_next_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = journaled(dir.path(), 1, 2);
+        std::fs::write(
+            journal_path(&path),
+            "{\"task\":\"Y-1\",\"record\":{\"attempts\":4}}\n",
+        )
+        .unwrap();
+        let (mut b, warning) = Store::load(&path);
+        assert!(warning.is_none(), "{warning:?}");
+        assert_eq!(b.tasks["Y-1"].memory.attempts, 4);
+        b.record_mut("Z-1").memory.attempts = 1;
+        b.save().unwrap();
+        let file = Store::peek(&path);
+        assert_eq!(file["Y-1"].memory.attempts, 4);
+        assert_eq!(file["Z-1"].memory.attempts, 1);
     }
 
     #[test]
