@@ -491,19 +491,25 @@ impl Store {
             (Some(m), Some(end)) if (m.ino, m.len) == end => return Ok(()),
             (Some(m), Some((ino, len))) if m.ino == ino && len >= m.len => m.len,
             (None, Some(_)) => 0,
-            _ => {
+            (_, now) => {
                 if stamp(&self.path) != seen.state {
                     // Folded into a new `state.json` by another process since the check above.
                     return self.read_whole();
                 }
-                // The journal went (or was replaced) while `state.json` stayed: what it held
-                // is known only here now.
-                self.rewrite = true;
-                self.seen = Some(Seen {
-                    journal: None,
-                    ..seen
-                });
-                return Ok(());
+                // The journal went, or another took its place, while `state.json` stayed: what
+                // it held that `state.json` did not absorb is known only here now.
+                if seen.journal.as_ref().is_some_and(|m| !m.absorbed) {
+                    self.rewrite = true;
+                }
+                if now.is_none() {
+                    self.seen = Some(Seen {
+                        journal: None,
+                        ..seen
+                    });
+                    return Ok(());
+                }
+                // A new journal (another process appended after an absorbed one): all of it.
+                0
             }
         };
         let Some(read) = read_journal(&self.journal, from).map_err(|e| e.to_string())? else {
@@ -804,6 +810,18 @@ impl Store {
         self.changed.clear();
         self.spend_added.clear();
         self.rewrite = false;
+        // Only the journal this process read goes: one it could not read stays, is not named as
+        // absorbed, and is read by everyone, this process included.
+        let read = absorbed.map(|m| m.ino);
+        if journal_end(&self.journal).is_some_and(|(ino, _)| Some(ino) != read) {
+            self.bad_journal = false;
+            self.seen = Some(Seen {
+                state: stamp(&self.path),
+                absorbed: file.journal.map(str::to_string),
+                journal: None,
+            });
+            return Ok(());
+        }
         let gone = if std::mem::take(&mut self.bad_journal) {
             let aside = self.journal.with_extension(format!(
                 "journal.corrupt-{}",
@@ -1047,6 +1065,13 @@ mod tests {
         reads_back(&b);
         assert_eq!(Store::peek(&path)["X-1"].memory.attempts, 3);
         assert_eq!(journal_lines(&path).len(), 2);
+        // A reader of the old one takes in the new one, and its next save keeps what it holds.
+        a.refresh();
+        assert_eq!(a.tasks["Y-1"].memory.attempts, 1);
+        a.record_mut("Z-1").memory.attempts = 2;
+        a.save().unwrap();
+        reads_back(&a);
+        assert_eq!(Store::peek(&path)["Y-1"].memory.attempts, 1);
     }
 
     #[test]
