@@ -115,7 +115,7 @@ struct Mark {
 }
 
 /// The files as this process last read or wrote them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Seen {
     state: Option<FileStamp>,
     /// The name of the journal `state.json` says it absorbed.
@@ -133,6 +133,23 @@ struct OnDisk {
 
 fn journal_path(state: &Path) -> PathBuf {
     state.with_extension("journal")
+}
+
+/// Where a state file that cannot be taken in is set aside for a person to look at:
+/// `<name>.corrupt-<time>` beside it.
+fn aside_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".corrupt-{}", Utc::now().format("%Y%m%dT%H%M%S")));
+    path.with_file_name(name)
+}
+
+/// What `spend` holds for `route` on `day`.
+fn amount(spend: &SpendByDay, day: &str, route: &str) -> f64 {
+    spend
+        .get(day)
+        .and_then(|r| r.get(route))
+        .copied()
+        .unwrap_or(0.0)
 }
 
 fn add_spend_to(spend: &mut SpendByDay, day: &str, route: &str, usd: f64) {
@@ -225,18 +242,42 @@ fn read_journal(path: &Path, from: u64) -> io::Result<Option<JournalRead>> {
     Ok(Some(JournalRead { lines, mark, bad }))
 }
 
-fn replay(file: &mut StateFile, lines: Vec<JournalLine>) {
+/// What a reader's own changes are, kept over the journal lines it takes in: the tasks it
+/// changed since it last merged (their lines are older than its own change) and the spend it
+/// added (on top of a line's totals).
+#[derive(Clone, Copy)]
+struct Unmerged<'a> {
+    changed: &'a BTreeSet<String>,
+    spend_added: &'a SpendByDay,
+}
+
+/// Takes journal lines into `tasks` and `spend`, in order, under `ours`.
+fn replay(
+    tasks: &mut BTreeMap<String, TaskRecord>,
+    spend: &mut SpendByDay,
+    lines: Vec<JournalLine>,
+    ours: Unmerged<'_>,
+) {
     for line in lines {
         if let Some(id) = line.task {
-            match line.record {
-                Some(rec) => file.tasks.insert(id, rec),
-                None => file.tasks.remove(&id),
-            };
-        } else if let Some(spend) = line.spend {
-            for (day, routes) in spend {
-                file.spend.entry(day).or_default().extend(routes);
+            if ours.changed.contains(&id) {
+                continue;
             }
-            trim_spend(&mut file.spend);
+            match line.record {
+                Some(rec) => tasks.insert(id, rec),
+                None => tasks.remove(&id),
+            };
+        } else if let Some(totals) = line.spend {
+            for (day, routes) in totals {
+                for (route, total) in routes {
+                    let added = amount(ours.spend_added, &day, &route);
+                    spend
+                        .entry(day.clone())
+                        .or_default()
+                        .insert(route, total + added);
+                }
+            }
+            trim_spend(spend);
         }
     }
 }
@@ -269,7 +310,11 @@ fn read_state(path: &Path) -> Result<Option<OnDisk>, String> {
                 if absorbed {
                     (Some(read.mark), None)
                 } else {
-                    replay(&mut file, read.lines);
+                    let none = Unmerged {
+                        changed: &BTreeSet::new(),
+                        spend_added: &SpendByDay::new(),
+                    };
+                    replay(&mut file.tasks, &mut file.spend, read.lines, none);
                     (Some(read.mark), read.bad)
                 }
             }
@@ -325,11 +370,8 @@ impl Store {
     /// warning.
     pub fn load(path: &Path) -> (Store, Option<String>) {
         let journal = journal_path(path);
-        let aside = |p: &Path, ext: &str| {
-            let to = p.with_extension(format!(
-                "{ext}.corrupt-{}",
-                Utc::now().format("%Y%m%dT%H%M%S")
-            ));
+        let aside = |p: &Path| {
+            let to = aside_path(p);
             let _ = std::fs::rename(p, &to);
             to
         };
@@ -338,7 +380,7 @@ impl Store {
         let (file, seen) = match read_state(path) {
             Ok(Some(on_disk)) => {
                 if let Some(bad) = on_disk.bad_line {
-                    let to = aside(&journal, "journal");
+                    let to = aside(&journal);
                     warning = Some(format!(
                         "{} held a line that is not a record ({bad}); moved to {}, keeping the lines before it",
                         journal.display(),
@@ -350,7 +392,7 @@ impl Store {
             }
             Ok(None) => (StateFile::default(), None),
             Err(e) => {
-                let to = aside(path, "json");
+                let to = aside(path);
                 warning = Some(format!(
                     "{} was unreadable ({e}); moved to {} and starting with no memory of attempts",
                     path.display(),
@@ -358,7 +400,7 @@ impl Store {
                 ));
                 // Its journal only makes sense on top of it.
                 if journal.exists() {
-                    aside(&journal, "journal");
+                    aside(&journal);
                 }
                 (StateFile::default(), None)
             }
@@ -531,44 +573,17 @@ impl Store {
                 self.rewrite = true;
                 self.bad_journal = true;
             }
-            for line in read.lines {
-                self.take_line(line);
-            }
+            let ours = Unmerged {
+                changed: &self.changed,
+                spend_added: &self.spend_added,
+            };
+            replay(&mut self.tasks, &mut self.spend, read.lines, ours);
         }
         self.seen = Some(Seen {
             journal: Some(mark),
             ..seen
         });
         Ok(())
-    }
-
-    /// A journal line another process wrote, unless this process changed what it names since.
-    fn take_line(&mut self, line: JournalLine) {
-        if let Some(id) = line.task {
-            if self.changed.contains(&id) {
-                return;
-            }
-            match line.record {
-                Some(rec) => self.tasks.insert(id, rec),
-                None => self.tasks.remove(&id),
-            };
-        } else if let Some(spend) = line.spend {
-            for (day, routes) in spend {
-                for (route, total) in routes {
-                    let ours = self
-                        .spend_added
-                        .get(&day)
-                        .and_then(|r| r.get(&route))
-                        .copied()
-                        .unwrap_or(0.0);
-                    self.spend
-                        .entry(day.clone())
-                        .or_default()
-                        .insert(route, total + ours);
-                }
-            }
-            trim_spend(&mut self.spend);
-        }
     }
 
     /// Reads both files whole and takes them in.
@@ -586,11 +601,7 @@ impl Store {
                 if self.seen.is_some() {
                     self.lost = true;
                 }
-                self.seen = Some(Seen {
-                    state: None,
-                    absorbed: None,
-                    journal: None,
-                });
+                self.seen = Some(Seen::default());
                 self.adopt(StateFile::default());
             }
         }
@@ -629,12 +640,7 @@ impl Store {
         for (day, routes) in &self.spend {
             for (route, usd) in routes {
                 let in_file = file.spend.get(day).is_some_and(|r| r.contains_key(route));
-                let added = self
-                    .spend_added
-                    .get(day)
-                    .and_then(|r| r.get(route))
-                    .copied()
-                    .unwrap_or(0.0);
+                let added = amount(&self.spend_added, day, route);
                 if !in_file && *usd > added {
                     add_spend_to(&mut self.spend_added, day, route, usd - added);
                 }
@@ -666,11 +672,7 @@ impl Store {
             // Nothing there to take in: all of ours goes back.
             self.adopt(StateFile::default());
         }
-        let seen = self.seen.clone().unwrap_or(Seen {
-            state: None,
-            absorbed: None,
-            journal: None,
-        });
+        let seen = self.seen.clone().unwrap_or_default();
         // A journal without its name (not one this store wrote) is never appended to: a new
         // journal would take its place and its lines with it.
         let unnamed = seen
@@ -712,15 +714,9 @@ impl Store {
                 .spend_added
                 .iter()
                 .map(|(day, routes)| {
-                    let now = self.spend.get(day);
                     let routes = routes
                         .keys()
-                        .map(|r| {
-                            (
-                                r.clone(),
-                                now.and_then(|n| n.get(r)).copied().unwrap_or(0.0),
-                            )
-                        })
+                        .map(|r| (r.clone(), amount(&self.spend, day, r)))
                         .collect();
                     (day.clone(), routes)
                 })
@@ -813,32 +809,26 @@ impl Store {
         // Only the journal this process read goes: one it could not read stays, is not named as
         // absorbed, and is read by everyone, this process included.
         let read = absorbed.map(|m| m.ino);
-        if journal_end(&self.journal).is_some_and(|(ino, _)| Some(ino) != read) {
-            self.bad_journal = false;
-            self.seen = Some(Seen {
-                state: stamp(&self.path),
-                absorbed: file.journal.map(str::to_string),
-                journal: None,
-            });
-            return Ok(());
+        let unread = journal_end(&self.journal).is_some_and(|(ino, _)| Some(ino) != read);
+        let bad = std::mem::take(&mut self.bad_journal);
+        if !unread {
+            let gone = if bad {
+                let aside = aside_path(&self.journal);
+                tracing::warn!(journal = %self.journal.display(), aside = %aside.display(), "a state journal line was not a record; set aside");
+                std::fs::rename(&self.journal, aside)
+            } else {
+                std::fs::remove_file(&self.journal)
+            };
+            match gone {
+                Ok(()) => sync_folder(&self.journal),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                // `state.json` says the journal is absorbed: left there, it is passed over.
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not remove the absorbed state journal")
+                }
+            }
+            self.sweep_unnamed_journals();
         }
-        let gone = if std::mem::take(&mut self.bad_journal) {
-            let aside = self.journal.with_extension(format!(
-                "journal.corrupt-{}",
-                Utc::now().format("%Y%m%dT%H%M%S")
-            ));
-            tracing::warn!(journal = %self.journal.display(), aside = %aside.display(), "a state journal line was not a record; set aside");
-            std::fs::rename(&self.journal, aside)
-        } else {
-            std::fs::remove_file(&self.journal)
-        };
-        match gone {
-            Ok(()) => sync_folder(&self.journal),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            // `state.json` says the journal is absorbed: left there, it is passed over.
-            Err(e) => tracing::debug!(error = %e, "could not remove the absorbed state journal"),
-        }
-        self.sweep_unnamed_journals();
         self.seen = Some(Seen {
             state: stamp(&self.path),
             absorbed: file.journal.map(str::to_string),
@@ -920,13 +910,20 @@ mod tests {
             .collect()
     }
 
+    /// A store in `dir` that saved task `id` with `attempts` (the first save writes
+    /// `state.json`).
+    fn saved(dir: &Path, id: &str, attempts: u32) -> (PathBuf, Store) {
+        let path = dir.join("state.json");
+        let (mut a, _) = Store::load(&path);
+        a.record_mut(id).memory.attempts = attempts;
+        a.save().unwrap();
+        (path, a)
+    }
+
     /// A store in `dir` whose `X-1` has `first` attempts in `state.json` and `then` in the
     /// journal.
     fn journaled(dir: &Path, first: u32, then: u32) -> (PathBuf, Store) {
-        let path = dir.join("state.json");
-        let (mut a, _) = Store::load(&path);
-        a.record_mut("X-1").memory.attempts = first;
-        a.save().unwrap();
+        let (path, mut a) = saved(dir, "X-1", first);
         a.record_mut("X-1").memory.attempts = then;
         a.save().unwrap();
         assert!(journal_path(&path).exists());
@@ -1017,10 +1014,7 @@ mod tests {
     #[test]
     fn the_journal_is_folded_into_state_json_once_it_outgrows_it() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.json");
-        let (mut a, _) = Store::load(&path);
-        a.record_mut("T-1").memory.attempts = 1;
-        a.save().unwrap();
+        let (path, mut a) = saved(dir.path(), "T-1", 1);
         let mut folds = 0;
         let mut longest = 0;
         for round in 0..2_000u32 {
@@ -1181,10 +1175,7 @@ mod tests {
     #[test]
     fn a_refresh_takes_in_another_process_s_lines_but_not_over_unsaved_changes() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.json");
-        let (mut a, _) = Store::load(&path);
-        a.record_mut("X-1").memory.attempts = 1;
-        a.save().unwrap();
+        let (path, mut a) = saved(dir.path(), "X-1", 1);
         let (mut b, _) = Store::load(&path);
         a.record_mut("Y-1").memory.attempts = 7;
         b.record_mut("X-1").memory.attempts = 2;
