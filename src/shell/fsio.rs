@@ -276,6 +276,22 @@ pub fn read_regular_to_string(path: &Path) -> io::Result<String> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.utf8_error()))
 }
 
+/// Opens a file with `open`, and when its folder is missing, makes it with `make_folder` and
+/// opens again: a folder that is almost always there is not made (a failing `mkdir`) before
+/// every open.
+pub fn open_making_folder(
+    open: impl Fn() -> io::Result<File>,
+    make_folder: impl FnOnce() -> io::Result<()>,
+) -> io::Result<File> {
+    match open() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            make_folder()?;
+            open()
+        }
+        other => other,
+    }
+}
+
 /// [`open_regular`], with the opened file's metadata (what was opened, not what is there now).
 pub fn open_regular_with_meta(path: &Path) -> io::Result<(File, fs::Metadata)> {
     let file = match open_nonblocking(path) {

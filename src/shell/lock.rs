@@ -37,7 +37,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::core::remote::RemoteRun;
-use crate::shell::process;
+use crate::shell::{fsio, process};
 
 /// Who holds a lock: enough to tell later whether that process is still the one running.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -283,38 +283,30 @@ impl Locks {
         };
         let dir = self.root.join(id);
         let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
-        let Ok(dir_meta) = fs::symlink_metadata(&dir) else {
-            records.remove(id);
-            return None;
-        };
-        if dir_meta.is_dir()
-            && let Ok(meta) = fs::metadata(dir.join(OWNER_FILE))
+        // Stamped before the read: a record replaced in between is read again next time.
+        let file = (|| {
+            let folder = fs::symlink_metadata(&dir)
+                .ok()
+                .filter(fs::Metadata::is_dir)?;
+            let record = fs::metadata(dir.join(OWNER_FILE)).ok()?;
+            Some(RecordFile::of(&folder, &record))
+        })();
+        if let (Some(file), Some(known)) = (file, records.get(id))
+            && known.file == file
         {
-            let file = RecordFile::of(&dir_meta, &meta);
-            if let Some(known) = records.get(id)
-                && known.file == file
-            {
-                return Some(LockState::Held(known.owner.clone()));
+            return Some(LockState::Held(known.owner.clone()));
+        }
+        let state = read_state(&dir);
+        match (&state, file) {
+            (Some(LockState::Held(owner)), Some(file)) if &owner.instance == instance => {
+                let owner = owner.clone();
+                records.insert(id.to_string(), ReadRecord { file, owner });
             }
-            // Stamped before the read: a record replaced in between is read again next time.
-            if let Ok(bytes) = fs::read(dir.join(OWNER_FILE))
-                && let Ok(owner) = serde_json::from_slice::<Owner>(&bytes)
-            {
-                if &owner.instance == instance {
-                    let known = ReadRecord {
-                        file,
-                        owner: owner.clone(),
-                    };
-                    records.insert(id.to_string(), known);
-                } else {
-                    records.remove(id);
-                }
-                return Some(LockState::Held(owner));
+            _ => {
+                records.remove(id);
             }
         }
-        records.remove(id);
-        drop(records);
-        read_state(&dir)
+        state
     }
 
     /// Every lock, sorted by id. A missing root means no locks.
@@ -517,13 +509,7 @@ impl Locks {
                 .truncate(false)
                 .open(self.root.join(GATE_FILE))
         };
-        let file = match open() {
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                fs::create_dir_all(&self.root)?;
-                open()?
-            }
-            other => other?,
-        };
+        let file = fsio::open_making_folder(open, || fs::create_dir_all(&self.root))?;
         match how {
             GateMode::Exclusive => file.lock()?,
             GateMode::Shared => file.lock_shared()?,
@@ -866,13 +852,7 @@ impl WriteLock {
                 .write(true)
                 .open(state_dir.join("write.lock"))
         };
-        let file = match open() {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                create_state_dir(state_dir)?;
-                open()?
-            }
-            other => other?,
-        };
+        let file = fsio::open_making_folder(open, || create_state_dir(state_dir))?;
         file.lock()?;
         Ok(WriteLock { _file: file })
     }

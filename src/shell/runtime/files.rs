@@ -30,15 +30,8 @@ impl Runtime {
                 .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
                 .open(&path)
         };
-        // The folder is made when the first handoff finds it missing, not checked each time.
-        let result = match open() {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(path.parent().unwrap_or(&self.board_dir))
-                    .and_then(|_| open())
-            }
-            other => other,
-        }
-        .and_then(|mut f| {
+        let make_folder = || std::fs::create_dir_all(path.parent().unwrap_or(&self.board_dir));
+        let result = fsio::open_making_folder(open, make_folder).and_then(|mut f| {
             let meta = f.metadata()?;
             fsio::ensure_regular(&meta)?;
             let header = if meta.len() == 0 {
