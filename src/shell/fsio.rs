@@ -276,6 +276,30 @@ pub fn read_regular_to_string(path: &Path) -> io::Result<String> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.utf8_error()))
 }
 
+/// Enough of a file's identity to tell that it was replaced or written since it was stamped:
+/// its inode, length and modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    pub ino: u64,
+    pub len: u64,
+    pub mtime_ns: i128,
+}
+
+impl FileStamp {
+    pub fn of(m: &fs::Metadata) -> FileStamp {
+        FileStamp {
+            ino: m.ino(),
+            len: m.len(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        }
+    }
+
+    /// The file at `path` now; `None` when there is none.
+    pub fn at(path: &Path) -> Option<FileStamp> {
+        fs::metadata(path).ok().map(|m| FileStamp::of(&m))
+    }
+}
+
 /// Opens a file with `open`, and when its folder is missing, makes it with `make_folder` and
 /// opens again: a folder that is almost always there is not made (a failing `mkdir`) before
 /// every open.

@@ -198,13 +198,11 @@ struct ReadRecord {
 
 /// Enough to tell an owner record's file from any other: every update renames a new file in
 /// place, and the one record written in place is written into an empty new file, so the same
-/// folder, inode, length and modification time mean the same record.
+/// folder and the same file stamp (inode, length, modification time) mean the same record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct RecordFile {
     dir_ino: u64,
-    ino: u64,
-    len: u64,
-    mtime_ns: i128,
+    file: fsio::FileStamp,
 }
 
 impl RecordFile {
@@ -212,9 +210,7 @@ impl RecordFile {
         use std::os::unix::fs::MetadataExt;
         RecordFile {
             dir_ino: dir.ino(),
-            ino: file.ino(),
-            len: file.len(),
-            mtime_ns: i128::from(file.mtime()) * 1_000_000_000 + i128::from(file.mtime_nsec()),
+            file: fsio::FileStamp::of(file),
         }
     }
 }

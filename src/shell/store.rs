@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::memory::FORGET_MISSING_AFTER;
 use crate::core::memory::TaskRecord;
+use crate::shell::fsio::FileStamp;
 
 /// How many days of per-route spend are kept.
 const SPEND_DAYS_KEPT: usize = 90;
@@ -79,28 +80,6 @@ struct SpendLine<'a> {
 #[derive(Serialize)]
 struct NameLine<'a> {
     journal: &'a str,
-}
-
-/// Enough of a file's identity to tell that it was replaced since it was last read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileStamp {
-    ino: u64,
-    len: u64,
-    mtime_ns: i128,
-}
-
-impl FileStamp {
-    fn of(m: &std::fs::Metadata) -> FileStamp {
-        FileStamp {
-            ino: m.ino(),
-            len: m.len(),
-            mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
-        }
-    }
-}
-
-fn stamp(path: &Path) -> Option<FileStamp> {
-    std::fs::metadata(path).ok().map(|m| FileStamp::of(&m))
 }
 
 /// How far into which journal a reader has read: its inode, the length up to the end of its
@@ -323,7 +302,7 @@ fn read_state(path: &Path) -> Result<Option<OnDisk>, String> {
         if state.is_none() && mark.is_none() {
             return Ok(None);
         }
-        if stamp(path) == state || tries == 3 {
+        if FileStamp::at(path) == state || tries == 3 {
             let seen = Seen {
                 state,
                 absorbed: file.journal.clone(),
@@ -520,7 +499,7 @@ impl Store {
         let Some(seen) = self.seen.clone() else {
             return self.read_whole();
         };
-        let state_now = stamp(&self.path);
+        let state_now = FileStamp::at(&self.path);
         if state_now != seen.state {
             if state_now.is_none() {
                 // Gone, not emptied: an empty memory would forget every ending on its way.
@@ -534,7 +513,7 @@ impl Store {
             (Some(m), Some((ino, len))) if m.ino == ino && len >= m.len => m.len,
             (None, Some(_)) => 0,
             (_, now) => {
-                if stamp(&self.path) != seen.state {
+                if FileStamp::at(&self.path) != seen.state {
                     // Folded into a new `state.json` by another process since the check above.
                     return self.read_whole();
                 }
@@ -830,7 +809,7 @@ impl Store {
             self.sweep_unnamed_journals();
         }
         self.seen = Some(Seen {
-            state: stamp(&self.path),
+            state: FileStamp::at(&self.path),
             absorbed: file.journal.map(str::to_string),
             journal: None,
         });
@@ -993,14 +972,14 @@ mod tests {
             a.record_mut(&format!("T-{n}")).memory.attempts = 1;
         }
         a.save().unwrap();
-        let whole = stamp(&path).unwrap();
+        let whole = FileStamp::at(&path).unwrap();
         assert!(!journal_path(&path).exists());
         for round in 2..5 {
             a.record_mut("T-17").memory.attempts = round;
             a.save().unwrap();
         }
         // `state.json` untouched; the journal is its name and one line per save.
-        assert_eq!(stamp(&path), Some(whole));
+        assert_eq!(FileStamp::at(&path), Some(whole));
         let lines = journal_lines(&path);
         assert_eq!(lines.len(), 4, "{lines:?}");
         assert!(lines[0]["journal"].is_string());
@@ -1018,12 +997,12 @@ mod tests {
         let mut folds = 0;
         let mut longest = 0;
         for round in 0..2_000u32 {
-            let before = stamp(&path);
+            let before = FileStamp::at(&path);
             a.record_mut(&format!("T-{}", round % 50)).review_feedback =
                 Some(format!("round {round} {}", "x".repeat(100)));
             a.save().unwrap();
             longest = longest.max(journal_end(&journal_path(&path)).map_or(0, |(_, len)| len));
-            if stamp(&path) != before {
+            if FileStamp::at(&path) != before {
                 folds += 1;
                 assert!(!journal_path(&path).exists());
             }
