@@ -15,7 +15,7 @@
 use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use support::{Rng, Sandbox, long_run, poll, read_runs};
 use taskboard::core::board::Board;
@@ -507,15 +507,23 @@ fn settle_and_stop(
     person_text: &str,
     settled_status: impl Fn(&str) -> bool,
 ) -> String {
+    // Quiet: no new event for 300 ms (a bounded observation, not a wait for one), seen across
+    // the polls rather than by sleeping inside one.
+    let mut last_change: Option<(usize, Instant)> = None;
     let settled = || {
         let all = sb.statuses().iter().all(|(_, s)| settled_status(s));
         if !all || sb.count("task_dispatched") != sb.count("task_finished") {
+            last_change = None;
             return false;
         }
-        // Quiet: no event for a while (a bounded observation, not a wait for one).
         let n = event_lines(sb);
-        std::thread::sleep(Duration::from_millis(300));
-        n == event_lines(sb)
+        match last_change {
+            Some((seen, since)) if seen == n => since.elapsed() >= Duration::from_millis(300),
+            _ => {
+                last_change = Some((n, Instant::now()));
+                false
+            }
+        }
     };
     // A deadline for the work left, not a speed bound: the long variants' boards hold over a
     // thousand tasks when the edits stop, the short ones a few dozen.

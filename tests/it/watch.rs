@@ -252,21 +252,25 @@ fn removing_the_folder_is_reported() {
 #[test]
 fn a_board_written_without_pause_is_still_signalled_while_it_is_written() {
     let f = Fixture::new("continuous", true);
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (stop, stopped) = mpsc::channel::<()>();
     let writer = {
-        let (board, stop) = (f.board.clone(), stop.clone());
+        let board = f.board.clone();
         std::thread::spawn(move || {
-            // Far more often than the debounce, for longer than the test waits.
+            // Far more often than the debounce, for longer than the test waits: a write, then
+            // up to 5 ms waiting to be told to stop.
             let end = Instant::now() + DEADLINE * 2;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < end {
+            while Instant::now() < end {
                 append(&board, "- [ ] more\n");
-                std::thread::sleep(Duration::from_millis(5));
+                if stopped.recv_timeout(Duration::from_millis(5)) != Err(RecvTimeoutError::Timeout)
+                {
+                    break;
+                }
             }
         })
     };
     let touched = f.rx.recv_timeout(DEADLINE);
     let still_writing = !writer.is_finished();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = stop.send(());
     writer.join().unwrap();
     assert!(
         matches!(touched, Ok(WatchSignal::BoardTouched { .. })),

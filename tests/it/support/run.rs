@@ -3,7 +3,6 @@
 
 use std::io::Read;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use super::DEADLINE;
 
@@ -41,17 +40,8 @@ pub fn finish(cmd: &mut Command) -> Output {
     };
     let out = reader(Box::new(child.stdout.take().expect("stdout")));
     let err = reader(Box::new(child.stderr.take().expect("stderr")));
-    let deadline = Instant::now() + DEADLINE;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {} s", DEADLINE.as_secs());
-        }
-        std::thread::sleep(Duration::from_millis(5));
+    let Some(status) = super::status_within(&mut child, DEADLINE) else {
+        panic!("{cmd:?} did not finish within {} s", DEADLINE.as_secs());
     };
     let text = |h: std::thread::JoinHandle<Vec<u8>>| {
         String::from_utf8(h.join().expect("reader")).expect("output is UTF-8")
