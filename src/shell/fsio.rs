@@ -10,6 +10,9 @@
 //! It also owns the one check every other read goes through ([`open_regular`]): a path that is
 //! not a regular file (a FIFO, a socket, a device, a folder) is refused without blocking, so no
 //! command can hang on a FIFO put where a board, `events.jsonl` or `taskboard.toml` belongs.
+//! Two small helpers other modules use for their own files live here too: a file's stamp
+//! ([`FileStamp`]: inode, length, modification time) and opening a file whose folder is made
+//! only when the open finds it missing ([`open_making_folder`]).
 //!
 //! A board's identity is its real file, never the name it was reached by: [`resolve_board`]
 //! follows a symlinked board to its target, so every command (and the state folder, locks and
