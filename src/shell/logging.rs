@@ -30,6 +30,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// How many lines the log file's writer thread may fall behind before logging waits for it.
 const LOG_QUEUE_LINES: usize = 4096;
@@ -48,7 +49,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::cmd::Paint;
-use crate::cmd::tail::{LogSeverity, Rendered, render_event};
+use crate::cmd::tail::{LogSeverity, render_event};
 use crate::core::config;
 use crate::core::event::fields_of;
 use crate::shell::config_file;
@@ -57,22 +58,40 @@ use crate::shell::fsio;
 /// The target of the log records that carry an event; their `record` field is its JSON line.
 pub const EVENT_TARGET: &str = "taskboard::event";
 
+/// Whether stderr shows colour: set once by [`init`], read by [`event`] to know whether a
+/// coloured rendering is wanted at all.
+static STDERR_ANSI: AtomicBool = AtomicBool::new(false);
+
 /// Logs one event (`line` as appended to `events.jsonl`) at the level its rendering says.
+/// The line is parsed and rendered here, once, for both outputs: the records carry the plain
+/// line (the file, an uncoloured stderr), the coloured one when stderr shows colour, and the
+/// event's date.
 pub fn event(line: &str) {
     if !tracing::enabled!(target: EVENT_TARGET, Level::ERROR) {
         return;
     }
-    match rendered(line).map(|r| r.severity) {
-        Some(LogSeverity::Error) => tracing::error!(target: EVENT_TARGET, record = line),
-        Some(LogSeverity::Warn) => tracing::warn!(target: EVENT_TARGET, record = line),
-        _ => tracing::info!(target: EVENT_TARGET, record = line),
+    let Ok(map) = fields_of(line.as_bytes()) else {
+        tracing::info!(target: EVENT_TARGET, record = line);
+        return;
+    };
+    let plain = render_event(&map, Paint(false));
+    let painted = match STDERR_ANSI.load(Ordering::Relaxed) {
+        true => render_event(&map, Paint(true)).line(Paint(true)),
+        false => String::new(),
+    };
+    let date = map
+        .get("ts")
+        .and_then(Value::as_str)
+        .and_then(|ts| ts.get(..10))
+        .unwrap_or_default();
+    let text = plain.plain_line();
+    match plain.severity {
+        LogSeverity::Error => {
+            tracing::error!(target: EVENT_TARGET, plain = text, painted, date)
+        }
+        LogSeverity::Warn => tracing::warn!(target: EVENT_TARGET, plain = text, painted, date),
+        LogSeverity::Info => tracing::info!(target: EVENT_TARGET, plain = text, painted, date),
     }
-}
-
-/// An event's JSON line as `tail` renders it, without colour; `None` when it does not parse.
-fn rendered(line: &str) -> Option<Rendered> {
-    let map = fields_of(line.as_bytes()).ok()?;
-    Some(render_event(&map, Paint(false)))
 }
 
 /// The line format of both outputs: events as `tail` renders them, diagnostics alike.
@@ -83,11 +102,18 @@ struct Readable {
     dated: bool,
 }
 
-/// The message, an event's `record` and any other fields of one log record.
+/// The message, an event's renderings (or its `record`, when it did not parse) and any other
+/// fields of one log record.
 #[derive(Default)]
 struct LogFields {
     message: String,
     record: Option<String>,
+    /// An event's line without colour, with the severity word.
+    plain: Option<String>,
+    /// An event's line coloured; empty when stderr shows no colour.
+    painted: String,
+    /// An event's date, `YYYY-MM-DD`.
+    date: Option<String>,
     rest: Vec<String>,
 }
 
@@ -95,6 +121,9 @@ impl Visit for LogFields {
     fn record_str(&mut self, field: &Field, value: &str) {
         match field.name() {
             "record" => self.record = Some(value.to_string()),
+            "plain" => self.plain = Some(value.to_string()),
+            "painted" => self.painted = value.to_string(),
+            "date" if !value.is_empty() => self.date = Some(value.to_string()),
             "message" => self.message = value.to_string(),
             name => self.rest.push(format!("{name}={value}")),
         }
@@ -131,24 +160,16 @@ where
         event.record(&mut fields);
         let paint = Paint(self.ansi);
         let now = chrono::Utc::now();
-        let parsed = (event.metadata().target() == EVENT_TARGET)
-            .then_some(fields.record.as_deref())
-            .flatten()
-            .and_then(|line| fields_of(line.as_bytes()).ok());
-        let (date, line) = match parsed {
-            Some(map) => {
-                let date = map
-                    .get("ts")
-                    .and_then(Value::as_str)
-                    .and_then(|ts| ts.get(..10))
-                    .map(str::to_owned);
-                let r = render_event(&map, paint);
-                let line = if self.ansi {
-                    r.line(paint)
-                } else {
-                    r.plain_line()
+        let event_line = (event.metadata().target() == EVENT_TARGET)
+            .then(|| fields.plain.take())
+            .flatten();
+        let (date, line) = match event_line {
+            Some(plain) => {
+                let line = match self.ansi && !fields.painted.is_empty() {
+                    true => std::mem::take(&mut fields.painted),
+                    false => plain,
                 };
-                (date, line)
+                (fields.date.take(), line)
             }
             None => {
                 let mut text = fields.message;
@@ -259,6 +280,9 @@ pub fn init(board: &Path, log_keep: u32) -> LogGuard {
         .with(file_layer)
         .try_init()
         .is_ok();
+    if installed {
+        STDERR_ANSI.store(ansi, Ordering::Relaxed);
+    }
     if installed && let Some(problem) = problem {
         tracing::warn!("{problem}; logging to stderr only");
     }
