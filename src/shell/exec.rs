@@ -187,7 +187,8 @@ impl LocalHandle {
 struct LocalRunShared {
     pid: u32,
     run_id: String,
-    /// The leader's start time (clock ticks since boot): every process of the run started later.
+    /// No later than the leader's start time (clock ticks since boot, [`process::start_floor`]):
+    /// every process of the run started at or after it.
     since: Option<u64>,
     grace: Duration,
     state: Mutex<RunState>,
@@ -308,6 +309,7 @@ fn supervise(
     on_exit: impl FnOnce(Finished),
 ) {
     let run_id = process::new_run_id();
+    let since = process::start_floor();
     let mut env = spec.env.clone();
     env.push((process::RUN_ID_VAR.to_string(), run_id.clone()));
     let spawned = process::spawn_tracked(|| {
@@ -325,7 +327,7 @@ fn supervise(
     let spawned_at = Instant::now();
     let shared = Arc::new(LocalRunShared {
         pid: leader.pid,
-        since: process::start_time(leader.pid),
+        since,
         run_id,
         grace: spec.grace,
         state: Mutex::new(RunState {

@@ -90,6 +90,31 @@ pub fn start_time(pid: u32) -> Option<u64> {
     Some(stat(pid)?.start)
 }
 
+/// A start time, in `/proc`'s clock ticks since boot, no later than that of any process started
+/// from now on; `None` where there is no `/proc`. Read before a start, it stands in for the
+/// started process's own start time as the earliest a process of its run can have, without
+/// reading its `stat` (which contends with the exec under way). `/proc` counts a start on the
+/// boot-time clock (Linux 4.17 and later) or on the monotonic one (earlier); the monotonic clock
+/// never runs ahead of the boot-time one, so the smaller of the two is never later, and both
+/// round down to whole ticks alike.
+#[cfg(target_os = "linux")]
+pub fn start_floor() -> Option<u64> {
+    use rustix::time::{ClockId, clock_gettime};
+    let nanos = |clock| {
+        let t = clock_gettime(clock);
+        u128::try_from(t.tv_sec).unwrap_or(0) * 1_000_000_000
+            + u128::try_from(t.tv_nsec).unwrap_or(0)
+    };
+    let now = nanos(ClockId::Monotonic).min(nanos(ClockId::Boottime));
+    u64::try_from(now * u128::from(rustix::param::clock_ticks_per_second()) / 1_000_000_000).ok()
+}
+
+/// Without `/proc` there is no start time to compare with.
+#[cfg(not(target_os = "linux"))]
+pub fn start_floor() -> Option<u64> {
+    None
+}
+
 /// `pid` as a process id the kernel accepts: positive and in range (0 and negative numbers
 /// would address process groups).
 pub fn pid(pid: u32) -> Option<Pid> {
@@ -194,6 +219,27 @@ mod tests {
             "{pid} ({comm}) {state} {ppid} {pgrp} {sid} {} 4242 23 24\n",
             filler.join(" ")
         )
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_start_floor_is_never_after_a_start_that_follows_it() {
+        // A floor later than a run's start would leave the run's processes' environments
+        // unread, and a process that left the group would escape the sweep.
+        for _ in 0..20 {
+            let floor = start_floor().expect("Linux has a start floor");
+            let mut child = Command::new("true").spawn().unwrap();
+            let started = start_time(child.id()).expect("the child is in /proc until reaped");
+            child.wait().unwrap();
+            assert!(floor <= started, "floor {floor} after the start {started}");
+            // The same clock as /proc's, not another: a floor from an unrelated clock
+            // (seconds, nanoseconds, the wall clock) is far off.
+            let tick = rustix::param::clock_ticks_per_second();
+            assert!(
+                started - floor <= 60 * tick,
+                "floor {floor}, start {started}"
+            );
+        }
     }
 
     #[test]

@@ -58,8 +58,26 @@ impl Me {
     /// session of its own) sees 0 there, and so does the sweep; the system calls cannot report
     /// such an id at all. Without `/proc` there is nothing to sweep and every field but the pid
     /// is 0.
+    ///
+    /// Read once per process: the runtime never changes its own group or session (only its
+    /// executors do, in their own processes), and `/proc/self/stat` of a process with many
+    /// threads is a slow read that every run's end would otherwise pay.
     pub fn current() -> Me {
+        static ME: std::sync::Mutex<Option<Me>> = std::sync::Mutex::new(None);
         let pid = u32::try_from(rustix::process::getpid().as_raw_nonzero().get()).unwrap_or(0);
+        let mut cached = ME.lock().unwrap_or_else(|e| e.into_inner());
+        match *cached {
+            // A child forked without exec has another pid, and reads its own.
+            Some(me) if me.pid == pid => me,
+            _ => {
+                let me = Me::read(pid);
+                *cached = Some(me);
+                me
+            }
+        }
+    }
+
+    fn read(pid: u32) -> Me {
         let own = std::fs::read_to_string("/proc/self/stat")
             .ok()
             .and_then(|text| super::parse_stat(&text));
