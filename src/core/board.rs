@@ -16,7 +16,7 @@
 
 use std::collections::HashSet;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag};
 
@@ -37,6 +37,26 @@ pub struct Board {
     blocks: Vec<Block>,
     /// Where the bullet lists' own items start, in order; each list holds a range of them.
     items: Vec<usize>,
+    /// The tasks by ID, made on the first lookup by ID ([`Board::with_id`]).
+    ids: TasksById,
+}
+
+/// Each task's position under the hash of its ID, sorted: the tasks sharing an ID sit
+/// together, in board order. A lookup by ID costs a binary search instead of a walk through
+/// the board, which the runtime would otherwise pay for every task it starts or settles.
+/// Made once per board (a board's tasks change only by parsing), so it is no part of what
+/// the board is: two boards are equal whatever their indexes hold.
+#[derive(Debug, Clone, Default)]
+struct TasksById(OnceLock<Vec<(u64, u32)>>);
+
+impl PartialEq for TasksById {
+    fn eq(&self, _: &TasksById) -> bool {
+        true
+    }
+}
+
+fn id_hash(id: &str) -> u64 {
+    crate::core::hash::content_hash(id.as_bytes())
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -134,6 +154,7 @@ impl Board {
             line_starts: line_starts(text),
             blocks,
             items,
+            ids: TasksById::default(),
         }
     }
 
@@ -154,6 +175,7 @@ impl Board {
     /// with such a heading in the common suffix, which must still parse as the same top-level
     /// heading after the edit; otherwise this gives up and the caller parses the whole text.
     fn splice_edit(mut self, old_text: &str, new_text: &str) -> Result<Board, ()> {
+        self.ids = TasksById::default();
         let bom = |t: &str| t.starts_with('\u{FEFF}');
         if bom(old_text) != bom(new_text) {
             return Err(());
@@ -277,7 +299,26 @@ impl Board {
 
     /// The first task with this ID.
     pub fn task(&self, id: &str) -> Option<&Task> {
-        self.tasks.iter().find(|t| t.id == id)
+        self.with_id(id).next()
+    }
+
+    /// Every task with this ID, in board order (more than one: a duplicated ID).
+    pub fn with_id<'b, 'i>(&'b self, id: &'i str) -> impl Iterator<Item = &'b Task> + use<'b, 'i> {
+        let index = self.ids.0.get_or_init(|| {
+            let mut index: Vec<(u64, u32)> = (self.tasks.iter().enumerate())
+                .map(|(i, t)| (id_hash(t.id.as_str()), i as u32))
+                .collect();
+            index.sort_unstable();
+            index
+        });
+        let hash = id_hash(id);
+        let first = index.partition_point(|&(h, _)| h < hash);
+        index[first..]
+            .iter()
+            .take_while(move |&&(h, _)| h == hash)
+            // Two IDs may share a hash: the ID itself decides.
+            .map(|&(_, i)| &self.tasks[i as usize])
+            .filter(move |t| t.id == id)
     }
 
     /// [`conflict_markers`] of `text`, the text this board was parsed from, found from the
@@ -821,6 +862,33 @@ mod tests {
         );
         assert_eq!(b.duplicated_ids(), HashSet::from(["A-1"]));
         assert!(Board::parse("## A-1\n## B-1\n").duplicated_ids().is_empty());
+    }
+
+    #[test]
+    fn a_lookup_by_id_finds_what_a_walk_through_the_board_finds() {
+        let text = "## A-1\n- status: ready\n## B-1\n## A-1: again\n- status: done\n## Fix\n- status: ready\n## C-1\n";
+        let b = Board::parse(text);
+        let walk = |b: &Board, id: &str| -> Vec<usize> {
+            (b.tasks.iter().enumerate())
+                .filter(|(_, t)| t.id == id)
+                .map(|(i, _)| i)
+                .collect()
+        };
+        let looked_up = |b: &Board, id: &str| -> Vec<usize> {
+            b.with_id(id)
+                .map(|t| b.tasks.iter().position(|u| std::ptr::eq(t, u)).unwrap())
+                .collect()
+        };
+        for id in ["A-1", "B-1", "Fix", "C-1", "D-1", "A-", ""] {
+            assert_eq!(looked_up(&b, id), walk(&b, id), "{id}");
+        }
+        assert_eq!(b.task("A-1").unwrap().status(), Some(&Status::Ready));
+        // A re-parse renames a task: the lookup follows the new board, not the old one's index.
+        let edited = text.replace("## C-1", "## D-1");
+        let b = b.reparse(text, &edited);
+        assert!(b.task("C-1").is_none());
+        assert_eq!(looked_up(&b, "D-1"), walk(&b, "D-1"));
+        assert_eq!(b.with_id("D-1").count(), 1);
     }
 
     #[test]

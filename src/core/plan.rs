@@ -39,7 +39,7 @@
 //! - A retry time further ahead than the runtime ever writes one (the longest backoff plus
 //!   [`CLOCK_SLACK`]) was written by a clock that ran ahead: it is reported (lint) and due now.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -234,10 +234,6 @@ enum Reading {
 struct Planner<'a> {
     inp: &'a Inputs<'a>,
     plan: Plan,
-    /// How many tasks carry each ID: a duplicated ID is never acted on.
-    id_count: HashMap<&'a str, usize>,
-    /// The status of each task whose ID is unique.
-    states: HashMap<&'a str, &'a Status>,
     stale_after: TimeDelta,
     /// How many more runs this runtime may start, others' runs aside.
     capacity: usize,
@@ -253,31 +249,18 @@ struct Planner<'a> {
 
 impl<'a> Planner<'a> {
     fn new(inp: &'a Inputs<'a>) -> Planner<'a> {
-        let mut id_count: HashMap<&str, usize> = HashMap::new();
-        for t in &inp.board.tasks {
-            *id_count.entry(t.id.as_str()).or_default() += 1;
-        }
-        let states: HashMap<&str, &Status> = inp
-            .board
-            .tasks
-            .iter()
-            .filter(|t| id_count[t.id.as_str()] == 1)
-            .filter_map(|t| t.status().map(|s| (t.id.as_str(), s)))
-            .collect();
-        let touching = running_touches(inp, &states);
+        let touching = running_touches(inp);
         // A lock on a task whose change waits for approval holds no run: its worktree is idle.
         let others_running = inp
             .locks
             .iter()
             .filter(|(id, v)| {
-                **v == LockView::Live && !states.get(id.as_str()).is_some_and(|s| approval_token(s))
+                **v == LockView::Live && !state_of(inp.board, id).is_some_and(approval_token)
             })
             .count();
         Planner {
             inp,
             plan: Plan::default(),
-            id_count,
-            states,
             stale_after: TimeDelta::from_std(inp.policy.stale_after).unwrap_or(TimeDelta::MAX),
             capacity: inp.capacity,
             others_running,
@@ -291,7 +274,8 @@ impl<'a> Planner<'a> {
     fn task(&mut self, task: &'a Task) {
         let inp = self.inp;
         let id = task.id.as_str();
-        if task.id_problem.is_some() || self.id_count[id] > 1 {
+        // A duplicated ID is never acted on.
+        if task.id_problem.is_some() || inp.board.with_id(id).nth(1).is_some() {
             return;
         }
         let Some(status) = task.status() else {
@@ -666,7 +650,7 @@ impl<'a> Planner<'a> {
     fn promote_when_done(&mut self, id: &str, status: &Status, deps: &[String]) {
         let all_done = deps
             .iter()
-            .all(|d| d != id && self.states.get(d.as_str()) == Some(&&Status::Done));
+            .all(|d| d != id && state_of(self.inp.board, d) == Some(&Status::Done));
         if all_done {
             self.plan.steps.push(Step::Promote {
                 id: id.into(),
@@ -709,14 +693,11 @@ impl<'a> Planner<'a> {
 
 /// The tasks with a run going on now that declare `touches:`: claimed on the board, run by this
 /// runtime or held by another live one. A task whose ending is on its way has stopped touching.
-fn running_touches<'a>(
-    inp: &'a Inputs<'a>,
-    states: &HashMap<&'a str, &'a Status>,
-) -> Vec<(&'a str, Vec<Glob>)> {
+fn running_touches<'a>(inp: &'a Inputs<'a>) -> Vec<(&'a str, Vec<Glob>)> {
     inp.board
         .tasks
         .iter()
-        .filter(|t| states.contains_key(t.id.as_str()))
+        .filter(|t| state_of(inp.board, &t.id).is_some())
         .filter(|t| !inp.endings_on_the_way.contains(t.id.as_str()))
         .filter(|t| !t.status().is_some_and(approval_token))
         .filter(|t| {
@@ -726,6 +707,16 @@ fn running_touches<'a>(
         })
         .filter_map(|t| Some((t.id.as_str(), touches_of(t)?)))
         .collect()
+}
+
+/// The status of the one task with this ID: `None` when no task carries it, when more than
+/// one does, or when it has no status.
+fn state_of<'a>(board: &'a Board, id: &str) -> Option<&'a Status> {
+    let mut found = board.with_id(id);
+    match (found.next(), found.next()) {
+        (Some(task), None) => task.status(),
+        _ => None,
+    }
 }
 
 /// A claim on the board, as the reset rules need it.
@@ -838,9 +829,9 @@ pub fn landing(
     episode: Option<&Episode>,
     agent: &str,
 ) -> Landing {
-    let mut found = board.tasks.iter().filter(|t| t.id == id);
+    let mut found = board.with_id(id);
     let (Some(task), None) = (found.next(), found.next()) else {
-        let reason = if board.tasks.iter().any(|t| t.id == id) {
+        let reason = if board.task(id).is_some() {
             "more than one task has this ID"
         } else {
             "the task is not on the board"
