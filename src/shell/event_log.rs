@@ -41,6 +41,9 @@ pub struct EventLog {
 #[derive(Debug)]
 struct Inner {
     file: File,
+    /// `file`'s metadata as it was opened: its identity, for telling whether the path still
+    /// names it without asking the open file again on every append.
+    opened: std::fs::Metadata,
     /// `events.jsonl.lock`; `None` when it cannot be created (read-only folder): appends then go
     /// on without the lock and rotation is off.
     lock: Option<File>,
@@ -92,7 +95,8 @@ impl EventLog {
         let mut file = open_append(path)?;
         // A FIFO in the log's place would take lines until its buffer fills, then block the
         // appender (the runtime) for good: the record is a regular file or nothing.
-        fsio::ensure_regular(&file.metadata()?)?;
+        let opened = file.metadata()?;
+        fsio::ensure_regular(&opened)?;
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -118,7 +122,7 @@ impl EventLog {
         Ok(EventLog {
             path: path.to_path_buf(),
             max_bytes,
-            inner: Mutex::new(Inner { file, lock }),
+            inner: Mutex::new(Inner { file, opened, lock }),
         })
     }
 
@@ -143,14 +147,16 @@ impl EventLog {
     fn append_line(&self, line: &[u8]) -> io::Result<()> {
         // A poisoned mutex only means another thread panicked mid-append; the file is still fine.
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let Inner { file, lock } = &mut *inner;
+        let Inner { file, opened, lock } = &mut *inner;
         if let Some(lock) = lock.as_ref() {
             lock.lock_shared()?;
         }
         let written = (|| {
-            self.reopen_if_moved(file)?;
+            let before = self.reopen_if_moved(file, opened)?;
             (&*file).write_all(line)?;
-            file.metadata().map(|m| m.len())
+            // The size as this line left it, give or take the lines of other appenders that
+            // write at the same time: enough to tell when to rotate, which looks again.
+            Ok::<u64, io::Error>(before + line.len() as u64)
         })();
         if let Some(lock) = lock.as_ref() {
             let _ = lock.unlock();
@@ -159,26 +165,36 @@ impl EventLog {
         if let (Some(max), Some(lock)) = (self.max_bytes, lock.as_ref())
             && size > max
         {
-            self.rotate(file, lock, max)?;
+            self.rotate(file, opened, lock, max)?;
         }
         Ok(())
     }
 
     /// Reopen when the path no longer names the open file (rotated away, removed, replaced).
-    fn reopen_if_moved(&self, file: &mut File) -> io::Result<()> {
+    /// Returns the size of the file the path names now.
+    fn reopen_if_moved(&self, file: &mut File, opened: &mut std::fs::Metadata) -> io::Result<u64> {
         let current = match std::fs::metadata(&self.path) {
             Ok(m) => Some(m),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
         };
-        let open = file.metadata()?;
-        if current.is_none_or(|m| !same_file(&m, &open)) {
-            *file = open_append(&self.path)?;
+        match current {
+            Some(m) if same_file(&m, opened) => Ok(m.len()),
+            _ => {
+                *file = open_append(&self.path)?;
+                *opened = file.metadata()?;
+                Ok(opened.len())
+            }
         }
-        Ok(())
     }
 
-    fn rotate(&self, file: &mut File, lock: &File, max: u64) -> io::Result<()> {
+    fn rotate(
+        &self,
+        file: &mut File,
+        opened: &mut std::fs::Metadata,
+        lock: &File,
+        max: u64,
+    ) -> io::Result<()> {
         lock.lock()?;
         let result = (|| {
             // Another appender may have rotated between our write and this lock.
@@ -194,7 +210,7 @@ impl EventLog {
             }
             Ok(())
         })();
-        let reopened = result.and_then(|()| self.reopen_if_moved(file));
+        let reopened = result.and_then(|()| self.reopen_if_moved(file, opened).map(drop));
         let _ = lock.unlock();
         reopened
     }
