@@ -163,6 +163,9 @@ impl Board {
     /// lines it leaves alone, only the blocks between them are parsed again and the rest is
     /// reused, so a one-line save costs about one task's block, not the whole board.
     pub fn reparse(self, old_text: &str, new_text: &str) -> Board {
+        if old_text == new_text {
+            return self;
+        }
         match self.splice_edit(old_text, new_text) {
             Ok(board) => board,
             Err(()) => Board::parse(new_text),
