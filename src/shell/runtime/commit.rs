@@ -88,17 +88,19 @@ impl Runtime {
     }
 
     /// Writes the outgoing changes in one compare-and-swap write against the board as it is
-    /// now, then carries out what each applied change implies. Returns how many runs started.
-    /// `planned` is the text and board the pass planned on (its hash `planned_hash` is the
-    /// board as read): the board as it is now is re-parsed from it, block by block.
+    /// now, then carries out what each applied change implies. Returns how many runs started,
+    /// and the text the runtime last read or wrote with its board, for the next pass to
+    /// re-parse from. `planned` is the text and board the pass planned on (its hash
+    /// `planned_hash` is the board as read): the board as it is now is re-parsed from it, block
+    /// by block.
     pub(super) fn write(
         &mut self,
         outgoing: Vec<Outgoing>,
-        planned: (&str, &Board),
+        planned: (String, Board),
         planned_hash: u64,
-    ) -> usize {
+    ) -> (usize, (String, Board)) {
         if outgoing.is_empty() {
-            return 0;
+            return (0, planned);
         }
         let now = self.now();
         let write_lock = match lock::WriteLock::acquire(&self.state_dir) {
@@ -110,14 +112,13 @@ impl Runtime {
                     format!("cannot take the board's write lock: {e}"),
                 );
                 self.requeue(outgoing);
-                return 0;
+                return (0, planned);
             }
         };
-        let Some((outcome, before, before_text)) =
-            self.replace_board(&outgoing, planned, planned_hash)
-        else {
+        let (outcome, (before_text, before)) = self.replace_board(&outgoing, planned, planned_hash);
+        let Some(outcome) = outcome else {
             self.requeue(outgoing);
-            return 0;
+            return (0, (before_text, before));
         };
         self.retry_wait = Duration::ZERO;
         self.last_hash = Some(fsio::content_hash(outcome.text.as_bytes()));
@@ -134,54 +135,48 @@ impl Runtime {
         }
         let applied: BTreeSet<String> = outcome.applied.into_iter().map(|c| c.id).collect();
         let text = outcome.text;
-        // Block ranges moved with the write: re-parse what is now on disk, once, if needed.
-        let written = outgoing
-            .iter()
-            .any(|o| match &o.follow_up {
-                FollowUp::Claimed { .. } => true,
-                FollowUp::Ended { ending } => {
-                    matches!(ending.settlement, SettlementKind::ToReview { .. })
-                }
-                _ => false,
-            })
-            .then(|| before.reparse(&before_text, &text));
-        let written = written.as_ref().map(|b| (b, text.as_str()));
+        // Block ranges moved with the write: the board now on disk, re-parsed from the one
+        // read at the changed blocks only.
+        let board = before.reparse(&before_text, &text);
         let mut started = 0;
         for out in outgoing {
             let id = out.change.id.clone();
             if let Some(why) = refused.get(&id) {
                 self.refused(out, why);
-            } else if applied.contains(&id) && self.follow_up(out, written, now) {
+            } else if applied.contains(&id) && self.follow_up(out, (&board, &text), now) {
                 started += 1;
             }
         }
-        started
+        (started, (text, board))
     }
 
     /// Reads the board as it is now and replaces it with the outgoing changes applied, unless
-    /// a save lands meanwhile. `None` when nothing was written and the changes wait (reported,
-    /// or a save to plan on again).
+    /// a save lands meanwhile. Returns what was applied to the board as read (`None` when
+    /// nothing was written and the changes wait: reported, or a save to plan on again), and
+    /// the text it was applied to with its board (the planned ones when it could not be read).
     fn replace_board(
         &mut self,
         outgoing: &[Outgoing],
-        (planned_text, planned): (&str, &Board),
+        (planned_text, planned): (String, Board),
         planned_hash: u64,
-    ) -> Option<(writeback::Outcome, Board, String)> {
-        let snap = self.read(ReadMode::Now)?;
+    ) -> (Option<writeback::Outcome>, (String, Board)) {
+        let Some(snap) = self.read(ReadMode::Now) else {
+            return (None, (planned_text, planned));
+        };
+        // Equal to a full parse (`Board::reparse`), at the cost of the blocks that differ.
+        let board = planned.reparse(&planned_text, &snap.text);
         if snap.hash != planned_hash && self.held_by_conflict(&snap) {
             // A merge left conflict markers since the plan's read: write nothing into it.
-            return None;
+            return (None, (snap.text, board));
         }
         if snap.hash != planned_hash {
             // A person saved between our read and this write: plan again afterwards.
             self.dirty = true;
         }
-        // Equal to a full parse (`Board::reparse`), at the cost of the blocks that differ.
-        let board = planned.clone().reparse(planned_text, &snap.text);
         let changes: Vec<Change> = outgoing.iter().map(|o| o.change.clone()).collect();
         let outcome = writeback::apply(&snap.text, &board, &changes);
         if !outcome.changed() {
-            return Some((outcome, board, snap.text));
+            return (Some(outcome), (snap.text, board));
         }
         if outgoing.iter().any(Outgoing::is_ending) {
             // Endings are on record before the board shows them: a crash between the two leaves
@@ -194,11 +189,11 @@ impl Runtime {
             Ok(false) => {
                 // A save landed while we wrote: nothing replaced; plan again on it.
                 self.dirty = true;
-                return None;
+                return (None, (snap.text, board));
             }
             Err(e) => {
                 self.error(None, "writeback", format!("cannot write the board: {e}"));
-                return None;
+                return (None, (snap.text, board));
             }
         }
         self.emit(
@@ -208,7 +203,7 @@ impl Runtime {
                 bytes: outcome.text.len() as u64,
             },
         );
-        Some((outcome, board, snap.text))
+        (Some(outcome), (snap.text, board))
     }
 
     /// What landed is on record before any executor starts: a crash between a claim's write
@@ -264,14 +259,9 @@ impl Runtime {
         }
     }
 
-    /// Carries out what a change that landed implies. `written` is the board as it now is
-    /// (parsed when a run is to start). Returns whether a run started.
-    fn follow_up(
-        &mut self,
-        out: Outgoing,
-        written: Option<(&Board, &str)>,
-        now: DateTime<Utc>,
-    ) -> bool {
+    /// Carries out what a change that landed implies. `written` is the board as it now is.
+    /// Returns whether a run started.
+    fn follow_up(&mut self, out: Outgoing, written: (&Board, &str), now: DateTime<Utc>) -> bool {
         let Outgoing { change, follow_up } = out;
         let id = change.id.as_str();
         match follow_up {
@@ -302,7 +292,7 @@ impl Runtime {
             ),
             FollowUp::Claimed { route, attempt } => {
                 self.store.record_mut(id).memory.attempts = attempt;
-                let board = written.expect("parsed when a claim is pending");
+                let board = written;
                 let review = self
                     .config
                     .executors

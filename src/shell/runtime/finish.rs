@@ -119,7 +119,7 @@ impl Runtime {
         match landing {
             Landing::Landed => {
                 self.kept_reported.remove(&id);
-                if self.land_ending(&id, ending, Some(board), now) {
+                if self.land_ending(&id, ending, board, now) {
                     gathered.reviews += 1;
                 }
             }
@@ -180,12 +180,12 @@ impl Runtime {
 
     /// What an ending on the board implies: the task's memory, its events, its deadletter file,
     /// the review run that follows, and the release of its lock. `written` is the board as it
-    /// now is (parsed when a review is to start). Returns whether a review run started.
+    /// now is. Returns whether a review run started.
     pub(super) fn land_ending(
         &mut self,
         id: &str,
         ending: PendingEnding,
-        written: Option<(&Board, &str)>,
+        written: (&Board, &str),
         now: DateTime<Utc>,
     ) -> bool {
         self.store.record_mut(id).land_ending(&ending);
@@ -193,9 +193,7 @@ impl Runtime {
         match ending.settlement {
             SettlementKind::ToReview { route } => {
                 // The task stays claimed: the lock passes to the review run.
-                let Some(board) = written else {
-                    return false;
-                };
+                let board = written;
                 let Ok(running) = Status::parse(&ending.write) else {
                     return false;
                 };

@@ -193,7 +193,7 @@ pub struct Runtime {
     active: BTreeMap<String, Active>,
     /// Hash of the board as this runtime last read or wrote it.
     last_hash: Option<u64>,
-    /// The text the last pass planned on and its board: the next read is re-parsed from it
+    /// The text the runtime last read or wrote, and its board: the next read is re-parsed from it
     /// (`Board::reparse`, equal to a full parse), so a one-line save costs about one block.
     parsed: Option<(String, Board)>,
     /// The board changed between a plan's read and its write: pass again.

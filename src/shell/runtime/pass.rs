@@ -194,18 +194,19 @@ impl Runtime {
         for step in planned.steps {
             self.take_step(step, (&board, &kept), now, &mut outgoing);
         }
-        let dispatched = reviews + self.write(outgoing, (&text, &board), snap.hash);
+        let tasks = board.tasks.len();
+        let (started_runs, known) = self.write(outgoing, (text, board), snap.hash);
         self.save_state();
         self.passes += 1;
         self.emit(
             None,
             EventKind::Pass {
-                tasks: board.tasks.len(),
+                tasks,
                 duration_us: started.elapsed().as_micros() as u64,
-                dispatched,
+                dispatched: reviews + started_runs,
             },
         );
-        self.parsed = Some((text, board));
+        self.parsed = Some(known);
     }
 
     /// Whether the board as read is worth a pass, noting a save as seen (`file_changed`).
