@@ -290,11 +290,18 @@ impl Board {
     /// those tasks (which one the person meant is theirs to say), so they never count as
     /// runnable anywhere.
     pub fn duplicated_ids(&self) -> HashSet<&str> {
-        let mut seen = HashSet::new();
+        let usable = |i: u32| Some(&self.tasks[i as usize]).filter(|t| t.id_problem.is_none());
         let mut twice = HashSet::new();
-        for t in self.tasks.iter().filter(|t| t.id_problem.is_none()) {
-            if !seen.insert(t.id.as_str()) {
-                twice.insert(t.id.as_str());
+        // Tasks sharing an ID share a hash, and sit together in the index.
+        for group in self.by_id().chunk_by(|a, b| a.0 == b.0) {
+            for (n, &(_, i)) in group.iter().enumerate().skip(1) {
+                if let Some(task) = usable(i)
+                    && group[..n]
+                        .iter()
+                        .any(|&(_, j)| usable(j).is_some_and(|other| other.id == task.id))
+                {
+                    twice.insert(task.id.as_str());
+                }
             }
         }
         twice
@@ -307,13 +314,7 @@ impl Board {
 
     /// Every task with this ID, in board order (more than one: a duplicated ID).
     pub fn with_id<'b, 'i>(&'b self, id: &'i str) -> impl Iterator<Item = &'b Task> + use<'b, 'i> {
-        let index = self.ids.0.get_or_init(|| {
-            let mut index: Vec<(u64, u32)> = (self.tasks.iter().enumerate())
-                .map(|(i, t)| (id_hash(t.id.as_str()), i as u32))
-                .collect();
-            index.sort_unstable();
-            index
-        });
+        let index = self.by_id();
         let hash = id_hash(id);
         let first = index.partition_point(|&(h, _)| h < hash);
         index[first..]
@@ -322,6 +323,17 @@ impl Board {
             // Two IDs may share a hash: the ID itself decides.
             .map(|&(_, i)| &self.tasks[i as usize])
             .filter(move |t| t.id == id)
+    }
+
+    /// The index behind lookups by ID, made on first use.
+    fn by_id(&self) -> &[(u64, u32)] {
+        self.ids.0.get_or_init(|| {
+            let mut index: Vec<(u64, u32)> = (self.tasks.iter().enumerate())
+                .map(|(i, t)| (id_hash(t.id.as_str()), i as u32))
+                .collect();
+            index.sort_unstable();
+            index
+        })
     }
 
     /// [`conflict_markers`] of `text`, the text this board was parsed from, found from the
@@ -886,6 +898,18 @@ mod tests {
             assert_eq!(looked_up(&b, id), walk(&b, id), "{id}");
         }
         assert_eq!(b.task("A-1").unwrap().status(), Some(&Status::Ready));
+        // Three tasks share one ID, two share another, two headings share a word that is no ID.
+        let many = format!("{text}## B-1\n## A-1\n## Fix\n");
+        let b = Board::parse(&many);
+        let mut seen = HashSet::new();
+        let walked: HashSet<&str> = (b.tasks.iter())
+            .filter(|t| t.id_problem.is_none())
+            .filter(|t| !seen.insert(t.id.as_str()))
+            .map(|t| t.id.as_str())
+            .collect();
+        assert_eq!(b.duplicated_ids(), walked);
+        assert_eq!(walked, HashSet::from(["A-1", "B-1"]));
+        let b = Board::parse(text);
         // A re-parse renames a task: the lookup follows the new board, not the old one's index.
         let edited = text.replace("## C-1", "## D-1");
         let b = b.reparse(text, &edited);

@@ -39,7 +39,7 @@
 //! - A retry time further ahead than the runtime ever writes one (the longest backoff plus
 //!   [`CLOCK_SLACK`]) was written by a clock that ran ahead: it is reported (lint) and due now.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -235,6 +235,8 @@ struct Planner<'a> {
     inp: &'a Inputs<'a>,
     plan: Plan,
     stale_after: TimeDelta,
+    /// The IDs more than one task carries: such a task is never acted on.
+    duplicated: HashSet<&'a str>,
     /// How many more runs this runtime may start, others' runs aside.
     capacity: usize,
     /// Runs of other live runtimes on this board: they count against the same limit.
@@ -250,6 +252,7 @@ struct Planner<'a> {
 impl<'a> Planner<'a> {
     fn new(inp: &'a Inputs<'a>) -> Planner<'a> {
         let touching = running_touches(inp);
+        let duplicated = inp.board.duplicated_ids();
         // A lock on a task whose change waits for approval holds no run: its worktree is idle.
         let others_running = inp
             .locks
@@ -261,6 +264,7 @@ impl<'a> Planner<'a> {
         Planner {
             inp,
             plan: Plan::default(),
+            duplicated,
             stale_after: TimeDelta::from_std(inp.policy.stale_after).unwrap_or(TimeDelta::MAX),
             capacity: inp.capacity,
             others_running,
@@ -274,8 +278,7 @@ impl<'a> Planner<'a> {
     fn task(&mut self, task: &'a Task) {
         let inp = self.inp;
         let id = task.id.as_str();
-        // A duplicated ID is never acted on.
-        if task.id_problem.is_some() || inp.board.with_id(id).nth(1).is_some() {
+        if task.id_problem.is_some() || self.duplicated.contains(id) {
             return;
         }
         let Some(status) = task.status() else {
@@ -697,14 +700,14 @@ fn running_touches<'a>(inp: &'a Inputs<'a>) -> Vec<(&'a str, Vec<Glob>)> {
     inp.board
         .tasks
         .iter()
-        .filter(|t| state_of(inp.board, &t.id).is_some())
-        .filter(|t| !inp.endings_on_the_way.contains(t.id.as_str()))
-        .filter(|t| !t.status().is_some_and(approval_token))
         .filter(|t| {
             matches!(t.status(), Some(Status::Running { .. }))
                 || inp.active.contains(t.id.as_str())
                 || inp.locks.get(t.id.as_str()) == Some(&LockView::Live)
         })
+        .filter(|t| !inp.endings_on_the_way.contains(t.id.as_str()))
+        .filter(|t| !t.status().is_some_and(approval_token))
+        .filter(|t| state_of(inp.board, &t.id).is_some())
         .filter_map(|t| Some((t.id.as_str(), touches_of(t)?)))
         .collect()
 }
