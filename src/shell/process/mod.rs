@@ -45,6 +45,8 @@ pub struct Proc {
     pub sid: u32,
     /// Field 3 of `/proc/<pid>/stat`: `Z` (or `X`) once it has exited.
     pub state: char,
+    /// Field 20: how many threads it has (0 or 1 once it has exited).
+    pub threads: u32,
     /// Field 22: clock ticks since boot. With the pid, names one process for good.
     pub start: u64,
     /// Its environment carries the run id that was looked for.
@@ -67,13 +69,15 @@ pub fn parse_stat(text: &str) -> Option<Proc> {
     let (head, rest) = text.rsplit_once(')')?;
     let pid = head.split_whitespace().next()?.parse().ok()?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    // fields[0] is field 3 (state); field 22 (start time) is fields[19].
+    // fields[0] is field 3 (state); field 20 (threads) is fields[17], field 22 (start time)
+    // fields[19].
     Some(Proc {
         pid,
         state: fields.first()?.chars().next()?,
         ppid: fields.get(1)?.parse().ok()?,
         pgrp: fields.get(2)?.parse().ok()?,
         sid: fields.get(3)?.parse().ok()?,
+        threads: fields.get(17)?.parse().ok()?,
         start: fields.get(19)?.parse().ok()?,
         tagged: false,
     })
@@ -259,8 +263,8 @@ mod tests {
     fn stat_fields_are_counted_after_the_last_paren() {
         let p = parse_stat(&stat_line(77, "a) b (c", 'S', 5, 6, 7)).unwrap();
         assert_eq!(
-            (p.pid, p.state, p.ppid, p.pgrp, p.sid, p.start),
-            (77, 'S', 5, 6, 7, 4242)
+            (p.pid, p.state, p.ppid, p.pgrp, p.sid, p.threads, p.start),
+            (77, 'S', 5, 6, 7, 20, 4242)
         );
         assert!(!p.exited());
         assert!(

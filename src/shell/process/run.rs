@@ -190,48 +190,40 @@ pub fn scan_descendants(
     since: Option<u64>,
     leader: Option<u32>,
 ) -> Option<Vec<Proc>> {
-    let pids = descendant_pids(std::process::id(), leader)?;
-    Some(
-        pids.into_iter()
-            .filter_map(|pid| read_proc(pid, run_id, since))
-            .collect(),
-    )
-}
-
-/// The pids below `root` (this process), from its threads' `children` and theirs in turn; with
-/// a `leader`, from the main thread's children and the leader only.
-fn descendant_pids(root: u32, leader: Option<u32>) -> Option<Vec<u32>> {
+    let root = std::process::id();
     let first = match leader {
         Some(leader) => {
             let mut first = thread_children(root, root)?;
             first.push(leader);
             first
         }
-        None => children(root)?,
+        None => children(root, None)?,
     };
     let mut out = Vec::new();
     let mut seen = HashSet::new();
-    let mut todo = Vec::new();
-    for pid in first {
-        if seen.insert(pid) {
-            out.push(pid);
-            todo.push(pid);
-        }
-    }
+    let mut todo: Vec<u32> = first.into_iter().filter(|&pid| seen.insert(pid)).collect();
     while let Some(pid) = todo.pop() {
-        // A process that ended meanwhile lists nothing.
-        for child in children(pid).unwrap_or_default() {
+        // A process that ended meanwhile has no stat and lists nothing.
+        let proc = read_proc(pid, run_id, since);
+        let threads = proc.as_ref().map(|p| p.threads);
+        for child in children(pid, threads).unwrap_or_default() {
             if seen.insert(child) {
-                out.push(child);
                 todo.push(child);
             }
         }
+        out.extend(proc);
     }
     Some(out)
 }
 
-/// The children of every thread of `pid`; `None` when no thread's list could be read.
-fn children(pid: u32) -> Option<Vec<u32>> {
+/// The children of every thread of `pid`; `None` when no thread's list could be read. With
+/// one thread (as its stat said a moment ago) only that thread's list is read, without listing
+/// the threads: a thread started since, and its children, are found by the sweep that follows,
+/// which there is while any process of the run lives.
+fn children(pid: u32, threads: Option<u32>) -> Option<Vec<u32>> {
+    if threads == Some(1) {
+        return thread_children(pid, pid);
+    }
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
     let mut listed = false;
     let mut out = Vec::new();
@@ -465,6 +457,7 @@ mod tests {
             pgrp,
             sid,
             state: 'S',
+            threads: 1,
             start: u64::from(pid) * 10,
             tagged: false,
         }
@@ -626,10 +619,7 @@ mod tests {
         }
         let _ = signal_group_of(&mut child);
         let Some(procs) = found else {
-            assert!(
-                descendant_pids(std::process::id(), None).is_none(),
-                "not found in time"
-            );
+            assert!(pids_below(None).is_none(), "not found in time");
             return;
         };
         // Only descendants: never this process, nor anything that is not below it.
@@ -641,7 +631,7 @@ mod tests {
 
     #[test]
     fn with_its_leader_known_a_run_is_looked_for_below_it_and_not_below_other_leaders() {
-        if descendant_pids(std::process::id(), None).is_none() {
+        if pids_below(None).is_none() {
             return; // no children lists on this kernel
         }
         let mut run = std::process::Command::new("sh")
@@ -656,7 +646,7 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut below_leader = None;
         while below_leader.is_none() && Instant::now() < deadline {
-            let pids = descendant_pids(std::process::id(), Some(leader)).unwrap();
+            let pids = pids_below(Some(leader)).unwrap();
             let grandchild = scan(None, None)
                 .into_iter()
                 .find(|p| p.ppid == leader)
@@ -666,7 +656,7 @@ mod tests {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        let all = descendant_pids(std::process::id(), None).unwrap();
+        let all = pids_below(None).unwrap();
         let _ = signal_group_of(&mut run);
         let _ = other.kill();
         let _ = other.wait();
@@ -677,6 +667,57 @@ mod tests {
             "another run's leader: {pids:?}"
         );
         assert!(all.contains(&other_leader) && all.contains(&leader));
+    }
+
+    #[test]
+    fn a_child_started_by_another_thread_is_found_below_its_process() {
+        use std::os::unix::process::CommandExt;
+        if pids_below(None).is_none() {
+            return; // no children lists on this kernel
+        }
+        // Python's second thread starts the child, then both threads stay: the child is in
+        // that thread's children list, not the main thread's.
+        let script = "import subprocess, threading, time\n\
+            t = threading.Thread(target=lambda: (subprocess.Popen(['sleep', '30']), time.sleep(30)))\n\
+            t.start()\n\
+            time.sleep(30)\n";
+        // The interpreter itself: a wrapper (a version manager's shim) would start children
+        // of its own from one thread.
+        let Ok(mut run) = std::process::Command::new("/usr/bin/python3")
+            .args(["-c", script])
+            .process_group(0)
+            .spawn()
+        else {
+            return; // no Python here
+        };
+        let leader = run.id();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut found = false;
+        while !found && Instant::now() < deadline {
+            let below = pids_below(Some(leader)).unwrap();
+            let sleep = |pid: u32| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c == "sleep\n")
+            };
+            found = scan(None, None)
+                .iter()
+                .any(|p| p.ppid == leader && sleep(p.pid) && below.contains(&p.pid));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = rustix::process::kill_process_group(
+            rustix::process::Pid::from_raw(leader as i32).unwrap(),
+            Signal::KILL,
+        );
+        let _ = run.wait();
+        assert!(
+            found,
+            "the second thread's child was not found below {leader}"
+        );
+    }
+
+    /// The pids [`scan_descendants`] finds below this process (and below `leader` only).
+    fn pids_below(leader: Option<u32>) -> Option<Vec<u32>> {
+        let procs = scan_descendants(None, None, leader)?;
+        Some(procs.iter().map(|p| p.pid).collect())
     }
 
     fn signal_group_of(child: &mut std::process::Child) -> std::io::Result<()> {
