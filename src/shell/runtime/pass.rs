@@ -140,10 +140,7 @@ impl Runtime {
             Some((old_text, old)) => old.reparse(&old_text, &snap.text),
             None => Board::parse(&snap.text),
         };
-        // Remote runs whose runtime died are followed, not started again: their locks become
-        // ours before the planner sees them.
-        self.adopt_remote_runs(now);
-        let (mut locks, lock_wake) = self.lock_view(now);
+        let (mut locks, lock_wake) = self.locks_for_the_plan(now);
         let Gathered {
             mut outgoing,
             on_the_way,
@@ -207,6 +204,22 @@ impl Runtime {
             },
         );
         self.parsed = Some(known);
+    }
+
+    /// The lock view the planner gets, with when an owner-less lock is due to be broken.
+    /// Remote runs whose runtime died are followed, not started again: their locks become ours
+    /// before the planner sees them. One listing of the lock folders serves both, unless a
+    /// take-over changed them; a folder that cannot be listed shows no locks to either.
+    fn locks_for_the_plan(
+        &mut self,
+        now: DateTime<Utc>,
+    ) -> (BTreeMap<String, LockView>, Option<DateTime<Utc>>) {
+        let listed = self.locks.list().unwrap_or_default();
+        let listed = match self.adopt_remote_runs(&listed, now) {
+            true => self.locks.list().unwrap_or_default(),
+            false => listed,
+        };
+        self.lock_view(listed, now)
     }
 
     /// Whether the board as read is worth a pass, noting a save as seen (`file_changed`).

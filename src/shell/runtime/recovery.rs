@@ -81,18 +81,17 @@ impl Runtime {
         }
     }
 
-    /// The lock folders as the planner sees them, and when an owner-less one (a claim cut short
-    /// by a crash, or still being made) is old enough to be broken: a pass is due then.
+    /// The lock folders (`listed`) as the planner sees them, and when an owner-less one (a
+    /// claim cut short by a crash, or still being made) is old enough to be broken: a pass is
+    /// due then.
     pub(super) fn lock_view(
         &self,
+        listed: Vec<(String, LockState)>,
         now: DateTime<Utc>,
     ) -> (BTreeMap<String, LockView>, Option<DateTime<Utc>>) {
         let mut view = BTreeMap::new();
         let mut wake: Option<DateTime<Utc>> = None;
-        let Ok(list) = self.locks.list() else {
-            return (view, wake);
-        };
-        for (id, state) in list {
+        for (id, state) in listed {
             if let LockState::Unreadable { age } = &state
                 && *age <= UNREADABLE_LOCK_GRACE
             {

@@ -288,32 +288,40 @@ impl Runtime {
     }
 
     /// Follows the remote runs whose runtime died: each such lock is taken over in place (it is
-    /// never free in between) and its run followed to its end like one started here.
-    pub(super) fn adopt_remote_runs(&mut self, now: DateTime<Utc>) {
-        let Ok(list) = self.locks.list() else {
-            return;
-        };
-        for (id, seen) in list {
+    /// never free in between) and its run followed to its end like one started here. `listed`
+    /// is the lock listing of this pass; returns whether any lock was taken over (the listing
+    /// is then out of date).
+    pub(super) fn adopt_remote_runs(
+        &mut self,
+        listed: &[(String, LockState)],
+        now: DateTime<Utc>,
+    ) -> bool {
+        let mut adopted = false;
+        for (id, seen) in listed {
             let LockState::Held(owner) = &seen else {
                 continue;
             };
-            if owner.instance == self.instance || self.active.contains_key(&id) {
+            if owner.instance == self.instance || self.active.contains_key(id) {
                 continue;
             }
             let Some(record) = owner.remote.as_deref().cloned() else {
                 continue;
             };
-            if lock::is_stale(&seen, UNREADABLE_LOCK_GRACE).is_none() {
+            if lock::is_stale(seen, UNREADABLE_LOCK_GRACE).is_none() {
                 continue;
             }
             let mut ours = Owner::current(&self.instance, now);
             ours.remote = Some(Box::new(record.clone()));
-            match self.locks.take_over(&id, &seen, &ours) {
-                Ok(true) => self.adopt(&id, record, owner),
+            match self.locks.take_over(id, seen, &ours) {
+                Ok(true) => {
+                    adopted = true;
+                    self.adopt(id, record, owner);
+                }
                 Ok(false) => {}
-                Err(e) => self.error(Some(&id), "lock", format!("cannot take over a lock: {e}")),
+                Err(e) => self.error(Some(id), "lock", format!("cannot take over a lock: {e}")),
             }
         }
+        adopted
     }
 
     /// Follows `record`'s run, whose lock is now ours.
