@@ -1,5 +1,12 @@
-//! One content hash (64-bit FNV-1a) for telling texts apart: a board as last read, an evidence
-//! file before and after a run, a service file's board path. Not for security.
+//! Two hashes for telling texts apart, neither for security:
+//! - [`content_hash`] (64-bit FNV-1a), stable across builds, for what outlives the process: an
+//!   evidence file before and after a run, a service file's board path, an ID in a branch name;
+//! - [`text_hash`] (SipHash-1-3 with fixed keys, as std's `DefaultHasher`), five times faster
+//!   on a board's size, for comparing texts within one process only: the board as last read
+//!   or written, hashed on every read. Std may change its algorithm in a later release, so it
+//!   is never stored or shown.
+
+use std::hash::{DefaultHasher, Hasher};
 
 /// The 64-bit FNV-1a hash of `bytes`.
 pub fn content_hash(bytes: &[u8]) -> u64 {
@@ -8,4 +15,11 @@ pub fn content_hash(bytes: &[u8]) -> u64 {
     bytes
         .iter()
         .fold(OFFSET, |h, &b| (h ^ u64::from(b)).wrapping_mul(PRIME))
+}
+
+/// A hash of `bytes` to compare with others made by this process (see the module's header).
+pub fn text_hash(bytes: &[u8]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    hasher.write(bytes);
+    hasher.finish()
 }

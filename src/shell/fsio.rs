@@ -19,7 +19,7 @@
 //! watch beside it) works on the target's folder. Replacing by rename gives the board a new
 //! inode, so a board with more than one hard link cannot be kept whole and is refused there.
 
-pub use crate::core::hash::content_hash;
+pub use crate::core::hash::{content_hash, text_hash};
 use std::ffi::OsString;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -127,7 +127,7 @@ impl std::error::Error for ReadError {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BoardRead {
     pub text: String,
-    /// [`content_hash`] of the bytes.
+    /// [`text_hash`] of the bytes.
     pub hash: u64,
     /// Length in bytes.
     pub len: u64,
@@ -171,7 +171,7 @@ fn read_watching(path: &Path) -> Result<(BoardRead, bool), Failed> {
     if bytes.len() as u64 > MAX_BOARD_BYTES {
         return Err(fail(too_large(bytes.len() as u64)));
     }
-    let hash = content_hash(&bytes);
+    let hash = text_hash(&bytes);
     let len = bytes.len() as u64;
     let still = len == meta.len()
         && file.metadata().is_ok_and(|after| {

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use taskboard::shell::fsio::{
-    MAX_BOARD_BYTES, ReadError, atomic_write, content_hash, read_board, read_settled,
-    read_settled_between, read_stable, read_stable_between,
+    MAX_BOARD_BYTES, ReadError, atomic_write, read_board, read_settled, read_settled_between,
+    read_stable, read_stable_between, text_hash,
 };
 
 use support::TempDir;
@@ -41,7 +41,7 @@ fn reads_a_board() {
     let s = read_board(&p).unwrap();
     assert_eq!(s.text, "# Board\n- [ ] one\n");
     assert_eq!(s.len, 18);
-    assert_eq!(s.hash, content_hash(s.text.as_bytes()));
+    assert_eq!(s.hash, text_hash(s.text.as_bytes()));
     assert!(s.mtime.is_some());
 }
 

@@ -121,7 +121,7 @@ impl Runtime {
             return (0, (before_text, before));
         };
         self.retry_wait = Duration::ZERO;
-        self.last_hash = Some(fsio::content_hash(outcome.text.as_bytes()));
+        self.last_hash = Some(fsio::text_hash(outcome.text.as_bytes()));
         let refused: BTreeMap<String, Refusal> = outcome
             .refused
             .into_iter()
