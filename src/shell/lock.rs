@@ -10,8 +10,10 @@
 //! information only). Whether a pid still lives, and what `/proc` says of a process, it asks
 //! [`crate::shell::process`], which holds the one rule for that (and the one for process groups).
 //!
-//! The listing a runtime makes every pass parses its own owner records again only once their
-//! file changed ([`Locks::of_instance`]); other owners' records are always read afresh.
+//! A runtime parses its own owner records again only once their file changed
+//! ([`Locks::of_instance`]): the record it wrote is kept with the stamp of the file it wrote, for
+//! the listing every pass makes, the update with the executor's process group, and the release.
+//! Other owners' records are always read afresh.
 //!
 //! Must not touch: the board file, the event log, or executor processes. It never decides on its
 //! own that a lock is stale: the planner judges (see [`is_stale`]) and asks to break a lock it saw.
@@ -180,10 +182,11 @@ pub struct LockGuardInfo {
 #[derive(Debug)]
 pub struct Locks {
     root: PathBuf,
-    /// This process's own owner records as last listed, by lock: every pass lists every lock,
-    /// and a record of ours changes only when this process changes it (a live owner's lock is
-    /// never broken or taken over), so it is parsed again only once its file is another.
-    /// Records of other owners are always read afresh, and nothing but the listing uses these.
+    /// This process's own owner records as last read or written, by lock: every pass lists
+    /// every lock, and a record of ours changes only when this process changes it (a live
+    /// owner's lock is never broken or taken over), so it is parsed again only once its file is
+    /// another. Records of other owners are always read afresh. The listing, an update of a
+    /// record and a release use these; breaking and taking over read afresh.
     records: Mutex<HashMap<String, ReadRecord>>,
     /// The instance whose records are kept in `records`.
     instance: Option<String>,
@@ -252,11 +255,14 @@ impl Locks {
             Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(None),
             Err(e) => return Err(e),
         }
-        if let Err(e) = write_owner(&dir, owner, OwnerFile::New) {
-            // Still under the shared gate: no breaker can have moved the folder, and no one else
-            // can have created it, so it is ours to remove.
-            let _ = fs::remove_dir_all(&dir);
-            return Err(e);
+        match write_owner(&dir, owner, OwnerFile::New) {
+            Ok(written) => self.remember(id, &dir, &written, owner),
+            Err(e) => {
+                // Still under the shared gate: no breaker can have moved the folder, and no one
+                // else can have created it, so it is ours to remove.
+                let _ = fs::remove_dir_all(&dir);
+                return Err(e);
+            }
         }
         Ok(Some(LockGuardInfo {
             id: id.to_owned(),
@@ -271,8 +277,8 @@ impl Locks {
         read_state(&self.root.join(id))
     }
 
-    /// The state of lock `id` (a valid name) for the listing: a record of this instance's is
-    /// parsed only if its file changed since the last listing.
+    /// The state of lock `id` (a valid name) for the listing, an update and a release: a record
+    /// of this instance's is parsed only if its file changed since it was last read or written.
     fn read_listed(&self, id: &str) -> Option<LockState> {
         let Some(instance) = &self.instance else {
             return read_state(&self.root.join(id));
@@ -303,6 +309,26 @@ impl Locks {
             }
         }
         state
+    }
+
+    /// Keeps `owner`, just written to `dir` as the file `written` describes, as read: the next
+    /// look at that lock by this process parses nothing while the file is still that one.
+    fn remember(&self, id: &str, dir: &Path, written: &fs::Metadata, owner: &Owner) {
+        if self.instance.as_deref() != Some(owner.instance.as_str()) {
+            return;
+        }
+        let Ok(folder) = fs::symlink_metadata(dir) else {
+            return;
+        };
+        let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
+        let file = RecordFile::of(&folder, written);
+        records.insert(
+            id.to_string(),
+            ReadRecord {
+                file,
+                owner: owner.clone(),
+            },
+        );
     }
 
     /// Every lock, sorted by id. A missing root means no locks.
@@ -369,10 +395,12 @@ impl Locks {
         check_id(id)?;
         let _gate = self.gate(GateMode::Shared)?;
         let dir = self.root.join(id);
-        match read_state(&dir) {
+        match self.read_listed(id) {
             Some(LockState::Held(mut owner)) if owner.instance == instance => {
                 change(&mut owner);
-                write_owner(&dir, &owner, OwnerFile::Replace)
+                let written = write_owner(&dir, &owner, OwnerFile::Replace)?;
+                self.remember(id, &dir, &written, &owner);
+                Ok(())
             }
             Some(LockState::Held(owner)) => Err(io::Error::new(
                 ErrorKind::PermissionDenied,
@@ -395,7 +423,7 @@ impl Locks {
         let away = {
             let _gate = self.gate(GateMode::Shared)?;
             let dir = self.root.join(id);
-            match read_state(&dir) {
+            match self.read_listed(id) {
                 Some(LockState::Held(owner)) if owner.instance == instance => {}
                 _ => return Ok(false),
             }
@@ -464,7 +492,8 @@ impl Locks {
             Some(current) if same_lock(&current, seen) => {}
             _ => return Ok(false),
         }
-        write_owner(&dir, owner, OwnerFile::Replace)?;
+        let written = write_owner(&dir, owner, OwnerFile::Replace)?;
+        self.remember(id, &dir, &written, owner);
         Ok(true)
     }
 
@@ -600,17 +629,24 @@ enum OwnerFile {
     Replace,
 }
 
-fn write_owner(dir: &Path, owner: &Owner, how: OwnerFile) -> io::Result<()> {
+/// Returns the written file's metadata, taken before it is closed (and renamed into place):
+/// the stamp of exactly the record written.
+fn write_owner(dir: &Path, owner: &Owner, how: OwnerFile) -> io::Result<fs::Metadata> {
     let mut bytes = serde_json::to_vec_pretty(owner).map_err(io::Error::other)?;
     bytes.push(b'\n');
+    let write = |file: io::Result<File>| {
+        let mut file = file?;
+        file.write_all(&bytes)?;
+        file.metadata()
+    };
     if how == OwnerFile::New {
-        return File::create_new(dir.join(OWNER_FILE))?.write_all(&bytes);
+        return write(File::create_new(dir.join(OWNER_FILE)));
     }
     let tmp = dir.join(format!(".{OWNER_FILE}.{:016x}.tmp", nonce()));
-    let result = (|| {
-        File::create(&tmp)?.write_all(&bytes)?;
-        fs::rename(&tmp, dir.join(OWNER_FILE))
-    })();
+    let result = write(File::create(&tmp)).and_then(|written| {
+        fs::rename(&tmp, dir.join(OWNER_FILE))?;
+        Ok(written)
+    });
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }

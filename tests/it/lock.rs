@@ -526,17 +526,60 @@ fn rewrite_keeping_identity(dir: &std::path::Path, bytes: &[u8]) {
     f.set_modified(before.modified().unwrap()).unwrap();
 }
 
-#[test]
-fn a_listing_reads_again_every_record_that_changed_and_every_record_of_another_owner() {
-    let tmp = TempDir::new("listing");
+/// An owner, the locks folder and the locks of that owner's instance, as a runtime has them.
+fn own_locks(tmp: &TempDir) -> (Owner, std::path::PathBuf, Locks) {
     let me = owner(&instance_id());
     let root = tmp.join(".taskboard").join("locks");
     let mine = Locks::of_instance(root.clone(), &me.instance);
-    let held =
-        |locks: &Locks, id: &str| match locks.list().unwrap().into_iter().find(|(n, _)| n == id) {
-            Some((_, LockState::Held(o))) => Some(o),
-            _ => None,
-        };
+    (me, root, mine)
+}
+
+/// The owner `locks` lists for lock `id`, when it has a readable one.
+fn held(locks: &Locks, id: &str) -> Option<Owner> {
+    match locks.list().unwrap().into_iter().find(|(n, _)| n == id) {
+        Some((_, LockState::Held(o))) => Some(o),
+        _ => None,
+    }
+}
+
+#[test]
+fn the_record_a_runtime_wrote_is_its_own_until_its_file_is_another() {
+    let tmp = TempDir::new("written");
+    let (me, root, mine) = own_locks(&tmp);
+    let junk = |id: &str| {
+        let len = fs::metadata(root.join(id).join("owner.json"))
+            .unwrap()
+            .len();
+        rewrite_keeping_identity(&root.join(id), &vec![b' '; len as usize]);
+    };
+    // What it wrote is known without reading it back: on taking the lock, and on an update.
+    mine.try_acquire("t1", &me).unwrap().unwrap();
+    junk("t1");
+    assert_eq!(held(&mine, "t1"), Some(me.clone()));
+    mine.set_executor("t1", &me.instance, 4242, Some("run-1"))
+        .unwrap();
+    junk("t1");
+    assert_eq!(held(&mine, "t1").unwrap().executor_pgid, Some(4242));
+    assert!(mine.release("t1", &me.instance).unwrap());
+    // Replaced under it by another writer: neither an update nor a release takes it for its own.
+    mine.try_acquire("t2", &me).unwrap().unwrap();
+    let other = owner("another-instance");
+    let theirs = root.join("t2").join("owner.json.theirs");
+    fs::write(&theirs, serde_json::to_vec_pretty(&other).unwrap()).unwrap();
+    fs::rename(&theirs, root.join("t2").join("owner.json")).unwrap();
+    let update = mine.set_executor("t2", &me.instance, 4242, None);
+    assert_eq!(
+        update.map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::PermissionDenied)
+    );
+    assert!(!mine.release("t2", &me.instance).unwrap());
+    assert_eq!(held(&mine, "t2"), Some(other));
+}
+
+#[test]
+fn a_listing_reads_again_every_record_that_changed_and_every_record_of_another_owner() {
+    let tmp = TempDir::new("listing");
+    let (me, root, mine) = own_locks(&tmp);
     mine.try_acquire("t1", &me).unwrap().unwrap();
     assert_eq!(held(&mine, "t1"), Some(me.clone()));
     // Changed by its owner: read again.
