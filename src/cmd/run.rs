@@ -28,7 +28,7 @@ fn serve(mode: Mode, board: &Path, config: Option<&Path>) -> CmdResult {
     .map_err(|e| Failure::new(Exit::State, format!("cannot install signal handlers: {e}")))?;
     // The real file's folder gets the logs, state and locks, whatever name the board was given.
     let board = &super::resolve_board(board)?;
-    let _log = crate::shell::logging::init_for_board(board, config);
+    crate::shell::logging::init_for_board(board, config);
     let runtime = Runtime::new(mode, board, config)?;
     if mode == Mode::Once {
         refuse_conflicted(runtime.board())?;

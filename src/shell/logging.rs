@@ -21,19 +21,16 @@
 //!   removed so that at most `log_keep` remain, today's included. tracing-appender orders them by
 //!   creation time where the filesystem records it, else by the date in the name, and only
 //!   touches files whose name starts with `taskboard.log`.
-//! - The file is written by a background thread. It is *not* lossy: when its queue (4 096
-//!   lines) is full, the logging thread waits instead of dropping the line. These logs are what a
-//!   person reads after coming back hours later, so a missing line costs more than a short
-//!   stall, and the queue fills only when the disk itself stalls.
+//! - The file is written by the thread that logs, one `write` per line, and never loses a line:
+//!   these logs are what a person reads after coming back hours later. A writer thread fed
+//!   through a queue cost the runtime more (waking it for every line) than the writes
+//!   themselves, which wait only when the disk stalls, as the appends to `events.jsonl` do.
 //! - If the logs folder cannot be created or the file cannot be opened, lines go to stderr only,
 //!   and one warning says so.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-
-/// How many lines the log file's writer thread may fall behind before logging waits for it.
-const LOG_QUEUE_LINES: usize = 4096;
 
 use serde_json::Value;
 use tracing::field::{Field, Visit};
@@ -42,7 +39,6 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
-use tracing_appender::non_blocking::WorkerGuard;
 use tracing_appender::rolling::{RollingFileAppender, Rotation};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -210,15 +206,6 @@ where
 /// The file name prefix of the daily files: `taskboard.log.YYYY-MM-DD`.
 pub const FILE_PREFIX: &str = "taskboard.log";
 
-/// Keeps the file writer's background thread alive; dropping it flushes the remaining lines.
-/// Hold it for the whole life of the process.
-#[must_use = "dropping the guard stops file logging"]
-pub struct LogGuard {
-    _file: Option<WorkerGuard>,
-    /// Where the daily files go, when file logging is on.
-    pub dir: Option<PathBuf>,
-}
-
 /// The folder for the daily files of `board`: `<board's folder>/.taskboard/logs`.
 pub fn logs_dir(board: &Path) -> PathBuf {
     fsio::state_dir(board).join("logs")
@@ -227,7 +214,7 @@ pub fn logs_dir(board: &Path) -> PathBuf {
 /// Sets up logging for a runtime serving `board`: `log_keep` is read from the configuration
 /// (`explicit_config`, or `taskboard.toml` beside the board). A configuration that cannot be
 /// loaded gives the default here; the runtime reports it and exits right after.
-pub fn init_for_board(board: &Path, explicit_config: Option<&Path>) -> LogGuard {
+pub fn init_for_board(board: &Path, explicit_config: Option<&Path>) {
     let board_dir = match board.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -240,7 +227,7 @@ pub fn init_for_board(board: &Path, explicit_config: Option<&Path>) -> LogGuard 
 
 /// Sets up stderr and the daily file for `board`, keeping at most `log_keep` files. Installs the
 /// global subscriber once; later calls in the same process leave the first one in place.
-pub fn init(board: &Path, log_keep: u32) -> LogGuard {
+pub fn init(board: &Path, log_keep: u32) {
     let filter =
         || EnvFilter::try_from_env("TASKBOARD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = crate::cmd::colors(&std::io::stderr());
@@ -254,26 +241,15 @@ pub fn init(board: &Path, log_keep: u32) -> LogGuard {
         Ok(appender) => (Some(appender), None),
         Err(e) => (None, Some(e)),
     };
-    let (file_layer, guard, dir) = match file {
-        Some(appender) => {
-            let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-                .lossy(false)
-                // The default queue (128 000 lines) is allocated and touched up front: 4 MB of
-                // resident memory for a runtime that logs a few lines a minute.
-                .buffered_lines_limit(LOG_QUEUE_LINES)
-                .thread_name("taskboard-log")
-                .finish(appender);
-            let layer = tracing_subscriber::fmt::layer()
-                .with_writer(writer)
-                .with_ansi(false)
-                .event_format(Readable {
-                    ansi: false,
-                    dated: true,
-                });
-            (Some(layer), Some(guard), Some(dir))
-        }
-        None => (None, None, None),
-    };
+    let file_layer = file.map(|appender| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(appender)
+            .with_ansi(false)
+            .event_format(Readable {
+                ansi: false,
+                dated: true,
+            })
+    });
     let installed = tracing_subscriber::registry()
         .with(filter())
         .with(stderr_layer)
@@ -286,7 +262,6 @@ pub fn init(board: &Path, log_keep: u32) -> LogGuard {
     if installed && let Some(problem) = problem {
         tracing::warn!("{problem}; logging to stderr only");
     }
-    LogGuard { _file: guard, dir }
 }
 
 fn open_file(board: &Path, dir: &Path, log_keep: u32) -> Result<RollingFileAppender, String> {
