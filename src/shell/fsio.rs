@@ -303,6 +303,28 @@ impl FileStamp {
     }
 }
 
+/// A small file's bytes (an owner record, a `/proc` file), read without asking the file its
+/// size and position first as `fs::read` and `read_to_end` do: two system calls fewer, and
+/// `/proc` reports no size anyway.
+pub fn read_small(path: &Path) -> io::Result<Vec<u8>> {
+    let mut file = File::open(path)?;
+    let mut bytes = vec![0; 1024];
+    let mut len = 0;
+    loop {
+        if len == bytes.len() {
+            bytes.resize(len * 2, 0);
+        }
+        match file.read(&mut bytes[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    bytes.truncate(len);
+    Ok(bytes)
+}
+
 /// Opens a file with `open`, and when its folder is missing, makes it with `make_folder` and
 /// opens again: a folder that is almost always there is not made (a failing `mkdir`) before
 /// every open.
@@ -901,6 +923,23 @@ mod tests {
             "{e:?}"
         );
         e.to_string()
+    }
+
+    #[test]
+    fn a_small_read_takes_the_whole_file_whatever_its_size_says() {
+        let dir = tempfile::tempdir().unwrap();
+        for len in [0, 1, 1023, 1024, 1025, 5000] {
+            let path = dir.path().join(format!("f{len}"));
+            let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            fs::write(&path, &bytes).unwrap();
+            assert_eq!(read_small(&path).unwrap(), bytes, "{len} bytes");
+        }
+        // /proc says its files are empty; they are not.
+        if Path::new("/proc/self/stat").exists() {
+            let stat = read_small(Path::new("/proc/self/stat")).unwrap();
+            assert!(stat.ends_with(b"\n") && stat.len() > 50);
+        }
+        assert!(read_small(&dir.path().join("missing")).is_err());
     }
 
     #[test]

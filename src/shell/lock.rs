@@ -29,7 +29,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -570,7 +570,7 @@ fn check_id(id: &str) -> io::Result<()> {
 fn read_state(dir: &Path) -> Option<LockState> {
     let meta = fs::symlink_metadata(dir).ok()?;
     if meta.is_dir()
-        && let Ok(bytes) = read_small(&dir.join(OWNER_FILE))
+        && let Ok(bytes) = fsio::read_small(&dir.join(OWNER_FILE))
         && let Ok(owner) = serde_json::from_slice::<Owner>(&bytes)
     {
         return Some(LockState::Held(owner));
@@ -583,28 +583,6 @@ fn read_state(dir: &Path) -> Option<LockState> {
         .and_then(|m| SystemTime::now().duration_since(m).ok())
         .unwrap_or(Duration::ZERO);
     Some(LockState::Unreadable { age })
-}
-
-/// A small file's bytes (an owner record is a few hundred), read without asking the file its
-/// size and position first as `fs::read` and `read_to_end` do: two system calls fewer on every
-/// look at a lock.
-fn read_small(path: &Path) -> io::Result<Vec<u8>> {
-    let mut file = File::open(path)?;
-    let mut bytes = vec![0; 1024];
-    let mut len = 0;
-    loop {
-        if len == bytes.len() {
-            bytes.resize(len * 2, 0);
-        }
-        match file.read(&mut bytes[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    bytes.truncate(len);
-    Ok(bytes)
 }
 
 /// Writes `owner.json` inside `dir`. Into a folder just created (`fresh`) it is written in

@@ -83,9 +83,14 @@ pub fn parse_stat(text: &str) -> Option<Proc> {
     })
 }
 
+/// A `/proc` file's text; `None` when it cannot be read (the process is gone, no `/proc`).
+fn read_text(path: impl AsRef<std::path::Path>) -> Option<String> {
+    String::from_utf8(crate::shell::fsio::read_small(path.as_ref()).ok()?).ok()
+}
+
 /// Process `pid` as `/proc` shows it now; `None` when it is gone or there is no `/proc`.
 pub fn stat(pid: u32) -> Option<Proc> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let text = read_text(format!("/proc/{pid}/stat"))?;
     parse_stat(&text)
 }
 

@@ -78,9 +78,7 @@ impl Me {
     }
 
     fn read(pid: u32) -> Me {
-        let own = std::fs::read_to_string("/proc/self/stat")
-            .ok()
-            .and_then(|text| super::parse_stat(&text));
+        let own = super::read_text("/proc/self/stat").and_then(|text| super::parse_stat(&text));
         match own {
             Some(p) => Me {
                 pid,
@@ -241,7 +239,7 @@ fn children(pid: u32, threads: Option<u32>) -> Option<Vec<u32>> {
 
 /// The children of thread `tid` of `pid`, as its `children` list names them.
 fn thread_children(pid: u32, tid: u32) -> Option<Vec<u32>> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/children")).ok()?;
+    let text = super::read_text(format!("/proc/{pid}/task/{tid}/children"))?;
     Some(
         text.split_whitespace()
             .filter_map(|c| c.parse::<u32>().ok())
@@ -252,9 +250,7 @@ fn thread_children(pid: u32, tid: u32) -> Option<Vec<u32>> {
 /// One process's `stat`, and whether its environment carries `run_id` (asked only of live
 /// processes started at or after `since`).
 fn read_proc(pid: u32, run_id: Option<&str>, since: Option<u64>) -> Option<Proc> {
-    let mut p = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|t| parse_stat(&t))?;
+    let mut p = super::read_text(format!("/proc/{pid}/stat")).and_then(|t| parse_stat(&t))?;
     if let Some(id) = run_id
         && !p.exited()
         && since.is_none_or(|t| p.start >= t)
