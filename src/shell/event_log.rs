@@ -133,7 +133,12 @@ impl EventLog {
 
     /// Append one event as one line, with a single `write_all` of the whole line.
     pub fn append(&self, ev: &Event) -> io::Result<()> {
-        let mut line = ev.to_line();
+        self.append_printed(ev.to_line())
+    }
+
+    /// Append one event already printed by [`Event::to_line`] (no newline), with a single write:
+    /// for a caller that needed the line anyway.
+    pub fn append_printed(&self, mut line: String) -> io::Result<()> {
         line.push('\n');
         self.append_line(line.as_bytes())
     }

@@ -315,11 +315,12 @@ impl Runtime {
 
     fn emit(&self, task: Option<&str>, kind: EventKind) {
         let ev = Event::new(self.now(), task, kind);
+        let line = ev.to_line();
         // The log line reads as `tail` shows the event; a pass, one per pass, is noise there.
         if !matches!(ev.kind, EventKind::Pass { .. }) {
-            crate::shell::logging::event(&ev.to_line());
+            crate::shell::logging::event(&line);
         }
-        if let Err(e) = self.log.append(&ev) {
+        if let Err(e) = self.log.append_printed(line) {
             tracing::error!("cannot append to events.jsonl: {e}");
         }
     }
