@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use taskboard::cmd::tail::render_line;
@@ -473,13 +473,7 @@ fn follow_exits_cleanly_on_sigterm() {
     // SAFETY: kill(2) on the pid of our own child, which has not been waited for.
     let rc = unsafe { libc::kill(follow.child.id() as i32, libc::SIGTERM) };
     assert_eq!(rc, 0);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = follow.child.try_wait().unwrap() {
-            assert_eq!(status.code(), Some(0), "{status:?}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "tail -f did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let status = crate::support::status_within(&mut follow.child, Duration::from_secs(10))
+        .expect("tail -f did not stop on SIGTERM");
+    assert_eq!(status.code(), Some(0), "{status:?}");
 }

@@ -6,7 +6,6 @@
 use crate::support;
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use support::{DEADLINE, Sandbox};
 
@@ -16,17 +15,10 @@ struct Proc(Child);
 impl Proc {
     /// Waits for the exit with a deadline.
     fn wait_exit(&mut self) {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if self.0.try_wait().unwrap().is_some() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the process did not exit in time"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        assert!(
+            support::status_within(&mut self.0, DEADLINE).is_some(),
+            "the process did not exit in time"
+        );
     }
 }
 

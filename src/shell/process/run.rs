@@ -687,18 +687,15 @@ mod tests {
             return; // no Python here
         };
         let leader = run.id();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut found = false;
-        while !found && Instant::now() < deadline {
+        let sleep = |pid: u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c == "sleep\n")
+        };
+        let found = poll_until(Instant::now() + Duration::from_secs(20), || {
             let below = pids_below(Some(leader)).unwrap();
-            let sleep = |pid: u32| {
-                std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c == "sleep\n")
-            };
-            found = scan(None, None)
+            scan(None, None)
                 .iter()
-                .any(|p| p.ppid == leader && sleep(p.pid) && below.contains(&p.pid));
-            std::thread::sleep(Duration::from_millis(10));
-        }
+                .any(|p| p.ppid == leader && sleep(p.pid) && below.contains(&p.pid))
+        });
         let _ = rustix::process::kill_process_group(
             rustix::process::Pid::from_raw(leader as i32).unwrap(),
             Signal::KILL,
