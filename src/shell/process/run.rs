@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{Signal, WaitOptions};
 
-use super::{Proc, RUN_ID_VAR, group_alive, parse_stat, poll_until, signal_group, start_time};
+use super::{Proc, RUN_ID_VAR, group_alive, poll_until, signal_group, start_time};
 
 /// How long SIGKILLed processes may take to be gone before [`Tracker::stop_run`] gives up.
 pub const KILL_WAIT: Duration = Duration::from_secs(5);
@@ -250,7 +250,7 @@ fn thread_children(pid: u32, tid: u32) -> Option<Vec<u32>> {
 /// One process's `stat`, and whether its environment carries `run_id` (asked only of live
 /// processes started at or after `since`).
 fn read_proc(pid: u32, run_id: Option<&str>, since: Option<u64>) -> Option<Proc> {
-    let mut p = super::read_text(format!("/proc/{pid}/stat")).and_then(|t| parse_stat(&t))?;
+    let mut p = super::stat(pid)?;
     if let Some(id) = run_id
         && !p.exited()
         && since.is_none_or(|t| p.start >= t)
@@ -552,12 +552,7 @@ mod tests {
         })
         .unwrap();
         let pid = child.id();
-        let zombie = || {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|t| parse_stat(&t))
-                .is_some_and(|p| p.exited())
-        };
+        let zombie = || crate::shell::process::stat(pid).is_some_and(|p| p.exited());
         // Where there is no /proc it never looks like one; reaping must leave it all the same.
         let _ = poll_until(Instant::now() + Duration::from_secs(10), zombie);
         reap(&[pid]);
