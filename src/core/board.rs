@@ -312,6 +312,15 @@ impl Board {
         self.with_id(id).next()
     }
 
+    /// The one task with this ID: `None` when no task carries it, or more than one does.
+    pub fn sole_task(&self, id: &str) -> Option<&Task> {
+        let mut found = self.with_id(id);
+        match (found.next(), found.next()) {
+            (Some(task), None) => Some(task),
+            _ => None,
+        }
+    }
+
     /// Every task with this ID, in board order (more than one: a duplicated ID).
     pub fn with_id<'b, 'i>(&'b self, id: &'i str) -> impl Iterator<Item = &'b Task> + use<'b, 'i> {
         let index = self.by_id();
@@ -898,6 +907,8 @@ mod tests {
             assert_eq!(looked_up(&b, id), walk(&b, id), "{id}");
         }
         assert_eq!(b.task("A-1").unwrap().status(), Some(&Status::Ready));
+        assert!(b.sole_task("A-1").is_none() && b.sole_task("D-1").is_none());
+        assert_eq!(b.sole_task("B-1").map(|t| t.id.as_str()), Some("B-1"));
         // Three tasks share one ID, two share another, two headings share a word that is no ID.
         let many = format!("{text}## B-1\n## A-1\n## Fix\n");
         let b = Board::parse(&many);

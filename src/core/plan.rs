@@ -715,11 +715,7 @@ fn running_touches<'a>(inp: &'a Inputs<'a>) -> Vec<(&'a str, Vec<Glob>)> {
 /// The status of the one task with this ID: `None` when no task carries it, when more than
 /// one does, or when it has no status.
 fn state_of<'a>(board: &'a Board, id: &str) -> Option<&'a Status> {
-    let mut found = board.with_id(id);
-    match (found.next(), found.next()) {
-        (Some(task), None) => task.status(),
-        _ => None,
-    }
+    board.sole_task(id)?.status()
 }
 
 /// A claim on the board, as the reset rules need it.
@@ -832,8 +828,7 @@ pub fn landing(
     episode: Option<&Episode>,
     agent: &str,
 ) -> Landing {
-    let mut found = board.with_id(id);
-    let (Some(task), None) = (found.next(), found.next()) else {
+    let Some(task) = board.sole_task(id) else {
         let reason = if board.task(id).is_some() {
             "more than one task has this ID"
         } else {
