@@ -292,7 +292,6 @@ impl Runtime {
             ),
             FollowUp::Claimed { route, attempt } => {
                 self.store.record_mut(id).memory.attempts = attempt;
-                let board = written;
                 let review = self
                     .config
                     .executors
@@ -305,7 +304,7 @@ impl Runtime {
                     running: change.new.clone(),
                     phase: Phase::Work { review },
                 };
-                return self.spawn(launch, board, now);
+                return self.spawn(launch, written, now);
             }
             FollowUp::Ended { ending } => {
                 self.kept_reported.remove(id);

@@ -193,7 +193,6 @@ impl Runtime {
         match ending.settlement {
             SettlementKind::ToReview { route } => {
                 // The task stays claimed: the lock passes to the review run.
-                let board = written;
                 let Ok(running) = Status::parse(&ending.write) else {
                     return false;
                 };
@@ -204,7 +203,7 @@ impl Runtime {
                     running,
                     phase: Phase::Review,
                 };
-                return self.spawn(launch, board, now);
+                return self.spawn(launch, written, now);
             }
             SettlementKind::Retry { at } => {
                 self.emit(Some(id), EventKind::TaskRetryScheduled { attempt, at });
