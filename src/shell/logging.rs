@@ -51,7 +51,9 @@ use crate::core::event::fields_of;
 use crate::shell::config_file;
 use crate::shell::fsio;
 
-/// The target of the log records that carry an event; their `record` field is its JSON line.
+/// The target of the log records that carry an event: their `plain`, `painted` and `date`
+/// fields are its renderings ([`event`]), or their `record` field its JSON line when it did not
+/// parse.
 pub const EVENT_TARGET: &str = "taskboard::event";
 
 /// Whether stderr shows colour: set once by [`init`], read by [`event`] to know whether a
