@@ -279,7 +279,7 @@ impl Locks {
 
     /// The state of lock `id` (a valid name) for the listing, an update and a release: a record
     /// of this instance's is parsed only if its file changed since it was last read or written.
-    fn read_listed(&self, id: &str) -> Option<LockState> {
+    fn read_cached(&self, id: &str) -> Option<LockState> {
         let Some(instance) = &self.instance else {
             return read_state(&self.root.join(id));
         };
@@ -347,7 +347,7 @@ impl Locks {
             if name.starts_with('.') || check_id(&name).is_err() {
                 continue;
             }
-            if let Some(state) = self.read_listed(&name) {
+            if let Some(state) = self.read_cached(&name) {
                 out.push((name, state));
             }
         }
@@ -395,7 +395,7 @@ impl Locks {
         check_id(id)?;
         let _gate = self.gate(GateMode::Shared)?;
         let dir = self.root.join(id);
-        match self.read_listed(id) {
+        match self.read_cached(id) {
             Some(LockState::Held(mut owner)) if owner.instance == instance => {
                 change(&mut owner);
                 let written = write_owner(&dir, &owner, OwnerFile::Replace)?;
@@ -423,7 +423,7 @@ impl Locks {
         let away = {
             let _gate = self.gate(GateMode::Shared)?;
             let dir = self.root.join(id);
-            match self.read_listed(id) {
+            match self.read_cached(id) {
                 Some(LockState::Held(owner)) if owner.instance == instance => {}
                 _ => return Ok(false),
             }
