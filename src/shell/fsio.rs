@@ -32,7 +32,7 @@ use std::time::{Duration, SystemTime};
 use rustix::fs::OFlags;
 use rustix::io::Errno;
 
-use super::lease::WriteLease;
+use super::lease::{NoLease, ReadLease, WriteLease};
 
 /// The largest board accepted: 64 MiB. Larger files are refused without being read.
 pub const MAX_BOARD_BYTES: u64 = 64 * 1024 * 1024;
@@ -753,10 +753,14 @@ fn replace(path: &Path, contents: &[u8], expected: Option<&BoardRead>) -> io::Re
     Ok(true)
 }
 
-/// How long a board that was just swapped out is left alone before it is checked, when no
-/// unbroken write lease says nobody had it open: an editor that opened it just before the swap
-/// finishes its write into it well within this.
+/// How long a board that was just swapped out is left alone before it is checked, where no
+/// lease can be had to tell when the writes under way in it have landed: an editor that opened
+/// it just before the swap finishes its write into it well within this, unless it is stalled.
 const SETTLE: Duration = Duration::from_millis(2);
+
+/// How long a swap waits for a program that has the swapped-out board open for writing to close
+/// it. One that keeps it open longer gets its board back: its write may still come.
+const WRITERS_DEADLINE: Duration = Duration::from_secs(1);
 
 /// Whether the file at `path` is still the board `expected` was read from.
 fn unchanged(meta: &fs::Metadata, expected: &BoardRead) -> bool {
@@ -772,12 +776,14 @@ fn unchanged(meta: &fs::Metadata, expected: &BoardRead) -> bool {
 /// replaced board is removed only once it is known to hold nothing new. Where the exchange is
 /// not supported (not Linux, or a filesystem without it), a plain rename after the check.
 ///
-/// "Once writes under way have landed": when a write lease taken before the check is still
-/// unbroken after the exchange (`shell::lease`), nobody opened the board in that time, so none
-/// can be under way and the check is made at once; otherwise after [`SETTLE`]. What neither
-/// sees: an `open` that looked the board up before the exchange and reaches the lease only
-/// after the check (a stall of the editor inside that one system call), or, without a lease, a
-/// write landing more than [`SETTLE`] after the exchange.
+/// "Once writes under way have landed" (`shell::lease`): when a write lease taken before the
+/// check is still unbroken after the exchange, nobody opened the board in that time, so none
+/// can be under way and the check is made at once. Otherwise the replaced board is checked
+/// under a read lease, which is had only once every program that has it open for writing has
+/// closed it (see [`once_written`]). What neither sees: an `open` that looked the board up
+/// before the exchange and reaches it only after the check (a stall of the editor inside that
+/// one system call); and where no lease can be had, a write landing more than [`SETTLE`] after
+/// the exchange.
 fn swap_in_if_unchanged(
     tmp: &Path,
     target: &Path,
@@ -808,30 +814,75 @@ fn swap_in_if_unchanged(
     }
     // Released before the wait: an editor's open the lease held back must get its write in now.
     drop(lease);
-    std::thread::sleep(SETTLE);
     // `tmp` now names the board as it was just before the exchange: never removed unchecked.
-    let replaced = fs::symlink_metadata(tmp).map_err(|e| keep(tmp, &e.to_string()))?;
-    if replaced.ino() == before.ino() && unchanged(&replaced, expected) {
-        // The new board is in place either way; an old copy left behind is only clutter.
-        let _ = fs::remove_file(tmp);
-        return Ok(true);
+    match once_written(tmp).map_err(|e| keep(tmp, &e.to_string()))? {
+        Written::Settled(replaced)
+            if replaced.ino() == before.ino() && unchanged(&replaced, expected) =>
+        {
+            // The new board is in place either way; an old copy left behind is only clutter.
+            let _ = fs::remove_file(tmp);
+            return Ok(true);
+        }
+        // A save landed between the check and the exchange, or a program still has the board
+        // open for writing: it goes back in place, unchanged.
+        Written::Settled(_) | Written::StillOpen => {}
     }
-    // A save landed between the check and the exchange: it goes back in place, unchanged.
     match exchange(tmp, target) {
         Ok(true) => {}
         Ok(false) => return Err(keep(tmp, "the exchange could not be undone")),
         Err(e) => return Err(keep(tmp, &format!("the exchange could not be undone: {e}"))),
     }
-    std::thread::sleep(SETTLE);
-    let ours = fs::symlink_metadata(tmp).map_err(|e| keep(tmp, &e.to_string()))?;
-    if ours.len() != written {
-        return Err(keep(
+    // Our board was in place for a moment: an editor may have opened it and be saving into it.
+    match once_written(tmp).map_err(|e| keep(tmp, &e.to_string()))? {
+        Written::Settled(ours) if ours.len() == written => {
+            let _ = fs::remove_file(tmp);
+            Ok(false)
+        }
+        Written::Settled(_) | Written::StillOpen => Err(keep(
             tmp,
             "a save landed in the moment the board was replaced",
-        ));
+        )),
     }
-    let _ = fs::remove_file(tmp);
-    Ok(false)
+}
+
+/// A swapped-out file once the writes under way in it have landed.
+enum Written {
+    /// Its metadata, taken when nobody had it open for writing (or, where no lease can be had,
+    /// [`SETTLE`] after the swap).
+    Settled(fs::Metadata),
+    /// A program kept it open for writing past [`WRITERS_DEADLINE`].
+    StillOpen,
+}
+
+/// Waits until nobody has the file at `path` open for writing, then reads its metadata under a
+/// read lease: a writer that opened it before has closed it, so its write is in the metadata,
+/// and a lease still unbroken after the read says no writer opened it meanwhile. Where no lease
+/// can be had, the metadata after [`SETTLE`].
+fn once_written(path: &Path) -> io::Result<Written> {
+    let deadline = std::time::Instant::now() + WRITERS_DEADLINE;
+    let mut nap = Duration::from_micros(100);
+    loop {
+        match ReadLease::take(path) {
+            Ok(lease) => {
+                let meta = lease.metadata()?;
+                if lease.unbroken() {
+                    return Ok(Written::Settled(meta));
+                }
+            }
+            // Opened for writing while leased, or still open for writing: wait for the close.
+            Err(NoLease::InUse) => {}
+            Err(NoLease::Unavailable) => {
+                std::thread::sleep(SETTLE);
+                return fs::symlink_metadata(path).map(Written::Settled);
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(Written::StillOpen);
+        }
+        // No notice comes when the last writer closes a file: look again shortly.
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(Duration::from_millis(5));
+    }
 }
 
 /// A swapped-out file that may hold a person's save: renamed to `<tmp>.kept` beside the board

@@ -1,74 +1,150 @@
-//! A write lease on the board for the instant the runtime swaps its new text in: the kernel's
-//! word that nobody opened the old board meanwhile, so no editor's write can be under way in it.
+//! File leases on the board for the instant the runtime swaps its new text in: the kernel's word
+//! that no editor's write can be under way in the board it replaced.
 //!
 //! `fsio`'s compare-and-swap exchanges the new board with the old one and must then know that
-//! no save was landing in the old one. Without a lease it can only wait a moment and look
-//! again. A write lease (Linux `F_SETLEASE`) is granted only while no one else has the file
-//! open, and any later `open` or `truncate` of it breaks the lease; so a lease still whole after
-//! the exchange proves that no writer has the old board open, and the wait can be skipped. Where
-//! no lease can be had (the file is open elsewhere, not ours, or the system offers none) or it
-//! was broken, `fsio` waits and looks, as before.
+//! no save was landing in the old one. Two Linux leases (`F_SETLEASE`) answer that:
+//! - A write lease is granted only while no one else has the file open, and any later `open` or
+//!   `truncate` of it breaks it: one taken before the exchange and still whole after it proves
+//!   that nobody opened the old board meanwhile, so nothing is left to wait for.
+//! - A read lease is granted only while nobody has the file open for writing, and any later open
+//!   for writing or `truncate` breaks it: the board swapped out is checked under one, so the
+//!   check comes after every writer that had it open closed it, however long its write took.
+//!
+//! Where no lease can be had (the file is not ours, the filesystem or the system offers none)
+//! `fsio` waits a moment and looks, as without them.
 //!
 //! Owns: taking, checking and releasing one lease, and the handler that keeps the signal a lease
 //! break sends (SIGIO, which would end the process) harmless. Must not: read or write the board,
-//! or hold a lease longer than one exchange (an editor opening the board waits while it is held).
+//! or hold a lease longer than one check (an editor opening the file waits while it is held).
 
 use std::fs::File;
+use std::io;
 use std::path::Path;
 
 /// A write lease on one open file; released when dropped.
-pub struct WriteLease {
-    file: File,
-}
+pub struct WriteLease(Held);
 
 impl WriteLease {
-    /// A write lease on `path`, or `None` where none can be had now.
-    #[cfg(target_os = "linux")]
+    /// A write lease on `path`, or `None` where none can be had now (someone has it open, or
+    /// no lease can be had at all).
     pub fn take(path: &Path) -> Option<WriteLease> {
-        use std::os::fd::AsRawFd;
-        use std::os::unix::fs::OpenOptionsExt;
-        if !break_signal_is_harmless() {
-            return None;
-        }
-        // Non-blocking: a lease someone else holds fails the open at once instead of waiting.
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-            .open(path)
-            .ok()?;
-        // rustix offers no lease calls; this is the one fcntl it does not cover.
-        // SAFETY: a valid descriptor owned by `file`, integer arguments only.
-        let taken = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLEASE, libc::F_WRLCK) };
-        (taken == 0).then_some(WriteLease { file })
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    pub fn take(_path: &Path) -> Option<WriteLease> {
-        None
+        Held::take(path, Kind::Write).ok().map(WriteLease)
     }
 
     /// The leased file, as it is now (its inode and size).
-    pub fn metadata(&self) -> std::io::Result<std::fs::Metadata> {
-        self.file.metadata()
+    pub fn metadata(&self) -> io::Result<std::fs::Metadata> {
+        self.0.file.metadata()
     }
 
     /// Whether nobody has opened or truncated the file since the lease was taken. A break in
     /// progress reads as broken.
-    #[cfg(target_os = "linux")]
     pub fn unbroken(&self) -> bool {
+        self.0.holds(Kind::Write)
+    }
+}
+
+/// A read lease on one open file: nobody had it open for writing when it was taken; released
+/// when dropped.
+pub struct ReadLease(Held);
+
+/// Why no lease was had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoLease {
+    /// Someone has the file open in a way the lease excludes (for a read lease: for writing):
+    /// one can be had once they close it.
+    InUse,
+    /// None can be had here: not on this system or filesystem, not on a file that is not ours,
+    /// or the file could not be opened.
+    Unavailable,
+}
+
+impl ReadLease {
+    /// A read lease on `path`.
+    pub fn take(path: &Path) -> Result<ReadLease, NoLease> {
+        Held::take(path, Kind::Read).map(ReadLease)
+    }
+
+    /// The leased file, as it is now (its inode, size and modification time).
+    pub fn metadata(&self) -> io::Result<std::fs::Metadata> {
+        self.0.file.metadata()
+    }
+
+    /// Whether nobody has opened the file for writing, or truncated it, since the lease was
+    /// taken. A break in progress reads as broken.
+    pub fn unbroken(&self) -> bool {
+        self.0.holds(Kind::Read)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Read,
+    Write,
+}
+
+/// One lease held through its own read-only descriptor of the file.
+struct Held {
+    file: File,
+}
+
+impl Held {
+    #[cfg(target_os = "linux")]
+    fn take(path: &Path, kind: Kind) -> Result<Held, NoLease> {
         use std::os::fd::AsRawFd;
-        // SAFETY: a valid descriptor owned by `self.file`.
-        let kind = unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_GETLEASE) };
-        kind == libc::F_WRLCK
+        use std::os::unix::fs::OpenOptionsExt;
+        if !break_signal_is_harmless() {
+            return Err(NoLease::Unavailable);
+        }
+        // Read-only, as a read lease requires. Non-blocking: a lease someone else holds fails
+        // the open at once instead of waiting.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)
+            .map_err(|_| NoLease::Unavailable)?;
+        // rustix offers no lease calls; this is the one fcntl it does not cover.
+        // SAFETY: a valid descriptor owned by `file`, integer arguments only.
+        let taken = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLEASE, kind.raw()) };
+        if taken == 0 {
+            return Ok(Held { file });
+        }
+        // EAGAIN: the file is open in a way the lease excludes (for a read lease, for writing).
+        match io::Error::last_os_error().raw_os_error() {
+            Some(libc::EAGAIN) => Err(NoLease::InUse),
+            _ => Err(NoLease::Unavailable),
+        }
     }
 
     #[cfg(not(target_os = "linux"))]
-    pub fn unbroken(&self) -> bool {
+    fn take(_path: &Path, _kind: Kind) -> Result<Held, NoLease> {
+        Err(NoLease::Unavailable)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn holds(&self, kind: Kind) -> bool {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid descriptor owned by `self.file`.
+        let held = unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_GETLEASE) };
+        held == kind.raw()
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn holds(&self, _kind: Kind) -> bool {
         false
     }
 }
 
-impl Drop for WriteLease {
+#[cfg(target_os = "linux")]
+impl Kind {
+    fn raw(self) -> libc::c_int {
+        match self {
+            Kind::Read => libc::F_RDLCK,
+            Kind::Write => libc::F_WRLCK,
+        }
+    }
+}
+
+impl Drop for Held {
     fn drop(&mut self) {
         #[cfg(target_os = "linux")]
         {
@@ -107,6 +183,25 @@ mod tests {
         (dir, path)
     }
 
+    /// `echo saved >> path` in a shell of its own: an editor's open for writing and its write.
+    fn append_elsewhere(path: &std::path::Path) -> std::process::Child {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg("echo saved >> \"$0\"")
+            .arg(path)
+            .spawn()
+            .unwrap()
+    }
+
+    /// Waits until `unbroken` says the lease broke.
+    fn until_broken(unbroken: impl Fn() -> bool, by: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while unbroken() {
+            assert!(Instant::now() < deadline, "the {by} never broke the lease");
+            std::thread::yield_now();
+        }
+    }
+
     #[test]
     fn a_file_nobody_has_open_is_leased_and_stays_unbroken() {
         let (_dir, path) = scratch();
@@ -134,17 +229,8 @@ mod tests {
     fn an_open_after_the_lease_breaks_it_and_waits_for_its_release() {
         let (_dir, path) = scratch();
         let lease = WriteLease::take(&path).unwrap();
-        let mut editor = std::process::Command::new("sh")
-            .arg("-c")
-            .arg("echo saved >> \"$0\"")
-            .arg(&path)
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while lease.unbroken() {
-            assert!(Instant::now() < deadline, "the open never broke the lease");
-            std::thread::yield_now();
-        }
+        let mut editor = append_elsewhere(&path);
+        until_broken(|| lease.unbroken(), "open");
         // The process survived the break's signal, and the editor has not written yet (read
         // through the lease's own descriptor: any new open would wait for the release too).
         assert!(
@@ -152,10 +238,41 @@ mod tests {
             "the editor's open was not held back"
         );
         let mut buf = [0u8; 64];
-        let n = std::os::unix::fs::FileExt::read_at(&lease.file, &mut buf, 0).unwrap();
+        let n = std::os::unix::fs::FileExt::read_at(&lease.0.file, &mut buf, 0).unwrap();
         assert_eq!(&buf[..n], b"# Board\n");
         drop(lease);
         assert!(editor.wait().unwrap().success());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "# Board\nsaved\n");
+    }
+
+    #[test]
+    fn a_read_lease_is_had_only_while_nobody_has_the_file_open_for_writing() {
+        let (_dir, path) = scratch();
+        let reader = File::open(&path).unwrap();
+        let lease = ReadLease::take(&path).expect("readers do not stand in its way");
+        assert!(lease.unbroken());
+        drop(lease);
+        drop(reader);
+        let writer = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        assert_eq!(ReadLease::take(&path).err(), Some(NoLease::InUse));
+        drop(writer);
+        assert!(ReadLease::take(&path).is_ok(), "the writer closed it");
+    }
+
+    /// An open for writing after the lease breaks it; one for reading does not.
+    #[test]
+    fn an_open_for_writing_breaks_a_read_lease() {
+        let (_dir, path) = scratch();
+        let lease = ReadLease::take(&path).unwrap();
+        drop(File::open(&path).unwrap());
+        assert!(lease.unbroken(), "a reader broke it");
+        let mut writer = append_elsewhere(&path);
+        until_broken(|| lease.unbroken(), "open for writing");
+        drop(lease);
+        assert!(writer.wait().unwrap().success());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "# Board\nsaved\n");
     }
 
@@ -169,14 +286,7 @@ mod tests {
             .arg(&path)
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while lease.unbroken() {
-            assert!(
-                Instant::now() < deadline,
-                "the truncate never broke the lease"
-            );
-            std::thread::yield_now();
-        }
+        until_broken(|| lease.unbroken(), "truncate");
         drop(lease);
         assert!(truncater.wait().unwrap().success());
         assert_eq!(std::fs::read(&path).unwrap(), b"");

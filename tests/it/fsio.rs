@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use taskboard::shell::fsio::{
     MAX_BOARD_BYTES, ReadError, atomic_write, read_board, read_settled, read_settled_between,
-    read_stable, read_stable_between, text_hash,
+    read_stable, read_stable_between, replace_if_unchanged, text_hash,
 };
 
 use support::TempDir;
@@ -368,6 +368,101 @@ fn atomic_write_failure_leaves_no_temp_file() {
         fs::set_permissions(&sub, fs::Permissions::from_mode(0o755)).unwrap();
         assert_eq!(fs::read_dir(&sub).unwrap().count(), 0);
     }
+}
+
+const BOARD: &str = "# Board\n\n## A-1: first\n- status: ready\n";
+const CLAIMED: &str = "# Board\n\n## A-1: first\n- status: running:tb:2026-12-01T00:00:00Z\n";
+
+/// A folder holding a board `BOARD`.
+fn folder_with_board(name: &str) -> (TempDir, PathBuf) {
+    let d = TempDir::new(name);
+    let board = d.join("task-board.md");
+    fs::write(&board, BOARD).unwrap();
+    (d, board)
+}
+
+/// The board opened for appending, as `cmd >> task-board.md` opens it.
+fn open_to_append(board: &Path) -> fs::File {
+    OpenOptions::new().append(true).open(board).unwrap()
+}
+
+/// The compare-and-swap of `CLAIMED` over a board read as `BOARD`, on its own thread; the
+/// flag says it returned.
+fn swap_in_background(
+    board: &Path,
+) -> (
+    std::thread::JoinHandle<std::io::Result<bool>>,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    let read = read_board(board).unwrap();
+    assert_eq!(read.text, BOARD);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (board, flag) = (board.to_path_buf(), done.clone());
+    let swap = std::thread::spawn(move || {
+        let r = replace_if_unchanged(&board, CLAIMED.as_bytes(), &read);
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        r
+    });
+    (swap, done)
+}
+
+/// A program appending to the board (`slow-report >> task-board.md`) opened it before the
+/// runtime's swap and writes long after it: the line lands in the board the swap replaced,
+/// so that board goes back in place, line included, and the swap says the board changed.
+#[test]
+fn a_write_through_a_descriptor_opened_before_the_swap_is_never_lost_however_late() {
+    let (d, board) = folder_with_board("late-append");
+    let mut appender = open_to_append(&board);
+    let (swap, done) = swap_in_background(&board);
+    // The write comes once the swap is over, or a while after it began if the swap waits.
+    support::poll(Duration::from_millis(300), || {
+        done.load(std::sync::atomic::Ordering::SeqCst)
+    });
+    std::io::Write::write_all(&mut appender, b"\nA late line.\n").unwrap();
+    drop(appender);
+    assert!(
+        !swap.join().unwrap().unwrap(),
+        "the swap said the board was unchanged"
+    );
+    assert_eq!(
+        fs::read_to_string(&board).unwrap(),
+        format!("{BOARD}\nA late line.\n"),
+        "the late line was lost"
+    );
+    assert_eq!(entries(&d), ["task-board.md"], "a temporary file was left");
+}
+
+/// A program that keeps the board open for writing past the swap's wait gets its board back:
+/// whatever it writes after that lands in the board, not in a copy swapped away.
+#[test]
+fn a_board_held_open_for_writing_past_the_wait_is_put_back_for_its_writer() {
+    let (d, board) = folder_with_board("held-open");
+    let mut holder = open_to_append(&board);
+    let (swap, _) = swap_in_background(&board);
+    assert!(
+        !swap.join().unwrap().unwrap(),
+        "swapped under an open writer"
+    );
+    assert_eq!(fs::read_to_string(&board).unwrap(), BOARD);
+    std::io::Write::write_all(&mut holder, b"At last.\n").unwrap();
+    drop(holder);
+    assert_eq!(
+        fs::read_to_string(&board).unwrap(),
+        format!("{BOARD}At last.\n")
+    );
+    assert_eq!(entries(&d), ["task-board.md"], "a temporary file was left");
+}
+
+/// A reader (a pager, `tail -f`) holding the board open never holds the write back.
+#[test]
+fn a_board_open_only_for_reading_is_replaced() {
+    let (d, board) = folder_with_board("reader");
+    let reader = fs::File::open(&board).unwrap();
+    let (swap, _) = swap_in_background(&board);
+    assert!(swap.join().unwrap().unwrap(), "a reader blocked the swap");
+    assert_eq!(fs::read_to_string(&board).unwrap(), CLAIMED);
+    drop(reader);
+    assert_eq!(entries(&d), ["task-board.md"], "a temporary file was left");
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! Situations 1, 2, 3 and 5: a finished task never runs again, whatever a person's editor, git or
-//! a second taskboard process does to the board while its ending is on its way.
+//! Situations 1, 2, 3, 5 and 7: a finished task never runs again and no save is lost, whatever a
+//! person's editor, git or a second taskboard process does to the board while its ending is on
+//! its way.
 //!
 //! Every executor here appends `start <id> <attempt>` to `runs.log`; the promise is counted there.
 
@@ -156,6 +157,50 @@ fn a_person_appending_notes_from_stale_buffers_never_makes_a_task_run_twice() {
     for note in &notes {
         assert!(board.contains(note.as_str()), "lost: {note}");
     }
+    assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
+}
+
+/// A slow producer appending to the board (`slow-report >> task-board.md`) has it open when the
+/// runtime writes a run's ending, and writes its line only after the runtime's swap: the line
+/// landed in the board swapped out and vanished with it when its writer was descheduled for
+/// more than the swap's 2 ms wait. The swap now waits for the writer to close the file, finds
+/// the line, and puts the board back; the ending is written on top of it afterwards.
+#[test]
+fn a_line_appended_through_a_descriptor_opened_before_an_ending_is_written_survives() {
+    let mut sb = gated_sandbox("late-append", "");
+    sb.write_board(ONE_TASK);
+    let pid = sb.start_run();
+    sb.wait_until("T-1 started", |s| runs_of(s, "T-1") == 1);
+    // Opens the board for appending, then writes its line only when told to.
+    let mut producer = std::process::Command::new("sh")
+        .current_dir(sb.path(""))
+        .arg("-c")
+        .arg(
+            "exec 3>>task-board.md; : > opened; \
+             while [ ! -e write-now ]; do sleep 0.01; done; echo 'A late line.' >&3",
+        )
+        .spawn()
+        .unwrap();
+    sb.wait_until("the producer has the board open", |s| {
+        s.path("opened").exists()
+    });
+    open_gate(&sb, "T-1");
+    // Once the ending is on the board (the swap made), the producer writes into what it opened.
+    sb.wait_until("the ending on the board", |s| {
+        s.board_text().contains("status: done")
+    });
+    sb.write("write-now", "");
+    assert!(producer.wait().unwrap().success());
+    sb.wait_until("the line and the ending both on the board", |s| {
+        let board = s.board_text();
+        board.contains("A late line.") && board.contains("status: done")
+    });
+    assert_ran_once(&sb, "T-1");
+    let board = sb.board_text();
+    assert!(
+        board.starts_with(&ONE_TASK.replace("status: ready", "status: done")),
+        "{board}"
+    );
     assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
 }
 
