@@ -32,7 +32,6 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -41,6 +40,7 @@ use serde::Serialize;
 use crate::core::board::{Board, Field, IdProblem, Task, conflict_regions};
 use crate::core::config::{Config, Workspace, valid_branch};
 use crate::core::fmt::{self, Precision::Coarse};
+use crate::core::hash::IdMap;
 use crate::core::plan;
 use crate::core::status::{Stamp, Status};
 use crate::core::workspace::{parse_repos, parse_touches};
@@ -223,29 +223,8 @@ fn clip(s: &str, max: usize) -> String {
     out
 }
 
-/// Task ID to board index. Hashed with FNV-1a: IDs are short and come from the person's own
-/// board, so the default keyed hash only costs time (it was a tenth of lint's).
-type IdIndex<'a> = HashMap<&'a str, usize, BuildHasherDefault<Fnv>>;
-
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Fnv {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-}
+/// Task ID to board index.
+type IdIndex<'a> = IdMap<'a, usize>;
 
 /// The board index of the first task with each usable ID, and for each task whether it is that
 /// first one (so the checks of each task need not look its own ID up again: the IDs lie all

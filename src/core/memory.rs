@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::core::hash::IdMap;
 use crate::core::plan;
 use crate::core::settle::SettlementKind;
 use crate::core::status::Status;
@@ -208,9 +209,11 @@ impl Recall for BTreeMap<String, TaskMemory> {
 
 /// The records' memory with changes about to be written [`project`]ed over it, copying only
 /// the memory of the tasks the changes name: a pass plans on every task's memory, and a copy of
-/// all of it per pass grew with the board.
+/// all of it per pass grew with the board. Looked up through a hash index made once: the
+/// planner asks for every task's memory on every pass, and a search of the ordered records
+/// compares IDs a dozen times a task.
 pub struct Projected<'a> {
-    records: &'a BTreeMap<String, TaskRecord>,
+    memory: IdMap<'a, &'a TaskMemory>,
     changed: BTreeMap<String, TaskMemory>,
 }
 
@@ -231,15 +234,20 @@ impl<'a> Projected<'a> {
                 })
                 .note_written(change, None);
         }
-        Projected { records, changed }
+        let mut memory = IdMap::with_capacity_and_hasher(records.len(), Default::default());
+        memory.extend(records.iter().map(|(id, r)| (id.as_str(), &r.memory)));
+        Projected { memory, changed }
     }
 }
 
 impl Recall for Projected<'_> {
     fn recall(&self, id: &str) -> Option<&TaskMemory> {
+        if self.changed.is_empty() {
+            return self.memory.get(id).copied();
+        }
         self.changed
             .get(id)
-            .or_else(|| self.records.get(id).map(|r| &r.memory))
+            .or_else(|| self.memory.get(id).copied())
     }
 }
 
