@@ -324,19 +324,20 @@ impl<'a> Planner<'a> {
         } else {
             memory.map_or(0, |m| m.series_start)
         };
-        // A claim this runtime wrote was counted when it was made; anyone else's counts now.
-        let claim_attempt = match memory.and_then(|m| m.episode.as_ref()) {
-            Some(ep) if ep.written == status.to_string() => attempts_used.max(1),
-            _ => attempts_used + 1,
-        };
         match status {
             Status::Running { since, agent } => {
+                // A claim this runtime wrote was counted when it was made; anyone else's counts
+                // now.
+                let attempt = match memory.and_then(|m| m.episode.as_ref()) {
+                    Some(ep) if ep.written == status.to_string() => attempts_used.max(1),
+                    _ => attempts_used + 1,
+                };
                 let claim = Claim {
                     id,
                     status,
                     since: since.at,
                     agent,
-                    attempt: claim_attempt,
+                    attempt,
                     series_start,
                 };
                 self.running(claim, lock);
