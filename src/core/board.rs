@@ -334,6 +334,12 @@ impl Board {
             .filter(move |t| t.id == id)
     }
 
+    /// Whether lookups by ID are ready to use: a step before made the index. One lookup costs
+    /// more than a walk of the tasks until it is made.
+    pub fn ids_indexed(&self) -> bool {
+        self.ids.0.get().is_some()
+    }
+
     /// The index behind lookups by ID, made on first use.
     fn by_id(&self) -> &[(u64, u32)] {
         self.ids.0.get_or_init(|| {

@@ -70,17 +70,7 @@ pub fn apply(text: &str, board: &Board, changes: &[Change]) -> Outcome {
     let mut refused = Vec::new();
     // (status range, new token, the task's block range), for each change to apply.
     let mut splices: Vec<(Range<usize>, String, Range<usize>)> = Vec::new();
-    // ID -> (first task with it, how many tasks have it), for the IDs the changes name only:
-    // one lookup per change, and no hashing of every ID on the board.
-    let mut wanted: Vec<&str> = changes.iter().map(|c| c.id.as_str()).collect();
-    wanted.sort_unstable();
-    wanted.dedup();
-    let mut by_id: HashMap<&str, (&Task, usize)> = HashMap::with_capacity(wanted.len());
-    for task in &board.tasks {
-        if wanted.binary_search(&task.id.as_str()).is_ok() {
-            by_id.entry(task.id.as_str()).or_insert((task, 0)).1 += 1;
-        }
-    }
+    let by_id = tasks_named(board, changes);
     let mut seen: HashSet<&str> = HashSet::with_capacity(changes.len());
 
     for change in changes {
@@ -90,7 +80,7 @@ pub fn apply(text: &str, board: &Board, changes: &[Change]) -> Outcome {
         }
         let verdict = match by_id.get(change.id.as_str()) {
             None => Err(Refusal::NotFound),
-            Some((_, n)) if *n > 1 => Err(Refusal::Ambiguous),
+            Some((_, true)) => Err(Refusal::Ambiguous),
             Some((task, _)) => match (&task.id_problem, &task.status) {
                 (None, Some(field)) => match &field.parsed {
                     Ok(current) if *current == change.expected => {
@@ -166,6 +156,35 @@ pub fn apply(text: &str, board: &Board, changes: &[Change]) -> Outcome {
     }
 }
 
+/// The first task with each ID the changes name, and whether another has it too: through the
+/// board's index where a step before made it (the planner's does), otherwise in one walk of the
+/// tasks, which costs less than making the index for a few changes.
+fn tasks_named<'b>(board: &'b Board, changes: &'b [Change]) -> HashMap<&'b str, (&'b Task, bool)> {
+    if board.ids_indexed() {
+        return changes
+            .iter()
+            .filter_map(|c| {
+                let mut found = board.with_id(&c.id);
+                let first = found.next()?;
+                Some((c.id.as_str(), (first, found.next().is_some())))
+            })
+            .collect();
+    }
+    let mut wanted: Vec<&str> = changes.iter().map(|c| c.id.as_str()).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut by_id: HashMap<&str, (&Task, bool)> = HashMap::with_capacity(wanted.len());
+    for task in &board.tasks {
+        if wanted.binary_search(&task.id.as_str()).is_ok() {
+            by_id
+                .entry(task.id.as_str())
+                .and_modify(|(_, more)| *more = true)
+                .or_insert((task, false));
+        }
+    }
+    by_id
+}
+
 /// Re-parses each changed task's block in the result: it must still start with that task, now
 /// with the new status. A task's block starts at a top-level heading, where no container is
 /// open, so it parses alone exactly as it does in the whole board; this costs the size of the
@@ -224,50 +243,57 @@ mod tests {
 
     #[test]
     fn mismatch_missing_duplicate_and_ambiguous_are_refused() {
-        let text = "## A-1\n- status: done\n## B-1\n- status: ready\n## B-1\n- status: ready\n## C-1\nno fields\n";
-        let board = Board::parse(text);
-        let out = apply(
-            text,
-            &board,
-            &[
-                change("A-1", "ready", "running:x:2026-04-20T15:25Z"),
-                change("B-1", "ready", "done"),
-                change("C-1", "ready", "done"),
-                change("Z-9", "ready", "done"),
-            ],
-        );
-        assert_eq!(out.text, text);
-        let why: Vec<_> = out
-            .refused
-            .iter()
-            .map(|(c, r)| (c.id.as_str(), r.clone()))
-            .collect();
-        assert_eq!(
-            why,
-            vec![
-                (
-                    "A-1",
-                    Refusal::Mismatch {
-                        found: "done".into()
-                    }
-                ),
-                ("B-1", Refusal::Ambiguous),
-                ("C-1", Refusal::NoStatus),
-                ("Z-9", Refusal::NotFound),
-            ]
-        );
-        let out = apply(
-            text,
-            &board,
-            &[
-                change("A-1", "done", "ready"),
-                change("A-1", "done", "failed:x"),
-            ],
-        );
-        assert_eq!(out.refused[0].1, Refusal::Duplicate);
-        assert_eq!(
-            out.text,
-            text.replacen("- status: done", "- status: ready", 1)
-        );
+        // The same with and without the board's index by ID (a walk of the tasks without).
+        for indexed in [false, true] {
+            let text = "## A-1\n- status: done\n## B-1\n- status: ready\n## B-1\n- status: ready\n## C-1\nno fields\n";
+            let board = Board::parse(text);
+            if indexed {
+                assert!(board.task("A-1").is_some() && board.ids_indexed());
+            }
+            assert_eq!(board.ids_indexed(), indexed);
+            let out = apply(
+                text,
+                &board,
+                &[
+                    change("A-1", "ready", "running:x:2026-04-20T15:25Z"),
+                    change("B-1", "ready", "done"),
+                    change("C-1", "ready", "done"),
+                    change("Z-9", "ready", "done"),
+                ],
+            );
+            assert_eq!(out.text, text);
+            let why: Vec<_> = out
+                .refused
+                .iter()
+                .map(|(c, r)| (c.id.as_str(), r.clone()))
+                .collect();
+            assert_eq!(
+                why,
+                vec![
+                    (
+                        "A-1",
+                        Refusal::Mismatch {
+                            found: "done".into()
+                        }
+                    ),
+                    ("B-1", Refusal::Ambiguous),
+                    ("C-1", Refusal::NoStatus),
+                    ("Z-9", Refusal::NotFound),
+                ]
+            );
+            let out = apply(
+                text,
+                &board,
+                &[
+                    change("A-1", "done", "ready"),
+                    change("A-1", "done", "failed:x"),
+                ],
+            );
+            assert_eq!(out.refused[0].1, Refusal::Duplicate);
+            assert_eq!(
+                out.text,
+                text.replacen("- status: done", "- status: ready", 1)
+            );
+        }
     }
 }
