@@ -407,6 +407,7 @@ fn wind_down(
     signal_group(shared.pid, Signal::TERM);
     let _ = helpers.watchdog.join();
     let mut tracker = std::mem::take(&mut shared.lock().tracker);
+    tracker.leader_ended();
     let left = tracker.signal_outside_group(shared.target(), Signal::TERM);
     let ending = match process::reap_leader(shared.pid) {
         Ok(status) => ending_of(status),

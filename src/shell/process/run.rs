@@ -175,27 +175,40 @@ pub fn scan(run_id: Option<&str>, since: Option<u64>) -> Vec<Proc> {
         .collect()
 }
 
+/// What a search below this process knows of the run's leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunLeader {
+    /// Not known: every thread's children are read.
+    Unknown,
+    /// This pid, alive or not yet known to have ended.
+    Pid(u32),
+    /// Known to have ended (a zombie, or reaped): its children went to this process.
+    Ended,
+}
+
 /// Like [`scan`], over this process's descendants only: enough for its own runs once it is
 /// their subreaper (every process a run starts stays below it), and a handful of reads instead
 /// of one per process on the machine. With the run's `leader` known, only what can hold its
 /// processes is read: the leader and what is below it, and what is below this process's main
 /// thread, which receives every orphan (the kernel hands an orphan to the subreaper's first
 /// live thread); other runs' leaders hang below the threads that started them and are left
-/// out. `None` where the kernel does not list children (`/proc/<pid>/task/<tid>/children`
-/// needs `CONFIG_PROC_CHILDREN`).
+/// out. A leader that ended is not read: its children were handed to the main thread as it
+/// ended, and its pid may name another process once reaped. `None` where the kernel does not
+/// list children (`/proc/<pid>/task/<tid>/children` needs `CONFIG_PROC_CHILDREN`).
 pub fn scan_descendants(
     run_id: Option<&str>,
     since: Option<u64>,
-    leader: Option<u32>,
+    leader: RunLeader,
 ) -> Option<Vec<Proc>> {
     let root = std::process::id();
     let first = match leader {
-        Some(leader) => {
+        RunLeader::Pid(leader) => {
             let mut first = thread_children(root, root)?;
             first.push(leader);
             first
         }
-        None => children(root, None)?,
+        RunLeader::Ended => thread_children(root, root)?,
+        RunLeader::Unknown => children(root, None)?,
     };
     let mut out = Vec::new();
     let mut seen = HashSet::new();
@@ -300,6 +313,8 @@ pub struct Tracker {
     /// The run is this process's own and this process is its subreaper: its processes are
     /// looked for among this process's descendants, not the whole machine's.
     own_run: bool,
+    /// The run's leader has ended: searches no longer read it.
+    leader_ended: bool,
 }
 
 impl Tracker {
@@ -312,11 +327,21 @@ impl Tracker {
         }
     }
 
+    /// Says that the run's leader (the leader of its process group) has ended.
+    pub fn leader_ended(&mut self) {
+        self.leader_ended = true;
+    }
+
     /// Scans `/proc`, reaps the run's orphans handed to us (never `leader`), and returns the
     /// run's live processes, remembering them.
     fn sweep(&mut self, target: Target<'_>, me: Me, leader: Option<u32>) -> Vec<Proc> {
         let procs = if self.own_run {
-            scan_descendants(target.run_id, target.since, target.pgid)
+            let below = match (self.leader_ended, target.pgid) {
+                (true, _) => RunLeader::Ended,
+                (false, Some(pgid)) => RunLeader::Pid(pgid),
+                (false, None) => RunLeader::Unknown,
+            };
+            scan_descendants(target.run_id, target.since, below)
                 .unwrap_or_else(|| scan(target.run_id, target.since))
         } else {
             scan(target.run_id, target.since)
@@ -596,7 +621,7 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut found = None;
         while Instant::now() < deadline {
-            if let Some(procs) = scan_descendants(None, None, None) {
+            if let Some(procs) = scan_descendants(None, None, RunLeader::Unknown) {
                 let grandchild = procs.iter().find(|p| p.ppid == pid).map(|p| p.pid);
                 if procs.iter().any(|p| p.pid == pid) && grandchild.is_some() {
                     found = Some(procs);
@@ -610,7 +635,10 @@ mod tests {
         }
         let _ = signal_group_of(&mut child);
         let Some(procs) = found else {
-            assert!(pids_below(None).is_none(), "not found in time");
+            assert!(
+                pids_below(RunLeader::Unknown).is_none(),
+                "not found in time"
+            );
             return;
         };
         // Only descendants: never this process, nor anything that is not below it.
@@ -622,7 +650,7 @@ mod tests {
 
     #[test]
     fn with_its_leader_known_a_run_is_looked_for_below_it_and_not_below_other_leaders() {
-        if pids_below(None).is_none() {
+        if pids_below(RunLeader::Unknown).is_none() {
             return; // no children lists on this kernel
         }
         let mut run = std::process::Command::new("sh")
@@ -637,7 +665,7 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut below_leader = None;
         while below_leader.is_none() && Instant::now() < deadline {
-            let pids = pids_below(Some(leader)).unwrap();
+            let pids = pids_below(RunLeader::Pid(leader)).unwrap();
             let grandchild = scan(None, None)
                 .into_iter()
                 .find(|p| p.ppid == leader)
@@ -647,7 +675,7 @@ mod tests {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        let all = pids_below(None).unwrap();
+        let all = pids_below(RunLeader::Unknown).unwrap();
         let _ = signal_group_of(&mut run);
         let _ = other.kill();
         let _ = other.wait();
@@ -663,7 +691,7 @@ mod tests {
     #[test]
     fn a_child_started_by_another_thread_is_found_below_its_process() {
         use std::os::unix::process::CommandExt;
-        if pids_below(None).is_none() {
+        if pids_below(RunLeader::Unknown).is_none() {
             return; // no children lists on this kernel
         }
         // Python's second thread starts the child, then both threads stay: the child is in
@@ -686,7 +714,7 @@ mod tests {
             std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c == "sleep\n")
         };
         let found = poll_until(Instant::now() + Duration::from_secs(20), || {
-            let below = pids_below(Some(leader)).unwrap();
+            let below = pids_below(RunLeader::Pid(leader)).unwrap();
             scan(None, None)
                 .iter()
                 .any(|p| p.ppid == leader && sleep(p.pid) && below.contains(&p.pid))
@@ -703,7 +731,7 @@ mod tests {
     }
 
     /// The pids [`scan_descendants`] finds below this process (and below `leader` only).
-    fn pids_below(leader: Option<u32>) -> Option<Vec<u32>> {
+    fn pids_below(leader: RunLeader) -> Option<Vec<u32>> {
         let procs = scan_descendants(None, None, leader)?;
         Some(procs.iter().map(|p| p.pid).collect())
     }
