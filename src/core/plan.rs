@@ -701,6 +701,8 @@ fn running_touches<'a>(inp: &'a Inputs<'a>) -> Vec<(&'a str, Vec<Glob>)> {
     inp.board
         .tasks
         .iter()
+        // Few tasks declare `touches:`: the field is looked for before the sets are searched.
+        .filter(|t| t.field("touches").is_some())
         .filter(|t| {
             matches!(t.status(), Some(Status::Running { .. }))
                 || inp.active.contains(t.id.as_str())
