@@ -21,8 +21,9 @@
 //! Linux parent-death signal is tied to a thread that outlives the child, then waits for the
 //! leader and cleans up), a watchdog (timeout and SIGTERM -> SIGKILL escalation) and one reader
 //! for both output streams, each taken from [`workers`] (kept after a run for the next); a stdin
-//! writer only when the packet does not fit in the pipe at once. Nothing busy-polls while the
-//! child runs.
+//! writer only when the packet does not fit in the pipe at once. The watchdog starts with the
+//! run only when it has a timeout, otherwise at the first request to stop it: until then it
+//! would have nothing to do. Nothing busy-polls while the child runs.
 
 use std::any::Any;
 use std::collections::VecDeque;
@@ -180,6 +181,13 @@ impl LocalHandle {
     pub fn stop(&self, reason: StopCause) {
         let mut state = self.shared.lock();
         request_stop(&self.shared, &mut state, reason);
+        if state.stopped.is_some() && state.watchdog.is_none() && !state.exited {
+            // A run without a timeout has no watchdog yet: the escalation needs one now.
+            match start_watchdog(&self.shared, None) {
+                Ok(watchdog) => state.watchdog = Some(watchdog),
+                Err(e) => tracing::warn!(error = %e, "cannot start a watchdog thread"),
+            }
+        }
     }
 }
 
@@ -207,6 +215,8 @@ struct RunState {
     sweep: Option<Signal>,
     /// The run's processes found so far (taken out while a sweep reads `/proc`).
     tracker: process::Tracker,
+    /// The watchdog, once one runs. None starts once the leader has ended.
+    watchdog: Option<workers::Done>,
 }
 
 impl LocalRunShared {
@@ -396,16 +406,18 @@ fn wind_down(
     // while anything may still signal it.
     process::spawn::wait_exit_unreaped(shared.pid);
     let duration = spawned_at.elapsed();
-    let (stopped, term_sent_at) = {
+    let (stopped, term_sent_at, watchdog) = {
         let mut state = shared.lock();
         state.exited = true;
         shared.changed.notify_all();
-        (state.stopped, state.term_sent_at)
+        (state.stopped, state.term_sent_at, state.watchdog.take())
     };
     // Leftover grandchildren get SIGTERM while the zombie leader still pins the group id; so
     // do the run's processes outside the group: the run is over only when they are gone.
     signal_group(shared.pid, Signal::TERM);
-    let _ = helpers.watchdog.join();
+    if let Some(watchdog) = watchdog {
+        let _ = watchdog.join();
+    }
     let mut tracker = std::mem::take(&mut shared.lock().tracker);
     tracker.leader_ended();
     let left = tracker.signal_outside_group(shared.target(), Signal::TERM);
@@ -453,7 +465,6 @@ fn wind_down(
 }
 
 struct Helpers {
-    watchdog: workers::Done,
     stdout: Arc<Stream>,
     stderr: Arc<Stream>,
 }
@@ -482,16 +493,20 @@ fn start_helpers(
                 let _ = pipe.write_all(&rest);
             })?;
     }
-    let deadline = spec.timeout.map(|t| Instant::now() + t);
-    let watchdog_shared = Arc::clone(shared);
-    let watchdog = workers::spawn("exec-watchdog", move || {
-        watchdog(&watchdog_shared, deadline)
-    })?;
-    Ok(Helpers {
-        watchdog,
-        stdout,
-        stderr,
-    })
+    if let Some(timeout) = spec.timeout {
+        let watchdog = start_watchdog(shared, Some(Instant::now() + timeout))?;
+        shared.lock().watchdog = Some(watchdog);
+    }
+    Ok(Helpers { stdout, stderr })
+}
+
+/// Starts the watchdog of the run `shared` describes, with its timeout's `deadline` if any.
+fn start_watchdog(
+    shared: &Arc<LocalRunShared>,
+    deadline: Option<Instant>,
+) -> io::Result<workers::Done> {
+    let shared = Arc::clone(shared);
+    workers::spawn("exec-watchdog", move || watchdog(&shared, deadline))
 }
 
 /// Writes as much of `input` into the executor's stdin as the pipe takes without waiting (a
