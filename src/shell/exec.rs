@@ -17,13 +17,15 @@
 //! [`process`], which checks each one's identity. Every system call about processes (signals,
 //! waits, `/proc`) is [`process`]'s: this module runs an executor through it.
 //!
-//! Threads per attempt: a supervisor (spawns the child through [`process::spawn_leader`], so a
-//! Linux parent-death signal is tied to a thread that outlives the child, then waits for the
-//! leader and cleans up), a watchdog (timeout and SIGTERM -> SIGKILL escalation) and one reader
-//! for both output streams, each taken from [`workers`] (kept after a run for the next); a stdin
-//! writer only when the packet does not fit in the pipe at once. The watchdog starts with the
-//! run only when it has a timeout, otherwise at the first request to stop it: until then it
-//! would have nothing to do. Nothing busy-polls while the child runs.
+//! Threads per attempt, each taken from [`workers`] (kept after a run for the next): a
+//! supervisor, which spawns the child through [`process::spawn_leader`] (so a Linux
+//! parent-death signal is tied to a thread that outlives the child), reads both output streams
+//! in one `poll` with the leader's end (its pidfd), then cleans up; a watchdog (timeout and
+//! SIGTERM -> SIGKILL escalation), started with the run only when it has a timeout, otherwise at
+//! the first request to stop it, as until then it would have nothing to do. A reader thread
+//! takes the output streams only when a pipe outlives the leader (a process outside the group
+//! holds it) or the leader's end cannot be polled; a stdin writer only when the packet does not
+//! fit in the pipe at once. Nothing busy-polls while the child runs.
 
 use std::any::Any;
 use std::collections::VecDeque;
@@ -404,7 +406,22 @@ fn wind_down(
 ) -> Finished {
     // Wait for the leader to end without reaping it, so its pid (and group id) stays ours
     // while anything may still signal it.
-    process::spawn::wait_exit_unreaped(shared.pid);
+    match helpers.output {
+        OutputReader::Supervisor { leader_end, pipes } => {
+            let (open, ended) = read_until_end(&leader_end, pipes);
+            // A pipe still open (a process outside the group holds it): a reader of its own
+            // keeps it drained while the run is wound down, as it would have all along.
+            if !open.is_empty()
+                && let Err(e) = spawn_output_reader(open)
+            {
+                tracing::warn!(pid = shared.pid, error = %e, "cannot start an output reader");
+            }
+            if !ended {
+                process::spawn::wait_exit_unreaped(shared.pid);
+            }
+        }
+        OutputReader::Thread => process::spawn::wait_exit_unreaped(shared.pid),
+    }
     let duration = spawned_at.elapsed();
     let (stopped, term_sent_at, watchdog) = {
         let mut state = shared.lock();
@@ -467,6 +484,19 @@ fn wind_down(
 struct Helpers {
     stdout: Arc<Stream>,
     stderr: Arc<Stream>,
+    output: OutputReader,
+}
+
+/// Who reads the executor's output while its leader runs.
+enum OutputReader {
+    /// The supervisor, in one `poll` with the leader's end (its pidfd): no thread of its own
+    /// unless a pipe is still open when the leader ends.
+    Supervisor {
+        leader_end: std::os::fd::OwnedFd,
+        pipes: Vec<(File, Arc<Stream>)>,
+    },
+    /// A reader thread, where the leader's end cannot be polled.
+    Thread,
 }
 
 fn start_helpers(
@@ -478,10 +508,17 @@ fn start_helpers(
 ) -> io::Result<Helpers> {
     let stdout = Arc::new(Stream::new(Capture::new(stdout_log, spec.output_cap)));
     let stderr = Arc::new(Stream::new(Capture::new(stderr_log, spec.output_cap)));
-    spawn_output_reader(vec![
+    let pipes = vec![
         (leader.stdout, Arc::clone(&stdout)),
         (leader.stderr, Arc::clone(&stderr)),
-    ])?;
+    ];
+    let output = match process::spawn::exit_notice(leader.pid) {
+        Some(leader_end) => OutputReader::Supervisor { leader_end, pipes },
+        None => {
+            spawn_output_reader(pipes)?;
+            OutputReader::Thread
+        }
+    };
     if let Some(pipe) = leader.stdin
         && let Some((mut pipe, written)) = write_what_fits(pipe, &spec.stdin)
     {
@@ -497,7 +534,11 @@ fn start_helpers(
         let watchdog = start_watchdog(shared, Some(Instant::now() + timeout))?;
         shared.lock().watchdog = Some(watchdog);
     }
-    Ok(Helpers { stdout, stderr })
+    Ok(Helpers {
+        stdout,
+        stderr,
+        output,
+    })
 }
 
 /// Starts the watchdog of the run `shared` describes, with its timeout's `deadline` if any.
@@ -667,6 +708,60 @@ fn spawn_output_reader(mut pipes: Vec<(File, Arc<Stream>)>) -> io::Result<()> {
         }
     })?;
     Ok(())
+}
+
+/// Reads the executor's output until its leader has ended (`leader_end` readable), then once
+/// more what the pipes hold by then, without waiting. Returns the pipes not at their end
+/// (usually none: the leader's end closes them; a process outside the group may hold one, and
+/// may never stop writing), and whether the leader's end was seen (not where the descriptors
+/// cannot be polled together).
+fn read_until_end(
+    leader_end: &std::os::fd::OwnedFd,
+    mut pipes: Vec<(File, Arc<Stream>)>,
+) -> (Vec<(File, Arc<Stream>)>, bool) {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let mut buf = Vec::new();
+    let mut ended = false;
+    let mut rounds_after_end = 0;
+    while !pipes.is_empty() && rounds_after_end < 2 {
+        // Once the leader has ended, only what the pipes hold now: no waiting.
+        let (wait, watch_end) = match ended {
+            false => (None, Some(leader_end)),
+            true => (Some(Timespec::default()), None),
+        };
+        let mut fds: Vec<PollFd<'_>> = (watch_end.into_iter())
+            .map(|fd| PollFd::new(fd, PollFlags::IN))
+            .chain(
+                pipes
+                    .iter()
+                    .map(|(pipe, _)| PollFd::new(pipe, PollFlags::IN)),
+            )
+            .collect();
+        match poll(&mut fds, wait.as_ref()) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            // Cannot wait on them together: the caller waits for the leader's end alone.
+            Err(_) => return (pipes, ended),
+        }
+        let mut ready = fds.iter().map(|fd| !fd.revents().is_empty());
+        let end_seen = watch_end.is_some() && ready.next() == Some(true);
+        let ready: Vec<bool> = ready.collect();
+        drop(fds);
+        if ended && !ready.contains(&true) {
+            break;
+        }
+        ended |= end_seen;
+        rounds_after_end += usize::from(ended);
+        if ready.contains(&true) && buf.is_empty() {
+            buf = vec![0u8; 64 * 1024];
+        }
+        let mut n = 0;
+        pipes.retain_mut(|(pipe, stream)| {
+            n += 1;
+            !ready[n - 1] || read_some(pipe, stream, &mut buf)
+        });
+    }
+    (pipes, ended)
 }
 
 /// One read from a pipe into its stream; `false` (and the stream marked ended) at EOF or on

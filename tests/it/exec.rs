@@ -254,6 +254,24 @@ fn grandchild_holding_stdout_does_not_hang_completion() {
     eventually("leftover grandchild to be gone", || !alive(grandchild));
 }
 
+/// A leftover process of the run that writes after the leader has ended (here, when the
+/// run's end tells it to stop) has its words kept like the leader's.
+#[test]
+fn output_written_after_the_leader_ended_is_kept() {
+    let dir = TempDir::new("late-output");
+    let f = run(spec(
+        &dir,
+        "sh -c \"trap 'echo late; exit 0' TERM; : > gc.ready; while :; do sleep 0.01; done\" & \
+         while [ ! -e gc.ready ]; do sleep 0.01; done; echo early",
+    ));
+    assert_eq!(f.ending, ProcessEnd::Exited(0));
+    assert_eq!(f.stdout_tail, "early\nlate\n");
+    assert_eq!(
+        fs::read_to_string(dir.path().join("stdout.log")).unwrap(),
+        "early\nlate\n"
+    );
+}
+
 #[test]
 fn daemon_outside_the_group_holding_stdout_does_not_hang_completion() {
     let dir = TempDir::new("daemon");

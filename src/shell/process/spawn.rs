@@ -124,3 +124,18 @@ pub fn wait_exit_unreaped(pid: u32) {
         }
     }
 }
+
+/// A descriptor that becomes readable once the process `pid` (our child) has ended, leaving it
+/// unreaped: a pidfd, so the end can be waited for in one `poll` with other descriptors.
+/// `None` where the kernel has none (before Linux 5.3, other systems): then
+/// [`wait_exit_unreaped`] waits for it.
+#[cfg(target_os = "linux")]
+pub fn exit_notice(pid: u32) -> Option<std::os::fd::OwnedFd> {
+    use rustix::process::{PidfdFlags, pidfd_open};
+    pidfd_open(super::pid(pid)?, PidfdFlags::empty()).ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn exit_notice(_pid: u32) -> Option<std::os::fd::OwnedFd> {
+    None
+}
