@@ -436,7 +436,7 @@ impl Locks {
             records.remove(id);
             away
         };
-        remove_debris(&away);
+        remove_renamed(&away);
         Ok(true)
     }
 
@@ -476,7 +476,7 @@ impl Locks {
             }
             away
         };
-        remove_debris(&away);
+        remove_renamed(&away);
         Ok(true)
     }
 
@@ -629,6 +629,16 @@ fn write_owner(dir: &Path, owner: &Owner, how: OwnerFile) -> io::Result<fs::Meta
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Removes a lock folder this process just renamed away: its record, then the folder. Anything
+/// else in it (the temporary file of a record update cut short) is found by a walk of the
+/// folder, which costs several calls more than the usual record alone.
+fn remove_renamed(path: &Path) {
+    let _ = fs::remove_file(path.join(OWNER_FILE));
+    if fs::remove_dir(path).is_err() {
+        remove_debris(path);
+    }
 }
 
 fn remove_debris(path: &Path) {

@@ -307,6 +307,30 @@ fn breaking_a_dead_owners_lock_frees_it() {
     assert!(debris.is_empty(), "{debris:?}");
 }
 
+/// A released lock leaves nothing behind, also when its folder holds more than its record (the
+/// temporary file of an update cut short by a crash).
+#[test]
+fn a_release_removes_the_lock_folder_whatever_it_holds() {
+    let tmp = TempDir::new("release-whole");
+    let locks = locks(&tmp);
+    let me = owner("me");
+    let left = |locks: &Locks| -> Vec<String> {
+        fs::read_dir(locks.root())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n != ".gate")
+            .collect()
+    };
+    assert!(locks.try_acquire("t", &me).unwrap().is_some());
+    assert!(locks.release("t", &me.instance).unwrap());
+    assert!(left(&locks).is_empty(), "{:?}", left(&locks));
+    assert!(locks.try_acquire("t", &me).unwrap().is_some());
+    fs::write(locks.root().join("t").join(".owner.json.00ff.tmp"), "{").unwrap();
+    assert!(locks.release("t", &me.instance).unwrap());
+    assert!(locks.read("t").is_none());
+    assert!(left(&locks).is_empty(), "{:?}", left(&locks));
+}
+
 const THREADS: usize = 8;
 
 #[test]
