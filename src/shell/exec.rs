@@ -493,7 +493,7 @@ enum OutputReader {
     /// unless a pipe is still open when the leader ends.
     Supervisor {
         leader_end: std::os::fd::OwnedFd,
-        pipes: Vec<(File, Arc<Stream>)>,
+        pipes: Vec<Pipe>,
     },
     /// A reader thread, where the leader's end cannot be polled.
     Thread,
@@ -680,31 +680,23 @@ impl Stream {
     }
 }
 
+/// An executor's output pipe and the stream it feeds.
+type Pipe = (File, Arc<Stream>);
+
 /// One thread reads both of the executor's output pipes (a thread per pipe doubled the
 /// threads each run starts): it waits until either has something, reads that, and marks a
 /// stream ended at its EOF.
-fn spawn_output_reader(mut pipes: Vec<(File, Arc<Stream>)>) -> io::Result<()> {
-    use rustix::event::{PollFd, PollFlags, poll};
+fn spawn_output_reader(mut pipes: Vec<Pipe>) -> io::Result<()> {
     workers::spawn("exec-output", move || {
         let mut buf = vec![0u8; 64 * 1024];
         while !pipes.is_empty() {
-            let ready: Vec<bool> = {
-                let mut fds: Vec<PollFd<'_>> = pipes
-                    .iter()
-                    .map(|(pipe, _)| PollFd::new(pipe, PollFlags::IN))
-                    .collect();
-                match poll(&mut fds, None) {
-                    Ok(_) => fds.iter().map(|fd| !fd.revents().is_empty()).collect(),
-                    Err(rustix::io::Errno::INTR) => continue,
-                    // Cannot wait on them together: read each to its end in turn.
-                    Err(_) => vec![true; fds.len()],
-                }
+            let ready = match poll_pipes(None, &pipes, None) {
+                Ok((_, ready)) => ready,
+                Err(Errno::INTR) => continue,
+                // Cannot wait on them together: read each to its end in turn.
+                Err(_) => vec![true; pipes.len()],
             };
-            let mut n = 0;
-            pipes.retain_mut(|(pipe, stream)| {
-                n += 1;
-                !ready[n - 1] || read_some(pipe, stream, &mut buf)
-            });
+            read_ready(&mut pipes, &ready, &mut buf);
         }
     })?;
     Ok(())
@@ -715,53 +707,57 @@ fn spawn_output_reader(mut pipes: Vec<(File, Arc<Stream>)>) -> io::Result<()> {
 /// (usually none: the leader's end closes them; a process outside the group may hold one, and
 /// may never stop writing), and whether the leader's end was seen (not where the descriptors
 /// cannot be polled together).
-fn read_until_end(
-    leader_end: &std::os::fd::OwnedFd,
-    mut pipes: Vec<(File, Arc<Stream>)>,
-) -> (Vec<(File, Arc<Stream>)>, bool) {
-    use rustix::event::{PollFd, PollFlags, Timespec, poll};
-    let mut buf = Vec::new();
-    let mut ended = false;
-    let mut rounds_after_end = 0;
-    while !pipes.is_empty() && rounds_after_end < 2 {
-        // Once the leader has ended, only what the pipes hold now: no waiting.
-        let (wait, watch_end) = match ended {
-            false => (None, Some(leader_end)),
-            true => (Some(Timespec::default()), None),
-        };
-        let mut fds: Vec<PollFd<'_>> = (watch_end.into_iter())
-            .map(|fd| PollFd::new(fd, PollFlags::IN))
-            .chain(
-                pipes
-                    .iter()
-                    .map(|(pipe, _)| PollFd::new(pipe, PollFlags::IN)),
-            )
-            .collect();
-        match poll(&mut fds, wait.as_ref()) {
-            Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => continue,
+fn read_until_end(leader_end: &std::os::fd::OwnedFd, mut pipes: Vec<Pipe>) -> (Vec<Pipe>, bool) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match poll_pipes(Some(leader_end), &pipes, None) {
+            Ok((ended, ready)) => {
+                read_ready(&mut pipes, &ready, &mut buf);
+                if ended {
+                    break;
+                }
+            }
+            Err(Errno::INTR) => {}
             // Cannot wait on them together: the caller waits for the leader's end alone.
-            Err(_) => return (pipes, ended),
+            Err(_) => return (pipes, false),
         }
-        let mut ready = fds.iter().map(|fd| !fd.revents().is_empty());
-        let end_seen = watch_end.is_some() && ready.next() == Some(true);
-        let ready: Vec<bool> = ready.collect();
-        drop(fds);
-        if ended && !ready.contains(&true) {
-            break;
-        }
-        ended |= end_seen;
-        rounds_after_end += usize::from(ended);
-        if ready.contains(&true) && buf.is_empty() {
-            buf = vec![0u8; 64 * 1024];
-        }
-        let mut n = 0;
-        pipes.retain_mut(|(pipe, stream)| {
-            n += 1;
-            !ready[n - 1] || read_some(pipe, stream, &mut buf)
-        });
     }
-    (pipes, ended)
+    let now = rustix::event::Timespec::default();
+    if let Ok((_, ready)) = poll_pipes(None, &pipes, Some(&now)) {
+        read_ready(&mut pipes, &ready, &mut buf);
+    }
+    (pipes, true)
+}
+
+/// Waits until `end` (when given) or one of `pipes` is readable, for at most `wait` (`None`:
+/// as long as it takes). Returns whether `end` is, and which pipes are.
+fn poll_pipes(
+    end: Option<&std::os::fd::OwnedFd>,
+    pipes: &[Pipe],
+    wait: Option<&rustix::event::Timespec>,
+) -> rustix::io::Result<(bool, Vec<bool>)> {
+    use rustix::event::{PollFd, PollFlags, poll};
+    let mut fds: Vec<PollFd<'_>> = (end.into_iter())
+        .map(|fd| PollFd::new(fd, PollFlags::IN))
+        .chain(
+            pipes
+                .iter()
+                .map(|(pipe, _)| PollFd::new(pipe, PollFlags::IN)),
+        )
+        .collect();
+    poll(&mut fds, wait)?;
+    let mut ready = fds.iter().map(|fd| !fd.revents().is_empty());
+    let end_ready = end.is_some() && ready.next() == Some(true);
+    Ok((end_ready, ready.collect()))
+}
+
+/// Reads once from each pipe `ready` marks, and drops those that reached their end.
+fn read_ready(pipes: &mut Vec<Pipe>, ready: &[bool], buf: &mut [u8]) {
+    let mut n = 0;
+    pipes.retain_mut(|(pipe, stream)| {
+        n += 1;
+        !ready[n - 1] || read_some(pipe, stream, buf)
+    });
 }
 
 /// One read from a pipe into its stream; `false` (and the stream marked ended) at EOF or on
