@@ -242,9 +242,6 @@ impl<'a> Projected<'a> {
 
 impl Recall for Projected<'_> {
     fn recall(&self, id: &str) -> Option<&TaskMemory> {
-        if self.changed.is_empty() {
-            return self.memory.get(id).copied();
-        }
         self.changed
             .get(id)
             .or_else(|| self.memory.get(id).copied())
