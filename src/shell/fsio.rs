@@ -370,22 +370,37 @@ fn open_nonblocking(path: &Path) -> io::Result<File> {
             .custom_flags(open_flags(OFlags::NONBLOCK | OFlags::NOCTTY))
             .open(path)
     };
-    let deadline = std::time::Instant::now() + LEASED_WAIT;
-    let mut nap = Duration::from_micros(50);
+    let naps = (Duration::from_micros(50), Duration::from_millis(20));
+    retry_until(LEASED_WAIT, naps, || match open() {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+        other => Some(other),
+    })
+    .unwrap_or_else(|| {
+        Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!("{}: another program holds a lease on it", path.display()),
+        ))
+    })
+}
+
+/// Tries `attempt` until it gives an answer, for at most `within` (then `None`), napping
+/// between tries from the first of `naps`, twice as long each time, up to the second: what is
+/// waited for (a lease released, a file closed) sends no notice.
+fn retry_until<T>(
+    within: Duration,
+    (mut nap, longest): (Duration, Duration),
+    mut attempt: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = std::time::Instant::now() + within;
     loop {
-        match open() {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if std::time::Instant::now() >= deadline {
-                    return Err(io::Error::new(
-                        io::ErrorKind::WouldBlock,
-                        format!("{}: another program holds a lease on it", path.display()),
-                    ));
-                }
-                std::thread::sleep(nap);
-                nap = (nap * 2).min(Duration::from_millis(20));
-            }
-            other => return other,
+        if let Some(answer) = attempt() {
+            return Some(answer);
         }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(longest);
     }
 }
 
@@ -859,30 +874,22 @@ enum Written {
 /// and a lease still unbroken after the read says no writer opened it meanwhile. Where no lease
 /// can be had, the metadata after [`SETTLE`].
 fn once_written(path: &Path) -> io::Result<Written> {
-    let deadline = std::time::Instant::now() + WRITERS_DEADLINE;
-    let mut nap = Duration::from_micros(100);
-    loop {
-        match ReadLease::take(path) {
-            Ok(lease) => {
-                let meta = lease.metadata()?;
-                if lease.unbroken() {
-                    return Ok(Written::Settled(meta));
-                }
-            }
-            // Opened for writing while leased, or still open for writing: wait for the close.
-            Err(NoLease::InUse) => {}
-            Err(NoLease::Unavailable) => {
-                std::thread::sleep(SETTLE);
-                return fs::symlink_metadata(path).map(Written::Settled);
-            }
+    let naps = (Duration::from_micros(100), Duration::from_millis(5));
+    retry_until(WRITERS_DEADLINE, naps, || match ReadLease::take(path) {
+        Ok(lease) => match lease.metadata() {
+            Ok(meta) if lease.unbroken() => Some(Ok(Written::Settled(meta))),
+            // Opened for writing while leased: wait for that writer's close.
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        },
+        // Still open for writing: wait for the close.
+        Err(NoLease::InUse) => None,
+        Err(NoLease::Unavailable) => {
+            std::thread::sleep(SETTLE);
+            Some(fs::symlink_metadata(path).map(Written::Settled))
         }
-        if std::time::Instant::now() >= deadline {
-            return Ok(Written::StillOpen);
-        }
-        // No notice comes when the last writer closes a file: look again shortly.
-        std::thread::sleep(nap);
-        nap = (nap * 2).min(Duration::from_millis(5));
-    }
+    })
+    .unwrap_or(Ok(Written::StillOpen))
 }
 
 /// A swapped-out file that may hold a person's save: renamed to `<tmp>.kept` beside the board
