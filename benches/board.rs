@@ -1,6 +1,9 @@
 //! Core throughput: parse, writeback and parse + writeback on boards of 100, 1,000 and 10,000
 //! tasks (~200 bytes per task, so 10,000 tasks is about 2 MB), and the pass after a one-line
 //! save (`pass_after_edit`: the re-parse from the previous board, lint and one writeback).
+//! Groups ending in `_on_cores` parse as the runtime and the commands do
+//! (`shell::parallel::parse_board`): a long board in pieces, one per core; the others parse on
+//! one thread.
 //!
 //! Run with `cargo bench --bench board`. Figures are recorded in `docs/PERFORMANCE.md`.
 
@@ -12,6 +15,7 @@ use taskboard::core::board::Board;
 use taskboard::core::lint::{LintContext, lint};
 use taskboard::core::status::Status;
 use taskboard::core::writeback::{Change, apply};
+use taskboard::shell::parallel::parse_board;
 
 const SIZES: [usize; 3] = [100, 1_000, 10_000];
 
@@ -118,6 +122,30 @@ fn benches(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::from_parameter(n), text, |b, text| {
             b.iter(|| {
                 let board = Board::parse(black_box(text));
+                black_box(taskboard::core::lint::lint(text, &board, &ctx));
+                apply(text, &board, &changes)
+            })
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("parse_on_cores");
+    for (n, text) in &boards {
+        assert_eq!(parse_board(text), Board::parse(text));
+        group.throughput(Throughput::Bytes(text.len() as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), text, |b, text| {
+            b.iter(|| parse_board(black_box(text)))
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("parse_lint_writeback_on_cores");
+    for (n, text) in &boards {
+        let changes = [change(*n)];
+        group.throughput(Throughput::Bytes(text.len() as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), text, |b, text| {
+            b.iter(|| {
+                let board = parse_board(black_box(text));
                 black_box(taskboard::core::lint::lint(text, &board, &ctx));
                 apply(text, &board, &changes)
             })

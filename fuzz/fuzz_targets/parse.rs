@@ -1,11 +1,12 @@
 //! Any bytes: the board parser and the status parser never panic, and every range the board
-//! reports lies inside the text, on character boundaries, and holds the text it claims.
+//! reports lies inside the text, on character boundaries, and holds the text it claims; the
+//! board parsed in pieces is the board parsed whole.
 #![no_main]
 
 use std::ops::Range;
 
 use libfuzzer_sys::fuzz_target;
-use taskboard::core::board::Board;
+use taskboard::core::board::{Backwards, Board};
 use taskboard::core::status::Status;
 
 fn check(text: &str, r: &Range<usize>) {
@@ -26,6 +27,11 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let board = Board::parse(text);
+    let pieces = Backwards {
+        width: 4,
+        least_piece: 1,
+    };
+    assert_eq!(Board::parse_with(text, &pieces), board);
     for task in &board.tasks {
         check(text, &task.heading);
         check(text, &task.block);

@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 
 use super::{CmdResult, Failure};
-use crate::core::board::Board;
 use crate::core::event::{Event, EventKind};
 use crate::core::memory::ApprovalPhase;
 use crate::core::status::{self, Status};
@@ -23,6 +22,7 @@ use crate::exit::Exit;
 use crate::shell::event_log::EventLog;
 use crate::shell::landing::{self, ApprovedLanding, Landed};
 use crate::shell::lock::{Locks, Owner, WriteLock, instance_id};
+use crate::shell::parallel::parse_board;
 use crate::shell::store::Store;
 use crate::shell::{config_file, fsio};
 
@@ -70,7 +70,7 @@ fn waiting(board: &Path, id: &str, verb: &str) -> Result<Waiting, Failure> {
     }
     let snap = fsio::read_board(&board).map_err(|e| Failure::new(Exit::Board, e))?;
     super::refuse_conflicted(&board, &snap.text, verb)?;
-    let parsed = Board::parse(&snap.text);
+    let parsed = parse_board(&snap.text);
     let mut tasks = parsed.tasks.iter().filter(|t| t.id == id);
     let (Some(task), None) = (tasks.next(), tasks.next()) else {
         return Err(Failure::new(

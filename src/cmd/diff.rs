@@ -22,10 +22,10 @@ use serde::Serialize;
 use super::lint::read_board_text;
 use super::logs::{RunDir, readable_runs, runs};
 use super::{CmdResult, Failure, Paint, use_color};
-use crate::core::board::Board;
 use crate::core::workspace::{FileChange, FileStat, RunRepo, RunWorkspace, patch_file};
 use crate::exit::Exit;
 use crate::shell::fsio;
+use crate::shell::parallel::parse_board;
 pub use crate::shell::worktrees::read_workspace;
 
 #[derive(clap::Args, Debug)]
@@ -116,7 +116,7 @@ fn choose(
     let id = args.id.as_str();
     let all = readable_runs(state_dir, id)?;
     let work: Vec<&RunDir> = all.iter().filter(|r| !r.review).collect();
-    if work.is_empty() && Board::parse(text).task(id).is_none() {
+    if work.is_empty() && parse_board(text).task(id).is_none() {
         return Err(Failure::new(
             Exit::Findings,
             format!("no task `{id}` on {}", board.display()),

@@ -17,7 +17,6 @@ use std::process::{Command, Stdio};
 use chrono::{Datelike, Utc};
 
 use super::{CmdResult, Paint, use_color};
-use crate::core::board::Board;
 use crate::core::config::{self, Config};
 use crate::core::fmt::{self, Precision::Coarse};
 use crate::core::lint::{self, LintContext, Severity};
@@ -26,6 +25,7 @@ use crate::exit::Exit;
 use crate::shell::config_file;
 use crate::shell::fsio;
 use crate::shell::lock::RunLock;
+use crate::shell::parallel::parse_board;
 
 mod remote;
 mod worktrees;
@@ -204,7 +204,7 @@ fn board_check(board: &Path, config: Option<&Config>) -> Check {
             return check(Level::Fail, "board", e.to_string(), todo);
         }
     };
-    let parsed = Board::parse(&snap.text);
+    let parsed = parse_board(&snap.text);
     // Without a loadable configuration the routes are not checked (an empty set of routes would
     // make every task's route an error): the same findings `taskboard lint` prints then.
     let config_failed = config.is_none();
@@ -614,7 +614,7 @@ fn clock_check(board: &Path, config: Option<&Config>) -> Check {
             format!("system time {}", now.format("%Y-%m-%d %H:%M UTC")),
         );
     };
-    let parsed = Board::parse(&snap.text);
+    let parsed = parse_board(&snap.text);
     let defaults = Config::default();
     let config = config.unwrap_or(&defaults);
     let findings = lint::lint(

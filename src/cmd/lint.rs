@@ -26,12 +26,12 @@ use chrono::Utc;
 use serde::Serialize;
 
 use super::{CmdResult, Failure, Paint, use_color};
-use crate::core::board::Board;
 use crate::core::lint::{
     Finding, LintContext, Severity, WorkspaceContext, invalid_utf8, lint_with,
 };
 use crate::exit::Exit;
 use crate::shell::fsio::{self, ReadError};
+use crate::shell::parallel::parse_board;
 
 /// The staleness threshold when no configuration says otherwise.
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(2 * 3600);
@@ -139,7 +139,7 @@ pub(crate) fn without_config() -> LintSettings {
 
 /// Lints `board` with the given settings.
 pub fn lint_board(board: &Path, text: &str, json: bool, settings: &LintSettings) -> CmdResult {
-    let parsed = Board::parse(text);
+    let parsed = parse_board(text);
     let ctx = LintContext {
         now: Utc::now(),
         stale_after: settings.stale_after,

@@ -22,11 +22,11 @@ use super::lint::read_board_text;
 use super::output::note;
 use super::tail::stop_on_signals;
 use super::{CmdResult, Failure};
-use crate::core::board::Board;
 use crate::core::event::Record;
 use crate::exit::Exit;
 use crate::shell::event_log::Follower;
 use crate::shell::fsio;
+use crate::shell::parallel::parse_board;
 pub use crate::shell::run_dirs::{RunDir, runs};
 
 #[derive(clap::Args, Debug)]
@@ -236,7 +236,7 @@ fn ended_in_new_lines(
 
 /// The line for a task with no such run.
 fn no_run(args: &LogsArgs, board: &Path, text: &str) -> String {
-    let parsed = Board::parse(text);
+    let parsed = parse_board(text);
     let on_board = parsed.task(&args.id).map(|t| {
         t.status
             .as_ref()

@@ -2,11 +2,11 @@
 //! none of them prints a backtrace or panics on bad input or on a failing output: they write
 //! through [`output`], never with `println!`.
 
-use crate::core::board::Board;
 use crate::core::status::Status;
 use crate::core::writeback::{self, Change};
 use crate::exit::Exit;
 use crate::shell::fsio;
+use crate::shell::parallel::parse_board;
 
 pub mod approve;
 pub mod demo;
@@ -150,7 +150,7 @@ pub fn write_status(
         // An empty board is an editor's save in progress (truncate, then write).
         if !snap.text.trim().is_empty() {
             refuse_conflicted(board_path, &snap.text, command)?;
-            let board = Board::parse(&snap.text);
+            let board = parse_board(&snap.text);
             let outcome = writeback::apply(&snap.text, &board, std::slice::from_ref(&change));
             if let Some((_, why)) = outcome.refused.first() {
                 return Err(Failure::new(

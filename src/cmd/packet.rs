@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 use super::lint::read_board_text;
 use super::{CmdResult, Failure};
-use crate::core::board::Board;
 use crate::exit::Exit;
 use crate::shell::fsio;
 use crate::shell::packet_sources::{self, Source};
+use crate::shell::parallel::parse_board;
 use crate::shell::store::Store;
 
 #[derive(clap::Args, Debug)]
@@ -30,7 +30,7 @@ pub fn run(args: &PacketArgs) -> CmdResult {
     let config = crate::shell::config_file::load(args.config.as_deref(), dir)
         .map_err(|e| Failure::new(Exit::Config, e))?
         .config;
-    let board = Board::parse(&text);
+    let board = parse_board(&text);
     let records = Store::peek(&fsio::state_dir(board_path).join("state.json"));
     let record = records.get(&args.id);
     let attempt = record.map_or(0, |r| r.memory.attempts) + 1;

@@ -22,6 +22,7 @@ use crate::exit::Exit;
 use crate::shell::event_log::EventLog;
 use crate::shell::fsio;
 use crate::shell::lock::WriteLock;
+use crate::shell::parallel::parse_board;
 
 pub fn run(board_path: &Path, id: &str) -> CmdResult {
     let board_path = &super::resolve_board(board_path)?;
@@ -36,7 +37,7 @@ pub fn run(board_path: &Path, id: &str) -> CmdResult {
     let snap = fsio::read_stable(board_path, Duration::from_millis(10), 10)
         .map_err(|e| Failure::new(Exit::Board, e))?;
     super::refuse_conflicted(board_path, &snap.text, "retry")?;
-    let current = match retry_from(&Board::parse(&snap.text), id, board_path)? {
+    let current = match retry_from(&parse_board(&snap.text), id, board_path)? {
         Some(current) => current,
         None => {
             super::output::print(&format!("{id} is already ready\n"))?;

@@ -35,6 +35,7 @@ use crate::core::remote::Placement;
 use crate::core::status::Status;
 use crate::exit::Exit;
 use crate::shell::event_log::for_each_event_in;
+use crate::shell::parallel::parse_board;
 
 #[derive(clap::Args, Debug)]
 pub struct ShowArgs {
@@ -188,7 +189,7 @@ pub fn run(args: &ShowArgs) -> CmdResult {
 /// Everything `show` says about `id`, or `None` when it is not on the board. A missing event log
 /// is an empty history; one that cannot be read (not a regular file, an I/O error) is a failure.
 pub fn gather(board_dir: &Path, text: &str, id: &str) -> Result<Option<Shown>, Failure> {
-    let board = Board::parse(text);
+    let board = parse_board(text);
     let Some(task) = board.task(id) else {
         return Ok(None);
     };

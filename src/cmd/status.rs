@@ -67,11 +67,12 @@ use crate::core::remote::Placement;
 use crate::core::status::{State, Status};
 use crate::exit::Exit;
 use crate::shell::event_log;
+use crate::shell::parallel::parse_board;
 
 pub fn run(board: &Path, json: bool) -> CmdResult {
     let board = &super::resolve_board(board)?;
     let text = read_board_text(board)?;
-    let parsed = Board::parse(&text);
+    let parsed = parse_board(&text);
     let mut overview = overview(board, &text, &parsed, Utc::now());
     place_running(super::board_dir(board), &parsed, &mut overview);
     let out = if json {

@@ -23,8 +23,10 @@ use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag};
 use crate::core::status::{Status, StatusError, is_task_id};
 
 mod conflicts;
+mod pieces;
 mod text;
 pub use conflicts::{Marker, MarkerKind, conflict_markers, conflict_regions, conflict_summary};
+pub use pieces::{Backwards, LEAST_PIECE, Parallel};
 pub use text::Text;
 
 /// A parsed board. Ranges are byte offsets into the text it was parsed from (BOM included).
@@ -140,22 +142,7 @@ impl Task {
 impl Board {
     pub fn parse(text: &str) -> Board {
         let base = if text.starts_with('\u{FEFF}') { 3 } else { 0 };
-        let (blocks, items) = top_level_blocks(&text[base..], base);
-        // At most one task per ATX heading: sized once, not grown by copying (a task is ~200 bytes).
-        let headings = blocks
-            .iter()
-            .filter(|b| matches!(b.kind, BlockKind::Heading { atx: true, .. }))
-            .count();
-        let mut tasks = Vec::with_capacity(headings);
-        let source = SharedCopy::new(text, 0..text.len());
-        tasks.extend((0..blocks.len()).filter_map(|i| task_at(text, &source, &blocks, &items, i)));
-        Board {
-            tasks,
-            line_starts: line_starts(text),
-            blocks,
-            items,
-            ids: TasksById::default(),
-        }
+        pieces::parse_whole(text, base)
     }
 
     /// The board of `new_text`, given this board of `old_text`: always equal to
@@ -537,14 +524,6 @@ fn shift_by(r: &Range<usize>, delta: isize) -> Range<usize> {
 
 fn shift(r: &Range<usize>, by: usize) -> Range<usize> {
     r.start + by..r.end + by
-}
-
-fn line_starts(text: &str) -> Vec<usize> {
-    // About one line per 20 bytes on a board: reserved once rather than regrown by copying.
-    let mut starts = Vec::with_capacity(text.len() / 20 + 1);
-    starts.push(0);
-    for_each_newline(text.as_bytes(), |i| starts.push(i + 1));
-    starts
 }
 
 /// Calls `f` with the offset of every `\n` in `bytes`, in order. A board's lines are short

@@ -15,6 +15,7 @@ pub mod lease;
 pub mod lock;
 pub mod logging;
 pub mod packet_sources;
+pub mod parallel;
 pub mod process;
 pub mod remote;
 pub mod run_dirs;

@@ -12,7 +12,7 @@ use chrono::DateTime;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
-use taskboard::core::board::Board;
+use taskboard::core::board::{Backwards, Board};
 use taskboard::core::status::{Stamp, StampPrecision, Status};
 use taskboard::core::writeback::{Change, Refusal, apply};
 
@@ -732,6 +732,22 @@ proptest! {
     }
 
     #[test]
+    fn a_board_parsed_in_pieces_equals_its_whole_parse(b in board(), width in 2usize..9) {
+        prop_assert_eq!(Board::parse_with(&b.text, &Backwards { width, least_piece: 1 }), Board::parse(&b.text));
+    }
+
+    /// Soup puts `#` lines inside fences, quotes, lists and HTML blocks, where a cut must not
+    /// stand.
+    #[test]
+    fn soup_parsed_in_pieces_equals_its_whole_parse(
+        parts in vec(soup_token(), 0..120),
+        width in 2usize..9,
+    ) {
+        let text = parts.concat();
+        prop_assert_eq!(Board::parse_with(&text, &Backwards { width, least_piece: 1 }), Board::parse(&text));
+    }
+
+    #[test]
     fn markdown_soup_parses_and_writes_back(parts in vec(soup_token(), 0..80), pick in status()) {
         let text: String = parts.concat();
         let board = Board::parse(&text);
@@ -888,6 +904,17 @@ fn replay_dir(dir: &std::path::Path) -> usize {
         }
         let board = Board::parse(&text);
         check_ranges(&text, &board);
+        // ... and the board parsed in pieces is the board parsed whole.
+        let pieces = Backwards {
+            width: 4,
+            least_piece: 1,
+        };
+        assert_eq!(
+            Board::parse_with(&text, &pieces),
+            board,
+            "{}",
+            path.display()
+        );
         let news: Vec<(usize, Status)> = unique_actionable(&board)
             .into_iter()
             .map(|i| (i, Status::parse("failed:replayed 🚀").unwrap()))

@@ -9,6 +9,7 @@ use std::path::Path;
 use super::{Check, Level, check, ok};
 use crate::core::config::{Config, Workspace, WorktreeConfig};
 use crate::core::fmt;
+use crate::shell::parallel::parse_board;
 use crate::shell::workspace;
 use crate::shell::worktrees::{self, Found};
 
@@ -51,7 +52,7 @@ pub fn checks(config: Option<&Config>, board: &Path, state_dir: &Path) -> Vec<Ch
 /// (the run would fail with `failed:no_base_branch`).
 fn task_branch_check(config: &Config, board: &Path, board_dir: &Path) -> Option<Check> {
     let text = crate::shell::fsio::read_board(board).ok()?.text;
-    let parsed = crate::core::board::Board::parse(&text);
+    let parsed = parse_board(&text);
     let mut missing = Vec::new();
     let mut asked = 0;
     for task in &parsed.tasks {

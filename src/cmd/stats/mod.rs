@@ -16,13 +16,13 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 
 use super::{CmdResult, Failure};
-use crate::core::board::Board;
 use crate::core::fmt::{self, Precision::Fine};
 use crate::core::report::{self, Builder, Queue};
 use crate::core::status::State;
 use crate::exit::Exit;
 use crate::shell::event_log::for_each_record_in;
 use crate::shell::fsio::{self, ReadError};
+use crate::shell::parallel::parse_board;
 
 #[derive(clap::Args, Debug)]
 pub struct StatsArgs {
@@ -97,7 +97,7 @@ fn queue_from_board(board: &Path) -> Result<Option<Queue>, Failure> {
         }
         Err(_) => return Ok(None),
     };
-    let parsed = Board::parse(text.strip_prefix('\u{feff}').unwrap_or(&text));
+    let parsed = parse_board(text.strip_prefix('\u{feff}').unwrap_or(&text));
     let mut q = Queue {
         source: "board".into(),
         ..Queue::default()

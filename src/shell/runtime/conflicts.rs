@@ -8,8 +8,9 @@
 //! resolved.
 
 use super::Runtime;
-use crate::core::board::{Board, conflict_markers, conflict_summary};
+use crate::core::board::{conflict_markers, conflict_summary};
 use crate::shell::fsio::BoardRead;
+use crate::shell::parallel::parse_board;
 
 impl Runtime {
     /// Whether this pass must stop at the board it read because of conflict markers. When it
@@ -35,7 +36,7 @@ impl Runtime {
                     self.board.display()
                 ),
             );
-            let board = Board::parse(&snap.text);
+            let board = parse_board(&snap.text);
             let now = self.now();
             self.report_findings(&snap.text, &board, now);
         }

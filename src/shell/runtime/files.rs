@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 
 use super::Runtime;
-use crate::core::board::Board;
 use crate::core::event::EventKind;
 use crate::core::handoff;
 use crate::shell::fsio;
+use crate::shell::parallel::parse_board;
 
 impl Runtime {
     /// Appends one attempt's section to `handoffs/<ID>.md`; the path relative to the board's
@@ -60,7 +60,7 @@ impl Runtime {
         let path = dir.join(format!("{id}.json"));
         let (title, block) = match fsio::read_board(&self.board) {
             Ok(snap) => {
-                let board = Board::parse(&snap.text);
+                let board = parse_board(&snap.text);
                 board
                     .task(id)
                     .map(|t| (t.title.to_string(), snap.text[t.block.clone()].to_string()))

@@ -26,6 +26,7 @@ use crate::core::status::Status;
 use crate::core::writeback::{self, Change};
 use crate::shell::fsio;
 use crate::shell::lock::Owner;
+use crate::shell::parallel::parse_board;
 
 /// Why a pass runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,7 +139,7 @@ impl Runtime {
         self.consume_requests();
         let on_disk = match self.parsed.take() {
             Some((old_text, old)) => old.reparse(&old_text, &snap.text),
-            None => Board::parse(&snap.text),
+            None => parse_board(&snap.text),
         };
         let (mut locks, lock_wake) = self.locks_for_the_plan(now);
         let Gathered {
