@@ -253,7 +253,7 @@ impl<W: Write> Printer<W> {
                     )?;
                     self.last_date = date;
                 }
-                render(&map, self.paint)
+                render(map, self.paint)
             }
             Err(_) => self.paint.red(&format!(
                 "unreadable line: {}",
@@ -390,14 +390,14 @@ fn is_empty(v: &Value) -> bool {
 }
 
 /// One event as a readable line (without the date, which [`Printer`] prints on change).
-fn render(map: &Fields, p: Paint) -> String {
+fn render(map: Fields, p: Paint) -> String {
     render_event(map, p).line(p)
 }
 
 /// One event of `events.jsonl` (parsed) made readable; `p` paints it or not.
-pub fn render_event(map: &Fields, p: Paint) -> Rendered {
+pub fn render_event(map: Fields, p: Paint) -> Rendered {
     let mut line = Line {
-        fields: map.clone(),
+        fields: map,
         parts: Vec::new(),
         tone: Tone::Plain,
     };
@@ -760,7 +760,7 @@ impl Line {
 /// Render one line as `tail` prints it without colour (for tests and other tools).
 pub fn render_line(line: &str) -> Option<String> {
     let map = fields_of(line.as_bytes()).ok()?;
-    Some(render(&map, Paint(false)))
+    Some(render(map, Paint(false)))
 }
 
 #[cfg(test)]
@@ -769,7 +769,7 @@ mod tests {
 
     fn painted(line: &str) -> String {
         let map = fields_of(line.as_bytes()).unwrap();
-        render(&map, Paint(true))
+        render(map, Paint(true))
     }
 
     #[test]

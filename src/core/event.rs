@@ -663,13 +663,19 @@ pub fn fields_of(line: &[u8]) -> Result<Fields, serde_json::Error> {
 }
 
 impl Event {
+    /// Every field of the event, as [`fields_of`] reads them back from its line, without
+    /// printing and parsing the line.
+    pub fn fields(&self) -> Fields {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => Fields::new(),
+        }
+    }
+
     /// The event's own fields as a line of this version writes them, without `ts`, `event` and
     /// `task`.
     pub fn own_fields(&self) -> Fields {
-        let mut fields = match serde_json::to_value(self) {
-            Ok(serde_json::Value::Object(map)) => map,
-            _ => Fields::new(),
-        };
+        let mut fields = self.fields();
         for key in ["ts", "event", "task"] {
             fields.remove(key);
         }

@@ -47,41 +47,38 @@ use tracing_subscriber::util::SubscriberInitExt;
 use crate::cmd::Paint;
 use crate::cmd::tail::{LogSeverity, render_event};
 use crate::core::config;
-use crate::core::event::fields_of;
+use crate::core::event::Event;
 use crate::shell::config_file;
 use crate::shell::fsio;
 
 /// The target of the log records that carry an event: their `plain`, `painted` and `date`
-/// fields are its renderings ([`event`]), or their `record` field its JSON line when it did not
-/// parse.
+/// fields are its renderings ([`event`]).
 pub const EVENT_TARGET: &str = "taskboard::event";
 
 /// Whether stderr shows colour: set once by [`init`], read by [`event`] to know whether a
 /// coloured rendering is wanted at all.
 static STDERR_ANSI: AtomicBool = AtomicBool::new(false);
 
-/// Logs one event (`line` as appended to `events.jsonl`) at the level its rendering says.
-/// The line is parsed and rendered here, once, for both outputs: the records carry the plain
-/// line (the file, an uncoloured stderr), the coloured one when stderr shows colour, and the
-/// event's date.
-pub fn event(line: &str) {
+/// Logs one event at the level its rendering says. It is rendered here, once, for both
+/// outputs, from its fields as `tail` reads them back from its line: the records carry the
+/// plain line (the file, an uncoloured stderr), the coloured one when stderr shows colour, and
+/// the event's date.
+pub fn event(ev: &Event) {
     if !tracing::enabled!(target: EVENT_TARGET, Level::ERROR) {
         return;
     }
-    let Ok(map) = fields_of(line.as_bytes()) else {
-        tracing::info!(target: EVENT_TARGET, record = line);
-        return;
-    };
-    let plain = render_event(&map, Paint(false));
-    let painted = match STDERR_ANSI.load(Ordering::Relaxed) {
-        true => render_event(&map, Paint(true)).line(Paint(true)),
-        false => String::new(),
-    };
+    let map = ev.fields();
     let date = map
         .get("ts")
         .and_then(Value::as_str)
         .and_then(|ts| ts.get(..10))
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .to_string();
+    let painted = match STDERR_ANSI.load(Ordering::Relaxed) {
+        true => render_event(map.clone(), Paint(true)).line(Paint(true)),
+        false => String::new(),
+    };
+    let plain = render_event(map, Paint(false));
     let text = plain.plain_line();
     match plain.severity {
         LogSeverity::Error => {
@@ -100,12 +97,10 @@ struct Readable {
     dated: bool,
 }
 
-/// The message, an event's renderings (or its `record`, when it did not parse) and any other
-/// fields of one log record.
+/// The message, an event's renderings and any other fields of one log record.
 #[derive(Default)]
 struct LogFields {
     message: String,
-    record: Option<String>,
     /// An event's line without colour, with the severity word.
     plain: Option<String>,
     /// An event's line coloured; empty when stderr shows no colour.
@@ -118,7 +113,6 @@ struct LogFields {
 impl Visit for LogFields {
     fn record_str(&mut self, field: &Field, value: &str) {
         match field.name() {
-            "record" => self.record = Some(value.to_string()),
             "plain" => self.plain = Some(value.to_string()),
             "painted" => self.painted = value.to_string(),
             "date" if !value.is_empty() => self.date = Some(value.to_string()),
@@ -171,9 +165,6 @@ where
             }
             None => {
                 let mut text = fields.message;
-                if let Some(record) = fields.record {
-                    fields.rest.insert(0, format!("record={record}"));
-                }
                 for f in &fields.rest {
                     text.push(' ');
                     text.push_str(f);

@@ -4,7 +4,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 
 use chrono::{DateTime, TimeZone, Utc};
-use taskboard::core::event::{Event, EventKind};
+use taskboard::core::event::{Event, EventKind, fields_of};
 use taskboard::shell::event_log::{EventLog, for_each_event, read_log};
 
 use crate::support::TempDir;
@@ -263,6 +263,19 @@ fn every_variant_round_trips_with_and_without_task() {
                 !line.contains("null"),
                 "None fields are omitted, not null: {line}"
             );
+        }
+    }
+}
+
+/// The runtime's log renders an event from its fields without reading its line back: they
+/// must be what `tail` reads from the line, or the two would show the event differently.
+#[test]
+fn an_events_fields_are_those_read_back_from_its_line() {
+    for kind in every_kind() {
+        for task in [None, Some("build-docs")] {
+            let ev = Event::new(ts(), task, kind.clone());
+            let line = ev.to_line();
+            assert_eq!(ev.fields(), fields_of(line.as_bytes()).unwrap(), "{line}");
         }
     }
 }

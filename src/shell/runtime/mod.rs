@@ -318,7 +318,7 @@ impl Runtime {
         let line = ev.to_line();
         // The log line reads as `tail` shows the event; a pass, one per pass, is noise there.
         if !matches!(ev.kind, EventKind::Pass { .. }) {
-            crate::shell::logging::event(&line);
+            crate::shell::logging::event(&ev);
         }
         if let Err(e) = self.log.append_printed(line) {
             tracing::error!("cannot append to events.jsonl: {e}");
