@@ -3,7 +3,8 @@
 //! save (`pass_after_edit`: the re-parse from the previous board, lint and one writeback).
 //! Groups ending in `_on_cores` parse as the runtime and the commands do
 //! (`shell::parallel::parse_board`): a long board in pieces, one per core; the others parse on
-//! one thread.
+//! one thread. `parse_half` parses the first half of each board, one core's share of a parse
+//! on two.
 //!
 //! Run with `cargo bench --bench board`. Figures are recorded in `docs/PERFORMANCE.md`.
 
@@ -135,6 +136,20 @@ fn benches(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(text.len() as u64));
         group.bench_with_input(BenchmarkId::from_parameter(n), text, |b, text| {
             b.iter(|| parse_board(black_box(text)))
+        });
+    }
+    group.finish();
+
+    // What one core's share of `parse_on_cores` would cost alone: the first half of the board,
+    // cut at a task heading, parsed on one thread.
+    let mut group = c.benchmark_group("parse_half");
+    for (n, text) in &boards {
+        let middle = text.len() / 2;
+        let cut = middle + text[middle..].find("\n###").map_or(0, |i| i + 1);
+        let half = &text[..cut];
+        group.throughput(Throughput::Bytes(half.len() as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), half, |b, half| {
+            b.iter(|| Board::parse(black_box(half)))
         });
     }
     group.finish();
