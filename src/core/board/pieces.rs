@@ -11,7 +11,8 @@
 //! piece before it is parsed on through the heading's line, and the guess stands only when that
 //! line parses there as a top-level ATX heading of exactly that line. Since the piece itself
 //! starts where nothing is open, it then is one in the whole board too. When a guess does not
-//! stand (the line lies in a fence, an HTML block, a quote), the whole text is parsed in one.
+//! stand (the line lies in a fence, an HTML block, a quote), the piece is parsed again together
+//! with the next one, on through the cut after that.
 
 use std::ops::Range;
 
