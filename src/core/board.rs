@@ -141,8 +141,7 @@ impl Task {
 
 impl Board {
     pub fn parse(text: &str) -> Board {
-        let base = if text.starts_with('\u{FEFF}') { 3 } else { 0 };
-        pieces::parse_whole(text, base)
+        pieces::parse_whole(text)
     }
 
     /// The board of `new_text`, given this board of `old_text`: always equal to
@@ -166,11 +165,10 @@ impl Board {
     /// heading after the edit; otherwise this gives up and the caller parses the whole text.
     fn splice_edit(mut self, old_text: &str, new_text: &str) -> Result<Board, ()> {
         self.ids = TasksById::default();
-        let bom = |t: &str| t.starts_with('\u{FEFF}');
-        if bom(old_text) != bom(new_text) {
+        let base = markdown_start(new_text);
+        if markdown_start(old_text) != base {
             return Err(());
         }
-        let base = if bom(new_text) { 3 } else { 0 };
         let (prefix, suffix) = common_ends(old_text.as_bytes(), new_text.as_bytes());
         let is_atx = |b: &Block| matches!(b.kind, BlockKind::Heading { atx: true, .. });
         let blocks = &self.blocks;
@@ -381,6 +379,11 @@ impl SharedCopy {
     fn range(&self, range: Range<usize>) -> Text {
         Text::new(&self.copy, range.start - self.at..range.end - self.at)
     }
+}
+
+/// Where the Markdown of a board's text starts: past a byte-order mark, if it has one.
+fn markdown_start(text: &str) -> usize {
+    if text.starts_with('\u{FEFF}') { 3 } else { 0 }
 }
 
 /// The task whose heading is top-level block `i`, if that block is one.

@@ -17,7 +17,7 @@
 use std::ops::Range;
 
 use super::{Block, BlockKind, Board, SharedCopy, Task, TasksById, block_end, for_each_newline};
-use super::{task_at, top_level_blocks};
+use super::{markdown_start, task_at, top_level_blocks};
 
 /// The least text worth a piece of its own: below it, starting a thread costs about what the
 /// piece's parse saves (a parse takes about 10 ns a byte; a thread's start and join, tens of
@@ -76,6 +76,8 @@ pub(super) struct Span {
 
 /// The parse of one [`Span`]: blocks and items of its own text, its tasks and line starts.
 pub(super) struct Piece {
+    /// Where its own text starts.
+    start: usize,
     blocks: Vec<Block>,
     items: Vec<usize>,
     tasks: Vec<Task>,
@@ -87,7 +89,7 @@ impl Board {
     /// `parallel.width()` pieces of at least `parallel.least_piece()` bytes, parsed as
     /// `parallel` runs them.
     pub fn parse_with(text: &str, parallel: &impl Parallel) -> Board {
-        let base = if text.starts_with('\u{FEFF}') { 3 } else { 0 };
+        let base = markdown_start(text);
         let most = (text.len() - base) / parallel.least_piece().max(1);
         let spans = spans(text, base, parallel.width().min(most));
         if spans.len() < 2 {
@@ -128,10 +130,10 @@ fn mend(text: &str, spans: &[Span], parsed: Vec<Option<Piece>>) -> Vec<Piece> {
     pieces
 }
 
-/// The board of `text` parsed as one piece from `base` (past a byte-order mark).
-pub(super) fn parse_whole(text: &str, base: usize) -> Board {
+/// The board of `text` parsed as one piece.
+pub(super) fn parse_whole(text: &str) -> Board {
     let span = Span {
-        own: base..text.len(),
+        own: markdown_start(text)..text.len(),
         through: text.len(),
     };
     // The last piece has no heading to check, so its parse always stands.
@@ -145,7 +147,7 @@ pub(super) fn parse_whole(text: &str, base: usize) -> Board {
 pub(super) fn spans(text: &str, base: usize, n: usize) -> Vec<Span> {
     let len = text.len();
     let mut cuts = vec![base];
-    for k in 1..n.max(1) {
+    for k in 1..n {
         let target = base + (len - base) * k / n;
         let last = cuts[cuts.len() - 1];
         match heading_line_from(text, target.max(last + 1)) {
@@ -190,16 +192,17 @@ fn heading_line_from(text: &str, from: usize) -> Option<usize> {
 /// top-level ATX heading of exactly that line, so that the next piece may not start there.
 fn parse_piece(text: &str, span: &Span) -> Option<Piece> {
     let (mut blocks, items) = top_level_blocks(&text[span.own.start..span.through], span.own.start);
-    if span.through != span.own.end {
-        let closing = blocks.pop()?;
+    // The next piece's heading stays among the blocks while the tasks are found: it ends the
+    // blocks of the tasks of its level or deeper.
+    let closed = span.through != span.own.end;
+    if closed {
+        let closing = blocks.last()?;
         let atx = matches!(closing.kind, BlockKind::Heading { atx: true, .. });
         if !atx || closing.range != (span.own.end..span.through) {
             return None;
         }
-        // Kept while the tasks are found: it ends the blocks of the tasks of its level or deeper.
-        blocks.push(closing);
     }
-    let own = blocks.len() - usize::from(span.through != span.own.end);
+    let own = blocks.len() - usize::from(closed);
     // At most one task per ATX heading: sized once, not grown by copying (a task is ~200 bytes).
     let headings = blocks[..own]
         .iter()
@@ -212,15 +215,15 @@ fn parse_piece(text: &str, span: &Span) -> Option<Piece> {
     blocks.truncate(own);
     // About one line per 20 bytes on a board: reserved once rather than regrown by copying.
     let mut line_starts = Vec::with_capacity(span.own.len() / 20 + 1);
-    let first = span.own.start == 0 || (span.own.start == 3 && text.starts_with('\u{FEFF}'));
-    if first {
+    let at = span.own.start;
+    if at == markdown_start(text) {
         line_starts.push(0);
     }
-    let at = span.own.start;
     for_each_newline(text[span.own.clone()].as_bytes(), |i| {
         line_starts.push(at + i + 1)
     });
     Some(Piece {
+        start: at,
         blocks,
         items,
         tasks,
@@ -235,7 +238,7 @@ fn join(text: &str, pieces: Vec<Piece>) -> Board {
     let more = (total(|p| p.tasks.len()), total(|p| p.blocks.len()));
     let more_lines = total(|p| p.line_starts.len());
     let more_items = total(|p| p.items.len());
-    let last = pieces.len() - 1;
+    let last_start = pieces.last().map_or(0, |p| p.start);
     let mut pieces = pieces.into_iter();
     let Some(first) = pieces.next() else {
         unreachable!("a text has at least one piece")
@@ -251,16 +254,7 @@ fn join(text: &str, pieces: Vec<Piece>) -> Board {
     board.blocks.reserve_exact(more.1);
     board.line_starts.reserve_exact(more_lines);
     board.items.reserve_exact(more_items);
-    // Tasks of an earlier piece whose block reaches past it: found to run to the text's end.
-    let reaches = |t: &Task| t.block.end == text.len();
-    let mut reaching: Vec<usize> = if last > 0 {
-        (0..board.tasks.len())
-            .filter(|&i| reaches(&board.tasks[i]))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    for (k, piece) in (1..).zip(pieces) {
+    for piece in pieces {
         let shift = board.items.len();
         board.blocks.extend(piece.blocks.into_iter().map(|mut b| {
             b.items = b.items.start + shift..b.items.end + shift;
@@ -268,17 +262,17 @@ fn join(text: &str, pieces: Vec<Piece>) -> Board {
         }));
         board.items.extend(piece.items);
         board.line_starts.extend(piece.line_starts);
-        for task in piece.tasks {
-            if k < last && reaches(&task) {
-                reaching.push(board.tasks.len());
-            }
-            board.tasks.push(task);
-        }
+        board.tasks.extend(piece.tasks);
     }
-    for i in reaching {
-        let task = &mut board.tasks[i];
-        let at = (board.blocks).partition_point(|b| b.range.start < task.heading.start);
-        task.block.end = block_end(text, &board.blocks, at, task.level);
+    // A task before the last piece whose block reaches past its own piece was found to run to
+    // the text's end: its end is found again among all the blocks.
+    let Board { tasks, blocks, .. } = &mut board;
+    let reaching = (tasks.iter_mut())
+        .take_while(|t| t.heading.start < last_start)
+        .filter(|t| t.block.end == text.len());
+    for task in reaching {
+        let at = blocks.partition_point(|b| b.range.start < task.heading.start);
+        task.block.end = block_end(text, blocks, at, task.level);
     }
     board
 }
