@@ -242,28 +242,36 @@ fn printed_keys_are_ts_event_task_then_fields_in_declaration_order() {
     );
 }
 
+/// Every variant, without a task and with one.
+fn every_event() -> Vec<Event> {
+    let with_and_without = |kind: EventKind| {
+        [None, Some("build-docs")].map(|task| Event::new(ts(), task, kind.clone()))
+    };
+    every_kind()
+        .into_iter()
+        .flat_map(with_and_without)
+        .collect()
+}
+
 #[test]
 fn every_variant_round_trips_with_and_without_task() {
-    for kind in every_kind() {
-        for task in [None, Some("build-docs")] {
-            let ev = Event::new(ts(), task, kind.clone());
-            let line = ev.to_line();
-            assert!(!line.contains('\n'), "one line: {line}");
-            assert_eq!(Event::from_line(&line).unwrap(), ev, "{line}");
-            let ks = keys(&line);
-            assert_eq!(ks[0], "ts");
-            assert_eq!(ks[1], "event");
-            assert_eq!(ks.iter().any(|k| k == "task"), task.is_some());
-            if task.is_some() {
-                assert_eq!(ks[2], "task");
-            }
-            let value: serde_json::Value = serde_json::from_str(&line).unwrap();
-            assert_eq!(value["event"], ev.name(), "{line}");
-            assert!(
-                !line.contains("null"),
-                "None fields are omitted, not null: {line}"
-            );
+    for ev in every_event() {
+        let line = ev.to_line();
+        assert!(!line.contains('\n'), "one line: {line}");
+        assert_eq!(Event::from_line(&line).unwrap(), ev, "{line}");
+        let ks = keys(&line);
+        assert_eq!(ks[0], "ts");
+        assert_eq!(ks[1], "event");
+        assert_eq!(ks.iter().any(|k| k == "task"), ev.task.is_some());
+        if ev.task.is_some() {
+            assert_eq!(ks[2], "task");
         }
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["event"], ev.name(), "{line}");
+        assert!(
+            !line.contains("null"),
+            "None fields are omitted, not null: {line}"
+        );
     }
 }
 
@@ -271,12 +279,9 @@ fn every_variant_round_trips_with_and_without_task() {
 /// must be what `tail` reads from the line, or the two would show the event differently.
 #[test]
 fn an_events_fields_are_those_read_back_from_its_line() {
-    for kind in every_kind() {
-        for task in [None, Some("build-docs")] {
-            let ev = Event::new(ts(), task, kind.clone());
-            let line = ev.to_line();
-            assert_eq!(ev.fields(), fields_of(line.as_bytes()).unwrap(), "{line}");
-        }
+    for ev in every_event() {
+        let line = ev.to_line();
+        assert_eq!(ev.fields(), fields_of(line.as_bytes()).unwrap(), "{line}");
     }
 }
 
