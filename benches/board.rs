@@ -71,14 +71,8 @@ fn change(tasks: usize) -> Change {
 fn benches(c: &mut Criterion) {
     let boards: Vec<(usize, String)> = SIZES.iter().map(|&n| (n, board_text(n))).collect();
 
-    let mut group = c.benchmark_group("parse");
-    for (n, text) in &boards {
-        group.throughput(Throughput::Bytes(text.len() as u64));
-        group.bench_with_input(BenchmarkId::from_parameter(n), text, |b, text| {
-            b.iter(|| Board::parse(black_box(text)))
-        });
-    }
-    group.finish();
+    let texts = || boards.iter().map(|(n, text)| (*n, text.as_str()));
+    parse_group(c, "parse", texts(), Board::parse);
 
     let mut group = c.benchmark_group("writeback");
     for (n, text) in &boards {
@@ -130,29 +124,19 @@ fn benches(c: &mut Criterion) {
     }
     group.finish();
 
-    let mut group = c.benchmark_group("parse_on_cores");
-    for (n, text) in &boards {
+    for (_, text) in texts() {
         assert_eq!(parse_board(text), Board::parse(text));
-        group.throughput(Throughput::Bytes(text.len() as u64));
-        group.bench_with_input(BenchmarkId::from_parameter(n), text, |b, text| {
-            b.iter(|| parse_board(black_box(text)))
-        });
     }
-    group.finish();
+    parse_group(c, "parse_on_cores", texts(), parse_board);
 
     // What one core's share of `parse_on_cores` would cost alone: the first half of the board,
     // cut at a task heading, parsed on one thread.
-    let mut group = c.benchmark_group("parse_half");
-    for (n, text) in &boards {
+    let halves = texts().map(|(n, text)| {
         let middle = text.len() / 2;
         let cut = middle + text[middle..].find("\n###").map_or(0, |i| i + 1);
-        let half = &text[..cut];
-        group.throughput(Throughput::Bytes(half.len() as u64));
-        group.bench_with_input(BenchmarkId::from_parameter(n), half, |b, half| {
-            b.iter(|| Board::parse(black_box(half)))
-        });
-    }
-    group.finish();
+        (n, &text[..cut])
+    });
+    parse_group(c, "parse_half", halves, Board::parse);
 
     let mut group = c.benchmark_group("parse_lint_writeback_on_cores");
     for (n, text) in &boards {
@@ -169,6 +153,23 @@ fn benches(c: &mut Criterion) {
     group.finish();
 
     pass_after_edit(c, &boards, &ctx);
+}
+
+/// A group timing `parse` of each text, named by its board's task count.
+fn parse_group<'t>(
+    c: &mut Criterion,
+    name: &str,
+    texts: impl Iterator<Item = (usize, &'t str)>,
+    parse: fn(&str) -> Board,
+) {
+    let mut group = c.benchmark_group(name);
+    for (n, text) in texts {
+        group.throughput(Throughput::Bytes(text.len() as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), text, |b, text| {
+            b.iter(|| parse(black_box(text)))
+        });
+    }
+    group.finish();
 }
 
 /// The context of a healthy board: its routes configured, its claims recent.
