@@ -91,6 +91,10 @@ impl Board {
     pub fn parse_with(text: &str, parallel: &impl Parallel) -> Board {
         let base = markdown_start(text);
         let most = (text.len() - base) / parallel.least_piece().max(1);
+        // A short board asks nothing of `parallel` (the shell's count of cores reads files).
+        if most < 2 {
+            return Board::parse(text);
+        }
         let spans = spans(text, base, parallel.width().min(most));
         if spans.len() < 2 {
             return Board::parse(text);
