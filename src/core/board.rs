@@ -43,11 +43,19 @@ pub struct Board {
     ids: TasksById,
 }
 
+/// One replacement in a text: the bytes `replaced` gave way to `len` others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edit {
+    pub replaced: Range<usize>,
+    pub len: usize,
+}
+
 /// Each task's position under the hash of its ID, sorted: the tasks sharing an ID sit
 /// together, in board order. A lookup by ID costs a binary search instead of a walk through
 /// the board, which the runtime would otherwise pay for every task it starts or settles.
-/// Made once per board (a board's tasks change only by parsing), so it is no part of what
-/// the board is: two boards are equal whatever their indexes hold.
+/// Made once per board (a board's tasks change only by parsing) and kept by
+/// [`Board::reparse`] when no task's ID or place changed, so it is no part of what the board
+/// is: two boards are equal whatever their indexes hold.
 #[derive(Debug, Clone, Default)]
 struct TasksById(OnceLock<Vec<(u64, u32)>>);
 
@@ -158,13 +166,32 @@ impl Board {
         }
     }
 
+    /// [`Board::reparse`] for a text edited at several places: `edits` are the ranges of
+    /// `old_text` replaced, in order and apart, each with the length of what replaced it;
+    /// `new_text` is the result. Always equal to `Board::parse(new_text)`, whatever `edits`
+    /// say; they only choose where to re-parse. One re-parse would span from the first edit to
+    /// the last, which for a write that settles tasks all over a long board is most of it;
+    /// instead each run of nearby edits is re-parsed on its own, last to first, through the
+    /// texts in between (a copy of the text each, cheaper than parsing what lies between).
+    pub fn reparse_edits(self, old_text: &str, new_text: &str, edits: &[Edit]) -> Board {
+        let mut board = self;
+        let mut text = old_text;
+        let steps = edit_steps(old_text, new_text, edits);
+        for next in &steps {
+            board = board.reparse(text, next);
+            text = next;
+        }
+        board.reparse(text, new_text)
+    }
+
     /// Why this is exact: at the start of a top-level ATX heading no container and no leaf block
     /// is open (the heading closed them), so what follows parses alone exactly as in place. The
     /// re-parsed span starts at such a heading whose line lies in the common prefix, and ends
     /// with such a heading in the common suffix, which must still parse as the same top-level
     /// heading after the edit; otherwise this gives up and the caller parses the whole text.
     fn splice_edit(mut self, old_text: &str, new_text: &str) -> Result<Board, ()> {
-        self.ids = TasksById::default();
+        // Back in place below only if the tasks keep their IDs and places.
+        let ids = std::mem::take(&mut self.ids);
         let base = markdown_start(new_text);
         if markdown_start(old_text) != base {
             return Err(());
@@ -229,7 +256,9 @@ impl Board {
         for item in &mut self.items[ia + mid_items_len..] {
             *item = moved(*item, delta);
         }
-        self.splice_tasks(new_text, start..end, old_end, a..a + mid_len, delta);
+        if self.splice_tasks(new_text, start..end, old_end, a..a + mid_len, delta) {
+            self.ids = ids;
+        }
         let changed = prefix..old_text.len() - suffix;
         splice_line_starts(&mut self.line_starts, new_text, changed, delta);
         Ok(self)
@@ -238,7 +267,8 @@ impl Board {
     /// Replaces the tasks whose headings lie in `span.start..old_end` of the old text with those
     /// of `mid` (indices into the new blocks, which lie in `span` of the new text), moves the
     /// tasks after them by `delta`, and finds again the block ends of earlier tasks that reached
-    /// into the re-parsed span.
+    /// into the re-parsed span. Returns whether every task kept its ID and its place in the
+    /// list (an edit of statuses, descriptions or fields), so that the index by ID still holds.
     fn splice_tasks(
         &mut self,
         text: &str,
@@ -246,7 +276,7 @@ impl Board {
         old_end: usize,
         mid: Range<usize>,
         delta: isize,
-    ) {
+    ) -> bool {
         let start = span.start;
         let before = self.tasks.partition_point(|t| t.heading.start < start);
         let kept = self.tasks.partition_point(|t| t.heading.start < old_end);
@@ -265,10 +295,16 @@ impl Board {
             .filter_map(|i| task_at(text, &source, &self.blocks, &self.items, i))
             .collect();
         let new_len = new.len();
+        let same_ids = new.len() == kept - before
+            && new
+                .iter()
+                .zip(&self.tasks[before..kept])
+                .all(|(n, o)| n.id == o.id);
         self.tasks.splice(before..kept, new);
         for task in &mut self.tasks[before + new_len..] {
             task.shift(delta);
         }
+        same_ids
     }
 
     /// The usable IDs that more than one task carries. The runtime runs and writes none of
@@ -464,6 +500,38 @@ fn block_end(text: &str, blocks: &[Block], i: usize, level: u8) -> usize {
 
 /// The lengths of the longest common prefix and suffix of `a` and `b`, not overlapping in
 /// either.
+/// The texts between `old_text` and `new_text` that [`Board::reparse_edits`] steps through:
+/// the groups of nearby edits applied one at a time, the last group first, so that each text
+/// differs from the one before at one group only. The last step, to `new_text`, is not in the
+/// list. Empty when the edits are one group, or do not fit the texts.
+fn edit_steps(old_text: &str, new_text: &str, edits: &[Edit]) -> Vec<String> {
+    // Edits closer than this are re-parsed together: parsing the gap costs less than the copy
+    // and the comparisons of the text that another step makes.
+    let near = old_text.len() / 64;
+    // (start in the old text, end in the old text, shift of the new text before the group)
+    let mut groups: Vec<(usize, usize, isize)> = Vec::new();
+    let mut shift = 0isize;
+    for e in edits {
+        match groups.last_mut() {
+            Some((_, end, _)) if e.replaced.start <= *end + near => *end = e.replaced.end,
+            _ => groups.push((e.replaced.start, e.replaced.end, shift)),
+        }
+        shift += e.len as isize - e.replaced.len() as isize;
+    }
+    let mut steps = Vec::new();
+    for &(start, _, shift) in groups.iter().skip(1).rev() {
+        // The old text before this group, the new one from it on.
+        let from = start as isize + shift;
+        let head = old_text.get(..start);
+        let tail = usize::try_from(from).ok().and_then(|f| new_text.get(f..));
+        let (Some(head), Some(tail)) = (head, tail) else {
+            return Vec::new();
+        };
+        steps.push(format!("{head}{tail}"));
+    }
+    steps
+}
+
 fn common_ends(a: &[u8], b: &[u8]) -> (usize, usize) {
     // Whole chunks first (compared as slices, so with `memcmp`), then byte by byte.
     const CHUNK: usize = 256;
@@ -1036,6 +1104,69 @@ mod tests {
             let want: Vec<usize> = text.match_indices('\n').map(|(i, _)| i).collect();
             proptest::prop_assert_eq!(found, want);
         }
+    }
+
+    #[test]
+    fn edits_far_apart_are_reparsed_one_at_a_time() {
+        use crate::core::writeback::{Change, apply};
+        let old: String = (1..=300)
+            .map(|i| format!("## T-{i}: task {i}\n- status: ready\n\nWhat it is about.\n\n"))
+            .collect();
+        let board = Board::parse(&old);
+        let _ = board.duplicated_ids();
+        let changes: Vec<Change> = ["T-290", "T-10", "T-150", "T-151"]
+            .iter()
+            .map(|id| Change {
+                id: id.to_string(),
+                expected: Status::Ready,
+                new: Status::parse("failed:no").unwrap(),
+            })
+            .collect();
+        let out = apply(&old, &board, &changes);
+        assert_eq!(out.edits.len(), 4);
+        // T-150 and T-151 are near: one group. Each step changes one group's bytes only.
+        let steps = edit_steps(&old, &out.text, &out.edits);
+        assert_eq!(steps.len(), 2);
+        let mut texts = vec![old.as_str()];
+        texts.extend(steps.iter().map(String::as_str));
+        texts.push(&out.text);
+        let group_len = |a: &str, b: &str| {
+            let (prefix, suffix) = common_ends(a.as_bytes(), b.as_bytes());
+            a.len().max(b.len()) - prefix - suffix
+        };
+        let changed: Vec<usize> = texts.windows(2).map(|w| group_len(w[0], w[1])).collect();
+        // Last to first: T-290, then T-150 and T-151 (two tasks apart by one block), then T-10.
+        let one_task = old.len() / 300;
+        let bounds = [one_task, 2 * one_task, one_task];
+        assert!(
+            changed
+                .iter()
+                .zip(bounds)
+                .all(|(&n, most)| n > 0 && n < most),
+            "{changed:?}"
+        );
+        let reparsed = board.reparse_edits(&old, &out.text, &out.edits);
+        assert!(
+            reparsed.ids_indexed(),
+            "the index outlives a write of statuses"
+        );
+        assert_eq!(reparsed, Board::parse(&out.text));
+        // Edits that do not fit the texts choose nothing: still the full parse's board.
+        let wrong = [
+            Edit {
+                replaced: 5..old.len() + 9,
+                len: 1,
+            },
+            Edit {
+                replaced: old.len() + 20..old.len() + 30,
+                len: 2,
+            },
+        ];
+        assert!(edit_steps(&old, &out.text, &wrong).is_empty());
+        assert_eq!(
+            Board::parse(&old).reparse_edits(&old, &out.text, &wrong),
+            Board::parse(&out.text)
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::ops::Range;
 
-use crate::core::board::{Board, Task};
+use crate::core::board::{Board, Edit, Task};
 use crate::core::status::Status;
 
 /// Set task `id` to `new`, provided its status is still `expected`.
@@ -55,6 +55,9 @@ pub struct Outcome {
     pub text: String,
     pub applied: Vec<Change>,
     pub refused: Vec<(Change, Refusal)>,
+    /// The status values replaced, in the order of the text: what
+    /// [`Board::reparse_edits`] takes to re-parse `text` around them only.
+    pub edits: Vec<Edit>,
 }
 
 impl Outcome {
@@ -107,6 +110,7 @@ pub fn apply(text: &str, board: &Board, changes: &[Change]) -> Outcome {
             text: text.to_string(),
             applied,
             refused,
+            edits: Vec::new(),
         };
     }
     let mut order: Vec<usize> = (0..splices.len()).collect();
@@ -147,12 +151,20 @@ pub fn apply(text: &str, board: &Board, changes: &[Change]) -> Outcome {
             text: text.to_string(),
             applied: Vec::new(),
             refused,
+            edits: Vec::new(),
         };
     }
+    let edits = (order.iter())
+        .map(|&i| Edit {
+            replaced: splices[i].0.clone(),
+            len: splices[i].1.len(),
+        })
+        .collect();
     Outcome {
         text: out,
         applied,
         refused,
+        edits,
     }
 }
 

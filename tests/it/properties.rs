@@ -12,7 +12,7 @@ use chrono::DateTime;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
-use taskboard::core::board::{Backwards, Board};
+use taskboard::core::board::{Backwards, Board, Edit};
 use taskboard::core::status::{Stamp, StampPrecision, Status};
 use taskboard::core::writeback::{Change, Refusal, apply};
 
@@ -581,6 +581,11 @@ fn check_writeback(text: &str, board: &Board, news: &[(usize, Status)]) {
     assert_eq!(out.text, expected_text);
     let after = Board::parse(&out.text);
     assert_eq!(ids(&after), ids(board));
+    // The runtime's board after its own write: re-parsed at the edits only.
+    assert_eq!(
+        board.clone().reparse_edits(text, &out.text, &out.edits),
+        after
+    );
     for (i, new) in news {
         assert_eq!(after.tasks[*i].status(), Some(new));
     }
@@ -732,6 +737,22 @@ proptest! {
     }
 
     #[test]
+    fn reparse_at_several_edits_equals_a_full_parse(
+        b in board(),
+        edits in vec((any::<prop::sample::Index>(), 0usize..30, vec(edit_token(), 0..3)), 1..6),
+    ) {
+        check_reparse_edits(&b.text, &edits)?;
+    }
+
+    #[test]
+    fn reparse_of_soup_at_several_edits_equals_a_full_parse(
+        parts in vec(soup_token(), 0..80),
+        edits in vec((any::<prop::sample::Index>(), 0usize..20, vec(edit_token(), 0..3)), 1..6),
+    ) {
+        check_reparse_edits(&parts.concat(), &edits)?;
+    }
+
+    #[test]
     fn a_board_parsed_in_pieces_equals_its_whole_parse(b in board(), width in 2usize..9) {
         prop_assert_eq!(Board::parse_with(&b.text, &Backwards { width, least_piece: 1 }), Board::parse(&b.text));
     }
@@ -778,6 +799,74 @@ fn check_reparse(
     }
     let new = format!("{}{insert}{}", &old[..start], &old[end..]);
     prop_assert_eq!(Board::parse(old).reparse(old, &new), Board::parse(&new));
+    // From a board whose index by ID was made: the index the re-parse keeps, or makes anew,
+    // finds every task by its ID as a walk of the board does, old IDs and new.
+    let indexed = Board::parse(old);
+    let old_ids: Vec<String> = indexed.tasks.iter().map(|t| t.id.to_string()).collect();
+    let _ = indexed.duplicated_ids();
+    let board = indexed.reparse(old, &new);
+    prop_assert_eq!(&board, &Board::parse(&new));
+    let new_ids = board.tasks.iter().map(|t| t.id.to_string());
+    check_lookups(&board, old_ids.into_iter().chain(new_ids))?;
+    let parsed = Board::parse(&new);
+    prop_assert_eq!(board.duplicated_ids(), parsed.duplicated_ids());
+    Ok(())
+}
+
+/// Replaces, at several places of `old` (each edit's place, length and insert, made to lie
+/// apart and in order), and checks that re-parsing at those edits from the board of the
+/// original, its index by ID made, gives exactly the full parse of the result.
+fn check_reparse_edits(
+    old: &str,
+    edits: &[(prop::sample::Index, usize, Vec<&str>)],
+) -> Result<(), TestCaseError> {
+    let boundary = |mut i: usize| {
+        while !old.is_char_boundary(i) {
+            i += 1;
+        }
+        i
+    };
+    let mut places: Vec<(usize, usize, String)> = (edits.iter())
+        .map(|(at, len, insert)| {
+            let start = boundary(at.index(old.len() + 1));
+            let end = boundary((start + len).min(old.len()));
+            (start, end, insert.concat())
+        })
+        .collect();
+    places.sort_by_key(|p| p.0);
+    let (mut new, mut list, mut at) = (String::new(), Vec::new(), 0);
+    for (start, end, insert) in places {
+        if start < at {
+            continue;
+        }
+        new.push_str(&old[at..start]);
+        new.push_str(&insert);
+        list.push(Edit {
+            replaced: start..end,
+            len: insert.len(),
+        });
+        at = end;
+    }
+    new.push_str(&old[at..]);
+    let indexed = Board::parse(old);
+    let _ = indexed.duplicated_ids();
+    let board = indexed.reparse_edits(old, &new, &list);
+    let parsed = Board::parse(&new);
+    prop_assert_eq!(&board, &parsed);
+    check_lookups(&board, parsed.tasks.iter().map(|t| t.id.to_string()))
+}
+
+/// Each of `ids` looked up on `board` (through the index it kept, or one made anew) finds the
+/// tasks a walk of the board finds, in board order.
+fn check_lookups(board: &Board, ids: impl Iterator<Item = String>) -> Result<(), TestCaseError> {
+    for id in ids {
+        let looked_up: Vec<usize> = board.with_id(&id).map(|t| t.heading.start).collect();
+        let walked: Vec<usize> = (board.tasks.iter())
+            .filter(|t| t.id == id.as_str())
+            .map(|t| t.heading.start)
+            .collect();
+        prop_assert_eq!(looked_up, walked, "tasks named {:?}", id);
+    }
     Ok(())
 }
 

@@ -137,7 +137,7 @@ impl Runtime {
         let text = outcome.text;
         // Block ranges moved with the write: the board now on disk, re-parsed from the one
         // read at the changed blocks only.
-        let board = before.reparse(&before_text, &text);
+        let board = before.reparse_edits(&before_text, &text, &outcome.edits);
         let mut started = 0;
         for out in outgoing {
             let id = out.change.id.clone();
