@@ -329,7 +329,7 @@ impl<'a> Planner<'a> {
                 // A claim this runtime wrote was counted when it was made; anyone else's counts
                 // now.
                 let attempt = match memory.and_then(|m| m.episode.as_ref()) {
-                    Some(ep) if ep.written == status.to_string() => attempts_used.max(1),
+                    Some(ep) if status.prints_as(&ep.written) => attempts_used.max(1),
                     _ => attempts_used + 1,
                 };
                 let claim = Claim {
@@ -432,10 +432,10 @@ impl<'a> Planner<'a> {
         let Some(ep) = memory.and_then(|m| m.episode.as_ref()) else {
             return Reading::Ours;
         };
-        let current = status.to_string();
-        if current == ep.written {
+        if status.prints_as(&ep.written) {
             return Reading::Ours;
         }
+        let current = status.to_string();
         let written = Status::parse(&ep.written).ok();
         // Our `running` is only ours to put back while our run is live: a claim from a run that
         // is gone (a crash lost the write of its ending) would have no owner. A token only the

@@ -435,6 +435,28 @@ impl Status {
     }
 }
 
+impl Status {
+    /// Whether this status prints as `token`: `self.to_string() == token`, without making the
+    /// string (the planner asks it of every task on every pass).
+    pub fn prints_as(&self, token: &str) -> bool {
+        /// Takes the printed pieces in turn, each checked against the rest of the token.
+        struct Against<'t>(&'t str);
+        impl fmt::Write for Against<'_> {
+            fn write_str(&mut self, piece: &str) -> fmt::Result {
+                match self.0.strip_prefix(piece) {
+                    Some(rest) => {
+                        self.0 = rest;
+                        Ok(())
+                    }
+                    None => Err(fmt::Error),
+                }
+            }
+        }
+        let mut rest = Against(token);
+        fmt::write(&mut rest, format_args!("{self}")).is_ok() && rest.0.is_empty()
+    }
+}
+
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

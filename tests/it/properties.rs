@@ -611,6 +611,20 @@ proptest! {
         prop_assert_eq!(Status::parse(&printed), Ok(s));
     }
 
+    /// Against its own print, another status's, and each cut short or run on by a byte.
+    #[test]
+    fn a_status_prints_as_exactly_its_printed_token(s in status(), other in status()) {
+        let printed = s.to_string();
+        let mut tokens = vec![printed.clone(), other.to_string(), String::new()];
+        tokens.push(format!("{printed}x"));
+        if let Some((cut, _)) = printed.char_indices().last() {
+            tokens.push(printed[..cut].to_string());
+        }
+        for token in &tokens {
+            prop_assert_eq!(s.prints_as(token), printed == *token, "{:?} against {:?}", printed, token);
+        }
+    }
+
     #[test]
     fn any_string_parses_or_errors_and_success_prints_back(s in status_like()) {
         match Status::parse(&s) {
