@@ -4,7 +4,9 @@
 //! Input layout: `<board text>\0<seed bytes>`. Each seed byte, in turn, drives one actionable
 //! task with a unique ID: bit 0 set = change it; bits 1..5 pick the new status; bits 5..8 all
 //! set = send a stale expectation, which must be refused. Without a `\0`, every such task is
-//! changed to the first status of the palette.
+//! changed to the first status of the palette. The board the runtime keeps after such a write,
+//! re-parsed at its edits from the board before (its index by ID made), must equal the full
+//! parse and find every task by its ID.
 #![no_main]
 
 use std::collections::HashMap;
@@ -43,6 +45,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let palette: Vec<Status> = PALETTE.iter().map(|s| Status::parse(s).unwrap()).collect();
     let board = Board::parse(text);
+    let _ = board.duplicated_ids();
 
     let mut count: HashMap<&str, usize> = HashMap::new();
     for t in &board.tasks {
@@ -128,6 +131,16 @@ fuzz_target!(|data: &[u8]| {
     let after = Board::parse(&out.text);
     let ids = |b: &Board| b.tasks.iter().map(|t| t.id.clone()).collect::<Vec<_>>();
     assert_eq!(ids(&after), ids(&board));
+    let kept = board.clone().reparse_edits(text, &out.text, &out.edits);
+    assert_eq!(kept, after);
+    for t in &after.tasks {
+        let found: Vec<usize> = kept.with_id(&t.id).map(|u| u.heading.start).collect();
+        let walked: Vec<usize> = (after.tasks.iter())
+            .filter(|u| u.id == t.id)
+            .map(|u| u.heading.start)
+            .collect();
+        assert_eq!(found, walked, "tasks named {:?}", t.id.as_str());
+    }
     for (i, t) in after.tasks.iter().enumerate() {
         match landing.iter().find(|(j, _)| *j == i) {
             Some((_, new)) => assert_eq!(t.status(), Some(new)),
