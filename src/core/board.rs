@@ -498,8 +498,6 @@ fn block_end(text: &str, blocks: &[Block], i: usize, level: u8) -> usize {
         .unwrap_or(text.len())
 }
 
-/// The lengths of the longest common prefix and suffix of `a` and `b`, not overlapping in
-/// either.
 /// The texts between `old_text` and `new_text` that [`Board::reparse_edits`] steps through:
 /// the groups of nearby edits applied one at a time, the last group first, so that each text
 /// differs from the one before at one group only. The last step, to `new_text`, is not in the
@@ -532,6 +530,8 @@ fn edit_steps(old_text: &str, new_text: &str, edits: &[Edit]) -> Vec<String> {
     steps
 }
 
+/// The lengths of the longest common prefix and suffix of `a` and `b`, not overlapping in
+/// either.
 fn common_ends(a: &[u8], b: &[u8]) -> (usize, usize) {
     // Whole chunks first (compared as slices, so with `memcmp`), then byte by byte.
     const CHUNK: usize = 256;

@@ -433,9 +433,7 @@ impl Status {
         }
         Status::Failed { reason: clean }
     }
-}
 
-impl Status {
     /// Whether this status prints as `token`: `self.to_string() == token`, without making the
     /// string (the planner asks it of every task on every pass).
     pub fn prints_as(&self, token: &str) -> bool {
