@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use support::{Rng, Sandbox, long_run, poll, read_runs};
 use taskboard::core::board::Board;
 use taskboard::core::event::EventKind;
-use taskboard::shell::event_log::read_log;
+use taskboard::shell::event_log::{LogRead, log_files, read_log};
 
 const SIMS: [&str; 5] = ["ok", "fail", "block", "sleep", "hang"];
 const PERSON_STATUSES: [&str; 5] = [
@@ -140,10 +140,53 @@ fn new_task(id: usize, sim: &str) -> String {
     )
 }
 
+/// The count of event-log lines so far, rotated files included: indices into
+/// [`read_history`]'s events. A rotated file never changes again, so its count is kept.
 fn event_lines(sb: &Sandbox) -> usize {
-    std::fs::read_to_string(sb.path("events.jsonl"))
-        .map(|t| t.lines().count())
-        .unwrap_or(0)
+    thread_local! {
+        static ROTATED: std::cell::RefCell<BTreeMap<std::path::PathBuf, usize>> =
+            const { std::cell::RefCell::new(BTreeMap::new()) };
+    }
+    let live = sb.path("events.jsonl");
+    let count = |path: &std::path::Path| {
+        std::fs::read_to_string(path)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    log_files(&sb.dir)
+        .iter()
+        .map(|path| match *path == live {
+            true => count(path),
+            false => ROTATED.with(|r| {
+                *r.borrow_mut()
+                    .entry(path.clone())
+                    .or_insert_with(|| count(path))
+            }),
+        })
+        .sum()
+}
+
+/// The whole event log in the order it was written, rotated files first: a long run rotates
+/// `events.jsonl`, and an oracle that read only the live file would not see the runs before.
+fn read_history(sb: &Sandbox) -> LogRead {
+    let mut all = LogRead::default();
+    for path in log_files(&sb.dir) {
+        let read = read_log(&path).unwrap();
+        all.events.extend(read.events);
+        all.bad_lines.extend(read.bad_lines);
+        all.torn_tail |= read.torn_tail;
+    }
+    all
+}
+
+/// Every line of the event log, rotated files first.
+fn history_lines(sb: &Sandbox) -> Vec<String> {
+    (log_files(&sb.dir).iter())
+        .flat_map(|path| {
+            let text = std::fs::read_to_string(path).unwrap();
+            text.lines().map(str::to_string).collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// One random edit of `text`. Returns the new text and the tasks whose status it set.
@@ -222,7 +265,9 @@ fn a_person_editing_at_random_loses_nothing_and_nothing_runs_twice() {
     let mut sb = Sandbox::new("torture");
     sb.script("sim.sh", support::SIM_EXECUTOR);
     sb.config(
-        "debounce_ms = 20\nmax_parallel = 4\nretry_backoff = \"100ms\"\ngrace = \"200ms\"",
+        // A small log size, so that even a short run rotates `events.jsonl` and the oracle must
+        // read the whole history.
+        "debounce_ms = 20\nmax_parallel = 4\nretry_backoff = \"100ms\"\ngrace = \"200ms\"\nevents_max_size = \"64KiB\"",
         "[executors.default]\ncommand = [\"./sim.sh\"]\ntimeout = \"1s\"\nenv = { SIM_LOG = \"runs.log\" }\n",
     );
     let mut next_id = 0;
@@ -298,13 +343,9 @@ fn a_person_editing_at_random_loses_nothing_and_nothing_runs_twice() {
     let final_text = settle_and_stop(&mut sb, pid, &person_text, |s| {
         !s.starts_with("running:") && !s.starts_with("blocked:retry:")
     });
-    let log = read_log(sb.path("events.jsonl")).unwrap();
+    let log = read_history(&sb);
     // Statuses: replay what the runtime wrote, per task, with the event index.
-    let raw_lines: Vec<String> = std::fs::read_to_string(sb.path("events.jsonl"))
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let raw_lines = history_lines(&sb);
     assert_eq!(raw_lines.len(), log.events.len());
     let mut writes: BTreeMap<String, Vec<(usize, String)>> = BTreeMap::new();
     let mut written_back: BTreeMap<String, usize> = BTreeMap::new();
@@ -567,7 +608,11 @@ fn settle_and_stop(
     );
     assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
     let final_text = sb.board_text();
-    let log = read_log(sb.path("events.jsonl")).unwrap();
+    assert!(
+        log_files(&sb.dir).len() > 1,
+        "the event log never rotated, so reading its whole history went untested"
+    );
+    let log = read_history(sb);
     // Every line is valid JSON of a known event.
     assert!(log.bad_lines.is_empty(), "bad lines: {:?}", log.bad_lines);
     assert!(!log.torn_tail);
@@ -628,7 +673,8 @@ fn a_person_who_never_sets_a_status_sees_every_task_run_exactly_once_and_keeps_e
     let mut sb = Sandbox::new("torture-strict");
     sb.script("sim.sh", support::SIM_EXECUTOR);
     sb.config(
-        "debounce_ms = 20\nmax_parallel = 4\ngrace = \"200ms\"",
+        // Rotated in a short run too (see the first person's test).
+        "debounce_ms = 20\nmax_parallel = 4\ngrace = \"200ms\"\nevents_max_size = \"64KiB\"",
         "[executors.default]\ncommand = [\"./sim.sh\"]\ntimeout = \"30s\"\nenv = { SIM_LOG = \"runs.log\" }\n",
     );
     let mut next_id = 0;

@@ -238,12 +238,16 @@ impl Drop for Sandbox {
 
 /// The events in `dir/events.jsonl` as JSON, oldest first; none when there is no log yet. A
 /// line that is not JSON (a torn last line) is left out.
+/// Every event of the board folder `dir`, rotated files first (a long run rotates
+/// `events.jsonl`).
 pub fn read_events(dir: &Path) -> Vec<Value> {
-    let Ok(text) = std::fs::read_to_string(dir.join("events.jsonl")) else {
-        return Vec::new();
-    };
-    text.lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
+    (taskboard::shell::event_log::log_files(dir).iter())
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .flat_map(|text| {
+            (text.lines())
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect::<Vec<Value>>()
+        })
         .collect()
 }
 
