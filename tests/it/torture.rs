@@ -17,7 +17,7 @@ use crate::support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use support::{Rng, Sandbox, long_run, poll, read_runs};
+use support::{Rng, Sandbox, long_run, poll, read_runs, without_statuses};
 use taskboard::core::board::Board;
 use taskboard::core::event::EventKind;
 use taskboard::shell::event_log::{LogRead, log_files, read_log};
@@ -31,28 +31,21 @@ const PERSON_STATUSES: [&str; 5] = [
     "ready",
 ];
 
-/// The board with every status token removed: the bytes the runtime must never change.
-fn without_statuses(text: &str) -> String {
-    let b = Board::parse(text);
-    let mut out = text.to_string();
-    let mut ranges: Vec<_> = b
-        .tasks
-        .iter()
-        .filter_map(|t| t.status.as_ref().map(|s| s.range.clone()))
-        .collect();
-    ranges.sort_by_key(|r| std::cmp::Reverse(r.start));
-    for r in ranges {
-        out.replace_range(r, "");
-    }
-    out
-}
-
 fn status_map(text: &str) -> BTreeMap<String, String> {
     Board::parse(text)
         .tasks
         .iter()
         .filter_map(|t| Some((t.id.to_string(), t.status.as_ref()?.raw.to_string())))
         .collect()
+}
+
+/// Whether `statuses` gives a task on `board` (both as [`status_map`] reads them) another status
+/// than the board has: a save of them would put an older status back.
+fn puts_a_status_back(
+    statuses: &BTreeMap<String, String>,
+    board: &BTreeMap<String, String>,
+) -> bool {
+    (statuses.iter()).any(|(id, s)| board.get(id).is_some_and(|b| b != s))
 }
 
 /// A status that asks the person to act: `blocked:<who>:…` or `failed:…`.
@@ -102,35 +95,29 @@ impl Editor {
         }
     }
 
-    /// Reads the board, then returns it, the buffer the next edit starts from and whether that
-    /// buffer is stale: the read just made, or for a save drawn stale, one of the up to seven
-    /// reads before it, preferring those with a status the board no longer has (a buffer
+    /// Reads the board, then returns it and the buffer the next edit starts from: the read just
+    /// made, or for a save drawn stale, one of the up to seven reads before it, preferring those with a status the board no longer has (a buffer
     /// opened before the runtime's last write, the case that can undo one).
-    fn buffer(&mut self, rng: &mut Rng, sb: &Sandbox) -> (String, String, bool) {
+    fn buffer(&mut self, rng: &mut Rng, sb: &Sandbox) -> (String, String) {
         let fresh = std::fs::read_to_string(&sb.board).unwrap();
         self.reads.push(fresh.clone());
         if self.reads.len() > 8 {
             self.reads.remove(0);
         }
         if !self.stale_at.pop().expect("a save beyond those planned") {
-            return (fresh.clone(), fresh, false);
+            return (fresh.clone(), fresh);
         }
         let older = &self.reads[..self.reads.len() - 1];
         let now = status_map(&fresh);
-        let behind: Vec<&String> = older
-            .iter()
-            .filter(|r| {
-                status_map(r)
-                    .iter()
-                    .any(|(id, s)| now.get(id).is_some_and(|n| n != s))
-            })
+        let behind: Vec<&String> = (older.iter())
+            .filter(|r| puts_a_status_back(&status_map(r), &now))
             .collect();
         let base = if behind.is_empty() {
             older[rng.below(older.len() as u64) as usize].clone()
         } else {
             behind[rng.below(behind.len() as u64) as usize].clone()
         };
-        (fresh, base, true)
+        (fresh, base)
     }
 }
 
@@ -292,7 +279,7 @@ fn a_person_editing_at_random_loses_nothing_and_nothing_runs_twice() {
     for _ in 0..edits {
         // The person's pace between saves (not a wait for the runtime).
         std::thread::sleep(Duration::from_millis(rng.below(40) + 2));
-        let (fresh, base, _) = editor.buffer(&mut rng, &sb);
+        let (fresh, base) = editor.buffer(&mut rng, &sb);
         let (new, flipped) = edit(&mut rng, &base, &mut next_id);
         // A status the person writes that differs from the file is a touch of that status.
         let on_disk = status_map(&fresh);
@@ -694,14 +681,9 @@ fn a_person_who_never_sets_a_status_sees_every_task_run_exactly_once_and_keeps_e
     for _ in 0..edits {
         // The person's pace between saves (not a wait for the runtime).
         std::thread::sleep(Duration::from_millis(rng.below(30) + 2));
-        let (fresh, base, _) = editor.buffer(&mut rng, &sb);
+        let (fresh, base) = editor.buffer(&mut rng, &sb);
         let new = edit_keeping_statuses(&mut rng, &base, &mut next_id);
-        let on_disk = status_map(&fresh);
-        reverting += usize::from(
-            status_map(&new)
-                .iter()
-                .any(|(id, s)| on_disk.get(id).is_some_and(|d| d != s)),
-        );
+        reverting += usize::from(puts_a_status_back(&status_map(&new), &status_map(&fresh)));
         save(&mut rng, &sb, &new);
         person_text = new;
     }

@@ -236,10 +236,9 @@ impl Drop for Sandbox {
     }
 }
 
-/// The events in `dir/events.jsonl` as JSON, oldest first; none when there is no log yet. A
-/// line that is not JSON (a torn last line) is left out.
-/// Every event of the board folder `dir`, rotated files first (a long run rotates
-/// `events.jsonl`).
+/// The events of the board folder `dir` as JSON, oldest first: the rotated files, then
+/// `events.jsonl` (a long run rotates it); none when there is no log yet. A line that is not
+/// JSON (a torn last line) is left out.
 pub fn read_events(dir: &Path) -> Vec<Value> {
     (taskboard::shell::event_log::log_files(dir).iter())
         .filter_map(|path| std::fs::read_to_string(path).ok())
