@@ -120,6 +120,7 @@ pub fn apply(text: &str, board: &Board, changes: &[Change]) -> Outcome {
     let mut at = 0;
     // Where each splice ends in the old text, and the total shift after it.
     let mut shifts: Vec<(usize, isize)> = Vec::with_capacity(splices.len());
+    let mut edits = Vec::with_capacity(splices.len());
     let mut shift = 0isize;
     for &i in &order {
         let (range, new, _) = &splices[i];
@@ -128,6 +129,10 @@ pub fn apply(text: &str, board: &Board, changes: &[Change]) -> Outcome {
         at = range.end;
         shift += new.len() as isize - range.len() as isize;
         shifts.push((range.end, shift));
+        edits.push(Edit {
+            replaced: range.clone(),
+            len: new.len(),
+        });
     }
     out.push_str(&text[at..]);
     // An offset of the old text in the new one: moved by every splice that ends at or before it.
@@ -154,12 +159,6 @@ pub fn apply(text: &str, board: &Board, changes: &[Change]) -> Outcome {
             edits: Vec::new(),
         };
     }
-    let edits = (order.iter())
-        .map(|&i| Edit {
-            replaced: splices[i].0.clone(),
-            len: splices[i].1.len(),
-        })
-        .collect();
     Outcome {
         text: out,
         applied,
@@ -169,8 +168,8 @@ pub fn apply(text: &str, board: &Board, changes: &[Change]) -> Outcome {
 }
 
 /// The first task with each ID the changes name, and whether another has it too: through the
-/// board's index where a step before made it (the planner's lookups do, on a board not parsed
-/// again since), otherwise in one walk of the tasks, which costs less than making the index for
+/// board's index where a step before made it (the planner's lookups do, and a re-parse keeps it
+/// while every task keeps its ID and place), otherwise in one walk of the tasks, which costs less than making the index for
 /// a few changes.
 fn tasks_named<'b>(board: &'b Board, changes: &'b [Change]) -> HashMap<&'b str, (&'b Task, bool)> {
     if board.ids_indexed() {
