@@ -295,7 +295,7 @@ impl Board {
             .filter_map(|i| task_at(text, &source, &self.blocks, &self.items, i))
             .collect();
         let new_len = new.len();
-        let same_ids = new.len() == kept - before
+        let same_ids = new_len == kept - before
             && new
                 .iter()
                 .zip(&self.tasks[before..kept])
