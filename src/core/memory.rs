@@ -129,8 +129,9 @@ pub struct PendingEnding {
     pub note: Option<String>,
 }
 
-/// How long a task may be absent from the board before its record is dropped. A read caught
-/// mid-save can miss tasks that are still there; a day is far past any save.
+/// How long a task may be absent from the board before its record is dropped (never while an
+/// ending waits in it: [`TaskRecord::may_forget`]). A read caught mid-save can miss tasks that
+/// are still there; a day is far past any save.
 pub const FORGET_MISSING_AFTER: chrono::TimeDelta = chrono::TimeDelta::days(1);
 
 /// One attempt, as recorded by the runtime (not as claimed by the executor).
@@ -249,6 +250,18 @@ impl Recall for Projected<'_> {
 }
 
 impl TaskRecord {
+    /// Whether the record of a task missing from the board may be dropped at `now`: once the
+    /// task has been gone for [`FORGET_MISSING_AFTER`], unless an ending waits in it. A task
+    /// can be away for longer than that (a branch switched for a week) and come back still
+    /// showing the claim of a run that has ended; without its ending that claim would look
+    /// abandoned, and the task would run again.
+    pub fn may_forget(&self, now: DateTime<Utc>) -> bool {
+        self.ending.is_none()
+            && self
+                .missing_since
+                .is_some_and(|since| now - since >= FORGET_MISSING_AFTER)
+    }
+
     /// Keeps attempt `attempt`'s ending until it lands: the status `write` over the run's
     /// `claim`. The episode takes it at once, so a stale buffer that shows the claim (or what
     /// the claim replaced) is recognised as one from here on, wherever the ending is.

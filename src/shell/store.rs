@@ -23,7 +23,6 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::core::memory::FORGET_MISSING_AFTER;
 use crate::core::memory::TaskRecord;
 use crate::shell::fsio::FileStamp;
 
@@ -426,7 +425,8 @@ impl Store {
     }
 
     /// Notes which tasks are on the board now; drops records of tasks missing for longer
-    /// than [`FORGET_MISSING_AFTER`].
+    /// than [`FORGET_MISSING_AFTER`](crate::core::memory::FORGET_MISSING_AFTER) in which no
+    /// ending waits.
     pub fn note_presence(&mut self, on_board: impl Fn(&str) -> bool, now: DateTime<Utc>) {
         let changed = &mut self.changed;
         self.tasks.retain(|id, rec| {
@@ -436,11 +436,11 @@ impl Store {
                 }
                 return true;
             }
-            let since = *rec.missing_since.get_or_insert_with(|| {
+            if rec.missing_since.is_none() {
+                rec.missing_since = Some(now);
                 changed.insert(id.clone());
-                now
-            });
-            let keep = now - since < FORGET_MISSING_AFTER;
+            }
+            let keep = !rec.may_forget(now);
             if !keep {
                 changed.insert(id.clone());
             }
@@ -872,6 +872,8 @@ fn sync_folder(file: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::settle::SettlementKind;
+    use crate::core::status::Status;
 
     /// What a fresh reader of the files finds, against what `store` holds.
     fn reads_back(store: &Store) {
@@ -1223,6 +1225,40 @@ mod tests {
         store.note_presence(|_| false, t0 + chrono::TimeDelta::hours(20));
         assert!(store.tasks().contains_key("A-1"));
         store.note_presence(|_| false, t0 + chrono::TimeDelta::hours(27));
+        assert!(!store.tasks().contains_key("A-1"));
+    }
+
+    #[test]
+    fn a_record_whose_ending_waits_survives_any_absence_and_goes_a_day_after_it_lands() {
+        // A branch without the task, checked out for a week while its run ended: the ending
+        // waits for the task to come back, however long that takes.
+        let path = std::env::temp_dir().join(format!(
+            "taskboard-state-ending-{}.json",
+            std::process::id()
+        ));
+        let (mut store, _) = Store::load(&path);
+        store.record_mut("A-1").hold_ending(
+            1,
+            &Status::parse("running:tb:2026-04-20T15:00:00Z").unwrap(),
+            &Status::Done,
+            SettlementKind::Finished,
+            None,
+        );
+        let t0 = Utc::now();
+        let day = chrono::TimeDelta::days(1);
+        for days in [0, 1, 2, 7, 30] {
+            store.note_presence(|_| false, t0 + day * days);
+            assert!(
+                store.tasks()["A-1"].ending.is_some(),
+                "the ending was dropped after {days} days away"
+            );
+        }
+        // Written at last (the task was back for that pass), then gone again: an ordinary record.
+        store.note_presence(|_| true, t0 + day * 31);
+        store.record_mut("A-1").ending = None;
+        store.note_presence(|_| false, t0 + day * 32);
+        assert!(store.tasks().contains_key("A-1"));
+        store.note_presence(|_| false, t0 + day * 33);
         assert!(!store.tasks().contains_key("A-1"));
     }
 
