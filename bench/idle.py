@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
 """Idle: `taskboard run` on a 100-task board (nothing ready) left alone for --seconds.
 
-Reports CPU time spent while idle, RSS and VmHWM, and voluntary context switches summed over
-all threads (/proc/<pid>/task/*/status) as a count of wakeups.
+With --ending-waits, one more task runs first and is deleted from the board while it runs, so
+its ending waits (`ending_kept`, "the task is not on the board") all through the measurement:
+nothing is due then either.
 
-Usage: python3 bench/idle.py [--seconds 60] [--bin PATH]
+Reports CPU time spent while idle, RSS and VmHWM, voluntary context switches summed over all
+threads (/proc/<pid>/task/*/status) as a count of wakeups, and the passes the runtime made.
+
+Usage: python3 bench/idle.py [--seconds 60] [--ending-waits] [--bin PATH]
 """
 import argparse, glob, json, os, shutil, subprocess, tempfile, time
 
@@ -31,27 +35,60 @@ def switches(pid):
     return n
 
 
+def count(d, event):
+    try:
+        with open(f"{d}/events.jsonl") as f:
+            return sum(1 for l in f if f'"event":"{event}"' in l)
+    except FileNotFoundError:
+        return 0
+
+
+def wait_for(d, event, seconds=30):
+    end = time.monotonic() + seconds
+    while count(d, event) == 0:
+        if time.monotonic() > end:
+            raise SystemExit(f"no {event} event in {seconds} s")
+        time.sleep(0.05)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--ending-waits", action="store_true")
     ap.add_argument("--bin", default=os.environ.get("TASKBOARD_BIN", "target/release/taskboard"))
     a = ap.parse_args()
     d = tempfile.mkdtemp(prefix="tb-idle-")
+    # The executor waits for its gate file, so the task can be deleted while it runs.
+    with open(f"{d}/gated.sh", "w") as f:
+        f.write("#!/bin/sh\ncat > /dev/null\nwhile [ ! -e gate ]; do sleep 0.05; done\n")
+    os.chmod(f"{d}/gated.sh", 0o755)
     with open(f"{d}/taskboard.toml", "w") as f:
-        f.write('[runtime]\ndebounce_ms = 2000\n\n[executors.default]\ncommand = ["true"]\n')
+        f.write('[runtime]\ndebounce_ms = 2000\n\n[executors.default]\ncommand = ["./gated.sh"]\n')
+    board = "# Idle\n"
+    for i in range(1, 101):
+        board += f"\n## T-{i}: task {i}\n- status: done\n\nSome description.\n"
+    gone = "\n## G-1: deleted while it runs\n- status: ready\n"
     with open(f"{d}/task-board.md", "w") as f:
-        f.write("# Idle\n")
-        for i in range(1, 101):
-            f.write(f"\n## T-{i}: task {i}\n- status: done\n\nSome description.\n")
+        f.write(board + (gone if a.ending_waits else ""))
     p = subprocess.Popen([os.path.abspath(a.bin), "run", "task-board.md"], cwd=d,
                          stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-    time.sleep(2)  # let it start and make its first pass
-    c0, s0 = cpu(p.pid), switches(p.pid)
+    if a.ending_waits:
+        wait_for(d, "task_dispatched")
+        with open(f"{d}/.task-board.md.tmp", "w") as f:
+            f.write(board)
+        os.rename(f"{d}/.task-board.md.tmp", f"{d}/task-board.md")
+        wait_for(d, "file_changed")
+        open(f"{d}/gate", "w").close()
+        wait_for(d, "ending_kept")
+    time.sleep(2)  # let it start (or take the ending) and make its pass
+    c0, s0, p0 = cpu(p.pid), switches(p.pid), count(d, "pass")
     time.sleep(a.seconds)
-    c1, s1 = cpu(p.pid), switches(p.pid)
-    out = {"seconds": a.seconds, "idle_cpu_ms": round((c1 - c0) * 1000, 1),
+    c1, s1, p1 = cpu(p.pid), switches(p.pid), count(d, "pass")
+    out = {"seconds": a.seconds, "ending_waits": a.ending_waits,
+           "idle_cpu_ms": round((c1 - c0) * 1000, 1),
            "rss_kib": status(p.pid, "VmRSS"), "hwm_kib": status(p.pid, "VmHWM"),
-           "threads": len(glob.glob(f"/proc/{p.pid}/task/*")), "wakeups": s1 - s0}
+           "threads": len(glob.glob(f"/proc/{p.pid}/task/*")), "wakeups": s1 - s0,
+           "passes": p1 - p0}
     p.terminate(); p.wait()
     print(json.dumps(out))
     shutil.rmtree(d)

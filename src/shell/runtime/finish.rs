@@ -361,6 +361,8 @@ impl Runtime {
             settlement.kind,
             settlement.note,
         );
+        // The run's lock now keeps its ending.
+        self.note_ending_lock(id);
         true
     }
 

@@ -8,8 +8,10 @@
 //! taskboard process must never see a live run as ownerless.
 //!
 //! Checked on every watcher signal, on every wake-up of the loop's own timers, and every
-//! [`CHECK_EVERY`] while runs are live or endings wait to be written: an idle board gets no
-//! extra wake-up. A folder renamed or moved is followed ([`Runtime::relocate`] moves every path
+//! [`CHECK_EVERY`] while runs are live. An ending waiting to be written needs no timed check:
+//! its lock is put back on the watcher's signal that the state folder went and by every pass,
+//! and only a save can bring its task back. A timed check makes no pass unless it changed
+//! something, so an idle board, or one whose endings wait, gets no extra wake-up. A folder renamed or moved is followed ([`Runtime::relocate`] moves every path
 //! derived from the board at once); a folder deleted and created again is held, watched and
 //! locked anew, or, when another `run` took its lock meanwhile, served no further than the live
 //! runs' endings. A runtime that does not serve the board (a `once` beside a `run`) leaves the
@@ -31,7 +33,7 @@ use crate::shell::fsio;
 use crate::shell::lock::{self, LockState, Locks, Owner, RunLock};
 use crate::shell::watch::{self, BoardWatcher, WatchError};
 
-/// How often the home is checked while runs are live or endings wait to be written.
+/// How often the home is checked while runs are live.
 pub(super) const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// What the runtime holds of its home.
@@ -50,9 +52,10 @@ pub(super) struct Home {
     return_watcher: Option<BoardWatcher>,
     /// The folder is gone and that was reported.
     gone: bool,
-    /// When the next timed check is due (set only while runs are live or endings wait).
+    /// When the next timed check is due (set only while runs are live).
     next_check: Option<Instant>,
-    /// Tasks whose ending waits to be written under a lock this runtime held at the last check.
+    /// Tasks whose ending waits to be written under a lock this runtime took (when the run
+    /// ended, or when it took over a stopped runtime's ending) and still held at the last check.
     ending_locks: BTreeSet<String>,
 }
 
@@ -100,10 +103,16 @@ impl Runtime {
         })
     }
 
-    /// The loop's deadline, brought forward to the next timed check while there is something
-    /// to protect (live runs, endings waiting to be written).
+    /// Notes that this runtime holds the lock of task `id`'s ending waiting to be written, so
+    /// that a check puts it back if it is removed before the ending lands.
+    pub(super) fn note_ending_lock(&mut self, id: &str) {
+        self.home.ending_locks.insert(id.to_string());
+    }
+
+    /// The loop's deadline, brought forward to the next timed check while runs are live (a
+    /// second run of a live task is what a removed lock would let in).
     pub(super) fn home_deadline(&mut self, deadline: Instant) -> Instant {
-        if self.active.is_empty() && self.home.ending_locks.is_empty() {
+        if self.active.is_empty() {
             self.home.next_check = None;
             return deadline;
         }
@@ -330,8 +339,8 @@ impl Runtime {
     }
 
     /// The locks this runtime must hold now: its live runs', and those of endings not yet
-    /// written that it held at the last check (a lock is released only after its ending is on
-    /// the board). Notes the latter for the next check.
+    /// written that it took or held at the last check (a lock is released only after its
+    /// ending is on the board). Notes the latter for the next check.
     fn held_locks(&mut self) -> Vec<(String, Owner)> {
         let now = self.now();
         let mut out: Vec<(String, Owner)> = self

@@ -478,11 +478,14 @@ impl Runtime {
     }
 
     /// Handles a batch of messages. Returns whether the watcher saw the board saved, and
-    /// whether anything else asks for a pass (a timer, a rescan, an ending to write, a pass
-    /// owed). A stop signal's reason goes into `stop_reason`.
+    /// whether anything else asks for a pass (a time-based rule or a write's retry falling due,
+    /// an ending to write, a pass owed). A stop signal's reason goes into `stop_reason`.
     fn handle(&mut self, msgs: Vec<Msg>, stop_reason: &mut String) -> (bool, bool) {
         let mut saved = false;
-        let mut due = msgs.is_empty() || self.dirty;
+        // The home's timed check is not among the timers that ask for a pass: it makes one
+        // only when it finds something moved (`dirty`), so a live run does not cost a pass of
+        // the whole board every second.
+        let mut due = (msgs.is_empty() && self.pass_timer_due()) || self.dirty;
         self.check_home(&msgs);
         for msg in msgs {
             match msg {
@@ -519,6 +522,13 @@ impl Runtime {
             }
         }
         (saved, due)
+    }
+
+    /// Whether a timer that asks for a pass has fallen due: a time-based rule's (`wake_at`) or
+    /// a kept write's retry (`retry_at`).
+    fn pass_timer_due(&self) -> bool {
+        self.wake_at.is_some_and(|at| at <= self.now())
+            || self.retry_at.is_some_and(|at| at <= Instant::now())
     }
 
     fn begin_stop(&mut self) {

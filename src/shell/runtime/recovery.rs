@@ -31,6 +31,7 @@ impl Runtime {
         let owner = Owner::current(&self.instance, now);
         match self.locks.try_acquire(id, &owner) {
             Ok(Some(_)) => {
+                self.note_ending_lock(id);
                 if let Some(ending) = self.store.tasks().get(id).and_then(|r| r.ending.clone()) {
                     self.emit(
                         Some(id),

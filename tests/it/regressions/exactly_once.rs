@@ -59,6 +59,15 @@ fn assert_ran_once(sb: &Sandbox, id: &str) {
     assert_eq!(runs_of(sb, id), 1, "{id} must run exactly once");
 }
 
+/// How many passes the runtime made, counted once the one under way is over (the log's last
+/// event is a `pass`).
+fn passes_once_over(sb: &Sandbox) -> usize {
+    sb.wait_until("the pass under way to end", |s| {
+        s.events().last().is_some_and(|e| e["event"] == "pass")
+    });
+    sb.count("pass")
+}
+
 /// Saves `text` as an editor would: `rename` (vim, most editors) or in place (VS Code, nano).
 fn editor_save(path: &Path, text: &str, rename: bool) {
     if rename {
@@ -255,6 +264,53 @@ fn an_ending_waits_through_a_branch_switch_and_lands_when_the_task_is_back() {
     sh(&sb.dir, "git switch -q main && git stash pop -q");
     sb.wait_until("T-1 done", |s| s.status_of("T-1") == "done");
     assert_ran_once(&sb, "T-1");
+    assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
+}
+
+/// Situation 2, left for longer: the task stays off the board after its run ended (a person
+/// deleted its heading, or stays on the other branch). The ending waits with its lock, but the
+/// runtime sleeps meanwhile: it made a pass of the whole board every second, for as long as the
+/// task stayed away. A cleaning of `.taskboard` still gets the lock put back at once, and the
+/// ending lands when the task is back.
+#[test]
+fn an_ending_waiting_for_a_task_that_is_gone_lets_the_runtime_sleep_and_keeps_its_lock() {
+    let mut sb = gated_sandbox("gone-asleep", "");
+    sb.write_board(ONE_TASK);
+    let pid = sb.start_run();
+    sb.wait_until("T-1 running", |s| {
+        s.status_of("T-1").starts_with("running:")
+    });
+    let with_task = sb.board_text();
+    let at = with_task.find("## T-1").unwrap();
+    editor_save(&sb.board, &with_task[..at], true);
+    sb.wait_until("the save without T-1 read", |s| {
+        s.count("file_changed") >= 1
+    });
+    // A live run is watched over (its lock is checked every second), but that is no reason to
+    // plan the whole board again.
+    let passes = passes_once_over(&sb);
+    assert!(
+        sb.stays_false(Duration::from_millis(2500), |s| s.count("pass") > passes),
+        "the runtime kept making passes while a run was live and nothing changed"
+    );
+    open_gate(&sb, "T-1");
+    wait_for_the_ending(&sb, "T-1");
+    let passes = passes_once_over(&sb);
+    assert!(
+        sb.stays_false(Duration::from_millis(3500), |s| s.count("pass") > passes),
+        "the runtime kept making passes while the ending waited for a task that is gone:
+{}",
+        std::fs::read_to_string(sb.path("events.jsonl")).unwrap_or_default()
+    );
+    assert_eq!(sb.lock_dirs(), ["T-1"], "the waiting ending's lock");
+    sh(&sb.dir, "rm -rf .taskboard");
+    sb.wait_until("the waiting ending's lock put back", |s| {
+        s.lock_dirs() == ["T-1"]
+    });
+    editor_save(&sb.board, &with_task, true);
+    sb.wait_until("T-1 done", |s| s.status_of("T-1") == "done");
+    assert_ran_once(&sb, "T-1");
+    sb.wait_until("the lock released", |s| s.lock_dirs().is_empty());
     assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
 }
 
