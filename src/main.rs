@@ -64,7 +64,7 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
     },
-    /// Counts per state, then the running, blocked, failed and invalid tasks.
+    /// Counts per state, then the tasks that need attention and the runs that ended off the board.
     Status {
         /// The board file.
         #[arg(default_value = "task-board.md")]

@@ -1,8 +1,10 @@
-//! `taskboard status`: counts per state, then the tasks that need attention.
+//! `taskboard status`: counts per state, then the tasks that need attention, and the runs that
+//! ended while their task was not on the board.
 //!
-//! Owns summarising a parsed board for people and for scripts. It only reads the board (through
-//! `super::lint::read_board_text`) and never writes anything; judging the board's health is
-//! `lint`'s job.
+//! Owns summarising a parsed board for people and for scripts. It only reads: the board (through
+//! `super::lint::read_board_text`), the event log for where running tasks run, and the
+//! runtime's state file for the endings it keeps; it never writes anything. Judging the board's
+//! health is `lint`'s job.
 //!
 //! # JSON (`--json`)
 //!
@@ -27,7 +29,8 @@
 //!     {"id": "DEMO-7", "title": "Notes", "state": "none", "status": null, "line": 56},
 //!     {"id": "Fix", "title": "the login", "state": "invalid", "status": "ready", "line": 60,
 //!      "id_problem": "malformed"}
-//!   ]
+//!   ],
+//!   "endings_waiting": [{"id": "DEMO-8", "attempt": 1, "status": "done"}]
 //! }
 //! ```
 //!
@@ -49,6 +52,10 @@
 //!   `duplicate` when another task carries the same ID. The runtime never runs or writes such
 //!   a task, whatever its status says: its `state` is `invalid` (`status` is still the value as
 //!   written). A dependency whose ID is duplicated has the state `invalid` in `waiting_on`.
+//! - `endings_waiting` lists the runs that ended while their task was not on the board (its
+//!   heading deleted, or on a branch not checked out), from `.taskboard/state.json`: the
+//!   attempt and the `status` the runtime writes once the task is back, holding the task's lock
+//!   until then. Empty when there are none (or no state file).
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -66,8 +73,8 @@ use crate::core::lint::shown;
 use crate::core::remote::Placement;
 use crate::core::status::{State, Status};
 use crate::exit::Exit;
-use crate::shell::event_log;
 use crate::shell::parallel::parse_board;
+use crate::shell::{event_log, fsio, store::Store};
 
 pub fn run(board: &Path, json: bool) -> CmdResult {
     let board = &super::resolve_board(board)?;
@@ -75,6 +82,7 @@ pub fn run(board: &Path, json: bool) -> CmdResult {
     let parsed = parse_board(&text);
     let mut overview = overview(board, &text, &parsed, Utc::now());
     place_running(super::board_dir(board), &parsed, &mut overview);
+    overview.endings_waiting = endings_waiting(board, &parsed);
     let out = if json {
         let mut s = serde_json::to_string(&overview).unwrap_or_default();
         s.push('\n');
@@ -93,6 +101,17 @@ pub struct Overview {
     pub board: String,
     pub counts: Counts,
     pub tasks: Vec<TaskOverview>,
+    pub endings_waiting: Vec<WaitingEnding>,
+}
+
+/// A run's ending the runtime keeps because its task is not on the board: it is written, and
+/// the task's lock released, once the task is back.
+#[derive(Debug, Serialize)]
+pub struct WaitingEnding {
+    pub id: String,
+    pub attempt: u32,
+    /// The status it writes.
+    pub status: String,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -296,7 +315,25 @@ pub fn overview(path: &Path, text: &str, board: &Board, now: DateTime<Utc>) -> O
         board: path.display().to_string(),
         counts,
         tasks,
+        endings_waiting: Vec::new(),
     }
+}
+
+/// The endings kept in the runtime's state file for tasks that are not on `parsed`, in ID
+/// order. A state file that cannot be read says nothing (the board is still shown).
+fn endings_waiting(board: &Path, parsed: &Board) -> Vec<WaitingEnding> {
+    Store::peek(&fsio::state_dir(board).join("state.json"))
+        .into_iter()
+        .filter(|(id, _)| parsed.task(id).is_none())
+        .filter_map(|(id, record)| {
+            let ending = record.ending?;
+            Some(WaitingEnding {
+                id,
+                attempt: ending.attempt,
+                status: ending.write,
+            })
+        })
+        .collect()
 }
 
 fn plural(n: usize, one: &str, many: &str) -> String {
@@ -353,6 +390,21 @@ pub fn render(overview: &Overview, paint: Paint) -> String {
             tasks()
                 .filter(invalid)
                 .map(|t| line(t, invalid_detail(t)))
+                .collect(),
+        ),
+        section(
+            paint.yellow("ended while not on the board"),
+            overview
+                .endings_waiting
+                .iter()
+                .map(|e| {
+                    format!(
+                        "  {}  attempt {} ended: `{}` is written, and its lock released, when the task is back\n",
+                        paint.bold(&shown(&e.id)),
+                        e.attempt,
+                        shown(&e.status)
+                    )
+                })
                 .collect(),
         ),
     ]
@@ -598,5 +650,35 @@ mod tests {
             at("2026-04-20T16:00:00Z"),
         );
         assert!(render(&r, Paint(false)).ends_with("nothing needs attention\n"));
+    }
+
+    #[test]
+    fn an_ending_kept_for_a_task_not_on_the_board_needs_attention() {
+        let text = "## A-1\n- status: done\n";
+        let mut r = overview(
+            Path::new("b.md"),
+            text,
+            &Board::parse(text),
+            at("2026-04-20T16:00:00Z"),
+        );
+        r.endings_waiting.push(WaitingEnding {
+            id: "G-1".into(),
+            attempt: 2,
+            status: "failed:exit_1".into(),
+        });
+        let out = render(&r, Paint(false));
+        assert!(!out.contains("nothing needs attention"), "{out}");
+        assert!(
+            out.ends_with(
+                "\nended while not on the board\n  G-1  attempt 2 ended: `failed:exit_1` is \
+                 written, and its lock released, when the task is back\n"
+            ),
+            "{out}"
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            json["endings_waiting"],
+            serde_json::json!([{"id": "G-1", "attempt": 2, "status": "failed:exit_1"}])
+        );
     }
 }

@@ -303,6 +303,11 @@ fn an_ending_waiting_for_a_task_that_is_gone_lets_the_runtime_sleep_and_keeps_it
         std::fs::read_to_string(sb.path("events.jsonl")).unwrap_or_default()
     );
     assert_eq!(sb.lock_dirs(), ["T-1"], "the waiting ending's lock");
+    // The person can see what waits, and what it will write.
+    assert_eq!(
+        endings_waiting(&sb),
+        serde_json::json!([{"id": "T-1", "attempt": 1, "status": "done"}])
+    );
     sh(&sb.dir, "rm -rf .taskboard");
     sb.wait_until("the waiting ending's lock put back", |s| {
         s.lock_dirs() == ["T-1"]
@@ -311,7 +316,19 @@ fn an_ending_waiting_for_a_task_that_is_gone_lets_the_runtime_sleep_and_keeps_it
     sb.wait_until("T-1 done", |s| s.status_of("T-1") == "done");
     assert_ran_once(&sb, "T-1");
     sb.wait_until("the lock released", |s| s.lock_dirs().is_empty());
+    assert_eq!(endings_waiting(&sb), serde_json::json!([]));
     assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
+}
+
+/// `endings_waiting` of `taskboard status --json`.
+fn endings_waiting(sb: &Sandbox) -> serde_json::Value {
+    let out = sb
+        .command(&["status", "--json", "task-board.md"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["endings_waiting"].clone()
 }
 
 /// Situation 2: a person pastes a copy of the running task as a template; while two tasks share
