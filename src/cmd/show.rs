@@ -1,6 +1,8 @@
 //! `taskboard show <ID>`: one screen about one task, from the board, the events and the
 //! handoffs: its block, its status history, each attempt (route, exit, duration, cost), its
 //! latest handoff, the evidence git saw, and what it blocks and what blocks it. Writes nothing.
+//! A task not on the board is an error, which names the ending the runtime keeps for it, if any
+//! (read from its state file).
 //!
 //! `--json` prints one object:
 //! `{"id", "title", "status", "line", "block", "history": [{"ts", "event", "summary"}],
@@ -36,6 +38,7 @@ use crate::core::status::Status;
 use crate::exit::Exit;
 use crate::shell::event_log::for_each_event_in;
 use crate::shell::parallel::parse_board;
+use crate::shell::{fsio, store::Store};
 
 #[derive(clap::Args, Debug)]
 pub struct ShowArgs {
@@ -161,9 +164,20 @@ pub fn run(args: &ShowArgs) -> CmdResult {
     let text = read_board_text(board)?;
     let dir = super::board_dir(board);
     let mut shown = gather(dir, &text, &args.id)?.ok_or_else(|| {
+        // A run that ended while the task was away: say what waits for it.
+        let waiting = Store::peek(&fsio::state_dir(board).join("state.json"))
+            .remove(&args.id)
+            .and_then(|record| record.ending)
+            .map(|e| {
+                format!(
+                    "; its attempt {} ended while it was away, and `{}` is written when it is back",
+                    e.attempt, e.write
+                )
+            })
+            .unwrap_or_default();
         Failure::new(
             Exit::Findings,
-            format!("no task `{}` on {}", args.id, board.display()),
+            format!("no task `{}` on {}{waiting}", args.id, board.display()),
         )
     })?;
     if let Some(r) = shown.running.as_mut().filter(|r| r.run_dir.is_some()) {

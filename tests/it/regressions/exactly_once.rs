@@ -308,6 +308,13 @@ fn an_ending_waiting_for_a_task_that_is_gone_lets_the_runtime_sleep_and_keeps_it
         endings_waiting(&sb),
         serde_json::json!([{"id": "T-1", "attempt": 1, "status": "done"}])
     );
+    let show = sb.command(&["show", "T-1"]).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&show.stderr),
+        "taskboard: no task `T-1` on task-board.md; its attempt 1 ended while it was away, and \
+         `done` is written when it is back\n"
+    );
+    assert_eq!(show.status.code(), Some(1));
     sh(&sb.dir, "rm -rf .taskboard");
     sb.wait_until("the waiting ending's lock put back", |s| {
         s.lock_dirs() == ["T-1"]
