@@ -464,9 +464,10 @@ fn a_person_editing_at_random_loses_nothing_and_nothing_runs_twice() {
     for (id, attempts) in &consumed {
         // The task's statuses in order: the runtime's (event index) and the saves' (the event
         // count when saved, so just before that event).
-        // (position, 0 runtime / 1 save, save number, status): saves in the order they were made;
-        // at one position the runtime's write comes first (its event trails its write, so a
-        // save placed there may have landed after it).
+        // (position, 0 runtime / 1 save, save number, status): saves in the order they were made.
+        // A runtime event at a save's very position was logged after the save, but its write
+        // may have landed before the save or after it (a pass that read the save logs its
+        // claim there): either can be what the save replaced.
         let mut timeline: Vec<(usize, u8, usize, &str)> = Vec::new();
         for (i, st) in writes.get(id).into_iter().flatten() {
             timeline.push((*i, 0, 0, st.as_str()));
@@ -483,7 +484,11 @@ fn a_person_editing_at_random_loses_nothing_and_nothing_runs_twice() {
                 if *who != 1 || *m < from || *m > to {
                     return false;
                 }
-                *st != "ready" || k.checked_sub(1).is_some_and(|p| asks_person(timeline[p].3))
+                // What this save may have replaced: the last status before its position, and
+                // every one placed at it before this save.
+                let before = timeline[..k].iter().rposition(|e| e.0 < *m);
+                let replaced = before.unwrap_or(0)..k;
+                *st != "ready" || timeline[replaced].iter().any(|e| asks_person(e.3))
             });
             typed || saved
         };
