@@ -3,19 +3,22 @@
 //! Owns what keeps a runtime serving the right place when that place changes under it: the
 //! folder held open (its identity, not its path, says where the board is), the run lock (an
 //! `flock` on that folder), the watch on it, and putting back what a cleaning removed (`rm -rf
-//! .taskboard`, `git clean -fdX`): the state folder, the lock folders of live runs with their
-//! owner records, `state.json` from memory and the run lock's information file. Another
-//! taskboard process must never see a live run as ownerless.
+//! .taskboard`, `git clean -fdX`): the state folder, the lock folders of live runs and of
+//! endings waiting to be written, with their owner records, `state.json` from memory and the
+//! run lock's information file. Another taskboard process must never see a live run as
+//! ownerless.
 //!
 //! Checked on every watcher signal, on every wake-up of the loop's own timers, and every
 //! [`CHECK_EVERY`] while runs are live. An ending waiting to be written needs no timed check:
 //! its lock is put back on the watcher's signal that the state folder went and by every pass,
 //! and only a save can bring its task back. A timed check makes no pass unless it changed
-//! something, so an idle board, or one whose endings wait, gets no extra wake-up. A folder renamed or moved is followed ([`Runtime::relocate`] moves every path
-//! derived from the board at once); a folder deleted and created again is held, watched and
-//! locked anew, or, when another `run` took its lock meanwhile, served no further than the live
-//! runs' endings. A runtime that does not serve the board (a `once` beside a `run`) leaves the
-//! serving `run`'s lock-less claims alone ([`Runtime::defer_to_serving_run`]).
+//! something, so an idle board, or one whose endings wait, gets no extra wake-up.
+//!
+//! A folder renamed or moved is followed ([`Runtime::relocate`] moves every path derived from
+//! the board at once); a folder deleted and created again is held, watched and locked anew, or,
+//! when another `run` took its lock meanwhile, served no further than the live runs' endings.
+//! A runtime that does not serve the board (a `once` beside a `run`) leaves the serving `run`'s
+//! lock-less claims alone ([`Runtime::defer_to_serving_run`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
