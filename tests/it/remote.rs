@@ -11,6 +11,8 @@ use crate::support::{DEADLINE, Sandbox, pid_alive, poll, read_pid, skip_engine};
 
 /// An executor that records each start, leaves a grandchild in the background, then does what
 /// the task's `- mode:` line says: `ok` (a result file with a note), `fail` (exit 3), or `hang`.
+/// A hang outlives its grandchild: a job torn down may kill the grandchild first, and a shell
+/// that went on from there would report the work done before it is killed too.
 fn executor(sb: &Sandbox) {
     let dir = sb.dir.display().to_string();
     sb.script(
@@ -23,7 +25,7 @@ echo $! > {dir}/$TASKBOARD_TASK_ID-$TASKBOARD_ATTEMPT.child
 echo "working on $TASKBOARD_TASK_ID in $PWD"
 case "$packet" in
   *"mode: fail"*) echo "it broke" >&2; exit 3 ;;
-  *"mode: hang"*) wait ;;
+  *"mode: hang"*) wait; sleep 300 ;;
   *"mode: slow"*) sleep 4 ;;
 esac
 echo '{{"status":"done","note":"ran remotely"}}' > "$TASKBOARD_RESULT"
