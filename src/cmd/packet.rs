@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use super::lint::read_board_text;
 use super::{CmdResult, Failure};
 use crate::exit::Exit;
-use crate::shell::fsio;
 use crate::shell::packet_sources::{self, Source};
 use crate::shell::parallel::parse_board;
 use crate::shell::store::Store;
@@ -31,7 +30,7 @@ pub fn run(args: &PacketArgs) -> CmdResult {
         .map_err(|e| Failure::new(Exit::Config, e))?
         .config;
     let board = parse_board(&text);
-    let records = Store::peek(&fsio::state_dir(board_path).join("state.json"));
+    let records = Store::peek_board(board_path);
     let record = records.get(&args.id);
     let attempt = record.map_or(0, |r| r.memory.attempts) + 1;
     let source = Source {

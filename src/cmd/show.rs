@@ -38,7 +38,7 @@ use crate::core::status::Status;
 use crate::exit::Exit;
 use crate::shell::event_log::for_each_event_in;
 use crate::shell::parallel::parse_board;
-use crate::shell::{fsio, store::Store};
+use crate::shell::store::Store;
 
 #[derive(clap::Args, Debug)]
 pub struct ShowArgs {
@@ -165,7 +165,7 @@ pub fn run(args: &ShowArgs) -> CmdResult {
     let dir = super::board_dir(board);
     let mut shown = gather(dir, &text, &args.id)?.ok_or_else(|| {
         // A run that ended while the task was away: say what waits for it.
-        let waiting = Store::peek(&fsio::state_dir(board).join("state.json"))
+        let waiting = Store::peek_board(board)
             .remove(&args.id)
             .and_then(|record| record.ending)
             .map(|e| {

@@ -74,7 +74,7 @@ use crate::core::remote::Placement;
 use crate::core::status::{State, Status};
 use crate::exit::Exit;
 use crate::shell::parallel::parse_board;
-use crate::shell::{event_log, fsio, store::Store};
+use crate::shell::{event_log, store::Store};
 
 pub fn run(board: &Path, json: bool) -> CmdResult {
     let board = &super::resolve_board(board)?;
@@ -320,11 +320,12 @@ pub fn overview(path: &Path, text: &str, board: &Board, now: DateTime<Utc>) -> O
 }
 
 /// The endings kept in the runtime's state file for tasks that are not on `parsed`, in ID
-/// order. A state file that cannot be read says nothing (the board is still shown).
+/// order. A state file that cannot be read says nothing (the board is still shown). Only the
+/// records with an ending are looked up on the board: the first lookup makes the board's index
+/// by ID, which a board with no ending waiting is spared.
 fn endings_waiting(board: &Path, parsed: &Board) -> Vec<WaitingEnding> {
-    Store::peek(&fsio::state_dir(board).join("state.json"))
+    Store::peek_board(board)
         .into_iter()
-        .filter(|(id, _)| parsed.task(id).is_none())
         .filter_map(|(id, record)| {
             let ending = record.ending?;
             Some(WaitingEnding {
@@ -333,6 +334,7 @@ fn endings_waiting(board: &Path, parsed: &Board) -> Vec<WaitingEnding> {
                 status: ending.write,
             })
         })
+        .filter(|e| parsed.task(&e.id).is_none())
         .collect()
 }
 

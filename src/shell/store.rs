@@ -448,6 +448,11 @@ impl Store {
         });
     }
 
+    /// [`Store::peek`] at the state file of the runtime serving `board`.
+    pub fn peek_board(board: &Path) -> BTreeMap<String, TaskRecord> {
+        Store::peek(&crate::shell::fsio::state_dir(board).join("state.json"))
+    }
+
     /// Reads the state without ever moving a corrupt file aside (for read-only commands).
     pub fn peek(path: &Path) -> BTreeMap<String, TaskRecord> {
         read_state(path)
