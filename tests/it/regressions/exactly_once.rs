@@ -34,6 +34,17 @@ fn gated_sandbox(name: &str, overrides: &str) -> Sandbox {
     sb
 }
 
+/// A `run` on [`ONE_TASK`] with the gated executor, once T-1's claim is on the board.
+fn one_task_running(name: &str) -> (Sandbox, u32) {
+    let mut sb = gated_sandbox(name, "");
+    sb.write_board(ONE_TASK);
+    let pid = sb.start_run();
+    sb.wait_until("T-1 running", |s| {
+        s.status_of("T-1").starts_with("running:")
+    });
+    (sb, pid)
+}
+
 fn open_gate(sb: &Sandbox, id: &str) {
     sb.write(&format!("gate-{id}"), "");
 }
@@ -274,12 +285,7 @@ fn an_ending_waits_through_a_branch_switch_and_lands_when_the_task_is_back() {
 /// ending lands when the task is back.
 #[test]
 fn an_ending_waiting_for_a_task_that_is_gone_lets_the_runtime_sleep_and_keeps_its_lock() {
-    let mut sb = gated_sandbox("gone-asleep", "");
-    sb.write_board(ONE_TASK);
-    let pid = sb.start_run();
-    sb.wait_until("T-1 running", |s| {
-        s.status_of("T-1").starts_with("running:")
-    });
+    let (mut sb, pid) = one_task_running("gone-asleep");
     let with_task = sb.board_text();
     let at = with_task.find("## T-1").unwrap();
     editor_save(&sb.board, &with_task[..at], true);
@@ -342,12 +348,7 @@ fn endings_waiting(sb: &Sandbox) -> serde_json::Value {
 /// the ID the ending cannot be written; they fix the copy after the run ended.
 #[test]
 fn an_ending_waits_while_a_pasted_copy_shares_the_id() {
-    let mut sb = gated_sandbox("paste", "");
-    sb.write_board(ONE_TASK);
-    let pid = sb.start_run();
-    sb.wait_until("T-1 running", |s| {
-        s.status_of("T-1").starts_with("running:")
-    });
+    let (mut sb, pid) = one_task_running("paste");
     let text = sb.board_text();
     let block = &text[text.find("## T-1").unwrap()..];
     let pasted = format!("{text}\n{block}");
@@ -376,12 +377,7 @@ fn an_ending_waits_while_a_pasted_copy_shares_the_id() {
 /// UTF-8); the next start writes the ending instead of running the task again.
 #[test]
 fn an_ending_kept_across_a_stop_is_written_by_the_next_start() {
-    let mut sb = gated_sandbox("stop-kept", "");
-    sb.write_board(ONE_TASK);
-    let pid = sb.start_run();
-    sb.wait_until("T-1 running", |s| {
-        s.status_of("T-1").starts_with("running:")
-    });
+    let (mut sb, pid) = one_task_running("stop-kept");
     let good = sb.board_text();
     // A byte that is not UTF-8 in a description: the board cannot be read.
     let mut bad = good.clone().into_bytes();
