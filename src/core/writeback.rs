@@ -169,8 +169,8 @@ pub fn apply(text: &str, board: &Board, changes: &[Change]) -> Outcome {
 
 /// The first task with each ID the changes name, and whether another has it too: through the
 /// board's index where a step before made it (the planner's lookups do, and a re-parse keeps it
-/// while every task keeps its ID and place), otherwise in one walk of the tasks, which costs less than making the index for
-/// a few changes.
+/// while every task keeps its ID and place), otherwise in one walk of the tasks, which costs
+/// less than making the index for a few changes.
 fn tasks_named<'b>(board: &'b Board, changes: &'b [Change]) -> HashMap<&'b str, (&'b Task, bool)> {
     if board.ids_indexed() {
         return changes
