@@ -96,8 +96,9 @@ impl Editor {
     }
 
     /// Reads the board, then returns it and the buffer the next edit starts from: the read just
-    /// made, or for a save drawn stale, one of the up to seven reads before it, preferring those with a status the board no longer has (a buffer
-    /// opened before the runtime's last write, the case that can undo one).
+    /// made, or for a save drawn stale, one of the up to seven reads before it, preferring those
+    /// with a status the board no longer has (a buffer opened before the runtime's last write,
+    /// the case that can undo one).
     fn buffer(&mut self, rng: &mut Rng, sb: &Sandbox) -> (String, String) {
         let fresh = std::fs::read_to_string(&sb.board).unwrap();
         self.reads.push(fresh.clone());
