@@ -36,10 +36,11 @@ fuzz_target!(|data: &[u8]| {
         check(text, &task.heading);
         check(text, &task.block);
         assert!(task.block.start == task.heading.start && task.heading.end <= task.block.end);
-        for field in &task.fields {
+        for field in task.fields() {
             check(text, &field.key_range);
             check(text, &field.value_range);
-            assert_eq!(text[field.value_range.clone()], field.value);
+            assert_eq!(&text[field.key_range.clone()], field.key);
+            assert_eq!(&text[field.value_range.clone()], field.value);
         }
         if let Some(status) = &task.status {
             check(text, &status.range);

@@ -80,7 +80,13 @@ pub struct Task {
     pub heading: Range<usize>,
     /// Heading through description: up to the next heading of the same or a higher level.
     pub block: Range<usize>,
-    pub fields: Vec<Field>,
+    /// Where each field lies; [`Task::fields`] reads them from `text`.
+    fields: Vec<FieldRanges>,
+    /// The task's text from its heading through its last field, which every field's key and
+    /// value lie in: one shared piece per task rather than one per key and value, as each
+    /// piece costs an atomic reference count, taken when the board is parsed and given back
+    /// when it is dropped.
+    text: Text,
     pub status: Option<StatusField>,
 }
 
@@ -93,15 +99,24 @@ pub enum IdProblem {
     Unsafe,
 }
 
+/// A `key: value` field of a task, as [`Task::fields`] reads it from the task's text.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Field {
+pub struct Field<'t> {
     /// The key as written, without bold markers.
-    pub key: Text,
-    pub value: Text,
+    pub key: &'t str,
+    pub value: &'t str,
     pub key_range: Range<usize>,
     /// The value, without surrounding backticks when it is wrapped in them.
     pub value_range: Range<usize>,
     pub quoted: bool,
+}
+
+/// Where a field's key and value lie in the board's text.
+#[derive(Debug, Clone, PartialEq)]
+struct FieldRanges {
+    key: Range<usize>,
+    value: Range<usize>,
+    quoted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -118,17 +133,40 @@ impl Task {
         self.heading = shift_by(&self.heading, delta);
         self.block = shift_by(&self.block, delta);
         for f in &mut self.fields {
-            f.key_range = shift_by(&f.key_range, delta);
-            f.value_range = shift_by(&f.value_range, delta);
+            f.key = shift_by(&f.key, delta);
+            f.value = shift_by(&f.value, delta);
         }
         if let Some(status) = &mut self.status {
             status.range = shift_by(&status.range, delta);
         }
     }
 
+    /// The fields of the list under the heading, in order.
+    pub fn fields(&self) -> impl Iterator<Item = Field<'_>> {
+        self.fields.iter().map(|f| self.field_of(f))
+    }
+
     /// The first field with this key (keys are case-insensitive).
-    pub fn field(&self, key: &str) -> Option<&Field> {
-        self.fields.iter().find(|f| f.key.eq_ignore_ascii_case(key))
+    pub fn field(&self, key: &str) -> Option<Field<'_>> {
+        (self.fields.iter())
+            .find(|f| self.text_at(&f.key).eq_ignore_ascii_case(key))
+            .map(|f| self.field_of(f))
+    }
+
+    fn field_of(&self, f: &FieldRanges) -> Field<'_> {
+        Field {
+            key: self.text_at(&f.key),
+            value: self.text_at(&f.value),
+            key_range: f.key.clone(),
+            value_range: f.value.clone(),
+            quoted: f.quoted,
+        }
+    }
+
+    /// `range` of the board's text, which lies in the task's `text`.
+    fn text_at(&self, range: &Range<usize>) -> &str {
+        let at = self.heading.start;
+        &self.text[range.start - at..range.end - at]
     }
 
     /// The parsed status, when there is one and it is valid.
@@ -138,7 +176,7 @@ impl Task {
 
     /// The route named by the `route` field, if any.
     pub fn route(&self) -> Option<&str> {
-        self.field("route").map(|f| f.value.as_str())
+        self.field("route").map(|f| f.value)
     }
 
     /// Usable by the runtime: a valid ID and a valid status.
@@ -436,27 +474,28 @@ fn task_at(
     };
     let heading = block.range.clone();
     let content = heading_content(text, &heading);
-    let fields = match blocks.get(i + 1) {
+    let fields: Vec<FieldRanges> = match blocks.get(i + 1) {
         Some(Block {
             kind: BlockKind::BulletList,
             items: own,
             ..
         }) => items[own.clone()]
             .iter()
-            .filter_map(|&start| parse_field(text, source, start))
+            .filter_map(|&start| {
+                let (key, value, quoted) = field_at(text.as_bytes(), start)?;
+                Some(FieldRanges { key, value, quoted })
+            })
             .collect(),
         _ => Vec::new(),
     };
+    let status_field = fields
+        .iter()
+        .find(|f| text[f.key.clone()].eq_ignore_ascii_case("status"));
     let (id, id_problem, title) = match split_id(&text[content.clone()]) {
         Some((id, title)) => (id, None, title),
         None => {
             // Only a heading that claims to be a task (it has a status) is one.
-            if !fields
-                .iter()
-                .any(|f: &Field| f.key.eq_ignore_ascii_case("status"))
-            {
-                return None;
-            }
+            status_field?;
             let (word, title) = first_word(&text[content]);
             let problem = if is_unsafe_component(word) {
                 IdProblem::Unsafe
@@ -466,14 +505,12 @@ fn task_at(
             (word, Some(problem), title)
         }
     };
-    let status = fields
-        .iter()
-        .find(|f| f.key.eq_ignore_ascii_case("status"))
-        .map(|f| StatusField {
-            raw: f.value.clone(),
-            range: f.value_range.clone(),
-            parsed: Status::parse(&f.value),
-        });
+    let status = status_field.map(|f| StatusField {
+        raw: source.range(f.value.clone()),
+        range: f.value.clone(),
+        parsed: Status::parse(&text[f.value.clone()]),
+    });
+    let fields_end = fields.last().map_or(heading.end, |f| f.value.end);
     Some(Task {
         id: source.text(text, id),
         id_problem,
@@ -482,6 +519,7 @@ fn task_at(
         heading: heading.clone(),
         block: heading.start..block_end(text, blocks, i, level),
         fields,
+        text: source.range(heading.start..fields_end),
         status,
     })
 }
@@ -791,18 +829,6 @@ pub fn is_unsafe_component(s: &str) -> bool {
 /// A space or a tab. As a `fn(char)` pattern it trims faster than the array `[' ', '\t']`.
 fn is_blank(c: char) -> bool {
     c == ' ' || c == '\t'
-}
-
-/// A `key: value` field from the first line of a list item starting at `item_start`.
-fn parse_field(text: &str, source: &SharedCopy, item_start: usize) -> Option<Field> {
-    let (key, value, quoted) = field_at(text.as_bytes(), item_start)?;
-    Some(Field {
-        key: source.range(key.clone()),
-        value: source.range(value.clone()),
-        key_range: key,
-        value_range: value,
-        quoted,
-    })
 }
 
 /// Where the key and the value of a `key: value` field lie, the first line of a list item

@@ -338,7 +338,8 @@ impl Linter<'_> {
     }
 
     fn field_checks(&mut self, task: &Task) {
-        for field in &task.fields {
+        let fields: Vec<Field<'_>> = task.fields().collect();
+        for field in &fields {
             if field.key.eq_ignore_ascii_case("touches") {
                 self.touches_checks(task, field);
             }
@@ -346,10 +347,10 @@ impl Linter<'_> {
                 self.base_branch_checks(task, field);
             }
         }
-        for (n, field) in task.fields.iter().enumerate() {
-            if let Some(first) = task.fields[..n]
+        for (n, field) in fields.iter().enumerate() {
+            if let Some(first) = fields[..n]
                 .iter()
-                .find(|f| f.key.eq_ignore_ascii_case(&field.key))
+                .find(|f| f.key.eq_ignore_ascii_case(field.key))
             {
                 let first_line = self.line_of(first.key_range.start);
                 self.push(
@@ -359,7 +360,7 @@ impl Linter<'_> {
                     task,
                     format!(
                         "field `{}` is already set on line {first_line}; the first one wins, so remove this one",
-                        shown(&field.key)
+                        shown(field.key)
                     ),
                 );
             }
@@ -368,8 +369,8 @@ impl Linter<'_> {
 
     /// A `touches:` glob that covers every file makes its task wait for, and hold back, every
     /// other task that declares `touches:`: almost never what was meant.
-    fn touches_checks(&mut self, task: &Task, field: &Field) {
-        for glob in parse_touches(&field.value) {
+    fn touches_checks(&mut self, task: &Task, field: &Field<'_>) {
+        for glob in parse_touches(field.value) {
             if glob.covers_everything() {
                 self.push(
                     "touches-everything",
@@ -386,7 +387,7 @@ impl Linter<'_> {
     }
 
     /// A `base_branch:` must be a branch git accepts; an empty one names nothing.
-    fn base_branch_checks(&mut self, task: &Task, field: &Field) {
+    fn base_branch_checks(&mut self, task: &Task, field: &Field<'_>) {
         let name = field.value.trim();
         if name.is_empty() || valid_branch(name) {
             return;
@@ -410,7 +411,7 @@ impl Linter<'_> {
             return;
         };
         let route = task.route().unwrap_or("default");
-        if parse_repos(&field.value).is_empty() {
+        if parse_repos(field.value).is_empty() {
             return;
         }
         if !ws.worktree_routes.contains(route) {
@@ -667,7 +668,7 @@ impl Linter<'_> {
             return;
         };
         let (route, at, how) = match task.field("route") {
-            Some(f) => (f.value.as_str(), f.value_range.start, "uses route"),
+            Some(f) => (f.value, f.value_range.start, "uses route"),
             None => ("default", start, "has no `route` field, so it uses"),
         };
         if routes.contains(route) {

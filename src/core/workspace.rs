@@ -236,7 +236,7 @@ pub fn parse_touches(value: &str) -> Vec<Glob> {
 
 /// A task's `touches:` globs, when it declares some (an empty value declares nothing).
 pub fn touches_of(task: &Task) -> Option<Vec<Glob>> {
-    let globs = parse_touches(&task.field("touches")?.value);
+    let globs = parse_touches(task.field("touches")?.value);
     (!globs.is_empty()).then_some(globs)
 }
 
@@ -263,7 +263,7 @@ pub fn parse_repos(value: &str) -> Vec<String> {
 /// A task's `repos:`: the `[repos]` names of the repositories its isolated runs work in, when
 /// it names some (an empty value names none).
 pub fn repos_of(task: &Task) -> Option<Vec<String>> {
-    let names = parse_repos(&task.field("repos")?.value);
+    let names = parse_repos(task.field("repos")?.value);
     (!names.is_empty()).then_some(names)
 }
 

@@ -498,7 +498,7 @@ fn check_ranges(text: &str, board: &Board) {
         assert_range(text, &t.heading, "heading");
         assert_range(text, &t.block, "block");
         assert!(t.block.start == t.heading.start && t.heading.end <= t.block.end);
-        for f in &t.fields {
+        for f in t.fields() {
             assert_range(text, &f.key_range, "key");
             assert_range(text, &f.value_range, "value");
             assert_eq!(&text[f.key_range.clone()], f.key);
@@ -975,7 +975,7 @@ fn underscore_bold_keys_are_fields() {
     let task = &board.tasks[0];
     assert_eq!(task.status(), Some(&Status::Ready));
     let due = task.field("due_date").expect("a field");
-    assert_eq!((due.value.as_str(), due.quoted), ("soon", true));
+    assert_eq!((due.value, due.quoted), ("soon", true));
 }
 
 // ---------------------------------------------------------------------------------------------
