@@ -1,10 +1,10 @@
 //! Core throughput: parse, writeback and parse + writeback on boards of 100, 1,000 and 10,000
 //! tasks (~200 bytes per task, so 10,000 tasks is about 2 MB), and the pass after a one-line
 //! save (`pass_after_edit`: the re-parse from the previous board, lint and one writeback).
-//! Groups ending in `_on_cores` parse as the runtime and the commands do
-//! (`shell::parallel::parse_board`): a long board in pieces, one per core; the others parse on
-//! one thread. `parse_half` parses the first half of each board, one core's share of a parse
-//! on two.
+//! Groups ending in `_on_cores` parse and lint as the runtime and the commands do
+//! (`shell::parallel::parse_board` and `lint_findings`): a long board in pieces, one per core,
+//! and its tasks' checks in shares; the others parse and lint on one thread. `parse_half`
+//! parses the first half of each board, one core's share of a parse on two.
 //!
 //! Run with `cargo bench --bench board`. Figures are recorded in `docs/PERFORMANCE.md`.
 
@@ -16,7 +16,7 @@ use taskboard::core::board::Board;
 use taskboard::core::lint::{LintContext, lint};
 use taskboard::core::status::Status;
 use taskboard::core::writeback::{Change, apply};
-use taskboard::shell::parallel::parse_board;
+use taskboard::shell::parallel::{lint_findings, parse_board};
 
 const SIZES: [usize; 3] = [100, 1_000, 10_000];
 
@@ -145,7 +145,7 @@ fn benches(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::from_parameter(n), text, |b, text| {
             b.iter(|| {
                 let board = parse_board(black_box(text));
-                black_box(taskboard::core::lint::lint(text, &board, &ctx));
+                black_box(lint_findings(text, &board, &ctx, None));
                 apply(text, &board, &changes)
             })
         });
@@ -242,8 +242,8 @@ criterion_group!(core, benches);
 /// `TASKBOARD_BENCH_ONCE=10000 <bench binary>` runs parse + lint + one writeback once on a board
 /// of that many tasks and exits, for an instruction count under
 /// `valgrind --tool=callgrind`; without it, the criterion benchmarks run. With
-/// `TASKBOARD_BENCH_ON_CORES=1` as well, the parse is the runtime's, in pieces on every core
-/// (the count is then of every thread's instructions).
+/// `TASKBOARD_BENCH_ON_CORES=1` as well, the parse and the lint are the runtime's, on every
+/// core (the count is then of every thread's instructions).
 fn main() {
     if let Some(n) = std::env::var("TASKBOARD_BENCH_ONCE")
         .ok()
@@ -261,11 +261,19 @@ fn once(tasks: usize) {
     let routes: std::collections::BTreeSet<String> =
         ["default".to_string(), "review".to_string()].into();
     let ctx = healthy(&routes);
-    let board = match std::env::var_os("TASKBOARD_BENCH_ON_CORES") {
-        Some(_) => parse_board(black_box(&text)),
-        None => Board::parse(black_box(&text)),
+    let (board, findings) = match std::env::var_os("TASKBOARD_BENCH_ON_CORES") {
+        Some(_) => {
+            let board = parse_board(black_box(&text));
+            let findings = lint_findings(&text, &board, &ctx, None);
+            (board, findings)
+        }
+        None => {
+            let board = Board::parse(black_box(&text));
+            let findings = lint(&text, &board, &ctx);
+            (board, findings)
+        }
     };
-    black_box(lint(&text, &board, &ctx));
+    black_box(findings);
     let outcome = apply(&text, &board, &changes);
     assert_eq!(outcome.applied.len(), 1);
     black_box((board, outcome));

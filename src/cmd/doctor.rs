@@ -25,7 +25,7 @@ use crate::exit::Exit;
 use crate::shell::config_file;
 use crate::shell::fsio;
 use crate::shell::lock::RunLock;
-use crate::shell::parallel::parse_board;
+use crate::shell::parallel::{lint_findings, parse_board};
 
 mod remote;
 mod worktrees;
@@ -212,7 +212,7 @@ fn board_check(board: &Path, config: Option<&Config>) -> Check {
     let config = config.unwrap_or(&defaults);
     let routes = config.executors.keys().cloned().collect();
     let workspaces = lint::WorkspaceContext::of(config);
-    let findings = lint::lint_with(
+    let findings = lint_findings(
         &snap.text,
         &parsed,
         &LintContext {

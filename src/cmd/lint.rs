@@ -26,12 +26,10 @@ use chrono::Utc;
 use serde::Serialize;
 
 use super::{CmdResult, Failure, Paint, use_color};
-use crate::core::lint::{
-    Finding, LintContext, Severity, WorkspaceContext, invalid_utf8, lint_with,
-};
+use crate::core::lint::{Finding, LintContext, Severity, WorkspaceContext, invalid_utf8};
 use crate::exit::Exit;
 use crate::shell::fsio::{self, ReadError};
-use crate::shell::parallel::parse_board;
+use crate::shell::parallel::{lint_findings, parse_board};
 
 /// The staleness threshold when no configuration says otherwise.
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(2 * 3600);
@@ -146,7 +144,7 @@ pub fn lint_board(board: &Path, text: &str, json: bool, settings: &LintSettings)
         routes: settings.routes.as_ref(),
         longest_backoff: Some(settings.longest_backoff),
     };
-    let findings = lint_with(text, &parsed, &ctx, settings.workspaces.as_ref());
+    let findings = lint_findings(text, &parsed, &ctx, settings.workspaces.as_ref());
     let mut out = String::new();
     if json {
         for f in &findings {

@@ -2,8 +2,9 @@
 //!
 //! Owns judging a parsed board. It is pure: text and a [`Board`] in, findings out; the clock,
 //! the staleness threshold, the longest retry wait and the configured routes are parameters
-//! ([`LintContext`]). It never reads files, never changes text (that is `writeback`) and never
-//! parses Markdown itself (that is `board`, which also finds conflict markers).
+//! ([`LintContext`]). It never reads files, never changes text (that is `writeback`), never
+//! parses Markdown itself (that is `board`, which also finds conflict markers) and never starts
+//! a thread: [`lint_on`] shares a long board's tasks out as the caller's `Parallel` runs them.
 //!
 //! | code                | severity | what it means                                              |
 //! |---------------------|----------|------------------------------------------------------------|
@@ -32,12 +33,13 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::ops::Range;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::core::board::{Board, Field, IdProblem, Task, conflict_regions};
+use crate::core::board::{Board, Field, IdProblem, Parallel, Serial, Task, conflict_regions};
 use crate::core::config::{Config, Workspace, valid_branch};
 use crate::core::fmt::{self, Precision::Coarse};
 use crate::core::hash::IdMap;
@@ -152,17 +154,46 @@ pub fn lint_with(
     ctx: &LintContext,
     workspaces: Option<&WorkspaceContext>,
 ) -> Vec<Finding> {
+    lint_on(text, board, ctx, workspaces, &Serial)
+}
+
+/// [`lint_with`], the checks of each task shared out as `parallel` runs them: on a long board,
+/// a share of the tasks per core. The findings are the same, in the same order.
+pub fn lint_on(
+    text: &str,
+    board: &Board,
+    ctx: &LintContext,
+    workspaces: Option<&WorkspaceContext>,
+    parallel: &impl Parallel,
+) -> Vec<Finding> {
+    let (first_by_id, is_first) = first_occurrences(board);
+    let count = board.tasks.len();
+    let shares = (parallel.width())
+        .min(count / parallel.least_tasks().max(1))
+        .max(1);
+    let checks = Checks {
+        text,
+        board,
+        ctx,
+        workspaces,
+        first_by_id: &first_by_id,
+        is_first: &is_first,
+    };
+    let findings = if shares == 1 {
+        checks.of_tasks(0..count)
+    } else {
+        let jobs = (0..shares).map(|k| {
+            let share = count * k / shares..count * (k + 1) / shares;
+            let checks = &checks;
+            move || checks.of_tasks(share)
+        });
+        parallel.run_all(jobs.collect()).concat()
+    };
     let mut l = Linter {
         text,
         board,
-        findings: Vec::new(),
+        findings,
     };
-    let (first_by_id, is_first) = first_occurrences(board);
-    for (index, task) in board.tasks.iter().enumerate() {
-        l.id_checks(task, index, is_first[index], &first_by_id);
-        l.field_checks(task);
-        l.status_checks(task, &first_by_id, ctx, workspaces);
-    }
     l.cycles(&first_by_id, &is_first);
     l.conflicts();
     let mut findings = l.findings;
@@ -241,6 +272,34 @@ fn first_occurrences(board: &Board) -> (IdIndex<'_>, Vec<bool>) {
         }
     }
     (first, is_first)
+}
+
+/// What the checks of each task read: the same for every share of the tasks.
+struct Checks<'a> {
+    text: &'a str,
+    board: &'a Board,
+    ctx: &'a LintContext<'a>,
+    workspaces: Option<&'a WorkspaceContext>,
+    first_by_id: &'a IdIndex<'a>,
+    is_first: &'a [bool],
+}
+
+impl Checks<'_> {
+    /// The findings of the board's tasks at `indexes`, in the order a walk through them makes.
+    fn of_tasks(&self, indexes: Range<usize>) -> Vec<Finding> {
+        let mut l = Linter {
+            text: self.text,
+            board: self.board,
+            findings: Vec::new(),
+        };
+        for index in indexes {
+            let task = &self.board.tasks[index];
+            l.id_checks(task, index, self.is_first[index], self.first_by_id);
+            l.field_checks(task);
+            l.status_checks(task, self.first_by_id, self.ctx, self.workspaces);
+        }
+        l.findings
+    }
 }
 
 struct Linter<'a> {
@@ -861,6 +920,7 @@ fn shortest_cycle(edges: &[Vec<usize>], members: &BTreeSet<usize>, start: usize)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::board::Backwards;
 
     /// Every strongly connected component, as first written: `knots` must give those of them
     /// that hold a cycle, in the same order.
@@ -1165,6 +1225,64 @@ mod tests {
             longest_backoff: None,
         };
         lint_with(text, &Board::parse(text), &ctx, Some(&workspaces()))
+    }
+
+    /// Shared out among any number of cores, run in any order, the checks find what one walk
+    /// through the board finds, in the same order: every kind of finding, duplicates and
+    /// cycles across the shares' bounds included.
+    #[test]
+    fn findings_are_the_same_however_the_tasks_are_shared_out() {
+        let mut text = String::from(
+            "# Board\n<<<<<<< ours\n=======\n>>>>>>> theirs\n\
+             ## C-1\n- status: blocked:task:C-2\n## D-1\n- status: done\n",
+        );
+        let kinds = [
+            "- status: ready\n- route: iso\n- repos: api, mobile\n",
+            "- status: Ready\n",
+            "- owner: x\n",
+            "- status: blocked:task:A-1, NOPE-9\n",
+            "- status: running:a:2026-04-20T00:00:00Z\n",
+            "- status: blocked:task:A-{next}\n",
+            "- status: ready\n- status: done\n- touches: **\n",
+            "- status: ready\n- base_branch: a..b\n- route: gpu\n",
+            "- status: ready\n- route: default\n- repos: api\n",
+        ];
+        for n in 0..60 {
+            // Every seventh ID is taken twice, by tasks far apart.
+            let id = if n % 7 == 6 { n - 5 } else { n };
+            let fields = kinds[n % kinds.len()].replace("{next}", &(n + 1).to_string());
+            text.push_str(&format!("## A-{id}: task {n}\n{fields}\n"));
+        }
+        text.push_str(
+            "## A-60\n- status: blocked:task:A-0\n## ../x\n- status: ready\n\
+             ## C-2\n- status: blocked:task:C-1\n## D-2\n- status: blocked:task:D-1\n\
+             ## Backlog\n- status: ready\n## F-1\n- status: running:a:2099-01-01T00:00:00Z\n\
+             ## G-1\n- status: blocked:retry:2099-01-01T00:00:00Z\n",
+        );
+        let board = Board::parse(&text);
+        let routes = BTreeSet::from(["iso".to_string(), "default".to_string()]);
+        let ctx = LintContext {
+            now: now(),
+            stale_after: Duration::from_secs(2 * 3600),
+            routes: Some(&routes),
+            longest_backoff: Some(Duration::from_secs(3600)),
+        };
+        let ws = workspaces();
+        let walk = lint_with(&text, &board, &ctx, Some(&ws));
+        let codes: BTreeSet<&str> = walk.iter().map(|f| f.code).collect();
+        // Every code but `invalid-utf8`, which is found in bytes, not in a parsed board.
+        assert_eq!(codes.len(), 18, "{codes:?}");
+        for width in 1..=8 {
+            let shared = Backwards {
+                width,
+                least_piece: 1,
+            };
+            assert_eq!(
+                lint_on(&text, &board, &ctx, Some(&ws), &shared),
+                walk,
+                "{width}"
+            );
+        }
     }
 
     #[test]

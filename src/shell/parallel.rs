@@ -1,6 +1,6 @@
 //! Running independent pieces of pure work at once, one thread per core: the core's
 //! [`Parallel`] for the shell, which owns threads. A long board's parse is cut into pieces
-//! this way ([`parse_board`]).
+//! this way ([`parse_board`]), and a long board's lint in shares of its tasks ([`lint_findings`]).
 //!
 //! Owns: how many cores there are to use, and the scoped threads of one run, which end before
 //! it returns. Must not touch: what the pieces compute.
@@ -11,6 +11,7 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 use std::thread;
 
 use crate::core::board::{Board, Parallel};
+use crate::core::lint::{self, Finding, LintContext, WorkspaceContext};
 
 /// The cores this process may run on, each taking pieces in turn.
 pub struct Cores;
@@ -56,6 +57,16 @@ impl Parallel for Cores {
 /// The board of `text`; a long one is parsed in pieces on every core.
 pub fn parse_board(text: &str) -> Board {
     Board::parse_with(text, &Cores)
+}
+
+/// [`lint::lint_with`]; a long board's tasks are checked in shares on every core.
+pub fn lint_findings(
+    text: &str,
+    board: &Board,
+    ctx: &LintContext,
+    workspaces: Option<&WorkspaceContext>,
+) -> Vec<Finding> {
+    lint::lint_on(text, board, ctx, workspaces, &Cores)
 }
 
 #[cfg(test)]

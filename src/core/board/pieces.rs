@@ -2,8 +2,9 @@
 //! them at once on several cores ([`Board::parse_with`]).
 //!
 //! Owns where a board is cut ([`spans`]), the parse of one piece, and joining the pieces into
-//! the board `Board::parse` gives. Must not touch threads: how the pieces are run is the
-//! caller's [`Parallel`].
+//! the board `Board::parse` gives; and [`Parallel`], how the core asks for independent jobs
+//! to be run (lint shares a long board's tasks out the same way). Must not touch threads:
+//! how the jobs are run is the caller's [`Parallel`].
 //!
 //! Why a piece parses alone exactly as in place: each one but the first starts at a top-level
 //! ATX heading, where no container and no leaf block is open, which is what `Board::reparse`
@@ -35,8 +36,30 @@ pub trait Parallel {
         LEAST_PIECE
     }
 
+    /// The fewest tasks worth a share of their own, for work done task by task (lint): below
+    /// it, starting a thread costs about what the share saves.
+    fn least_tasks(&self) -> usize {
+        LEAST_TASKS
+    }
+
     /// Runs every job; their results in the jobs' order.
     fn run_all<T: Send, F: FnOnce() -> T + Send>(&self, jobs: Vec<F>) -> Vec<T>;
+}
+
+/// Lint's checks take about 0.2 µs a task, a thread's start and join tens of microseconds.
+pub const LEAST_TASKS: usize = 2_000;
+
+/// Every job on the caller's thread, in order: for work that is not worth a thread.
+pub struct Serial;
+
+impl Parallel for Serial {
+    fn width(&self) -> usize {
+        1
+    }
+
+    fn run_all<T: Send, F: FnOnce() -> T + Send>(&self, jobs: Vec<F>) -> Vec<T> {
+        jobs.into_iter().map(|job| job()).collect()
+    }
 }
 
 /// The pieces run one after another on the caller's thread, last to first, with pieces as
@@ -54,6 +77,11 @@ impl Parallel for Backwards {
 
     fn least_piece(&self) -> usize {
         self.least_piece
+    }
+
+    /// One task: shares as small as the width allows.
+    fn least_tasks(&self) -> usize {
+        1
     }
 
     fn run_all<T: Send, F: FnOnce() -> T + Send>(&self, jobs: Vec<F>) -> Vec<T> {

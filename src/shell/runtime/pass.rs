@@ -26,7 +26,7 @@ use crate::core::status::Status;
 use crate::core::writeback::{self, Change};
 use crate::shell::fsio;
 use crate::shell::lock::Owner;
-use crate::shell::parallel::parse_board;
+use crate::shell::parallel::{lint_findings, parse_board};
 
 /// Why a pass runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -433,7 +433,7 @@ impl Runtime {
     pub(super) fn report_findings(&mut self, text: &str, board: &Board, now: DateTime<Utc>) {
         let routes: BTreeSet<String> = self.config.executors.keys().cloned().collect();
         let workspaces = lint::WorkspaceContext::of(&self.config);
-        let findings = lint::lint_with(
+        let findings = lint_findings(
             text,
             board,
             &lint::LintContext {
