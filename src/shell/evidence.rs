@@ -62,24 +62,29 @@ pub fn root(dir: &Path) -> Option<PathBuf> {
     Some(PathBuf::from(String::from_utf8_lossy(&root).trim()))
 }
 
-/// Takes a snapshot of the git work tree at `root` (from [`root`]); `None` if git fails.
-pub fn snapshot(root: &Path) -> Option<TreeState> {
+/// Takes a snapshot of the git work tree at `root` (from [`root`]), leaving out the runtime's
+/// folders beside the board in `board_dir`; `None` if git fails.
+pub fn snapshot(root: &Path, board_dir: &Path) -> Option<TreeState> {
     let root = root.to_path_buf();
     let dir = root.as_path();
     // Before the first commit there is no HEAD to name: not a failure.
     let head = git(dir, &["rev-parse", "--verify", "-q", "HEAD"])
         .map(|h| String::from_utf8_lossy(&h).trim().to_string())
         .filter(|h| !h.is_empty());
-    let out = git(
-        dir,
-        &[
-            "status",
-            "--porcelain=v1",
-            "-z",
-            "--untracked-files=all",
-            "--ignored=no",
-        ],
-    )?;
+    let mut args: Vec<String> = [
+        "status",
+        "--porcelain=v1",
+        "-z",
+        "--untracked-files=all",
+        "--ignored=no",
+        "--",
+        ".",
+    ]
+    .map(String::from)
+    .into();
+    args.extend(runtime_pathspecs(dir, board_dir));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = git(dir, &args)?;
     let mut entries = BTreeMap::new();
     let mut fields = out.split(|b| *b == 0).filter(|f| !f.is_empty());
     while let Some(field) = fields.next() {
@@ -107,6 +112,25 @@ pub fn snapshot(root: &Path) -> Option<TreeState> {
     })
 }
 
+/// Pathspecs that keep the runtime's folders beside the board (`.taskboard/`, `handoffs/`,
+/// `deadletter/`) out of `git status`. They are never a run's work ([`is_runtime_file`] leaves
+/// them out of what a run changed in any case), and in a repository whose `.gitignore` lacks
+/// the lines `taskboard init` adds, each snapshot would otherwise list and read every run's logs:
+/// more with every run. None when the folder's path cannot be given to git exactly.
+fn runtime_pathspecs(root: &Path, board_dir: &Path) -> Vec<String> {
+    let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    let (root, dir) = (canon(root), canon(board_dir));
+    let Some(rel) = dir.strip_prefix(&root).ok().and_then(Path::to_str) else {
+        return Vec::new();
+    };
+    ([".taskboard", "handoffs", "deadletter"].iter())
+        .map(|name| match rel {
+            "" => format!(":(exclude,literal){name}"),
+            rel => format!(":(exclude,literal){rel}/{name}"),
+        })
+        .collect()
+}
+
 /// What git saw a run change since `before` (taken at its start): the paths (repository-relative)
 /// whose state differs, leaving out the runtime's own files under `board_dir` and editors' side
 /// files. `Ok(None)` when git cannot tell (no evidence, as outside a work tree); `Err` says, in
@@ -116,7 +140,7 @@ pub fn since(
     board_dir: &Path,
     board: &Path,
 ) -> Result<Option<Vec<String>>, String> {
-    let Some(after) = snapshot(&before.root) else {
+    let Some(after) = snapshot(&before.root, board_dir) else {
         return Ok(None);
     };
     let moved = match (&before.head, &after.head) {
@@ -477,6 +501,52 @@ mod tests {
         for p in ["notes.md", "src/task-board.md", "../task-board.md"] {
             assert!(!is_runtime_file(&dir.join(p), dir, &board), "{p}");
         }
+    }
+
+    /// The runtime's folders beside the board are not listed, so their files (every run's logs,
+    /// in a repository without taskboard's `.gitignore` lines) are never read for a snapshot;
+    /// folders of the same name elsewhere, and names that only begin the same, are listed.
+    #[test]
+    fn a_snapshot_leaves_out_the_runtime_folders_beside_the_board() {
+        let repo = tempfile::tempdir().unwrap();
+        let root = repo.path();
+        let git_ok = Command::new("git")
+            .args(["init", "-q"])
+            .current_dir(root)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(git_ok, "git init");
+        let files = [
+            "sub/.taskboard/runs/T-1/1/stdout.log",
+            "sub/handoffs/T-1.md",
+            "sub/deadletter/T-2.md",
+            "sub/task-board.md",
+            "sub/.taskboard-old/x",
+            "sub/notes/handoffs/y",
+            "other/.taskboard/z",
+            ".taskboard/w",
+        ];
+        for f in files {
+            let path = root.join(f);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, f).unwrap();
+        }
+        let listed = |board_dir: &Path| -> BTreeSet<String> {
+            let snap = snapshot(root, board_dir).expect("a snapshot");
+            snap.entries.into_keys().collect()
+        };
+        // Every file but those under the given folders.
+        let all_but = |folders: &[&str]| -> BTreeSet<String> {
+            (files.iter())
+                .filter(|f| !folders.iter().any(|d| f.starts_with(&format!("{d}/"))))
+                .map(|f| f.to_string())
+                .collect()
+        };
+        assert_eq!(
+            listed(&root.join("sub")),
+            all_but(&["sub/.taskboard", "sub/handoffs", "sub/deadletter"])
+        );
+        assert_eq!(listed(root), all_but(&[".taskboard"]));
     }
 
     #[test]
