@@ -110,6 +110,56 @@ fn a_review_of_committed_work_gets_its_diff() {
     assert!(packet.contains("+fn committed() {}"), "{packet}");
 }
 
+/// The runs one write starts share one snapshot of the work tree, taken before the first of
+/// them starts. Each run's changes still hold the file it made; a file a person made before
+/// is none of theirs; and a run started by a later write does not count the earlier runs'
+/// files as its own (a snapshot kept past its write would).
+#[test]
+fn runs_started_by_one_write_each_see_their_own_work_and_a_later_run_none_of_it() {
+    if !has_git() {
+        return;
+    }
+    let mut sb = repo(
+        "evidence-one-write",
+        r#"echo "$TASKBOARD_TASK_ID" > "out-$TASKBOARD_TASK_ID.txt"
+exit 0"#,
+    );
+    sb.write("notes.txt", "a person's\n");
+    let first = ["A-1", "A-2", "A-3"];
+    let tasks = |ids: &[&str], status: &str| -> String {
+        ids.iter()
+            .map(|id| format!("\n## {id}\n- status: {status}\n"))
+            .collect()
+    };
+    sb.write_board(&format!("# Board\n{}", tasks(&first, "ready")));
+    sb.start_run();
+    sb.wait_until("the first three done", |s| {
+        first.iter().all(|id| s.status_of(id) == "done")
+    });
+    sb.write_board(&format!(
+        "# Board\n{}{}",
+        tasks(&first, "done"),
+        tasks(&["A-4"], "ready")
+    ));
+    sb.wait_until("A-4 done", |s| s.status_of("A-4") == "done");
+    let finished = sb.events_named("task_finished");
+    assert_eq!(finished.len(), 4, "{finished:?}");
+    for ev in &finished {
+        let id = ev["task"].as_str().expect("a task");
+        let changed: Vec<&str> = (ev["changed"].as_array().expect("changes").iter())
+            .filter_map(|c| c.as_str())
+            .collect();
+        if id == "A-4" {
+            assert_eq!(changed, ["out-A-4.txt"], "{ev}");
+        } else {
+            // The three ran at once in one folder: each may count the others' files too.
+            assert!(changed.contains(&format!("out-{id}.txt").as_str()), "{ev}");
+            assert!(!changed.contains(&"notes.txt"), "{ev}");
+            assert!(!changed.contains(&"out-A-4.txt"), "{ev}");
+        }
+    }
+}
+
 #[test]
 fn editor_side_files_appearing_during_a_run_are_not_its_work() {
     if !has_git() {

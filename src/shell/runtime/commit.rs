@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use super::Runtime;
 use super::launch::Launch;
 use super::pass::ReadMode;
+use super::{Runtime, SharedStart};
 use crate::core::board::Board;
 use crate::core::event::EventKind;
 use crate::core::memory::PendingEnding;
@@ -139,6 +139,7 @@ impl Runtime {
         // read at the changed blocks only.
         let board = before.reparse_edits(&before_text, &text, &outcome.edits);
         let mut started = 0;
+        self.shared_start = SharedStart::Open;
         for out in outgoing {
             let id = out.change.id.clone();
             if let Some(why) = refused.get(&id) {
@@ -147,6 +148,7 @@ impl Runtime {
                 started += 1;
             }
         }
+        self.shared_start = SharedStart::Off;
         (started, (text, board))
     }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::finish::RunEnd;
-use super::{Active, Msg, Runtime, isolate, prepare};
+use super::{Active, Msg, Runtime, SharedStart, isolate, prepare};
 use crate::core::board::{Board, Task};
 use crate::core::config::{Runner, Workspace, WorktreeConfig};
 use crate::core::packet;
@@ -184,7 +184,7 @@ impl Runtime {
             spec.cwd = home;
         }
         active.evidence_before = match launch.phase {
-            Phase::Work { .. } => self.git_root.as_deref().and_then(evidence::snapshot),
+            Phase::Work { .. } => self.evidence_at_start(),
             Phase::Review => None,
         };
         let tx = self.tx.clone();
@@ -202,6 +202,20 @@ impl Runtime {
             let why = format!("cannot start executor `{route}`: {e}");
             NotStarted::new(why, "spawn_failed")
         })
+    }
+
+    /// The work tree as a run starts, when the board is in one: the write's shared snapshot
+    /// while a write starts its runs ([`SharedStart`]), else one of its own.
+    fn evidence_at_start(&mut self) -> Option<evidence::TreeState> {
+        if let SharedStart::Taken(snapshot) = &self.shared_start {
+            return snapshot.clone();
+        }
+        let snapshot =
+            (self.git_root.as_deref()).and_then(|root| evidence::snapshot(root, &self.board_dir));
+        if matches!(self.shared_start, SharedStart::Open) {
+            self.shared_start = SharedStart::Taken(snapshot.clone());
+        }
+        snapshot
     }
 
     /// Hands an isolated run to a thread that makes its worktrees and then starts it.

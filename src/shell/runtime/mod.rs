@@ -157,6 +157,21 @@ impl Active {
     }
 }
 
+/// Whether the runs being started share one snapshot of the work tree to tell their changes
+/// by. A write that claims several tasks starts their runs one after another within
+/// milliseconds, and each snapshot is a `git status` of the whole repository (tens of
+/// milliseconds in a large one): one taken before the first start serves them all. Nothing of
+/// theirs has run when it is taken, and a change one of them makes before the next starts
+/// would count for both in any case, as runs that share a folder cannot be told apart.
+enum SharedStart {
+    /// Each run takes its own (a run started on its own, a review).
+    Off,
+    /// A write's runs are starting; none has taken the snapshot yet.
+    Open,
+    /// Taken for this write's runs (`None`: git could not give one).
+    Taken(Option<evidence::TreeState>),
+}
+
 /// A run this runtime supervises (or is starting).
 struct Active {
     attempt: u32,
@@ -216,6 +231,8 @@ pub struct Runtime {
     /// The git work tree the board is in, if any (looked up at start, on SIGHUP and on each
     /// rescan, not per run: a lookup is a process).
     git_root: Option<PathBuf>,
+    /// The work tree's snapshot the runs started by one write share ([`SharedStart`]).
+    shared_start: SharedStart,
     /// (UTC day, route) pairs whose spent budget has been announced.
     budget_announced: BTreeSet<(chrono::NaiveDate, String)>,
     /// Due tasks held back by an overlapping `touches:`, with the task that holds each, as last
@@ -286,6 +303,7 @@ impl Runtime {
             home: home::Home::default(),
             hosts_down: BTreeMap::new(),
             git_root,
+            shared_start: SharedStart::Off,
             clock: Utc::now,
         };
         if let Some(w) = warning {
