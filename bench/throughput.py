@@ -6,7 +6,11 @@ Reports the time from start until every task is done, the number of writeback ev
 and how much of that CPU time its loop thread (the main thread) took: the rest is the threads
 that supervise runs, read their output and write the log.
 
-Usage: python3 bench/throughput.py [--tasks 1000] [--bin PATH]
+With `--git FILES`, the board's folder is a git repository holding FILES committed files, the
+board and the `.gitignore` lines `taskboard init` writes: a work tree of that size, where each
+run's start and end take a snapshot of it (`git status`) to tell what the run changed.
+
+Usage: python3 bench/throughput.py [--tasks 1000] [--bin PATH] [--git FILES]
 """
 import argparse, json, os, shutil, subprocess, sys, tempfile, time
 
@@ -24,6 +28,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tasks", type=int, default=1000)
     ap.add_argument("--bin", default=os.environ.get("TASKBOARD_BIN", "target/release/taskboard"))
+    ap.add_argument("--git", type=int, default=None, metavar="FILES")
     a = ap.parse_args()
     d = tempfile.mkdtemp(prefix="tb-throughput-")
     with open(f"{d}/taskboard.toml", "w") as f:
@@ -32,6 +37,8 @@ def main():
         f.write("# Bench\n")
         for i in range(1, a.tasks + 1):
             f.write(f"\n## T-{i}: task {i}\n- status: ready\n")
+    if a.git is not None:
+        make_repository(d, a.git)
     t0 = time.monotonic()
     p = subprocess.Popen([os.path.abspath(a.bin), "run", "task-board.md"], cwd=d,
                          stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
@@ -57,6 +64,23 @@ def main():
                       "passes": len(passes), "runtime_cpu_s": round(cpu, 3),
                       "loop_cpu_s": round(loop_cpu, 3), "cpu_fraction": round(cpu / elapsed, 3)}))
     shutil.rmtree(d)
+
+
+def make_repository(d, files):
+    """A git repository in `d`: `files` files in folders of 100, the board and the
+    `.gitignore` lines of `taskboard init`, committed."""
+    for i in range(files):
+        sub = f"{d}/src/m{i // 100:04d}"
+        os.makedirs(sub, exist_ok=True)
+        with open(f"{sub}/f{i:05d}.txt", "w") as f:
+            f.write(f"file {i}\n")
+    with open(f"{d}/.gitignore", "w") as f:
+        f.write(".taskboard/\nevents.jsonl\nevents.jsonl.lock\nevents-*.jsonl\ndeadletter/\n")
+    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "-c",
+           "commit.gpgsign=false"]
+    subprocess.run(git + ["init", "-q"], cwd=d, check=True)
+    subprocess.run(git + ["add", "-A"], cwd=d, check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "bench"], cwd=d, check=True)
 
 
 if __name__ == "__main__":
