@@ -131,6 +131,13 @@ fn runtime_pathspecs(root: &Path, board_dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// What [`since`] gave at a run's end, and the repository root it looked in.
+#[derive(Debug)]
+pub struct SeenAtEnd {
+    pub root: PathBuf,
+    pub changes: Result<Option<Vec<String>>, String>,
+}
+
 /// What git saw a run change since `before` (taken at its start): the paths (repository-relative)
 /// whose state differs, leaving out the runtime's own files under `board_dir` and editors' side
 /// files. `Ok(None)` when git cannot tell (no evidence, as outside a work tree); `Err` says, in

@@ -43,6 +43,8 @@ pub(super) struct RunEnd {
     /// An isolated run's saved patch and the command that shows it, for its handoff (and so
     /// for the next attempt's packet).
     pub(super) saved_diff: Option<(String, String)>,
+    /// What git saw a shared run change, looked at on its supervising thread.
+    pub(super) seen_at_end: Option<Box<evidence::SeenAtEnd>>,
 }
 
 /// The kept endings, met with the board as it is now.
@@ -227,6 +229,7 @@ impl Runtime {
         attempt: u32,
         finished: exec::Finished,
         snapshot: SnapshotOutcome,
+        seen_at_end: Option<Box<evidence::SeenAtEnd>>,
     ) -> bool {
         let Some(active) = self.active.remove(id) else {
             return false;
@@ -259,6 +262,7 @@ impl Runtime {
             reported: result.and_then(Result::ok),
             changed,
             saved_diff,
+            seen_at_end,
         };
         let now = self.now();
         self.keep_ending(id, &active, end, run, now)
@@ -296,7 +300,7 @@ impl Runtime {
         if let Some(cost) = cost {
             self.count_spend(id, active, cost, now);
         }
-        let seen = self.seen_changes(id, active, reported, run.changed.clone());
+        let seen = self.seen_changes(id, active, &run);
         let exit_code = run.process.as_ref().and_then(ProcessEnd::exit_code);
         let signal = run.process.as_ref().and_then(ProcessEnd::signal);
         let duration_ms = run.duration.as_millis() as u64;
@@ -391,20 +395,20 @@ impl Runtime {
 
     /// The files git saw change during a work run (when the board is in a work tree), and a
     /// report of where they differ from what the run's handoff claims it changed.
-    fn seen_changes(
-        &self,
-        id: &str,
-        active: &Active,
-        reported: Option<&ResultFile>,
-        snapshot: Option<Vec<String>>,
-    ) -> Option<Vec<String>> {
+    fn seen_changes(&self, id: &str, active: &Active, run: &RunEnd) -> Option<Vec<String>> {
+        let reported = run.reported.as_ref();
         // An isolated run's changes are its snapshot's, relative to its worktree's root; the
         // executor's claims are relative to where it ran, which is that root.
-        let (seen, root) = match (snapshot, &active.isolation) {
+        let (seen, root) = match (run.changed.clone(), &active.isolation) {
             (Some(seen), Some(isolation)) => (seen, isolation.path.clone()),
             _ => {
                 let before = active.evidence_before.as_ref()?;
-                match evidence::since(before, &self.board_dir, &self.board) {
+                let changes = match &run.seen_at_end {
+                    // Looked at where the run started, unless the board's folder moved since.
+                    Some(seen) if seen.root == before.root => seen.changes.clone(),
+                    _ => evidence::since(before, &self.board_dir, &self.board),
+                };
+                match changes {
                     Ok(Some(paths)) => (paths, before.root.clone()),
                     Ok(None) => return None,
                     Err(why) => {

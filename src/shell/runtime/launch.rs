@@ -189,12 +189,24 @@ impl Runtime {
         };
         let tx = self.tx.clone();
         let (owned_id, attempt) = (id.to_string(), launch.attempt);
+        let look = (active.evidence_before.clone())
+            .map(|before| (before, self.board_dir.clone(), self.board.clone()));
         exec::start(spec, move |finished| {
+            // What the run changed, seen here as soon as its processes are gone: a `git status`
+            // of the whole repository, which on the loop thread held up every other run's end
+            // and start behind it.
+            let evidence = look.map(|(before, board_dir, board)| {
+                Box::new(evidence::SeenAtEnd {
+                    changes: evidence::since(&before, &board_dir, &board),
+                    root: before.root,
+                })
+            });
             let _ = tx.send(Msg::Finished {
                 id: owned_id,
                 attempt,
                 finished,
                 snapshot: None,
+                evidence,
             });
         })
         .map(Some)

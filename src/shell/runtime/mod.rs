@@ -83,6 +83,9 @@ pub enum Msg {
         finished: exec::Finished,
         /// What an isolated run changed, saved before this was sent; `None` for a shared run.
         snapshot: SnapshotOutcome,
+        /// What git saw a shared run change, looked at before this was sent; `None` for an
+        /// isolated or remote run, or one that started outside a git repository.
+        evidence: Option<Box<evidence::SeenAtEnd>>,
     },
     /// What a remote run's driver learnt: where it went, that it reached a node, that it was
     /// taken over.
@@ -516,9 +519,10 @@ impl Runtime {
                     attempt,
                     finished,
                     snapshot,
+                    evidence,
                 } => {
                     self.remote_ended(&id, attempt, &finished);
-                    due |= self.run_ended(&id, attempt, finished, snapshot);
+                    due |= self.run_ended(&id, attempt, finished, snapshot, evidence);
                 }
                 Msg::Remote {
                     id,

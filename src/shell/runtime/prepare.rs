@@ -317,6 +317,7 @@ fn start_executor(
             attempt,
             finished,
             snapshot,
+            evidence: None,
         });
     });
     match started {

@@ -140,6 +140,7 @@ impl Runtime {
                     attempt,
                     finished,
                     snapshot: None,
+                    evidence: None,
                 });
             },
         )
