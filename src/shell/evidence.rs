@@ -131,10 +131,12 @@ fn runtime_pathspecs(root: &Path, board_dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// What [`since`] gave at a run's end, and the repository root it looked in.
+/// What [`since`] gave at a run's end, with the repository root it looked in and the board's
+/// folder whose runtime files it left out.
 #[derive(Debug)]
 pub struct SeenAtEnd {
     pub root: PathBuf,
+    pub board_dir: PathBuf,
     pub changes: Result<Option<Vec<String>>, String>,
 }
 

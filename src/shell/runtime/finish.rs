@@ -404,8 +404,11 @@ impl Runtime {
             _ => {
                 let before = active.evidence_before.as_ref()?;
                 let changes = match &run.seen_at_end {
-                    // Looked at where the run started, unless the board's folder moved since.
-                    Some(seen) if seen.root == before.root => seen.changes.clone(),
+                    // Looked at where the run started, unless the board's folder (or the
+                    // repository around it) moved since: then the runtime's files lie elsewhere.
+                    Some(seen) if seen.root == before.root && seen.board_dir == self.board_dir => {
+                        seen.changes.clone()
+                    }
                     _ => evidence::since(before, &self.board_dir, &self.board),
                 };
                 match changes {

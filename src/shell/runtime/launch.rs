@@ -199,6 +199,7 @@ impl Runtime {
                 Box::new(evidence::SeenAtEnd {
                     changes: evidence::since(&before, &board_dir, &board),
                     root: before.root,
+                    board_dir,
                 })
             });
             let _ = tx.send(Msg::Finished {
