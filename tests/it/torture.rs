@@ -130,7 +130,23 @@ fn new_task(id: usize, sim: &str) -> String {
 
 /// The count of event-log lines so far, rotated files included: indices into
 /// [`read_history`]'s events. A rotated file never changes again, so its count is kept.
+///
+/// The runtime may rotate the log while this counts: listed before the rename and counted
+/// after it, the live file's lines would be missed (the new live file is empty), and a save
+/// placed by that count would land hundreds of events early, leaving the claim it caused
+/// unexplained. So the count stands only when the files are the same before and after it.
 fn event_lines(sb: &Sandbox) -> usize {
+    loop {
+        let files = log_files(&sb.dir);
+        let count = count_event_lines(sb, &files);
+        if log_files(&sb.dir) == files {
+            return count;
+        }
+    }
+}
+
+/// The lines of `files` (a listing of the event log's files), the rotated ones counted once.
+fn count_event_lines(sb: &Sandbox, files: &[std::path::PathBuf]) -> usize {
     thread_local! {
         static ROTATED: std::cell::RefCell<BTreeMap<std::path::PathBuf, usize>> =
             const { std::cell::RefCell::new(BTreeMap::new()) };
@@ -141,7 +157,7 @@ fn event_lines(sb: &Sandbox) -> usize {
             .map(|t| t.lines().count())
             .unwrap_or(0)
     };
-    log_files(&sb.dir)
+    files
         .iter()
         .map(|path| match *path == live {
             true => count(path),
