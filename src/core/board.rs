@@ -26,7 +26,7 @@ mod conflicts;
 mod pieces;
 mod text;
 pub use conflicts::{Marker, MarkerKind, conflict_markers, conflict_regions, conflict_summary};
-pub use pieces::{Backwards, LEAST_PIECE, LEAST_TASKS, Parallel, Serial};
+pub use pieces::{Backwards, LEAST_PIECE, Parallel, Serial};
 pub use text::Text;
 
 /// A parsed board. Ranges are byte offsets into the text it was parsed from (BOM included).

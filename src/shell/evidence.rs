@@ -71,7 +71,8 @@ pub fn snapshot(root: &Path, board_dir: &Path) -> Option<TreeState> {
     let head = git(dir, &["rev-parse", "--verify", "-q", "HEAD"])
         .map(|h| String::from_utf8_lossy(&h).trim().to_string())
         .filter(|h| !h.is_empty());
-    let mut args: Vec<String> = [
+    let excluded = runtime_pathspecs(dir, board_dir);
+    let mut args = vec![
         "status",
         "--porcelain=v1",
         "-z",
@@ -79,11 +80,8 @@ pub fn snapshot(root: &Path, board_dir: &Path) -> Option<TreeState> {
         "--ignored=no",
         "--",
         ".",
-    ]
-    .map(String::from)
-    .into();
-    args.extend(runtime_pathspecs(dir, board_dir));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ];
+    args.extend(excluded.iter().map(String::as_str));
     let out = git(dir, &args)?;
     let mut entries = BTreeMap::new();
     let mut fields = out.split(|b| *b == 0).filter(|f| !f.is_empty());
