@@ -187,7 +187,9 @@ pub fn lint_on(
             let checks = &checks;
             move || checks.of_tasks(share)
         });
-        parallel.run_all(jobs.collect()).concat()
+        // Moved, not cloned: each finding holds two strings.
+        let shares: Vec<Vec<Finding>> = parallel.run_all(jobs.collect());
+        shares.into_iter().flatten().collect()
     };
     let mut l = Linter {
         text,
