@@ -67,35 +67,27 @@ pub fn root(dir: &Path) -> Option<PathBuf> {
 pub fn snapshot(root: &Path, board_dir: &Path) -> Option<TreeState> {
     let root = root.to_path_buf();
     let dir = root.as_path();
-    // Before the first commit there is no HEAD to name: not a failure.
-    let head = git(dir, &["rev-parse", "--verify", "-q", "HEAD"])
-        .map(|h| String::from_utf8_lossy(&h).trim().to_string())
-        .filter(|h| !h.is_empty());
     let excluded = runtime_pathspecs(dir, board_dir);
+    // One git process for the commit `HEAD` names and the paths: a snapshot lies on the path
+    // from a save to its run's start, and a second process (`rev-parse HEAD`) cost about a
+    // sixth of it.
     let mut args = vec![
         "status",
-        "--porcelain=v1",
+        "--porcelain=v2",
         "-z",
+        "--branch",
+        "--no-ahead-behind",
         "--untracked-files=all",
         "--ignored=no",
         "--",
         ".",
     ];
     args.extend(excluded.iter().map(String::as_str));
-    let out = git(dir, &args)?;
+    let listed = Listed::parse(&git(dir, &args)?);
     let mut entries = BTreeMap::new();
-    let mut fields = out.split(|b| *b == 0).filter(|f| !f.is_empty());
-    while let Some(field) = fields.next() {
-        if field.len() < 4 {
-            continue;
-        }
-        let code = String::from_utf8_lossy(&field[..2]).into_owned();
-        let path = String::from_utf8_lossy(&field[3..]).into_owned();
-        // A rename or copy is followed by its source path: both changed.
-        if code.starts_with(['R', 'C'])
-            && let Some(from) = fields.next()
-        {
-            let from = String::from_utf8_lossy(from).into_owned();
+    for (code, path, from) in listed.paths {
+        // A rename or copy: its source path changed too.
+        if let Some(from) = from {
             entries.insert(from, (code.clone(), None));
         }
         let hash = std::fs::read(root.join(&path))
@@ -105,9 +97,64 @@ pub fn snapshot(root: &Path, board_dir: &Path) -> Option<TreeState> {
     }
     Some(TreeState {
         root,
-        head,
+        head: listed.head,
         entries,
     })
+}
+
+/// What `git status --porcelain=v2 -z --branch` lists: the commit `HEAD` names (None before
+/// the first commit) and each path with its two-letter status code as porcelain v1 writes it
+/// (`.` for unchanged is a space, `??` for untracked), and the source of a rename or copy.
+#[derive(Debug, Default, PartialEq)]
+struct Listed {
+    head: Option<String>,
+    paths: Vec<(String, String, Option<String>)>,
+}
+
+impl Listed {
+    fn parse(out: &[u8]) -> Listed {
+        let mut listed = Listed::default();
+        let mut fields = out.split(|b| *b == 0).filter(|f| !f.is_empty());
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let code = |xy: &[u8]| -> String {
+            xy.iter()
+                .map(|&b| if b == b'.' { ' ' } else { char::from(b) })
+                .collect()
+        };
+        while let Some(field) = fields.next() {
+            // Space-separated words before the path, by the kind of line (the path itself may
+            // hold spaces).
+            let words = match field.first() {
+                Some(b'#') => {
+                    if let Some(oid) = field.strip_prefix(b"# branch.oid ") {
+                        listed.head = (oid != b"(initial)").then(|| text(oid));
+                    }
+                    continue;
+                }
+                Some(b'?') => {
+                    if let Some(path) = field.strip_prefix(b"? ") {
+                        listed.paths.push(("??".to_string(), text(path), None));
+                    }
+                    continue;
+                }
+                Some(b'1') => 8,
+                Some(b'2') => 9,
+                Some(b'u') => 10,
+                _ => continue,
+            };
+            let mut parts = field.splitn(words + 1, |b| *b == b' ');
+            let xy = parts.nth(1).unwrap_or_default();
+            let Some(path) = parts.nth(words - 2) else {
+                continue;
+            };
+            // A rename or copy is followed by its source path.
+            let from = (field[0] == b'2')
+                .then(|| fields.next().map(text))
+                .flatten();
+            listed.paths.push((code(xy), text(path), from));
+        }
+        listed
+    }
 }
 
 /// Pathspecs that keep the runtime's folders beside the board (`.taskboard/`, `handoffs/`,
@@ -554,6 +601,162 @@ mod tests {
             all_but(&["sub/.taskboard", "sub/handoffs", "sub/deadletter"])
         );
         assert_eq!(listed(root), all_but(&[".taskboard"]));
+    }
+
+    #[test]
+    fn status_lines_are_read_with_their_codes_and_rename_sources() {
+        let out = b"# branch.oid 4d5004fe6a4cad71f2b28af41cc7ae7298ae8dcc\0# branch.head main\0\
+            1 .M N... 100644 100644 100644 aaaa aaaa src/a b.rs\0\
+            2 R. N... 100644 100644 100644 bbbb bbbb R100 new name.md\0old name.md\0\
+            u UU N... 100644 100644 100644 100644 cccc dddd eeee both.txt\0\
+            ? ? odd\0? n/m/u\0";
+        let listed = Listed::parse(out);
+        assert_eq!(
+            listed.head.as_deref(),
+            Some("4d5004fe6a4cad71f2b28af41cc7ae7298ae8dcc")
+        );
+        let paths: Vec<(&str, &str, Option<&str>)> = (listed.paths.iter())
+            .map(|(c, p, f)| (c.as_str(), p.as_str(), f.as_deref()))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                (" M", "src/a b.rs", None),
+                ("R ", "new name.md", Some("old name.md")),
+                ("UU", "both.txt", None),
+                ("??", "? odd", None),
+                ("??", "n/m/u", None),
+            ]
+        );
+        let initial = Listed::parse(b"# branch.oid (initial)\0# branch.head main\0? a\0");
+        assert_eq!(initial.head, None);
+    }
+
+    /// The snapshot as two git processes gave it: `rev-parse HEAD`, then porcelain v1.
+    fn snapshot_v1(root: &Path, board_dir: &Path) -> TreeState {
+        let head = git(root, &["rev-parse", "--verify", "-q", "HEAD"])
+            .map(|h| String::from_utf8_lossy(&h).trim().to_string())
+            .filter(|h| !h.is_empty());
+        let excluded = runtime_pathspecs(root, board_dir);
+        let mut args = vec!["status", "--porcelain=v1", "-z", "--untracked-files=all"];
+        args.extend(["--ignored=no", "--", "."]);
+        args.extend(excluded.iter().map(String::as_str));
+        let out = git(root, &args).expect("git status");
+        let mut entries = BTreeMap::new();
+        let mut fields = out.split(|b| *b == 0).filter(|f| !f.is_empty());
+        while let Some(field) = fields.next() {
+            let code = String::from_utf8_lossy(&field[..2]).into_owned();
+            let path = String::from_utf8_lossy(&field[3..]).into_owned();
+            if code.starts_with(['R', 'C']) {
+                let from = String::from_utf8_lossy(fields.next().unwrap()).into_owned();
+                entries.insert(from, (code.clone(), None));
+            }
+            let hash = std::fs::read(root.join(&path))
+                .ok()
+                .map(|b| crate::core::hash::content_hash(&b));
+            entries.insert(path, (code, hash));
+        }
+        TreeState {
+            root: root.to_path_buf(),
+            head,
+            entries,
+        }
+    }
+
+    /// One git process gives the snapshot two gave before, in every state a work tree can be
+    /// in: before the first commit, with changes staged, unstaged and both, deletions, a staged
+    /// rename of names with spaces, untracked files in new folders and a repository inside,
+    /// a merge stopped on conflicts, and a detached `HEAD`.
+    #[test]
+    fn a_snapshot_lists_what_status_and_rev_parse_list() {
+        let repo = tempfile::tempdir().unwrap();
+        let root = repo.path();
+        let run = |args: &[&str]| {
+            let ok = Command::new("git")
+                .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+                .args([
+                    "-c",
+                    "commit.gpgsign=false",
+                    "-c",
+                    "init.defaultBranch=main",
+                ])
+                .args(args)
+                .current_dir(root)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "git {args:?}");
+        };
+        let write = |name: &str, body: &str| {
+            let path = root.join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, body).unwrap();
+        };
+        let board_dir = root.join("boards");
+        let same = |state: &str| {
+            let now = snapshot(root, &board_dir).expect("a snapshot");
+            assert_eq!(now, snapshot_v1(root, &board_dir), "{state}");
+            now
+        };
+        run(&["init", "-q"]);
+        write("boards/task-board.md", "# Board\n");
+        write("boards/.taskboard/state.json", "{}");
+        write("a b.txt", "a\n");
+        write("é.md", "e\n");
+        write("conflict.txt", "base\n");
+        write("gone.txt", "gone\n");
+        write("staged-gone.txt", "gone\n");
+        run(&["add", "é.md"]);
+        let first = same("before the first commit");
+        assert_eq!(first.head, None);
+        assert!(first.entries.contains_key("a b.txt"), "{first:?}");
+
+        run(&["add", "-A"]);
+        run(&["commit", "-qm", "one"]);
+        write("é.md", "e2\n");
+        run(&["add", "é.md"]);
+        write("é.md", "e3\n");
+        write("conflict.txt", "edited\n");
+        std::fs::remove_file(root.join("gone.txt")).unwrap();
+        run(&["rm", "-q", "staged-gone.txt"]);
+        run(&["mv", "a b.txt", "c d.txt"]);
+        write("new/deep/untracked file", "u\n");
+        write("? odd", "odd\n");
+        run(&["add", "-N", "? odd"]);
+        write("nested/inner.txt", "inner\n");
+        Command::new("git")
+            .args(["init", "-q"])
+            .current_dir(root.join("nested"))
+            .status()
+            .unwrap();
+        let dirty = same("with changes of every kind");
+        assert!(dirty.head.is_some());
+        for (path, code) in [("é.md", "MM"), ("c d.txt", "R "), ("gone.txt", " D")] {
+            assert_eq!(dirty.entries[path].0, code, "{path}: {dirty:?}");
+        }
+
+        // The repository inside stays untracked: it has no commit to record.
+        run(&["add", "-A", "--", ".", ":(exclude)nested"]);
+        run(&["commit", "-qm", "two"]);
+        run(&["checkout", "-q", "-b", "side", "HEAD~1"]);
+        write("conflict.txt", "side\n");
+        run(&["commit", "-qam", "side"]);
+        let merged = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(["merge", "-q", "main"])
+            .current_dir(root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(!merged.success(), "the merge stops on its conflicts");
+        let conflicted = same("in a merge stopped on conflicts");
+        assert_eq!(conflicted.entries["conflict.txt"].0, "UU", "{conflicted:?}");
+
+        run(&["merge", "--abort"]);
+        run(&["checkout", "-q", "--detach", "main"]);
+        same("with a detached HEAD");
     }
 
     #[test]
