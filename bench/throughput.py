@@ -7,10 +7,14 @@ and how much of that CPU time its loop thread (the main thread) took: the rest i
 that supervise runs, read their output and write the log.
 
 With `--git FILES`, the board's folder is a git repository holding FILES committed files, the
-board and the `.gitignore` lines `taskboard init` writes: a work tree of that size, where each
-run's start and end take a snapshot of it (`git status`) to tell what the run changed.
+board and the `.gitignore` that `taskboard init` writes: a work tree of that size, where each
+run's start and end take a snapshot of it (`git status`) to tell what the run changed. Its files
+are dated a minute before the commit, as in a work tree nobody has just checked out: files
+written in the same second as the index are "racily clean" to git, which then reads each one
+again on every `git status` that may not write the index back (the runtime's do not), until
+some git command rewrites it (`--racy` keeps them so, as right after a clone or a checkout).
 
-Usage: python3 bench/throughput.py [--tasks 1000] [--bin PATH] [--git FILES]
+Usage: python3 bench/throughput.py [--tasks 1000] [--bin PATH] [--git FILES [--racy]]
 """
 import argparse, json, os, shutil, subprocess, sys, tempfile, time
 
@@ -29,6 +33,8 @@ def main():
     ap.add_argument("--tasks", type=int, default=1000)
     ap.add_argument("--bin", default=os.environ.get("TASKBOARD_BIN", "target/release/taskboard"))
     ap.add_argument("--git", type=int, default=None, metavar="FILES")
+    ap.add_argument("--racy", action="store_true",
+                    help="with --git: leave the files as new as the index")
     a = ap.parse_args()
     d = tempfile.mkdtemp(prefix="tb-throughput-")
     with open(f"{d}/taskboard.toml", "w") as f:
@@ -38,7 +44,7 @@ def main():
         for i in range(1, a.tasks + 1):
             f.write(f"\n## T-{i}: task {i}\n- status: ready\n")
     if a.git is not None:
-        make_repository(d, a.git)
+        make_repository(d, a.git, os.path.abspath(a.bin), a.racy)
     t0 = time.monotonic()
     p = subprocess.Popen([os.path.abspath(a.bin), "run", "task-board.md"], cwd=d,
                          stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
@@ -66,16 +72,23 @@ def main():
     shutil.rmtree(d)
 
 
-def make_repository(d, files):
+def make_repository(d, files, taskboard, racy):
     """A git repository in `d`: `files` files in folders of 100, the board and the
-    `.gitignore` lines of `taskboard init`, committed."""
+    `.gitignore` of `taskboard init`, committed; the files dated a minute back unless `racy`."""
     for i in range(files):
         sub = f"{d}/src/m{i // 100:04d}"
         os.makedirs(sub, exist_ok=True)
         with open(f"{sub}/f{i:05d}.txt", "w") as f:
             f.write(f"file {i}\n")
-    with open(f"{d}/.gitignore", "w") as f:
-        f.write(".taskboard/\nevents.jsonl\nevents.jsonl.lock\nevents-*.jsonl\ndeadletter/\n")
+    starter = tempfile.mkdtemp(prefix="tb-init-")
+    subprocess.run([taskboard, "init", starter], check=True, stdout=subprocess.DEVNULL)
+    shutil.copy(f"{starter}/.gitignore", f"{d}/.gitignore")
+    shutil.rmtree(starter)
+    if not racy:
+        back = time.time() - 60
+        for root, _, names in os.walk(d):
+            for name in names:
+                os.utime(os.path.join(root, name), (back, back))
     git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "-c",
            "commit.gpgsign=false"]
     subprocess.run(git + ["init", "-q"], cwd=d, check=True)
