@@ -62,12 +62,12 @@ pub fn root(dir: &Path) -> Option<PathBuf> {
     Some(PathBuf::from(String::from_utf8_lossy(&root).trim()))
 }
 
-/// Takes a snapshot of the git work tree at `root` (from [`root`]), leaving out the runtime's
-/// folders beside the board in `board_dir`; `None` if git fails.
-pub fn snapshot(root: &Path, board_dir: &Path) -> Option<TreeState> {
+/// Takes a snapshot of the git work tree at `root` (from [`root`]), leaving out the board and
+/// the runtime's files beside it in `board_dir`; `None` if git fails.
+pub fn snapshot(root: &Path, board_dir: &Path, board: &Path) -> Option<TreeState> {
     let root = root.to_path_buf();
     let dir = root.as_path();
-    let excluded = runtime_pathspecs(dir, board_dir);
+    let excluded = runtime_pathspecs(dir, board_dir, board);
     // One git process for the commit `HEAD` names and the paths: a snapshot lies on the path
     // from a save to its run's start, and a second process (`rev-parse HEAD`) cost about a
     // sixth of it.
@@ -157,23 +157,51 @@ impl Listed {
     }
 }
 
-/// Pathspecs that keep the runtime's folders beside the board (`.taskboard/`, `handoffs/`,
-/// `deadletter/`) out of `git status`. They are never a run's work ([`is_runtime_file`] leaves
-/// them out of what a run changed in any case), and in a repository whose `.gitignore` lacks
-/// the lines `taskboard init` adds, each snapshot would otherwise list and read every run's logs:
-/// more with every run. None when the folder's path cannot be given to git exactly.
-fn runtime_pathspecs(root: &Path, board_dir: &Path) -> Vec<String> {
+/// Pathspecs that keep the board and the runtime's files beside it (`.taskboard/`,
+/// `handoffs/`, `deadletter/`, the event log and its rotated files) out of `git status`. They
+/// are never a run's work ([`is_runtime_file`] leaves them out of what a run changed in any
+/// case), and in a repository whose `.gitignore` lacks the lines `taskboard init` adds, each
+/// snapshot would otherwise list, read and hash every run's logs and every event log of up to
+/// `events_max_size` bytes: more with every run. None when the folder's path cannot be given to
+/// git exactly.
+fn runtime_pathspecs(root: &Path, board_dir: &Path, board: &Path) -> Vec<String> {
     let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
     let (root, dir) = (canon(root), canon(board_dir));
     let Some(rel) = dir.strip_prefix(&root).ok().and_then(Path::to_str) else {
         return Vec::new();
     };
-    ([".taskboard", "handoffs", "deadletter"].iter())
-        .map(|name| match rel {
-            "" => format!(":(exclude,literal){name}"),
-            rel => format!(":(exclude,literal){rel}/{name}"),
-        })
-        .collect()
+    let under = |name: &str| match rel {
+        "" => name.to_string(),
+        rel => format!("{rel}/{name}"),
+    };
+    let mut specs: Vec<String> = [".taskboard", "handoffs", "deadletter"]
+        .iter()
+        .map(|name| format!(":(exclude,literal){}", under(name)))
+        .collect();
+    // The board by its name in its folder (a board elsewhere, through a link, is listed and
+    // then left out by `is_runtime_file`).
+    let board_name = board.file_name().and_then(|n| n.to_str());
+    if let Some(name) = board_name
+        && board.parent().map(canon).as_deref() == Some(dir.as_path())
+    {
+        specs.push(format!(":(exclude,literal){}", under(name)));
+    }
+    // The event log, its lock and its rotated files: `*` in a glob does not cross a `/`, and
+    // the folder's own name is escaped so that none of its characters acts as a pattern.
+    let folder = rel.chars().fold(String::new(), |mut out, c| {
+        if matches!(c, '\\' | '*' | '?' | '[') {
+            out.push('\\');
+        }
+        out.push(c);
+        out
+    });
+    for pattern in ["events*.jsonl", "events.jsonl*"] {
+        specs.push(match rel {
+            "" => format!(":(exclude,glob){pattern}"),
+            _ => format!(":(exclude,glob){folder}/{pattern}"),
+        });
+    }
+    specs
 }
 
 /// What [`since`] gave at a run's end, with the repository root it looked in and the board's
@@ -194,7 +222,7 @@ pub fn since(
     board_dir: &Path,
     board: &Path,
 ) -> Result<Option<Vec<String>>, String> {
-    let Some(after) = snapshot(&before.root, board_dir) else {
+    let Some(after) = snapshot(&before.root, board_dir, board) else {
         return Ok(None);
     };
     let moved = match (&before.head, &after.head) {
@@ -557,11 +585,14 @@ mod tests {
         }
     }
 
-    /// The runtime's folders beside the board are not listed, so their files (every run's logs,
-    /// in a repository without taskboard's `.gitignore` lines) are never read for a snapshot;
-    /// folders of the same name elsewhere, and names that only begin the same, are listed.
+    /// The board and the runtime's files beside it are not listed, so they (every run's logs
+    /// and every event log, in a repository without taskboard's `.gitignore` lines) are never
+    /// read for a snapshot; files of the same names elsewhere, names that only begin or end the
+    /// same, and folders a pattern made of the board folder's name would take are listed.
+    /// Whatever is left out is a runtime file to [`is_runtime_file`], so no run's evidence
+    /// changes by it.
     #[test]
-    fn a_snapshot_leaves_out_the_runtime_folders_beside_the_board() {
+    fn a_snapshot_leaves_out_the_board_and_the_runtime_files_beside_it() {
         let repo = tempfile::tempdir().unwrap();
         let root = repo.path();
         let git_ok = Command::new("git")
@@ -570,37 +601,47 @@ mod tests {
             .status()
             .is_ok_and(|s| s.success());
         assert!(git_ok, "git init");
+        // The first seven are the runtime's beside a board in `sub`.
         let files = [
             "sub/.taskboard/runs/T-1/1/stdout.log",
             "sub/handoffs/T-1.md",
             "sub/deadletter/T-2.md",
             "sub/task-board.md",
+            "sub/events.jsonl",
+            "sub/events.jsonl.lock",
+            "sub/events-20261202T011915Z.jsonl",
+            "sub/events.md",
+            "sub/my-events.jsonl",
+            "sub/other-board.md",
             "sub/.taskboard-old/x",
             "sub/notes/handoffs/y",
+            "sub/notes/events.jsonl",
             "other/.taskboard/z",
             ".taskboard/w",
+            "events-1.jsonl",
+            "b[1]*/events.jsonl",
+            "b[1]*/task-board.md",
+            "b1x/events.jsonl",
         ];
         for f in files {
             let path = root.join(f);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, f).unwrap();
         }
-        let listed = |board_dir: &Path| -> BTreeSet<String> {
-            let snap = snapshot(root, board_dir).expect("a snapshot");
-            snap.entries.into_keys().collect()
+        let left_out = |dir: &str, expected: &[&str]| {
+            let board_dir = root.join(dir);
+            let board = board_dir.join("task-board.md");
+            let snap = snapshot(root, &board_dir, &board).expect("a snapshot");
+            let listed: BTreeSet<&str> = snap.entries.keys().map(String::as_str).collect();
+            let out: Vec<&str> = files.into_iter().filter(|f| !listed.contains(f)).collect();
+            assert_eq!(out, expected, "left out with the board in {dir:?}");
+            for f in out {
+                assert!(is_runtime_file(&root.join(f), &board_dir, &board), "{f}");
+            }
         };
-        // Every file but those under the given folders.
-        let all_but = |folders: &[&str]| -> BTreeSet<String> {
-            (files.iter())
-                .filter(|f| !folders.iter().any(|d| f.starts_with(&format!("{d}/"))))
-                .map(|f| f.to_string())
-                .collect()
-        };
-        assert_eq!(
-            listed(&root.join("sub")),
-            all_but(&["sub/.taskboard", "sub/handoffs", "sub/deadletter"])
-        );
-        assert_eq!(listed(root), all_but(&[".taskboard"]));
+        left_out("sub", &files[..7]);
+        left_out("", &[".taskboard/w", "events-1.jsonl"]);
+        left_out("b[1]*", &["b[1]*/events.jsonl", "b[1]*/task-board.md"]);
     }
 
     #[test]
@@ -637,7 +678,7 @@ mod tests {
         let head = git(root, &["rev-parse", "--verify", "-q", "HEAD"])
             .map(|h| String::from_utf8_lossy(&h).trim().to_string())
             .filter(|h| !h.is_empty());
-        let excluded = runtime_pathspecs(root, board_dir);
+        let excluded = runtime_pathspecs(root, board_dir, &board_dir.join("task-board.md"));
         let mut args = vec!["status", "--porcelain=v1", "-z", "--untracked-files=all"];
         args.extend(["--ignored=no", "--", "."]);
         args.extend(excluded.iter().map(String::as_str));
@@ -695,7 +736,8 @@ mod tests {
         };
         let board_dir = root.join("boards");
         let same = |state: &str| {
-            let now = snapshot(root, &board_dir).expect("a snapshot");
+            let now =
+                snapshot(root, &board_dir, &board_dir.join("task-board.md")).expect("a snapshot");
             assert_eq!(now, snapshot_v1(root, &board_dir), "{state}");
             now
         };

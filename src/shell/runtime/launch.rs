@@ -223,8 +223,8 @@ impl Runtime {
         if let SharedStart::Taken(snapshot) = &self.shared_start {
             return snapshot.clone();
         }
-        let snapshot =
-            (self.git_root.as_deref()).and_then(|root| evidence::snapshot(root, &self.board_dir));
+        let snapshot = (self.git_root.as_deref())
+            .and_then(|root| evidence::snapshot(root, &self.board_dir, &self.board));
         if matches!(self.shared_start, SharedStart::Open) {
             self.shared_start = SharedStart::Taken(snapshot.clone());
         }
