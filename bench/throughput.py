@@ -13,8 +13,11 @@ are dated a minute before the commit, as in a work tree nobody has just checked 
 written in the same second as the index are "racily clean" to git, which then reads each one
 again on every `git status` that may not write the index back (the runtime's do not), until
 some git command rewrites it (`--racy` keeps them so, as right after a clone or a checkout).
+`--no-ignore` leaves that `.gitignore` out, and `--rotated N` puts N rotated event logs of
+16 MiB beside the board, as on a board that has run for a while.
 
-Usage: python3 bench/throughput.py [--tasks 1000] [--bin PATH] [--git FILES [--racy]]
+Usage: python3 bench/throughput.py [--tasks 1000] [--bin PATH]
+                                   [--git FILES [--racy] [--no-ignore]] [--rotated N]
 """
 import argparse, json, os, shutil, subprocess, sys, tempfile, time
 
@@ -35,6 +38,10 @@ def main():
     ap.add_argument("--git", type=int, default=None, metavar="FILES")
     ap.add_argument("--racy", action="store_true",
                     help="with --git: leave the files as new as the index")
+    ap.add_argument("--no-ignore", action="store_true",
+                    help="with --git: no .gitignore for taskboard's files")
+    ap.add_argument("--rotated", type=int, default=0, metavar="N",
+                    help="N rotated event logs of 16 MiB beside the board")
     a = ap.parse_args()
     d = tempfile.mkdtemp(prefix="tb-throughput-")
     with open(f"{d}/taskboard.toml", "w") as f:
@@ -43,8 +50,12 @@ def main():
         f.write("# Bench\n")
         for i in range(1, a.tasks + 1):
             f.write(f"\n## T-{i}: task {i}\n- status: ready\n")
+    line = b'{"ts":"2026-12-01T00:00:00.000Z","event":"pass","tasks":1}\n'
+    for k in range(a.rotated):
+        with open(f"{d}/events-202612{k + 1:02d}T000000Z.jsonl", "wb") as f:
+            f.write(line * (16 * 1024 * 1024 // len(line)))
     if a.git is not None:
-        make_repository(d, a.git, os.path.abspath(a.bin), a.racy)
+        make_repository(d, a.git, os.path.abspath(a.bin), a.racy, not a.no_ignore)
     t0 = time.monotonic()
     p = subprocess.Popen([os.path.abspath(a.bin), "run", "task-board.md"], cwd=d,
                          stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
@@ -72,18 +83,22 @@ def main():
     shutil.rmtree(d)
 
 
-def make_repository(d, files, taskboard, racy):
-    """A git repository in `d`: `files` files in folders of 100, the board and the
-    `.gitignore` of `taskboard init`, committed; the files dated a minute back unless `racy`."""
+def make_repository(d, files, taskboard, racy, ignore):
+    """A git repository in `d`: `files` files in folders of 100, the board, its configuration
+    and, if `ignore`, the `.gitignore` of `taskboard init`, committed (rotated event logs are
+    not); the files dated a minute back unless `racy`."""
     for i in range(files):
         sub = f"{d}/src/m{i // 100:04d}"
         os.makedirs(sub, exist_ok=True)
         with open(f"{sub}/f{i:05d}.txt", "w") as f:
             f.write(f"file {i}\n")
-    starter = tempfile.mkdtemp(prefix="tb-init-")
-    subprocess.run([taskboard, "init", starter], check=True, stdout=subprocess.DEVNULL)
-    shutil.copy(f"{starter}/.gitignore", f"{d}/.gitignore")
-    shutil.rmtree(starter)
+    committed = ["src", "task-board.md", "taskboard.toml"]
+    if ignore:
+        starter = tempfile.mkdtemp(prefix="tb-init-")
+        subprocess.run([taskboard, "init", starter], check=True, stdout=subprocess.DEVNULL)
+        shutil.copy(f"{starter}/.gitignore", f"{d}/.gitignore")
+        shutil.rmtree(starter)
+        committed.append(".gitignore")
     if not racy:
         back = time.time() - 60
         for root, _, names in os.walk(d):
@@ -92,7 +107,7 @@ def make_repository(d, files, taskboard, racy):
     git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "-c",
            "commit.gpgsign=false"]
     subprocess.run(git + ["init", "-q"], cwd=d, check=True)
-    subprocess.run(git + ["add", "-A"], cwd=d, check=True)
+    subprocess.run(git + ["add", "--"] + committed, cwd=d, check=True)
     subprocess.run(git + ["commit", "-q", "-m", "bench"], cwd=d, check=True)
 
 
