@@ -14,10 +14,11 @@ written in the same second as the index are "racily clean" to git, which then re
 again on every `git status` that may not write the index back (the runtime's do not), until
 some git command rewrites it (`--racy` keeps them so, as right after a clone or a checkout).
 `--no-ignore` leaves that `.gitignore` out, and `--rotated N` puts N rotated event logs of
-16 MiB beside the board, as on a board that has run for a while.
+16 MiB beside the board, as on a board that has run for a while. `--changed MIB` commits one
+more file of that size and leaves it changed in the work tree, as a person's unfinished work.
 
 Usage: python3 bench/throughput.py [--tasks 1000] [--bin PATH]
-                                   [--git FILES [--racy] [--no-ignore]] [--rotated N]
+                                   [--git FILES [--racy] [--no-ignore] [--changed MIB]] [--rotated N]
 """
 import argparse, json, os, shutil, subprocess, sys, tempfile, time
 
@@ -40,6 +41,8 @@ def main():
                     help="with --git: leave the files as new as the index")
     ap.add_argument("--no-ignore", action="store_true",
                     help="with --git: no .gitignore for taskboard's files")
+    ap.add_argument("--changed", type=int, default=0, metavar="MIB",
+                    help="with --git: a committed file of MIB MiB, changed in the work tree")
     ap.add_argument("--rotated", type=int, default=0, metavar="N",
                     help="N rotated event logs of 16 MiB beside the board")
     a = ap.parse_args()
@@ -55,7 +58,7 @@ def main():
         with open(f"{d}/events-202612{k + 1:02d}T000000Z.jsonl", "wb") as f:
             f.write(line * (16 * 1024 * 1024 // len(line)))
     if a.git is not None:
-        make_repository(d, a.git, os.path.abspath(a.bin), a.racy, not a.no_ignore)
+        make_repository(d, a.git, os.path.abspath(a.bin), a.racy, not a.no_ignore, a.changed)
     t0 = time.monotonic()
     p = subprocess.Popen([os.path.abspath(a.bin), "run", "task-board.md"], cwd=d,
                          stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
@@ -83,7 +86,7 @@ def main():
     shutil.rmtree(d)
 
 
-def make_repository(d, files, taskboard, racy, ignore):
+def make_repository(d, files, taskboard, racy, ignore, changed_mib):
     """A git repository in `d`: `files` files in folders of 100, the board, its configuration
     and, if `ignore`, the `.gitignore` of `taskboard init`, committed (rotated event logs are
     not); the files dated a minute back unless `racy`."""
@@ -93,6 +96,10 @@ def make_repository(d, files, taskboard, racy, ignore):
         with open(f"{sub}/f{i:05d}.txt", "w") as f:
             f.write(f"file {i}\n")
     committed = ["src", "task-board.md", "taskboard.toml"]
+    if changed_mib:
+        with open(f"{d}/data.bin", "wb") as f:
+            f.write(b"0123456789abcdef" * (changed_mib * 65536))
+        committed.append("data.bin")
     if ignore:
         starter = tempfile.mkdtemp(prefix="tb-init-")
         subprocess.run([taskboard, "init", starter], check=True, stdout=subprocess.DEVNULL)
@@ -109,6 +116,11 @@ def make_repository(d, files, taskboard, racy, ignore):
     subprocess.run(git + ["init", "-q"], cwd=d, check=True)
     subprocess.run(git + ["add", "--"] + committed, cwd=d, check=True)
     subprocess.run(git + ["commit", "-q", "-m", "bench"], cwd=d, check=True)
+    if changed_mib:
+        with open(f"{d}/data.bin", "ab") as f:
+            f.write(b"changed")
+        back = time.time() - 60
+        os.utime(f"{d}/data.bin", (back, back))
 
 
 if __name__ == "__main__":

@@ -19,9 +19,12 @@
 //!   `.taskboard/`) and editors' side files ([`is_editor_side_file`]: swap, backup, lock and
 //!   probe files a person's editor leaves beside what it edits).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The work tree's state: each path git lists (relative to the repository root), with its
 /// status code and a hash of its content (None when the file is gone), and the commit `HEAD`
@@ -64,7 +67,7 @@ pub fn root(dir: &Path) -> Option<PathBuf> {
 
 /// Takes a snapshot of the git work tree at `root` (from [`root`]), leaving out the board and
 /// the runtime's files beside it in `board_dir`; `None` if git fails.
-pub fn snapshot(root: &Path, board_dir: &Path, board: &Path) -> Option<TreeState> {
+pub fn snapshot(root: &Path, board_dir: &Path, board: &Path, hashes: &Hashes) -> Option<TreeState> {
     let root = root.to_path_buf();
     let dir = root.as_path();
     let excluded = runtime_pathspecs(dir, board_dir, board);
@@ -90,11 +93,11 @@ pub fn snapshot(root: &Path, board_dir: &Path, board: &Path) -> Option<TreeState
         if let Some(from) = from {
             entries.insert(from, (code.clone(), None));
         }
-        let hash = std::fs::read(root.join(&path))
-            .ok()
-            .map(|b| crate::core::hash::content_hash(&b));
+        let hash = hashes.of(&root.join(&path));
         entries.insert(path, (code, hash));
     }
+    // A file no longer listed is as its commit has it; when it is listed again, it has changed.
+    hashes.keep_only(entries.keys().map(|p| root.join(p)));
     Some(TreeState {
         root,
         head: listed.head,
@@ -154,6 +157,118 @@ impl Listed {
             listed.paths.push((code(xy), text(path), from));
         }
         listed
+    }
+}
+
+/// The content hashes of the files snapshots list, each kept with the file's stamp when it was
+/// read, so that a file nobody has touched since is not read again: a large file left changed
+/// in the work tree would otherwise be read whole for every snapshot, two a run. Shared by the
+/// loop and the threads that take the snapshot at a run's end.
+///
+/// A stamp is the file's device, inode, size, modification and change times; the change time
+/// moves with every write, rename and `touch`, and no tool can set it back (unlike the
+/// modification time that `cp -p`, `tar` and `touch -d` set). A write in the same clock tick
+/// as the change read would still leave the stamp as it was, so, as git does for its index, a
+/// hash is trusted only when it was read [`SETTLED`] after the file's last change; until then
+/// the file is read every time.
+#[derive(Debug, Default)]
+pub struct Hashes {
+    known: Mutex<HashMap<PathBuf, Known>>,
+    #[cfg(test)]
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+/// How long after its last change a file's hash may stand for its content while its stamp
+/// holds: well over the coarsest time stamps of common file systems.
+pub const SETTLED: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ChangeStamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+}
+
+impl ChangeStamp {
+    fn of(meta: &std::fs::Metadata) -> ChangeStamp {
+        ChangeStamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            modified: (meta.mtime(), meta.mtime_nsec()),
+            changed: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// Whether `at` lies at least [`SETTLED`] after the file's last change.
+    fn settled_at(&self, at: SystemTime) -> bool {
+        let last = self.modified.max(self.changed);
+        let Ok(at) = at.duration_since(UNIX_EPOCH) else {
+            return false;
+        };
+        let at = (at.as_secs() as i64, i64::from(at.subsec_nanos()));
+        let settled = SETTLED.as_secs() as i64;
+        at >= (last.0.saturating_add(settled), last.1)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    stamp: ChangeStamp,
+    hash: u64,
+    /// Read [`SETTLED`] after the file's last change: the hash stands while the stamp holds.
+    settled: bool,
+}
+
+impl Hashes {
+    /// The content hash of the file at `path`, `None` when it cannot be read.
+    pub fn of(&self, path: &Path) -> Option<u64> {
+        self.of_at(path, SystemTime::now)
+    }
+
+    /// [`Hashes::of`], with `now` the clock read just before the file's content is.
+    fn of_at(&self, path: &Path, now: impl FnOnce() -> SystemTime) -> Option<u64> {
+        let known = || self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        // The stamp before the content: a change while it is read moves the stamp past it.
+        let Ok(meta) = std::fs::metadata(path) else {
+            known().remove(path);
+            return None;
+        };
+        let stamp = ChangeStamp::of(&meta);
+        if let Some(k) = known().get(path)
+            && k.settled
+            && k.stamp == stamp
+        {
+            return Some(k.hash);
+        }
+        let read_at = now();
+        #[cfg(test)]
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Ok(bytes) = std::fs::read(path) else {
+            known().remove(path);
+            return None;
+        };
+        let hash = crate::core::hash::content_hash(&bytes);
+        let settled = meta.is_file() && stamp.settled_at(read_at);
+        known().insert(
+            path.to_path_buf(),
+            Known {
+                stamp,
+                hash,
+                settled,
+            },
+        );
+        Some(hash)
+    }
+
+    /// Forgets every file but these.
+    fn keep_only(&self, paths: impl Iterator<Item = PathBuf>) {
+        let keep: std::collections::HashSet<PathBuf> = paths.collect();
+        let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        known.retain(|p, _| keep.contains(p));
     }
 }
 
@@ -221,8 +336,9 @@ pub fn since(
     before: &TreeState,
     board_dir: &Path,
     board: &Path,
+    hashes: &Hashes,
 ) -> Result<Option<Vec<String>>, String> {
-    let Some(after) = snapshot(&before.root, board_dir, board) else {
+    let Some(after) = snapshot(&before.root, board_dir, board, hashes) else {
         return Ok(None);
     };
     let moved = match (&before.head, &after.head) {
@@ -232,13 +348,13 @@ pub fn since(
                 &after.root,
                 &["diff", "--name-only", "--no-renames", "-z", start],
             ) {
-                Some(out) => ahead(before, &after, &out),
+                Some(out) => ahead(before, &after, &out, hashes),
                 None => return Ok(None),
             }
         }
         // From the first commit on: every path the index holds now is new since the start.
         (None, Some(_)) => match git(&after.root, &["ls-files", "-z"]) {
-            Some(out) => ahead(before, &after, &out),
+            Some(out) => ahead(before, &after, &out, hashes),
             None => return Ok(None),
         },
         _ => Moved::Elsewhere,
@@ -265,7 +381,7 @@ pub fn since(
 
 /// `Moved::Ahead` from git's NUL-separated list of paths differing from the start, with the
 /// content hash now of every path that could have changed.
-fn ahead(before: &TreeState, after: &TreeState, names: &[u8]) -> Moved {
+fn ahead(before: &TreeState, after: &TreeState, names: &[u8], hashes: &Hashes) -> Moved {
     let differs: BTreeSet<String> = names
         .split(|b| *b == 0)
         .filter(|f| !f.is_empty())
@@ -275,12 +391,7 @@ fn ahead(before: &TreeState, after: &TreeState, names: &[u8]) -> Moved {
         .iter()
         .chain(before.entries.keys())
         .chain(after.entries.keys())
-        .map(|p| {
-            let hash = std::fs::read(after.root.join(p))
-                .ok()
-                .map(|b| crate::core::hash::content_hash(&b));
-            (p.clone(), hash)
-        })
+        .map(|p| (p.clone(), hashes.of(&after.root.join(p))))
         .collect();
     Moved::Ahead { differs, now }
 }
@@ -631,7 +742,8 @@ mod tests {
         let left_out = |dir: &str, expected: &[&str]| {
             let board_dir = root.join(dir);
             let board = board_dir.join("task-board.md");
-            let snap = snapshot(root, &board_dir, &board).expect("a snapshot");
+            let snap =
+                (snapshot(root, &board_dir, &board, &Hashes::default())).expect("a snapshot");
             let listed: BTreeSet<&str> = snap.entries.keys().map(String::as_str).collect();
             let out: Vec<&str> = files.into_iter().filter(|f| !listed.contains(f)).collect();
             assert_eq!(out, expected, "left out with the board in {dir:?}");
@@ -735,9 +847,11 @@ mod tests {
             std::fs::write(path, body).unwrap();
         };
         let board_dir = root.join("boards");
+        // Kept across the snapshots, as the runtime keeps it.
+        let hashes = Hashes::default();
         let same = |state: &str| {
-            let now =
-                snapshot(root, &board_dir, &board_dir.join("task-board.md")).expect("a snapshot");
+            let now = snapshot(root, &board_dir, &board_dir.join("task-board.md"), &hashes)
+                .expect("a snapshot");
             assert_eq!(now, snapshot_v1(root, &board_dir), "{state}");
             now
         };
@@ -799,6 +913,70 @@ mod tests {
         run(&["merge", "--abort"]);
         run(&["checkout", "-q", "--detach", "main"]);
         same("with a detached HEAD");
+    }
+
+    /// A file's hash read well after its last change stands while its stamp holds: the file
+    /// is not read again. Any write moves the stamp, even one that keeps the size and puts the
+    /// modification time back; a hash read soon after a change is read again every time.
+    #[test]
+    fn a_settled_file_is_read_once_and_any_change_reads_it_again() {
+        use std::sync::atomic::Ordering;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.bin");
+        std::fs::write(&path, b"aaaa").unwrap();
+        let hashes = Hashes::default();
+        let reads = || hashes.reads.load(Ordering::Relaxed);
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let later = || SystemTime::now() + SETTLED + Duration::from_secs(1);
+
+        // Read soon after its change: read again.
+        let first = hashes.of_at(&path, SystemTime::now);
+        assert_eq!(first, Some(crate::core::hash::content_hash(b"aaaa")));
+        assert_eq!(hashes.of_at(&path, later), first);
+        assert_eq!(reads(), 2);
+        // Read when settled: it stands.
+        assert_eq!(hashes.of_at(&path, later), first);
+        assert_eq!(hashes.of(&path), first);
+        assert_eq!(reads(), 2, "a settled file is not read again");
+
+        // The same size, the modification time put back: still read again.
+        std::fs::write(&path, b"bbbb").unwrap();
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(modified).unwrap();
+        drop(file);
+        assert_eq!(
+            hashes.of_at(&path, later),
+            Some(crate::core::hash::content_hash(b"bbbb"))
+        );
+        assert_eq!(reads(), 3);
+
+        // Gone, then back with the first content.
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(hashes.of_at(&path, later), None);
+        std::fs::write(&path, b"aaaa").unwrap();
+        assert_eq!(hashes.of_at(&path, later), first);
+        assert_eq!(reads(), 4);
+    }
+
+    /// What a stamp's settling is judged by: the later of its two times, to the nanosecond.
+    #[test]
+    fn a_stamp_settles_two_seconds_after_its_last_change() {
+        let stamp = ChangeStamp {
+            dev: 1,
+            ino: 2,
+            len: 3,
+            modified: (100, 500),
+            changed: (90, 0),
+        };
+        let at = |secs: u64, nanos: u32| UNIX_EPOCH + Duration::new(secs, nanos);
+        assert!(!stamp.settled_at(at(102, 499)));
+        assert!(stamp.settled_at(at(102, 500)));
+        let changed_last = ChangeStamp {
+            changed: (101, 0),
+            ..stamp
+        };
+        assert!(!changed_last.settled_at(at(102, 500)));
+        assert!(changed_last.settled_at(at(103, 0)));
     }
 
     #[test]

@@ -409,7 +409,7 @@ impl Runtime {
                     Some(seen) if seen.root == before.root && seen.board_dir == self.board_dir => {
                         seen.changes.clone()
                     }
-                    _ => evidence::since(before, &self.board_dir, &self.board),
+                    _ => evidence::since(before, &self.board_dir, &self.board, &self.hashes),
                 };
                 match changes {
                     Ok(Some(paths)) => (paths, before.root.clone()),

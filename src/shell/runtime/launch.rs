@@ -189,6 +189,7 @@ impl Runtime {
         };
         let tx = self.tx.clone();
         let (owned_id, attempt) = (id.to_string(), launch.attempt);
+        let hashes = Arc::clone(&self.hashes);
         let look = (active.evidence_before.clone())
             .map(|before| (before, self.board_dir.clone(), self.board.clone()));
         exec::start(spec, move |finished| {
@@ -197,7 +198,7 @@ impl Runtime {
             // and start behind it.
             let evidence = look.map(|(before, board_dir, board)| {
                 Box::new(evidence::SeenAtEnd {
-                    changes: evidence::since(&before, &board_dir, &board),
+                    changes: evidence::since(&before, &board_dir, &board, &hashes),
                     root: before.root,
                     board_dir,
                 })
@@ -224,7 +225,7 @@ impl Runtime {
             return snapshot.clone();
         }
         let snapshot = (self.git_root.as_deref())
-            .and_then(|root| evidence::snapshot(root, &self.board_dir, &self.board));
+            .and_then(|root| evidence::snapshot(root, &self.board_dir, &self.board, &self.hashes));
         if matches!(self.shared_start, SharedStart::Open) {
             self.shared_start = SharedStart::Taken(snapshot.clone());
         }

@@ -17,6 +17,7 @@
 //! in `recv_timeout` until the next event or the next time-based rule falls due.
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
@@ -236,6 +237,9 @@ pub struct Runtime {
     git_root: Option<PathBuf>,
     /// The work tree's snapshot the runs started by one write share ([`SharedStart`]).
     shared_start: SharedStart,
+    /// The content hashes snapshots read, shared with the runs' threads that take the snapshot
+    /// at each run's end.
+    hashes: Arc<evidence::Hashes>,
     /// (UTC day, route) pairs whose spent budget has been announced.
     budget_announced: BTreeSet<(chrono::NaiveDate, String)>,
     /// Due tasks held back by an overlapping `touches:`, with the task that holds each, as last
@@ -307,6 +311,7 @@ impl Runtime {
             hosts_down: BTreeMap::new(),
             git_root,
             shared_start: SharedStart::Off,
+            hashes: Arc::default(),
             clock: Utc::now,
         };
         if let Some(w) = warning {
