@@ -1,7 +1,8 @@
 //! Evidence the runtime records itself: which files changed during a run, seen through git.
 //!
 //! Owns asking git about the board's work tree (a snapshot of `git status`, a content hash
-//! of every listed file and the commit `HEAD` names), comparing two snapshots, setting what an
+//! of every listed file and the commit `HEAD` names), the hashes kept between snapshots so an
+//! untouched file is not read again ([`Hashes`]), comparing two snapshots, setting what an
 //! executor claims it changed against what git saw ([`mismatch`]), and the diff a review packet
 //! shows ([`diff`]). It never
 //! changes the work tree and never reads the board. When the board's folder is not inside a git
