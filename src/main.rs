@@ -178,6 +178,9 @@ fn main() -> ExitCode {
         Command::Doctor(args) => cmd::doctor::run(&args),
         Command::Service { action } => cmd::service::run(&action),
     };
+    // A board this process replaced is kept for a moment in case a late save lands in it:
+    // settled before the process goes, so none is left behind.
+    taskboard::shell::fsio::settle_replaced_boards();
     exit(result)
 }
 

@@ -605,9 +605,8 @@ impl Line {
             "cost_over_cap" => self.cost_over_cap(),
             "evidence_mismatch" => self.evidence_mismatch(),
             "stale_claim_reset" | "task_interrupted" | "status_reasserted" | "lock_broken"
-            | "task_cancelled" | "task_held" | "writeback_conflict" | "ending_kept" => {
-                self.tone = Tone::Yellow
-            }
+            | "task_cancelled" | "task_held" | "writeback_conflict" | "ending_kept"
+            | "save_put_back" => self.tone = Tone::Yellow,
             "lint" => self.lint(),
             "error" => {
                 self.tone = Tone::Red;

@@ -244,6 +244,11 @@ pub enum EventKind {
         status: String,
         replaced: String,
     },
+    /// A save that landed in the board just after the runtime replaced it (an editor's `open`
+    /// made before the replacement, its write after) was put back in the board's place. When
+    /// the board had changed again since, the save is kept beside it instead, and an `error`
+    /// (context `writeback`) names the file.
+    SavePutBack {},
     /// An attempt's ending could not be written yet; it is kept and written once it can be.
     EndingKept {
         attempt: u32,
@@ -332,6 +337,7 @@ impl EventKind {
             EventKind::WritebackConflict { .. } => "writeback_conflict",
             EventKind::StatusReasserted { .. } => "status_reasserted",
             EventKind::EndingKept { .. } => "ending_kept",
+            EventKind::SavePutBack { .. } => "save_put_back",
             EventKind::ConfigReloaded { .. } => "config_reloaded",
             EventKind::RetryRequested { .. } => "retry_requested",
             EventKind::BudgetExhausted { .. } => "budget_exhausted",

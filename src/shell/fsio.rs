@@ -34,6 +34,11 @@ use rustix::io::Errno;
 
 use super::lease::{NoLease, ReadLease, WriteLease};
 
+mod retired;
+pub use retired::{
+    LATE_OPEN_GRACE, LateSave, report_late_saves_to, settle_all as settle_replaced_boards,
+};
+
 /// The largest board accepted: 64 MiB. Larger files are refused without being read.
 pub const MAX_BOARD_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -798,7 +803,9 @@ fn unchanged(meta: &fs::Metadata, expected: &BoardRead) -> bool {
 /// closed it (see [`once_written`]). What neither sees: an `open` that looked the board up
 /// before the exchange and reaches it only after the check (a stall of the editor inside that
 /// one system call); and where no lease can be had, a write landing more than [`SETTLE`] after
-/// the exchange.
+/// the exchange. So a board taken out of place is never removed here: it is retired
+/// ([`retired`]), looked at again [`LATE_OPEN_GRACE`] later, and a save found in it then goes
+/// back in place.
 fn swap_in_if_unchanged(
     tmp: &Path,
     target: &Path,
@@ -823,7 +830,7 @@ fn swap_in_if_unchanged(
         // can be under way in the board it replaced: nothing to wait for.
         let replaced = fs::symlink_metadata(tmp).map_err(|e| keep(tmp, &e.to_string()))?;
         if replaced.ino() == before.ino() && unchanged(&replaced, expected) {
-            let _ = fs::remove_file(tmp);
+            retired::retire(tmp, target, &replaced);
             return Ok(true);
         }
     }
@@ -834,8 +841,7 @@ fn swap_in_if_unchanged(
         Written::Settled(replaced)
             if replaced.ino() == before.ino() && unchanged(&replaced, expected) =>
         {
-            // The new board is in place either way; an old copy left behind is only clutter.
-            let _ = fs::remove_file(tmp);
+            retired::retire(tmp, target, &replaced);
             return Ok(true);
         }
         // A save landed between the check and the exchange, or a program still has the board
@@ -850,7 +856,7 @@ fn swap_in_if_unchanged(
     // Our board was in place for a moment: an editor may have opened it and be saving into it.
     match once_written(tmp).map_err(|e| keep(tmp, &e.to_string()))? {
         Written::Settled(ours) if ours.len() == written => {
-            let _ = fs::remove_file(tmp);
+            retired::retire(tmp, target, &ours);
             Ok(false)
         }
         Written::Settled(_) | Written::StillOpen => Err(keep(

@@ -9,13 +9,15 @@ use std::time::Duration;
 
 use taskboard::shell::fsio::{
     MAX_BOARD_BYTES, ReadError, atomic_write, read_board, read_settled, read_settled_between,
-    read_stable, read_stable_between, replace_if_unchanged, text_hash,
+    read_stable, read_stable_between, replace_if_unchanged, settle_replaced_boards, text_hash,
 };
 
 use support::TempDir;
 
-/// The names in `d`, sorted.
+/// The names in `d`, sorted, once every board this process replaced has been looked at again
+/// (a replaced board is kept for a moment in case a late save lands in it).
 fn entries(d: &TempDir) -> Vec<String> {
+    settle_replaced_boards();
     let mut v: Vec<String> = fs::read_dir(d.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -430,6 +432,70 @@ fn a_write_through_a_descriptor_opened_before_the_swap_is_never_lost_however_lat
         "the late line was lost"
     );
     assert_eq!(entries(&d), ["task-board.md"], "a temporary file was left");
+}
+
+/// A folder whose board was replaced by [`CLAIMED`] after a hard link `.looked-up` was made to
+/// it: the file an `open` begun before the swap reaches.
+fn claimed_with_a_lookup_before(name: &str) -> (TempDir, PathBuf, PathBuf) {
+    let (d, board) = folder_with_board(name);
+    let looked_up = d.join(".looked-up");
+    fs::hard_link(&board, &looked_up).unwrap();
+    let read = read_board(&board).unwrap();
+    assert!(replace_if_unchanged(&board, CLAIMED.as_bytes(), &read).unwrap());
+    (d, board, looked_up)
+}
+
+/// An editor's in-place save that looked the board up before the swap but was descheduled
+/// inside its `open` until after the swap's check writes into the board the swap took out of
+/// place (a hard link stands for the file it looked up): that board goes back in place, save
+/// included, and nothing is left behind. Before, the board taken out was removed at the check
+/// and the save went with it (a note lost under CI load).
+#[test]
+fn a_save_that_looked_the_board_up_before_the_swap_and_wrote_after_its_check_goes_back() {
+    let (d, board, looked_up) = claimed_with_a_lookup_before("late-open");
+    assert_eq!(fs::read_to_string(&board).unwrap(), CLAIMED);
+    let saved = format!("{BOARD}A note saved in place.\n");
+    fs::write(&looked_up, &saved).unwrap();
+    settle_replaced_boards();
+    assert_eq!(
+        fs::read_to_string(&board).unwrap(),
+        saved,
+        "the late save was lost"
+    );
+    assert_eq!(
+        entries(&d),
+        [".looked-up", "task-board.md"],
+        "a temporary file was left"
+    );
+}
+
+/// The same late save, when the board has been written again since: neither may replace the
+/// other, so the save is kept beside the board, named, and the board stays as it is.
+#[test]
+fn a_late_save_into_a_board_replaced_twice_since_is_kept_beside_it() {
+    let (d, board, looked_up) = claimed_with_a_lookup_before("late-open-twice");
+    let again = format!("{CLAIMED}\n## A-2: second\n- status: ready\n");
+    let read = read_board(&board).unwrap();
+    assert!(replace_if_unchanged(&board, again.as_bytes(), &read).unwrap());
+    let saved = format!("{BOARD}A note saved in place.\n");
+    fs::write(&looked_up, &saved).unwrap();
+    settle_replaced_boards();
+    assert_eq!(fs::read_to_string(&board).unwrap(), again);
+    let names = entries(&d);
+    let kept: Vec<&String> = names.iter().filter(|n| n.ends_with(".kept")).collect();
+    assert_eq!(kept.len(), 1, "{names:?}");
+    assert_eq!(fs::read_to_string(d.join(kept[0])).unwrap(), saved);
+    assert_eq!(names.len(), 3, "{names:?}");
+}
+
+/// A board replaced and left alone leaves nothing behind once it has been looked at again.
+#[test]
+fn a_replaced_board_nobody_writes_to_is_removed() {
+    let (d, board) = folder_with_board("retired");
+    let read = read_board(&board).unwrap();
+    assert!(replace_if_unchanged(&board, CLAIMED.as_bytes(), &read).unwrap());
+    assert_eq!(entries(&d), ["task-board.md"]);
+    assert_eq!(fs::read_to_string(&board).unwrap(), CLAIMED);
 }
 
 /// A program that keeps the board open for writing past the swap's wait gets its board back:

@@ -102,6 +102,8 @@ pub enum Msg {
         prepared: Box<Prepared>,
     },
     Signal(i32),
+    /// A save found in a board this process had just replaced (see `fsio`'s retired boards).
+    LateSave(fsio::LateSave),
 }
 
 /// A started run: a child process here, or a run on another machine.
@@ -275,6 +277,10 @@ impl Runtime {
         )?;
         let (store, warning) = Store::load(&state_dir.join("state.json"));
         let (tx, rx) = mpsc::channel();
+        let late = tx.clone();
+        fsio::report_late_saves_to(move |save| {
+            let _ = late.send(Msg::LateSave(save));
+        });
         let git_root = evidence::root(&board_dir);
         let instance = lock::instance_id();
         let rt = Runtime {
@@ -539,6 +545,19 @@ impl Runtime {
                     attempt,
                     prepared,
                 } => due |= self.prepared(&id, attempt, *prepared),
+                Msg::LateSave(fsio::LateSave::PutBack { .. }) => {
+                    // The board is the person's save again: read like any save.
+                    self.emit(None, EventKind::SavePutBack {});
+                    saved = true;
+                }
+                Msg::LateSave(fsio::LateSave::Kept { kept, .. }) => self.error(
+                    None,
+                    "writeback",
+                    format!(
+                        "a save that landed in the board just after it was replaced is kept in {}, as the board had changed again since: merge it by hand",
+                        kept.display()
+                    ),
+                ),
                 Msg::Signal(signal_hook::consts::SIGHUP) => self.reload(),
                 Msg::Signal(sig) => {
                     if !self.stopping {

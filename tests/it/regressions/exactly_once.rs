@@ -180,6 +180,41 @@ fn a_person_appending_notes_from_stale_buffers_never_makes_a_task_run_twice() {
     assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
 }
 
+/// An editor saving in place looked the board up just before the runtime replaced it with a
+/// run's ending, and was descheduled inside its `open` until after the runtime's check of the
+/// board it took out of place: no lease or open file showed it, so that board was removed and
+/// the save went with it (a note lost under CI load). Here the editor's lookup is an `O_PATH`
+/// descriptor taken while the claim is on the board, and its write goes through that descriptor
+/// once the ending is: the save is put back in the board's place (`save_put_back`), the ending is
+/// written on top of it, and the task does not run again.
+#[test]
+fn a_save_whose_open_began_before_an_ending_was_written_is_put_back() {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let (mut sb, pid) = one_task_running("late-open");
+    let looked_up = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(&sb.board)
+        .unwrap();
+    let buffer = format!("{}A late note.\n", sb.board_text());
+    open_gate(&sb, "T-1");
+    sb.wait_until("T-1 done", |s| s.status_of("T-1") == "done");
+    // The write of the `open` that began before the ending's swap.
+    let through = format!("/proc/self/fd/{}", looked_up.as_raw_fd());
+    std::fs::write(&through, &buffer).unwrap();
+    sb.wait_until("the save put back", |s| s.count("save_put_back") == 1);
+    sb.wait_until("the ending on top of it", |s| {
+        s.status_of("T-1") == "done" && s.board_text().contains("A late note.\n")
+    });
+    assert_ran_once(&sb, "T-1");
+    assert!(
+        sb.board_text().contains("A late note.\n"),
+        "the save was lost"
+    );
+    assert_eq!(sb.stop(pid, libc::SIGTERM), Some(0));
+}
+
 /// A slow producer appending to the board (`slow-report >> task-board.md`) has it open when the
 /// runtime writes a run's ending, and writes its line only after the runtime's swap: the line
 /// landed in the board swapped out and vanished with it when its writer was descheduled for
