@@ -134,27 +134,18 @@ impl RetiredBoards {
 /// the board now in place. Where no thread can be started, it is looked at here, once its time
 /// has come.
 pub(super) fn retire(path: &Path, board: &Path, seen: &fs::Metadata) {
-    let Ok(put) = FileAt::at(board) else {
-        // No board in place to put a save back over: whatever comes is kept.
-        queue_or_wait(Retired {
-            path: path.to_path_buf(),
-            board: board.to_path_buf(),
-            seen: FileAt::of(seen),
-            put: FileAt {
-                dev: 0,
-                ino: 0,
-                len: 0,
-                mtime: None,
-            },
-            due: Instant::now() + LATE_OPEN_GRACE,
-        });
-        return;
+    // With no board in place (removed meanwhile), no file matches `put`: a save is kept.
+    let none = FileAt {
+        dev: 0,
+        ino: 0,
+        len: 0,
+        mtime: None,
     };
     queue_or_wait(Retired {
         path: path.to_path_buf(),
         board: board.to_path_buf(),
         seen: FileAt::of(seen),
-        put,
+        put: FileAt::at(board).unwrap_or(none),
         due: Instant::now() + LATE_OPEN_GRACE,
     });
 }
