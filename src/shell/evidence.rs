@@ -304,20 +304,30 @@ fn runtime_pathspecs(root: &Path, board_dir: &Path, board: &Path) -> Vec<String>
     }
     // The event log, its lock and its rotated files: `*` in a glob does not cross a `/`, and
     // the folder's own name is escaped so that none of its characters acts as a pattern.
-    let folder = rel.chars().fold(String::new(), |mut out, c| {
-        if matches!(c, '\\' | '*' | '?' | '[') {
-            out.push('\\');
-        }
-        out.push(c);
-        out
-    });
-    for pattern in ["events*.jsonl", "events.jsonl*"] {
+    let folder = escape_glob(rel);
+    let mut patterns = vec!["events*.jsonl".to_string(), "events.jsonl*".to_string()];
+    // The board's own copies: being written, replaced a moment ago, or a late save kept.
+    if let Some(name) = board_name {
+        patterns.push(format!(".{}.taskboard-*", escape_glob(name)));
+    }
+    for pattern in patterns {
         specs.push(match rel {
             "" => format!(":(exclude,glob){pattern}"),
             _ => format!(":(exclude,glob){folder}/{pattern}"),
         });
     }
     specs
+}
+
+/// `s` with every character a glob pattern reads specially escaped.
+fn escape_glob(s: &str) -> String {
+    s.chars().fold(String::new(), |mut out, c| {
+        if matches!(c, '\\' | '*' | '?' | '[') {
+            out.push('\\');
+        }
+        out.push(c);
+        out
+    })
 }
 
 /// What [`since`] gave at a run's end, with the repository root it looked in and the board's
@@ -476,6 +486,9 @@ fn is_runtime_file(path: &Path, board_dir: &Path, board: &Path) -> bool {
     let Ok(rel) = path.strip_prefix(&dir) else {
         return false;
     };
+    if is_board_copy(rel, board) {
+        return true;
+    }
     let first = rel
         .components()
         .next()
@@ -484,6 +497,19 @@ fn is_runtime_file(path: &Path, board_dir: &Path, board: &Path) -> bool {
     matches!(first.as_str(), ".taskboard" | "handoffs" | "deadletter")
         || (first.starts_with("events") && first.ends_with(".jsonl"))
         || first.starts_with("events.jsonl")
+}
+
+/// Whether `rel` (relative to the board's folder) is one of the board's own copies beside it:
+/// a new board being written, one a write replaced and keeps for a moment, or a late save kept
+/// (`.<board>.taskboard-<pid>-<nonce>.tmp`, `….kept`; see `fsio`).
+fn is_board_copy(rel: &Path, board: &Path) -> bool {
+    let (Some(name), Some(board_name)) = (rel.to_str(), board.file_name().and_then(|n| n.to_str()))
+    else {
+        return false;
+    };
+    name.strip_prefix('.')
+        .and_then(|rest| rest.strip_prefix(board_name))
+        .is_some_and(|rest| rest.starts_with(".taskboard-") && !rest.contains('/'))
 }
 
 /// Compares what an executor claims it changed (paths relative to the board's folder) with
@@ -713,7 +739,7 @@ mod tests {
             .status()
             .is_ok_and(|s| s.success());
         assert!(git_ok, "git init");
-        // The first seven are the runtime's beside a board in `sub`.
+        // The first nine are the runtime's beside a board in `sub`.
         let files = [
             "sub/.taskboard/runs/T-1/1/stdout.log",
             "sub/handoffs/T-1.md",
@@ -722,7 +748,11 @@ mod tests {
             "sub/events.jsonl",
             "sub/events.jsonl.lock",
             "sub/events-20261202T011915Z.jsonl",
+            "sub/.task-board.md.taskboard-1-2a.tmp",
+            "sub/.task-board.md.taskboard-1-2b.tmp.kept",
             "sub/events.md",
+            "sub/.other-board.md.taskboard-1-2c.tmp",
+            "sub/.task-board.md.swp",
             "sub/my-events.jsonl",
             "sub/other-board.md",
             "sub/.taskboard-old/x",
@@ -752,7 +782,7 @@ mod tests {
                 assert!(is_runtime_file(&root.join(f), &board_dir, &board), "{f}");
             }
         };
-        left_out("sub", &files[..7]);
+        left_out("sub", &files[..9]);
         left_out("", &[".taskboard/w", "events-1.jsonl"]);
         left_out("b[1]*", &["b[1]*/events.jsonl", "b[1]*/task-board.md"]);
     }
