@@ -79,7 +79,8 @@ enum Command {
     /// set a task to ready), taskboard.toml (the configuration, with executor recipes in its
     /// comments) and demo-executor.sh (a harmless placeholder executor), and makes .gitignore
     /// ignore taskboard's own files (.taskboard/, events.jsonl, events.jsonl.lock,
-    /// events-*.jsonl, deadletter/). Never overwrites: if any of the first three exists, nothing
+    /// events-*.jsonl, deadletter/, and the board's passing copies .*.taskboard-*.tmp). Never
+    /// overwrites: if any of the first three exists, nothing
     /// is written; an existing .gitignore only gets the lines it lacks, appended.
     Init {
         /// The folder to write into (created when missing).

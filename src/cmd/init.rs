@@ -45,14 +45,16 @@ pub const FILES: [TemplateFile; 3] = [
 ];
 
 /// What `.gitignore` beside the board gets: the runtime's state, its event log (with the log's
-/// lock file and rotated files) and the dead letters. The board, `taskboard.toml` and
-/// `handoffs/` are the person's to commit.
-pub const GITIGNORE_LINES: [&str; 5] = [
+/// lock file and rotated files), the dead letters, and the board's copies a write makes and
+/// keeps for a moment (`.<board>.taskboard-<pid>-<nonce>.tmp`; a late save kept as `….kept` stays
+/// in view). The board, `taskboard.toml` and `handoffs/` are the person's to commit.
+pub const GITIGNORE_LINES: [&str; 6] = [
     ".taskboard/",
     "events.jsonl",
     "events.jsonl.lock",
     "events-*.jsonl",
     "deadletter/",
+    ".*.taskboard-*.tmp",
 ];
 
 const GITIGNORE: &str = ".gitignore";
@@ -275,7 +277,8 @@ mod tests {
                 "events.jsonl",
                 "events.jsonl.lock",
                 "events-*.jsonl",
-                "deadletter/"
+                "deadletter/",
+                ".*.taskboard-*.tmp"
             ]
         );
         assert!(missing_lines(new_gitignore().as_bytes()).is_empty());

@@ -24,12 +24,13 @@ const EXECUTOR_ENV: [&str; 8] = [
 ];
 
 /// What init's `.gitignore` holds, one pattern a line.
-const IGNORED: [&str; 5] = [
+const IGNORED: [&str; 6] = [
     ".taskboard/",
     "events.jsonl",
     "events.jsonl.lock",
     "events-*.jsonl",
     "deadletter/",
+    ".*.taskboard-*.tmp",
 ];
 
 fn run(sb: &Sandbox, args: &[&str]) -> Output {
@@ -265,13 +266,13 @@ fn init_appends_only_the_missing_lines_to_an_existing_gitignore() {
         .unwrap_or_else(|| panic!("the person's lines changed:\n{text}"));
     assert_eq!(
         added,
-        "\n.taskboard/\nevents.jsonl.lock\nevents-*.jsonl\ndeadletter/\n"
+        "\n.taskboard/\nevents.jsonl.lock\nevents-*.jsonl\ndeadletter/\n.*.taskboard-*.tmp\n"
     );
     for line in IGNORED {
         assert_eq!(count_lines(&text, line), 1, "{line} in {text}");
     }
     assert!(
-        stdout(&out).contains("added 4 lines to ./.gitignore"),
+        stdout(&out).contains("added 5 lines to ./.gitignore"),
         "{}",
         stdout(&out)
     );
