@@ -901,18 +901,21 @@ fn once_written(path: &Path) -> io::Result<Written> {
 /// A swapped-out file that may hold a person's save: renamed to `<tmp>.kept` beside the board
 /// where possible, and named in the error, which says it must not be removed.
 fn keep(tmp: &Path, why: &str) -> io::Error {
-    let mut kept = tmp.as_os_str().to_owned();
-    kept.push(".kept");
-    let kept = PathBuf::from(kept);
-    let at = if fs::rename(tmp, &kept).is_ok() {
-        kept
-    } else {
-        tmp.to_path_buf()
-    };
     io::Error::other(Kept(format!(
         "{why}; the board as saved is kept in {}",
-        at.display()
+        kept_beside(tmp).display()
     )))
+}
+
+/// Renames `path` to `<path>.kept`, where it is never removed; the name it has now.
+fn kept_beside(path: &Path) -> PathBuf {
+    let mut kept = path.as_os_str().to_owned();
+    kept.push(".kept");
+    let kept = PathBuf::from(kept);
+    match fs::rename(path, &kept) {
+        Ok(()) => kept,
+        Err(_) => path.to_path_buf(),
+    }
 }
 
 /// An error after which the temporary file holds what may be a person's save.

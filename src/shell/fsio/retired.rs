@@ -15,12 +15,11 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use super::{Written, exchange, once_written};
+use super::{FileStamp, Written, exchange, kept_beside, once_written};
 use crate::shell::lease::{NoLease, ReadLease};
 
 /// What became of a save found in a board after it was taken out of place.
@@ -32,7 +31,8 @@ pub enum LateSave {
     Kept { board: PathBuf, kept: PathBuf },
 }
 
-/// Where [`LateSave`]s are told (the runtime's event log); unset, they are only logged.
+/// Where [`LateSave`]s are told (the runtime's event log, which logs them); unset, they are
+/// logged here.
 type Reporter = Box<dyn Fn(LateSave) + Send + Sync>;
 
 fn reporter() -> &'static Mutex<Option<Reporter>> {
@@ -45,7 +45,12 @@ pub fn report_late_saves_to(report: impl Fn(LateSave) + Send + Sync + 'static) {
     *reporter().lock().unwrap_or_else(PoisonError::into_inner) = Some(Box::new(report));
 }
 
+/// Tells the reporter, or, where none is set (a command), the log.
 fn report(late: LateSave) {
+    let reporter = reporter().lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(report) = reporter.as_ref() {
+        return report(late);
+    }
     match &late {
         LateSave::PutBack { board } => {
             tracing::warn!(board = %board.display(), "a save that landed in the board just after it was replaced is put back in place");
@@ -54,43 +59,11 @@ fn report(late: LateSave) {
             tracing::error!(board = %board.display(), kept = %kept.display(), "a save that landed in the board just after it was replaced is kept beside it");
         }
     }
-    if let Some(report) = reporter()
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .as_ref()
-    {
-        report(late);
-    }
 }
 
 /// How long a swapped-out board is kept after it was last seen unchanged: far longer than a
 /// program stays descheduled inside one `open` on a loaded machine.
 pub const LATE_OPEN_GRACE: Duration = Duration::from_millis(500);
-
-/// Which file a path named when it was looked at: it was replaced or written since when this
-/// differs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileAt {
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime: Option<SystemTime>,
-}
-
-impl FileAt {
-    fn of(meta: &fs::Metadata) -> FileAt {
-        FileAt {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            len: meta.len(),
-            mtime: meta.modified().ok(),
-        }
-    }
-
-    fn at(path: &Path) -> io::Result<FileAt> {
-        fs::symlink_metadata(path).map(|m| FileAt::of(&m))
-    }
-}
 
 /// A board taken out of place, waiting under its temporary name.
 #[derive(Debug)]
@@ -99,10 +72,10 @@ struct Retired {
     /// The board's path (the real file, never a link to it).
     board: PathBuf,
     /// The retired file when it was last seen unchanged.
-    seen: FileAt,
-    /// The board in place once this one was taken out: a save found in this one goes back only
-    /// over that.
-    put: FileAt,
+    seen: FileStamp,
+    /// The board in place once this one was taken out (none when it was gone): a save found in
+    /// this one goes back only over that.
+    put: Option<FileStamp>,
     due: Instant,
 }
 
@@ -134,18 +107,11 @@ impl RetiredBoards {
 /// the board now in place. Where no thread can be started, it is looked at here, once its time
 /// has come.
 pub(super) fn retire(path: &Path, board: &Path, seen: &fs::Metadata) {
-    // With no board in place (removed meanwhile), no file matches `put`: a save is kept.
-    let none = FileAt {
-        dev: 0,
-        ino: 0,
-        len: 0,
-        mtime: None,
-    };
     queue_or_wait(Retired {
         path: path.to_path_buf(),
         board: board.to_path_buf(),
-        seen: FileAt::of(seen),
-        put: FileAt::at(board).unwrap_or(none),
+        seen: FileStamp::of(seen),
+        put: FileStamp::at(board),
         due: Instant::now() + LATE_OPEN_GRACE,
     });
 }
@@ -221,8 +187,8 @@ pub fn settle_all() {
 
 /// Looks at one retired board now; what is still to be looked at later.
 fn look(r: Retired) -> Vec<Retired> {
-    let now = match FileAt::at(&r.path) {
-        Ok(now) => now,
+    let now = match fs::metadata(&r.path) {
+        Ok(meta) => FileStamp::of(&meta),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Vec::new(),
         Err(e) => {
             tracing::warn!(path = %r.path.display(), error = %e, "a replaced board could not be looked at; it is left in place");
@@ -244,7 +210,7 @@ fn look(r: Retired) -> Vec<Retired> {
     }
     // Written since: a save that came late. Once its writer is done, it goes back in place.
     let written = match once_written(&r.path) {
-        Ok(Written::Settled(meta)) => FileAt::of(&meta),
+        Ok(Written::Settled(meta)) => FileStamp::of(&meta),
         Ok(Written::StillOpen) => {
             return vec![Retired {
                 due: Instant::now() + LATE_OPEN_GRACE,
@@ -260,10 +226,14 @@ fn look(r: Retired) -> Vec<Retired> {
             return Vec::new();
         }
     };
-    if FileAt::at(&r.board).ok() == Some(r.put) && exchange(&r.path, &r.board).unwrap_or(false) {
-        match FileAt::at(&r.path) {
-            // What came out is what was there: the late save is the board now.
-            Ok(out) if out.ino == r.put.ino && out.dev == r.put.dev => {
+    if let Some(put) = r.put
+        && FileStamp::at(&r.board) == Some(put)
+        && exchange(&r.path, &r.board).unwrap_or(false)
+    {
+        match FileStamp::at(&r.path) {
+            // What came out is what was there (the two share a folder, so an inode names a
+            // file): the late save is the board now.
+            Some(out) if out.ino == put.ino => {
                 report(LateSave::PutBack {
                     board: r.board.clone(),
                 });
@@ -272,7 +242,7 @@ fn look(r: Retired) -> Vec<Retired> {
                     path: r.path,
                     board: r.board.clone(),
                     seen: out,
-                    put: FileAt::at(&r.board).unwrap_or(written),
+                    put: FileStamp::at(&r.board).or(Some(written)),
                     due: Instant::now() + LATE_OPEN_GRACE,
                 }];
             }
@@ -287,15 +257,4 @@ fn look(r: Retired) -> Vec<Retired> {
         board: r.board,
     });
     Vec::new()
-}
-
-/// Renames `path` to `<path>.kept`, where it is never removed; the name it has now.
-fn kept_beside(path: &Path) -> PathBuf {
-    let mut kept = path.as_os_str().to_owned();
-    kept.push(".kept");
-    let kept = PathBuf::from(kept);
-    match fs::rename(path, &kept) {
-        Ok(()) => kept,
-        Err(_) => path.to_path_buf(),
-    }
 }
