@@ -307,8 +307,8 @@ fn runtime_pathspecs(root: &Path, board_dir: &Path, board: &Path) -> Vec<String>
     let folder = escape_glob(rel);
     let mut patterns = vec!["events*.jsonl".to_string(), "events.jsonl*".to_string()];
     // The board's own copies: being written, replaced a moment ago, or a late save kept.
-    if let Some(name) = board_name {
-        patterns.push(format!(".{}.taskboard-*", escape_glob(name)));
+    if let Some(prefix) = board_copy_prefix(board) {
+        patterns.push(format!("{}*", escape_glob(&prefix)));
     }
     for pattern in patterns {
         specs.push(match rel {
@@ -503,13 +503,17 @@ fn is_runtime_file(path: &Path, board_dir: &Path, board: &Path) -> bool {
 /// a new board being written, one a write replaced and keeps for a moment, or a late save kept
 /// (`.<board>.taskboard-<pid>-<nonce>.tmp`, `….kept`; see `fsio`).
 fn is_board_copy(rel: &Path, board: &Path) -> bool {
-    let (Some(name), Some(board_name)) = (rel.to_str(), board.file_name().and_then(|n| n.to_str()))
-    else {
+    let (Some(name), Some(prefix)) = (rel.to_str(), board_copy_prefix(board)) else {
         return false;
     };
-    name.strip_prefix('.')
-        .and_then(|rest| rest.strip_prefix(board_name))
-        .is_some_and(|rest| rest.starts_with(".taskboard-") && !rest.contains('/'))
+    name.strip_prefix(&prefix)
+        .is_some_and(|rest| !rest.contains('/'))
+}
+
+/// [`fsio::copy_prefix`](crate::shell::fsio::copy_prefix) of the board's name, as text.
+fn board_copy_prefix(board: &Path) -> Option<String> {
+    let prefix = crate::shell::fsio::copy_prefix(board.file_name()?);
+    prefix.into_string().ok()
 }
 
 /// Compares what an executor claims it changed (paths relative to the board's folder) with

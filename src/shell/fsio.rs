@@ -663,14 +663,17 @@ fn temp_name(name: &std::ffi::OsStr) -> OsString {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     let n = NONCE.fetch_add(1, Ordering::Relaxed);
+    let mut s = copy_prefix(name);
+    s.push(format!("{}-{:x}{:08x}.tmp", std::process::id(), n, nanos));
+    s
+}
+
+/// How the name of every copy of the board named `name` begins, beside it: the new board being
+/// written, one a write replaced and keeps for a moment, a late save kept (`.kept`).
+pub fn copy_prefix(name: &std::ffi::OsStr) -> OsString {
     let mut s = OsString::from(".");
     s.push(name);
-    s.push(format!(
-        ".taskboard-{}-{:x}{:08x}.tmp",
-        std::process::id(),
-        n,
-        nanos
-    ));
+    s.push(".taskboard-");
     s
 }
 
