@@ -80,8 +80,8 @@ enum Command {
     /// comments) and demo-executor.sh (a harmless placeholder executor), and makes .gitignore
     /// ignore taskboard's own files (.taskboard/, events.jsonl, events.jsonl.lock,
     /// events-*.jsonl, deadletter/, and the board's passing copies .*.taskboard-*.tmp). Never
-    /// overwrites: if any of the first three exists, nothing
-    /// is written; an existing .gitignore only gets the lines it lacks, appended.
+    /// overwrites: if any of the first three exists, nothing is written; an existing
+    /// .gitignore only gets the lines it lacks, appended.
     Init {
         /// The folder to write into (created when missing).
         #[arg(default_value = ".")]
