@@ -1,12 +1,13 @@
 //! Any bytes: the board parser and the status parser never panic, and every range the board
 //! reports lies inside the text, on character boundaries, and holds the text it claims; the
-//! board parsed in pieces is the board parsed whole.
+//! board parsed in pieces is the board parsed whole; pulldown-cmark finds the same blocks in the
+//! text with its inline syntax masked (as a parse reads it) as in the text as written.
 #![no_main]
 
 use std::ops::Range;
 
 use libfuzzer_sys::fuzz_target;
-use taskboard::core::board::{Backwards, Board};
+use taskboard::core::board::{Backwards, Board, Inline, outline};
 use taskboard::core::status::Status;
 
 fn check(text: &str, r: &Range<usize>) {
@@ -26,6 +27,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(status.to_string(), line);
         }
     }
+    assert_eq!(outline(text, Inline::Masked), outline(text, Inline::AsWritten));
     let board = Board::parse(text);
     let pieces = Backwards {
         width: 4,

@@ -23,6 +23,7 @@ use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag};
 use crate::core::status::{Status, StatusError, is_task_id};
 
 mod conflicts;
+mod inline;
 mod pieces;
 mod text;
 pub use conflicts::{Marker, MarkerKind, conflict_markers, conflict_regions, conflict_summary};
@@ -663,6 +664,33 @@ fn for_each_newline(bytes: &[u8], mut f: impl FnMut(usize)) {
     }
 }
 
+/// What the board reads from pulldown-cmark for a text: its top-level blocks (kind and range)
+/// and where its bullet lists' own items start.
+#[derive(Debug, PartialEq)]
+pub struct Outline {
+    blocks: Vec<Block>,
+    items: Vec<usize>,
+}
+
+/// How [`outline`] hands a text to pulldown-cmark.
+#[derive(Debug, Clone, Copy)]
+pub enum Inline {
+    /// As a parse does: emphasis delimiters and backticks no block rule reads turned into letters.
+    Masked,
+    /// The text as written.
+    AsWritten,
+}
+
+/// The [`Outline`] of `text`. The two ways give the same outline for every text: a parse masks,
+/// and the property tests and the `parse` fuzz target hold it to the outline as written.
+pub fn outline(text: &str, inline: Inline) -> Outline {
+    let (blocks, items) = match inline {
+        Inline::Masked => top_level_blocks(text, 0),
+        Inline::AsWritten => blocks_of(text, text, 0),
+    };
+    Outline { blocks, items }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum BlockKind {
     Heading { level: u8, atx: bool },
@@ -695,10 +723,16 @@ fn heading_level(level: HeadingLevel) -> u8 {
 /// Ranges are shifted by `base`, the offset of `md` in the text. Also gives where the bullet
 /// lists' own items start.
 fn top_level_blocks(md: &str, base: usize) -> (Vec<Block>, Vec<usize>) {
+    blocks_of(md, &inline::masked(md), base)
+}
+
+/// The blocks of `md` as pulldown-cmark reads them in `parsed`: `md` itself, or `md` with its
+/// inline syntax masked (the same blocks, `inline`'s doc says why).
+fn blocks_of(md: &str, parsed: &str, base: usize) -> (Vec<Block>, Vec<usize>) {
     let mut blocks: Vec<Block> = Vec::new();
     let mut items: Vec<usize> = Vec::new();
     let mut depth = 0usize;
-    let parser = Parser::new_ext(md, Options::ENABLE_TABLES).into_offset_iter();
+    let parser = Parser::new_ext(parsed, Options::ENABLE_TABLES).into_offset_iter();
     for (event, range) in parser {
         match event {
             Event::Start(tag) => {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use taskboard::core::board::Board;
+use taskboard::core::board::{Board, Inline, outline};
 use taskboard::core::lint::{
     Finding, LintContext, WorkspaceContext, invalid_utf8, lint, lint_with,
 };
@@ -215,6 +215,11 @@ fn boards_match_their_expectations() {
         );
         check_writeback(&name, &text, &board);
         check_reparse(&name, &text);
+        assert_eq!(
+            outline(&text, Inline::Masked),
+            outline(&text, Inline::AsWritten),
+            "{name}: masking the inline syntax changed the blocks"
+        );
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
