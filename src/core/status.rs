@@ -26,7 +26,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
 
 /// A task's status, as written in its `status:` field.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -193,11 +193,44 @@ fn time_of_day(time: &str) -> Option<NaiveTime> {
 }
 
 impl fmt::Display for Stamp {
+    /// `YYYY-MM-DDTHH:MM(:SS)Z`, written as chrono's `%Y-%m-%dT%H:%M(:%S)Z` writes it. A
+    /// four-digit year is written directly: chrono's format reads its pattern again on every
+    /// call, and the runtime prints a stamp for every status it writes or compares. A year of
+    /// any other width (chrono adds a sign) is left to chrono.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.precision {
-            StampPrecision::Minute => write!(f, "{}", self.at.format("%Y-%m-%dT%H:%MZ")),
-            StampPrecision::Second => write!(f, "{}", self.at.format("%Y-%m-%dT%H:%M:%SZ")),
+        let at = self.at;
+        let year = at.year();
+        if !(0..=9999).contains(&year) {
+            return match self.precision {
+                StampPrecision::Minute => write!(f, "{}", at.format("%Y-%m-%dT%H:%MZ")),
+                StampPrecision::Second => write!(f, "{}", at.format("%Y-%m-%dT%H:%M:%SZ")),
+            };
         }
+        let mut text = *b"0000-00-00T00:00:00Z";
+        let mut put = |at: usize, n: u32| {
+            text[at] = b'0' + (n / 10) as u8;
+            text[at + 1] = b'0' + (n % 10) as u8;
+        };
+        let year = year.unsigned_abs();
+        put(0, year / 100);
+        put(2, year % 100);
+        put(5, at.month());
+        put(8, at.day());
+        put(11, at.hour());
+        put(14, at.minute());
+        // A leap second is kept as a nanosecond count past 1e9, and written as 60.
+        put(
+            17,
+            at.second() + u32::from(at.nanosecond() >= 1_000_000_000),
+        );
+        let text = match self.precision {
+            StampPrecision::Minute => {
+                text[16] = b'Z';
+                &text[..17]
+            }
+            StampPrecision::Second => &text[..],
+        };
+        f.write_str(std::str::from_utf8(text).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -485,6 +518,28 @@ mod tests {
     use super::*;
 
     proptest::proptest! {
+        /// The direct writing of a stamp agrees with chrono's format, which it replaced, at
+        /// every precision, for any second of any year chrono can hold, leap seconds included.
+        #[test]
+        fn stamps_print_as_chrono_formats_them(
+            secs in -400_000_000_000i64..400_000_000_000,
+            leap in proptest::bool::weighted(0.1),
+            minute in proptest::bool::ANY,
+        ) {
+            // A leap second is the 59th second of a minute with a second's worth of nanoseconds.
+            let (secs, nanos) = match leap {
+                true => (secs - secs.rem_euclid(60) + 59, 1_000_000_000),
+                false => (secs, 0),
+            };
+            let at = DateTime::from_timestamp(secs, nanos).expect("within chrono's range");
+            let (precision, pattern) = match minute {
+                true => (StampPrecision::Minute, "%Y-%m-%dT%H:%MZ"),
+                false => (StampPrecision::Second, "%Y-%m-%dT%H:%M:%SZ"),
+            };
+            let stamp = Stamp { at, precision };
+            proptest::prop_assert_eq!(stamp.to_string(), at.format(pattern).to_string());
+        }
+
         /// The direct reading of dates and times agrees with chrono's format parser, which it
         /// replaced, on strings of the shapes `Stamp::parse` lets through.
         #[test]
@@ -498,6 +553,30 @@ mod tests {
             );
             let fmt = if time.len() == 8 { "%H:%M:%S" } else { "%H:%M" };
             proptest::prop_assert_eq!(time_of_day(&time), NaiveTime::parse_from_str(&time, fmt).ok());
+        }
+    }
+
+    /// Where the direct writing of a stamp hands over to chrono: the first and last second of
+    /// the four-digit years and of the years either side.
+    #[test]
+    fn stamps_at_the_ends_of_four_digit_years_print_as_chrono_formats_them() {
+        for (year, month, day, h, m, s) in [
+            (-1, 12, 31, 23, 59, 59),
+            (0, 1, 1, 0, 0, 0),
+            (9999, 12, 31, 23, 59, 59),
+            (10000, 1, 1, 0, 0, 0),
+        ] {
+            let at = NaiveDate::from_ymd_opt(year, month, day)
+                .and_then(|d| d.and_hms_opt(h, m, s))
+                .expect("a real time")
+                .and_utc();
+            for (precision, pattern) in [
+                (StampPrecision::Minute, "%Y-%m-%dT%H:%MZ"),
+                (StampPrecision::Second, "%Y-%m-%dT%H:%M:%SZ"),
+            ] {
+                let printed = Stamp { at, precision }.to_string();
+                assert_eq!(printed, at.format(pattern).to_string(), "{year}");
+            }
         }
     }
 
