@@ -207,9 +207,10 @@ impl fmt::Display for Stamp {
             };
         }
         let mut text = *b"0000-00-00T00:00:00Z";
-        let mut put = |at: usize, n: u32| {
-            text[at] = b'0' + (n / 10) as u8;
-            text[at + 1] = b'0' + (n % 10) as u8;
+        // The two digits of `n` at `i` in `text`.
+        let mut put = |i: usize, n: u32| {
+            text[i] = b'0' + (n / 10) as u8;
+            text[i + 1] = b'0' + (n % 10) as u8;
         };
         let year = year.unsigned_abs();
         put(0, year / 100);
