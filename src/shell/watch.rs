@@ -16,7 +16,8 @@
 //! Debouncing is a quiet period: a batch is released one debounce after its last event
 //! ([`crate::core::quiet`]), by a thread that blocks until that deadline and, with nothing
 //! pending, until the next event: an idle watch never wakes. Events about other files never
-//! reach that thread.
+//! reach that thread. A batch's first event may also call a hook at once
+//! ([`watch_board_and_bursts`]), for work a signal will need that can start in the quiet period.
 //!
 //! Two more things in the board's folder concern the runtime: the folder itself going away
 //! (removed, or renamed: reported as an [`WatchSignal::Error`]) and the runtime's state folder
@@ -256,6 +257,19 @@ pub fn watch_board(
     debounce: Duration,
     on_signal: impl Fn(WatchSignal) + Send + 'static,
 ) -> Result<BoardWatcher, WatchError> {
+    watch_board_and_bursts(board, debounce, || {}, on_signal)
+}
+
+/// [`watch_board`], calling `on_burst` too as each batch's first event arrives, a quiet
+/// period before the batch's signal: time for work the signal may need to be done ahead
+/// (the runtime's early snapshot of the work tree). `on_burst` runs on the watcher's thread
+/// and must not wait; what it starts may be in vain (the batch may be the runtime's own write).
+pub fn watch_board_and_bursts(
+    board: &Path,
+    debounce: Duration,
+    on_burst: impl Fn() + Send + 'static,
+    on_signal: impl Fn(WatchSignal) + Send + 'static,
+) -> Result<BoardWatcher, WatchError> {
     let name = board
         .file_name()
         .ok_or_else(|| WatchError::NotAFile(board.to_path_buf()))?;
@@ -285,7 +299,7 @@ pub fn watch_board(
         }
     }
 
-    start(filter, debounce, on_signal)
+    start(filter, debounce, on_burst, on_signal)
 }
 
 /// Watch the parent of `folder` for `folder` to appear again (created, renamed into place):
@@ -308,10 +322,15 @@ pub fn watch_for_folder(
         folders: vec![parent],
         state: None,
     };
-    start(filter, debounce, move |signal| match signal {
-        WatchSignal::BoardTouched { .. } => on_signal(WatchSignal::Rescan),
-        other => on_signal(other),
-    })
+    start(
+        filter,
+        debounce,
+        || {},
+        move |signal| match signal {
+            WatchSignal::BoardTouched { .. } => on_signal(WatchSignal::Rescan),
+            other => on_signal(other),
+        },
+    )
 }
 
 /// The longest debounce honoured: keeps every deadline within what an `Instant` can hold.
@@ -320,6 +339,7 @@ const MAX_DEBOUNCE: Duration = Duration::from_secs(3600);
 fn start(
     filter: Filter,
     debounce: Duration,
+    on_burst: impl Fn() + Send + 'static,
     on_signal: impl Fn(WatchSignal) + Send + 'static,
 ) -> Result<BoardWatcher, WatchError> {
     let (tx, rx) = mpsc::channel();
@@ -350,7 +370,7 @@ fn start(
     let thread = std::thread::Builder::new()
         .name("taskboard-watch".into())
         .stack_size(128 * 1024)
-        .spawn(move || debounce_loop(&rx, &thread_filter, debounce, &on_signal))
+        .spawn(move || debounce_loop(&rx, &thread_filter, debounce, &on_burst, &on_signal))
         .map_err(|e| WatchError::Notify {
             path: filter.folders[0].clone(),
             err: e.to_string(),
@@ -369,6 +389,7 @@ fn debounce_loop(
     rx: &Receiver<Raw>,
     filter: &Filter,
     debounce: Duration,
+    on_burst: &dyn Fn(),
     on_signal: &dyn Fn(WatchSignal),
 ) {
     let mut pending: Vec<(notify::Event, Instant)> = Vec::new();
@@ -402,6 +423,9 @@ fn debounce_loop(
         };
         match received {
             Raw::Event(ev, time) => {
+                if burst.is_none() {
+                    on_burst();
+                }
                 burst = Some(burst.map_or((time, time), |(first, last)| {
                     (first.min(time), last.max(time))
                 }));

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use crate::support::TempDir;
 
-use taskboard::shell::watch::{BoardWatcher, WatchError, WatchSignal, watch_board};
+use taskboard::shell::watch::{
+    BoardWatcher, WatchError, WatchSignal, watch_board, watch_board_and_bursts,
+};
 
 const DEBOUNCE: Duration = Duration::from_millis(50);
 /// How long "nothing more happens" is waited for: a deadline, not a pause.
@@ -280,4 +282,75 @@ fn a_board_written_without_pause_is_still_signalled_while_it_is_written() {
         still_writing,
         "the signal came only once the writes stopped"
     );
+}
+
+/// What a watcher with a burst hook reported, in order.
+#[derive(Debug)]
+enum Heard {
+    Burst(Instant),
+    Signal(WatchSignal, Instant),
+}
+
+/// The burst hook is called once per batch, at the batch's first event: a quiet period
+/// before the batch's signal, in time for work the signal will need. Files beside the board
+/// never call it.
+#[test]
+fn the_burst_hook_is_called_at_each_batchs_first_event() {
+    let temp = TempDir::new("watch-burst");
+    let dir = temp.to_path_buf();
+    let board = dir.join("task-board.md");
+    fs::write(&board, "# Board\n").unwrap();
+    let (tx, rx) = mpsc::channel();
+    let burst = tx.clone();
+    let watcher = watch_board_and_bursts(
+        &board,
+        DEBOUNCE,
+        move || {
+            let _ = burst.send(Heard::Burst(Instant::now()));
+        },
+        move |s| {
+            let _ = tx.send(Heard::Signal(s, Instant::now()));
+        },
+    )
+    .unwrap();
+    fs::write(dir.join("notes.md"), "a person's notes\n").unwrap();
+    match rx.recv_timeout(QUIET) {
+        Err(RecvTimeoutError::Timeout) => {}
+        other => panic!("another file was heard: {other:?}"),
+    }
+    for round in 0..2 {
+        // One save in three writes: one batch.
+        for i in 0..3 {
+            append(&board, &format!("- [ ] {round}.{i}\n"));
+        }
+        let began = match rx.recv_timeout(DEADLINE) {
+            Ok(Heard::Burst(at)) => at,
+            other => panic!("expected the burst first, got {other:?}"),
+        };
+        match rx.recv_timeout(DEADLINE) {
+            Ok(Heard::Signal(WatchSignal::BoardTouched { .. }, at)) => {
+                assert!(at - began >= DEBOUNCE, "{:?} after the burst", at - began);
+            }
+            other => panic!("expected the batch's signal, got {other:?}"),
+        }
+        // A late event makes a batch of its own (see `expect_settles`): a burst, then its signal.
+        let mut trailing = Vec::new();
+        while let Ok(heard) = rx.recv_timeout(QUIET) {
+            trailing.push(heard);
+            assert!(trailing.len() <= 4, "{trailing:?}");
+        }
+        for pair in trailing.chunks(2) {
+            assert!(
+                matches!(
+                    pair,
+                    [
+                        Heard::Burst(_),
+                        Heard::Signal(WatchSignal::BoardTouched { .. }, _)
+                    ]
+                ),
+                "{trailing:?}"
+            );
+        }
+    }
+    watcher.stop();
 }
