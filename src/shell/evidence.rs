@@ -2,7 +2,8 @@
 //!
 //! Owns asking git about the board's work tree (a snapshot of `git status`, a content hash
 //! of every listed file and the commit `HEAD` names), the hashes kept between snapshots so an
-//! untouched file is not read again ([`Hashes`]), comparing two snapshots, setting what an
+//! untouched file is not read again ([`Hashes`]), a snapshot taken ahead of a run's start and
+//! fenced by change time at it (`early`), comparing two snapshots, setting what an
 //! executor claims it changed against what git saw ([`mismatch`]), and the diff a review packet
 //! shows ([`diff`]). It never
 //! changes the work tree and never reads the board. When the board's folder is not inside a git
@@ -35,6 +36,8 @@ pub struct TreeState {
     pub root: PathBuf,
     head: Option<String>,
     entries: BTreeMap<String, (String, Option<u64>)>,
+    /// For an early snapshot, the change times that are not the run's work.
+    fence: Option<early::StartFence>,
 }
 
 /// What git says about the end of a run, beyond its snapshot, when `HEAD` moved.
@@ -60,13 +63,10 @@ impl TreeState {
     }
 }
 
-/// The root of the git work tree containing `dir`, or `None` outside one.
-pub fn root(dir: &Path) -> Option<PathBuf> {
-    let root = git(dir, &["rev-parse", "--show-toplevel"])?;
-    Some(PathBuf::from(String::from_utf8_lossy(&root).trim()))
-}
+mod early;
+pub use early::{Early, Repo, snapshot_early};
 
-/// Takes a snapshot of the git work tree at `root` (from [`root`]), leaving out the board and
+/// Takes a snapshot of the git work tree at `root` (a [`Repo`]'s), leaving out the board and
 /// the runtime's files beside it in `board_dir`; `None` if git fails.
 pub fn snapshot(root: &Path, board_dir: &Path, board: &Path, hashes: &Hashes) -> Option<TreeState> {
     let root = root.to_path_buf();
@@ -103,6 +103,7 @@ pub fn snapshot(root: &Path, board_dir: &Path, board: &Path, hashes: &Hashes) ->
         root,
         head: listed.head,
         entries,
+        fence: None,
     })
 }
 
@@ -381,9 +382,12 @@ pub fn since(
             short(&after.head)
         ));
     }
+    // An early snapshot: what changed between it and the start is not the run's.
+    let fenced = |k: &String| before.fence.is_some_and(|f| f.holds(&after.root, k));
     Ok(Some(
         compare(before, &after, &moved)
             .into_iter()
+            .filter(|k| !fenced(k))
             .filter(|k| !is_editor_side_file(k))
             .filter(|k| !is_runtime_file(&after.root.join(k), board_dir, board))
             .collect(),
@@ -649,6 +653,7 @@ mod tests {
                 .iter()
                 .map(|(p, c, h)| (p.to_string(), (c.to_string(), *h)))
                 .collect(),
+            fence: None,
         }
     }
 
@@ -848,7 +853,34 @@ mod tests {
             root: root.to_path_buf(),
             head,
             entries,
+            fence: None,
         }
+    }
+
+    /// Runs git in `root` as a test's person would, failing the test if it fails.
+    pub(super) fn git_in(root: &Path, args: &[&str]) {
+        let ok = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args([
+                "-c",
+                "commit.gpgsign=false",
+                "-c",
+                "init.defaultBranch=main",
+            ])
+            .args(args)
+            .current_dir(root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "git {args:?}");
+    }
+
+    /// Writes `body` to `name` under `root`, making its folders.
+    pub(super) fn write_in(root: &Path, name: &str, body: &str) {
+        let path = root.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, body).unwrap();
     }
 
     /// One git process gives the snapshot two gave before, in every state a work tree can be
@@ -859,28 +891,8 @@ mod tests {
     fn a_snapshot_lists_what_status_and_rev_parse_list() {
         let repo = tempfile::tempdir().unwrap();
         let root = repo.path();
-        let run = |args: &[&str]| {
-            let ok = Command::new("git")
-                .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-                .args([
-                    "-c",
-                    "commit.gpgsign=false",
-                    "-c",
-                    "init.defaultBranch=main",
-                ])
-                .args(args)
-                .current_dir(root)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(ok, "git {args:?}");
-        };
-        let write = |name: &str, body: &str| {
-            let path = root.join(name);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, body).unwrap();
-        };
+        let run = |args: &[&str]| git_in(root, args);
+        let write = |name: &str, body: &str| write_in(root, name, body);
         let board_dir = root.join("boards");
         // Kept across the snapshots, as the runtime keeps it.
         let hashes = Hashes::default();

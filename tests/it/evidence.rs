@@ -8,7 +8,7 @@ use crate::support;
 
 use std::process::Command;
 
-use support::{Sandbox, git};
+use support::{Sandbox, git, sh};
 
 fn has_git() -> bool {
     if Command::new("git").arg("--version").output().is_err() {
@@ -211,6 +211,86 @@ fn head_moved_to_another_history_is_said_not_guessed() {
         .unwrap_or_else(|| panic!("no evidence error in {errors:?}"));
     let message = said["message"].as_str().unwrap_or_default();
     assert!(message.contains("HEAD moved from"), "{message}");
+}
+
+/// A repository whose board has A-1 blocked, configured with a long quiet period (time for a
+/// person's other changes after the board's save, before the pass), and an executor that
+/// writes `src/real.rs`.
+fn repo_with_a_slow_quiet_period(name: &str) -> Sandbox {
+    let sb = repo(
+        name,
+        &format!("mkdir -p src && echo 'fn x() {{}}' > src/real.rs\n{CLAIM_REAL}\nexit 0"),
+    );
+    sb.config(
+        "debounce_ms = 2000",
+        "[executors.default]\ncommand = [\"./exec.sh\"]\n",
+    );
+    sb.write_board("# Board\n\n## A-1\n- status: blocked:ops:wait\n");
+    sb.write("src/person.rs", "// a person's\n");
+    git(&sb.dir, &["add", "-A"]);
+    git(&sb.dir, &["commit", "-qm", "board"]);
+    sb
+}
+
+/// Waits for the snapshot of the work tree the runtime takes as a save begins.
+fn wait_for_early_snapshot(sb: &Sandbox, before: usize) {
+    sb.wait_until("the early snapshot", |s| {
+        s.stderr().matches("early snapshot taken").count() > before
+    });
+}
+
+/// An editor's "save all": the board, then the person's other files, while the save's quiet
+/// period runs, after the snapshot the runtime takes as the save begins. Only what the run
+/// wrote is its work.
+#[test]
+fn files_a_person_saves_with_the_board_are_not_the_runs_work() {
+    if !has_git() {
+        return;
+    }
+    let mut sb = repo_with_a_slow_quiet_period("evidence-save-all");
+    sb.start_run();
+    sb.write_board("# Board\n\n## A-1\n- status: ready\n");
+    wait_for_early_snapshot(&sb, 0);
+    sb.write("src/person.rs", "// a person's, edited\n");
+    sb.write("docs/new.md", "a person's new file\n");
+    // The premise: all of it before the run started.
+    assert_eq!(sb.count("task_dispatched"), 0, "{:?}", sb.events());
+    sb.wait_until("done", |s| s.status_of("A-1") == "done");
+    assert_eq!(finished_changes(&sb), serde_json::json!(["src/real.rs"]));
+    assert_eq!(sb.count("evidence_mismatch"), 0, "{:?}", sb.events());
+    assert!(
+        sb.stderr().contains("early snapshot used"),
+        "{}",
+        sb.stderr()
+    );
+}
+
+/// A branch switch after the snapshot the runtime took as a save began, in the save's quiet
+/// period: that snapshot names the other branch's commit, so it is not used, and the run's
+/// work is told from a snapshot at its start, on the branch it ran on.
+#[test]
+fn a_branch_switch_while_a_save_settles_leaves_the_run_its_evidence() {
+    if !has_git() {
+        return;
+    }
+    let mut sb = repo_with_a_slow_quiet_period("evidence-switch");
+    // A branch where A-1 is ready, and main moved on from it: two histories.
+    git(&sb.dir, &["checkout", "-q", "-b", "ready-branch"]);
+    sb.write_board("# Board\n\n## A-1\n- status: ready\n");
+    git(&sb.dir, &["commit", "-qam", "ready"]);
+    git(&sb.dir, &["checkout", "-q", "main"]);
+    sb.write("NOTES.md", "notes\n");
+    git(&sb.dir, &["add", "NOTES.md"]);
+    git(&sb.dir, &["commit", "-qm", "notes"]);
+    sb.start_run();
+    let taken = sb.stderr().matches("early snapshot taken").count();
+    sh(&sb.dir, "touch task-board.md");
+    wait_for_early_snapshot(&sb, taken);
+    git(&sb.dir, &["checkout", "-q", "ready-branch"]);
+    assert_eq!(sb.count("task_dispatched"), 0, "{:?}", sb.events());
+    sb.wait_until("done", |s| s.status_of("A-1") == "done");
+    assert_eq!(finished_changes(&sb), serde_json::json!(["src/real.rs"]));
+    assert_eq!(sb.errors_in("evidence"), 0, "{:?}", sb.events());
 }
 
 #[test]

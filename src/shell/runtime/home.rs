@@ -23,6 +23,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Mode, Msg, Runtime};
@@ -31,7 +32,6 @@ use crate::core::folder::{self, Identity, Sighting, Whereabouts};
 use crate::core::plan::LockView;
 use crate::exit::{Exit, Failure};
 use crate::shell::event_log::EventLog;
-use crate::shell::evidence;
 use crate::shell::fsio;
 use crate::shell::lock::{self, LockState, Locks, Owner, RunLock};
 use crate::shell::watch::{self, BoardWatcher, WatchError};
@@ -101,9 +101,16 @@ impl Runtime {
 
     fn watch_here(&self) -> Result<BoardWatcher, WatchError> {
         let tx = self.tx.clone();
-        watch::watch_board(&self.board, self.config.runtime.debounce, move |s| {
-            let _ = tx.send(Msg::Watch(s));
-        })
+        let lookahead = Arc::clone(&self.lookahead);
+        let debounce = self.config.runtime.debounce;
+        watch::watch_board_and_bursts(
+            &self.board,
+            debounce,
+            move || lookahead.begin(),
+            move |s| {
+                let _ = tx.send(Msg::Watch(s));
+            },
+        )
     }
 
     /// Notes that this runtime holds the lock of task `id`'s ending waiting to be written, so
@@ -235,7 +242,7 @@ impl Runtime {
         if let Some(p) = self.explicit_config.as_deref().and_then(moved) {
             self.explicit_config = Some(p);
         }
-        self.git_root = evidence::root(&self.board_dir);
+        self.find_repo();
         // Saves made before the new watch began were not seen: read the board now.
         self.dirty = true;
     }

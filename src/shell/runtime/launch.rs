@@ -224,8 +224,12 @@ impl Runtime {
         if let SharedStart::Taken(snapshot) = &self.shared_start {
             return snapshot.clone();
         }
-        let snapshot = (self.git_root.as_deref())
-            .and_then(|root| evidence::snapshot(root, &self.board_dir, &self.board, &self.hashes));
+        // The one taken as the save began, else one now (on the path from the save to the
+        // start: a `git status` of the whole repository).
+        let snapshot = self.git_root.as_deref().and_then(|root| {
+            (self.lookahead.take())
+                .or_else(|| evidence::snapshot(root, &self.board_dir, &self.board, &self.hashes))
+        });
         if matches!(self.shared_start, SharedStart::Open) {
             self.shared_start = SharedStart::Taken(snapshot.clone());
         }

@@ -7,7 +7,8 @@
 //! a run), `finish` (a run's end to a kept ending, landing it), `recovery` (dead owners' locks
 //! and endings), `files` (handoffs, deadletter), `home` (the board's folder), `conflicts`,
 //! `isolate` and `prepare` (worktree runs), `approve` (landing or sending back an approved or
-//! rejected change) and `remote` (runs on other machines).
+//! rejected change), `remote` (runs on other machines) and `ahead` (the work tree's snapshot
+//! taken as a save begins).
 //! The runtime makes no decision of its own that the core could make; it never edits a byte of
 //! the board except through `writeback`, and every decision goes to `events.jsonl`.
 //!
@@ -41,6 +42,7 @@ use crate::shell::process;
 use crate::shell::store::Store;
 use crate::shell::watch::WatchSignal;
 
+mod ahead;
 mod approve;
 mod commit;
 mod conflicts;
@@ -242,6 +244,8 @@ pub struct Runtime {
     /// The content hashes snapshots read, shared with the runs' threads that take the snapshot
     /// at each run's end.
     hashes: Arc<evidence::Hashes>,
+    /// The work tree's snapshot taken as a save begins, shared with the watcher's thread.
+    lookahead: Arc<ahead::Lookahead>,
     /// (UTC day, route) pairs whose spent budget has been announced.
     budget_announced: BTreeSet<(chrono::NaiveDate, String)>,
     /// Due tasks held back by an overlapping `touches:`, with the task that holds each, as last
@@ -281,9 +285,9 @@ impl Runtime {
         fsio::report_late_saves_to(move |save| {
             let _ = late.send(Msg::LateSave(save));
         });
-        let git_root = evidence::root(&board_dir);
         let instance = lock::instance_id();
-        let rt = Runtime {
+        let hashes = Arc::default();
+        let mut rt = Runtime {
             mode,
             locks: Locks::of_instance(state_dir.join("locks"), &instance),
             board,
@@ -315,11 +319,13 @@ impl Runtime {
             approval_noted: BTreeMap::new(),
             home: home::Home::default(),
             hosts_down: BTreeMap::new(),
-            git_root,
+            git_root: None,
             shared_start: SharedStart::Off,
-            hashes: Arc::default(),
+            lookahead: Arc::new(ahead::Lookahead::new(Arc::clone(&hashes))),
+            hashes,
             clock: Utc::now,
         };
+        rt.find_repo();
         if let Some(w) = warning {
             rt.error(None, "state", w);
         }
@@ -423,7 +429,7 @@ impl Runtime {
             let (saved, mut due) = self.handle(msgs, &mut stop_reason);
             if Instant::now() >= next_rescan {
                 next_rescan = Instant::now() + self.config.runtime.rescan_every;
-                self.git_root = evidence::root(&self.board_dir);
+                self.find_repo();
                 self.sweep_worktrees();
                 due = true;
             }
@@ -431,7 +437,12 @@ impl Runtime {
             // must not be lost to the watcher's echo of our own last write in the same batch.
             if let Some(trigger) = Trigger::of(saved, due || self.dirty) {
                 self.dirty = false;
+                let began = Instant::now();
                 self.pass(trigger);
+                if saved {
+                    // The save's early snapshot served this pass's starts, or none.
+                    self.lookahead.forget_asked_before(began);
+                }
             }
         }
         self.keep_endings_for_next_start();
@@ -445,6 +456,16 @@ impl Runtime {
             },
         );
         Ok(())
+    }
+
+    /// Looks up the git work tree the board is in (a process: at start, on SIGHUP, on each
+    /// rescan and when the board's folder moved, never per run) and aims the early snapshot
+    /// there.
+    fn find_repo(&mut self) {
+        let repo = evidence::Repo::find(&self.board_dir);
+        self.git_root = repo.as_ref().map(|r| r.root.clone());
+        let debounce = self.config.runtime.debounce;
+        (self.lookahead).aim(repo, (&self.board_dir, &self.board), debounce);
     }
 
     /// `runtime_started`, its log line, and what a start sets up besides the home.
@@ -588,9 +609,9 @@ impl Runtime {
     fn reload(&mut self) {
         match config_file::load(self.explicit_config.as_deref(), &self.board_dir) {
             Ok(loaded) => {
-                self.git_root = evidence::root(&self.board_dir);
                 self.config = loaded.config;
                 self.config_path = loaded.path;
+                self.find_repo();
                 self.emit(
                     None,
                     EventKind::ConfigReloaded {
