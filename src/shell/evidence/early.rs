@@ -10,10 +10,11 @@
 //! no tool can set it back. A path that differs from the early snapshot but last changed before
 //! the start is left out; so is a path gone whose folder last changed before the start
 //! (removing an entry changes its folder). Where that cannot be told, the path is the run's, as
-//! a change during the run would be: a file removed before the start from a folder the run
-//! then also changes, and a change in the last clock tick before the start. A run that puts a
-//! file back exactly as the early snapshot saw it, after a person changed it before the start,
-//! is not seen to have changed it.
+//! a change during the run would be: a file removed before the start from a folder that
+//! changes again during the run (the board's own folder does, with every write of the board),
+//! and a change in the last clock tick before the start. A run that puts a file back exactly
+//! as the early snapshot saw it, after a person changed it before the start, is not seen to
+//! have changed it.
 //!
 //! What git keeps about the work tree cannot be fenced so: a commit, a checkout or `git add`
 //! moves `HEAD`, a branch or the index. git replaces each of those files through a lock file
