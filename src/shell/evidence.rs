@@ -595,7 +595,7 @@ fn git(dir: &Path, args: &[&str]) -> Option<Vec<u8>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -858,7 +858,7 @@ mod tests {
     }
 
     /// Runs git in `root` as a test's person would, failing the test if it fails.
-    pub(super) fn git_in(root: &Path, args: &[&str]) {
+    pub(crate) fn git_in(root: &Path, args: &[&str]) {
         let ok = Command::new("git")
             .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
             .args([
@@ -877,7 +877,7 @@ mod tests {
     }
 
     /// Writes `body` to `name` under `root`, making its folders.
-    pub(super) fn write_in(root: &Path, name: &str, body: &str) {
+    pub(crate) fn write_in(root: &Path, name: &str, body: &str) {
         let path = root.join(name);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, body).unwrap();

@@ -4,8 +4,9 @@
 //! The watcher's thread calls [`Lookahead::begin`] on the first event of a batch naming the
 //! board; a short-lived thread takes the snapshot while the save's quiet period runs, and a run
 //! the pass after it starts takes it ([`Lookahead::take`]) instead of a `git status` of its own
-//! between the save and its start. One is taken at a time, and one left unused is dropped after
-//! the save's pass ([`Lookahead::forget_asked_before`]) or once older than a burst can last:
+//! between the save and its start. One is kept at a time, serving every save that begins
+//! while it is kept, and one left unused is dropped after the last such save's pass
+//! ([`Lookahead::forget_served_before`]) or once older than a burst can last:
 //! the older a snapshot, the wider its fence. Owns only that hand-over; what a snapshot is and
 //! when it still holds are `evidence`'s.
 
@@ -33,8 +34,15 @@ struct AheadState {
 
 enum Slot {
     Empty,
-    /// Being taken; its thread sends it when done.
-    Taking(Instant, Receiver<Option<Early>>),
+    /// Being taken, or taken; its thread sends it when done.
+    Taking {
+        /// When it was asked for.
+        asked: Instant,
+        /// When the latest save it serves began: a save that begins while one is kept is
+        /// served by it too.
+        latest: Instant,
+        rx: Receiver<Option<Early>>,
+    },
 }
 
 impl Lookahead {
@@ -78,9 +86,11 @@ impl Lookahead {
         let Some((repo, board_dir, board)) = state.aim.clone() else {
             return;
         };
-        if let Slot::Taking(asked, _) = &state.slot
-            && asked.elapsed() < state.max_age
+        let max_age = state.max_age;
+        if let Slot::Taking { asked, latest, .. } = &mut state.slot
+            && asked.elapsed() < max_age
         {
+            *latest = Instant::now();
             return;
         }
         let (tx, rx) = mpsc::channel();
@@ -98,8 +108,13 @@ impl Lookahead {
                 }
                 let _ = tx.send(early);
             });
+        let now = Instant::now();
         state.slot = match spawned {
-            Ok(_) => Slot::Taking(Instant::now(), rx),
+            Ok(_) => Slot::Taking {
+                asked: now,
+                latest: now,
+                rx,
+            },
             Err(e) => {
                 tracing::debug!("cannot start a thread for an early snapshot: {e}");
                 Slot::Empty
@@ -117,7 +132,7 @@ impl Lookahead {
             let slot = std::mem::replace(&mut state.slot, Slot::Empty);
             (slot, state.aim.clone(), state.max_age)
         };
-        let (Slot::Taking(asked, rx), Some((repo, _, board))) = (slot, aim) else {
+        let (Slot::Taking { asked, rx, .. }, Some((repo, _, board))) = (slot, aim) else {
             return None;
         };
         if asked.elapsed() >= max_age {
@@ -134,11 +149,62 @@ impl Lookahead {
         tree
     }
 
-    /// Drops a snapshot asked for before `at` (one the pass begun at `at` had the use of).
-    pub(super) fn forget_asked_before(&self, at: Instant) {
+    /// Drops a snapshot no save serves any more: the saves it serves all began before `at`,
+    /// when the pass that had the use of it began.
+    pub(super) fn forget_served_before(&self, at: Instant) {
         let mut state = self.state();
-        if matches!(state.slot, Slot::Taking(asked, _) if asked < at) {
+        if matches!(state.slot, Slot::Taking { latest, .. } if latest < at) {
             state.slot = Slot::Empty;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shell::evidence::tests::{git_in, write_in};
+
+    /// A repository with a board, and a lookahead aimed at it.
+    fn aimed() -> (tempfile::TempDir, Lookahead) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        git_in(root, &["init", "-q"]);
+        write_in(root, "task-board.md", "# Board\n");
+        write_in(root, "README.md", "readme\n");
+        git_in(root, &["add", "-A"]);
+        git_in(root, &["commit", "-qm", "one"]);
+        let lookahead = Lookahead::new(Arc::default());
+        let repo = Repo::find(root).expect("a repository");
+        let board = root.join("task-board.md");
+        lookahead.aim(Some(repo), (root, &board), Duration::from_millis(50));
+        (dir, lookahead)
+    }
+
+    /// A save that begins while a snapshot is kept is served by it: the pass of the save
+    /// before does not drop it, and the later save's pass takes it.
+    #[test]
+    fn a_snapshot_kept_serves_a_save_that_begins_meanwhile() {
+        let (_dir, lookahead) = aimed();
+        lookahead.begin();
+        let first_pass = Instant::now();
+        lookahead.begin();
+        lookahead.forget_served_before(first_pass);
+        assert!(lookahead.take().is_some(), "the second save's pass has it");
+        assert!(lookahead.take().is_none(), "taken once");
+    }
+
+    /// One no save began after is dropped after the pass that had the use of it.
+    #[test]
+    fn a_snapshot_no_later_save_needs_is_dropped_after_the_pass() {
+        let (_dir, lookahead) = aimed();
+        lookahead.begin();
+        lookahead.forget_served_before(Instant::now());
+        assert!(lookahead.take().is_none());
+        // Outside a repository nothing is taken.
+        let other = tempfile::tempdir().unwrap();
+        let board = other.path().join("task-board.md");
+        lookahead.aim(None, (other.path(), &board), Duration::from_millis(50));
+        lookahead.begin();
+        assert!(lookahead.take().is_none());
     }
 }

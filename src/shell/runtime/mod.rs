@@ -440,8 +440,9 @@ impl Runtime {
                 let began = Instant::now();
                 self.pass(trigger);
                 if saved {
-                    // The save's early snapshot served this pass's starts, or none.
-                    self.lookahead.forget_asked_before(began);
+                    // The early snapshot of the saves this pass read served its starts, or
+                    // none; one a save that began since serves is kept.
+                    self.lookahead.forget_served_before(began);
                 }
             }
         }
