@@ -1,8 +1,9 @@
 //! Evidence against real git: a run that edits, or commits, the files it claims matches its
 //! claims; editors' side files appearing during a run are nobody's work; a run after which
-//! `HEAD` names another history says so instead of guessing. And, for the same person reading
-//! what went wrong, `doctor` and `lint` agree on a board's findings when the configuration has a
-//! typo.
+//! `HEAD` names another history says so instead of guessing; what a person changes while a save
+//! settles, after the snapshot the runtime takes as the save begins, is not a run's work, and a
+//! branch switch then leaves the run its evidence. And, for the same person reading what went
+//! wrong, `doctor` and `lint` agree on a board's findings when the configuration has a typo.
 
 use crate::support;
 
@@ -291,6 +292,11 @@ fn a_branch_switch_while_a_save_settles_leaves_the_run_its_evidence() {
     sb.wait_until("done", |s| s.status_of("A-1") == "done");
     assert_eq!(finished_changes(&sb), serde_json::json!(["src/real.rs"]));
     assert_eq!(sb.errors_in("evidence"), 0, "{:?}", sb.events());
+    assert!(
+        sb.stderr().contains("early snapshot not used"),
+        "{}",
+        sb.stderr()
+    );
 }
 
 #[test]
