@@ -7,20 +7,35 @@
 //! between the save and its start. One is kept at a time, serving every save that begins
 //! while it is kept, and one left unused is dropped after the last such save's pass
 //! ([`Lookahead::forget_served_before`]) or once older than a burst can last:
-//! the older a snapshot, the wider its fence. Owns only that hand-over; what a snapshot is and
-//! when it still holds are `evidence`'s.
+//! the older a snapshot, the wider its fence.
+//!
+//! A snapshot costs a `git status` of the whole repository, and most saves of a board ready
+//! nothing (an editor's autosave, a note in a description). After one goes unused, none is
+//! taken for [`UNUSED_BACKOFF`] times as long as the last one took: in a repository whose
+//! `git status` takes 300 ms, a person's saves that ready nothing cost at most a tenth of a
+//! core, and a save that readies a task in that time gets a snapshot at its start, as without
+//! one. Owns only that hand-over; what a snapshot is and when it still holds are `evidence`'s.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::shell::evidence::{self, Early, Hashes, Repo, TreeState};
 
+/// After an early snapshot went unused, how many times as long as the last one took no other
+/// is taken.
+pub(super) const UNUSED_BACKOFF: u32 = 10;
+
 /// The early snapshot's hand-over between the watcher's thread and the loop.
 pub(super) struct Lookahead {
     state: Mutex<AheadState>,
     hashes: Arc<Hashes>,
+    /// How long the last snapshot took, in microseconds (set by its thread).
+    last_took_us: Arc<AtomicU64>,
+    /// The back-off after an unused one ([`UNUSED_BACKOFF`]).
+    backoff: u32,
 }
 
 struct AheadState {
@@ -30,6 +45,8 @@ struct AheadState {
     /// How old a snapshot may be when taken: a burst's longest span, and then some.
     max_age: Duration,
     slot: Slot,
+    /// When the last snapshot was dropped unused, if the one after it has not been used yet.
+    unused_since: Option<Instant>,
 }
 
 enum Slot {
@@ -47,14 +64,26 @@ enum Slot {
 
 impl Lookahead {
     pub(super) fn new(hashes: Arc<Hashes>) -> Lookahead {
+        Lookahead::with_backoff(hashes, UNUSED_BACKOFF)
+    }
+
+    fn with_backoff(hashes: Arc<Hashes>, backoff: u32) -> Lookahead {
         Lookahead {
             state: Mutex::new(AheadState {
                 aim: None,
                 max_age: Duration::ZERO,
                 slot: Slot::Empty,
+                unused_since: None,
             }),
             hashes,
+            last_took_us: Arc::default(),
+            backoff,
         }
+    }
+
+    /// How long the last snapshot took (zero before the first has been taken).
+    fn last_took(&self) -> Duration {
+        Duration::from_micros(self.last_took_us.load(Ordering::Relaxed))
     }
 
     fn state(&self) -> MutexGuard<'_, AheadState> {
@@ -79,8 +108,9 @@ impl Lookahead {
         state.max_age = debounce.saturating_mul(bursts) + Duration::from_secs(1);
     }
 
-    /// A save began: starts taking a snapshot, unless one is being taken already (it serves as
-    /// well) or the board is not in a repository. Runs on the watcher's thread: no waiting.
+    /// A save began: starts taking a snapshot, unless one is kept already (it serves as well),
+    /// the last one went unused a short while ago ([`UNUSED_BACKOFF`]) or the board is not in
+    /// a repository. Runs on the watcher's thread: no waiting.
     pub(super) fn begin(&self) {
         let mut state = self.state();
         let Some((repo, board_dir, board)) = state.aim.clone() else {
@@ -93,15 +123,25 @@ impl Lookahead {
             *latest = Instant::now();
             return;
         }
+        if let Some(unused) = state.unused_since
+            && unused.elapsed() < self.last_took().saturating_mul(self.backoff)
+        {
+            tracing::debug!("early snapshot skipped: the last one went unused");
+            return;
+        }
         let (tx, rx) = mpsc::channel();
         let hashes = Arc::clone(&self.hashes);
+        let last_took_us = Arc::clone(&self.last_took_us);
         let spawned = std::thread::Builder::new()
             .name("taskboard-ahead".into())
             .stack_size(256 * 1024)
             .spawn(move || {
                 let asked = Instant::now();
                 let early = evidence::snapshot_early(&repo, &board_dir, &board, &hashes);
-                let took = asked.elapsed().as_secs_f64() * 1e3;
+                let took = asked.elapsed();
+                let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+                last_took_us.store(micros, Ordering::Relaxed);
+                let took = took.as_secs_f64() * 1e3;
                 match &early {
                     Some(_) => tracing::debug!("early snapshot taken in {took:.1} ms"),
                     None => tracing::debug!("early snapshot failed after {took:.1} ms"),
@@ -130,6 +170,9 @@ impl Lookahead {
         let (slot, aim, max_age) = {
             let mut state = self.state();
             let slot = std::mem::replace(&mut state.slot, Slot::Empty);
+            if matches!(slot, Slot::Taking { .. }) {
+                state.unused_since = None;
+            }
             (slot, state.aim.clone(), state.max_age)
         };
         let (Slot::Taking { asked, rx, .. }, Some((repo, _, board))) = (slot, aim) else {
@@ -155,6 +198,7 @@ impl Lookahead {
         let mut state = self.state();
         if matches!(state.slot, Slot::Taking { latest, .. } if latest < at) {
             state.slot = Slot::Empty;
+            state.unused_since = Some(Instant::now());
         }
     }
 }
@@ -166,6 +210,10 @@ mod tests {
 
     /// A repository with a board, and a lookahead aimed at it.
     fn aimed() -> (tempfile::TempDir, Lookahead) {
+        aimed_with(UNUSED_BACKOFF)
+    }
+
+    fn aimed_with(backoff: u32) -> (tempfile::TempDir, Lookahead) {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         git_in(root, &["init", "-q"]);
@@ -173,7 +221,7 @@ mod tests {
         write_in(root, "README.md", "readme\n");
         git_in(root, &["add", "-A"]);
         git_in(root, &["commit", "-qm", "one"]);
-        let lookahead = Lookahead::new(Arc::default());
+        let lookahead = Lookahead::with_backoff(Arc::default(), backoff);
         let repo = Repo::find(root).expect("a repository");
         let board = root.join("task-board.md");
         lookahead.aim(Some(repo), (root, &board), Duration::from_millis(50));
@@ -206,5 +254,39 @@ mod tests {
         lookahead.aim(None, (other.path(), &board), Duration::from_millis(50));
         lookahead.begin();
         assert!(lookahead.take().is_none());
+    }
+
+    /// Waits until the snapshot being taken is done, without taking it.
+    fn done(lookahead: &Lookahead) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while lookahead.last_took().is_zero() {
+            assert!(Instant::now() < deadline, "the snapshot is not done");
+            std::thread::yield_now();
+        }
+    }
+
+    /// After a snapshot went unused, saves in the back-off take none; one used ends the
+    /// back-off, and so does its time running out.
+    #[test]
+    fn after_an_unused_snapshot_saves_take_none_for_a_while() {
+        // A back-off no test's pause can outlast: whether one is taken is the rule's alone.
+        let (_dir, lookahead) = aimed_with(1_000_000);
+        lookahead.begin();
+        done(&lookahead);
+        lookahead.forget_served_before(Instant::now());
+        lookahead.begin();
+        assert!(lookahead.take().is_none(), "none taken in the back-off");
+
+        // Its time run out: a snapshot is taken again, and using it ends the back-off.
+        let (_dir, lookahead) = aimed_with(0);
+        lookahead.begin();
+        done(&lookahead);
+        lookahead.forget_served_before(Instant::now());
+        lookahead.begin();
+        assert!(
+            lookahead.take().is_some(),
+            "taken once the back-off is over"
+        );
+        assert_eq!(lookahead.state().unused_since, None, "a used one ends it");
     }
 }
