@@ -184,6 +184,17 @@ pub struct Hashes {
 /// holds: well over the coarsest time stamps of common file systems.
 pub const SETTLED: Duration = Duration::from_secs(2);
 
+/// A file's change time as the file system stamped it: seconds and nanoseconds since 1970.
+fn changed_time(meta: &std::fs::Metadata) -> (i64, i64) {
+    (meta.ctime(), meta.ctime_nsec())
+}
+
+/// The time `t` in the form of [`changed_time`]; `None` before 1970.
+fn file_time(t: SystemTime) -> Option<(i64, i64)> {
+    let since = t.duration_since(UNIX_EPOCH).ok()?;
+    Some((since.as_secs() as i64, i64::from(since.subsec_nanos())))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ChangeStamp {
     dev: u64,
@@ -200,17 +211,16 @@ impl ChangeStamp {
             ino: meta.ino(),
             len: meta.len(),
             modified: (meta.mtime(), meta.mtime_nsec()),
-            changed: (meta.ctime(), meta.ctime_nsec()),
+            changed: changed_time(meta),
         }
     }
 
     /// Whether `at` lies at least [`SETTLED`] after the file's last change.
     fn settled_at(&self, at: SystemTime) -> bool {
         let last = self.modified.max(self.changed);
-        let Ok(at) = at.duration_since(UNIX_EPOCH) else {
+        let Some(at) = file_time(at) else {
             return false;
         };
-        let at = (at.as_secs() as i64, i64::from(at.subsec_nanos()));
         let settled = SETTLED.as_secs() as i64;
         at >= (last.0.saturating_add(settled), last.1)
     }

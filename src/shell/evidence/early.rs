@@ -24,11 +24,10 @@
 //!
 //! Owns no thread and no state: the runtime decides when to take one and hands it over.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
-use super::{ChangeStamp, Hashes, TreeState, git, snapshot};
+use super::{ChangeStamp, Hashes, TreeState, changed_time, file_time, git, snapshot};
 
 /// A git work tree and the folders git keeps its `HEAD`, refs and index in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,7 +162,7 @@ impl StartFence {
         loop {
             match std::fs::symlink_metadata(&path) {
                 Ok(meta) => {
-                    let changed = (meta.ctime(), meta.ctime_nsec());
+                    let changed = changed_time(&meta);
                     return self.from <= changed && changed < self.to;
                 }
                 Err(e)
@@ -188,7 +187,7 @@ impl StartFence {
 fn start_floor(board: &Path) -> (i64, i64) {
     let clock = coarse_now();
     match std::fs::metadata(board) {
-        Ok(meta) => clock.min((meta.ctime(), meta.ctime_nsec())),
+        Ok(meta) => clock.min(changed_time(&meta)),
         Err(_) => clock,
     }
 }
@@ -206,10 +205,7 @@ fn coarse_now() -> (i64, i64) {
 }
 
 fn wall(t: SystemTime) -> (i64, i64) {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => (d.as_secs() as i64, i64::from(d.subsec_nanos())),
-        Err(_) => (0, 0),
-    }
+    file_time(t).unwrap_or((0, 0))
 }
 
 #[cfg(test)]
@@ -220,8 +216,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     fn changed_at(path: &Path) -> (i64, i64) {
-        let meta = std::fs::symlink_metadata(path).unwrap();
-        (meta.ctime(), meta.ctime_nsec())
+        changed_time(&std::fs::symlink_metadata(path).unwrap())
     }
 
     /// Waits until the file system's clock has passed `last`: a change the fence must tell
