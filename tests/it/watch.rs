@@ -287,13 +287,13 @@ fn a_board_written_without_pause_is_still_signalled_while_it_is_written() {
 /// What a watcher with a burst hook reported, in order.
 #[derive(Debug)]
 enum Heard {
-    Burst(Instant),
+    Burst,
     Signal(WatchSignal, Instant),
 }
 
-/// The burst hook is called once per batch, at the batch's first event: a quiet period
-/// before the batch's signal, in time for work the signal will need. Files beside the board
-/// never call it.
+/// The burst hook is called once per batch, at the batch's first event, before the batch's
+/// signal, which comes a quiet period after the save: in time for work the signal will need.
+/// Files beside the board never call it.
 #[test]
 fn the_burst_hook_is_called_at_each_batchs_first_event() {
     let temp = TempDir::new("watch-burst");
@@ -306,7 +306,7 @@ fn the_burst_hook_is_called_at_each_batchs_first_event() {
         &board,
         DEBOUNCE,
         move || {
-            let _ = burst.send(Heard::Burst(Instant::now()));
+            let _ = burst.send(Heard::Burst);
         },
         move |s| {
             let _ = tx.send(Heard::Signal(s, Instant::now()));
@@ -320,16 +320,19 @@ fn the_burst_hook_is_called_at_each_batchs_first_event() {
     }
     for round in 0..2 {
         // One save in three writes: one batch.
+        let saved = Instant::now();
         for i in 0..3 {
             append(&board, &format!("- [ ] {round}.{i}\n"));
         }
-        let began = match rx.recv_timeout(DEADLINE) {
-            Ok(Heard::Burst(at)) => at,
+        // The hook runs when the watcher's thread takes the first event, which under load
+        // may be well after the event: the quiet period counts from the events themselves.
+        match rx.recv_timeout(DEADLINE) {
+            Ok(Heard::Burst) => {}
             other => panic!("expected the burst first, got {other:?}"),
-        };
+        }
         match rx.recv_timeout(DEADLINE) {
             Ok(Heard::Signal(WatchSignal::BoardTouched { .. }, at)) => {
-                assert!(at - began >= DEBOUNCE, "{:?} after the burst", at - began);
+                assert!(at - saved >= DEBOUNCE, "{:?} after the save", at - saved);
             }
             other => panic!("expected the batch's signal, got {other:?}"),
         }
@@ -344,7 +347,7 @@ fn the_burst_hook_is_called_at_each_batchs_first_event() {
                 matches!(
                     pair,
                     [
-                        Heard::Burst(_),
+                        Heard::Burst,
                         Heard::Signal(WatchSignal::BoardTouched { .. }, _)
                     ]
                 ),
