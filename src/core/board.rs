@@ -89,6 +89,9 @@ pub struct Task {
     /// when it is dropped.
     text: Text,
     pub status: Option<StatusField>,
+    /// The hash of `id`, taken while the parse has its bytes at hand: the index by ID is made
+    /// from these without reading the IDs again from all over the board's text.
+    id_hash: u64,
 }
 
 /// Why a heading that looks like a task cannot be used as one.
@@ -350,21 +353,10 @@ impl Board {
     /// those tasks (which one the person meant is theirs to say), so they never count as
     /// runnable anywhere.
     pub fn duplicated_ids(&self) -> HashSet<&str> {
-        let usable = |i: u32| Some(&self.tasks[i as usize]).filter(|t| t.id_problem.is_none());
-        let mut twice = HashSet::new();
-        // Tasks sharing an ID share a hash, and sit together in the index.
-        for group in self.by_id().chunk_by(|a, b| a.0 == b.0) {
-            for (n, &(_, i)) in group.iter().enumerate().skip(1) {
-                if let Some(task) = usable(i)
-                    && group[..n]
-                        .iter()
-                        .any(|&(_, j)| usable(j).is_some_and(|other| other.id == task.id))
-                {
-                    twice.insert(task.id.as_str());
-                }
-            }
-        }
-        twice
+        (self.tasks.iter().zip(self.first_usable_ids()))
+            .filter(|(t, first)| t.id_problem.is_none() && !first)
+            .map(|(t, _)| t.id.as_str())
+            .collect()
     }
 
     /// The first task with this ID.
@@ -383,15 +375,48 @@ impl Board {
 
     /// Every task with this ID, in board order (more than one: a duplicated ID).
     pub fn with_id<'b, 'i>(&'b self, id: &'i str) -> impl Iterator<Item = &'b Task> + use<'b, 'i> {
+        self.places_of(id).map(|i| &self.tasks[i])
+    }
+
+    /// The place in `tasks` of every task with this ID, in board order.
+    fn places_of<'b, 'i>(&'b self, id: &'i str) -> impl Iterator<Item = usize> + use<'b, 'i> {
         let index = self.by_id();
         let hash = id_hash(id);
         let first = index.partition_point(|&(h, _)| h < hash);
         index[first..]
             .iter()
             .take_while(move |&&(h, _)| h == hash)
+            .map(|&(_, i)| i as usize)
             // Two IDs may share a hash: the ID itself decides.
-            .map(|&(_, i)| &self.tasks[i as usize])
-            .filter(move |t| t.id == id)
+            .filter(move |&i| self.tasks[i].id == id)
+    }
+
+    /// The place in `tasks` of the first task whose ID is `id` and usable.
+    pub fn first_usable(&self, id: &str) -> Option<usize> {
+        (self.places_of(id)).find(|&i| self.tasks[i].id_problem.is_none())
+    }
+
+    /// For each task, whether its ID is usable and no task before it carries the same one.
+    /// Read from the index by ID, which a re-parse keeps while no ID changed: an ID's text is
+    /// read only where two IDs share a hash.
+    pub fn first_usable_ids(&self) -> Vec<bool> {
+        let usable = |i: u32| Some(&self.tasks[i as usize]).filter(|t| t.id_problem.is_none());
+        let mut first = vec![false; self.tasks.len()];
+        for group in self.by_id().chunk_by(|a, b| a.0 == b.0) {
+            if let [(_, i)] = group {
+                first[*i as usize] = usable(*i).is_some();
+                continue;
+            }
+            // Tasks sharing a hash sit in board order: each is first unless one before it
+            // carries the same usable ID.
+            for (n, &(_, i)) in group.iter().enumerate() {
+                first[i as usize] = usable(i).is_some_and(|task| {
+                    !(group[..n].iter())
+                        .any(|&(_, j)| usable(j).is_some_and(|other| other.id == task.id))
+                });
+            }
+        }
+        first
     }
 
     /// Whether lookups by ID are ready to use: a step before made the index. One lookup costs
@@ -404,7 +429,7 @@ impl Board {
     fn by_id(&self) -> &[(u64, u32)] {
         self.ids.0.get_or_init(|| {
             let mut index: Vec<(u64, u32)> = (self.tasks.iter().enumerate())
-                .map(|(i, t)| (id_hash(t.id.as_str()), i as u32))
+                .map(|(i, t)| (t.id_hash, i as u32))
                 .collect();
             index.sort_unstable();
             index
@@ -513,6 +538,7 @@ fn task_at(
     });
     let fields_end = fields.last().map_or(heading.end, |f| f.value.end);
     Some(Task {
+        id_hash: id_hash(id),
         id: source.text(text, id),
         id_problem,
         title: source.text(text, title),
@@ -1036,6 +1062,18 @@ mod tests {
             .collect();
         assert_eq!(b.duplicated_ids(), walked);
         assert_eq!(walked, HashSet::from(["A-1", "B-1"]));
+        // The first task of each usable ID, and where each ID's first usable task is, as a walk
+        // through the board finds them.
+        let mut seen = HashSet::new();
+        let firsts: Vec<bool> = (b.tasks.iter())
+            .map(|t| t.id_problem.is_none() && seen.insert(t.id.as_str()))
+            .collect();
+        assert_eq!(b.first_usable_ids(), firsts);
+        assert!(firsts.iter().any(|f| !f) && firsts.iter().filter(|&&f| f).count() > 2);
+        for id in ["A-1", "B-1", "Fix", "C-1", "D-1", "X-9"] {
+            let walked = (b.tasks.iter()).position(|t| t.id_problem.is_none() && t.id == id);
+            assert_eq!(b.first_usable(id), walked, "{id}");
+        }
         let b = Board::parse(text);
         // A re-parse renames a task: the lookup follows the new board, not the old one's index.
         let edited = text.replace("## C-1", "## D-1");

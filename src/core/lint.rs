@@ -31,7 +31,6 @@
 //! The last two need the configuration's repositories and worktree routes
 //! ([`WorkspaceContext`], given to [`lint_with`]); [`lint`] does not check them.
 
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::ops::Range;
 use std::time::Duration;
@@ -42,7 +41,6 @@ use serde::Serialize;
 use crate::core::board::{Board, Field, IdProblem, Parallel, Serial, Task, conflict_regions};
 use crate::core::config::{Config, Workspace, valid_branch};
 use crate::core::fmt::{self, Precision::Coarse};
-use crate::core::hash::IdMap;
 use crate::core::plan;
 use crate::core::status::{Stamp, Status};
 use crate::core::workspace::{parse_repos, parse_touches};
@@ -166,7 +164,7 @@ pub fn lint_on(
     workspaces: Option<&WorkspaceContext>,
     parallel: &impl Parallel,
 ) -> Vec<Finding> {
-    let (first_by_id, is_first) = first_occurrences(board);
+    let is_first = board.first_usable_ids();
     let count = board.tasks.len();
     let shares = (parallel.width())
         .min(count / parallel.least_tasks().max(1))
@@ -176,7 +174,6 @@ pub fn lint_on(
         board,
         ctx,
         workspaces,
-        first_by_id: &first_by_id,
         is_first: &is_first,
     };
     let findings = if shares == 1 {
@@ -196,7 +193,7 @@ pub fn lint_on(
         board,
         findings,
     };
-    l.cycles(&first_by_id, &is_first);
+    l.cycles(&is_first);
     l.conflicts();
     let mut findings = l.findings;
     findings.sort_by(|a, b| {
@@ -256,33 +253,14 @@ fn clip(s: &str, max: usize) -> String {
     out
 }
 
-/// Task ID to board index.
-type IdIndex<'a> = IdMap<'a, usize>;
-
-/// The board index of the first task with each usable ID, and for each task whether it is that
-/// first one (so the checks of each task need not look its own ID up again: the IDs lie all
-/// over the board's text, and comparing them in the index's probes was most of lint's time).
-fn first_occurrences(board: &Board) -> (IdIndex<'_>, Vec<bool>) {
-    let mut first = IdIndex::with_capacity_and_hasher(board.tasks.len(), Default::default());
-    let mut is_first = vec![false; board.tasks.len()];
-    for (i, t) in board.tasks.iter().enumerate() {
-        if t.id_problem.is_none()
-            && let Entry::Vacant(slot) = first.entry(t.id.as_str())
-        {
-            slot.insert(i);
-            is_first[i] = true;
-        }
-    }
-    (first, is_first)
-}
-
 /// What the checks of each task read: the same for every share of the tasks.
 struct Checks<'a> {
     text: &'a str,
     board: &'a Board,
     ctx: &'a LintContext<'a>,
     workspaces: Option<&'a WorkspaceContext>,
-    first_by_id: &'a IdIndex<'a>,
+    /// For each task, whether it has a usable ID and is the first with it
+    /// ([`Board::first_usable_ids`]).
     is_first: &'a [bool],
 }
 
@@ -296,9 +274,9 @@ impl Checks<'_> {
         };
         for index in indexes {
             let task = &self.board.tasks[index];
-            l.id_checks(task, index, self.is_first[index], self.first_by_id);
+            l.id_checks(task, index, self.is_first[index]);
             l.field_checks(task);
-            l.status_checks(task, self.first_by_id, self.ctx, self.workspaces);
+            l.status_checks(task, self.ctx, self.workspaces);
         }
         l.findings
     }
@@ -353,7 +331,7 @@ impl Linter<'_> {
     }
 
     /// `is_first`: the task has a usable ID and is the first with it.
-    fn id_checks(&mut self, task: &Task, index: usize, is_first: bool, first_by_id: &IdIndex) {
+    fn id_checks(&mut self, task: &Task, index: usize, is_first: bool) {
         // Most tasks have no finding here: where and how to show the ID is worked out only
         // for those that do.
         if is_first {
@@ -381,7 +359,7 @@ impl Linter<'_> {
                 ),
             ),
             None => {
-                let first = first_by_id.get(task.id.as_str()).copied().unwrap_or(index);
+                let first = self.board.first_usable(&task.id).unwrap_or(index);
                 if first != index {
                     let first_line = self.line_of(self.board.tasks[first].heading.start);
                     self.push(
@@ -532,7 +510,6 @@ impl Linter<'_> {
     fn status_checks(
         &mut self,
         task: &Task,
-        first_by_id: &IdIndex,
         ctx: &LintContext,
         workspaces: Option<&WorkspaceContext>,
     ) {
@@ -541,7 +518,7 @@ impl Linter<'_> {
         };
         let start = task.status.as_ref().map_or(0, |f| f.range.start);
         match status {
-            Status::BlockedOnTasks(deps) => self.dependency_checks(task, deps, start, first_by_id),
+            Status::BlockedOnTasks(deps) => self.dependency_checks(task, deps, start),
             Status::Running { agent, since } => {
                 let time_at = start + "running:".len() + agent.len() + 1;
                 self.claim_checks(task, agent, since, time_at, ctx);
@@ -603,17 +580,11 @@ impl Linter<'_> {
     }
 
     /// `blocked:task:…`: every dependency is on the board; all of them done is news.
-    fn dependency_checks(
-        &mut self,
-        task: &Task,
-        deps: &[String],
-        start: usize,
-        first_by_id: &IdIndex,
-    ) {
+    fn dependency_checks(&mut self, task: &Task, deps: &[String], start: usize) {
         let mut at = start + "blocked:task:".len();
         let mut missing = false;
         for dep in deps {
-            if !first_by_id.contains_key(dep.as_str()) {
+            if self.board.first_usable(dep).is_none() {
                 missing = true;
                 let id = shown(&task.id);
                 self.push(
@@ -629,9 +600,7 @@ impl Linter<'_> {
             at += dep.len() + 1;
         }
         let all_done = deps.iter().all(|d| {
-            first_by_id
-                .get(d.as_str())
-                .and_then(|&i| self.board.tasks[i].status())
+            (self.board.first_usable(d)).and_then(|i| self.board.tasks[i].status())
                 == Some(&Status::Done)
         });
         if !missing && all_done {
@@ -785,7 +754,7 @@ impl Linter<'_> {
     }
 
     /// One finding per strongly connected knot of `blocked:task:` edges.
-    fn cycles(&mut self, first_by_id: &IdIndex, is_first: &[bool]) {
+    fn cycles(&mut self, is_first: &[bool]) {
         let tasks = &self.board.tasks;
         let edges: Vec<Vec<usize>> = tasks
             .iter()
@@ -793,7 +762,7 @@ impl Linter<'_> {
             .map(|(i, t)| match t.status() {
                 Some(Status::BlockedOnTasks(deps)) if is_first[i] => deps
                     .iter()
-                    .filter_map(|d| first_by_id.get(d.as_str()).copied())
+                    .filter_map(|d| self.board.first_usable(d))
                     .collect(),
                 _ => Vec::new(),
             })

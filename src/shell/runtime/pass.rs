@@ -8,7 +8,7 @@
 //! `commit`'s compare-and-swap) and never starts a run (that is `launch`, after the claim
 //! landed).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
@@ -158,10 +158,9 @@ impl Runtime {
             (text, board)
         };
         self.report_findings(&text, &board, now);
-        // One set of the board's IDs: a lookup per record in the board's list of tasks was
-        // quadratic in the board's size, on every pass.
-        let on_board: HashSet<&str> = board.tasks.iter().map(|t| t.id.as_str()).collect();
-        self.store.note_presence(|id| on_board.contains(id), now);
+        // Through the board's index by ID, which a re-parse keeps while no ID changed: a set of
+        // the IDs made here cost a hash of every ID on every pass.
+        self.store.note_presence(|id| board.task(id).is_some(), now);
 
         let locks = self.defer_to_serving_run(locks, &board);
         let (planned, kept) = self.plan(&board, &locks, &outgoing, &on_the_way, now);
