@@ -56,9 +56,14 @@ pub struct Edit {
 /// the board, which the runtime would otherwise pay for every task it starts or settles.
 /// Made once per board (a board's tasks change only by parsing) and kept by
 /// [`Board::reparse`] when no task's ID or place changed, so it is no part of what the board
-/// is: two boards are equal whatever their indexes hold.
+/// is: two boards are equal whatever their indexes hold. With it, what is read from it alone:
+/// which tasks are the first with their usable ID ([`Board::first_usable_ids`]), which lint
+/// asks on every pass.
 #[derive(Debug, Clone, Default)]
-struct TasksById(OnceLock<Vec<(u64, u32)>>);
+struct TasksById {
+    index: OnceLock<Vec<(u64, u32)>>,
+    first_usable: OnceLock<Vec<bool>>,
+}
 
 impl PartialEq for TasksById {
     fn eq(&self, _: &TasksById) -> bool {
@@ -341,7 +346,7 @@ impl Board {
             && new
                 .iter()
                 .zip(&self.tasks[before..kept])
-                .all(|(n, o)| n.id == o.id);
+                .all(|(n, o)| n.id == o.id && n.id_problem == o.id_problem);
         self.tasks.splice(before..kept, new);
         for task in &mut self.tasks[before + new_len..] {
             task.shift(delta);
@@ -354,7 +359,7 @@ impl Board {
     /// runnable anywhere.
     pub fn duplicated_ids(&self) -> HashSet<&str> {
         (self.tasks.iter().zip(self.first_usable_ids()))
-            .filter(|(t, first)| t.id_problem.is_none() && !first)
+            .filter(|(t, first)| t.id_problem.is_none() && !**first)
             .map(|(t, _)| t.id.as_str())
             .collect()
     }
@@ -397,9 +402,15 @@ impl Board {
     }
 
     /// For each task, whether its ID is usable and no task before it carries the same one.
-    /// Read from the index by ID, which a re-parse keeps while no ID changed: an ID's text is
-    /// read only where two IDs share a hash.
-    pub fn first_usable_ids(&self) -> Vec<bool> {
+    /// Read from the index by ID, and kept with it while no ID changes: an ID's text is read
+    /// only where two IDs share a hash.
+    pub fn first_usable_ids(&self) -> &[bool] {
+        self.ids
+            .first_usable
+            .get_or_init(|| self.find_first_usable())
+    }
+
+    fn find_first_usable(&self) -> Vec<bool> {
         let usable = |i: u32| Some(&self.tasks[i as usize]).filter(|t| t.id_problem.is_none());
         let mut first = vec![false; self.tasks.len()];
         for group in self.by_id().chunk_by(|a, b| a.0 == b.0) {
@@ -422,24 +433,18 @@ impl Board {
     /// Whether lookups by ID are ready to use: a step before made the index. One lookup costs
     /// more than a walk of the tasks until it is made.
     pub fn ids_indexed(&self) -> bool {
-        self.ids.0.get().is_some()
+        self.ids.index.get().is_some()
     }
 
     /// The index behind lookups by ID, made on first use.
     fn by_id(&self) -> &[(u64, u32)] {
-        self.ids.0.get_or_init(|| {
+        self.ids.index.get_or_init(|| {
             let mut index: Vec<(u64, u32)> = (self.tasks.iter().enumerate())
                 .map(|(i, t)| (t.id_hash, i as u32))
                 .collect();
             index.sort_unstable();
             index
         })
-    }
-
-    /// [`conflict_markers`] of `text`, the text this board was parsed from, found from the
-    /// board's line starts.
-    pub fn conflict_markers(&self, text: &str) -> Vec<Marker> {
-        conflicts::conflict_markers_at(text, &self.line_starts)
     }
 
     /// 1-based line and column (in characters) of a byte offset.
@@ -1068,7 +1073,7 @@ mod tests {
         let firsts: Vec<bool> = (b.tasks.iter())
             .map(|t| t.id_problem.is_none() && seen.insert(t.id.as_str()))
             .collect();
-        assert_eq!(b.first_usable_ids(), firsts);
+        assert_eq!(b.first_usable_ids(), firsts.as_slice());
         assert!(firsts.iter().any(|f| !f) && firsts.iter().filter(|&&f| f).count() > 2);
         for id in ["A-1", "B-1", "Fix", "C-1", "D-1", "X-9"] {
             let walked = (b.tasks.iter()).position(|t| t.id_problem.is_none() && t.id == id);
@@ -1081,6 +1086,17 @@ mod tests {
         assert!(b.task("C-1").is_none());
         assert_eq!(looked_up(&b, "D-1"), walk(&b, "D-1"));
         assert_eq!(b.with_id("D-1").count(), 1);
+        // A re-parse that makes a second B-1 where C-1 was: the first occurrences, kept with
+        // the index while no ID changes, are those of the new board.
+        let twice = text.replace("## C-1", "## B-1");
+        let b = Board::parse(text);
+        assert_eq!(b.first_usable_ids().iter().filter(|&&f| f).count(), 3);
+        let b = b.reparse(text, &twice);
+        assert_eq!(
+            b.first_usable_ids(),
+            Board::parse(&twice).first_usable_ids()
+        );
+        assert_eq!(b.first_usable("B-1"), Some(1));
     }
 
     #[test]

@@ -21,7 +21,7 @@
 //! | `stale-claim`       | warning  | a claim older than `stale_after`                           |
 //! | `unknown-route`     | error    | a ready or blocked task whose route has no executor        |
 //! | `duplicate-field`   | warning  | the same key twice in one task's fields (the first wins)   |
-//! | `conflict-markers`  | error    | unresolved git conflict markers (see [`Board::conflict_markers`]) |
+//! | `conflict-markers`  | error    | unresolved git conflict markers (see [`conflict_markers`]) |
 //! | `retry-far-future`  | warning  | a retry time further ahead than the longest backoff        |
 //! | `touches-everything` | warning | a `touches:` glob that covers every file                   |
 //! | `bad-base-branch`   | error    | a `base_branch:` git would refuse as a branch name         |
@@ -38,7 +38,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::core::board::{Board, Field, IdProblem, Parallel, Serial, Task, conflict_regions};
+use crate::core::board::{
+    Board, Field, IdProblem, Parallel, Serial, Task, conflict_markers, conflict_regions,
+};
 use crate::core::config::{Config, Workspace, valid_branch};
 use crate::core::fmt::{self, Precision::Coarse};
 use crate::core::plan;
@@ -174,7 +176,7 @@ pub fn lint_on(
         board,
         ctx,
         workspaces,
-        is_first: &is_first,
+        is_first,
     };
     let findings = if shares == 1 {
         checks.of_tasks(0..count)
@@ -193,7 +195,7 @@ pub fn lint_on(
         board,
         findings,
     };
-    l.cycles(&is_first);
+    l.cycles(is_first);
     l.conflicts();
     let mut findings = l.findings;
     findings.sort_by(|a, b| {
@@ -731,7 +733,7 @@ impl Linter<'_> {
 
     /// One finding for all of the board's unresolved git conflict markers, at the first one.
     fn conflicts(&mut self) {
-        let markers = self.board.conflict_markers(self.text);
+        let markers = conflict_markers(self.text);
         let Some(first) = markers.first() else {
             return;
         };
@@ -816,7 +818,8 @@ fn knots(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
     let (mut stack, mut out, mut next) = (Vec::new(), Vec::new(), 0);
     let mut work: Vec<(usize, usize)> = Vec::new();
     for root in 0..n {
-        if index[root] != UNSEEN {
+        // A task that waits on none is in no cycle; one that others wait on is reached from them.
+        if index[root] != UNSEEN || edges[root].is_empty() {
             continue;
         }
         work.push((root, 0));

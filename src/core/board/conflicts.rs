@@ -65,31 +65,10 @@ pub fn conflict_markers(text: &str) -> Vec<Marker> {
     markers(text, candidates(text))
 }
 
-/// [`conflict_markers`] of a text whose line starts are known (a board's): the lines are not
-/// looked for again.
-pub(super) fn conflict_markers_at(text: &str, line_starts: &[usize]) -> Vec<Marker> {
-    let bytes = text.as_bytes();
-    let mut found = Vec::new();
-    for (line, &start) in line_starts.iter().enumerate() {
-        let offset = if line == 0 && text.starts_with('\u{FEFF}') {
-            3
-        } else {
-            start
-        };
-        // Only a line that starts with a marker character can be one: most are skipped here.
-        if matches!(bytes.get(offset), Some(b'<' | b'|' | b'=' | b'>'))
-            && let Some(kind) = marker_kind(&bytes[offset..])
-        {
-            found.push(Candidate { kind, offset, line });
-        }
-    }
-    markers(text, found)
-}
-
 /// The markers among the candidate lines, code fences and regions considered.
 fn markers(text: &str, candidates: Vec<Candidate>) -> Vec<Marker> {
     if candidates.is_empty() {
-        // The common case costs one scan of the lines and no Markdown parse.
+        // The common case costs a scan of the text and no Markdown parse.
         return Vec::new();
     }
     let fences = fenced_blocks(text);
@@ -149,24 +128,26 @@ struct Candidate {
 }
 
 fn candidates(text: &str) -> Vec<Candidate> {
-    let mut out = Vec::new();
     let bytes = text.as_bytes();
-    let mut look = |offset: usize, line: usize| {
-        // The rest of the text from a line start: `marker_kind` reads no further than the line.
-        if let Some(kind) = marker_kind(&bytes[offset..]) {
-            out.push(Candidate { kind, offset, line });
-        }
-    };
-    look(if text.starts_with('\u{FEFF}') { 3 } else { 0 }, 0);
-    let mut line = 0;
-    super::for_each_newline(bytes, |i| {
-        line += 1;
-        // Only a line that starts with a marker character can be one: most are skipped here.
-        if matches!(bytes.get(i + 1), Some(b'<' | b'|' | b'=' | b'>')) {
-            look(i + 1, line);
-        }
-    });
-    out
+    let first_line = if text.starts_with('\u{FEFF}') { 3 } else { 0 };
+    // A marker line opens with a run of seven marker characters, so the runs are looked for
+    // (at memory speed) rather than every line's first byte; most texts have none. A run that
+    // starts a line is found at its start: the `\n` before it is no marker character.
+    let mut starts: Vec<usize> = [b"<<<<<<<", b"|||||||", b"=======", b">>>>>>>"]
+        .iter()
+        .flat_map(|run| memchr::memmem::find_iter(bytes, run))
+        .filter(|&at| at == first_line || (at > 0 && bytes[at - 1] == b'\n'))
+        .collect();
+    starts.sort_unstable();
+    let (mut line, mut counted) = (0, 0);
+    (starts.into_iter())
+        .filter_map(|offset| {
+            let kind = marker_kind(&bytes[offset..])?;
+            line += memchr::memchr_iter(b'\n', &bytes[counted..offset]).count();
+            counted = offset;
+            Some(Candidate { kind, offset, line })
+        })
+        .collect()
 }
 
 /// The marker a line starts with: exactly seven of one marker character, then a space, a tab
@@ -296,6 +277,23 @@ mod tests {
 
     /// A marker's line, kind (its character) and region.
     type Seen = (usize, char, usize);
+
+    /// The candidate lines as first found: a look at the first byte of every line.
+    fn candidates_line_by_line(text: &str) -> Vec<Candidate> {
+        let bytes = text.as_bytes();
+        let mut out = Vec::new();
+        let mut look = |offset: usize, line: usize| {
+            if let Some(kind) = marker_kind(&bytes[offset..]) {
+                out.push(Candidate { kind, offset, line });
+            }
+        };
+        look(if text.starts_with('\u{FEFF}') { 3 } else { 0 }, 0);
+        let newlines = bytes.iter().enumerate().filter(|&(_, &b)| b == b'\n');
+        for (line, (i, _)) in newlines.enumerate() {
+            look(i + 1, line + 1);
+        }
+        out
+    }
 
     fn found(text: &str) -> Vec<Seen> {
         conflict_markers(text)
@@ -437,15 +435,20 @@ mod tests {
                 proptest::sample::select(vec![
                     "<<<<<<< HEAD", "|||||||", "=======", ">>>>>>> x", "```", "~~~", "````",
                     "## A-1", "- status: ready", "text", "", "\u{FEFF}", "\r", "é", "> q",
+                    "<<<<<<<<", "======", "==========", ">>>>>>>\t", "a <<<<<<< b", "|||||||\r",
+                    " <<<<<<<", "=======x",
                 ]),
                 0..40,
             )
         ) {
             let text = parts.join("\n");
             let markers = conflict_markers(&text);
-            // From a board's line starts, the same markers.
-            let board = crate::core::board::Board::parse(&text);
-            proptest::prop_assert_eq!(&board.conflict_markers(&text), &markers);
+            // The lines found by their runs are those a look at every line's start finds.
+            let (fast, every_line) = (candidates(&text), candidates_line_by_line(&text));
+            let seen = |c: &[Candidate]| -> Vec<(usize, usize)> {
+                c.iter().map(|c| (c.offset, c.line)).collect()
+            };
+            proptest::prop_assert_eq!(seen(&fast), seen(&every_line));
             let mut next_region = 0;
             for (i, m) in markers.iter().enumerate() {
                 proptest::prop_assert!(marker_kind(&text.as_bytes()[m.offset..]) == Some(m.kind));
@@ -465,8 +468,7 @@ mod tests {
         assert_eq!(&MERGE[m[0].offset..m[0].offset + 7], "<<<<<<<");
         let bom = "\u{FEFF}<<<<<<< HEAD\n>>>>>>> x\n";
         assert_eq!(conflict_markers(bom)[0].offset, 3);
-        let board = crate::core::board::Board::parse(bom);
-        assert_eq!(board.conflict_markers(bom), conflict_markers(bom));
+        assert_eq!(conflict_markers(bom).len(), 2);
         assert_eq!(conflict_regions(&[]), 0);
     }
 }
