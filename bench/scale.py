@@ -7,9 +7,16 @@ first `pass` event's `duration_us`, then appends a line to the board (a save wit
 dispatch) and reads that pass's `duration_us` too. Peak memory is `VmHWM` from
 /proc/<pid>/status, read after the second pass.
 
-Usage: python3 bench/scale.py [--sizes 1000,10000,50000] [--bin PATH]
+With `--saves N` (N > 1), it saves N times, each once the pass of the one before is logged,
+and reports the median `duration_us` of those passes and the runtime's CPU time per pass
+(utime + stime of the whole process, every thread, from /proc/<pid>/stat; the clock tick is
+10 ms, so take 100 saves or more).
+
+Usage: python3 bench/scale.py [--sizes 1000,10000,50000] [--saves N] [--bin PATH]
 """
-import argparse, json, os, shutil, subprocess, sys, tempfile, time
+import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
+
+TICK = os.sysconf("SC_CLK_TCK")
 
 
 def events(path):
@@ -29,6 +36,12 @@ def wait_for(what, cond, limit=120):
         if time.monotonic() > end:
             sys.exit(f"timed out waiting for {what}")
         time.sleep(0.01)
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return (int(rest[11]) + int(rest[12])) / TICK
 
 
 def status(pid, key):
@@ -58,22 +71,34 @@ def one(n, a):
                          stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     passes = lambda: [e for e in events(log) if e["event"] == "pass"]
     first = wait_for("first pass", lambda: passes())[0]
-    with open(board, "a") as f:
-        f.write("\nA line appended by the benchmark.\n")
-    second = wait_for("pass after the save", lambda: passes()[1] if len(passes()) > 1 else None)
+    cpu_before = cpu_seconds(p.pid)
+    after = []
+    for k in range(a.saves):
+        with open(board, "a") as f:
+            f.write(f"\nA line appended by the benchmark ({k + 1}).\n")
+        after.append(wait_for("pass after the save",
+                              lambda: passes()[k + 1] if len(passes()) > k + 1 else None))
+    cpu = cpu_seconds(p.pid) - cpu_before
     hwm, rss = status(p.pid, "VmHWM"), status(p.pid, "VmRSS")
     p.terminate()
     p.wait()
     shutil.rmtree(d)
-    return {"tasks": n, "board_bytes": size, "tasks_in_pass": first["tasks"],
-            "first_pass_us": first["duration_us"], "save_pass_us": second["duration_us"],
-            "save_pass_dispatched": second["dispatched"], "vmhwm_kib": hwm, "vmrss_kib": rss}
+    out = {"tasks": n, "board_bytes": size, "tasks_in_pass": first["tasks"],
+           "first_pass_us": first["duration_us"], "save_pass_us": after[0]["duration_us"],
+           "save_pass_dispatched": after[0]["dispatched"], "vmhwm_kib": hwm, "vmrss_kib": rss}
+    if a.saves > 1:
+        out["saves"] = a.saves
+        out["save_pass_us_median"] = statistics.median(e["duration_us"] for e in after)
+        out["cpu_ms_per_save_pass"] = round(cpu / a.saves * 1e3, 2)
+    return out
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1000,10000,50000")
     ap.add_argument("--debounce", type=int, default=50)
+    ap.add_argument("--saves", type=int, default=1,
+                    help="saves after the first pass; more than one reports medians and CPU")
     ap.add_argument("--bin", default=os.environ.get("TASKBOARD_BIN", "target/release/taskboard"))
     a = ap.parse_args()
     for n in [int(s) for s in a.sizes.split(",")]:
