@@ -413,13 +413,9 @@ impl Board {
     fn find_first_usable(&self) -> Vec<bool> {
         let usable = |i: u32| Some(&self.tasks[i as usize]).filter(|t| t.id_problem.is_none());
         let mut first = vec![false; self.tasks.len()];
+        // Tasks sharing a hash sit together in board order: each is first unless one before it
+        // carries the same usable ID (most groups are of one task).
         for group in self.by_id().chunk_by(|a, b| a.0 == b.0) {
-            if let [(_, i)] = group {
-                first[*i as usize] = usable(*i).is_some();
-                continue;
-            }
-            // Tasks sharing a hash sit in board order: each is first unless one before it
-            // carries the same usable ID.
             for (n, &(_, i)) in group.iter().enumerate() {
                 first[i as usize] = usable(i).is_some_and(|task| {
                     !(group[..n].iter())

@@ -166,7 +166,6 @@ pub fn lint_on(
     workspaces: Option<&WorkspaceContext>,
     parallel: &impl Parallel,
 ) -> Vec<Finding> {
-    let is_first = board.first_usable_ids();
     let count = board.tasks.len();
     let shares = (parallel.width())
         .min(count / parallel.least_tasks().max(1))
@@ -176,7 +175,6 @@ pub fn lint_on(
         board,
         ctx,
         workspaces,
-        is_first,
     };
     let findings = if shares == 1 {
         checks.of_tasks(0..count)
@@ -195,7 +193,7 @@ pub fn lint_on(
         board,
         findings,
     };
-    l.cycles(is_first);
+    l.cycles();
     l.conflicts();
     let mut findings = l.findings;
     findings.sort_by(|a, b| {
@@ -261,9 +259,6 @@ struct Checks<'a> {
     board: &'a Board,
     ctx: &'a LintContext<'a>,
     workspaces: Option<&'a WorkspaceContext>,
-    /// For each task, whether it has a usable ID and is the first with it
-    /// ([`Board::first_usable_ids`]).
-    is_first: &'a [bool],
 }
 
 impl Checks<'_> {
@@ -276,7 +271,7 @@ impl Checks<'_> {
         };
         for index in indexes {
             let task = &self.board.tasks[index];
-            l.id_checks(task, index, self.is_first[index]);
+            l.id_checks(task, index);
             l.field_checks(task);
             l.status_checks(task, self.ctx, self.workspaces);
         }
@@ -332,11 +327,10 @@ impl Linter<'_> {
         self.pos(offset).0
     }
 
-    /// `is_first`: the task has a usable ID and is the first with it.
-    fn id_checks(&mut self, task: &Task, index: usize, is_first: bool) {
-        // Most tasks have no finding here: where and how to show the ID is worked out only
-        // for those that do.
-        if is_first {
+    fn id_checks(&mut self, task: &Task, index: usize) {
+        // Most tasks have a usable ID and are the first with it: no finding here, and where
+        // and how to show the ID is worked out only for those that have one.
+        if self.board.first_usable_ids()[index] {
             return;
         }
         let at = self.id_offset(task);
@@ -756,8 +750,9 @@ impl Linter<'_> {
     }
 
     /// One finding per strongly connected knot of `blocked:task:` edges.
-    fn cycles(&mut self, is_first: &[bool]) {
+    fn cycles(&mut self) {
         let tasks = &self.board.tasks;
+        let is_first = self.board.first_usable_ids();
         let edges: Vec<Vec<usize>> = tasks
             .iter()
             .enumerate()
