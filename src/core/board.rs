@@ -15,11 +15,13 @@
 //! for the board is for lint and the runtime to say.
 
 use std::collections::HashSet;
+use std::hash::BuildHasherDefault;
 use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
 use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag};
 
+use crate::core::hash::Fnv;
 use crate::core::status::{Status, StatusError, is_task_id};
 
 mod conflicts;
@@ -75,6 +77,34 @@ fn id_hash(id: &str) -> u64 {
     crate::core::hash::content_hash(id.as_bytes())
 }
 
+/// Task IDs kept as the hashes the parse takes of a task's ID, asked about a board's tasks:
+/// whether a task's ID may be among them is answered from the task alone, without reading the
+/// ID's text, a cache miss of its own for each task of a long board. Two IDs may share a hash:
+/// `false` means the ID is not among them, `true` that it may be (look it up).
+#[derive(Debug, Clone, Default)]
+pub struct IdFilter(HashSet<u64, BuildHasherDefault<Fnv>>);
+
+impl IdFilter {
+    pub fn insert(&mut self, id: &str) {
+        self.0.insert(id_hash(id));
+    }
+
+    /// Whether `task`'s ID may be one inserted: `false` only when it is none of them.
+    pub fn may_hold(&self, task: &Task) -> bool {
+        !self.0.is_empty() && self.0.contains(&task.id_hash)
+    }
+}
+
+impl<'a> FromIterator<&'a str> for IdFilter {
+    fn from_iter<I: IntoIterator<Item = &'a str>>(ids: I) -> IdFilter {
+        let mut filter = IdFilter::default();
+        for id in ids {
+            filter.insert(id);
+        }
+        filter
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Task {
     /// The ID as written (for a task with an [`IdProblem`], the first word of its heading).
@@ -97,6 +127,37 @@ pub struct Task {
     /// The hash of `id`, taken while the parse has its bytes at hand: the index by ID is made
     /// from these without reading the IDs again from all over the board's text.
     id_hash: u64,
+    /// Which keys the runtime asks about on every pass are among `fields`.
+    keys: KeysSeen,
+}
+
+/// What a task's field keys hold that a pass asks of every task of the board (the planner and
+/// lint, on every save), noted by the parse while it has the keys at hand: asked of a task
+/// that has none of them, the answer comes without reading its text. Few tasks have any.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct KeysSeen {
+    touches: bool,
+    base_branch: bool,
+    /// A key that is there twice (keys are case-insensitive).
+    repeated: bool,
+}
+
+impl KeysSeen {
+    fn of(text: &str, fields: &[FieldRanges]) -> KeysSeen {
+        let key = |f: &FieldRanges| &text[f.key.clone()];
+        let has = |name: &str| fields.iter().any(|f| key(f).eq_ignore_ascii_case(name));
+        let repeated = (1..fields.len()).any(|n| {
+            let this = key(&fields[n]);
+            fields[..n]
+                .iter()
+                .any(|f| key(f).eq_ignore_ascii_case(this))
+        });
+        KeysSeen {
+            touches: has("touches"),
+            base_branch: has("base_branch"),
+            repeated,
+        }
+    }
 }
 
 /// Why a heading that looks like a task cannot be used as one.
@@ -181,6 +242,22 @@ impl Task {
     /// The parsed status, when there is one and it is valid.
     pub fn status(&self) -> Option<&Status> {
         self.status.as_ref().and_then(|s| s.parsed.as_ref().ok())
+    }
+
+    /// Whether the task has a `touches` field (the same as `field("touches").is_some()`,
+    /// without reading the task's text).
+    pub fn declares_touches(&self) -> bool {
+        self.keys.touches
+    }
+
+    /// Whether the task has a `base_branch` field (without reading the task's text).
+    pub fn declares_base_branch(&self) -> bool {
+        self.keys.base_branch
+    }
+
+    /// Whether a key is there twice among the task's fields (without reading its text).
+    pub fn repeats_a_key(&self) -> bool {
+        self.keys.repeated
     }
 
     /// The route named by the `route` field, if any.
@@ -540,6 +617,7 @@ fn task_at(
     let fields_end = fields.last().map_or(heading.end, |f| f.value.end);
     Some(Task {
         id_hash: id_hash(id),
+        keys: KeysSeen::of(text, &fields),
         id: source.text(text, id),
         id_problem,
         title: source.text(text, title),
@@ -1204,6 +1282,36 @@ mod tests {
             text in "[ \t]{0,2}[-*+x]?[ \t]{0,2}(\\*\\*|__|\\*|_)?[a-zA-Z0-9_ é-]{0,6}(\\*\\*|__|_)?[: ]{0,2}(\\*\\*|__)?:?[ \t]{0,2}`?[a-z` \té:*_]{0,8}`?[ \t]{0,2}[\r\n]?[a-z`\n ]{0,4}",
         ) {
             proptest::prop_assert_eq!(field_at(text.as_bytes(), 0), field_at_simple(&text, 0));
+        }
+
+        /// What the parse notes of a task's keys is what a walk through its fields finds,
+        /// for keys in any case, bold or not, repeated or not.
+        #[test]
+        fn the_keys_noted_are_the_keys_of_the_fields(
+            keys in proptest::collection::vec(
+                (
+                    proptest::bool::ANY,
+                    "touches|Touches|TOUCHES|base_branch|Base_Branch|status|route|x",
+                ),
+                0..5,
+            ),
+        ) {
+            let mut text = String::from("## T-1: one\n");
+            for (bold, key) in &keys {
+                let key = if *bold { format!("**{key}**") } else { key.clone() };
+                text.push_str(&format!("- {key}: v\n"));
+            }
+            let board = Board::parse(&text);
+            let task = &board.tasks[0];
+            let found: Vec<String> = task.fields().map(|f| f.key.to_ascii_lowercase()).collect();
+            let has = |name: &str| found.iter().any(|k| k == name);
+            let mut sorted = found.clone();
+            sorted.sort();
+            sorted.dedup();
+            proptest::prop_assert_eq!(task.declares_touches(), has("touches"));
+            proptest::prop_assert_eq!(task.declares_base_branch(), has("base_branch"));
+            proptest::prop_assert_eq!(task.repeats_a_key(), sorted.len() < found.len());
+            proptest::prop_assert_eq!(found.len(), keys.len());
         }
 
         /// Every `\n`, in order, whatever the length and where the 16-byte blocks fall.

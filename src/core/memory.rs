@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::core::board::{IdFilter, Task};
 use crate::core::hash::IdMap;
 use crate::core::plan;
 use crate::core::settle::SettlementKind;
@@ -200,6 +201,13 @@ pub fn project<'a>(
 /// Where the planner looks up what the runtime remembers of a task.
 pub trait Recall {
     fn recall(&self, id: &str) -> Option<&TaskMemory>;
+
+    /// Whether anything may be remembered of `task`: `false` only when [`Recall::recall`] of
+    /// its ID finds nothing. The planner asks it first of every task on every pass, most of
+    /// which a long board has settled long ago.
+    fn may_recall(&self, task: &Task) -> bool {
+        self.recall(task.id.as_str()).is_some()
+    }
 }
 
 impl Recall for BTreeMap<String, TaskMemory> {
@@ -216,6 +224,8 @@ impl Recall for BTreeMap<String, TaskMemory> {
 pub struct Projected<'a> {
     memory: IdMap<'a, &'a TaskMemory>,
     changed: BTreeMap<String, TaskMemory>,
+    /// The IDs of both, asked by the hash the parse took of each task's ID.
+    known: IdFilter,
 }
 
 impl<'a> Projected<'a> {
@@ -237,7 +247,14 @@ impl<'a> Projected<'a> {
         }
         let mut memory = IdMap::with_capacity_and_hasher(records.len(), Default::default());
         memory.extend(records.iter().map(|(id, r)| (id.as_str(), &r.memory)));
-        Projected { memory, changed }
+        let known = (memory.keys().copied())
+            .chain(changed.keys().map(String::as_str))
+            .collect();
+        Projected {
+            memory,
+            changed,
+            known,
+        }
     }
 }
 
@@ -246,6 +263,10 @@ impl Recall for Projected<'_> {
         self.changed
             .get(id)
             .or_else(|| self.memory.get(id).copied())
+    }
+
+    fn may_recall(&self, task: &Task) -> bool {
+        self.known.may_hold(task)
     }
 }
 

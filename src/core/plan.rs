@@ -44,7 +44,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::core::board::{Board, Task};
+use crate::core::board::{Board, IdFilter, Task};
 use crate::core::fmt::{self, Precision::Coarse};
 use crate::core::memory::{Approval, ApprovalPhase, Episode, PendingEnding, Recall, TaskMemory};
 use crate::core::settle::{Settlement, in_series, rejection};
@@ -237,6 +237,8 @@ struct Planner<'a> {
     stale_after: TimeDelta,
     /// The IDs more than one task carries: such a task is never acted on.
     duplicated: HashSet<&'a str>,
+    /// The IDs of the locks, of this runtime's runs and of the endings on their way.
+    in_hand: IdFilter,
     /// How many more runs this runtime may start, others' runs aside.
     capacity: usize,
     /// Runs of other live runtimes on this board: they count against the same limit.
@@ -261,10 +263,16 @@ impl<'a> Planner<'a> {
                 **v == LockView::Live && !state_of(inp.board, id).is_some_and(approval_token)
             })
             .count();
+        let in_hand = (inp.locks.keys())
+            .chain(inp.active)
+            .chain(inp.endings_on_the_way)
+            .map(String::as_str)
+            .collect();
         Planner {
             inp,
             plan: Plan::default(),
             duplicated,
+            in_hand,
             stale_after: TimeDelta::from_std(inp.policy.stale_after).unwrap_or(TimeDelta::MAX),
             capacity: inp.capacity,
             others_running,
@@ -277,13 +285,21 @@ impl<'a> Planner<'a> {
     /// The steps for one task.
     fn task(&mut self, task: &'a Task) {
         let inp = self.inp;
-        let id = task.id.as_str();
-        if task.id_problem.is_some() || self.duplicated.contains(id) {
+        if task.id_problem.is_some() {
             return;
         }
         let Some(status) = task.status() else {
             return;
         };
+        if settled(status) && !self.in_hand.may_hold(task) && !inp.memory.may_recall(task) {
+            // Without a lock, a run, an ending or a memory of its own, no rule acts on a
+            // settled task: most of a long board, passed over without reading its ID.
+            return;
+        }
+        let id = task.id.as_str();
+        if self.duplicated.contains(id) {
+            return;
+        }
         let memory = inp.memory.recall(id);
         let ours = inp.active.contains(id);
         let lock = inp.locks.get(id);
@@ -695,6 +711,16 @@ impl<'a> Planner<'a> {
     }
 }
 
+/// A status no rule acts on by itself: what acts on such a task is a lock, a run, an ending or
+/// the runtime's memory of it (a stale lock to break, a stale buffer to put right, a person's
+/// decision to note, a change waiting for approval).
+fn settled(status: &Status) -> bool {
+    matches!(
+        status,
+        Status::Blocked { .. } | Status::Done | Status::Failed { .. } | Status::AwaitingApproval
+    )
+}
+
 /// The tasks with a run going on now that declare `touches:`: claimed on the board, run by this
 /// runtime or held by another live one. A task whose ending is on its way has stopped touching.
 fn running_touches<'a>(inp: &'a Inputs<'a>) -> Vec<(&'a str, Vec<Glob>)> {
@@ -702,7 +728,7 @@ fn running_touches<'a>(inp: &'a Inputs<'a>) -> Vec<(&'a str, Vec<Glob>)> {
         .tasks
         .iter()
         // Few tasks declare `touches:`: the field is looked for before the sets are searched.
-        .filter(|t| t.field("touches").is_some())
+        .filter(|t| t.declares_touches())
         .filter(|t| {
             matches!(t.status(), Some(Status::Running { .. }))
                 || inp.active.contains(t.id.as_str())
@@ -941,6 +967,7 @@ pub(crate) mod test_support {
 mod tests {
     use super::test_support::{NOW, policy, st, t};
     use super::*;
+    use crate::core::memory::{Projected, TaskRecord};
     use crate::core::settle::SettlementKind;
     use crate::core::writeback::Change;
 
@@ -2207,5 +2234,87 @@ mod tests {
             &w,
         );
         assert_eq!(dispatched(&p), vec![("B-1".into(), 1)]);
+    }
+
+    #[test]
+    fn a_settled_task_is_passed_over_only_when_nothing_is_known_of_it() {
+        // The planner passes over a settled task without reading its ID when neither a lock,
+        // a run, an ending on its way nor the memory may name it. Each world knows something
+        // of one settled task that a rule acts on; the plan on the runtime's memory (asked
+        // through the parse's hashes of the IDs) must be the plan on the same memory asked by
+        // ID, and must act.
+        let settled = [
+            "done",
+            "failed:gave-up",
+            "blocked:you:need-url",
+            "awaiting-approval",
+        ];
+        for status in settled {
+            let mut worlds: Vec<(&str, World)> = Vec::new();
+            // A person's status over one the runtime wrote: forget the episode.
+            worlds.push((
+                "memory",
+                world_with(
+                    "B-2",
+                    episode("running:tb:2026-04-20T15:00:00Z", &["ready"]),
+                ),
+            ));
+            // The same status coming back over the runtime's `ready`: a stale buffer.
+            worlds.push((
+                "stale buffer",
+                world_with("B-2", episode("ready", &[status])),
+            ));
+            let mut w = World::default();
+            w.locks
+                .insert("B-2".into(), LockView::Stale("owner gone".into()));
+            worlds.push(("stale lock", w));
+            let mut w = World::default();
+            w.locks.insert("B-2".into(), LockView::Ours);
+            w.active.insert("B-2".into());
+            w.memory.insert(
+                "B-2".into(),
+                episode("running:tb:2026-04-20T15:00:00Z", &["ready"]),
+            );
+            worlds.push(("our run", w));
+            if status == "awaiting-approval" {
+                worlds.push(("landed", world_with("B-2", landed_as(1, "abc123"))));
+            }
+            for (what, w) in worlds {
+                let b = board(&[("A-1", "done"), ("B-2", status), ("C-3", "done")]);
+                let by_id = plan_board(&b, &w);
+                let records: BTreeMap<String, TaskRecord> = (w.memory.iter())
+                    .map(|(id, m)| {
+                        let record = TaskRecord {
+                            memory: m.clone(),
+                            ..TaskRecord::default()
+                        };
+                        (id.clone(), record)
+                    })
+                    .collect();
+                let projected = Projected::new(&records, []);
+                let p = policy();
+                let by_hash = plan(&Inputs {
+                    board: &b,
+                    policy: &p,
+                    now: t(NOW),
+                    locks: &w.locks,
+                    active: &w.active,
+                    memory: &projected,
+                    endings_on_the_way: &w.endings_on_the_way,
+                    capacity: w.capacity,
+                    spent_today: &w.spent,
+                    route_room: &w.route_room,
+                });
+                assert_eq!(by_hash, by_id, "{status}, {what}");
+                assert!(
+                    by_hash
+                        .steps
+                        .iter()
+                        .all(|s| format!("{s:?}").contains("B-2")),
+                    "{status}, {what}: {by_hash:?}"
+                );
+                assert!(!by_hash.steps.is_empty(), "{status}, {what}: nothing done");
+            }
+        }
     }
 }
