@@ -181,6 +181,7 @@ fn healthy(routes: &std::collections::BTreeSet<String>) -> LintContext<'_> {
         stale_after: std::time::Duration::from_secs(7200),
         routes: Some(routes),
         longest_backoff: None,
+        conflict_markers: None,
     }
 }
 

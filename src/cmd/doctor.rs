@@ -220,6 +220,7 @@ fn board_check(board: &Path, config: Option<&Config>) -> Check {
             stale_after: config.runtime.stale_after,
             routes: (!config_failed).then_some(&routes),
             longest_backoff: Some(longest_backoff(config)),
+            conflict_markers: None,
         },
         (!config_failed).then_some(&workspaces),
     );
@@ -625,6 +626,7 @@ fn clock_check(board: &Path, config: Option<&Config>) -> Check {
             stale_after: config.runtime.stale_after,
             routes: None,
             longest_backoff: Some(longest_backoff(config)),
+            conflict_markers: None,
         },
     );
     let tasks_with = |code: &str| -> Vec<String> {

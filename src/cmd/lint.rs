@@ -143,6 +143,7 @@ pub fn lint_board(board: &Path, text: &str, json: bool, settings: &LintSettings)
         stale_after: settings.stale_after,
         routes: settings.routes.as_ref(),
         longest_backoff: Some(settings.longest_backoff),
+        conflict_markers: None,
     };
     let findings = lint_findings(text, &parsed, &ctx, settings.workspaces.as_ref());
     let mut out = String::new();

@@ -39,7 +39,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::core::board::{
-    Board, Field, IdProblem, Parallel, Serial, Task, conflict_markers, conflict_regions,
+    Board, Field, IdProblem, Marker, Parallel, Serial, Task, conflict_markers, conflict_regions,
 };
 use crate::core::config::{Config, Workspace, valid_branch};
 use crate::core::fmt::{self, Precision::Coarse};
@@ -87,6 +87,9 @@ pub struct LintContext<'a> {
     /// The longest wait the runtime gives a retry ([`plan::longest_backoff`]); `None` means
     /// retry times are not checked.
     pub longest_backoff: Option<Duration>,
+    /// The text's conflict markers ([`conflict_markers`]) when the caller has looked for them
+    /// already (the runtime does before every pass); `None`: lint looks.
+    pub conflict_markers: Option<&'a [Marker]>,
 }
 
 /// What lint knows of isolated runs from the configuration, for `repos:`.
@@ -194,7 +197,7 @@ pub fn lint_on(
         findings,
     };
     l.cycles();
-    l.conflicts();
+    l.conflicts(ctx.conflict_markers);
     let mut findings = l.findings;
     findings.sort_by(|a, b| {
         (a.line, a.column, a.code, &a.message).cmp(&(b.line, b.column, b.code, &b.message))
@@ -730,12 +733,19 @@ impl Linter<'_> {
     }
 
     /// One finding for all of the board's unresolved git conflict markers, at the first one.
-    fn conflicts(&mut self) {
-        let markers = conflict_markers(self.text);
+    fn conflicts(&mut self, known: Option<&[Marker]>) {
+        let found;
+        let markers = match known {
+            Some(markers) => markers,
+            None => {
+                found = conflict_markers(self.text);
+                &found
+            }
+        };
         let Some(first) = markers.first() else {
             return;
         };
-        let regions = conflict_regions(&markers);
+        let regions = conflict_regions(markers);
         let (what, them) = if regions == 1 {
             ("1 unresolved git conflict".to_string(), "it is")
         } else {
@@ -977,6 +987,7 @@ mod tests {
             stale_after: Duration::from_secs(2 * 3600),
             routes,
             longest_backoff: None,
+            conflict_markers: None,
         };
         lint(text, &Board::parse(text), &ctx)
     }
@@ -1100,6 +1111,7 @@ mod tests {
             stale_after: Duration::from_secs(2 * 3600),
             routes: None,
             longest_backoff: Some(Duration::from_secs(3600)),
+            conflict_markers: None,
         };
         let f = lint(text, &Board::parse(text), &ctx);
         assert_eq!(
@@ -1135,6 +1147,20 @@ mod tests {
                 .into_iter()
                 .filter(|f| f.code == "conflict-markers")
                 .collect();
+            // Given the markers a caller found in the text, lint says the same without looking.
+            let markers = conflict_markers(text);
+            let given = LintContext {
+                now: now(),
+                stale_after: Duration::from_secs(2 * 3600),
+                routes: None,
+                longest_backoff: None,
+                conflict_markers: Some(&markers),
+            };
+            assert_eq!(
+                lint(text, &Board::parse(text), &given),
+                run(text, None),
+                "{text:?}"
+            );
             match want {
                 None => assert_eq!(f, vec![], "{text:?}"),
                 Some((line, says)) => {
@@ -1196,6 +1222,7 @@ mod tests {
             stale_after: Duration::from_secs(2 * 3600),
             routes: Some(&routes),
             longest_backoff: None,
+            conflict_markers: None,
         };
         lint_with(text, &Board::parse(text), &ctx, Some(&workspaces()))
     }
@@ -1239,6 +1266,7 @@ mod tests {
             stale_after: Duration::from_secs(2 * 3600),
             routes: Some(&routes),
             longest_backoff: Some(Duration::from_secs(3600)),
+            conflict_markers: None,
         };
         let ws = workspaces();
         let walk = lint_with(&text, &board, &ctx, Some(&ws));

@@ -53,6 +53,7 @@ fn lint_fixture(text: &str, board: &Board) -> Vec<Finding> {
         routes: Some(&routes),
         // `retry_backoff = "6h"` with the default 3 attempts: a day.
         longest_backoff: Some(Duration::from_secs(24 * 3600)),
+        conflict_markers: None,
     };
     lint_with(text, board, &ctx, Some(&workspaces()))
 }
@@ -356,6 +357,7 @@ fn the_starter_and_demo_boards_have_no_errors() {
                 config.runtime.retry_backoff,
                 config.runtime.max_attempts,
             )),
+            conflict_markers: None,
         };
         let errors: Vec<_> = lint(&text, &board, &ctx)
             .into_iter()

@@ -18,7 +18,8 @@ impl Runtime {
     /// save), and a board content not seen before has been reported: one `error` event (context
     /// `board`) and its lint findings.
     pub(super) fn held_by_conflict(&mut self, snap: &BoardRead) -> bool {
-        let Some(summary) = conflict_summary(&conflict_markers(&snap.text)) else {
+        let markers = conflict_markers(&snap.text);
+        let Some(summary) = conflict_summary(&markers) else {
             return false;
         };
         // No time-based rule applies to a board that is not acted on: a retry falling due
@@ -38,7 +39,7 @@ impl Runtime {
             );
             let board = parse_board(&snap.text);
             let now = self.now();
-            self.report_findings(&snap.text, &board, now);
+            self.report_findings(&snap.text, &board, &markers, now);
         }
         true
     }

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use super::commit::{FollowUp, Outgoing};
 use super::finish::Gathered;
 use super::{Mode, Runtime};
-use crate::core::board::Board;
+use crate::core::board::{Board, Marker};
 use crate::core::event::EventKind;
 use crate::core::lint;
 use crate::core::memory::{Projected, Recall, TaskMemory};
@@ -157,7 +157,9 @@ impl Runtime {
             let board = on_disk.reparse(&snap.text, &text);
             (text, board)
         };
-        self.report_findings(&text, &board, now);
+        // `held_by_conflict` found no conflict marker in the text read, and none is in the
+        // text planned on: a status value (no control characters) never starts a line.
+        self.report_findings(&text, &board, &[], now);
         // Through the board's index by ID, which a re-parse keeps while no ID changed: a set of
         // the IDs made here cost a hash of every ID on every pass.
         self.store.note_presence(|id| board.task(id).is_some(), now);
@@ -429,7 +431,14 @@ impl Runtime {
     }
 
     /// Lint findings become events when they first appear (not again on every pass).
-    pub(super) fn report_findings(&mut self, text: &str, board: &Board, now: DateTime<Utc>) {
+    /// `markers` are the text's conflict markers, which the caller has looked for.
+    pub(super) fn report_findings(
+        &mut self,
+        text: &str,
+        board: &Board,
+        markers: &[Marker],
+        now: DateTime<Utc>,
+    ) {
         let routes: BTreeSet<String> = self.config.executors.keys().cloned().collect();
         let workspaces = lint::WorkspaceContext::of(&self.config);
         let findings = lint_findings(
@@ -443,6 +452,7 @@ impl Runtime {
                     self.config.runtime.retry_backoff,
                     self.config.runtime.max_attempts,
                 )),
+                conflict_markers: Some(markers),
             },
             Some(&workspaces),
         );
