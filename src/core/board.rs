@@ -11,6 +11,10 @@
 //! `status` field but no valid ID is still reported as a task, with an [`IdProblem`], so that
 //! lint can flag it and the runtime can refuse it.
 //!
+//! Beside the tasks a board keeps a [`Glance`] at each (its ID's hash, its status's kind, the
+//! keys lint and the planner look for): the walks over every task of a long board on every
+//! pass read those and go to a task only when the glance asks for more.
+//!
 //! [`conflict_markers`] finds the marker lines a git merge leaves in the text; what they mean
 //! for the board is for lint and the runtime to say.
 
@@ -22,7 +26,7 @@ use std::sync::{Arc, OnceLock};
 use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag};
 
 use crate::core::hash::Fnv;
-use crate::core::status::{Status, StatusError, is_task_id};
+use crate::core::status::{Status, StatusError, StatusKind, is_task_id};
 
 mod conflicts;
 mod inline;
@@ -44,6 +48,78 @@ pub struct Board {
     items: Vec<usize>,
     /// The tasks by ID, made on the first lookup by ID ([`Board::with_id`]).
     ids: TasksById,
+    /// How many tasks there are at each heading level.
+    levels: TaskLevels,
+    /// A glance at each task, in the order of `tasks`.
+    glances: Vec<Glance>,
+}
+
+/// What a walk over every task of a board asks of each first, packed beside the tasks: the
+/// hash of its ID, the kind of its valid status, whether its ID is usable and which keys it
+/// has. Planning and linting a long board, where most tasks are long settled, read these
+/// (16 bytes a task, in a row) and go to a task itself only when the glance asks for more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Glance {
+    id_hash: u64,
+    /// `None`: no status, or one that does not parse.
+    status: Option<StatusKind>,
+    id_usable: bool,
+    keys: KeysSeen,
+}
+
+impl Glance {
+    fn of(task: &Task) -> Glance {
+        Glance {
+            id_hash: task.id_hash,
+            status: task.status().map(Status::kind),
+            id_usable: task.id_problem.is_none(),
+            keys: task.keys,
+        }
+    }
+
+    /// The kind of the task's status, when it has a valid one.
+    pub fn status(&self) -> Option<StatusKind> {
+        self.status
+    }
+
+    /// Whether the task's ID is usable (no [`IdProblem`]).
+    pub fn id_usable(&self) -> bool {
+        self.id_usable
+    }
+
+    /// Whether the task has a `touches`, a `base_branch` or a repeated key.
+    pub fn has_keys_to_check(&self) -> bool {
+        self.keys.touches || self.keys.base_branch || self.keys.repeated
+    }
+}
+
+/// How many of a board's tasks have each heading level. A re-parse looks back for the tasks
+/// whose blocks reach into the span it parsed again; the highest level a task has tells it
+/// where to stop, rather than at the board's first task.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct TaskLevels([u32; 6]);
+
+impl TaskLevels {
+    fn of(tasks: &[Task]) -> TaskLevels {
+        let mut levels = TaskLevels::default();
+        for task in tasks {
+            levels.add(task, 1);
+        }
+        levels
+    }
+
+    /// Counts `task` in (`by` 1) or out (`by` -1).
+    fn add(&mut self, task: &Task, by: i32) {
+        let at = usize::from(task.level.clamp(1, 6)) - 1;
+        self.0[at] = self.0[at].wrapping_add_signed(by);
+    }
+
+    /// The highest heading level (the smallest number) a task has; 7 when there are none.
+    fn highest(&self) -> u8 {
+        (1..=6)
+            .find(|&l| self.0[usize::from(l) - 1] > 0)
+            .unwrap_or(7)
+    }
 }
 
 /// One replacement in a text: the bytes `replaced` gave way to `len` others.
@@ -89,9 +165,10 @@ impl IdFilter {
         self.0.insert(id_hash(id));
     }
 
-    /// Whether `task`'s ID may be one inserted: `false` only when it is none of them.
-    pub fn may_hold(&self, task: &Task) -> bool {
-        !self.0.is_empty() && self.0.contains(&task.id_hash)
+    /// Whether the ID of the task `glance` is of may be one inserted: `false` only when it is
+    /// none of them.
+    pub fn may_hold(&self, glance: &Glance) -> bool {
+        !self.0.is_empty() && self.0.contains(&glance.id_hash)
     }
 }
 
@@ -404,14 +481,26 @@ impl Board {
         let start = span.start;
         let before = self.tasks.partition_point(|t| t.heading.start < start);
         let kept = self.tasks.partition_point(|t| t.heading.start < old_end);
-        for task in self.tasks[..before]
-            .iter_mut()
-            .filter(|t| t.block.end > start)
-        {
-            let i = self
-                .blocks
-                .partition_point(|b| b.range.start < task.heading.start);
-            task.block.end = block_end(text, &self.blocks, i, task.level);
+        // A task's block ends at the next heading of its level or a higher one, so a task
+        // followed, before `start`, by a task of its level or higher cannot reach past
+        // `start`: looking back, only a task higher than every one seen since can, and once
+        // one is as high as any task is, none before it can.
+        let highest = self.levels.highest();
+        let mut seen = u8::MAX;
+        for task in self.tasks[..before].iter_mut().rev() {
+            if seen <= highest {
+                break;
+            }
+            if task.level >= seen {
+                continue;
+            }
+            seen = task.level;
+            if task.block.end > start {
+                let i = self
+                    .blocks
+                    .partition_point(|b| b.range.start < task.heading.start);
+                task.block.end = block_end(text, &self.blocks, i, task.level);
+            }
         }
         // The new tasks' pieces share a copy of the span only, not of the whole text.
         let source = SharedCopy::new(text, span);
@@ -424,6 +513,14 @@ impl Board {
                 .iter()
                 .zip(&self.tasks[before..kept])
                 .all(|(n, o)| n.id == o.id && n.id_problem == o.id_problem);
+        for task in &self.tasks[before..kept] {
+            self.levels.add(task, -1);
+        }
+        for task in &new {
+            self.levels.add(task, 1);
+        }
+        self.glances
+            .splice(before..kept, new.iter().map(Glance::of));
         self.tasks.splice(before..kept, new);
         for task in &mut self.tasks[before + new_len..] {
             task.shift(delta);
@@ -439,6 +536,11 @@ impl Board {
             .filter(|(t, first)| t.id_problem.is_none() && !**first)
             .map(|(t, _)| t.id.as_str())
             .collect()
+    }
+
+    /// A glance at each task, in the order of [`Board::tasks`].
+    pub fn glances(&self) -> &[Glance] {
+        &self.glances
     }
 
     /// The first task with this ID.

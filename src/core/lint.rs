@@ -39,12 +39,13 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::core::board::{
-    Board, Field, IdProblem, Marker, Parallel, Serial, Task, conflict_markers, conflict_regions,
+    Board, Field, Glance, IdProblem, Marker, Parallel, Serial, Task, conflict_markers,
+    conflict_regions,
 };
 use crate::core::config::{Config, Workspace, valid_branch};
 use crate::core::fmt::{self, Precision::Coarse};
 use crate::core::plan;
-use crate::core::status::{Stamp, Status};
+use crate::core::status::{Stamp, Status, StatusKind};
 use crate::core::workspace::{parse_repos, parse_touches};
 
 /// How far ahead of the clock a claim time may be before it is an anomaly.
@@ -272,7 +273,12 @@ impl Checks<'_> {
             board: self.board,
             findings: Vec::new(),
         };
+        let first_usable = self.board.first_usable_ids();
+        let glances = self.board.glances();
         for index in indexes {
+            if first_usable[index] && quiet(&glances[index]) {
+                continue;
+            }
             let task = &self.board.tasks[index];
             l.id_checks(task, index);
             l.field_checks(task);
@@ -280,6 +286,23 @@ impl Checks<'_> {
         }
         l.findings
     }
+}
+
+/// A task none of the per-task checks has anything to say of, given that its ID is the first
+/// usable one: a valid status with no check of its own (done, failed, the approval states),
+/// and none of the keys the field checks look at. Most of a long board, passed over from its
+/// glance alone.
+fn quiet(glance: &Glance) -> bool {
+    matches!(
+        glance.status(),
+        Some(
+            StatusKind::Done
+                | StatusKind::Failed
+                | StatusKind::AwaitingApproval
+                | StatusKind::Approved
+                | StatusKind::Rejected
+        )
+    ) && !glance.has_keys_to_check()
 }
 
 struct Linter<'a> {
@@ -1207,6 +1230,17 @@ mod tests {
         assert_eq!(f[1].task.as_deref(), Some("C-1"));
     }
 
+    /// A context under which every check runs: routes, claims' age and retry times.
+    fn checking_everything(routes: &BTreeSet<String>) -> LintContext<'_> {
+        LintContext {
+            now: now(),
+            stale_after: Duration::from_secs(2 * 3600),
+            routes: Some(routes),
+            longest_backoff: Some(Duration::from_secs(3600)),
+            conflict_markers: None,
+        }
+    }
+
     fn workspaces() -> WorkspaceContext {
         WorkspaceContext {
             repos: BTreeSet::from(["api".to_string(), "web".to_string()]),
@@ -1261,13 +1295,7 @@ mod tests {
         );
         let board = Board::parse(&text);
         let routes = BTreeSet::from(["iso".to_string(), "default".to_string()]);
-        let ctx = LintContext {
-            now: now(),
-            stale_after: Duration::from_secs(2 * 3600),
-            routes: Some(&routes),
-            longest_backoff: Some(Duration::from_secs(3600)),
-            conflict_markers: None,
-        };
+        let ctx = checking_everything(&routes);
         let ws = workspaces();
         let walk = lint_with(&text, &board, &ctx, Some(&ws));
         let codes: BTreeSet<&str> = walk.iter().map(|f| f.code).collect();
@@ -1408,5 +1436,79 @@ mod tests {
         let (_, cleared) = news(run("# Board\n\n## A-1\n- status: ready\n", None), &seen);
         let (back, _) = news(all, &cleared);
         assert_eq!(back.len(), 1);
+    }
+
+    #[test]
+    fn a_task_passed_over_by_its_glance_has_nothing_to_report() {
+        // Every status, with fields every per-task check looks at, on a context that checks
+        // everything: each task whose glance lint passes over must give no finding when its
+        // checks run anyway.
+        let statuses = [
+            "ready",
+            "blocked:you:need-url",
+            "blocked:task:Z-9",
+            "blocked:retry:2020-01-01T00:00Z",
+            "running:agent-a:2020-01-01T00:00Z",
+            "done",
+            "failed:gave-up",
+            "awaiting-approval",
+            "approved",
+            "rejected:no",
+            "Done",
+            "bogus",
+        ];
+        let extras = [
+            "",
+            "- route: gpu\n",
+            "- route: iso\n- repos: nowhere\n",
+            "- touches: **\n",
+            "- base_branch: a..b\n",
+            "- owner: x\n- Owner: y\n",
+        ];
+        let mut text = String::from("# Board\n");
+        let mut n = 0;
+        for status in statuses {
+            for extra in extras {
+                n += 1;
+                text.push_str(&format!("## T-{n}\n- status: {status}\n{extra}"));
+            }
+        }
+        text.push_str("## T-1\n- status: done\n## Bad id\n- status: done\n");
+        let board = Board::parse(&text);
+        let routes = BTreeSet::from(["iso".to_string(), "default".to_string()]);
+        let ctx = checking_everything(&routes);
+        let workspaces = workspaces();
+        let first_usable = board.first_usable_ids();
+        let mut passed_over = 0;
+        for (index, task) in board.tasks.iter().enumerate() {
+            if !(first_usable[index] && quiet(&board.glances()[index])) {
+                continue;
+            }
+            passed_over += 1;
+            let mut l = Linter {
+                text: &text,
+                board: &board,
+                findings: Vec::new(),
+            };
+            l.id_checks(task, index);
+            l.field_checks(task);
+            l.status_checks(task, &ctx, Some(&workspaces));
+            assert_eq!(l.findings, vec![], "{}", &text[task.block.clone()]);
+        }
+        // Done, failed and the approval states with a route or an owner: passed over.
+        assert_eq!(passed_over, 5 * 3, "{text}");
+        // And the whole board's findings name every other kind of task.
+        let findings = lint_with(&text, &board, &ctx, Some(&workspaces));
+        for code in [
+            "unknown-route",
+            "unknown-repo",
+            "touches-everything",
+            "duplicate-field",
+        ] {
+            assert!(
+                findings.iter().any(|f| f.code == code),
+                "{code}: {findings:?}"
+            );
+        }
     }
 }

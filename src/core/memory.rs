@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::core::board::{IdFilter, Task};
+use crate::core::board::{Glance, IdFilter};
 use crate::core::hash::IdMap;
 use crate::core::plan;
 use crate::core::settle::SettlementKind;
@@ -202,11 +202,12 @@ pub fn project<'a>(
 pub trait Recall {
     fn recall(&self, id: &str) -> Option<&TaskMemory>;
 
-    /// Whether anything may be remembered of `task`: `false` only when [`Recall::recall`] of
-    /// its ID finds nothing. The planner asks it first of every task on every pass, most of
-    /// which a long board has settled long ago.
-    fn may_recall(&self, task: &Task) -> bool {
-        self.recall(task.id.as_str()).is_some()
+    /// Whether anything may be remembered of the task `glance` is of: `false` only when
+    /// [`Recall::recall`] of its ID finds nothing. The planner asks it first of every task on
+    /// every pass, most of which a long board has settled long ago.
+    fn may_recall(&self, glance: &Glance) -> bool {
+        let _ = glance;
+        true
     }
 }
 
@@ -265,8 +266,8 @@ impl Recall for Projected<'_> {
             .or_else(|| self.memory.get(id).copied())
     }
 
-    fn may_recall(&self, task: &Task) -> bool {
-        self.known.may_hold(task)
+    fn may_recall(&self, glance: &Glance) -> bool {
+        self.known.may_hold(glance)
     }
 }
 

@@ -44,11 +44,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::core::board::{Board, IdFilter, Task};
+use crate::core::board::{Board, Glance, IdFilter, Task};
 use crate::core::fmt::{self, Precision::Coarse};
 use crate::core::memory::{Approval, ApprovalPhase, Episode, PendingEnding, Recall, TaskMemory};
 use crate::core::settle::{Settlement, in_series, rejection};
-use crate::core::status::{Stamp, Status};
+use crate::core::status::{Stamp, Status, StatusKind};
 use crate::core::workspace::{Glob, touches_of, touches_overlap};
 
 /// A claim time this far ahead of the clock is a clock anomaly, not a claim to act on.
@@ -212,8 +212,8 @@ pub fn route_of(task: &Task) -> &str {
 /// time-based rule next needs a pass.
 pub fn plan(inp: &Inputs) -> Plan {
     let mut planner = Planner::new(inp);
-    for task in &inp.board.tasks {
-        planner.task(task);
+    for (task, glance) in inp.board.tasks.iter().zip(inp.board.glances()) {
+        planner.task(task, glance);
     }
     planner.finish()
 }
@@ -283,19 +283,19 @@ impl<'a> Planner<'a> {
     }
 
     /// The steps for one task.
-    fn task(&mut self, task: &'a Task) {
+    fn task(&mut self, task: &'a Task, glance: &Glance) {
         let inp = self.inp;
-        if task.id_problem.is_some() {
+        let Some(kind) = glance.status().filter(|_| glance.id_usable()) else {
+            return;
+        };
+        if settled(kind) && !self.in_hand.may_hold(glance) && !inp.memory.may_recall(glance) {
+            // Without a lock, a run, an ending or a memory of its own, no rule acts on a
+            // settled task: most of a long board, passed over from its glance alone.
             return;
         }
         let Some(status) = task.status() else {
             return;
         };
-        if settled(status) && !self.in_hand.may_hold(task) && !inp.memory.may_recall(task) {
-            // Without a lock, a run, an ending or a memory of its own, no rule acts on a
-            // settled task: most of a long board, passed over without reading its ID.
-            return;
-        }
         let id = task.id.as_str();
         if self.duplicated.contains(id) {
             return;
@@ -714,10 +714,10 @@ impl<'a> Planner<'a> {
 /// A status no rule acts on by itself: what acts on such a task is a lock, a run, an ending or
 /// the runtime's memory of it (a stale lock to break, a stale buffer to put right, a person's
 /// decision to note, a change waiting for approval).
-fn settled(status: &Status) -> bool {
+fn settled(kind: StatusKind) -> bool {
     matches!(
-        status,
-        Status::Blocked { .. } | Status::Done | Status::Failed { .. } | Status::AwaitingApproval
+        kind,
+        StatusKind::Blocked | StatusKind::Done | StatusKind::Failed | StatusKind::AwaitingApproval
     )
 }
 

@@ -62,6 +62,39 @@ pub enum Status {
     },
 }
 
+/// Which status a status is, without its parts: what a walk over every task of a long board
+/// asks first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusKind {
+    Ready,
+    Blocked,
+    BlockedOnTasks,
+    RetryAt,
+    Running,
+    Done,
+    Failed,
+    AwaitingApproval,
+    Approved,
+    Rejected,
+}
+
+impl Status {
+    pub fn kind(&self) -> StatusKind {
+        match self {
+            Status::Ready => StatusKind::Ready,
+            Status::Blocked { .. } => StatusKind::Blocked,
+            Status::BlockedOnTasks(_) => StatusKind::BlockedOnTasks,
+            Status::RetryAt(_) => StatusKind::RetryAt,
+            Status::Running { .. } => StatusKind::Running,
+            Status::Done => StatusKind::Done,
+            Status::Failed { .. } => StatusKind::Failed,
+            Status::AwaitingApproval => StatusKind::AwaitingApproval,
+            Status::Approved => StatusKind::Approved,
+            Status::Rejected { .. } => StatusKind::Rejected,
+        }
+    }
+}
+
 /// The coarse state of a status, for counting and for the state machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum State {

@@ -17,7 +17,10 @@
 
 use std::ops::Range;
 
-use super::{Block, BlockKind, Board, SharedCopy, Task, TasksById, block_end, for_each_newline};
+use super::{
+    Block, BlockKind, Board, Glance, SharedCopy, Task, TaskLevels, TasksById, block_end,
+    for_each_newline,
+};
 use super::{markdown_start, task_at, top_level_blocks};
 
 /// The least text worth a piece of its own: below it, starting a thread costs about what the
@@ -281,6 +284,8 @@ fn join(text: &str, pieces: Vec<Piece>) -> Board {
         blocks: first.blocks,
         items: first.items,
         ids: TasksById::default(),
+        levels: TaskLevels::default(),
+        glances: Vec::new(),
     };
     board.tasks.reserve_exact(more.0);
     board.blocks.reserve_exact(more.1);
@@ -298,6 +303,8 @@ fn join(text: &str, pieces: Vec<Piece>) -> Board {
     }
     // A task before the last piece whose block reaches past its own piece was found to run to
     // the text's end: its end is found again among all the blocks.
+    board.levels = TaskLevels::of(&board.tasks);
+    board.glances = board.tasks.iter().map(Glance::of).collect();
     let Board { tasks, blocks, .. } = &mut board;
     let reaching = (tasks.iter_mut())
         .take_while(|t| t.heading.start < last_start)
