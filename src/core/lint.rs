@@ -790,15 +790,19 @@ impl Linter<'_> {
     fn cycles(&mut self) {
         let tasks = &self.board.tasks;
         let is_first = self.board.first_usable_ids();
-        let edges: Vec<Vec<usize>> = tasks
-            .iter()
-            .enumerate()
-            .map(|(i, t)| match t.status() {
-                Some(Status::BlockedOnTasks(deps)) if is_first[i] => deps
-                    .iter()
-                    .filter_map(|d| self.board.first_usable(d))
-                    .collect(),
-                _ => Vec::new(),
+        let glances = self.board.glances();
+        let edges: Vec<Vec<usize>> = (0..tasks.len())
+            .map(|i| {
+                // Only a task waiting on others has edges: the rest are known from their glance.
+                if !is_first[i] || glances[i].status() != Some(StatusKind::BlockedOnTasks) {
+                    return Vec::new();
+                }
+                match tasks[i].status() {
+                    Some(Status::BlockedOnTasks(deps)) => (deps.iter())
+                        .filter_map(|d| self.board.first_usable(d))
+                        .collect(),
+                    _ => Vec::new(),
+                }
             })
             .collect();
         for component in knots(&edges) {
