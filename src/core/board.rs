@@ -327,16 +327,6 @@ impl Task {
         self.keys.touches
     }
 
-    /// Whether the task has a `base_branch` field (without reading the task's text).
-    pub fn declares_base_branch(&self) -> bool {
-        self.keys.base_branch
-    }
-
-    /// Whether a key is there twice among the task's fields (without reading its text).
-    pub fn repeats_a_key(&self) -> bool {
-        self.keys.repeated
-    }
-
     /// The route named by the `route` field, if any.
     pub fn route(&self) -> Option<&str> {
         self.field("route").map(|f| f.value)
@@ -1411,8 +1401,8 @@ mod tests {
             sorted.sort();
             sorted.dedup();
             proptest::prop_assert_eq!(task.declares_touches(), has("touches"));
-            proptest::prop_assert_eq!(task.declares_base_branch(), has("base_branch"));
-            proptest::prop_assert_eq!(task.repeats_a_key(), sorted.len() < found.len());
+            proptest::prop_assert_eq!(task.keys.base_branch, has("base_branch"));
+            proptest::prop_assert_eq!(task.keys.repeated, sorted.len() < found.len());
             proptest::prop_assert_eq!(found.len(), keys.len());
         }
 

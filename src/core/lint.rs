@@ -281,7 +281,11 @@ impl Checks<'_> {
             }
             let task = &self.board.tasks[index];
             l.id_checks(task, index);
-            l.field_checks(task);
+            if glances[index].has_keys_to_check() {
+                // Most tasks have none of the keys the field checks look at: their text is
+                // not read.
+                l.field_checks(task);
+            }
             l.status_checks(task, self.ctx, self.workspaces);
         }
         l.findings
@@ -399,10 +403,6 @@ impl Linter<'_> {
     }
 
     fn field_checks(&mut self, task: &Task) {
-        if !(task.declares_touches() || task.declares_base_branch() || task.repeats_a_key()) {
-            // Nothing below applies: most tasks, passed over without reading their text.
-            return;
-        }
         let fields: Vec<Field<'_>> = task.fields().collect();
         for field in &fields {
             if field.key.eq_ignore_ascii_case("touches") {

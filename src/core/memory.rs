@@ -422,6 +422,20 @@ impl TaskRecord {
     }
 }
 
+/// Records holding only `memory`, as the store would keep them.
+#[cfg(test)]
+pub(crate) fn records_of(memory: &BTreeMap<String, TaskMemory>) -> BTreeMap<String, TaskRecord> {
+    (memory.iter())
+        .map(|(id, m)| {
+            let record = TaskRecord {
+                memory: m.clone(),
+                ..TaskRecord::default()
+            };
+            (id.clone(), record)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -498,16 +512,7 @@ mod tests {
                 .or_default()
                 .note_written(c, None);
         }
-        let records: BTreeMap<String, TaskRecord> = memory
-            .iter()
-            .map(|(id, m)| {
-                let rec = TaskRecord {
-                    memory: m.clone(),
-                    ..TaskRecord::default()
-                };
-                (id.clone(), rec)
-            })
-            .collect();
+        let records = records_of(&memory);
         let projected = Projected::new(&records, &changes);
         project(&mut memory, &changes);
         assert_eq!(memory, landed);

@@ -967,7 +967,7 @@ pub(crate) mod test_support {
 mod tests {
     use super::test_support::{NOW, policy, st, t};
     use super::*;
-    use crate::core::memory::{Projected, TaskRecord};
+    use crate::core::memory::{Projected, records_of};
     use crate::core::settle::SettlementKind;
     use crate::core::writeback::Change;
 
@@ -2282,15 +2282,7 @@ mod tests {
             for (what, w) in worlds {
                 let b = board(&[("A-1", "done"), ("B-2", status), ("C-3", "done")]);
                 let by_id = plan_board(&b, &w);
-                let records: BTreeMap<String, TaskRecord> = (w.memory.iter())
-                    .map(|(id, m)| {
-                        let record = TaskRecord {
-                            memory: m.clone(),
-                            ..TaskRecord::default()
-                        };
-                        (id.clone(), record)
-                    })
-                    .collect();
+                let records = records_of(&w.memory);
                 let projected = Projected::new(&records, []);
                 let p = policy();
                 let by_hash = plan(&Inputs {

@@ -301,10 +301,10 @@ fn join(text: &str, pieces: Vec<Piece>) -> Board {
         board.line_starts.extend(piece.line_starts);
         board.tasks.extend(piece.tasks);
     }
-    // A task before the last piece whose block reaches past its own piece was found to run to
-    // the text's end: its end is found again among all the blocks.
     board.levels = TaskLevels::of(&board.tasks);
     board.glances = board.tasks.iter().map(Glance::of).collect();
+    // A task before the last piece whose block reaches past its own piece was found to run to
+    // the text's end: its end is found again among all the blocks.
     let Board { tasks, blocks, .. } = &mut board;
     let reaching = (tasks.iter_mut())
         .take_while(|t| t.heading.start < last_start)
