@@ -91,18 +91,26 @@ fn ssh_route(sb: &Sandbox, sshd: &Sshd, hosts: &[&str], timeout: &str, runtime: 
 }
 
 fn slurm_route(sb: &mut Sandbox, slurm: &Slurm, timeout: &str, runtime: &str) {
+    slurm_routes(sb, slurm, &[("default", timeout)], runtime);
+}
+
+/// One Slurm executor per `(route, timeout)`, all running `agent.sh`.
+fn slurm_routes(sb: &mut Sandbox, slurm: &Slurm, routes: &[(&str, &str)], runtime: &str) {
     executor(sb);
     for (k, v) in slurm.env() {
         sb.set_env(&k, &v);
     }
-    sb.config(
-        runtime,
-        &format!(
-            "[executors.default]\ncommand = [\"{}\"]\nrunner = \"slurm\"\nshared_dir = \"{}\"\ntimeout = \"{timeout}\"\n",
-            sb.path("agent.sh").display(),
-            slurm.shared_dir.display(),
-        ),
-    );
+    let executors: String = routes
+        .iter()
+        .map(|(route, timeout)| {
+            format!(
+                "[executors.{route}]\ncommand = [\"{}\"]\nrunner = \"slurm\"\nshared_dir = \"{}\"\ntimeout = \"{timeout}\"\n\n",
+                sb.path("agent.sh").display(),
+                slurm.shared_dir.display(),
+            )
+        })
+        .collect();
+    sb.config(runtime, &executors);
 }
 
 fn sshd() -> Option<&'static Sshd> {
@@ -353,7 +361,14 @@ fn a_failing_slurm_task_is_retried_then_dead_lettered() {
 fn a_slurm_timeout_and_a_cancel_stop_the_whole_job() {
     let Some(slurm) = slurm() else { return };
     let mut sb = Sandbox::new("slurm-stop");
-    slurm_route(&mut sb, &slurm, "3s", "max_attempts = 1");
+    // The cancel goes through a route whose timeout cannot come first: Slurm may keep a job
+    // pending for seconds after the last one was killed, and that wait is the run's time too.
+    slurm_routes(
+        &mut sb,
+        &slurm,
+        &[("default", "3s"), ("patient", "120s")],
+        "max_attempts = 1",
+    );
     sb.write_board(&board(&[("N-1", "hang")]));
     sb.start_run();
     sb.wait_until("timed out", |s| s.status_of("N-1").starts_with("failed"));
@@ -368,7 +383,7 @@ fn a_slurm_timeout_and_a_cancel_stop_the_whole_job() {
     // A person's cancel of a second task.
     let text = sb.board_text();
     sb.write_board(&format!(
-        "{text}\n## N-2 Another\n- status: ready\n- mode: hang\n"
+        "{text}\n## N-2 Another\n- status: ready\n- route: patient\n- mode: hang\n"
     ));
     sb.wait_until("running", |s| s.count_for("remote_running", "N-2") == 1);
     let text = sb.board_text();
