@@ -21,6 +21,7 @@
 use std::collections::HashSet;
 use std::hash::BuildHasherDefault;
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag};
@@ -136,11 +137,24 @@ pub struct Edit {
 /// [`Board::reparse`] when no task's ID or place changed, so it is no part of what the board
 /// is: two boards are equal whatever their indexes hold. With it, what is read from it alone:
 /// which tasks are the first with their usable ID ([`Board::first_usable_ids`]), which lint
-/// asks on every pass.
-#[derive(Debug, Clone, Default)]
+/// asks on every pass. Its `generation` names the tasks' IDs as a whole ([`Board::ids_generation`]).
+#[derive(Debug, Clone)]
 struct TasksById {
     index: OnceLock<Vec<(u64, u32)>>,
     first_usable: OnceLock<Vec<bool>>,
+    generation: u64,
+}
+
+impl Default for TasksById {
+    /// An empty index with a generation no other index of this process has had.
+    fn default() -> TasksById {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        TasksById {
+            index: OnceLock::new(),
+            first_usable: OnceLock::new(),
+            generation: NEXT.fetch_add(1, Ordering::Relaxed),
+        }
+    }
 }
 
 impl PartialEq for TasksById {
@@ -593,6 +607,15 @@ impl Board {
             }
         }
         first
+    }
+
+    /// Names the tasks' IDs, in order, as a whole: two boards of one process with the same
+    /// generation hold tasks with the same IDs in the same places (a re-parse that changed no
+    /// ID or place keeps it; every other parse takes a new one). Different generations say
+    /// nothing: the IDs may be the same. What depends on the IDs alone may be kept from the
+    /// board it was worked out on while the generation stays.
+    pub fn ids_generation(&self) -> u64 {
+        self.ids.generation
     }
 
     /// Whether lookups by ID are ready to use: a step before made the index. One lookup costs
@@ -1513,6 +1536,33 @@ mod tests {
             ),
         ] {
             assert_eq!(Board::parse(old).reparse(old, new), Board::parse(new));
+        }
+    }
+
+    #[test]
+    fn the_ids_generation_stays_only_while_every_task_keeps_its_id_and_place() {
+        let text = "# B\n\n## A-1 One\n- status: ready\n\n## B-2 Two\n- status: ready\n";
+        let board = Board::parse(text);
+        let generation = board.ids_generation();
+        assert_eq!(board.clone().ids_generation(), generation);
+        assert_ne!(Board::parse(text).ids_generation(), generation);
+        let statuses = text.replacen("ready", "done", 1);
+        let board = board.reparse(text, &statuses);
+        assert_eq!(board.ids_generation(), generation, "a status changed");
+        let board = board.reparse(&statuses, &statuses.replace("Two", "Two, renamed"));
+        assert_eq!(board.ids_generation(), generation, "a title changed");
+        for other in [
+            statuses.replace("## B-2", "## B-3"),
+            statuses.replace("## B-2", "## A-1"),
+            format!("{statuses}\n## C-3 Three\n"),
+            statuses.replace("\n## B-2 Two\n- status: ready\n", ""),
+            "# B\n\n## B-2 Two\n- status: ready\n\n## A-1 One\n- status: done\n".to_string(),
+        ] {
+            let before = Board::parse(&statuses);
+            let generation = before.ids_generation();
+            let after = before.reparse(&statuses, &other);
+            assert_ne!(after.ids_generation(), generation, "{other:?}");
+            assert_eq!(after, Board::parse(&other));
         }
     }
 }

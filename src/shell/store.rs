@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::core::board::Board;
 use crate::core::memory::TaskRecord;
 use crate::shell::fsio::FileStamp;
 
@@ -339,6 +340,44 @@ pub struct Store {
     rewrite: bool,
     /// The journal holds a line that is not a record: set aside, not removed, once absorbed.
     bad_journal: bool,
+    /// What the last [`Store::note_presence`] found, while no record came from the files since.
+    presence: Option<Presence>,
+}
+
+/// The records a look at a board left to look at again on a board with the same IDs
+/// ([`Board::ids_generation`]): those not on it, and those made since. Every other record was on
+/// it, so is on it still, and no one but that look changes whether a record is missing.
+#[derive(Debug)]
+struct Presence {
+    generation: u64,
+    missing: BTreeSet<String>,
+    made_since: BTreeSet<String>,
+}
+
+/// What one look at a board found of a task's record.
+#[derive(Debug, PartialEq, Eq)]
+enum Noted {
+    Present,
+    /// Missing, and kept.
+    Missing,
+    /// Missing for long enough, with no ending waiting: to be dropped.
+    Forgotten,
+}
+
+/// Notes in `rec` whether its task is on the board now; says what was found and whether `rec`
+/// changed (a record to drop counts as changed).
+fn note(rec: &mut TaskRecord, on_board: bool, now: DateTime<Utc>) -> (Noted, bool) {
+    if on_board {
+        return (Noted::Present, rec.missing_since.take().is_some());
+    }
+    let newly = rec.missing_since.is_none();
+    if newly {
+        rec.missing_since = Some(now);
+    }
+    match rec.may_forget(now) {
+        true => (Noted::Forgotten, true),
+        false => (Noted::Missing, newly),
+    }
 }
 
 impl Store {
@@ -395,6 +434,7 @@ impl Store {
                 lost: false,
                 rewrite,
                 bad_journal: false,
+                presence: None,
             },
             warning,
         )
@@ -407,6 +447,11 @@ impl Store {
 
     pub fn record_mut(&mut self, id: &str) -> &mut TaskRecord {
         self.changed.insert(id.to_string());
+        if let Some(presence) = &mut self.presence
+            && !self.tasks.contains_key(id)
+        {
+            presence.made_since.insert(id.to_string());
+        }
         self.tasks.entry(id.to_string()).or_default()
     }
 
@@ -424,27 +469,41 @@ impl Store {
             .map(|(id, _)| id.as_str())
     }
 
-    /// Notes which tasks are on the board now; drops records of tasks missing for longer
+    /// Notes which tasks are on `board` now; drops records of tasks missing for longer
     /// than [`FORGET_MISSING_AFTER`](crate::core::memory::FORGET_MISSING_AFTER) in which no
-    /// ending waits.
-    pub fn note_presence(&mut self, on_board: impl Fn(&str) -> bool, now: DateTime<Utc>) {
+    /// ending waits. On a board with the IDs of the last one looked at, only the records that
+    /// were missing from it or are new since are looked up again.
+    pub fn note_presence(&mut self, board: &Board, now: DateTime<Utc>) {
+        let generation = board.ids_generation();
+        let on_board = |id: &str| board.task(id).is_some();
         let changed = &mut self.changed;
-        self.tasks.retain(|id, rec| {
-            if on_board(id) {
-                if rec.missing_since.take().is_some() {
-                    changed.insert(id.clone());
+        let mut missing = BTreeSet::new();
+        let mut look = |id: &String, rec: &mut TaskRecord| {
+            let (noted, changes) = note(rec, on_board(id), now);
+            if changes {
+                changed.insert(id.clone());
+            }
+            if noted == Noted::Missing {
+                missing.insert(id.clone());
+            }
+            noted != Noted::Forgotten
+        };
+        match self.presence.take() {
+            Some(last) if last.generation == generation => {
+                for id in last.missing.into_iter().chain(last.made_since) {
+                    if let Some(rec) = self.tasks.get_mut(&id)
+                        && !look(&id, rec)
+                    {
+                        self.tasks.remove(&id);
+                    }
                 }
-                return true;
             }
-            if rec.missing_since.is_none() {
-                rec.missing_since = Some(now);
-                changed.insert(id.clone());
-            }
-            let keep = !rec.may_forget(now);
-            if !keep {
-                changed.insert(id.clone());
-            }
-            keep
+            _ => self.tasks.retain(|id, rec| look(id, rec)),
+        }
+        self.presence = Some(Presence {
+            generation,
+            missing,
+            made_since: BTreeSet::new(),
         });
     }
 
@@ -562,6 +621,8 @@ impl Store {
                 spend_added: &self.spend_added,
             };
             replay(&mut self.tasks, &mut self.spend, read.lines, ours);
+            // Records made, changed or dropped elsewhere: the next look reads them all.
+            self.presence = None;
         }
         self.seen = Some(Seen {
             journal: Some(mark),
@@ -604,6 +665,7 @@ impl Store {
             };
         }
         self.tasks = tasks;
+        self.presence = None;
         let mut spend = file.spend;
         for (day, routes) in &self.spend_added {
             for (route, usd) in routes {
@@ -888,6 +950,22 @@ mod tests {
         assert!(on_disk.bad_line.is_none());
     }
 
+    /// A board with a task of each of `ids`, in order.
+    fn board_of<'a>(ids: impl IntoIterator<Item = &'a str>) -> Board {
+        Board::parse(
+            &ids.into_iter()
+                .map(|id| format!("## {id}\n"))
+                .collect::<String>(),
+        )
+    }
+
+    /// A board's text: a task per `(id, status)`, in order.
+    fn text_of(tasks: &[(&str, &str)]) -> String {
+        (tasks.iter())
+            .map(|(id, status)| format!("## {id} A task\n- status: {status}\n\n"))
+            .collect()
+    }
+
     fn journal_lines(path: &Path) -> Vec<serde_json::Value> {
         std::fs::read_to_string(journal_path(path))
             .unwrap_or_default()
@@ -944,7 +1022,13 @@ mod tests {
         a.record_mut("T-3").memory.attempts = 9;
         a.forget("T-4");
         let now = chrono::Utc::now();
-        a.note_presence(|id| id != "T-5", now);
+        let ids: Vec<String> = a
+            .tasks()
+            .keys()
+            .filter(|id| *id != "T-5")
+            .cloned()
+            .collect();
+        a.note_presence(&board_of(ids.iter().map(String::as_str)), now);
         a.add_spend(day, "r", 0.25);
         saved(&mut a);
         a.add_spend(day, "r", 0.5);
@@ -1222,14 +1306,14 @@ mod tests {
         let (mut store, _) = Store::load(&path);
         store.record_mut("A-1").memory.attempts = 2;
         let t0 = Utc::now();
-        store.note_presence(|_| false, t0);
+        store.note_presence(&board_of([]), t0);
         assert_eq!(store.tasks()["A-1"].memory.attempts, 2);
-        store.note_presence(|_| true, t0 + chrono::TimeDelta::hours(1));
+        store.note_presence(&board_of(["A-1"]), t0 + chrono::TimeDelta::hours(1));
         assert_eq!(store.tasks()["A-1"].missing_since, None);
-        store.note_presence(|_| false, t0 + chrono::TimeDelta::hours(2));
-        store.note_presence(|_| false, t0 + chrono::TimeDelta::hours(20));
+        store.note_presence(&board_of([]), t0 + chrono::TimeDelta::hours(2));
+        store.note_presence(&board_of([]), t0 + chrono::TimeDelta::hours(20));
         assert!(store.tasks().contains_key("A-1"));
-        store.note_presence(|_| false, t0 + chrono::TimeDelta::hours(27));
+        store.note_presence(&board_of([]), t0 + chrono::TimeDelta::hours(27));
         assert!(!store.tasks().contains_key("A-1"));
     }
 
@@ -1252,18 +1336,18 @@ mod tests {
         let t0 = Utc::now();
         let day = chrono::TimeDelta::days(1);
         for days in [0, 1, 2, 7, 30] {
-            store.note_presence(|_| false, t0 + day * days);
+            store.note_presence(&board_of([]), t0 + day * days);
             assert!(
                 store.tasks()["A-1"].ending.is_some(),
                 "the ending was dropped after {days} days away"
             );
         }
         // Written at last (the task was back for that pass), then gone again: an ordinary record.
-        store.note_presence(|_| true, t0 + day * 31);
+        store.note_presence(&board_of(["A-1"]), t0 + day * 31);
         store.record_mut("A-1").ending = None;
-        store.note_presence(|_| false, t0 + day * 32);
+        store.note_presence(&board_of([]), t0 + day * 32);
         assert!(store.tasks().contains_key("A-1"));
-        store.note_presence(|_| false, t0 + day * 33);
+        store.note_presence(&board_of([]), t0 + day * 33);
         assert!(!store.tasks().contains_key("A-1"));
     }
 
@@ -1288,6 +1372,94 @@ mod tests {
             assert_eq!(file["A-1"].memory.attempts, round);
             assert_eq!(file["B-1"].memory.attempts, round + 10);
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn presence_noted_on_a_board_with_the_same_ids_is_presence_noted_on_a_fresh_parse() {
+        // Two stores go through the same steps. One is shown the board as the runtime keeps it,
+        // re-parsed from the one before (the same IDs keep its generation, so only the records
+        // missing before or made since are looked up); the other a fresh parse of the same
+        // text each time (a new generation: every record is looked up). Their records, and
+        // what they mark as changed, must be the same after every look.
+        let dir =
+            std::env::temp_dir().join(format!("taskboard-state-presence-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (kept_path, fresh_path) = (dir.join("kept.json"), dir.join("fresh.json"));
+        let (mut kept, _) = Store::load(&kept_path);
+        let (mut fresh, _) = Store::load(&fresh_path);
+        let t0 = Utc::now();
+        let hours = chrono::TimeDelta::hours;
+        let first = text_of(&[("A-1", "ready"), ("B-2", "ready")]);
+        let mut shown = (first.clone(), Board::parse(&first));
+        let mut fast_looks = 0;
+        let mut look = |kept: &mut Store, fresh: &mut Store, next: String, now| {
+            let (text, board) = std::mem::replace(&mut shown, (String::new(), Board::parse("")));
+            let generation = board.ids_generation();
+            let board = board.reparse(&text, &next);
+            fast_looks += usize::from(board.ids_generation() == generation);
+            kept.note_presence(&board, now);
+            fresh.note_presence(&Board::parse(&next), now);
+            assert_eq!(kept.tasks, fresh.tasks, "at {next:?}");
+            assert_eq!(kept.changed, fresh.changed, "at {next:?}");
+            shown = (next, board);
+            fast_looks
+        };
+        for store in [&mut kept, &mut fresh] {
+            store.record_mut("A-1").memory.attempts = 1;
+            store.record_mut("B-2").memory.attempts = 1;
+        }
+        look(&mut kept, &mut fresh, first, t0);
+        // A record made for a task not on the board, while the IDs stay.
+        for store in [&mut kept, &mut fresh] {
+            store.record_mut("C-3").memory.attempts = 1;
+        }
+        let next = text_of(&[("A-1", "done"), ("B-2", "ready")]);
+        look(&mut kept, &mut fresh, next, t0 + hours(1));
+        assert!(kept.tasks["C-3"].missing_since.is_some());
+        // A record forgotten and made again for a task on the board.
+        for store in [&mut kept, &mut fresh] {
+            store.forget("B-2");
+            store.record_mut("B-2").memory.attempts = 2;
+        }
+        let next = text_of(&[("A-1", "done"), ("B-2", "done")]);
+        look(&mut kept, &mut fresh, next, t0 + hours(2));
+        // Missing for a day: dropped on a board whose IDs did not change.
+        let next = text_of(&[("A-1", "ready"), ("B-2", "done")]);
+        look(&mut kept, &mut fresh, next, t0 + hours(26));
+        assert!(!kept.tasks.contains_key("C-3"));
+        // An ID changed: a new generation, every record looked up.
+        let next = text_of(&[("A-9", "ready"), ("B-2", "done")]);
+        look(&mut kept, &mut fresh, next, t0 + hours(27));
+        assert!(kept.tasks["A-1"].missing_since.is_some());
+        // Records from the files, written by another process: a whole state file, then a
+        // journal line. Neither is on the board.
+        for (step, id) in ["D-4", "E-5"].into_iter().enumerate() {
+            for (store, path) in [(&mut kept, &kept_path), (&mut fresh, &fresh_path)] {
+                let (mut other, _) = Store::load(path);
+                other.record_mut(id).memory.attempts = 1;
+                other.save().unwrap();
+                store.refresh();
+                assert!(store.tasks.contains_key(id), "{id} not read in");
+            }
+            let status = ["ready", "done"][step];
+            let next = text_of(&[("A-9", status), ("B-2", "done")]);
+            look(&mut kept, &mut fresh, next, t0 + hours(28 + step as i64));
+            assert!(
+                kept.tasks[id].missing_since.is_some(),
+                "{id} not noted missing"
+            );
+        }
+        // Back on the board: a new generation again.
+        let next = text_of(&[("A-1", "ready"), ("B-2", "done"), ("D-4", "ready")]);
+        let fast_looks = look(&mut kept, &mut fresh, next, t0 + hours(30));
+        assert_eq!(kept.tasks["A-1"].missing_since, None);
+        assert_eq!(kept.tasks["D-4"].missing_since, None);
+        assert_eq!(
+            fast_looks, 6,
+            "the steps that keep the IDs kept the generation"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -160,9 +160,10 @@ impl Runtime {
         // `held_by_conflict` found no conflict marker in the text read, and none is in the
         // text planned on: a status value (no control characters) never starts a line.
         self.report_findings(&text, &board, &[], now);
-        // Through the board's index by ID, which a re-parse keeps while no ID changed: a set of
-        // the IDs made here cost a hash of every ID on every pass.
-        self.store.note_presence(|id| board.task(id).is_some(), now);
+        // Through the board's index by ID, which a re-parse keeps while no ID changed (a set of
+        // the IDs made here cost a hash of every ID on every pass); while none changed, only the
+        // records missing before or made since are looked up.
+        self.store.note_presence(&board, now);
 
         let locks = self.defer_to_serving_run(locks, &board);
         let (planned, kept) = self.plan(&board, &locks, &outgoing, &on_the_way, now);
