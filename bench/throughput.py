@@ -17,7 +17,10 @@ some git command rewrites it (`--racy` keeps them so, as right after a clone or 
 16 MiB beside the board, as on a board that has run for a while. `--changed MIB` commits one
 more file of that size and leaves it changed in the work tree, as a person's unfinished work.
 
-Usage: python3 bench/throughput.py [--tasks 1000] [--bin PATH]
+`--threads` also prints each live thread's name and CPU at the end (the threads that start runs
+are named after their executor; idle ones are kept a while, ended ones count in the total only).
+
+Usage: python3 bench/throughput.py [--tasks 1000] [--bin PATH] [--threads]
                                    [--git FILES [--racy] [--no-ignore] [--changed MIB]] [--rotated N]
 """
 import argparse, json, os, shutil, subprocess, sys, tempfile, time
@@ -25,11 +28,31 @@ import argparse, json, os, shutil, subprocess, sys, tempfile, time
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid, tid=None):
+def cpu_split(pid, tid=None):
+    """User and system CPU seconds of a process (all its threads, live or ended), or of one
+    of its threads."""
     path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
     with open(path) as f:
         rest = f.read().rsplit(")", 1)[1].split()
-    return (int(rest[11]) + int(rest[12])) / TICK
+    return int(rest[11]) / TICK, int(rest[12]) / TICK
+
+
+def cpu_seconds(pid, tid=None):
+    return sum(cpu_split(pid, tid))
+
+
+def threads(pid):
+    """Each live thread of `pid`: its id, name and user and system CPU seconds."""
+    out = []
+    for tid in sorted(os.listdir(f"/proc/{pid}/task"), key=int):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read().strip()
+            user, system = cpu_split(pid, tid)
+        except OSError:
+            continue
+        out.append({"tid": int(tid), "name": name, "user_s": user, "system_s": system})
+    return out
 
 
 def main():
@@ -45,6 +68,8 @@ def main():
                     help="with --git: a committed file of MIB MiB, changed in the work tree")
     ap.add_argument("--rotated", type=int, default=0, metavar="N",
                     help="N rotated event logs of 16 MiB beside the board")
+    ap.add_argument("--threads", action="store_true",
+                    help="print each live thread's CPU at the end")
     a = ap.parse_args()
     d = tempfile.mkdtemp(prefix="tb-throughput-")
     with open(f"{d}/taskboard.toml", "w") as f:
@@ -74,15 +99,21 @@ def main():
             break
         time.sleep(0.01)
     elapsed = time.monotonic() - t0
-    cpu = cpu_seconds(p.pid)
-    loop_cpu = cpu_seconds(p.pid, p.pid)
+    user, system = cpu_split(p.pid)
+    loop_user, loop_system = cpu_split(p.pid, p.pid)
+    cpu, loop_cpu = user + system, loop_user + loop_system
+    live = threads(p.pid) if a.threads else []
     p.terminate(); p.wait()
     events = [json.loads(l) for l in open(f"{d}/events.jsonl")]
     wb = sum(1 for e in events if e["event"] == "writeback")
     passes = [e for e in events if e["event"] == "pass"]
     print(json.dumps({"tasks": a.tasks, "seconds": round(elapsed, 3), "writebacks": wb,
                       "passes": len(passes), "runtime_cpu_s": round(cpu, 3),
-                      "loop_cpu_s": round(loop_cpu, 3), "cpu_fraction": round(cpu / elapsed, 3)}))
+                      "loop_cpu_s": round(loop_cpu, 3), "cpu_fraction": round(cpu / elapsed, 3),
+                      "runtime_user_s": user, "runtime_system_s": system,
+                      "loop_user_s": loop_user, "loop_system_s": loop_system}))
+    for t in live:
+        print(json.dumps(t))
     shutil.rmtree(d)
 
 
