@@ -950,13 +950,10 @@ mod tests {
         assert!(on_disk.bad_line.is_none());
     }
 
-    /// A board with a task of each of `ids`, in order.
+    /// A board with a ready task of each of `ids`, in order.
     fn board_of<'a>(ids: impl IntoIterator<Item = &'a str>) -> Board {
-        Board::parse(
-            &ids.into_iter()
-                .map(|id| format!("## {id}\n"))
-                .collect::<String>(),
-        )
+        let tasks: Vec<(&str, &str)> = ids.into_iter().map(|id| (id, "ready")).collect();
+        Board::parse(&text_of(&tasks))
     }
 
     /// A board's text: a task per `(id, status)`, in order.
