@@ -9,8 +9,12 @@ is measured the same way for both: the time that command writes, minus the time 
 Saves alternate between the two folders (one taskboard save, one watchexec save, same style),
 so both see the same machine load.
 
-The time of the save is `time.time()` just after the save returns (for vim, which is a process
-that exits after writing, the board's mtime instead). For taskboard the script also reads the
+The time of the save is `time.time()` just after the save returns. For vim, a process that exits
+some time after writing, it is the first inotify event naming the board (its rename to `board~`,
+just before the write), seen by the same watch in both folders. Not the board's mtime: the
+kernel stamps a new file with its coarse clock (up to a tick early) unless something read the
+file's times since it was made, which watchexec does on each event and taskboard does not,
+so the mtime favoured watchexec by up to a tick. For taskboard the script also reads the
 `ts` of the first `file_changed` and of the task's `task_dispatched` from `events.jsonl`. Before
 each save it waits for the previous start (and, for taskboard, the task's `done`), then
 `--settle` ms (default 1.25 × the debounce + 150 ms) so that every save lands on a quiet
@@ -20,6 +24,13 @@ The raw inotify floor: a thread watches each folder with inotify (ctypes, no deb
 records when the first event naming the board arrives; `inotify_ms` is that time minus the time
 just *before* the save began (so it includes the save itself; it is what any watcher sees
 before its debounce).
+
+The same watch gives how long each save's events went on (`*_save_spread_ms`: its last event
+naming the board minus its first), taskboard's start after the save's *last* event, and
+watchexec's start after the save's *first*: taskboard's quiet period runs from the last event
+(a save still being written is never read), watchexec's debounce from the first, so a save
+whose events spread (vim's `fsync` between its write and its close) widens the gap by the
+spread.
 
 Styles:
   inplace   open the board with truncation and write it (as most editors and `>` do)
@@ -86,7 +97,8 @@ class Starts:
 class Inotify:
     """A raw inotify watch on a folder: the times events naming the board arrived."""
 
-    MASK = 0x2 | 0x8 | 0x40 | 0x80 | 0x100 | 0x200  # MODIFY CLOSE_WRITE MOVED_* CREATE DELETE
+    # MODIFY ATTRIB CLOSE_WRITE MOVED_* CREATE DELETE: what both tools count as a change
+    MASK = 0x2 | 0x4 | 0x8 | 0x40 | 0x80 | 0x100 | 0x200
 
     def __init__(self, folder):
         libc = ctypes.CDLL(None, use_errno=True)
@@ -116,6 +128,11 @@ class Inotify:
             later = [x for x in self.times if x >= t]
         return min(later) if later else None
 
+    def last_between(self, t, end):
+        with self.lock:
+            inside = [x for x in self.times if t <= x <= end]
+        return max(inside) if inside else None
+
 
 def pct(xs, p):
     xs = sorted(xs)
@@ -142,7 +159,8 @@ def wait_for(what, cond, limit=30):
 
 
 def save(style, board, addition):
-    """Append `addition` to the board in the given style; the time the save was made."""
+    """Append `addition` to the board in the given style; the time the save was made (None for
+    vim: the caller takes the save's first inotify event)."""
     if style == "sed":
         body = addition.strip("\n").replace("\n", "\\n")
         subprocess.run(["sed", "-i", f"$a \\\\n{body}", board], check=True)
@@ -155,7 +173,7 @@ def save(style, board, addition):
         for c in cmds:
             args += ["-c", c]
         subprocess.run(args + [board], check=True, stdin=subprocess.DEVNULL)
-        return os.stat(board).st_mtime
+        return None  # the caller takes its first inotify event
     with open(board) as f:
         text = f.read() + addition
     if style == "inplace":
@@ -197,7 +215,8 @@ class Taskboard:
             return any(e["event"] == "pass" for e in seen)
 
         wait_for("first pass", first_pass)
-        self.r = {"start": [], "file_changed": [], "dispatch": [], "inotify": []}
+        self.r = {"start": [], "file_changed": [], "dispatch": [], "inotify": [], "spread": [],
+                  "after_last": []}
 
     def one(self, style, i, a):
         self.ev.new()
@@ -216,6 +235,7 @@ class Taskboard:
             return "td" in got and started
 
         wait_for(f"start of L-{i}", dispatched, limit=max(30, a.debounce / 100))
+        t = t if t is not None else wait_for("vim's first event", lambda: self.ino.first_after(t0))
         self.r["start"].append((started[0] - t) * 1000)
         self.r["dispatch"].append((ts(got["td"]["ts"]) - t) * 1000)
         if "fc" in got:
@@ -223,6 +243,13 @@ class Taskboard:
         ino = self.ino.first_after(t0)
         if ino is not None:
             self.r["inotify"].append((ino - t0) * 1000)
+        if ino is not None and "fc" in got:
+            # The save's events all come a debounce or more before `file_changed`, the
+            # runtime's own write of the board after it.
+            last = self.ino.last_between(t0, ts(got["fc"]["ts"]) - a.debounce / 2000)
+            if last is not None:
+                self.r["spread"].append((last - ino) * 1000)
+                self.r["after_last"].append((started[0] - last) * 1000)
 
         def done():
             with open(self.board) as f:
@@ -243,15 +270,17 @@ class Watchexec:
         with open(self.board, "w") as f:
             f.write("# Latency\n\n## L-0: seed\n- status: done\n")
         self.starts = Starts(f"{self.d}/starts")
+        self.ino = Inotify(self.d)
         self.p = subprocess.Popen(
             [a.watchexec, "--debounce", f"{a.debounce}ms", "--postpone", "--shell=none",
              "-w", self.d, "-f", f"**/{BOARD}", "--"] + start_cmd(self.d),
             cwd=self.d, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         time.sleep(1)  # watchexec says nothing when its watch is in place
-        self.r = {"start": []}
+        self.r = {"start": [], "spread": [], "after_first": []}
 
     def one(self, style, i, a):
         self.starts.new()
+        t0 = time.time()
         t = save(style, self.board, f"\n## L-{i}: save {i}\n- status: ready\n")
         started = []
 
@@ -260,7 +289,13 @@ class Watchexec:
             return started
 
         wait_for(f"watchexec start {i}", cond, limit=max(30, a.debounce / 100))
+        t = t if t is not None else wait_for("vim's first event", lambda: self.ino.first_after(t0))
         self.r["start"].append((started[0] - t) * 1000)
+        first = self.ino.first_after(t0)
+        last = self.ino.last_between(t0, started[0])
+        if first is not None and last is not None:
+            self.r["spread"].append((last - first) * 1000)
+            self.r["after_first"].append((started[0] - first) * 1000)
 
     def close(self):
         self.p.terminate()
@@ -292,9 +327,14 @@ def run_style(style, a):
            "taskboard_start_ms": summary(tb["start"]),
            "taskboard_to_file_changed_ms": summary(tb["file_changed"]),
            "taskboard_to_dispatch_ms": summary(tb["dispatch"]),
-           "inotify_ms": summary(tb["inotify"])}
+           "inotify_ms": summary(tb["inotify"]),
+           "taskboard_save_spread_ms": summary(tb["spread"]),
+           "taskboard_start_after_last_event_ms": summary(tb["after_last"])}
     if len(tools) > 1:
-        out["watchexec_start_ms"] = summary(tools[1].r["start"])
+        we = tools[1].r
+        out["watchexec_start_ms"] = summary(we["start"])
+        out["watchexec_save_spread_ms"] = summary(we["spread"])
+        out["watchexec_start_after_first_event_ms"] = summary(we["after_first"])
     return out
 
 
