@@ -686,7 +686,7 @@ pub fn copy_prefix(name: &std::ffi::OsStr) -> OsString {
 /// synced and renamed over the target, then the folder is synced; on any error it is removed.
 /// Hard links to the board are broken by the rename: they keep the old content.
 pub fn atomic_write(path: &Path, contents: &[u8]) -> io::Result<()> {
-    replace(path, contents, None).map(|_| ())
+    replace(path, contents, None).map(|synced| synced.map_or((), FolderSync::finish))
 }
 
 /// Like [`atomic_write`], but only if the board is still the one `expected` was read from
@@ -701,10 +701,66 @@ pub fn replace_if_unchanged(
     contents: &[u8],
     expected: &BoardRead,
 ) -> io::Result<bool> {
+    let replaced = replace_if_unchanged_then(path, contents, expected)?;
+    Ok(replaced.is_some_and(|folder| {
+        folder.finish();
+        true
+    }))
+}
+
+/// [`replace_if_unchanged`], leaving the last step to the caller: `Ok(Some(_))` when the board
+/// was replaced, with its folder still to sync (until then the rename may not survive a power
+/// cut), so that another file's sync can run beside it ([`FolderSync::finish_beside`]).
+pub fn replace_if_unchanged_then(
+    path: &Path,
+    contents: &[u8],
+    expected: &BoardRead,
+) -> io::Result<Option<FolderSync>> {
     replace(path, contents, Some(expected))
 }
 
-fn replace(path: &Path, contents: &[u8], expected: Option<&BoardRead>) -> io::Result<bool> {
+/// The folder of a board just replaced, to sync so that the rename survives a power cut.
+#[must_use = "the board's rename is not durable until its folder is synced"]
+#[derive(Debug)]
+pub struct FolderSync(PathBuf);
+
+impl FolderSync {
+    /// Syncs the folder. Some filesystems cannot sync a folder: not fatal, a warning.
+    pub fn finish(self) {
+        sync_board_folder(&self.0);
+    }
+
+    /// Syncs the folder on a thread of its own while `work` runs on this one, and returns
+    /// `work`'s result once both are done: for a write whose next step is to sync another file
+    /// (each sync waits on the disk, and the two do not depend on each other). Where no thread
+    /// can be started, the folder is synced first.
+    pub fn finish_beside<R>(self, work: impl FnOnce() -> R) -> R {
+        let dir = self.0.as_path();
+        std::thread::scope(|scope| {
+            let beside = std::thread::Builder::new()
+                .name("taskboard-sync".into())
+                .spawn_scoped(scope, || sync_board_folder(dir));
+            if beside.is_err() {
+                sync_board_folder(dir);
+            }
+            work()
+        })
+    }
+}
+
+fn sync_board_folder(dir: &Path) {
+    if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
+        tracing::warn!(folder = %dir.display(), error = %e, "could not sync the board's folder");
+    }
+}
+
+/// The board replaced (`Some`, its folder still to sync), or left as it is because it changed
+/// since `expected` was read (`None`).
+fn replace(
+    path: &Path,
+    contents: &[u8],
+    expected: Option<&BoardRead>,
+) -> io::Result<Option<FolderSync>> {
     let target = write_target(path)?;
     let name = target.file_name().ok_or_else(|| {
         io::Error::new(
@@ -760,7 +816,7 @@ fn replace(path: &Path, contents: &[u8], expected: Option<&BoardRead>) -> io::Re
         Ok(true) => {}
         Ok(false) => {
             let _ = fs::remove_file(&tmp);
-            return Ok(false);
+            return Ok(None);
         }
         Err(e) => {
             if !is_kept(&e) {
@@ -769,11 +825,8 @@ fn replace(path: &Path, contents: &[u8], expected: Option<&BoardRead>) -> io::Re
             return Err(e);
         }
     }
-    // The rename is done; make it durable. Some filesystems cannot sync a folder: not fatal.
-    if let Err(e) = File::open(&dir).and_then(|d| d.sync_all()) {
-        tracing::warn!(folder = %dir.display(), error = %e, "could not sync the board's folder");
-    }
-    Ok(true)
+    // The rename is done; the folder's sync makes it durable.
+    Ok(Some(FolderSync(dir)))
 }
 
 /// How long a board that was just swapped out is left alone before it is checked, where no
@@ -974,6 +1027,41 @@ mod tests {
             state_dir(Path::new("task-board.md")),
             Path::new(".taskboard")
         );
+    }
+
+    #[test]
+    fn a_replaced_board_is_in_place_before_its_folder_is_synced_and_the_work_beside_runs_once() {
+        let dir = scratch("beside");
+        let board = dir.join("task-board.md");
+        fs::write(&board, "old\n").unwrap();
+        let read = read_board(&board).unwrap();
+        let folder = replace_if_unchanged_then(&board, b"new\n", &read)
+            .unwrap()
+            .expect("the board was not changed meanwhile");
+        assert_eq!(fs::read_to_string(&board).unwrap(), "new\n");
+        let mut ran = 0;
+        let out = folder.finish_beside(|| {
+            ran += 1;
+            fs::read_to_string(&board).unwrap()
+        });
+        assert_eq!((ran, out.as_str()), (1, "new\n"));
+
+        // Changed since it was read: nothing replaced, nothing to sync.
+        fs::write(&board, "a person's save\n").unwrap();
+        assert!(
+            replace_if_unchanged_then(&board, b"ours\n", &read)
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(fs::read_to_string(&board).unwrap(), "a person's save\n");
+
+        // A folder that cannot be synced any more (gone) is a warning: the work still runs.
+        let read = read_board(&board).unwrap();
+        let folder = replace_if_unchanged_then(&board, b"ours\n", &read)
+            .unwrap()
+            .unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(folder.finish_beside(|| 7), 7);
     }
 
     fn scratch(name: &str) -> PathBuf {

@@ -339,6 +339,81 @@ fn run_and_once_together_run_each_task_once() {
     assert_eq!(sb.count("task_dispatched"), 12);
 }
 
+/// The attempts a task's record counts in the state as read into `state` (the journal's whole
+/// lines and the state file, in either order: a count only grows), if it has a record.
+fn attempts_on_record(state: &str, id: &str) -> Option<u64> {
+    state
+        .lines()
+        // A line being written as the executor read is not whole: passed over.
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|v| {
+            let in_file = v["tasks"][id]["attempts"].as_u64();
+            let in_journal = (v["task"] == id)
+                .then(|| v["record"]["attempts"].as_u64())
+                .flatten();
+            in_file.or(in_journal)
+        })
+        .max()
+}
+
+#[test]
+fn an_executor_starts_only_once_its_claim_is_on_the_board_and_its_attempt_on_record() {
+    let mut sb = Sandbox::new("claimfirst");
+    // What the executor finds as it starts: the board, and the state (the journal read first:
+    // a fold between the two reads then leaves the record in the state file).
+    sb.script(
+        "exec.sh",
+        r#"cat >/dev/null
+cp task-board.md "$TASKBOARD_RUN_DIR/board-at-start.md"
+{ cat .taskboard/state.journal; echo; cat .taskboard/state.json; echo; } \
+  > "$TASKBOARD_RUN_DIR/state-at-start" 2>/dev/null
+echo "$TASKBOARD_TASK_ID $TASKBOARD_ATTEMPT $TASKBOARD_RUN_DIR" >> starts.log
+[ "$TASKBOARD_TASK_ID" = T-3 ] && [ "$TASKBOARD_ATTEMPT" = 1 ] && exit 1
+exit 0"#,
+    );
+    sb.config(
+        "max_parallel = 4\nretry_backoff = \"0s\"",
+        "[executors.default]\ncommand = [\"./exec.sh\"]\n",
+    );
+    let mut board = String::from("# Board\n");
+    for i in 1..=12 {
+        board.push_str(&format!("\n## T-{i}\n- status: ready\n"));
+    }
+    sb.write_board(&board);
+    sb.start_run();
+    sb.wait_until("all done", |s| {
+        (1..=12).all(|i| s.status_of(&format!("T-{i}")) == "done")
+    });
+    let starts = std::fs::read_to_string(sb.path("starts.log")).unwrap();
+    assert_eq!(starts.lines().count(), 13, "{starts}");
+    for line in starts.lines() {
+        let mut parts = line.split(' ');
+        let (id, attempt, run_dir) = (
+            parts.next().unwrap(),
+            parts.next().unwrap().parse::<u64>().unwrap(),
+            parts.next().unwrap(),
+        );
+        let run_dir = std::path::Path::new(run_dir);
+        let board = std::fs::read_to_string(run_dir.join("board-at-start.md")).unwrap();
+        let parsed = taskboard::core::board::Board::parse(&board);
+        let status = parsed
+            .task(id)
+            .and_then(|t| t.status.as_ref())
+            .map(|s| s.raw.to_string())
+            .unwrap_or_default();
+        assert!(
+            status.starts_with("running:"),
+            "{id} attempt {attempt} started with its status {status:?} on the board"
+        );
+        let state = std::fs::read_to_string(run_dir.join("state-at-start")).unwrap();
+        assert_eq!(
+            attempts_on_record(&state, id),
+            Some(attempt),
+            "{id} attempt {attempt} started before its attempt was on record:\n{state}"
+        );
+    }
+}
+
 #[test]
 fn a_second_run_on_the_same_board_is_refused() {
     let mut sb = Sandbox::new("tworuns");

@@ -2,8 +2,8 @@
 //! change that landed (or was refused) implies.
 //!
 //! Owns the order that keeps a crash harmless: endings on record before the board shows them,
-//! a claim's attempt on record before its run starts, the write lock released before any run
-//! starts. Owns the retry of a write that failed. Must not plan (the changes come from `pass`,
+//! a claim's attempt on record and the board's rename durable before its run starts (the two
+//! syncs run at once), the write lock released before any run starts. Owns the retry of a write that failed. Must not plan (the changes come from `pass`,
 //! `finish` and `approve`) nor edit the board except through `writeback`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,6 +27,10 @@ use crate::shell::lock;
 /// each failure in a row up to [`RETRY_WRITE_MAX`]; a save of the board tries at once.
 pub(super) const RETRY_WRITE_MIN: Duration = Duration::from_millis(100);
 pub(super) const RETRY_WRITE_MAX: Duration = Duration::from_secs(30);
+
+/// What one write applied to the board, and the board's folder still to sync when the board
+/// was replaced (nothing to sync when the changes left the text as it was).
+type Replaced = (writeback::Outcome, Option<fsio::FolderSync>);
 
 /// A status change on its way to the board, and what to do once it landed (or was refused).
 pub(super) struct Outgoing {
@@ -116,7 +120,7 @@ impl Runtime {
             }
         };
         let (outcome, (before_text, before)) = self.replace_board(&outgoing, planned, planned_hash);
-        let Some(outcome) = outcome else {
+        let Some((outcome, folder)) = outcome else {
             self.requeue(outgoing);
             return (0, (before_text, before));
         };
@@ -127,7 +131,19 @@ impl Runtime {
             .into_iter()
             .map(|(c, r)| (c.id, r))
             .collect();
-        self.note_landed(&outgoing, &outcome.applied);
+        match folder {
+            // The claims' attempts go on record while the board's folder is synced: two waits
+            // on the disk at once, both over before any run starts.
+            Some(folder) if outgoing.iter().any(Outgoing::is_claim) => {
+                folder.finish_beside(|| self.note_landed(&outgoing, &outcome.applied));
+            }
+            folder => {
+                if let Some(folder) = folder {
+                    folder.finish();
+                }
+                self.note_landed(&outgoing, &outcome.applied);
+            }
+        }
         drop(write_lock);
         if outcome.applied.iter().any(|c| c.new == Status::Ready) {
             // A task became ready (promoted, reset, interrupted): let the next pass run it.
@@ -154,14 +170,15 @@ impl Runtime {
 
     /// Reads the board as it is now and replaces it with the outgoing changes applied, unless
     /// a save lands meanwhile. Returns what was applied to the board as read (`None` when
-    /// nothing was written and the changes wait: reported, or a save to plan on again), and
-    /// the text it was applied to with its board (the planned ones when it could not be read).
+    /// nothing was written and the changes wait: reported, or a save to plan on again) with the
+    /// board's folder still to sync when it was replaced, and the text it was applied to with
+    /// its board (the planned ones when it could not be read).
     fn replace_board(
         &mut self,
         outgoing: &[Outgoing],
         (planned_text, planned): (String, Board),
         planned_hash: u64,
-    ) -> (Option<writeback::Outcome>, (String, Board)) {
+    ) -> (Option<Replaced>, (String, Board)) {
         let Some(snap) = self.read(ReadMode::Now) else {
             return (None, (planned_text, planned));
         };
@@ -178,7 +195,7 @@ impl Runtime {
         let changes: Vec<Change> = outgoing.iter().map(|o| o.change.clone()).collect();
         let outcome = writeback::apply(&snap.text, &board, &changes);
         if !outcome.changed() {
-            return (Some(outcome), (snap.text, board));
+            return (Some((outcome, None)), (snap.text, board));
         }
         if outgoing.iter().any(Outgoing::is_ending) {
             // Endings are on record before the board shows them: a crash between the two leaves
@@ -186,18 +203,19 @@ impl Runtime {
             let saved = self.store.save();
             self.note_state_save(saved);
         }
-        match fsio::replace_if_unchanged(&self.board, outcome.text.as_bytes(), &snap) {
-            Ok(true) => {}
-            Ok(false) => {
-                // A save landed while we wrote: nothing replaced; plan again on it.
-                self.dirty = true;
-                return (None, (snap.text, board));
-            }
-            Err(e) => {
-                self.error(None, "writeback", format!("cannot write the board: {e}"));
-                return (None, (snap.text, board));
-            }
-        }
+        let folder =
+            match fsio::replace_if_unchanged_then(&self.board, outcome.text.as_bytes(), &snap) {
+                Ok(Some(folder)) => folder,
+                Ok(None) => {
+                    // A save landed while we wrote: nothing replaced; plan again on it.
+                    self.dirty = true;
+                    return (None, (snap.text, board));
+                }
+                Err(e) => {
+                    self.error(None, "writeback", format!("cannot write the board: {e}"));
+                    return (None, (snap.text, board));
+                }
+            };
         self.emit(
             None,
             EventKind::Writeback {
@@ -205,7 +223,7 @@ impl Runtime {
                 bytes: outcome.text.len() as u64,
             },
         );
-        (Some(outcome), (snap.text, board))
+        (Some((outcome, Some(folder))), (snap.text, board))
     }
 
     /// What landed is on record before any executor starts: a crash between a claim's write
