@@ -15,6 +15,14 @@
 //! the listing every pass makes, the update with the executor's process group, and the release.
 //! Other owners' records are always read afresh.
 //!
+//! The executor's process group and run id, known only once it is spawned, are added to a held
+//! lock as the extended attribute `user.taskboard.executor` of its folder
+//! (`<instance> <pgid> <run id>`, [`executor_attribute`]): one atomic call, where rewriting the
+//! record made and renamed a file for every run. A reader takes them only when the record has
+//! none and the attribute names the record's instance, so an attribute left by an earlier owner
+//! of a lock taken over counts for nothing. Where the file system keeps no user attributes the
+//! record is rewritten with them instead.
+//!
 //! Must not touch: the board file, the event log, or executor processes. It never decides on its
 //! own that a lock is stale: the planner judges (see [`is_stale`]) and asks to break a lock it saw.
 //!
@@ -32,7 +40,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
@@ -54,7 +62,8 @@ pub struct Owner {
     /// The runtime instance id (random per process start).
     pub instance: String,
     pub acquired_at: DateTime<Utc>,
-    /// The executor's process group, set once it is spawned, so a restart can find orphans.
+    /// The executor's process group, set once it is spawned, so a restart can find orphans
+    /// (kept in the lock folder's attribute, see the module doc, or in the record itself).
     pub executor_pgid: Option<i32>,
     /// The run id its processes carry in their environment (`process::RUN_ID_VAR`), set with
     /// `executor_pgid`, so a restart also finds those that left the group.
@@ -190,6 +199,9 @@ pub struct Locks {
     records: Mutex<HashMap<String, ReadRecord>>,
     /// The instance whose records are kept in `records`.
     instance: Option<String>,
+    /// Whether the executor is added as the lock folder's attribute: cleared once the file
+    /// system refuses user attributes, after which the record is rewritten instead.
+    attributes: AtomicBool,
 }
 
 /// An owner record as read, with the identity of the file it was read from.
@@ -228,6 +240,7 @@ impl Locks {
             root,
             records: Mutex::new(HashMap::new()),
             instance: None,
+            attributes: AtomicBool::new(true),
         }
     }
 
@@ -371,7 +384,8 @@ impl Locks {
         })
     }
 
-    /// Like [`Locks::set_executor_pgid`], recording the run id of the executor's processes too.
+    /// Like [`Locks::set_executor_pgid`], recording the run id of the executor's processes too:
+    /// as the lock folder's attribute, or by rewriting the record where there are none.
     pub fn set_executor(
         &self,
         id: &str,
@@ -379,29 +393,38 @@ impl Locks {
         pgid: i32,
         run_id: Option<&str>,
     ) -> io::Result<()> {
+        if self.attributes.load(Ordering::Relaxed) {
+            check_id(id)?;
+            let _gate = self.gate(GateMode::Shared)?;
+            self.owned(id, instance)?;
+            let value = executor_attribute(instance, pgid, run_id);
+            match attribute::set(&self.root.join(id), value.as_bytes()) {
+                Ok(()) => {
+                    let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(known) = records.get_mut(id) {
+                        known.owner.executor_pgid = Some(pgid);
+                        known.owner.run_id = run_id.map(str::to_owned);
+                    }
+                    return Ok(());
+                }
+                Err(e) if attribute::unsupported(&e) => {
+                    self.attributes.store(false, Ordering::Relaxed);
+                }
+                // Anything else (a full disk, a quota): the rewrite may still go through.
+                Err(_) => {}
+            }
+        }
         self.update_owner(id, instance, |owner| {
             owner.executor_pgid = Some(pgid);
             owner.run_id = run_id.map(str::to_owned);
         })
     }
 
-    /// Rewrites the owner record of a lock `instance` holds with `change` applied.
-    fn update_owner(
-        &self,
-        id: &str,
-        instance: &str,
-        change: impl FnOnce(&mut Owner),
-    ) -> io::Result<()> {
-        check_id(id)?;
-        let _gate = self.gate(GateMode::Shared)?;
-        let dir = self.root.join(id);
+    /// `Ok` when `instance` holds `id` (`PermissionDenied` if someone else does, `NotFound` if
+    /// no one does). Called under the gate.
+    fn owned(&self, id: &str, instance: &str) -> io::Result<Owner> {
         match self.read_cached(id) {
-            Some(LockState::Held(mut owner)) if owner.instance == instance => {
-                change(&mut owner);
-                let written = write_owner(&dir, &owner, OwnerFile::Replace)?;
-                self.remember(id, &dir, &written, &owner);
-                Ok(())
-            }
+            Some(LockState::Held(owner)) if owner.instance == instance => Ok(owner),
             Some(LockState::Held(owner)) => Err(io::Error::new(
                 ErrorKind::PermissionDenied,
                 format!("lock {id} is held by instance {}", owner.instance),
@@ -415,6 +438,23 @@ impl Locks {
                 format!("lock {id} is not held"),
             )),
         }
+    }
+
+    /// Rewrites the owner record of a lock `instance` holds with `change` applied.
+    fn update_owner(
+        &self,
+        id: &str,
+        instance: &str,
+        change: impl FnOnce(&mut Owner),
+    ) -> io::Result<()> {
+        check_id(id)?;
+        let _gate = self.gate(GateMode::Shared)?;
+        let dir = self.root.join(id);
+        let mut owner = self.owned(id, instance)?;
+        change(&mut owner);
+        let written = write_owner(&dir, &owner, OwnerFile::Replace)?;
+        self.remember(id, &dir, &written, &owner);
+        Ok(())
     }
 
     /// Release `id` if `instance` holds it. `Ok(false)` when it is free or held by another.
@@ -571,8 +611,16 @@ fn read_state(dir: &Path) -> Option<LockState> {
     let meta = fs::symlink_metadata(dir).ok()?;
     if meta.is_dir()
         && let Ok(bytes) = fsio::read_small(&dir.join(OWNER_FILE))
-        && let Ok(owner) = serde_json::from_slice::<Owner>(&bytes)
+        && let Ok(mut owner) = serde_json::from_slice::<Owner>(&bytes)
     {
+        if owner.executor_pgid.is_none()
+            && let Some(value) = attribute::get(dir)
+            && let Some((instance, pgid, run_id)) = parse_executor_attribute(&value)
+            && instance == owner.instance
+        {
+            owner.executor_pgid = Some(pgid);
+            owner.run_id = run_id.map(str::to_owned);
+        }
         return Some(LockState::Held(owner));
     }
     // Missing or corrupt record. If the folder vanished meanwhile (released, broken), it is free.
@@ -629,6 +677,71 @@ fn write_owner(dir: &Path, owner: &Owner, how: OwnerFile) -> io::Result<fs::Meta
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// The lock folder's attribute that names its executor: `<instance> <pgid> <run id>`, `-` for
+/// no run id. Instance and run ids are made here of letters, digits, `-` and `_`.
+pub fn executor_attribute(instance: &str, pgid: i32, run_id: Option<&str>) -> String {
+    format!("{instance} {pgid} {}", run_id.unwrap_or("-"))
+}
+
+/// The one parser of [`executor_attribute`]'s text: instance, process group, run id. Anything
+/// else (cut short, another program's) is `None`, and the lock is read without it.
+pub fn parse_executor_attribute(bytes: &[u8]) -> Option<(&str, i32, Option<&str>)> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut parts = text.split(' ');
+    let (instance, pgid, run_id) = (parts.next()?, parts.next()?, parts.next()?);
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if parts.next().is_some() || !plain(instance) || !plain(run_id) {
+        return None;
+    }
+    let pgid: i32 = pgid.parse().ok().filter(|g| *g > 0)?;
+    Some((instance, pgid, (run_id != "-").then_some(run_id)))
+}
+
+/// The executor attribute on a lock folder.
+mod attribute {
+    use std::io;
+    use std::path::Path;
+
+    const NAME: &str = "user.taskboard.executor";
+
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    pub fn set(dir: &Path, value: &[u8]) -> io::Result<()> {
+        rustix::fs::setxattr(dir, NAME, value, rustix::fs::XattrFlags::empty()).map_err(Into::into)
+    }
+
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+    pub fn set(_dir: &Path, _value: &[u8]) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    /// The attribute's bytes; `None` when there is none (or it cannot be read).
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    pub fn get(dir: &Path) -> Option<Vec<u8>> {
+        let mut buf = [0u8; 256];
+        let len = rustix::fs::getxattr(dir, NAME, &mut buf[..]).ok()?;
+        Some(buf[..len].to_vec())
+    }
+
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+    pub fn get(_dir: &Path) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// Whether `e` says the file system keeps no user attributes (rather than a passing
+    /// trouble such as a full disk).
+    pub fn unsupported(e: &io::Error) -> bool {
+        use rustix::io::Errno;
+        e.kind() == io::ErrorKind::Unsupported
+            || [Errno::NOTSUP, Errno::OPNOTSUPP, Errno::NOSYS, Errno::PERM]
+                .iter()
+                .any(|n| e.raw_os_error() == Some(n.raw_os_error()))
+    }
 }
 
 /// Removes a lock folder this process just renamed away: its record, then the folder. Anything
@@ -855,6 +968,152 @@ mod tests {
         assert_eq!(exclusive_flock_holder(text, dev, 42), Some(14));
         assert_eq!(exclusive_flock_holder(text, dev, 43), None);
         assert_eq!(exclusive_flock_holder("garbage\n", dev, 42), None);
+    }
+
+    /// A fresh folder for a test's locks, removed when dropped.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let dir = std::env::temp_dir().join(format!(
+                "taskboard-lock-{name}-{}-{:x}",
+                std::process::id(),
+                nonce()
+            ));
+            fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn me(instance: &str) -> Owner {
+        Owner::current(instance, chrono::Utc::now())
+    }
+
+    /// Locks of instance `mine` in a fresh folder, holding `t`; `attributes` off as on a file
+    /// system without user attributes.
+    fn holding_t(name: &str, attributes: bool) -> (Scratch, PathBuf, Owner, Locks) {
+        let tmp = Scratch::new(name);
+        let root = tmp.0.join("locks");
+        let owner = me("mine");
+        let mine = Locks::of_instance(root.clone(), &owner.instance);
+        mine.attributes.store(attributes, Ordering::Relaxed);
+        mine.try_acquire("t", &owner).unwrap().unwrap();
+        (tmp, root, owner, mine)
+    }
+
+    /// Whether the file system under `dir` keeps user attributes.
+    fn keeps_attributes(dir: &Path) -> bool {
+        let probe = dir.join("probe");
+        fs::create_dir(&probe).unwrap();
+        let kept = attribute::set(&probe, b"x").is_ok();
+        fs::remove_dir(&probe).unwrap();
+        kept
+    }
+
+    #[test]
+    fn the_executor_attribute_prints_and_parses_back_and_nothing_else_parses() {
+        let with = executor_attribute("1f-00ab", 4242, Some("1f-9a-0"));
+        assert_eq!(with, "1f-00ab 4242 1f-9a-0");
+        assert_eq!(
+            parse_executor_attribute(with.as_bytes()),
+            Some(("1f-00ab", 4242, Some("1f-9a-0")))
+        );
+        let without = executor_attribute("1f-00ab", 7, None);
+        assert_eq!(
+            parse_executor_attribute(without.as_bytes()),
+            Some(("1f-00ab", 7, None))
+        );
+        for bad in [
+            &b""[..],
+            b"i",
+            b"i 7",
+            b"i x r",
+            b"i 0 r",
+            b"i -3 r",
+            b"i 7 r more",
+            b"i  7 r",
+            b"i 7 ",
+            b"i 7 r\n",
+            b"\xff 7 r",
+        ] {
+            assert_eq!(parse_executor_attribute(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_executor_joins_its_lock_without_the_record_being_rewritten() {
+        let (tmp, root, owner, mine) = holding_t("attribute", true);
+        let record = root.join("t").join(OWNER_FILE);
+        let (bytes, stamp) = (fs::read(&record).unwrap(), fs::metadata(&record).unwrap());
+        mine.set_executor("t", "mine", 4242, Some("run-1")).unwrap();
+        let expected = Owner {
+            executor_pgid: Some(4242),
+            run_id: Some("run-1".into()),
+            ..owner
+        };
+        // Another process reads the lock afresh; this one lists it from what it knows.
+        assert_eq!(
+            Locks::new(root.clone()).read("t"),
+            Some(LockState::Held(expected.clone()))
+        );
+        assert_eq!(
+            mine.list().unwrap(),
+            vec![("t".to_string(), LockState::Held(expected))]
+        );
+        if keeps_attributes(&tmp.0) {
+            use std::os::unix::fs::MetadataExt;
+            assert_eq!(
+                fs::read(&record).unwrap(),
+                bytes,
+                "the record was rewritten"
+            );
+            assert_eq!(fs::metadata(&record).unwrap().ino(), stamp.ino());
+        }
+        assert!(mine.release("t", "mine").unwrap());
+        assert!(
+            fs::read_dir(&root).unwrap().all(|e| e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with('.'))
+        );
+    }
+
+    #[test]
+    fn the_record_carries_the_executor_where_the_file_system_keeps_no_attributes() {
+        let (_tmp, root, _, mine) = holding_t("no-attribute", false);
+        mine.set_executor("t", "mine", 4242, None).unwrap();
+        let record: Owner =
+            serde_json::from_slice(&fs::read(root.join("t").join(OWNER_FILE)).unwrap()).unwrap();
+        assert_eq!(record.executor_pgid, Some(4242));
+        assert_eq!(attribute::get(&root.join("t")), None);
+        let read = Locks::new(root).read("t");
+        assert!(
+            matches!(&read, Some(LockState::Held(o)) if o.executor_pgid == Some(4242)),
+            "{read:?}"
+        );
+    }
+
+    #[test]
+    fn an_attribute_left_by_an_earlier_owner_counts_for_nothing() {
+        let tmp = Scratch::new("taken-over");
+        let root = tmp.0.join("locks");
+        let first = me("first");
+        let locks = Locks::new(root.clone());
+        locks.try_acquire("t", &first).unwrap().unwrap();
+        locks
+            .set_executor("t", "first", 4242, Some("run-1"))
+            .unwrap();
+        let seen = locks.read("t").unwrap();
+        let second = me("second");
+        assert!(locks.take_over("t", &seen, &second).unwrap());
+        assert_eq!(locks.read("t"), Some(LockState::Held(second)));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Situation: a process leaves the executor's process group (`setsid`, a shell with job control)
-//! and survives the group's SIGTERM. Promise: a run is over only when every process it started
+//! and survives the group's SIGTERM, or stays in the group without the run id (`env -i`). Promise: a run is over only when every process it started
 //! is gone, so a task never has two live runs, whether the run timed out, the runtime was stopped,
 //! or the runtime was killed and restarted.
 
@@ -84,6 +84,34 @@ fn read_run_id(pid: i32) -> Option<String> {
     env.split(|b| *b == 0)
         .find_map(|v| v.strip_prefix(b"TASKBOARD_RUN_ID="))
         .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// Waits until the lock of A-1 names its executor's process group, as another process reads it.
+fn wait_for_the_executor_in_the_lock(sb: &Sandbox) {
+    sb.wait_until("the executor in the lock", |s| {
+        let locks = taskboard::shell::lock::Locks::new(s.path(".taskboard/locks"));
+        matches!(
+            locks.read("A-1"),
+            Some(taskboard::shell::lock::LockState::Held(owner)) if owner.executor_pgid.is_some()
+        )
+    });
+}
+
+/// Starts a runtime again after a kill and waits for A-1 to be done: the process `escaped` the
+/// killed run left must be dead when the next attempt starts and after. Returns the runtime.
+fn restart_and_find_it_dead(sb: &mut Sandbox, escaped: i32) -> u32 {
+    let restarted = sb.start_run();
+    sb.wait_until("A-1 done", |s| s.status_of("A-1") == "done");
+    let alive_after = pid_alive(escaped);
+    kill_if_alive(escaped);
+    let log = checks(sb);
+    assert!(
+        log.contains("escaped-1.pid dead"),
+        "the next attempt did not check the escaped process:\n{log}"
+    );
+    assert_eq!(log.matches("alive").count(), 0, "{log}");
+    assert!(!alive_after, "the escaped process outlived the restart");
+    restarted
 }
 
 fn kill_if_alive(pid: i32) {
@@ -180,29 +208,14 @@ fn after_kill_9_the_restarted_runtime_stops_the_escaped_process_before_running_t
     escaping_executor(&sb, SETSID_ESCAPE, "exec sleep 600", None);
     let pid = sb.start_run();
     let escaped = escaped_pid(&sb);
-    sb.wait_until("the executor in the lock's owner record", |s| {
-        std::fs::read_to_string(s.path(".taskboard/locks/A-1/owner.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .is_some_and(|owner| owner["executor_pgid"].is_number())
-    });
+    wait_for_the_executor_in_the_lock(&sb);
     sb.kill9(pid);
     // The situation: the escaped process survived its runtime.
     assert!(
         pid_alive(escaped),
         "the escaped process died with the runtime"
     );
-    let restarted = sb.start_run();
-    sb.wait_until("A-1 done", |s| s.status_of("A-1") == "done");
-    let alive_after = pid_alive(escaped);
-    kill_if_alive(escaped);
-    let log = checks(&sb);
-    assert!(
-        log.contains("escaped-1.pid dead"),
-        "the next attempt did not check the escaped process:\n{log}"
-    );
-    assert_eq!(log.matches("alive").count(), 0, "{log}");
-    assert!(!alive_after);
+    let restarted = restart_and_find_it_dead(&mut sb, escaped);
     assert_eq!(sb.count_for("stale_claim_reset", "A-1"), 1);
     let named = sb
         .events_named("error")
@@ -255,4 +268,23 @@ fn a_child_that_cleared_its_environment_and_ignores_sigterm_dies_with_its_timed_
 while [ ! -s escaped-1.pid ]; do sleep 0.01; done"#;
     escaping_executor(&sb, escape, "exec sleep 600", Some("1s"));
     assert_timeout_stops_the_escaped_process(&mut sb);
+}
+
+#[test]
+fn after_kill_9_a_child_known_only_by_its_process_group_is_stopped_before_the_task_runs_again() {
+    let mut sb = Sandbox::new("escape-group");
+    // The child stays in the executor's process group but carries no run id (env -i): once the
+    // runtime is killed (and the executor with it), only the group recorded in the lock leads
+    // the next runtime to it.
+    let escape = r#"/usr/bin/env -i /bin/sh -c 'echo $$ > escaped-1.tmp; /bin/mv escaped-1.tmp escaped-1.pid; exec /bin/sleep 600' &
+while [ ! -s escaped-1.pid ]; do sleep 0.01; done"#;
+    escaping_executor(&sb, escape, "exec sleep 600", None);
+    let pid = sb.start_run();
+    let escaped = escaped_pid(&sb);
+    assert_eq!(read_run_id(escaped), None, "the child carries the run id");
+    wait_for_the_executor_in_the_lock(&sb);
+    sb.kill9(pid);
+    assert!(pid_alive(escaped), "the child died with the runtime");
+    let restarted = restart_and_find_it_dead(&mut sb, escaped);
+    assert_eq!(sb.stop(restarted, libc::SIGTERM), Some(0));
 }
