@@ -1,11 +1,14 @@
 //! Watching the board for changes made by people, editors and tools.
 //!
-//! This module owns the file-system watch: it watches the board's folder (not the file, which
-//! editors replace on save), drops every event that does not name the board, and turns what is
-//! left into at most one [`WatchSignal`] per debounced batch. It must not read or write the board,
-//! interpret event kinds as edits (any event naming the board means "read it again"), or do any
-//! work or logging for events about other files: the runtime's own writes beside the board
-//! (events.jsonl, temporary files) would otherwise feed back into an endless loop.
+//! This module owns the file-system watch: it watches the board's folder (not only the file,
+//! which editors replace on save), drops every event that does not name the board, and turns
+//! what is left into at most one [`WatchSignal`] per debounced batch. On Linux the folder is
+//! watched for names only and the board's file for writes (`watch/inotify.rs`), so writes
+//! beside the board wake nothing; elsewhere notify watches the folder for everything. It must
+//! not read or write the board, interpret event kinds as edits (any event naming the board
+//! means "read it again"), or do any work or logging for events about other files: the
+//! runtime's own writes beside the board (events.jsonl, temporary files) would otherwise feed
+//! back into an endless loop.
 //!
 //! Opening or reading the board is not a change: those events are dropped, or the runtime's own
 //! re-read after each signal would signal again.
@@ -32,10 +35,20 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
+use notify::EventKind;
 use notify::event::{AccessKind, AccessMode};
-use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 
 use crate::core::quiet::{self, Quiet};
+
+#[cfg(target_os = "linux")]
+mod inotify;
+
+// Where the events come from, held for as long as the watch runs: on Linux, inotify asked for
+// only what can concern the board; elsewhere, notify's watcher of the folders.
+#[cfg(target_os = "linux")]
+use inotify::Watch as EventSource;
+#[cfg(not(target_os = "linux"))]
+use notify::RecommendedWatcher as EventSource;
 
 /// What the watcher tells the runtime.
 #[derive(Debug, Clone)]
@@ -78,7 +91,7 @@ impl std::error::Error for WatchError {}
 
 /// A running watch. Dropping it stops the watch.
 pub struct BoardWatcher {
-    watcher: Option<RecommendedWatcher>,
+    watcher: Option<EventSource>,
     /// To the debounce thread: tells it to stop.
     tx: Sender<Raw>,
     thread: Option<JoinHandle<()>>,
@@ -299,7 +312,7 @@ pub fn watch_board_and_bursts(
         }
     }
 
-    start(filter, debounce, on_burst, on_signal)
+    start(filter, true, debounce, on_burst, on_signal)
 }
 
 /// Watch the parent of `folder` for `folder` to appear again (created, renamed into place):
@@ -324,6 +337,7 @@ pub fn watch_for_folder(
     };
     start(
         filter,
+        false,
         debounce,
         || {},
         move |signal| match signal {
@@ -336,8 +350,11 @@ pub fn watch_for_folder(
 /// The longest debounce honoured: keeps every deadline within what an `Instant` can hold.
 const MAX_DEBOUNCE: Duration = Duration::from_secs(3600);
 
+/// Starts the source and the debounce thread. `writes`: the board's own file is watched for
+/// writes (not only its name), as it is for a board but not for a folder awaited.
 fn start(
     filter: Filter,
+    writes: bool,
     debounce: Duration,
     on_burst: impl Fn() + Send + 'static,
     on_signal: impl Fn(WatchSignal) + Send + 'static,
@@ -358,13 +375,22 @@ fn start(
         path: path.to_path_buf(),
         err: notify_message(&e),
     };
-    let mut watcher =
-        notify::recommended_watcher(handler).map_err(|e| notify_err(&filter.folders[0], e))?;
-    for f in &filter.folders {
+    #[cfg(target_os = "linux")]
+    let watcher = inotify::watch(&filter.folders, &filter.names, writes, Box::new(handler))
+        .map_err(|(path, e)| notify_err(&path, e))?;
+    #[cfg(not(target_os = "linux"))]
+    let watcher = {
+        use notify::{RecursiveMode, Watcher};
+        let _ = writes;
+        let mut watcher =
+            notify::recommended_watcher(handler).map_err(|e| notify_err(&filter.folders[0], e))?;
+        for f in &filter.folders {
+            watcher
+                .watch(f, RecursiveMode::NonRecursive)
+                .map_err(|e| notify_err(f, e))?;
+        }
         watcher
-            .watch(f, RecursiveMode::NonRecursive)
-            .map_err(|e| notify_err(f, e))?;
-    }
+    };
     let debounce = debounce.min(MAX_DEBOUNCE);
     let thread_filter = filter.clone();
     let thread = std::thread::Builder::new()
