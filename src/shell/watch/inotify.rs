@@ -50,8 +50,8 @@ const FILE_EVENTS: WatchFlags = WatchFlags::MODIFY
 /// itself (unreadable to this process, a symlink loop): names, and its entries' writes.
 const FOLDER_AND_WRITES: WatchFlags = FOLDER_EVENTS.union(FILE_EVENTS);
 
-/// What each change inotify reports is as a `notify` event, for a file and for a folder (the
-/// watched folder itself, or an entry that is one): a record's first listed change names it.
+/// The `notify` kind of each change inotify reports, for a file and for a folder (the watched
+/// folder itself, or an entry that is one): a record's first change in this list names it.
 const KINDS: [(ReadFlags, EventKind, EventKind); 11] = {
     use EventKind::{Access, Create, Modify, Remove};
     let renamed = Modify(ModifyKind::Name(RenameMode::Any));
