@@ -14,7 +14,8 @@
 //! re-read after each signal would signal again.
 //!
 //! A symlinked board is resolved once, when the watch starts: the folder of its target is watched
-//! too. Pointing the link elsewhere later is not followed.
+//! too. Pointing the link elsewhere later is not followed: the new target's folder is not
+//! watched (on Linux, writes into the new target are still seen, through the link's name).
 //!
 //! Debouncing is a quiet period: a batch is released one debounce after its last event
 //! ([`crate::core::quiet`]), by a thread that blocks until that deadline and, with nothing
