@@ -970,36 +970,15 @@ mod tests {
         assert_eq!(exclusive_flock_holder("garbage\n", dev, 42), None);
     }
 
-    /// A fresh folder for a test's locks, removed when dropped.
-    struct Scratch(PathBuf);
-
-    impl Scratch {
-        fn new(name: &str) -> Scratch {
-            let dir = std::env::temp_dir().join(format!(
-                "taskboard-lock-{name}-{}-{:x}",
-                std::process::id(),
-                nonce()
-            ));
-            fs::create_dir_all(&dir).unwrap();
-            Scratch(dir)
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-
     fn me(instance: &str) -> Owner {
         Owner::current(instance, chrono::Utc::now())
     }
 
     /// Locks of instance `mine` in a fresh folder, holding `t`; `attributes` off as on a file
     /// system without user attributes.
-    fn holding_t(name: &str, attributes: bool) -> (Scratch, PathBuf, Owner, Locks) {
-        let tmp = Scratch::new(name);
-        let root = tmp.0.join("locks");
+    fn holding_t(attributes: bool) -> (tempfile::TempDir, PathBuf, Owner, Locks) {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("locks");
         let owner = me("mine");
         let mine = Locks::of_instance(root.clone(), &owner.instance);
         mine.attributes.store(attributes, Ordering::Relaxed);
@@ -1048,7 +1027,7 @@ mod tests {
 
     #[test]
     fn an_executor_joins_its_lock_without_the_record_being_rewritten() {
-        let (tmp, root, owner, mine) = holding_t("attribute", true);
+        let (tmp, root, owner, mine) = holding_t(true);
         let record = root.join("t").join(OWNER_FILE);
         let (bytes, stamp) = (fs::read(&record).unwrap(), fs::metadata(&record).unwrap());
         mine.set_executor("t", "mine", 4242, Some("run-1")).unwrap();
@@ -1066,7 +1045,7 @@ mod tests {
             mine.list().unwrap(),
             vec![("t".to_string(), LockState::Held(expected))]
         );
-        if keeps_attributes(&tmp.0) {
+        if keeps_attributes(tmp.path()) {
             use std::os::unix::fs::MetadataExt;
             assert_eq!(
                 fs::read(&record).unwrap(),
@@ -1087,7 +1066,7 @@ mod tests {
 
     #[test]
     fn the_record_carries_the_executor_where_the_file_system_keeps_no_attributes() {
-        let (_tmp, root, _, mine) = holding_t("no-attribute", false);
+        let (_tmp, root, _, mine) = holding_t(false);
         mine.set_executor("t", "mine", 4242, None).unwrap();
         let record: Owner =
             serde_json::from_slice(&fs::read(root.join("t").join(OWNER_FILE)).unwrap()).unwrap();
@@ -1102,8 +1081,8 @@ mod tests {
 
     #[test]
     fn an_attribute_left_by_an_earlier_owner_counts_for_nothing() {
-        let tmp = Scratch::new("taken-over");
-        let root = tmp.0.join("locks");
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("locks");
         let first = me("first");
         let locks = Locks::new(root.clone());
         locks.try_acquire("t", &first).unwrap().unwrap();

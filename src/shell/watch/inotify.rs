@@ -316,16 +316,6 @@ mod tests {
 
     use super::*;
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "taskboard-inotify-{name}-{}-{:x}",
-            std::process::id(),
-            crate::shell::lock::nonce()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     /// A watch of `dir` for `task-board.md`, and what it hands on.
     fn watching(dir: &std::path::Path) -> (Watch, Receiver<Event>) {
         let (tx, rx) = mpsc::channel();
@@ -388,7 +378,8 @@ mod tests {
 
     #[test]
     fn appends_beside_the_board_and_reads_of_it_hand_on_nothing() {
-        let dir = scratch("beside");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
         let board = dir.join("task-board.md");
         std::fs::write(&board, "# B\n").unwrap();
         std::fs::write(dir.join("events.jsonl"), "").unwrap();
@@ -407,12 +398,12 @@ mod tests {
         let seen = up_to_a_mode_change(&board, &rx);
         assert_eq!(paths(&seen), [board.as_path()], "{seen:?}");
         drop(w);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn a_write_into_the_file_renamed_into_place_is_seen_and_one_into_the_old_is_not() {
-        let dir = scratch("renamed");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
         let board = dir.join("task-board.md");
         let backup = dir.join("task-board.md~");
         std::fs::write(&board, "# old\n").unwrap();
@@ -454,6 +445,5 @@ mod tests {
             "{stray:?}"
         );
         drop(w);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
