@@ -91,6 +91,12 @@ impl Owner {
             remote: None,
         }
     }
+
+    /// Names the executor this owner runs: its process group and its processes' run id.
+    fn set_executor(&mut self, pgid: i32, run_id: Option<&str>) {
+        self.executor_pgid = Some(pgid);
+        self.run_id = run_id.map(str::to_owned);
+    }
 }
 
 /// Whether the process recorded in an owner is still the one running.
@@ -402,8 +408,7 @@ impl Locks {
                 Ok(()) => {
                     let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
                     if let Some(known) = records.get_mut(id) {
-                        known.owner.executor_pgid = Some(pgid);
-                        known.owner.run_id = run_id.map(str::to_owned);
+                        known.owner.set_executor(pgid, run_id);
                     }
                     return Ok(());
                 }
@@ -414,10 +419,7 @@ impl Locks {
                 Err(_) => {}
             }
         }
-        self.update_owner(id, instance, |owner| {
-            owner.executor_pgid = Some(pgid);
-            owner.run_id = run_id.map(str::to_owned);
-        })
+        self.update_owner(id, instance, |owner| owner.set_executor(pgid, run_id))
     }
 
     /// `Ok` when `instance` holds `id` (`PermissionDenied` if someone else does, `NotFound` if
@@ -618,8 +620,7 @@ fn read_state(dir: &Path) -> Option<LockState> {
             && let Some((instance, pgid, run_id)) = parse_executor_attribute(&value)
             && instance == owner.instance
         {
-            owner.executor_pgid = Some(pgid);
-            owner.run_id = run_id.map(str::to_owned);
+            owner.set_executor(pgid, run_id);
         }
         return Some(LockState::Held(owner));
     }
