@@ -1,7 +1,8 @@
 //! Situation: a process leaves the executor's process group (`setsid`, a shell with job control)
-//! and survives the group's SIGTERM, or stays in the group without the run id (`env -i`). Promise: a run is over only when every process it started
-//! is gone, so a task never has two live runs, whether the run timed out, the runtime was stopped,
-//! or the runtime was killed and restarted.
+//! and survives the group's SIGTERM, or stays in the group without the run id (`env -i`).
+//! Promise: a run is over only when every process it started is gone, so a task never has two
+//! live runs, whether the run timed out, the runtime was stopped, or the runtime was killed and
+//! restarted.
 
 use std::time::Duration;
 
